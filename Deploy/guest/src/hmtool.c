@@ -1,0 +1,288 @@
+/*
+ * hmtool: the parts of the Hostmesh test guest that busybox cannot do precisely.
+ * Built with `gcc -static -O2`, runs as root inside the guest, prints one line per
+ * event or per second on stdout (the serial console). Line formats are stable:
+ * tests parse them (see Deploy/guest/README.md).
+ *
+ *   hmtool dirty --rate-mb N [--set-mb M]        dirty N MB/s in a fixed M MB working set
+ *   hmtool ping  [--interval-ms I] IP            ICMP echo every I ms (default 20), report gaps
+ *   hmtool tcp   [--interval-ms I] IP PORT       keep ONE TCP connection to an echo
+ *                                                service, check every echo, report gaps
+ *
+ * Times come from the guest's CLOCK_MONOTONIC. A migrating guest's clock does not
+ * advance while it is paused, so gaps must be measured by a peer that keeps running.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096
+#define GAP_REPORT_MS 100 /* a reply gap at least this long gets its own line */
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void sleep_until_us(int64_t t) {
+    struct timespec ts = {t / 1000000, (t % 1000000) * 1000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+}
+
+static void die(const char *what) {
+    printf("HMTOOL error %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+/* "--name VALUE" option lookup; positional() skips such pairs. */
+static int opt_int(int argc, char **argv, const char *name, long *out) {
+    for (int i = 2; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0) { *out = atol(argv[i + 1]); return 1; }
+    return 0;
+}
+
+static int positional(int argc, char **argv, int n, const char **out) {
+    int seen = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) == 0) { i++; continue; }
+        if (seen < n) out[seen] = argv[i];
+        seen++;
+    }
+    return seen == n;
+}
+
+/* ---- dirty: fixed working set, whole pages rewritten with fresh non-zero data, so
+ * neither zero-page detection nor xbzrle can shortcut the transfer. */
+static int cmd_dirty(int argc, char **argv) {
+    long rate_mb = -1, set_mb = 64;
+    opt_int(argc, argv, "--rate-mb", &rate_mb);
+    opt_int(argc, argv, "--set-mb", &set_mb);
+    if (rate_mb < 0 || set_mb <= 0) {
+        fprintf(stderr, "usage: hmtool dirty --rate-mb N [--set-mb M]\n");
+        return 2;
+    }
+    size_t pages = (size_t)set_mb * (1 << 20) / PAGE;
+    uint64_t *mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (mem == MAP_FAILED) die("mmap");
+    uint64_t x = 0x9e3779b97f4a7c15ULL ^ (uint64_t)now_us(); /* xorshift64 state, never 0 */
+    size_t next = 0, total = 0;
+    /* The whole set starts non-zero so it all has to be migrated at least once. */
+    for (size_t i = 0; i < pages * PAGE / 8; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        mem[i] = x;
+    }
+    printf("DIRTY start rate_mb=%ld set_mb=%ld\n", rate_mb, set_mb);
+    fflush(stdout);
+    const int64_t tick = 10000; /* 10 ms slices keep the rate smooth */
+    int64_t start = now_us(), t = start, last_report = start;
+    size_t done_at_report = 0;
+    for (;;) {
+        t += tick;
+        sleep_until_us(t);
+        int64_t now = now_us();
+        /* Pages owed since start; lag is capped so a stall is not followed by a burst. */
+        size_t want = (size_t)((double)(now - start) * rate_mb * (1 << 20) / 1e6 / PAGE);
+        size_t cap = (size_t)rate_mb * (1 << 20) / PAGE / 10;
+        if (want > total + cap) { total = want - cap; }
+        while (total < want) {
+            uint64_t *p = mem + next * (PAGE / 8);
+            for (int i = 0; i < PAGE / 8; i++) {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                p[i] = x;
+            }
+            next = (next + 1) % pages;
+            total++;
+        }
+        if (now - last_report >= 1000000) {
+            double mb = (double)(total - done_at_report) * PAGE / (1 << 20);
+            double secs = (double)(now - last_report) / 1e6;
+            printf("DIRTY mb_s=%.1f set_mb=%ld total_mb=%zu\n", mb / secs, set_mb,
+                   total * PAGE >> 20);
+            fflush(stdout);
+            done_at_report = total;
+            last_report = now;
+        }
+    }
+}
+
+/* ---- ping: raw ICMP echo, one request every interval, a summary line per second. */
+static uint16_t csum(const void *data, size_t len) {
+    const uint16_t *w = data;
+    uint32_t s = 0;
+    for (; len > 1; len -= 2) s += *w++;
+    if (len) s += *(const uint8_t *)w;
+    s = (s >> 16) + (s & 0xffff);
+    s += s >> 16;
+    return (uint16_t)~s;
+}
+
+static int cmd_ping(int argc, char **argv) {
+    long interval_ms = 20;
+    const char *ip;
+    opt_int(argc, argv, "--interval-ms", &interval_ms);
+    if (!positional(argc, argv, 1, &ip) || interval_ms <= 0) {
+        fprintf(stderr, "usage: hmtool ping [--interval-ms I] IP\n");
+        return 2;
+    }
+    struct sockaddr_in dst = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
+    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    if (fd < 0) die("socket");
+    uint16_t id = (uint16_t)getpid();
+    uint64_t sent = 0, recvd = 0, rtt_sum = 0, rtt_n = 0;
+    int64_t last_reply = 0, maxgap = 0, start = now_us();
+    int64_t next_send = start, report = start + 1000000;
+    for (;;) {
+        int64_t now = now_us();
+        if (now >= next_send) {
+            struct { struct icmphdr h; int64_t t; } pkt = {0};
+            pkt.h.type = ICMP_ECHO;
+            pkt.h.un.echo.id = htons(id);
+            pkt.h.un.echo.sequence = htons((uint16_t)sent);
+            pkt.t = now;
+            pkt.h.checksum = csum(&pkt, sizeof pkt);
+            /* Errors (no route yet, ARP failure) just count as a lost request. */
+            sendto(fd, &pkt, sizeof pkt, 0, (struct sockaddr *)&dst, sizeof dst);
+            sent++;
+            next_send += interval_ms * 1000;
+            if (next_send < now) next_send = now + interval_ms * 1000;
+        }
+        if (now >= report) {
+            printf("PING %s sent=%llu recv=%llu lost=%llu rtt_us=%llu maxgap_ms=%lld\n", ip,
+                   (unsigned long long)sent, (unsigned long long)recvd,
+                   (unsigned long long)(sent - recvd),
+                   (unsigned long long)(rtt_n ? rtt_sum / rtt_n : 0), (long long)maxgap / 1000);
+            fflush(stdout);
+            rtt_sum = rtt_n = 0;
+            report += 1000000;
+        }
+        int64_t wake = next_send < report ? next_send : report;
+        int ms = (int)((wake - now_us() + 999) / 1000);
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, ms < 0 ? 0 : ms) <= 0) continue;
+        unsigned char buf[1500];
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < (ssize_t)sizeof(struct iphdr)) continue;
+        struct iphdr *iph = (struct iphdr *)buf;
+        size_t hl = iph->ihl * 4;
+        if ((size_t)n < hl + sizeof(struct icmphdr) + 8) continue;
+        struct icmphdr *h = (struct icmphdr *)(buf + hl);
+        if (h->type != ICMP_ECHOREPLY || ntohs(h->un.echo.id) != id ||
+            iph->saddr != dst.sin_addr.s_addr)
+            continue;
+        int64_t t, r = now_us();
+        memcpy(&t, buf + hl + sizeof *h, sizeof t);
+        recvd++;
+        rtt_sum += (uint64_t)(r - t);
+        rtt_n++;
+        if (last_reply) {
+            int64_t gap = r - last_reply;
+            if (gap > maxgap) maxgap = gap;
+            if (gap >= GAP_REPORT_MS * 1000) {
+                printf("PINGGAP %s gap_ms=%lld seq=%u\n", ip, (long long)gap / 1000,
+                       ntohs(h->un.echo.sequence));
+                fflush(stdout);
+            }
+        }
+        last_reply = r;
+    }
+}
+
+/* ---- tcp: one long-lived connection to an echo service, stop-and-wait: send a
+ * numbered line, wait for exactly that line back. conn= stays 1 if it survives. */
+static int tcp_connect(struct sockaddr_in *dst) {
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) die("socket");
+        if (connect(fd, (struct sockaddr *)dst, sizeof *dst) == 0) return fd;
+        close(fd);
+        usleep(200000);
+    }
+}
+
+static int cmd_tcp(int argc, char **argv) {
+    long interval_ms = 20;
+    const char *a[2];
+    opt_int(argc, argv, "--interval-ms", &interval_ms);
+    if (!positional(argc, argv, 2, a) || interval_ms <= 0) {
+        fprintf(stderr, "usage: hmtool tcp [--interval-ms I] IP PORT\n");
+        return 2;
+    }
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(a[1]))};
+    if (inet_pton(AF_INET, a[0], &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
+    uint64_t conns = 0, ok = 0, seq = 0;
+    int64_t maxgap = 0;
+    for (;;) {
+        int fd = tcp_connect(&dst);
+        conns++;
+        printf("TCP %s:%s connected conn=%llu\n", a[0], a[1], (unsigned long long)conns);
+        fflush(stdout);
+        int64_t last_ok = now_us(), report = last_ok + 1000000;
+        const char *err = NULL;
+        while (!err) {
+            char line[32], back[32];
+            int len = snprintf(line, sizeof line, "hm %020llu\n", (unsigned long long)seq++);
+            if (send(fd, line, len, MSG_NOSIGNAL) != len) { err = "send"; break; }
+            int got = 0;
+            while (got < len && !err) {
+                struct pollfd pfd = {fd, POLLIN, 0};
+                /* Wake up each second to keep the summary line flowing during a stall. */
+                if (poll(&pfd, 1, 1000) == 0) {
+                    printf("TCP %s:%s conn=%llu ok=%llu waiting_ms=%lld\n", a[0], a[1],
+                           (unsigned long long)conns, (unsigned long long)ok,
+                           (long long)(now_us() - last_ok) / 1000);
+                    fflush(stdout);
+                    continue;
+                }
+                ssize_t n = recv(fd, back + got, len - got, 0);
+                if (n <= 0) err = n == 0 ? "eof" : strerror(errno);
+                else got += n;
+            }
+            if (err) break;
+            if (memcmp(line, back, len) != 0) { err = "mismatch"; break; }
+            ok++;
+            int64_t r = now_us(), gap = r - last_ok;
+            if (gap > maxgap) maxgap = gap;
+            if (gap >= GAP_REPORT_MS * 1000) {
+                printf("TCPGAP %s:%s gap_ms=%lld\n", a[0], a[1], (long long)gap / 1000);
+                fflush(stdout);
+            }
+            last_ok = r;
+            if (r >= report) {
+                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld\n", a[0], a[1],
+                       (unsigned long long)conns, (unsigned long long)ok,
+                       (long long)maxgap / 1000);
+                fflush(stdout);
+                report += 1000000;
+            }
+            sleep_until_us(r + interval_ms * 1000);
+        }
+        printf("TCP %s:%s error %s conn=%llu ok=%llu\n", a[0], a[1], err,
+               (unsigned long long)conns, (unsigned long long)ok);
+        fflush(stdout);
+        close(fd);
+    }
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 2 && strcmp(argv[1], "dirty") == 0) return cmd_dirty(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "ping") == 0) return cmd_ping(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "tcp") == 0) return cmd_tcp(argc, argv);
+    fprintf(stderr, "usage: hmtool dirty|ping|tcp ...  (see source)\n");
+    return 2;
+}

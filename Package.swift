@@ -1,0 +1,96 @@
+// swift-tools-version:6.0
+// Hostmesh: a peer-to-peer live-migration mesh for QEMU hosts.
+//
+// The layering is deliberate and one-way; each line below depends only on lines above it:
+//   CSodium            libsodium through pkg-config (system library)
+//   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b
+//   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
+//   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores
+//   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
+//   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
+//   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
+//   Hypervisor         QEMU process supervision and the QMP client
+//   Agent              the node: configuration, services, durable state
+//   hostmesh           the one binary: parses arguments, prints results
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "hostmesh",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "hostmesh", targets: ["hostmesh"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(
+            name: "MeshCrypto",
+            dependencies: [
+                "CSodium",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "MeshWire",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Protos"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "MeshIdentity",
+            dependencies: [
+                "MeshCrypto", "MeshWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SecureChannel",
+            dependencies: [
+                "MeshCrypto", "MeshWire", "MeshIdentity",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "hostmesh",
+            dependencies: [
+                "MeshCrypto", "MeshIdentity", "SecureChannel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
+        .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
+        .testTarget(
+            name: "SecureChannelTests",
+            dependencies: [
+                "SecureChannel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)
