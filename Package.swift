@@ -71,6 +71,25 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "Membership",
+            dependencies: [
+                "MeshWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(name: "MeshSimulator", dependencies: ["Membership"], swiftSettings: strict),
+        .target(
+            name: "Hypervisor",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "hostmesh",
             dependencies: [
@@ -81,6 +100,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
+        .testTarget(name: "MembershipTests", dependencies: ["Membership", "MeshSimulator"], swiftSettings: strict),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",

@@ -1,0 +1,1 @@
+// Membership: SWIM + Lifeguard core (placeholder until the core lands).

@@ -1,0 +1,1 @@
+// MeshSimulator (placeholder).
