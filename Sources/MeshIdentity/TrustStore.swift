@@ -1,0 +1,64 @@
+public import MeshCrypto
+import Foundation
+
+/// The domains a host trusts, and the verification of peers' certificates against them.
+///
+/// Checks run cheapest first and each failure names its cause (Protocol.md §2.3).
+public struct TrustStore: Sendable {
+    /// Trusted domains by key.
+    public private(set) var anchors: [SigningPublicKey: DomainTrustAnchor]
+    /// Tolerated clock difference between hosts when checking validity windows, in seconds.
+    public var clockSkewSeconds: Int64
+
+    /// A store trusting `anchors`.
+    public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60) {
+        self.anchors = Dictionary(anchors.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        self.clockSkewSeconds = clockSkewSeconds
+    }
+
+    /// Adds a trusted domain.
+    public mutating func trust(_ anchor: DomainTrustAnchor) {
+        anchors[anchor.key] = anchor
+    }
+
+    /// Loads every `*.pub` trust anchor in `directory` (typically `<state>/trust`).
+    public static func load(fromDirectory directory: String) throws(IdentityError) -> TrustStore {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var anchors: [DomainTrustAnchor] = []
+        for name in names.sorted() where name.hasSuffix(".pub") {
+            anchors.append(try DomainTrustAnchor.load(directory + "/" + name))
+        }
+        return TrustStore(anchors: anchors)
+    }
+
+    /// Verifies `certificate` at unix time `now`. With `requiredDomain`, the certificate must
+    /// also be for that domain. Returns the trust anchor that vouches for it.
+    @discardableResult
+    public func verify(_ certificate: HostCertificate, now: Int64, requiredDomain: String? = nil) throws(IdentityError) -> DomainTrustAnchor {
+        let body = certificate.body
+        let issuer = try certificate.issuerKey()
+        guard let anchor = anchors[issuer] else {
+            throw .unknownIssuer(fingerprint: issuer.fingerprint, claimedDomain: body.domain)
+        }
+        guard issuer.isValidSignature(certificate.signature, for: HostCertificate.signatureContext + certificate.bodyBytes) else {
+            throw .badSignature(hostID: body.hostID, domain: body.domain)
+        }
+        guard body.domain == anchor.name else {
+            throw .wrongDomain(expected: anchor.name, actual: body.domain, hostID: body.hostID)
+        }
+        if let requiredDomain, body.domain != requiredDomain {
+            throw .wrongDomain(expected: requiredDomain, actual: body.domain, hostID: body.hostID)
+        }
+        if now + clockSkewSeconds < body.notBefore {
+            throw .notYetValid(hostID: body.hostID, notBefore: body.notBefore, now: now)
+        }
+        if now - clockSkewSeconds >= body.notAfter {
+            throw .expired(hostID: body.hostID, notAfter: body.notAfter, now: now)
+        }
+        if let critical = body.extensions.first(where: { $0.critical }) {
+            throw .unknownCriticalExtension(critical.id)
+        }
+        do { try IdentityName.validate(body.hostID) } catch { throw .certificateMalformed("host id: \(error)") }
+        return anchor
+    }
+}
