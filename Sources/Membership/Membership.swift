@@ -1,1 +1,0 @@
-// Membership: SWIM + Lifeguard core (placeholder until the core lands).

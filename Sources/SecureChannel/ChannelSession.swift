@@ -1,0 +1,113 @@
+public import MeshCrypto
+public import MeshIdentity
+
+/// Who is on the other end, as proven by the handshake.
+public struct PeerIdentity: Sendable, Equatable, CustomStringConvertible {
+    /// The peer's certified host id.
+    public let hostID: String
+    /// The peer's certified domain.
+    public let domain: String
+    /// The certificate the peer presented (verified).
+    public let certificate: HostCertificate
+    /// What the initiator said the channel is for.
+    public let purpose: String
+
+    public var description: String {
+        "\(hostID)@\(domain) (cert serial \(certificate.serial), key \((try? certificate.identityKey().fingerprint) ?? "?"))"
+    }
+}
+
+/// The outcome of a completed handshake: the peer, the negotiated cipher and the traffic keys.
+public struct ChannelSession: Sendable {
+    /// The authenticated peer.
+    public let peer: PeerIdentity
+    /// Negotiated bulk AEAD.
+    public let aead: AEADAlgorithm
+    /// True on the side that opened the connection.
+    public let isInitiator: Bool
+    /// The final Noise handshake hash: unique per channel, usable as a channel binding.
+    public let channelBinding: [UInt8]
+    /// Largest record payload the peer accepts.
+    public let peerMaxRecordPayload: Int
+    let sendKey: SecretBytes
+    let receiveKey: SecretBytes
+    let exporterSecret: SecretBytes
+
+    /// A key derived from this channel's secrets for another purpose (Protocol.md §3.7), e.g. the
+    /// key of a migration stream. Both ends derive the same value for the same label.
+    public func exportKey(label: String, length: Int = 32) -> SecretBytes {
+        SecretBytes(Blake2b.hash(Array("hostmesh-export-v1 \(label)".utf8), key: exporterSecret, outputLength: length))
+    }
+
+    /// Derives the traffic keys from Noise's split outputs (Protocol.md §3.5).
+    static func derive(split: (SecretBytes, SecretBytes, SecretBytes), aead: AEADAlgorithm, isInitiator: Bool,
+                       peer: PeerIdentity, binding: [UInt8], peerMaxRecordPayload: Int) -> ChannelSession {
+        let label = Array("hostmesh-record-v1 \(aead.rawValue)".utf8)
+        let i2r = SecretBytes(Blake2b.hash(label, key: split.0, outputLength: 32))
+        let r2i = SecretBytes(Blake2b.hash(label, key: split.1, outputLength: 32))
+        return ChannelSession(peer: peer, aead: aead, isInitiator: isInitiator, channelBinding: binding,
+                              peerMaxRecordPayload: peerMaxRecordPayload,
+                              sendKey: isInitiator ? i2r : r2i, receiveKey: isInitiator ? r2i : i2r, exporterSecret: split.2)
+    }
+}
+
+/// What a host needs to take part in handshakes.
+public struct ChannelCredentials: Sendable {
+    /// This host's keys.
+    public let identity: HostIdentity
+    /// This host's certificate (must certify `identity`).
+    public let certificate: HostCertificate
+    /// Domains whose certificates are accepted.
+    public let trust: TrustStore
+
+    /// Bundles credentials.
+    public init(identity: HostIdentity, certificate: HostCertificate, trust: TrustStore) {
+        self.identity = identity
+        self.certificate = certificate
+        self.trust = trust
+    }
+}
+
+/// Per-channel choices.
+public struct ChannelPolicy: Sendable {
+    /// Only peers of this domain are accepted; nil accepts any trusted domain.
+    public var requiredDomain: String?
+    /// Initiator only: the host id we mean to reach; another host is refused.
+    public var expectedPeer: String?
+    /// Bulk AEADs in order of preference.
+    public var aeads: [AEADAlgorithm]
+    /// Largest record payload this side accepts.
+    public var maxRecordPayload: Int
+    /// Initiator only: what the channel is for.
+    public var purpose: String
+    /// Initiator only: the trust anchor of the domain being dialled (its key keys the
+    /// initiation MAC). Nil means this host's own domain.
+    public var targetDomain: DomainTrustAnchor?
+
+    /// Defaults: any trusted domain, AES-256-GCM where the CPU has it, 256 KiB records.
+    public init(requiredDomain: String? = nil, expectedPeer: String? = nil, aeads: [AEADAlgorithm] = AEADAlgorithm.bulkPreference,
+                maxRecordPayload: Int = 256 * 1024, purpose: String = "control", targetDomain: DomainTrustAnchor? = nil) {
+        self.requiredDomain = requiredDomain
+        self.expectedPeer = expectedPeer
+        self.aeads = aeads
+        self.maxRecordPayload = maxRecordPayload
+        self.purpose = purpose
+        self.targetDomain = targetDomain
+    }
+}
+
+extension ChannelError {
+    /// Maps a certificate verification failure to its close code.
+    init(certificate error: IdentityError, role: String) {
+        let code: CloseCode
+        switch error {
+        case .unknownIssuer: code = .unknownIssuer
+        case .badSignature: code = .badCertificateSignature
+        case .wrongDomain: code = .wrongDomain
+        case .expired: code = .certificateExpired
+        case .notYetValid: code = .certificateNotYetValid
+        default: code = .certificateMalformed
+        }
+        self.init(code, "\(role) certificate rejected: \(error)")
+    }
+}

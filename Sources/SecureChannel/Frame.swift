@@ -1,0 +1,72 @@
+public import NIOCore
+
+/// The outer framing of a channel (Protocol.md §3.2):
+///
+///     frame  = length:u32be type:u8 body      length = 1 + len(body)
+///
+/// Every byte after the TCP connect is a frame; nothing else is ever sent.
+public enum FrameType: UInt8, Sendable {
+    /// Noise XX message 1 with domain hint and MAC.
+    case handshakeInit = 0x01
+    /// Noise XX message 2.
+    case handshakeResponse = 0x02
+    /// Noise XX message 3.
+    case handshakeFinish = 0x03
+    /// Cleartext, advisory rejection of a handshake (CloseReason).
+    case reject = 0x04
+    /// An AEAD-sealed record.
+    case record = 0x10
+}
+
+/// One decoded frame. `body` is a slice of the receive buffer.
+public struct Frame: Sendable {
+    /// Frame type.
+    public var type: FrameType
+    /// Frame body (after the type byte).
+    public var body: ByteBuffer
+    /// Value of the length field (1 + body length), needed for a record's associated data.
+    public var lengthField: UInt32 { UInt32(body.readableBytes + 1) }
+}
+
+/// Splits a byte stream into frames, checking sizes before buffering anything large.
+public struct FrameDecoder: Sendable {
+    /// Largest handshake or reject frame (length field), 64 KiB.
+    public static let maxHandshakeFrameLength = 65_536
+    /// Record frame overhead beyond the inner plaintext: type, counter, inner type, tag.
+    public static let recordOverhead = 1 + 8 + 1 + 16
+
+    /// Largest record plaintext (application bytes per record) this side accepts.
+    public var maxRecordPayload: Int
+
+    /// A decoder accepting records of up to `maxRecordPayload` application bytes.
+    public init(maxRecordPayload: Int) {
+        self.maxRecordPayload = maxRecordPayload
+    }
+
+    /// Takes the next whole frame off the front of `buffer`, or returns nil if more bytes are
+    /// needed. Throws on an unknown type or an oversized length, as soon as the 5-byte header is in.
+    public func next(from buffer: inout ByteBuffer) throws(ChannelError) -> Frame? {
+        guard buffer.readableBytes >= 5,
+              let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
+              let rawType = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self) else { return nil }
+        guard let type = FrameType(rawValue: rawType) else {
+            throw ChannelError(.protocolViolation, "unknown frame type 0x\(String(rawType, radix: 16))")
+        }
+        guard length >= 1 else { throw ChannelError(.protocolViolation, "frame length 0") }
+        let limit = type == .record ? maxRecordPayload + Self.recordOverhead : Self.maxHandshakeFrameLength
+        guard Int(length) <= limit else {
+            throw ChannelError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds the limit of \(limit)")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 5)
+        let body = buffer.readSlice(length: Int(length) - 1)! // length checked above
+        return Frame(type: type, body: body)
+    }
+
+    /// Encodes a frame with the given body.
+    public static func encode(_ type: FrameType, body: [UInt8], into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt32(body.count + 1))
+        buffer.writeInteger(type.rawValue)
+        buffer.writeBytes(body)
+    }
+}

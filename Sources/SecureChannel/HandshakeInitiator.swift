@@ -1,0 +1,102 @@
+public import MeshCrypto
+import MeshIdentity
+import MeshWire
+
+/// The initiator side of the channel handshake (Noise XX, Protocol.md §3.4): a pure state
+/// machine. The shell feeds it frames and the current unix time, and writes what it returns.
+public struct HandshakeInitiator: Sendable {
+    private enum State: Sendable { case idle, awaitingResponse, done }
+
+    private let credentials: ChannelCredentials
+    private let policy: ChannelPolicy
+    private let ephemeral: KeyAgreementKeyPair
+    private var symmetric: NoiseSymmetricState
+    private var state = State.idle
+    private let targetDomainKey: SigningPublicKey
+    private let domainHint: [UInt8]
+
+    /// - Parameter ephemeral: a fresh key pair for this handshake only (injected so that tests
+    ///   are deterministic; the shell passes `KeyAgreementKeyPair()`).
+    public init(credentials: ChannelCredentials, policy: ChannelPolicy, ephemeral: KeyAgreementKeyPair) throws(ChannelError) {
+        self.credentials = credentials
+        self.policy = policy
+        self.ephemeral = ephemeral
+        let key: SigningPublicKey
+        if let target = policy.targetDomain {
+            key = target.key
+        } else {
+            do { key = try credentials.certificate.issuerKey() } catch {
+                throw ChannelError(.internalError, "own certificate: \(error)")
+            }
+        }
+        guard !policy.aeads.isEmpty else { throw ChannelError(.noCommonCipher, "no AEAD configured") }
+        targetDomainKey = key
+        domainHint = HandshakeWire.domainHint(key)
+        symmetric = NoiseSymmetricState(prologue: HandshakeWire.prologue(domainHint: domainHint))
+    }
+
+    /// Message 1: `-> e` with the hello payload, framed, with the domain hint and mac1.
+    public mutating func start() -> [UInt8] {
+        precondition(state == .idle, "start() called twice") // programmer error
+        state = .awaitingResponse
+        var hello = Hostmesh_V1_ChannelHello()
+        hello.protocolVersion = HandshakeWire.protocolVersion
+        hello.aeads = policy.aeads.map(\.rawValue)
+        hello.purpose = policy.purpose
+        hello.initiatorHostID = credentials.identity.hostID
+        symmetric.mixHash(ephemeral.publicKey.bytes)
+        let payload = symmetric.encryptAndHash(HandshakeWire.encode(hello))
+        let noise = ephemeral.publicKey.bytes + payload
+        let bodyLength = HandshakeWire.domainHintLength + noise.count + HandshakeWire.macLength
+        let covered = withUnsafeBytes(of: UInt32(bodyLength + 1).bigEndian, Array.init) + [FrameType.handshakeInit.rawValue] + domainHint + noise
+        return covered + HandshakeWire.mac1(domainKey: targetDomainKey, covered: covered)
+    }
+
+    /// Processes message 2 (or the responder's rejection). On success returns message 3, framed,
+    /// and the established session; the initiator may send records right after message 3.
+    public mutating func receive(_ frame: Frame, now: Int64) throws(ChannelError) -> (finish: [UInt8], session: ChannelSession) {
+        guard state == .awaitingResponse else { throw ChannelError(.protocolViolation, "unexpected \(frame.type) frame") }
+        state = .done
+        if frame.type == .reject { throw HandshakeWire.peerError(Array(frame.body.readableBytesView)) }
+        guard frame.type == .handshakeResponse else {
+            throw ChannelError(.protocolViolation, "expected a handshake response, got \(frame.type)")
+        }
+        let msg = Array(frame.body.readableBytesView)
+        let k = HandshakeWire.keyLength, t = HandshakeWire.tagLength
+        guard msg.count >= k + k + t + t else { throw ChannelError(.protocolViolation, "handshake response too short (\(msg.count) bytes)") }
+        // <- e, ee, s, es
+        let remoteEphemeral: KeyAgreementPublicKey
+        do { remoteEphemeral = try KeyAgreementPublicKey(bytes: Array(msg[0..<k])) } catch { throw ChannelError(.protocolViolation, "\(error)") }
+        symmetric.mixHash(remoteEphemeral.bytes)
+        symmetric.mixKey(try dh(ephemeral, remoteEphemeral))
+        let remoteStatic = try symmetric.decryptAndHash(Array(msg[k..<(k + k + t)]))
+        let remoteStaticKey: KeyAgreementPublicKey
+        do { remoteStaticKey = try KeyAgreementPublicKey(bytes: remoteStatic) } catch { throw ChannelError(.protocolViolation, "\(error)") }
+        symmetric.mixKey(try dh(ephemeral, remoteStaticKey))
+        let payload = try symmetric.decryptAndHash(Array(msg[(k + k + t)...]))
+        let (certificate, identity) = try HandshakeWire.verifyIdentity(payload, staticKey: remoteStatic, trust: credentials.trust,
+                                                                       requiredDomain: policy.requiredDomain, now: now, role: "responder")
+        if let expected = policy.expectedPeer, certificate.hostID != expected {
+            throw ChannelError(.unexpectedPeer, "dialled \(expected) but the responder proved to be \(certificate.hostID)")
+        }
+        guard let aead = AEADAlgorithm(rawValue: identity.aead), policy.aeads.contains(aead) else {
+            throw ChannelError(.noCommonCipher, "responder chose \"\(identity.aead)\", which was not offered")
+        }
+        // -> s, se
+        let encryptedStatic = symmetric.encryptAndHash(credentials.identity.staticKey.publicKey.bytes)
+        symmetric.mixKey(try dh(credentials.identity.staticKey, remoteEphemeral))
+        let finishPayload = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: nil, maxRecordPayload: policy.maxRecordPayload))
+        let finish = HandshakeWire.frame(.handshakeFinish, encryptedStatic + finishPayload)
+        let peer = PeerIdentity(hostID: certificate.hostID, domain: certificate.domain, certificate: certificate, purpose: policy.purpose)
+        let session = ChannelSession.derive(split: symmetric.split(), aead: aead, isInitiator: true, peer: peer,
+                                            binding: symmetric.handshakeHash, peerMaxRecordPayload: Int(identity.maxRecord))
+        return (finish, session)
+    }
+}
+
+/// X25519 with the weak-key failure mapped to a protocol error.
+func dh(_ local: KeyAgreementKeyPair, _ remote: KeyAgreementPublicKey) throws(ChannelError) -> SecretBytes {
+    do { return try local.sharedSecret(with: remote) } catch {
+        throw ChannelError(.protocolViolation, "peer sent a low-order public key")
+    }
+}

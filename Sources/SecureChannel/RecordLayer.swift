@@ -1,0 +1,160 @@
+import MeshCrypto
+import MeshWire
+public import NIOCore
+
+/// What a record carries (Protocol.md §3.6). Authenticated as associated data, not encrypted.
+public enum RecordContentType: UInt8, Sendable {
+    /// Application bytes.
+    case data = 0
+    /// The sender switches to its next key after this record.
+    case keyUpdate = 1
+    /// The sender closes the channel; the content is a CloseReason.
+    case close = 2
+}
+
+/// Seals outgoing records: one direction's key, counter and rekey budget. Pure.
+public struct RecordSealer: Sendable {
+    private var key: AEADKey
+    private var rawKey: SecretBytes
+    private(set) var counter: UInt64 = 0
+    private var bytesSinceRekey: UInt64 = 0
+    private var lastRekeyNanos: UInt64
+    /// Rekey after this many sealed bytes.
+    public let rekeyAfterBytes: UInt64
+    /// Rekey after this much time (nanoseconds of the shell's monotonic clock).
+    public let rekeyAfterNanos: UInt64
+    /// Largest record payload the peer accepts.
+    public let maxPayload: Int
+    /// How many key updates this side has sent.
+    public private(set) var keyUpdates = 0
+
+    /// A sealer starting at counter 0 with `key` at monotonic time `now`.
+    public init(session: ChannelSession, rekeyAfterBytes: UInt64, rekeyAfterNanos: UInt64, now: UInt64) {
+        self.rawKey = session.sendKey
+        self.key = try! AEADKey(session.aead, key: session.sendKey) // negotiated algorithms are available by construction
+        self.rekeyAfterBytes = rekeyAfterBytes
+        self.rekeyAfterNanos = rekeyAfterNanos
+        self.maxPayload = session.peerMaxRecordPayload
+        self.lastRekeyNanos = now
+    }
+
+    /// Seals `data` (split into records of at most `maxPayload`) and appends the frames to `out`.
+    /// A key update record is inserted first when the byte or time budget is spent.
+    public mutating func sealData(_ data: ByteBuffer, now: UInt64, into out: inout ByteBuffer) throws(ChannelError) {
+        var remaining = data
+        repeat {
+            if bytesSinceRekey >= rekeyAfterBytes || now &- lastRekeyNanos >= rekeyAfterNanos {
+                try seal(.keyUpdate, ByteBuffer(), into: &out)
+                rekey(now: now)
+            }
+            let chunk = remaining.readSlice(length: min(remaining.readableBytes, maxPayload))!
+            try seal(.data, chunk, into: &out)
+            bytesSinceRekey &+= UInt64(chunk.readableBytes)
+        } while remaining.readableBytes > 0
+    }
+
+    /// Seals a Close record carrying `reason`.
+    public mutating func sealClose(_ code: CloseCode, _ message: String, into out: inout ByteBuffer) throws(ChannelError) {
+        var reason = Hostmesh_V1_CloseReason()
+        reason.code = code.rawValue
+        reason.message = message
+        try seal(.close, ByteBuffer(bytes: HandshakeWire.encode(reason)), into: &out)
+    }
+
+    private mutating func seal(_ type: RecordContentType, _ payload: ByteBuffer, into out: inout ByteBuffer) throws(ChannelError) {
+        guard counter < UInt64.max else { throw ChannelError(.internalError, "record counter exhausted; reconnect") }
+        let length = UInt32(1 + 8 + 1 + payload.readableBytes + AEADAlgorithm.tagLength)
+        let aad = RecordOpener.associatedData(length: length, counter: counter, type: type)
+        out.reserveCapacity(minimumWritableBytes: 4 + Int(length))
+        out.writeBytes(aad)
+        key.seal(payload, counter: counter, aad: aad, appendingTo: &out)
+        counter += 1
+    }
+
+    private mutating func rekey(now: UInt64) {
+        rawKey = RecordOpener.nextKey(rawKey)
+        key = try! AEADKey(key.algorithm, key: rawKey) // same algorithm and length as before
+        bytesSinceRekey = 0
+        lastRekeyNanos = now
+        keyUpdates += 1
+    }
+}
+
+/// Opens incoming records: the other direction's key and the next expected counter. Pure.
+public struct RecordOpener: Sendable {
+    /// What an opened record means for the shell.
+    public enum Opened: Sendable {
+        /// Application bytes.
+        case data(ByteBuffer)
+        /// The peer switched keys; nothing to deliver.
+        case keyUpdated
+        /// The peer closed the channel with this reason (code `.normal` for an orderly close).
+        case closed(ChannelError)
+    }
+
+    private var key: AEADKey
+    private var rawKey: SecretBytes
+    private(set) var expectedCounter: UInt64 = 0
+    /// How many key updates the peer has made.
+    public private(set) var keyUpdates = 0
+    private let allocator = ByteBufferAllocator()
+
+    /// An opener for the receive direction of `session`.
+    public init(session: ChannelSession) {
+        self.rawKey = session.receiveKey
+        self.key = try! AEADKey(session.aead, key: session.receiveKey) // negotiated algorithms are available by construction
+    }
+
+    /// Opens one record frame.
+    public mutating func open(_ frame: Frame) throws(ChannelError) -> Opened {
+        guard frame.type == .record else {
+            if frame.type == .reject { throw HandshakeWire.peerError(Array(frame.body.readableBytesView)) }
+            throw ChannelError(.protocolViolation, "\(frame.type) frame after the handshake")
+        }
+        var body = frame.body
+        guard body.readableBytes >= 8 + 1 + AEADAlgorithm.tagLength,
+              let counter = body.readInteger(as: UInt64.self), let rawType = body.readInteger(as: UInt8.self) else {
+            throw ChannelError(.protocolViolation, "record too short")
+        }
+        guard counter == expectedCounter else {
+            let what = counter < expectedCounter ? "replayed or reordered" : "reordered, or records were dropped"
+            throw ChannelError(.recordOutOfOrder, "record counter \(counter), expected \(expectedCounter): \(what)")
+        }
+        guard let type = RecordContentType(rawValue: rawType) else {
+            throw ChannelError(.protocolViolation, "unknown record content type \(rawType)")
+        }
+        let aad = Self.associatedData(length: frame.lengthField, counter: counter, type: type)
+        let plaintext: ByteBuffer
+        do { plaintext = try key.open(body, counter: counter, aad: aad, allocator: allocator) } catch {
+            throw ChannelError(.recordAuthenticationFailed, "record \(counter) failed authentication: tampered in transit or not from the peer")
+        }
+        expectedCounter += 1
+        switch type {
+        case .data:
+            return .data(plaintext)
+        case .keyUpdate:
+            rawKey = Self.nextKey(rawKey)
+            key = try! AEADKey(key.algorithm, key: rawKey) // same algorithm and length as before
+            keyUpdates += 1
+            return .keyUpdated
+        case .close:
+            let error = HandshakeWire.peerError(Array(plaintext.readableBytesView))
+            return .closed(error)
+        }
+    }
+
+    /// length:u32be || 0x10 || counter:u64be || content type: the record header, authenticated.
+    static func associatedData(length: UInt32, counter: UInt64, type: RecordContentType) -> [UInt8] {
+        var aad = [UInt8](); aad.reserveCapacity(14)
+        withUnsafeBytes(of: length.bigEndian) { aad.append(contentsOf: $0) }
+        aad.append(FrameType.record.rawValue)
+        withUnsafeBytes(of: counter.bigEndian) { aad.append(contentsOf: $0) }
+        aad.append(type.rawValue)
+        return aad
+    }
+
+    /// k' = BLAKE2b-256(key = k, "hostmesh-rekey-v1").
+    static func nextKey(_ key: SecretBytes) -> SecretBytes {
+        SecretBytes(Blake2b.hash(Array("hostmesh-rekey-v1".utf8), key: key, outputLength: 32))
+    }
+}

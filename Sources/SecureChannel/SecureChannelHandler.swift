@@ -1,0 +1,307 @@
+import MeshCrypto
+public import NIOCore
+public import Logging
+
+/// The SwiftNIO shell of a secure channel: turns socket bytes into frames, feeds them to the
+/// handshake and record cores, and carries out what they return. Inbound it emits decrypted
+/// application `ByteBuffer`s; outbound it takes application `ByteBuffer`s and seals them.
+/// Writes made before the handshake completes are queued and sent once it does.
+///
+/// Failures are fired as `ChannelError` through `errorCaught` (so `NIOAsyncChannel` readers
+/// see them thrown), `handshakeCompleted` fails with them, and the channel closes after telling
+/// the peer why (an authenticated Close record once keys exist, a cleartext Reject before).
+public final class SecureChannelHandler {
+    /// Which side of the handshake this is.
+    public enum Role: Sendable {
+        /// Opened the connection.
+        case initiator
+        /// Accepted the connection; `rateLimiter` bounds handshakes per source.
+        case responder(rateLimiter: SharedHandshakeRateLimiter?)
+    }
+
+    private enum State {
+        case initiating(HandshakeInitiator)
+        case responding(HandshakeResponder)
+        case established(RecordSealer, RecordOpener)
+        case closed
+    }
+
+    private let configuration: SecureChannelConfiguration
+    private let role: Role
+    private let logger: Logger
+    private var state: State
+    private var decoder: FrameDecoder
+    private var cumulation: ByteBuffer?
+    private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    private var handshakePromise: EventLoopPromise<ChannelSession>?
+    private var timeout: Scheduled<Void>?
+    private var closeSeen = false
+    private var failure: ChannelError?
+    private var unflushed = false
+
+    /// Completes with the session once the peer is authenticated; fails with a `ChannelError`.
+    public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
+
+    /// The reason the channel failed, if it did.
+    public var failureReason: ChannelError? { failure }
+
+    /// A handler for one connection. Add it to a channel's pipeline before it becomes active.
+    public init(role: Role, configuration: SecureChannelConfiguration, eventLoop: any EventLoop, logger: Logger) throws(ChannelError) {
+        self.role = role
+        self.configuration = configuration
+        self.logger = logger
+        self.decoder = FrameDecoder(maxRecordPayload: configuration.policy.maxRecordPayload)
+        switch role {
+        case .initiator:
+            state = .initiating(try HandshakeInitiator(credentials: configuration.credentials, policy: configuration.policy, ephemeral: KeyAgreementKeyPair()))
+        case .responder:
+            state = .responding(HandshakeResponder(credentials: configuration.credentials, policy: configuration.policy, ephemeral: KeyAgreementKeyPair()))
+        }
+        handshakePromise = eventLoop.makePromise(of: ChannelSession.self)
+    }
+}
+
+@available(*, unavailable)
+extension SecureChannelHandler: Sendable {}
+
+extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context: context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard timeout == nil else { return }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timeout = context.eventLoop.scheduleTask(in: configuration.handshakeTimeout) {
+            let (handler, context) = loopBound.value
+            if case .established = handler.state { return }
+            handler.fail(context: context, ChannelError(.handshakeTimeout, "no complete handshake within \(handler.configuration.handshakeTimeout)"))
+        }
+        if case .initiating(var initiator) = state {
+            let frame = initiator.start()
+            state = .initiating(initiator)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: frame)), promise: nil)
+        }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        if var existing = cumulation {
+            cumulation = nil // drop our reference so the append does not copy the whole buffer
+            existing.writeImmutableBuffer(bytes)
+            cumulation = existing
+        } else {
+            cumulation = bytes
+        }
+        do throws(ChannelError) {
+            while isOpen, var buffer = cumulation {
+                cumulation = nil
+                let frame = try decoder.next(from: &buffer)
+                cumulation = buffer.readableBytes > 0 ? buffer : nil
+                guard let frame else { break }
+                try process(frame, context: context)
+            }
+            if var rest = cumulation, rest.readerIndex > 64 * 1024 {
+                cumulation = nil
+                rest.discardReadBytes()
+                cumulation = rest
+            }
+        } catch {
+            fail(context: context, error)
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        if case .closed = state {} else if !closeSeen {
+            let established: Bool = { if case .established = state { return true } else { return false } }()
+            let error = established
+                ? ChannelError(.truncated, "connection ended without an authenticated close: cut or truncated in transit")
+                : ChannelError(.truncated, "connection closed during the handshake (the peer refused or went away)")
+            record(error)
+            context.fireErrorCaught(error)
+        }
+        state = .closed
+        failPending(failure ?? ChannelError(.normal, "channel closed"))
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let channelError = error as? ChannelError {
+            context.fireErrorCaught(channelError)
+        } else {
+            // Socket errors (reset, refused) end the channel like a truncation.
+            fail(context: context, ChannelError(.truncated, "socket error: \(error)"), tellPeer: false)
+        }
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let bytes = unwrapOutboundIn(data)
+        switch state {
+        case .established(var sealer, let opener):
+            var out = context.channel.allocator.buffer(capacity: bytes.readableBytes + 64)
+            do {
+                try sealer.sealData(bytes, now: NIODeadline.now().uptimeNanoseconds, into: &out)
+                state = .established(sealer, opener)
+                context.write(wrapOutboundOut(out), promise: promise)
+            } catch {
+                promise?.fail(error)
+                fail(context: context, error)
+            }
+        case .initiating, .responding:
+            pendingWrites.append((bytes, promise))
+        case .closed:
+            promise?.fail(failure ?? ChannelError(.normal, "channel is closed"))
+        }
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if mode == .all, case .established(var sealer, _) = state {
+            var out = context.channel.allocator.buffer(capacity: 64)
+            if (try? sealer.sealClose(.normal, "closed by \(configuration.credentials.identity.hostID)", into: &out)) != nil {
+                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            }
+            closeSeen = true
+            state = .closed
+        }
+        context.close(mode: mode, promise: promise)
+    }
+
+    // MARK: - Frames
+
+    private func process(_ frame: Frame, context: ChannelHandlerContext) throws(ChannelError) {
+        switch state {
+        case .initiating(var initiator):
+            let (finish, session) = try initiator.receive(frame, now: configuration.unixTime())
+            state = .initiating(initiator)
+            context.write(wrapOutboundOut(ByteBuffer(bytes: finish)), promise: nil)
+            unflushed = true
+            establish(session, context: context)
+        case .responding(var responder):
+            if frame.type == .handshakeInit {
+                let validated = try responder.validateInit(frame)
+                if case .responder(let limiter?) = role {
+                    let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
+                    guard limiter.allow(source: source) else {
+                        throw ChannelError(.rateLimited, "too many handshakes from \(source); retry in a few seconds")
+                    }
+                }
+                let response = try responder.respond(to: validated)
+                state = .responding(responder)
+                context.write(wrapOutboundOut(ByteBuffer(bytes: response)), promise: nil)
+                unflushed = true
+            } else {
+                switch try responder.receiveFinish(frame, now: configuration.unixTime()) {
+                case .established(let session):
+                    establish(session, context: context)
+                case .refused(let session, let error):
+                    var sealer = RecordSealer(session: session, rekeyAfterBytes: .max, rekeyAfterNanos: .max, now: 0)
+                    var out = context.channel.allocator.buffer(capacity: 256)
+                    try? sealer.sealClose(error.code, error.detail, into: &out)
+                    context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+                    fail(context: context, error, tellPeer: false)
+                }
+            }
+        case .established(let sealer, var opener):
+            let opened = try opener.open(frame)
+            state = .established(sealer, opener)
+            switch opened {
+            case .data(let bytes):
+                context.fireChannelRead(wrapInboundOut(bytes))
+            case .keyUpdated:
+                logger.trace("peer switched record keys", metadata: ["mesh.key_updates": "\(opener.keyUpdates)"])
+            case .closed(let reason):
+                closeSeen = true
+                if reason.code == .normal {
+                    state = .closed
+                    context.close(promise: nil)
+                } else {
+                    fail(context: context, reason, tellPeer: false)
+                }
+            }
+        case .closed:
+            break
+        }
+    }
+
+    private func establish(_ session: ChannelSession, context: ChannelHandlerContext) {
+        timeout?.cancel()
+        let now = NIODeadline.now().uptimeNanoseconds
+        let sealer = RecordSealer(session: session, rekeyAfterBytes: configuration.rekeyAfterBytes,
+                                  rekeyAfterNanos: UInt64(configuration.rekeyAfter.nanoseconds), now: now)
+        state = .established(sealer, RecordOpener(session: session))
+        logger.debug("channel established", metadata: ["mesh.peer": "\(session.peer)", "mesh.aead": "\(session.aead.rawValue)"])
+        let queued = pendingWrites
+        pendingWrites = []
+        for (bytes, promise) in queued { write(context: context, data: wrapOutboundOut(bytes), promise: promise) }
+        if !queued.isEmpty { unflushed = true }
+        flushIfNeeded(context: context)
+        handshakePromise?.succeed(session)
+        handshakePromise = nil
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        if unflushed {
+            unflushed = false
+            context.flush()
+        }
+    }
+
+    // MARK: - Failure
+
+    private func record(_ error: ChannelError) {
+        if failure == nil { failure = error }
+    }
+
+    private func fail(context: ChannelHandlerContext, _ error: ChannelError, tellPeer: Bool = true) {
+        if case .closed = state { return }
+        record(error)
+        timeout?.cancel()
+        if tellPeer, !error.byPeer {
+            switch state {
+            case .established(var sealer, _):
+                var out = context.channel.allocator.buffer(capacity: 256)
+                if (try? sealer.sealClose(error.code, error.detail, into: &out)) != nil {
+                    context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+                }
+            case .responding, .initiating:
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: HandshakeWire.rejectFrame(error))), promise: nil)
+            case .closed:
+                break
+            }
+        }
+        closeSeen = true
+        state = .closed
+        cumulation = nil
+        failPending(error)
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+
+    private func failPending(_ error: ChannelError) {
+        handshakePromise?.fail(error)
+        handshakePromise = nil
+        let queued = pendingWrites
+        pendingWrites = []
+        for (_, promise) in queued { promise?.fail(error) }
+    }
+}
+
+extension SecureChannelHandler {
+    private var isOpen: Bool { if case .closed = state { return false } else { return true } }
+}
