@@ -96,7 +96,7 @@ public struct ChannelPolicy: Sendable {
     }
 }
 
-extension ChannelError {
+extension SecureChannelError {
     /// Maps a certificate verification failure to its close code.
     init(certificate error: IdentityError, role: String) {
         let code: CloseCode

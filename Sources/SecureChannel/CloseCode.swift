@@ -80,7 +80,7 @@ public enum CloseCode: UInt32, Sendable, CaseIterable, CustomStringConvertible {
 }
 
 /// A channel failure: the code that goes on the wire and a detail for the log.
-public struct ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
+public struct SecureChannelError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Machine-readable reason.
     public let code: CloseCode
     /// Human detail: what exactly was wrong and, where possible, what to do about it.

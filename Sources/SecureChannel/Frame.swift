@@ -45,17 +45,17 @@ public struct FrameDecoder: Sendable {
 
     /// Takes the next whole frame off the front of `buffer`, or returns nil if more bytes are
     /// needed. Throws on an unknown type or an oversized length, as soon as the 5-byte header is in.
-    public func next(from buffer: inout ByteBuffer) throws(ChannelError) -> Frame? {
+    public func next(from buffer: inout ByteBuffer) throws(SecureChannelError) -> Frame? {
         guard buffer.readableBytes >= 5,
               let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
               let rawType = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self) else { return nil }
         guard let type = FrameType(rawValue: rawType) else {
-            throw ChannelError(.protocolViolation, "unknown frame type 0x\(String(rawType, radix: 16))")
+            throw SecureChannelError(.protocolViolation, "unknown frame type 0x\(String(rawType, radix: 16))")
         }
-        guard length >= 1 else { throw ChannelError(.protocolViolation, "frame length 0") }
+        guard length >= 1 else { throw SecureChannelError(.protocolViolation, "frame length 0") }
         let limit = type == .record ? maxRecordPayload + Self.recordOverhead : Self.maxHandshakeFrameLength
         guard Int(length) <= limit else {
-            throw ChannelError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds the limit of \(limit)")
+            throw SecureChannelError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds the limit of \(limit)")
         }
         guard buffer.readableBytes >= 4 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)

@@ -17,7 +17,7 @@ public struct HandshakeInitiator: Sendable {
 
     /// - Parameter ephemeral: a fresh key pair for this handshake only (injected so that tests
     ///   are deterministic; the shell passes `KeyAgreementKeyPair()`).
-    public init(credentials: ChannelCredentials, policy: ChannelPolicy, ephemeral: KeyAgreementKeyPair) throws(ChannelError) {
+    public init(credentials: ChannelCredentials, policy: ChannelPolicy, ephemeral: KeyAgreementKeyPair) throws(SecureChannelError) {
         self.credentials = credentials
         self.policy = policy
         self.ephemeral = ephemeral
@@ -26,10 +26,10 @@ public struct HandshakeInitiator: Sendable {
             key = target.key
         } else {
             do { key = try credentials.certificate.issuerKey() } catch {
-                throw ChannelError(.internalError, "own certificate: \(error)")
+                throw SecureChannelError(.internalError, "own certificate: \(error)")
             }
         }
-        guard !policy.aeads.isEmpty else { throw ChannelError(.noCommonCipher, "no AEAD configured") }
+        guard !policy.aeads.isEmpty else { throw SecureChannelError(.noCommonCipher, "no AEAD configured") }
         targetDomainKey = key
         domainHint = HandshakeWire.domainHint(key)
         symmetric = NoiseSymmetricState(prologue: HandshakeWire.prologue(domainHint: domainHint))
@@ -54,33 +54,33 @@ public struct HandshakeInitiator: Sendable {
 
     /// Processes message 2 (or the responder's rejection). On success returns message 3, framed,
     /// and the established session; the initiator may send records right after message 3.
-    public mutating func receive(_ frame: Frame, now: Int64) throws(ChannelError) -> (finish: [UInt8], session: ChannelSession) {
-        guard state == .awaitingResponse else { throw ChannelError(.protocolViolation, "unexpected \(frame.type) frame") }
+    public mutating func receive(_ frame: Frame, now: Int64) throws(SecureChannelError) -> (finish: [UInt8], session: ChannelSession) {
+        guard state == .awaitingResponse else { throw SecureChannelError(.protocolViolation, "unexpected \(frame.type) frame") }
         state = .done
         if frame.type == .reject { throw HandshakeWire.peerError(Array(frame.body.readableBytesView)) }
         guard frame.type == .handshakeResponse else {
-            throw ChannelError(.protocolViolation, "expected a handshake response, got \(frame.type)")
+            throw SecureChannelError(.protocolViolation, "expected a handshake response, got \(frame.type)")
         }
         let msg = Array(frame.body.readableBytesView)
         let k = HandshakeWire.keyLength, t = HandshakeWire.tagLength
-        guard msg.count >= k + k + t + t else { throw ChannelError(.protocolViolation, "handshake response too short (\(msg.count) bytes)") }
+        guard msg.count >= k + k + t + t else { throw SecureChannelError(.protocolViolation, "handshake response too short (\(msg.count) bytes)") }
         // <- e, ee, s, es
         let remoteEphemeral: KeyAgreementPublicKey
-        do { remoteEphemeral = try KeyAgreementPublicKey(bytes: Array(msg[0..<k])) } catch { throw ChannelError(.protocolViolation, "\(error)") }
+        do { remoteEphemeral = try KeyAgreementPublicKey(bytes: Array(msg[0..<k])) } catch { throw SecureChannelError(.protocolViolation, "\(error)") }
         symmetric.mixHash(remoteEphemeral.bytes)
         symmetric.mixKey(try dh(ephemeral, remoteEphemeral))
         let remoteStatic = try symmetric.decryptAndHash(Array(msg[k..<(k + k + t)]))
         let remoteStaticKey: KeyAgreementPublicKey
-        do { remoteStaticKey = try KeyAgreementPublicKey(bytes: remoteStatic) } catch { throw ChannelError(.protocolViolation, "\(error)") }
+        do { remoteStaticKey = try KeyAgreementPublicKey(bytes: remoteStatic) } catch { throw SecureChannelError(.protocolViolation, "\(error)") }
         symmetric.mixKey(try dh(ephemeral, remoteStaticKey))
         let payload = try symmetric.decryptAndHash(Array(msg[(k + k + t)...]))
         let (certificate, identity) = try HandshakeWire.verifyIdentity(payload, staticKey: remoteStatic, trust: credentials.trust,
                                                                        requiredDomain: policy.requiredDomain, now: now, role: "responder")
         if let expected = policy.expectedPeer, certificate.hostID != expected {
-            throw ChannelError(.unexpectedPeer, "dialled \(expected) but the responder proved to be \(certificate.hostID)")
+            throw SecureChannelError(.unexpectedPeer, "dialled \(expected) but the responder proved to be \(certificate.hostID)")
         }
         guard let aead = AEADAlgorithm(rawValue: identity.aead), policy.aeads.contains(aead) else {
-            throw ChannelError(.noCommonCipher, "responder chose \"\(identity.aead)\", which was not offered")
+            throw SecureChannelError(.noCommonCipher, "responder chose \"\(identity.aead)\", which was not offered")
         }
         // -> s, se
         let encryptedStatic = symmetric.encryptAndHash(credentials.identity.staticKey.publicKey.bytes)
@@ -95,8 +95,8 @@ public struct HandshakeInitiator: Sendable {
 }
 
 /// X25519 with the weak-key failure mapped to a protocol error.
-func dh(_ local: KeyAgreementKeyPair, _ remote: KeyAgreementPublicKey) throws(ChannelError) -> SecretBytes {
+func dh(_ local: KeyAgreementKeyPair, _ remote: KeyAgreementPublicKey) throws(SecureChannelError) -> SecretBytes {
     do { return try local.sharedSecret(with: remote) } catch {
-        throw ChannelError(.protocolViolation, "peer sent a low-order public key")
+        throw SecureChannelError(.protocolViolation, "peer sent a low-order public key")
     }
 }

@@ -44,27 +44,27 @@ enum HandshakeWire {
 
     /// Decodes and verifies a peer's identity payload against the Noise static key it used.
     static func verifyIdentity(_ payload: [UInt8], staticKey: [UInt8], trust: TrustStore, requiredDomain: String?,
-                               now: Int64, role: String) throws(ChannelError) -> (HostCertificate, Hostmesh_V1_ChannelIdentity) {
+                               now: Int64, role: String) throws(SecureChannelError) -> (HostCertificate, Hostmesh_V1_ChannelIdentity) {
         guard let m = try? Hostmesh_V1_ChannelIdentity(serializedBytes: payload) else {
-            throw ChannelError(.protocolViolation, "\(role) identity payload does not decode")
+            throw SecureChannelError(.protocolViolation, "\(role) identity payload does not decode")
         }
         let certificate: HostCertificate
         do { certificate = try HostCertificate(m.certificate) } catch {
-            throw ChannelError(certificate: error, role: role)
+            throw SecureChannelError(certificate: error, role: role)
         }
         do { try trust.verify(certificate, now: now, requiredDomain: requiredDomain) } catch {
-            throw ChannelError(certificate: error, role: role)
+            throw SecureChannelError(certificate: error, role: role)
         }
         guard [UInt8](certificate.body.staticKey) == staticKey else {
-            throw ChannelError(.staticKeyMismatch, "\(role) \(certificate.hostID) used a static key its certificate does not certify")
+            throw SecureChannelError(.staticKeyMismatch, "\(role) \(certificate.hostID) used a static key its certificate does not certify")
         }
         guard m.maxRecord >= 1024 else {
-            throw ChannelError(.protocolViolation, "\(role) advertised max record \(m.maxRecord) < 1024")
+            throw SecureChannelError(.protocolViolation, "\(role) advertised max record \(m.maxRecord) < 1024")
         }
         return (certificate, m)
     }
 
-    static func rejectFrame(_ error: ChannelError) -> [UInt8] {
+    static func rejectFrame(_ error: SecureChannelError) -> [UInt8] {
         var reason = Hostmesh_V1_CloseReason()
         reason.code = error.code.rawValue
         reason.message = error.detail
@@ -72,11 +72,11 @@ enum HandshakeWire {
     }
 
     /// The error a peer reported in a Reject frame or Close record.
-    static func peerError(_ body: [UInt8]) -> ChannelError {
+    static func peerError(_ body: [UInt8]) -> SecureChannelError {
         guard let reason = try? Hostmesh_V1_CloseReason(serializedBytes: body) else {
-            return ChannelError(.protocolViolation, "peer sent an undecodable close reason", byPeer: true)
+            return SecureChannelError(.protocolViolation, "peer sent an undecodable close reason", byPeer: true)
         }
         let code = CloseCode(rawValue: reason.code) ?? .internalError
-        return ChannelError(code, reason.message.isEmpty ? "code \(reason.code)" : reason.message, byPeer: true)
+        return SecureChannelError(code, reason.message.isEmpty ? "code \(reason.code)" : reason.message, byPeer: true)
     }
 }

@@ -22,7 +22,7 @@ public struct HandshakeResponder: Sendable {
         case established(ChannelSession)
         /// Message 3 decrypted, but the initiator is not acceptable: send the reason in an
         /// authenticated Close record under `session`, then close.
-        case refused(ChannelSession, ChannelError)
+        case refused(ChannelSession, SecureChannelError)
     }
 
     private let credentials: ChannelCredentials
@@ -42,49 +42,49 @@ public struct HandshakeResponder: Sendable {
 
     /// Cheap checks on message 1: structure, a trusted domain hint, and mac1. No public-key
     /// operation happens here, so a flood of garbage costs one hash per frame.
-    public func validateInit(_ frame: Frame) throws(ChannelError) -> ValidatedInit {
+    public func validateInit(_ frame: Frame) throws(SecureChannelError) -> ValidatedInit {
         guard state == .awaitingInit, frame.type == .handshakeInit else {
-            throw ChannelError(.protocolViolation, "expected a handshake initiation, got \(frame.type)")
+            throw SecureChannelError(.protocolViolation, "expected a handshake initiation, got \(frame.type)")
         }
         let body = Array(frame.body.readableBytesView)
         let hintLength = HandshakeWire.domainHintLength, macLength = HandshakeWire.macLength
         guard body.count >= hintLength + HandshakeWire.keyLength + macLength else {
-            throw ChannelError(.protocolViolation, "handshake initiation too short (\(body.count) bytes)")
+            throw SecureChannelError(.protocolViolation, "handshake initiation too short (\(body.count) bytes)")
         }
         let hint = Array(body[0..<hintLength])
         guard let domain = credentials.trust.anchors.values.first(where: { HandshakeWire.domainHint($0.key) == hint }) else {
-            throw ChannelError(.unknownDomain, "initiation names domain key \(Hex.encode(hint)), which this host does not trust")
+            throw SecureChannelError(.unknownDomain, "initiation names domain key \(Hex.encode(hint)), which this host does not trust")
         }
         let covered = withUnsafeBytes(of: frame.lengthField.bigEndian, Array.init) + [FrameType.handshakeInit.rawValue] + Array(body.dropLast(macLength))
         let expected = HandshakeWire.mac1(domainKey: domain.key, covered: covered)
         guard Sodium.constantTimeEqual(expected, Array(body.suffix(macLength))) else {
-            throw ChannelError(.badMAC, "initiation MAC does not verify for domain \(domain.name)")
+            throw SecureChannelError(.badMAC, "initiation MAC does not verify for domain \(domain.name)")
         }
         return ValidatedInit(domain: domain, domainHint: hint, noiseMessage: Array(body[hintLength..<(body.count - macLength)]))
     }
 
     /// Processes a validated message 1 and returns message 2, framed.
-    public mutating func respond(to initiation: ValidatedInit) throws(ChannelError) -> [UInt8] {
-        guard state == .awaitingInit else { throw ChannelError(.protocolViolation, "second handshake initiation") }
+    public mutating func respond(to initiation: ValidatedInit) throws(SecureChannelError) -> [UInt8] {
+        guard state == .awaitingInit else { throw SecureChannelError(.protocolViolation, "second handshake initiation") }
         state = .awaitingFinish
         var symmetric = NoiseSymmetricState(prologue: HandshakeWire.prologue(domainHint: initiation.domainHint))
         // -> e (payload in clear, bound into the hash)
         let msg = initiation.noiseMessage
         let remoteEphemeral: KeyAgreementPublicKey
         do { remoteEphemeral = try KeyAgreementPublicKey(bytes: Array(msg[0..<HandshakeWire.keyLength])) } catch {
-            throw ChannelError(.protocolViolation, "\(error)")
+            throw SecureChannelError(.protocolViolation, "\(error)")
         }
         symmetric.mixHash(remoteEphemeral.bytes)
         let payload = try symmetric.decryptAndHash(Array(msg[HandshakeWire.keyLength...]))
         guard let hello = try? Hostmesh_V1_ChannelHello(serializedBytes: payload) else {
-            throw ChannelError(.protocolViolation, "hello payload does not decode")
+            throw SecureChannelError(.protocolViolation, "hello payload does not decode")
         }
         guard hello.protocolVersion == HandshakeWire.protocolVersion else {
-            throw ChannelError(.unsupportedVersion, "initiator speaks version \(hello.protocolVersion); this host speaks \(HandshakeWire.protocolVersion)")
+            throw SecureChannelError(.unsupportedVersion, "initiator speaks version \(hello.protocolVersion); this host speaks \(HandshakeWire.protocolVersion)")
         }
         let offered = Set(hello.aeads)
         guard let aead = policy.aeads.first(where: { offered.contains($0.rawValue) }) else {
-            throw ChannelError(.noCommonCipher, "initiator offered \(hello.aeads), this host accepts \(policy.aeads.map(\.rawValue))")
+            throw SecureChannelError(.noCommonCipher, "initiator offered \(hello.aeads), this host accepts \(policy.aeads.map(\.rawValue))")
         }
         // <- e, ee, s, es
         symmetric.mixHash(ephemeral.publicKey.bytes)
@@ -99,20 +99,20 @@ public struct HandshakeResponder: Sendable {
     }
 
     /// Processes message 3 at unix time `now`.
-    public mutating func receiveFinish(_ frame: Frame, now: Int64) throws(ChannelError) -> Finish {
+    public mutating func receiveFinish(_ frame: Frame, now: Int64) throws(SecureChannelError) -> Finish {
         guard state == .awaitingFinish, var symmetric, let aead else {
-            throw ChannelError(.protocolViolation, "unexpected \(frame.type) frame")
+            throw SecureChannelError(.protocolViolation, "unexpected \(frame.type) frame")
         }
         state = .done
         if frame.type == .reject { throw HandshakeWire.peerError(Array(frame.body.readableBytesView)) }
-        guard frame.type == .handshakeFinish else { throw ChannelError(.protocolViolation, "expected handshake finish, got \(frame.type)") }
+        guard frame.type == .handshakeFinish else { throw SecureChannelError(.protocolViolation, "expected handshake finish, got \(frame.type)") }
         let msg = Array(frame.body.readableBytesView)
         let k = HandshakeWire.keyLength, t = HandshakeWire.tagLength
-        guard msg.count >= k + t + t else { throw ChannelError(.protocolViolation, "handshake finish too short (\(msg.count) bytes)") }
+        guard msg.count >= k + t + t else { throw SecureChannelError(.protocolViolation, "handshake finish too short (\(msg.count) bytes)") }
         // -> s, se
         let remoteStatic = try symmetric.decryptAndHash(Array(msg[0..<(k + t)]))
         let remoteStaticKey: KeyAgreementPublicKey
-        do { remoteStaticKey = try KeyAgreementPublicKey(bytes: remoteStatic) } catch { throw ChannelError(.protocolViolation, "\(error)") }
+        do { remoteStaticKey = try KeyAgreementPublicKey(bytes: remoteStatic) } catch { throw SecureChannelError(.protocolViolation, "\(error)") }
         symmetric.mixKey(try dh(ephemeral, remoteStaticKey))
         let payload = try symmetric.decryptAndHash(Array(msg[(k + t)...]))
         // From here on both sides hold the same keys, so a refusal can be sent authenticated.

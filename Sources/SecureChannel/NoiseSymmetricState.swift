@@ -46,14 +46,14 @@ struct NoiseSymmetricState {
         return ciphertext
     }
 
-    mutating func decryptAndHash(_ ciphertext: [UInt8]) throws(ChannelError) -> [UInt8] {
+    mutating func decryptAndHash(_ ciphertext: [UInt8]) throws(SecureChannelError) -> [UInt8] {
         guard let key = cipherKey else {
             mixHash(ciphertext)
             return ciphertext
         }
         let plaintext: [UInt8]
         do { plaintext = try key.open(ciphertext, counter: nonce, aad: handshakeHash) } catch {
-            throw ChannelError(.handshakeDecryptFailed, "handshake message failed authentication (tampered in transit, or the peer used other keys)")
+            throw SecureChannelError(.handshakeDecryptFailed, "handshake message failed authentication (tampered in transit, or the peer used other keys)")
         }
         nonce += 1
         mixHash(ciphertext)

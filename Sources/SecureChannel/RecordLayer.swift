@@ -40,7 +40,7 @@ public struct RecordSealer: Sendable {
 
     /// Seals `data` (split into records of at most `maxPayload`) and appends the frames to `out`.
     /// A key update record is inserted first when the byte or time budget is spent.
-    public mutating func sealData(_ data: ByteBuffer, now: UInt64, into out: inout ByteBuffer) throws(ChannelError) {
+    public mutating func sealData(_ data: ByteBuffer, now: UInt64, into out: inout ByteBuffer) throws(SecureChannelError) {
         var remaining = data
         repeat {
             if bytesSinceRekey >= rekeyAfterBytes || now &- lastRekeyNanos >= rekeyAfterNanos {
@@ -54,15 +54,15 @@ public struct RecordSealer: Sendable {
     }
 
     /// Seals a Close record carrying `reason`.
-    public mutating func sealClose(_ code: CloseCode, _ message: String, into out: inout ByteBuffer) throws(ChannelError) {
+    public mutating func sealClose(_ code: CloseCode, _ message: String, into out: inout ByteBuffer) throws(SecureChannelError) {
         var reason = Hostmesh_V1_CloseReason()
         reason.code = code.rawValue
         reason.message = message
         try seal(.close, ByteBuffer(bytes: HandshakeWire.encode(reason)), into: &out)
     }
 
-    private mutating func seal(_ type: RecordContentType, _ payload: ByteBuffer, into out: inout ByteBuffer) throws(ChannelError) {
-        guard counter < UInt64.max else { throw ChannelError(.internalError, "record counter exhausted; reconnect") }
+    private mutating func seal(_ type: RecordContentType, _ payload: ByteBuffer, into out: inout ByteBuffer) throws(SecureChannelError) {
+        guard counter < UInt64.max else { throw SecureChannelError(.internalError, "record counter exhausted; reconnect") }
         let length = UInt32(1 + 8 + 1 + payload.readableBytes + AEADAlgorithm.tagLength)
         let aad = RecordOpener.associatedData(length: length, counter: counter, type: type)
         out.reserveCapacity(minimumWritableBytes: 4 + Int(length))
@@ -89,7 +89,7 @@ public struct RecordOpener: Sendable {
         /// The peer switched keys; nothing to deliver.
         case keyUpdated
         /// The peer closed the channel with this reason (code `.normal` for an orderly close).
-        case closed(ChannelError)
+        case closed(SecureChannelError)
     }
 
     private var key: AEADKey
@@ -106,27 +106,27 @@ public struct RecordOpener: Sendable {
     }
 
     /// Opens one record frame.
-    public mutating func open(_ frame: Frame) throws(ChannelError) -> Opened {
+    public mutating func open(_ frame: Frame) throws(SecureChannelError) -> Opened {
         guard frame.type == .record else {
             if frame.type == .reject { throw HandshakeWire.peerError(Array(frame.body.readableBytesView)) }
-            throw ChannelError(.protocolViolation, "\(frame.type) frame after the handshake")
+            throw SecureChannelError(.protocolViolation, "\(frame.type) frame after the handshake")
         }
         var body = frame.body
         guard body.readableBytes >= 8 + 1 + AEADAlgorithm.tagLength,
               let counter = body.readInteger(as: UInt64.self), let rawType = body.readInteger(as: UInt8.self) else {
-            throw ChannelError(.protocolViolation, "record too short")
+            throw SecureChannelError(.protocolViolation, "record too short")
         }
         guard counter == expectedCounter else {
             let what = counter < expectedCounter ? "replayed or reordered" : "reordered, or records were dropped"
-            throw ChannelError(.recordOutOfOrder, "record counter \(counter), expected \(expectedCounter): \(what)")
+            throw SecureChannelError(.recordOutOfOrder, "record counter \(counter), expected \(expectedCounter): \(what)")
         }
         guard let type = RecordContentType(rawValue: rawType) else {
-            throw ChannelError(.protocolViolation, "unknown record content type \(rawType)")
+            throw SecureChannelError(.protocolViolation, "unknown record content type \(rawType)")
         }
         let aad = Self.associatedData(length: frame.lengthField, counter: counter, type: type)
         let plaintext: ByteBuffer
         do { plaintext = try key.open(body, counter: counter, aad: aad, allocator: allocator) } catch {
-            throw ChannelError(.recordAuthenticationFailed, "record \(counter) failed authentication: tampered in transit or not from the peer")
+            throw SecureChannelError(.recordAuthenticationFailed, "record \(counter) failed authentication: tampered in transit or not from the peer")
         }
         expectedCounter += 1
         switch type {

@@ -7,7 +7,7 @@ public import Logging
 /// application `ByteBuffer`s; outbound it takes application `ByteBuffer`s and seals them.
 /// Writes made before the handshake completes are queued and sent once it does.
 ///
-/// Failures are fired as `ChannelError` through `errorCaught` (so `NIOAsyncChannel` readers
+/// Failures are fired as `SecureChannelError` through `errorCaught` (so `NIOAsyncChannel` readers
 /// see them thrown), `handshakeCompleted` fails with them, and the channel closes after telling
 /// the peer why (an authenticated Close record once keys exist, a cleartext Reject before).
 public final class SecureChannelHandler {
@@ -36,17 +36,17 @@ public final class SecureChannelHandler {
     private var handshakePromise: EventLoopPromise<ChannelSession>?
     private var timeout: Scheduled<Void>?
     private var closeSeen = false
-    private var failure: ChannelError?
+    private var failure: SecureChannelError?
     private var unflushed = false
 
-    /// Completes with the session once the peer is authenticated; fails with a `ChannelError`.
+    /// Completes with the session once the peer is authenticated; fails with a `SecureChannelError`.
     public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
 
     /// The reason the channel failed, if it did.
-    public var failureReason: ChannelError? { failure }
+    public var failureReason: SecureChannelError? { failure }
 
     /// A handler for one connection. Add it to a channel's pipeline before it becomes active.
-    public init(role: Role, configuration: SecureChannelConfiguration, eventLoop: any EventLoop, logger: Logger) throws(ChannelError) {
+    public init(role: Role, configuration: SecureChannelConfiguration, eventLoop: any EventLoop, logger: Logger) throws(SecureChannelError) {
         self.role = role
         self.configuration = configuration
         self.logger = logger
@@ -85,7 +85,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timeout = context.eventLoop.scheduleTask(in: configuration.handshakeTimeout) {
             let (handler, context) = loopBound.value
             if case .established = handler.state { return }
-            handler.fail(context: context, ChannelError(.handshakeTimeout, "no complete handshake within \(handler.configuration.handshakeTimeout)"))
+            handler.fail(context: context, SecureChannelError(.handshakeTimeout, "no complete handshake within \(handler.configuration.handshakeTimeout)"))
         }
         if case .initiating(var initiator) = state {
             let frame = initiator.start()
@@ -103,7 +103,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             cumulation = bytes
         }
-        do throws(ChannelError) {
+        do throws(SecureChannelError) {
             while isOpen, var buffer = cumulation {
                 cumulation = nil
                 let frame = try decoder.next(from: &buffer)
@@ -131,22 +131,22 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .closed = state {} else if !closeSeen {
             let established: Bool = { if case .established = state { return true } else { return false } }()
             let error = established
-                ? ChannelError(.truncated, "connection ended without an authenticated close: cut or truncated in transit")
-                : ChannelError(.truncated, "connection closed during the handshake (the peer refused or went away)")
+                ? SecureChannelError(.truncated, "connection ended without an authenticated close: cut or truncated in transit")
+                : SecureChannelError(.truncated, "connection closed during the handshake (the peer refused or went away)")
             record(error)
             context.fireErrorCaught(error)
         }
         state = .closed
-        failPending(failure ?? ChannelError(.normal, "channel closed"))
+        failPending(failure ?? SecureChannelError(.normal, "channel closed"))
         context.fireChannelInactive()
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let channelError = error as? ChannelError {
+        if let channelError = error as? SecureChannelError {
             context.fireErrorCaught(channelError)
         } else {
             // Socket errors (reset, refused) end the channel like a truncation.
-            fail(context: context, ChannelError(.truncated, "socket error: \(error)"), tellPeer: false)
+            fail(context: context, SecureChannelError(.truncated, "socket error: \(error)"), tellPeer: false)
         }
     }
 
@@ -166,7 +166,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .initiating, .responding:
             pendingWrites.append((bytes, promise))
         case .closed:
-            promise?.fail(failure ?? ChannelError(.normal, "channel is closed"))
+            promise?.fail(failure ?? SecureChannelError(.normal, "channel is closed"))
         }
     }
 
@@ -184,7 +184,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: - Frames
 
-    private func process(_ frame: Frame, context: ChannelHandlerContext) throws(ChannelError) {
+    private func process(_ frame: Frame, context: ChannelHandlerContext) throws(SecureChannelError) {
         switch state {
         case .initiating(var initiator):
             let (finish, session) = try initiator.receive(frame, now: configuration.unixTime())
@@ -198,7 +198,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if case .responder(let limiter?) = role {
                     let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
                     guard limiter.allow(source: source) else {
-                        throw ChannelError(.rateLimited, "too many handshakes from \(source); retry in a few seconds")
+                        throw SecureChannelError(.rateLimited, "too many handshakes from \(source); retry in a few seconds")
                     }
                 }
                 let response = try responder.respond(to: validated)
@@ -264,11 +264,11 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: - Failure
 
-    private func record(_ error: ChannelError) {
+    private func record(_ error: SecureChannelError) {
         if failure == nil { failure = error }
     }
 
-    private func fail(context: ChannelHandlerContext, _ error: ChannelError, tellPeer: Bool = true) {
+    private func fail(context: ChannelHandlerContext, _ error: SecureChannelError, tellPeer: Bool = true) {
         if case .closed = state { return }
         record(error)
         timeout?.cancel()
@@ -293,7 +293,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    private func failPending(_ error: ChannelError) {
+    private func failPending(_ error: SecureChannelError) {
         handshakePromise?.fail(error)
         handshakePromise = nil
         let queued = pendingWrites

@@ -4,7 +4,7 @@ public import NIOPosix
 
 /// An authenticated, encrypted connection: the handshake is done, `peer` is proven, and
 /// `channel` reads and writes application bytes (sealed and opened by `SecureChannelHandler`).
-/// Reading from `channel.inbound` throws a `ChannelError` if the channel fails.
+/// Reading from `channel.inbound` throws a `SecureChannelError` if the channel fails.
 public struct SecureConnection: Sendable {
     /// Keys, cipher and the proven peer.
     public let session: ChannelSession
@@ -15,7 +15,7 @@ public struct SecureConnection: Sendable {
     public var peer: PeerIdentity { session.peer }
 
     /// Dials `host:port`, runs the handshake as initiator, and returns once the responder is
-    /// authenticated. Throws `ChannelError` on refusal (with the peer's reason when it gave one).
+    /// authenticated. Throws `SecureChannelError` on refusal (with the peer's reason when it gave one).
     public static func connect(host: String, port: Int, configuration: SecureChannelConfiguration,
                                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                                logger: Logger) async throws -> SecureConnection {

@@ -1,0 +1,93 @@
+import MeshCrypto
+import NIOCore
+@testable import SecureChannel
+import Testing
+
+@Suite struct RecordLayerTests {
+    let f = Fixtures()
+
+    func pair() throws -> (RecordSealer, RecordOpener) {
+        let (sa, sb) = try Fixtures.handshake(initiator: f.host("node-a"), responder: f.host("node-b"), now: f.now)
+        return (RecordSealer(session: sa, rekeyAfterBytes: 1 << 30, rekeyAfterNanos: .max, now: 0), RecordOpener(session: sb))
+    }
+
+    func frames(_ buffer: ByteBuffer) throws -> [Frame] {
+        var b = buffer
+        var out: [Frame] = []
+        while let frame = try FrameDecoder(maxRecordPayload: 1 << 20).next(from: &b) { out.append(frame) }
+        return out
+    }
+
+    func data(_ o: RecordOpener.Opened) -> [UInt8]? {
+        if case .data(let b) = o { return Array(b.readableBytesView) } else { return nil }
+    }
+
+    @Test func recordsRoundTripAndSplitAtThePeersLimit() throws {
+        var (sealer, opener) = try pair()
+        var out = ByteBuffer()
+        let big = (0..<600_000).map { UInt8(truncatingIfNeeded: $0) }
+        try sealer.sealData(ByteBuffer(bytes: big), now: 0, into: &out)
+        let fs = try frames(out)
+        #expect(fs.count == 3) // 256 KiB records
+        var got: [UInt8] = []
+        for frame in fs { got += try data(opener.open(frame)) ?? [] }
+        #expect(got == big)
+    }
+
+    @Test func tamperedRecordIsRejected() throws {
+        var (sealer, opener) = try pair()
+        var out = ByteBuffer()
+        try sealer.sealData(ByteBuffer(bytes: Array("secret".utf8)), now: 0, into: &out)
+        var bytes = Array(out.readableBytesView)
+        bytes[bytes.count - 20] ^= 0x40
+        #expect(throws: SecureChannelError(.recordAuthenticationFailed, "record 0 failed authentication: tampered in transit or not from the peer")) {
+            try opener.open(Fixtures.frame(bytes))
+        }
+        // Flipping the content type in the header is caught too (it is associated data).
+        var typeFlip = Array(out.readableBytesView)
+        typeFlip[13] = RecordContentType.keyUpdate.rawValue
+        #expect(throws: SecureChannelError.self) { try opener.open(Fixtures.frame(typeFlip)) }
+    }
+
+    @Test func replayedAndReorderedRecordsAreRejected() throws {
+        var (sealer, opener) = try pair()
+        var out = ByteBuffer()
+        for word in ["one", "two", "three"] { try sealer.sealData(ByteBuffer(bytes: Array(word.utf8)), now: 0, into: &out) }
+        let fs = try frames(out)
+        #expect(try data(opener.open(fs[0])) == Array("one".utf8))
+        // Replay of record 0.
+        do { _ = try opener.open(fs[0]); Issue.record("replay accepted") } catch let e {
+            #expect(e.code == .recordOutOfOrder && e.detail.contains("replayed"))
+        }
+        // Reorder: record 2 before record 1.
+        var (sealer2, opener2) = try pair()
+        var out2 = ByteBuffer()
+        for word in ["one", "two", "three"] { try sealer2.sealData(ByteBuffer(bytes: Array(word.utf8)), now: 0, into: &out2) }
+        let fs2 = try frames(out2)
+        _ = try opener2.open(fs2[0])
+        #expect(throws: SecureChannelError.self) { try opener2.open(fs2[2]) }
+        _ = sealer
+    }
+
+    @Test func rekeyByBytesAndTimeKeepsTheStreamIntact() throws {
+        let (sa, sb) = try Fixtures.handshake(initiator: f.host("node-a"), responder: f.host("node-b"), now: f.now)
+        var sealer = RecordSealer(session: sa, rekeyAfterBytes: 1000, rekeyAfterNanos: 5_000_000_000, now: 0)
+        var opener = RecordOpener(session: sb)
+        var out = ByteBuffer()
+        var sent: [UInt8] = []
+        for i in 0..<20 {
+            let chunk = [UInt8](repeating: UInt8(i), count: 300)
+            sent += chunk
+            try sealer.sealData(ByteBuffer(bytes: chunk), now: UInt64(i) * 1_000_000_000, into: &out)
+        }
+        var got: [UInt8] = []
+        for frame in try frames(out) { got += try data(opener.open(frame)) ?? [] }
+        #expect(got == sent)
+        #expect(sealer.keyUpdates >= 5 && opener.keyUpdates == sealer.keyUpdates)
+        // Time alone also triggers a rekey.
+        var timed = RecordSealer(session: sa, rekeyAfterBytes: .max, rekeyAfterNanos: 10, now: 0)
+        var o2 = ByteBuffer()
+        try timed.sealData(ByteBuffer(bytes: [1]), now: 100, into: &o2)
+        #expect(timed.keyUpdates == 1)
+    }
+}
