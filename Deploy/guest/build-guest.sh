@@ -28,10 +28,11 @@ report() { echo "KERNEL=$KERNEL"; echo "INITRD=$INITRD"; }
 log() { echo "build-guest: $*" >&2; }
 
 up_to_date() {
-    local out in
+    local out in debs=("$OUT"/linux-image-*.deb)
+    [ -f "${debs[0]}" ] || return 1 # deleting the .deb is how to pick up a new kernel
     for out in "$KERNEL" "$INITRD"; do
         [ -f "$out" ] || return 1
-        for in in "${INPUTS[@]}"; do [ "$out" -nt "$in" ] || return 1; done
+        for in in "${INPUTS[@]}" "$BUSYBOX" "${debs[@]}"; do [ "$out" -nt "$in" ] || return 1; done
     done
 }
 
@@ -107,7 +108,9 @@ install -m 0755 "$HERE/init" "$ROOT/init"
 # --- kernel: unpack the vmlinux ELF from the bzImage (xz payload, like the kernel's
 # scripts/extract-vmlinux) and keep it only if it has the PVH entry note (Xen note 0x12).
 off=$(LC_ALL=C grep -abo $'\xfd7zXZ' "$vmlinuz" | head -n 1 | cut -d: -f1 || true)
-if [ -n "$off" ] && tail -c +$((off + 1)) "$vmlinuz" | xz -dcq --single-stream >"$TMP/vmlinux" 2>/dev/null &&
+# (xz stops at the end of its stream, so tail may die of SIGPIPE: ignore its status.)
+if [ -n "$off" ] && { tail -c +$((off + 1)) "$vmlinuz" || true; } |
+    xz -dcq --single-stream >"$TMP/vmlinux" 2>/dev/null &&
     readelf -n "$TMP/vmlinux" 2>/dev/null | grep -q 'note type: (0x00000012)'; then
     mv "$TMP/vmlinux" "$TMP/kernel"
 else
