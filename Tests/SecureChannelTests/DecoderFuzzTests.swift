@@ -80,7 +80,7 @@ import Testing
         #expect(accepted <= 3000)
     }
 
-    @Test func frameDecoderRejectsOversizeBeforeBuffering() {
+    @Test func frameDecoderRejectsOversizeBeforeBuffering() throws {
         let decoder = FrameDecoder(maxRecordPayload: 1024)
         var huge = ByteBuffer(bytes: [0x7f, 0xff, 0xff, 0xff, FrameType.record.rawValue])
         #expect(throws: SecureChannelError.self) { try decoder.next(from: &huge) }
