@@ -10,6 +10,8 @@ public enum RecordContentType: UInt8, Sendable {
     case keyUpdate = 1
     /// The sender closes the channel; the content is a CloseReason.
     case close = 2
+    /// The responder accepted the initiator (always its first record; empty).
+    case accept = 3
 }
 
 /// Seals outgoing records: one direction's key, counter and rekey budget. Pure.
@@ -53,6 +55,11 @@ public struct RecordSealer: Sendable {
         } while remaining.readableBytes > 0
     }
 
+    /// Seals the responder's Accept record.
+    public mutating func sealAccept(into out: inout ByteBuffer) throws(SecureChannelError) {
+        try seal(.accept, ByteBuffer(), into: &out)
+    }
+
     /// Seals a Close record carrying `reason`.
     public mutating func sealClose(_ code: CloseCode, _ message: String, into out: inout ByteBuffer) throws(SecureChannelError) {
         var reason = Hostmesh_V1_CloseReason()
@@ -90,6 +97,8 @@ public struct RecordOpener: Sendable {
         case keyUpdated
         /// The peer closed the channel with this reason (code `.normal` for an orderly close).
         case closed(SecureChannelError)
+        /// The responder accepted us.
+        case accepted
     }
 
     private var key: AEADKey
@@ -140,6 +149,8 @@ public struct RecordOpener: Sendable {
         case .close:
             let error = HandshakeWire.peerError(Array(plaintext.readableBytesView))
             return .closed(error)
+        case .accept:
+            return .accepted
         }
     }
 

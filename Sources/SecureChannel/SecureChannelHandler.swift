@@ -38,6 +38,8 @@ public final class SecureChannelHandler {
     private var closeSeen = false
     private var failure: SecureChannelError?
     private var unflushed = false
+    /// Initiator only: keys exist but the responder has not yet accepted our certificate.
+    private var awaitingAccept: ChannelSession?
 
     /// Completes with the session once the peer is authenticated; fails with a `SecureChannelError`.
     public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
@@ -84,7 +86,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timeout = context.eventLoop.scheduleTask(in: configuration.handshakeTimeout) {
             let (handler, context) = loopBound.value
-            if case .established = handler.state { return }
+            if case .established = handler.state, handler.awaitingAccept == nil { return }
             handler.fail(context: context, SecureChannelError(.handshakeTimeout, "no complete handshake within \(handler.configuration.handshakeTimeout)"))
         }
         if case .initiating(var initiator) = state {
@@ -191,6 +193,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             state = .initiating(initiator)
             context.write(wrapOutboundOut(ByteBuffer(bytes: finish)), promise: nil)
             unflushed = true
+            // Queued writes may go now; the handshake completes when the responder accepts.
+            awaitingAccept = session
             establish(session, context: context)
         case .responding(var responder):
             if frame.type == .handshakeInit {
@@ -208,7 +212,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else {
                 switch try responder.receiveFinish(frame, now: configuration.unixTime()) {
                 case .established(let session):
-                    establish(session, context: context)
+                    establish(session, context: context, accept: true)
                 case .refused(let session, let error):
                     var sealer = RecordSealer(session: session, rekeyAfterBytes: .max, rekeyAfterNanos: .max, now: 0)
                     var out = context.channel.allocator.buffer(capacity: 256)
@@ -221,6 +225,16 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let opened = try opener.open(frame)
             state = .established(sealer, opener)
             switch opened {
+            case .accepted:
+                guard let session = awaitingAccept else {
+                    throw SecureChannelError(.protocolViolation, "unexpected accept record")
+                }
+                awaitingAccept = nil
+                timeout?.cancel()
+                handshakePromise?.succeed(session)
+                handshakePromise = nil
+            case .data where awaitingAccept != nil:
+                throw SecureChannelError(.protocolViolation, "data before the responder's accept record")
             case .data(let bytes):
                 context.fireChannelRead(wrapInboundOut(bytes))
             case .keyUpdated:
@@ -239,11 +253,16 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func establish(_ session: ChannelSession, context: ChannelHandlerContext) {
-        timeout?.cancel()
+    private func establish(_ session: ChannelSession, context: ChannelHandlerContext, accept: Bool = false) {
         let now = NIODeadline.now().uptimeNanoseconds
-        let sealer = RecordSealer(session: session, rekeyAfterBytes: configuration.rekeyAfterBytes,
+        var sealer = RecordSealer(session: session, rekeyAfterBytes: configuration.rekeyAfterBytes,
                                   rekeyAfterNanos: UInt64(configuration.rekeyAfter.nanoseconds), now: now)
+        if accept {
+            var out = context.channel.allocator.buffer(capacity: 64)
+            try? sealer.sealAccept(into: &out) // counter 0 of a fresh sealer: cannot be exhausted
+            context.write(wrapOutboundOut(out), promise: nil)
+            unflushed = true
+        }
         state = .established(sealer, RecordOpener(session: session))
         logger.debug("channel established", metadata: ["mesh.peer": "\(session.peer)", "mesh.aead": "\(session.aead.rawValue)"])
         let queued = pendingWrites
@@ -251,8 +270,11 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         for (bytes, promise) in queued { write(context: context, data: wrapOutboundOut(bytes), promise: promise) }
         if !queued.isEmpty { unflushed = true }
         flushIfNeeded(context: context)
-        handshakePromise?.succeed(session)
-        handshakePromise = nil
+        if awaitingAccept == nil {
+            timeout?.cancel()
+            handshakePromise?.succeed(session)
+            handshakePromise = nil
+        }
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {

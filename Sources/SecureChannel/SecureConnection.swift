@@ -10,6 +10,13 @@ public struct SecureConnection: Sendable {
     public let session: ChannelSession
     /// The application byte stream.
     public let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    let handler: NIOLoopBound<SecureChannelHandler>
+
+    /// Why the channel failed, if it did. After a failure, writes fail with NIO's generic
+    /// "I/O on closed channel"; this is the reason that names the cause.
+    public func failureReason() async -> SecureChannelError? {
+        try? await channel.channel.eventLoop.submit { handler.value.failureReason }.get()
+    }
 
     /// The authenticated peer.
     public var peer: PeerIdentity { session.peer }
@@ -19,7 +26,7 @@ public struct SecureConnection: Sendable {
     public static func connect(host: String, port: Int, configuration: SecureChannelConfiguration,
                                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                                logger: Logger) async throws -> SecureConnection {
-        let (channel, handshake) = try await ClientBootstrap(group: group)
+        let (channel, handshake, handlerBox) = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: SecureChannelListener.receiveAllocator)
             .connectTimeout(.seconds(10))
@@ -28,12 +35,12 @@ public struct SecureConnection: Sendable {
                     let handler = try SecureChannelHandler(role: .initiator, configuration: configuration, eventLoop: channel.eventLoop, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    return (wrapped, handler.handshakeCompleted)
+                    return (wrapped, handler.handshakeCompleted, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
         do {
             let session = try await handshake.get()
-            return SecureConnection(session: session, channel: channel)
+            return SecureConnection(session: session, channel: channel, handler: handlerBox)
         } catch {
             try? await channel.executeThenClose { _, _ in }
             throw error
@@ -46,7 +53,7 @@ public struct SecureChannelListener: Sendable {
     /// Large reads let one `channelRead` carry several records, which keeps copying down.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 1 << 20)
 
-    private let server: NIOAsyncChannel<(NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<ChannelSession>), Never>
+    private let server: NIOAsyncChannel<(NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<ChannelSession>, NIOLoopBound<SecureChannelHandler>), Never>
     private let logger: Logger
 
     /// The bound address (useful with port 0).
@@ -68,26 +75,29 @@ public struct SecureChannelListener: Sendable {
                                                            eventLoop: channel.eventLoop, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    return (wrapped, handler.handshakeCompleted)
+                    return (wrapped, handler.handshakeCompleted, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
         return SecureChannelListener(server: server, logger: logger)
     }
 
     /// Accepts connections until cancelled, calling `handle` for each authenticated one
-    /// concurrently. Refused handshakes are logged with their reason and the remote address.
-    public func run(_ handle: @escaping @Sendable (SecureConnection) async -> Void) async throws {
+    /// concurrently. Refused handshakes are logged with their reason and the remote address,
+    /// and reported to `onRefusal` (error, remote address).
+    public func run(onRefusal: @escaping @Sendable (any Error, String) -> Void = { _, _ in },
+                    _ handle: @escaping @Sendable (SecureConnection) async -> Void) async throws {
         try await server.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
-                for try await (channel, handshake) in inbound {
+                for try await (channel, handshake, handlerBox) in inbound {
                     group.addTask {
                         let remote = channel.channel.remoteAddress.map { "\($0)" } ?? "?"
                         do {
                             let session = try await handshake.get()
                             logger.debug("accepted secure channel", metadata: ["mesh.peer": "\(session.peer)", "mesh.remote": "\(remote)"])
-                            await handle(SecureConnection(session: session, channel: channel))
+                            await handle(SecureConnection(session: session, channel: channel, handler: handlerBox))
                         } catch {
                             logger.warning("refused secure channel", metadata: ["mesh.remote": "\(remote)", "mesh.reason": "\(error)"])
+                            onRefusal(error, remote)
                             try? await channel.executeThenClose { _, _ in }
                         }
                     }

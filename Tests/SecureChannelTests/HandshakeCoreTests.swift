@@ -56,7 +56,7 @@ import Testing
         let b = f.host("node-b")
         for (initiator, expected) in [(f.host("node-a", notAfter: f.now - 1), CloseCode.certificateExpired),
                                       (f.host("node-a", domain: f.prod, trusting: [f.lab]), CloseCode.unknownIssuer)] {
-            var i = try HandshakeInitiator(credentials: initiator, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
+            var i = try HandshakeInitiator(credentials: initiator, policy: ChannelPolicy(targetDomain: f.lab.trustAnchor), ephemeral: KeyAgreementKeyPair())
             var r = HandshakeResponder(credentials: b, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
             let m2 = try Fixtures.frame(r.respond(to: r.validateInit(Fixtures.frame(i.start()))))
             let (m3, initiatorSession) = try i.receive(m2, now: f.now)
