@@ -125,6 +125,21 @@ public final class AEADKey: @unchecked Sendable {
         return out
     }
 
+    /// Decrypts the readable bytes of `ciphertext` (ciphertext and tag) and appends the
+    /// plaintext to `output`. On failure `output` is unchanged.
+    public func open(_ ciphertext: ByteBuffer, counter: UInt64, aad: [UInt8], appendingTo output: inout ByteBuffer) throws(CryptoError) {
+        guard ciphertext.readableBytes >= AEADAlgorithm.tagLength else { throw CryptoError.authenticationFailed }
+        let plainLength = ciphertext.readableBytes - AEADAlgorithm.tagLength
+        var ok = false
+        output.writeWithUnsafeMutableBytes(minimumWritableBytes: plainLength) { o in
+            ciphertext.withUnsafeReadableBytes { c in
+                ok = openRaw(UnsafeMutableRawBufferPointer(rebasing: o[0..<plainLength]), c, counter: counter, aad: aad)
+            }
+            return ok ? plainLength : 0
+        }
+        guard ok else { throw CryptoError.authenticationFailed }
+    }
+
     private func sealRaw(_ out: UnsafeMutableRawBufferPointer, _ plaintext: UnsafeRawBufferPointer, counter: UInt64, aad: [UInt8]) {
         let nonce = algorithm.nonce(counter)
         let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)

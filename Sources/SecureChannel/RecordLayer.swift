@@ -91,8 +91,8 @@ public struct RecordSealer: Sendable {
 public struct RecordOpener: Sendable {
     /// What an opened record means for the shell.
     public enum Opened: Sendable {
-        /// Application bytes.
-        case data(ByteBuffer)
+        /// Application bytes, appended to the caller's buffer.
+        case data
         /// The peer switched keys; nothing to deliver.
         case keyUpdated
         /// The peer closed the channel with this reason (code `.normal` for an orderly close).
@@ -106,7 +106,6 @@ public struct RecordOpener: Sendable {
     private(set) var expectedCounter: UInt64 = 0
     /// How many key updates the peer has made.
     public private(set) var keyUpdates = 0
-    private let allocator = ByteBufferAllocator()
 
     /// An opener for the receive direction of `session`.
     public init(session: ChannelSession) {
@@ -114,8 +113,8 @@ public struct RecordOpener: Sendable {
         self.key = try! AEADKey(session.aead, key: session.receiveKey) // negotiated algorithms are available by construction
     }
 
-    /// Opens one record frame.
-    public mutating func open(_ frame: Frame) throws(SecureChannelError) -> Opened {
+    /// Opens one record frame. The plaintext of a data record is appended to `plaintext`.
+    public mutating func open(_ frame: Frame, appendingTo plaintext: inout ByteBuffer) throws(SecureChannelError) -> Opened {
         guard frame.type == .record else {
             if frame.type == .reject { throw HandshakeWire.peerError(Array(frame.body.readableBytesView)) }
             throw SecureChannelError(.protocolViolation, "\(frame.type) frame after the handshake")
@@ -133,21 +132,29 @@ public struct RecordOpener: Sendable {
             throw SecureChannelError(.protocolViolation, "unknown record content type \(rawType)")
         }
         let aad = Self.associatedData(length: frame.lengthField, counter: counter, type: type)
-        let plaintext: ByteBuffer
-        do { plaintext = try key.open(body, counter: counter, aad: aad, allocator: allocator) } catch {
+        // Control records are small; they are opened on their own so that only application
+        // bytes ever land in the caller's buffer.
+        var control = ByteBuffer()
+        do {
+            if type == .data {
+                try key.open(body, counter: counter, aad: aad, appendingTo: &plaintext)
+            } else {
+                try key.open(body, counter: counter, aad: aad, appendingTo: &control)
+            }
+        } catch {
             throw SecureChannelError(.recordAuthenticationFailed, "record \(counter) failed authentication: tampered in transit or not from the peer")
         }
         expectedCounter += 1
         switch type {
         case .data:
-            return .data(plaintext)
+            return .data
         case .keyUpdate:
             rawKey = Self.nextKey(rawKey)
             key = try! AEADKey(key.algorithm, key: rawKey) // same algorithm and length as before
             keyUpdates += 1
             return .keyUpdated
         case .close:
-            let error = HandshakeWire.peerError(Array(plaintext.readableBytesView))
+            let error = HandshakeWire.peerError(Array(control.readableBytesView))
             return .closed(error)
         case .accept:
             return .accepted

@@ -31,7 +31,13 @@ public final class SecureChannelHandler {
     private let logger: Logger
     private var state: State
     private var decoder: FrameDecoder
-    private var cumulation: ByteBuffer?
+    /// The start of a frame that straddles reads; only these bytes are ever copied.
+    private var partialFrame: ByteBuffer?
+    /// Plaintext of the data records of the current read, decrypted back to back and handed on
+    /// as slices once the read is processed. Reused across reads when the application has
+    /// released the previous slices (ByteBuffer reuses uniquely referenced storage).
+    private var plaintextArena = ByteBuffer()
+    private var pendingDeliveries: [(index: Int, length: Int)] = []
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var handshakePromise: EventLoopPromise<ChannelSession>?
     private var timeout: Scheduled<Void>?
@@ -40,6 +46,11 @@ public final class SecureChannelHandler {
     private var unflushed = false
     /// Initiator only: keys exist but the responder has not yet accepted our certificate.
     private var awaitingAccept: ChannelSession?
+    /// Sealed-output buffers whose writes completed, kept for reuse: allocating fresh multi-MiB
+    /// buffers for every write costs a page fault and a page clear per 4 KiB, which at GB/s
+    /// rates is as expensive as the encryption itself.
+    private var spareOutputBuffers: [ByteBuffer] = []
+    private static let maxSpareOutputBuffers = 4
 
     /// Completes with the session once the peer is authenticated; fails with a `SecureChannelError`.
     public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
@@ -97,29 +108,55 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
-        if var existing = cumulation {
-            cumulation = nil // drop our reference so the append does not copy the whole buffer
-            existing.writeImmutableBuffer(bytes)
-            cumulation = existing
-        } else {
-            cumulation = bytes
-        }
+        var input = unwrapInboundIn(data)
+        plaintextArena.clear(minimumCapacity: input.readableBytes + (partialFrame?.readableBytes ?? 0))
         do throws(SecureChannelError) {
-            while isOpen, var buffer = cumulation {
-                cumulation = nil
-                let frame = try decoder.next(from: &buffer)
-                cumulation = buffer.readableBytes > 0 ? buffer : nil
-                guard let frame else { break }
+            // 1. Finish the frame that straddled the previous read, copying only its bytes.
+            if var partial = partialFrame {
+                partialFrame = nil
+                while isOpen, input.readableBytes > 0 {
+                    let header = min(input.readableBytes, max(0, 5 - partial.readableBytes))
+                    if header > 0 { var h = input.readSlice(length: header)!; partial.writeBuffer(&h); continue }
+                    let length = Int(partial.getInteger(at: partial.readerIndex, as: UInt32.self)!)
+                    let missing = 4 + length - partial.readableBytes
+                    if missing > 0 {
+                        var more = input.readSlice(length: min(missing, input.readableBytes))!
+                        partial.reserveCapacity(minimumWritableBytes: missing)
+                        partial.writeBuffer(&more)
+                    }
+                    break
+                }
+                if let frame = try decoder.next(from: &partial) {
+                    try process(frame, context: context)
+                } else {
+                    partialFrame = partial
+                    deliver(context: context)
+                    return
+                }
+            }
+            // 2. Whole frames straight out of this read.
+            while isOpen, let frame = try decoder.next(from: &input) {
                 try process(frame, context: context)
             }
-            if var rest = cumulation, rest.readerIndex > 64 * 1024 {
-                cumulation = nil
-                rest.discardReadBytes()
-                cumulation = rest
+            // 3. Keep an incomplete tail (the decoder already checked its header, if complete).
+            if isOpen, input.readableBytes > 0 {
+                var tail = context.channel.allocator.buffer(capacity: max(input.readableBytes, 4 + Int(input.getInteger(at: input.readerIndex, as: UInt32.self) ?? 0)))
+                tail.writeBuffer(&input)
+                partialFrame = tail
             }
+            deliver(context: context)
         } catch {
             fail(context: context, error)
+        }
+    }
+
+    /// Hands the plaintext decrypted so far to the next handler, in order.
+    private func deliver(context: ChannelHandlerContext) {
+        guard !pendingDeliveries.isEmpty else { return }
+        let deliveries = pendingDeliveries
+        pendingDeliveries.removeAll(keepingCapacity: true)
+        for d in deliveries {
+            context.fireChannelRead(wrapInboundOut(plaintextArena.getSlice(at: d.index, length: d.length)!))
         }
     }
 
@@ -156,11 +193,18 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let bytes = unwrapOutboundIn(data)
         switch state {
         case .established(var sealer, let opener):
-            var out = context.channel.allocator.buffer(capacity: bytes.readableBytes + 64)
+            let records = bytes.readableBytes / max(1, sealer.maxPayload) + 2
+            var out = outputBuffer(context: context, capacity: bytes.readableBytes + records * FrameDecoder.recordOverhead + 64)
             do {
                 try sealer.sealData(bytes, now: NIODeadline.now().uptimeNanoseconds, into: &out)
                 state = .established(sealer, opener)
-                context.write(wrapOutboundOut(out), promise: promise)
+                let written = context.eventLoop.makePromise(of: Void.self)
+                written.futureResult.assumeIsolated().whenComplete { result in
+                    // NIO has dropped its reference by now, so the storage can be reused in place.
+                    if self.spareOutputBuffers.count < Self.maxSpareOutputBuffers { self.spareOutputBuffers.append(out) }
+                    promise?.completeWith(result)
+                }
+                context.write(wrapOutboundOut(out), promise: written)
             } catch {
                 promise?.fail(error)
                 fail(context: context, error)
@@ -222,8 +266,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
             }
         case .established(let sealer, var opener):
-            let opened = try opener.open(frame)
+            let start = plaintextArena.writerIndex
+            let opened = try opener.open(frame, appendingTo: &plaintextArena)
             state = .established(sealer, opener)
+            if case .data = opened {} else { deliver(context: context) } // keep data ahead of control events
             switch opened {
             case .accepted:
                 guard let session = awaitingAccept else {
@@ -235,8 +281,9 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 handshakePromise = nil
             case .data where awaitingAccept != nil:
                 throw SecureChannelError(.protocolViolation, "data before the responder's accept record")
-            case .data(let bytes):
-                context.fireChannelRead(wrapInboundOut(bytes))
+            case .data:
+                let length = plaintextArena.writerIndex - start
+                if length > 0 { pendingDeliveries.append((start, length)) }
             case .keyUpdated:
                 logger.trace("peer switched record keys", metadata: ["mesh.key_updates": "\(opener.keyUpdates)"])
             case .closed(let reason):
@@ -277,6 +324,12 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    private func outputBuffer(context: ChannelHandlerContext, capacity: Int) -> ByteBuffer {
+        guard var buffer = spareOutputBuffers.popLast() else { return context.channel.allocator.buffer(capacity: capacity) }
+        buffer.clear(minimumCapacity: capacity)
+        return buffer
+    }
+
     private func flushIfNeeded(context: ChannelHandlerContext) {
         if unflushed {
             unflushed = false
@@ -292,6 +345,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func fail(context: ChannelHandlerContext, _ error: SecureChannelError, tellPeer: Bool = true) {
         if case .closed = state { return }
+        deliver(context: context) // records authenticated before the failure still count
         record(error)
         timeout?.cancel()
         if tellPeer, !error.byPeer {
@@ -309,7 +363,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         closeSeen = true
         state = .closed
-        cumulation = nil
+        partialFrame = nil
+        pendingDeliveries.removeAll()
         failPending(error)
         context.fireErrorCaught(error)
         context.close(promise: nil)

@@ -29,6 +29,7 @@ public struct SecureConnection: Sendable {
         let (channel, handshake, handlerBox) = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: SecureChannelListener.receiveAllocator)
+            .channelOption(.writeBufferWaterMark, value: SecureChannelListener.writeWaterMark)
             .connectTimeout(.seconds(10))
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -52,6 +53,10 @@ public struct SecureConnection: Sendable {
 public struct SecureChannelListener: Sendable {
     /// Large reads let one `channelRead` carry several records, which keeps copying down.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 1 << 20)
+    /// Sealing happens when a write passes the handler; with NIO's default 64 KiB high mark a
+    /// writer stalls until the socket has drained, so encryption and the peer's decryption take
+    /// turns instead of overlapping. A few MiB in flight keeps both ends busy.
+    static let writeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 4 << 20)
 
     private let server: NIOAsyncChannel<(NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<ChannelSession>, NIOLoopBound<SecureChannelHandler>), Never>
     private let logger: Logger
@@ -69,6 +74,7 @@ public struct SecureChannelListener: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: receiveAllocator)
+            .childChannelOption(.writeBufferWaterMark, value: writeWaterMark)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try SecureChannelHandler(role: .responder(rateLimiter: rateLimiter), configuration: configuration,

@@ -44,7 +44,8 @@ struct EchoServer {
                     try await connection.channel.executeThenClose { inbound, outbound in
                         for try await bytes in inbound {
                             await log.message(String(buffer: bytes))
-                            try await outbound.write(bytes)
+                            // A failed echo must not stop us from reading what already arrived.
+                            try? await outbound.write(bytes)
                         }
                     }
                 } catch { await log.error(await connection.failureReason() ?? error) }

@@ -69,7 +69,8 @@ import Testing
             var out = ByteBuffer()
             try sealer.sealClose(error.code, error.detail, into: &out)
             var opener = RecordOpener(session: initiatorSession)
-            guard case .closed(let seen) = try opener.open(Fixtures.frame(Array(out.readableBytesView))) else {
+            var sink = ByteBuffer()
+            guard case .closed(let seen) = try opener.open(Fixtures.frame(Array(out.readableBytesView)), appendingTo: &sink) else {
                 Issue.record("no close"); continue
             }
             #expect(seen.code == expected && seen.byPeer)

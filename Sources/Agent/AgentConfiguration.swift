@@ -1,0 +1,62 @@
+import Foundation
+import TOMLKit
+
+/// The agent's configuration: a `Sendable` struct with defaults for every field; loading from
+/// TOML is a separate initialiser, and every field can also be set by a command-line flag.
+///
+///     state_dir = "/var/lib/hostmesh"
+///     channel_listen = "0.0.0.0:7946"
+///     peers = ["10.0.0.2:7946"]
+///     log_level = "info"
+public struct AgentConfiguration: Sendable, Codable, Equatable {
+    /// Where host.key, host.cert and trust/ live, and the agent's durable state.
+    public var stateDirectory: String = "/var/lib/hostmesh"
+    /// TCP address for secure channels from other agents.
+    public var channelListen: HostPort = HostPort(host: "0.0.0.0", port: 7946)
+    /// Agents to contact at start.
+    public var peers: [HostPort] = []
+    /// trace, debug, info, notice, warning, error, critical.
+    public var logLevel: String = "info"
+
+    enum CodingKeys: String, CodingKey {
+        case stateDirectory = "state_dir"
+        case channelListen = "channel_listen"
+        case peers
+        case logLevel = "log_level"
+    }
+
+    /// All defaults.
+    public init() {}
+
+    /// Missing keys keep their defaults; unknown keys are an error (a typo should not be silent).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = AgentConfiguration()
+        stateDirectory = try c.decodeIfPresent(String.self, forKey: .stateDirectory) ?? defaults.stateDirectory
+        channelListen = try c.decodeIfPresent(HostPort.self, forKey: .channelListen) ?? defaults.channelListen
+        peers = try c.decodeIfPresent([HostPort].self, forKey: .peers) ?? defaults.peers
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? defaults.logLevel
+    }
+
+    /// Reads a TOML file.
+    public init(tomlFile path: String) throws(AgentError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .badConfiguration(path: path, reason: "cannot read the file")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch {
+            throw .badConfiguration(path: path, reason: "not valid TOML: \(error)")
+        }
+        let known = Set(["state_dir", "channel_listen", "peers", "log_level"])
+        if let unknown = table.keys.first(where: { !known.contains($0) }) {
+            throw .badConfiguration(path: path, reason: "unknown key \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        do { self = try TOMLDecoder().decode(AgentConfiguration.self, from: table) } catch {
+            throw .badConfiguration(path: path, reason: "\(error)")
+        }
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
+            throw .badConfiguration(path: path, reason: "log_level \"\(logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+}

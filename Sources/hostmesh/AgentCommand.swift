@@ -1,0 +1,35 @@
+import Agent
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Run the hostmesh agent on this host.")
+
+    @Option(help: "TOML configuration file; flags override it.") var config: String?
+    @Option(name: .customLong("state-dir"), help: "Host state directory (default /var/lib/hostmesh).") var stateDir: String?
+    @Option(help: "TCP address for secure channels (default 0.0.0.0:7946).") var listen: String?
+    @Option(name: .customLong("peer"), help: "An agent to contact at start (repeatable).") var peers: [String] = []
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+
+    func run() async throws {
+        var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
+        if let stateDir { configuration.stateDirectory = stateDir }
+        if let listen { configuration.channelListen = try HostPort(parsing: listen) }
+        if !peers.isEmpty { configuration.peers = try peers.map { try HostPort(parsing: $0) } }
+        if let logLevel { configuration.logLevel = logLevel }
+        guard let level = Logger.Level(rawValue: configuration.logLevel) else {
+            throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        let credentials = try AgentCredentials.load(stateDirectory: configuration.stateDirectory)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "hostmesh.\(credentials.identity.hostID)")
+        let agent = Agent(configuration: configuration, credentials: credentials, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

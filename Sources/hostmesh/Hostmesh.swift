@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// The one hostmesh binary. The work lives in the libraries; commands parse and print.
+@main
+struct Hostmesh: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hostmesh",
+        abstract: "Peer-to-peer live migration of QEMU virtual machines.",
+        version: "0.1.0",
+        subcommands: [AgentCommand.self, KeysCommand.self, DomainCommand.self, BenchCommand.self]
+    )
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import MeshIdentity
+import MeshCrypto
+
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "Manage this host's identity key and trusted domains.",
+        subcommands: [Init.self, Show.self, Trust.self]
+    )
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create this host's Ed25519 key (host.key, mode 0600) and host.pub.")
+        @OptionGroup var state: StateOptions
+        @Option(help: "Host id (default: this machine's host name).") var hostID: String?
+
+        func run() throws {
+            try FileManager.default.createDirectory(atPath: state.stateDir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            let name = hostID ?? ProcessInfo.processInfo.hostName.lowercased()
+            let identity = try HostIdentity(hostID: name)
+            try identity.save(inDirectory: state.stateDir)
+            print("created host key for \(name)")
+            print("  identity key  \(identity.signingKey.publicKey.fingerprint)  (\(state.stateDir)/host.key, mode 0600)")
+            print("  public keys   \(state.stateDir)/host.pub — give this to your domain: hostmesh domain certify --host-pub …")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show this host's keys, certificate and trusted domains.")
+        @OptionGroup var state: StateOptions
+
+        func run() throws {
+            let identity = try HostIdentity.load(fromDirectory: state.stateDir)
+            print("host \(identity.hostID)")
+            print("  identity key  \(identity.signingKey.publicKey.fingerprint)")
+            print("  static key    \(Hex.encodeShort(identity.staticKey.publicKey.bytes))")
+            if let cert = try? HostCertificate.load(state.stateDir + "/host.cert") {
+                print("  certificate   domain \(cert.domain), serial \(cert.serial), valid \(format(cert.body.notBefore)) to \(format(cert.body.notAfter))")
+            } else {
+                print("  certificate   none (\(state.stateDir)/host.cert)")
+            }
+            let trust = try TrustStore.load(fromDirectory: state.stateDir + "/trust")
+            for anchor in trust.anchors.values.sorted(by: { $0.name < $1.name }) {
+                print("  trusts        \(anchor.name) \(anchor.key.fingerprint)")
+            }
+        }
+    }
+
+    struct Trust: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Trust a domain: install its domain.pub into the state directory.")
+        @OptionGroup var state: StateOptions
+        @Argument(help: "A domain.pub file.") var domainPub: String
+
+        func run() throws {
+            let anchor = try DomainTrustAnchor.load(domainPub)
+            try FileManager.default.createDirectory(atPath: state.stateDir + "/trust", withIntermediateDirectories: true)
+            try anchor.save(state.stateDir + "/trust/\(anchor.name).pub")
+            print("trusting domain \(anchor.name) (key \(anchor.key.fingerprint))")
+        }
+    }
+}
+
+/// Where a host keeps its identity and state.
+struct StateOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"), help: "Host state directory.") var stateDir = "/var/lib/hostmesh"
+}
+
+func format(_ unix: Int64) -> String {
+    let f = ISO8601DateFormatter()
+    return f.string(from: Date(timeIntervalSince1970: TimeInterval(unix)))
+}
+
+extension Hex {
+    static func encodeShort(_ bytes: [UInt8]) -> String { encode(bytes.prefix(8)) }
+}
