@@ -1,0 +1,42 @@
+# Hostmesh: two commands on a fresh Debian 12 machine (as root): `make demo` and `make test`.
+# Each first installs what is missing (Debian packages only), then builds and runs.
+
+APT_PACKAGES := pkg-config libsodium-dev qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils \
+                gcc libc6-dev binutils iproute2
+SWIFT ?= swift
+
+.PHONY: all deps build release test demo guest bench clean
+
+all: build
+
+# Install missing Debian packages; refresh the package lists only if an install needs it.
+deps:
+	@command -v $(SWIFT) >/dev/null || { echo "error: swift not found in PATH (expected the Swift 6 toolchain, e.g. /opt/swift/usr/bin)"; exit 1; }
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $$missing || { apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+
+guest: deps
+	@Deploy/guest/build-guest.sh >/dev/null
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product hostmesh
+
+test: deps guest
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel
+
+demo: release guest
+	@Deploy/demo.sh .build/release/hostmesh
+
+bench: release
+	.build/release/hostmesh bench channel
+
+clean:
+	rm -rf .build Deploy/out

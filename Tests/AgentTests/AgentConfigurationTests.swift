@@ -1,0 +1,59 @@
+import Agent
+import Foundation
+import MeshIdentity
+import Testing
+
+@Suite struct AgentConfigurationTests {
+    func write(_ text: String) -> String {
+        let path = NSTemporaryDirectory() + "hostmesh-config-\(UUID().uuidString).toml"
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return path
+    }
+
+    @Test func tomlOverridesDefaults() throws {
+        let path = write("""
+        state_dir = "/tmp/x"
+        channel_listen = "127.0.0.1:9000"
+        peers = ["10.0.0.2:7946", "[::1]:7000"]
+        """)
+        let c = try AgentConfiguration(tomlFile: path)
+        #expect(c.stateDirectory == "/tmp/x")
+        #expect(c.channelListen == HostPort(host: "127.0.0.1", port: 9000))
+        #expect(c.peers == [HostPort(host: "10.0.0.2", port: 7946), HostPort(host: "::1", port: 7000)])
+        #expect(c.logLevel == "info")
+    }
+
+    @Test func mistakesAreNamed() {
+        func message(_ toml: String) -> String {
+            do { _ = try AgentConfiguration(tomlFile: write(toml)); return "" } catch { return "\(error)" }
+        }
+        #expect(message("stat_dir = \"/x\"").contains("unknown key \"stat_dir\""))
+        #expect(message("channel_listen = \"nohost\"").contains("host:port"))
+        #expect(message("log_level = \"loud\"").contains("log_level"))
+        #expect(message("this is not toml").contains("not valid TOML"))
+        #expect((try? AgentConfiguration(tomlFile: "/nonexistent.toml")) == nil)
+    }
+
+    @Test func credentialsMismatchesAreExplained() throws {
+        let dir = NSTemporaryDirectory() + "hostmesh-state-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let host = try HostIdentity(hostID: "node-a")
+        try host.save(inDirectory: dir)
+        func message() -> String {
+            do { _ = try AgentCredentials.load(stateDirectory: dir); return "" } catch { return "\(error)" }
+        }
+        #expect(message().contains("hostmesh domain certify"))
+        let domain = try DomainAuthority(name: "lab")
+        let now = Int64(Date().timeIntervalSince1970)
+        // A certificate for another key is refused.
+        let other = try HostIdentity(hostID: "node-a")
+        try domain.certify(other.publicKeys, serial: 1, notBefore: now - 10, notAfter: now + 100).save(dir + "/host.cert")
+        #expect(message().contains("re-certify"))
+        // The right certificate, but the domain is not trusted yet.
+        try domain.certify(host.publicKeys, serial: 2, notBefore: now - 10, notAfter: now + 100).save(dir + "/host.cert")
+        #expect(message().contains("hostmesh keys trust"))
+        try domain.trustAnchor.save(dir + "/trust/lab.pub")
+        #expect(message() == "")
+    }
+}
