@@ -1,1 +1,1 @@
-import Testing
+import Testing // placeholder until the first tests land
