@@ -91,6 +91,18 @@ enum ChildProcess {
         return signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal)
     }
 
+    /// SIGKILLs our child `pid` and waits (without blocking a thread) until it is reaped or
+    /// turns out not to be waitable (already reaped, or not our child). At most about 2 s.
+    static func killAndReap(_ pid: pid_t) async {
+        signal(pid, SIGKILL)
+        for _ in 0..<400 {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) != 0 { return }
+            // Cancellation must not skip the reaping: fall back to a short blocking sleep.
+            do { try await Task.sleep(for: .milliseconds(5)) } catch { usleep(5_000) }
+        }
+    }
+
     /// The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), which
     /// with the pid identifies a process across pid reuse; nil if it does not exist or is a zombie.
     static func startTime(_ pid: pid_t) -> UInt64? {

@@ -92,8 +92,7 @@ public actor VMProcess {
             let qmp = try await Self.waitForQMP(pid: pid, spec: spec, directory: directory, options: options, logger: logger)
             return VMProcess(record: record, qmp: qmp, adopted: false, startTime: startTime, logger: logger)
         } catch {
-            ChildProcess.signal(pid, SIGKILL)
-            await Self.reapPromptly(pid)
+            await ChildProcess.killAndReap(pid)
             throw error
         }
     }
@@ -235,11 +234,5 @@ public actor VMProcess {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         try encoder.encode(record).write(to: URL(fileURLWithPath: record.directory.recordFile), options: .atomic)
-    }
-
-    private static func reapPromptly(_ pid: pid_t) async {
-        for _ in 0..<400 where ChildProcess.reap(pid) == nil {
-            do { try await Task.sleep(for: .milliseconds(5)) } catch { usleep(5_000) }
-        }
     }
 }

@@ -54,27 +54,31 @@ public struct QMPClient: Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "hostmesh.hypervisor.qmp")
     ) async throws(QMPError) -> QMPClient {
+        // One loop for the channel and the promise that hands its handler out of the initializer
+        // (looking the handler up afterwards races with a server that closes at once).
+        let eventLoop = eventLoopGroup.next()
+        let handlerPromise = eventLoop.makePromise(of: NIOLoopBound<QMPConnectionHandler>.self)
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: eventLoopGroup)
+            channel = try await ClientBootstrap(group: eventLoop)
                 .connectTimeout(configuration.connectTimeout.timeAmount)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let handler = QMPConnectionHandler(path: path, logger: logger)
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(QMPLineDecoder(maxLength: configuration.maxMessageBytes)))
-                        try channel.pipeline.syncOperations.addHandler(QMPConnectionHandler(path: path, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     }
                 }
                 .connect(unixDomainSocketPath: path)
                 .get()
         } catch {
+            handlerPromise.fail(error)
             throw .connectFailed(path: path, reason: Self.describe(error))
         }
         do {
-            let eventLoop = channel.eventLoop
-            let handler = try await eventLoop.submit {
-                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: QMPConnectionHandler.self), eventLoop: eventLoop)
-            }.get()
+            let handler = try await handlerPromise.futureResult.get()
             let greetingPromise = eventLoop.makePromise(of: QMPGreeting.self)
             let deadline = eventLoop.scheduleTask(in: configuration.connectTimeout.timeAmount) {
                 greetingPromise.fail(QMPError.greetingTimeout(path: path, after: configuration.connectTimeout))

@@ -51,12 +51,12 @@ final class QMPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler
     /// Sends `{"execute": command, "arguments": arguments, "id": ...}` and completes `promise`
     /// with the `return` member.
     func execute(_ command: String, arguments: JSONValue?, timeout: Duration?, promise: EventLoopPromise<JSONValue>) {
-        guard let context else {
-            promise.fail(QMPError.disconnected(command: command, reason: "the handler is not in a pipeline"))
-            return
-        }
         if let closeError {
             promise.fail(Self.error(closeError, for: command))
+            return
+        }
+        guard let context else {
+            promise.fail(QMPError.disconnected(command: command, reason: "the handler is not in a pipeline"))
             return
         }
         nextID += 1

@@ -36,6 +36,12 @@ public struct VMRunStatus: Codable, Sendable, Equatable {
     public var running: Bool
     /// The precise state.
     public var status: RunState
+
+    /// A status (tests and fakes).
+    public init(running: Bool, status: RunState) {
+        self.running = running
+        self.status = status
+    }
 }
 
 /// Result of `query-kvm`.
