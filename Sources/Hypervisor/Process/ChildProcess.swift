@@ -80,15 +80,32 @@ enum ChildProcess {
         return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
     }()
 
-    /// Reaps `pid` if it is our child and has exited. Nil while it runs (or if it is not our
-    /// child: see `isAlive`).
-    static func reap(_ pid: pid_t) -> VMExit.Status? {
+    /// What `waitpid(WNOHANG)` says about a pid.
+    enum WaitResult: Equatable {
+        /// Our child, and it has exited (now reaped).
+        case exited(VMExit.Status)
+        /// Our child, still running, or exiting but not yet reapable (a multithreaded
+        /// process's leader shows as a zombie until its last thread is gone).
+        case running
+        /// Not our child (or already reaped): waitpid cannot tell.
+        case notWaitable
+    }
+
+    /// Reaps `pid` if it is our child and has exited.
+    static func wait(_ pid: pid_t) -> WaitResult {
         var status: Int32 = 0
         let result = waitpid(pid, &status, WNOHANG)
-        guard result == pid else { return nil }
+        if result == 0 { return .running }
+        guard result == pid else { return .notWaitable }
         // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
         let signal = status & 0x7f
-        return signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal)
+        return .exited(signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal))
+    }
+
+    /// Reaps `pid` if it is our child and has exited; nil otherwise.
+    static func reap(_ pid: pid_t) -> VMExit.Status? {
+        if case let .exited(status) = wait(pid) { return status }
+        return nil
     }
 
     /// SIGKILLs our child `pid` and waits (without blocking a thread) until it is reaped or

@@ -137,13 +137,16 @@ public actor VMProcess {
     public func exitIfEnded() -> VMExit? {
         if let exit { return exit }
         let status: VMExit.Status
-        if let reaped = ChildProcess.reap(pid) {
+        switch ChildProcess.wait(pid) {
+        case let .exited(reaped):
             status = reaped
-        } else if ChildProcess.startTime(pid) == nil || ChildProcess.startTime(pid) != startTime {
-            // Gone (or a zombie): if it was our child after all, its status is still waiting.
-            status = ChildProcess.reap(pid) ?? .unknown
-        } else {
+        case .running:
             return nil
+        case .notWaitable:
+            // Not our child (adopted after an agent restart): alive while the same process
+            // (pid and start time) is there and not a zombie.
+            guard ChildProcess.startTime(pid) == nil || ChildProcess.startTime(pid) != startTime else { return nil }
+            status = .unknown
         }
         let exit = VMExit(status: status, logTail: directory.qemuLogTail())
         self.exit = exit
