@@ -22,10 +22,12 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// Enable `postcopy-ram` on both sides so the ladder may switch to post-copy. Post-copy
     /// cannot be undone: if the link breaks afterwards, the guest is lost on both hosts.
     public var postcopyAllowed: Bool = false
-    /// Throttle applied when the ladder starts throttling, percent.
-    public var throttleInitialPercent: Int = 20
-    /// Throttle added per non-converging pass, percent.
-    public var throttleIncrementPercent: Int = 10
+    /// Throttle applied when the ladder starts throttling, percent. Steeper than QEMU's 20/10:
+    /// QEMU re-evaluates at most once per second and needs two bad periods per step, so 20/10
+    /// takes ~16 s to reach 99%; the ladder only throttles a guest already known not to converge.
+    public var throttleInitialPercent: Int = 30
+    /// Throttle added per non-converging period pair, percent.
+    public var throttleIncrementPercent: Int = 20
     /// Highest throttle, percent.
     public var throttleMaxPercent: Int = 99
     /// Self-announcement after switchover (RARP), QEMU defaults: the agent's virtual switch also

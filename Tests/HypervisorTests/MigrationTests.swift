@@ -1,0 +1,113 @@
+import Foundation
+import Hypervisor
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Migration failure handling and the convergence ladder with the real test guest.
+@Suite("Migration with the test guest", .guestBuilt, .timeLimit(.minutes(1)))
+struct MigrationTests {
+    @Test func aDestinationDyingMidMigrationLeavesTheGuestRunningOnTheSource() async throws {
+        let root = TestSupport.temporaryDirectory()
+        defer { TestSupport.remove(root) }
+        let spec = try #require(TestSupport.guestSpec())
+        let source = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/src"), options: TestSupport.options)
+        defer { source.kill() }
+        #expect(await TestSupport.eventually { TestSupport.heartbeats(source.directory.readConsole()).count >= 2 })
+        var options = TestSupport.options
+        options.accelerator = source.record.accelerator
+        let destination = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/dst"), mode: .incoming, options: options)
+        defer { destination.kill() }
+
+        // Slow enough (20 MB/s for ~70 MB) that the kill lands mid-stream.
+        var settings = MigrationSettings()
+        settings.maxBandwidthBytesPerSecond = 20_000_000
+        let killed = Mutex(false)
+        let destinationPid = destination.pid
+        do {
+            _ = try await DirectMigration.run(source: source, destination: destination, socketPath: destination.directory.incomingSocket,
+                                              settings: settings) { progress, _ in
+                if progress.transferredBytes > 5_000_000, killed.withLock({ done in defer { done = true }; return !done }) {
+                    kill(destinationPid, SIGKILL)
+                }
+            }
+            Issue.record("the migration should have failed")
+        } catch let error as MigrationError {
+            guard case .failed = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
+            #expect(error.guestOnSource)
+        }
+        #expect(await destination.stop().status == .signaled(SIGKILL))
+        #expect(try await source.qmp.queryStatus() == VMRunStatus(running: true, status: .running))
+        let before = TestSupport.heartbeats(source.directory.readConsole()).last?.count ?? 0
+        #expect(await TestSupport.eventually { (TestSupport.heartbeats(source.directory.readConsole()).last?.count ?? 0) > before + 2 })
+        await source.stop()
+    }
+
+    @Test func aGuestDirtyingFasterThanTheLinkConvergesThroughTheLadder() async throws {
+        let root = TestSupport.temporaryDirectory()
+        defer { TestSupport.remove(root) }
+        var spec = try #require(TestSupport.guestSpec(work: "heartbeat,dirty:120"))
+        spec.extraKernelArguments.append("hm.dirtyset=48")
+        let source = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/src"), options: TestSupport.options)
+        defer { source.kill() }
+        #expect(await TestSupport.eventually { source.directory.readConsole().contains("DIRTY mb_s=") })
+
+        // A 60 MB/s link against a guest rewriting 48 MB at 120 MB/s: pre-copy alone never fits
+        // in 300 ms (or 500 ms) of downtime; a steep throttle keeps the test short.
+        var settings = MigrationSettings()
+        settings.maxBandwidthBytesPerSecond = 60_000_000
+        settings.throttleInitialPercent = 50
+        settings.throttleIncrementPercent = 25
+        var policy = ConvergenceLadder.Policy()
+        policy.stallPolls = 4
+        policy.downtimeStepsMs = [500]
+        policy.budgetBaseMs = 20_000
+        let samples = Mutex<[String]>([])
+        defer { print(samples.withLock { $0.suffix(8).joined(separator: "\n") }) }
+        let (destination, result) = try await DirectMigration.migrateLocally(
+            source: source, destinationDirectory: .init(path: root + "/dst"), settings: settings, policy: policy,
+            options: TestSupport.options
+        ) { progress, rung in
+            samples.withLock {
+                $0.append("t=\(progress.totalTimeMs) it=\(progress.iteration) rem=\(progress.remainingBytes >> 20)M dirty=\(Int(progress.dirtyBytesPerSecond / 1e6)) thr=\(progress.throttlePercent) \(rung)")
+            }
+        }
+        defer { destination.kill() }
+        print("ladder migration: total \(result.totalTimeMs) ms, downtime \(result.downtimeMs) ms, \(result.transferredBytes / 1_000_000) MB, rungs \(result.ladder)")
+        #expect(result.ladder.contains(.throttled))
+        #expect(result.final.phase == .completed)
+        let bootID = try #require(TestSupport.heartbeats(source.directory.readConsole()).last?.bootID)
+        #expect(await TestSupport.eventually { TestSupport.heartbeats(destination.directory.readConsole()).last?.bootID == bootID })
+        await destination.stop()
+    }
+}
+
+/// The "direct" reference figures (run with HOSTMESH_MIGRATION_FIGURES=1): an idle 512 MiB guest
+/// migrated QEMU→QEMU over a unix socket, unthrottled, three times. Prints, asserts nothing
+/// about time.
+@Suite("Direct migration figures", .guestBuilt, .timeLimit(.minutes(2)),
+       .enabled(if: ProcessInfo.processInfo.environment["HOSTMESH_MIGRATION_FIGURES"] != nil))
+struct DirectMigrationFigures {
+    @Test func idle512MiB() async throws {
+        let root = TestSupport.temporaryDirectory()
+        defer { TestSupport.remove(root) }
+        let spec = try #require(TestSupport.guestSpec(memoryMiB: 512))
+        var current = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/vm0"), options: TestSupport.options)
+        defer { current.kill() }
+        #expect(await TestSupport.eventually { TestSupport.heartbeats(current.directory.readConsole()).count >= 5 })
+        for round in 1...3 {
+            let (next, result) = try await DirectMigration.migrateLocally(
+                source: current, destinationDirectory: .init(path: root + "/vm\(round)"), options: TestSupport.options)
+            print("direct idle 512 MiB #\(round): total \(result.totalTimeMs) ms, downtime \(result.downtimeMs) ms, "
+                + "\(result.transferredBytes / 1_000_000) MB, \(Int(result.mbPerSecond)) MB/s, \(result.iterations) iterations")
+            current = next
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        await current.stop()
+    }
+}
