@@ -100,14 +100,57 @@ struct DirectMigrationFigures {
         var current = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/vm0"), options: TestSupport.options)
         defer { current.kill() }
         #expect(await TestSupport.eventually { TestSupport.heartbeats(current.directory.readConsole()).count >= 5 })
-        for round in 1...3 {
+        for round in 1...5 {
+            // Rounds 4 and 5 use QEMU's TLS-PSK, for comparison.
+            let tls = round > 3 ? try MigrationTLS.create(directory: root + "/tls\(round)", key: Array(repeating: 9, count: 32),
+                                                          credentialsID: "tls\(round)") : nil
             let (next, result) = try await DirectMigration.migrateLocally(
-                source: current, destinationDirectory: .init(path: root + "/vm\(round)"), options: TestSupport.options)
-            print("direct idle 512 MiB #\(round): total \(result.totalTimeMs) ms, downtime \(result.downtimeMs) ms, "
+                source: current, destinationDirectory: .init(path: root + "/vm\(round)"), tls: tls, options: TestSupport.options)
+            print("direct\(tls == nil ? "" : " TLS-PSK") idle 512 MiB #\(round): total \(result.totalTimeMs) ms, downtime \(result.downtimeMs) ms, "
                 + "\(result.transferredBytes / 1_000_000) MB, \(Int(result.mbPerSecond)) MB/s, \(result.iterations) iterations")
             current = next
             try await Task.sleep(for: .milliseconds(500))
         }
         await current.stop()
+    }
+}
+
+/// QEMU's own TLS with a per-migration pre-shared key (data path (b) of the issue).
+@Suite("Migration over QEMU TLS-PSK", .guestBuilt, .timeLimit(.minutes(1)))
+struct MigrationTLSTests {
+    @Test func theRightKeyMigratesAndAWrongKeyLeavesTheGuestOnTheSource() async throws {
+        let root = TestSupport.temporaryDirectory()
+        defer { TestSupport.remove(root) }
+        let spec = try #require(TestSupport.guestSpec())
+        let source = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/src"), options: TestSupport.options)
+        defer { source.kill() }
+        #expect(await TestSupport.eventually { TestSupport.heartbeats(source.directory.readConsole()).count >= 2 })
+        var options = TestSupport.options
+        options.accelerator = source.record.accelerator
+
+        // Each side holds a different key: the handshake fails, nothing is received.
+        let serverTLS = try MigrationTLS.create(directory: root + "/tls-dst", key: Array(repeating: 1, count: 32))
+        let clientTLS = try MigrationTLS.create(directory: root + "/tls-src", key: Array(repeating: 2, count: 32))
+        let impostor = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/bad"), mode: .incoming, options: options)
+        defer { impostor.kill() }
+        try await serverTLS.install(on: impostor.qmp, as: .server)
+        try await clientTLS.install(on: source.qmp, as: .client)
+        try await IncomingMigration(qmp: impostor.qmp).listen(on: "unix:" + impostor.directory.incomingSocket)
+        await #expect(throws: MigrationError.self) {
+            try await OutgoingMigration(qmp: source.qmp).run(to: "unix:" + impostor.directory.incomingSocket)
+        }
+        await clientTLS.uninstall(from: source.qmp)
+        await impostor.stop(quitGrace: .seconds(1))
+        #expect(try await source.qmp.queryStatus().running)
+
+        let tls = try MigrationTLS.create(directory: root + "/tls", key: Array(repeating: 7, count: 32), credentialsID: "hm-tls-2")
+        defer { tls.destroy() }
+        let (destination, result) = try await DirectMigration.migrateLocally(
+            source: source, destinationDirectory: .init(path: root + "/dst"), tls: tls, options: TestSupport.options)
+        defer { destination.kill() }
+        print("TLS-PSK migration, \(spec.memoryMiB) MiB: total \(result.totalTimeMs) ms, downtime \(result.downtimeMs) ms, \(Int(result.mbPerSecond)) MB/s")
+        let bootID = try #require(TestSupport.heartbeats(source.directory.readConsole()).last?.bootID)
+        #expect(await TestSupport.eventually { TestSupport.heartbeats(destination.directory.readConsole()).last?.bootID == bootID })
+        await destination.stop()
     }
 }

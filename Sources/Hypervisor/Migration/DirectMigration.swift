@@ -14,7 +14,7 @@ public enum DirectMigration {
     public static func migrateLocally(
         source: VMProcess, destinationDirectory: VMRuntimeDirectory,
         settings: MigrationSettings = MigrationSettings(), policy: ConvergenceLadder.Policy = ConvergenceLadder.Policy(),
-        options: VMProcess.Options = VMProcess.Options(),
+        tls: MigrationTLS? = nil, options: VMProcess.Options = VMProcess.Options(),
         logger: Logger = Logger(label: "hostmesh.hypervisor.migration"),
         onProgress: @Sendable (MigrationProgress, ConvergenceLadder.Rung) async -> Void = { _, _ in }
     ) async throws -> (destination: VMProcess, result: MigrationResult) {
@@ -26,7 +26,7 @@ public enum DirectMigration {
                                                      mode: .incoming, options: options, logger: logger)
         do {
             let result = try await run(source: source, destination: destination, socketPath: destinationDirectory.incomingSocket,
-                                       settings: settings, policy: policy, logger: logger, onProgress: onProgress)
+                                       settings: settings, policy: policy, tls: tls, logger: logger, onProgress: onProgress)
             return (destination, result)
         } catch {
             await destination.stop(quitGrace: .seconds(1))
@@ -35,18 +35,32 @@ public enum DirectMigration {
     }
 
     /// Migrates `source` into `destination` (a QEMU started with `QEMUCommandLine.Mode.incoming`)
-    /// through the unix socket `socketPath`, then stops the source.
+    /// through the unix socket `socketPath`, then stops the source. With `tls`, the stream is
+    /// QEMU's TLS with that pre-shared key (installed on both sides, removed from the source
+    /// if the migration fails).
     public static func run(
         source: VMProcess, destination: VMProcess, socketPath: String,
         settings: MigrationSettings = MigrationSettings(), policy: ConvergenceLadder.Policy = ConvergenceLadder.Policy(),
+        tls: MigrationTLS? = nil,
         logger: Logger = Logger(label: "hostmesh.hypervisor.migration"),
         onProgress: @Sendable (MigrationProgress, ConvergenceLadder.Rung) async -> Void = { _, _ in }
     ) async throws -> MigrationResult {
         let uri = "unix:\(socketPath)"
+        if let tls {
+            try await tls.install(on: destination.qmp, as: .server)
+            try await tls.install(on: source.qmp, as: .client)
+        }
         let incoming = IncomingMigration(qmp: destination.qmp, settings: settings)
         try await incoming.listen(on: uri)
         let outgoing = OutgoingMigration(qmp: source.qmp, settings: settings, policy: policy, logger: logger)
-        let result = try await outgoing.run(to: uri, onProgress: onProgress)
+        let result: MigrationResult
+        do {
+            result = try await outgoing.run(to: uri, onProgress: onProgress)
+        } catch {
+            // The guest stays here: leave the source as it was before.
+            if let tls { await tls.uninstall(from: source.qmp) }
+            throw error
+        }
         try await incoming.waitUntilRunning()
         await source.stop(quitGrace: .seconds(2))
         return result

@@ -96,5 +96,6 @@ extension MigrationParameterSet {
         announceMax = other.announceMax ?? announceMax
         announceRounds = other.announceRounds ?? announceRounds
         announceStep = other.announceStep ?? announceStep
+        tlsCreds = other.tlsCreds ?? tlsCreds
     }
 }

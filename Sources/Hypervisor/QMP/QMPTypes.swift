@@ -102,12 +102,14 @@ public struct MigrationParameterSet: Codable, Sendable, Equatable {
     public var announceRounds: Int64?
     /// Delay increase per announcement, ms.
     public var announceStep: Int64?
+    /// QOM id of the TLS credentials object that secures the stream; "" turns TLS off.
+    public var tlsCreds: String?
 
     /// A parameter set that changes nothing until fields are set.
     public init(downtimeLimitMs: Int64? = nil, maxBandwidth: Int64? = nil, multifdChannels: Int? = nil,
                 xbzrleCacheSize: Int64? = nil, cpuThrottleInitial: Int? = nil, cpuThrottleIncrement: Int? = nil,
                 maxCPUThrottle: Int? = nil, announceInitial: Int64? = nil, announceMax: Int64? = nil,
-                announceRounds: Int64? = nil, announceStep: Int64? = nil) {
+                announceRounds: Int64? = nil, announceStep: Int64? = nil, tlsCreds: String? = nil) {
         self.downtimeLimitMs = downtimeLimitMs
         self.maxBandwidth = maxBandwidth
         self.multifdChannels = multifdChannels
@@ -119,6 +121,7 @@ public struct MigrationParameterSet: Codable, Sendable, Equatable {
         self.announceMax = announceMax
         self.announceRounds = announceRounds
         self.announceStep = announceStep
+        self.tlsCreds = tlsCreds
     }
 
     enum CodingKeys: String, CodingKey {
@@ -133,5 +136,6 @@ public struct MigrationParameterSet: Codable, Sendable, Equatable {
         case announceMax = "announce-max"
         case announceRounds = "announce-rounds"
         case announceStep = "announce-step"
+        case tlsCreds = "tls-creds"
     }
 }
