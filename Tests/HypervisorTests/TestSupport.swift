@@ -92,3 +92,14 @@ extension Trait where Self == ConditionTrait {
         .enabled(if: TestSupport.hasQEMU && TestSupport.guest != nil, "needs QEMU and the test guest (Deploy/guest/build-guest.sh)")
     }
 }
+
+/// The error `body` throws, or nil. (A do/catch around calls with typed throws crashes the 6.3
+/// compiler's SILGen in some test functions; an untyped closure avoids it.)
+func thrownError<T>(_ body: () async throws -> T) async -> (any Error)? {
+    do {
+        _ = try await body()
+        return nil
+    } catch {
+        return error
+    }
+}

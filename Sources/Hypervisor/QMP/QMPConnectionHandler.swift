@@ -160,7 +160,14 @@ final class QMPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        shutDown(error as? QMPError ?? QMPError.disconnected(command: nil, reason: "\(error)"))
+        if let error = error as? QMPError {
+            shutDown(error)
+        } else if let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) {
+            // QEMU exiting with unread input resets the connection instead of closing it.
+            shutDown(QMPError.disconnected(command: nil, reason: "QEMU closed the socket (connection reset)"))
+        } else {
+            shutDown(QMPError.disconnected(command: nil, reason: "\(error)"))
+        }
     }
 
     // MARK: internals
