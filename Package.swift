@@ -10,6 +10,7 @@
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
 //   Hypervisor         QEMU process supervision and the QMP client
+//   Migration          live migration: stream tunnels through secure channels, source and destination drivers
 //   Agent              the node: configuration, services, durable state
 //   Benchmarks         `hostmesh bench …`: ours and the reference measured side by side
 //   hostmesh           the one binary: parses arguments, prints results
@@ -94,6 +95,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Migration",
+            dependencies: [
+                "MeshWire", "SecureChannel", "Hypervisor",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Agent",
             dependencies: [
                 "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel",
@@ -128,6 +139,15 @@ let package = Package(
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "MeshSimulator"], swiftSettings: strict),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"], swiftSettings: strict),
+        .testTarget(
+            name: "MigrationTests",
+            dependencies: [
+                "Migration", "SecureChannel", "MeshIdentity",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(

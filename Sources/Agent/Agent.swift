@@ -86,7 +86,7 @@ public struct Agent: Service {
                         try await outbound.write(EnvelopeWriter.frame(reply))
                     case .note(let note):
                         logger.info("encrypted note received", metadata: ["mesh.peer": "\(connection.peer.hostID)", "note": "\(note.text)"])
-                    case .helloReply, .none:
+                    case .helloReply, .migrationStream, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }

@@ -216,6 +216,15 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let request = event as? SecureChannelCloseRequest {
+            fail(context: context, request.reason)
+            promise?.succeed()
+        } else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+        }
+    }
+
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         if mode == .all, case .established(var sealer, _) = state {
             var out = context.channel.allocator.buffer(capacity: 64)

@@ -57,12 +57,21 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .note(newValue)}
   }
 
+  public var migrationStream: Hostmesh_V1_MigrationStreamHello {
+    get {
+      if case .migrationStream(let v)? = body {return v}
+      return Hostmesh_V1_MigrationStreamHello()
+    }
+    set {body = .migrationStream(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
     case hello(Hostmesh_V1_AgentHello)
     case helloReply(Hostmesh_V1_AgentHello)
     case note(Hostmesh_V1_AgentNote)
+    case migrationStream(Hostmesh_V1_MigrationStreamHello)
 
   }
 
@@ -102,13 +111,31 @@ public nonisolated struct Hostmesh_V1_AgentNote: Sendable {
   public init() {}
 }
 
+/// First message on a channel opened with purpose "migration-stream" (Protocol.md §6.3). After it,
+/// the channel carries the raw bytes of one QEMU migration connection, in both directions.
+public nonisolated struct Hostmesh_V1_MigrationStreamHello: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the migration the destination admitted
+  public var migrationID: String = String()
+
+  /// 0 for the first QEMU connection, counting up (multifd)
+  public var streamIndex: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -155,6 +182,19 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .note(v)
         }
       }()
+      case 4: try {
+        var v: Hostmesh_V1_MigrationStreamHello?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationStream(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationStream(v)
+        }
+      }()
       default: break
       }
     }
@@ -177,6 +217,10 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .note?: try {
       guard case .note(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .migrationStream?: try {
+      guard case .migrationStream(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
     case nil: break
     }
@@ -255,6 +299,41 @@ nonisolated extension Hostmesh_V1_AgentNote: SwiftProtobuf.Message, SwiftProtobu
 
   public static func ==(lhs: Hostmesh_V1_AgentNote, rhs: Hostmesh_V1_AgentNote) -> Bool {
     if lhs.text != rhs.text {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationStreamHello"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}stream_index\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.streamIndex) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    if self.streamIndex != 0 {
+      try visitor.visitSingularUInt32Field(value: self.streamIndex, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationStreamHello, rhs: Hostmesh_V1_MigrationStreamHello) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.streamIndex != rhs.streamIndex {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
