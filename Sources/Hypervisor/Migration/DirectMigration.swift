@@ -1,0 +1,54 @@
+public import Logging
+
+/// A QEMU→QEMU migration on one host over a unix socket, with no agent in the stream: the
+/// "direct" reference the benchmark compares the tunnelled path against, and the simplest
+/// end-to-end exercise of the migration mechanics.
+public enum DirectMigration {
+    /// Migrates `source` into a new QEMU started in `destinationDirectory` from the same spec
+    /// and accelerator, over the destination's `incoming.sock`.
+    ///
+    /// On success the destination runs the guest and the source QEMU has been stopped. On any
+    /// failure the destination QEMU is killed and the guest keeps running on the source.
+    ///
+    /// - Returns: the running destination and the migration's figures.
+    public static func migrateLocally(
+        source: VMProcess, destinationDirectory: VMRuntimeDirectory,
+        settings: MigrationSettings = MigrationSettings(), policy: ConvergenceLadder.Policy = ConvergenceLadder.Policy(),
+        options: VMProcess.Options = VMProcess.Options(),
+        logger: Logger = Logger(label: "hostmesh.hypervisor.migration"),
+        onProgress: @Sendable (MigrationProgress, ConvergenceLadder.Rung) async -> Void = { _, _ in }
+    ) async throws -> (destination: VMProcess, result: MigrationResult) {
+        var options = options
+        options.accelerator = source.record.accelerator
+        var logger = logger
+        logger[metadataKey: "vm.id"] = "\(source.record.spec.id)"
+        let destination = try await VMProcess.launch(spec: source.record.spec, directory: destinationDirectory,
+                                                     mode: .incoming, options: options, logger: logger)
+        do {
+            let result = try await run(source: source, destination: destination, socketPath: destinationDirectory.incomingSocket,
+                                       settings: settings, policy: policy, logger: logger, onProgress: onProgress)
+            return (destination, result)
+        } catch {
+            await destination.stop(quitGrace: .seconds(1))
+            throw error
+        }
+    }
+
+    /// Migrates `source` into `destination` (a QEMU started with `QEMUCommandLine.Mode.incoming`)
+    /// through the unix socket `socketPath`, then stops the source.
+    public static func run(
+        source: VMProcess, destination: VMProcess, socketPath: String,
+        settings: MigrationSettings = MigrationSettings(), policy: ConvergenceLadder.Policy = ConvergenceLadder.Policy(),
+        logger: Logger = Logger(label: "hostmesh.hypervisor.migration"),
+        onProgress: @Sendable (MigrationProgress, ConvergenceLadder.Rung) async -> Void = { _, _ in }
+    ) async throws -> MigrationResult {
+        let uri = "unix:\(socketPath)"
+        let incoming = IncomingMigration(qmp: destination.qmp, settings: settings)
+        try await incoming.listen(on: uri)
+        let outgoing = OutgoingMigration(qmp: source.qmp, settings: settings, policy: policy, logger: logger)
+        let result = try await outgoing.run(to: uri, onProgress: onProgress)
+        try await incoming.waitUntilRunning()
+        await source.stop(quitGrace: .seconds(2))
+        return result
+    }
+}

@@ -1,0 +1,103 @@
+public import Logging
+
+/// The source side of a QEMU migration: configures QEMU, starts the migration to a URI, polls
+/// progress, and carries out the convergence ladder's directives.
+///
+/// The URI is wherever the stream should go: the destination QEMU's socket for a direct
+/// migration, or a local unix socket served by the agent's tunnel.
+public struct OutgoingMigration: Sendable {
+    /// The source QEMU.
+    public let qmp: QMPClient
+    /// Capabilities and parameters.
+    public let settings: MigrationSettings
+    /// The convergence policy.
+    public let policy: ConvergenceLadder.Policy
+    /// How often `query-migrate` is polled.
+    public var pollInterval: Duration = .milliseconds(50)
+    private let logger: Logger
+
+    /// A source-side driver for the QEMU behind `qmp`.
+    public init(qmp: QMPClient, settings: MigrationSettings = MigrationSettings(), policy: ConvergenceLadder.Policy = ConvergenceLadder.Policy(),
+                logger: Logger = Logger(label: "hostmesh.hypervisor.migration")) {
+        self.qmp = qmp
+        self.settings = settings
+        self.policy = policy
+        self.logger = logger
+    }
+
+    /// Sets capabilities and parameters. Must run while no migration is active.
+    public func prepare() async throws(QMPError) {
+        try await qmp.migrateSetCapabilities(settings.capabilities)
+        try await qmp.migrateSetParameters(settings.sourceParameters)
+    }
+
+    /// Prepares, starts the migration to `uri` and follows it to the end.
+    ///
+    /// If the calling task is cancelled, the migration is cancelled too (unless post-copy has
+    /// started) and `MigrationError.cancelled` is thrown: the guest stays on the source.
+    ///
+    /// - Parameter onProgress: called with every sample and the ladder's current rung.
+    /// - Returns: the figures once QEMU reports `completed` (the source is then in `postmigrate`).
+    /// - Throws: `MigrationError` (failed, aborted, cancelled) or `QMPError` (source QEMU gone).
+    public func run(to uri: String,
+                    onProgress: @Sendable (MigrationProgress, ConvergenceLadder.Rung) async -> Void = { _, _ in }) async throws -> MigrationResult {
+        try await prepare()
+        var ladder = ConvergenceLadder(policy: policy)
+        logger.debug("migration starting", metadata: ["migration.uri": "\(uri)"])
+        try await qmp.migrate(uri: uri)
+        while true {
+            let sample = try await MigrationProgress(qmp.queryMigrate())
+            await onProgress(sample, ladder.rung)
+            switch sample.phase {
+            case .completed:
+                logger.debug("migration completed", metadata: [
+                    "migration.total_ms": "\(sample.totalTimeMs)", "migration.downtime_ms": "\(sample.downtimeMs ?? -1)",
+                ])
+                return MigrationResult(final: sample, ladder: ladder.history)
+            case .failed:
+                throw MigrationError.failed(reason: sample.error ?? "QEMU gave no reason", last: sample)
+            case .cancelled:
+                if ladder.rung == .aborted {
+                    throw MigrationError.aborted(reason: abortReason(ladder, sample), last: sample)
+                }
+                throw MigrationError.cancelled(last: sample)
+            default:
+                break
+            }
+            for directive in ladder.observe(sample) {
+                try await carryOut(directive, sample: sample)
+            }
+            let slept = (try? await Task.sleep(for: pollInterval)) != nil
+            if !slept || Task.isCancelled {
+                if sample.phase != .postcopy {
+                    try? await qmp.migrateCancel()
+                }
+                let last = (try? await MigrationProgress(qmp.queryMigrate())) ?? sample
+                throw MigrationError.cancelled(last: last)
+            }
+        }
+    }
+
+    private func carryOut(_ directive: ConvergenceLadder.Directive, sample: MigrationProgress) async throws(QMPError) {
+        logger.debug("convergence ladder", metadata: [
+            "migration.directive": "\(directive)", "migration.iteration": "\(sample.iteration)",
+            "migration.dirty_mb_s": "\(Int(sample.dirtyBytesPerSecond / 1e6))",
+        ])
+        switch directive {
+        case let .setDowntimeLimit(ms):
+            try await qmp.migrateSetParameters(MigrationParameterSet(downtimeLimitMs: ms))
+        case .startThrottling:
+            guard settings.armAutoConverge else { return }
+            try await qmp.migrateSetParameters(settings.activeThrottle)
+        case .startPostcopy:
+            guard settings.postcopyAllowed else { return }
+            try await qmp.migrateStartPostcopy()
+        case .cancel:
+            try await qmp.migrateCancel()
+        }
+    }
+
+    private func abortReason(_ ladder: ConvergenceLadder, _ sample: MigrationProgress) -> String {
+        "did not converge within \(policy.budgetMs(ramBytes: sample.ramTotalBytes)) ms (rungs tried: \(ladder.history))"
+    }
+}

@@ -1,0 +1,177 @@
+/// Everything needed to run a VM, independent of the host it runs on: the agent persists this,
+/// and source and destination of a migration build identical QEMU command lines from it.
+public struct VMSpec: Codable, Sendable, Equatable {
+    /// Stable identifier (UUID-like; letters, digits, `-` and `_` only), used in directory names.
+    public var id: String
+    /// Human name; shown by QEMU in `-name` and in thread names.
+    public var name: String
+    /// Virtual CPUs.
+    public var vcpus: Int
+    /// Guest RAM in MiB.
+    public var memoryMiB: Int
+    /// Disks, attached as virtio-blk in this order.
+    public var disks: [Disk]
+    /// NICs, attached as virtio-net in this order.
+    public var nics: [NIC]
+    /// How the guest boots.
+    public var boot: Boot
+    /// Which accelerator to use.
+    public var accelerator: Accelerator
+    /// Kernel command line arguments appended after `boot.kernel`'s own (workload selection such as
+    /// `hm.work=heartbeat`). Ignored for disk boot.
+    public var extraKernelArguments: [String]
+    /// QEMU machine type. `q35` boots the test guest at least as fast as `pc` under TCG
+    /// (Deploy/guest/README.md: 1.48-1.60 s vs 1.48-1.81 s to `ready`).
+    public var machine: String
+    /// QEMU CPU model. A named model (not `host`/`max`) so that the guest can migrate between
+    /// hosts with different CPUs; `qemu64` migrates cleanly under TCG and KVM.
+    public var cpuModel: String
+
+    /// A disk image.
+    public struct Disk: Codable, Sendable, Equatable {
+        /// Image path on the host.
+        public var path: String
+        /// Image format.
+        public var format: Format
+        /// True when the same path holds the same image on every host (shared storage); false when
+        /// migration must mirror it to the destination.
+        public var shared: Bool
+        /// Attach read-only.
+        public var readOnly: Bool
+
+        /// Image formats QEMU is told about explicitly (never probed: probing raw images is unsafe).
+        public enum Format: String, Codable, Sendable { case raw, qcow2 }
+
+        /// A disk; read-write by default.
+        public init(path: String, format: Format, shared: Bool, readOnly: Bool = false) {
+            self.path = path
+            self.format = format
+            self.shared = shared
+            self.readOnly = readOnly
+        }
+    }
+
+    /// A virtual NIC with a fixed MAC, plugged into the agent's virtual switch.
+    public struct NIC: Codable, Sendable, Equatable {
+        /// Identifier, unique in the VM (letters, digits, `-`, `_`; starts with a letter).
+        public var id: String
+        /// MAC address, `52:54:00:xx:xx:xx` style, kept across migrations.
+        public var mac: String
+        /// Where the NIC's frames go.
+        public var attachment: Attachment
+
+        /// How a NIC reaches the virtual switch.
+        public enum Attachment: Codable, Sendable, Equatable {
+            /// `-netdev dgram`: one datagram per frame between the VM's unix socket `localPath`
+            /// (QEMU binds it; it must not exist) and the switch's `remotePath`.
+            case dgram(localPath: String, remotePath: String)
+            /// `-netdev stream`: QEMU connects to the switch's listening unix stream socket.
+            case stream(path: String)
+            /// Not connected to anything (a NIC with the link present but no traffic).
+            case none
+        }
+
+        /// A NIC.
+        public init(id: String, mac: String, attachment: Attachment) {
+            self.id = id
+            self.mac = mac
+            self.attachment = attachment
+        }
+    }
+
+    /// How the guest boots.
+    public enum Boot: Codable, Sendable, Equatable {
+        /// Direct kernel boot (`-kernel`, `-initrd`, `-append`): the test guest.
+        case kernel(path: String, initrd: String?, commandLine: String)
+        /// Firmware boot from the first disk.
+        case disk
+    }
+
+    /// The accelerator the spec asks for.
+    public enum Accelerator: String, Codable, Sendable {
+        /// KVM when a bounded probe shows it makes progress, else TCG (see `AcceleratorProbe`).
+        case auto
+        /// KVM, failing if /dev/kvm is unusable.
+        case kvm
+        /// TCG (software emulation).
+        case tcg
+    }
+
+    /// A spec with sane defaults for everything but identity, size and boot.
+    public init(id: String, name: String, vcpus: Int = 1, memoryMiB: Int, disks: [Disk] = [], nics: [NIC] = [],
+                boot: Boot, accelerator: Accelerator = .auto, extraKernelArguments: [String] = [],
+                machine: String = "q35", cpuModel: String = "qemu64") {
+        self.id = id
+        self.name = name
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.disks = disks
+        self.nics = nics
+        self.boot = boot
+        self.accelerator = accelerator
+        self.extraKernelArguments = extraKernelArguments
+        self.machine = machine
+        self.cpuModel = cpuModel
+    }
+
+    /// Checks what QEMU would otherwise reject late or misread (ids, sizes, MACs).
+    public func validate() throws(VMSpecError) {
+        guard Self.isIdentifier(id, allowLeadingDigit: true) else { throw .invalidID(id) }
+        guard !name.isEmpty else { throw .invalidName(name) }
+        guard (1...255).contains(vcpus) else { throw .invalidVCPUs(vcpus) }
+        guard memoryMiB >= 16 else { throw .invalidMemory(memoryMiB) }
+        var seen = Set<String>()
+        for nic in nics {
+            guard Self.isIdentifier(nic.id, allowLeadingDigit: false) else { throw .invalidNICID(nic.id) }
+            guard seen.insert(nic.id).inserted else { throw .duplicateNICID(nic.id) }
+            guard Self.isMAC(nic.mac) else { throw .invalidMAC(nic: nic.id, mac: nic.mac) }
+        }
+        if case .disk = boot, disks.isEmpty { throw .noBootDisk }
+    }
+
+    static func isIdentifier(_ text: String, allowLeadingDigit: Bool) -> Bool {
+        guard let first = text.unicodeScalars.first, text.count <= 64 else { return false }
+        if !allowLeadingDigit, !(first.properties.isAlphabetic && first.isASCII) { return false }
+        return text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") }
+    }
+
+    static func isMAC(_ text: String) -> Bool {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && UInt8($0, radix: 16) != nil }) else { return false }
+        // A multicast MAC (low bit of the first octet) cannot be a NIC's address.
+        return UInt8(parts[0], radix: 16)! & 1 == 0
+    }
+}
+
+/// A `VMSpec` QEMU could not run, with the field and the fix.
+public enum VMSpecError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The id has characters other than letters, digits, `-`, `_`, or is empty or too long.
+    case invalidID(String)
+    /// The name is empty.
+    case invalidName(String)
+    /// vCPUs outside 1...255.
+    case invalidVCPUs(Int)
+    /// Less than 16 MiB of RAM.
+    case invalidMemory(Int)
+    /// A NIC id QEMU would not accept as a device id.
+    case invalidNICID(String)
+    /// Two NICs share an id.
+    case duplicateNICID(String)
+    /// A MAC that is malformed or multicast.
+    case invalidMAC(nic: String, mac: String)
+    /// Disk boot without a disk.
+    case noBootDisk
+
+    public var description: String {
+        switch self {
+        case let .invalidID(id): return "VM id \"\(id)\" is invalid: use 1-64 letters, digits, '-' or '_' (a UUID works)"
+        case let .invalidName(name): return "VM name \"\(name)\" is invalid: give the VM a non-empty name"
+        case let .invalidVCPUs(count): return "\(count) vCPUs is out of range: use 1 to 255"
+        case let .invalidMemory(mib): return "\(mib) MiB of RAM is too little: give the VM at least 16 MiB (128 MiB for the test guest)"
+        case let .invalidNICID(id): return "NIC id \"\(id)\" is invalid: start with a letter, then letters, digits, '-' or '_'"
+        case let .duplicateNICID(id): return "two NICs are called \"\(id)\": NIC ids must be unique in a VM"
+        case let .invalidMAC(nic, mac): return "NIC \(nic) has MAC \"\(mac)\", which is not a unicast xx:xx:xx:xx:xx:xx address: use e.g. 52:54:00:12:34:56"
+        case .noBootDisk: return "the VM boots from disk but has none: add a disk or boot a kernel"
+        }
+    }
+}
