@@ -25,7 +25,15 @@ public final class GlueHandler {
     private func partnerWrite(_ data: ByteBuffer) { context?.write(NIOAny(data), promise: nil) }
     private func partnerFlush() { context?.flush() }
     private func partnerWriteEOF() { context?.close(mode: .output, promise: nil) }
-    private func partnerCloseFull() { context?.close(promise: nil) }
+    /// The partner's side ended: close this side too, but only after everything already
+    /// written here has gone out (a plain close would discard pending writes: the end of the
+    /// stream, which QEMU needs).
+    private func partnerCloseFull() {
+        guard let context else { return }
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
 
     private func partnerBecameWritable() {
