@@ -10,6 +10,8 @@
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
 //   Hypervisor         QEMU process supervision and the QMP client
+//   Migration          live migration: stream tunnels through secure channels, source and destination drivers
+//   ControlAPI         JSON lines over a unix socket between the command line and its local agent
 //   Agent              the node: configuration, services, durable state
 //   Benchmarks         `hostmesh bench …`: ours and the reference measured side by side
 //   hostmesh           the one binary: parses arguments, prints results
@@ -33,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(
@@ -94,14 +97,35 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Migration",
+            dependencies: [
+                "MeshWire", "SecureChannel", "Hypervisor",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ControlAPI",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Hypervisor", "Migration", "ControlAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),
@@ -118,7 +142,7 @@ let package = Package(
         .executableTarget(
             name: "hostmesh",
             dependencies: [
-                "MeshCrypto", "MeshIdentity", "SecureChannel", "Agent", "Benchmarks",
+                "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "ControlAPI", "Agent", "Benchmarks",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -128,6 +152,15 @@ let package = Package(
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "MeshSimulator"], swiftSettings: strict),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"], swiftSettings: strict),
+        .testTarget(
+            name: "MigrationTests",
+            dependencies: [
+                "Migration", "SecureChannel", "MeshIdentity",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(

@@ -1,13 +1,16 @@
+import ControlAPI
 import Foundation
+public import Hypervisor
 public import Logging
 import MeshWire
+import Migration
 import NIOCore
 import NIOPosix
 public import SecureChannel
 public import ServiceLifecycle
 
-/// The hostmesh node: accepts secure channels from other agents and greets its configured
-/// peers. Later capabilities (membership, VMs, migration) hang off this service.
+/// The hostmesh node: accepts secure channels from other agents (control messages and
+/// migration streams), serves the local control socket, owns this host's VMs and migrates them.
 public struct Agent: Service {
     /// Software identification sent in hellos.
     public static let software = "hostmesh 0.1.0"
@@ -15,25 +18,37 @@ public struct Agent: Service {
     private let configuration: AgentConfiguration
     private let credentials: ChannelCredentials
     private let logger: Logger
+    private let vmOptions: VMProcess.Options
     private let onListening: @Sendable (HostPort) -> Void
 
     /// An agent with loaded credentials. `onListening` is told the bound channel address.
     public init(configuration: AgentConfiguration, credentials: ChannelCredentials, logger: Logger,
-                onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
+                vmOptions: VMProcess.Options = VMProcess.Options(), onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
         self.configuration = configuration
         self.credentials = credentials
         self.logger = logger
+        self.vmOptions = vmOptions
         self.onListening = onListening
     }
 
-    private var channelConfiguration: SecureChannelConfiguration {
-        SecureChannelConfiguration(credentials: credentials)
-    }
+    /// Path of the control socket for a state directory.
+    public static func controlSocket(stateDirectory: String) -> String { stateDirectory + "/control.sock" }
 
     public func run() async throws {
+        let store = try AgentStore(stateDirectory: configuration.stateDirectory)
+        let vms = VMManager(store: store, stateDirectory: configuration.stateDirectory, options: vmOptions, logger: logger)
+        await vms.recover()
+        let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials, logger: logger)
         let listen = configuration.channelListen
-        let listener = try await SecureChannelListener.bind(host: listen.host, port: listen.port, configuration: channelConfiguration, logger: logger)
+        let listener = try await SecureChannelListener.bind(
+            host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
+        ) { session in
+            guard session.peer.purpose == "migration-stream" else { return .application }
+            return MigrationStreamAcceptor.route(session) { peer, hello in try coordinator.authorizeStream(peer: peer, hello: hello) }
+        }
         let bound = HostPort(host: listen.host, port: listener.localAddress?.port ?? listen.port)
+        let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
+        let api = ControlHandler(vms: vms, coordinator: coordinator, credentials: credentials, listen: bound)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -42,14 +57,18 @@ public struct Agent: Service {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
-                    try await listener.run(onRefusal: { _, _ in }) { connection in await serve(connection) }
+                    try await listener.run { connection in await serve(connection, coordinator: coordinator) }
                 }
+                group.addTask { try await control.run { request, responder in try await api.handle(request, responder) } }
                 for peer in configuration.peers {
                     group.addTask { await greet(peer) }
                 }
             }
         } onGracefulShutdown: {
-            Task { await listener.close() }
+            Task {
+                await listener.close()
+                await control.close()
+            }
         }
     }
 
@@ -66,13 +85,14 @@ public struct Agent: Service {
         return [
             "mesh.peer": "\(connection.peer.hostID)", "mesh.domain": "\(connection.peer.domain)",
             "mesh.cert_serial": "\(cert.serial)", "mesh.peer_key": "\((try? cert.identityKey().fingerprint) ?? "?")",
-            "mesh.aead": "\(connection.session.aead.rawValue)",
+            "mesh.aead": "\(connection.session.aead.rawValue)", "mesh.purpose": "\(connection.peer.purpose)",
         ]
     }
 
     /// Answers a channel another agent opened.
-    private func serve(_ connection: SecureConnection) async {
+    private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator) async {
         logger.info("peer proved its identity", metadata: proofMetadata(connection))
+        var migrations = Set<String>()
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
                 var reader = EnvelopeReader(inbound)
@@ -86,7 +106,14 @@ public struct Agent: Service {
                         try await outbound.write(EnvelopeWriter.frame(reply))
                     case .note(let note):
                         logger.info("encrypted note received", metadata: ["mesh.peer": "\(connection.peer.hostID)", "note": "\(note.text)"])
-                    case .helloReply, .none:
+                    case .migrationPrepare(let prepare):
+                        migrations.insert(prepare.migrationID)
+                        fallthrough
+                    case .migrationCommit, .migrationAbort:
+                        if let reply = await coordinator.handle(envelope.body!, from: connection.peer) {
+                            try await outbound.write(EnvelopeWriter.frame(reply))
+                        }
+                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }
@@ -95,12 +122,14 @@ public struct Agent: Service {
             let reason = await connection.failureReason().map { "\($0)" } ?? "\(error)"
             logger.warning("channel ended with an error", metadata: ["mesh.peer": "\(connection.peer.hostID)", "mesh.reason": "\(reason)"])
         }
+        await coordinator.channelEnded(migrations: migrations)
     }
 
     /// Opens a channel to a configured peer, exchanges hellos and an encrypted note.
     private func greet(_ peer: HostPort) async {
         do {
-            let connection = try await SecureConnection.connect(host: peer.host, port: peer.port, configuration: channelConfiguration, logger: logger)
+            let connection = try await SecureConnection.connect(host: peer.host, port: peer.port,
+                                                                configuration: SecureChannelConfiguration(credentials: credentials), logger: logger)
             logger.info("peer proved its identity", metadata: proofMetadata(connection).merging(["mesh.address": "\(peer)"]) { a, _ in a })
             try await connection.channel.executeThenClose { inbound, outbound in
                 var hello = Hostmesh_V1_AgentEnvelope()

@@ -216,16 +216,36 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if mode == .all, case .established(var sealer, _) = state {
-            var out = context.channel.allocator.buffer(capacity: 64)
-            if (try? sealer.sealClose(.normal, "closed by \(configuration.credentials.identity.hostID)", into: &out)) != nil {
-                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-            }
-            closeSeen = true
-            state = .closed
+    public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let request = event as? SecureChannelCloseRequest {
+            fail(context: context, request.reason)
+            promise?.succeed()
+        } else {
+            context.triggerUserOutboundEvent(event, promise: promise)
         }
-        context.close(mode: mode, promise: promise)
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, case .established(var sealer, _) = state else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        // An orderly close: the Close record goes after every record already written, and the
+        // socket closes only once it (and so everything before it) has been handed to the kernel;
+        // closing at once would discard pending writes: the end of the stream.
+        var out = context.channel.allocator.buffer(capacity: 64)
+        closeSeen = true
+        state = .closed
+        guard (try? sealer.sealClose(.normal, "closed by \(configuration.credentials.identity.hostID)", into: &out)) != nil else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let timeout = context.eventLoop.scheduleTask(in: .seconds(10)) { loopBound.value.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
+            timeout.cancel()
+            loopBound.value.close(mode: mode, promise: promise)
+        }
     }
 
     // MARK: - Frames

@@ -21,16 +21,12 @@ public struct SecureConnection: Sendable {
     /// The authenticated peer.
     public var peer: PeerIdentity { session.peer }
 
-    /// Dials `host:port`, runs the handshake as initiator, and returns once the responder is
-    /// authenticated. Throws `SecureChannelError` on refusal (with the peer's reason when it gave one).
+    /// Dials `host:port`, runs the handshake as initiator, and returns once the responder has
+    /// accepted. Throws `SecureChannelError` on refusal (with the peer's reason when it gave one).
     public static func connect(host: String, port: Int, configuration: SecureChannelConfiguration,
                                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                                logger: Logger) async throws -> SecureConnection {
-        let (channel, handshake, handlerBox) = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.recvAllocator, value: SecureChannelListener.receiveAllocator)
-            .channelOption(.writeBufferWaterMark, value: SecureChannelListener.writeWaterMark)
-            .connectTimeout(.seconds(10))
+        let (channel, handshake, handlerBox) = try await bootstrap(group: group)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try SecureChannelHandler(role: .initiator, configuration: configuration, eventLoop: channel.eventLoop, logger: logger)
@@ -47,73 +43,48 @@ public struct SecureConnection: Sendable {
             throw error
         }
     }
-}
 
-/// Accepts secure channels on a TCP port.
-public struct SecureChannelListener: Sendable {
-    /// Large reads let one `channelRead` carry several records, which keeps copying down.
-    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 1 << 20)
-    /// Sealing happens when a write passes the handler; with NIO's default 64 KiB high mark a
-    /// writer stalls until the socket has drained, so encryption and the peer's decryption take
-    /// turns instead of overlapping. A few MiB in flight keeps both ends busy.
-    static let writeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 4 << 20)
-
-    private let server: NIOAsyncChannel<(NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<ChannelSession>, NIOLoopBound<SecureChannelHandler>), Never>
-    private let logger: Logger
-
-    /// The bound address (useful with port 0).
-    public var localAddress: SocketAddress? { server.channel.localAddress }
-
-    /// Binds `host:port`. Handshakes are rate-limited per source address by `rateLimiter`.
-    public static func bind(host: String, port: Int, configuration: SecureChannelConfiguration,
-                            rateLimiter: SharedHandshakeRateLimiter = SharedHandshakeRateLimiter(),
-                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                            logger: Logger) async throws -> SecureChannelListener {
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: receiveAllocator)
-            .childChannelOption(.writeBufferWaterMark, value: writeWaterMark)
-            .bind(host: host, port: port) { channel in
+    /// Dials `host:port` for a pipeline-level user (a stream tunnel, say): once the responder
+    /// accepts, `install` runs on the channel's event loop, before any application byte is
+    /// delivered, to add handlers after the secure channel handler. Returns the channel and session.
+    public static func connectPipeline(host: String, port: Int, configuration: SecureChannelConfiguration,
+                                       group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+                                       install: @escaping @Sendable (any Channel, ChannelSession) throws -> Void) async throws -> (any Channel, ChannelSession) {
+        let (channel, handshake) = try await bootstrap(group: group)
+            .connect(host: host, port: port)
+            .flatMap { channel -> EventLoopFuture<(any Channel, EventLoopFuture<ChannelSession>)> in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = try SecureChannelHandler(role: .responder(rateLimiter: rateLimiter), configuration: configuration,
-                                                           eventLoop: channel.eventLoop, logger: logger)
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                    let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    return (wrapped, handler.handshakeCompleted, NIOLoopBound(handler, eventLoop: channel.eventLoop))
-                }
-            }
-        return SecureChannelListener(server: server, logger: logger)
-    }
-
-    /// Accepts connections until cancelled, calling `handle` for each authenticated one
-    /// concurrently. Refused handshakes are logged with their reason and the remote address,
-    /// and reported to `onRefusal` (error, remote address).
-    public func run(onRefusal: @escaping @Sendable (any Error, String) -> Void = { _, _ in },
-                    _ handle: @escaping @Sendable (SecureConnection) async -> Void) async throws {
-        try await server.executeThenClose { inbound in
-            try await withThrowingDiscardingTaskGroup { group in
-                for try await (channel, handshake, handlerBox) in inbound {
-                    group.addTask {
-                        let remote = channel.channel.remoteAddress.map { "\($0)" } ?? "?"
-                        do {
-                            let session = try await handshake.get()
-                            logger.debug("accepted secure channel", metadata: ["mesh.peer": "\(session.peer)", "mesh.remote": "\(remote)"])
-                            await handle(SecureConnection(session: session, channel: channel, handler: handlerBox))
-                        } catch {
-                            logger.warning("refused secure channel", metadata: ["mesh.remote": "\(remote)", "mesh.reason": "\(error)"])
-                            onRefusal(error, remote)
-                            try? await channel.executeThenClose { _, _ in }
-                        }
+                    let handler = try SecureChannelHandler(role: .initiator, configuration: configuration, eventLoop: channel.eventLoop, logger: logger)
+                    let installed = handler.handshakeCompleted.flatMapThrowing { session in
+                        try install(channel, session)
+                        return session
                     }
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return (channel, installed)
                 }
-            }
+            }.get()
+        do {
+            return (channel, try await handshake.get())
+        } catch {
+            try? await channel.close()
+            throw error
         }
     }
 
-    /// Stops accepting.
-    public func close() async {
-        try? await server.channel.close()
+    private static func bootstrap(group: any EventLoopGroup) -> ClientBootstrap {
+        ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: SecureChannelListener.receiveAllocator)
+            .channelOption(.writeBufferWaterMark, value: SecureChannelListener.writeWaterMark)
+            .connectTimeout(.seconds(10))
     }
+}
+
+/// Asks a channel's `SecureChannelHandler` to end the channel with a reason the peer will see
+/// (an authenticated Close record): `channel.triggerUserOutboundEvent(SecureChannelCloseRequest(...))`.
+public struct SecureChannelCloseRequest: Sendable {
+    /// The reason sent to the peer.
+    public let reason: SecureChannelError
+    /// A request to close with `reason`.
+    public init(_ reason: SecureChannelError) { self.reason = reason }
 }

@@ -40,7 +40,7 @@ struct QEMUCommandLineTests {
     @Test func incomingStartDefersTheURIAndOtherwiseMatches() throws {
         let boot = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .kvm, mode: .boot(paused: false))
         let incoming = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .kvm, mode: .incoming)
-        #expect(incoming == boot + ["-incoming", "defer"])
+        #expect(incoming == boot + ["-incoming", "defer", "-S"])
         #expect(incoming.contains("kvm"))
     }
 

@@ -115,3 +115,23 @@ extension Array {
         return (0...(count - n)).map { self[$0..<($0 + n)] }
     }
 }
+
+@Suite struct HandshakeRateLimiterTests {
+    @Test func burstThenSustainedRatePerSource() {
+        var limiter = HandshakeRateLimiter(ratePerSecond: 10, burst: 5, maxSources: 3)
+        let allowed = (0..<20).filter { _ in limiter.allow(source: "10.0.0.1", now: 0) }.count
+        #expect(allowed == 5)
+        // Another source has its own bucket.
+        let other = limiter.allow(source: "10.0.0.2", now: 0)
+        #expect(other)
+        // After 1 s, 10 more tokens (capped at the burst of 5).
+        let refilled = (0..<20).filter { _ in limiter.allow(source: "10.0.0.1", now: 1_000_000_000) }.count
+        #expect(refilled == 5)
+        // Tracking is bounded: new sources evict the stalest.
+        let drained = limiter.allow(source: "10.0.0.1", now: 1_000_000_001)
+        #expect(!drained)
+        for i in 3..<50 { _ = limiter.allow(source: "10.0.0.\(i)", now: 1_000_000_002) }
+        let forgotten = limiter.allow(source: "10.0.0.1", now: 1_000_000_003)
+        #expect(forgotten) // evicted, so it starts again with a full burst
+    }
+}

@@ -23,7 +23,8 @@ public struct IncomingMigration: Sendable {
         try await qmp.migrateIncoming(uri: uri)
     }
 
-    /// Waits until the destination has loaded the whole guest and runs it.
+    /// Waits until the destination has loaded the whole guest, resumes it (the destination
+    /// QEMU holds it paused, `-S`), and returns once it runs.
     ///
     /// - Throws: `MigrationError.destinationFailed` if the incoming migration failed or the time
     ///   ran out; `QMPError.disconnected` if the destination QEMU exited (QEMU exits when an
@@ -39,6 +40,8 @@ public struct IncomingMigration: Sendable {
                 throw MigrationError.destinationFailed(reason: migration.errorDesc ?? "the incoming migration failed")
             case "completed" where status.running:
                 return status
+            case "completed":
+                try await qmp.cont()
             default:
                 break
             }

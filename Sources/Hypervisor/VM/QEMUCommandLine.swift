@@ -14,7 +14,8 @@ public enum QEMUCommandLine {
         /// Boot the guest; `paused` adds `-S` (vCPUs wait for `cont`).
         case boot(paused: Bool)
         /// Wait for an incoming migration whose URI the agent sets later with `migrate-incoming`
-        /// (`-incoming defer`), so the agent controls where the stream comes from.
+        /// (`-incoming defer`), so the agent controls where the stream comes from; the guest
+        /// stays paused after it arrives (`-S`) until the agent resumes it.
         case incoming
     }
 
@@ -69,7 +70,11 @@ public enum QEMUCommandLine {
         }
         switch mode {
         case let .boot(paused): if paused { argv.append("-S") }
-        case .incoming: argv += ["-incoming", "defer"]
+        // -S: the guest stays paused once it has arrived, until the agent resumes it (`cont`).
+        // Without it QEMU would run the guest the moment the stream ends, before the agents
+        // have agreed who owns it; if the source then saw a late failure and resumed its copy,
+        // two copies would run.
+        case .incoming: argv += ["-incoming", "defer", "-S"]
         }
         return argv
     }

@@ -57,12 +57,66 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .note(newValue)}
   }
 
+  public var migrationStream: Hostmesh_V1_MigrationStreamHello {
+    get {
+      if case .migrationStream(let v)? = body {return v}
+      return Hostmesh_V1_MigrationStreamHello()
+    }
+    set {body = .migrationStream(newValue)}
+  }
+
+  public var migrationPrepare: Hostmesh_V1_MigrationPrepare {
+    get {
+      if case .migrationPrepare(let v)? = body {return v}
+      return Hostmesh_V1_MigrationPrepare()
+    }
+    set {body = .migrationPrepare(newValue)}
+  }
+
+  public var migrationPrepared: Hostmesh_V1_MigrationPrepared {
+    get {
+      if case .migrationPrepared(let v)? = body {return v}
+      return Hostmesh_V1_MigrationPrepared()
+    }
+    set {body = .migrationPrepared(newValue)}
+  }
+
+  public var migrationCommit: Hostmesh_V1_MigrationCommit {
+    get {
+      if case .migrationCommit(let v)? = body {return v}
+      return Hostmesh_V1_MigrationCommit()
+    }
+    set {body = .migrationCommit(newValue)}
+  }
+
+  public var migrationCommitted: Hostmesh_V1_MigrationCommitted {
+    get {
+      if case .migrationCommitted(let v)? = body {return v}
+      return Hostmesh_V1_MigrationCommitted()
+    }
+    set {body = .migrationCommitted(newValue)}
+  }
+
+  public var migrationAbort: Hostmesh_V1_MigrationAbort {
+    get {
+      if case .migrationAbort(let v)? = body {return v}
+      return Hostmesh_V1_MigrationAbort()
+    }
+    set {body = .migrationAbort(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
     case hello(Hostmesh_V1_AgentHello)
     case helloReply(Hostmesh_V1_AgentHello)
     case note(Hostmesh_V1_AgentNote)
+    case migrationStream(Hostmesh_V1_MigrationStreamHello)
+    case migrationPrepare(Hostmesh_V1_MigrationPrepare)
+    case migrationPrepared(Hostmesh_V1_MigrationPrepared)
+    case migrationCommit(Hostmesh_V1_MigrationCommit)
+    case migrationCommitted(Hostmesh_V1_MigrationCommitted)
+    case migrationAbort(Hostmesh_V1_MigrationAbort)
 
   }
 
@@ -102,13 +156,116 @@ public nonisolated struct Hostmesh_V1_AgentNote: Sendable {
   public init() {}
 }
 
+/// First message on a channel opened with purpose "migration-stream" (Protocol.md §6.3). After it,
+/// the channel carries the raw bytes of one QEMU migration connection, in both directions.
+public nonisolated struct Hostmesh_V1_MigrationStreamHello: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the migration the destination admitted
+  public var migrationID: String = String()
+
+  /// 0 for the first QEMU connection, counting up (multifd)
+  public var streamIndex: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Source → destination: admit this VM and get ready to receive it (Protocol.md §6.2).
+public nonisolated struct Hostmesh_V1_MigrationPrepare: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// chosen by the source, unique (UUID)
+  public var migrationID: String = String()
+
+  /// the VM spec (Protocol.md §6.1), JSON
+  public var vmSpecJson: String = String()
+
+  /// QEMU migration settings both sides must agree on, JSON
+  public var settingsJson: String = String()
+
+  /// "kvm" or "tcg": the destination MUST run the same
+  public var accelerator: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Destination → source: ready (error empty) or refused (error says why).
+public nonisolated struct Hostmesh_V1_MigrationPrepared: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var migrationID: String = String()
+
+  public var error: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Source → destination: the source has stopped the guest for good and sent everything; the
+/// destination may now run it. The source MUST NOT resume its copy after sending this.
+public nonisolated struct Hostmesh_V1_MigrationCommit: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var migrationID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Destination → source: the guest runs here (error empty), or could not be started (error).
+public nonisolated struct Hostmesh_V1_MigrationCommitted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var migrationID: String = String()
+
+  public var error: String = String()
+
+  /// unix time (s) of the guest's RESUME on the destination, per QEMU
+  public var resumedAt: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Either side: give up this migration before commit. The destination discards its copy.
+public nonisolated struct Hostmesh_V1_MigrationAbort: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var migrationID: String = String()
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -155,6 +312,84 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .note(v)
         }
       }()
+      case 4: try {
+        var v: Hostmesh_V1_MigrationStreamHello?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationStream(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationStream(v)
+        }
+      }()
+      case 5: try {
+        var v: Hostmesh_V1_MigrationPrepare?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationPrepare(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationPrepare(v)
+        }
+      }()
+      case 6: try {
+        var v: Hostmesh_V1_MigrationPrepared?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationPrepared(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationPrepared(v)
+        }
+      }()
+      case 7: try {
+        var v: Hostmesh_V1_MigrationCommit?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationCommit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationCommit(v)
+        }
+      }()
+      case 8: try {
+        var v: Hostmesh_V1_MigrationCommitted?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationCommitted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationCommitted(v)
+        }
+      }()
+      case 9: try {
+        var v: Hostmesh_V1_MigrationAbort?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationAbort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationAbort(v)
+        }
+      }()
       default: break
       }
     }
@@ -177,6 +412,30 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .note?: try {
       guard case .note(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .migrationStream?: try {
+      guard case .migrationStream(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .migrationPrepare?: try {
+      guard case .migrationPrepare(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .migrationPrepared?: try {
+      guard case .migrationPrepared(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .migrationCommit?: try {
+      guard case .migrationCommit(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .migrationCommitted?: try {
+      guard case .migrationCommitted(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .migrationAbort?: try {
+      guard case .migrationAbort(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     }()
     case nil: break
     }
@@ -255,6 +514,226 @@ nonisolated extension Hostmesh_V1_AgentNote: SwiftProtobuf.Message, SwiftProtobu
 
   public static func ==(lhs: Hostmesh_V1_AgentNote, rhs: Hostmesh_V1_AgentNote) -> Bool {
     if lhs.text != rhs.text {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationStreamHello"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}stream_index\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.streamIndex) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    if self.streamIndex != 0 {
+      try visitor.visitSingularUInt32Field(value: self.streamIndex, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationStreamHello, rhs: Hostmesh_V1_MigrationStreamHello) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.streamIndex != rhs.streamIndex {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationPrepare"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.vmSpecJson) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.settingsJson) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.accelerator) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    if !self.vmSpecJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmSpecJson, fieldNumber: 2)
+    }
+    if !self.settingsJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.settingsJson, fieldNumber: 3)
+    }
+    if !self.accelerator.isEmpty {
+      try visitor.visitSingularStringField(value: self.accelerator, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationPrepare, rhs: Hostmesh_V1_MigrationPrepare) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.vmSpecJson != rhs.vmSpecJson {return false}
+    if lhs.settingsJson != rhs.settingsJson {return false}
+    if lhs.accelerator != rhs.accelerator {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationPrepared"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationPrepared, rhs: Hostmesh_V1_MigrationPrepared) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationCommit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationCommit"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationCommit, rhs: Hostmesh_V1_MigrationCommit) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationCommitted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationCommitted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}error\0\u{3}resumed_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.resumedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 2)
+    }
+    if self.resumedAt.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.resumedAt, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationCommitted, rhs: Hostmesh_V1_MigrationCommitted) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.resumedAt != rhs.resumedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationAbort: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationAbort"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationAbort, rhs: Hostmesh_V1_MigrationAbort) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,104 @@
+public import Foundation
+public import GRDB
+public import Hypervisor
+
+/// The agent's durable state: an SQLite database (WAL, synchronous=FULL) in the state directory.
+/// Every change that must survive a crash is written here before it takes effect.
+public final class AgentStore: Sendable {
+    /// The database queue (serialises writers; readers see committed state).
+    public let database: DatabaseQueue
+
+    /// Opens (creating and migrating as needed) `<stateDirectory>/agent.sqlite`.
+    public init(stateDirectory: String) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL") // a committed transaction survives power loss
+        }
+        database = try DatabaseQueue(path: stateDirectory + "/agent.sqlite", configuration: configuration)
+        try Self.migrator.migrate(database)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "vm") { t in
+                t.primaryKey("id", .text)
+                t.column("name", .text).notNull().unique()
+                t.column("spec", .text).notNull()            // VMSpec as JSON
+                t.column("desiredState", .text).notNull()    // running | stopped
+                t.column("createdAt", .double).notNull()
+                t.column("updatedAt", .double).notNull()
+            }
+            try db.create(table: "migration") { t in
+                t.primaryKey("id", .text)
+                t.column("vmId", .text).notNull()
+                t.column("vmName", .text).notNull()
+                t.column("role", .text).notNull()            // source | destination
+                t.column("peer", .text).notNull()
+                t.column("phase", .text).notNull()
+                t.column("startedAt", .double).notNull()
+                t.column("endedAt", .double)
+                t.column("result", .text)                    // MigrationReport as JSON
+                t.column("error", .text)
+            }
+        }
+        return migrator
+    }
+}
+
+/// A VM this agent owns, as stored.
+public struct StoredVM: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "vm"
+    /// VM id.
+    public var id: String
+    /// Unique name.
+    public var name: String
+    /// The spec, JSON-encoded.
+    public var spec: String
+    /// What the operator asked for: "running" or "stopped".
+    public var desiredState: String
+    /// Unix seconds.
+    public var createdAt: Double
+    /// Unix seconds.
+    public var updatedAt: Double
+
+    /// A record for `spec`.
+    public init(spec: VMSpec, desiredState: String, now: Date = Date()) throws {
+        id = spec.id
+        name = spec.name
+        self.spec = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        self.desiredState = desiredState
+        createdAt = now.timeIntervalSince1970
+        updatedAt = createdAt
+    }
+
+    /// The decoded spec.
+    public func decodedSpec() throws -> VMSpec {
+        try JSONDecoder().decode(VMSpec.self, from: Data(spec.utf8))
+    }
+}
+
+/// One migration this agent took part in, as stored (the VM's history).
+public struct StoredMigration: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "migration"
+    /// Migration id.
+    public var id: String
+    /// VM id.
+    public var vmId: String
+    /// VM name.
+    public var vmName: String
+    /// "source" or "destination".
+    public var role: String
+    /// The other host.
+    public var peer: String
+    /// Last phase reached.
+    public var phase: String
+    /// Unix seconds.
+    public var startedAt: Double
+    /// Unix seconds.
+    public var endedAt: Double?
+    /// `MigrationReport` JSON when it completed.
+    public var result: String?
+    /// Why it failed.
+    public var error: String?
+}

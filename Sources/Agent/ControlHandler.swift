@@ -1,0 +1,55 @@
+import ControlAPI
+import Foundation
+import GRDB
+import SecureChannel
+
+/// Dispatches control API requests (Protocol.md §7) to the agent's parts.
+struct ControlHandler: Sendable {
+    let vms: VMManager
+    let coordinator: MigrationCoordinator
+    let credentials: ChannelCredentials
+    let listen: HostPort
+
+    func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
+        switch request.method {
+        case "status":
+            return ControlTypes.Status(hostID: credentials.identity.hostID, domain: credentials.certificate.domain,
+                                       listen: "\(listen)", software: Agent.software, vms: try await vms.list().count)
+        case "vm.create":
+            let p = try request.params(ControlTypes.CreateVM.self)
+            let info = try await vms.create(p.spec)
+            return p.start ? try await vms.start(info.id) : info
+        case "vm.start":
+            return try await vms.start(try request.params(ControlTypes.VMReference.self).vm)
+        case "vm.stop":
+            return try await vms.stop(try request.params(ControlTypes.VMReference.self).vm)
+        case "vm.list":
+            return try await vms.list()
+        case "vm.show":
+            return try await vms.show(try request.params(ControlTypes.VMReference.self).vm)
+        case "vm.console":
+            let p = try request.params(ControlTypes.Console.self)
+            return ControlTypes.Text(text: try await vms.consoleLog(p.vm, lines: p.lines))
+        case "migrate":
+            let p = try request.params(ControlTypes.Migrate.self)
+            let destination: HostPort
+            do { destination = try HostPort(parsing: p.to) } catch { throw ControlError.badRequest("\(error)") }
+            return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
+                try? await responder.progress(progress)
+            }
+        case "migrations":
+            return try await coordinator.history()
+        default:
+            throw ControlError.badRequest("unknown method \"\(request.method)\"")
+        }
+    }
+}
+
+extension MigrationCoordinator {
+    /// Every migration this host took part in, newest first.
+    func history() async throws -> [MigrationRecord] {
+        try await storeForHistory.database.read { db in
+            try StoredMigration.order(Column("startedAt").desc).fetchAll(db)
+        }.map(MigrationRecord.init)
+    }
+}

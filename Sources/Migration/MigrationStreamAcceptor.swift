@@ -1,0 +1,97 @@
+public import MeshWire
+public import NIOCore
+import NIOPosix
+public import SecureChannel
+
+/// Destination side of a migration stream (Protocol.md §6.3): the first thing on a
+/// "migration-stream" channel is a length-prefixed `AgentEnvelope` with a `MigrationStreamHello`.
+/// The acceptor asks `authorize` where that stream goes (the unix socket QEMU listens on for the
+/// incoming migration), connects there, and glues the two, forwarding anything that followed the
+/// hello. An unauthorized stream is closed with the reason.
+public final class MigrationStreamAcceptor {
+    /// Decides, for an authenticated peer and its hello, the QEMU socket path; throws a
+    /// `SecureChannelError` (sent to the peer) to refuse.
+    public typealias Authorize = @Sendable (PeerIdentity, Hostmesh_V1_MigrationStreamHello) throws -> String
+
+    private let peer: PeerIdentity
+    private let authorize: Authorize
+    private var buffer = ByteBuffer()
+    private var connecting = false
+
+    /// An acceptor for a channel from `peer`.
+    public init(peer: PeerIdentity, authorize: @escaping Authorize) {
+        self.peer = peer
+        self.authorize = authorize
+    }
+
+    /// The route for a listener: migration-stream channels get an acceptor.
+    public static func route(_ session: ChannelSession, authorize: @escaping Authorize) -> ChannelRoute {
+        .pipeline { channel in
+            try channel.pipeline.syncOperations.addHandler(MigrationStreamAcceptor(peer: session.peer, authorize: authorize))
+        }
+    }
+}
+
+@available(*, unavailable)
+extension MigrationStreamAcceptor: Sendable {}
+
+extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        buffer.writeBuffer(&bytes)
+        guard !connecting, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return }
+        guard length <= 4096 else { return refuse(context, "stream hello of \(length) bytes is too large") }
+        guard buffer.readableBytes >= 4 + Int(length) else { return }
+        buffer.moveReaderIndex(forwardBy: 4)
+        let body = buffer.readSlice(length: Int(length))!
+        guard let envelope = try? Hostmesh_V1_AgentEnvelope(serializedBytes: Array(body.readableBytesView)),
+              case .migrationStream(let hello)? = envelope.body else {
+            return refuse(context, "the first message on a migration stream must be a MigrationStreamHello")
+        }
+        let socketPath: String
+        do { socketPath = try authorize(peer, hello) } catch let error as SecureChannelError {
+            context.channel.triggerUserOutboundEvent(SecureChannelCloseRequest(error), promise: nil)
+            return
+        } catch {
+            return refuse(context, "\(error)")
+        }
+        connecting = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        let secure = context.channel
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        ClientBootstrap(group: context.eventLoop)
+            .channelOption(.autoRead, value: false)
+            .connect(unixDomainSocketPath: socketPath)
+            .assumeIsolated()
+            .whenComplete { result in
+                let (acceptor, context) = loopBound.value
+                switch result {
+                case .success(let qemu):
+                    let (toQEMU, toPeer) = GlueHandler.matchedPair()
+                    do {
+                        try secure.pipeline.syncOperations.addHandler(toQEMU)
+                        try qemu.pipeline.syncOperations.addHandler(toPeer)
+                    } catch {
+                        acceptor.refuse(context, "cannot set up the stream: \(error)")
+                        qemu.close(promise: nil)
+                        return
+                    }
+                    let leftover = acceptor.buffer
+                    acceptor.buffer = ByteBuffer()
+                    context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                    if leftover.readableBytes > 0 { qemu.writeAndFlush(leftover, promise: nil) }
+                    qemu.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+                    secure.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+                case .failure(let error):
+                    acceptor.refuse(context, "destination QEMU is not accepting the migration at \(socketPath): \(error)")
+                }
+            }
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, _ message: String) {
+        context.channel.triggerUserOutboundEvent(SecureChannelCloseRequest(SecureChannelError(.protocolViolation, message)), promise: nil)
+    }
+}

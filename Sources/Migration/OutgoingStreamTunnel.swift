@@ -1,0 +1,92 @@
+import Foundation
+public import Logging
+import MeshWire
+import NIOConcurrencyHelpers
+public import NIOCore
+public import NIOPosix
+public import SecureChannel
+
+/// Source side of a tunnelled migration (Protocol.md §6.3): a unix socket that QEMU migrates
+/// to. Each connection QEMU opens (one, or one per multifd channel plus the main one) is carried
+/// to the destination agent in its own secure channel, which first says which migration and
+/// stream it belongs to. The migration bytes are never on the network in clear.
+public final class OutgoingStreamTunnel: Sendable {
+    /// Where QEMU should migrate to: `unix:<socketPath>`.
+    public let socketPath: String
+    private let server: any Channel
+    private let counters: StreamCounters
+
+    /// Streams opened so far.
+    public var streamsOpened: Int { counters.streams.withLockedValue { $0 } }
+    /// Failures while opening streams, as text.
+    public var failures: [String] { counters.failures.withLockedValue { $0 } }
+
+    private init(socketPath: String, server: any Channel, counters: StreamCounters) {
+        self.socketPath = socketPath
+        self.server = server
+        self.counters = counters
+    }
+
+    /// Listens on `socketPath`; every accepted connection is tunnelled to `host:port` for
+    /// `migrationID`. `configuration` should name the destination host as `expectedPeer`.
+    public static func start(socketPath: String, migrationID: String, host: String, port: Int,
+                             configuration: SecureChannelConfiguration,
+                             group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                             logger: Logger) async throws -> OutgoingStreamTunnel {
+        try? FileManager.default.removeItem(atPath: socketPath)
+        var streamConfiguration = configuration
+        streamConfiguration.policy.purpose = "migration-stream"
+        let secureConfiguration = streamConfiguration
+        let counters = StreamCounters()
+        let server = try await ServerBootstrap(group: group)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelInitializer { qemu in
+                let index = counters.nextIndex()
+                // Connect on QEMU's connection's own event loop so the glue stays on one thread.
+                Task {
+                    do {
+                        _ = try await SecureConnection.connectPipeline(
+                            host: host, port: port, configuration: secureConfiguration, group: qemu.eventLoop, logger: logger
+                        ) { secure, _ in
+                            var hello = Hostmesh_V1_AgentEnvelope()
+                            hello.migrationStream.migrationID = migrationID
+                            hello.migrationStream.streamIndex = UInt32(index)
+                            let body: [UInt8] = try hello.serializedBytes()
+                            var frame = secure.allocator.buffer(capacity: 4 + body.count)
+                            frame.writeInteger(UInt32(body.count))
+                            frame.writeBytes(body)
+                            secure.writeAndFlush(frame, promise: nil)
+                            let (toPeer, toQEMU) = GlueHandler.matchedPair()
+                            try secure.pipeline.syncOperations.addHandler(toPeer)
+                            try qemu.pipeline.syncOperations.addHandler(toQEMU)
+                            qemu.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+                        }
+                        logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(index)"])
+                    } catch {
+                        counters.failures.withLockedValue { $0.append("stream \(index): \(error)") }
+                        logger.warning("migration stream failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])
+                        qemu.close(promise: nil)
+                    }
+                }
+                return qemu.eventLoop.makeSucceededVoidFuture()
+            }
+            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
+            .get()
+        return OutgoingStreamTunnel(socketPath: socketPath, server: server, counters: counters)
+    }
+
+    /// Stops accepting new streams (open streams continue until either end closes).
+    public func close() async {
+        try? await server.close()
+        try? FileManager.default.removeItem(atPath: socketPath)
+    }
+}
+
+private final class StreamCounters: Sendable {
+    let streams = NIOLockedValueBox(0)
+    let failures = NIOLockedValueBox<[String]>([])
+
+    func nextIndex() -> Int {
+        streams.withLockedValue { n in defer { n += 1 }; return n }
+    }
+}

@@ -1,0 +1,30 @@
+import Agent
+import ArgumentParser
+import ControlAPI
+import Foundation
+
+/// How a command reaches the local agent.
+struct ControlOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"), help: "The agent's state directory (its control socket lives there).")
+    var stateDir = "/var/lib/hostmesh"
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    var client: ControlClient { ControlClient(path: Agent.controlSocket(stateDirectory: stateDir)) }
+
+    func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+}
+
+/// Prints rows as aligned columns.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let widths = header.indices.map { i in ([header[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
+    func line(_ cells: [String]) -> String {
+        zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            .trimmingCharacters(in: .whitespaces)
+    }
+    print(line(header))
+    for row in rows { print(line(row)) }
+}

@@ -1,0 +1,66 @@
+import Agent
+import ArgumentParser
+import ControlAPI
+import Foundation
+import Hypervisor
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Live-migrate a VM to another host.")
+    @OptionGroup var control: ControlOptions
+    @Argument(help: "VM name or id.") var vm: String
+    @Option(help: "The destination agent's channel address, host:port.") var to: String
+    @Option(help: "Maximum guest pause QEMU aims for, ms.") var downtimeMs: Int64?
+    @Option(help: "Bandwidth limit, MB/s (default: unlimited).") var bandwidth: Int64?
+    @Option(help: "Parallel streams (QEMU multifd channels).") var multifd: Int?
+    @Flag(help: "Allow post-copy if pre-copy cannot converge.") var postcopy = false
+
+    func run() async throws {
+        var settings = MigrationSettings()
+        if let downtimeMs { settings.downtimeLimitMs = downtimeMs }
+        if let bandwidth { settings.maxBandwidthBytesPerSecond = bandwidth * 1_000_000 }
+        if let multifd { settings.multifdChannels = multifd }
+        settings.postcopyAllowed = postcopy
+        let interactive = isatty(STDOUT_FILENO) == 1 && !control.json
+        var lastPrinted = Date.distantPast
+        let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings),
+                                                   as: MigrationReport.self) { line in
+            guard !control.json, let p = try? JSONDecoder().decode(ProgressLine.self, from: line).progress else { return }
+            let text = String(format: "%-10@ %5.1f%%  %7.1f MB/s  dirty %6.1f MB/s  round %d  %@", p.phase as NSString, p.percent,
+                              p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString)
+            if interactive {
+                FileHandle.standardOutput.write(Data(("\r" + text).utf8))
+            } else if Date().timeIntervalSince(lastPrinted) >= 0.5 || p.phase != "transfer" {
+                print(text)
+                lastPrinted = Date()
+            }
+        }
+        if interactive { print("") }
+        if control.json { try control.printJSON(report); return }
+        print("migrated \(vm) to \(to)")
+        print("  downtime   \(report.downtimeMs) ms (QEMU \(report.qemuDowntimeMs) ms + handover \(report.switchoverMs) ms)")
+        print("  total      \(report.totalMs) ms")
+        print("  moved      \(String(format: "%.1f", Double(report.transferredBytes) / 1e6)) MB at \(String(format: "%.0f", report.mbPerSecond)) MB/s, \(report.iterations) rounds, \(report.streams) encrypted stream(s)")
+        if !report.ladder.isEmpty { print("  ladder     \(report.ladder.joined(separator: " → "))") }
+    }
+
+    private struct ProgressLine: Decodable { var progress: MigrationCoordinator.Progress }
+}
+
+struct MigrationsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "migrations", abstract: "List current and past migrations on this host.")
+    @OptionGroup var control: ControlOptions
+    func run() async throws {
+        let records = try await control.client.call("migrations", Empty(), as: [MigrationRecord].self)
+        if control.json { try control.printJSON(records) } else { printMigrations(records) }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the local agent.")
+    @OptionGroup var control: ControlOptions
+    func run() async throws {
+        let status = try await control.client.call("status", Empty(), as: ControlTypes.Status.self)
+        if control.json { try control.printJSON(status); return }
+        print("\(status.hostID) in domain \(status.domain), channels on \(status.listen), \(status.vms) VM(s), \(status.software)")
+    }
+}

@@ -1,0 +1,110 @@
+import Agent
+import ArgumentParser
+import ControlAPI
+import Foundation
+import Hypervisor
+
+struct VMCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm",
+        abstract: "Define, start, stop and inspect the VMs on this host.",
+        subcommands: [Create.self, Start.self, Stop.self, List.self, Show.self, ConsoleLog.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Define a VM (direct kernel boot), optionally starting it.")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name.") var name: String
+        @Option(help: "Memory in MiB.") var memory = 256
+        @Option(help: "Virtual CPUs.") var vcpus = 1
+        @Option(help: "Kernel image.") var kernel: String
+        @Option(help: "Initial ramdisk.") var initrd: String?
+        @Option(help: "Kernel command line.") var append = "console=ttyS0 quiet"
+        @Option(help: "Test-guest workloads (hm.work=…), e.g. heartbeat,dirty:50.") var workload: String?
+        @Option(help: "Accelerator: auto, kvm or tcg.") var accel = "auto"
+        @Flag(help: "Start it now.") var start = false
+
+        func run() async throws {
+            guard let accelerator = VMSpec.Accelerator(rawValue: accel) else { throw ValidationError("--accel must be auto, kvm or tcg") }
+            let spec = VMSpec(id: UUID().uuidString.lowercased(), name: name, vcpus: vcpus, memoryMiB: memory,
+                              boot: .kernel(path: absolute(kernel), initrd: initrd.map(absolute), commandLine: append),
+                              accelerator: accelerator, extraKernelArguments: workload.map { ["hm.work=\($0)"] } ?? [])
+            let info = try await control.client.call("vm.create", ControlTypes.CreateVM(spec: spec, start: start), as: VMInfo.self)
+            if control.json { try control.printJSON(info) } else { printVMs([info]) }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a VM.")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name or id.") var vm: String
+        func run() async throws {
+            let info = try await control.client.call("vm.start", ControlTypes.VMReference(vm: vm), as: VMInfo.self)
+            if control.json { try control.printJSON(info) } else { printVMs([info]) }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a VM (QEMU quits).")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name or id.") var vm: String
+        func run() async throws {
+            let info = try await control.client.call("vm.stop", ControlTypes.VMReference(vm: vm), as: VMInfo.self)
+            if control.json { try control.printJSON(info) } else { printVMs([info]) }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the VMs on this host.")
+        @OptionGroup var control: ControlOptions
+        func run() async throws {
+            let infos = try await control.client.call("vm.list", Empty(), as: [VMInfo].self)
+            if control.json { try control.printJSON(infos) } else { printVMs(infos) }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a VM, its spec and its migration history.")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name or id.") var vm: String
+        func run() async throws {
+            let details = try await control.client.call("vm.show", ControlTypes.VMReference(vm: vm), as: VMDetails.self)
+            if control.json { try control.printJSON(details); return }
+            printVMs([details.info])
+            if let problem = details.info.problem { print("problem: \(problem)") }
+            print("migrations:")
+            printMigrations(details.migrations)
+        }
+    }
+
+    struct ConsoleLog: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "console-log", abstract: "Print the end of a VM's serial console.")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name or id.") var vm: String
+        @Option(help: "Lines from the end.") var lines = 20
+        func run() async throws {
+            let text = try await control.client.call("vm.console", ControlTypes.Console(vm: vm, lines: lines), as: ControlTypes.Text.self)
+            print(text.text)
+        }
+    }
+}
+
+func absolute(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+
+func printVMs(_ infos: [VMInfo]) {
+    printTable(["NAME", "STATE", "VCPUS", "MEMORY", "PID", "ACCEL", "ID"], infos.map {
+        [$0.name, $0.state, "\($0.vcpus)", "\($0.memoryMiB) MiB", $0.pid.map { "\($0)" } ?? "-",
+         $0.accelerator.map { String($0.prefix(3)) } ?? "-", String($0.id.prefix(8))]
+    })
+}
+
+func printMigrations(_ records: [MigrationRecord]) {
+    printTable(["ID", "VM", "ROLE", "PEER", "PHASE", "DOWNTIME", "TOTAL", "MOVED", "RESULT"], records.map { r in
+        [String(r.id.prefix(8)), r.vm, r.role, r.peer, r.phase,
+         r.report.map { "\($0.downtimeMs) ms" } ?? "-", r.report.map { "\($0.totalMs) ms" } ?? "-",
+         r.report.map { String(format: "%.0f MB", Double($0.transferredBytes) / 1e6) } ?? "-",
+         r.error.map { "error: \($0.prefix(60))" } ?? (r.endedAt == nil ? "in progress" : "ok")]
+    })
+}
