@@ -101,6 +101,14 @@ struct ConvergenceLadderTests {
         #expect(directives == [.setDowntimeLimit(ms: 500)])
     }
 
+    @Test func aPauseBeforeSwitchoverIsNotJudged() {
+        var ladder = ConvergenceLadder(policy: policy)
+        let paused = migrationSample(status: "pre-switchover", totalMs: 999_999, remaining: 40 << 20, dirtyPagesPerSecond: 90_000)
+        #expect(paused.phase == .preSwitchover)
+        #expect(ladder.observe(paused).isEmpty)
+        #expect(ladder.rung == .precopy)
+    }
+
     @Test func progressDigestsQueryMigrate() {
         let sample = migrationSample(totalMs: 1234, remaining: 128 << 20, dirtyPagesPerSecond: 1000, mbps: 800, iteration: 4)
         #expect(sample.phase == .active)

@@ -10,6 +10,8 @@ public struct MigrationProgress: Sendable, Equatable, Codable {
         case setup
         /// Pre-copy running.
         case active
+        /// Paused before switchover (`pause-before-switchover` capability) until `migrate-continue`.
+        case preSwitchover
         /// Post-copy running: the guest already executes on the destination.
         case postcopy
         /// Done: the destination owns the guest.
@@ -56,7 +58,8 @@ public struct MigrationProgress: Sendable, Equatable, Codable {
         switch status {
         case "none": phase = .none
         case "setup": phase = .setup
-        case "active", "pre-switchover", "device": phase = .active
+        case "active", "device": phase = .active
+        case "pre-switchover": phase = .preSwitchover
         case "postcopy-active", "postcopy-paused", "postcopy-recover": phase = .postcopy
         case "completed": phase = .completed
         case "failed": phase = .failed

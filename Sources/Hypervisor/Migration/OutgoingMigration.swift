@@ -36,6 +36,10 @@ public struct OutgoingMigration: Sendable {
     /// If the calling task is cancelled, the migration is cancelled too (unless post-copy has
     /// started) and `MigrationError.cancelled` is thrown: the guest stays on the source.
     ///
+    /// With the `pause-before-switchover` capability set by the caller, the migration stops in
+    /// `MigrationProgress.Phase.preSwitchover` until `onProgress` (or anyone) calls
+    /// `QMPClient.migrateContinue()`; the ladder ignores that pause.
+    ///
     /// - Parameter onProgress: called with every sample and the ladder's current rung.
     /// - Returns: the figures once QEMU reports `completed` (the source is then in `postmigrate`).
     /// - Throws: `MigrationError` (failed, aborted, cancelled) or `QMPError` (source QEMU gone).

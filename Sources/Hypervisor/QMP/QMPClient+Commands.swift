@@ -84,6 +84,12 @@ extension QMPClient {
         try await execute("migrate_cancel")
     }
 
+    /// `migrate-continue`: release a migration paused in `pre-switchover` (with the
+    /// `pause-before-switchover` capability), once the agents are ready for the handover.
+    public func migrateContinue() async throws(QMPError) {
+        try await execute("migrate-continue", arguments: .object(["state": .string("pre-switchover")]))
+    }
+
     /// `migrate-start-postcopy`: switch a running pre-copy migration to post-copy. Needs the
     /// `postcopy-ram` capability on both sides. After this, cancelling would lose the guest.
     public func migrateStartPostcopy() async throws(QMPError) {
