@@ -105,7 +105,7 @@ public actor AcceleratorProbe {
     /// Runs the probe now, uncached. Never takes much longer than `configuration.budget`.
     public func probe(binary: String, guest: ProbeGuest?) async -> AcceleratorVerdict {
         let verdict = await runProbe(binary: binary, guest: guest)
-        logger.info("accelerator probe", metadata: ["accel.choice": "\(verdict.choice.rawValue)", "accel.reason": "\(verdict.reason)"])
+        logger.debug("accelerator probe", metadata: ["accel.choice": "\(verdict.choice.rawValue)", "accel.reason": "\(verdict.reason)"])
         return verdict
     }
 
