@@ -33,6 +33,7 @@ struct GuestTests {
             + "\(result.transferredBytes / 1_000_000) MB moved, \(Int(result.mbPerSecond)) MB/s, \(result.iterations) iterations")
         #expect(result.final.phase == .completed)
         #expect(result.transferredBytes > 0)
+        #expect(result.totalTimeMs > 0, "QEMU reported the figures")
 
         // The source is gone; the destination runs the same boot and continues the count.
         #expect(await source.exitIfEnded() != nil)

@@ -54,6 +54,7 @@ public struct OutgoingMigration: Sendable {
             await onProgress(sample, ladder.rung)
             switch sample.phase {
             case .completed:
+                let sample = try await settled(sample)
                 logger.debug("migration completed", metadata: [
                     "migration.total_ms": "\(sample.totalTimeMs)", "migration.downtime_ms": "\(sample.downtimeMs ?? -1)",
                 ])
@@ -80,6 +81,18 @@ public struct OutgoingMigration: Sendable {
                 throw MigrationError.cancelled(last: last)
             }
         }
+    }
+
+    /// QEMU 7.2 sets the state to `completed` a moment before it computes total-time and
+    /// downtime (migration_calculate_complete runs after the state change), so a poll in
+    /// between reads zeros: re-read until the figures are there (bounded: ~1 s).
+    private func settled(_ sample: MigrationProgress) async throws -> MigrationProgress {
+        var sample = sample
+        for _ in 0..<100 where sample.totalTimeMs == 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+            sample = try await MigrationProgress(qmp.queryMigrate())
+        }
+        return sample
     }
 
     private func carryOut(_ directive: ConvergenceLadder.Directive, sample: MigrationProgress) async throws(QMPError) {
