@@ -132,7 +132,7 @@ let package = Package(
         .target(
             name: "Benchmarks",
             dependencies: [
-                "MeshCrypto", "MeshIdentity", "SecureChannel",
+                "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "ControlAPI", "Agent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -8,6 +8,7 @@ import TOMLKit
 ///     channel_listen = "0.0.0.0:7946"
 ///     peers = ["10.0.0.2:7946"]
 ///     log_level = "info"
+///     qemu_binary = "qemu-system-x86_64"
 public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// Where host.key, host.cert and trust/ live, and the agent's durable state.
     public var stateDirectory: String = "/var/lib/hostmesh"
@@ -17,12 +18,15 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var peers: [HostPort] = []
     /// trace, debug, info, notice, warning, error, critical.
     public var logLevel: String = "info"
+    /// The QEMU binary: a path, or a name looked up on PATH.
+    public var qemuBinary: String = "qemu-system-x86_64"
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
         case channelListen = "channel_listen"
         case peers
         case logLevel = "log_level"
+        case qemuBinary = "qemu_binary"
     }
 
     /// All defaults.
@@ -36,6 +40,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         channelListen = try c.decodeIfPresent(HostPort.self, forKey: .channelListen) ?? defaults.channelListen
         peers = try c.decodeIfPresent([HostPort].self, forKey: .peers) ?? defaults.peers
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? defaults.logLevel
+        qemuBinary = try c.decodeIfPresent(String.self, forKey: .qemuBinary) ?? defaults.qemuBinary
     }
 
     /// Reads a TOML file.
@@ -48,7 +53,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         do { table = try TOMLTable(string: text) } catch {
             throw .badConfiguration(path: path, reason: "not valid TOML: \(error)")
         }
-        let known = Set(["state_dir", "channel_listen", "peers", "log_level"])
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
         if let unknown = table.keys.first(where: { !known.contains($0) }) {
             throw .badConfiguration(path: path, reason: "unknown key \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
         }

@@ -24,6 +24,11 @@ public final class MigrationStreamAcceptor {
         self.authorize = authorize
     }
 
+    /// Bytes a migration stream may hold in flight per hop. The tail of the stream must drain
+    /// through every buffer before the destination has the whole guest, so deep buffers add
+    /// straight to the guest's pause at switchover; a few hundred KiB keep the pipe full.
+    public static let streamWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 128 << 10, high: 256 << 10)
+
     /// The route for a listener: migration-stream channels get an acceptor.
     public static func route(_ session: ChannelSession, authorize: @escaping Authorize) -> ChannelRoute {
         .pipeline { channel in
@@ -59,9 +64,10 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
             return refuse(context, "\(error)")
         }
         connecting = true
-        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         let secure = context.channel
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }
         ClientBootstrap(group: context.eventLoop)
             .channelOption(.autoRead, value: false)
             .connect(unixDomainSocketPath: socketPath)

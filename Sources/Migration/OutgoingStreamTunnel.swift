@@ -56,6 +56,7 @@ public final class OutgoingStreamTunnel: Sendable {
                             frame.writeInteger(UInt32(body.count))
                             frame.writeBytes(body)
                             secure.writeAndFlush(frame, promise: nil)
+                            secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.streamWaterMark).whenComplete { _ in }
                             let (toPeer, toQEMU) = GlueHandler.matchedPair()
                             try secure.pipeline.syncOperations.addHandler(toPeer)
                             try qemu.pipeline.syncOperations.addHandler(toQEMU)

@@ -1,5 +1,6 @@
 import Agent
 import ArgumentParser
+import Hypervisor
 import Logging
 import ServiceLifecycle
 
@@ -11,6 +12,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "TCP address for secure channels (default 0.0.0.0:7946).") var listen: String?
     @Option(name: .customLong("peer"), help: "An agent to contact at start (repeatable).") var peers: [String] = []
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+    @Option(help: "QEMU binary (default qemu-system-x86_64 on PATH).") var qemu: String?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -18,6 +20,7 @@ struct AgentCommand: AsyncParsableCommand {
         if let listen { configuration.channelListen = try HostPort(parsing: listen) }
         if !peers.isEmpty { configuration.peers = try peers.map { try HostPort(parsing: $0) } }
         if let logLevel { configuration.logLevel = logLevel }
+        if let qemu { configuration.qemuBinary = qemu }
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
         }
@@ -28,7 +31,9 @@ struct AgentCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "hostmesh.\(credentials.identity.hostID)")
-        let agent = Agent(configuration: configuration, credentials: credentials, logger: logger)
+        var vmOptions = VMProcess.Options()
+        vmOptions.binary = configuration.qemuBinary
+        let agent = Agent(configuration: configuration, credentials: credentials, logger: logger, vmOptions: vmOptions)
         let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Benchmarks
 import Foundation
+import Hypervisor
 import MeshCrypto
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure hostmesh against its reference, side by side in one run.",
-        subcommands: [Channel.self]
+        subcommands: [Channel.self, Migrate.self]
     )
 
     struct Channel: AsyncParsableCommand {
@@ -43,6 +44,52 @@ struct BenchCommand: AsyncParsableCommand {
                 print("  ratio vs seal alone    \(String(format: "%8.2f", result.ratioVsSeal))")
                 print("  machine                \(result.machine)")
             }
+        }
+    }
+
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Tunnelled encrypted migration vs QEMU's direct unix-socket migration, same guest, same run (targets: total <= 1.2x, downtime <= direct + 20 ms).")
+        @Option(help: "The test guest's directory (kernel, initrd.img), built by Deploy/guest/build-guest.sh.") var guest = "Deploy/out/guest"
+        @Option(help: "Guest RAM, MiB.") var memory = 512
+        @Option(help: "Rounds per workload and path.") var rounds = 3
+        @Option(help: "MB/s the dirty workload writes.") var dirtyRate = 50
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            let dir = absolute(guest)
+            guard FileManager.default.fileExists(atPath: dir + "/kernel"), FileManager.default.fileExists(atPath: dir + "/initrd.img") else {
+                throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
+            }
+            var options = MigrationBenchmark.Options(kernel: dir + "/kernel", initrd: dir + "/initrd.img")
+            options.memoryMiB = memory
+            options.rounds = rounds
+            options.dirtyRateMB = dirtyRate
+            let quiet = json
+            let rows = try await MigrationBenchmark.run(options) { line in if !quiet { print(line) } }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                struct Output: Encodable { var rows: [MigrationBenchmark.Row]; var machine: String }
+                print(String(decoding: try encoder.encode(Output(rows: rows, machine: MachineInfo.summary)), as: UTF8.self))
+                return
+            }
+            print("")
+            print("migration of a \(memory) MiB guest, \(rounds) rounds each, medians (machine: \(MachineInfo.summary))")
+            printTable(["WORKLOAD", "PATH", "TOTAL", "DOWNTIME", "MB/S", "TOTAL RATIO", "DOWNTIME DELTA"], ["idle", "dirty"].flatMap { workload -> [[String]] in
+                let direct = rows.filter { $0.workload == workload && $0.path == "direct" }
+                let tunnel = rows.filter { $0.workload == workload && $0.path == "tunnel" }
+                func med(_ r: [MigrationBenchmark.Row], _ f: (MigrationBenchmark.Row) -> Double) -> Double {
+                    let v = r.map(f).sorted(); return v.isEmpty ? 0 : v[v.count / 2]
+                }
+                let dTotal = med(direct) { Double($0.totalMs) }, tTotal = med(tunnel) { Double($0.totalMs) }
+                let dDown = med(direct) { Double($0.downtimeMs) }, tDown = med(tunnel) { Double($0.downtimeMs) }
+                return [
+                    [workload, "direct", "\(Int(dTotal)) ms", "\(Int(dDown)) ms", "\(Int(med(direct) { $0.mbS }))", "", ""],
+                    [workload, "tunnel", "\(Int(tTotal)) ms", "\(Int(tDown)) ms", "\(Int(med(tunnel) { $0.mbS }))",
+                     String(format: "%.2fx (<= 1.2)", tTotal / max(dTotal, 1)), String(format: "%+.0f ms (<= +20)", tDown - dDown)],
+                ]
+            })
         }
     }
 }

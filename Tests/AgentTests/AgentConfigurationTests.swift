@@ -6,7 +6,7 @@ import Testing
 @Suite struct AgentConfigurationTests {
     func write(_ text: String) -> String {
         let path = NSTemporaryDirectory() + "hostmesh-config-\(UUID().uuidString).toml"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
         return path
     }
 

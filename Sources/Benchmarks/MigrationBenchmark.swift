@@ -1,0 +1,179 @@
+import Agent
+import ControlAPI
+import Foundation
+public import Hypervisor
+import Logging
+import MeshIdentity
+import SecureChannel
+
+/// `hostmesh bench migrate`: the same guest migrated by QEMU directly over a unix socket in
+/// clear (the reference) and by hostmesh's default path (two agents, the stream tunnelled
+/// through their encrypted channels, commit before the destination runs), in one run.
+///
+/// Downtime is the guest's real pause for both paths: QEMU's timestamp of the source's STOP
+/// event to the destination's RESUME event (one host, one clock).
+public enum MigrationBenchmark {
+    /// One measured migration.
+    public struct Row: Codable, Sendable {
+        /// "idle" or "dirty".
+        public var workload: String
+        /// "direct" or "tunnel".
+        public var path: String
+        /// From the start (destination QEMU launch included) to the guest running there, ms.
+        public var totalMs: Int64
+        /// Guest pause, STOP to RESUME, ms.
+        public var downtimeMs: Int64
+        /// Average migration throughput, MB/s.
+        public var mbS: Double
+        /// Bytes moved.
+        public var transferredBytes: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case workload, path
+            case totalMs = "total_ms", downtimeMs = "downtime_ms", mbS = "mb_s", transferredBytes = "transferred_bytes"
+        }
+    }
+
+    /// What to run.
+    public struct Options: Sendable {
+        /// Guest kernel (the test guest's).
+        public var kernel: String
+        /// Guest initrd.
+        public var initrd: String
+        /// Guest RAM.
+        public var memoryMiB = 512
+        /// MB/s the dirty workload writes.
+        public var dirtyRateMB = 50
+        /// Rounds per workload and path; rows are reported per round.
+        public var rounds = 3
+        /// QEMU settings for both paths.
+        public var settings = MigrationSettings()
+
+        /// Options for a guest.
+        public init(kernel: String, initrd: String) {
+            self.kernel = kernel
+            self.initrd = initrd
+        }
+    }
+
+    /// Runs every workload on both paths, alternating, and returns the rows.
+    public static func run(_ options: Options, log: @Sendable (String) -> Void = { _ in }) async throws -> [Row] {
+        let work = NSTemporaryDirectory() + "hostmesh-bench-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let mesh = try await LocalMesh.start(in: work)
+        defer { mesh.stop() }
+        var rows: [Row] = []
+        for workload in ["idle", "dirty"] {
+            let arguments = workload == "idle" ? ["hm.work=heartbeat"] : ["hm.work=heartbeat,dirty:\(options.dirtyRateMB)"]
+            for round in 0..<options.rounds {
+                let direct = try await runDirect(options, workload: workload, arguments: arguments, work: work + "/direct-\(workload)-\(round)")
+                log("\(workload) direct  round \(round + 1): total \(direct.totalMs) ms, downtime \(direct.downtimeMs) ms, \(Int(direct.mbS)) MB/s")
+                rows.append(direct)
+                let tunnel = try await runTunnel(options, mesh: mesh, workload: workload, arguments: arguments, name: "bench-\(workload)-\(round)")
+                log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s")
+                rows.append(tunnel)
+            }
+        }
+        return rows
+    }
+
+    static func spec(_ options: Options, name: String, arguments: [String]) -> VMSpec {
+        VMSpec(id: UUID().uuidString.lowercased(), name: name, vcpus: 1, memoryMiB: options.memoryMiB,
+               boot: .kernel(path: options.kernel, initrd: options.initrd, commandLine: "console=ttyS0 quiet"),
+               accelerator: .auto, extraKernelArguments: arguments)
+    }
+
+    /// Waits until the guest printed `ready` (and, for a dirtying guest, until it has dirtied for a second).
+    static func waitForGuest(console: @Sendable () async throws -> String, dirty: Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let text = try await console()
+            if text.contains("HOSTMESH-GUEST ready"), !dirty || text.contains("DIRTY mb_s=") { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ControlError.failed("the benchmark guest did not become ready within 60 s")
+    }
+
+    static func runDirect(_ options: Options, workload: String, arguments: [String], work: String) async throws -> Row {
+        let spec = spec(options, name: "direct", arguments: arguments)
+        let sourceDirectory = VMRuntimeDirectory(path: work + "/source")
+        let source = try await VMProcess.launch(spec: spec, directory: sourceDirectory)
+        defer { source.kill() }
+        try await waitForGuest(console: { sourceDirectory.readConsole() }, dirty: workload == "dirty")
+        let stops = source.qmp.events()
+        let stopped = Task { () -> Double? in for await e in stops where e.name == "STOP" { return e.timestamp }; return nil }
+        let start = ContinuousClock.now
+        var destinationOptions = VMProcess.Options()
+        destinationOptions.accelerator = source.record.accelerator
+        let destination = try await VMProcess.launch(spec: spec, directory: VMRuntimeDirectory(path: work + "/destination"),
+                                                     mode: .incoming, options: destinationOptions)
+        defer { destination.kill() }
+        let resumes = destination.qmp.events()
+        let resumed = Task { () -> Double? in for await e in resumes where e.name == "RESUME" { return e.timestamp }; return nil }
+        let result = try await DirectMigration.run(source: source, destination: destination, socketPath: destination.directory.incomingSocket,
+                                                   settings: options.settings)
+        let total = ContinuousClock.now - start
+        let (stop, resume) = (await stopped.value, await resumed.value)
+        await destination.stop(quitGrace: .seconds(1))
+        return Row(workload: workload, path: "direct", totalMs: Int64(total.components.seconds * 1000 + total.components.attoseconds / 1_000_000_000_000_000),
+                   downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),
+                   mbS: Double(result.transferredBytes) / 1e6 / (Double(max(result.totalTimeMs, 1)) / 1000), transferredBytes: result.transferredBytes)
+    }
+
+    static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, arguments: [String], name: String) async throws -> Row {
+        let spec = spec(options, name: name, arguments: arguments)
+        _ = try await mesh.source.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
+        try await waitForGuest(console: {
+            try await mesh.source.call("vm.console", ControlTypes.Console(vm: name, lines: 200), as: ControlTypes.Text.self).text
+        }, dirty: workload == "dirty")
+        let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: "127.0.0.1:\(mesh.destinationPort)", settings: options.settings),
+                                                as: MigrationReport.self)
+        _ = try await mesh.destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
+        return Row(workload: workload, path: "tunnel", totalMs: report.totalMs, downtimeMs: report.downtimeMs, mbS: report.mbPerSecond,
+                   transferredBytes: report.transferredBytes)
+    }
+}
+
+/// Two agents of one domain in this process, on loopback, reached through their control sockets.
+struct LocalMesh: Sendable {
+    let source: ControlClient
+    let destination: ControlClient
+    let destinationPort: Int
+    let tasks: [Task<Void, any Error>]
+
+    static func start(in work: String) async throws -> LocalMesh {
+        let domain = try DomainAuthority(name: "bench")
+        let now = Int64(Date().timeIntervalSince1970)
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        var clients: [ControlClient] = [], ports: [Int] = [], tasks: [Task<Void, any Error>] = []
+        for host in ["bench-a", "bench-b"] {
+            let dir = work + "/" + host
+            try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
+            let identity = try HostIdentity(hostID: host)
+            try identity.save(inDirectory: dir)
+            try domain.certify(identity.publicKeys, serial: UInt64(ports.count + 1), notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
+            try domain.trustAnchor.save(dir + "/trust/bench.pub")
+            var configuration = AgentConfiguration()
+            configuration.stateDirectory = dir
+            configuration.channelListen = HostPort(host: "127.0.0.1", port: 0)
+            let credentials = try AgentCredentials.load(stateDirectory: dir)
+            let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
+            let agent = Agent(configuration: configuration, credentials: credentials, logger: logger) { bound in
+                portContinuation.yield(bound.port)
+                portContinuation.finish()
+            }
+            tasks.append(Task { try await agent.run() })
+            var iterator = portStream.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw ControlError.failed("agent \(host) did not start") }
+            ports.append(port)
+            clients.append(ControlClient(path: Agent.controlSocket(stateDirectory: dir)))
+        }
+        return LocalMesh(source: clients[0], destination: clients[1], destinationPort: ports[1], tasks: tasks)
+    }
+
+    func stop() {
+        for task in tasks { task.cancel() }
+    }
+}

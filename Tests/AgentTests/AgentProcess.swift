@@ -1,0 +1,143 @@
+import Agent
+import ControlAPI
+import Foundation
+import MeshIdentity
+
+/// A throwaway mesh for end-to-end tests: one domain, certified hosts, real `hostmesh agent`
+/// processes on loopback, and cleanup that kills every process (agents and their QEMUs) whose
+/// command line mentions the mesh's directory.
+final class TestMesh: @unchecked Sendable {
+    // @unchecked Sendable is safe: `agents` is only touched from the test's own task.
+    let root: String
+    let domain: DomainAuthority
+    private var agents: [AgentProcess] = []
+
+    init() throws {
+        root = NSTemporaryDirectory() + "hm-e2e-" + UUID().uuidString.prefix(8).lowercased()
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        domain = try DomainAuthority(name: "lab")
+    }
+
+    /// Creates a host's state directory (key, certificate, trust) without starting it.
+    func host(_ id: String) throws -> String {
+        let dir = root + "/" + id
+        try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
+        let identity = try HostIdentity(hostID: id)
+        try identity.save(inDirectory: dir)
+        let now = Int64(Date().timeIntervalSince1970)
+        try domain.certify(identity.publicKeys, serial: UInt64(agents.count + 1), notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
+        try domain.trustAnchor.save(dir + "/trust/lab.pub")
+        return dir
+    }
+
+    /// Starts `hostmesh agent` for a host directory made by `host(_:)`.
+    func start(_ id: String, arguments: [String] = []) async throws -> AgentProcess {
+        let dir = root + "/" + id
+        if !FileManager.default.fileExists(atPath: dir) { _ = try host(id) }
+        let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments)
+        agents.append(agent)
+        return agent
+    }
+
+    /// Kills everything this mesh started and removes its files.
+    func tearDown() {
+        for agent in agents { agent.kill() }
+        killProcesses(mentioning: root)
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    deinit { tearDown() }
+}
+
+/// SIGKILLs every process whose command line contains `text` (QEMUs outlive their agent by design).
+func killProcesses(mentioning text: String) {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return }
+    for entry in entries {
+        guard let pid = Int32(entry), pid != getpid(),
+              let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+        if String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text) { kill(pid, SIGKILL) }
+    }
+}
+
+/// One `hostmesh agent` process.
+final class AgentProcess: @unchecked Sendable {
+    // @unchecked Sendable is safe: all stored properties are immutable after init.
+    let hostID: String
+    let stateDirectory: String
+    let port: Int
+    let process: Process
+    let logPath: String
+
+    var address: String { "127.0.0.1:\(port)" }
+    var control: ControlClient { ControlClient(path: Agent.controlSocket(stateDirectory: stateDirectory)) }
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    private init(hostID: String, stateDirectory: String, port: Int, process: Process, logPath: String) {
+        self.hostID = hostID
+        self.stateDirectory = stateDirectory
+        self.port = port
+        self.process = process
+        self.logPath = logPath
+    }
+
+    /// The `hostmesh` binary next to the test bundle (SwiftPM builds both into one directory).
+    static var binary: String {
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [here, here.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("hostmesh").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return here.appendingPathComponent("hostmesh").path
+    }
+
+    static func start(hostID: String, stateDirectory: String, arguments: [String]) async throws -> AgentProcess {
+        let logPath = stateDirectory + "/agent.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--log-level", "debug"] + arguments
+        let handle = FileHandle(forWritingAtPath: logPath)!
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            if let range = log.range(of: "mesh.listen=127.0.0.1:") {
+                let digits = log[range.upperBound...].prefix { $0.isNumber }
+                if let port = Int(digits) {
+                    return AgentProcess(hostID: hostID, stateDirectory: stateDirectory, port: port, process: process, logPath: logPath)
+                }
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        process.terminate()
+        throw ControlError.failed("agent \(hostID) did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
+    }
+
+    func kill() {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// Reads a test guest's heartbeat lines: (boot id prefix, counter) pairs, in order.
+func heartbeats(_ console: String) -> [(String, Int)] {
+    console.split(whereSeparator: \.isNewline).compactMap { line in
+        let parts = line.split(separator: " ")
+        guard parts.count == 3, parts[0] == "HB", let n = Int(parts[2]) else { return nil }
+        return (String(parts[1]), n)
+    }
+}
+
+/// The test guest, built by `make guest` (Deploy/guest/build-guest.sh) before the suite runs.
+enum TestGuest {
+    static var directory: String {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.appendingPathComponent("Deploy/out/guest").path
+    }
+    static var kernel: String { directory + "/kernel" }
+    static var initrd: String { directory + "/initrd.img" }
+    static var available: Bool { FileManager.default.fileExists(atPath: kernel) && FileManager.default.fileExists(atPath: initrd) }
+}

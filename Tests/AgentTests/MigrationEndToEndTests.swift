@@ -1,0 +1,110 @@
+import Agent
+import ControlAPI
+import Foundation
+import Hypervisor
+import Testing
+
+/// Real agents (separate processes), real QEMU, the real test guest.
+@Suite(.timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
+struct MigrationEndToEndTests {
+    func spec(_ name: String, work: String = "heartbeat", memory: Int = 128) -> VMSpec {
+        VMSpec(id: UUID().uuidString.lowercased(), name: name, memoryMiB: memory,
+               boot: .kernel(path: TestGuest.kernel, initrd: TestGuest.initrd, commandLine: "console=ttyS0 quiet"),
+               accelerator: .tcg, extraKernelArguments: ["hm.work=\(work)"])
+    }
+
+    func console(_ agent: AgentProcess, _ vm: String) async throws -> String {
+        try await agent.control.call("vm.console", ControlTypes.Console(vm: vm, lines: 10_000), as: ControlTypes.Text.self).text
+    }
+
+    /// Waits until the VM's console shows a heartbeat above `after`; returns the last one.
+    func heartbeat(_ agent: AgentProcess, _ vm: String, after: Int = 0) async throws -> (String, Int) {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let last = heartbeats(try await console(agent, vm)).last, last.1 > after { return last }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ControlError.failed("no heartbeat above \(after) from \(vm) on \(agent.hostID)")
+    }
+
+    func migrate(_ vm: String, from: AgentProcess, to: AgentProcess, settings: MigrationSettings = MigrationSettings()) async throws -> MigrationReport {
+        try await from.control.call("migrate", ControlTypes.Migrate(vm: vm, to: to.address, settings: settings), as: MigrationReport.self)
+    }
+
+    @Test func heartbeatGuestMigratesThereAndBackWithoutRebooting() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("hb"), start: true), as: VMInfo.self)
+        let (boot, before) = try await heartbeat(a, "hb", after: 2)
+
+        let there = try await migrate("hb", from: a, to: b)
+        #expect(there.streams >= 1 && there.transferredBytes > 0)
+        let (bootOnB, onB) = try await heartbeat(b, "hb", after: before)
+        #expect(bootOnB == boot) // same boot: the guest did not restart
+        #expect(!(try await console(b, "hb")).contains("HOSTMESH-GUEST boot_id")) // it never booted on B
+        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).isEmpty) // gone from A
+        #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.state) == ["running"])
+
+        _ = try await migrate("hb", from: b, to: a)
+        let (bootBack, back) = try await heartbeat(a, "hb", after: onB)
+        #expect(bootBack == boot && back > onB)
+        let history = try await a.control.call("migrations", Empty(), as: [MigrationRecord].self)
+        #expect(history.map(\.role) == ["destination", "source"] && history.allSatisfy { $0.error == nil })
+    }
+
+    @Test func dirtyingGuestConverges() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("dirty", work: "heartbeat,dirty:300", memory: 256), start: true),
+                                     as: VMInfo.self)
+        let (boot, before) = try await heartbeat(a, "dirty", after: 5)
+        var settings = MigrationSettings()
+        settings.maxBandwidthBytesPerSecond = 100_000_000 // slower than the guest dirties: pre-copy alone cannot converge
+        settings.downtimeLimitMs = 50
+        let report = try await migrate("dirty", from: a, to: b, settings: settings)
+        #expect(!report.ladder.isEmpty) // a convergence measure was needed, and it worked
+        let (bootOnB, _) = try await heartbeat(b, "dirty", after: before)
+        #expect(bootOnB == boot)
+    }
+
+    @Test func destinationDyingMidMigrationLeavesTheGuestOnTheSource() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("victim", work: "heartbeat,dirty:100", memory: 256), start: true),
+                                     as: VMInfo.self)
+        let (boot, before) = try await heartbeat(a, "victim", after: 2)
+        var settings = MigrationSettings()
+        settings.maxBandwidthBytesPerSecond = 20_000_000 // seconds of transfer: time to kill the destination
+        let migration = Task { try await migrate("victim", from: a, to: b, settings: settings) }
+        // Wait for the destination QEMU to exist, then kill it.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if FileManager.default.fileExists(atPath: b.stateDirectory + "/vms") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .milliseconds(800))
+        killProcesses(mentioning: b.stateDirectory + "/vms/")
+        await #expect(throws: ControlError.self) { _ = try await migration.value }
+        let (bootAfter, after) = try await heartbeat(a, "victim", after: before + 5)
+        #expect(bootAfter == boot && after > before)
+        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.state) == ["running"])
+        #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).isEmpty)
+    }
+
+    @Test func missingQEMUIsAClearError() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a", arguments: ["--qemu", "/nonexistent/qemu-system-x86_64"])
+        do {
+            _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("nope"), start: true), as: VMInfo.self)
+            Issue.record("starting a VM without QEMU succeeded")
+        } catch let error as ControlError {
+            #expect(error.message.contains("/nonexistent/qemu-system-x86_64"))
+            #expect(error.message.contains("apt-get install qemu-system-x86"))
+        }
+        #expect(a.process.isRunning) // the agent did not crash
+    }
+}
