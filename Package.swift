@@ -97,6 +97,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "VirtualSwitch",
+            dependencies: [
+                "MeshCrypto", "MeshWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Migration",
             dependencies: [
                 "MeshWire", "SecureChannel", "Hypervisor",
@@ -156,6 +166,15 @@ let package = Package(
             name: "MigrationTests",
             dependencies: [
                 "Migration", "SecureChannel", "MeshIdentity",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VirtualSwitchTests",
+            dependencies: [
+                "VirtualSwitch", "Hypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
