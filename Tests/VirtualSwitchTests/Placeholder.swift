@@ -1,0 +1,1 @@
+// VirtualSwitch tests: work in progress.
