@@ -1,0 +1,99 @@
+/// Updates waiting to be piggybacked, each sent a limited number of times
+/// (memberlist's `TransmitLimitedQueue`, Protocol.md §4.5).
+///
+/// Updates that have been sent the fewest times go first, newest first among equals. A newer
+/// update about the same member (liveness, or metadata, separately) replaces the older one.
+/// Replaced entries are dropped lazily when they are next looked at.
+struct BroadcastQueue: Sendable {
+    /// What an update supersedes: liveness updates replace liveness updates of the same member,
+    /// metadata updates replace metadata updates.
+    enum Key: Hashable, Sendable {
+        case liveness(MemberID)
+        case metadata(MemberID)
+    }
+
+    struct Entry: Sendable {
+        var update: MemberUpdate
+        var key: Key
+        var generation: UInt64
+        /// Bytes this update adds to a datagram.
+        var cost: Int
+        var transmits: Int
+    }
+
+    /// `buckets[t]` holds entries already sent `t` times, oldest first.
+    private var buckets: [[Entry]] = []
+    /// Current generation per key; an entry whose generation differs was superseded.
+    private var current: [Key: UInt64] = [:]
+    private var nextGeneration: UInt64 = 0
+
+    /// Number of live (not superseded, not exhausted) updates.
+    var count: Int { current.count }
+    var isEmpty: Bool { current.isEmpty }
+
+    /// Queues `update`, replacing any queued update with the same key.
+    mutating func enqueue(_ update: MemberUpdate, cost: Int) {
+        let key: Key
+        if case .metadata(let member, _) = update {
+            key = .metadata(member)
+        } else {
+            key = .liveness(update.member)
+        }
+        nextGeneration += 1
+        current[key] = nextGeneration
+        if buckets.isEmpty { buckets.append([]) }
+        buckets[0].append(Entry(update: update, key: key, generation: nextGeneration, cost: cost, transmits: 0))
+    }
+
+    /// Takes the most urgent updates whose costs fit in `budget` bytes, counting one
+    /// transmission for each; updates sent `transmitLimit` times are dropped.
+    mutating func take(budget: Int, transmitLimit: Int, into updates: inout [MemberUpdate]) {
+        guard !current.isEmpty, budget > 0 else { return }
+        var remaining = budget
+        var promoted: [(Int, Entry)] = []
+        var bucketIndex = 0
+        while bucketIndex < buckets.count, remaining > 0 {
+            if buckets[bucketIndex].isEmpty {
+                bucketIndex += 1
+                continue
+            }
+            let entries = buckets[bucketIndex]
+            var kept: [Entry] = []
+            // Newest first: walk backwards, keep the survivors in their original order.
+            var position = entries.count - 1
+            while position >= 0 {
+                var entry = entries[position]
+                position -= 1
+                guard current[entry.key] == entry.generation else { continue }  // superseded
+                if bucketIndex >= transmitLimit {
+                    current[entry.key] = nil  // limit shrank with the mesh: already sent enough
+                    continue
+                }
+                if entry.cost <= remaining {
+                    remaining -= entry.cost
+                    updates.append(entry.update)
+                    entry.transmits += 1
+                    if entry.transmits >= transmitLimit {
+                        current[entry.key] = nil
+                    } else {
+                        promoted.append((bucketIndex + 1, entry))
+                    }
+                } else {
+                    kept.append(entry)
+                }
+            }
+            buckets[bucketIndex] = kept.reversed()
+            bucketIndex += 1
+        }
+        for (index, entry) in promoted.reversed() {
+            while buckets.count <= index { buckets.append([]) }
+            buckets[index].append(entry)
+        }
+        if current.isEmpty { buckets.removeAll(keepingCapacity: true) }
+    }
+
+    /// The queued updates, most urgent first (for tests and diagnostics).
+    var pendingUpdates: [MemberUpdate] {
+        buckets.flatMap { $0.reversed() }.filter { current[$0.key] == $0.generation }.map(\.update)
+    }
+}

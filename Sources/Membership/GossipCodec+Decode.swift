@@ -1,0 +1,146 @@
+import Foundation
+import MeshWire
+
+// Protobuf -> Swift, validating every field the core relies on.
+extension GossipCodec {
+    static func datagram(_ message: Hostmesh_V1_GossipDatagram) throws(GossipCodecError) -> GossipDatagram {
+        let name = "gossip datagram"
+        guard message.version == formatVersion else {
+            throw .unsupportedVersion(message: name, version: message.version)
+        }
+        let sender = try memberID(message.sender, in: name, field: "sender")
+        let primary: GossipPrimaryMessage?
+        switch message.primary {
+        case nil:
+            primary = nil
+        case .ping(let ping):
+            // An empty target means "whoever listens here" (used by seeds that know no id).
+            primary = .ping(sequence: ping.sequence, target: MemberID(ping.target))
+        case .pingRequest(let request):
+            guard request.hasTargetAddress else {
+                throw .missingField(message: "ping request", field: "target_address")
+            }
+            primary = .pingRequest(
+                PingRequest(
+                    sequence: request.sequence,
+                    target: try memberID(request.target, in: "ping request", field: "target"),
+                    targetAddress: try address(request.targetAddress, in: "ping request", field: "target_address"),
+                    wantsNack: request.wantNack))
+        case .ack(let ack):
+            primary = .ack(sequence: ack.sequence)
+        case .nack(let nack):
+            primary = .nack(sequence: nack.sequence)
+        }
+        var updates: [MemberUpdate] = []
+        updates.reserveCapacity(message.updates.count)
+        for update in message.updates {
+            updates.append(try memberUpdate(update))
+        }
+        return GossipDatagram(sender: sender, primary: primary, updates: updates)
+    }
+
+    static func memberUpdate(_ message: Hostmesh_V1_GossipUpdate) throws(GossipCodecError) -> MemberUpdate {
+        switch message.update {
+        case nil:
+            throw .missingField(message: "gossip update", field: "update")
+        case .alive(let alive):
+            guard alive.hasAddress else { throw .missingField(message: "alive update", field: "address") }
+            return .alive(
+                member: try memberID(alive.member, in: "alive update", field: "member"),
+                incarnation: alive.incarnation,
+                address: try address(alive.address, in: "alive update", field: "address"),
+                metadata: alive.hasMetadata ? try metadata(alive.metadata, in: "alive update") : nil)
+        case .suspect(let suspect):
+            return .suspect(
+                member: try memberID(suspect.member, in: "suspect update", field: "member"),
+                incarnation: suspect.incarnation,
+                from: try memberID(suspect.from, in: "suspect update", field: "from"))
+        case .dead(let dead):
+            return .dead(
+                member: try memberID(dead.member, in: "dead update", field: "member"),
+                incarnation: dead.incarnation,
+                from: try memberID(dead.from, in: "dead update", field: "from"))
+        case .leave(let leave):
+            return .left(
+                member: try memberID(leave.member, in: "leave update", field: "member"),
+                incarnation: leave.incarnation)
+        case .metadata(let update):
+            guard update.hasMetadata else { throw .missingField(message: "metadata update", field: "metadata") }
+            return .metadata(
+                member: try memberID(update.member, in: "metadata update", field: "member"),
+                metadata: try metadata(update.metadata, in: "metadata update"))
+        }
+    }
+
+    static func memberRecord(_ message: Hostmesh_V1_GossipMemberRecord) throws(GossipCodecError) -> MemberRecord {
+        let name = "member record"
+        guard message.hasAddress else { throw .missingField(message: name, field: "address") }
+        let status: MemberStatus
+        switch message.status {
+        case .alive: status = .alive
+        case .suspect: status = .suspect
+        case .dead: status = .dead
+        case .left: status = .left
+        case .unspecified, .UNRECOGNIZED:
+            throw .invalidField(
+                message: name, field: "status", reason: "value \(message.status.rawValue) is not a member status")
+        }
+        return MemberRecord(
+            id: try memberID(message.member, in: name, field: "member"),
+            address: try address(message.address, in: name, field: "address"),
+            status: status,
+            incarnation: message.incarnation,
+            metadata: message.hasMetadata ? try metadata(message.metadata, in: name) : nil)
+    }
+
+    static func metadata(
+        _ message: Hostmesh_V1_GossipMemberMetadata, in name: String
+    ) throws(GossipCodecError) -> MemberMetadata {
+        let health: MemberMetadata.Health
+        switch message.health {
+        case .ok: health = .ok
+        case .degraded: health = .degraded
+        // An unset or future health value is treated as the most cautious one.
+        case .unhealthy, .unspecified, .UNRECOGNIZED: health = .unhealthy
+        }
+        guard message.keyFingerprint.count <= 64 else {
+            throw .invalidField(
+                message: name, field: "metadata.key_fingerprint",
+                reason: "\(message.keyFingerprint.count) bytes, at most 64 expected")
+        }
+        return MemberMetadata(
+            version: message.version,
+            domain: message.domain,
+            cores: message.cores,
+            memoryTotalBytes: message.memoryTotalBytes,
+            memoryFreeBytes: message.memoryFreeBytes,
+            runningVMs: message.runningVms,
+            cpuLoadMilli: message.cpuLoadMilli,
+            migrationsInFlight: message.migrationsInFlight,
+            health: health,
+            maintenance: message.maintenance,
+            channelAddress: message.hasChannelAddress
+                ? try address(message.channelAddress, in: name, field: "metadata.channel_address") : nil,
+            controlAddress: message.hasControlAddress
+                ? try address(message.controlAddress, in: name, field: "metadata.control_address") : nil,
+            keyFingerprint: [UInt8](message.keyFingerprint))
+    }
+
+    static func memberID(_ raw: String, in name: String, field: String) throws(GossipCodecError) -> MemberID {
+        guard !raw.isEmpty else { throw .missingField(message: name, field: field) }
+        guard raw.utf8.count <= 255 else {
+            throw .invalidField(message: name, field: field, reason: "\(raw.utf8.count) bytes, at most 255 allowed")
+        }
+        return MemberID(raw)
+    }
+
+    static func address(
+        _ message: Hostmesh_V1_GossipAddress, in name: String, field: String
+    ) throws(GossipCodecError) -> PeerAddress {
+        guard !message.host.isEmpty else { throw .missingField(message: name, field: "\(field).host") }
+        guard message.port >= 1, message.port <= 65_535 else {
+            throw .invalidField(message: name, field: "\(field).port", reason: "\(message.port) is not in 1...65535")
+        }
+        return PeerAddress(host: message.host, port: UInt16(message.port))
+    }
+}

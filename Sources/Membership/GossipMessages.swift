@@ -1,0 +1,121 @@
+/// One UDP datagram of the gossip protocol, as the core produces and consumes it
+/// (Protocol.md §4.2). `GossipCodec` maps it to and from `Hostmesh_V1_GossipDatagram`;
+/// the encoded bytes are the plaintext that the shell encrypts.
+public struct GossipDatagram: Hashable, Sendable {
+    /// The sending member.
+    public var sender: MemberID
+    /// The probe message this datagram carries, or `nil` for a gossip-only datagram.
+    public var primary: GossipPrimaryMessage?
+    /// Piggybacked membership updates, most urgent first.
+    public var updates: [MemberUpdate]
+
+    /// Creates a datagram.
+    public init(sender: MemberID, primary: GossipPrimaryMessage?, updates: [MemberUpdate] = []) {
+        self.sender = sender
+        self.primary = primary
+        self.updates = updates
+    }
+}
+
+/// The failure-detector messages (Protocol.md §4.3).
+public enum GossipPrimaryMessage: Hashable, Sendable {
+    /// Direct probe of `target`; answered with `.ack(sequence)`.
+    case ping(sequence: UInt64, target: MemberID)
+    /// Asks the receiver to probe a member on the sender's behalf.
+    case pingRequest(PingRequest)
+    /// The probed member answered (directly or through a relay).
+    case ack(sequence: UInt64)
+    /// A relay's target did not answer in time (Lifeguard).
+    case nack(sequence: UInt64)
+}
+
+/// An indirect probe request (Protocol.md §4.3).
+public struct PingRequest: Hashable, Sendable {
+    /// The requester's probe sequence, echoed in the relayed ack or nack.
+    public var sequence: UInt64
+    /// The member to probe.
+    public var target: MemberID
+    /// Where to probe it.
+    public var targetAddress: PeerAddress
+    /// Whether the relay MUST answer with a nack when the target stays silent.
+    public var wantsNack: Bool
+
+    /// Creates a request.
+    public init(sequence: UInt64, target: MemberID, targetAddress: PeerAddress, wantsNack: Bool) {
+        self.sequence = sequence
+        self.target = target
+        self.targetAddress = targetAddress
+        self.wantsNack = wantsNack
+    }
+}
+
+/// A membership update disseminated by piggybacking (Protocol.md §4.5).
+public enum MemberUpdate: Hashable, Sendable {
+    /// `member` is alive at `incarnation` at `address`; carries its metadata when known.
+    case alive(member: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?)
+    /// `from` suspects `member` at `incarnation`.
+    case suspect(member: MemberID, incarnation: UInt64, from: MemberID)
+    /// `from` declared `member` dead at `incarnation`.
+    case dead(member: MemberID, incarnation: UInt64, from: MemberID)
+    /// `member` left gracefully at `incarnation`.
+    case left(member: MemberID, incarnation: UInt64)
+    /// `member` has new metadata (the highest `version` wins).
+    case metadata(member: MemberID, metadata: MemberMetadata)
+
+    /// The member the update is about.
+    public var member: MemberID {
+        switch self {
+        case .alive(let member, _, _, _), .suspect(let member, _, _), .dead(let member, _, _),
+            .left(let member, _), .metadata(let member, _):
+            return member
+        }
+    }
+}
+
+/// One member in a push-pull state (Protocol.md §4.7).
+public struct MemberRecord: Hashable, Sendable {
+    /// The member's id.
+    public var id: MemberID
+    /// Its gossip address.
+    public var address: PeerAddress
+    /// Its status in the sender's view.
+    public var status: MemberStatus
+    /// The incarnation of that status.
+    public var incarnation: UInt64
+    /// Its newest metadata known to the sender.
+    public var metadata: MemberMetadata?
+
+    /// Creates a record.
+    public init(id: MemberID, address: PeerAddress, status: MemberStatus, incarnation: UInt64, metadata: MemberMetadata?) {
+        self.id = id
+        self.address = address
+        self.status = status
+        self.incarnation = incarnation
+        self.metadata = metadata
+    }
+
+    /// A record describing `member`.
+    public init(_ member: Member) {
+        self.init(
+            id: member.id, address: member.address, status: member.status,
+            incarnation: member.incarnation, metadata: member.metadata)
+    }
+}
+
+/// A full membership state for anti-entropy and join, carried over the secure channel
+/// (Protocol.md §4.7). `GossipCodec` maps it to `Hostmesh_V1_GossipPushPullState`.
+public struct PushPullState: Hashable, Sendable {
+    /// The member that produced the state.
+    public var sender: MemberID
+    /// True when the initiator is joining the mesh through the responder.
+    public var isJoin: Bool
+    /// Every member the sender knows, itself included.
+    public var members: [MemberRecord]
+
+    /// Creates a state.
+    public init(sender: MemberID, isJoin: Bool, members: [MemberRecord]) {
+        self.sender = sender
+        self.isJoin = isJoin
+        self.members = members
+    }
+}

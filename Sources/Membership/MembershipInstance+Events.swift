@@ -1,0 +1,153 @@
+// The events a shell feeds to the core. Each returns the directives to carry out, in order.
+extension MembershipInstance {
+    /// Starts the member: announces it (queued until there is someone to tell) and schedules
+    /// the first probe and push-pull ticks at random offsets, so members started together do
+    /// not probe in lockstep. MUST be called exactly once, before any other event.
+    public mutating func start(now: MembershipInstant) -> [MembershipDirective] {
+        begin(now)
+        guard lifecycle == .created else { return finish() }
+        lifecycle = .running
+        enqueueBroadcast(.alive(member: localID, incarnation: incarnation, address: localAddress, metadata: localMetadata))
+        probeGeneration += 1
+        schedule(.probeTick(generation: probeGeneration), at: self.now + randomNanos(below: nanos.probeInterval))
+        let pushPull = settings.scaledPushPullInterval(memberCount: liveCount + 1).wholeNanoseconds
+        if pushPull > 0 {
+            schedule(.pushPullTick, at: self.now + randomNanos(below: pushPull))
+        }
+        return finish()
+    }
+
+    /// Joins the mesh through `seeds`: asks the shell for a push-pull with each seed (the
+    /// first that answers is enough). Members learned this way are announced as they are
+    /// merged; a `.joined` directive reports each seed that answered.
+    public mutating func join(seeds: [PeerAddress], now: MembershipInstant) -> [MembershipDirective] {
+        begin(now)
+        guard lifecycle == .running else { return finish() }
+        let state = localState(isJoin: true)
+        for seed in seeds where seed != localAddress {
+            output.append(.pushPull(PushPullRequest(address: seed, member: nil, purpose: .join, state: state)))
+        }
+        return finish()
+    }
+
+    /// A decoded datagram arrived from `source` (the UDP source address, used to answer pings
+    /// from members not yet known). Piggybacked updates are applied before the primary message.
+    public mutating func onDatagram(
+        _ datagram: GossipDatagram, from source: PeerAddress, now: MembershipInstant
+    ) -> [MembershipDirective] {
+        begin(now)
+        guard lifecycle == .running || lifecycle == .leaving else { return finish() }
+        for update in datagram.updates {
+            apply(update)
+        }
+        switch datagram.primary {
+        case nil:
+            break
+        case .ping(let sequence, let target):
+            handlePing(sequence: sequence, target: target, sender: datagram.sender, source: source)
+        case .pingRequest(let request):
+            handlePingRequest(request, sender: datagram.sender, source: source)
+        case .ack(let sequence):
+            handleAck(sequence: sequence)
+        case .nack(let sequence):
+            handleNack(sequence: sequence)
+        }
+        return finish()
+    }
+
+    /// Decodes a datagram's plaintext and handles it; throws (changing nothing) if it is not a
+    /// valid gossip datagram.
+    public mutating func onDatagram(
+        bytes: [UInt8], from source: PeerAddress, now: MembershipInstant
+    ) throws(GossipCodecError) -> [MembershipDirective] {
+        let datagram = try GossipCodec.decodeDatagram(bytes)
+        return onDatagram(datagram, from: source, now: now)
+    }
+
+    /// A timer scheduled by an earlier `.schedule` directive is due.
+    public mutating func onTimer(_ timer: MembershipTimer, now: MembershipInstant) -> [MembershipDirective] {
+        begin(now)
+        switch timer {
+        case .probeTick(let generation):
+            handleProbeTick(generation: generation)
+        case .probeTimeout(let sequence):
+            handleProbeTimeout(sequence: sequence)
+        case .relayTimeout(let sequence):
+            handleRelayTimeout(sequence: sequence)
+        case .suspicionTimeout(let member):
+            handleSuspicionTimeout(member: member)
+        case .gossipTick:
+            handleGossipTick()
+        case .pushPullTick:
+            handlePushPullTick()
+        }
+        return finish()
+    }
+
+    /// Replaces this member's metadata and gossips it. The version is set by the core (one
+    /// above the current one); the `version` of `metadata` is ignored.
+    public mutating func updateMetadata(_ metadata: MemberMetadata, now: MembershipInstant) -> [MembershipDirective] {
+        begin(now)
+        var newMetadata = metadata
+        newMetadata.version = localMetadata.version + 1
+        localMetadata = newMetadata
+        if lifecycle == .running {
+            enqueueBroadcast(.metadata(member: localID, metadata: newMetadata))
+        }
+        return finish()
+    }
+
+    /// Leaves the mesh gracefully: stops probing, gossips a leave announcement, and returns
+    /// `.leaveCompleted` (now, or from a later gossip tick) once it has been disseminated.
+    /// The shell SHOULD keep delivering events until then, bounded by its own timeout.
+    public mutating func leave(now: MembershipInstant) -> [MembershipDirective] {
+        begin(now)
+        guard lifecycle == .running else { return finish() }
+        lifecycle = .leaving
+        probe = nil
+        enqueueBroadcast(.left(member: localID, incarnation: incarnation))
+        if liveCount == 0 { completeLeave() }
+        return finish()
+    }
+
+    /// Another member opened a push-pull exchange and sent `remote`: merge it, and send back
+    /// `reply` (the local state after the merge, so refutations it caused are included).
+    public mutating func onPushPullRequest(
+        _ remote: PushPullState, now: MembershipInstant
+    ) -> (reply: PushPullState, directives: [MembershipDirective]) {
+        begin(now)
+        guard lifecycle == .running || lifecycle == .leaving else {
+            return (localState(isJoin: false), finish())
+        }
+        merge(remote)
+        return (localState(isJoin: false), finish())
+    }
+
+    /// The peer of a push-pull this member started answered with `remote`.
+    public mutating func onPushPullResponse(
+        _ remote: PushPullState, for request: PushPullRequest, now: MembershipInstant
+    ) -> [MembershipDirective] {
+        begin(now)
+        guard lifecycle == .running || lifecycle == .leaving else { return finish() }
+        merge(remote)
+        if request.purpose == .join {
+            output.append(.joined(through: request.address, knownMembers: liveCount))
+        }
+        return finish()
+    }
+
+    /// A push-pull this member started failed (unreachable, refused, bad certificate).
+    /// Nothing changes in the protocol state; the shell reports join failures itself.
+    public mutating func onPushPullFailed(_ request: PushPullRequest, reason: String, now: MembershipInstant) -> [MembershipDirective] {
+        begin(now)
+        logger.debug(
+            "push-pull failed",
+            metadata: ["mesh.peer": "\(request.address)", "purpose": "\(request.purpose)", "reason": "\(reason)"])
+        return finish()
+    }
+
+    mutating func randomNanos(below bound: Int64) -> Int64 {
+        guard bound > 0 else { return 0 }
+        return Int64(random.next(below: Int(bound)))
+    }
+}

@@ -1,0 +1,76 @@
+// Push-pull anti-entropy, join and reconnection after partitions (Protocol.md §4.7).
+extension MembershipInstance {
+    mutating func handlePushPullTick() {
+        guard lifecycle == .running else { return }
+        let interval = settings.scaledPushPullInterval(memberCount: liveCount + 1).wholeNanoseconds
+        guard interval > 0 else { return }
+        schedule(.pushPullTick, at: now + interval)
+        if let peer = randomMembers(count: 1, excluding: nil, aliveOnly: true).first, let state = table[peer] {
+            output.append(
+                .pushPull(
+                    PushPullRequest(
+                        address: state.address, member: peer, purpose: .antiEntropy, state: localState(isJoin: false))))
+        }
+        guard settings.reconnectToDeadMembers else { return }
+        // Serf-style reconnect: try one dead member with probability dead/alive, so that each
+        // side of a healed partition reaches the other without flooding a mesh with one crash.
+        var dead: [MemberID] = []
+        for (id, state) in table where state.status == .dead {
+            dead.append(id)
+        }
+        guard !dead.isEmpty else { return }
+        let probability = Double(dead.count) / Double(max(1, liveCount))
+        guard random.nextUnitInterval() < probability else { return }
+        dead.sort()
+        let peer = dead[random.next(below: dead.count)]
+        guard let state = table[peer] else { return }
+        output.append(
+            .pushPull(
+                PushPullRequest(address: state.address, member: peer, purpose: .reconnect, state: localState(isJoin: false))))
+    }
+
+    /// Everything this member knows, itself included.
+    func localState(isJoin: Bool) -> PushPullState {
+        var records: [MemberRecord] = []
+        records.reserveCapacity(table.count + 1)
+        records.append(
+            MemberRecord(
+                id: localID, address: localAddress, status: lifecycle == .running ? .alive : .left,
+                incarnation: incarnation, metadata: localMetadata))
+        for (id, state) in table {
+            records.append(
+                MemberRecord(
+                    id: id, address: state.address, status: state.status, incarnation: state.incarnation,
+                    metadata: state.metadata))
+        }
+        return PushPullState(sender: localID, isJoin: isJoin, members: records)
+    }
+
+    /// Merges a peer's state record by record, with the same rules as gossip. A peer's "dead"
+    /// becomes a suspicion here (the member gets the chance to refute), as in memberlist.
+    mutating func merge(_ remote: PushPullState) {
+        for record in remote.members {
+            switch record.status {
+            case .alive:
+                applyAlive(
+                    member: record.id, incarnation: record.incarnation, address: record.address,
+                    metadata: record.metadata)
+            case .suspect, .dead:
+                if record.status == .suspect, record.id != localID, table[record.id] == nil {
+                    // Learn of it first (as alive), then suspect it as the peer does.
+                    applyAlive(
+                        member: record.id, incarnation: record.incarnation, address: record.address,
+                        metadata: record.metadata)
+                } else if let metadata = record.metadata {
+                    applyMetadata(member: record.id, metadata: metadata, rebroadcast: false)
+                }
+                applySuspect(member: record.id, incarnation: record.incarnation, from: remote.sender)
+            case .left:
+                if let metadata = record.metadata {
+                    applyMetadata(member: record.id, metadata: metadata, rebroadcast: false)
+                }
+                applyDead(member: record.id, incarnation: record.incarnation, from: record.id, leaving: true)
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+// Applying membership updates: the member state machine and its incarnation rules
+// (Protocol.md §4.5).
+//
+//   alive(i)   replaces alive/suspect(j) when i > j, and dead/left(j) when i > j
+//   suspect(i) replaces alive(j) when i >= j; a suspect at the same incarnation confirms
+//   dead(i), left(i) replace alive/suspect(j) when i >= j
+//   anything about this member itself at an incarnation >= its own is refuted.
+extension MembershipInstance {
+    mutating func apply(_ update: MemberUpdate) {
+        switch update {
+        case .alive(let member, let incarnation, let address, let metadata):
+            applyAlive(member: member, incarnation: incarnation, address: address, metadata: metadata)
+        case .suspect(let member, let incarnation, let from):
+            applySuspect(member: member, incarnation: incarnation, from: from)
+        case .dead(let member, let incarnation, let from):
+            applyDead(member: member, incarnation: incarnation, from: from, leaving: false)
+        case .left(let member, let incarnation):
+            applyDead(member: member, incarnation: incarnation, from: member, leaving: true)
+        case .metadata(let member, let metadata):
+            applyMetadata(member: member, metadata: metadata, rebroadcast: true)
+        }
+    }
+
+    mutating func applyAlive(member id: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?) {
+        if id == localID {
+            // Someone remembers us with a newer incarnation (we restarted): move above it.
+            if incarnation > self.incarnation, lifecycle == .running { refute(incarnation) }
+            if let metadata { applyMetadata(member: id, metadata: metadata, rebroadcast: true) }
+            return
+        }
+        guard var state = table[id] else {
+            let state = MemberState(
+                address: address, status: .alive, incarnation: incarnation, metadata: metadata,
+                statusChangedAt: now, suspicion: nil)
+            table[id] = state
+            liveCount += 1
+            addToProbeOrder(id)
+            enqueueBroadcast(.alive(member: id, incarnation: incarnation, address: address, metadata: metadata))
+            emitChange(id, state, previous: nil)
+            return
+        }
+        guard incarnation > state.incarnation else {
+            if let metadata { applyMetadata(member: id, metadata: metadata, rebroadcast: true) }
+            return
+        }
+        let previous = state.status
+        state.status = .alive
+        state.incarnation = incarnation
+        state.address = address
+        state.suspicion = nil
+        if let metadata, metadata.supersedes(state.metadata) { state.metadata = metadata }
+        if previous != .alive { state.statusChangedAt = now }
+        table[id] = state
+        if !previous.isLive {
+            liveCount += 1
+            addToProbeOrder(id)
+        }
+        enqueueBroadcast(.alive(member: id, incarnation: incarnation, address: address, metadata: state.metadata))
+        if previous != .alive { emitChange(id, state, previous: previous) }
+    }
+
+    mutating func applySuspect(member id: MemberID, incarnation: UInt64, from accuser: MemberID) {
+        if id == localID {
+            if lifecycle == .running, incarnation >= self.incarnation { refute(incarnation) }
+            return
+        }
+        guard var state = table[id], incarnation >= state.incarnation else { return }
+        switch state.status {
+        case .dead, .left:
+            return
+        case .suspect:
+            // Another member independently suspects it: Lifeguard shortens the timeout, and the
+            // confirmation is re-gossiped so that others can count it too.
+            guard var suspicion = state.suspicion, suspicion.confirm(accuser) else { return }
+            state.suspicion = suspicion
+            table[id] = state
+            enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser))
+            schedule(.suspicionTimeout(member: id), at: max(now, suspicion.deadline))
+        case .alive:
+            let n = liveCount + 1
+            var expected = settings.suspicionMultiplier - 2
+            if n - 2 < expected { expected = 0 }  // too few members to ever confirm
+            let minimum = settings.minimumSuspicionTimeout(memberCount: n).wholeNanoseconds
+            let suspicion = Suspicion(
+                accuser: accuser, startedAt: now, expectedConfirmations: expected, minimum: minimum,
+                maximum: minimum * Int64(settings.suspicionMaxTimeoutMultiplier))
+            state.status = .suspect
+            state.incarnation = incarnation
+            state.suspicion = suspicion
+            state.statusChangedAt = now
+            table[id] = state
+            enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser))
+            schedule(.suspicionTimeout(member: id), at: suspicion.deadline)
+            emitChange(id, state, previous: .alive)
+        }
+    }
+
+    mutating func applyDead(member id: MemberID, incarnation: UInt64, from accuser: MemberID, leaving: Bool) {
+        if id == localID {
+            // A leave or death announcement about ourselves while running is false: refute.
+            if lifecycle == .running, incarnation >= self.incarnation { refute(incarnation) }
+            return
+        }
+        guard var state = table[id], incarnation >= state.incarnation, state.status.isLive else { return }
+        let previous = state.status
+        state.status = leaving ? .left : .dead
+        state.incarnation = incarnation
+        state.suspicion = nil
+        state.statusChangedAt = now
+        table[id] = state
+        liveCount -= 1
+        enqueueBroadcast(
+            leaving
+                ? .left(member: id, incarnation: incarnation)
+                : .dead(member: id, incarnation: incarnation, from: accuser))
+        emitChange(id, state, previous: previous)
+    }
+
+    mutating func applyMetadata(member id: MemberID, metadata: MemberMetadata, rebroadcast: Bool) {
+        if id == localID {
+            // Peers hold a newer version of our metadata than we do (we restarted): re-issue
+            // ours above it so that it wins everywhere.
+            guard metadata.version > localMetadata.version, lifecycle == .running else { return }
+            localMetadata.version = metadata.version + 1
+            enqueueBroadcast(.metadata(member: localID, metadata: localMetadata))
+            return
+        }
+        guard var state = table[id], metadata.supersedes(state.metadata) else { return }
+        state.metadata = metadata
+        table[id] = state
+        if rebroadcast { enqueueBroadcast(.metadata(member: id, metadata: metadata)) }
+        output.append(.metadataChanged(snapshot(id, state)))
+    }
+
+    /// Raises our incarnation above `accused` and announces that we are alive.
+    mutating func refute(_ accused: UInt64) {
+        incarnation = max(incarnation, accused) + 1
+        health.apply(1)  // Lifeguard: being suspected hints that we are the slow one
+        logger.debug("refuting suspicion", metadata: ["mesh.incarnation": "\(incarnation)"])
+        enqueueBroadcast(.alive(member: localID, incarnation: incarnation, address: localAddress, metadata: localMetadata))
+    }
+
+    mutating func handleSuspicionTimeout(member id: MemberID) {
+        guard let state = table[id], state.status == .suspect, let suspicion = state.suspicion,
+            now >= suspicion.deadline
+        else { return }
+        logger.debug(
+            "suspicion timed out", metadata: ["mesh.peer": "\(id)", "confirmations": "\(suspicion.confirmations)"])
+        applyDead(member: id, incarnation: state.incarnation, from: localID, leaving: false)
+    }
+
+    // MARK: Dissemination
+
+    mutating func enqueueBroadcast(_ update: MemberUpdate) {
+        broadcasts.enqueue(update, cost: GossipCodec.piggybackCost(of: update))
+    }
+
+    mutating func scheduleGossipIfNeeded() {
+        guard !gossipTickPending, nanos.gossipInterval > 0, !broadcasts.isEmpty, liveCount > 0,
+            lifecycle == .running || lifecycle == .leaving
+        else { return }
+        gossipTickPending = true
+        schedule(.gossipTick, at: now + nanos.gossipInterval)
+    }
+
+    mutating func handleGossipTick() {
+        gossipTickPending = false
+        guard lifecycle == .running || lifecycle == .leaving else { return }
+        if broadcasts.isEmpty || liveCount == 0 {
+            if lifecycle == .leaving { completeLeave() }
+            return
+        }
+        for target in randomMembers(count: settings.gossipFanout, excluding: nil, aliveOnly: false) {
+            guard !broadcasts.isEmpty else { break }
+            guard let address = table[target]?.address else { continue }
+            send(nil, to: address)
+        }
+        // The next tick is scheduled by `finish()` while updates remain; one more empty tick
+        // completes a pending leave.
+        if broadcasts.isEmpty, lifecycle == .leaving {
+            gossipTickPending = true
+            schedule(.gossipTick, at: now + nanos.gossipInterval)
+        }
+    }
+
+    mutating func completeLeave() {
+        lifecycle = .left
+        output.append(.leaveCompleted)
+    }
+
+    mutating func emitChange(_ id: MemberID, _ state: MemberState, previous: MemberStatus?) {
+        logger.debug(
+            "member status changed",
+            metadata: [
+                "mesh.peer": "\(id)", "mesh.status": "\(state.status)", "mesh.incarnation": "\(state.incarnation)",
+            ])
+        output.append(.memberChanged(MemberStatusChange(member: snapshot(id, state), previousStatus: previous)))
+    }
+}
