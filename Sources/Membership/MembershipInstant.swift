@@ -43,6 +43,11 @@ public struct MembershipInstant: Hashable, Comparable, Sendable, CustomStringCon
         MembershipInstant(nanosecondsSinceOrigin: lhs.nanosecondsSinceOrigin + rhs.wholeNanoseconds)
     }
 
+    /// The instant `offset` earlier.
+    public static func - (lhs: MembershipInstant, rhs: Duration) -> MembershipInstant {
+        MembershipInstant(nanosecondsSinceOrigin: lhs.nanosecondsSinceOrigin - rhs.wholeNanoseconds)
+    }
+
     /// The time from `rhs` to `lhs`.
     public static func - (lhs: MembershipInstant, rhs: MembershipInstant) -> Duration {
         .nanoseconds(lhs.nanosecondsSinceOrigin - rhs.nanosecondsSinceOrigin)

@@ -1,1 +1,0 @@
-// MeshSimulator (placeholder).

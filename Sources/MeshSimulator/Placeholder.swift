@@ -1,1 +1,0 @@
-// Keeps the target buildable until its first files land; delete when the module has real sources.

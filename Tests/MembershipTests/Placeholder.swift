@@ -1,1 +1,0 @@
-import Testing // placeholder until the first tests land
