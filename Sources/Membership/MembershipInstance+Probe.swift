@@ -164,7 +164,7 @@ extension MembershipInstance {
                 forgotten.append(id)
             }
         }
-        for id in forgotten {
+        for id in forgotten.sorted() {
             table[id] = nil
             output.append(.memberForgotten(id))
         }

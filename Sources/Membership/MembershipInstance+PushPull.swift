@@ -37,7 +37,10 @@ extension MembershipInstance {
             MemberRecord(
                 id: localID, address: localAddress, status: lifecycle == .running ? .alive : .left,
                 incarnation: incarnation, metadata: localMetadata))
-        for (id, state) in table {
+        // Sorted: dictionary order differs between runs, and the receiver's merge order
+        // decides its gossip order, which must be reproducible.
+        for id in table.keys.sorted() {
+            guard let state = table[id] else { continue }
             records.append(
                 MemberRecord(
                     id: id, address: state.address, status: state.status, incarnation: state.incarnation,

@@ -1,0 +1,161 @@
+public import Membership
+
+/// One row of the gossip benchmark (`hostmesh bench gossip`), for one mesh size.
+/// JSON keys follow the issue: `members`, `first_suspect_s`, `all_dead_s`, `join_all_s`,
+/// `bytes_per_member_s`. A time is `null` when the event did not happen within the run.
+public struct GossipBenchmarkRow: Codable, Sendable, Equatable {
+    /// Members in the mesh before the crash.
+    public var members: Int
+    /// Seconds from the crash to the first member suspecting the crashed one.
+    public var firstSuspectSeconds: Double?
+    /// Seconds from the crash until every live member marked it dead.
+    public var allDeadSeconds: Double?
+    /// Seconds from a new member's join until every member knew it as alive.
+    public var joinAllSeconds: Double?
+    /// Gossip (UDP) bytes sent per member per second in steady state, as on the wire
+    /// (encoded datagram + 40-byte AEAD overhead). Push-pull over the secure channel is not
+    /// included.
+    public var bytesPerMemberPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case members
+        case firstSuspectSeconds = "first_suspect_s"
+        case allDeadSeconds = "all_dead_s"
+        case joinAllSeconds = "join_all_s"
+        case bytesPerMemberPerSecond = "bytes_per_member_s"
+    }
+
+    /// Creates a row.
+    public init(
+        members: Int, firstSuspectSeconds: Double?, allDeadSeconds: Double?, joinAllSeconds: Double?,
+        bytesPerMemberPerSecond: Double
+    ) {
+        self.members = members
+        self.firstSuspectSeconds = firstSuspectSeconds
+        self.allDeadSeconds = allDeadSeconds
+        self.joinAllSeconds = joinAllSeconds
+        self.bytesPerMemberPerSecond = bytesPerMemberPerSecond
+    }
+}
+
+/// The benchmark's JSON document: `{"rows": [...]}`.
+public struct GossipBenchmarkReport: Codable, Sendable, Equatable {
+    /// One row per mesh size.
+    public var rows: [GossipBenchmarkRow]
+
+    /// Creates a report.
+    public init(rows: [GossipBenchmarkRow]) {
+        self.rows = rows
+    }
+}
+
+/// Measures failure detection, join dissemination and gossip traffic on the simulator.
+public enum GossipBenchmark {
+    /// The mesh sizes of the standard run.
+    public static let standardMemberCounts = [10, 100, 1000]
+
+    /// Runs `measure` for each size, with the seed offset by the size.
+    public static func run(
+        memberCounts: [Int] = standardMemberCounts, seed: UInt64 = 0x60_5519,
+        settings: MembershipSettings = MembershipSettings(), network: SimulatedNetwork = SimulatedNetwork()
+    ) -> [GossipBenchmarkRow] {
+        memberCounts.map { measure(members: $0, seed: seed &+ UInt64($0), settings: settings, network: network) }
+    }
+
+    /// One mesh of `members` converged members:
+    /// 1. 10 s warm-up (start-up announcements drain), then 30 s of steady state: bytes sent;
+    /// 2. one member crashes: time to the first suspicion and until every live member marks it
+    ///    dead (at most 120 s);
+    /// 3. a new member joins through a random live member: time until every live member knows
+    ///    it (at most 60 s).
+    public static func measure(
+        members: Int, seed: UInt64, settings: MembershipSettings = MembershipSettings(),
+        network: SimulatedNetwork = SimulatedNetwork()
+    ) -> GossipBenchmarkRow {
+        precondition(members >= 3, "the benchmark needs at least 3 members")  // programmer error
+        let simulation = Simulation(members: members, settings: settings, network: network, seed: seed)
+        simulation.run(for: .seconds(10))
+        let bytesBefore = totalBytesSent(simulation)
+        let steadySeconds = 30.0
+        simulation.run(for: .seconds(30))
+        let bytesPerMemberPerSecond = Double(totalBytesSent(simulation) - bytesBefore) / Double(members) / steadySeconds
+
+        let victim = members / 2
+        let crashedAt = simulation.now
+        var firstSuspect: MembershipInstant?
+        var deadCount = 0
+        var allDead: MembershipInstant?
+        let joiner = members
+        var joinedAt: MembershipInstant?
+        var knowJoiner = 0
+        var allKnowJoiner: MembershipInstant?
+        simulation.observeStatusChanges { event in
+            if event.subject == victim, joinedAt == nil {
+                if event.change.member.status == .suspect, firstSuspect == nil { firstSuspect = event.time }
+                if event.change.member.status == .dead {
+                    deadCount += 1
+                    if deadCount == members - 1 {
+                        allDead = event.time
+                        simulation.stop()
+                    }
+                }
+            } else if event.subject == joiner, event.change.previousStatus == nil, event.change.member.status == .alive {
+                knowJoiner += 1
+                if knowJoiner == members - 1 {
+                    allKnowJoiner = event.time
+                    simulation.stop()
+                }
+            }
+        }
+        simulation.crash(victim)
+        simulation.run(until: crashedAt + .seconds(120))
+
+        var seedMember = (victim + 1) % members
+        if !simulation.isRunning(seedMember) { seedMember = 0 }
+        joinedAt = simulation.now
+        simulation.addMember(joiningThrough: [seedMember])
+        simulation.run(until: simulation.now + .seconds(60))
+
+        return GossipBenchmarkRow(
+            members: members,
+            firstSuspectSeconds: firstSuspect.map { ($0 - crashedAt).seconds },
+            allDeadSeconds: allDead.map { ($0 - crashedAt).seconds },
+            joinAllSeconds: joinedAt.flatMap { start in allKnowJoiner.map { ($0 - start).seconds } },
+            bytesPerMemberPerSecond: bytesPerMemberPerSecond)
+    }
+
+    /// A plain-text table of `rows`, one line per mesh size.
+    public static func table(_ rows: [GossipBenchmarkRow]) -> String {
+        func cell(_ value: Double?) -> String {
+            guard let value else { return "-" }
+            return String(Double(Int((value * 100).rounded())) / 100)
+        }
+        var lines = ["members  first_suspect_s  all_dead_s  join_all_s  bytes_per_member_s"]
+        for row in rows {
+            lines.append(
+                [
+                    String(row.members).padded(7), cell(row.firstSuspectSeconds).padded(15),
+                    cell(row.allDeadSeconds).padded(10), cell(row.joinAllSeconds).padded(10),
+                    cell(row.bytesPerMemberPerSecond).padded(18),
+                ].joined(separator: "  "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func totalBytesSent(_ simulation: Simulation) -> Int {
+        (0..<simulation.memberCount).reduce(0) { $0 + simulation.traffic(of: $1).bytesSent }
+    }
+}
+
+extension String {
+    fileprivate func padded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}
+
+extension Duration {
+    fileprivate var seconds: Double {
+        let (whole, attoseconds) = components
+        return Double(whole) + Double(attoseconds) / 1e18
+    }
+}

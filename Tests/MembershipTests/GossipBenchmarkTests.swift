@@ -1,0 +1,27 @@
+import Foundation
+import Membership
+import MeshSimulator
+import Testing
+
+@Suite("Gossip benchmark")
+struct GossipBenchmarkTests {
+    @Test("rows for 10 and 100 members are complete, traffic per member is flat, JSON keys match the CLI contract")
+    func smallBenchmark() throws {
+        let seed: UInt64 = 0x5EED_00B0
+        print("seed \(seed): gossip benchmark at 10 and 100 members")
+        let rows = GossipBenchmark.run(memberCounts: [10, 100], seed: seed)
+        print(GossipBenchmark.table(rows))
+        for row in rows {
+            #expect(row.firstSuspectSeconds != nil && row.allDeadSeconds != nil && row.joinAllSeconds != nil, "seed \(seed): \(row)")
+            #expect(row.allDeadSeconds.map { $0 <= 20 } == true, "seed \(seed): \(row)")
+            #expect(row.joinAllSeconds.map { $0 <= 10 } == true, "seed \(seed): \(row)")
+        }
+        let ratio = rows[1].bytesPerMemberPerSecond / rows[0].bytesPerMemberPerSecond
+        #expect(ratio > 0.8 && ratio < 1.25, "seed \(seed): bytes per member grew \(ratio)x from 10 to 100 members")
+
+        let json = try JSONEncoder().encode(GossipBenchmarkReport(rows: rows))
+        let object = try JSONSerialization.jsonObject(with: json) as? [String: Any]
+        let first = (object?["rows"] as? [[String: Any]])?.first
+        #expect(Set(first?.keys.map { $0 } ?? []) == ["members", "first_suspect_s", "all_dead_s", "join_all_s", "bytes_per_member_s"])
+    }
+}
