@@ -37,7 +37,7 @@ struct MigrateCommand: AsyncParsableCommand {
         if interactive { print("") }
         if control.json { try control.printJSON(report); return }
         print("migrated \(vm) to \(to)")
-        print("  downtime   \(report.downtimeMs) ms (QEMU \(report.qemuDowntimeMs) ms + handover \(report.switchoverMs) ms)")
+        print("  downtime   \(report.downtimeMs) ms guest paused (QEMU's own figure \(report.qemuDowntimeMs) ms, agents' handover \(report.switchoverMs) ms)")
         print("  total      \(report.totalMs) ms")
         print("  moved      \(String(format: "%.1f", Double(report.transferredBytes) / 1e6)) MB at \(String(format: "%.0f", report.mbPerSecond)) MB/s, \(report.iterations) rounds, \(report.streams) encrypted stream(s)")
         if !report.ladder.isEmpty { print("  ladder     \(report.ladder.joined(separator: " → "))") }
