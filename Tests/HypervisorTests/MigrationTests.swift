@@ -87,6 +87,37 @@ struct MigrationTests {
     }
 }
 
+extension MigrationTests {
+    @Test func postcopyWhenAllowedFinishesAGuestThatWouldNotConverge() async throws {
+        let root = TestSupport.temporaryDirectory()
+        defer { TestSupport.remove(root) }
+        var spec = try #require(TestSupport.guestSpec(work: "heartbeat,dirty:120"))
+        spec.extraKernelArguments.append("hm.dirtyset=48")
+        let source = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/src"), options: TestSupport.options)
+        defer { source.kill() }
+        #expect(await TestSupport.eventually { source.directory.readConsole().contains("DIRTY mb_s=") })
+
+        var settings = MigrationSettings()
+        settings.maxBandwidthBytesPerSecond = 60_000_000
+        settings.postcopyAllowed = true
+        var policy = ConvergenceLadder.Policy()
+        policy.stallPolls = 4
+        policy.downtimeStepsMs = []
+        policy.allowThrottle = false
+        policy.allowPostcopy = true
+        let (destination, result) = try await DirectMigration.migrateLocally(
+            source: source, destinationDirectory: .init(path: root + "/dst"), settings: settings, policy: policy,
+            options: TestSupport.options)
+        defer { destination.kill() }
+        print("post-copy migration: total \(result.totalTimeMs) ms, downtime \(result.downtimeMs) ms, \(result.transferredBytes / 1_000_000) MB, rungs \(result.ladder)")
+        #expect(result.ladder == [.postcopy])
+        let bootID = try #require(TestSupport.heartbeats(source.directory.readConsole()).last?.bootID)
+        #expect(await TestSupport.eventually { TestSupport.heartbeats(destination.directory.readConsole()).last?.bootID == bootID })
+        #expect(try await destination.qmp.queryStatus().running)
+        await destination.stop()
+    }
+}
+
 /// The "direct" reference figures (run with HOSTMESH_MIGRATION_FIGURES=1): an idle 512 MiB guest
 /// migrated QEMU→QEMU over a unix socket, unthrottled, three times. Prints, asserts nothing
 /// about time.

@@ -171,7 +171,9 @@ struct QMPFakeServerTests {
     }
 
     @Test func aMissingSocketIsConnectFailed() async throws {
-        let path = TestSupport.temporaryDirectory() + "/absent.sock"
+        let directory = TestSupport.temporaryDirectory()
+        defer { TestSupport.remove(directory) }
+        let path = directory + "/absent.sock"
         var caught: QMPError?
         do {
             _ = try await QMPClient.connect(path: path, configuration: quick)

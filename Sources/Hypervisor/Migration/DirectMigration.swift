@@ -55,7 +55,14 @@ public enum DirectMigration {
         let outgoing = OutgoingMigration(qmp: source.qmp, settings: settings, policy: policy, logger: logger)
         let result: MigrationResult
         do {
-            result = try await outgoing.run(to: uri, onProgress: onProgress)
+            result = try await outgoing.run(to: uri) { sample, rung in
+                // In post-copy the guest must run on the destination (held paused by -S) to
+                // fault its remaining pages in.
+                if sample.phase == .postcopy, let status = try? await destination.qmp.queryStatus(), !status.running {
+                    try? await destination.qmp.cont()
+                }
+                await onProgress(sample, rung)
+            }
         } catch {
             // The guest stays here: leave the source as it was before.
             if let tls { await tls.uninstall(from: source.qmp) }

@@ -23,6 +23,28 @@ public struct IncomingMigration: Sendable {
         try await qmp.migrateIncoming(uri: uri)
     }
 
+    /// Waits until the destination has loaded the whole guest (pre-copy complete) and returns
+    /// with it still paused (`-S`): for an agent that resumes it only after the handover is
+    /// journaled.
+    ///
+    /// - Throws: `MigrationError.destinationFailed` if loading failed or the time ran out;
+    ///   `QMPError.disconnected` if the destination QEMU exited.
+    public func waitUntilLoaded(timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let migration = try await qmp.queryMigrate()
+            switch migration.status {
+            case "failed":
+                throw MigrationError.destinationFailed(reason: migration.errorDesc ?? "the incoming migration failed")
+            case "completed":
+                return
+            default:
+                try await Task.sleep(for: pollInterval)
+            }
+        }
+        throw MigrationError.destinationFailed(reason: "the destination had not loaded the guest within \(timeout)")
+    }
+
     /// Waits until the destination has loaded the whole guest, resumes it (the destination
     /// QEMU holds it paused, `-S`), and returns once it runs.
     ///
