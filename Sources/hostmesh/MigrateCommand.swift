@@ -12,7 +12,9 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Maximum guest pause QEMU aims for, ms.") var downtimeMs: Int64?
     @Option(help: "Bandwidth limit, MB/s (default: unlimited).") var bandwidth: Int64?
     @Option(help: "Parallel streams (QEMU multifd channels).") var multifd: Int?
-    @Flag(help: "Allow post-copy if pre-copy cannot converge.") var postcopy = false
+    @Option(help: "XBZRLE cache, MiB (off by default).") var xbzrleCacheMb: Int64?
+    @Flag(help: "Do not arm auto-converge (CPU throttling) for the convergence ladder.") var noAutoConverge = false
+    @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
 
     func run() async throws {
         var settings = MigrationSettings()
@@ -20,6 +22,8 @@ struct MigrateCommand: AsyncParsableCommand {
         if let bandwidth { settings.maxBandwidthBytesPerSecond = bandwidth * 1_000_000 }
         if let multifd { settings.multifdChannels = multifd }
         settings.postcopyAllowed = postcopy
+        if let xbzrleCacheMb { settings.xbzrleCacheBytes = xbzrleCacheMb << 20 }
+        settings.armAutoConverge = !noAutoConverge
         let interactive = isatty(STDOUT_FILENO) == 1 && !control.json
         var lastPrinted = Date.distantPast
         let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings),
