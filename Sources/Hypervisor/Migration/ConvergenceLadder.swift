@@ -36,7 +36,7 @@ public struct ConvergenceLadder: Sendable, Equatable {
     }
 
     /// Where the ladder stands.
-    public enum Rung: Sendable, Equatable, Codable {
+    public enum Rung: Sendable, Equatable, Codable, CustomStringConvertible {
         /// Plain pre-copy with the configured downtime limit.
         case precopy
         /// Pre-copy with a raised downtime limit, ms.
@@ -47,6 +47,16 @@ public struct ConvergenceLadder: Sendable, Equatable {
         case postcopy
         /// Cancelled: the completion budget was spent.
         case aborted
+
+        public var description: String {
+            switch self {
+            case .precopy: return "pre-copy"
+            case let .raisedDowntime(ms): return "downtime limit \(ms) ms"
+            case .throttled: return "throttled"
+            case .postcopy: return "post-copy"
+            case .aborted: return "aborted"
+            }
+        }
     }
 
     /// What the shell must do.

@@ -115,6 +115,6 @@ public struct OutgoingMigration: Sendable {
     }
 
     private func abortReason(_ ladder: ConvergenceLadder, _ sample: MigrationProgress) -> String {
-        "did not converge within \(policy.budgetMs(ramBytes: sample.ramTotalBytes)) ms (rungs tried: \(ladder.history))"
+        "did not converge within \(policy.budgetMs(ramBytes: sample.ramTotalBytes)) ms (rungs tried: \(ladder.history.map(\.description).joined(separator: ", ")))"
     }
 }
