@@ -73,12 +73,12 @@ public actor MigrationCoordinator {
         var record = StoredMigration(id: id, vmId: spec.id, vmName: spec.name, role: "source", peer: "\(address)", phase: "prepare",
                                      startedAt: started.timeIntervalSince1970)
         try await store.database.write { [record] db in try record.insert(db) }
-        var movedAway = false
-        defer { let moved = movedAway; Task { await vms.endOutgoing(spec.id, movedAway: moved) } }
         do {
             let report = try await runSource(id: id, spec: spec, process: process, address: address, settings: settings,
                                              record: &record, logger: log, progress: progress)
-            movedAway = true
+            // The VM lives on the destination now: forget it here before answering, so that a
+            // migration straight back finds no stale copy.
+            await vms.endOutgoing(spec.id, movedAway: true)
             record.phase = "done"
             record.endedAt = Date().timeIntervalSince1970
             record.result = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
@@ -86,6 +86,8 @@ public actor MigrationCoordinator {
             log.info("migration completed", metadata: ["migration.downtime_ms": "\(report.downtimeMs)", "migration.total_ms": "\(report.totalMs)"])
             return report
         } catch {
+            // In doubt the guest stays paused here but stays ours: still not "moved away".
+            await vms.endOutgoing(spec.id, movedAway: false)
             record.endedAt = Date().timeIntervalSince1970
             record.error = "\(error)"
             try? await store.database.write { [record] db in try record.update(db) }
@@ -98,11 +100,13 @@ public actor MigrationCoordinator {
                            record: inout StoredMigration, logger: Logger,
                            progress: @escaping @Sendable (Progress) async -> Void) async throws -> MigrationReport {
         let started = ContinuousClock.now
+        func since(_ t: ContinuousClock.Instant) -> Int64 { Int64((ContinuousClock.now - t).milliseconds) }
         var control = SecureChannelConfiguration(credentials: credentials)
         control.policy.purpose = "control"
         let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
         record.peer = connection.peer.hostID
         let peer = connection.peer.hostID
+        let connectMs = since(started)
         let report: MigrationReport = try await connection.channel.executeThenClose { inbound, outbound in
             var reader = EnvelopeReader(inbound)
             func send(_ build: (inout Hostmesh_V1_AgentEnvelope) -> Void) async throws {
@@ -122,6 +126,8 @@ public actor MigrationCoordinator {
                 throw ControlError.failed("\(peer) did not answer the migration request")
             }
             guard prepared.error.isEmpty else { throw ControlError.failed("\(peer) refused the migration: \(prepared.error)") }
+            let preparedAt = ContinuousClock.now
+            let prepareMs = since(started) - connectMs
 
             // Transfer: QEMU migrates to a local socket; the tunnel carries each stream encrypted.
             var streamConfiguration = SecureChannelConfiguration(credentials: credentials)
@@ -188,7 +194,9 @@ public actor MigrationCoordinator {
             return MigrationReport(totalMs: Int64((ContinuousClock.now - started).milliseconds), qemuDowntimeMs: qemuDowntime,
                                    switchoverMs: switchoverMs, downtimeMs: downtime,
                                    transferredBytes: result.transferredBytes, mbPerSecond: result.mbPerSecond,
-                                   iterations: result.iterations, ladder: result.ladder.map { "\($0)" }, streams: tunnel.streamsOpened)
+                                   iterations: result.iterations, ladder: result.ladder.map { "\($0)" }, streams: tunnel.streamsOpened,
+                                   phasesMs: ["connect": connectMs, "prepare": prepareMs,
+                                              "transfer": Int64((switchoverStart - preparedAt).milliseconds), "handover": switchoverMs])
         }
         return report
     }

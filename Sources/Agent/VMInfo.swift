@@ -75,4 +75,6 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var ladder: [String]
     /// Secure channels that carried the stream.
     public var streams: Int
+    /// Where the time went: connect and authenticate, destination ready, QEMU transfer, handover (ms).
+    public var phasesMs: [String: Int64]?
 }

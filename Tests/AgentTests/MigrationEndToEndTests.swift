@@ -5,7 +5,7 @@ import Hypervisor
 import Testing
 
 /// Real agents (separate processes), real QEMU, the real test guest.
-@Suite(.timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
 struct MigrationEndToEndTests {
     func spec(_ name: String, work: String = "heartbeat", memory: Int = 128) -> VMSpec {
         VMSpec(id: UUID().uuidString.lowercased(), name: name, memoryMiB: memory,
