@@ -15,13 +15,15 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "XBZRLE cache, MiB (off by default).") var xbzrleCacheMb: Int64?
     @Flag(help: "Do not arm auto-converge (CPU throttling) for the convergence ladder.") var noAutoConverge = false
     @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
+    @Option(help: "With --postcopy: switch to post-copy after this many pre-copy passes.") var postcopyAfter: Int?
 
     func run() async throws {
         var settings = MigrationSettings()
         if let downtimeMs { settings.downtimeLimitMs = downtimeMs }
         if let bandwidth { settings.maxBandwidthBytesPerSecond = bandwidth * 1_000_000 }
         if let multifd { settings.multifdChannels = multifd }
-        settings.postcopyAllowed = postcopy
+        settings.postcopyAllowed = postcopy || postcopyAfter != nil
+        settings.postcopyAfterPasses = postcopyAfter
         if let xbzrleCacheMb { settings.xbzrleCacheBytes = xbzrleCacheMb << 20 }
         settings.armAutoConverge = !noAutoConverge
         let interactive = isatty(STDOUT_FILENO) == 1 && !control.json

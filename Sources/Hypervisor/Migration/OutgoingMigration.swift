@@ -62,6 +62,7 @@ public struct OutgoingMigration: Sendable {
             wake.finish()
         }
         var wakeups = wakes.makeAsyncIterator()
+        var postcopyRequested = false
         try await qmp.migrate(uri: uri)
         while true {
             let sample = try await MigrationProgress(qmp.queryMigrate())
@@ -85,6 +86,12 @@ public struct OutgoingMigration: Sendable {
             }
             for directive in ladder.observe(sample) {
                 try await carryOut(directive, sample: sample)
+            }
+            if settings.postcopyAllowed, let passes = settings.postcopyAfterPasses, sample.phase != .postcopy,
+               sample.iteration >= passes, !postcopyRequested {
+                logger.debug("post-copy after \(passes) pre-copy passes")
+                postcopyRequested = true
+                try await qmp.migrateStartPostcopy()
             }
             let woke = await wakeups.next() != nil
             if !woke || Task.isCancelled {
