@@ -33,10 +33,11 @@ test: deps guest
 	$(SWIFT) test --skip-build --parallel
 
 demo: release guest
-	@Deploy/demo.sh .build/release/hostmesh
+	@Deploy/demo.sh .build/release/hostmesh Deploy/out/guest
 
-bench: release
+bench: release guest
 	.build/release/hostmesh bench channel
+	.build/release/hostmesh bench migrate
 
 clean:
 	rm -rf .build Deploy/out

@@ -2,13 +2,16 @@
 # The hostmesh demo: a local mesh on loopback. Grows with each capability.
 #   1. a domain certifies two hosts
 #   2. their agents authenticate each other over a Noise channel and exchange encrypted messages
-#   3. a host certified by another domain is refused, and both sides say why
-#   4. a key file that others can read is refused
+#   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting
+#   4. a host certified by another domain is refused, and both sides say why
+#   5. a key file that others can read is refused
 set -euo pipefail
 BIN=$(realpath "${1:-.build/release/hostmesh}")
+GUEST=$(realpath "${2:-Deploy/out/guest}")
 W=$(mktemp -d /tmp/hostmesh-demo.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+# Agents leave their QEMUs running on exit (a restarted agent re-adopts them), so the demo kills both.
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; pkill -9 -f "$W/" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -36,7 +39,24 @@ wait_for "$W/a.log" "encrypted note received"
 echo "-- node-a's log:"; grep -E "listening|proved|hello|note" "$W/a.log" | showlog
 echo "-- node-b's log:"; grep -E "listening|proved|hello" "$W/b.log" | showlog
 
-step "3. A host certified by another domain is refused, and both sides log why"
+step "3. A VM boots on node-a and live-migrates to node-b and back while it runs"
+A="--state-dir $W/node-a"; B="--state-dir $W/node-b"
+"$BIN" vm create demo-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 256 --workload heartbeat --start | show
+hb() { "$BIN" vm console-log demo-vm $1 --lines 200 | grep '^HB' | tail -1; }
+for _ in $(seq 1 100); do [ -n "$(hb "$A")" ] && break; sleep 0.1; done
+sleep 1
+echo "-- heartbeat on node-a: $(hb "$A")   (HB <boot id> <counter>)"
+"$BIN" migrate demo-vm --to 127.0.0.1:17947 $A | show
+sleep 1
+echo "-- heartbeat on node-b: $(hb "$B")   (same boot id, counter kept going)"
+"$BIN" vm list $B | show
+"$BIN" migrate demo-vm --to 127.0.0.1:17946 $B | show
+sleep 1
+echo "-- heartbeat back on node-a: $(hb "$A")"
+"$BIN" migrations $A | show
+"$BIN" vm stop demo-vm $A >/dev/null
+
+step "4. A host certified by another domain is refused, and both sides log why"
 "$BIN" domain init rogue --domain-dir "$W/rogue" >/dev/null
 "$BIN" keys init --state-dir "$W/mallory" --host-id mallory >/dev/null
 "$BIN" domain certify --domain-dir "$W/rogue" --host-pub "$W/mallory/host.pub" >/dev/null
@@ -48,9 +68,9 @@ wait_for "$W/a.log" "refused secure channel"
 echo "-- mallory's log:"; grep "could not establish" "$W/m.log" | showlog
 echo "-- node-a's log:";  grep "refused secure channel" "$W/a.log" | showlog
 
-step "4. A key file that others can read is refused"
+step "5. A key file that others can read is refused"
 chmod 644 "$W/node-b/host.key"
 "$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17949 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
-step "done: two agents authenticated each other; an outsider and a careless key were refused"
+step "done: two agents authenticated each other, a running VM moved between them and back, an outsider and a careless key were refused"

@@ -73,12 +73,12 @@ public actor MigrationCoordinator {
         var record = StoredMigration(id: id, vmId: spec.id, vmName: spec.name, role: "source", peer: "\(address)", phase: "prepare",
                                      startedAt: started.timeIntervalSince1970)
         try await store.database.write { [record] db in try record.insert(db) }
-        var movedAway = false
-        defer { let moved = movedAway; Task { await vms.endOutgoing(spec.id, movedAway: moved) } }
         do {
             let report = try await runSource(id: id, spec: spec, process: process, address: address, settings: settings,
                                              record: &record, logger: log, progress: progress)
-            movedAway = true
+            // The VM lives on the destination now: forget it here before answering, so that a
+            // migration straight back finds no stale copy.
+            await vms.endOutgoing(spec.id, movedAway: true)
             record.phase = "done"
             record.endedAt = Date().timeIntervalSince1970
             record.result = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
@@ -86,6 +86,8 @@ public actor MigrationCoordinator {
             log.info("migration completed", metadata: ["migration.downtime_ms": "\(report.downtimeMs)", "migration.total_ms": "\(report.totalMs)"])
             return report
         } catch {
+            // In doubt the guest stays paused here but stays ours: still not "moved away".
+            await vms.endOutgoing(spec.id, movedAway: false)
             record.endedAt = Date().timeIntervalSince1970
             record.error = "\(error)"
             try? await store.database.write { [record] db in try record.update(db) }
@@ -98,17 +100,20 @@ public actor MigrationCoordinator {
                            record: inout StoredMigration, logger: Logger,
                            progress: @escaping @Sendable (Progress) async -> Void) async throws -> MigrationReport {
         let started = ContinuousClock.now
+        func since(_ t: ContinuousClock.Instant) -> Int64 { Int64((ContinuousClock.now - t).milliseconds) }
         var control = SecureChannelConfiguration(credentials: credentials)
         control.policy.purpose = "control"
         let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
         record.peer = connection.peer.hostID
         let peer = connection.peer.hostID
+        let connectMs = since(started)
         let report: MigrationReport = try await connection.channel.executeThenClose { inbound, outbound in
             var reader = EnvelopeReader(inbound)
-            func send(_ build: (inout Hostmesh_V1_AgentEnvelope) -> Void) async throws {
+            @Sendable func write(_ envelope: Hostmesh_V1_AgentEnvelope) async throws { try await outbound.write(EnvelopeWriter.frame(envelope)) }
+            func send(_ build: (inout Hostmesh_V1_AgentEnvelope) throws -> Void) async throws {
                 var envelope = Hostmesh_V1_AgentEnvelope()
-                build(&envelope)
-                try await outbound.write(EnvelopeWriter.frame(envelope))
+                try build(&envelope)
+                try await write(envelope)
             }
             // Prepare: the destination admits the VM and starts QEMU waiting for it.
             await progress(Progress(phase: "prepare", percent: 0, mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "normal"))
@@ -122,6 +127,8 @@ public actor MigrationCoordinator {
                 throw ControlError.failed("\(peer) did not answer the migration request")
             }
             guard prepared.error.isEmpty else { throw ControlError.failed("\(peer) refused the migration: \(prepared.error)") }
+            let preparedAt = ContinuousClock.now
+            let prepareMs = since(started) - connectMs
 
             // Transfer: QEMU migrates to a local socket; the tunnel carries each stream encrypted.
             var streamConfiguration = SecureChannelConfiguration(credentials: credentials)
@@ -137,14 +144,30 @@ public actor MigrationCoordinator {
                 return nil
             }
             defer { stopped.cancel() }
+            // Commit: once QEMU has stopped the guest here for good. That is at completion, or
+            // when post-copy starts: then the guest must run on the destination to fault in the
+            // pages it still lacks, and the source can never take it back.
+            var commitMessage = Hostmesh_V1_AgentEnvelope()
+            commitMessage.migrationCommit.migrationID = id
+            let sendCommit = commitMessage
+            let postcopyHandover = NIOLockedValueBox<Task<Void, any Error>?>(nil)
             let result: MigrationResult
             do {
-                result = try await OutgoingMigration(qmp: process.qmp, settings: settings, logger: logger)
+                var policy = ConvergenceLadder.Policy()
+                policy.allowPostcopy = settings.postcopyAllowed
+                policy.allowThrottle = settings.armAutoConverge
+                result = try await OutgoingMigration(qmp: process.qmp, settings: settings, policy: policy, logger: logger)
                     .run(to: "unix:" + tunnel.socketPath) { sample, rung in
-                        await progress(Progress(phase: "transfer", percent: sample.percent, mbPerSecond: sample.throughputBytesPerSecond / 1e6,
+                        if sample.phase == .postcopy {
+                            postcopyHandover.withLockedValue { task in
+                                if task == nil { task = Task { try await write(sendCommit) } }
+                            }
+                        }
+                        await progress(Progress(phase: sample.phase == .postcopy ? "postcopy" : "transfer", percent: sample.percent,
+                                                mbPerSecond: sample.throughputBytesPerSecond / 1e6,
                                                 dirtyMBPerSecond: sample.dirtyBytesPerSecond / 1e6, iteration: sample.iteration, rung: "\(rung)"))
                     }
-            } catch {
+            } catch where postcopyHandover.withLockedValue({ $0 }) == nil {
                 await tunnel.close()
                 try? await send {
                     $0.migrationAbort.migrationID = id
@@ -158,9 +181,13 @@ public actor MigrationCoordinator {
             let switchoverStart = ContinuousClock.now
             await progress(Progress(phase: "switchover", percent: 100, mbPerSecond: result.mbPerSecond, dirtyMBPerSecond: 0,
                                     iteration: result.iterations, rung: "normal"))
-            try await send { $0.migrationCommit.migrationID = id }
             let answer: Hostmesh_V1_MigrationCommitted
             do {
+                if let handover = postcopyHandover.withLockedValue({ $0 }) {
+                    try await handover.value // sent when post-copy started; the answer waits in the stream
+                } else {
+                    try await write(sendCommit)
+                }
                 guard case .migrationCommitted(let committed)? = try await reader.next()?.body, committed.migrationID == id else {
                     throw ControlError.failed("no commit confirmation")
                 }
@@ -188,7 +215,10 @@ public actor MigrationCoordinator {
             return MigrationReport(totalMs: Int64((ContinuousClock.now - started).milliseconds), qemuDowntimeMs: qemuDowntime,
                                    switchoverMs: switchoverMs, downtimeMs: downtime,
                                    transferredBytes: result.transferredBytes, mbPerSecond: result.mbPerSecond,
-                                   iterations: result.iterations, ladder: result.ladder.map { "\($0)" }, streams: tunnel.streamsOpened)
+                                   iterations: result.iterations, ladder: result.ladder.map { "\($0)" }, streams: tunnel.streamsOpened,
+                                   phasesMs: ["connect": connectMs, "prepare": prepareMs,
+                                              "transfer": Int64((switchoverStart - preparedAt).milliseconds), "handover": switchoverMs],
+                                   postcopy: postcopyHandover.withLockedValue { $0 } != nil)
         }
         return report
     }
@@ -279,7 +309,7 @@ public actor MigrationCoordinator {
             let deadline = ContinuousClock.now + .seconds(10)
             while true {
                 let info = try await state.process.qmp.queryMigrate()
-                if info.status == "completed" { break }
+                if info.status == "completed" || info.status == "postcopy-active" { break } // post-copy: run now, pages follow
                 if info.status == "failed" { throw ControlError.failed("the destination could not load the guest: \(info.errorDesc ?? "?")") }
                 guard ContinuousClock.now < deadline else { throw ControlError.failed("the destination had not loaded the guest after 10 s") }
                 try await Task.sleep(for: .milliseconds(2))

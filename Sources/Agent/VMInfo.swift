@@ -75,4 +75,8 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var ladder: [String]
     /// Secure channels that carried the stream.
     public var streams: Int
+    /// Where the time went: connect and authenticate, destination ready, QEMU transfer, handover (ms).
+    public var phasesMs: [String: Int64]?
+    /// True when the guest moved in post-copy (it ran on the destination while pages followed).
+    public var postcopy: Bool?
 }

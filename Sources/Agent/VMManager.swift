@@ -178,11 +178,11 @@ public actor VMManager {
     func endOutgoing(_ id: String, movedAway: Bool) async {
         migrating[id] = nil
         guard movedAway else { return }
+        _ = try? await store.database.write { db in try StoredVM.deleteOne(db, key: id) }
         if let process = processes.removeValue(forKey: id) {
             await process.stop(quitGrace: .seconds(2))
             await process.qmp.close()
         }
-        _ = try? await store.database.write { db in try StoredVM.deleteOne(db, key: id) }
         try? FileManager.default.removeItem(atPath: directory(for: id).path)
     }
 

@@ -12,14 +12,20 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Maximum guest pause QEMU aims for, ms.") var downtimeMs: Int64?
     @Option(help: "Bandwidth limit, MB/s (default: unlimited).") var bandwidth: Int64?
     @Option(help: "Parallel streams (QEMU multifd channels).") var multifd: Int?
-    @Flag(help: "Allow post-copy if pre-copy cannot converge.") var postcopy = false
+    @Option(help: "XBZRLE cache, MiB (off by default).") var xbzrleCacheMb: Int64?
+    @Flag(help: "Do not arm auto-converge (CPU throttling) for the convergence ladder.") var noAutoConverge = false
+    @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
+    @Option(help: "With --postcopy: switch to post-copy after this many pre-copy passes.") var postcopyAfter: Int?
 
     func run() async throws {
         var settings = MigrationSettings()
         if let downtimeMs { settings.downtimeLimitMs = downtimeMs }
         if let bandwidth { settings.maxBandwidthBytesPerSecond = bandwidth * 1_000_000 }
         if let multifd { settings.multifdChannels = multifd }
-        settings.postcopyAllowed = postcopy
+        settings.postcopyAllowed = postcopy || postcopyAfter != nil
+        settings.postcopyAfterPasses = postcopyAfter
+        if let xbzrleCacheMb { settings.xbzrleCacheBytes = xbzrleCacheMb << 20 }
+        settings.armAutoConverge = !noAutoConverge
         let interactive = isatty(STDOUT_FILENO) == 1 && !control.json
         var lastPrinted = Date.distantPast
         let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings),
@@ -37,7 +43,7 @@ struct MigrateCommand: AsyncParsableCommand {
         if interactive { print("") }
         if control.json { try control.printJSON(report); return }
         print("migrated \(vm) to \(to)")
-        print("  downtime   \(report.downtimeMs) ms (QEMU \(report.qemuDowntimeMs) ms + handover \(report.switchoverMs) ms)")
+        print("  downtime   \(report.downtimeMs) ms guest paused (QEMU's own figure \(report.qemuDowntimeMs) ms, agents' handover \(report.switchoverMs) ms)")
         print("  total      \(report.totalMs) ms")
         print("  moved      \(String(format: "%.1f", Double(report.transferredBytes) / 1e6)) MB at \(String(format: "%.0f", report.mbPerSecond)) MB/s, \(report.iterations) rounds, \(report.streams) encrypted stream(s)")
         if !report.ladder.isEmpty { print("  ladder     \(report.ladder.joined(separator: " → "))") }

@@ -5,12 +5,12 @@ import Hypervisor
 import Testing
 
 /// Real agents (separate processes), real QEMU, the real test guest.
-@Suite(.timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
 struct MigrationEndToEndTests {
-    func spec(_ name: String, work: String = "heartbeat", memory: Int = 128) -> VMSpec {
+    func spec(_ name: String, work: String = "heartbeat", memory: Int = 128, extra: [String] = []) -> VMSpec {
         VMSpec(id: UUID().uuidString.lowercased(), name: name, memoryMiB: memory,
                boot: .kernel(path: TestGuest.kernel, initrd: TestGuest.initrd, commandLine: "console=ttyS0 quiet"),
-               accelerator: .tcg, extraKernelArguments: ["hm.work=\(work)"])
+               accelerator: .tcg, extraKernelArguments: ["hm.work=\(work)"] + extra)
     }
 
     func console(_ agent: AgentProcess, _ vm: String) async throws -> String {
@@ -67,6 +67,25 @@ struct MigrationEndToEndTests {
         #expect(!report.ladder.isEmpty) // a convergence measure was needed, and it worked
         let (bootOnB, _) = try await heartbeat(b, "dirty", after: before)
         #expect(bootOnB == boot)
+    }
+
+    @Test func postCopyHandsOverWhenItStarts() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("pc", work: "heartbeat,dirty:300", memory: 256, extra: ["hm.dirtyset=160"]), start: true),
+                                     as: VMInfo.self)
+        let (boot, before) = try await heartbeat(a, "pc", after: 5)
+        var settings = MigrationSettings()
+        settings.maxBandwidthBytesPerSecond = 40_000_000 // slower than the guest dirties
+        settings.downtimeLimitMs = 20
+        settings.postcopyAllowed = true
+        settings.postcopyAfterPasses = 2
+        let report = try await migrate("pc", from: a, to: b, settings: settings)
+        #expect(report.postcopy == true)
+        let (bootOnB, _) = try await heartbeat(b, "pc", after: before)
+        #expect(bootOnB == boot)
+        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).isEmpty)
     }
 
     @Test func destinationDyingMidMigrationLeavesTheGuestOnTheSource() async throws {

@@ -22,6 +22,9 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// Enable `postcopy-ram` on both sides so the ladder may switch to post-copy. Post-copy
     /// cannot be undone: if the link breaks afterwards, the guest is lost on both hosts.
     public var postcopyAllowed: Bool = false
+    /// With `postcopyAllowed`: switch to post-copy after this many pre-copy passes instead of
+    /// waiting for the convergence ladder (libvirt's "post-copy after pre-copy"). Nil: ladder only.
+    public var postcopyAfterPasses: Int?
     /// Throttle applied when the ladder starts throttling, percent. Steeper than QEMU's 20/10:
     /// QEMU re-evaluates at most once per second and needs two bad periods per step, so 20/10
     /// takes ~16 s to reach 99%; the ladder only throttles a guest already known not to converge.

@@ -48,6 +48,21 @@ public struct OutgoingMigration: Sendable {
         try await prepare()
         var ladder = ConvergenceLadder(policy: policy)
         logger.debug("migration starting", metadata: ["migration.uri": "\(uri)"])
+        // Wake on every MIGRATION event as well as on the poll tick: the moment QEMU reports
+        // `completed` the guest is stopped on the source, and every millisecond until the
+        // caller hands over is guest downtime. Polling alone would add up to a poll interval.
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let events = qmp.events()
+        let eventWaker = Task { for await event in events where event.name == "MIGRATION" { wake.yield() } }
+        let interval = pollInterval
+        let ticker = Task { while (try? await Task.sleep(for: interval)) != nil { wake.yield() } }
+        defer {
+            eventWaker.cancel()
+            ticker.cancel()
+            wake.finish()
+        }
+        var wakeups = wakes.makeAsyncIterator()
+        var postcopyRequested = false
         try await qmp.migrate(uri: uri)
         while true {
             let sample = try await MigrationProgress(qmp.queryMigrate())
@@ -72,8 +87,14 @@ public struct OutgoingMigration: Sendable {
             for directive in ladder.observe(sample) {
                 try await carryOut(directive, sample: sample)
             }
-            let slept = (try? await Task.sleep(for: pollInterval)) != nil
-            if !slept || Task.isCancelled {
+            if settings.postcopyAllowed, let passes = settings.postcopyAfterPasses, sample.phase != .postcopy,
+               sample.iteration >= passes, !postcopyRequested {
+                logger.debug("post-copy after \(passes) pre-copy passes")
+                postcopyRequested = true
+                try await qmp.migrateStartPostcopy()
+            }
+            let woke = await wakeups.next() != nil
+            if !woke || Task.isCancelled {
                 if sample.phase != .postcopy {
                     try? await qmp.migrateCancel()
                 }
@@ -85,11 +106,12 @@ public struct OutgoingMigration: Sendable {
 
     /// QEMU 7.2 sets the state to `completed` a moment before it computes total-time and
     /// downtime (migration_calculate_complete runs after the state change), so a poll in
-    /// between reads zeros: re-read until the figures are there (bounded: ~1 s).
+    /// between reads zeros: re-read until the figures are there (bounded: ~1 s, in short steps: the caller's
+    /// handover, and so the guest's pause, waits for this).
     private func settled(_ sample: MigrationProgress) async throws -> MigrationProgress {
         var sample = sample
-        for _ in 0..<100 where sample.totalTimeMs == 0 {
-            try? await Task.sleep(for: .milliseconds(10))
+        for _ in 0..<500 where sample.totalTimeMs == 0 {
+            try? await Task.sleep(for: .milliseconds(2))
             sample = try await MigrationProgress(qmp.queryMigrate())
         }
         return sample

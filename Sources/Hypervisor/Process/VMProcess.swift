@@ -85,7 +85,7 @@ public actor VMProcess {
         let pid = try ChildProcess.spawn(executable: binary, arguments: arguments, output: .init(path: directory.qemuLog))
         let startTime = ChildProcess.startTime(pid)
         let record = VMRuntimeRecord(spec: spec, directory: directory, pid: pid, binary: binary, accelerator: verdict,
-                                     mode: mode == .incoming ? .incoming : .boot, startedAt: Date(), arguments: [binary] + arguments)
+                                     mode: mode == .boot(paused: false) || mode == .boot(paused: true) ? .boot : .incoming, startedAt: Date(), arguments: [binary] + arguments)
         logger.debug("qemu started", metadata: ["vm.pid": "\(pid)", "vm.accel": "\(verdict)", "vm.dir": "\(directory.path)"])
         do {
             try Self.write(record)

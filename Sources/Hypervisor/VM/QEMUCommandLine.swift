@@ -17,6 +17,10 @@ public enum QEMUCommandLine {
         /// (`-incoming defer`), so the agent controls where the stream comes from; the guest
         /// stays paused after it arrives (`-S`) until the agent resumes it.
         case incoming
+        /// Like `incoming`, but QEMU runs the guest as soon as it has arrived (QEMU's own
+        /// behaviour without `-S`). Only for measuring plain QEMU as a reference: nothing then
+        /// stops the source and destination from both running after a late failure.
+        case incomingAutostart
     }
 
     /// The argv (without the binary) for `spec` running in `directory` under `accelerator`.
@@ -75,6 +79,7 @@ public enum QEMUCommandLine {
         // have agreed who owns it; if the source then saw a late failure and resumed its copy,
         // two copies would run.
         case .incoming: argv += ["-incoming", "defer", "-S"]
+        case .incomingAutostart: argv += ["-incoming", "defer"]
         }
         return argv
     }
