@@ -1,0 +1,107 @@
+/// Why the switch dropped a frame. Raw values appear in metrics, logs and the port state record.
+public enum DropReason: String, Hashable, Sendable, CaseIterable, Codable {
+    /// The frame's source MAC (Ethernet or ARP sender) is not the port's.
+    case macSpoofed = "mac-spoofed"
+    /// The frame's source IP (IPv4, IPv6 or ARP sender) is not one the port may use.
+    case ipSpoofed = "ip-spoofed"
+    /// An EtherType anti-spoofing does not pass (VLAN tags, LLDP, …).
+    case etherTypeNotAllowed = "ethertype-not-allowed"
+    /// Too short, too long, or an IP header that does not parse.
+    case malformed
+    /// A new connection from the VM that no egress rule allows.
+    case egressPolicy = "egress-policy"
+    /// A new connection towards the VM that no ingress rule allows.
+    case ingressPolicy = "ingress-policy"
+    /// The port is blocked (created for an incoming migration, not yet announced).
+    case portBlocked = "port-blocked"
+    /// The port is frozen (its VM is switching over to another host).
+    case portFrozen = "port-frozen"
+    /// The port's VM has moved away; only frames for it are forwarded, none come from it.
+    case portMoved = "port-moved"
+    /// The connection-tracking table is full.
+    case conntrackFull = "conntrack-full"
+    /// The switch could not hand the frame to the VM's socket (QEMU not there or not reading).
+    case guestUnreachable = "guest-unreachable"
+}
+
+/// A port's counters. They never decrease, across migrations too: rx counts frames the switch
+/// received from the VM (dropped ones included), tx counts frames it delivered to the VM.
+public struct PortCounters: Hashable, Sendable {
+    /// Frames received from the VM.
+    public var rxFrames: UInt64 = 0
+    /// Bytes received from the VM.
+    public var rxBytes: UInt64 = 0
+    /// Frames delivered to the VM.
+    public var txFrames: UInt64 = 0
+    /// Bytes delivered to the VM.
+    public var txBytes: UInt64 = 0
+    /// Dropped frames by reason (both directions).
+    public var drops: [DropReason: UInt64] = [:]
+
+    /// All zero.
+    public init() {}
+
+    /// Frames dropped for `reason`.
+    public subscript(reason: DropReason) -> UInt64 { drops[reason, default: 0] }
+
+    /// All dropped frames.
+    public var totalDrops: UInt64 { drops.values.reduce(0, &+) }
+
+    mutating func countReceived(_ bytes: Int) {
+        rxFrames &+= 1
+        rxBytes &+= UInt64(bytes)
+    }
+
+    mutating func countDelivered(_ bytes: Int) {
+        txFrames &+= 1
+        txBytes &+= UInt64(bytes)
+    }
+
+    mutating func countDrop(_ reason: DropReason) {
+        drops[reason, default: 0] &+= 1
+    }
+
+    /// Field-wise sum (baseline imported from the source plus what this host counted).
+    static func + (lhs: PortCounters, rhs: PortCounters) -> PortCounters {
+        var sum = lhs
+        sum.rxFrames &+= rhs.rxFrames
+        sum.rxBytes &+= rhs.rxBytes
+        sum.txFrames &+= rhs.txFrames
+        sum.txBytes &+= rhs.txBytes
+        for (reason, count) in rhs.drops { sum.drops[reason, default: 0] &+= count }
+        return sum
+    }
+
+    /// Field-wise maximum: a newer import never lowers a counter.
+    func fieldwiseMax(_ other: PortCounters) -> PortCounters {
+        var result = self
+        result.rxFrames = max(rxFrames, other.rxFrames)
+        result.rxBytes = max(rxBytes, other.rxBytes)
+        result.txFrames = max(txFrames, other.txFrames)
+        result.txBytes = max(txBytes, other.txBytes)
+        for (reason, count) in other.drops { result.drops[reason] = max(result.drops[reason, default: 0], count) }
+        return result
+    }
+}
+
+/// Switch-wide counters: frames that belong to no port.
+public struct SwitchCounters: Hashable, Sendable {
+    /// Frames received from peers over the overlay and accepted.
+    public var overlayFramesIn: UInt64 = 0
+    /// Frames sent to peers over the overlay.
+    public var overlayFramesOut: UInt64 = 0
+    /// Frames forwarded to a VM's new host by a port in straggler-forwarding state.
+    public var stragglersForwarded: UInt64 = 0
+    /// Overlay frames for a segment this host does not have.
+    public var unknownSegment: UInt64 = 0
+    /// Overlay unicast frames for a MAC that has no port here.
+    public var noLocalDestination: UInt64 = 0
+    /// Frames for a port that is blocked or frozen (counted here, not on the port, so the
+    /// frozen port's counters stay final).
+    public var toInactivePort: UInt64 = 0
+    /// Frames that arrived from a port socket the switch no longer knows.
+    public var unknownPort: UInt64 = 0
+
+    /// All zero.
+    public init() {}
+}

@@ -1,0 +1,152 @@
+public import NIOCore
+
+extension SwitchCore {
+    /// A frame the VM behind `port` sent.
+    public mutating func onFrameFromPort(_ id: PortID, frame: ByteBuffer, now: SwitchInstant) -> [SwitchDirective] {
+        guard var port = ports[id] else {
+            counters.unknownPort &+= 1
+            return []
+        }
+        switch port.lifecycle {
+        case .frozen, .forwardingStragglers:
+            // The VM is paused or gone; a frozen port's counters are final.
+            counters.toInactivePort &+= 1
+            return []
+        case .blocked, .active:
+            break
+        }
+        port.local.countReceived(frame.readableBytes)
+        guard let header = EthernetHeader(frame) else {
+            port.local.countDrop(.malformed)
+            ports[id] = port
+            return []
+        }
+        if port.lifecycle == .blocked {
+            guard port.isAnnouncement(frame, header: header) else {
+                port.local.countDrop(.portBlocked)
+                ports[id] = port
+                return []
+            }
+            ports[id] = port
+            activate(id, now: now)
+            port = ports[id]!  // activate only changed lifecycle and the claim flag
+        }
+        let (result, learnedNew) = port.admitFromVM(frame, header: header, now: now)
+        ports[id] = port
+        if case let .drop(reason) = result {
+            ports[id]?.local.countDrop(reason)
+            return takeOutput()
+        }
+        if port.lostLocation || learnedNew {
+            // Re-claim a MAC another host took (counts as a move), or refresh the addresses.
+            claim(id, now: now)
+        }
+        forward(frame, header: header, from: port, now: now)
+        return takeOutput()
+    }
+
+    /// A frame a peer sent over the overlay for `segment` (already authenticated and decrypted).
+    /// Frames from the overlay are never sent back to the overlay, except by a straggler-
+    /// forwarding port, once (`forwarded`).
+    public mutating func onFrameFromOverlay(from host: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool,
+                                            now: SwitchInstant) -> [SwitchDirective] {
+        guard networkBySegment[segment] != nil else {
+            counters.unknownSegment &+= 1
+            return []
+        }
+        guard let header = EthernetHeader(frame) else {
+            counters.noLocalDestination &+= 1
+            return []
+        }
+        counters.overlayFramesIn &+= 1
+        if header.destination.isMulticast {
+            floodLocally(frame, header: header, segment: segment, except: nil, now: now)
+        } else if let target = portsByMAC[LocationTable.Key(mac: header.destination, segment: segment)] {
+            deliver(frame, header: header, to: target, forwarded: forwarded, now: now)
+        } else {
+            counters.noLocalDestination &+= 1
+        }
+        return takeOutput()
+    }
+
+    /// Reports that a `.deliver` directive failed (the VM's socket is gone or full).
+    public mutating func recordDeliveryFailure(port id: PortID) {
+        guard let port = ports[id], port.isActive else { return }
+        ports[id]?.local.countDrop(.guestUnreachable)
+    }
+
+    // MARK: forwarding
+
+    private mutating func forward(_ frame: ByteBuffer, header: EthernetHeader, from source: Port, now: SwitchInstant) {
+        let segment = source.segment
+        if header.destination.isMulticast {
+            if settings.proxyARP, header.etherType == EtherType.arp, answerARP(frame, from: source, now: now) { return }
+            floodLocally(frame, header: header, segment: segment, except: source.configuration.id, now: now)
+            floodRemotely(frame, segment: segment)
+            return
+        }
+        if let target = portsByMAC[LocationTable.Key(mac: header.destination, segment: segment)] {
+            deliver(frame, header: header, to: target, forwarded: false, now: now)
+        } else if let entry = locations.entry(mac: header.destination, segment: segment), entry.location.host != localHost {
+            sendRemote(frame, to: entry.location.host, segment: segment, forwarded: false)
+        } else {
+            // Unknown unicast: flood like a broadcast.
+            floodLocally(frame, header: header, segment: segment, except: source.configuration.id, now: now)
+            floodRemotely(frame, segment: segment)
+        }
+    }
+
+    /// Proxy ARP: answers a request from a known binding; true if answered.
+    private mutating func answerARP(_ frame: ByteBuffer, from source: Port, now: SwitchInstant) -> Bool {
+        guard let arp = ARPPacket(frame: frame), arp.operation == ARPPacket.request, !arp.isGratuitous,
+              arp.senderIP != .unspecifiedV4,
+              let mac = locations.mac(for: arp.targetIP, segment: source.segment), mac != source.mac
+        else { return false }
+        let reply = ARPPacket(operation: ARPPacket.reply, senderMAC: mac, senderIP: arp.targetIP,
+                              targetMAC: arp.senderMAC, targetIP: arp.senderIP)
+        let replyFrame = reply.frame(destination: arp.senderMAC, source: mac, allocator: allocator)
+        ports[source.configuration.id]?.local.countDelivered(replyFrame.readableBytes)
+        output.append(.deliver(port: source.configuration.id, frame: replyFrame))
+        return true
+    }
+
+    private mutating func deliver(_ frame: ByteBuffer, header: EthernetHeader, to id: PortID, forwarded: Bool, now: SwitchInstant) {
+        guard var port = ports[id] else { return }
+        switch port.lifecycle {
+        case .active:
+            if let reason = port.admitToVM(frame, header: header, now: now) {
+                port.local.countDrop(reason)
+            } else {
+                port.local.countDelivered(frame.readableBytes)
+                output.append(.deliver(port: id, frame: frame))
+            }
+            ports[id] = port
+        case let .forwardingStragglers(host, _):
+            guard !forwarded else {
+                counters.noLocalDestination &+= 1
+                return
+            }
+            counters.stragglersForwarded &+= 1
+            sendRemote(frame, to: host, segment: port.segment, forwarded: true)
+        case .blocked, .frozen:
+            counters.toInactivePort &+= 1
+        }
+    }
+
+    private mutating func floodLocally(_ frame: ByteBuffer, header: EthernetHeader, segment: SegmentID, except: PortID?, now: SwitchInstant) {
+        for id in portsBySegment[segment] ?? [] where id != except && ports[id]?.isActive == true {
+            deliver(frame, header: header, to: id, forwarded: true, now: now)
+        }
+    }
+
+    private mutating func floodRemotely(_ frame: ByteBuffer, segment: SegmentID) {
+        for host in locations.floodHosts(segment: segment) {
+            sendRemote(frame, to: host, segment: segment, forwarded: false)
+        }
+    }
+
+    private mutating func sendRemote(_ frame: ByteBuffer, to host: HostID, segment: SegmentID, forwarded: Bool) {
+        counters.overlayFramesOut &+= 1
+        output.append(.sendFrame(to: host, segment: segment, frame: frame, forwarded: forwarded))
+    }
+}

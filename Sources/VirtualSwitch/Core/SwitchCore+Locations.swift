@@ -1,0 +1,70 @@
+extension SwitchCore {
+    /// Location updates pushed by a peer (`.direct`) or relayed by the agent's gossip.
+    ///
+    /// A direct push may only carry the sender's own locations; others are ignored. Updates
+    /// naming this host are ignored too (this host's claims come from its own ports).
+    public mutating func onLocations(_ updates: [MACLocation], from source: LocationSource, now: SwitchInstant) -> [SwitchDirective] {
+        for update in updates {
+            if case let .direct(sender) = source, update.host != sender { continue }
+            guard update.host != localHost, update.segment.isValid, !update.mac.isMulticast else { continue }
+            switch locations.apply(update, now: now) {
+            case let .accepted(movedFrom):
+                if movedFrom == localHost { lost(update) }
+            case let .frozen(moves):
+                lost(update)
+                output.append(.event(.macFrozen(update.mac, segment: update.segment, host: update.host, moves: moves)))
+            case let .duplicate(hosts, newlyReported):
+                if newlyReported {
+                    output.append(.event(.duplicateMAC(update.mac, segment: update.segment, hosts: hosts, sequence: update.sequence)))
+                }
+            case .withdrawn, .stale, .ignoredFrozen:
+                break
+            }
+        }
+        return takeOutput()
+    }
+
+    /// A local port's MAC is now claimed elsewhere. Expected for a frozen or forwarding port
+    /// (its VM moved); for an active one it is reported and re-claimed on its next frame.
+    private mutating func lost(_ update: MACLocation) {
+        guard let id = portsByMAC[LocationTable.Key(mac: update.mac, segment: update.segment)],
+              let port = ports[id], port.isActive else { return }
+        ports[id]?.lostLocation = true
+        output.append(.event(.locationLost(id, to: update.host, sequence: update.sequence)))
+    }
+
+    /// Forgets every location of a host that left the mesh (the agent calls this when
+    /// membership declares it dead or gone).
+    public mutating func forgetHost(_ host: HostID) {
+        guard host != localHost else { return }
+        _ = locations.forget(host: host)
+    }
+
+    /// The periodic tick: expires connections and learned addresses, reports blocked ports past
+    /// their activation deadline, removes straggler-forwarding ports past their grace period.
+    public mutating func onTick(now: SwitchInstant) -> [SwitchDirective] {
+        for id in ports.keys.sorted() {
+            guard var port = ports[id] else { continue }
+            port.conntrack.expire(now: now)
+            let forgot = port.expireLearned(now: now, idle: settings.learnedAddressIdleTimeout)
+            switch port.lifecycle {
+            case .blocked:
+                if let deadline = port.activationDeadline, now >= deadline {
+                    port.activationDeadline = nil
+                    output.append(.event(.activationTimedOut(id)))
+                }
+            case let .forwardingStragglers(_, until) where now >= until:
+                detach(port, now: now)  // not active: no withdrawal
+                output.append(.event(.portRemoved(id)))
+                continue
+            default:
+                break
+            }
+            ports[id] = port
+            if forgot, port.isActive, locations.entry(mac: port.mac, segment: port.segment)?.location.host == localHost {
+                claim(id, now: now)
+            }
+        }
+        return takeOutput()
+    }
+}

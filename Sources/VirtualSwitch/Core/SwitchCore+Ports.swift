@@ -1,0 +1,155 @@
+extension SwitchCore {
+    /// How a port starts.
+    public enum InitialState: Hashable, Sendable {
+        /// Forwarding at once; its location is claimed now (a VM booting here).
+        case active
+        /// Fully configured but inactive until the VM announces itself (an incoming migration).
+        /// If `activationDeadline` passes first, `activationTimedOut` is reported.
+        case blocked(activationDeadline: SwitchInstant?)
+    }
+
+    /// Creates a port for a VM NIC.
+    ///
+    /// - Throws: `SwitchError.unknownNetwork`, `.portExists`, `.invalidMAC`, `.macInUse`.
+    public mutating func createPort(_ configuration: PortConfiguration, initialState: InitialState = .active,
+                                    now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+        let port = try makePort(configuration, initialState: initialState)
+        insert(port)
+        if port.isActive { claim(configuration.id, now: now) }
+        return takeOutput()
+    }
+
+    func makePort(_ configuration: PortConfiguration, initialState: InitialState) throws(SwitchError) -> Port {
+        guard let network = networks[configuration.network] else { throw .unknownNetwork(configuration.network) }
+        guard ports[configuration.id] == nil else { throw .portExists(configuration.id) }
+        guard !configuration.mac.isMulticast, configuration.mac != .zero else { throw .invalidMAC(configuration.mac) }
+        if let other = portsByMAC[LocationTable.Key(mac: configuration.mac, segment: network.segment)] {
+            throw .macInUse(configuration.mac, segment: network.segment, port: other)
+        }
+        var port = Port(configuration: configuration, segment: network.segment, lifecycle: .active, settings: settings)
+        if case let .blocked(deadline) = initialState {
+            port.lifecycle = .blocked
+            port.activationDeadline = deadline
+        }
+        return port
+    }
+
+    mutating func insert(_ port: Port) {
+        let id = port.configuration.id
+        ports[id] = port
+        portsByMAC[LocationTable.Key(mac: port.mac, segment: port.segment)] = id
+        var members = portsBySegment[port.segment, default: []]
+        members.insert(id, at: members.firstIndex { $0 > id } ?? members.endIndex)
+        portsBySegment[port.segment] = members
+    }
+
+    /// Removes a port. An active port withdraws its location (the VM is gone, not moved).
+    public mutating func removePort(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+        detach(try port(id), now: now)
+        return takeOutput()
+    }
+
+    mutating func detach(_ port: Port, now: SwitchInstant) {
+        let id = port.configuration.id
+        ports[id] = nil
+        portsByMAC[LocationTable.Key(mac: port.mac, segment: port.segment)] = nil
+        portsBySegment[port.segment]?.removeAll { $0 == id }
+        if portsBySegment[port.segment]?.isEmpty == true { portsBySegment[port.segment] = nil }
+        if port.isActive, let entry = locations.entry(mac: port.mac, segment: port.segment), entry.location.host == localHost {
+            var withdrawal = entry.location
+            withdrawal.withdrawn = true
+            withdrawal.ips = []
+            let hosts = locations.floodHosts(segment: port.segment)
+            _ = locations.apply(withdrawal, now: now)
+            announce(withdrawal, to: hosts)
+        }
+    }
+
+    /// Activates a blocked port (normally automatic on the VM's announcement; the coordinator
+    /// may call it when it knows the VM runs here). Claims the location with a higher mobility
+    /// sequence number and pushes it to the hosts with ports on the segment.
+    public mutating func activatePort(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+        let port = try port(id)
+        guard port.lifecycle == .blocked else { throw .wrongState(id, is: port.lifecycle, operation: "activate") }
+        activate(id, now: now)
+        return takeOutput()
+    }
+
+    mutating func activate(_ id: PortID, now: SwitchInstant) {
+        ports[id]?.lifecycle = .active
+        ports[id]?.activationDeadline = nil
+        if let location = claim(id, now: now) {
+            output.append(.event(.portActivated(id, location: location)))
+        }
+    }
+
+    /// Rolls a frozen port back to active (the migration failed before switchover). If another
+    /// host took the MAC meanwhile, the location is claimed back with a higher sequence number.
+    public mutating func unfreezePort(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+        let port = try port(id)
+        guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "unfreeze") }
+        ports[id]?.lifecycle = .active
+        if locations.entry(mac: port.mac, segment: port.segment)?.location.host != localHost {
+            claim(id, now: now)
+        }
+        return takeOutput()
+    }
+
+    /// After switchover: frames still arriving here for the port's MAC go to `host` (the VM's
+    /// new host) for `grace`, then the port is removed (`portRemoved`).
+    public mutating func forwardStragglers(_ id: PortID, to host: HostID, grace: Duration? = nil,
+                                           now: SwitchInstant) throws(SwitchError) {
+        let port = try port(id)
+        guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "forward stragglers of") }
+        ports[id]?.lifecycle = .forwardingStragglers(to: host, until: now + (grace ?? settings.defaultStragglerGrace))
+    }
+
+    /// Replaces a port's security policy (connections already tracked stay allowed).
+    public mutating func updatePolicy(_ id: PortID, policy: SecurityPolicy) throws(SwitchError) {
+        _ = try port(id)
+        ports[id]?.configuration.policy = policy
+    }
+
+    /// Operator action: clears a MAC's duplicate/frozen flags so updates are processed again.
+    public mutating func clearLocationFlags(mac: MACAddress, segment: SegmentID) -> Bool {
+        locations.clearFlags(mac: mac, segment: segment)
+    }
+
+    // MARK: location claims
+
+    /// Claims the port's MAC for this host: the same sequence number if the location is already
+    /// ours (a refresh), else one above the highest known. Pushes and publishes the result.
+    /// Returns the location, or nil if the table refused it (MAC frozen elsewhere).
+    @discardableResult
+    mutating func claim(_ id: PortID, now: SwitchInstant) -> MACLocation? {
+        guard let port = ports[id] else { return nil }
+        let current = locations.entry(mac: port.mac, segment: port.segment)?.location
+        let sequence: UInt64
+        if let current, current.host == localHost, current.sequence >= port.importedSequence {
+            sequence = current.sequence
+        } else {
+            sequence = max(current?.sequence ?? 0, port.importedSequence) + 1
+        }
+        let location = MACLocation(mac: port.mac, segment: port.segment, host: localHost, sequence: sequence, ips: port.boundIPs)
+        // The previous owner and everyone with ports on the segment hear it directly.
+        var hosts = Set(locations.floodHosts(segment: port.segment))
+        if let previous = current?.host, previous != localHost { hosts.insert(previous) }
+        let outcome = locations.apply(location, now: now)
+        ports[id]?.lostLocation = false
+        switch outcome {
+        case .accepted:
+            break
+        case let .frozen(moves):
+            output.append(.event(.macFrozen(port.mac, segment: port.segment, host: localHost, moves: moves)))
+        case .ignoredFrozen, .stale, .withdrawn, .duplicate:
+            return nil
+        }
+        announce(location, to: hosts.sorted())
+        return location
+    }
+
+    mutating func announce(_ location: MACLocation, to hosts: [HostID]) {
+        if !hosts.isEmpty { output.append(.sendLocations([location], to: hosts)) }
+        output.append(.event(.publish([location])))
+    }
+}

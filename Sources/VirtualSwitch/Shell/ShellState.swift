@@ -1,0 +1,49 @@
+import NIOCore
+
+/// Everything the shell mutates, confined to the switch's event loop (held in a
+/// `NIOLoopBoundBox`, so every access is checked to be on that loop).
+final class ShellState {
+    enum Phase { case idle, running, stopped }
+
+    /// A port's socket: where the switch reads the VM's frames and where it sends them.
+    struct PortBinding {
+        var socket: DatagramSocket
+        var channel: (any Channel)?
+        /// The VM's socket (QEMU's `local.path`).
+        var vmAddress: SocketAddress
+        var attachment: PortAttachment
+    }
+
+    var core: SwitchCore
+    var overlay: OverlayEndpoint
+    var ports: [PortID: PortBinding] = [:]
+    var overlaySocket: DatagramSocket?
+    var overlayChannel: (any Channel)?
+    var tick: RepeatedTask?
+    var phase = Phase.idle
+    let allocator = ByteBufferAllocator()
+
+    init(core: SwitchCore, overlay: OverlayEndpoint) {
+        self.core = core
+        self.overlay = overlay
+    }
+}
+
+/// Where a VM NIC's frames meet the switch: QEMU's `-netdev dgram` with unix sockets.
+///
+/// QEMU binds `vmSocketPath` (`local.path`) and sends each frame to `switchSocketPath`
+/// (`remote.path`); the switch binds `switchSocketPath` and sends frames for the VM to
+/// `vmSocketPath`. The switch must bind before QEMU starts (QEMU drops frames it cannot send).
+public struct PortAttachment: Hashable, Sendable {
+    /// The switch's socket (QEMU's `remote.path`).
+    public var switchSocketPath: String
+    /// The VM's socket (QEMU's `local.path`).
+    public var vmSocketPath: String
+
+    /// An attachment; pass the paths of `VMSpec.NIC.Attachment.dgram(localPath:remotePath:)`
+    /// as `vmSocketPath: localPath, switchSocketPath: remotePath`.
+    public init(switchSocketPath: String, vmSocketPath: String) {
+        self.switchSocketPath = switchSocketPath
+        self.vmSocketPath = vmSocketPath
+    }
+}

@@ -1,0 +1,58 @@
+public import MeshCrypto
+public import NIOCore
+
+extension VirtualSwitch {
+    /// Adds an overlay peer or updates its address and keys (a rekey: new keys with a new
+    /// `keyID`; the previous receive key stays accepted until `retirePreviousKeys`).
+    ///
+    /// The agent calls this once its secure channel to `host` is up, with keys from
+    /// `OverlayKeys.derive(from: session.exportKey(label: OverlayKeys.exportLabel), …)` and the
+    /// peer's overlay address from its membership metadata.
+    public func setPeer(_ host: HostID, address: SocketAddress, keys: OverlayKeys) async throws(VirtualSwitchError) {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(OverlayError) { try shell.overlay.setPeer(host, address: address, keys: keys) } catch { throw .overlay(error) }
+            self.logger.debug("overlay peer set", metadata: ["mesh.peer": "\(host)", "vswitch.peer.address": "\(address)",
+                                                             "vswitch.key_id": "\(keys.keyID)"])
+        }
+    }
+
+    /// Convenience: derives the keys from a secret shared with `host` (normally the channel's
+    /// exported key) with the given algorithm, then `setPeer`.
+    public func setPeer(_ host: HostID, address: SocketAddress, sharedSecret: SecretBytes, keyID: UInt8 = 0,
+                        algorithm: AEADAlgorithm = .chacha20poly1305) async throws {
+        let keys = try OverlayKeys.derive(from: sharedSecret, localHost: configuration.hostID, peerHost: host, keyID: keyID,
+                                          algorithm: algorithm)
+        try await setPeer(host, address: address, keys: keys)
+    }
+
+    /// Stops accepting `host`'s previous keys.
+    public func retirePreviousKeys(of host: HostID) async {
+        try? await onLoop { shell in shell.overlay.retirePreviousKeys(host) }
+    }
+
+    /// Forgets a peer (it left or was revoked): its datagrams are dropped from now on, and its
+    /// MAC locations are forgotten.
+    public func removePeer(_ host: HostID) async {
+        try? await onLoop { shell in
+            shell.overlay.removePeer(host)
+            shell.core.forgetHost(host)
+        }
+    }
+
+    /// Location updates the agent learned by gossip (`SwitchEvent.publish` of other hosts).
+    public func applyLocations(_ locations: [MACLocation]) async {
+        try? await onLoop { shell in
+            self.execute(shell.core.onLocations(locations, from: .gossip, now: self.now()), shell)
+        }
+    }
+
+    /// The MAC location table.
+    public func locationEntries() async -> [LocationEntry] {
+        (try? await onLoop { shell in shell.core.locationEntries }) ?? []
+    }
+
+    /// Operator action: clears a MAC's duplicate/frozen flags.
+    public func clearLocationFlags(mac: MACAddress, segment: SegmentID) async -> Bool {
+        (try? await onLoop { shell in shell.core.clearLocationFlags(mac: mac, segment: segment) }) ?? false
+    }
+}

@@ -1,0 +1,171 @@
+import Logging
+import NIOCore
+
+extension VirtualSwitch {
+    /// Adds a network (idempotent for the same name and segment).
+    public func addNetwork(_ network: Network) async throws(VirtualSwitchError) {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(SwitchError) { try shell.core.addNetwork(network) } catch { throw .switch(error) }
+        }
+    }
+
+    /// Creates the port of a VM NIC and binds its socket. Call before starting QEMU.
+    ///
+    /// `initialState: .active` for a VM booting here (its location is claimed at once);
+    /// for an incoming migration use `importPort` instead.
+    public func createPort(_ configuration: PortConfiguration, attachment: PortAttachment,
+                           initialState: SwitchCore.InitialState = .active) async throws(VirtualSwitchError) {
+        try await attach(configuration.id, attachment) { shell, now throws(SwitchError) in
+            try shell.core.createPort(configuration, initialState: initialState, now: now)
+        }
+    }
+
+    /// Destination of a migration, during pre-copy: creates the port from the source's record,
+    /// blocked, and binds its socket. The port activates on the VM's first announcement (QEMU's
+    /// RARP, or a gratuitous ARP); if that has not happened within `activationTimeout`,
+    /// `SwitchEvent.activationTimedOut` is emitted (roll back: remove the port).
+    public func importPort(_ record: PortStateRecord, attachment: PortAttachment,
+                           activationTimeout: Duration? = nil) async throws(VirtualSwitchError) {
+        try await attach(record.configuration.id, attachment) { shell, now throws(SwitchError) in
+            try shell.core.importPort(record, activationDeadline: activationTimeout.map { now + $0 }, now: now)
+            return []
+        }
+    }
+
+    private func attach(_ id: PortID, _ attachment: PortAttachment,
+                        create: @escaping @Sendable (ShellState, SwitchInstant) throws(SwitchError) -> [SwitchDirective]) async throws(VirtualSwitchError) {
+        let vmAddress: SocketAddress
+        do {
+            vmAddress = try SocketAddress(unixDomainSocketPath: attachment.vmSocketPath)
+        } catch {
+            throw .socketPathTooLong(path: attachment.vmSocketPath)
+        }
+        let channel: any Channel = try await onLoopAsync { shell throws(VirtualSwitchError) -> EventLoopFuture<any Channel> in
+            guard shell.phase != .stopped else { throw .stopped }
+            guard shell.core.status(of: id) == nil else { throw .switch(.portExists(id)) }
+            let socket = try DatagramSocket.bindUnix(path: attachment.switchSocketPath, bufferBytes: self.configuration.socketBufferBytes)
+            let directives: [SwitchDirective]
+            do throws(SwitchError) {
+                directives = try create(shell, self.now())
+            } catch {
+                socket.close()
+                throw .switch(error)
+            }
+            shell.ports[id] = ShellState.PortBinding(socket: socket, channel: nil, vmAddress: vmAddress, attachment: attachment)
+            self.execute(directives, shell)
+            return self.adopt(socket, what: "port socket \(attachment.switchSocketPath)") { frame in
+                self.onPortDatagram(id, frame)
+            } onClose: {
+                self.logger.trace("port socket closed", metadata: ["vswitch.port": "\(id)"])
+            }
+        }
+        try await onLoop { shell throws(VirtualSwitchError) in
+            guard shell.ports[id] != nil else {
+                channel.close(promise: nil) // removed meanwhile
+                return
+            }
+            shell.ports[id]?.channel = channel
+            self.logger.debug("port created", metadata: ["vswitch.port": "\(id)", "vswitch.socket": "\(attachment.switchSocketPath)",
+                                                         "vswitch.state": "\(shell.core.status(of: id)?.lifecycle.description ?? "?")"])
+        }
+    }
+
+    /// Removes a port and closes its socket. An active port withdraws its location.
+    public func removePort(_ id: PortID) async throws(VirtualSwitchError) {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            let directives: [SwitchDirective]
+            do throws(SwitchError) { directives = try shell.core.removePort(id, now: self.now()) } catch { throw .switch(error) }
+            self.execute(directives, shell)
+            self.closeSocket(of: id, shell)
+        }
+    }
+
+    /// Activates a blocked port now (normally automatic on the VM's announcement).
+    public func activatePort(_ id: PortID) async throws(VirtualSwitchError) {
+        try await coreCall { shell, now throws(SwitchError) in try shell.core.activatePort(id, now: now) }
+    }
+
+    /// Source, during pre-copy: the port's whole state (send it to the destination, which
+    /// calls `importPort`).
+    public func exportPortState(_ id: PortID) async throws(VirtualSwitchError) -> PortStateRecord {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(SwitchError) { return try shell.core.exportPortState(id, now: self.now()) } catch { throw .switch(error) }
+        }
+    }
+
+    /// Source: changes since the last export (or since `base`); the destination applies it
+    /// with `applyPortDelta`.
+    public func exportPortDelta(_ id: PortID, since base: UInt64? = nil) async throws(VirtualSwitchError) -> PortStateDelta {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(SwitchError) { return try shell.core.exportPortDelta(id, since: base, now: self.now()) } catch { throw .switch(error) }
+        }
+    }
+
+    /// Destination: applies a delta from the source.
+    public func applyPortDelta(_ delta: PortStateDelta) async throws(VirtualSwitchError) {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(SwitchError) { try shell.core.applyPortDelta(delta, now: self.now()) } catch { throw .switch(error) }
+        }
+    }
+
+    /// Source, at switchover: freezes the port and returns the final delta.
+    public func freezePort(_ id: PortID) async throws(VirtualSwitchError) -> PortStateDelta {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(SwitchError) { return try shell.core.freezePort(id, now: self.now()) } catch { throw .switch(error) }
+        }
+    }
+
+    /// Source, when the migration rolls back before switchover: the frozen port forwards again.
+    public func unfreezePort(_ id: PortID) async throws(VirtualSwitchError) {
+        try await coreCall { shell, now throws(SwitchError) in try shell.core.unfreezePort(id, now: now) }
+    }
+
+    /// Source, after switchover: forwards frames still arriving for the VM to `host` for
+    /// `grace` (default `SwitchSettings.defaultStragglerGrace`), then removes the port and
+    /// closes its socket (`SwitchEvent.portRemoved`).
+    public func forwardStragglers(_ id: PortID, to host: HostID, grace: Duration? = nil) async throws(VirtualSwitchError) {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(SwitchError) { try shell.core.forwardStragglers(id, to: host, grace: grace, now: self.now()) } catch { throw .switch(error) }
+            // The VM is gone: its socket is not needed to forward frames *for* it.
+            self.closeSocket(of: id, shell)
+        }
+    }
+
+    /// Replaces a port's security policy.
+    public func updatePolicy(_ id: PortID, policy: SecurityPolicy) async throws(VirtualSwitchError) {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            do throws(SwitchError) { try shell.core.updatePolicy(id, policy: policy) } catch { throw .switch(error) }
+        }
+    }
+
+    /// A port's configuration, lifecycle state and counters.
+    public func portStatus(_ id: PortID) async -> PortStatus? {
+        try? await onLoop { shell in shell.core.status(of: id) }
+    }
+
+    /// A port's counters.
+    public func counters(of id: PortID) async -> PortCounters? {
+        try? await onLoop { shell in shell.core.counters(of: id) }
+    }
+
+    /// Switch-wide and overlay counters.
+    public func counters() async -> (switch: SwitchCounters, overlay: OverlayCounters) {
+        (try? await onLoop { shell in (shell.core.counters, shell.overlay.counters) }) ?? (SwitchCounters(), OverlayCounters())
+    }
+
+    // MARK: helpers
+
+    private func coreCall(_ body: @escaping @Sendable (ShellState, SwitchInstant) throws(SwitchError) -> [SwitchDirective]) async throws(VirtualSwitchError) {
+        try await onLoop { shell throws(VirtualSwitchError) in
+            let directives: [SwitchDirective]
+            do throws(SwitchError) { directives = try body(shell, self.now()) } catch { throw .switch(error) }
+            self.execute(directives, shell)
+        }
+    }
+
+    func closeSocket(of id: PortID, _ shell: ShellState) {
+        guard let binding = shell.ports.removeValue(forKey: id) else { return }
+        binding.channel?.close(promise: nil)
+        binding.socket.close()
+    }
+}

@@ -1,0 +1,208 @@
+public import Logging
+public import NIOCore
+public import NIOPosix
+
+/// The virtual switch of one agent: VM NICs on unix datagram sockets, peers over an encrypted
+/// UDP overlay, driven by a `SwitchCore` (Protocol.md §8).
+///
+/// Everything runs on one event loop: sockets are read there, the core is called there
+/// synchronously, and its directives are carried out there. The public methods hop onto the
+/// loop. Lifecycle: create, optionally add networks and ports, `start()` (binds the overlay
+/// socket, starts the tick), …, `stop()`; or `run()`, which starts and then runs until its
+/// task is cancelled (a `Service` for swift-service-lifecycle).
+public final class VirtualSwitch: Sendable {
+    /// How the switch runs.
+    public struct Configuration: Sendable {
+        /// This host's id (as in its certificate).
+        public var hostID: HostID
+        /// Where the overlay's UDP socket binds (port 0: any free port; see `overlayAddress()`).
+        public var overlayAddress: SocketAddress
+        /// Core tunables.
+        public var settings: SwitchSettings
+        /// How often the core's tick runs (expiry, activation deadlines, straggler grace).
+        public var tickInterval: Duration
+        /// Send and receive buffer of every socket.
+        public var socketBufferBytes: Int
+
+        /// A configuration.
+        public init(hostID: HostID, overlayAddress: SocketAddress, settings: SwitchSettings = SwitchSettings(),
+                    tickInterval: Duration = .milliseconds(100), socketBufferBytes: Int = 1 << 20) {
+            self.hostID = hostID
+            self.overlayAddress = overlayAddress
+            self.settings = settings
+            self.tickInterval = tickInterval
+            self.socketBufferBytes = socketBufferBytes
+        }
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    /// The loop everything runs on.
+    public let eventLoop: any EventLoop
+    /// Events for the agent: locations to gossip, activations, timeouts, duplicates, frozen
+    /// MACs. One consumer; the newest 4096 are kept if it falls behind.
+    public let events: AsyncStream<SwitchEvent>
+
+    let state: NIOLoopBoundBox<ShellState>
+    let eventSink: AsyncStream<SwitchEvent>.Continuation
+    let stopped: EventLoopPromise<Void>
+    let logger: Logger
+
+    /// A switch, not yet started.
+    public init(configuration: Configuration, eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
+                logger: Logger = Logger(label: "hostmesh.vswitch")) {
+        self.configuration = configuration
+        self.eventLoop = eventLoop
+        var logger = logger
+        logger[metadataKey: "mesh.host"] = "\(configuration.hostID)"
+        self.logger = logger
+        let shell = ShellState(core: SwitchCore(localHost: configuration.hostID, settings: configuration.settings),
+                               overlay: OverlayEndpoint(localHost: configuration.hostID))
+        state = NIOLoopBoundBox.makeBoxSendingValue(shell, eventLoop: eventLoop)
+        (events, eventSink) = AsyncStream.makeStream(of: SwitchEvent.self, bufferingPolicy: .bufferingNewest(4096))
+        stopped = eventLoop.makePromise(of: Void.self)
+    }
+
+    // MARK: lifecycle
+
+    /// Binds the overlay socket and starts the tick. Calling it again is a no-op.
+    public func start() async throws(VirtualSwitchError) {
+        let channel: (any Channel)? = try await onLoopAsync { shell throws(VirtualSwitchError) -> EventLoopFuture<(any Channel)?> in
+            switch shell.phase {
+            case .running: return self.eventLoop.makeSucceededFuture(nil)
+            case .stopped: throw .stopped
+            case .idle: break
+            }
+            let socket = try DatagramSocket.bindUDP(address: self.configuration.overlayAddress,
+                                                    bufferBytes: self.configuration.socketBufferBytes)
+            shell.phase = .running
+            shell.overlaySocket = socket
+            shell.tick = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(self.configuration.tickInterval)) { _ in
+                self.onTick()
+            }
+            return self.adopt(socket, what: "overlay socket \(self.configuration.overlayAddress)") { buffer in
+                self.onOverlayDatagram(buffer)
+            } onClose: {
+                self.logger.debug("overlay socket closed")
+            }.map { $0 }
+        }
+        guard let channel else { return }
+        try await onLoop { shell throws(VirtualSwitchError) in
+            guard shell.phase == .running else {
+                channel.close(promise: nil)
+                throw .stopped
+            }
+            shell.overlayChannel = channel
+            self.logger.debug("virtual switch started",
+                              metadata: ["vswitch.overlay": "\(shell.overlaySocket?.localAddress().map { "\($0)" } ?? "?")"])
+        }
+    }
+
+    /// Starts, then runs until the calling task is cancelled; then stops.
+    public func run() async throws {
+        try await start()
+        await withTaskCancellationHandler {
+            try? await stopped.futureResult.get()
+        } onCancel: {
+            self.beginStop()
+        }
+    }
+
+    /// Stops: closes every socket (removing the ports' socket files), ends `events`.
+    /// The switch cannot be started again.
+    public func stop() async {
+        beginStop()
+        try? await stopped.futureResult.get()
+    }
+
+    private func beginStop() {
+        eventLoop.execute {
+            let shell = self.state.value
+            guard shell.phase != .stopped else { return }
+            shell.phase = .stopped
+            shell.tick?.cancel()
+            var closing: [EventLoopFuture<Void>] = []
+            for binding in shell.ports.values {
+                if let channel = binding.channel { closing.append(channel.close().recover { _ in }) }
+                binding.socket.close()
+            }
+            shell.ports = [:]
+            if let channel = shell.overlayChannel { closing.append(channel.close().recover { _ in }) }
+            shell.overlaySocket?.close()
+            shell.overlayChannel = nil
+            self.eventSink.finish()
+            self.logger.debug("virtual switch stopped")
+            EventLoopFuture.andAllComplete(closing, on: self.eventLoop).cascade(to: self.stopped)
+        }
+    }
+
+    /// The overlay's bound UDP address (nil before `start()`).
+    public func overlayAddress() async -> SocketAddress? {
+        try? await onLoop { shell in shell.overlaySocket?.localAddress() }
+    }
+
+    // MARK: loop plumbing
+
+    /// Runs `body` on the loop with the shell state.
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (ShellState) throws(VirtualSwitchError) -> T) async throws(VirtualSwitchError) -> T {
+        let result: Result<T, VirtualSwitchError>
+        do {
+            result = try await eventLoop.submit { () -> Result<T, VirtualSwitchError> in
+                do throws(VirtualSwitchError) {
+                    return .success(try body(self.state.value))
+                } catch {
+                    return .failure(error)
+                }
+            }.get()
+        } catch {
+            throw .stopped // the loop is shut down
+        }
+        return try result.get()
+    }
+
+    /// Runs `body` on the loop and waits for the future it returns.
+    func onLoopAsync<T: Sendable>(_ body: @escaping @Sendable (ShellState) throws(VirtualSwitchError) -> EventLoopFuture<T>) async throws(VirtualSwitchError) -> T {
+        let future = try await onLoop { shell throws(VirtualSwitchError) in try body(shell) }
+        do {
+            return try await future.get()
+        } catch let error as VirtualSwitchError {
+            throw error
+        } catch {
+            throw .channel(what: "complete a socket operation", reason: "\(error)")
+        }
+    }
+
+    /// Hands a bound socket to SwiftNIO for reading, on this loop.
+    func adopt(_ socket: DatagramSocket, what: String, onDatagram: @escaping @Sendable (ByteBuffer) -> Void,
+               onClose: @escaping @Sendable () -> Void) -> EventLoopFuture<any Channel> {
+        DatagramBootstrap(group: eventLoop)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: EthernetHeader.maxFrameLength + 128))
+            .channelOption(.datagramVectorReadMessageCount, value: 16)
+            .channelOption(.maxMessagesPerRead, value: 16)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramReceiveHandler(onDatagram: onDatagram, onClose: onClose))
+                }
+            }
+            .withBoundSocket(socket.channelDescriptor)
+            .flatMapErrorThrowing { error in
+                throw VirtualSwitchError.channel(what: "read from \(what)", reason: "\(error)")
+            }
+    }
+
+    /// The current instant on the switch's timeline.
+    func now() -> SwitchInstant {
+        SwitchInstant(nanoseconds: NIODeadline.now().uptimeNanoseconds)
+    }
+
+    private func onTick() {
+        let shell = state.value
+        execute(shell.core.onTick(now: now()), shell)
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        self = .nanoseconds(duration.nanosecondsClamped)
+    }
+}
