@@ -17,7 +17,8 @@ public enum MigrationBenchmark {
     public struct Row: Codable, Sendable {
         /// "idle" or "dirty".
         public var workload: String
-        /// "direct" or "tunnel".
+        /// "direct" (QEMU to QEMU in clear), "tunnel" (hostmesh's default path) or "qemu-tls"
+        /// (QEMU to QEMU with QEMU's own TLS and a pre-shared key: the other data path considered).
         public var path: String
         /// From the start (destination QEMU launch included) to the guest running there, ms.
         public var totalMs: Int64
@@ -50,6 +51,8 @@ public enum MigrationBenchmark {
         public var rounds = 3
         /// QEMU settings for both paths.
         public var settings = MigrationSettings()
+        /// Also measure QEMU's own TLS (pre-shared key) path.
+        public var includeQEMUTLS = true
 
         /// Options for a guest.
         public init(kernel: String, initrd: String) {
@@ -72,6 +75,11 @@ public enum MigrationBenchmark {
                 let direct = try await runDirect(options, workload: workload, arguments: arguments, work: work + "/direct-\(workload)-\(round)")
                 log("\(workload) direct  round \(round + 1): total \(direct.totalMs) ms, downtime \(direct.downtimeMs) ms, \(Int(direct.mbS)) MB/s")
                 rows.append(direct)
+                if options.includeQEMUTLS {
+                    let tls = try await runDirect(options, workload: workload, arguments: arguments, work: work + "/tls-\(workload)-\(round)", tls: true)
+                    log("\(workload) qemu-tls round \(round + 1): total \(tls.totalMs) ms, downtime \(tls.downtimeMs) ms, \(Int(tls.mbS)) MB/s")
+                    rows.append(tls)
+                }
                 let tunnel = try await runTunnel(options, mesh: mesh, workload: workload, arguments: arguments, name: "bench-\(workload)-\(round)")
                 log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, phases \(tunnel.phasesMs ?? [:])")
                 rows.append(tunnel)
@@ -97,7 +105,7 @@ public enum MigrationBenchmark {
         throw ControlError.failed("the benchmark guest did not become ready within 60 s")
     }
 
-    static func runDirect(_ options: Options, workload: String, arguments: [String], work: String) async throws -> Row {
+    static func runDirect(_ options: Options, workload: String, arguments: [String], work: String, tls: Bool = false) async throws -> Row {
         let spec = spec(options, name: "direct", arguments: arguments)
         let sourceDirectory = VMRuntimeDirectory(path: work + "/source")
         let source = try await VMProcess.launch(spec: spec, directory: sourceDirectory)
@@ -114,12 +122,16 @@ public enum MigrationBenchmark {
         defer { destination.kill() }
         let resumes = destination.qmp.events()
         let resumed = Task { () -> Double? in for await e in resumes where e.name == "RESUME" { return e.timestamp }; return nil }
+        // For the TLS path the key would come from the agents' channel (`exportKey`); here any
+        // fresh 32 bytes will do.
+        let credentials = tls ? try MigrationTLS.create(directory: work + "/tls", key: Array(UUID().uuidString.utf8.prefix(32))) : nil
+        defer { credentials?.destroy() }
         let result = try await DirectMigration.run(source: source, destination: destination, socketPath: destination.directory.incomingSocket,
-                                                   settings: options.settings)
+                                                   settings: options.settings, tls: credentials)
         let total = ContinuousClock.now - start
         let (stop, resume) = (await stopped.value, await resumed.value)
         await destination.stop(quitGrace: .seconds(1))
-        return Row(workload: workload, path: "direct", totalMs: Int64(total.components.seconds * 1000 + total.components.attoseconds / 1_000_000_000_000_000),
+        return Row(workload: workload, path: tls ? "qemu-tls" : "direct", totalMs: Int64(total.components.seconds * 1000 + total.components.attoseconds / 1_000_000_000_000_000),
                    downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),
                    mbS: Double(result.transferredBytes) / 1e6 / (Double(max(result.totalTimeMs, 1)) / 1000), transferredBytes: result.transferredBytes)
     }

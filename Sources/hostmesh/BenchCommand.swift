@@ -82,13 +82,20 @@ struct BenchCommand: AsyncParsableCommand {
                 func med(_ r: [MigrationBenchmark.Row], _ f: (MigrationBenchmark.Row) -> Double) -> Double {
                     let v = r.map(f).sorted(); return v.isEmpty ? 0 : v[v.count / 2]
                 }
+                let tls = rows.filter { $0.workload == workload && $0.path == "qemu-tls" }
                 let dTotal = med(direct) { Double($0.totalMs) }, tTotal = med(tunnel) { Double($0.totalMs) }
                 let dDown = med(direct) { Double($0.downtimeMs) }, tDown = med(tunnel) { Double($0.downtimeMs) }
-                return [
+                var out = [
                     [workload, "direct", "\(Int(dTotal)) ms", "\(Int(dDown)) ms", "\(Int(med(direct) { $0.mbS }))", "", ""],
                     [workload, "tunnel", "\(Int(tTotal)) ms", "\(Int(tDown)) ms", "\(Int(med(tunnel) { $0.mbS }))",
                      String(format: "%.2fx (<= 1.2)", tTotal / max(dTotal, 1)), String(format: "%+.0f ms (<= +20)", tDown - dDown)],
                 ]
+                if !tls.isEmpty {
+                    let sTotal = med(tls) { Double($0.totalMs) }, sDown = med(tls) { Double($0.downtimeMs) }
+                    out.append([workload, "qemu-tls", "\(Int(sTotal)) ms", "\(Int(sDown)) ms", "\(Int(med(tls) { $0.mbS }))",
+                                String(format: "%.2fx", sTotal / max(dTotal, 1)), String(format: "%+.0f ms", sDown - dDown)])
+                }
+                return out
             })
         }
     }
