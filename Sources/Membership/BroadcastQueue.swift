@@ -3,7 +3,9 @@
 ///
 /// Updates that have been sent the fewest times go first, newest first among equals. A newer
 /// update about the same member (liveness, or metadata, separately) replaces the older one.
-/// Replaced entries are dropped lazily when they are next looked at.
+/// Replaced entries are dropped lazily when they are next looked at. An entry may carry a
+/// transmit multiplier: refutations are sent twice as often as other updates, because a
+/// member that misses a refutation declares a live member dead (see `enqueue`).
 struct BroadcastQueue: Sendable {
     /// What an update supersedes: liveness updates replace liveness updates of the same member,
     /// metadata updates replace metadata updates.
@@ -19,6 +21,8 @@ struct BroadcastQueue: Sendable {
         /// Bytes this update adds to a datagram.
         var cost: Int
         var transmits: Int
+        /// This entry's limit is `transmitLimit * transmitMultiplier`.
+        var transmitMultiplier: Int
     }
 
     /// `buckets[t]` holds entries already sent `t` times, oldest first.
@@ -31,8 +35,9 @@ struct BroadcastQueue: Sendable {
     var count: Int { current.count }
     var isEmpty: Bool { current.isEmpty }
 
-    /// Queues `update`, replacing any queued update with the same key.
-    mutating func enqueue(_ update: MemberUpdate, cost: Int) {
+    /// Queues `update`, replacing any queued update with the same key, to be sent
+    /// `transmitMultiplier` times the normal limit.
+    mutating func enqueue(_ update: MemberUpdate, cost: Int, transmitMultiplier: Int = 1) {
         let key: Key
         if case .metadata(let member, _) = update {
             key = .metadata(member)
@@ -42,7 +47,9 @@ struct BroadcastQueue: Sendable {
         nextGeneration += 1
         current[key] = nextGeneration
         if buckets.isEmpty { buckets.append([]) }
-        buckets[0].append(Entry(update: update, key: key, generation: nextGeneration, cost: cost, transmits: 0))
+        buckets[0].append(Entry(
+                update: update, key: key, generation: nextGeneration, cost: cost, transmits: 0,
+                transmitMultiplier: transmitMultiplier))
     }
 
     /// Takes the most urgent updates whose costs fit in `budget` bytes, counting one
@@ -65,7 +72,8 @@ struct BroadcastQueue: Sendable {
                 var entry = entries[position]
                 position -= 1
                 guard current[entry.key] == entry.generation else { continue }  // superseded
-                if bucketIndex >= transmitLimit {
+                let limit = transmitLimit * entry.transmitMultiplier
+                if entry.transmits >= limit {
                     current[entry.key] = nil  // limit shrank with the mesh: already sent enough
                     continue
                 }
@@ -73,7 +81,7 @@ struct BroadcastQueue: Sendable {
                     remaining -= entry.cost
                     updates.append(entry.update)
                     entry.transmits += 1
-                    if entry.transmits >= transmitLimit {
+                    if entry.transmits >= limit {
                         current[entry.key] = nil
                     } else {
                         promoted.append((bucketIndex + 1, entry))

@@ -37,14 +37,18 @@ extension MembershipInstance {
     ) -> [MembershipDirective] {
         begin(now)
         guard lifecycle == .running || lifecycle == .leaving else { return finish() }
+        var staleAccusation = false
         for update in datagram.updates {
+            staleAccusation = staleAccusation || isStaleAccusation(update)
             apply(update)
         }
         switch datagram.primary {
         case nil:
             break
         case .ping(let sequence, let target):
-            handlePing(sequence: sequence, target: target, sender: datagram.sender, source: source)
+            handlePing(
+                sequence: sequence, target: target, sender: datagram.sender, source: source,
+                correctStaleAccusation: staleAccusation)
         case .pingRequest(let request):
             handlePingRequest(request, sender: datagram.sender, source: source)
         case .ack(let sequence):
@@ -144,6 +148,17 @@ extension MembershipInstance {
             "push-pull failed",
             metadata: ["mesh.peer": "\(request.address)", "purpose": "\(request.purpose)", "reason": "\(reason)"])
         return finish()
+    }
+
+    /// True for a suspicion, death or leave of this member at an incarnation it already
+    /// refuted: the sender missed the refutation and should get it back directly.
+    func isStaleAccusation(_ update: MemberUpdate) -> Bool {
+        switch update {
+        case .suspect(let member, let accused, _), .dead(let member, let accused, _), .left(let member, let accused):
+            return member == localID && accused < incarnation && lifecycle == .running
+        case .alive, .metadata:
+            return false
+        }
     }
 
     mutating func randomNanos(below bound: Int64) -> Int64 {

@@ -70,10 +70,18 @@ extension MembershipInstance {
         }
     }
 
-    mutating func handlePing(sequence: UInt64, target: MemberID, sender: MemberID, source: PeerAddress) {
+    mutating func handlePing(
+        sequence: UInt64, target: MemberID, sender: MemberID, source: PeerAddress, correctStaleAccusation: Bool
+    ) {
         // A ping meant for another member (our address was reused) is ignored, not acked.
         guard target == localID || target.hostID.isEmpty else { return }
-        send(.ack(sequence: sequence), to: source, prefix: hints(about: sender))
+        var prefix = hints(about: sender)
+        if correctStaleAccusation {
+            // The prober still suspects an incarnation we refuted (buddy system): answer with
+            // the refutation itself, so that it cannot time the stale suspicion out.
+            prefix.append(.alive(member: localID, incarnation: incarnation, address: localAddress, metadata: nil))
+        }
+        send(.ack(sequence: sequence), to: source, prefix: prefix)
     }
 
     mutating func handlePingRequest(_ request: PingRequest, sender: MemberID, source: PeerAddress) {

@@ -4,7 +4,8 @@
 //   alive(i)   replaces alive/suspect(j) when i > j, and dead/left(j) when i > j
 //   suspect(i) replaces alive(j) when i >= j; a suspect at the same incarnation confirms
 //   dead(i), left(i) replace alive/suspect(j) when i >= j
-//   anything about this member itself at an incarnation >= its own is refuted.
+//   anything about this member itself at an incarnation >= its own is refuted; a stale
+//   accusation (lower incarnation) in a ping is answered with our alive in the ack.
 extension MembershipInstance {
     mutating func apply(_ update: MemberUpdate) {
         switch update {
@@ -55,7 +56,11 @@ extension MembershipInstance {
             liveCount += 1
             addToProbeOrder(id)
         }
-        enqueueBroadcast(.alive(member: id, incarnation: incarnation, address: address, metadata: state.metadata))
+        // A refutation travels twice as far: one member that misses it would declare a live
+        // member dead when its suspicion times out.
+        enqueueBroadcast(
+            .alive(member: id, incarnation: incarnation, address: address, metadata: state.metadata),
+            transmitMultiplier: previous == .alive ? 1 : 2)
         if previous != .alive { emitChange(id, state, previous: previous) }
     }
 
@@ -137,7 +142,9 @@ extension MembershipInstance {
         incarnation = max(incarnation, accused) + 1
         health.apply(1)  // Lifeguard: being suspected hints that we are the slow one
         logger.debug("refuting suspicion", metadata: ["mesh.incarnation": "\(incarnation)"])
-        enqueueBroadcast(.alive(member: localID, incarnation: incarnation, address: localAddress, metadata: localMetadata))
+        enqueueBroadcast(
+            .alive(member: localID, incarnation: incarnation, address: localAddress, metadata: localMetadata),
+            transmitMultiplier: 2)
     }
 
     mutating func handleSuspicionTimeout(member id: MemberID) {
@@ -151,8 +158,8 @@ extension MembershipInstance {
 
     // MARK: Dissemination
 
-    mutating func enqueueBroadcast(_ update: MemberUpdate) {
-        broadcasts.enqueue(update, cost: GossipCodec.piggybackCost(of: update))
+    mutating func enqueueBroadcast(_ update: MemberUpdate, transmitMultiplier: Int = 1) {
+        broadcasts.enqueue(update, cost: GossipCodec.piggybackCost(of: update), transmitMultiplier: transmitMultiplier)
     }
 
     mutating func scheduleGossipIfNeeded() {

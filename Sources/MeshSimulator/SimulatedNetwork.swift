@@ -70,3 +70,15 @@ public struct SimulatedStatusChange: Sendable, Equatable {
     /// The change as the core reported it.
     public var change: MemberStatusChange
 }
+
+/// A datagram delivered to a simulated member.
+public struct SimulatedDelivery: Sendable, Equatable {
+    /// Virtual time of delivery.
+    public var time: MembershipInstant
+    /// Index of the sender.
+    public var from: Int
+    /// Index of the receiver.
+    public var to: Int
+    /// The datagram.
+    public var datagram: GossipDatagram
+}

@@ -27,6 +27,9 @@ extension Simulation {
             guard case .running = nodes[to].state, reachable(from, to) else { return }
             nodes[to].traffic.datagramsReceived += 1
             nodes[to].traffic.bytesReceived += wireBytes
+            for observer in deliveryObservers {
+                observer(SimulatedDelivery(time: now, from: from, to: to, datagram: datagram))
+            }
             let directives = nodes[to].instance.onDatagram(datagram, from: nodes[from].address, now: now)
             execute(directives, by: to)
         case .pushPullArrives(let to, let from, let request):

@@ -57,6 +57,7 @@ public final class Simulation {
     var partitionGroup: [Int] = []
     var statusObservers: [(SimulatedStatusChange) -> Void] = []
     var joinObservers: [(Int, MembershipInstant) -> Void] = []
+    var deliveryObservers: [(SimulatedDelivery) -> Void] = []
     var stopRequested = false
     /// Events processed since creation (for profiling).
     public internal(set) var eventsProcessed = 0
@@ -172,6 +173,11 @@ public final class Simulation {
     /// Calls `handler(member, time)` when a member's join completes.
     public func observeJoins(_ handler: @escaping (Int, MembershipInstant) -> Void) {
         joinObservers.append(handler)
+    }
+
+    /// Calls `handler` for every datagram delivered to a member (for tracing a failing seed).
+    public func observeDeliveries(_ handler: @escaping (SimulatedDelivery) -> Void) {
+        deliveryObservers.append(handler)
     }
 
     /// Makes the current `run` return after the event being processed (call from an observer).

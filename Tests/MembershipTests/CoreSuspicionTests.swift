@@ -117,4 +117,44 @@ struct CoreSuspicionTests {
         #expect(added.changes.first?.previousStatus == nil)
         #expect(instance.liveMemberCount == 2)
     }
+
+    @Test("a ping carrying a suspicion we already refuted is answered with the refutation itself")
+    func staleAccusationCorrected() {
+        var instance = Fixture.instance(members: 5)
+        _ = instance.start(now: Fixture.at(0))
+        _ = instance.onDatagram(suspect(0, incarnation: 0, from: 1), from: Fixture.address(1), now: Fixture.at(1))
+        #expect(instance.incarnation == 1)
+        // Member 2 missed the refutation and pings us with its stale suspicion (buddy system).
+        let ping = Fixture.datagram(
+            from: 2, .ping(sequence: 8, target: Fixture.id(0)),
+            updates: [.suspect(member: Fixture.id(0), incarnation: 0, from: Fixture.id(2))])
+        let reply = instance.onDatagram(ping, from: Fixture.address(2), now: Fixture.at(2))
+        let ack = try! #require(reply.sends.first)
+        #expect(ack.datagram.primary == .ack(sequence: 8))
+        #expect(ack.datagram.updates.contains { if case .alive(Fixture.id(0), 1, _, _) = $0 { true } else { false } })
+        #expect(instance.incarnation == 1)  // no second refutation
+    }
+
+    @Test("refutations are disseminated twice as many times as other updates")
+    func refutationsTravelFarther() {
+        var instance = Fixture.instance(members: 10)  // limit 8
+        _ = instance.start(now: Fixture.at(0))
+        var time = 0.0
+        for _ in 0..<10 {  // drain the start-up announcement
+            time += 0.2
+            _ = instance.onTimer(.gossipTick, now: Fixture.at(time))
+        }
+        _ = instance.onDatagram(suspect(1, from: 2), from: Fixture.address(2), now: Fixture.at(time))
+        _ = instance.onDatagram(
+            Fixture.datagram(from: 1, nil, updates: [.alive(member: Fixture.id(1), incarnation: 1, address: Fixture.address(1), metadata: nil)]),
+            from: Fixture.address(1), now: Fixture.at(time))
+        var refutations = 0
+        for _ in 0..<20 {
+            time += 0.2
+            for send in instance.onTimer(.gossipTick, now: Fixture.at(time)).sends {
+                refutations += send.datagram.updates.filter { if case .alive(Fixture.id(1), 1, _, _) = $0 { true } else { false } }.count
+            }
+        }
+        #expect(refutations == 16)
+    }
 }
