@@ -17,6 +17,10 @@ extension SwitchCore {
                 if newlyReported {
                     output.append(.event(.duplicateMAC(update.mac, segment: update.segment, hosts: hosts, sequence: update.sequence)))
                 }
+                // A local VM that lost the tie claims again when it next sends (EVPN: a local
+                // learn beats a remote route of the same sequence): a real duplicate MAC then
+                // keeps moving until duplicate detection freezes it.
+                if locations.entry(mac: update.mac, segment: update.segment)?.location.host != localHost { lost(update) }
             case .withdrawn, .stale, .ignoredFrozen:
                 break
             }

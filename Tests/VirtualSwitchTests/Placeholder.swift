@@ -1,1 +1,0 @@
-// VirtualSwitch tests: work in progress.
