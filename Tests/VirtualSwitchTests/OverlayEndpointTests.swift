@@ -134,10 +134,6 @@ struct OverlayEndpointTests {
 
     static let rekeyAlgorithm: AEADAlgorithm = AEADAlgorithm.aes256gcm.isAvailable ? .aes256gcm : .xchacha20poly1305
 
-    func unwrap<T>(_ value: T?, sourceLocation: SourceLocation = #_sourceLocation) throws -> T {
-        try #require(value, sourceLocation: sourceLocation)
-    }
-
     func isDropped(_ received: OverlayReceived, _ reason: OverlayDropReason?) -> Bool {
         guard case let .dropped(actual) = received else { return false }
         return reason == nil || actual == reason
