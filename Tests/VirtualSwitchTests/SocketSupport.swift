@@ -1,4 +1,5 @@
 import Foundation
+import MeshCrypto
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -102,4 +103,9 @@ func temporaryDirectory() -> String {
 /// `value`, or a recorded failure (a `#require` that works on mutating calls' results).
 func unwrap<T>(_ value: T?, sourceLocation: SourceLocation = #_sourceLocation) throws -> T {
     try #require(value, sourceLocation: sourceLocation)
+}
+
+/// Random shared secrets for overlay keys.
+enum MeshCryptoSupport {
+    static func randomSecret() -> SecretBytes { SecretBytes(randomCount: 32) }
 }
