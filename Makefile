@@ -30,7 +30,9 @@ release: deps
 
 test: deps guest
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel
+	@# Serial: tests boot QEMU guests and run CPU-heavy simulations; on a 2-core machine running
+	@# them side by side starves Swift's cooperative thread pool and turns timeouts into flakes.
+	$(SWIFT) test --skip-build --no-parallel
 
 demo: release guest
 	@Deploy/demo.sh .build/release/hostmesh Deploy/out/guest

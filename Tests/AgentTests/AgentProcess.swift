@@ -59,24 +59,47 @@ func killProcesses(mentioning text: String) {
     }
 }
 
+/// Starts `path` with `arguments`, stdout and stderr appended to `logPath`. posix_spawn, not
+/// Foundation's Process: Process changes how this whole test process handles SIGCHLD, and then
+/// the QEMUs other tests start are reaped behind their supervisors' backs.
+func spawn(_ path: String, _ arguments: [String], logPath: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else { throw ControlError.failed("cannot start \(path): \(String(cString: strerror(rc)))") }
+    return pid
+}
+
 /// One `hostmesh agent` process.
 final class AgentProcess: @unchecked Sendable {
     // @unchecked Sendable is safe: all stored properties are immutable after init.
     let hostID: String
     let stateDirectory: String
     let port: Int
-    let process: Process
+    let pid: pid_t
     let logPath: String
+
+    /// True until the process has exited (reaps it once it has).
+    var isRunning: Bool {
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == 0
+    }
 
     var address: String { "127.0.0.1:\(port)" }
     var control: ControlClient { ControlClient(path: Agent.controlSocket(stateDirectory: stateDirectory)) }
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    private init(hostID: String, stateDirectory: String, port: Int, process: Process, logPath: String) {
+    private init(hostID: String, stateDirectory: String, port: Int, pid: pid_t, logPath: String) {
         self.hostID = hostID
         self.stateDirectory = stateDirectory
         self.port = port
-        self.process = process
+        self.pid = pid
         self.logPath = logPath
     }
 
@@ -92,32 +115,30 @@ final class AgentProcess: @unchecked Sendable {
 
     static func start(hostID: String, stateDirectory: String, arguments: [String]) async throws -> AgentProcess {
         let logPath = stateDirectory + "/agent.log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--log-level", "debug"] + arguments
-        let handle = FileHandle(forWritingAtPath: logPath)!
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        let pid = try spawn(binary, ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--log-level", "debug"] + arguments,
+                            logPath: logPath)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             if let range = log.range(of: "mesh.listen=127.0.0.1:") {
                 let digits = log[range.upperBound...].prefix { $0.isNumber }
                 if let port = Int(digits) {
-                    return AgentProcess(hostID: hostID, stateDirectory: stateDirectory, port: port, process: process, logPath: logPath)
+                    return AgentProcess(hostID: hostID, stateDirectory: stateDirectory, port: port, pid: pid, logPath: logPath)
                 }
             }
-            if !process.isRunning { break }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) != 0 { break }
             try await Task.sleep(for: .milliseconds(50))
         }
-        process.terminate()
+        Foundation.kill(pid, SIGKILL)
         throw ControlError.failed("agent \(hostID) did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
     }
 
     func kill() {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        guard isRunning else { return }
+        Foundation.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
     }
 }
 

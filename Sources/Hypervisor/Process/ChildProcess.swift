@@ -102,10 +102,15 @@ enum ChildProcess {
         return .exited(signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal))
     }
 
-    /// Reaps `pid` if it is our child and has exited; nil otherwise.
+    /// Reaps `pid` if it is our child and has exited; nil while it runs. A child that cannot be
+    /// waited for and no longer exists was reaped by someone else (or auto-reaped because the
+    /// process ignores SIGCHLD, which some libraries set): it is gone, status unknown.
     static func reap(_ pid: pid_t) -> VMExit.Status? {
-        if case let .exited(status) = wait(pid) { return status }
-        return nil
+        switch wait(pid) {
+        case let .exited(status): return status
+        case .running: return nil
+        case .notWaitable: return startTime(pid) == nil ? .unknown : nil
+        }
     }
 
     /// SIGKILLs our child `pid` and waits (without blocking a thread) until it is reaped or
