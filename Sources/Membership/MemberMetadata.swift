@@ -3,7 +3,7 @@
 /// Owned by the host it describes: only the owner changes it, and every change MUST carry a
 /// higher `version`. Receivers keep the copy with the highest version ("newer wins"), so
 /// updates may arrive in any order and through any path.
-public struct MemberMetadata: Hashable, Sendable {
+public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
     /// How the host rates itself.
     public enum Health: String, Hashable, Sendable, CaseIterable {
         /// Fully able to run and receive VMs.
@@ -14,32 +14,104 @@ public struct MemberMetadata: Hashable, Sendable {
         case unhealthy
     }
 
+    /// The field values, kept in an immutable shared box: every member holds a copy of every
+    /// other member's metadata (and the simulator holds a thousand members' views at once), so a
+    /// copy is one reference instead of ~130 bytes. Setters replace the box.
+    struct Fields: Hashable, Sendable {
+        var version: UInt64
+        var domain: String
+        var cores: UInt32
+        var memoryTotalBytes: UInt64
+        var memoryFreeBytes: UInt64
+        var runningVMs: UInt32
+        var cpuLoadMilli: UInt32
+        var migrationsInFlight: UInt32
+        var health: Health
+        var maintenance: Bool
+        var channelAddress: PeerAddress?
+        var controlAddress: PeerAddress?
+        var keyFingerprint: [UInt8]
+    }
+
+    /// Immutable after creation (`let` only), hence safely shared across threads.
+    final class Storage: Sendable {
+        let fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var storage: Storage
+
+    private mutating func update(_ change: (inout Fields) -> Void) {
+        var fields = storage.fields
+        change(&fields)
+        storage = Storage(fields)
+    }
+
     /// Bumped by the owner on every change; the highest version wins everywhere.
-    public var version: UInt64
+    public var version: UInt64 {
+        get { storage.fields.version }
+        set { update { $0.version = newValue } }
+    }
     /// Administrative domain of the host.
-    public var domain: String
+    public var domain: String {
+        get { storage.fields.domain }
+        set { update { $0.domain = newValue } }
+    }
     /// Logical CPUs available to VMs.
-    public var cores: UInt32
+    public var cores: UInt32 {
+        get { storage.fields.cores }
+        set { update { $0.cores = newValue } }
+    }
     /// Memory available to VMs in total, in bytes.
-    public var memoryTotalBytes: UInt64
+    public var memoryTotalBytes: UInt64 {
+        get { storage.fields.memoryTotalBytes }
+        set { update { $0.memoryTotalBytes = newValue } }
+    }
     /// Memory not yet committed to VMs, in bytes.
-    public var memoryFreeBytes: UInt64
+    public var memoryFreeBytes: UInt64 {
+        get { storage.fields.memoryFreeBytes }
+        set { update { $0.memoryFreeBytes = newValue } }
+    }
     /// VMs currently running on the host.
-    public var runningVMs: UInt32
+    public var runningVMs: UInt32 {
+        get { storage.fields.runningVMs }
+        set { update { $0.runningVMs = newValue } }
+    }
     /// CPU load times 1000: 0 is idle, 1000 is every core busy (may exceed 1000 when overloaded).
-    public var cpuLoadMilli: UInt32
+    public var cpuLoadMilli: UInt32 {
+        get { storage.fields.cpuLoadMilli }
+        set { update { $0.cpuLoadMilli = newValue } }
+    }
     /// Migrations (in or out) currently in progress on the host.
-    public var migrationsInFlight: UInt32
+    public var migrationsInFlight: UInt32 {
+        get { storage.fields.migrationsInFlight }
+        set { update { $0.migrationsInFlight = newValue } }
+    }
     /// Self-reported health.
-    public var health: Health
+    public var health: Health {
+        get { storage.fields.health }
+        set { update { $0.health = newValue } }
+    }
     /// True while the host is in maintenance: it takes no new VMs and is being evacuated.
-    public var maintenance: Bool
+    public var maintenance: Bool {
+        get { storage.fields.maintenance }
+        set { update { $0.maintenance = newValue } }
+    }
     /// Endpoint of the host's secure channel (TCP), used for push-pull, control and migration.
-    public var channelAddress: PeerAddress?
+    public var channelAddress: PeerAddress? {
+        get { storage.fields.channelAddress }
+        set { update { $0.channelAddress = newValue } }
+    }
     /// Endpoint of the host's control API.
-    public var controlAddress: PeerAddress?
+    public var controlAddress: PeerAddress? {
+        get { storage.fields.controlAddress }
+        set { update { $0.controlAddress = newValue } }
+    }
     /// Fingerprint of the host's current identity key (changes on key rotation).
-    public var keyFingerprint: [UInt8]
+    public var keyFingerprint: [UInt8] {
+        get { storage.fields.keyFingerprint }
+        set { update { $0.keyFingerprint = newValue } }
+    }
 
     /// Creates metadata; every field defaults to "empty host, healthy".
     public init(
@@ -48,23 +120,42 @@ public struct MemberMetadata: Hashable, Sendable {
         migrationsInFlight: UInt32 = 0, health: Health = .ok, maintenance: Bool = false,
         channelAddress: PeerAddress? = nil, controlAddress: PeerAddress? = nil, keyFingerprint: [UInt8] = []
     ) {
-        self.version = version
-        self.domain = domain
-        self.cores = cores
-        self.memoryTotalBytes = memoryTotalBytes
-        self.memoryFreeBytes = memoryFreeBytes
-        self.runningVMs = runningVMs
-        self.cpuLoadMilli = cpuLoadMilli
-        self.migrationsInFlight = migrationsInFlight
-        self.health = health
-        self.maintenance = maintenance
-        self.channelAddress = channelAddress
-        self.controlAddress = controlAddress
-        self.keyFingerprint = keyFingerprint
+        storage = Storage(
+            Fields(
+                version: version,
+                domain: domain,
+                cores: cores,
+                memoryTotalBytes: memoryTotalBytes,
+                memoryFreeBytes: memoryFreeBytes,
+                runningVMs: runningVMs,
+                cpuLoadMilli: cpuLoadMilli,
+                migrationsInFlight: migrationsInFlight,
+                health: health,
+                maintenance: maintenance,
+                channelAddress: channelAddress,
+                controlAddress: controlAddress,
+                keyFingerprint: keyFingerprint))
     }
 
     /// CPU load as a fraction of all cores (1.0 = saturated).
     public var cpuLoad: Double { Double(cpuLoadMilli) / 1000 }
+
+    /// Equal when every field is equal.
+    public static func == (lhs: MemberMetadata, rhs: MemberMetadata) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
+    }
+
+    /// Every field, for logs and test failures.
+    public var description: String {
+        let fields = String(describing: storage.fields)
+        guard let open = fields.firstIndex(of: "(") else { return fields }
+        return "MemberMetadata" + fields[open...]
+    }
+
+    /// Hashes every field.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(storage.fields)
+    }
 
     /// True if `self` should replace `other` (strictly newer version, or `other` is absent).
     public func supersedes(_ other: MemberMetadata?) -> Bool {

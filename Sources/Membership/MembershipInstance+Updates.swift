@@ -32,7 +32,7 @@ extension MembershipInstance {
         guard var state = table[id] else {
             let state = MemberState(
                 address: address, status: .alive, incarnation: incarnation, metadata: metadata,
-                statusChangedAt: now, suspicion: nil)
+                statusChangedAt: now)
             table[id] = state
             liveCount += 1
             addToProbeOrder(id)
@@ -48,7 +48,7 @@ extension MembershipInstance {
         state.status = .alive
         state.incarnation = incarnation
         state.address = address
-        state.suspicion = nil
+        suspicions[id] = nil
         if let metadata, metadata.supersedes(state.metadata) { state.metadata = metadata }
         if previous != .alive { state.statusChangedAt = now }
         table[id] = state
@@ -76,9 +76,8 @@ extension MembershipInstance {
         case .suspect:
             // Another member independently suspects it: Lifeguard shortens the timeout, and the
             // confirmation is re-gossiped so that others can count it too.
-            guard var suspicion = state.suspicion, suspicion.confirm(accuser) else { return }
-            state.suspicion = suspicion
-            table[id] = state
+            guard var suspicion = suspicions[id], suspicion.confirm(accuser) else { return }
+            suspicions[id] = suspicion
             enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser))
             schedule(.suspicionTimeout(member: id), at: max(now, suspicion.deadline))
         case .alive:
@@ -91,9 +90,9 @@ extension MembershipInstance {
                 maximum: minimum * Int64(settings.suspicionMaxTimeoutMultiplier))
             state.status = .suspect
             state.incarnation = incarnation
-            state.suspicion = suspicion
             state.statusChangedAt = now
             table[id] = state
+            suspicions[id] = suspicion
             enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser))
             schedule(.suspicionTimeout(member: id), at: suspicion.deadline)
             emitChange(id, state, previous: .alive)
@@ -110,8 +109,8 @@ extension MembershipInstance {
         let previous = state.status
         state.status = leaving ? .left : .dead
         state.incarnation = incarnation
-        state.suspicion = nil
         state.statusChangedAt = now
+        suspicions[id] = nil
         table[id] = state
         liveCount -= 1
         enqueueBroadcast(
@@ -148,7 +147,7 @@ extension MembershipInstance {
     }
 
     mutating func handleSuspicionTimeout(member id: MemberID) {
-        guard let state = table[id], state.status == .suspect, let suspicion = state.suspicion,
+        guard let state = table[id], state.status == .suspect, let suspicion = suspicions[id],
             now >= suspicion.deadline
         else { return }
         logger.debug(

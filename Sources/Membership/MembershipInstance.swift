@@ -35,7 +35,6 @@ public struct MembershipInstance: Sendable {
         var incarnation: UInt64
         var metadata: MemberMetadata?
         var statusChangedAt: Int64
-        var suspicion: Suspicion?
     }
 
     struct ProbeState: Sendable {
@@ -53,6 +52,9 @@ public struct MembershipInstance: Sendable {
     }
 
     var table: [MemberID: MemberState] = [:]
+    /// Suspicion timers of the members currently suspect (kept apart from `table`, which
+    /// holds every member and should stay compact).
+    var suspicions: [MemberID: Suspicion] = [:]
     /// Members other than this one whose status is alive or suspect.
     var liveCount = 0
     var health: LocalHealth
@@ -119,7 +121,7 @@ public struct MembershipInstance: Sendable {
         for record in knownMembers where record.id != id {
             table[record.id] = MemberState(
                 address: record.address, status: record.status, incarnation: record.incarnation,
-                metadata: record.metadata, statusChangedAt: 0, suspicion: nil)
+                metadata: record.metadata, statusChangedAt: 0)
             if record.status.isLive {
                 liveCount += 1
                 probeOrder.append(record.id)
