@@ -31,7 +31,10 @@ public struct SimulatedNetwork: Sendable, Equatable {
 
 /// How faithfully the simulator treats datagrams on the wire.
 public enum SimulatedWireFidelity: Sendable, Equatable {
-    /// Encode every datagram with `GossipCodec` to count its exact size; deliver the value.
+    /// Count every datagram's exact encoded size with `GossipCodec` and deliver the value. The
+    /// datagram's header and primary message are encoded each time; each piggybacked update's
+    /// encoded size is computed by the codec once and cached (a repeated protobuf field is the
+    /// concatenation of its entries, so the sum is exact; `roundTrip` gives identical counts).
     case encodeForSize
     /// Encode, then decode the bytes at the receiver and deliver the decoded value (slower;
     /// proves the codec carries everything the core needs).

@@ -88,24 +88,45 @@ extension Simulation {
     }
 
     func transmit(_ datagram: GossipDatagram, from sender: Int, to address: PeerAddress) {
-        let bytes = GossipCodec.encode(datagram)
-        let wireBytes = bytes.count + network.datagramCryptoOverhead
-        nodes[sender].traffic.datagramsSent += 1
-        nodes[sender].traffic.bytesSent += wireBytes
-        if wireBytes > nodes[sender].traffic.largestDatagram { nodes[sender].traffic.largestDatagram = wireBytes }
-        guard let receiver = indexByAddress[address] else { return }
-        if network.lossRate > 0, random.nextUnitInterval() < network.lossRate { return }
+        let wireBytes: Int
         var delivered = datagram
-        if fidelity == .roundTrip {
+        switch fidelity {
+        case .encodeForSize:
+            wireBytes = encodedSize(of: datagram) + network.datagramCryptoOverhead
+        case .roundTrip:
+            let bytes = GossipCodec.encode(datagram)
+            wireBytes = bytes.count + network.datagramCryptoOverhead
             do {
                 delivered = try GossipCodec.decodeDatagram(bytes)
             } catch {
                 preconditionFailure("seed \(seed): the codec could not decode its own output: \(error)")
             }
         }
+        nodes[sender].traffic.datagramsSent += 1
+        nodes[sender].traffic.bytesSent += wireBytes
+        if wireBytes > nodes[sender].traffic.largestDatagram { nodes[sender].traffic.largestDatagram = wireBytes }
+        guard let receiver = indexByAddress[address] else { return }
+        if network.lossRate > 0, random.nextUnitInterval() < network.lossRate { return }
         queue.push(
             .datagram(to: receiver, from: sender, delivered, wireBytes: wireBytes),
             at: nowNanos + oneWayDelay(sender, receiver))
+    }
+
+    /// The exact encoded size of `datagram`: its header and primary message encoded now, its
+    /// updates at their cached piggyback cost.
+    func encodedSize(of datagram: GossipDatagram) -> Int {
+        var size = GossipCodec.encode(GossipDatagram(sender: datagram.sender, primary: datagram.primary)).count
+        for update in datagram.updates {
+            if let cost = piggybackCosts[update] {
+                size += cost
+            } else {
+                let cost = GossipCodec.piggybackCost(of: update)
+                if piggybackCosts.count >= 100_000 { piggybackCosts.removeAll(keepingCapacity: true) }
+                piggybackCosts[update] = cost
+                size += cost
+            }
+        }
+        return size
     }
 
     func startPushPull(_ request: PushPullRequest, from member: Int) {

@@ -59,6 +59,8 @@ public final class Simulation {
     var joinObservers: [(Int, MembershipInstant) -> Void] = []
     var deliveryObservers: [(SimulatedDelivery) -> Void] = []
     var stopRequested = false
+    /// Encoded size of each piggybacked update seen so far (see `SimulatedWireFidelity`).
+    var piggybackCosts: [MemberUpdate: Int] = [:]
     /// Events processed since creation (for profiling).
     public internal(set) var eventsProcessed = 0
 

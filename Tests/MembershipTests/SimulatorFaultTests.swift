@@ -131,13 +131,13 @@ struct SimulatorFaultTests {
         #expect(simulation.observerCount(seeing: 9, as: .left) == 99, "seed \(seed)")
     }
 
-    @Test("a mesh formed by joins through seeds converges; with round-trip encoding; same seed, same run")
+    @Test("a mesh formed by joins through seeds converges; same seed, same run; cached sizes equal real encodings")
     func formationIsDeterministic() {
         let seed: UInt64 = 0x5EED_0009
-        print("seed \(seed): 60 members join through seeds, encoded and decoded on the wire")
-        func run() -> (changes: Int, bytes: Int, live: [Int]) {
+        print("seed \(seed): 60 members join through seeds at 2% loss, twice with sizes counted, once encoded and decoded")
+        func run(_ fidelity: SimulatedWireFidelity) -> (changes: Int, bytes: Int, live: [Int]) {
             let simulation = Simulation(
-                members: 60, network: .lossy(0.02), seed: seed, bootstrap: .joinThroughSeeds, fidelity: .roundTrip)
+                members: 60, network: .lossy(0.02), seed: seed, bootstrap: .joinThroughSeeds, fidelity: fidelity)
             var changes = 0
             simulation.observeStatusChanges { _ in changes += 1 }
             simulation.run(for: .seconds(20))
@@ -146,10 +146,13 @@ struct SimulatorFaultTests {
             #expect(largest <= 1200, "seed \(seed): a datagram of \(largest) bytes")
             return (changes, bytes, (0..<60).map { simulation.instance(of: $0).liveMemberCount })
         }
-        let first = run()
+        let first = run(.encodeForSize)
         #expect(first.live.allSatisfy { $0 == 59 }, "seed \(seed): \(first.live)")
-        let second = run()
+        let second = run(.encodeForSize)
         #expect(first.changes == second.changes && first.bytes == second.bytes, "seed \(seed): runs differ")
+        // Full encode + decode of every datagram: the same run, byte for byte.
+        let encoded = run(.roundTrip)
+        #expect(encoded.changes == first.changes && encoded.bytes == first.bytes, "seed \(seed): \(encoded) vs \(first)")
     }
 
     @Test("a slow member (300 ms extra each way) is not declared dead")
