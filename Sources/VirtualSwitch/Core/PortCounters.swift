@@ -20,12 +20,15 @@ public enum DropReason: String, Hashable, Sendable, CaseIterable, Codable {
     case portMoved = "port-moved"
     /// The connection-tracking table is full.
     case conntrackFull = "conntrack-full"
-    /// The switch could not hand the frame to the VM's socket (QEMU not there or not reading).
+    /// The switch could not hand the frame to the VM's socket (QEMU not there).
     case guestUnreachable = "guest-unreachable"
+    /// The VM did not read its socket fast enough and the port's backlog was full.
+    case guestBusy = "guest-busy"
 }
 
 /// A port's counters. They never decrease, across migrations too: rx counts frames the switch
-/// received from the VM (dropped ones included), tx counts frames it delivered to the VM.
+/// received from the VM (dropped ones included), tx counts frames it sent towards the VM
+/// (`guest-unreachable` and `guest-busy` count those the VM's socket did not take).
 public struct PortCounters: Hashable, Sendable {
     /// Frames received from the VM.
     public var rxFrames: UInt64 = 0

@@ -69,10 +69,11 @@ extension SwitchCore {
         return takeOutput()
     }
 
-    /// Reports that a `.deliver` directive failed (the VM's socket is gone or full).
-    public mutating func recordDeliveryFailure(port id: PortID) {
-        guard let port = ports[id], port.isActive else { return }
-        ports[id]?.local.countDrop(.guestUnreachable)
+    /// Reports that a `.deliver` directive failed: `.guestUnreachable` (the VM's socket is
+    /// gone) or `.guestBusy` (it did not drain in time).
+    public mutating func recordDeliveryFailure(port id: PortID, reason: DropReason = .guestUnreachable) {
+        guard ports[id] != nil else { return }
+        ports[id]?.local.countDrop(reason)
     }
 
     // MARK: forwarding

@@ -3,7 +3,7 @@ public import NIOCore
 /// What the shell MUST do after handing an event to `SwitchCore`, in order.
 public enum SwitchDirective: Sendable {
     /// Send `frame` to the VM behind `port` (one datagram to its NIC socket). If that fails,
-    /// report it with `SwitchCore.recordDeliveryFailure(port:)`.
+    /// report it with `SwitchCore.recordDeliveryFailure(port:reason:)`.
     case deliver(port: PortID, frame: ByteBuffer)
     /// Encapsulate `frame` for `segment`, encrypt it for `host` and send it over the overlay.
     /// `forwarded` marks a straggler re-sent by the VM's old host (never forwarded again).

@@ -7,11 +7,18 @@ final class ShellState {
 
     /// A port's socket: where the switch reads the VM's frames and where it sends them.
     struct PortBinding {
+        /// Distinguishes this binding from earlier ones of the same port.
+        var serial: UInt64
         var socket: DatagramSocket
         var channel: (any Channel)?
         /// The VM's socket (QEMU's `local.path`).
         var vmAddress: SocketAddress
         var attachment: PortAttachment
+        /// Frames the VM's socket refused with EAGAIN (its queue holds only
+        /// `net.unix.max_dgram_qlen` datagrams, 10 by default), sent again shortly, in order.
+        var backlog: [ByteBuffer] = []
+        var backlogHead = 0
+        var drainScheduled = false
     }
 
     var core: SwitchCore
@@ -21,6 +28,15 @@ final class ShellState {
     var overlayChannel: (any Channel)?
     var tick: RepeatedTask?
     var phase = Phase.idle
+    /// Port sockets bound again after SwiftNIO closed them.
+    var rebinds: UInt64 = 0
+    /// Last `PortBinding.serial` handed out.
+    var lastBindingSerial: UInt64 = 0
+
+    func nextBindingSerial() -> UInt64 {
+        lastBindingSerial += 1
+        return lastBindingSerial
+    }
     let allocator = ByteBufferAllocator()
 
     init(core: SwitchCore, overlay: OverlayEndpoint) {

@@ -1,5 +1,8 @@
 import Logging
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension VirtualSwitch {
     /// Carries out the core's directives, in order. On the loop.
@@ -7,11 +10,7 @@ extension VirtualSwitch {
         for directive in directives {
             switch directive {
             case let .deliver(port, frame):
-                guard let binding = shell.ports[port] else { continue }
-                if case let .failed(code) = binding.socket.send(frame, to: binding.vmAddress) {
-                    shell.core.recordDeliveryFailure(port: port)
-                    logger.trace("frame to VM not delivered", metadata: ["vswitch.port": "\(port)", "errno": "\(code)"])
-                }
+                deliver(frame, to: port, shell)
             case let .sendFrame(host, segment, frame, forwarded):
                 sendOverlay(frame, kind: .frame, segment: segment.rawValue,
                             flags: forwarded ? OverlayHeader.flagForwarded : 0, to: host, shell)
@@ -23,6 +22,62 @@ extension VirtualSwitch {
                 eventSink.yield(event)
             }
         }
+    }
+
+    /// Most frames a port holds back for a VM that is not reading fast enough.
+    static let maxBacklog = 256
+
+    /// Sends a frame to a VM, keeping order behind frames already held back.
+    private func deliver(_ frame: ByteBuffer, to port: PortID, _ shell: ShellState) {
+        guard let binding = shell.ports[port] else { return }
+        if binding.backlog.count == binding.backlogHead {
+            switch binding.socket.send(frame, to: binding.vmAddress) {
+            case .sent:
+                return
+            case let .failed(code) where code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS:
+                break
+            case let .failed(code):
+                shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
+                logger.trace("frame to VM not delivered", metadata: ["vswitch.port": "\(port)", "errno": "\(code)"])
+                return
+            }
+        }
+        guard binding.backlog.count - binding.backlogHead < Self.maxBacklog else {
+            shell.core.recordDeliveryFailure(port: port, reason: .guestBusy)
+            return
+        }
+        shell.ports[port]?.backlog.append(frame)
+        scheduleDrain(port, shell)
+    }
+
+    private func scheduleDrain(_ port: PortID, _ shell: ShellState) {
+        guard shell.ports[port]?.drainScheduled == false else { return }
+        shell.ports[port]?.drainScheduled = true
+        eventLoop.scheduleTask(in: .microseconds(500)) { self.drain(port) }
+    }
+
+    /// Sends held-back frames until the VM's socket is full again. On the loop.
+    private func drain(_ port: PortID) {
+        let shell = state.value
+        guard var binding = shell.ports[port] else { return }
+        binding.drainScheduled = false
+        while binding.backlogHead < binding.backlog.count {
+            let result = binding.socket.send(binding.backlog[binding.backlogHead], to: binding.vmAddress)
+            if case let .failed(code) = result {
+                if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS { break }
+                shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
+            }
+            binding.backlogHead += 1
+        }
+        if binding.backlogHead == binding.backlog.count {
+            binding.backlog.removeAll(keepingCapacity: true)
+            binding.backlogHead = 0
+        } else if binding.backlogHead > 64 {
+            binding.backlog.removeFirst(binding.backlogHead)
+            binding.backlogHead = 0
+        }
+        shell.ports[port] = binding
+        if !binding.backlog.isEmpty { scheduleDrain(port, shell) }
     }
 
     private func sendOverlay(_ payload: ByteBuffer, kind: OverlayHeader.Kind, segment: UInt32, flags: UInt8, to host: HostID,

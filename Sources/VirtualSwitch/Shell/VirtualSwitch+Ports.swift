@@ -40,7 +40,7 @@ extension VirtualSwitch {
         } catch {
             throw .socketPathTooLong(path: attachment.vmSocketPath)
         }
-        let channel: any Channel = try await onLoopAsync { shell throws(VirtualSwitchError) -> EventLoopFuture<any Channel> in
+        try await onLoopAsync { shell throws(VirtualSwitchError) -> EventLoopFuture<Void> in
             guard shell.phase != .stopped else { throw .stopped }
             guard shell.core.status(of: id) == nil else { throw .switch(.portExists(id)) }
             let socket = try DatagramSocket.bindUnix(path: attachment.switchSocketPath, bufferBytes: self.configuration.socketBufferBytes)
@@ -51,22 +51,52 @@ extension VirtualSwitch {
                 socket.close()
                 throw .switch(error)
             }
-            shell.ports[id] = ShellState.PortBinding(socket: socket, channel: nil, vmAddress: vmAddress, attachment: attachment)
+            let serial = shell.nextBindingSerial()
+            shell.ports[id] = ShellState.PortBinding(serial: serial, socket: socket, channel: nil, vmAddress: vmAddress, attachment: attachment)
             self.execute(directives, shell)
-            return self.adopt(socket, what: "port socket \(attachment.switchSocketPath)") { frame in
-                self.onPortDatagram(id, frame)
-            } onClose: {
-                self.logger.trace("port socket closed", metadata: ["vswitch.port": "\(id)"])
-            }
+            self.logger.debug("port created", metadata: ["vswitch.port": "\(id)", "vswitch.socket": "\(attachment.switchSocketPath)",
+                                                         "vswitch.state": "\(shell.core.status(of: id)?.lifecycle.description ?? "?")"])
+            return self.listen(id, socket, serial: serial)
         }
-        try await onLoop { shell throws(VirtualSwitchError) in
-            guard shell.ports[id] != nil else {
+    }
+
+    /// Starts reading a port's socket. If SwiftNIO closes the channel underneath us (it does on
+    /// a datagram from an unnamed sender), the socket is bound again: a stray local sender
+    /// must not be able to cut a VM off.
+    private func listen(_ id: PortID, _ socket: DatagramSocket, serial: UInt64) -> EventLoopFuture<Void> {
+        adopt(socket, what: "port socket \(socket.unixPath ?? "?")", vectorReads: false) { frame in
+            self.onPortDatagram(id, frame)
+        } onClose: {
+            self.portSocketClosed(id, serial: serial)
+        }.map { channel in
+            let shell = self.state.value
+            guard shell.ports[id]?.serial == serial else {
                 channel.close(promise: nil) // removed meanwhile
                 return
             }
             shell.ports[id]?.channel = channel
-            self.logger.debug("port created", metadata: ["vswitch.port": "\(id)", "vswitch.socket": "\(attachment.switchSocketPath)",
-                                                         "vswitch.state": "\(shell.core.status(of: id)?.lifecycle.description ?? "?")"])
+        }
+    }
+
+    /// A port's channel closed. On the loop.
+    private func portSocketClosed(_ id: PortID, serial: UInt64) {
+        let shell = state.value
+        guard shell.phase != .stopped, let binding = shell.ports[id], binding.serial == serial else { return }
+        binding.socket.close()
+        shell.rebinds &+= 1
+        do {
+            let socket = try DatagramSocket.bindUnix(path: binding.attachment.switchSocketPath, bufferBytes: configuration.socketBufferBytes)
+            let serial = shell.nextBindingSerial()
+            shell.ports[id] = ShellState.PortBinding(serial: serial, socket: socket, channel: nil, vmAddress: binding.vmAddress,
+                                                     attachment: binding.attachment)
+            logger.debug("port socket closed unexpectedly, bound again", metadata: ["vswitch.port": "\(id)"])
+            listen(id, socket, serial: serial).whenFailure { error in
+                self.logger.debug("port socket could not be read again", metadata: ["vswitch.port": "\(id)", "error": "\(error)"])
+            }
+        } catch {
+            shell.ports[id] = nil
+            logger.debug("port socket closed unexpectedly and could not be bound again",
+                         metadata: ["vswitch.port": "\(id)", "error": "\(error)"])
         }
     }
 
@@ -151,6 +181,11 @@ extension VirtualSwitch {
     /// Switch-wide and overlay counters.
     public func counters() async -> (switch: SwitchCounters, overlay: OverlayCounters) {
         (try? await onLoop { shell in (shell.core.counters, shell.overlay.counters) }) ?? (SwitchCounters(), OverlayCounters())
+    }
+
+    /// How many times a port socket closed underneath the switch and was bound again.
+    public func portSocketRebinds() async -> UInt64 {
+        (try? await onLoop { shell in shell.rebinds }) ?? 0
     }
 
     // MARK: helpers

@@ -80,7 +80,7 @@ public final class VirtualSwitch: Sendable {
             shell.tick = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(self.configuration.tickInterval)) { _ in
                 self.onTick()
             }
-            return self.adopt(socket, what: "overlay socket \(self.configuration.overlayAddress)") { buffer in
+            return self.adopt(socket, what: "overlay socket \(self.configuration.overlayAddress)", vectorReads: true) { buffer in
                 self.onOverlayDatagram(buffer)
             } onClose: {
                 self.logger.debug("overlay socket closed")
@@ -173,12 +173,20 @@ public final class VirtualSwitch: Sendable {
     }
 
     /// Hands a bound socket to SwiftNIO for reading, on this loop.
-    func adopt(_ socket: DatagramSocket, what: String, onDatagram: @escaping @Sendable (ByteBuffer) -> Void,
+    ///
+    /// `vectorReads` only for sockets whose senders always have an address (UDP): SwiftNIO's
+    /// vector read traps on a datagram from an unnamed unix socket.
+    func adopt(_ socket: DatagramSocket, what: String, vectorReads: Bool, onDatagram: @escaping @Sendable (ByteBuffer) -> Void,
                onClose: @escaping @Sendable () -> Void) -> EventLoopFuture<any Channel> {
-        DatagramBootstrap(group: eventLoop)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: EthernetHeader.maxFrameLength + 128))
-            .channelOption(.datagramVectorReadMessageCount, value: 16)
+        // A vector read splits ONE receive buffer evenly between its messages, so the buffer
+        // must hold `vectorCount` of the largest datagrams or they arrive truncated.
+        let vectorCount = vectorReads ? 8 : 1
+        let largestDatagram = OverlayHeader.length + EthernetHeader.maxFrameLength + 16 + 64
+        var bootstrap = DatagramBootstrap(group: eventLoop)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: vectorCount * largestDatagram))
             .channelOption(.maxMessagesPerRead, value: 16)
+        if vectorReads { bootstrap = bootstrap.channelOption(.datagramVectorReadMessageCount, value: vectorCount) }
+        return bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramReceiveHandler(onDatagram: onDatagram, onClose: onClose))
