@@ -95,6 +95,17 @@ struct OverlayEndpointTests {
         do { let r = b.open(datagrams[1500], allocator: allocator); #expect(isDropped(r, .replay)) }  // seen
     }
 
+    @Test func bothEndsDeriveTheSameKeysAndKeyID() throws {
+        let secret = SecretBytes(randomCount: 32)
+        let a = try OverlayKeys.derive(from: secret, localHost: "host-a", peerHost: "host-b", algorithm: .chacha20poly1305)
+        let b = try OverlayKeys.derive(from: secret, localHost: "host-b", peerHost: "host-a", algorithm: .chacha20poly1305)
+        #expect(a.keyID == b.keyID)
+        let sealed = a.send.seal([1, 2, 3], counter: 7)
+        #expect(try b.receive.open(sealed, counter: 7) == [1, 2, 3])
+        #expect(throws: (any Error).self) { try a.receive.open(sealed, counter: 7) }
+        #expect(OverlayKeys.hostTag("host-a") != OverlayKeys.hostTag("host-b"))
+    }
+
     @Test func replayWindowEdges() {
         var window = ReplayWindow()
         do { let ok = window.accept(0); #expect(!ok) }

@@ -87,7 +87,7 @@ struct OverlayUDPTests {
         // A sender holding host-a's real keys, with counters far ahead of the real host-a's.
         var impostor = OverlayEndpoint(localHost: "host-a")
         try impostor.setPeer("host-b", address: target, keys: OverlayKeys.derive(from: pair.secret, localHost: "host-a",
-                                                                                  peerHost: "host-b", keyID: 0, algorithm: .chacha20poly1305))
+                                                                                  peerHost: "host-b", algorithm: .chacha20poly1305))
         for _ in 0..<100 { _ = impostor.seal(frame, kind: .frame, segment: 100, to: "host-b", allocator: allocator) }
         let genuine = try unwrap(impostor.seal(frame, kind: .frame, segment: 100, to: "host-b", allocator: allocator)).datagram
         var badTag = try unwrap(impostor.seal(frame, kind: .frame, segment: 100, to: "host-b", allocator: allocator)).datagram

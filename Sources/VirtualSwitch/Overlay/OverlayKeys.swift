@@ -6,7 +6,9 @@ public struct OverlayKeys: Sendable {
     /// Label of the secret exported from the agents' secure channel for the overlay.
     public static let exportLabel = "hostmesh-vswitch-v1"
 
-    /// Identifies this key pair in datagram headers (increase it, mod 256, on every rekey).
+    /// Identifies this key pair in datagram headers, so a receiver can tell the current keys
+    /// from the previous ones during a rekey. Both hosts MUST use the same id for the same keys
+    /// (`derive` computes it from the shared secret).
     public let keyID: UInt8
     /// Seals datagrams to the peer.
     public let send: AEADKey
@@ -21,14 +23,17 @@ public struct OverlayKeys: Sendable {
     }
 
     /// Derives the pair's directional keys from a secret both hosts share, normally
-    /// `ChannelSession.exportKey(label: OverlayKeys.exportLabel, length: 32)` of their channel:
+    /// `ChannelSession.exportKey(label: OverlayKeys.exportLabel, length: 32)` of their channel
+    /// (Protocol.md §8.3):
     ///
-    ///     key(A -> B) = BLAKE2b-256(key: secret, message: "hostmesh-vswitch-v1 key " || A || " -> " || B)
+    ///     key(A -> B) = BLAKE2b-32(key: secret, "hostmesh-vswitch-v1 key " || A || " -> " || B)
+    ///     key id      = BLAKE2b-16(key: secret, "hostmesh-vswitch-v1 key id")[0]
     ///
-    /// with A and B the UTF-8 host ids. Both hosts MUST use the same `algorithm` (the channel's).
+    /// with A and B the UTF-8 host ids. Both hosts MUST use the same `algorithm` (their channel's
+    /// AEAD). `keyID` overrides the derived key id (tests).
     ///
     /// - Throws: `CryptoError` if the secret is shorter than 16 bytes or the algorithm is unavailable.
-    public static func derive(from secret: SecretBytes, localHost: HostID, peerHost: HostID, keyID: UInt8,
+    public static func derive(from secret: SecretBytes, localHost: HostID, peerHost: HostID, keyID: UInt8? = nil,
                               algorithm: AEADAlgorithm) throws -> OverlayKeys {
         guard secret.count >= 16 else {
             throw CryptoError.invalidLength(what: "overlay shared secret", expected: 32, actual: secret.count)
@@ -37,7 +42,8 @@ public struct OverlayKeys: Sendable {
             let label = Array("\(exportLabel) key \(from.rawValue) -> \(to.rawValue)".utf8)
             return try AEADKey(algorithm, key: SecretBytes(Blake2b.hash(label, key: secret, outputLength: 32)))
         }
-        return OverlayKeys(keyID: keyID, send: try key(localHost, peerHost), receive: try key(peerHost, localHost))
+        let derivedID = Blake2b.hash(Array("\(exportLabel) key id".utf8), key: secret, outputLength: 16)[0]
+        return OverlayKeys(keyID: keyID ?? derivedID, send: try key(localHost, peerHost), receive: try key(peerHost, localHost))
     }
 
     /// The 64-bit tag that names `host` in overlay headers: the first 8 bytes, big-endian, of

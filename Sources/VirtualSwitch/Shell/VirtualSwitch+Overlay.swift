@@ -2,8 +2,9 @@ public import MeshCrypto
 public import NIOCore
 
 extension VirtualSwitch {
-    /// Adds an overlay peer or updates its address and keys (a rekey: new keys with a new
-    /// `keyID`; the previous receive key stays accepted until `retirePreviousKeys`).
+    /// Adds an overlay peer or updates its address and keys (a rekey: new keys with another
+    /// `keyID`; the previous receive key stays accepted until `retirePreviousKeys` or the next
+    /// rekey).
     ///
     /// The agent calls this once its secure channel to `host` is up, with keys from
     /// `OverlayKeys.derive(from: session.exportKey(label: OverlayKeys.exportLabel), …)` and the
@@ -16,9 +17,10 @@ extension VirtualSwitch {
         }
     }
 
-    /// Convenience: derives the keys from a secret shared with `host` (normally the channel's
-    /// exported key) with the given algorithm, then `setPeer`.
-    public func setPeer(_ host: HostID, address: SocketAddress, sharedSecret: SecretBytes, keyID: UInt8 = 0,
+    /// Convenience: derives the keys from a secret shared with `host` (normally
+    /// `session.exportKey(label: OverlayKeys.exportLabel)` of their channel) with `algorithm`
+    /// (the channel's AEAD; both ends MUST agree), then `setPeer`.
+    public func setPeer(_ host: HostID, address: SocketAddress, sharedSecret: SecretBytes, keyID: UInt8? = nil,
                         algorithm: AEADAlgorithm = .chacha20poly1305) async throws {
         let keys = try OverlayKeys.derive(from: sharedSecret, localHost: configuration.hostID, peerHost: host, keyID: keyID,
                                           algorithm: algorithm)
