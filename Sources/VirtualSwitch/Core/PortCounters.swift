@@ -14,10 +14,6 @@ public enum DropReason: String, Hashable, Sendable, CaseIterable, Codable {
     case ingressPolicy = "ingress-policy"
     /// The port is blocked (created for an incoming migration, not yet announced).
     case portBlocked = "port-blocked"
-    /// The port is frozen (its VM is switching over to another host).
-    case portFrozen = "port-frozen"
-    /// The port's VM has moved away; only frames for it are forwarded, none come from it.
-    case portMoved = "port-moved"
     /// The connection-tracking table is full.
     case conntrackFull = "conntrack-full"
     /// The switch could not hand the frame to the VM's socket (QEMU not there).
