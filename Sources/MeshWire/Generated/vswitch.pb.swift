@@ -265,6 +265,9 @@ public nonisolated struct Hostmesh_V1_VSwitchSecurityPolicy: Sendable {
   /// also allow 0.0.0.0:68 -> 255.255.255.255:67
   public var allowDhcpClient: Bool = false
 
+  /// only a SYN opens a TCP connection (no loose pickup)
+  public var strictTcp: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -703,7 +706,7 @@ nonisolated extension Hostmesh_V1_VSwitchRuleSet: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Hostmesh_V1_VSwitchSecurityPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VSwitchSecurityPolicy"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}anti_spoofing\0\u{1}ingress\0\u{1}egress\0\u{3}allow_ipv6_link_local\0\u{3}allow_dhcp_client\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}anti_spoofing\0\u{1}ingress\0\u{1}egress\0\u{3}allow_ipv6_link_local\0\u{3}allow_dhcp_client\0\u{3}strict_tcp\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -716,6 +719,7 @@ nonisolated extension Hostmesh_V1_VSwitchSecurityPolicy: SwiftProtobuf.Message, 
       case 3: try { try decoder.decodeSingularMessageField(value: &self._egress) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.allowIpv6LinkLocal) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.allowDhcpClient) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.strictTcp) }()
       default: break
       }
     }
@@ -741,6 +745,9 @@ nonisolated extension Hostmesh_V1_VSwitchSecurityPolicy: SwiftProtobuf.Message, 
     if self.allowDhcpClient != false {
       try visitor.visitSingularBoolField(value: self.allowDhcpClient, fieldNumber: 5)
     }
+    if self.strictTcp != false {
+      try visitor.visitSingularBoolField(value: self.strictTcp, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -750,6 +757,7 @@ nonisolated extension Hostmesh_V1_VSwitchSecurityPolicy: SwiftProtobuf.Message, 
     if lhs._egress != rhs._egress {return false}
     if lhs.allowIpv6LinkLocal != rhs.allowIpv6LinkLocal {return false}
     if lhs.allowDhcpClient != rhs.allowDhcpClient {return false}
+    if lhs.strictTcp != rhs.strictTcp {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
