@@ -101,7 +101,7 @@ struct MigrationStateTests {
     /// The whole move of a port whose firewall admits only replies to its own connections:
     /// source A, destination B, a peer VM on C.
     @Test func aPortMovesWithItsConnectionsCountersAndLocation() throws {
-        let policy = SecurityPolicy(ingress: .rules([]))
+        let policy = SecurityPolicy(ingress: .rules([]), looseTCPPickup: false)
         var a = CoreFixture(host: "host-a"), b = CoreFixture(host: "host-b"), c = CoreFixture(host: "host-c")
         let claimed = a.addPort(1, policy: policy)
         let peer = c.addPort(3)

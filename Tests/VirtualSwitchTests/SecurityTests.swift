@@ -76,6 +76,27 @@ struct SecurityTests {
         #expect(f.core.counters(of: "vm1/eth0")?[.ingressPolicy] == 3)
     }
 
+    @Test func strictTCPOpensConnectionsOnlyWithASynAndLooseTCPPicksThemUp() throws {
+        var f = CoreFixture()
+        f.addPort(1, policy: SecurityPolicy(looseTCPPickup: false))
+        f.addPort(2)
+        let midStream = TestFrames.tcp(from: .test(1), to: .test(2), src: .test(1), sport: 40000, dst: .test(2), dport: 7, flags: 0x18)
+        #expect(f.core.onFrameFromPort("vm1/eth0", frame: midStream, now: .origin).deliveredPorts.isEmpty)
+        #expect(f.core.counters(of: "vm1/eth0")?[.conntrackInvalid] == 1)
+        let reply = TestFrames.tcp(from: .test(2), to: .test(1), src: .test(2), sport: 7, dst: .test(1), dport: 40000, flags: 0x18)
+        #expect(f.core.onFrameFromPort("vm2/eth0", frame: reply, now: .origin).deliveredPorts.isEmpty)
+        let syn = TestFrames.tcp(from: .test(1), to: .test(2), src: .test(1), sport: 40000, dst: .test(2), dport: 7, flags: 0x02)
+        #expect(f.core.onFrameFromPort("vm1/eth0", frame: syn, now: .origin).deliveredPorts == ["vm2/eth0"])
+        #expect(f.core.onFrameFromPort("vm2/eth0", frame: reply, now: .origin).deliveredPorts == ["vm1/eth0"])
+        #expect(f.core.onFrameFromPort("vm1/eth0", frame: midStream, now: .origin).deliveredPorts == ["vm2/eth0"])
+
+        var loose = CoreFixture()
+        loose.addPort(1)
+        loose.addPort(2)
+        #expect(loose.core.onFrameFromPort("vm1/eth0", frame: midStream, now: .origin).deliveredPorts == ["vm2/eth0"])
+        #expect(loose.core.onFrameFromPort("vm2/eth0", frame: reply, now: .origin).deliveredPorts == ["vm1/eth0"])
+    }
+
     @Test func egressRulesAllowOnlyListedDestinations() throws {
         var f = CoreFixture()
         f.addPort(1, policy: SecurityPolicy(egress: .rules([.tcp(port: 7, from: IPPrefix("10.77.0.0/24")),

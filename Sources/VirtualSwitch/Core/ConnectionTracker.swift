@@ -83,11 +83,15 @@ struct ConnectionTracker: Sendable {
                 return .allowed
             }
         }
+        // A lone RST opens nothing (and may always go: it only ends things).
+        if flags & IPPacketInfo.TCPFlag.rst != 0 { return .allowed }
+        if packet.proto == IPProtocol.tcp, !policy.looseTCPPickup,
+           flags & (IPPacketInfo.TCPFlag.syn | IPPacketInfo.TCPFlag.ack) != IPPacketInfo.TCPFlag.syn {
+            return .denied(.conntrackInvalid)
+        }
         guard rules.allows(proto: packet.proto, destinationPort: packet.destinationPort, remote: remote) else {
             return .denied(direction.policyDrop)
         }
-        // A lone RST or a reply-only ICMP opens nothing.
-        if flags & IPPacketInfo.TCPFlag.rst != 0 { return .allowed }
         if entries[key] == nil, entries.count >= capacity {
             expire(now: now, force: true)
             if entries.count >= capacity { return .denied(.conntrackFull) }

@@ -16,6 +16,8 @@ public enum DropReason: String, Hashable, Sendable, CaseIterable, Codable {
     case portBlocked = "port-blocked"
     /// The connection-tracking table is full.
     case conntrackFull = "conntrack-full"
+    /// A TCP segment of no tracked connection that cannot open one (strict TCP pickup).
+    case conntrackInvalid = "conntrack-invalid"
     /// The switch could not hand the frame to the VM's socket (QEMU not there).
     case guestUnreachable = "guest-unreachable"
     /// The VM did not read its socket fast enough and the port's backlog was full.

@@ -16,15 +16,22 @@ public struct SecurityPolicy: Hashable, Sendable {
     public var allowIPv6LinkLocal: Bool
     /// Also allow a DHCP client's `0.0.0.0:68 -> 255.255.255.255:67` before it has an address.
     public var allowDHCPClient: Bool
+    /// When true (Linux's default, `nf_conntrack_tcp_loose`), a TCP segment of an untracked
+    /// connection opens one if the rules allow it, so connections survive a lost table (an agent
+    /// restart). When false, only a SYN opens a TCP connection; other segments of untracked
+    /// connections are dropped (`conntrack-invalid`), as security groups drop INVALID, and
+    /// connections survive a move only because the table moves with the port.
+    public var looseTCPPickup: Bool
 
     /// A policy; by default anti-spoofing on and everything allowed in both directions.
     public init(antiSpoofing: Bool = true, ingress: FirewallRules = .allowAll, egress: FirewallRules = .allowAll,
-                allowIPv6LinkLocal: Bool = true, allowDHCPClient: Bool = true) {
+                allowIPv6LinkLocal: Bool = true, allowDHCPClient: Bool = true, looseTCPPickup: Bool = true) {
         self.antiSpoofing = antiSpoofing
         self.ingress = ingress
         self.egress = egress
         self.allowIPv6LinkLocal = allowIPv6LinkLocal
         self.allowDHCPClient = allowDHCPClient
+        self.looseTCPPickup = looseTCPPickup
     }
 
     /// No anti-spoofing, everything allowed (a trusted port).

@@ -64,13 +64,15 @@ enum Wire {
         wire.egress = rules(policy.egress)
         wire.allowIpv6LinkLocal = policy.allowIPv6LinkLocal
         wire.allowDhcpClient = policy.allowDHCPClient
+        wire.strictTcp = !policy.looseTCPPickup
         return wire
     }
 
     static func policy(_ wire: Hostmesh_V1_VSwitchSecurityPolicy) throws(WireDecodingError) -> SecurityPolicy {
         SecurityPolicy(antiSpoofing: wire.antiSpoofing, ingress: try rules(wire.ingress, field: "policy.ingress"),
                        egress: try rules(wire.egress, field: "policy.egress"),
-                       allowIPv6LinkLocal: wire.allowIpv6LinkLocal, allowDHCPClient: wire.allowDhcpClient)
+                       allowIPv6LinkLocal: wire.allowIpv6LinkLocal, allowDHCPClient: wire.allowDhcpClient,
+                       looseTCPPickup: !wire.strictTcp)
     }
 
     private static func rules(_ rules: FirewallRules) -> Hostmesh_V1_VSwitchRuleSet {
