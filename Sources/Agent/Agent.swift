@@ -38,7 +38,8 @@ public struct Agent: Service {
         let store = try AgentStore(stateDirectory: configuration.stateDirectory)
         let vms = VMManager(store: store, stateDirectory: configuration.stateDirectory, options: vmOptions, logger: logger)
         await vms.recover()
-        let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials, logger: logger)
+        let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials,
+                                               stateDirectory: configuration.stateDirectory, logger: logger)
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -60,6 +61,11 @@ public struct Agent: Service {
                     try await listener.run { connection in await serve(connection, coordinator: coordinator) }
                 }
                 group.addTask { try await control.run { request, responder in try await api.handle(request, responder) } }
+                // Finish or roll back what a previous run left under way, then keep asking about doubts.
+                group.addTask {
+                    await coordinator.recover()
+                    await coordinator.retryInDoubt()
+                }
                 for peer in configuration.peers {
                     group.addTask { await greet(peer) }
                 }
@@ -109,11 +115,11 @@ public struct Agent: Service {
                     case .migrationPrepare(let prepare):
                         migrations.insert(prepare.migrationID)
                         fallthrough
-                    case .migrationCommit, .migrationAbort:
+                    case .migrationCommit, .migrationAbort, .migrationQuery:
                         if let reply = await coordinator.handle(envelope.body!, from: connection.peer) {
                             try await outbound.write(EnvelopeWriter.frame(reply))
                         }
-                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .none:
+                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }

@@ -42,8 +42,40 @@ public final class AgentStore: Sendable {
                 t.column("error", .text)
             }
         }
+        migrator.registerMigration("v2-ownership") { db in
+            // Ownership epochs (Protocol.md §6.4): a VM's epoch advances only at a completed
+            // handover; `hold` is set while a handover is in doubt (the guest stays paused).
+            try db.alter(table: "vm") { t in
+                t.add(column: "epoch", .integer).notNull().defaults(to: 1)
+                t.add(column: "hold", .text)
+            }
+            try db.alter(table: "migration") { t in
+                t.add(column: "peerAddress", .text)
+                t.add(column: "epoch", .integer)
+            }
+            // What this host knows about VMs it does not run: who owns them, at which epoch.
+            try db.create(table: "ownership") { t in
+                t.primaryKey("vmId", .text)
+                t.column("owner", .text).notNull()
+                t.column("epoch", .integer).notNull()
+                t.column("updatedAt", .double).notNull()
+            }
+        }
         return migrator
     }
+}
+
+/// Who owns a VM this host does not (or no longer) runs, and at which epoch.
+public struct StoredOwnership: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "ownership"
+    /// VM id.
+    public var vmId: String
+    /// Owning host.
+    public var owner: String
+    /// Ownership epoch.
+    public var epoch: Int64
+    /// Unix seconds.
+    public var updatedAt: Double
 }
 
 /// A VM this agent owns, as stored.
@@ -61,15 +93,20 @@ public struct StoredVM: Codable, Sendable, FetchableRecord, PersistableRecord {
     public var createdAt: Double
     /// Unix seconds.
     public var updatedAt: Double
+    /// Ownership epoch: advances by one at every completed handover.
+    public var epoch: Int64 = 1
+    /// Why the guest is held paused (a handover in doubt), if it is.
+    public var hold: String?
 
     /// A record for `spec`.
-    public init(spec: VMSpec, desiredState: String, now: Date = Date()) throws {
+    public init(spec: VMSpec, desiredState: String, epoch: Int64 = 1, now: Date = Date()) throws {
         id = spec.id
         name = spec.name
         self.spec = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
         self.desiredState = desiredState
         createdAt = now.timeIntervalSince1970
         updatedAt = createdAt
+        self.epoch = epoch
     }
 
     /// The decoded spec.
@@ -101,4 +138,8 @@ public struct StoredMigration: Codable, Sendable, FetchableRecord, PersistableRe
     public var result: String?
     /// Why it failed.
     public var error: String?
+    /// How to reach the peer's agent (host:port), for recovery.
+    public var peerAddress: String?
+    /// The VM's epoch when the migration started.
+    public var epoch: Int64?
 }

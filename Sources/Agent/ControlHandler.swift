@@ -37,6 +37,9 @@ struct ControlHandler: Sendable {
             return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
                 try? await responder.progress(progress)
             }
+        case "vm.resolve":
+            let p = try request.params(ControlTypes.Resolve.self)
+            return ControlTypes.Text(text: try await coordinator.resolve(p.vm, action: p.action))
         case "migrations":
             return try await coordinator.history()
         default:
@@ -48,7 +51,7 @@ struct ControlHandler: Sendable {
 extension MigrationCoordinator {
     /// Every migration this host took part in, newest first.
     func history() async throws -> [MigrationRecord] {
-        try await storeForHistory.database.read { db in
+        try await store.database.read { db in
             try StoredMigration.order(Column("startedAt").desc).fetchAll(db)
         }.map(MigrationRecord.init)
     }

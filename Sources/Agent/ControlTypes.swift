@@ -73,4 +73,17 @@ public enum ControlTypes {
         /// VMs defined here.
         public var vms: Int
     }
+
+    /// `vm.resolve`.
+    public struct Resolve: Codable, Sendable {
+        /// Name or id.
+        public var vm: String
+        /// nil (show), "retry", "resume-here" or "release-here".
+        public var action: String?
+        /// A request.
+        public init(vm: String, action: String?) {
+            self.vm = vm
+            self.action = action
+        }
+    }
 }

@@ -20,6 +20,8 @@ public struct VMInfo: Codable, Sendable, Equatable {
     public var qemuStatus: String?
     /// Why it is not running when it should be.
     public var problem: String?
+    /// Ownership epoch (advances at every completed handover).
+    public var epoch: Int64?
 }
 
 /// `vm show`: the info, the spec and the migration history.

@@ -151,6 +151,11 @@ public actor VMManager {
             info.state = "crashed"
         }
         if let role = migrating[vm.id] { info.state = role == "source" ? "migrating" : "incoming" }
+        if let hold = vm.hold {
+            info.state = "in-doubt"
+            info.problem = hold
+        }
+        info.epoch = vm.epoch
         return info
     }
 
@@ -173,17 +178,38 @@ public actor VMManager {
         return (try vm.decodedSpec(), process)
     }
 
-    /// Ends an outgoing migration: on success the VM now lives elsewhere, so its QEMU quits and
-    /// its record is removed; otherwise it keeps running here.
-    func endOutgoing(_ id: String, movedAway: Bool) async {
+    /// Ends an outgoing migration. When the VM was released (its record is already gone from
+    /// the store: it lives elsewhere) its QEMU quits; otherwise it stays here.
+    func endOutgoing(_ id: String, released: Bool) async {
         migrating[id] = nil
-        guard movedAway else { return }
-        _ = try? await store.database.write { db in try StoredVM.deleteOne(db, key: id) }
+        guard released else { return }
         if let process = processes.removeValue(forKey: id) {
             await process.stop(quitGrace: .seconds(2))
             await process.qmp.close()
         }
         try? FileManager.default.removeItem(atPath: directory(for: id).path)
+    }
+
+    /// The incoming VM is this host's now (its record was journaled with the commit).
+    func adoptIncoming(_ id: String) {
+        migrating[id] = nil
+        problems[id] = nil
+    }
+
+    /// Kills a QEMU left behind by an incoming migration that never committed (after a restart).
+    func discardOrphan(_ id: String) async {
+        let directory = directory(for: id)
+        if let process = try? await VMProcess.adopt(directory: directory, options: options, logger: logger) {
+            process.kill()
+            await process.stop(quitGrace: .milliseconds(200))
+            await process.qmp.close()
+        } else if let pid = directory.readPid() {
+            // Not adoptable (QMP gone): kill it only if it really is this VM's QEMU.
+            if let argv = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8), argv.contains(directory.qmpSocket) {
+                kill(pid, SIGKILL)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: directory.path)
     }
 
     /// Starts QEMU waiting for an incoming migration of `spec` with the source's accelerator.
@@ -205,11 +231,6 @@ public actor VMManager {
         }
     }
 
-    /// The incoming VM now lives here: record it as running.
-    func commitIncoming(_ spec: VMSpec) async throws {
-        try await store.database.write { db in try StoredVM(spec: spec, desiredState: "running").insert(db) }
-        migrating[spec.id] = nil
-    }
 
     /// Discards an incoming VM that did not arrive.
     func abortIncoming(_ id: String) async {

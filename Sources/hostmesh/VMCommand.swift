@@ -8,7 +8,7 @@ struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm",
         abstract: "Define, start, stop and inspect the VMs on this host.",
-        subcommands: [Create.self, Start.self, Stop.self, List.self, Show.self, ConsoleLog.self]
+        subcommands: [Create.self, Start.self, Stop.self, List.self, Show.self, ConsoleLog.self, Resolve.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -89,14 +89,45 @@ struct VMCommand: AsyncParsableCommand {
     }
 }
 
+extension VMCommand {
+    struct Resolve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or settle a VM whose handover is in doubt (its guest is paused on this host).")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name or id.") var vm: String
+        @Flag(help: "Ask the destination again.") var retry = false
+        @Flag(help: "Resume the guest here (only if the destination is down for good).") var resumeHere = false
+        @Flag(help: "Confirms that the destination host is fenced: down and unable to come back with the VM.") var destinationFenced = false
+        @Flag(help: "Release the guest to the destination (only if it runs there).") var releaseHere = false
+        @Flag(help: "Confirms that the guest was seen running on the destination.") var destinationRunsIt = false
+
+        func run() async throws {
+            let action: String?
+            switch (retry, resumeHere, releaseHere) {
+            case (false, false, false): action = nil
+            case (true, false, false): action = "retry"
+            case (false, true, false):
+                guard destinationFenced else { throw ValidationError("--resume-here needs --destination-fenced: resuming while the destination may run the guest would make two copies") }
+                action = "resume-here"
+            case (false, false, true):
+                guard destinationRunsIt else { throw ValidationError("--release-here needs --destination-runs-it: releasing a guest the destination does not run loses it") }
+                action = "release-here"
+            default: throw ValidationError("choose one of --retry, --resume-here, --release-here")
+            }
+            let text = try await control.client.call("vm.resolve", ControlTypes.Resolve(vm: vm, action: action), as: ControlTypes.Text.self)
+            print(text.text)
+        }
+    }
+}
+
 func absolute(_ path: String) -> String {
     path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }
 
 func printVMs(_ infos: [VMInfo]) {
-    printTable(["NAME", "STATE", "VCPUS", "MEMORY", "PID", "ACCEL", "ID"], infos.map {
+    printTable(["NAME", "STATE", "VCPUS", "MEMORY", "PID", "ACCEL", "EPOCH", "ID"], infos.map {
         [$0.name, $0.state, "\($0.vcpus)", "\($0.memoryMiB) MiB", $0.pid.map { "\($0)" } ?? "-",
-         $0.accelerator.map { String($0.prefix(3)) } ?? "-", String($0.id.prefix(8))]
+         $0.accelerator.map { String($0.prefix(3)) } ?? "-", $0.epoch.map { "\($0)" } ?? "-", String($0.id.prefix(8))]
     })
 }
 

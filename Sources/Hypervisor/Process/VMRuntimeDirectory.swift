@@ -58,7 +58,7 @@ public struct VMRuntimeDirectory: Sendable, Equatable, Codable {
     }
 
     /// The pid QEMU wrote, if the file exists and holds a number.
-    func readPid() -> Int32? {
+    public func readPid() -> Int32? {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8) else { return nil }
         return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }

@@ -105,6 +105,22 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .migrationAbort(newValue)}
   }
 
+  public var migrationQuery: Hostmesh_V1_MigrationQuery {
+    get {
+      if case .migrationQuery(let v)? = body {return v}
+      return Hostmesh_V1_MigrationQuery()
+    }
+    set {body = .migrationQuery(newValue)}
+  }
+
+  public var migrationVerdict: Hostmesh_V1_MigrationVerdict {
+    get {
+      if case .migrationVerdict(let v)? = body {return v}
+      return Hostmesh_V1_MigrationVerdict()
+    }
+    set {body = .migrationVerdict(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -117,6 +133,8 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case migrationCommit(Hostmesh_V1_MigrationCommit)
     case migrationCommitted(Hostmesh_V1_MigrationCommitted)
     case migrationAbort(Hostmesh_V1_MigrationAbort)
+    case migrationQuery(Hostmesh_V1_MigrationQuery)
+    case migrationVerdict(Hostmesh_V1_MigrationVerdict)
 
   }
 
@@ -192,6 +210,9 @@ public nonisolated struct Hostmesh_V1_MigrationPrepare: Sendable {
   /// "kvm" or "tcg": the destination MUST run the same
   public var accelerator: String = String()
 
+  /// the VM's ownership epoch at the source; the destination takes epoch + 1 at commit
+  public var epoch: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -259,13 +280,93 @@ public nonisolated struct Hostmesh_V1_MigrationAbort: Sendable {
   public init() {}
 }
 
+/// Source → destination, after a restart or while a handover is in doubt: what do you know?
+public nonisolated struct Hostmesh_V1_MigrationQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var migrationID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Destination → source: the destination's knowledge of a migration (Protocol.md §6.4).
+public nonisolated struct Hostmesh_V1_MigrationVerdict: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var migrationID: String = String()
+
+  public var verdict: Hostmesh_V1_MigrationVerdict.Verdict = .unknown
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Verdict: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// never admitted here, or forgotten: nothing runs here, a late commit is refused
+    case unknown // = 0
+
+    /// admitted, waiting for the commit
+    case receiving // = 1
+
+    /// the guest is (or is about to be) running here
+    case committed // = 2
+
+    /// the copy here was discarded; a late commit is refused
+    case discarded // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unknown
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unknown
+      case 1: self = .receiving
+      case 2: self = .committed
+      case 3: self = .discarded
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unknown: return 0
+      case .receiving: return 1
+      case .committed: return 2
+      case .discarded: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Hostmesh_V1_MigrationVerdict.Verdict] = [
+      .unknown,
+      .receiving,
+      .committed,
+      .discarded,
+    ]
+
+  }
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -390,6 +491,32 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .migrationAbort(v)
         }
       }()
+      case 10: try {
+        var v: Hostmesh_V1_MigrationQuery?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationQuery(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationQuery(v)
+        }
+      }()
+      case 11: try {
+        var v: Hostmesh_V1_MigrationVerdict?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationVerdict(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationVerdict(v)
+        }
+      }()
       default: break
       }
     }
@@ -436,6 +563,14 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .migrationAbort?: try {
       guard case .migrationAbort(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
+    case .migrationQuery?: try {
+      guard case .migrationQuery(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .migrationVerdict?: try {
+      guard case .migrationVerdict(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
     }()
     case nil: break
     }
@@ -556,7 +691,7 @@ nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, S
 
 nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationPrepare"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0\u{1}epoch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -568,6 +703,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
       case 2: try { try decoder.decodeSingularStringField(value: &self.vmSpecJson) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.settingsJson) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.accelerator) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       default: break
       }
     }
@@ -586,6 +722,9 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if !self.accelerator.isEmpty {
       try visitor.visitSingularStringField(value: self.accelerator, fieldNumber: 4)
     }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -594,6 +733,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if lhs.vmSpecJson != rhs.vmSpecJson {return false}
     if lhs.settingsJson != rhs.settingsJson {return false}
     if lhs.accelerator != rhs.accelerator {return false}
+    if lhs.epoch != rhs.epoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -737,4 +877,78 @@ nonisolated extension Hostmesh_V1_MigrationAbort: SwiftProtobuf.Message, SwiftPr
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Hostmesh_V1_MigrationQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationQuery, rhs: Hostmesh_V1_MigrationQuery) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationVerdict: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationVerdict"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}verdict\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.verdict) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
+    }
+    if self.verdict != .unknown {
+      try visitor.visitSingularEnumField(value: self.verdict, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationVerdict, rhs: Hostmesh_V1_MigrationVerdict) -> Bool {
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.verdict != rhs.verdict {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationVerdict.Verdict: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}RECEIVING\0\u{1}COMMITTED\0\u{1}DISCARDED\0")
 }

@@ -1,0 +1,163 @@
+import ControlAPI
+import Foundation
+import GRDB
+import Hypervisor
+import MeshWire
+import Migration
+import SecureChannel
+
+/// Recovery (Protocol.md §6.5): after a restart, every migration the journal shows as under way
+/// is finished or rolled back by the state machines' recovery rules, asking the peer where they
+/// say so. A handover in doubt is retried until the peer answers or an operator decides.
+extension MigrationCoordinator {
+    /// Runs the recovery rules for every unfinished migration. Call once at start, after the
+    /// VM manager has re-adopted running QEMUs.
+    func recover() async {
+        let rows = (try? await journal.unfinished()) ?? []
+        for row in rows {
+            if row.role == "source" {
+                await recoverSource(row)
+            } else {
+                await recoverDestination(row)
+            }
+        }
+    }
+
+    /// Asks the destinations of in-doubt handovers again, every `interval`, until cancelled.
+    func retryInDoubt(every interval: Duration = .seconds(5)) async {
+        while (try? await Task.sleep(for: interval)) != nil {
+            let rows = (try? await journal.unfinished()) ?? []
+            for row in rows where row.role == "source" && row.phase == SourceMigration.Phase.inDoubt.rawValue {
+                await recoverSource(row)
+            }
+        }
+    }
+
+    func recoverSource(_ row: StoredMigration) async {
+        guard let phase = SourceMigration.Phase(rawValue: row.phase) else { return }
+        var machine = SourceMigration(id: row.id, journaled: phase)
+        var queue = machine.handle(.recovered)
+        logger.info("recovering migration", metadata: ["migration.id": "\(row.id)", "migration.role": "source", "migration.phase": "\(phase)"])
+        while !queue.isEmpty {
+            switch queue.removeFirst() {
+            case .journal(let p):
+                try? await journal.setPhase(row.id, p.rawValue, ended: p == .done || p == .aborted)
+            case .sendAbort(let reason):
+                _ = try? await ask(row, { $0.migrationAbort.migrationID = row.id; $0.migrationAbort.reason = reason }, expectAnswer: false)
+            case .resumeLocal:
+                if let process = await vms.process(row.vmId), let status = try? await process.qmp.queryStatus(), !status.running {
+                    try? await process.qmp.cont()
+                }
+                let reclaim = (row.epoch ?? 1) + 2 // above the epoch the destination would have taken
+                try? await journal.reclaim(vm: row.vmId, epoch: reclaim)
+                logger.info("migration rolled back: the guest runs here", metadata: ["migration.id": "\(row.id)", "vm.id": "\(row.vmId)"])
+            case .keepPaused:
+                try? await journal.hold(vm: row.vmId, reason: "handover of migration \(row.id) to \(row.peer) is in doubt: `hostmesh vm resolve` shows the choices")
+            case .queryPeer:
+                guard let answer = try? await ask(row, { $0.migrationQuery.migrationID = row.id }, expectAnswer: true),
+                      case .migrationVerdict(let v)? = answer?.body else {
+                    logger.warning("handover in doubt: the destination does not answer", metadata: ["migration.id": "\(row.id)", "mesh.peer": "\(row.peer)"])
+                    continue
+                }
+                queue += machine.handle(.peerReports(Self.verdict(v)))
+            case .releaseLocal:
+                try? await journal.release(migration: row.id, vm: row.vmId, to: row.peer, epoch: (row.epoch ?? 1) + 1)
+                await vms.endOutgoing(row.vmId, released: true)
+                queue += machine.handle(.released)
+                logger.info("migration completed during recovery: the guest runs on the destination", metadata: ["migration.id": "\(row.id)"])
+            case .sendPrepare, .startTransfer, .sendCommit, .succeeded, .failed:
+                break
+            }
+        }
+    }
+
+    func recoverDestination(_ row: StoredMigration) async {
+        guard let phase = DestinationMigration.Phase(rawValue: row.phase) else { return }
+        let process = await vms.process(row.vmId)
+        let alive = await process?.exitIfEnded() == nil && process != nil
+        var machine = DestinationMigration(id: row.id, journaled: phase, reason: row.error ?? "")
+        logger.info("recovering migration", metadata: ["migration.id": "\(row.id)", "migration.role": "destination", "migration.phase": "\(phase)"])
+        for directive in machine.handle(.recovered(qemuAlive: alive || phase == .admitted)) {
+            switch directive {
+            case .journal(let p):
+                let reason = phase == .committed ? "the destination QEMU died before resuming the guest" : "the destination agent restarted before the commit"
+                try? await journal.setPhase(row.id, p.rawValue, error: reason, ended: true)
+                if phase == .committed {
+                    // No copy here after all: forget the VM so the source takes it back.
+                    _ = try? await store.database.write { db in try StoredVM.deleteOne(db, key: row.vmId) }
+                }
+            case .discard:
+                await vms.discardOrphan(row.vmId)
+            case .resume:
+                if let process, let status = try? await process.qmp.queryStatus(), !status.running { try? await process.qmp.cont() }
+                try? await journal.setPhase(row.id, DestinationMigration.Phase.running.rawValue, ended: true)
+            default:
+                break
+            }
+        }
+    }
+
+    static func verdict(_ v: Hostmesh_V1_MigrationVerdict) -> DestinationMigration.Verdict {
+        switch v.verdict {
+        case .receiving: return .receiving
+        case .committed: return .committed
+        case .discarded: return .discarded(v.reason)
+        case .unknown, .UNRECOGNIZED: return .unknown
+        }
+    }
+
+    /// Opens a control channel to the migration's peer, sends one envelope and (optionally)
+    /// waits for one answer. Nil answer when none was expected.
+    func ask(_ row: StoredMigration, _ build: (inout Hostmesh_V1_AgentEnvelope) -> Void, expectAnswer: Bool) async throws -> Hostmesh_V1_AgentEnvelope?? {
+        guard let address = row.peerAddress.flatMap({ try? HostPort(parsing: $0) }) else { return nil }
+        var control = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(3))
+        control.policy.purpose = "control"
+        control.policy.expectedPeer = row.peer == row.peerAddress ? nil : row.peer
+        let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        build(&envelope)
+        return try await connection.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(EnvelopeWriter.frame(envelope))
+            guard expectAnswer else { return .some(nil) }
+            var reader = EnvelopeReader(inbound)
+            return .some(try await reader.next())
+        }
+    }
+
+    /// `hostmesh vm resolve`: the state of a VM's in-doubt handover and, with an action, a decision.
+    func resolve(_ reference: String, action: String?) async throws -> String {
+        let vm = try await vms.find(reference)
+        let rows = (try await journal.unfinished()).filter { $0.vmId == vm.id && $0.role == "source" }
+        guard let row = rows.last, row.phase == SourceMigration.Phase.inDoubt.rawValue || vm.hold != nil else {
+            return "\(vm.name) has no handover in doubt (epoch \(vm.epoch))."
+        }
+        let state = "\(vm.name): handover to \(row.peer) (migration \(row.id)) is in doubt; the guest is paused here at epoch \(vm.epoch)."
+        switch action {
+        case nil:
+            return state + """
+
+              Safe choices:
+                hostmesh vm resolve \(vm.name) --retry                    ask \(row.peer) again (also retried every 5 s)
+                hostmesh vm resolve \(vm.name) --resume-here --destination-fenced
+                    only if \(row.peer) is down and cannot come back with the VM (powered off, its disk wiped)
+                hostmesh vm resolve \(vm.name) --release-here --destination-runs-it
+                    only if you have seen the guest running on \(row.peer)
+            """
+        case "retry"?:
+            await recoverSource(row)
+            let after = try await journal.migration(row.id)
+            return "asked \(row.peer): migration is now \(after?.phase ?? "?")"
+        case "resume-here"?:
+            if let process = await vms.process(vm.id), let status = try? await process.qmp.queryStatus(), !status.running { try await process.qmp.cont() }
+            try await journal.reclaim(vm: vm.id, epoch: (row.epoch ?? vm.epoch) + 2)
+            try await journal.setPhase(row.id, SourceMigration.Phase.aborted.rawValue, error: "operator resumed the guest on the source", ended: true)
+            return "\(vm.name) resumed here at epoch \((row.epoch ?? vm.epoch) + 2)"
+        case "release-here"?:
+            try await journal.release(migration: row.id, vm: vm.id, to: row.peer, epoch: (row.epoch ?? vm.epoch) + 1)
+            await vms.endOutgoing(vm.id, released: true)
+            return "\(vm.name) released to \(row.peer)"
+        default:
+            throw ControlError.badRequest("unknown action \(action ?? "")")
+        }
+    }
+}

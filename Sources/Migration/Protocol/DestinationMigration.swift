@@ -1,0 +1,142 @@
+/// The destination side of a migration as a pure state machine (Protocol.md §6.4). The shell
+/// MUST finish each `.journal` directive durably before the directives after it.
+///
+/// The invariant it keeps: the guest runs here only after a commit from the migration's source
+/// has been journaled here, together with the VM's new ownership epoch; and once this side has
+/// told the source it discarded its copy (or never heard of the migration), it never accepts
+/// that commit later.
+public struct DestinationMigration: Sendable, Equatable {
+    /// Where the migration stands; journaled on every change.
+    public enum Phase: String, Sendable, Codable, CaseIterable {
+        /// Admitted: capacity reserved, QEMU waiting for the stream (paused, `-S`).
+        case admitted
+        /// The commit arrived and the new ownership epoch is journaled: the guest is ours.
+        case committed
+        /// The guest runs here.
+        case running
+        /// Discarded: no copy here, and a late commit is refused.
+        case discarded
+    }
+
+    /// What this side tells a source that asks about a migration (after a restart or when in doubt).
+    public enum Verdict: Sendable, Equatable {
+        /// Never admitted here (or forgotten): treat as discarded; nothing will run here.
+        case unknown
+        /// Admitted and still waiting for the commit.
+        case receiving
+        /// The guest is (or is about to be) running here.
+        case committed
+        /// The copy here was discarded, for this reason.
+        case discarded(String)
+    }
+
+    /// What happened.
+    public enum Event: Sendable, Equatable {
+        /// The source asked to migrate; `accept` is the admission decision (nil) or the refusal.
+        case prepare(refusal: String?)
+        /// QEMU here is ready to receive (listening on its incoming socket).
+        case ready
+        /// The source committed; `loaded` says whether QEMU has the whole guest (or is in post-copy).
+        case commit(loaded: Bool)
+        /// QEMU here runs the guest.
+        case resumed
+        /// The source aborted, or its channel ended before commit, or QEMU here failed.
+        case abort(String)
+        /// The source asks what this side knows.
+        case query
+        /// The agent restarted and found this migration in its journal; `qemuAlive` says
+        /// whether this migration's QEMU is still running.
+        case recovered(qemuAlive: Bool)
+    }
+
+    /// What to do.
+    public enum Directive: Sendable, Equatable {
+        /// Persist the phase (and, for `committed`, the VM's new owner and epoch) before anything after it.
+        case journal(Phase)
+        /// Reserve capacity and start QEMU waiting for the incoming stream.
+        case launchIncoming
+        /// Answer the prepare: nil means admitted.
+        case replyPrepared(refusal: String?)
+        /// Resume the guest (QEMU `cont`).
+        case resume
+        /// Answer the commit: nil means the guest runs here.
+        case replyCommitted(error: String?)
+        /// Kill this migration's QEMU and release the reservation.
+        case discard
+        /// Answer a query.
+        case replyVerdict(Verdict)
+    }
+
+    /// Migration id.
+    public let id: String
+    /// Current phase (nil before admission).
+    public private(set) var phase: Phase?
+    private var discardReason = ""
+
+    /// A migration the source just asked for.
+    public init(id: String) { self.id = id }
+
+    /// A migration read back from the journal.
+    public init(id: String, journaled phase: Phase, reason: String = "") {
+        self.id = id
+        self.phase = phase
+        discardReason = reason
+    }
+
+    /// Feeds one event; returns what to do, in order.
+    public mutating func handle(_ event: Event) -> [Directive] {
+        switch (phase, event) {
+        case (nil, .prepare(let refusal?)):
+            return [.replyPrepared(refusal: refusal)]
+        case (nil, .prepare(nil)):
+            return move(.admitted) + [.launchIncoming]
+        case (.admitted, .ready):
+            return [.replyPrepared(refusal: nil)]
+        case (.admitted, .commit(loaded: true)):
+            // Ownership first: once journaled, a crash before `cont` resumes here on recovery.
+            return move(.committed) + [.resume]
+        case (.admitted, .commit(loaded: false)):
+            return discard("the commit arrived before the guest had loaded") + [.replyCommitted(error: discardReason)]
+        case (.committed, .resumed):
+            return move(.running) + [.replyCommitted(error: nil)]
+        case (.committed, .abort(let why)):
+            // Too late to discard: the guest is ours. Report it so the source does not wait.
+            return [.replyCommitted(error: "resume failed after commit: \(why)")]
+        case (.admitted, .abort(let why)):
+            return discard(why)
+        case (nil, .commit), (.discarded, .commit):
+            return [.replyCommitted(error: discardReason.isEmpty ? "unknown migration" : "discarded: \(discardReason)")]
+        case (_, .query):
+            return [.replyVerdict(verdict)]
+        case (.admitted, .recovered):
+            // The stream died with the agent: discard, whatever QEMU loaded.
+            return discard("the destination agent restarted before the commit")
+        case (.committed, .recovered(qemuAlive: true)):
+            return [.resume]
+        case (.committed, .recovered(qemuAlive: false)):
+            return move(.discarded) + []
+        default:
+            return []
+        }
+    }
+
+    /// What this side would tell the source now.
+    public var verdict: Verdict {
+        switch phase {
+        case nil: return .unknown
+        case .admitted?: return .receiving
+        case .committed?, .running?: return .committed
+        case .discarded?: return .discarded(discardReason)
+        }
+    }
+
+    private mutating func move(_ next: Phase) -> [Directive] {
+        phase = next
+        return [.journal(next)]
+    }
+
+    private mutating func discard(_ why: String) -> [Directive] {
+        discardReason = why
+        return move(.discarded) + [.discard]
+    }
+}

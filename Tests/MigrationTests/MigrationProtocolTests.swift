@@ -1,0 +1,231 @@
+@testable import Migration
+import Testing
+
+@Suite struct MigrationProtocolTests {
+    @Test func happyPathJournalsBeforeEveryEffect() {
+        var s = SourceMigration(id: "m")
+        var d = DestinationMigration(id: "m")
+        #expect(s.handle(.start) == [.journal(.requested), .sendPrepare])
+        #expect(d.handle(.prepare(refusal: nil)) == [.journal(.admitted), .launchIncoming])
+        #expect(d.handle(.ready) == [.replyPrepared(refusal: nil)])
+        #expect(s.handle(.admitted) == [.journal(.admitted), .startTransfer])
+        #expect(s.transferStarted() == [.journal(.transferring)])
+        #expect(s.handle(.transferCompleted) == [.journal(.committing), .sendCommit])
+        #expect(d.handle(.commit(loaded: true)) == [.journal(.committed), .resume])
+        #expect(d.handle(.resumed) == [.journal(.running), .replyCommitted(error: nil)])
+        #expect(s.handle(.committed) == [.journal(.committed), .releaseLocal])
+        #expect(s.handle(.released) == [.journal(.done), .succeeded])
+    }
+
+    @Test func failuresBeforeCommitLeaveTheGuestOnTheSource() {
+        for event in [SourceMigration.Event.transferFailed("qemu"), .peerLost("cut")] {
+            var s = SourceMigration(id: "m")
+            _ = s.handle(.start); _ = s.handle(.admitted)
+            let out = s.handle(event)
+            #expect(out.first == .journal(.aborted) && out.contains(.resumeLocal))
+        }
+        var refused = SourceMigration(id: "m")
+        _ = refused.handle(.start)
+        #expect(refused.handle(.refused("full")).contains(.resumeLocal))
+    }
+
+    @Test func lostAnswerToCommitIsInDoubtAndNeverResumes() {
+        var s = SourceMigration(id: "m", journaled: .committing)
+        let out = s.handle(.peerLost("timeout"))
+        #expect(out.first == .journal(.inDoubt) && out.contains(.keepPaused) && !out.contains(.resumeLocal))
+        // Resolution: only the destination's word releases the guest here.
+        var a = s; #expect(a.handle(.peerReports(.committed)).contains(.releaseLocal))
+        var b = s; #expect(b.handle(.peerReports(.discarded("lost"))).contains(.resumeLocal))
+        var c = s; #expect(c.handle(.peerReports(.unknown)).contains(.resumeLocal))
+    }
+
+    @Test func destinationFencesLateCommits() {
+        var d = DestinationMigration(id: "m")
+        _ = d.handle(.prepare(refusal: nil))
+        #expect(d.handle(.abort("channel ended")) == [.journal(.discarded), .discard])
+        #expect(d.handle(.commit(loaded: true)) == [.replyCommitted(error: "discarded: channel ended")])
+        #expect(d.verdict == .discarded("channel ended"))
+        var fresh = DestinationMigration(id: "x")
+        #expect(fresh.handle(.commit(loaded: true)) == [.replyCommitted(error: "unknown migration")])
+        #expect(fresh.verdict == .unknown)
+    }
+
+    @Test func recoveryRules() {
+        for phase in [SourceMigration.Phase.requested, .admitted, .transferring] {
+            var s = SourceMigration(id: "m", journaled: phase)
+            #expect(s.handle(.recovered).contains(.resumeLocal))
+        }
+        var committing = SourceMigration(id: "m", journaled: .committing)
+        #expect(committing.handle(.recovered) == [.journal(.inDoubt), .keepPaused, .queryPeer])
+        var committed = SourceMigration(id: "m", journaled: .committed)
+        #expect(committed.handle(.recovered) == [.releaseLocal])
+        var admitted = DestinationMigration(id: "m", journaled: .admitted)
+        #expect(admitted.handle(.recovered(qemuAlive: true)) == [.journal(.discarded), .discard])
+        var owned = DestinationMigration(id: "m", journaled: .committed)
+        #expect(owned.handle(.recovered(qemuAlive: true)) == [.resume])
+    }
+
+    /// A seeded simulation of both machines with their guests, a lossy channel, agent crashes
+    /// and restarts, and in-doubt resolution. At every step at most one copy of the guest runs;
+    /// once everything has settled, the guest exists on exactly one host.
+    @Test func neverTwoRunningCopies() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = SplitMix(state: seed)
+        for round in 0..<3000 {
+            var world = World()
+            world.run(&rng)
+            #expect(world.maxRunning <= 1, "seed \(seed) round \(round): two copies ran: \(world.trace)")
+            #expect(world.copies == 1, "seed \(seed) round \(round): \(world.copies) copies at the end: \(world.trace)")
+        }
+    }
+}
+
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The two agents, their QEMUs and a channel, driven by random faults.
+struct World {
+    enum Guest { case none, paused, running }
+    enum Message { case prepare, prepared(String?), commit, committed(String?), abort, query, verdict(DestinationMigration.Verdict) }
+
+    var source = SourceMigration(id: "m")
+    var destination = DestinationMigration(id: "m")
+    var sourceGuest = Guest.running
+    var destinationGuest = Guest.none
+    var toDestination: [Message] = []
+    var toSource: [Message] = []
+    var sourceJournal = SourceMigration.Phase.requested
+    var destinationJournal: DestinationMigration.Phase?
+    var maxRunning = 1
+    var trace: [String] = []
+    var finished = false
+
+    var copies: Int { (sourceGuest == .none ? 0 : 1) + (destinationGuest == .none ? 0 : 1) }
+
+    mutating func observe() {
+        let running = (sourceGuest == .running ? 1 : 0) + (destinationGuest == .running ? 1 : 0)
+        maxRunning = max(maxRunning, running)
+    }
+
+    mutating func sourceDo(_ directives: [SourceMigration.Directive]) {
+        for d in directives {
+            trace.append("S:\(d)")
+            switch d {
+            case .journal(let p): sourceJournal = p
+            case .sendPrepare: toDestination.append(.prepare)
+            case .startTransfer: sourceDo(source.transferStarted())
+            case .sendCommit: toDestination.append(.commit)
+            case .sendAbort: toDestination.append(.abort)
+            case .queryPeer: toDestination.append(.query)
+            case .resumeLocal: if sourceGuest == .paused { sourceGuest = .running }
+            case .keepPaused: break
+            case .releaseLocal:
+                sourceGuest = .none
+                sourceDo(source.handle(.released))
+            case .succeeded, .failed: finished = true
+            }
+            observe()
+        }
+    }
+
+    mutating func destinationDo(_ directives: [DestinationMigration.Directive]) {
+        for d in directives {
+            trace.append("D:\(d)")
+            switch d {
+            case .journal(let p): destinationJournal = p
+            case .launchIncoming:
+                destinationGuest = .paused
+                destinationDo(destination.handle(.ready))
+            case .replyPrepared(let refusal): toSource.append(.prepared(refusal))
+            case .resume:
+                if destinationGuest == .paused {
+                    destinationGuest = .running
+                    destinationDo(destination.handle(.resumed))
+                }
+            case .replyCommitted(let error): toSource.append(.committed(error))
+            case .discard: destinationGuest = .none
+            case .replyVerdict(let v): toSource.append(.verdict(v))
+            }
+            observe()
+        }
+    }
+
+    mutating func deliverToDestination(_ m: Message) {
+        switch m {
+        case .prepare: destinationDo(destination.handle(.prepare(refusal: nil)))
+        case .commit: destinationDo(destination.handle(.commit(loaded: destinationGuest != .none)))
+        case .abort: destinationDo(destination.handle(.abort("source aborted")))
+        case .query: destinationDo(destination.handle(.query))
+        default: break
+        }
+    }
+
+    mutating func deliverToSource(_ m: Message) {
+        switch m {
+        case .prepared(nil): sourceDo(source.handle(.admitted))
+        case .prepared(let refusal?): sourceDo(source.handle(.refused(refusal)))
+        case .committed(nil): sourceDo(source.handle(.committed))
+        case .committed(let e?): sourceDo(source.handle(.commitRefused(e)))
+        case .verdict(let v): sourceDo(source.handle(.peerReports(v)))
+        default: break
+        }
+    }
+
+    mutating func run(_ rng: inout SplitMix) {
+        sourceDo(source.handle(.start))
+        var steps = 0
+        while steps < 200 {
+            steps += 1
+            switch Int.random(in: 0..<100, using: &rng) {
+            case 0..<35 where !toDestination.isEmpty: deliverToDestination(toDestination.removeFirst())
+            case 35..<70 where !toSource.isEmpty: deliverToSource(toSource.removeFirst())
+            case 70..<78 where source.phase == .transferring || source.phase == .admitted:
+                // QEMU finishes sending: the guest stops here for good.
+                sourceGuest = .paused
+                trace.append("S:qemu completed")
+                sourceDo(source.handle(.transferCompleted))
+            case 78..<81 where source.phase == .transferring:
+                trace.append("S:qemu failed")
+                sourceDo(source.handle(.transferFailed("qemu")))
+            case 81..<85:
+                // The channel breaks: messages in flight are lost; both sides notice.
+                trace.append("cut")
+                toDestination.removeAll(); toSource.removeAll()
+                sourceDo(source.handle(.peerLost("cut")))
+                destinationDo(destination.handle(.abort("channel ended")))
+            case 85..<89:
+                // The source agent crashes and restarts from its journal (its QEMU lives on).
+                trace.append("S:crash")
+                toSource.removeAll()
+                source = SourceMigration(id: "m", journaled: sourceJournal)
+                sourceDo(source.handle(.recovered))
+            case 89..<93:
+                trace.append("D:crash")
+                toDestination.removeAll()
+                destination = destinationJournal.map { DestinationMigration(id: "m", journaled: $0) } ?? DestinationMigration(id: "m")
+                destinationDo(destination.handle(.recovered(qemuAlive: destinationGuest != .none)))
+            default:
+                if toDestination.isEmpty && toSource.isEmpty && source.phase == .inDoubt {
+                    sourceDo([.queryPeer]) // the operator (or a timer) asks again
+                }
+            }
+            if finished && toDestination.isEmpty && toSource.isEmpty && source.phase != .inDoubt { break }
+        }
+        // Heal: deliver everything, resolve doubt, until quiet.
+        for _ in 0..<50 {
+            if !toDestination.isEmpty { deliverToDestination(toDestination.removeFirst()); continue }
+            if !toSource.isEmpty { deliverToSource(toSource.removeFirst()); continue }
+            if source.phase == .inDoubt { sourceDo([.queryPeer]); continue }
+            if source.phase == .committed { sourceDo(source.handle(.recovered)); continue }
+            break
+        }
+    }
+}
