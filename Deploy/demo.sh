@@ -31,9 +31,9 @@ for h in node-a node-b; do
 done
 
 step "2. Two agents prove who they are to each other and talk over an encrypted channel"
-"$BIN" agent --state-dir "$W/node-a" --listen 127.0.0.1:17946 >"$W/a.log" 2>&1 & PIDS+=($!)
+"$BIN" agent --state-dir "$W/node-a" --listen 127.0.0.1:17946 --overlay 127.0.0.1:17956 >"$W/a.log" 2>&1 & PIDS+=($!)
 wait_for "$W/a.log" "agent listening"
-"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17947 --peer 127.0.0.1:17946 >"$W/b.log" 2>&1 & PIDS+=($!)
+"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17947 --overlay 127.0.0.1:17957 --peer 127.0.0.1:17946 >"$W/b.log" 2>&1 & PIDS+=($!)
 wait_for "$W/b.log" "hello reply"
 wait_for "$W/a.log" "encrypted note received"
 echo "-- node-a's log:"; grep -E "listening|proved|hello|note" "$W/a.log" | showlog
@@ -62,7 +62,7 @@ step "4. A host certified by another domain is refused, and both sides log why"
 "$BIN" domain certify --domain-dir "$W/rogue" --host-pub "$W/mallory/host.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/mallory" "$W/rogue/domain.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/mallory" "$W/lab/domain.pub" >/dev/null   # mallory knows lab's public key
-"$BIN" agent --state-dir "$W/mallory" --listen 127.0.0.1:17948 --peer 127.0.0.1:17946 >"$W/m.log" 2>&1 & PIDS+=($!)
+"$BIN" agent --state-dir "$W/mallory" --listen 127.0.0.1:17948 --overlay 127.0.0.1:17958 --peer 127.0.0.1:17946 >"$W/m.log" 2>&1 & PIDS+=($!)
 wait_for "$W/m.log" "could not establish"
 wait_for "$W/a.log" "refused secure channel"
 echo "-- mallory's log:"; grep "could not establish" "$W/m.log" | showlog
@@ -70,7 +70,7 @@ echo "-- node-a's log:";  grep "refused secure channel" "$W/a.log" | showlog
 
 step "5. A key file that others can read is refused"
 chmod 644 "$W/node-b/host.key"
-"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17949 2>&1 | show || true
+"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17949 --overlay 127.0.0.1:17959 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
 step "done: two agents authenticated each other, a running VM moved between them and back, an outsider and a careless key were refused"

@@ -37,6 +37,11 @@ public struct Agent: Service {
     public func run() async throws {
         let store = try AgentStore(stateDirectory: configuration.stateDirectory)
         let vms = VMManager(store: store, stateDirectory: configuration.stateDirectory, options: vmOptions, logger: logger)
+        let network = try AgentNetwork(hostID: credentials.identity.hostID, overlay: configuration.overlayListen,
+                                       networks: configuration.networks, logger: logger)
+        try await network.start()
+        let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: configuration.overlayListen.host, port: $0) }
+        await vms.use(network: network)
         await vms.recover()
         let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials,
                                                stateDirectory: configuration.stateDirectory, logger: logger)
@@ -48,6 +53,7 @@ public struct Agent: Service {
             return MigrationStreamAcceptor.route(session) { peer, hello in try coordinator.authorizeStream(peer: peer, hello: hello) }
         }
         let bound = HostPort(host: listen.host, port: listener.localAddress?.port ?? listen.port)
+        let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger)
         let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, credentials: credentials, listen: bound)
         logger.info("agent listening", metadata: [
@@ -58,7 +64,7 @@ public struct Agent: Service {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
-                    try await listener.run { connection in await serve(connection, coordinator: coordinator) }
+                    try await listener.run { connection in await serve(connection, coordinator: coordinator, peers: peers) }
                 }
                 group.addTask { try await control.run { request, responder in try await api.handle(request, responder) } }
                 // Finish or roll back what a previous run left under way, then keep asking about doubts.
@@ -67,7 +73,7 @@ public struct Agent: Service {
                     await coordinator.retryInDoubt()
                 }
                 for peer in configuration.peers {
-                    group.addTask { await greet(peer) }
+                    group.addTask { await peers.greet(peer) }
                 }
             }
         } onGracefulShutdown: {
@@ -76,14 +82,6 @@ public struct Agent: Service {
                 await control.close()
             }
         }
-    }
-
-    private func hello() -> Hostmesh_V1_AgentHello {
-        var hello = Hostmesh_V1_AgentHello()
-        hello.hostID = credentials.identity.hostID
-        hello.software = Self.software
-        hello.unixTime = Int64(Date().timeIntervalSince1970)
-        return hello
     }
 
     private func proofMetadata(_ connection: SecureConnection) -> Logger.Metadata {
@@ -96,7 +94,7 @@ public struct Agent: Service {
     }
 
     /// Answers a channel another agent opened.
-    private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator) async {
+    private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator, peers: PeerLinks) async {
         logger.info("peer proved its identity", metadata: proofMetadata(connection))
         var migrations = Set<String>()
         do {
@@ -105,11 +103,12 @@ public struct Agent: Service {
                 while let envelope = try await reader.next() {
                     switch envelope.body {
                     case .hello(let hello):
-                        try checkClaim(hello, connection)
+                        try PeerLinks.checkClaim(hello, connection)
                         logger.info("hello", metadata: ["mesh.peer": "\(hello.hostID)", "mesh.software": "\(hello.software)"])
                         var reply = Hostmesh_V1_AgentEnvelope()
-                        reply.helloReply = self.hello()
+                        reply.helloReply = peers.hello()
                         try await outbound.write(EnvelopeWriter.frame(reply))
+                        await peers.helloExchanged(hello, on: connection, initiatedHere: false)
                     case .note(let note):
                         logger.info("encrypted note received", metadata: ["mesh.peer": "\(connection.peer.hostID)", "note": "\(note.text)"])
                     case .migrationPrepare(let prepare):
@@ -131,35 +130,4 @@ public struct Agent: Service {
         await coordinator.channelEnded(migrations: migrations)
     }
 
-    /// Opens a channel to a configured peer, exchanges hellos and an encrypted note.
-    private func greet(_ peer: HostPort) async {
-        do {
-            let connection = try await SecureConnection.connect(host: peer.host, port: peer.port,
-                                                                configuration: SecureChannelConfiguration(credentials: credentials), logger: logger)
-            logger.info("peer proved its identity", metadata: proofMetadata(connection).merging(["mesh.address": "\(peer)"]) { a, _ in a })
-            try await connection.channel.executeThenClose { inbound, outbound in
-                var hello = Hostmesh_V1_AgentEnvelope()
-                hello.hello = self.hello()
-                try await outbound.write(EnvelopeWriter.frame(hello))
-                var reader = EnvelopeReader(inbound)
-                guard case .helloReply(let reply)? = try await reader.next()?.body else {
-                    throw AgentError.protocolViolation("\(peer) did not answer the hello")
-                }
-                try checkClaim(reply, connection)
-                logger.info("hello reply", metadata: ["mesh.peer": "\(reply.hostID)", "mesh.software": "\(reply.software)",
-                                                      "mesh.clock_skew_s": "\(reply.unixTime - Int64(Date().timeIntervalSince1970))"])
-                var note = Hostmesh_V1_AgentEnvelope()
-                note.note.text = "greetings from \(credentials.identity.hostID), sealed with \(connection.session.aead.rawValue)"
-                try await outbound.write(EnvelopeWriter.frame(note))
-            }
-        } catch {
-            logger.error("could not establish a secure channel", metadata: ["mesh.address": "\(peer)", "mesh.reason": "\(error)"])
-        }
-    }
-
-    private func checkClaim(_ hello: Hostmesh_V1_AgentHello, _ connection: SecureConnection) throws {
-        guard hello.hostID == connection.peer.hostID else {
-            throw AgentError.protocolViolation("hello claims \(hello.hostID) but the certificate proves \(connection.peer.hostID)")
-        }
-    }
 }

@@ -9,6 +9,9 @@ import TOMLKit
 ///     peers = ["10.0.0.2:7946"]
 ///     log_level = "info"
 ///     qemu_binary = "qemu-system-x86_64"
+///     overlay_listen = "0.0.0.0:7947"
+///     [networks]
+///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// Where host.key, host.cert and trust/ live, and the agent's durable state.
     public var stateDirectory: String = "/var/lib/hostmesh"
@@ -20,6 +23,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var logLevel: String = "info"
     /// The QEMU binary: a path, or a name looked up on PATH.
     public var qemuBinary: String = "qemu-system-x86_64"
+    /// UDP address of the virtual switch's encrypted overlay.
+    public var overlayListen: HostPort = HostPort(host: "0.0.0.0", port: 7947)
+    /// Virtual networks, by name, with their segment ids (the same on every host of a domain).
+    public var networks: [String: UInt32] = ["default": 1]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -27,6 +34,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case peers
         case logLevel = "log_level"
         case qemuBinary = "qemu_binary"
+        case overlayListen = "overlay_listen"
+        case networks
     }
 
     /// All defaults.
@@ -41,6 +50,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         peers = try c.decodeIfPresent([HostPort].self, forKey: .peers) ?? defaults.peers
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? defaults.logLevel
         qemuBinary = try c.decodeIfPresent(String.self, forKey: .qemuBinary) ?? defaults.qemuBinary
+        overlayListen = try c.decodeIfPresent(HostPort.self, forKey: .overlayListen) ?? defaults.overlayListen
+        networks = try c.decodeIfPresent([String: UInt32].self, forKey: .networks) ?? defaults.networks
     }
 
     /// Reads a TOML file.

@@ -17,6 +17,11 @@ public actor VMManager {
     /// VMs in the middle of a migration, by id, with their role.
     private var migrating: [String: String] = [:]
     private var problems: [String: String] = [:]
+    /// The virtual switch the VMs' NICs plug into (nil: VMs get no network).
+    private var network: AgentNetwork?
+
+    /// Plugs VMs into the agent's virtual switch from now on.
+    func use(network: AgentNetwork) { self.network = network }
 
     /// A manager over `store`, keeping runtime directories under `<stateDirectory>/vms`.
     public init(store: AgentStore, stateDirectory: String, options: VMProcess.Options = VMProcess.Options(), logger: Logger) {
@@ -38,6 +43,11 @@ public actor VMManager {
             do {
                 let process = try await VMProcess.adopt(directory: directory(for: vm.id), options: options, logger: logger)
                 processes[vm.id] = process
+                if let spec = try? vm.decodedSpec() {
+                    do { try await network?.attach(spec) } catch {
+                        logger.warning("cannot re-create the VM's switch ports", metadata: ["vm.id": "\(vm.id)", "error": "\(error)"])
+                    }
+                }
                 logger.info("re-adopted running VM", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)", "vm.pid": "\(process.pid)"])
             } catch {
                 problems[vm.id] = "not running after agent restart: \(error)"
@@ -49,6 +59,7 @@ public actor VMManager {
     /// Defines a VM (stopped).
     public func create(_ spec: VMSpec) async throws -> VMInfo {
         do { try spec.validate() } catch { throw ControlError.badRequest("\(error)") }
+        let spec = AgentNetwork.localize(spec, directory: directory(for: spec.id))
         let record = try StoredVM(spec: spec, desiredState: "stopped")
         try await store.database.write { db in
             if try StoredVM.filter(Column("name") == spec.name).fetchCount(db) > 0 {
@@ -69,6 +80,7 @@ public actor VMManager {
         let spec = try vm.decodedSpec()
         try await setDesired(vm.id, "running")
         do {
+            try await network?.attach(spec)
             processes[vm.id] = try await VMProcess.launch(spec: spec, directory: directory(for: vm.id), options: options, logger: logger)
             problems[vm.id] = nil
         } catch {
@@ -88,6 +100,7 @@ public actor VMManager {
             await process.stop()
             await process.qmp.close()
         }
+        if let spec = try? vm.decodedSpec() { await network?.detach(spec) }
         problems[vm.id] = nil
         logger.info("VM stopped", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
         return try await info(vm.id)

@@ -173,6 +173,7 @@ struct LocalMesh: Sendable {
             var configuration = AgentConfiguration()
             configuration.stateDirectory = dir
             configuration.channelListen = HostPort(host: "127.0.0.1", port: 0)
+            configuration.overlayListen = HostPort(host: "127.0.0.1", port: 0)
             let credentials = try AgentCredentials.load(stateDirectory: dir)
             let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
             let agent = Agent(configuration: configuration, credentials: credentials, logger: logger) { bound in

@@ -13,6 +13,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("peer"), help: "An agent to contact at start (repeatable).") var peers: [String] = []
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
     @Option(help: "QEMU binary (default qemu-system-x86_64 on PATH).") var qemu: String?
+    @Option(help: "UDP address of the virtual switch overlay (default 0.0.0.0:7947).") var overlay: String?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -21,6 +22,7 @@ struct AgentCommand: AsyncParsableCommand {
         if !peers.isEmpty { configuration.peers = try peers.map { try HostPort(parsing: $0) } }
         if let logLevel { configuration.logLevel = logLevel }
         if let qemu { configuration.qemuBinary = qemu }
+        if let overlay { configuration.overlayListen = try HostPort(parsing: overlay) }
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
         }

@@ -115,7 +115,7 @@ final class AgentProcess: @unchecked Sendable {
 
     static func start(hostID: String, stateDirectory: String, arguments: [String]) async throws -> AgentProcess {
         let logPath = stateDirectory + "/agent.log"
-        let pid = try spawn(binary, ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--log-level", "debug"] + arguments,
+        let pid = try spawn(binary, ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--log-level", "debug"] + arguments,
                             logPath: logPath)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {

@@ -57,8 +57,14 @@ public struct VMSpec: Codable, Sendable, Equatable {
         public var id: String
         /// MAC address, `52:54:00:xx:xx:xx` style, kept across migrations.
         public var mac: String
-        /// Where the NIC's frames go.
+        /// Where the NIC's frames go. The socket paths are host-local: each host sets its own
+        /// when it runs the VM (a migration destination rewrites them).
         public var attachment: Attachment
+        /// The virtual network the NIC is on (the agent's switch), or nil for none.
+        public var network: String?
+        /// Addresses the guest may use on that network (CIDR, e.g. "10.77.0.2/32"); enforced by
+        /// the switch's anti-spoofing and answered by its proxy ARP.
+        public var addresses: [String]
 
         /// How a NIC reaches the virtual switch.
         public enum Attachment: Codable, Sendable, Equatable {
@@ -72,10 +78,24 @@ public struct VMSpec: Codable, Sendable, Equatable {
         }
 
         /// A NIC.
-        public init(id: String, mac: String, attachment: Attachment) {
+        public init(id: String, mac: String, attachment: Attachment, network: String? = nil, addresses: [String] = []) {
             self.id = id
             self.mac = mac
             self.attachment = attachment
+            self.network = network
+            self.addresses = addresses
+        }
+
+        private enum CodingKeys: String, CodingKey { case id, mac, attachment, network, addresses }
+
+        /// Decodes, defaulting the fields added after version 1.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            mac = try c.decode(String.self, forKey: .mac)
+            attachment = try c.decode(Attachment.self, forKey: .attachment)
+            network = try c.decodeIfPresent(String.self, forKey: .network)
+            addresses = try c.decodeIfPresent([String].self, forKey: .addresses) ?? []
         }
     }
 

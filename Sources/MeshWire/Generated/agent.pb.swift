@@ -156,6 +156,12 @@ public nonisolated struct Hostmesh_V1_AgentHello: Sendable {
   /// sender's clock, for skew diagnostics
   public var unixTime: Int64 = 0
 
+  /// host:port where the sender accepts secure channels
+  public var channelAddress: String = String()
+
+  /// host:port of the sender's virtual-switch overlay (UDP), if any
+  public var overlayAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -586,7 +592,7 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Hostmesh_V1_AgentHello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentHello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{1}software\0\u{3}unix_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{1}software\0\u{3}unix_time\0\u{3}channel_address\0\u{3}overlay_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -597,6 +603,8 @@ nonisolated extension Hostmesh_V1_AgentHello: SwiftProtobuf.Message, SwiftProtob
       case 1: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.software) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.unixTime) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.channelAddress) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.overlayAddress) }()
       default: break
       }
     }
@@ -612,6 +620,12 @@ nonisolated extension Hostmesh_V1_AgentHello: SwiftProtobuf.Message, SwiftProtob
     if self.unixTime != 0 {
       try visitor.visitSingularInt64Field(value: self.unixTime, fieldNumber: 3)
     }
+    if !self.channelAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.channelAddress, fieldNumber: 4)
+    }
+    if !self.overlayAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.overlayAddress, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -619,6 +633,8 @@ nonisolated extension Hostmesh_V1_AgentHello: SwiftProtobuf.Message, SwiftProtob
     if lhs.hostID != rhs.hostID {return false}
     if lhs.software != rhs.software {return false}
     if lhs.unixTime != rhs.unixTime {return false}
+    if lhs.channelAddress != rhs.channelAddress {return false}
+    if lhs.overlayAddress != rhs.overlayAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,147 @@
+import Foundation
+public import Hypervisor
+public import Logging
+import MeshCrypto
+public import NIOCore
+import NIOPosix
+public import SecureChannel
+public import VirtualSwitch
+
+/// The agent's side of network identity: its virtual switch, the ports of its VMs' NICs, and
+/// the overlay keys it shares with other agents.
+public actor AgentNetwork {
+    /// The switch.
+    public let virtualSwitch: VirtualSwitch
+    private let networks: [String: Network]
+    private let logger: Logger
+
+    /// A switch for `hostID` with its overlay on `overlay`, knowing `networks`.
+    public init(hostID: String, overlay: HostPort, networks: [String: UInt32], logger: Logger) throws {
+        let address: SocketAddress
+        do { address = try SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port) } catch {
+            throw AgentError.badConfiguration(path: "overlay_listen", reason: "cannot use \(overlay): \(error)")
+        }
+        virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address))
+        self.networks = Dictionary(uniqueKeysWithValues: networks.map { ($0.key, Network(name: $0.key, segment: SegmentID($0.value))) })
+        self.logger = logger
+    }
+
+    /// Starts the switch and declares the networks.
+    public func start() async throws {
+        try await virtualSwitch.start()
+        for network in networks.values { try await virtualSwitch.addNetwork(network) }
+    }
+
+    /// The overlay's bound address (to advertise to other agents).
+    public func overlayAddress() async -> SocketAddress? { await virtualSwitch.overlayAddress() }
+
+    /// The socket paths a NIC uses on this host, in the VM's runtime directory.
+    public nonisolated static func localize(_ spec: VMSpec, directory: VMRuntimeDirectory) -> VMSpec {
+        var spec = spec
+        for index in spec.nics.indices where spec.nics[index].network != nil {
+            let nic = spec.nics[index]
+            spec.nics[index].attachment = .dgram(localPath: directory.path + "/\(nic.id).vm.sock", remotePath: directory.path + "/\(nic.id).sw.sock")
+        }
+        return spec
+    }
+
+    static func portID(_ spec: VMSpec, _ nic: VMSpec.NIC) -> PortID { PortID("\(spec.id)/\(nic.id)") }
+
+    private func configuration(_ spec: VMSpec, _ nic: VMSpec.NIC) throws -> PortConfiguration {
+        guard let name = nic.network, networks[name] != nil else {
+            throw AgentError.badConfiguration(path: "nic \(nic.id)", reason: "network \(nic.network ?? "") is not configured on this host (networks: \(networks.keys.sorted().joined(separator: ", ")))")
+        }
+        guard let mac = MACAddress(nic.mac) else { throw AgentError.badConfiguration(path: "nic \(nic.id)", reason: "bad MAC \(nic.mac)") }
+        let prefixes = try nic.addresses.map { text -> IPPrefix in
+            guard let prefix = IPPrefix(text.contains("/") ? text : text + (text.contains(":") ? "/128" : "/32")) else {
+                throw AgentError.badConfiguration(path: "nic \(nic.id)", reason: "bad address \(text) (use CIDR, e.g. 10.77.0.2/32)")
+            }
+            return prefix
+        }
+        return PortConfiguration(id: Self.portID(spec, nic), network: name, mac: mac, allowedIPs: prefixes)
+    }
+
+    private func attachment(_ nic: VMSpec.NIC) -> PortAttachment? {
+        guard case let .dgram(localPath, remotePath) = nic.attachment else { return nil }
+        return PortAttachment(switchSocketPath: remotePath, vmSocketPath: localPath)
+    }
+
+    /// Creates (or re-creates after an agent restart) the active ports of a VM that runs here.
+    public func attach(_ spec: VMSpec) async throws {
+        for nic in spec.nics where nic.network != nil {
+            guard let attachment = attachment(nic) else { continue }
+            let id = Self.portID(spec, nic)
+            if await virtualSwitch.portStatus(id) != nil { continue }
+            try await virtualSwitch.createPort(try configuration(spec, nic), attachment: attachment)
+        }
+    }
+
+    /// Removes a VM's ports (it stopped, or it now lives elsewhere).
+    public func detach(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil {
+            try? await virtualSwitch.removePort(Self.portID(spec, nic))
+        }
+    }
+
+    /// Source of a migration: the ports' state records.
+    public func exportPorts(_ spec: VMSpec) async throws -> [[UInt8]] {
+        var records: [[UInt8]] = []
+        for nic in spec.nics where nic.network != nil {
+            records.append(try await virtualSwitch.exportPortState(Self.portID(spec, nic)).serializedBytes())
+        }
+        return records
+    }
+
+    /// Destination: creates the ports blocked from the source's records; they activate on the
+    /// VM's first announcement.
+    public func importPorts(_ spec: VMSpec, records: [[UInt8]]) async throws {
+        for bytes in records {
+            let record = try PortStateRecord(serializedBytes: bytes)
+            guard let nic = spec.nics.first(where: { Self.portID(spec, $0) == record.configuration.id }), let attachment = attachment(nic) else {
+                throw AgentError.protocolViolation("port \(record.configuration.id) does not belong to VM \(spec.id)")
+            }
+            try await virtualSwitch.importPort(record, attachment: attachment, activationTimeout: .seconds(30))
+        }
+    }
+
+    /// Source at switchover: freezes the ports; returns their final deltas.
+    public func freeze(_ spec: VMSpec) async throws -> [[UInt8]] {
+        var deltas: [[UInt8]] = []
+        for nic in spec.nics where nic.network != nil {
+            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic)).serializedBytes())
+        }
+        return deltas
+    }
+
+    /// Destination before resuming: applies the source's final deltas.
+    public func apply(deltas: [[UInt8]]) async throws {
+        for bytes in deltas { try await virtualSwitch.applyPortDelta(try PortStateDelta(serializedBytes: bytes)) }
+    }
+
+    /// Source after a failed switchover: the ports forward again.
+    public func unfreeze(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil { try? await virtualSwitch.unfreezePort(Self.portID(spec, nic)) }
+    }
+
+    /// Source after commit: frames still arriving for the VM go to its new host for a while.
+    public func forwardStragglers(_ spec: VMSpec, to host: String) async {
+        for nic in spec.nics where nic.network != nil {
+            try? await virtualSwitch.forwardStragglers(Self.portID(spec, nic), to: HostID(host))
+        }
+    }
+
+    /// Keys the overlay with a peer from a channel's exported secret (both ends derive the same).
+    public func setPeer(_ host: String, overlay: HostPort, session: ChannelSession) async {
+        guard let address = try? SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port) else { return }
+        do {
+            try await virtualSwitch.setPeer(HostID(host), address: address, sharedSecret: session.exportKey(label: OverlayKeys.exportLabel),
+                                            algorithm: session.aead)
+            logger.debug("overlay peer keyed", metadata: ["mesh.peer": "\(host)", "mesh.overlay": "\(overlay)"])
+        } catch {
+            logger.warning("cannot key the overlay peer", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
+        }
+    }
+
+    /// A peer is gone: forget its keys and locations.
+    public func removePeer(_ host: String) async { await virtualSwitch.removePeer(HostID(host)) }
+}

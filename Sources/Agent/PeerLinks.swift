@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import MeshWire
+import SecureChannel
+
+/// Hellos with other agents, and the overlay keys that follow from them. For each pair of hosts
+/// the overlay is keyed from the channel that the host with the smaller id opened, so both ends
+/// derive the same keys; when the larger one says hello first, the smaller one dials back.
+struct PeerLinks: Sendable {
+    let credentials: ChannelCredentials
+    let network: AgentNetwork
+    let channel: HostPort
+    let overlay: HostPort?
+    let logger: Logger
+
+    var hostID: String { credentials.identity.hostID }
+
+    func hello() -> Hostmesh_V1_AgentHello {
+        var hello = Hostmesh_V1_AgentHello()
+        hello.hostID = hostID
+        hello.software = Agent.software
+        hello.unixTime = Int64(Date().timeIntervalSince1970)
+        hello.channelAddress = "\(channel)"
+        if let overlay { hello.overlayAddress = "\(overlay)" }
+        return hello
+    }
+
+    static func checkClaim(_ hello: Hostmesh_V1_AgentHello, _ connection: SecureConnection) throws {
+        guard hello.hostID == connection.peer.hostID else {
+            throw AgentError.protocolViolation("hello claims \(hello.hostID) but the certificate proves \(connection.peer.hostID)")
+        }
+    }
+
+    /// After a hello exchange: key the overlay, or dial back so the smaller host id initiates.
+    func helloExchanged(_ hello: Hostmesh_V1_AgentHello, on connection: SecureConnection, initiatedHere: Bool) async {
+        let initiator = initiatedHere ? hostID : hello.hostID
+        let responder = initiatedHere ? hello.hostID : hostID
+        if initiator < responder {
+            if var overlay = try? HostPort(parsing: hello.overlayAddress) {
+                // A wildcard listener advertises 0.0.0.0: reach it where its channel came from.
+                if overlay.host == "0.0.0.0" || overlay.host == "::", let ip = connection.channel.channel.remoteAddress?.ipAddress {
+                    overlay.host = ip
+                }
+                await network.setPeer(hello.hostID, overlay: overlay, session: connection.session)
+            }
+        } else if !initiatedHere, let back = try? HostPort(parsing: hello.channelAddress) {
+            // The larger host said hello first; open the keying channel from this (smaller) side.
+            let remote = connection.channel.channel.remoteAddress?.ipAddress ?? "127.0.0.1"
+            let address = back.host == "0.0.0.0" || back.host == "::" ? HostPort(host: remote, port: back.port) : back
+            Task { await greet(address) }
+        }
+    }
+
+    /// Opens a channel to another agent, exchanges hellos and an encrypted note.
+    func greet(_ peer: HostPort) async {
+        do {
+            let connection = try await SecureConnection.connect(host: peer.host, port: peer.port,
+                                                                configuration: SecureChannelConfiguration(credentials: credentials), logger: logger)
+            logger.info("peer proved its identity", metadata: ["mesh.peer": "\(connection.peer)", "mesh.address": "\(peer)",
+                                                              "mesh.aead": "\(connection.session.aead.rawValue)"])
+            try await connection.channel.executeThenClose { inbound, outbound in
+                var hello = Hostmesh_V1_AgentEnvelope()
+                hello.hello = self.hello()
+                try await outbound.write(EnvelopeWriter.frame(hello))
+                var reader = EnvelopeReader(inbound)
+                guard case .helloReply(let reply)? = try await reader.next()?.body else {
+                    throw AgentError.protocolViolation("\(peer) did not answer the hello")
+                }
+                try Self.checkClaim(reply, connection)
+                logger.info("hello reply", metadata: ["mesh.peer": "\(reply.hostID)", "mesh.software": "\(reply.software)",
+                                                      "mesh.clock_skew_s": "\(reply.unixTime - Int64(Date().timeIntervalSince1970))"])
+                await helloExchanged(reply, on: connection, initiatedHere: true)
+                var note = Hostmesh_V1_AgentEnvelope()
+                note.note.text = "greetings from \(hostID), sealed with \(connection.session.aead.rawValue)"
+                try await outbound.write(EnvelopeWriter.frame(note))
+            }
+        } catch {
+            logger.error("could not establish a secure channel", metadata: ["mesh.address": "\(peer)", "mesh.reason": "\(error)"])
+        }
+    }
+}
