@@ -83,9 +83,22 @@ let package = Package(
                 "MeshWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["PROTOCOL-SECTION.md"],
             swiftSettings: strict
         ),
         .target(name: "MeshSimulator", dependencies: ["Membership"], swiftSettings: strict),
+        .target(
+            name: "GossipTransport",
+            dependencies: [
+                "Membership", "MeshCrypto", "MeshWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["PROTOCOL-SECTION.md"],
+            swiftSettings: strict
+        ),
         .target(
             name: "Hypervisor",
             dependencies: [
@@ -161,6 +174,15 @@ let package = Package(
         ),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "MeshSimulator"], swiftSettings: strict),
+        .testTarget(
+            name: "GossipTransportTests",
+            dependencies: [
+                "GossipTransport", "Membership",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"], swiftSettings: strict),
         .testTarget(
             name: "MigrationTests",
