@@ -44,7 +44,7 @@ public struct Agent: Service {
         await vms.use(network: network)
         await vms.recover()
         let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials,
-                                               stateDirectory: configuration.stateDirectory, logger: logger)
+                                               stateDirectory: configuration.stateDirectory, network: network, logger: logger)
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -75,6 +75,7 @@ public struct Agent: Service {
                 for peer in configuration.peers {
                     group.addTask { await peers.greet(peer) }
                 }
+                group.addTask { await network.publishLocations { bytes in await peers.publish(locations: bytes) } }
             }
         } onGracefulShutdown: {
             Task {
@@ -109,6 +110,11 @@ public struct Agent: Service {
                         reply.helloReply = peers.hello()
                         try await outbound.write(EnvelopeWriter.frame(reply))
                         await peers.helloExchanged(hello, on: connection, initiatedHere: false)
+                        var locations = Hostmesh_V1_AgentEnvelope()
+                        locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
+                        try await outbound.write(EnvelopeWriter.frame(locations))
+                    case .locationUpdate(let update):
+                        await peers.network.apply(locations: [UInt8](update.locations))
                     case .note(let note):
                         logger.info("encrypted note received", metadata: ["mesh.peer": "\(connection.peer.hostID)", "note": "\(note.text)"])
                     case .migrationPrepare(let prepare):
@@ -130,4 +136,9 @@ public struct Agent: Service {
         await coordinator.channelEnded(migrations: migrations)
     }
 
+}
+
+extension Agent: CustomStringConvertible {
+    /// Short, and free of key material: service lifecycle logs it.
+    public var description: String { "Agent(\(credentials.identity.hostID))" }
 }

@@ -28,9 +28,17 @@ public actor AgentNetwork {
 
     /// Starts the switch and declares the networks.
     public func start() async throws {
-        try await virtualSwitch.start()
-        for network in networks.values { try await virtualSwitch.addNetwork(network) }
+        do {
+            try await virtualSwitch.start()
+            for network in networks.values { try await virtualSwitch.addNetwork(network) }
+        } catch {
+            await virtualSwitch.stop()
+            throw AgentError.badConfiguration(path: "overlay_listen", reason: "the virtual switch cannot start: \(error)")
+        }
     }
+
+    /// Stops the switch (closes its sockets).
+    public func stop() async { await virtualSwitch.stop() }
 
     /// The overlay's bound address (to advertise to other agents).
     public func overlayAddress() async -> SocketAddress? { await virtualSwitch.overlayAddress() }
@@ -63,6 +71,8 @@ public actor AgentNetwork {
 
     private func attachment(_ nic: VMSpec.NIC) -> PortAttachment? {
         guard case let .dgram(localPath, remotePath) = nic.attachment else { return nil }
+        // The sockets live in the VM's runtime directory, which may not exist yet.
+        try? FileManager.default.createDirectory(atPath: (remotePath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         return PortAttachment(switchSocketPath: remotePath, vmSocketPath: localPath)
     }
 
@@ -139,6 +149,31 @@ public actor AgentNetwork {
             logger.debug("overlay peer keyed", metadata: ["mesh.peer": "\(host)", "mesh.overlay": "\(overlay)"])
         } catch {
             logger.warning("cannot key the overlay peer", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
+        }
+    }
+
+    /// The locations this host knows (its own ports' and learned ones), encoded for another agent.
+    public func locationSnapshot() async -> [UInt8] {
+        OverlayControlCodec.encode(await virtualSwitch.locationEntries().map(\.location))
+    }
+
+    /// Locations another agent sent.
+    public func apply(locations bytes: [UInt8]) async {
+        do { await virtualSwitch.applyLocations(try OverlayControlCodec.decode(bytes)) } catch {
+            logger.warning("dropped a malformed location update", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Hands every location change of this switch to `publish` (encoded) until cancelled.
+    public nonisolated func publishLocations(_ publish: @escaping @Sendable ([UInt8]) async -> Void) async {
+        for await event in virtualSwitch.events {
+            switch event {
+            case .publish(let locations): await publish(OverlayControlCodec.encode(locations))
+            case .duplicateMAC, .macFrozen:
+                logger.warning("virtual switch: MAC conflict", metadata: ["vswitch.event": "\(event)"])
+            default:
+                logger.debug("virtual switch event", metadata: ["vswitch.event": "\(event)"])
+            }
         }
     }
 

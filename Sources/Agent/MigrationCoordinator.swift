@@ -62,6 +62,8 @@ public actor MigrationCoordinator {
     let logger: Logger
     let limits: Limits
     let hooks: TestHooks
+    /// The virtual switch whose ports move with the VMs (nil: VMs have no network).
+    let network: AgentNetwork?
     var incoming: [String: Incoming] = [:]
     var outgoingCount = 0
     /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.
@@ -69,7 +71,8 @@ public actor MigrationCoordinator {
 
     /// A coordinator for this host's VMs.
     public init(vms: VMManager, store: AgentStore, credentials: ChannelCredentials, stateDirectory: String,
-                limits: Limits = Limits(), logger: Logger) {
+                network: AgentNetwork? = nil, limits: Limits = Limits(), logger: Logger) {
+        self.network = network
         self.vms = vms
         self.store = store
         journal = MigrationJournal(store: store)
@@ -130,7 +133,7 @@ public actor MigrationCoordinator {
     func handle(_ body: Hostmesh_V1_AgentEnvelope.OneOf_Body, from peer: PeerIdentity) async -> Hostmesh_V1_AgentEnvelope? {
         switch body {
         case .migrationPrepare(let prepare): return await prepareIncoming(prepare, from: peer)
-        case .migrationCommit(let commit): return await commitIncoming(commit.migrationID, from: peer)
+        case .migrationCommit(let commit): return await commitIncoming(commit.migrationID, deltas: commit.portDeltas.map { [UInt8]($0) }, from: peer)
         case .migrationAbort(let abort):
             await discardIncoming(abort.migrationID, reason: abort.reason.isEmpty ? "the source aborted" : abort.reason)
             return nil
@@ -192,7 +195,11 @@ public actor MigrationCoordinator {
                 await hooks.reached("destination:admitted")
             case .launchIncoming:
                 do {
-                    let process = try await vms.beginIncoming(spec, accelerator: AcceleratorVerdict(choice: choice, reason: "same as the migration source"))
+                    // This host's own socket paths for the NICs, and their ports, blocked until
+                    // the guest announces itself here.
+                    state.spec = AgentNetwork.localize(spec, directory: vms.directory(for: spec.id))
+                    try await network?.importPorts(state.spec, records: prepare.portStates.map { [UInt8]($0) })
+                    let process = try await vms.beginIncoming(state.spec, accelerator: AcceleratorVerdict(choice: choice, reason: "same as the migration source"))
                     state.process = process
                     let events = process.qmp.events()
                     state.resumed = Task { for await e in events where e.name == "RESUME" { return e.timestamp }; return nil }
@@ -217,7 +224,7 @@ public actor MigrationCoordinator {
         return reply
     }
 
-    private func commitIncoming(_ id: String, from peer: PeerIdentity) async -> Hostmesh_V1_AgentEnvelope {
+    private func commitIncoming(_ id: String, deltas: [[UInt8]], from peer: PeerIdentity) async -> Hostmesh_V1_AgentEnvelope {
         var reply = Hostmesh_V1_AgentEnvelope()
         reply.migrationCommitted.migrationID = id
         guard var state = incoming[id], state.source == peer.hostID, let process = state.process else {
@@ -249,6 +256,8 @@ public actor MigrationCoordinator {
                 try? await journal.setPhase(id, phase.rawValue, ended: phase == .running || phase == .discarded)
             case .resume:
                 do {
+                    // The ports' final counters and connection tracking, before the guest speaks.
+                    try? await network?.apply(deltas: deltas)
                     try await process.qmp.cont()
                     queue += state.machine.handle(.resumed)
                 } catch {
@@ -282,6 +291,7 @@ public actor MigrationCoordinator {
             case .discard:
                 state.resumed?.cancel()
                 await vms.abortIncoming(state.spec.id)
+                await network?.detach(state.spec)
                 streamAuthorizations.withLockedValue { $0[id] = nil }
                 logger.info("incoming migration discarded", metadata: ["migration.id": "\(id)", "reason": "\(reason)"])
             default: break

@@ -98,6 +98,7 @@ struct OutgoingRun {
         case .queryPeer:
             return [] // only recovery asks; a live run learns from the channel
         case .resumeLocal:
+            await coordinator.network?.unfreeze(spec)
             if let status = try? await process.qmp.queryStatus(), !status.running { try? await process.qmp.cont() }
             return []
         case .keepPaused:
@@ -109,6 +110,7 @@ struct OutgoingRun {
                 return []
             }
             released = true
+            await coordinator.network?.forwardStragglers(spec, to: peer)
             await coordinator.reached("source:released")
             return machine.handle(.released)
         case .succeeded:
@@ -136,6 +138,7 @@ struct OutgoingRun {
             prepare.migrationPrepare.settingsJson = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
             prepare.migrationPrepare.accelerator = process.record.accelerator.choice.rawValue
             prepare.migrationPrepare.epoch = UInt64(vm.epoch)
+            prepare.migrationPrepare.portStates = try await coordinator.network?.exportPorts(spec).map { Data($0) } ?? []
             try await connection.channel.outbound.write(EnvelopeWriter.frame(prepare))
             reader = EnvelopeReader(connection.channel.inbound)
             guard case .migrationPrepared(let prepared)? = try await reader?.next()?.body, prepared.migrationID == id else {
@@ -210,11 +213,14 @@ struct OutgoingRun {
         let journal = coordinator.journal
         let id = self.id
         let outbound = connection?.channel.outbound
+        let network = coordinator.network
+        let spec = self.spec
         return {
             guard sent.withLockedValue({ s in defer { s = true }; return !s }) else { return }
             try? await journal.setPhase(id, SourceMigration.Phase.committing.rawValue)
             var commit = Hostmesh_V1_AgentEnvelope()
             commit.migrationCommit.migrationID = id
+            commit.migrationCommit.portDeltas = (try? await network?.freeze(spec))?.map { Data($0) } ?? []
             try? await outbound?.write(EnvelopeWriter.frame(commit))
         }
     }
@@ -225,6 +231,8 @@ struct OutgoingRun {
             if !commitSent.withLockedValue({ $0 }) {
                 var commit = Hostmesh_V1_AgentEnvelope()
                 commit.migrationCommit.migrationID = id
+                // The ports stop here; their final state travels with the commit.
+                commit.migrationCommit.portDeltas = try await coordinator.network?.freeze(spec).map { Data($0) } ?? []
                 try await connection?.channel.outbound.write(EnvelopeWriter.frame(commit))
                 commitSent.withLockedValue { $0 = true }
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import MeshWire
 import SecureChannel
 
@@ -12,6 +13,8 @@ struct PeerLinks: Sendable {
     let channel: HostPort
     let overlay: HostPort?
     let logger: Logger
+    /// Other agents met through hellos: host id → channel address.
+    let known = NIOLockedValueBox<[String: HostPort]>([:])
 
     var hostID: String { credentials.identity.hostID }
 
@@ -33,6 +36,10 @@ struct PeerLinks: Sendable {
 
     /// After a hello exchange: key the overlay, or dial back so the smaller host id initiates.
     func helloExchanged(_ hello: Hostmesh_V1_AgentHello, on connection: SecureConnection, initiatedHere: Bool) async {
+        if var address = try? HostPort(parsing: hello.channelAddress) {
+            if address.host == "0.0.0.0" || address.host == "::", let ip = connection.channel.channel.remoteAddress?.ipAddress { address.host = ip }
+            known.withLockedValue { $0[hello.hostID] = address }
+        }
         let initiator = initiatedHere ? hostID : hello.hostID
         let responder = initiatedHere ? hello.hostID : hostID
         if initiator < responder {
@@ -70,12 +77,40 @@ struct PeerLinks: Sendable {
                 logger.info("hello reply", metadata: ["mesh.peer": "\(reply.hostID)", "mesh.software": "\(reply.software)",
                                                       "mesh.clock_skew_s": "\(reply.unixTime - Int64(Date().timeIntervalSince1970))"])
                 await helloExchanged(reply, on: connection, initiatedHere: true)
+                // Where our VMs' MACs are, so the peer's switch can reach them.
+                var locations = Hostmesh_V1_AgentEnvelope()
+                locations.locationUpdate.locations = Data(await network.locationSnapshot())
+                try await outbound.write(EnvelopeWriter.frame(locations))
                 var note = Hostmesh_V1_AgentEnvelope()
                 note.note.text = "greetings from \(hostID), sealed with \(connection.session.aead.rawValue)"
                 try await outbound.write(EnvelopeWriter.frame(note))
             }
         } catch {
             logger.error("could not establish a secure channel", metadata: ["mesh.address": "\(peer)", "mesh.reason": "\(error)"])
+        }
+    }
+
+    /// Sends location changes to every known agent (one short channel each).
+    func publish(locations: [UInt8]) async {
+        let peers = known.withLockedValue { $0 }
+        await withTaskGroup(of: Void.self) { group in
+            for (host, address) in peers {
+                group.addTask {
+                    do {
+                        var policy = ChannelPolicy()
+                        policy.expectedPeer = host
+                        let connection = try await SecureConnection.connect(host: address.host, port: address.port,
+                                                                            configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
+                        try await connection.channel.executeThenClose { _, outbound in
+                            var update = Hostmesh_V1_AgentEnvelope()
+                            update.locationUpdate.locations = Data(locations)
+                            try await outbound.write(EnvelopeWriter.frame(update))
+                        }
+                    } catch {
+                        logger.debug("location update not delivered", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
+                    }
+                }
+            }
         }
     }
 }

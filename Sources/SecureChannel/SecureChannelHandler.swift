@@ -87,6 +87,13 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if context.channel.isActive { start(context: context) }
     }
 
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        // A channel can be torn down without ever becoming active (a connect that failed, a
+        // listener closing): the handshake's waiters must still hear about it.
+        timeout?.cancel()
+        failPending(failure ?? SecureChannelError(.truncated, "the channel closed before the handshake completed"))
+    }
+
     public func channelActive(context: ChannelHandlerContext) {
         start(context: context)
         context.fireChannelActive()

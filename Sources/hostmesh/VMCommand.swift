@@ -22,13 +22,27 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "Kernel command line.") var append = "console=ttyS0 quiet"
         @Option(help: "Test-guest workloads (hm.work=…), e.g. heartbeat,dirty:50.") var workload: String?
         @Option(help: "Accelerator: auto, kvm or tcg.") var accel = "auto"
+        @Option(help: "Plug a NIC into this virtual network.") var network: String?
+        @Option(help: "The NIC's address with prefix, e.g. 10.77.0.2/24 (also given to the test guest as hm.ip).") var ip: String?
+        @Option(help: "The NIC's MAC (default: derived from the VM id).") var mac: String?
         @Flag(help: "Start it now.") var start = false
 
         func run() async throws {
             guard let accelerator = VMSpec.Accelerator(rawValue: accel) else { throw ValidationError("--accel must be auto, kvm or tcg") }
-            let spec = VMSpec(id: UUID().uuidString.lowercased(), name: name, vcpus: vcpus, memoryMiB: memory,
+            let id = UUID().uuidString.lowercased()
+            var nics: [VMSpec.NIC] = []
+            var arguments = workload.map { ["hm.work=\($0)"] } ?? []
+            if let network {
+                let address = ip.map { String($0.split(separator: "/")[0]) + "/32" }
+                // Locally administered (52:54:00 is QEMU's prefix), stable for the VM's life.
+                let hex = Array(id.filter(\.isHexDigit).prefix(6))
+                let derived = "52:54:00:" + stride(from: 0, to: 6, by: 2).map { String(hex[$0..<($0 + 2)]) }.joined(separator: ":")
+                nics.append(VMSpec.NIC(id: "net0", mac: mac ?? derived, attachment: .none, network: network, addresses: address.map { [$0] } ?? []))
+                if let ip { arguments.append("hm.ip=\(ip)") }
+            }
+            let spec = VMSpec(id: id, name: name, vcpus: vcpus, memoryMiB: memory, nics: nics,
                               boot: .kernel(path: absolute(kernel), initrd: initrd.map(absolute), commandLine: append),
-                              accelerator: accelerator, extraKernelArguments: workload.map { ["hm.work=\($0)"] } ?? [])
+                              accelerator: accelerator, extraKernelArguments: arguments)
             let info = try await control.client.call("vm.create", ControlTypes.CreateVM(spec: spec, start: start), as: VMInfo.self)
             if control.json { try control.printJSON(info) } else { printVMs([info]) }
         }

@@ -14,6 +14,11 @@
 /// big-endian unsigned integer (at most 16 MiB). The channel already authenticates,
 /// encrypts and orders the bytes; this framing only delimits messages.
 
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
 public import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -121,6 +126,14 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .migrationVerdict(newValue)}
   }
 
+  public var locationUpdate: Hostmesh_V1_LocationUpdate {
+    get {
+      if case .locationUpdate(let v)? = body {return v}
+      return Hostmesh_V1_LocationUpdate()
+    }
+    set {body = .locationUpdate(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -135,6 +148,7 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case migrationAbort(Hostmesh_V1_MigrationAbort)
     case migrationQuery(Hostmesh_V1_MigrationQuery)
     case migrationVerdict(Hostmesh_V1_MigrationVerdict)
+    case locationUpdate(Hostmesh_V1_LocationUpdate)
 
   }
 
@@ -219,6 +233,9 @@ public nonisolated struct Hostmesh_V1_MigrationPrepare: Sendable {
   /// the VM's ownership epoch at the source; the destination takes epoch + 1 at commit
   public var epoch: UInt64 = 0
 
+  /// one PortStateRecord (vswitch.proto) per NIC on a network: the destination creates them blocked
+  public var portStates: [Data] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -247,6 +264,9 @@ public nonisolated struct Hostmesh_V1_MigrationCommit: Sendable {
   // methods supported on all messages.
 
   public var migrationID: String = String()
+
+  /// final PortStateDelta per NIC (counters, connection tracking) from the frozen source ports
+  public var portDeltas: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -366,13 +386,28 @@ public nonisolated struct Hostmesh_V1_MigrationVerdict: Sendable {
   public init() {}
 }
 
+/// MAC locations of the virtual switches (Protocol.md §8): where each VM MAC is, per segment,
+/// with its mobility sequence number. Sent to every known agent when they change, and in full
+/// after a hello. `locations` is the switch's location-update encoding (§8).
+public nonisolated struct Hostmesh_V1_LocationUpdate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var locations: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -523,6 +558,19 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .migrationVerdict(v)
         }
       }()
+      case 12: try {
+        var v: Hostmesh_V1_LocationUpdate?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .locationUpdate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .locationUpdate(v)
+        }
+      }()
       default: break
       }
     }
@@ -577,6 +625,10 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .migrationVerdict?: try {
       guard case .migrationVerdict(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .locationUpdate?: try {
+      guard case .locationUpdate(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
     }()
     case nil: break
     }
@@ -707,7 +759,7 @@ nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, S
 
 nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationPrepare"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0\u{1}epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0\u{1}epoch\0\u{3}port_states\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -720,6 +772,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
       case 3: try { try decoder.decodeSingularStringField(value: &self.settingsJson) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.accelerator) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 6: try { try decoder.decodeRepeatedBytesField(value: &self.portStates) }()
       default: break
       }
     }
@@ -741,6 +794,9 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if self.epoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 5)
     }
+    if !self.portStates.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.portStates, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -750,6 +806,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if lhs.settingsJson != rhs.settingsJson {return false}
     if lhs.accelerator != rhs.accelerator {return false}
     if lhs.epoch != rhs.epoch {return false}
+    if lhs.portStates != rhs.portStates {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -792,7 +849,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, Swif
 
 nonisolated extension Hostmesh_V1_MigrationCommit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationCommit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}port_deltas\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -801,6 +858,7 @@ nonisolated extension Hostmesh_V1_MigrationCommit: SwiftProtobuf.Message, SwiftP
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 2: try { try decoder.decodeRepeatedBytesField(value: &self.portDeltas) }()
       default: break
       }
     }
@@ -810,11 +868,15 @@ nonisolated extension Hostmesh_V1_MigrationCommit: SwiftProtobuf.Message, SwiftP
     if !self.migrationID.isEmpty {
       try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 1)
     }
+    if !self.portDeltas.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.portDeltas, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_MigrationCommit, rhs: Hostmesh_V1_MigrationCommit) -> Bool {
     if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.portDeltas != rhs.portDeltas {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -967,4 +1029,34 @@ nonisolated extension Hostmesh_V1_MigrationVerdict: SwiftProtobuf.Message, Swift
 
 nonisolated extension Hostmesh_V1_MigrationVerdict.Verdict: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}RECEIVING\0\u{1}COMMITTED\0\u{1}DISCARDED\0")
+}
+
+nonisolated extension Hostmesh_V1_LocationUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LocationUpdate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}locations\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.locations) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.locations.isEmpty {
+      try visitor.visitSingularBytesField(value: self.locations, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_LocationUpdate, rhs: Hostmesh_V1_LocationUpdate) -> Bool {
+    if lhs.locations != rhs.locations {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
