@@ -1,0 +1,67 @@
+import Agent
+import ControlAPI
+import Foundation
+import Hypervisor
+import Testing
+
+/// A VM keeps its MAC, IP and TCP connections when it moves: real agents, real guests, the
+/// encrypted overlay between the agents' virtual switches.
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
+struct NetworkIdentityTests {
+    func spec(_ name: String, ip: String, work: String) -> VMSpec {
+        let id = UUID().uuidString.lowercased()
+        let hex = Array(id.filter(\.isHexDigit).prefix(6))
+        let mac = "52:54:00:" + stride(from: 0, to: 6, by: 2).map { String(hex[$0..<($0 + 2)]) }.joined(separator: ":")
+        return VMSpec(id: id, name: name, memoryMiB: 128,
+                      nics: [VMSpec.NIC(id: "net0", mac: mac, attachment: .none, network: "default", addresses: [ip + "/32"])],
+                      boot: .kernel(path: TestGuest.kernel, initrd: TestGuest.initrd, commandLine: "console=ttyS0 quiet"),
+                      accelerator: .tcg, extraKernelArguments: ["hm.work=\(work)", "hm.ip=\(ip)/24"])
+    }
+
+    func console(_ agent: AgentProcess, _ vm: String) async throws -> String {
+        try await agent.control.call("vm.console", ControlTypes.Console(vm: vm, lines: 100_000), as: ControlTypes.Text.self).text
+    }
+
+    /// The last line of the guest's console starting with `prefix`, once it satisfies `condition`.
+    func line(_ agent: AgentProcess, _ vm: String, _ prefix: String, _ condition: (String) -> Bool = { _ in true }) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(40)
+        while ContinuousClock.now < deadline {
+            if let last = try await console(agent, vm).split(whereSeparator: \.isNewline).last(where: { $0.hasPrefix(prefix) }).map(String.init),
+               condition(last) { return last }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw ControlError.failed("no \(prefix) line from \(vm) on \(agent.hostID)")
+    }
+
+    func field(_ line: String, _ name: String) -> Int? {
+        line.split(separator: " ").first { $0.hasPrefix(name + "=") }.flatMap { Int($0.dropFirst(name.count + 1)) }
+    }
+
+    @Test func peerKeepsPingAndTCPWhileTheVMMovesToAThirdHost() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        // Each agent says hello to the ones before it: hellos key the overlay and exchange locations.
+        let a = try await mesh.start("node-a")
+        let b = try await mesh.start("node-b", arguments: ["--peer", a.address])
+        let c = try await mesh.start("node-c", arguments: ["--peer", a.address, "--peer", b.address])
+        try await Task.sleep(for: .milliseconds(500))
+        _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
+                                     as: VMInfo.self)
+        _ = try await line(b, "server", "HOSTMESH-GUEST ready")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("client", ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
+                                     as: VMInfo.self)
+        let before = try await line(a, "client", "TCP 10.77.0.3:7 conn=") { field($0, "ok") ?? 0 > 20 }
+        #expect(field(before, "conn") == 1)
+
+        let migration = try await b.control.call("migrate", ControlTypes.Migrate(vm: "server", to: c.address, settings: MigrationSettings()), as: MigrationReport.self)
+        // Let the client keep talking for a while after the move.
+        let okBefore = field(before, "ok") ?? 0
+        let after = try await line(a, "client", "TCP 10.77.0.3:7 conn=") { field($0, "ok") ?? 0 > okBefore + 40 }
+        #expect(field(after, "conn") == 1) // the same TCP connection: it survived
+        #expect(!(try await console(a, "client")).contains("TCP 10.77.0.3:7 error")) // no mismatch, no loss
+        let ping = try await line(a, "client", "PING 10.77.0.3")
+        let gap = field(ping, "maxgap_ms") ?? 10_000
+        #expect(gap <= Int(migration.downtimeMs) + 300, "ping gap \(gap) ms, downtime \(migration.downtimeMs) ms")
+        #expect(try await c.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["server"])
+    }
+}
