@@ -110,6 +110,9 @@ public actor AgentNetwork {
             guard let nic = spec.nics.first(where: { Self.portID(spec, $0) == record.configuration.id }), let attachment = attachment(nic) else {
                 throw AgentError.protocolViolation("port \(record.configuration.id) does not belong to VM \(spec.id)")
             }
+            // A VM coming back within the straggler grace period finds its old port still
+            // forwarding to where it went: that port is obsolete now.
+            if await virtualSwitch.portStatus(record.configuration.id) != nil { try? await virtualSwitch.removePort(record.configuration.id) }
             try await virtualSwitch.importPort(record, attachment: attachment, activationTimeout: .seconds(30))
         }
     }

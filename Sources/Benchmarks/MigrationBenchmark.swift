@@ -152,18 +152,23 @@ public enum MigrationBenchmark {
 
 /// Two agents of one domain in this process, on loopback, reached through their control sockets.
 struct LocalMesh: Sendable {
-    let source: ControlClient
-    let destination: ControlClient
-    let destinationPort: Int
+    /// Control clients, one per agent.
+    let clients: [ControlClient]
+    /// Channel ports, one per agent.
+    let ports: [Int]
     let tasks: [Task<Void, any Error>]
 
-    static func start(in work: String) async throws -> LocalMesh {
+    var source: ControlClient { clients[0] }
+    var destination: ControlClient { clients[1] }
+    var destinationPort: Int { ports[1] }
+
+    static func start(in work: String, hosts: Int = 2) async throws -> LocalMesh {
         let domain = try DomainAuthority(name: "bench")
         let now = Int64(Date().timeIntervalSince1970)
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         var clients: [ControlClient] = [], ports: [Int] = [], tasks: [Task<Void, any Error>] = []
-        for host in ["bench-a", "bench-b"] {
+        for host in (0..<hosts).map({ "bench-\(Character(UnicodeScalar(97 + $0)!))" }) {
             let dir = work + "/" + host
             try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
             let identity = try HostIdentity(hostID: host)
@@ -174,6 +179,7 @@ struct LocalMesh: Sendable {
             configuration.stateDirectory = dir
             configuration.channelListen = HostPort(host: "127.0.0.1", port: 0)
             configuration.overlayListen = HostPort(host: "127.0.0.1", port: 0)
+            configuration.peers = ports.map { HostPort(host: "127.0.0.1", port: $0) } // hellos key the overlay
             let credentials = try AgentCredentials.load(stateDirectory: dir)
             let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
             let agent = Agent(configuration: configuration, credentials: credentials, logger: logger) { bound in
@@ -186,7 +192,7 @@ struct LocalMesh: Sendable {
             ports.append(port)
             clients.append(ControlClient(path: Agent.controlSocket(stateDirectory: dir)))
         }
-        return LocalMesh(source: clients[0], destination: clients[1], destinationPort: ports[1], tasks: tasks)
+        return LocalMesh(clients: clients, ports: ports, tasks: tasks)
     }
 
     func stop() {

@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure hostmesh against its reference, side by side in one run.",
-        subcommands: [Channel.self, Migrate.self]
+        subcommands: [Channel.self, Migrate.self, Network.self]
     )
 
     struct Channel: AsyncParsableCommand {
@@ -97,6 +97,58 @@ struct BenchCommand: AsyncParsableCommand {
                 }
                 return out
             })
+        }
+    }
+
+    struct Network: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What a peer VM sees while the VM it talks to migrates (target: ping gap <= downtime + 100 ms, no TCP loss), and overlay vs one-switch throughput.")
+        @Option(help: "The test guest's directory (kernel, initrd.img).") var guest = "Deploy/out/guest"
+        @Option(help: "Migrations to measure.") var runs = 5
+        @Option(help: "Seconds per throughput phase.") var seconds = 3
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            let dir = absolute(guest)
+            guard FileManager.default.fileExists(atPath: dir + "/kernel") else {
+                throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
+            }
+            let quiet = json
+            let runs = try await NetworkMigrationBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img", runs: runs) { line in
+                if !quiet { print(line) }
+            }
+            let throughput = try await NetworkMigrationBenchmark.throughput(kernel: dir + "/kernel", initrd: dir + "/initrd.img", seconds: seconds)
+            if json {
+                struct Output: Encodable {
+                    var runs: [NetworkMigrationBenchmark.Run]
+                    var overlay_mbit_s: Double
+                    var direct_mbit_s: Double
+                    var machine: String
+                }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(Output(runs: runs, overlay_mbit_s: throughput.overlay.megabitsPerSecond,
+                                                                 direct_mbit_s: throughput.direct.megabitsPerSecond, machine: MachineInfo.summary)), as: UTF8.self))
+                return
+            }
+            func stats(_ values: [Int]) -> String {
+                let s = values.sorted()
+                return s.isEmpty ? "-" : "\(s.first!) / \(s[s.count / 2]) / \(s.last!)"
+            }
+            print("")
+            print("\(runs.count) migrations of a 128 MiB guest between two agents, peer on a third (min / median / max)")
+            printTable(["", "VALUE"], [
+                ["downtime (ms)", stats(runs.map { Int($0.downtimeMs) })],
+                ["ping gap at the peer (ms)", stats(runs.map(\.gapMs))],
+                ["gap - downtime (ms, target <= 100)", stats(runs.map { $0.gapMs - Int($0.downtimeMs) })],
+                ["lost pings (20 ms interval)", stats(runs.map(\.lostPings))],
+                ["TCP connections lost", stats(runs.map(\.tcpConnectionsLost))],
+                ["TCP echoes lost or corrupted", stats(runs.map(\.tcpBytesLost))],
+            ])
+            print(String(format: "echo throughput to a guest: overlay %.1f Mbit/s, one switch %.1f Mbit/s (%.2fx)",
+                         throughput.overlay.megabitsPerSecond, throughput.direct.megabitsPerSecond,
+                         throughput.overlay.megabitsPerSecond / max(throughput.direct.megabitsPerSecond, 0.001)))
+            print("machine: \(MachineInfo.summary)")
         }
     }
 }
