@@ -2,7 +2,8 @@
 # The hostmesh demo: a local mesh on loopback. Grows with each capability.
 #   1. a domain certifies two hosts
 #   2. their agents authenticate each other over a Noise channel and exchange encrypted messages
-#   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting
+#   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting,
+#      while a peer VM pings it and holds a TCP connection to it (gap and survival printed)
 #   4. a host certified by another domain is refused, and both sides say why
 #   5. a key file that others can read is refused
 set -euo pipefail
@@ -39,22 +40,30 @@ wait_for "$W/a.log" "encrypted note received"
 echo "-- node-a's log:"; grep -E "listening|proved|hello|note" "$W/a.log" | showlog
 echo "-- node-b's log:"; grep -E "listening|proved|hello" "$W/b.log" | showlog
 
-step "3. A VM boots on node-a and live-migrates to node-b and back while it runs"
+step "3. A VM boots on node-a and live-migrates to node-b and back while a peer VM pings it"
 A="--state-dir $W/node-a"; B="--state-dir $W/node-b"
-"$BIN" vm create demo-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 256 --workload heartbeat --start | show
+"$BIN" vm create demo-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 256 \
+    --network default --ip 10.77.0.3/24 --workload heartbeat,echo:7 --start | show
+"$BIN" vm create peer-vm $B --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 128 \
+    --network default --ip 10.77.0.2/24 --workload ping:10.77.0.3,tcp:10.77.0.3:7 --start | tail -1 | show
 hb() { "$BIN" vm console-log demo-vm $1 --lines 200 | grep '^HB' | tail -1; }
-for _ in $(seq 1 100); do [ -n "$(hb "$A")" ] && break; sleep 0.1; done
-sleep 1
-echo "-- heartbeat on node-a: $(hb "$A")   (HB <boot id> <counter>)"
+peer() { "$BIN" vm console-log peer-vm $B --lines 400 | grep -E "^$1" | tail -1; }
+for _ in $(seq 1 150); do [ -n "$(peer 'TCP 10.77.0.3:7 conn=1 ok=[1-9][0-9]')" ] && break; sleep 0.2; done
+echo "-- demo-vm on node-a: $(hb "$A")   (HB <boot id> <counter>)"
+echo "-- peer-vm on node-b: $(peer PING)"
 "$BIN" migrate demo-vm --to 127.0.0.1:17947 $A | show
-sleep 1
-echo "-- heartbeat on node-b: $(hb "$B")   (same boot id, counter kept going)"
-"$BIN" vm list $B | show
+sleep 2
+echo "-- demo-vm now on node-b: $(hb "$B")   (same boot id, the counter kept going)"
+echo "-- peer-vm: $(peer PING)"
+echo "-- peer-vm: $(peer 'TCP 10.77.0.3')   (conn=1: its TCP connection survived)"
 "$BIN" migrate demo-vm --to 127.0.0.1:17946 $B | show
-sleep 1
-echo "-- heartbeat back on node-a: $(hb "$A")"
+sleep 2
+echo "-- demo-vm back on node-a: $(hb "$A")"
+echo "-- peer-vm: $(peer PING)   (maxgap_ms: the longest the peer waited for a reply)"
+echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"
 "$BIN" migrations $A | show
 "$BIN" vm stop demo-vm $A >/dev/null
+"$BIN" vm stop peer-vm $B >/dev/null
 
 step "4. A host certified by another domain is refused, and both sides log why"
 "$BIN" domain init rogue --domain-dir "$W/rogue" >/dev/null

@@ -115,6 +115,10 @@ struct OutgoingRun {
             return machine.handle(.released)
         case .succeeded:
             report = await makeReport()
+            if let report, let json = try? JSONEncoder().encode(report) {
+                try? await coordinator.journal.setPhase(id, SourceMigration.Phase.done.rawValue, peer: peer,
+                                                        result: String(decoding: json, as: UTF8.self), ended: true)
+            }
             return []
         case .failed(let f):
             failure = failure.map { ControlError.failed("\(f.reason); the guest is on: \(f.guest) (\($0))") }
