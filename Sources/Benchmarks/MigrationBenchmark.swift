@@ -157,6 +157,8 @@ struct LocalMesh: Sendable {
     /// Channel ports, one per agent.
     let ports: [Int]
     let tasks: [Task<Void, any Error>]
+    /// The directory everything lives in; QEMUs started here are killed at the end.
+    let work: String
 
     var source: ControlClient { clients[0] }
     var destination: ControlClient { clients[1] }
@@ -192,10 +194,17 @@ struct LocalMesh: Sendable {
             ports.append(port)
             clients.append(ControlClient(path: Agent.controlSocket(stateDirectory: dir)))
         }
-        return LocalMesh(clients: clients, ports: ports, tasks: tasks)
+        return LocalMesh(clients: clients, ports: ports, tasks: tasks, work: work)
     }
 
+    /// Stops the agents and kills the QEMUs they started (agents leave VMs running on exit).
     func stop() {
         for task in tasks { task.cancel() }
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return }
+        for entry in entries {
+            guard let pid = Int32(entry), pid != getpid(),
+                  let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            if String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(work + "/") { kill(pid, SIGKILL) }
+        }
     }
 }
