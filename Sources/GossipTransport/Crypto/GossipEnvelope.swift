@@ -56,9 +56,7 @@ public enum GossipEnvelope {
 
     /// The AEAD key for one sender session under `key`.
     static func sessionCipher(key: GossipKey, session: GossipSession) -> AEADKey {
-        var input = subkeyLabel
-        appendSession(session, to: &input)
-        var subkey = Blake2b.hash(input, key: key.secret, outputLength: AEADAlgorithm.keyLength)
+        var subkey = sessionSubkey(key: key, session: session)
         defer { for index in subkey.indices { subkey[index] = 0 } }
         do {
             return try AEADKey(.xchacha20poly1305, key: SecretBytes(subkey))
@@ -66,6 +64,13 @@ public enum GossipEnvelope {
             // A 32-byte key for XChaCha20-Poly1305 (always available) cannot be refused.
             preconditionFailure("XChaCha20-Poly1305 refused a 32-byte key: \(error)")
         }
+    }
+
+    /// `BLAKE2b-256(key = K, "hostmesh-gossip-v1 datagram" || session bytes)`.
+    static func sessionSubkey(key: GossipKey, session: GossipSession) -> [UInt8] {
+        var input = subkeyLabel
+        appendSession(session, to: &input)
+        return Blake2b.hash(input, key: key.secret, outputLength: AEADAlgorithm.keyLength)
     }
 
     /// The session's 11 header bytes: epoch as u48, salt as u40, big-endian.
