@@ -1,4 +1,4 @@
-import GossipTransport
+@testable import GossipTransport
 import Membership
 import Testing
 
@@ -7,21 +7,22 @@ import Testing
 struct MembershipServiceTests {
     let ids: [MemberID] = (1...5).map { MemberID("node-\($0)") }
 
-    /// Launches five members and joins them through the first; returns when all see all.
-    func formMesh(_ harness: MeshHarness, keyring: GossipKeyring) async throws -> [MembershipService] {
-        let services = ids.map { harness.makeService($0, keyring: keyring) }
+    /// Launches five (or `count`) members and joins them through the first; returns when all
+    /// see all.
+    func formMesh(_ harness: MeshHarness, keyring: GossipKeyring, count: Int = 5) async throws -> [MembershipService] {
+        let services = ids.prefix(count).map { harness.makeService($0, keyring: keyring) }
         let seed = try await harness.launch(services[0])
         for service in services.dropFirst() {
             try await harness.launch(service)
             try await service.join(seeds: [seed])
         }
         let formed = await eventually(within: .seconds(10)) {
-            for service in services where await service.members().filter({ $0.status == .alive }).count != 5 {
+            for service in services where await service.members().filter({ $0.status == .alive }).count != count {
                 return false
             }
             return true
         }
-        try #require(formed, "five members did not all see each other alive within 10 s")
+        try #require(formed, "\(count) members did not all see each other alive within 10 s")
         return services
     }
 
@@ -105,6 +106,24 @@ struct MembershipServiceTests {
             let counters = await observer.counters()
             #expect(counters.dropped(.replayed) == 0, "a restarted member's datagrams must not look like replays")
         }
+    }
+
+    @Test("graceful shutdown (as ServiceGroup triggers it): the member leaves, run() returns, peers see it as left")
+    func gracefulShutdown() async throws {
+        let harness = MeshHarness()
+        defer { Task { await harness.shutdown() } }
+        let services = try await formMesh(harness, keyring: try GossipKeyring(primary: .generate()), count: 3)
+        let leaving = try #require(harness.runTask(of: "node-3"))
+        // What `withGracefulShutdownHandler` calls inside `run()` on SIGTERM.
+        services[2].beginLeave(thenStop: true)
+        let outcome = await leaving.result
+        #expect((try? outcome.get()) != nil, "run() did not return normally after a graceful shutdown")
+        let left = await eventually(within: .seconds(5)) {
+            for observer in services[0..<2] where await status(of: "node-3", at: observer) != .left { return false }
+            return true
+        }
+        #expect(left, "node-3's graceful shutdown was not seen as a leave")
+        await #expect(throws: MembershipServiceError.stopped) { try await services[2].join(seeds: []) }
     }
 
     @Test("forged, unknown-key, replayed, garbage and oversized datagrams are dropped and counted")

@@ -48,6 +48,11 @@ final class MeshHarness: Sendable {
         return address
     }
 
+    /// The task running `member`'s service.
+    func runTask(of member: MemberID) -> Task<Void, any Error>? {
+        tasks.withLock { $0[member] }
+    }
+
     /// Stops a member abruptly, as a crash would: its task is cancelled, no leave is sent,
     /// and push-pulls to it fail.
     func crash(_ service: MembershipService) async {

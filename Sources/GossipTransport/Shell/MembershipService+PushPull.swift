@@ -49,8 +49,11 @@ extension MembershipService {
             attempt += 1
             let round = remaining
             let jobs = try await onLoop { state throws(MembershipServiceError) -> [PushPullJob] in
-                guard state.phase == .running, let directives = state.instance?.join(seeds: round, now: self.now()) else {
-                    throw state.phase == .stopped ? .stopped : .notStarted
+                // A member that left cannot come back under the same run (Protocol.md §4.10).
+                guard state.phase == .running, !state.leaveRequested,
+                    let directives = state.instance?.join(seeds: round, now: self.now())
+                else {
+                    throw state.phase == .idle || state.phase == .starting ? .notStarted : .stopped
                 }
                 return self.execute(directives, state, collectJoins: true)
             }

@@ -215,13 +215,17 @@ public final class MembershipService: Sendable {
         }
     }
 
-    /// On the loop: asks the core to leave, once, and arms the leave timeout.
+    /// On the loop: asks the core to leave (once) and arms the leave timeout (again if a new
+    /// waiter arrives after an earlier timeout).
     func startLeave(_ state: ShellState) {
-        guard !state.leaveRequested, state.instance != nil else { return }
-        state.leaveRequested = true
-        state.leaveTimer = eventLoop.scheduleTask(in: TimeAmount(configuration.leaveTimeout)) {
-            self.finishLeave(completed: false, self.state.value)
+        guard state.instance != nil else { return }
+        if state.leaveTimer == nil {
+            state.leaveTimer = eventLoop.scheduleTask(in: TimeAmount(configuration.leaveTimeout)) {
+                self.finishLeave(completed: false, self.state.value)
+            }
         }
+        guard !state.leaveRequested else { return }
+        state.leaveRequested = true
         if let directives = state.instance?.leave(now: now()) {
             execute(directives, state)
         }

@@ -27,7 +27,7 @@ public enum MembershipServiceError: Error, Hashable, Sendable, CustomStringConve
         case .notStarted:
             return "the membership service is not running yet; start it first"
         case .stopped:
-            return "the membership service has stopped; restart the agent to rejoin the mesh"
+            return "the membership service has stopped or left the mesh; restart the agent to rejoin"
         case .alreadyRunning:
             return "the membership service is already running; run it once (one ServiceGroup entry)"
         case .bindFailed(let address, let reason):
