@@ -218,6 +218,29 @@ struct MembershipServiceTests {
         #expect(await eventually(within: .seconds(5)) { await services[0].counters().dropped(.unknownKey) == 1 })
     }
 
+    @Test("a second service cannot bind a port in use, and says so")
+    func portInUse() async throws {
+        let keyring = try GossipKeyring(primary: .generate())
+        let harness = MeshHarness()
+        defer { Task { await harness.shutdown() } }
+        let first = harness.makeService("first", keyring: keyring)
+        let address = try await harness.launch(first)
+        var configuration = MembershipServiceConfiguration(
+            memberID: "second", bindHost: "127.0.0.1", bindPort: Int(address.port), settings: testSettings())
+        configuration.advertisedHost = "127.0.0.1"
+        let second = MembershipService(configuration: configuration, keyring: keyring) { _, _ in [] }
+        do {
+            try await second.start()
+            Issue.record("bound a UDP port already in use")
+        } catch {
+            guard case .bindFailed = error else { throw error }
+        }
+        var wildcard = MembershipServiceConfiguration(memberID: "third", bindHost: "0.0.0.0", bindPort: 0)
+        wildcard.settings = testSettings()
+        let third = MembershipService(configuration: wildcard, keyring: keyring) { _, _ in [] }
+        await #expect(throws: MembershipServiceError.advertisedAddressRequired(bindHost: "0.0.0.0")) { try await third.start() }
+    }
+
     struct Refused: PushPullRefusal, CustomStringConvertible {
         var description: String { "certificate of joiner is not trusted" }
     }

@@ -61,6 +61,12 @@ public final class MembershipService: Sendable {
         stoppedPromise = eventLoop.makePromise(of: Void.self)
     }
 
+    deinit {
+        // A service that never ran (or failed to start) is released without stopping; NIO
+        // reports an unfulfilled promise as a leak. Completing a completed promise is a no-op.
+        stoppedPromise.succeed()
+    }
+
     // MARK: Lifecycle
 
     /// Binds the UDP socket and starts the core (announcing this member); returns the gossip
@@ -151,10 +157,10 @@ public final class MembershipService: Sendable {
         let address = "\(configuration.bindHost):\(configuration.bindPort)"
         let receiveCapacity = max(2048, configuration.settings.maxDatagramSize + 1)
         do {
+            // No SO_REUSEADDR: for UDP it would let a second agent bind the same port silently.
             return try await DatagramBootstrap(group: eventLoop)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(configuration.socketBufferBytes))
-                .channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(configuration.socketBufferBytes))
+                .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: configuration.socketBufferBytes))
+                .channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(clamping: configuration.socketBufferBytes))
                 // One byte more than the largest valid datagram, so a larger one shows as oversized
                 // (the kernel truncates to the buffer) instead of being cut to a valid-looking size.
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: receiveCapacity))
