@@ -19,7 +19,7 @@ public enum GossipKeyringError: Error, Hashable, Sendable, CustomStringConvertib
     public var description: String {
         switch self {
         case .invalidKeyLength(let length):
-            return "a gossip key must be 32 bytes, this one has \(length); generate one with `hostmesh keys gossip generate`"
+            return "a gossip key must be 32 bytes (64 hex digits in the key file), this one has \(length); generate a new key"
         case .keyIDCollision(let id):
             return "two different gossip keys have the same key id \(id); generate a new key instead of this one"
         case .unknownKey(let id):
