@@ -1,0 +1,162 @@
+import Membership
+import NIOCore
+import NIOPosix
+
+// Datagrams in and out, timers, and the directives of the core — all on the event loop.
+extension MembershipService {
+    /// A datagram arrived: open it (size, header, key, tag, replay) and hand it to the core.
+    func onDatagram(_ buffer: ByteBuffer, from source: SocketAddress) {
+        let state = self.state.value
+        guard state.phase == .running, state.instance != nil else { return }
+        state.counters.datagramsIn += 1
+        state.counters.bytesIn += UInt64(buffer.readableBytes)
+        switch state.opener.open(Array(buffer.readableBytesView), with: state.keyring) {
+        case .failure(let drop):
+            recordDrop(drop, from: source, state)
+        case .success(let datagram):
+            if let directives = state.instance?.onDatagram(datagram, from: PeerAddress(source), now: now()) {
+                execute(directives, state)
+            }
+        }
+    }
+
+    func recordDrop(_ drop: GossipDrop, from source: SocketAddress, _ state: ShellState) {
+        state.counters.drops[drop.reason, default: 0] += 1
+        guard let suppressed = state.dropLog.record(drop.reason, now: now().nanosecondsSinceOrigin) else { return }
+        logger.log(
+            level: configuration.dropLogLevel, "gossip datagram dropped",
+            metadata: [
+                "mesh.drop.reason": "\(drop.reason)", "mesh.drop.detail": "\(drop.detail)", "mesh.source": "\(PeerAddress(source))",
+                "mesh.drop.suppressed": "\(suppressed)", "mesh.drop.total": "\(state.counters.dropped(drop.reason))",
+            ])
+    }
+
+    /// Carries out the core's directives in order. Push-pull requests of a join are returned
+    /// to the caller when `collectJoins` is set (`join(seeds:)` runs them itself); all other
+    /// push-pulls go to `run()`'s task group.
+    @discardableResult
+    func execute(_ directives: [MembershipDirective], _ state: ShellState, collectJoins: Bool = false) -> [PushPullJob] {
+        var joins: [PushPullJob] = []
+        for directive in directives {
+            switch directive {
+            case .send(let datagram, let address):
+                send(datagram, to: address, state)
+            case .schedule(let timer, let deadline):
+                schedule(timer, at: deadline, state)
+            case .pushPull(let request):
+                let job = PushPullJob(request: request, peer: peer(for: request, state))
+                state.counters.pushPullsStarted += 1
+                if collectJoins, request.purpose == .join {
+                    joins.append(job)
+                } else {
+                    jobSink.yield(job)
+                }
+            case .memberChanged(let change):
+                state.lastUpdate[change.member.id] = now().nanosecondsSinceOrigin
+                if !change.member.status.isLive {
+                    // A dead or left member's next run starts a new replay window (Protocol.md §4.12.4).
+                    state.opener.forget(sender: change.member.id)
+                }
+                publish(.memberChanged(change), state)
+            case .metadataChanged(let member):
+                state.lastUpdate[member.id] = now().nanosecondsSinceOrigin
+                publish(.metadataChanged(member), state)
+            case .memberForgotten(let id):
+                state.lastUpdate[id] = nil
+                state.opener.forget(sender: id)
+                publish(.memberForgotten(id), state)
+            case .joined(let seed, let knownMembers):
+                logger.debug("joined", metadata: ["mesh.peer": "\(seed)", "mesh.members": "\(knownMembers)"])
+                publish(.joined(through: seed, knownMembers: knownMembers), state)
+            case .leaveCompleted:
+                publish(.leaveCompleted, state)
+                finishLeave(completed: true, state)
+            }
+        }
+        if state.unflushed {
+            state.unflushed = false
+            state.channel?.flush()
+        }
+        state.counters.localHealthScore = state.instance?.localHealthScore ?? 0
+        return joins
+    }
+
+    func publish(_ event: MembershipEvent, _ state: ShellState) {
+        for subscriber in state.subscribers.values { subscriber.yield(event) }
+    }
+
+    /// Whom to dial for a push-pull: the seed itself, else the member's secure-channel address.
+    func peer(for request: PushPullRequest, _ state: ShellState) -> PushPullPeer {
+        guard let member = request.member else {
+            return PushPullPeer(member: nil, address: request.address, gossipAddress: nil, purpose: request.purpose)
+        }
+        let channelAddress = state.instance?.member(member)?.metadata?.channelAddress
+        return PushPullPeer(
+            member: member, address: channelAddress ?? request.address, gossipAddress: request.address,
+            purpose: request.purpose)
+    }
+
+    // MARK: Sending
+
+    func send(_ datagram: GossipDatagram, to peer: PeerAddress, _ state: ShellState) {
+        guard let channel = state.channel else { return }
+        guard let address = socketAddress(peer, state) else {
+            state.counters.sendFailures += 1
+            return
+        }
+        let payload = state.sealer.seal(GossipCodec.encode(datagram), with: state.keyring)
+        state.counters.datagramsOut += 1
+        state.counters.bytesOut += UInt64(payload.count)
+        let envelope = AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: payload))
+        channel.write(envelope).whenFailure { _ in
+            self.state.value.counters.sendFailures += 1
+        }
+        state.unflushed = true
+    }
+
+    /// The socket address of a gossip address: IP literals at once, names resolved on the
+    /// thread pool (never on the loop) and cached; nil while a name is being resolved.
+    func socketAddress(_ peer: PeerAddress, _ state: ShellState) -> SocketAddress? {
+        if let cached = state.addresses[peer] { return cached }
+        if state.addresses.count >= 4096 { state.addresses.removeAll(keepingCapacity: true) }
+        if let address = try? SocketAddress(ipAddress: peer.host, port: Int(peer.port)) {
+            state.addresses[peer] = address
+            return address
+        }
+        guard state.resolving.insert(peer).inserted else { return nil }
+        NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+            try SocketAddress.makeAddressResolvingHost(peer.host, port: Int(peer.port))
+        }.whenComplete { result in
+            let state = self.state.value
+            state.resolving.remove(peer)
+            switch result {
+            case .success(let address):
+                state.addresses[peer] = address
+            case .failure(let error):
+                self.logger.debug("cannot resolve gossip address", metadata: ["mesh.peer": "\(peer)", "error": "\(error)"])
+            }
+        }
+        return nil
+    }
+
+    // MARK: Timers
+
+    func schedule(_ timer: MembershipTimer, at deadline: MembershipInstant, _ state: ShellState) {
+        let id = state.nextTimerID
+        state.nextTimerID += 1
+        let uptime = Int64(origin.uptimeNanoseconds) + max(0, deadline.nanosecondsSinceOrigin)
+        state.timers[id] = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(uptime))) {
+            let state = self.state.value
+            state.timers[id] = nil
+            guard state.phase == .running, let directives = state.instance?.onTimer(timer, now: self.now()) else { return }
+            self.execute(directives, state)
+        }
+    }
+}
+
+extension PeerAddress {
+    /// The IP address and port of a UDP source address.
+    init(_ address: SocketAddress) {
+        self.init(host: address.ipAddress ?? "", port: UInt16(clamping: address.port ?? 0))
+    }
+}

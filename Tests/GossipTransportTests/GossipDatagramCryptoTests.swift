@@ -1,0 +1,142 @@
+@testable import GossipTransport
+import Membership
+import Testing
+
+@Suite("Gossip datagram sealing, opening and replay")
+struct GossipDatagramCryptoTests {
+    let key = GossipKey.generate()
+    var ring: GossipKeyring { get throws { try GossipKeyring(primary: key) } }
+    let ping = GossipDatagram(sender: "node-a", primary: .ping(sequence: 9, target: "node-b"))
+
+    @Test func sealThenOpen() throws {
+        var sealer = GossipDatagramSealer(session: GossipSession(epoch: 1, salt: 2))
+        var opener = GossipDatagramOpener()
+        let plaintext = GossipCodec.encode(ping)
+        let sealed = sealer.seal(plaintext, with: try ring)
+        #expect(sealed.count == plaintext.count + GossipEnvelope.overhead)
+        #expect(GossipEnvelope.overhead == 40)
+        #expect(sealed[0] == 1)
+        #expect(try opener.open(sealed, with: ring).get() == ping)
+        #expect(sealer.lastSequence == 1)
+    }
+
+    @Test func headerIsAuthenticated() throws {
+        var sealer = GossipDatagramSealer()
+        var opener = GossipDatagramOpener()
+        let sealed = sealer.seal(GossipCodec.encode(ping), with: try ring)
+        // Flip one bit in every position of the header (after the version and key id) and of the body.
+        for index in 5..<sealed.count {
+            var tampered = sealed
+            tampered[index] ^= 0x01
+            #expect(reason(opener.open(tampered, with: try ring)) == .forged, "byte \(index)")
+        }
+        #expect(reason(opener.open(sealed, with: try ring)) == nil)
+    }
+
+    @Test func dropReasons() throws {
+        var sealer = GossipDatagramSealer()
+        var opener = GossipDatagramOpener(maxDatagramSize: 1200)
+        let ring = try ring
+        #expect(reason(opener.open([UInt8](repeating: 0, count: 1201), with: ring)) == .oversized)
+        #expect(reason(opener.open([1, 2, 3], with: ring)) == .malformed)
+        var wrongVersion = sealer.seal(GossipCodec.encode(ping), with: ring)
+        wrongVersion[0] = 2
+        #expect(reason(opener.open(wrongVersion, with: ring)) == .malformed)
+        var strangerSealer = GossipDatagramSealer()
+        let stranger = strangerSealer.seal(GossipCodec.encode(ping), with: try GossipKeyring(primary: .generate()))
+        #expect(reason(opener.open(stranger, with: ring)) == .unknownKey)
+        let notGossip = sealer.seal([0xff, 0xff, 0xff], with: ring)
+        #expect(reason(opener.open(notGossip, with: ring)) == .undecodable)
+        let valid = sealer.seal(GossipCodec.encode(ping), with: ring)
+        #expect(reason(opener.open(valid, with: ring)) == nil)
+        #expect(reason(opener.open(valid, with: ring)) == .replayed)
+    }
+
+    @Test func replayWindowAcceptsReorderingButNotRepeats() throws {
+        let ring = try ring
+        var sealer = GossipDatagramSealer()
+        var opener = GossipDatagramOpener()
+        let sealed = (0..<1100).map { _ in sealer.seal(GossipCodec.encode(ping), with: ring) }
+        #expect(reason(opener.open(sealed[5], with: ring)) == nil)
+        #expect(reason(opener.open(sealed[2], with: ring)) == nil)  // late, inside the window
+        #expect(reason(opener.open(sealed[2], with: ring)) == .replayed)
+        #expect(reason(opener.open(sealed[1090], with: ring)) == nil)
+        #expect(reason(opener.open(sealed[3], with: ring)) == .replayed)  // fell out of the 1024 window
+        #expect(reason(opener.open(sealed[100], with: ring)) == nil)  // still inside
+        #expect(reason(opener.open(sealed[1099], with: ring)) == nil)
+    }
+
+    @Test func replayWindowEdges() {
+        var window = GossipReplayWindow()
+        // 0 never; 2 is inside 1024's window; 5000 jumps and clears; 5000 - 3976 == 1024 is outside.
+        let sequences: [UInt64] = [0, 1, 1024, 2, 1, 5000, 3976, 3977, 3977, 5001]
+        let accepted = sequences.map { window.accept($0) }
+        #expect(accepted == [false, true, true, true, false, true, false, true, false, true])
+    }
+
+    @Test func restartedSenderIsAcceptedAndItsOldSessionRefused() throws {
+        let ring = try ring
+        var opener = GossipDatagramOpener()
+        var firstRun = GossipDatagramSealer(session: GossipSession(epoch: 1_000, salt: 9))
+        let old = (0..<3).map { _ in firstRun.seal(GossipCodec.encode(ping), with: ring) }
+        #expect(reason(opener.open(old[0], with: ring)) == nil)
+        #expect(reason(opener.open(old[1], with: ring)) == nil)
+        // The member restarts: a later session, its sequence starts again at 1.
+        var secondRun = GossipDatagramSealer(session: GossipSession(epoch: 2_000, salt: 1))
+        let new = secondRun.seal(GossipCodec.encode(ping), with: ring)
+        #expect(reason(opener.open(new, with: ring)) == nil)
+        #expect(reason(opener.open(old[2], with: ring)) == .replayed)  // the earlier run is over
+        // A member whose clock went back is refused until it is forgotten (declared dead).
+        var clockWentBack = GossipDatagramSealer(session: GossipSession(epoch: 1_500, salt: 1))
+        let behind = clockWentBack.seal(GossipCodec.encode(ping), with: ring)
+        #expect(reason(opener.open(behind, with: ring)) == .replayed)
+        opener.forget(sender: "node-a")
+        #expect(reason(opener.open(behind, with: ring)) == nil)
+    }
+
+    @Test func sendersAreTrackedApart() throws {
+        let ring = try ring
+        var a = GossipDatagramSealer(session: GossipSession(epoch: 5, salt: 5))
+        var b = GossipDatagramSealer(session: GossipSession(epoch: 5, salt: 5))  // same session, other sender
+        var opener = GossipDatagramOpener()
+        let fromA = a.seal(GossipCodec.encode(ping), with: ring)
+        let fromB = b.seal(GossipCodec.encode(GossipDatagram(sender: "node-c", primary: nil)), with: ring)
+        #expect(reason(opener.open(fromA, with: ring)) == nil)
+        #expect(reason(opener.open(fromB, with: ring)) == nil)
+        #expect(opener.senderCount == 2)
+    }
+
+    @Test func rotation() throws {
+        let newKey = GossipKey.generate()
+        var senderRing = try ring
+        var receiverRing = try ring
+        var sealer = GossipDatagramSealer()
+        var opener = GossipDatagramOpener()
+        try receiverRing.install(newKey)
+        try senderRing.install(newKey)
+        try senderRing.use(newKey.id)
+        let sealedNew = sealer.seal(GossipCodec.encode(ping), with: senderRing)
+        #expect(reason(opener.open(sealedNew, with: receiverRing)) == nil)
+        let sealedOld = sealer.seal(GossipCodec.encode(ping), with: try ring)
+        try receiverRing.use(newKey.id)
+        try receiverRing.remove(key.id)
+        // A cached cipher of the removed key must not keep opening its datagrams.
+        #expect(reason(opener.open(sealedOld, with: receiverRing)) == .unknownKey)
+    }
+
+    @Test func dropLogIsRateLimitedPerReason() {
+        var limiter = DropLogLimiter(interval: .seconds(10))
+        let second: Int64 = 1_000_000_000
+        #expect(limiter.record(.forged, now: 0) == 0)
+        #expect(limiter.record(.forged, now: 1 * second) == nil)
+        #expect(limiter.record(.replayed, now: 2 * second) == 0)
+        #expect(limiter.record(.forged, now: 9 * second) == nil)
+        #expect(limiter.record(.forged, now: 10 * second) == 2)
+        #expect(limiter.record(.forged, now: 11 * second) == nil)
+    }
+
+    private func reason(_ result: Result<GossipDatagram, GossipDrop>) -> GossipDropReason? {
+        if case .failure(let drop) = result { return drop.reason }
+        return nil
+    }
+}
