@@ -142,7 +142,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

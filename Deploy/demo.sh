@@ -4,15 +4,16 @@
 #   2. their agents authenticate each other over a Noise channel and exchange encrypted messages
 #   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting,
 #      while a peer VM pings it and holds a TCP connection to it (gap and survival printed)
-#   4. a host certified by another domain is refused, and both sides say why
-#   5. a key file that others can read is refused
+#   4. a member killed with SIGKILL is noticed by the others
+#   5. a host certified by another domain is refused, and both sides say why
+#   6. a key file that others can read is refused
 set -euo pipefail
 BIN=$(realpath "${1:-.build/release/hostmesh}")
 GUEST=$(realpath "${2:-Deploy/out/guest}")
 W=$(mktemp -d /tmp/hostmesh-demo.XXXXXX)
 PIDS=()
 # Agents leave their QEMUs running on exit (a restarted agent re-adopts them), so the demo kills both.
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; pkill -9 -f "$W/" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; pkill -9 -f "$W/" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -32,13 +33,15 @@ for h in node-a node-b; do
 done
 
 step "2. Two agents prove who they are to each other and talk over an encrypted channel"
-"$BIN" agent --state-dir "$W/node-a" --listen 127.0.0.1:17946 --overlay 127.0.0.1:17956 >"$W/a.log" 2>&1 & PIDS+=($!)
+"$BIN" agent --state-dir "$W/node-a" --listen 127.0.0.1:17946 --overlay 127.0.0.1:17956 --gossip 127.0.0.1:17966 >"$W/a.log" 2>&1 & PIDS+=($!); disown
 wait_for "$W/a.log" "agent listening"
-"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17947 --overlay 127.0.0.1:17957 --peer 127.0.0.1:17946 >"$W/b.log" 2>&1 & PIDS+=($!)
-wait_for "$W/b.log" "hello reply"
-wait_for "$W/a.log" "encrypted note received"
-echo "-- node-a's log:"; grep -E "listening|proved|hello|note" "$W/a.log" | showlog
-echo "-- node-b's log:"; grep -E "listening|proved|hello" "$W/b.log" | showlog
+"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17947 --overlay 127.0.0.1:17957 --gossip 127.0.0.1:17967 --join 127.0.0.1:17946 >"$W/b.log" 2>&1 & PIDS+=($!); disown
+wait_for "$W/b.log" "joined the mesh"
+wait_for "$W/b.log" "encrypted note received"
+echo "-- node-a's log:"; grep -E "listening|proved|hello|member joined|keyring" "$W/a.log" | showlog
+echo "-- node-b's log:"; grep -E "listening|proved|hello|joined the mesh|note" "$W/b.log" | showlog
+echo "-- hostmesh members (as node-a sees the mesh):"
+"$BIN" members --state-dir "$W/node-a" | show
 
 step "3. A VM boots on node-a and live-migrates to node-b and back while a peer VM pings it"
 A="--state-dir $W/node-a"; B="--state-dir $W/node-b"
@@ -65,21 +68,36 @@ echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"
 "$BIN" vm stop demo-vm $A >/dev/null
 "$BIN" vm stop peer-vm $B >/dev/null
 
-step "4. A host certified by another domain is refused, and both sides log why"
+step "4. A member that dies is noticed by the others (SWIM + Lifeguard, 1 s probes)"
+"$BIN" keys init --state-dir "$W/node-c" --host-id node-c >/dev/null
+"$BIN" domain certify --domain-dir "$W/lab" --host-pub "$W/node-c/host.pub" >/dev/null
+"$BIN" keys trust --state-dir "$W/node-c" "$W/lab/domain.pub" >/dev/null
+"$BIN" agent --state-dir "$W/node-c" --listen 127.0.0.1:17950 --overlay 127.0.0.1:17960 --gossip 127.0.0.1:17970 --join 127.0.0.1:17947 >"$W/c.log" 2>&1 &
+CPID=$!; disown
+wait_for "$W/a.log" "mesh.peer=node-c \\[Agent\\] member joined" 20
+"$BIN" members --state-dir "$W/node-a" | show
+echo "-- kill -9 node-c's agent"
+kill -9 $CPID
+START=$(date +%s.%N)
+for _ in $(seq 1 300); do "$BIN" members --state-dir "$W/node-a" | grep -q "node-c .*dead" && break; sleep 0.1; done
+echo "-- node-a marked node-c dead after $(echo "$(date +%s.%N) - $START" | bc | cut -c1-4) s:"
+"$BIN" members --state-dir "$W/node-a" | show
+
+step "5. A host certified by another domain is refused, and both sides log why"
 "$BIN" domain init rogue --domain-dir "$W/rogue" >/dev/null
 "$BIN" keys init --state-dir "$W/mallory" --host-id mallory >/dev/null
 "$BIN" domain certify --domain-dir "$W/rogue" --host-pub "$W/mallory/host.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/mallory" "$W/rogue/domain.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/mallory" "$W/lab/domain.pub" >/dev/null   # mallory knows lab's public key
-"$BIN" agent --state-dir "$W/mallory" --listen 127.0.0.1:17948 --overlay 127.0.0.1:17958 --peer 127.0.0.1:17946 >"$W/m.log" 2>&1 & PIDS+=($!)
-wait_for "$W/m.log" "could not establish"
+"$BIN" agent --state-dir "$W/mallory" --listen 127.0.0.1:17948 --overlay 127.0.0.1:17958 --gossip 127.0.0.1:17968 --join 127.0.0.1:17946 >"$W/m.log" 2>&1 & PIDS+=($!); disown
+wait_for "$W/m.log" "join refused"
 wait_for "$W/a.log" "refused secure channel"
-echo "-- mallory's log:"; grep "could not establish" "$W/m.log" | showlog
+echo "-- mallory's log:"; grep "join refused" "$W/m.log" | head -1 | showlog
 echo "-- node-a's log:";  grep "refused secure channel" "$W/a.log" | showlog
 
-step "5. A key file that others can read is refused"
+step "6. A key file that others can read is refused"
 chmod 644 "$W/node-b/host.key"
-"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17949 --overlay 127.0.0.1:17959 2>&1 | show || true
+"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17949 --overlay 127.0.0.1:17959 --gossip 127.0.0.1:17969 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
-step "done: two agents authenticated each other, a running VM moved between them and back, an outsider and a careless key were refused"
+step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a dead member was noticed, an outsider and a careless key were refused"

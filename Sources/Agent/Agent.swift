@@ -4,6 +4,7 @@ public import Hypervisor
 public import Logging
 import MeshWire
 import Migration
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 public import SecureChannel
@@ -54,8 +55,9 @@ public struct Agent: Service {
         }
         let bound = HostPort(host: listen.host, port: listener.localAddress?.port ?? listen.port)
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger)
+        let membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
         let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
-        let api = ControlHandler(vms: vms, coordinator: coordinator, credentials: credentials, listen: bound)
+        let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -64,7 +66,9 @@ public struct Agent: Service {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
-                    try await listener.run { connection in await serve(connection, coordinator: coordinator, peers: peers) }
+                    try await listener.run { connection in
+                        await serve(connection, coordinator: coordinator, peers: peers, membership: membership)
+                    }
                 }
                 group.addTask { try await control.run { request, responder in try await api.handle(request, responder) } }
                 // Finish or roll back what a previous run left under way, then keep asking about doubts.
@@ -76,6 +80,20 @@ public struct Agent: Service {
                     group.addTask { await peers.greet(peer) }
                 }
                 group.addTask { await network.publishLocations { bytes in await peers.publish(locations: bytes) } }
+                group.addTask { try await membership.service.run() }
+                group.addTask {
+                    _ = try? await membership.service.start()
+                    await membership.joinAtStart(configuration.join)
+                }
+                group.addTask { await followMembers(membership, peers: peers) }
+                group.addTask {
+                    // Capacity as gossiped metadata, refreshed every few seconds.
+                    while true {
+                        let running = (try? await vms.list().filter { $0.state == "running" }.count) ?? 0
+                        await membership.refresh(runningVMs: running, migrationsInFlight: await coordinator.inFlight)
+                        try await Task.sleep(for: .seconds(3))
+                    }
+                }
             }
         } onGracefulShutdown: {
             Task {
@@ -95,7 +113,32 @@ public struct Agent: Service {
     }
 
     /// Answers a channel another agent opened.
-    private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator, peers: PeerLinks) async {
+    /// Reacts to membership: says hello to new members (which keys the overlay and exchanges
+    /// locations), forgets departed ones.
+    private func followMembers(_ membership: AgentMembership, peers: PeerLinks) async {
+        for await event in membership.service.events() {
+            guard case .memberChanged(let change) = event else { continue }
+            let member = change.member
+            guard member.id.hostID != credentials.identity.hostID else { continue }
+            switch member.status {
+            case .alive where change.previousStatus != .alive && change.previousStatus != .suspect:
+                logger.info("member joined", metadata: ["mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)"])
+                if let channel = member.metadata?.channelAddress {
+                    let address = HostPort(host: channel.host, port: Int(channel.port))
+                    peers.known.withLockedValue { $0[member.id.hostID] = address }
+                    if credentials.identity.hostID < member.id.hostID { Task { await peers.greet(address) } }
+                }
+            case .dead, .left:
+                logger.info("member \(member.status)", metadata: ["mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)"])
+                peers.known.withLockedValue { $0[member.id.hostID] = nil }
+                await peers.network.removePeer(member.id.hostID)
+            default:
+                break
+            }
+        }
+    }
+
+    private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator, peers: PeerLinks, membership: AgentMembership) async {
         logger.info("peer proved its identity", metadata: proofMetadata(connection))
         var migrations = Set<String>()
         do {
@@ -113,6 +156,10 @@ public struct Agent: Service {
                         var locations = Hostmesh_V1_AgentEnvelope()
                         locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
                         try await outbound.write(EnvelopeWriter.frame(locations))
+                    case .pushPull(let request):
+                        try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))
+                    case .joinRequest:
+                        try await outbound.write(EnvelopeWriter.frame(try await membership.handleJoin(from: connection.peer)))
                     case .locationUpdate(let update):
                         await peers.network.apply(locations: [UInt8](update.locations))
                     case .note(let note):
@@ -124,7 +171,7 @@ public struct Agent: Service {
                         if let reply = await coordinator.handle(envelope.body!, from: connection.peer) {
                             try await outbound.write(EnvelopeWriter.frame(reply))
                         }
-                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .none:
+                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }

@@ -10,6 +10,9 @@ import TOMLKit
 ///     log_level = "info"
 ///     qemu_binary = "qemu-system-x86_64"
 ///     overlay_listen = "0.0.0.0:7947"
+///     gossip_listen = "0.0.0.0:7948"
+///     advertise_host = "10.0.0.5"
+///     join = ["10.0.0.2:7946"]
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -27,6 +30,12 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var overlayListen: HostPort = HostPort(host: "0.0.0.0", port: 7947)
     /// Virtual networks, by name, with their segment ids (the same on every host of a domain).
     public var networks: [String: UInt32] = ["default": 1]
+    /// UDP address for membership gossip.
+    public var gossipListen: HostPort = HostPort(host: "0.0.0.0", port: 7948)
+    /// The address other hosts reach this one at (required when listening on a wildcard).
+    public var advertiseHost: String?
+    /// Members to join through at start (their channel addresses).
+    public var join: [HostPort] = []
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -36,6 +45,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case qemuBinary = "qemu_binary"
         case overlayListen = "overlay_listen"
         case networks
+        case gossipListen = "gossip_listen"
+        case advertiseHost = "advertise_host"
+        case join
     }
 
     /// All defaults.
@@ -52,6 +64,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         qemuBinary = try c.decodeIfPresent(String.self, forKey: .qemuBinary) ?? defaults.qemuBinary
         overlayListen = try c.decodeIfPresent(HostPort.self, forKey: .overlayListen) ?? defaults.overlayListen
         networks = try c.decodeIfPresent([String: UInt32].self, forKey: .networks) ?? defaults.networks
+        gossipListen = try c.decodeIfPresent(HostPort.self, forKey: .gossipListen) ?? defaults.gossipListen
+        advertiseHost = try c.decodeIfPresent(String.self, forKey: .advertiseHost)
+        join = try c.decodeIfPresent([HostPort].self, forKey: .join) ?? defaults.join
     }
 
     /// Reads a TOML file.

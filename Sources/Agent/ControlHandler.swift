@@ -7,6 +7,7 @@ import SecureChannel
 struct ControlHandler: Sendable {
     let vms: VMManager
     let coordinator: MigrationCoordinator
+    let membership: AgentMembership
     let credentials: ChannelCredentials
     let listen: HostPort
 
@@ -15,6 +16,21 @@ struct ControlHandler: Sendable {
         case "status":
             return ControlTypes.Status(hostID: credentials.identity.hostID, domain: credentials.certificate.domain,
                                        listen: "\(listen)", software: Agent.software, vms: try await vms.list().count)
+        case "members":
+            return await membership.members()
+        case "join":
+            let p = try request.params(ControlTypes.Join.self)
+            let address: HostPort
+            do { address = try HostPort(parsing: p.address) } catch { throw ControlError.badRequest("\(error)") }
+            do {
+                let known = try await membership.join(address)
+                return ControlTypes.Text(text: "joined through \(address): \(known) member(s) known")
+            } catch {
+                throw ControlError.failed("cannot join through \(address): \(error)")
+            }
+        case "leave":
+            let spread = await membership.service.leave()
+            return ControlTypes.Text(text: spread ? "left the mesh (every member was told)" : "left the mesh (the leave may not have reached every member before the timeout)")
         case "vm.create":
             let p = try request.params(ControlTypes.CreateVM.self)
             let info = try await vms.create(p.spec)

@@ -86,4 +86,12 @@ public enum ControlTypes {
             self.action = action
         }
     }
+
+    /// `join`: a member's channel address.
+    public struct Join: Codable, Sendable {
+        /// host:port.
+        public var address: String
+        /// A request.
+        public init(address: String) { self.address = address }
+    }
 }

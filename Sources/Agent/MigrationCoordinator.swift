@@ -84,6 +84,9 @@ public actor MigrationCoordinator {
 
     var hostID: String { credentials.identity.hostID }
 
+    /// Migrations under way on this host, both directions.
+    var inFlight: Int { outgoingCount + incoming.values.filter { $0.machine.phase == .admitted }.count }
+
     // MARK: - Source
 
     /// Migrates a running VM to the agent at `address` and returns the figures.

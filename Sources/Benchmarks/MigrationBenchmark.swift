@@ -181,6 +181,7 @@ struct LocalMesh: Sendable {
             configuration.stateDirectory = dir
             configuration.channelListen = HostPort(host: "127.0.0.1", port: 0)
             configuration.overlayListen = HostPort(host: "127.0.0.1", port: 0)
+            configuration.gossipListen = HostPort(host: "127.0.0.1", port: 0)
             configuration.peers = ports.map { HostPort(host: "127.0.0.1", port: $0) } // hellos key the overlay
             let credentials = try AgentCredentials.load(stateDirectory: dir)
             let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)

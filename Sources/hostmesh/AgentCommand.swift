@@ -14,6 +14,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
     @Option(help: "QEMU binary (default qemu-system-x86_64 on PATH).") var qemu: String?
     @Option(help: "UDP address of the virtual switch overlay (default 0.0.0.0:7947).") var overlay: String?
+    @Option(help: "UDP address for membership gossip (default 0.0.0.0:7948).") var gossip: String?
+    @Option(help: "The address other hosts reach this one at (needed with wildcard listeners).") var advertise: String?
+    @Option(name: .customLong("join"), help: "A member to join through at start (its channel address; repeatable).") var joins: [String] = []
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -23,6 +26,9 @@ struct AgentCommand: AsyncParsableCommand {
         if let logLevel { configuration.logLevel = logLevel }
         if let qemu { configuration.qemuBinary = qemu }
         if let overlay { configuration.overlayListen = try HostPort(parsing: overlay) }
+        if let gossip { configuration.gossipListen = try HostPort(parsing: gossip) }
+        if let advertise { configuration.advertiseHost = advertise }
+        if !joins.isEmpty { configuration.join = try joins.map { try HostPort(parsing: $0) } }
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
         }

@@ -39,6 +39,23 @@ final class TestMesh: @unchecked Sendable {
         return agent
     }
 
+    /// Starts an agent whose certificate comes from another domain, which this mesh does not
+    /// trust (it trusts its own domain and this mesh's, so it can dial in).
+    func startForeign(_ id: String) async throws -> AgentProcess {
+        let dir = root + "/" + id
+        try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
+        let other = try DomainAuthority(name: "elsewhere")
+        let identity = try HostIdentity(hostID: id)
+        try identity.save(inDirectory: dir)
+        let now = Int64(Date().timeIntervalSince1970)
+        try other.certify(identity.publicKeys, serial: 1, notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
+        try other.trustAnchor.save(dir + "/trust/elsewhere.pub")
+        try domain.trustAnchor.save(dir + "/trust/lab.pub")
+        let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: [])
+        agents.append(agent)
+        return agent
+    }
+
     /// Kills everything this mesh started and removes its files.
     func tearDown() {
         for agent in agents { agent.kill() }
@@ -115,7 +132,13 @@ final class AgentProcess: @unchecked Sendable {
 
     static func start(hostID: String, stateDirectory: String, arguments: [String]) async throws -> AgentProcess {
         let logPath = stateDirectory + "/agent.log"
-        let pid = try spawn(binary, ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--log-level", "debug"] + arguments,
+        // A restarted agent gets a fresh log (the old one is kept), so the readiness check below
+        // cannot read the previous run's address.
+        if FileManager.default.fileExists(atPath: logPath) {
+            try? FileManager.default.removeItem(atPath: logPath + ".previous")
+            try? FileManager.default.moveItem(atPath: logPath, toPath: logPath + ".previous")
+        }
+        let pid = try spawn(binary, ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--log-level", "debug"] + arguments,
                             logPath: logPath)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {

@@ -134,6 +134,38 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .locationUpdate(newValue)}
   }
 
+  public var pushPull: Hostmesh_V1_PushPull {
+    get {
+      if case .pushPull(let v)? = body {return v}
+      return Hostmesh_V1_PushPull()
+    }
+    set {body = .pushPull(newValue)}
+  }
+
+  public var pushPullReply: Hostmesh_V1_PushPull {
+    get {
+      if case .pushPullReply(let v)? = body {return v}
+      return Hostmesh_V1_PushPull()
+    }
+    set {body = .pushPullReply(newValue)}
+  }
+
+  public var joinRequest: Hostmesh_V1_JoinRequest {
+    get {
+      if case .joinRequest(let v)? = body {return v}
+      return Hostmesh_V1_JoinRequest()
+    }
+    set {body = .joinRequest(newValue)}
+  }
+
+  public var joinAccepted: Hostmesh_V1_JoinAccepted {
+    get {
+      if case .joinAccepted(let v)? = body {return v}
+      return Hostmesh_V1_JoinAccepted()
+    }
+    set {body = .joinAccepted(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -149,6 +181,10 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case migrationQuery(Hostmesh_V1_MigrationQuery)
     case migrationVerdict(Hostmesh_V1_MigrationVerdict)
     case locationUpdate(Hostmesh_V1_LocationUpdate)
+    case pushPull(Hostmesh_V1_PushPull)
+    case pushPullReply(Hostmesh_V1_PushPull)
+    case joinRequest(Hostmesh_V1_JoinRequest)
+    case joinAccepted(Hostmesh_V1_JoinAccepted)
 
   }
 
@@ -401,13 +437,57 @@ public nonisolated struct Hostmesh_V1_LocationUpdate: Sendable {
   public init() {}
 }
 
+/// Membership anti-entropy on a channel with purpose "sync" (Protocol.md §4.9): the initiator
+/// sends its encoded PushPullState, the responder merges it and answers with its own.
+public nonisolated struct Hostmesh_V1_PushPull: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// GossipCodec push-pull state (gossip.proto)
+  public var state: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A host asks a member to let it into the mesh, on a channel with purpose "join" (Protocol.md §4.13).
+public nonisolated struct Hostmesh_V1_JoinRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The member's answer: the gossip keyring (so the newcomer can read and send encrypted gossip)
+/// and where to push-pull. Only a host of the member's own domain is accepted.
+public nonisolated struct Hostmesh_V1_JoinAccepted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the keyring file format (Protocol.md §4.12.5)
+  public var keyring: String = String()
+
+  /// the member's gossip address, host:port
+  public var gossipAddress: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -571,6 +651,58 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .locationUpdate(v)
         }
       }()
+      case 13: try {
+        var v: Hostmesh_V1_PushPull?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .pushPull(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .pushPull(v)
+        }
+      }()
+      case 14: try {
+        var v: Hostmesh_V1_PushPull?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .pushPullReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .pushPullReply(v)
+        }
+      }()
+      case 15: try {
+        var v: Hostmesh_V1_JoinRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .joinRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .joinRequest(v)
+        }
+      }()
+      case 16: try {
+        var v: Hostmesh_V1_JoinAccepted?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .joinAccepted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .joinAccepted(v)
+        }
+      }()
       default: break
       }
     }
@@ -629,6 +761,22 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .locationUpdate?: try {
       guard case .locationUpdate(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .pushPull?: try {
+      guard case .pushPull(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .pushPullReply?: try {
+      guard case .pushPullReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .joinRequest?: try {
+      guard case .joinRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .joinAccepted?: try {
+      guard case .joinAccepted(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
     }()
     case nil: break
     }
@@ -1056,6 +1204,90 @@ nonisolated extension Hostmesh_V1_LocationUpdate: SwiftProtobuf.Message, SwiftPr
 
   public static func ==(lhs: Hostmesh_V1_LocationUpdate, rhs: Hostmesh_V1_LocationUpdate) -> Bool {
     if lhs.locations != rhs.locations {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_PushPull: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushPull"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.state) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.state.isEmpty {
+      try visitor.visitSingularBytesField(value: self.state, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_PushPull, rhs: Hostmesh_V1_PushPull) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JoinRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_JoinRequest, rhs: Hostmesh_V1_JoinRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_JoinAccepted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JoinAccepted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keyring\0\u{3}gossip_address\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.keyring) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.gossipAddress) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keyring.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyring, fieldNumber: 1)
+    }
+    if !self.gossipAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.gossipAddress, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_JoinAccepted, rhs: Hostmesh_V1_JoinAccepted) -> Bool {
+    if lhs.keyring != rhs.keyring {return false}
+    if lhs.gossipAddress != rhs.gossipAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,245 @@
+import ControlAPI
+import Foundation
+import GossipTransport
+import Logging
+import MeshIdentity
+import MeshCrypto
+import MeshWire
+public import Membership
+import NIOCore
+import SecureChannel
+
+/// The agent's membership: the gossip service, its keyring file, push-pull and join over secure
+/// channels, the host's capacity as member metadata, and what other parts do when members come
+/// and go (overlay keys, locations).
+public actor AgentMembership {
+    let service: MembershipService
+    private let credentials: ChannelCredentials
+    private let keysPath: String
+    private let logger: Logger
+    private var metadata: MemberMetadata
+
+    /// A refused push-pull or join (certificate, domain): do not retry that seed.
+    struct Refused: PushPullRefusal, CustomStringConvertible {
+        let reason: String
+        var description: String { reason }
+    }
+
+    /// Creates the service with the keyring from `<state>/gossip.keys` (0600), making a fresh one
+    /// when there is none (the first host of a mesh; a joining host replaces it with the mesh's).
+    init(configuration: AgentConfiguration, credentials: ChannelCredentials, channel: HostPort, logger: Logger) throws {
+        self.credentials = credentials
+        self.logger = logger
+        keysPath = configuration.stateDirectory + "/" + GossipKeyringFile.defaultFileName
+        let keyring: GossipKeyring
+        if FileManager.default.fileExists(atPath: keysPath) {
+            let bytes = try SecureFile.readSecret(keysPath, what: "gossip keyring")
+            do { keyring = try GossipKeyringFile.parse(bytes) } catch {
+                throw AgentError.identity("\(keysPath) is not a valid gossip keyring: \(error)")
+            }
+        } else {
+            keyring = try GossipKeyring(primary: GossipKey.generate())
+            try SecureFile.write(GossipKeyringFile.encode(keyring), to: keysPath, mode: 0o600)
+        }
+        let listen = configuration.gossipListen
+        let wildcard = listen.host == "0.0.0.0" || listen.host == "::"
+        let advertised = configuration.advertiseHost ?? (wildcard ? nil : listen.host)
+        guard let advertised else {
+            throw AgentError.badConfiguration(path: "advertise_host", reason: "gossip listens on \(listen): set advertise_host to the address other hosts reach this one at")
+        }
+        let channelHost = channel.host == "0.0.0.0" || channel.host == "::" ? advertised : channel.host
+        metadata = MemberMetadata(domain: credentials.certificate.domain,
+                                  channelAddress: PeerAddress(host: channelHost, port: UInt16(channel.port)),
+                                  keyFingerprint: Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes)))
+        // No seeds here: joining first fetches the mesh's keyring over the secure channel
+        // (`join(_:)`), which the agent does once the service runs.
+        var config = MembershipServiceConfiguration(memberID: MemberID(credentials.identity.hostID), bindHost: listen.host,
+                                                    bindPort: listen.port, advertisedHost: advertised, metadata: metadata)
+        config.joinRetry = JoinRetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(10))
+        let pushPullCredentials = credentials
+        let pushPullLogger = logger
+        service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in
+            try await Self.exchange(peer.address, credentials: pushPullCredentials, logger: pushPullLogger) {
+                $0.pushPull.state = Data(request)
+            } answer: { body in
+                guard case .pushPullReply(let reply) = body else { return nil }
+                return [UInt8](reply.state)
+            }
+        }, logger: logger)
+    }
+
+    /// Opens a channel to `address`, sends one envelope, returns the decoded answer.
+    static func exchange(_ address: PeerAddress, purpose: String = "sync", credentials: ChannelCredentials, logger: Logger,
+                         _ build: (inout Hostmesh_V1_AgentEnvelope) -> Void,
+                         answer: (Hostmesh_V1_AgentEnvelope.OneOf_Body) -> [UInt8]?) async throws -> [UInt8] {
+        var configuration = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(5))
+        configuration.policy.purpose = purpose
+        configuration.policy.requiredDomain = credentials.certificate.domain
+        let connection: SecureConnection
+        do {
+            connection = try await SecureConnection.connect(host: address.host, port: Int(address.port), configuration: configuration, logger: logger)
+        } catch let error as SecureChannelError where error.byPeer || [.unknownIssuer, .wrongDomain, .certificateExpired, .badCertificateSignature, .unknownDomain].contains(error.code) {
+            throw Refused(reason: "\(error)")
+        }
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        build(&envelope)
+        return try await connection.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(EnvelopeWriter.frame(envelope))
+            var reader = EnvelopeReader(inbound)
+            guard let body = try await reader.next()?.body, let bytes = answer(body) else {
+                throw AgentError.protocolViolation("\(address) did not answer the \(purpose) request")
+            }
+            return bytes
+        }
+    }
+
+    // MARK: - Serving
+
+    /// A push-pull a member opened on a "sync" channel.
+    func handlePushPull(_ state: [UInt8], from peer: PeerIdentity) async throws -> Hostmesh_V1_AgentEnvelope {
+        var reply = Hostmesh_V1_AgentEnvelope()
+        reply.pushPullReply.state = Data(try await service.handlePushPull(state, authenticatedPeer: MemberID(peer.hostID)))
+        return reply
+    }
+
+    /// A host asking to join: hand it the keyring if it belongs to this domain.
+    func handleJoin(from peer: PeerIdentity) async throws -> Hostmesh_V1_AgentEnvelope {
+        guard peer.domain == credentials.certificate.domain else {
+            throw AgentError.protocolViolation("\(peer.hostID) is in domain \(peer.domain); joining this mesh needs domain \(credentials.certificate.domain)")
+        }
+        var reply = Hostmesh_V1_AgentEnvelope()
+        reply.joinAccepted.keyring = String(decoding: GossipKeyringFile.encode(try await service.keyring()), as: UTF8.self)
+        if let address = await service.localAddress() { reply.joinAccepted.gossipAddress = "\(address.host):\(address.port)" }
+        logger.info("handing the gossip keyring to a joining host", metadata: ["mesh.peer": "\(peer.hostID)"])
+        return reply
+    }
+
+    // MARK: - Operations
+
+    /// Joins the mesh through the member at `address` (its channel address): takes the mesh's
+    /// keyring from it over the secure channel, then pushes and pulls state with it.
+    func join(_ address: HostPort) async throws -> Int {
+        let seed = PeerAddress(host: address.host, port: UInt16(address.port))
+        let bytes = try await Self.exchange(seed, purpose: "join", credentials: credentials, logger: logger) {
+            $0.joinRequest = Hostmesh_V1_JoinRequest()
+        } answer: { body in
+            guard case .joinAccepted(let accepted) = body else { return nil }
+            return Array(accepted.keyring.utf8)
+        }
+        let keyring: GossipKeyring
+        do { keyring = try GossipKeyringFile.parse(bytes) } catch {
+            throw AgentError.protocolViolation("\(address) sent an invalid keyring: \(error)")
+        }
+        try SecureFile.write(GossipKeyringFile.encode(keyring), to: keysPath, mode: 0o600, overwrite: true)
+        try await service.replaceKeyring(keyring)
+        return try await service.join(seeds: [seed])
+    }
+
+    /// Joins through each configured member at start, retrying with backoff until one works.
+    func joinAtStart(_ seeds: [HostPort]) async {
+        guard !seeds.isEmpty else { return }
+        var delay = Duration.milliseconds(500)
+        while !Task.isCancelled {
+            for seed in seeds {
+                do {
+                    let known = try await join(seed)
+                    logger.info("joined the mesh", metadata: ["mesh.seed": "\(seed)", "mesh.members": "\(known)"])
+                    return
+                } catch let refused as Refused {
+                    logger.error("join refused", metadata: ["mesh.seed": "\(seed)", "mesh.reason": "\(refused)"])
+                } catch {
+                    logger.warning("join failed, will retry", metadata: ["mesh.seed": "\(seed)", "error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(30))
+        }
+    }
+
+    /// Refreshes this host's capacity in its metadata (gossiped if it changed).
+    func refresh(runningVMs: Int, migrationsInFlight: Int) async {
+        var next = metadata
+        let memory = HostMemory.totals()
+        next.cores = UInt32(ProcessInfo.processInfo.activeProcessorCount)
+        next.memoryTotalBytes = memory.total
+        next.memoryFreeBytes = memory.available
+        next.runningVMs = UInt32(runningVMs)
+        next.migrationsInFlight = UInt32(migrationsInFlight)
+        next.cpuLoadMilli = UInt32(HostMemory.load() * 1000 / Double(max(1, ProcessInfo.processInfo.activeProcessorCount)))
+        // Free memory moves all the time: only gossip a change worth it (64 MiB), or a real change.
+        let significant = next.runningVMs != metadata.runningVMs || next.migrationsInFlight != metadata.migrationsInFlight
+            || next.cores != metadata.cores || abs(Int64(next.memoryFreeBytes) - Int64(metadata.memoryFreeBytes)) > 64 << 20
+            || abs(Int(next.cpuLoadMilli) - Int(metadata.cpuLoadMilli)) > 100
+        guard significant || metadata.version == 0 else { return }
+        if let updated = try? await service.updateMetadata(next) { metadata = updated }
+    }
+
+    /// The members as the command line shows them.
+    func members() async -> [MemberRow] {
+        await service.members().map { snapshot in
+            let m = snapshot.member
+            return MemberRow(host: m.id.hostID, domain: m.metadata?.domain ?? "", address: "\(m.address.host):\(m.address.port)",
+                             status: "\(m.status)", incarnation: m.incarnation, cores: m.metadata?.cores ?? 0,
+                             memoryFreeMiB: (m.metadata?.memoryFreeBytes ?? 0) >> 20, vms: m.metadata?.runningVMs ?? 0,
+                             load: m.metadata?.cpuLoad ?? 0, migrations: m.metadata?.migrationsInFlight ?? 0,
+                             lastUpdateSeconds: Double(snapshot.sinceLastUpdate.components.seconds) + Double(snapshot.sinceLastUpdate.components.attoseconds) / 1e18,
+                             channel: m.metadata?.channelAddress.map { "\($0.host):\($0.port)" }, local: snapshot.isLocal)
+        }
+    }
+}
+
+/// One line of `hostmesh members`.
+public struct MemberRow: Codable, Sendable {
+    /// Host id.
+    public var host: String
+    /// Domain.
+    public var domain: String
+    /// Gossip address.
+    public var address: String
+    /// alive, suspect, dead, left.
+    public var status: String
+    /// Incarnation number.
+    public var incarnation: UInt64
+    /// Cores.
+    public var cores: UInt32
+    /// Free memory, MiB.
+    public var memoryFreeMiB: UInt64
+    /// Running VMs.
+    public var vms: UInt32
+    /// CPU load (1.0 = all cores busy).
+    public var load: Double
+    /// Migrations in flight.
+    public var migrations: UInt32
+    /// Seconds since this host heard about the member.
+    public var lastUpdateSeconds: Double
+    /// The member's secure-channel address.
+    public var channel: String?
+    /// True for this host.
+    public var local: Bool
+}
+
+/// Fingerprint bytes for metadata (the same value `SigningPublicKey.fingerprint` prints).
+enum Blake2bFingerprint {
+    static func of(_ key: [UInt8]) -> [UInt8] {
+        Array(MeshCrypto.Blake2b.hash(key, outputLength: 32).prefix(8))
+    }
+}
+
+extension HostMemory {
+    /// Total and available memory, bytes.
+    static func totals() -> (total: UInt64, available: UInt64) {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return (0, 0) }
+        func value(_ key: String) -> UInt64 {
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key) }),
+                  let kib = UInt64(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+            return kib * 1024
+        }
+        return (value("MemTotal:"), value("MemAvailable:"))
+    }
+
+    /// 1-minute load average.
+    static func load() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return 0 }
+        return Double(text.split(separator: " ").first ?? "") ?? 0
+    }
+}

@@ -1,0 +1,38 @@
+import Agent
+import ArgumentParser
+import ControlAPI
+import Foundation
+
+struct JoinCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "join", abstract: "Bring this host into the mesh through any member.")
+    @OptionGroup var control: ControlOptions
+    @Argument(help: "A member's secure-channel address, host:port.") var address: String
+
+    func run() async throws {
+        let text = try await control.client.call("join", ControlTypes.Join(address: address), as: ControlTypes.Text.self)
+        print(text.text)
+    }
+}
+
+struct MembersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "members", abstract: "The mesh as this host sees it.")
+    @OptionGroup var control: ControlOptions
+
+    func run() async throws {
+        let rows = try await control.client.call("members", Empty(), as: [MemberRow].self)
+        if control.json { try control.printJSON(rows); return }
+        printTable(["HOST", "DOMAIN", "ADDRESS", "STATUS", "INC", "CORES", "MEM FREE", "VMS", "LOAD", "MIGR", "UPDATED"], rows.map { r in
+            [r.host + (r.local ? " *" : ""), r.domain, r.address, r.status, "\(r.incarnation)", "\(r.cores)", "\(r.memoryFreeMiB) MiB",
+             "\(r.vms)", String(format: "%.2f", r.load), "\(r.migrations)", String(format: "%.1fs ago", r.lastUpdateSeconds)]
+        })
+    }
+}
+
+struct LeaveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "leave", abstract: "Leave the mesh gracefully (members see this host as left, not dead).")
+    @OptionGroup var control: ControlOptions
+
+    func run() async throws {
+        print(try await control.client.call("leave", Empty(), as: ControlTypes.Text.self).text)
+    }
+}
