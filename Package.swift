@@ -83,7 +83,7 @@ let package = Package(
                 "MeshWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["PROTOCOL-SECTION.md"],
+            
             swiftSettings: strict
         ),
         .target(name: "MeshSimulator", dependencies: ["Membership"], swiftSettings: strict),
@@ -96,7 +96,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            exclude: ["PROTOCOL-SECTION.md"],
+            
             swiftSettings: strict
         ),
         .target(
