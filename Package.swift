@@ -202,7 +202,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity"], swiftSettings: strict),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "Membership"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",

@@ -49,7 +49,26 @@ struct ControlHandler: Sendable {
         case "migrate":
             let p = try request.params(ControlTypes.Migrate.self)
             let destination: HostPort
-            do { destination = try HostPort(parsing: p.to) } catch { throw ControlError.badRequest("\(error)") }
+            if p.to == "auto" {
+                let vm = try await vms.find(p.vm)
+                let members = await membership.service.members().map(\.member)
+                switch DestinationChooser.choose(from: members, excluding: credentials.identity.hostID, domain: credentials.certificate.domain,
+                                                 memoryMiB: try vm.decodedSpec().memoryMiB) {
+                case .success(let choice):
+                    destination = choice.channel
+                    try? await responder.progress(MigrationCoordinator.Progress(phase: "chose \(choice.host)", percent: 0, mbPerSecond: 0,
+                                                                                dirtyMBPerSecond: 0, iteration: 0, rung: "auto"))
+                case .failure(let error):
+                    throw ControlError.unavailable("\(error)")
+                }
+            } else if let member = await membership.service.members().first(where: { $0.member.id.hostID == p.to }),
+                      let channel = member.member.metadata?.channelAddress {
+                destination = HostPort(host: channel.host, port: Int(channel.port)) // a host id
+            } else {
+                do { destination = try HostPort(parsing: p.to) } catch {
+                    throw ControlError.badRequest("\(p.to) is neither a member's host id nor host:port (members: `hostmesh members`)")
+                }
+            }
             return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
                 try? await responder.progress(progress)
             }

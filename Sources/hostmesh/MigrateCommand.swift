@@ -8,7 +8,8 @@ struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Live-migrate a VM to another host.")
     @OptionGroup var control: ControlOptions
     @Argument(help: "VM name or id.") var vm: String
-    @Option(help: "The destination agent's channel address, host:port.") var to: String
+    @Option(help: "The destination: a member's host id, or its channel address host:port.") var to: String?
+    @Flag(help: "Let the mesh choose the destination from gossiped capacity.") var auto = false
     @Option(help: "Maximum guest pause QEMU aims for, ms.") var downtimeMs: Int64?
     @Option(help: "Bandwidth limit, MB/s (default: unlimited).") var bandwidth: Int64?
     @Option(help: "Parallel streams (QEMU multifd channels).") var multifd: Int?
@@ -17,7 +18,12 @@ struct MigrateCommand: AsyncParsableCommand {
     @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
     @Option(help: "With --postcopy: switch to post-copy after this many pre-copy passes.") var postcopyAfter: Int?
 
+    func validate() throws {
+        guard (to != nil) != auto else { throw ValidationError("give either --to HOST or --auto") }
+    }
+
     func run() async throws {
+        let to = auto ? "auto" : self.to!
         var settings = MigrationSettings()
         if let downtimeMs { settings.downtimeLimitMs = downtimeMs }
         if let bandwidth { settings.maxBandwidthBytesPerSecond = bandwidth * 1_000_000 }

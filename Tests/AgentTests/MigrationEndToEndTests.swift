@@ -113,6 +113,26 @@ struct MigrationEndToEndTests {
         #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).isEmpty)
     }
 
+    @Test func autoChoosesADestinationFromGossipedCapacity() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a")
+        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("auto"), start: true), as: VMInfo.self)
+        _ = try await heartbeat(a, "auto", after: 1)
+        // Wait until a knows b's capacity, then let it choose.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline,
+              try await a.control.call("members", Empty(), as: [MemberRow].self).first(where: { $0.host == "node-b" })?.cores ?? 0 == 0 {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        _ = try await a.control.call("migrate", ControlTypes.Migrate(vm: "auto", to: "auto", settings: MigrationSettings()), as: MigrationReport.self)
+        #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["auto"])
+        // By host id, back.
+        _ = try await b.control.call("migrate", ControlTypes.Migrate(vm: "auto", to: "node-a", settings: MigrationSettings()), as: MigrationReport.self)
+        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["auto"])
+    }
+
     @Test func missingQEMUIsAClearError() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
