@@ -54,10 +54,12 @@ public struct Agent: Service {
             return MigrationStreamAcceptor.route(session) { peer, hello in try coordinator.authorizeStream(peer: peer, hello: hello) }
         }
         let bound = HostPort(host: listen.host, port: listener.localAddress?.port ?? listen.port)
-        let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger)
+        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger)
+        let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger)
         let membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
         let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
-        let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound)
+        let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
+                                 ledger: OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger))
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -67,7 +69,7 @@ public struct Agent: Service {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
                     try await listener.run { connection in
-                        await serve(connection, coordinator: coordinator, peers: peers, membership: membership)
+                        await serve(connection, coordinator: coordinator, peers: peers, membership: membership, vms: vms)
                     }
                 }
                 group.addTask { try await control.run { request, responder in try await api.handle(request, responder) } }
@@ -81,6 +83,18 @@ public struct Agent: Service {
                 }
                 group.addTask { await network.publishLocations { bytes in await peers.publish(locations: bytes) } }
                 group.addTask { try await membership.service.run() }
+                group.addTask {
+                    // Ownership anti-entropy: every agent's records to every known agent when they change.
+                    var last: [Hostmesh_V1_OwnershipRecord] = []
+                    while true {
+                        try await Task.sleep(for: .seconds(2))
+                        guard let records = try? await ledger.records(), records != last else { continue }
+                        var update = Hostmesh_V1_AgentEnvelope()
+                        update.ownershipUpdate.records = records
+                        await peers.broadcast(update)
+                        last = records
+                    }
+                }
                 group.addTask {
                     _ = try? await membership.service.start()
                     await membership.joinAtStart(configuration.join)
@@ -138,7 +152,8 @@ public struct Agent: Service {
         }
     }
 
-    private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator, peers: PeerLinks, membership: AgentMembership) async {
+    private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator, peers: PeerLinks, membership: AgentMembership,
+                       vms: VMManager) async {
         logger.info("peer proved its identity", metadata: proofMetadata(connection))
         var migrations = Set<String>()
         do {
@@ -156,6 +171,17 @@ public struct Agent: Service {
                         var locations = Hostmesh_V1_AgentEnvelope()
                         locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
                         try await outbound.write(EnvelopeWriter.frame(locations))
+                        if let records = try? await peers.ledger.records() {
+                            var ownership = Hostmesh_V1_AgentEnvelope()
+                            ownership.ownershipUpdate.records = records
+                            try await outbound.write(EnvelopeWriter.frame(ownership))
+                        }
+                    case .ownershipUpdate(let update):
+                        for vm in (try? await peers.ledger.apply(update.records)) ?? [] {
+                            // A newer owner exists: a copy here must not run (fencing).
+                            logger.error("stale VM copy fenced: another host owns it at a higher epoch", metadata: ["vm.id": "\(vm)", "mesh.peer": "\(connection.peer.hostID)"])
+                            if let process = await vms.process(vm) { try? await process.qmp.stop() }
+                        }
                     case .pushPull(let request):
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))
                     case .joinRequest:

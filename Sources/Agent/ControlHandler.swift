@@ -10,12 +10,15 @@ struct ControlHandler: Sendable {
     let membership: AgentMembership
     let credentials: ChannelCredentials
     let listen: HostPort
+    let ledger: OwnershipLedger
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
         case "status":
             return ControlTypes.Status(hostID: credentials.identity.hostID, domain: credentials.certificate.domain,
                                        listen: "\(listen)", software: Agent.software, vms: try await vms.list().count)
+        case "ownership":
+            return try await ledger.records().map { ControlTypes.Ownership(vm: $0.vmID, owner: $0.owner, epoch: $0.epoch) }
         case "members":
             return await membership.members()
         case "join":

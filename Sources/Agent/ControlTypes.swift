@@ -94,4 +94,20 @@ public enum ControlTypes {
         /// A request.
         public init(address: String) { self.address = address }
     }
+
+    /// `ownership`: one record.
+    public struct Ownership: Codable, Sendable, Equatable {
+        /// VM id.
+        public var vm: String
+        /// Owning host.
+        public var owner: String
+        /// Ownership epoch.
+        public var epoch: UInt64
+        /// A record.
+        public init(vm: String, owner: String, epoch: UInt64) {
+            self.vm = vm
+            self.owner = owner
+            self.epoch = epoch
+        }
+    }
 }

@@ -148,6 +148,9 @@ extension MigrationCoordinator {
             let after = try await journal.migration(row.id)
             return "asked \(row.peer): migration is now \(after?.phase ?? "?")"
         case "resume-here"?:
+            if let newer = try await OwnershipLedger(store: store, hostID: hostID, logger: logger).newerOwner(of: vm.id, above: vm.epoch) {
+                throw ControlError.conflict("\(newer.owner) owns \(vm.name) at epoch \(newer.epoch), above this copy's \(vm.epoch): resuming here would make two copies")
+            }
             if let process = await vms.process(vm.id), let status = try? await process.qmp.queryStatus(), !status.running { try await process.qmp.cont() }
             try await journal.reclaim(vm: vm.id, epoch: (row.epoch ?? vm.epoch) + 2)
             try await journal.setPhase(row.id, SourceMigration.Phase.aborted.rawValue, error: "operator resumed the guest on the source", ended: true)

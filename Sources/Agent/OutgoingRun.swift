@@ -229,6 +229,9 @@ struct OutgoingRun {
         }
     }
 
+    /// How long the source waits for the destination's answer to the commit.
+    static let commitAnswerTimeoutSeconds: Int64 = 30
+
     private mutating func commit() async -> SourceMigration.Event {
         if switchoverStart == nil { switchoverStart = ContinuousClock.now }
         do {
@@ -240,6 +243,14 @@ struct OutgoingRun {
                 try await connection?.channel.outbound.write(EnvelopeWriter.frame(commit))
                 commitSent.withLockedValue { $0 = true }
             }
+            // A destination that neither answers nor drops the channel must not hold the guest
+            // paused forever: after the timeout the channel is closed and the handover is in doubt.
+            let channel = connection?.channel.channel
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(Self.commitAnswerTimeoutSeconds))
+                try? await channel?.close()
+            }
+            defer { watchdog.cancel() }
             guard case .migrationCommitted(let committed)? = try await reader?.next()?.body, committed.migrationID == id else {
                 failure = ControlError.failed("no commit confirmation from \(peer)")
                 return .peerLost("no commit confirmation")

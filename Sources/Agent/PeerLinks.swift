@@ -13,6 +13,7 @@ struct PeerLinks: Sendable {
     let channel: HostPort
     let overlay: HostPort?
     let logger: Logger
+    let ledger: OwnershipLedger
     /// Other agents met through hellos: host id → channel address.
     let known = NIOLockedValueBox<[String: HostPort]>([:])
 
@@ -77,10 +78,15 @@ struct PeerLinks: Sendable {
                 logger.info("hello reply", metadata: ["mesh.peer": "\(reply.hostID)", "mesh.software": "\(reply.software)",
                                                       "mesh.clock_skew_s": "\(reply.unixTime - Int64(Date().timeIntervalSince1970))"])
                 await helloExchanged(reply, on: connection, initiatedHere: true)
-                // Where our VMs' MACs are, so the peer's switch can reach them.
+                // Where our VMs' MACs are, so the peer's switch can reach them; what we own.
                 var locations = Hostmesh_V1_AgentEnvelope()
                 locations.locationUpdate.locations = Data(await network.locationSnapshot())
                 try await outbound.write(EnvelopeWriter.frame(locations))
+                if let records = try? await ledger.records() {
+                    var ownership = Hostmesh_V1_AgentEnvelope()
+                    ownership.ownershipUpdate.records = records
+                    try await outbound.write(EnvelopeWriter.frame(ownership))
+                }
                 var note = Hostmesh_V1_AgentEnvelope()
                 note.note.text = "greetings from \(hostID), sealed with \(connection.session.aead.rawValue)"
                 try await outbound.write(EnvelopeWriter.frame(note))
@@ -92,6 +98,13 @@ struct PeerLinks: Sendable {
 
     /// Sends location changes to every known agent (one short channel each).
     func publish(locations: [UInt8]) async {
+        var update = Hostmesh_V1_AgentEnvelope()
+        update.locationUpdate.locations = Data(locations)
+        await broadcast(update)
+    }
+
+    /// Sends one envelope to every known agent (one short channel each; failures are logged).
+    func broadcast(_ envelope: Hostmesh_V1_AgentEnvelope) async {
         let peers = known.withLockedValue { $0 }
         await withTaskGroup(of: Void.self) { group in
             for (host, address) in peers {
@@ -102,12 +115,10 @@ struct PeerLinks: Sendable {
                         let connection = try await SecureConnection.connect(host: address.host, port: address.port,
                                                                             configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
                         try await connection.channel.executeThenClose { _, outbound in
-                            var update = Hostmesh_V1_AgentEnvelope()
-                            update.locationUpdate.locations = Data(locations)
-                            try await outbound.write(EnvelopeWriter.frame(update))
+                            try await outbound.write(EnvelopeWriter.frame(envelope))
                         }
                     } catch {
-                        logger.debug("location update not delivered", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
+                        logger.debug("update not delivered", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
                     }
                 }
             }

@@ -75,6 +75,8 @@ public actor VMManager {
     /// Starts a defined VM.
     public func start(_ reference: String) async throws -> VMInfo {
         let vm = try await find(reference)
+        // A held VM may be running elsewhere: starting this copy could make two.
+        if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
         if let process = processes[vm.id], await process.exitIfEnded() == nil { return try await info(vm.id) }
         guard migrating[vm.id] == nil else { throw ControlError.conflict("\(vm.name) is migrating") }
         let spec = try vm.decodedSpec()

@@ -36,3 +36,15 @@ struct LeaveCommand: AsyncParsableCommand {
         print(try await control.client.call("leave", Empty(), as: ControlTypes.Text.self).text)
     }
 }
+
+struct OwnershipCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ownership",
+                                                    abstract: "Which host owns each VM, at which epoch, as this host knows it (Protocol.md §6.6).")
+    @OptionGroup var control: ControlOptions
+
+    func run() async throws {
+        let rows = try await control.client.call("ownership", Empty(), as: [ControlTypes.Ownership].self)
+        if control.json { try control.printJSON(rows); return }
+        printTable(["VM", "OWNER", "EPOCH"], rows.map { [$0.vm, $0.owner, "\($0.epoch)"] })
+    }
+}

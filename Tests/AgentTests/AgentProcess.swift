@@ -31,10 +31,11 @@ final class TestMesh: @unchecked Sendable {
     }
 
     /// Starts `hostmesh agent` for a host directory made by `host(_:)`.
-    func start(_ id: String, arguments: [String] = []) async throws -> AgentProcess {
+    /// `environment` adds variables (the fault-injection hooks) to the agent's environment.
+    func start(_ id: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> AgentProcess {
         let dir = root + "/" + id
         if !FileManager.default.fileExists(atPath: dir) { _ = try host(id) }
-        let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments)
+        let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments, environment: environment)
         agents.append(agent)
         return agent
     }
@@ -79,7 +80,7 @@ func killProcesses(mentioning text: String) {
 /// Starts `path` with `arguments`, stdout and stderr appended to `logPath`. posix_spawn, not
 /// Foundation's Process: Process changes how this whole test process handles SIGCHLD, and then
 /// the QEMUs other tests start are reaped behind their supervisors' backs.
-func spawn(_ path: String, _ arguments: [String], logPath: String) throws -> pid_t {
+func spawn(_ path: String, _ arguments: [String], logPath: String, environment: [String: String] = [:]) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -87,8 +88,12 @@ func spawn(_ path: String, _ arguments: [String], logPath: String) throws -> pid
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
+    var merged = ProcessInfo.processInfo.environment
+    merged.merge(environment) { _, new in new }
+    let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { envp.forEach { free($0) } }
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
     guard rc == 0 else { throw ControlError.failed("cannot start \(path): \(String(cString: strerror(rc)))") }
     return pid
 }
@@ -130,7 +135,7 @@ final class AgentProcess: @unchecked Sendable {
         return here.appendingPathComponent("hostmesh").path
     }
 
-    static func start(hostID: String, stateDirectory: String, arguments: [String]) async throws -> AgentProcess {
+    static func start(hostID: String, stateDirectory: String, arguments: [String], environment: [String: String] = [:]) async throws -> AgentProcess {
         let logPath = stateDirectory + "/agent.log"
         // A restarted agent gets a fresh log (the old one is kept), so the readiness check below
         // cannot read the previous run's address.
@@ -139,7 +144,7 @@ final class AgentProcess: @unchecked Sendable {
             try? FileManager.default.moveItem(atPath: logPath, toPath: logPath + ".previous")
         }
         let pid = try spawn(binary, ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--log-level", "debug"] + arguments,
-                            logPath: logPath)
+                            logPath: logPath, environment: environment)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""

@@ -1,0 +1,62 @@
+import Agent
+import ControlAPI
+import Foundation
+import Hypervisor
+import Testing
+
+/// Ownership records (Protocol.md §6.6) between real agents: the destination's commit reaches the
+/// source by gossip even when the migration channel says nothing, and fences the source's copy.
+extension MigrationEndToEndTests {
+    func ownership(_ agent: AgentProcess) async throws -> [ControlTypes.Ownership] {
+        try await agent.control.call("ownership", Empty(), as: [ControlTypes.Ownership].self)
+    }
+
+    /// Polls `agent`'s ledger until `vm` has the expected owner and epoch.
+    func awaitOwner(_ agent: AgentProcess, vm: String, owner: String, epoch: UInt64) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if try await ownership(agent).contains(ControlTypes.Ownership(vm: vm, owner: owner, epoch: epoch)) { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        Issue.record("\(agent.hostID) never learned that \(owner) owns \(vm) at epoch \(epoch): \(try await ownership(agent))")
+    }
+
+    @Test func destinationCommitFencesTheSourceCopyBeforeTheAnswerArrives() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a")
+        // b stops right after journaling its commit, before it answers a.
+        let b = try await mesh.start("node-b", arguments: ["--join", a.address], environment: ["HOSTMESH_TEST_PAUSE_AT": "destination:committed"])
+        let vm = spec("owned")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        let (boot, before) = try await heartbeat(a, "owned", after: 1)
+        try await awaitOwner(b, vm: vm.id, owner: "node-a", epoch: 1)
+
+        let migration = Task { try await migrate("owned", from: a, to: b) }
+        let paused = b.stateDirectory + "/test-paused-at"
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !FileManager.default.fileExists(atPath: paused), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(FileManager.default.fileExists(atPath: paused))
+
+        // The commit answer is held back, but b's record reaches a and marks a's copy stale.
+        try await awaitOwner(a, vm: vm.id, owner: "node-b", epoch: 2)
+        let held = try await a.control.call("vm.list", Empty(), as: [VMInfo].self).first
+        #expect(held?.problem?.contains("stale") == true)
+        // An operator who resumes the source now would make two copies: refused, naming the owner.
+        await #expect {
+            _ = try await a.control.call("vm.resolve", ControlTypes.Resolve(vm: "owned", action: "resume-here"), as: ControlTypes.Text.self)
+        } throws: { error in "\(error)".contains("node-b owns owned at epoch 2") }
+        await #expect(throws: ControlError.self) {
+            _ = try await a.control.call("vm.start", ControlTypes.VMReference(vm: "owned"), as: VMInfo.self)
+        }
+
+        FileManager.default.createFile(atPath: b.stateDirectory + "/test-continue", contents: Data())
+        _ = try await migration.value
+        let (bootOnB, after) = try await heartbeat(b, "owned", after: before)
+        #expect(bootOnB == boot && after > before)
+        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).isEmpty)
+        #expect(try await ownership(a).contains(ControlTypes.Ownership(vm: vm.id, owner: "node-b", epoch: 2)))
+    }
+}
