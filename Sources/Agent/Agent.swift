@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 public import Hypervisor
 public import Logging
+import Membership
 import MeshWire
 import Migration
 import NIOConcurrencyHelpers
@@ -55,7 +56,8 @@ public struct Agent: Service {
         }
         let bound = HostPort(host: listen.host, port: listener.localAddress?.port ?? listen.port)
         let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger)
-        let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger)
+        let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
+                              known: coordinator.peerAddresses)
         let membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
         let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
@@ -126,32 +128,50 @@ public struct Agent: Service {
         ]
     }
 
-    /// Answers a channel another agent opened.
     /// Reacts to membership: says hello to new members (which keys the overlay and exchanges
     /// locations), forgets departed ones.
     private func followMembers(_ membership: AgentMembership, peers: PeerLinks) async {
         for await event in membership.service.events() {
-            guard case .memberChanged(let change) = event else { continue }
-            let member = change.member
-            guard member.id.hostID != credentials.identity.hostID else { continue }
-            switch member.status {
-            case .alive where change.previousStatus != .alive && change.previousStatus != .suspect:
-                logger.info("member joined", metadata: ["mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)"])
-                if let channel = member.metadata?.channelAddress {
-                    let address = HostPort(host: channel.host, port: Int(channel.port))
-                    peers.known.withLockedValue { $0[member.id.hostID] = address }
-                    if credentials.identity.hostID < member.id.hostID { Task { await peers.greet(address) } }
+            switch event {
+            case .memberChanged(let change) where change.member.id.hostID != credentials.identity.hostID:
+                let member = change.member
+                switch member.status {
+                case .alive:
+                    await noteAddress(of: member, peers: peers, joined: change.previousStatus != .alive && change.previousStatus != .suspect)
+                case .dead, .left:
+                    logger.info("member \(member.status)", metadata: ["mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)"])
+                    peers.known.withLockedValue { $0[member.id.hostID] = nil }
+                    await peers.network.removePeer(member.id.hostID)
+                default:
+                    break
                 }
-            case .dead, .left:
-                logger.info("member \(member.status)", metadata: ["mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)"])
-                peers.known.withLockedValue { $0[member.id.hostID] = nil }
-                await peers.network.removePeer(member.id.hostID)
+            case .metadataChanged(let member) where member.id.hostID != credentials.identity.hostID && member.status == .alive:
+                // A member that restarted quickly is never seen dead: its new metadata (a new
+                // channel address) is how we learn it is a fresh agent.
+                await noteAddress(of: member, peers: peers, joined: false)
             default:
                 break
             }
         }
     }
 
+    /// Records a live member's channel address; a new member, or one that restarted at another
+    /// address (a fresh agent: overlay keys, locations and ownership must be exchanged again), is
+    /// greeted by the side with the smaller host id.
+    private func noteAddress(of member: Member, peers: PeerLinks, joined: Bool) async {
+        guard let channel = member.metadata?.channelAddress else { return }
+        let address = HostPort(host: channel.host, port: Int(channel.port))
+        let moved = peers.known.withLockedValue { known in
+            defer { known[member.id.hostID] = address }
+            return known[member.id.hostID] != address
+        }
+        guard joined || moved else { return }
+        logger.info(joined ? "member joined" : "member moved", metadata: [
+            "mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)", "mesh.channel": "\(address)"])
+        if credentials.identity.hostID < member.id.hostID { Task { await peers.greet(address) } }
+    }
+
+    /// Answers a channel another agent opened.
     private func serve(_ connection: SecureConnection, coordinator: MigrationCoordinator, peers: PeerLinks, membership: AgentMembership,
                        vms: VMManager) async {
         logger.info("peer proved its identity", metadata: proofMetadata(connection))

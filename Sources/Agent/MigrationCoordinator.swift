@@ -64,6 +64,8 @@ public actor MigrationCoordinator {
     let hooks: TestHooks
     /// The virtual switch whose ports move with the VMs (nil: VMs have no network).
     let network: AgentNetwork?
+    /// Where other agents are now (host id → channel address), from hellos and membership.
+    nonisolated let peerAddresses = NIOLockedValueBox<[String: HostPort]>([:])
     var incoming: [String: Incoming] = [:]
     var outgoingCount = 0
     /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.

@@ -109,7 +109,9 @@ extension MigrationCoordinator {
     /// Opens a control channel to the migration's peer, sends one envelope and (optionally)
     /// waits for one answer. Nil answer when none was expected.
     func ask(_ row: StoredMigration, _ build: (inout Hostmesh_V1_AgentEnvelope) -> Void, expectAnswer: Bool) async throws -> Hostmesh_V1_AgentEnvelope?? {
-        guard let address = row.peerAddress.flatMap({ try? HostPort(parsing: $0) }) else { return nil }
+        // Where the peer is now (it may have restarted elsewhere), else where it was.
+        let current = row.peer == row.peerAddress ? nil : peerAddresses.withLockedValue { $0[row.peer] }
+        guard let address = current ?? row.peerAddress.flatMap({ try? HostPort(parsing: $0) }) else { return nil }
         var control = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(3))
         control.policy.purpose = "control"
         control.policy.expectedPeer = row.peer == row.peerAddress ? nil : row.peer

@@ -75,7 +75,7 @@ struct OutgoingRun {
         case .journal(let phase):
             try? await coordinator.journal.setPhase(id, phase.rawValue, peer: peer == "?" ? nil : peer,
                                                     error: failure.map { "\($0)" },
-                                                    ended: [.done, .aborted, .inDoubt].contains(phase))
+                                                    ended: [.done, .aborted].contains(phase)) // in doubt is not over: it is retried
             await coordinator.reached("source:\(phase.rawValue)")
             if coordinator.hooks.cuts("source:\(phase.rawValue)"), let connection {
                 try? await connection.channel.channel.close()

@@ -14,8 +14,9 @@ struct PeerLinks: Sendable {
     let overlay: HostPort?
     let logger: Logger
     let ledger: OwnershipLedger
-    /// Other agents met through hellos: host id → channel address.
-    let known = NIOLockedValueBox<[String: HostPort]>([:])
+    /// Other agents met through hellos and membership: host id → channel address (shared with
+    /// the migration coordinator, which asks peers that restarted on another address).
+    let known: NIOLockedValueBox<[String: HostPort]>
 
     var hostID: String { credentials.identity.hostID }
 

@@ -77,6 +77,17 @@ func killProcesses(mentioning text: String) {
     }
 }
 
+/// Pids of live processes whose command line contains `text`.
+func processes(mentioning text: String) -> [Int32] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { entry in
+        guard let pid = Int32(entry), pid != getpid(),
+              let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+              String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text) else { return nil }
+        return pid
+    }
+}
+
 /// Starts `path` with `arguments`, stdout and stderr appended to `logPath`. posix_spawn, not
 /// Foundation's Process: Process changes how this whole test process handles SIGCHLD, and then
 /// the QEMUs other tests start are reaped behind their supervisors' backs.

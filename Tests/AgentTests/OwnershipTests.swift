@@ -18,7 +18,9 @@ extension MigrationEndToEndTests {
             if try await ownership(agent).contains(ControlTypes.Ownership(vm: vm, owner: owner, epoch: epoch)) { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        Issue.record("\(agent.hostID) never learned that \(owner) owns \(vm) at epoch \(epoch): \(try await ownership(agent))")
+        let lines = agent.log.split(separator: "\n").filter { $0.contains("member") || $0.contains("hello") || $0.contains("ownership") || $0.contains("greet") }
+        let known = try await ownership(agent)
+        Issue.record("\(agent.hostID) never learned that \(owner) owns \(vm) at epoch \(epoch): \(known)\n\(lines.suffix(20).joined(separator: "\n"))")
     }
 
     @Test func destinationCommitFencesTheSourceCopyBeforeTheAnswerArrives() async throws {
