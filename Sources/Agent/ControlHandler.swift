@@ -51,9 +51,14 @@ struct ControlHandler: Sendable {
             return ControlTypes.Text(text: try await vms.consoleLog(p.vm, lines: p.lines))
         case "migrate":
             let p = try request.params(ControlTypes.Migrate.self)
+            let vm = try await vms.find(p.vm)
+            // Disks are not copied (yet): the destination must see the same image at the same path.
+            if let local = try vm.decodedSpec().disks.first(where: { !$0.shared }) {
+                throw ControlError.conflict("\(vm.name) has a disk that is not on shared storage (\(local.path)), and hostmesh does not copy disks yet: "
+                    + "put the image on storage every host mounts at the same path and define the VM with the disk marked shared")
+            }
             let destination: HostPort
             if p.to == "auto" {
-                let vm = try await vms.find(p.vm)
                 let members = await membership.service.members().map(\.member)
                 switch DestinationChooser.choose(from: members, excluding: credentials.identity.hostID, domain: credentials.certificate.domain,
                                                  memoryMiB: try vm.decodedSpec().memoryMiB) {

@@ -25,6 +25,9 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "Plug a NIC into this virtual network.") var network: String?
         @Option(help: "The NIC's address with prefix, e.g. 10.77.0.2/24 (also given to the test guest as hm.ip).") var ip: String?
         @Option(help: "The NIC's MAC (default: derived from the VM id).") var mac: String?
+        @Option(help: ArgumentHelp("A disk image (repeatable), attached as virtio-blk in order; raw unless it ends in .qcow2.",
+                                   valueName: "path")) var disk: [String] = []
+        @Flag(help: "The disks are on storage every host mounts at the same path (needed to migrate the VM).") var sharedStorage = false
         @Flag(help: "Start it now.") var start = false
 
         func run() async throws {
@@ -40,7 +43,8 @@ struct VMCommand: AsyncParsableCommand {
                 nics.append(VMSpec.NIC(id: "net0", mac: mac ?? derived, attachment: .none, network: network, addresses: address.map { [$0] } ?? []))
                 if let ip { arguments.append("hm.ip=\(ip)") }
             }
-            let spec = VMSpec(id: id, name: name, vcpus: vcpus, memoryMiB: memory, nics: nics,
+            let disks = disk.map { VMSpec.Disk(path: absolute($0), format: $0.hasSuffix(".qcow2") ? .qcow2 : .raw, shared: sharedStorage) }
+            let spec = VMSpec(id: id, name: name, vcpus: vcpus, memoryMiB: memory, disks: disks, nics: nics,
                               boot: .kernel(path: absolute(kernel), initrd: initrd.map(absolute), commandLine: append),
                               accelerator: accelerator, extraKernelArguments: arguments)
             let info = try await control.client.call("vm.create", ControlTypes.CreateVM(spec: spec, start: start), as: VMInfo.self)

@@ -8,6 +8,8 @@
  *   hmtool ping  [--interval-ms I] IP            ICMP echo every I ms (default 20), report gaps
  *   hmtool tcp   [--interval-ms I] IP PORT       keep ONE TCP connection to an echo
  *                                                service, check every echo, report gaps
+ *   hmtool disk  [--interval-ms I] DEVICE        write record n to block n (mod the device
+ *                                                size) with O_DIRECT|O_SYNC, then print it
  *
  * Times come from the guest's CLOCK_MONOTONIC. A migrating guest's clock does not
  * advance while it is paused, so gaps must be measured by a peer that keeps running.
@@ -23,7 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/fs.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -278,11 +283,48 @@ static int cmd_tcp(int argc, char **argv) {
     }
 }
 
+/* ---- disk: a write-ahead log on a raw block device. Block n % blocks holds record n:
+ * "HMDISK <boot> <n>\n" padded with a byte pattern derived from n. A record is printed
+ * only after the device acknowledged it (O_DIRECT|O_SYNC), so the host can check that
+ * every printed record is on the image, intact, after any migration or failure. */
+static int cmd_disk(int argc, char **argv) {
+    long interval_ms = 20;
+    opt_int(argc, argv, "--interval-ms", &interval_ms);
+    const char *device = NULL;
+    if (!positional(argc, argv, 1, &device) || interval_ms <= 0) {
+        fprintf(stderr, "usage: hmtool disk [--interval-ms I] DEVICE\n");
+        return 2;
+    }
+    int fd = open(device, O_RDWR | O_DIRECT | O_SYNC);
+    if (fd < 0) die("open disk");
+    uint64_t bytes = 0;
+    if (ioctl(fd, BLKGETSIZE64, &bytes) != 0 || bytes < PAGE) die("disk size");
+    uint64_t blocks = bytes / PAGE;
+    char boot[40] = "?";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) { if (fscanf(f, "%8s", boot) != 1) strcpy(boot, "?"); fclose(f); }
+    unsigned char *buf;
+    if (posix_memalign((void **)&buf, PAGE, PAGE) != 0) die("posix_memalign");
+    printf("DISK start blocks=%llu\n", (unsigned long long)blocks);
+    int64_t t = now_us();
+    for (uint64_t n = 1;; n++) {
+        for (int i = 0; i < PAGE; i++) buf[i] = (unsigned char)((n * 131 + (uint64_t)i * 7) & 0xff);
+        char header[64];
+        int len = snprintf(header, sizeof header, "HMDISK %s %llu\n", boot, (unsigned long long)n);
+        memcpy(buf, header, (size_t)len); /* no NUL: the pattern continues right after the text */
+        if (pwrite(fd, buf, PAGE, (off_t)((n % blocks) * PAGE)) != PAGE) die("disk write");
+        printf("DISK %s %llu\n", boot, (unsigned long long)n);
+        t += interval_ms * 1000;
+        sleep_until_us(t);
+    }
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "dirty") == 0) return cmd_dirty(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "ping") == 0) return cmd_ping(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "tcp") == 0) return cmd_tcp(argc, argv);
-    fprintf(stderr, "usage: hmtool dirty|ping|tcp ...  (see source)\n");
+    if (argc >= 2 && strcmp(argv[1], "disk") == 0) return cmd_disk(argc, argv);
+    fprintf(stderr, "usage: hmtool dirty|ping|tcp|disk ...  (see source)\n");
     return 2;
 }

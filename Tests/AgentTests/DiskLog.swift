@@ -1,0 +1,43 @@
+import Foundation
+
+/// The test guest's disk log (`hm.work=disk`, Deploy/guest/README.md): every `DISK <boot> <n>`
+/// line on the console is a record the virtual disk acknowledged; block `n mod blocks` of the
+/// image must hold it byte for byte.
+enum DiskLog {
+    static let blockSize = 4096
+
+    /// The bytes record `n` must have on the image.
+    static func record(_ n: Int, boot: String) -> [UInt8] {
+        var bytes = (0..<blockSize).map { UInt8(truncatingIfNeeded: n &* 131 &+ $0 &* 7) }
+        let header = Array("HMDISK \(boot) \(n)\n".utf8)
+        bytes.replaceSubrange(0..<header.count, with: header)
+        return bytes
+    }
+
+    /// The last acknowledged record on a console and the device size in blocks.
+    static func lastRecord(_ console: String) -> (boot: String, n: Int, blocks: Int)? {
+        var blocks: Int?
+        var last: (String, Int)?
+        for line in console.split(whereSeparator: \.isNewline) {
+            let parts = line.split(separator: " ")
+            if parts.count == 3, parts[0] == "DISK", parts[1] == "start", parts[2].hasPrefix("blocks=") {
+                blocks = Int(parts[2].dropFirst("blocks=".count))
+            } else if parts.count == 3, parts[0] == "DISK", let n = Int(parts[2]) {
+                last = (String(parts[1]), n)
+            }
+        }
+        guard let blocks, let last else { return nil }
+        return (last.0, last.1, blocks)
+    }
+
+    /// Record numbers among the last `blocks` acknowledged ones (up to `upTo`) that the image does
+    /// not hold intact. Empty: nothing acknowledged was lost or torn.
+    static func damagedRecords(image path: String, boot: String, upTo last: Int, blocks: Int) throws -> [Int] {
+        let data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        return (max(1, last - blocks + 1)...max(1, last)).filter { n in
+            let start = (n % blocks) * blockSize
+            guard start + blockSize <= data.count else { return true }
+            return Array(data[start..<start + blockSize]) != record(n, boot: boot)
+        }
+    }
+}

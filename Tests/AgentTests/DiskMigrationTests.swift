@@ -1,0 +1,65 @@
+import Agent
+import ControlAPI
+import Foundation
+import Hypervisor
+import Testing
+
+/// A guest writing to a shared raw disk while it migrates: every write the disk acknowledged is on
+/// the image afterwards, byte for byte, and the log goes on from the destination.
+extension MigrationEndToEndTests {
+    /// Waits until the VM's console on `agent` shows disk record `n` or above.
+    func diskRecord(_ agent: AgentProcess, _ vm: String, above n: Int) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let last = DiskLog.lastRecord(try await console(agent, vm)), last.n > n { return last.n }
+            // The destination's console has no `DISK start` line: read the records alone.
+            let records = try await console(agent, vm).split(whereSeparator: \.isNewline).compactMap { line -> Int? in
+                let parts = line.split(separator: " ")
+                return parts.count == 3 && parts[0] == "DISK" ? Int(parts[2]) : nil
+            }
+            if let last = records.last, last > n { return last }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ControlError.failed("no disk record above \(n) from \(vm) on \(agent.hostID)")
+    }
+
+    @Test func diskWritingGuestMigratesWithEveryAcknowledgedWriteIntact() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
+        let image = mesh.root + "/shared/disk.img"
+        try FileManager.default.createDirectory(atPath: mesh.root + "/shared", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        var vm = spec("writer", work: "heartbeat,disk")
+        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: true)]
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        let (boot, _) = try await heartbeat(a, "writer", after: 1)
+        let before = try await diskRecord(a, "writer", above: 20)
+        let blocks = try #require(DiskLog.lastRecord(try await console(a, "writer"))).blocks
+
+        _ = try await migrate("writer", from: a, to: b)
+        let after = try await diskRecord(b, "writer", above: before + 20)
+        let (bootOnB, _) = try await heartbeat(b, "writer")
+        #expect(bootOnB == boot)
+        // Stop the guest so that nothing is in flight, then read the image.
+        _ = try await b.control.call("vm.stop", ControlTypes.VMReference(vm: "writer"), as: VMInfo.self)
+        let last = try await diskRecord(b, "writer", above: after - 1)
+        let damaged = try DiskLog.damagedRecords(image: image, boot: String(boot.prefix(8)), upTo: last, blocks: blocks)
+        #expect(damaged.isEmpty, "acknowledged records missing or torn on the image: \(damaged.prefix(10))")
+    }
+
+    @Test func aDiskNotOnSharedStorageIsNotMigrated() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
+        let image = mesh.root + "/local.img"
+        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        var vm = spec("local-disk")
+        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        await #expect {
+            _ = try await migrate("local-disk", from: a, to: b)
+        } throws: { error in "\(error)".contains("not on shared storage") }
+        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.state) == ["running"])
+    }
+}
