@@ -54,6 +54,15 @@ public actor VMManager {
                 logger.warning("VM should be running but is not", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)", "error": "\(error)"])
             }
         }
+        // A runtime directory without a VM row is a copy this host does not own (released to
+        // another host, or an incoming migration that never committed) whose QEMU outlived an
+        // agent crash: it must not linger, let alone run.
+        let owned = Set(vms.map(\.id))
+        let directories = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory + "/vms")) ?? []
+        for id in directories where !owned.contains(id) {
+            logger.warning("discarding a VM copy this host does not own", metadata: ["vm.id": "\(id)"])
+            await discardOrphan(id)
+        }
     }
 
     /// Defines a VM (stopped).
@@ -186,6 +195,8 @@ public actor VMManager {
     func beginOutgoing(_ reference: String) async throws -> (VMSpec, VMProcess) {
         let vm = try await find(reference)
         guard migrating[vm.id] == nil else { throw ControlError.conflict("\(vm.name) is already migrating") }
+        // Held: a handover is in doubt or a newer owner exists; moving this copy could make two.
+        if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
         guard let process = processes[vm.id], await process.exitIfEnded() == nil else {
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
