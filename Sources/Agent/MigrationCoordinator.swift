@@ -67,6 +67,11 @@ public actor MigrationCoordinator {
     /// Where other agents are now (host id → channel address), from hellos and membership.
     nonisolated let peerAddresses = NIOLockedValueBox<[String: HostPort]>([:])
     var incoming: [String: Incoming] = [:]
+    /// Incoming migrations with a message being handled, and the messages waiting for them. The
+    /// actor is reentrant at every `await`: without this, a query or an abort on one channel could
+    /// act on a state a commit on another channel is halfway through changing (answer `receiving`
+    /// after the commit was journaled, or discard a guest that is being resumed).
+    private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
     var outgoingCount = 0
     /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.
     nonisolated let streamAuthorizations = NIOLockedValueBox<[String: (String, String)]>([:])
@@ -136,6 +141,16 @@ public actor MigrationCoordinator {
 
     /// Handles a migration message on a control channel from `peer`; returns the answer to send.
     func handle(_ body: Hostmesh_V1_AgentEnvelope.OneOf_Body, from peer: PeerIdentity) async -> Hostmesh_V1_AgentEnvelope? {
+        let id: String
+        switch body {
+        case .migrationPrepare(let m): id = m.migrationID
+        case .migrationCommit(let m): id = m.migrationID
+        case .migrationAbort(let m): id = m.migrationID
+        case .migrationQuery(let m): id = m.migrationID
+        default: return nil
+        }
+        await acquire(id)
+        defer { relinquish(id) }
         switch body {
         case .migrationPrepare(let prepare): return await prepareIncoming(prepare, from: peer)
         case .migrationCommit(let commit): return await commitIncoming(commit.migrationID, deltas: commit.portDeltas.map { [UInt8]($0) }, from: peer)
@@ -149,7 +164,31 @@ public actor MigrationCoordinator {
 
     /// A control channel ended: the migrations prepared on it and not committed are discarded.
     func channelEnded(migrations ids: Set<String>) async {
-        for id in ids { await discardIncoming(id, reason: "the control channel from the source ended before commit") }
+        for id in ids {
+            await acquire(id)
+            await discardIncoming(id, reason: "the control channel from the source ended before commit")
+            relinquish(id)
+        }
+    }
+
+    /// Waits until no other message about migration `id` is being handled, then holds it.
+    private func acquire(_ id: String) async {
+        guard busy[id] != nil else {
+            busy[id] = []
+            return
+        }
+        await withCheckedContinuation { busy[id, default: []].append($0) }
+    }
+
+    /// Hands migration `id` to the next waiting message, or frees it.
+    private func relinquish(_ id: String) {
+        guard var waiting = busy[id], !waiting.isEmpty else {
+            busy[id] = nil
+            return
+        }
+        let next = waiting.removeFirst()
+        busy[id] = waiting
+        next.resume()
     }
 
     private func admissionRefusal(_ spec: VMSpec) async -> String? {
@@ -251,14 +290,18 @@ public actor MigrationCoordinator {
             switch queue.removeFirst() {
             case .journal(.committed):
                 do { try await journal.commitDestination(id: id, spec: state.spec, epoch: state.epoch) } catch {
-                    queue = state.machine.handle(.abort("cannot journal the commit: \(error)"))
+                    queue = state.machine.handle(.resumeFailed("cannot journal the commit: \(error)"))
                     continue
                 }
                 await vms.adoptIncoming(state.spec.id)
                 streamAuthorizations.withLockedValue { $0[id] = nil }
                 await hooks.reached("destination:committed")
+            case .journal(.discarded):
+                // After a commit, the VM row it wrote goes with the phase.
+                guard case .discarded(let reason) = state.machine.verdict else { break }
+                try? await journal.discardDestination(id: id, vm: state.spec.id, epoch: state.epoch, reason: reason)
             case .journal(let phase):
-                try? await journal.setPhase(id, phase.rawValue, ended: phase == .running || phase == .discarded)
+                try? await journal.setPhase(id, phase.rawValue, ended: phase == .running)
             case .resume:
                 do {
                     // The ports' final counters and connection tracking, before the guest speaks.
@@ -266,13 +309,17 @@ public actor MigrationCoordinator {
                     try await process.qmp.cont()
                     queue += state.machine.handle(.resumed)
                 } catch {
-                    queue += state.machine.handle(.abort("resume failed: \(error)"))
+                    // Nothing ran here (QEMU died or refused): discard, and the source takes it back.
+                    queue += state.machine.handle(.resumeFailed("\(error)"))
                 }
             case .replyCommitted(let error):
                 reply.migrationCommitted.error = error ?? ""
             case .discard:
+                state.resumed?.cancel()
                 await vms.abortIncoming(state.spec.id)
+                await network?.detach(state.spec)
                 streamAuthorizations.withLockedValue { $0[id] = nil }
+                logger.warning("incoming migration discarded", metadata: ["migration.id": "\(id)", "vm.id": "\(state.spec.id)"])
             default:
                 break
             }

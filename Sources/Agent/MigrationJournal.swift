@@ -74,6 +74,17 @@ struct MigrationJournal: Sendable {
         }
     }
 
+    /// The destination discards an incoming migration: the phase, and the VM row its commit wrote
+    /// if it got that far (same VM, the migration's epoch), in one transaction, so that no restart
+    /// can find a VM row this host will not run.
+    func discardDestination(id: String, vm: String, epoch: Int64, reason: String) async throws {
+        try await store.database.write { db in
+            try db.execute(sql: "UPDATE migration SET phase = ?, error = ?, endedAt = ? WHERE id = ?",
+                           arguments: [DestinationMigration.Phase.discarded.rawValue, reason, Date().timeIntervalSince1970, id])
+            try db.execute(sql: "DELETE FROM vm WHERE id = ? AND epoch = ?", arguments: [vm, epoch])
+        }
+    }
+
     /// Migrations that had not ended when the agent stopped.
     func unfinished() async throws -> [StoredMigration] {
         try await store.database.read { db in

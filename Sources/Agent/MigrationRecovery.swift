@@ -37,6 +37,9 @@ extension MigrationCoordinator {
         guard let phase = SourceMigration.Phase(rawValue: row.phase) else { return }
         var machine = SourceMigration(id: row.id, journaled: phase)
         var queue = machine.handle(.recovered)
+        // A destination still `receiving` is told to abort and asked again; a few times here,
+        // then the retry loop's next round (it may be finishing a commit that ends either way).
+        var queries = 0
         logger.info("recovering migration", metadata: ["migration.id": "\(row.id)", "migration.role": "source", "migration.phase": "\(phase)"])
         while !queue.isEmpty {
             switch queue.removeFirst() {
@@ -44,16 +47,22 @@ extension MigrationCoordinator {
                 try? await journal.setPhase(row.id, p.rawValue, ended: p == .done || p == .aborted)
             case .sendAbort(let reason):
                 _ = try? await ask(row, { $0.migrationAbort.migrationID = row.id; $0.migrationAbort.reason = reason }, expectAnswer: false)
+            case .reclaim:
+                // Above the epoch the destination would have taken; without it, no resume.
+                do { try await journal.reclaim(vm: row.vmId, epoch: (row.epoch ?? 1) + 2) } catch {
+                    logger.error("cannot journal taking the VM back; it stays paused", metadata: ["migration.id": "\(row.id)", "error": "\(error)"])
+                    return
+                }
             case .resumeLocal:
                 if let process = await vms.process(row.vmId), let status = try? await process.qmp.queryStatus(), !status.running {
                     try? await process.qmp.cont()
                 }
-                let reclaim = (row.epoch ?? 1) + 2 // above the epoch the destination would have taken
-                try? await journal.reclaim(vm: row.vmId, epoch: reclaim)
                 logger.info("migration rolled back: the guest runs here", metadata: ["migration.id": "\(row.id)", "vm.id": "\(row.vmId)"])
             case .keepPaused:
                 try? await journal.hold(vm: row.vmId, reason: "handover of migration \(row.id) to \(row.peer) is in doubt: `hostmesh vm resolve` shows the choices")
             case .queryPeer:
+                queries += 1
+                guard queries <= 3 else { continue }
                 guard let answer = try? await ask(row, { $0.migrationQuery.migrationID = row.id }, expectAnswer: true),
                       case .migrationVerdict(let v)? = answer?.body else {
                     logger.warning("handover in doubt: the destination does not answer", metadata: ["migration.id": "\(row.id)", "mesh.peer": "\(row.peer)"])
@@ -79,13 +88,13 @@ extension MigrationCoordinator {
         logger.info("recovering migration", metadata: ["migration.id": "\(row.id)", "migration.role": "destination", "migration.phase": "\(phase)"])
         for directive in machine.handle(.recovered(qemuAlive: alive || phase == .admitted)) {
             switch directive {
+            case .journal(.discarded):
+                // No copy here after all: the VM row a commit wrote goes with the phase, so the
+                // source, when it asks, takes the guest back.
+                guard case .discarded(let reason) = machine.verdict else { break }
+                try? await journal.discardDestination(id: row.id, vm: row.vmId, epoch: row.epoch ?? 0, reason: reason)
             case .journal(let p):
-                let reason = phase == .committed ? "the destination QEMU died before resuming the guest" : "the destination agent restarted before the commit"
-                try? await journal.setPhase(row.id, p.rawValue, error: reason, ended: true)
-                if phase == .committed {
-                    // No copy here after all: forget the VM so the source takes it back.
-                    _ = try? await store.database.write { db in try StoredVM.deleteOne(db, key: row.vmId) }
-                }
+                try? await journal.setPhase(row.id, p.rawValue, ended: p == .running)
             case .discard:
                 await vms.discardOrphan(row.vmId)
             case .resume:

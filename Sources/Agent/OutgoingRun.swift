@@ -37,6 +37,8 @@ struct OutgoingRun {
     private var stopped: Task<Double?, Never>?
     private let commitSent = NIOLockedValueBox(false)
     private var postcopyUsed = false
+    /// Set when a durable write that the next directives depend on failed: they are dropped.
+    private var halted = false
 
     init(coordinator: MigrationCoordinator, id: String, vm: StoredVM, spec: VMSpec, process: VMProcess, address: HostPort,
          settings: MigrationSettings, logger: Logger, progress: @escaping @Sendable (MigrationCoordinator.Progress) async -> Void) {
@@ -59,7 +61,7 @@ struct OutgoingRun {
             return .failure(ControlError.failed("cannot journal the migration: \(error)"))
         }
         var queue = machine.handle(.start)
-        while !queue.isEmpty {
+        while !queue.isEmpty && !halted {
             let directive = queue.removeFirst()
             queue += await carryOut(directive)
         }
@@ -75,7 +77,8 @@ struct OutgoingRun {
         case .journal(let phase):
             try? await coordinator.journal.setPhase(id, phase.rawValue, peer: peer == "?" ? nil : peer,
                                                     error: failure.map { "\($0)" },
-                                                    ended: [.done, .aborted].contains(phase)) // in doubt is not over: it is retried
+                                                    // In doubt is not an end: the retry loop and recovery pick it up.
+                                                    ended: [.done, .aborted].contains(phase))
             await coordinator.reached("source:\(phase.rawValue)")
             if coordinator.hooks.cuts("source:\(phase.rawValue)"), let connection {
                 try? await connection.channel.channel.close()
@@ -97,6 +100,14 @@ struct OutgoingRun {
             return []
         case .queryPeer:
             return [] // only recovery asks; a live run learns from the channel
+        case .reclaim:
+            do { try await coordinator.journal.reclaim(vm: spec.id, epoch: vm.epoch + 2) } catch {
+                // Not resumable without it: the guest stays paused, the journal still says
+                // committing, and recovery will ask the destination again.
+                failure = ControlError.failed("cannot journal taking \(spec.name) back (\(error)); the guest stays paused here")
+                halted = true
+            }
+            return []
         case .resumeLocal:
             await coordinator.network?.unfreeze(spec)
             if let status = try? await process.qmp.queryStatus(), !status.running { try? await process.qmp.cont() }

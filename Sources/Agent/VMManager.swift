@@ -195,6 +195,8 @@ public actor VMManager {
     func beginOutgoing(_ reference: String) async throws -> (VMSpec, VMProcess) {
         let vm = try await find(reference)
         guard migrating[vm.id] == nil else { throw ControlError.conflict("\(vm.name) is already migrating") }
+        // Held: a handover is in doubt or a newer owner exists; moving this copy could make two.
+        if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
         guard let process = processes[vm.id], await process.exitIfEnded() == nil else {
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }

@@ -35,8 +35,43 @@ import Testing
         #expect(out.first == .journal(.inDoubt) && out.contains(.keepPaused) && !out.contains(.resumeLocal))
         // Resolution: only the destination's word releases the guest here.
         var a = s; #expect(a.handle(.peerReports(.committed)).contains(.releaseLocal))
-        var b = s; #expect(b.handle(.peerReports(.discarded("lost"))).contains(.resumeLocal))
-        var c = s; #expect(c.handle(.peerReports(.unknown)).contains(.resumeLocal))
+        // Taking it back: the epoch first (above the destination's), then the phase, then the guest.
+        var b = s; #expect(Array(b.handle(.peerReports(.discarded("lost"))).prefix(3)) == [.reclaim, .journal(.aborted), .resumeLocal])
+        var c = s; #expect(Array(c.handle(.peerReports(.unknown)).prefix(3)) == [.reclaim, .journal(.aborted), .resumeLocal])
+    }
+
+    @Test func committedIsAnsweredOnlyOnceTheGuestRuns() {
+        var d = DestinationMigration(id: "m", journaled: .admitted)
+        _ = d.handle(.commit(loaded: true))
+        #expect(d.handle(.query) == [.replyVerdict(.receiving)])
+        _ = d.handle(.resumed)
+        #expect(d.handle(.query) == [.replyVerdict(.committed)])
+        var restarted = DestinationMigration(id: "m", journaled: .committed)
+        #expect(restarted.verdict == .receiving)
+    }
+
+    @Test func sourceReclaimsOnlyAfterCommitting() {
+        var refused = SourceMigration(id: "m", journaled: .committing)
+        #expect(Array(refused.handle(.commitRefused("resume failed")).prefix(3)) == [.reclaim, .journal(.aborted), .resumeLocal])
+        for phase in [SourceMigration.Phase.requested, .admitted, .transferring] {
+            var s = SourceMigration(id: "m", journaled: phase)
+            #expect(!s.handle(.recovered).contains(.reclaim)) // nothing can run elsewhere: same epoch
+        }
+    }
+
+    @Test func destinationDiscardsWhenItCannotResumeAfterCommit() {
+        var d = DestinationMigration(id: "m", journaled: .admitted)
+        #expect(d.handle(.commit(loaded: true)) == [.journal(.committed), .resume])
+        // A late abort (or the channel's end) does not undo a commit.
+        #expect(d.handle(.abort("channel ended")) == [])
+        #expect(d.verdict == .receiving) // not final before the guest runs here
+        // QEMU died before `cont`: discarded (journaled) before the source hears of it.
+        let out = d.handle(.resumeFailed("QEMU exited"))
+        #expect(out == [.journal(.discarded), .discard, .replyCommitted(error: "discarded: resume failed after commit: QEMU exited")])
+        #expect(d.verdict == .discarded("resume failed after commit: QEMU exited"))
+        var recovered = DestinationMigration(id: "m", journaled: .committed)
+        #expect(recovered.handle(.recovered(qemuAlive: false)) == [.journal(.discarded)])
+        #expect(recovered.handle(.commit(loaded: true)).allSatisfy { if case .replyCommitted(let e?) = $0 { !e.isEmpty } else { false } })
     }
 
     @Test func destinationFencesLateCommits() {
@@ -75,7 +110,13 @@ import Testing
             var world = World()
             world.run(&rng)
             #expect(world.maxRunning <= 1, "seed \(seed) round \(round): two copies ran: \(world.trace)")
-            #expect(world.copies == 1, "seed \(seed) round \(round): \(world.copies) copies at the end: \(world.trace)")
+            #expect(world.copies == (world.qemuDied ? world.copies : 1) && world.copies <= 1,
+                    "seed \(seed) round \(round): \(world.copies) copies at the end: \(world.trace)")
+            // Exactly one journal owns the VM, and the guest, if it lives, is there.
+            let owners = (world.sourceRow == nil ? 0 : 1) + (world.destinationRow == nil ? 0 : 1)
+            #expect(owners == 1, "seed \(seed) round \(round): \(owners) owners at the end: \(world.trace)")
+            #expect(world.sourceGuest == .none || world.sourceRow != nil, "seed \(seed) round \(round): a guest on a host that does not own it: \(world.trace)")
+            #expect(world.destinationGuest == .none || world.destinationRow != nil, "seed \(seed) round \(round): a guest on a host that does not own it: \(world.trace)")
         }
     }
 }
@@ -107,6 +148,16 @@ struct World {
     var maxRunning = 1
     var trace: [String] = []
     var finished = false
+    /// The VM rows (ownership epochs) each side's journal holds: the source's from the start,
+    /// the destination's from its commit.
+    var sourceRow: Int64? = 1
+    var destinationRow: Int64?
+    /// True once a fault killed a QEMU: the guest may then be gone, but never duplicated.
+    var qemuDied = false
+    /// When set, the destination stops right after journaling its commit (the test hook of the
+    /// end-to-end matrix) and carries out the rest later, unless it crashes first.
+    var stopAfterCommit = false
+    var pendingAtDestination: [DestinationMigration.Directive] = []
 
     var copies: Int { (sourceGuest == .none ? 0 : 1) + (destinationGuest == .none ? 0 : 1) }
 
@@ -125,10 +176,12 @@ struct World {
             case .sendCommit: toDestination.append(.commit)
             case .sendAbort: toDestination.append(.abort)
             case .queryPeer: toDestination.append(.query)
+            case .reclaim: sourceRow = 3 // epoch + 2
             case .resumeLocal: if sourceGuest == .paused { sourceGuest = .running }
             case .keepPaused: break
             case .releaseLocal:
                 sourceGuest = .none
+                sourceRow = nil
                 sourceDo(source.handle(.released))
             case .succeeded, .failed: finished = true
             }
@@ -137,10 +190,18 @@ struct World {
     }
 
     mutating func destinationDo(_ directives: [DestinationMigration.Directive]) {
-        for d in directives {
+        for (i, d) in directives.enumerated() {
+            if stopAfterCommit, i > 0, directives[i - 1] == .journal(.committed) {
+                trace.append("D:stopped after commit")
+                pendingAtDestination = Array(directives[i...])
+                return
+            }
             trace.append("D:\(d)")
             switch d {
-            case .journal(let p): destinationJournal = p
+            case .journal(let p):
+                if p == .committed { destinationRow = 2 }
+                if p == .discarded { destinationRow = nil }
+                destinationJournal = p
             case .launchIncoming:
                 destinationGuest = .paused
                 destinationDo(destination.handle(.ready))
@@ -149,6 +210,8 @@ struct World {
                 if destinationGuest == .paused {
                     destinationGuest = .running
                     destinationDo(destination.handle(.resumed))
+                } else if destinationGuest == .none {
+                    destinationDo(destination.handle(.resumeFailed("QEMU exited")))
                 }
             case .replyCommitted(let error): toSource.append(.committed(error))
             case .discard: destinationGuest = .none
@@ -180,6 +243,7 @@ struct World {
     }
 
     mutating func run(_ rng: inout SplitMix) {
+        stopAfterCommit = Bool.random(using: &rng)
         sourceDo(source.handle(.start))
         var steps = 0
         while steps < 200 {
@@ -187,7 +251,7 @@ struct World {
             switch Int.random(in: 0..<100, using: &rng) {
             case 0..<35 where !toDestination.isEmpty: deliverToDestination(toDestination.removeFirst())
             case 35..<70 where !toSource.isEmpty: deliverToSource(toSource.removeFirst())
-            case 70..<78 where source.phase == .transferring || source.phase == .admitted:
+            case 70..<78 where (source.phase == .transferring || source.phase == .admitted) && sourceGuest != .none:
                 // QEMU finishes sending: the guest stops here for good.
                 sourceGuest = .paused
                 trace.append("S:qemu completed")
@@ -207,9 +271,25 @@ struct World {
                 toSource.removeAll()
                 source = SourceMigration(id: "m", journaled: sourceJournal)
                 sourceDo(source.handle(.recovered))
+            case 93..<95 where sourceGuest != .none:
+                trace.append("S:qemu killed")
+                sourceGuest = .none
+                qemuDied = true
+                if source.phase == .transferring || source.phase == .admitted { sourceDo(source.handle(.transferFailed("qemu died"))) }
+            case 95..<97 where destinationGuest != .none:
+                trace.append("D:qemu killed")
+                destinationGuest = .none
+                qemuDied = true
+                if destination.phase == .admitted { destinationDo(destination.handle(.abort("qemu died"))) }
+            case 97..<100 where !pendingAtDestination.isEmpty:
+                trace.append("D:continues")
+                let rest = pendingAtDestination
+                pendingAtDestination = []
+                destinationDo(rest)
             case 89..<93:
                 trace.append("D:crash")
                 toDestination.removeAll()
+                pendingAtDestination = []
                 destination = destinationJournal.map { DestinationMigration(id: "m", journaled: $0) } ?? DestinationMigration(id: "m")
                 destinationDo(destination.handle(.recovered(qemuAlive: destinationGuest != .none)))
             default:
@@ -221,6 +301,12 @@ struct World {
         }
         // Heal: deliver everything, resolve doubt, until quiet.
         for _ in 0..<50 {
+            if !pendingAtDestination.isEmpty {
+                let rest = pendingAtDestination
+                pendingAtDestination = []
+                destinationDo(rest)
+                continue
+            }
             if !toDestination.isEmpty { deliverToDestination(toDestination.removeFirst()); continue }
             if !toSource.isEmpty { deliverToSource(toSource.removeFirst()); continue }
             if source.phase == .inDoubt { sourceDo([.queryPeer]); continue }

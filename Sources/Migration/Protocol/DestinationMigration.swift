@@ -22,9 +22,10 @@ public struct DestinationMigration: Sendable, Equatable {
     public enum Verdict: Sendable, Equatable {
         /// Never admitted here (or forgotten): treat as discarded; nothing will run here.
         case unknown
-        /// Admitted and still waiting for the commit.
+        /// Admitted and still waiting for the commit, or committed and not yet resumed: no answer
+        /// yet; ask again later.
         case receiving
-        /// The guest is (or is about to be) running here.
+        /// The guest runs here (resumed after the commit); final.
         case committed
         /// The copy here was discarded, for this reason.
         case discarded(String)
@@ -40,8 +41,13 @@ public struct DestinationMigration: Sendable, Equatable {
         case commit(loaded: Bool)
         /// QEMU here runs the guest.
         case resumed
-        /// The source aborted, or its channel ended before commit, or QEMU here failed.
+        /// The source aborted, or its channel ended before commit, or QEMU here failed before the
+        /// commit. After the commit it changes nothing: the guest is this host's.
         case abort(String)
+        /// After the commit was journaled, the guest could not be resumed here (QEMU died or
+        /// refused `cont`, or the commit could not be written): the copy here is discarded, with
+        /// the VM row the commit wrote, before the source is told, so that it takes the guest back.
+        case resumeFailed(String)
         /// The source asks what this side knows.
         case query
         /// The agent restarted and found this migration in its journal; `qemuAlive` says
@@ -61,7 +67,8 @@ public struct DestinationMigration: Sendable, Equatable {
         case resume
         /// Answer the commit: nil means the guest runs here.
         case replyCommitted(error: String?)
-        /// Kill this migration's QEMU and release the reservation.
+        /// Kill this migration's QEMU and release the reservation (and, after a commit, forget the
+        /// VM row it wrote: the shell deletes it in the same transaction as the `discarded` phase).
         case discard
         /// Answer a query.
         case replyVerdict(Verdict)
@@ -99,9 +106,13 @@ public struct DestinationMigration: Sendable, Equatable {
             return discard("the commit arrived before the guest had loaded") + [.replyCommitted(error: discardReason)]
         case (.committed, .resumed):
             return move(.running) + [.replyCommitted(error: nil)]
-        case (.committed, .abort(let why)):
-            // Too late to discard: the guest is ours. Report it so the source does not wait.
-            return [.replyCommitted(error: "resume failed after commit: \(why)")]
+        case (.committed, .abort):
+            // The guest is ours: a late abort or the channel's end changes nothing.
+            return []
+        case (.committed, .resumeFailed(let why)):
+            // Nothing ran here and the source has not been answered: discard (journaled first),
+            // then tell the source, which resumes its copy above this commit's epoch.
+            return discard("resume failed after commit: \(why)") + [.replyCommitted(error: "discarded: \(discardReason)")]
         case (.admitted, .abort(let why)):
             return discard(why)
         case (nil, .commit), (.discarded, .commit):
@@ -114,18 +125,24 @@ public struct DestinationMigration: Sendable, Equatable {
         case (.committed, .recovered(qemuAlive: true)):
             return [.resume]
         case (.committed, .recovered(qemuAlive: false)):
-            return move(.discarded) + []
+            // Nothing ran here (the agent died before `cont` and QEMU with it): the shell deletes
+            // the VM row with the phase, and the source, when it asks, takes the guest back.
+            discardReason = "the destination QEMU died before resuming the guest"
+            return move(.discarded)
         default:
             return []
         }
     }
 
-    /// What this side would tell the source now.
+    /// What this side would tell the source now. `committed` only once the guest runs here: a
+    /// commit that is journaled but not yet resumed can still fail (QEMU dies before `cont`) and
+    /// be discarded, which a source that had heard `committed` would never learn after releasing
+    /// its copy. Until then the answer is `receiving`, and the source's abort changes nothing.
     public var verdict: Verdict {
         switch phase {
         case nil: return .unknown
-        case .admitted?: return .receiving
-        case .committed?, .running?: return .committed
+        case .admitted?, .committed?: return .receiving
+        case .running?: return .committed
         case .discarded?: return .discarded(discardReason)
         }
     }

@@ -69,6 +69,10 @@ public struct SourceMigration: Sendable, Equatable {
         case sendAbort(String)
         /// Ask the destination what it knows about this migration.
         case queryPeer
+        /// Take the VM back here at the migration's epoch + 2, durably, clearing any hold: above
+        /// any epoch the destination may have journaled. Comes before `resumeLocal` whenever the
+        /// source resumes after having journaled `committing` (Protocol.md §6.4).
+        case reclaim
         /// Make sure the guest runs here (QEMU `cont` if it is paused).
         case resumeLocal
         /// Leave the guest paused here.
@@ -124,13 +128,13 @@ public struct SourceMigration: Sendable, Equatable {
         case (.committing, .committed), (.inDoubt, .peerReports(.committed)):
             return move(.committed) + [.releaseLocal]
         case (.committing, .commitRefused(let why)), (.inDoubt, .peerReports(.discarded(let why))):
-            return move(.aborted) + [.resumeLocal, .failed(Failure(reason: "destination discarded the guest: \(why)", guest: "source"))]
+            return takeBack("destination discarded the guest: \(why)")
         case (.committing, .peerLost(let why)):
             return move(.inDoubt) + [.keepPaused,
                                      .failed(Failure(reason: "handover in doubt: \(why)", guest: "in doubt"))]
         case (.inDoubt, .peerReports(.unknown)):
             // The destination never heard of it and has fenced it: a late commit is refused.
-            return move(.aborted) + [.resumeLocal, .failed(Failure(reason: "destination never received the guest", guest: "source"))]
+            return takeBack("destination never received the guest")
         case (.inDoubt, .peerReports(.receiving)):
             // It still waits for a commit that will not come from us without a decision: abort it.
             return [.sendAbort("source resolved an in-doubt handover"), .queryPeer]
@@ -161,6 +165,16 @@ public struct SourceMigration: Sendable, Equatable {
         return [.journal(next)]
     }
 
+    /// Back to the source after `committing`: the epoch moves past the destination's first,
+    /// and only then the phase ends and the guest resumes. A crash between the two writes
+    /// leaves `committing`/`inDoubt` in the journal; recovery asks again and reclaims at the same
+    /// epoch (it is computed from the migration's, not the VM's).
+    private mutating func takeBack(_ why: String) -> [Directive] {
+        phase = .aborted
+        return [.reclaim, .journal(.aborted), .resumeLocal, .failed(Failure(reason: why, guest: "source"))]
+    }
+
+    /// Before `committing` the destination cannot run the guest: resume at the same epoch.
     private mutating func abort(_ why: String, tellPeer: Bool) -> [Directive] {
         let tell: [Directive] = tellPeer ? [.sendAbort(why)] : []
         return move(.aborted) + tell + [.resumeLocal, .failed(Failure(reason: why, guest: "source"))]
