@@ -131,42 +131,48 @@ public struct Agent: Service {
     /// Reacts to membership: says hello to new members (which keys the overlay and exchanges
     /// locations), forgets departed ones.
     private func followMembers(_ membership: AgentMembership, peers: PeerLinks) async {
+        // Each member's agent instance as last seen: a new one restarted, seen dead or not.
+        var instances: [String: [UInt8]] = [:]
         for await event in membership.service.events() {
             switch event {
             case .memberChanged(let change) where change.member.id.hostID != credentials.identity.hostID:
                 let member = change.member
                 switch member.status {
                 case .alive:
-                    await noteAddress(of: member, peers: peers, joined: change.previousStatus != .alive && change.previousStatus != .suspect)
+                    await noteAddress(of: member, peers: peers, instances: &instances,
+                                      joined: change.previousStatus != .alive && change.previousStatus != .suspect)
                 case .dead, .left:
                     logger.info("member \(member.status)", metadata: ["mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)"])
                     peers.known.withLockedValue { $0[member.id.hostID] = nil }
+                    instances[member.id.hostID] = nil
                     await peers.network.removePeer(member.id.hostID)
                 default:
                     break
                 }
             case .metadataChanged(let member) where member.id.hostID != credentials.identity.hostID && member.status == .alive:
                 // A member that restarted quickly is never seen dead: its new metadata (a new
-                // channel address) is how we learn it is a fresh agent.
-                await noteAddress(of: member, peers: peers, joined: false)
+                // instance, perhaps a new channel address) is how we learn it is a fresh agent.
+                await noteAddress(of: member, peers: peers, instances: &instances, joined: false)
             default:
                 break
             }
         }
     }
 
-    /// Records a live member's channel address; a new member, or one that restarted at another
-    /// address (a fresh agent: overlay keys, locations and ownership must be exchanged again), is
-    /// greeted by the side with the smaller host id.
-    private func noteAddress(of member: Member, peers: PeerLinks, joined: Bool) async {
-        guard let channel = member.metadata?.channelAddress else { return }
+    /// Records a live member's channel address and agent instance; a new member, or one that
+    /// restarted (a new instance, at the same address or another: a fresh agent whose overlay keys,
+    /// locations and ownership must be exchanged again), is greeted by the smaller host id.
+    private func noteAddress(of member: Member, peers: PeerLinks, instances: inout [String: [UInt8]], joined: Bool) async {
+        guard let channel = member.metadata?.channelAddress, let instance = member.metadata?.instanceID else { return }
+        let restarted = instances[member.id.hostID].map { $0 != instance } ?? false
+        instances[member.id.hostID] = instance
         let address = HostPort(host: channel.host, port: Int(channel.port))
         let moved = peers.known.withLockedValue { known in
             defer { known[member.id.hostID] = address }
             return known[member.id.hostID] != address
         }
-        guard joined || moved else { return }
-        logger.info(joined ? "member joined" : "member moved", metadata: [
+        guard joined || moved || restarted else { return }
+        logger.info(joined ? "member joined" : moved ? "member moved" : "member restarted", metadata: [
             "mesh.peer": "\(member.id)", "mesh.incarnation": "\(member.incarnation)", "mesh.channel": "\(address)"])
         if credentials.identity.hostID < member.id.hostID { Task { await peers.greet(address) } }
     }

@@ -50,7 +50,8 @@ public actor AgentMembership {
         let channelHost = channel.host == "0.0.0.0" || channel.host == "::" ? advertised : channel.host
         metadata = MemberMetadata(domain: credentials.certificate.domain,
                                   channelAddress: PeerAddress(host: channelHost, port: UInt16(channel.port)),
-                                  keyFingerprint: Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes)))
+                                  keyFingerprint: Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes)),
+                                  instanceID: Sodium.randomBytes(8))
         // No seeds here: joining first fetches the mesh's keyring over the secure channel
         // (`join(_:)`), which the agent does once the service runs.
         var config = MembershipServiceConfiguration(memberID: MemberID(credentials.identity.hostID), bindHost: listen.host,

@@ -121,7 +121,11 @@ public actor VMManager {
     public func list() async throws -> [VMInfo] {
         let vms = try await store.database.read { db in try StoredVM.order(Column("name")).fetchAll(db) }
         var out: [VMInfo] = []
-        for vm in vms { out.append(try await info(vm.id)) }
+        for vm in vms {
+            // The actor is reentrant: a VM released or discarded while this list awaits is gone,
+            // not an error.
+            do { out.append(try await info(vm.id)) } catch let error as ControlError where error.code == "not_found" { continue }
+        }
         return out
     }
 

@@ -108,6 +108,11 @@ extension GossipCodec {
                 message: name, field: "metadata.key_fingerprint",
                 reason: "\(message.keyFingerprint.count) bytes, at most 64 expected")
         }
+        guard message.instanceID.count <= 32 else {
+            throw .invalidField(
+                message: name, field: "metadata.instance_id",
+                reason: "\(message.instanceID.count) bytes, at most 32 expected")
+        }
         return MemberMetadata(
             version: message.version,
             domain: message.domain,
@@ -123,7 +128,8 @@ extension GossipCodec {
                 ? try address(message.channelAddress, in: name, field: "metadata.channel_address") : nil,
             controlAddress: message.hasControlAddress
                 ? try address(message.controlAddress, in: name, field: "metadata.control_address") : nil,
-            keyFingerprint: [UInt8](message.keyFingerprint))
+            keyFingerprint: [UInt8](message.keyFingerprint),
+            instanceID: [UInt8](message.instanceID))
     }
 
     static func memberID(_ raw: String, in name: String, field: String) throws(GossipCodecError) -> MemberID {

@@ -170,6 +170,7 @@ public enum GossipCodec {
         if let address = metadata.channelAddress { message.channelAddress = wire(address) }
         if let address = metadata.controlAddress { message.controlAddress = wire(address) }
         if !metadata.keyFingerprint.isEmpty { message.keyFingerprint = Data(metadata.keyFingerprint) }
+        if !metadata.instanceID.isEmpty { message.instanceID = Data(metadata.instanceID) }
         return message
     }
 

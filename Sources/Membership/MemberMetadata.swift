@@ -31,6 +31,7 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         var channelAddress: PeerAddress?
         var controlAddress: PeerAddress?
         var keyFingerprint: [UInt8]
+        var instanceID: [UInt8]
     }
 
     /// Immutable after creation (`let` only), hence safely shared across threads.
@@ -113,12 +114,20 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         set { update { $0.keyFingerprint = newValue } }
     }
 
+    /// Random bytes chosen at every start of the host's agent: a member whose instance changed
+    /// restarted, even if no one saw it dead (its peers must greet it again).
+    public var instanceID: [UInt8] {
+        get { storage.fields.instanceID }
+        set { update { $0.instanceID = newValue } }
+    }
+
     /// Creates metadata; every field defaults to "empty host, healthy".
     public init(
         version: UInt64 = 0, domain: String = "", cores: UInt32 = 0, memoryTotalBytes: UInt64 = 0,
         memoryFreeBytes: UInt64 = 0, runningVMs: UInt32 = 0, cpuLoadMilli: UInt32 = 0,
         migrationsInFlight: UInt32 = 0, health: Health = .ok, maintenance: Bool = false,
-        channelAddress: PeerAddress? = nil, controlAddress: PeerAddress? = nil, keyFingerprint: [UInt8] = []
+        channelAddress: PeerAddress? = nil, controlAddress: PeerAddress? = nil, keyFingerprint: [UInt8] = [],
+        instanceID: [UInt8] = []
     ) {
         storage = Storage(
             Fields(
@@ -134,7 +143,8 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
                 maintenance: maintenance,
                 channelAddress: channelAddress,
                 controlAddress: controlAddress,
-                keyFingerprint: keyFingerprint))
+                keyFingerprint: keyFingerprint,
+                instanceID: instanceID))
     }
 
     /// CPU load as a fraction of all cores (1.0 = saturated).

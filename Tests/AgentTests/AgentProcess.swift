@@ -77,17 +77,6 @@ func killProcesses(mentioning text: String) {
     }
 }
 
-/// Pids of live processes whose command line contains `text`.
-func processes(mentioning text: String) -> [Int32] {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-    return entries.compactMap { entry in
-        guard let pid = Int32(entry), pid != getpid(),
-              let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
-              String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text) else { return nil }
-        return pid
-    }
-}
-
 /// Starts `path` with `arguments`, stdout and stderr appended to `logPath`. posix_spawn, not
 /// Foundation's Process: Process changes how this whole test process handles SIGCHLD, and then
 /// the QEMUs other tests start are reaped behind their supervisors' backs.
@@ -200,4 +189,56 @@ enum TestGuest {
     static var kernel: String { directory + "/kernel" }
     static var initrd: String { directory + "/initrd.img" }
     static var available: Bool { FileManager.default.fileExists(atPath: kernel) && FileManager.default.fileExists(atPath: initrd) }
+}
+
+// MARK: - Fault injection
+
+extension TestMesh {
+    /// Restarts a host's agent (SIGKILL first if it still runs) on the same channel port, with
+    /// the same state directory: the agent a real host would run again after a crash.
+    func restart(_ agent: AgentProcess, arguments: [String] = [], environment: [String: String] = [:]) async throws -> AgentProcess {
+        agent.kill()
+        // The last --listen wins over the harness's default.
+        return try await start(agent.hostID, arguments: arguments + ["--listen", agent.address], environment: environment)
+    }
+}
+
+/// Pids of live processes whose command line contains `text` (e.g. one VM's runtime directory).
+func pids(ofProcessesMentioning text: String) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { entry -> pid_t? in
+        guard let pid = Int32(entry), pid != getpid(),
+              let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+              let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+              !stat.contains(") Z ") // a zombie is dead: it only waits for its parent to reap it
+        else { return nil }
+        return String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text) ? pid : nil
+    }
+}
+
+/// Runs a tool to completion; returns its exit status and its output (stdout and stderr).
+func runTool(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let log = NSTemporaryDirectory() + "hm-tool-" + UUID().uuidString.prefix(8).lowercased()
+    defer { try? FileManager.default.removeItem(atPath: log) }
+    let pid = try spawn(path, arguments, logPath: log)
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exited, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+}
+
+/// Cuts every established TCP connection to or from `port` on loopback, both ends at once
+/// (`ss -K`, the kernel's socket destroy): what a network cut looks like to both agents. New
+/// connections work again right away (the partition heals), as they would after a link flap.
+func cutConnections(port: Int) throws {
+    for side in ["dport", "sport"] {
+        let (status, output) = try runTool("/usr/bin/ss", ["-K", "-t", "state", "established", "(", side, "=", ":\(port)", ")"])
+        // ss prints "RTNETLINK answers: Invalid argument" for sockets it may not destroy and
+        // still destroys the rest; what counts is that none is left.
+        _ = (status, output)
+    }
+    let (_, left) = try runTool("/usr/bin/ss", ["-H", "-t", "state", "established", "(", "dport", "=", ":\(port)", "or", "sport", "=", ":\(port)", ")"])
+    guard left.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        throw ControlError.failed("ss -K left connections on port \(port) (kernel without CONFIG_INET_DIAG_DESTROY?): \(left)")
+    }
 }

@@ -30,6 +30,15 @@ enum DiskLog {
         return (last.0, last.1, blocks)
     }
 
+    /// The record numbers a console shows acknowledged for one boot, in order (a destination's
+    /// console has no `DISK start` line, only records).
+    static func records(_ console: String, boot: String) -> [Int] {
+        console.split(whereSeparator: \.isNewline).compactMap { line in
+            let parts = line.split(separator: " ")
+            return parts.count == 3 && parts[0] == "DISK" && parts[1] == boot ? Int(parts[2]) : nil
+        }
+    }
+
     /// Record numbers among the last `blocks` acknowledged ones (up to `upTo`) that the image does
     /// not hold intact. Empty: nothing acknowledged was lost or torn.
     static func damagedRecords(image path: String, boot: String, upTo last: Int, blocks: Int) throws -> [Int] {

@@ -7,17 +7,11 @@ import Testing
 /// A guest writing to a shared raw disk while it migrates: every write the disk acknowledged is on
 /// the image afterwards, byte for byte, and the log goes on from the destination.
 extension MigrationEndToEndTests {
-    /// Waits until the VM's console on `agent` shows disk record `n` or above.
-    func diskRecord(_ agent: AgentProcess, _ vm: String, above n: Int) async throws -> Int {
+    /// Waits until the VM's console on `agent` shows a disk record of `boot` above `n`.
+    func diskRecord(_ agent: AgentProcess, _ vm: String, boot: String, above n: Int) async throws -> Int {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
-            if let last = DiskLog.lastRecord(try await console(agent, vm)), last.n > n { return last.n }
-            // The destination's console has no `DISK start` line: read the records alone.
-            let records = try await console(agent, vm).split(whereSeparator: \.isNewline).compactMap { line -> Int? in
-                let parts = line.split(separator: " ")
-                return parts.count == 3 && parts[0] == "DISK" ? Int(parts[2]) : nil
-            }
-            if let last = records.last, last > n { return last }
+            if let last = DiskLog.records(try await console(agent, vm), boot: String(boot.prefix(8))).last, last > n { return last }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw ControlError.failed("no disk record above \(n) from \(vm) on \(agent.hostID)")
@@ -34,16 +28,16 @@ extension MigrationEndToEndTests {
         vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: true)]
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
         let (boot, _) = try await heartbeat(a, "writer", after: 1)
-        let before = try await diskRecord(a, "writer", above: 20)
+        let before = try await diskRecord(a, "writer", boot: boot, above: 20)
         let blocks = try #require(DiskLog.lastRecord(try await console(a, "writer"))).blocks
 
         _ = try await migrate("writer", from: a, to: b)
-        let after = try await diskRecord(b, "writer", above: before + 20)
+        let after = try await diskRecord(b, "writer", boot: boot, above: before + 20)
         let (bootOnB, _) = try await heartbeat(b, "writer")
         #expect(bootOnB == boot)
         // Stop the guest so that nothing is in flight, then read the image.
         _ = try await b.control.call("vm.stop", ControlTypes.VMReference(vm: "writer"), as: VMInfo.self)
-        let last = try await diskRecord(b, "writer", above: after - 1)
+        let last = try await diskRecord(b, "writer", boot: boot, above: after - 1)
         let damaged = try DiskLog.damagedRecords(image: image, boot: String(boot.prefix(8)), upTo: last, blocks: blocks)
         #expect(damaged.isEmpty, "acknowledged records missing or torn on the image: \(damaged.prefix(10))")
     }

@@ -4,21 +4,21 @@ import Foundation
 import Hypervisor
 import Testing
 
-/// The fault matrix for the handover (Protocol.md §6.4, §6.5): real agents and real QEMU, an agent
-/// killed (SIGKILL) or its control channel cut at exactly one journaled phase, then restarted.
-/// Whatever happens, once things settle: exactly one copy of the guest runs, it is the same boot
-/// (never restarted), its heartbeat advances, and both hosts agree on its owner and epoch.
+/// An agent killed (SIGKILL) in the middle of a handover and restarted at a NEW channel address
+/// (another port: a host that came back elsewhere, or a restart without a fixed --listen). The
+/// full fault matrix (FaultInjectionTests) restarts agents where they were; these cases show that
+/// recovery asks the peer where membership says it is now (Protocol.md §6.5) and that the peer
+/// greets the moved member again. Once things settle: exactly one copy runs, the same boot, its
+/// heartbeat advances, and both hosts agree on owner and epoch.
 extension MigrationEndToEndTests {
     enum Fault: Sendable, CustomStringConvertible {
         case killSource(at: String)
         case killDestination(at: String)
-        case cutSource(at: String)
 
         var description: String {
             switch self {
             case .killSource(let p): "kill the source agent at \(p)"
             case .killDestination(let p): "kill the destination agent at \(p)"
-            case .cutSource(let p): "cut the control channel at \(p)"
             }
         }
     }
@@ -30,17 +30,15 @@ extension MigrationEndToEndTests {
     }
 
     static let faultMatrix: [(Fault, Outcome)] = [
-        (.killSource(at: "source:transferring"), Outcome(onDestination: false, epoch: 3)),
+        // The source comes back elsewhere while the handover is in doubt: it asks the destination.
         (.killSource(at: "source:committing"), Outcome(onDestination: false, epoch: 3)),
-        (.killSource(at: "source:released"), Outcome(onDestination: true, epoch: 2)),
-        (.killDestination(at: "destination:admitted"), Outcome(onDestination: false, epoch: 1)),
+        // The destination comes back elsewhere after its commit: the in-doubt source must find it
+        // at its new address, through membership, to learn that the guest runs there.
         (.killDestination(at: "destination:committed"), Outcome(onDestination: true, epoch: 2)),
-        (.cutSource(at: "source:transferring"), Outcome(onDestination: false, epoch: 1)),
-        (.cutSource(at: "source:committing"), Outcome(onDestination: false, epoch: 3)),
     ]
 
     @Test(arguments: 0..<faultMatrix.count)
-    func handoverSurvivesFault(_ index: Int) async throws {
+    func handoverSurvivesAnAgentRestartingAtANewAddress(_ index: Int) async throws {
         let (fault, expected) = Self.faultMatrix[index]
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
@@ -48,7 +46,6 @@ extension MigrationEndToEndTests {
         switch fault {
         case .killSource(let p): sourceEnvironment["HOSTMESH_TEST_PAUSE_AT"] = p
         case .killDestination(let p): destinationEnvironment["HOSTMESH_TEST_PAUSE_AT"] = p
-        case .cutSource(let p): sourceEnvironment["HOSTMESH_TEST_CUT_AT"] = p
         }
         var a = try await mesh.start("node-a", environment: sourceEnvironment)
         var b = try await mesh.start("node-b", arguments: ["--join", a.address], environment: destinationEnvironment)
@@ -69,8 +66,6 @@ extension MigrationEndToEndTests {
             b.kill()
             _ = await migration.result // the source sees the channel end
             b = try await mesh.start("node-b", arguments: ["--join", a.address])
-        case .cutSource:
-            _ = await migration.result
         }
 
         // Settle: the guest runs where the recovery rules say, exactly once, the same boot.
@@ -106,7 +101,7 @@ extension MigrationEndToEndTests {
             let runningThere = there.filter { $0.qemuStatus == "running" }.count
             #expect(runningHere + runningThere <= 1, "two copies run (\(context))")
             // No QEMU of any kind may linger on the host that does not own the guest.
-            let leftovers = processes(mentioning: absent.stateDirectory + "/vms/").count
+            let leftovers = pids(ofProcessesMentioning: absent.stateDirectory + "/vms/").count
             if runningHere == 1, here.first?.problem == nil, there.isEmpty, leftovers == 0 { return }
             last = "\(running.hostID): \(here.map { "\($0.state)/\($0.qemuStatus ?? "-")/\($0.problem ?? "")" }); "
                 + "\(absent.hostID): \(there.map { "\($0.state)/\($0.qemuStatus ?? "-")" }), \(leftovers) QEMU(s)"

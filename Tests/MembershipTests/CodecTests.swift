@@ -7,7 +7,7 @@ struct CodecTests {
         version: 12, domain: "dc1.example", cores: 64, memoryTotalBytes: 512 << 30, memoryFreeBytes: 123 << 30,
         runningVMs: 17, cpuLoadMilli: 431, migrationsInFlight: 2, health: .degraded, maintenance: true,
         channelAddress: PeerAddress(host: "10.0.0.1", port: 7947), controlAddress: PeerAddress(host: "fd00::1", port: 7948),
-        keyFingerprint: Array(0..<32))
+        keyFingerprint: Array(0..<32), instanceID: [9, 8, 7, 6, 5, 4, 3, 2])
 
     static let updates: [MemberUpdate] = [
         .alive(member: "a", incarnation: 3, address: PeerAddress(host: "10.0.0.1", port: 7946), metadata: metadata),

@@ -435,27 +435,30 @@ public nonisolated struct Hostmesh_V1_GossipLeave: Sendable {
 }
 
 /// New metadata of `member`; receivers keep the one with the highest metadata version.
-public nonisolated struct Hostmesh_V1_GossipMetadataUpdate: Sendable {
+public nonisolated struct Hostmesh_V1_GossipMetadataUpdate: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var member: String = String()
+  public var member: String {
+    get {_storage._member}
+    set {_uniqueStorage()._member = newValue}
+  }
 
   public var metadata: Hostmesh_V1_GossipMemberMetadata {
-    get {_metadata ?? Hostmesh_V1_GossipMemberMetadata()}
-    set {_metadata = newValue}
+    get {_storage._metadata ?? Hostmesh_V1_GossipMemberMetadata()}
+    set {_uniqueStorage()._metadata = newValue}
   }
   /// Returns true if `metadata` has been explicitly set.
-  public var hasMetadata: Bool {self._metadata != nil}
+  public var hasMetadata: Bool {_storage._metadata != nil}
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
-  public mutating func clearMetadata() {self._metadata = nil}
+  public mutating func clearMetadata() {_uniqueStorage()._metadata = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Capacity and state of a host, owned and versioned by that host (newer version wins).
@@ -511,6 +514,9 @@ public nonisolated struct Hostmesh_V1_GossipMemberMetadata: Sendable {
 
   /// fingerprint of the host's current identity key
   public var keyFingerprint: Data = Data()
+
+  /// random, new at every agent start: a change means the agent restarted
+  public var instanceID: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1225,36 +1231,74 @@ nonisolated extension Hostmesh_V1_GossipMetadataUpdate: SwiftProtobuf.Message, S
   public static let protoMessageName: String = _protobuf_package + ".GossipMetadataUpdate"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}metadata\0")
 
+  fileprivate class _StorageClass {
+    var _member: String = String()
+    var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _member = source._member
+      _metadata = source._metadata
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._member) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._metadata) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.member.isEmpty {
-      try visitor.visitSingularStringField(value: self.member, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._member.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._member, fieldNumber: 1)
+      }
+      try { if let v = _storage._metadata {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
     }
-    try { if let v = self._metadata {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_GossipMetadataUpdate, rhs: Hostmesh_V1_GossipMetadataUpdate) -> Bool {
-    if lhs.member != rhs.member {return false}
-    if lhs._metadata != rhs._metadata {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._member != rhs_storage._member {return false}
+        if _storage._metadata != rhs_storage._metadata {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1262,7 +1306,7 @@ nonisolated extension Hostmesh_V1_GossipMetadataUpdate: SwiftProtobuf.Message, S
 
 nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipMemberMetadata"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1283,6 +1327,7 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
       case 11: try { try decoder.decodeSingularMessageField(value: &self._channelAddress) }()
       case 12: try { try decoder.decodeSingularMessageField(value: &self._controlAddress) }()
       case 13: try { try decoder.decodeSingularBytesField(value: &self.keyFingerprint) }()
+      case 14: try { try decoder.decodeSingularBytesField(value: &self.instanceID) }()
       default: break
       }
     }
@@ -1332,6 +1377,9 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
     if !self.keyFingerprint.isEmpty {
       try visitor.visitSingularBytesField(value: self.keyFingerprint, fieldNumber: 13)
     }
+    if !self.instanceID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.instanceID, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1349,6 +1397,7 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
     if lhs._channelAddress != rhs._channelAddress {return false}
     if lhs._controlAddress != rhs._controlAddress {return false}
     if lhs.keyFingerprint != rhs.keyFingerprint {return false}
+    if lhs.instanceID != rhs.instanceID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
