@@ -45,8 +45,13 @@ public struct Agent: Service {
         let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: configuration.overlayListen.host, port: $0) }
         await vms.use(network: network)
         await vms.recover()
+        let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
+        let limits = MigrationCoordinator.Limits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
+                                                 outgoing: configuration.maxOutgoingMigrations)
+        logger.info("migration limits", metadata: ["migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
+                                                   "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
         let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials,
-                                               stateDirectory: configuration.stateDirectory, network: network, logger: logger)
+                                               stateDirectory: configuration.stateDirectory, network: network, limits: limits, logger: logger)
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger

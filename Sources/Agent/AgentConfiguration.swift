@@ -13,6 +13,8 @@ import TOMLKit
 ///     gossip_listen = "0.0.0.0:7948"
 ///     advertise_host = "10.0.0.5"
 ///     join = ["10.0.0.2:7946"]
+///     max_incoming_migrations = 4   # default: 8 on a 10 Gbit/s link or faster, else 4
+///     max_outgoing_migrations = 4
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -36,6 +38,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var advertiseHost: String?
     /// Members to join through at start (their channel addresses).
     public var join: [HostPort] = []
+    /// Concurrent migrations this host receives; nil: by link speed (MigrationLimits).
+    public var maxIncomingMigrations: Int?
+    /// Concurrent migrations this host sends; nil: by link speed.
+    public var maxOutgoingMigrations: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -48,6 +54,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case gossipListen = "gossip_listen"
         case advertiseHost = "advertise_host"
         case join
+        case maxIncomingMigrations = "max_incoming_migrations"
+        case maxOutgoingMigrations = "max_outgoing_migrations"
     }
 
     /// All defaults.
@@ -67,6 +75,20 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         gossipListen = try c.decodeIfPresent(HostPort.self, forKey: .gossipListen) ?? defaults.gossipListen
         advertiseHost = try c.decodeIfPresent(String.self, forKey: .advertiseHost)
         join = try c.decodeIfPresent([HostPort].self, forKey: .join) ?? defaults.join
+        maxIncomingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingMigrations)
+        maxOutgoingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxOutgoingMigrations)
+    }
+
+    /// Checks values a type cannot: `source` names where they came from in the error.
+    public func validate(source: String) throws(AgentError) {
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
+            throw .badConfiguration(path: source, reason: "log_level \"\(logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        for (key, value) in [("max_incoming_migrations", maxIncomingMigrations), ("max_outgoing_migrations", maxOutgoingMigrations)] {
+            if let value, !(1...64).contains(value) {
+                throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 1 and 64 (leave it out for the default: 4, or 8 on a 10 Gbit/s link)")
+            }
+        }
     }
 
     /// Reads a TOML file.
@@ -86,8 +108,6 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         do { self = try TOMLDecoder().decode(AgentConfiguration.self, from: table) } catch {
             throw .badConfiguration(path: path, reason: "\(error)")
         }
-        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
-            throw .badConfiguration(path: path, reason: "log_level \"\(logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
-        }
+        try validate(source: path)
     }
 }

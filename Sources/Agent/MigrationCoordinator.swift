@@ -34,8 +34,9 @@ public actor MigrationCoordinator {
         public var rung: String
     }
 
-    /// Per-host limits (vMotion's defaults: 4 concurrent migrations per host on a slow link).
-    public struct Limits: Sendable {
+    /// Per-host limits. Defaults as vMotion's: 4 concurrent migrations per host on a link below
+    /// 10 Gbit/s (or of unknown speed), 8 on a faster one.
+    public struct Limits: Sendable, Equatable {
         /// Concurrent outgoing migrations.
         public var outgoing = 4
         /// Concurrent incoming migrations.
@@ -44,6 +45,13 @@ public actor MigrationCoordinator {
         public var hostReserveMiB = 256
         /// Limits with defaults.
         public init() {}
+
+        /// Defaults for a link of `megabits` per second (nil: unknown), overridden where given.
+        public init(linkMegabits megabits: Int?, incoming: Int? = nil, outgoing: Int? = nil) {
+            let byLink = (megabits ?? 0) >= 10_000 ? 8 : 4
+            self.incoming = incoming ?? byLink
+            self.outgoing = outgoing ?? byLink
+        }
     }
 
     struct Incoming: Sendable {
@@ -72,6 +80,10 @@ public actor MigrationCoordinator {
     /// act on a state a commit on another channel is halfway through changing (answer `receiving`
     /// after the commit was journaled, or discard a guest that is being resumed).
     private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Admissions granted whose migration is not in `incoming` yet (journal, QEMU start): id →
+    /// MiB reserved. Counted with `incoming` so that prepares arriving meanwhile (the actor is
+    /// reentrant at every await) cannot all take the last slot or the same memory.
+    private var admitting: [String: Int] = [:]
     var outgoingCount = 0
     /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.
     nonisolated let streamAuthorizations = NIOLockedValueBox<[String: (String, String)]>([:])
@@ -102,10 +114,11 @@ public actor MigrationCoordinator {
         guard outgoingCount < limits.outgoing else {
             throw ControlError.conflict("this host already runs \(outgoingCount) outgoing migrations (limit \(limits.outgoing)); retry when one ends")
         }
-        let vm = try await vms.find(reference)
-        let (spec, process) = try await vms.beginOutgoing(reference)
+        // Taken before the first suspension point: concurrent requests cannot all pass the check.
         outgoingCount += 1
         defer { outgoingCount -= 1 }
+        let vm = try await vms.find(reference)
+        let (spec, process) = try await vms.beginOutgoing(reference)
         let id = UUID().uuidString.lowercased()
         var log = logger
         log[metadataKey: "migration.id"] = "\(id)"
@@ -191,12 +204,15 @@ public actor MigrationCoordinator {
         next.resume()
     }
 
-    private func admissionRefusal(_ spec: VMSpec) async -> String? {
+    /// Why this host cannot take `spec` now, or nil. Synchronous on purpose: the caller reserves
+    /// the slot before its next suspension point.
+    private func admissionRefusal(_ spec: VMSpec) -> String? {
         let admitted = incoming.values.filter { $0.machine.phase == .admitted }
-        if admitted.count >= limits.incoming {
-            return "\(hostID) already receives \(admitted.count) migrations (limit \(limits.incoming))"
+        let count = admitted.count + admitting.count
+        if count >= limits.incoming {
+            return "\(hostID) already receives \(count) migrations (limit \(limits.incoming))"
         }
-        let reserved = admitted.reduce(0) { $0 + $1.spec.memoryMiB }
+        let reserved = admitted.reduce(0) { $0 + $1.spec.memoryMiB } + admitting.values.reduce(0, +)
         let available = HostMemory.availableMiB()
         let need = spec.memoryMiB + 64 // QEMU's own overhead, roughly
         if available - reserved - limits.hostReserveMiB < need {
@@ -224,7 +240,9 @@ public actor MigrationCoordinator {
             return reply
         }
         var machine = DestinationMigration(id: id)
-        let refusal = await admissionRefusal(spec)
+        let refusal = admissionRefusal(spec)
+        if refusal == nil { admitting[id] = spec.memoryMiB }
+        defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
         var state = Incoming(machine: machine, spec: spec, source: peer.hostID, epoch: Int64(prepare.epoch) + 1)
         for directive in machine.handle(.prepare(refusal: refusal)) {
             switch directive {

@@ -201,11 +201,17 @@ public actor VMManager {
         guard migrating[vm.id] == nil else { throw ControlError.conflict("\(vm.name) is already migrating") }
         // Held: a handover is in doubt or a newer owner exists; moving this copy could make two.
         if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
+        // Marked before the next suspension point, so a concurrent request sees it; undone below
+        // if the VM cannot go after all.
+        migrating[vm.id] = "source"
         guard let process = processes[vm.id], await process.exitIfEnded() == nil else {
+            migrating[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
-        migrating[vm.id] = "source"
-        return (try vm.decodedSpec(), process)
+        do { return (try vm.decodedSpec(), process) } catch {
+            migrating[vm.id] = nil
+            throw error
+        }
     }
 
     /// Ends an outgoing migration. When the VM was released (its record is already gone from

@@ -17,6 +17,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "UDP address for membership gossip (default 0.0.0.0:7948).") var gossip: String?
     @Option(help: "The address other hosts reach this one at (needed with wildcard listeners).") var advertise: String?
     @Option(name: .customLong("join"), help: "A member to join through at start (its channel address; repeatable).") var joins: [String] = []
+    @Option(help: "Concurrent incoming migrations (default 4; 8 on a 10 Gbit/s link).") var maxIncomingMigrations: Int?
+    @Option(help: "Concurrent outgoing migrations (default 4; 8 on a 10 Gbit/s link).") var maxOutgoingMigrations: Int?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -29,6 +31,9 @@ struct AgentCommand: AsyncParsableCommand {
         if let gossip { configuration.gossipListen = try HostPort(parsing: gossip) }
         if let advertise { configuration.advertiseHost = advertise }
         if !joins.isEmpty { configuration.join = try joins.map { try HostPort(parsing: $0) } }
+        if let maxIncomingMigrations { configuration.maxIncomingMigrations = maxIncomingMigrations }
+        if let maxOutgoingMigrations { configuration.maxOutgoingMigrations = maxOutgoingMigrations }
+        try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
         }

@@ -32,6 +32,20 @@ import Testing
         #expect(message("log_level = \"loud\"").contains("log_level"))
         #expect(message("this is not toml").contains("not valid TOML"))
         #expect((try? AgentConfiguration(tomlFile: "/nonexistent.toml")) == nil)
+        #expect(message("max_incoming_migrations = 0").contains("max_incoming_migrations = 0: it must be between 1 and 64"))
+    }
+
+    @Test func migrationLimitsFollowTheLinkUnlessSet() throws {
+        let c = try AgentConfiguration(tomlFile: write("max_incoming_migrations = 2"))
+        #expect(c.maxIncomingMigrations == 2 && c.maxOutgoingMigrations == nil)
+        let slow = MigrationCoordinator.Limits(linkMegabits: 1_000, incoming: c.maxIncomingMigrations)
+        #expect(slow.incoming == 2 && slow.outgoing == 4)
+        #expect(MigrationCoordinator.Limits(linkMegabits: 25_000).outgoing == 8)
+        #expect(MigrationCoordinator.Limits(linkMegabits: nil).incoming == 4)
+        // Loopback reports no speed: the slow-link default.
+        #expect(LinkSpeed.interface(holding: "127.0.0.1") == "lo")
+        #expect(LinkSpeed.megabitsPerSecond(of: "127.0.0.1") == nil)
+        #expect(LinkSpeed.interface(holding: "192.0.2.254") == nil)
     }
 
     @Test func credentialsMismatchesAreExplained() throws {
