@@ -14,9 +14,12 @@ public actor AgentNetwork {
     public let virtualSwitch: VirtualSwitch
     private let networks: [String: Network]
     private let logger: Logger
+    /// How long a migrated VM's ports wait, after it resumed here, for it to announce itself.
+    let activationTimeout: Duration
 
     /// A switch for `hostID` with its overlay on `overlay`, knowing `networks`.
-    public init(hostID: String, overlay: HostPort, networks: [String: UInt32], logger: Logger) throws {
+    public init(hostID: String, overlay: HostPort, networks: [String: UInt32], activationTimeout: Duration = .seconds(10),
+                logger: Logger) throws {
         let address: SocketAddress
         do { address = try SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port) } catch {
             throw AgentError.badConfiguration(path: "overlay_listen", reason: "cannot use \(overlay): \(error)")
@@ -24,6 +27,7 @@ public actor AgentNetwork {
         virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address))
         self.networks = Dictionary(uniqueKeysWithValues: networks.map { ($0.key, Network(name: $0.key, segment: SegmentID($0.value))) })
         self.logger = logger
+        self.activationTimeout = activationTimeout
     }
 
     /// Starts the switch and declares the networks.
@@ -66,7 +70,15 @@ public actor AgentNetwork {
             }
             return prefix
         }
-        return PortConfiguration(id: Self.portID(spec, nic), network: name, mac: mac, allowedIPs: prefixes)
+        let policy = SecurityPolicy(ingress: try FirewallRuleText.rules(nic.ingress, nic: nic.id),
+                                    egress: try FirewallRuleText.rules(nic.egress, nic: nic.id))
+        return PortConfiguration(id: Self.portID(spec, nic), network: name, mac: mac, allowedIPs: prefixes, policy: policy)
+    }
+
+    /// Checks what a VM's NICs ask of this switch (network known, MAC, addresses, firewall rules)
+    /// without creating anything: at `vm create`, so a mistake is named before the VM exists.
+    public func validate(_ spec: VMSpec) throws {
+        for nic in spec.nics where nic.network != nil { _ = try configuration(spec, nic) }
     }
 
     private func attachment(_ nic: VMSpec.NIC) -> PortAttachment? {
@@ -103,7 +115,7 @@ public actor AgentNetwork {
     }
 
     /// Destination: creates the ports blocked from the source's records; they activate on the
-    /// VM's first announcement.
+    /// VM's first announcement (no deadline yet: pre-copy may take any time; see `resumed`).
     public func importPorts(_ spec: VMSpec, records: [[UInt8]]) async throws {
         for bytes in records {
             let record = try PortStateRecord(serializedBytes: bytes)
@@ -113,7 +125,15 @@ public actor AgentNetwork {
             // A VM coming back within the straggler grace period finds its old port still
             // forwarding to where it went: that port is obsolete now.
             if await virtualSwitch.portStatus(record.configuration.id) != nil { try? await virtualSwitch.removePort(record.configuration.id) }
-            try await virtualSwitch.importPort(record, attachment: attachment, activationTimeout: .seconds(30))
+            try await virtualSwitch.importPort(record, attachment: attachment)
+        }
+    }
+
+    /// Destination, the guest resumed here: its ports must see it announce itself within
+    /// `activationTimeout`, or they are activated anyway (see `publishLocations`).
+    public func resumed(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil {
+            try? await virtualSwitch.armActivation(Self.portID(spec, nic), timeout: activationTimeout)
         }
     }
 
@@ -174,6 +194,13 @@ public actor AgentNetwork {
             case .publish(let locations): await publish(OverlayControlCodec.encode(locations))
             case .duplicateMAC, .macFrozen:
                 logger.warning("virtual switch: MAC conflict", metadata: ["vswitch.event": "\(event)"])
+            case .activationTimedOut(let port):
+                // The guest runs here and nowhere else (it resumed after the commit), but neither
+                // QEMU's RARP nor a gratuitous ARP came. A blocked port would cut it off for good,
+                // and the source's copy is gone: activate it and claim the location.
+                logger.warning("a migrated VM did not announce itself: activating its port anyway", metadata: [
+                    "vswitch.port": "\(port)", "vswitch.timeout": "\(activationTimeout)"])
+                try? await virtualSwitch.activatePort(port)
             default:
                 logger.debug("virtual switch event", metadata: ["vswitch.event": "\(event)"])
             }

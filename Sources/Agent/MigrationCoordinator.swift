@@ -325,6 +325,7 @@ public actor MigrationCoordinator {
                     // The ports' final counters and connection tracking, before the guest speaks.
                     try? await network?.apply(deltas: deltas)
                     try await process.qmp.cont()
+                    await network?.resumed(state.spec)
                     queue += state.machine.handle(.resumed)
                 } catch {
                     // Nothing ran here (QEMU died or refused): discard, and the source takes it back.

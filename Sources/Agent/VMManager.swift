@@ -67,7 +67,10 @@ public actor VMManager {
 
     /// Defines a VM (stopped).
     public func create(_ spec: VMSpec) async throws -> VMInfo {
-        do { try spec.validate() } catch { throw ControlError.badRequest("\(error)") }
+        do {
+            try spec.validate()
+            try await network?.validate(spec)
+        } catch { throw ControlError.badRequest("\(error)") }
         let spec = AgentNetwork.localize(spec, directory: directory(for: spec.id))
         let record = try StoredVM(spec: spec, desiredState: "stopped")
         try await store.database.write { db in

@@ -25,6 +25,10 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "Plug a NIC into this virtual network.") var network: String?
         @Option(help: "The NIC's address with prefix, e.g. 10.77.0.2/24 (also given to the test guest as hm.ip).") var ip: String?
         @Option(help: "The NIC's MAC (default: derived from the VM id).") var mac: String?
+        @Option(help: ArgumentHelp("Allow new connections towards the VM matching this rule (repeatable; once given, nothing else is allowed in; `none` allows nothing). Replies to the VM's own connections always pass.",
+                                   valueName: "proto[:port[-port]][@cidr]")) var ingress: [String] = []
+        @Option(help: ArgumentHelp("Allow new connections from the VM matching this rule (repeatable, as --ingress).",
+                                   valueName: "proto[:port[-port]][@cidr]")) var egress: [String] = []
         @Option(help: ArgumentHelp("A disk image (repeatable), attached as virtio-blk in order; raw unless it ends in .qcow2.",
                                    valueName: "path")) var disk: [String] = []
         @Flag(help: "The disks are on storage every host mounts at the same path (needed to migrate the VM).") var sharedStorage = false
@@ -35,12 +39,16 @@ struct VMCommand: AsyncParsableCommand {
             let id = UUID().uuidString.lowercased()
             var nics: [VMSpec.NIC] = []
             var arguments = workload.map { ["hm.work=\($0)"] } ?? []
+            if network == nil, !(ingress.isEmpty && egress.isEmpty) { throw ValidationError("--ingress and --egress apply to a NIC: add --network") }
             if let network {
                 let address = ip.map { String($0.split(separator: "/")[0]) + "/32" }
                 // Locally administered (52:54:00 is QEMU's prefix), stable for the VM's life.
                 let hex = Array(id.filter(\.isHexDigit).prefix(6))
                 let derived = "52:54:00:" + stride(from: 0, to: 6, by: 2).map { String(hex[$0..<($0 + 2)]) }.joined(separator: ":")
-                nics.append(VMSpec.NIC(id: "net0", mac: mac ?? derived, attachment: .none, network: network, addresses: address.map { [$0] } ?? []))
+                // No rule given: everything allowed; `none`: nothing new allowed.
+                let rules = { (given: [String]) -> [String]? in given.isEmpty ? nil : given.filter { $0 != "none" } }
+                nics.append(VMSpec.NIC(id: "net0", mac: mac ?? derived, attachment: .none, network: network, addresses: address.map { [$0] } ?? [],
+                                       ingress: rules(ingress), egress: rules(egress)))
                 if let ip { arguments.append("hm.ip=\(ip)") }
             }
             let disks = disk.map { VMSpec.Disk(path: absolute($0), format: $0.hasSuffix(".qcow2") ? .qcow2 : .raw, shared: sharedStorage) }

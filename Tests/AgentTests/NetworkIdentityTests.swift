@@ -64,4 +64,35 @@ struct NetworkIdentityTests {
         #expect(gap <= Int(migration.downtimeMs) + 300, "ping gap \(gap) ms, downtime \(migration.downtimeMs) ms")
         #expect(try await c.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["server"])
     }
+
+    /// The mover's firewall admits only a UDP port: pings to it are refused, yet replies to its
+    /// own TCP connection pass (connection tracking), before and after it moves; the peer's
+    /// sequence-numbered UDP stream reaches it with no datagram delivered twice.
+    @Test func aFirewalledVMKeepsItsOwnConnectionAndAUDPStreamWithoutDuplicatesWhenItMoves() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a")
+        let b = try await mesh.start("node-b", arguments: ["--peer", a.address])
+        let c = try await mesh.start("node-c", arguments: ["--peer", a.address, "--peer", b.address])
+        try await Task.sleep(for: .milliseconds(500))
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("peer", ip: "10.77.0.2", work: "echo:7,udp:10.77.0.3:9000,ping:10.77.0.3"), start: true),
+                                     as: VMInfo.self)
+        _ = try await line(a, "peer", "HOSTMESH-GUEST ready")
+        var mover = spec("mover", ip: "10.77.0.3", work: "udpsink:9000,tcp:10.77.0.2:7")
+        mover.nics[0].ingress = ["udp:9000"]
+        _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: mover, start: true), as: VMInfo.self)
+        let tcpBefore = try await line(b, "mover", "TCP 10.77.0.2:7 conn=") { self.field($0, "ok") ?? 0 > 20 }
+        let udpBefore = try await line(b, "mover", "UDPSINK 9000 rx=") { self.field($0, "rx") ?? 0 > 20 }
+
+        _ = try await b.control.call("migrate", ControlTypes.Migrate(vm: "mover", to: c.address, settings: MigrationSettings()), as: MigrationReport.self)
+        let okBefore = field(tcpBefore, "ok") ?? 0, rxBefore = field(udpBefore, "rx") ?? 0
+        let tcpAfter = try await line(c, "mover", "TCP 10.77.0.2:7 conn=") { self.field($0, "ok") ?? 0 > okBefore + 40 }
+        #expect(field(tcpAfter, "conn") == 1, "the mover's own connection was lost: \(tcpAfter)")
+        #expect(!(try await console(c, "mover")).contains("TCP 10.77.0.2:7 error"))
+        let udpAfter = try await line(c, "mover", "UDPSINK 9000 rx=") { self.field($0, "rx") ?? 0 > rxBefore + 40 }
+        #expect(field(udpAfter, "dup") == 0, "datagrams delivered twice: \(udpAfter)")
+        // Every ping was refused by the mover's ingress rules, on b and then on c.
+        let ping = try await line(a, "peer", "PING 10.77.0.3") { self.field($0, "sent") ?? 0 > 100 }
+        #expect(field(ping, "recv") == 0, "a ping passed a firewall that admits only udp:9000: \(ping)")
+    }
 }

@@ -58,6 +58,22 @@ struct MigrationStateTests {
         #expect(f.core.status(of: "vm1/eth0")?.lifecycle == .blocked)
     }
 
+    @Test func theActivationDeadlineIsArmedWhenTheVMResumesNotAtImport() throws {
+        var f = CoreFixture()
+        // Imported during pre-copy with no deadline: a long pre-copy never times it out.
+        f.addPort(1, state: .blocked(activationDeadline: nil))
+        #expect(f.core.onTick(now: .at(seconds: 600)).events.isEmpty)
+        // The VM resumed at 600 s: 10 s to announce itself.
+        _ = try f.core.armActivation("vm1/eth0", deadline: .at(seconds: 610))
+        #expect(f.core.onTick(now: .at(seconds: 609)).events.isEmpty)
+        #expect(f.core.onTick(now: .at(seconds: 610)).events == [.activationTimedOut("vm1/eth0")])
+        // Arming an active port changes nothing.
+        _ = try f.core.activatePort("vm1/eth0", now: .at(seconds: 611))
+        #expect(try f.core.armActivation("vm1/eth0", deadline: .at(seconds: 612)).isEmpty)
+        #expect(f.core.onTick(now: .at(seconds: 620)).events.isEmpty)
+        #expect(f.core.status(of: "vm1/eth0")?.lifecycle == .active)
+    }
+
     @Test func aFrozenPortPassesNothingAndItsCountersStayFinal() throws {
         var f = CoreFixture()
         f.addPort(1)

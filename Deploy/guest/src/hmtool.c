@@ -10,6 +10,10 @@
  *                                                service, check every echo, report gaps
  *   hmtool disk  [--interval-ms I] DEVICE        write record n to block n (mod the device
  *                                                size) with O_DIRECT|O_SYNC, then print it
+ *   hmtool udp   [--interval-ms I] IP PORT       send datagram n (8-byte sequence number)
+ *                                                every I ms (default 20)
+ *   hmtool udpsink PORT                          receive them: count duplicates, late
+ *                                                (reordered) and missing datagrams
  *
  * Times come from the guest's CLOCK_MONOTONIC. A migrating guest's clock does not
  * advance while it is paused, so gaps must be measured by a peer that keeps running.
@@ -319,12 +323,88 @@ static int cmd_disk(int argc, char **argv) {
     }
 }
 
+/* ---- udp / udpsink: a sequence-numbered datagram stream. The sink remembers, for each
+ * slot seq % WINDOW, the last sequence number seen there, so a datagram delivered twice
+ * (e.g. once by a migration's straggler forwarding and once directly) counts as dup. */
+#define UDP_WINDOW 65536
+
+static int cmd_udp(int argc, char **argv) {
+    long interval_ms = 20;
+    const char *a[2];
+    opt_int(argc, argv, "--interval-ms", &interval_ms);
+    if (!positional(argc, argv, 2, a) || interval_ms <= 0) {
+        fprintf(stderr, "usage: hmtool udp [--interval-ms I] IP PORT\n");
+        return 2;
+    }
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(a[1]))};
+    if (inet_pton(AF_INET, a[0], &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    uint64_t seq = 0, failed = 0;
+    int64_t t = now_us(), report = t + 1000000;
+    for (;;) {
+        uint64_t wire = __builtin_bswap64(++seq);
+        /* Before ARP resolves, or while the peer is unreachable, sendto may fail: count it. */
+        if (sendto(fd, &wire, sizeof wire, 0, (struct sockaddr *)&dst, sizeof dst) != sizeof wire) failed++;
+        if (now_us() >= report) {
+            printf("UDPTX %s:%s sent=%llu failed=%llu\n", a[0], a[1], (unsigned long long)seq, (unsigned long long)failed);
+            report += 1000000;
+        }
+        t += interval_ms * 1000;
+        sleep_until_us(t);
+    }
+}
+
+static int cmd_udpsink(int argc, char **argv) {
+    const char *a[1];
+    if (!positional(argc, argv, 1, a)) {
+        fprintf(stderr, "usage: hmtool udpsink PORT\n");
+        return 2;
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(a[0])), .sin_addr = {INADDR_ANY}};
+    if (bind(fd, (struct sockaddr *)&local, sizeof local) != 0) die("bind");
+    static uint64_t seen[UDP_WINDOW];
+    uint64_t rx = 0, dup = 0, late = 0, unique = 0, high = 0, first = 0;
+    int64_t report = now_us() + 1000000;
+    printf("UDPSINK %s listening\n", a[0]);
+    for (;;) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int64_t wait = (report - now_us()) / 1000;
+        if (poll(&pfd, 1, wait < 0 ? 0 : (int)wait) > 0) {
+            uint64_t wire;
+            if (recv(fd, &wire, sizeof wire, 0) == sizeof wire) {
+                uint64_t s = __builtin_bswap64(wire);
+                rx++;
+                if (s != 0 && seen[s % UDP_WINDOW] == s) dup++;
+                else {
+                    seen[s % UDP_WINDOW] = s;
+                    unique++;
+                    if (!first) first = s;
+                    if (s < high) late++;
+                    if (s > high) high = s;
+                }
+            }
+        }
+        if (now_us() >= report) {
+            /* missing: sequence numbers between the first and the highest never received. */
+            uint64_t missing = first ? high - first + 1 - unique : 0;
+            printf("UDPSINK %s rx=%llu dup=%llu late=%llu missing=%llu high=%llu\n", a[0], (unsigned long long)rx,
+                   (unsigned long long)dup, (unsigned long long)late, (unsigned long long)missing, (unsigned long long)high);
+            report += 1000000;
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "dirty") == 0) return cmd_dirty(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "ping") == 0) return cmd_ping(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "tcp") == 0) return cmd_tcp(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "disk") == 0) return cmd_disk(argc, argv);
-    fprintf(stderr, "usage: hmtool dirty|ping|tcp|disk ...  (see source)\n");
+    if (argc >= 2 && strcmp(argv[1], "udp") == 0) return cmd_udp(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "udpsink") == 0) return cmd_udpsink(argc, argv);
+    fprintf(stderr, "usage: hmtool dirty|ping|tcp|disk|udp|udpsink ...  (see source)\n");
     return 2;
 }

@@ -65,6 +65,14 @@ public struct VMSpec: Codable, Sendable, Equatable {
         /// Addresses the guest may use on that network (CIDR, e.g. "10.77.0.2/32"); enforced by
         /// the switch's anti-spoofing and answered by its proxy ARP.
         public var addresses: [String]
+        /// Firewall rules for new connections towards the VM, `PROTO[:PORT[-PORT]][@CIDR]` with
+        /// PROTO one of tcp, udp, icmp, icmpv6, any (e.g. "tcp:22@10.0.0.0/8", "udp:9000").
+        /// nil allows every connection; [] allows none. Replies to allowed connections, in
+        /// either direction, always pass (the switch tracks connections).
+        public var ingress: [String]?
+        /// Firewall rules for new connections from the VM; same form (the CIDR is the
+        /// destination).
+        public var egress: [String]?
 
         /// How a NIC reaches the virtual switch.
         public enum Attachment: Codable, Sendable, Equatable {
@@ -78,15 +86,18 @@ public struct VMSpec: Codable, Sendable, Equatable {
         }
 
         /// A NIC.
-        public init(id: String, mac: String, attachment: Attachment, network: String? = nil, addresses: [String] = []) {
+        public init(id: String, mac: String, attachment: Attachment, network: String? = nil, addresses: [String] = [],
+                    ingress: [String]? = nil, egress: [String]? = nil) {
             self.id = id
             self.mac = mac
             self.attachment = attachment
             self.network = network
             self.addresses = addresses
+            self.ingress = ingress
+            self.egress = egress
         }
 
-        private enum CodingKeys: String, CodingKey { case id, mac, attachment, network, addresses }
+        private enum CodingKeys: String, CodingKey { case id, mac, attachment, network, addresses, ingress, egress }
 
         /// Decodes, defaulting the fields added after version 1.
         public init(from decoder: any Decoder) throws {
@@ -96,6 +107,8 @@ public struct VMSpec: Codable, Sendable, Equatable {
             attachment = try c.decode(Attachment.self, forKey: .attachment)
             network = try c.decodeIfPresent(String.self, forKey: .network)
             addresses = try c.decodeIfPresent([String].self, forKey: .addresses) ?? []
+            ingress = try c.decodeIfPresent([String].self, forKey: .ingress)
+            egress = try c.decodeIfPresent([String].self, forKey: .egress)
         }
     }
 

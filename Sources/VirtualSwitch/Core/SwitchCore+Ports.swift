@@ -75,6 +75,16 @@ extension SwitchCore {
         return takeOutput()
     }
 
+    /// Gives a blocked port a deadline for its VM's announcement (`activationTimedOut` after
+    /// it). Armed when the VM resumes here, not at import: pre-copy may take any time. An
+    /// already active port has nothing to wait for.
+    public mutating func armActivation(_ id: PortID, deadline: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+        let port = try port(id)
+        guard port.lifecycle == .blocked else { return [] }
+        ports[id]?.activationDeadline = deadline
+        return []
+    }
+
     mutating func activate(_ id: PortID, now: SwitchInstant) {
         ports[id]?.lifecycle = .active
         ports[id]?.activationDeadline = nil

@@ -110,6 +110,12 @@ extension VirtualSwitch {
         }
     }
 
+    /// Destination, once the VM resumed: a blocked port not activated within `timeout` emits
+    /// `SwitchEvent.activationTimedOut`.
+    public func armActivation(_ id: PortID, timeout: Duration) async throws(VirtualSwitchError) {
+        try await coreCall { shell, now throws(SwitchError) in try shell.core.armActivation(id, deadline: now + timeout) }
+    }
+
     /// Activates a blocked port now (normally automatic on the VM's announcement).
     public func activatePort(_ id: PortID) async throws(VirtualSwitchError) {
         try await coreCall { shell, now throws(SwitchError) in try shell.core.activatePort(id, now: now) }
