@@ -4,14 +4,18 @@ import Foundation
 public import Hypervisor
 public import VirtualSwitch
 
-/// `hostmesh bench network`: what a peer sees of a migration. A server VM moves between two
-/// agents while a client VM on a third pings it every 20 ms and holds a TCP connection to its
-/// echo service; per run: QEMU's downtime beside the ping gap and lost pings the client saw,
-/// and whether the TCP connection and its bytes survived. Target: gap <= downtime + 100 ms, no
-/// TCP connection or byte lost.
+/// `hostmesh bench network`: what a peer sees of a migration. A server VM moves round three
+/// agents (b → c → a → b …) while a client VM on a pings it every 20 ms and holds a TCP
+/// connection to its echo service, so the runs cover the three kinds of move: between two other
+/// hosts, onto the client's host, and off it. Per run: QEMU's downtime beside the ping gap and
+/// lost pings the client saw, and whether the TCP connection and its bytes survived. Target: gap
+/// <= downtime + 100 ms, no TCP connection or byte lost.
 public enum NetworkMigrationBenchmark {
     /// One migration's figures. JSON keys as the issue asks.
     public struct Run: Codable, Sendable {
+        /// Which move: "third-host" (between two hosts the client is not on), "onto-peer-host",
+        /// "off-peer-host".
+        public var move: String
         /// Guest pause, STOP to RESUME, ms.
         public var downtimeMs: Int64
         /// Largest interval between two ping replies at the client, ms.
@@ -24,12 +28,12 @@ public enum NetworkMigrationBenchmark {
         public var tcpBytesLost: Int
 
         enum CodingKeys: String, CodingKey {
-            case downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
+            case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
                  tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost"
         }
     }
 
-    /// Runs `runs` migrations of the server back and forth.
+    /// Runs `runs` migrations of the server round the three hosts.
     public static func run(kernel: String, initrd: String, runs: Int, log: @Sendable (String) -> Void = { _ in }) async throws -> [Run] {
         let work = NSTemporaryDirectory() + "hostmesh-netbench-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -59,7 +63,8 @@ public enum NetworkMigrationBenchmark {
             let before = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > 20 }
             let okBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0
             let lostBefore = last(before, "PING 10.77.0.3").flatMap { field($0, "lost") } ?? 0
-            let target = at == 1 ? 2 : 1
+            let target = (at + 1) % 3
+            let move = target == 0 ? "onto-peer-host" : at == 0 ? "off-peer-host" : "third-host"
             let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: "127.0.0.1:\(mesh.ports[target])", settings: MigrationSettings()),
                                                          as: MigrationReport.self)
             at = target
@@ -67,10 +72,10 @@ public enum NetworkMigrationBenchmark {
             let ping = last(after, "PING 10.77.0.3") ?? ""
             let tcp = last(after, "TCP 10.77.0.3:7 conn=") ?? ""
             let errors = after.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("TCP 10.77.0.3:7 error") }.count
-            let run = Run(downtimeMs: report.downtimeMs, gapMs: field(ping, "maxgap_ms") ?? -1,
+            let run = Run(move: move, downtimeMs: report.downtimeMs, gapMs: field(ping, "maxgap_ms") ?? -1,
                           lostPings: (field(ping, "lost") ?? 0) - lostBefore,
                           tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors)
-            log("run \(round + 1): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, lost pings \(run.lostPings), TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
+            log("run \(round + 1) (\(move)): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, lost pings \(run.lostPings), TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
             results.append(run)
             _ = try await client.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         }

@@ -105,7 +105,7 @@ struct BenchCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "What a peer VM sees while the VM it talks to migrates (target: ping gap <= downtime + 100 ms, no TCP loss), and overlay vs one-switch throughput.")
         @Option(help: "The test guest's directory (kernel, initrd.img).") var guest = "Deploy/out/guest"
-        @Option(help: "Migrations to measure.") var runs = 5
+        @Option(help: "Migrations to measure (the server moves round three hosts: between two others, onto the peer's host, off it).") var runs = 6
         @Option(help: "Seconds per throughput phase.") var seconds = 3
         @Flag(help: "Print one JSON object.") var json = false
 
@@ -137,7 +137,7 @@ struct BenchCommand: AsyncParsableCommand {
                 return s.isEmpty ? "-" : "\(s.first!) / \(s[s.count / 2]) / \(s.last!)"
             }
             print("")
-            print("\(runs.count) migrations of a 128 MiB guest between two agents, peer on a third (min / median / max)")
+            print("\(runs.count) migrations of a 128 MiB guest round three agents, the peer on one of them (min / median / max)")
             printTable(["", "VALUE"], [
                 ["downtime (ms)", stats(runs.map { Int($0.downtimeMs) })],
                 ["ping gap at the peer (ms)", stats(runs.map(\.gapMs))],
@@ -145,7 +145,9 @@ struct BenchCommand: AsyncParsableCommand {
                 ["lost pings (20 ms interval)", stats(runs.map(\.lostPings))],
                 ["TCP connections lost", stats(runs.map(\.tcpConnectionsLost))],
                 ["TCP echoes lost or corrupted", stats(runs.map(\.tcpBytesLost))],
-            ])
+            ] + ["third-host", "onto-peer-host", "off-peer-host"].map { move in
+                ["gap - downtime, \(move) (ms)", stats(runs.filter { $0.move == move }.map { $0.gapMs - Int($0.downtimeMs) })]
+            })
             print(String(format: "echo throughput to a guest: overlay %.1f Mbit/s, one switch %.1f Mbit/s (%.2fx)",
                          throughput.overlay.megabitsPerSecond, throughput.direct.megabitsPerSecond,
                          throughput.overlay.megabitsPerSecond / max(throughput.direct.megabitsPerSecond, 0.001)))

@@ -22,9 +22,13 @@ struct MigrationStateTests {
         let ping = TestFrames.icmpEcho(from: .test(1), to: .test(2), src: .test(1), dst: .test(2))
         #expect(f.core.onFrameFromPort("vm1/eth0", frame: ping, now: .origin).isEmpty)
         #expect(f.core.counters(of: "vm1/eth0")?[.portBlocked] == 1)
+        // A local peer's frames for the VM go where it still runs (pre-copy), not to the
+        // blocked port: the peer must not lose it for the whole migration.
         let toBlocked = TestFrames.icmpEcho(from: .test(2), to: .test(1), src: .test(2), dst: .test(1))
-        #expect(f.core.onFrameFromPort("vm2/eth0", frame: toBlocked, now: .origin).deliveredPorts.isEmpty)
-        #expect(f.core.counters.toInactivePort == 1)
+        let sent = f.core.onFrameFromPort("vm2/eth0", frame: toBlocked, now: .origin)
+        #expect(sent.deliveredPorts.isEmpty)
+        #expect(sent.overlayHosts == ["host-a"])
+        #expect(f.core.counters.toInactivePort == 0)
 
         let out = f.core.onFrameFromPort("vm1/eth0", frame: TestFrames.rarp(from: .test(1)), now: .at(seconds: 1))
         let location = MACLocation(mac: .test(1), segment: 100, host: "host-b", sequence: 5, ips: [.test(1)])
@@ -35,8 +39,9 @@ struct MigrationStateTests {
         #expect(published(out) == [location], "and to the whole mesh by gossip")
         #expect(f.core.status(of: "vm1/eth0")?.lifecycle == .active)
         #expect(f.core.location(of: .test(1), segment: 100)?.location == location)
-        // Now it forwards.
+        // Now it forwards, and the local peer's frames reach it here.
         #expect(f.core.onFrameFromPort("vm1/eth0", frame: ping, now: .at(seconds: 1)).deliveredPorts == ["vm2/eth0"])
+        #expect(f.core.onFrameFromPort("vm2/eth0", frame: toBlocked, now: .at(seconds: 1)).deliveredPorts == ["vm1/eth0"])
     }
 
     @Test func aGratuitousARPFromTheVMActivatesItButNotFromAnotherAddress() throws {
@@ -109,6 +114,11 @@ struct MigrationStateTests {
         #expect(f.core.onFrameFromOverlay(from: "host-c", segment: 100, frame: fromPeer, forwarded: true, now: .at(seconds: 1)).isEmpty,
                 "never forwarded twice")
         #expect(f.core.counters.stragglersForwarded == 2)
+        // The VM moved on from host-b to host-d within the grace period: follow it there (a
+        // local peer would otherwise lose it until the grace ends).
+        _ = f.core.onLocations([MACLocation(mac: .test(1), segment: 100, host: "host-d", sequence: 9, ips: [.test(1)])],
+                               from: .gossip, now: .at(seconds: 1.2))
+        #expect(f.core.onFrameFromPort("vm2/eth0", frame: fromLocal, now: .at(seconds: 1.2)).overlayHosts == ["host-d"])
         #expect(f.core.onTick(now: .at(seconds: 1.5)).events.isEmpty)
         #expect(f.core.onTick(now: .at(seconds: 2)).events == [.portRemoved("vm1/eth0")])
         #expect(f.core.status(of: "vm1/eth0") == nil)

@@ -86,10 +86,16 @@ extension SwitchCore {
             floodRemotely(frame, segment: segment)
             return
         }
-        if let target = portsByMAC[LocationTable.Key(mac: header.destination, segment: segment)] {
+        let local = portsByMAC[LocationTable.Key(mac: header.destination, segment: segment)]
+        let remote = locations.entry(mac: header.destination, segment: segment).flatMap { $0.location.host != localHost ? $0.location.host : nil }
+        if let local, ports[local]?.lifecycle == .blocked, let remote {
+            // An incoming migration's port: until the VM announces itself here, it still runs
+            // where the location table says (pre-copy can take seconds); send it there.
+            sendRemote(frame, to: remote, segment: segment, forwarded: false)
+        } else if let target = local {
             deliver(frame, header: header, to: target, forwarded: false, now: now)
-        } else if let entry = locations.entry(mac: header.destination, segment: segment), entry.location.host != localHost {
-            sendRemote(frame, to: entry.location.host, segment: segment, forwarded: false)
+        } else if let remote {
+            sendRemote(frame, to: remote, segment: segment, forwarded: false)
         } else {
             // Unknown unicast: flood like a broadcast.
             floodLocally(frame, header: header, segment: segment, except: source.configuration.id, now: now)
@@ -128,7 +134,9 @@ extension SwitchCore {
                 return
             }
             counters.stragglersForwarded &+= 1
-            sendRemote(frame, to: host, segment: port.segment, forwarded: true)
+            // The VM may have moved on again since it left: follow its newest location.
+            let newest = locations.entry(mac: port.mac, segment: port.segment)?.location.host
+            sendRemote(frame, to: newest.flatMap { $0 != localHost ? $0 : nil } ?? host, segment: port.segment, forwarded: true)
         case .blocked, .frozen:
             counters.toInactivePort &+= 1
         }
