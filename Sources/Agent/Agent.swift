@@ -52,6 +52,8 @@ public struct Agent: Service {
                                                    "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
         let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials,
                                                stateDirectory: configuration.stateDirectory, network: network, limits: limits, logger: logger)
+        // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
+        let unfinished = await coordinator.prepareRecovery()
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -82,7 +84,7 @@ public struct Agent: Service {
                 group.addTask { try await control.run { request, responder in try await api.handle(request, responder) } }
                 // Finish or roll back what a previous run left under way, then keep asking about doubts.
                 group.addTask {
-                    await coordinator.recover()
+                    await coordinator.recover(unfinished)
                     await coordinator.retryInDoubt()
                 }
                 for peer in configuration.peers {

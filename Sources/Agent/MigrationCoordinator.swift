@@ -84,6 +84,13 @@ public actor MigrationCoordinator {
     /// MiB reserved. Counted with `incoming` so that prepares arriving meanwhile (the actor is
     /// reentrant at every await) cannot all take the last slot or the same memory.
     private var admitting: [String: Int] = [:]
+    /// Migrations whose journal row recovery, the in-doubt retry loop or `vm resolve` is acting
+    /// on: one at a time per migration, so that none acts on a row another has just changed.
+    private var settling: Set<String> = []
+
+    /// Takes migration `id` for settling; false if someone else is settling it.
+    func beginSettling(_ id: String) -> Bool { settling.insert(id).inserted }
+    func endSettling(_ id: String) { settling.remove(id) }
     var outgoingCount = 0
     /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.
     nonisolated let streamAuthorizations = NIOLockedValueBox<[String: (String, String)]>([:])
@@ -240,9 +247,13 @@ public actor MigrationCoordinator {
             return reply
         }
         var machine = DestinationMigration(id: id)
-        let refusal = admissionRefusal(spec)
+        var refusal = admissionRefusal(spec)
         if refusal == nil { admitting[id] = spec.memoryMiB }
         defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
+        if refusal == nil {
+            // The VM's id is this migration's from here on; nothing under it is touched otherwise.
+            do { try await vms.reserveIncoming(spec) } catch let error as ControlError { refusal = error.message } catch { refusal = "\(error)" }
+        }
         var state = Incoming(machine: machine, spec: spec, source: peer.hostID, epoch: Int64(prepare.epoch) + 1)
         for directive in machine.handle(.prepare(refusal: refusal)) {
             switch directive {
@@ -251,6 +262,7 @@ public actor MigrationCoordinator {
                 return reply
             case .journal:
                 do { try await journal.beginDestination(id: id, spec: spec, source: peer.hostID, epoch: state.epoch) } catch {
+                    await vms.cancelReservation(spec.id) // nothing was created under it
                     reply.migrationPrepared.error = "cannot journal the admission: \(error)"
                     return reply
                 }
@@ -335,8 +347,7 @@ public actor MigrationCoordinator {
                 reply.migrationCommitted.error = error ?? ""
             case .discard:
                 state.resumed?.cancel()
-                await vms.abortIncoming(state.spec.id)
-                await network?.detach(state.spec)
+                await vms.abortIncoming(state.spec)
                 streamAuthorizations.withLockedValue { $0[id] = nil }
                 logger.warning("incoming migration discarded", metadata: ["migration.id": "\(id)", "vm.id": "\(state.spec.id)"])
             default:
@@ -361,8 +372,7 @@ public actor MigrationCoordinator {
             case .journal(let phase): try? await journal.setPhase(id, phase.rawValue, error: reason, ended: true)
             case .discard:
                 state.resumed?.cancel()
-                await vms.abortIncoming(state.spec.id)
-                await network?.detach(state.spec)
+                await vms.abortIncoming(state.spec)
                 streamAuthorizations.withLockedValue { $0[id] = nil }
                 logger.info("incoming migration discarded", metadata: ["migration.id": "\(id)", "reason": "\(reason)"])
             default: break

@@ -12,14 +12,27 @@ import SecureChannel
 extension MigrationCoordinator {
     /// Runs the recovery rules for every unfinished migration. Call once at start, after the
     /// VM manager has re-adopted running QEMUs.
-    func recover() async {
-        let rows = (try? await journal.unfinished()) ?? []
+    /// Marks the VMs of every unfinished migration as being recovered, so that no control call
+    /// or peer message touches them until `recover` has finished or rolled back their migration.
+    /// Called before the agent serves anyone.
+    func prepareRecovery() async -> [StoredMigration] {
+        let rows: [StoredMigration]
+        do { rows = try await journal.unfinished() } catch {
+            logger.critical("cannot read the migration journal: unfinished migrations are not recovered", metadata: ["error": "\(error)"])
+            return []
+        }
+        await vms.beginRecovering(Set(rows.map(\.vmId)))
+        return rows
+    }
+
+    func recover(_ rows: [StoredMigration]) async {
         for row in rows {
             if row.role == "source" {
                 await recoverSource(row)
             } else {
                 await recoverDestination(row)
             }
+            await vms.endRecovering(row.vmId)
         }
     }
 
@@ -33,8 +46,12 @@ extension MigrationCoordinator {
         }
     }
 
-    func recoverSource(_ row: StoredMigration) async {
-        guard let phase = SourceMigration.Phase(rawValue: row.phase) else { return }
+    func recoverSource(_ stale: StoredMigration) async {
+        guard beginSettling(stale.id) else { return } // the retry loop or `vm resolve` is on it
+        defer { endSettling(stale.id) }
+        // Read afresh: whoever settled it last may have changed it.
+        guard let row = try? await journal.migration(stale.id), row.endedAt == nil,
+              let phase = SourceMigration.Phase(rawValue: row.phase) else { return }
         var machine = SourceMigration(id: row.id, journaled: phase)
         var queue = machine.handle(.recovered)
         // A destination still `receiving` is told to abort and asked again; a few times here,
@@ -158,20 +175,34 @@ extension MigrationCoordinator {
             await recoverSource(row)
             let after = try await journal.migration(row.id)
             return "asked \(row.peer): migration is now \(after?.phase ?? "?")"
-        case "resume-here"?:
-            if let newer = try await OwnershipLedger(store: store, hostID: hostID, logger: logger).newerOwner(of: vm.id, above: vm.epoch) {
-                throw ControlError.conflict("\(newer.owner) owns \(vm.name) at epoch \(newer.epoch), above this copy's \(vm.epoch): resuming here would make two copies")
+        case "resume-here"?, "release-here"?:
+            guard beginSettling(row.id) else {
+                throw ControlError.conflict("\(row.peer) is being asked about migration \(row.id) right now; run this again in a few seconds")
             }
-            if let process = await vms.process(vm.id), let status = try? await process.qmp.queryStatus(), !status.running { try await process.qmp.cont() }
-            try await journal.reclaim(vm: vm.id, epoch: (row.epoch ?? vm.epoch) + 2)
-            try await journal.setPhase(row.id, SourceMigration.Phase.aborted.rawValue, error: "operator resumed the guest on the source", ended: true)
-            return "\(vm.name) resumed here at epoch \((row.epoch ?? vm.epoch) + 2)"
-        case "release-here"?:
-            try await journal.release(migration: row.id, vm: vm.id, to: row.peer, epoch: (row.epoch ?? vm.epoch) + 1)
-            await vms.endOutgoing(vm.id, released: true)
-            return "\(vm.name) released to \(row.peer)"
+            defer { endSettling(row.id) }
+            guard let fresh = try await journal.migration(row.id), fresh.endedAt == nil else {
+                return "migration \(row.id) was settled meanwhile: \((try? await journal.migration(row.id))?.phase ?? "?"); nothing done"
+            }
+            return try await decide(action == "resume-here", vm: vm, row: fresh)
         default:
             throw ControlError.badRequest("unknown action \(action ?? "")")
         }
+    }
+
+    /// The operator's decision on an in-doubt handover, with the migration held for settling.
+    private func decide(_ resumeHere: Bool, vm: StoredVM, row: StoredMigration) async throws -> String {
+        if resumeHere {
+            if let newer = try await OwnershipLedger(store: store, hostID: hostID, logger: logger).newerOwner(of: vm.id, above: vm.epoch) {
+                throw ControlError.conflict("\(newer.owner) owns \(vm.name) at epoch \(newer.epoch), above this copy's \(vm.epoch): resuming here would make two copies")
+            }
+            // Journal first: the epoch that makes this copy the owner, then the guest runs.
+            try await journal.reclaim(vm: vm.id, epoch: (row.epoch ?? vm.epoch) + 2)
+            try await journal.setPhase(row.id, SourceMigration.Phase.aborted.rawValue, error: "operator resumed the guest on the source", ended: true)
+            if let process = await vms.process(vm.id), let status = try? await process.qmp.queryStatus(), !status.running { try await process.qmp.cont() }
+            return "\(vm.name) resumed here at epoch \((row.epoch ?? vm.epoch) + 2)"
+        }
+        try await journal.release(migration: row.id, vm: vm.id, to: row.peer, epoch: (row.epoch ?? vm.epoch) + 1)
+        await vms.endOutgoing(vm.id, released: true)
+        return "\(vm.name) released to \(row.peer)"
     }
 }

@@ -39,6 +39,8 @@ struct OutgoingRun {
     private var postcopyUsed = false
     /// Set when a durable write that the next directives depend on failed: they are dropped.
     private var halted = false
+    /// Set when a journal write failed: the directives queued after it must not be carried out.
+    private var journalFailed = false
 
     init(coordinator: MigrationCoordinator, id: String, vm: StoredVM, spec: VMSpec, process: VMProcess, address: HostPort,
          settings: MigrationSettings, logger: Logger, progress: @escaping @Sendable (MigrationCoordinator.Progress) async -> Void) {
@@ -63,7 +65,12 @@ struct OutgoingRun {
         var queue = machine.handle(.start)
         while !queue.isEmpty && !halted {
             let directive = queue.removeFirst()
-            queue += await carryOut(directive)
+            let next = await carryOut(directive)
+            if journalFailed {
+                queue.removeAll()
+                journalFailed = false
+            }
+            queue += next
         }
         stopped?.cancel()
         await tunnel?.close()
@@ -75,10 +82,19 @@ struct OutgoingRun {
     private mutating func carryOut(_ directive: SourceMigration.Directive) async -> [SourceMigration.Directive] {
         switch directive {
         case .journal(let phase):
-            try? await coordinator.journal.setPhase(id, phase.rawValue, peer: peer == "?" ? nil : peer,
-                                                    error: failure.map { "\($0)" },
-                                                    // In doubt is not an end: the retry loop and recovery pick it up.
-                                                    ended: [.done, .aborted].contains(phase))
+            do {
+                try await coordinator.journal.setPhase(id, phase.rawValue, peer: peer == "?" ? nil : peer,
+                                                       error: failure.map { "\($0)" },
+                                                       // In doubt is not an end: the retry loop and recovery pick it up.
+                                                       ended: [.done, .aborted].contains(phase))
+            } catch {
+                logger.error("cannot journal the migration phase", metadata: ["migration.phase": "\(phase)", "error": "\(error)"])
+                // Past `committing` (or ending) there is nothing left that a missing record could
+                // make unsafe: go on. Up to it, what the phase leads to is not done.
+                guard [.requested, .admitted, .transferring, .committing].contains(phase) else { return [] }
+                journalFailed = true
+                return machine.handle(.journalFailed("\(error)"))
+            }
             await coordinator.reached("source:\(phase.rawValue)")
             if coordinator.hooks.cuts("source:\(phase.rawValue)"), let connection {
                 try? await connection.channel.channel.close()
@@ -232,7 +248,8 @@ struct OutgoingRun {
         let spec = self.spec
         return {
             guard sent.withLockedValue({ s in defer { s = true }; return !s }) else { return }
-            try? await journal.setPhase(id, SourceMigration.Phase.committing.rawValue)
+            // Journal first; without the record no commit (the post-copy then fails and rolls back).
+            guard (try? await journal.setPhase(id, SourceMigration.Phase.committing.rawValue)) != nil else { return }
             var commit = Hostmesh_V1_AgentEnvelope()
             commit.migrationCommit.migrationID = id
             commit.migrationCommit.portDeltas = (try? await network?.freeze(spec))?.map { Data($0) } ?? []

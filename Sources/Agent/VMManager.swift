@@ -14,8 +14,26 @@ public actor VMManager {
     private let logger: Logger
     private let options: VMProcess.Options
     private var processes: [String: VMProcess] = [:]
-    /// VMs in the middle of a migration, by id, with their role.
-    private var migrating: [String: String] = [:]
+    /// What a VM is in the middle of, by id: at most one thing at a time. Marked before the
+    /// operation's first suspension point and cleared after its last, so that concurrent control
+    /// calls, peer messages and recovery (the actor is reentrant at every `await`) see it.
+    private var busy: [String: Operation] = [:]
+
+    enum Operation: String {
+        case source = "migrating away"
+        case destination = "arriving by migration"
+        case starting, stopping
+        case recovering = "being recovered (the agent is finishing what its last run left under way)"
+    }
+
+    /// Marks VM `id` busy with `operation`, or says what it is busy with.
+    private func mark(_ id: String, _ operation: Operation, name: String) throws {
+        if let current = busy[id] {
+            throw ControlError.conflict(current == .source && operation == .source ? "\(name) is already migrating"
+                                        : "\(name) is \(current.rawValue); retry when that ends")
+        }
+        busy[id] = operation
+    }
     private var problems: [String: String] = [:]
     /// The virtual switch the VMs' NICs plug into (nil: VMs get no network).
     private var network: AgentNetwork?
@@ -89,8 +107,11 @@ public actor VMManager {
         let vm = try await find(reference)
         // A held VM may be running elsewhere: starting this copy could make two.
         if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
+        try mark(vm.id, .starting, name: vm.name)
+        defer { busy[vm.id] = nil }
         if let process = processes[vm.id], await process.exitIfEnded() == nil { return try await info(vm.id) }
-        guard migrating[vm.id] == nil else { throw ControlError.conflict("\(vm.name) is migrating") }
+        // Read again under the mark: a hold (fencing, an in-doubt handover) may have come meanwhile.
+        if let hold = try await find(vm.id).hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
         let spec = try vm.decodedSpec()
         try await setDesired(vm.id, "running")
         do {
@@ -101,6 +122,11 @@ public actor VMManager {
             try await setDesired(vm.id, "stopped")
             throw ControlError.failed("cannot start \(vm.name): \(error)")
         }
+        // Fenced while QEMU was starting (the fence found no process to pause): pause it now.
+        if let hold = try await find(vm.id).hold {
+            try? await processes[vm.id]?.qmp.stop()
+            throw ControlError.conflict("\(vm.name) was fenced while it started and is paused: \(hold)")
+        }
         logger.info("VM started", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
         return try await info(vm.id)
     }
@@ -108,7 +134,8 @@ public actor VMManager {
     /// Stops a VM (QEMU quits; SIGKILL if it will not).
     public func stop(_ reference: String) async throws -> VMInfo {
         let vm = try await find(reference)
-        guard migrating[vm.id] == nil else { throw ControlError.conflict("\(vm.name) is migrating; wait for it to end") }
+        try mark(vm.id, .stopping, name: vm.name)
+        defer { busy[vm.id] = nil }
         try await setDesired(vm.id, "stopped")
         if let process = processes.removeValue(forKey: vm.id) {
             await process.stop()
@@ -181,7 +208,14 @@ public actor VMManager {
         } else if vm.desiredState == "running" {
             info.state = "crashed"
         }
-        if let role = migrating[vm.id] { info.state = role == "source" ? "migrating" : "incoming" }
+        if let operation = busy[vm.id] {
+            switch operation {
+            case .source: info.state = "migrating"
+            case .destination: info.state = "incoming"
+            case .recovering: info.state = "recovering"
+            case .starting, .stopping: break
+            }
+        }
         if let hold = vm.hold {
             info.state = "in-doubt"
             info.problem = hold
@@ -201,18 +235,15 @@ public actor VMManager {
     /// Marks a running VM as leaving; returns its spec and QEMU. Only one migration at a time per VM.
     func beginOutgoing(_ reference: String) async throws -> (VMSpec, VMProcess) {
         let vm = try await find(reference)
-        guard migrating[vm.id] == nil else { throw ControlError.conflict("\(vm.name) is already migrating") }
         // Held: a handover is in doubt or a newer owner exists; moving this copy could make two.
         if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
-        // Marked before the next suspension point, so a concurrent request sees it; undone below
-        // if the VM cannot go after all.
-        migrating[vm.id] = "source"
+        try mark(vm.id, .source, name: vm.name) // undone below if the VM cannot go after all
         guard let process = processes[vm.id], await process.exitIfEnded() == nil else {
-            migrating[vm.id] = nil
+            busy[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
         do { return (try vm.decodedSpec(), process) } catch {
-            migrating[vm.id] = nil
+            busy[vm.id] = nil
             throw error
         }
     }
@@ -220,7 +251,7 @@ public actor VMManager {
     /// Ends an outgoing migration. When the VM was released (its record is already gone from
     /// the store: it lives elsewhere) its QEMU quits; otherwise it stays here.
     func endOutgoing(_ id: String, released: Bool) async {
-        migrating[id] = nil
+        defer { if busy[id] == .source { busy[id] = nil } } // last: a quick return of the VM must not meet this teardown
         guard released else { return }
         if let process = processes.removeValue(forKey: id) {
             await process.stop(quitGrace: .seconds(2))
@@ -231,7 +262,7 @@ public actor VMManager {
 
     /// The incoming VM is this host's now (its record was journaled with the commit).
     func adoptIncoming(_ id: String) {
-        migrating[id] = nil
+        if busy[id] == .destination { busy[id] = nil }
         problems[id] = nil
     }
 
@@ -251,35 +282,64 @@ public actor VMManager {
         try? FileManager.default.removeItem(atPath: directory.path)
     }
 
-    /// Starts QEMU waiting for an incoming migration of `spec` with the source's accelerator.
-    func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess {
-        let exists = try await store.database.read { db in
-            try StoredVM.exists(db, key: spec.id) || StoredVM.filter(Column("name") == spec.name).fetchCount(db) > 0
-        }
-        guard !exists, migrating[spec.id] == nil else { throw ControlError.conflict("VM \(spec.name) (\(spec.id)) already exists on this host") }
-        migrating[spec.id] = "destination"
-        var options = options
-        options.accelerator = accelerator
+    /// Reserves `spec`'s id for an incoming migration, before anything is journaled or created
+    /// for it: refused if the VM exists here or is busy. Only after this may a failure path tear
+    /// down what is under that id (`abortIncoming`).
+    func reserveIncoming(_ spec: VMSpec) async throws {
+        guard processes[spec.id] == nil else { throw ControlError.conflict("VM \(spec.name) (\(spec.id)) already runs on this host") }
+        try mark(spec.id, .destination, name: "VM \(spec.name) (\(spec.id))")
+        let exists: Bool
         do {
-            let process = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), mode: .incoming, options: options, logger: logger)
-            processes[spec.id] = process
-            return process
+            exists = try await store.database.read { db in
+                try StoredVM.exists(db, key: spec.id) || StoredVM.filter(Column("name") == spec.name).fetchCount(db) > 0
+            }
         } catch {
-            migrating[spec.id] = nil
+            busy[spec.id] = nil
             throw error
+        }
+        guard !exists else {
+            busy[spec.id] = nil
+            throw ControlError.conflict("VM \(spec.name) (\(spec.id)) already exists on this host")
         }
     }
 
+    /// Ends a reservation under which nothing was created.
+    func cancelReservation(_ id: String) {
+        if busy[id] == .destination { busy[id] = nil }
+    }
 
-    /// Discards an incoming VM that did not arrive.
-    func abortIncoming(_ id: String) async {
-        migrating[id] = nil
-        if let process = processes.removeValue(forKey: id) {
+    /// Starts QEMU waiting for an incoming migration of `spec` (reserved) with the source's
+    /// accelerator. On failure the caller discards the migration (`abortIncoming`).
+    func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess {
+        var options = options
+        options.accelerator = accelerator
+        let process = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), mode: .incoming, options: options, logger: logger)
+        processes[spec.id] = process
+        return process
+    }
+
+    /// Discards an incoming VM that did not arrive: its QEMU, runtime directory and ports. The
+    /// reservation ends last, so a retry cannot start in what is being torn down.
+    func abortIncoming(_ spec: VMSpec) async {
+        defer { if busy[spec.id] == .destination { busy[spec.id] = nil } }
+        if let process = processes.removeValue(forKey: spec.id) {
             process.kill()
             await process.stop(quitGrace: .milliseconds(200))
             await process.qmp.close()
         }
-        try? FileManager.default.removeItem(atPath: directory(for: id).path)
+        await network?.detach(spec)
+        try? FileManager.default.removeItem(atPath: directory(for: spec.id).path)
+    }
+
+    /// Recovery is about to finish or roll back migrations of these VMs: nothing else may touch
+    /// them until it has (`endRecovering`). Called before the agent serves anyone.
+    func beginRecovering(_ ids: Set<String>) {
+        for id in ids where busy[id] == nil { busy[id] = .recovering }
+    }
+
+    /// Recovery is done with VM `id`.
+    func endRecovering(_ id: String) {
+        if busy[id] == .recovering { busy[id] = nil }
     }
 }
 

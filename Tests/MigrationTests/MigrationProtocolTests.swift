@@ -29,6 +29,21 @@ import Testing
         #expect(refused.handle(.refused("full")).contains(.resumeLocal))
     }
 
+    @Test func aPhaseThatCannotBeJournaledIsNotActedOn() {
+        // `committing` could not be written: the commit it would lead to is not sent (the shell
+        // drops it), and the guest, which the destination cannot run without one, resumes here.
+        var s = SourceMigration(id: "m")
+        _ = s.handle(.start); _ = s.handle(.admitted)
+        #expect(s.handle(.transferCompleted) == [.journal(.committing), .sendCommit])
+        let out = s.handle(.journalFailed("disk full"))
+        #expect(out.first == .journal(.aborted) && out.contains(.resumeLocal) && out.contains(.sendAbort("cannot write the migration journal: disk full")))
+        #expect(!out.contains(.sendCommit) && !out.contains(.reclaim))
+        #expect(s.phase == .aborted)
+        // After the commit was journaled and sent, a later failure to journal changes nothing.
+        var late = SourceMigration(id: "m", journaled: .committed)
+        #expect(late.handle(.journalFailed("disk full")).isEmpty)
+    }
+
     @Test func lostAnswerToCommitIsInDoubtAndNeverResumes() {
         var s = SourceMigration(id: "m", journaled: .committing)
         let out = s.handle(.peerLost("timeout"))

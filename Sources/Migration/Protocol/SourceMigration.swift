@@ -53,6 +53,9 @@ public struct SourceMigration: Sendable, Equatable {
         case recovered
         /// The local copy has been released.
         case released
+        /// The phase just entered could not be journaled, so nothing it leads to may be done (the
+        /// next directive, such as the commit, was not carried out).
+        case journalFailed(String)
     }
 
     /// What to do.
@@ -149,6 +152,11 @@ public struct SourceMigration: Sendable, Equatable {
             return [.releaseLocal]
         case (.admitted, .admitted), (.transferring, .admitted):
             return []
+        // Journal before acting: a phase that could not be recorded is not acted on. Up to
+        // `committing` the commit has not been sent, so the destination cannot run the guest.
+        case (.requested, .journalFailed(let why)), (.admitted, .journalFailed(let why)),
+             (.transferring, .journalFailed(let why)), (.committing, .journalFailed(let why)):
+            return abort("cannot write the migration journal: \(why)", tellPeer: true)
         default:
             return []
         }
