@@ -54,3 +54,51 @@ extension MigrationEndToEndTests {
         }
     }
 }
+
+extension MigrationEndToEndTests {
+    /// Two `vm start`s of one stopped VM at once, and a `vm stop` racing a migration: each VM is
+    /// in one operation at a time, so one QEMU runs and the loser is told why.
+    @Test func concurrentCommandsOnOneVMNeverMakeTwoQEMUs() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a")
+        let b = try await mesh.start("node-b")
+        let vm = spec("twice")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: false), as: VMInfo.self)
+        async let first = Result(catching: { try await a.control.call("vm.start", ControlTypes.VMReference(vm: "twice"), as: VMInfo.self) })
+        async let second = Result(catching: { try await a.control.call("vm.start", ControlTypes.VMReference(vm: "twice"), as: VMInfo.self) })
+        let results = await [first, second]
+        #expect(results.contains { if case .success = $0 { true } else { false } })
+        for case .failure(let error) in results {
+            #expect("\(error)".contains("is starting"), "\(error)")
+        }
+        _ = try await heartbeat(a, "twice", after: 1)
+        #expect(pids(ofProcessesMentioning: a.stateDirectory + "/vms/" + vm.id + "/").count == 1)
+
+        // A stop that arrives while the VM is migrating away is refused; the migration completes.
+        async let migration = Result(catching: { try await migrate("twice", from: a, to: b) })
+        try await Task.sleep(for: .milliseconds(30))
+        let stop = await Result(catching: { try await a.control.call("vm.stop", ControlTypes.VMReference(vm: "twice"), as: VMInfo.self) })
+        switch (stop, await migration) {
+        case (.success, .success):
+            Issue.record("a VM was both stopped and migrated")
+        case (.success, .failure(let error)):
+            // The stop came first: the migration was refused before it began.
+            #expect("\(error)".contains("stopping") || "\(error)".contains("not running"), "\(error)")
+        case (.failure(let error), .success):
+            #expect("\(error)".contains("migrating away"), "\(error)")
+            #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.state) == ["running"])
+        case (.failure(let stopError), .failure(let migrateError)):
+            Issue.record("both failed: stop \(stopError), migrate \(migrateError)")
+        }
+        let qemus = pids(ofProcessesMentioning: a.stateDirectory + "/vms/" + vm.id + "/").count
+            + pids(ofProcessesMentioning: b.stateDirectory + "/vms/" + vm.id + "/").count
+        #expect(qemus <= 1)
+    }
+}
+
+private extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}
