@@ -250,6 +250,11 @@ public actor MigrationCoordinator {
         var refusal = admissionRefusal(spec)
         if refusal == nil { admitting[id] = spec.memoryMiB }
         defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
+        if refusal == nil, let newer = try? await OwnershipLedger(store: store, hostID: hostID, logger: logger)
+            .newerOwner(of: spec.id, above: Int64(prepare.epoch)), newer.owner != peer.hostID {
+            // The source's copy is stale (it has not heard yet): taking it would make a second owner.
+            refusal = "\(newer.owner) owns \(spec.name) at epoch \(newer.epoch), above the source's \(prepare.epoch): its copy is stale and must not move"
+        }
         if refusal == nil {
             // The VM's id is this migration's from here on; nothing under it is touched otherwise.
             do { try await vms.reserveIncoming(spec) } catch let error as ControlError { refusal = error.message } catch { refusal = "\(error)" }
