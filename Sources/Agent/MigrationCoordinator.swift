@@ -124,8 +124,7 @@ public actor MigrationCoordinator {
         // Taken before the first suspension point: concurrent requests cannot all pass the check.
         outgoingCount += 1
         defer { outgoingCount -= 1 }
-        let vm = try await vms.find(reference)
-        let (spec, process) = try await vms.beginOutgoing(reference)
+        let (vm, spec, process) = try await vms.beginOutgoing(reference)
         let id = UUID().uuidString.lowercased()
         var log = logger
         log[metadataKey: "migration.id"] = "\(id)"
@@ -328,7 +327,6 @@ public actor MigrationCoordinator {
                     queue = state.machine.handle(.resumeFailed("cannot journal the commit: \(error)"))
                     continue
                 }
-                await vms.adoptIncoming(state.spec.id)
                 streamAuthorizations.withLockedValue { $0[id] = nil }
                 await hooks.reached("destination:committed")
             case .journal(.discarded):
@@ -343,6 +341,8 @@ public actor MigrationCoordinator {
                     try? await network?.apply(deltas: deltas)
                     try await process.qmp.cont()
                     await network?.resumed(state.spec)
+                    // Only now is it an ordinary VM here that stop or migrate may touch.
+                    await vms.adoptIncoming(state.spec.id)
                     queue += state.machine.handle(.resumed)
                 } catch {
                     // Nothing ran here (QEMU died or refused): discard, and the source takes it back.

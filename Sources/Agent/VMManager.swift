@@ -233,7 +233,7 @@ public actor VMManager {
     // MARK: - Migration hooks
 
     /// Marks a running VM as leaving; returns its spec and QEMU. Only one migration at a time per VM.
-    func beginOutgoing(_ reference: String) async throws -> (VMSpec, VMProcess) {
+    func beginOutgoing(_ reference: String) async throws -> (StoredVM, VMSpec, VMProcess) {
         let vm = try await find(reference)
         // Held: a handover is in doubt or a newer owner exists; moving this copy could make two.
         if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
@@ -242,7 +242,7 @@ public actor VMManager {
             busy[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
-        do { return (try vm.decodedSpec(), process) } catch {
+        do { return (vm, try vm.decodedSpec(), process) } catch {
             busy[vm.id] = nil
             throw error
         }
