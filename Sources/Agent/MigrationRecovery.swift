@@ -27,6 +27,7 @@ extension MigrationCoordinator {
 
     func recover(_ rows: [StoredMigration]) async {
         for row in rows {
+            await hooks.reached("recovery:\(row.role)")
             if row.role == "source" {
                 await recoverSource(row)
             } else {

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Fault-injection hooks for the end-to-end tests (never set in production): with
-/// `HOSTMESH_TEST_PAUSE_AT=<role>:<phase>` the agent, right after journaling that phase, creates
+/// `HOSTMESH_TEST_PAUSE_AT=<role>:<phase>` the agent, right after journaling that phase (or, for
+/// `recovery:<role>`, before recovering an unfinished migration of that role), creates
 /// `<state_dir>/test-paused-at` and waits until `<state_dir>/test-continue` exists, so a test can
 /// kill something at exactly that point. `HOSTMESH_TEST_CUT_AT=<role>:<phase>` makes the agent
 /// drop its control channel there instead (a cut connection).

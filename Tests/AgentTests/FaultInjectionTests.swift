@@ -126,6 +126,37 @@ struct FaultInjectionTests {
         }
     }
 
+    /// While an agent recovers an unfinished migration after a crash, its VM is off limits: no
+    /// start, stop or migration (one of them could resume a copy the destination may own), and
+    /// listings say "recovering". Recovery is held at its start by a hook to look.
+    @Test func recoveryKeepsItsVMOffLimitsUntilSettled() async throws {
+        let rig = try await FaultRig.start()
+        defer { rig.tearDown() }
+        try rig.setPause(rig.a, at: "source:committing")
+        let (source, destination) = (rig.a, rig.b)
+        let migration = Task { try await rig.migrate(from: source, to: destination) }
+        try await rig.awaitPause(source)
+        source.kill()
+        _ = await migration.result
+        try rig.setPause(source, at: "recovery:source")
+        try await rig.restart(source.hostID)
+        try await rig.awaitPause(rig.a)
+
+        for (method, params) in [("vm.start", ControlTypes.VMReference(vm: rig.vm.name)), ("vm.stop", ControlTypes.VMReference(vm: rig.vm.name))] {
+            await #expect {
+                _ = try await rig.a.control.call(method, params, as: VMInfo.self)
+            } throws: { error in "\(error)".contains("being recovered") }
+        }
+        await #expect {
+            _ = try await rig.migrate(from: rig.a, to: rig.b)
+        } throws: { error in "\(error)".contains("being recovered") }
+        #expect(try await rig.a.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.state) == ["recovering"])
+
+        rig.release(rig.a)
+        try await rig.settle("recovery gate", .source(epochStep: 2), source: rig.a, destination: rig.b)
+        try await rig.checkInvariants("recovery gate", .source(epochStep: 2), source: rig.a, destination: rig.b, epochBefore: 1)
+    }
+
     /// Two migrations of one VM at once: the second is refused with a clear reason and the first
     /// completes. A migration to a destination that cannot reserve the VM's memory is refused
     /// before anything starts there, and the VM keeps running on the source.
