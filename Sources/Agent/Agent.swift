@@ -213,7 +213,7 @@ public struct Agent: Service {
                         for vm in (try? await peers.ledger.apply(update.records)) ?? [] {
                             // A newer owner exists: a copy here must not run (fencing).
                             logger.error("stale VM copy fenced: another host owns it at a higher epoch", metadata: ["vm.id": "\(vm)", "mesh.peer": "\(connection.peer.hostID)"])
-                            if let process = await vms.process(vm) { try? await process.qmp.stop() }
+                            await vms.fence(vm)
                         }
                     case .pushPull(let request):
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))

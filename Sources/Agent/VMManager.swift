@@ -331,6 +331,19 @@ public actor VMManager {
         try? FileManager.default.removeItem(atPath: directory(for: spec.id).path)
     }
 
+    /// Pauses VM `id` because another host owns it at a higher epoch (its row is already held).
+    /// A VM in the middle of a migration or of recovery is left to it: that protocol settles the
+    /// owner with the peer and, if it takes the VM back, does so above any epoch the peer held.
+    func fence(_ id: String) async {
+        guard busy[id] == nil else {
+            logger.warning("fence deferred to the VM's migration or recovery", metadata: ["vm.id": "\(id)", "vm.operation": "\(busy[id]!.rawValue)"])
+            return
+        }
+        busy[id] = .stopping
+        defer { busy[id] = nil }
+        if let process = processes[id] { try? await process.qmp.stop() }
+    }
+
     /// Recovery is about to finish or roll back migrations of these VMs: nothing else may touch
     /// them until it has (`endRecovering`). Called before the agent serves anyone.
     func beginRecovering(_ ids: Set<String>) {
