@@ -4,9 +4,12 @@
 #   2. their agents authenticate each other over a Noise channel and exchange encrypted messages
 #   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting,
 #      while a peer VM pings it and holds a TCP connection to it (gap and survival printed)
-#   4. a member killed with SIGKILL is noticed by the others
-#   5. a host certified by another domain is refused, and both sides say why
-#   6. a key file that others can read is refused
+#   4. a handover whose destination agent dies right after journaling its commit: the source keeps
+#      the guest paused (in doubt) and never guesses; the destination comes back, finishes, and
+#      both agree on the owner
+#   5. a member killed with SIGKILL is noticed by the others
+#   6. a host certified by another domain is refused, and both sides say why
+#   7. a key file that others can read is refused
 set -euo pipefail
 BIN=$(realpath "${1:-.build/release/hostmesh}")
 GUEST=$(realpath "${2:-Deploy/out/guest}")
@@ -68,13 +71,40 @@ echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"
 "$BIN" vm stop demo-vm $A >/dev/null
 "$BIN" vm stop peer-vm $B >/dev/null
 
-step "4. A member that dies is noticed by the others (SWIM + Lifeguard, 1 s probes)"
+step "4. A handover whose destination dies after its commit: the source never guesses, and nothing runs twice"
 "$BIN" keys init --state-dir "$W/node-c" --host-id node-c >/dev/null
 "$BIN" domain certify --domain-dir "$W/lab" --host-pub "$W/node-c/host.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/node-c" "$W/lab/domain.pub" >/dev/null
-"$BIN" agent --state-dir "$W/node-c" --listen 127.0.0.1:17950 --overlay 127.0.0.1:17960 --gossip 127.0.0.1:17970 --join 127.0.0.1:17947 >"$W/c.log" 2>&1 &
-CPID=$!; disown
+C="--state-dir $W/node-c"
+start_c() { "$BIN" agent $C --listen 127.0.0.1:17950 --overlay 127.0.0.1:17960 --gossip 127.0.0.1:17970 --join 127.0.0.1:17947 >>"$W/c.log" 2>&1 & CPID=$!; disown; }
+# A test hook (never set in production) stops node-c right after it has journaled the commit,
+# before it answers: the moment a crash hurts most.
+HOSTMESH_TEST_PAUSE_AT=destination:committed start_c
 wait_for "$W/a.log" "mesh.peer=node-c \\[Agent\\] member joined" 20
+"$BIN" vm start demo-vm $A >/dev/null
+for _ in $(seq 1 100); do [ -n "$(hb "$A")" ] && break; sleep 0.1; done
+sleep 1
+echo "-- demo-vm on node-a: $(hb "$A")"
+"$BIN" migrate demo-vm --to node-c $A >"$W/migrate-c.log" 2>&1 &
+MPID=$!
+wait_for "$W/node-c/test-paused-at" "destination:committed" 30
+echo "-- node-c journaled the commit; kill -9 its agent before it answers"
+kill -9 $CPID
+wait $MPID || true
+grep -v "^prepare\|^transfer\|^switchover" "$W/migrate-c.log" | show
+"$BIN" vm list $A | show
+"$BIN" vm resolve demo-vm $A | show
+echo "-- node-c's agent comes back: it finds its journaled commit and resumes the guest; node-a asks it (every 5 s) and releases"
+start_c
+for _ in $(seq 1 200); do "$BIN" vm list $A | grep -q demo-vm || break; sleep 0.1; done
+sleep 1
+"$BIN" vm list $C | show
+echo "-- demo-vm on node-c: $(hb "$C")   (the same boot, the counter went on)"
+echo "-- who owns it, as node-a and node-c see it:"
+"$BIN" ownership $A | show
+"$BIN" ownership $C | show
+
+step "5. A member that dies is noticed by the others (SWIM + Lifeguard, 1 s probes)"
 "$BIN" members --state-dir "$W/node-a" | show
 echo "-- kill -9 node-c's agent"
 kill -9 $CPID
@@ -83,7 +113,7 @@ for _ in $(seq 1 300); do "$BIN" members --state-dir "$W/node-a" | grep -q "node
 echo "-- node-a marked node-c dead after $(echo "$(date +%s.%N) - $START" | bc | cut -c1-4) s:"
 "$BIN" members --state-dir "$W/node-a" | show
 
-step "5. A host certified by another domain is refused, and both sides log why"
+step "6. A host certified by another domain is refused, and both sides log why"
 "$BIN" domain init rogue --domain-dir "$W/rogue" >/dev/null
 "$BIN" keys init --state-dir "$W/mallory" --host-id mallory >/dev/null
 "$BIN" domain certify --domain-dir "$W/rogue" --host-pub "$W/mallory/host.pub" >/dev/null
@@ -95,9 +125,9 @@ wait_for "$W/a.log" "refused secure channel"
 echo "-- mallory's log:"; grep "join refused" "$W/m.log" | head -1 | showlog
 echo "-- node-a's log:";  grep "refused secure channel" "$W/a.log" | showlog
 
-step "6. A key file that others can read is refused"
+step "7. A key file that others can read is refused"
 chmod 644 "$W/node-b/host.key"
 "$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17949 --overlay 127.0.0.1:17959 --gossip 127.0.0.1:17969 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
-step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a dead member was noticed, an outsider and a careless key were refused"
+step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused"
