@@ -132,7 +132,7 @@ public actor MigrationCoordinator {
         var run = OutgoingRun(coordinator: self, id: id, vm: vm, spec: spec, process: process, address: address,
                               settings: settings, logger: log, progress: progress)
         let outcome = await run.execute()
-        await vms.endOutgoing(spec.id, released: run.released)
+        await vms.endOutgoing(spec.id, released: run.released, inDoubt: run.machine.phase == .inDoubt)
         switch outcome {
         case .success(let report):
             log.info("migration completed", metadata: ["migration.downtime_ms": "\(report.downtimeMs)", "migration.total_ms": "\(report.totalMs)"])

@@ -33,7 +33,8 @@ extension MigrationCoordinator {
             } else {
                 await recoverDestination(row)
             }
-            await vms.endRecovering(row.vmId)
+            let after = try? await journal.migration(row.id)
+            await vms.endRecovering(row.vmId, inDoubt: after?.phase == SourceMigration.Phase.inDoubt.rawValue && after?.endedAt == nil)
         }
     }
 
@@ -96,6 +97,7 @@ extension MigrationCoordinator {
                 break
             }
         }
+        if let after = try? await journal.migration(row.id), after.endedAt != nil { await vms.settled(row.vmId) }
     }
 
     func recoverDestination(_ row: StoredMigration) async {
@@ -199,11 +201,13 @@ extension MigrationCoordinator {
             // Journal first: the epoch that makes this copy the owner, then the guest runs.
             try await journal.reclaim(vm: vm.id, epoch: (row.epoch ?? vm.epoch) + 2)
             try await journal.setPhase(row.id, SourceMigration.Phase.aborted.rawValue, error: "operator resumed the guest on the source", ended: true)
+            await vms.settled(vm.id)
             if let process = await vms.process(vm.id), let status = try? await process.qmp.queryStatus(), !status.running { try await process.qmp.cont() }
             return "\(vm.name) resumed here at epoch \((row.epoch ?? vm.epoch) + 2)"
         }
         try await journal.release(migration: row.id, vm: vm.id, to: row.peer, epoch: (row.epoch ?? vm.epoch) + 1)
         await vms.endOutgoing(vm.id, released: true)
+        await vms.settled(vm.id)
         return "\(vm.name) released to \(row.peer)"
     }
 }

@@ -24,6 +24,9 @@ public actor VMManager {
         case destination = "arriving by migration"
         case starting, stopping
         case recovering = "being recovered (the agent is finishing what its last run left under way)"
+        /// A handover's outcome is unknown: kept in memory as well as by the VM's hold, so that a
+        /// failed hold write cannot leave a copy that start or migrate could resume.
+        case inDoubt = "in doubt: its handover's outcome is not known yet (`hostmesh vm resolve` shows the choices)"
     }
 
     /// Marks VM `id` busy with `operation`, or says what it is busy with.
@@ -213,6 +216,7 @@ public actor VMManager {
             case .source: info.state = "migrating"
             case .destination: info.state = "incoming"
             case .recovering: info.state = "recovering"
+            case .inDoubt: info.state = "in-doubt"
             case .starting, .stopping: break
             }
         }
@@ -250,8 +254,10 @@ public actor VMManager {
 
     /// Ends an outgoing migration. When the VM was released (its record is already gone from
     /// the store: it lives elsewhere) its QEMU quits; otherwise it stays here.
-    func endOutgoing(_ id: String, released: Bool) async {
-        defer { if busy[id] == .source { busy[id] = nil } } // last: a quick return of the VM must not meet this teardown
+    func endOutgoing(_ id: String, released: Bool, inDoubt: Bool = false) async {
+        // Last: a quick return of the VM must not meet this teardown. In doubt, it stays marked
+        // until the handover is settled (`settled`).
+        defer { if busy[id] == .source { busy[id] = inDoubt && !released ? .inDoubt : nil } }
         guard released else { return }
         if let process = processes.removeValue(forKey: id) {
             await process.stop(quitGrace: .seconds(2))
@@ -350,9 +356,14 @@ public actor VMManager {
         for id in ids where busy[id] == nil { busy[id] = .recovering }
     }
 
-    /// Recovery is done with VM `id`.
-    func endRecovering(_ id: String) {
-        if busy[id] == .recovering { busy[id] = nil }
+    /// Recovery is done with VM `id`; if its handover is still in doubt, it stays marked so.
+    func endRecovering(_ id: String, inDoubt: Bool) {
+        if busy[id] == .recovering { busy[id] = inDoubt ? .inDoubt : nil }
+    }
+
+    /// VM `id`'s in-doubt handover was settled (by its peer's answer or an operator).
+    func settled(_ id: String) {
+        if busy[id] == .inDoubt || busy[id] == .recovering { busy[id] = nil }
     }
 }
 
