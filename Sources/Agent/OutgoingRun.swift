@@ -83,6 +83,9 @@ struct OutgoingRun {
         switch directive {
         case .journal(let phase):
             do {
+                if coordinator.hooks.failsJournal("source:\(phase.rawValue)") {
+                    throw ControlError.failed("test hook: the journal refused the write")
+                }
                 try await coordinator.journal.setPhase(id, phase.rawValue, peer: peer == "?" ? nil : peer,
                                                        error: failure.map { "\($0)" },
                                                        // In doubt is not an end: the retry loop and recovery pick it up.

@@ -7,18 +7,23 @@ import Foundation
 /// kill something at exactly that point. `HOSTMESH_TEST_CUT_AT=<role>:<phase>` makes the agent
 /// drop its control channel there instead (a cut connection).
 ///
+/// `HOSTMESH_TEST_FAIL_JOURNAL_AT=<role>:<phase>` makes the journal write of that phase fail, as
+/// a full or broken disk would.
+///
 /// Either variable set to `file` reads the point afresh at every phase from
 /// `<state_dir>/test-pause-at` (or `test-cut-at`; absent or empty: nowhere), so one long-running
 /// agent can be paused at a different point for each case of a fault matrix without a restart.
 struct TestHooks: Sendable {
     let pauseAt: String?
     let cutAt: String?
+    let failJournalAt: String?
     let stateDirectory: String
 
     init(stateDirectory: String, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.stateDirectory = stateDirectory
         pauseAt = environment["HOSTMESH_TEST_PAUSE_AT"]
         cutAt = environment["HOSTMESH_TEST_CUT_AT"]
+        failJournalAt = environment["HOSTMESH_TEST_FAIL_JOURNAL_AT"]
     }
 
     /// The point in force: the variable's value, or the file's content in `file` mode.
@@ -37,6 +42,9 @@ struct TestHooks: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
     }
+
+    /// True when the journal write of this point must fail.
+    func failsJournal(_ point: String) -> Bool { failJournalAt == point }
 
     /// True when the control channel should be cut at this point.
     func cuts(_ point: String) -> Bool { cutAt != nil && point == self.point(cutAt, file: "test-cut-at") }
