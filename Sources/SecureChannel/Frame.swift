@@ -46,6 +46,17 @@ public struct FrameDecoder: Sendable {
     /// Takes the next whole frame off the front of `buffer`, or returns nil if more bytes are
     /// needed. Throws on an unknown type or an oversized length, as soon as the 5-byte header is in.
     public func next(from buffer: inout ByteBuffer) throws(SecureChannelError) -> Frame? {
+        guard let size = try frameSize(at: buffer), buffer.readableBytes >= size,
+              let type = FrameType(rawValue: buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self)!) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 5)
+        let body = buffer.readSlice(length: size - 5)! // size checked above
+        return Frame(type: type, body: body)
+    }
+
+    /// The whole size (length field included) of the frame starting at `buffer`'s reader index,
+    /// once its 5-byte header is in and checked (type known, length within the limit); nil while
+    /// the header is incomplete. Only a checked size may be used to reserve memory.
+    public func frameSize(at buffer: ByteBuffer) throws(SecureChannelError) -> Int? {
         guard buffer.readableBytes >= 5,
               let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
               let rawType = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self) else { return nil }
@@ -57,10 +68,7 @@ public struct FrameDecoder: Sendable {
         guard Int(length) <= limit else {
             throw SecureChannelError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds the limit of \(limit)")
         }
-        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
-        buffer.moveReaderIndex(forwardBy: 5)
-        let body = buffer.readSlice(length: Int(length) - 1)! // length checked above
-        return Frame(type: type, body: body)
+        return 4 + Int(length)
     }
 
     /// Encodes a frame with the given body.

@@ -124,8 +124,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 while isOpen, input.readableBytes > 0 {
                     let header = min(input.readableBytes, max(0, 5 - partial.readableBytes))
                     if header > 0 { var h = input.readSlice(length: header)!; partial.writeBuffer(&h); continue }
-                    let length = Int(partial.getInteger(at: partial.readerIndex, as: UInt32.self)!)
-                    let missing = 4 + length - partial.readableBytes
+                    // The header is complete: check it before reserving anything for the body.
+                    let missing = try decoder.frameSize(at: partial)! - partial.readableBytes
                     if missing > 0 {
                         var more = input.readSlice(length: min(missing, input.readableBytes))!
                         partial.reserveCapacity(minimumWritableBytes: missing)
@@ -145,9 +145,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             while isOpen, let frame = try decoder.next(from: &input) {
                 try process(frame, context: context)
             }
-            // 3. Keep an incomplete tail (the decoder already checked its header, if complete).
+            // 3. Keep an incomplete tail, sized for its frame only once its header is in and
+            //    checked: a length field alone (fewer than 5 bytes) reserves nothing.
             if isOpen, input.readableBytes > 0 {
-                var tail = context.channel.allocator.buffer(capacity: max(input.readableBytes, 4 + Int(input.getInteger(at: input.readerIndex, as: UInt32.self) ?? 0)))
+                var tail = context.channel.allocator.buffer(capacity: max(input.readableBytes, try decoder.frameSize(at: input) ?? 0))
                 tail.writeBuffer(&input)
                 partialFrame = tail
             }
