@@ -126,6 +126,12 @@ final class DatagramSocket {
 
     /// Closes the send descriptor and removes the socket file (the NIO channel is closed by
     /// the caller).
+    /// Closes a socket NIO never adopted: its receive descriptor too (otherwise NIO closes it).
+    func closeUnadopted() {
+        Glibc.close(channelDescriptor)
+        close()
+    }
+
     func close() {
         if sendDescriptor >= 0 {
             Glibc.close(sendDescriptor)

@@ -48,7 +48,7 @@ extension VirtualSwitch {
             do throws(SwitchError) {
                 directives = try create(shell, self.now())
             } catch {
-                socket.close()
+                socket.closeUnadopted() // NIO has not adopted it yet: both descriptors are ours
                 throw .switch(error)
             }
             let serial = shell.nextBindingSerial()
