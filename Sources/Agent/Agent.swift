@@ -68,7 +68,7 @@ public struct Agent: Service {
         let membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
         let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
-                                 ledger: OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger))
+                                 ledger: ledger)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",

@@ -109,6 +109,8 @@ public actor MigrationCoordinator {
     }
 
     var hostID: String { credentials.identity.hostID }
+    /// The ownership records this host knows (§6.6), read from its store.
+    var ownership: OwnershipLedger { OwnershipLedger(store: store, hostID: hostID, logger: logger) }
 
     /// Migrations under way on this host, both directions.
     var inFlight: Int { outgoingCount + incoming.values.filter { $0.machine.phase == .admitted }.count }
@@ -249,8 +251,7 @@ public actor MigrationCoordinator {
         var refusal = admissionRefusal(spec)
         if refusal == nil { admitting[id] = spec.memoryMiB }
         defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
-        if refusal == nil, let newer = try? await OwnershipLedger(store: store, hostID: hostID, logger: logger)
-            .newerOwner(of: spec.id, above: Int64(prepare.epoch)), newer.owner != peer.hostID {
+        if refusal == nil, let newer = try? await ownership.newerOwner(of: spec.id, above: Int64(prepare.epoch)), newer.owner != peer.hostID {
             // The source's copy is stale (it has not heard yet): taking it would make a second owner.
             refusal = "\(newer.owner) owns \(spec.name) at epoch \(newer.epoch), above the source's \(prepare.epoch): its copy is stale and must not move"
         }

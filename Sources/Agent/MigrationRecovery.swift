@@ -195,7 +195,7 @@ extension MigrationCoordinator {
     /// The operator's decision on an in-doubt handover, with the migration held for settling.
     private func decide(_ resumeHere: Bool, vm: StoredVM, row: StoredMigration) async throws -> String {
         if resumeHere {
-            if let newer = try await OwnershipLedger(store: store, hostID: hostID, logger: logger).newerOwner(of: vm.id, above: vm.epoch) {
+            if let newer = try await ownership.newerOwner(of: vm.id, above: vm.epoch) {
                 throw ControlError.conflict("\(newer.owner) owns \(vm.name) at epoch \(newer.epoch), above this copy's \(vm.epoch): resuming here would make two copies")
             }
             // Journal first: the epoch that makes this copy the owner, then the guest runs.

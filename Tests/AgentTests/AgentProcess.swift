@@ -69,12 +69,7 @@ final class TestMesh: @unchecked Sendable {
 
 /// SIGKILLs every process whose command line contains `text` (QEMUs outlive their agent by design).
 func killProcesses(mentioning text: String) {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return }
-    for entry in entries {
-        guard let pid = Int32(entry), pid != getpid(),
-              let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-        if String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text) { kill(pid, SIGKILL) }
-    }
+    for pid in pids(ofProcessesMentioning: text) { kill(pid, SIGKILL) }
 }
 
 /// Starts `path` with `arguments`, stdout and stderr appended to `logPath`. posix_spawn, not
@@ -231,14 +226,23 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (status: Int32, ou
 /// (`ss -K`, the kernel's socket destroy): what a network cut looks like to both agents. New
 /// connections work again right away (the partition heals), as they would after a link flap.
 func cutConnections(port: Int) throws {
-    for side in ["dport", "sport"] {
-        let (status, output) = try runTool("/usr/bin/ss", ["-K", "-t", "state", "established", "(", side, "=", ":\(port)", ")"])
-        // ss prints "RTNETLINK answers: Invalid argument" for sockets it may not destroy and
-        // still destroys the rest; what counts is that none is left.
-        _ = (status, output)
+    // The connections to cut are those established now; agents may open new ones at any moment
+    // (a retry, a broadcast), and those are not part of the cut.
+    func established() throws -> Set<String> {
+        let (_, output) = try runTool("/usr/bin/ss", ["-H", "-n", "-t", "state", "established", "(", "dport", "=", ":\(port)", "or", "sport", "=", ":\(port)", ")"])
+        return Set(output.split(whereSeparator: \.isNewline).map { $0.split(separator: " ").suffix(2).joined(separator: " ") })
     }
-    let (_, left) = try runTool("/usr/bin/ss", ["-H", "-t", "state", "established", "(", "dport", "=", ":\(port)", "or", "sport", "=", ":\(port)", ")"])
-    guard left.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-        throw ControlError.failed("ss -K left connections on port \(port) (kernel without CONFIG_INET_DIAG_DESTROY?): \(left)")
+    let before = try established()
+    var left = before
+    for _ in 0..<3 where !left.isEmpty {
+        for side in ["dport", "sport"] {
+            // ss prints "RTNETLINK answers: Invalid argument" for sockets it may not destroy and
+            // still destroys the rest; what counts is that none is left.
+            _ = try runTool("/usr/bin/ss", ["-K", "-t", "state", "established", "(", side, "=", ":\(port)", ")"])
+        }
+        left = try established().intersection(before)
+    }
+    guard left.isEmpty else {
+        throw ControlError.failed("ss -K left connections on port \(port) (kernel without CONFIG_INET_DIAG_DESTROY?): \(left.sorted())")
     }
 }

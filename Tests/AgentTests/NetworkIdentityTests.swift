@@ -37,14 +37,20 @@ struct NetworkIdentityTests {
         line.split(separator: " ").first { $0.hasPrefix(name + "=") }.flatMap { Int($0.dropFirst(name.count + 1)) }
     }
 
-    @Test func peerKeepsPingAndTCPWhileTheVMMovesToAThirdHost() async throws {
-        let mesh = try TestMesh()
-        defer { mesh.tearDown() }
-        // Each agent says hello to the ones before it: hellos key the overlay and exchange locations.
+    /// Three agents; each says hello to the ones before it: hellos key the overlay and exchange
+    /// locations.
+    func threeHosts(_ mesh: TestMesh) async throws -> (AgentProcess, AgentProcess, AgentProcess) {
         let a = try await mesh.start("node-a")
         let b = try await mesh.start("node-b", arguments: ["--peer", a.address])
         let c = try await mesh.start("node-c", arguments: ["--peer", a.address, "--peer", b.address])
         try await Task.sleep(for: .milliseconds(500))
+        return (a, b, c)
+    }
+
+    @Test func peerKeepsPingAndTCPWhileTheVMMovesToAThirdHost() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let (a, b, c) = try await threeHosts(mesh)
         _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
                                      as: VMInfo.self)
         _ = try await line(b, "server", "HOSTMESH-GUEST ready")
@@ -71,10 +77,7 @@ struct NetworkIdentityTests {
     @Test func aFirewalledVMKeepsItsOwnConnectionAndAUDPStreamWithoutDuplicatesWhenItMoves() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
-        let a = try await mesh.start("node-a")
-        let b = try await mesh.start("node-b", arguments: ["--peer", a.address])
-        let c = try await mesh.start("node-c", arguments: ["--peer", a.address, "--peer", b.address])
-        try await Task.sleep(for: .milliseconds(500))
+        let (a, b, c) = try await threeHosts(mesh)
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("peer", ip: "10.77.0.2", work: "echo:7,udp:10.77.0.3:9000,ping:10.77.0.3"), start: true),
                                      as: VMInfo.self)
         _ = try await line(a, "peer", "HOSTMESH-GUEST ready")

@@ -87,13 +87,15 @@ extension SwitchCore {
             return
         }
         let local = portsByMAC[LocationTable.Key(mac: header.destination, segment: segment)]
+        if let local, ports[local]?.lifecycle != .blocked {
+            deliver(frame, header: header, to: local, forwarded: false, now: now)
+            return
+        }
+        // No local port, or an incoming migration's blocked one: until the VM announces itself
+        // here, it still runs where the location table says (pre-copy can take seconds).
         let remote = locations.entry(mac: header.destination, segment: segment).flatMap { $0.location.host != localHost ? $0.location.host : nil }
-        if let local, ports[local]?.lifecycle == .blocked, let remote {
-            // An incoming migration's port: until the VM announces itself here, it still runs
-            // where the location table says (pre-copy can take seconds); send it there.
-            sendRemote(frame, to: remote, segment: segment, forwarded: false)
-        } else if let target = local {
-            deliver(frame, header: header, to: target, forwarded: false, now: now)
+        if let local, remote == nil {
+            deliver(frame, header: header, to: local, forwarded: false, now: now)
         } else if let remote {
             sendRemote(frame, to: remote, segment: segment, forwarded: false)
         } else {
