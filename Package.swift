@@ -10,8 +10,10 @@
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
 //   Hypervisor         QEMU process supervision and the QMP client
-//   Migration          live migration: stream tunnels through secure channels, source and destination drivers
-//   ControlAPI         JSON lines over a unix socket between the command line and its local agent
+//   Migration          the migration state machines (pure), their executors, and the stream tunnels
+//   ControlAPI         JSON lines over a unix socket between the command line and its local agent, and its types
+//   MigrationService   the migration shell: coordinator, source and destination runs, recovery (journal,
+//                      VMs and switch behind protocols the agent implements)
 //   Agent              the node: configuration, services, durable state
 //   Benchmarks         `hostmesh bench …`: ours and the reference measured side by side
 //   hostmesh           the one binary: parses arguments, prints results
@@ -140,9 +142,19 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "MigrationService",
+            dependencies: [
+                "Migration", "Hypervisor", "SecureChannel", "MeshWire", "ControlAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -166,6 +178,7 @@ let package = Package(
             name: "hostmesh",
             dependencies: [
                 "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "Benchmarks",
+                "Migration", "MigrationService",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -202,7 +215,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "Membership"], swiftSettings: strict),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "Membership", "ControlAPI", "MigrationService"], swiftSettings: strict),
+        .testTarget(
+            name: "MigrationServiceTests",
+            dependencies: ["MigrationService", "Migration", "Hypervisor", "ControlAPI", "SecureChannel", "MeshIdentity", "MeshWire"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",

@@ -1,10 +1,11 @@
-import ControlAPI
+public import ControlAPI
 import Foundation
 public import Hypervisor
 public import Logging
 import Membership
 import MeshWire
 import Migration
+public import MigrationService
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -22,14 +23,18 @@ public struct Agent: Service {
     private let logger: Logger
     private let vmOptions: VMProcess.Options
     private let onListening: @Sendable (HostPort) -> Void
+    private let seams: MigrationTestSeams
 
-    /// An agent with loaded credentials. `onListening` is told the bound channel address.
+    /// An agent with loaded credentials. `onListening` is told the bound channel address;
+    /// `seams` are for fault-injection tests only (production: none).
     public init(configuration: AgentConfiguration, credentials: ChannelCredentials, logger: Logger,
-                vmOptions: VMProcess.Options = VMProcess.Options(), onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
+                vmOptions: VMProcess.Options = VMProcess.Options(), seams: MigrationTestSeams = MigrationTestSeams(),
+                onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
         self.configuration = configuration
         self.credentials = credentials
         self.logger = logger
         self.vmOptions = vmOptions
+        self.seams = seams
         self.onListening = onListening
     }
 
@@ -46,14 +51,18 @@ public struct Agent: Service {
         await vms.use(network: network)
         await vms.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
-        let limits = MigrationCoordinator.Limits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
-                                                 outgoing: configuration.maxOutgoingMigrations)
+        let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
+                                     outgoing: configuration.maxOutgoingMigrations)
         logger.info("migration limits", metadata: ["migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
                                                    "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
-        let coordinator = MigrationCoordinator(vms: vms, store: store, credentials: credentials,
-                                               stateDirectory: configuration.stateDirectory, network: network, limits: limits, logger: logger)
+        let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger)
+        var migration = MigrationCoordinator.Configuration()
+        migration.limits = limits
+        migration.observer = seams.observer
+        let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
+                                               configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
-        let unfinished = await coordinator.prepareRecovery()
+        let unfinished = try await coordinator.prepareRecovery()
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -68,7 +77,7 @@ public struct Agent: Service {
         let membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
         let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
-                                 ledger: ledger)
+                                 ledger: ledger, journal: journal)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -227,7 +236,7 @@ public struct Agent: Service {
                         migrations.insert(prepare.migrationID)
                         fallthrough
                     case .migrationCommit, .migrationAbort, .migrationQuery:
-                        if let reply = await coordinator.handle(envelope.body!, from: connection.peer) {
+                        if let reply = await coordinator.handle(envelope.body!, from: connection.peer.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(reply))
                         }
                     case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .none:
@@ -239,7 +248,7 @@ public struct Agent: Service {
             let reason = await connection.failureReason().map { "\($0)" } ?? "\(error)"
             logger.warning("channel ended with an error", metadata: ["mesh.peer": "\(connection.peer.hostID)", "mesh.reason": "\(reason)"])
         }
-        await coordinator.channelEnded(migrations: migrations)
+        await coordinator.channelEnded(migrations: migrations, from: connection.peer.hostID)
     }
 
 }

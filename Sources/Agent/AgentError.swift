@@ -19,39 +19,3 @@ public enum AgentError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// A `host:port` endpoint.
-public struct HostPort: Sendable, Hashable, CustomStringConvertible, Codable {
-    /// Host name or IP literal (without brackets).
-    public var host: String
-    /// TCP/UDP port.
-    public var port: Int
-
-    /// An endpoint.
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    /// Parses `host:port` or `[v6]:port`.
-    public init(parsing text: String) throws(AgentError) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw .badAddress(text)
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw .badAddress(text) }
-        self.init(host: host, port: port)
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { try self.init(parsing: text) } catch { throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description)) }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
-}

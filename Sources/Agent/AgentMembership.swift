@@ -1,3 +1,4 @@
+import Hypervisor
 import ControlAPI
 import Foundation
 import GossipTransport

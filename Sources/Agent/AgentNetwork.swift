@@ -1,3 +1,4 @@
+public import ControlAPI
 import Foundation
 public import Hypervisor
 public import Logging
@@ -6,10 +7,11 @@ public import NIOCore
 import NIOPosix
 public import SecureChannel
 public import VirtualSwitch
+public import MigrationService
 
 /// The agent's side of network identity: its virtual switch, the ports of its VMs' NICs, and
 /// the overlay keys it shares with other agents.
-public actor AgentNetwork {
+public actor AgentNetwork: MigrationPortMover {
     /// The switch.
     public let virtualSwitch: VirtualSwitch
     private let networks: [String: Network]
@@ -46,6 +48,11 @@ public actor AgentNetwork {
 
     /// The overlay's bound address (to advertise to other agents).
     public func overlayAddress() async -> SocketAddress? { await virtualSwitch.overlayAddress() }
+
+    /// `spec` with this host's own socket paths for its NICs (the migration's port mover).
+    public nonisolated func localize(_ spec: VMSpec, directory: VMRuntimeDirectory) -> VMSpec {
+        Self.localize(spec, directory: directory)
+    }
 
     /// The socket paths a NIC uses on this host, in the VM's runtime directory.
     public nonisolated static func localize(_ spec: VMSpec, directory: VMRuntimeDirectory) -> VMSpec {

@@ -1,6 +1,8 @@
 import ControlAPI
 import Foundation
 import GRDB
+import Hypervisor
+import MigrationService
 import SecureChannel
 
 /// Dispatches control API requests (Protocol.md §7) to the agent's parts.
@@ -11,6 +13,7 @@ struct ControlHandler: Sendable {
     let credentials: ChannelCredentials
     let listen: HostPort
     let ledger: OwnershipLedger
+    let journal: MigrationJournal
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -64,7 +67,7 @@ struct ControlHandler: Sendable {
                                                  memoryMiB: try vm.decodedSpec().memoryMiB) {
                 case .success(let choice):
                     destination = choice.channel
-                    try? await responder.progress(MigrationCoordinator.Progress(phase: "chose \(choice.host)", percent: 0, mbPerSecond: 0,
+                    try? await responder.progress(MigrationProgressUpdate(phase: "chose \(choice.host)", percent: 0, mbPerSecond: 0,
                                                                                 dirtyMBPerSecond: 0, iteration: 0, rung: "auto"))
                 case .failure(let error):
                     throw ControlError.unavailable("\(error)")
@@ -82,20 +85,26 @@ struct ControlHandler: Sendable {
             }
         case "vm.resolve":
             let p = try request.params(ControlTypes.Resolve.self)
-            return ControlTypes.Text(text: try await coordinator.resolve(p.vm, action: p.action))
+            return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: try Self.decision(p)))
         case "migrations":
-            return try await coordinator.history()
+            return try await journal.history()
         default:
             throw ControlError.badRequest("unknown method \"\(request.method)\"")
         }
     }
 }
 
-extension MigrationCoordinator {
-    /// Every migration this host took part in, newest first.
-    func history() async throws -> [MigrationRecord] {
-        try await store.database.read { db in
-            try StoredMigration.order(Column("startedAt").desc).fetchAll(db)
-        }.map(MigrationRecord.init)
+extension ControlHandler {
+    /// The operator's decision in a `vm.resolve` request; the coordinator refuses the unsafe ones
+    /// whose confirmation is missing.
+    static func decision(_ request: ControlTypes.Resolve) throws -> ResolveDecision {
+        switch request.action {
+        case nil: return .show
+        case "retry"?: return .retry
+        case "resume-here"?: return .resumeHere(destinationFenced: request.destinationFenced == true)
+        case "release-here"?: return .releaseHere(destinationRunsIt: request.destinationRunsIt == true)
+        case let other?:
+            throw ControlError.badRequest("unknown resolve action \"\(other)\": use retry, resume-here (with destinationFenced) or release-here (with destinationRunsIt)")
+        }
     }
 }

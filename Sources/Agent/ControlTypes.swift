@@ -80,10 +80,18 @@ public enum ControlTypes {
         public var vm: String
         /// nil (show), "retry", "resume-here" or "release-here".
         public var action: String?
-        /// A request.
-        public init(vm: String, action: String?) {
+        /// Required true with "resume-here": the operator confirms that the destination host is
+        /// down and cannot come back with the VM. The agent refuses "resume-here" without it.
+        public var destinationFenced: Bool?
+        /// Required true with "release-here": the operator confirms the guest was seen running on
+        /// the destination. The agent refuses "release-here" without it.
+        public var destinationRunsIt: Bool?
+        /// A request; the confirmations default to absent (not given).
+        public init(vm: String, action: String?, destinationFenced: Bool? = nil, destinationRunsIt: Bool? = nil) {
             self.vm = vm
             self.action = action
+            self.destinationFenced = destinationFenced
+            self.destinationRunsIt = destinationRunsIt
         }
     }
 

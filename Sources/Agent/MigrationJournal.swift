@@ -1,42 +1,57 @@
+import ControlAPI
 import Foundation
 import GRDB
 import Hypervisor
+import Logging
 import Migration
+import MigrationService
 
-/// Durable records of migrations and ownership (Protocol.md §6.4). Every write is one SQLite
-/// transaction with synchronous=FULL: when a function returns, the change survives a crash or
-/// a power loss. The migration state machines' `.journal` directives land here.
-struct MigrationJournal: Sendable {
+/// Durable records of migrations and ownership in the agent's SQLite store (Protocol.md §6.4).
+/// Every write is one SQLite transaction with synchronous=FULL: when a function returns, the
+/// change survives a crash or a power loss; when it throws, nothing of it was written.
+struct MigrationJournal: MigrationJournaling {
     let store: AgentStore
+    /// This host: its own ownership records never count as a newer owner.
+    let hostID: String
+    let logger: Logger
 
-    func beginSource(id: String, vm: StoredVM, peerAddress: String) async throws {
+    func beginSource(id: String, vmID: String, vmName: String, epoch: Int64, peerAddress: String) async throws {
         try await store.database.write { db in
-            try StoredMigration(id: id, vmId: vm.id, vmName: vm.name, role: "source", peer: peerAddress,
+            try StoredMigration(id: id, vmId: vmID, vmName: vmName, role: MigrationRole.source.rawValue, peer: peerAddress,
                                 phase: SourceMigration.Phase.requested.rawValue, startedAt: Date().timeIntervalSince1970,
-                                peerAddress: peerAddress, epoch: vm.epoch).insert(db)
+                                peerAddress: peerAddress, epoch: epoch).insert(db)
         }
     }
 
-    func setPhase(_ id: String, _ phase: String, peer: String? = nil, error: String? = nil, result: String? = nil, ended: Bool = false) async throws {
+    func setSourcePhase(_ id: String, _ phase: SourceMigration.Phase, peer: String?, error: String?, result: String?) async throws {
+        // In doubt is not an end: the retry loop and recovery pick it up.
+        try await setPhase(id, phase.rawValue, peer: peer, error: error, result: result, ended: phase == .done || phase == .aborted)
+    }
+
+    func setDestinationRunning(_ id: String) async throws {
+        try await setPhase(id, DestinationMigration.Phase.running.rawValue, ended: true)
+    }
+
+    private func setPhase(_ id: String, _ phase: String, peer: String? = nil, error: String? = nil, result: String? = nil, ended: Bool) async throws {
         try await store.database.write { db in
-            guard var row = try StoredMigration.fetchOne(db, key: id) else { return }
+            guard var row = try StoredMigration.fetchOne(db, key: id) else {
+                throw MigrationServiceError.journal("migration \(id) has no journal row")
+            }
             row.phase = phase
             if let peer { row.peer = peer }
             if let error { row.error = error }
             if let result { row.result = result }
-            if ended { row.endedAt = Date().timeIntervalSince1970 }
+            if ended, row.endedAt == nil { row.endedAt = Date().timeIntervalSince1970 }
             try row.update(db)
         }
     }
 
-    /// The source holds the guest paused until the handover is resolved.
-    func hold(vm: String, reason: String?) async throws {
+    func hold(vm: String, reason: String) async throws {
         try await store.database.write { db in
             try db.execute(sql: "UPDATE vm SET hold = ?, updatedAt = ? WHERE id = ?", arguments: [reason, Date().timeIntervalSince1970, vm])
         }
     }
 
-    /// The source released the VM: it now belongs to `owner` at `epoch`.
     func release(migration id: String, vm: String, to owner: String, epoch: Int64) async throws {
         try await store.database.write { db in
             _ = try StoredVM.deleteOne(db, key: vm)
@@ -46,8 +61,6 @@ struct MigrationJournal: Sendable {
         }
     }
 
-    /// After an in-doubt handover fell back to the source: the source owns it again, at an epoch
-    /// above the one the destination would have taken.
     func reclaim(vm: String, epoch: Int64) async throws {
         try await store.database.write { db in
             try db.execute(sql: "UPDATE vm SET epoch = ?, hold = NULL, updatedAt = ? WHERE id = ?",
@@ -57,13 +70,12 @@ struct MigrationJournal: Sendable {
 
     func beginDestination(id: String, spec: VMSpec, source: String, epoch: Int64) async throws {
         try await store.database.write { db in
-            try StoredMigration(id: id, vmId: spec.id, vmName: spec.name, role: "destination", peer: source,
+            try StoredMigration(id: id, vmId: spec.id, vmName: spec.name, role: MigrationRole.destination.rawValue, peer: source,
                                 phase: DestinationMigration.Phase.admitted.rawValue, startedAt: Date().timeIntervalSince1970,
                                 epoch: epoch).insert(db)
         }
     }
 
-    /// The commit: the VM is this host's at `epoch`, in one transaction with the phase.
     func commitDestination(id: String, spec: VMSpec, epoch: Int64) async throws {
         try await store.database.write { db in
             var vm = try StoredVM(spec: spec, desiredState: "running", epoch: epoch)
@@ -74,9 +86,6 @@ struct MigrationJournal: Sendable {
         }
     }
 
-    /// The destination discards an incoming migration: the phase, and the VM row its commit wrote
-    /// if it got that far (same VM, the migration's epoch), in one transaction, so that no restart
-    /// can find a VM row this host will not run.
     func discardDestination(id: String, vm: String, epoch: Int64, reason: String) async throws {
         try await store.database.write { db in
             try db.execute(sql: "UPDATE migration SET phase = ?, error = ?, endedAt = ? WHERE id = ?",
@@ -85,14 +94,32 @@ struct MigrationJournal: Sendable {
         }
     }
 
-    /// Migrations that had not ended when the agent stopped.
-    func unfinished() async throws -> [StoredMigration] {
+    func unfinished() async throws -> [JournaledMigration] {
         try await store.database.read { db in
             try StoredMigration.filter(Column("endedAt") == nil).order(Column("startedAt")).fetchAll(db)
-        }
+        }.map(\.journaled)
     }
 
-    func migration(_ id: String) async throws -> StoredMigration? {
-        try await store.database.read { db in try StoredMigration.fetchOne(db, key: id) }
+    func migration(_ id: String) async throws -> JournaledMigration? {
+        try await store.database.read { db in try StoredMigration.fetchOne(db, key: id) }?.journaled
+    }
+
+    func newerOwner(of vm: String, above epoch: Int64) async throws -> OwnershipClaim? {
+        try await OwnershipLedger(store: store, hostID: hostID, logger: logger).newerOwner(of: vm, above: epoch)
+            .map { OwnershipClaim(owner: $0.owner, epoch: $0.epoch) }
+    }
+
+    /// Every migration this host took part in, newest first (`hostmesh migrations`).
+    func history() async throws -> [MigrationRecord] {
+        try await store.database.read { db in
+            try StoredMigration.order(Column("startedAt").desc).fetchAll(db)
+        }.map(MigrationRecord.init)
+    }
+}
+
+extension StoredMigration {
+    var journaled: JournaledMigration {
+        JournaledMigration(id: id, vmID: vmId, vmName: vmName, role: MigrationRole(rawValue: role) ?? .destination, peer: peer,
+                           peerAddress: peerAddress, phase: phase, epoch: epoch, error: error, ended: endedAt != nil)
     }
 }

@@ -1,3 +1,4 @@
+public import ControlAPI
 public import Hypervisor
 
 /// What `hostmesh vm list/show` prints about a VM.
@@ -56,29 +57,3 @@ public struct MigrationRecord: Codable, Sendable, Equatable {
     public var error: String?
 }
 
-/// The figures of a completed migration.
-public struct MigrationReport: Codable, Sendable, Equatable {
-    /// From the start of the migration to the guest running on the destination, ms.
-    public var totalMs: Int64
-    /// Guest pause as QEMU measured it on the source, ms.
-    public var qemuDowntimeMs: Int64
-    /// From the source's completion to the destination's confirmation that the guest runs, ms:
-    /// the part of the pause the agents add for the safe handover.
-    public var switchoverMs: Int64
-    /// Guest-visible pause: QEMU's downtime plus the handover, ms.
-    public var downtimeMs: Int64
-    /// Bytes QEMU moved.
-    public var transferredBytes: Int64
-    /// Average throughput, MB/s.
-    public var mbPerSecond: Double
-    /// Pre-copy iterations.
-    public var iterations: Int
-    /// Convergence measures taken (downtime raised, throttled, post-copy).
-    public var ladder: [String]
-    /// Secure channels that carried the stream.
-    public var streams: Int
-    /// Where the time went: connect and authenticate, destination ready, QEMU transfer, handover (ms).
-    public var phasesMs: [String: Int64]?
-    /// True when the guest moved in post-copy (it ran on the destination while pages followed).
-    public var postcopy: Bool?
-}

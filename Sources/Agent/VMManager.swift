@@ -3,12 +3,13 @@ import GRDB
 public import Hypervisor
 public import Logging
 import ControlAPI
+public import MigrationService
 
 /// The VMs this host owns: their specs (durable, in the store) and their QEMU processes.
 ///
 /// After an agent restart, `recover()` re-adopts every QEMU that is still running; it never
 /// kills one.
-public actor VMManager {
+public actor VMManager: MigrationVMRegistry {
     private let store: AgentStore
     private let stateDirectory: String
     private let logger: Logger
@@ -182,6 +183,12 @@ public actor VMManager {
     /// The running QEMU of a VM.
     public func process(_ id: String) -> VMProcess? { processes[id] }
 
+    /// A VM by name or id, as migrations see it.
+    public func lookUp(_ reference: String) async throws -> RegisteredVM {
+        let vm = try await find(reference)
+        return RegisteredVM(id: vm.id, name: vm.name, epoch: vm.epoch, hold: vm.hold, spec: try? vm.decodedSpec())
+    }
+
     /// Finds a VM by name or id.
     public func find(_ reference: String) async throws -> StoredVM {
         let found = try await store.database.read { db in
@@ -237,7 +244,7 @@ public actor VMManager {
     // MARK: - Migration hooks
 
     /// Marks a running VM as leaving; returns its spec and QEMU. Only one migration at a time per VM.
-    func beginOutgoing(_ reference: String) async throws -> (StoredVM, VMSpec, VMProcess) {
+    public func beginOutgoing(_ reference: String) async throws -> OutgoingVM {
         let vm = try await find(reference)
         // Held: a handover is in doubt or a newer owner exists; moving this copy could make two.
         if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
@@ -246,7 +253,7 @@ public actor VMManager {
             busy[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
-        do { return (vm, try vm.decodedSpec(), process) } catch {
+        do { return OutgoingVM(id: vm.id, name: vm.name, epoch: vm.epoch, spec: try vm.decodedSpec(), process: process) } catch {
             busy[vm.id] = nil
             throw error
         }
@@ -254,7 +261,7 @@ public actor VMManager {
 
     /// Ends an outgoing migration. When the VM was released (its record is already gone from
     /// the store: it lives elsewhere) its QEMU quits; otherwise it stays here.
-    func endOutgoing(_ id: String, released: Bool, inDoubt: Bool = false) async {
+    public func endOutgoing(_ id: String, released: Bool, inDoubt: Bool = false) async {
         // Last: a quick return of the VM must not meet this teardown. In doubt, it stays marked
         // until the handover is settled (`settled`).
         defer { if busy[id] == .source { busy[id] = inDoubt && !released ? .inDoubt : nil } }
@@ -267,13 +274,13 @@ public actor VMManager {
     }
 
     /// The incoming VM is this host's now (its record was journaled with the commit).
-    func adoptIncoming(_ id: String) {
+    public func adoptIncoming(_ id: String) {
         if busy[id] == .destination { busy[id] = nil }
         problems[id] = nil
     }
 
     /// Kills a QEMU left behind by an incoming migration that never committed (after a restart).
-    func discardOrphan(_ id: String) async {
+    public func discardOrphan(_ id: String) async {
         let directory = directory(for: id)
         if let process = try? await VMProcess.adopt(directory: directory, options: options, logger: logger) {
             process.kill()
@@ -291,7 +298,7 @@ public actor VMManager {
     /// Reserves `spec`'s id for an incoming migration, before anything is journaled or created
     /// for it: refused if the VM exists here or is busy. Only after this may a failure path tear
     /// down what is under that id (`abortIncoming`).
-    func reserveIncoming(_ spec: VMSpec) async throws {
+    public func reserveIncoming(_ spec: VMSpec) async throws {
         guard processes[spec.id] == nil else { throw ControlError.conflict("VM \(spec.name) (\(spec.id)) already runs on this host") }
         try mark(spec.id, .destination, name: "VM \(spec.name) (\(spec.id))")
         let exists: Bool
@@ -316,7 +323,7 @@ public actor VMManager {
 
     /// Starts QEMU waiting for an incoming migration of `spec` (reserved) with the source's
     /// accelerator. On failure the caller discards the migration (`abortIncoming`).
-    func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess {
+    public func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess {
         var options = options
         options.accelerator = accelerator
         let process = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), mode: .incoming, options: options, logger: logger)
@@ -326,7 +333,7 @@ public actor VMManager {
 
     /// Discards an incoming VM that did not arrive: its QEMU, runtime directory and ports. The
     /// reservation ends last, so a retry cannot start in what is being torn down.
-    func abortIncoming(_ spec: VMSpec) async {
+    public func abortIncoming(_ spec: VMSpec) async {
         defer { if busy[spec.id] == .destination { busy[spec.id] = nil } }
         if let process = processes.removeValue(forKey: spec.id) {
             process.kill()
@@ -352,17 +359,17 @@ public actor VMManager {
 
     /// Recovery is about to finish or roll back migrations of these VMs: nothing else may touch
     /// them until it has (`endRecovering`). Called before the agent serves anyone.
-    func beginRecovering(_ ids: Set<String>) {
+    public func beginRecovering(_ ids: Set<String>) {
         for id in ids where busy[id] == nil { busy[id] = .recovering }
     }
 
     /// Recovery is done with VM `id`; if its handover is still in doubt, it stays marked so.
-    func endRecovering(_ id: String, inDoubt: Bool) {
+    public func endRecovering(_ id: String, inDoubt: Bool) {
         if busy[id] == .recovering { busy[id] = inDoubt ? .inDoubt : nil }
     }
 
     /// VM `id`'s in-doubt handover was settled (by its peer's answer or an operator).
-    func settled(_ id: String) {
+    public func settled(_ id: String) {
         if busy[id] == .inDoubt || busy[id] == .recovering { busy[id] = nil }
     }
 }

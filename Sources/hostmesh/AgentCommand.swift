@@ -1,5 +1,6 @@
 import Agent
 import ArgumentParser
+import ControlAPI
 import Hypervisor
 import Logging
 import ServiceLifecycle
@@ -46,7 +47,8 @@ struct AgentCommand: AsyncParsableCommand {
         let logger = Logger(label: "hostmesh.\(credentials.identity.hostID)")
         var vmOptions = VMProcess.Options()
         vmOptions.binary = configuration.qemuBinary
-        let agent = Agent(configuration: configuration, credentials: credentials, logger: logger, vmOptions: vmOptions)
+        let hooks = TestHooks(stateDirectory: configuration.stateDirectory)
+        let agent = Agent(configuration: configuration, credentials: credentials, logger: logger, vmOptions: vmOptions, seams: hooks.seams)
         let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

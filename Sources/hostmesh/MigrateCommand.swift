@@ -55,7 +55,7 @@ struct MigrateCommand: AsyncParsableCommand {
         if !report.ladder.isEmpty { print("  ladder     \(report.ladder.joined(separator: " → "))") }
     }
 
-    private struct ProgressLine: Decodable { var progress: MigrationCoordinator.Progress }
+    private struct ProgressLine: Decodable { var progress: MigrationProgressUpdate }
 }
 
 struct MigrationsCommand: AsyncParsableCommand {

@@ -140,7 +140,10 @@ extension VMCommand {
                 action = "release-here"
             default: throw ValidationError("choose one of --retry, --resume-here, --release-here")
             }
-            let text = try await control.client.call("vm.resolve", ControlTypes.Resolve(vm: vm, action: action), as: ControlTypes.Text.self)
+            // The agent checks the confirmations again: they travel with the request.
+            let request = ControlTypes.Resolve(vm: vm, action: action, destinationFenced: destinationFenced ? true : nil,
+                                               destinationRunsIt: destinationRunsIt ? true : nil)
+            let text = try await control.client.call("vm.resolve", request, as: ControlTypes.Text.self)
             print(text.text)
         }
     }

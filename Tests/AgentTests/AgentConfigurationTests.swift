@@ -1,5 +1,7 @@
 import Agent
+import ControlAPI
 import Foundation
+import MigrationService
 import MeshIdentity
 import Testing
 
@@ -38,10 +40,10 @@ import Testing
     @Test func migrationLimitsFollowTheLinkUnlessSet() throws {
         let c = try AgentConfiguration(tomlFile: write("max_incoming_migrations = 2"))
         #expect(c.maxIncomingMigrations == 2 && c.maxOutgoingMigrations == nil)
-        let slow = MigrationCoordinator.Limits(linkMegabits: 1_000, incoming: c.maxIncomingMigrations)
+        let slow = MigrationLimits(linkMegabits: 1_000, incoming: c.maxIncomingMigrations)
         #expect(slow.incoming == 2 && slow.outgoing == 4)
-        #expect(MigrationCoordinator.Limits(linkMegabits: 25_000).outgoing == 8)
-        #expect(MigrationCoordinator.Limits(linkMegabits: nil).incoming == 4)
+        #expect(MigrationLimits(linkMegabits: 25_000).outgoing == 8)
+        #expect(MigrationLimits(linkMegabits: nil).incoming == 4)
         // Loopback reports no speed: the slow-link default.
         #expect(LinkSpeed.interface(holding: "127.0.0.1") == "lo")
         #expect(LinkSpeed.megabitsPerSecond(of: "127.0.0.1") == nil)

@@ -8,8 +8,8 @@ import Testing
         #expect(s.handle(.start) == [.journal(.requested), .sendPrepare])
         #expect(d.handle(.prepare(refusal: nil)) == [.journal(.admitted), .launchIncoming])
         #expect(d.handle(.ready) == [.replyPrepared(refusal: nil)])
-        #expect(s.handle(.admitted) == [.journal(.admitted), .startTransfer])
-        #expect(s.transferStarted() == [.journal(.transferring)])
+        #expect(s.handle(.admitted) == [.journal(.admitted), .openTransfer])
+        #expect(s.handle(.transferReady) == [.journal(.transferring), .startTransfer])
         #expect(s.handle(.transferCompleted) == [.journal(.committing), .sendCommit])
         #expect(d.handle(.commit(loaded: true)) == [.journal(.committed), .resume])
         #expect(d.handle(.resumed) == [.journal(.running), .replyCommitted(error: nil)])
@@ -20,7 +20,7 @@ import Testing
     @Test func failuresBeforeCommitLeaveTheGuestOnTheSource() {
         for event in [SourceMigration.Event.transferFailed("qemu"), .peerLost("cut")] {
             var s = SourceMigration(id: "m")
-            _ = s.handle(.start); _ = s.handle(.admitted)
+            _ = s.handle(.start); _ = s.handle(.admitted); _ = s.handle(.transferReady)
             let out = s.handle(event)
             #expect(out.first == .journal(.aborted) && out.contains(.resumeLocal))
         }
@@ -33,15 +33,20 @@ import Testing
         // `committing` could not be written: the commit it would lead to is not sent (the shell
         // drops it), and the guest, which the destination cannot run without one, resumes here.
         var s = SourceMigration(id: "m")
-        _ = s.handle(.start); _ = s.handle(.admitted)
+        _ = s.handle(.start); _ = s.handle(.admitted); _ = s.handle(.transferReady)
         #expect(s.handle(.transferCompleted) == [.journal(.committing), .sendCommit])
         let out = s.handle(.journalFailed("disk full"))
         #expect(out.first == .journal(.aborted) && out.contains(.resumeLocal) && out.contains(.sendAbort("cannot write the migration journal: disk full")))
         #expect(!out.contains(.sendCommit) && !out.contains(.reclaim))
         #expect(s.phase == .aborted)
-        // After the commit was journaled and sent, a later failure to journal changes nothing.
-        var late = SourceMigration(id: "m", journaled: .committed)
-        #expect(late.handle(.journalFailed("disk full")).isEmpty)
+        // Past `committing`, a phase that could not be written does not stop what it leads to:
+        // the destination's journal settles the owner, and recovery repeats what was lost.
+        var late = SourceMigration(id: "m", journaled: .committing)
+        #expect(late.handle(.committed) == [.journal(.committed), .releaseLocal])
+        #expect(late.handle(.journalFailed("disk full")) == [.releaseLocal])
+        var doubt = SourceMigration(id: "m", journaled: .committing)
+        _ = doubt.handle(.peerLost("timeout"))
+        #expect(doubt.handle(.journalFailed("disk full")) == [.keepPaused, .failed(.init(reason: "handover in doubt: timeout", guest: .inDoubt))])
     }
 
     @Test func lostAnswerToCommitIsInDoubtAndNeverResumes() {
@@ -63,6 +68,54 @@ import Testing
         #expect(d.handle(.query) == [.replyVerdict(.committed)])
         var restarted = DestinationMigration(id: "m", journaled: .committed)
         #expect(restarted.verdict == .receiving)
+    }
+
+    @Test func postcopyCommitsThroughTheMachine() {
+        var s = SourceMigration(id: "m")
+        _ = s.handle(.start); _ = s.handle(.admitted); _ = s.handle(.transferReady)
+        #expect(s.handle(.postcopyStarted) == [.journal(.committing), .sendCommit])
+        // Without the record no commit: the guest, not yet run elsewhere, resumes here.
+        let out = s.handle(.journalFailed("disk full"))
+        #expect(out.contains(.resumeLocal) && !out.contains(.sendCommit))
+    }
+
+    @Test func failedDurableWritesKeepTheGuestPaused() {
+        // Taking back needs the reclaimed epoch: without it, back to doubt, paused.
+        var s = SourceMigration(id: "m", journaled: .committing)
+        #expect(Array(s.handle(.commitRefused("gone")).prefix(2)) == [.reclaim, .journal(.aborted)])
+        let out = s.handle(.reclaimFailed("disk full"))
+        #expect(out.first == .journal(.inDoubt) && out.contains(.keepPaused) && !out.contains(.resumeLocal))
+        #expect(s.phase == .inDoubt)
+        // Releasing needs its write: without it the copy stays paused and held, phase committed.
+        var r = SourceMigration(id: "m", journaled: .committing)
+        _ = r.handle(.committed)
+        #expect(r.handle(.releaseFailed("disk full")).first == .keepPaused)
+        #expect(r.phase == .committed)
+    }
+
+    @Test func operatorDecisionsGoThroughTheMachine() {
+        var resume = SourceMigration(id: "m", journaled: .inDoubt)
+        #expect(Array(resume.handle(.operatorResumed).prefix(3)) == [.reclaim, .journal(.aborted), .resumeLocal])
+        var release = SourceMigration(id: "m", journaled: .inDoubt)
+        #expect(release.handle(.operatorReleased) == [.journal(.committed), .releaseLocal])
+        // Only in doubt: an operator cannot take back a handover that is still under way.
+        var live = SourceMigration(id: "m", journaled: .committing)
+        #expect(live.handle(.operatorResumed).isEmpty)
+    }
+
+    @Test func destinationJournalFailures() {
+        var d = DestinationMigration(id: "m")
+        _ = d.handle(.prepare(refusal: nil))
+        #expect(d.handle(.journalFailed("disk full")) == [.discard, .replyPrepared(refusal: "cannot journal the admission: disk full")])
+        var c = DestinationMigration(id: "m", journaled: .admitted)
+        _ = c.handle(.commit(loaded: true))
+        let out = c.handle(.journalFailed("disk full"))
+        #expect(out == [.journal(.discarded), .discard, .replyCommitted(error: "discarded: cannot journal the commit: disk full")])
+        // The discard's own write failing does not spare the copy, nor the answer.
+        #expect(c.handle(.journalFailed("disk full")) == [.discard, .replyCommitted(error: "discarded: cannot journal the commit: disk full")])
+        var l = DestinationMigration(id: "m")
+        _ = l.handle(.prepare(refusal: nil))
+        #expect(l.handle(.launchFailed("no qemu")) == [.journal(.discarded), .discard, .replyPrepared(refusal: "cannot start the destination QEMU: no qemu")])
     }
 
     @Test func sourceReclaimsOnlyAfterCommitting() {
@@ -115,15 +168,16 @@ import Testing
         #expect(owned.handle(.recovered(qemuAlive: true)) == [.resume])
     }
 
-    /// A seeded simulation of both machines with their guests, a lossy channel, agent crashes
-    /// and restarts, and in-doubt resolution. At every step at most one copy of the guest runs;
-    /// once everything has settled, the guest exists on exactly one host.
-    @Test func neverTwoRunningCopies() {
+    /// A seeded simulation of both machines, driven through the same executors the agent uses,
+    /// with their guests, a lossy channel, failing journal writes, agent crashes and restarts,
+    /// and in-doubt resolution. At every step at most one copy of the guest runs; once
+    /// everything has settled, the guest exists on exactly one host.
+    @Test func neverTwoRunningCopies() async {
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SplitMix(state: seed)
         for round in 0..<3000 {
-            var world = World()
-            world.run(&rng)
+            let world = World()
+            await world.run(&rng)
             #expect(world.maxRunning <= 1, "seed \(seed) round \(round): two copies ran: \(world.trace)")
             #expect(world.copies == (world.qemuDied ? world.copies : 1) && world.copies <= 1,
                     "seed \(seed) round \(round): \(world.copies) copies at the end: \(world.trace)")
@@ -147,13 +201,72 @@ struct SplitMix: RandomNumberGenerator {
     }
 }
 
+/// The source agent's side of the simulated world: what the real agent's environment does to its
+/// journal, QEMU and channel, done to the world's state.
+struct SimulatedSource: SourceMigrationEnvironment {
+    unowned let world: World
+
+    func journal(_ phase: SourceMigration.Phase) async throws {
+        try world.maybeFailWrite("S:journal \(phase)")
+        world.sourceJournal = phase
+    }
+    func sendPrepare() async -> SourceMigration.Event? { world.toDestination.append(.prepare); return nil }
+    func openTransfer() async -> SourceMigration.Event? { .transferReady }
+    func startTransfer() async -> SourceMigration.Event? { nil } // QEMU completes (or fails) later
+    func sendCommit() async -> SourceMigration.Event? { world.toDestination.append(.commit); return nil }
+    func sendAbort(_ reason: String) async { world.toDestination.append(.abort) }
+    func queryPeer() async -> SourceMigration.Event? { world.toDestination.append(.query); return nil }
+    func reclaim() async throws {
+        try world.maybeFailWrite("S:reclaim")
+        world.sourceRow = 3 // epoch + 2
+    }
+    func resumeLocal() async { if world.sourceGuest == .paused { world.sourceGuest = .running } }
+    func keepPaused() async {}
+    func releaseLocal() async throws {
+        try world.maybeFailWrite("S:release")
+        world.sourceGuest = .none
+        world.sourceRow = nil
+    }
+    func succeeded() async { world.finished = true }
+    func failed(_ failure: SourceMigration.Failure) async { world.finished = true }
+}
+
+/// The destination agent's side of the simulated world.
+struct SimulatedDestination: DestinationMigrationEnvironment {
+    unowned let world: World
+
+    func journal(_ phase: DestinationMigration.Phase, reason: String?) async throws {
+        try world.maybeFailWrite("D:journal \(phase)")
+        if phase == .committed {
+            world.destinationRow = 2
+            // The end-to-end matrix's hook: the agent stops right after journaling its commit.
+            if world.stopAfterCommit { world.stopped = true; world.trace.append("D:stopped after commit") }
+        }
+        if phase == .discarded { world.destinationRow = nil }
+        world.destinationJournal = phase
+    }
+    func launchIncoming() async -> DestinationMigration.Event? {
+        world.destinationGuest = .paused
+        return .ready
+    }
+    func replyPrepared(refusal: String?) async { world.toSource.append(.prepared(refusal)) }
+    func resume() async -> DestinationMigration.Event? {
+        // A stopped agent resumes when it continues (or never, if it crashes first).
+        guard !world.stopped else { world.resumePending = true; return nil }
+        return world.resumeDestinationGuest()
+    }
+    func replyCommitted(error: String?) async { world.toSource.append(.committed(error)) }
+    func discard() async { world.destinationGuest = .none }
+    func replyVerdict(_ verdict: DestinationMigration.Verdict) async { world.toSource.append(.verdict(verdict)) }
+}
+
 /// The two agents, their QEMUs and a channel, driven by random faults.
-struct World {
+final class World {
     enum Guest { case none, paused, running }
     enum Message { case prepare, prepared(String?), commit, committed(String?), abort, query, verdict(DestinationMigration.Verdict) }
 
-    var source = SourceMigration(id: "m")
-    var destination = DestinationMigration(id: "m")
+    var source: SourceExecutor<SimulatedSource>!
+    var destination: DestinationExecutor<SimulatedDestination>!
     var sourceGuest = Guest.running
     var destinationGuest = Guest.none
     var toDestination: [Message] = []
@@ -172,160 +285,177 @@ struct World {
     /// When set, the destination stops right after journaling its commit (the test hook of the
     /// end-to-end matrix) and carries out the rest later, unless it crashes first.
     var stopAfterCommit = false
-    var pendingAtDestination: [DestinationMigration.Directive] = []
+    var stopped = false
+    var resumePending = false
+    /// Chance (in 1/100) that a durable write fails, as a full or broken disk would; a healed
+    /// world writes again.
+    var writeFailurePercent = 0
+    private var failures = SplitMix(state: 0)
+
+    init() {
+        source = SourceExecutor(machine: SourceMigration(id: "m"), environment: SimulatedSource(world: self))
+        destination = DestinationExecutor(machine: DestinationMigration(id: "m"), environment: SimulatedDestination(world: self))
+    }
 
     var copies: Int { (sourceGuest == .none ? 0 : 1) + (destinationGuest == .none ? 0 : 1) }
 
-    mutating func observe() {
+    struct WriteFailed: Error {}
+
+    func maybeFailWrite(_ what: String) throws {
+        observe()
+        guard writeFailurePercent > 0, Int.random(in: 0..<100, using: &failures) < writeFailurePercent else {
+            trace.append(what)
+            return
+        }
+        trace.append(what + " FAILED")
+        throw WriteFailed()
+    }
+
+    func observe() {
         let running = (sourceGuest == .running ? 1 : 0) + (destinationGuest == .running ? 1 : 0)
         maxRunning = max(maxRunning, running)
     }
 
-    mutating func sourceDo(_ directives: [SourceMigration.Directive]) {
-        for d in directives {
-            trace.append("S:\(d)")
-            switch d {
-            case .journal(let p): sourceJournal = p
-            case .sendPrepare: toDestination.append(.prepare)
-            case .startTransfer: sourceDo(source.transferStarted())
-            case .sendCommit: toDestination.append(.commit)
-            case .sendAbort: toDestination.append(.abort)
-            case .queryPeer: toDestination.append(.query)
-            case .reclaim: sourceRow = 3 // epoch + 2
-            case .resumeLocal: if sourceGuest == .paused { sourceGuest = .running }
-            case .keepPaused: break
-            case .releaseLocal:
-                sourceGuest = .none
-                sourceRow = nil
-                sourceDo(source.handle(.released))
-            case .succeeded, .failed: finished = true
-            }
-            observe()
+    func resumeDestinationGuest() -> DestinationMigration.Event {
+        defer { observe() }
+        switch destinationGuest {
+        case .paused:
+            destinationGuest = .running
+            return .resumed
+        case .running:
+            return .resumed
+        case .none:
+            return .resumeFailed("QEMU exited")
         }
     }
 
-    mutating func destinationDo(_ directives: [DestinationMigration.Directive]) {
-        for (i, d) in directives.enumerated() {
-            if stopAfterCommit, i > 0, directives[i - 1] == .journal(.committed) {
-                trace.append("D:stopped after commit")
-                pendingAtDestination = Array(directives[i...])
-                return
-            }
-            trace.append("D:\(d)")
-            switch d {
-            case .journal(let p):
-                if p == .committed { destinationRow = 2 }
-                if p == .discarded { destinationRow = nil }
-                destinationJournal = p
-            case .launchIncoming:
-                destinationGuest = .paused
-                destinationDo(destination.handle(.ready))
-            case .replyPrepared(let refusal): toSource.append(.prepared(refusal))
-            case .resume:
-                if destinationGuest == .paused {
-                    destinationGuest = .running
-                    destinationDo(destination.handle(.resumed))
-                } else if destinationGuest == .none {
-                    destinationDo(destination.handle(.resumeFailed("QEMU exited")))
-                }
-            case .replyCommitted(let error): toSource.append(.committed(error))
-            case .discard: destinationGuest = .none
-            case .replyVerdict(let v): toSource.append(.verdict(v))
-            }
-            observe()
-        }
+    func toSource(_ event: SourceMigration.Event) async {
+        trace.append("S<-\(event)")
+        await source.handle(event)
+        observe()
     }
 
-    mutating func deliverToDestination(_ m: Message) {
+    func toDestination(_ event: DestinationMigration.Event) async {
+        trace.append("D<-\(event)")
+        await destination.handle(event)
+        observe()
+    }
+
+    func deliverToDestination(_ m: Message) async {
+        guard !stopped else { toDestination.insert(m, at: 0); return } // a stopped agent reads nothing
         switch m {
-        case .prepare: destinationDo(destination.handle(.prepare(refusal: nil)))
-        case .commit: destinationDo(destination.handle(.commit(loaded: destinationGuest != .none)))
-        case .abort: destinationDo(destination.handle(.abort("source aborted")))
-        case .query: destinationDo(destination.handle(.query))
+        case .prepare: await toDestination(.prepare(refusal: nil))
+        case .commit: await toDestination(.commit(loaded: destinationGuest != .none))
+        case .abort: await toDestination(.abort("source aborted"))
+        case .query: await toDestination(.query)
         default: break
         }
     }
 
-    mutating func deliverToSource(_ m: Message) {
+    func deliverToSource(_ m: Message) async {
         switch m {
-        case .prepared(nil): sourceDo(source.handle(.admitted))
-        case .prepared(let refusal?): sourceDo(source.handle(.refused(refusal)))
-        case .committed(nil): sourceDo(source.handle(.committed))
-        case .committed(let e?): sourceDo(source.handle(.commitRefused(e)))
-        case .verdict(let v): sourceDo(source.handle(.peerReports(v)))
+        case .prepared(nil): await toSource(.admitted)
+        case .prepared(let refusal?): await toSource(.refused(refusal))
+        case .committed(nil): await toSource(.committed)
+        case .committed(let e?): await toSource(.commitRefused(e))
+        case .verdict(let v): await toSource(.peerReports(v))
         default: break
         }
     }
 
-    mutating func run(_ rng: inout SplitMix) {
+    /// The stopped destination agent goes on where it stopped.
+    func continueDestination() async {
+        stopped = false
+        guard resumePending else { return }
+        resumePending = false
+        trace.append("D:continues")
+        await toDestination(resumeDestinationGuest())
+    }
+
+    /// The source's journal shows a handover that is not settled (in doubt, committed but not
+    /// released, or a take-back whose last write failed).
+    var unsettled: Bool { [.committing, .inDoubt, .committed].contains(sourceJournal) && source.machine.phase != .committing }
+
+    /// The in-doubt retry loop (or a restart's recovery): the journaled phase, recovered.
+    func retryFromJournal() async {
+        guard unsettled else { return }
+        trace.append("S:retry")
+        source = SourceExecutor(machine: SourceMigration(id: "m", journaled: sourceJournal), environment: SimulatedSource(world: self))
+        await toSource(.recovered)
+    }
+
+    func crashDestination() async {
+        trace.append("D:crash")
+        toDestination.removeAll()
+        stopped = false
+        resumePending = false
+        let machine = destinationJournal.map { DestinationMigration(id: "m", journaled: $0) } ?? DestinationMigration(id: "m")
+        destination = DestinationExecutor(machine: machine, environment: SimulatedDestination(world: self))
+        await toDestination(.recovered(qemuAlive: destinationGuest != .none))
+    }
+
+    func run(_ rng: inout SplitMix) async {
         stopAfterCommit = Bool.random(using: &rng)
-        sourceDo(source.handle(.start))
+        writeFailurePercent = Int.random(in: 0..<4, using: &rng) == 0 ? 10 : 0
+        failures = SplitMix(state: rng.next())
+        await toSource(.start)
         var steps = 0
         while steps < 200 {
             steps += 1
+            let phase = source.machine.phase
             switch Int.random(in: 0..<100, using: &rng) {
-            case 0..<35 where !toDestination.isEmpty: deliverToDestination(toDestination.removeFirst())
-            case 35..<70 where !toSource.isEmpty: deliverToSource(toSource.removeFirst())
-            case 70..<78 where (source.phase == .transferring || source.phase == .admitted) && sourceGuest != .none:
-                // QEMU finishes sending: the guest stops here for good.
+            case 0..<35 where !toDestination.isEmpty: await deliverToDestination(toDestination.removeFirst())
+            case 35..<70 where !toSource.isEmpty: await deliverToSource(toSource.removeFirst())
+            case 70..<78 where phase == .transferring && sourceGuest != .none:
+                // QEMU finishes sending (or enters post-copy): the guest stops here for good.
                 sourceGuest = .paused
                 trace.append("S:qemu completed")
-                sourceDo(source.handle(.transferCompleted))
-            case 78..<81 where source.phase == .transferring:
+                await toSource(Bool.random(using: &rng) ? .transferCompleted : .postcopyStarted)
+            case 78..<81 where phase == .transferring:
                 trace.append("S:qemu failed")
-                sourceDo(source.handle(.transferFailed("qemu")))
+                await toSource(.transferFailed("qemu"))
             case 81..<85:
                 // The channel breaks: messages in flight are lost; both sides notice.
                 trace.append("cut")
                 toDestination.removeAll(); toSource.removeAll()
-                sourceDo(source.handle(.peerLost("cut")))
-                destinationDo(destination.handle(.abort("channel ended")))
+                await toSource(.peerLost("cut"))
+                if !stopped { await toDestination(.abort("channel ended")) }
             case 85..<89:
                 // The source agent crashes and restarts from its journal (its QEMU lives on).
                 trace.append("S:crash")
                 toSource.removeAll()
-                source = SourceMigration(id: "m", journaled: sourceJournal)
-                sourceDo(source.handle(.recovered))
+                source = SourceExecutor(machine: SourceMigration(id: "m", journaled: sourceJournal), environment: SimulatedSource(world: self))
+                await toSource(.recovered)
             case 93..<95 where sourceGuest != .none:
                 trace.append("S:qemu killed")
                 sourceGuest = .none
                 qemuDied = true
-                if source.phase == .transferring || source.phase == .admitted { sourceDo(source.handle(.transferFailed("qemu died"))) }
+                if phase == .transferring || phase == .admitted { await toSource(.transferFailed("qemu died")) }
             case 95..<97 where destinationGuest != .none:
                 trace.append("D:qemu killed")
                 destinationGuest = .none
                 qemuDied = true
-                if destination.phase == .admitted { destinationDo(destination.handle(.abort("qemu died"))) }
-            case 97..<100 where !pendingAtDestination.isEmpty:
-                trace.append("D:continues")
-                let rest = pendingAtDestination
-                pendingAtDestination = []
-                destinationDo(rest)
+                if destination.machine.phase == .admitted && !stopped { await toDestination(.abort("qemu died")) }
+            case 97..<100 where stopped:
+                await continueDestination()
             case 89..<93:
-                trace.append("D:crash")
-                toDestination.removeAll()
-                pendingAtDestination = []
-                destination = destinationJournal.map { DestinationMigration(id: "m", journaled: $0) } ?? DestinationMigration(id: "m")
-                destinationDo(destination.handle(.recovered(qemuAlive: destinationGuest != .none)))
+                await crashDestination()
             default:
-                if toDestination.isEmpty && toSource.isEmpty && source.phase == .inDoubt {
-                    sourceDo([.queryPeer]) // the operator (or a timer) asks again
-                }
+                if toDestination.isEmpty && toSource.isEmpty { await retryFromJournal() }
             }
-            if finished && toDestination.isEmpty && toSource.isEmpty && source.phase != .inDoubt { break }
+            if finished && toDestination.isEmpty && toSource.isEmpty && !unsettled && !stopped { break }
         }
-        // Heal: deliver everything, resolve doubt, until quiet.
-        for _ in 0..<50 {
-            if !pendingAtDestination.isEmpty {
-                let rest = pendingAtDestination
-                pendingAtDestination = []
-                destinationDo(rest)
-                continue
+        // Heal: disks work again; deliver everything, resolve doubt, until quiet.
+        writeFailurePercent = 0
+        for _ in 0..<60 {
+            if stopped { await continueDestination(); continue }
+            if !toDestination.isEmpty { await deliverToDestination(toDestination.removeFirst()); continue }
+            if !toSource.isEmpty { await deliverToSource(toSource.removeFirst()); continue }
+            if unsettled { await retryFromJournal(); continue }
+            if let journaled = destinationJournal, journaled != destination.machine.phase {
+                // A write the destination could not make: its next start recovers from what is journaled.
+                await crashDestination(); continue
             }
-            if !toDestination.isEmpty { deliverToDestination(toDestination.removeFirst()); continue }
-            if !toSource.isEmpty { deliverToSource(toSource.removeFirst()); continue }
-            if source.phase == .inDoubt { sourceDo([.queryPeer]); continue }
-            if source.phase == .committed { sourceDo(source.handle(.recovered)); continue }
             break
         }
     }

@@ -1,5 +1,7 @@
-/// The destination side of a migration as a pure state machine (Protocol.md §6.4). The shell
-/// MUST finish each `.journal` directive durably before the directives after it.
+/// The destination side of a migration as a pure state machine (Protocol.md §6.4).
+/// `DestinationExecutor` carries the directives out in order and MUST finish each `.journal`
+/// directive durably before the directives after it; when that write fails it feeds
+/// `.journalFailed`, and what follows is this machine's decision, not the shell's.
 ///
 /// The invariant it keeps: the guest runs here only after a commit from the migration's source
 /// has been journaled here, together with the VM's new ownership epoch; and once this side has
@@ -37,6 +39,8 @@ public struct DestinationMigration: Sendable, Equatable {
         case prepare(refusal: String?)
         /// QEMU here is ready to receive (listening on its incoming socket).
         case ready
+        /// QEMU here could not be started or made to listen (or the ports not imported).
+        case launchFailed(String)
         /// The source committed; `loaded` says whether QEMU has the whole guest (or is in post-copy).
         case commit(loaded: Bool)
         /// QEMU here runs the guest.
@@ -53,17 +57,21 @@ public struct DestinationMigration: Sendable, Equatable {
         /// The agent restarted and found this migration in its journal; `qemuAlive` says
         /// whether this migration's QEMU is still running.
         case recovered(qemuAlive: Bool)
+        /// The `.journal` directive just carried out could not be written durably. The
+        /// directives queued after it were not carried out; the ones returned replace them.
+        case journalFailed(String)
     }
 
     /// What to do.
     public enum Directive: Sendable, Equatable {
         /// Persist the phase (and, for `committed`, the VM's new owner and epoch) before anything after it.
         case journal(Phase)
-        /// Reserve capacity and start QEMU waiting for the incoming stream.
+        /// Reserve capacity and start QEMU waiting for the incoming stream; reports `.ready` or
+        /// `.launchFailed`.
         case launchIncoming
         /// Answer the prepare: nil means admitted.
         case replyPrepared(refusal: String?)
-        /// Resume the guest (QEMU `cont`).
+        /// Resume the guest (QEMU `cont`); reports `.resumed` or `.resumeFailed`.
         case resume
         /// Answer the commit: nil means the guest runs here.
         case replyCommitted(error: String?)
@@ -79,6 +87,9 @@ public struct DestinationMigration: Sendable, Equatable {
     /// Current phase (nil before admission).
     public private(set) var phase: Phase?
     private var discardReason = ""
+    /// The directives that followed the last `.journal` directive: what to carry out anyway if
+    /// that write fails in a phase where going on is safe.
+    private var afterJournal: [Directive] = []
 
     /// A migration the source just asked for.
     public init(id: String) { self.id = id }
@@ -96,23 +107,43 @@ public struct DestinationMigration: Sendable, Equatable {
         case (nil, .prepare(let refusal?)):
             return [.replyPrepared(refusal: refusal)]
         case (nil, .prepare(nil)):
-            return move(.admitted) + [.launchIncoming]
+            return move(.admitted, then: [.launchIncoming])
         case (.admitted, .ready):
             return [.replyPrepared(refusal: nil)]
+        case (.admitted, .launchFailed(let why)):
+            let reason = "cannot start the destination QEMU: \(why)"
+            return discard(reason, answer: .replyPrepared(refusal: reason))
+        case (.admitted, .journalFailed(let why)):
+            // The admission was not recorded: refuse it. Nothing was created but the reservation.
+            phase = .discarded
+            discardReason = "cannot journal the admission: \(why)"
+            return [.discard, .replyPrepared(refusal: discardReason)]
+        case (.committed, .journalFailed(let why)):
+            // The commit was not recorded, so the guest must not run here: discard, and the
+            // source, told so, takes its copy back.
+            let reason = "cannot journal the commit: \(why)"
+            return discard(reason, answer: .replyCommitted(error: "discarded: \(reason)"))
+        case (.running, .journalFailed), (.discarded, .journalFailed):
+            // The commit (or nothing) is journaled: what follows is safe either way, and recovery
+            // repeats it after a restart. The copy of a discard is killed all the same.
+            defer { afterJournal = [] }
+            return afterJournal
         case (.admitted, .commit(loaded: true)):
             // Ownership first: once journaled, a crash before `cont` resumes here on recovery.
-            return move(.committed) + [.resume]
+            return move(.committed, then: [.resume])
         case (.admitted, .commit(loaded: false)):
-            return discard("the commit arrived before the guest had loaded") + [.replyCommitted(error: discardReason)]
+            let reason = "the commit arrived before the guest had loaded"
+            return discard(reason, answer: .replyCommitted(error: reason))
         case (.committed, .resumed):
-            return move(.running) + [.replyCommitted(error: nil)]
+            return move(.running, then: [.replyCommitted(error: nil)])
         case (.committed, .abort):
             // The guest is ours: a late abort or the channel's end changes nothing.
             return []
         case (.committed, .resumeFailed(let why)):
             // Nothing ran here and the source has not been answered: discard (journaled first),
             // then tell the source, which resumes its copy above this commit's epoch.
-            return discard("resume failed after commit: \(why)") + [.replyCommitted(error: "discarded: \(discardReason)")]
+            let reason = "resume failed after commit: \(why)"
+            return discard(reason, answer: .replyCommitted(error: "discarded: \(reason)"))
         case (.admitted, .abort(let why)):
             return discard(why)
         case (nil, .commit), (.discarded, .commit):
@@ -128,7 +159,7 @@ public struct DestinationMigration: Sendable, Equatable {
             // Nothing ran here (the agent died before `cont` and QEMU with it): the shell deletes
             // the VM row with the phase, and the source, when it asks, takes the guest back.
             discardReason = "the destination QEMU died before resuming the guest"
-            return move(.discarded)
+            return move(.discarded, then: [])
         default:
             return []
         }
@@ -147,13 +178,16 @@ public struct DestinationMigration: Sendable, Equatable {
         }
     }
 
-    private mutating func move(_ next: Phase) -> [Directive] {
+    private mutating func move(_ next: Phase, then rest: [Directive]) -> [Directive] {
         phase = next
-        return [.journal(next)]
+        afterJournal = rest
+        return [.journal(next)] + rest
     }
 
-    private mutating func discard(_ why: String) -> [Directive] {
+    /// Journals the discard, then kills the copy and gives the answer owed, if any: both are
+    /// carried out even if the journal write fails.
+    private mutating func discard(_ why: String, answer: Directive? = nil) -> [Directive] {
         discardReason = why
-        return move(.discarded) + [.discard]
+        return move(.discarded, then: [.discard] + (answer.map { [$0] } ?? []))
     }
 }

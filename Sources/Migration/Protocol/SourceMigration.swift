@@ -1,11 +1,12 @@
 /// The source side of a migration as a pure state machine (Protocol.md §6.4): events in,
-/// directives out, no I/O. The shell MUST carry out directives in order, and MUST finish a
-/// `.journal` directive (durably) before the ones after it.
+/// directives out, no I/O. `SourceExecutor` carries the directives out in order and MUST finish
+/// a `.journal` directive (durably) before the ones after it; when that write fails it feeds
+/// `.journalFailed`, and what follows is this machine's decision, not the shell's.
 ///
 /// The invariant it keeps: once the source may have told the destination to run the guest
 /// (`committing` and later), it never resumes its own copy unless the destination has said it
-/// discarded its copy. Before that point the source may always resume: the destination runs
-/// nothing without a commit.
+/// discarded its copy, or an operator has said the destination is fenced. Before that point the
+/// source may always resume: the destination runs nothing without a commit.
 public struct SourceMigration: Sendable, Equatable {
     /// Where the migration stands; journaled on every change.
     public enum Phase: String, Sendable, Codable, CaseIterable {
@@ -37,9 +38,14 @@ public struct SourceMigration: Sendable, Equatable {
         case admitted
         /// The destination refused the VM.
         case refused(String)
-        /// QEMU finished sending (pre-copy completed) or entered post-copy: the guest is stopped here for good.
+        /// The tunnel for QEMU's stream is open: QEMU may start sending.
+        case transferReady
+        /// QEMU entered post-copy: the guest is stopped here for good and must run on the
+        /// destination at once, while the remaining pages follow.
+        case postcopyStarted
+        /// QEMU finished sending (pre-copy completed): the guest is stopped here for good.
         case transferCompleted
-        /// QEMU's migration failed or was cancelled: the guest runs here.
+        /// QEMU's migration failed or was cancelled (or the tunnel could not open): the guest runs here.
         case transferFailed(String)
         /// The destination confirmed it runs the guest.
         case committed
@@ -53,34 +59,54 @@ public struct SourceMigration: Sendable, Equatable {
         case recovered
         /// The local copy has been released.
         case released
-        /// The phase just entered could not be journaled, so nothing it leads to may be done (the
-        /// next directive, such as the commit, was not carried out).
+        /// The `.journal` directive just carried out could not be written durably. The
+        /// directives queued after it were not carried out; the ones returned replace them.
         case journalFailed(String)
+        /// The `.reclaim` directive could not be written: the epoch did not move, so the guest
+        /// must not resume here.
+        case reclaimFailed(String)
+        /// The `.releaseLocal` directive could not be written: the guest runs on the destination
+        /// and the copy here stays paused until it can be released.
+        case releaseFailed(String)
+        /// An operator, having checked that the destination is down for good, takes an in-doubt
+        /// guest back (`vm resolve --resume-here --destination-fenced`).
+        case operatorResumed
+        /// An operator, having seen the guest run on the destination, releases the in-doubt copy
+        /// (`vm resolve --release-here --destination-runs-it`).
+        case operatorReleased
     }
 
     /// What to do.
     public enum Directive: Sendable, Equatable {
         /// Persist the phase durably before anything that follows.
         case journal(Phase)
-        /// Ask the destination to admit the VM.
+        /// Ask the destination to admit the VM; reports `.admitted`, `.refused` or `.peerLost`.
         case sendPrepare
-        /// Start QEMU's outgoing migration into the tunnel.
+        /// Open the tunnel QEMU's stream goes through; reports `.transferReady` or `.transferFailed`.
+        case openTransfer
+        /// Start QEMU's outgoing migration into the tunnel; reports `.transferCompleted`,
+        /// `.postcopyStarted` (QEMU goes on sending) or `.transferFailed`.
         case startTransfer
-        /// Tell the destination to run the guest.
+        /// Tell the destination to run the guest (with the ports' final state) and wait for its
+        /// answer (after a post-copy transfer has finished); reports `.committed`,
+        /// `.commitRefused` or `.peerLost`.
         case sendCommit
         /// Tell the destination to discard its copy (best effort).
         case sendAbort(String)
-        /// Ask the destination what it knows about this migration.
+        /// Ask the destination what it knows about this migration; reports `.peerReports` or
+        /// nothing when it does not answer.
         case queryPeer
         /// Take the VM back here at the migration's epoch + 2, durably, clearing any hold: above
         /// any epoch the destination may have journaled. Comes before `resumeLocal` whenever the
-        /// source resumes after having journaled `committing` (Protocol.md §6.4).
+        /// source resumes after having journaled `committing` (Protocol.md §6.4). When it cannot
+        /// be written, nothing after it is carried out: the guest stays paused.
         case reclaim
         /// Make sure the guest runs here (QEMU `cont` if it is paused).
         case resumeLocal
-        /// Leave the guest paused here.
+        /// Leave the guest paused here and hold the VM (durably, and in memory even if that write fails).
         case keepPaused
-        /// Quit the local QEMU and forget the VM: it lives on the destination.
+        /// Forget the VM here at the migration's epoch + 1 (durably) and quit the local QEMU: it
+        /// lives on the destination. Reports `.released`; when the write fails, nothing.
         case releaseLocal
         /// The migration ended: the guest runs on the destination.
         case succeeded
@@ -88,18 +114,31 @@ public struct SourceMigration: Sendable, Equatable {
         case failed(Failure)
     }
 
+    /// Where the guest is when a migration did not complete.
+    public enum GuestLocation: String, Sendable, Equatable {
+        /// It runs on the source (it never left, or was taken back).
+        case source
+        /// It runs on the destination.
+        case destination
+        /// Unknown: the handover is in doubt and the guest is paused on the source.
+        case inDoubt = "in doubt"
+    }
+
     /// Why a migration did not complete, and where the guest is.
     public struct Failure: Error, Sendable, Equatable {
         /// What went wrong.
         public var reason: String
-        /// Where the guest is: "source", "destination", or "in doubt".
-        public var guest: String
+        /// Where the guest is.
+        public var guest: GuestLocation
     }
 
     /// Migration id.
     public let id: String
     /// Current phase.
     public private(set) var phase: Phase
+    /// The directives that followed the last `.journal` directive: what to carry out anyway if
+    /// that write fails in a phase where going on is safe.
+    private var afterJournal: [Directive] = []
 
     /// A new migration, before `start`.
     public init(id: String) {
@@ -117,60 +156,75 @@ public struct SourceMigration: Sendable, Equatable {
     public mutating func handle(_ event: Event) -> [Directive] {
         switch (phase, event) {
         case (.requested, .start):
-            return [.journal(.requested), .sendPrepare]
+            return move(.requested, then: [.sendPrepare])
         case (.requested, .admitted):
-            return move(.admitted) + [.startTransfer]
+            return move(.admitted, then: [.openTransfer])
+        case (.admitted, .transferReady):
+            // Journaled before QEMU sends a byte: recovery then knows a stream may have flowed.
+            return move(.transferring, then: [.startTransfer])
         case (.requested, .refused(let why)), (.requested, .peerLost(let why)):
             return abort(why, tellPeer: false)
         case (.admitted, .transferFailed(let why)), (.admitted, .peerLost(let why)),
              (.transferring, .transferFailed(let why)), (.transferring, .peerLost(let why)):
             return abort(why, tellPeer: true)
-        case (.admitted, .transferCompleted), (.transferring, .transferCompleted):
+        case (.transferring, .transferCompleted), (.transferring, .postcopyStarted):
             // Journal first: after this line the source never takes the guest back on its own.
-            return move(.committing) + [.sendCommit]
+            return move(.committing, then: [.sendCommit])
         case (.committing, .committed), (.inDoubt, .peerReports(.committed)):
-            return move(.committed) + [.releaseLocal]
+            return move(.committed, then: [.releaseLocal])
         case (.committing, .commitRefused(let why)), (.inDoubt, .peerReports(.discarded(let why))):
             return takeBack("destination discarded the guest: \(why)")
         case (.committing, .peerLost(let why)):
-            return move(.inDoubt) + [.keepPaused,
-                                     .failed(Failure(reason: "handover in doubt: \(why)", guest: "in doubt"))]
+            return move(.inDoubt, then: [.keepPaused, .failed(Failure(reason: "handover in doubt: \(why)", guest: .inDoubt))])
         case (.inDoubt, .peerReports(.unknown)):
             // The destination never heard of it and has fenced it: a late commit is refused.
             return takeBack("destination never received the guest")
         case (.inDoubt, .peerReports(.receiving)):
             // It still waits for a commit that will not come from us without a decision: abort it.
             return [.sendAbort("source resolved an in-doubt handover"), .queryPeer]
+        case (.inDoubt, .operatorResumed):
+            return takeBack("an operator resumed the guest on the source (destination fenced)")
+        case (.inDoubt, .operatorReleased):
+            return move(.committed, then: [.releaseLocal])
         case (.committed, .released):
-            return move(.done) + [.succeeded]
+            return move(.done, then: [.succeeded])
+        case (.aborted, .reclaimFailed(let why)):
+            // The journal still says committing or in doubt: back to doubt, guest paused; the
+            // retry loop asks again and reclaims then.
+            return move(.inDoubt, then: [.keepPaused, .failed(Failure(
+                reason: "cannot journal taking the guest back (\(why)); it stays paused here", guest: .inDoubt))])
+        case (.committed, .releaseFailed(let why)):
+            // The destination runs the guest: the copy here stays paused and held until the
+            // retry loop (or a restart's recovery) releases it.
+            return [.keepPaused, .failed(Failure(
+                reason: "the guest runs on the destination, but releasing it here failed: \(why)", guest: .destination))]
         // Recovery after a restart: the tunnel and QEMU's outgoing migration died with the agent.
         case (.requested, .recovered), (.admitted, .recovered), (.transferring, .recovered):
             return abort("the source agent restarted during the migration", tellPeer: true)
         case (.committing, .recovered), (.inDoubt, .recovered):
-            return move(.inDoubt) + [.keepPaused, .queryPeer]
+            return move(.inDoubt, then: [.keepPaused, .queryPeer])
         case (.committed, .recovered):
             return [.releaseLocal]
-        case (.admitted, .admitted), (.transferring, .admitted):
-            return []
         // Journal before acting: a phase that could not be recorded is not acted on. Up to
         // `committing` the commit has not been sent, so the destination cannot run the guest.
         case (.requested, .journalFailed(let why)), (.admitted, .journalFailed(let why)),
              (.transferring, .journalFailed(let why)), (.committing, .journalFailed(let why)):
-            return abort("cannot write the migration journal: \(why)", tellPeer: true)
+            return abort("cannot write the migration journal: \(why)", tellPeer: phase != .requested)
+        // Past `committing` nothing a missing record leads to is unsafe: the guest's owner is
+        // settled by the destination's journal (committed) or by the hold and the reclaimed
+        // epoch (in doubt, aborted), and recovery repeats whatever was lost. Go on.
+        case (.committed, .journalFailed), (.done, .journalFailed), (.aborted, .journalFailed), (.inDoubt, .journalFailed):
+            defer { afterJournal = [] }
+            return afterJournal
         default:
             return []
         }
     }
 
-    /// Marks QEMU's transfer as started (journaled, so recovery knows a stream may have flowed).
-    public mutating func transferStarted() -> [Directive] {
-        guard phase == .admitted else { return [] }
-        return move(.transferring)
-    }
-
-    private mutating func move(_ next: Phase) -> [Directive] {
+    private mutating func move(_ next: Phase, then rest: [Directive]) -> [Directive] {
         phase = next
-        return [.journal(next)]
+        afterJournal = rest
+        return [.journal(next)] + rest
     }
 
     /// Back to the source after `committing`: the epoch moves past the destination's first,
@@ -179,12 +233,13 @@ public struct SourceMigration: Sendable, Equatable {
     /// epoch (it is computed from the migration's, not the VM's).
     private mutating func takeBack(_ why: String) -> [Directive] {
         phase = .aborted
-        return [.reclaim, .journal(.aborted), .resumeLocal, .failed(Failure(reason: why, guest: "source"))]
+        afterJournal = [.resumeLocal, .failed(Failure(reason: why, guest: .source))]
+        return [.reclaim, .journal(.aborted)] + afterJournal
     }
 
     /// Before `committing` the destination cannot run the guest: resume at the same epoch.
     private mutating func abort(_ why: String, tellPeer: Bool) -> [Directive] {
         let tell: [Directive] = tellPeer ? [.sendAbort(why)] : []
-        return move(.aborted) + tell + [.resumeLocal, .failed(Failure(reason: why, guest: "source"))]
+        return move(.aborted, then: tell + [.resumeLocal, .failed(Failure(reason: why, guest: .source))])
     }
 }

@@ -1,0 +1,212 @@
+import ControlAPI
+import Foundation
+import Hypervisor
+import Logging
+import MeshWire
+import Migration
+
+/// The destination side's environment (Protocol.md §6.4, §6.5): carries out
+/// `DestinationMigration`'s directives against the journal, QEMU and the switch, and collects
+/// the answer owed to the source's message. Messages from the source and recovery after a
+/// restart use the same type; recovery has no spec or prepare, and nobody to answer.
+actor IncomingRun: DestinationMigrationEnvironment {
+    /// What the source's prepare carried.
+    struct Prepare: Sendable {
+        let settings: MigrationSettings
+        let accelerator: AcceleratorChoice
+        let portStates: [[UInt8]]
+    }
+
+    let context: MigrationContext
+    let id: String
+    let vmID: String
+    /// The source's host id.
+    let source: String
+    /// The epoch the VM has here once committed (the source's + 1).
+    let epoch: Int64
+    private(set) var spec: VMSpec?
+    private let prepare: Prepare?
+    private let logger: Logger
+    private(set) var process: VMProcess?
+    private var resumedWatcher: Task<Double?, Never>?
+    /// The ports' final deltas, from the commit being handled.
+    private var deltas: [[UInt8]] = []
+    /// The answer to the message being handled, if one is owed.
+    private var reply: Hostmesh_V1_AgentEnvelope?
+
+    /// An incoming migration the source just asked for.
+    init(context: MigrationContext, id: String, spec: VMSpec, source: String, epoch: Int64, prepare: Prepare) {
+        self.context = context
+        self.id = id
+        vmID = spec.id
+        self.spec = spec
+        self.source = source
+        self.epoch = epoch
+        self.prepare = prepare
+        logger = Self.logger(context, id: id, vm: spec.id)
+    }
+
+    /// Recovery (or a late message) for a journaled migration; `process` is its QEMU if it still runs.
+    init(context: MigrationContext, recovering row: JournaledMigration, process: VMProcess?) {
+        self.context = context
+        id = row.id
+        vmID = row.vmID
+        source = row.peer
+        epoch = row.epoch ?? 0
+        spec = nil
+        prepare = nil
+        self.process = process
+        logger = Self.logger(context, id: row.id, vm: row.vmID)
+    }
+
+    private static func logger(_ context: MigrationContext, id: String, vm: String) -> Logger {
+        var log = context.logger
+        log[metadataKey: "migration.id"] = "\(id)"
+        log[metadataKey: "vm.id"] = "\(vm)"
+        return log
+    }
+
+    /// The answer owed to the message just handled (taken once).
+    func takeReply() -> Hostmesh_V1_AgentEnvelope? {
+        defer { reply = nil }
+        return reply
+    }
+
+    /// Sets the ports' final state that comes with a commit.
+    func use(deltas: [[UInt8]]) { self.deltas = deltas }
+
+    /// True once QEMU here has the whole guest (or has entered post-copy); waits up to `limit`.
+    func guestLoaded(within limit: Duration = .seconds(10)) async -> Bool {
+        guard let process else { return false }
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            guard let info = try? await process.qmp.queryMigrate() else { return false } // QEMU gone: not loaded
+            if info.status == "completed" || info.status == "postcopy-active" { return true }
+            if info.status == "failed" { return false }
+            try? await Task.sleep(for: .milliseconds(2)) // cancellation ends the wait: not loaded
+        }
+        return false
+    }
+
+    /// When the guest resumed here (QEMU's timestamp), waiting up to `limit` for the event.
+    func resumedAt(within limit: Duration = .seconds(1)) async -> Double {
+        guard let watcher = resumedWatcher else { return 0 }
+        let timeout = Task {
+            try await Task.sleep(for: limit)
+            watcher.cancel()
+        }
+        defer { timeout.cancel() }
+        return await watcher.value ?? 0
+    }
+
+    // MARK: - DestinationMigrationEnvironment
+
+    func journal(_ phase: DestinationMigration.Phase, reason: String?) async throws {
+        do {
+            switch phase {
+            case .admitted:
+                guard let spec else { throw MigrationServiceError.journal("no VM spec to admit") }
+                try await context.journal.beginDestination(id: id, spec: spec, source: source, epoch: epoch)
+            case .committed:
+                guard let spec else { throw MigrationServiceError.journal("no VM spec to commit") }
+                try await context.journal.commitDestination(id: id, spec: spec, epoch: epoch)
+                context.streamAuthorizations.withLockedValue { $0[id] = nil }
+            case .running:
+                try await context.journal.setDestinationRunning(id)
+            case .discarded:
+                // After a commit, the VM row it wrote goes with the phase.
+                try await context.journal.discardDestination(id: id, vm: vmID, epoch: epoch, reason: reason ?? "discarded")
+            }
+        } catch {
+            logger.error("cannot journal the incoming migration's phase", metadata: ["migration.phase": "\(phase)", "error": "\(error)"])
+            throw error
+        }
+        await context.observer.reached(.destination(phase))
+    }
+
+    func launchIncoming() async -> DestinationMigration.Event? {
+        guard let spec, let prepare else { return .launchFailed("no prepare to launch from") }
+        do {
+            // This host's own socket paths for the NICs, and their ports, blocked until the
+            // guest announces itself here.
+            let directory = context.vms.directory(for: spec.id)
+            let local = context.ports?.localize(spec, directory: directory) ?? spec
+            self.spec = local
+            try await context.ports?.importPorts(local, records: prepare.portStates)
+            let process = try await context.vms.beginIncoming(local, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"))
+            self.process = process
+            let events = process.qmp.events()
+            resumedWatcher = Task { for await e in events where e.name == "RESUME" { return e.timestamp }; return nil }
+            let socket = directory.incomingSocket
+            try await IncomingMigration(qmp: process.qmp, settings: prepare.settings).listen(on: "unix:" + socket)
+            context.streamAuthorizations.withLockedValue { $0[id] = (source, socket) }
+            logger.info("admitted incoming migration", metadata: ["migration.source": "\(source)"])
+            return .ready
+        } catch {
+            return .launchFailed("\(error)")
+        }
+    }
+
+    func replyPrepared(refusal: String?) async {
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.migrationPrepared.migrationID = id
+        envelope.migrationPrepared.error = refusal ?? ""
+        reply = envelope
+    }
+
+    func resume() async -> DestinationMigration.Event? {
+        guard let process else { return .resumeFailed("no QEMU for the guest here") }
+        do {
+            if let spec {
+                do { try await context.ports?.apply(deltas: deltas) } catch {
+                    // The ports exist and forward; only the final counters and connection
+                    // tracking of the last milliseconds are lost.
+                    logger.warning("cannot apply the ports' final state", metadata: ["error": "\(error)"])
+                }
+                if try await !process.qmp.queryStatus().running { try await process.qmp.cont() }
+                await context.ports?.resumed(spec)
+            } else if try await !process.qmp.queryStatus().running {
+                try await process.qmp.cont() // recovery: the ports were re-created with the VM
+            }
+            // Only now is it an ordinary VM here that stop or migrate may touch.
+            await context.vms.adoptIncoming(vmID)
+            logger.info("incoming migration committed; the guest runs here", metadata: ["vm.epoch": "\(epoch)"])
+            return .resumed
+        } catch {
+            // Nothing ran here (QEMU died or refused): discard, and the source takes it back.
+            return .resumeFailed("\(error)")
+        }
+    }
+
+    func replyCommitted(error: String?) async {
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.migrationCommitted.migrationID = id
+        envelope.migrationCommitted.error = error ?? ""
+        reply = envelope
+    }
+
+    func discard() async {
+        resumedWatcher?.cancel()
+        context.streamAuthorizations.withLockedValue { $0[id] = nil }
+        if let spec {
+            await context.vms.abortIncoming(spec)
+        } else {
+            await context.vms.discardOrphan(vmID)
+        }
+        logger.warning("incoming migration discarded")
+    }
+
+    func replyVerdict(_ verdict: DestinationMigration.Verdict) async {
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.migrationVerdict.migrationID = id
+        switch verdict {
+        case .unknown: envelope.migrationVerdict.verdict = .unknown
+        case .receiving: envelope.migrationVerdict.verdict = .receiving
+        case .committed: envelope.migrationVerdict.verdict = .committed
+        case .discarded(let why):
+            envelope.migrationVerdict.verdict = .discarded
+            envelope.migrationVerdict.reason = why
+        }
+        reply = envelope
+    }
+}

@@ -1,0 +1,41 @@
+public import Migration
+
+/// A point in a migration that an observer can see: right after a phase was journaled, after the
+/// source released its copy, or before recovery of an unfinished migration.
+public enum MigrationPoint: Hashable, Sendable, CustomStringConvertible {
+    /// The source journaled this phase.
+    case source(SourceMigration.Phase)
+    /// The source released its copy.
+    case sourceReleased
+    /// The destination journaled this phase.
+    case destination(DestinationMigration.Phase)
+    /// Recovery is about to finish or roll back an unfinished migration of this role.
+    case recovery(MigrationRole)
+
+    /// `<role>:<phase>`, e.g. `source:committing`, `destination:committed`, `recovery:source`.
+    public var description: String {
+        switch self {
+        case .source(let phase): return "source:\(phase.rawValue)"
+        case .sourceReleased: return "source:released"
+        case .destination(let phase): return "destination:\(phase.rawValue)"
+        case .recovery(let role): return "recovery:\(role.rawValue)"
+        }
+    }
+}
+
+/// Sees a migration's points as they pass. Production uses `NoMigrationObserver`; the fault
+/// matrix's observer pauses at a point (so a test can kill something there) or cuts the channel.
+public protocol MigrationObserver: Sendable {
+    /// Called at `point`; may suspend (the migration waits).
+    func reached(_ point: MigrationPoint) async
+    /// True when the control channel to the peer should be cut at `point`.
+    func cutsChannel(at point: MigrationPoint) -> Bool
+}
+
+/// The observer that sees nothing.
+public struct NoMigrationObserver: MigrationObserver {
+    /// The production observer.
+    public init() {}
+    public func reached(_ point: MigrationPoint) async {}
+    public func cutsChannel(at point: MigrationPoint) -> Bool { false }
+}

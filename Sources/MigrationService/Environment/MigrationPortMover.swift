@@ -1,0 +1,21 @@
+public import Hypervisor
+
+/// The virtual switch, as migrations move a VM's ports with it (Protocol.md §8.6).
+public protocol MigrationPortMover: Sendable {
+    /// `spec` with this host's own socket paths for its NICs.
+    func localize(_ spec: VMSpec, directory: VMRuntimeDirectory) -> VMSpec
+    /// Source: the ports' state, for the prepare.
+    func exportPorts(_ spec: VMSpec) async throws -> [[UInt8]]
+    /// Source: stops the ports and returns their final deltas, for the commit.
+    func freeze(_ spec: VMSpec) async throws -> [[UInt8]]
+    /// Source: the guest resumes here after all.
+    func unfreeze(_ spec: VMSpec) async
+    /// Source: frames still arriving here go to `host` for a while.
+    func forwardStragglers(_ spec: VMSpec, to host: String) async
+    /// Destination: creates the ports, blocked until the guest announces itself.
+    func importPorts(_ spec: VMSpec, records: [[UInt8]]) async throws
+    /// Destination: the final deltas from the commit.
+    func apply(deltas: [[UInt8]]) async throws
+    /// Destination: the guest runs here.
+    func resumed(_ spec: VMSpec) async
+}

@@ -1,0 +1,42 @@
+import ControlAPI
+import Foundation
+import Logging
+import MeshWire
+import NIOConcurrencyHelpers
+import SecureChannel
+
+/// What every run of a migration on this host shares: the journal, the VMs, the switch, the
+/// host's credentials and what it knows of its peers.
+struct MigrationContext: Sendable {
+    let journal: any MigrationJournaling
+    let vms: any MigrationVMRegistry
+    /// The virtual switch whose ports move with the VMs (nil: VMs have no network).
+    let ports: (any MigrationPortMover)?
+    let observer: any MigrationObserver
+    let credentials: ChannelCredentials
+    let logger: Logger
+    /// Where other agents are now (host id → channel address), from hellos and membership.
+    let peerAddresses: NIOLockedValueBox<[String: HostPort]>
+    /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.
+    let streamAuthorizations: NIOLockedValueBox<[String: (String, String)]>
+    /// How long to wait for the destination's answer to a commit before the handover is in doubt.
+    let commitAnswerTimeout: Duration
+
+    var hostID: String { credentials.identity.hostID }
+
+    /// Opens a control channel to a migration's peer, sends one envelope and (optionally) waits
+    /// for one answer. The peer is asked where it is now (it may have restarted elsewhere), else
+    /// where it was; throws when it cannot be reached.
+    func ask(_ row: JournaledMigration, _ envelope: Hostmesh_V1_AgentEnvelope, expectAnswer: Bool) async throws -> Hostmesh_V1_AgentEnvelope? {
+        let knowsHostID = row.peer != row.peerAddress
+        let current = knowsHostID ? peerAddresses.withLockedValue { $0[row.peer] } : nil
+        guard let address = current ?? row.peerAddress.flatMap({ try? HostPort(parsing: $0) }) else {
+            throw MigrationServiceError.peerUnknown(row.peer)
+        }
+        var control = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(3))
+        control.policy.purpose = "control"
+        control.policy.expectedPeer = knowsHostID ? row.peer : nil
+        let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
+        return try await connection.request(envelope, expectAnswer: expectAnswer)
+    }
+}

@@ -1,0 +1,173 @@
+import ControlAPI
+import Foundation
+import Hypervisor
+import MeshWire
+import Migration
+
+extension MigrationCoordinator {
+    /// Why this host cannot take `spec` now, or nil. Synchronous on purpose: the caller reserves
+    /// the slot before its next suspension point.
+    func admissionRefusal(_ spec: VMSpec) -> String? {
+        let admitted = incoming.values.filter { $0.machine.phase == .admitted }
+        let count = admitted.count + admitting.count
+        let limits = configuration.limits
+        if count >= limits.incoming {
+            return "\(hostID) already receives \(count) migrations (limit \(limits.incoming))"
+        }
+        guard let available = HostMemory.availableMiB() else {
+            // Fail closed: without the figure, a reservation could overcommit the host.
+            return "\(hostID) cannot read its free memory (/proc/meminfo); it admits nothing until it can"
+        }
+        let reserved = admitting.values.reduce(0, +) + incomingReservedMiB
+        let need = spec.memoryMiB + 64 // QEMU's own overhead, roughly
+        if available - reserved - limits.hostReserveMiB < need {
+            return "not enough memory on \(hostID): the VM needs \(need) MiB, \(available - reserved - limits.hostReserveMiB) MiB can be reserved"
+        }
+        return nil
+    }
+
+    /// MiB reserved by admitted incoming migrations.
+    private var incomingReservedMiB: Int {
+        reservedMiB.filter { incoming[$0.key]?.machine.phase == .admitted }.values.reduce(0, +)
+    }
+
+    func prepareIncoming(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String) async -> Hostmesh_V1_AgentEnvelope {
+        let id = prepare.migrationID
+        func refuse(_ why: String) -> Hostmesh_V1_AgentEnvelope {
+            var reply = Hostmesh_V1_AgentEnvelope()
+            reply.migrationPrepared.migrationID = id
+            reply.migrationPrepared.error = why
+            return reply
+        }
+        let spec: VMSpec, settings: MigrationSettings
+        guard let choice = AcceleratorChoice(rawValue: prepare.accelerator) else { return refuse("malformed request: unknown accelerator \(prepare.accelerator)") }
+        do {
+            spec = try JSONDecoder().decode(VMSpec.self, from: Data(prepare.vmSpecJson.utf8))
+            settings = try JSONDecoder().decode(MigrationSettings.self, from: Data(prepare.settingsJson.utf8))
+        } catch {
+            return refuse("malformed request: \(error)")
+        }
+        guard incoming[id] == nil else { return refuse("migration \(id) is already known here") }
+        var refusal = admissionRefusal(spec)
+        if refusal == nil { admitting[id] = spec.memoryMiB }
+        defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
+        if refusal == nil {
+            do {
+                if let newer = try await journal.newerOwner(of: spec.id, above: Int64(prepare.epoch)), newer.owner != peer {
+                    // The source's copy is stale (it has not heard yet): taking it would make a second owner.
+                    refusal = "\(newer.owner) owns \(spec.name) at epoch \(newer.epoch), above the source's \(prepare.epoch): its copy is stale and must not move"
+                }
+            } catch {
+                // Fail closed: a stale copy cannot be ruled out.
+                refusal = "\(hostID) cannot read its ownership records (\(error)), so it cannot rule out a newer owner of \(spec.name); fix its store and retry"
+            }
+        }
+        if refusal == nil {
+            // The VM's id is this migration's from here on; nothing under it is touched otherwise.
+            do { try await vms.reserveIncoming(spec) } catch let error as ControlError { refusal = error.message } catch { refusal = "\(error)" }
+        }
+        let run = IncomingRun(context: context, id: id, spec: spec, source: peer, epoch: Int64(prepare.epoch) + 1,
+                              prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) }))
+        var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)
+        await executor.handle(.prepare(refusal: refusal))
+        if executor.machine.phase == .admitted {
+            incoming[id] = executor
+            reservedMiB[id] = spec.memoryMiB
+        }
+        return await run.takeReply() ?? refuse("the admission ended without an answer")
+    }
+
+    func commitIncoming(_ id: String, deltas: [[UInt8]], from peer: String) async -> Hostmesh_V1_AgentEnvelope {
+        guard var executor = incoming[id] else {
+            // Unknown or discarded here: the machine (from the journal, if any) refuses a late commit.
+            return await lateCommit(id)
+        }
+        let run = executor.environment
+        guard run.source == peer else {
+            var reply = Hostmesh_V1_AgentEnvelope()
+            reply.migrationCommitted.migrationID = id
+            reply.migrationCommitted.error = "migration \(id) was admitted from \(run.source), not \(peer)"
+            return reply
+        }
+        await run.use(deltas: deltas)
+        let loaded = await run.guestLoaded()
+        await executor.handle(.commit(loaded: loaded))
+        keep(executor)
+        var reply = await run.takeReply() ?? Hostmesh_V1_AgentEnvelope()
+        reply.migrationCommitted.migrationID = id
+        if reply.migrationCommitted.error.isEmpty {
+            reply.migrationCommitted.resumedAt = await run.resumedAt()
+        }
+        return reply
+    }
+
+    /// A commit for a migration not under way here: answered from the journal.
+    private func lateCommit(_ id: String) async -> Hostmesh_V1_AgentEnvelope {
+        var reply = Hostmesh_V1_AgentEnvelope()
+        reply.migrationCommitted.migrationID = id
+        do {
+            guard let row = try await journal.migration(id), row.role == .destination,
+                  let phase = DestinationMigration.Phase(rawValue: row.phase) else {
+                reply.migrationCommitted.error = "unknown migration"
+                return reply
+            }
+            guard phase == .discarded else {
+                reply.migrationCommitted.error = "migration \(id) is \(phase.rawValue) here, not waiting for a commit"
+                return reply
+            }
+            var machine = DestinationMigration(id: id, journaled: phase, reason: row.error ?? "")
+            for case .replyCommitted(let error) in machine.handle(.commit(loaded: false)) { reply.migrationCommitted.error = error ?? "" }
+        } catch {
+            reply.migrationCommitted.error = "cannot read the journal here (\(error)); nothing will run here for this commit"
+        }
+        if reply.migrationCommitted.error.isEmpty { reply.migrationCommitted.error = "unknown migration" }
+        return reply
+    }
+
+    func abortIncoming(_ id: String, reason: String, from peer: String) async {
+        guard var executor = incoming[id], executor.environment.source == peer else { return }
+        await executor.handle(.abort(reason))
+        keep(executor)
+    }
+
+    /// Keeps an incoming migration in memory while it is admitted or committed.
+    private func keep(_ executor: DestinationExecutor<IncomingRun>) {
+        let id = executor.machine.id
+        if executor.machine.phase == .admitted || executor.machine.phase == .committed {
+            incoming[id] = executor
+        } else {
+            incoming[id] = nil
+            reservedMiB[id] = nil
+        }
+    }
+
+    func verdict(_ id: String) async -> Hostmesh_V1_AgentEnvelope? {
+        var verdict = incoming[id]?.machine.verdict
+        if verdict == nil {
+            do {
+                if let row = try await journal.migration(id), row.role == .destination,
+                   let phase = DestinationMigration.Phase(rawValue: row.phase) {
+                    verdict = DestinationMigration(id: id, journaled: phase, reason: row.error ?? "").verdict
+                } else {
+                    verdict = .unknown
+                }
+            } catch {
+                // Fail closed: `unknown` would let the source take the guest back while it may
+                // run here. No answer keeps the source in doubt until the journal reads again.
+                logger.error("cannot read the journal to answer a migration query", metadata: ["migration.id": "\(id)", "error": "\(error)"])
+                return nil
+            }
+        }
+        var reply = Hostmesh_V1_AgentEnvelope()
+        reply.migrationVerdict.migrationID = id
+        switch verdict ?? .unknown {
+        case .unknown: reply.migrationVerdict.verdict = .unknown
+        case .receiving: reply.migrationVerdict.verdict = .receiving
+        case .committed: reply.migrationVerdict.verdict = .committed
+        case .discarded(let why):
+            reply.migrationVerdict.verdict = .discarded
+            reply.migrationVerdict.reason = why
+        }
+        return reply
+    }
+}

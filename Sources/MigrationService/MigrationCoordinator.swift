@@ -1,0 +1,182 @@
+public import ControlAPI
+import Foundation
+public import Hypervisor
+public import Logging
+public import MeshWire
+import Migration
+public import NIOConcurrencyHelpers
+public import SecureChannel
+
+/// Live migration between agents (Protocol.md §6). The protocol decisions live in the pure
+/// state machines `SourceMigration` and `DestinationMigration`, carried out by their one
+/// executor each; this actor is the shell around them: it admits, serialises the messages of
+/// one migration, and recovers after a restart.
+///
+/// The guarantee: a VM runs on at most one host, and a handover never loses it. The destination
+/// runs the guest only after journaling the source's commit with the VM's next ownership epoch;
+/// the source never resumes after it may have committed unless the destination says it
+/// discarded its copy; when neither is known, the guest stays paused (in doubt). A safety check
+/// that cannot be made (the journal or the ownership records cannot be read) refuses.
+public actor MigrationCoordinator {
+    /// What the coordinator works with.
+    public struct Configuration: Sendable {
+        /// Per-host limits.
+        public var limits = MigrationLimits()
+        /// How long the source waits for the destination's answer to a commit (then: in doubt).
+        public var commitAnswerTimeout: Duration = .seconds(30)
+        /// How often in-doubt handovers are asked about again.
+        public var inDoubtRetryInterval: Duration = .seconds(5)
+        /// Sees the migration points (fault injection in tests); sees nothing by default.
+        public var observer: any MigrationObserver = NoMigrationObserver()
+        /// Defaults.
+        public init() {}
+    }
+
+    let context: MigrationContext
+    let configuration: Configuration
+    var logger: Logger { context.logger }
+    var journal: any MigrationJournaling { context.journal }
+    var vms: any MigrationVMRegistry { context.vms }
+    /// Where other agents are now (host id → channel address), from hellos and membership.
+    public nonisolated var peerAddresses: NIOLockedValueBox<[String: HostPort]> { context.peerAddresses }
+
+    /// Incoming migrations admitted or committed here, by id.
+    var incoming: [String: DestinationExecutor<IncomingRun>] = [:]
+    /// Migrations with a message being handled, and the messages waiting for them. The actor is
+    /// reentrant at every `await`: without this, a query or an abort on one channel could act on
+    /// a state a commit on another channel is halfway through changing.
+    private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Admissions granted whose migration is not in `incoming` yet: id → MiB reserved. Counted
+    /// with `incoming` so that prepares arriving meanwhile cannot all take the last slot.
+    var admitting: [String: Int] = [:]
+    /// MiB reserved by each incoming migration while it is admitted.
+    var reservedMiB: [String: Int] = [:]
+    /// Migrations whose journal row recovery, the in-doubt retry loop or `vm resolve` is acting
+    /// on: one at a time per migration, so that none acts on a row another has just changed.
+    private var settling: Set<String> = []
+    var outgoingCount = 0
+
+    /// A coordinator for this host's VMs.
+    public init(journal: any MigrationJournaling, vms: any MigrationVMRegistry, ports: (any MigrationPortMover)?,
+                credentials: ChannelCredentials, configuration: Configuration = Configuration(), logger: Logger) {
+        context = MigrationContext(journal: journal, vms: vms, ports: ports, observer: configuration.observer, credentials: credentials,
+                                   logger: logger, peerAddresses: NIOLockedValueBox([:]), streamAuthorizations: NIOLockedValueBox([:]),
+                                   commitAnswerTimeout: configuration.commitAnswerTimeout)
+        self.configuration = configuration
+    }
+
+    var hostID: String { context.hostID }
+
+    /// Migrations under way on this host, both directions.
+    public var inFlight: Int { outgoingCount + incoming.values.filter { $0.machine.phase == .admitted }.count }
+
+    /// Takes migration `id` for settling; false if someone else is settling it.
+    func beginSettling(_ id: String) -> Bool { settling.insert(id).inserted }
+    func endSettling(_ id: String) { settling.remove(id) }
+
+    /// Waits until no other message about migration `id` is being handled, then holds it.
+    func acquire(_ id: String) async {
+        guard busy[id] != nil else {
+            busy[id] = []
+            return
+        }
+        await withCheckedContinuation { busy[id, default: []].append($0) }
+    }
+
+    /// Hands migration `id` to the next waiting message, or frees it.
+    func relinquish(_ id: String) {
+        guard var waiting = busy[id], !waiting.isEmpty else {
+            busy[id] = nil
+            return
+        }
+        let next = waiting.removeFirst()
+        busy[id] = waiting
+        next.resume()
+    }
+
+    // MARK: - Source
+
+    /// Migrates a running VM to the agent at `address` and returns the figures.
+    public func migrate(_ reference: String, to address: HostPort, settings: MigrationSettings,
+                        progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
+        guard outgoingCount < configuration.limits.outgoing else {
+            throw ControlError.conflict("this host already runs \(outgoingCount) outgoing migrations (limit \(configuration.limits.outgoing)); retry when one ends")
+        }
+        // Taken before the first suspension point: concurrent requests cannot all pass the check.
+        outgoingCount += 1
+        defer { outgoingCount -= 1 }
+        let vm = try await vms.beginOutgoing(reference)
+        let id = UUID().uuidString.lowercased()
+        let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, progress: progress)
+        var executor = SourceExecutor(machine: SourceMigration(id: id), environment: run)
+        await executor.handle(.start)
+        await run.close()
+        let phase = executor.machine.phase
+        let released = await run.released
+        // Anything short of settled keeps the VM marked: in doubt, committed but not released,
+        // or a journal that may not say what was done.
+        let writeFailed = await run.writeFailed
+        let unsettled = phase == .inDoubt || phase == .committed || (writeFailed && !released)
+        if !released { await vms.endOutgoing(vm.id, released: false, inDoubt: unsettled) }
+        var log = logger
+        log[metadataKey: "migration.id"] = "\(id)"
+        log[metadataKey: "vm.id"] = "\(vm.id)"
+        if let report = await run.report {
+            log.info("migration completed", metadata: ["migration.downtime_ms": "\(report.downtimeMs)", "migration.total_ms": "\(report.totalMs)"])
+            return report
+        }
+        let outcome = await run.outcome
+        let detail = await run.failure
+        let reason = [outcome?.reason, detail].compactMap { $0 }.joined(separator: ": ")
+        let message = "\(reason.isEmpty ? "migration ended without a result" : reason); the guest is on: \(outcome?.guest.rawValue ?? phase.rawValue)"
+        log.warning("migration failed", metadata: ["migration.phase": "\(phase)", "error": "\(message)"])
+        throw ControlError.failed(message)
+    }
+
+    // MARK: - Destination
+
+    /// The stream acceptor's question: where does this migration stream go?
+    public nonisolated func authorizeStream(peer: PeerIdentity, hello: Hostmesh_V1_MigrationStreamHello) throws -> String {
+        guard let (source, socket) = context.streamAuthorizations.withLockedValue({ $0[hello.migrationID] }) else {
+            throw SecureChannelError(.protocolViolation, "no migration \(hello.migrationID) is being received here")
+        }
+        guard source == peer.hostID else {
+            throw SecureChannelError(.unexpectedPeer, "migration \(hello.migrationID) was admitted from \(source), not \(peer.hostID)")
+        }
+        return socket
+    }
+
+    /// Handles a migration message on a control channel from host `peer`; returns the answer to
+    /// send, or nil when none is owed (an abort), or none can be given safely (a query whose
+    /// answer cannot be read from the journal: the source stays in doubt rather than guess).
+    public func handle(_ body: Hostmesh_V1_AgentEnvelope.OneOf_Body, from peer: String) async -> Hostmesh_V1_AgentEnvelope? {
+        let id: String
+        switch body {
+        case .migrationPrepare(let m): id = m.migrationID
+        case .migrationCommit(let m): id = m.migrationID
+        case .migrationAbort(let m): id = m.migrationID
+        case .migrationQuery(let m): id = m.migrationID
+        default: return nil
+        }
+        await acquire(id)
+        defer { relinquish(id) }
+        switch body {
+        case .migrationPrepare(let prepare): return await prepareIncoming(prepare, from: peer)
+        case .migrationCommit(let commit): return await commitIncoming(commit.migrationID, deltas: commit.portDeltas.map { [UInt8]($0) }, from: peer)
+        case .migrationAbort(let abort):
+            await abortIncoming(abort.migrationID, reason: abort.reason.isEmpty ? "the source aborted" : abort.reason, from: peer)
+            return nil
+        case .migrationQuery(let query): return await verdict(query.migrationID)
+        default: return nil
+        }
+    }
+
+    /// A control channel from `peer` ended: the migrations prepared on it and not committed are discarded.
+    public func channelEnded(migrations ids: Set<String>, from peer: String) async {
+        for id in ids {
+            await acquire(id)
+            await abortIncoming(id, reason: "the control channel from the source ended before commit", from: peer)
+            relinquish(id)
+        }
+    }
+}
