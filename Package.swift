@@ -147,6 +147,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
@@ -202,7 +203,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "Membership"], swiftSettings: strict),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "MeshIdentity", "Membership", "MeshWire",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",

@@ -47,7 +47,7 @@ struct AgentCommand: AsyncParsableCommand {
         var vmOptions = VMProcess.Options()
         vmOptions.binary = configuration.qemuBinary
         let agent = Agent(configuration: configuration, credentials: credentials, logger: logger, vmOptions: vmOptions)
-        let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        // The agent runs its services in one ServiceGroup; these signals shut it down gracefully.
+        try await agent.run(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }
