@@ -69,9 +69,15 @@ final class ManualClock: Clock, @unchecked Sendable {
         let deadline = ContinuousClock.now + .seconds(5)
         while sleepers < count {
             guard ContinuousClock.now < deadline else {
-                throw CancellationError()
+                throw ManualClockError(description: "\(sleepers) task(s) sleep on the manual clock, not \(count), after 5 s: "
+                                       + "the loop under test ended or is stuck outside its sleep")
             }
             try await Task.sleep(for: .milliseconds(1))
         }
     }
+}
+
+/// A manual clock waited in vain for a loop to go back to sleep.
+struct ManualClockError: Error, CustomStringConvertible {
+    let description: String
 }
