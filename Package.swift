@@ -159,6 +159,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
@@ -215,7 +216,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "Membership", "ControlAPI", "MigrationService"], swiftSettings: strict),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "MigrationService",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "MigrationServiceTests",
             dependencies: ["MigrationService", "Migration", "Hypervisor", "ControlAPI", "SecureChannel", "MeshIdentity", "MeshWire"],

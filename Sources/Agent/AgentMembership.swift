@@ -58,6 +58,9 @@ public actor AgentMembership {
         var config = MembershipServiceConfiguration(memberID: MemberID(credentials.identity.hostID), bindHost: listen.host,
                                                     bindPort: listen.port, advertisedHost: advertised, metadata: metadata)
         config.joinRetry = JoinRetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(10))
+        // A graceful shutdown waits for the leave: keep it short (peers that miss it see this
+        // host dead instead of left, a few seconds later).
+        config.leaveTimeout = .seconds(2)
         let pushPullCredentials = credentials
         let pushPullLogger = logger
         service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in

@@ -18,6 +18,8 @@ struct PeerLinks: Sendable {
     /// Other agents met through hellos and membership: host id → channel address (shared with
     /// the migration coordinator, which asks peers that restarted on another address).
     let known: NIOLockedValueBox<[String: HostPort]>
+    /// Where greetings are asked for; the `PeerGreetingService` runs them.
+    let greetings: GreetingQueue
 
     var hostID: String { credentials.identity.hostID }
 
@@ -57,7 +59,7 @@ struct PeerLinks: Sendable {
             // The larger host said hello first; open the keying channel from this (smaller) side.
             let remote = connection.channel.channel.remoteAddress?.ipAddress ?? "127.0.0.1"
             let address = back.host == "0.0.0.0" || back.host == "::" ? HostPort(host: remote, port: back.port) : back
-            Task { await greet(address) }
+            greetings.request(address)
         }
     }
 

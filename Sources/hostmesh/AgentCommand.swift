@@ -49,7 +49,7 @@ struct AgentCommand: AsyncParsableCommand {
         vmOptions.binary = configuration.qemuBinary
         let hooks = TestHooks(stateDirectory: configuration.stateDirectory)
         let agent = Agent(configuration: configuration, credentials: credentials, logger: logger, vmOptions: vmOptions, seams: hooks.seams)
-        let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        // The agent runs its services in one ServiceGroup; these signals shut it down gracefully.
+        try await agent.run(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }

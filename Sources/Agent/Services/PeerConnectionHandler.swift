@@ -1,0 +1,82 @@
+import MigrationService
+import Foundation
+import Logging
+import MeshWire
+import SecureChannel
+
+/// Answers a channel another agent opened: hellos, ownership and location updates, membership
+/// push-pull and joins, and the control messages of migrations (handed to the coordinator).
+struct PeerConnectionHandler: Sendable {
+    let coordinator: MigrationCoordinator
+    let peers: PeerLinks
+    let membership: AgentMembership
+    let vms: VMManager
+    let logger: Logger
+
+    /// Serves `connection` until the peer closes it, it fails, or the task is cancelled; then
+    /// tells the coordinator which migrations it carried.
+    func serve(_ connection: SecureConnection) async {
+        logger.info("peer proved its identity", metadata: proofMetadata(connection))
+        var migrations = Set<String>()
+        do {
+            try await connection.channel.executeThenClose { inbound, outbound in
+                var reader = EnvelopeReader(inbound)
+                while let envelope = try await reader.next() {
+                    switch envelope.body {
+                    case .hello(let hello):
+                        try PeerLinks.checkClaim(hello, connection)
+                        logger.info("hello", metadata: ["mesh.peer": "\(hello.hostID)", "mesh.software": "\(hello.software)"])
+                        var reply = Hostmesh_V1_AgentEnvelope()
+                        reply.helloReply = peers.hello()
+                        try await outbound.write(EnvelopeWriter.frame(reply))
+                        await peers.helloExchanged(hello, on: connection, initiatedHere: false)
+                        var locations = Hostmesh_V1_AgentEnvelope()
+                        locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
+                        try await outbound.write(EnvelopeWriter.frame(locations))
+                        if let records = try? await peers.ledger.records() {
+                            var ownership = Hostmesh_V1_AgentEnvelope()
+                            ownership.ownershipUpdate.records = records
+                            try await outbound.write(EnvelopeWriter.frame(ownership))
+                        }
+                    case .ownershipUpdate(let update):
+                        for vm in (try? await peers.ledger.apply(update.records)) ?? [] {
+                            // A newer owner exists: a copy here must not run (fencing).
+                            logger.error("stale VM copy fenced: another host owns it at a higher epoch", metadata: ["vm.id": "\(vm)", "mesh.peer": "\(connection.peer.hostID)"])
+                            await vms.fence(vm)
+                        }
+                    case .pushPull(let request):
+                        try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))
+                    case .joinRequest:
+                        try await outbound.write(EnvelopeWriter.frame(try await membership.handleJoin(from: connection.peer)))
+                    case .locationUpdate(let update):
+                        await peers.network.apply(locations: [UInt8](update.locations))
+                    case .note(let note):
+                        logger.info("encrypted note received", metadata: ["mesh.peer": "\(connection.peer.hostID)", "note": "\(note.text)"])
+                    case .migrationPrepare(let prepare):
+                        migrations.insert(prepare.migrationID)
+                        fallthrough
+                    case .migrationCommit, .migrationAbort, .migrationQuery:
+                        if let reply = await coordinator.handle(envelope.body!, from: connection.peer.hostID) {
+                            try await outbound.write(EnvelopeWriter.frame(reply))
+                        }
+                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .none:
+                        throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
+                    }
+                }
+            }
+        } catch {
+            let reason = await connection.failureReason().map { "\($0)" } ?? "\(error)"
+            logger.warning("channel ended with an error", metadata: ["mesh.peer": "\(connection.peer.hostID)", "mesh.reason": "\(reason)"])
+        }
+        await coordinator.channelEnded(migrations: migrations, from: connection.peer.hostID)
+    }
+
+    private func proofMetadata(_ connection: SecureConnection) -> Logger.Metadata {
+        let cert = connection.peer.certificate
+        return [
+            "mesh.peer": "\(connection.peer.hostID)", "mesh.domain": "\(connection.peer.domain)",
+            "mesh.cert_serial": "\(cert.serial)", "mesh.peer_key": "\((try? cert.identityKey().fingerprint) ?? "?")",
+            "mesh.aead": "\(connection.session.aead.rawValue)", "mesh.purpose": "\(connection.peer.purpose)",
+        ]
+    }
+}
