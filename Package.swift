@@ -5,13 +5,18 @@
 //   CSodium            libsodium through pkg-config (system library)
 //   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
-//   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores
+//   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores,
+//                      the state directory's layout
 //   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
-//   Hypervisor         QEMU process supervision and the QMP client
-//   Migration          live migration: stream tunnels through secure channels, source and destination drivers
-//   ControlAPI         JSON lines over a unix socket between the command line and its local agent
+//   GossipTransport    the Membership core's shell: encrypted gossip datagrams and push-pull over UDP/TCP
+//   Hypervisor         QEMU process supervision, the QMP client, VM specs and their builder
+//   VirtualSwitch      the VMs' switch and its encrypted UDP overlay between hosts (core + shell)
+//   Migration          live migration: the source and destination protocol cores and the stream tunnels
+//                      through secure channels (the shell that drives them is in Agent)
+//   ControlAPI         JSON lines over a unix socket between the command line and its local agent, and
+//                      every type they exchange (so the command line never imports Agent for data)
 //   Agent              the node: configuration, services, durable state
 //   Benchmarks         `hostmesh bench …`: ours and the reference measured side by side
 //   hostmesh           the one binary: parses arguments, prints results
@@ -132,6 +137,7 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: [
+                "Hypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -202,7 +208,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "Membership"], swiftSettings: strict),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "ControlAPI", "Hypervisor", "MeshIdentity", "Membership"], swiftSettings: strict),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",

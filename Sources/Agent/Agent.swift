@@ -1,8 +1,9 @@
-import ControlAPI
+public import ControlAPI
 import Foundation
 public import Hypervisor
 public import Logging
 import Membership
+import MeshIdentity
 import MeshWire
 import Migration
 import NIOConcurrencyHelpers
@@ -32,9 +33,6 @@ public struct Agent: Service {
         self.vmOptions = vmOptions
         self.onListening = onListening
     }
-
-    /// Path of the control socket for a state directory.
-    public static func controlSocket(stateDirectory: String) -> String { stateDirectory + "/control.sock" }
 
     public func run() async throws {
         let store = try AgentStore(stateDirectory: configuration.stateDirectory)
@@ -66,7 +64,7 @@ public struct Agent: Service {
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses)
         let membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
-        let control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
+        let control = try await ControlServer.bind(path: StateDirectory(configuration.stateDirectory).controlSocket, logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger)
         logger.info("agent listening", metadata: [

@@ -1,3 +1,4 @@
+public import ControlAPI
 import Foundation
 public import Hypervisor
 public import Logging

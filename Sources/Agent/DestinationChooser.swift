@@ -1,3 +1,4 @@
+import ControlAPI
 import Membership
 
 /// `hostmesh migrate --auto`: the best destination for a VM among the members, from their

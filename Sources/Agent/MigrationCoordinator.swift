@@ -1,4 +1,4 @@
-import ControlAPI
+public import ControlAPI
 import Foundation
 import GRDB
 public import Hypervisor
@@ -18,21 +18,8 @@ public import SecureChannel
 /// the source never resumes after it may have committed unless the destination says it
 /// discarded its copy; when neither is known, the guest stays paused (in doubt).
 public actor MigrationCoordinator {
-    /// Progress of an outgoing migration, for the command line.
-    public struct Progress: Codable, Sendable {
-        /// Phase: prepare, transfer, postcopy, switchover.
-        public var phase: String
-        /// Percent of RAM transferred.
-        public var percent: Double
-        /// MB/s.
-        public var mbPerSecond: Double
-        /// Dirty rate, MB/s.
-        public var dirtyMBPerSecond: Double
-        /// Pre-copy round.
-        public var iteration: Int
-        /// Convergence measure in force.
-        public var rung: String
-    }
+    /// Progress of an outgoing migration, for the command line (moved to ControlAPI).
+    public typealias Progress = MigrationProgressUpdate
 
     /// Per-host limits. Defaults as vMotion's: 4 concurrent migrations per host on a link below
     /// 10 Gbit/s (or of unknown speed), 8 on a faster one.

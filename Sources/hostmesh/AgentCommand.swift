@@ -1,5 +1,6 @@
 import Agent
 import ArgumentParser
+import ControlAPI
 import Hypervisor
 import Logging
 import ServiceLifecycle

@@ -1,4 +1,5 @@
 import Agent
+import ControlAPI
 import Foundation
 import MeshIdentity
 import Testing

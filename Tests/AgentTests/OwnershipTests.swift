@@ -48,7 +48,7 @@ extension MigrationEndToEndTests {
         #expect(held?.problem?.contains("stale") == true)
         // An operator who resumes the source now would make two copies: refused, naming the owner.
         await #expect {
-            _ = try await a.control.call("vm.resolve", ControlTypes.Resolve(vm: "owned", action: "resume-here"), as: ControlTypes.Text.self)
+            _ = try await a.control.call("vm.resolve", ControlTypes.Resolve(vm: "owned", action: .resumeHere), as: ControlTypes.Text.self)
         } throws: { error in "\(error)".contains("node-b owns owned at epoch 2") }
         await #expect(throws: ControlError.self) {
             _ = try await a.control.call("vm.start", ControlTypes.VMReference(vm: "owned"), as: VMInfo.self)
