@@ -36,14 +36,18 @@ public struct ControlRequest: Sendable {
 
     private func params<P: Decodable>(as type: P.Type) throws(ControlError) -> P {
         do { return try JSONDecoder().decode(RequestParams<P>.self, from: line).params } catch let error as DecodingError {
-            throw .badRequest("parameters of \(method) are invalid: \(ControlRequest.describe(error))")
+            throw .badRequest("parameters of \(method) are invalid: \(describe(error))")
         } catch {
             throw .badRequest("parameters of \(method) are invalid: \(error)")
         }
     }
 
     /// `DecodingError` in a person's words: the parameter's path, then what is wrong with it.
-    static func describe(_ error: DecodingError) -> String {
+    func describe(_ error: DecodingError) -> String {
+        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+           let hit = OversizedNumberProbe.find(in: line).first {
+            return "parameter \(hit.path) is \(hit.value), which is not a whole number from -2^63 to 2^63-1"
+        }
         func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
             // The first key is the envelope's "params": the person's parameter names start after it.
             let keys = (codingPath + (last.map { [$0] } ?? [])).dropFirst().map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
