@@ -5,13 +5,17 @@
 //   CSodium            libsodium through pkg-config (system library)
 //   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
-//   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores
+//   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores,
+//                      the state directory's layout
 //   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
-//   Hypervisor         QEMU process supervision and the QMP client
-//   Migration          the migration state machines (pure), their executors, and the stream tunnels
-//   ControlAPI         JSON lines over a unix socket between the command line and its local agent, and its types
+//   GossipTransport    the Membership core's shell: encrypted gossip datagrams and push-pull over UDP/TCP
+//   Hypervisor         QEMU process supervision, the QMP client, VM specs and their builder, host facts
+//   VirtualSwitch      the VMs' switch and its encrypted UDP overlay between hosts (core + shell)
+//   Migration          the migration state machines (pure), their one executor each, and the stream tunnels
+//   ControlAPI         JSON lines over a unix socket between the command line and its local agent, and
+//                      every type they exchange (so the command line never imports Agent for data)
 //   MigrationService   the migration shell: coordinator, source and destination runs, recovery (journal,
 //                      VMs and switch behind protocols the agent implements)
 //   Agent              the node: configuration, services, durable state
@@ -134,6 +138,7 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: [
+                "Hypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -219,7 +224,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "MigrationService",
+                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -229,6 +234,7 @@ let package = Package(
             dependencies: ["MigrationService", "Migration", "Hypervisor", "ControlAPI", "SecureChannel", "MeshIdentity", "MeshWire"],
             swiftSettings: strict
         ),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",

@@ -1,6 +1,7 @@
 public import ControlAPI
 public import Hypervisor
 public import Logging
+import MeshIdentity
 import Migration
 public import MigrationService
 public import SecureChannel
@@ -32,9 +33,6 @@ public struct Agent: Service {
         self.seams = seams
         self.onListening = onListening
     }
-
-    /// Path of the control socket for a state directory.
-    public static func controlSocket(stateDirectory: String) -> String { stateDirectory + "/control.sock" }
 
     /// How long a graceful shutdown may take before the services still running are cancelled.
     /// Normally it takes the membership leave plus short drains; this bounds a part that hangs.
@@ -109,7 +107,7 @@ public struct Agent: Service {
         let bound = HostPort(host: listen.host, port: listener.localAddress?.port ?? listen.port)
         do {
             membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
-            control = try await ControlServer.bind(path: Self.controlSocket(stateDirectory: configuration.stateDirectory), logger: logger)
+            control = try await ControlServer.bind(path: StateDirectory(configuration.stateDirectory).controlSocket, logger: logger)
         } catch {
             await listener.close()
             throw error

@@ -1,5 +1,6 @@
 public import ControlAPI
 import Foundation
+import MeshIdentity
 import TOMLKit
 
 /// The agent's configuration: a `Sendable` struct with defaults for every field; loading from
@@ -20,7 +21,7 @@ import TOMLKit
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// Where host.key, host.cert and trust/ live, and the agent's durable state.
-    public var stateDirectory: String = "/var/lib/hostmesh"
+    public var stateDirectory: String = StateDirectory.defaultPath
     /// TCP address for secure channels from other agents.
     public var channelListen: HostPort = HostPort(host: "0.0.0.0", port: 7946)
     /// Agents to contact at start.

@@ -2,8 +2,6 @@
 public enum AgentError: Error, Sendable, CustomStringConvertible {
     /// The configuration file is invalid.
     case badConfiguration(path: String, reason: String)
-    /// An address is not `host:port`.
-    case badAddress(String)
     /// Identity material is missing or inconsistent.
     case identity(String)
     /// A peer broke the agent protocol.
@@ -12,10 +10,8 @@ public enum AgentError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .badConfiguration(path, reason): return "configuration \(path): \(reason)"
-        case let .badAddress(text): return "\"\(text)\" is not an address of the form host:port (e.g. 10.0.0.2:7946 or [::1]:7946)"
         case let .identity(text): return text
         case let .protocolViolation(text): return "agent protocol violation: \(text)"
         }
     }
 }
-

@@ -6,7 +6,7 @@ import Logging
 import MeshIdentity
 import MeshCrypto
 import MeshWire
-public import Membership
+import Membership
 import NIOCore
 import SecureChannel
 
@@ -191,36 +191,6 @@ public actor AgentMembership {
                              channel: m.metadata?.channelAddress.map { "\($0.host):\($0.port)" }, local: snapshot.isLocal)
         }
     }
-}
-
-/// One line of `hostmesh members`.
-public struct MemberRow: Codable, Sendable {
-    /// Host id.
-    public var host: String
-    /// Domain.
-    public var domain: String
-    /// Gossip address.
-    public var address: String
-    /// alive, suspect, dead, left.
-    public var status: String
-    /// Incarnation number.
-    public var incarnation: UInt64
-    /// Cores.
-    public var cores: UInt32
-    /// Free memory, MiB.
-    public var memoryFreeMiB: UInt64
-    /// Running VMs.
-    public var vms: UInt32
-    /// CPU load (1.0 = all cores busy).
-    public var load: Double
-    /// Migrations in flight.
-    public var migrations: UInt32
-    /// Seconds since this host heard about the member.
-    public var lastUpdateSeconds: Double
-    /// The member's secure-channel address.
-    public var channel: String?
-    /// True for this host.
-    public var local: Bool
 }
 
 /// Fingerprint bytes for metadata (the same value `SigningPublicKey.fingerprint` prints).

@@ -26,8 +26,7 @@ struct ControlHandler: Sendable {
             return await membership.members()
         case "join":
             let p = try request.params(ControlTypes.Join.self)
-            let address: HostPort
-            do { address = try HostPort(parsing: p.address) } catch { throw ControlError.badRequest("\(error)") }
+            let address = try HostPort(parsing: p.address) // validate() parsed it already
             do {
                 let known = try await membership.join(address)
                 return ControlTypes.Text(text: "joined through \(address): \(known) member(s) known")
@@ -39,7 +38,19 @@ struct ControlHandler: Sendable {
             return ControlTypes.Text(text: spread ? "left the mesh (every member was told)" : "left the mesh (the leave may not have reached every member before the timeout)")
         case "vm.create":
             let p = try request.params(ControlTypes.CreateVM.self)
-            let info = try await vms.create(p.spec)
+            let spec: VMSpec
+            switch (p.options, p.spec) {
+            case (let options?, nil):
+                // The agent names the VM: a fresh UUID cannot collide with a VM that migrated in.
+                do { spec = try options.spec(id: UUID().uuidString.lowercased()) } catch {
+                    throw ControlError.badRequest("cannot define \(options.name): \(error)")
+                }
+            case (nil, let given?):
+                spec = given
+            default:
+                throw ControlError.badRequest("vm.create takes exactly one of \"options\" and \"spec\"") // validate() already refused this
+            }
+            let info = try await vms.create(spec)
             return p.start ? try await vms.start(info.id) : info
         case "vm.start":
             return try await vms.start(try request.params(ControlTypes.VMReference.self).vm)
@@ -61,7 +72,8 @@ struct ControlHandler: Sendable {
                     + "put the image on storage every host mounts at the same path and define the VM with the disk marked shared")
             }
             let destination: HostPort
-            if p.to == "auto" {
+            switch p.to {
+            case .auto:
                 let members = await membership.service.members().map(\.member)
                 switch DestinationChooser.choose(from: members, excluding: credentials.identity.hostID, domain: credentials.certificate.domain,
                                                  memoryMiB: try vm.decodedSpec().memoryMiB) {
@@ -72,20 +84,23 @@ struct ControlHandler: Sendable {
                 case .failure(let error):
                     throw ControlError.unavailable("\(error)")
                 }
-            } else if let member = await membership.service.members().first(where: { $0.member.id.hostID == p.to }),
-                      let channel = member.member.metadata?.channelAddress {
-                destination = HostPort(host: channel.host, port: Int(channel.port)) // a host id
-            } else {
-                do { destination = try HostPort(parsing: p.to) } catch {
-                    throw ControlError.badRequest("\(p.to) is neither a member's host id nor host:port (members: `hostmesh members`)")
+            case .host(let id):
+                guard let member = await membership.service.members().first(where: { $0.member.id.hostID == id }) else {
+                    throw ControlError.notFound("no member has host id \(id): `hostmesh members` lists them, or give the destination's channel address host:port")
                 }
+                guard let channel = member.member.metadata?.channelAddress else {
+                    throw ControlError.unavailable("\(id) has not gossiped its channel address yet: try again in a few seconds, or give host:port")
+                }
+                destination = HostPort(host: channel.host, port: Int(channel.port))
+            case .address(let address):
+                destination = address
             }
             return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
                 try? await responder.progress(progress)
             }
         case "vm.resolve":
             let p = try request.params(ControlTypes.Resolve.self)
-            return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: try Self.decision(p)))
+            return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: Self.decision(p)))
         case "migrations":
             return try await journal.history()
         default:
@@ -97,14 +112,12 @@ struct ControlHandler: Sendable {
 extension ControlHandler {
     /// The operator's decision in a `vm.resolve` request; the coordinator refuses the unsafe ones
     /// whose confirmation is missing.
-    static func decision(_ request: ControlTypes.Resolve) throws -> ResolveDecision {
+    static func decision(_ request: ControlTypes.Resolve) -> ResolveDecision {
         switch request.action {
         case nil: return .show
-        case "retry"?: return .retry
-        case "resume-here"?: return .resumeHere(destinationFenced: request.destinationFenced == true)
-        case "release-here"?: return .releaseHere(destinationRunsIt: request.destinationRunsIt == true)
-        case let other?:
-            throw ControlError.badRequest("unknown resolve action \"\(other)\": use retry, resume-here (with destinationFenced) or release-here (with destinationRunsIt)")
+        case .retry?: return .retry
+        case .resumeHere?: return .resumeHere(destinationFenced: request.destinationFenced == true)
+        case .releaseHere?: return .releaseHere(destinationRunsIt: request.destinationRunsIt == true)
         }
     }
 }

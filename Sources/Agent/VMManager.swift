@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 public import Hypervisor
 public import Logging
-import ControlAPI
+public import ControlAPI
 public import MigrationService
 
 /// The VMs this host owns: their specs (durable, in the store) and their QEMU processes.
@@ -177,7 +177,7 @@ public actor VMManager: MigrationVMRegistry {
         let vm = try await find(reference)
         let text = directory(for: vm.id).readConsole()
         // Console lines end in "\r\n", which Swift treats as one Character: split on any newline.
-        return text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).suffix(lines).joined(separator: "\n")
+        return text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).suffix(max(lines, 0)).joined(separator: "\n")
     }
 
     /// The running QEMU of a VM.

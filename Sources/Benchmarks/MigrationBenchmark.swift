@@ -142,7 +142,7 @@ public enum MigrationBenchmark {
         try await waitForGuest(console: {
             try await mesh.source.call("vm.console", ControlTypes.Console(vm: name, lines: 200), as: ControlTypes.Text.self).text
         }, dirty: workload == "dirty")
-        let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: "127.0.0.1:\(mesh.destinationPort)", settings: options.settings),
+        let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(HostPort(host: "127.0.0.1", port: mesh.destinationPort)), settings: options.settings),
                                                 as: MigrationReport.self)
         _ = try await mesh.destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         return Row(workload: workload, path: "tunnel", totalMs: report.totalMs, downtimeMs: report.downtimeMs, mbS: report.mbPerSecond,
@@ -193,7 +193,7 @@ struct LocalMesh: Sendable {
             var iterator = portStream.makeAsyncIterator()
             guard let port = await iterator.next() else { throw ControlError.failed("agent \(host) did not start") }
             ports.append(port)
-            clients.append(ControlClient(path: Agent.controlSocket(stateDirectory: dir)))
+            clients.append(ControlClient(path: StateDirectory(dir).controlSocket))
         }
         return LocalMesh(clients: clients, ports: ports, tasks: tasks, work: work)
     }

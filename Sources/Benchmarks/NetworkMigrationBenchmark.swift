@@ -1,7 +1,7 @@
 import Agent
 import ControlAPI
 import Foundation
-public import Hypervisor
+import Hypervisor
 public import VirtualSwitch
 
 /// `hostmesh bench network`: what a peer sees of a migration. A server VM moves round three
@@ -27,6 +27,10 @@ public enum NetworkMigrationBenchmark {
         /// Echoed bytes that did not come back intact (the client checks every echo).
         public var tcpBytesLost: Int
 
+        /// How much longer the peer saw no reply than the guest was paused, ms (target <= 100):
+        /// what the network adds to QEMU's downtime.
+        public var gapBeyondDowntimeMs: Int { gapMs - Int(downtimeMs) }
+
         enum CodingKeys: String, CodingKey {
             case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
                  tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost"
@@ -41,31 +45,32 @@ public enum NetworkMigrationBenchmark {
         let mesh = try await LocalMesh.start(in: work, hosts: 3)
         defer { mesh.stop() }
         try await Task.sleep(for: .milliseconds(500))
-        func spec(_ name: String, ip: String, work: String) -> VMSpec {
-            let id = UUID().uuidString.lowercased()
-            let hex = Array(id.filter(\.isHexDigit).prefix(6))
-            let mac = "52:54:00:" + stride(from: 0, to: 6, by: 2).map { String(hex[$0..<($0 + 2)]) }.joined(separator: ":")
-            return VMSpec(id: id, name: name, memoryMiB: 128,
-                          nics: [VMSpec.NIC(id: "net0", mac: mac, attachment: .none, network: "default", addresses: [ip + "/32"])],
-                          boot: .kernel(path: kernel, initrd: initrd, commandLine: "console=ttyS0 quiet"),
-                          accelerator: .auto, extraKernelArguments: ["hm.work=\(work)", "hm.ip=\(ip)/24"])
+        func spec(_ name: String, ip: String, work: String) throws -> VMSpec {
+            // The agent's own builder: the same MAC, address and arguments `vm create` gets.
+            var options = VMSpecOptions(name: name, kernel: kernel)
+            options.memoryMiB = 128
+            options.initrd = initrd
+            options.workload = work
+            options.network = "default"
+            options.ip = ip + "/24"
+            return try options.spec(id: UUID().uuidString.lowercased())
         }
         let client = mesh.clients[0]
-        _ = try await mesh.clients[1].call("vm.create", ControlTypes.CreateVM(spec: spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
+        _ = try await mesh.clients[1].call("vm.create", ControlTypes.CreateVM(spec: try spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
                                            as: VMInfo.self)
         try await waitFor(mesh.clients[1], "server") { $0.contains("HOSTMESH-GUEST ready") }
         var results: [Run] = []
         var at = 1
         for round in 0..<runs {
             let name = "client-\(round)"
-            _ = try await client.call("vm.create", ControlTypes.CreateVM(spec: spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
+            _ = try await client.call("vm.create", ControlTypes.CreateVM(spec: try spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
                                       as: VMInfo.self)
             let before = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > 20 }
             let okBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0
             let lostBefore = last(before, "PING 10.77.0.3").flatMap { field($0, "lost") } ?? 0
             let target = (at + 1) % 3
             let move = target == 0 ? "onto-peer-host" : at == 0 ? "off-peer-host" : "third-host"
-            let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: "127.0.0.1:\(mesh.ports[target])", settings: MigrationSettings()),
+            let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: .address(HostPort(host: "127.0.0.1", port: mesh.ports[target])), settings: MigrationSettings()),
                                                          as: MigrationReport.self)
             at = target
             let after = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > okBefore + 40 }

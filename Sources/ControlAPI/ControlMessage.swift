@@ -19,7 +19,7 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
     /// What happened and what to do.
     public var message: String
 
-    /// An error.
+    /// An error with `code` (one of the five above) and a `message` that names the cause and the fix.
     public init(code: String, message: String) {
         self.code = code
         self.message = message
@@ -43,9 +43,10 @@ struct RequestHead: Decodable { var method: String }
 struct RequestLine<P: Encodable>: Encodable { var method: String; var params: P }
 struct RequestParams<P: Decodable>: Decodable { var params: P }
 
-/// An empty parameter or result object.
+/// An empty parameter or result object, `{}`: the parameters of `status`, `members`, `leave`,
+/// `vm.list`, `migrations` and `ownership`.
 public struct Empty: Codable, Sendable, Equatable {
-    /// Nothing.
+    /// `{}`.
     public init() {}
 }
 

@@ -21,10 +21,44 @@ public struct ControlRequest: Sendable {
     public let method: String
     let line: Data
 
-    /// Decodes the parameters as `P`; a `bad_request` error names what is wrong.
-    public func params<P: Decodable>(_ type: P.Type = P.self) throws -> P {
-        do { return try JSONDecoder().decode(RequestParams<P>.self, from: line).params } catch {
-            throw ControlError.badRequest("parameters of \(method) are invalid: \(error)")
+    /// Decodes the parameters as `P`; a `bad_request` error names the parameter that is
+    /// missing, of the wrong type or malformed.
+    public func params<P: Decodable>(_ type: P.Type = P.self) throws(ControlError) -> P {
+        try params(as: P.self)
+    }
+
+    /// Decodes the parameters as `P` and checks their ranges (`ControlParameters.validate()`).
+    public func params<P: ControlParameters>(_ type: P.Type = P.self) throws(ControlError) -> P {
+        let decoded: P = try params(as: P.self)
+        do { try decoded.validate() } catch { throw .badRequest("parameters of \(method) are invalid: \(error.message)") }
+        return decoded
+    }
+
+    private func params<P: Decodable>(as type: P.Type) throws(ControlError) -> P {
+        do { return try JSONDecoder().decode(RequestParams<P>.self, from: line).params } catch let error as DecodingError {
+            throw .badRequest("parameters of \(method) are invalid: \(describe(error))")
+        } catch {
+            throw .badRequest("parameters of \(method) are invalid: \(error)")
+        }
+    }
+
+    /// `DecodingError` in a person's words: the parameter's path, then what is wrong with it.
+    func describe(_ error: DecodingError) -> String {
+        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+           let hit = OversizedNumberProbe.find(in: line).first {
+            return "parameter \(hit.path) is \(hit.value), which is not a whole number from -2^63 to 2^63-1"
+        }
+        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            // The first key is the envelope's "params": the person's parameter names start after it.
+            let keys = (codingPath + (last.map { [$0] } ?? [])).dropFirst().map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.isEmpty ? "\"params\"" : "parameter " + keys.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        }
+        switch error {
+        case let .keyNotFound(key, context): return "\(path(context.codingPath, key)) is missing"
+        case let .valueNotFound(type, context): return "\(path(context.codingPath)) is null; give a \(type)"
+        case let .typeMismatch(type, context): return "\(path(context.codingPath)) has the wrong type; give a \(type) (\(context.debugDescription))"
+        case let .dataCorrupted(context): return "\(path(context.codingPath)): \(context.debugDescription)"
+        @unknown default: return "\(error)"
         }
     }
 }

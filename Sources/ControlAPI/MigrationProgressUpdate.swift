@@ -1,19 +1,23 @@
-/// Progress of an outgoing migration, for the command line.
-public struct MigrationProgressUpdate: Codable, Sendable {
-    /// Phase: prepare, transfer, postcopy, switchover.
+/// One `{"progress": …}` line of a `migrate` call (Protocol.md §7): where an outgoing migration
+/// is, for the command line.
+///
+/// Not `MigrationProgress`: that name is `Hypervisor`'s digested `query-migrate` sample, and
+/// every module that sees this type also imports `Hypervisor`.
+public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
+    /// Phase: prepare, transfer, postcopy, switchover, or "chose HOST" when `--auto` picked one.
     public var phase: String
-    /// Percent of RAM transferred.
+    /// Share of RAM not waiting to be (re)sent, 0-100.
     public var percent: Double
-    /// MB/s.
+    /// Current throughput, MB/s (10^6 bytes).
     public var mbPerSecond: Double
-    /// Dirty rate, MB/s.
+    /// Rate at which the guest dirties memory, MB/s.
     public var dirtyMBPerSecond: Double
-    /// Pre-copy round.
+    /// Pre-copy round, from 0.
     public var iteration: Int
-    /// Convergence measure in force.
+    /// Convergence measure in force ("normal" until the ladder acts; "auto" while choosing).
     public var rung: String
 
-    /// A progress report.
+    /// The fields as named.
     public init(phase: String, percent: Double, mbPerSecond: Double, dirtyMBPerSecond: Double, iteration: Int, rung: String) {
         self.phase = phase
         self.percent = percent

@@ -1,4 +1,4 @@
-/// The figures of a completed migration.
+/// The figures of a completed migration: the `migrate` result.
 public struct MigrationReport: Codable, Sendable, Equatable {
     /// From the start of the migration to the guest running on the destination, ms.
     public var totalMs: Int64
@@ -11,22 +11,26 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var downtimeMs: Int64
     /// Bytes QEMU moved.
     public var transferredBytes: Int64
-    /// Average throughput, MB/s.
+    /// Average throughput, MB/s (10^6 bytes).
     public var mbPerSecond: Double
     /// Pre-copy iterations.
     public var iterations: Int
-    /// Convergence measures taken (downtime raised, throttled, post-copy).
+    /// Convergence measures taken, in order (downtime raised, throttled, post-copy); empty when
+    /// pre-copy converged on its own.
     public var ladder: [String]
-    /// Secure channels that carried the stream.
+    /// Secure channels that carried the stream (1 unless multifd).
     public var streams: Int
-    /// Where the time went: connect and authenticate, destination ready, QEMU transfer, handover (ms).
+    /// Where the time went: connect and authenticate, destination ready, QEMU transfer, handover
+    /// (ms); nil from agents that predate the breakdown.
     public var phasesMs: [String: Int64]?
-    /// True when the guest moved in post-copy (it ran on the destination while pages followed).
+    /// True when the guest moved in post-copy (it ran on the destination while pages followed);
+    /// nil from agents that predate post-copy.
     public var postcopy: Bool?
 
-    /// The figures of one migration.
+    /// The figures as named; the optional ones default to nil.
     public init(totalMs: Int64, qemuDowntimeMs: Int64, switchoverMs: Int64, downtimeMs: Int64, transferredBytes: Int64,
-                mbPerSecond: Double, iterations: Int, ladder: [String], streams: Int, phasesMs: [String: Int64]?, postcopy: Bool?) {
+                mbPerSecond: Double, iterations: Int, ladder: [String], streams: Int,
+                phasesMs: [String: Int64]? = nil, postcopy: Bool? = nil) {
         self.totalMs = totalMs
         self.qemuDowntimeMs = qemuDowntimeMs
         self.switchoverMs = switchoverMs

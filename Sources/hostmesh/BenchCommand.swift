@@ -78,23 +78,17 @@ struct BenchCommand: AsyncParsableCommand {
             print("")
             print("migration of a \(memory) MiB guest, \(rounds) rounds each, medians (machine: \(MachineInfo.summary))")
             printTable(["WORKLOAD", "PATH", "TOTAL", "DOWNTIME", "MB/S", "TOTAL RATIO", "DOWNTIME DELTA"], ["idle", "dirty"].flatMap { workload -> [[String]] in
-                let direct = rows.filter { $0.workload == workload && $0.path == "direct" }
-                let tunnel = rows.filter { $0.workload == workload && $0.path == "tunnel" }
-                func med(_ r: [MigrationBenchmark.Row], _ f: (MigrationBenchmark.Row) -> Double) -> Double {
-                    let v = r.map(f).sorted(); return v.isEmpty ? 0 : v[v.count / 2]
+                let c = MigrationComparison(rows: rows, workload: workload)
+                func cells(_ path: String, _ m: MigrationComparison.Medians) -> [String] {
+                    [workload, path, "\(Int(m.totalMs)) ms", "\(Int(m.downtimeMs)) ms", "\(Int(m.mbS))"]
                 }
-                let tls = rows.filter { $0.workload == workload && $0.path == "qemu-tls" }
-                let dTotal = med(direct) { Double($0.totalMs) }, tTotal = med(tunnel) { Double($0.totalMs) }
-                let dDown = med(direct) { Double($0.downtimeMs) }, tDown = med(tunnel) { Double($0.downtimeMs) }
                 var out = [
-                    [workload, "direct", "\(Int(dTotal)) ms", "\(Int(dDown)) ms", "\(Int(med(direct) { $0.mbS }))", "", ""],
-                    [workload, "tunnel", "\(Int(tTotal)) ms", "\(Int(tDown)) ms", "\(Int(med(tunnel) { $0.mbS }))",
-                     String(format: "%.2fx (<= 1.2)", tTotal / max(dTotal, 1)), String(format: "%+.0f ms (<= +20)", tDown - dDown)],
+                    cells("direct", c.direct) + ["", ""],
+                    cells("tunnel", c.tunnel) + [String(format: "%.2fx (<= %.1f)", c.totalRatio, MigrationComparison.totalRatioTarget),
+                                                 String(format: "%+.0f ms (<= +%.0f)", c.downtimeDeltaMs, MigrationComparison.downtimeDeltaTargetMs)],
                 ]
-                if !tls.isEmpty {
-                    let sTotal = med(tls) { Double($0.totalMs) }, sDown = med(tls) { Double($0.downtimeMs) }
-                    out.append([workload, "qemu-tls", "\(Int(sTotal)) ms", "\(Int(sDown)) ms", "\(Int(med(tls) { $0.mbS }))",
-                                String(format: "%.2fx", sTotal / max(dTotal, 1)), String(format: "%+.0f ms", sDown - dDown)])
+                if let tls = c.qemuTLS, let ratio = c.qemuTLSTotalRatio, let delta = c.qemuTLSDowntimeDeltaMs {
+                    out.append(cells("qemu-tls", tls) + [String(format: "%.2fx", ratio), String(format: "%+.0f ms", delta)])
                 }
                 return out
             })
@@ -133,24 +127,23 @@ struct BenchCommand: AsyncParsableCommand {
                 return
             }
             func stats(_ values: [Int]) -> String {
-                let s = values.sorted()
-                return s.isEmpty ? "-" : "\(s.first!) / \(s[s.count / 2]) / \(s.last!)"
+                Spread(values).map { "\($0.min) / \($0.median) / \($0.max)" } ?? "-"
             }
             print("")
             print("\(runs.count) migrations of a 128 MiB guest round three agents, the peer on one of them (min / median / max)")
             printTable(["", "VALUE"], [
                 ["downtime (ms)", stats(runs.map { Int($0.downtimeMs) })],
                 ["ping gap at the peer (ms)", stats(runs.map(\.gapMs))],
-                ["gap - downtime (ms, target <= 100)", stats(runs.map { $0.gapMs - Int($0.downtimeMs) })],
+                ["gap - downtime (ms, target <= 100)", stats(runs.map(\.gapBeyondDowntimeMs))],
                 ["lost pings (20 ms interval)", stats(runs.map(\.lostPings))],
                 ["TCP connections lost", stats(runs.map(\.tcpConnectionsLost))],
                 ["TCP echoes lost or corrupted", stats(runs.map(\.tcpBytesLost))],
             ] + ["third-host", "onto-peer-host", "off-peer-host"].map { move in
-                ["gap - downtime, \(move) (ms)", stats(runs.filter { $0.move == move }.map { $0.gapMs - Int($0.downtimeMs) })]
+                ["gap - downtime, \(move) (ms)", stats(runs.filter { $0.move == move }.map(\.gapBeyondDowntimeMs))]
             })
             print(String(format: "echo throughput to a guest: overlay %.1f Mbit/s, one switch %.1f Mbit/s (%.2fx)",
                          throughput.overlay.megabitsPerSecond, throughput.direct.megabitsPerSecond,
-                         throughput.overlay.megabitsPerSecond / max(throughput.direct.megabitsPerSecond, 0.001)))
+                         BenchmarkRatio.of(throughput.overlay.megabitsPerSecond, to: throughput.direct.megabitsPerSecond, floor: 0.001)))
             print("machine: \(MachineInfo.summary)")
         }
     }

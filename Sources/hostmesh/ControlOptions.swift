@@ -1,15 +1,15 @@
-import Agent
 import ArgumentParser
 import ControlAPI
 import Foundation
+import MeshIdentity
 
 /// How a command reaches the local agent.
 struct ControlOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "The agent's state directory (its control socket lives there).")
-    var stateDir = "/var/lib/hostmesh"
+    var stateDir = StateDirectory.defaultPath
     @Flag(help: "Print JSON instead of a table.") var json = false
 
-    var client: ControlClient { ControlClient(path: Agent.controlSocket(stateDirectory: stateDir)) }
+    var client: ControlClient { ControlClient(path: StateDirectory(stateDir).controlSocket) }
 
     func printJSON(_ value: some Encodable) throws {
         let encoder = JSONEncoder()

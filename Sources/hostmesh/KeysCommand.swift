@@ -22,8 +22,8 @@ struct KeysCommand: AsyncParsableCommand {
             let identity = try HostIdentity(hostID: name)
             try identity.save(inDirectory: state.stateDir)
             print("created host key for \(name)")
-            print("  identity key  \(identity.signingKey.publicKey.fingerprint)  (\(state.stateDir)/host.key, mode 0600)")
-            print("  public keys   \(state.stateDir)/host.pub — give this to your domain: hostmesh domain certify --host-pub …")
+            print("  identity key  \(identity.signingKey.publicKey.fingerprint)  (\(state.directory.hostKey), mode 0600)")
+            print("  public keys   \(state.directory.hostPublicKeys) — give this to your domain: hostmesh domain certify --host-pub …")
         }
     }
 
@@ -36,12 +36,12 @@ struct KeysCommand: AsyncParsableCommand {
             print("host \(identity.hostID)")
             print("  identity key  \(identity.signingKey.publicKey.fingerprint)")
             print("  static key    \(Hex.encodeShort(identity.staticKey.publicKey.bytes))")
-            if let cert = try? HostCertificate.load(state.stateDir + "/host.cert") {
+            if let cert = try? HostCertificate.load(state.directory.hostCertificate) {
                 print("  certificate   domain \(cert.domain), serial \(cert.serial), valid \(format(cert.body.notBefore)) to \(format(cert.body.notAfter))")
             } else {
-                print("  certificate   none (\(state.stateDir)/host.cert)")
+                print("  certificate   none (\(state.directory.hostCertificate))")
             }
-            let trust = try TrustStore.load(fromDirectory: state.stateDir + "/trust")
+            let trust = try TrustStore.load(fromDirectory: state.directory.trustDirectory)
             for anchor in trust.anchors.values.sorted(by: { $0.name < $1.name }) {
                 print("  trusts        \(anchor.name) \(anchor.key.fingerprint)")
             }
@@ -55,8 +55,8 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() throws {
             let anchor = try DomainTrustAnchor.load(domainPub)
-            try FileManager.default.createDirectory(atPath: state.stateDir + "/trust", withIntermediateDirectories: true)
-            try anchor.save(state.stateDir + "/trust/\(anchor.name).pub")
+            try FileManager.default.createDirectory(atPath: state.directory.trustDirectory, withIntermediateDirectories: true)
+            try anchor.save(state.directory.trustAnchor(domain: anchor.name))
             print("trusting domain \(anchor.name) (key \(anchor.key.fingerprint))")
         }
     }
@@ -64,7 +64,10 @@ struct KeysCommand: AsyncParsableCommand {
 
 /// Where a host keeps its identity and state.
 struct StateOptions: ParsableArguments {
-    @Option(name: .customLong("state-dir"), help: "Host state directory.") var stateDir = "/var/lib/hostmesh"
+    @Option(name: .customLong("state-dir"), help: "Host state directory.") var stateDir = StateDirectory.defaultPath
+
+    /// The layout of `stateDir`.
+    var directory: StateDirectory { StateDirectory(stateDir) }
 }
 
 func format(_ unix: Int64) -> String {

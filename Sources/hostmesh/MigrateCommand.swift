@@ -1,4 +1,3 @@
-import Agent
 import ArgumentParser
 import ControlAPI
 import Foundation
@@ -20,10 +19,17 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (to != nil) != auto else { throw ValidationError("give either --to HOST or --auto") }
+        // The agent checks every setting; these two are checked here too because the command
+        // multiplies them, and an absurd value would overflow before the agent could refuse it.
+        if let bandwidth, !(1...1_000_000).contains(bandwidth) { throw ValidationError("--bandwidth must be 1 to 1000000 MB/s") }
+        if let xbzrleCacheMb, !(1...(1 << 20)).contains(xbzrleCacheMb) { throw ValidationError("--xbzrle-cache-mb must be 1 to 1048576 MiB") }
     }
 
     func run() async throws {
-        let to = auto ? "auto" : self.to!
+        let to: MigrationDestination
+        if auto { to = .auto } else {
+            do { to = try MigrationDestination(parsing: self.to ?? "") } catch { throw ValidationError("--to: \(error)") }
+        }
         var settings = MigrationSettings()
         if let downtimeMs { settings.downtimeLimitMs = downtimeMs }
         if let bandwidth { settings.maxBandwidthBytesPerSecond = bandwidth * 1_000_000 }

@@ -1,4 +1,3 @@
-import Agent
 import ArgumentParser
 import ControlAPI
 import Foundation
@@ -36,26 +35,23 @@ struct VMCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let accelerator = VMSpec.Accelerator(rawValue: accel) else { throw ValidationError("--accel must be auto, kvm or tcg") }
-            let id = UUID().uuidString.lowercased()
-            var nics: [VMSpec.NIC] = []
-            var arguments = workload.map { ["hm.work=\($0)"] } ?? []
-            if network == nil, !(ingress.isEmpty && egress.isEmpty) { throw ValidationError("--ingress and --egress apply to a NIC: add --network") }
-            if let network {
-                let address = ip.map { String($0.split(separator: "/")[0]) + "/32" }
-                // Locally administered (52:54:00 is QEMU's prefix), stable for the VM's life.
-                let hex = Array(id.filter(\.isHexDigit).prefix(6))
-                let derived = "52:54:00:" + stride(from: 0, to: 6, by: 2).map { String(hex[$0..<($0 + 2)]) }.joined(separator: ":")
-                // No rule given: everything allowed; `none`: nothing new allowed.
-                let rules = { (given: [String]) -> [String]? in given.isEmpty ? nil : given.filter { $0 != "none" } }
-                nics.append(VMSpec.NIC(id: "net0", mac: mac ?? derived, attachment: .none, network: network, addresses: address.map { [$0] } ?? [],
-                                       ingress: rules(ingress), egress: rules(egress)))
-                if let ip { arguments.append("hm.ip=\(ip)") }
-            }
-            let disks = disk.map { VMSpec.Disk(path: absolute($0), format: $0.hasSuffix(".qcow2") ? .qcow2 : .raw, shared: sharedStorage) }
-            let spec = VMSpec(id: id, name: name, vcpus: vcpus, memoryMiB: memory, disks: disks, nics: nics,
-                              boot: .kernel(path: absolute(kernel), initrd: initrd.map(absolute), commandLine: append),
-                              accelerator: accelerator, extraKernelArguments: arguments)
-            let info = try await control.client.call("vm.create", ControlTypes.CreateVM(spec: spec, start: start), as: VMInfo.self)
+            // The agent builds the spec (id, MAC, addresses, rules, disk formats) from the options;
+            // only the paths are resolved here, against this command's working directory.
+            var options = VMSpecOptions(name: name, kernel: absolute(kernel))
+            options.memoryMiB = memory
+            options.vcpus = vcpus
+            options.initrd = initrd.map(absolute)
+            options.commandLine = append
+            options.workload = workload
+            options.accelerator = accelerator
+            options.network = network
+            options.ip = ip
+            options.mac = mac
+            options.ingress = ingress
+            options.egress = egress
+            options.disks = disk.map(absolute)
+            options.sharedStorage = sharedStorage
+            let info = try await control.client.call("vm.create", ControlTypes.CreateVM(options: options, start: start), as: VMInfo.self)
             if control.json { try control.printJSON(info) } else { printVMs([info]) }
         }
     }
@@ -128,16 +124,16 @@ extension VMCommand {
         @Flag(help: "Confirms that the guest was seen running on the destination.") var destinationRunsIt = false
 
         func run() async throws {
-            let action: String?
+            let action: ControlTypes.Resolve.Action?
             switch (retry, resumeHere, releaseHere) {
             case (false, false, false): action = nil
-            case (true, false, false): action = "retry"
+            case (true, false, false): action = .retry
             case (false, true, false):
                 guard destinationFenced else { throw ValidationError("--resume-here needs --destination-fenced: resuming while the destination may run the guest would make two copies") }
-                action = "resume-here"
+                action = .resumeHere
             case (false, false, true):
                 guard destinationRunsIt else { throw ValidationError("--release-here needs --destination-runs-it: releasing a guest the destination does not run loses it") }
-                action = "release-here"
+                action = .releaseHere
             default: throw ValidationError("choose one of --retry, --resume-here, --release-here")
             }
             // The agent checks the confirmations again: they travel with the request.

@@ -109,7 +109,7 @@ final class AgentProcess: @unchecked Sendable {
     }
 
     var address: String { "127.0.0.1:\(port)" }
-    var control: ControlClient { ControlClient(path: Agent.controlSocket(stateDirectory: stateDirectory)) }
+    var control: ControlClient { ControlClient(path: StateDirectory(stateDirectory).controlSocket) }
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     private init(hostID: String, stateDirectory: String, port: Int, pid: pid_t, logPath: String) {

@@ -172,7 +172,7 @@ struct FaultInjectionTests {
                          accelerator: .tcg, extraKernelArguments: ["hm.work=heartbeat"])
         _ = try await source.control.call("vm.create", ControlTypes.CreateVM(spec: big, start: true), as: VMInfo.self)
         do {
-            _ = try await source.control.call("migrate", ControlTypes.Migrate(vm: "big", to: destination.address, settings: MigrationSettings()),
+            _ = try await source.control.call("migrate", ControlTypes.Migrate(vm: "big", to: .address(try HostPort(parsing: destination.address)), settings: MigrationSettings()),
                                               as: MigrationReport.self)
             Issue.record("a VM larger than the destination's memory was admitted")
         } catch let error as ControlError {
@@ -300,7 +300,7 @@ final class FaultRig: @unchecked Sendable {
     // MARK: Guest
 
     func migrate(from source: AgentProcess, to destination: AgentProcess) async throws -> MigrationReport {
-        try await source.control.call("migrate", ControlTypes.Migrate(vm: vm.name, to: destination.address, settings: MigrationSettings()),
+        try await source.control.call("migrate", ControlTypes.Migrate(vm: vm.name, to: .address(try HostPort(parsing: destination.address)), settings: MigrationSettings()),
                                       as: MigrationReport.self)
     }
 

@@ -28,7 +28,7 @@ struct MigrationEndToEndTests {
     }
 
     func migrate(_ vm: String, from: AgentProcess, to: AgentProcess, settings: MigrationSettings = MigrationSettings()) async throws -> MigrationReport {
-        try await from.control.call("migrate", ControlTypes.Migrate(vm: vm, to: to.address, settings: settings), as: MigrationReport.self)
+        try await from.control.call("migrate", ControlTypes.Migrate(vm: vm, to: .address(try HostPort(parsing: to.address)), settings: settings), as: MigrationReport.self)
     }
 
     @Test func heartbeatGuestMigratesThereAndBackWithoutRebooting() async throws {
@@ -126,10 +126,10 @@ struct MigrationEndToEndTests {
               try await a.control.call("members", Empty(), as: [MemberRow].self).first(where: { $0.host == "node-b" })?.cores ?? 0 == 0 {
             try await Task.sleep(for: .milliseconds(200))
         }
-        _ = try await a.control.call("migrate", ControlTypes.Migrate(vm: "auto", to: "auto", settings: MigrationSettings()), as: MigrationReport.self)
+        _ = try await a.control.call("migrate", ControlTypes.Migrate(vm: "auto", to: .auto, settings: MigrationSettings()), as: MigrationReport.self)
         #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["auto"])
         // By host id, back.
-        _ = try await b.control.call("migrate", ControlTypes.Migrate(vm: "auto", to: "node-a", settings: MigrationSettings()), as: MigrationReport.self)
+        _ = try await b.control.call("migrate", ControlTypes.Migrate(vm: "auto", to: .host("node-a"), settings: MigrationSettings()), as: MigrationReport.self)
         #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["auto"])
     }
 

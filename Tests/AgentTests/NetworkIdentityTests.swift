@@ -59,7 +59,7 @@ struct NetworkIdentityTests {
         let before = try await line(a, "client", "TCP 10.77.0.3:7 conn=") { field($0, "ok") ?? 0 > 20 }
         #expect(field(before, "conn") == 1)
 
-        let migration = try await b.control.call("migrate", ControlTypes.Migrate(vm: "server", to: c.address, settings: MigrationSettings()), as: MigrationReport.self)
+        let migration = try await b.control.call("migrate", ControlTypes.Migrate(vm: "server", to: .address(try HostPort(parsing: c.address)), settings: MigrationSettings()), as: MigrationReport.self)
         // Let the client keep talking for a while after the move.
         let okBefore = field(before, "ok") ?? 0
         let after = try await line(a, "client", "TCP 10.77.0.3:7 conn=") { field($0, "ok") ?? 0 > okBefore + 40 }
@@ -87,7 +87,7 @@ struct NetworkIdentityTests {
         let tcpBefore = try await line(b, "mover", "TCP 10.77.0.2:7 conn=") { self.field($0, "ok") ?? 0 > 20 }
         let udpBefore = try await line(b, "mover", "UDPSINK 9000 rx=") { self.field($0, "rx") ?? 0 > 20 }
 
-        _ = try await b.control.call("migrate", ControlTypes.Migrate(vm: "mover", to: c.address, settings: MigrationSettings()), as: MigrationReport.self)
+        _ = try await b.control.call("migrate", ControlTypes.Migrate(vm: "mover", to: .address(try HostPort(parsing: c.address)), settings: MigrationSettings()), as: MigrationReport.self)
         let okBefore = field(tcpBefore, "ok") ?? 0, rxBefore = field(udpBefore, "rx") ?? 0
         let tcpAfter = try await line(c, "mover", "TCP 10.77.0.2:7 conn=") { self.field($0, "ok") ?? 0 > okBefore + 40 }
         #expect(field(tcpAfter, "conn") == 1, "the mover's own connection was lost: \(tcpAfter)")

@@ -46,9 +46,14 @@ extension MigrationEndToEndTests {
         try await awaitOwner(a, vm: vm.id, owner: "node-b", epoch: 2)
         let held = try await a.control.call("vm.list", Empty(), as: [VMInfo].self).first
         #expect(held?.problem?.contains("stale") == true)
+        // A bare resume-here (no confirmation that the destination is fenced) is refused by the agent itself.
+        await #expect {
+            _ = try await a.control.call("vm.resolve", ControlTypes.Resolve(vm: "owned", action: .resumeHere), as: ControlTypes.Text.self)
+        } throws: { error in "\(error)".contains("destinationFenced") }
         // An operator who resumes the source now would make two copies: refused, naming the owner.
         await #expect {
-            _ = try await a.control.call("vm.resolve", ControlTypes.Resolve(vm: "owned", action: "resume-here"), as: ControlTypes.Text.self)
+            _ = try await a.control.call("vm.resolve", ControlTypes.Resolve(vm: "owned", action: .resumeHere, destinationFenced: true),
+                                         as: ControlTypes.Text.self)
         } throws: { error in "\(error)".contains("node-b owns owned at epoch 2") }
         await #expect(throws: ControlError.self) {
             _ = try await a.control.call("vm.start", ControlTypes.VMReference(vm: "owned"), as: VMInfo.self)

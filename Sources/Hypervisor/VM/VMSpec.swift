@@ -5,9 +5,9 @@ public struct VMSpec: Codable, Sendable, Equatable {
     public var id: String
     /// Human name; shown by QEMU in `-name` and in thread names.
     public var name: String
-    /// Virtual CPUs.
+    /// Virtual CPUs, 1...255.
     public var vcpus: Int
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB, 16...`maxMemoryMiB`.
     public var memoryMiB: Int
     /// Disks, attached as virtio-blk in this order.
     public var disks: [Disk]
@@ -120,14 +120,28 @@ public struct VMSpec: Codable, Sendable, Equatable {
         case disk
     }
 
+    /// Most RAM a spec may ask for, MiB (16 TiB): far above any host we run on, and low enough
+    /// that the agents' memory arithmetic (reserves, overheads) cannot overflow.
+    public static let maxMemoryMiB = 16 << 20
+
     /// The accelerator the spec asks for.
-    public enum Accelerator: String, Codable, Sendable {
+    public enum Accelerator: String, Codable, Sendable, CaseIterable {
         /// KVM when a bounded probe shows it makes progress, else TCG (see `AcceleratorProbe`).
         case auto
         /// KVM, failing if /dev/kvm is unusable.
         case kvm
         /// TCG (software emulation).
         case tcg
+
+        /// Decodes the raw value, naming the allowed ones when it is none of them.
+        public init(from decoder: any Decoder) throws {
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let value = Self(rawValue: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription:
+                    "accelerator \"\(text)\" is not one of \(Self.allCases.map(\.rawValue).joined(separator: ", "))"))
+            }
+            self = value
+        }
     }
 
     /// A spec with sane defaults for everything but identity, size and boot.
@@ -152,7 +166,7 @@ public struct VMSpec: Codable, Sendable, Equatable {
         guard Self.isIdentifier(id, allowLeadingDigit: true) else { throw .invalidID(id) }
         guard !name.isEmpty else { throw .invalidName(name) }
         guard (1...255).contains(vcpus) else { throw .invalidVCPUs(vcpus) }
-        guard memoryMiB >= 16 else { throw .invalidMemory(memoryMiB) }
+        guard (16...Self.maxMemoryMiB).contains(memoryMiB) else { throw .invalidMemory(memoryMiB) }
         var seen = Set<String>()
         for nic in nics {
             guard Self.isIdentifier(nic.id, allowLeadingDigit: false) else { throw .invalidNICID(nic.id) }
@@ -184,7 +198,7 @@ public enum VMSpecError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidName(String)
     /// vCPUs outside 1...255.
     case invalidVCPUs(Int)
-    /// Less than 16 MiB of RAM.
+    /// RAM outside 16 MiB...`VMSpec.maxMemoryMiB`.
     case invalidMemory(Int)
     /// A NIC id QEMU would not accept as a device id.
     case invalidNICID(String)
@@ -194,17 +208,34 @@ public enum VMSpecError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidMAC(nic: String, mac: String)
     /// Disk boot without a disk.
     case noBootDisk
+    /// A path the agent would resolve against its own working directory, not the caller's.
+    case relativePath(field: String, path: String)
+    /// A NIC option (`ip`, `mac`, `ingress`, `egress`) without a network to plug the NIC into.
+    case needsNetwork(field: String)
+    /// `none` next to other firewall rules.
+    case contradictoryRules(field: String)
+    /// An address that is not an IPv4 or IPv6 literal with an optional prefix of fitting length.
+    case invalidAddress(String)
+    /// A workload that is empty or has whitespace (it would split into more kernel arguments).
+    case invalidWorkload(String)
 
     public var description: String {
         switch self {
         case let .invalidID(id): return "VM id \"\(id)\" is invalid: use 1-64 letters, digits, '-' or '_' (a UUID works)"
         case let .invalidName(name): return "VM name \"\(name)\" is invalid: give the VM a non-empty name"
         case let .invalidVCPUs(count): return "\(count) vCPUs is out of range: use 1 to 255"
+        case let .invalidMemory(mib) where mib > VMSpec.maxMemoryMiB:
+            return "\(mib) MiB of RAM is too much: give the VM at most \(VMSpec.maxMemoryMiB) MiB (16 TiB)"
         case let .invalidMemory(mib): return "\(mib) MiB of RAM is too little: give the VM at least 16 MiB (128 MiB for the test guest)"
         case let .invalidNICID(id): return "NIC id \"\(id)\" is invalid: start with a letter, then letters, digits, '-' or '_'"
         case let .duplicateNICID(id): return "two NICs are called \"\(id)\": NIC ids must be unique in a VM"
         case let .invalidMAC(nic, mac): return "NIC \(nic) has MAC \"\(mac)\", which is not a unicast xx:xx:xx:xx:xx:xx address: use e.g. 52:54:00:12:34:56"
         case .noBootDisk: return "the VM boots from disk but has none: add a disk or boot a kernel"
+        case let .relativePath(field, path): return "\(field) path \"\(path)\" is relative: give an absolute path (the agent does not share the caller's working directory)"
+        case let .needsNetwork(field): return "\(field) applies to a NIC: give a network to plug it into (--network)"
+        case let .contradictoryRules(field): return "\(field) rules mix `none` with other rules: give either `none` alone (nothing allowed) or the rules"
+        case let .invalidAddress(ip): return "\"\(ip)\" is not an IP address with an optional prefix: use e.g. 10.77.0.2/24 or fd00::2/64"
+        case let .invalidWorkload(work): return "workload \"\(work)\" is empty or has whitespace: give comma-separated workloads, e.g. heartbeat,dirty:50"
         }
     }
 }

@@ -380,9 +380,10 @@ actor SourceRun: SourceMigrationEnvironment {
             throw error
         }
         released = true
-        await context.vms.endOutgoing(vmID, released: true, inDoubt: false)
         if let spec { await context.ports?.forwardStragglers(spec, to: peer) }
         await context.observer.reached(.sourceReleased)
+        // Teardown last: the point above sees the released copy as the journal left it.
+        await context.vms.endOutgoing(vmID, released: true, inDoubt: false)
         logger.info("released: the guest runs on the destination", metadata: ["mesh.peer": "\(peer)"])
     }
 

@@ -1,0 +1,18 @@
+public import Hypervisor
+
+/// `vm show`: the info, the spec and the migration history.
+public struct VMDetails: Codable, Sendable {
+    /// Summary, as `vm list` shows it.
+    public var info: VMInfo
+    /// The spec the agent stored at `vm.create` (or received with a migration).
+    public var spec: VMSpec
+    /// Migrations this host took part in, newest first.
+    public var migrations: [MigrationRecord]
+
+    /// The three parts of `vm show`.
+    public init(info: VMInfo, spec: VMSpec, migrations: [MigrationRecord]) {
+        self.info = info
+        self.spec = spec
+        self.migrations = migrations
+    }
+}

@@ -1,0 +1,63 @@
+extension MigrationSettings {
+    /// The range QEMU (9.x `migrate-set-parameters`) accepts for each field, or the range that
+    /// makes sense where QEMU's is wider: settings from a control request are checked against
+    /// these before a migration starts, so an absurd value fails with the field's name instead
+    /// of halfway through a migration (or in an arithmetic overflow).
+    public static let allowedRanges: [(field: String, range: ClosedRange<Int64>)] = [
+        ("downtimeLimitMs", 1...2_000_000),            // QEMU: at most 2000 s; 0 would never converge
+        ("maxBandwidthBytesPerSecond", 1...(1 << 40)), // 1 TiB/s: no link is faster; 0 would stall
+        ("multifdChannels", 1...255),                  // QEMU: multifd-channels is a uint8, at least 1
+        ("xbzrleCacheBytes", 4096...(1 << 40)),        // QEMU: at least one page
+        ("postcopyAfterPasses", 0...1000),             // 0: post-copy right after the first pass
+        ("throttleInitialPercent", 1...99),            // QEMU: cpu-throttle-initial 1-99
+        ("throttleIncrementPercent", 1...99),          // QEMU: cpu-throttle-increment 1-99
+        ("throttleMaxPercent", 1...99),                // QEMU: max-cpu-throttle 1-99
+        ("announceInitialMs", 1...100_000),            // QEMU: at most 100000
+        ("announceMaxMs", 1...100_000),
+        ("announceRounds", 0...1000),                  // QEMU: at most 1000; 0 turns QEMU's announcements off
+        ("announceStepMs", 1...10_000),                // QEMU: 1-10000
+    ]
+
+    /// Throws for the first field outside `allowedRanges`, or a combination that cannot work.
+    public func validate() throws(MigrationSettingsError) {
+        let values: [String: Int64?] = [
+            "downtimeLimitMs": downtimeLimitMs, "maxBandwidthBytesPerSecond": maxBandwidthBytesPerSecond,
+            "multifdChannels": multifdChannels.map(Int64.init), "xbzrleCacheBytes": xbzrleCacheBytes,
+            "postcopyAfterPasses": postcopyAfterPasses.map(Int64.init),
+            "throttleInitialPercent": Int64(throttleInitialPercent), "throttleIncrementPercent": Int64(throttleIncrementPercent),
+            "throttleMaxPercent": Int64(throttleMaxPercent), "announceInitialMs": announceInitialMs, "announceMaxMs": announceMaxMs,
+            "announceRounds": announceRounds, "announceStepMs": announceStepMs,
+        ]
+        for (field, range) in Self.allowedRanges {
+            if let value = values[field] ?? nil, !range.contains(value) { throw .outOfRange(field: field, value: value, allowed: range) }
+        }
+        if postcopyAfterPasses != nil, !postcopyAllowed { throw .postcopyAfterWithoutPostcopy }
+        if throttleInitialPercent > throttleMaxPercent { throw .throttleAboveMaximum(initial: throttleInitialPercent, maximum: throttleMaxPercent) }
+        if announceInitialMs > announceMaxMs { throw .announceAboveMaximum(initial: announceInitialMs, maximum: announceMaxMs) }
+    }
+}
+
+/// `MigrationSettings` that QEMU would refuse or that cannot work, naming the field and the range.
+public enum MigrationSettingsError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A field outside `MigrationSettings.allowedRanges`.
+    case outOfRange(field: String, value: Int64, allowed: ClosedRange<Int64>)
+    /// `postcopyAfterPasses` without `postcopyAllowed`.
+    case postcopyAfterWithoutPostcopy
+    /// The first throttle step above the ceiling.
+    case throttleAboveMaximum(initial: Int, maximum: Int)
+    /// The first announcement gap above the largest.
+    case announceAboveMaximum(initial: Int64, maximum: Int64)
+
+    public var description: String {
+        switch self {
+        case let .outOfRange(field, value, allowed):
+            return "settings.\(field) is \(value), outside the allowed \(allowed.lowerBound)...\(allowed.upperBound)"
+        case .postcopyAfterWithoutPostcopy:
+            return "settings.postcopyAfterPasses needs settings.postcopyAllowed = true (--postcopy)"
+        case let .throttleAboveMaximum(initial, maximum):
+            return "settings.throttleInitialPercent (\(initial)) is above settings.throttleMaxPercent (\(maximum)): lower the first or raise the second"
+        case let .announceAboveMaximum(initial, maximum):
+            return "settings.announceInitialMs (\(initial)) is above settings.announceMaxMs (\(maximum)): lower the first or raise the second"
+        }
+    }
+}

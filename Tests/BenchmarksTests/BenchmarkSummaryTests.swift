@@ -1,0 +1,44 @@
+@testable import Benchmarks
+import Testing
+
+/// The arithmetic behind `hostmesh bench`'s tables: medians, spreads and ratios.
+struct BenchmarkSummaryTests {
+    @Test func spreadOfOddAndEvenCounts() {
+        #expect(Spread([5, 1, 3]).map { [$0.min, $0.median, $0.max] } == [1, 3, 5])
+        // An even count takes the upper middle value: always one that was measured.
+        #expect(Spread([4, 1, 3, 2])?.median == 3)
+        #expect(Spread([7])?.median == 7)
+        #expect(Spread([Int]()) == nil)
+    }
+
+    @Test func ratioNeverDividesByZero() {
+        #expect(BenchmarkRatio.of(150, to: 100, floor: 1) == 1.5)
+        #expect(BenchmarkRatio.of(5, to: 0, floor: 1) == 5)
+        #expect(BenchmarkRatio.of(1, to: 0, floor: 0.001).isFinite)
+    }
+
+    @Test func comparisonTakesPerPathMedians() {
+        func row(_ workload: String, _ path: String, total: Int64, down: Int64, mbS: Double) -> MigrationBenchmark.Row {
+            MigrationBenchmark.Row(workload: workload, path: path, totalMs: total, downtimeMs: down, mbS: mbS, transferredBytes: 0)
+        }
+        let rows = [
+            row("idle", "direct", total: 100, down: 10, mbS: 900), row("idle", "direct", total: 300, down: 30, mbS: 700),
+            row("idle", "direct", total: 200, down: 20, mbS: 800),
+            row("idle", "tunnel", total: 240, down: 35, mbS: 600), row("idle", "tunnel", total: 260, down: 25, mbS: 500),
+            row("idle", "tunnel", total: 250, down: 30, mbS: 550),
+            row("dirty", "direct", total: 9_999, down: 999, mbS: 1), // another workload: ignored
+        ]
+        let c = MigrationComparison(rows: rows, workload: "idle")
+        #expect(c.direct == MigrationComparison.Medians(totalMs: 200, downtimeMs: 20, mbS: 800))
+        #expect(c.tunnel == MigrationComparison.Medians(totalMs: 250, downtimeMs: 30, mbS: 550))
+        #expect(c.totalRatio == 1.25)
+        #expect(c.downtimeDeltaMs == 10)
+        #expect(c.qemuTLS == nil && c.qemuTLSTotalRatio == nil)
+    }
+
+    @Test func comparisonWithoutRoundsReportsZeros() {
+        let c = MigrationComparison(rows: [], workload: "idle")
+        #expect(c.direct.totalMs == 0 && c.tunnel.totalMs == 0)
+        #expect(c.totalRatio == 0)
+    }
+}
