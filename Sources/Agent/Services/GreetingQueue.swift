@@ -1,3 +1,4 @@
+import ControlAPI
 /// Agents to say hello to, handed from whoever learns of one (a member that joined or
 /// restarted, a larger host id that said hello first and must be dialled back) to the
 /// `PeerGreetingService`, which runs the greetings in a task group it owns: nobody starts an

@@ -1,3 +1,4 @@
+import ControlAPI
 import GossipTransport
 import Logging
 import Membership

@@ -1,3 +1,4 @@
+import ControlAPI
 import ServiceLifecycle
 
 /// This host's membership of the mesh: the gossip service (`AgentMembership.service`), the

@@ -1,3 +1,4 @@
+import ControlAPI
 import ServiceLifecycle
 
 /// Says hello to other agents: the configured peers at start, then every address put on the
