@@ -77,7 +77,9 @@ extension MigrationCoordinator {
         return await run.takeReply() ?? refuse("the admission ended without an answer")
     }
 
-    func commitIncoming(_ id: String, deltas: [[UInt8]], from peer: String) async -> Hostmesh_V1_AgentEnvelope {
+    /// The answer to a commit, or nil when none can be given yet (the guest runs here but that is
+    /// not on disk): the source then goes in doubt and asks again.
+    func commitIncoming(_ id: String, deltas: [[UInt8]], from peer: String) async -> Hostmesh_V1_AgentEnvelope? {
         guard var executor = incoming[id] else {
             // Unknown or discarded here: the machine (from the journal, if any) refuses a late commit.
             return await lateCommit(id)
@@ -93,8 +95,7 @@ extension MigrationCoordinator {
         let loaded = await run.guestLoaded()
         await executor.handle(.commit(loaded: loaded))
         keep(executor)
-        var reply = await run.takeReply() ?? Hostmesh_V1_AgentEnvelope()
-        reply.migrationCommitted.migrationID = id
+        guard var reply = await run.takeReply() else { return nil }
         if reply.migrationCommitted.error.isEmpty {
             reply.migrationCommitted.resumedAt = await run.resumedAt()
         }

@@ -113,6 +113,15 @@ import Testing
         #expect(out == [.journal(.discarded), .discard, .replyCommitted(error: "discarded: cannot journal the commit: disk full")])
         // The discard's own write failing does not spare the copy, nor the answer.
         #expect(c.handle(.journalFailed("disk full")) == [.discard, .replyCommitted(error: "discarded: cannot journal the commit: disk full")])
+        // The guest runs, but `running` is not on disk: no `committed` is promised until it is.
+        var r = DestinationMigration(id: "m", journaled: .admitted)
+        _ = r.handle(.commit(loaded: true))
+        #expect(r.handle(.resumed) == [.journal(.running), .replyCommitted(error: nil)])
+        #expect(r.handle(.journalFailed("disk full")).isEmpty)
+        #expect(r.verdict == .receiving)
+        #expect(r.handle(.query) == [.journal(.running), .replyVerdict(.committed)])
+        #expect(r.handle(.journalFailed("disk full")).isEmpty) // still not on disk: no answer
+        #expect(r.handle(.query) == [.journal(.running), .replyVerdict(.committed)])
         var l = DestinationMigration(id: "m")
         _ = l.handle(.prepare(refusal: nil))
         #expect(l.handle(.launchFailed("no qemu")) == [.journal(.discarded), .discard, .replyPrepared(refusal: "cannot start the destination QEMU: no qemu")])
@@ -452,6 +461,10 @@ final class World {
             if !toDestination.isEmpty { await deliverToDestination(toDestination.removeFirst()); continue }
             if !toSource.isEmpty { await deliverToSource(toSource.removeFirst()); continue }
             if unsettled { await retryFromJournal(); continue }
+            if source.machine.phase == .committing {
+                // The commit's answer never came: the watchdog closes the channel.
+                await toSource(.peerLost("no commit confirmation")); continue
+            }
             if let journaled = destinationJournal, journaled != destination.machine.phase {
                 // A write the destination could not make: its next start recovers from what is journaled.
                 await crashDestination(); continue

@@ -90,6 +90,8 @@ public struct DestinationMigration: Sendable, Equatable {
     /// The directives that followed the last `.journal` directive: what to carry out anyway if
     /// that write fails in a phase where going on is safe.
     private var afterJournal: [Directive] = []
+    /// The guest runs here but `running` could not be journaled yet.
+    private var runningUnrecorded = false
 
     /// A migration the source just asked for.
     public init(id: String) { self.id = id }
@@ -123,9 +125,19 @@ public struct DestinationMigration: Sendable, Equatable {
             // source, told so, takes its copy back.
             let reason = "cannot journal the commit: \(why)"
             return discard(reason, answer: .replyCommitted(error: "discarded: \(reason)"))
-        case (.running, .journalFailed), (.discarded, .journalFailed):
-            // The commit (or nothing) is journaled: what follows is safe either way, and recovery
-            // repeats it after a restart. The copy of a discard is killed all the same.
+        case (.running, .journalFailed):
+            // The guest runs here, but only `committed` is on disk: a restart that found QEMU dead
+            // would discard it, so `committed` must not be promised yet. No answer: the source
+            // goes in doubt and asks, and each query tries the write again.
+            phase = .committed
+            runningUnrecorded = true
+            return []
+        case (.committed, .query) where runningUnrecorded:
+            runningUnrecorded = false
+            return move(.running, then: [.replyVerdict(.committed)])
+        case (.discarded, .journalFailed):
+            // The copy of a discard is killed all the same, and the answer given: the source
+            // takes the guest back, and a restart finds nothing to run (or discards it again).
             defer { afterJournal = [] }
             return afterJournal
         case (.admitted, .commit(loaded: true)):

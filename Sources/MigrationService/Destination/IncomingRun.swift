@@ -75,17 +75,45 @@ actor IncomingRun: DestinationMigrationEnvironment {
     /// Sets the ports' final state that comes with a commit.
     func use(deltas: [[UInt8]]) { self.deltas = deltas }
 
-    /// True once QEMU here has the whole guest (or has entered post-copy); waits up to `limit`.
+    /// True once QEMU here has the whole guest (or has entered post-copy); waits up to `limit`
+    /// for QEMU's `MIGRATION` event (the `events` capability is on for every migration).
     func guestLoaded(within limit: Duration = .seconds(10)) async -> Bool {
         guard let process else { return false }
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            guard let info = try? await process.qmp.queryMigrate() else { return false } // QEMU gone: not loaded
-            if info.status == "completed" || info.status == "postcopy-active" { return true }
-            if info.status == "failed" { return false }
-            try? await Task.sleep(for: .milliseconds(2)) // cancellation ends the wait: not loaded
+        // Subscribed before the status is read: a change in between is not missed.
+        let events = process.qmp.events()
+        do {
+            if let known = Self.loaded(try await process.qmp.queryMigrate().status ?? "") { return known }
+        } catch {
+            return false // QEMU gone or refusing: not loaded
         }
-        return false
+        let outcome = await withTaskGroup(of: Bool?.self) { group in
+            group.addTask {
+                for await event in events {
+                    if case .migration(let status) = event.kind, let known = Self.loaded(status) { return known }
+                }
+                return false // QEMU's event stream ended: it is gone
+            }
+            group.addTask {
+                // Cancelled when the event came first; either way the wait is over.
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        if let outcome { return outcome }
+        // Timed out: one last look (a QEMU that never reported is not loaded).
+        return ((try? await process.qmp.queryMigrate()).flatMap { Self.loaded($0.status ?? "") }) ?? false
+    }
+
+    /// What a QEMU migration status says about the guest here: loaded, failed, or not yet.
+    private static func loaded(_ status: String) -> Bool? {
+        switch status {
+        case "completed", "postcopy-active": return true
+        case "failed", "cancelled": return false
+        default: return nil
+        }
     }
 
     /// When the guest resumed here (QEMU's timestamp), waiting up to `limit` for the event.

@@ -118,9 +118,7 @@ struct PeerLinks: Sendable {
                         policy.expectedPeer = host
                         let connection = try await SecureConnection.connect(host: address.host, port: address.port,
                                                                             configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
-                        try await connection.channel.executeThenClose { _, outbound in
-                            try await outbound.write(EnvelopeWriter.frame(envelope))
-                        }
+                        _ = try await connection.request(envelope, expectAnswer: false)
                     } catch {
                         logger.debug("update not delivered", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
                     }

@@ -88,14 +88,10 @@ public actor AgentMembership {
         }
         var envelope = Hostmesh_V1_AgentEnvelope()
         build(&envelope)
-        return try await connection.channel.executeThenClose { inbound, outbound in
-            try await outbound.write(EnvelopeWriter.frame(envelope))
-            var reader = EnvelopeReader(inbound)
-            guard let body = try await reader.next()?.body, let bytes = answer(body) else {
-                throw AgentError.protocolViolation("\(address) did not answer the \(purpose) request")
-            }
-            return bytes
+        guard let body = try await connection.request(envelope)?.body, let bytes = answer(body) else {
+            throw AgentError.protocolViolation("\(address) did not answer the \(purpose) request")
         }
+        return bytes
     }
 
     // MARK: - Serving
