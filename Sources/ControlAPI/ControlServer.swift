@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOPosix
@@ -63,22 +64,45 @@ public struct ControlRequest: Sendable {
     }
 }
 
-/// The agent's end of the control socket.
+/// The agent's end of the control socket. Its resources are bounded (Protocol.md §7): at most
+/// `Limits.maxConnections` connections at once (the next one is answered `unavailable` and
+/// closed), a connection must send its request line within `Limits.requestTimeout`, and a line
+/// is at most `ControlWire.maxLineBytes` (a longer one is answered `bad_request`).
 public struct ControlServer: Sendable {
     /// Handles a request; returns the result to encode.
     public typealias Handler = @Sendable (ControlRequest, ControlResponder) async throws -> any Encodable & Sendable
 
+    /// Resource bounds.
+    public struct Limits: Sendable {
+        /// Connections served at once (64: the command line opens one per command).
+        public var maxConnections = 64
+        /// How long a new connection may take to send its request line (10 s); after it, a
+        /// request may run as long as it needs (a migration takes minutes).
+        public var requestTimeout: Duration = .seconds(10)
+        /// The defaults.
+        public init() {}
+    }
+
     private let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     private let logger: Logger
+    private let limits: Limits
+    private let open = NIOLockedValueBox(0)
 
-    /// Binds the socket at `path` (replacing a stale one) with mode 0600.
-    public static func bind(path: String, logger: Logger) async throws -> ControlServer {
+    /// Binds the socket at `path` (replacing a stale one), mode 0600 from the moment it has
+    /// that name: it is bound under a temporary name, restricted, then renamed into place.
+    public static func bind(path: String, limits: Limits = Limits(), logger: Logger) async throws -> ControlServer {
+        let staging = path + ".binding-\(getpid())"
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+            .bind(unixDomainSocketPath: staging, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
             }
-        chmod(path, 0o600)
-        return ControlServer(server: server, logger: logger)
+        guard chmod(staging, 0o600) == 0, rename(staging, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? await server.channel.close() // Best effort: the bind is abandoned either way.
+            unlink(staging)
+            throw ControlError.failed("cannot put the control socket at \(path) with mode 0600 (\(reason)): check the state directory's permissions")
+        }
+        return ControlServer(server: server, logger: logger, limits: limits)
     }
 
     /// Serves connections until cancelled.
@@ -86,16 +110,43 @@ public struct ControlServer: Sendable {
         try await server.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await connection in inbound {
-                    group.addTask { await serve(connection, handler) }
+                    let admitted = open.withLockedValue { count in
+                        guard count < limits.maxConnections else { return false }
+                        count += 1
+                        return true
+                    }
+                    guard admitted else {
+                        group.addTask { await refuse(connection) }
+                        continue
+                    }
+                    group.addTask {
+                        await serve(connection, handler)
+                        open.withLockedValue { $0 -= 1 }
+                    }
                 }
             }
         }
     }
 
     /// Stops accepting.
-    public func close() async { try? await server.channel.close() }
+    public func close() async {
+        try? await server.channel.close() // Already closed is fine: nothing more is accepted either way.
+    }
+
+    /// Answers a connection over the limit and closes it.
+    private func refuse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        logger.warning("control connection refused: too many open", metadata: ["control.max_connections": "\(limits.maxConnections)"])
+        // Best effort: a client that is gone needs no answer.
+        try? await connection.executeThenClose { _, outbound in
+            let error = ControlError.unavailable("the agent already serves \(limits.maxConnections) control connections; retry when one ends")
+            try await outbound.write(ByteBuffer(bytes: try controlEncoder.encode(Wrapped(kind: .error, value: error)) + [0x0a]))
+        }
+    }
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ handler: Handler) async {
+        let channel = connection.channel
+        let timeout = limits.requestTimeout
+        // Errors here are the client's connection failing (gone, reset): there is nobody to answer.
         try? await connection.executeThenClose { inbound, outbound in
             var reader = LineReader(inbound)
             let responder = ControlResponder(outbound: outbound)
@@ -103,9 +154,25 @@ public struct ControlServer: Sendable {
                 let data = try controlEncoder.encode(Wrapped(kind: kind, value: value))
                 try await outbound.write(ByteBuffer(bytes: data + [0x0a]))
             }
-            guard let line = try await reader.next() else { return }
+            let line: Data
             do {
-                guard let head = try? JSONDecoder().decode(RequestHead.self, from: line) else {
+                // The request line must come within the timeout: an idle connection is closed.
+                let read = try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await Task.sleep(for: timeout)
+                        try await channel.close()
+                    }
+                    defer { group.cancelAll() }
+                    return try await reader.next()
+                }
+                guard let read else { return }
+                line = read
+            } catch let error as ControlError {
+                try await send(Wrapped<ControlError>.Kind.error, error)
+                return
+            }
+            do {
+                guard let head = try? JSONDecoder().decode(RequestHead.self, from: line) else { // the reason is given below
                     throw ControlError.badRequest("request is not a JSON object with a \"method\"")
                 }
                 let result = try await handler(ControlRequest(method: head.method, line: line), responder)
@@ -133,15 +200,19 @@ struct LineReader {
 
     init(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) { iterator = inbound.makeAsyncIterator() }
 
+    /// The next line without its newline, nil at the end of the stream; a line longer than
+    /// `ControlWire.maxLineBytes` is a `bad_request`, however it arrives.
     mutating func next() async throws -> Data? {
+        let tooLong = ControlError.badRequest("request line longer than \(ControlWire.maxLineBytes) bytes (1 MiB): send a smaller request")
         while true {
             if let newline = buffer.readableBytesView.firstIndex(of: 0x0a) {
                 let length = newline - buffer.readerIndex
+                guard length <= ControlWire.maxLineBytes else { throw tooLong }
                 let line = buffer.readData(length: length)!
                 buffer.moveReaderIndex(forwardBy: 1)
                 return line
             }
-            guard buffer.readableBytes <= ControlWire.maxLineBytes else { throw ControlError.badRequest("line longer than 1 MiB") }
+            guard buffer.readableBytes <= ControlWire.maxLineBytes else { throw tooLong }
             guard var more = try await iterator.next() else { return nil }
             buffer.discardReadBytes()
             buffer.writeBuffer(&more)
