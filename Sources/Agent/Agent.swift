@@ -14,7 +14,7 @@ public struct Agent: Service {
     /// Software identification sent in hellos.
     public static let software = "hostmesh 0.1.0"
 
-    private let configuration: AgentConfiguration
+    private var configuration: AgentConfiguration
     private let credentials: ChannelCredentials
     private let logger: Logger
     private let vmOptions: VMProcess.Options
@@ -55,7 +55,9 @@ public struct Agent: Service {
     /// and gives its connections a short drain) and last the virtual switch. The VMs'
     /// QEMU processes keep running: the next agent re-adopts them.
     public func run(gracefulShutdownSignals: [UnixSignal]) async throws {
-        var group = ServiceGroupConfiguration(services: try await services(), gracefulShutdownSignals: gracefulShutdownSignals,
+        var agent = self
+        agent.configuration = try configuration.resolvingAdvertiseHost(logger: logger)
+        var group = ServiceGroupConfiguration(services: try await agent.services(), gracefulShutdownSignals: gracefulShutdownSignals,
                                               logger: logger)
         group.maximumGracefulShutdownDuration = Self.gracefulShutdownLimit
         try await ServiceGroup(configuration: group).run()
@@ -79,7 +81,8 @@ public struct Agent: Service {
     }
 
     private func services(store: AgentStore, vms: VMManager, network: AgentNetwork) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
-        let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: configuration.overlayListen.host, port: $0) }
+        let overlayHost = configuration.overlayListen.isWildcard ? (configuration.advertiseHost ?? configuration.overlayListen.host) : configuration.overlayListen.host
+        let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: overlayHost, port: $0) }
         await vms.use(network: network)
         await vms.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
@@ -104,7 +107,9 @@ public struct Agent: Service {
         }
         let control: ControlServer
         let membership: AgentMembership
-        let bound = HostPort(host: listen.host, port: listener.localAddress?.port ?? listen.port)
+        // What other hosts reach this one at: a wildcard listener is advertised by its address.
+        let bound = HostPort(host: listen.isWildcard ? (configuration.advertiseHost ?? listen.host) : listen.host,
+                             port: listener.localAddress?.port ?? listen.port)
         do {
             membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)
             control = try await ControlServer.bind(path: StateDirectory(configuration.stateDirectory).controlSocket, logger: logger)

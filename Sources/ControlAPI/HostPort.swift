@@ -25,6 +25,12 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible, Codable {
     /// `host:port`, with brackets round an IPv6 literal.
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
+    /// True for a listener on every address (`0.0.0.0` or `::`), which is nobody's address to reach.
+    public var isWildcard: Bool { Self.isWildcard(host) }
+
+    /// True for `0.0.0.0` and `::`.
+    public static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host == "[::]" }
+
     /// Decodes the `host:port` string form.
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)

@@ -43,12 +43,12 @@ public actor AgentMembership {
             try SecureFile.write(GossipKeyringFile.encode(keyring), to: keysPath, mode: 0o600)
         }
         let listen = configuration.gossipListen
-        let wildcard = listen.host == "0.0.0.0" || listen.host == "::"
+        let wildcard = listen.isWildcard
         let advertised = configuration.advertiseHost ?? (wildcard ? nil : listen.host)
         guard let advertised else {
             throw AgentError.badConfiguration(path: "advertise_host", reason: "gossip listens on \(listen): set advertise_host to the address other hosts reach this one at")
         }
-        let channelHost = channel.host == "0.0.0.0" || channel.host == "::" ? advertised : channel.host
+        let channelHost = channel.isWildcard ? advertised : channel.host
         metadata = MemberMetadata(domain: credentials.certificate.domain,
                                   channelAddress: PeerAddress(host: channelHost, port: UInt16(channel.port)),
                                   keyFingerprint: Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes)),

@@ -42,7 +42,7 @@ struct PeerLinks: Sendable {
     /// After a hello exchange: key the overlay, or dial back so the smaller host id initiates.
     func helloExchanged(_ hello: Hostmesh_V1_AgentHello, on connection: SecureConnection, initiatedHere: Bool) async {
         if var address = try? HostPort(parsing: hello.channelAddress) {
-            if address.host == "0.0.0.0" || address.host == "::", let ip = connection.channel.channel.remoteAddress?.ipAddress { address.host = ip }
+            if address.isWildcard, let ip = connection.channel.channel.remoteAddress?.ipAddress { address.host = ip }
             known.withLockedValue { $0[hello.hostID] = address }
         }
         let initiator = initiatedHere ? hostID : hello.hostID
@@ -50,7 +50,7 @@ struct PeerLinks: Sendable {
         if initiator < responder {
             if var overlay = try? HostPort(parsing: hello.overlayAddress) {
                 // A wildcard listener advertises 0.0.0.0: reach it where its channel came from.
-                if overlay.host == "0.0.0.0" || overlay.host == "::", let ip = connection.channel.channel.remoteAddress?.ipAddress {
+                if overlay.isWildcard, let ip = connection.channel.channel.remoteAddress?.ipAddress {
                     overlay.host = ip
                 }
                 await network.setPeer(hello.hostID, overlay: overlay, session: connection.session)
@@ -58,7 +58,7 @@ struct PeerLinks: Sendable {
         } else if !initiatedHere, let back = try? HostPort(parsing: hello.channelAddress) {
             // The larger host said hello first; open the keying channel from this (smaller) side.
             let remote = connection.channel.channel.remoteAddress?.ipAddress ?? "127.0.0.1"
-            let address = back.host == "0.0.0.0" || back.host == "::" ? HostPort(host: remote, port: back.port) : back
+            let address = back.isWildcard ? HostPort(host: remote, port: back.port) : back
             greetings.request(address)
         }
     }
