@@ -20,8 +20,9 @@ struct MembersCommand: AsyncParsableCommand {
     func run() async throws {
         let rows = try await control.client.call("members", Empty(), as: [MemberRow].self)
         if control.json { try control.printJSON(rows); return }
-        printTable(["HOST", "DOMAIN", "ADDRESS", "STATUS", "INC", "CORES", "MEM FREE", "VMS", "LOAD", "MIGR", "UPDATED"], rows.map { r in
-            [r.host + (r.local ? " *" : ""), r.domain, r.address, r.status, "\(r.incarnation)", "\(r.cores)", "\(r.memoryFreeMiB) MiB",
+        // CHANNEL is what `join` and `migrate --to` take; GOSSIP is the membership datagram address.
+        printTable(["HOST", "DOMAIN", "CHANNEL", "GOSSIP", "STATUS", "INC", "CORES", "MEM FREE", "VMS", "LOAD", "MIGR", "UPDATED"], rows.map { r in
+            [r.host + (r.local ? " *" : ""), r.domain, r.channel ?? "-", r.address, r.status, "\(r.incarnation)", "\(r.cores)", "\(r.memoryFreeMiB) MiB",
              "\(r.vms)", String(format: "%.2f", r.load), "\(r.migrations)", String(format: "%.1fs ago", r.lastUpdateSeconds)]
         })
     }
