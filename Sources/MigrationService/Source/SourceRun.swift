@@ -33,7 +33,7 @@ actor SourceRun: SourceMigrationEnvironment {
     private(set) var peer: String
     private let peerAddress: String?
 
-    private var connection: SecureConnection?
+    private var connection: HeldConnection?
     private var reader: EnvelopeReader?
     private var tunnel: OutgoingStreamTunnel?
     /// QEMU's outgoing migration, which goes on in post-copy after the commit has been sent.
@@ -109,10 +109,7 @@ actor SourceRun: SourceMigrationEnvironment {
         stopped?.cancel()
         transfer?.cancel() // finished already unless the run ended while QEMU was still sending
         await tunnel?.close()
-        if let connection {
-            // Best effort: the channel may already be closed by the peer or the commit watchdog.
-            try? await connection.channel.channel.close()
-        }
+        await connection?.close()
     }
 
     // MARK: - SourceMigrationEnvironment
@@ -132,7 +129,7 @@ actor SourceRun: SourceMigrationEnvironment {
         await context.observer.reached(.source(phase))
         if context.observer.cutsChannel(at: .source(phase)), let connection {
             // Fault injection: the channel drops here. Closing an open channel cannot fail in a way that matters.
-            try? await connection.channel.channel.close()
+            try? await connection.connection.channel.channel.close()
         }
     }
 
@@ -142,9 +139,10 @@ actor SourceRun: SourceMigrationEnvironment {
         var control = SecureChannelConfiguration(credentials: context.credentials)
         control.policy.purpose = "control"
         do {
-            let connection = try await SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger)
+            let connection = try await HeldConnection.hold(
+                SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger))
             self.connection = connection
-            peer = connection.peer.hostID
+            peer = connection.connection.peer.hostID
             logger[metadataKey: "mesh.peer"] = "\(peer)"
             phases["connect"] = since(started)
             var prepare = Hostmesh_V1_AgentEnvelope()
@@ -154,8 +152,8 @@ actor SourceRun: SourceMigrationEnvironment {
             prepare.migrationPrepare.accelerator = live.process.record.accelerator.choice.rawValue
             prepare.migrationPrepare.epoch = UInt64(epoch)
             prepare.migrationPrepare.portStates = try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
-            try await connection.channel.outbound.write(EnvelopeWriter.frame(prepare))
-            var reader = EnvelopeReader(connection.channel.inbound)
+            try await connection.outbound.write(EnvelopeWriter.frame(prepare))
+            var reader = connection.reader()
             let answer = try await reader.next()
             self.reader = reader
             guard case .migrationPrepared(let prepared)? = answer?.body, prepared.migrationID == id else {
@@ -258,7 +256,7 @@ actor SourceRun: SourceMigrationEnvironment {
             commit.migrationCommit.migrationID = id
             // The ports stop here; their final state travels with the commit.
             commit.migrationCommit.portDeltas = try await context.ports?.freeze(spec).map { Data($0) } ?? []
-            try await connection.channel.outbound.write(EnvelopeWriter.frame(commit))
+            try await connection.outbound.write(EnvelopeWriter.frame(commit))
             if postcopyUsed, let transfer {
                 // The destination runs the guest and pulls what it lacks: QEMU here must go on
                 // sending until post-copy ends. A failure now is the destination's to report.
@@ -270,14 +268,14 @@ actor SourceRun: SourceMigrationEnvironment {
             }
             // A destination that neither answers nor drops the channel must not hold the guest
             // paused forever: after the timeout the channel is closed and the handover is in doubt.
-            let channel = connection.channel.channel
+            let channel = connection.connection.channel.channel
             let timeout = context.commitAnswerTimeout
             let watchdog = Task {
                 try await Task.sleep(for: timeout)
                 try await channel.close()
             }
             defer { watchdog.cancel() }
-            var reader = self.reader ?? EnvelopeReader(connection.channel.inbound)
+            guard var reader = self.reader else { return .peerLost("no answer channel") }
             let answer = try await reader.next()
             self.reader = reader
             guard case .migrationCommitted(let committed)? = answer?.body, committed.migrationID == id else {
@@ -303,7 +301,7 @@ actor SourceRun: SourceMigrationEnvironment {
         abort.migrationAbort.reason = reason
         do {
             if let connection {
-                try await connection.channel.outbound.write(EnvelopeWriter.frame(abort))
+                try await connection.outbound.write(EnvelopeWriter.frame(abort))
             } else {
                 _ = try await context.ask(row, abort, expectAnswer: false)
             }
