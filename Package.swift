@@ -226,6 +226,7 @@ let package = Package(
             dependencies: [
                 "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),

@@ -81,7 +81,7 @@ public struct Agent: Service {
     private func services(store: AgentStore, vms: VMManager, network: AgentNetwork) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: configuration.overlayListen.host, port: $0) }
         await vms.use(network: network)
-        await vms.recover()
+        try await vms.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
         let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
                                      outgoing: configuration.maxOutgoingMigrations)
