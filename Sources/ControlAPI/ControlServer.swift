@@ -93,9 +93,10 @@ public struct ControlServer: Sendable {
     }
 
     /// Stops accepting.
-    public func close() async { try? await server.channel.close() }
+    public func close() async { try? await server.channel.close() } // best effort: already closed is closed
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, _ handler: Handler) async {
+        // A client that hangs up mid-request ends only its own connection; errors it should see are sent to it below.
         try? await connection.executeThenClose { inbound, outbound in
             var reader = LineReader(inbound)
             let responder = ControlResponder(outbound: outbound)
@@ -105,7 +106,7 @@ public struct ControlServer: Sendable {
             }
             guard let line = try await reader.next() else { return }
             do {
-                guard let head = try? JSONDecoder().decode(RequestHead.self, from: line) else {
+                guard let head = try? JSONDecoder().decode(RequestHead.self, from: line) else { // refused below, with the reason
                     throw ControlError.badRequest("request is not a JSON object with a \"method\"")
                 }
                 let result = try await handler(ControlRequest(method: head.method, line: line), responder)
