@@ -227,6 +227,7 @@ let package = Package(
             dependencies: [
                 "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),
@@ -237,6 +238,7 @@ let package = Package(
         ),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"], swiftSettings: strict),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "RepositoryRulesTests", swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",

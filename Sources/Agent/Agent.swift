@@ -84,7 +84,7 @@ public struct Agent: Service {
         let overlayHost = configuration.overlayListen.isWildcard ? (configuration.advertiseHost ?? configuration.overlayListen.host) : configuration.overlayListen.host
         let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: overlayHost, port: $0) }
         await vms.use(network: network)
-        await vms.recover()
+        try await vms.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
         let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
                                      outgoing: configuration.maxOutgoingMigrations)

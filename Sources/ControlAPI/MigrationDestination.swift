@@ -37,6 +37,7 @@ public enum MigrationDestination: Sendable, Hashable, Codable, CustomStringConve
 
     /// Decodes the string form or the one-key object form.
     public init(from decoder: any Decoder) throws {
+        // Not a string: the object form is tried next, and its error is the one thrown.
         if let text = try? decoder.singleValueContainer().decode(String.self) {
             do { try self.init(parsing: text) } catch {
                 throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription:

@@ -10,6 +10,7 @@ enum OversizedNumberProbe {
     /// Dotted paths under `params` (e.g. `settings.downtimeLimitMs`) of numbers that are not
     /// whole or lie outside Int64, with the number as written.
     static func find(in line: Data) -> [(path: String, value: String)] {
+        // Only refines an error already thrown: a line that does not parse keeps that error as it is.
         guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], let params = object["params"] else { return [] }
         var hits: [(path: String, value: String)] = []
         func walk(_ value: Any, _ path: String) {

@@ -106,8 +106,8 @@ public struct DomainTrustAnchor: Sendable, Equatable, Hashable {
     public static func load(_ path: String) throws(IdentityError) -> DomainTrustAnchor {
         let text = String(decoding: try SecureFile.read(path, what: "domain public key"), as: UTF8.self)
         guard let bytes = Armor.decode(text, label: armorLabel),
-              let m = try? Hostmesh_V1_DomainPublicKey(serializedBytes: bytes),
-              let key = try? SigningPublicKey(bytes: [UInt8](m.key)) else {
+              let m = try? Hostmesh_V1_DomainPublicKey(serializedBytes: bytes), // refused below as fileMalformed
+              let key = try? SigningPublicKey(bytes: [UInt8](m.key)) else { // refused below as fileMalformed
             throw .fileMalformed(path: path, reason: "no valid \(armorLabel) block")
         }
         try IdentityName.validate(m.name)

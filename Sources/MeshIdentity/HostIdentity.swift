@@ -100,7 +100,7 @@ public struct HostPublicKeys: Sendable, Equatable {
     public static func load(_ path: String) throws(IdentityError) -> HostPublicKeys {
         let text = String(decoding: try SecureFile.read(path, what: "host public keys"), as: UTF8.self)
         guard let bytes = Armor.decode(text, label: HostIdentity.publicLabel),
-              let m = try? Hostmesh_V1_HostPublicKeys(serializedBytes: bytes) else {
+              let m = try? Hostmesh_V1_HostPublicKeys(serializedBytes: bytes) else { // refused below as fileMalformed
             throw .fileMalformed(path: path, reason: "no valid \(HostIdentity.publicLabel) block")
         }
         do {

@@ -21,9 +21,16 @@ public struct TrustStore: Sendable {
         anchors[anchor.key] = anchor
     }
 
-    /// Loads every `*.pub` trust anchor in `directory` (typically `<state>/trust`).
+    /// Loads every `*.pub` trust anchor in `directory` (typically `<state>/trust`); none when the
+    /// directory does not exist. A directory that exists but cannot be listed throws: trusting
+    /// nobody would refuse every peer with a misleading "unknown issuer".
     public static func load(fromDirectory directory: String) throws(IdentityError) -> TrustStore {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var names: [String] = []
+        if FileManager.default.fileExists(atPath: directory) {
+            do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+                throw .fileMalformed(path: directory, reason: "the trust directory cannot be listed (\(error.localizedDescription)): fix its permissions")
+            }
+        }
         var anchors: [DomainTrustAnchor] = []
         for name in names.sorted() where name.hasSuffix(".pub") {
             anchors.append(try DomainTrustAnchor.load(directory + "/" + name))

@@ -58,6 +58,7 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         guard buffer.readableBytes >= 4 + Int(length) else { return }
         buffer.moveReaderIndex(forwardBy: 4)
         let body = buffer.readSlice(length: Int(length))!
+        // Undecodable is refused below, with the reason the peer needs.
         guard let envelope = try? Hostmesh_V1_AgentEnvelope(serializedBytes: Array(body.readableBytesView)),
               case .migrationStream(let hello)? = envelope.body else {
             return refuse(context, "the first message on a migration stream must be a MigrationStreamHello")

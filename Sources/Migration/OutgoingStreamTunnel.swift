@@ -33,7 +33,7 @@ public final class OutgoingStreamTunnel: Sendable {
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
-        try? FileManager.default.removeItem(atPath: socketPath)
+        try? FileManager.default.removeItem(atPath: socketPath) // a stale socket; if it stays, the bind below fails and says so
         var streamConfiguration = configuration
         streamConfiguration.policy.purpose = "migration-stream"
         let secureConfiguration = streamConfiguration
@@ -81,8 +81,8 @@ public final class OutgoingStreamTunnel: Sendable {
 
     /// Stops accepting new streams (open streams continue until either end closes).
     public func close() async {
-        try? await server.close()
-        try? FileManager.default.removeItem(atPath: socketPath)
+        try? await server.close() // best effort: a server already closed (QEMU's end went away) needs nothing more
+        try? FileManager.default.removeItem(atPath: socketPath) // best effort: the next start removes a stale socket
     }
 }
 

@@ -30,6 +30,7 @@ struct MigrationContext: Sendable {
     func ask(_ row: JournaledMigration, _ envelope: Hostmesh_V1_AgentEnvelope, expectAnswer: Bool) async throws -> Hostmesh_V1_AgentEnvelope? {
         let knowsHostID = row.peer != row.peerAddress
         let current = knowsHostID ? peerAddresses.withLockedValue { $0[row.peer] } : nil
+        // A journaled address that does not parse is as good as none: `peerUnknown` below says so.
         guard let address = current ?? row.peerAddress.flatMap({ try? HostPort(parsing: $0) }) else {
             throw MigrationServiceError.peerUnknown(row.peer)
         }

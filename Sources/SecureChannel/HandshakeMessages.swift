@@ -45,7 +45,7 @@ enum HandshakeWire {
     /// Decodes and verifies a peer's identity payload against the Noise static key it used.
     static func verifyIdentity(_ payload: [UInt8], staticKey: [UInt8], trust: TrustStore, requiredDomain: String?,
                                now: Int64, role: String) throws(SecureChannelError) -> (HostCertificate, Hostmesh_V1_ChannelIdentity) {
-        guard let m = try? Hostmesh_V1_ChannelIdentity(serializedBytes: payload) else {
+        guard let m = try? Hostmesh_V1_ChannelIdentity(serializedBytes: payload) else { // refused: protocolViolation below
             throw SecureChannelError(.protocolViolation, "\(role) identity payload does not decode")
         }
         let certificate: HostCertificate
@@ -73,7 +73,7 @@ enum HandshakeWire {
 
     /// The error a peer reported in a Reject frame or Close record.
     static func peerError(_ body: [UInt8]) -> SecureChannelError {
-        guard let reason = try? Hostmesh_V1_CloseReason(serializedBytes: body) else {
+        guard let reason = try? Hostmesh_V1_CloseReason(serializedBytes: body) else { // still an error: protocolViolation below
             return SecureChannelError(.protocolViolation, "peer sent an undecodable close reason", byPeer: true)
         }
         let code = CloseCode(rawValue: reason.code) ?? .internalError

@@ -76,7 +76,7 @@ public struct HandshakeResponder: Sendable {
         }
         symmetric.mixHash(remoteEphemeral.bytes)
         let payload = try symmetric.decryptAndHash(Array(msg[HandshakeWire.keyLength...]))
-        guard let hello = try? Hostmesh_V1_ChannelHello(serializedBytes: payload) else {
+        guard let hello = try? Hostmesh_V1_ChannelHello(serializedBytes: payload) else { // refused: protocolViolation below
             throw SecureChannelError(.protocolViolation, "hello payload does not decode")
         }
         guard hello.protocolVersion == HandshakeWire.protocolVersion else {

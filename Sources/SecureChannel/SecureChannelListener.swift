@@ -102,6 +102,6 @@ public struct SecureChannelListener: Sendable {
 
     /// Stops accepting.
     public func close() async {
-        try? await server.channel.close()
+        try? await server.channel.close() // best effort: already closed is closed
     }
 }

@@ -15,6 +15,7 @@ public struct SecureConnection: Sendable {
     /// Why the channel failed, if it did. After a failure, writes fail with NIO's generic
     /// "I/O on closed channel"; this is the reason that names the cause.
     public func failureReason() async -> SecureChannelError? {
+        // Nil when the event loop is gone: the caller then reports the error it already has.
         try? await channel.channel.eventLoop.submit { handler.value.failureReason }.get()
     }
 
@@ -39,7 +40,7 @@ public struct SecureConnection: Sendable {
             let session = try await handshake.get()
             return SecureConnection(session: session, channel: channel, handler: handlerBox)
         } catch {
-            try? await channel.executeThenClose { _, _ in }
+            try? await channel.executeThenClose { _, _ in } // closing a failed handshake; its error is thrown below
             throw error
         }
     }
@@ -66,7 +67,7 @@ public struct SecureConnection: Sendable {
         do {
             return (channel, try await handshake.get())
         } catch {
-            try? await channel.close()
+            try? await channel.close() // closing a failed handshake; its error is thrown below
             throw error
         }
     }

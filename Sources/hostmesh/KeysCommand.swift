@@ -36,10 +36,17 @@ struct KeysCommand: AsyncParsableCommand {
             print("host \(identity.hostID)")
             print("  identity key  \(identity.signingKey.publicKey.fingerprint)")
             print("  static key    \(Hex.encodeShort(identity.staticKey.publicKey.bytes))")
-            if let cert = try? HostCertificate.load(state.directory.hostCertificate) {
-                print("  certificate   domain \(cert.domain), serial \(cert.serial), valid \(format(cert.body.notBefore)) to \(format(cert.body.notAfter))")
+            let certPath = state.directory.hostCertificate
+            if !FileManager.default.fileExists(atPath: certPath) {
+                print("  certificate   none (\(certPath))")
             } else {
-                print("  certificate   none (\(state.directory.hostCertificate))")
+                do {
+                    let cert = try HostCertificate.load(certPath)
+                    print("  certificate   domain \(cert.domain), serial \(cert.serial), valid \(format(cert.body.notBefore)) to \(format(cert.body.notAfter))")
+                } catch {
+                    // A certificate that is there but does not load is not "none": say why, the agent will refuse it too.
+                    print("  certificate   unusable: \(error)")
+                }
             }
             let trust = try TrustStore.load(fromDirectory: state.directory.trustDirectory)
             for anchor in trust.anchors.values.sorted(by: { $0.name < $1.name }) {

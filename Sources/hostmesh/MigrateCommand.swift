@@ -42,6 +42,7 @@ struct MigrateCommand: AsyncParsableCommand {
         var lastPrinted = Date.distantPast
         let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings),
                                                    as: MigrationReport.self) { line in
+            // Progress is for display: a line that does not decode is skipped, the final report still comes.
             guard !control.json, let p = try? JSONDecoder().decode(ProgressLine.self, from: line).progress else { return }
             let text = String(format: "%-10@ %5.1f%%  %7.1f MB/s  dirty %6.1f MB/s  round %d  %@", p.phase as NSString, p.percent,
                               p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString)

@@ -17,6 +17,7 @@ public enum AgentCredentials {
         let certificate = try HostCertificate.load(certPath)
         guard certificate.hostID == identity.hostID,
               [UInt8](certificate.body.identityKey) == identity.signingKey.publicKey.bytes else {
+            // The key's fingerprint only decorates this error; "?" when it does not decode.
             throw AgentError.identity("\(certPath) certifies \(certificate.hostID) with key \((try? certificate.identityKey().fingerprint) ?? "?"), but host.key is \(identity.hostID) with key \(identity.signingKey.publicKey.fingerprint): re-certify this host's host.pub")
         }
         let trust = try TrustStore.load(fromDirectory: layout.trustDirectory)

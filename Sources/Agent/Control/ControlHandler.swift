@@ -79,6 +79,7 @@ struct ControlHandler: Sendable {
                                                  memoryMiB: try vm.decodedSpec().memoryMiB) {
                 case .success(let choice):
                     destination = choice.channel
+                    // Progress is for display: a client that went away does not stop the migration.
                     try? await responder.progress(MigrationProgressUpdate(phase: "chose \(choice.host)", percent: 0, mbPerSecond: 0,
                                                                                 dirtyMBPerSecond: 0, iteration: 0, rung: "auto"))
                 case .failure(let error):
@@ -96,7 +97,7 @@ struct ControlHandler: Sendable {
                 destination = address
             }
             return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
-                try? await responder.progress(progress)
+                try? await responder.progress(progress) // for display, as above
             }
         case "vm.resolve":
             let p = try request.params(ControlTypes.Resolve.self)

@@ -152,27 +152,49 @@ public actor AgentMembership {
                     logger.warning("join failed, will retry", metadata: ["mesh.seed": "\(seed)", "error": "\(error)"])
                 }
             }
-            try? await Task.sleep(for: delay)
+            try? await Task.sleep(for: delay) // cancelled: the loop condition ends the retries
             delay = min(delay * 2, .seconds(30))
         }
     }
 
     /// Refreshes this host's capacity in its metadata (gossiped if it changed).
     func refresh(runningVMs: Int, migrationsInFlight: Int) async {
-        var next = metadata
-        let memory = HostMemory.totals()
-        next.cores = UInt32(ProcessInfo.processInfo.activeProcessorCount)
-        next.memoryTotalBytes = memory.total
-        next.memoryFreeBytes = memory.available
-        next.runningVMs = UInt32(runningVMs)
-        next.migrationsInFlight = UInt32(migrationsInFlight)
-        next.cpuLoadMilli = UInt32(HostMemory.load() * 1000 / Double(max(1, ProcessInfo.processInfo.activeProcessorCount)))
+        let memory = HostMemory.reading()
+        if memory == nil {
+            logger.error("cannot read /proc/meminfo: this host advertises itself unhealthy (it admits no migration meanwhile)",
+                         metadata: ["mesh.host": "\(credentials.identity.hostID)"])
+        }
+        let next = Self.capacity(after: metadata, memory: memory, load: HostMemory.load(), cores: ProcessInfo.processInfo.activeProcessorCount,
+                                 runningVMs: runningVMs, migrationsInFlight: migrationsInFlight)
         // Free memory moves all the time: only gossip a change worth it (64 MiB), or a real change.
         let significant = next.runningVMs != metadata.runningVMs || next.migrationsInFlight != metadata.migrationsInFlight
             || next.cores != metadata.cores || abs(Int64(next.memoryFreeBytes) - Int64(metadata.memoryFreeBytes)) > 64 << 20
-            || abs(Int(next.cpuLoadMilli) - Int(metadata.cpuLoadMilli)) > 100
+            || abs(Int(next.cpuLoadMilli) - Int(metadata.cpuLoadMilli)) > 100 || next.health != metadata.health
         guard significant || metadata.version == 0 else { return }
-        if let updated = try? await service.updateMetadata(next) { metadata = updated }
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot update this host's gossiped capacity; the next refresh tries again", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The capacity to advertise after `current`. Memory that cannot be read is not advertised
+    /// as 0 free (a fact placement would act on): the last values stay and the host says it is
+    /// unhealthy, which placement MUST avoid, as its own admission refuses without /proc/meminfo.
+    /// A load that cannot be read keeps the last one.
+    static func capacity(after current: MemberMetadata, memory: (total: UInt64, available: UInt64)?, load: Double?, cores: Int,
+                         runningVMs: Int, migrationsInFlight: Int) -> MemberMetadata {
+        var next = current
+        next.cores = UInt32(cores)
+        if let memory {
+            next.memoryTotalBytes = memory.total
+            next.memoryFreeBytes = memory.available
+            next.health = .ok
+        } else {
+            next.health = .unhealthy
+        }
+        next.runningVMs = UInt32(runningVMs)
+        next.migrationsInFlight = UInt32(migrationsInFlight)
+        if let load { next.cpuLoadMilli = UInt32(load * 1000 / Double(max(1, cores))) }
+        return next
     }
 
     /// The members as the command line shows them.
@@ -197,20 +219,23 @@ enum Blake2bFingerprint {
 }
 
 extension HostMemory {
-    /// Total and available memory, bytes.
-    static func totals() -> (total: UInt64, available: UInt64) {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return (0, 0) }
-        func value(_ key: String) -> UInt64 {
+    /// Total and available memory, bytes; nil when /proc/meminfo cannot be read or lacks them.
+    static func reading() -> (total: UInt64, available: UInt64)? {
+        // Nil is the error: the caller advertises the host unhealthy instead of 0 bytes free.
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        func bytes(_ key: String) -> UInt64? {
             guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key) }),
-                  let kib = UInt64(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+                  let kib = UInt64(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
             return kib * 1024
         }
-        return (value("MemTotal:"), value("MemAvailable:"))
+        guard let total = bytes("MemTotal:"), let available = bytes("MemAvailable:") else { return nil }
+        return (total, available)
     }
 
-    /// 1-minute load average.
-    static func load() -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return 0 }
-        return Double(text.split(separator: " ").first ?? "") ?? 0
+    /// 1-minute load average; nil when /proc/loadavg cannot be read.
+    static func load() -> Double? {
+        // Nil is the error: the caller keeps the last load it advertised.
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return nil }
+        return Double(text.split(separator: " ").first ?? "")
     }
 }

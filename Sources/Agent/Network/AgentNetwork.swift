@@ -108,6 +108,7 @@ public actor AgentNetwork: MigrationPortMover {
     /// Removes a VM's ports (it stopped, or it now lives elsewhere).
     public func detach(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
+            // Best effort: a port that is gone already (never created, or removed before) is the goal.
             try? await virtualSwitch.removePort(Self.portID(spec, nic))
         }
     }
@@ -131,6 +132,7 @@ public actor AgentNetwork: MigrationPortMover {
             }
             // A VM coming back within the straggler grace period finds its old port still
             // forwarding to where it went: that port is obsolete now.
+            // A removal that failed makes the import below fail with the switch's reason: not lost.
             if await virtualSwitch.portStatus(record.configuration.id) != nil { try? await virtualSwitch.removePort(record.configuration.id) }
             try await virtualSwitch.importPort(record, attachment: attachment)
         }
@@ -140,7 +142,10 @@ public actor AgentNetwork: MigrationPortMover {
     /// `activationTimeout`, or they are activated anyway (see `publishLocations`).
     public func resumed(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
-            try? await virtualSwitch.armActivation(Self.portID(spec, nic), timeout: activationTimeout)
+            do { try await virtualSwitch.armActivation(Self.portID(spec, nic), timeout: activationTimeout) } catch {
+                logger.error("cannot arm the port's activation deadline: it stays blocked until the guest announces itself",
+                             metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
         }
     }
 
@@ -160,20 +165,28 @@ public actor AgentNetwork: MigrationPortMover {
 
     /// Source after a failed switchover: the ports forward again.
     public func unfreeze(_ spec: VMSpec) async {
-        for nic in spec.nics where nic.network != nil { try? await virtualSwitch.unfreezePort(Self.portID(spec, nic)) }
+        for nic in spec.nics where nic.network != nil {
+            do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch {
+                logger.error("cannot unfreeze the port after a failed switchover: the guest runs here without network",
+                             metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
+        }
     }
 
     /// Source after commit: frames still arriving for the VM go to its new host for a while.
     public func forwardStragglers(_ spec: VMSpec, to host: String) async {
         for nic in spec.nics where nic.network != nil {
-            try? await virtualSwitch.forwardStragglers(Self.portID(spec, nic), to: HostID(host))
+            do { try await virtualSwitch.forwardStragglers(Self.portID(spec, nic), to: HostID(host)) } catch {
+                logger.warning("cannot forward straggling frames to the VM's new host: they are dropped (the guest's peers retransmit)",
+                               metadata: ["vm.id": "\(spec.id)", "mesh.peer": "\(host)", "error": "\(error)"])
+            }
         }
     }
 
     /// Keys the overlay with a peer from a channel's exported secret (both ends derive the same).
     public func setPeer(_ host: String, overlay: HostPort, session: ChannelSession) async {
-        guard let address = try? SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port) else { return }
         do {
+            let address = try SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port)
             try await virtualSwitch.setPeer(HostID(host), address: address, sharedSecret: session.exportKey(label: OverlayKeys.exportLabel),
                                             algorithm: session.aead)
             logger.debug("overlay peer keyed", metadata: ["mesh.peer": "\(host)", "mesh.overlay": "\(overlay)"])
@@ -207,7 +220,10 @@ public actor AgentNetwork: MigrationPortMover {
                 // and the source's copy is gone: activate it and claim the location.
                 logger.warning("a migrated VM did not announce itself: activating its port anyway", metadata: [
                     "vswitch.port": "\(port)", "vswitch.timeout": "\(activationTimeout)"])
-                try? await virtualSwitch.activatePort(port)
+                do { try await virtualSwitch.activatePort(port) } catch {
+                    logger.error("cannot activate the migrated VM's port: the guest is cut off from its network", metadata: [
+                        "vswitch.port": "\(port)", "error": "\(error)"])
+                }
             default:
                 logger.debug("virtual switch event", metadata: ["vswitch.event": "\(event)"])
             }

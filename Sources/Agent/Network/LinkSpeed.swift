@@ -10,7 +10,7 @@ public enum LinkSpeed {
     /// address, a wildcard, loopback or a virtual NIC that reports no speed.
     public static func megabitsPerSecond(of address: String) -> Int? {
         guard let name = interface(holding: address),
-              let text = try? String(contentsOfFile: "/sys/class/net/\(name)/speed", encoding: .utf8),
+              let text = try? String(contentsOfFile: "/sys/class/net/\(name)/speed", encoding: .utf8), // unreadable: unknown (nil), as documented
               let speed = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), speed > 0 else { return nil }
         return speed
     }

@@ -33,13 +33,19 @@ struct PeerConnectionHandler: Sendable {
                         var locations = Hostmesh_V1_AgentEnvelope()
                         locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
                         try await outbound.write(EnvelopeWriter.frame(locations))
-                        if let records = try? await peers.ledger.records() {
-                            var ownership = Hostmesh_V1_AgentEnvelope()
-                            ownership.ownershipUpdate.records = records
+                        if let ownership = await peers.ownershipEnvelope(for: hello.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(ownership))
                         }
                     case .ownershipUpdate(let update):
-                        for vm in (try? await peers.ledger.apply(update.records)) ?? [] {
+                        let stale: [String]
+                        do { stale = try await peers.ledger.apply(update.records) } catch {
+                            // Not fenced: the store that would hold the copies is what failed. The
+                            // peer's next round (OwnershipSyncService) brings the records again.
+                            logger.error("cannot record a peer's ownership records: stale copies here are not fenced until it can", metadata: [
+                                "mesh.peer": "\(connection.peer.hostID)", "vm.ids": "\(update.records.map(\.vmID))", "error": "\(error)"])
+                            stale = []
+                        }
+                        for vm in stale {
                             // A newer owner exists: a copy here must not run (fencing).
                             logger.error("stale VM copy fenced: another host owns it at a higher epoch", metadata: ["vm.id": "\(vm)", "mesh.peer": "\(connection.peer.hostID)"])
                             await vms.fence(vm)
@@ -75,7 +81,7 @@ struct PeerConnectionHandler: Sendable {
         let cert = connection.peer.certificate
         return [
             "mesh.peer": "\(connection.peer.hostID)", "mesh.domain": "\(connection.peer.domain)",
-            "mesh.cert_serial": "\(cert.serial)", "mesh.peer_key": "\((try? cert.identityKey().fingerprint) ?? "?")",
+            "mesh.cert_serial": "\(cert.serial)", "mesh.peer_key": "\((try? cert.identityKey().fingerprint) ?? "?")", // for the log: the handshake verified the key
             "mesh.aead": "\(connection.session.aead.rawValue)", "mesh.purpose": "\(connection.peer.purpose)",
         ]
     }

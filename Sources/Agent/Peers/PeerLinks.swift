@@ -41,6 +41,8 @@ struct PeerLinks: Sendable {
 
     /// After a hello exchange: key the overlay, or dial back so the smaller host id initiates.
     func helloExchanged(_ hello: Hostmesh_V1_AgentHello, on connection: SecureConnection, initiatedHere: Bool) async {
+        // A peer address that does not parse is not remembered: it is only a hint, the peer's own
+        // membership gossip carries its channel address too.
         if var address = try? HostPort(parsing: hello.channelAddress) {
             if address.isWildcard, let ip = connection.channel.channel.remoteAddress?.ipAddress { address.host = ip }
             known.withLockedValue { $0[hello.hostID] = address }
@@ -48,6 +50,7 @@ struct PeerLinks: Sendable {
         let initiator = initiatedHere ? hostID : hello.hostID
         let responder = initiatedHere ? hello.hostID : hostID
         if initiator < responder {
+            // Empty when the peer has no overlay (no VM networks): nothing to key.
             if var overlay = try? HostPort(parsing: hello.overlayAddress) {
                 // A wildcard listener advertises 0.0.0.0: reach it where its channel came from.
                 if overlay.isWildcard, let ip = connection.channel.channel.remoteAddress?.ipAddress {
@@ -55,7 +58,7 @@ struct PeerLinks: Sendable {
                 }
                 await network.setPeer(hello.hostID, overlay: overlay, session: connection.session)
             }
-        } else if !initiatedHere, let back = try? HostPort(parsing: hello.channelAddress) {
+        } else if !initiatedHere, let back = try? HostPort(parsing: hello.channelAddress) { // unparsable: no dial-back, as above
             // The larger host said hello first; open the keying channel from this (smaller) side.
             let remote = connection.channel.channel.remoteAddress?.ipAddress ?? "127.0.0.1"
             let address = back.isWildcard ? HostPort(host: remote, port: back.port) : back
@@ -86,17 +89,27 @@ struct PeerLinks: Sendable {
                 var locations = Hostmesh_V1_AgentEnvelope()
                 locations.locationUpdate.locations = Data(await network.locationSnapshot())
                 try await outbound.write(EnvelopeWriter.frame(locations))
-                if let records = try? await ledger.records() {
-                    var ownership = Hostmesh_V1_AgentEnvelope()
-                    ownership.ownershipUpdate.records = records
-                    try await outbound.write(EnvelopeWriter.frame(ownership))
-                }
+                if let ownership = await ownershipEnvelope(for: reply.hostID) { try await outbound.write(EnvelopeWriter.frame(ownership)) }
                 var note = Hostmesh_V1_AgentEnvelope()
                 note.note.text = "greetings from \(hostID), sealed with \(connection.session.aead.rawValue)"
                 try await outbound.write(EnvelopeWriter.frame(note))
             }
         } catch {
             logger.error("could not establish a secure channel", metadata: ["mesh.address": "\(peer)", "mesh.reason": "\(error)"])
+        }
+    }
+
+    /// This host's ownership records for `peer`, or nil (logged at error) when the store cannot
+    /// read them: the hello goes on without, and `OwnershipSyncService` sends them once it can.
+    func ownershipEnvelope(for peer: String) async -> Hostmesh_V1_AgentEnvelope? {
+        do {
+            var ownership = Hostmesh_V1_AgentEnvelope()
+            ownership.ownershipUpdate.records = try await ledger.records()
+            return ownership
+        } catch {
+            logger.error("cannot read this host's ownership records: the peer cannot fence stale copies of our VMs until they are sent",
+                         metadata: ["mesh.peer": "\(peer)", "error": "\(error)"])
+            return nil
         }
     }
 

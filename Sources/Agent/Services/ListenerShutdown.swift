@@ -23,7 +23,7 @@ struct ListenerShutdown<C: Clock<Duration>>: Sendable {
                 // Cancelled instead (the group is cancelled, or `accept` failed): close all the same.
                 try? await gracefulShutdown()
                 await close()
-                try? await clock.sleep(for: drain)
+                try? await clock.sleep(for: drain) // cancelled: the drain ends early, which is what cancelling asks
             }
             // Whichever ends first: the accept loop (closed and drained, or failed: its error is
             // the service's) or the drain time (the connections still open are cancelled).

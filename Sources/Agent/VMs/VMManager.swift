@@ -59,16 +59,24 @@ public actor VMManager: MigrationVMRegistry {
     }
 
     /// Re-adopts running QEMUs of VMs that should be running; notes the ones that are not.
-    public func recover() async {
-        let vms = (try? await store.database.read { db in try StoredVM.fetchAll(db) }) ?? []
+    ///
+    /// - Throws: `AgentError.stateUnreadable` when the VM table or the runtime directories cannot
+    ///   be read: an unreadable table read as empty would make every running QEMU an orphan to kill.
+    public func recover() async throws {
+        let vms: [StoredVM]
+        do { vms = try await store.database.read { db in try StoredVM.fetchAll(db) } } catch {
+            throw AgentError.stateUnreadable(
+                path: stateDirectory + "/agent.sqlite", reason: "the VM table does not read (\(error))",
+                fix: "The agent refuses to start rather than take its running VMs for orphans and kill them: "
+                    + "repair the disk, permissions or database (`sqlite3 agent.sqlite 'PRAGMA integrity_check'`), then start it again")
+        }
         for vm in vms where vm.desiredState == "running" {
             do {
                 let process = try await VMProcess.adopt(directory: directory(for: vm.id), options: options, logger: logger)
                 processes[vm.id] = process
-                if let spec = try? vm.decodedSpec() {
-                    do { try await network?.attach(spec) } catch {
-                        logger.warning("cannot re-create the VM's switch ports", metadata: ["vm.id": "\(vm.id)", "error": "\(error)"])
-                    }
+                do { try await network?.attach(vm.decodedSpec()) } catch {
+                    logger.error("cannot re-create the VM's switch ports: the guest runs without network", metadata: [
+                        "vm.id": "\(vm.id)", "error": "\(error)"])
                 }
                 logger.info("re-adopted running VM", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)", "vm.pid": "\(process.pid)"])
             } catch {
@@ -80,7 +88,17 @@ public actor VMManager: MigrationVMRegistry {
         // another host, or an incoming migration that never committed) whose QEMU outlived an
         // agent crash: it must not linger, let alone run.
         let owned = Set(vms.map(\.id))
-        let directories = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory + "/vms")) ?? []
+        let runtime = stateDirectory + "/vms"
+        let directories: [String]
+        if FileManager.default.fileExists(atPath: runtime) {
+            do { directories = try FileManager.default.contentsOfDirectory(atPath: runtime) } catch {
+                throw AgentError.stateUnreadable(
+                    path: runtime, reason: "the VMs' runtime directories cannot be listed (\(error))",
+                    fix: "The agent refuses to start without knowing whether copies it does not own still run: fix the directory's permissions, then start it again")
+            }
+        } else {
+            directories = [] // no VM ever ran here
+        }
         for id in directories where !owned.contains(id) {
             logger.warning("discarding a VM copy this host does not own", metadata: ["vm.id": "\(id)"])
             await discardOrphan(id)
@@ -128,8 +146,9 @@ public actor VMManager: MigrationVMRegistry {
         }
         // Fenced while QEMU was starting (the fence found no process to pause): pause it now.
         if let hold = try await find(vm.id).hold {
-            try? await processes[vm.id]?.qmp.stop()
-            throw ControlError.conflict("\(vm.name) was fenced while it started and is paused: \(hold)")
+            var paused = true
+            if let process = processes[vm.id] { paused = await pauseFenced(vm.id, process) }
+            throw ControlError.conflict("\(vm.name) was fenced while it started and is \(paused ? "paused" : "stopped (its QEMU would not pause)"): \(hold)")
         }
         logger.info("VM started", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
         return try await info(vm.id)
@@ -145,6 +164,7 @@ public actor VMManager: MigrationVMRegistry {
             await process.stop()
             await process.qmp.close()
         }
+        // A spec that does not decode never got ports: attaching them needs it too.
         if let spec = try? vm.decodedSpec() { await network?.detach(spec) }
         problems[vm.id] = nil
         logger.info("VM stopped", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
@@ -186,6 +206,7 @@ public actor VMManager: MigrationVMRegistry {
     /// A VM by name or id, as migrations see it.
     public func lookUp(_ reference: String) async throws -> RegisteredVM {
         let vm = try await find(reference)
+        // Nil when it does not decode, as `RegisteredVM.spec` says: its users only skip port work then.
         return RegisteredVM(id: vm.id, name: vm.name, epoch: vm.epoch, hold: vm.hold, spec: try? vm.decodedSpec())
     }
 
@@ -212,6 +233,7 @@ public actor VMManager: MigrationVMRegistry {
             } else {
                 info.pid = process.pid
                 info.accelerator = "\(process.record.accelerator)"
+                // For display: a QMP that does not answer shows as "unknown"; nothing decides on it.
                 info.qemuStatus = (try? await process.qmp.queryStatus())?.status.rawValue
                 info.state = info.qemuStatus == "running" ? "running" : (info.qemuStatus ?? "unknown")
             }
@@ -270,6 +292,7 @@ public actor VMManager: MigrationVMRegistry {
             await process.stop(quitGrace: .seconds(2))
             await process.qmp.close()
         }
+        // Best effort: QEMU has quit; a directory left behind is discarded as an orphan at the next recovery.
         try? FileManager.default.removeItem(atPath: directory(for: id).path)
     }
 
@@ -280,19 +303,45 @@ public actor VMManager: MigrationVMRegistry {
     }
 
     /// Kills a QEMU left behind by an incoming migration that never committed (after a restart).
+    /// A copy that cannot be killed keeps its runtime directory, so the next recovery tries again
+    /// (without it, nothing would ever find that QEMU), and is logged at error for the operator.
     public func discardOrphan(_ id: String) async {
         let directory = directory(for: id)
-        if let process = try? await VMProcess.adopt(directory: directory, options: options, logger: logger) {
+        do {
+            let process = try await VMProcess.adopt(directory: directory, options: options, logger: logger)
             process.kill()
             await process.stop(quitGrace: .milliseconds(200))
             await process.qmp.close()
-        } else if let pid = directory.readPid() {
-            // Not adoptable (QMP gone): kill it only if it really is this VM's QEMU.
-            if let argv = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8), argv.contains(directory.qmpSocket) {
-                kill(pid, SIGKILL)
-            }
+        } catch {
+            // Not adoptable (no QEMU, or its QMP is gone): kill it only if it really is this VM's QEMU.
+            if let pid = directory.readPid(), Self.isQEMU(pid, of: directory) { kill(pid, SIGKILL) }
         }
-        try? FileManager.default.removeItem(atPath: directory.path)
+        if let pid = directory.readPid(), await Self.stillRuns(pid, of: directory) {
+            logger.error("cannot kill a VM copy this host does not own: it may still run; kill it by hand", metadata: [
+                "vm.id": "\(id)", "vm.pid": "\(pid)", "vm.dir": "\(directory.path)"])
+            return
+        }
+        guard FileManager.default.fileExists(atPath: directory.path) else { return }
+        do { try FileManager.default.removeItem(atPath: directory.path) } catch {
+            logger.warning("cannot remove a discarded copy's runtime directory (its QEMU is gone); the next recovery retries",
+                           metadata: ["vm.id": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    /// Whether `pid` is the QEMU of `directory` (its argv names the directory's QMP socket).
+    private static func isQEMU(_ pid: Int32, of directory: VMRuntimeDirectory) -> Bool {
+        // Unreadable: the process is gone (or a zombie, whose cmdline is empty), so it is not running QEMU.
+        guard let argv = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
+        return argv.contains(directory.qmpSocket)
+    }
+
+    /// Whether `directory`'s QEMU is still alive a second after SIGKILL (it exits within milliseconds).
+    private static func stillRuns(_ pid: Int32, of directory: VMRuntimeDirectory) async -> Bool {
+        for _ in 0..<50 where isQEMU(pid, of: directory) {
+            // A cancelled sleep only ends the wait early; the check below still answers.
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return isQEMU(pid, of: directory)
     }
 
     /// Reserves `spec`'s id for an incoming migration, before anything is journaled or created
@@ -341,6 +390,7 @@ public actor VMManager: MigrationVMRegistry {
             await process.qmp.close()
         }
         await network?.detach(spec)
+        // Best effort: QEMU was killed; a directory left behind is discarded as an orphan at the next recovery.
         try? FileManager.default.removeItem(atPath: directory(for: spec.id).path)
     }
 
@@ -354,7 +404,25 @@ public actor VMManager: MigrationVMRegistry {
         }
         busy[id] = .stopping
         defer { busy[id] = nil }
-        if let process = processes[id] { try? await process.qmp.stop() }
+        if let process = processes[id] { await pauseFenced(id, process) }
+    }
+
+    /// Pauses the QEMU of a fenced copy; if it will not pause, kills it: a stale copy that runs on
+    /// would be a second running VM. Returns whether it is paused (false: killed).
+    private func pauseFenced(_ id: String, _ process: VMProcess) async -> Bool {
+        do {
+            try await process.qmp.stop()
+            return true
+        } catch {
+            logger.error("cannot pause a fenced VM copy: killing its QEMU so that it cannot run beside the owner's",
+                         metadata: ["vm.id": "\(id)", "vm.pid": "\(process.pid)", "error": "\(error)"])
+            process.kill()
+            await process.stop(quitGrace: .milliseconds(200))
+            await process.qmp.close()
+            if processes[id] === process { processes[id] = nil }
+            problems[id] = "fenced, and killed because QEMU would not pause: \(error)"
+            return false
+        }
     }
 
     /// Recovery is about to finish or roll back migrations of these VMs: nothing else may touch
@@ -378,6 +446,7 @@ extension MigrationRecord {
     init(_ stored: StoredMigration) {
         self.init(id: stored.id, vm: stored.vmName, role: stored.role, peer: stored.peer, phase: stored.phase,
                   startedAt: stored.startedAt, endedAt: stored.endedAt,
+                  // For display: a report that does not decode is shown as none; the phase and error still show.
                   report: stored.result.flatMap { try? JSONDecoder().decode(MigrationReport.self, from: Data($0.utf8)) },
                   error: stored.error)
     }

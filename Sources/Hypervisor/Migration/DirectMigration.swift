@@ -59,7 +59,7 @@ public enum DirectMigration {
                 // In post-copy the guest must run on the destination (held paused by -S) to
                 // fault its remaining pages in.
                 if sample.phase == .postcopy, let status = try? await destination.qmp.queryStatus(), !status.running {
-                    try? await destination.qmp.cont()
+                    try? await destination.qmp.cont() // retried at the next sample while the guest is not running
                 }
                 await onProgress(sample, rung)
             }

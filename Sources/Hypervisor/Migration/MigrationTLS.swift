@@ -77,12 +77,13 @@ public struct MigrationTLS: Sendable {
     /// Turns TLS off for later migrations and removes the credentials object (best effort: the
     /// QEMU may already be gone).
     public func uninstall(from qmp: QMPClient) async {
+        // Best effort, as documented: a QEMU that is gone has no credentials left to remove.
         _ = try? await qmp.migrateSetParameters(MigrationParameterSet(tlsCreds: ""))
-        _ = try? await qmp.execute("object-del", arguments: .object(["id": .string(credentialsID)]))
+        _ = try? await qmp.execute("object-del", arguments: .object(["id": .string(credentialsID)])) // best effort, as above
     }
 
     /// Deletes the key file and its directory.
     public func destroy() {
-        try? FileManager.default.removeItem(atPath: directory)
+        try? FileManager.default.removeItem(atPath: directory) // best effort: 0700, and the key is this migration's only
     }
 }

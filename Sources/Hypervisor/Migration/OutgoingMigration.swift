@@ -55,7 +55,7 @@ public struct OutgoingMigration: Sendable {
         let events = qmp.events()
         let eventWaker = Task { for await event in events where event.name == "MIGRATION" { wake.yield() } }
         let interval = pollInterval
-        let ticker = Task { while (try? await Task.sleep(for: interval)) != nil { wake.yield() } }
+        let ticker = Task { while (try? await Task.sleep(for: interval)) != nil { wake.yield() } } // cancelled: the ticker ends
         defer {
             eventWaker.cancel()
             ticker.cancel()
@@ -96,8 +96,11 @@ public struct OutgoingMigration: Sendable {
             let woke = await wakeups.next() != nil
             if !woke || Task.isCancelled {
                 if sample.phase != .postcopy {
-                    try? await qmp.migrateCancel()
+                    do { try await qmp.migrateCancel() } catch {
+                        logger.error("cannot cancel QEMU's outgoing migration: it may go on until QEMU's stream ends", metadata: ["error": "\(error)"])
+                    }
                 }
+                // For the report only: the last sample stands in for figures QEMU cannot give.
                 let last = (try? await MigrationProgress(qmp.queryMigrate())) ?? sample
                 throw MigrationError.cancelled(last: last)
             }
@@ -111,7 +114,7 @@ public struct OutgoingMigration: Sendable {
     private func settled(_ sample: MigrationProgress) async throws -> MigrationProgress {
         var sample = sample
         for _ in 0..<500 where sample.totalTimeMs == 0 {
-            try? await Task.sleep(for: .milliseconds(2))
+            try? await Task.sleep(for: .milliseconds(2)) // cancelled: the bounded re-reads go on without the pause
             sample = try await MigrationProgress(qmp.queryMigrate())
         }
         return sample

@@ -121,7 +121,7 @@ public actor AcceleratorProbe {
             return AcceleratorVerdict(choice: .tcg, reason: "cannot create a probe directory: \(String(cString: strerror(errno)))")
         }
         let directory = String(cString: made)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        defer { try? FileManager.default.removeItem(atPath: directory) } // best effort: a temp directory of logs
         let serial = directory + "/serial.log", output = directory + "/qemu.log"
         var arguments = [
             "-machine", configuration.machine, "-accel", "kvm", "-cpu", configuration.cpuModel, "-m", "128M",
@@ -179,7 +179,7 @@ public actor AcceleratorProbe {
     }
 
     private static func tail(_ path: String) -> String {
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" // only decorates the verdict's reason
         return text.split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | ")
     }
 }

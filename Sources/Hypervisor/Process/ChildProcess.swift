@@ -128,7 +128,7 @@ enum ChildProcess {
     /// The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), which
     /// with the pid identifies a process across pid reuse; nil if it does not exist or is a zombie.
     static func startTime(_ pid: pid_t) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), // unreadable: gone (nil), as documented
               let close = stat.lastIndex(of: ")") else { return nil }
         // The command name (field 2) may contain spaces; fields after its ')' are plain.
         let fields = stat[stat.index(after: close)...].split(separator: " ")

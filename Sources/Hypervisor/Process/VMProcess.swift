@@ -172,7 +172,7 @@ public actor VMProcess {
     public func stop(powerdownGrace: Duration? = nil, quitGrace: Duration = .seconds(3)) async -> VMExit {
         if let exit = exitIfEnded() { return exit }
         if let powerdownGrace {
-            try? await qmp.systemPowerdown()
+            try? await qmp.systemPowerdown() // best effort: `quit` and then SIGKILL follow if the guest does not go
             if let exit = await waitForExit(atMost: powerdownGrace) { return exit }
         }
         do {
@@ -204,7 +204,7 @@ public actor VMProcess {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             if let exit = exitIfEnded() { return exit }
-            try? await Task.sleep(for: .milliseconds(20))
+            try? await Task.sleep(for: .milliseconds(20)) // cancelled: the bounded wait spins to its deadline, no longer
         }
         return exitIfEnded()
     }

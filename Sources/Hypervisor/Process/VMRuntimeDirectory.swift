@@ -47,7 +47,7 @@ public struct VMRuntimeDirectory: Sendable, Equatable, Codable {
 
     /// The guest's serial console so far (empty if none yet).
     public func readConsole() -> String {
-        (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? ""
+        (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? "" // for display: "none yet", as documented
     }
 
     /// The last `count` non-empty lines of QEMU's own log.
@@ -59,7 +59,7 @@ public struct VMRuntimeDirectory: Sendable, Equatable, Codable {
 
     /// The pid QEMU wrote, if the file exists and holds a number.
     public func readPid() -> Int32? {
-        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8) else { return nil }
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8) else { return nil } // no readable pid: nil, as documented
         return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }

@@ -26,15 +26,15 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
-        } else if let value = try? container.decode(Bool.self) {
+        } else if let value = try? container.decode(Bool.self) { // not this type: the next is tried; none fits throws
             self = .bool(value)
-        } else if let value = try? container.decode(Int64.self) {
+        } else if let value = try? container.decode(Int64.self) { // as above
             self = .int(value)
-        } else if let value = try? container.decode(Double.self) {
+        } else if let value = try? container.decode(Double.self) { // as above
             self = .double(value)
-        } else if let value = try? container.decode(String.self) {
+        } else if let value = try? container.decode(String.self) { // as above
             self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
+        } else if let value = try? container.decode([JSONValue].self) { // as above
             self = .array(value)
         } else {
             self = .object(try container.decode([String: JSONValue].self))
@@ -87,7 +87,7 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
 
     /// Compact JSON text (used in logs and error messages).
     public var description: String {
-        (try? String(decoding: JSONValue.encoder.encode(self), as: UTF8.self)) ?? "<unencodable>"
+        (try? String(decoding: JSONValue.encoder.encode(self), as: UTF8.self)) ?? "<unencodable>" // for logs and messages only
     }
 
     /// Parses one JSON text.

@@ -155,12 +155,12 @@ public struct QMPClient: Sendable {
     public func close() async {
         let handler = self.handler
         channel.eventLoop.execute { handler.value.close(reason: "closed by this client") }
-        try? await channel.closeFuture.get()
+        try? await channel.closeFuture.get() // a close that failed has closed all the same
     }
 
     /// Completes when the connection has closed for any reason (QEMU exited, nonsense, `close()`).
     public func waitUntilClosed() async {
-        try? await channel.closeFuture.get()
+        try? await channel.closeFuture.get() // closed for any reason, as documented
     }
 
     private static func decode<Result: Decodable>(_ value: JSONValue, as type: Result.Type, command: String) throws(QMPError) -> Result {
