@@ -236,6 +236,16 @@ let package = Package(
         ),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
+        // Protocol.md checked against the code and against libsodium called directly: the
+        // schemas of its appendix against Sources/MeshWire/Protos, and its test vectors.
+        .testTarget(
+            name: "ProtocolDocumentTests",
+            dependencies: [
+                "CSodium", "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "VirtualSwitch",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SecureChannelTests",
             dependencies: [
