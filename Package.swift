@@ -224,8 +224,9 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService",
+                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
