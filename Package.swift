@@ -225,9 +225,10 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService",
+                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -240,6 +241,16 @@ let package = Package(
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RepositoryRulesTests", swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
+        // Protocol.md checked against the code and against libsodium called directly: the
+        // schemas of its appendix against Sources/MeshWire/Protos, and its test vectors.
+        .testTarget(
+            name: "ProtocolDocumentTests",
+            dependencies: [
+                "CSodium", "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "VirtualSwitch",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SecureChannelTests",
             dependencies: [

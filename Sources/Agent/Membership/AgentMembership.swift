@@ -88,7 +88,11 @@ public actor AgentMembership {
         }
         var envelope = Hostmesh_V1_AgentEnvelope()
         build(&envelope)
-        guard let body = try await connection.request(envelope)?.body, let bytes = answer(body) else {
+        let reply: Hostmesh_V1_AgentEnvelope?
+        do { reply = try await connection.request(envelope) } catch let error as SecureChannelError where error.byPeer && error.code != .shuttingDown {
+            throw Refused(reason: "\(error)") // the peer refused and said why (Protocol.md §5.3)
+        }
+        guard let body = reply?.body, let bytes = answer(body) else {
             throw AgentError.protocolViolation("\(address) did not answer the \(purpose) request")
         }
         return bytes
@@ -106,7 +110,7 @@ public actor AgentMembership {
     /// A host asking to join: hand it the keyring if it belongs to this domain.
     func handleJoin(from peer: PeerIdentity) async throws -> Hostmesh_V1_AgentEnvelope {
         guard peer.domain == credentials.certificate.domain else {
-            throw AgentError.protocolViolation("\(peer.hostID) is in domain \(peer.domain); joining this mesh needs domain \(credentials.certificate.domain)")
+            throw SecureChannelError(.wrongDomain, "\(peer.hostID) is in domain \(peer.domain); joining this mesh needs domain \(credentials.certificate.domain)")
         }
         var reply = Hostmesh_V1_AgentEnvelope()
         reply.joinAccepted.keyring = String(decoding: GossipKeyringFile.encode(try await service.keyring()), as: UTF8.self)

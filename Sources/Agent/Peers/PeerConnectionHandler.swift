@@ -20,6 +20,7 @@ struct PeerConnectionHandler: Sendable {
         var migrations = Set<String>()
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
+              do {
                 var reader = EnvelopeReader(inbound)
                 while let envelope = try await reader.next() {
                     switch envelope.body {
@@ -69,12 +70,26 @@ struct PeerConnectionHandler: Sendable {
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }
+              } catch {
+                // Protocol.md §5.3: a refusal reaches the peer as an authenticated close with its
+                // code and reason, not as the orderly close that ending the channel would send.
+                if let refusal = Self.refusal(error) {
+                    connection.channel.channel.triggerUserOutboundEvent(SecureChannelCloseRequest(refusal), promise: nil)
+                }
+                throw error
+              }
             }
         } catch {
             let reason = await connection.failureReason().map { "\($0)" } ?? "\(error)"
             logger.warning("channel ended with an error", metadata: ["mesh.peer": "\(connection.peer.hostID)", "mesh.reason": "\(reason)"])
         }
         await coordinator.channelEnded(migrations: migrations, from: connection.peer.hostID)
+    }
+
+    /// The close reason for a failure of this side (nil when the peer ended the channel itself).
+    static func refusal(_ error: any Error) -> SecureChannelError? {
+        guard let error = error as? SecureChannelError else { return SecureChannelError(.protocolViolation, "\(error)") }
+        return error.byPeer ? nil : error
     }
 
     private func proofMetadata(_ connection: SecureConnection) -> Logger.Metadata {
