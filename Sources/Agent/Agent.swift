@@ -120,7 +120,7 @@ public struct Agent: Service {
         let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger)
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
-                              known: coordinator.peerAddresses, greetings: greetings)
+                              known: coordinator.peerAddresses, greetings: greetings, vms: vms)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal)
         logger.info("agent listening", metadata: [

@@ -23,6 +23,23 @@ extension MigrationEndToEndTests {
         Issue.record("\(agent.hostID) never learned that \(owner) owns \(vm) at epoch \(epoch): \(known)\n\(lines.suffix(20).joined(separator: "\n"))")
     }
 
+    /// A host that greets another learns what the greeted one already owned: the updates sent
+    /// after a hello reply are read by the greeter too (they used to be dropped, so a record
+    /// reached the greeter only when it next changed).
+    @Test func aGreeterLearnsWhatTheGreetedHostAlreadyOwns() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let b = try await mesh.start("node-b")
+        let vm = spec("early")
+        _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: false), as: VMInfo.self)
+        try await awaitOwner(b, vm: vm.id, owner: "node-b", epoch: 1)
+        // Past node-b's ownership sync round (every 2 s): it has sent this change to nobody and
+        // will not send it again. node-a, the smaller host id, then greets node-b.
+        try await Task.sleep(for: .seconds(3))
+        let a = try await mesh.start("node-a", arguments: ["--join", b.address])
+        try await awaitOwner(a, vm: vm.id, owner: "node-b", epoch: 1)
+    }
+
     @Test func destinationCommitFencesTheSourceCopyBeforeTheAnswerArrives() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }

@@ -38,19 +38,7 @@ struct PeerConnectionHandler: Sendable {
                             try await outbound.write(EnvelopeWriter.frame(ownership))
                         }
                     case .ownershipUpdate(let update):
-                        let stale: [String]
-                        do { stale = try await peers.ledger.apply(update.records) } catch {
-                            // Not fenced: the store that would hold the copies is what failed. The
-                            // peer's next round (OwnershipSyncService) brings the records again.
-                            logger.error("cannot record a peer's ownership records: stale copies here are not fenced until it can", metadata: [
-                                "mesh.peer": "\(connection.peer.hostID)", "vm.ids": "\(update.records.map(\.vmID))", "error": "\(error)"])
-                            stale = []
-                        }
-                        for vm in stale {
-                            // A newer owner exists: a copy here must not run (fencing).
-                            logger.error("stale VM copy fenced: another host owns it at a higher epoch", metadata: ["vm.id": "\(vm)", "mesh.peer": "\(connection.peer.hostID)"])
-                            await vms.fence(vm)
-                        }
+                        await peers.receive(ownership: update.records, from: connection.peer.hostID)
                     case .pushPull(let request):
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))
                     case .joinRequest:

@@ -1,6 +1,7 @@
 import ControlAPI
 import Foundation
 import Logging
+import NIOCore
 import NIOConcurrencyHelpers
 import MeshWire
 import SecureChannel
@@ -20,6 +21,8 @@ struct PeerLinks: Sendable {
     let known: NIOLockedValueBox<[String: HostPort]>
     /// Where greetings are asked for; the `PeerGreetingService` runs them.
     let greetings: GreetingQueue
+    /// The VMs a peer's ownership records may fence.
+    let vms: VMManager
 
     var hostID: String { credentials.identity.hostID }
 
@@ -93,6 +96,9 @@ struct PeerLinks: Sendable {
                 var note = Hostmesh_V1_AgentEnvelope()
                 note.note.text = "greetings from \(hostID), sealed with \(connection.session.aead.rawValue)"
                 try await outbound.write(EnvelopeWriter.frame(note))
+                // The peer answers a hello with its locations and ownership records (§5.4): read
+                // them too, or this host would learn them only when they next change.
+                try await receiveUpdatesAfterHello(&reader, from: reply.hostID, channel: connection.channel.channel)
             }
         } catch {
             logger.error("could not establish a secure channel", metadata: ["mesh.address": "\(peer)", "mesh.reason": "\(error)"])
@@ -135,6 +141,52 @@ struct PeerLinks: Sendable {
                     } catch {
                         logger.debug("update not delivered", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
                     }
+                }
+            }
+        }
+    }
+
+    /// Applies a peer's ownership records; a copy here that a newer owner makes stale is fenced.
+    func receive(ownership records: [Hostmesh_V1_OwnershipRecord], from peer: String) async {
+        let stale: [String]
+        do { stale = try await ledger.apply(records) } catch {
+            // Not fenced: the store that would hold the copies is what failed. The peer's next
+            // round (OwnershipSyncService) brings the records again.
+            logger.error("cannot record a peer's ownership records: stale copies here are not fenced until it can", metadata: [
+                "mesh.peer": "\(peer)", "vm.ids": "\(records.map(\.vmID))", "error": "\(error)"])
+            return
+        }
+        for vm in stale {
+            // A newer owner exists: a copy here must not run (fencing).
+            logger.error("stale VM copy fenced: another host owns it at a higher epoch", metadata: ["vm.id": "\(vm)", "mesh.peer": "\(peer)"])
+            await vms.fence(vm)
+        }
+    }
+
+    /// How long a greeter waits for the peer's updates after the hello reply.
+    static let updatesAfterHelloTimeout: Duration = .seconds(3)
+
+    /// Reads what a greeted peer sends after its hello reply (its locations, then its ownership
+    /// records, the latter absent if its ledger cannot be read), applying them, until both came,
+    /// the peer closes, or the timeout.
+    private func receiveUpdatesAfterHello(_ reader: inout EnvelopeReader, from peer: String, channel: any Channel) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await Task.sleep(for: Self.updatesAfterHelloTimeout)
+                try await channel.close()
+            }
+            defer { group.cancelAll() }
+            var locations = false, ownership = false
+            while !(locations && ownership), let envelope = try await reader.next() {
+                switch envelope.body {
+                case .locationUpdate(let update):
+                    await network.apply(locations: [UInt8](update.locations))
+                    locations = true
+                case .ownershipUpdate(let update):
+                    await receive(ownership: update.records, from: peer)
+                    ownership = true
+                default:
+                    continue // nothing else is expected here; the responder's channel is not for it
                 }
             }
         }
