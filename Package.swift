@@ -2,17 +2,21 @@
 // Hostmesh: a peer-to-peer live-migration mesh for QEMU hosts.
 //
 // The layering is deliberate and one-way; each line below depends only on lines above it:
+//   MeshTime           the monotonic instant every core takes as `now:`, and every Duration conversion (pure, no dependencies)
+//   ShellSupport       what every SwiftNIO shell shares: the loop-bound state and stop promise, the shell timeline, datagram reads
 //   CSodium            libsodium through pkg-config (system library)
-//   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b
+//   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b; the replay window
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
 //   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores
 //   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
+//   GossipTransport    the membership shell: encrypted gossip datagrams over UDP, push-pull over secure channels
 //   Hypervisor         QEMU process supervision and the QMP client
-//   Migration          live migration: stream tunnels through secure channels, source and destination drivers
+//   VirtualSwitch      the switch core (ports, locations, connection tracking) and its shell: VM sockets, encrypted UDP overlay
+//   Migration          live migration: the source and destination protocol cores, stream tunnels through secure channels
 //   ControlAPI         JSON lines over a unix socket between the command line and its local agent
-//   Agent              the node: configuration, services, durable state
+//   Agent              the node: configuration, services, durable state, the migration shell
 //   Benchmarks         `hostmesh bench …`: ours and the reference measured side by side
 //   hostmesh           the one binary: parses arguments, prints results
 import PackageDescription
@@ -38,6 +42,16 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
+        .target(name: "MeshTime", swiftSettings: strict),
+        .target(
+            name: "ShellSupport",
+            dependencies: [
+                "MeshTime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .systemLibrary(
             name: "CSodium",
             pkgConfig: "libsodium",
@@ -70,7 +84,7 @@ let package = Package(
         .target(
             name: "SecureChannel",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity",
+                "MeshTime", "ShellSupport", "MeshCrypto", "MeshWire", "MeshIdentity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,23 +94,21 @@ let package = Package(
         .target(
             name: "Membership",
             dependencies: [
-                "MeshWire",
+                "MeshTime", "MeshWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            
             swiftSettings: strict
         ),
-        .target(name: "MeshSimulator", dependencies: ["Membership"], swiftSettings: strict),
+        .target(name: "MeshSimulator", dependencies: ["MeshTime", "Membership"], swiftSettings: strict),
         .target(
             name: "GossipTransport",
             dependencies: [
-                "Membership", "MeshCrypto", "MeshWire",
+                "MeshTime", "ShellSupport", "Membership", "MeshCrypto", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            
             swiftSettings: strict
         ),
         .target(
@@ -112,7 +124,7 @@ let package = Package(
         .target(
             name: "VirtualSwitch",
             dependencies: [
-                "MeshCrypto", "MeshWire",
+                "MeshTime", "ShellSupport", "MeshCrypto", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -155,7 +167,7 @@ let package = Package(
         .target(
             name: "Benchmarks",
             dependencies: [
-                "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
+                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -172,12 +184,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "MeshTimeTests", dependencies: ["MeshTime"], swiftSettings: strict),
+        .testTarget(
+            name: "ShellSupportTests",
+            dependencies: [
+                "ShellSupport", "MeshTime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
-        .testTarget(name: "MembershipTests", dependencies: ["Membership", "MeshSimulator"], swiftSettings: strict),
+        .testTarget(name: "MembershipTests", dependencies: ["MeshTime", "Membership", "MeshSimulator"], swiftSettings: strict),
         .testTarget(
             name: "GossipTransportTests",
             dependencies: [
-                "GossipTransport", "Membership",
+                "MeshTime", "GossipTransport", "Membership",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -196,18 +219,18 @@ let package = Package(
         .testTarget(
             name: "VirtualSwitchTests",
             dependencies: [
-                "VirtualSwitch", "Hypervisor",
+                "MeshTime", "VirtualSwitch", "Hypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "Membership"], swiftSettings: strict),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "MeshIdentity", "MeshTime", "Membership"], swiftSettings: strict),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         .testTarget(
             name: "SecureChannelTests",
             dependencies: [
-                "SecureChannel",
+                "MeshTime", "SecureChannel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

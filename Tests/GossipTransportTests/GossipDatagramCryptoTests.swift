@@ -1,5 +1,6 @@
 @testable import GossipTransport
 import Membership
+import MeshTime
 import Testing
 
 @Suite("Gossip datagram sealing, opening and replay")
@@ -118,13 +119,13 @@ struct GossipDatagramCryptoTests {
 
     @Test func dropLogIsRateLimitedPerReason() {
         var limiter = DropLogLimiter(interval: .seconds(10))
-        let second: Int64 = 1_000_000_000
-        #expect(limiter.record(.forged, now: 0) == 0)
-        #expect(limiter.record(.forged, now: 1 * second) == nil)
-        #expect(limiter.record(.replayed, now: 2 * second) == 0)
-        #expect(limiter.record(.forged, now: 9 * second) == nil)
-        #expect(limiter.record(.forged, now: 10 * second) == 2)
-        #expect(limiter.record(.forged, now: 11 * second) == nil)
+        func at(_ seconds: Int64) -> MeshInstant { MeshInstant(sinceOrigin: .seconds(seconds)) }
+        #expect(limiter.record(.forged, now: at(0)) == 0)
+        #expect(limiter.record(.forged, now: at(1)) == nil)
+        #expect(limiter.record(.replayed, now: at(2)) == 0)
+        #expect(limiter.record(.forged, now: at(9)) == nil)
+        #expect(limiter.record(.forged, now: at(10)) == 2)
+        #expect(limiter.record(.forged, now: at(11)) == nil)
     }
 
     private func reason(_ result: Result<GossipDatagram, GossipDrop>) -> GossipDropReason? {
