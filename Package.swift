@@ -2,8 +2,10 @@
 // Hostmesh: a peer-to-peer live-migration mesh for QEMU hosts.
 //
 // The layering is deliberate and one-way; each line below depends only on lines above it:
+//   MeshTime           the monotonic instant every core takes as `now:`, and every Duration conversion (pure, no dependencies)
+//   ShellSupport       what every SwiftNIO shell shares: the loop-bound state and stop promise, the shell timeline, datagram reads
 //   CSodium            libsodium through pkg-config (system library)
-//   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b
+//   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b; the replay window
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
 //   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores,
 //                      the state directory's layout
@@ -44,6 +46,16 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
+        .target(name: "MeshTime", swiftSettings: strict),
+        .target(
+            name: "ShellSupport",
+            dependencies: [
+                "MeshTime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .systemLibrary(
             name: "CSodium",
             pkgConfig: "libsodium",
@@ -76,7 +88,7 @@ let package = Package(
         .target(
             name: "SecureChannel",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity",
+                "MeshTime", "ShellSupport", "MeshCrypto", "MeshWire", "MeshIdentity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -86,23 +98,21 @@ let package = Package(
         .target(
             name: "Membership",
             dependencies: [
-                "MeshWire",
+                "MeshTime", "MeshWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            
             swiftSettings: strict
         ),
-        .target(name: "MeshSimulator", dependencies: ["Membership"], swiftSettings: strict),
+        .target(name: "MeshSimulator", dependencies: ["MeshTime", "Membership"], swiftSettings: strict),
         .target(
             name: "GossipTransport",
             dependencies: [
-                "Membership", "MeshCrypto", "MeshWire",
+                "MeshTime", "ShellSupport", "Membership", "MeshCrypto", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            
             swiftSettings: strict
         ),
         .target(
@@ -118,7 +128,7 @@ let package = Package(
         .target(
             name: "VirtualSwitch",
             dependencies: [
-                "MeshCrypto", "MeshWire",
+                "MeshTime", "ShellSupport", "MeshCrypto", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -174,7 +184,7 @@ let package = Package(
         .target(
             name: "Benchmarks",
             dependencies: [
-                "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
+                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -192,12 +202,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "MeshTimeTests", dependencies: ["MeshTime"], swiftSettings: strict),
+        .testTarget(
+            name: "ShellSupportTests",
+            dependencies: [
+                "ShellSupport", "MeshTime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
-        .testTarget(name: "MembershipTests", dependencies: ["Membership", "MeshSimulator"], swiftSettings: strict),
+        .testTarget(name: "MembershipTests", dependencies: ["MeshTime", "Membership", "MeshSimulator"], swiftSettings: strict),
         .testTarget(
             name: "GossipTransportTests",
             dependencies: [
-                "GossipTransport", "Membership",
+                "MeshTime", "GossipTransport", "Membership",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -216,7 +237,7 @@ let package = Package(
         .testTarget(
             name: "VirtualSwitchTests",
             dependencies: [
-                "VirtualSwitch", "Hypervisor",
+                "MeshTime", "VirtualSwitch", "Hypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -225,7 +246,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "MeshIdentity", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel",
+                "Agent", "MeshIdentity", "MeshTime", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -254,7 +275,7 @@ let package = Package(
         .testTarget(
             name: "SecureChannelTests",
             dependencies: [
-                "SecureChannel",
+                "MeshTime", "SecureChannel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

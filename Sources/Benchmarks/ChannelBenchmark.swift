@@ -2,6 +2,7 @@ import Foundation
 import Logging
 public import MeshCrypto
 import MeshIdentity
+import MeshTime
 import NIOCore
 import NIOPosix
 import SecureChannel
@@ -90,7 +91,7 @@ public enum ChannelBenchmark {
             try key.open(sealed, counter: 0, aad: aad, appendingTo: &out)
             done += recordBytes
         }
-        return Double(done) / 1e6 / (ContinuousClock.now - start).seconds
+        return Double(done) / 1e6 / (ContinuousClock.now - start).inSeconds
     }
 
     /// Seals `totalBytes` in records of `recordBytes` through the same API the record layer
@@ -109,7 +110,7 @@ public enum ChannelBenchmark {
             counter += 1
             done += recordBytes
         }
-        return Double(done) / 1e6 / (ContinuousClock.now - start).seconds
+        return Double(done) / 1e6 / (ContinuousClock.now - start).inSeconds
     }
 
     /// Two hosts of one domain on loopback, each on its own event loop thread.
@@ -190,7 +191,7 @@ public enum ChannelBenchmark {
                 for f in inFlight { try await f.get() }
                 var it = inbound.makeAsyncIterator()
                 _ = try await it.next()
-                return Double(totalBytes) / 1e6 / (ContinuousClock.now - start).seconds
+                return Double(totalBytes) / 1e6 / (ContinuousClock.now - start).inSeconds
             }
         }
 
@@ -202,9 +203,4 @@ public enum ChannelBenchmark {
             try? await clientGroup.shutdownGracefully()
         }
     }
-}
-
-extension Duration {
-    /// The duration in seconds as a Double.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

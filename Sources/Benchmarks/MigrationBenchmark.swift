@@ -4,6 +4,7 @@ import Foundation
 public import Hypervisor
 import Logging
 import MeshIdentity
+import MeshTime
 import SecureChannel
 
 /// `hostmesh bench migrate`: the same guest migrated by QEMU directly over a unix socket in
@@ -131,7 +132,7 @@ public enum MigrationBenchmark {
         let total = ContinuousClock.now - start
         let (stop, resume) = (await stopped.value, await resumed.value)
         await destination.stop(quitGrace: .seconds(1))
-        return Row(workload: workload, path: tls ? "qemu-tls" : "direct", totalMs: Int64(total.components.seconds * 1000 + total.components.attoseconds / 1_000_000_000_000_000),
+        return Row(workload: workload, path: tls ? "qemu-tls" : "direct", totalMs: total.wholeMilliseconds,
                    downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),
                    mbS: Double(result.transferredBytes) / 1e6 / (Double(max(result.totalTimeMs, 1)) / 1000), transferredBytes: result.transferredBytes)
     }

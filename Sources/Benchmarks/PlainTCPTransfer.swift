@@ -1,3 +1,4 @@
+import MeshTime
 import NIOCore
 import NIOPosix
 
@@ -46,7 +47,7 @@ struct PlainTCPTransfer {
             for f in inFlight { try await f.get() }
             var it = inbound.makeAsyncIterator()
             _ = try await it.next()
-            return Double(totalBytes) / 1e6 / (ContinuousClock.now - start).seconds
+            return Double(totalBytes) / 1e6 / (ContinuousClock.now - start).inSeconds
         }
         try? await serverTask.value
         try await serverGroup.shutdownGracefully()

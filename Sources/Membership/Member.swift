@@ -1,3 +1,5 @@
+public import MeshTime
+
 /// Lifecycle status of a member as one observer sees it (Protocol.md §4.5).
 public enum MemberStatus: String, Hashable, Sendable, CaseIterable {
     /// Answering probes, or not yet known otherwise.
@@ -26,12 +28,12 @@ public struct Member: Hashable, Sendable {
     /// Its newest metadata known to the observer, if any has arrived yet.
     public var metadata: MemberMetadata?
     /// When the observer last changed `status` (or first learned of the member).
-    public var statusChangedAt: MembershipInstant
+    public var statusChangedAt: MeshInstant
 
     /// Creates a member snapshot.
     public init(
         id: MemberID, address: PeerAddress, status: MemberStatus, incarnation: UInt64,
-        metadata: MemberMetadata?, statusChangedAt: MembershipInstant
+        metadata: MemberMetadata?, statusChangedAt: MeshInstant
     ) {
         self.id = id
         self.address = address

@@ -1,3 +1,5 @@
+public import MeshTime
+
 /// What the shell MUST do after handing an event to `MembershipInstance` (Protocol.md §4).
 ///
 /// Directives are returned in the order they should be carried out. The core never performs
@@ -9,7 +11,7 @@ public enum MembershipDirective: Hashable, Sendable {
     /// Call `onTimer(timer, now:)` at `deadline` (or as soon as possible after it). Timers are
     /// never cancelled: a timer that is no longer relevant is ignored by the core, so the shell
     /// MAY also drop it.
-    case schedule(MembershipTimer, at: MembershipInstant)
+    case schedule(MembershipTimer, at: MeshInstant)
     /// Open a secure channel to `request.address`, send `request.state`, read the peer's state
     /// and hand it to `onPushPullResponse`; on any failure call `onPushPullFailed`.
     case pushPull(PushPullRequest)

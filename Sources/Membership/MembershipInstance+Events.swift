@@ -1,9 +1,11 @@
+public import MeshTime
+
 // The events a shell feeds to the core. Each returns the directives to carry out, in order.
 extension MembershipInstance {
     /// Starts the member: announces it (queued until there is someone to tell) and schedules
     /// the first probe and push-pull ticks at random offsets, so members started together do
     /// not probe in lockstep. MUST be called exactly once, before any other event.
-    public mutating func start(now: MembershipInstant) -> [MembershipDirective] {
+    public mutating func start(now: MeshInstant) -> [MembershipDirective] {
         begin(now)
         guard lifecycle == .created else { return finish() }
         lifecycle = .running
@@ -20,7 +22,7 @@ extension MembershipInstance {
     /// Joins the mesh through `seeds`: asks the shell for a push-pull with each seed (the
     /// first that answers is enough). Members learned this way are announced as they are
     /// merged; a `.joined` directive reports each seed that answered.
-    public mutating func join(seeds: [PeerAddress], now: MembershipInstant) -> [MembershipDirective] {
+    public mutating func join(seeds: [PeerAddress], now: MeshInstant) -> [MembershipDirective] {
         begin(now)
         guard lifecycle == .running else { return finish() }
         let state = localState(isJoin: true)
@@ -33,7 +35,7 @@ extension MembershipInstance {
     /// A decoded datagram arrived from `source` (the UDP source address, used to answer pings
     /// from members not yet known). Piggybacked updates are applied before the primary message.
     public mutating func onDatagram(
-        _ datagram: GossipDatagram, from source: PeerAddress, now: MembershipInstant
+        _ datagram: GossipDatagram, from source: PeerAddress, now: MeshInstant
     ) -> [MembershipDirective] {
         begin(now)
         guard lifecycle == .running || lifecycle == .leaving else { return finish() }
@@ -62,14 +64,14 @@ extension MembershipInstance {
     /// Decodes a datagram's plaintext and handles it; throws (changing nothing) if it is not a
     /// valid gossip datagram.
     public mutating func onDatagram(
-        bytes: [UInt8], from source: PeerAddress, now: MembershipInstant
+        bytes: [UInt8], from source: PeerAddress, now: MeshInstant
     ) throws(GossipCodecError) -> [MembershipDirective] {
         let datagram = try GossipCodec.decodeDatagram(bytes)
         return onDatagram(datagram, from: source, now: now)
     }
 
     /// A timer scheduled by an earlier `.schedule` directive is due.
-    public mutating func onTimer(_ timer: MembershipTimer, now: MembershipInstant) -> [MembershipDirective] {
+    public mutating func onTimer(_ timer: MembershipTimer, now: MeshInstant) -> [MembershipDirective] {
         begin(now)
         switch timer {
         case .probeTick(let generation):
@@ -90,7 +92,7 @@ extension MembershipInstance {
 
     /// Replaces this member's metadata and gossips it. The version is set by the core (one
     /// above the current one); the `version` of `metadata` is ignored.
-    public mutating func updateMetadata(_ metadata: MemberMetadata, now: MembershipInstant) -> [MembershipDirective] {
+    public mutating func updateMetadata(_ metadata: MemberMetadata, now: MeshInstant) -> [MembershipDirective] {
         begin(now)
         var newMetadata = metadata
         newMetadata.version = localMetadata.version + 1
@@ -104,7 +106,7 @@ extension MembershipInstance {
     /// Leaves the mesh gracefully: stops probing, gossips a leave announcement, and returns
     /// `.leaveCompleted` (now, or from a later gossip tick) once it has been disseminated.
     /// The shell SHOULD keep delivering events until then, bounded by its own timeout.
-    public mutating func leave(now: MembershipInstant) -> [MembershipDirective] {
+    public mutating func leave(now: MeshInstant) -> [MembershipDirective] {
         begin(now)
         guard lifecycle == .running else { return finish() }
         lifecycle = .leaving
@@ -117,7 +119,7 @@ extension MembershipInstance {
     /// Another member opened a push-pull exchange and sent `remote`: merge it, and send back
     /// `reply` (the local state after the merge, so refutations it caused are included).
     public mutating func onPushPullRequest(
-        _ remote: PushPullState, now: MembershipInstant
+        _ remote: PushPullState, now: MeshInstant
     ) -> (reply: PushPullState, directives: [MembershipDirective]) {
         begin(now)
         guard lifecycle == .running || lifecycle == .leaving else {
@@ -129,7 +131,7 @@ extension MembershipInstance {
 
     /// The peer of a push-pull this member started answered with `remote`.
     public mutating func onPushPullResponse(
-        _ remote: PushPullState, for request: PushPullRequest, now: MembershipInstant
+        _ remote: PushPullState, for request: PushPullRequest, now: MeshInstant
     ) -> [MembershipDirective] {
         begin(now)
         guard lifecycle == .running || lifecycle == .leaving else { return finish() }
@@ -142,7 +144,7 @@ extension MembershipInstance {
 
     /// A push-pull this member started failed (unreachable, refused, bad certificate).
     /// Nothing changes in the protocol state; the shell reports join failures itself.
-    public mutating func onPushPullFailed(_ request: PushPullRequest, reason: String, now: MembershipInstant) -> [MembershipDirective] {
+    public mutating func onPushPullFailed(_ request: PushPullRequest, reason: String, now: MeshInstant) -> [MembershipDirective] {
         begin(now)
         logger.debug(
             "push-pull failed",

@@ -1,3 +1,5 @@
+import MeshTime
+
 // Push-pull anti-entropy, join and reconnection after partitions (Protocol.md §4.7).
 extension MembershipInstance {
     mutating func handlePushPullTick() {

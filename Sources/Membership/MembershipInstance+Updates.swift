@@ -1,3 +1,5 @@
+import MeshTime
+
 // Applying membership updates: the member state machine and its incarnation rules
 // (Protocol.md §4.5).
 //

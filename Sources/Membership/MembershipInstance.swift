@@ -1,4 +1,5 @@
 public import Logging
+import MeshTime
 
 /// The SWIM + Lifeguard membership protocol of one member, as a pure state machine
 /// (Protocol.md §4).
@@ -170,12 +171,12 @@ public struct MembershipInstance: Sendable {
     func snapshot(_ id: MemberID, _ state: MemberState) -> Member {
         Member(
             id: id, address: state.address, status: state.status, incarnation: state.incarnation,
-            metadata: state.metadata, statusChangedAt: MembershipInstant(nanosecondsSinceOrigin: state.statusChangedAt))
+            metadata: state.metadata, statusChangedAt: MeshInstant(nanosecondsSinceOrigin: state.statusChangedAt))
     }
 
     // MARK: Event plumbing
 
-    mutating func begin(_ instant: MembershipInstant) {
+    mutating func begin(_ instant: MeshInstant) {
         now = instant.nanosecondsSinceOrigin
         output = []
     }
@@ -188,7 +189,7 @@ public struct MembershipInstance: Sendable {
     }
 
     mutating func schedule(_ timer: MembershipTimer, at nanoseconds: Int64) {
-        output.append(.schedule(timer, at: MembershipInstant(nanosecondsSinceOrigin: nanoseconds)))
+        output.append(.schedule(timer, at: MeshInstant(nanosecondsSinceOrigin: nanoseconds)))
     }
 
     mutating func allocateSequence() -> UInt64 {

@@ -1,3 +1,5 @@
+import MeshTime
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,4 +1,5 @@
 public import Membership
+import MeshTime
 
 /// One row of the gossip benchmark (`hostmesh bench gossip`), for one mesh size.
 /// JSON keys follow the issue: `members`, `first_suspect_s`, `all_dead_s`, `join_all_s`,
@@ -82,13 +83,13 @@ public enum GossipBenchmark {
 
         let victim = members / 2
         let crashedAt = simulation.now
-        var firstSuspect: MembershipInstant?
+        var firstSuspect: MeshInstant?
         var deadCount = 0
-        var allDead: MembershipInstant?
+        var allDead: MeshInstant?
         let joiner = members
-        var joinedAt: MembershipInstant?
+        var joinedAt: MeshInstant?
         var knowJoiner = 0
-        var allKnowJoiner: MembershipInstant?
+        var allKnowJoiner: MeshInstant?
         simulation.observeStatusChanges { event in
             if event.subject == victim, joinedAt == nil {
                 if event.change.member.status == .suspect, firstSuspect == nil { firstSuspect = event.time }
@@ -118,9 +119,9 @@ public enum GossipBenchmark {
 
         return GossipBenchmarkRow(
             members: members,
-            firstSuspectSeconds: firstSuspect.map { ($0 - crashedAt).seconds },
-            allDeadSeconds: allDead.map { ($0 - crashedAt).seconds },
-            joinAllSeconds: joinedAt.flatMap { start in allKnowJoiner.map { ($0 - start).seconds } },
+            firstSuspectSeconds: firstSuspect.map { ($0 - crashedAt).inSeconds },
+            allDeadSeconds: allDead.map { ($0 - crashedAt).inSeconds },
+            joinAllSeconds: joinedAt.flatMap { start in allKnowJoiner.map { ($0 - start).inSeconds } },
             bytesPerMemberPerSecond: bytesPerMemberPerSecond)
     }
 
@@ -150,12 +151,5 @@ public enum GossipBenchmark {
 extension String {
     fileprivate func padded(_ width: Int) -> String {
         count >= width ? self : String(repeating: " ", count: width - count) + self
-    }
-}
-
-extension Duration {
-    fileprivate var seconds: Double {
-        let (whole, attoseconds) = components
-        return Double(whole) + Double(attoseconds) / 1e18
     }
 }

@@ -1,4 +1,5 @@
 public import Membership
+public import MeshTime
 
 /// How the simulated network treats datagrams and push-pull exchanges.
 public struct SimulatedNetwork: Sendable, Equatable {
@@ -65,7 +66,7 @@ public struct SimulatedTraffic: Sendable, Equatable {
 /// A status change seen by one simulated member, with the virtual time it happened.
 public struct SimulatedStatusChange: Sendable, Equatable {
     /// Virtual time of the change.
-    public var time: MembershipInstant
+    public var time: MeshInstant
     /// Index of the member whose view changed.
     public var observer: Int
     /// Index of the member the change is about (`nil` if the id is not a simulated member).
@@ -77,7 +78,7 @@ public struct SimulatedStatusChange: Sendable, Equatable {
 /// A datagram delivered to a simulated member.
 public struct SimulatedDelivery: Sendable, Equatable {
     /// Virtual time of delivery.
-    public var time: MembershipInstant
+    public var time: MeshInstant
     /// Index of the sender.
     public var from: Int
     /// Index of the receiver.

@@ -1,9 +1,10 @@
 public import Membership
+public import MeshTime
 
 // Fault injection and operator actions.
 extension Simulation {
     /// Runs events until virtual time `end` (or until an observer calls `stop()`).
-    public func run(until end: MembershipInstant) {
+    public func run(until end: MeshInstant) {
         stopRequested = false
         let endNanos = end.nanosecondsSinceOrigin
         while !stopRequested, let next = queue.nextTime, next <= endNanos {
@@ -29,14 +30,14 @@ extension Simulation {
     /// are lost, its timers fire late, then it resumes with its state intact.
     public func pause(_ index: Int, for duration: Duration) {
         guard case .running = nodes[index].state else { return }
-        let until = nowNanos + duration.simulationNanoseconds
+        let until = nowNanos + duration.wholeNanoseconds
         nodes[index].state = .paused(until: until)
         queue.push(.resume(member: index), at: until)
     }
 
     /// Every packet to or from the member takes `extraDelay` longer (an overloaded host).
     public func setSlowness(_ index: Int, extraDelay: Duration) {
-        nodes[index].slowness = extraDelay.simulationNanoseconds
+        nodes[index].slowness = extraDelay.wholeNanoseconds
     }
 
     /// Splits the network: datagrams and push-pulls only flow between members of the same
@@ -106,7 +107,7 @@ extension Simulation {
 }
 
 extension Duration {
-    var simulationNanoseconds: Int64 {
+    var wholeNanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }

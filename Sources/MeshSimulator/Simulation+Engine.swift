@@ -1,4 +1,5 @@
 import Membership
+import MeshTime
 
 /// One scheduled happening in the simulation.
 enum SimulationEvent {
@@ -35,7 +36,7 @@ extension Simulation {
         case .pushPullArrives(let to, let from, let request):
             guard case .running = nodes[to].state, reachable(from, to) else {
                 // The connection attempt times out at the initiator.
-                let timeout = network.pushPullTimeout.simulationNanoseconds - oneWayDelay(from, to)
+                let timeout = network.pushPullTimeout.wholeNanoseconds - oneWayDelay(from, to)
                 queue.push(.pushPullReply(to: from, request, nil), at: nowNanos + max(0, timeout))
                 return
             }
@@ -134,7 +135,7 @@ extension Simulation {
         nodes[member].traffic.pushPullBytesSent += pushPullSize(request.state)
         guard let peer = indexByAddress[request.address] else {
             queue.push(
-                .pushPullReply(to: member, request, nil), at: nowNanos + network.pushPullTimeout.simulationNanoseconds)
+                .pushPullReply(to: member, request, nil), at: nowNanos + network.pushPullTimeout.wholeNanoseconds)
             return
         }
         // Connection setup and handshake cost about two round trips before the state goes out.
@@ -157,13 +158,13 @@ extension Simulation {
 
     /// Base latency + the link's fixed extra + jitter + both ends' slowness.
     func oneWayDelay(_ a: Int, _ b: Int) -> Int64 {
-        var delay = network.baseLatency.simulationNanoseconds
-        let spread = network.perLinkLatencySpread.simulationNanoseconds
+        var delay = network.baseLatency.wholeNanoseconds
+        let spread = network.perLinkLatencySpread.wholeNanoseconds
         if spread > 0 {
             var link = SeededRandomGenerator(seed: seed ^ (UInt64(min(a, b)) << 32 | UInt64(max(a, b))))
             delay += Int64(link.next() % UInt64(spread))
         }
-        let jitter = network.jitter.simulationNanoseconds
+        let jitter = network.jitter.wholeNanoseconds
         if jitter > 0 { delay += Int64(random.next() % UInt64(jitter)) }
         return delay + nodes[a].slowness + nodes[b].slowness
     }

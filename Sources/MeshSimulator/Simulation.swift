@@ -1,4 +1,5 @@
 public import Membership
+public import MeshTime
 
 /// A deterministic simulation of a mesh: N instances of the real `MembershipInstance` core in
 /// one process, on virtual time, over a simulated network with latency, jitter, loss,
@@ -56,7 +57,7 @@ public final class Simulation {
     /// Partition group per member; datagrams only flow within a group. Empty: no partition.
     var partitionGroup: [Int] = []
     var statusObservers: [(SimulatedStatusChange) -> Void] = []
-    var joinObservers: [(Int, MembershipInstant) -> Void] = []
+    var joinObservers: [(Int, MeshInstant) -> Void] = []
     var deliveryObservers: [(SimulatedDelivery) -> Void] = []
     var stopRequested = false
     /// Encoded size of each piggybacked update seen so far (see `SimulatedWireFidelity`).
@@ -128,7 +129,7 @@ public final class Simulation {
     // MARK: Queries
 
     /// Current virtual time.
-    public var now: MembershipInstant { MembershipInstant(nanosecondsSinceOrigin: nowNanos) }
+    public var now: MeshInstant { MeshInstant(nanosecondsSinceOrigin: nowNanos) }
     /// Number of members ever created (crashed and left ones included).
     public var memberCount: Int { nodes.count }
     /// The id of a simulated member.
@@ -173,7 +174,7 @@ public final class Simulation {
     }
 
     /// Calls `handler(member, time)` when a member's join completes.
-    public func observeJoins(_ handler: @escaping (Int, MembershipInstant) -> Void) {
+    public func observeJoins(_ handler: @escaping (Int, MeshInstant) -> Void) {
         joinObservers.append(handler)
     }
 

@@ -1,7 +1,9 @@
+public import MeshTime
+
 /// Token buckets per source address that bound how many handshakes (each costs several
 /// Diffie-Hellman operations) a single source can make us do. Pure: time is passed in.
 public struct HandshakeRateLimiter: Sendable {
-    private struct Bucket: Sendable { var tokens: Double; var updatedNanos: UInt64 }
+    private struct Bucket: Sendable { var tokens: Double; var updated: MeshInstant }
 
     /// Sustained handshakes per second per source.
     public let ratePerSecond: Double
@@ -19,11 +21,11 @@ public struct HandshakeRateLimiter: Sendable {
     }
 
     /// Takes one token for `source` at monotonic time `now`; false when the source is over its rate.
-    public mutating func allow(source: String, now: UInt64) -> Bool {
-        var bucket = buckets[source] ?? Bucket(tokens: burst, updatedNanos: now)
-        let elapsed = Double(now &- bucket.updatedNanos) / 1e9
+    public mutating func allow(source: String, now: MeshInstant) -> Bool {
+        var bucket = buckets[source] ?? Bucket(tokens: burst, updated: now)
+        let elapsed = (now - bucket.updated).inSeconds
         bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)
-        bucket.updatedNanos = now
+        bucket.updated = now
         let allowed = bucket.tokens >= 1
         if allowed { bucket.tokens -= 1 }
         if buckets[source] == nil, buckets.count >= maxSources { evictStalest() }
@@ -33,7 +35,7 @@ public struct HandshakeRateLimiter: Sendable {
 
     private mutating func evictStalest() {
         // Forget the quarter of sources seen longest ago: amortised O(1) per new source.
-        let stalest = buckets.sorted { $0.value.updatedNanos < $1.value.updatedNanos }.prefix(max(1, maxSources / 4))
+        let stalest = buckets.sorted { $0.value.updated < $1.value.updated }.prefix(max(1, maxSources / 4))
         for (source, _) in stalest { buckets[source] = nil }
     }
 }

@@ -1,4 +1,5 @@
 import MeshCrypto
+public import MeshTime
 import MeshWire
 public import NIOCore
 
@@ -20,32 +21,32 @@ public struct RecordSealer: Sendable {
     private var rawKey: SecretBytes
     private(set) var counter: UInt64 = 0
     private var bytesSinceRekey: UInt64 = 0
-    private var lastRekeyNanos: UInt64
+    private var lastRekey: MeshInstant
     /// Rekey after this many sealed bytes.
     public let rekeyAfterBytes: UInt64
-    /// Rekey after this much time (nanoseconds of the shell's monotonic clock).
-    public let rekeyAfterNanos: UInt64
+    /// Rekey after this much time on the shell's monotonic timeline.
+    public let rekeyAfter: Duration
     /// Largest record payload the peer accepts.
     public let maxPayload: Int
     /// How many key updates this side has sent.
     public private(set) var keyUpdates = 0
 
     /// A sealer starting at counter 0 with `key` at monotonic time `now`.
-    public init(session: ChannelSession, rekeyAfterBytes: UInt64, rekeyAfterNanos: UInt64, now: UInt64) {
+    public init(session: ChannelSession, rekeyAfterBytes: UInt64, rekeyAfter: Duration, now: MeshInstant) {
         self.rawKey = session.sendKey
         self.key = try! AEADKey(session.aead, key: session.sendKey) // negotiated algorithms are available by construction
         self.rekeyAfterBytes = rekeyAfterBytes
-        self.rekeyAfterNanos = rekeyAfterNanos
+        self.rekeyAfter = rekeyAfter
         self.maxPayload = session.peerMaxRecordPayload
-        self.lastRekeyNanos = now
+        self.lastRekey = now
     }
 
     /// Seals `data` (split into records of at most `maxPayload`) and appends the frames to `out`.
     /// A key update record is inserted first when the byte or time budget is spent.
-    public mutating func sealData(_ data: ByteBuffer, now: UInt64, into out: inout ByteBuffer) throws(SecureChannelError) {
+    public mutating func sealData(_ data: ByteBuffer, now: MeshInstant, into out: inout ByteBuffer) throws(SecureChannelError) {
         var remaining = data
         repeat {
-            if bytesSinceRekey >= rekeyAfterBytes || now &- lastRekeyNanos >= rekeyAfterNanos {
+            if bytesSinceRekey >= rekeyAfterBytes || now - lastRekey >= rekeyAfter {
                 try seal(.keyUpdate, ByteBuffer(), into: &out)
                 rekey(now: now)
             }
@@ -78,11 +79,11 @@ public struct RecordSealer: Sendable {
         counter += 1
     }
 
-    private mutating func rekey(now: UInt64) {
+    private mutating func rekey(now: MeshInstant) {
         rawKey = RecordOpener.nextKey(rawKey)
         key = try! AEADKey(key.algorithm, key: rawKey) // same algorithm and length as before
         bytesSinceRekey = 0
-        lastRekeyNanos = now
+        lastRekey = now
         keyUpdates += 1
     }
 }

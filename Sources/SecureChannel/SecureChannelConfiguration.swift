@@ -1,6 +1,7 @@
 import Foundation
-public import NIOCore
 import NIOConcurrencyHelpers
+public import NIOCore
+import ShellSupport
 
 /// Everything the channel shell needs besides the socket.
 public struct SecureChannelConfiguration: Sendable {
@@ -46,7 +47,7 @@ public final class SharedHandshakeRateLimiter: Sendable {
 
     /// Takes a token for `source` now.
     public func allow(source: String) -> Bool {
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = ShellTimeline().now()
         return limiter.withLockedValue { $0.allow(source: source, now: now) }
     }
 }

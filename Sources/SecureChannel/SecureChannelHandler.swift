@@ -1,6 +1,7 @@
+public import Logging
 import MeshCrypto
 public import NIOCore
-public import Logging
+import ShellSupport
 
 /// The SwiftNIO shell of a secure channel: turns socket bytes into frames, feeds them to the
 /// handshake and record cores, and carries out what they return. Inbound it emits decrypted
@@ -204,7 +205,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let records = bytes.readableBytes / max(1, sealer.maxPayload) + 2
             var out = outputBuffer(context: context, capacity: bytes.readableBytes + records * FrameDecoder.recordOverhead + 64)
             do {
-                try sealer.sealData(bytes, now: NIODeadline.now().uptimeNanoseconds, into: &out)
+                try sealer.sealData(bytes, now: ShellTimeline().now(), into: &out)
                 state = .established(sealer, opener)
                 let written = context.eventLoop.makePromise(of: Void.self)
                 written.futureResult.assumeIsolated().whenComplete { result in
@@ -286,7 +287,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case .established(let session):
                     establish(session, context: context, accept: true)
                 case .refused(let session, let error):
-                    var sealer = RecordSealer(session: session, rekeyAfterBytes: .max, rekeyAfterNanos: .max, now: 0)
+                    var sealer = RecordSealer(session: session, rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
                     var out = context.channel.allocator.buffer(capacity: 256)
                     try? sealer.sealClose(error.code, error.detail, into: &out)
                     context.writeAndFlush(wrapOutboundOut(out), promise: nil)
@@ -329,9 +330,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func establish(_ session: ChannelSession, context: ChannelHandlerContext, accept: Bool = false) {
-        let now = NIODeadline.now().uptimeNanoseconds
         var sealer = RecordSealer(session: session, rekeyAfterBytes: configuration.rekeyAfterBytes,
-                                  rekeyAfterNanos: UInt64(configuration.rekeyAfter.nanoseconds), now: now)
+                                  rekeyAfter: Duration(configuration.rekeyAfter), now: ShellTimeline().now())
         if accept {
             var out = context.channel.allocator.buffer(capacity: 64)
             try? sealer.sealAccept(into: &out) // counter 0 of a fresh sealer: cannot be exhausted

@@ -1,5 +1,6 @@
 @testable import Agent
 import Foundation
+import MeshTime
 import GRDB
 import Hypervisor
 import Logging
@@ -78,7 +79,7 @@ struct AgentFailClosedTests {
         // Placement avoids it while its memory is unknown...
         let member = Member(id: MemberID("b"), address: PeerAddress(host: "10.0.0.2", port: 7948), status: .alive, incarnation: 0,
                             metadata: { var m = unknown; m.channelAddress = PeerAddress(host: "10.0.0.2", port: 7946); return m }(),
-                            statusChangedAt: MembershipInstant(nanosecondsSinceOrigin: 0))
+                            statusChangedAt: .origin)
         guard case .failure(let refusal) = DestinationChooser.choose(from: [member], excluding: "a", domain: "lab", memoryMiB: 64) else {
             Issue.record("a host whose memory is unknown was chosen"); return
         }

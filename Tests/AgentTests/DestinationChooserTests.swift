@@ -1,5 +1,6 @@
 @testable import Agent
 import Membership
+import MeshTime
 import Testing
 
 @Suite struct DestinationChooserTests {
@@ -9,7 +10,7 @@ import Testing
                metadata: MemberMetadata(version: 1, domain: domain, cores: 4, memoryTotalBytes: 16 << 30, memoryFreeBytes: freeMiB << 20,
                                         cpuLoadMilli: load, migrationsInFlight: migrations, health: health, maintenance: maintenance,
                                         channelAddress: PeerAddress(host: "10.0.0.9", port: 7946)),
-               statusChangedAt: MembershipInstant(nanosecondsSinceOrigin: 0))
+               statusChangedAt: MeshInstant(nanosecondsSinceOrigin: 0))
     }
 
     @Test func picksTheRoomiestHealthyMemberAndExplainsRefusals() throws {

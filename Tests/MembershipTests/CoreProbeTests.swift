@@ -1,4 +1,5 @@
 import Membership
+import MeshTime
 import Testing
 
 @Suite("Core: probing, indirect probing and local health")
@@ -6,7 +7,7 @@ struct CoreProbeTests {
     /// Starts member 0 of a 10-member mesh and runs its first probe tick; returns the ping.
     private func startAndProbe(
         _ instance: inout MembershipInstance
-    ) -> (sequence: UInt64, target: MemberID, to: PeerAddress, tick: UInt64, tickAt: MembershipInstant) {
+    ) -> (sequence: UInt64, target: MemberID, to: PeerAddress, tick: UInt64, tickAt: MeshInstant) {
         let started = instance.start(now: Fixture.at(0))
         let tick = started.probeTick!
         let directives = instance.onTimer(.probeTick(generation: tick.generation), now: tick.at)

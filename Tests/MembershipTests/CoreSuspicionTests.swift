@@ -1,4 +1,5 @@
 import Membership
+import MeshTime
 import Testing
 
 @Suite("Core: suspicion, refutation, death and the incarnation rules")
@@ -9,7 +10,7 @@ struct CoreSuspicionTests {
             updates: [.suspect(member: Fixture.id(member), incarnation: incarnation, from: Fixture.id(accuser))])
     }
 
-    private func suspicionDeadline(_ directives: [MembershipDirective], _ member: Int) -> MembershipInstant? {
+    private func suspicionDeadline(_ directives: [MembershipDirective], _ member: Int) -> MeshInstant? {
         directives.timers.last { $0.timer == .suspicionTimeout(member: Fixture.id(member)) }?.at
     }
 

@@ -1,11 +1,12 @@
 import Membership
+import MeshTime
 
 /// Builders and directive filters shared by the pure core tests.
 enum Fixture {
     static func id(_ index: Int) -> MemberID { MemberID("m\(index)") }
     static func address(_ index: Int) -> PeerAddress { PeerAddress(host: "10.0.0.\(index)", port: 7946) }
-    static func at(_ seconds: Double) -> MembershipInstant {
-        MembershipInstant(nanosecondsSinceOrigin: Int64(seconds * 1e9))
+    static func at(_ seconds: Double) -> MeshInstant {
+        MeshInstant(nanosecondsSinceOrigin: Int64(seconds * 1e9))
     }
 
     /// Member 0 of a mesh of `count` members, knowing all others as alive at incarnation 0.
@@ -31,7 +32,7 @@ extension Array where Element == MembershipDirective {
         compactMap { if case .send(let datagram, let to) = $0 { return (datagram, to) } else { return nil } }
     }
 
-    var timers: [(timer: MembershipTimer, at: MembershipInstant)] {
+    var timers: [(timer: MembershipTimer, at: MeshInstant)] {
         compactMap { if case .schedule(let timer, let at) = $0 { return (timer, at) } else { return nil } }
     }
 
@@ -53,7 +54,7 @@ extension Array where Element == MembershipDirective {
         return nil
     }
 
-    var probeTick: (generation: UInt64, at: MembershipInstant)? {
+    var probeTick: (generation: UInt64, at: MeshInstant)? {
         for (timer, at) in timers {
             if case .probeTick(let generation) = timer { return (generation, at) }
         }

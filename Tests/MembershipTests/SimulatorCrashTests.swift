@@ -1,5 +1,6 @@
 import Membership
 import MeshSimulator
+import MeshTime
 import Testing
 
 @Suite("Simulator: crash detection and join at 1,000 members")
@@ -12,9 +13,9 @@ struct SimulatorCrashTests {
         simulation.run(for: .seconds(5))
         let victim = 417
         let crashedAt = simulation.now
-        var firstSuspicion: MembershipInstant?
+        var firstSuspicion: MeshInstant?
         var deadCount = 0
-        var allDeadAt: MembershipInstant?
+        var allDeadAt: MeshInstant?
         simulation.observeStatusChanges { event in
             guard event.subject == victim else { return }
             if event.change.member.status == .suspect, firstSuspicion == nil { firstSuspicion = event.time }
@@ -45,7 +46,7 @@ struct SimulatorCrashTests {
         simulation.run(for: .seconds(3))
         let joinedAt = simulation.now
         var knownBy = 0
-        var allKnowAt: MembershipInstant?
+        var allKnowAt: MeshInstant?
         let newcomer = 1000
         simulation.observeStatusChanges { event in
             guard event.subject == newcomer, event.change.member.status == .alive, event.change.previousStatus == nil else { return }

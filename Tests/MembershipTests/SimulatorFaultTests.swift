@@ -1,5 +1,6 @@
 import Membership
 import MeshSimulator
+import MeshTime
 import Testing
 
 @Suite("Simulator: loss, partitions, pauses, metadata")
@@ -42,7 +43,7 @@ struct SimulatorFaultTests {
         #expect(simulation.observerCount(seeing: 30, as: .dead) == 25, "seed \(seed)")
         simulation.healPartition()
         let healedAt = simulation.now
-        var convergedAt: MembershipInstant?
+        var convergedAt: MeshInstant?
         while simulation.now < healedAt + .seconds(300) {
             simulation.run(for: .seconds(1))
             if (0..<40).allSatisfy({ simulation.instance(of: $0).liveMemberCount == 39 }) {

@@ -20,9 +20,9 @@ import Testing
 
     @Test(arguments: algorithms) func theCodeSealsAndOpensTheDocumentedRecords(_ aead: AEADAlgorithm, _ name: String) throws {
         guard aead.isAvailable else { return } // AES-256-GCM needs AES-NI in libsodium 1.0.18
-        var sealer = RecordSealer(session: try session(aead), rekeyAfterBytes: .max, rekeyAfterNanos: .max, now: 0)
+        var sealer = RecordSealer(session: try session(aead), rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
         var out = ByteBuffer()
-        try sealer.sealData(ByteBuffer(bytes: try vector.bytes("data")), now: 0, into: &out)
+        try sealer.sealData(ByteBuffer(bytes: try vector.bytes("data")), now: .origin, into: &out)
         expectHex(Array(out.readableBytesView), vector, "\(name)_record0", by: "the code")
         out.clear()
         try sealer.sealClose(.shuttingDown, "bye", into: &out)

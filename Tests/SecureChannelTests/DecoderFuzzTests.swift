@@ -1,4 +1,5 @@
 import MeshCrypto
+import MeshTime
 import NIOCore
 @testable import SecureChannel
 import Testing
@@ -47,9 +48,9 @@ import Testing
         let m2 = try r.respond(to: r.validateInit(Fixtures.frame(m1)))
         let (m3, sa) = try i.receive(Fixtures.frame(m2), now: f.now)
         let (_, sb) = try Fixtures.handshake(initiator: a, responder: b, now: f.now)
-        var sealer = RecordSealer(session: sa, rekeyAfterBytes: .max, rekeyAfterNanos: .max, now: 0)
+        var sealer = RecordSealer(session: sa, rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
         var recordBytes = ByteBuffer()
-        try sealer.sealData(ByteBuffer(string: "payload"), now: 0, into: &recordBytes)
+        try sealer.sealData(ByteBuffer(string: "payload"), now: .origin, into: &recordBytes)
         let record = Array(recordBytes.readableBytesView)
         let decoder = FrameDecoder(maxRecordPayload: 4096)
         var accepted = 0

@@ -1,5 +1,6 @@
 import MeshCrypto
 import MeshIdentity
+import MeshTime
 import NIOCore
 @testable import SecureChannel
 import Testing
@@ -65,7 +66,7 @@ import Testing
             }
             #expect(error.code == expected)
             // The refusal travels as a Close record the initiator can authenticate.
-            var sealer = RecordSealer(session: session, rekeyAfterBytes: .max, rekeyAfterNanos: .max, now: 0)
+            var sealer = RecordSealer(session: session, rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
             var out = ByteBuffer()
             try sealer.sealClose(error.code, error.detail, into: &out)
             var opener = RecordOpener(session: initiatorSession)
@@ -119,19 +120,19 @@ extension Array {
 @Suite struct HandshakeRateLimiterTests {
     @Test func burstThenSustainedRatePerSource() {
         var limiter = HandshakeRateLimiter(ratePerSecond: 10, burst: 5, maxSources: 3)
-        let allowed = (0..<20).filter { _ in limiter.allow(source: "10.0.0.1", now: 0) }.count
+        let allowed = (0..<20).filter { _ in limiter.allow(source: "10.0.0.1", now: .origin) }.count
         #expect(allowed == 5)
         // Another source has its own bucket.
-        let other = limiter.allow(source: "10.0.0.2", now: 0)
+        let other = limiter.allow(source: "10.0.0.2", now: .origin)
         #expect(other)
         // After 1 s, 10 more tokens (capped at the burst of 5).
-        let refilled = (0..<20).filter { _ in limiter.allow(source: "10.0.0.1", now: 1_000_000_000) }.count
+        let refilled = (0..<20).filter { _ in limiter.allow(source: "10.0.0.1", now: MeshInstant(nanosecondsSinceOrigin: 1_000_000_000)) }.count
         #expect(refilled == 5)
         // Tracking is bounded: new sources evict the stalest.
-        let drained = limiter.allow(source: "10.0.0.1", now: 1_000_000_001)
+        let drained = limiter.allow(source: "10.0.0.1", now: MeshInstant(nanosecondsSinceOrigin: 1_000_000_001))
         #expect(!drained)
-        for i in 3..<50 { _ = limiter.allow(source: "10.0.0.\(i)", now: 1_000_000_002) }
-        let forgotten = limiter.allow(source: "10.0.0.1", now: 1_000_000_003)
+        for i in 3..<50 { _ = limiter.allow(source: "10.0.0.\(i)", now: MeshInstant(nanosecondsSinceOrigin: 1_000_000_002)) }
+        let forgotten = limiter.allow(source: "10.0.0.1", now: MeshInstant(nanosecondsSinceOrigin: 1_000_000_003))
         #expect(forgotten) // evicted, so it starts again with a full burst
     }
 }

@@ -1,4 +1,5 @@
 import MeshCrypto
+import MeshTime
 import NIOCore
 @testable import SecureChannel
 import Testing
@@ -8,7 +9,7 @@ import Testing
 
     func pair() throws -> (RecordSealer, RecordOpener) {
         let (sa, sb) = try Fixtures.handshake(initiator: f.host("node-a"), responder: f.host("node-b"), now: f.now)
-        return (RecordSealer(session: sa, rekeyAfterBytes: 1 << 30, rekeyAfterNanos: .max, now: 0), RecordOpener(session: sb))
+        return (RecordSealer(session: sa, rekeyAfterBytes: 1 << 30, rekeyAfter: .seconds(Int64.max), now: .origin), RecordOpener(session: sb))
     }
 
     func frames(_ buffer: ByteBuffer) throws -> [Frame] {
@@ -29,7 +30,7 @@ import Testing
         var (sealer, opener) = try pair()
         var out = ByteBuffer()
         let big = (0..<600_000).map { UInt8(truncatingIfNeeded: $0) }
-        try sealer.sealData(ByteBuffer(bytes: big), now: 0, into: &out)
+        try sealer.sealData(ByteBuffer(bytes: big), now: .origin, into: &out)
         let fs = try frames(out)
         #expect(fs.count == 3) // 256 KiB records
         var got: [UInt8] = []
@@ -40,7 +41,7 @@ import Testing
     @Test func tamperedRecordIsRejected() throws {
         var (sealer, opener) = try pair()
         var out = ByteBuffer()
-        try sealer.sealData(ByteBuffer(bytes: Array("secret".utf8)), now: 0, into: &out)
+        try sealer.sealData(ByteBuffer(bytes: Array("secret".utf8)), now: .origin, into: &out)
         var bytes = Array(out.readableBytesView)
         bytes[bytes.count - 20] ^= 0x40
         #expect(throws: SecureChannelError(.recordAuthenticationFailed, "record 0 failed authentication: tampered in transit or not from the peer")) {
@@ -56,7 +57,7 @@ import Testing
     @Test func replayedAndReorderedRecordsAreRejected() throws {
         var (sealer, opener) = try pair()
         var out = ByteBuffer()
-        for word in ["one", "two", "three"] { try sealer.sealData(ByteBuffer(bytes: Array(word.utf8)), now: 0, into: &out) }
+        for word in ["one", "two", "three"] { try sealer.sealData(ByteBuffer(bytes: Array(word.utf8)), now: .origin, into: &out) }
         let fs = try frames(out)
         #expect(try data(&opener, fs[0]) == Array("one".utf8))
         // Replay of record 0.
@@ -66,7 +67,7 @@ import Testing
         // Reorder: record 2 before record 1.
         var (sealer2, opener2) = try pair()
         var out2 = ByteBuffer()
-        for word in ["one", "two", "three"] { try sealer2.sealData(ByteBuffer(bytes: Array(word.utf8)), now: 0, into: &out2) }
+        for word in ["one", "two", "three"] { try sealer2.sealData(ByteBuffer(bytes: Array(word.utf8)), now: .origin, into: &out2) }
         let fs2 = try frames(out2)
         _ = try data(&opener2, fs2[0])
         #expect(throws: SecureChannelError.self) { try data(&opener2, fs2[2]) }
@@ -75,23 +76,23 @@ import Testing
 
     @Test func rekeyByBytesAndTimeKeepsTheStreamIntact() throws {
         let (sa, sb) = try Fixtures.handshake(initiator: f.host("node-a"), responder: f.host("node-b"), now: f.now)
-        var sealer = RecordSealer(session: sa, rekeyAfterBytes: 1000, rekeyAfterNanos: 5_000_000_000, now: 0)
+        var sealer = RecordSealer(session: sa, rekeyAfterBytes: 1000, rekeyAfter: .seconds(5), now: .origin)
         var opener = RecordOpener(session: sb)
         var out = ByteBuffer()
         var sent: [UInt8] = []
         for i in 0..<20 {
             let chunk = [UInt8](repeating: UInt8(i), count: 300)
             sent += chunk
-            try sealer.sealData(ByteBuffer(bytes: chunk), now: UInt64(i) * 1_000_000_000, into: &out)
+            try sealer.sealData(ByteBuffer(bytes: chunk), now: MeshInstant(sinceOrigin: .seconds(i)), into: &out)
         }
         var got: [UInt8] = []
         for frame in try frames(out) { got += try data(&opener, frame) ?? [] }
         #expect(got == sent)
         #expect(sealer.keyUpdates == 4 && opener.keyUpdates == sealer.keyUpdates) // every 4 chunks of 300 bytes
         // Time alone also triggers a rekey.
-        var timed = RecordSealer(session: sa, rekeyAfterBytes: .max, rekeyAfterNanos: 10, now: 0)
+        var timed = RecordSealer(session: sa, rekeyAfterBytes: .max, rekeyAfter: .nanoseconds(10), now: .origin)
         var o2 = ByteBuffer()
-        try timed.sealData(ByteBuffer(bytes: [1]), now: 100, into: &o2)
+        try timed.sealData(ByteBuffer(bytes: [1]), now: MeshInstant(nanosecondsSinceOrigin: 100), into: &o2)
         #expect(timed.keyUpdates == 1)
     }
 }

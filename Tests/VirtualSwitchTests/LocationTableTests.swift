@@ -1,3 +1,4 @@
+import MeshTime
 import Testing
 @testable import VirtualSwitch
 
@@ -56,7 +57,7 @@ struct LocationTableTests {
         _ = f.core.onLocations([location("host-b", 1)], from: .gossip, now: .origin)
         var events: [SwitchEvent] = []
         for move in 1...5 {
-            let at = SwitchInstant.at(seconds: Double(move) * 30)
+            let at = MeshInstant.at(seconds: Double(move) * 30)
             events += f.core.onLocations([location(hosts[move % 2], UInt64(move + 1))], from: .gossip, now: at).events
         }
         #expect(events == [.macFrozen(mac, segment: 100, host: "host-c", moves: 5)])
@@ -76,7 +77,7 @@ struct LocationTableTests {
         let hosts: [HostID] = ["host-b", "host-c"]
         var events: [SwitchEvent] = []
         for move in 0...10 {
-            let at = SwitchInstant.at(seconds: Double(move) * 50)
+            let at = MeshInstant.at(seconds: Double(move) * 50)
             events += f.core.onLocations([location(hosts[move % 2], UInt64(move + 1))], from: .gossip, now: at).events
         }
         #expect(events.isEmpty)
@@ -98,7 +99,7 @@ struct LocationTableTests {
         let lostOnB = b.core.onLocations(published(claimA), from: .gossip, now: .origin).events
         #expect(lostOnB.contains(.locationLost("vm1/eth0", to: "host-a", sequence: 1)))
         var frozen: [SwitchEvent] = []
-        var now = SwitchInstant.origin
+        var now = MeshInstant.origin
         for _ in 0..<6 {
             now = now + .seconds(10)
             // Each side sends a frame, which reclaims; the claim travels to the other side.

@@ -1,3 +1,4 @@
+import MeshTime
 import NIOCore
 import Testing
 @testable import VirtualSwitch
@@ -159,7 +160,7 @@ struct SecurityTests {
             let spoof = Int.random(in: 0..<5, using: &random) == 0
             let frame = TestFrames.udp(from: spoof ? .test(99) : .test(sender), to: .test(other), src: .test(sender),
                                        sport: UInt16.random(in: 1000...1010, using: &random), dst: .test(other), dport: 9)
-            let now = SwitchInstant.at(seconds: Double(step))
+            let now = MeshInstant.at(seconds: Double(step))
             _ = f.core.onFrameFromPort(PortID("vm\(sender)/eth0"), frame: frame, now: now)
             if step % 50 == 0 { _ = f.core.onTick(now: now) }
             for (index, id) in ["vm1/eth0", "vm2/eth0"].enumerated() {

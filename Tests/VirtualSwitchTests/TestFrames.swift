@@ -1,3 +1,4 @@
+import MeshTime
 import NIOCore
 @testable import VirtualSwitch
 
@@ -73,8 +74,8 @@ extension IPAddress {
     static func test(_ last: UInt8) -> IPAddress { .v4(0x0A4D_0000 | UInt32(last)) }
 }
 
-extension SwitchInstant {
-    static func at(seconds: Double) -> SwitchInstant { SwitchInstant(nanoseconds: UInt64(seconds * 1e9)) }
+extension MeshInstant {
+    static func at(seconds: Double) -> MeshInstant { MeshInstant(nanosecondsSinceOrigin: Int64(seconds * 1e9)) }
 }
 
 /// A core with one network ("net", segment 100) and helpers to inspect directives.
@@ -94,7 +95,7 @@ struct CoreFixture {
 
     @discardableResult
     mutating func addPort(_ n: UInt8, policy: SecurityPolicy = SecurityPolicy(), allowed: [IPPrefix]? = nil,
-                          state: SwitchCore.InitialState = .active, now: SwitchInstant = .origin) -> [SwitchDirective] {
+                          state: SwitchCore.InitialState = .active, now: MeshInstant = .origin) -> [SwitchDirective] {
         try! core.createPort(Self.port(n, policy: policy, allowed: allowed), initialState: state, now: now)
     }
 }

@@ -43,9 +43,12 @@ public struct GossipDatagramOpener: Sendable {
         var cipher: AEADKey
     }
 
+    /// Sequences each sender session's replay window remembers (Protocol.md §4.12.4).
+    static let replayWindowWidth: UInt64 = 1024
+
     struct SenderState {
         var session: GossipSession
-        var window: GossipReplayWindow
+        var window: ReplayWindow
         var lastHeard: UInt64
     }
 
@@ -119,14 +122,14 @@ public struct GossipDatagramOpener: Sendable {
             if header.session < state.session { return false }
             if header.session > state.session {
                 state.session = header.session
-                state.window = GossipReplayWindow()
+                state.window = ReplayWindow(width: Self.replayWindowWidth)
             }
             guard state.window.accept(header.sequence) else { return false }
             state.lastHeard = accepted
             senders[sender] = state
             return true
         }
-        var window = GossipReplayWindow()
+        var window = ReplayWindow(width: Self.replayWindowWidth)
         guard window.accept(header.sequence) else { return false }
         if senders.count >= maxSenders, let oldest = senders.min(by: { $0.value.lastHeard < $1.value.lastHeard })?.key {
             senders[oldest] = nil

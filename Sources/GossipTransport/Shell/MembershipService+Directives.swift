@@ -1,12 +1,14 @@
 import Membership
+import MeshTime
 import NIOCore
 import NIOPosix
+import ShellSupport
 
 // Datagrams in and out, timers, and the directives of the core — all on the event loop.
 extension MembershipService {
     /// A datagram arrived: open it (size, header, key, tag, replay) and hand it to the core.
     func onDatagram(_ buffer: ByteBuffer, from source: SocketAddress) {
-        let state = self.state.value
+        let state = self.runtime.state
         guard state.phase == .running, state.instance != nil else { return }
         state.counters.datagramsIn += 1
         state.counters.bytesIn += UInt64(buffer.readableBytes)
@@ -20,9 +22,9 @@ extension MembershipService {
         }
     }
 
-    func recordDrop(_ drop: GossipDrop, from source: SocketAddress, _ state: ShellState) {
+    func recordDrop(_ drop: GossipDrop, from source: SocketAddress, _ state: MembershipShellState) {
         state.counters.drops[drop.reason, default: 0] += 1
-        guard let suppressed = state.dropLog.record(drop.reason, now: now().nanosecondsSinceOrigin) else { return }
+        guard let suppressed = state.dropLog.record(drop.reason, now: now()) else { return }
         logger.log(
             level: configuration.dropLogLevel, "gossip datagram dropped",
             metadata: [
@@ -35,7 +37,7 @@ extension MembershipService {
     /// to the caller when `collectJoins` is set (`join(seeds:)` runs them itself); all other
     /// push-pulls go to `run()`'s task group.
     @discardableResult
-    func execute(_ directives: [MembershipDirective], _ state: ShellState, collectJoins: Bool = false) -> [PushPullJob] {
+    func execute(_ directives: [MembershipDirective], _ state: MembershipShellState, collectJoins: Bool = false) -> [PushPullJob] {
         var joins: [PushPullJob] = []
         for directive in directives {
             switch directive {
@@ -81,12 +83,12 @@ extension MembershipService {
         return joins
     }
 
-    func publish(_ event: MembershipEvent, _ state: ShellState) {
+    func publish(_ event: MembershipEvent, _ state: MembershipShellState) {
         for subscriber in state.subscribers.values { subscriber.yield(event) }
     }
 
     /// Whom to dial for a push-pull: the seed itself, else the member's secure-channel address.
-    func peer(for request: PushPullRequest, _ state: ShellState) -> PushPullPeer {
+    func peer(for request: PushPullRequest, _ state: MembershipShellState) -> PushPullPeer {
         guard let member = request.member else {
             return PushPullPeer(member: nil, address: request.address, gossipAddress: nil, purpose: request.purpose)
         }
@@ -98,7 +100,7 @@ extension MembershipService {
 
     // MARK: Sending
 
-    func send(_ datagram: GossipDatagram, to peer: PeerAddress, _ state: ShellState) {
+    func send(_ datagram: GossipDatagram, to peer: PeerAddress, _ state: MembershipShellState) {
         guard let channel = state.channel else { return }
         guard let address = socketAddress(peer, state) else {
             state.counters.sendFailures += 1
@@ -109,14 +111,14 @@ extension MembershipService {
         state.counters.bytesOut += UInt64(payload.count)
         let envelope = AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: payload))
         channel.write(envelope).whenFailure { _ in
-            self.state.value.counters.sendFailures += 1
+            self.runtime.state.counters.sendFailures += 1
         }
         state.unflushed = true
     }
 
     /// The socket address of a gossip address: IP literals at once, names resolved on the
     /// thread pool (never on the loop) and cached; nil while a name is being resolved.
-    func socketAddress(_ peer: PeerAddress, _ state: ShellState) -> SocketAddress? {
+    func socketAddress(_ peer: PeerAddress, _ state: MembershipShellState) -> SocketAddress? {
         if let cached = state.addresses[peer] { return cached }
         if state.addresses.count >= 4096 { state.addresses.removeAll(keepingCapacity: true) }
         if let address = try? SocketAddress(ipAddress: peer.host, port: Int(peer.port)) {
@@ -127,7 +129,7 @@ extension MembershipService {
         NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
             try SocketAddress.makeAddressResolvingHost(peer.host, port: Int(peer.port))
         }.whenComplete { result in
-            let state = self.state.value
+            let state = self.runtime.state
             state.resolving.remove(peer)
             switch result {
             case .success(let address):
@@ -141,12 +143,11 @@ extension MembershipService {
 
     // MARK: Timers
 
-    func schedule(_ timer: MembershipTimer, at deadline: MembershipInstant, _ state: ShellState) {
+    func schedule(_ timer: MembershipTimer, at deadline: MeshInstant, _ state: MembershipShellState) {
         let id = state.nextTimerID
         state.nextTimerID += 1
-        let uptime = Int64(origin.uptimeNanoseconds) + max(0, deadline.nanosecondsSinceOrigin)
-        state.timers[id] = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(uptime))) {
-            let state = self.state.value
+        state.timers[id] = eventLoop.scheduleTask(deadline: timeline.deadline(at: deadline)) {
+            let state = self.runtime.state
             state.timers[id] = nil
             guard state.phase == .running, let directives = state.instance?.onTimer(timer, now: self.now()) else { return }
             self.execute(directives, state)

@@ -30,7 +30,7 @@ extension MembershipService {
         if let authenticatedPeer, authenticatedPeer != remote.sender {
             throw .pushPullSenderMismatch(claimed: remote.sender, authenticated: authenticatedPeer)
         }
-        let reply = try await onLoop { state throws(MembershipServiceError) -> PushPullState in
+        let reply = try await runtime.onLoop { state throws(MembershipServiceError) -> PushPullState in
             guard state.phase == .running, let result = state.instance?.onPushPullRequest(remote, now: self.now()) else {
                 throw state.phase == .stopped ? .stopped : .notStarted
             }
@@ -48,7 +48,7 @@ extension MembershipService {
         while true {
             attempt += 1
             let round = remaining
-            let jobs = try await onLoop { state throws(MembershipServiceError) -> [PushPullJob] in
+            let jobs = try await runtime.onLoop { state throws(MembershipServiceError) -> [PushPullJob] in
                 // A member that left cannot come back under the same run (Protocol.md §4.10).
                 guard state.phase == .running, !state.leaveRequested,
                     let directives = state.instance?.join(seeds: round, now: self.now())
@@ -76,7 +76,7 @@ extension MembershipService {
                 await complete(job, result)
             }
             if joined {
-                return (try? await onLoop { state in state.instance?.liveMemberCount ?? 0 }) ?? 0
+                return (try? await runtime.onLoop { state in state.instance?.liveMemberCount ?? 0 }) ?? 0
             }
             remaining = remaining.filter { failures[$0]?.refused != true }
             let exhausted = policy.maxAttempts.map { attempt >= $0 } ?? false
@@ -98,7 +98,7 @@ extension MembershipService {
         } catch {
             guard case .joinFailed(let failures) = error else { return }
             logger.debug("join through the configured seeds failed", metadata: ["reason": "\(error)"])
-            try? await onLoop { state in self.publish(.joinFailed(failures), state) }
+            try? await runtime.onLoop { state in self.publish(.joinFailed(failures), state) }
         }
     }
 
@@ -110,7 +110,7 @@ extension MembershipService {
 
     /// Hands the exchange's outcome to the core.
     func complete(_ job: PushPullJob, _ result: Result<PushPullState, JoinFailure>) async {
-        try? await onLoop { state in
+        try? await runtime.onLoop { state in
             guard state.phase == .running, state.instance != nil else { return }
             let directives: [MembershipDirective]?
             switch result {

@@ -6,7 +6,7 @@ import NIOCore
 extension MembershipService {
     /// Every member this service knows, itself first, then by id. Empty before `start()`.
     public func members() async -> [MemberSnapshot] {
-        (try? await onLoop { state -> [MemberSnapshot] in
+        (try? await runtime.onLoop { state -> [MemberSnapshot] in
             guard let instance = state.instance else { return [] }
             let now = self.now().nanosecondsSinceOrigin
             func snapshot(_ member: Member, isLocal: Bool) -> MemberSnapshot {
@@ -20,12 +20,12 @@ extension MembershipService {
 
     /// The traffic and drop counters.
     public func counters() async -> GossipCounters {
-        (try? await onLoop { state in state.counters }) ?? GossipCounters()
+        (try? await runtime.onLoop { state in state.counters }) ?? GossipCounters()
     }
 
     /// The gossip address announced to peers (nil before `start()`).
     public func localAddress() async -> PeerAddress? {
-        try? await onLoop { state in state.localAddress }
+        try? await runtime.onLoop { state in state.localAddress }
     }
 
     /// Replaces this member's metadata and gossips it; returns it with the version the core
@@ -33,7 +33,7 @@ extension MembershipService {
     /// it becomes the metadata the member starts with.
     @discardableResult
     public func updateMetadata(_ metadata: MemberMetadata) async throws(MembershipServiceError) -> MemberMetadata {
-        try await onLoop { state throws(MembershipServiceError) -> MemberMetadata in
+        try await runtime.onLoop { state throws(MembershipServiceError) -> MemberMetadata in
             switch state.phase {
             case .stopped:
                 throw .stopped
@@ -58,7 +58,7 @@ extension MembershipService {
         let (stream, continuation) = AsyncStream.makeStream(
             of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
         eventLoop.execute {
-            let state = self.state.value
+            let state = self.runtime.state
             guard state.phase != .stopped else {
                 continuation.finish()
                 return
@@ -67,7 +67,7 @@ extension MembershipService {
             state.nextSubscriberID += 1
             state.subscribers[id] = continuation
             continuation.onTermination = { _ in
-                self.eventLoop.execute { self.state.value.subscribers[id] = nil }
+                self.eventLoop.execute { self.runtime.state.subscribers[id] = nil }
             }
         }
         return stream
@@ -77,7 +77,7 @@ extension MembershipService {
 
     /// The current keyring (with secrets, to be written back to the key file after a change).
     public func keyring() async throws(MembershipServiceError) -> GossipKeyring {
-        try await onLoop { state in state.keyring }
+        try await runtime.onLoop { state in state.keyring }
     }
 
     /// Installs `key` for opening (rotation step 1, on every member).
@@ -103,7 +103,7 @@ extension MembershipService {
     private func changeKeyring(
         _ change: @escaping @Sendable (inout GossipKeyring) throws(GossipKeyringError) -> Void
     ) async throws(MembershipServiceError) {
-        try await onLoop { state throws(MembershipServiceError) in
+        try await runtime.onLoop { state throws(MembershipServiceError) in
             var ring = state.keyring
             do throws(GossipKeyringError) {
                 try change(&ring)

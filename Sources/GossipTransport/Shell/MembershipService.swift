@@ -1,8 +1,10 @@
 public import Logging
 public import Membership
+import MeshTime
 public import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
+import ShellSupport
 
 /// The membership shell of one agent (Protocol.md §4): owns a `MembershipInstance`, one UDP
 /// socket and the core's timers; turns datagrams, timers and operator calls into core events
@@ -24,14 +26,14 @@ public final class MembershipService: Sendable {
     /// The loop everything runs on.
     public let eventLoop: any EventLoop
 
-    let state: NIOLoopBoundBox<ShellState>
+    /// The loop-confined state, the hops onto the loop and the stopped promise.
+    let runtime: LoopBoundShell<MembershipShellState, MembershipServiceError>
     let pushPull: PushPullExchange
     let logger: Logger
-    /// Origin of the core's timeline (`MembershipInstant`).
-    let origin: NIODeadline
+    /// The core's timeline; it starts when the service is created.
+    let timeline: ShellTimeline
     let jobs: AsyncStream<PushPullJob>
     let jobSink: AsyncStream<PushPullJob>.Continuation
-    let stoppedPromise: EventLoopPromise<Void>
 
     /// A service, not yet started.
     ///
@@ -54,17 +56,10 @@ public final class MembershipService: Sendable {
         var logger = logger
         logger[metadataKey: "mesh.host"] = "\(configuration.memberID)"
         self.logger = logger
-        origin = .now()
-        state = NIOLoopBoundBox.makeBoxSendingValue(
-            ShellState(configuration: configuration, keyring: keyring), eventLoop: eventLoop)
+        timeline = .startingNow()
+        runtime = LoopBoundShell(
+            state: MembershipShellState(configuration: configuration, keyring: keyring), eventLoop: eventLoop, loopGone: .stopped)
         (jobs, jobSink) = AsyncStream.makeStream(of: PushPullJob.self, bufferingPolicy: .bufferingNewest(256))
-        stoppedPromise = eventLoop.makePromise(of: Void.self)
-    }
-
-    deinit {
-        // A service that never ran (or failed to start) is released without stopping; NIO
-        // reports an unfulfilled promise as a leak. Completing a completed promise is a no-op.
-        stoppedPromise.succeed()
     }
 
     // MARK: Lifecycle
@@ -73,7 +68,7 @@ public final class MembershipService: Sendable {
     /// address announced to peers. Calling it again returns the same address.
     @discardableResult
     public func start() async throws(MembershipServiceError) -> PeerAddress {
-        let needsBind = try await onLoop { state throws(MembershipServiceError) -> Bool in
+        let needsBind = try await runtime.onLoop { state throws(MembershipServiceError) -> Bool in
             switch state.phase {
             case .stopped: throw .stopped
             case .running, .starting: return false
@@ -87,10 +82,10 @@ public final class MembershipService: Sendable {
         do {
             channel = try await bind()
         } catch {
-            try? await onLoop { state in if state.phase == .starting { state.phase = .idle } }
+            try? await runtime.onLoop { state in if state.phase == .starting { state.phase = .idle } }
             throw error
         }
-        return try await onLoop { state throws(MembershipServiceError) -> PeerAddress in
+        return try await runtime.onLoop { state throws(MembershipServiceError) -> PeerAddress in
             guard state.phase == .starting else {
                 channel.close(promise: nil)
                 throw .stopped
@@ -103,7 +98,7 @@ public final class MembershipService: Sendable {
     /// graceful shutdown (leave, then stop).
     public func run() async throws {
         try await start()
-        try await onLoop { state throws(MembershipServiceError) in
+        try await runtime.onLoop { state throws(MembershipServiceError) in
             guard !state.runClaimed else { throw .alreadyRunning }
             state.runClaimed = true
         }
@@ -125,14 +120,14 @@ public final class MembershipService: Sendable {
             // The job stream ended: the service stopped. Abandon exchanges still in flight.
             group.cancelAll()
         }
-        try? await stoppedPromise.futureResult.get()
+        await runtime.waitUntilStopped()
     }
 
     /// Stops at once, without leaving: closes the socket, cancels timers, ends the event
     /// streams. Peers will suspect and then declare this member dead.
     public func stop() async {
         beginStop()
-        try? await stoppedPromise.futureResult.get()
+        await runtime.waitUntilStopped()
     }
 
     /// Leaves the mesh gracefully: stops probing and disseminates a leave announcement. Returns
@@ -140,7 +135,7 @@ public final class MembershipService: Sendable {
     /// service is not running). The socket stays open until the service stops; a member that
     /// left cannot join again (start a new service).
     public func leave() async -> Bool {
-        let future = try? await onLoop { state -> EventLoopFuture<Bool> in
+        let future = try? await runtime.onLoop { state -> EventLoopFuture<Bool> in
             guard state.phase == .running, let instance = state.instance else {
                 return self.eventLoop.makeSucceededFuture(false)
             }
@@ -158,18 +153,12 @@ public final class MembershipService: Sendable {
         let receiveCapacity = max(2048, configuration.settings.maxDatagramSize + 1)
         do {
             // No SO_REUSEADDR: for UDP it would let a second agent bind the same port silently.
-            return try await DatagramBootstrap(group: eventLoop)
+            // One byte more than the largest valid datagram (see `DatagramBootstrap.receiving`).
+            return try await DatagramBootstrap.receiving(on: eventLoop, receiveCapacity: receiveCapacity) { buffer, source in
+                self.onDatagram(buffer, from: source)
+            }
                 .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: configuration.socketBufferBytes))
                 .channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(clamping: configuration.socketBufferBytes))
-                // One byte more than the largest valid datagram, so a larger one shows as oversized
-                // (the kernel truncates to the buffer) instead of being cut to a valid-looking size.
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: receiveCapacity))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            GossipDatagramHandler { buffer, source in self.onDatagram(buffer, from: source) })
-                    }
-                }
                 .bind(host: configuration.bindHost, port: configuration.bindPort)
                 .get()
         } catch {
@@ -178,7 +167,7 @@ public final class MembershipService: Sendable {
     }
 
     /// On the loop, with the socket bound: creates and starts the core.
-    private func startCore(channel: any Channel, _ state: ShellState) throws(MembershipServiceError) -> PeerAddress {
+    private func startCore(channel: any Channel, _ state: MembershipShellState) throws(MembershipServiceError) -> PeerAddress {
         let host = configuration.advertisedHost ?? configuration.bindHost
         guard !["0.0.0.0", "::", "[::]", ""].contains(host) else {
             channel.close(promise: nil)
@@ -208,7 +197,7 @@ public final class MembershipService: Sendable {
 
     private func waitUntilRunning() async throws(MembershipServiceError) -> PeerAddress {
         while true {
-            let address = try await onLoop { state throws(MembershipServiceError) -> PeerAddress? in
+            let address = try await runtime.onLoop { state throws(MembershipServiceError) -> PeerAddress? in
                 switch state.phase {
                 case .stopped: throw .stopped
                 case .idle: throw .notStarted
@@ -223,11 +212,11 @@ public final class MembershipService: Sendable {
 
     /// On the loop: asks the core to leave (once) and arms the leave timeout (again if a new
     /// waiter arrives after an earlier timeout).
-    func startLeave(_ state: ShellState) {
+    func startLeave(_ state: MembershipShellState) {
         guard state.instance != nil else { return }
         if state.leaveTimer == nil {
             state.leaveTimer = eventLoop.scheduleTask(in: TimeAmount(configuration.leaveTimeout)) {
-                self.finishLeave(completed: false, self.state.value)
+                self.finishLeave(completed: false, self.runtime.state)
             }
         }
         guard !state.leaveRequested else { return }
@@ -238,7 +227,7 @@ public final class MembershipService: Sendable {
     }
 
     /// On the loop: the leave completed (or timed out); wakes waiters, stops if asked to.
-    func finishLeave(completed: Bool, _ state: ShellState) {
+    func finishLeave(completed: Bool, _ state: MembershipShellState) {
         state.leaveTimer?.cancel()
         state.leaveTimer = nil
         let waiters = state.leaveWaiters
@@ -251,7 +240,7 @@ public final class MembershipService: Sendable {
     /// Graceful shutdown: leave, then stop.
     func beginLeave(thenStop: Bool) {
         eventLoop.execute {
-            let state = self.state.value
+            let state = self.runtime.state
             guard state.phase == .running, let instance = state.instance, !instance.hasLeft else {
                 self.stopOnLoop(state)
                 return
@@ -262,10 +251,10 @@ public final class MembershipService: Sendable {
     }
 
     func beginStop() {
-        eventLoop.execute { self.stopOnLoop(self.state.value) }
+        eventLoop.execute { self.stopOnLoop(self.runtime.state) }
     }
 
-    func stopOnLoop(_ state: ShellState) {
+    func stopOnLoop(_ state: MembershipShellState) {
         guard state.phase != .stopped else { return }
         state.phase = .stopped
         for timer in state.timers.values { timer.cancel() }
@@ -278,38 +267,17 @@ public final class MembershipService: Sendable {
         state.subscribers = [:]
         logger.debug("gossip stopped")
         guard let channel = state.channel else {
-            stoppedPromise.succeed()
+            runtime.stopped(after: eventLoop.makeSucceededVoidFuture())
             return
         }
         state.channel = nil
-        channel.close().recover { _ in }.cascade(to: stoppedPromise)
+        runtime.stopped(after: channel.close())
     }
 
     // MARK: Loop plumbing
 
     /// The current instant on the core's timeline.
-    func now() -> MembershipInstant {
-        MembershipInstant(nanosecondsSinceOrigin: Int64(NIODeadline.now().uptimeNanoseconds - origin.uptimeNanoseconds))
-    }
-
-    /// Runs `body` on the loop with the shell state.
-    func onLoop<T: Sendable>(
-        _ body: @escaping @Sendable (ShellState) throws(MembershipServiceError) -> T
-    ) async throws(MembershipServiceError) -> T {
-        let result: Result<T, MembershipServiceError>
-        do {
-            result = try await eventLoop.submit { () -> Result<T, MembershipServiceError> in
-                do throws(MembershipServiceError) {
-                    return .success(try body(self.state.value))
-                } catch {
-                    return .failure(error)
-                }
-            }.get()
-        } catch {
-            throw .stopped  // the event loop has shut down
-        }
-        return try result.get()
-    }
+    func now() -> MeshInstant { timeline.now() }
 }
 
 extension MembershipService: Service {}

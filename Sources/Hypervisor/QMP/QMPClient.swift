@@ -61,7 +61,7 @@ public struct QMPClient: Sendable {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: eventLoop)
-                .connectTimeout(configuration.connectTimeout.timeAmount)
+                .connectTimeout(TimeAmount(configuration.connectTimeout))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handler = QMPConnectionHandler(path: path, logger: logger)
@@ -80,7 +80,7 @@ public struct QMPClient: Sendable {
         do {
             let handler = try await handlerPromise.futureResult.get()
             let greetingPromise = eventLoop.makePromise(of: QMPGreeting.self)
-            let deadline = eventLoop.scheduleTask(in: configuration.connectTimeout.timeAmount) {
+            let deadline = eventLoop.scheduleTask(in: TimeAmount(configuration.connectTimeout)) {
                 greetingPromise.fail(QMPError.greetingTimeout(path: path, after: configuration.connectTimeout))
             }
             eventLoop.execute { handler.value.waitForGreeting(greetingPromise) }

@@ -75,7 +75,7 @@ final class QMPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler
         buffer.writeInteger(UInt8(ascii: "\n"))
 
         let scheduled = timeout.map { timeout in
-            context.eventLoop.assumeIsolated().scheduleTask(in: timeout.timeAmount) {
+            context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
                 self.timedOut(id: id, after: timeout)
             }
         }

@@ -1,3 +1,5 @@
+import MeshTime
+
 /// A port's connection-tracking table: the state behind its stateful firewall.
 ///
 /// Besides judging packets it supports the export protocol of a migration: `snapshot` (bulk,
@@ -9,7 +11,7 @@ struct ConnectionTracker: Sendable {
     struct Entry: Sendable {
         var origin: TrafficDirection
         var state: ConnectionState
-        var lastSeen: SwitchInstant
+        var lastSeen: MeshInstant
         var finFlags: UInt8
         var changed: UInt64
     }
@@ -37,7 +39,7 @@ struct ConnectionTracker: Sendable {
     private var recordsRemovals = false
     /// A delta from a base below this cannot be computed (tombstones were dropped): resync.
     private var oldestDeltaBase: UInt64 = 0
-    private var lastExpiry = SwitchInstant.origin
+    private var lastExpiry = MeshInstant.origin
     let capacity: Int
     let timeouts: ConnectionTimeouts
     static let maxTombstones = 65_536
@@ -51,7 +53,7 @@ struct ConnectionTracker: Sendable {
 
     /// Judges `packet` crossing the port in `direction`, tracking it if allowed.
     mutating func process(_ packet: IPPacketInfo, direction: TrafficDirection, policy: SecurityPolicy,
-                          now: SwitchInstant) -> Verdict {
+                          now: MeshInstant) -> Verdict {
         let rules = direction == .egress ? policy.egress : policy.ingress
         let remote = direction == .egress ? packet.destination : packet.source
         switch packet.icmp {
@@ -102,7 +104,7 @@ struct ConnectionTracker: Sendable {
         return .allowed
     }
 
-    private func update(_ entry: inout Entry, direction: TrafficDirection, flags: UInt8, now: SwitchInstant) {
+    private func update(_ entry: inout Entry, direction: TrafficDirection, flags: UInt8, now: MeshInstant) {
         entry.lastSeen = now
         entry.changed = generation
         if direction != entry.origin, entry.state == .new { entry.state = .established }
@@ -116,7 +118,7 @@ struct ConnectionTracker: Sendable {
     }
 
     /// Drops idle entries (at most once a second unless `force`).
-    mutating func expire(now: SwitchInstant, force: Bool = false) {
+    mutating func expire(now: MeshInstant, force: Bool = false) {
         guard force || now - lastExpiry >= .seconds(1) else { return }
         lastExpiry = now
         var expired: [ConnectionKey] = []
@@ -139,7 +141,7 @@ struct ConnectionTracker: Sendable {
     // MARK: export and import
 
     /// Every entry, and the generation the snapshot is complete up to.
-    mutating func snapshot(now: SwitchInstant) -> (connections: [TrackedConnection], generation: UInt64) {
+    mutating func snapshot(now: MeshInstant) -> (connections: [TrackedConnection], generation: UInt64) {
         recordsRemovals = true
         let result = (entries.map { exported($0.key, $0.value, now: now) }, generation)
         generation += 1
@@ -148,7 +150,7 @@ struct ConnectionTracker: Sendable {
 
     /// What changed after the export that returned `base`. A base this table cannot serve
     /// (tombstones dropped, or a base from the future) yields a full resync.
-    mutating func delta(since base: UInt64, now: SwitchInstant) -> Delta {
+    mutating func delta(since base: UInt64, now: MeshInstant) -> Delta {
         recordsRemovals = true
         let to = generation
         generation += 1
@@ -164,7 +166,7 @@ struct ConnectionTracker: Sendable {
     }
 
     /// Replaces (`replacing`) or merges imported entries.
-    mutating func apply(upserts: [TrackedConnection], removals: [ConnectionKey], replacing: Bool, now: SwitchInstant) {
+    mutating func apply(upserts: [TrackedConnection], removals: [ConnectionKey], replacing: Bool, now: MeshInstant) {
         if replacing { entries.removeAll() }
         for key in removals { remove(key) }
         for connection in upserts {
@@ -175,11 +177,11 @@ struct ConnectionTracker: Sendable {
     }
 
     /// An entry as exported now.
-    func connection(_ key: ConnectionKey, now: SwitchInstant) -> TrackedConnection? {
+    func connection(_ key: ConnectionKey, now: MeshInstant) -> TrackedConnection? {
         entries[key].map { exported(key, $0, now: now) }
     }
 
-    private func exported(_ key: ConnectionKey, _ entry: Entry, now: SwitchInstant) -> TrackedConnection {
+    private func exported(_ key: ConnectionKey, _ entry: Entry, now: MeshInstant) -> TrackedConnection {
         TrackedConnection(key: key, origin: entry.origin, state: entry.state,
                           idleMilliseconds: now.milliseconds(since: entry.lastSeen), finFlags: entry.finFlags)
     }

@@ -1,3 +1,5 @@
+import MeshTime
+
 /// A host of the mesh, by its host id (the same id as in its certificate and in gossip).
 public struct HostID: Hashable, Sendable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The host id text.
@@ -59,69 +61,19 @@ public struct SegmentID: Hashable, Sendable, Comparable, CustomStringConvertible
     public static func < (lhs: SegmentID, rhs: SegmentID) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
-/// A point on the caller's monotonic timeline, in nanoseconds from an arbitrary origin.
-///
-/// The switch core has no clock: every event carries `now`. The shell passes the event loop's
-/// uptime; tests pass virtual time. Only differences between instants matter, so an instant
-/// never leaves the host (exported state carries ages instead).
-public struct SwitchInstant: Hashable, Sendable, Comparable, CustomStringConvertible {
-    /// Nanoseconds since the caller's origin.
-    public var nanoseconds: UInt64
+extension MeshInstant {
+    // The switch's timeline is the event loop's uptime, so its instants are never before the
+    // origin; exported state carries ages, clamped so that they are never negative.
 
-    /// The origin.
-    public static let origin = SwitchInstant(nanoseconds: 0)
-
-    /// An instant `nanoseconds` after the origin.
-    public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
-
-    /// An instant `offset` after the origin (negative offsets clamp to the origin).
-    public init(sinceOrigin offset: Duration) { self.nanoseconds = UInt64(max(0, offset.nanosecondsClamped)) }
-
-    /// Seconds since the origin with millisecond precision.
-    public var description: String { "\(nanoseconds / 1_000_000_000).\(threeDigits(nanoseconds / 1_000_000 % 1000))s" }
-
-    /// Orders instants.
-    public static func < (lhs: SwitchInstant, rhs: SwitchInstant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
-
-    /// The instant `offset` later (saturating).
-    public static func + (lhs: SwitchInstant, rhs: Duration) -> SwitchInstant {
-        let delta = rhs.nanosecondsClamped
-        if delta >= 0 {
-            let (sum, overflow) = lhs.nanoseconds.addingReportingOverflow(UInt64(delta))
-            return SwitchInstant(nanoseconds: overflow ? .max : sum)
-        }
-        return SwitchInstant(nanoseconds: lhs.nanoseconds > UInt64(-delta) ? lhs.nanoseconds - UInt64(-delta) : 0)
+    /// Whole milliseconds from `earlier` to this instant (zero if `earlier` is later).
+    func milliseconds(since earlier: MeshInstant) -> UInt64 {
+        UInt64(clamping: max(0, (self - earlier).wholeMilliseconds))
     }
 
-    /// The time from `rhs` to `lhs` (zero if `rhs` is later).
-    public static func - (lhs: SwitchInstant, rhs: SwitchInstant) -> Duration {
-        lhs > rhs ? .nanoseconds(Int64(clamping: lhs.nanoseconds - rhs.nanoseconds)) : .zero
+    /// The instant `milliseconds` before this one, clamped at the origin (an imported age
+    /// older than this host's uptime).
+    func minus(milliseconds: UInt64) -> MeshInstant {
+        let (delta, overflow) = Int64(clamping: milliseconds).multipliedReportingOverflow(by: 1_000_000)
+        return MeshInstant(nanosecondsSinceOrigin: overflow || delta > nanosecondsSinceOrigin ? 0 : nanosecondsSinceOrigin - delta)
     }
-
-    /// Milliseconds from `earlier` to this instant (zero if `earlier` is later).
-    func milliseconds(since earlier: SwitchInstant) -> UInt64 {
-        nanoseconds > earlier.nanoseconds ? (nanoseconds - earlier.nanoseconds) / 1_000_000 : 0
-    }
-
-    /// The instant `milliseconds` before this one (clamped at the origin).
-    func minus(milliseconds: UInt64) -> SwitchInstant {
-        let (delta, overflow) = milliseconds.multipliedReportingOverflow(by: 1_000_000)
-        return SwitchInstant(nanoseconds: overflow || delta > nanoseconds ? 0 : nanoseconds - delta)
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, clamped to `Int64`.
-    var nanosecondsClamped: Int64 {
-        let (seconds, attoseconds) = components
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return scaled.addingReportingOverflow(attoseconds / 1_000_000_000).overflow ? .max : scaled + attoseconds / 1_000_000_000
-    }
-}
-
-/// A number padded to three digits.
-func threeDigits(_ value: UInt64) -> String {
-    let digits = String(value)
-    return String(repeating: "0", count: max(0, 3 - digits.count)) + digits
 }

@@ -1,3 +1,5 @@
+import MeshTime
+
 /// The mesh-wide MAC location table: (MAC, segment) -> host, decided by mobility sequence
 /// numbers as in EVPN (RFC 7432 §15): the highest sequence number wins; the same number claimed
 /// by two hosts flags a duplicate (the lower host id wins the tie, so every host agrees); a MAC
@@ -11,7 +13,7 @@ struct LocationTable: Sendable {
     struct Record: Sendable {
         var entry: LocationEntry
         /// Instants of host changes within the detection window.
-        var moves: [SwitchInstant]
+        var moves: [MeshInstant]
         /// Sequence number a duplicate was last reported at (report once per number).
         var reportedDuplicate: UInt64?
     }
@@ -62,7 +64,7 @@ struct LocationTable: Sendable {
     }
 
     /// Applies one update.
-    mutating func apply(_ update: MACLocation, now: SwitchInstant) -> Outcome {
+    mutating func apply(_ update: MACLocation, now: MeshInstant) -> Outcome {
         let key = Key(mac: update.mac, segment: update.segment)
         guard var record = records[key] else {
             if update.withdrawn { return .stale }

@@ -1,3 +1,4 @@
+import MeshTime
 import NIOCore
 
 /// A port inside the switch core: configuration, lifecycle, counters, learned addresses and
@@ -7,14 +8,14 @@ struct Port: Sendable {
     var segment: SegmentID
     var lifecycle: PortLifecycle
     /// A blocked port not activated by then is reported (`activationTimedOut`).
-    var activationDeadline: SwitchInstant?
+    var activationDeadline: MeshInstant?
     /// Counters imported from the VM's previous host (never lowered).
     var baseline = PortCounters()
     /// Counters counted on this host.
     var local = PortCounters()
     var conntrack: ConnectionTracker
     /// Exact addresses the VM used within its allowed prefixes, with when last seen.
-    var learned: [IPAddress: SwitchInstant] = [:]
+    var learned: [IPAddress: MeshInstant] = [:]
     /// Highest mobility sequence number known from an imported record.
     var importedSequence: UInt64 = 0
     /// Generation the last export (bulk or delta) was complete up to: the default delta base.
@@ -62,7 +63,7 @@ struct Port: Sendable {
 
     /// Anti-spoofing, learning and the egress firewall for a frame the VM sent. Returns
     /// whether a new address was learned (the location's addresses changed).
-    mutating func admitFromVM(_ frame: ByteBuffer, header: EthernetHeader, now: SwitchInstant) -> (EgressResult, learnedNew: Bool) {
+    mutating func admitFromVM(_ frame: ByteBuffer, header: EthernetHeader, now: MeshInstant) -> (EgressResult, learnedNew: Bool) {
         let policy = configuration.policy
         if policy.antiSpoofing, header.source != mac { return (.drop(.macSpoofed), false) }
         switch header.etherType {
@@ -91,7 +92,7 @@ struct Port: Sendable {
     }
 
     /// The ingress firewall for a frame towards the VM.
-    mutating func admitToVM(_ frame: ByteBuffer, header: EthernetHeader, now: SwitchInstant) -> DropReason? {
+    mutating func admitToVM(_ frame: ByteBuffer, header: EthernetHeader, now: MeshInstant) -> DropReason? {
         guard header.etherType == EtherType.ipv4 || header.etherType == EtherType.ipv6 else { return nil }
         guard let packet = IPPacketInfo(frame: frame, etherType: header.etherType) else { return .malformed }
         switch conntrack.process(packet, direction: .ingress, policy: configuration.policy, now: now) {
@@ -114,14 +115,14 @@ struct Port: Sendable {
     }
 
     /// Records that the VM uses `ip`; true when it was not known.
-    private mutating func learn(_ ip: IPAddress, now: SwitchInstant) -> Bool {
+    private mutating func learn(_ ip: IPAddress, now: MeshInstant) -> Bool {
         guard ip != .unspecifiedV4, ip != .unspecifiedV6, !ip.isMulticastOrBroadcast, mayUse(ip) else { return false }
         let isNew = learned.updateValue(now, forKey: ip) == nil
         return isNew && !configuration.boundIPs.contains(ip)
     }
 
     /// Forgets addresses unused for `idle`; true when any was forgotten.
-    mutating func expireLearned(now: SwitchInstant, idle: Duration) -> Bool {
+    mutating func expireLearned(now: MeshInstant, idle: Duration) -> Bool {
         let before = learned.count
         learned = learned.filter { now - $0.value <= idle }
         return learned.count != before

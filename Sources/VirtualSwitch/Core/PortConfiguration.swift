@@ -1,3 +1,5 @@
+public import MeshTime
+
 /// A named network: every port on it shares one segment id, locally and across the overlay.
 public struct Network: Hashable, Sendable {
     /// The network's name (how ports refer to it; mapped by name across domains).
@@ -50,7 +52,7 @@ public enum PortLifecycle: Hashable, Sendable, CustomStringConvertible {
     case frozen
     /// The source after switchover: frames still arriving for the VM's MAC are sent to `host`
     /// until `until`, then the port is removed.
-    case forwardingStragglers(to: HostID, until: SwitchInstant)
+    case forwardingStragglers(to: HostID, until: MeshInstant)
 
     /// `blocked`, `active`, `frozen`, `forwarding-stragglers`.
     public var description: String {

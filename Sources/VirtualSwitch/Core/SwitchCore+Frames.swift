@@ -1,8 +1,9 @@
+public import MeshTime
 public import NIOCore
 
 extension SwitchCore {
     /// A frame the VM behind `port` sent.
-    public mutating func onFrameFromPort(_ id: PortID, frame: ByteBuffer, now: SwitchInstant) -> [SwitchDirective] {
+    public mutating func onFrameFromPort(_ id: PortID, frame: ByteBuffer, now: MeshInstant) -> [SwitchDirective] {
         guard var port = ports[id] else {
             counters.unknownPort &+= 1
             return []
@@ -49,7 +50,7 @@ extension SwitchCore {
     /// Frames from the overlay are never sent back to the overlay, except by a straggler-
     /// forwarding port, once (`forwarded`).
     public mutating func onFrameFromOverlay(from host: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool,
-                                            now: SwitchInstant) -> [SwitchDirective] {
+                                            now: MeshInstant) -> [SwitchDirective] {
         guard networkBySegment[segment] != nil else {
             counters.unknownSegment &+= 1
             return []
@@ -78,7 +79,7 @@ extension SwitchCore {
 
     // MARK: forwarding
 
-    private mutating func forward(_ frame: ByteBuffer, header: EthernetHeader, from source: Port, now: SwitchInstant) {
+    private mutating func forward(_ frame: ByteBuffer, header: EthernetHeader, from source: Port, now: MeshInstant) {
         let segment = source.segment
         if header.destination.isMulticast {
             if settings.proxyARP, header.etherType == EtherType.arp, answerARP(frame, from: source, now: now) { return }
@@ -106,7 +107,7 @@ extension SwitchCore {
     }
 
     /// Proxy ARP: answers a request from a known binding; true if answered.
-    private mutating func answerARP(_ frame: ByteBuffer, from source: Port, now: SwitchInstant) -> Bool {
+    private mutating func answerARP(_ frame: ByteBuffer, from source: Port, now: MeshInstant) -> Bool {
         guard let arp = ARPPacket(frame: frame), arp.operation == ARPPacket.request, !arp.isGratuitous,
               arp.senderIP != .unspecifiedV4,
               let mac = locations.mac(for: arp.targetIP, segment: source.segment), mac != source.mac
@@ -119,7 +120,7 @@ extension SwitchCore {
         return true
     }
 
-    private mutating func deliver(_ frame: ByteBuffer, header: EthernetHeader, to id: PortID, forwarded: Bool, now: SwitchInstant) {
+    private mutating func deliver(_ frame: ByteBuffer, header: EthernetHeader, to id: PortID, forwarded: Bool, now: MeshInstant) {
         guard var port = ports[id] else { return }
         switch port.lifecycle {
         case .active:
@@ -144,7 +145,7 @@ extension SwitchCore {
         }
     }
 
-    private mutating func floodLocally(_ frame: ByteBuffer, header: EthernetHeader, segment: SegmentID, except: PortID?, now: SwitchInstant) {
+    private mutating func floodLocally(_ frame: ByteBuffer, header: EthernetHeader, segment: SegmentID, except: PortID?, now: MeshInstant) {
         for id in portsBySegment[segment] ?? [] where id != except && ports[id]?.isActive == true {
             deliver(frame, header: header, to: id, forwarded: true, now: now)
         }

@@ -1,9 +1,11 @@
+public import MeshTime
+
 extension SwitchCore {
     /// Location updates pushed by a peer (`.direct`) or relayed by the agent's gossip.
     ///
     /// A direct push may only carry the sender's own locations; others are ignored. Updates
     /// naming this host are ignored too (this host's claims come from its own ports).
-    public mutating func onLocations(_ updates: [MACLocation], from source: LocationSource, now: SwitchInstant) -> [SwitchDirective] {
+    public mutating func onLocations(_ updates: [MACLocation], from source: LocationSource, now: MeshInstant) -> [SwitchDirective] {
         for update in updates {
             if case let .direct(sender) = source, update.host != sender { continue }
             guard update.host != localHost, update.segment.isValid, !update.mac.isMulticast else { continue }
@@ -46,7 +48,7 @@ extension SwitchCore {
 
     /// The periodic tick: expires connections and learned addresses, reports blocked ports past
     /// their activation deadline, removes straggler-forwarding ports past their grace period.
-    public mutating func onTick(now: SwitchInstant) -> [SwitchDirective] {
+    public mutating func onTick(now: MeshInstant) -> [SwitchDirective] {
         for id in ports.keys.sorted() {
             guard var port = ports[id] else { continue }
             port.conntrack.expire(now: now)

@@ -1,3 +1,5 @@
+public import MeshTime
+
 extension SwitchCore {
     /// How a port starts.
     public enum InitialState: Hashable, Sendable {
@@ -5,14 +7,14 @@ extension SwitchCore {
         case active
         /// Fully configured but inactive until the VM announces itself (an incoming migration).
         /// If `activationDeadline` passes first, `activationTimedOut` is reported.
-        case blocked(activationDeadline: SwitchInstant?)
+        case blocked(activationDeadline: MeshInstant?)
     }
 
     /// Creates a port for a VM NIC.
     ///
     /// - Throws: `SwitchError.unknownNetwork`, `.portExists`, `.invalidMAC`, `.macInUse`.
     public mutating func createPort(_ configuration: PortConfiguration, initialState: InitialState = .active,
-                                    now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+                                    now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try makePort(configuration, initialState: initialState)
         insert(port)
         if port.isActive { claim(configuration.id, now: now) }
@@ -44,12 +46,12 @@ extension SwitchCore {
     }
 
     /// Removes a port. An active port withdraws its location (the VM is gone, not moved).
-    public mutating func removePort(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+    public mutating func removePort(_ id: PortID, now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         detach(try port(id), now: now)
         return takeOutput()
     }
 
-    mutating func detach(_ port: Port, now: SwitchInstant) {
+    mutating func detach(_ port: Port, now: MeshInstant) {
         let id = port.configuration.id
         ports[id] = nil
         portsByMAC[LocationTable.Key(mac: port.mac, segment: port.segment)] = nil
@@ -68,7 +70,7 @@ extension SwitchCore {
     /// Activates a blocked port (normally automatic on the VM's announcement; the coordinator
     /// may call it when it knows the VM runs here). Claims the location with a higher mobility
     /// sequence number and pushes it to the hosts with ports on the segment.
-    public mutating func activatePort(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+    public mutating func activatePort(_ id: PortID, now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try port(id)
         guard port.lifecycle == .blocked else { throw .wrongState(id, is: port.lifecycle, operation: "activate") }
         activate(id, now: now)
@@ -78,14 +80,14 @@ extension SwitchCore {
     /// Gives a blocked port a deadline for its VM's announcement (`activationTimedOut` after
     /// it). Armed when the VM resumes here, not at import: pre-copy may take any time. An
     /// already active port has nothing to wait for.
-    public mutating func armActivation(_ id: PortID, deadline: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+    public mutating func armActivation(_ id: PortID, deadline: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try port(id)
         guard port.lifecycle == .blocked else { return [] }
         ports[id]?.activationDeadline = deadline
         return []
     }
 
-    mutating func activate(_ id: PortID, now: SwitchInstant) {
+    mutating func activate(_ id: PortID, now: MeshInstant) {
         ports[id]?.lifecycle = .active
         ports[id]?.activationDeadline = nil
         if let location = claim(id, now: now) {
@@ -95,7 +97,7 @@ extension SwitchCore {
 
     /// Rolls a frozen port back to active (the migration failed before switchover). If another
     /// host took the MAC meanwhile, the location is claimed back with a higher sequence number.
-    public mutating func unfreezePort(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> [SwitchDirective] {
+    public mutating func unfreezePort(_ id: PortID, now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try port(id)
         guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "unfreeze") }
         ports[id]?.lifecycle = .active
@@ -108,7 +110,7 @@ extension SwitchCore {
     /// After switchover: frames still arriving here for the port's MAC go to `host` (the VM's
     /// new host) for `grace`, then the port is removed (`portRemoved`).
     public mutating func forwardStragglers(_ id: PortID, to host: HostID, grace: Duration? = nil,
-                                           now: SwitchInstant) throws(SwitchError) {
+                                           now: MeshInstant) throws(SwitchError) {
         let port = try port(id)
         guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "forward stragglers of") }
         ports[id]?.lifecycle = .forwardingStragglers(to: host, until: now + (grace ?? settings.defaultStragglerGrace))
@@ -131,7 +133,7 @@ extension SwitchCore {
     /// ours (a refresh), else one above the highest known. Pushes and publishes the result.
     /// Returns the location, or nil if the table refused it (MAC frozen elsewhere).
     @discardableResult
-    mutating func claim(_ id: PortID, now: SwitchInstant) -> MACLocation? {
+    mutating func claim(_ id: PortID, now: MeshInstant) -> MACLocation? {
         guard let port = ports[id] else { return nil }
         let current = locations.entry(mac: port.mac, segment: port.segment)?.location
         let sequence: UInt64

@@ -1,7 +1,9 @@
+public import MeshTime
+
 extension SwitchCore {
     /// Source, during pre-copy: the port's whole state. Opens a new generation; the next
     /// `exportPortDelta` carries what changes after this call.
-    public mutating func exportPortState(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> PortStateRecord {
+    public mutating func exportPortState(_ id: PortID, now: MeshInstant) throws(SwitchError) -> PortStateRecord {
         var port = try port(id)
         let (connections, generation) = port.conntrack.snapshot(now: now)
         port.exportedGeneration = generation
@@ -12,21 +14,21 @@ extension SwitchCore {
     }
 
     /// Source: what changed since `base` (default: the last export of this port).
-    public mutating func exportPortDelta(_ id: PortID, since base: UInt64? = nil, now: SwitchInstant) throws(SwitchError) -> PortStateDelta {
+    public mutating func exportPortDelta(_ id: PortID, since base: UInt64? = nil, now: MeshInstant) throws(SwitchError) -> PortStateDelta {
         try delta(id, since: base, final: false, now: now)
     }
 
     /// Source, at switchover: freezes the port (nothing in or out; counters final) and returns
     /// the final delta since the last export. Then either `forwardStragglers` (the destination
     /// took over) or `unfreezePort` (roll back).
-    public mutating func freezePort(_ id: PortID, now: SwitchInstant) throws(SwitchError) -> PortStateDelta {
+    public mutating func freezePort(_ id: PortID, now: MeshInstant) throws(SwitchError) -> PortStateDelta {
         let port = try port(id)
         guard port.lifecycle == .active else { throw .wrongState(id, is: port.lifecycle, operation: "freeze") }
         ports[id]?.lifecycle = .frozen
         return try delta(id, since: nil, final: true, now: now)
     }
 
-    private mutating func delta(_ id: PortID, since base: UInt64?, final: Bool, now: SwitchInstant) throws(SwitchError) -> PortStateDelta {
+    private mutating func delta(_ id: PortID, since base: UInt64?, final: Bool, now: MeshInstant) throws(SwitchError) -> PortStateDelta {
         var port = try port(id)
         let change = port.conntrack.delta(since: base ?? port.exportedGeneration ?? 0, now: now)
         port.exportedGeneration = change.toGeneration
@@ -41,8 +43,8 @@ extension SwitchCore {
     /// the VM announces itself here. The network is mapped by name (its local segment is used).
     ///
     /// - Throws: `SwitchError.unknownNetwork`, `.portExists`, `.invalidMAC`, `.macInUse`.
-    public mutating func importPort(_ record: PortStateRecord, activationDeadline: SwitchInstant? = nil,
-                                    now: SwitchInstant) throws(SwitchError) {
+    public mutating func importPort(_ record: PortStateRecord, activationDeadline: MeshInstant? = nil,
+                                    now: MeshInstant) throws(SwitchError) {
         var port = try makePort(record.configuration, initialState: .blocked(activationDeadline: activationDeadline))
         port.baseline = record.counters
         port.importedSequence = record.mobilitySequence
@@ -55,7 +57,7 @@ extension SwitchCore {
     /// Destination: tops the imported port up with a delta (pre-copy rounds and the final one).
     /// Deltas must follow each other (`fromGeneration` = the previous `toGeneration`) unless
     /// `fullResync`. Once the port is active, connections it already tracks are kept.
-    public mutating func applyPortDelta(_ delta: PortStateDelta, now: SwitchInstant) throws(SwitchError) {
+    public mutating func applyPortDelta(_ delta: PortStateDelta, now: MeshInstant) throws(SwitchError) {
         var port = try port(delta.port)
         switch port.lifecycle {
         case .blocked, .active: break
@@ -78,7 +80,7 @@ extension SwitchCore {
         ports[delta.port] = port
     }
 
-    private func learnedAddresses(_ port: Port, now: SwitchInstant) -> [LearnedAddress] {
+    private func learnedAddresses(_ port: Port, now: MeshInstant) -> [LearnedAddress] {
         port.learned.map { LearnedAddress(ip: $0.key, idleMilliseconds: now.milliseconds(since: $0.value)) }
             .sorted { $0.ip < $1.ip }
     }

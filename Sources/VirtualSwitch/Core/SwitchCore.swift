@@ -1,3 +1,4 @@
+public import MeshTime
 import NIOCore
 
 /// The virtual switch of one host as a pure state machine (Protocol.md §8).
@@ -95,7 +96,7 @@ public struct SwitchCore: Sendable {
     public func floodHosts(segment: SegmentID) -> [HostID] { locations.floodHosts(segment: segment) }
 
     /// A tracked connection of a port, as it would be exported now.
-    public func connection(_ key: ConnectionKey, port: PortID, now: SwitchInstant) -> TrackedConnection? {
+    public func connection(_ key: ConnectionKey, port: PortID, now: MeshInstant) -> TrackedConnection? {
         ports[port]?.conntrack.connection(key, now: now)
     }
 

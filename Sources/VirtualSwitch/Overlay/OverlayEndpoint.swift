@@ -20,9 +20,12 @@ public struct OverlayEndpoint: Sendable {
         /// Last counter used to seal; never reset while this endpoint lives, so a nonce is
         /// never reused even if the same key material were installed twice.
         var sendCounter: UInt64 = 0
-        var currentWindow = ReplayWindow()
-        var previousWindow = ReplayWindow()
+        var currentWindow = ReplayWindow(width: OverlayEndpoint.replayWindowWidth)
+        var previousWindow = ReplayWindow(width: OverlayEndpoint.replayWindowWidth)
     }
+
+    /// Counters each key's replay window remembers (Protocol.md §8.3).
+    static let replayWindowWidth: UInt64 = 2048
 
     private var peers: [HostID: Peer] = [:]
     private var hostsByTag: [UInt64: HostID] = [:]
@@ -61,7 +64,7 @@ public struct OverlayEndpoint: Sendable {
                 peer.previousWindow = peer.currentWindow
             }
             peer.current = keys
-            peer.currentWindow = ReplayWindow()
+            peer.currentWindow = ReplayWindow(width: Self.replayWindowWidth)
         }
         peers[host] = peer
     }

@@ -1,12 +1,13 @@
 import Logging
 import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
 extension VirtualSwitch {
     /// Carries out the core's directives, in order. On the loop.
-    func execute(_ directives: [SwitchDirective], _ shell: ShellState) {
+    func execute(_ directives: [SwitchDirective], _ shell: SwitchShellState) {
         for directive in directives {
             switch directive {
             case let .deliver(port, frame):
@@ -28,7 +29,7 @@ extension VirtualSwitch {
     static let maxBacklog = 256
 
     /// Sends a frame to a VM, keeping order behind frames already held back.
-    private func deliver(_ frame: ByteBuffer, to port: PortID, _ shell: ShellState) {
+    private func deliver(_ frame: ByteBuffer, to port: PortID, _ shell: SwitchShellState) {
         guard let binding = shell.ports[port] else { return }
         if binding.backlog.count == binding.backlogHead {
             switch binding.socket.send(frame, to: binding.vmAddress) {
@@ -50,7 +51,7 @@ extension VirtualSwitch {
         scheduleDrain(port, shell)
     }
 
-    private func scheduleDrain(_ port: PortID, _ shell: ShellState) {
+    private func scheduleDrain(_ port: PortID, _ shell: SwitchShellState) {
         guard shell.ports[port]?.drainScheduled == false else { return }
         shell.ports[port]?.drainScheduled = true
         eventLoop.scheduleTask(in: .microseconds(500)) { self.drain(port) }
@@ -58,7 +59,7 @@ extension VirtualSwitch {
 
     /// Sends held-back frames until the VM's socket is full again. On the loop.
     private func drain(_ port: PortID) {
-        let shell = state.value
+        let shell = runtime.state
         guard var binding = shell.ports[port] else { return }
         binding.drainScheduled = false
         while binding.backlogHead < binding.backlog.count {
@@ -81,7 +82,7 @@ extension VirtualSwitch {
     }
 
     private func sendOverlay(_ payload: ByteBuffer, kind: OverlayHeader.Kind, segment: UInt32, flags: UInt8, to host: HostID,
-                             _ shell: ShellState) {
+                             _ shell: SwitchShellState) {
         guard let socket = shell.overlaySocket else {
             shell.overlay.recordSendFailure()
             return
@@ -120,7 +121,7 @@ extension VirtualSwitch {
 
     /// One datagram from the overlay socket. On the loop.
     func onOverlayDatagram(_ datagram: ByteBuffer) {
-        let shell = state.value
+        let shell = runtime.state
         switch shell.overlay.open(datagram, allocator: shell.allocator) {
         case let .frame(host, segment, frame, forwarded):
             execute(shell.core.onFrameFromOverlay(from: host, segment: segment, frame: frame, forwarded: forwarded, now: now()), shell)
@@ -138,7 +139,7 @@ extension VirtualSwitch {
 
     /// One datagram from a port's socket. On the loop.
     func onPortDatagram(_ port: PortID, _ frame: ByteBuffer) {
-        let shell = state.value
+        let shell = runtime.state
         execute(shell.core.onFrameFromPort(port, frame: frame, now: now()), shell)
     }
 }

@@ -10,7 +10,7 @@ extension VirtualSwitch {
     /// `OverlayKeys.derive(from: session.exportKey(label: OverlayKeys.exportLabel), …)` and the
     /// peer's overlay address from its membership metadata.
     public func setPeer(_ host: HostID, address: SocketAddress, keys: OverlayKeys) async throws(VirtualSwitchError) {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(OverlayError) { try shell.overlay.setPeer(host, address: address, keys: keys) } catch { throw .overlay(error) }
             self.logger.debug("overlay peer set", metadata: ["mesh.peer": "\(host)", "vswitch.peer.address": "\(address)",
                                                              "vswitch.key_id": "\(keys.keyID)"])
@@ -29,13 +29,13 @@ extension VirtualSwitch {
 
     /// Stops accepting `host`'s previous keys.
     public func retirePreviousKeys(of host: HostID) async {
-        try? await onLoop { shell in shell.overlay.retirePreviousKeys(host) }
+        try? await runtime.onLoop { shell in shell.overlay.retirePreviousKeys(host) }
     }
 
     /// Forgets a peer (it left or was revoked): its datagrams are dropped from now on, and its
     /// MAC locations are forgotten.
     public func removePeer(_ host: HostID) async {
-        try? await onLoop { shell in
+        try? await runtime.onLoop { shell in
             shell.overlay.removePeer(host)
             shell.core.forgetHost(host)
         }
@@ -43,18 +43,18 @@ extension VirtualSwitch {
 
     /// Location updates the agent learned by gossip (`SwitchEvent.publish` of other hosts).
     public func applyLocations(_ locations: [MACLocation]) async {
-        try? await onLoop { shell in
+        try? await runtime.onLoop { shell in
             self.execute(shell.core.onLocations(locations, from: .gossip, now: self.now()), shell)
         }
     }
 
     /// The MAC location table.
     public func locationEntries() async -> [LocationEntry] {
-        (try? await onLoop { shell in shell.core.locationEntries }) ?? []
+        (try? await runtime.onLoop { shell in shell.core.locationEntries }) ?? []
     }
 
     /// Operator action: clears a MAC's duplicate/frozen flags.
     public func clearLocationFlags(mac: MACAddress, segment: SegmentID) async -> Bool {
-        (try? await onLoop { shell in shell.core.clearLocationFlags(mac: mac, segment: segment) }) ?? false
+        (try? await runtime.onLoop { shell in shell.core.clearLocationFlags(mac: mac, segment: segment) }) ?? false
     }
 }

@@ -1,10 +1,11 @@
 import Logging
+import MeshTime
 import NIOCore
 
 extension VirtualSwitch {
     /// Adds a network (idempotent for the same name and segment).
     public func addNetwork(_ network: Network) async throws(VirtualSwitchError) {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) { try shell.core.addNetwork(network) } catch { throw .switch(error) }
         }
     }
@@ -33,7 +34,7 @@ extension VirtualSwitch {
     }
 
     private func attach(_ id: PortID, _ attachment: PortAttachment,
-                        create: @escaping @Sendable (ShellState, SwitchInstant) throws(SwitchError) -> [SwitchDirective]) async throws(VirtualSwitchError) {
+                        create: @escaping @Sendable (SwitchShellState, MeshInstant) throws(SwitchError) -> [SwitchDirective]) async throws(VirtualSwitchError) {
         let vmAddress: SocketAddress
         do {
             vmAddress = try SocketAddress(unixDomainSocketPath: attachment.vmSocketPath)
@@ -52,7 +53,7 @@ extension VirtualSwitch {
                 throw .switch(error)
             }
             let serial = shell.nextBindingSerial()
-            shell.ports[id] = ShellState.PortBinding(serial: serial, socket: socket, channel: nil, vmAddress: vmAddress, attachment: attachment)
+            shell.ports[id] = SwitchShellState.PortBinding(serial: serial, socket: socket, channel: nil, vmAddress: vmAddress, attachment: attachment)
             self.execute(directives, shell)
             self.logger.debug("port created", metadata: ["vswitch.port": "\(id)", "vswitch.socket": "\(attachment.switchSocketPath)",
                                                          "vswitch.state": "\(shell.core.status(of: id)?.lifecycle.description ?? "?")"])
@@ -69,7 +70,7 @@ extension VirtualSwitch {
         } onClose: {
             self.portSocketClosed(id, serial: serial)
         }.map { channel in
-            let shell = self.state.value
+            let shell = self.runtime.state
             guard shell.ports[id]?.serial == serial else {
                 channel.close(promise: nil) // removed meanwhile
                 return
@@ -80,14 +81,14 @@ extension VirtualSwitch {
 
     /// A port's channel closed. On the loop.
     private func portSocketClosed(_ id: PortID, serial: UInt64) {
-        let shell = state.value
+        let shell = runtime.state
         guard shell.phase != .stopped, let binding = shell.ports[id], binding.serial == serial else { return }
         binding.socket.close()
         shell.rebinds &+= 1
         do {
             let socket = try DatagramSocket.bindUnix(path: binding.attachment.switchSocketPath, bufferBytes: configuration.socketBufferBytes)
             let serial = shell.nextBindingSerial()
-            shell.ports[id] = ShellState.PortBinding(serial: serial, socket: socket, channel: nil, vmAddress: binding.vmAddress,
+            shell.ports[id] = SwitchShellState.PortBinding(serial: serial, socket: socket, channel: nil, vmAddress: binding.vmAddress,
                                                      attachment: binding.attachment)
             logger.debug("port socket closed unexpectedly, bound again", metadata: ["vswitch.port": "\(id)"])
             listen(id, socket, serial: serial).whenFailure { error in
@@ -102,7 +103,7 @@ extension VirtualSwitch {
 
     /// Removes a port and closes its socket. An active port withdraws its location.
     public func removePort(_ id: PortID) async throws(VirtualSwitchError) {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             let directives: [SwitchDirective]
             do throws(SwitchError) { directives = try shell.core.removePort(id, now: self.now()) } catch { throw .switch(error) }
             self.execute(directives, shell)
@@ -124,7 +125,7 @@ extension VirtualSwitch {
     /// Source, during pre-copy: the port's whole state (send it to the destination, which
     /// calls `importPort`).
     public func exportPortState(_ id: PortID) async throws(VirtualSwitchError) -> PortStateRecord {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) { return try shell.core.exportPortState(id, now: self.now()) } catch { throw .switch(error) }
         }
     }
@@ -132,21 +133,21 @@ extension VirtualSwitch {
     /// Source: changes since the last export (or since `base`); the destination applies it
     /// with `applyPortDelta`.
     public func exportPortDelta(_ id: PortID, since base: UInt64? = nil) async throws(VirtualSwitchError) -> PortStateDelta {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) { return try shell.core.exportPortDelta(id, since: base, now: self.now()) } catch { throw .switch(error) }
         }
     }
 
     /// Destination: applies a delta from the source.
     public func applyPortDelta(_ delta: PortStateDelta) async throws(VirtualSwitchError) {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) { try shell.core.applyPortDelta(delta, now: self.now()) } catch { throw .switch(error) }
         }
     }
 
     /// Source, at switchover: freezes the port and returns the final delta.
     public func freezePort(_ id: PortID) async throws(VirtualSwitchError) -> PortStateDelta {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) { return try shell.core.freezePort(id, now: self.now()) } catch { throw .switch(error) }
         }
     }
@@ -160,7 +161,7 @@ extension VirtualSwitch {
     /// `grace` (default `SwitchSettings.defaultStragglerGrace`), then removes the port and
     /// closes its socket (`SwitchEvent.portRemoved`).
     public func forwardStragglers(_ id: PortID, to host: HostID, grace: Duration? = nil) async throws(VirtualSwitchError) {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) { try shell.core.forwardStragglers(id, to: host, grace: grace, now: self.now()) } catch { throw .switch(error) }
             // The VM is gone: its socket is not needed to forward frames *for* it.
             self.closeSocket(of: id, shell)
@@ -169,42 +170,42 @@ extension VirtualSwitch {
 
     /// Replaces a port's security policy.
     public func updatePolicy(_ id: PortID, policy: SecurityPolicy) async throws(VirtualSwitchError) {
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) { try shell.core.updatePolicy(id, policy: policy) } catch { throw .switch(error) }
         }
     }
 
     /// A port's configuration, lifecycle state and counters.
     public func portStatus(_ id: PortID) async -> PortStatus? {
-        try? await onLoop { shell in shell.core.status(of: id) }
+        try? await runtime.onLoop { shell in shell.core.status(of: id) }
     }
 
     /// A port's counters.
     public func counters(of id: PortID) async -> PortCounters? {
-        try? await onLoop { shell in shell.core.counters(of: id) }
+        try? await runtime.onLoop { shell in shell.core.counters(of: id) }
     }
 
     /// Switch-wide and overlay counters.
     public func counters() async -> (switch: SwitchCounters, overlay: OverlayCounters) {
-        (try? await onLoop { shell in (shell.core.counters, shell.overlay.counters) }) ?? (SwitchCounters(), OverlayCounters())
+        (try? await runtime.onLoop { shell in (shell.core.counters, shell.overlay.counters) }) ?? (SwitchCounters(), OverlayCounters())
     }
 
     /// How many times a port socket closed underneath the switch and was bound again.
     public func portSocketRebinds() async -> UInt64 {
-        (try? await onLoop { shell in shell.rebinds }) ?? 0
+        (try? await runtime.onLoop { shell in shell.rebinds }) ?? 0
     }
 
     // MARK: helpers
 
-    private func coreCall(_ body: @escaping @Sendable (ShellState, SwitchInstant) throws(SwitchError) -> [SwitchDirective]) async throws(VirtualSwitchError) {
-        try await onLoop { shell throws(VirtualSwitchError) in
+    private func coreCall(_ body: @escaping @Sendable (SwitchShellState, MeshInstant) throws(SwitchError) -> [SwitchDirective]) async throws(VirtualSwitchError) {
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             let directives: [SwitchDirective]
             do throws(SwitchError) { directives = try body(shell, self.now()) } catch { throw .switch(error) }
             self.execute(directives, shell)
         }
     }
 
-    func closeSocket(of id: PortID, _ shell: ShellState) {
+    func closeSocket(of id: PortID, _ shell: SwitchShellState) {
         guard let binding = shell.ports.removeValue(forKey: id) else { return }
         binding.channel?.close(promise: nil)
         binding.socket.close()

@@ -1,6 +1,8 @@
 public import Logging
+import MeshTime
 public import NIOCore
 public import NIOPosix
+import ShellSupport
 
 /// The virtual switch of one agent: VM NICs on unix datagram sockets, peers over an encrypted
 /// UDP overlay, driven by a `SwitchCore` (Protocol.md §8).
@@ -43,9 +45,11 @@ public final class VirtualSwitch: Sendable {
     /// MACs. One consumer; the newest 4096 are kept if it falls behind.
     public let events: AsyncStream<SwitchEvent>
 
-    let state: NIOLoopBoundBox<ShellState>
+    /// The loop-confined state, the hops onto the loop and the stopped promise.
+    let runtime: LoopBoundShell<SwitchShellState, VirtualSwitchError>
+    /// The core's timeline: the host's uptime.
+    let timeline = ShellTimeline()
     let eventSink: AsyncStream<SwitchEvent>.Continuation
-    let stopped: EventLoopPromise<Void>
     let logger: Logger
 
     /// A switch, not yet started.
@@ -56,11 +60,10 @@ public final class VirtualSwitch: Sendable {
         var logger = logger
         logger[metadataKey: "mesh.host"] = "\(configuration.hostID)"
         self.logger = logger
-        let shell = ShellState(core: SwitchCore(localHost: configuration.hostID, settings: configuration.settings),
-                               overlay: OverlayEndpoint(localHost: configuration.hostID))
-        state = NIOLoopBoundBox.makeBoxSendingValue(shell, eventLoop: eventLoop)
+        let shell = SwitchShellState(core: SwitchCore(localHost: configuration.hostID, settings: configuration.settings),
+                                     overlay: OverlayEndpoint(localHost: configuration.hostID))
+        runtime = LoopBoundShell(state: shell, eventLoop: eventLoop, loopGone: .stopped)
         (events, eventSink) = AsyncStream.makeStream(of: SwitchEvent.self, bufferingPolicy: .bufferingNewest(4096))
-        stopped = eventLoop.makePromise(of: Void.self)
     }
 
     // MARK: lifecycle
@@ -69,7 +72,7 @@ public final class VirtualSwitch: Sendable {
     public func start() async throws(VirtualSwitchError) {
         let channel: (any Channel)? = try await onLoopAsync { shell throws(VirtualSwitchError) -> EventLoopFuture<(any Channel)?> in
             switch shell.phase {
-            case .running: return self.eventLoop.makeSucceededFuture(nil)
+            case .running, .starting: return self.eventLoop.makeSucceededFuture(nil)
             case .stopped: throw .stopped
             case .idle: break
             }
@@ -87,7 +90,7 @@ public final class VirtualSwitch: Sendable {
             }.map { $0 }
         }
         guard let channel else { return }
-        try await onLoop { shell throws(VirtualSwitchError) in
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
             guard shell.phase == .running else {
                 channel.close(promise: nil)
                 throw .stopped
@@ -102,7 +105,7 @@ public final class VirtualSwitch: Sendable {
     public func run() async throws {
         try await start()
         await withTaskCancellationHandler {
-            try? await stopped.futureResult.get()
+            await runtime.waitUntilStopped()
         } onCancel: {
             self.beginStop()
         }
@@ -112,12 +115,11 @@ public final class VirtualSwitch: Sendable {
     /// The switch cannot be started again.
     public func stop() async {
         beginStop()
-        try? await stopped.futureResult.get()
+        await runtime.waitUntilStopped()
     }
 
     private func beginStop() {
-        eventLoop.execute {
-            let shell = self.state.value
+        runtime.execute { shell in
             guard shell.phase != .stopped else { return }
             shell.phase = .stopped
             shell.tick?.cancel()
@@ -132,44 +134,21 @@ public final class VirtualSwitch: Sendable {
             shell.overlayChannel = nil
             self.eventSink.finish()
             self.logger.debug("virtual switch stopped")
-            EventLoopFuture.andAllComplete(closing, on: self.eventLoop).cascade(to: self.stopped)
+            self.runtime.stopped(after: EventLoopFuture.andAllComplete(closing, on: self.eventLoop))
         }
     }
 
     /// The overlay's bound UDP address (nil before `start()`).
     public func overlayAddress() async -> SocketAddress? {
-        try? await onLoop { shell in shell.overlaySocket?.localAddress() }
+        try? await runtime.onLoop { shell in shell.overlaySocket?.localAddress() }
     }
 
     // MARK: loop plumbing
 
-    /// Runs `body` on the loop with the shell state.
-    func onLoop<T: Sendable>(_ body: @escaping @Sendable (ShellState) throws(VirtualSwitchError) -> T) async throws(VirtualSwitchError) -> T {
-        let result: Result<T, VirtualSwitchError>
-        do {
-            result = try await eventLoop.submit { () -> Result<T, VirtualSwitchError> in
-                do throws(VirtualSwitchError) {
-                    return .success(try body(self.state.value))
-                } catch {
-                    return .failure(error)
-                }
-            }.get()
-        } catch {
-            throw .stopped // the loop is shut down
-        }
-        return try result.get()
-    }
-
-    /// Runs `body` on the loop and waits for the future it returns.
-    func onLoopAsync<T: Sendable>(_ body: @escaping @Sendable (ShellState) throws(VirtualSwitchError) -> EventLoopFuture<T>) async throws(VirtualSwitchError) -> T {
-        let future = try await onLoop { shell throws(VirtualSwitchError) in try body(shell) }
-        do {
-            return try await future.get()
-        } catch let error as VirtualSwitchError {
-            throw error
-        } catch {
-            throw .channel(what: "complete a socket operation", reason: "\(error)")
-        }
+    /// Runs `body` on the loop and waits for the future it returns; a socket operation that
+    /// fails is reported as `.channel`.
+    func onLoopAsync<T: Sendable>(_ body: @escaping @Sendable (SwitchShellState) throws(VirtualSwitchError) -> EventLoopFuture<T>) async throws(VirtualSwitchError) -> T {
+        try await runtime.onLoopAsync(body) { error in .channel(what: "complete a socket operation", reason: "\(error)") }
     }
 
     /// Hands a bound socket to SwiftNIO for reading, on this loop.
@@ -178,20 +157,9 @@ public final class VirtualSwitch: Sendable {
     /// vector read traps on a datagram from an unnamed unix socket.
     func adopt(_ socket: DatagramSocket, what: String, vectorReads: Bool, onDatagram: @escaping @Sendable (ByteBuffer) -> Void,
                onClose: @escaping @Sendable () -> Void) -> EventLoopFuture<any Channel> {
-        // A vector read splits ONE receive buffer evenly between its messages, so the buffer
-        // must hold `vectorCount` of the largest datagrams or they arrive truncated.
-        let vectorCount = vectorReads ? 8 : 1
         let largestDatagram = OverlayHeader.length + EthernetHeader.maxFrameLength + 16 + 64
-        var bootstrap = DatagramBootstrap(group: eventLoop)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: vectorCount * largestDatagram))
-            .channelOption(.maxMessagesPerRead, value: 16)
-        if vectorReads { bootstrap = bootstrap.channelOption(.datagramVectorReadMessageCount, value: vectorCount) }
-        return bootstrap
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DatagramReceiveHandler(onDatagram: onDatagram, onClose: onClose))
-                }
-            }
+        return DatagramBootstrap.receiving(on: eventLoop, receiveCapacity: largestDatagram, vectorReadCount: vectorReads ? 8 : nil,
+                                           maxMessagesPerRead: 16) { buffer, _ in onDatagram(buffer) } onClose: { onClose() }
             .withBoundSocket(socket.channelDescriptor)
             .flatMapErrorThrowing { error in
                 throw VirtualSwitchError.channel(what: "read from \(what)", reason: "\(error)")
@@ -199,18 +167,10 @@ public final class VirtualSwitch: Sendable {
     }
 
     /// The current instant on the switch's timeline.
-    func now() -> SwitchInstant {
-        SwitchInstant(nanoseconds: NIODeadline.now().uptimeNanoseconds)
-    }
+    func now() -> MeshInstant { timeline.now() }
 
     private func onTick() {
-        let shell = state.value
+        let shell = runtime.state
         execute(shell.core.onTick(now: now()), shell)
-    }
-}
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        self = .nanoseconds(duration.nanosecondsClamped)
     }
 }

@@ -1,12 +1,11 @@
 import Membership
 import NIOCore
+import ShellSupport
 
-/// Everything the service mutates, confined to its event loop (held in a `NIOLoopBoundBox`,
-/// so every access is checked to be on that loop).
-final class ShellState {
-    enum Phase { case idle, starting, running, stopped }
-
-    var phase = Phase.idle
+/// Everything the membership service mutates, confined to its event loop (held in a
+/// `LoopBoundShell`, so every access is checked to be on that loop).
+final class MembershipShellState {
+    var phase = ShellPhase.idle
     /// The protocol core; created once the socket is bound (its address includes the port).
     var instance: MembershipInstance?
     var channel: (any Channel)?

@@ -1,10 +1,9 @@
 import NIOCore
+import ShellSupport
 
-/// Everything the shell mutates, confined to the switch's event loop (held in a
-/// `NIOLoopBoundBox`, so every access is checked to be on that loop).
-final class ShellState {
-    enum Phase { case idle, running, stopped }
-
+/// Everything the switch's shell mutates, confined to its event loop (held in a
+/// `LoopBoundShell`, so every access is checked to be on that loop).
+final class SwitchShellState {
     /// A port's socket: where the switch reads the VM's frames and where it sends them.
     struct PortBinding {
         /// Distinguishes this binding from earlier ones of the same port.
@@ -27,7 +26,7 @@ final class ShellState {
     var overlaySocket: DatagramSocket?
     var overlayChannel: (any Channel)?
     var tick: RepeatedTask?
-    var phase = Phase.idle
+    var phase = ShellPhase.idle
     /// Port sockets bound again after SwiftNIO closed them.
     var rebinds: UInt64 = 0
     /// Last `PortBinding.serial` handed out.
