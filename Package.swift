@@ -160,7 +160,7 @@ let package = Package(
         .target(
             name: "MigrationService",
             dependencies: [
-                "Migration", "Hypervisor", "SecureChannel", "MeshWire", "ControlAPI",
+                "Migration", "Hypervisor", "SecureChannel", "MeshWire", "ControlAPI", "MeshTime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -170,7 +170,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

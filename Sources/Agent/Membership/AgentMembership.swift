@@ -3,6 +3,7 @@ import ControlAPI
 import Foundation
 import GossipTransport
 import Logging
+import MeshTime
 import MeshIdentity
 import MeshCrypto
 import MeshWire
@@ -209,7 +210,7 @@ public actor AgentMembership {
                              status: "\(m.status)", incarnation: m.incarnation, cores: m.metadata?.cores ?? 0,
                              memoryFreeMiB: (m.metadata?.memoryFreeBytes ?? 0) >> 20, vms: m.metadata?.runningVMs ?? 0,
                              load: m.metadata?.cpuLoad ?? 0, migrations: m.metadata?.migrationsInFlight ?? 0,
-                             lastUpdateSeconds: Double(snapshot.sinceLastUpdate.components.seconds) + Double(snapshot.sinceLastUpdate.components.attoseconds) / 1e18,
+                             lastUpdateSeconds: snapshot.sinceLastUpdate.inSeconds,
                              channel: m.metadata?.channelAddress.map { "\($0.host):\($0.port)" }, local: snapshot.isLocal)
         }
     }

@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import Hypervisor
 import Logging
+import MeshTime
 import MeshWire
 import Migration
 import NIOCore
@@ -98,7 +99,7 @@ actor SourceRun: SourceMigrationEnvironment {
                            phase: "", epoch: epoch, error: nil, ended: false)
     }
 
-    private func since(_ t: ContinuousClock.Instant) -> Int64 { Int64((ContinuousClock.now - t).milliseconds) }
+    private func since(_ t: ContinuousClock.Instant) -> Int64 { (ContinuousClock.now - t).wholeMilliseconds }
 
     private func note(_ text: String) {
         failure = failure.map { "\($0); \(text)" } ?? text
