@@ -48,7 +48,7 @@ struct TestHooks: MigrationObserver {
 
     func reached(_ point: MigrationPoint) async {
         guard let pauseAt, "\(point)" == self.point(pauseAt, file: "test-pause-at") else { return }
-        FileManager.default.createFile(atPath: stateDirectory + "/test-paused-at", contents: Data("\(point)".utf8))
+        _ = FileManager.default.createFile(atPath: stateDirectory + "/test-paused-at", contents: Data("\(point)".utf8)) // the test waits for it; a failure shows there
         while !FileManager.default.fileExists(atPath: stateDirectory + "/test-continue") {
             // The test creates the file, or kills this process; a cancelled wait goes on polling.
             try? await Task.sleep(for: .milliseconds(20))

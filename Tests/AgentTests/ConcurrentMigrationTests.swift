@@ -41,7 +41,7 @@ extension MigrationEndToEndTests {
 
         // Let both go on together; then the third has a free slot.
         try FileManager.default.removeItem(atPath: b.stateDirectory + "/test-pause-at")
-        FileManager.default.createFile(atPath: b.stateDirectory + "/test-continue", contents: Data())
+        _ = FileManager.default.createFile(atPath: b.stateDirectory + "/test-continue", contents: Data())
         _ = try await (first.value, second.value)
         _ = try await migrate("three", from: a, to: b)
 

@@ -23,7 +23,7 @@ extension MigrationEndToEndTests {
         let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
         let image = mesh.root + "/shared/disk.img"
         try FileManager.default.createDirectory(atPath: mesh.root + "/shared", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        _ = FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
         var vm = spec("writer", work: "heartbeat,disk")
         vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: true)]
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
@@ -47,7 +47,7 @@ extension MigrationEndToEndTests {
         defer { mesh.tearDown() }
         let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
         let image = mesh.root + "/local.img"
-        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        _ = FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
         var vm = spec("local-disk")
         vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)

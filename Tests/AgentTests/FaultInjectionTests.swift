@@ -294,7 +294,7 @@ final class FaultRig: @unchecked Sendable {
 
     func release(_ agent: AgentProcess) {
         try? FileManager.default.removeItem(atPath: agent.stateDirectory + "/test-pause-at")
-        FileManager.default.createFile(atPath: agent.stateDirectory + "/test-continue", contents: Data())
+        _ = FileManager.default.createFile(atPath: agent.stateDirectory + "/test-continue", contents: Data())
     }
 
     // MARK: Guest

@@ -76,7 +76,7 @@ extension MigrationEndToEndTests {
             _ = try await a.control.call("vm.start", ControlTypes.VMReference(vm: "owned"), as: VMInfo.self)
         }
 
-        FileManager.default.createFile(atPath: b.stateDirectory + "/test-continue", contents: Data())
+        _ = FileManager.default.createFile(atPath: b.stateDirectory + "/test-continue", contents: Data())
         _ = try await migration.value
         let (bootOnB, after) = try await heartbeat(b, "owned", after: before)
         #expect(bootOnB == boot && after > before)

@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
+import Hypervisor
 
 /// The speed of the network interface that carries one of this host's addresses, as the kernel
 /// reports it (`/sys/class/net/IFACE/speed`). Sizes defaults such as the migration limits.
@@ -17,20 +15,6 @@ public enum LinkSpeed {
 
     /// The name of the interface holding `address`, nil when none does.
     public static func interface(holding address: String) -> String? {
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return nil }
-        defer { freeifaddrs(list) }
-        var cursor = list
-        while let entry = cursor {
-            defer { cursor = entry.pointee.ifa_next }
-            guard let socketAddress = entry.pointee.ifa_addr else { continue }
-            let family = Int32(socketAddress.pointee.sa_family)
-            guard family == AF_INET || family == AF_INET6 else { continue }
-            let length = socklen_t(family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
-            var host = [CChar](repeating: 0, count: 1025) // NI_MAXHOST
-            guard getnameinfo(socketAddress, length, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else { continue }
-            if String(cString: host) == address { return String(cString: entry.pointee.ifa_name) }
-        }
-        return nil
+        HostAddresses.current().first { $0.address == address }?.interface
     }
 }
