@@ -5,7 +5,7 @@ APT_PACKAGES := pkg-config libsodium-dev libsqlite3-dev qemu-system-x86 qemu-uti
                 gcc libc6-dev binutils iproute2
 SWIFT ?= swift
 
-.PHONY: all deps build release test demo guest bench clean
+.PHONY: all deps build release test demo guest bench clean fuzz
 
 all: build
 
@@ -33,6 +33,12 @@ test: deps guest
 	@# Serial: tests boot QEMU guests and run CPU-heavy simulations; on a 2-core machine running
 	@# them side by side starves Swift's cooperative thread pool and turns timeouts into flakes.
 	$(SWIFT) test --skip-build --no-parallel
+
+# The decoder fuzz tests for longer than `make test` runs them (HOSTMESH_FUZZ_ITERATIONS per
+# decoder; HOSTMESH_FUZZ_SEED replays a failure's seed).
+fuzz: deps
+	$(SWIFT) build --build-tests
+	HOSTMESH_FUZZ_ITERATIONS=$${HOSTMESH_FUZZ_ITERATIONS:-200000} $(SWIFT) test --skip-build --filter 'DecoderFuzzTests'
 
 demo: release guest
 	@Deploy/demo.sh .build/release/hostmesh Deploy/out/guest

@@ -261,6 +261,14 @@ let package = Package(
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"], swiftSettings: strict),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RepositoryRulesTests", swiftSettings: strict),
+        .testTarget(
+            name: "FuzzTests",
+            dependencies: [
+                "ControlAPI", "Hypervisor", "Membership", "MeshIdentity", "MeshWire", "VirtualSwitch",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
         // Protocol.md checked against the code and against libsodium called directly: the
         // schemas of its appendix against Sources/MeshWire/Protos, and its test vectors.
