@@ -5,7 +5,7 @@ APT_PACKAGES := pkg-config libsodium-dev libsqlite3-dev qemu-system-x86 qemu-uti
                 gcc libc6-dev binutils iproute2
 SWIFT ?= swift
 
-.PHONY: all deps build release test demo guest bench clean fuzz
+.PHONY: all deps build release test demo guest bench lab lab-down clean fuzz
 
 all: build
 
@@ -42,6 +42,15 @@ fuzz: deps
 
 demo: release guest
 	@Deploy/demo.sh .build/release/hostmesh Deploy/out/guest
+
+# A lab of LAB_HOSTS hosts (network namespaces hm-lab-<i> on bridge hm-lab-br, 10.77.100.<i>/24,
+# MTU 1500, shared storage /tmp/hm-lab/shared): see Scripts/lab.sh. Needs root.
+LAB_HOSTS ?= 3
+lab: deps
+	@Scripts/lab.sh up $(LAB_HOSTS)
+
+lab-down:
+	@Scripts/lab.sh down
 
 bench: release guest
 	.build/release/hostmesh bench channel

@@ -4,18 +4,22 @@ import Foundation
 import MeshIdentity
 
 /// A throwaway mesh for end-to-end tests: one domain, certified hosts, real `hostmesh agent`
-/// processes on loopback, and cleanup that kills every process (agents and their QEMUs) whose
+/// processes on loopback or across a `Lab`, and cleanup that kills every process (agents and their QEMUs) whose
 /// command line mentions the mesh's directory.
 final class TestMesh: @unchecked Sendable {
     // @unchecked Sendable is safe: `agents` is only touched from the test's own task.
     let root: String
     let domain: DomainAuthority
+    /// The lab whose hosts `start(_:on:)` runs agents on (nil: everything on loopback).
+    let lab: Lab?
     private var agents: [AgentProcess] = []
 
-    init() throws {
+    /// A mesh on loopback, or across `lab` (which it tears down with itself).
+    init(lab: Lab? = nil) throws {
         root = NSTemporaryDirectory() + "hm-e2e-" + UUID().uuidString.prefix(8).lowercased()
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         domain = try DomainAuthority(name: "lab")
+        self.lab = lab
     }
 
     /// Creates a host's state directory (key, certificate, trust) without starting it.
@@ -30,12 +34,17 @@ final class TestMesh: @unchecked Sendable {
         return dir
     }
 
-    /// Starts `hostmesh agent` for a host directory made by `host(_:)`.
+    /// Starts `hostmesh agent` for a host directory made by `host(_:)`: on loopback, or with
+    /// `labHost` inside that host of the lab (wildcard listeners, no --advertise).
     /// `environment` adds variables (the fault-injection hooks) to the agent's environment.
-    func start(_ id: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> AgentProcess {
+    func start(_ id: String, on labHost: Int? = nil, arguments: [String] = [], environment: [String: String] = [:]) async throws -> AgentProcess {
         let dir = root + "/" + id
         if !FileManager.default.fileExists(atPath: dir) { _ = try host(id) }
-        let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments, environment: environment)
+        // A lab host without a lab is a mistake in the test itself.
+        precondition(labHost == nil || lab != nil, "start(_:on:) needs a TestMesh made with a lab")
+        let namespace = labHost.flatMap { lab?.namespace($0) }
+        let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments, environment: environment,
+                                                 namespace: namespace)
         agents.append(agent)
         return agent
     }
@@ -61,6 +70,7 @@ final class TestMesh: @unchecked Sendable {
     func tearDown() {
         for agent in agents { agent.kill() }
         killProcesses(mentioning: root)
+        lab?.tearDown()
         try? FileManager.default.removeItem(atPath: root)
     }
 
@@ -98,6 +108,9 @@ final class AgentProcess: @unchecked Sendable {
     // @unchecked Sendable is safe: all stored properties are immutable after init.
     let hostID: String
     let stateDirectory: String
+    /// The host the agent says others reach it at (127.0.0.1 on loopback; in a lab, the address
+    /// its wildcard listeners advertise).
+    let host: String
     let port: Int
     let pid: pid_t
     let logPath: String
@@ -108,13 +121,14 @@ final class AgentProcess: @unchecked Sendable {
         return waitpid(pid, &status, WNOHANG) == 0
     }
 
-    var address: String { "127.0.0.1:\(port)" }
+    var address: String { "\(host):\(port)" }
     var control: ControlClient { ControlClient(path: StateDirectory(stateDirectory).controlSocket) }
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    private init(hostID: String, stateDirectory: String, port: Int, pid: pid_t, logPath: String) {
+    private init(hostID: String, stateDirectory: String, host: String, port: Int, pid: pid_t, logPath: String) {
         self.hostID = hostID
         self.stateDirectory = stateDirectory
+        self.host = host
         self.port = port
         self.pid = pid
         self.logPath = logPath
@@ -130,7 +144,13 @@ final class AgentProcess: @unchecked Sendable {
         return here.appendingPathComponent("hostmesh").path
     }
 
-    static func start(hostID: String, stateDirectory: String, arguments: [String], environment: [String: String] = [:]) async throws -> AgentProcess {
+    /// Starts an agent on loopback (every listener on 127.0.0.1, ports chosen by the kernel), or,
+    /// with `namespace`, inside that network namespace (`ip netns exec`, which execs the agent, so
+    /// `pid` is the agent's) with the default wildcard listeners and no --advertise: the agent
+    /// finds its address as it would on a real host. The control socket is a unix socket in the
+    /// state directory, reachable from any namespace.
+    static func start(hostID: String, stateDirectory: String, arguments: [String], environment: [String: String] = [:],
+                      namespace: String? = nil) async throws -> AgentProcess {
         let logPath = stateDirectory + "/agent.log"
         // A restarted agent gets a fresh log (the old one is kept), so the readiness check below
         // cannot read the previous run's address.
@@ -138,15 +158,24 @@ final class AgentProcess: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: logPath + ".previous")
             try? FileManager.default.moveItem(atPath: logPath, toPath: logPath + ".previous")
         }
-        let pid = try spawn(binary, ["agent", "--state-dir", stateDirectory, "--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--log-level", "debug"] + arguments,
+        let agent = ["agent", "--state-dir", stateDirectory, "--log-level", "debug"]
+        let pid: pid_t
+        if let namespace {
+            pid = try spawn(Lab.ip, ["netns", "exec", namespace, binary] + agent + arguments, logPath: logPath, environment: environment)
+        } else {
+            pid = try spawn(binary, agent + ["--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--gossip", "127.0.0.1:0"] + arguments,
                             logPath: logPath, environment: environment)
+        }
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            if let range = log.range(of: "mesh.listen=127.0.0.1:") {
-                let digits = log[range.upperBound...].prefix { $0.isNumber }
-                if let port = Int(digits) {
-                    return AgentProcess(hostID: hostID, stateDirectory: stateDirectory, port: port, pid: pid, logPath: logPath)
+            // "mesh.listen=HOST:PORT": the channel address the agent advertises.
+            if let range = log.range(of: "mesh.listen=") {
+                let value = log[range.upperBound...].prefix { !$0.isWhitespace }
+                // Only a value followed by more of the line is whole (the log may be mid-write).
+                if value.endIndex < log.endIndex, let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]) {
+                    return AgentProcess(hostID: hostID, stateDirectory: stateDirectory, host: String(value[..<colon]), port: port,
+                                        pid: pid, logPath: logPath)
                 }
             }
             var status: Int32 = 0
@@ -212,10 +241,10 @@ func pids(ofProcessesMentioning text: String) -> [pid_t] {
 }
 
 /// Runs a tool to completion; returns its exit status and its output (stdout and stderr).
-func runTool(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+func runTool(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
     let log = NSTemporaryDirectory() + "hm-tool-" + UUID().uuidString.prefix(8).lowercased()
     defer { try? FileManager.default.removeItem(atPath: log) }
-    let pid = try spawn(path, arguments, logPath: log)
+    let pid = try spawn(path, arguments, logPath: log, environment: environment)
     var status: Int32 = 0
     while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
     let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)

@@ -1,0 +1,98 @@
+import ControlAPI
+import Foundation
+import Synchronization
+
+/// A lab of hosts on this machine, made by `Scripts/lab.sh`: each host a network namespace with
+/// its own address on a bridge (MTU 1500), and a directory standing for shared storage. Agents
+/// started in it (`TestMesh(lab:)`, `start(_:on:)`) see real, distinct addresses instead of
+/// 127.0.0.1. Needs root; its names carry this test process's pid and a counter, so concurrent
+/// runs and tests do not collide, and a lab left by a crashed run is removed by the next one.
+final class Lab: Sendable {
+    /// Namespaces `<prefix>-<i>`, bridge `<prefix>-br`, veths `<prefix>-v<i>`.
+    let prefix: String
+    /// The first three octets of the lab's /24: host i is `<net>.<i>`, the bridge `<net>.254`.
+    let net: String
+    /// The lab's directory; `shared` below it stands for shared storage.
+    let directory: String
+    let hosts: Int
+    private let isDown = Mutex(false)
+
+    static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip"
+    /// Network namespaces need root (and iproute2).
+    static var available: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: ip) }
+    static var script: String {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.appendingPathComponent("Scripts/lab.sh").path
+    }
+    private static let made = Mutex(0)
+    /// "hml" + pid in base 36 + "_" + counter in base 36: at most 11 characters, which leaves
+    /// room for "-v<i>" in a 15-byte interface name.
+    private static var pattern: Regex<(Substring, Substring, Substring)> { /^hml([0-9a-z]+)_([0-9a-z]+)$/ }
+
+    /// Builds `hosts` hosts (1 to 99).
+    init(hosts: Int) throws {
+        precondition((1...99).contains(hosts), "a lab has 1 to 99 hosts") // a mistake in the test
+        Lab.removeAbandoned()
+        let serial = Lab.made.withLock { count in
+            count += 1
+            return count
+        }
+        prefix = "hml" + String(getpid(), radix: 36) + "_" + String(serial, radix: 36)
+        directory = NSTemporaryDirectory() + prefix
+        self.hosts = hosts
+        net = try Lab.unusedNet(seed: Int(getpid()) &* 31 &+ serial)
+        let (status, output) = try Lab.run("up", "\(hosts)", prefix: prefix, net: net, directory: directory)
+        guard status == 0 else { throw ControlError.failed("lab.sh up \(hosts) failed (\(status)): \(output)") }
+    }
+
+    func namespace(_ host: Int) -> String { "\(prefix)-\(host)" }
+    func address(_ host: Int) -> String { "\(net).\(host)" }
+    var shared: String { directory + "/shared" }
+
+    /// Removes the namespaces (and whatever still runs in them), the bridge and the directory.
+    func tearDown() {
+        let first = isDown.withLock { down in
+            defer { down = true }
+            return !down
+        }
+        guard first else { return }
+        _ = try? Lab.run("down", prefix: prefix, net: net, directory: directory)
+    }
+
+    deinit { tearDown() }
+
+    private static func run(_ arguments: String..., prefix: String, net: String, directory: String) throws -> (status: Int32, output: String) {
+        try runTool("/bin/sh", [script] + arguments, environment: ["HM_LAB_PREFIX": prefix, "HM_LAB_NET": net, "HM_LAB_DIR": directory])
+    }
+
+    /// A /24 in 10.77.101-199 that no interface of the root namespace is in (another lab's bridge).
+    private static func unusedNet(seed: Int) throws -> String {
+        let (_, output) = try runTool(ip, ["-o", "-4", "addr", "show"])
+        for offset in 0..<99 {
+            let candidate = "10.77.\(101 + (seed &+ offset).magnitude % 99)"
+            if !output.contains(" \(candidate).") { return candidate }
+        }
+        throw ControlError.failed("no free 10.77.x.0/24 for a lab: \(output)")
+    }
+
+    /// Removes the labs of test processes that no longer run (a crashed or killed run).
+    private static func removeAbandoned() {
+        guard let (_, namespaces) = try? runTool(ip, ["netns", "list"]),
+              let (_, bridges) = try? runTool(ip, ["-o", "link", "show", "type", "bridge"]) else { return }
+        var prefixes = Set<String>()
+        for name in namespaces.split(whereSeparator: \.isNewline).compactMap({ $0.split(separator: " ").first }) {
+            if let dash = name.lastIndex(of: "-") { prefixes.insert(String(name[..<dash])) }
+        }
+        for line in bridges.split(whereSeparator: \.isNewline) {
+            let fields = line.split(separator: " ")
+            if fields.count > 1, fields[1].hasSuffix("-br:") { prefixes.insert(String(fields[1].dropLast(4))) }
+        }
+        for prefix in prefixes {
+            guard let match = prefix.wholeMatch(of: pattern), let pid = pid_t(match.1, radix: 36) else { continue }
+            if kill(pid, 0) == -1 && errno == ESRCH {
+                _ = try? run("down", prefix: prefix, net: "10.77.0", directory: NSTemporaryDirectory() + prefix)
+            }
+        }
+    }
+}
