@@ -237,7 +237,7 @@ let package = Package(
         .testTarget(
             name: "VirtualSwitchTests",
             dependencies: [
-                "MeshTime", "VirtualSwitch", "Hypervisor",
+                "MeshTime", "ShellSupport", "VirtualSwitch", "Hypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
