@@ -184,7 +184,7 @@ let package = Package(
         .target(
             name: "Benchmarks",
             dependencies: [
-                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
+                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -237,7 +237,7 @@ let package = Package(
         .testTarget(
             name: "VirtualSwitchTests",
             dependencies: [
-                "MeshTime", "VirtualSwitch", "Hypervisor",
+                "MeshTime", "ShellSupport", "VirtualSwitch", "Hypervisor", "Benchmarks",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -258,7 +258,7 @@ let package = Package(
             dependencies: ["MigrationService", "Migration", "Hypervisor", "ControlAPI", "SecureChannel", "MeshIdentity", "MeshWire"],
             swiftSettings: strict
         ),
-        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"], swiftSettings: strict),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Membership"], swiftSettings: strict),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RepositoryRulesTests", swiftSettings: strict),
         .testTarget(

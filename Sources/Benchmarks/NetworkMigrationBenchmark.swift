@@ -2,7 +2,7 @@ import Agent
 import ControlAPI
 import Foundation
 import Hypervisor
-public import VirtualSwitch
+import VirtualSwitch
 
 /// `hostmesh bench network`: what a peer sees of a migration. A server VM moves round three
 /// agents (b → c → a → b …) while a client VM on a pings it every 20 ms and holds a TCP

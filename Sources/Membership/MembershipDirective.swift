@@ -5,9 +5,10 @@ public import MeshTime
 /// Directives are returned in the order they should be carried out. The core never performs
 /// I/O and never waits; everything it needs done is one of these.
 public enum MembershipDirective: Hashable, Sendable {
-    /// Encode `datagram` with `GossipCodec.encode`, encrypt it, and send it over UDP to
-    /// `address`. Loss is tolerated; the shell SHOULD NOT retry.
-    case send(GossipDatagram, to: PeerAddress)
+    /// Encode `datagram` with `GossipCodec.encode`, encrypt it for `receiver` (the member
+    /// expected at `address`, bound into the seal so that no other member opens it, Protocol.md
+    /// §4.12.1), and send it over UDP to `address`. Loss is tolerated; the shell SHOULD NOT retry.
+    case send(GossipDatagram, to: PeerAddress, receiver: MemberID)
     /// Call `onTimer(timer, now:)` at `deadline` (or as soon as possible after it). Timers are
     /// never cancelled: a timer that is no longer relevant is ignored by the core, so the shell
     /// MAY also drop it.

@@ -14,7 +14,7 @@ extension MembershipInstance {
         if state.status == .suspect {
             prefix.append(.suspect(member: target, incarnation: state.incarnation, from: localID))
         }
-        send(.ping(sequence: sequence, target: target), to: state.address, prefix: prefix)
+        send(.ping(sequence: sequence, target: target), to: state.address, receiver: target, prefix: prefix)
         schedule(.probeTimeout(sequence: sequence), at: now + nanos.probeTimeout)
     }
 
@@ -43,7 +43,7 @@ extension MembershipInstance {
             sequence: sequence, target: current.target, targetAddress: target.address, wantsNack: true)
         for relay in relays {
             guard let address = table[relay]?.address else { continue }
-            send(.pingRequest(request), to: address)
+            send(.pingRequest(request), to: address, receiver: relay)
         }
         current.expectedNacks = relays.count
         probe = current
@@ -59,7 +59,7 @@ extension MembershipInstance {
             return
         }
         if let relay = relays.removeValue(forKey: sequence) {
-            send(.ack(sequence: relay.requesterSequence), to: relay.requester)
+            send(.ack(sequence: relay.requesterSequence), to: relay.requester, receiver: relay.requesterID)
         }
     }
 
@@ -81,24 +81,25 @@ extension MembershipInstance {
             // the refutation itself, so that it cannot time the stale suspicion out.
             prefix.append(.alive(member: localID, incarnation: incarnation, address: localAddress, metadata: nil))
         }
-        send(.ack(sequence: sequence), to: source, prefix: prefix)
+        send(.ack(sequence: sequence), to: source, receiver: sender, prefix: prefix)
     }
 
     mutating func handlePingRequest(_ request: PingRequest, sender: MemberID, source: PeerAddress) {
         guard request.target != localID else {
             // Asked to probe ourselves: we are evidently alive, answer directly.
-            send(.ack(sequence: request.sequence), to: source, prefix: hints(about: sender))
+            send(.ack(sequence: request.sequence), to: source, receiver: sender, prefix: hints(about: sender))
             return
         }
         let sequence = allocateSequence()
-        relays[sequence] = Relay(requester: source, requesterSequence: request.sequence, wantsNack: request.wantsNack)
-        send(.ping(sequence: sequence, target: request.target), to: request.targetAddress)
+        relays[sequence] = Relay(
+            requester: source, requesterID: sender, requesterSequence: request.sequence, wantsNack: request.wantsNack)
+        send(.ping(sequence: sequence, target: request.target), to: request.targetAddress, receiver: request.target)
         schedule(.relayTimeout(sequence: sequence), at: now + nanos.indirectNackTimeout)
     }
 
     mutating func handleRelayTimeout(sequence: UInt64) {
         guard let relay = relays.removeValue(forKey: sequence), relay.wantsNack else { return }
-        send(.nack(sequence: relay.requesterSequence), to: relay.requester)
+        send(.nack(sequence: relay.requesterSequence), to: relay.requester, receiver: relay.requesterID)
     }
 
     /// Tells a member that talks to us what we believe about it when that is not "alive", so
@@ -115,8 +116,11 @@ extension MembershipInstance {
 
     // MARK: Sending
 
-    /// Emits a datagram with `primary`, the `prefix` updates, and as many queued updates as fit.
-    mutating func send(_ primary: GossipPrimaryMessage?, to address: PeerAddress, prefix: [MemberUpdate] = []) {
+    /// Emits a datagram with `primary`, the `prefix` updates, and as many queued updates as fit,
+    /// for member `receiver` at `address` (the shell binds the receiver into the seal, §4.12.1).
+    mutating func send(
+        _ primary: GossipPrimaryMessage?, to address: PeerAddress, receiver: MemberID, prefix: [MemberUpdate] = []
+    ) {
         var budget = settings.maxEncodedDatagramSize - headerBound(primary)
         for update in prefix {
             budget -= GossipCodec.piggybackCost(of: update)
@@ -124,7 +128,7 @@ extension MembershipInstance {
         var updates = prefix
         broadcasts.take(
             budget: budget, transmitLimit: settings.retransmitLimit(memberCount: liveCount + 1), into: &updates)
-        output.append(.send(GossipDatagram(sender: localID, primary: primary, updates: updates), to: address))
+        output.append(.send(GossipDatagram(sender: localID, primary: primary, updates: updates), to: address, receiver: receiver))
     }
 
     /// An upper bound of the encoded size of a datagram's version, sender and primary message.

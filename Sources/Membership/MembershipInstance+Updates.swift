@@ -181,7 +181,7 @@ extension MembershipInstance {
         for target in randomMembers(count: settings.gossipFanout, excluding: nil, aliveOnly: false) {
             guard !broadcasts.isEmpty else { break }
             guard let address = table[target]?.address else { continue }
-            send(nil, to: address)
+            send(nil, to: address, receiver: target)
         }
         // The next tick is scheduled by `finish()` while updates remain; one more empty tick
         // completes a pending leave.

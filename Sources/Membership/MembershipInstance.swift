@@ -48,6 +48,8 @@ public struct MembershipInstance: Sendable {
 
     struct Relay: Sendable {
         let requester: PeerAddress
+        /// Who asked: the relayed ack or nack is sealed for it (Protocol.md §4.12.1).
+        let requesterID: MemberID
         let requesterSequence: UInt64
         let wantsNack: Bool
     }

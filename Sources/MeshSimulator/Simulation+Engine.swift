@@ -67,7 +67,7 @@ extension Simulation {
     func execute(_ directives: [MembershipDirective], by member: Int) {
         for directive in directives {
             switch directive {
-            case .send(let datagram, let address):
+            case .send(let datagram, let address, _):
                 transmit(datagram, from: member, to: address)
             case .schedule(let timer, let deadline):
                 queue.push(.timer(member: member, timer), at: max(deadline.nanosecondsSinceOrigin, nowNanos))

@@ -126,7 +126,7 @@ struct MembershipServiceTests {
         await #expect(throws: MembershipServiceError.stopped) { try await services[2].join(seeds: []) }
     }
 
-    @Test("forged, unknown-key, replayed, garbage and oversized datagrams are dropped and counted")
+    @Test("forged, misdirected, unknown-key, replayed, garbage and oversized datagrams are dropped and counted")
     func hostileDatagrams() async throws {
         let harness = MeshHarness()
         defer { Task { await harness.shutdown() } }
@@ -139,10 +139,10 @@ struct MembershipServiceTests {
         // A correctly sealed ping from a key holder is answered with a sealed ack.
         var sealer = GossipDatagramSealer()
         let ping = GossipCodec.encode(GossipDatagram(sender: "prober", primary: .ping(sequence: 42, target: "target")))
-        let valid = sealer.seal(ping, with: keyring)
+        let valid = sealer.seal(ping, for: "target", with: keyring)
         try await raw.send(valid, to: address)
         #expect(await eventually(within: .seconds(5)) { raw.datagrams.count == 1 })
-        var opener = GossipDatagramOpener()
+        var opener = GossipDatagramOpener(localID: "prober")
         let ack = try raw.datagrams.first.map { try opener.open($0, with: keyring).get() }
         #expect(ack?.sender == "target")
         #expect(ack?.primary == .ack(sequence: 42))
@@ -156,13 +156,16 @@ struct MembershipServiceTests {
         // Replayed: the same valid datagram again.
         try await expectDrop(valid, counted: .replayed)
         // Tampered: a fresh valid datagram with one ciphertext bit flipped.
-        var tampered = sealer.seal(ping, with: keyring)
+        var tampered = sealer.seal(ping, for: "target", with: keyring)
         tampered[GossipEnvelope.headerLength + 3] ^= 0x20
         try await expectDrop(tampered, counted: .forged)
+        // Genuine, but sealed for another member (sniffed between two others, replayed here):
+        // the receiver is bound into the tag, so it does not open here (issue 19, finding 6).
+        try await expectDrop(sealer.seal(ping, for: "someone-else", with: keyring), counted: .forged, total: 2)
         // Sealed with a key not in the ring.
         var stranger = GossipDatagramSealer()
-        try await expectDrop(stranger.seal(ping, with: try GossipKeyring(primary: .generate())), counted: .unknownKey)
-        // Random garbage (seeded). A first byte of 1 would read as our version and then count as
+        try await expectDrop(stranger.seal(ping, for: "target", with: try GossipKeyring(primary: .generate())), counted: .unknownKey)
+        // Random garbage (seeded). A first byte equal to our version would read as a header and count as
         // an unknown key, so the generator's first byte is checked to make the reason certain.
         var random = SeededRandomGenerator(seed: 0x6172_6261_6765)
         var garbage = (0..<300).map { _ in UInt8(truncatingIfNeeded: random.next()) }
@@ -173,8 +176,8 @@ struct MembershipServiceTests {
         try await expectDrop([UInt8](repeating: 0xAB, count: 1500), counted: .oversized)
 
         let counters = await target.counters()
-        #expect(counters.totalDrops == 6)
-        #expect(counters.datagramsIn == 7)
+        #expect(counters.totalDrops == 7)
+        #expect(counters.datagramsIn == 8)
         #expect(raw.datagrams.count == 1, "only the valid ping may be answered")
     }
 
@@ -214,7 +217,7 @@ struct MembershipServiceTests {
         var sealer = GossipDatagramSealer()
         let ping = GossipCodec.encode(GossipDatagram(sender: "prober", primary: .ping(sequence: 1, target: "node-1")))
         let address = try #require(await services[0].localAddress())
-        try await raw.send(sealer.seal(ping, with: try GossipKeyring(primary: oldKey)), to: address)
+        try await raw.send(sealer.seal(ping, for: "node-1", with: try GossipKeyring(primary: oldKey)), to: address)
         #expect(await eventually(within: .seconds(5)) { await services[0].counters().dropped(.unknownKey) == 1 })
     }
 

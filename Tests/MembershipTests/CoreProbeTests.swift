@@ -36,6 +36,8 @@ struct CoreProbeTests {
         let ping = try! #require(directives.firstPing)
         #expect(ping.target != Fixture.id(0))
         #expect(ping.to == Fixture.address(Int(ping.target.hostID.dropFirst())!))
+        // Sealed for the target only (Protocol.md §4.12.1): no other member can be replayed it.
+        #expect(directives.sends.first?.receiver == ping.target)
         #expect(directives.timers.contains { $0.timer == .probeTimeout(sequence: ping.sequence) && $0.at == tick.at + .milliseconds(500) })
         #expect(directives.probeTick?.at == tick.at + .seconds(1))
     }
@@ -50,6 +52,7 @@ struct CoreProbeTests {
         #expect(directives.sends.count == 1)
         #expect(directives.sends.first?.datagram.primary == .ack(sequence: 42))
         #expect(directives.sends.first?.to == source)
+        #expect(directives.sends.first?.receiver == Fixture.id(1), "the ack is sealed for the pinging member")
     }
 
     @Test("a ping meant for another member id is ignored")
@@ -75,6 +78,8 @@ struct CoreProbeTests {
         #expect(Set(requests.map(\.1)).count == 3)
         #expect(!requests.contains { $0.1 == probe.to })
         #expect(requests.allSatisfy { $0.0.target == probe.target && $0.0.sequence == probe.sequence && $0.0.wantsNack })
+        // Each request is sealed for the relay at its address, not for the target.
+        #expect(directives.sends.allSatisfy { $0.to == Fixture.address(Int($0.receiver.hostID.dropFirst())!) })
     }
 
     @Test("an ack before the timeout means no ping-request and no suspicion")
@@ -99,10 +104,12 @@ struct CoreProbeTests {
         let relayed = instance.onDatagram(Fixture.datagram(from: 1, .pingRequest(request)), from: requester, now: Fixture.at(1))
         let ping = try! #require(relayed.firstPing)
         #expect(ping.target == Fixture.id(2) && ping.to == Fixture.address(2))
+        #expect(relayed.sends.first?.receiver == Fixture.id(2))
         #expect(relayed.timers.contains { $0.timer == .relayTimeout(sequence: ping.sequence) && $0.at == Fixture.at(1.4) })
         let acked = instance.onDatagram(Fixture.datagram(from: 2, .ack(sequence: ping.sequence)), from: Fixture.address(2), now: Fixture.at(1.01))
         #expect(acked.sends.map { $0.datagram.primary } == [.ack(sequence: 77)])
         #expect(acked.sends.first?.to == requester)
+        #expect(acked.sends.first?.receiver == Fixture.id(1), "the forwarded ack is sealed for the requester")
         // After a forwarded ack, the relay timeout does nothing.
         #expect(instance.onTimer(.relayTimeout(sequence: ping.sequence), now: Fixture.at(1.4)).sends.isEmpty)
 
@@ -111,6 +118,7 @@ struct CoreProbeTests {
         let nack = instance.onTimer(.relayTimeout(sequence: silent.sequence), now: Fixture.at(2.4))
         #expect(nack.sends.map { $0.datagram.primary } == [.nack(sequence: 77)])
         #expect(nack.sends.first?.to == requester)
+        #expect(nack.sends.first?.receiver == Fixture.id(1))
     }
 
     @Test("a probe that fails suspects the target; missing nacks raise local health, an ack lowers it")

@@ -28,8 +28,8 @@ enum Fixture {
 }
 
 extension Array where Element == MembershipDirective {
-    var sends: [(datagram: GossipDatagram, to: PeerAddress)] {
-        compactMap { if case .send(let datagram, let to) = $0 { return (datagram, to) } else { return nil } }
+    var sends: [(datagram: GossipDatagram, to: PeerAddress, receiver: MemberID)] {
+        compactMap { if case .send(let datagram, let to, let receiver) = $0 { return (datagram, to, receiver) } else { return nil } }
     }
 
     var timers: [(timer: MembershipTimer, at: MeshInstant)] {
@@ -46,7 +46,7 @@ extension Array where Element == MembershipDirective {
 
     /// The first ping sent, with its sequence, target and destination.
     var firstPing: (sequence: UInt64, target: MemberID, to: PeerAddress, updates: [MemberUpdate])? {
-        for (datagram, to) in sends {
+        for (datagram, to, _) in sends {
             if case .ping(let sequence, let target) = datagram.primary {
                 return (sequence, target, to, datagram.updates)
             }

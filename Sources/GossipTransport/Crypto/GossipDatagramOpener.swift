@@ -21,10 +21,16 @@ public struct GossipDrop: Error, Hashable, Sendable, CustomStringConvertible {
 /// Opens incoming gossip datagrams (Protocol.md §4.12): size, header, key id, AEAD tag, then
 /// the decoded datagram's sender against its replay window. Pure: no sockets, no clock.
 ///
+/// The tag covers the id of the member the datagram was sealed for, and the opener checks it
+/// against `localID`: a datagram sealed for another member fails as `forged`, so the replay
+/// windows, kept per sender, need not also be kept per receiver.
+///
 /// Keeps, per sender member id, the greatest session seen and a replay window for it, and a
 /// bounded cache of session ciphers (added only after a tag verified, so forged datagrams
 /// cannot fill it).
 public struct GossipDatagramOpener: Sendable {
+    /// The member this opener opens for: only datagrams sealed for it verify.
+    public let localID: MemberID
     /// Largest UDP payload accepted; larger ones are dropped as `oversized`.
     public var maxDatagramSize: Int
     /// Most senders whose replay state is kept; beyond it the least recently heard is evicted.
@@ -56,8 +62,9 @@ public struct GossipDatagramOpener: Sendable {
     private var senders: [MemberID: SenderState] = [:]
     private var accepted: UInt64 = 0
 
-    /// An opener with no replay state.
-    public init(maxDatagramSize: Int = 1200, maxSenders: Int = 16_384, maxCachedCiphers: Int = 4096) {
+    /// An opener for member `localID` with no replay state.
+    public init(localID: MemberID, maxDatagramSize: Int = 1200, maxSenders: Int = 16_384, maxCachedCiphers: Int = 4096) {
+        self.localID = localID
         self.maxDatagramSize = maxDatagramSize
         self.maxSenders = maxSenders
         self.maxCachedCiphers = maxCachedCiphers
@@ -88,9 +95,12 @@ public struct GossipDatagramOpener: Sendable {
         do {
             plaintext = try cipher.open(
                 Array(bytes[GossipEnvelope.headerLength...]), counter: header.sequence,
-                aad: Array(bytes[0..<GossipEnvelope.headerLength]))
+                aad: GossipEnvelope.additionalData(header: bytes[0..<GossipEnvelope.headerLength], receiver: localID))
         } catch {
-            return .failure(GossipDrop(.forged, "tag does not verify under key \(header.keyID)"))
+            // Also a genuine datagram sealed for another member (replayed, or sent to an
+            // address that now belongs to someone else): the two cannot be told apart.
+            return .failure(
+                GossipDrop(.forged, "tag does not verify under key \(header.keyID) for member \(localID) (forged, or sealed for another member)"))
         }
         if cached == nil {
             if ciphers.count >= maxCachedCiphers { ciphers.removeAll(keepingCapacity: true) }

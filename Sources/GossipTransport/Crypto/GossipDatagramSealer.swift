@@ -1,3 +1,4 @@
+public import Membership
 import MeshCrypto
 
 /// Seals this member's outgoing gossip datagrams (Protocol.md §4.12.1).
@@ -18,8 +19,9 @@ public struct GossipDatagramSealer: Sendable {
     }
 
     /// Encrypts and authenticates `plaintext` (an encoded `GossipDatagram`) with the keyring's
-    /// primary key and returns the UDP payload, `GossipEnvelope.overhead` bytes longer.
-    public mutating func seal(_ plaintext: [UInt8], with keyring: GossipKeyring) -> [UInt8] {
+    /// primary key for member `receiver` and returns the UDP payload, `GossipEnvelope.overhead`
+    /// bytes longer. Only `receiver` opens it (Protocol.md §4.12.1).
+    public mutating func seal(_ plaintext: [UInt8], for receiver: MemberID, with keyring: GossipKeyring) -> [UInt8] {
         let key = keyring.primary
         let cipher: AEADKey
         if let cached, cached.key.id == key.id, cached.key.secret === key.secret {
@@ -30,6 +32,7 @@ public struct GossipDatagramSealer: Sendable {
         }
         lastSequence += 1
         let header = GossipEnvelope.header(keyID: key.id, session: session, sequence: lastSequence)
-        return header + cipher.seal(plaintext, counter: lastSequence, aad: header)
+        let aad = GossipEnvelope.additionalData(header: header, receiver: receiver)
+        return header + cipher.seal(plaintext, counter: lastSequence, aad: aad)
     }
 }

@@ -1,10 +1,11 @@
+public import Membership
 import MeshCrypto
 
 /// The byte layout of an encrypted gossip datagram (Protocol.md §4.12.1):
 ///
 /// ```
 /// offset size field
-/// 0      1    version      1
+/// 0      1    version      2
 /// 1      4    key id       u32 big-endian (GossipKeyID)
 /// 5      6    epoch        u48 big-endian  ┐ session (11 bytes)
 /// 11     5    salt         u40 big-endian  ┘
@@ -14,13 +15,17 @@ import MeshCrypto
 /// ```
 ///
 /// `ciphertext || tag = XChaCha20-Poly1305(key = BLAKE2b-256(key = K, "hostmesh-gossip-v1
-/// datagram" || bytes 5..<16), nonce = 0x00 * 16 || sequence (big-endian), aad = bytes 0..<24,
-/// plaintext)`. Every sender session has its own subkey and never repeats a sequence under it,
-/// so nonces are unique although every member holds the same key. 40 bytes in all, the budget
-/// the membership core reserves (`MembershipSettings.datagramOverhead`).
+/// datagram" || bytes 5..<16), nonce = 0x00 * 16 || sequence (big-endian), aad = bytes 0..<24 ||
+/// the receiver's member id, plaintext)`. Every sender session has its own subkey and never
+/// repeats a sequence under it, so nonces are unique although every member holds the same key.
+/// The receiver's id is authenticated but not sent: a datagram opens only at the member it was
+/// sealed for, so one sniffed between two members cannot be replayed to a third (whose replay
+/// window for that sender has not seen it). 40 bytes in all, the budget the membership core
+/// reserves (`MembershipSettings.datagramOverhead`).
 public enum GossipEnvelope {
-    /// Version byte of this layout.
-    public static let version: UInt8 = 1
+    /// Version byte of this layout: 2 since the receiver is bound into the AAD (version 1 did
+    /// not, and its datagrams could be replayed from one member to another).
+    public static let version: UInt8 = 2
     /// Header bytes before the ciphertext (version, key id, session, sequence), all authenticated as AAD.
     public static let headerLength = 24
     /// Bytes the envelope adds to the encoded datagram: header and tag.
@@ -52,6 +57,15 @@ public enum GossipEnvelope {
             keyID: GossipKeyID(rawValue: UInt32(truncatingIfNeeded: readBigEndian(bytes, at: 1, count: 4))),
             session: GossipSession(epoch: readBigEndian(bytes, at: 5, count: 6), salt: readBigEndian(bytes, at: 11, count: 5)),
             sequence: readBigEndian(bytes, at: 16, count: 8))
+    }
+
+    /// The authenticated data of a datagram: its header, then the UTF-8 bytes of the member id
+    /// it is sealed for (not sent; the receiver supplies its own id). The header has a fixed
+    /// length, so the concatenation is unambiguous without a length prefix.
+    static func additionalData(header: some Collection<UInt8>, receiver: MemberID) -> [UInt8] {
+        var aad = Array(header)
+        aad.append(contentsOf: receiver.hostID.utf8)
+        return aad
     }
 
     /// The AEAD key for one sender session under `key`.

@@ -41,8 +41,8 @@ extension MembershipService {
         var joins: [PushPullJob] = []
         for directive in directives {
             switch directive {
-            case .send(let datagram, let address):
-                send(datagram, to: address, state)
+            case .send(let datagram, let address, let receiver):
+                send(datagram, to: address, receiver: receiver, state)
             case .schedule(let timer, let deadline):
                 schedule(timer, at: deadline, state)
             case .pushPull(let request):
@@ -100,13 +100,13 @@ extension MembershipService {
 
     // MARK: Sending
 
-    func send(_ datagram: GossipDatagram, to peer: PeerAddress, _ state: MembershipShellState) {
+    func send(_ datagram: GossipDatagram, to peer: PeerAddress, receiver: MemberID, _ state: MembershipShellState) {
         guard let channel = state.channel else { return }
         guard let address = socketAddress(peer, state) else {
             state.counters.sendFailures += 1
             return
         }
-        let payload = state.sealer.seal(GossipCodec.encode(datagram), with: state.keyring)
+        let payload = state.sealer.seal(GossipCodec.encode(datagram), for: receiver, with: state.keyring)
         state.counters.datagramsOut += 1
         state.counters.bytesOut += UInt64(payload.count)
         let envelope = AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: payload))
@@ -121,6 +121,7 @@ extension MembershipService {
     func socketAddress(_ peer: PeerAddress, _ state: MembershipShellState) -> SocketAddress? {
         if let cached = state.addresses[peer] { return cached }
         if state.addresses.count >= 4096 { state.addresses.removeAll(keepingCapacity: true) }
+        // Not an IP literal: a host name, resolved below (its failure is logged and counted there).
         if let address = try? SocketAddress(ipAddress: peer.host, port: Int(peer.port)) {
             state.addresses[peer] = address
             return address

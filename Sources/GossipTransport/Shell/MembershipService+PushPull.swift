@@ -76,6 +76,7 @@ extension MembershipService {
                 await complete(job, result)
             }
             if joined {
+                // The join succeeded; only the count is lost if the service stopped meanwhile.
                 return (try? await runtime.onLoop { state in state.instance?.liveMemberCount ?? 0 }) ?? 0
             }
             remaining = remaining.filter { failures[$0]?.refused != true }
@@ -85,6 +86,7 @@ extension MembershipService {
             }
             // Jitter (up to a quarter) keeps a restarted mesh from retrying in lockstep.
             let wait = policy.backoff(afterAttempt: attempt)
+            // Throws only when cancelled, which the loop's next check turns into joinFailed.
             try? await Task.sleep(for: wait + wait * Double.random(in: 0..<0.25))
         }
     }
@@ -98,6 +100,7 @@ extension MembershipService {
         } catch {
             guard case .joinFailed(let failures) = error else { return }
             logger.debug("join through the configured seeds failed", metadata: ["reason": "\(error)"])
+            // Fails only once the service stopped: then there are no subscribers to tell.
             try? await runtime.onLoop { state in self.publish(.joinFailed(failures), state) }
         }
     }
@@ -110,6 +113,7 @@ extension MembershipService {
 
     /// Hands the exchange's outcome to the core.
     func complete(_ job: PushPullJob, _ result: Result<PushPullState, JoinFailure>) async {
+        // Fails only once the service stopped, when there is no core left to tell.
         try? await runtime.onLoop { state in
             guard state.phase == .running, state.instance != nil else { return }
             let directives: [MembershipDirective]?

@@ -6,6 +6,7 @@ import NIOCore
 extension MembershipService {
     /// Every member this service knows, itself first, then by id. Empty before `start()`.
     public func members() async -> [MemberSnapshot] {
+        // Fails only once the service stopped: it knows no members then.
         (try? await runtime.onLoop { state -> [MemberSnapshot] in
             guard let instance = state.instance else { return [] }
             let now = self.now().nanosecondsSinceOrigin
@@ -20,11 +21,13 @@ extension MembershipService {
 
     /// The traffic and drop counters.
     public func counters() async -> GossipCounters {
+        // Fails only once the service stopped (its loop is gone): nothing more is counted.
         (try? await runtime.onLoop { state in state.counters }) ?? GossipCounters()
     }
 
     /// The gossip address announced to peers (nil before `start()`).
     public func localAddress() async -> PeerAddress? {
+        // Fails only once the service stopped: it has no address then.
         try? await runtime.onLoop { state in state.localAddress }
     }
 

@@ -82,6 +82,7 @@ public final class MembershipService: Sendable {
         do {
             channel = try await bind()
         } catch {
+            // Fails only if the loop is gone, and then there is no claim left to undo.
             try? await runtime.onLoop { state in if state.phase == .starting { state.phase = .idle } }
             throw error
         }
@@ -135,6 +136,7 @@ public final class MembershipService: Sendable {
     /// service is not running). The socket stays open until the service stops; a member that
     /// left cannot join again (start a new service).
     public func leave() async -> Bool {
+        // Fails only once the service stopped: not running, so false, as documented.
         let future = try? await runtime.onLoop { state -> EventLoopFuture<Bool> in
             guard state.phase == .running, let instance = state.instance else {
                 return self.eventLoop.makeSucceededFuture(false)
@@ -145,6 +147,7 @@ public final class MembershipService: Sendable {
             self.startLeave(state)
             return promise.futureResult
         }
+        // The promise fails only when the service stops before the leave was disseminated: false.
         return (try? await future?.get()) ?? false
     }
 
@@ -206,6 +209,8 @@ public final class MembershipService: Sendable {
                 }
             }
             if let address { return address }
+            // Throws only when cancelled; the wait still ends when the start under way finishes
+            // or fails (one bind), so it cannot spin for long.
             try? await Task.sleep(for: .milliseconds(5))
         }
     }

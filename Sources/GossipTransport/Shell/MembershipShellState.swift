@@ -46,7 +46,7 @@ final class MembershipShellState {
         metadata = configuration.metadata
         self.keyring = keyring
         sealer = GossipDatagramSealer(session: configuration.session ?? .startingNow())
-        opener = GossipDatagramOpener(maxDatagramSize: configuration.settings.maxDatagramSize)
+        opener = GossipDatagramOpener(localID: configuration.memberID, maxDatagramSize: configuration.settings.maxDatagramSize)
         dropLog = DropLogLimiter(interval: configuration.dropLogInterval)
     }
 }

@@ -43,8 +43,8 @@ public struct EthernetHeader: Sendable, Equatable {
         self.etherType = etherType
     }
 
-    /// Writes a header.
-    static func write(destination: MACAddress, source: MACAddress, etherType: UInt16, to buffer: inout ByteBuffer) {
+    /// Appends a 14-byte header (destination, source, EtherType) to `buffer`.
+    public static func write(destination: MACAddress, source: MACAddress, etherType: UInt16, to buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt16(truncatingIfNeeded: destination.rawValue >> 32))
         buffer.writeInteger(UInt32(truncatingIfNeeded: destination.rawValue))
         buffer.writeInteger(UInt16(truncatingIfNeeded: source.rawValue >> 32))

@@ -18,6 +18,11 @@ final class SwitchShellState {
         var backlog: [ByteBuffer] = []
         var backlogHead = 0
         var drainScheduled = false
+        /// Drains in a row that sent nothing (the VM is paused: switchover, an in-doubt hold);
+        /// each one doubles the wait before the next (`VirtualSwitch.drainDelay`).
+        var fruitlessDrains = 0
+        /// Drain timer firings since the port was bound (tests count them).
+        var drainFirings: UInt64 = 0
     }
 
     var core: SwitchCore
@@ -29,6 +34,9 @@ final class SwitchShellState {
     var phase = ShellPhase.idle
     /// Port sockets bound again after SwiftNIO closed them.
     var rebinds: UInt64 = 0
+    /// Replaces handing the overlay socket to NIO in `start()`; nil (always, outside tests)
+    /// means `VirtualSwitch.adopt`. Tests set it to make a start fail after the bind.
+    var adoptOverlay: ((DatagramSocket) -> EventLoopFuture<any Channel>)?
     /// Last `PortBinding.serial` handed out.
     var lastBindingSerial: UInt64 = 0
 

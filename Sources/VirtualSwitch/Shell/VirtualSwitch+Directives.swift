@@ -28,12 +28,28 @@ extension VirtualSwitch {
     /// Most frames a port holds back for a VM that is not reading fast enough.
     static let maxBacklog = 256
 
+    /// First wait before held-back frames are sent again: a running VM reads its socket within
+    /// microseconds, so a short wait keeps latency low while it is merely slower than the sender.
+    static let minimumDrainDelay = TimeAmount.microseconds(500)
+    /// Longest wait between drains. A paused VM (switchover, a long in-doubt hold) reads nothing
+    /// for seconds: waking every 500 µs for it burns the loop for nothing, and once it runs
+    /// again its first reads empty the socket queue, so 50 ms is the most its backlog waits.
+    static let maximumDrainDelay = TimeAmount.milliseconds(50)
+
+    /// The wait before the next drain after `fruitless` drains in a row sent nothing: doubles
+    /// each time, from `minimumDrainDelay` up to `maximumDrainDelay`.
+    static func drainDelay(afterFruitless fruitless: Int) -> TimeAmount {
+        let shift = min(fruitless, 16)  // 500 µs << 16 is far past the cap; no overflow
+        return min(minimumDrainDelay * (1 << shift), maximumDrainDelay)
+    }
+
     /// Sends a frame to a VM, keeping order behind frames already held back.
     private func deliver(_ frame: ByteBuffer, to port: PortID, _ shell: SwitchShellState) {
         guard let binding = shell.ports[port] else { return }
         if binding.backlog.count == binding.backlogHead {
             switch binding.socket.send(frame, to: binding.vmAddress) {
             case .sent:
+                shell.ports[port]?.fruitlessDrains = 0  // the VM reads again: drain at full speed
                 return
             case let .failed(code) where code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS:
                 break
@@ -52,9 +68,9 @@ extension VirtualSwitch {
     }
 
     private func scheduleDrain(_ port: PortID, _ shell: SwitchShellState) {
-        guard shell.ports[port]?.drainScheduled == false else { return }
+        guard let binding = shell.ports[port], !binding.drainScheduled else { return }
         shell.ports[port]?.drainScheduled = true
-        eventLoop.scheduleTask(in: .microseconds(500)) { self.drain(port) }
+        eventLoop.scheduleTask(in: Self.drainDelay(afterFruitless: binding.fruitlessDrains)) { self.drain(port) }
     }
 
     /// Sends held-back frames until the VM's socket is full again. On the loop.
@@ -62,6 +78,8 @@ extension VirtualSwitch {
         let shell = runtime.state
         guard var binding = shell.ports[port] else { return }
         binding.drainScheduled = false
+        binding.drainFirings += 1
+        let headBefore = binding.backlogHead
         while binding.backlogHead < binding.backlog.count {
             let result = binding.socket.send(binding.backlog[binding.backlogHead], to: binding.vmAddress)
             if case let .failed(code) = result {
@@ -70,6 +88,8 @@ extension VirtualSwitch {
             }
             binding.backlogHead += 1
         }
+        // Back off only while nothing moves; one frame through means the VM runs again.
+        binding.fruitlessDrains = binding.backlogHead == headBefore ? binding.fruitlessDrains + 1 : 0
         if binding.backlogHead == binding.backlog.count {
             binding.backlog.removeAll(keepingCapacity: true)
             binding.backlogHead = 0

@@ -29,12 +29,14 @@ extension VirtualSwitch {
 
     /// Stops accepting `host`'s previous keys.
     public func retirePreviousKeys(of host: HostID) async {
+        // Fails only once the switch stopped: it accepts no keys at all then.
         try? await runtime.onLoop { shell in shell.overlay.retirePreviousKeys(host) }
     }
 
     /// Forgets a peer (it left or was revoked): its datagrams are dropped from now on, and its
     /// MAC locations are forgotten.
     public func removePeer(_ host: HostID) async {
+        // Fails only once the switch stopped: its overlay is closed, nothing of the peer is read.
         try? await runtime.onLoop { shell in
             shell.overlay.removePeer(host)
             shell.core.forgetHost(host)
@@ -43,6 +45,7 @@ extension VirtualSwitch {
 
     /// Location updates the agent learned by gossip (`SwitchEvent.publish` of other hosts).
     public func applyLocations(_ locations: [MACLocation]) async {
+        // Fails only once the switch stopped: it forwards nothing, so no table to update.
         try? await runtime.onLoop { shell in
             self.execute(shell.core.onLocations(locations, from: .gossip, now: self.now()), shell)
         }
@@ -50,11 +53,13 @@ extension VirtualSwitch {
 
     /// The MAC location table.
     public func locationEntries() async -> [LocationEntry] {
+        // Fails only once the switch stopped: its table is gone.
         (try? await runtime.onLoop { shell in shell.core.locationEntries }) ?? []
     }
 
     /// Operator action: clears a MAC's duplicate/frozen flags.
     public func clearLocationFlags(mac: MACAddress, segment: SegmentID) async -> Bool {
+        // Fails only once the switch stopped: nothing cleared, and false says so.
         (try? await runtime.onLoop { shell in shell.core.clearLocationFlags(mac: mac, segment: segment) }) ?? false
     }
 }

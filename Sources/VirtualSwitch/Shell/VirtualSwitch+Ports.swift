@@ -96,7 +96,8 @@ extension VirtualSwitch {
             }
         } catch {
             shell.ports[id] = nil
-            logger.debug("port socket closed unexpectedly and could not be bound again",
+            // The VM has lost its network until the port is created again: an operator must see it.
+            logger.error("port socket closed unexpectedly and could not be bound again; the VM is cut off until its port is created again",
                          metadata: ["vswitch.port": "\(id)", "error": "\(error)"])
         }
     }
@@ -177,22 +178,33 @@ extension VirtualSwitch {
 
     /// A port's configuration, lifecycle state and counters.
     public func portStatus(_ id: PortID) async -> PortStatus? {
+        // Fails only once the switch stopped, which removed every port: nil is the truth.
         try? await runtime.onLoop { shell in shell.core.status(of: id) }
     }
 
     /// A port's counters.
     public func counters(of id: PortID) async -> PortCounters? {
+        // Fails only once the switch stopped, which removed every port.
         try? await runtime.onLoop { shell in shell.core.counters(of: id) }
     }
 
     /// Switch-wide and overlay counters.
     public func counters() async -> (switch: SwitchCounters, overlay: OverlayCounters) {
+        // Fails only once the switch stopped (its loop is gone): nothing more to count.
         (try? await runtime.onLoop { shell in (shell.core.counters, shell.overlay.counters) }) ?? (SwitchCounters(), OverlayCounters())
     }
 
     /// How many times a port socket closed underneath the switch and was bound again.
     public func portSocketRebinds() async -> UInt64 {
+        // Fails only once the switch stopped (its loop is gone).
         (try? await runtime.onLoop { shell in shell.rebinds }) ?? 0
+    }
+
+    /// A port's drain timer: how often it fired since the port was bound, and how many drains
+    /// in a row sent nothing (the backoff). For tests; nil if there is no such port.
+    func drainTimer(of id: PortID) async -> (firings: UInt64, fruitless: Int)? {
+        // Fails only once the switch stopped, which removed every port.
+        try? await runtime.onLoop { shell in shell.ports[id].map { ($0.drainFirings, $0.fruitlessDrains) } }
     }
 
     // MARK: helpers

@@ -68,36 +68,65 @@ public final class VirtualSwitch: Sendable {
 
     // MARK: lifecycle
 
-    /// Binds the overlay socket and starts the tick. Calling it again is a no-op.
+    /// Binds the overlay socket, starts reading it, then starts the tick. Calling it again while
+    /// running (or while another start is under way) is a no-op. If the overlay cannot be bound
+    /// or read, it throws, and the switch is back where it was (`.idle`, nothing open, no tick):
+    /// it never claims to be running without its overlay, and `start()` may be tried again.
     public func start() async throws(VirtualSwitchError) {
-        let channel: (any Channel)? = try await onLoopAsync { shell throws(VirtualSwitchError) -> EventLoopFuture<(any Channel)?> in
-            switch shell.phase {
-            case .running, .starting: return self.eventLoop.makeSucceededFuture(nil)
-            case .stopped: throw .stopped
-            case .idle: break
+        let channel: (any Channel)?
+        do {
+            channel = try await onLoopAsync { shell throws(VirtualSwitchError) -> EventLoopFuture<(any Channel)?> in
+                switch shell.phase {
+                case .running, .starting: return self.eventLoop.makeSucceededFuture(nil)
+                case .stopped: throw .stopped
+                case .idle: break
+                }
+                let socket = try DatagramSocket.bindUDP(address: self.configuration.overlayAddress,
+                                                        bufferBytes: self.configuration.socketBufferBytes)
+                // Claimed before the socket is handed to NIO: a second start meanwhile is a
+                // no-op, and a stop meanwhile closes the socket and wins.
+                shell.phase = .starting
+                shell.overlaySocket = socket
+                let adopt = shell.adoptOverlay ?? { socket in
+                    self.adopt(socket, what: "overlay socket \(self.configuration.overlayAddress)", vectorReads: true) { buffer in
+                        self.onOverlayDatagram(buffer)
+                    } onClose: {
+                        self.logger.debug("overlay socket closed")
+                    }
+                }
+                return adopt(socket).map { $0 }
             }
-            let socket = try DatagramSocket.bindUDP(address: self.configuration.overlayAddress,
-                                                    bufferBytes: self.configuration.socketBufferBytes)
-            shell.phase = .running
-            shell.overlaySocket = socket
-            shell.tick = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(self.configuration.tickInterval)) { _ in
-                self.onTick()
-            }
-            return self.adopt(socket, what: "overlay socket \(self.configuration.overlayAddress)", vectorReads: true) { buffer in
-                self.onOverlayDatagram(buffer)
-            } onClose: {
-                self.logger.debug("overlay socket closed")
-            }.map { $0 }
+        } catch {
+            await undoStart(after: error)
+            throw error
         }
         guard let channel else { return }
         try await runtime.onLoop { shell throws(VirtualSwitchError) in
-            guard shell.phase == .running else {
-                channel.close(promise: nil)
+            guard shell.phase == .starting else {
+                channel.close(promise: nil)  // stopped meanwhile: the stop already closed the rest
                 throw .stopped
             }
+            shell.phase = .running
             shell.overlayChannel = channel
+            shell.tick = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(self.configuration.tickInterval)) { _ in
+                self.onTick()
+            }
             self.logger.debug("virtual switch started",
                               metadata: ["vswitch.overlay": "\(shell.overlaySocket?.localAddress().map { "\($0)" } ?? "?")"])
+        }
+    }
+
+    /// A start failed after claiming `.starting`: closes what it opened and goes back to `.idle`
+    /// (a stop that came meanwhile has already closed everything and keeps `.stopped`).
+    private func undoStart(after error: VirtualSwitchError) async {
+        // Fails only if the loop is gone, and then there is no state left to undo.
+        try? await runtime.onLoop { shell in
+            guard shell.phase == .starting else { return }
+            shell.phase = .idle
+            shell.overlaySocket?.close()
+            shell.overlaySocket = nil
+            self.logger.debug("virtual switch did not start: its overlay socket cannot be read",
+                              metadata: ["vswitch.overlay": "\(self.configuration.overlayAddress)", "error": "\(error)"])
         }
     }
 
@@ -140,6 +169,7 @@ public final class VirtualSwitch: Sendable {
 
     /// The overlay's bound UDP address (nil before `start()`).
     public func overlayAddress() async -> SocketAddress? {
+        // Fails only once the switch stopped: no overlay socket then.
         try? await runtime.onLoop { shell in shell.overlaySocket?.localAddress() }
     }
 

@@ -17,6 +17,7 @@ extension PortStateRecord {
         wire.connections = connections.map(Wire.connection)
         wire.generation = generation
         wire.mobilitySequence = mobilitySequence
+        // Proto3 without required fields or `Any`: encoding cannot throw, so `[]` is never returned.
         return (try? wire.serializedBytes()) ?? []
     }
 
@@ -61,6 +62,7 @@ extension PortStateDelta {
         wire.removals = removals.map(Wire.key)
         wire.final = isFinal
         wire.mobilitySequence = mobilitySequence
+        // Proto3 without required fields or `Any`: encoding cannot throw, so `[]` is never returned.
         return (try? wire.serializedBytes()) ?? []
     }
 
@@ -97,6 +99,7 @@ public enum OverlayControlCodec {
         var wire = Hostmesh_V1_VSwitchControl()
         wire.version = formatVersion
         wire.locations = locations.map(Wire.location)
+        // Proto3 without required fields or `Any`: encoding cannot throw, so `[]` is never returned.
         return (try? wire.serializedBytes()) ?? []
     }
 

@@ -1,6 +1,6 @@
 import Foundation
+import Benchmarks
 import Membership
-import MeshSimulator
 import Testing
 
 @Suite("Gossip benchmark")

@@ -2,6 +2,7 @@ import Foundation
 import MeshCrypto
 import NIOCore
 import NIOPosix
+public import VirtualSwitch
 
 /// The measurement behind `hostmesh bench network`'s throughput rows: echo traffic to a real
 /// guest through the encrypted overlay between two switches, beside the same traffic on one

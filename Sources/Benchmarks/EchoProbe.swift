@@ -1,4 +1,5 @@
 import NIOCore
+import VirtualSwitch
 
 /// A synthetic NIC for measurements: it sits on a switch port like a QEMU NIC (a unix datagram
 /// socket), resolves a guest's MAC with ARP, then keeps `window` ICMP echo requests of
@@ -26,7 +27,7 @@ final class EchoProbe: ChannelInboundHandler {
     private let done: EventLoopPromise<EchoProbeResult>
     /// Frames go out through a socket of our own: NIO cannot batch writes on unix datagram
     /// sockets (its vector write path traps).
-    private let sender: DatagramSocket
+    private let sender: ProbeSender
     private var targetMAC: MACAddress?
     private var outstanding: [UInt16: NIODeadline] = [:]
     private var nextSequence: UInt16 = 1
@@ -40,11 +41,11 @@ final class EchoProbe: ChannelInboundHandler {
         self.settings = settings
         self.done = done
         // A named sender: the switch (like SwiftNIO) wants to know who sent a datagram.
-        sender = try DatagramSocket.bindUnix(path: settings.senderPath, bufferBytes: 1 << 20)
+        sender = try ProbeSender(path: settings.senderPath)
     }
 
     private func send(_ frame: ByteBuffer) {
-        if case .failed = sender.send(frame, to: settings.switchAddress) { result.sendFailures += 1 }
+        if !sender.send(frame, to: settings.switchAddress) { result.sendFailures += 1 }
     }
 
     func channelActive(context: ChannelHandlerContext) {

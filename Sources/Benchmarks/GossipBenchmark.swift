@@ -1,4 +1,5 @@
 public import Membership
+public import MeshSimulator
 import MeshTime
 
 /// One row of the gossip benchmark (`hostmesh bench gossip`), for one mesh size.
