@@ -3,7 +3,8 @@
 //
 // The layering is deliberate and one-way; each line below depends only on lines above it:
 //   MeshTime           the monotonic instant every core takes as `now:`, and every Duration conversion (pure, no dependencies)
-//   ShellSupport       what every SwiftNIO shell shares: the loop-bound state and stop promise, the shell timeline, datagram reads
+//   ShellSupport       what every SwiftNIO shell shares: the loop-bound state and stop promise, the shell timeline, datagram reads,
+//                      log lines limited per reason, accepts paused when descriptors run out
 //   CSodium            libsodium through pkg-config (system library)
 //   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b; the replay window
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
@@ -52,7 +53,9 @@ let package = Package(
             dependencies: [
                 "MeshTime",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -148,7 +151,7 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: [
-                "Hypervisor",
+                "Hypervisor", "ShellSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

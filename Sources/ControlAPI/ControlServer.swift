@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOPosix
+import ShellSupport
 
 /// Answers one request on a control connection: send progress with `progress(_:)`, then return
 /// the result or throw a `ControlError` (any other error becomes code "failed").
@@ -87,12 +88,20 @@ public struct ControlServer: Sendable {
     private let logger: Logger
     private let limits: Limits
     private let open = NIOLockedValueBox(0)
+    /// One "refused" line per 10 s, with the count of the refusals left unlogged.
+    private let refusalLog = SharedLogLineLimiter<String>()
 
     /// Binds the socket at `path` (replacing a stale one), mode 0600 from the moment it has
     /// that name: it is bound under a temporary name, restricted, then renamed into place.
     public static func bind(path: String, limits: Limits = Limits(), logger: Logger) async throws -> ControlServer {
         let staging = path + ".binding-\(getpid())"
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelInitializer { channel in
+                // Out of descriptors, accepting pauses instead of spinning on EMFILE.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(listener: "control", logger: logger))
+                }
+            }
             .bind(unixDomainSocketPath: staging, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
             }
@@ -135,7 +144,10 @@ public struct ControlServer: Sendable {
 
     /// Answers a connection over the limit and closes it.
     private func refuse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        logger.warning("control connection refused: too many open", metadata: ["control.max_connections": "\(limits.maxConnections)"])
+        if let suppressed = refusalLog.record("too many open") {
+            logger.warning("control connection refused: too many open",
+                           metadata: ["control.max_connections": "\(limits.maxConnections)", "log.suppressed": "\(suppressed)"])
+        }
         // Best effort: a client that is gone needs no answer.
         try? await connection.executeThenClose { _, outbound in
             let error = ControlError.unavailable("the agent already serves \(limits.maxConnections) control connections; retry when one ends")

@@ -13,6 +13,7 @@ public struct PeerIdentity: Sendable, Equatable, CustomStringConvertible {
     public let purpose: String
 
     public var description: String {
+        // Description for logs only: an unparsable key prints "?", nothing is decided on it.
         "\(hostID)@\(domain) (cert serial \(certificate.serial), key \((try? certificate.identityKey().fingerprint) ?? "?"))"
     }
 }

@@ -30,17 +30,25 @@ public struct Frame: Sendable {
 
 /// Splits a byte stream into frames, checking sizes before buffering anything large.
 public struct FrameDecoder: Sendable {
-    /// Largest handshake or reject frame (length field), 64 KiB.
-    public static let maxHandshakeFrameLength = 65_536
+    /// Largest handshake or reject frame (length field), 4 KiB: the largest real one (message 2
+    /// or 3 with a certificate) is under 1 KiB. Before authentication nothing bigger is ever
+    /// buffered, so an unauthenticated connection holds a few KiB at most (Protocol.md §3.2).
+    public static let maxHandshakeFrameLength = 4096
     /// Record frame overhead beyond the inner plaintext: type, counter, inner type, tag.
     public static let recordOverhead = 1 + 8 + 1 + 16
 
     /// Largest record plaintext (application bytes per record) this side accepts.
     public var maxRecordPayload: Int
+    /// Whether record frames are accepted yet. Until this side holds traffic keys a record
+    /// cannot be opened anyway, so one announced before then is refused at its header instead
+    /// of buffered: a record-sized frame from an unauthenticated peer costs nothing (issue 19).
+    public var acceptsRecords: Bool
 
-    /// A decoder accepting records of up to `maxRecordPayload` application bytes.
-    public init(maxRecordPayload: Int) {
+    /// A decoder accepting records of up to `maxRecordPayload` application bytes (from the start,
+    /// unless `acceptsRecords` is false: a channel's decoder starts refusing them).
+    public init(maxRecordPayload: Int, acceptsRecords: Bool = true) {
         self.maxRecordPayload = maxRecordPayload
+        self.acceptsRecords = acceptsRecords
     }
 
     /// Takes the next whole frame off the front of `buffer`, or returns nil if more bytes are
@@ -64,6 +72,9 @@ public struct FrameDecoder: Sendable {
             throw SecureChannelError(.protocolViolation, "unknown frame type 0x\(String(rawType, radix: 16))")
         }
         guard length >= 1 else { throw SecureChannelError(.protocolViolation, "frame length 0") }
+        guard type != .record || acceptsRecords else {
+            throw SecureChannelError(.protocolViolation, "record frame (\(length) bytes) before the handshake completed")
+        }
         let limit = type == .record ? maxRecordPayload + Self.recordOverhead : Self.maxHandshakeFrameLength
         guard Int(length) <= limit else {
             throw SecureChannelError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds the limit of \(limit)")

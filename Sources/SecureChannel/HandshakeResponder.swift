@@ -4,7 +4,9 @@ import MeshWire
 
 /// The responder side of the channel handshake (Noise XX, Protocol.md §3.4): a pure state
 /// machine. Message 1 is checked in two steps so that the shell can apply its rate limit
-/// between the cheap check (a hash) and the expensive one (Diffie-Hellman).
+/// between the cheap check (a hash) and the expensive one (Diffie-Hellman). The ephemeral key
+/// pair is handed to `respond(to:ephemeral:)`, after those checks, so that a connection that
+/// never sends a valid message 1 never costs a key generation (Protocol.md §3.3).
 public struct HandshakeResponder: Sendable {
     private enum State: Sendable { case awaitingInit, awaitingFinish, done }
 
@@ -27,17 +29,16 @@ public struct HandshakeResponder: Sendable {
 
     private let credentials: ChannelCredentials
     private let policy: ChannelPolicy
-    private let ephemeral: KeyAgreementKeyPair
+    private var ephemeral: KeyAgreementKeyPair?
     private var symmetric: NoiseSymmetricState?
     private var state = State.awaitingInit
     private var aead: AEADAlgorithm?
     private var hello = Hostmesh_V1_ChannelHello()
 
-    /// - Parameter ephemeral: a fresh key pair for this handshake only.
-    public init(credentials: ChannelCredentials, policy: ChannelPolicy, ephemeral: KeyAgreementKeyPair) {
+    /// A responder waiting for message 1; it holds no key pair until `respond(to:ephemeral:)`.
+    public init(credentials: ChannelCredentials, policy: ChannelPolicy) {
         self.credentials = credentials
         self.policy = policy
-        self.ephemeral = ephemeral
     }
 
     /// Cheap checks on message 1: structure, a trusted domain hint, and mac1. No public-key
@@ -64,7 +65,9 @@ public struct HandshakeResponder: Sendable {
     }
 
     /// Processes a validated message 1 and returns message 2, framed.
-    public mutating func respond(to initiation: ValidatedInit) throws(SecureChannelError) -> [UInt8] {
+    /// - Parameter ephemeral: a fresh key pair for this handshake only; the shell makes it only
+    ///   once `validateInit` and its rate limit have passed.
+    public mutating func respond(to initiation: ValidatedInit, ephemeral: KeyAgreementKeyPair) throws(SecureChannelError) -> [UInt8] {
         guard state == .awaitingInit else { throw SecureChannelError(.protocolViolation, "second handshake initiation") }
         state = .awaitingFinish
         var symmetric = NoiseSymmetricState(prologue: HandshakeWire.prologue(domainHint: initiation.domainHint))
@@ -93,6 +96,7 @@ public struct HandshakeResponder: Sendable {
         symmetric.mixKey(try dh(credentials.identity.staticKey, remoteEphemeral))
         let identity = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: aead, maxRecordPayload: policy.maxRecordPayload))
         self.symmetric = symmetric
+        self.ephemeral = ephemeral
         self.aead = aead
         self.hello = hello
         return HandshakeWire.frame(.handshakeResponse, ephemeral.publicKey.bytes + encryptedStatic + identity)
@@ -100,7 +104,7 @@ public struct HandshakeResponder: Sendable {
 
     /// Processes message 3 at unix time `now`.
     public mutating func receiveFinish(_ frame: Frame, now: Int64) throws(SecureChannelError) -> Finish {
-        guard state == .awaitingFinish, var symmetric, let aead else {
+        guard state == .awaitingFinish, var symmetric, let aead, let ephemeral else {
             throw SecureChannelError(.protocolViolation, "unexpected \(frame.type) frame")
         }
         state = .done

@@ -1,4 +1,5 @@
 import Foundation
+public import MeshCrypto
 import NIOConcurrencyHelpers
 public import NIOCore
 import ShellSupport
@@ -17,6 +18,10 @@ public struct SecureChannelConfiguration: Sendable {
     public var rekeyAfter: TimeAmount
     /// Current unix time in seconds, for certificate validity (injectable for tests).
     public var unixTime: @Sendable () -> Int64
+    /// Makes a fresh ephemeral key pair for one handshake. A responder calls it only once
+    /// message 1 passed its cheap checks and the rate limit (Protocol.md §3.3); tests inject a
+    /// counting one to prove that garbage never reaches it.
+    public var makeEphemeral: @Sendable () -> KeyAgreementKeyPair = { KeyAgreementKeyPair() }
 
     /// Defaults: 10 s handshake timeout, rekey every 1 GiB or 10 minutes.
     public init(credentials: ChannelCredentials, policy: ChannelPolicy = ChannelPolicy(), handshakeTimeout: TimeAmount = .seconds(10),

@@ -64,12 +64,15 @@ public final class SecureChannelHandler {
         self.role = role
         self.configuration = configuration
         self.logger = logger
-        self.decoder = FrameDecoder(maxRecordPayload: configuration.policy.maxRecordPayload)
+        // Records are refused until this side holds traffic keys (`establish`): before that only
+        // the handshake's own small frames are buffered (Protocol.md §3.2).
+        self.decoder = FrameDecoder(maxRecordPayload: configuration.policy.maxRecordPayload, acceptsRecords: false)
         switch role {
         case .initiator:
-            state = .initiating(try HandshakeInitiator(credentials: configuration.credentials, policy: configuration.policy, ephemeral: KeyAgreementKeyPair()))
+            state = .initiating(try HandshakeInitiator(credentials: configuration.credentials, policy: configuration.policy, ephemeral: configuration.makeEphemeral()))
         case .responder:
-            state = .responding(HandshakeResponder(credentials: configuration.credentials, policy: configuration.policy, ephemeral: KeyAgreementKeyPair()))
+            // No key pair yet: it is made once message 1 has passed mac1 and the rate limit.
+            state = .responding(HandshakeResponder(credentials: configuration.credentials, policy: configuration.policy))
         }
         handshakePromise = eventLoop.makePromise(of: ChannelSession.self)
     }
@@ -245,6 +248,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var out = context.channel.allocator.buffer(capacity: 64)
         closeSeen = true
         state = .closed
+        // Sealing fails only with the send counter exhausted; the socket then closes without a
+        // Close record, which the peer treats as a truncation (fails closed), never as success.
         guard (try? sealer.sealClose(.normal, "closed by \(configuration.credentials.identity.hostID)", into: &out)) != nil else {
             context.close(mode: mode, promise: promise)
             return
@@ -278,7 +283,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         throw SecureChannelError(.rateLimited, "too many handshakes from \(source); retry in a few seconds")
                     }
                 }
-                let response = try responder.respond(to: validated)
+                let response = try responder.respond(to: validated, ephemeral: configuration.makeEphemeral())
                 state = .responding(responder)
                 context.write(wrapOutboundOut(ByteBuffer(bytes: response)), promise: nil)
                 unflushed = true
@@ -289,7 +294,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case .refused(let session, let error):
                     var sealer = RecordSealer(session: session, rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
                     var out = context.channel.allocator.buffer(capacity: 256)
-                    try? sealer.sealClose(error.code, error.detail, into: &out)
+                    try? sealer.sealClose(error.code, error.detail, into: &out) // counter 0 of a fresh sealer: cannot fail; the refusal stands either way
                     context.writeAndFlush(wrapOutboundOut(out), promise: nil)
                     fail(context: context, error, tellPeer: false)
                 }
@@ -339,6 +344,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             unflushed = true
         }
         state = .established(sealer, RecordOpener(session: session))
+        decoder.acceptsRecords = true
         logger.debug("channel established", metadata: ["mesh.peer": "\(session.peer)", "mesh.aead": "\(session.aead.rawValue)"])
         let queued = pendingWrites
         pendingWrites = []
@@ -380,6 +386,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch state {
             case .established(var sealer, _):
                 var out = context.channel.allocator.buffer(capacity: 256)
+                // Only the advisory reason is lost if sealing fails (counter exhausted): the channel closes regardless.
                 if (try? sealer.sealClose(error.code, error.detail, into: &out)) != nil {
                     context.writeAndFlush(wrapOutboundOut(out), promise: nil)
                 }

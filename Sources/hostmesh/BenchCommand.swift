@@ -13,7 +13,7 @@ struct BenchCommand: AsyncParsableCommand {
     )
 
     struct Channel: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Secure channel bulk throughput vs the raw AEAD on one core (target ratio >= 0.7).")
+        static let configuration = CommandConfiguration(abstract: "Secure channel bulk throughput vs the raw AEAD on one core (target ratio >= 0.7), and handshakes per second refused (garbage) vs accepted on one core.")
         @Option(help: "aes-256-gcm or xchacha20-poly1305 (default: what the handshake would negotiate here).") var aead: String?
         @Option(help: "Megabytes per round.") var megabytes = 512
         @Option(help: "Rounds (medians are reported).") var rounds = 3
@@ -31,10 +31,13 @@ struct BenchCommand: AsyncParsableCommand {
                 algorithm = AEADAlgorithm.bulkPreference[0]
             }
             let result = try await ChannelBenchmark.run(aead: algorithm, megabytesPerRound: megabytes, rounds: rounds, recordBytes: recordKib * 1024)
+            // CPU-bound and blocking: on a task of its own, never on an event loop.
+            let handshakes = try await Task.detached { try HandshakeBenchmark.run() }.value
             if json {
+                struct Both: Encodable { let channel: ChannelBenchmark.Result; let handshakes: HandshakeBenchmark.Result }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(result), as: UTF8.self))
+                print(String(decoding: try encoder.encode(Both(channel: result, handshakes: handshakes)), as: UTF8.self))
             } else {
                 print("secure channel vs raw \(result.aead), \(result.recordBytes / 1024) KiB records, \(megabytes) MB x \(rounds) rounds (medians)")
                 print("  raw AEAD seal, 1 core  \(String(format: "%8.0f", result.aeadSealMBs)) MB/s")
@@ -44,6 +47,10 @@ struct BenchCommand: AsyncParsableCommand {
                 print("  ratio                  \(String(format: "%8.2f", result.ratio))   channel / slower of seal and open (target >= 0.70)")
                 print("  ratio vs seal alone    \(String(format: "%8.2f", result.ratioVsSeal))")
                 print("  machine                \(result.machine)")
+                print("handshakes as responder, 1 core")
+                print("  garbage refused (mac1) \(String(format: "%8.0f", handshakes.refusedPerSecond)) /s")
+                print("  handshakes accepted    \(String(format: "%8.0f", handshakes.acceptedPerSecond)) /s")
+                print("  refused / accepted     \(String(format: "%8.0f", handshakes.ratio))x")
             }
         }
     }

@@ -43,9 +43,9 @@ import Testing
         var rng = SeededGenerator(state: Self.seed)
         let a = f.host("node-a"), b = f.host("node-b")
         var i = try HandshakeInitiator(credentials: a, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
-        var r = HandshakeResponder(credentials: b, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
+        var r = HandshakeResponder(credentials: b, policy: ChannelPolicy())
         let m1 = i.start()
-        let m2 = try r.respond(to: r.validateInit(Fixtures.frame(m1)))
+        let m2 = try r.respond(to: r.validateInit(Fixtures.frame(m1)), ephemeral: KeyAgreementKeyPair())
         let (m3, sa) = try i.receive(Fixtures.frame(m2), now: f.now)
         let (_, sb) = try Fixtures.handshake(initiator: a, responder: b, now: f.now)
         var sealer = RecordSealer(session: sa, rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
@@ -60,10 +60,10 @@ import Testing
             var buffer = ByteBuffer(bytes: input)
             guard let frame = try? decoder.next(from: &buffer) else { continue }
             // Each core gets the frame in a fresh state.
-            let responder = HandshakeResponder(credentials: b, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
+            let responder = HandshakeResponder(credentials: b, policy: ChannelPolicy())
             if let validated = try? responder.validateInit(frame) {
                 var fresh = responder
-                _ = try? fresh.respond(to: validated)
+                _ = try? fresh.respond(to: validated, ephemeral: KeyAgreementKeyPair())
                 accepted += 1
             }
             var initiator = try HandshakeInitiator(credentials: a, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())

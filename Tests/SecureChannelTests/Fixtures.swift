@@ -34,9 +34,9 @@ struct Fixtures {
                           initiatorPolicy: ChannelPolicy = ChannelPolicy(), responderPolicy: ChannelPolicy = ChannelPolicy(),
                           now: Int64) throws -> (ChannelSession, ChannelSession) {
         var i = try HandshakeInitiator(credentials: initiator, policy: initiatorPolicy, ephemeral: KeyAgreementKeyPair())
-        var r = HandshakeResponder(credentials: responder, policy: responderPolicy, ephemeral: KeyAgreementKeyPair())
+        var r = HandshakeResponder(credentials: responder, policy: responderPolicy)
         let m1 = try frame(i.start())
-        let m2 = try frame(r.respond(to: r.validateInit(m1)))
+        let m2 = try frame(r.respond(to: r.validateInit(m1), ephemeral: KeyAgreementKeyPair()))
         let (m3, initiatorSession) = try i.receive(m2, now: now)
         switch try r.receiveFinish(frame(m3), now: now) {
         case .established(let responderSession): return (initiatorSession, responderSession)

@@ -58,8 +58,8 @@ import Testing
         for (initiator, expected) in [(f.host("node-a", notAfter: f.now - 1), CloseCode.certificateExpired),
                                       (f.host("node-a", domain: f.prod, trusting: [f.lab]), CloseCode.unknownIssuer)] {
             var i = try HandshakeInitiator(credentials: initiator, policy: ChannelPolicy(targetDomain: f.lab.trustAnchor), ephemeral: KeyAgreementKeyPair())
-            var r = HandshakeResponder(credentials: b, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
-            let m2 = try Fixtures.frame(r.respond(to: r.validateInit(Fixtures.frame(i.start()))))
+            var r = HandshakeResponder(credentials: b, policy: ChannelPolicy())
+            let m2 = try Fixtures.frame(r.respond(to: r.validateInit(Fixtures.frame(i.start())), ephemeral: KeyAgreementKeyPair()))
             let (m3, initiatorSession) = try i.receive(m2, now: f.now)
             guard case .refused(let session, let error) = try r.receiveFinish(Fixtures.frame(m3), now: f.now) else {
                 Issue.record("initiator with a bad certificate was accepted"); continue
@@ -82,7 +82,7 @@ import Testing
         let a = f.host("node-a"), b = f.host("node-b")
         var i = try HandshakeInitiator(credentials: a, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
         var m1 = i.start()
-        let r = HandshakeResponder(credentials: b, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
+        let r = HandshakeResponder(credentials: b, policy: ChannelPolicy())
         m1[m1.count - 1] ^= 1
         #expect(code { _ = try r.validateInit(Fixtures.frame(m1)) } == .badMAC)
         let stranger = f.host("node-x", domain: f.prod, trusting: [f.prod])
@@ -93,8 +93,8 @@ import Testing
     @Test func tamperedHandshakeMessagesFailToDecrypt() throws {
         let a = f.host("node-a"), b = f.host("node-b")
         var i = try HandshakeInitiator(credentials: a, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
-        var r = HandshakeResponder(credentials: b, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
-        var m2 = try r.respond(to: r.validateInit(Fixtures.frame(i.start())))
+        var r = HandshakeResponder(credentials: b, policy: ChannelPolicy())
+        var m2 = try r.respond(to: r.validateInit(Fixtures.frame(i.start())), ephemeral: KeyAgreementKeyPair())
         m2[5 + 40] ^= 0x01 // inside the encrypted static key
         #expect(code { _ = try i.receive(Fixtures.frame(m2), now: f.now) } == .handshakeDecryptFailed)
     }
@@ -103,8 +103,8 @@ import Testing
         // Message 2 carries the responder's static key only encrypted.
         let a = f.host("node-a"), b = f.host("node-b")
         var i = try HandshakeInitiator(credentials: a, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
-        var r = HandshakeResponder(credentials: b, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
-        let m2 = try r.respond(to: r.validateInit(Fixtures.frame(i.start())))
+        var r = HandshakeResponder(credentials: b, policy: ChannelPolicy())
+        let m2 = try r.respond(to: r.validateInit(Fixtures.frame(i.start())), ephemeral: KeyAgreementKeyPair())
         let needle = b.identity.staticKey.publicKey.bytes
         #expect(!Array(m2).windows(ofCount: 32).contains { Array($0) == needle })
     }
