@@ -58,7 +58,7 @@ struct SwitchShellLifecycleTests {
         let paused = CoreFixture.port(2).id
 
         // VM 2 stops reading: its socket queue fills, the rest is held back by the switch.
-        try await nic2.channel.setOption(ChannelOptions.autoRead, value: false)
+        try await nic2.channel.setOption(ChannelOptions.autoRead, value: false).get()
         let ping = TestFrames.icmpEcho(from: .test(1), to: .test(2), src: .test(1), dst: .test(2))
         let sent = 60
         for _ in 0..<sent { try await nic1.send(ping) }
@@ -72,7 +72,7 @@ struct SwitchShellLifecycleTests {
         #expect(end.fruitless >= 5)
 
         // VM 2 runs again: everything held back arrives, and the backoff is reset.
-        try await nic2.channel.setOption(ChannelOptions.autoRead, value: true)
+        try await nic2.channel.setOption(ChannelOptions.autoRead, value: true).get()
         #expect(await eventually { nic2.frames.count == sent }, "VM 2 received \(nic2.frames.count) of \(sent) frames")
         #expect(await vswitch.drainTimer(of: paused)?.fruitless == 0)
         await nic1.close()

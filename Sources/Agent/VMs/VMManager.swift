@@ -404,7 +404,7 @@ public actor VMManager: MigrationVMRegistry {
         }
         busy[id] = .stopping
         defer { busy[id] = nil }
-        if let process = processes[id] { await pauseFenced(id, process) }
+        if let process = processes[id] { _ = await pauseFenced(id, process) } // killed when it would not pause: either way it does not run
     }
 
     /// Pauses the QEMU of a fenced copy; if it will not pause, kills it: a stale copy that runs on

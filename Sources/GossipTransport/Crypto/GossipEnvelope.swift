@@ -1,4 +1,4 @@
-public import Membership
+import Membership
 import MeshCrypto
 
 /// The byte layout of an encrypted gossip datagram (Protocol.md §4.12.1):
