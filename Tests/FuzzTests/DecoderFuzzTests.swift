@@ -20,19 +20,8 @@ import VirtualSwitch
     static let iterations = Int(environment["HOSTMESH_FUZZ_ITERATIONS"] ?? "") ?? 3000
     static let seed = UInt64(environment["HOSTMESH_FUZZ_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
 
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Flips, truncates, extends, splices, repeats or replaces the input.
-    static func mutate(_ input: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
+    static func mutate(_ input: [UInt8], _ rng: inout SeededRandomGenerator) -> [UInt8] {
         var bytes = input
         switch Int.random(in: 0..<7, using: &rng) {
         case 0 where !bytes.isEmpty:
@@ -59,8 +48,9 @@ import VirtualSwitch
     /// Feeds `iterations` mutants of the corpus to `decode`; returns how many decoded.
     @discardableResult
     static func fuzz(_ name: String, corpus: [[UInt8]], _ decode: ([UInt8]) -> Bool) -> Int {
-        var rng = SplitMix(state: seed ^ UInt64(truncatingIfNeeded: name.hashValue & 0))
-        for (index, byte) in name.utf8.enumerated() { rng.state ^= UInt64(byte) << (8 * UInt64(index % 8)) }
+        // One stream per decoder, derived from the seed and the decoder's name (FNV-1a), so adding
+        // a decoder does not change what the others see.
+        var rng = SeededRandomGenerator(seed: name.utf8.reduce(seed ^ 0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 })
         var decoded = 0
         for round in 0..<iterations {
             let input = round < corpus.count ? corpus[round] : mutate(corpus[round % corpus.count], &rng)

@@ -46,15 +46,8 @@ struct SwitchShellLifecycleTests {
     @Test func aPausedVMsBacklogIsRetriedWithBackoff() async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let vswitch = VirtualSwitch(configuration: .init(hostID: "host-a", overlayAddress: try SocketAddress(ipAddress: "127.0.0.1", port: 0)))
-        try await vswitch.start()
-        try await vswitch.addNetwork(Network(name: "net", segment: 100))
-        let one = PortAttachment(switchSocketPath: root + "/1.sw", vmSocketPath: root + "/1.vm")
-        let two = PortAttachment(switchSocketPath: root + "/2.sw", vmSocketPath: root + "/2.vm")
-        try await vswitch.createPort(CoreFixture.port(1), attachment: one)
-        try await vswitch.createPort(CoreFixture.port(2), attachment: two)
-        let nic1 = try await FakeNIC(vmPath: one.vmSocketPath, switchPath: one.switchSocketPath)
-        let nic2 = try await FakeNIC(vmPath: two.vmSocketPath, switchPath: two.switchSocketPath)
+        let setup = try await TwoPortSwitch.make(root: root)
+        let (vswitch, nic1, nic2) = (setup.vswitch, setup.nic1, setup.nic2)
         let paused = CoreFixture.port(2).id
 
         // VM 2 stops reading: its socket queue fills, the rest is held back by the switch.
