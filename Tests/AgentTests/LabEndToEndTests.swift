@@ -43,6 +43,37 @@ struct LabEndToEndTests {
         #expect(history.map(\.role) == ["destination", "source"] && history.allSatisfy { $0.error == nil })
     }
 
+    /// Network identity across real addresses: a peer VM's pings and its TCP connection to a VM
+    /// that moves between two other lab hosts, through the encrypted overlay over the bridge.
+    @Test(.enabled(if: TestGuest.available, "build the test guest first: make guest"))
+    func aPeerKeepsPingAndTCPWhileTheVMMovesAcrossTheLab() async throws {
+        let net = NetworkIdentityTests()
+        let lab = try Lab(hosts: 3)
+        let mesh = try TestMesh(lab: lab)
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a", on: 1)
+        let b = try await mesh.start("node-b", on: 2, arguments: ["--join", a.address])
+        let c = try await mesh.start("node-c", on: 3, arguments: ["--join", a.address])
+        try await membership.eventually([a, b, c], "all three alive everywhere") { rows in
+            rows.count == 3 && rows.allSatisfy { $0.status == "alive" && $0.channel != nil }
+        }
+        _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: net.spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
+                                     as: VMInfo.self)
+        _ = try await net.line(b, "server", "HOSTMESH-GUEST ready")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: net.spec("client", ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
+                                     as: VMInfo.self)
+        let before = try await net.line(a, "client", "TCP 10.77.0.3:7 conn=") { net.field($0, "ok") ?? 0 > 20 }
+        #expect(net.field(before, "conn") == 1)
+
+        _ = try await b.control.call("migrate", ControlTypes.Migrate(vm: "server", to: .address(try HostPort(parsing: c.address)), settings: MigrationSettings()),
+                                     as: MigrationReport.self)
+        let okBefore = net.field(before, "ok") ?? 0
+        let after = try await net.line(a, "client", "TCP 10.77.0.3:7 conn=") { net.field($0, "ok") ?? 0 > okBefore + 40 }
+        #expect(net.field(after, "conn") == 1) // the same TCP connection: it survived
+        #expect(!(try await net.console(a, "client")).contains("TCP 10.77.0.3:7 error")) // no mismatch, no loss
+        #expect(try await c.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["server"])
+    }
+
     @Test func membersAcrossTheLabSeeEachOthersAddressesAndNoticeADeath() async throws {
         let lab = try Lab(hosts: 3)
         let mesh = try TestMesh(lab: lab)
