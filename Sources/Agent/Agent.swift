@@ -81,8 +81,7 @@ public struct Agent: Service {
     }
 
     private func services(store: AgentStore, vms: VMManager, network: AgentNetwork) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
-        let overlayHost = configuration.overlayListen.isWildcard ? (configuration.advertiseHost ?? configuration.overlayListen.host) : configuration.overlayListen.host
-        let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: overlayHost, port: $0) }
+        let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: configuration.reachableHost(of: configuration.overlayListen), port: $0) }
         await vms.use(network: network)
         try await vms.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
@@ -108,7 +107,7 @@ public struct Agent: Service {
         let control: ControlServer
         let membership: AgentMembership
         // What other hosts reach this one at: a wildcard listener is advertised by its address.
-        let bound = HostPort(host: listen.isWildcard ? (configuration.advertiseHost ?? listen.host) : listen.host,
+        let bound = HostPort(host: configuration.reachableHost(of: listen),
                              port: listener.localAddress?.port ?? listen.port)
         do {
             membership = try AgentMembership(configuration: configuration, credentials: credentials, channel: bound, logger: logger)

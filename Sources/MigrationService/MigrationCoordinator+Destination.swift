@@ -18,17 +18,12 @@ extension MigrationCoordinator {
             // Fail closed: without the figure, a reservation could overcommit the host.
             return "\(hostID) cannot read its free memory (/proc/meminfo); it admits nothing until it can"
         }
-        let reserved = admitting.values.reduce(0, +) + incomingReservedMiB
+        let reserved = admitting.values.reduce(0, +) + admitted.reduce(0) { $0 + $1.environment.memoryMiB }
         let need = spec.memoryMiB + 64 // QEMU's own overhead, roughly
         if available - reserved - limits.hostReserveMiB < need {
             return "not enough memory on \(hostID): the VM needs \(need) MiB, \(available - reserved - limits.hostReserveMiB) MiB can be reserved"
         }
         return nil
-    }
-
-    /// MiB reserved by admitted incoming migrations.
-    private var incomingReservedMiB: Int {
-        reservedMiB.filter { incoming[$0.key]?.machine.phase == .admitted }.values.reduce(0, +)
     }
 
     func prepareIncoming(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String) async -> Hostmesh_V1_AgentEnvelope {
@@ -70,10 +65,7 @@ extension MigrationCoordinator {
                               prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) }))
         var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)
         await executor.handle(.prepare(refusal: refusal))
-        if executor.machine.phase == .admitted {
-            incoming[id] = executor
-            reservedMiB[id] = spec.memoryMiB
-        }
+        if executor.machine.phase == .admitted { incoming[id] = executor }
         return await run.takeReply() ?? refuse("the admission ended without an answer")
     }
 
@@ -134,12 +126,7 @@ extension MigrationCoordinator {
     /// Keeps an incoming migration in memory while it is admitted or committed.
     private func keep(_ executor: DestinationExecutor<IncomingRun>) {
         let id = executor.machine.id
-        if executor.machine.phase == .admitted || executor.machine.phase == .committed {
-            incoming[id] = executor
-        } else {
-            incoming[id] = nil
-            reservedMiB[id] = nil
-        }
+        incoming[id] = executor.machine.phase == .admitted || executor.machine.phase == .committed ? executor : nil
     }
 
     func verdict(_ id: String) async -> Hostmesh_V1_AgentEnvelope? {

@@ -49,8 +49,6 @@ public actor MigrationCoordinator {
     /// Admissions granted whose migration is not in `incoming` yet: id → MiB reserved. Counted
     /// with `incoming` so that prepares arriving meanwhile cannot all take the last slot.
     var admitting: [String: Int] = [:]
-    /// MiB reserved by each incoming migration while it is admitted.
-    var reservedMiB: [String: Int] = [:]
     /// Migrations whose journal row recovery, the in-doubt retry loop or `vm resolve` is acting
     /// on: one at a time per migration, so that none acts on a row another has just changed.
     private var settling: Set<String> = []

@@ -20,4 +20,9 @@ extension AgentConfiguration {
             throw AgentError.badConfiguration(path: "advertise_host", reason: error.description)
         }
     }
+
+    /// The host other hosts reach a listener on: its own, or the advertised one for a wildcard.
+    func reachableHost(of listen: HostPort) -> String {
+        listen.isWildcard ? (advertiseHost ?? listen.host) : listen.host
+    }
 }

@@ -222,25 +222,3 @@ enum Blake2bFingerprint {
         Array(MeshCrypto.Blake2b.hash(key, outputLength: 32).prefix(8))
     }
 }
-
-extension HostMemory {
-    /// Total and available memory, bytes; nil when /proc/meminfo cannot be read or lacks them.
-    static func reading() -> (total: UInt64, available: UInt64)? {
-        // Nil is the error: the caller advertises the host unhealthy instead of 0 bytes free.
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        func bytes(_ key: String) -> UInt64? {
-            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key) }),
-                  let kib = UInt64(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
-            return kib * 1024
-        }
-        guard let total = bytes("MemTotal:"), let available = bytes("MemAvailable:") else { return nil }
-        return (total, available)
-    }
-
-    /// 1-minute load average; nil when /proc/loadavg cannot be read.
-    static func load() -> Double? {
-        // Nil is the error: the caller keeps the last load it advertised.
-        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return nil }
-        return Double(text.split(separator: " ").first ?? "")
-    }
-}

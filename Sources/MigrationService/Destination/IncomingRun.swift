@@ -24,6 +24,8 @@ actor IncomingRun: DestinationMigrationEnvironment {
     let source: String
     /// The epoch the VM has here once committed (the source's + 1).
     let epoch: Int64
+    /// The memory this migration reserves while it is admitted, MiB (0 in recovery: nothing is admitted then).
+    let memoryMiB: Int
     private(set) var spec: VMSpec?
     private let prepare: Prepare?
     private let logger: Logger
@@ -39,6 +41,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
         self.context = context
         self.id = id
         vmID = spec.id
+        memoryMiB = spec.memoryMiB
         self.spec = spec
         self.source = source
         self.epoch = epoch
@@ -51,6 +54,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
         self.context = context
         id = row.id
         vmID = row.vmID
+        memoryMiB = 0
         source = row.peer
         epoch = row.epoch ?? 0
         spec = nil
