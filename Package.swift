@@ -13,6 +13,7 @@
 //   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
+//   HA                 high availability's pure cores: restart in place (backoff, limit), leases on shared storage
 //   GossipTransport    the Membership core's shell: encrypted gossip datagrams and push-pull over UDP/TCP
 //   Hypervisor         QEMU process supervision, the QMP client, VM specs and their builder, host facts
 //   VirtualSwitch      the VMs' switch and its encrypted UDP overlay between hosts (core + shell)
@@ -107,6 +108,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "MeshSimulator", dependencies: ["MeshTime", "Membership"], swiftSettings: strict),
+        .target(name: "HA", dependencies: ["MeshTime"], swiftSettings: strict),
         .target(
             name: "GossipTransport",
             dependencies: [
@@ -173,7 +175,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -217,6 +219,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
+        .testTarget(name: "HATests", dependencies: ["HA", "MeshTime"], swiftSettings: strict),
         .testTarget(name: "MembershipTests", dependencies: ["MeshTime", "Membership", "MeshSimulator"], swiftSettings: strict),
         .testTarget(
             name: "GossipTransportTests",
@@ -249,7 +252,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "MeshIdentity", "MeshTime", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel",
+                "Agent", "MeshIdentity", "MeshTime", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel", "HA",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

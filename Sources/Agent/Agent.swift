@@ -1,4 +1,5 @@
 public import ControlAPI
+import HA
 public import Hypervisor
 public import Logging
 import MeshIdentity
@@ -117,11 +118,15 @@ public struct Agent: Service {
             throw error
         }
         let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger)
+        let restarts = RestartSupervisor(vms: vms, hostID: credentials.identity.hostID, meshDefault: configuration.restart,
+                                         settings: RestartSettings(limit: configuration.restartLimit,
+                                                                   window: .seconds(configuration.restartWindowSeconds)),
+                                         logger: logger)
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
-                                 ledger: ledger, journal: journal)
+                                 ledger: ledger, journal: journal, restartDefault: configuration.restart)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -138,6 +143,7 @@ public struct Agent: Service {
             ("membership", MeshMembershipService(
                 membership: membership, follower: MemberFollower(hostID: credentials.identity.hostID, peers: peers, logger: logger),
                 seeds: configuration.join)),
+            ("restart-supervisor", RestartService(interval: .milliseconds(250)) { await restarts.tick() }),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
             ("capacity-refresh", CapacityRefreshService(interval: .seconds(3)) {

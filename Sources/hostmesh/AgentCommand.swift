@@ -20,6 +20,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("join"), help: "A member to join through at start (its channel address; repeatable).") var joins: [String] = []
     @Option(help: "Concurrent incoming migrations (default 4; 8 on a 10 Gbit/s link).") var maxIncomingMigrations: Int?
     @Option(help: "Concurrent outgoing migrations (default 4; 8 on a 10 Gbit/s link).") var maxOutgoingMigrations: Int?
+    @Option(help: "The mesh default for VMs whose QEMU dies unexpectedly: no or on-failure (default no).") var restart: String?
+    @Option(help: "Restarts of one VM within the window before it is left failed (default 3).") var restartLimit: Int?
+    @Option(help: "The window restarts are counted in, seconds (default 600).") var restartWindowSeconds: Int?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -34,6 +37,12 @@ struct AgentCommand: AsyncParsableCommand {
         if !joins.isEmpty { configuration.join = try joins.map { try HostPort(parsing: $0) } }
         if let maxIncomingMigrations { configuration.maxIncomingMigrations = maxIncomingMigrations }
         if let maxOutgoingMigrations { configuration.maxOutgoingMigrations = maxOutgoingMigrations }
+        if let restart {
+            guard let policy = VMSpec.RestartPolicy(rawValue: restart) else { throw ValidationError("--restart must be no or on-failure") }
+            configuration.restart = policy
+        }
+        if let restartLimit { configuration.restartLimit = restartLimit }
+        if let restartWindowSeconds { configuration.restartWindowSeconds = restartWindowSeconds }
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")

@@ -31,6 +31,8 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("A disk image (repeatable), attached as virtio-blk in order; raw unless it ends in .qcow2.",
                                    valueName: "path")) var disk: [String] = []
         @Flag(help: "The disks are on storage every host mounts at the same path (needed to migrate the VM).") var sharedStorage = false
+        @Option(help: "When its QEMU dies unexpectedly: no, or on-failure (restart it, with backoff and a limit). Default: the mesh's (agent `restart`).")
+        var restart: String?
         @Flag(help: "Start it now.") var start = false
 
         func run() async throws {
@@ -51,6 +53,10 @@ struct VMCommand: AsyncParsableCommand {
             options.egress = egress
             options.disks = disk.map(absolute)
             options.sharedStorage = sharedStorage
+            if let restart {
+                guard let policy = VMSpec.RestartPolicy(rawValue: restart) else { throw ValidationError("--restart must be no or on-failure") }
+                options.restart = policy
+            }
             let info = try await control.client.call("vm.create", ControlTypes.CreateVM(options: options, start: start), as: VMInfo.self)
             if control.json { try control.printJSON(info) } else { printVMs([info]) }
         }
@@ -94,6 +100,11 @@ struct VMCommand: AsyncParsableCommand {
             if control.json { try control.printJSON(details); return }
             printVMs([details.info])
             if let problem = details.info.problem { print("problem: \(problem)") }
+            print("restart: \(details.spec.restart?.rawValue ?? "mesh default")")
+            if let restarts = details.info.restarts {
+                let when = restarts.lastAt.map { " at " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) } ?? ""
+                print("restarts: \(restarts.count), the last\(when): \(restarts.lastReason)")
+            }
             print("migrations:")
             printMigrations(details.migrations)
         }
@@ -150,10 +161,15 @@ func absolute(_ path: String) -> String {
 }
 
 func printVMs(_ infos: [VMInfo]) {
-    printTable(["NAME", "STATE", "VCPUS", "MEMORY", "PID", "ACCEL", "EPOCH", "ID"], infos.map {
+    printTable(["NAME", "STATE", "VCPUS", "MEMORY", "PID", "ACCEL", "EPOCH", "RESTARTS", "ID"], infos.map {
         [$0.name, $0.state, "\($0.vcpus)", "\($0.memoryMiB) MiB", $0.pid.map { "\($0)" } ?? "-",
-         $0.accelerator.map { String($0.prefix(3)) } ?? "-", $0.epoch.map { "\($0)" } ?? "-", String($0.id.prefix(8))]
+         $0.accelerator.map { String($0.prefix(3)) } ?? "-", $0.epoch.map { "\($0)" } ?? "-",
+         $0.restarts.map { "\($0.count) (\($0.lastReason.replacingOccurrences(of: "QEMU was ", with: "")))" } ?? "-", String($0.id.prefix(8))]
     })
+    // Why a VM is down, failed or restarting, under the table.
+    for info in infos where ["crashed", "failed", "restarting"].contains(info.state) {
+        if let problem = info.problem { print("\(info.name): \(info.state): \(problem)") }
+    }
 }
 
 func printMigrations(_ records: [MigrationRecord]) {

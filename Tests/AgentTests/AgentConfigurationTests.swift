@@ -37,6 +37,19 @@ import Testing
         #expect(message("max_incoming_migrations = 0").contains("max_incoming_migrations = 0: it must be between 1 and 64"))
     }
 
+    /// The mesh default restart policy and its limits (Protocol.md §11.1).
+    @Test func restartSettingsAreReadAndChecked() throws {
+        let c = try AgentConfiguration(tomlFile: write("restart = \"on-failure\"\nrestart_limit = 5\nrestart_window_seconds = 120"))
+        #expect(c.restart == .onFailure && c.restartLimit == 5 && c.restartWindowSeconds == 120)
+        #expect(AgentConfiguration().restart == .no)
+        func message(_ toml: String) -> String {
+            do { _ = try AgentConfiguration(tomlFile: write(toml)); return "" } catch { return "\(error)" }
+        }
+        #expect(message("restart = \"always\"").contains("restart policy \"always\" is not one of no, on-failure"))
+        #expect(message("restart_limit = 0").contains("restart_limit = 0: it must be between 1 and 100"))
+        #expect(message("restart_window_seconds = 1").contains("restart_window_seconds = 1: it must be between 10 and 86400"))
+    }
+
     @Test func migrationLimitsFollowTheLinkUnlessSet() throws {
         let c = try AgentConfiguration(tomlFile: write("max_incoming_migrations = 2"))
         #expect(c.maxIncomingMigrations == 2 && c.maxOutgoingMigrations == nil)

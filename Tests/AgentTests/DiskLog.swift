@@ -42,7 +42,11 @@ enum DiskLog {
     /// Record numbers among the last `blocks` acknowledged ones (up to `upTo`) that the image does
     /// not hold intact. Empty: nothing acknowledged was lost or torn.
     static func damagedRecords(image path: String, boot: String, upTo last: Int, blocks: Int) throws -> [Int] {
-        let data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        damagedRecords(image: try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), boot: boot, upTo: last, blocks: blocks)
+    }
+
+    /// As above, on an image already read.
+    static func damagedRecords(image data: [UInt8], boot: String, upTo last: Int, blocks: Int) -> [Int] {
         return (max(1, last - blocks + 1)...max(1, last)).filter { n in
             let start = (n % blocks) * blockSize
             guard start + blockSize <= data.count else { return true }

@@ -1,5 +1,6 @@
 public import ControlAPI
 import Foundation
+public import Hypervisor
 import MeshIdentity
 import TOMLKit
 
@@ -17,6 +18,9 @@ import TOMLKit
 ///     join = ["10.0.0.2:7946"]
 ///     max_incoming_migrations = 4   # default: 8 on a 10 Gbit/s link or faster, else 4
 ///     max_outgoing_migrations = 4
+///     restart = "on-failure"        # the mesh default for VMs that do not say; default "no"
+///     restart_limit = 3             # restarts within the window before giving up
+///     restart_window_seconds = 600
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -44,6 +48,13 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var maxIncomingMigrations: Int?
     /// Concurrent migrations this host sends; nil: by link speed.
     public var maxOutgoingMigrations: Int?
+    /// What to do when a VM's QEMU dies unexpectedly, for VMs whose spec does not say
+    /// (Protocol.md §11.1). Set it the same on every host of a mesh: it is the mesh default.
+    public var restart: VMSpec.RestartPolicy = .no
+    /// Restarts of one VM within `restartWindowSeconds` before it is left failed: 1...100.
+    public var restartLimit: Int = 3
+    /// The window restarts are counted in, seconds: 10...86,400.
+    public var restartWindowSeconds: Int = 600
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -58,6 +69,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case join
         case maxIncomingMigrations = "max_incoming_migrations"
         case maxOutgoingMigrations = "max_outgoing_migrations"
+        case restart
+        case restartLimit = "restart_limit"
+        case restartWindowSeconds = "restart_window_seconds"
     }
 
     /// All defaults.
@@ -79,6 +93,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         join = try c.decodeIfPresent([HostPort].self, forKey: .join) ?? defaults.join
         maxIncomingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingMigrations)
         maxOutgoingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxOutgoingMigrations)
+        restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart) ?? defaults.restart
+        restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
+        restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -90,6 +107,12 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
             if let value, !(1...64).contains(value) {
                 throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 1 and 64 (leave it out for the default: 4, or 8 on a 10 Gbit/s link)")
             }
+        }
+        guard (1...100).contains(restartLimit) else {
+            throw .badConfiguration(path: source, reason: "restart_limit = \(restartLimit): it must be between 1 and 100 (default 3)")
+        }
+        guard (10...86_400).contains(restartWindowSeconds) else {
+            throw .badConfiguration(path: source, reason: "restart_window_seconds = \(restartWindowSeconds): it must be between 10 and 86400 (default 600)")
         }
     }
 

@@ -14,6 +14,8 @@ struct ControlHandler: Sendable {
     let listen: HostPort
     let ledger: OwnershipLedger
     let journal: MigrationJournal
+    /// The mesh default restart policy (`AgentConfiguration.restart`), for reports.
+    let restartDefault: VMSpec.RestartPolicy
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -96,8 +98,12 @@ struct ControlHandler: Sendable {
             case .address(let address):
                 destination = address
             }
-            return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
-                try? await responder.progress(progress) // for display, as above
+            do {
+                return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
+                    try? await responder.progress(progress) // for display, as above
+                }
+            } catch let error as ControlError where error.code == "failed" {
+                throw await MigrationFailureReport.honest(error, vm: vm.id, vms: vms, meshDefault: restartDefault)
             }
         case "vm.resolve":
             let p = try request.params(ControlTypes.Resolve.self)

@@ -61,6 +61,16 @@ public final class AgentStore: Sendable {
                 t.column("updatedAt", .double).notNull()
             }
         }
+        migrator.registerMigration("v3-restart") { db in
+            // Restart in place (Protocol.md §11.1): how often the owner restarted the VM, the last
+            // reason, and why it gave up (the VM then stays down until an operator starts it).
+            try db.alter(table: "vm") { t in
+                t.add(column: "restarts", .integer).notNull().defaults(to: 0)
+                t.add(column: "lastRestartReason", .text)
+                t.add(column: "lastRestartAt", .double)
+                t.add(column: "restartFailure", .text)
+            }
+        }
         return migrator
     }
 }
@@ -97,6 +107,15 @@ public struct StoredVM: Codable, Sendable, FetchableRecord, PersistableRecord {
     public var epoch: Int64 = 1
     /// Why the guest is held paused (a handover in doubt), if it is.
     public var hold: String?
+    /// Restarts in place by this host (Protocol.md §11.1), in total.
+    public var restarts: Int = 0
+    /// Why the last restart in place happened (the QEMU exit), if one did.
+    public var lastRestartReason: String?
+    /// When it happened, Unix seconds.
+    public var lastRestartAt: Double?
+    /// Why this host stopped restarting the VM (limit reached, journal failed); nil otherwise.
+    /// Cleared when an operator starts or stops the VM.
+    public var restartFailure: String?
 
     /// A record for `spec`.
     public init(spec: VMSpec, desiredState: String, epoch: Int64 = 1, now: Date = Date()) throws {

@@ -10,20 +10,22 @@ public import MigrationService
 /// After an agent restart, `recover()` re-adopts every QEMU that is still running; it never
 /// kills one.
 public actor VMManager: MigrationVMRegistry {
-    private let store: AgentStore
+    let store: AgentStore
     private let stateDirectory: String
-    private let logger: Logger
-    private let options: VMProcess.Options
-    private var processes: [String: VMProcess] = [:]
+    let logger: Logger
+    let options: VMProcess.Options
+    var processes: [String: VMProcess] = [:]
     /// What a VM is in the middle of, by id: at most one thing at a time. Marked before the
     /// operation's first suspension point and cleared after its last, so that concurrent control
     /// calls, peer messages and recovery (the actor is reentrant at every `await`) see it.
-    private var busy: [String: Operation] = [:]
+    var busy: [String: Operation] = [:]
 
     enum Operation: String {
         case source = "migrating away"
         case destination = "arriving by migration"
         case starting, stopping
+        /// Its owner is restarting it in place after its QEMU died (Protocol.md §11.1).
+        case restarting = "being restarted after its QEMU died"
         case recovering = "being recovered (the agent is finishing what its last run left under way)"
         /// A handover's outcome is unknown: kept in memory as well as by the VM's hold, so that a
         /// failed hold write cannot leave a copy that start or migrate could resume.
@@ -31,16 +33,19 @@ public actor VMManager: MigrationVMRegistry {
     }
 
     /// Marks VM `id` busy with `operation`, or says what it is busy with.
-    private func mark(_ id: String, _ operation: Operation, name: String) throws {
+    func mark(_ id: String, _ operation: Operation, name: String) throws {
         if let current = busy[id] {
             throw ControlError.conflict(current == .source && operation == .source ? "\(name) is already migrating"
                                         : "\(name) is \(current.rawValue); retry when that ends")
         }
         busy[id] = operation
     }
-    private var problems: [String: String] = [:]
+    var problems: [String: String] = [:]
+    /// VMs whose QEMU died and whose restart is due (the restart supervisor's backoff), with
+    /// what `vm list` says about it.
+    var restartsDue: [String: String] = [:]
     /// The virtual switch the VMs' NICs plug into (nil: VMs get no network).
-    private var network: AgentNetwork?
+    private(set) var network: AgentNetwork?
 
     /// Plugs VMs into the agent's virtual switch from now on.
     func use(network: AgentNetwork) { self.network = network }
@@ -240,12 +245,21 @@ public actor VMManager: MigrationVMRegistry {
         } else if vm.desiredState == "running" {
             info.state = "crashed"
         }
+        if info.state == "crashed" {
+            // Said plainly: no copy of this guest runs anywhere (this host owns it, and its QEMU is gone).
+            info.problem = VMInfo.lost + (info.problem.map { ": \($0)" } ?? "")
+            if let due = restartsDue[vm.id] {
+                info.state = "restarting"
+                info.problem = VMInfo.lost + "; " + due
+            }
+        }
         if let operation = busy[vm.id] {
             switch operation {
             case .source: info.state = "migrating"
             case .destination: info.state = "incoming"
             case .recovering: info.state = "recovering"
             case .inDoubt: info.state = "in-doubt"
+            case .restarting: info.state = "restarting"
             case .starting, .stopping: break
             }
         }
@@ -253,13 +267,20 @@ public actor VMManager: MigrationVMRegistry {
             info.state = "in-doubt"
             info.problem = hold
         }
+        if let failure = vm.restartFailure, info.pid == nil, busy[vm.id] == nil {
+            info.state = "failed"
+            info.problem = VMInfo.lost + ": " + failure
+        }
         info.epoch = vm.epoch
+        if vm.restarts > 0 { info.restarts = VMInfo.Restarts(count: vm.restarts, lastReason: vm.lastRestartReason ?? "", lastAt: vm.lastRestartAt) }
         return info
     }
 
     private func setDesired(_ id: String, _ state: String) async throws {
         try await store.database.write { db in
-            try db.execute(sql: "UPDATE vm SET desiredState = ?, updatedAt = ? WHERE id = ?", arguments: [state, Date().timeIntervalSince1970, id])
+            // An operator's start or stop begins afresh: a restart given up no longer applies.
+            try db.execute(sql: "UPDATE vm SET desiredState = ?, restartFailure = NULL, updatedAt = ? WHERE id = ?",
+                           arguments: [state, Date().timeIntervalSince1970, id])
         }
     }
 

@@ -26,6 +26,10 @@ public struct VMSpec: Codable, Sendable, Equatable {
     /// QEMU CPU model. A named model (not `host`/`max`) so that the guest can migrate between
     /// hosts with different CPUs; `qemu64` migrates cleanly under TCG and KVM.
     public var cpuModel: String
+    /// What the owner does when the VM's QEMU dies unexpectedly (Protocol.md §11.1); nil takes the
+    /// mesh default (the agent's `restart`). Travels with the VM when it migrates; absent from
+    /// the JSON when nil, so specs stored before it existed decode unchanged.
+    public var restart: RestartPolicy?
 
     /// A disk image.
     public struct Disk: Codable, Sendable, Equatable {

@@ -43,6 +43,8 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     public var disks: [String] = []
     /// The disks are on storage every host mounts at the same path (needed to migrate). Default false.
     public var sharedStorage: Bool = false
+    /// What to do when the VM's QEMU dies unexpectedly; nil (the default) takes the mesh default.
+    public var restart: VMSpec.RestartPolicy?
 
     /// Options with the defaults stated on each field.
     public init(name: String, kernel: String) {
@@ -51,7 +53,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage
+        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage, restart
     }
 
     /// Decodes, taking the default for every absent field but `name` and `kernel`.
@@ -71,6 +73,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
         egress = try c.decodeIfPresent([String].self, forKey: .egress) ?? []
         disks = try c.decodeIfPresent([String].self, forKey: .disks) ?? []
         sharedStorage = try c.decodeIfPresent(Bool.self, forKey: .sharedStorage) ?? false
+        restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart)
     }
 
     /// The spec for a VM with id `id`, checked with `VMSpec.validate()`.
@@ -96,10 +99,11 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
                 throw .needsNetwork(field: field)
             }
         }
-        let spec = VMSpec(id: id, name: name, vcpus: vcpus, memoryMiB: memoryMiB,
+        var spec = VMSpec(id: id, name: name, vcpus: vcpus, memoryMiB: memoryMiB,
                           disks: disks.map { VMSpec.Disk(path: $0, format: $0.hasSuffix(".qcow2") ? .qcow2 : .raw, shared: sharedStorage) },
                           nics: nics, boot: .kernel(path: kernel, initrd: initrd, commandLine: commandLine),
                           accelerator: accelerator, extraKernelArguments: arguments)
+        spec.restart = restart
         try spec.validate()
         return spec
     }

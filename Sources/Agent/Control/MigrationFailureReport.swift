@@ -1,0 +1,30 @@
+import ControlAPI
+import Hypervisor
+
+/// What `migrate` says when a migration failed (issue 20): the migration's own verdict says where
+/// the guest's complete copy is ("the guest is on: source"), but that copy may have died with the
+/// failure (its QEMU was the one killed). Then the report says so: no copy runs, and whether its
+/// owner restarts it (Protocol.md §11.1).
+enum MigrationFailureReport {
+    /// The tail the migration shell ends its message with when the source keeps the guest.
+    static let onSource = "; the guest is on: source"
+
+    static func honest(_ error: ControlError, vm id: String, vms: VMManager, meshDefault: VMSpec.RestartPolicy) async -> ControlError {
+        guard error.message.hasSuffix(onSource) else { return error }
+        let info: VMInfo
+        let policy: VMSpec.RestartPolicy
+        do {
+            info = try await vms.info(id)
+            policy = try await vms.find(id).decodedSpec().restart ?? meshDefault
+        } catch _ {
+            // The VM's row is gone or does not read: the migration's own words are all there is.
+            return error
+        }
+        guard info.pid == nil, ["crashed", "restarting", "failed"].contains(info.state) else { return error }
+        let reason = String(error.message.dropLast(onSource.count))
+        let next = policy == .onFailure
+            ? "this host owns it and restarts it from its disks (restart = on-failure); `hostmesh vm list` shows it"
+            : "this host owns it; it stays down until `hostmesh vm start` (restart = no)"
+        return ControlError.failed("\(reason); \(VMInfo.lost) (its QEMU on this host died); \(next)")
+    }
+}

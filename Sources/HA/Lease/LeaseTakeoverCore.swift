@@ -1,0 +1,110 @@
+public import MeshTime
+
+/// A surviving host's side of a VM lease (Protocol.md §11.2): decide when the VM whose owner is
+/// gone may be claimed, and by whom. Exactly one host wins a claim: the claim is an exclusive
+/// create on the shared storage (`<vm>.claim.<epoch>`), never a belief.
+///
+/// A takeover needs all of: placement chose this host (the shell asks placement once membership
+/// says the owner is dead, or once the lease stopped changing); the lease file read the same
+/// (same owner, epoch and counter) on every read for `expiry` on this host's clock, counted from
+/// the first read that showed it; the lease is held, not released. The expiry alone proves the
+/// owner's copy is dead (its owner fenced it, or died with it): membership is not needed for
+/// safety, which is why a host cut off from the storage but alive in the mesh loses its VMs and a
+/// host cut off from the mesh but renewing keeps them. A read that fails or a file that does not
+/// parse starts the wait again (nothing can be proven).
+public struct LeaseTakeoverCore: Sendable, Equatable {
+    /// What the lease file held at a read.
+    public struct Snapshot: Sendable, Equatable {
+        /// The host that wrote it.
+        public var owner: String
+        /// Its epoch.
+        public var epoch: Int64
+        /// Its counter.
+        public var counter: UInt64
+        /// Whether the owner released it on purpose (VM stopped or moved): no takeover then.
+        public var released: Bool
+
+        /// A snapshot.
+        public init(owner: String, epoch: Int64, counter: UInt64, released: Bool = false) {
+            self.owner = owner
+            self.epoch = epoch
+            self.counter = counter
+            self.released = released
+        }
+    }
+
+    /// Where the decision is.
+    public enum State: Sendable, Equatable {
+        /// Watching the lease: `seen` unchanged since `since` (nil: nothing readable yet).
+        case watching(seen: Snapshot?, since: MeshInstant?)
+        /// The claim for `epoch` is being made.
+        case claiming(epoch: Int64)
+        /// This host won `epoch`: it journals, writes its lease and starts the VM.
+        case won(epoch: Int64)
+        /// Another host won the claim.
+        case lost(epoch: Int64)
+    }
+
+    /// What happened.
+    public enum Event: Sendable, Equatable {
+        /// A read of the lease file: its content, or nil when it could not be read or parsed.
+        case read(Snapshot?, now: MeshInstant)
+        /// Placement's verdict: this host is the one to restart the VM.
+        case chosen(Bool)
+        /// The exclusive create of the claim file for `epoch` succeeded (true) or found it taken.
+        case claimed(epoch: Int64, won: Bool)
+    }
+
+    /// What the shell MUST do.
+    public enum Directive: Sendable, Equatable {
+        /// Create the claim file for `epoch` exclusively (O_CREAT|O_EXCL, then fsync the file
+        /// and its directory); report `claimed`.
+        case claim(epoch: Int64)
+        /// This host owns the VM at `epoch`: journal it (VM row at `epoch`), write the lease as its
+        /// owner, start the VM, and gossip the ownership record.
+        case takeOver(epoch: Int64)
+    }
+
+    /// The timings.
+    public let settings: LeaseSettings
+    /// The state.
+    public private(set) var state: State = .watching(seen: nil, since: nil)
+    private var chosen = false
+
+    /// A core watching one VM's lease.
+    public init(settings: LeaseSettings) { self.settings = settings }
+
+    /// Handles one event; returns the directives.
+    public mutating func handle(_ event: Event) -> [Directive] {
+        switch (state, event) {
+        case let (.watching(seen, since), .read(snapshot, now)):
+            guard let snapshot else {
+                state = .watching(seen: nil, since: nil) // nothing proven: start again
+                return []
+            }
+            if snapshot != seen || since == nil {
+                state = .watching(seen: snapshot, since: now)
+                return []
+            }
+            return decide(snapshot, since: since!, now: now)
+        case let (_, .chosen(yes)):
+            chosen = yes
+            return []
+        case let (.claiming(epoch), .claimed(claimed, won)) where claimed == epoch:
+            state = won ? .won(epoch: epoch) : .lost(epoch: epoch)
+            return won ? [.takeOver(epoch: epoch)] : []
+        default:
+            return []
+        }
+    }
+
+    /// Whether the lease has provably expired, and the claim may be made.
+    private mutating func decide(_ snapshot: Snapshot, since: MeshInstant, now: MeshInstant) -> [Directive] {
+        guard chosen, !snapshot.released, now - since >= settings.expiry else { return [] }
+        // The VM's epoch rises by two: above the owner's and above the +1 a migration
+        // destination could have taken from it (Protocol.md §6.4), so no record ever ties.
+        let epoch = snapshot.epoch + 2
+        state = .claiming(epoch: epoch)
+        return [.claim(epoch: epoch)]
+    }
+}

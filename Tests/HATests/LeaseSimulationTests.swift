@@ -1,0 +1,201 @@
+import HA
+import MeshTime
+import Testing
+
+/// The lease protocol (Protocol.md §11.2) on virtual time: one owner running a VM and renewing
+/// its lease through a storage that delays, loses, hangs or cuts its writes; three other hosts
+/// watching the lease with their own clocks (each off by up to the drift the settings allow),
+/// some of them chosen by placement at once; claims decided by an exclusive create. At every
+/// step: no claim succeeds while the owner's copy may still run (self-fence happens first), at
+/// most one host wins each epoch, a lease that keeps being renewed is never taken over, and a
+/// lease that stops being renewed is taken over within the stated bound.
+struct LeaseSimulationTests {
+    enum Scenario: String, CaseIterable, CustomTestStringConvertible {
+        /// The owner's storage writes start failing (EIO after a timeout).
+        case storageFails
+        /// The owner's writes start hanging; some land much later.
+        case storageHangs
+        /// The owner host dies with its copy.
+        case ownerDies
+        /// The owner is cut off from the mesh but still reaches the storage: membership calls it
+        /// dead, placement chooses takers, and nothing may be taken over.
+        case meshPartition
+        /// Nothing fails (slow, lossy storage only).
+        case quiet
+        var testDescription: String { rawValue }
+    }
+
+    struct Write {
+        var landsAt: Int64
+        var completesAt: Int64?
+        var counter: UInt64
+        var issuedLocal: MeshInstant
+        var fails: Bool
+        var landed = false
+        var completed = false
+    }
+
+    /// Real time in ms; each host's clock runs at its rate (parts per million off real time).
+    struct Clock {
+        var ppm: Int64
+        func local(_ t: Int64) -> MeshInstant { MeshInstant(nanosecondsSinceOrigin: t * 1_000_000 * (1_000_000 + ppm) / 1_000_000) }
+    }
+
+    @Test(arguments: Scenario.allCases, [UInt64(1), 2, 3, 17, 99, 2024, 31_337, 65_521])
+    func selfFenceAlwaysPrecedesTakeover(_ scenario: Scenario, seed: UInt64) {
+        let settings = LeaseSettings()
+        #expect(settings.isSafe)
+        var random = SplitMix(seed: seed &* 7919 &+ UInt64(Scenario.allCases.firstIndex(of: scenario)!))
+        func chance(_ percent: UInt64) -> Bool { random.next() % 100 < percent }
+        func between(_ low: Int64, _ high: Int64) -> Int64 { low + Int64(random.next() % UInt64(high - low + 1)) }
+        let context = "\(scenario.rawValue), seed \(seed)"
+
+        let drift = settings.driftPPM
+        let ownerClock = Clock(ppm: between(-drift, drift))
+        let takerClocks = (0..<3).map { _ in Clock(ppm: between(-drift, drift)) }
+        var owner = LeaseOwnerCore(settings: settings, epoch: 5, acquiredAt: ownerClock.local(0))
+        var takers = (0..<3).map { _ in LeaseTakeoverCore(settings: settings) }
+        var lease = LeaseTakeoverCore.Snapshot(owner: "owner", epoch: 5, counter: 0)
+        var writes: [Write] = []
+        var claims: [Int64: Int] = [:]
+        var copyDiesAt: Int64? // real ms
+        var takeoverAt: Int64?
+        let faultAt = between(3_000, 20_000)
+        let end: Int64 = 60_000
+        var nextOwnerTick: Int64 = 0
+        var nextRead = takerClocks.map { _ in between(0, 500) }
+        var lastLanded: Int64 = 0 // the last write that landed, or read that failed: what a wait counts from
+
+        for t in stride(from: Int64(0), through: end, by: 5) {
+            let faulty = t >= faultAt
+            // Storage: writes land and complete.
+            for i in writes.indices {
+                if !writes[i].landed, writes[i].landsAt <= t {
+                    writes[i].landed = true
+                    if !writes[i].fails {
+                        lease = .init(owner: "owner", epoch: 5, counter: writes[i].counter)
+                        lastLanded = t
+                    }
+                }
+                if !writes[i].completed, let done = writes[i].completesAt, done <= t {
+                    writes[i].completed = true
+                    if scenario != .ownerDies || t < faultAt {
+                        _ = owner.handle(writes[i].fails ? .renewFailed(why: "EIO", now: ownerClock.local(t)) : .renewed(startedAt: writes[i].issuedLocal))
+                    }
+                }
+            }
+            // The owner host: dead from the fault on in `ownerDies`.
+            if scenario == .ownerDies, faulty, copyDiesAt == nil { copyDiesAt = t }
+            if t >= nextOwnerTick, !(scenario == .ownerDies && faulty) {
+                nextOwnerTick = t + settings.tickInterval.wholeMilliseconds
+                for directive in owner.handle(.tick(now: ownerClock.local(t))) {
+                    switch directive {
+                    case let .renew(counter):
+                        var write = Write(landsAt: t + between(1, 60), completesAt: nil, counter: counter, issuedLocal: ownerClock.local(t), fails: false)
+                        if faulty && scenario == .storageFails {
+                            write.fails = true
+                            write.completesAt = t + between(100, 1_500)
+                        } else if faulty && scenario == .storageHangs {
+                            // Hangs: never completes; may land very late, or never.
+                            write.landsAt = chance(30) ? t + between(500, 20_000) : Int64.max
+                            write.completesAt = nil
+                        } else {
+                            if chance(2) { write.fails = true } // an occasional lost write
+                            write.completesAt = write.landsAt + between(0, 30)
+                        }
+                        writes.append(write)
+                    case .fence:
+                        #expect(faulty, "\(context): fenced at \(t) ms with working storage")
+                        if copyDiesAt == nil { copyDiesAt = t + between(0, settings.killBound.wholeMilliseconds) }
+                    }
+                }
+            }
+            // The other hosts read the lease every 500 ms of their clock; placement chooses one or
+            // two of them (disagreeing views) once the owner looks dead or its lease stale.
+            let ownerLooksGone = faulty && scenario != .quiet
+            for h in takers.indices where t >= nextRead[h] {
+                nextRead[h] = t + 500 * 1_000_000 / (1_000_000 + takerClocks[h].ppm)
+                _ = takers[h].handle(.chosen(ownerLooksGone && (h == 0 || (h == 1 && seed % 2 == 0))))
+                let snapshot = chance(3) ? nil : lease // an occasional failed read: that host's wait starts again
+                if snapshot == nil { lastLanded = max(lastLanded, t) }
+                for directive in takers[h].handle(.read(snapshot, now: takerClocks[h].local(t))) {
+                    switch directive {
+                    case let .claim(epoch):
+                        let won = claims[epoch] == nil
+                        if won { claims[epoch] = h }
+                        for d in takers[h].handle(.claimed(epoch: epoch, won: won)) {
+                            guard case .takeOver = d else { continue }
+                            #expect(copyDiesAt.map { $0 <= t } == true,
+                                    "\(context): host \(h) took over at \(t) ms while the owner's copy runs (dies at \(String(describing: copyDiesAt)))")
+                            #expect(scenario != .meshPartition && scenario != .quiet, "\(context): a renewed lease was taken over")
+                            if takeoverAt == nil { takeoverAt = t }
+                        }
+                    case .takeOver:
+                        Issue.record("\(context): takeOver without a claim")
+                    }
+                }
+            }
+        }
+        let winners = takers.filter { if case .won = $0.state { return true } else { return false } }
+        #expect(winners.count <= 1, "\(context): \(winners.count) hosts won")
+        switch scenario {
+        case .meshPartition, .quiet:
+            #expect(takeoverAt == nil && copyDiesAt == nil, "\(context): the owner lost a VM it could renew")
+        case .storageFails, .storageHangs, .ownerDies:
+            let taken = try? #require(takeoverAt, "\(context): never taken over")
+            // The stated bound (Protocol.md §11.2): expiry on the slowest clock, plus one read
+            // period and a landing delay, after the last write landed (or a read failed).
+            let bound = settings.expiry.wholeMilliseconds * (1_000_000 + drift) / 1_000_000 + 1_100
+            if let taken { #expect(taken - lastLanded <= bound, "\(context): taken over \(taken - lastLanded) ms after the last write, bound \(bound)") }
+            if scenario != .ownerDies { #expect(copyDiesAt != nil && copyDiesAt! <= faultAt + settings.fencedWithin.wholeMilliseconds, "\(context): not fenced in time") }
+        }
+    }
+
+    @Test func theDefaultsAreSafeAndTheInequalityIsChecked() throws {
+        let defaults = LeaseSettings()
+        #expect(defaults.isSafe)
+        #expect(defaults.fencedWithin < .milliseconds(5_300) && defaults.expiresNoSoonerThan > .milliseconds(7_900))
+        #expect(throws: LeaseSettingsError.self) { try LeaseSettings(expiry: .seconds(5)).validate() }
+        #expect(throws: LeaseSettingsError.self) { try LeaseSettings(renewInterval: .seconds(3)).validate() }
+        try LeaseSettings().validate()
+    }
+
+    @Test func aRenewalThatLandsLateCannotRevivedAFencedOwner() {
+        var owner = LeaseOwnerCore(settings: LeaseSettings(), epoch: 2, acquiredAt: .origin)
+        #expect(owner.handle(.tick(now: .origin + .seconds(1))) == [.renew(counter: 1)])
+        // The write hangs; the fence comes at 4 s after the last good start (0 s).
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(3_900))) == [])
+        guard case .fence? = owner.handle(.tick(now: .origin + .seconds(4))).first else {
+            Issue.record("no fence at the deadline")
+            return
+        }
+        #expect(owner.handle(.renewed(startedAt: .origin + .seconds(1))) == [])
+        #expect(owner.handle(.tick(now: .origin + .seconds(5))) == [], "a fenced owner renews no more")
+    }
+
+    @Test func aHigherEpochOnTheStorageFencesAtOnce() {
+        var owner = LeaseOwnerCore(settings: LeaseSettings(), epoch: 2, acquiredAt: .origin)
+        let directives = owner.handle(.superseded(owner: "node-b", epoch: 4))
+        #expect(directives == [.fence(reason: "node-b holds the VM at epoch 4, above this copy's 2")])
+    }
+
+    @Test func aReleasedLeaseIsNeverTakenOver() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let released = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9, released: true)
+        for s in 0..<60 { #expect(taker.handle(.read(released, now: .origin + .seconds(Int64(s)))) == []) }
+    }
+
+    @Test func anUnreadableLeaseStartsTheWaitAgain() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let lease = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        _ = taker.handle(.read(lease, now: .origin))
+        _ = taker.handle(.read(nil, now: .origin + .seconds(7)))
+        #expect(taker.handle(.read(lease, now: .origin + .seconds(9))) == [])
+        #expect(taker.handle(.read(lease, now: .origin + .seconds(16))) == [])
+        #expect(taker.handle(.read(lease, now: .origin + .seconds(17))) == [.claim(epoch: 5)])
+        #expect(taker.handle(.claimed(epoch: 5, won: false)) == [])
+        #expect(taker.state == .lost(epoch: 5))
+    }
+}
