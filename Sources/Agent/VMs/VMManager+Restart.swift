@@ -16,14 +16,15 @@ extension VMManager {
         let exit: RestartExit
     }
 
-    /// The VMs to restart: QEMU gone, wanted running, in no operation, not held, not given up,
+    /// The VMs to restart: QEMU gone other than by a clean exit (status 0: the guest powered
+    /// off, or QEMU was told to quit), wanted running, in no operation, not held, not given up,
     /// and restartable (`restart = on-failure` in the spec, or by `meshDefault` when it says
     /// nothing). A VM found dead at agent start is not among them: this host did not see it die,
     /// and may have been away while another host took it over.
     func unexpectedExits(meshDefault: VMSpec.RestartPolicy) async throws -> [UnexpectedExit] {
         var exits: [UnexpectedExit] = []
         for (id, process) in processes where busy[id] == nil {
-            guard let exit = await process.exitIfEnded() else { continue }
+            guard let exit = await process.exitIfEnded(), exit.status != .exited(0) else { continue }
             // Read under the same conditions after the suspension: the VM may have moved on.
             guard busy[id] == nil, processes[id] === process, restartsDue[id] == nil,
                   let vm = try await store.database.read({ db in try StoredVM.fetchOne(db, key: id) }),

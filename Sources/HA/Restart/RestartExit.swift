@@ -3,7 +3,8 @@
 public enum RestartExit: Sendable, Equatable, CustomStringConvertible {
     /// QEMU was killed by this signal (SIGKILL: 9).
     case killed(signal: Int32)
-    /// QEMU exited by itself with this status (a guest power-off is `exited(0)`).
+    /// QEMU exited by itself with this status, not 0 (a clean exit, the guest powering off, is
+    /// not a failure and is not restarted).
     case exited(code: Int32)
     /// QEMU is gone but its status went elsewhere (a QEMU adopted after an agent restart).
     case vanished
