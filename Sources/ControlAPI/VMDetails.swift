@@ -8,11 +8,15 @@ public struct VMDetails: Codable, Sendable {
     public var spec: VMSpec
     /// Migrations this host took part in, newest first.
     public var migrations: [MigrationRecord]
+    /// Whether the VM could be restarted on another host if this one died, and if not why
+    /// (Protocol.md §11.2); nil from agents that do not say.
+    public var restartElsewhere: String?
 
-    /// The three parts of `vm show`.
-    public init(info: VMInfo, spec: VMSpec, migrations: [MigrationRecord]) {
+    /// The parts of `vm show`.
+    public init(info: VMInfo, spec: VMSpec, migrations: [MigrationRecord], restartElsewhere: String? = nil) {
         self.info = info
         self.spec = spec
         self.migrations = migrations
+        self.restartElsewhere = restartElsewhere
     }
 }

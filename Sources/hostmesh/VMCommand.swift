@@ -101,6 +101,7 @@ struct VMCommand: AsyncParsableCommand {
             printVMs([details.info])
             if let problem = details.info.problem { print("problem: \(problem)") }
             print("restart: \(details.spec.restart?.rawValue ?? "mesh default")")
+            if let elsewhere = details.restartElsewhere { print("restart elsewhere: \(elsewhere)") }
             if let restarts = details.info.restarts {
                 let when = restarts.lastAt.map { " at " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) } ?? ""
                 print("restarts: \(restarts.count), the last\(when): \(restarts.lastReason)")

@@ -108,4 +108,15 @@ extension VMManager {
                            arguments: [reason, Date().timeIntervalSince1970, id])
         }
     }
+
+    /// What `vm show` says about restarting the VM on another host (Protocol.md §11.2).
+    static func restartElsewhere(_ spec: VMSpec) -> String {
+        do {
+            _ = try LeaseFiles.directory(for: spec)
+            return "not yet: its disks are on shared storage, but this agent does not run leases yet (Protocol.md §11.2); "
+                + "if this host dies the VM stays down until it returns"
+        } catch {
+            return "no: \(error)"
+        }
+    }
 }

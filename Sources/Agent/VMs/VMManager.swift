@@ -194,7 +194,9 @@ public actor VMManager: MigrationVMRegistry {
         let history = try await store.database.read { db in
             try StoredMigration.filter(Column("vmId") == vm.id).order(Column("startedAt").desc).fetchAll(db)
         }
-        return VMDetails(info: try await info(vm.id), spec: try vm.decodedSpec(), migrations: history.map(MigrationRecord.init))
+        let spec = try vm.decodedSpec()
+        return VMDetails(info: try await info(vm.id), spec: spec, migrations: history.map(MigrationRecord.init),
+                         restartElsewhere: Self.restartElsewhere(spec))
     }
 
     /// The last `lines` lines of the VM's serial console.

@@ -1,0 +1,77 @@
+@testable import Agent
+import Foundation
+import HA
+import Hypervisor
+import Testing
+
+/// The lease files' storage layer (Protocol.md §11.2) on a real filesystem: atomic replacement,
+/// refusal of damaged and foreign files by path, exactly one winner among concurrent claims, and
+/// VMs that cannot be restarted elsewhere said so.
+@Suite(.timeLimit(.minutes(1)))
+struct LeaseFilesTests {
+    final class Directory {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("hm-lease-\(UUID().uuidString.prefix(8))").path
+        var files: LeaseFiles { LeaseFiles(directory: path + "/.hostmesh") }
+        deinit { try? FileManager.default.removeItem(atPath: path) } // test cleanup
+    }
+
+    @Test func aLeaseIsReplacedWholeAndReadBack() throws {
+        let dir = Directory()
+        #expect(try dir.files.read(vm: "vm1") == nil)
+        for counter in 0..<50 as Range<UInt64> {
+            try dir.files.write(LeaseRecord(vm: "vm1", owner: "node-a", epoch: 3, counter: counter))
+        }
+        #expect(try dir.files.read(vm: "vm1") == LeaseRecord(vm: "vm1", owner: "node-a", epoch: 3, counter: 49))
+        #expect(!FileManager.default.fileExists(atPath: dir.files.leasePath("vm1") + ".tmp"))
+    }
+
+    @Test func aDamagedOrForeignLeaseIsRefusedWithItsPath() throws {
+        let dir = Directory()
+        try dir.files.write(LeaseRecord(vm: "vm1", owner: "node-a", epoch: 3, counter: 7))
+        let path = dir.files.leasePath("vm1")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 2] ^= 0x20
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        #expect { _ = try dir.files.read(vm: "vm1") } throws: { error in
+            guard case .corrupt(path, _)? = error as? LeaseFileError else { return false }
+            return "\(error)".contains(path)
+        }
+        // Another VM's lease where vm2's should be (two VMs given one lease path).
+        try Data(LeaseRecord(vm: "vm9", owner: "node-b", epoch: 1, counter: 1).encoded).write(to: URL(fileURLWithPath: dir.files.leasePath("vm2")))
+        #expect(throws: LeaseFileError.otherVM(path: dir.files.leasePath("vm2"), expected: "vm2", found: "vm9")) {
+            _ = try dir.files.read(vm: "vm2")
+        }
+    }
+
+    @Test func concurrentClaimsHaveExactlyOneWinner() async throws {
+        let dir = Directory()
+        let files = dir.files
+        for epoch in 3...12 as ClosedRange<Int64> {
+            let winners = try await withThrowingTaskGroup(of: String?.self) { group in
+                for host in 0..<8 {
+                    group.addTask { try files.claim(vm: "vm1", epoch: epoch, host: "node-\(host)") ? "node-\(host)" : nil }
+                }
+                var won: [String] = []
+                for try await winner in group { if let winner { won.append(winner) } }
+                return won
+            }
+            #expect(winners.count == 1, "epoch \(epoch): winners \(winners)")
+            #expect(files.claimant(vm: "vm1", epoch: epoch) == winners.first)
+        }
+        // A claim once made stays made: a later try for the same epoch loses.
+        #expect(try files.claim(vm: "vm1", epoch: 3, host: "node-late") == false)
+    }
+
+    @Test func aVMWithoutSharedStorageCannotBeRestartedElsewhereAndSaysWhy() throws {
+        let boot = VMSpec.Boot.kernel(path: "/k", initrd: nil, commandLine: "")
+        let local = VMSpec(id: "a", name: "web", memoryMiB: 64, disks: [.init(path: "/var/lib/vm/web.raw", format: .raw, shared: false)], boot: boot)
+        #expect(throws: RestartElsewhereError.localDisk(vm: "web", path: "/var/lib/vm/web.raw")) { _ = try LeaseFiles.directory(for: local) }
+        #expect("\(RestartElsewhereError.localDisk(vm: "web", path: "/var/lib/vm/web.raw"))".contains("not on shared storage"))
+        let none = VMSpec(id: "b", name: "diskless", memoryMiB: 64, boot: boot)
+        #expect(throws: RestartElsewhereError.noDisk(vm: "diskless")) { _ = try LeaseFiles.directory(for: none) }
+        let shared = VMSpec(id: "c", name: "db", memoryMiB: 64, disks: [.init(path: "/mnt/shared/db.raw", format: .raw, shared: true)], boot: boot)
+        #expect(try LeaseFiles.directory(for: shared) == "/mnt/shared/.hostmesh")
+        #expect(VMManager.restartElsewhere(local).hasPrefix("no: web cannot be restarted on another host: its disk /var/lib/vm/web.raw is not on shared storage"))
+        #expect(VMManager.restartElsewhere(shared).hasPrefix("not yet"))
+    }
+}
