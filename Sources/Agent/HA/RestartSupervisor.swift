@@ -64,8 +64,7 @@ actor RestartSupervisor {
 
     private func showDue(_ id: String, _ core: RestartCore) async {
         if case let .backingOff(until, _, reason) = core.state {
-            let wait = max(0, (until - now).inSeconds)
-            await vms.noteRestartDue(id, "\(reason); restarting in \(String(format: "%.1f", wait)) s")
+            await vms.noteRestartDue(id, reason: "\(reason)", after: max(.zero, until - now))
         }
     }
 

@@ -44,8 +44,8 @@ extension VMManager {
         }
     }
 
-    /// The supervisor will restart `id` at `at` (shown by `vm list` meanwhile); nil: it will not.
-    func noteRestartDue(_ id: String, _ text: String?) { restartsDue[id] = text }
+    /// The supervisor will restart `id` after `wait` because of `reason` (shown by `vm list` meanwhile).
+    func noteRestartDue(_ id: String, reason: String, after wait: Duration) { restartsDue[id] = (reason, ContinuousClock.now + wait) }
 
     /// Journals a restart (Protocol.md §11.1) and claims the VM for it: the row moves to
     /// `record.epoch` only if it still is at `record.previousEpoch`, wanted running, not held,

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import MeshTime
 public import Hypervisor
 public import Logging
 public import ControlAPI
@@ -41,9 +42,9 @@ public actor VMManager: MigrationVMRegistry {
         busy[id] = operation
     }
     var problems: [String: String] = [:]
-    /// VMs whose QEMU died and whose restart is due (the restart supervisor's backoff), with
-    /// what `vm list` says about it.
-    var restartsDue: [String: String] = [:]
+    /// VMs whose QEMU died and whose restart is due (the restart supervisor's backoff): the
+    /// exit and when the restart is due.
+    var restartsDue: [String: (reason: String, at: ContinuousClock.Instant)] = [:]
     /// The virtual switch the VMs' NICs plug into (nil: VMs get no network).
     private(set) var network: AgentNetwork?
 
@@ -251,8 +252,9 @@ public actor VMManager: MigrationVMRegistry {
             // Said plainly: no copy of this guest runs anywhere (this host owns it, and its QEMU is gone).
             info.problem = VMInfo.lost + (info.problem.map { ": \($0)" } ?? "")
             if let due = restartsDue[vm.id] {
+                let wait = max(0, (due.at - ContinuousClock.now).inSeconds)
                 info.state = "restarting"
-                info.problem = VMInfo.lost + "; " + due
+                info.problem = VMInfo.lost + "; " + due.reason + String(format: "; restarting in %.1f s", wait)
             }
         }
         if let operation = busy[vm.id] {
