@@ -17,30 +17,38 @@ struct LeaseFilesTests {
 
     @Test func aLeaseIsReplacedWholeAndReadBack() throws {
         let dir = Directory()
-        #expect(try dir.files.read(vm: "vm1") == nil)
+        #expect(try dir.files.read(vm: "vm1", host: "node-a") == nil)
+        #expect(try dir.files.leases(vm: "vm1") == [])
         for counter in 0..<50 as Range<UInt64> {
             try dir.files.write(LeaseRecord(vm: "vm1", owner: "node-a", epoch: 3, counter: counter))
         }
-        #expect(try dir.files.read(vm: "vm1") == LeaseRecord(vm: "vm1", owner: "node-a", epoch: 3, counter: 49))
-        #expect(!FileManager.default.fileExists(atPath: dir.files.leasePath("vm1") + ".tmp"))
+        #expect(try dir.files.read(vm: "vm1", host: "node-a") == LeaseRecord(vm: "vm1", owner: "node-a", epoch: 3, counter: 49))
+        #expect(!FileManager.default.fileExists(atPath: dir.files.leasePath("vm1", host: "node-a") + ".tmp"))
+        // A handover's destination has its own file beside the owner's; another VM's are not listed.
+        try dir.files.write(LeaseRecord(vm: "vm1", owner: "node-b", epoch: 4, counter: 0))
+        try dir.files.write(LeaseRecord(vm: "vm10", owner: "node-a", epoch: 1, counter: 0))
+        #expect(try dir.files.leases(vm: "vm1").map(\.owner) == ["node-a", "node-b"])
     }
 
     @Test func aDamagedOrForeignLeaseIsRefusedWithItsPath() throws {
         let dir = Directory()
         try dir.files.write(LeaseRecord(vm: "vm1", owner: "node-a", epoch: 3, counter: 7))
-        let path = dir.files.leasePath("vm1")
+        let path = dir.files.leasePath("vm1", host: "node-a")
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         bytes[bytes.count / 2] ^= 0x20
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        #expect { _ = try dir.files.read(vm: "vm1") } throws: { error in
+        #expect { _ = try dir.files.leases(vm: "vm1") } throws: { error in
             guard case .corrupt(path, _)? = error as? LeaseFileError else { return false }
             return "\(error)".contains(path)
         }
         // Another VM's lease where vm2's should be (two VMs given one lease path).
-        try Data(LeaseRecord(vm: "vm9", owner: "node-b", epoch: 1, counter: 1).encoded).write(to: URL(fileURLWithPath: dir.files.leasePath("vm2")))
-        #expect(throws: LeaseFileError.otherVM(path: dir.files.leasePath("vm2"), expected: "vm2", found: "vm9")) {
-            _ = try dir.files.read(vm: "vm2")
+        try Data(LeaseRecord(vm: "vm9", owner: "node-b", epoch: 1, counter: 1).encoded).write(to: URL(fileURLWithPath: dir.files.leasePath("vm2", host: "node-b")))
+        #expect(throws: LeaseFileError.otherVM(path: dir.files.leasePath("vm2", host: "node-b"), expected: "vm2", found: "vm9")) {
+            _ = try dir.files.leases(vm: "vm2")
         }
+        // A lease whose owner is not the host its name says.
+        try Data(LeaseRecord(vm: "vm3", owner: "node-b", epoch: 1, counter: 1).encoded).write(to: URL(fileURLWithPath: dir.files.leasePath("vm3", host: "node-c")))
+        #expect { _ = try dir.files.leases(vm: "vm3") } throws: { "\($0)".contains(dir.files.leasePath("vm3", host: "node-c")) && "\($0)".contains("names owner node-b") }
     }
 
     @Test func concurrentClaimsHaveExactlyOneWinner() async throws {

@@ -116,7 +116,7 @@ struct LeaseSimulationTests {
             for h in takers.indices where t >= nextRead[h] {
                 nextRead[h] = t + 500 * 1_000_000 / (1_000_000 + takerClocks[h].ppm)
                 _ = takers[h].handle(.chosen(ownerLooksGone && (h == 0 || (h == 1 && seed % 2 == 0))))
-                let snapshot = chance(3) ? nil : lease // an occasional failed read: that host's wait starts again
+                let snapshot = chance(3) ? nil : [lease] // an occasional failed read: that host's wait starts again
                 if snapshot == nil { lastLanded = max(lastLanded, t) }
                 for directive in takers[h].handle(.read(snapshot, now: takerClocks[h].local(t))) {
                     switch directive {
@@ -183,18 +183,33 @@ struct LeaseSimulationTests {
         var taker = LeaseTakeoverCore(settings: LeaseSettings())
         _ = taker.handle(.chosen(true))
         let released = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9, released: true)
-        for s in 0..<60 { #expect(taker.handle(.read(released, now: .origin + .seconds(Int64(s)))) == []) }
+        for s in 0..<60 { #expect(taker.handle(.read([released], now: .origin + .seconds(Int64(s)))) == []) }
+    }
+
+    /// During a handover the destination's lease file is there too: a fresh one holds off every
+    /// takeover, and the claim rises above the highest epoch.
+    @Test func everyLeaseOfTheVMMustBeStaleAndTheClaimRisesAboveTheHighest() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let source = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        for s in 0..<20 {
+            let destination = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 4, counter: UInt64(s))
+            #expect(taker.handle(.read([source, destination], now: .origin + .seconds(Int64(s)))) == [], "a renewing destination was ignored")
+        }
+        let stale = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 4, counter: 19)
+        #expect(taker.handle(.read([source, stale], now: .origin + .seconds(26))) == [])
+        #expect(taker.handle(.read([source, stale], now: .origin + .seconds(27))) == [.claim(epoch: 6)])
     }
 
     @Test func anUnreadableLeaseStartsTheWaitAgain() {
         var taker = LeaseTakeoverCore(settings: LeaseSettings())
         _ = taker.handle(.chosen(true))
         let lease = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
-        _ = taker.handle(.read(lease, now: .origin))
+        _ = taker.handle(.read([lease], now: .origin))
         _ = taker.handle(.read(nil, now: .origin + .seconds(7)))
-        #expect(taker.handle(.read(lease, now: .origin + .seconds(9))) == [])
-        #expect(taker.handle(.read(lease, now: .origin + .seconds(16))) == [])
-        #expect(taker.handle(.read(lease, now: .origin + .seconds(17))) == [.claim(epoch: 5)])
+        #expect(taker.handle(.read([lease], now: .origin + .seconds(9))) == [])
+        #expect(taker.handle(.read([lease], now: .origin + .seconds(16))) == [])
+        #expect(taker.handle(.read([lease], now: .origin + .seconds(17))) == [.claim(epoch: 5)])
         #expect(taker.handle(.claimed(epoch: 5, won: false)) == [])
         #expect(taker.state == .lost(epoch: 5))
     }

@@ -3,8 +3,9 @@ import HA
 import Hypervisor
 
 /// A VM's lease files on shared storage (Protocol.md §11.2): `.hostmesh/` in the directory of the
-/// VM's first disk holds `<vm>.lease` (replaced atomically) and `<vm>.claim.<epoch>` (created
-/// exclusively: the storage decides which host takes a VM over).
+/// VM's first disk holds `<vm>.<host>.lease`, one per host that may run a copy (replaced
+/// atomically), and `<vm>.claim.<epoch>` (created exclusively: the storage decides which host
+/// takes a VM over).
 ///
 /// Not run by the agent yet (§11.2 "Status"): the lease shell that renews, fences and takes over
 /// is still to come; this is its storage layer, tested against a real filesystem.
@@ -19,14 +20,14 @@ struct LeaseFiles: Sendable {
         return (first.path as NSString).deletingLastPathComponent + "/.hostmesh"
     }
 
-    func leasePath(_ vm: String) -> String { directory + "/" + vm + ".lease" }
+    func leasePath(_ vm: String, host: String) -> String { directory + "/" + vm + "." + host + ".lease" }
     func claimPath(_ vm: String, epoch: Int64) -> String { directory + "/" + vm + ".claim." + String(epoch) }
 
     /// Replaces the lease file with `record`: written to a temporary file, fsynced, renamed over
     /// the old one, and the directory fsynced, so a reader sees the old record or the new one.
     func write(_ record: LeaseRecord) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = leasePath(record.vm), temporary = path + ".tmp"
+        let path = leasePath(record.vm, host: record.owner), temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw LeaseIOError(path: temporary, operation: "open", errno: errno) }
         let bytes = record.encoded
@@ -41,10 +42,30 @@ struct LeaseFiles: Sendable {
         try syncDirectory()
     }
 
-    /// The lease of `vm`, nil when it has none; throws `LeaseFileError` (naming the path) for a
-    /// damaged file or one of another VM, `LeaseIOError` when it cannot be read.
-    func read(vm: String) throws -> LeaseRecord? {
-        let path = leasePath(vm)
+    /// Every lease file of `vm`, sorted by host; throws `LeaseFileError` (naming the path) for a
+    /// damaged file, one of another VM or one whose owner is not the host its name says, and
+    /// `LeaseIOError` when one cannot be read.
+    func leases(vm: String) throws -> [LeaseRecord] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            if !FileManager.default.fileExists(atPath: directory) { return [] }
+            throw error
+        }
+        var out: [LeaseRecord] = []
+        for name in names.sorted() where name.hasPrefix(vm + ".") && name.hasSuffix(".lease") {
+            let host = String(name.dropFirst(vm.count + 1).dropLast(".lease".count))
+            guard let record = try read(vm: vm, host: host) else { continue }
+            guard record.owner == host else {
+                throw LeaseFileError.corrupt(path: leasePath(vm, host: host), reason: "it names owner \(record.owner), not \(host)")
+            }
+            out.append(record)
+        }
+        return out
+    }
+
+    /// The lease of `vm` written by `host`, nil when there is none; throws as `leases(vm:)`.
+    func read(vm: String, host: String) throws -> LeaseRecord? {
+        let path = leasePath(vm, host: host)
         guard let handle = FileHandle(forReadingAtPath: path) else {
             if !FileManager.default.fileExists(atPath: path) { return nil }
             throw LeaseIOError(path: path, operation: "open", errno: errno)

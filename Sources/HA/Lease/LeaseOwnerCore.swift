@@ -1,7 +1,8 @@
 public import MeshTime
 
-/// The owner's side of a VM lease on shared storage (Protocol.md §11.2): renew while the VM runs,
-/// and kill the copy before the lease can have expired for anyone else.
+/// A host's side of its own lease file for a VM on shared storage (Protocol.md §11.2): renew while
+/// a copy of the VM may run here, and kill the copy before the lease can have expired for anyone
+/// else.
 ///
 /// Invariant: if no renewal that started at `s` has completed, the core says `fence` by
 /// `s + fenceAfter` (on the owner's clock, at the first tick after it): the shell kills the copy
@@ -30,7 +31,8 @@ public struct LeaseOwnerCore: Sendable, Equatable {
         case renewed(startedAt: MeshInstant)
         /// A renewal failed (I/O error, timeout, storage gone).
         case renewFailed(why: String, now: MeshInstant)
-        /// The lease (or a claim) on the storage shows another owner at a higher epoch.
+        /// A claim file on the storage shows another host took the VM over at a higher epoch.
+        /// (Another host's lease file does not: a handover's destination holds its own.)
         case superseded(owner: String, epoch: Int64)
         /// The VM stopped or migrated away on purpose (its lease is released by the shell).
         case released

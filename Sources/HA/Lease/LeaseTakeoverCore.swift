@@ -1,13 +1,15 @@
 public import MeshTime
 
-/// A surviving host's side of a VM lease (Protocol.md §11.2): decide when the VM whose owner is
-/// gone may be claimed, and by whom. Exactly one host wins a claim: the claim is an exclusive
+/// A surviving host's side of a VM's leases (Protocol.md §11.2): decide when the VM whose owner is
+/// gone may be claimed, and by whom. A VM has one lease file per host that may run a copy of it
+/// (the owner, and during a handover its destination); a read gives them all. Exactly one host wins a claim: the claim is an exclusive
 /// create on the shared storage (`<vm>.claim.<epoch>`), never a belief.
 ///
 /// A takeover needs all of: placement chose this host (the shell asks placement once membership
-/// says the owner is dead, or once the lease stopped changing); the lease file read the same
-/// (same owner, epoch and counter) on every read for `expiry` on this host's clock, counted from
-/// the first read that showed it; the lease is held, not released. The expiry alone proves the
+/// says the owner is dead, or once the leases stopped changing); the VM's lease files read the
+/// same (same hosts, epochs, counters and states) on every read for `expiry` on this host's
+/// clock, counted from the first read that showed them; at least one is held (all released: the
+/// VM was stopped on purpose). The expiry alone proves the
 /// owner's copy is dead (its owner fenced it, or died with it): membership is not needed for
 /// safety, which is why a host cut off from the storage but alive in the mesh loses its VMs and a
 /// host cut off from the mesh but renewing keeps them. A read that fails or a file that does not
@@ -35,8 +37,8 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
 
     /// Where the decision is.
     public enum State: Sendable, Equatable {
-        /// Watching the lease: `seen` unchanged since `since` (nil: nothing readable yet).
-        case watching(seen: Snapshot?, since: MeshInstant?)
+        /// Watching the leases: `seen` unchanged since `since` (nil: nothing readable yet).
+        case watching(seen: [Snapshot]?, since: MeshInstant?)
         /// The claim for `epoch` is being made.
         case claiming(epoch: Int64)
         /// This host won `epoch`: it journals, writes its lease and starts the VM.
@@ -47,8 +49,9 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
 
     /// What happened.
     public enum Event: Sendable, Equatable {
-        /// A read of the lease file: its content, or nil when it could not be read or parsed.
-        case read(Snapshot?, now: MeshInstant)
+        /// A read of the VM's lease files, sorted by host: their contents, or nil when one could
+        /// not be read or parsed.
+        case read([Snapshot]?, now: MeshInstant)
         /// Placement's verdict: this host is the one to restart the VM.
         case chosen(Bool)
         /// The exclusive create of the claim file for `epoch` succeeded (true) or found it taken.
@@ -78,7 +81,7 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
     public mutating func handle(_ event: Event) -> [Directive] {
         switch (state, event) {
         case let (.watching(seen, since), .read(snapshot, now)):
-            guard let snapshot else {
+            guard let snapshot, !snapshot.isEmpty else {
                 state = .watching(seen: nil, since: nil) // nothing proven: start again
                 return []
             }
@@ -99,11 +102,13 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
     }
 
     /// Whether the lease has provably expired, and the claim may be made.
-    private mutating func decide(_ snapshot: Snapshot, since: MeshInstant, now: MeshInstant) -> [Directive] {
-        guard chosen, !snapshot.released, now - since >= settings.expiry else { return [] }
-        // The VM's epoch rises by two: above the owner's and above the +1 a migration
-        // destination could have taken from it (Protocol.md §6.4), so no record ever ties.
-        let epoch = snapshot.epoch + 2
+    private mutating func decide(_ leases: [Snapshot], since: MeshInstant, now: MeshInstant) -> [Directive] {
+        guard chosen, leases.contains(where: { !$0.released }), now - since >= settings.expiry,
+              let highest = leases.map(\.epoch).max() else { return [] }
+        // The VM's epoch rises by two above the highest lease: above the owner's and above the
+        // +1 a migration destination could have taken from it (Protocol.md §6.4), so no
+        // ownership record ever ties.
+        let epoch = highest + 2
         state = .claiming(epoch: epoch)
         return [.claim(epoch: epoch)]
     }
