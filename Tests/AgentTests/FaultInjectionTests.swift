@@ -345,15 +345,21 @@ final class FaultRig: @unchecked Sendable {
     /// Every record of this boot that either console shows acknowledged, among the last `blocks`,
     /// is intact on the image. The consoles are read before the image: records the guest writes
     /// meanwhile land on blocks outside that window.
-    func checkDiskLog(_ context: String, image: [UInt8]? = nil, excludingUpTo overwritten: Int = 0) throws {
+    /// With `rewrittenBy`, a block may also hold that (restarted) boot's record of the same number:
+    /// it starts again at record 1 and may have written some before the image was read.
+    func checkDiskLog(_ context: String, image: [UInt8]? = nil, rewrittenBy newBoot: String? = nil) throws {
         let boot8 = String(boot.prefix(8))
         let last = ([diskSeen] + [a, b].compactMap { DiskLog.records(console($0), boot: boot8).last }).max() ?? 0
         guard last > 0 else {
             Issue.record("\(context): no disk record of boot \(boot8) seen")
             return
         }
-        let damaged = try DiskLog.damagedRecords(image: image ?? [UInt8](Data(contentsOf: URL(fileURLWithPath: disk))), boot: boot8,
-                                                 upTo: last, blocks: blocks).filter { $0 % blocks > overwritten }
+        let data = try image ?? [UInt8](Data(contentsOf: URL(fileURLWithPath: disk)))
+        let damaged = DiskLog.damagedRecords(image: data, boot: boot8, upTo: last, blocks: blocks).filter { n in
+            guard let newBoot else { return true }
+            let start = (n % blocks) * DiskLog.blockSize
+            return Array(data[start..<start + DiskLog.blockSize]) != DiskLog.record(n, boot: newBoot)
+        }
         #expect(damaged.isEmpty, "\(context): acknowledged disk records missing or torn (up to \(last)): \(damaged.prefix(10))")
     }
 
@@ -455,7 +461,7 @@ final class FaultRig: @unchecked Sendable {
             // (but for the blocks the new boot overwrote already), and only one copy ever runs.
             let image = try [UInt8](Data(contentsOf: URL(fileURLWithPath: disk)))
             let (newBoot, newBeat) = try await freshBoot(on: winner, after: boot)
-            try checkDiskLog(context, image: image, excludingUpTo: (DiskLog.records(console(winner), boot: String(newBoot.prefix(8))).last ?? 0) + 8)
+            try checkDiskLog(context, image: image, rewrittenBy: String(newBoot.prefix(8)))
             #expect(qemus(source).count + qemus(destination).count == 1, "\(context): a second copy came back")
             (boot, beat, diskSeen) = (newBoot, newBeat, 0)
         } else {
