@@ -97,6 +97,10 @@ public struct Agent: Service {
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
         let unfinished = try await coordinator.prepareRecovery()
+        // Before any listener: the stored revocation lists, so the first handshake refuses a revoked host.
+        let revocations = RevocationKeeper(store: try RevocationStore(store: store), trust: credentials.trust,
+                                           hostID: credentials.identity.hostID, logger: logger)
+        let storedRevocations = try await revocations.loadStored()
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -120,8 +124,12 @@ public struct Agent: Service {
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms)
+        await revocations.wire(membership: membership.service) { host in
+            peers.known.withLockedValue { $0[host] = nil }
+            await network.removePeer(host)
+        }
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
-                                 ledger: ledger, journal: journal)
+                                 ledger: ledger, journal: journal, revocations: revocations)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -138,6 +146,8 @@ public struct Agent: Service {
             ("membership", MeshMembershipService(
                 membership: membership, follower: MemberFollower(hostID: credentials.identity.hostID, peers: peers, logger: logger),
                 seeds: configuration.join)),
+            ("revocations", RevocationService(keeper: revocations, membership: membership.service,
+                                              stored: storedRevocations.map(\.serialized), logger: logger)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
             ("capacity-refresh", CapacityRefreshService(interval: .seconds(3)) {

@@ -9,11 +9,15 @@ public struct TrustStore: Sendable {
     public private(set) var anchors: [SigningPublicKey: DomainTrustAnchor]
     /// Tolerated clock difference between hosts when checking validity windows, in seconds.
     public var clockSkewSeconds: Int64
+    /// The revocations in force, shared by every copy of this store (a reference: a list
+    /// installed once is seen by every handshake that verifies with any copy).
+    public let revocations: RevocationRegistry
 
     /// A store trusting `anchors`.
-    public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60) {
+    public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60, revocations: RevocationRegistry = RevocationRegistry()) {
         self.anchors = Dictionary(anchors.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         self.clockSkewSeconds = clockSkewSeconds
+        self.revocations = revocations
     }
 
     /// Adds a trusted domain.
@@ -66,6 +70,26 @@ public struct TrustStore: Sendable {
             throw .unknownCriticalExtension(critical.id)
         }
         do { try IdentityName.validate(body.hostID) } catch { throw .certificateMalformed("host id: \(error)") }
+        if let entry = revocations.entry(revoking: certificate) {
+            throw .revoked(hostID: body.hostID, serial: body.serial, domain: body.domain, entry: entry.summary)
+        }
+        return anchor
+    }
+
+    /// Verifies a revocation list (Protocol.md §2.5): its issuer key must be the trust anchor
+    /// of the domain it names, and its signature must verify. Returns the anchor.
+    @discardableResult
+    public func verify(_ list: RevocationList) throws(IdentityError) -> DomainTrustAnchor {
+        let issuer = list.issuerKey
+        guard let anchor = anchors[issuer], anchor.name == list.domain else {
+            let known = anchors.values.first { $0.name == list.domain }
+            throw .revocationListRefused(known == nil
+                ? "it is for domain \"\(list.domain)\", which this host does not trust"
+                : "it is signed by key \(issuer.fingerprint), which is not the domain key of \"\(list.domain)\" (nor an issuer of it)")
+        }
+        guard issuer.isValidSignature(list.signature, for: RevocationList.signatureContext + list.bodyBytes) else {
+            throw .revocationListRefused("its signature does not verify (altered, or not signed by the domain key of \"\(list.domain)\")")
+        }
         return anchor
     }
 }

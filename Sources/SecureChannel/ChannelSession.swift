@@ -107,6 +107,7 @@ extension SecureChannelError {
         case .wrongDomain: code = .wrongDomain
         case .expired: code = .certificateExpired
         case .notYetValid: code = .certificateNotYetValid
+        case .revoked: code = .revoked
         default: code = .certificateMalformed
         }
         self.init(code, "\(role) certificate rejected: \(error)")

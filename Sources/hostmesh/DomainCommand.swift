@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlAPI
 import Foundation
 import MeshIdentity
 
@@ -6,7 +7,7 @@ struct DomainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "domain",
         abstract: "Run an administrative domain: its key certifies the hosts that belong to it.",
-        subcommands: [Init.self, Certify.self]
+        subcommands: [Init.self, Certify.self, Revoke.self, Revocations.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -39,6 +40,82 @@ struct DomainCommand: AsyncParsableCommand {
             let path = out ?? (hostPub as NSString).deletingLastPathComponent + "/host.cert"
             try cert.save(path)
             print("certified \(host.hostID) in domain \(domain.name): serial \(cert.serial), valid \(validDays) days -> \(path)")
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a host (every certificate of it) or one certificate (by serial).",
+            discussion: """
+                Signs the next version of the domain's revocation list with the domain key, writes it to \
+                <domain-dir>/domain.revocations and hands it to the local agent, which enforces it at once \
+                (closes the host's channels, refuses its handshakes, drops its gossip) and gossips it to the \
+                whole mesh. The next version builds on the newer of domain.revocations and the agent's list.
+                """)
+        @Argument(help: "A host id, or a certificate serial (digits only).") var target: String
+        @Option(help: "Why, for the logs of every agent (at most 200 bytes).") var reason = ""
+        @Option(help: "The domain's directory.") var domainDir: String
+        @OptionGroup var control: ControlOptions
+        @Flag(help: "Only sign and write domain.revocations; publish it later with `hostmesh domain revocations --publish FILE`.")
+        var noPublish = false
+
+        func run() async throws {
+            let domain = try DomainAuthority.load(fromDirectory: domainDir)
+            let anchor = TrustStore(anchors: [domain.trustAnchor])
+            let target = try DomainAuthority.RevocationTarget(parsing: self.target)
+            let path = domainDir + "/domain.revocations"
+            var base: RevocationList?
+            if FileManager.default.fileExists(atPath: path) {
+                let list = try RevocationList.load(path)
+                try anchor.verify(list)
+                base = list
+            }
+            if !noPublish {
+                let lists = try await control.client.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self)
+                if let held = lists.first(where: { $0.domain == domain.name }), held.version > base?.version ?? 0,
+                   let bytes = Data(base64Encoded: held.list) {
+                    let list = try RevocationList(serialized: [UInt8](bytes))
+                    try anchor.verify(list)
+                    base = list
+                }
+            }
+            let next = try domain.revoke(target, reason: reason, after: base, now: Int64(Date().timeIntervalSince1970))
+            try next.save(path)
+            print("revoked \(target) in domain \(domain.name): revocation list version \(next.version), \(next.entries.count) revocation(s) -> \(path)")
+            guard !noPublish else { return }
+            let info = try await control.client.call("revocations.publish", ControlTypes.PublishRevocations(list: next.serialized),
+                                                     as: ControlTypes.RevocationListInfo.self)
+            print("agent at \(control.stateDir): \(info.note ?? "installed version \(info.version)")")
+        }
+    }
+
+    struct Revocations: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The revocation lists the local agent enforces; --publish hands it a list file (domain.revocations).")
+        @OptionGroup var control: ControlOptions
+        @Option(help: "A revocation list file to publish to the local agent (verified there against its trust anchors).")
+        var publish: String?
+
+        func run() async throws {
+            if let publish {
+                let list = try RevocationList.load(publish)
+                let info = try await control.client.call("revocations.publish", ControlTypes.PublishRevocations(list: list.serialized),
+                                                         as: ControlTypes.RevocationListInfo.self)
+                print(info.note ?? "installed version \(info.version)")
+                return
+            }
+            let lists = try await control.client.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self)
+            if control.json { try control.printJSON(lists); return }
+            if lists.isEmpty { print("no revocation list: nothing is revoked"); return }
+            for list in lists {
+                print("domain \(list.domain): version \(list.version), signed by \(list.issuer)")
+            }
+            printTable(["DOMAIN", "HOST", "SERIAL", "REVOKED AT", "REASON"], lists.flatMap { list in
+                list.entries.map { e in
+                    [list.domain, e.host ?? "-", e.serial.map(String.init) ?? "-",
+                     ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(e.revokedAt))), e.reason.isEmpty ? "-" : e.reason]
+                }
+            })
         }
     }
 }

@@ -14,6 +14,7 @@ struct ControlHandler: Sendable {
     let listen: HostPort
     let ledger: OwnershipLedger
     let journal: MigrationJournal
+    let revocations: RevocationKeeper
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -24,6 +25,11 @@ struct ControlHandler: Sendable {
             return try await ledger.records().map { ControlTypes.Ownership(vm: $0.vmID, owner: $0.owner, epoch: $0.epoch) }
         case "members":
             return await membership.members()
+        case "revocations":
+            return await revocations.lists()
+        case "revocations.publish":
+            let p = try request.params(ControlTypes.PublishRevocations.self)
+            return try await revocations.publish(p.bytes ?? []) // validate() checked the base64
         case "join":
             let p = try request.params(ControlTypes.Join.self)
             let address = try HostPort(parsing: p.address) // validate() parsed it already

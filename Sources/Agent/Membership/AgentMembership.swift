@@ -62,6 +62,11 @@ public actor AgentMembership {
         // A graceful shutdown waits for the leave: keep it short (peers that miss it see this
         // host dead instead of left, a few seconds later).
         config.leaveTimeout = .seconds(2)
+        // Revocation lists are verified against this host's trust anchors before the core sees them.
+        let trust = credentials.trust
+        config.revocationVerifier = { bytes in
+            do { _ = try RevocationKeeper.verified(bytes, trust: trust); return nil } catch { return "\(error)" }
+        }
         let pushPullCredentials = credentials
         let pushPullLogger = logger
         service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in
