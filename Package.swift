@@ -218,7 +218,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
-        .testTarget(name: "MembershipTests", dependencies: ["MeshTime", "Membership", "MeshSimulator"], swiftSettings: strict),
+        .testTarget(name: "MembershipTests", dependencies: ["MeshTime", "Membership", "MeshSimulator", "MeshWire"], swiftSettings: strict),
         .testTarget(
             name: "GossipTransportTests",
             dependencies: [
@@ -273,7 +273,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
+        .testTarget(
+            name: "MeshIdentityTests",
+            dependencies: ["MeshIdentity", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         // Protocol.md checked against the code and against libsodium called directly: the
         // schemas of its appendix against Sources/MeshWire/Protos, and its test vectors.
         .testTarget(
