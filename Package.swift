@@ -222,7 +222,7 @@ let package = Package(
         .testTarget(
             name: "GossipTransportTests",
             dependencies: [
-                "MeshTime", "GossipTransport", "Membership",
+                "MeshTime", "GossipTransport", "Membership", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
