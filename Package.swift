@@ -188,7 +188,7 @@ let package = Package(
         .target(
             name: "Benchmarks",
             dependencies: [
-                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
+                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
