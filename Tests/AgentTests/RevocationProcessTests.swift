@@ -141,4 +141,29 @@ struct RevocationProcessTests {
         #expect(try await agent.control.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self).isEmpty)
         #expect(agent.log.contains("revocation list refused"))
     }
+
+    @Test func theCommandLineSignsTheNextVersionAndTheAgentEnforcesIt() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let agent = try await mesh.start("node-1")
+        let domainDir = mesh.root + "/lab-domain"
+        try FileManager.default.createDirectory(atPath: domainDir, withIntermediateDirectories: true)
+        try mesh.domain.save(inDirectory: domainDir)
+        func hostmesh(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            try runTool(AgentProcess.binary, arguments + ["--state-dir", agent.stateDirectory])
+        }
+        let first = try hostmesh(["domain", "revoke", "node-7", "--reason", "retired", "--domain-dir", domainDir])
+        #expect(first.status == 0, "\(first.output)")
+        #expect(first.output.contains("version 1"), "\(first.output)")
+        let second = try hostmesh(["domain", "revoke", "12", "--domain-dir", domainDir])
+        #expect(second.status == 0 && second.output.contains("version 2"), "\(second.output)")
+        let again = try hostmesh(["domain", "revoke", "node-7", "--domain-dir", domainDir])
+        #expect(again.status != 0 && again.output.contains("already revoked"), "\(again.output)")
+        let held = try await agent.control.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self)
+        #expect(held.map(\.version) == [2])
+        #expect(held.first?.entries.map { $0.host ?? "serial \($0.serial ?? 0)" } == ["node-7", "serial 12"])
+        #expect(try RevocationList.load(domainDir + "/domain.revocations").version == 2)
+        let shown = try hostmesh(["domain", "revocations"])
+        #expect(shown.output.contains("node-7") && shown.output.contains("retired"), "\(shown.output)")
+    }
 }
