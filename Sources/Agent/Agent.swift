@@ -101,6 +101,8 @@ public struct Agent: Service {
         let revocations = RevocationKeeper(store: try RevocationStore(store: store), trust: credentials.trust,
                                            hostID: credentials.identity.hostID, logger: logger)
         let storedRevocations = try await revocations.loadStored()
+        let certificates = try CertificateDesk.load(stateDirectory: configuration.stateDirectory, identity: credentials.identity,
+                                                    lifetime: configuration.certificateLifetime, logger: logger)
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -138,7 +140,7 @@ public struct Agent: Service {
         let services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
-                coordinator: coordinator, peers: peers, membership: membership, vms: vms, logger: logger))),
+                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, logger: logger))),
             ("control", ControlService(server: control, handler: api)),
             ("migration-recovery", MigrationRecoveryService(coordinator: coordinator, unfinished: unfinished)),
             ("location-publisher", LocationPublisherService(network: network, peers: peers)),
@@ -146,6 +148,8 @@ public struct Agent: Service {
             ("membership", MeshMembershipService(
                 membership: membership, follower: MemberFollower(hostID: credentials.identity.hostID, peers: peers, logger: logger),
                 seeds: configuration.join)),
+            ("certificate-renewal", CertificateRenewalService(credentials: credentials, desk: certificates, membership: membership,
+                                                              certificatePath: StateDirectory(configuration.stateDirectory).hostCertificate, logger: logger)),
             ("revocations", RevocationService(keeper: revocations, membership: membership.service,
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },

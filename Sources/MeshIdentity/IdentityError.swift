@@ -36,6 +36,9 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
     case revoked(hostID: String, serial: UInt64, domain: String, entry: String)
     /// A revocation list was refused: the reason names what is wrong with it.
     case revocationListRefused(String)
+    /// A delegated issuer was refused (its certificate, its domain, its lifetime limit): the
+    /// reason names what is wrong.
+    case issuerRefused(String)
 
     public var description: String {
         switch self {
@@ -73,6 +76,8 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
             return "certificate of \(hostID) (serial \(serial)) is revoked by domain \(domain): \(entry)"
         case let .revocationListRefused(reason):
             return "revocation list refused: \(reason)"
+        case let .issuerRefused(reason):
+            return "issuer refused: \(reason)"
         }
     }
 }

@@ -48,7 +48,12 @@ public struct TrustStore: Sendable {
     public func verify(_ certificate: HostCertificate, now: Int64, requiredDomain: String? = nil) throws(IdentityError) -> DomainTrustAnchor {
         let body = certificate.body
         let issuer = try certificate.issuerKey()
-        guard let anchor = anchors[issuer] else {
+        let anchor: DomainTrustAnchor
+        if let domainAnchor = anchors[issuer] {
+            anchor = domainAnchor
+        } else if let delegation = certificate.issuer {
+            anchor = try verify(delegation, signed: certificate, now: now)
+        } else {
             throw .unknownIssuer(fingerprint: issuer.fingerprint, claimedDomain: body.domain)
         }
         guard issuer.isValidSignature(certificate.signature, for: HostCertificate.signatureContext + certificate.bodyBytes) else {
@@ -72,6 +77,39 @@ public struct TrustStore: Sendable {
         do { try IdentityName.validate(body.hostID) } catch { throw .certificateMalformed("host id: \(error)") }
         if let entry = revocations.entry(revoking: certificate) {
             throw .revoked(hostID: body.hostID, serial: body.serial, domain: body.domain, entry: entry.summary)
+        }
+        return anchor
+    }
+
+    /// Verifies the delegation of a certificate's issuer key (Protocol.md §2.6, §2.3 step 2),
+    /// in order: a trusted domain signed it, it delegates the key that signed the certificate,
+    /// it is valid now, the certificate is for its domain and within its maximum lifetime, and
+    /// the issuer is not revoked. Returns the domain's anchor.
+    func verify(_ delegation: IssuerCertificate, signed certificate: HostCertificate, now: Int64) throws(IdentityError) -> DomainTrustAnchor {
+        let body = delegation.body
+        guard let anchor = anchors[delegation.domainKey], anchor.name == delegation.domain else {
+            throw .unknownIssuer(fingerprint: delegation.domainKey.fingerprint, claimedDomain: delegation.domain)
+        }
+        guard delegation.domainKey.isValidSignature(delegation.signature, for: IssuerCertificate.signatureContext + delegation.bodyBytes) else {
+            throw .issuerRefused("the issuer certificate of \(delegation.hostID) has an invalid signature (altered, or not signed by the domain key of \(delegation.domain))")
+        }
+        guard certificate.body.issuerKey == body.signingKey else {
+            throw .issuerRefused("the issuer certificate of \(delegation.hostID) delegates key \(delegation.signingKey.fingerprint), not the key that signed this certificate")
+        }
+        guard now + clockSkewSeconds >= body.notBefore, now - clockSkewSeconds < body.notAfter else {
+            throw .issuerRefused("the issuer certificate of \(delegation.hostID) is valid from \(body.notBefore) to \(body.notAfter), not now (\(now))")
+        }
+        guard certificate.domain == delegation.domain else {
+            throw .issuerRefused("issuer \(delegation.hostID) may certify hosts of domain \"\(delegation.domain)\" only; this certificate is for \"\(certificate.domain)\"")
+        }
+        let lifetime = certificate.body.notAfter - certificate.body.notBefore
+        guard lifetime <= body.maxLifetime else {
+            throw .issuerRefused("issuer \(delegation.hostID) may issue certificates of at most \(body.maxLifetime) s; this one lasts \(lifetime) s")
+        }
+        if let entry = revocations.current.lists[delegation.domain]?.entries.first(where: {
+            (!$0.hostID.isEmpty && $0.hostID == delegation.hostID) || ($0.serial != 0 && $0.serial == delegation.serial)
+        }) {
+            throw .revoked(hostID: delegation.hostID, serial: delegation.serial, domain: delegation.domain, entry: "the issuer: " + entry.summary)
         }
         return anchor
     }

@@ -1,5 +1,6 @@
 public import MeshCrypto
 public import MeshIdentity
+import NIOConcurrencyHelpers
 
 /// Who is on the other end, as proven by the handshake.
 public struct PeerIdentity: Sendable, Equatable, CustomStringConvertible {
@@ -53,20 +54,45 @@ public struct ChannelSession: Sendable {
 }
 
 /// What a host needs to take part in handshakes.
+///
+/// The certificate sits in a slot shared by every copy: a renewed certificate
+/// (`replaceCertificate`) is presented by the next handshake of every part of the agent that
+/// holds a copy, while channels already open keep the session they authenticated.
 public struct ChannelCredentials: Sendable {
     /// This host's keys.
     public let identity: HostIdentity
-    /// This host's certificate (must certify `identity`).
-    public let certificate: HostCertificate
     /// Domains whose certificates are accepted.
     public let trust: TrustStore
+    private let slot: CertificateSlot
+
+    /// This host's current certificate (it certifies `identity`).
+    public var certificate: HostCertificate { slot.current }
 
     /// Bundles credentials.
     public init(identity: HostIdentity, certificate: HostCertificate, trust: TrustStore) {
         self.identity = identity
-        self.certificate = certificate
         self.trust = trust
+        self.slot = CertificateSlot(certificate)
     }
+
+    /// Presents `certificate` from the next handshake on, in every copy of these credentials.
+    /// Refused (returns false, nothing changes) unless it certifies this host's identity: the
+    /// same host id and the same identity and static keys.
+    @discardableResult
+    public func replaceCertificate(_ certificate: HostCertificate) -> Bool {
+        guard certificate.hostID == identity.hostID, [UInt8](certificate.body.identityKey) == identity.signingKey.publicKey.bytes,
+              [UInt8](certificate.body.staticKey) == identity.staticKey.publicKey.bytes else { return false }
+        slot.replace(certificate)
+        return true
+    }
+}
+
+/// The current certificate of one host, shared by every copy of its `ChannelCredentials`.
+final class CertificateSlot: Sendable {
+    private let box: NIOLockedValueBox<HostCertificate>
+    init(_ certificate: HostCertificate) { box = NIOLockedValueBox(certificate) }
+    var current: HostCertificate { box.withLockedValue { $0 } }
+    func replace(_ certificate: HostCertificate) { box.withLockedValue { $0 = certificate } }
 }
 
 /// Per-channel choices.

@@ -20,6 +20,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("join"), help: "A member to join through at start (its channel address; repeatable).") var joins: [String] = []
     @Option(help: "Concurrent incoming migrations (default 4; 8 on a 10 Gbit/s link).") var maxIncomingMigrations: Int?
     @Option(help: "Concurrent outgoing migrations (default 4; 8 on a 10 Gbit/s link).") var maxOutgoingMigrations: Int?
+    @Option(help: "Seconds of validity of the host certificates this host issues, when it is an issuer (default 604800: 7 days).")
+    var certificateLifetime: Int64?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -34,6 +36,7 @@ struct AgentCommand: AsyncParsableCommand {
         if !joins.isEmpty { configuration.join = try joins.map { try HostPort(parsing: $0) } }
         if let maxIncomingMigrations { configuration.maxIncomingMigrations = maxIncomingMigrations }
         if let maxOutgoingMigrations { configuration.maxOutgoingMigrations = maxOutgoingMigrations }
+        if let certificateLifetime { configuration.certificateLifetime = certificateLifetime }
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")

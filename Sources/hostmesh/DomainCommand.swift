@@ -7,7 +7,7 @@ struct DomainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "domain",
         abstract: "Run an administrative domain: its key certifies the hosts that belong to it.",
-        subcommands: [Init.self, Certify.self, Revoke.self, Revocations.self]
+        subcommands: [Init.self, Certify.self, Delegate.self, Revoke.self, Revocations.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -28,7 +28,7 @@ struct DomainCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Issue a host certificate for a host.pub.")
         @Option(help: "The domain's directory.") var domainDir: String
         @Option(help: "The host's host.pub.") var hostPub: String
-        @Option(help: "Days of validity.") var validDays = 365
+        @Option(help: "Days of validity (hosts renew online at half of it from an issuer: see `domain delegate`).") var validDays = 7
         @Option(help: "Where to write the certificate (default: host.cert next to host.pub).") var out: String?
 
         func run() throws {
@@ -40,6 +40,34 @@ struct DomainCommand: AsyncParsableCommand {
             let path = out ?? (hostPub as NSString).deletingLastPathComponent + "/host.cert"
             try cert.save(path)
             print("certified \(host.hostID) in domain \(domain.name): serial \(cert.serial), valid \(validDays) days -> \(path)")
+        }
+    }
+
+    struct Delegate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a host an issuer: it renews the certificates of this domain's hosts online, so the domain key can stay offline.",
+            discussion: """
+                Writes an issuer certificate (signed by the domain key, valid for this domain only) for the host's \
+                host.pub, by default to issuer.cert next to it: copy it into that host's state directory and restart \
+                its agent. Hosts renew their certificates from any issuer at half their lifetime. Revoke an issuer \
+                like any host (`hostmesh domain revoke HOST`): the certificates it signed stop verifying with it.
+                """)
+        @Option(help: "The domain's directory.") var domainDir: String
+        @Option(help: "The issuer host's host.pub.") var hostPub: String
+        @Option(help: "Days the delegation lasts.") var validDays = 90
+        @Option(help: "Longest host certificate it may issue, in days.") var maxCertificateDays = 30
+        @Option(help: "Where to write it (default: issuer.cert next to host.pub).") var out: String?
+
+        func run() throws {
+            guard validDays > 0, maxCertificateDays > 0 else { throw ValidationError("--valid-days and --max-certificate-days must be positive") }
+            let domain = try DomainAuthority.load(fromDirectory: domainDir)
+            let host = try HostPublicKeys.load(hostPub)
+            let now = Int64(Date().timeIntervalSince1970)
+            let issuer = domain.delegate(to: host, serial: try domain.nextSerial(directory: domainDir), notBefore: now - 300,
+                                         notAfter: now + Int64(validDays) * 86_400, maxLifetime: Int64(maxCertificateDays) * 86_400)
+            let path = out ?? (hostPub as NSString).deletingLastPathComponent + "/issuer.cert"
+            try issuer.save(path)
+            print("delegated issuing for domain \(domain.name) to \(host.hostID): serial \(issuer.serial), valid \(validDays) days, certificates up to \(maxCertificateDays) days -> \(path)")
         }
     }
 

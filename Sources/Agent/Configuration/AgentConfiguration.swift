@@ -44,6 +44,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var maxIncomingMigrations: Int?
     /// Concurrent migrations this host sends; nil: by link speed.
     public var maxOutgoingMigrations: Int?
+    /// Lifetime, in seconds, of the host certificates this host issues when it is an issuer
+    /// (`issuer.cert`, Protocol.md §2.7); default 7 days, 10 s to 400 days.
+    public var certificateLifetime: Int64 = 7 * 86_400
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -58,6 +61,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case join
         case maxIncomingMigrations = "max_incoming_migrations"
         case maxOutgoingMigrations = "max_outgoing_migrations"
+        case certificateLifetime = "certificate_lifetime"
     }
 
     /// All defaults.
@@ -79,6 +83,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         join = try c.decodeIfPresent([HostPort].self, forKey: .join) ?? defaults.join
         maxIncomingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingMigrations)
         maxOutgoingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxOutgoingMigrations)
+        certificateLifetime = try c.decodeIfPresent(Int64.self, forKey: .certificateLifetime) ?? defaults.certificateLifetime
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -90,6 +95,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
             if let value, !(1...64).contains(value) {
                 throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 1 and 64 (leave it out for the default: 4, or 8 on a 10 Gbit/s link)")
             }
+        }
+        guard (10...(400 * 86_400)).contains(certificateLifetime) else {
+            throw .badConfiguration(path: source, reason: "certificate_lifetime = \(certificateLifetime): it must be between 10 s and 400 days (34560000 s); the default is 7 days (604800)")
         }
     }
 

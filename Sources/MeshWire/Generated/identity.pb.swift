@@ -98,6 +98,9 @@ public nonisolated struct Hostmesh_V1_Certificate: Sendable {
   /// Ed25519 by issuer_key over "hostmesh-cert-v1" || body
   public var signature: Data = Data()
 
+  /// when issuer_key is not a domain key: the encoded IssuerCertificate
+  public var issuer: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -227,6 +230,62 @@ public nonisolated struct Hostmesh_V1_RevocationList: Sendable {
   public init() {}
 }
 
+/// The signed part of an issuer certificate: the domain key delegates certifying its hosts to
+/// one host's key. Protocol.md §2.6.
+public nonisolated struct Hostmesh_V1_IssuerCertificateBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1; a verifier MUST refuse a format it does not know
+  public var format: UInt32 = 0
+
+  /// the issuer host
+  public var hostID: String = String()
+
+  /// the only domain whose hosts it may certify
+  public var domain: String = String()
+
+  /// Ed25519 key of that domain, which signed this (32 bytes)
+  public var domainKey: Data = Data()
+
+  /// the issuer's Ed25519 key (its identity key) that signs host certificates
+  public var signingKey: Data = Data()
+
+  /// unix seconds, inclusive
+  public var notBefore: Int64 = 0
+
+  /// unix seconds, exclusive
+  public var notAfter: Int64 = 0
+
+  /// from the domain's serial counter: revocable like a host certificate
+  public var serial: UInt64 = 0
+
+  /// seconds: the longest host certificate it may issue (not_after - not_before)
+  public var maxLifetime: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// An issuer certificate as carried in Certificate.issuer and stored in issuer.cert.
+public nonisolated struct Hostmesh_V1_IssuerCertificate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// encoded IssuerCertificateBody
+  public var body: Data = Data()
+
+  /// Ed25519 by domain_key over "hostmesh-issuer-v1" || body
+  public var signature: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
@@ -348,7 +407,7 @@ nonisolated extension Hostmesh_V1_Extension: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_Certificate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Certificate"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0\u{1}issuer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -358,6 +417,7 @@ nonisolated extension Hostmesh_V1_Certificate: SwiftProtobuf.Message, SwiftProto
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuer) }()
       default: break
       }
     }
@@ -370,12 +430,16 @@ nonisolated extension Hostmesh_V1_Certificate: SwiftProtobuf.Message, SwiftProto
     if !self.signature.isEmpty {
       try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
     }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuer, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_Certificate, rhs: Hostmesh_V1_Certificate) -> Bool {
     if lhs.body != rhs.body {return false}
     if lhs.signature != rhs.signature {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -624,6 +688,111 @@ nonisolated extension Hostmesh_V1_RevocationList: SwiftProtobuf.Message, SwiftPr
   }
 
   public static func ==(lhs: Hostmesh_V1_RevocationList, rhs: Hostmesh_V1_RevocationList) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_IssuerCertificateBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IssuerCertificateBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{3}host_id\0\u{1}domain\0\u{3}domain_key\0\u{3}signing_key\0\u{3}not_before\0\u{3}not_after\0\u{1}serial\0\u{3}max_lifetime\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.domainKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.signingKey) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.notBefore) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.notAfter) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.serial) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.maxLifetime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 2)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 3)
+    }
+    if !self.domainKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.domainKey, fieldNumber: 4)
+    }
+    if !self.signingKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signingKey, fieldNumber: 5)
+    }
+    if self.notBefore != 0 {
+      try visitor.visitSingularInt64Field(value: self.notBefore, fieldNumber: 6)
+    }
+    if self.notAfter != 0 {
+      try visitor.visitSingularInt64Field(value: self.notAfter, fieldNumber: 7)
+    }
+    if self.serial != 0 {
+      try visitor.visitSingularUInt64Field(value: self.serial, fieldNumber: 8)
+    }
+    if self.maxLifetime != 0 {
+      try visitor.visitSingularInt64Field(value: self.maxLifetime, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_IssuerCertificateBody, rhs: Hostmesh_V1_IssuerCertificateBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.domainKey != rhs.domainKey {return false}
+    if lhs.signingKey != rhs.signingKey {return false}
+    if lhs.notBefore != rhs.notBefore {return false}
+    if lhs.notAfter != rhs.notAfter {return false}
+    if lhs.serial != rhs.serial {return false}
+    if lhs.maxLifetime != rhs.maxLifetime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_IssuerCertificate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IssuerCertificate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_IssuerCertificate, rhs: Hostmesh_V1_IssuerCertificate) -> Bool {
     if lhs.body != rhs.body {return false}
     if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
