@@ -45,6 +45,14 @@ public struct HostCertificate: Sendable, Equatable {
         do { return try SigningPublicKey(bytes: [UInt8](body.issuerKey)) } catch { throw .certificateMalformed("issuer key: \(error)") }
     }
 
+    /// The key of the domain that vouches for this certificate: the issuer key itself, or the
+    /// domain key of the delegation when an issuer signed it (Protocol.md §2.6). The handshake
+    /// names it in its domain hint (§3.3).
+    public func domainKey() throws(IdentityError) -> SigningPublicKey {
+        if let issuer { return issuer.domainKey }
+        return try issuerKey()
+    }
+
     /// Decodes a wire `Certificate`. Structure only: call `TrustStore.verify` before trusting it.
     public init(_ wire: Hostmesh_V1_Certificate) throws(IdentityError) {
         let body: Hostmesh_V1_CertificateBody

@@ -120,13 +120,13 @@ public struct CertificateIssuer: Sendable {
         self.identity = identity
     }
 
-    /// Certifies `host` for `lifetime` seconds from `now` (clipped to the delegation's maximum
-    /// lifetime and its own end), valid from `now - backdate` (clock skew; by default a quarter
+    /// Certifies `host` for `lifetime` seconds (clipped to the delegation's maximum lifetime and
+    /// its own end) from `now - backdate` (clock skew; by default a quarter
     /// of the lifetime, at most 60 s). The serial is random with the top bit set: issuers cannot
     /// share the domain's counter, and the top bit keeps their serials apart from the counter's.
     public func certify(_ host: HostPublicKeys, now: Int64, lifetime: Int64, backdate: Int64? = nil) -> HostCertificate {
         let backdate = backdate ?? min(60, lifetime / 4)
-        let notAfter = min(now + min(lifetime, certificate.body.maxLifetime - backdate), certificate.body.notAfter)
+        let notAfter = min(now - backdate + min(lifetime, certificate.body.maxLifetime), certificate.body.notAfter)
         var body = Hostmesh_V1_CertificateBody()
         body.version = HostCertificate.currentVersion
         body.hostID = host.hostID
