@@ -128,7 +128,7 @@ extension SecureChannelError {
     init(certificate error: IdentityError, role: String) {
         let code: CloseCode
         switch error {
-        case .unknownIssuer: code = .unknownIssuer
+        case .unknownIssuer, .issuerRefused: code = .unknownIssuer
         case .badSignature: code = .badCertificateSignature
         case .wrongDomain: code = .wrongDomain
         case .expired: code = .certificateExpired
