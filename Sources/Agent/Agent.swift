@@ -130,8 +130,10 @@ public struct Agent: Service {
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)
         }
+        let issuers = IssuerClient(credentials: credentials, desk: certificates, membership: membership, logger: logger)
+        let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
-                                 ledger: ledger, journal: journal, revocations: revocations)
+                                 ledger: ledger, journal: journal, revocations: revocations, rotator: rotator)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -150,6 +152,8 @@ public struct Agent: Service {
                 seeds: configuration.join)),
             ("certificate-renewal", CertificateRenewalService(credentials: credentials, desk: certificates, membership: membership,
                                                               certificatePath: StateDirectory(configuration.stateDirectory).hostCertificate, logger: logger)),
+            ("key-rotation", KeyRotationService(rotator: rotator, keyPath: StateDirectory(configuration.stateDirectory).hostKey,
+                                                maximumAge: configuration.keyRotationAge, logger: logger)),
             ("revocations", RevocationService(keeper: revocations, membership: membership.service,
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },

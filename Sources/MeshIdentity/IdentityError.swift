@@ -39,6 +39,8 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A delegated issuer was refused (its certificate, its domain, its lifetime limit): the
     /// reason names what is wrong.
     case issuerRefused(String)
+    /// A key rotation record was refused: the reason names what is wrong with it.
+    case rotationRefused(String)
 
     public var description: String {
         switch self {
@@ -78,6 +80,8 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
             return "revocation list refused: \(reason)"
         case let .issuerRefused(reason):
             return "issuer refused: \(reason)"
+        case let .rotationRefused(reason):
+            return "key rotation refused: \(reason)"
         }
     }
 }

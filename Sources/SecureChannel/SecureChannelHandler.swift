@@ -67,6 +67,9 @@ public final class SecureChannelHandler {
     /// A handler for one connection. Add it to a channel's pipeline before it becomes active.
     public init(role: Role, configuration: SecureChannelConfiguration, eventLoop: any EventLoop, logger: Logger) throws(SecureChannelError) {
         self.role = role
+        // One identity and certificate for the whole handshake, even if the host rotates meanwhile.
+        var configuration = configuration
+        configuration.credentials = configuration.credentials.snapshot()
         self.configuration = configuration
         self.logger = logger
         // Records are refused until this side holds traffic keys (`establish`): before that only

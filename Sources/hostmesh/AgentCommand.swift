@@ -22,6 +22,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Concurrent outgoing migrations (default 4; 8 on a 10 Gbit/s link).") var maxOutgoingMigrations: Int?
     @Option(help: "Seconds of validity of the host certificates this host issues, when it is an issuer (default 604800: 7 days).")
     var certificateLifetime: Int64?
+    @Option(help: "Rotate this host's key once it is this many seconds old; 0 never (default 2592000: 30 days).")
+    var keyRotationAge: Int64?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -37,6 +39,7 @@ struct AgentCommand: AsyncParsableCommand {
         if let maxIncomingMigrations { configuration.maxIncomingMigrations = maxIncomingMigrations }
         if let maxOutgoingMigrations { configuration.maxOutgoingMigrations = maxOutgoingMigrations }
         if let certificateLifetime { configuration.certificateLifetime = certificateLifetime }
+        if let keyRotationAge { configuration.keyRotationAge = keyRotationAge }
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")

@@ -108,3 +108,79 @@ struct RenewalProcessTests {
         }
     }
 }
+
+/// Key rotation on real agents (Protocol.md §2.8).
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct KeyRotationProcessTests {
+    let renewal = RenewalProcessTests()
+
+    @Test func aHostRotatesItsKeyThroughAnIssuerAndNewChannelsUseTheNewKey() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let now = Int64(Date().timeIntervalSince1970)
+        let issuerDir = try mesh.host("node-1")
+        try mesh.domain.delegate(to: try HostPublicKeys.load(issuerDir + "/host.pub"), serial: 100, notBefore: now - 60,
+                                 notAfter: now + 3_600, maxLifetime: 86_400).save(issuerDir + "/issuer.cert")
+        let issuer = try await mesh.start("node-1")
+        let hostDir = try mesh.host("node-2")
+        let host = try await mesh.start("node-2", arguments: ["--join", issuer.address])
+        let oldKey = try HostIdentity.load(fromDirectory: hostDir).signingKey.publicKey
+        // Wait until node-2 knows node-1 (rotation asks the live members).
+        for _ in 0..<100 {
+            if try await host.control.call("members", Empty(), as: [MemberRow].self).contains(where: { $0.host == "node-1" && $0.status == "alive" }) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let (status, output) = try runTool(AgentProcess.binary, ["keys", "rotate", "--state-dir", hostDir])
+        #expect(status == 0 && output.contains("rotated the key of node-2"), "\(output)")
+        let newIdentity = try HostIdentity.load(fromDirectory: hostDir)
+        let newCertificate = try HostCertificate.load(hostDir + "/host.cert")
+        #expect(newIdentity.signingKey.publicKey != oldKey)
+        #expect([UInt8](newCertificate.body.identityKey) == newIdentity.signingKey.publicKey.bytes && newCertificate.issuer?.hostID == "node-1")
+        #expect(!FileManager.default.fileExists(atPath: hostDir + "/host.key.next"))
+        // A new channel to node-2 authenticates the new key.
+        let connection = try await renewal.connect(to: host, as: issuerDir)
+        #expect([UInt8](connection.peer.certificate.body.identityKey) == newIdentity.signingKey.publicKey.bytes)
+        try? await connection.channel.channel.close() // only the handshake was needed
+        #expect(issuer.log.contains("key rotation accepted"))
+        // node-2 reaches the issuer with the new key: the requests below complete their handshakes.
+
+        // A rotation record signed by the new key only, presented over node-2's channel: refused.
+        let impostor = try HostIdentity(hostID: "node-2")
+        let oneKey = RotationRecord(from: impostor, to: impostor, domain: "lab", now: Int64(Date().timeIntervalSince1970))
+        var request = Hostmesh_V1_AgentEnvelope()
+        request.certificateRenewal.hostID = "node-2"
+        request.certificateRenewal.identityKey = Data(impostor.signingKey.publicKey.bytes)
+        request.certificateRenewal.staticKey = Data(impostor.staticKey.publicKey.bytes)
+        request.certificateRenewal.rotation = Data(oneKey.serialized)
+        let refused = await renewal.refusal { _ = try await self.renewal.connect(to: issuer, as: hostDir).request(request) }
+        #expect(refused.contains("key rotation refused"), "\(refused)")
+        // New keys without any record: refused, saying a record is needed.
+        request.certificateRenewal.rotation = Data()
+        let bare = await renewal.refusal { _ = try await self.renewal.connect(to: issuer, as: hostDir).request(request) }
+        #expect(bare.contains("new keys need a rotation record signed by both keys"), "\(bare)")
+    }
+}
+
+/// A rotation that stopped between its files (Protocol.md §2.8) is finished or undone at start.
+@Suite struct UnfinishedRotationTests {
+    @Test func anAgentFinishesARotationWhoseCertificateWasWrittenAndDiscardsOneWhoseWasNot() throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let now = Int64(Date().timeIntervalSince1970)
+        // The certificate already certifies the next key: the move is finished.
+        let dir = try mesh.host("node-2")
+        let next = try HostIdentity(hostID: "node-2")
+        try next.saveKey(to: dir + "/host.key.next", overwrite: false)
+        try mesh.domain.certify(next.publicKeys, serial: 9, notBefore: now - 60, notAfter: now + 3_600).save(dir + "/host.cert")
+        let finished = try AgentCredentials.load(stateDirectory: dir)
+        #expect(finished.identity.signingKey.publicKey == next.signingKey.publicKey)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/host.key.next"))
+        #expect(try HostPublicKeys.load(dir + "/host.pub") == next.publicKeys)
+        // The certificate still certifies the current key: the next key is discarded.
+        let other = try mesh.host("node-3")
+        let current = try HostIdentity.load(fromDirectory: other)
+        try HostIdentity(hostID: "node-3").saveKey(to: other + "/host.key.next", overwrite: false)
+        #expect(try AgentCredentials.load(stateDirectory: other).identity.signingKey.publicKey == current.signingKey.publicKey)
+        #expect(!FileManager.default.fileExists(atPath: other + "/host.key.next"))
+    }
+}

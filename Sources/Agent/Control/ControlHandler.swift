@@ -15,6 +15,7 @@ struct ControlHandler: Sendable {
     let ledger: OwnershipLedger
     let journal: MigrationJournal
     let revocations: RevocationKeeper
+    let rotator: KeyRotator
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -25,6 +26,8 @@ struct ControlHandler: Sendable {
             return try await ledger.records().map { ControlTypes.Ownership(vm: $0.vmID, owner: $0.owner, epoch: $0.epoch) }
         case "members":
             return await membership.members()
+        case "keys.rotate":
+            return ControlTypes.Text(text: try await rotator.rotate())
         case "revocations":
             return await revocations.lists()
         case "revocations.publish":

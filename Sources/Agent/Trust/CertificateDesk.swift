@@ -50,13 +50,29 @@ struct CertificateDesk: Sendable {
         guard peer.domain == issuer.certificate.domain else {
             throw refuse("\(peer.hostID) is in domain \(peer.domain); this issuer certifies hosts of \(issuer.certificate.domain) only")
         }
-        guard request.identityKey == held.body.identityKey, request.staticKey == held.body.staticKey else {
-            throw refuse("the keys asked for are not the keys \(peer.hostID)'s certificate holds; new keys need a rotation record")
-        }
         let keys: HostPublicKeys
-        do {
-            keys = HostPublicKeys(hostID: peer.hostID, identityKey: try held.identityKey(), staticKey: try held.staticKey())
-        } catch { throw refuse("\(error)") }
+        if request.identityKey == held.body.identityKey, request.staticKey == held.body.staticKey, request.rotation.isEmpty {
+            do {
+                keys = HostPublicKeys(hostID: peer.hostID, identityKey: try held.identityKey(), staticKey: try held.staticKey())
+            } catch { throw refuse("\(error)") }
+        } else {
+            // New keys (Protocol.md §2.8): only on a rotation record from the keys the channel authenticated.
+            guard !request.rotation.isEmpty else {
+                throw refuse("the keys asked for are not the keys \(peer.hostID)'s certificate holds; new keys need a rotation record signed by both keys")
+            }
+            let record: RotationRecord
+            do {
+                record = try RotationRecord(serialized: [UInt8](request.rotation))
+                try record.verify(against: held, now: unixTime())
+            } catch { throw refuse("\(error)") }
+            guard request.identityKey == record.body.newIdentityKey, request.staticKey == record.body.newStaticKey else {
+                throw refuse("the keys asked for are not the rotation record's new keys")
+            }
+            keys = record.newKeys
+            logger.info("key rotation accepted", metadata: [
+                "mesh.peer": "\(peer.hostID)", "mesh.old_key": "\((try? held.identityKey().fingerprint) ?? "?")", // the fingerprint only decorates the log
+                "mesh.new_key": "\(keys.identityKey.fingerprint)"])
+        }
         let certificate = issuer.certify(keys, now: unixTime(), lifetime: lifetime)
         logger.info("certificate renewed", metadata: [
             "mesh.peer": "\(peer.hostID)", "mesh.cert_serial": "\(certificate.serial)", "mesh.not_after": "\(certificate.body.notAfter)"])

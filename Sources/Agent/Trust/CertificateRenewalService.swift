@@ -54,30 +54,14 @@ struct CertificateRenewalService: Service {
         request.hostID = credentials.identity.hostID
         request.identityKey = current.body.identityKey
         request.staticKey = current.body.staticKey
-        if desk.issuer != nil {
-            do { return install(try desk.issue(request, for: current), from: "this host (an issuer)") } catch {
-                logger.error("this issuer cannot renew its own certificate", metadata: ["error": "\(error)"])
-            }
+        switch await IssuerClient(credentials: credentials, desk: desk, membership: membership, logger: logger).request(request) {
+        case .success(let (certificate, source)):
+            return install(certificate, from: source)
+        case .failure(let failure):
+            logger.warning("certificate renewal found no issuer this round", metadata: [
+                "mesh.not_after": "\(current.body.notAfter)", "mesh.tried": "\(failure)"])
+            return false
         }
-        var failures: [String] = []
-        for member in await membership.members().shuffled() where !member.local && member.status == "alive" {
-            guard let channel = member.channel, let address = try? HostPort(parsing: channel) else { continue } // no channel address yet: skip it
-            do {
-                let bytes = try await AgentMembership.exchange(PeerAddress(host: address.host, port: UInt16(address.port)), purpose: "renew",
-                                                               credentials: credentials, logger: logger) {
-                    $0.certificateRenewal = request
-                } answer: { body in
-                    guard case .certificateRenewed(let renewed) = body else { return nil }
-                    return try? renewed.certificate.serializedBytes() // a decoded message re-encodes; nil is refused below
-                }
-                if install(try HostCertificate(serialized: bytes), from: member.host) { return true }
-            } catch {
-                failures.append("\(member.host): \(error)")
-            }
-        }
-        logger.warning("certificate renewal found no issuer this round", metadata: [
-            "mesh.not_after": "\(current.body.notAfter)", "mesh.tried": "\(failures.joined(separator: "; "))"])
-        return false
     }
 
     /// Checks a renewed certificate, writes it and presents it from the next handshake on.

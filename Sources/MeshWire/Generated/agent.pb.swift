@@ -218,7 +218,8 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
   public init() {}
 }
 
-/// A host asks an issuer for a new certificate for the keys it is certified for (Protocol.md §2.7).
+/// A host asks an issuer for a new certificate for the keys it is certified for, or for new keys
+/// with a rotation record (Protocol.md §2.7, §2.8).
 public nonisolated struct Hostmesh_V1_CertificateRenewal: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -227,11 +228,14 @@ public nonisolated struct Hostmesh_V1_CertificateRenewal: Sendable {
   /// MUST equal the host id the channel authenticated
   public var hostID: String = String()
 
-  /// MUST equal the identity key of the certificate the channel authenticated
+  /// the identity key of the certificate the channel authenticated, or the rotation's new key
   public var identityKey: Data = Data()
 
-  /// MUST equal its static key
+  /// MUST equal its static key, unless `rotation` moves to these keys
   public var staticKey: Data = Data()
+
+  /// an encoded RotationRecord (identity.proto) from the authenticated keys to these
+  public var rotation: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -943,7 +947,7 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Hostmesh_V1_CertificateRenewal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CertificateRenewal"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{3}identity_key\0\u{3}static_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{3}identity_key\0\u{3}static_key\0\u{1}rotation\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -954,6 +958,7 @@ nonisolated extension Hostmesh_V1_CertificateRenewal: SwiftProtobuf.Message, Swi
       case 1: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.identityKey) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.staticKey) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.rotation) }()
       default: break
       }
     }
@@ -969,6 +974,9 @@ nonisolated extension Hostmesh_V1_CertificateRenewal: SwiftProtobuf.Message, Swi
     if !self.staticKey.isEmpty {
       try visitor.visitSingularBytesField(value: self.staticKey, fieldNumber: 3)
     }
+    if !self.rotation.isEmpty {
+      try visitor.visitSingularBytesField(value: self.rotation, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -976,6 +984,7 @@ nonisolated extension Hostmesh_V1_CertificateRenewal: SwiftProtobuf.Message, Swi
     if lhs.hostID != rhs.hostID {return false}
     if lhs.identityKey != rhs.identityKey {return false}
     if lhs.staticKey != rhs.staticKey {return false}
+    if lhs.rotation != rhs.rotation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -286,6 +286,59 @@ public nonisolated struct Hostmesh_V1_IssuerCertificate: Sendable {
   public init() {}
 }
 
+/// The signed part of a host key rotation record: the host moves from its old identity key to a
+/// new one. Protocol.md §2.8.
+public nonisolated struct Hostmesh_V1_RotationRecordBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1; a verifier MUST refuse a format it does not know
+  public var format: UInt32 = 0
+
+  /// the host
+  public var hostID: String = String()
+
+  /// its domain
+  public var domain: String = String()
+
+  /// the identity key being retired (32 bytes)
+  public var oldIdentityKey: Data = Data()
+
+  /// the new identity key (32 bytes)
+  public var newIdentityKey: Data = Data()
+
+  /// the new Noise static key (32 bytes)
+  public var newStaticKey: Data = Data()
+
+  /// unix seconds; refused when more than a day old or in the future
+  public var createdAt: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A rotation record, signed by both keys.
+public nonisolated struct Hostmesh_V1_RotationRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// encoded RotationRecordBody
+  public var body: Data = Data()
+
+  /// Ed25519 by old_identity_key over "hostmesh-rotation-v1" || body
+  public var oldSignature: Data = Data()
+
+  /// Ed25519 by new_identity_key over "hostmesh-rotation-v1" || body
+  public var newSignature: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
@@ -795,6 +848,106 @@ nonisolated extension Hostmesh_V1_IssuerCertificate: SwiftProtobuf.Message, Swif
   public static func ==(lhs: Hostmesh_V1_IssuerCertificate, rhs: Hostmesh_V1_IssuerCertificate) -> Bool {
     if lhs.body != rhs.body {return false}
     if lhs.signature != rhs.signature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_RotationRecordBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotationRecordBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{3}host_id\0\u{1}domain\0\u{3}old_identity_key\0\u{3}new_identity_key\0\u{3}new_static_key\0\u{3}created_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.oldIdentityKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.newIdentityKey) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.newStaticKey) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.createdAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 2)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 3)
+    }
+    if !self.oldIdentityKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.oldIdentityKey, fieldNumber: 4)
+    }
+    if !self.newIdentityKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newIdentityKey, fieldNumber: 5)
+    }
+    if !self.newStaticKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newStaticKey, fieldNumber: 6)
+    }
+    if self.createdAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAt, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_RotationRecordBody, rhs: Hostmesh_V1_RotationRecordBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.oldIdentityKey != rhs.oldIdentityKey {return false}
+    if lhs.newIdentityKey != rhs.newIdentityKey {return false}
+    if lhs.newStaticKey != rhs.newStaticKey {return false}
+    if lhs.createdAt != rhs.createdAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_RotationRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotationRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{3}old_signature\0\u{3}new_signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.oldSignature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.newSignature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.oldSignature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.oldSignature, fieldNumber: 2)
+    }
+    if !self.newSignature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newSignature, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_RotationRecord, rhs: Hostmesh_V1_RotationRecord) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.oldSignature != rhs.oldSignature {return false}
+    if lhs.newSignature != rhs.newSignature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
