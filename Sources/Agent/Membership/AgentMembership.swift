@@ -167,6 +167,16 @@ public actor AgentMembership {
         }
     }
 
+    /// Gossips the fingerprint of this host's new identity key (after a key rotation, §2.8).
+    func keyRotated() async {
+        var next = metadata
+        next.keyFingerprint = Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes))
+        guard next.keyFingerprint != metadata.keyFingerprint else { return }
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot gossip the new key's fingerprint; the next capacity change carries it", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Refreshes this host's capacity in its metadata (gossiped if it changed).
     func refresh(runningVMs: Int, migrationsInFlight: Int) async {
         let memory = HostMemory.reading()

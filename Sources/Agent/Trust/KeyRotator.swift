@@ -73,6 +73,7 @@ actor KeyRotator {
         guard credentials.replace(identity: new, certificate: certificate) else {
             throw .failed("the new certificate does not certify the new key (a bug); restart the agent to use the files")
         }
+        await issuers.membership.keyRotated()
         let text = "rotated the key of \(old.hostID): \(old.signingKey.publicKey.fingerprint) -> \(new.signingKey.publicKey.fingerprint), certificate serial \(certificate.serial) from \(source), valid until \(certificate.body.notAfter)"
         logger.notice("host key rotated", metadata: [
             "mesh.old_key": "\(old.signingKey.publicKey.fingerprint)", "mesh.new_key": "\(new.signingKey.publicKey.fingerprint)",
