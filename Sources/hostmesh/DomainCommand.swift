@@ -75,43 +75,66 @@ struct DomainCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a host (every certificate of it) or one certificate (by serial).",
             discussion: """
-                Signs the next version of the domain's revocation list with the domain key, writes it to \
-                <domain-dir>/domain.revocations and hands it to the local agent, which enforces it at once \
-                (closes the host's channels, refuses its handshakes, drops its gossip) and gossips it to the \
-                whole mesh. The next version builds on the newer of domain.revocations and the agent's list.
+                Signs the next version of the domain's revocation list, with the domain key (--domain-dir; the \
+                list is also written to <domain-dir>/domain.revocations) or, with --as-issuer, with the key of \
+                this host, an issuer of the domain (its issuer.cert; an issuer may only add revocations). The \
+                list goes to the local agent, which enforces it at once (closes the host's channels, refuses \
+                its handshakes, drops its gossip) and gossips it to the whole mesh. The next version builds \
+                on the newest list known here.
                 """)
         @Argument(help: "A host id, or a certificate serial (digits only).") var target: String
         @Option(help: "Why, for the logs of every agent (at most 200 bytes).") var reason = ""
-        @Option(help: "The domain's directory.") var domainDir: String
+        @Option(help: "The domain's directory (sign with the domain key).") var domainDir: String?
+        @Flag(help: "Sign as this host, an issuer of the domain (its host.key and issuer.cert in --state-dir).") var asIssuer = false
         @OptionGroup var control: ControlOptions
         @Flag(help: "Only sign and write domain.revocations; publish it later with `hostmesh domain revocations --publish FILE`.")
         var noPublish = false
 
         func run() async throws {
-            let domain = try DomainAuthority.load(fromDirectory: domainDir)
-            let anchor = TrustStore(anchors: [domain.trustAnchor])
             let target = try DomainAuthority.RevocationTarget(parsing: self.target)
-            let path = domainDir + "/domain.revocations"
-            var base: RevocationList?
-            if FileManager.default.fileExists(atPath: path) {
-                let list = try RevocationList.load(path)
-                try anchor.verify(list)
-                base = list
-            }
-            if !noPublish {
-                let lists = try await control.client.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self)
-                if let held = lists.first(where: { $0.domain == domain.name }), held.version > base?.version ?? 0,
-                   let bytes = Data(base64Encoded: held.list) {
-                    let list = try RevocationList(serialized: [UInt8](bytes))
+            let now = Int64(Date().timeIntervalSince1970)
+            switch (domainDir, asIssuer) {
+            case (let domainDir?, false):
+                let domain = try DomainAuthority.load(fromDirectory: domainDir)
+                let anchor = TrustStore(anchors: [domain.trustAnchor])
+                let path = domainDir + "/domain.revocations"
+                var base: RevocationList?
+                if FileManager.default.fileExists(atPath: path) {
+                    let list = try RevocationList.load(path)
                     try anchor.verify(list)
                     base = list
                 }
+                if !noPublish, let held = try await agentList(domain.name), held.version > base?.version ?? 0 {
+                    try anchor.verify(held)
+                    base = held
+                }
+                let next = try domain.revoke(target, reason: reason, after: base, now: now)
+                try next.save(path)
+                print("revoked \(target) in domain \(domain.name): revocation list version \(next.version), \(next.entries.count) revocation(s) -> \(path)")
+                if !noPublish { try await publish(next) }
+            case (nil, true):
+                guard !noPublish else { throw ValidationError("--as-issuer publishes to this host's agent; leave out --no-publish") }
+                let state = StateDirectory(control.stateDir)
+                let issuer = try CertificateIssuer(certificate: try IssuerCertificate.load(state.path + "/issuer.cert"),
+                                                   identity: try HostIdentity.load(fromDirectory: state.path))
+                let base = try await agentList(issuer.certificate.domain)
+                let next = try issuer.revoke(target, reason: reason, after: base, now: now)
+                print("revoked \(target) in domain \(issuer.certificate.domain) as issuer \(issuer.identity.hostID): revocation list version \(next.version), \(next.entries.count) revocation(s)")
+                try await publish(next)
+            default:
+                throw ValidationError("give exactly one of --domain-dir (sign with the domain key) and --as-issuer (sign as this issuer host)")
             }
-            let next = try domain.revoke(target, reason: reason, after: base, now: Int64(Date().timeIntervalSince1970))
-            try next.save(path)
-            print("revoked \(target) in domain \(domain.name): revocation list version \(next.version), \(next.entries.count) revocation(s) -> \(path)")
-            guard !noPublish else { return }
-            let info = try await control.client.call("revocations.publish", ControlTypes.PublishRevocations(list: next.serialized),
+        }
+
+        /// The local agent's list for `domain`, if it holds one (verified by the agent).
+        func agentList(_ domain: String) async throws -> RevocationList? {
+            let lists = try await control.client.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self)
+            guard let held = lists.first(where: { $0.domain == domain }), let bytes = Data(base64Encoded: held.list) else { return nil }
+            return try RevocationList(serialized: [UInt8](bytes))
+        }
+
+        func publish(_ list: RevocationList) async throws {
+            let info = try await control.client.call("revocations.publish", ControlTypes.PublishRevocations(list: list.serialized),
                                                      as: ControlTypes.RevocationListInfo.self)
             print("agent at \(control.stateDir): \(info.note ?? "installed version \(info.version)")")
         }

@@ -50,7 +50,7 @@ import Testing
         body.notAfter = now + 3_600
         body.serial = 1 << 63 | 9
         let forged = HostCertificate.issue(body, signer: issuer.identity.signingKey, issuer: issuer.certificate)
-        #expect(reason { try trust.verify(forged, now: now) }.contains("may certify hosts of domain \"lab\" only; this certificate is for \"other\""))
+        #expect(reason { try trust.verify(forged, now: now) }.contains("may certify hosts of domain \"lab\" only; this is for \"other\""))
     }
 
     @Test func limitsOfTheDelegationAreEnforced() throws {
@@ -87,7 +87,7 @@ import Testing
         body.issuerKey = Data(other.identity.signingKey.publicKey.bytes)
         body.notAfter = now + 600
         let mixed = HostCertificate.issue(body, signer: other.identity.signingKey, issuer: short.certificate)
-        #expect(reason { try trust.verify(mixed, now: now) }.contains("not the key that signed this certificate"))
+        #expect(reason { try trust.verify(mixed, now: now) }.contains("not the key that signed this"))
         // An issuer that holds another host's delegation.
         #expect(reason { _ = try CertificateIssuer(certificate: short.certificate, identity: other.identity) }.contains("not to this host"))
     }
@@ -99,5 +99,31 @@ import Testing
         try trust.verify(certificate, now: now)
         trust.revocations.install(try domain.revoke(.host("issuer-1"), reason: "retired", after: nil, now: now))
         #expect(reason { try trust.verify(certificate, now: now) }.contains("the issuer: host issuer-1 (retired)"))
+    }
+
+    @Test func anIssuerSignsRevocationListsThatOnlyAddAndTheDomainKeyMayDrop() throws {
+        let trust = TrustStore(anchors: [domain.trustAnchor])
+        let issuer = try issuer()
+        let v1 = try issuer.revoke(.host("node-5"), reason: "stolen", after: nil, now: now)
+        #expect(v1.issuer?.hostID == "issuer-1")
+        let received = try RevocationList(serialized: v1.serialized)
+        try trust.verify(received, now: now)
+        trust.revocations.install(received)
+        #expect(throws: IdentityError.self) { try trust.verify(issuer.certify(try HostIdentity(hostID: "node-5").publicKeys, now: now, lifetime: 60), now: now) }
+        // An issuer's version 2 that drops node-5: refused, naming the entry.
+        var body = received.body
+        body.version = 2
+        body.entries = []
+        let dropping = RevocationList.issue(body, signer: issuer.identity.signingKey, issuer: issuer.certificate)
+        #expect(reason { try trust.verify(dropping, now: now) }.contains("may only add revocations, and this list drops host node-5 (stolen)"))
+        // The domain key may drop it (an un-revocation is the domain's call).
+        let undo = domain.signRevocations([], version: 2, issuedAt: now)
+        try trust.verify(undo, now: now)
+        // The list of an issuer of another domain, or a revoked issuer: refused.
+        let other = try DomainAuthority(name: "other")
+        let foreign = try self.issuer(by: other).revoke(.host("node-6"), reason: "", after: nil, now: now)
+        #expect(reason { try trust.verify(foreign, now: now) }.contains("not a trusted domain key"))
+        trust.revocations.install(try domain.revoke(.host("issuer-1"), reason: "retired", after: received, now: now))
+        #expect(reason { try trust.verify(try issuer.revoke(.host("node-7"), reason: "", after: nil, now: now), now: now) }.contains("the issuer: host issuer-1 (retired)"))
     }
 }

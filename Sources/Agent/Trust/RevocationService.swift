@@ -3,7 +3,8 @@ import Logging
 import ServiceLifecycle
 
 /// Feeds the stored revocation lists into gossip once the membership runs, then enforces every
-/// newer list the mesh brings (`RevocationKeeper.learned`) until the gossip service stops.
+/// newer list the mesh brings (`RevocationKeeper.learned`) until the gossip service stops or a
+/// graceful shutdown begins.
 struct RevocationService: Service {
     let keeper: RevocationKeeper
     let membership: MembershipService
@@ -26,8 +27,12 @@ struct RevocationService: Service {
                 logger.debug("stored revocation lists not gossiped: the membership did not start", metadata: ["error": "\(error)"])
             }
         }
-        for await event in events {
-            if case .revocationLearned(let notice) = event { await keeper.learned(notice) }
+        // Ends with the gossip service, or at once on graceful shutdown: the group stops this
+        // service before the membership (it comes after it), so it must not wait for the stream's end.
+        await cancelWhenGracefulShutdown { [keeper] in
+            for await event in events {
+                if case .revocationLearned(let notice) = event { await keeper.learned(notice) }
+            }
         }
     }
 }

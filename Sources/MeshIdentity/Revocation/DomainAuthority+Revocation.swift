@@ -32,13 +32,33 @@ extension DomainAuthority {
     /// `target` revoked: version `base + 1`, every earlier entry kept. A target already revoked
     /// throws `revocationListRefused` saying so (nothing to sign). Pure: no files touched.
     public func revoke(_ target: RevocationTarget, reason: String, after base: RevocationList?, now: Int64) throws(IdentityError) -> RevocationList {
-        if let base {
-            guard base.domain == name, base.issuerKey == signingKey.publicKey else {
-                throw .revocationListRefused("the current list is for domain \"\(base.domain)\" signed by key \(base.issuerKey.fingerprint), not by this domain key (\(name), \(signingKey.publicKey.fingerprint))")
-            }
+        let entries = try RevocationList.entries(after: base, in: name, adding: target, reason: reason, now: now)
+        return signRevocations(entries, version: (base?.version ?? 0) + 1, issuedAt: now)
+    }
+
+    /// Signs a list with exactly `entries` at `version` (pure; for tests and vectors).
+    public func signRevocations(_ entries: [Hostmesh_V1_RevocationEntry], version: UInt64, issuedAt: Int64) -> RevocationList {
+        var body = Hostmesh_V1_RevocationListBody()
+        body.format = RevocationList.currentFormat
+        body.domain = name
+        body.issuerKey = Data(signingKey.publicKey.bytes)
+        body.version = version
+        body.issuedAt = issuedAt
+        body.entries = entries
+        return RevocationList.issue(body, signer: signingKey)
+    }
+}
+
+extension RevocationList {
+    /// The entries of the list after `base` (the newest list of `domain`, verified by the
+    /// caller) with `target` added; a target already revoked is refused, naming the entry.
+    static func entries(after base: RevocationList?, in domain: String, adding target: DomainAuthority.RevocationTarget,
+                        reason: String, now: Int64) throws(IdentityError) -> [Hostmesh_V1_RevocationEntry] {
+        if let base, base.domain != domain {
+            throw .revocationListRefused("the current list is for domain \"\(base.domain)\", not \"\(domain)\"")
         }
-        guard reason.utf8.count <= RevocationList.maxReasonBytes else {
-            throw .revocationListRefused("the reason is \(reason.utf8.count) bytes; at most \(RevocationList.maxReasonBytes) fit")
+        guard reason.utf8.count <= maxReasonBytes else {
+            throw .revocationListRefused("the reason is \(reason.utf8.count) bytes; at most \(maxReasonBytes) fit")
         }
         var entries = base?.entries ?? []
         let already = entries.first { entry in
@@ -58,18 +78,23 @@ extension DomainAuthority {
         entry.revokedAt = now
         entry.reason = reason
         entries.append(entry)
-        return signRevocations(entries, version: (base?.version ?? 0) + 1, issuedAt: now)
+        return entries
     }
+}
 
-    /// Signs a list with exactly `entries` at `version` (pure; for tests and vectors).
-    public func signRevocations(_ entries: [Hostmesh_V1_RevocationEntry], version: UInt64, issuedAt: Int64) -> RevocationList {
+extension CertificateIssuer {
+    /// The list after `base` with `target` revoked, signed by this issuer with its delegation
+    /// attached (Protocol.md §2.5, §2.6): receivers accept it only if it keeps every entry of
+    /// the list they hold.
+    public func revoke(_ target: DomainAuthority.RevocationTarget, reason: String, after base: RevocationList?, now: Int64) throws(IdentityError) -> RevocationList {
+        let entries = try RevocationList.entries(after: base, in: certificate.domain, adding: target, reason: reason, now: now)
         var body = Hostmesh_V1_RevocationListBody()
         body.format = RevocationList.currentFormat
-        body.domain = name
-        body.issuerKey = Data(signingKey.publicKey.bytes)
-        body.version = version
-        body.issuedAt = issuedAt
+        body.domain = certificate.domain
+        body.issuerKey = Data(identity.signingKey.publicKey.bytes)
+        body.version = (base?.version ?? 0) + 1
+        body.issuedAt = now
         body.entries = entries
-        return RevocationList.issue(body, signer: signingKey)
+        return RevocationList.issue(body, signer: identity.signingKey, issuer: certificate)
     }
 }

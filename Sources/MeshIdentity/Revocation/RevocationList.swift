@@ -25,6 +25,8 @@ public struct RevocationList: Sendable, Equatable {
     public let signature: [UInt8]
     /// The decoded body.
     public let body: Hostmesh_V1_RevocationListBody
+    /// The delegation of `issuerKey`, when an issuer (not the domain key) signed it (§2.6).
+    public let issuer: IssuerCertificate?
 
     /// The domain whose certificates it revokes.
     public var domain: String { body.domain }
@@ -69,6 +71,9 @@ public struct RevocationList: Sendable, Equatable {
         self.bodyBytes = [UInt8](wire.body)
         self.signature = [UInt8](wire.signature)
         self.body = body
+        do { self.issuer = wire.issuer.isEmpty ? nil : try IssuerCertificate(serialized: [UInt8](wire.issuer)) } catch {
+            throw .revocationListRefused("its issuer certificate: \(error)")
+        }
     }
 
     /// The issuer's key.
@@ -82,7 +87,8 @@ public struct RevocationList: Sendable, Equatable {
         var wire = Hostmesh_V1_RevocationList()
         wire.body = Data(bodyBytes)
         wire.signature = Data(signature)
-        return try! wire.serializedBytes() // a message of two bytes fields always encodes
+        if let issuer { wire.issuer = Data(issuer.serialized) }
+        return try! wire.serializedBytes() // a message of bytes fields always encodes
     }
 
     /// Armored text, as in `domain.revocations`.
@@ -114,11 +120,12 @@ public struct RevocationList: Sendable, Equatable {
     }
 
     /// Signs a list (used by `DomainAuthority.revoke`).
-    static func issue(_ body: Hostmesh_V1_RevocationListBody, signer: SigningKeyPair) -> RevocationList {
+    static func issue(_ body: Hostmesh_V1_RevocationListBody, signer: SigningKeyPair, issuer: IssuerCertificate? = nil) -> RevocationList {
         let bytes: [UInt8] = try! body.serializedBytes() // a well-formed message always encodes
         var wire = Hostmesh_V1_RevocationList()
         wire.body = Data(bytes)
         wire.signature = Data(signer.sign(signatureContext + bytes))
+        if let issuer { wire.issuer = Data(issuer.serialized) }
         return try! RevocationList(serialized: try! wire.serializedBytes()) // just built: valid by construction
     }
 }

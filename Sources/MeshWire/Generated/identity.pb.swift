@@ -173,7 +173,7 @@ public nonisolated struct Hostmesh_V1_RevocationListBody: Sendable {
   /// the domain whose certificates it revokes
   public var domain: String = String()
 
-  /// Ed25519 public key that signed it (32 bytes): the domain key
+  /// Ed25519 public key that signed it (32 bytes): the domain key or an issuer's
   public var issuerKey: Data = Data()
 
   /// >= 1; a receiver keeps the highest version per domain
@@ -224,6 +224,9 @@ public nonisolated struct Hostmesh_V1_RevocationList: Sendable {
 
   /// Ed25519 by issuer_key over "hostmesh-revocations-v1" || body
   public var signature: Data = Data()
+
+  /// when issuer_key is an issuer's: its encoded IssuerCertificate (§2.6)
+  public var issuer: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -715,7 +718,7 @@ nonisolated extension Hostmesh_V1_RevocationEntry: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Hostmesh_V1_RevocationList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RevocationList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0\u{1}issuer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -725,6 +728,7 @@ nonisolated extension Hostmesh_V1_RevocationList: SwiftProtobuf.Message, SwiftPr
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuer) }()
       default: break
       }
     }
@@ -737,12 +741,16 @@ nonisolated extension Hostmesh_V1_RevocationList: SwiftProtobuf.Message, SwiftPr
     if !self.signature.isEmpty {
       try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
     }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuer, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_RevocationList, rhs: Hostmesh_V1_RevocationList) -> Bool {
     if lhs.body != rhs.body {return false}
     if lhs.signature != rhs.signature {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
