@@ -9,7 +9,8 @@
 //   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b; the replay window
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
 //   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores,
-//                      revocation lists and the registry every handshake checks, the state directory's layout
+//                      revocation lists and the registry every handshake checks, issuer certificates,
+//                      key rotation records, the state directory's layout
 //   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores

@@ -166,4 +166,31 @@ struct RevocationProcessTests {
         let shown = try hostmesh(["domain", "revocations"])
         #expect(shown.output.contains("node-7") && shown.output.contains("retired"), "\(shown.output)")
     }
+
+    @Test func anIssuerRevokesAHostWithItsOwnKeyAndTheMeshEnforcesIt() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let now = Int64(Date().timeIntervalSince1970)
+        let issuerDir = try mesh.host("node-1")
+        try mesh.domain.delegate(to: try HostPublicKeys.load(issuerDir + "/host.pub"), serial: 100, notBefore: now - 60,
+                                 notAfter: now + 3_600, maxLifetime: 86_400).save(issuerDir + "/issuer.cert")
+        let issuer = try await mesh.start("node-1")
+        let other = try await mesh.start("node-2", arguments: ["--join", issuer.address])
+        let victim = try await mesh.start("node-3", arguments: ["--join", issuer.address])
+        try await eventually([issuer, other], "all three alive") { rows in rows.count == 3 && rows.allSatisfy { $0.status == "alive" } }
+        let (status, output) = try runTool(AgentProcess.binary, ["domain", "revoke", victim.hostID, "--as-issuer", "--reason", "by the issuer",
+                                                                 "--state-dir", issuer.stateDirectory])
+        #expect(status == 0 && output.contains("as issuer node-1"), "\(output)")
+        // node-2 learns the issuer's list by gossip, verifies it through the delegation and cuts node-3 off.
+        try await eventually([other], "node-2 drops the host the issuer revoked") { rows in !rows.contains { $0.host == victim.hostID } }
+        let held = try await other.control.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self)
+        let issuerKey = try HostIdentity.load(fromDirectory: issuerDir).signingKey.publicKey.fingerprint
+        #expect(held.first?.entries.first?.host == victim.hostID && held.first?.issuer == issuerKey)
+        do {
+            _ = try await connect(to: other, as: victim.stateDirectory)
+            Issue.record("a host revoked by an issuer completed a handshake")
+        } catch let error as SecureChannelError {
+            #expect(error.code == .revoked, "refused with \(error)")
+        }
+    }
 }
