@@ -9,7 +9,8 @@
 //   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b; the replay window
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
 //   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores,
-//                      the state directory's layout
+//                      revocation lists and the registry every handshake checks, issuer certificates,
+//                      key rotation records, the state directory's layout
 //   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
@@ -86,6 +87,7 @@ let package = Package(
             dependencies: [
                 "MeshCrypto", "MeshWire",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -189,7 +191,7 @@ let package = Package(
         .target(
             name: "Benchmarks",
             dependencies: [
-                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator",
+                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -220,11 +222,11 @@ let package = Package(
         ),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCrypto"], swiftSettings: strict),
         .testTarget(name: "HATests", dependencies: ["HA", "MeshTime"], swiftSettings: strict),
-        .testTarget(name: "MembershipTests", dependencies: ["MeshTime", "Membership", "MeshSimulator"], swiftSettings: strict),
+        .testTarget(name: "MembershipTests", dependencies: ["MeshTime", "Membership", "MeshSimulator", "MeshWire"], swiftSettings: strict),
         .testTarget(
             name: "GossipTransportTests",
             dependencies: [
-                "MeshTime", "GossipTransport", "Membership",
+                "MeshTime", "GossipTransport", "Membership", "MeshWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -275,7 +277,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "MeshIdentityTests", dependencies: ["MeshIdentity"], swiftSettings: strict),
+        .testTarget(
+            name: "MeshIdentityTests",
+            dependencies: ["MeshIdentity", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         // Protocol.md checked against the code and against libsodium called directly: the
         // schemas of its appendix against Sources/MeshWire/Protos, and its test vectors.
         .testTarget(

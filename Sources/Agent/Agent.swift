@@ -98,6 +98,12 @@ public struct Agent: Service {
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
         let unfinished = try await coordinator.prepareRecovery()
+        // Before any listener: the stored revocation lists, so the first handshake refuses a revoked host.
+        let revocations = RevocationKeeper(store: try RevocationStore(store: store), trust: credentials.trust,
+                                           hostID: credentials.identity.hostID, logger: logger)
+        let storedRevocations = try await revocations.loadStored()
+        let certificates = try CertificateDesk.load(stateDirectory: configuration.stateDirectory, identity: credentials.identity,
+                                                    lifetime: configuration.certificateLifetime, logger: logger)
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -125,8 +131,15 @@ public struct Agent: Service {
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms)
+        await revocations.wire(membership: membership.service) { host in
+            peers.known.withLockedValue { $0[host] = nil }
+            await network.removePeer(host)
+        }
+        let issuers = IssuerClient(credentials: credentials, desk: certificates, membership: membership, logger: logger)
+        let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
-                                 ledger: ledger, journal: journal, restartDefault: configuration.restart)
+                                 ledger: ledger, journal: journal, restartDefault: configuration.restart,
+                                 revocations: revocations, rotator: rotator)
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -135,7 +148,7 @@ public struct Agent: Service {
         let services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
-                coordinator: coordinator, peers: peers, membership: membership, vms: vms, logger: logger))),
+                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, logger: logger))),
             ("control", ControlService(server: control, handler: api)),
             ("migration-recovery", MigrationRecoveryService(coordinator: coordinator, unfinished: unfinished)),
             ("location-publisher", LocationPublisherService(network: network, peers: peers)),
@@ -144,6 +157,12 @@ public struct Agent: Service {
                 membership: membership, follower: MemberFollower(hostID: credentials.identity.hostID, peers: peers, logger: logger),
                 seeds: configuration.join)),
             ("restart-supervisor", RestartService(interval: .milliseconds(250)) { await restarts.tick() }),
+            ("certificate-renewal", CertificateRenewalService(credentials: credentials, desk: certificates, membership: membership,
+                                                              certificatePath: StateDirectory(configuration.stateDirectory).hostCertificate, logger: logger)),
+            ("key-rotation", KeyRotationService(rotator: rotator, keyPath: StateDirectory(configuration.stateDirectory).hostKey,
+                                                maximumAge: configuration.keyRotationAge, logger: logger)),
+            ("revocations", RevocationService(keeper: revocations, membership: membership.service,
+                                              stored: storedRevocations.map(\.serialized), logger: logger)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
             ("capacity-refresh", CapacityRefreshService(interval: .seconds(3)) {

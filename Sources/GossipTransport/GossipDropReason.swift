@@ -16,6 +16,13 @@ public enum GossipDropReason: String, Hashable, Sendable, CaseIterable, CustomSt
     /// Authentic, but the plaintext is not a valid gossip datagram (a peer of another version,
     /// or a bug).
     case undecodable
+    /// Authentic, but its sender's host or certificate is revoked (Protocol.md §4.14): the
+    /// whole datagram is ignored.
+    case revoked
+    /// A revocation list (piggybacked or in a push-pull state) that does not verify: not
+    /// signed by the domain key of the domain it names, altered, or malformed. Only the list
+    /// is dropped; the rest of the datagram or state is handled.
+    case revocationRefused = "revocation-refused"
 
     /// The reason as it appears in logs and metrics.
     public var description: String { rawValue }

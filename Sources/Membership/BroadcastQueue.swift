@@ -12,6 +12,8 @@ struct BroadcastQueue: Sendable {
     enum Key: Hashable, Sendable {
         case liveness(MemberID)
         case metadata(MemberID)
+        /// A domain's revocation list: a newer version replaces the older one.
+        case revocation(domain: String)
     }
 
     struct Entry: Sendable {
@@ -39,10 +41,11 @@ struct BroadcastQueue: Sendable {
     /// `transmitMultiplier` times the normal limit.
     mutating func enqueue(_ update: MemberUpdate, cost: Int, transmitMultiplier: Int = 1) {
         let key: Key
-        if case .metadata(let member, _) = update {
-            key = .metadata(member)
-        } else {
-            key = .liveness(update.member)
+        switch update {
+        case .metadata(let member, _): key = .metadata(member)
+        case .revocation(let notice): key = .revocation(domain: notice.domain)
+        case .alive(let member, _, _, _), .suspect(let member, _, _), .dead(let member, _, _), .left(let member, _):
+            key = .liveness(member)
         }
         nextGeneration += 1
         current[key] = nextGeneration

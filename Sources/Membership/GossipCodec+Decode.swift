@@ -69,7 +69,26 @@ extension GossipCodec {
             return .metadata(
                 member: try memberID(update.member, in: "metadata update", field: "member"),
                 metadata: try metadata(update.metadata, in: "metadata update"))
+        case .revocation(let revocation):
+            return .revocation(try revocationNotice([UInt8](revocation.list), in: "revocation update"))
         }
+    }
+
+    /// Reads the domain and version of an encoded `RevocationList` (structure only: the
+    /// signature is the shell's to verify, Protocol.md §4.14).
+    static func revocationNotice(_ list: [UInt8], in name: String) throws(GossipCodecError) -> RevocationNotice {
+        let body: Hostmesh_V1_RevocationListBody
+        do {
+            let wire = try Hostmesh_V1_RevocationList(serializedBytes: list)
+            body = try Hostmesh_V1_RevocationListBody(serializedBytes: wire.body)
+        } catch {
+            throw .malformed(message: name, detail: "revocation list does not decode: \(error)")
+        }
+        guard !body.domain.isEmpty else { throw .missingField(message: name, field: "domain") }
+        guard body.version >= 1 else {
+            throw .invalidField(message: name, field: "version", reason: "0 (versions start at 1)")
+        }
+        return RevocationNotice(domain: body.domain, version: body.version, list: list)
     }
 
     static func memberRecord(_ message: Hostmesh_V1_GossipMemberRecord) throws(GossipCodecError) -> MemberRecord {

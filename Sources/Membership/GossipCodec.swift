@@ -45,6 +45,12 @@ public enum GossipCodec {
         return 1 + varintSize(UInt64(size)) + size
     }
 
+    /// Reads the domain and version of an encoded `RevocationList` (structure only: the
+    /// signature is the shell's to verify).
+    public static func decodeRevocationNotice(_ list: [UInt8]) throws(GossipCodecError) -> RevocationNotice {
+        try revocationNotice(list, in: "revocation list")
+    }
+
     // MARK: Push-pull
 
     /// The protobuf encoding of a push-pull state (sent over the secure channel).
@@ -54,6 +60,7 @@ public enum GossipCodec {
         message.sender = state.sender.hostID
         message.join = state.isJoin
         message.members = state.members.map(wire)
+        message.revocations = state.revocations.map { Data($0.list) }
         return serialize(message)
     }
 
@@ -77,8 +84,13 @@ public enum GossipCodec {
         for record in message.members {
             members.append(try memberRecord(record))
         }
+        var revocations: [RevocationNotice] = []
+        for list in message.revocations {
+            revocations.append(try revocationNotice([UInt8](list), in: name))
+        }
         return PushPullState(
-            sender: try memberID(message.sender, in: name, field: "sender"), isJoin: message.join, members: members)
+            sender: try memberID(message.sender, in: name, field: "sender"), isJoin: message.join, members: members,
+            revocations: revocations)
     }
 
     // MARK: Swift -> protobuf
@@ -147,6 +159,10 @@ public enum GossipCodec {
             update.member = member.hostID
             update.metadata = wire(metadata)
             message.update = .metadata(update)
+        case .revocation(let notice):
+            var revocation = Hostmesh_V1_GossipRevocation()
+            revocation.list = Data(notice.list)
+            message.update = .revocation(revocation)
         }
         return message
     }

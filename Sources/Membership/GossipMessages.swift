@@ -61,14 +61,38 @@ public enum MemberUpdate: Hashable, Sendable {
     case left(member: MemberID, incarnation: UInt64)
     /// `member` has new metadata (the highest `version` wins).
     case metadata(member: MemberID, metadata: MemberMetadata)
+    /// A domain's signed revocation list (the highest version per domain wins, Protocol.md §4.14).
+    case revocation(RevocationNotice)
 
-    /// The member the update is about.
-    public var member: MemberID {
+    /// The member the update is about; nil for a revocation list, which is about a domain.
+    public var member: MemberID? {
         switch self {
         case .alive(let member, _, _, _), .suspect(let member, _, _), .dead(let member, _, _),
             .left(let member, _), .metadata(let member, _):
             return member
+        case .revocation:
+            return nil
         }
+    }
+}
+
+/// A domain's revocation list as gossip carries it (Protocol.md §4.14): the signed bytes as
+/// issued, with the domain and version read from them. The core only compares versions; the
+/// shell verifies the signature before the core sees a notice (`MembershipServiceConfiguration`
+/// `.revocationVerifier`), so a notice in the core is one the shell accepted.
+public struct RevocationNotice: Hashable, Sendable {
+    /// The domain whose certificates the list revokes.
+    public var domain: String
+    /// The list's version; a higher version replaces a lower one.
+    public var version: UInt64
+    /// The encoded `RevocationList` (identity.proto), exactly as signed.
+    public var list: [UInt8]
+
+    /// A notice.
+    public init(domain: String, version: UInt64, list: [UInt8]) {
+        self.domain = domain
+        self.version = version
+        self.list = list
     }
 }
 
@@ -111,11 +135,14 @@ public struct PushPullState: Hashable, Sendable {
     public var isJoin: Bool
     /// Every member the sender knows, itself included.
     public var members: [MemberRecord]
+    /// The newest revocation list of each domain the sender holds.
+    public var revocations: [RevocationNotice]
 
     /// Creates a state.
-    public init(sender: MemberID, isJoin: Bool, members: [MemberRecord]) {
+    public init(sender: MemberID, isJoin: Bool, members: [MemberRecord], revocations: [RevocationNotice] = []) {
         self.sender = sender
         self.isJoin = isJoin
         self.members = members
+        self.revocations = revocations
     }
 }

@@ -27,6 +27,10 @@ public enum MembershipDirective: Hashable, Sendable {
     case joined(through: PeerAddress, knownMembers: Int)
     /// The leave announcement has been disseminated; the shell MAY now stop the node.
     case leaveCompleted
+    /// A revocation list newer than the one held for its domain arrived (gossip or push-pull)
+    /// or was learned locally; it is held and gossiped. The shell persists it and acts on it
+    /// (closes the revoked hosts' channels, bans them with `ban(_:now:)`).
+    case revocationLearned(RevocationNotice)
 }
 
 /// Timers the core asks the shell to run (`MembershipDirective.schedule`).

@@ -39,6 +39,8 @@ extension MembershipInstance {
     ) -> [MembershipDirective] {
         begin(now)
         guard lifecycle == .running || lifecycle == .leaving else { return finish() }
+        // A revoked member's datagrams are ignored whole (the shell counts them, §4.14).
+        guard !banned.contains(datagram.sender) else { return finish() }
         var staleAccusation = false
         for update in datagram.updates {
             staleAccusation = staleAccusation || isStaleAccusation(update)
@@ -158,7 +160,7 @@ extension MembershipInstance {
         switch update {
         case .suspect(let member, let accused, _), .dead(let member, let accused, _), .left(let member, let accused):
             return member == localID && accused < incarnation && lifecycle == .running
-        case .alive, .metadata:
+        case .alive, .metadata, .revocation:
             return false
         }
     }

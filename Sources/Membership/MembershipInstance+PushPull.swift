@@ -48,13 +48,17 @@ extension MembershipInstance {
                     id: id, address: state.address, status: state.status, incarnation: state.incarnation,
                     metadata: state.metadata))
         }
-        return PushPullState(sender: localID, isJoin: isJoin, members: records)
+        return PushPullState(sender: localID, isJoin: isJoin, members: records, revocations: revocationNotices)
     }
 
     /// Merges a peer's state record by record, with the same rules as gossip. A peer's "dead"
     /// becomes a suspicion here (the member gets the chance to refute), as in memberlist.
     mutating func merge(_ remote: PushPullState) {
-        for record in remote.members {
+        // A revoked member's state is ignored whole; revocation lists first, so that a list
+        // arriving with the state bans before the records are merged (the shell bans on it).
+        guard !banned.contains(remote.sender) else { return }
+        for notice in remote.revocations { applyRevocation(notice) }
+        for record in remote.members where !banned.contains(record.id) {
             switch record.status {
             case .alive:
                 applyAlive(

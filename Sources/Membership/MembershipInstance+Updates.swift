@@ -10,6 +10,7 @@ import MeshTime
 //   accusation (lower incarnation) in a ping is answered with our alive in the ack.
 extension MembershipInstance {
     mutating func apply(_ update: MemberUpdate) {
+        if let member = update.member, banned.contains(member) { return }
         switch update {
         case .alive(let member, let incarnation, let address, let metadata):
             applyAlive(member: member, incarnation: incarnation, address: address, metadata: metadata)
@@ -21,6 +22,8 @@ extension MembershipInstance {
             applyDead(member: member, incarnation: incarnation, from: member, leaving: true)
         case .metadata(let member, let metadata):
             applyMetadata(member: member, metadata: metadata, rebroadcast: true)
+        case .revocation(let notice):
+            applyRevocation(notice)
         }
     }
 

@@ -72,6 +72,10 @@ public struct MembershipInstance: Sendable {
     var probeGeneration: UInt64 = 0
     var gossipTickPending = false
     var lifecycle = Lifecycle.created
+    /// The newest revocation list held per domain (Protocol.md §4.14).
+    var revocations: [String: RevocationNotice] = [:]
+    /// Members whose host or certificate is revoked: forgotten and never learned again.
+    var banned: Set<MemberID> = []
     /// The current event's time, in nanoseconds.
     var now: Int64 = 0
     /// Directives produced by the current event.

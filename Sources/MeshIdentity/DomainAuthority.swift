@@ -64,6 +64,12 @@ public struct DomainAuthority: Sendable {
     /// Issues a certificate with the next serial from `directory/domain.serial`, which is
     /// advanced durably before the certificate is returned (a crash never reuses a serial).
     public func certify(_ host: HostPublicKeys, directory: String, notBefore: Int64, notAfter: Int64) throws(IdentityError) -> HostCertificate {
+        certify(host, serial: try nextSerial(directory: directory), notBefore: notBefore, notAfter: notAfter)
+    }
+
+    /// Advances `directory/domain.serial` durably and returns the new serial (host and issuer
+    /// certificates share the counter).
+    public func nextSerial(directory: String) throws(IdentityError) -> UInt64 {
         let path = directory + "/domain.serial"
         var last: UInt64 = 0
         if FileManager.default.fileExists(atPath: path) {
@@ -75,7 +81,7 @@ public struct DomainAuthority: Sendable {
         }
         let serial = last + 1
         try SecureFile.write(Array("\(serial)\n".utf8), to: path, mode: 0o600, overwrite: true)
-        return certify(host, serial: serial, notBefore: notBefore, notAfter: notAfter)
+        return serial
     }
 }
 

@@ -19,6 +19,9 @@ public struct HostCertificate: Sendable, Equatable {
     public let signature: [UInt8]
     /// The decoded body.
     public let body: Hostmesh_V1_CertificateBody
+    /// The delegation of `issuerKey` by a domain key, when a delegated issuer signed this
+    /// certificate (Protocol.md §2.6); nil when the domain key signed it.
+    public let issuer: IssuerCertificate?
 
     /// Host id the certificate names.
     public var hostID: String { body.hostID }
@@ -42,6 +45,14 @@ public struct HostCertificate: Sendable, Equatable {
         do { return try SigningPublicKey(bytes: [UInt8](body.issuerKey)) } catch { throw .certificateMalformed("issuer key: \(error)") }
     }
 
+    /// The key of the domain that vouches for this certificate: the issuer key itself, or the
+    /// domain key of the delegation when an issuer signed it (Protocol.md §2.6). The handshake
+    /// names it in its domain hint (§3.3).
+    public func domainKey() throws(IdentityError) -> SigningPublicKey {
+        if let issuer { return issuer.domainKey }
+        return try issuerKey()
+    }
+
     /// Decodes a wire `Certificate`. Structure only: call `TrustStore.verify` before trusting it.
     public init(_ wire: Hostmesh_V1_Certificate) throws(IdentityError) {
         let body: Hostmesh_V1_CertificateBody
@@ -56,6 +67,7 @@ public struct HostCertificate: Sendable, Equatable {
         self.bodyBytes = [UInt8](wire.body)
         self.signature = [UInt8](wire.signature)
         self.body = body
+        self.issuer = wire.issuer.isEmpty ? nil : try IssuerCertificate(serialized: [UInt8](wire.issuer))
     }
 
     /// Decodes the serialized wire form.
@@ -72,6 +84,7 @@ public struct HostCertificate: Sendable, Equatable {
         var w = Hostmesh_V1_Certificate()
         w.body = Data(bodyBytes)
         w.signature = Data(signature)
+        if let issuer { w.issuer = Data(issuer.serialized) }
         return w
     }
 
@@ -98,11 +111,12 @@ public struct HostCertificate: Sendable, Equatable {
     }
 
     /// Signs a body with a domain key. Used by `DomainAuthority`.
-    static func issue(_ body: Hostmesh_V1_CertificateBody, signer: SigningKeyPair) -> HostCertificate {
+    static func issue(_ body: Hostmesh_V1_CertificateBody, signer: SigningKeyPair, issuer: IssuerCertificate? = nil) -> HostCertificate {
         let bytes: [UInt8] = try! body.serializedBytes() // a well-formed message always encodes
         var wire = Hostmesh_V1_Certificate()
         wire.body = Data(bytes)
         wire.signature = Data(signer.sign(signatureContext + bytes))
+        if let issuer { wire.issuer = Data(issuer.serialized) }
         return try! HostCertificate(wire) // just built with valid lengths and version
     }
 }

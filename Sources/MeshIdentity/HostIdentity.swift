@@ -35,13 +35,27 @@ public struct HostIdentity: Sendable {
 
     /// Writes `host.key` (0600) and `host.pub` into `directory`; refuses to overwrite a key.
     public func save(inDirectory directory: String) throws(IdentityError) {
+        try saveKey(to: directory + "/host.key", overwrite: false)
+        try publicKeys.save(directory + "/host.pub")
+    }
+
+    /// Writes the secret key file alone (0600, atomically); `overwrite` replaces an existing one
+    /// (a key rotation, Protocol.md §2.8).
+    public func saveKey(to path: String, overwrite: Bool) throws(IdentityError) {
         var file = Hostmesh_V1_SecretKeyFile()
         file.kind = "host"
         file.name = hostID
         file.ed25519Seed = Data(signingKey.seed.revealForStorage())
         let bytes: [UInt8] = try! file.serializedBytes() // plain fields always encode
-        try SecureFile.write(Array(Armor.encode(bytes, label: Self.secretLabel).utf8), to: directory + "/host.key", mode: 0o600)
-        try publicKeys.save(directory + "/host.pub")
+        try SecureFile.write(Array(Armor.encode(bytes, label: Self.secretLabel).utf8), to: path, mode: 0o600, overwrite: overwrite)
+    }
+
+    /// Loads a secret host key file at `path` (e.g. `host.key.next` of an unfinished rotation).
+    public static func load(keyFile path: String) throws(IdentityError) -> HostIdentity {
+        let (name, seed) = try loadSecretKey(path, kind: "host")
+        do { return try HostIdentity(hostID: name, signingKey: SigningKeyPair(seed: seed)) } catch let e as IdentityError { throw e } catch {
+            throw .fileMalformed(path: path, reason: "\(error)")
+        }
     }
 
     /// Loads `host.key` from `directory`, refusing a file that group or others can read.

@@ -32,6 +32,15 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidName(String)
     /// Underlying crypto failure.
     case crypto(CryptoError)
+    /// The certificate is revoked by its domain's revocation list (`entry` says which and why).
+    case revoked(hostID: String, serial: UInt64, domain: String, entry: String)
+    /// A revocation list was refused: the reason names what is wrong with it.
+    case revocationListRefused(String)
+    /// A delegated issuer was refused (its certificate, its domain, its lifetime limit): the
+    /// reason names what is wrong.
+    case issuerRefused(String)
+    /// A key rotation record was refused: the reason names what is wrong with it.
+    case rotationRefused(String)
 
     public var description: String {
         switch self {
@@ -65,6 +74,14 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
             return "invalid name \"\(name)\": use 1-63 characters a-z, 0-9, '-', '.', '_' (lower case)"
         case let .crypto(error):
             return error.description
+        case let .revoked(hostID, serial, domain, entry):
+            return "certificate of \(hostID) (serial \(serial)) is revoked by domain \(domain): \(entry)"
+        case let .revocationListRefused(reason):
+            return "revocation list refused: \(reason)"
+        case let .issuerRefused(reason):
+            return "issuer refused: \(reason)"
+        case let .rotationRefused(reason):
+            return "key rotation refused: \(reason)"
         }
     }
 }

@@ -9,11 +9,15 @@ public struct TrustStore: Sendable {
     public private(set) var anchors: [SigningPublicKey: DomainTrustAnchor]
     /// Tolerated clock difference between hosts when checking validity windows, in seconds.
     public var clockSkewSeconds: Int64
+    /// The revocations in force, shared by every copy of this store (a reference: a list
+    /// installed once is seen by every handshake that verifies with any copy).
+    public let revocations: RevocationRegistry
 
     /// A store trusting `anchors`.
-    public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60) {
+    public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60, revocations: RevocationRegistry = RevocationRegistry()) {
         self.anchors = Dictionary(anchors.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         self.clockSkewSeconds = clockSkewSeconds
+        self.revocations = revocations
     }
 
     /// Adds a trusted domain.
@@ -44,7 +48,12 @@ public struct TrustStore: Sendable {
     public func verify(_ certificate: HostCertificate, now: Int64, requiredDomain: String? = nil) throws(IdentityError) -> DomainTrustAnchor {
         let body = certificate.body
         let issuer = try certificate.issuerKey()
-        guard let anchor = anchors[issuer] else {
+        let anchor: DomainTrustAnchor
+        if let domainAnchor = anchors[issuer] {
+            anchor = domainAnchor
+        } else if let delegation = certificate.issuer {
+            anchor = try verify(delegation, signed: certificate, now: now)
+        } else {
             throw .unknownIssuer(fingerprint: issuer.fingerprint, claimedDomain: body.domain)
         }
         guard issuer.isValidSignature(certificate.signature, for: HostCertificate.signatureContext + certificate.bodyBytes) else {
@@ -66,6 +75,85 @@ public struct TrustStore: Sendable {
             throw .unknownCriticalExtension(critical.id)
         }
         do { try IdentityName.validate(body.hostID) } catch { throw .certificateMalformed("host id: \(error)") }
+        if let entry = revocations.entry(revoking: certificate) {
+            throw .revoked(hostID: body.hostID, serial: body.serial, domain: body.domain, entry: entry.summary)
+        }
+        return anchor
+    }
+
+    /// Verifies the delegation of a certificate's issuer key (Protocol.md §2.6, §2.3 step 2): the
+    /// delegation itself, then the certificate's lifetime against its maximum. Returns the
+    /// domain's anchor.
+    func verify(_ delegation: IssuerCertificate, signed certificate: HostCertificate, now: Int64) throws(IdentityError) -> DomainTrustAnchor {
+        let anchor = try verify(delegation, delegating: try certificate.issuerKey(), in: certificate.domain, now: now)
+        let lifetime = certificate.body.notAfter - certificate.body.notBefore
+        guard lifetime <= delegation.body.maxLifetime else {
+            throw .issuerRefused("issuer \(delegation.hostID) may issue certificates of at most \(delegation.body.maxLifetime) s; this one lasts \(lifetime) s")
+        }
+        return anchor
+    }
+
+    /// Verifies a delegation for something `key` signed in `domain`, in order: a trusted domain
+    /// signed it, it delegates `key`, it is valid now, `domain` is its domain, and the issuer is
+    /// not revoked (Protocol.md §2.6 steps 2-6 and 8). Returns the domain's anchor.
+    func verify(_ delegation: IssuerCertificate, delegating key: SigningPublicKey, in domain: String, now: Int64) throws(IdentityError) -> DomainTrustAnchor {
+        let body = delegation.body
+        guard let anchor = anchors[delegation.domainKey], anchor.name == delegation.domain else {
+            throw .unknownIssuer(fingerprint: delegation.domainKey.fingerprint, claimedDomain: delegation.domain)
+        }
+        guard delegation.domainKey.isValidSignature(delegation.signature, for: IssuerCertificate.signatureContext + delegation.bodyBytes) else {
+            throw .issuerRefused("the issuer certificate of \(delegation.hostID) has an invalid signature (altered, or not signed by the domain key of \(delegation.domain))")
+        }
+        guard delegation.signingKey == key else {
+            throw .issuerRefused("the issuer certificate of \(delegation.hostID) delegates key \(delegation.signingKey.fingerprint), not the key that signed this (\(key.fingerprint))")
+        }
+        guard now + clockSkewSeconds >= body.notBefore, now - clockSkewSeconds < body.notAfter else {
+            throw .issuerRefused("the issuer certificate of \(delegation.hostID) is valid from \(body.notBefore) to \(body.notAfter), not now (\(now))")
+        }
+        guard domain == delegation.domain else {
+            throw .issuerRefused("issuer \(delegation.hostID) may certify hosts of domain \"\(delegation.domain)\" only; this is for \"\(domain)\"")
+        }
+        if let entry = revocations.current.lists[delegation.domain]?.entries.first(where: {
+            (!$0.hostID.isEmpty && $0.hostID == delegation.hostID) || ($0.serial != 0 && $0.serial == delegation.serial)
+        }) {
+            throw .revoked(hostID: delegation.hostID, serial: delegation.serial, domain: delegation.domain, entry: "the issuer: " + entry.summary)
+        }
+        return anchor
+    }
+
+    /// Verifies a revocation list at `now` (Protocol.md §2.5): signed by the trust anchor of the
+    /// domain it names, or by an issuer of that domain whose delegation it carries and verifies
+    /// (§2.6); an issuer's list MUST keep every entry of the list held for the domain (issuers
+    /// only add revocations). Returns the domain's anchor.
+    @discardableResult
+    public func verify(_ list: RevocationList) throws(IdentityError) -> DomainTrustAnchor {
+        try verify(list, now: Int64(Date().timeIntervalSince1970))
+    }
+
+    /// `verify(_:)` at unix time `now` (an issuer's delegation must be valid then).
+    @discardableResult
+    public func verify(_ list: RevocationList, now: Int64) throws(IdentityError) -> DomainTrustAnchor {
+        let issuer = list.issuerKey
+        let anchor: DomainTrustAnchor
+        if let domainAnchor = anchors[issuer], domainAnchor.name == list.domain {
+            anchor = domainAnchor
+        } else if let delegation = list.issuer {
+            do { anchor = try verify(delegation, delegating: issuer, in: list.domain, now: now) } catch {
+                throw .revocationListRefused("its issuer is refused: \(error)")
+            }
+            if let held = revocations.current.lists[list.domain],
+               let dropped = held.entries.first(where: { entry in !list.entries.contains { $0.hostID == entry.hostID && $0.serial == entry.serial } }) {
+                throw .revocationListRefused("issuer \(delegation.hostID) may only add revocations, and this list drops \(dropped.summary) (held in version \(held.version))")
+            }
+        } else {
+            let known = anchors.values.first { $0.name == list.domain }
+            throw .revocationListRefused(known == nil
+                ? "it is for domain \"\(list.domain)\", which this host does not trust"
+                : "it is signed by key \(issuer.fingerprint), which is not the domain key of \"\(list.domain)\" (nor an issuer of it)")
+        }
+        guard issuer.isValidSignature(list.signature, for: RevocationList.signatureContext + list.bodyBytes) else {
+            throw .revocationListRefused("its signature does not verify (altered, or not signed by the key it names)")
+        }
         return anchor
     }
 }

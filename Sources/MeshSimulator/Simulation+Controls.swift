@@ -85,6 +85,14 @@ extension Simulation {
         execute(directives, by: index)
     }
 
+    /// The member learns a revocation list outside gossip (an operator published it there)
+    /// and gossips it.
+    public func publishRevocation(_ index: Int, _ notice: RevocationNotice) {
+        guard isRunning(index) else { return }
+        let directives = nodes[index].instance.learnRevocation(notice, now: now)
+        execute(directives, by: index)
+    }
+
     // MARK: Node creation
 
     func addNode(index: Int, knownMembers: [MemberRecord]) {

@@ -82,6 +82,8 @@ extension Simulation {
                 for observer in joinObservers { observer(member, now) }
             case .leaveCompleted:
                 nodes[member].state = .left
+            case .revocationLearned(let notice):
+                for observer in revocationObservers { observer(member, notice, now) }
             case .metadataChanged, .memberForgotten:
                 break
             }
@@ -149,7 +151,7 @@ extension Simulation {
     func pushPullSize(_ state: PushPullState) -> Int {
         guard let first = state.members.first else { return 8 }
         let one = GossipCodec.encode(PushPullState(sender: state.sender, isJoin: state.isJoin, members: [first])).count
-        return one * state.members.count
+        return one * state.members.count + state.revocations.reduce(0) { $0 + $1.list.count + 3 }
     }
 
     func reachable(_ a: Int, _ b: Int) -> Bool {

@@ -58,6 +58,7 @@ public final class Simulation {
     var partitionGroup: [Int] = []
     var statusObservers: [(SimulatedStatusChange) -> Void] = []
     var joinObservers: [(Int, MeshInstant) -> Void] = []
+    var revocationObservers: [(Int, RevocationNotice, MeshInstant) -> Void] = []
     var deliveryObservers: [(SimulatedDelivery) -> Void] = []
     var stopRequested = false
     /// Encoded size of each piggybacked update seen so far (see `SimulatedWireFidelity`).
@@ -181,6 +182,11 @@ public final class Simulation {
     /// Calls `handler` for every datagram delivered to a member (for tracing a failing seed).
     public func observeDeliveries(_ handler: @escaping (SimulatedDelivery) -> Void) {
         deliveryObservers.append(handler)
+    }
+
+    /// Calls `handler(member, notice, time)` whenever a member learns a newer revocation list.
+    public func observeRevocations(_ handler: @escaping (Int, RevocationNotice, MeshInstant) -> Void) {
+        revocationObservers.append(handler)
     }
 
     /// Makes the current `run` return after the event being processed (call from an observer).

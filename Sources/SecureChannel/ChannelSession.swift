@@ -1,5 +1,6 @@
 public import MeshCrypto
 public import MeshIdentity
+import NIOConcurrencyHelpers
 
 /// Who is on the other end, as proven by the handshake.
 public struct PeerIdentity: Sendable, Equatable, CustomStringConvertible {
@@ -53,20 +54,71 @@ public struct ChannelSession: Sendable {
 }
 
 /// What a host needs to take part in handshakes.
+///
+/// The identity and its certificate sit in one slot shared by every copy: a renewed certificate
+/// (`replaceCertificate`) or a rotated key (`replace(identity:certificate:)`) is presented by the
+/// next handshake of every part of the agent that holds a copy, while channels already open keep
+/// the session they authenticated. A handshake works on a `snapshot()`, so it never mixes the
+/// key of one moment with the certificate of another.
 public struct ChannelCredentials: Sendable {
-    /// This host's keys.
-    public let identity: HostIdentity
-    /// This host's certificate (must certify `identity`).
-    public let certificate: HostCertificate
     /// Domains whose certificates are accepted.
     public let trust: TrustStore
+    private let slot: CredentialSlot
+
+    /// This host's current keys.
+    public var identity: HostIdentity { slot.current.identity }
+    /// This host's current certificate (it certifies `identity`).
+    public var certificate: HostCertificate { slot.current.certificate }
 
     /// Bundles credentials.
     public init(identity: HostIdentity, certificate: HostCertificate, trust: TrustStore) {
-        self.identity = identity
-        self.certificate = certificate
         self.trust = trust
+        self.slot = CredentialSlot(identity: identity, certificate: certificate)
     }
+
+    /// Credentials frozen at the current identity and certificate (no longer following changes).
+    public func snapshot() -> ChannelCredentials {
+        let current = slot.current
+        return ChannelCredentials(identity: current.identity, certificate: current.certificate, trust: trust)
+    }
+
+    /// Presents `certificate` from the next handshake on, in every copy of these credentials.
+    /// Refused (returns false, nothing changes) unless it certifies the current identity: the
+    /// same host id and the same identity and static keys.
+    @discardableResult
+    public func replaceCertificate(_ certificate: HostCertificate) -> Bool {
+        slot.update { current in
+            guard Self.certifies(certificate, current.identity) else { return false }
+            current.certificate = certificate
+            return true
+        }
+    }
+
+    /// Moves to a new identity and its certificate at once (a key rotation), in every copy.
+    /// Refused (returns false) unless the certificate certifies that identity, for the same host.
+    @discardableResult
+    public func replace(identity: HostIdentity, certificate: HostCertificate) -> Bool {
+        slot.update { current in
+            guard identity.hostID == current.identity.hostID, Self.certifies(certificate, identity) else { return false }
+            current = (identity, certificate)
+            return true
+        }
+    }
+
+    /// True when `certificate` certifies `identity`: its host id and both its keys.
+    public static func certifies(_ certificate: HostCertificate, _ identity: HostIdentity) -> Bool {
+        certificate.hostID == identity.hostID && [UInt8](certificate.body.identityKey) == identity.signingKey.publicKey.bytes
+            && [UInt8](certificate.body.staticKey) == identity.staticKey.publicKey.bytes
+    }
+}
+
+/// The current identity and certificate of one host, shared by every copy of its
+/// `ChannelCredentials`; they change together.
+final class CredentialSlot: Sendable {
+    private let box: NIOLockedValueBox<(identity: HostIdentity, certificate: HostCertificate)>
+    init(identity: HostIdentity, certificate: HostCertificate) { box = NIOLockedValueBox((identity, certificate)) }
+    var current: (identity: HostIdentity, certificate: HostCertificate) { box.withLockedValue { $0 } }
+    func update<T>(_ body: (inout (identity: HostIdentity, certificate: HostCertificate)) -> T) -> T { box.withLockedValue { body(&$0) } }
 }
 
 /// Per-channel choices.
@@ -102,11 +154,12 @@ extension SecureChannelError {
     init(certificate error: IdentityError, role: String) {
         let code: CloseCode
         switch error {
-        case .unknownIssuer: code = .unknownIssuer
+        case .unknownIssuer, .issuerRefused: code = .unknownIssuer
         case .badSignature: code = .badCertificateSignature
         case .wrongDomain: code = .wrongDomain
         case .expired: code = .certificateExpired
         case .notYetValid: code = .certificateNotYetValid
+        case .revoked: code = .revoked
         default: code = .certificateMalformed
         }
         self.init(code, "\(role) certificate rejected: \(error)")

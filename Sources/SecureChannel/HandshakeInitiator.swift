@@ -25,7 +25,7 @@ public struct HandshakeInitiator: Sendable {
         if let target = policy.targetDomain {
             key = target.key
         } else {
-            do { key = try credentials.certificate.issuerKey() } catch {
+            do { key = try credentials.certificate.domainKey() } catch {
                 throw SecureChannelError(.internalError, "own certificate: \(error)")
             }
         }

@@ -1,5 +1,7 @@
 public import Logging
 import MeshCrypto
+import MeshIdentity
+import MeshWire
 public import NIOCore
 import ShellSupport
 
@@ -52,6 +54,9 @@ public final class SecureChannelHandler {
     /// rates is as expensive as the encryption itself.
     private var spareOutputBuffers: [ByteBuffer] = []
     private static let maxSpareOutputBuffers = 4
+    /// While established: the peer's entry in the revocation registry, so a list that revokes
+    /// it later closes this channel (Protocol.md §2.5).
+    private var revocationWatch: RevocationRegistry.Token?
 
     /// Completes with the session once the peer is authenticated; fails with a `SecureChannelError`.
     public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
@@ -62,6 +67,9 @@ public final class SecureChannelHandler {
     /// A handler for one connection. Add it to a channel's pipeline before it becomes active.
     public init(role: Role, configuration: SecureChannelConfiguration, eventLoop: any EventLoop, logger: Logger) throws(SecureChannelError) {
         self.role = role
+        // One identity and certificate for the whole handshake, even if the host rotates meanwhile.
+        var configuration = configuration
+        configuration.credentials = configuration.credentials.snapshot()
         self.configuration = configuration
         self.logger = logger
         // Records are refused until this side holds traffic keys (`establish`): before that only
@@ -95,6 +103,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A channel can be torn down without ever becoming active (a connect that failed, a
         // listener closing): the handshake's waiters must still hear about it.
         timeout?.cancel()
+        unwatchRevocation()
         failPending(failure ?? SecureChannelError(.truncated, "the channel closed before the handshake completed"))
     }
 
@@ -311,8 +320,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 awaitingAccept = nil
                 timeout?.cancel()
-                handshakePromise?.succeed(session)
-                handshakePromise = nil
+                completeHandshake(session, context: context)
             case .data where awaitingAccept != nil:
                 throw SecureChannelError(.protocolViolation, "data before the responder's accept record")
             case .data:
@@ -353,8 +361,35 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         flushIfNeeded(context: context)
         if awaitingAccept == nil {
             timeout?.cancel()
-            handshakePromise?.succeed(session)
-            handshakePromise = nil
+            completeHandshake(session, context: context)
+        }
+    }
+
+    /// The peer is authenticated: hand the session out and watch the peer's certificate, so a
+    /// revocation installed later closes this channel with code 21 and the entry's reason.
+    private func completeHandshake(_ session: ChannelSession, context: ChannelHandlerContext) {
+        let channel = context.channel
+        let peer = session.peer
+        @Sendable func reason(_ entry: Hostmesh_V1_RevocationEntry) -> SecureChannelError {
+            SecureChannelError(.revoked, "\(peer.hostID) (certificate serial \(peer.certificate.serial)) is revoked by domain \(peer.domain): \(entry.summary)")
+        }
+        let registry = configuration.credentials.trust.revocations
+        revocationWatch = registry.watch(peer.certificate) { entry in
+            channel.triggerUserOutboundEvent(SecureChannelCloseRequest(reason(entry)), promise: nil)
+        }
+        if revocationWatch == nil, let entry = registry.entry(revoking: peer.certificate) {
+            // Revoked between the certificate check and now: refuse as the check would have.
+            fail(context: context, reason(entry))
+            return
+        }
+        handshakePromise?.succeed(session)
+        handshakePromise = nil
+    }
+
+    private func unwatchRevocation() {
+        if let token = revocationWatch {
+            configuration.credentials.trust.revocations.unwatch(token)
+            revocationWatch = nil
         }
     }
 
@@ -398,6 +433,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         closeSeen = true
         state = .closed
+        unwatchRevocation()
         partialFrame = nil
         pendingDeliveries.removeAll()
         failPending(error)

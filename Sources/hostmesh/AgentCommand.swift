@@ -23,6 +23,10 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "The mesh default for VMs whose QEMU dies unexpectedly: no or on-failure (default no).") var restart: String?
     @Option(help: "Restarts of one VM within the window before it is left failed (default 3).") var restartLimit: Int?
     @Option(help: "The window restarts are counted in, seconds (default 600).") var restartWindowSeconds: Int?
+    @Option(help: "Seconds of validity of the host certificates this host issues, when it is an issuer (default 604800: 7 days).")
+    var certificateLifetime: Int64?
+    @Option(help: "Rotate this host's key once it is this many seconds old; 0 never (default 2592000: 30 days).")
+    var keyRotationAge: Int64?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -43,6 +47,8 @@ struct AgentCommand: AsyncParsableCommand {
         }
         if let restartLimit { configuration.restartLimit = restartLimit }
         if let restartWindowSeconds { configuration.restartWindowSeconds = restartWindowSeconds }
+        if let certificateLifetime { configuration.certificateLifetime = certificateLifetime }
+        if let keyRotationAge { configuration.keyRotationAge = keyRotationAge }
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")

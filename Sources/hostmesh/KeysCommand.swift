@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlAPI
 import Foundation
 import MeshIdentity
 import MeshCrypto
@@ -7,7 +8,7 @@ struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Manage this host's identity key and trusted domains.",
-        subcommands: [Init.self, Show.self, Trust.self]
+        subcommands: [Init.self, Show.self, Trust.self, Rotate.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -24,6 +25,17 @@ struct KeysCommand: AsyncParsableCommand {
             print("created host key for \(name)")
             print("  identity key  \(identity.signingKey.publicKey.fingerprint)  (\(state.directory.hostKey), mode 0600)")
             print("  public keys   \(state.directory.hostPublicKeys) — give this to your domain: hostmesh domain certify --host-pub …")
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rotate this host's identity key now (the running agent does it; also automatic, key_rotation_age).",
+            discussion: "The agent makes a new key, signs a rotation record with the old and the new key, gets a certificate for the new key from an issuer (see `hostmesh domain delegate`), writes host.key, host.cert and host.pub, and uses the new key for every new channel.")
+        @OptionGroup var control: ControlOptions
+
+        func run() async throws {
+            print(try await control.client.call("keys.rotate", Empty(), as: ControlTypes.Text.self).text)
         }
     }
 

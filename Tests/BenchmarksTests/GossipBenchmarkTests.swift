@@ -15,6 +15,7 @@ struct GossipBenchmarkTests {
             #expect(row.firstSuspectSeconds != nil && row.allDeadSeconds != nil && row.joinAllSeconds != nil, "seed \(seed): \(row)")
             #expect(row.allDeadSeconds.map { $0 <= 20 } == true, "seed \(seed): \(row)")
             #expect(row.joinAllSeconds.map { $0 <= 10 } == true, "seed \(seed): \(row)")
+            #expect(row.revocationAllSeconds.map { $0 <= 10 } == true, "seed \(seed): \(row)")
         }
         let ratio = rows[1].bytesPerMemberPerSecond / rows[0].bytesPerMemberPerSecond
         #expect(ratio > 0.8 && ratio < 1.25, "seed \(seed): bytes per member grew \(ratio)x from 10 to 100 members")
@@ -22,6 +23,6 @@ struct GossipBenchmarkTests {
         let json = try JSONEncoder().encode(GossipBenchmarkReport(rows: rows))
         let object = try JSONSerialization.jsonObject(with: json) as? [String: Any]
         let first = (object?["rows"] as? [[String: Any]])?.first
-        #expect(Set(first?.keys.map { $0 } ?? []) == ["members", "first_suspect_s", "all_dead_s", "join_all_s", "bytes_per_member_s"])
+        #expect(Set(first?.keys.map { $0 } ?? []) == ["members", "first_suspect_s", "all_dead_s", "join_all_s", "bytes_per_member_s", "revocation_all_s"])
     }
 }

@@ -27,8 +27,10 @@ final class MeshHarness: Sendable {
     private let tasks = Locked<[MemberID: Task<Void, any Error>]>([:])
 
     /// A service bound to a free loopback port, not yet started.
-    func makeService(_ id: MemberID, keyring: GossipKeyring, settings: MembershipSettings = testSettings()) -> MembershipService {
+    func makeService(_ id: MemberID, keyring: GossipKeyring, settings: MembershipSettings = testSettings(),
+                     revocationVerifier: (@Sendable ([UInt8]) -> String?)? = nil) -> MembershipService {
         var configuration = MembershipServiceConfiguration(memberID: id, bindHost: "127.0.0.1", bindPort: 0, settings: settings)
+        configuration.revocationVerifier = revocationVerifier
         configuration.joinRetry = JoinRetryPolicy(maxAttempts: 3, initialBackoff: .milliseconds(100))
         configuration.pushPullTimeout = .seconds(2)
         configuration.leaveTimeout = .seconds(3)

@@ -55,6 +55,12 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var restartLimit: Int = 3
     /// The window restarts are counted in, seconds: 10...86,400.
     public var restartWindowSeconds: Int = 600
+    /// Lifetime, in seconds, of the host certificates this host issues when it is an issuer
+    /// (`issuer.cert`, Protocol.md §2.7); default 7 days, 10 s to 400 days.
+    public var certificateLifetime: Int64 = 7 * 86_400
+    /// This host rotates its identity key once the key is this many seconds old (Protocol.md
+    /// §2.8); 0 never. Default 30 days.
+    public var keyRotationAge: Int64 = 30 * 86_400
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -72,6 +78,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case restart
         case restartLimit = "restart_limit"
         case restartWindowSeconds = "restart_window_seconds"
+        case certificateLifetime = "certificate_lifetime"
+        case keyRotationAge = "key_rotation_age"
     }
 
     /// All defaults.
@@ -96,6 +104,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart) ?? defaults.restart
         restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
         restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
+        certificateLifetime = try c.decodeIfPresent(Int64.self, forKey: .certificateLifetime) ?? defaults.certificateLifetime
+        keyRotationAge = try c.decodeIfPresent(Int64.self, forKey: .keyRotationAge) ?? defaults.keyRotationAge
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -113,6 +123,12 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         }
         guard (10...86_400).contains(restartWindowSeconds) else {
             throw .badConfiguration(path: source, reason: "restart_window_seconds = \(restartWindowSeconds): it must be between 10 and 86400 (default 600)")
+        }
+        guard (10...(400 * 86_400)).contains(certificateLifetime) else {
+            throw .badConfiguration(path: source, reason: "certificate_lifetime = \(certificateLifetime): it must be between 10 s and 400 days (34560000 s); the default is 7 days (604800)")
+        }
+        guard keyRotationAge == 0 || (10...(3_650 * 86_400)).contains(keyRotationAge) else {
+            throw .badConfiguration(path: source, reason: "key_rotation_age = \(keyRotationAge): it must be 0 (never) or between 10 s and 10 years; the default is 30 days (2592000)")
         }
     }
 

@@ -16,6 +16,8 @@ struct ControlHandler: Sendable {
     let journal: MigrationJournal
     /// The mesh default restart policy (`AgentConfiguration.restart`), for reports.
     let restartDefault: VMSpec.RestartPolicy
+    let revocations: RevocationKeeper
+    let rotator: KeyRotator
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -26,6 +28,13 @@ struct ControlHandler: Sendable {
             return try await ledger.records().map { ControlTypes.Ownership(vm: $0.vmID, owner: $0.owner, epoch: $0.epoch) }
         case "members":
             return await membership.members()
+        case "keys.rotate":
+            return ControlTypes.Text(text: try await rotator.rotate())
+        case "revocations":
+            return await revocations.lists()
+        case "revocations.publish":
+            let p = try request.params(ControlTypes.PublishRevocations.self)
+            return try await revocations.publish(p.bytes ?? []) // validate() checked the base64
         case "join":
             let p = try request.params(ControlTypes.Join.self)
             let address = try HostPort(parsing: p.address) // validate() parsed it already

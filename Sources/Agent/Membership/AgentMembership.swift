@@ -62,6 +62,11 @@ public actor AgentMembership {
         // A graceful shutdown waits for the leave: keep it short (peers that miss it see this
         // host dead instead of left, a few seconds later).
         config.leaveTimeout = .seconds(2)
+        // Revocation lists are verified against this host's trust anchors before the core sees them.
+        let trust = credentials.trust
+        config.revocationVerifier = { bytes in
+            do { _ = try RevocationKeeper.verified(bytes, trust: trust); return nil } catch { return "\(error)" }
+        }
         let pushPullCredentials = credentials
         let pushPullLogger = logger
         service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in
@@ -159,6 +164,16 @@ public actor AgentMembership {
             }
             try? await Task.sleep(for: delay) // cancelled: the loop condition ends the retries
             delay = min(delay * 2, .seconds(30))
+        }
+    }
+
+    /// Gossips the fingerprint of this host's new identity key (after a key rotation, §2.8).
+    func keyRotated() async {
+        var next = metadata
+        next.keyFingerprint = Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes))
+        guard next.keyFingerprint != metadata.keyFingerprint else { return }
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot gossip the new key's fingerprint; the next capacity change carries it", metadata: ["error": "\(error)"])
         }
     }
 

@@ -11,6 +11,7 @@ struct PeerConnectionHandler: Sendable {
     let peers: PeerLinks
     let membership: AgentMembership
     let vms: VMManager
+    let certificates: CertificateDesk
     let logger: Logger
 
     /// Serves `connection` until the peer closes it, it fails, or the task is cancelled; then
@@ -43,6 +44,8 @@ struct PeerConnectionHandler: Sendable {
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))
                     case .joinRequest:
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handleJoin(from: connection.peer)))
+                    case .certificateRenewal(let request):
+                        try await outbound.write(EnvelopeWriter.frame(try await certificates.renew(request, for: connection.peer)))
                     case .locationUpdate(let update):
                         await peers.network.apply(locations: [UInt8](update.locations))
                     case .note(let note):
@@ -54,7 +57,7 @@ struct PeerConnectionHandler: Sendable {
                         if let reply = await coordinator.handle(envelope.body!, from: connection.peer.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(reply))
                         }
-                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .none:
+                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }

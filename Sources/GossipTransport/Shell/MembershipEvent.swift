@@ -14,6 +14,9 @@ public enum MembershipEvent: Hashable, Sendable {
     case joinFailed([JoinFailure])
     /// This member's leave announcement has been disseminated.
     case leaveCompleted
+    /// A revocation list newer than the one held for its domain, verified
+    /// (`revocationVerifier`), is now held and gossiped: persist it and act on it.
+    case revocationLearned(RevocationNotice)
 }
 
 /// One member as this service sees it, for `hostmesh members`.

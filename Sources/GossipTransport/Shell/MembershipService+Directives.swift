@@ -15,20 +15,44 @@ extension MembershipService {
         switch state.opener.open(Array(buffer.readableBytesView), with: state.keyring) {
         case .failure(let drop):
             recordDrop(drop, from: source, state)
-        case .success(let datagram):
+        case .success(var datagram):
+            guard let instance = state.instance else { return }
+            if instance.isBanned(datagram.sender) {
+                recordDrop(GossipDrop(.revoked, "sender \(datagram.sender) is revoked"), from: source, state)
+                return
+            }
+            datagram.updates.removeAll { update in
+                guard case .revocation(let notice) = update else { return false }
+                return !acceptRevocation(notice, from: "\(PeerAddress(source))", state)
+            }
             if let directives = state.instance?.onDatagram(datagram, from: PeerAddress(source), now: now()) {
                 execute(directives, state)
             }
         }
     }
 
+    /// Whether the core may see `notice`: one no newer than the list held passes unverified
+    /// (the core ignores it); a newer one must verify, else it is dropped, counted and logged.
+    func acceptRevocation(_ notice: RevocationNotice, from source: String, _ state: MembershipShellState) -> Bool {
+        guard let instance = state.instance else { return false }
+        if notice.version <= instance.revocation(of: notice.domain)?.version ?? 0 { return true }
+        let refusal = configuration.revocationVerifier.map { $0(notice.list) } ?? "no trust anchors to verify it with"
+        guard let refusal else { return true }
+        recordDrop(GossipDrop(.revocationRefused, "domain \(notice.domain) version \(notice.version): \(refusal)"), from: source, state)
+        return false
+    }
+
     func recordDrop(_ drop: GossipDrop, from source: SocketAddress, _ state: MembershipShellState) {
+        recordDrop(drop, from: "\(PeerAddress(source))", state)
+    }
+
+    func recordDrop(_ drop: GossipDrop, from source: String, _ state: MembershipShellState) {
         state.counters.drops[drop.reason, default: 0] += 1
         guard let suppressed = state.dropLog.record(drop.reason, now: now()) else { return }
         logger.log(
-            level: configuration.dropLogLevel, "gossip datagram dropped",
+            level: configuration.dropLogLevel, drop.reason == .revocationRefused ? "revocation list dropped" : "gossip datagram dropped",
             metadata: [
-                "mesh.drop.reason": "\(drop.reason)", "mesh.drop.detail": "\(drop.detail)", "mesh.source": "\(PeerAddress(source))",
+                "mesh.drop.reason": "\(drop.reason)", "mesh.drop.detail": "\(drop.detail)", "mesh.source": "\(source)",
                 "mesh.drop.suppressed": "\(suppressed)", "mesh.drop.total": "\(state.counters.dropped(drop.reason))",
             ])
     }
@@ -73,6 +97,9 @@ extension MembershipService {
             case .leaveCompleted:
                 publish(.leaveCompleted, state)
                 finishLeave(completed: true, state)
+            case .revocationLearned(let notice):
+                logger.debug("revocation list learned", metadata: ["mesh.domain": "\(notice.domain)", "mesh.revocation.version": "\(notice.version)"])
+                publish(.revocationLearned(notice), state)
             }
         }
         if state.unflushed {

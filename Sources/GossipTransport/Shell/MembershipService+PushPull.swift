@@ -31,6 +31,8 @@ extension MembershipService {
             throw .pushPullSenderMismatch(claimed: remote.sender, authenticated: authenticatedPeer)
         }
         let reply = try await runtime.onLoop { state throws(MembershipServiceError) -> PushPullState in
+            var remote = remote
+            remote.revocations.removeAll { !self.acceptRevocation($0, from: "push-pull from \(remote.sender)", state) }
             guard state.phase == .running, let result = state.instance?.onPushPullRequest(remote, now: self.now()) else {
                 throw state.phase == .stopped ? .stopped : .notStarted
             }
@@ -118,7 +120,8 @@ extension MembershipService {
             guard state.phase == .running, state.instance != nil else { return }
             let directives: [MembershipDirective]?
             switch result {
-            case .success(let remote):
+            case .success(var remote):
+                remote.revocations.removeAll { !self.acceptRevocation($0, from: "push-pull from \(remote.sender)", state) }
                 directives = state.instance?.onPushPullResponse(remote, for: job.request, now: self.now())
             case .failure(let failure):
                 state.counters.pushPullsFailed += 1

@@ -44,6 +44,11 @@ public struct MembershipServiceConfiguration: Sendable {
     public var randomSeed: UInt64?
     /// The sender session (nonce prefix, replay ordering); nil: `GossipSession.startingNow()`.
     public var session: GossipSession?
+    /// Checks a revocation list (an encoded `RevocationList`) before the core sees it
+    /// (Protocol.md §4.14): nil when it verifies against this host's trust anchors, else why
+    /// not. A list that does not verify is dropped and counted (`revocation-refused`). Nil
+    /// (the default): no list is trusted, every one is refused.
+    public var revocationVerifier: (@Sendable (_ list: [UInt8]) -> String?)?
 
     /// A configuration with defaults: bind `0.0.0.0:7946` (memberlist's port), default
     /// protocol settings, no seeds.
@@ -68,6 +73,7 @@ public struct MembershipServiceConfiguration: Sendable {
         self.socketBufferBytes = 1 << 20
         self.randomSeed = nil
         self.session = nil
+        self.revocationVerifier = nil
     }
 }
 

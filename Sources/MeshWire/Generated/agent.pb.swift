@@ -174,6 +174,22 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .ownershipUpdate(newValue)}
   }
 
+  public var certificateRenewal: Hostmesh_V1_CertificateRenewal {
+    get {
+      if case .certificateRenewal(let v)? = body {return v}
+      return Hostmesh_V1_CertificateRenewal()
+    }
+    set {body = .certificateRenewal(newValue)}
+  }
+
+  public var certificateRenewed: Hostmesh_V1_CertificateRenewed {
+    get {
+      if case .certificateRenewed(let v)? = body {return v}
+      return Hostmesh_V1_CertificateRenewed()
+    }
+    set {body = .certificateRenewed(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -194,10 +210,58 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case joinRequest(Hostmesh_V1_JoinRequest)
     case joinAccepted(Hostmesh_V1_JoinAccepted)
     case ownershipUpdate(Hostmesh_V1_OwnershipUpdate)
+    case certificateRenewal(Hostmesh_V1_CertificateRenewal)
+    case certificateRenewed(Hostmesh_V1_CertificateRenewed)
 
   }
 
   public init() {}
+}
+
+/// A host asks an issuer for a new certificate for the keys it is certified for, or for new keys
+/// with a rotation record (Protocol.md §2.7, §2.8).
+public nonisolated struct Hostmesh_V1_CertificateRenewal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// MUST equal the host id the channel authenticated
+  public var hostID: String = String()
+
+  /// the identity key of the certificate the channel authenticated, or the rotation's new key
+  public var identityKey: Data = Data()
+
+  /// MUST equal its static key, unless `rotation` moves to these keys
+  public var staticKey: Data = Data()
+
+  /// an encoded RotationRecord (identity.proto) from the authenticated keys to these
+  public var rotation: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The issuer's answer: the new certificate (with its IssuerCertificate in `issuer`).
+public nonisolated struct Hostmesh_V1_CertificateRenewed: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var certificate: Hostmesh_V1_Certificate {
+    get {_certificate ?? Hostmesh_V1_Certificate()}
+    set {_certificate = newValue}
+  }
+  /// Returns true if `certificate` has been explicitly set.
+  public var hasCertificate: Bool {self._certificate != nil}
+  /// Clears the value of `certificate`. Subsequent reads from it will return its default value.
+  public mutating func clearCertificate() {self._certificate = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _certificate: Hostmesh_V1_Certificate? = nil
 }
 
 /// First message on a channel from each side: who I am and what I run.
@@ -527,7 +591,7 @@ fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -756,6 +820,32 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .ownershipUpdate(v)
         }
       }()
+      case 40: try {
+        var v: Hostmesh_V1_CertificateRenewal?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .certificateRenewal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .certificateRenewal(v)
+        }
+      }()
+      case 41: try {
+        var v: Hostmesh_V1_CertificateRenewed?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .certificateRenewed(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .certificateRenewed(v)
+        }
+      }()
       default: break
       }
     }
@@ -835,6 +925,14 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
       guard case .ownershipUpdate(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
     }()
+    case .certificateRenewal?: try {
+      guard case .certificateRenewal(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+    }()
+    case .certificateRenewed?: try {
+      guard case .certificateRenewed(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -842,6 +940,85 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
 
   public static func ==(lhs: Hostmesh_V1_AgentEnvelope, rhs: Hostmesh_V1_AgentEnvelope) -> Bool {
     if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_CertificateRenewal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CertificateRenewal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{3}identity_key\0\u{3}static_key\0\u{1}rotation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.identityKey) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.staticKey) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.rotation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 1)
+    }
+    if !self.identityKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.identityKey, fieldNumber: 2)
+    }
+    if !self.staticKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.staticKey, fieldNumber: 3)
+    }
+    if !self.rotation.isEmpty {
+      try visitor.visitSingularBytesField(value: self.rotation, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_CertificateRenewal, rhs: Hostmesh_V1_CertificateRenewal) -> Bool {
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.identityKey != rhs.identityKey {return false}
+    if lhs.staticKey != rhs.staticKey {return false}
+    if lhs.rotation != rhs.rotation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_CertificateRenewed: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CertificateRenewed"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}certificate\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._certificate) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._certificate {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_CertificateRenewed, rhs: Hostmesh_V1_CertificateRenewed) -> Bool {
+    if lhs._certificate != rhs._certificate {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -328,6 +328,14 @@ public nonisolated struct Hostmesh_V1_GossipUpdate: Sendable {
     set {update = .metadata(newValue)}
   }
 
+  public var revocation: Hostmesh_V1_GossipRevocation {
+    get {
+      if case .revocation(let v)? = update {return v}
+      return Hostmesh_V1_GossipRevocation()
+    }
+    set {update = .revocation(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Update: Equatable, Sendable {
@@ -336,6 +344,7 @@ public nonisolated struct Hostmesh_V1_GossipUpdate: Sendable {
     case dead(Hostmesh_V1_GossipDead)
     case leave(Hostmesh_V1_GossipLeave)
     case metadata(Hostmesh_V1_GossipMetadataUpdate)
+    case revocation(Hostmesh_V1_GossipRevocation)
 
   }
 
@@ -459,6 +468,21 @@ public nonisolated struct Hostmesh_V1_GossipMetadataUpdate: @unchecked Sendable 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A domain's signed revocation list (Protocol.md §2.5, §4.14): receivers keep the highest
+/// version per domain that verifies against their trust anchors, and pass it on.
+public nonisolated struct Hostmesh_V1_GossipRevocation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// an encoded RevocationList (identity.proto)
+  public var list: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Capacity and state of a host, owned and versioned by that host (newer version wins).
@@ -590,6 +614,9 @@ public nonisolated struct Hostmesh_V1_GossipPushPullState: Sendable {
 
   /// every member the sender knows, itself included
   public var members: [Hostmesh_V1_GossipMemberRecord] = []
+
+  /// the newest revocation list of each domain it holds (encoded RevocationList)
+  public var revocations: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -905,7 +932,7 @@ nonisolated extension Hostmesh_V1_GossipNack: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Hostmesh_V1_GossipUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipUpdate"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alive\0\u{1}suspect\0\u{1}dead\0\u{1}leave\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alive\0\u{1}suspect\0\u{1}dead\0\u{1}leave\0\u{1}metadata\0\u{1}revocation\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -978,6 +1005,19 @@ nonisolated extension Hostmesh_V1_GossipUpdate: SwiftProtobuf.Message, SwiftProt
           self.update = .metadata(v)
         }
       }()
+      case 6: try {
+        var v: Hostmesh_V1_GossipRevocation?
+        var hadOneofValue = false
+        if let current = self.update {
+          hadOneofValue = true
+          if case .revocation(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.update = .revocation(v)
+        }
+      }()
       default: break
       }
     }
@@ -1008,6 +1048,10 @@ nonisolated extension Hostmesh_V1_GossipUpdate: SwiftProtobuf.Message, SwiftProt
     case .metadata?: try {
       guard case .metadata(let v)? = self.update else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .revocation?: try {
+      guard case .revocation(let v)? = self.update else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     }()
     case nil: break
     }
@@ -1304,6 +1348,36 @@ nonisolated extension Hostmesh_V1_GossipMetadataUpdate: SwiftProtobuf.Message, S
   }
 }
 
+nonisolated extension Hostmesh_V1_GossipRevocation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipRevocation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}list\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.list) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.list.isEmpty {
+      try visitor.visitSingularBytesField(value: self.list, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_GossipRevocation, rhs: Hostmesh_V1_GossipRevocation) -> Bool {
+    if lhs.list != rhs.list {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipMemberMetadata"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0")
@@ -1503,7 +1577,7 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
 
 nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipPushPullState"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}sender\0\u{1}join\0\u{1}members\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}sender\0\u{1}join\0\u{1}members\0\u{1}revocations\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1515,6 +1589,7 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
       case 2: try { try decoder.decodeSingularStringField(value: &self.sender) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.join) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 5: try { try decoder.decodeRepeatedBytesField(value: &self.revocations) }()
       default: break
       }
     }
@@ -1533,6 +1608,9 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
     if !self.members.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 4)
     }
+    if !self.revocations.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.revocations, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1541,6 +1619,7 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
     if lhs.sender != rhs.sender {return false}
     if lhs.join != rhs.join {return false}
     if lhs.members != rhs.members {return false}
+    if lhs.revocations != rhs.revocations {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

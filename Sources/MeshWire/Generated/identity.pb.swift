@@ -98,6 +98,9 @@ public nonisolated struct Hostmesh_V1_Certificate: Sendable {
   /// Ed25519 by issuer_key over "hostmesh-cert-v1" || body
   public var signature: Data = Data()
 
+  /// when issuer_key is not a domain key: the encoded IssuerCertificate
+  public var issuer: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -152,6 +155,187 @@ public nonisolated struct Hostmesh_V1_DomainPublicKey: Sendable {
 
   /// Ed25519, 32 bytes
   public var key: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The signed part of a revocation list. Protocol.md §2.5.
+public nonisolated struct Hostmesh_V1_RevocationListBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1; a verifier MUST refuse a format it does not know
+  public var format: UInt32 = 0
+
+  /// the domain whose certificates it revokes
+  public var domain: String = String()
+
+  /// Ed25519 public key that signed it (32 bytes): the domain key or an issuer's
+  public var issuerKey: Data = Data()
+
+  /// >= 1; a receiver keeps the highest version per domain
+  public var version: UInt64 = 0
+
+  /// unix seconds, for operators
+  public var issuedAt: Int64 = 0
+
+  /// every revocation in force, earlier versions' included
+  public var entries: [Hostmesh_V1_RevocationEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One revoked host (every certificate of `host_id` in the domain) or one certificate (`serial`).
+public nonisolated struct Hostmesh_V1_RevocationEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// non-empty: revokes every certificate of this host id
+  public var hostID: String = String()
+
+  /// non-zero: revokes the certificate with this serial
+  public var serial: UInt64 = 0
+
+  /// unix seconds
+  public var revokedAt: Int64 = 0
+
+  /// operator's text, at most 200 bytes of UTF-8
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A revocation list as carried in gossip, stored and written to files.
+public nonisolated struct Hostmesh_V1_RevocationList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// encoded RevocationListBody
+  public var body: Data = Data()
+
+  /// Ed25519 by issuer_key over "hostmesh-revocations-v1" || body
+  public var signature: Data = Data()
+
+  /// when issuer_key is an issuer's: its encoded IssuerCertificate (§2.6)
+  public var issuer: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The signed part of an issuer certificate: the domain key delegates certifying its hosts to
+/// one host's key. Protocol.md §2.6.
+public nonisolated struct Hostmesh_V1_IssuerCertificateBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1; a verifier MUST refuse a format it does not know
+  public var format: UInt32 = 0
+
+  /// the issuer host
+  public var hostID: String = String()
+
+  /// the only domain whose hosts it may certify
+  public var domain: String = String()
+
+  /// Ed25519 key of that domain, which signed this (32 bytes)
+  public var domainKey: Data = Data()
+
+  /// the issuer's Ed25519 key (its identity key) that signs host certificates
+  public var signingKey: Data = Data()
+
+  /// unix seconds, inclusive
+  public var notBefore: Int64 = 0
+
+  /// unix seconds, exclusive
+  public var notAfter: Int64 = 0
+
+  /// from the domain's serial counter: revocable like a host certificate
+  public var serial: UInt64 = 0
+
+  /// seconds: the longest host certificate it may issue (not_after - not_before)
+  public var maxLifetime: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// An issuer certificate as carried in Certificate.issuer and stored in issuer.cert.
+public nonisolated struct Hostmesh_V1_IssuerCertificate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// encoded IssuerCertificateBody
+  public var body: Data = Data()
+
+  /// Ed25519 by domain_key over "hostmesh-issuer-v1" || body
+  public var signature: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The signed part of a host key rotation record: the host moves from its old identity key to a
+/// new one. Protocol.md §2.8.
+public nonisolated struct Hostmesh_V1_RotationRecordBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1; a verifier MUST refuse a format it does not know
+  public var format: UInt32 = 0
+
+  /// the host
+  public var hostID: String = String()
+
+  /// its domain
+  public var domain: String = String()
+
+  /// the identity key being retired (32 bytes)
+  public var oldIdentityKey: Data = Data()
+
+  /// the new identity key (32 bytes)
+  public var newIdentityKey: Data = Data()
+
+  /// the new Noise static key (32 bytes)
+  public var newStaticKey: Data = Data()
+
+  /// unix seconds; refused when more than a day old or in the future
+  public var createdAt: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A rotation record, signed by both keys.
+public nonisolated struct Hostmesh_V1_RotationRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// encoded RotationRecordBody
+  public var body: Data = Data()
+
+  /// Ed25519 by old_identity_key over "hostmesh-rotation-v1" || body
+  public var oldSignature: Data = Data()
+
+  /// Ed25519 by new_identity_key over "hostmesh-rotation-v1" || body
+  public var newSignature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -279,7 +463,7 @@ nonisolated extension Hostmesh_V1_Extension: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_Certificate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Certificate"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0\u{1}issuer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -289,6 +473,7 @@ nonisolated extension Hostmesh_V1_Certificate: SwiftProtobuf.Message, SwiftProto
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuer) }()
       default: break
       }
     }
@@ -301,12 +486,16 @@ nonisolated extension Hostmesh_V1_Certificate: SwiftProtobuf.Message, SwiftProto
     if !self.signature.isEmpty {
       try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
     }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuer, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_Certificate, rhs: Hostmesh_V1_Certificate) -> Bool {
     if lhs.body != rhs.body {return false}
     if lhs.signature != rhs.signature {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -422,6 +611,351 @@ nonisolated extension Hostmesh_V1_DomainPublicKey: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: Hostmesh_V1_DomainPublicKey, rhs: Hostmesh_V1_DomainPublicKey) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.key != rhs.key {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_RevocationListBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RevocationListBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{1}domain\0\u{3}issuer_key\0\u{1}version\0\u{3}issued_at\0\u{1}entries\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuerKey) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.issuedAt) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.entries) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 2)
+    }
+    if !self.issuerKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuerKey, fieldNumber: 3)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 4)
+    }
+    if self.issuedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.issuedAt, fieldNumber: 5)
+    }
+    if !self.entries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.entries, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_RevocationListBody, rhs: Hostmesh_V1_RevocationListBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.issuerKey != rhs.issuerKey {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.issuedAt != rhs.issuedAt {return false}
+    if lhs.entries != rhs.entries {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_RevocationEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RevocationEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{1}serial\0\u{3}revoked_at\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.serial) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.revokedAt) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 1)
+    }
+    if self.serial != 0 {
+      try visitor.visitSingularUInt64Field(value: self.serial, fieldNumber: 2)
+    }
+    if self.revokedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.revokedAt, fieldNumber: 3)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_RevocationEntry, rhs: Hostmesh_V1_RevocationEntry) -> Bool {
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.serial != rhs.serial {return false}
+    if lhs.revokedAt != rhs.revokedAt {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_RevocationList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RevocationList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0\u{1}issuer\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuer, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_RevocationList, rhs: Hostmesh_V1_RevocationList) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.issuer != rhs.issuer {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_IssuerCertificateBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IssuerCertificateBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{3}host_id\0\u{1}domain\0\u{3}domain_key\0\u{3}signing_key\0\u{3}not_before\0\u{3}not_after\0\u{1}serial\0\u{3}max_lifetime\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.domainKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.signingKey) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.notBefore) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.notAfter) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.serial) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.maxLifetime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 2)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 3)
+    }
+    if !self.domainKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.domainKey, fieldNumber: 4)
+    }
+    if !self.signingKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signingKey, fieldNumber: 5)
+    }
+    if self.notBefore != 0 {
+      try visitor.visitSingularInt64Field(value: self.notBefore, fieldNumber: 6)
+    }
+    if self.notAfter != 0 {
+      try visitor.visitSingularInt64Field(value: self.notAfter, fieldNumber: 7)
+    }
+    if self.serial != 0 {
+      try visitor.visitSingularUInt64Field(value: self.serial, fieldNumber: 8)
+    }
+    if self.maxLifetime != 0 {
+      try visitor.visitSingularInt64Field(value: self.maxLifetime, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_IssuerCertificateBody, rhs: Hostmesh_V1_IssuerCertificateBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.domainKey != rhs.domainKey {return false}
+    if lhs.signingKey != rhs.signingKey {return false}
+    if lhs.notBefore != rhs.notBefore {return false}
+    if lhs.notAfter != rhs.notAfter {return false}
+    if lhs.serial != rhs.serial {return false}
+    if lhs.maxLifetime != rhs.maxLifetime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_IssuerCertificate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IssuerCertificate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_IssuerCertificate, rhs: Hostmesh_V1_IssuerCertificate) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_RotationRecordBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotationRecordBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{3}host_id\0\u{1}domain\0\u{3}old_identity_key\0\u{3}new_identity_key\0\u{3}new_static_key\0\u{3}created_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.oldIdentityKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.newIdentityKey) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.newStaticKey) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.createdAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 2)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 3)
+    }
+    if !self.oldIdentityKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.oldIdentityKey, fieldNumber: 4)
+    }
+    if !self.newIdentityKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newIdentityKey, fieldNumber: 5)
+    }
+    if !self.newStaticKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newStaticKey, fieldNumber: 6)
+    }
+    if self.createdAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAt, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_RotationRecordBody, rhs: Hostmesh_V1_RotationRecordBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.oldIdentityKey != rhs.oldIdentityKey {return false}
+    if lhs.newIdentityKey != rhs.newIdentityKey {return false}
+    if lhs.newStaticKey != rhs.newStaticKey {return false}
+    if lhs.createdAt != rhs.createdAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_RotationRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotationRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{3}old_signature\0\u{3}new_signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.oldSignature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.newSignature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.oldSignature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.oldSignature, fieldNumber: 2)
+    }
+    if !self.newSignature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newSignature, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_RotationRecord, rhs: Hostmesh_V1_RotationRecord) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.oldSignature != rhs.oldSignature {return false}
+    if lhs.newSignature != rhs.newSignature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
