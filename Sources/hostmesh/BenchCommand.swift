@@ -108,6 +108,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "The test guest's directory (kernel, initrd.img).") var guest = "Deploy/out/guest"
         @Option(help: "Migrations to measure (the server moves round three hosts: between two others, onto the peer's host, off it).") var runs = 6
         @Option(help: "Seconds per throughput phase.") var seconds = 3
+        @Option(help: "MiB of each bulk TCP transfer between two guests.") var bulkMib = 32
+        @Option(help: "Scripts/lab.sh, for the bulk transfer across two lab hosts at MTU 1500 (as root; \"\" skips it).") var labScript = "Scripts/lab.sh"
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
@@ -120,17 +122,24 @@ struct BenchCommand: AsyncParsableCommand {
                 if !quiet { print(line) }
             }
             let throughput = try await NetworkMigrationBenchmark.throughput(kernel: dir + "/kernel", initrd: dir + "/initrd.img", seconds: seconds)
+            let script = labScript.isEmpty ? nil : absolute(labScript)
+            let bulk = try await BulkTransferBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img", bytes: bulkMib << 20,
+                                                           lab: script.flatMap { FileManager.default.fileExists(atPath: $0) ? .init(script: $0) : nil }) { line in
+                if !quiet { print(line) }
+            }
             if json {
                 struct Output: Encodable {
                     var runs: [NetworkMigrationBenchmark.Run]
                     var overlay_mbit_s: Double
                     var direct_mbit_s: Double
+                    var bulk_tcp: BulkTransferBenchmark.Result
                     var machine: String
                 }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(Output(runs: runs, overlay_mbit_s: throughput.overlay.megabitsPerSecond,
-                                                                 direct_mbit_s: throughput.direct.megabitsPerSecond, machine: MachineInfo.summary)), as: UTF8.self))
+                                                                 direct_mbit_s: throughput.direct.megabitsPerSecond, bulk_tcp: bulk,
+                                                                 machine: MachineInfo.summary)), as: UTF8.self))
                 return
             }
             func stats(_ values: [Int]) -> String {
@@ -151,6 +160,19 @@ struct BenchCommand: AsyncParsableCommand {
             print(String(format: "echo throughput to a guest: overlay %.1f Mbit/s, one switch %.1f Mbit/s (%.2fx)",
                          throughput.overlay.megabitsPerSecond, throughput.direct.megabitsPerSecond,
                          BenchmarkRatio.of(throughput.overlay.megabitsPerSecond, to: throughput.direct.megabitsPerSecond, floor: 0.001)))
+            func row(_ name: String, _ transfer: BulkTransferBenchmark.Transfer?, _ note: String = "") -> [String] {
+                guard let transfer else { return [name, "-", "-", "-", note] }
+                return [name, String(format: "%.1f", transfer.megabitsPerSecond), "\(transfer.bytes)", "\(transfer.badBytes)",
+                        String(format: "%.2fx of one switch", BenchmarkRatio.of(transfer.megabitsPerSecond, to: bulk.oneSwitch.megabitsPerSecond, floor: 0.001)) + note]
+            }
+            print("")
+            print("bulk TCP between two guests (\(bulkMib) MiB, one connection, every byte checked by the receiving guest)")
+            printTable(["PATH", "MBIT/S", "BYTES", "BAD", ""], [
+                row("one switch", bulk.oneSwitch),
+                row("overlay, loopback (MTU 65536)", bulk.overlayLoopback),
+                row("overlay, two lab hosts (MTU 1500)", bulk.overlayLab,
+                    bulk.labSkipped.map { "skipped: \($0)" } ?? "; \(bulk.labFragmentsCreated ?? 0) IP fragments made, \(bulk.labReassembled ?? 0) datagrams reassembled"),
+            ])
             print("machine: \(MachineInfo.summary)")
         }
     }
