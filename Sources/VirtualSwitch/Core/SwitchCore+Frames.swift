@@ -122,6 +122,11 @@ extension SwitchCore {
 
     private mutating func deliver(_ frame: ByteBuffer, header: EthernetHeader, to id: PortID, forwarded: Bool, now: MeshInstant) {
         guard var port = ports[id] else { return }
+        if holds(port) {
+            // Paused, frozen or blocked: held in order, delivered or sent on later (§8.6.1).
+            hold(frame, for: id, now: now)
+            return
+        }
         switch port.lifecycle {
         case .active:
             if let reason = port.admitToVM(frame, header: header, now: now) {

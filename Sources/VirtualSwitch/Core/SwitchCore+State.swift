@@ -25,6 +25,7 @@ extension SwitchCore {
         let port = try port(id)
         guard port.lifecycle == .active else { throw .wrongState(id, is: port.lifecycle, operation: "freeze") }
         ports[id]?.lifecycle = .frozen
+        ports[id]?.pausedUntil = nil  // frozen holds frames by itself, with no end of its own
         return try delta(id, since: nil, final: true, now: now)
     }
 
