@@ -55,6 +55,8 @@ static void sleep_until_us(int64_t t) {
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
 }
 
+static long long retrans_segs(void);
+
 static void die(const char *what) {
     printf("HMTOOL error %s: %s\n", what, strerror(errno));
     exit(1);
@@ -239,6 +241,7 @@ static int cmd_tcp(int argc, char **argv) {
     if (inet_pton(AF_INET, a[0], &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
     uint64_t conns = 0, ok = 0, seq = 0;
     int64_t maxgap = 0;
+    long long retrans0 = retrans_segs();
     for (;;) {
         int fd = tcp_connect(&dst);
         conns++;
@@ -276,9 +279,9 @@ static int cmd_tcp(int argc, char **argv) {
             }
             last_ok = r;
             if (r >= report) {
-                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld\n", a[0], a[1],
+                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld retrans=%lld\n", a[0], a[1],
                        (unsigned long long)conns, (unsigned long long)ok,
-                       (long long)maxgap / 1000);
+                       (long long)maxgap / 1000, retrans_segs() - retrans0);
                 fflush(stdout);
                 report += 1000000;
             }

@@ -149,6 +149,16 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
+    /// Source, QEMU stopped the guest for the switchover: its ports hold frames for it.
+    public func guestPaused(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil {
+            do { try await virtualSwitch.pausePort(Self.portID(spec, nic)) } catch {
+                logger.warning("cannot pause the port: frames for the paused guest go to its socket and may be lost",
+                               metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Source at switchover: freezes the ports; returns their final deltas.
     public func freeze(_ spec: VMSpec) async throws -> [[UInt8]] {
         var deltas: [[UInt8]] = []
@@ -163,10 +173,13 @@ public actor AgentNetwork: MigrationPortMover {
         for bytes in deltas { try await virtualSwitch.applyPortDelta(try PortStateDelta(serializedBytes: bytes)) }
     }
 
-    /// Source after a failed switchover: the ports forward again.
+    /// Source after a failed switchover: the ports forward again (frozen or paused ones deliver
+    /// what they held; an active one has nothing to undo).
     public func unfreeze(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
-            do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch {
+            do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch VirtualSwitchError.switch(.wrongState(_, is: .active, _)) {
+                continue
+            } catch {
                 logger.error("cannot unfreeze the port after a failed switchover: the guest runs here without network",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
