@@ -44,6 +44,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var maxIncomingMigrations: Int?
     /// Concurrent migrations this host sends; nil: by link speed.
     public var maxOutgoingMigrations: Int?
+    /// The virtual switch holds frames for a VM during its move (Protocol.md §8.6.1). Not read
+    /// from the file: false only for `hostmesh bench network`'s comparison with dropping them.
+    public var holdFramesDuringMoves = true
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"

@@ -21,12 +21,12 @@ public actor AgentNetwork: MigrationPortMover {
 
     /// A switch for `hostID` with its overlay on `overlay`, knowing `networks`.
     public init(hostID: String, overlay: HostPort, networks: [String: UInt32], activationTimeout: Duration = .seconds(10),
-                logger: Logger) throws {
+                settings: SwitchSettings = SwitchSettings(), logger: Logger) throws {
         let address: SocketAddress
         do { address = try SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port) } catch {
             throw AgentError.badConfiguration(path: "overlay_listen", reason: "cannot use \(overlay): \(error)")
         }
-        virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address))
+        virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address, settings: settings))
         self.networks = Dictionary(uniqueKeysWithValues: networks.map { ($0.key, Network(name: $0.key, segment: SegmentID($0.value))) })
         self.logger = logger
         self.activationTimeout = activationTimeout
