@@ -7,8 +7,8 @@ import Testing
 /// Lossless switchover with real guests (Protocol.md §8.6.1): a peer VM on a third switch pings
 /// a VM every 20 ms and holds a TCP echo connection to it while it migrates (QEMU's own
 /// migration) from switch A to switch B, the switches doing what the agents do: pause the port at
-/// QEMU's STOP, freeze it when the transfer is done, forward what it held to B, which holds it
-/// until the guest's announcement activates its port. No switch drops a frame for the moving VM.
+/// QEMU's STOP, freeze it for B when the transfer is done (what it held, and what comes after,
+/// goes to B at once), and B holds it until the guest's announcement activates its port. No switch drops a frame for the moving VM.
 @Suite("Real guest: frames held across the switchover", .guestBuilt, .serialized, .timeLimit(.minutes(2)))
 struct GuestSwitchoverTests {
     static let macM = MACAddress("52:54:00:77:02:03")!
@@ -69,7 +69,7 @@ struct GuestSwitchoverTests {
         let result = try await DirectMigration.run(source: source, destination: destination, socketPath: destination.directory.incomingSocket,
                                                    settings: settings)
         #expect(await paused.value, "the port was paused at QEMU's STOP")
-        let final = try await a.freezePort(portM.id)
+        let final = try await a.freezePort(portM.id, destination: "host-b")
         try await b.applyPortDelta(final)
         try await a.forwardStragglers(portM.id, to: "host-b", grace: .seconds(5))
         let activated = await eventually(timeout: .seconds(10)) { await b.portStatus(portM.id)?.lifecycle == .active }
@@ -93,7 +93,7 @@ struct GuestSwitchoverTests {
             #expect(counter.heldFramesDropped == 0 && counter.toInactivePort == 0, "\(host) dropped frames for the moving VM: \(counter)")
         }
         #expect(portOnB[.guestBusy] == 0 && portOnB[.guestUnreachable] == 0, "\(portOnB)")
-        #expect(forwarded == heldOnA, "everything A held went to B")
+        #expect(forwarded >= heldOnA, "everything A held went to B (and what came after the freeze, at once)")
         let tcp = console.split(whereSeparator: \.isNewline).last { $0.hasPrefix("TCP 10.77.0.3:7 conn=") } ?? ""
         let ping = console.split(whereSeparator: \.isNewline).last { $0.hasPrefix("PING 10.77.0.3") } ?? ""
 

@@ -78,6 +78,32 @@ struct HeldFramesTests {
         #expect(b.core.heldFrames(of: "vm1/eth0")?.frames == 0)
     }
 
+    @Test func aPortFrozenForAKnownDestinationSendsFramesThereAtOnce() throws {
+        var (a, b, _) = try Self.threeHosts()
+        _ = try a.core.pausePort("vm1/eth0", now: .origin)
+        _ = a.core.onFrameFromOverlay(from: "host-c", segment: 100, frame: Self.ping(1), forwarded: false, now: .origin)
+        // The freeze names the destination (the agent knows it from the pause on): what was
+        // held goes there now, and so does everything after, each marked forwarded, in order.
+        let final = try a.core.freezePort("vm1/eth0", destination: "host-b", now: .at(seconds: 0.05))
+        let atFreeze = Self.sent(a.core.takeDirectives())
+        #expect(atFreeze.map(\.0) == ["host-b"] && atFreeze.allSatisfy(\.2))
+        let later = Self.sent(a.core.onFrameFromOverlay(from: "host-c", segment: 100, frame: Self.ping(2), forwarded: false, now: .at(seconds: 0.06)))
+        #expect(later.map(\.0) == ["host-b"] && later.allSatisfy(\.2))
+        #expect(a.core.heldFrames(of: "vm1/eth0")?.frames == 0)
+        #expect(a.core.onFrameFromOverlay(from: "host-d", segment: 100, frame: Self.ping(9), forwarded: true, now: .at(seconds: 0.06)).isEmpty,
+                "a forwarded frame is never forwarded again (held here instead)")
+        // B holds them until the guest announces itself, then delivers them first.
+        try b.core.applyPortDelta(final, now: .at(seconds: 0.07))
+        for frame in (atFreeze + later).map(\.1) {
+            _ = b.core.onFrameFromOverlay(from: "host-a", segment: 100, frame: frame, forwarded: true, now: .at(seconds: 0.08))
+        }
+        let activation = b.core.onFrameFromPort("vm1/eth0", frame: TestFrames.rarp(from: .test(1)), now: .at(seconds: 0.1))
+        #expect(Self.sequences(activation.delivered(to: "vm1/eth0")) == [1, 2])
+        // The commit confirmed: nothing left to send but the one that came in forwarded.
+        #expect(Self.sequences(Self.sent(try a.core.forwardStragglers("vm1/eth0", to: "host-b", now: .at(seconds: 0.2))).map(\.1)) == [9])
+        #expect(a.core.counters.heldFramesDropped == 0 && b.core.counters.heldFramesDropped == 0)
+    }
+
     @Test func aRolledBackSwitchoverDeliversTheHeldFramesHereInOrder() throws {
         var f = CoreFixture(host: "host-a")
         f.addPort(1)

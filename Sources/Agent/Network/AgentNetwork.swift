@@ -18,6 +18,8 @@ public actor AgentNetwork: MigrationPortMover {
     private let logger: Logger
     /// How long a migrated VM's ports wait, after it resumed here, for it to announce itself.
     let activationTimeout: Duration
+    /// VM id → the host it moves to, from the guest's pause to the end of its switchover.
+    private var destinations: [String: String] = [:]
 
     /// A switch for `hostID` with its overlay on `overlay`, knowing `networks`.
     public init(hostID: String, overlay: HostPort, networks: [String: UInt32], activationTimeout: Duration = .seconds(10),
@@ -149,8 +151,10 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Source, QEMU stopped the guest for the switchover: its ports hold frames for it.
-    public func guestPaused(_ spec: VMSpec) async {
+    /// Source, QEMU stopped the guest for the switchover: its ports hold frames for it, and
+    /// `freeze` sends them on to `destination`.
+    public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {
+        destinations[spec.id] = destination
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.pausePort(Self.portID(spec, nic)) } catch {
                 logger.warning("cannot pause the port: frames for the paused guest go to its socket and may be lost",
@@ -163,7 +167,8 @@ public actor AgentNetwork: MigrationPortMover {
     public func freeze(_ spec: VMSpec) async throws -> [[UInt8]] {
         var deltas: [[UInt8]] = []
         for nic in spec.nics where nic.network != nil {
-            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic)).serializedBytes())
+            let destination = destinations[spec.id].map { HostID($0) }
+            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic), destination: destination).serializedBytes())
         }
         return deltas
     }
@@ -176,6 +181,7 @@ public actor AgentNetwork: MigrationPortMover {
     /// Source after a failed switchover: the ports forward again (frozen or paused ones deliver
     /// what they held; an active one has nothing to undo).
     public func unfreeze(_ spec: VMSpec) async {
+        destinations[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch VirtualSwitchError.switch(.wrongState(_, is: .active, _)) {
                 continue
@@ -188,6 +194,7 @@ public actor AgentNetwork: MigrationPortMover {
 
     /// Source after commit: frames still arriving for the VM go to its new host for a while.
     public func forwardStragglers(_ spec: VMSpec, to host: String) async {
+        destinations[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.forwardStragglers(Self.portID(spec, nic), to: HostID(host)) } catch {
                 logger.warning("cannot forward straggling frames to the VM's new host: they are dropped (the guest's peers retransmit)",

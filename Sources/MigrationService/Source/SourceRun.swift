@@ -201,10 +201,10 @@ actor SourceRun: SourceMigrationEnvironment {
         // QEMU timestamps its events: the guest's pause runs from STOP here to RESUME there.
         let events = live.process.qmp.events()
         // At STOP the switch starts holding the guest's frames (Protocol.md §8.6.1).
-        let ports = context.ports, paused = spec
+        let ports = context.ports, paused = spec, newHost = peer
         stopped = Task {
             for await e in events where e.name == "STOP" {
-                if let ports, let paused { await ports.guestPaused(paused) }
+                if let ports, let paused { await ports.guestPaused(paused, movingTo: newHost) }
                 return e.timestamp
             }
             return nil

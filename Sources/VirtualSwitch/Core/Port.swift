@@ -30,6 +30,9 @@ struct Port: Sendable {
     /// pause ends by `resumePort`/`freezePort`, or by itself at this instant (a pause whose end
     /// nobody reported must not cut the VM off).
     var pausedUntil: MeshInstant?
+    /// Frozen for a move to this host: frames for the VM go there at once (its blocked port
+    /// holds them) instead of waiting here for `forwardStragglers` (§8.6.1).
+    var frozenFor: HostID?
 
     init(configuration: PortConfiguration, segment: SegmentID, lifecycle: PortLifecycle, settings: SwitchSettings) {
         self.configuration = configuration

@@ -108,6 +108,7 @@ extension SwitchCore {
         }
         guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "unfreeze") }
         ports[id]?.lifecycle = .active
+        ports[id]?.frozenFor = nil
         if locations.entry(mac: port.mac, segment: port.segment)?.location.host != localHost {
             claim(id, now: now)
         }
@@ -123,6 +124,7 @@ extension SwitchCore {
         let port = try port(id)
         guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "forward stragglers of") }
         ports[id]?.lifecycle = .forwardingStragglers(to: host, until: now + (grace ?? settings.defaultStragglerGrace))
+        ports[id]?.frozenFor = nil
         forwardHeld(id, to: host)
         return takeOutput()
     }

@@ -149,12 +149,15 @@ extension VirtualSwitch {
     /// Source, at switchover: freezes the port and returns the final delta. Frames for the VM
     /// from then on are held (with those its socket had not taken yet) until `forwardStragglers`
     /// sends them to the new host or `unfreezePort` delivers them here.
-    public func freezePort(_ id: PortID) async throws(VirtualSwitchError) -> PortStateDelta {
+    /// With `destination`, they go there at once instead (its blocked port holds them).
+    public func freezePort(_ id: PortID, destination: HostID? = nil) async throws(VirtualSwitchError) -> PortStateDelta {
         try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) {
                 let now = self.now()
                 self.execute(try shell.core.pausePort(id, undelivered: self.takeBacklog(of: id, shell), now: now), shell)
-                return try shell.core.freezePort(id, now: now)
+                let final = try shell.core.freezePort(id, destination: destination, now: now)
+                self.execute(shell.core.takeDirectives(), shell)
+                return final
             } catch { throw .switch(error) }
         }
     }
