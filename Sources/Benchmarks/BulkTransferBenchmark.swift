@@ -130,6 +130,7 @@ public enum BulkTransferBenchmark {
                 _ = await guest.stop(quitGrace: .milliseconds(200))
             }
             for vswitch in switches { await vswitch.stop() }
+            await relay?.value  // ends with the switches' event streams; it must not call onto a loop that is gone
             try? await group.shutdownGracefully() // the threads are ours alone; a failure leaks nothing that outlives the bench
             try? FileManager.default.removeItem(atPath: root) // a temporary directory: leaving it is harmless
         }

@@ -140,10 +140,17 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Destination, the guest resumed here: its ports must see it announce itself within
-    /// `activationTimeout`, or they are activated anyway (see `publishLocations`).
+    /// Destination, the guest resumed here after the commit: it runs here and nowhere else, so
+    /// its ports activate now (claiming its MAC and delivering what they held, Protocol.md
+    /// §8.6.1) rather than at QEMU's first announcement, which comes 50 ms or more after the
+    /// resume. A port that cannot be activated now waits for the announcement, at most
+    /// `activationTimeout` (see `publishLocations`).
     public func resumed(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
+            do { try await virtualSwitch.activatePort(Self.portID(spec, nic)) } catch {
+                logger.debug("port not activated at the resume: waiting for the guest's announcement",
+                             metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
             do { try await virtualSwitch.armActivation(Self.portID(spec, nic), timeout: activationTimeout) } catch {
                 logger.error("cannot arm the port's activation deadline: it stays blocked until the guest announces itself",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
