@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The hostmesh demo: a local mesh on loopback. Grows with each capability.
+# The hostmesh demo. As root it runs across a lab (Scripts/lab.sh): each host a network namespace
+# with its own address on a 1,500-byte bridge, agents on their default wildcard listeners finding
+# the address they advertise; otherwise (or with HM_DEMO_LOOPBACK=1) every agent on 127.0.0.1.
+# Grows with each capability.
 #   1. a domain certifies two hosts
 #   2. their agents authenticate each other over a Noise channel and exchange encrypted messages
 #   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting,
@@ -15,9 +18,34 @@ BIN=$(realpath "${1:-.build/release/hostmesh}")
 GUEST=$(realpath "${2:-Deploy/out/guest}")
 W=$(mktemp -d /tmp/hostmesh-demo.XXXXXX)
 PIDS=()
+LAB_SCRIPT=$(dirname "$(realpath "$0")")/../Scripts/lab.sh
+LAB=
+if [ "$(id -u)" = 0 ] && [ -z "${HM_DEMO_LOOPBACK:-}" ] && command -v ip >/dev/null; then LAB=1; fi
+export HM_LAB_PREFIX=hmd$(printf %x $(($$ % 65536))) HM_LAB_NET=${HM_DEMO_NET:-10.77.240} HM_LAB_DIR=$W/lab-hosts
 # Agents leave their QEMUs running on exit (a restarted agent re-adopts them), so the demo kills both.
-cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; pkill -9 -f "$W/" 2>/dev/null || true; rm -rf "$W"; }
+cleanup() {
+    for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done
+    if [ -n "$LAB" ]; then sh "$LAB_SCRIPT" down || true; fi   # kills whatever still runs in the hosts
+    pkill -9 -f "$W/" 2>/dev/null || true
+    rm -rf "$W"
+}
 trap cleanup EXIT
+# Host i (1 node-a, 2 node-b, 3 node-c, 4 mallory): `on i CMD` runs CMD on it, `listen i` is its
+# agent's listener options, `chan i` its channel address (what join and migrate --to take).
+# `on` execs: use it only in the background or in a pipeline (a subshell), so that $! is the
+# command's own pid (the demo kills agents by it).
+if [ -n "$LAB" ]; then
+    sh "$LAB_SCRIPT" up 4 >/dev/null
+    on() { local i=$1; shift; exec ip netns exec "$HM_LAB_PREFIX-$i" "$@"; }
+    # The defaults (wildcard listeners, the advertised address found from the default route);
+    # "5" is a second agent on node-b's host (step 7), on other ports.
+    listen() { if [ "$1" = 5 ]; then echo "--listen 0.0.0.0:17950 --overlay 0.0.0.0:17960 --gossip 0.0.0.0:17970"; fi; }
+    chan() { echo "$HM_LAB_NET.$1:7946"; }
+else
+    on() { shift; exec "$@"; }
+    listen() { echo "--listen 127.0.0.1:$((17945 + $1)) --overlay 127.0.0.1:$((17955 + $1)) --gossip 127.0.0.1:$((17965 + $1))"; }
+    chan() { echo "127.0.0.1:$((17945 + $1))"; }
+fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { sed -e "s|$W|\$DEMO|g" "$@"; }                       # shorten paths
@@ -36,12 +64,13 @@ for h in node-a node-b; do
 done
 
 step "2. Two agents prove who they are to each other and talk over an encrypted channel"
-"$BIN" agent --state-dir "$W/node-a" --listen 127.0.0.1:17946 --overlay 127.0.0.1:17956 --gossip 127.0.0.1:17966 >"$W/a.log" 2>&1 & PIDS+=($!); disown
+if [ -n "$LAB" ]; then echo "-- across a lab: hosts $(chan 1 | cut -d: -f1) … $(chan 4 | cut -d: -f1), each a network namespace on a 1,500-byte bridge"; fi
+on 1 "$BIN" agent --state-dir "$W/node-a" $(listen 1) >"$W/a.log" 2>&1 & PIDS+=($!); disown
 wait_for "$W/a.log" "agent listening"
-"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17947 --overlay 127.0.0.1:17957 --gossip 127.0.0.1:17967 --join 127.0.0.1:17946 >"$W/b.log" 2>&1 & PIDS+=($!); disown
+on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 2) --join "$(chan 1)" >"$W/b.log" 2>&1 & PIDS+=($!); disown
 wait_for "$W/b.log" "joined the mesh"
 wait_for "$W/b.log" "encrypted note received"
-echo "-- node-a's log:"; grep -E "listening|proved|hello|member joined|keyring" "$W/a.log" | showlog
+echo "-- node-a's log:"; grep -E "listening|advertis|proved|hello|member joined|keyring" "$W/a.log" | showlog
 echo "-- node-b's log:"; grep -E "listening|proved|hello|joined the mesh|note" "$W/b.log" | showlog
 echo "-- hostmesh members (as node-a sees the mesh):"
 "$BIN" members --state-dir "$W/node-a" | show
@@ -57,12 +86,12 @@ peer() { "$BIN" vm console-log peer-vm $B --lines 400 | grep -E "^$1" | tail -1;
 for _ in $(seq 1 150); do [ -n "$(peer 'TCP 10.77.0.3:7 conn=1 ok=[1-9][0-9]')" ] && break; sleep 0.2; done
 echo "-- demo-vm on node-a: $(hb "$A")   (HB <boot id> <counter>)"
 echo "-- peer-vm on node-b: $(peer PING)"
-"$BIN" migrate demo-vm --to 127.0.0.1:17947 $A | show
+"$BIN" migrate demo-vm --to "$(chan 2)" $A | show
 sleep 2
 echo "-- demo-vm now on node-b: $(hb "$B")   (same boot id, the counter kept going)"
 echo "-- peer-vm: $(peer PING)"
 echo "-- peer-vm: $(peer 'TCP 10.77.0.3')   (conn=1: its TCP connection survived)"
-"$BIN" migrate demo-vm --to 127.0.0.1:17946 $B | show
+"$BIN" migrate demo-vm --to "$(chan 1)" $B | show
 sleep 2
 echo "-- demo-vm back on node-a: $(hb "$A")"
 echo "-- peer-vm: $(peer PING)   (maxgap_ms: the longest the peer waited for a reply)"
@@ -76,7 +105,7 @@ step "4. A handover whose destination dies after its commit: the source never gu
 "$BIN" domain certify --domain-dir "$W/lab" --host-pub "$W/node-c/host.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/node-c" "$W/lab/domain.pub" >/dev/null
 C="--state-dir $W/node-c"
-start_c() { "$BIN" agent $C --listen 127.0.0.1:17950 --overlay 127.0.0.1:17960 --gossip 127.0.0.1:17970 --join 127.0.0.1:17947 >>"$W/c.log" 2>&1 & CPID=$!; disown; }
+start_c() { on 3 "$BIN" agent $C $(listen 3) --join "$(chan 2)" >>"$W/c.log" 2>&1 & CPID=$!; disown; }
 # A test hook (never set in production) stops node-c right after it has journaled the commit,
 # before it answers: the moment a crash hurts most.
 HOSTMESH_TEST_PAUSE_AT=destination:committed start_c
@@ -119,7 +148,7 @@ step "6. A host certified by another domain is refused, and both sides log why"
 "$BIN" domain certify --domain-dir "$W/rogue" --host-pub "$W/mallory/host.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/mallory" "$W/rogue/domain.pub" >/dev/null
 "$BIN" keys trust --state-dir "$W/mallory" "$W/lab/domain.pub" >/dev/null   # mallory knows lab's public key
-"$BIN" agent --state-dir "$W/mallory" --listen 127.0.0.1:17948 --overlay 127.0.0.1:17958 --gossip 127.0.0.1:17968 --join 127.0.0.1:17946 >"$W/m.log" 2>&1 & PIDS+=($!); disown
+on 4 "$BIN" agent --state-dir "$W/mallory" $(listen 4) --join "$(chan 1)" >"$W/m.log" 2>&1 & PIDS+=($!); disown
 wait_for "$W/m.log" "join refused"
 wait_for "$W/a.log" "refused secure channel"
 echo "-- mallory's log:"; grep "join refused" "$W/m.log" | head -1 | showlog
@@ -127,7 +156,7 @@ echo "-- node-a's log:";  grep "refused secure channel" "$W/a.log" | showlog
 
 step "7. A key file that others can read is refused"
 chmod 644 "$W/node-b/host.key"
-"$BIN" agent --state-dir "$W/node-b" --listen 127.0.0.1:17949 --overlay 127.0.0.1:17959 --gossip 127.0.0.1:17969 2>&1 | show || true
+on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 5) 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
 step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused"

@@ -4,6 +4,7 @@ public import Hypervisor
 public import Logging
 import MeshIdentity
 import Migration
+import VirtualSwitch
 public import MigrationService
 public import SecureChannel
 public import ServiceLifecycle
@@ -69,8 +70,10 @@ public struct Agent: Service {
     private func services() async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let store = try AgentStore(stateDirectory: configuration.stateDirectory)
         let vms = VMManager(store: store, stateDirectory: configuration.stateDirectory, options: vmOptions, logger: logger)
+        var switchSettings = SwitchSettings()
+        switchSettings.holdFramesDuringMoves = configuration.holdFramesDuringMoves
         let network = try AgentNetwork(hostID: credentials.identity.hostID, overlay: configuration.overlayListen,
-                                       networks: configuration.networks, logger: logger)
+                                       networks: configuration.networks, settings: switchSettings, logger: logger)
         try await network.start()
         do {
             return try await services(store: store, vms: vms, network: network)

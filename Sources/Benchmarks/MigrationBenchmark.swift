@@ -165,7 +165,7 @@ struct LocalMesh: Sendable {
     var destination: ControlClient { clients[1] }
     var destinationPort: Int { ports[1] }
 
-    static func start(in work: String, hosts: Int = 2) async throws -> LocalMesh {
+    static func start(in work: String, hosts: Int = 2, holdFrames: Bool = true) async throws -> LocalMesh {
         let domain = try DomainAuthority(name: "bench")
         let now = Int64(Date().timeIntervalSince1970)
         var logger = Logger(label: "bench")
@@ -184,6 +184,7 @@ struct LocalMesh: Sendable {
             configuration.overlayListen = HostPort(host: "127.0.0.1", port: 0)
             configuration.gossipListen = HostPort(host: "127.0.0.1", port: 0)
             configuration.peers = ports.map { HostPort(host: "127.0.0.1", port: $0) } // hellos key the overlay
+            configuration.holdFramesDuringMoves = holdFrames
             let credentials = try AgentCredentials.load(stateDirectory: dir)
             let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
             let agent = Agent(configuration: configuration, credentials: credentials, logger: logger) { bound in

@@ -121,6 +121,7 @@ public enum NetworkBenchmark {
             relay?.cancel()
             for guest in guests { await guest.stop() }
             for vswitch in switches { await vswitch.stop() }
+            await relay?.value  // ends with the switches' event streams; it must not call onto a loop that is gone
             try? await group.shutdownGracefully()
         }
         do {

@@ -26,6 +26,11 @@ public enum NetworkMigrationBenchmark {
         public var tcpConnectionsLost: Int
         /// Echoed bytes that did not come back intact (the client checks every echo).
         public var tcpBytesLost: Int
+        /// The longest the client's TCP echo waited, ms (issue 23: a retransmission timeout
+        /// shows as a stall of downtime + 200 ms or more).
+        public var tcpStallMs: Int
+        /// TCP segments the client retransmitted during the run.
+        public var tcpRetransmits: Int
 
         /// How much longer the peer saw no reply than the guest was paused, ms (target <= 100):
         /// what the network adds to QEMU's downtime.
@@ -33,16 +38,19 @@ public enum NetworkMigrationBenchmark {
 
         enum CodingKeys: String, CodingKey {
             case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
-                 tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost"
+                 tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms",
+                 tcpRetransmits = "tcp_retransmits"
         }
     }
 
-    /// Runs `runs` migrations of the server round the three hosts.
-    public static func run(kernel: String, initrd: String, runs: Int, log: @Sendable (String) -> Void = { _ in }) async throws -> [Run] {
+    /// Runs `runs` migrations of the server round the three hosts. `holdFrames`: the switches
+    /// hold frames for the moving VM (ours, Protocol.md §8.6.1); false: they drop them (before).
+    public static func run(kernel: String, initrd: String, runs: Int, holdFrames: Bool = true,
+                           log: @Sendable (String) -> Void = { _ in }) async throws -> [Run] {
         let work = NSTemporaryDirectory() + "hostmesh-netbench-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        let mesh = try await LocalMesh.start(in: work, hosts: 3)
+        let mesh = try await LocalMesh.start(in: work, hosts: 3, holdFrames: holdFrames)
         defer { mesh.stop() }
         try await Task.sleep(for: .milliseconds(500))
         func spec(_ name: String, ip: String, work: String) throws -> VMSpec {
@@ -68,6 +76,7 @@ public enum NetworkMigrationBenchmark {
             let before = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > 20 }
             let okBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0
             let lostBefore = last(before, "PING 10.77.0.3").flatMap { field($0, "lost") } ?? 0
+            let retransBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "retrans") } ?? 0
             let target = (at + 1) % 3
             let move = target == 0 ? "onto-peer-host" : at == 0 ? "off-peer-host" : "third-host"
             let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: .address(HostPort(host: "127.0.0.1", port: mesh.ports[target])), settings: MigrationSettings()),
@@ -79,8 +88,11 @@ public enum NetworkMigrationBenchmark {
             let errors = after.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("TCP 10.77.0.3:7 error") }.count
             let run = Run(move: move, downtimeMs: report.downtimeMs, gapMs: field(ping, "maxgap_ms") ?? -1,
                           lostPings: (field(ping, "lost") ?? 0) - lostBefore,
-                          tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors)
-            log("run \(round + 1) (\(move)): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, lost pings \(run.lostPings), TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
+                          tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors,
+                          tcpStallMs: field(tcp, "maxgap_ms") ?? -1, tcpRetransmits: (field(tcp, "retrans") ?? 0) - retransBefore)
+            log("run \(round + 1) (\(move), \(holdFrames ? "holding" : "dropping")): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, "
+                + "lost pings \(run.lostPings), TCP stall \(run.tcpStallMs) ms, retransmits \(run.tcpRetransmits), "
+                + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
             results.append(run)
             _ = try await client.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         }

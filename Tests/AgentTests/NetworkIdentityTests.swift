@@ -23,8 +23,9 @@ struct NetworkIdentityTests {
     }
 
     /// The last line of the guest's console starting with `prefix`, once it satisfies `condition`.
-    func line(_ agent: AgentProcess, _ vm: String, _ prefix: String, _ condition: (String) -> Bool = { _ in true }) async throws -> String {
-        let deadline = ContinuousClock.now + .seconds(40)
+    func line(_ agent: AgentProcess, _ vm: String, _ prefix: String, timeout: Duration = .seconds(40),
+              _ condition: (String) -> Bool = { _ in true }) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let last = try await console(agent, vm).split(whereSeparator: \.isNewline).last(where: { $0.hasPrefix(prefix) }).map(String.init),
                condition(last) { return last }

@@ -104,7 +104,7 @@ struct MigrationStateTests {
         f.addPort(1)
         f.addPort(2)
         _ = try f.core.freezePort("vm1/eth0", now: .origin)
-        try f.core.forwardStragglers("vm1/eth0", to: "host-b", grace: .seconds(2), now: .origin)
+        _ = try f.core.forwardStragglers("vm1/eth0", to: "host-b", grace: .seconds(2), now: .origin)
         let fromPeer = TestFrames.icmpEcho(from: .test(3), to: .test(1), src: .test(3), dst: .test(1))
         let out = f.core.onFrameFromOverlay(from: "host-c", segment: 100, frame: fromPeer, forwarded: false, now: .at(seconds: 1))
         #expect(out.overlaySends.map(\.0) == ["host-b"])
@@ -178,7 +178,7 @@ struct MigrationStateTests {
 
         // A hears it (its port becomes a straggler forwarder); C has not heard yet.
         #expect(a.core.onLocations([location], from: .direct("host-b"), now: .at(seconds: 4.1)).events.isEmpty, "expected, not lost")
-        try a.core.forwardStragglers("vm1/eth0", to: "host-b", now: .at(seconds: 4.1))
+        _ = try a.core.forwardStragglers("vm1/eth0", to: "host-b", now: .at(seconds: 4.1))
         let late = a.core.onFrameFromOverlay(from: "host-c", segment: 100, frame: synAck, forwarded: false, now: .at(seconds: 4.2))
         let straggler = try #require(late.overlaySends.first)
         #expect(straggler.0 == "host-b" && straggler.1)

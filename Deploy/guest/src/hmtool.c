@@ -14,6 +14,10 @@
  *                                                every I ms (default 20)
  *   hmtool udpsink PORT                          receive them: count duplicates, late
  *                                                (reordered) and missing datagrams
+ *   hmtool bulk IP PORT BYTES                    send BYTES of a position-derived pattern
+ *                                                over one TCP connection, as fast as it goes
+ *   hmtool bulksink PORT                         receive such transfers (one at a time),
+ *                                                check every byte against the pattern
  *
  * Times come from the guest's CLOCK_MONOTONIC. A migrating guest's clock does not
  * advance while it is paused, so gaps must be measured by a peer that keeps running.
@@ -50,6 +54,8 @@ static void sleep_until_us(int64_t t) {
     struct timespec ts = {t / 1000000, (t % 1000000) * 1000};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
 }
+
+static long long retrans_segs(void);
 
 static void die(const char *what) {
     printf("HMTOOL error %s: %s\n", what, strerror(errno));
@@ -235,6 +241,7 @@ static int cmd_tcp(int argc, char **argv) {
     if (inet_pton(AF_INET, a[0], &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
     uint64_t conns = 0, ok = 0, seq = 0;
     int64_t maxgap = 0;
+    long long retrans0 = retrans_segs();
     for (;;) {
         int fd = tcp_connect(&dst);
         conns++;
@@ -272,9 +279,9 @@ static int cmd_tcp(int argc, char **argv) {
             }
             last_ok = r;
             if (r >= report) {
-                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld\n", a[0], a[1],
+                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld retrans=%lld\n", a[0], a[1],
                        (unsigned long long)conns, (unsigned long long)ok,
-                       (long long)maxgap / 1000);
+                       (long long)maxgap / 1000, retrans_segs() - retrans0);
                 fflush(stdout);
                 report += 1000000;
             }
@@ -397,6 +404,121 @@ static int cmd_udpsink(int argc, char **argv) {
     }
 }
 
+/* ---- bulk / bulksink: a bulk TCP transfer whose every byte is checkable. Byte i of a
+ * transfer is bulk_byte(i): a shifted, dropped or duplicated segment shows as a mismatch.
+ * Both ends print their TCP retransmissions (RetransSegs of /proc/net/snmp) at the end. */
+static unsigned char bulk_byte(uint64_t i) {
+    return (unsigned char)((i * 131 + (i >> 8) * 7 + (i >> 16) * 13 + (i >> 24) * 17) & 0xff);
+}
+
+/* TCP RetransSegs from /proc/net/snmp: the "Tcp:" header line names the fields, the next
+ * "Tcp:" line holds their values. -1 if it cannot be read. */
+static long long retrans_segs(void) {
+    FILE *f = fopen("/proc/net/snmp", "r");
+    if (!f) return -1;
+    char names[1024], values[1024];
+    long long result = -1;
+    while (fgets(names, sizeof names, f)) {
+        if (strncmp(names, "Tcp:", 4) != 0) continue;
+        if (!fgets(values, sizeof values, f)) break;
+        char *ns = NULL, *vs = NULL;
+        char *n = strtok_r(names, " \n", &ns), *v = strtok_r(values, " \n", &vs);
+        while (n && v) {
+            if (strcmp(n, "RetransSegs") == 0) { result = atoll(v); break; }
+            n = strtok_r(NULL, " \n", &ns);
+            v = strtok_r(NULL, " \n", &vs);
+        }
+        break;
+    }
+    fclose(f);
+    return result;
+}
+
+static int cmd_bulk(int argc, char **argv) {
+    const char *a[3];
+    if (!positional(argc, argv, 3, a)) {
+        fprintf(stderr, "usage: hmtool bulk IP PORT BYTES\n");
+        return 2;
+    }
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(a[1]))};
+    if (inet_pton(AF_INET, a[0], &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
+    uint64_t total = strtoull(a[2], NULL, 10), sent = 0;
+    int fd = tcp_connect(&dst);
+    long long retrans0 = retrans_segs();
+    int64_t start = now_us(), report = start + 1000000;
+    printf("BULKTX %s:%s connected bytes=%llu\n", a[0], a[1], (unsigned long long)total);
+    static unsigned char buf[65536];
+    while (sent < total) {
+        size_t len = total - sent < sizeof buf ? (size_t)(total - sent) : sizeof buf;
+        for (size_t i = 0; i < len; i++) buf[i] = bulk_byte(sent + i);
+        size_t off = 0;
+        while (off < len) {
+            ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+            if (n <= 0) die("bulk send");
+            off += (size_t)n;
+        }
+        sent += len;
+        if (now_us() >= report) {
+            printf("BULKTX %s:%s sent=%llu\n", a[0], a[1], (unsigned long long)sent);
+            report += 1000000;
+        }
+    }
+    shutdown(fd, SHUT_WR);
+    char tail[16];
+    while (read(fd, tail, sizeof tail) > 0) {}  /* the sink closes once it has read it all */
+    close(fd);
+    printf("BULKTX %s:%s done bytes=%llu ms=%lld retrans=%lld\n", a[0], a[1], (unsigned long long)sent,
+           (long long)(now_us() - start) / 1000, retrans_segs() - retrans0);
+    return 0;
+}
+
+static int cmd_bulksink(int argc, char **argv) {
+    const char *a[1];
+    if (!positional(argc, argv, 1, a)) {
+        fprintf(stderr, "usage: hmtool bulksink PORT\n");
+        return 2;
+    }
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (lfd < 0) die("socket");
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(a[0])), .sin_addr = {INADDR_ANY}};
+    if (bind(lfd, (struct sockaddr *)&local, sizeof local) != 0) die("bind");
+    if (listen(lfd, 4) != 0) die("listen");
+    printf("BULKRX %s listening\n", a[0]);
+    static unsigned char buf[65536];
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0) continue;
+        long long retrans0 = retrans_segs();
+        uint64_t got = 0, bad = 0, first_bad = 0;
+        int64_t start = now_us(), report = start + 1000000;
+        for (;;) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            if (poll(&pfd, 1, 1000) == 0) {
+                printf("BULKRX %s waiting received=%llu\n", a[0], (unsigned long long)got);
+                continue;
+            }
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) break;
+            for (ssize_t i = 0; i < n; i++)
+                if (buf[i] != bulk_byte(got + (uint64_t)i)) {
+                    if (!bad) first_bad = got + (uint64_t)i;
+                    bad++;
+                }
+            got += (uint64_t)n;
+            if (now_us() >= report) {
+                printf("BULKRX %s received=%llu\n", a[0], (unsigned long long)got);
+                report += 1000000;
+            }
+        }
+        close(fd);
+        printf("BULKRX %s done bytes=%llu bad=%llu first_bad=%llu ms=%lld retrans=%lld\n", a[0], (unsigned long long)got,
+               (unsigned long long)bad, (unsigned long long)first_bad, (long long)(now_us() - start) / 1000,
+               retrans_segs() - retrans0);
+    }
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "dirty") == 0) return cmd_dirty(argc, argv);
@@ -405,6 +527,8 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "disk") == 0) return cmd_disk(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "udp") == 0) return cmd_udp(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "udpsink") == 0) return cmd_udpsink(argc, argv);
-    fprintf(stderr, "usage: hmtool dirty|ping|tcp|disk|udp|udpsink ...  (see source)\n");
+    if (argc >= 2 && strcmp(argv[1], "bulk") == 0) return cmd_bulk(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "bulksink") == 0) return cmd_bulksink(argc, argv);
+    fprintf(stderr, "usage: hmtool dirty|ping|tcp|disk|udp|udpsink|bulk|bulksink ...  (see source)\n");
     return 2;
 }

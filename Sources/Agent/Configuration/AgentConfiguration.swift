@@ -61,6 +61,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// This host rotates its identity key once the key is this many seconds old (Protocol.md
     /// §2.8); 0 never. Default 30 days.
     public var keyRotationAge: Int64 = 30 * 86_400
+    /// The virtual switch holds frames for a VM during its move (Protocol.md §8.6.1). Not read
+    /// from the file: false only for `hostmesh bench network`'s comparison with dropping them.
+    public var holdFramesDuringMoves = true
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"

@@ -18,15 +18,17 @@ public actor AgentNetwork: MigrationPortMover {
     private let logger: Logger
     /// How long a migrated VM's ports wait, after it resumed here, for it to announce itself.
     let activationTimeout: Duration
+    /// VM id → the host it moves to, from the guest's pause to the end of its switchover.
+    private var destinations: [String: String] = [:]
 
     /// A switch for `hostID` with its overlay on `overlay`, knowing `networks`.
     public init(hostID: String, overlay: HostPort, networks: [String: UInt32], activationTimeout: Duration = .seconds(10),
-                logger: Logger) throws {
+                settings: SwitchSettings = SwitchSettings(), logger: Logger) throws {
         let address: SocketAddress
         do { address = try SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port) } catch {
             throw AgentError.badConfiguration(path: "overlay_listen", reason: "cannot use \(overlay): \(error)")
         }
-        virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address))
+        virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address, settings: settings))
         self.networks = Dictionary(uniqueKeysWithValues: networks.map { ($0.key, Network(name: $0.key, segment: SegmentID($0.value))) })
         self.logger = logger
         self.activationTimeout = activationTimeout
@@ -138,13 +140,32 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Destination, the guest resumed here: its ports must see it announce itself within
-    /// `activationTimeout`, or they are activated anyway (see `publishLocations`).
+    /// Destination, the guest resumed here after the commit: it runs here and nowhere else, so
+    /// its ports activate now (claiming its MAC and delivering what they held, Protocol.md
+    /// §8.6.1) rather than at QEMU's first announcement, which comes 50 ms or more after the
+    /// resume. A port that cannot be activated now waits for the announcement, at most
+    /// `activationTimeout` (see `publishLocations`).
     public func resumed(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
+            do { try await virtualSwitch.activatePort(Self.portID(spec, nic)) } catch {
+                logger.debug("port not activated at the resume: waiting for the guest's announcement",
+                             metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
             do { try await virtualSwitch.armActivation(Self.portID(spec, nic), timeout: activationTimeout) } catch {
                 logger.error("cannot arm the port's activation deadline: it stays blocked until the guest announces itself",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Source, QEMU stopped the guest for the switchover: its ports hold frames for it, and
+    /// `freeze` sends them on to `destination`.
+    public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {
+        destinations[spec.id] = destination
+        for nic in spec.nics where nic.network != nil {
+            do { try await virtualSwitch.pausePort(Self.portID(spec, nic)) } catch {
+                logger.warning("cannot pause the port: frames for the paused guest go to its socket and may be lost",
+                               metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
         }
     }
@@ -153,7 +174,8 @@ public actor AgentNetwork: MigrationPortMover {
     public func freeze(_ spec: VMSpec) async throws -> [[UInt8]] {
         var deltas: [[UInt8]] = []
         for nic in spec.nics where nic.network != nil {
-            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic)).serializedBytes())
+            let destination = destinations[spec.id].map { HostID($0) }
+            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic), destination: destination).serializedBytes())
         }
         return deltas
     }
@@ -163,10 +185,14 @@ public actor AgentNetwork: MigrationPortMover {
         for bytes in deltas { try await virtualSwitch.applyPortDelta(try PortStateDelta(serializedBytes: bytes)) }
     }
 
-    /// Source after a failed switchover: the ports forward again.
+    /// Source after a failed switchover: the ports forward again (frozen or paused ones deliver
+    /// what they held; an active one has nothing to undo).
     public func unfreeze(_ spec: VMSpec) async {
+        destinations[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
-            do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch {
+            do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch VirtualSwitchError.switch(.wrongState(_, is: .active, _)) {
+                continue
+            } catch {
                 logger.error("cannot unfreeze the port after a failed switchover: the guest runs here without network",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
@@ -175,6 +201,7 @@ public actor AgentNetwork: MigrationPortMover {
 
     /// Source after commit: frames still arriving for the VM go to its new host for a while.
     public func forwardStragglers(_ spec: VMSpec, to host: String) async {
+        destinations[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.forwardStragglers(Self.portID(spec, nic), to: HostID(host)) } catch {
                 logger.warning("cannot forward straggling frames to the VM's new host: they are dropped (the guest's peers retransmit)",

@@ -6,6 +6,10 @@ public protocol MigrationPortMover: Sendable {
     func localize(_ spec: VMSpec, directory: VMRuntimeDirectory) -> VMSpec
     /// Source: the ports' state, for the prepare.
     func exportPorts(_ spec: VMSpec) async throws -> [[UInt8]]
+    /// Source: QEMU stopped the guest for the switchover (its STOP event), which moves to
+    /// `destination` (a host id): frames for it are held from now on, and from `freeze` on sent
+    /// to the destination at once (Protocol.md §8.6.1), until `unfreeze` or `forwardStragglers`.
+    func guestPaused(_ spec: VMSpec, movingTo destination: String) async
     /// Source: stops the ports and returns their final deltas, for the commit.
     func freeze(_ spec: VMSpec) async throws -> [[UInt8]]
     /// Source: the guest resumes here after all.
@@ -18,4 +22,9 @@ public protocol MigrationPortMover: Sendable {
     func apply(deltas: [[UInt8]]) async throws
     /// Destination: the guest runs here.
     func resumed(_ spec: VMSpec) async
+}
+
+extension MigrationPortMover {
+    /// A mover that cannot hold frames: they go to the paused guest's socket as before.
+    public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {}
 }

@@ -200,7 +200,15 @@ actor SourceRun: SourceMigrationEnvironment {
         let transferStart = ContinuousClock.now
         // QEMU timestamps its events: the guest's pause runs from STOP here to RESUME there.
         let events = live.process.qmp.events()
-        stopped = Task { for await e in events where e.name == "STOP" { return e.timestamp }; return nil }
+        // At STOP the switch starts holding the guest's frames (Protocol.md §8.6.1).
+        let ports = context.ports, paused = spec, newHost = peer
+        stopped = Task {
+            for await e in events where e.name == "STOP" {
+                if let ports, let paused { await ports.guestPaused(paused, movingTo: newHost) }
+                return e.timestamp
+            }
+            return nil
+        }
         var policy = ConvergenceLadder.Policy()
         policy.allowPostcopy = live.settings.postcopyAllowed
         policy.allowThrottle = live.settings.armAutoConverge

@@ -24,6 +24,15 @@ struct Port: Sendable {
     var importedGeneration: UInt64?
     /// The MAC was claimed elsewhere with a higher sequence while this port was active.
     var lostLocation = false
+    /// Frames for the VM it cannot take now (paused, frozen, blocked), in order (§8.6.1).
+    var held = HeldFrames()
+    /// Set while the VM is paused for a switchover: frames for it are held, not delivered. The
+    /// pause ends by `resumePort`/`freezePort`, or by itself at this instant (a pause whose end
+    /// nobody reported must not cut the VM off).
+    var pausedUntil: MeshInstant?
+    /// Frozen for a move to this host: frames for the VM go there at once (its blocked port
+    /// holds them) instead of waiting here for `forwardStragglers` (§8.6.1).
+    var frozenFor: HostID?
 
     init(configuration: PortConfiguration, segment: SegmentID, lifecycle: PortLifecycle, settings: SwitchSettings) {
         self.configuration = configuration

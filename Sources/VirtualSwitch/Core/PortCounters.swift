@@ -102,6 +102,15 @@ public struct SwitchCounters: Hashable, Sendable {
     public var toInactivePort: UInt64 = 0
     /// Frames that arrived from a port socket the switch no longer knows.
     public var unknownPort: UInt64 = 0
+    /// Frames held for a paused, frozen or blocked port (§8.6.1).
+    public var heldFramesQueued: UInt64 = 0
+    /// Held frames delivered to their VM here, once it could take them.
+    public var heldFramesDelivered: UInt64 = 0
+    /// Held frames sent on to the VM's new host (with the forwarded flag).
+    public var heldFramesForwarded: UInt64 = 0
+    /// Frames not held or no longer held: past the byte bound, older than the age bound, or
+    /// their port removed.
+    public var heldFramesDropped: UInt64 = 0
 
     /// All zero.
     public init() {}

@@ -122,6 +122,17 @@ extension SwitchCore {
 
     private mutating func deliver(_ frame: ByteBuffer, header: EthernetHeader, to id: PortID, forwarded: Bool, now: MeshInstant) {
         guard var port = ports[id] else { return }
+        if port.lifecycle == .frozen, let destination = port.frozenFor, !forwarded {
+            // Frozen for a move: straight on to the destination's holding port (§8.6.1).
+            counters.heldFramesForwarded &+= 1
+            sendRemote(frame, to: destination, segment: port.segment, forwarded: true)
+            return
+        }
+        if holds(port) {
+            // Paused, frozen or blocked: held in order, delivered or sent on later (§8.6.1).
+            hold(frame, for: id, now: now)
+            return
+        }
         switch port.lifecycle {
         case .active:
             if let reason = port.admitToVM(frame, header: header, now: now) {

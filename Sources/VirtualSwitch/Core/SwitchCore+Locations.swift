@@ -50,6 +50,7 @@ extension SwitchCore {
     /// their activation deadline, removes straggler-forwarding ports past their grace period.
     public mutating func onTick(now: MeshInstant) -> [SwitchDirective] {
         for id in ports.keys.sorted() {
+            tickHeld(id, now: now)
             guard var port = ports[id] else { continue }
             port.conntrack.expire(now: now)
             let forgot = port.expireLearned(now: now, idle: settings.learnedAddressIdleTimeout)

@@ -53,6 +53,7 @@ extension SwitchCore {
 
     mutating func detach(_ port: Port, now: MeshInstant) {
         let id = port.configuration.id
+        counters.heldFramesDropped &+= UInt64(port.held.count)
         ports[id] = nil
         portsByMAC[LocationTable.Key(mac: port.mac, segment: port.segment)] = nil
         portsBySegment[port.segment]?.removeAll { $0 == id }
@@ -93,27 +94,39 @@ extension SwitchCore {
         if let location = claim(id, now: now) {
             output.append(.event(.portActivated(id, location: location)))
         }
+        // What came for the VM while it was on its way (forwarded by its old host, or sent here
+        // directly), before anything newer.
+        releaseHeld(id, now: now)
     }
 
     /// Rolls a frozen port back to active (the migration failed before switchover). If another
     /// host took the MAC meanwhile, the location is claimed back with a higher sequence number.
     public mutating func unfreezePort(_ id: PortID, now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try port(id)
+        if port.lifecycle == .active, port.pausedUntil != nil {
+            return try resumePort(id, now: now)  // paused but not yet frozen: the guest runs here again
+        }
         guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "unfreeze") }
         ports[id]?.lifecycle = .active
+        ports[id]?.frozenFor = nil
         if locations.entry(mac: port.mac, segment: port.segment)?.location.host != localHost {
             claim(id, now: now)
         }
+        releaseHeld(id, now: now)
         return takeOutput()
     }
 
     /// After switchover: frames still arriving here for the port's MAC go to `host` (the VM's
     /// new host) for `grace`, then the port is removed (`portRemoved`).
+    /// Frames held while the port was paused and frozen go to `host` first, in order (§8.6.1).
     public mutating func forwardStragglers(_ id: PortID, to host: HostID, grace: Duration? = nil,
-                                           now: MeshInstant) throws(SwitchError) {
+                                           now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try port(id)
         guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "forward stragglers of") }
         ports[id]?.lifecycle = .forwardingStragglers(to: host, until: now + (grace ?? settings.defaultStragglerGrace))
+        ports[id]?.frozenFor = nil
+        forwardHeld(id, to: host)
+        return takeOutput()
     }
 
     /// Replaces a port's security policy (connections already tracked stay allowed).

@@ -21,12 +21,27 @@ extension SwitchCore {
     /// Source, at switchover: freezes the port (nothing in or out; counters final) and returns
     /// the final delta since the last export. Then either `forwardStragglers` (the destination
     /// took over) or `unfreezePort` (roll back).
-    public mutating func freezePort(_ id: PortID, now: MeshInstant) throws(SwitchError) -> PortStateDelta {
+    ///
+    /// `destination`: the host the VM moves to. Frames held since the pause, and those that
+    /// arrive from now on, go there at once with the forwarded flag (its blocked port holds them
+    /// until the guest announces itself, §8.6.1) instead of waiting here for `forwardStragglers`;
+    /// if the move then rolls back, those are lost (counted there). Read the directives with
+    /// `takeDirectives()`.
+    public mutating func freezePort(_ id: PortID, destination: HostID? = nil, now: MeshInstant) throws(SwitchError) -> PortStateDelta {
         let port = try port(id)
         guard port.lifecycle == .active else { throw .wrongState(id, is: port.lifecycle, operation: "freeze") }
         ports[id]?.lifecycle = .frozen
-        return try delta(id, since: nil, final: true, now: now)
+        ports[id]?.pausedUntil = nil  // frozen holds frames by itself, with no end of its own
+        let final = try delta(id, since: nil, final: true, now: now)
+        if settings.holdFramesDuringMoves, let destination, destination != localHost {
+            ports[id]?.frozenFor = destination
+            forwardHeld(id, to: destination)
+        }
+        return final
     }
+
+    /// Directives a call that returns something else produced (`freezePort` with a destination).
+    public mutating func takeDirectives() -> [SwitchDirective] { takeOutput() }
 
     private mutating func delta(_ id: PortID, since base: UInt64?, final: Bool, now: MeshInstant) throws(SwitchError) -> PortStateDelta {
         var port = try port(id)

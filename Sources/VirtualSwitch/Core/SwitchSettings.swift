@@ -15,6 +15,17 @@ public struct SwitchSettings: Hashable, Sendable {
     public var defaultStragglerGrace: Duration = .seconds(10)
     /// Answer ARP requests from known bindings instead of flooding them.
     public var proxyARP: Bool = true
+    /// Hold frames for a VM whose port is paused, frozen or blocked, and deliver them in order
+    /// when it runs again here or at its new host (Protocol.md §8.6.1). False: drop them, as
+    /// before (kept for the benchmark's comparison).
+    public var holdFramesDuringMoves: Bool = true
+    /// Most bytes of frames held per port (1 MiB: about 690 full-size frames, 80 ms of a
+    /// 100 Mbit/s stream). Frames past it are dropped and counted.
+    public var heldFramesMaxBytes: Int = 1 << 20
+    /// Oldest a held frame may get before it is dropped and counted; also how long a pause lasts
+    /// when nobody ends it. The migration's downtime limit (300 ms by default, raised by the
+    /// convergence ladder) plus the commit's round trip, with a wide margin.
+    public var heldFramesMaxAge: Duration = .seconds(2)
 
     /// The defaults.
     public init() {}

@@ -146,11 +146,44 @@ extension VirtualSwitch {
         }
     }
 
-    /// Source, at switchover: freezes the port and returns the final delta.
-    public func freezePort(_ id: PortID) async throws(VirtualSwitchError) -> PortStateDelta {
+    /// Source, at switchover: freezes the port and returns the final delta. Frames for the VM
+    /// from then on are held (with those its socket had not taken yet) until `forwardStragglers`
+    /// sends them to the new host or `unfreezePort` delivers them here.
+    /// With `destination`, they go there at once instead (its blocked port holds them).
+    public func freezePort(_ id: PortID, destination: HostID? = nil) async throws(VirtualSwitchError) -> PortStateDelta {
         try await runtime.onLoop { shell throws(VirtualSwitchError) in
-            do throws(SwitchError) { return try shell.core.freezePort(id, now: self.now()) } catch { throw .switch(error) }
+            do throws(SwitchError) {
+                let now = self.now()
+                self.execute(try shell.core.pausePort(id, undelivered: self.takeBacklog(of: id, shell), now: now), shell)
+                let final = try shell.core.freezePort(id, destination: destination, now: now)
+                self.execute(shell.core.takeDirectives(), shell)
+                return final
+            } catch { throw .switch(error) }
         }
+    }
+
+    /// Source, the guest just paused for the switchover (QEMU's STOP): frames for it are held
+    /// from now on, not sent to a socket QEMU no longer reads (Protocol.md §8.6.1). Ends with
+    /// `freezePort`, `resumePort`, or by itself after `SwitchSettings.heldFramesMaxAge`.
+    public func pausePort(_ id: PortID) async throws(VirtualSwitchError) {
+        try await runtime.onLoop { shell throws(VirtualSwitchError) in
+            let directives: [SwitchDirective]
+            do throws(SwitchError) {
+                directives = try shell.core.pausePort(id, undelivered: self.takeBacklog(of: id, shell), now: self.now())
+            } catch { throw .switch(error) }
+            self.execute(directives, shell)
+        }
+    }
+
+    /// The paused guest runs here again: the held frames are delivered, in order.
+    public func resumePort(_ id: PortID) async throws(VirtualSwitchError) {
+        try await coreCall { shell, now throws(SwitchError) in try shell.core.resumePort(id, now: now) }
+    }
+
+    /// Frames held for a port, and their bytes.
+    public func heldFrames(of id: PortID) async -> (frames: Int, bytes: Int)? {
+        // Fails only once the switch stopped, which removed every port.
+        try? await runtime.onLoop { shell in shell.core.heldFrames(of: id) }
     }
 
     /// Source, when the migration rolls back before switchover: the frozen port forwards again.
@@ -163,7 +196,9 @@ extension VirtualSwitch {
     /// closes its socket (`SwitchEvent.portRemoved`).
     public func forwardStragglers(_ id: PortID, to host: HostID, grace: Duration? = nil) async throws(VirtualSwitchError) {
         try await runtime.onLoop { shell throws(VirtualSwitchError) in
-            do throws(SwitchError) { try shell.core.forwardStragglers(id, to: host, grace: grace, now: self.now()) } catch { throw .switch(error) }
+            let directives: [SwitchDirective]
+            do throws(SwitchError) { directives = try shell.core.forwardStragglers(id, to: host, grace: grace, now: self.now()) } catch { throw .switch(error) }
+            self.execute(directives, shell)  // the frames held meanwhile, to the new host first
             // The VM is gone: its socket is not needed to forward frames *for* it.
             self.closeSocket(of: id, shell)
         }
@@ -215,6 +250,17 @@ extension VirtualSwitch {
             do throws(SwitchError) { directives = try body(shell, self.now()) } catch { throw .switch(error) }
             self.execute(directives, shell)
         }
+    }
+
+    /// The frames the VM's socket has not taken yet (EAGAIN), in order; the backlog is empty
+    /// afterwards. Only when the core holds frames for the port now, so they are not lost.
+    func takeBacklog(of id: PortID, _ shell: SwitchShellState) -> [ByteBuffer] {
+        guard shell.core.settings.holdFramesDuringMoves, var binding = shell.ports[id], binding.backlogHead < binding.backlog.count else { return [] }
+        let frames = Array(binding.backlog[binding.backlogHead...])
+        binding.backlog = []
+        binding.backlogHead = 0
+        shell.ports[id] = binding
+        return frames
     }
 
     func closeSocket(of id: PortID, _ shell: SwitchShellState) {
