@@ -490,8 +490,17 @@ final class FaultRig: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(views.allSatisfy { $0 == [record] }, "\(context): owner/epoch disagree: expected \(record), \(source.hostID) says \(views.first ?? []), \(destination.hostID) says \(views.last ?? [])")
+        // Nothing is left unfinished once the hosts have acted on the fault. A destination may
+        // still be finishing a prepare that the fault interrupted (under load its QEMU can start
+        // after the source settled); it must end it by itself, so wait for that, bounded.
         for agent in [source, destination] {
-            let open = try await agent.control.call("migrations", Empty(), as: [MigrationRecord].self).filter { $0.endedAt == nil }
+            let finishedBy = ContinuousClock.now + .seconds(20)
+            var open: [MigrationRecord] = []
+            repeat {
+                open = try await agent.control.call("migrations", Empty(), as: [MigrationRecord].self).filter { $0.endedAt == nil }
+                if open.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(200))
+            } while ContinuousClock.now < finishedBy
             #expect(open.isEmpty, "\(context): \(agent.hostID) has unfinished migrations: \(open.map { "\($0.role) \($0.phase)" })")
         }
     }
