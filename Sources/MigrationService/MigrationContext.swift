@@ -17,8 +17,8 @@ struct MigrationContext: Sendable {
     let logger: Logger
     /// Where other agents are now (host id → channel address), from hellos and membership.
     let peerAddresses: NIOLockedValueBox<[String: HostPort]>
-    /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.
-    let streamAuthorizations: NIOLockedValueBox<[String: (String, String)]>
+    /// Migration id → who may open its streams and where they go, read by stream acceptors on event loops.
+    let streamAuthorizations: NIOLockedValueBox<[String: StreamAuthorization]>
     /// How long to wait for the destination's answer to a commit before the handover is in doubt.
     let commitAnswerTimeout: Duration
 
@@ -40,4 +40,14 @@ struct MigrationContext: Sendable {
         let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
         return try await connection.request(envelope, expectAnswer: expectAnswer)
     }
+}
+
+/// The streams an admitted incoming migration accepts: only from its source, into its QEMU.
+struct StreamAuthorization: Sendable {
+    /// The source's host id.
+    let source: String
+    /// QEMU's incoming migration socket ("migration-stream").
+    let migrationSocket: String
+    /// QEMU's NBD server socket ("nbd-stream"), when the migration mirrors local disks.
+    let nbdSocket: String?
 }
