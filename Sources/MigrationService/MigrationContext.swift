@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import Logging
 import MeshWire
+import Migration
 import NIOConcurrencyHelpers
 import SecureChannel
 
@@ -50,4 +51,27 @@ struct StreamAuthorization: Sendable {
     let migrationSocket: String
     /// QEMU's NBD server socket ("nbd-stream"), when the migration mirrors local disks.
     let nbdSocket: String?
+
+    /// Where a stream of `purpose` from host `peer` for `migration` goes, given what was admitted
+    /// for it (nil: nothing); throws the close reason the peer is sent otherwise.
+    static func socket(_ admitted: StreamAuthorization?, migration: String, purpose: String, peer: String) throws -> String {
+        guard let purpose = StreamPurpose(rawValue: purpose) else {
+            throw SecureChannelError(.protocolViolation, "\(purpose) is not a stream purpose")
+        }
+        guard let admitted else {
+            throw SecureChannelError(.protocolViolation, "no migration \(migration) is being received here")
+        }
+        guard admitted.source == peer else {
+            throw SecureChannelError(.unexpectedPeer, "migration \(migration) was admitted from \(admitted.source), not \(peer)")
+        }
+        switch purpose {
+        case .migration:
+            return admitted.migrationSocket
+        case .nbd:
+            guard let socket = admitted.nbdSocket else {
+                throw SecureChannelError(.protocolViolation, "migration \(migration) mirrors no disks here")
+            }
+            return socket
+        }
+    }
 }

@@ -148,24 +148,8 @@ public actor MigrationCoordinator {
     /// A stream is authorised only for an admitted migration, from the host it was admitted from,
     /// and (for "nbd-stream") only when that migration mirrors disks (Protocol.md §6.7).
     public nonisolated func authorizeStream(peer: PeerIdentity, hello: Hostmesh_V1_MigrationStreamHello) throws -> String {
-        guard let purpose = StreamPurpose(rawValue: peer.purpose) else {
-            throw SecureChannelError(.protocolViolation, "\(peer.purpose) is not a stream purpose")
-        }
-        guard let admitted = context.streamAuthorizations.withLockedValue({ $0[hello.migrationID] }) else {
-            throw SecureChannelError(.protocolViolation, "no migration \(hello.migrationID) is being received here")
-        }
-        guard admitted.source == peer.hostID else {
-            throw SecureChannelError(.unexpectedPeer, "migration \(hello.migrationID) was admitted from \(admitted.source), not \(peer.hostID)")
-        }
-        switch purpose {
-        case .migration:
-            return admitted.migrationSocket
-        case .nbd:
-            guard let socket = admitted.nbdSocket else {
-                throw SecureChannelError(.protocolViolation, "migration \(hello.migrationID) mirrors no disks here")
-            }
-            return socket
-        }
+        let admitted = context.streamAuthorizations.withLockedValue { $0[hello.migrationID] }
+        return try StreamAuthorization.socket(admitted, migration: hello.migrationID, purpose: peer.purpose, peer: peer.hostID)
     }
 
     /// Handles a migration message on a control channel from host `peer`; returns the answer to
