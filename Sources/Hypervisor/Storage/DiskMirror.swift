@@ -63,7 +63,19 @@ public struct DiskMirror: Sendable {
             await progress(jobs)
             if jobs.count < names.count {
                 let missing = names.subtracting(jobs.map(\.device)).sorted()
-                throw DiskMirrorError("disk mirror \(missing.joined(separator: ", ")) ended before it was synchronised")
+                // QEMU reported why before it answered the query; give the watcher a moment to read it.
+                let reason = await withTaskGroup(of: String?.self) { group in
+                    group.addTask { await failures.value }
+                    group.addTask {
+                        try? await Task.sleep(for: .milliseconds(200)) // cancelled: the reason came first
+                        failures.cancel()
+                        return nil
+                    }
+                    let first = await group.next() ?? nil
+                    group.cancelAll()
+                    return first
+                }
+                throw DiskMirrorError("disk mirror \(missing.joined(separator: ", ")) ended before it was synchronised" + (reason.map { " (\($0))" } ?? ""))
             }
             if let failed = jobs.first(where: { $0.ioStatus == "failed" || $0.ioStatus == "nospace" }) {
                 throw DiskMirrorError("disk mirror \(failed.device) has an I/O error (\(failed.ioStatus ?? ""))")
