@@ -102,6 +102,55 @@ extension MigrationEndToEndTests {
         #expect(last >= after && damaged.isEmpty, "acknowledged records missing on the source's image: \(damaged.prefix(10))")
     }
 
+    @Test func aSourceAgentKilledWhileTheMirrorsRunLeavesTheGuestAndItsDiskAtTheSource() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        // Paused once every mirror is synchronised (the jobs run, their NBD streams open), then killed.
+        var a = try await mesh.start("node-a", environment: ["HOSTMESH_TEST_PAUSE_AT": "source:transferring"])
+        let b = try await mesh.start("node-b")
+        let image = mesh.root + "/a-local/disk.raw"
+        try sparseImage(image, mib: 32)
+        var vm = spec("survivor", work: "heartbeat,disk")
+        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        let (boot, _) = try await heartbeat(a, "survivor", after: 1)
+        _ = try await diskRecord(a, "survivor", boot: boot, above: 20)
+        let blocks = try #require(DiskLog.lastRecord(try await console(a, "survivor"))).blocks
+        let source = a
+        let migration = Task { try await migrate("survivor", from: source, to: b) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: a.stateDirectory + "/test-paused-at"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(storedImages(b).count == 1, "the destination should hold the image being mirrored")
+        let (_, beatBefore) = try await heartbeat(a, "survivor")
+        a.kill()
+        _ = await migration.result
+        a = try await mesh.restart(a)
+        // Recovery aborts: the guest goes on at the source, on its own image, never paused for good.
+        let (bootAfter, beatAfter) = try await heartbeat(a, "survivor", after: beatBefore)
+        #expect(bootAfter == boot && beatAfter > beatBefore)
+        let settled = ContinuousClock.now + .seconds(20)
+        func open(_ agent: AgentProcess) async throws -> [MigrationRecord] {
+            try await agent.control.call("migrations", Empty(), as: [MigrationRecord].self).filter { $0.endedAt == nil }
+        }
+        var unfinished = try await open(a) + open(b)
+        while ContinuousClock.now < settled, !unfinished.isEmpty || !storedImages(b).isEmpty {
+            try await Task.sleep(for: .milliseconds(200))
+            unfinished = try await open(a) + open(b)
+        }
+        #expect(unfinished.isEmpty, "unfinished migrations left: \(unfinished.map { "\($0.role) \($0.phase)" })")
+        #expect(storedImages(b).isEmpty, "partial images left on the destination: \(storedImages(b))")
+        #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).isEmpty)
+        let more = try await diskRecord(a, "survivor", boot: boot, above: (DiskLog.records(try await console(a, "survivor"), boot: String(boot.prefix(8))).last ?? 0) + 5)
+        _ = try await a.control.call("vm.stop", ControlTypes.VMReference(vm: "survivor"), as: VMInfo.self)
+        let last = try #require(DiskLog.records(try await console(a, "survivor"), boot: String(boot.prefix(8))).last)
+        let damaged = try DiskLog.damagedRecords(image: image, boot: String(boot.prefix(8)), upTo: last, blocks: blocks)
+        #expect(last >= more && damaged.isEmpty, "acknowledged records missing on the source's image: \(damaged.prefix(10))")
+        let log = (try? String(contentsOfFile: a.logPath, encoding: .utf8)) ?? ""
+        #expect(log.contains("disk mirrors stopped; the source images stay the guest's"))
+    }
+
     @Test func badDisksAreRefusedBeforeAnythingIsCopied() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
