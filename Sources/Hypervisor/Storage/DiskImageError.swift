@@ -26,7 +26,7 @@ public enum DiskImageError: Error, Sendable, Equatable, CustomStringConvertible 
         case let .unsupportedFormat(path, format):
             return "disk \(path) is \(format), which hostmesh cannot copy (raw and qcow2 only): convert it with `qemu-img convert -O qcow2`"
         case let .noRoom(directory, needed, available):
-            return "not enough room for the VM's disks in \(directory): they need \(Self.mib(needed)) MiB, \(Self.mib(available)) MiB can be reserved; free space there or choose another destination"
+            return "not enough room for the VM's disks in \(directory): they need \(Self.mib(needed)) MiB, \(available >> 20) MiB can be reserved; free space there or choose another destination"
         case let .createFailed(path, reason):
             return "cannot create disk image \(path): \(reason)"
         case let .toolUnavailable(reason):
@@ -34,5 +34,6 @@ public enum DiskImageError: Error, Sendable, Equatable, CustomStringConvertible 
         }
     }
 
+    /// MiB, rounded up (what is needed is never understated).
     static func mib(_ bytes: UInt64) -> UInt64 { (bytes + (1 << 20) - 1) >> 20 }
 }
