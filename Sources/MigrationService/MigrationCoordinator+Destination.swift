@@ -24,6 +24,10 @@ extension MigrationCoordinator {
             return "not enough memory on \(hostID): the VM needs \(need) MiB, \(available - reserved - limits.hostReserveMiB) MiB can be reserved"
         }
         guard diskBytes > 0 else { return nil }
+        let withDisks = admitting.values.filter { $0.diskBytes > 0 }.count + admitted.filter { $0.environment.diskBytes > 0 }.count
+        if withDisks >= limits.incomingWithDisks {
+            return "\(hostID) already receives \(withDisks) migrations with local disks (limit \(limits.incomingWithDisks)); retry when one ends"
+        }
         guard let free = HostStorage.availableBytes(at: vms.storageRoot) else {
             // Fail closed, as for memory: an unknown figure could overcommit the file system.
             return "\(hostID) cannot read the free space of its storage directory \(vms.storageRoot); it admits no local disks until it can"

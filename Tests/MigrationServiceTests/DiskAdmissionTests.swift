@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import Hypervisor
 import MeshWire
+import Logging
 import MigrationService
 import Testing
 
@@ -60,6 +61,22 @@ import Testing
         let error = await answer(try prepare("m-big", disks: [local], described: [image(0, "qcow2", size: 64 << 40)]), vms: vms)
         #expect(error.contains("not enough room for the VM's disks in /nonexistent/disks: they need 67108864 MiB"), "\(error)")
         #expect(error.contains("MiB can be reserved"))
+        #expect(await vms.reserved.isEmpty)
+    }
+
+    @Test func migrationsWithDisksHaveALimitOfTheirOwn() async throws {
+        var configuration = MigrationCoordinator.Configuration()
+        configuration.limits.incomingWithDisks = 0
+        let vms = FakeRegistry()
+        let coordinator = MigrationCoordinator(journal: FakeJournal(), vms: vms, ports: nil, credentials: Fixtures.credentials("node-b"),
+                                               configuration: configuration, logger: Logger(label: "test"))
+        let local = VMSpec.Disk(path: "/a/disk.raw", format: .raw, shared: false)
+        guard case .migrationPrepared(let prepared)? = await coordinator.handle(
+            try prepare("m-limit", disks: [local], described: [image(0, "raw", size: 1 << 20, thin: true)]), from: "node-a")?.body else {
+            Issue.record("no answer to the prepare")
+            return
+        }
+        #expect(prepared.error.contains("already receives 0 migrations with local disks (limit 0)"), "\(prepared.error)")
         #expect(await vms.reserved.isEmpty)
     }
 }
