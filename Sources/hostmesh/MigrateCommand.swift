@@ -50,7 +50,7 @@ struct MigrateCommand: AsyncParsableCommand {
                               p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString)
             if interactive {
                 FileHandle.standardOutput.write(Data(("\r" + text).utf8))
-            } else if Date().timeIntervalSince(lastPrinted) >= 0.5 || p.phase != "transfer" {
+            } else if Date().timeIntervalSince(lastPrinted) >= 0.5 || !["transfer", "mirror"].contains(p.phase) {
                 print(text)
                 lastPrinted = Date()
             }
