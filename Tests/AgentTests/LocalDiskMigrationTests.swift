@@ -102,12 +102,21 @@ extension MigrationEndToEndTests {
         #expect(last >= after && damaged.isEmpty, "acknowledged records missing on the source's image: \(damaged.prefix(10))")
     }
 
+    /// Either agent SIGKILLed while the mirrors run (the source paused once every mirror is
+    /// synchronised: the jobs run, their NBD streams are open), then restarted.
     @Test func aSourceAgentKilledWhileTheMirrorsRunLeavesTheGuestAndItsDiskAtTheSource() async throws {
+        try await killAgentWhileTheMirrorsRun("source")
+    }
+
+    @Test func aDestinationAgentKilledWhileTheMirrorsRunLeavesTheGuestAndItsDiskAtTheSource() async throws {
+        try await killAgentWhileTheMirrorsRun("destination")
+    }
+
+    func killAgentWhileTheMirrorsRun(_ killed: String) async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
-        // Paused once every mirror is synchronised (the jobs run, their NBD streams open), then killed.
         var a = try await mesh.start("node-a", environment: ["HOSTMESH_TEST_PAUSE_AT": "source:transferring"])
-        let b = try await mesh.start("node-b")
+        var b = try await mesh.start("node-b")
         let image = mesh.root + "/a-local/disk.raw"
         try sparseImage(image, mib: 32)
         var vm = spec("survivor", work: "heartbeat,disk")
@@ -116,17 +125,23 @@ extension MigrationEndToEndTests {
         let (boot, _) = try await heartbeat(a, "survivor", after: 1)
         _ = try await diskRecord(a, "survivor", boot: boot, above: 20)
         let blocks = try #require(DiskLog.lastRecord(try await console(a, "survivor"))).blocks
-        let source = a
-        let migration = Task { try await migrate("survivor", from: source, to: b) }
+        let (source, destination) = (a, b)
+        let migration = Task { try await migrate("survivor", from: source, to: destination) }
         let deadline = ContinuousClock.now + .seconds(30)
         while !FileManager.default.fileExists(atPath: a.stateDirectory + "/test-paused-at"), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(storedImages(b).count == 1, "the destination should hold the image being mirrored")
         let (_, beatBefore) = try await heartbeat(a, "survivor")
-        a.kill()
-        _ = await migration.result
-        a = try await mesh.restart(a)
+        if killed == "source" {
+            a.kill()
+            _ = await migration.result
+            a = try await mesh.restart(a)
+        } else {
+            b = try await mesh.restart(b) // killed, then started again on its state
+            _ = FileManager.default.createFile(atPath: a.stateDirectory + "/test-continue", contents: Data())
+            await #expect(throws: (any Error).self) { _ = try await migration.value }
+        }
         // Recovery aborts: the guest goes on at the source, on its own image, never paused for good.
         let (bootAfter, beatAfter) = try await heartbeat(a, "survivor", after: beatBefore)
         #expect(bootAfter == boot && beatAfter > beatBefore)
@@ -148,7 +163,7 @@ extension MigrationEndToEndTests {
         let damaged = try DiskLog.damagedRecords(image: image, boot: String(boot.prefix(8)), upTo: last, blocks: blocks)
         #expect(last >= more && damaged.isEmpty, "acknowledged records missing on the source's image: \(damaged.prefix(10))")
         let log = (try? String(contentsOfFile: a.logPath, encoding: .utf8)) ?? ""
-        #expect(log.contains("disk mirrors stopped; the source images stay the guest's"))
+        #expect(log.contains("disk mirrors stopped; the source images stay the guest's"), "\(killed): the source never stopped its mirrors")
     }
 
     @Test func badDisksAreRefusedBeforeAnythingIsCopied() async throws {
