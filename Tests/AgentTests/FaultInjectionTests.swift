@@ -467,7 +467,14 @@ final class FaultRig: @unchecked Sendable {
         }
         #expect(views.allSatisfy { $0 == [record] }, "\(context): owner/epoch disagree: expected \(record), \(source.hostID) says \(views.first ?? []), \(destination.hostID) says \(views.last ?? [])")
         for agent in [source, destination] {
-            let open = try await agent.control.call("migrations", Empty(), as: [MigrationRecord].self).filter { $0.endedAt == nil }
+            // Eventually: a destination cut off while it still starts its QEMU discards once that
+            // start returns and its answer finds the channel gone (slow on a loaded machine).
+            let settled = ContinuousClock.now + .seconds(15)
+            var open = try await agent.control.call("migrations", Empty(), as: [MigrationRecord].self).filter { $0.endedAt == nil }
+            while !open.isEmpty, ContinuousClock.now < settled {
+                try await Task.sleep(for: .milliseconds(200))
+                open = try await agent.control.call("migrations", Empty(), as: [MigrationRecord].self).filter { $0.endedAt == nil }
+            }
             #expect(open.isEmpty, "\(context): \(agent.hostID) has unfinished migrations: \(open.map { "\($0.role) \($0.phase)" })")
         }
     }
