@@ -7,6 +7,7 @@
 #   2. their agents authenticate each other over a Noise channel and exchange encrypted messages
 #   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting,
 #      while a peer VM pings it and holds a TCP connection to it (gap and survival printed)
+#  3b. a VM whose disk is local to node-a moves with its disk (mirrored through the agents' channel)
 #   4. a handover whose destination agent dies right after journaling its commit: the source keeps
 #      the guest paused (in doubt) and never guesses; the destination comes back, finishes, and
 #      both agree on the owner
@@ -99,6 +100,20 @@ echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"
 "$BIN" migrations $A | show
 "$BIN" vm stop demo-vm $A >/dev/null
 "$BIN" vm stop peer-vm $B >/dev/null
+
+step "3b. A VM whose disk is local to node-a moves to node-b with its disk (no shared storage)"
+truncate -s 32M "$W/node-a-disk.raw"
+"$BIN" vm create disk-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 128 \
+    --disk "$W/node-a-disk.raw" --workload heartbeat,disk --start | tail -1 | show
+dk() { "$BIN" vm console-log disk-vm $1 --lines 400 | grep -E '^DISK [0-9a-f]+ [0-9]+$' | tail -1; }
+for _ in $(seq 1 100); do [ -n "$(dk "$A")" ] && break; sleep 0.2; done
+echo "-- disk-vm on node-a: $(dk "$A")   (DISK <boot id> <record>: a record its disk acknowledged)"
+"$BIN" migrate disk-vm --to 127.0.0.1:17947 $A | show
+sleep 1
+echo "-- disk-vm now on node-b: $(dk "$B")   (the log goes on, on node-b's own copy of the disk)"
+echo "-- node-b's copy: $(cd "$W/node-b" && ls disks/*/*)"
+[ -e "$W/node-a-disk.raw" ] || echo "-- node-a's image was deleted once node-b ran the guest (migrate --keep-source-disks keeps it)"
+"$BIN" vm stop disk-vm $B >/dev/null
 
 step "4. A handover whose destination dies after its commit: the source never guesses, and nothing runs twice"
 "$BIN" keys init --state-dir "$W/node-c" --host-id node-c >/dev/null

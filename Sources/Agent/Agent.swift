@@ -111,7 +111,7 @@ public struct Agent: Service {
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
         ) { session in
-            guard session.peer.purpose == "migration-stream" else { return .application }
+            guard StreamPurpose(rawValue: session.peer.purpose) != nil else { return .application }
             return MigrationStreamAcceptor.route(session) { peer, hello in try coordinator.authorizeStream(peer: peer, hello: hello) }
         }
         let control: ControlServer

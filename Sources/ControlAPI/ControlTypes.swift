@@ -93,11 +93,15 @@ public enum ControlTypes {
         public var to: MigrationDestination
         /// QEMU migration settings; every field within `MigrationSettings.allowedRanges`.
         public var settings: MigrationSettings
+        /// For a VM with local disks: keep the source's images after the handover commits
+        /// (default nil = false: they are deleted once the destination runs the guest).
+        public var keepSourceDisks: Bool?
         /// Migrate `vm` to `to` with `settings`.
-        public init(vm: String, to: MigrationDestination, settings: MigrationSettings) {
+        public init(vm: String, to: MigrationDestination, settings: MigrationSettings, keepSourceDisks: Bool? = nil) {
             self.vm = vm
             self.to = to
             self.settings = settings
+            self.keepSourceDisks = keepSourceDisks
         }
 
         public func validate() throws(ControlError) {

@@ -26,11 +26,14 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     /// True when the guest moved in post-copy (it ran on the destination while pages followed);
     /// nil from agents that predate post-copy.
     public var postcopy: Bool?
+    /// The local disks mirrored with the VM, one entry each; nil when there were none (or from
+    /// agents that predate storage migration).
+    public var disks: [DiskMirrorReport]?
 
     /// The figures as named; the optional ones default to nil.
     public init(totalMs: Int64, qemuDowntimeMs: Int64, switchoverMs: Int64, downtimeMs: Int64, transferredBytes: Int64,
                 mbPerSecond: Double, iterations: Int, ladder: [String], streams: Int,
-                phasesMs: [String: Int64]? = nil, postcopy: Bool? = nil) {
+                phasesMs: [String: Int64]? = nil, postcopy: Bool? = nil, disks: [DiskMirrorReport]? = nil) {
         self.totalMs = totalMs
         self.qemuDowntimeMs = qemuDowntimeMs
         self.switchoverMs = switchoverMs
@@ -42,5 +45,6 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         self.streams = streams
         self.phasesMs = phasesMs
         self.postcopy = postcopy
+        self.disks = disks
     }
 }

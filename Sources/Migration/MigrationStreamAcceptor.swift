@@ -3,11 +3,12 @@ public import NIOCore
 import NIOPosix
 public import SecureChannel
 
-/// Destination side of a migration stream (Protocol.md §6.3): the first thing on a
-/// "migration-stream" channel is a length-prefixed `AgentEnvelope` with a `MigrationStreamHello`.
-/// The acceptor asks `authorize` where that stream goes (the unix socket QEMU listens on for the
-/// incoming migration), connects there, and glues the two, forwarding anything that followed the
-/// hello. An unauthorized stream is closed with the reason.
+/// Destination side of a migration stream (Protocol.md §6.3, §6.7): the first thing on a
+/// "migration-stream" or "nbd-stream" channel is a length-prefixed `AgentEnvelope` with a
+/// `MigrationStreamHello`. The acceptor asks `authorize` where that stream goes (the unix socket
+/// QEMU listens on for the incoming migration, or its NBD server for a disk mirror; the peer's
+/// `purpose` says which), connects there, and glues the two, forwarding anything that followed
+/// the hello. An unauthorized stream is closed with the reason.
 public final class MigrationStreamAcceptor {
     /// Decides, for an authenticated peer and its hello, the QEMU socket path; throws a
     /// `SecureChannelError` (sent to the peer) to refuse.
@@ -35,7 +36,7 @@ public final class MigrationStreamAcceptor {
     /// needs at least its bandwidth-delay product here.)
     public static let socketBufferBytes: SocketOptionValue = 512 << 10
 
-    /// The route for a listener: migration-stream channels get an acceptor.
+    /// The route for a listener: stream channels (every `StreamPurpose`) get an acceptor.
     public static func route(_ session: ChannelSession, authorize: @escaping Authorize) -> ChannelRoute {
         .pipeline { channel in
             try channel.pipeline.syncOperations.addHandler(MigrationStreamAcceptor(peer: session.peer, authorize: authorize))

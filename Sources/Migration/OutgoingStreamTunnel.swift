@@ -6,10 +6,11 @@ public import NIOCore
 public import NIOPosix
 public import SecureChannel
 
-/// Source side of a tunnelled migration (Protocol.md §6.3): a unix socket that QEMU migrates
-/// to. Each connection QEMU opens (one, or one per multifd channel plus the main one) is carried
-/// to the destination agent in its own secure channel, which first says which migration and
-/// stream it belongs to. The migration bytes are never on the network in clear.
+/// Source side of a tunnelled migration (Protocol.md §6.3, §6.7): a unix socket that QEMU
+/// migrates to (or, for a disk mirror, that its NBD client connects to). Each connection QEMU
+/// opens (one, or one per multifd channel plus the main one, or one per disk) is carried to the
+/// destination agent in its own secure channel of the tunnel's purpose, which first says which
+/// migration and stream it belongs to. The bytes are never on the network in clear.
 public final class OutgoingStreamTunnel: Sendable {
     /// Where QEMU should migrate to: `unix:<socketPath>`.
     public let socketPath: String
@@ -28,14 +29,16 @@ public final class OutgoingStreamTunnel: Sendable {
     }
 
     /// Listens on `socketPath`; every accepted connection is tunnelled to `host:port` for
-    /// `migrationID`. `configuration` should name the destination host as `expectedPeer`.
+    /// `migrationID` in a channel of `purpose`. `configuration` should name the destination host
+    /// as `expectedPeer`.
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
+                             purpose: StreamPurpose = .migration,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
         try? FileManager.default.removeItem(atPath: socketPath) // a stale socket; if it stays, the bind below fails and says so
         var streamConfiguration = configuration
-        streamConfiguration.policy.purpose = "migration-stream"
+        streamConfiguration.policy.purpose = purpose.rawValue
         let secureConfiguration = streamConfiguration
         let counters = StreamCounters()
         let server = try await ServerBootstrap(group: group)
@@ -65,7 +68,7 @@ public final class OutgoingStreamTunnel: Sendable {
                             try qemu.pipeline.syncOperations.addHandler(toQEMU)
                             qemu.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
                         }
-                        logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(index)"])
+                        logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(purpose.rawValue) \(index)"])
                     } catch {
                         counters.failures.withLockedValue { $0.append("stream \(index): \(error)") }
                         logger.warning("migration stream failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])

@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import Logging
 import MeshWire
+import Migration
 import NIOConcurrencyHelpers
 import SecureChannel
 
@@ -17,8 +18,8 @@ struct MigrationContext: Sendable {
     let logger: Logger
     /// Where other agents are now (host id → channel address), from hellos and membership.
     let peerAddresses: NIOLockedValueBox<[String: HostPort]>
-    /// Migration id → (source host, QEMU incoming socket), read by stream acceptors on event loops.
-    let streamAuthorizations: NIOLockedValueBox<[String: (String, String)]>
+    /// Migration id → who may open its streams and where they go, read by stream acceptors on event loops.
+    let streamAuthorizations: NIOLockedValueBox<[String: StreamAuthorization]>
     /// How long to wait for the destination's answer to a commit before the handover is in doubt.
     let commitAnswerTimeout: Duration
 
@@ -39,5 +40,38 @@ struct MigrationContext: Sendable {
         control.policy.expectedPeer = knowsHostID ? row.peer : nil
         let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
         return try await connection.request(envelope, expectAnswer: expectAnswer)
+    }
+}
+
+/// The streams an admitted incoming migration accepts: only from its source, into its QEMU.
+struct StreamAuthorization: Sendable {
+    /// The source's host id.
+    let source: String
+    /// QEMU's incoming migration socket ("migration-stream").
+    let migrationSocket: String
+    /// QEMU's NBD server socket ("nbd-stream"), when the migration mirrors local disks.
+    let nbdSocket: String?
+
+    /// Where a stream of `purpose` from host `peer` for `migration` goes, given what was admitted
+    /// for it (nil: nothing); throws the close reason the peer is sent otherwise.
+    static func socket(_ admitted: StreamAuthorization?, migration: String, purpose: String, peer: String) throws -> String {
+        guard let purpose = StreamPurpose(rawValue: purpose) else {
+            throw SecureChannelError(.protocolViolation, "\(purpose) is not a stream purpose")
+        }
+        guard let admitted else {
+            throw SecureChannelError(.protocolViolation, "no migration \(migration) is being received here")
+        }
+        guard admitted.source == peer else {
+            throw SecureChannelError(.unexpectedPeer, "migration \(migration) was admitted from \(admitted.source), not \(peer)")
+        }
+        switch purpose {
+        case .migration:
+            return admitted.migrationSocket
+        case .nbd:
+            guard let socket = admitted.nbdSocket else {
+                throw SecureChannelError(.protocolViolation, "migration \(migration) mirrors no disks here")
+            }
+            return socket
+        }
     }
 }

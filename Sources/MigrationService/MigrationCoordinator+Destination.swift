@@ -7,7 +7,7 @@ import Migration
 extension MigrationCoordinator {
     /// Why this host cannot take `spec` now, or nil. Synchronous on purpose: the caller reserves
     /// the slot before its next suspension point.
-    func admissionRefusal(_ spec: VMSpec) -> String? {
+    func admissionRefusal(_ spec: VMSpec, diskBytes: UInt64) -> String? {
         let admitted = incoming.values.filter { $0.machine.phase == .admitted }
         let count = admitted.count + admitting.count
         let limits = configuration.limits
@@ -18,12 +18,48 @@ extension MigrationCoordinator {
             // Fail closed: without the figure, a reservation could overcommit the host.
             return "\(hostID) cannot read its free memory (/proc/meminfo); it admits nothing until it can"
         }
-        let reserved = admitting.values.reduce(0, +) + admitted.reduce(0) { $0 + $1.environment.memoryMiB }
+        let reserved = admitting.values.reduce(0) { $0 + $1.memoryMiB } + admitted.reduce(0) { $0 + $1.environment.memoryMiB }
         let need = spec.memoryMiB + 64 // QEMU's own overhead, roughly
         if available - reserved - limits.hostReserveMiB < need {
             return "not enough memory on \(hostID): the VM needs \(need) MiB, \(available - reserved - limits.hostReserveMiB) MiB can be reserved"
         }
+        guard diskBytes > 0 else { return nil }
+        let withDisks = admitting.values.filter { $0.diskBytes > 0 }.count + admitted.filter { $0.environment.diskBytes > 0 }.count
+        if withDisks >= limits.incomingWithDisks {
+            return "\(hostID) already receives \(withDisks) migrations with local disks (limit \(limits.incomingWithDisks)); retry when one ends"
+        }
+        guard let free = HostStorage.availableBytes(at: vms.storageRoot) else {
+            // Fail closed, as for memory: an unknown figure could overcommit the file system.
+            return "\(hostID) cannot read the free space of its storage directory \(vms.storageRoot); it admits no local disks until it can"
+        }
+        let reservedDisk = admitting.values.reduce(UInt64(0)) { $0 + $1.diskBytes } + admitted.reduce(UInt64(0)) { $0 + $1.environment.diskBytes }
+        let room = free > reservedDisk ? free - reservedDisk : 0
+        if room < diskBytes {
+            return "\(hostID): \(DiskImageError.noRoom(directory: vms.storageRoot, neededBytes: diskBytes, availableBytes: room))"
+        }
         return nil
+    }
+
+    /// The spec as it runs here: each local disk the source described becomes a new image in
+    /// this migration's own storage directory (same format). Throws, naming the disk, when the
+    /// descriptions do not match the spec's local disks one for one.
+    func localizeDisks(_ spec: VMSpec, _ disks: [Hostmesh_V1_DiskImage], migration id: String) throws -> (VMSpec, UInt64) {
+        var spec = spec
+        var reserve: UInt64 = 0
+        let local = Set(spec.disks.indices.filter { !spec.disks[$0].shared })
+        guard Set(disks.map { Int($0.index) }) == local, disks.count == local.count else {
+            throw MigrationServiceError.malformed("the disk descriptions (\(disks.map(\.index).sorted())) do not match the VM's local disks (\(local.sorted()))")
+        }
+        for disk in disks {
+            let index = Int(disk.index)
+            guard let format = VMSpec.Disk.Format(rawValue: disk.format), format == spec.disks[index].format else {
+                throw MigrationServiceError.malformed("disk \(index) is described as \(disk.format), the spec says \(spec.disks[index].format.rawValue)")
+            }
+            guard disk.virtualSize > 0 else { throw MigrationServiceError.malformed("disk \(index) has no size") }
+            spec.disks[index].path = "\(vms.storageRoot)/\(id)/disk\(index).\(format.rawValue)"
+            reserve += DiskImageInfo.reservation(virtualSize: disk.virtualSize, allocatedBytes: disk.allocatedBytes, thin: disk.thin)
+        }
+        return (spec, reserve)
     }
 
     func prepareIncoming(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String) async -> Hostmesh_V1_AgentEnvelope {
@@ -34,17 +70,22 @@ extension MigrationCoordinator {
             reply.migrationPrepared.error = why
             return reply
         }
-        let spec: VMSpec, settings: MigrationSettings
+        let spec: VMSpec, settings: MigrationSettings, diskBytes: UInt64
         guard let choice = AcceleratorChoice(rawValue: prepare.accelerator) else { return refuse("malformed request: unknown accelerator \(prepare.accelerator)") }
+        // The id names a directory here (its disk images): only what a UUID is made of.
+        guard !id.isEmpty, id.count <= 64, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+            return refuse("malformed request: migration id \(id.prefix(70)) is not a UUID")
+        }
         do {
-            spec = try JSONDecoder().decode(VMSpec.self, from: Data(prepare.vmSpecJson.utf8))
+            let given = try JSONDecoder().decode(VMSpec.self, from: Data(prepare.vmSpecJson.utf8))
             settings = try JSONDecoder().decode(MigrationSettings.self, from: Data(prepare.settingsJson.utf8))
+            (spec, diskBytes) = try localizeDisks(given, prepare.disks, migration: id)
         } catch {
             return refuse("malformed request: \(error)")
         }
         guard incoming[id] == nil else { return refuse("migration \(id) is already known here") }
-        var refusal = admissionRefusal(spec)
-        if refusal == nil { admitting[id] = spec.memoryMiB }
+        var refusal = admissionRefusal(spec, diskBytes: diskBytes)
+        if refusal == nil { admitting[id] = Reservation(memoryMiB: spec.memoryMiB, diskBytes: diskBytes) }
         defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
         if refusal == nil {
             do {
@@ -62,7 +103,8 @@ extension MigrationCoordinator {
             do { try await vms.reserveIncoming(spec) } catch let error as ControlError { refusal = error.message } catch { refusal = "\(error)" }
         }
         let run = IncomingRun(context: context, id: id, spec: spec, source: peer, epoch: Int64(prepare.epoch) + 1,
-                              prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) }))
+                              prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) },
+                                             disks: prepare.disks, diskBytes: diskBytes))
         var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)
         await executor.handle(.prepare(refusal: refusal))
         if executor.machine.phase == .admitted { incoming[id] = executor }

@@ -76,7 +76,9 @@ extension MigrationCoordinator {
         logger.info("recovering migration", metadata: ["migration.id": "\(row.id)", "migration.role": "source", "migration.phase": "\(phase)"])
         let spec = try? await vms.lookUp(row.vmID).spec // gone after a release: nothing to unfreeze
         let run = SourceRun(context: context, recovering: row, spec: spec)
-        var executor = SourceExecutor(machine: SourceMigration(id: row.id, journaled: phase), environment: run)
+        // The operator's choice about the source's images is not journaled: recovery keeps them.
+        var executor = SourceExecutor(machine: SourceMigration(id: row.id, journaled: phase, disks: SourceRun.diskPolicy(spec, keepSource: true)),
+                                      environment: run)
         await executor.handle(event)
         let ended = [.done, .aborted].contains(executor.machine.phase)
         let writeFailed = await run.writeFailed

@@ -46,9 +46,17 @@ public actor MigrationCoordinator {
     /// reentrant at every `await`: without this, a query or an abort on one channel could act on
     /// a state a commit on another channel is halfway through changing.
     private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
-    /// Admissions granted whose migration is not in `incoming` yet: id → MiB reserved. Counted
-    /// with `incoming` so that prepares arriving meanwhile cannot all take the last slot.
-    var admitting: [String: Int] = [:]
+    /// Admissions granted whose migration is not in `incoming` yet: id → what they reserve.
+    /// Counted with `incoming` so that prepares arriving meanwhile cannot all take the last slot.
+    var admitting: [String: Reservation] = [:]
+
+    /// What an admitted incoming migration holds on this host until it ends.
+    struct Reservation: Sendable {
+        /// Memory, MiB.
+        var memoryMiB: Int
+        /// Room for its disk images in the storage directory, bytes.
+        var diskBytes: UInt64
+    }
     /// Migrations whose journal row recovery, the in-doubt retry loop or `vm resolve` is acting
     /// on: one at a time per migration, so that none acts on a row another has just changed.
     private var settling: Set<String> = []
@@ -95,7 +103,9 @@ public actor MigrationCoordinator {
     // MARK: - Source
 
     /// Migrates a running VM to the agent at `address` and returns the figures.
-    public func migrate(_ reference: String, to address: HostPort, settings: MigrationSettings,
+    /// With local disks, the source's images are deleted once the handover commits unless
+    /// `keepSourceDisks` (Protocol.md §6.7).
+    public func migrate(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool = false,
                         progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
         guard outgoingCount < configuration.limits.outgoing else {
             throw ControlError.conflict("this host already runs \(outgoingCount) outgoing migrations (limit \(configuration.limits.outgoing)); retry when one ends")
@@ -106,7 +116,8 @@ public actor MigrationCoordinator {
         let vm = try await vms.beginOutgoing(reference)
         let id = UUID().uuidString.lowercased()
         let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, progress: progress)
-        var executor = SourceExecutor(machine: SourceMigration(id: id), environment: run)
+        var executor = SourceExecutor(machine: SourceMigration(id: id, disks: SourceRun.diskPolicy(vm.spec, keepSource: keepSourceDisks)),
+                                      environment: run)
         await executor.handle(.start)
         await run.close()
         let phase = executor.machine.phase
@@ -134,14 +145,11 @@ public actor MigrationCoordinator {
     // MARK: - Destination
 
     /// The stream acceptor's question: where does this migration stream go?
+    /// A stream is authorised only for an admitted migration, from the host it was admitted from,
+    /// and (for "nbd-stream") only when that migration mirrors disks (Protocol.md §6.7).
     public nonisolated func authorizeStream(peer: PeerIdentity, hello: Hostmesh_V1_MigrationStreamHello) throws -> String {
-        guard let (source, socket) = context.streamAuthorizations.withLockedValue({ $0[hello.migrationID] }) else {
-            throw SecureChannelError(.protocolViolation, "no migration \(hello.migrationID) is being received here")
-        }
-        guard source == peer.hostID else {
-            throw SecureChannelError(.unexpectedPeer, "migration \(hello.migrationID) was admitted from \(source), not \(peer.hostID)")
-        }
-        return socket
+        let admitted = context.streamAuthorizations.withLockedValue { $0[hello.migrationID] }
+        return try StreamAuthorization.socket(admitted, migration: hello.migrationID, purpose: peer.purpose, peer: peer.hostID)
     }
 
     /// Handles a migration message on a control channel from host `peer`; returns the answer to

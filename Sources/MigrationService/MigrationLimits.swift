@@ -5,6 +5,9 @@ public struct MigrationLimits: Sendable, Equatable {
     public var outgoing = 4
     /// Concurrent incoming migrations.
     public var incoming = 4
+    /// Of those, migrations with local disks (each creates and writes whole images here): as
+    /// vSphere's 2 for migrations without shared storage until more is measured harmless.
+    public var incomingWithDisks = 2
     /// Memory kept free for the host itself, MiB.
     public var hostReserveMiB = 256
     /// Limits with defaults.

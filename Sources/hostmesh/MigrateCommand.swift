@@ -16,6 +16,8 @@ struct MigrateCommand: AsyncParsableCommand {
     @Flag(help: "Do not arm auto-converge (CPU throttling) for the convergence ladder.") var noAutoConverge = false
     @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
     @Option(help: "With --postcopy: switch to post-copy after this many pre-copy passes.") var postcopyAfter: Int?
+    @Flag(help: "For a VM with local disks: keep the source's images after the handover (default: deleted once the destination runs the guest).")
+    var keepSourceDisks = false
 
     func validate() throws {
         guard (to != nil) != auto else { throw ValidationError("give either --to HOST or --auto") }
@@ -40,7 +42,7 @@ struct MigrateCommand: AsyncParsableCommand {
         settings.armAutoConverge = !noAutoConverge
         let interactive = isatty(STDOUT_FILENO) == 1 && !control.json
         var lastPrinted = Date.distantPast
-        let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings),
+        let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings, keepSourceDisks: keepSourceDisks),
                                                    as: MigrationReport.self) { line in
             // Progress is for display: a line that does not decode is skipped, the final report still comes.
             guard !control.json, let p = try? JSONDecoder().decode(ProgressLine.self, from: line).progress else { return }
@@ -48,7 +50,7 @@ struct MigrateCommand: AsyncParsableCommand {
                               p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString)
             if interactive {
                 FileHandle.standardOutput.write(Data(("\r" + text).utf8))
-            } else if Date().timeIntervalSince(lastPrinted) >= 0.5 || p.phase != "transfer" {
+            } else if Date().timeIntervalSince(lastPrinted) >= 0.5 || !["transfer", "mirror"].contains(p.phase) {
                 print(text)
                 lastPrinted = Date()
             }
@@ -60,6 +62,10 @@ struct MigrateCommand: AsyncParsableCommand {
         print("  total      \(report.totalMs) ms")
         print("  moved      \(String(format: "%.1f", Double(report.transferredBytes) / 1e6)) MB at \(String(format: "%.0f", report.mbPerSecond)) MB/s, \(report.iterations) rounds, \(report.streams) encrypted stream(s)")
         if !report.ladder.isEmpty { print("  ladder     \(report.ladder.joined(separator: " → "))") }
+        for disk in report.disks ?? [] {
+            print("  disk \(disk.index)     \(disk.path): \(String(format: "%.1f", Double(disk.copiedBytes) / 1e6)) MB mirrored in \(disk.msToReady) ms"
+                  + " (\(String(format: "%.0f", disk.mbPerSecond)) MB/s, \(disk.mode))")
+        }
     }
 
     private struct ProgressLine: Decodable { var progress: MigrationProgressUpdate }

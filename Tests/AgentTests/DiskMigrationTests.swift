@@ -41,19 +41,4 @@ extension MigrationEndToEndTests {
         let damaged = try DiskLog.damagedRecords(image: image, boot: String(boot.prefix(8)), upTo: last, blocks: blocks)
         #expect(damaged.isEmpty, "acknowledged records missing or torn on the image: \(damaged.prefix(10))")
     }
-
-    @Test func aDiskNotOnSharedStorageIsNotMigrated() async throws {
-        let mesh = try TestMesh()
-        defer { mesh.tearDown() }
-        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
-        let image = mesh.root + "/local.img"
-        _ = FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
-        var vm = spec("local-disk")
-        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
-        await #expect {
-            _ = try await migrate("local-disk", from: a, to: b)
-        } throws: { error in "\(error)".contains("not on shared storage") }
-        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.state) == ["running"])
-    }
 }

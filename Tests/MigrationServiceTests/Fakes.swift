@@ -76,6 +76,8 @@ actor FakeRegistry: MigrationVMRegistry {
     init(known: [RegisteredVM] = []) { for vm in known { self.known[vm.id] = vm } }
 
     nonisolated func directory(for id: String) -> VMRuntimeDirectory { VMRuntimeDirectory(path: "/nonexistent/\(id)") }
+    nonisolated var storageRoot: String { "/nonexistent/disks" }
+    func otherUser(ofDisk path: String, besides vmID: String) async throws -> String? { nil }
     func beginOutgoing(_ reference: String) async throws -> OutgoingVM { throw ControlError.conflict("no QEMU in this test") }
     func endOutgoing(_ id: String, released: Bool, inDoubt: Bool) async {}
     func reserveIncoming(_ spec: VMSpec) async throws { reserved.append(spec.id) }

@@ -17,6 +17,43 @@ import Testing
         #expect(s.handle(.released) == [.journal(.done), .succeeded])
     }
 
+    @Test func localDisksAreMirroredBeforeTheMemoryAndDeletedOnlyAfterTheRelease() {
+        var s = SourceMigration(id: "m", disks: .mirrored(keepSource: false))
+        _ = s.handle(.start)
+        #expect(s.handle(.admitted) == [.journal(.admitted), .openTransfer])
+        #expect(s.handle(.transferReady) == [.journal(.mirroring), .startMirrors])
+        #expect(s.handle(.mirrorsReady) == [.journal(.transferring), .startTransfer])
+        #expect(s.handle(.transferCompleted) == [.journal(.committing), .sendCommit])
+        #expect(s.handle(.committed) == [.journal(.committed), .releaseLocal])
+        #expect(s.handle(.released) == [.deleteSourceDisks, .journal(.done), .succeeded])
+        // Kept on request: nothing deleted.
+        var kept = SourceMigration(id: "m", journaled: .committed, disks: .mirrored(keepSource: true))
+        #expect(kept.handle(.released) == [.journal(.done), .succeeded])
+        // Never before the release is durable.
+        var failed = SourceMigration(id: "m", journaled: .committed, disks: .mirrored(keepSource: false))
+        #expect(!failed.handle(.releaseFailed("disk full")).contains(.deleteSourceDisks))
+        var doubt = SourceMigration(id: "m", journaled: .committing, disks: .mirrored(keepSource: false))
+        #expect(!doubt.handle(.peerLost("cut")).contains(.deleteSourceDisks))
+    }
+
+    @Test func aFailedMirrorStopsEveryMirrorBeforeTheDestinationDiscards() {
+        for event in [SourceMigration.Event.mirrorFailed("nbd"), .peerLost("cut"), .transferFailed("qemu")] {
+            var s = SourceMigration(id: "m", disks: .mirrored(keepSource: false))
+            _ = s.handle(.start); _ = s.handle(.admitted); _ = s.handle(.transferReady)
+            let out = s.handle(event)
+            #expect(Array(out.prefix(3)) == [.journal(.aborted), .cancelMirrors, .sendAbort(out.compactMap { if case .sendAbort(let r) = $0 { r } else { nil } }.first ?? "")])
+            #expect(out.contains(.resumeLocal) && !out.contains(.deleteSourceDisks))
+        }
+        // After the memory transfer began, too; and after a restart in either phase.
+        var t = SourceMigration(id: "m", journaled: .transferring, disks: .mirrored(keepSource: true))
+        #expect(t.handle(.transferFailed("qemu")).contains(.cancelMirrors))
+        var r = SourceMigration(id: "m", journaled: .mirroring, disks: .mirrored(keepSource: true))
+        #expect(r.handle(.recovered).contains(.cancelMirrors))
+        // Without local disks there is nothing to cancel.
+        var plain = SourceMigration(id: "m", journaled: .transferring)
+        #expect(!plain.handle(.transferFailed("qemu")).contains(.cancelMirrors))
+    }
+
     @Test func failuresBeforeCommitLeaveTheGuestOnTheSource() {
         for event in [SourceMigration.Event.transferFailed("qemu"), .peerLost("cut")] {
             var s = SourceMigration(id: "m")
@@ -147,7 +184,7 @@ import Testing
         #expect(out == [.journal(.discarded), .discard, .replyCommitted(error: "discarded: resume failed after commit: QEMU exited")])
         #expect(d.verdict == .discarded("resume failed after commit: QEMU exited"))
         var recovered = DestinationMigration(id: "m", journaled: .committed)
-        #expect(recovered.handle(.recovered(qemuAlive: false)) == [.journal(.discarded)])
+        #expect(recovered.handle(.recovered(qemuAlive: false)) == [.journal(.discarded), .discard])
         #expect(recovered.handle(.commit(loaded: true)).allSatisfy { if case .replyCommitted(let e?) = $0 { !e.isEmpty } else { false } })
     }
 
@@ -163,7 +200,7 @@ import Testing
     }
 
     @Test func recoveryRules() {
-        for phase in [SourceMigration.Phase.requested, .admitted, .transferring] {
+        for phase in [SourceMigration.Phase.requested, .admitted, .mirroring, .transferring] {
             var s = SourceMigration(id: "m", journaled: phase)
             #expect(s.handle(.recovered).contains(.resumeLocal))
         }
@@ -185,7 +222,7 @@ import Testing
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SplitMix(state: seed)
         for round in 0..<3000 {
-            let world = World()
+            let world = World(mirrored: round % 2 == 1)
             await world.run(&rng)
             #expect(world.maxRunning <= 1, "seed \(seed) round \(round): two copies ran: \(world.trace)")
             #expect(world.copies == (world.qemuDied ? world.copies : 1) && world.copies <= 1,
@@ -195,6 +232,15 @@ import Testing
             #expect(owners == 1, "seed \(seed) round \(round): \(owners) owners at the end: \(world.trace)")
             #expect(world.sourceGuest == .none || world.sourceRow != nil, "seed \(seed) round \(round): a guest on a host that does not own it: \(world.trace)")
             #expect(world.destinationGuest == .none || world.destinationRow != nil, "seed \(seed) round \(round): a guest on a host that does not own it: \(world.trace)")
+            // Disks: never the only copy deleted; the owner's image exists; no partial image left.
+            #expect(world.lostDisk == nil, "seed \(seed) round \(round): \(world.lostDisk ?? ""): \(world.trace)")
+            if world.mirrored {
+                if world.sourceRow != nil { #expect(world.sourceImage, "seed \(seed) round \(round): the owner's image is gone: \(world.trace)") }
+                if world.destinationRow != nil { #expect(world.destinationImage, "seed \(seed) round \(round): the owner's image is gone: \(world.trace)") }
+                if world.destinationRow == nil && !world.stopped {
+                    #expect(!world.destinationImage, "seed \(seed) round \(round): a partial image left on the destination: \(world.trace)")
+                }
+            }
         }
     }
 }
@@ -221,6 +267,15 @@ struct SimulatedSource: SourceMigrationEnvironment {
     }
     func sendPrepare() async -> SourceMigration.Event? { world.toDestination.append(.prepare); return nil }
     func openTransfer() async -> SourceMigration.Event? { .transferReady }
+    func startMirrors() async -> SourceMigration.Event? {
+        return world.destinationImage ? .mirrorsReady : .mirrorFailed("no export")
+    }
+    func cancelMirrors() async {}
+    func deleteSourceDisks() async {
+        world.trace.append("S:delete disks")
+        world.sourceImage = false
+        world.observe()
+    }
     func startTransfer() async -> SourceMigration.Event? { nil } // QEMU completes (or fails) later
     func sendCommit() async -> SourceMigration.Event? { world.toDestination.append(.commit); return nil }
     func sendAbort(_ reason: String) async { world.toDestination.append(.abort) }
@@ -256,6 +311,7 @@ struct SimulatedDestination: DestinationMigrationEnvironment {
     }
     func launchIncoming() async -> DestinationMigration.Event? {
         world.destinationGuest = .paused
+        if world.mirrored { world.destinationImage = true }
         return .ready
     }
     func replyPrepared(refusal: String?) async { world.toSource.append(.prepared(refusal)) }
@@ -265,7 +321,10 @@ struct SimulatedDestination: DestinationMigrationEnvironment {
         return world.resumeDestinationGuest()
     }
     func replyCommitted(error: String?) async { world.toSource.append(.committed(error)) }
-    func discard() async { world.destinationGuest = .none }
+    func discard() async {
+        world.destinationGuest = .none
+        world.destinationImage = false
+    }
     func replyVerdict(_ verdict: DestinationMigration.Verdict) async { world.toSource.append(.verdict(verdict)) }
 }
 
@@ -296,13 +355,21 @@ final class World {
     var stopAfterCommit = false
     var stopped = false
     var resumePending = false
+    /// The VM's disks are local and mirrored (else shared); the source deletes its copy after commit.
+    var mirrored = false
+    /// The source's image (it exists from the start) and the destination's (created at admission).
+    var sourceImage = true
+    var destinationImage = false
+    /// Set when the source's image was gone while the destination's was not the guest's for good.
+    var lostDisk: String?
     /// Chance (in 1/100) that a durable write fails, as a full or broken disk would; a healed
     /// world writes again.
     var writeFailurePercent = 0
     private var failures = SplitMix(state: 0)
 
-    init() {
-        source = SourceExecutor(machine: SourceMigration(id: "m"), environment: SimulatedSource(world: self))
+    init(mirrored: Bool = false) {
+        self.mirrored = mirrored
+        source = SourceExecutor(machine: SourceMigration(id: "m", disks: disks), environment: SimulatedSource(world: self))
         destination = DestinationExecutor(machine: DestinationMigration(id: "m"), environment: SimulatedDestination(world: self))
     }
 
@@ -320,7 +387,13 @@ final class World {
         throw WriteFailed()
     }
 
+    var disks: SourceMigration.Disks { mirrored ? .mirrored(keepSource: false) : .shared }
+
     func observe() {
+        // The source's copy may go only once the destination's is the guest's for good.
+        if mirrored, !sourceImage, !(destinationImage && destinationJournal == .running) {
+            lostDisk = lostDisk ?? "source image deleted while the destination's is \(destinationImage ? "\(String(describing: destinationJournal))" : "gone")"
+        }
         let running = (sourceGuest == .running ? 1 : 0) + (destinationGuest == .running ? 1 : 0)
         maxRunning = max(maxRunning, running)
     }
@@ -389,7 +462,7 @@ final class World {
     func retryFromJournal() async {
         guard unsettled else { return }
         trace.append("S:retry")
-        source = SourceExecutor(machine: SourceMigration(id: "m", journaled: sourceJournal), environment: SimulatedSource(world: self))
+        source = SourceExecutor(machine: SourceMigration(id: "m", journaled: sourceJournal, disks: disks), environment: SimulatedSource(world: self))
         await toSource(.recovered)
     }
 
@@ -433,13 +506,13 @@ final class World {
                 // The source agent crashes and restarts from its journal (its QEMU lives on).
                 trace.append("S:crash")
                 toSource.removeAll()
-                source = SourceExecutor(machine: SourceMigration(id: "m", journaled: sourceJournal), environment: SimulatedSource(world: self))
+                source = SourceExecutor(machine: SourceMigration(id: "m", journaled: sourceJournal, disks: disks), environment: SimulatedSource(world: self))
                 await toSource(.recovered)
             case 93..<95 where sourceGuest != .none:
                 trace.append("S:qemu killed")
                 sourceGuest = .none
                 qemuDied = true
-                if phase == .transferring || phase == .admitted { await toSource(.transferFailed("qemu died")) }
+                if phase == .transferring || phase == .admitted || phase == .mirroring { await toSource(.transferFailed("qemu died")) }
             case 95..<97 where destinationGuest != .none:
                 trace.append("D:qemu killed")
                 destinationGuest = .none

@@ -77,11 +77,6 @@ struct ControlHandler: Sendable {
         case "migrate":
             let p = try request.params(ControlTypes.Migrate.self)
             let vm = try await vms.find(p.vm)
-            // Disks are not copied (yet): the destination must see the same image at the same path.
-            if let local = try vm.decodedSpec().disks.first(where: { !$0.shared }) {
-                throw ControlError.conflict("\(vm.name) has a disk that is not on shared storage (\(local.path)), and hostmesh does not copy disks yet: "
-                    + "put the image on storage every host mounts at the same path and define the VM with the disk marked shared")
-            }
             let destination: HostPort
             switch p.to {
             case .auto:
@@ -108,7 +103,7 @@ struct ControlHandler: Sendable {
                 destination = address
             }
             do {
-                return try await coordinator.migrate(p.vm, to: destination, settings: p.settings) { progress in
+                return try await coordinator.migrate(p.vm, to: destination, settings: p.settings, keepSourceDisks: p.keepSourceDisks ?? false) { progress in
                     try? await responder.progress(progress) // for display, as above
                 }
             } catch let error as ControlError where error.code == "failed" {

@@ -64,6 +64,23 @@ public actor VMManager: MigrationVMRegistry {
         VMRuntimeDirectory(path: stateDirectory + "/vms/" + id)
     }
 
+    /// Where disk images arriving by migration are created, one directory per migration.
+    public nonisolated var storageRoot: String { stateDirectory + "/disks" }
+
+    /// The other VM here whose spec names the image at `path` (besides `vmID`), if any. A spec that
+    /// does not decode counts as a user: nothing is deleted or moved that it might name.
+    public func otherUser(ofDisk path: String, besides vmID: String) async throws -> String? {
+        let vms = try await store.database.read { db in try StoredVM.fetchAll(db) }
+        let target = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        for vm in vms where vm.id != vmID {
+            guard let spec = try? vm.decodedSpec() else { return vm.name } // unreadable: assume it may use the disk
+            if spec.disks.contains(where: { URL(fileURLWithPath: $0.path).standardizedFileURL.resolvingSymlinksInPath().path == target }) {
+                return vm.name
+            }
+        }
+        return nil
+    }
+
     /// Re-adopts running QEMUs of VMs that should be running; notes the ones that are not.
     ///
     /// - Throws: `AgentError.stateUnreadable` when the VM table or the runtime directories cannot

@@ -303,8 +303,9 @@ public nonisolated struct Hostmesh_V1_AgentNote: Sendable {
   public init() {}
 }
 
-/// First message on a channel opened with purpose "migration-stream" (Protocol.md §6.3). After it,
-/// the channel carries the raw bytes of one QEMU migration connection, in both directions.
+/// First message on a channel opened with purpose "migration-stream" or "nbd-stream" (Protocol.md
+/// §6.3, §6.7). After it, the channel carries the raw bytes of one QEMU migration connection (or one
+/// NBD connection of a disk mirror), in both directions.
 public nonisolated struct Hostmesh_V1_MigrationStreamHello: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -344,6 +345,35 @@ public nonisolated struct Hostmesh_V1_MigrationPrepare: Sendable {
 
   /// one PortStateRecord (vswitch.proto) per NIC on a network: the destination creates them blocked
   public var portStates: [Data] = []
+
+  /// one per disk NOT on shared storage: the destination creates it and the source mirrors into it (§6.7)
+  public var disks: [Hostmesh_V1_DiskImage] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A disk image the destination must create for a migration with local disks (Protocol.md §6.7).
+public nonisolated struct Hostmesh_V1_DiskImage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the disk's position in the VM spec's disks (its QEMU node is "disk<index>")
+  public var index: UInt32 = 0
+
+  /// "raw" or "qcow2": the destination creates the same format
+  public var format: String = String()
+
+  /// bytes the guest sees; the destination's image has exactly this size
+  public var virtualSize: UInt64 = 0
+
+  /// true: sparse (raw) or not preallocated (qcow2); false: fully allocated
+  public var thin: Bool = false
+
+  /// bytes the source image occupies on its file system (what a thin copy needs at least)
+  public var allocatedBytes: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1141,7 +1171,7 @@ nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, S
 
 nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationPrepare"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0\u{1}epoch\0\u{3}port_states\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0\u{1}epoch\0\u{3}port_states\0\u{1}disks\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1155,6 +1185,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
       case 4: try { try decoder.decodeSingularStringField(value: &self.accelerator) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 6: try { try decoder.decodeRepeatedBytesField(value: &self.portStates) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.disks) }()
       default: break
       }
     }
@@ -1179,6 +1210,9 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if !self.portStates.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.portStates, fieldNumber: 6)
     }
+    if !self.disks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.disks, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1189,6 +1223,57 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if lhs.accelerator != rhs.accelerator {return false}
     if lhs.epoch != rhs.epoch {return false}
     if lhs.portStates != rhs.portStates {return false}
+    if lhs.disks != rhs.disks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DiskImage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DiskImage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}format\0\u{3}virtual_size\0\u{1}thin\0\u{3}allocated_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.format) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.virtualSize) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.thin) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.allocatedBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 1)
+    }
+    if !self.format.isEmpty {
+      try visitor.visitSingularStringField(value: self.format, fieldNumber: 2)
+    }
+    if self.virtualSize != 0 {
+      try visitor.visitSingularUInt64Field(value: self.virtualSize, fieldNumber: 3)
+    }
+    if self.thin != false {
+      try visitor.visitSingularBoolField(value: self.thin, fieldNumber: 4)
+    }
+    if self.allocatedBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.allocatedBytes, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DiskImage, rhs: Hostmesh_V1_DiskImage) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs.format != rhs.format {return false}
+    if lhs.virtualSize != rhs.virtualSize {return false}
+    if lhs.thin != rhs.thin {return false}
+    if lhs.allocatedBytes != rhs.allocatedBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -35,8 +35,14 @@ public struct SourceExecutor<Environment: SourceMigrationEnvironment> {
                 queue += report(await environment.sendPrepare())
             case .openTransfer:
                 queue += report(await environment.openTransfer())
+            case .startMirrors:
+                queue += report(await environment.startMirrors())
             case .startTransfer:
                 queue += report(await environment.startTransfer())
+            case .cancelMirrors:
+                await environment.cancelMirrors()
+            case .deleteSourceDisks:
+                await environment.deleteSourceDisks()
             case .sendCommit:
                 queue += report(await environment.sendCommit())
             case .sendAbort(let reason):

@@ -13,6 +13,14 @@ public protocol SourceMigrationEnvironment {
     func sendPrepare() async -> SourceMigration.Event?
     /// Opens the tunnel for QEMU's stream.
     func openTransfer() async -> SourceMigration.Event?
+    /// Starts mirroring the local disks into the destination's images; reports `.mirrorsReady`
+    /// once all are synchronised, or `.mirrorFailed`.
+    func startMirrors() async -> SourceMigration.Event?
+    /// Stops the disk mirrors, if any (best effort).
+    func cancelMirrors() async
+    /// Deletes the source's copies of the mirrored disks (best effort: a file left behind is
+    /// logged, never the only copy).
+    func deleteSourceDisks() async
     /// Starts QEMU's outgoing migration; reports its completion, post-copy or failure.
     func startTransfer() async -> SourceMigration.Event?
     /// Sends the commit and waits for the destination's answer.

@@ -169,9 +169,10 @@ public struct DestinationMigration: Sendable, Equatable {
             return [.resume]
         case (.committed, .recovered(qemuAlive: false)):
             // Nothing ran here (the agent died before `cont` and QEMU with it): the shell deletes
-            // the VM row with the phase, and the source, when it asks, takes the guest back.
+            // the VM row with the phase, and the source, when it asks, takes the guest back. What
+            // the dead copy left (its runtime directory, disk images it received) goes too.
             discardReason = "the destination QEMU died before resuming the guest"
-            return move(.discarded, then: [])
+            return move(.discarded, then: [.discard])
         default:
             return []
         }

@@ -14,6 +14,9 @@ public struct SourceMigration: Sendable, Equatable {
         case requested
         /// The destination admitted it and waits for the stream.
         case admitted
+        /// The VM's local disks are being mirrored into the destination's new images (§6.7); the
+        /// guest runs here on its own images, which stay authoritative.
+        case mirroring
         /// QEMU is sending the guest.
         case transferring
         /// The guest is stopped here for good and the commit may be on its way: from here on the
@@ -40,6 +43,10 @@ public struct SourceMigration: Sendable, Equatable {
         case refused(String)
         /// The tunnel for QEMU's stream is open: QEMU may start sending.
         case transferReady
+        /// Every disk mirror is synchronised (and keeps the destination's image in step).
+        case mirrorsReady
+        /// A disk mirror could not start or failed before it was synchronised: the guest runs here.
+        case mirrorFailed(String)
         /// QEMU entered post-copy: the guest is stopped here for good and must run on the
         /// destination at once, while the remaining pages follow.
         case postcopyStarted
@@ -84,9 +91,20 @@ public struct SourceMigration: Sendable, Equatable {
         case sendPrepare
         /// Open the tunnel QEMU's stream goes through; reports `.transferReady` or `.transferFailed`.
         case openTransfer
+        /// Mirror every local disk into the destination's image through the tunnel; reports
+        /// `.mirrorsReady` or `.mirrorFailed`.
+        case startMirrors
         /// Start QEMU's outgoing migration into the tunnel; reports `.transferCompleted`,
-        /// `.postcopyStarted` (QEMU goes on sending) or `.transferFailed`.
+        /// `.postcopyStarted` (QEMU goes on sending) or `.transferFailed`. With mirrored disks the
+        /// switchover completes the mirrors while the guest is paused, before QEMU sends the
+        /// devices' state; a mirror that does not complete fails the transfer.
         case startTransfer
+        /// Stop the disk mirrors and drop their NBD clients (best effort; nothing when there are
+        /// none): the source images were never written by them and stay the guest's.
+        case cancelMirrors
+        /// Delete the source's copies of the mirrored disks: the destination runs the guest on its
+        /// own, and the release is journaled. Only ever after `.releaseLocal` succeeded.
+        case deleteSourceDisks
         /// Tell the destination to run the guest (with the ports' final state) and wait for its
         /// answer (after a post-copy transfer has finished); reports `.committed`,
         /// `.commitRefused` or `.peerLost`.
@@ -132,8 +150,19 @@ public struct SourceMigration: Sendable, Equatable {
         public var guest: GuestLocation
     }
 
+    /// What happens to the VM's local disks.
+    public enum Disks: Sendable, Equatable {
+        /// None to move: every disk is on shared storage (or there is none).
+        case shared
+        /// Mirrored to the destination; after the handover commits, the source's copies are kept
+        /// (`keepSource`) or deleted.
+        case mirrored(keepSource: Bool)
+    }
+
     /// Migration id.
     public let id: String
+    /// The VM's local disks.
+    public let disks: Disks
     /// Current phase.
     public private(set) var phase: Phase
     /// The directives that followed the last `.journal` directive: what to carry out anyway if
@@ -141,16 +170,21 @@ public struct SourceMigration: Sendable, Equatable {
     private var afterJournal: [Directive] = []
 
     /// A new migration, before `start`.
-    public init(id: String) {
+    public init(id: String, disks: Disks = .shared) {
         self.id = id
+        self.disks = disks
         phase = .requested
     }
 
-    /// A migration read back from the journal.
-    public init(id: String, journaled phase: Phase) {
+    /// A migration read back from the journal. Recovery that cannot tell whether the source's
+    /// copies may go passes `.mirrored(keepSource: true)`: they are kept.
+    public init(id: String, journaled phase: Phase, disks: Disks = .shared) {
         self.id = id
+        self.disks = disks
         self.phase = phase
     }
+
+    private var mirrors: Bool { disks != .shared }
 
     /// Feeds one event; returns what to do, in order.
     public mutating func handle(_ event: Event) -> [Directive] {
@@ -159,12 +193,17 @@ public struct SourceMigration: Sendable, Equatable {
             return move(.requested, then: [.sendPrepare])
         case (.requested, .admitted):
             return move(.admitted, then: [.openTransfer])
-        case (.admitted, .transferReady):
+        case (.admitted, .transferReady) where mirrors:
+            // Journaled before a mirror writes the destination's image: recovery then knows the
+            // mirrors may exist and cancels them.
+            return move(.mirroring, then: [.startMirrors])
+        case (.admitted, .transferReady), (.mirroring, .mirrorsReady):
             // Journaled before QEMU sends a byte: recovery then knows a stream may have flowed.
             return move(.transferring, then: [.startTransfer])
         case (.requested, .refused(let why)), (.requested, .peerLost(let why)):
             return abort(why, tellPeer: false)
         case (.admitted, .transferFailed(let why)), (.admitted, .peerLost(let why)),
+             (.mirroring, .mirrorFailed(let why)), (.mirroring, .transferFailed(let why)), (.mirroring, .peerLost(let why)),
              (.transferring, .transferFailed(let why)), (.transferring, .peerLost(let why)):
             return abort(why, tellPeer: true)
         case (.transferring, .transferCompleted), (.transferring, .postcopyStarted):
@@ -186,6 +225,13 @@ public struct SourceMigration: Sendable, Equatable {
             return takeBack("an operator resumed the guest on the source (destination fenced)")
         case (.inDoubt, .operatorReleased):
             return move(.committed, then: [.releaseLocal])
+        case (.committed, .released) where disks == .mirrored(keepSource: false):
+            // The destination runs the guest on its own images and the release is durable: only
+            // now may the source's copies go. Deleted before `done` is journaled, so a crash in
+            // between leaves `committed`, whose recovery releases (and deletes) again.
+            phase = .done
+            afterJournal = [.succeeded]
+            return [.deleteSourceDisks, .journal(.done), .succeeded]
         case (.committed, .released):
             return move(.done, then: [.succeeded])
         case (.aborted, .reclaimFailed(let why)):
@@ -199,7 +245,7 @@ public struct SourceMigration: Sendable, Equatable {
             return [.keepPaused, .failed(Failure(
                 reason: "the guest runs on the destination, but releasing it here failed: \(why)", guest: .destination))]
         // Recovery after a restart: the tunnel and QEMU's outgoing migration died with the agent.
-        case (.requested, .recovered), (.admitted, .recovered), (.transferring, .recovered):
+        case (.requested, .recovered), (.admitted, .recovered), (.mirroring, .recovered), (.transferring, .recovered):
             return abort("the source agent restarted during the migration", tellPeer: true)
         case (.committing, .recovered), (.inDoubt, .recovered):
             return move(.inDoubt, then: [.keepPaused, .queryPeer])
@@ -207,7 +253,7 @@ public struct SourceMigration: Sendable, Equatable {
             return [.releaseLocal]
         // Journal before acting: a phase that could not be recorded is not acted on. Up to
         // `committing` the commit has not been sent, so the destination cannot run the guest.
-        case (.requested, .journalFailed(let why)), (.admitted, .journalFailed(let why)),
+        case (.requested, .journalFailed(let why)), (.admitted, .journalFailed(let why)), (.mirroring, .journalFailed(let why)),
              (.transferring, .journalFailed(let why)), (.committing, .journalFailed(let why)):
             return abort("cannot write the migration journal: \(why)", tellPeer: phase != .requested)
         // Past `committing` nothing a missing record leads to is unsafe: the guest's owner is
@@ -237,9 +283,11 @@ public struct SourceMigration: Sendable, Equatable {
         return [.reclaim, .journal(.aborted)] + afterJournal
     }
 
-    /// Before `committing` the destination cannot run the guest: resume at the same epoch.
+    /// Before `committing` the destination cannot run the guest: resume at the same epoch. The
+    /// mirrors stop before the destination is told, so nothing writes its image once it discards it.
     private mutating func abort(_ why: String, tellPeer: Bool) -> [Directive] {
+        let cancel: [Directive] = mirrors && tellPeer ? [.cancelMirrors] : []
         let tell: [Directive] = tellPeer ? [.sendAbort(why)] : []
-        return move(.aborted, then: tell + [.resumeLocal, .failed(Failure(reason: why, guest: .source))])
+        return move(.aborted, then: cancel + tell + [.resumeLocal, .failed(Failure(reason: why, guest: .source))])
     }
 }

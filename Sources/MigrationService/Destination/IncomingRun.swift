@@ -15,6 +15,10 @@ actor IncomingRun: DestinationMigrationEnvironment {
         let settings: MigrationSettings
         let accelerator: AcceleratorChoice
         let portStates: [[UInt8]]
+        /// The local disks to create and receive (§6.7); empty when every disk is shared.
+        let disks: [Hostmesh_V1_DiskImage]
+        /// Room their images reserve in the storage directory, bytes.
+        let diskBytes: UInt64
     }
 
     let context: MigrationContext
@@ -26,6 +30,8 @@ actor IncomingRun: DestinationMigrationEnvironment {
     let epoch: Int64
     /// The memory this migration reserves while it is admitted, MiB (0 in recovery: nothing is admitted then).
     let memoryMiB: Int
+    /// The room its disk images reserve while it is admitted, bytes (0 in recovery).
+    let diskBytes: UInt64
     private(set) var spec: VMSpec?
     private let prepare: Prepare?
     private let logger: Logger
@@ -42,6 +48,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
         self.id = id
         vmID = spec.id
         memoryMiB = spec.memoryMiB
+        diskBytes = prepare.diskBytes
         self.spec = spec
         self.source = source
         self.epoch = epoch
@@ -55,6 +62,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
         id = row.id
         vmID = row.vmID
         memoryMiB = 0
+        diskBytes = 0
         source = row.peer
         epoch = row.epoch ?? 0
         spec = nil
@@ -74,6 +82,21 @@ actor IncomingRun: DestinationMigrationEnvironment {
     func takeReply() -> Hostmesh_V1_AgentEnvelope? {
         defer { reply = nil }
         return reply
+    }
+
+    /// This migration's storage directory: the disk images it created, and nothing else.
+    private var storageDirectory: String { context.vms.storageRoot + "/" + id }
+
+    /// Creates the empty images the source mirrors into, at the paths the spec names (same format
+    /// and size, thin where the source is thin).
+    private func createImages(_ spec: VMSpec, _ disks: [Hostmesh_V1_DiskImage]) async throws {
+        guard !disks.isEmpty else { return }
+        try FileManager.default.createDirectory(atPath: storageDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        for disk in disks {
+            let target = spec.disks[Int(disk.index)]
+            try await QEMUImageTool.create(target.path, format: target.format, virtualSize: disk.virtualSize, thin: disk.thin)
+        }
+        logger.info("created the disk images to receive", metadata: ["migration.disks": "\(disks.count)", "disk.dir": "\(storageDirectory)"])
     }
 
     /// Sets the ports' final state that comes with a commit.
@@ -165,13 +188,20 @@ actor IncomingRun: DestinationMigrationEnvironment {
             let local = context.ports?.localize(spec, directory: directory) ?? spec
             self.spec = local
             try await context.ports?.importPorts(local, records: prepare.portStates)
+            try await createImages(local, prepare.disks)
             let process = try await context.vms.beginIncoming(local, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"))
             self.process = process
             let events = process.qmp.events()
             resumedWatcher = Task { for await e in events where e.name == "RESUME" { return e.timestamp }; return nil }
             let socket = directory.incomingSocket
             try await IncomingMigration(qmp: process.qmp, settings: prepare.settings).listen(on: "unix:" + socket)
-            context.streamAuthorizations.withLockedValue { $0[id] = (source, socket) }
+            var nbdSocket: String?
+            if !prepare.disks.isEmpty {
+                let path = directory.path + "/nbd.sock"
+                try await DiskExport(qmp: process.qmp, indices: prepare.disks.map { Int($0.index) }).start(socket: path)
+                nbdSocket = path
+            }
+            context.streamAuthorizations.withLockedValue { $0[id] = StreamAuthorization(source: source, migrationSocket: socket, nbdSocket: nbdSocket) }
             logger.info("admitted incoming migration", metadata: ["migration.source": "\(source)"])
             return .ready
         } catch {
@@ -195,9 +225,14 @@ actor IncomingRun: DestinationMigrationEnvironment {
                     // tracking of the last milliseconds are lost.
                     logger.warning("cannot apply the ports' final state", metadata: ["error": "\(error)"])
                 }
+                // Nothing but the guest may write its disks from now on.
+                if prepare?.disks.isEmpty == false { try await process.qmp.nbdServerStop() }
                 if try await !process.qmp.queryStatus().running { try await process.qmp.cont() }
                 await context.ports?.resumed(spec)
             } else if try await !process.qmp.queryStatus().running {
+                // Recovery: whether this VM came with local disks is not known here; without
+                // them no NBD server runs and QEMU's refusal says only that.
+                try? await process.qmp.nbdServerStop()
                 try await process.qmp.cont() // recovery: the ports were re-created with the VM
             }
             // Only now is it an ordinary VM here that stop or migrate may touch.
@@ -224,6 +259,12 @@ actor IncomingRun: DestinationMigrationEnvironment {
             await context.vms.abortIncoming(spec)
         } else {
             await context.vms.discardOrphan(vmID)
+        }
+        // The partial images go with their migration's directory (the QEMU writing them is gone).
+        if FileManager.default.fileExists(atPath: storageDirectory) {
+            do { try FileManager.default.removeItem(atPath: storageDirectory) } catch {
+                logger.error("cannot delete a discarded migration's partial disk images", metadata: ["disk.dir": "\(storageDirectory)", "error": "\(error)"])
+            }
         }
         logger.warning("incoming migration discarded")
     }

@@ -52,6 +52,11 @@ public struct RegisteredVM: Sendable {
 public protocol MigrationVMRegistry: Sendable {
     /// Where a VM's QEMU keeps its sockets.
     func directory(for id: String) -> VMRuntimeDirectory
+    /// Where disk images arriving by migration are created: `<storageRoot>/<migration id>/`
+    /// (Protocol.md §6.7), so that a discarded migration's partial images go with its directory.
+    var storageRoot: String { get }
+    /// The other VM of this host whose spec names the image at `path`, if any (besides `vmID`).
+    func otherUser(ofDisk path: String, besides vmID: String) async throws -> String?
     /// Marks a running VM as leaving; refused if it is held, busy or not running.
     func beginOutgoing(_ reference: String) async throws -> OutgoingVM
     /// Ends an outgoing migration. Released: its QEMU quits and its directory goes. In doubt: it

@@ -5,6 +5,7 @@ import Logging
 import MeshTime
 import MeshWire
 import Migration
+import NIOConcurrencyHelpers
 import NIOCore
 import SecureChannel
 
@@ -19,6 +20,14 @@ actor SourceRun: SourceMigrationEnvironment {
         let settings: MigrationSettings
         let process: VMProcess
         let progress: @Sendable (MigrationProgressUpdate) async -> Void
+    }
+
+    /// One local disk being mirrored (§6.7).
+    struct LocalDisk: Sendable {
+        let index: Int
+        let path: String
+        var image: Hostmesh_V1_DiskImage
+        var report: DiskMirrorReport?
     }
 
     let context: MigrationContext
@@ -37,6 +46,10 @@ actor SourceRun: SourceMigrationEnvironment {
     private var connection: HeldConnection?
     private var reader: EnvelopeReader?
     private var tunnel: OutgoingStreamTunnel?
+    /// The tunnel the disk mirrors' NBD connections go through (only with local disks).
+    private var nbdTunnel: OutgoingStreamTunnel?
+    /// The VM's disks not on shared storage, by index in its spec: mirrored to the destination.
+    private var localDisks: [LocalDisk]
     /// QEMU's outgoing migration, which goes on in post-copy after the commit has been sent.
     private var transfer: Task<Result<MigrationResult, any Error>, Never>?
     private var result: MigrationResult?
@@ -68,6 +81,7 @@ actor SourceRun: SourceMigrationEnvironment {
         vmName = vm.name
         epoch = vm.epoch
         spec = vm.spec
+        localDisks = Self.localDisks(of: vm.spec)
         live = Live(address: address, settings: settings, process: vm.process, progress: progress)
         peer = "\(address)"
         peerAddress = "\(address)"
@@ -85,6 +99,7 @@ actor SourceRun: SourceMigrationEnvironment {
         vmName = row.vmName
         epoch = row.epoch ?? 1
         self.spec = spec
+        localDisks = spec.map(Self.localDisks) ?? []
         live = nil
         peer = row.peer
         peerAddress = row.peerAddress
@@ -92,6 +107,17 @@ actor SourceRun: SourceMigrationEnvironment {
         log[metadataKey: "migration.id"] = "\(row.id)"
         log[metadataKey: "vm.id"] = "\(row.vmID)"
         logger = log
+    }
+
+    private static func localDisks(of spec: VMSpec) -> [LocalDisk] {
+        spec.disks.enumerated().filter { !$0.element.shared }.map { LocalDisk(index: $0.offset, path: $0.element.path, image: .init()) }
+    }
+
+    /// What happens to the VM's disks, for its machine: a recovery that cannot know the operator's
+    /// choice keeps the source's copies.
+    static func diskPolicy(_ spec: VMSpec?, keepSource: Bool) -> SourceMigration.Disks {
+        guard let spec, spec.disks.contains(where: { !$0.shared }) else { return .shared }
+        return .mirrored(keepSource: keepSource)
     }
 
     private var row: JournaledMigration {
@@ -110,6 +136,7 @@ actor SourceRun: SourceMigrationEnvironment {
         stopped?.cancel()
         transfer?.cancel() // finished already unless the run ended while QEMU was still sending
         await tunnel?.close()
+        await nbdTunnel?.close()
         await connection?.close()
     }
 
@@ -137,6 +164,8 @@ actor SourceRun: SourceMigrationEnvironment {
     func sendPrepare() async -> SourceMigration.Event? {
         guard let live, let spec else { return .peerLost("no channel to the destination in recovery") }
         await live.progress(.init(phase: "prepare", percent: 0, mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "normal"))
+        // Bad input is refused here, before anything is copied or the destination asked.
+        if let refusal = await describeLocalDisks(settings: live.settings) { return .refused(refusal) }
         var control = SecureChannelConfiguration(credentials: context.credentials)
         control.policy.purpose = "control"
         do {
@@ -153,6 +182,7 @@ actor SourceRun: SourceMigrationEnvironment {
             prepare.migrationPrepare.accelerator = live.process.record.accelerator.choice.rawValue
             prepare.migrationPrepare.epoch = UInt64(epoch)
             prepare.migrationPrepare.portStates = try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
+            prepare.migrationPrepare.disks = localDisks.map(\.image)
             try await connection.outbound.write(EnvelopeWriter.frame(prepare))
             var reader = connection.reader()
             let answer = try await reader.next()
@@ -181,6 +211,11 @@ actor SourceRun: SourceMigrationEnvironment {
             tunnel = try await OutgoingStreamTunnel.start(
                 socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
                 host: live.address.host, port: live.address.port, configuration: streamConfiguration, logger: logger)
+            if !localDisks.isEmpty {
+                nbdTunnel = try await OutgoingStreamTunnel.start(
+                    socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,
+                    host: live.address.host, port: live.address.port, purpose: .nbd, configuration: streamConfiguration, logger: logger)
+            }
             return .transferReady
         } catch {
             note("cannot open the migration tunnel: \(error)")
@@ -216,6 +251,16 @@ actor SourceRun: SourceMigrationEnvironment {
         let migration = OutgoingMigration(qmp: live.process.qmp, settings: live.settings, policy: policy, logger: logger)
         let progress = live.progress
         let destination = "unix:" + tunnel.socketPath
+        // With local disks QEMU pauses at the switchover, with the guest stopped and before it
+        // sends the devices' state or gives up its images: the mirrors complete there (§6.7).
+        let mirror = localDisks.isEmpty ? nil : DiskMirror(qmp: live.process.qmp, indices: localDisks.map(\.index))
+        do { try await live.process.qmp.migrateSetCapabilities([.pauseBeforeSwitchover: mirror != nil]) } catch {
+            note("cannot prepare QEMU's switchover: \(error)")
+            return .transferFailed("\(error)")
+        }
+        let switchover = NIOLockedValueBox(MirrorSwitchover.waiting)
+        let qmp = live.process.qmp
+        let log = logger
         // In post-copy the guest must run on the destination at once: the first post-copy sample
         // reports it, and QEMU goes on sending while the commit is on its way.
         transfer = Task {
@@ -223,6 +268,9 @@ actor SourceRun: SourceMigrationEnvironment {
             do {
                 outcome = .success(try await migration.run(to: destination) { sample, rung in
                     if sample.phase == .postcopy { report.yield(.postcopy) }
+                    if sample.phase == .preSwitchover, let mirror, switchover.withLockedValue({ $0.begin() }) {
+                        await Self.completeMirrors(mirror, qmp: qmp, switchover: switchover, logger: log)
+                    }
                     await progress(.init(phase: sample.phase == .postcopy ? "postcopy" : "transfer", percent: sample.percent,
                                          mbPerSecond: sample.throughputBytesPerSecond / 1e6, dirtyMBPerSecond: sample.dirtyBytesPerSecond / 1e6,
                                          iteration: sample.iteration, rung: "\(rung)"))
@@ -251,9 +299,120 @@ actor SourceRun: SourceMigrationEnvironment {
                                       iteration: r.iterations, rung: "normal"))
             return .transferCompleted
         case .failed(let why):
-            let streams = tunnel.failures
-            note("migration failed before switchover: \(why)" + (streams.isEmpty ? "" : " (streams: \(streams.joined(separator: "; ")))"))
-            return .transferFailed(why)
+            let streams = tunnel.failures + (nbdTunnel?.failures ?? [])
+            let mirrors = switchover.withLockedValue { $0.failure }.map { "; \($0)" } ?? ""
+            note("migration failed before switchover: \(why)\(mirrors)" + (streams.isEmpty ? "" : " (streams: \(streams.joined(separator: "; ")))"))
+            return .transferFailed(why + mirrors)
+        }
+    }
+
+    /// At the switchover pause: completes the mirrors (the destination's images are then the
+    /// source's, byte for byte) and lets QEMU go on; when they cannot complete, cancels QEMU's
+    /// migration, so the guest stays here on its own images.
+    private static func completeMirrors(_ mirror: DiskMirror, qmp: QMPClient, switchover: NIOLockedValueBox<MirrorSwitchover>, logger: Logger) async {
+        do {
+            try await mirror.complete()
+            switchover.withLockedValue { $0 = .completed }
+            try await qmp.migrateContinue()
+        } catch {
+            switchover.withLockedValue { $0 = .failed("the disk mirrors did not complete at the switchover: \(error)") }
+            logger.error("disk mirrors did not complete at the switchover; cancelling the migration", metadata: ["error": "\(error)"])
+            do { try await qmp.migrateCancel() } catch {
+                logger.error("cannot cancel QEMU's migration after the mirrors failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: - Disks (§6.7)
+
+    /// Reads each local disk's facts and checks them; returns the refusal (naming the disk and the
+    /// fix) when one cannot be moved, before anything is copied.
+    private func describeLocalDisks(settings: MigrationSettings) async -> String? {
+        guard let spec, !localDisks.isEmpty else { return nil }
+        if settings.postcopyAllowed {
+            return "\(vmName) has local disks (\(localDisks.map(\.path).joined(separator: ", "))), which cannot move in post-copy: migrate it without --postcopy"
+        }
+        for (position, disk) in localDisks.enumerated() {
+            do {
+                // Another VM's disk moving with this one would leave that VM without it.
+                if let other = try await context.vms.otherUser(ofDisk: disk.path, besides: vmID) {
+                    return "disk \(disk.path) is also a disk of VM \(other): a disk used by two VMs cannot move with one of them; give each VM its own image"
+                }
+                if spec.disks[disk.index].readOnly {
+                    return "disk \(disk.path) is read-only and not on shared storage: copy it to the same path on the destination and mark it shared, or make it writable"
+                }
+                let info = try await QEMUImageTool.info(disk.path)
+                let format = try info.checked(against: spec.disks[disk.index])
+                var image = Hostmesh_V1_DiskImage()
+                image.index = UInt32(disk.index)
+                image.format = format.rawValue
+                image.virtualSize = info.virtualSize
+                image.thin = info.thin
+                image.allocatedBytes = info.allocatedBytes
+                localDisks[position].image = image
+            } catch {
+                return "\(error)"
+            }
+        }
+        return nil
+    }
+
+    func startMirrors() async -> SourceMigration.Event? {
+        guard let live, let nbdTunnel else { return .mirrorFailed("no tunnel for the disk mirrors in recovery") }
+        let mirror = DiskMirror(qmp: live.process.qmp, indices: localDisks.map(\.index))
+        let started = ContinuousClock.now
+        let total = localDisks.reduce(UInt64(0)) { $0 + $1.image.virtualSize }
+        // Generous: a stalled mirror fails here; a slow one is worth waiting for (5 MB/s at worst).
+        let limit = Duration.seconds(max(120, Int64(total / 5_000_000)))
+        let progress = live.progress
+        do {
+            try await mirror.start(socket: nbdTunnel.socketPath)
+            let jobs = try await mirror.waitUntilReady(timeout: limit) { jobs in
+                let done = jobs.reduce(UInt64(0)) { $0 + $1.offset }, all = max(1, jobs.reduce(UInt64(0)) { $0 + $1.len })
+                let seconds = max(0.001, Double((ContinuousClock.now - started).wholeMilliseconds) / 1000)
+                await progress(.init(phase: "mirror", percent: Double(done) * 100 / Double(all), mbPerSecond: Double(done) / seconds / 1e6,
+                                     dirtyMBPerSecond: 0, iteration: 0, rung: "background"))
+            }
+            let elapsed = since(started)
+            for (position, disk) in localDisks.enumerated() {
+                let copied = jobs.first { $0.device == DiskMirror.job(disk.index) }?.offset ?? 0
+                localDisks[position].report = DiskMirrorReport(
+                    index: disk.index, path: disk.path, virtualBytes: Int64(disk.image.virtualSize), copiedBytes: Int64(copied),
+                    msToReady: elapsed, mbPerSecond: elapsed > 0 ? Double(copied) / Double(elapsed) / 1000 : 0, mode: "background")
+            }
+            phases["mirror"] = elapsed
+            logger.info("disk mirrors synchronised", metadata: ["migration.disks": "\(localDisks.count)", "migration.mirror_ms": "\(elapsed)"])
+            return .mirrorsReady
+        } catch {
+            note("\(error)" + (nbdTunnel.failures.isEmpty ? "" : " (streams: \(nbdTunnel.failures.joined(separator: "; ")))"))
+            return .mirrorFailed("\(error)")
+        }
+    }
+
+    func cancelMirrors() async {
+        guard !localDisks.isEmpty else { return }
+        guard let process = await context.vms.process(vmID) else { return } // no QEMU: no mirror jobs either
+        await DiskMirror(qmp: process.qmp, indices: localDisks.map(\.index)).abandon()
+        logger.info("disk mirrors stopped; the source images stay the guest's")
+    }
+
+    func deleteSourceDisks() async {
+        for disk in localDisks {
+            do {
+                // Fail closed: an image another VM here names, or whose users cannot be read, stays.
+                if let other = try await context.vms.otherUser(ofDisk: disk.path, besides: vmID) {
+                    logger.warning("the source's copy of a migrated disk stays: another VM uses it", metadata: ["disk.path": "\(disk.path)", "vm.other": "\(other)"])
+                    continue
+                }
+                try FileManager.default.removeItem(atPath: disk.path)
+                logger.info("deleted the source's copy of a migrated disk", metadata: ["disk.path": "\(disk.path)"])
+            } catch {
+                logger.warning("cannot delete the source's copy of a migrated disk; it stays (the destination has its own)",
+                               metadata: ["disk.path": "\(disk.path)", "error": "\(error)"])
+            }
+            // An image that arrived here by migration lives in a directory of its own: gone with its last image.
+            let parent = (disk.path as NSString).deletingLastPathComponent
+            if parent.hasPrefix(context.vms.storageRoot + "/") { rmdir(parent) }
         }
     }
 
@@ -423,6 +582,8 @@ actor SourceRun: SourceMigrationEnvironment {
         return MigrationReport(totalMs: since(started), qemuDowntimeMs: qemuDowntime, switchoverMs: handover, downtimeMs: downtime,
                                transferredBytes: result?.transferredBytes ?? 0, mbPerSecond: result?.mbPerSecond ?? 0,
                                iterations: result?.iterations ?? 0, ladder: result?.ladder.map { "\($0)" } ?? [],
-                               streams: tunnel?.streamsOpened ?? 0, phasesMs: phases, postcopy: postcopyUsed)
+                               streams: tunnel?.streamsOpened ?? 0, phasesMs: phases, postcopy: postcopyUsed,
+                               disks: localDisks.isEmpty ? nil : localDisks.compactMap(\.report))
     }
 }
+

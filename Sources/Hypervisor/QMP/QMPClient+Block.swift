@@ -1,0 +1,104 @@
+/// QMP commands for disk mirrors and NBD exports (QEMU 7.2 QAPI schema; the same commands libvirt
+/// uses for `--copy-storage-all`: nbd-server-start and block-export-add on the destination,
+/// blockdev-add of an NBD client and blockdev-mirror on the source).
+extension QMPClient {
+    /// `blockdev-add` of an NBD client node `nodeName` for `export` on the NBD server at the unix
+    /// socket `path`. QEMU connects (and does the NBD handshake) before it answers.
+    public func blockdevAddNBD(nodeName: String, socket path: String, export: String) async throws(QMPError) {
+        try await execute("blockdev-add", arguments: .object([
+            "driver": .string("nbd"),
+            "node-name": .string(nodeName),
+            "server": .object(["type": .string("unix"), "path": .string(path)]),
+            "export": .string(export),
+        ]), timeout: .seconds(30))
+    }
+
+    /// `blockdev-del`: removes a node nothing uses any more.
+    public func blockdevDel(nodeName: String) async throws(QMPError) {
+        try await execute("blockdev-del", arguments: .object(["node-name": .string(nodeName)]))
+    }
+
+    /// `blockdev-mirror` of `device` into `target` with `sync=full` as job `jobID`.
+    /// `writeBlocking` selects `copy-mode=write-blocking` (active: a guest write completes only once
+    /// it is on both); otherwise `background`.
+    public func blockdevMirror(jobID: String, device: String, target: String, writeBlocking: Bool = false) async throws(QMPError) {
+        try await execute("blockdev-mirror", arguments: .object([
+            "job-id": .string(jobID),
+            "device": .string(device),
+            "target": .string(target),
+            "sync": .string("full"),
+            "copy-mode": .string(writeBlocking ? "write-blocking" : "background"),
+            "on-source-error": .string("stop"),
+            "on-target-error": .string("report"),
+        ]))
+    }
+
+    /// `block-job-cancel`. For a mirror that is ready and `force` false, QEMU copies what is still
+    /// dirty and ends the job with the target consistent (BLOCK_JOB_COMPLETED), without switching
+    /// the guest over to it; with `force`, it stops at once (the target is then incomplete).
+    public func blockJobCancel(_ jobID: String, force: Bool) async throws(QMPError) {
+        try await execute("block-job-cancel", arguments: .object(["device": .string(jobID), "force": .bool(force)]))
+    }
+
+    /// `query-block-jobs`: the block jobs that exist.
+    public func queryBlockJobs() async throws(QMPError) -> [BlockJobInfo] {
+        try await execute("query-block-jobs", returning: [BlockJobInfo].self)
+    }
+
+    /// `nbd-server-start` on the unix socket `path` (the destination side of a disk mirror).
+    public func nbdServerStart(socket path: String) async throws(QMPError) {
+        try await execute("nbd-server-start", arguments: .object([
+            "addr": .object(["type": .string("unix"), "data": .object(["path": .string(path)])]),
+        ]))
+    }
+
+    /// `block-export-add` of node `nodeName` as the writable NBD export `name` (id `name`).
+    public func blockExportAddNBD(nodeName: String, name: String) async throws(QMPError) {
+        try await execute("block-export-add", arguments: .object([
+            "type": .string("nbd"),
+            "id": .string(name),
+            "node-name": .string(nodeName),
+            "name": .string(name),
+            "writable": .bool(true),
+        ]))
+    }
+
+    /// `nbd-server-stop`: closes the NBD server and every export on it.
+    public func nbdServerStop() async throws(QMPError) {
+        try await execute("nbd-server-stop")
+    }
+}
+
+/// One entry of `query-block-jobs`.
+public struct BlockJobInfo: Decodable, Sendable, Equatable {
+    /// The job's id.
+    public var device: String
+    /// Job type (`mirror`).
+    public var type: String
+    /// Bytes done so far (of `len`; both grow while the guest writes).
+    public var offset: UInt64
+    /// Bytes to do in total, as far as known.
+    public var len: UInt64
+    /// True once the mirror is synchronised (it stays so, copying new writes, until completed).
+    public var ready: Bool
+    /// `running`, `ready`, `paused`, `aborting`, `concluded`, …
+    public var status: String
+    /// An I/O error so far, if any.
+    public var ioStatus: String?
+
+    enum CodingKeys: String, CodingKey {
+        case device, type, offset, len, ready, status
+        case ioStatus = "io-status"
+    }
+
+    /// A job (tests).
+    public init(device: String, type: String = "mirror", offset: UInt64, len: UInt64, ready: Bool, status: String, ioStatus: String? = nil) {
+        self.device = device
+        self.type = type
+        self.offset = offset
+        self.len = len
+        self.ready = ready
+        self.status = status
+        self.ioStatus = ioStatus
+    }
+}
