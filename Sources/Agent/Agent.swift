@@ -97,6 +97,8 @@ public struct Agent: Service {
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
         let unfinished = try await coordinator.prepareRecovery()
+        // DRS rules, settings and maintenance (an evacuation under way goes on after a restart).
+        let drsRecords = try await DRSRecordStore(store: store).load()
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -120,8 +122,12 @@ public struct Agent: Service {
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms)
+        let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
+                                store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
+                                coordinator: coordinator, logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
-                                 ledger: ledger, journal: journal)
+                                 ledger: ledger, journal: journal, drs: DRSControlHandler(
+                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)))
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -130,7 +136,7 @@ public struct Agent: Service {
         let services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
-                coordinator: coordinator, peers: peers, membership: membership, vms: vms, logger: logger))),
+                coordinator: coordinator, peers: peers, membership: membership, vms: vms, drs: drs, logger: logger))),
             ("control", ControlService(server: control, handler: api)),
             ("migration-recovery", MigrationRecoveryService(coordinator: coordinator, unfinished: unfinished)),
             ("location-publisher", LocationPublisherService(network: network, peers: peers)),
@@ -140,6 +146,7 @@ public struct Agent: Service {
                 seeds: configuration.join)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
+            ("drs", DRSService(controller: drs, broadcast: { await peers.broadcast($0) })),
             ("capacity-refresh", CapacityRefreshService(interval: .seconds(3)) {
                 // A VM list that cannot be read counts as none running until the next refresh.
                 let running = (try? await vms.list().filter { $0.state == "running" }.count) ?? 0

@@ -189,6 +189,27 @@ public enum Placement {
         }
     }
 
+    /// Why VM `vm` may not move to `host` now (nil: it may): an operator's move, such as a
+    /// recommendation applied later (`drs apply`), is checked again against the view of the
+    /// moment: the VM still runs where it did, the host takes VMs, has room, and every "must"
+    /// rule holds with the VM there.
+    public static func refusal(moving vm: String, from source: String, to host: String, in input: PlacementInput) -> String? {
+        let model = LoadModel(input)
+        let book = RuleBook(input.rules, vms: model.vms)
+        guard let v = model.vms.firstIndex(where: { $0.id == vm }) else { return "the VM is not in the view any more" }
+        guard model.vms[v].host == source else { return "the VM runs on \(model.vms[v].host) now" }
+        guard !model.vms[v].busy else { return "the VM is busy (migrating, or not measured yet)" }
+        guard let d = model.hostIndex[host] else { return "\(host) is not a member" }
+        switch model.hosts[d].availability {
+        case .available: break
+        case .evacuating: return "\(host) is in maintenance"
+        case .unavailable(let why): return "\(host) takes no VM (\(why))"
+        }
+        guard model.memoryRoom(d) >= model.vms[v].memoryMiB else { return "\(host) has \(max(0, model.memoryRoom(d))) MiB free, the VM needs \(model.vms[v].memoryMiB)" }
+        if let must = book.broken(placing: v, on: d, in: model, mustOnly: true).first { return "it would break must rule \(must.name)" }
+        return nil
+    }
+
     /// Rules the placement in `input` breaks.
     public static func violations(_ input: PlacementInput) -> [RuleViolation] {
         let model = LoadModel(input)

@@ -20,6 +20,10 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("join"), help: "A member to join through at start (its channel address; repeatable).") var joins: [String] = []
     @Option(help: "Concurrent incoming migrations (default 4; 8 on a 10 Gbit/s link).") var maxIncomingMigrations: Int?
     @Option(help: "Concurrent outgoing migrations (default 4; 8 on a 10 Gbit/s link).") var maxOutgoingMigrations: Int?
+    @Option(help: "Seconds between DRS balancing rounds (default 60).") var drsInterval: Double?
+    @Option(help: "Seconds between DRS record and load sends (default 2).") var drsSyncInterval: Double?
+    @Option(help: "Seconds a VM that moved is left alone by balancing (default 300).") var drsHold: Double?
+    @Option(help: "DRS moves under way in the whole mesh at once (default 4).") var drsMaxConcurrentMoves: Int?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -34,6 +38,10 @@ struct AgentCommand: AsyncParsableCommand {
         if !joins.isEmpty { configuration.join = try joins.map { try HostPort(parsing: $0) } }
         if let maxIncomingMigrations { configuration.maxIncomingMigrations = maxIncomingMigrations }
         if let maxOutgoingMigrations { configuration.maxOutgoingMigrations = maxOutgoingMigrations }
+        if let drsInterval { configuration.drsInterval = drsInterval }
+        if let drsSyncInterval { configuration.drsSyncInterval = drsSyncInterval }
+        if let drsHold { configuration.drsHold = drsHold }
+        if let drsMaxConcurrentMoves { configuration.drsMaxConcurrentMoves = drsMaxConcurrentMoves }
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")

@@ -17,6 +17,10 @@ import TOMLKit
 ///     join = ["10.0.0.2:7946"]
 ///     max_incoming_migrations = 4   # default: 8 on a 10 Gbit/s link or faster, else 4
 ///     max_outgoing_migrations = 4
+///     drs_interval = 60             # seconds between balancing rounds
+///     drs_sync_interval = 2         # seconds between DRS record and load sends
+///     drs_hold = 300                # seconds a moved VM is left alone
+///     drs_max_concurrent_moves = 4  # DRS moves under way in the whole mesh
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -44,6 +48,21 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var maxIncomingMigrations: Int?
     /// Concurrent migrations this host sends; nil: by link speed.
     public var maxOutgoingMigrations: Int?
+    /// DRS timing and limits (`DRSConfiguration`).
+    public var drsInterval: Double = DRSConfiguration().interval
+    public var drsSyncInterval: Double = DRSConfiguration().syncInterval
+    public var drsHold: Double = DRSConfiguration().hold
+    public var drsMaxConcurrentMoves: Int = DRSConfiguration().maxConcurrentMoves
+
+    /// The DRS settings of this configuration.
+    public var drs: DRSConfiguration {
+        var drs = DRSConfiguration()
+        drs.interval = drsInterval
+        drs.syncInterval = drsSyncInterval
+        drs.hold = drsHold
+        drs.maxConcurrentMoves = drsMaxConcurrentMoves
+        return drs
+    }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -58,6 +77,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case join
         case maxIncomingMigrations = "max_incoming_migrations"
         case maxOutgoingMigrations = "max_outgoing_migrations"
+        case drsInterval = "drs_interval"
+        case drsSyncInterval = "drs_sync_interval"
+        case drsHold = "drs_hold"
+        case drsMaxConcurrentMoves = "drs_max_concurrent_moves"
     }
 
     /// All defaults.
@@ -79,6 +102,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         join = try c.decodeIfPresent([HostPort].self, forKey: .join) ?? defaults.join
         maxIncomingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingMigrations)
         maxOutgoingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxOutgoingMigrations)
+        drsInterval = try c.decodeIfPresent(Double.self, forKey: .drsInterval) ?? defaults.drsInterval
+        drsSyncInterval = try c.decodeIfPresent(Double.self, forKey: .drsSyncInterval) ?? defaults.drsSyncInterval
+        drsHold = try c.decodeIfPresent(Double.self, forKey: .drsHold) ?? defaults.drsHold
+        drsMaxConcurrentMoves = try c.decodeIfPresent(Int.self, forKey: .drsMaxConcurrentMoves) ?? defaults.drsMaxConcurrentMoves
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -90,6 +117,22 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
             if let value, !(1...64).contains(value) {
                 throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 1 and 64 (leave it out for the default: 4, or 8 on a 10 Gbit/s link)")
             }
+        }
+        try validateDRS(source: source)
+    }
+
+    /// Checks the DRS values.
+    private func validateDRS(source: String) throws(AgentError) {
+        for (key, value, range) in [("drs_interval", drsInterval, 1.0...86_400), ("drs_sync_interval", drsSyncInterval, 0.2...600), ("drs_hold", drsHold, 0.0...86_400)] {
+            guard range.contains(value) else {
+                throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between \(range.lowerBound) and \(range.upperBound) seconds")
+            }
+        }
+        guard drsSyncInterval <= drsInterval else {
+            throw .badConfiguration(path: source, reason: "drs_sync_interval (\(drsSyncInterval) s) must not exceed drs_interval (\(drsInterval) s): rounds decide on what the syncs bring")
+        }
+        guard (1...64).contains(drsMaxConcurrentMoves) else {
+            throw .badConfiguration(path: source, reason: "drs_max_concurrent_moves = \(drsMaxConcurrentMoves): it must be between 1 and 64")
         }
     }
 

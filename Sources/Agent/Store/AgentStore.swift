@@ -61,6 +61,8 @@ public final class AgentStore: Sendable {
                 t.column("updatedAt", .double).notNull()
             }
         }
+        // DRS: replicated rules, settings and maintenance requests (Agent/DRS, Protocol.md §12.3).
+        migrator.registerMigration("drs-v1") { db in try DRSRecordStore.createTables(db) }
         return migrator
     }
 }
