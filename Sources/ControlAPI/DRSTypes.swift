@@ -100,7 +100,13 @@ public enum DRSTypes {
     /// `rule.add`: a rule, replicated to every agent (a rule of the same name is replaced).
     public struct AddRule: Codable, Sendable, ControlParameters {
         public var rule: PlacementRule
-        public init(rule: PlacementRule) { self.rule = rule }
+        /// Accept VM names no host reports yet (a rule for VMs still to be created, which
+        /// initial placement then follows). Default false: an unknown VM is refused as a typo.
+        public var allowUnknownVMs: Bool?
+        public init(rule: PlacementRule, allowUnknownVMs: Bool? = nil) {
+            self.rule = rule
+            self.allowUnknownVMs = allowUnknownVMs
+        }
         public func validate() throws(ControlError) {
             do { try rule.validate() } catch { throw .badRequest(error.description) }
         }

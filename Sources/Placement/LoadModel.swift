@@ -12,17 +12,19 @@ struct LoadModel {
     private(set) var residents: [[Int]]
     private(set) var cpu: [Int]
     private(set) var memory: [Int]
+    /// Per host: how many of its VMs are busy (busy VMs never move in a plan).
+    private(set) var busyCount: [Int]
     /// Sum and sum of squares of the loads of the balanced (accepting) hosts.
     private var sum = 0.0, sumOfSquares = 0.0
     let balancedCount: Int
 
     /// VMs on hosts the input does not list are left out (they cannot be reasoned about).
     init(_ input: PlacementInput) {
-        hosts = input.hosts.sorted { $0.id < $1.id }
+        hosts = input.hosts.sorted { Self.precedes($0.id, $1.id) }
         var index: [String: Int] = [:]
         for (i, host) in hosts.enumerated() { index[host.id] = i }
         hostIndex = index
-        vms = input.vms.filter { index[$0.host] != nil }.sorted { $0.id < $1.id }
+        vms = input.vms.filter { index[$0.host] != nil }.sorted { Self.precedes($0.id, $1.id) }
         location = vms.map { index[$0.host]! }
         residents = Array(repeating: [], count: hosts.count)
         cpu = Array(repeating: 0, count: hosts.count)
@@ -34,12 +36,18 @@ struct LoadModel {
             memory[h] += vm.memoryMiB
         }
         balancedCount = hosts.filter(\.acceptsVMs).count
+        busyCount = Array(repeating: 0, count: hosts.count)
+        for (v, vm) in vms.enumerated() where vm.busy { busyCount[location[v]] += 1 }
         for h in hosts.indices where hosts[h].acceptsVMs {
             let l = load(h)
             sum += l
             sumOfSquares += l * l
         }
     }
+
+    /// The order of ids everywhere in placement: their UTF-8 bytes, lexicographically (the same
+    /// on every agent, and cheaper than `String`'s Unicode-aware comparison).
+    static func precedes(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
 
     static func load(cpu: Int, memory: Int, of host: PlacementHost) -> Double {
         let c = host.cpuCapacityMilli > 0 ? Double(cpu) / Double(host.cpuCapacityMilli) : (cpu > 0 ? 10 : 0)

@@ -16,7 +16,9 @@ public enum Placement {
     /// (b) leave the destination no more loaded than the source (no overshoot: the move back
     /// would then raise the imbalance, so it is never proposed from the same loads), (c) keep
     /// every rule, "must" and "should", and (d) fit the destination's memory. A VM moves at most
-    /// once per plan; VMs not `movable` (held after a move) are not moved for balance.
+    /// once per plan; VMs not `movable` (held after a move) are not moved for balance. Hosts with
+    /// a busy VM or `settling` are neither sources nor destinations of balancing moves: a wave's
+    /// outcome is measured before the next wave uses those hosts.
     public static func plan(_ input: PlacementInput, tolerance: BalanceTolerance, maxMoves: Int) -> PlacementPlan {
         var model = LoadModel(input)
         let book = RuleBook(input.rules, vms: model.vms)
@@ -40,12 +42,12 @@ public enum Placement {
         // 1. Mandatory: evacuations, biggest first (they are the hardest to fit), then broken rules.
         var mandatory: [(Int, MoveReason)] = []
         for h in model.hosts.indices where model.hosts[h].availability == .evacuating {
-            let ordered = model.residents[h].sorted { (model.vms[$0].memoryMiB, model.vms[$1].id) > (model.vms[$1].memoryMiB, model.vms[$0].id) }
+            let ordered = model.residents[h].sorted { (model.vms[$0].memoryMiB, $1) > (model.vms[$1].memoryMiB, $0) }
             mandatory += ordered.map { ($0, .evacuation) }
         }
         for violation in violationsBefore where violation.rule.must && violation.rule.kind != .affinity {
-            for name in violation.vms {
-                guard let v = model.vms.firstIndex(where: { $0.name == name || $0.id == name }),
+            for v in violation.members {
+                guard
                       model.hosts[model.location[v]].acceptsVMs, !mandatory.contains(where: { $0.0 == v }) else { continue }
                 mandatory.append((v, .rule(violation.rule.name)))
             }
@@ -76,10 +78,13 @@ public enum Placement {
     private static func bestBalancingMove(in model: LoadModel, book: RuleBook, tolerance: BalanceTolerance,
                                           excluding moved: Set<Int>) -> (vm: Int, destination: Int)? {
         let accepting = model.hosts.indices.filter { model.hosts[$0].acceptsVMs }
-        let loads = accepting.map { ($0, model.load($0)) }
+        // Hosts whose loads are in flux (a migration under way, a VM not measured yet) take no part.
+        let settled = accepting.filter { !model.hosts[$0].settling && model.busyCount[$0] == 0 }
+        let loads = settled.map { ($0, model.load($0)) }
         let mean = model.meanLoad
-        let sources = loads.filter { $0.1 > mean }.sorted { ($0.1, model.hosts[$1.0].id) > ($1.1, model.hosts[$0.0].id) }.prefix(candidateHosts)
-        let destinations = loads.filter { $0.1 < mean }.sorted { ($0.1, model.hosts[$0.0].id) < ($1.1, model.hosts[$1.0].id) }.prefix(candidateHosts)
+        // Hosts are in id order in the model, so an index tie-break is an id tie-break.
+        let sources = loads.filter { $0.1 > mean }.sorted { ($0.1, $1.0) > ($1.1, $0.0) }.prefix(candidateHosts)
+        let destinations = loads.filter { $0.1 < mean }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.prefix(candidateHosts)
         let current = model.imbalance
         var best: (vm: Int, destination: Int, after: Double)?
         for (s, _) in sources {
@@ -93,7 +98,8 @@ public enum Placement {
                     guard loads.destination <= loads.source else { continue }
                     let after = model.imbalanceAfter(moving: v, to: d)
                     guard model.goodness(before: current, after: after) >= required else { continue }
-                    if let b = best, (after, vm.id, model.hosts[d].id) >= (b.after, model.vms[b.vm].id, model.hosts[b.destination].id) { continue }
+                    // VMs and hosts are in id order in the model: index tie-breaks are id tie-breaks.
+                    if let b = best, (after, v, d) >= (b.after, b.vm, b.destination) { continue }
                     guard book.broken(placing: v, on: d, in: model).isEmpty else { continue }
                     best = (v, d, after)
                 }
@@ -112,8 +118,8 @@ public enum Placement {
     /// the "should" rules; best = the lowest imbalance after, then the lowest load, then the id.
     private static func destination(for v: Int, in model: LoadModel, book: RuleBook) -> Result<Int, PlacementError> {
         let vm = model.vms[v]
-        var keepsAll: [(Double, Double, String, Int)] = []
-        var keepsMust: [(Double, Double, String, Int)] = []
+        var keepsAll: [(Double, Double, Int)] = []
+        var keepsMust: [(Double, Double, Int)] = []
         var reasons: [String] = []
         for d in model.hosts.indices where d != model.location[v] {
             let host = model.hosts[d]
@@ -129,11 +135,12 @@ public enum Placement {
                 reasons.append("\(host.id): would break must rule \(must.name) (\(must.kind.rawValue))")
                 continue
             }
-            let key = (model.imbalanceAfter(moving: v, to: d), model.loadsAfter(moving: v, to: d).destination, host.id, d)
+            // Hosts are in id order in the model: the index breaks ties by id.
+            let key = (model.imbalanceAfter(moving: v, to: d), model.loadsAfter(moving: v, to: d).destination, d)
             if broken.isEmpty { keepsAll.append(key) } else { keepsMust.append(key) }
         }
-        let order: ((Double, Double, String, Int), (Double, Double, String, Int)) -> Bool = { ($0.0, $0.1, $0.2) < ($1.0, $1.1, $1.2) }
-        if let best = keepsAll.min(by: order) ?? keepsMust.min(by: order) { return .success(best.3) }
+        let order: ((Double, Double, Int), (Double, Double, Int)) -> Bool = { $0 < $1 }
+        if let best = keepsAll.min(by: order) ?? keepsMust.min(by: order) { return .success(best.2) }
         return .failure(.noHost(vm: vm.name, reasons: reasons))
     }
 

@@ -22,10 +22,16 @@ public struct PlacementHost: Sendable, Hashable {
     /// VM's memory free here too: the model's sum of VMs does not see what else the host runs.
     public var memoryFreeMiB: Int?
     public var availability: Availability
+    /// A migration involves the host (its gossiped capacity says so): its loads are in flux, so
+    /// balancing neither takes from it nor gives to it until they are measured again. Mandatory
+    /// moves still may.
+    public var settling: Bool
 
     /// A host with the given capacities.
-    public init(id: String, cpuCapacityMilli: Int, memoryCapacityMiB: Int, memoryFreeMiB: Int? = nil, availability: Availability = .available) {
+    public init(id: String, cpuCapacityMilli: Int, memoryCapacityMiB: Int, memoryFreeMiB: Int? = nil, availability: Availability = .available,
+                settling: Bool = false) {
         self.id = id
+        self.settling = settling
         self.cpuCapacityMilli = cpuCapacityMilli
         self.memoryCapacityMiB = memoryCapacityMiB
         self.memoryFreeMiB = memoryFreeMiB

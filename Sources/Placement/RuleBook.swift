@@ -7,7 +7,7 @@ struct RuleBook {
     let members: [[Int]]
 
     init(_ rules: [PlacementRule], vms: [PlacementVM]) {
-        self.rules = rules.sorted { $0.name < $1.name }
+        self.rules = rules.sorted { LoadModel.precedes($0.name, $1.name) }
         var byName: [String: Int] = [:]
         for (v, vm) in vms.enumerated() {
             byName[vm.id] = v
@@ -57,16 +57,16 @@ struct RuleBook {
                     let on = rule.hosts.contains(model.vms[v].host)
                     return rule.kind == .runOn ? !on : on
                 }
-                if !bad.isEmpty { found.append(RuleViolation(rule: rule, vms: bad.map { model.vms[$0].name })) }
+                if !bad.isEmpty { found.append(RuleViolation(rule: rule, vms: bad.map { model.vms[$0].name }, members: bad)) }
             case .antiAffinity:
                 var seen: [Int: Int] = [:]
-                var bad: [String] = []
+                var bad: [Int] = []
                 for v in members[r] {
-                    if seen[model.location[v]] != nil { bad.append(model.vms[v].name) } else { seen[model.location[v]] = v }
+                    if seen[model.location[v]] != nil { bad.append(v) } else { seen[model.location[v]] = v }
                 }
-                if !bad.isEmpty { found.append(RuleViolation(rule: rule, vms: bad)) }
+                if !bad.isEmpty { found.append(RuleViolation(rule: rule, vms: bad.map { model.vms[$0].name }, members: bad)) }
             case .affinity:
-                if Set(members[r].map { model.location[$0] }).count > 1 { found.append(RuleViolation(rule: rule, vms: names)) }
+                if Set(members[r].map { model.location[$0] }).count > 1 { found.append(RuleViolation(rule: rule, vms: names, members: members[r])) }
             }
         }
         return found
@@ -78,4 +78,12 @@ struct RuleBook {
 public struct RuleViolation: Sendable, Hashable {
     public var rule: PlacementRule
     public var vms: [String]
+    /// The same VMs as indices of the model that found them.
+    var members: [Int] = []
+
+    public static func == (a: Self, b: Self) -> Bool { a.rule == b.rule && a.vms == b.vms }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(rule)
+        hasher.combine(vms)
+    }
 }

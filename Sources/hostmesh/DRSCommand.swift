@@ -75,11 +75,12 @@ struct RuleCommand: AsyncParsableCommand {
         @Option(name: .customLong("vm"), help: "A VM name or id (repeatable).") var vms: [String] = []
         @Option(name: .customLong("host"), help: "A host id, for run-on and not-on (repeatable).") var hosts: [String] = []
         @Flag(help: "A \"should\" rule (kept unless a mandatory move has nowhere else to go); default \"must\".") var should = false
+        @Flag(help: "The rule may name VMs not created yet (initial placement follows it).") var allowUnknownVm = false
 
         func run() async throws {
             guard let kind = PlacementRule.Kind(rawValue: kind) else { throw ValidationError("--kind must be affinity, anti-affinity, run-on or not-on") }
             let rule = PlacementRule(name: name, kind: kind, vms: vms, hosts: hosts, must: !should)
-            print(try await control.client.call("rule.add", DRSTypes.AddRule(rule: rule), as: ControlTypes.Text.self).text)
+            print(try await control.client.call("rule.add", DRSTypes.AddRule(rule: rule, allowUnknownVMs: allowUnknownVm), as: ControlTypes.Text.self).text)
         }
     }
 

@@ -22,6 +22,7 @@ extension DRSEndToEndTests {
         for name in ["w1", "w2", "db3"] {
             _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: Self.spec(name), start: true), as: VMInfo.self)
         }
+        try await Self.waitForVMs(b, 5)
         let rule = PlacementRule(name: "dbs-apart", kind: .antiAffinity, vms: ["db1", "db2", "db3"], must: true)
         _ = try await b.control.call("rule.add", DRSTypes.AddRule(rule: rule), as: ControlTypes.Text.self)
         try await Self.waitUntil(30, "every host's loads and the rule on a", log: Self.drsLog([a, b, c])) {

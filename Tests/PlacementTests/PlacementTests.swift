@@ -68,6 +68,23 @@ func apply(_ moves: [PlacementMove], to vms: [PlacementVM]) -> [PlacementVM] {
         #expect(plan.moves.isEmpty)
     }
 
+    @Test func hostsInFluxTakeNoPartInBalancing() {
+        var vms = (1...4).map { vm("a\($0)", on: "a") } + [vm("arriving", on: "b", cpu: 0)]
+        vms[4].busy = true
+        // b has a VM not measured yet, c a migration under way: a has nowhere to shed load.
+        var hosts = three
+        hosts[2].settling = true
+        #expect(Placement.plan(PlacementInput(hosts: hosts, vms: vms), tolerance: BalanceTolerance(threshold: 5), maxMoves: 10).moves.isEmpty)
+        // Once b's VM is measured, a gives to b (c still settling); a maintenance evacuation ignores both.
+        vms[4].busy = false
+        let plan = Placement.plan(PlacementInput(hosts: hosts, vms: vms), tolerance: BalanceTolerance(threshold: 5), maxMoves: 10)
+        #expect(!plan.moves.isEmpty && plan.moves.allSatisfy { $0.to == "b" })
+        hosts[0].availability = .evacuating
+        vms[4].busy = true
+        let evacuation = Placement.plan(PlacementInput(hosts: hosts, vms: vms), tolerance: BalanceTolerance(threshold: 1), maxMoves: 10)
+        #expect(evacuation.moves.count == 4 && Set(evacuation.moves.map(\.to)) == ["b", "c"])
+    }
+
     @Test func costOfABigVMMustBePaidFor() {
         // Either VM alone would even out a (0.3) and b (0): a goodness of 2 × 0.15² = 0.045.
         // Copying 80 GiB costs 0.01 + 80 × 0.001 = 0.09, more than that; the small one 0.0105.

@@ -49,7 +49,18 @@ struct DRSControlHandler: Sendable {
             await controller.execute(move, to: destination)
             return ControlTypes.Text(text: "moved \(move.vmName) from \(move.from) to \(move.to) (\(move.reason))")
         case "rule.add":
-            let rule = try request.params(DRSTypes.AddRule.self).rule
+            let p = try request.params(DRSTypes.AddRule.self)
+            let rule = p.rule
+            let (_, view) = await controller.decide()
+            let hosts = Set(view.hosts.map(\.id))
+            if let unknown = rule.hosts.first(where: { !hosts.contains($0) }) {
+                throw ControlError.notFound("rule \(rule.name) names host \(unknown), which is no member: `hostmesh members` lists them")
+            }
+            let vms = Set(view.vms.flatMap { [$0.id, $0.name] })
+            if p.allowUnknownVMs != true, let unknown = rule.vms.first(where: { !vms.contains($0) }) {
+                throw ControlError.notFound("rule \(rule.name) names VM \(unknown), which no host reports: check the name (`hostmesh vm list` on its host), "
+                    + "or allow VMs still to be created (`--allow-unknown-vm`)")
+            }
             do { try RuleConflicts.check(rule, against: await controller.rules) } catch { throw ControlError.conflict(error.description) }
             try await controller.write(DRSRecordBody.ruleKey(rule.name), .rule(rule))
             return ControlTypes.Text(text: "rule \(rule.name) written (replicated to every agent)")

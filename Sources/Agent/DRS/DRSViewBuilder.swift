@@ -27,7 +27,8 @@ enum DRSViewBuilder {
             availability = .available
         }
         return PlacementHost(id: id, cpuCapacityMilli: Int(m.cores) * 1000, memoryCapacityMiB: Int(m.memoryTotalBytes >> 20) - reserveMiB,
-                             memoryFreeMiB: Int(m.memoryFreeBytes >> 20) - reserveMiB, availability: availability)
+                             memoryFreeMiB: Int(m.memoryFreeBytes >> 20) - reserveMiB, availability: availability,
+                             settling: m.migrationsInFlight > 0)
     }
 
     /// The view: hosts from `members`; VMs from each alive host's latest load report. A host
