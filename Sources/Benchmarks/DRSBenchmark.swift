@@ -138,8 +138,8 @@ public enum DRSBenchmark {
 
     /// The centralized greedy: with the whole picture, repeatedly makes the single best move in
     /// the mesh (any VM, to the least loaded host where its memory fits and its must
-    /// anti-affinity rules hold) under the same policy filters as DRS (the threshold's minimum
-    /// goodness plus the per-GiB cost, no overshoot), with no hold, no candidate limit and no
+    /// anti-affinity rules hold) under the same policy filter as DRS (the threshold's minimum
+    /// goodness plus the per-GiB cost), with no hold, no candidate limit and no
     /// limit on moves. Returns the final imbalance and the moves made.
     static func centralGreedy(_ input: PlacementInput, tolerance: BalanceTolerance) -> (Double, Int) {
         var vms = input.vms
@@ -175,7 +175,6 @@ public enum DRSBenchmark {
                 }) else { continue }
                 let ls = load(s, cpu: cpu[s] - vm.cpuDemandMilli, mem: mem[s] - vm.memoryMiB)
                 let ld = load(d, cpu: cpu[d] + vm.cpuDemandMilli, mem: mem[d] + vm.memoryMiB)
-                guard ld <= ls else { continue }
                 // The drop of the summed squared deviations (the mean does not change).
                 let gain = loads[s] * loads[s] + loads[d] * loads[d] - ls * ls - ld * ld
                 guard gain >= tolerance.minimumGoodness + tolerance.costPerGiB * Double(vm.memoryMiB) / 1024 else { continue }

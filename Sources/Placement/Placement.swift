@@ -12,10 +12,10 @@ public enum Placement {
     /// before the next is chosen, at most `maxMoves` moves in all.
     ///
     /// A balancing move must (a) have a goodness (`LoadModel.goodness`: how much it lowers the sum
-    /// of squared load deviations) of at least `minimumGoodness + costPerGiB × GiB`,
-    /// (b) leave the destination no more loaded than the source (no overshoot: the move back
-    /// would then raise the imbalance, so it is never proposed from the same loads), (c) keep
-    /// every rule, "must" and "should", and (d) fit the destination's memory. A VM moves at most
+    /// of squared load deviations) of at least `minimumGoodness + costPerGiB × GiB`: goodness is
+    /// the change of a function of the placement, so the move back has goodness −g and is never
+    /// proposed from the same loads; (b) keep every rule, "must" and "should"; (c) fit the
+    /// destination's memory. A VM moves at most
     /// once per plan; VMs not `movable` (held after a move) are not moved for balance. Hosts with
     /// a busy VM or `settling` are neither sources nor destinations of balancing moves: a wave's
     /// outcome is measured before the next wave uses those hosts.
@@ -94,8 +94,6 @@ public enum Placement {
                 let required = tolerance.minimumGoodness + tolerance.costPerGiB * Double(vm.memoryMiB) / 1024
                 for (d, _) in destinations {
                     guard model.memoryRoom(d) >= vm.memoryMiB else { continue }
-                    let loads = model.loadsAfter(moving: v, to: d)
-                    guard loads.destination <= loads.source else { continue }
                     let after = model.imbalanceAfter(moving: v, to: d)
                     guard model.goodness(before: current, after: after) >= required else { continue }
                     // VMs and hosts are in id order in the model: index tie-breaks are id tie-breaks.

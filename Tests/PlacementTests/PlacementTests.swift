@@ -56,16 +56,24 @@ func apply(_ moves: [PlacementMove], to vms: [PlacementVM]) -> [PlacementVM] {
         #expect(abs(Placement.loads(input).imbalance - 0.005.squareRoot()) < 1e-9)
         #expect(Placement.plan(input, tolerance: BalanceTolerance(threshold: 1), maxMoves: 10).moves.isEmpty) // mandatory only
         #expect(Placement.plan(input, tolerance: BalanceTolerance(threshold: 3), maxMoves: 10).moves.isEmpty)
-        // Threshold 4 moves the small VM (a 0.375, b 0.275); a 500 VM would overshoot (b above a).
+        // Threshold 4 makes one move from a to b (the small VM or a 500 one: both leave 0.054),
+        // after which no move gains enough.
         let plan = Placement.plan(input, tolerance: BalanceTolerance(threshold: 4), maxMoves: 10)
-        #expect(plan.moves.map(\.vm) == ["small"] && plan.moves.first?.to == "b")
+        #expect(plan.moves.count == 1 && plan.moves.first?.from == "a" && plan.moves.first?.to == "b", "\(plan.moves)")
+        #expect(abs(plan.imbalanceAfter - 0.0029166666.squareRoot()) < 1e-6)
     }
 
-    @Test func heldVMsStayAndMovesNeverOvershoot() {
+    @Test func heldVMsStayAndAMoveMayOvershootWhenTheMeshGains() {
         let vms = [vm("big", on: "a", cpu: 3000), vm("held", on: "a", cpu: 500, movable: false)]
         let plan = Placement.plan(PlacementInput(hosts: [host("a"), host("b")], vms: vms), tolerance: BalanceTolerance(threshold: 5), maxMoves: 10)
-        // Moving big (0.75) to b would leave b above a: refused. held may not move. Nothing moves.
-        #expect(plan.moves.isEmpty)
+        // a 0.875, b 0 → a 0.125, b 0.75: b ends above a, but the loads are closer; held stays.
+        #expect(plan.moves.map(\.vm) == ["big"])
+        // From there the move back has the opposite goodness: nothing moves.
+        let after = Placement.plan(PlacementInput(hosts: [host("a"), host("b")], vms: apply(plan.moves, to: vms)), tolerance: BalanceTolerance(threshold: 5), maxMoves: 10)
+        #expect(after.moves.isEmpty)
+        // A VM that is most of its host's load, alone: moving it only swaps the hosts' loads.
+        let alone = Placement.plan(PlacementInput(hosts: [host("a"), host("b")], vms: [vm("solo", on: "a", cpu: 3000)]), tolerance: BalanceTolerance(threshold: 5), maxMoves: 10)
+        #expect(alone.moves.isEmpty)
     }
 
     @Test func hostsInFluxTakeNoPartInBalancing() {
