@@ -45,6 +45,10 @@ public struct BalanceTolerance: Sendable, Hashable {
     public var minimumGoodness: Double
     /// Goodness a move must add per GiB of VM memory it copies (its cost).
     public var costPerGiB: Double
+    /// A plan that starts balancing (imbalance above `target`) goes on while the imbalance is
+    /// above this fraction of the target: a band, so noise around the target does not start a
+    /// round's moves again and again.
+    public static let resumeFraction = 0.75
 
     public init(threshold: Int) {
         switch threshold {

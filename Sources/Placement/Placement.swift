@@ -8,7 +8,7 @@ public enum Placement {
 
     /// One round's plan: mandatory moves first (VMs of evacuating hosts, VMs breaking a "must"
     /// anti-affinity or VM-host rule), then, if the threshold balances and the imbalance is
-    /// above its target, the best balancing moves one at a time, each applied to the model
+    /// above its target, the best balancing moves one at a time (down to 3/4 of the target), each applied to the model
     /// before the next is chosen, at most `maxMoves` moves in all.
     ///
     /// A balancing move must (a) have a goodness (`LoadModel.goodness`: how much it lowers the sum
@@ -64,8 +64,11 @@ public enum Placement {
         }
 
         // 2. Balance.
-        if tolerance.balances {
-            while moves.count < maxMoves, model.imbalance > tolerance.target, let best = bestBalancingMove(in: model, book: book, tolerance: tolerance, excluding: moved) {
+        // Started above the target, balancing goes on down to `resumeFraction` of it: noise must
+        // then raise the imbalance by a quarter of the target before the next round starts again.
+        if tolerance.balances, model.imbalance > tolerance.target {
+            let floor = tolerance.target * BalanceTolerance.resumeFraction
+            while moves.count < maxMoves, model.imbalance > floor, let best = bestBalancingMove(in: model, book: book, tolerance: tolerance, excluding: moved) {
                 record(best.vm, to: best.destination, .balance)
             }
         }
