@@ -18,6 +18,7 @@
 //   GossipTransport    the Membership core's shell: encrypted gossip datagrams and push-pull over UDP/TCP
 //   Hypervisor         QEMU process supervision, the QMP client, VM specs and their builder, host facts
 //   VirtualSwitch      the VMs' switch and its encrypted UDP overlay between hosts (core + shell)
+//   Placement          DRS: host loads, rules, balancing plans, initial placement, replicated records (pure)
 //   Migration          the migration state machines (pure), their one executor each, and the stream tunnels
 //   ControlAPI         JSON lines over a unix socket between the command line and its local agent, and
 //                      every type they exchange (so the command line never imports Agent for data)
@@ -142,6 +143,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(name: "Placement", swiftSettings: strict),
         .target(
             name: "Migration",
             dependencies: [
@@ -155,7 +157,7 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: [
-                "Hypervisor", "ShellSupport",
+                "Hypervisor", "ShellSupport", "Placement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -177,7 +179,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA", "Placement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -191,7 +193,7 @@ let package = Package(
         .target(
             name: "Benchmarks",
             dependencies: [
-                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "MeshWire",
+                "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "MeshWire", "Placement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -202,7 +204,7 @@ let package = Package(
             name: "hostmesh",
             dependencies: [
                 "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "Benchmarks",
-                "Migration", "MigrationService",
+                "Migration", "MigrationService", "Placement",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -232,6 +234,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "PlacementTests", dependencies: ["Placement"], swiftSettings: strict),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"], swiftSettings: strict),
         .testTarget(
             name: "MigrationTests",

@@ -107,6 +107,8 @@ public struct Agent: Service {
         let storedRevocations = try await revocations.loadStored()
         let certificates = try CertificateDesk.load(stateDirectory: configuration.stateDirectory, identity: credentials.identity,
                                                     lifetime: configuration.certificateLifetime, logger: logger)
+        // DRS rules, settings and maintenance (an evacuation under way goes on after a restart).
+        let drsRecords = try await DRSRecordStore(store: store).load()
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -134,6 +136,9 @@ public struct Agent: Service {
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms)
+        let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
+                                store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
+                                coordinator: coordinator, logger: logger)
         await revocations.wire(membership: membership.service) { host in
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)
@@ -142,7 +147,8 @@ public struct Agent: Service {
         let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
-                                 revocations: revocations, rotator: rotator)
+                                 revocations: revocations, rotator: rotator, drs: DRSControlHandler(
+                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)))
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -151,7 +157,7 @@ public struct Agent: Service {
         let services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
-                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, logger: logger))),
+                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, logger: logger))),
             ("control", ControlService(server: control, handler: api)),
             ("migration-recovery", MigrationRecoveryService(coordinator: coordinator, unfinished: unfinished)),
             ("location-publisher", LocationPublisherService(network: network, peers: peers)),
@@ -168,6 +174,7 @@ public struct Agent: Service {
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
+            ("drs", DRSService(controller: drs, broadcast: { await peers.broadcast($0) })),
             ("capacity-refresh", CapacityRefreshService(interval: .seconds(3)) {
                 // A VM list that cannot be read counts as none running until the next refresh.
                 let running = (try? await vms.list().filter { $0.state == "running" }.count) ?? 0

@@ -27,6 +27,10 @@ struct AgentCommand: AsyncParsableCommand {
     var certificateLifetime: Int64?
     @Option(help: "Rotate this host's key once it is this many seconds old; 0 never (default 2592000: 30 days).")
     var keyRotationAge: Int64?
+    @Option(help: "Seconds between DRS balancing rounds (default 60).") var drsInterval: Double?
+    @Option(help: "Seconds between DRS record and load sends (default 2).") var drsSyncInterval: Double?
+    @Option(help: "Seconds a VM that moved is left alone by balancing (default 300).") var drsHold: Double?
+    @Option(help: "DRS moves under way in the whole mesh at once (default 4).") var drsMaxConcurrentMoves: Int?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -49,6 +53,10 @@ struct AgentCommand: AsyncParsableCommand {
         if let restartWindowSeconds { configuration.restartWindowSeconds = restartWindowSeconds }
         if let certificateLifetime { configuration.certificateLifetime = certificateLifetime }
         if let keyRotationAge { configuration.keyRotationAge = keyRotationAge }
+        if let drsInterval { configuration.drsInterval = drsInterval }
+        if let drsSyncInterval { configuration.drsSyncInterval = drsSyncInterval }
+        if let drsHold { configuration.drsHold = drsHold }
+        if let drsMaxConcurrentMoves { configuration.drsMaxConcurrentMoves = drsMaxConcurrentMoves }
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")

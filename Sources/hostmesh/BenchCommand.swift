@@ -9,8 +9,49 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure hostmesh against its reference, side by side in one run.",
-        subcommands: [Channel.self, Migrate.self, Network.self, Gossip.self]
+        subcommands: [Channel.self, Migrate.self, Network.self, Gossip.self, DRS.self]
     )
+
+    struct DRS: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "drs",
+            abstract: "DRS decided by every agent vs a centralized greedy balancer with the whole picture, same run (targets at 1,000 hosts: decide <= 50 ms p99, imbalance <= 1.1x, migrations <= 1.2x, no back-and-forth, no must violation).")
+        @Option(help: "Mesh sizes as HOSTSxVMS, comma-separated.") var sizes = "100x2000,1000x20000"
+        @Option(help: "Migration threshold 1-5.") var threshold = 5
+        @Option(help: "DRS moves under way in the mesh at once.") var maxConcurrentMoves = 64
+        @Option(help: "Seed.") var seed: UInt64 = 2026
+        @Flag(help: "Print JSON rows.") var json = false
+
+        func run() async throws {
+            var rows: [DRSBenchmark.Row] = []
+            for size in sizes.split(separator: ",") {
+                let parts = size.split(separator: "x").compactMap { Int($0) }
+                guard parts.count == 2, parts[0] > 0, parts[1] > 0 else { throw ValidationError("--sizes takes HOSTSxVMS, e.g. 1000x20000") }
+                // CPU-bound: on a task of its own, never on an event loop.
+                let row = await Task.detached { [threshold, maxConcurrentMoves, seed] in
+                    DRSBenchmark.run(hosts: parts[0], vms: parts[1], threshold: threshold, maxConcurrentMoves: maxConcurrentMoves, seed: seed)
+                }.value
+                rows.append(row)
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+                return
+            }
+            for r in rows {
+                print("DRS, \(r.hosts) hosts, \(r.vms) VMs, threshold \(r.threshold), at most \(r.maxConcurrentMoves) moves at once")
+                print(String(format: "  one agent's decision   p50 %.2f ms, p99 %.2f ms wall (target <= 50 ms p99); CPU p50 %.2f ms, p99 %.2f ms",
+                             r.decideMsP50, r.decideMsP99, r.decideCpuMsP50, r.decideCpuMsP99))
+                print(String(format: "  final imbalance        %.4f   centralized greedy %.4f   ratio %.2f (target <= 1.1)", r.finalImbalance, r.centralImbalance,
+                             r.centralImbalance > 0 ? r.finalImbalance / r.centralImbalance : .infinity))
+                print(String(format: "  migrations             %d   centralized greedy %d   ratio %.2f (target <= 1.2)", r.migrations, r.centralMigrations,
+                             r.centralMigrations > 0 ? Double(r.migrations) / Double(r.centralMigrations) : .infinity))
+                print("  back and forth         \(r.backAndForth)   must rules broken \(r.mustViolations)")
+                print(String(format: "  converged after        %d rounds (%.0f s at the default 60 s interval)", r.convergeRounds, r.convergeSeconds))
+            }
+        }
+    }
 
     struct Channel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Secure channel bulk throughput vs the raw AEAD on one core (target ratio >= 0.7), and handshakes per second refused (garbage) vs accepted on one core.")

@@ -34,8 +34,10 @@ struct VMCommand: AsyncParsableCommand {
         @Option(help: "When its QEMU dies unexpectedly: no, or on-failure (restart it, with backoff and a limit). Default: the mesh's (agent `restart`).")
         var restart: String?
         @Flag(help: "Start it now.") var start = false
+        @Option(help: "auto: define it on the best host of the mesh (DRS initial placement), not necessarily this one.") var place: String?
 
         func run() async throws {
+            guard place == nil || place == "auto" else { throw ValidationError("--place takes auto") }
             guard let accelerator = VMSpec.Accelerator(rawValue: accel) else { throw ValidationError("--accel must be auto, kvm or tcg") }
             // The agent builds the spec (id, MAC, addresses, rules, disk formats) from the options;
             // only the paths are resolved here, against this command's working directory.
@@ -56,6 +58,14 @@ struct VMCommand: AsyncParsableCommand {
             if let restart {
                 guard let policy = VMSpec.RestartPolicy(rawValue: restart) else { throw ValidationError("--restart must be no or on-failure") }
                 options.restart = policy
+            }
+            if place == "auto" {
+                let placed = try await control.client.call("vm.place", DRSTypes.Place(create: ControlTypes.CreateVM(options: options, start: start)),
+                                                           as: DRSTypes.Placed.self)
+                if control.json { try control.printJSON(placed.info); return }
+                print("placed on \(placed.host) (hosts ranked: \(placed.ranking.joined(separator: ", ")))")
+                printVMs([placed.info])
+                return
             }
             let info = try await control.client.call("vm.create", ControlTypes.CreateVM(options: options, start: start), as: VMInfo.self)
             if control.json { try control.printJSON(info) } else { printVMs([info]) }

@@ -13,6 +13,7 @@ struct ControlParameterTests {
     enum JSON: Encodable, Sendable {
         case int(Int), double(Double), string(String), bool(Bool), null
         case object([String: JSON])
+        case array([JSON])
 
         func encode(to encoder: any Encoder) throws {
             var c = encoder.singleValueContainer()
@@ -23,6 +24,7 @@ struct ControlParameterTests {
             case .bool(let v): try c.encode(v)
             case .null: try c.encodeNil()
             case .object(let v): try c.encode(v)
+            case .array(let v): try c.encode(v)
             }
         }
     }
@@ -50,6 +52,25 @@ struct ControlParameterTests {
     }
 
     static let cases: [Case] = [
+        // DRS, rules and maintenance (Protocol.md §12.8).
+        Case(method: "drs.set", params: .object(["threshold": .int(0)]), mentions: ["threshold", "1...5"]),
+        Case(method: "drs.set", params: .object(["threshold": .int(Int.max)]), mentions: ["threshold", "1...5"]),
+        Case(method: "drs.set", params: .object(["automation": .string("sometimes")]), mentions: ["automation"]),
+        Case(method: "drs.set", params: .object([:]), mentions: ["changes nothing"]),
+        Case(method: "drs.apply", params: .object(["id": .string("")]), mentions: ["id", "empty"]),
+        Case(method: "rule.add", params: .object(["rule": .object(["name": .string("r"), "kind": .string("near"), "vms": .object([:]), "hosts": .object([:]), "must": .bool(true)])]),
+             mentions: ["rule.kind"]),
+        Case(method: "rule.add", params: .object(["rule": .object(["name": .string("bad name"), "kind": .string("affinity"), "vms": .null, "hosts": .null, "must": .bool(true)])]),
+             mentions: ["rule.vms"]),
+        Case(method: "rule.add", params: .object(["rule": .object(["name": .string("bad name!"), "kind": .string("affinity"),
+                                                                    "vms": .array([.string("x"), .string("y")]), "hosts": .array([]), "must": .bool(true)])]),
+             mentions: ["rule name", "letters"]),
+        Case(method: "rule.add", params: .object(["rule": .object(["name": .string("one"), "kind": .string("anti-affinity"),
+                                                                    "vms": .array([.string("x")]), "hosts": .array([]), "must": .bool(true)])]),
+             mentions: ["at least two VMs"]),
+        Case(method: "rule.remove", params: .object(["name": .string("")]), mentions: ["name", "empty"]),
+        Case(method: "host.maintenance", params: .object(["action": .string("reboot")]), mentions: ["action"]),
+        Case(method: "host.maintenance", params: .object(["action": .string("enter"), "host": .string("")]), mentions: ["host", "empty"]),
         // vm.console: the crash of issue 19.
         Case(method: "vm.console", params: .object(["vm": .string("x"), "lines": .int(-1)]), mentions: ["lines", "-1", "1...100000"]),
         Case(method: "vm.console", params: .object(["vm": .string("x"), "lines": .int(0)]), mentions: ["lines", "1...100000"]),

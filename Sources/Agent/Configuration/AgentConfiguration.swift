@@ -21,6 +21,10 @@ import TOMLKit
 ///     restart = "on-failure"        # the mesh default for VMs that do not say; default "no"
 ///     restart_limit = 3             # restarts within the window before giving up
 ///     restart_window_seconds = 600
+///     drs_interval = 60             # seconds between balancing rounds
+///     drs_sync_interval = 2         # seconds between DRS record and load sends
+///     drs_hold = 300                # seconds a moved VM is left alone
+///     drs_max_concurrent_moves = 4  # DRS moves under way in the whole mesh
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -64,6 +68,21 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// The virtual switch holds frames for a VM during its move (Protocol.md §8.6.1). Not read
     /// from the file: false only for `hostmesh bench network`'s comparison with dropping them.
     public var holdFramesDuringMoves = true
+    /// DRS timing and limits (`DRSConfiguration`).
+    public var drsInterval: Double = DRSConfiguration().interval
+    public var drsSyncInterval: Double = DRSConfiguration().syncInterval
+    public var drsHold: Double = DRSConfiguration().hold
+    public var drsMaxConcurrentMoves: Int = DRSConfiguration().maxConcurrentMoves
+
+    /// The DRS settings of this configuration.
+    public var drs: DRSConfiguration {
+        var drs = DRSConfiguration()
+        drs.interval = drsInterval
+        drs.syncInterval = drsSyncInterval
+        drs.hold = drsHold
+        drs.maxConcurrentMoves = drsMaxConcurrentMoves
+        return drs
+    }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -83,6 +102,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case restartWindowSeconds = "restart_window_seconds"
         case certificateLifetime = "certificate_lifetime"
         case keyRotationAge = "key_rotation_age"
+        case drsInterval = "drs_interval"
+        case drsSyncInterval = "drs_sync_interval"
+        case drsHold = "drs_hold"
+        case drsMaxConcurrentMoves = "drs_max_concurrent_moves"
     }
 
     /// All defaults.
@@ -109,6 +132,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
         certificateLifetime = try c.decodeIfPresent(Int64.self, forKey: .certificateLifetime) ?? defaults.certificateLifetime
         keyRotationAge = try c.decodeIfPresent(Int64.self, forKey: .keyRotationAge) ?? defaults.keyRotationAge
+        drsInterval = try c.decodeIfPresent(Double.self, forKey: .drsInterval) ?? defaults.drsInterval
+        drsSyncInterval = try c.decodeIfPresent(Double.self, forKey: .drsSyncInterval) ?? defaults.drsSyncInterval
+        drsHold = try c.decodeIfPresent(Double.self, forKey: .drsHold) ?? defaults.drsHold
+        drsMaxConcurrentMoves = try c.decodeIfPresent(Int.self, forKey: .drsMaxConcurrentMoves) ?? defaults.drsMaxConcurrentMoves
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -132,6 +159,22 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         }
         guard keyRotationAge == 0 || (10...(3_650 * 86_400)).contains(keyRotationAge) else {
             throw .badConfiguration(path: source, reason: "key_rotation_age = \(keyRotationAge): it must be 0 (never) or between 10 s and 10 years; the default is 30 days (2592000)")
+        }
+        try validateDRS(source: source)
+    }
+
+    /// Checks the DRS values.
+    private func validateDRS(source: String) throws(AgentError) {
+        for (key, value, range) in [("drs_interval", drsInterval, 1.0...86_400), ("drs_sync_interval", drsSyncInterval, 0.2...600), ("drs_hold", drsHold, 0.0...86_400)] {
+            guard range.contains(value) else {
+                throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between \(range.lowerBound) and \(range.upperBound) seconds")
+            }
+        }
+        guard drsSyncInterval <= drsInterval else {
+            throw .badConfiguration(path: source, reason: "drs_sync_interval (\(drsSyncInterval) s) must not exceed drs_interval (\(drsInterval) s): rounds decide on what the syncs bring")
+        }
+        guard (1...64).contains(drsMaxConcurrentMoves) else {
+            throw .badConfiguration(path: source, reason: "drs_max_concurrent_moves = \(drsMaxConcurrentMoves): it must be between 1 and 64")
         }
     }
 

@@ -18,6 +18,8 @@ struct ControlHandler: Sendable {
     let restartDefault: VMSpec.RestartPolicy
     let revocations: RevocationKeeper
     let rotator: KeyRotator
+    /// DRS, rules and maintenance (Agent/DRS).
+    let drs: DRSControlHandler
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -114,6 +116,8 @@ struct ControlHandler: Sendable {
             return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: Self.decision(p)))
         case "migrations":
             return try await journal.history()
+        case let method where DRSControlHandler.methods.contains(method):
+            return try await drs.handle(request)
         default:
             throw ControlError.badRequest("unknown method \"\(request.method)\"")
         }

@@ -196,6 +196,17 @@ public actor AgentMembership {
         }
     }
 
+    /// Says in this host's gossiped metadata whether it is in maintenance (placement and
+    /// `migrate --auto` then skip it).
+    func setMaintenance(_ on: Bool) async {
+        guard metadata.maintenance != on else { return }
+        var next = metadata
+        next.maintenance = on
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot gossip this host's maintenance state; peers learn it from the replicated DRS record", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// The capacity to advertise after `current`. Memory that cannot be read is not advertised
     /// as 0 free (a fact placement would act on): the last values stay and the host says it is
     /// unhealthy, which placement MUST avoid, as its own admission refuses without /proc/meminfo.

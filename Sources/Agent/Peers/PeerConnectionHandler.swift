@@ -12,6 +12,8 @@ struct PeerConnectionHandler: Sendable {
     let membership: AgentMembership
     let vms: VMManager
     let certificates: CertificateDesk
+    /// Receives peers' DRS anti-entropy (Agent/DRS).
+    let drs: DRSController
     let logger: Logger
 
     /// Serves `connection` until the peer closes it, it fails, or the task is cancelled; then
@@ -48,6 +50,10 @@ struct PeerConnectionHandler: Sendable {
                         try await outbound.write(EnvelopeWriter.frame(try await certificates.renew(request, for: connection.peer)))
                     case .locationUpdate(let update):
                         await peers.network.apply(locations: [UInt8](update.locations))
+                    case .vmPlaceRequest(let request):
+                        try await outbound.write(EnvelopeWriter.frame(await InitialPlacement.serve(request, vms: vms)))
+                    case .drsUpdate(let update):
+                        await drs.receive(update, from: connection.peer.hostID)
                     case .note(let note):
                         logger.info("encrypted note received", metadata: ["mesh.peer": "\(connection.peer.hostID)", "note": "\(note.text)"])
                     case .migrationPrepare(let prepare):
@@ -57,7 +63,7 @@ struct PeerConnectionHandler: Sendable {
                         if let reply = await coordinator.handle(envelope.body!, from: connection.peer.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(reply))
                         }
-                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .none:
+                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .vmPlaceReply, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }

@@ -71,6 +71,8 @@ public final class AgentStore: Sendable {
                 t.add(column: "restartFailure", .text)
             }
         }
+        // DRS: replicated rules, settings and maintenance requests (Agent/DRS, Protocol.md §12.3).
+        migrator.registerMigration("drs-v1") { db in try DRSRecordStore.createTables(db) }
         return migrator
     }
 }

@@ -51,6 +51,19 @@ public actor VMManager: MigrationVMRegistry {
     /// Plugs VMs into the agent's virtual switch from now on.
     func use(network: AgentNetwork) { self.network = network }
 
+    /// True while the host is in maintenance (Agent/DRS follows the replicated record): no VM is
+    /// defined, started or received here.
+    private var inMaintenance = false
+
+    /// Enters or leaves maintenance for new, started and incoming VMs.
+    func setMaintenance(_ on: Bool) { inMaintenance = on }
+
+    private func refuseInMaintenance(_ what: String) throws {
+        guard !inMaintenance else {
+            throw ControlError.conflict("this host is in maintenance and takes no VM (\(what) refused): place it on another host, or `hostmesh host maintenance exit` first")
+        }
+    }
+
     /// A manager over `store`, keeping runtime directories under `<stateDirectory>/vms`.
     public init(store: AgentStore, stateDirectory: String, options: VMProcess.Options = VMProcess.Options(), logger: Logger) {
         self.store = store
@@ -130,6 +143,7 @@ public actor VMManager: MigrationVMRegistry {
 
     /// Defines a VM (stopped).
     public func create(_ spec: VMSpec) async throws -> VMInfo {
+        try refuseInMaintenance("defining \(spec.name)")
         do {
             try spec.validate()
             try await network?.validate(spec)
@@ -150,6 +164,7 @@ public actor VMManager: MigrationVMRegistry {
     /// Starts a defined VM.
     public func start(_ reference: String) async throws -> VMInfo {
         let vm = try await find(reference)
+        try refuseInMaintenance("starting \(vm.name)")
         // A held VM may be running elsewhere: starting this copy could make two.
         if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
         try mark(vm.id, .starting, name: vm.name)
@@ -390,6 +405,7 @@ public actor VMManager: MigrationVMRegistry {
     /// for it: refused if the VM exists here or is busy. Only after this may a failure path tear
     /// down what is under that id (`abortIncoming`).
     public func reserveIncoming(_ spec: VMSpec) async throws {
+        try refuseInMaintenance("receiving \(spec.name) by migration")
         guard processes[spec.id] == nil else { throw ControlError.conflict("VM \(spec.name) (\(spec.id)) already runs on this host") }
         try mark(spec.id, .destination, name: "VM \(spec.name) (\(spec.id))")
         let exists: Bool

@@ -190,6 +190,30 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .certificateRenewed(newValue)}
   }
 
+  public var drsUpdate: Hostmesh_V1_DrsUpdate {
+    get {
+      if case .drsUpdate(let v)? = body {return v}
+      return Hostmesh_V1_DrsUpdate()
+    }
+    set {body = .drsUpdate(newValue)}
+  }
+
+  public var vmPlaceRequest: Hostmesh_V1_VmPlaceRequest {
+    get {
+      if case .vmPlaceRequest(let v)? = body {return v}
+      return Hostmesh_V1_VmPlaceRequest()
+    }
+    set {body = .vmPlaceRequest(newValue)}
+  }
+
+  public var vmPlaceReply: Hostmesh_V1_VmPlaceReply {
+    get {
+      if case .vmPlaceReply(let v)? = body {return v}
+      return Hostmesh_V1_VmPlaceReply()
+    }
+    set {body = .vmPlaceReply(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -212,6 +236,9 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case ownershipUpdate(Hostmesh_V1_OwnershipUpdate)
     case certificateRenewal(Hostmesh_V1_CertificateRenewal)
     case certificateRenewed(Hostmesh_V1_CertificateRenewed)
+    case drsUpdate(Hostmesh_V1_DrsUpdate)
+    case vmPlaceRequest(Hostmesh_V1_VmPlaceRequest)
+    case vmPlaceReply(Hostmesh_V1_VmPlaceReply)
 
   }
 
@@ -615,13 +642,232 @@ public nonisolated struct Hostmesh_V1_OwnershipRecord: Sendable {
   public init() {}
 }
 
+/// DRS anti-entropy (Protocol.md §12.2-12.3), sent by every agent to every known agent each sync
+/// interval: every replicated record it holds (tombstones included) and its own VMs' loads.
+public nonisolated struct Hostmesh_V1_DrsUpdate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var records: [Hostmesh_V1_DrsRecord] = []
+
+  /// the sender's VMs; the receiver keeps the one with the highest sequence
+  public var load: Hostmesh_V1_DrsHostLoad {
+    get {_load ?? Hostmesh_V1_DrsHostLoad()}
+    set {_load = newValue}
+  }
+  /// Returns true if `load` has been explicitly set.
+  public var hasLoad: Bool {self._load != nil}
+  /// Clears the value of `load`. Subsequent reads from it will return its default value.
+  public mutating func clearLoad() {self._load = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _load: Hostmesh_V1_DrsHostLoad? = nil
+}
+
+/// A replicated record: last writer wins per key by (version, writer), a deletion is a tombstone.
+public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "rule/<name>", "settings", "maintenance/<host id>"
+  public var key: String = String()
+
+  /// one above the highest version the writer had seen for the key
+  public var version: UInt64 = 0
+
+  /// host id of the writing agent (breaks version ties, larger wins)
+  public var writer: String = String()
+
+  /// a tombstone: no body
+  public var deleted: Bool = false
+
+  public var body: Hostmesh_V1_DrsRecord.OneOf_Body? = nil
+
+  public var rule: Hostmesh_V1_DrsRule {
+    get {
+      if case .rule(let v)? = body {return v}
+      return Hostmesh_V1_DrsRule()
+    }
+    set {body = .rule(newValue)}
+  }
+
+  public var settings: Hostmesh_V1_DrsSettings {
+    get {
+      if case .settings(let v)? = body {return v}
+      return Hostmesh_V1_DrsSettings()
+    }
+    set {body = .settings(newValue)}
+  }
+
+  public var maintenance: Hostmesh_V1_DrsMaintenance {
+    get {
+      if case .maintenance(let v)? = body {return v}
+      return Hostmesh_V1_DrsMaintenance()
+    }
+    set {body = .maintenance(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Body: Equatable, Sendable {
+    case rule(Hostmesh_V1_DrsRule)
+    case settings(Hostmesh_V1_DrsSettings)
+    case maintenance(Hostmesh_V1_DrsMaintenance)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_DrsRule: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// "affinity", "anti-affinity", "run-on", "not-on"
+  public var kind: String = String()
+
+  /// VM names or ids
+  public var vms: [String] = []
+
+  /// host ids (run-on, not-on)
+  public var hosts: [String] = []
+
+  /// false: "should"
+  public var must: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_DrsSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "manual", "partial", "full"
+  public var automation: String = String()
+
+  /// 1-5
+  public var threshold: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_DrsMaintenance: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the host evacuates and takes no VM while true
+  public var active: Bool = false
+
+  /// when it was asked for (display only)
+  public var sinceUnix: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The VMs a host owns and what they demand, measured by that host.
+public nonisolated struct Hostmesh_V1_DrsHostLoad: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// MUST equal the sender's certified host id
+  public var hostID: String = String()
+
+  /// increases with every measurement of the sending agent instance
+  public var sequence: UInt64 = 0
+
+  public var vms: [Hostmesh_V1_DrsVmLoad] = []
+
+  /// the sending agent's instance (its membership instance id)
+  public var instanceID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_DrsVmLoad: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var vmID: String = String()
+
+  public var name: String = String()
+
+  /// vCPU run + wait time per second, in thousandths of a core
+  public var cpuMilli: UInt32 = 0
+
+  /// configured RAM
+  public var memoryMib: UInt32 = 0
+
+  /// balancing leaves it alone until then (it moved recently)
+  public var heldUntilUnix: Int64 = 0
+
+  /// migrating or otherwise in an operation: nothing moves it
+  public var busy: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Initial placement (`vm create --place auto`): the agent that chose this host asks it to
+/// create the VM. Answered by a VmPlaceReply on the same channel.
+public nonisolated struct Hostmesh_V1_VmPlaceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the control API's vm.create parameters, JSON (Protocol.md §7)
+  public var create: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_VmPlaceReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the created VM's info, JSON (VMInfo); empty on error
+  public var info: Data = Data()
+
+  /// a control API error code, empty on success
+  public var errorCode: String = String()
+
+  public var errorMessage: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -876,6 +1122,45 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .certificateRenewed(v)
         }
       }()
+      case 42: try {
+        var v: Hostmesh_V1_DrsUpdate?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .drsUpdate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .drsUpdate(v)
+        }
+      }()
+      case 43: try {
+        var v: Hostmesh_V1_VmPlaceRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .vmPlaceRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .vmPlaceRequest(v)
+        }
+      }()
+      case 44: try {
+        var v: Hostmesh_V1_VmPlaceReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .vmPlaceReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .vmPlaceReply(v)
+        }
+      }()
       default: break
       }
     }
@@ -962,6 +1247,18 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .certificateRenewed?: try {
       guard case .certificateRenewed(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+    }()
+    case .drsUpdate?: try {
+      guard case .drsUpdate(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+    }()
+    case .vmPlaceRequest?: try {
+      guard case .vmPlaceRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
+    }()
+    case .vmPlaceReply?: try {
+      guard case .vmPlaceReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
     }()
     case nil: break
     }
@@ -1677,6 +1974,439 @@ nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftP
     if lhs.vmID != rhs.vmID {return false}
     if lhs.owner != rhs.owner {return false}
     if lhs.epoch != rhs.epoch {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsUpdate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{1}load\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._load) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.records.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 1)
+    }
+    try { if let v = self._load {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsUpdate, rhs: Hostmesh_V1_DrsUpdate) -> Bool {
+    if lhs.records != rhs.records {return false}
+    if lhs._load != rhs._load {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}version\0\u{1}writer\0\u{1}deleted\0\u{1}rule\0\u{1}settings\0\u{1}maintenance\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.writer) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
+      case 5: try {
+        var v: Hostmesh_V1_DrsRule?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .rule(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .rule(v)
+        }
+      }()
+      case 6: try {
+        var v: Hostmesh_V1_DrsSettings?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .settings(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .settings(v)
+        }
+      }()
+      case 7: try {
+        var v: Hostmesh_V1_DrsMaintenance?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .maintenance(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .maintenance(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 2)
+    }
+    if !self.writer.isEmpty {
+      try visitor.visitSingularStringField(value: self.writer, fieldNumber: 3)
+    }
+    if self.deleted != false {
+      try visitor.visitSingularBoolField(value: self.deleted, fieldNumber: 4)
+    }
+    switch self.body {
+    case .rule?: try {
+      guard case .rule(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .settings?: try {
+      guard case .settings(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .maintenance?: try {
+      guard case .maintenance(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsRecord, rhs: Hostmesh_V1_DrsRecord) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.writer != rhs.writer {return false}
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsRule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsRule"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}vms\0\u{1}hosts\0\u{1}must\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.vms) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.hosts) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.must) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.vms.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.vms, fieldNumber: 3)
+    }
+    if !self.hosts.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.hosts, fieldNumber: 4)
+    }
+    if self.must != false {
+      try visitor.visitSingularBoolField(value: self.must, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsRule, rhs: Hostmesh_V1_DrsRule) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.vms != rhs.vms {return false}
+    if lhs.hosts != rhs.hosts {return false}
+    if lhs.must != rhs.must {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}automation\0\u{1}threshold\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.automation) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.threshold) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.automation.isEmpty {
+      try visitor.visitSingularStringField(value: self.automation, fieldNumber: 1)
+    }
+    if self.threshold != 0 {
+      try visitor.visitSingularUInt32Field(value: self.threshold, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsSettings, rhs: Hostmesh_V1_DrsSettings) -> Bool {
+    if lhs.automation != rhs.automation {return false}
+    if lhs.threshold != rhs.threshold {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsMaintenance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsMaintenance"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}active\0\u{3}since_unix\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.active) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.sinceUnix) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.active != false {
+      try visitor.visitSingularBoolField(value: self.active, fieldNumber: 1)
+    }
+    if self.sinceUnix != 0 {
+      try visitor.visitSingularInt64Field(value: self.sinceUnix, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsMaintenance, rhs: Hostmesh_V1_DrsMaintenance) -> Bool {
+    if lhs.active != rhs.active {return false}
+    if lhs.sinceUnix != rhs.sinceUnix {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsHostLoad: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsHostLoad"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{1}sequence\0\u{1}vms\0\u{3}instance_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.vms) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.instanceID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 1)
+    }
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 2)
+    }
+    if !self.vms.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.vms, fieldNumber: 3)
+    }
+    if !self.instanceID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.instanceID, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsHostLoad, rhs: Hostmesh_V1_DrsHostLoad) -> Bool {
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.sequence != rhs.sequence {return false}
+    if lhs.vms != rhs.vms {return false}
+    if lhs.instanceID != rhs.instanceID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsVmLoad"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{3}cpu_milli\0\u{3}memory_mib\0\u{3}held_until_unix\0\u{1}busy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.vmID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.cpuMilli) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.memoryMib) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.heldUntilUnix) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.busy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.vmID.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmID, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.cpuMilli != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cpuMilli, fieldNumber: 3)
+    }
+    if self.memoryMib != 0 {
+      try visitor.visitSingularUInt32Field(value: self.memoryMib, fieldNumber: 4)
+    }
+    if self.heldUntilUnix != 0 {
+      try visitor.visitSingularInt64Field(value: self.heldUntilUnix, fieldNumber: 5)
+    }
+    if self.busy != false {
+      try visitor.visitSingularBoolField(value: self.busy, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsVmLoad, rhs: Hostmesh_V1_DrsVmLoad) -> Bool {
+    if lhs.vmID != rhs.vmID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.cpuMilli != rhs.cpuMilli {return false}
+    if lhs.memoryMib != rhs.memoryMib {return false}
+    if lhs.heldUntilUnix != rhs.heldUntilUnix {return false}
+    if lhs.busy != rhs.busy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VmPlaceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}create\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.create) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.create.isEmpty {
+      try visitor.visitSingularBytesField(value: self.create, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_VmPlaceRequest, rhs: Hostmesh_V1_VmPlaceRequest) -> Bool {
+    if lhs.create != rhs.create {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VmPlaceReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{3}error_code\0\u{3}error_message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.info) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.errorCode) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.errorMessage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.info.isEmpty {
+      try visitor.visitSingularBytesField(value: self.info, fieldNumber: 1)
+    }
+    if !self.errorCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorCode, fieldNumber: 2)
+    }
+    if !self.errorMessage.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorMessage, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_VmPlaceReply, rhs: Hostmesh_V1_VmPlaceReply) -> Bool {
+    if lhs.info != rhs.info {return false}
+    if lhs.errorCode != rhs.errorCode {return false}
+    if lhs.errorMessage != rhs.errorMessage {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

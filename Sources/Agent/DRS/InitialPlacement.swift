@@ -1,0 +1,96 @@
+import ControlAPI
+import Foundation
+import Hypervisor
+import Logging
+import MeshWire
+import Placement
+import SecureChannel
+
+/// `vm.place` (Protocol.md §12.6): ranks the mesh's hosts for a new VM with `Placement.rank`
+/// and the replicated rules, then defines the VM on the best one: here, or on another agent by
+/// a `VmPlaceRequest` over a secure channel. A host that refuses (it entered maintenance, its
+/// memory went) is skipped for the next in the ranking.
+struct InitialPlacement: Sendable {
+    let controller: DRSController
+    let vms: VMManager
+    let credentials: ChannelCredentials
+    let membership: AgentMembership
+    let logger: Logger
+
+    /// CPU a new VM is assumed to demand per vCPU until it is measured, thousandths of a core.
+    static let assumedMilliPerVCPU = 500
+
+    func place(_ request: ControlTypes.CreateVM) async throws -> DRSTypes.Placed {
+        var request = request
+        if let options = request.options {
+            // The id is chosen here, so every host the request may go to defines the same VM.
+            do { request = ControlTypes.CreateVM(spec: try options.spec(id: UUID().uuidString.lowercased()), start: request.start) } catch {
+                throw ControlError.badRequest("cannot define \(options.name): \(error)")
+            }
+        }
+        guard let spec = request.spec else { throw ControlError.badRequest("vm.place needs options or a spec") }
+        let (_, view) = await controller.decide()
+        let vm = PlacementVM(id: spec.id, name: spec.name, host: "", cpuDemandMilli: spec.vcpus * Self.assumedMilliPerVCPU, memoryMiB: spec.memoryMiB)
+        let ranking: [Placement.HostScore]
+        do { ranking = try Placement.rank(vm, in: view) } catch { throw ControlError.unavailable(error.description) }
+        var refusals: [String] = []
+        let members = await membership.service.members().map(\.member)
+        for choice in ranking {
+            do {
+                let info: VMInfo
+                if choice.host == controller.hostID {
+                    let created = try await vms.create(spec)
+                    info = request.start ? try await vms.start(created.id) : created
+                } else {
+                    guard let channel = members.first(where: { $0.id.hostID == choice.host })?.metadata?.channelAddress else {
+                        refusals.append("\(choice.host): no channel address yet")
+                        continue
+                    }
+                    info = try await forward(request, to: HostPort(host: channel.host, port: Int(channel.port)), host: choice.host)
+                }
+                logger.notice("VM placed", metadata: ["vm.name": "\(spec.name)", "drs.host": "\(choice.host)",
+                                                     "drs.imbalance_after": "\(String(format: "%.3f", choice.imbalanceAfter))"])
+                return DRSTypes.Placed(host: choice.host, info: info, ranking: ranking.map(\.host))
+            } catch let error as ControlError where error.code == "conflict" || error.code == "unavailable" {
+                refusals.append("\(choice.host): \(error.message)")
+            }
+        }
+        throw ControlError.unavailable("no host took \(spec.name): \(refusals.joined(separator: "; "))")
+    }
+
+    /// Asks agent `host` to define the VM.
+    private func forward(_ request: ControlTypes.CreateVM, to address: HostPort, host: String) async throws -> VMInfo {
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.vmPlaceRequest.create = try JSONEncoder().encode(request)
+        var policy = ChannelPolicy()
+        policy.expectedPeer = host
+        let connection = try await SecureConnection.connect(host: address.host, port: address.port,
+                                                            configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
+        guard case .vmPlaceReply(let reply)? = try await connection.request(envelope)?.body else {
+            throw ControlError.unavailable("\(host) did not answer the placement request")
+        }
+        guard reply.errorCode.isEmpty else { throw ControlError(code: reply.errorCode, message: "\(host): \(reply.errorMessage)") }
+        return try JSONDecoder().decode(VMInfo.self, from: reply.info)
+    }
+
+    /// A peer's placement request: define (and start) the VM here, or say why not.
+    static func serve(_ request: Hostmesh_V1_VmPlaceRequest, vms: VMManager) async -> Hostmesh_V1_AgentEnvelope {
+        var reply = Hostmesh_V1_VmPlaceReply()
+        do {
+            let create = try JSONDecoder().decode(ControlTypes.CreateVM.self, from: request.create)
+            guard let spec = create.spec else { throw ControlError.badRequest("a placement request carries a complete spec") }
+            let created = try await vms.create(spec)
+            let info = create.start ? try await vms.start(created.id) : created
+            reply.info = try JSONEncoder().encode(info)
+        } catch let error as ControlError {
+            reply.errorCode = error.code
+            reply.errorMessage = error.message
+        } catch {
+            reply.errorCode = "failed"
+            reply.errorMessage = "\(error)"
+        }
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.vmPlaceReply = reply
+        return envelope
+    }
+}
