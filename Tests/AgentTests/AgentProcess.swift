@@ -13,6 +13,8 @@ final class TestMesh: @unchecked Sendable {
     /// The lab whose hosts `start(_:on:)` runs agents on (nil: everything on loopback).
     let lab: Lab?
     private var agents: [AgentProcess] = []
+    /// The lab host each agent started on (absent: loopback), so a restart brings it back there.
+    private var labHosts: [String: Int] = [:]
 
     /// A mesh on loopback, or across `lab` (which it tears down with itself).
     init(lab: Lab? = nil) throws {
@@ -43,6 +45,7 @@ final class TestMesh: @unchecked Sendable {
         // A lab host without a lab is a mistake in the test itself.
         precondition(labHost == nil || lab != nil, "start(_:on:) needs a TestMesh made with a lab")
         let namespace = labHost.flatMap { lab?.namespace($0) }
+        labHosts[id] = labHost
         let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments, environment: environment,
                                                  namespace: namespace)
         agents.append(agent)
@@ -219,9 +222,13 @@ enum TestGuest {
 
 extension TestMesh {
     /// Restarts a host's agent (SIGKILL first if it still runs) on the same channel port, with
-    /// the same state directory: the agent a real host would run again after a crash.
+    /// the same state directory: the agent a real host would run again after a crash. A lab
+    /// host's agent comes back in its namespace, on the default listeners it started with.
     func restart(_ agent: AgentProcess, arguments: [String] = [], environment: [String: String] = [:]) async throws -> AgentProcess {
         agent.kill()
+        if let labHost = labHosts[agent.hostID] {
+            return try await start(agent.hostID, on: labHost, arguments: arguments, environment: environment)
+        }
         // The last --listen wins over the harness's default.
         return try await start(agent.hostID, arguments: arguments + ["--listen", agent.address], environment: environment)
     }
