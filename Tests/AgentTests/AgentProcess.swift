@@ -261,20 +261,38 @@ func runTool(_ path: String, _ arguments: [String], environment: [String: String
 /// Cuts every established TCP connection to or from `port` on loopback, both ends at once
 /// (`ss -K`, the kernel's socket destroy): what a network cut looks like to both agents. New
 /// connections work again right away (the partition heals), as they would after a link flap.
-func cutConnections(port: Int) throws {
+/// Across a lab, `host` is the address the port is on and the cut is made in each of
+/// `namespaces` (sockets live in their own host's namespace).
+func cutConnections(port: Int, host: String? = nil, namespaces: [String] = []) throws {
+    let places: [String?] = namespaces.isEmpty ? [nil] : namespaces
+    func ss(_ namespace: String?, _ arguments: [String]) throws -> String {
+        guard let namespace else { return try runTool("/usr/bin/ss", arguments).output }
+        return try runTool(Lab.ip, ["netns", "exec", namespace, "/usr/bin/ss"] + arguments).output
+    }
+    // One side of the connections: to the port (dport/dst) or from it (sport/src).
+    func side(_ local: Bool) -> [String] {
+        guard let host else { return [local ? "sport" : "dport", "=", ":\(port)"] }
+        return [local ? "src" : "dst", "\(host):\(port)"]
+    }
     // The connections to cut are those established now; agents may open new ones at any moment
     // (a retry, a broadcast), and those are not part of the cut.
     func established() throws -> Set<String> {
-        let (_, output) = try runTool("/usr/bin/ss", ["-H", "-n", "-t", "state", "established", "(", "dport", "=", ":\(port)", "or", "sport", "=", ":\(port)", ")"])
-        return Set(output.split(whereSeparator: \.isNewline).map { $0.split(separator: " ").suffix(2).joined(separator: " ") })
+        var found = Set<String>()
+        for place in places {
+            let output = try ss(place, ["-H", "-n", "-t", "state", "established", "("] + side(false) + ["or"] + side(true) + [")"])
+            found.formUnion(output.split(whereSeparator: \.isNewline).map { (place ?? "") + " " + $0.split(separator: " ").suffix(2).joined(separator: " ") })
+        }
+        return found
     }
     let before = try established()
     var left = before
     for _ in 0..<3 where !left.isEmpty {
-        for side in ["dport", "sport"] {
-            // ss prints "RTNETLINK answers: Invalid argument" for sockets it may not destroy and
-            // still destroys the rest; what counts is that none is left.
-            _ = try runTool("/usr/bin/ss", ["-K", "-t", "state", "established", "(", side, "=", ":\(port)", ")"])
+        for place in places {
+            for local in [false, true] {
+                // ss prints "RTNETLINK answers: Invalid argument" for sockets it may not destroy and
+                // still destroys the rest; what counts is that none is left.
+                _ = try ss(place, ["-K", "-t", "state", "established", "("] + side(local) + [")"])
+            }
         }
         left = try established().intersection(before)
     }

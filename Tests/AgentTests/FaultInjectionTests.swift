@@ -122,17 +122,18 @@ struct FaultInjectionTests {
         try await rig.runColumn(fault)
     }
 
-    /// One column of the matrix with the two agents on two hosts of a lab (Scripts/lab.sh:
+    /// Columns of the matrix with the two agents on two hosts of a lab (Scripts/lab.sh:
     /// network namespaces with their own addresses on a 1,500-byte bridge, default wildcard
     /// listeners, the shared disk in the lab's shared directory) instead of loopback: the same
-    /// phases, outcomes and invariants. A killed agent comes back in its own namespace.
-    @Test(.enabled(if: Lab.available, "needs root and iproute2 (network namespaces)"))
-    func killingTheSourceAgentAcrossTheLabNeverDuplicatesTheGuest() async throws {
+    /// phases, outcomes and invariants. A killed agent comes back in its own namespace; a cut is
+    /// made in both hosts' namespaces.
+    @Test(.enabled(if: Lab.available, "needs root and iproute2 (network namespaces)"), arguments: [Fault.killSourceAgent, .cutConnection])
+    func acrossTheLabTheGuestSurvivesOrIsNeverDuplicated(_ fault: Fault) async throws {
         let rig = try await FaultRig.start(on: .lab)
         defer { rig.tearDown() }
         let lab = try #require(rig.mesh.lab)
         #expect(rig.a.address == lab.address(1) + ":7946" && rig.b.address == lab.address(2) + ":7946")
-        try await rig.runColumn(.killSourceAgent)
+        try await rig.runColumn(fault)
         // The killed agents came back in their own hosts, not on loopback.
         #expect(rig.a.address == lab.address(1) + ":7946" && rig.b.address == lab.address(2) + ":7946")
     }
@@ -422,9 +423,11 @@ final class FaultRig: @unchecked Sendable {
             #expect(found.count == 1, "\(context): expected one QEMU on \(victim.hostID), found \(found)")
             for pid in found { kill(pid, SIGKILL) }
         case .cutConnection:
-            // `cutConnections` destroys sockets in this namespace only; the lab's are in theirs.
-            guard mesh.lab == nil else { throw ControlError.failed("\(context): cutting connections is not implemented across a lab") }
-            try cutConnections(port: destination.port)
+            if let lab = mesh.lab {
+                try cutConnections(port: destination.port, host: destination.host, namespaces: [lab.namespace(1), lab.namespace(2)])
+            } else {
+                try cutConnections(port: destination.port)
+            }
         }
         if paused.isRunning { release(paused) }
         for agent in [source, destination] where !agent.isRunning { try await restart(agent.hostID) }
