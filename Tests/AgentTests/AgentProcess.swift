@@ -13,6 +13,8 @@ final class TestMesh: @unchecked Sendable {
     /// The lab whose hosts `start(_:on:)` runs agents on (nil: everything on loopback).
     let lab: Lab?
     private var agents: [AgentProcess] = []
+    /// The lab host each agent started on (absent: loopback), so a restart brings it back there.
+    private var labHosts: [String: Int] = [:]
 
     /// A mesh on loopback, or across `lab` (which it tears down with itself).
     init(lab: Lab? = nil) throws {
@@ -43,6 +45,7 @@ final class TestMesh: @unchecked Sendable {
         // A lab host without a lab is a mistake in the test itself.
         precondition(labHost == nil || lab != nil, "start(_:on:) needs a TestMesh made with a lab")
         let namespace = labHost.flatMap { lab?.namespace($0) }
+        labHosts[id] = labHost
         let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments, environment: environment,
                                                  namespace: namespace)
         agents.append(agent)
@@ -219,9 +222,13 @@ enum TestGuest {
 
 extension TestMesh {
     /// Restarts a host's agent (SIGKILL first if it still runs) on the same channel port, with
-    /// the same state directory: the agent a real host would run again after a crash.
+    /// the same state directory: the agent a real host would run again after a crash. A lab
+    /// host's agent comes back in its namespace, on the default listeners it started with.
     func restart(_ agent: AgentProcess, arguments: [String] = [], environment: [String: String] = [:]) async throws -> AgentProcess {
         agent.kill()
+        if let labHost = labHosts[agent.hostID] {
+            return try await start(agent.hostID, on: labHost, arguments: arguments, environment: environment)
+        }
         // The last --listen wins over the harness's default.
         return try await start(agent.hostID, arguments: arguments + ["--listen", agent.address], environment: environment)
     }
@@ -254,20 +261,38 @@ func runTool(_ path: String, _ arguments: [String], environment: [String: String
 /// Cuts every established TCP connection to or from `port` on loopback, both ends at once
 /// (`ss -K`, the kernel's socket destroy): what a network cut looks like to both agents. New
 /// connections work again right away (the partition heals), as they would after a link flap.
-func cutConnections(port: Int) throws {
+/// Across a lab, `host` is the address the port is on and the cut is made in each of
+/// `namespaces` (sockets live in their own host's namespace).
+func cutConnections(port: Int, host: String? = nil, namespaces: [String] = []) throws {
+    let places: [String?] = namespaces.isEmpty ? [nil] : namespaces
+    func ss(_ namespace: String?, _ arguments: [String]) throws -> String {
+        guard let namespace else { return try runTool("/usr/bin/ss", arguments).output }
+        return try runTool(Lab.ip, ["netns", "exec", namespace, "/usr/bin/ss"] + arguments).output
+    }
+    // One side of the connections: to the port (dport/dst) or from it (sport/src).
+    func side(_ local: Bool) -> [String] {
+        guard let host else { return [local ? "sport" : "dport", "=", ":\(port)"] }
+        return [local ? "src" : "dst", "\(host):\(port)"]
+    }
     // The connections to cut are those established now; agents may open new ones at any moment
     // (a retry, a broadcast), and those are not part of the cut.
     func established() throws -> Set<String> {
-        let (_, output) = try runTool("/usr/bin/ss", ["-H", "-n", "-t", "state", "established", "(", "dport", "=", ":\(port)", "or", "sport", "=", ":\(port)", ")"])
-        return Set(output.split(whereSeparator: \.isNewline).map { $0.split(separator: " ").suffix(2).joined(separator: " ") })
+        var found = Set<String>()
+        for place in places {
+            let output = try ss(place, ["-H", "-n", "-t", "state", "established", "("] + side(false) + ["or"] + side(true) + [")"])
+            found.formUnion(output.split(whereSeparator: \.isNewline).map { (place ?? "") + " " + $0.split(separator: " ").suffix(2).joined(separator: " ") })
+        }
+        return found
     }
     let before = try established()
     var left = before
     for _ in 0..<3 where !left.isEmpty {
-        for side in ["dport", "sport"] {
-            // ss prints "RTNETLINK answers: Invalid argument" for sockets it may not destroy and
-            // still destroys the rest; what counts is that none is left.
-            _ = try runTool("/usr/bin/ss", ["-K", "-t", "state", "established", "(", side, "=", ":\(port)", ")"])
+        for place in places {
+            for local in [false, true] {
+                // ss prints "RTNETLINK answers: Invalid argument" for sockets it may not destroy and
+                // still destroys the rest; what counts is that none is left.
+                _ = try ss(place, ["-K", "-t", "state", "established", "("] + side(local) + [")"])
+            }
         }
         left = try established().intersection(before)
     }

@@ -119,12 +119,23 @@ struct FaultInjectionTests {
     func guestSurvivesOrIsNeverDuplicated(_ fault: Fault) async throws {
         let rig = try await FaultRig.start()
         defer { rig.tearDown() }
-        let cases = Self.matrix[fault] ?? []
-        for (index, c) in cases.enumerated() {
-            let started = ContinuousClock.now
-            try await rig.run(fault, c, last: index == cases.count - 1)
-            print("fault matrix: \(fault.rawValue) at \(c.phase): \(c.outcome), \(ContinuousClock.now - started)")
-        }
+        try await rig.runColumn(fault)
+    }
+
+    /// Columns of the matrix with the two agents on two hosts of a lab (Scripts/lab.sh:
+    /// network namespaces with their own addresses on a 1,500-byte bridge, default wildcard
+    /// listeners, the shared disk in the lab's shared directory) instead of loopback: the same
+    /// phases, outcomes and invariants. A killed agent comes back in its own namespace; a cut is
+    /// made in both hosts' namespaces.
+    @Test(.enabled(if: Lab.available, "needs root and iproute2 (network namespaces)"), arguments: [Fault.killSourceAgent, .cutConnection])
+    func acrossTheLabTheGuestSurvivesOrIsNeverDuplicated(_ fault: Fault) async throws {
+        let rig = try await FaultRig.start(on: .lab)
+        defer { rig.tearDown() }
+        let lab = try #require(rig.mesh.lab)
+        #expect(rig.a.address == lab.address(1) + ":7946" && rig.b.address == lab.address(2) + ":7946")
+        try await rig.runColumn(fault)
+        // The killed agents came back in their own hosts, not on loopback.
+        #expect(rig.a.address == lab.address(1) + ":7946" && rig.b.address == lab.address(2) + ":7946")
     }
 
     /// While an agent recovers an unfinished migration after a crash, its VM is off limits: no
@@ -225,6 +236,14 @@ final class FaultRig: @unchecked Sendable {
 
     static let environment = ["HOSTMESH_TEST_PAUSE_AT": "file"]
 
+    /// Where the rig's two agents run.
+    enum Hosts: Sendable {
+        /// Both on 127.0.0.1, ports chosen by the kernel.
+        case loopback
+        /// Each in its own host of a two-host `Lab`, at its own address.
+        case lab
+    }
+
     private init(mesh: TestMesh, a: AgentProcess, b: AgentProcess, vm: VMSpec, disk: String) {
         self.mesh = mesh
         self.a = a
@@ -233,14 +252,15 @@ final class FaultRig: @unchecked Sendable {
         self.disk = disk
     }
 
-    static func start() async throws -> FaultRig {
-        let mesh = try TestMesh()
+    static func start(on hosts: Hosts = .loopback) async throws -> FaultRig {
+        let mesh = try TestMesh(lab: hosts == .lab ? try Lab(hosts: 2) : nil)
         do {
-            let disk = mesh.root + "/shared-disk.raw"
+            let disk = (mesh.lab?.shared ?? mesh.root) + "/shared-disk.raw"
             // 2,048 records: at the log's 50 records/s it wraps after 40 s, longer than any case.
             try Data(count: 8 << 20).write(to: URL(fileURLWithPath: disk))
-            let a = try await mesh.start("node-a", environment: environment)
-            let b = try await mesh.start("node-b", arguments: ["--join", a.address], environment: environment)
+            let inLab = mesh.lab != nil
+            let a = try await mesh.start("node-a", on: inLab ? 1 : nil, environment: environment)
+            let b = try await mesh.start("node-b", on: inLab ? 2 : nil, arguments: ["--join", a.address], environment: environment)
             var vm = VMSpec(id: UUID().uuidString.lowercased(), name: "fi", memoryMiB: 128,
                             disks: [.init(path: disk, format: .raw, shared: true)],
                             boot: .kernel(path: TestGuest.kernel, initrd: TestGuest.initrd, commandLine: "console=ttyS0 quiet"),
@@ -363,6 +383,19 @@ final class FaultRig: @unchecked Sendable {
         #expect(damaged.isEmpty, "\(context): acknowledged disk records missing or torn (up to \(last)): \(damaged.prefix(10))")
     }
 
+    // MARK: One column
+
+    /// Every phase of `fault`'s column, in order, on this rig's one pair of agents.
+    func runColumn(_ fault: FaultInjectionTests.Fault) async throws {
+        let cases = FaultInjectionTests.matrix[fault] ?? []
+        let hosts = mesh.lab == nil ? "loopback" : "lab"
+        for (index, c) in cases.enumerated() {
+            let started = ContinuousClock.now
+            try await run(fault, c, last: index == cases.count - 1)
+            print("fault matrix (\(hosts)): \(fault.rawValue) at \(c.phase): \(c.outcome), \(ContinuousClock.now - started)")
+        }
+    }
+
     // MARK: One case
 
     func run(_ fault: FaultInjectionTests.Fault, _ c: FaultInjectionTests.Case, last: Bool) async throws {
@@ -390,7 +423,11 @@ final class FaultRig: @unchecked Sendable {
             #expect(found.count == 1, "\(context): expected one QEMU on \(victim.hostID), found \(found)")
             for pid in found { kill(pid, SIGKILL) }
         case .cutConnection:
-            try cutConnections(port: destination.port)
+            if let lab = mesh.lab {
+                try cutConnections(port: destination.port, host: destination.host, namespaces: [lab.namespace(1), lab.namespace(2)])
+            } else {
+                try cutConnections(port: destination.port)
+            }
         }
         if paused.isRunning { release(paused) }
         for agent in [source, destination] where !agent.isRunning { try await restart(agent.hostID) }
