@@ -3,6 +3,7 @@ import Foundation
 public import Hypervisor
 import MeshIdentity
 import TOMLKit
+public import HA
 
 /// The agent's configuration: a `Sendable` struct with defaults for every field; loading from
 /// TOML is a separate initialiser, and every field can also be set by a command-line flag.
@@ -21,6 +22,11 @@ import TOMLKit
 ///     restart = "on-failure"        # the mesh default for VMs that do not say; default "no"
 ///     restart_limit = 3             # restarts within the window before giving up
 ///     restart_window_seconds = 600
+///     leases = true                 # lease keepers for VMs on shared storage (§11.2); default false
+///     lease_renew_ms = 1000         # lease timings (defaults shown; checked as a whole)
+///     lease_fence_ms = 4000
+///     lease_tick_ms = 250
+///     lease_expiry_ms = 8000
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -55,6 +61,22 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var restartLimit: Int = 3
     /// The window restarts are counted in, seconds: 10...86,400.
     public var restartWindowSeconds: Int = 600
+    /// Whether VMs on shared storage run under a lease keeper (Protocol.md §11.2): the host holds
+    /// a lease file per VM copy and kills the copy when it cannot renew it. Default false.
+    public var leases: Bool = false
+    /// Lease timings, ms (Protocol.md §11.2); `validate` checks them with `LeaseSettings.validate`.
+    public var leaseRenewMs: Int = 1000
+    public var leaseFenceMs: Int = 4000
+    public var leaseTickMs: Int = 250
+    public var leaseExpiryMs: Int = 8000
+    /// The `hostmesh` executable that runs `lease-keeper` (set by the executable, not in TOML).
+    public var leaseKeeperExecutable: String?
+
+    /// The lease timings.
+    public var leaseSettings: LeaseSettings {
+        LeaseSettings(renewInterval: .milliseconds(leaseRenewMs), fenceAfter: .milliseconds(leaseFenceMs),
+                      tickInterval: .milliseconds(leaseTickMs), expiry: .milliseconds(leaseExpiryMs))
+    }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
@@ -72,6 +94,11 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case restart
         case restartLimit = "restart_limit"
         case restartWindowSeconds = "restart_window_seconds"
+        case leases
+        case leaseRenewMs = "lease_renew_ms"
+        case leaseFenceMs = "lease_fence_ms"
+        case leaseTickMs = "lease_tick_ms"
+        case leaseExpiryMs = "lease_expiry_ms"
     }
 
     /// All defaults.
@@ -96,6 +123,11 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart) ?? defaults.restart
         restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
         restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
+        leases = try c.decodeIfPresent(Bool.self, forKey: .leases) ?? defaults.leases
+        leaseRenewMs = try c.decodeIfPresent(Int.self, forKey: .leaseRenewMs) ?? defaults.leaseRenewMs
+        leaseFenceMs = try c.decodeIfPresent(Int.self, forKey: .leaseFenceMs) ?? defaults.leaseFenceMs
+        leaseTickMs = try c.decodeIfPresent(Int.self, forKey: .leaseTickMs) ?? defaults.leaseTickMs
+        leaseExpiryMs = try c.decodeIfPresent(Int.self, forKey: .leaseExpiryMs) ?? defaults.leaseExpiryMs
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -114,6 +146,11 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         guard (10...86_400).contains(restartWindowSeconds) else {
             throw .badConfiguration(path: source, reason: "restart_window_seconds = \(restartWindowSeconds): it must be between 10 and 86400 (default 600)")
         }
+        for (key, value) in [("lease_renew_ms", leaseRenewMs), ("lease_fence_ms", leaseFenceMs), ("lease_tick_ms", leaseTickMs), ("lease_expiry_ms", leaseExpiryMs)]
+        where !(10...600_000).contains(value) {
+            throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 10 and 600000 ms")
+        }
+        do { try leaseSettings.validate() } catch { throw .badConfiguration(path: source, reason: "lease timings: \(error)") }
     }
 
     /// Reads a TOML file.
