@@ -46,7 +46,7 @@ struct LeaseFenceTests {
         #expect(first.epoch == 1 && first.held)
         #expect(try await eventually(10) { (try lease()?.counter ?? 0) > first.counter + 3 })
         #expect(try await details().restartElsewhere?.hasPrefix("not yet: this host holds its lease") == true)
-        let qemu = try #require(try await details().info.pid)
+        var qemu = try #require(try await details().info.pid)
 
         // The agent killed alone: QEMU runs on and its keeper keeps renewing.
         agent.kill()
@@ -64,6 +64,20 @@ struct LeaseFenceTests {
         } catch {
             #expect("\(error)".contains("moving a leased VM is not built yet"), "\(error)")
         }
+
+        // The keeper killed alone: the agent kills the unguarded copy and restarts it in place
+        // under a new keeper, at the next epoch.
+        let keeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: runtime))
+        kill(keeper, SIGKILL)
+        #expect(try await eventually(20) { ProcessProbe.startTime(qemu) == nil }, "a copy ran on without its lease keeper")
+        let restarted = try await eventually(30) {
+            let now = try await details().info, epoch = try lease()?.epoch
+            return now.state == "running" && now.pid != nil && now.pid != qemu && epoch == 2
+        }
+        let afterKeeper = try await details().info
+        #expect(restarted, "not restarted under a new lease: \(afterKeeper)")
+        qemu = try #require(try await details().info.pid)
+        #expect(VMManager.leaseKeeperPid(spec.id, runtime: runtime) != nil)
 
         // The storage is cut off: the keeper kills the copy; the agent does not restart it.
         #expect(FileManager.default.createFile(atPath: failFile, contents: nil))

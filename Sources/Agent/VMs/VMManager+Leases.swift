@@ -86,4 +86,25 @@ extension VMManager {
         guard let state = LeaseKeeper.state(runtimeDirectory: directory(for: id).path), state.hasPrefix("fenced: ") else { return nil }
         return state
     }
+
+    /// Kills (SIGKILL) every copy on shared storage that runs without its lease keeper while
+    /// leases are on: its lease is no longer renewed, so once it expired another host could start
+    /// the VM beside it. Returns the VMs killed; the restart supervisor then restarts them in
+    /// place under a new keeper (or not, by their restart policy).
+    func killUnguardedCopies() async -> [String] {
+        guard leaseKeeping != nil else { return [] }
+        var killed: [String] = []
+        for (id, process) in processes where busy[id] == nil {
+            guard (try? LeaseFiles.directory(for: process.record.spec)) != nil, // not on shared storage: no lease to lose
+                  await process.exitIfEnded() == nil, busy[id] == nil, processes[id] === process,
+                  Self.leaseKeeperPid(id, runtime: directory(for: id).path) == nil else { continue }
+            // Read again: a keeper that ended by fencing has killed the copy itself.
+            if fencedByLease(id) != nil { continue }
+            logger.error("a VM on shared storage runs without its lease keeper: killed, as its lease is no longer renewed",
+                         metadata: ["vm.id": "\(id)", "vm.keeper": "\(LeaseKeeper.state(runtimeDirectory: directory(for: id).path) ?? "no report")"])
+            process.kill()
+            killed.append(id)
+        }
+        return killed
+    }
 }
