@@ -48,6 +48,22 @@ struct LeaseFenceTests {
         #expect(try await details().restartElsewhere?.hasPrefix("not yet: this host holds its lease") == true)
         var qemu = try #require(try await details().info.pid)
 
+        // The keeper killed alone: the agent kills the unguarded copy and restarts it in place
+        // under a new keeper, at the next epoch.
+        let keeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: runtime))
+        kill(keeper, SIGKILL)
+        #expect(try await eventually(20) { ProcessProbe.startTime(qemu) == nil }, "a copy ran on without its lease keeper")
+        let restarted = try await eventually(30) {
+            let now = try await details().info, epoch = try lease()?.epoch
+            return now.state == "running" && now.pid != nil && now.pid != qemu && epoch == 2
+        }
+        let afterKeeper = try await details().info
+        #expect(restarted, "not restarted under a new lease: \(afterKeeper)")
+        // The agent reaped its QEMU itself (the keepers it starts do not take its exits away).
+        #expect(afterKeeper.restarts?.lastReason == "QEMU was killed by signal 9", "\(String(describing: afterKeeper.restarts))")
+        qemu = try #require(try await details().info.pid)
+        #expect(VMManager.leaseKeeperPid(spec.id, runtime: runtime) != nil)
+
         // The agent killed alone: QEMU runs on and its keeper keeps renewing.
         agent.kill()
         let before = try #require(try lease()).counter
@@ -64,20 +80,6 @@ struct LeaseFenceTests {
         } catch {
             #expect("\(error)".contains("moving a leased VM is not built yet"), "\(error)")
         }
-
-        // The keeper killed alone: the agent kills the unguarded copy and restarts it in place
-        // under a new keeper, at the next epoch.
-        let keeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: runtime))
-        kill(keeper, SIGKILL)
-        #expect(try await eventually(20) { ProcessProbe.startTime(qemu) == nil }, "a copy ran on without its lease keeper")
-        let restarted = try await eventually(30) {
-            let now = try await details().info, epoch = try lease()?.epoch
-            return now.state == "running" && now.pid != nil && now.pid != qemu && epoch == 2
-        }
-        let afterKeeper = try await details().info
-        #expect(restarted, "not restarted under a new lease: \(afterKeeper)")
-        qemu = try #require(try await details().info.pid)
-        #expect(VMManager.leaseKeeperPid(spec.id, runtime: runtime) != nil)
 
         // The storage is cut off: the keeper kills the copy; the agent does not restart it.
         #expect(FileManager.default.createFile(atPath: failFile, contents: nil))
