@@ -133,6 +133,9 @@ public struct LeaseKeeper: Sendable {
                     case let .renew(counter):
                         renew(counter: counter, mailbox: mailbox)
                     case let .fence(reason):
+                        // Said first: the agent, seeing its QEMU die, must find why at once (it
+                        // must not restart a fenced copy in place).
+                        report("fenced: \(reason)")
                         if let running = qemu { ProcessProbe.kill(running.pid, start: running.start, within: settings.killBound) }
                         // A QEMU that writes its pid file later must not run either.
                         if qemu == nil, let late = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid") {

@@ -87,23 +87,34 @@ extension VMManager {
         return state
     }
 
-    /// Kills (SIGKILL) every copy on shared storage that runs without its lease keeper while
-    /// leases are on: its lease is no longer renewed, so once it expired another host could start
-    /// the VM beside it. Returns the VMs killed; the restart supervisor then restarts them in
-    /// place under a new keeper (or not, by their restart policy).
-    func killUnguardedCopies() async -> [String] {
+    /// Guards again every copy on shared storage that runs without its lease keeper while leases
+    /// are on (its keeper was killed, or the agent started with leases newly on): its lease is no
+    /// longer renewed, so once it expired another host could start the VM beside it. A new keeper
+    /// at the VM's epoch acquires the lease for the running copy (refusing under a higher claim);
+    /// when it cannot, the copy is killed (SIGKILL). Returns the VMs killed; the restart
+    /// supervisor then sees their exits like any other.
+    func guardUnguardedCopies() async -> [String] {
         guard leaseKeeping != nil else { return [] }
         var killed: [String] = []
         for (id, process) in processes where busy[id] == nil {
             guard (try? LeaseFiles.directory(for: process.record.spec)) != nil, // not on shared storage: no lease to lose
                   await process.exitIfEnded() == nil, busy[id] == nil, processes[id] === process,
-                  Self.leaseKeeperPid(id, runtime: directory(for: id).path) == nil else { continue }
-            // Read again: a keeper that ended by fencing has killed the copy itself.
-            if fencedByLease(id) != nil { continue }
-            logger.error("a VM on shared storage runs without its lease keeper: killed, as its lease is no longer renewed",
-                         metadata: ["vm.id": "\(id)", "vm.keeper": "\(LeaseKeeper.state(runtimeDirectory: directory(for: id).path) ?? "no report")"])
-            process.kill()
-            killed.append(id)
+                  Self.leaseKeeperPid(id, runtime: directory(for: id).path) == nil,
+                  fencedByLease(id) == nil else { continue } // a keeper that fenced has killed the copy itself
+            busy[id] = .starting
+            defer { if busy[id] == .starting { busy[id] = nil } }
+            let before = LeaseKeeper.state(runtimeDirectory: directory(for: id).path) ?? "no report"
+            do {
+                let vm = try await find(id)
+                try await startLeaseKeeper(process.record.spec, epoch: vm.epoch)
+                logger.warning("a VM on shared storage ran without its lease keeper: a new keeper holds its lease",
+                               metadata: ["vm.id": "\(id)", "vm.epoch": "\(vm.epoch)", "vm.keeper": "\(before)"])
+            } catch {
+                logger.error("a VM on shared storage runs without its lease keeper and none can hold its lease: killed",
+                             metadata: ["vm.id": "\(id)", "error": "\(error)"])
+                process.kill()
+                killed.append(id)
+            }
         }
         return killed
     }
