@@ -4,7 +4,7 @@ import HA
 import Testing
 
 /// The lease keeper process (`hostmesh lease-keeper`, Protocol.md §11.2) against a real
-/// filesystem and a real process standing in for QEMU (`sleep`, its pid in `qemu.pid` as QEMU
+/// filesystem and a real process standing in for QEMU (`tail -f` of a file in its runtime directory, its pid in `qemu.pid` as QEMU
 /// writes it): it renews while it can, kills the copy when its writes fail (the storage cut off)
 /// or a claim above its epoch appears, refuses to acquire under a higher claim, releases on
 /// SIGTERM and ends with its QEMU.
@@ -20,11 +20,13 @@ struct LeaseKeeperTests {
 
         init() throws { try FileManager.default.createDirectory(atPath: root + "/vm", withIntermediateDirectories: true) }
 
-        /// Starts the stand-in QEMU and writes its pid file.
+        /// Starts the stand-in QEMU (its command line names the runtime directory, as QEMU's
+        /// does) and writes its pid file.
         func startCopy() throws -> Process {
             let copy = Process()
-            copy.executableURL = URL(fileURLWithPath: "/bin/sleep")
-            copy.arguments = ["600"]
+            #expect(FileManager.default.createFile(atPath: runtime + "/stand-in.log", contents: nil))
+            copy.executableURL = URL(fileURLWithPath: "/usr/bin/tail")
+            copy.arguments = ["-f", runtime + "/stand-in.log"]
             try copy.run()
             processes.append(copy)
             try "\(copy.processIdentifier)\n".write(toFile: runtime + "/qemu.pid", atomically: true, encoding: .utf8)
@@ -109,6 +111,23 @@ struct LeaseKeeperTests {
         #expect(setup.state() == "refused: node-b claimed the VM at epoch 7, above this copy's 5")
     }
 
+    /// A pid file left by an earlier QEMU whose pid now belongs to another process: the keeper
+    /// neither watches nor kills that process.
+    @Test func aStalePidFileIsNotTakenForTheCopy() async throws {
+        let setup = try Setup()
+        let stranger = Process()
+        stranger.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        stranger.arguments = ["600"]
+        try stranger.run()
+        setup.processes.append(stranger)
+        try "\(stranger.processIdentifier)\n".write(toFile: setup.runtime + "/qemu.pid", atomically: true, encoding: .utf8)
+        let keeper = try setup.startKeeper(epoch: 5)
+        #expect(try await eventually { setup.state() == "held" })
+        #expect(FileManager.default.createFile(atPath: setup.failFile, contents: nil))
+        #expect(try await exit(of: keeper) == 4)
+        #expect(stranger.isRunning, "the keeper killed a process that is not the VM's QEMU")
+    }
+
     @Test func aFailingFirstWriteRefuses() async throws {
         let setup = try Setup()
         #expect(FileManager.default.createFile(atPath: setup.failFile, contents: nil))
@@ -132,7 +151,8 @@ struct LeaseKeeperTests {
         #expect(try await eventually { setup.state() == "held" })
         #expect(try setup.files.read(vm: "vm1", host: "node-a")?.epoch == 3)
         kill(copy.processIdentifier, SIGKILL)
-        #expect(try await exit(of: second) == 0)
+        #expect(try await exit(of: second) == 0,
+                "the keeper did not end with its copy: copy \(copy.processIdentifier) stat \((try? String(contentsOfFile: "/proc/\(copy.processIdentifier)/stat", encoding: .utf8)) ?? "gone")") // gone: nil
         #expect(setup.state() == "ended: QEMU exited")
     }
 }

@@ -122,7 +122,7 @@ public struct LeaseKeeper: Sendable {
                 }
                 return .released
             }
-            if qemu == nil, let found = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid") { qemu = found }
+            if qemu == nil, let found = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid", mentioning: runtimeDirectory + "/") { qemu = found }
             if let running = qemu, !ProcessProbe.isAlive(running.pid, start: running.start) { return .ended("QEMU exited") }
             if qemu == nil, ContinuousClock.now >= startupDeadline { return .ended("QEMU did not start within \(startupTimeout)") }
             var events: [LeaseOwnerCore.Event] = mailbox.drain()
@@ -138,7 +138,7 @@ public struct LeaseKeeper: Sendable {
                         report("fenced: \(reason)")
                         if let running = qemu { ProcessProbe.kill(running.pid, start: running.start, within: settings.killBound) }
                         // A QEMU that writes its pid file later must not run either.
-                        if qemu == nil, let late = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid") {
+                        if qemu == nil, let late = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid", mentioning: runtimeDirectory + "/") {
                             ProcessProbe.kill(late.pid, start: late.start, within: settings.killBound)
                         }
                         return .fenced(reason)
@@ -207,12 +207,17 @@ private final class Mailbox: Sendable {
 
 /// Looks at a process the keeper did not start (QEMU is the agent's child) through /proc.
 enum ProcessProbe {
-    /// The live process a pid file names, with its start time.
-    static func process(inPidFile path: String) -> (pid: Int32, start: UInt64)? {
+    /// The live process a pid file names, with its start time, if its command line mentions
+    /// `mentioning` (QEMU's names its runtime directory: a stale pid file whose pid now belongs
+    /// to another process is not taken for it).
+    static func process(inPidFile path: String, mentioning: String) -> (pid: Int32, start: UInt64)? {
         // Absent or unreadable: QEMU has not written it yet.
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
-              let start = startTime(pid) else { return nil }
+              let start = startTime(pid),
+              let argv = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), // gone meanwhile: none
+              String(decoding: argv.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(mentioning),
+              startTime(pid) == start else { return nil }
         return (pid, start)
     }
 
