@@ -87,6 +87,12 @@ public struct Agent: Service {
     private func services(store: AgentStore, vms: VMManager, network: AgentNetwork) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: configuration.reachableHost(of: configuration.overlayListen), port: $0) }
         await vms.use(network: network)
+        if configuration.leases {
+            guard let executable = configuration.leaseKeeperExecutable else {
+                throw AgentError.badConfiguration(path: "leases", reason: "leases = true needs the hostmesh executable to run lease keepers; start the agent with `hostmesh agent`")
+            }
+            await vms.use(leases: LeaseKeeping(executable: executable, hostID: credentials.identity.hostID, settings: configuration.leaseSettings))
+        }
         try await vms.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
         let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,

@@ -1,6 +1,7 @@
 import Agent
 import ArgumentParser
 import ControlAPI
+import Foundation
 import Hypervisor
 import Logging
 import ServiceLifecycle
@@ -31,6 +32,11 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds between DRS record and load sends (default 2).") var drsSyncInterval: Double?
     @Option(help: "Seconds a VM that moved is left alone by balancing (default 300).") var drsHold: Double?
     @Option(help: "DRS moves under way in the whole mesh at once (default 4).") var drsMaxConcurrentMoves: Int?
+    @Flag(help: "Run a lease keeper beside every VM on shared storage (Protocol.md §11.2; default off).") var leases = false
+    @Option(help: "Lease renew interval, ms (default 1000).") var leaseRenewMs: Int?
+    @Option(help: "Lease fence time, ms (default 4000).") var leaseFenceMs: Int?
+    @Option(help: "Lease tick, ms (default 250).") var leaseTickMs: Int?
+    @Option(help: "Lease expiry, ms (default 8000).") var leaseExpiryMs: Int?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -57,6 +63,13 @@ struct AgentCommand: AsyncParsableCommand {
         if let drsSyncInterval { configuration.drsSyncInterval = drsSyncInterval }
         if let drsHold { configuration.drsHold = drsHold }
         if let drsMaxConcurrentMoves { configuration.drsMaxConcurrentMoves = drsMaxConcurrentMoves }
+        if leases { configuration.leases = true }
+        if let leaseRenewMs { configuration.leaseRenewMs = leaseRenewMs }
+        if let leaseFenceMs { configuration.leaseFenceMs = leaseFenceMs }
+        if let leaseTickMs { configuration.leaseTickMs = leaseTickMs }
+        if let leaseExpiryMs { configuration.leaseExpiryMs = leaseExpiryMs }
+        // The keeper is this same executable's `lease-keeper` subcommand.
+        configuration.leaseKeeperExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0] // no /proc: argv[0]
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
         guard let level = Logger.Level(rawValue: configuration.logLevel) else {
             throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")

@@ -99,3 +99,12 @@ struct FailingJournal: MigrationJournaling {
     func migration(_ id: String) async throws -> JournaledMigration? { try await wrapped.migration(id) }
     func newerOwner(of vm: String, above epoch: Int64) async throws -> OwnershipClaim? { try await wrapped.newerOwner(of: vm, above: epoch) }
 }
+
+extension TestHooks {
+    /// `HOSTMESH_TEST_LEASE_FAIL_IF=<path>`: while that file exists, the lease keeper's writes
+    /// fail as writes to a storage that is cut off would (issue 20's "cut its storage").
+    static func leaseWriteFailure(environment: [String: String] = ProcessInfo.processInfo.environment) -> @Sendable () -> String? {
+        guard let path = environment["HOSTMESH_TEST_LEASE_FAIL_IF"] else { return { nil } }
+        return { FileManager.default.fileExists(atPath: path) ? "test: lease writes fail while \(path) exists" : nil }
+    }
+}

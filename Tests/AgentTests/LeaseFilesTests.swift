@@ -79,7 +79,8 @@ struct LeaseFilesTests {
         #expect(throws: RestartElsewhereError.noDisk(vm: "diskless")) { _ = try LeaseFiles.directory(for: none) }
         let shared = VMSpec(id: "c", name: "db", memoryMiB: 64, disks: [.init(path: "/mnt/shared/db.raw", format: .raw, shared: true)], boot: boot)
         #expect(try LeaseFiles.directory(for: shared) == "/mnt/shared/.hostmesh")
-        #expect(VMManager.restartElsewhere(local).hasPrefix("no: web cannot be restarted on another host: its disk /var/lib/vm/web.raw is not on shared storage"))
-        #expect(VMManager.restartElsewhere(shared).hasPrefix("not yet"))
+        #expect(VMManager.restartElsewhere(local, leases: true).hasPrefix("no: web cannot be restarted on another host: its disk /var/lib/vm/web.raw is not on shared storage"))
+        #expect(VMManager.restartElsewhere(shared, leases: false).hasPrefix("not yet: its disks are on shared storage, but this agent runs no leases"))
+        #expect(VMManager.restartElsewhere(shared, leases: true).hasPrefix("not yet: this host holds its lease"))
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 public import Hypervisor
 import MeshIdentity
 import TOMLKit
+public import HA
 
 /// The agent's configuration: a `Sendable` struct with defaults for every field; loading from
 /// TOML is a separate initialiser, and every field can also be set by a command-line flag.
@@ -25,6 +26,11 @@ import TOMLKit
 ///     drs_sync_interval = 2         # seconds between DRS record and load sends
 ///     drs_hold = 300                # seconds a moved VM is left alone
 ///     drs_max_concurrent_moves = 4  # DRS moves under way in the whole mesh
+///     leases = true                 # lease keepers for VMs on shared storage (§11.2); default false
+///     lease_renew_ms = 1000         # lease timings (defaults shown; checked as a whole)
+///     lease_fence_ms = 4000
+///     lease_tick_ms = 250
+///     lease_expiry_ms = 8000
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -84,6 +90,23 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         return drs
     }
 
+    /// Whether VMs on shared storage run under a lease keeper (Protocol.md §11.2): the host holds
+    /// a lease file per VM copy and kills the copy when it cannot renew it. Default false.
+    public var leases: Bool = false
+    /// Lease timings, ms (Protocol.md §11.2); `validate` checks them with `LeaseSettings.validate`.
+    public var leaseRenewMs: Int = 1000
+    public var leaseFenceMs: Int = 4000
+    public var leaseTickMs: Int = 250
+    public var leaseExpiryMs: Int = 8000
+    /// The `hostmesh` executable that runs `lease-keeper` (set by the executable, not in TOML).
+    public var leaseKeeperExecutable: String?
+
+    /// The lease timings.
+    public var leaseSettings: LeaseSettings {
+        LeaseSettings(renewInterval: .milliseconds(leaseRenewMs), fenceAfter: .milliseconds(leaseFenceMs),
+                      tickInterval: .milliseconds(leaseTickMs), expiry: .milliseconds(leaseExpiryMs))
+    }
+
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
         case channelListen = "channel_listen"
@@ -106,6 +129,11 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case drsSyncInterval = "drs_sync_interval"
         case drsHold = "drs_hold"
         case drsMaxConcurrentMoves = "drs_max_concurrent_moves"
+        case leases
+        case leaseRenewMs = "lease_renew_ms"
+        case leaseFenceMs = "lease_fence_ms"
+        case leaseTickMs = "lease_tick_ms"
+        case leaseExpiryMs = "lease_expiry_ms"
     }
 
     /// All defaults.
@@ -136,6 +164,11 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         drsSyncInterval = try c.decodeIfPresent(Double.self, forKey: .drsSyncInterval) ?? defaults.drsSyncInterval
         drsHold = try c.decodeIfPresent(Double.self, forKey: .drsHold) ?? defaults.drsHold
         drsMaxConcurrentMoves = try c.decodeIfPresent(Int.self, forKey: .drsMaxConcurrentMoves) ?? defaults.drsMaxConcurrentMoves
+        leases = try c.decodeIfPresent(Bool.self, forKey: .leases) ?? defaults.leases
+        leaseRenewMs = try c.decodeIfPresent(Int.self, forKey: .leaseRenewMs) ?? defaults.leaseRenewMs
+        leaseFenceMs = try c.decodeIfPresent(Int.self, forKey: .leaseFenceMs) ?? defaults.leaseFenceMs
+        leaseTickMs = try c.decodeIfPresent(Int.self, forKey: .leaseTickMs) ?? defaults.leaseTickMs
+        leaseExpiryMs = try c.decodeIfPresent(Int.self, forKey: .leaseExpiryMs) ?? defaults.leaseExpiryMs
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -160,6 +193,11 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         guard keyRotationAge == 0 || (10...(3_650 * 86_400)).contains(keyRotationAge) else {
             throw .badConfiguration(path: source, reason: "key_rotation_age = \(keyRotationAge): it must be 0 (never) or between 10 s and 10 years; the default is 30 days (2592000)")
         }
+        for (key, value) in [("lease_renew_ms", leaseRenewMs), ("lease_fence_ms", leaseFenceMs), ("lease_tick_ms", leaseTickMs), ("lease_expiry_ms", leaseExpiryMs)]
+        where !(10...600_000).contains(value) {
+            throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 10 and 600000 ms")
+        }
+        do { try leaseSettings.validate() } catch { throw .badConfiguration(path: source, reason: "lease timings: \(error)") }
         try validateDRS(source: source)
     }
 

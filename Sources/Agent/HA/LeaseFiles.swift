@@ -7,8 +7,8 @@ import Hypervisor
 /// atomically), and `<vm>.claim.<epoch>` (created exclusively: the storage decides which host
 /// takes a VM over).
 ///
-/// Not run by the agent yet (§11.2 "Status"): the lease shell that renews, fences and takes over
-/// is still to come; this is its storage layer, tested against a real filesystem.
+/// Used by the lease keeper (`LeaseKeeper`, one process per VM copy); the takeover shell is still
+/// to come (§11.2 "Status").
 struct LeaseFiles: Sendable {
     /// The `.hostmesh` directory.
     let directory: String
@@ -100,6 +100,18 @@ struct LeaseFiles: Sendable {
         // Unreadable or absent: no claim that can be shown (the claim itself is decided by create).
         guard let data = FileManager.default.contents(atPath: claimPath(vm, epoch: epoch)) else { return nil }
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The highest claim of `vm` on the storage (its epoch and claimant), nil when there is none.
+    func highestClaim(vm: String) throws -> (epoch: Int64, host: String)? {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            if !FileManager.default.fileExists(atPath: directory) { return nil }
+            throw error
+        }
+        let prefix = vm + ".claim."
+        guard let epoch = names.filter({ $0.hasPrefix(prefix) }).compactMap({ Int64($0.dropFirst(prefix.count)) }).max() else { return nil }
+        return (epoch, claimant(vm: vm, epoch: epoch) ?? "another host")
     }
 
     private func syncDirectory() throws {

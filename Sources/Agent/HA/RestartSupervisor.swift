@@ -27,6 +27,7 @@ actor RestartSupervisor {
 
     /// One round: new exits become events, every core gets a tick.
     func tick() async {
+        _ = await vms.guardUnguardedCopies() // each is logged; a copy killed is an exit like any other below
         do {
             for exit in try await vms.unexpectedExits(meshDefault: meshDefault) {
                 // A finished core (gave up, or withdrawn) belongs to an earlier life of the VM:

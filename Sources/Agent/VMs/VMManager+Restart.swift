@@ -27,7 +27,14 @@ extension VMManager {
             guard let exit = await process.exitIfEnded(), exit.status != .exited(0) else { continue }
             // Read under the same conditions after the suspension: the VM may have moved on.
             guard busy[id] == nil, processes[id] === process, restartsDue[id] == nil,
-                  let vm = try await store.database.read({ db in try StoredVM.fetchOne(db, key: id) }),
+                  let vm = try await store.database.read({ db in try StoredVM.fetchOne(db, key: id) }) else { continue }
+            // Its lease keeper killed it (the lease could not be renewed, or another host claimed
+            // it): it must not come back here without an operator (Protocol.md §11.2).
+            if let fenced = fencedByLease(id) {
+                if vm.restartFailure == nil, vm.desiredState == "running" { try await giveUpRestart(id, reason: fenced) }
+                continue
+            }
+            guard
                   vm.desiredState == "running", vm.hold == nil, vm.restartFailure == nil,
                   let spec = try? vm.decodedSpec(), // a spec that does not decode cannot be started again anyway
                   (spec.restart ?? meshDefault) == .onFailure else { continue }
@@ -89,7 +96,13 @@ extension VMManager {
         let spec = try vm.decodedSpec()
         if let dead = processes.removeValue(forKey: id) { await dead.qmp.close() }
         try await network?.attach(spec)
-        processes[id] = try await VMProcess.launch(spec: spec, directory: directory(for: id), options: options, logger: logger)
+        try await startLeaseKeeper(spec, epoch: epoch) // a new keeper at the new epoch (§11.2)
+        do {
+            processes[id] = try await VMProcess.launch(spec: spec, directory: directory(for: id), options: options, logger: logger)
+        } catch {
+            await stopLeaseKeeper(id)
+            throw error
+        }
         problems[id] = nil
         // Fenced while QEMU was starting: it must not run.
         if try await find(id).hold != nil, let process = processes[id] {
@@ -110,11 +123,15 @@ extension VMManager {
     }
 
     /// What `vm show` says about restarting the VM on another host (Protocol.md §11.2).
-    static func restartElsewhere(_ spec: VMSpec) -> String {
+    static func restartElsewhere(_ spec: VMSpec, leases: Bool) -> String {
         do {
-            _ = try LeaseFiles.directory(for: spec)
-            return "not yet: its disks are on shared storage, but this agent does not run leases yet (Protocol.md §11.2); "
-                + "if this host dies the VM stays down until it returns"
+            let directory = try LeaseFiles.directory(for: spec)
+            guard leases else {
+                return "not yet: its disks are on shared storage, but this agent runs no leases (leases = false); "
+                    + "if this host dies the VM stays down until it returns"
+            }
+            return "not yet: this host holds its lease in \(directory) while it runs and kills it if the lease cannot be renewed, "
+                + "but no other host takes a VM over yet (Protocol.md §11.2); if this host dies the VM stays down until it returns"
         } catch {
             return "no: \(error)"
         }

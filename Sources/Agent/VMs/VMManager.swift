@@ -48,6 +48,12 @@ public actor VMManager: MigrationVMRegistry {
     /// The virtual switch the VMs' NICs plug into (nil: VMs get no network).
     private(set) var network: AgentNetwork?
 
+    /// Lease keepers for VMs on shared storage (Protocol.md §11.2); nil: leases are off.
+    var leaseKeeping: LeaseKeeping?
+
+    /// Runs a lease keeper beside every VM on shared storage started from now on.
+    func use(leases: LeaseKeeping) { leaseKeeping = leases }
+
     /// Plugs VMs into the agent's virtual switch from now on.
     func use(network: AgentNetwork) { self.network = network }
 
@@ -176,9 +182,12 @@ public actor VMManager: MigrationVMRegistry {
         try await setDesired(vm.id, "running")
         do {
             try await network?.attach(spec)
+            // On shared storage with leases on: the keeper holds the lease before QEMU starts (§11.2).
+            try await startLeaseKeeper(spec, epoch: vm.epoch)
             processes[vm.id] = try await VMProcess.launch(spec: spec, directory: directory(for: vm.id), options: options, logger: logger)
             problems[vm.id] = nil
         } catch {
+            await stopLeaseKeeper(vm.id)
             try await setDesired(vm.id, "stopped")
             throw ControlError.failed("cannot start \(vm.name): \(error)")
         }
@@ -198,6 +207,7 @@ public actor VMManager: MigrationVMRegistry {
         try mark(vm.id, .stopping, name: vm.name)
         defer { busy[vm.id] = nil }
         try await setDesired(vm.id, "stopped")
+        await stopLeaseKeeper(vm.id) // released: no other host is to take it over
         if let process = processes.removeValue(forKey: vm.id) {
             await process.stop()
             await process.qmp.close()
@@ -229,7 +239,7 @@ public actor VMManager: MigrationVMRegistry {
         }
         let spec = try vm.decodedSpec()
         return VMDetails(info: try await info(vm.id), spec: spec, migrations: history.map(MigrationRecord.init),
-                         restartElsewhere: Self.restartElsewhere(spec))
+                         restartElsewhere: Self.restartElsewhere(spec, leases: leaseKeeping != nil))
     }
 
     /// The last `lines` lines of the VM's serial console.
@@ -331,6 +341,13 @@ public actor VMManager: MigrationVMRegistry {
         guard let process = processes[vm.id], await process.exitIfEnded() == nil else {
             busy[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
+        }
+        // Leases do not follow a handover yet (§11.2 "Leases and handovers"): the destination's
+        // copy would run without a lease, or the source's keeper would outlive its copy.
+        if Self.leaseKeeperPid(vm.id, runtime: directory(for: vm.id).path) != nil {
+            busy[vm.id] = nil
+            throw ControlError.conflict("\(vm.name) runs under a lease on shared storage, and moving a leased VM is not built yet "
+                                        + "(Protocol.md §11.2): stop it and start it on the other host, or run the agents without leases")
         }
         do { return OutgoingVM(id: vm.id, name: vm.name, epoch: vm.epoch, spec: try vm.decodedSpec(), process: process) } catch {
             busy[vm.id] = nil

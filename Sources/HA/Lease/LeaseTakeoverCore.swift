@@ -39,8 +39,13 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
     public enum State: Sendable, Equatable {
         /// Watching the leases: `seen` unchanged since `since` (nil: nothing readable yet).
         case watching(seen: [Snapshot]?, since: MeshInstant?)
-        /// The claim for `epoch` is being made.
-        case claiming(epoch: Int64)
+        /// The claim for `epoch` is being made, decided on the leases reading `decidedOn`.
+        case claiming(epoch: Int64, decidedOn: [Snapshot])
+        /// This host holds the claim for `epoch`; it takes the VM over once a read made after the
+        /// claim shows the leases as they were when it decided, or, when they changed since (an
+        /// owner's keeper acquired or renewed meanwhile: it sees the claim and fences), once they
+        /// read the same again for `expiry`.
+        case confirming(epoch: Int64, expected: [Snapshot], since: MeshInstant?)
         /// This host won `epoch`: it journals, writes its lease and starts the VM.
         case won(epoch: Int64)
         /// Another host won the claim.
@@ -55,6 +60,7 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
         /// Placement's verdict: this host is the one to restart the VM.
         case chosen(Bool)
         /// The exclusive create of the claim file for `epoch` succeeded (true) or found it taken.
+        /// Every `read` after it MUST have been issued after the claim completed.
         case claimed(epoch: Int64, won: Bool)
     }
 
@@ -93,9 +99,31 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
         case let (_, .chosen(yes)):
             chosen = yes
             return []
-        case let (.claiming(epoch), .claimed(claimed, won)) where claimed == epoch:
-            state = won ? .won(epoch: epoch) : .lost(epoch: epoch)
-            return won ? [.takeOver(epoch: epoch)] : []
+        case let (.claiming(epoch, decidedOn), .claimed(claimed, won)) where claimed == epoch:
+            state = won ? .confirming(epoch: epoch, expected: decidedOn, since: nil) : .lost(epoch: epoch)
+            return []
+        case let (.confirming(epoch, expected, since), .read(snapshot, now)):
+            // The claim and the owner's keeper race like two writers that each read the other's
+            // file after writing their own: a keeper acquires (or renews) by writing its lease and
+            // then looking for claims. If this read, made after the claim landed, shows the leases
+            // unchanged, any later lease write is followed by a look that finds the claim (the
+            // keeper refuses or fences); if they changed, that keeper may have started its copy
+            // before the claim landed, and the copy is provably dead only after the usual expiry.
+            guard let snapshot, !snapshot.isEmpty else {
+                state = .confirming(epoch: epoch, expected: [], since: nil)
+                return []
+            }
+            if since == nil, snapshot == expected, !expected.isEmpty {
+                state = .won(epoch: epoch)
+                return [.takeOver(epoch: epoch)]
+            }
+            guard snapshot == expected, let since else {
+                state = .confirming(epoch: epoch, expected: snapshot, since: now)
+                return []
+            }
+            guard now - since >= settings.expiry else { return [] }
+            state = .won(epoch: epoch)
+            return [.takeOver(epoch: epoch)]
         default:
             return []
         }
@@ -109,7 +137,7 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
         // +1 a migration destination could have taken from it (Protocol.md §6.4), so no
         // ownership record ever ties.
         let epoch = highest + 2
-        state = .claiming(epoch: epoch)
+        state = .claiming(epoch: epoch, decidedOn: leases)
         return [.claim(epoch: epoch)]
     }
 }

@@ -1,0 +1,247 @@
+import Foundation
+public import HA
+import MeshTime
+import Synchronization
+
+/// The lease keeper (Protocol.md §11.2): one process per VM copy on shared storage, started by
+/// the agent before QEMU, that holds this host's lease file for the VM while the copy runs and
+/// kills the copy (SIGKILL) when it cannot renew in time or finds a claim above its epoch.
+///
+/// It is its own process so that an agent killed alone (its QEMUs live on, for re-adoption) does
+/// not let the lease expire under a running copy. Decisions are `LeaseOwnerCore`'s; this shell
+/// does the file I/O on a separate thread (a write that hangs on dead storage must not stop the
+/// ticks that fence), watches QEMU by the pid its runtime directory names, and reports where it
+/// is in `lease-keeper.state` in that directory (one line: `acquiring`, `held`, `refused: …`,
+/// `fenced: …`, `released`, `ended: …`).
+public struct LeaseKeeper: Sendable {
+    /// How the keeper ended.
+    public enum Outcome: Sendable, Equatable {
+        /// A claim above this epoch exists, or the first write failed: QEMU must not start.
+        case refused(String)
+        /// The lease could not be renewed or was superseded: the copy was killed.
+        case fenced(String)
+        /// The agent stopped the VM on purpose (SIGTERM): the lease says `released`.
+        case released
+        /// QEMU ended (or never appeared): nothing to guard.
+        case ended(String)
+
+        /// The keeper's exit status.
+        public var exitStatus: Int32 {
+            switch self {
+            case .refused: return 3
+            case .fenced: return 4
+            case .released, .ended: return 0
+            }
+        }
+    }
+
+    /// The `.hostmesh` lease directory on the shared storage.
+    public var leaseDirectory: String
+    public var vm: String
+    public var host: String
+    public var epoch: Int64
+    /// The VM's runtime directory (QEMU's `qemu.pid`; the keeper's state and pid files).
+    public var runtimeDirectory: String
+    public var settings: LeaseSettings
+    /// How long QEMU may take to write its pid file after the lease is acquired.
+    public var startupTimeout: Duration
+    /// Test seam (set only by the hostmesh executable's TestHooks): when it returns a reason,
+    /// the renewal fails with it, as a write to a storage that is cut off would.
+    public var injectedWriteFailure: @Sendable () -> String?
+
+    public init(leaseDirectory: String, vm: String, host: String, epoch: Int64, runtimeDirectory: String, settings: LeaseSettings,
+                startupTimeout: Duration = .seconds(60), injectedWriteFailure: @escaping @Sendable () -> String? = { nil }) {
+        self.leaseDirectory = leaseDirectory
+        self.vm = vm
+        self.host = host
+        self.epoch = epoch
+        self.runtimeDirectory = runtimeDirectory
+        self.settings = settings
+        self.startupTimeout = startupTimeout
+        self.injectedWriteFailure = injectedWriteFailure
+    }
+
+    public static func stateFile(runtimeDirectory: String) -> String { runtimeDirectory + "/lease-keeper.state" }
+    public static func pidFile(runtimeDirectory: String) -> String { runtimeDirectory + "/lease-keeper.pid" }
+
+    /// What the keeper's state file says, if it exists.
+    public static func state(runtimeDirectory: String) -> String? {
+        // Absent or unreadable: no keeper has reported (yet).
+        guard let data = FileManager.default.contents(atPath: stateFile(runtimeDirectory: runtimeDirectory)) else { return nil }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs until the copy ended, was fenced or released; blocks the calling thread (it is the
+    /// keeper process's whole life).
+    public func run() -> Outcome {
+        installTerminationHandler()
+        report("\(getpid())", to: Self.pidFile(runtimeDirectory: runtimeDirectory))
+        report("acquiring")
+        let outcome = keep()
+        switch outcome {
+        case let .refused(why): report("refused: \(why)")
+        case let .fenced(why): report("fenced: \(why)")
+        case .released: report("released")
+        case let .ended(why): report("ended: \(why)")
+        }
+        return outcome
+    }
+
+    private var files: LeaseFiles { LeaseFiles(directory: leaseDirectory) }
+    private let origin = ContinuousClock.now
+    private var now: MeshInstant { MeshInstant(sinceOrigin: ContinuousClock.now - origin) }
+
+    private func keep() -> Outcome {
+        // Acquire: one write, then a look for claims. A taker creates its claim and then reads
+        // the leases again (it backs off when they changed), so of this write and that claim at
+        // least one side sees the other (Protocol.md §11.2).
+        let previous: UInt64
+        do { previous = try files.read(vm: vm, host: host)?.counter ?? 0 } catch { return .refused("\(error)") }
+        let acquiredAt = now
+        do {
+            if let failure = injectedWriteFailure() { throw KeeperFailure(why: failure) }
+            try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: previous + 1))
+            if let claim = try files.highestClaim(vm: vm), claim.epoch > epoch {
+                return .refused("\(claim.host) claimed the VM at epoch \(claim.epoch), above this copy's \(epoch)")
+            }
+        } catch {
+            return .refused("cannot write the lease: \(error)")
+        }
+        report("held")
+        var core = LeaseOwnerCore(settings: settings, epoch: epoch, counter: previous + 1, acquiredAt: acquiredAt)
+        let mailbox = Mailbox()
+        var qemu: (pid: Int32, start: UInt64)?
+        let startupDeadline = ContinuousClock.now + startupTimeout
+        while true {
+            if terminationRequested.load(ordering: .relaxed) {
+                _ = core.handle(.released)
+                mailbox.waitIdle(atMost: .seconds(2))
+                // The release only says "do not take over"; the copy is being stopped by the agent.
+                do { try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: core.counter + 1, held: false)) } catch {
+                    return .ended("stopped, but the release could not be written (\(error)); the lease expires instead")
+                }
+                return .released
+            }
+            if qemu == nil, let found = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid", mentioning: runtimeDirectory + "/") { qemu = found }
+            if let running = qemu, !ProcessProbe.isAlive(running.pid, start: running.start) { return .ended("QEMU exited") }
+            if qemu == nil, ContinuousClock.now >= startupDeadline { return .ended("QEMU did not start within \(startupTimeout)") }
+            var events: [LeaseOwnerCore.Event] = mailbox.drain()
+            events.append(.tick(now: now))
+            for event in events {
+                for directive in core.handle(event) {
+                    switch directive {
+                    case let .renew(counter):
+                        renew(counter: counter, mailbox: mailbox)
+                    case let .fence(reason):
+                        // Said first: the agent, seeing its QEMU die, must find why at once (it
+                        // must not restart a fenced copy in place).
+                        report("fenced: \(reason)")
+                        if let running = qemu { ProcessProbe.kill(running.pid, start: running.start, within: settings.killBound) }
+                        // A QEMU that writes its pid file later must not run either.
+                        if qemu == nil, let late = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid", mentioning: runtimeDirectory + "/") {
+                            ProcessProbe.kill(late.pid, start: late.start, within: settings.killBound)
+                        }
+                        return .fenced(reason)
+                    }
+                }
+            }
+            Thread.sleep(forTimeInterval: Double(settings.tickInterval.components.attoseconds) / 1e18 + Double(settings.tickInterval.components.seconds))
+        }
+    }
+
+    /// One renewal on its own thread; its result (and any claim found after it) lands in `mailbox`.
+    private func renew(counter: UInt64, mailbox: Mailbox) {
+        let startedAt = now, files = files, vm = vm, host = host, epoch = epoch, fail = injectedWriteFailure
+        let origin = origin
+        mailbox.begin()
+        Thread.detachNewThread {
+            var result: [LeaseOwnerCore.Event] = []
+            do {
+                if let failure = fail() { throw KeeperFailure(why: failure) }
+                try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: counter))
+                result.append(.renewed(startedAt: startedAt))
+                if let claim = try files.highestClaim(vm: vm), claim.epoch > epoch {
+                    result.append(.superseded(owner: claim.host, epoch: claim.epoch))
+                }
+            } catch {
+                result.append(.renewFailed(why: "\(error)", now: MeshInstant(sinceOrigin: ContinuousClock.now - origin)))
+            }
+            mailbox.finish(result)
+        }
+    }
+
+    private func report(_ state: String) { report(state, to: Self.stateFile(runtimeDirectory: runtimeDirectory)) }
+
+    private func report(_ text: String, to path: String) {
+        // The state file is for the agent and operators; the lease itself is the safety mechanism.
+        try? Data((text + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    private func installTerminationHandler() {
+        signal(SIGTERM) { _ in terminationRequested.store(true, ordering: .relaxed) }
+    }
+}
+
+/// Set by SIGTERM: the agent stops the VM on purpose.
+private let terminationRequested = Atomic<Bool>(false)
+
+private struct KeeperFailure: Error, CustomStringConvertible {
+    let why: String
+    var description: String { why }
+}
+
+/// Results of the renewal threads, for the keeper's loop.
+private final class Mailbox: Sendable {
+    private let state = Mutex<(events: [LeaseOwnerCore.Event], inFlight: Int)>(([], 0))
+
+    func begin() { state.withLock { $0.inFlight += 1 } }
+    func finish(_ events: [LeaseOwnerCore.Event]) { state.withLock { $0.events += events; $0.inFlight -= 1 } }
+    func drain() -> [LeaseOwnerCore.Event] { state.withLock { let out = $0.events; $0.events = []; return out } }
+
+    /// Waits until no renewal is in flight, or `limit` passed.
+    func waitIdle(atMost limit: Duration) {
+        let deadline = ContinuousClock.now + limit
+        while state.withLock({ $0.inFlight > 0 }), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+    }
+}
+
+/// Looks at a process the keeper did not start (QEMU is the agent's child) through /proc.
+enum ProcessProbe {
+    /// The live process a pid file names, with its start time, if its command line mentions
+    /// `mentioning` (QEMU's names its runtime directory: a stale pid file whose pid now belongs
+    /// to another process is not taken for it).
+    static func process(inPidFile path: String, mentioning: String) -> (pid: Int32, start: UInt64)? {
+        // Absent or unreadable: QEMU has not written it yet.
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+              let start = startTime(pid),
+              let argv = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), // gone meanwhile: none
+              String(decoding: argv.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(mentioning),
+              startTime(pid) == start else { return nil }
+        return (pid, start)
+    }
+
+    /// Whether `pid` still is the process that started at `start` and is not a zombie.
+    static func isAlive(_ pid: Int32, start: UInt64) -> Bool { startTime(pid) == start }
+
+    /// SIGKILLs `pid` if it still is that process, and waits (at most about `within`) until it is gone.
+    static func kill(_ pid: Int32, start: UInt64, within: Duration) {
+        let deadline = ContinuousClock.now + within
+        repeat {
+            guard isAlive(pid, start: start) else { return }
+            Glibc.kill(pid, SIGKILL)
+            Thread.sleep(forTimeInterval: 0.01)
+        } while ContinuousClock.now < deadline
+    }
+
+    /// Field 22 of /proc/<pid>/stat (start time in clock ticks), nil when the process is gone or a zombie.
+    static func startTime(_ pid: Int32) -> UInt64? {
+        // Gone: no stat file.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is the state (field 3); the start time is field 22, fields[19].
+        guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return nil }
+        return UInt64(fields[19])
+    }
+}

@@ -1,0 +1,97 @@
+@testable import Agent
+import ControlAPI
+import Foundation
+import HA
+import Hypervisor
+import Testing
+
+/// The lease keeper wired into a real agent (Protocol.md §11.2) with real QEMU: a VM on shared
+/// storage runs only once its keeper holds the lease; the lease is renewed while it runs, also
+/// with the agent killed alone; when the lease writes fail (the storage cut off) the keeper kills
+/// the copy, and the agent does not restart it in place; an operator's start takes a new lease,
+/// a stop releases it, and a leased VM is not migrated (leases do not follow a handover yet).
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
+struct LeaseFenceTests {
+    @Test func aHostThatCannotRenewItsLeaseKillsItsCopy() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let shared = mesh.root + "/shared"
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        let disk = shared + "/disk.raw"
+        try Data(count: 8 << 20).write(to: URL(fileURLWithPath: disk))
+        let failFile = mesh.root + "/fail-leases"
+        let arguments = ["--restart", "on-failure", "--leases", "--lease-renew-ms", "100", "--lease-fence-ms", "400",
+                         "--lease-tick-ms", "50", "--lease-expiry-ms", "1500"]
+        var agent = try await mesh.start("node-a", arguments: arguments, environment: ["HOSTMESH_TEST_LEASE_FAIL_IF": failFile])
+        let spec = VMSpec(id: UUID().uuidString.lowercased(), name: "leased", memoryMiB: 128,
+                          disks: [.init(path: disk, format: .raw, shared: true)],
+                          boot: .kernel(path: TestGuest.kernel, initrd: TestGuest.initrd, commandLine: "console=ttyS0 quiet"),
+                          accelerator: .tcg, extraKernelArguments: ["hm.work=heartbeat,disk"])
+        _ = try await agent.control.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
+        let files = LeaseFiles(directory: shared + "/.hostmesh")
+        let runtime = agent.stateDirectory + "/vms/" + spec.id
+        func lease() throws -> LeaseRecord? { try files.read(vm: spec.id, host: "node-a") }
+        func details() async throws -> VMDetails { try await agent.control.call("vm.show", ControlTypes.VMReference(vm: "leased"), as: VMDetails.self) }
+        func eventually(_ seconds: Int, _ condition: () async throws -> Bool) async throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
+                if try await condition() { return true }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return try await condition()
+        }
+
+        // Running under its lease, which is renewed.
+        let first = try #require(try lease(), "no lease file in \(shared)/.hostmesh")
+        #expect(first.epoch == 1 && first.held)
+        #expect(try await eventually(10) { (try lease()?.counter ?? 0) > first.counter + 3 })
+        #expect(try await details().restartElsewhere?.hasPrefix("not yet: this host holds its lease") == true)
+        let qemu = try #require(try await details().info.pid)
+
+        // The keeper killed alone: the agent starts a new keeper for the running copy, which
+        // holds the lease on at its epoch.
+        let keeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: runtime))
+        kill(keeper, SIGKILL)
+        #expect(try await eventually(20) { (VMManager.leaseKeeperPid(spec.id, runtime: runtime) ?? keeper) != keeper },
+                "no new keeper for a copy that lost its own")
+        let renewed = try #require(try lease()).counter
+        #expect(try await eventually(10) { (try lease()?.counter ?? 0) > renewed + 3 })
+        #expect(try lease()?.epoch == 1 && ProcessProbe.startTime(qemu) != nil, "the copy was not kept")
+
+        // The agent killed alone: QEMU runs on and its keeper keeps renewing.
+        agent.kill()
+        let before = try #require(try lease()).counter
+        #expect(try await eventually(10) { (try lease()?.counter ?? 0) > before + 3 }, "the lease stopped with the agent")
+        #expect(ProcessProbe.startTime(qemu) != nil, "QEMU died with the agent")
+        agent = try await mesh.restart(agent, arguments: arguments, environment: ["HOSTMESH_TEST_LEASE_FAIL_IF": failFile])
+        #expect(try await details().info.state == "running")
+
+        // A leased VM is not migrated: refused before anything moves.
+        let other = try await mesh.start("node-b")
+        do {
+            _ = try await agent.control.call("migrate", ControlTypes.Migrate(vm: "leased", to: .address(try HostPort(parsing: other.address)), settings: MigrationSettings()), as: MigrationReport.self)
+            Issue.record("a leased VM was migrated")
+        } catch {
+            #expect("\(error)".contains("moving a leased VM is not built yet"), "\(error)")
+        }
+
+        // The storage is cut off: the keeper kills the copy; the agent does not restart it.
+        #expect(FileManager.default.createFile(atPath: failFile, contents: nil))
+        #expect(try await eventually(20) { ProcessProbe.startTime(qemu) == nil }, "the copy survived a lease it could not renew")
+        #expect(try await eventually(20) { try await details().info.state == "failed" })
+        let down = try await details().info
+        #expect(down.problem?.contains("fenced: no lease renewal completed") == true, "\(down.problem ?? "")")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await details().info.state == "failed", "restarted in place after a fence")
+        #expect(pids(ofProcessesMentioning: runtime + "/").isEmpty)
+
+        // The storage is back: an operator's start takes a new lease; a stop releases it.
+        try FileManager.default.removeItem(atPath: failFile)
+        let started = try await agent.control.call("vm.start", ControlTypes.VMReference(vm: "leased"), as: VMInfo.self)
+        #expect(started.state == "running")
+        #expect(try lease()?.held == true)
+        _ = try await agent.control.call("vm.stop", ControlTypes.VMReference(vm: "leased"), as: VMInfo.self)
+        #expect(try lease()?.held == false)
+        #expect(LeaseKeeper.state(runtimeDirectory: runtime) == "released")
+    }
+}
