@@ -108,7 +108,7 @@ truncate -s 32M "$W/node-a-disk.raw"
 dk() { "$BIN" vm console-log disk-vm $1 --lines 400 | grep -E '^DISK [0-9a-f]+ [0-9]+$' | tail -1; }
 for _ in $(seq 1 100); do [ -n "$(dk "$A")" ] && break; sleep 0.2; done
 echo "-- disk-vm on node-a: $(dk "$A")   (DISK <boot id> <record>: a record its disk acknowledged)"
-"$BIN" migrate disk-vm --to 127.0.0.1:17947 $A | show
+"$BIN" migrate disk-vm --to "$(chan 2)" $A | show
 sleep 1
 echo "-- disk-vm now on node-b: $(dk "$B")   (the log goes on, on node-b's own copy of the disk)"
 echo "-- node-b's copy: $(cd "$W/node-b" && ls disks/*/*)"
