@@ -127,7 +127,7 @@ struct FaultInjectionTests {
     /// listeners, the shared disk in the lab's shared directory) instead of loopback: the same
     /// phases, outcomes and invariants. A killed agent comes back in its own namespace; a cut is
     /// made in both hosts' namespaces.
-    @Test(.enabled(if: Lab.available, "needs root and iproute2 (network namespaces)"), arguments: [Fault.killSourceAgent, .cutConnection])
+    @Test(.enabled(if: Lab.available, "needs root and iproute2 (network namespaces)"), arguments: Fault.allCases)
     func acrossTheLabTheGuestSurvivesOrIsNeverDuplicated(_ fault: Fault) async throws {
         let rig = try await FaultRig.start(on: .lab)
         defer { rig.tearDown() }
