@@ -339,7 +339,19 @@ final class FaultRig: @unchecked Sendable {
             if let last = heartbeats(console(agent)).last, last.1 > after { return last }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw ControlError.failed("no heartbeat above \(after) on \(agent.hostID); console:\n\(console(agent).suffix(1500))")
+        // The whole console of this copy (it starts at this QEMU's launch) and the other host's
+        // tail: a guest that crashed after a migration must be diagnosable from CI's output.
+        let other = other(agent.hostID)
+        throw ControlError.failed("""
+            no heartbeat above \(after) on \(agent.hostID); console:
+            \(console(agent).suffix(12000))
+            --- console on \(other.hostID) (tail):
+            \(console(other).suffix(1500))
+            --- QEMU log on \(agent.hostID):
+            \((try? String(contentsOfFile: agent.stateDirectory + "/vms/" + vm.id + "/qemu.log", encoding: .utf8))?.suffix(2000) ?? "none")
+            --- agent log on \(agent.hostID) (tail):
+            \(agent.log.suffix(3000))
+            """)
     }
 
     /// Waits for a boot other than `old` on `agent`'s console (a restarted guest) and its first heartbeat.
