@@ -94,6 +94,9 @@ public struct Agent: Service {
             await vms.use(leases: LeaseKeeping(executable: executable, hostID: credentials.identity.hostID, settings: configuration.leaseSettings))
         }
         try await vms.recover()
+        // Before anyone is served: storage moves the last run left unfinished end one way or the other.
+        let storageMover = StorageMover(store: store, vms: vms, logger: logger)
+        try await storageMover.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
         let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
                                      outgoing: configuration.maxOutgoingMigrations)
@@ -153,7 +156,7 @@ public struct Agent: Service {
         let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
-                                 revocations: revocations, rotator: rotator, drs: DRSControlHandler(
+                                 revocations: revocations, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)))
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",

@@ -7,7 +7,7 @@ struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm",
         abstract: "Define, start, stop and inspect the VMs on this host.",
-        subcommands: [Create.self, Start.self, Stop.self, List.self, Show.self, ConsoleLog.self, Resolve.self]
+        subcommands: [Create.self, Start.self, Stop.self, List.self, Show.self, ConsoleLog.self, Resolve.self, MoveStorage.self]
     )
 
     struct Create: AsyncParsableCommand {

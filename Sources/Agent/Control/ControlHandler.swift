@@ -18,6 +18,8 @@ struct ControlHandler: Sendable {
     let restartDefault: VMSpec.RestartPolicy
     let revocations: RevocationKeeper
     let rotator: KeyRotator
+    /// Storage moves on this host (Agent/Storage).
+    let storage: StorageMover
     /// DRS, rules and maintenance (Agent/DRS).
     let drs: DRSControlHandler
 
@@ -110,6 +112,14 @@ struct ControlHandler: Sendable {
                 }
             } catch let error as ControlError where error.code == "failed" {
                 throw await MigrationFailureReport.honest(error, vm: vm.id, vms: vms, meshDefault: restartDefault)
+            }
+        case "vm.move-storage":
+            let p = try request.params(MoveStorageRequest.self)
+            return try await storage.move(p) { job in
+                // Progress is for display: a client that went away does not stop the move.
+                let percent = job.len == 0 ? 0 : Double(job.offset) / Double(job.len) * 100
+                try? await responder.progress(MigrationProgressUpdate(phase: job.ready ? "synchronised" : "copying", percent: percent,
+                                                                            mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "disk"))
             }
         case "vm.resolve":
             let p = try request.params(ControlTypes.Resolve.self)

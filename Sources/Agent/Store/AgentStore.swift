@@ -73,6 +73,8 @@ public final class AgentStore: Sendable {
         }
         // DRS: replicated rules, settings and maintenance requests (Agent/DRS, Protocol.md §12.3).
         migrator.registerMigration("drs-v1") { db in try DRSRecordStore.createTables(db) }
+        // Storage moves on one host (Agent/Storage, Protocol.md §6.8).
+        migrator.registerMigration("storage-move-v1") { db in try StoredStorageMove.createTable(db) }
         return migrator
     }
 }

@@ -28,6 +28,8 @@ public actor VMManager: MigrationVMRegistry {
         /// Its owner is restarting it in place after its QEMU died (Protocol.md §11.1).
         case restarting = "being restarted after its QEMU died"
         case recovering = "being recovered (the agent is finishing what its last run left under way)"
+        /// One of its disks is moving to another file on this host (Protocol.md §6.8).
+        case movingStorage = "moving a disk to another file (`hostmesh vm move-storage`)"
         /// A handover's outcome is unknown: kept in memory as well as by the VM's hold, so that a
         /// failed hold write cannot leave a copy that start or migrate could resume.
         case inDoubt = "in doubt: its handover's outcome is not known yet (`hostmesh vm resolve` shows the choices)"
@@ -306,6 +308,7 @@ public actor VMManager: MigrationVMRegistry {
             case .recovering: info.state = "recovering"
             case .inDoubt: info.state = "in-doubt"
             case .restarting: info.state = "restarting"
+            case .movingStorage: info.state = info.qemuStatus == "running" ? "moving-storage" : info.state
             case .starting, .stopping: break
             }
         }

@@ -102,3 +102,44 @@ public struct BlockJobInfo: Decodable, Sendable, Equatable {
         self.ioStatus = ioStatus
     }
 }
+
+/// QMP for moving a running VM's disk to another file on the same host (Protocol.md §6.8).
+extension QMPClient {
+    /// `blockdev-add` of a `file` node `fileNode` for `path` and a format node `nodeName` of
+    /// `format` on it: the target a disk is mirrored into and then switched to.
+    public func blockdevAddImage(nodeName: String, fileNode: String, path: String, format: String) async throws(QMPError) {
+        try await execute("blockdev-add", arguments: .object([
+            "driver": .string("file"), "node-name": .string(fileNode), "filename": .string(path),
+        ]))
+        do {
+            try await execute("blockdev-add", arguments: .object([
+                "driver": .string(format), "node-name": .string(nodeName), "file": .string(fileNode),
+            ]))
+        } catch {
+            try? await blockdevDel(nodeName: fileNode) // the format node failed: its file node has no user; removing it is tidying only
+            throw error
+        }
+    }
+
+    /// `block-job-complete`: a ready mirror switches the guest's device over to its target.
+    public func blockJobComplete(_ jobID: String) async throws(QMPError) {
+        try await execute("block-job-complete", arguments: .object(["device": .string(jobID)]))
+    }
+
+    /// The root node and image file of the guest's disk `index` (the device `disk<index>-dev`
+    /// that `QEMUCommandLine` creates), as `query-block` reports them now: after a storage move
+    /// the node is no longer `disk<index>`.
+    public func diskNode(_ index: Int) async throws(QMPError) -> (node: String, file: String) {
+        let devices = try await execute("query-block")
+        guard case let .array(list) = devices else {
+            throw QMPError.unexpectedResult(command: "query-block", expected: "an array", detail: "\(devices)")
+        }
+        for device in list {
+            let qdev = device["qdev"]?.stringValue ?? ""
+            guard qdev == "disk\(index)-dev" || qdev.contains("/disk\(index)-dev/"),
+                  let inserted = device["inserted"], let node = inserted["node-name"]?.stringValue else { continue }
+            return (node, inserted["file"]?.stringValue ?? "")
+        }
+        throw QMPError.commandFailed(command: "query-block", errorClass: "NotFound", description: "no device disk\(index)-dev with a medium")
+    }
+}
