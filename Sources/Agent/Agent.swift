@@ -95,7 +95,7 @@ public struct Agent: Service {
         }
         try await vms.recover()
         // Before anyone is served: storage moves the last run left unfinished end one way or the other.
-        let storageMover = StorageMover(store: store, vms: vms, logger: logger)
+        let storageMover = StorageMover(store: store, vms: vms, observer: seams.observer, logger: logger)
         try await storageMover.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
         let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,

@@ -58,6 +58,55 @@ extension MigrationEndToEndTests {
         _ = try await heartbeat(b, "mover", after: 0)
     }
 
+    /// The agent is killed (SIGKILL; QEMU lives on) right after a move journaled `point`, then
+    /// restarted: its recovery ends the move, and the file the spec names holds every record the
+    /// guest saw acknowledged.
+    @Test(arguments: ["storage:copying", "storage:pivoting", "storage:switched"])
+    func anAgentKilledMidMoveEndsItOnAFileWithEveryAcknowledgedWrite(_ point: String) async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let environment = ["HOSTMESH_TEST_PAUSE_AT": "file"]
+        var a = try await mesh.start("node-a", environment: environment)
+        let image = mesh.root + "/store-1/disk.raw"
+        try sparseImage(image, mib: 8)
+        let target = mesh.root + "/store-2/disk.raw"
+        try FileManager.default.createDirectory(atPath: mesh.root + "/store-2", withIntermediateDirectories: true)
+        var vm = spec("mover", work: "heartbeat,disk")
+        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        let (boot, _) = try await heartbeat(a, "mover", after: 1)
+        let first = try await diskRecord(a, "mover", boot: boot, above: 10)
+        let blocks = try #require(DiskLog.lastRecord(try await console(a, "mover"))).blocks
+
+        try Data(point.utf8).write(to: URL(fileURLWithPath: a.stateDirectory + "/test-pause-at"))
+        let control = a.control
+        let move = Task { try await control.call("vm.move-storage", MoveStorageRequest(vm: "mover", disk: "0", to: target.replacingOccurrences(of: "/disk.raw", with: "")), as: StorageMoveReport.self) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: a.stateDirectory + "/test-paused-at") {
+            guard ContinuousClock.now < deadline else { throw ControlError.failed("the move never reached \(point):\n\(a.log.suffix(3000))") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let seen = DiskLog.records(try await console(a, "mover"), boot: String(boot.prefix(8))).last ?? first
+        a.kill()
+        _ = await move.result // the agent died under it
+        for file in ["test-pause-at", "test-paused-at"] { try? FileManager.default.removeItem(atPath: a.stateDirectory + "/" + file) }
+        a = try await mesh.restart(a, environment: environment)
+
+        // Before `switched` the old file stays the disk; from `switched` on the target is.
+        let finished = point == "storage:switched"
+        let disk = try await diskPath(a, "mover")
+        #expect(disk == (finished ? target : image), "\(point): the spec names \(disk)")
+        #expect(FileManager.default.fileExists(atPath: image) != finished && FileManager.default.fileExists(atPath: target) == finished,
+                "\(point): the other file should be gone")
+        let info = try await a.control.call("vm.show", ControlTypes.VMReference(vm: "mover"), as: VMDetails.self).info
+        #expect(info.state == "running" && info.problem == nil, "\(point): \(info.state) \(info.problem ?? "")")
+        let later = try await diskRecord(a, "mover", boot: boot, above: seen + 10)
+        _ = try await a.control.call("vm.stop", ControlTypes.VMReference(vm: "mover"), as: VMInfo.self)
+        let last = max(later, DiskLog.records(try await console(a, "mover"), boot: String(boot.prefix(8))).last ?? 0)
+        let damaged = try DiskLog.damagedRecords(image: disk, boot: String(boot.prefix(8)), upTo: last, blocks: blocks)
+        #expect(damaged.isEmpty, "\(point): acknowledged records missing or torn on \(disk) (up to \(last)): \(damaged.prefix(10))")
+    }
+
     @Test func badStorageMovesAreRefusedBeforeAnythingIsCopied() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }

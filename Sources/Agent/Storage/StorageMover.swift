@@ -3,6 +3,7 @@ import Foundation
 import Hypervisor
 import Logging
 import MeshTime
+import MigrationService
 
 /// Moves a running VM's disk to another file on this host (`hostmesh vm move-storage`,
 /// Protocol.md §6.8): journaled phase by phase, so that a crash at any point leaves exactly one
@@ -11,12 +12,15 @@ struct StorageMover: Sendable {
     let vms: VMManager
     let journal: StorageMoveJournal
     let logger: Logger
+    /// Sees each journaled phase (fault-injection tests only; production: none).
+    let observer: any MigrationObserver
     /// Longest wait for the mirror to synchronise.
     var readyTimeout: Duration = .seconds(600)
 
-    init(store: AgentStore, vms: VMManager, logger: Logger) {
+    init(store: AgentStore, vms: VMManager, observer: any MigrationObserver = NoMigrationObserver(), logger: Logger) {
         self.vms = vms
         journal = StorageMoveJournal(store: store)
+        self.observer = observer
         self.logger = logger
     }
 
@@ -64,6 +68,7 @@ struct StorageMover: Sendable {
                                     startedAt: Date().timeIntervalSince1970)
         do { try await journal.begin(row) } catch { throw ControlError.failed("cannot journal the storage move, so it does not start: \(error)") }
         logger.info("storage move started", metadata: ["vm.id": "\(vm.id)", "disk.index": "\(index)", "disk.from": "\(disk.path)", "disk.to": "\(target)"])
+        await observer.reached(.storageMove(StorageMovePhase.copying.rawValue))
 
         // Copying: the old file stays the disk; any failure rolls back to it.
         let source: (node: String, file: String)
@@ -92,6 +97,7 @@ struct StorageMover: Sendable {
             throw ControlError.failed("cannot journal the switch of disk \(index), so it stays on \(disk.path): \(error)")
         }
         row.sourceNode = source.node
+        await observer.reached(.storageMove(StorageMovePhase.pivoting.rawValue))
         do { try await diskMove.pivot() } catch {
             // Which file does the device read now? Only that decides.
             let now = try? await process.qmp.diskNode(index) // unanswered: treated as "not switched", and rolled back below
@@ -109,6 +115,7 @@ struct StorageMover: Sendable {
                 "vm.id": "\(vm.id)", "disk.to": "\(target)", "error": "\(error)"])
             throw StorageMoveError.switchNotJournaled("disk \(index) of \(vm.name) switched to \(target) but the switch could not be journaled: the guest stays paused until the agent restarts with a writable store")
         }
+        await observer.reached(.storageMove(StorageMovePhase.switched.rawValue))
         do { try await process.qmp.cont() } catch {
             await vms.note(vm.id, problem: "paused after its disk moved: QEMU refused to resume (\(error)); `hostmesh vm stop` then `vm start` brings it back from \(target)")
             logger.error("cannot resume the guest after its disk moved", metadata: ["vm.id": "\(vm.id)", "error": "\(error)"])

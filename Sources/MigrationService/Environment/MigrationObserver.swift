@@ -11,6 +11,9 @@ public enum MigrationPoint: Hashable, Sendable, CustomStringConvertible {
     case destination(DestinationMigration.Phase)
     /// Recovery is about to finish or roll back an unfinished migration of this role.
     case recovery(MigrationRole)
+    /// A storage move on one host (Protocol.md §6.8) journaled this phase (`copying`,
+    /// `pivoting`, `switched`): not a migration, but the same hooks let a test kill the agent there.
+    case storageMove(String)
 
     /// `<role>:<phase>`, e.g. `source:committing`, `destination:committed`, `recovery:source`.
     public var description: String {
@@ -19,6 +22,7 @@ public enum MigrationPoint: Hashable, Sendable, CustomStringConvertible {
         case .sourceReleased: return "source:released"
         case .destination(let phase): return "destination:\(phase.rawValue)"
         case .recovery(let role): return "recovery:\(role.rawValue)"
+        case .storageMove(let phase): return "storage:\(phase)"
         }
     }
 }
