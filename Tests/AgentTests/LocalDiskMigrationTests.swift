@@ -71,6 +71,37 @@ extension MigrationEndToEndTests {
         #expect(last > second && damaged.isEmpty, "acknowledged records missing or torn on the final image (up to \(last)): \(damaged.prefix(10))")
     }
 
+    /// A guest that writes its disk faster than the (capped) background mirror copies: the
+    /// mirror stops converging, switches to write-blocking, and the migration completes with
+    /// every acknowledged record on the destination's image.
+    @Test func aDiskTheGuestOutrunsSwitchesToWriteBlockingAndStillConverges() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
+        let image = mesh.root + "/a-local/disk.raw"
+        try sparseImage(image, mib: 8)
+        var vm = spec("writer", work: "heartbeat,disk")
+        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        let (boot, _) = try await heartbeat(a, "writer", after: 1)
+        let first = try await diskRecord(a, "writer", boot: boot, above: 30)
+        let blocks = try #require(DiskLog.lastRecord(try await console(a, "writer"))).blocks
+        // The guest writes ~200 KB/s of records; the background copy may move 32 KB/s.
+        var settings = MigrationSettings()
+        settings.diskMirrorBackgroundBytesPerSecond = 32 << 10
+        settings.diskMirrorStallMs = 1000
+        let report = try await migrate("writer", from: a, to: b, settings: settings)
+        let disk = try #require(report.disks?.first)
+        #expect(disk.mode == "write-blocking", "\(disk)")
+        _ = try await diskRecord(b, "writer", boot: boot, above: first + 20)
+        _ = try await b.control.call("vm.stop", ControlTypes.VMReference(vm: "writer"), as: VMInfo.self)
+        let onB = try await diskPath(b, "writer")
+        // The guest's records continue on B's console (the same boot); A's copy is gone.
+        let last = try #require(DiskLog.records(try await console(b, "writer"), boot: String(boot.prefix(8))).last)
+        let damaged = try DiskLog.damagedRecords(image: onB, boot: String(boot.prefix(8)), upTo: last, blocks: blocks)
+        #expect(damaged.isEmpty, "acknowledged records missing or torn on the destination's image (up to \(last)): \(damaged.prefix(10))")
+    }
+
     @Test func aMigrationWithALocalDiskThatFailsLeavesNoPartialImage() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }

@@ -16,6 +16,8 @@ extension MigrationSettings {
         ("announceMaxMs", 1...100_000),
         ("announceRounds", 0...1000),                  // QEMU: at most 1000; 0 turns QEMU's announcements off
         ("announceStepMs", 1...10_000),                // QEMU: 1-10000
+        ("diskMirrorBackgroundBytesPerSecond", 1...(1 << 40)), // as the memory stream's cap
+        ("diskMirrorStallMs", 100...600_000),          // at least a few polls; at most 10 minutes
     ]
 
     /// Throws for the first field outside `allowedRanges`, or a combination that cannot work.
@@ -27,6 +29,7 @@ extension MigrationSettings {
             "throttleInitialPercent": Int64(throttleInitialPercent), "throttleIncrementPercent": Int64(throttleIncrementPercent),
             "throttleMaxPercent": Int64(throttleMaxPercent), "announceInitialMs": announceInitialMs, "announceMaxMs": announceMaxMs,
             "announceRounds": announceRounds, "announceStepMs": announceStepMs,
+            "diskMirrorBackgroundBytesPerSecond": diskMirrorBackgroundBytesPerSecond, "diskMirrorStallMs": diskMirrorStallMs,
         ]
         for (field, range) in Self.allowedRanges {
             if let value = values[field] ?? nil, !range.contains(value) { throw .outOfRange(field: field, value: value, allowed: range) }

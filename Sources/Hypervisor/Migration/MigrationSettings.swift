@@ -33,6 +33,14 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     public var throttleIncrementPercent: Int = 20
     /// Highest throttle, percent.
     public var throttleMaxPercent: Int = 99
+    /// Copy-rate cap for local disks' mirrors while they run in background mode, bytes/s (nil:
+    /// none). A disk mirror that then stops converging switches to write-blocking, uncapped.
+    public var diskMirrorBackgroundBytesPerSecond: Int64?
+    /// How long a local disk's background mirror may make no progress before it switches to
+    /// write-blocking mode, ms (nil: `defaultDiskMirrorStallMs`).
+    public var diskMirrorStallMs: Int64?
+    /// 3 s: several of QEMU's mirror iterations, well under a migration's patience.
+    public static let defaultDiskMirrorStallMs: Int64 = 3000
     /// Self-announcement after switchover (RARP), QEMU defaults: the agent's virtual switch also
     /// announces, but QEMU's own announcement covers a guest with no traffic.
     public var announceInitialMs: Int64 = 50

@@ -21,8 +21,9 @@ extension QMPClient {
     /// `blockdev-mirror` of `device` into `target` with `sync=full` as job `jobID`.
     /// `writeBlocking` selects `copy-mode=write-blocking` (active: a guest write completes only once
     /// it is on both); otherwise `background`.
-    public func blockdevMirror(jobID: String, device: String, target: String, writeBlocking: Bool = false) async throws(QMPError) {
-        try await execute("blockdev-mirror", arguments: .object([
+    /// `speed` caps the copy rate in bytes/s (QEMU's rate limit; nil: none).
+    public func blockdevMirror(jobID: String, device: String, target: String, writeBlocking: Bool = false, speed: Int64? = nil) async throws(QMPError) {
+        var arguments: [String: JSONValue] = [
             "job-id": .string(jobID),
             "device": .string(device),
             "target": .string(target),
@@ -30,7 +31,9 @@ extension QMPClient {
             "copy-mode": .string(writeBlocking ? "write-blocking" : "background"),
             "on-source-error": .string("stop"),
             "on-target-error": .string("report"),
-        ]))
+        ]
+        if let speed { arguments["speed"] = .int(speed) }
+        try await execute("blockdev-mirror", arguments: .object(arguments))
     }
 
     /// `block-job-cancel`. For a mirror that is ready and `force` false, QEMU copies what is still

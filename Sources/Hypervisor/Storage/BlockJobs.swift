@@ -3,8 +3,9 @@
 enum BlockJobs {
     /// Polls `query-block-jobs` until every job in `names` is ready (synchronised), reporting the
     /// jobs after each poll. Throws when a job fails or disappears, or when `timeout` passes first.
+    /// `progress` may act on the jobs (switch one to another mode) and throw to end the wait.
     static func waitUntilReady(qmp: QMPClient, names: Set<String>, timeout: Duration, pollInterval: Duration,
-                               progress: @Sendable ([BlockJobInfo]) async -> Void) async throws(DiskMirrorError) -> [BlockJobInfo] {
+                               progress: ([BlockJobInfo]) async throws(DiskMirrorError) -> Void) async throws(DiskMirrorError) -> [BlockJobInfo] {
         let events = qmp.events()
         let failures = Task { () -> String? in
             for await event in events where event.name == "BLOCK_JOB_COMPLETED" || event.name == "BLOCK_JOB_ERROR" {
@@ -20,7 +21,6 @@ enum BlockJobs {
             do { jobs = try await qmp.queryBlockJobs().filter { names.contains($0.device) } } catch {
                 throw DiskMirrorError("cannot follow the disk mirrors: \(error)")
             }
-            await progress(jobs)
             if jobs.count < names.count {
                 let missing = names.subtracting(jobs.map(\.device)).sorted()
                 // QEMU reported why before it answered the query; give the watcher a moment to read it.
@@ -40,7 +40,11 @@ enum BlockJobs {
             if let failed = jobs.first(where: { $0.ioStatus == "failed" || $0.ioStatus == "nospace" }) {
                 throw DiskMirrorError("disk mirror \(failed.device) has an I/O error (\(failed.ioStatus ?? ""))")
             }
-            if jobs.allSatisfy(\.ready) { return jobs }
+            if jobs.allSatisfy(\.ready) {
+                try await progress(jobs)
+                return jobs
+            }
+            try await progress(jobs)
             guard ContinuousClock.now < deadline else {
                 throw DiskMirrorError("the disk mirrors were not synchronised within \(timeout)")
             }

@@ -27,15 +27,16 @@ public struct DiskMirror: Sendable {
     /// The source's NBD client node and mirror job of disk `index`.
     public static func job(_ index: Int) -> String { "mirror\(index)" }
 
-    /// Connects an NBD client per disk through `socket` and starts the mirrors. On failure what
+    /// Connects an NBD client per disk through `socket` and starts the mirrors (background mode,
+    /// capped at `backgroundSpeed` bytes/s if given). On failure what
     /// was added is removed again before it throws.
-    public func start(socket: String) async throws(DiskMirrorError) {
+    public func start(socket: String, backgroundSpeed: Int64? = nil) async throws(DiskMirrorError) {
         do {
             for index in indices {
                 try await qmp.blockdevAddNBD(nodeName: Self.job(index), socket: socket, export: Self.export(index))
                 // The disk's node now: `disk<i>` unless a storage move (§6.8) switched it to another.
                 let device = try await qmp.diskNode(index).node
-                try await qmp.blockdevMirror(jobID: Self.job(index), device: device, target: Self.job(index))
+                try await qmp.blockdevMirror(jobID: Self.job(index), device: device, target: Self.job(index), speed: backgroundSpeed)
             }
         } catch {
             await abandon()
@@ -45,8 +46,40 @@ public struct DiskMirror: Sendable {
 
     /// Waits until every mirror is synchronised (ready), reporting the jobs after each poll.
     /// Throws when a job fails or disappears, or when `timeout` passes first.
-    public func waitUntilReady(timeout: Duration, progress: @Sendable ([BlockJobInfo]) async -> Void = { _ in }) async throws(DiskMirrorError) -> [BlockJobInfo] {
-        try await BlockJobs.waitUntilReady(qmp: qmp, names: Set(indices.map(Self.job)), timeout: timeout, pollInterval: pollInterval, progress: progress)
+    ///
+    /// With `stallAfter`, a disk whose mirror makes no progress for that long (`MirrorConvergence`)
+    /// switches to write-blocking mode: its background job is cancelled and a write-blocking one
+    /// started into the same target (QEMU 7.2 cannot change a running job's mode; the new job
+    /// copies the disk again, and then the guest cannot outrun it). `backgroundSpeed` caps the
+    /// background jobs' copy rate (bytes/s); a write-blocking job runs uncapped.
+    /// Returns the jobs when ready, and the disks (by index) that switched.
+    public func waitUntilReady(timeout: Duration, stallAfter: Duration? = nil,
+                               progress: @Sendable ([BlockJobInfo]) async -> Void = { _ in }) async throws(DiskMirrorError) -> (jobs: [BlockJobInfo], writeBlocking: Set<Int>) {
+        var convergence = stallAfter.map(MirrorConvergence.init(stallAfter:))
+        let started = ContinuousClock.now
+        let jobs = try await BlockJobs.waitUntilReady(qmp: qmp, names: Set(indices.map(Self.job)), timeout: timeout, pollInterval: pollInterval) { jobs throws(DiskMirrorError) in
+            await progress(jobs)
+            guard var detector = convergence else { return }
+            for job in detector.observe(jobs, at: ContinuousClock.now - started) {
+                guard let index = indices.first(where: { Self.job($0) == job }) else { continue }
+                try await switchToWriteBlocking(index)
+                detector.switched(job)
+            }
+            convergence = detector
+        }
+        let switched = Set(indices.filter { convergence?.writeBlocking.contains(Self.job($0)) == true })
+        return (jobs, switched)
+    }
+
+    /// Replaces disk `index`'s background mirror by a write-blocking one into the same target.
+    private func switchToWriteBlocking(_ index: Int) async throws(DiskMirrorError) {
+        await BlockJobs.cancel(qmp: qmp, names: [Self.job(index)])
+        do {
+            let device = try await qmp.diskNode(index).node
+            try await qmp.blockdevMirror(jobID: Self.job(index), device: device, target: Self.job(index), writeBlocking: true)
+        } catch {
+            throw DiskMirrorError("disk \(index) did not converge and its mirror could not restart in write-blocking mode: \(error)")
+        }
     }
 
     /// Ends every ready mirror with its target consistent (the guest must be paused, so nothing

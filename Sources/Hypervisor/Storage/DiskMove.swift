@@ -63,7 +63,9 @@ public struct DiskMove: Sendable {
 
     /// Waits until the mirror is synchronised, reporting the job after each poll.
     public func waitUntilReady(timeout: Duration, progress: @Sendable ([BlockJobInfo]) async -> Void = { _ in }) async throws(DiskMirrorError) -> BlockJobInfo {
-        let jobs = try await BlockJobs.waitUntilReady(qmp: qmp, names: [job], timeout: timeout, pollInterval: pollInterval, progress: progress)
+        let jobs = try await BlockJobs.waitUntilReady(qmp: qmp, names: [job], timeout: timeout, pollInterval: pollInterval) { jobs throws(DiskMirrorError) in
+            await progress(jobs)
+        }
         guard let info = jobs.first else { throw DiskMirrorError("the mirror of disk \(index) is gone") }
         return info
     }

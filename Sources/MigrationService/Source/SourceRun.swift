@@ -365,9 +365,11 @@ actor SourceRun: SourceMigrationEnvironment {
         // Generous: a stalled mirror fails here; a slow one is worth waiting for (5 MB/s at worst).
         let limit = Duration.seconds(max(120, Int64(total / 5_000_000)))
         let progress = live.progress
+        let settings = live.settings
         do {
-            try await mirror.start(socket: nbdTunnel.socketPath)
-            let jobs = try await mirror.waitUntilReady(timeout: limit) { jobs in
+            try await mirror.start(socket: nbdTunnel.socketPath, backgroundSpeed: settings.diskMirrorBackgroundBytesPerSecond)
+            let stall = Duration.milliseconds(settings.diskMirrorStallMs ?? MigrationSettings.defaultDiskMirrorStallMs)
+            let (jobs, switched) = try await mirror.waitUntilReady(timeout: limit, stallAfter: stall) { jobs in
                 let done = jobs.reduce(UInt64(0)) { $0 + $1.offset }, all = max(1, jobs.reduce(UInt64(0)) { $0 + $1.len })
                 let seconds = max(0.001, Double((ContinuousClock.now - started).wholeMilliseconds) / 1000)
                 await progress(.init(phase: "mirror", percent: Double(done) * 100 / Double(all), mbPerSecond: Double(done) / seconds / 1e6,
@@ -376,9 +378,14 @@ actor SourceRun: SourceMigrationEnvironment {
             let elapsed = since(started)
             for (position, disk) in localDisks.enumerated() {
                 let copied = jobs.first { $0.device == DiskMirror.job(disk.index) }?.offset ?? 0
+                let mode = switched.contains(disk.index) ? "write-blocking" : "background"
+                if switched.contains(disk.index) {
+                    logger.info("a disk mirror did not converge and switched to write-blocking mode", metadata: [
+                        "disk.index": "\(disk.index)", "disk.stall_ms": "\(stall.wholeMilliseconds)"])
+                }
                 localDisks[position].report = DiskMirrorReport(
                     index: disk.index, path: disk.path, virtualBytes: Int64(disk.image.virtualSize), copiedBytes: Int64(copied),
-                    msToReady: elapsed, mbPerSecond: elapsed > 0 ? Double(copied) / Double(elapsed) / 1000 : 0, mode: "background")
+                    msToReady: elapsed, mbPerSecond: elapsed > 0 ? Double(copied) / Double(elapsed) / 1000 : 0, mode: mode)
             }
             phases["mirror"] = elapsed
             logger.info("disk mirrors synchronised", metadata: ["migration.disks": "\(localDisks.count)", "migration.mirror_ms": "\(elapsed)"])
