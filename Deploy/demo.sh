@@ -105,9 +105,9 @@ step "3b. A VM whose disk is local to node-a moves to node-b with its disk (no s
 truncate -s 32M "$W/node-a-disk.raw"
 "$BIN" vm create disk-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 128 \
     --disk "$W/node-a-disk.raw" --workload heartbeat,disk --start | tail -1 | show
-dk() { "$BIN" vm console-log disk-vm $1 --lines 400 | grep -E '^DISK [0-9a-f]+ [0-9]+$' | tail -1; }
+dk() { "$BIN" vm console-log disk-vm $1 --lines 400 | grep -E '^DISK [0-9a-f]+ [0-9]+( [0-9]+)?$' | tail -1; }
 for _ in $(seq 1 100); do [ -n "$(dk "$A")" ] && break; sleep 0.2; done
-echo "-- disk-vm on node-a: $(dk "$A")   (DISK <boot id> <record>: a record its disk acknowledged)"
+echo "-- disk-vm on node-a: $(dk "$A")   (DISK <boot id> <record> <write µs>: a record its disk acknowledged)"
 "$BIN" migrate disk-vm --to "$(chan 2)" $A | show
 sleep 1
 echo "-- disk-vm now on node-b: $(dk "$B")   (the log goes on, on node-b's own copy of the disk)"

@@ -22,7 +22,7 @@ enum DiskLog {
             let parts = line.split(separator: " ")
             if parts.count == 3, parts[0] == "DISK", parts[1] == "start", parts[2].hasPrefix("blocks=") {
                 blocks = Int(parts[2].dropFirst("blocks=".count))
-            } else if parts.count == 3, parts[0] == "DISK", let n = Int(parts[2]) {
+            } else if parts.count >= 3, parts[0] == "DISK", let n = Int(parts[2]) {
                 last = (String(parts[1]), n)
             }
         }
@@ -35,7 +35,8 @@ enum DiskLog {
     static func records(_ console: String, boot: String) -> [Int] {
         console.split(whereSeparator: \.isNewline).compactMap { line in
             let parts = line.split(separator: " ")
-            return parts.count == 3 && parts[0] == "DISK" && parts[1] == boot ? Int(parts[2]) : nil
+            // `DISK <boot> <n>`, and from this guest on `<write latency µs>` after it.
+            return parts.count >= 3 && parts[0] == "DISK" && parts[1] == boot ? Int(parts[2]) : nil
         }
     }
 

@@ -103,7 +103,7 @@ struct RestartInPlaceTests {
         while ContinuousClock.now < deadline {
             let boots = Set(console().split(whereSeparator: \.isNewline).compactMap { line -> String? in
                 let parts = line.split(separator: " ")
-                return parts.count == 3 && parts[0] == "DISK" && parts[1] != "start" && Int(parts[2]) != nil ? String(parts[1]) : nil
+                return parts.count >= 3 && parts[0] == "DISK" && parts[1] != "start" && Int(parts[2]) != nil ? String(parts[1]) : nil
             })
             if let other = boots.first(where: { $0 != boot }) { return other }
             try await Task.sleep(for: .milliseconds(50))

@@ -296,6 +296,7 @@ static int cmd_tcp(int argc, char **argv) {
 
 /* ---- disk: a write-ahead log on a raw block device. Block n % blocks holds record n:
  * "HMDISK <boot> <n>\n" padded with a byte pattern derived from n. A record is printed
+ * ("DISK <boot> <n> <write latency µs>")
  * only after the device acknowledged it (O_DIRECT|O_SYNC), so the host can check that
  * every printed record is on the image, intact, after any migration or failure. */
 static int cmd_disk(int argc, char **argv) {
@@ -323,8 +324,10 @@ static int cmd_disk(int argc, char **argv) {
         char header[64];
         int len = snprintf(header, sizeof header, "HMDISK %s %llu\n", boot, (unsigned long long)n);
         memcpy(buf, header, (size_t)len); /* no NUL: the pattern continues right after the text */
+        int64_t w0 = now_us();
         if (pwrite(fd, buf, PAGE, (off_t)((n % blocks) * PAGE)) != PAGE) die("disk write");
-        printf("DISK %s %llu\n", boot, (unsigned long long)n);
+        /* The write's latency (µs) rides along: `bench storage` reads the guest's p99 from it. */
+        printf("DISK %s %llu %lld\n", boot, (unsigned long long)n, (long long)(now_us() - w0));
         t += interval_ms * 1000;
         sleep_until_us(t);
     }
