@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure hostmesh against its reference, side by side in one run.",
-        subcommands: [Channel.self, Migrate.self, Network.self, Gossip.self, DRS.self]
+        subcommands: [Channel.self, Migrate.self, Network.self, Gossip.self, DRS.self, Storage.self]
     )
 
     struct DRS: AsyncParsableCommand {
@@ -254,6 +254,62 @@ struct BenchCommand: AsyncParsableCommand {
             print("bytes_per_member_s counts every encrypted gossip datagram; push-pull state syncs over TCP are separate.")
             print("revocation_all_s: a one-host revocation list published at one member until every live member holds it (target: <= 10 s at 1,000).")
             print("machine: \(MachineInfo.summary)")
+        }
+    }
+
+    struct Storage: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Migration of a guest with a local 1 GiB disk: hostmesh's tunnel vs QEMU's own mirror over unix sockets in clear, same run, and qemu-img convert (targets: total <= 1.2x direct, downtime <= direct + 20 ms, guest write p99 during the mirror <= 2x quiet).")
+        @Option(help: "The test guest's directory (kernel, initrd.img).") var guest = "Deploy/out/guest"
+        @Option(help: "Rounds per workload and path.") var rounds = 3
+        @Option(help: "The disk's virtual size, MiB (half of it written).") var diskMib = 1024
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            let dir = absolute(guest)
+            guard FileManager.default.fileExists(atPath: dir + "/kernel") else {
+                throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
+            }
+            var options = StorageBenchmark.Options(kernel: dir + "/kernel", initrd: dir + "/initrd.img")
+            options.rounds = rounds
+            options.diskMiB = diskMib
+            options.writtenMiB = diskMib / 2
+            let quiet = json
+            let rows = try await StorageBenchmark.run(options) { line in if !quiet { print(line) } }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                struct Output: Encodable { var rows: [StorageBenchmark.Row]; var machine: String }
+                print(String(decoding: try encoder.encode(Output(rows: rows, machine: MachineInfo.summary)), as: UTF8.self))
+                return
+            }
+            func spread(_ values: [Double], _ format: String) -> String {
+                Spread(values).map { String(format: "\(format) / \(format) / \(format)", $0.min, $0.median, $0.max) } ?? "-"
+            }
+            print("")
+            print("migration of a 256 MiB guest with a local \(diskMib) MiB disk (\(diskMib / 2) MiB written), \(rounds) rounds, min / median / max (machine: \(MachineInfo.summary))")
+            var table: [[String]] = []
+            for (workload, path) in [("none", "convert"), ("idle", "direct"), ("idle", "tunnel"), ("writing", "direct"), ("writing", "tunnel")] {
+                let r = rows.filter { $0.workload == workload && $0.path == path }
+                table.append([workload, path, spread(r.map { Double($0.totalMs) }, "%.0f"), spread(r.map { Double($0.downtimeMs) }, "%.0f"),
+                              spread(r.map(\.diskMBs), "%.0f"), spread(r.compactMap(\.guestWriteP99Ms), "%.1f"),
+                              spread(r.compactMap(\.guestWriteP99QuietMs), "%.1f"), spread(r.map(\.cpuSeconds), "%.2f"), spread(r.map(\.cpuNsPerByte), "%.1f")])
+            }
+            printTable(["WORKLOAD", "PATH", "TOTAL MS", "DOWNTIME MS", "DISK MB/S", "WRITE P99 MS", "QUIET P99 MS", "CPU S", "CPU NS/B"], table)
+            print("")
+            for workload in ["idle", "writing"] {
+                let median = { (path: String, value: (StorageBenchmark.Row) -> Double) in
+                    Spread.median(rows.filter { $0.workload == workload && $0.path == path }.map(value)) ?? 0 }
+                let total = BenchmarkRatio.of(median("tunnel") { Double($0.totalMs) }, to: median("direct") { Double($0.totalMs) }, floor: 1)
+                let downtime = median("tunnel") { Double($0.downtimeMs) } - median("direct") { Double($0.downtimeMs) }
+                let cpu = BenchmarkRatio.of(median("tunnel", \.cpuSeconds), to: median("direct", \.cpuSeconds), floor: 0.001)
+                var line = String(format: "\(workload): tunnel/direct total %.2fx (target <= 1.2), downtime %+.0f ms (target <= +20), CPU %.2fx", total, downtime, cpu)
+                if workload == "writing" {
+                    let during = median("tunnel") { $0.guestWriteP99Ms ?? 0 }, quiet = median("tunnel") { $0.guestWriteP99QuietMs ?? 0 }
+                    line += String(format: ", guest write p99 during the mirror %.2fx quiet (target <= 2)", BenchmarkRatio.of(during, to: quiet, floor: 0.001))
+                }
+                print(line)
+            }
         }
     }
 }

@@ -1,0 +1,326 @@
+import Agent
+import ControlAPI
+import Foundation
+public import Hypervisor
+import MeshTime
+
+/// `hostmesh bench storage`: a guest with a local 1 GiB disk (half of it written) migrated with
+/// its disk by hostmesh (two agents, disk and memory tunnelled through their encrypted channels)
+/// and by QEMU directly (the same `blockdev-mirror` into the destination's NBD export over a unix
+/// socket in clear, then the memory with `pause-before-switchover`, the mirror completed at that
+/// pause), alternating in one run; plus a plain `qemu-img convert` of the same image into a
+/// `qemu-nbd` export over a unix socket, the disk copy alone.
+///
+/// The guest's write latency (its disk log's O_DIRECT|O_SYNC records, each printed with its
+/// latency) is measured while quiet and while its disk is mirrored.
+public enum StorageBenchmark {
+    /// One measured run.
+    public struct Row: Codable, Sendable {
+        /// `idle` (no disk writes), `writing` (the disk log, ~200 KB/s of synchronous 4 KiB
+        /// writes), or `none` (no guest: the convert reference).
+        public var workload: String
+        /// `tunnel` (hostmesh), `direct` (QEMU over unix sockets in clear) or `convert`.
+        public var path: String
+        /// From the start (destination QEMU launch included) to the guest running there, ms.
+        public var totalMs: Int64
+        /// Guest pause, ms (0 for convert).
+        public var downtimeMs: Int64
+        /// The disk's virtual size over the time its copy took to synchronise, MB/s.
+        public var diskMBs: Double
+        /// The guest's p99 write latency while its disk was mirrored, ms (nil: no writes measured).
+        public var guestWriteP99Ms: Double?
+        /// The same guest's p99 just before, with no migration, ms.
+        public var guestWriteP99QuietMs: Double?
+        /// CPU seconds spent by every process involved (agents, QEMUs, qemu-img/qemu-nbd) during the run.
+        public var cpuSeconds: Double
+        /// `cpuSeconds` per byte moved (the disk's virtual size plus memory), ns.
+        public var cpuNsPerByte: Double
+
+        enum CodingKeys: String, CodingKey {
+            case workload, path
+            case totalMs = "total_ms", downtimeMs = "downtime_ms", diskMBs = "disk_mb_s"
+            case guestWriteP99Ms = "guest_write_p99_ms", guestWriteP99QuietMs = "guest_write_p99_quiet_ms"
+            case cpuSeconds = "cpu_s", cpuNsPerByte = "cpu_ns_per_byte"
+        }
+    }
+
+    /// What to run.
+    public struct Options: Sendable {
+        public var kernel: String
+        public var initrd: String
+        /// Guest RAM.
+        public var memoryMiB = 256
+        /// The disk's virtual size.
+        public var diskMiB = 1024
+        /// How much of it holds data (the rest is sparse).
+        public var writtenMiB = 512
+        /// Rounds per workload and path.
+        public var rounds = 3
+        /// Seconds of quiet writing measured before each migration.
+        public var quietSeconds = 3
+
+        public init(kernel: String, initrd: String) {
+            self.kernel = kernel
+            self.initrd = initrd
+        }
+    }
+
+    public static func run(_ options: Options, log: @Sendable (String) -> Void = { _ in }) async throws -> [Row] {
+        let work = NSTemporaryDirectory() + "hostmesh-bench-storage-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) } // a temporary directory: what is left is only disk space
+        let base = work + "/base.raw"
+        try makeImage(base, diskMiB: options.diskMiB, writtenMiB: options.writtenMiB)
+        let mesh = try await LocalMesh.start(in: work)
+        defer { mesh.stop() }
+        var rows: [Row] = []
+        for round in 0..<options.rounds {
+            let convert = try await runConvert(options, base: base, work: work + "/convert-\(round)")
+            log("none    convert round \(round + 1): \(convert.totalMs) ms, \(Int(convert.diskMBs)) MB/s, cpu \(format(convert.cpuSeconds)) s")
+            rows.append(convert)
+            for workload in ["idle", "writing"] {
+                let direct = try await runDirect(options, workload: workload, base: base, work: work + "/direct-\(workload)-\(round)")
+                log(describe(direct, round: round))
+                rows.append(direct)
+                let tunnel = try await runTunnel(options, mesh: mesh, workload: workload, base: base, work: work, name: "storage-\(workload)-\(round)")
+                log(describe(tunnel, round: round))
+                rows.append(tunnel)
+            }
+        }
+        return rows
+    }
+
+    static func describe(_ row: Row, round: Int) -> String {
+        "\(row.workload) \(row.path) round \(round + 1): total \(row.totalMs) ms, downtime \(row.downtimeMs) ms, disk \(Int(row.diskMBs)) MB/s, "
+            + "write p99 \(row.guestWriteP99Ms.map(format) ?? "-") ms (quiet \(row.guestWriteP99QuietMs.map(format) ?? "-") ms), cpu \(format(row.cpuSeconds)) s"
+    }
+
+    static func format(_ value: Double) -> String { String(format: "%.2f", value) }
+
+    // MARK: - Image and guest
+
+    /// A sparse raw image of `diskMiB` whose first `writtenMiB` hold data that does not compress.
+    static func makeImage(_ path: String, diskMiB: Int, writtenMiB: Int) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw ControlError.failed("cannot create \(path)")
+        }
+        defer { try? handle.close() } // written and synced below; a close error loses nothing
+        var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        for _ in 0..<writtenMiB {
+            for i in stride(from: 0, to: chunk.count, by: 8) {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                withUnsafeBytes(of: state) { chunk.replaceSubrange(i..<i + 8, with: $0) }
+            }
+            try handle.write(contentsOf: chunk)
+        }
+        try handle.truncate(atOffset: UInt64(diskMiB) << 20)
+        try handle.synchronize()
+    }
+
+    /// A copy of `base` at `path`, keeping it sparse.
+    static func copy(_ base: String, to path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let status = try run("/bin/cp", ["--sparse=always", base, path])
+        guard status == 0 else { throw ControlError.failed("cp of the benchmark image failed (\(status))") }
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    static func spec(_ options: Options, name: String, workload: String, disk: String) -> VMSpec {
+        VMSpec(id: UUID().uuidString.lowercased(), name: name, vcpus: 1, memoryMiB: options.memoryMiB,
+               disks: [.init(path: disk, format: .raw, shared: false)],
+               boot: .kernel(path: options.kernel, initrd: options.initrd, commandLine: "console=ttyS0 quiet"),
+               accelerator: .auto, extraKernelArguments: [workload == "writing" ? "hm.work=heartbeat,disk" : "hm.work=heartbeat"])
+    }
+
+    /// Record number → write latency (µs) of every disk-log line on a console.
+    static func latencies(_ console: String) -> [Int: Int] {
+        var out: [Int: Int] = [:]
+        for line in console.split(whereSeparator: \.isNewline) {
+            let parts = line.split(separator: " ")
+            if parts.count == 4, parts[0] == "DISK", let n = Int(parts[2]), let us = Int(parts[3]) { out[n] = us }
+        }
+        return out
+    }
+
+    /// The 99th percentile, ms.
+    static func p99(_ microseconds: [Int]) -> Double? {
+        guard !microseconds.isEmpty else { return nil }
+        let sorted = microseconds.sorted()
+        return Double(sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.99).rounded(.up)) - 1)]) / 1000
+    }
+
+    /// Waits for the guest, and for a writing one lets it write `quietSeconds`; returns the
+    /// records seen so far (the quiet sample).
+    static func settle(_ options: Options, workload: String, console: @Sendable () async throws -> String) async throws -> [Int: Int] {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let text = try await console()
+            if text.contains("HOSTMESH-GUEST ready"), workload == "idle" || !latencies(text).isEmpty { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        guard workload == "writing" else { return [:] }
+        try await Task.sleep(for: .seconds(options.quietSeconds))
+        return latencies(try await console())
+    }
+
+    /// Polls a console while a migration runs and keeps every record after `after`.
+    final class Collector: Sendable {
+        let task: Task<[Int: Int], Never>
+        init(after: Int, console: @escaping @Sendable () async -> String) {
+            task = Task {
+                var seen: [Int: Int] = [:]
+                while !Task.isCancelled {
+                    for (n, us) in StorageBenchmark.latencies(await console()) where n > after { seen[n] = us }
+                    try? await Task.sleep(for: .milliseconds(100)) // cancelled: the loop ends
+                }
+                return seen
+            }
+        }
+        func finish() async -> [Int] {
+            task.cancel()
+            return Array(await task.value.values)
+        }
+    }
+
+    // MARK: - Paths
+
+    static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, base: String, work: String, name: String) async throws -> Row {
+        let disk = work + "/tunnel/\(name).raw"
+        try copy(base, to: disk)
+        let spec = spec(options, name: name, workload: workload, disk: disk)
+        let info = try await mesh.source.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
+        let source = mesh.source
+        let console: @Sendable () async -> String = {
+            // Gone (the guest moved on): nothing more to read from the source.
+            (try? await source.call("vm.console", ControlTypes.Console(vm: name, lines: 2000), as: ControlTypes.Text.self).text) ?? ""
+        }
+        let quiet = try await settle(options, workload: workload) { await console() }
+        let sourcePid = try requireBench(info.pid, "the source VM has no pid")
+        let (own0, reaped0) = ProcessCPU.ownAndReaped()
+        let sourceCPU0 = ProcessCPU.seconds(of: sourcePid)
+        let collector = Collector(after: quiet.keys.max() ?? 0, console: console)
+        let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(HostPort(host: "127.0.0.1", port: mesh.destinationPort)),
+                                                                                settings: MigrationSettings()), as: MigrationReport.self)
+        let during = await collector.finish()
+        let (own1, reaped1) = ProcessCPU.ownAndReaped()
+        let moved = try await mesh.destination.call("vm.list", Empty(), as: [VMInfo].self).first { $0.name == name }
+        let destinationCPU = moved?.pid.map(ProcessCPU.seconds(of:)) ?? 0
+        // The source QEMU quit and was reaped by its agent (this process): its lifetime is in `reaped`.
+        let sourceCPU = kill(sourcePid, 0) == 0 ? ProcessCPU.seconds(of: sourcePid) - sourceCPU0 : max(0, reaped1 - reaped0 - sourceCPU0)
+        let cpu = (own1 - own0) + sourceCPU + destinationCPU
+        _ = try await mesh.destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
+        try? FileManager.default.removeItem(atPath: disk) // deleted by the handover already, unless kept
+        let bytes = Double(options.diskMiB << 20) + Double(report.transferredBytes)
+        let mirrored = report.disks?.first
+        return Row(workload: workload, path: "tunnel", totalMs: report.totalMs, downtimeMs: report.downtimeMs,
+                   diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(mirrored?.msToReady ?? 1, 1)),
+                   guestWriteP99Ms: p99(during), guestWriteP99QuietMs: p99(Array(quiet.values)),
+                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes)
+    }
+
+    actor Once {
+        private var done = false
+        func claim() -> Bool { defer { done = true }; return !done }
+    }
+
+    static func runDirect(_ options: Options, workload: String, base: String, work: String) async throws -> Row {
+        let sourceImage = work + "/source.raw", destinationImage = work + "/destination.raw"
+        try copy(base, to: sourceImage)
+        let spec = spec(options, name: "direct", workload: workload, disk: sourceImage)
+        let source = try await VMProcess.launch(spec: spec, directory: VMRuntimeDirectory(path: work + "/source"))
+        defer { source.kill() }
+        let sourceDirectory = source.directory
+        let quiet = try await settle(options, workload: workload) { sourceDirectory.readConsole() }
+        try await QEMUImageTool.create(destinationImage, format: .raw, virtualSize: UInt64(options.diskMiB) << 20, thin: true)
+        var destinationSpec = spec
+        destinationSpec.disks[0].path = destinationImage
+        let stops = source.qmp.events()
+        let stopped = Task { () -> Double? in for await e in stops where e.name == "STOP" { return e.timestamp }; return nil }
+        let (own0, _) = ProcessCPU.ownAndReaped()
+        let sourceCPU0 = ProcessCPU.seconds(of: source.pid)
+        let collector = Collector(after: quiet.keys.max() ?? 0) { sourceDirectory.readConsole() }
+        let start = ContinuousClock.now
+        var destinationOptions = VMProcess.Options()
+        destinationOptions.accelerator = source.record.accelerator
+        let destination = try await VMProcess.launch(spec: destinationSpec, directory: VMRuntimeDirectory(path: work + "/destination"),
+                                                     mode: .incoming, options: destinationOptions)
+        defer { destination.kill() }
+        let resumes = destination.qmp.events()
+        let resumed = Task { () -> Double? in for await e in resumes where e.name == "RESUME" { return e.timestamp }; return nil }
+        let uri = "unix:" + destination.directory.incomingSocket
+        let incoming = IncomingMigration(qmp: destination.qmp)
+        try await incoming.listen(on: uri)
+        let nbd = destination.directory.path + "/nbd.sock"
+        try await destination.qmp.nbdServerStart(socket: nbd)
+        try await destination.qmp.blockExportAddNBD(nodeName: "disk0", name: "disk0")
+        let mirror = DiskMirror(qmp: source.qmp, indices: [0])
+        try await mirror.start(socket: nbd)
+        let mirrorStart = ContinuousClock.now
+        _ = try await mirror.waitUntilReady(timeout: .seconds(600))
+        let readyMs = (ContinuousClock.now - mirrorStart).wholeMilliseconds
+        try await source.qmp.migrateSetCapabilities([.pauseBeforeSwitchover: true])
+        let once = Once()
+        let result = try await OutgoingMigration(qmp: source.qmp).run(to: uri) { sample, _ in
+            guard sample.phase == .preSwitchover, await once.claim() else { return }
+            // As hostmesh does at this pause: the mirror completes, then QEMU sends the devices.
+            do { try await mirror.complete() } catch { return } // the run then fails on QEMU's side and says why
+            try? await source.qmp.migrateContinue() // refused: the migration fails and `run` throws
+        }
+        try await incoming.waitUntilLoaded()
+        try await destination.qmp.nbdServerStop()
+        try await destination.qmp.cont()
+        let total = ContinuousClock.now - start
+        let during = await collector.finish()
+        let (own1, _) = ProcessCPU.ownAndReaped()
+        let cpu = (own1 - own0) + (ProcessCPU.seconds(of: source.pid) - sourceCPU0) + ProcessCPU.seconds(of: destination.pid)
+        let (stop, resume) = (await stopped.value, await resumed.value)
+        let bytes = Double(options.diskMiB << 20) + Double(result.transferredBytes)
+        return Row(workload: workload, path: "direct", totalMs: total.wholeMilliseconds,
+                   downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),
+                   diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(readyMs, 1)),
+                   guestWriteP99Ms: p99(during), guestWriteP99QuietMs: p99(Array(quiet.values)),
+                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes)
+    }
+
+    static func runConvert(_ options: Options, base: String, work: String) async throws -> Row {
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let target = work + "/target.raw", socket = work + "/nbd.sock"
+        try await QEMUImageTool.create(target, format: .raw, virtualSize: UInt64(options.diskMiB) << 20, thin: true)
+        let (own0, reaped0) = ProcessCPU.ownAndReaped()
+        let start = ContinuousClock.now
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-nbd")
+        server.arguments = ["--socket=\(socket)", "--format=raw", "--cache=none", target]
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !FileManager.default.fileExists(atPath: socket) {
+            guard ContinuousClock.now < deadline else { throw ControlError.failed("qemu-nbd did not open \(socket)") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let status = try run("/usr/bin/qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", base, "nbd+unix:///?socket=\(socket)"])
+        guard status == 0 else { throw ControlError.failed("qemu-img convert into qemu-nbd failed (\(status))") }
+        let total = ContinuousClock.now - start
+        server.waitUntilExit() // qemu-nbd ends once its one client has gone
+        let (own1, reaped1) = ProcessCPU.ownAndReaped()
+        let cpu = (own1 - own0) + (reaped1 - reaped0)
+        return Row(workload: "none", path: "convert", totalMs: total.wholeMilliseconds, downtimeMs: 0,
+                   diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(total.wholeMilliseconds, 1)),
+                   guestWriteP99Ms: nil, guestWriteP99QuietMs: nil, cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / Double(options.diskMiB << 20))
+    }
+}
+
+/// `value`, or a benchmark failure saying `message`.
+func requireBench<T>(_ value: T?, _ message: String) throws -> T {
+    guard let value else { throw ControlError.failed(message) }
+    return value
+}
