@@ -14,7 +14,9 @@ extension MigrationEndToEndTests {
             if let last = DiskLog.records(try await console(agent, vm), boot: String(boot.prefix(8))).last, last > n { return last }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw ControlError.failed("no disk record above \(n) from \(vm) on \(agent.hostID)")
+        // The console says why (a guest that crashed after a migration prints its panic there).
+        let text = (try? await console(agent, vm)) ?? "(unreadable)"
+        throw ControlError.failed("no disk record above \(n) from \(vm) on \(agent.hostID); console:\n\(text.suffix(4000))")
     }
 
     @Test func diskWritingGuestMigratesWithEveryAcknowledgedWriteIntact() async throws {

@@ -16,6 +16,20 @@ extension MigrationEndToEndTests {
         try handle.close()
     }
 
+    /// Starts a guest named `name` on `agent` writing its disk log to a new sparse raw image of
+    /// `mib` MiB at `image` (a local disk); returns its boot, a record it acknowledged above
+    /// `above`, and the log's size in blocks.
+    func startDiskWriter(_ name: String, on agent: AgentProcess, image: String, mib: Int, above: Int) async throws -> (boot: String, record: Int, blocks: Int) {
+        try sparseImage(image, mib: mib)
+        var vm = spec(name, work: "heartbeat,disk")
+        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
+        _ = try await agent.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        let (boot, _) = try await heartbeat(agent, name, after: 1)
+        let record = try await diskRecord(agent, name, boot: boot, above: above)
+        let blocks = try #require(DiskLog.lastRecord(try await console(agent, name))).blocks
+        return (boot, record, blocks)
+    }
+
     /// The path of the VM's first disk on `agent`.
     func diskPath(_ agent: AgentProcess, _ vm: String) async throws -> String {
         let details = try await agent.control.call("vm.show", ControlTypes.VMReference(vm: vm), as: VMDetails.self)
@@ -33,13 +47,7 @@ extension MigrationEndToEndTests {
         defer { mesh.tearDown() }
         let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
         let image = mesh.root + "/a-local/disk.raw"
-        try sparseImage(image, mib: 32)
-        var vm = spec("mover", work: "heartbeat,disk")
-        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
-        let (boot, _) = try await heartbeat(a, "mover", after: 1)
-        let first = try await diskRecord(a, "mover", boot: boot, above: 20)
-        let blocks = try #require(DiskLog.lastRecord(try await console(a, "mover"))).blocks
+        let (boot, first, blocks) = try await startDiskWriter("mover", on: a, image: image, mib: 32, above: 20)
 
         // A → B: the source's image goes once B runs the guest on its own copy.
         let there = try await migrate("mover", from: a, to: b)
@@ -79,13 +87,7 @@ extension MigrationEndToEndTests {
         defer { mesh.tearDown() }
         let a = try await mesh.start("node-a"), b = try await mesh.start("node-b")
         let image = mesh.root + "/a-local/disk.raw"
-        try sparseImage(image, mib: 8)
-        var vm = spec("writer", work: "heartbeat,disk")
-        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
-        let (boot, _) = try await heartbeat(a, "writer", after: 1)
-        let first = try await diskRecord(a, "writer", boot: boot, above: 30)
-        let blocks = try #require(DiskLog.lastRecord(try await console(a, "writer"))).blocks
+        let (boot, first, blocks) = try await startDiskWriter("writer", on: a, image: image, mib: 8, above: 30)
         // The guest writes ~200 KB/s of records; the background copy may move 32 KB/s.
         var settings = MigrationSettings()
         settings.diskMirrorBackgroundBytesPerSecond = 32 << 10
@@ -109,13 +111,7 @@ extension MigrationEndToEndTests {
         let a = try await mesh.start("node-a", environment: ["HOSTMESH_TEST_CUT_AT": "source:mirroring"])
         let b = try await mesh.start("node-b")
         let image = mesh.root + "/a-local/disk.raw"
-        try sparseImage(image, mib: 32)
-        var vm = spec("stayer", work: "heartbeat,disk")
-        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
-        let (boot, _) = try await heartbeat(a, "stayer", after: 1)
-        let before = try await diskRecord(a, "stayer", boot: boot, above: 20)
-        let blocks = try #require(DiskLog.lastRecord(try await console(a, "stayer"))).blocks
+        let (boot, before, blocks) = try await startDiskWriter("stayer", on: a, image: image, mib: 32, above: 20)
         await #expect(throws: (any Error).self) { _ = try await migrate("stayer", from: a, to: b) }
         // The guest goes on here on its own image; B keeps nothing of it.
         let after = try await diskRecord(a, "stayer", boot: boot, above: before + 10)
@@ -149,13 +145,7 @@ extension MigrationEndToEndTests {
         var a = try await mesh.start("node-a", environment: ["HOSTMESH_TEST_PAUSE_AT": "source:transferring"])
         var b = try await mesh.start("node-b")
         let image = mesh.root + "/a-local/disk.raw"
-        try sparseImage(image, mib: 32)
-        var vm = spec("survivor", work: "heartbeat,disk")
-        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
-        let (boot, _) = try await heartbeat(a, "survivor", after: 1)
-        _ = try await diskRecord(a, "survivor", boot: boot, above: 20)
-        let blocks = try #require(DiskLog.lastRecord(try await console(a, "survivor"))).blocks
+        let (boot, _, blocks) = try await startDiskWriter("survivor", on: a, image: image, mib: 32, above: 20)
         let (source, destination) = (a, b)
         let migration = Task { try await migrate("survivor", from: source, to: destination) }
         let deadline = ContinuousClock.now + .seconds(30)

@@ -16,15 +16,10 @@ extension MigrationEndToEndTests {
         defer { mesh.tearDown() }
         let a = try await mesh.start("node-a")
         let image = mesh.root + "/store-1/disk.raw"
-        try sparseImage(image, mib: 32)
         let other = mesh.root + "/store-2"
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
-        var vm = spec("mover", work: "heartbeat,disk")
-        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
-        let (boot, beat) = try await heartbeat(a, "mover", after: 1)
-        let first = try await diskRecord(a, "mover", boot: boot, above: 20)
-        let blocks = try #require(DiskLog.lastRecord(try await console(a, "mover"))).blocks
+        let (boot, first, blocks) = try await startDiskWriter("mover", on: a, image: image, mib: 32, above: 20)
+        let (_, beat) = try await heartbeat(a, "mover")
 
         // To a directory: the file keeps its name; the old one goes.
         let moved = try await moveStorage(a, "mover", disk: "0", to: other)
@@ -68,15 +63,9 @@ extension MigrationEndToEndTests {
         let environment = ["HOSTMESH_TEST_PAUSE_AT": "file"]
         var a = try await mesh.start("node-a", environment: environment)
         let image = mesh.root + "/store-1/disk.raw"
-        try sparseImage(image, mib: 8)
         let target = mesh.root + "/store-2/disk.raw"
         try FileManager.default.createDirectory(atPath: mesh.root + "/store-2", withIntermediateDirectories: true)
-        var vm = spec("mover", work: "heartbeat,disk")
-        vm.disks = [VMSpec.Disk(path: image, format: .raw, shared: false)]
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
-        let (boot, _) = try await heartbeat(a, "mover", after: 1)
-        let first = try await diskRecord(a, "mover", boot: boot, above: 10)
-        let blocks = try #require(DiskLog.lastRecord(try await console(a, "mover"))).blocks
+        let (boot, first, blocks) = try await startDiskWriter("mover", on: a, image: image, mib: 8, above: 10)
 
         try Data(point.utf8).write(to: URL(fileURLWithPath: a.stateDirectory + "/test-pause-at"))
         let control = a.control

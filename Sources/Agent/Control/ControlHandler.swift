@@ -116,10 +116,10 @@ struct ControlHandler: Sendable {
         case "vm.move-storage":
             let p = try request.params(MoveStorageRequest.self)
             return try await storage.move(p) { job in
-                // Progress is for display: a client that went away does not stop the move.
                 let percent = job.len == 0 ? 0 : Double(job.offset) / Double(job.len) * 100
-                try? await responder.progress(MigrationProgressUpdate(phase: job.ready ? "synchronised" : "copying", percent: percent,
-                                                                            mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "disk"))
+                let update = MigrationProgressUpdate(phase: job.ready ? "synchronised" : "copying", percent: percent,
+                                                     mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "disk")
+                try? await responder.progress(update) // for display: a client that went away does not stop the move
             }
         case "vm.resolve":
             let p = try request.params(ControlTypes.Resolve.self)
