@@ -73,6 +73,8 @@ public final class AgentStore: Sendable {
         }
         // DRS: replicated rules, settings and maintenance requests (Agent/DRS, Protocol.md §12.3).
         migrator.registerMigration("drs-v1") { db in try DRSRecordStore.createTables(db) }
+        // Federation grants of this host's domain (Agent/Federation, Protocol.md §2.9).
+        migrator.registerMigration("federation-v1") { db in try FederationStore.createTables(db) }
         return migrator
     }
 }
