@@ -144,4 +144,37 @@ struct FederationProcessTests {
         }
         #expect(try await grants(agent).isEmpty)
     }
+
+    @Test func theCommandLineFederatesListsAndRevokes() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let agent = try await mesh.start("node-1")
+        let domainDir = mesh.root + "/lab-domain"
+        try FileManager.default.createDirectory(atPath: domainDir, withIntermediateDirectories: true)
+        try mesh.domain.save(inDirectory: domainDir)
+        let peerKey = mesh.root + "/prod.pub"
+        try prod.trustAnchor.save(peerKey)
+        func hostmesh(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            try runTool(AgentProcess.binary, arguments + ["--state-dir", agent.stateDirectory])
+        }
+        let granted = try hostmesh(["domain", "federate", "--domain-dir", domainDir, "--peer-key", peerKey, "--label", "web",
+                                    "--network", "front=default", "--storage-dir", "/srv/incoming", "--valid-days", "3"])
+        #expect(granted.status == 0 && granted.output.contains("grant version 1"), "\(granted.output)")
+        let again = try hostmesh(["domain", "federate", "--domain-dir", domainDir, "--peer-key", peerKey, "--all-vms"])
+        #expect(again.status == 0 && again.output.contains("grant version 2"), "\(again.output)")
+        let neither = try hostmesh(["domain", "federate", "--domain-dir", domainDir, "--peer-key", peerKey])
+        #expect(neither.status != 0 && neither.output.contains("--all-vms"), "\(neither.output)")
+        let badNetwork = try hostmesh(["domain", "federate", "--domain-dir", domainDir, "--peer-key", peerKey, "--all-vms", "--network", "front"])
+        #expect(badNetwork.status != 0 && badNetwork.output.contains("THEIRS=OURS"), "\(badNetwork.output)")
+        let listed = try hostmesh(["domain", "federation", "list"])
+        #expect(listed.output.contains("prod") && listed.output.contains("in force") && listed.output.contains("all"), "\(listed.output)")
+        let revoked = try hostmesh(["domain", "federation", "revoke", "prod", "--reason", "done", "--domain-dir", domainDir])
+        #expect(revoked.status == 0 && revoked.output.contains("version 3"), "\(revoked.output)")
+        let twice = try hostmesh(["domain", "federation", "revoke", "prod", "--domain-dir", domainDir])
+        #expect(twice.status != 0 && twice.output.contains("already revoked"), "\(twice.output)")
+        let unknown = try hostmesh(["domain", "federation", "revoke", "edge", "--domain-dir", domainDir])
+        #expect(unknown.status != 0 && unknown.output.contains("holds no grant"), "\(unknown.output)")
+        let held = try await grants(agent)
+        #expect(held.map(\.version) == [3] && held.first?.status == "revoked" && held.first?.reason == "done")
+    }
 }
