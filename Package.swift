@@ -10,7 +10,8 @@
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)
 //   MeshIdentity       host keys, key files (0600), domain keys, host certificates, trust stores,
 //                      revocation lists and the registry every handshake checks, issuer certificates,
-//                      key rotation records, the state directory's layout
+//                      key rotation records, the state directory's layout, federation grants (their registry
+//                      every handshake checks for hosts of other domains, and the admission check of a VM crossing)
 //   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores

@@ -114,6 +114,10 @@ public struct Agent: Service {
         let revocations = RevocationKeeper(store: try RevocationStore(store: store), trust: credentials.trust,
                                            hostID: credentials.identity.hostID, logger: logger)
         let storedRevocations = try await revocations.loadStored()
+        // The same for federation grants: the first handshake knows which domains are let in.
+        let federation = FederationKeeper(store: FederationStore(store: store), trust: credentials.trust,
+                                          domain: credentials.certificate.domain, logger: logger)
+        let storedGrants = try await federation.loadStored()
         let certificates = try CertificateDesk.load(stateDirectory: configuration.stateDirectory, identity: credentials.identity,
                                                     lifetime: configuration.certificateLifetime, logger: logger)
         // DRS rules, settings and maintenance (an evacuation under way goes on after a restart).
@@ -121,9 +125,14 @@ public struct Agent: Service {
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
-        ) { session in
+        ) { [domain = credentials.certificate.domain] session in
             guard StreamPurpose(rawValue: session.peer.purpose) != nil else { return .application }
-            return MigrationStreamAcceptor.route(session) { peer, hello in try coordinator.authorizeStream(peer: peer, hello: hello) }
+            return MigrationStreamAcceptor.route(session) { peer, hello in
+                // A host of a federated domain (Protocol.md §2.9) gets no stream until migration
+                // across domains is admitted here; its host id may equal one of this domain's.
+                guard peer.domain == domain else { throw CrossDomainGate.streamRefusal(peer) }
+                return try coordinator.authorizeStream(peer: peer, hello: hello)
+            }
         }
         let control: ControlServer
         let membership: AgentMembership
@@ -152,11 +161,12 @@ public struct Agent: Service {
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)
         }
+        await federation.wire(membership: membership.service)
         let issuers = IssuerClient(credentials: credentials, desk: certificates, membership: membership, logger: logger)
         let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
-                                 revocations: revocations, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
+                                 revocations: revocations, federation: federation, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)))
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
@@ -181,6 +191,8 @@ public struct Agent: Service {
                                                 maximumAge: configuration.keyRotationAge, logger: logger)),
             ("revocations", RevocationService(keeper: revocations, membership: membership.service,
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
+            ("federation", FederationService(keeper: federation, membership: membership.service,
+                                             stored: storedGrants.map(\.serialized), logger: logger)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
             ("drs", DRSService(controller: drs, broadcast: { await peers.broadcast($0) })),

@@ -23,6 +23,10 @@ public enum GossipDropReason: String, Hashable, Sendable, CaseIterable, CustomSt
     /// signed by the domain key of the domain it names, altered, or malformed. Only the list
     /// is dropped; the rest of the datagram or state is handled.
     case revocationRefused = "revocation-refused"
+    /// A federation grant (piggybacked or in a push-pull state) that does not verify: not a
+    /// grant of this member's domain, not signed by its key or an issuer, altered, or
+    /// malformed (Protocol.md §4.15). Only the grant is dropped.
+    case federationGrantRefused = "federation-grant-refused"
 
     /// The reason as it appears in logs and metrics.
     public var description: String { rawValue }

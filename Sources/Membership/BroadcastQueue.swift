@@ -14,6 +14,8 @@ struct BroadcastQueue: Sendable {
         case metadata(MemberID)
         /// A domain's revocation list: a newer version replaces the older one.
         case revocation(domain: String)
+        /// A federation grant: a newer version for the same domain and peer replaces the older.
+        case federationGrant(key: String)
     }
 
     struct Entry: Sendable {
@@ -44,6 +46,7 @@ struct BroadcastQueue: Sendable {
         switch update {
         case .metadata(let member, _): key = .metadata(member)
         case .revocation(let notice): key = .revocation(domain: notice.domain)
+        case .federationGrant(let notice): key = .federationGrant(key: notice.key)
         case .alive(let member, _, _, _), .suspect(let member, _, _), .dead(let member, _, _), .left(let member, _):
             key = .liveness(member)
         }

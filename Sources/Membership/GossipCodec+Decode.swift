@@ -71,7 +71,27 @@ extension GossipCodec {
                 metadata: try metadata(update.metadata, in: "metadata update"))
         case .revocation(let revocation):
             return .revocation(try revocationNotice([UInt8](revocation.list), in: "revocation update"))
+        case .federationGrant(let update):
+            return .federationGrant(try federationGrantNotice([UInt8](update.grant), in: "federation grant update"))
         }
+    }
+
+    /// Reads the (domain, peer domain) and version of an encoded `FederationGrant` (structure
+    /// only: the signature is the shell's to verify, Protocol.md §4.15).
+    static func federationGrantNotice(_ grant: [UInt8], in name: String) throws(GossipCodecError) -> FederationGrantNotice {
+        let body: Hostmesh_V1_FederationGrantBody
+        do {
+            let wire = try Hostmesh_V1_FederationGrant(serializedBytes: grant)
+            body = try Hostmesh_V1_FederationGrantBody(serializedBytes: wire.body)
+        } catch {
+            throw .malformed(message: name, detail: "federation grant does not decode: \(error)")
+        }
+        guard !body.domain.isEmpty else { throw .missingField(message: name, field: "domain") }
+        guard !body.peerDomain.isEmpty else { throw .missingField(message: name, field: "peer_domain") }
+        guard body.version >= 1 else {
+            throw .invalidField(message: name, field: "version", reason: "0 (versions start at 1)")
+        }
+        return FederationGrantNotice(key: body.domain + "/" + body.peerDomain, version: body.version, grant: grant)
     }
 
     /// Reads the domain and version of an encoded `RevocationList` (structure only: the

@@ -51,6 +51,12 @@ public enum GossipCodec {
         try revocationNotice(list, in: "revocation list")
     }
 
+    /// Reads the (domain, peer domain) and version of an encoded `FederationGrant` (structure
+    /// only: the signature is the shell's to verify).
+    public static func decodeFederationGrantNotice(_ grant: [UInt8]) throws(GossipCodecError) -> FederationGrantNotice {
+        try federationGrantNotice(grant, in: "federation grant")
+    }
+
     // MARK: Push-pull
 
     /// The protobuf encoding of a push-pull state (sent over the secure channel).
@@ -61,6 +67,7 @@ public enum GossipCodec {
         message.join = state.isJoin
         message.members = state.members.map(wire)
         message.revocations = state.revocations.map { Data($0.list) }
+        message.federationGrants = state.federationGrants.map { Data($0.grant) }
         return serialize(message)
     }
 
@@ -88,9 +95,13 @@ public enum GossipCodec {
         for list in message.revocations {
             revocations.append(try revocationNotice([UInt8](list), in: name))
         }
+        var grants: [FederationGrantNotice] = []
+        for grant in message.federationGrants {
+            grants.append(try federationGrantNotice([UInt8](grant), in: name))
+        }
         return PushPullState(
             sender: try memberID(message.sender, in: name, field: "sender"), isJoin: message.join, members: members,
-            revocations: revocations)
+            revocations: revocations, federationGrants: grants)
     }
 
     // MARK: Swift -> protobuf
@@ -163,6 +174,10 @@ public enum GossipCodec {
             var revocation = Hostmesh_V1_GossipRevocation()
             revocation.list = Data(notice.list)
             message.update = .revocation(revocation)
+        case .federationGrant(let notice):
+            var update = Hostmesh_V1_GossipFederationGrant()
+            update.grant = Data(notice.grant)
+            message.update = .federationGrant(update)
         }
         return message
     }

@@ -63,6 +63,9 @@ public enum MemberUpdate: Hashable, Sendable {
     case metadata(member: MemberID, metadata: MemberMetadata)
     /// A domain's signed revocation list (the highest version per domain wins, Protocol.md §4.14).
     case revocation(RevocationNotice)
+    /// A domain's signed federation grant (the highest version per domain and peer domain wins,
+    /// Protocol.md §4.15).
+    case federationGrant(FederationGrantNotice)
 
     /// The member the update is about; nil for a revocation list, which is about a domain.
     public var member: MemberID? {
@@ -70,7 +73,7 @@ public enum MemberUpdate: Hashable, Sendable {
         case .alive(let member, _, _, _), .suspect(let member, _, _), .dead(let member, _, _),
             .left(let member, _), .metadata(let member, _):
             return member
-        case .revocation:
+        case .revocation, .federationGrant:
             return nil
         }
     }
@@ -93,6 +96,25 @@ public struct RevocationNotice: Hashable, Sendable {
         self.domain = domain
         self.version = version
         self.list = list
+    }
+}
+
+/// A domain's federation grant as gossip carries it (Protocol.md §4.15): the signed bytes as
+/// issued, with the (domain, peer domain) and version read from them. As for revocation lists,
+/// the core only compares versions; the shell verifies before the core sees a notice.
+public struct FederationGrantNotice: Hashable, Sendable {
+    /// `domain/peer_domain`: a newer version replaces the older one of the same key.
+    public var key: String
+    /// The grant's version.
+    public var version: UInt64
+    /// The encoded `FederationGrant` (identity.proto), exactly as signed.
+    public var grant: [UInt8]
+
+    /// A notice.
+    public init(key: String, version: UInt64, grant: [UInt8]) {
+        self.key = key
+        self.version = version
+        self.grant = grant
     }
 }
 
@@ -137,12 +159,16 @@ public struct PushPullState: Hashable, Sendable {
     public var members: [MemberRecord]
     /// The newest revocation list of each domain the sender holds.
     public var revocations: [RevocationNotice]
+    /// The newest federation grant of each (domain, peer domain) the sender holds.
+    public var federationGrants: [FederationGrantNotice]
 
     /// Creates a state.
-    public init(sender: MemberID, isJoin: Bool, members: [MemberRecord], revocations: [RevocationNotice] = []) {
+    public init(sender: MemberID, isJoin: Bool, members: [MemberRecord], revocations: [RevocationNotice] = [],
+                federationGrants: [FederationGrantNotice] = []) {
         self.sender = sender
         self.isJoin = isJoin
         self.members = members
         self.revocations = revocations
+        self.federationGrants = federationGrants
     }
 }

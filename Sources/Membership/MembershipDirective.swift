@@ -31,6 +31,9 @@ public enum MembershipDirective: Hashable, Sendable {
     /// or was learned locally; it is held and gossiped. The shell persists it and acts on it
     /// (closes the revoked hosts' channels, bans them with `ban(_:now:)`).
     case revocationLearned(RevocationNotice)
+    /// A federation grant newer than the one held for its (domain, peer domain) arrived or was
+    /// learned locally; it is held and gossiped. The shell persists and enforces it (§4.15).
+    case federationGrantLearned(FederationGrantNotice)
 }
 
 /// Timers the core asks the shell to run (`MembershipDirective.schedule`).

@@ -160,7 +160,7 @@ extension MembershipInstance {
         switch update {
         case .suspect(let member, let accused, _), .dead(let member, let accused, _), .left(let member, let accused):
             return member == localID && accused < incarnation && lifecycle == .running
-        case .alive, .metadata, .revocation:
+        case .alive, .metadata, .revocation, .federationGrant:
             return false
         }
     }

@@ -48,7 +48,8 @@ extension MembershipInstance {
                     id: id, address: state.address, status: state.status, incarnation: state.incarnation,
                     metadata: state.metadata))
         }
-        return PushPullState(sender: localID, isJoin: isJoin, members: records, revocations: revocationNotices)
+        return PushPullState(sender: localID, isJoin: isJoin, members: records, revocations: revocationNotices,
+                              federationGrants: federationGrantNotices)
     }
 
     /// Merges a peer's state record by record, with the same rules as gossip. A peer's "dead"
@@ -58,6 +59,7 @@ extension MembershipInstance {
         // arriving with the state bans before the records are merged (the shell bans on it).
         guard !banned.contains(remote.sender) else { return }
         for notice in remote.revocations { applyRevocation(notice) }
+        for notice in remote.federationGrants { applyFederationGrant(notice) }
         for record in remote.members where !banned.contains(record.id) {
             switch record.status {
             case .alive:

@@ -24,6 +24,8 @@ extension MembershipInstance {
             applyMetadata(member: member, metadata: metadata, rebroadcast: true)
         case .revocation(let notice):
             applyRevocation(notice)
+        case .federationGrant(let notice):
+            applyFederationGrant(notice)
         }
     }
 

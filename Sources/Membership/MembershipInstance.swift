@@ -74,6 +74,8 @@ public struct MembershipInstance: Sendable {
     var lifecycle = Lifecycle.created
     /// The newest revocation list held per domain (Protocol.md §4.14).
     var revocations: [String: RevocationNotice] = [:]
+    /// The newest federation grant held per `domain/peer` (Protocol.md §4.15).
+    var federationGrants: [String: FederationGrantNotice] = [:]
     /// Members whose host or certificate is revoked: forgotten and never learned again.
     var banned: Set<MemberID> = []
     /// The current event's time, in nanoseconds.

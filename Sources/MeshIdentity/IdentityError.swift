@@ -41,6 +41,12 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
     case issuerRefused(String)
     /// A key rotation record was refused: the reason names what is wrong with it.
     case rotationRefused(String)
+    /// A federation grant was refused (it does not decode, or is not signed by this host's
+    /// domain or one of its issuers): the reason names what is wrong (Protocol.md §2.9).
+    case federationGrantRefused(String)
+    /// A host of another domain was refused on a cross-domain channel: no grant in force for
+    /// its domain, or a purpose cross-domain channels may not have (Protocol.md §2.9, §3.8 code 24).
+    case notFederated(String)
 
     public var description: String {
         switch self {
@@ -76,6 +82,10 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
             return error.description
         case let .revoked(hostID, serial, domain, entry):
             return "certificate of \(hostID) (serial \(serial)) is revoked by domain \(domain): \(entry)"
+        case let .federationGrantRefused(reason):
+            return "federation grant refused: \(reason)"
+        case let .notFederated(reason):
+            return "not federated: \(reason)"
         case let .revocationListRefused(reason):
             return "revocation list refused: \(reason)"
         case let .issuerRefused(reason):

@@ -12,12 +12,17 @@ public struct TrustStore: Sendable {
     /// The revocations in force, shared by every copy of this store (a reference: a list
     /// installed once is seen by every handshake that verifies with any copy).
     public let revocations: RevocationRegistry
+    /// The federation grants of this host's domain, shared by every copy of this store like
+    /// `revocations`: the domains whose hosts may open cross-domain channels (Protocol.md §2.9).
+    public let federation: FederationRegistry
 
     /// A store trusting `anchors`.
-    public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60, revocations: RevocationRegistry = RevocationRegistry()) {
+    public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60, revocations: RevocationRegistry = RevocationRegistry(),
+                federation: FederationRegistry? = nil) {
         self.anchors = Dictionary(anchors.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         self.clockSkewSeconds = clockSkewSeconds
         self.revocations = revocations
+        self.federation = federation ?? FederationRegistry(skew: clockSkewSeconds)
     }
 
     /// Adds a trusted domain.
@@ -43,16 +48,21 @@ public struct TrustStore: Sendable {
     }
 
     /// Verifies `certificate` at unix time `now`. With `requiredDomain`, the certificate must
-    /// also be for that domain. Returns the trust anchor that vouches for it.
+    /// also be for that domain. `purpose` is the channel's (§5.2): a certificate of a federated
+    /// domain (vouched for by a grant's peer key, not a trust anchor) verifies only for the
+    /// cross-domain purposes and only while its grant is in force (§2.9); without a purpose it
+    /// never does. Returns the trust anchor that vouches for it.
     @discardableResult
-    public func verify(_ certificate: HostCertificate, now: Int64, requiredDomain: String? = nil) throws(IdentityError) -> DomainTrustAnchor {
+    public func verify(_ certificate: HostCertificate, now: Int64, requiredDomain: String? = nil, purpose: String? = nil) throws(IdentityError) -> DomainTrustAnchor {
         let body = certificate.body
         let issuer = try certificate.issuerKey()
         let anchor: DomainTrustAnchor
         if let domainAnchor = anchors[issuer] {
             anchor = domainAnchor
         } else if let delegation = certificate.issuer {
-            anchor = try verify(delegation, signed: certificate, now: now)
+            anchor = try verify(delegation, signed: certificate, now: now, purpose: purpose)
+        } else if let federated = try federatedAnchor(for: issuer, now: now, purpose: purpose) {
+            anchor = federated
         } else {
             throw .unknownIssuer(fingerprint: issuer.fingerprint, claimedDomain: body.domain)
         }
@@ -84,8 +94,8 @@ public struct TrustStore: Sendable {
     /// Verifies the delegation of a certificate's issuer key (Protocol.md §2.6, §2.3 step 2): the
     /// delegation itself, then the certificate's lifetime against its maximum. Returns the
     /// domain's anchor.
-    func verify(_ delegation: IssuerCertificate, signed certificate: HostCertificate, now: Int64) throws(IdentityError) -> DomainTrustAnchor {
-        let anchor = try verify(delegation, delegating: try certificate.issuerKey(), in: certificate.domain, now: now)
+    func verify(_ delegation: IssuerCertificate, signed certificate: HostCertificate, now: Int64, purpose: String? = nil) throws(IdentityError) -> DomainTrustAnchor {
+        let anchor = try verify(delegation, delegating: try certificate.issuerKey(), in: certificate.domain, now: now, purpose: purpose)
         let lifetime = certificate.body.notAfter - certificate.body.notBefore
         guard lifetime <= delegation.body.maxLifetime else {
             throw .issuerRefused("issuer \(delegation.hostID) may issue certificates of at most \(delegation.body.maxLifetime) s; this one lasts \(lifetime) s")
@@ -96,9 +106,11 @@ public struct TrustStore: Sendable {
     /// Verifies a delegation for something `key` signed in `domain`, in order: a trusted domain
     /// signed it, it delegates `key`, it is valid now, `domain` is its domain, and the issuer is
     /// not revoked (Protocol.md §2.6 steps 2-6 and 8). Returns the domain's anchor.
-    func verify(_ delegation: IssuerCertificate, delegating key: SigningPublicKey, in domain: String, now: Int64) throws(IdentityError) -> DomainTrustAnchor {
+    func verify(_ delegation: IssuerCertificate, delegating key: SigningPublicKey, in domain: String, now: Int64, purpose: String? = nil) throws(IdentityError) -> DomainTrustAnchor {
         let body = delegation.body
-        guard let anchor = anchors[delegation.domainKey], anchor.name == delegation.domain else {
+        var trusted = anchors[delegation.domainKey]
+        if trusted == nil { trusted = try federatedAnchor(for: delegation.domainKey, now: now, purpose: purpose) }
+        guard let anchor = trusted, anchor.name == delegation.domain else {
             throw .unknownIssuer(fingerprint: delegation.domainKey.fingerprint, claimedDomain: delegation.domain)
         }
         guard delegation.domainKey.isValidSignature(delegation.signature, for: IssuerCertificate.signatureContext + delegation.bodyBytes) else {
@@ -153,6 +165,46 @@ public struct TrustStore: Sendable {
         }
         guard issuer.isValidSignature(list.signature, for: RevocationList.signatureContext + list.bodyBytes) else {
             throw .revocationListRefused("its signature does not verify (altered, or not signed by the key it names)")
+        }
+        return anchor
+    }
+
+    /// The peer domain of a grant naming `key` (a key that is no trust anchor), as an anchor for
+    /// this verification only (Protocol.md §2.9, §2.3 step 2): nil when no grant names it; a
+    /// refusal (*not federated*) when the purpose is not a cross-domain one or the grant is not
+    /// in force.
+    func federatedAnchor(for key: SigningPublicKey, now: Int64, purpose: String?) throws(IdentityError) -> DomainTrustAnchor? {
+        guard let grant = federation.grant(forPeerKey: key, at: now) else { return nil }
+        guard let purpose, FederationGrant.crossDomainPurposes.contains(purpose) else {
+            throw .notFederated("a host of domain \(grant.peerDomain) may open only \(FederationGrant.crossDomainPurposes.sorted().joined(separator: " and ")) channels to domain \(grant.domain), not \(purpose.map { "\"\($0)\"" } ?? "this one")")
+        }
+        if let refusal = grant.refusal(at: now, skew: clockSkewSeconds) { throw .notFederated(refusal) }
+        return grant.peerAnchor
+    }
+
+    /// Verifies a federation grant at unix time `now` for a host of `localDomain` (Protocol.md
+    /// §2.9): it is a grant of `localDomain` (a host keeps only its own domain's grants), signed
+    /// by that domain's trust anchor or by an issuer of it whose delegation it carries and
+    /// verifies (§2.6), and its signature verifies. It need not be in force: a revoked or
+    /// expired grant still replaces an older version. Returns the domain's anchor.
+    @discardableResult
+    public func verify(_ grant: FederationGrant, localDomain: String, now: Int64) throws(IdentityError) -> DomainTrustAnchor {
+        guard grant.domain == localDomain else {
+            throw .federationGrantRefused("it is a grant of domain \"\(grant.domain)\"; this host is of \"\(localDomain)\" and keeps only its own domain's grants")
+        }
+        let issuer = grant.issuerKey
+        let anchor: DomainTrustAnchor
+        if let domainAnchor = anchors[issuer], domainAnchor.name == grant.domain {
+            anchor = domainAnchor
+        } else if let delegation = grant.issuer {
+            do { anchor = try verify(delegation, delegating: issuer, in: grant.domain, now: now) } catch {
+                throw .federationGrantRefused("its issuer is refused: \(error)")
+            }
+        } else {
+            throw .federationGrantRefused("it is signed by key \(issuer.fingerprint), which is not the domain key of \"\(grant.domain)\" (nor an issuer of it)")
+        }
+        guard issuer.isValidSignature(grant.signature, for: FederationGrant.signatureContext + grant.bodyBytes) else {
+            throw .federationGrantRefused("its signature does not verify (altered, or not signed by the key it names)")
         }
         return anchor
     }

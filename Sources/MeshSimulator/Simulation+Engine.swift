@@ -84,7 +84,7 @@ extension Simulation {
                 nodes[member].state = .left
             case .revocationLearned(let notice):
                 for observer in revocationObservers { observer(member, notice, now) }
-            case .metadataChanged, .memberForgotten:
+            case .metadataChanged, .memberForgotten, .federationGrantLearned:
                 break
             }
         }

@@ -160,6 +160,7 @@ extension SecureChannelError {
         case .expired: code = .certificateExpired
         case .notYetValid: code = .certificateNotYetValid
         case .revoked: code = .revoked
+        case .notFederated: code = .notFederated
         default: code = .certificateMalformed
         }
         self.init(code, "\(role) certificate rejected: \(error)")

@@ -48,6 +48,10 @@ public enum CloseCode: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case shuttingDown = 22
     /// An internal error on the sender's side.
     case internalError = 23
+    /// The peer is a host of another domain that no grant in force lets in, or it asked for a
+    /// purpose cross-domain channels may not have; or the grant of an open cross-domain channel
+    /// was revoked or expired since (Protocol.md §2.9).
+    case notFederated = 24
 
     public var description: String {
         switch self {
@@ -75,6 +79,7 @@ public enum CloseCode: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .revoked: return "certificate revoked"
         case .shuttingDown: return "shutting down"
         case .internalError: return "internal error"
+        case .notFederated: return "not federated"
         }
     }
 }

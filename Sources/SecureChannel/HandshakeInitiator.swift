@@ -75,7 +75,7 @@ public struct HandshakeInitiator: Sendable {
         symmetric.mixKey(try dh(ephemeral, remoteStaticKey))
         let payload = try symmetric.decryptAndHash(Array(msg[(k + k + t)...]))
         let (certificate, identity) = try HandshakeWire.verifyIdentity(payload, staticKey: remoteStatic, trust: credentials.trust,
-                                                                       requiredDomain: policy.requiredDomain, now: now, role: "responder")
+                                                                       requiredDomain: policy.requiredDomain, purpose: policy.purpose, now: now, role: "responder")
         if let expected = policy.expectedPeer, certificate.hostID != expected {
             throw SecureChannelError(.unexpectedPeer, "dialled \(expected) but the responder proved to be \(certificate.hostID)")
         }

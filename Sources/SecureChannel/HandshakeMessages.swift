@@ -44,7 +44,7 @@ enum HandshakeWire {
 
     /// Decodes and verifies a peer's identity payload against the Noise static key it used.
     static func verifyIdentity(_ payload: [UInt8], staticKey: [UInt8], trust: TrustStore, requiredDomain: String?,
-                               now: Int64, role: String) throws(SecureChannelError) -> (HostCertificate, Hostmesh_V1_ChannelIdentity) {
+                               purpose: String, now: Int64, role: String) throws(SecureChannelError) -> (HostCertificate, Hostmesh_V1_ChannelIdentity) {
         guard let m = try? Hostmesh_V1_ChannelIdentity(serializedBytes: payload) else { // refused: protocolViolation below
             throw SecureChannelError(.protocolViolation, "\(role) identity payload does not decode")
         }
@@ -52,7 +52,7 @@ enum HandshakeWire {
         do { certificate = try HostCertificate(m.certificate) } catch {
             throw SecureChannelError(certificate: error, role: role)
         }
-        do { try trust.verify(certificate, now: now, requiredDomain: requiredDomain) } catch {
+        do { try trust.verify(certificate, now: now, requiredDomain: requiredDomain, purpose: purpose) } catch {
             throw SecureChannelError(certificate: error, role: role)
         }
         guard [UInt8](certificate.body.staticKey) == staticKey else {

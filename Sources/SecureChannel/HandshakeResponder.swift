@@ -126,7 +126,7 @@ public struct HandshakeResponder: Sendable {
         }
         do {
             let (certificate, identity) = try HandshakeWire.verifyIdentity(payload, staticKey: remoteStatic, trust: credentials.trust,
-                                                                           requiredDomain: policy.requiredDomain, now: now, role: "initiator")
+                                                                           requiredDomain: policy.requiredDomain, purpose: hello.purpose, now: now, role: "initiator")
             let peer = PeerIdentity(hostID: certificate.hostID, domain: certificate.domain, certificate: certificate, purpose: hello.purpose)
             return .established(session(peer, maxRecord: Int(identity.maxRecord)))
         } catch {

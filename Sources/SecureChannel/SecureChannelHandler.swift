@@ -57,6 +57,8 @@ public final class SecureChannelHandler {
     /// While established: the peer's entry in the revocation registry, so a list that revokes
     /// it later closes this channel (Protocol.md §2.5).
     private var revocationWatch: RevocationRegistry.Token?
+    /// Set for a channel to a host of a federated domain: its grant is watched (Protocol.md §2.9).
+    private var federationWatch: FederationRegistry.Token?
 
     /// Completes with the session once the peer is authenticated; fails with a `SecureChannelError`.
     public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
@@ -382,6 +384,21 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             fail(context: context, reason(entry))
             return
         }
+        // A peer vouched for by a federation grant rather than a trust anchor: its channel closes
+        // (code 24) once no grant in force lets its domain in (revoked, replaced, expired).
+        let trust = configuration.credentials.trust
+        if let domainKey = try? peer.certificate.domainKey(), trust.anchors[domainKey] == nil { // a key that does not decode cannot have verified
+            let federation = trust.federation
+            federationWatch = federation.watch(peerKey: domainKey, now: configuration.unixTime()) { why in
+                channel.triggerUserOutboundEvent(SecureChannelCloseRequest(
+                    SecureChannelError(.notFederated, "\(peer.hostID) of domain \(peer.domain): \(why)")), promise: nil)
+            }
+            if federationWatch == nil {
+                // The grant went out of force between the certificate check and now.
+                fail(context: context, SecureChannelError(.notFederated, "\(peer.hostID) of domain \(peer.domain): no grant in force lets its domain in"))
+                return
+            }
+        }
         handshakePromise?.succeed(session)
         handshakePromise = nil
     }
@@ -390,6 +407,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let token = revocationWatch {
             configuration.credentials.trust.revocations.unwatch(token)
             revocationWatch = nil
+        }
+        if let token = federationWatch {
+            configuration.credentials.trust.federation.unwatch(token)
+            federationWatch = nil
         }
     }
 

@@ -17,6 +17,8 @@ struct ControlHandler: Sendable {
     /// The mesh default restart policy (`AgentConfiguration.restart`), for reports.
     let restartDefault: VMSpec.RestartPolicy
     let revocations: RevocationKeeper
+    /// This domain's federation grants (Agent/Federation).
+    let federation: FederationKeeper
     let rotator: KeyRotator
     /// Storage moves on this host (Agent/Storage).
     let storage: StorageMover
@@ -39,6 +41,11 @@ struct ControlHandler: Sendable {
         case "revocations.publish":
             let p = try request.params(ControlTypes.PublishRevocations.self)
             return try await revocations.publish(p.bytes ?? []) // validate() checked the base64
+        case "federation":
+            return await federation.grants()
+        case "federation.publish":
+            let p = try request.params(ControlTypes.PublishFederationGrant.self)
+            return try await federation.publish(p.bytes ?? []) // validate() checked the base64
         case "join":
             let p = try request.params(ControlTypes.Join.self)
             let address = try HostPort(parsing: p.address) // validate() parsed it already

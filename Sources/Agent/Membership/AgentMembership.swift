@@ -67,6 +67,13 @@ public actor AgentMembership {
         config.revocationVerifier = { bytes in
             do { _ = try RevocationKeeper.verified(bytes, trust: trust); return nil } catch { return "\(error)" }
         }
+        // Federation grants too, and only this host's own domain's (Protocol.md §4.15).
+        let domain = credentials.certificate.domain
+        config.federationGrantVerifier = { bytes in
+            do { _ = try FederationKeeper.verified(bytes, trust: trust, domain: domain, now: Int64(Date().timeIntervalSince1970)); return nil } catch {
+                return "\(error)"
+            }
+        }
         let pushPullCredentials = credentials
         let pushPullLogger = logger
         service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in

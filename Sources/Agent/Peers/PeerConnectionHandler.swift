@@ -20,6 +20,10 @@ struct PeerConnectionHandler: Sendable {
     /// tells the coordinator which migrations it carried.
     func serve(_ connection: SecureConnection) async {
         logger.info("peer proved its identity", metadata: proofMetadata(connection))
+        if connection.peer.purpose == CrossDomainGate.purpose {
+            await CrossDomainGate(logger: logger).serve(connection)
+            return
+        }
         var migrations = Set<String>()
         do {
             try await connection.channel.executeThenClose { inbound, outbound in

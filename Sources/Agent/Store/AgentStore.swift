@@ -75,6 +75,8 @@ public final class AgentStore: Sendable {
         migrator.registerMigration("drs-v1") { db in try DRSRecordStore.createTables(db) }
         // Storage moves on one host (Agent/Storage, Protocol.md §6.8).
         migrator.registerMigration("storage-move-v1") { db in try StoredStorageMove.createTable(db) }
+        // Federation grants of this host's domain (Agent/Federation, Protocol.md §2.9).
+        migrator.registerMigration("federation-v1") { db in try FederationStore.createTables(db) }
         return migrator
     }
 }

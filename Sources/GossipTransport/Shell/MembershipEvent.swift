@@ -17,6 +17,9 @@ public enum MembershipEvent: Hashable, Sendable {
     /// A revocation list newer than the one held for its domain, verified
     /// (`revocationVerifier`), is now held and gossiped: persist it and act on it.
     case revocationLearned(RevocationNotice)
+    /// A federation grant newer than the one held for its (domain, peer domain), verified
+    /// (`federationGrantVerifier`), is now held and gossiped: persist it and enforce it.
+    case federationGrantLearned(FederationGrantNotice)
 }
 
 /// One member as this service sees it, for `hostmesh members`.

@@ -22,8 +22,11 @@ extension MembershipService {
                 return
             }
             datagram.updates.removeAll { update in
-                guard case .revocation(let notice) = update else { return false }
-                return !acceptRevocation(notice, from: "\(PeerAddress(source))", state)
+                switch update {
+                case .revocation(let notice): return !acceptRevocation(notice, from: "\(PeerAddress(source))", state)
+                case .federationGrant(let notice): return !acceptFederationGrant(notice, from: "\(PeerAddress(source))", state)
+                default: return false
+                }
             }
             if let directives = state.instance?.onDatagram(datagram, from: PeerAddress(source), now: now()) {
                 execute(directives, state)
@@ -42,6 +45,16 @@ extension MembershipService {
         return false
     }
 
+    /// Whether the core may see a federation grant: the same rule as `acceptRevocation`.
+    func acceptFederationGrant(_ notice: FederationGrantNotice, from source: String, _ state: MembershipShellState) -> Bool {
+        guard let instance = state.instance else { return false }
+        if notice.version <= instance.federationGrant(of: notice.key)?.version ?? 0 { return true }
+        let refusal = configuration.federationGrantVerifier.map { $0(notice.grant) } ?? "no trust anchors to verify it with"
+        guard let refusal else { return true }
+        recordDrop(GossipDrop(.federationGrantRefused, "grant \(notice.key) version \(notice.version): \(refusal)"), from: source, state)
+        return false
+    }
+
     func recordDrop(_ drop: GossipDrop, from source: SocketAddress, _ state: MembershipShellState) {
         recordDrop(drop, from: "\(PeerAddress(source))", state)
     }
@@ -50,7 +63,8 @@ extension MembershipService {
         state.counters.drops[drop.reason, default: 0] += 1
         guard let suppressed = state.dropLog.record(drop.reason, now: now()) else { return }
         logger.log(
-            level: configuration.dropLogLevel, drop.reason == .revocationRefused ? "revocation list dropped" : "gossip datagram dropped",
+            level: configuration.dropLogLevel, drop.reason == .revocationRefused ? "revocation list dropped"
+                : drop.reason == .federationGrantRefused ? "federation grant dropped" : "gossip datagram dropped",
             metadata: [
                 "mesh.drop.reason": "\(drop.reason)", "mesh.drop.detail": "\(drop.detail)", "mesh.source": "\(source)",
                 "mesh.drop.suppressed": "\(suppressed)", "mesh.drop.total": "\(state.counters.dropped(drop.reason))",
@@ -100,6 +114,9 @@ extension MembershipService {
             case .revocationLearned(let notice):
                 logger.debug("revocation list learned", metadata: ["mesh.domain": "\(notice.domain)", "mesh.revocation.version": "\(notice.version)"])
                 publish(.revocationLearned(notice), state)
+            case .federationGrantLearned(let notice):
+                logger.debug("federation grant learned", metadata: ["mesh.federation.grant": "\(notice.key)", "mesh.federation.version": "\(notice.version)"])
+                publish(.federationGrantLearned(notice), state)
             }
         }
         if state.unflushed {

@@ -33,6 +33,7 @@ extension MembershipService {
         let reply = try await runtime.onLoop { state throws(MembershipServiceError) -> PushPullState in
             var remote = remote
             remote.revocations.removeAll { !self.acceptRevocation($0, from: "push-pull from \(remote.sender)", state) }
+            remote.federationGrants.removeAll { !self.acceptFederationGrant($0, from: "push-pull from \(remote.sender)", state) }
             guard state.phase == .running, let result = state.instance?.onPushPullRequest(remote, now: self.now()) else {
                 throw state.phase == .stopped ? .stopped : .notStarted
             }

@@ -49,6 +49,10 @@ public struct MembershipServiceConfiguration: Sendable {
     /// not. A list that does not verify is dropped and counted (`revocation-refused`). Nil
     /// (the default): no list is trusted, every one is refused.
     public var revocationVerifier: (@Sendable (_ list: [UInt8]) -> String?)?
+    /// Checks a federation grant (an encoded `FederationGrant`) before the core sees it
+    /// (Protocol.md §4.15), as `revocationVerifier` does lists. Nil (the default): every grant
+    /// is refused (`federation-grant-refused`).
+    public var federationGrantVerifier: (@Sendable (_ grant: [UInt8]) -> String?)?
 
     /// A configuration with defaults: bind `0.0.0.0:7946` (memberlist's port), default
     /// protocol settings, no seeds.
@@ -74,6 +78,7 @@ public struct MembershipServiceConfiguration: Sendable {
         self.randomSeed = nil
         self.session = nil
         self.revocationVerifier = nil
+        self.federationGrantVerifier = nil
     }
 }
 

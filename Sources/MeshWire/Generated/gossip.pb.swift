@@ -336,6 +336,14 @@ public nonisolated struct Hostmesh_V1_GossipUpdate: Sendable {
     set {update = .revocation(newValue)}
   }
 
+  public var federationGrant: Hostmesh_V1_GossipFederationGrant {
+    get {
+      if case .federationGrant(let v)? = update {return v}
+      return Hostmesh_V1_GossipFederationGrant()
+    }
+    set {update = .federationGrant(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Update: Equatable, Sendable {
@@ -345,6 +353,7 @@ public nonisolated struct Hostmesh_V1_GossipUpdate: Sendable {
     case leave(Hostmesh_V1_GossipLeave)
     case metadata(Hostmesh_V1_GossipMetadataUpdate)
     case revocation(Hostmesh_V1_GossipRevocation)
+    case federationGrant(Hostmesh_V1_GossipFederationGrant)
 
   }
 
@@ -485,6 +494,21 @@ public nonisolated struct Hostmesh_V1_GossipRevocation: Sendable {
   public init() {}
 }
 
+/// A domain's signed federation grant (Protocol.md §2.9, §4.15): receivers keep the highest
+/// version per (domain, peer domain) that verifies against their own domain's key, and pass it on.
+public nonisolated struct Hostmesh_V1_GossipFederationGrant: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// an encoded FederationGrant (identity.proto)
+  public var grant: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Capacity and state of a host, owned and versioned by that host (newer version wins).
 public nonisolated struct Hostmesh_V1_GossipMemberMetadata: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -617,6 +641,9 @@ public nonisolated struct Hostmesh_V1_GossipPushPullState: Sendable {
 
   /// the newest revocation list of each domain it holds (encoded RevocationList)
   public var revocations: [Data] = []
+
+  /// the newest grant of each (domain, peer domain) it holds (encoded FederationGrant)
+  public var federationGrants: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -932,7 +959,7 @@ nonisolated extension Hostmesh_V1_GossipNack: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Hostmesh_V1_GossipUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipUpdate"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alive\0\u{1}suspect\0\u{1}dead\0\u{1}leave\0\u{1}metadata\0\u{1}revocation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alive\0\u{1}suspect\0\u{1}dead\0\u{1}leave\0\u{1}metadata\0\u{1}revocation\0\u{3}federation_grant\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1018,6 +1045,19 @@ nonisolated extension Hostmesh_V1_GossipUpdate: SwiftProtobuf.Message, SwiftProt
           self.update = .revocation(v)
         }
       }()
+      case 7: try {
+        var v: Hostmesh_V1_GossipFederationGrant?
+        var hadOneofValue = false
+        if let current = self.update {
+          hadOneofValue = true
+          if case .federationGrant(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.update = .federationGrant(v)
+        }
+      }()
       default: break
       }
     }
@@ -1052,6 +1092,10 @@ nonisolated extension Hostmesh_V1_GossipUpdate: SwiftProtobuf.Message, SwiftProt
     case .revocation?: try {
       guard case .revocation(let v)? = self.update else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .federationGrant?: try {
+      guard case .federationGrant(let v)? = self.update else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     }()
     case nil: break
     }
@@ -1378,6 +1422,36 @@ nonisolated extension Hostmesh_V1_GossipRevocation: SwiftProtobuf.Message, Swift
   }
 }
 
+nonisolated extension Hostmesh_V1_GossipFederationGrant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipFederationGrant"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}grant\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.grant) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.grant.isEmpty {
+      try visitor.visitSingularBytesField(value: self.grant, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_GossipFederationGrant, rhs: Hostmesh_V1_GossipFederationGrant) -> Bool {
+    if lhs.grant != rhs.grant {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipMemberMetadata"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0")
@@ -1577,7 +1651,7 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
 
 nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipPushPullState"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}sender\0\u{1}join\0\u{1}members\0\u{1}revocations\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}sender\0\u{1}join\0\u{1}members\0\u{1}revocations\0\u{3}federation_grants\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1590,6 +1664,7 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
       case 3: try { try decoder.decodeSingularBoolField(value: &self.join) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
       case 5: try { try decoder.decodeRepeatedBytesField(value: &self.revocations) }()
+      case 6: try { try decoder.decodeRepeatedBytesField(value: &self.federationGrants) }()
       default: break
       }
     }
@@ -1611,6 +1686,9 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
     if !self.revocations.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.revocations, fieldNumber: 5)
     }
+    if !self.federationGrants.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.federationGrants, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1620,6 +1698,7 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
     if lhs.join != rhs.join {return false}
     if lhs.members != rhs.members {return false}
     if lhs.revocations != rhs.revocations {return false}
+    if lhs.federationGrants != rhs.federationGrants {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -342,6 +342,103 @@ public nonisolated struct Hostmesh_V1_RotationRecord: Sendable {
   public init() {}
 }
 
+/// The signed part of a federation grant: this domain lets hosts of another domain open
+/// cross-domain channels to its hosts and names what may move between them. Protocol.md §2.9.
+public nonisolated struct Hostmesh_V1_FederationGrantBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1; a verifier MUST refuse a format it does not know
+  public var format: UInt32 = 0
+
+  /// the granting domain (the holder's own domain)
+  public var domain: String = String()
+
+  /// Ed25519 public key that signed it (32 bytes): the domain key or an issuer's
+  public var issuerKey: Data = Data()
+
+  /// the other domain's name
+  public var peerDomain: String = String()
+
+  /// the other domain's key (32 bytes): certificates it vouches for are accepted
+  public var peerDomainKey: Data = Data()
+
+  /// >= 1; a receiver keeps the highest version per (domain, peer_domain)
+  public var version: UInt64 = 0
+
+  /// unix seconds, for operators
+  public var issuedAt: Int64 = 0
+
+  /// unix seconds, inclusive
+  public var notBefore: Int64 = 0
+
+  /// unix seconds, exclusive
+  public var notAfter: Int64 = 0
+
+  /// every VM may move; else only VMs carrying one of `vm_labels`
+  public var allVms: Bool = false
+
+  /// labels a VM must carry one of (when all_vms is false)
+  public var vmLabels: [String] = []
+
+  /// their network -> ours; a NIC on an unmapped network is refused
+  public var networks: [Hostmesh_V1_NetworkMapping] = []
+
+  /// absolute directory for the disks of incoming VMs; empty: none accepted
+  public var storageDirectory: String = String()
+
+  /// true: the grant is withdrawn (this version replaces every earlier one)
+  public var revoked: Bool = false
+
+  /// operator's text for a revocation, at most 200 bytes of UTF-8
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One network of the peer domain mapped to one of this domain.
+public nonisolated struct Hostmesh_V1_NetworkMapping: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the network's name in the peer domain
+  public var peerNetwork: String = String()
+
+  /// the network's name in this domain
+  public var localNetwork: String = String()
+
+  /// the two switches carry the segment between the domains
+  public var stretched: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A federation grant as carried in gossip, stored and exchanged.
+public nonisolated struct Hostmesh_V1_FederationGrant: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// encoded FederationGrantBody
+  public var body: Data = Data()
+
+  /// Ed25519 by issuer_key over "hostmesh-federation-v1" || body
+  public var signature: Data = Data()
+
+  /// when issuer_key is an issuer's: its encoded IssuerCertificate (§2.6)
+  public var issuer: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
@@ -956,6 +1053,186 @@ nonisolated extension Hostmesh_V1_RotationRecord: SwiftProtobuf.Message, SwiftPr
     if lhs.body != rhs.body {return false}
     if lhs.oldSignature != rhs.oldSignature {return false}
     if lhs.newSignature != rhs.newSignature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_FederationGrantBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FederationGrantBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{1}domain\0\u{3}issuer_key\0\u{3}peer_domain\0\u{3}peer_domain_key\0\u{1}version\0\u{3}issued_at\0\u{3}not_before\0\u{3}not_after\0\u{3}all_vms\0\u{3}vm_labels\0\u{1}networks\0\u{3}storage_directory\0\u{1}revoked\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuerKey) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.peerDomain) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.peerDomainKey) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.issuedAt) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.notBefore) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.notAfter) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.allVms) }()
+      case 11: try { try decoder.decodeRepeatedStringField(value: &self.vmLabels) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.networks) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.storageDirectory) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.revoked) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 2)
+    }
+    if !self.issuerKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuerKey, fieldNumber: 3)
+    }
+    if !self.peerDomain.isEmpty {
+      try visitor.visitSingularStringField(value: self.peerDomain, fieldNumber: 4)
+    }
+    if !self.peerDomainKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.peerDomainKey, fieldNumber: 5)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 6)
+    }
+    if self.issuedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.issuedAt, fieldNumber: 7)
+    }
+    if self.notBefore != 0 {
+      try visitor.visitSingularInt64Field(value: self.notBefore, fieldNumber: 8)
+    }
+    if self.notAfter != 0 {
+      try visitor.visitSingularInt64Field(value: self.notAfter, fieldNumber: 9)
+    }
+    if self.allVms != false {
+      try visitor.visitSingularBoolField(value: self.allVms, fieldNumber: 10)
+    }
+    if !self.vmLabels.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.vmLabels, fieldNumber: 11)
+    }
+    if !self.networks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.networks, fieldNumber: 12)
+    }
+    if !self.storageDirectory.isEmpty {
+      try visitor.visitSingularStringField(value: self.storageDirectory, fieldNumber: 13)
+    }
+    if self.revoked != false {
+      try visitor.visitSingularBoolField(value: self.revoked, fieldNumber: 14)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 15)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_FederationGrantBody, rhs: Hostmesh_V1_FederationGrantBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.issuerKey != rhs.issuerKey {return false}
+    if lhs.peerDomain != rhs.peerDomain {return false}
+    if lhs.peerDomainKey != rhs.peerDomainKey {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.issuedAt != rhs.issuedAt {return false}
+    if lhs.notBefore != rhs.notBefore {return false}
+    if lhs.notAfter != rhs.notAfter {return false}
+    if lhs.allVms != rhs.allVms {return false}
+    if lhs.vmLabels != rhs.vmLabels {return false}
+    if lhs.networks != rhs.networks {return false}
+    if lhs.storageDirectory != rhs.storageDirectory {return false}
+    if lhs.revoked != rhs.revoked {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_NetworkMapping: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetworkMapping"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}peer_network\0\u{3}local_network\0\u{1}stretched\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.peerNetwork) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.localNetwork) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.stretched) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.peerNetwork.isEmpty {
+      try visitor.visitSingularStringField(value: self.peerNetwork, fieldNumber: 1)
+    }
+    if !self.localNetwork.isEmpty {
+      try visitor.visitSingularStringField(value: self.localNetwork, fieldNumber: 2)
+    }
+    if self.stretched != false {
+      try visitor.visitSingularBoolField(value: self.stretched, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_NetworkMapping, rhs: Hostmesh_V1_NetworkMapping) -> Bool {
+    if lhs.peerNetwork != rhs.peerNetwork {return false}
+    if lhs.localNetwork != rhs.localNetwork {return false}
+    if lhs.stretched != rhs.stretched {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_FederationGrant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FederationGrant"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0\u{1}issuer\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuer, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_FederationGrant, rhs: Hostmesh_V1_FederationGrant) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,95 @@
+public import MeshCrypto
+
+/// Whether a grant lets one VM cross the boundary (Protocol.md §2.9, "Admission"): pure, no
+/// clock, each refusal naming the cause and the fix. The side that checks holds its own grant
+/// for the other domain: the source before it asks, the destination before it admits.
+public enum FederationAdmission {
+    /// Which way the VM moves, seen from the grant's domain.
+    public enum Direction: String, Sendable, Equatable {
+        /// Into the grant's domain: the VM's networks are named as in the peer domain.
+        case incoming
+        /// Out of the grant's domain: the VM's networks are named as in the grant's domain.
+        case outgoing
+    }
+
+    /// The VM asking to cross.
+    public struct Candidate: Sendable, Equatable {
+        /// Its name, for messages.
+        public var name: String
+        /// Its labels.
+        public var labels: Set<String>
+        /// The networks its NICs attach to, named as on the side it is on now.
+        public var networks: [String]
+        /// How many of its disks are local (not on storage both sides see).
+        public var localDisks: Int
+
+        public init(name: String, labels: Set<String> = [], networks: [String] = [], localDisks: Int = 0) {
+            self.name = name
+            self.labels = labels
+            self.networks = networks
+            self.localDisks = localDisks
+        }
+    }
+
+    /// Why a VM may not cross.
+    public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+        /// No grant of this domain names the peer domain.
+        case noGrant(domain: String, peer: String)
+        /// The grant is revoked, expired or not yet valid.
+        case notInForce(String)
+        /// The peer's certificate is vouched for by another key than the grant names.
+        case wrongDomainKey(peer: String, granted: String, presented: String)
+        /// None of the VM's labels is one the grant allows.
+        case labelNotCovered(vm: String, labels: [String], allowed: [String])
+        /// A NIC's network has no mapping in the grant.
+        case networkUnmapped(vm: String, network: String, direction: Direction)
+        /// A mapped network is stretched: carrying the segment across domains is a later step.
+        case stretchedNotSupported(network: String)
+        /// The VM has local disks: moving disks across domains is a later step.
+        case disksNotSupported(vm: String, count: Int)
+
+        public var description: String {
+            switch self {
+            case let .noGrant(domain, peer):
+                return "domain \(domain) holds no federation grant for domain \(peer): have \(domain) federate it with `hostmesh domain federate --peer-domain \(peer) ...` (both domains must grant)"
+            case let .notInForce(reason):
+                return reason
+            case let .wrongDomainKey(peer, granted, presented):
+                return "the grant for domain \(peer) names its key \(granted), but the peer's certificate is vouched for by key \(presented): federate again with the key of the domain you mean"
+            case let .labelNotCovered(vm, labels, allowed):
+                return "VM \(vm) (labels: \(labels.isEmpty ? "none" : labels.joined(separator: ", "))) carries none of the labels the grant allows (\(allowed.joined(separator: ", "))): label the VM or widen the grant"
+            case let .networkUnmapped(vm, network, direction):
+                let side = direction == .incoming ? "their" : "our"
+                return "VM \(vm) has a NIC on network \"\(network)\", which the grant does not map (\(side) side): add --network to the grant, or detach the NIC"
+            case let .stretchedNotSupported(network):
+                return "network \"\(network)\" is mapped as stretched; carrying a segment across domains is not supported yet: map it without :stretched"
+            case let .disksNotSupported(vm, count):
+                return "VM \(vm) has \(count) local disk(s); moving disks across domains is not supported yet: put them on storage both domains see"
+            }
+        }
+    }
+
+    /// Checks `candidate` against `grant` (held by this side, verified) for a peer whose
+    /// certificate is vouched for by `peerKey`, at unix time `now`. Returns the VM's networks as
+    /// named on the other side, in NIC order.
+    public static func check(_ candidate: Candidate, grant: FederationGrant?, domain: String, peer: String, peerKey: SigningPublicKey,
+                             direction: Direction, now: Int64, skew: Int64 = 60) throws(Refusal) -> [String] {
+        guard let grant, grant.domain == domain, grant.peerDomain == peer else { throw .noGrant(domain: domain, peer: peer) }
+        if let reason = grant.refusal(at: now, skew: skew) { throw .notInForce(reason) }
+        guard grant.peerDomainKey == peerKey else {
+            throw .wrongDomainKey(peer: peer, granted: grant.peerDomainKey.fingerprint, presented: peerKey.fingerprint)
+        }
+        if !grant.body.allVms, candidate.labels.isDisjoint(with: grant.body.vmLabels) {
+            throw .labelNotCovered(vm: candidate.name, labels: candidate.labels.sorted(), allowed: grant.body.vmLabels)
+        }
+        var mapped: [String] = []
+        for network in candidate.networks {
+            let mapping = grant.body.networks.first { direction == .incoming ? $0.peerNetwork == network : $0.localNetwork == network }
+            guard let mapping else { throw .networkUnmapped(vm: candidate.name, network: network, direction: direction) }
+            guard !mapping.stretched else { throw .stretchedNotSupported(network: network) }
+            mapped.append(direction == .incoming ? mapping.localNetwork : mapping.peerNetwork)
+        }
+        guard candidate.localDisks == 0 else { throw .disksNotSupported(vm: candidate.name, count: candidate.localDisks) }
+        return mapped
+    }
+}
