@@ -382,6 +382,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             fail(context: context, reason(entry))
             return
         }
+        if handshakePromise != nil { ChannelMetrics.completed(role) }
         handshakePromise?.succeed(session)
         handshakePromise = nil
     }
@@ -442,6 +443,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func failPending(_ error: SecureChannelError) {
+        if handshakePromise != nil { ChannelMetrics.failed(role, error) }
         handshakePromise?.fail(error)
         handshakePromise = nil
         let queued = pendingWrites

@@ -105,7 +105,8 @@ struct ControlHandler: Sendable {
                 destination = address
             }
             do {
-                return try await coordinator.migrate(p.vm, to: destination, settings: p.settings, keepSourceDisks: p.keepSourceDisks ?? false) { progress in
+                return try await coordinator.migrate(p.vm, to: destination, settings: p.settings, keepSourceDisks: p.keepSourceDisks ?? false,
+                                                    queue: !(p.noQueue ?? false)) { progress in
                     try? await responder.progress(progress) // for display, as above
                 }
             } catch let error as ControlError where error.code == "failed" {
@@ -115,7 +116,8 @@ struct ControlHandler: Sendable {
             let p = try request.params(ControlTypes.Resolve.self)
             return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: Self.decision(p)))
         case "migrations":
-            return try await journal.history()
+            // Waiting ones first (next first), then the journal's.
+            return await coordinator.queued() + (try await journal.history())
         case let method where DRSControlHandler.methods.contains(method):
             return try await drs.handle(request)
         default:

@@ -417,6 +417,9 @@ public nonisolated struct Hostmesh_V1_MigrationPrepared: Sendable {
 
   public var error: String = String()
 
+  /// with error: the destination is at its incoming limit (busy); ask again after this long (Protocol.md §6.4)
+  public var retryAfterMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1578,7 +1581,7 @@ nonisolated extension Hostmesh_V1_DiskImage: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationPrepared"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}error\0\u{3}retry_after_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1588,6 +1591,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, Swif
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.retryAfterMs) }()
       default: break
       }
     }
@@ -1600,12 +1604,16 @@ nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, Swif
     if !self.error.isEmpty {
       try visitor.visitSingularStringField(value: self.error, fieldNumber: 2)
     }
+    if self.retryAfterMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.retryAfterMs, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_MigrationPrepared, rhs: Hostmesh_V1_MigrationPrepared) -> Bool {
     if lhs.migrationID != rhs.migrationID {return false}
     if lhs.error != rhs.error {return false}
+    if lhs.retryAfterMs != rhs.retryAfterMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
