@@ -113,6 +113,7 @@ public struct Agent: Service {
         var migration = MigrationCoordinator.Configuration()
         migration.limits = limits
         migration.observer = seams.observer
+        migration.qemuBinary = configuration.qemuBinary
         let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.

@@ -26,6 +26,8 @@ public actor MigrationCoordinator {
         public var commitAnswerTimeout: Duration = .seconds(30)
         /// How often in-doubt handovers are asked about again.
         public var inDoubtRetryInterval: Duration = .seconds(5)
+        /// The QEMU binary the pre-flight checklist asks what this host runs (Protocol.md §6.8).
+        public var qemuBinary = "qemu-system-x86_64"
         /// Sees the migration points (fault injection in tests); sees nothing by default.
         public var observer: any MigrationObserver = NoMigrationObserver()
         /// Defaults.
@@ -65,6 +67,8 @@ public actor MigrationCoordinator {
     var queue = OutgoingQueue()
     /// Queue tickets granted a slot whose waiter has not picked it up yet.
     var grantedTickets: Set<UInt64> = []
+    /// This host's QEMU capabilities, once probed for a checklist.
+    var cachedCapabilities: QEMUCapabilities?
     /// Per-host limits in force (the configuration's, until `setLimits`).
     private(set) var limits: MigrationLimits
 
@@ -126,6 +130,15 @@ public actor MigrationCoordinator {
         var waited = try await takeOutgoingSlot(for: reference, to: "\(address)", queue: queue, progress: progress)
         defer { releaseOutgoingSlot() }
         MigrationMetrics.waited(waited)
+        // The pre-flight checklist first (Protocol.md §6.8): refused before the VM is taken.
+        let checklist = await preflight(reference, to: address)
+        let failed = checklist.items.filter(Self.refuses)
+        guard failed.isEmpty else {
+            MigrationMetrics.ended(.refused, role: "source")
+            let lines = PreflightReport(vm: reference, destination: "\(address)", items: failed).lines
+            logger.warning("pre-flight checklist refuses the migration", metadata: ["vm.ref": "\(reference)", "error": "\(lines.joined(separator: "; "))"])
+            throw ControlError.conflict("the pre-flight checklist refuses this migration (the guest was not touched):\n" + lines.joined(separator: "\n"))
+        }
         while true {
             do {
                 return try await attempt(reference, to: address, settings: settings, keepSourceDisks: keepSourceDisks, queue: queue,

@@ -20,6 +20,8 @@ struct MigrateCommand: AsyncParsableCommand {
     var keepSourceDisks = false
     @Flag(help: "Refuse at once when this host already runs its limit of outgoing migrations or the destination is busy (default: wait in the queue, in order).")
     var noQueue = false
+    @Flag(help: "Only run the pre-flight checklist (machine type, CPU model, room, shared disks, networks) and print it; move nothing.")
+    var check = false
 
     func validate() throws {
         guard (to != nil) != auto else { throw ValidationError("give either --to HOST or --auto") }
@@ -42,6 +44,16 @@ struct MigrateCommand: AsyncParsableCommand {
         settings.postcopyAfterPasses = postcopyAfter
         if let xbzrleCacheMb { settings.xbzrleCacheBytes = xbzrleCacheMb << 20 }
         settings.armAutoConverge = !noAutoConverge
+        if check {
+            let report = try await control.client.call("migrate.check", ControlTypes.Migrate(vm: vm, to: to, settings: settings), as: PreflightReport.self)
+            if control.json { try control.printJSON(report) } else {
+                print("pre-flight checklist: \(vm) to \(report.destination)")
+                for line in report.lines { print("  " + line) }
+                print(report.passed ? "all items pass" : "\(report.items.filter { !$0.ok }.count) item(s) fail")
+            }
+            if !report.passed { throw ExitCode.failure }
+            return
+        }
         let interactive = isatty(STDOUT_FILENO) == 1 && !control.json
         var lastPrinted = Date.distantPast
         let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings, keepSourceDisks: keepSourceDisks,

@@ -76,7 +76,7 @@ struct ControlHandler: Sendable {
         case "vm.console":
             let p = try request.params(ControlTypes.Console.self)
             return ControlTypes.Text(text: try await vms.consoleLog(p.vm, lines: p.lines))
-        case "migrate":
+        case "migrate", "migrate.check":
             let p = try request.params(ControlTypes.Migrate.self)
             let vm = try await vms.find(p.vm)
             let destination: HostPort
@@ -104,6 +104,8 @@ struct ControlHandler: Sendable {
             case .address(let address):
                 destination = address
             }
+            // `migrate --check`: the pre-flight checklist alone (Protocol.md §6.8).
+            if request.method == "migrate.check" { return await coordinator.preflight(p.vm, to: destination) }
             do {
                 return try await coordinator.migrate(p.vm, to: destination, settings: p.settings, keepSourceDisks: p.keepSourceDisks ?? false,
                                                     queue: !(p.noQueue ?? false)) { progress in

@@ -43,20 +43,26 @@ public struct QEMUCapabilities: Sendable, Equatable {
         machines.first { $0.name == name }?.name ?? machines.first { $0.alias == name }?.name
     }
 
-    /// Why a guest running machine type `machine` (resolved, e.g. `pc-q35-7.2`) with CPU model
-    /// `cpu` elsewhere could not resume under this QEMU, or nil when it can. An alias is not
-    /// enough: the same alias names a newer, incompatible type in a newer QEMU.
-    public func refusal(machine: String, cpu: String) -> (problem: String, fix: String)? {
-        guard machines.contains(where: { $0.name == machine }) else {
-            return ("QEMU \(version) here has no machine type \(machine)",
-                    "install a QEMU here that has \(machine) (the source's), or restart the VM with a machine type both hosts have (`qemu-system-x86_64 -machine help`)")
-        }
+    /// Why a guest running machine type `machine` elsewhere (resolved, e.g. `pc-q35-7.2`) could
+    /// not resume under this QEMU, with the fix; nil when it can. An alias is not enough: the same
+    /// alias names a newer, incompatible type in a newer QEMU.
+    public func machineRefusal(_ machine: String) -> (problem: String, fix: String)? {
+        guard !machines.contains(where: { $0.name == machine }) else { return nil }
+        return ("QEMU \(version) here has no machine type \(machine)",
+                "install a QEMU here that has \(machine) (the source's), or restart the VM with a machine type both hosts have (`qemu-system-x86_64 -machine help`)")
+    }
+
+    /// Why CPU model `cpu` could not run here as it runs on a source whose QEMU cannot give it
+    /// `sourceUnavailable` either, with the fix; nil when it can.
+    public func cpuRefusal(_ cpu: String, sourceUnavailable: [String]) -> (problem: String, fix: String)? {
         guard let model = cpuModels.first(where: { $0.name == cpu }) else {
-            return ("QEMU \(version) here has no CPU model \(cpu)", "choose a CPU model both hosts have (`qemu-system-x86_64 -cpu help` lists them), or upgrade QEMU here")
+            return ("QEMU \(version) here has no CPU model \(cpu)",
+                    "choose a CPU model both hosts have (`qemu-system-x86_64 -cpu help` lists them), or upgrade QEMU here")
         }
-        guard model.unavailableFeatures.isEmpty else {
-            return ("CPU model \(cpu) lacks \(model.unavailableFeatures.joined(separator: ", ")) on this host",
-                    "choose a CPU model whose features this host's CPU and accelerator provide (e.g. qemu64)")
+        let missing = model.unavailableFeatures.filter { !sourceUnavailable.contains($0) }
+        guard missing.isEmpty else {
+            return ("CPU model \(cpu) lacks \(missing.joined(separator: ", ")) here, which the source gives the guest",
+                    "choose a CPU model whose features both hosts' CPUs and accelerators provide (e.g. qemu64)")
         }
         return nil
     }
@@ -85,7 +91,7 @@ public struct QEMUCapabilities: Sendable, Equatable {
                 try await Task.sleep(for: .milliseconds(10))
             }
             let qmp = try await QMPClient.connect(path: socket, logger: logger)
-            let capabilities = try await read(qmp)
+            let capabilities = try await query(qmp)
             await qmp.close()
             await ChildProcess.killAndReap(pid)
             return capabilities
@@ -101,7 +107,8 @@ public struct QEMUCapabilities: Sendable, Equatable {
         public var description: String { reason }
     }
 
-    private static func read(_ qmp: QMPClient) async throws -> QEMUCapabilities {
+    /// Reads them over `qmp` (a running VM's QEMU, or the probe's).
+    public static func query(_ qmp: QMPClient) async throws -> QEMUCapabilities {
         struct Version: Decodable {
             struct Numbers: Decodable { var major: Int; var minor: Int; var micro: Int }
             var qemu: Numbers
