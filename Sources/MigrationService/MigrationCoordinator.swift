@@ -132,7 +132,10 @@ public actor MigrationCoordinator {
         MigrationMetrics.waited(waited)
         // The pre-flight checklist first (Protocol.md §6.8): refused before the VM is taken.
         let checklist = await preflight(reference, to: address)
-        let failed = checklist.items.filter(Self.refuses)
+        // A VM not movable here (stopped, held, unknown) is refused by taking it, with that reason;
+        // its other items could not be checked.
+        let movable = checklist.items.first { $0.name == "vm" }?.ok == true
+        let failed = movable ? checklist.items.filter(Self.refuses) : []
         guard failed.isEmpty else {
             MigrationMetrics.ended(.refused, role: "source")
             let lines = PreflightReport(vm: reference, destination: "\(address)", items: failed).lines

@@ -83,14 +83,19 @@ public struct QEMUCapabilities: Sendable, Equatable {
             "-qmp", "unix:\(socket),server=on,wait=off",
         ], output: .init(path: directory + "/qemu.log"))
         do {
-            let deadline = ContinuousClock.now + .seconds(5)
-            while !FileManager.default.fileExists(atPath: socket) {
-                guard ContinuousClock.now < deadline, ChildProcess.reap(pid) == nil else {
-                    throw ProbeError(reason: "QEMU (\(executable)) did not open its QMP socket for the capability probe within 5 s")
+            // QEMU creates the socket file when it binds and accepts once it listens: until then a
+            // connection is refused, so connecting is retried, not the file awaited.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var qmp: QMPClient?
+            while qmp == nil {
+                do { qmp = try await QMPClient.connect(path: socket, logger: logger) } catch {
+                    guard ContinuousClock.now < deadline, ChildProcess.reap(pid) == nil else {
+                        throw ProbeError(reason: "QEMU (\(executable)) did not answer on its QMP socket for the capability probe within 10 s: \(error)")
+                    }
+                    try await Task.sleep(for: .milliseconds(10))
                 }
-                try await Task.sleep(for: .milliseconds(10))
             }
-            let qmp = try await QMPClient.connect(path: socket, logger: logger)
+            guard let qmp else { throw ProbeError(reason: "no QMP connection") }
             let capabilities = try await query(qmp)
             await qmp.close()
             await ChildProcess.killAndReap(pid)

@@ -33,7 +33,8 @@ extension MigrationCoordinator {
             items.append(.init(name: "vm", ok: false, detail: "the spec of \(vm.name) does not decode", fix: "recreate the VM"))
             return report()
         }
-        var machine = spec.machine
+        // Empty until the running QEMU says what the spec's alias is: the destination then says it could not check.
+        var machine = ""
         var cpuUnavailable: [String] = []
         if let hold = vm.hold {
             items.append(.init(name: "vm", ok: false, detail: "\(vm.name) is held: \(hold)", fix: "`hostmesh vm resolve \(vm.name)` shows the choices"))
@@ -41,7 +42,7 @@ extension MigrationCoordinator {
             items.append(.init(name: "vm", ok: true, detail: "\(vm.name) runs here (epoch \(vm.epoch), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU)"))
             do {
                 let capabilities = try await QEMUCapabilities.query(process.qmp)
-                machine = capabilities.resolve(machine: spec.machine) ?? spec.machine
+                machine = capabilities.resolve(machine: spec.machine) ?? ""
                 cpuUnavailable = capabilities.cpuModels.first { $0.name == spec.cpuModel }?.unavailableFeatures ?? []
             } catch {
                 items.append(.init(name: "machine", ok: false, detail: "cannot ask this host's QEMU what machine type \(spec.machine) is: \(error)",
@@ -125,7 +126,10 @@ extension MigrationCoordinator {
         }
         do {
             let capabilities = try await qemuCapabilities()
-            if let refusal = capabilities.machineRefusal(check.machine) {
+            if check.machine.isEmpty {
+                item("machine", false, "not checked: the source's QEMU did not say which machine type the VM runs as",
+                     fix: "run the check while the VM runs on the source")
+            } else if let refusal = capabilities.machineRefusal(check.machine) {
                 item("machine", false, "\(hostID): \(refusal.problem)", fix: refusal.fix)
             } else {
                 item("machine", true, "\(hostID)'s QEMU \(capabilities.version) has \(check.machine)")
