@@ -2,10 +2,10 @@
 # Each first installs what is missing (Debian packages only), then builds and runs.
 
 APT_PACKAGES := pkg-config libsodium-dev libsqlite3-dev qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils \
-                gcc libc6-dev binutils iproute2
+                gcc libc6-dev binutils iproute2 prometheus
 SWIFT ?= swift
 
-.PHONY: all deps build release test demo guest bench lab lab-down clean fuzz
+.PHONY: all deps build release test demo guest bench lab lab-down clean fuzz install install-files
 
 all: build
 
@@ -39,6 +39,29 @@ test: deps guest
 fuzz: deps
 	$(SWIFT) build --build-tests
 	HOSTMESH_FUZZ_ITERATIONS=$${HOSTMESH_FUZZ_ITERATIONS:-200000} $(SWIFT) test --skip-build --filter 'DecoderFuzzTests'
+
+# Installs the release binary, the systemd unit, a commented /etc/hostmesh/hostmesh.toml (an
+# existing one is kept) and /var/lib/hostmesh. DESTDIR stages into another root; PREFIX moves
+# the binary (the unit's ExecStart follows it). Then: systemctl enable --now hostmesh.
+PREFIX ?= /usr/local
+install: release
+	@$(MAKE) --no-print-directory install-files BIN=.build/release/hostmesh
+
+# The files only, from BIN (a test installs a debug build into a DESTDIR this way).
+install-files:
+	@test -x "$(BIN)" || { echo "error: BIN=$(BIN) is not an executable (make install builds it)"; exit 1; }
+	install -D -m 0755 "$(BIN)" "$(DESTDIR)$(PREFIX)/bin/hostmesh"
+	install -d -m 0755 "$(DESTDIR)/etc/systemd/system"
+	sed 's|/usr/local/bin/hostmesh|$(PREFIX)/bin/hostmesh|; s|/usr/local/share/doc/hostmesh|$(PREFIX)/share/doc/hostmesh|' \
+		Deploy/systemd/hostmesh.service > "$(DESTDIR)/etc/systemd/system/hostmesh.service"
+	chmod 0644 "$(DESTDIR)/etc/systemd/system/hostmesh.service"
+	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/hostmesh/README.md"
+	install -d -m 0750 "$(DESTDIR)/etc/hostmesh"
+	@if [ -e "$(DESTDIR)/etc/hostmesh/hostmesh.toml" ]; then echo "kept the existing $(DESTDIR)/etc/hostmesh/hostmesh.toml"; \
+	else install -m 0640 Deploy/etc/hostmesh.toml "$(DESTDIR)/etc/hostmesh/hostmesh.toml"; fi
+	install -d -m 0700 "$(DESTDIR)/var/lib/hostmesh"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; next: hostmesh keys init, certify the host (README), then systemctl enable --now hostmesh"
 
 demo: release guest
 	@Deploy/demo.sh .build/release/hostmesh Deploy/out/guest

@@ -25,6 +25,7 @@
 //                      every type they exchange (so the command line never imports Agent for data)
 //   MigrationService   the migration shell: coordinator, source and destination runs, recovery (journal,
 //                      VMs and switch behind protocols the agent implements)
+//   Telemetry          Prometheus metrics: the registry, the names, the scrape endpoint (plain NIO HTTP/1)
 //   Agent              the node: configuration, services, durable state
 //   Benchmarks         `hostmesh bench …`: ours and the reference measured side by side
 //   hostmesh           the one binary: parses arguments, prints results
@@ -49,6 +50,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "MeshTime", swiftSettings: strict),
@@ -100,6 +103,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),
@@ -174,13 +178,30 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA", "Placement",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA", "Placement", "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -205,7 +226,8 @@ let package = Package(
             name: "hostmesh",
             dependencies: [
                 "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "Benchmarks",
-                "Migration", "MigrationService", "Placement",
+                "Migration", "MigrationService", "Placement", "Telemetry",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -271,6 +293,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Membership"], swiftSettings: strict),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: [
+                "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RepositoryRulesTests", swiftSettings: strict),
         .testTarget(

@@ -9,6 +9,8 @@ public import MigrationService
 public import SecureChannel
 public import ServiceLifecycle
 public import UnixSignals
+public import Prometheus
+import Telemetry
 
 /// The hostmesh node: accepts secure channels from other agents (control messages and
 /// migration streams), serves the local control socket, owns this host's VMs and migrates them.
@@ -22,17 +24,25 @@ public struct Agent: Service {
     private let vmOptions: VMProcess.Options
     private let onListening: @Sendable (HostPort) -> Void
     private let seams: MigrationTestSeams
+    private let metricsRegistry: PrometheusCollectorRegistry?
+    private let reload: ConfigurationReload?
 
     /// An agent with loaded credentials. `onListening` is told the bound channel address;
-    /// `seams` are for fault-injection tests only (production: none).
+    /// `seams` are for fault-injection tests only (production: none). `metricsRegistry` is the
+    /// registry swift-metrics was bootstrapped with (by the executable), served at
+    /// `metrics_listen`; nil: a registry of the agent's own, with the scrape-time figures only.
+    /// `reload`: how SIGHUP reloads the configuration (nil: SIGHUP is not handled).
     public init(configuration: AgentConfiguration, credentials: ChannelCredentials, logger: Logger,
                 vmOptions: VMProcess.Options = VMProcess.Options(), seams: MigrationTestSeams = MigrationTestSeams(),
+                metricsRegistry: PrometheusCollectorRegistry? = nil, reload: ConfigurationReload? = nil,
                 onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
         self.configuration = configuration
         self.credentials = credentials
         self.logger = logger
         self.vmOptions = vmOptions
         self.seams = seams
+        self.metricsRegistry = metricsRegistry
+        self.reload = reload
         self.onListening = onListening
     }
 
@@ -106,6 +116,7 @@ public struct Agent: Service {
         var migration = MigrationCoordinator.Configuration()
         migration.limits = limits
         migration.observer = seams.observer
+        migration.qemuBinary = configuration.qemuBinary
         let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
@@ -168,12 +179,20 @@ public struct Agent: Service {
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
                                  revocations: revocations, federation: federation, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)))
+        let metrics: MetricsEndpoint?
+        do {
+            metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network)
+        } catch {
+            await control.close()
+            await listener.close()
+            throw error
+        }
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
         ])
         onListening(bound)
-        let services: [(String, any Service)] = [
+        var services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
                 coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, logger: logger))),
@@ -202,9 +221,29 @@ public struct Agent: Service {
                 await membership.refresh(runningVMs: running, migrationsInFlight: await coordinator.inFlight)
             }),
         ]
+        if let metrics { services.append(("metrics", metrics)) }
+        if let reload {
+            services.append(("configuration-reload", ConfigurationReloadService(reload: reload, initial: configuration, coordinator: coordinator,
+                                                                                linkMegabits: link, logger: logger)))
+        }
         // Named explicitly: the group would otherwise describe each service by reflection,
         // which would print the credentials some of them hold.
         return services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0.1, serviceName: $0.0) }
+    }
+}
+
+extension Agent {
+    /// The Prometheus endpoint at `metrics_listen`, bound; nil when metrics are off.
+    private func bindMetrics(membership: AgentMembership, vms: VMManager, coordinator: MigrationCoordinator,
+                             network: AgentNetwork) async throws -> MetricsEndpoint? {
+        guard let listen = configuration.metricsListen else { return nil }
+        let registry = metricsRegistry ?? PrometheusCollectorRegistry()
+        let collector = AgentMetricsCollector(registry: registry, membership: membership, vms: vms, coordinator: coordinator, network: network)
+        do {
+            return try await MetricsEndpoint.bind(host: listen.host, port: listen.port, registry: registry, logger: logger) { await collector.refresh() }
+        } catch {
+            throw AgentError.badConfiguration(path: "metrics_listen", reason: "cannot listen on \(listen): \(error)")
+        }
     }
 }
 

@@ -96,12 +96,16 @@ public enum ControlTypes {
         /// For a VM with local disks: keep the source's images after the handover commits
         /// (default nil = false: they are deleted once the destination runs the guest).
         public var keepSourceDisks: Bool?
+        /// Refuse rather than wait when this host already runs its limit of outgoing migrations
+        /// or the destination answers busy (default nil = false: wait in the queue, in order).
+        public var noQueue: Bool?
         /// Migrate `vm` to `to` with `settings`.
-        public init(vm: String, to: MigrationDestination, settings: MigrationSettings, keepSourceDisks: Bool? = nil) {
+        public init(vm: String, to: MigrationDestination, settings: MigrationSettings, keepSourceDisks: Bool? = nil, noQueue: Bool? = nil) {
             self.vm = vm
             self.to = to
             self.settings = settings
             self.keepSourceDisks = keepSourceDisks
+            self.noQueue = noQueue
         }
 
         public func validate() throws(ControlError) {

@@ -4,7 +4,8 @@
 /// Not `MigrationProgress`: that name is `Hypervisor`'s digested `query-migrate` sample, and
 /// every module that sees this type also imports `Hypervisor`.
 public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
-    /// Phase: prepare, transfer, postcopy, switchover, or "chose HOST" when `--auto` picked one.
+    /// Phase: queued, busy (the destination is at its limit: asked again after a while), prepare,
+    /// transfer, postcopy, switchover, or "chose HOST" when `--auto` picked one.
     public var phase: String
     /// Share of RAM not waiting to be (re)sent, 0-100.
     public var percent: Double
@@ -16,14 +17,23 @@ public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
     public var iteration: Int
     /// Convergence measure in force ("normal" until the ladder acts; "auto" while choosing).
     public var rung: String
+    /// With phase "queued": the migration's place in this host's queue (1 = next); else nil.
+    public var queuePosition: Int?
 
     /// The fields as named.
-    public init(phase: String, percent: Double, mbPerSecond: Double, dirtyMBPerSecond: Double, iteration: Int, rung: String) {
+    public init(phase: String, percent: Double, mbPerSecond: Double, dirtyMBPerSecond: Double, iteration: Int, rung: String,
+                queuePosition: Int? = nil) {
         self.phase = phase
         self.percent = percent
         self.mbPerSecond = mbPerSecond
         self.dirtyMBPerSecond = dirtyMBPerSecond
         self.iteration = iteration
         self.rung = rung
+        self.queuePosition = queuePosition
+    }
+
+    /// Waiting in this host's queue at `position` (1 = next).
+    public static func queued(position: Int) -> MigrationProgressUpdate {
+        MigrationProgressUpdate(phase: "queued", percent: 0, mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "normal", queuePosition: position)
     }
 }

@@ -18,10 +18,13 @@ public struct MigrationRecord: Codable, Sendable, Equatable {
     public var report: MigrationReport?
     /// Why it failed; nil unless it failed.
     public var error: String?
+    /// Its place in this host's queue of outgoing migrations (1 = next), with phase "queued";
+    /// nil once it started or when it never waited (Protocol.md §6.4, busy and the queue).
+    public var queuePosition: Int?
 
     /// The fields as named; the optional ones default to nil (still running, no report, no error).
     public init(id: String, vm: String, role: String, peer: String, phase: String, startedAt: Double,
-                endedAt: Double? = nil, report: MigrationReport? = nil, error: String? = nil) {
+                endedAt: Double? = nil, report: MigrationReport? = nil, error: String? = nil, queuePosition: Int? = nil) {
         self.id = id
         self.vm = vm
         self.role = role
@@ -31,5 +34,6 @@ public struct MigrationRecord: Codable, Sendable, Equatable {
         self.endedAt = endedAt
         self.report = report
         self.error = error
+        self.queuePosition = queuePosition
     }
 }

@@ -10,7 +10,7 @@ extension MigrationCoordinator {
     func admissionRefusal(_ spec: VMSpec, diskBytes: UInt64) -> String? {
         let admitted = incoming.values.filter { $0.machine.phase == .admitted }
         let count = admitted.count + admitting.count
-        let limits = configuration.limits
+        let limits = self.limits
         if count >= limits.incoming {
             return "\(hostID) already receives \(count) migrations (limit \(limits.incoming))"
         }
@@ -38,6 +38,19 @@ extension MigrationCoordinator {
             return "\(hostID): \(DiskImageError.noRoom(directory: vms.storageRoot, neededBytes: diskBytes, availableBytes: room))"
         }
         return nil
+    }
+
+    /// How long a source should wait before asking a busy destination again, ms.
+    static let busyRetryAfterMs: UInt32 = 1000
+
+    /// True when this host already receives its limit of migrations (of migrations with local
+    /// disks, for one that has some): a refusal then is "busy", worth asking again.
+    func isAtIncomingLimit(diskBytes: UInt64) -> Bool {
+        let admitted = incoming.values.filter { $0.machine.phase == .admitted }
+        if admitted.count + admitting.count >= limits.incoming { return true }
+        guard diskBytes > 0 else { return false }
+        let withDisks = admitting.values.filter { $0.diskBytes > 0 }.count + admitted.filter { $0.environment.diskBytes > 0 }.count
+        return withDisks >= limits.incomingWithDisks
     }
 
     /// The spec as it runs here: each local disk the source described becomes a new image in
@@ -84,6 +97,8 @@ extension MigrationCoordinator {
             return refuse("malformed request: \(error)")
         }
         guard incoming[id] == nil else { return refuse("migration \(id) is already known here") }
+        // Busy (at an incoming limit): the source may ask again (Protocol.md §6.4, busy and the queue).
+        let busy = isAtIncomingLimit(diskBytes: diskBytes)
         var refusal = admissionRefusal(spec, diskBytes: diskBytes)
         if refusal == nil { admitting[id] = Reservation(memoryMiB: spec.memoryMiB, diskBytes: diskBytes) }
         defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
@@ -108,7 +123,9 @@ extension MigrationCoordinator {
         var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)
         await executor.handle(.prepare(refusal: refusal))
         if executor.machine.phase == .admitted { incoming[id] = executor }
-        return await run.takeReply() ?? refuse("the admission ended without an answer")
+        guard var reply = await run.takeReply() else { return refuse("the admission ended without an answer") }
+        if busy, !reply.migrationPrepared.error.isEmpty { reply.migrationPrepared.retryAfterMs = Self.busyRetryAfterMs }
+        return reply
     }
 
     /// The answer to a commit, or nil when none can be given yet (the guest runs here but that is

@@ -26,6 +26,8 @@ public actor MigrationCoordinator {
         public var commitAnswerTimeout: Duration = .seconds(30)
         /// How often in-doubt handovers are asked about again.
         public var inDoubtRetryInterval: Duration = .seconds(5)
+        /// The QEMU binary the pre-flight checklist asks what this host runs (Protocol.md §6.9).
+        public var qemuBinary = "qemu-system-x86_64"
         /// Sees the migration points (fault injection in tests); sees nothing by default.
         public var observer: any MigrationObserver = NoMigrationObserver()
         /// Defaults.
@@ -61,6 +63,14 @@ public actor MigrationCoordinator {
     /// on: one at a time per migration, so that none acts on a row another has just changed.
     private var settling: Set<String> = []
     var outgoingCount = 0
+    /// Migrations waiting for an outgoing slot, in order.
+    var queue = OutgoingQueue()
+    /// Queue tickets granted a slot whose waiter has not picked it up yet.
+    var grantedTickets: Set<UInt64> = []
+    /// This host's QEMU capabilities, once probed for a checklist.
+    var cachedCapabilities: QEMUCapabilities?
+    /// Per-host limits in force (the configuration's, until `setLimits`).
+    private(set) var limits: MigrationLimits
 
     /// A coordinator for this host's VMs.
     public init(journal: any MigrationJournaling, vms: any MigrationVMRegistry, ports: (any MigrationPortMover)?,
@@ -69,6 +79,14 @@ public actor MigrationCoordinator {
                                    logger: logger, peerAddresses: NIOLockedValueBox([:]), streamAuthorizations: NIOLockedValueBox([:]),
                                    commitAnswerTimeout: configuration.commitAnswerTimeout)
         self.configuration = configuration
+        limits = configuration.limits
+    }
+
+    /// Changes the per-host limits (a configuration reload). Migrations under way go on; a
+    /// higher outgoing limit starts queued ones at once, a lower one starts none until enough end.
+    public func setLimits(_ new: MigrationLimits) {
+        limits = new
+        grantQueuedSlots()
     }
 
     var hostID: String { context.hostID }
@@ -104,16 +122,60 @@ public actor MigrationCoordinator {
 
     /// Migrates a running VM to the agent at `address` and returns the figures.
     /// With local disks, the source's images are deleted once the handover commits unless
-    /// `keepSourceDisks` (Protocol.md §6.7).
-    public func migrate(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool = false,
+    /// `keepSourceDisks` (Protocol.md §6.7). Beyond this host's outgoing limit the migration waits
+    /// in the queue, and a busy destination is asked again after the time it gives, unless
+    /// `queue` is false: then both are refused at once (Protocol.md §6.4, busy and the queue).
+    public func migrate(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool = false, queue: Bool = true,
                         progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
-        guard outgoingCount < configuration.limits.outgoing else {
-            throw ControlError.conflict("this host already runs \(outgoingCount) outgoing migrations (limit \(configuration.limits.outgoing)); retry when one ends")
+        var waited = try await takeOutgoingSlot(for: reference, to: "\(address)", queue: queue, progress: progress)
+        defer { releaseOutgoingSlot() }
+        MigrationMetrics.waited(waited)
+        // The pre-flight checklist first (Protocol.md §6.9): refused before the VM is taken.
+        let checklist = await preflight(reference, to: address)
+        // A VM not movable here (stopped, held, unknown) is refused by taking it, with that reason;
+        // its other items could not be checked.
+        let movable = checklist.items.first { $0.name == "vm" }?.ok == true
+        let failed = movable ? checklist.items.filter(Self.refuses) : []
+        guard failed.isEmpty else {
+            MigrationMetrics.ended(.refused, role: "source")
+            let lines = PreflightReport(vm: reference, destination: "\(address)", items: failed).lines
+            logger.warning("pre-flight checklist refuses the migration", metadata: ["vm.ref": "\(reference)", "error": "\(lines.joined(separator: "; "))"])
+            throw ControlError.conflict("the pre-flight checklist refuses this migration (the guest was not touched):\n" + lines.joined(separator: "\n"))
         }
-        // Taken before the first suspension point: concurrent requests cannot all pass the check.
-        outgoingCount += 1
-        defer { outgoingCount -= 1 }
-        let vm = try await vms.beginOutgoing(reference)
+        while true {
+            do {
+                return try await attempt(reference, to: address, settings: settings, keepSourceDisks: keepSourceDisks, queue: queue,
+                                         waited: waited > .zero, progress: progress)
+            } catch let busy as DestinationBusy {
+                MigrationMetrics.busyAnswered()
+                logger.info("destination busy; asking again", metadata: ["vm.ref": "\(reference)", "migration.retry_after_ms": "\(busy.retryAfterMs)",
+                                                                         "error": "\(busy.reason)"])
+                await progress(MigrationProgressUpdate(phase: "busy", percent: 0, mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "normal"))
+                // Bounded: a destination cannot make the source wait forever per answer, nor spin it.
+                let pause = Duration.milliseconds(min(max(busy.retryAfterMs, 100), 30_000))
+                try await Task.sleep(for: pause)
+                waited += pause
+            }
+        }
+    }
+
+    /// A destination at its incoming limit answered busy (`retry_after_ms`): ask it again later.
+    struct DestinationBusy: Error {
+        let reason: String
+        let retryAfterMs: Int64
+    }
+
+    /// One attempt of a migration whose outgoing slot is taken. `waited`: it waited in the queue
+    /// or for a busy destination, so a VM no longer movable was dropped from the queue.
+    private func attempt(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool, queue: Bool,
+                         waited: Bool, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
+        let vm: OutgoingVM
+        do { vm = try await vms.beginOutgoing(reference) } catch let error as ControlError where waited {
+            // Stopped, moved, deleted or held while it waited.
+            MigrationMetrics.ended(.dropped, role: "source")
+            logger.warning("queued migration dropped", metadata: ["vm.ref": "\(reference)", "error": "\(error.message)"])
+            throw ControlError(code: error.code, message: "dropped from the queue: \(error.message)")
+        }
         let id = UUID().uuidString.lowercased()
         let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, progress: progress)
         var executor = SourceExecutor(machine: SourceMigration(id: id, disks: SourceRun.diskPolicy(vm.spec, keepSource: keepSourceDisks)),
@@ -132,13 +194,18 @@ public actor MigrationCoordinator {
         log[metadataKey: "vm.id"] = "\(vm.id)"
         if let report = await run.report {
             log.info("migration completed", metadata: ["migration.downtime_ms": "\(report.downtimeMs)", "migration.total_ms": "\(report.totalMs)"])
+            MigrationMetrics.completed(report)
             return report
         }
         let outcome = await run.outcome
         let detail = await run.failure
+        if queue, phase == .aborted, !unsettled, let busy = await run.destinationBusy {
+            throw DestinationBusy(reason: busy.reason, retryAfterMs: busy.retryAfterMs)
+        }
         let reason = [outcome?.reason, detail].compactMap { $0 }.joined(separator: ": ")
         let message = "\(reason.isEmpty ? "migration ended without a result" : reason); the guest is on: \(outcome?.guest.rawValue ?? phase.rawValue)"
         log.warning("migration failed", metadata: ["migration.phase": "\(phase)", "error": "\(message)"])
+        MigrationMetrics.ended(unsettled ? .inDoubt : .failed, role: "source")
         throw ControlError.failed(message)
     }
 

@@ -399,6 +399,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
         }
+        if handshakePromise != nil { ChannelMetrics.completed(role) }
         handshakePromise?.succeed(session)
         handshakePromise = nil
     }
@@ -463,6 +464,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func failPending(_ error: SecureChannelError) {
+        if handshakePromise != nil { ChannelMetrics.failed(role, error) }
         handshakePromise?.fail(error)
         handshakePromise = nil
         let queued = pendingWrites

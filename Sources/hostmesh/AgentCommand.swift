@@ -4,7 +4,9 @@ import ControlAPI
 import Foundation
 import Hypervisor
 import Logging
+import Prometheus
 import ServiceLifecycle
+import Telemetry
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "agent", abstract: "Run the hostmesh agent on this host.")
@@ -37,8 +39,36 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Lease fence time, ms (default 4000).") var leaseFenceMs: Int?
     @Option(help: "Lease tick, ms (default 250).") var leaseTickMs: Int?
     @Option(help: "Lease expiry, ms (default 8000).") var leaseExpiryMs: Int?
+    @Option(help: "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default off).") var metricsListen: String?
 
     func run() async throws {
+        let configuration = try loadConfiguration()
+        guard let level = Logger.Level(rawValue: configuration.logLevel) else {
+            throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        let credentials = try AgentCredentials.load(stateDirectory: configuration.stateDirectory)
+        let levelControl = LogLevelControl(level)
+        LoggingSystem.bootstrap { label in
+            ControlledLogHandler(inner: StreamLogHandler.standardError(label: label), control: levelControl)
+        }
+        let logger = Logger(label: "hostmesh.\(credentials.identity.hostID)")
+        var vmOptions = VMProcess.Options()
+        vmOptions.binary = configuration.qemuBinary
+        let hooks = TestHooks(stateDirectory: configuration.stateDirectory)
+        // swift-metrics is bootstrapped once per process, and only when something serves it.
+        let registry = configuration.metricsListen.map { _ in PrometheusCollectorRegistry() }
+        if let registry { MetricsBootstrap.bootstrap(registry) }
+        // SIGHUP reads the file and the flags again, as here.
+        let command = self
+        let reload = ConfigurationReload(load: { try command.loadConfiguration() }, setLogLevel: { levelControl.set($0) })
+        let agent = Agent(configuration: configuration, credentials: credentials, logger: logger, vmOptions: vmOptions, seams: hooks.seams,
+                          metricsRegistry: registry, reload: reload)
+        // The agent runs its services in one ServiceGroup; these signals shut it down gracefully.
+        try await agent.run(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+
+    /// The configuration file (if any) with the flags over it, validated.
+    func loadConfiguration() throws -> AgentConfiguration {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
         if let stateDir { configuration.stateDirectory = stateDir }
         if let listen { configuration.channelListen = try HostPort(parsing: listen) }
@@ -68,24 +98,10 @@ struct AgentCommand: AsyncParsableCommand {
         if let leaseFenceMs { configuration.leaseFenceMs = leaseFenceMs }
         if let leaseTickMs { configuration.leaseTickMs = leaseTickMs }
         if let leaseExpiryMs { configuration.leaseExpiryMs = leaseExpiryMs }
+        if let metricsListen { configuration.metricsListen = try HostPort(parsing: metricsListen) }
         // The keeper is this same executable's `lease-keeper` subcommand.
         configuration.leaseKeeperExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0] // no /proc: argv[0]
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")
-        guard let level = Logger.Level(rawValue: configuration.logLevel) else {
-            throw ValidationError("log level \"\(configuration.logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
-        }
-        let credentials = try AgentCredentials.load(stateDirectory: configuration.stateDirectory)
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "hostmesh.\(credentials.identity.hostID)")
-        var vmOptions = VMProcess.Options()
-        vmOptions.binary = configuration.qemuBinary
-        let hooks = TestHooks(stateDirectory: configuration.stateDirectory)
-        let agent = Agent(configuration: configuration, credentials: credentials, logger: logger, vmOptions: vmOptions, seams: hooks.seams)
-        // The agent runs its services in one ServiceGroup; these signals shut it down gracefully.
-        try await agent.run(gracefulShutdownSignals: [.sigterm, .sigint])
+        return configuration
     }
 }

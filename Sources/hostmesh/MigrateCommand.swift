@@ -18,6 +18,10 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "With --postcopy: switch to post-copy after this many pre-copy passes.") var postcopyAfter: Int?
     @Flag(help: "For a VM with local disks: keep the source's images after the handover (default: deleted once the destination runs the guest).")
     var keepSourceDisks = false
+    @Flag(help: "Refuse at once when this host already runs its limit of outgoing migrations or the destination is busy (default: wait in the queue, in order).")
+    var noQueue = false
+    @Flag(help: "Only run the pre-flight checklist (machine type, CPU model, room, shared disks, networks) and print it; move nothing.")
+    var check = false
 
     func validate() throws {
         guard (to != nil) != auto else { throw ValidationError("give either --to HOST or --auto") }
@@ -40,14 +44,33 @@ struct MigrateCommand: AsyncParsableCommand {
         settings.postcopyAfterPasses = postcopyAfter
         if let xbzrleCacheMb { settings.xbzrleCacheBytes = xbzrleCacheMb << 20 }
         settings.armAutoConverge = !noAutoConverge
+        if check {
+            let report = try await control.client.call("migrate.check", ControlTypes.Migrate(vm: vm, to: to, settings: settings), as: PreflightReport.self)
+            if control.json { try control.printJSON(report) } else {
+                print("pre-flight checklist: \(vm) to \(report.destination)")
+                for line in report.lines { print("  " + line) }
+                print(report.passed ? "all items pass" : "\(report.items.filter { !$0.ok }.count) item(s) fail")
+            }
+            if !report.passed { throw ExitCode.failure }
+            return
+        }
         let interactive = isatty(STDOUT_FILENO) == 1 && !control.json
         var lastPrinted = Date.distantPast
-        let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings, keepSourceDisks: keepSourceDisks),
+        let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings, keepSourceDisks: keepSourceDisks,
+                                                                                    noQueue: noQueue ? true : nil),
                                                    as: MigrationReport.self) { line in
             // Progress is for display: a line that does not decode is skipped, the final report still comes.
             guard !control.json, let p = try? JSONDecoder().decode(ProgressLine.self, from: line).progress else { return }
-            let text = String(format: "%-10@ %5.1f%%  %7.1f MB/s  dirty %6.1f MB/s  round %d  %@", p.phase as NSString, p.percent,
+            let text: String
+            switch p.phase {
+            case "queued":
+                text = "queued     position \(p.queuePosition ?? 0) in this host's queue (it starts when an outgoing slot frees)"
+            case "busy":
+                text = "busy       the destination receives its limit of migrations; asking again shortly"
+            default:
+                text = String(format: "%-10@ %5.1f%%  %7.1f MB/s  dirty %6.1f MB/s  round %d  %@", p.phase as NSString, p.percent,
                               p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString)
+            }
             if interactive {
                 FileHandle.standardOutput.write(Data(("\r" + text).utf8))
             } else if Date().timeIntervalSince(lastPrinted) >= 0.5 || !["transfer", "mirror"].contains(p.phase) {

@@ -188,6 +188,6 @@ func printMigrations(_ records: [MigrationRecord]) {
         [String(r.id.prefix(8)), r.vm, r.role, r.peer, r.phase,
          r.report.map { "\($0.downtimeMs) ms" } ?? "-", r.report.map { "\($0.totalMs) ms" } ?? "-",
          r.report.map { String(format: "%.0f MB", Double($0.transferredBytes) / 1e6) } ?? "-",
-         r.error.map { "error: \($0.prefix(60))" } ?? (r.endedAt == nil ? "in progress" : "ok")]
+         r.error.map { "error: \($0.prefix(60))" } ?? r.queuePosition.map { "waiting, position \($0)" } ?? (r.endedAt == nil ? "in progress" : "ok")]
     })
 }

@@ -39,7 +39,9 @@ final class TestMesh: @unchecked Sendable {
     /// Starts `hostmesh agent` for a host directory made by `host(_:)`: on loopback, or with
     /// `labHost` inside that host of the lab (wildcard listeners, no --advertise).
     /// `environment` adds variables (the fault-injection hooks) to the agent's environment.
-    func start(_ id: String, on labHost: Int? = nil, arguments: [String] = [], environment: [String: String] = [:]) async throws -> AgentProcess {
+    /// `wrapper` runs the agent through another command (e.g. `unshare … sh -c '…; exec "$@"'`), which must exec it.
+    func start(_ id: String, on labHost: Int? = nil, arguments: [String] = [], environment: [String: String] = [:],
+               wrapper: [String] = []) async throws -> AgentProcess {
         let dir = root + "/" + id
         if !FileManager.default.fileExists(atPath: dir) { _ = try host(id) }
         // A lab host without a lab is a mistake in the test itself.
@@ -47,7 +49,7 @@ final class TestMesh: @unchecked Sendable {
         let namespace = labHost.flatMap { lab?.namespace($0) }
         labHosts[id] = labHost
         let agent = try await AgentProcess.start(hostID: id, stateDirectory: dir, arguments: arguments, environment: environment,
-                                                 namespace: namespace)
+                                                 namespace: namespace, wrapper: wrapper)
         agents.append(agent)
         return agent
     }
@@ -153,7 +155,7 @@ final class AgentProcess: @unchecked Sendable {
     /// finds its address as it would on a real host. The control socket is a unix socket in the
     /// state directory, reachable from any namespace.
     static func start(hostID: String, stateDirectory: String, arguments: [String], environment: [String: String] = [:],
-                      namespace: String? = nil) async throws -> AgentProcess {
+                      namespace: String? = nil, wrapper: [String] = []) async throws -> AgentProcess {
         let logPath = stateDirectory + "/agent.log"
         // A restarted agent gets a fresh log (the old one is kept), so the readiness check below
         // cannot read the previous run's address.
@@ -165,6 +167,10 @@ final class AgentProcess: @unchecked Sendable {
         let pid: pid_t
         if let namespace {
             pid = try spawn(Lab.ip, ["netns", "exec", namespace, binary] + agent + arguments, logPath: logPath, environment: environment)
+        } else if let command = wrapper.first {
+            pid = try spawn(command, Array(wrapper.dropFirst()) + [binary] + agent
+                                + ["--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--gossip", "127.0.0.1:0"] + arguments,
+                            logPath: logPath, environment: environment)
         } else {
             pid = try spawn(binary, agent + ["--listen", "127.0.0.1:0", "--overlay", "127.0.0.1:0", "--gossip", "127.0.0.1:0"] + arguments,
                             logPath: logPath, environment: environment)

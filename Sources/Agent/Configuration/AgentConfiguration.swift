@@ -31,6 +31,7 @@ public import HA
 ///     lease_fence_ms = 4000
 ///     lease_tick_ms = 250
 ///     lease_expiry_ms = 8000
+///     metrics_listen = "127.0.0.1:9464"  # Prometheus metrics at http://…/metrics; default off
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -101,6 +102,12 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// The `hostmesh` executable that runs `lease-keeper` (set by the executable, not in TOML).
     public var leaseKeeperExecutable: String?
 
+    // MARK: Operability (issue 16): metrics
+
+    /// Where the Prometheus endpoint (`GET /metrics`, plain HTTP) listens; nil (the default): off.
+    /// Bind it to localhost or a management network: the figures name VMs and hosts.
+    public var metricsListen: HostPort?
+
     /// The lease timings.
     public var leaseSettings: LeaseSettings {
         LeaseSettings(renewInterval: .milliseconds(leaseRenewMs), fenceAfter: .milliseconds(leaseFenceMs),
@@ -134,6 +141,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case leaseFenceMs = "lease_fence_ms"
         case leaseTickMs = "lease_tick_ms"
         case leaseExpiryMs = "lease_expiry_ms"
+        case metricsListen = "metrics_listen"
     }
 
     /// All defaults.
@@ -160,15 +168,22 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
         certificateLifetime = try c.decodeIfPresent(Int64.self, forKey: .certificateLifetime) ?? defaults.certificateLifetime
         keyRotationAge = try c.decodeIfPresent(Int64.self, forKey: .keyRotationAge) ?? defaults.keyRotationAge
-        drsInterval = try c.decodeIfPresent(Double.self, forKey: .drsInterval) ?? defaults.drsInterval
-        drsSyncInterval = try c.decodeIfPresent(Double.self, forKey: .drsSyncInterval) ?? defaults.drsSyncInterval
-        drsHold = try c.decodeIfPresent(Double.self, forKey: .drsHold) ?? defaults.drsHold
+        drsInterval = try Self.seconds(c, .drsInterval) ?? defaults.drsInterval
+        drsSyncInterval = try Self.seconds(c, .drsSyncInterval) ?? defaults.drsSyncInterval
+        drsHold = try Self.seconds(c, .drsHold) ?? defaults.drsHold
         drsMaxConcurrentMoves = try c.decodeIfPresent(Int.self, forKey: .drsMaxConcurrentMoves) ?? defaults.drsMaxConcurrentMoves
         leases = try c.decodeIfPresent(Bool.self, forKey: .leases) ?? defaults.leases
         leaseRenewMs = try c.decodeIfPresent(Int.self, forKey: .leaseRenewMs) ?? defaults.leaseRenewMs
         leaseFenceMs = try c.decodeIfPresent(Int.self, forKey: .leaseFenceMs) ?? defaults.leaseFenceMs
         leaseTickMs = try c.decodeIfPresent(Int.self, forKey: .leaseTickMs) ?? defaults.leaseTickMs
         leaseExpiryMs = try c.decodeIfPresent(Int.self, forKey: .leaseExpiryMs) ?? defaults.leaseExpiryMs
+        metricsListen = try c.decodeIfPresent(HostPort.self, forKey: .metricsListen)
+    }
+
+    /// A number of seconds written as TOML float or integer (`drs_interval = 60` is as good as `60.0`).
+    private static func seconds(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Double? {
+        if let whole = try? c.decodeIfPresent(Int.self, forKey: key) { return Double(whole) } // not an integer: read as a float below, whose error is the one to show
+        return try c.decodeIfPresent(Double.self, forKey: key)
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.

@@ -85,7 +85,7 @@ struct ControlHandler: Sendable {
         case "vm.console":
             let p = try request.params(ControlTypes.Console.self)
             return ControlTypes.Text(text: try await vms.consoleLog(p.vm, lines: p.lines))
-        case "migrate":
+        case "migrate", "migrate.check":
             let p = try request.params(ControlTypes.Migrate.self)
             let vm = try await vms.find(p.vm)
             let destination: HostPort
@@ -113,8 +113,11 @@ struct ControlHandler: Sendable {
             case .address(let address):
                 destination = address
             }
+            // `migrate --check`: the pre-flight checklist alone (Protocol.md §6.9).
+            if request.method == "migrate.check" { return await coordinator.preflight(p.vm, to: destination) }
             do {
-                return try await coordinator.migrate(p.vm, to: destination, settings: p.settings, keepSourceDisks: p.keepSourceDisks ?? false) { progress in
+                return try await coordinator.migrate(p.vm, to: destination, settings: p.settings, keepSourceDisks: p.keepSourceDisks ?? false,
+                                                    queue: !(p.noQueue ?? false)) { progress in
                     try? await responder.progress(progress) // for display, as above
                 }
             } catch let error as ControlError where error.code == "failed" {
@@ -132,7 +135,8 @@ struct ControlHandler: Sendable {
             let p = try request.params(ControlTypes.Resolve.self)
             return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: Self.decision(p)))
         case "migrations":
-            return try await journal.history()
+            // Waiting ones first (next first), then the journal's.
+            return await coordinator.queued() + (try await journal.history())
         case let method where DRSControlHandler.methods.contains(method):
             return try await drs.handle(request)
         default:

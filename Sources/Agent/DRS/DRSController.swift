@@ -266,7 +266,7 @@ actor DRSController {
                                                     "drs.imbalance": "\(String(format: "%.3f -> %.3f", move.imbalanceBefore, move.imbalanceAfter))"])
         defer { moving.remove(move.vm) }
         do {
-            let report = try await coordinator.migrate(move.vm, to: destination, settings: MigrationSettings()) { _ in }
+            let report = try await coordinator.migrate(move.vm, to: destination, settings: MigrationSettings(), queue: false) { _ in }
             logger.notice("DRS move done", metadata: ["vm.name": "\(move.vmName)", "drs.to": "\(move.to)", "migration.total_ms": "\(report.totalMs)"])
         } catch {
             logger.warning("DRS move failed; the VM stays and the next round decides again", metadata: [

@@ -90,6 +90,9 @@ public actor AgentNetwork: MigrationPortMover {
         for nic in spec.nics where nic.network != nil { _ = try configuration(spec, nic) }
     }
 
+    /// The pre-flight checklist's network item (Protocol.md §6.9): as `validate`.
+    public func checkNetworks(_ spec: VMSpec) throws { try validate(spec) }
+
     private func attachment(_ nic: VMSpec.NIC) -> PortAttachment? {
         guard case let .dgram(localPath, remotePath) = nic.attachment else { return nil }
         // The sockets live in the VM's runtime directory, which may not exist yet.

@@ -67,7 +67,10 @@ struct PeerConnectionHandler: Sendable {
                         if let reply = await coordinator.handle(envelope.body!, from: connection.peer.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(reply))
                         }
-                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .vmPlaceReply, .none:
+                    case .migrationCheck(let check):
+                        try await outbound.write(EnvelopeWriter.frame(await coordinator.checkIncoming(check, from: connection.peer.hostID)))
+                    case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .vmPlaceReply,
+                         .migrationCheckResult, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }

@@ -4,6 +4,8 @@ import GRDB
 import Hypervisor
 import Logging
 import Migration
+import CoreMetrics
+import MeshTime
 import MigrationService
 
 /// Durable records of migrations and ownership in the agent's SQLite store (Protocol.md §6.4).
@@ -15,8 +17,18 @@ struct MigrationJournal: MigrationJournaling {
     let hostID: String
     let logger: Logger
 
+    /// Journal write latency (one SQLite transaction with fsync), through swift-metrics.
+    static let writeLatency = "hostmesh_journal_write_seconds"
+
+    /// One write transaction, timed into `writeLatency` whether it succeeds or not.
+    private func timedWrite<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let started = ContinuousClock.now
+        defer { CoreMetrics.Timer(label: Self.writeLatency).recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds) }
+        return try await store.database.write(updates)
+    }
+
     func beginSource(id: String, vmID: String, vmName: String, epoch: Int64, peerAddress: String) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             try StoredMigration(id: id, vmId: vmID, vmName: vmName, role: MigrationRole.source.rawValue, peer: peerAddress,
                                 phase: SourceMigration.Phase.requested.rawValue, startedAt: Date().timeIntervalSince1970,
                                 peerAddress: peerAddress, epoch: epoch).insert(db)
@@ -33,7 +45,7 @@ struct MigrationJournal: MigrationJournaling {
     }
 
     private func setPhase(_ id: String, _ phase: String, peer: String? = nil, error: String? = nil, result: String? = nil, ended: Bool) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             guard var row = try StoredMigration.fetchOne(db, key: id) else {
                 throw MigrationServiceError.journal("migration \(id) has no journal row")
             }
@@ -47,13 +59,13 @@ struct MigrationJournal: MigrationJournaling {
     }
 
     func hold(vm: String, reason: String) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             try db.execute(sql: "UPDATE vm SET hold = ?, updatedAt = ? WHERE id = ?", arguments: [reason, Date().timeIntervalSince1970, vm])
         }
     }
 
     func release(migration id: String, vm: String, to owner: String, epoch: Int64) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             _ = try StoredVM.deleteOne(db, key: vm)
             try StoredOwnership(vmId: vm, owner: owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
             try db.execute(sql: "UPDATE migration SET phase = ?, endedAt = ? WHERE id = ?",
@@ -62,14 +74,14 @@ struct MigrationJournal: MigrationJournaling {
     }
 
     func reclaim(vm: String, epoch: Int64) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             try db.execute(sql: "UPDATE vm SET epoch = ?, hold = NULL, updatedAt = ? WHERE id = ?",
                            arguments: [epoch, Date().timeIntervalSince1970, vm])
         }
     }
 
     func beginDestination(id: String, spec: VMSpec, source: String, epoch: Int64) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             try StoredMigration(id: id, vmId: spec.id, vmName: spec.name, role: MigrationRole.destination.rawValue, peer: source,
                                 phase: DestinationMigration.Phase.admitted.rawValue, startedAt: Date().timeIntervalSince1970,
                                 epoch: epoch).insert(db)
@@ -77,7 +89,7 @@ struct MigrationJournal: MigrationJournaling {
     }
 
     func commitDestination(id: String, spec: VMSpec, epoch: Int64) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             var vm = try StoredVM(spec: spec, desiredState: "running", epoch: epoch)
             vm.hold = nil
             try vm.insert(db)
@@ -87,7 +99,7 @@ struct MigrationJournal: MigrationJournaling {
     }
 
     func discardDestination(id: String, vm: String, epoch: Int64, reason: String) async throws {
-        try await store.database.write { db in
+        try await timedWrite { db in
             try db.execute(sql: "UPDATE migration SET phase = ?, error = ?, endedAt = ? WHERE id = ?",
                            arguments: [DestinationMigration.Phase.discarded.rawValue, reason, Date().timeIntervalSince1970, id])
             try db.execute(sql: "DELETE FROM vm WHERE id = ? AND epoch = ?", arguments: [vm, epoch])

@@ -214,6 +214,22 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .vmPlaceReply(newValue)}
   }
 
+  public var migrationCheck: Hostmesh_V1_MigrationCheck {
+    get {
+      if case .migrationCheck(let v)? = body {return v}
+      return Hostmesh_V1_MigrationCheck()
+    }
+    set {body = .migrationCheck(newValue)}
+  }
+
+  public var migrationCheckResult: Hostmesh_V1_MigrationCheckResult {
+    get {
+      if case .migrationCheckResult(let v)? = body {return v}
+      return Hostmesh_V1_MigrationCheckResult()
+    }
+    set {body = .migrationCheckResult(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -239,6 +255,8 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case drsUpdate(Hostmesh_V1_DrsUpdate)
     case vmPlaceRequest(Hostmesh_V1_VmPlaceRequest)
     case vmPlaceReply(Hostmesh_V1_VmPlaceReply)
+    case migrationCheck(Hostmesh_V1_MigrationCheck)
+    case migrationCheckResult(Hostmesh_V1_MigrationCheckResult)
 
   }
 
@@ -416,6 +434,90 @@ public nonisolated struct Hostmesh_V1_MigrationPrepared: Sendable {
   public var migrationID: String = String()
 
   public var error: String = String()
+
+  /// with error: the destination is at its incoming limit (busy); ask again after this long (Protocol.md §6.4)
+  public var retryAfterMs: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Source → destination, `control`, one-shot: the destination's part of the pre-flight
+/// checklist for moving this VM there (Protocol.md §6.9). Nothing is reserved or created.
+public nonisolated struct Hostmesh_V1_MigrationCheck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the VM's spec, as in MigrationPrepare
+  public var vmSpecJson: String = String()
+
+  /// the machine type the source's QEMU runs it as (resolved: "pc-q35-7.2", not the alias "q35")
+  public var machine: String = String()
+
+  /// CPU features the source's QEMU cannot give this CPU model either (query-cpu-definitions)
+  public var cpuUnavailable: [String] = []
+
+  /// its local disks, as in MigrationPrepare
+  public var disks: [Hostmesh_V1_DiskImage] = []
+
+  public var sharedDisks: [Hostmesh_V1_SharedDiskNonce] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A file the source wrote beside a shared disk's image for this check: the destination reads it
+/// at the same path to prove both hosts see the same storage.
+public nonisolated struct Hostmesh_V1_SharedDiskNonce: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the disk's index in the spec
+  public var index: UInt32 = 0
+
+  /// `<image's directory>/.hostmesh/check-<hex>.nonce`
+  public var noncePath: String = String()
+
+  /// what the file holds: 32 random bytes
+  public var nonce: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Destination → source: its items of the checklist, in order.
+public nonisolated struct Hostmesh_V1_MigrationCheckResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var items: [Hostmesh_V1_CheckItem] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_CheckItem: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// machine, cpu-model, capacity, shared-disk N, network
+  public var name: String = String()
+
+  public var ok: Bool = false
+
+  /// what was found
+  public var detail: String = String()
+
+  /// what to do about it; empty when ok
+  public var fix: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -867,7 +969,7 @@ fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1161,6 +1263,32 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .vmPlaceReply(v)
         }
       }()
+      case 80: try {
+        var v: Hostmesh_V1_MigrationCheck?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationCheck(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationCheck(v)
+        }
+      }()
+      case 81: try {
+        var v: Hostmesh_V1_MigrationCheckResult?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .migrationCheckResult(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .migrationCheckResult(v)
+        }
+      }()
       default: break
       }
     }
@@ -1259,6 +1387,14 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .vmPlaceReply?: try {
       guard case .vmPlaceReply(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
+    }()
+    case .migrationCheck?: try {
+      guard case .migrationCheck(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
+    }()
+    case .migrationCheckResult?: try {
+      guard case .migrationCheckResult(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 81)
     }()
     case nil: break
     }
@@ -1578,7 +1714,7 @@ nonisolated extension Hostmesh_V1_DiskImage: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationPrepared"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{1}error\0\u{3}retry_after_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1588,6 +1724,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, Swif
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.retryAfterMs) }()
       default: break
       }
     }
@@ -1600,12 +1737,181 @@ nonisolated extension Hostmesh_V1_MigrationPrepared: SwiftProtobuf.Message, Swif
     if !self.error.isEmpty {
       try visitor.visitSingularStringField(value: self.error, fieldNumber: 2)
     }
+    if self.retryAfterMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.retryAfterMs, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_MigrationPrepared, rhs: Hostmesh_V1_MigrationPrepared) -> Bool {
     if lhs.migrationID != rhs.migrationID {return false}
     if lhs.error != rhs.error {return false}
+    if lhs.retryAfterMs != rhs.retryAfterMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationCheck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationCheck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_spec_json\0\u{1}machine\0\u{3}cpu_unavailable\0\u{1}disks\0\u{3}shared_disks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.vmSpecJson) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.machine) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.cpuUnavailable) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.disks) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.sharedDisks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.vmSpecJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmSpecJson, fieldNumber: 1)
+    }
+    if !self.machine.isEmpty {
+      try visitor.visitSingularStringField(value: self.machine, fieldNumber: 2)
+    }
+    if !self.cpuUnavailable.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.cpuUnavailable, fieldNumber: 3)
+    }
+    if !self.disks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.disks, fieldNumber: 4)
+    }
+    if !self.sharedDisks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.sharedDisks, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationCheck, rhs: Hostmesh_V1_MigrationCheck) -> Bool {
+    if lhs.vmSpecJson != rhs.vmSpecJson {return false}
+    if lhs.machine != rhs.machine {return false}
+    if lhs.cpuUnavailable != rhs.cpuUnavailable {return false}
+    if lhs.disks != rhs.disks {return false}
+    if lhs.sharedDisks != rhs.sharedDisks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_SharedDiskNonce: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SharedDiskNonce"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{3}nonce_path\0\u{1}nonce\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.noncePath) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.nonce) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 1)
+    }
+    if !self.noncePath.isEmpty {
+      try visitor.visitSingularStringField(value: self.noncePath, fieldNumber: 2)
+    }
+    if !self.nonce.isEmpty {
+      try visitor.visitSingularBytesField(value: self.nonce, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_SharedDiskNonce, rhs: Hostmesh_V1_SharedDiskNonce) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs.noncePath != rhs.noncePath {return false}
+    if lhs.nonce != rhs.nonce {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_MigrationCheckResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MigrationCheckResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}items\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.items) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.items.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.items, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_MigrationCheckResult, rhs: Hostmesh_V1_MigrationCheckResult) -> Bool {
+    if lhs.items != rhs.items {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_CheckItem: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CheckItem"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}ok\0\u{1}detail\0\u{1}fix\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.ok) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.fix) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.ok != false {
+      try visitor.visitSingularBoolField(value: self.ok, fieldNumber: 2)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 3)
+    }
+    if !self.fix.isEmpty {
+      try visitor.visitSingularStringField(value: self.fix, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_CheckItem, rhs: Hostmesh_V1_CheckItem) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.ok != rhs.ok {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.fix != rhs.fix {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

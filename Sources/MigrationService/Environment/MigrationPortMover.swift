@@ -22,9 +22,14 @@ public protocol MigrationPortMover: Sendable {
     func apply(deltas: [[UInt8]]) async throws
     /// Destination: the guest runs here.
     func resumed(_ spec: VMSpec) async
+    /// Destination, pre-flight checklist (Protocol.md §6.9): throws, naming the network, when
+    /// this host cannot switch the VM's NICs (a network it does not define).
+    func checkNetworks(_ spec: VMSpec) async throws
 }
 
 extension MigrationPortMover {
     /// A mover that cannot hold frames: they go to the paused guest's socket as before.
     public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {}
+    /// A mover that checks nothing before a migration: the import refuses what it cannot switch.
+    public func checkNetworks(_ spec: VMSpec) async throws {}
 }

@@ -71,6 +71,8 @@ actor SourceRun: SourceMigrationEnvironment {
     /// True once a durable write failed: the journal may not say what the machine did, so the
     /// VM stays marked until a later settling (retry, restart) agrees.
     private(set) var writeFailed = false
+    /// The destination refused as busy (at its incoming limit) and said when to ask again.
+    private(set) var destinationBusy: (reason: String, retryAfterMs: Int64)?
 
     /// A live migration of `vm` to the agent at `address`.
     init(context: MigrationContext, id: String, vm: OutgoingVM, address: HostPort, settings: MigrationSettings,
@@ -193,6 +195,7 @@ actor SourceRun: SourceMigrationEnvironment {
             }
             phases["prepare"] = since(started) - (phases["connect"] ?? 0)
             guard prepared.error.isEmpty else {
+                if prepared.retryAfterMs > 0 { destinationBusy = (prepared.error, Int64(prepared.retryAfterMs)) }
                 note("\(peer) refused the migration: \(prepared.error)")
                 return .refused(prepared.error)
             }

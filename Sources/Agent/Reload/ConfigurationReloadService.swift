@@ -1,0 +1,57 @@
+import Logging
+import MigrationService
+import ServiceLifecycle
+import UnixSignals
+
+/// Reloads the configuration on SIGHUP (`systemctl reload hostmesh`): the log level and the
+/// migration limits take effect at once (a higher outgoing limit starts queued migrations); a
+/// configuration that does not load or validate changes nothing and is logged with the reason;
+/// changes to other keys are logged as needing a restart.
+struct ConfigurationReloadService: Service {
+    let reload: ConfigurationReload
+    /// The configuration in force (as started, then as last reloaded).
+    let initial: AgentConfiguration
+    let coordinator: MigrationCoordinator
+    /// The link speed the default limits were derived from (nil: unknown).
+    let linkMegabits: Int?
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown { [initial] in
+            var current = initial
+            for await _ in signals {
+                current = await apply(current)
+            }
+        }
+    }
+
+    /// Loads and applies the configuration; returns the one in force afterwards.
+    private func apply(_ current: AgentConfiguration) async -> AgentConfiguration {
+        let new: AgentConfiguration
+        do { new = try reload.load() } catch {
+            logger.error("configuration not reloaded: nothing changed", metadata: ["error": "\(error)"])
+            return current
+        }
+        guard let level = Logger.Level(rawValue: new.logLevel) else { return current } // validated by `load`
+        reload.setLogLevel(level)
+        let limits = MigrationLimits(linkMegabits: linkMegabits, incoming: new.maxIncomingMigrations, outgoing: new.maxOutgoingMigrations)
+        await coordinator.setLimits(limits)
+        let changed = ConfigurationReload.changedKeys(current, new)
+        let needRestart = changed.filter { !ConfigurationReload.reloadableKeys.contains($0) }
+        logger.notice("configuration reloaded", metadata: [
+            "config.changed": "\(changed.joined(separator: ","))", "log.level": "\(level)",
+            "migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
+        ])
+        if !needRestart.isEmpty {
+            logger.warning("configuration changes that take effect only after a restart (systemctl restart hostmesh)",
+                           metadata: ["config.restart_needed": "\(needRestart.joined(separator: ","))"])
+        }
+        // Keys that need a restart stay as they run: a later reload reports them again.
+        var applied = current
+        applied.logLevel = new.logLevel
+        applied.maxIncomingMigrations = new.maxIncomingMigrations
+        applied.maxOutgoingMigrations = new.maxOutgoingMigrations
+        return applied
+    }
+}

@@ -1,0 +1,196 @@
+public import ControlAPI
+import Foundation
+import Hypervisor
+import Logging
+public import MeshWire
+import SecureChannel
+
+/// The pre-flight checklist (Protocol.md §6.9): `hostmesh migrate VM --to HOST --check`, and the
+/// first step of every migration. The source checks the VM and writes a nonce beside each shared
+/// disk; the destination checks its QEMU (machine type, CPU model), its room, the nonces and its
+/// networks, and answers one item per check.
+extension MigrationCoordinator {
+    /// Whether a failed item refuses a migration before it begins: machine, CPU model, networks,
+    /// shared disks. Capacity is advisory here: admission checks it again, atomically, as it
+    /// reserves (and a busy destination makes a migration wait, not fail). The VM's state, its
+    /// local disks and an unreachable destination are refused by the migration itself, with the
+    /// same reasons.
+    static func refuses(_ item: PreflightReport.Item) -> Bool {
+        !item.ok && (["machine", "cpu-model", "network"].contains(item.name) || item.name.hasPrefix("shared-disk"))
+    }
+
+    /// Runs the checklist for moving `reference` to the agent at `address`. Never throws: what
+    /// cannot be checked is a failed item, with the reason.
+    public func preflight(_ reference: String, to address: HostPort) async -> PreflightReport {
+        var items: [PreflightReport.Item] = []
+        func report() -> PreflightReport { PreflightReport(vm: reference, destination: "\(address)", items: items) }
+        let vm: RegisteredVM
+        do { vm = try await vms.lookUp(reference) } catch {
+            items.append(.init(name: "vm", ok: false, detail: "\(error)", fix: "`hostmesh vm list` shows this host's VMs"))
+            return report()
+        }
+        guard let spec = vm.spec else {
+            items.append(.init(name: "vm", ok: false, detail: "the spec of \(vm.name) does not decode", fix: "recreate the VM"))
+            return report()
+        }
+        // Empty until the running QEMU says what the spec's alias is: the destination then says it could not check.
+        var machine = ""
+        var cpuUnavailable: [String] = []
+        if let hold = vm.hold {
+            items.append(.init(name: "vm", ok: false, detail: "\(vm.name) is held: \(hold)", fix: "`hostmesh vm resolve \(vm.name)` shows the choices"))
+        } else if let process = await vms.process(vm.id), await process.exitIfEnded() == nil {
+            items.append(.init(name: "vm", ok: true, detail: "\(vm.name) runs here (epoch \(vm.epoch), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU)"))
+            do {
+                let capabilities = try await QEMUCapabilities.query(process.qmp)
+                machine = capabilities.resolve(machine: spec.machine) ?? ""
+                cpuUnavailable = capabilities.cpuModels.first { $0.name == spec.cpuModel }?.unavailableFeatures ?? []
+            } catch {
+                items.append(.init(name: "machine", ok: false, detail: "cannot ask this host's QEMU what machine type \(spec.machine) is: \(error)",
+                                   fix: "retry; if it persists, the VM's QMP socket is stuck: see its console log"))
+            }
+        } else {
+            items.append(.init(name: "vm", ok: false, detail: "\(vm.name) is not running here; only a running VM can be live-migrated",
+                               fix: "start it with `hostmesh vm start \(vm.name)`"))
+        }
+        var check = Hostmesh_V1_AgentEnvelope()
+        do { check.migrationCheck.vmSpecJson = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self) } catch {
+            items.append(.init(name: "vm", ok: false, detail: "the spec of \(vm.name) does not encode: \(error)", fix: "recreate the VM"))
+            return report()
+        }
+        check.migrationCheck.machine = machine
+        check.migrationCheck.cpuUnavailable = cpuUnavailable
+        for (index, disk) in spec.disks.enumerated() where !disk.shared {
+            do {
+                let info = try await QEMUImageTool.info(disk.path)
+                var image = Hostmesh_V1_DiskImage()
+                image.index = UInt32(index)
+                image.format = try info.checked(against: disk).rawValue
+                image.virtualSize = info.virtualSize
+                image.thin = info.thin
+                image.allocatedBytes = info.allocatedBytes
+                check.migrationCheck.disks.append(image)
+            } catch {
+                items.append(.init(name: "disk \(index)", ok: false, detail: "\(error)", fix: "fix the image at \(disk.path), or its spec"))
+            }
+        }
+        var nonces: [SharedDiskNonce] = []
+        defer { for nonce in nonces { nonce.remove() } }
+        for (index, disk) in spec.disks.enumerated() where disk.shared {
+            do {
+                let nonce = try SharedDiskNonce.write(beside: disk.path)
+                nonces.append(nonce)
+                var message = Hostmesh_V1_SharedDiskNonce()
+                message.index = UInt32(index)
+                message.noncePath = nonce.path
+                message.nonce = Data(nonce.bytes)
+                check.migrationCheck.sharedDisks.append(message)
+            } catch {
+                items.append(.init(name: "shared-disk \(index)", ok: false, detail: "cannot write a nonce beside \(disk.path) to prove it shared: \(error)",
+                                   fix: "make \((disk.path as NSString).deletingLastPathComponent)/.hostmesh writable by the agent"))
+            }
+        }
+        do {
+            var control = SecureChannelConfiguration(credentials: context.credentials, handshakeTimeout: .seconds(5))
+            control.policy.purpose = "control"
+            let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
+            let peer = connection.peer.hostID
+            guard case .migrationCheckResult(let result)? = try await connection.request(check)?.body else {
+                items.append(.init(name: "destination", ok: false, detail: "\(peer) did not answer the checklist (an agent without it closes the channel)",
+                                   fix: "upgrade the agent on \(peer)"))
+                return report()
+            }
+            items += result.items.map { .init(name: $0.name, ok: $0.ok, detail: $0.detail, fix: $0.fix.isEmpty ? nil : $0.fix) }
+        } catch {
+            items.append(.init(name: "destination", ok: false, detail: "cannot ask the agent at \(address): \(error)",
+                               fix: "check that its agent runs and this host reaches its channel port"))
+        }
+        return report()
+    }
+
+    /// The destination's items for `check` from host `peer`: its QEMU, its room, the shared disks'
+    /// nonces, its networks. Reserves nothing.
+    public func checkIncoming(_ check: Hostmesh_V1_MigrationCheck, from peer: String) async -> Hostmesh_V1_AgentEnvelope {
+        var reply = Hostmesh_V1_AgentEnvelope()
+        func item(_ name: String, _ ok: Bool, _ detail: String, fix: String = "") {
+            var item = Hostmesh_V1_CheckItem()
+            item.name = name
+            item.ok = ok
+            item.detail = detail
+            item.fix = fix
+            reply.migrationCheckResult.items.append(item)
+        }
+        let given: VMSpec
+        do { given = try JSONDecoder().decode(VMSpec.self, from: Data(check.vmSpecJson.utf8)) } catch {
+            item("vm", false, "\(hostID) cannot read the VM's spec: \(error)", fix: "run the same hostmesh version on both hosts")
+            return reply
+        }
+        do {
+            let capabilities = try await qemuCapabilities()
+            if check.machine.isEmpty {
+                item("machine", false, "not checked: the source's QEMU did not say which machine type the VM runs as",
+                     fix: "run the check while the VM runs on the source")
+            } else if let refusal = capabilities.machineRefusal(check.machine) {
+                item("machine", false, "\(hostID): \(refusal.problem)", fix: refusal.fix)
+            } else {
+                item("machine", true, "\(hostID)'s QEMU \(capabilities.version) has \(check.machine)")
+            }
+            if let refusal = capabilities.cpuRefusal(given.cpuModel, sourceUnavailable: check.cpuUnavailable) {
+                item("cpu-model", false, "\(hostID): \(refusal.problem)", fix: refusal.fix)
+            } else {
+                item("cpu-model", true, "\(hostID) runs CPU model \(given.cpuModel) with every feature the source gives it")
+            }
+        } catch {
+            item("machine", false, "\(hostID) cannot ask its QEMU (\(configuration.qemuBinary)) what it runs: \(error)",
+                 fix: "install qemu-system-x86 on \(hostID), or set qemu_binary")
+        }
+        do {
+            let (spec, diskBytes) = try localizeDisks(given, check.disks, migration: "preflight")
+            let busy = isAtIncomingLimit(diskBytes: diskBytes)
+            if let refusal = admissionRefusal(spec, diskBytes: diskBytes) {
+                if busy {
+                    item("capacity", true, "\(refusal) now: the migration would wait and ask again (or be refused with --no-queue)")
+                } else {
+                    item("capacity", false, refusal, fix: "free memory or disk space on \(hostID), or choose another destination (--auto picks one with room)")
+                }
+            } else {
+                let disks = diskBytes > 0 ? String(format: " and %.1f GB for its disks", Double(diskBytes) / 1e9) : ""
+                item("capacity", true, "\(hostID) has room for \(spec.memoryMiB + 64) MiB\(disks)")
+            }
+        } catch {
+            item("capacity", false, "\(error)", fix: "run the same hostmesh version on both hosts")
+        }
+        for nonce in check.sharedDisks {
+            let index = Int(nonce.index)
+            guard given.disks.indices.contains(index), given.disks[index].shared else {
+                item("shared-disk \(index)", false, "the VM has no shared disk \(index)", fix: "run the same hostmesh version on both hosts")
+                continue
+            }
+            let path = given.disks[index].path
+            switch SharedDiskNonce.verify(path: nonce.noncePath, beside: path, expected: [UInt8](nonce.nonce)) {
+            case .same:
+                item("shared-disk \(index)", true, "\(path) is the same file on \(hostID) (it reads the nonce the source just wrote beside it)")
+            case .differs(let why):
+                item("shared-disk \(index)", false, "\(path) on \(hostID) is not the source's file: \(why)",
+                     fix: "mount the same shared storage at the same path on both hosts, or create the VM without --shared-storage so its disk is copied")
+            }
+        }
+        if let ports = context.ports {
+            do {
+                try await ports.checkNetworks(given)
+                let names = Set(given.nics.compactMap(\.network)).sorted()
+                item("network", true, names.isEmpty ? "the VM has no switched NIC" : "\(hostID) has network \(names.joined(separator: ", "))")
+            } catch {
+                item("network", false, "\(hostID): \(error)", fix: "define the VM's networks on \(hostID) ([networks] in its configuration, same segment ids)")
+            }
+        }
+        return reply
+    }
+
+    /// This host's QEMU capabilities, probed once (about 0.2 s) and kept.
+    func qemuCapabilities() async throws -> QEMUCapabilities {
+        if let known = cachedCapabilities { return known }
+        let probed = try await QEMUCapabilities.probe(binary: configuration.qemuBinary, logger: logger)
+        cachedCapabilities = probed
+        return probed
+    }
+}

@@ -1,0 +1,53 @@
+/// The source's queue of migrations waiting for an outgoing slot (Protocol.md §6.4, busy and the
+/// queue): first in, first out. A value; the coordinator owns it and wakes the waiters.
+struct OutgoingQueue {
+    /// What a waiting migration is told.
+    enum Event: Sendable {
+        /// Its place changed (1 = next).
+        case moved(position: Int)
+        /// A slot is its own now (counted already): go.
+        case granted
+    }
+
+    /// One waiting migration.
+    struct Entry {
+        /// Its ticket, unique for the coordinator's lifetime.
+        let ticket: UInt64
+        /// The VM as the operator named it.
+        let vm: String
+        /// Where to, as asked.
+        let destination: String
+        /// When it joined, unix seconds (for `migrations`).
+        let since: Double
+        /// Where its events go.
+        let events: AsyncStream<Event>.Continuation
+    }
+
+    /// Waiting migrations, the next first.
+    private(set) var entries: [Entry] = []
+    private var nextTicket: UInt64 = 1
+
+    /// True when nobody waits.
+    var isEmpty: Bool { entries.isEmpty }
+
+    /// Adds a migration at the end; returns its ticket and position (1 = next).
+    mutating func append(vm: String, destination: String, since: Double, events: AsyncStream<Event>.Continuation) -> (ticket: UInt64, position: Int) {
+        let ticket = nextTicket
+        nextTicket += 1
+        entries.append(Entry(ticket: ticket, vm: vm, destination: destination, since: since, events: events))
+        return (ticket, entries.count)
+    }
+
+    /// Takes the next migration out.
+    mutating func popFirst() -> Entry? {
+        entries.isEmpty ? nil : entries.removeFirst()
+    }
+
+    /// Takes migration `ticket` out; false when it is not waiting (granted already, or unknown).
+    @discardableResult
+    mutating func remove(_ ticket: UInt64) -> Bool {
+        guard let index = entries.firstIndex(where: { $0.ticket == ticket }) else { return false }
+        entries.remove(at: index)
+        return true
+    }
+}

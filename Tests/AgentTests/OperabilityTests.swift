@@ -1,0 +1,114 @@
+@testable import Agent
+import ControlAPI
+import Foundation
+import Testing
+
+/// Issue 16 item 3: the systemd unit, `make install`, the shipped configuration, SIGHUP reload.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct OperabilityTests {
+    /// The repository's root (this file is Tests/AgentTests/OperabilityTests.swift).
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let systemdAnalyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// Runs `path` with `arguments`; its exit status and output (stdout and stderr).
+    func run(_ path: String, _ arguments: [String], in directory: String) async throws -> (Int32, String) {
+        let log = directory + "/run-\(UUID().uuidString.prefix(8)).log"
+        let pid = try spawn(path, arguments, logPath: log)
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let exited = status & 0x7f == 0
+        return (exited ? (status >> 8) & 0xff : -1, output)
+    }
+
+    @Test(.enabled(if: systemdAnalyze != nil, "systemd-analyze is not installed (Debian's systemd package has it)"))
+    func makeInstallPutsTheFilesInPlaceAndTheUnitPassesSystemdAnalyzeVerify() async throws {
+        let stage = NSTemporaryDirectory() + "hm-install-" + UUID().uuidString.prefix(8).lowercased()
+        try FileManager.default.createDirectory(atPath: stage, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: stage) }
+        let (status, output) = try await run("/usr/bin/make", ["-C", Self.root, "--no-print-directory", "install-files",
+                                                                "BIN=\(AgentProcess.binary)", "DESTDIR=\(stage)"], in: stage)
+        #expect(status == 0, "\(output)")
+        let files = FileManager.default
+        #expect(files.isExecutableFile(atPath: stage + "/usr/local/bin/hostmesh"))
+        let unitPath = stage + "/etc/systemd/system/hostmesh.service"
+        let unit = try String(contentsOfFile: unitPath, encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/local/bin/hostmesh agent --config /etc/hostmesh/hostmesh.toml"))
+        #expect(unit.contains("KillMode=process"), "the VMs' QEMUs must outlive a stopped agent")
+        #expect(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        let config = stage + "/etc/hostmesh/hostmesh.toml"
+        #expect(files.fileExists(atPath: config))
+        let mode = try files.attributesOfItem(atPath: stage + "/var/lib/hostmesh")[.posixPermissions] as? Int
+        #expect(mode == 0o700)
+        // The installed configuration loads as the agent would read it.
+        _ = try AgentConfiguration(tomlFile: config)
+        // A second install keeps an edited configuration.
+        try "log_level = \"debug\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let (again, againOutput) = try await run("/usr/bin/make", ["-C", Self.root, "--no-print-directory", "install-files",
+                                                                    "BIN=\(AgentProcess.binary)", "DESTDIR=\(stage)"], in: stage)
+        #expect(again == 0 && againOutput.contains("kept the existing"), "\(againOutput)")
+        #expect(try String(contentsOfFile: config, encoding: .utf8) == "log_level = \"debug\"\n")
+
+        // systemd-analyze checks the binary exists: verify the installed unit with the staged binary's path.
+        let checked = stage + "/hostmesh.service"
+        try unit.replacingOccurrences(of: "/usr/local/bin/hostmesh", with: stage + "/usr/local/bin/hostmesh").write(toFile: checked, atomically: true, encoding: .utf8)
+        let (verified, verifyOutput) = try await run(Self.systemdAnalyze!, ["verify", checked], in: stage)
+        #expect(verified == 0, "\(verifyOutput)")
+        // Unknown keys and bad values are only warnings to systemd-analyze: any output is a failure here.
+        #expect(verifyOutput.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(verifyOutput)")
+        // And the check can fail: a misspelt key is reported.
+        try unit.replacingOccurrences(of: "/usr/local/bin/hostmesh", with: stage + "/usr/local/bin/hostmesh")
+            .replacingOccurrences(of: "ProtectHome=", with: "ProtectHomeDir=").write(toFile: checked, atomically: true, encoding: .utf8)
+        let (_, misspelt) = try await run(Self.systemdAnalyze!, ["verify", checked], in: stage)
+        #expect(misspelt.contains("ProtectHomeDir"), "\(misspelt)")
+    }
+
+    @Test func theShippedConfigurationNamesEveryKeyAndLoads() throws {
+        let path = Self.root + "/Deploy/etc/hostmesh.toml"
+        let configuration = try AgentConfiguration(tomlFile: path)
+        #expect(configuration.metricsListen == nil, "metrics are off by default")
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        for key in AgentConfiguration.CodingKeys.allCases.map(\.rawValue) {
+            #expect(text.contains("\(key) =") || text.contains("[\(key)]"), "Deploy/etc/hostmesh.toml does not mention \(key)")
+        }
+        // Every commented key, uncommented, is valid as shown (its default or an example).
+        let uncommented = text.split(separator: "\n").map { line in
+            line.hasPrefix("#") && line.dropFirst().first.map({ $0.isLetter || $0 == "[" }) == true ? String(line.dropFirst()) : String(line)
+        }.joined(separator: "\n")
+        let all = NSTemporaryDirectory() + "hm-all-keys-\(UUID().uuidString.prefix(8)).toml"
+        try uncommented.write(toFile: all, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: all) }
+        let every = try AgentConfiguration(tomlFile: all)
+        #expect(every.metricsListen == (try HostPort(parsing: "127.0.0.1:9464")))
+    }
+
+    @Test func sighupReloadsTheMigrationLimitsAndRefusesABadFile() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        _ = try mesh.host("node-a")
+        let config = mesh.root + "/node-a.toml"
+        try "max_outgoing_migrations = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let a = try await mesh.start("node-a", arguments: ["--config", config])
+        try "max_outgoing_migrations = 3\nmax_incoming_migrations = 2\ndrs_hold = 10\n".write(toFile: config, atomically: true, encoding: .utf8)
+        kill(a.pid, SIGHUP)
+        try await waitForLog(a, "configuration reloaded")
+        let reloaded = a.log
+        #expect(reloaded.contains("migration.outgoing_max=3") && reloaded.contains("migration.incoming_max=2"), "\(reloaded.suffix(1500))")
+        #expect(reloaded.contains("config.restart_needed=drs_hold"), "\(reloaded.suffix(1500))")
+        try "max_outgoing_migrations = 0\n".write(toFile: config, atomically: true, encoding: .utf8)
+        kill(a.pid, SIGHUP)
+        try await waitForLog(a, "configuration not reloaded")
+        #expect(a.log.contains("max_outgoing_migrations = 0"), "\(a.log.suffix(1500))")
+        // Still serving, with the limits of the last good file.
+        #expect(a.isRunning)
+        _ = try await a.control.call("status", Empty(), as: ControlTypes.Status.self)
+    }
+
+    func waitForLog(_ agent: AgentProcess, _ text: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !agent.log.contains(text) {
+            guard ContinuousClock.now < deadline else { throw ControlError.failed("\(agent.hostID) never logged \(text):\n\(agent.log.suffix(2000))") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
