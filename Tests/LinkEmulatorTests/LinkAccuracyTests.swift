@@ -8,7 +8,7 @@ import Testing
 /// the emulator (a property it promises), measured with enough samples that scheduling noise of
 /// a loaded machine stays well inside the margin: medians for the round trip, a transfer of
 /// more than a second for the rate.
-@Suite("Link emulator: RTT and throughput through it match the settings within 5%", .serialized)
+@Suite("Link emulator: RTT and throughput through it match the settings within 5%", .serialized, .timeLimit(.minutes(2)))
 struct LinkAccuracyTests {
     static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds) }
 
@@ -99,6 +99,26 @@ struct LinkAccuracyTests {
         }
         try await endpoints.shutdownGracefully()
         try await linkLoop.shutdownGracefully()
+    }
+
+    @Test("a TCP client reaches a unix-socket listener across the link (QEMU migrating to tcp: into an incoming socket)")
+    func tcpToUnixSocket() async throws {
+        try await withLoops { endpoints, linkLoop in
+            let link = try EmulatedLink(profile: LinkProfile(rtt: .milliseconds(20), rateMbit: 400), eventLoop: linkLoop.next())
+            let path = "/tmp/hm-link-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+            let arrivals = endpoints.next().makePromise(of: (Int64, Int64, Int).self)
+            let sink = try await ServerBootstrap(group: endpoints)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(TCPSink(done: arrivals)) }
+                }
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            let relay = try await link.relay(listenHost: "127.0.0.1", target: try SocketAddress(unixDomainSocketPath: path), toward: .aToB, udp: false)
+            try await Self.sendBulk(8_000_000, to: relay.port, on: endpoints)
+            let (_, _, received) = try await arrivals.futureResult.get()
+            #expect(received == 7_980_000) // 133 chunks of 60,000
+            await relay.close()
+            try await sink.close()
+        }
     }
 
     static func median(_ values: [Int64]) -> Int64 {

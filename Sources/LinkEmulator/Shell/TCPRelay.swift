@@ -18,9 +18,11 @@ enum TCPRelay {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { client in
                 client.eventLoop.makeCompletedFuture {
+                    // The target is dialled once the client's channel is active (`channelActive`): a
+                    // unix-socket target connects at once, and a read asked of a channel not yet
+                    // active would be lost.
                     let connection = RelayedConnection(client: client, route: route)
                     try client.pipeline.syncOperations.addHandler(RelaySideHandler(connection: connection, side: .client))
-                    connection.connectToTarget()
                 }
             }
             .bind(host: host, port: port).get()
@@ -235,6 +237,11 @@ final class RelaySideHandler: ChannelInboundHandler {
     init(connection: RelayedConnection, side: RelayedConnection.Side) {
         self.connection = connection
         self.side = side
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if side == .client { connection.connectToTarget() }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
