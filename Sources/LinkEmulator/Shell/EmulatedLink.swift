@@ -168,8 +168,7 @@ public final class LinkRelay: Sendable {
 
     /// Stops listening and closes every relayed connection and flow.
     public func close() async {
-        // Closing channels we own: an error means it was closed already.
-        try? await tcpListener?.close()
-        try? await udpSocket?.close()
+        try? await tcpListener?.close() // our own listener: an error means it was closed already
+        try? await udpSocket?.close() // our own socket: an error means it was closed already
     }
 }
