@@ -2,6 +2,8 @@
 // Hostmesh: a peer-to-peer live-migration mesh for QEMU hosts.
 //
 // The layering is deliberate and one-way; each line below depends only on lines above it:
+//   LinkEmulator       a userspace WAN link (delay, jitter, rate, queue, loss) relaying TCP and UDP, for tests and
+//                      benchmarks only: no module the agent ships depends on it (SwiftNIO only)
 //   MeshTime           the monotonic instant every core takes as `now:`, and every Duration conversion (pure, no dependencies)
 //   ShellSupport       what every SwiftNIO shell shares: the loop-bound state and stop promise, the shell timeline, datagram reads,
 //                      log lines limited per reason, accepts paused when descriptors run out
@@ -55,6 +57,14 @@ let package = Package(
     ],
     targets: [
         .target(name: "MeshTime", swiftSettings: strict),
+        .target(
+            name: "LinkEmulator",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "ShellSupport",
             dependencies: [
@@ -216,6 +226,7 @@ let package = Package(
             name: "Benchmarks",
             dependencies: [
                 "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "MeshWire", "Placement",
+                "LinkEmulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -235,6 +246,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeshTimeTests", dependencies: ["MeshTime"], swiftSettings: strict),
+        .testTarget(
+            name: "LinkEmulatorTests",
+            dependencies: [
+                "LinkEmulator",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ShellSupportTests",
             dependencies: [
@@ -281,6 +301,9 @@ let package = Package(
             name: "AgentTests",
             dependencies: [
                 "Agent", "MeshIdentity", "MeshTime", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel", "HA",
+                "LinkEmulator",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -2,8 +2,11 @@ import Agent
 import ControlAPI
 import Foundation
 public import Hypervisor
+import LinkEmulator
 import Logging
 import MeshIdentity
+import NIOCore
+import NIOPosix
 import MeshTime
 import SecureChannel
 
@@ -31,10 +34,28 @@ public enum MigrationBenchmark {
         public var transferredBytes: Int64
         /// Where the time went, ms (tunnel only).
         public var phasesMs: [String: Int64]? = nil
+        /// Round trip of the emulated link the migration crossed, ms (absent: none, loopback).
+        public var rttMs: Int? = nil
+        /// Rate of that link, Mbit/s.
+        public var rateMbit: Double? = nil
+        /// Average migration throughput over the link's rate (`mb_s` * 8 / `rate_mbit`): how busy
+        /// the migration kept the link while it ran.
+        public var linkUse: Double? = nil
 
         enum CodingKeys: String, CodingKey {
             case workload, path
             case totalMs = "total_ms", downtimeMs = "downtime_ms", mbS = "mb_s", transferredBytes = "transferred_bytes", phasesMs = "phases_ms"
+            case rttMs = "rtt_ms", rateMbit = "rate_mbit", linkUse = "link_use"
+        }
+
+        /// This row with the link it crossed.
+        func over(_ link: DistanceLink?) -> Row {
+            guard let link else { return self }
+            var row = self
+            row.rttMs = link.rttMs
+            row.rateMbit = link.rateMbit
+            row.linkUse = mbS * 8 / link.rateMbit
+            return row
         }
     }
 
@@ -54,6 +75,10 @@ public enum MigrationBenchmark {
         public var settings = MigrationSettings()
         /// Also measure QEMU's own TLS (pre-shared key) path.
         public var includeQEMUTLS = true
+        /// Send both paths through an emulated link (the `LinkEmulator`): the direct path's QEMU
+        /// migrates to `tcp:` through it, the tunnel's agents reach the destination's channel
+        /// through it. Nil: loopback, as before.
+        public var link: DistanceLink?
 
         /// Options for a guest.
         public init(kernel: String, initrd: String) {
@@ -69,19 +94,24 @@ public enum MigrationBenchmark {
         defer { try? FileManager.default.removeItem(atPath: work) }
         let mesh = try await LocalMesh.start(in: work)
         defer { mesh.stop() }
+        var emulator: LinkUnderTest?
+        if let link = options.link { emulator = try await LinkUnderTest.start(link, tunnelTarget: mesh.destinationPort) }
+        defer { emulator?.stop() }
         var rows: [Row] = []
         for workload in ["idle", "dirty"] {
             let arguments = workload == "idle" ? ["hm.work=heartbeat"] : ["hm.work=heartbeat,dirty:\(options.dirtyRateMB)"]
             for round in 0..<options.rounds {
-                let direct = try await runDirect(options, workload: workload, arguments: arguments, work: work + "/direct-\(workload)-\(round)")
+                let direct = try await runDirect(options, workload: workload, arguments: arguments, work: work + "/direct-\(workload)-\(round)",
+                                                 link: emulator).over(options.link)
                 log("\(workload) direct  round \(round + 1): total \(direct.totalMs) ms, downtime \(direct.downtimeMs) ms, \(Int(direct.mbS)) MB/s")
                 rows.append(direct)
-                if options.includeQEMUTLS {
+                if options.includeQEMUTLS, options.link == nil {
                     let tls = try await runDirect(options, workload: workload, arguments: arguments, work: work + "/tls-\(workload)-\(round)", tls: true)
                     log("\(workload) qemu-tls round \(round + 1): total \(tls.totalMs) ms, downtime \(tls.downtimeMs) ms, \(Int(tls.mbS)) MB/s")
                     rows.append(tls)
                 }
-                let tunnel = try await runTunnel(options, mesh: mesh, workload: workload, arguments: arguments, name: "bench-\(workload)-\(round)")
+                let tunnel = try await runTunnel(options, mesh: mesh, workload: workload, arguments: arguments, name: "bench-\(workload)-\(round)",
+                                                 port: emulator?.tunnelPort ?? mesh.destinationPort).over(options.link)
                 log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, phases \(tunnel.phasesMs ?? [:])")
                 rows.append(tunnel)
             }
@@ -106,7 +136,8 @@ public enum MigrationBenchmark {
         throw ControlError.failed("the benchmark guest did not become ready within 60 s")
     }
 
-    static func runDirect(_ options: Options, workload: String, arguments: [String], work: String, tls: Bool = false) async throws -> Row {
+    static func runDirect(_ options: Options, workload: String, arguments: [String], work: String, tls: Bool = false,
+                          link: LinkUnderTest? = nil) async throws -> Row {
         let spec = spec(options, name: "direct", arguments: arguments)
         let sourceDirectory = VMRuntimeDirectory(path: work + "/source")
         let source = try await VMProcess.launch(spec: spec, directory: sourceDirectory)
@@ -127,7 +158,11 @@ public enum MigrationBenchmark {
         // fresh 32 bytes will do.
         let credentials = tls ? try MigrationTLS.create(directory: work + "/tls", key: Array(UUID().uuidString.utf8.prefix(32))) : nil
         defer { credentials?.destroy() }
+        // Across an emulated link QEMU migrates over TCP to a relay in front of the destination's socket.
+        let relay = try await link?.directRelay(to: destination.directory.incomingSocket)
+        defer { if let relay { Task { await relay.close() } } }
         let result = try await DirectMigration.run(source: source, destination: destination, socketPath: destination.directory.incomingSocket,
+                                                   sourceURI: relay.map { "tcp:127.0.0.1:\($0.port)" },
                                                    settings: options.settings, tls: credentials)
         let total = ContinuousClock.now - start
         let (stop, resume) = (await stopped.value, await resumed.value)
@@ -137,13 +172,13 @@ public enum MigrationBenchmark {
                    mbS: Double(result.transferredBytes) / 1e6 / (Double(max(result.totalTimeMs, 1)) / 1000), transferredBytes: result.transferredBytes)
     }
 
-    static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, arguments: [String], name: String) async throws -> Row {
+    static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, arguments: [String], name: String, port: Int) async throws -> Row {
         let spec = spec(options, name: name, arguments: arguments)
         _ = try await mesh.source.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
         try await waitForGuest(console: {
             try await mesh.source.call("vm.console", ControlTypes.Console(vm: name, lines: 200), as: ControlTypes.Text.self).text
         }, dirty: workload == "dirty")
-        let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(HostPort(host: "127.0.0.1", port: mesh.destinationPort)), settings: options.settings),
+        let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(HostPort(host: "127.0.0.1", port: port)), settings: options.settings),
                                                 as: MigrationReport.self)
         _ = try await mesh.destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         return Row(workload: workload, path: "tunnel", totalMs: report.totalMs, downtimeMs: report.downtimeMs, mbS: report.mbPerSecond,

@@ -10,6 +10,9 @@ public struct SimulatedNetwork: Sendable, Equatable {
     public var perLinkLatencySpread: Duration = .milliseconds(2)
     /// Extra latency per packet, uniform in `0..<jitter`, drawn from the seed.
     public var jitter: Duration = .milliseconds(1)
+    /// Extra one-way delay between members of different sites (`Simulation.placeInSites`): half
+    /// the round trip between two data centres. Zero: one site.
+    public var interSiteDelay: Duration = .zero
     /// Probability that a datagram is lost (each datagram independently). Push-pull runs over
     /// TCP and is not subject to it.
     public var lossRate: Double = 0

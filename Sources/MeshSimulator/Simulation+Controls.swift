@@ -49,6 +49,16 @@ extension Simulation {
         }
     }
 
+    /// Places members in sites (data centres): datagrams and push-pulls between members of
+    /// different sites take `network.interSiteDelay` longer each way. Members in no group form
+    /// one more site together.
+    public func placeInSites(_ groups: [[Int]]) {
+        siteOf = Array(repeating: groups.count, count: nodes.count)
+        for (site, members) in groups.enumerated() {
+            for member in members { siteOf[member] = site }
+        }
+    }
+
     /// Removes any partition.
     public func healPartition() {
         partitionGroup = []
@@ -65,6 +75,7 @@ extension Simulation {
         let index = nodes.count
         addNode(index: index, knownMembers: [])
         if !partitionGroup.isEmpty { partitionGroup.append(partitionGroup.max().map { $0 + 1 } ?? 0) }
+        if !siteOf.isEmpty { siteOf.append(siteOf.max().map { $0 + 1 } ?? 0) }
         startNode(index)
         let directives = nodes[index].instance.join(seeds: seeds.map { nodes[$0].address }, now: now)
         execute(directives, by: index)

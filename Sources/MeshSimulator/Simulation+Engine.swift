@@ -158,7 +158,7 @@ extension Simulation {
         partitionGroup.isEmpty || partitionGroup[a] == partitionGroup[b]
     }
 
-    /// Base latency + the link's fixed extra + jitter + both ends' slowness.
+    /// Base latency + the link's fixed extra + the distance between sites + jitter + both ends' slowness.
     func oneWayDelay(_ a: Int, _ b: Int) -> Int64 {
         var delay = network.baseLatency.wholeNanoseconds
         let spread = network.perLinkLatencySpread.wholeNanoseconds
@@ -166,6 +166,7 @@ extension Simulation {
             var link = SeededRandomGenerator(seed: seed ^ (UInt64(min(a, b)) << 32 | UInt64(max(a, b))))
             delay += Int64(link.next() % UInt64(spread))
         }
+        if !siteOf.isEmpty, siteOf[a] != siteOf[b] { delay += network.interSiteDelay.wholeNanoseconds }
         let jitter = network.jitter.wholeNanoseconds
         if jitter > 0 { delay += Int64(random.next() % UInt64(jitter)) }
         return delay + nodes[a].slowness + nodes[b].slowness

@@ -56,6 +56,8 @@ public final class Simulation {
     var nowNanos: Int64 = 0
     /// Partition group per member; datagrams only flow within a group. Empty: no partition.
     var partitionGroup: [Int] = []
+    /// Site per member; datagrams between sites take `network.interSiteDelay` longer. Empty: one site.
+    var siteOf: [Int] = []
     var statusObservers: [(SimulatedStatusChange) -> Void] = []
     var joinObservers: [(Int, MeshInstant) -> Void] = []
     var revocationObservers: [(Int, RevocationNotice, MeshInstant) -> Void] = []

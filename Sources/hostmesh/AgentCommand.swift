@@ -40,6 +40,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Lease tick, ms (default 250).") var leaseTickMs: Int?
     @Option(help: "Lease expiry, ms (default 8000).") var leaseExpiryMs: Int?
     @Option(help: "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default off).") var metricsListen: String?
+    @Option(help: "Membership timings: lan or wan (Protocol.md §4.11.1; default lan).") var membershipProfile: String?
+    @Option(name: .customLong("wan-rtt-ms"), help: "The largest round trip between members, ms, for the WAN profile (default 250).")
+    var wanRoundTripMs: Int?
 
     func run() async throws {
         let configuration = try loadConfiguration()
@@ -99,6 +102,11 @@ struct AgentCommand: AsyncParsableCommand {
         if let leaseTickMs { configuration.leaseTickMs = leaseTickMs }
         if let leaseExpiryMs { configuration.leaseExpiryMs = leaseExpiryMs }
         if let metricsListen { configuration.metricsListen = try HostPort(parsing: metricsListen) }
+        if let membershipProfile {
+            guard let profile = MembershipProfile(rawValue: membershipProfile) else { throw ValidationError("--membership-profile must be lan or wan") }
+            configuration.membershipProfile = profile
+        }
+        if let wanRoundTripMs { configuration.wanRoundTripMs = wanRoundTripMs }
         // The keeper is this same executable's `lease-keeper` subcommand.
         configuration.leaseKeeperExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0] // no /proc: argv[0]
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")

@@ -103,9 +103,14 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Guest RAM, MiB.") var memory = 512
         @Option(help: "Rounds per workload and path.") var rounds = 3
         @Option(help: "MB/s the dirty workload writes.") var dirtyRate = 50
+        @Option(name: .customLong("rtt-ms"), help: "Send both paths through an emulated link of this round trip, ms (with --rate-mbit).") var rttMs: Int?
+        @Option(name: .customLong("rate-mbit"), help: "The emulated link's rate, Mbit/s (with --rtt-ms).") var rateMbit: Double?
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
+            guard (rttMs == nil) == (rateMbit == nil) else { throw ValidationError("--rtt-ms and --rate-mbit go together (an emulated link needs both)") }
+            if let rttMs, !(1...2_000).contains(rttMs) { throw ValidationError("--rtt-ms \(rttMs): between 1 and 2000") }
+            if let rateMbit, !(1...10_000).contains(rateMbit) { throw ValidationError("--rate-mbit \(rateMbit): between 1 and 10000") }
             let dir = absolute(guest)
             guard FileManager.default.fileExists(atPath: dir + "/kernel"), FileManager.default.fileExists(atPath: dir + "/initrd.img") else {
                 throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
@@ -114,6 +119,7 @@ struct BenchCommand: AsyncParsableCommand {
             options.memoryMiB = memory
             options.rounds = rounds
             options.dirtyRateMB = dirtyRate
+            if let rttMs, let rateMbit { options.link = DistanceLink(rttMs: rttMs, rateMbit: rateMbit) }
             let quiet = json
             let rows = try await MigrationBenchmark.run(options) { line in if !quiet { print(line) } }
             if json {
@@ -124,11 +130,13 @@ struct BenchCommand: AsyncParsableCommand {
                 return
             }
             print("")
-            print("migration of a \(memory) MiB guest, \(rounds) rounds each, medians (machine: \(MachineInfo.summary))")
+            let across = rttMs.map { "across an emulated link of \($0) ms RTT, \(rateMbit ?? 0) Mbit/s, " } ?? ""
+            print("migration of a \(memory) MiB guest, \(across)\(rounds) rounds each, medians (machine: \(MachineInfo.summary))")
             printTable(["WORKLOAD", "PATH", "TOTAL", "DOWNTIME", "MB/S", "TOTAL RATIO", "DOWNTIME DELTA"], ["idle", "dirty"].flatMap { workload -> [[String]] in
                 let c = MigrationComparison(rows: rows, workload: workload)
                 func cells(_ path: String, _ m: MigrationComparison.Medians) -> [String] {
-                    [workload, path, "\(Int(m.totalMs)) ms", "\(Int(m.downtimeMs)) ms", "\(Int(m.mbS))"]
+                    let use = rateMbit.map { String(format: " (link %.2f)", m.mbS * 8 / $0) } ?? ""
+                    return [workload, path, "\(Int(m.totalMs)) ms", "\(Int(m.downtimeMs)) ms", "\(Int(m.mbS))\(use)"]
                 }
                 var out = [
                     cells("direct", c.direct) + ["", ""],

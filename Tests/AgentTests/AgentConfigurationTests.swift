@@ -3,6 +3,7 @@ import ControlAPI
 import Foundation
 import MigrationService
 import MeshIdentity
+import Membership
 import Testing
 
 @Suite struct AgentConfigurationTests {
@@ -48,6 +49,20 @@ import Testing
         #expect(message("restart = \"always\"").contains("restart policy \"always\" is not one of no, on-failure"))
         #expect(message("restart_limit = 0").contains("restart_limit = 0: it must be between 1 and 100"))
         #expect(message("restart_window_seconds = 1").contains("restart_window_seconds = 1: it must be between 10 and 86400"))
+    }
+
+    /// The membership profile (Protocol.md §4.11.1): LAN by default, WAN timings from wan_rtt_ms.
+    @Test func membershipProfileIsReadAndChecked() throws {
+        #expect(AgentConfiguration().membershipSettings == MembershipSettings())
+        let wan = try AgentConfiguration(tomlFile: write("membership_profile = \"wan\"\nwan_rtt_ms = 150"))
+        #expect(wan.membershipProfile == .wan && wan.membershipSettings == .wan(roundTrip: .milliseconds(150)))
+        #expect(wan.membershipSettings.probeInterval == .milliseconds(1_300))
+        #expect(try AgentConfiguration(tomlFile: write("membership_profile = \"wan\"")).membershipSettings.probeInterval == .milliseconds(1_700))
+        func message(_ toml: String) -> String {
+            do { _ = try AgentConfiguration(tomlFile: write(toml)); return "" } catch { return "\(error)" }
+        }
+        #expect(message("membership_profile = \"far\"").contains("it must be \"lan\" or \"wan\""))
+        #expect(message("wan_rtt_ms = 0").contains("wan_rtt_ms = 0: it must be between 1 and 2000"))
     }
 
     @Test func migrationLimitsFollowTheLinkUnlessSet() throws {

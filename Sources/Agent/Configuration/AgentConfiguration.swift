@@ -4,6 +4,15 @@ public import Hypervisor
 import MeshIdentity
 import TOMLKit
 public import HA
+public import Membership
+
+/// Which membership timings a mesh runs (Protocol.md §4.6).
+public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterable {
+    /// memberlist's LAN defaults: probe every 1 s, 500 ms ack timeout.
+    case lan
+    /// Timings derived from the largest round trip between members (`wan_rtt_ms`).
+    case wan
+}
 
 /// The agent's configuration: a `Sendable` struct with defaults for every field; loading from
 /// TOML is a separate initialiser, and every field can also be set by a command-line flag.
@@ -32,6 +41,8 @@ public import HA
 ///     lease_tick_ms = 250
 ///     lease_expiry_ms = 8000
 ///     metrics_listen = "127.0.0.1:9464"  # Prometheus metrics at http://…/metrics; default off
+///     membership_profile = "wan"    # "lan" (default) or "wan" (Protocol.md §4.11.1)
+///     wan_rtt_ms = 150              # the largest round trip between members; WAN only, default 250
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -114,6 +125,20 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
                       tickInterval: .milliseconds(leaseTickMs), expiry: .milliseconds(leaseExpiryMs))
     }
 
+    /// The membership profile: `.lan` (memberlist's LAN defaults) or `.wan` (timings derived from
+    /// `wanRoundTripMs`, Protocol.md §4.11.1). Every member of a mesh SHOULD use the same.
+    public var membershipProfile: MembershipProfile = .lan
+    /// The largest round trip between two members, ms (1...2,000), for the WAN profile.
+    public var wanRoundTripMs: Int = 250
+
+    /// The membership settings of this configuration.
+    public var membershipSettings: MembershipSettings {
+        switch membershipProfile {
+        case .lan: MembershipSettings()
+        case .wan: .wan(roundTrip: .milliseconds(wanRoundTripMs))
+        }
+    }
+
     enum CodingKeys: String, CodingKey, CaseIterable {
         case stateDirectory = "state_dir"
         case channelListen = "channel_listen"
@@ -142,6 +167,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case leaseTickMs = "lease_tick_ms"
         case leaseExpiryMs = "lease_expiry_ms"
         case metricsListen = "metrics_listen"
+        case membershipProfile = "membership_profile"
+        case wanRoundTripMs = "wan_rtt_ms"
     }
 
     /// All defaults.
@@ -184,6 +211,13 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     private static func seconds(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Double? {
         if let whole = try? c.decodeIfPresent(Int.self, forKey: key) { return Double(whole) } // not an integer: read as a float below, whose error is the one to show
         return try c.decodeIfPresent(Double.self, forKey: key)
+        if let profile = try c.decodeIfPresent(String.self, forKey: .membershipProfile) {
+            guard let known = MembershipProfile(rawValue: profile) else {
+                throw DecodingError.dataCorruptedError(forKey: .membershipProfile, in: c, debugDescription: "membership_profile = \"\(profile)\": it must be \"lan\" or \"wan\"")
+            }
+            membershipProfile = known
+        }
+        wanRoundTripMs = try c.decodeIfPresent(Int.self, forKey: .wanRoundTripMs) ?? defaults.wanRoundTripMs
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
@@ -213,6 +247,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
             throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 10 and 600000 ms")
         }
         do { try leaseSettings.validate() } catch { throw .badConfiguration(path: source, reason: "lease timings: \(error)") }
+        guard (1...2_000).contains(wanRoundTripMs) else {
+            throw .badConfiguration(path: source, reason: "wan_rtt_ms = \(wanRoundTripMs): it must be between 1 and 2000 ms (the largest round trip between two members; default 250)")
+        }
         try validateDRS(source: source)
     }
 

@@ -58,6 +58,7 @@ public actor AgentMembership {
         // (`join(_:)`), which the agent does once the service runs.
         var config = MembershipServiceConfiguration(memberID: MemberID(credentials.identity.hostID), bindHost: listen.host,
                                                     bindPort: listen.port, advertisedHost: advertised, metadata: metadata)
+        config.settings = configuration.membershipSettings
         config.joinRetry = JoinRetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(10))
         // A graceful shutdown waits for the leave: keep it short (peers that miss it see this
         // host dead instead of left, a few seconds later).

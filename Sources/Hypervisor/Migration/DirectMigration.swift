@@ -37,9 +37,10 @@ public enum DirectMigration {
     /// Migrates `source` into `destination` (a QEMU started with `QEMUCommandLine.Mode.incoming`)
     /// through the unix socket `socketPath`, then stops the source. With `tls`, the stream is
     /// QEMU's TLS with that pre-shared key (installed on both sides, removed from the source
-    /// if the migration fails).
+    /// if the migration fails). `sourceURI`, when given, is where the source sends instead
+    /// (`tcp:HOST:PORT` of a relay in front of `socketPath`: a benchmark across an emulated link).
     public static func run(
-        source: VMProcess, destination: VMProcess, socketPath: String,
+        source: VMProcess, destination: VMProcess, socketPath: String, sourceURI: String? = nil,
         settings: MigrationSettings = MigrationSettings(), policy: ConvergenceLadder.Policy = ConvergenceLadder.Policy(),
         tls: MigrationTLS? = nil,
         logger: Logger = Logger(label: "hostmesh.hypervisor.migration"),
@@ -55,7 +56,7 @@ public enum DirectMigration {
         let outgoing = OutgoingMigration(qmp: source.qmp, settings: settings, policy: policy, logger: logger)
         let result: MigrationResult
         do {
-            result = try await outgoing.run(to: uri) { sample, rung in
+            result = try await outgoing.run(to: sourceURI ?? uri) { sample, rung in
                 // In post-copy the guest must run on the destination (held paused by -S) to
                 // fault its remaining pages in.
                 if sample.phase == .postcopy, let status = try? await destination.qmp.queryStatus(), !status.running {
