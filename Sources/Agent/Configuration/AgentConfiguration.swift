@@ -205,12 +205,6 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         leaseTickMs = try c.decodeIfPresent(Int.self, forKey: .leaseTickMs) ?? defaults.leaseTickMs
         leaseExpiryMs = try c.decodeIfPresent(Int.self, forKey: .leaseExpiryMs) ?? defaults.leaseExpiryMs
         metricsListen = try c.decodeIfPresent(HostPort.self, forKey: .metricsListen)
-    }
-
-    /// A number of seconds written as TOML float or integer (`drs_interval = 60` is as good as `60.0`).
-    private static func seconds(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Double? {
-        if let whole = try? c.decodeIfPresent(Int.self, forKey: key) { return Double(whole) } // not an integer: read as a float below, whose error is the one to show
-        return try c.decodeIfPresent(Double.self, forKey: key)
         if let profile = try c.decodeIfPresent(String.self, forKey: .membershipProfile) {
             guard let known = MembershipProfile(rawValue: profile) else {
                 throw DecodingError.dataCorruptedError(forKey: .membershipProfile, in: c, debugDescription: "membership_profile = \"\(profile)\": it must be \"lan\" or \"wan\"")
@@ -218,6 +212,12 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
             membershipProfile = known
         }
         wanRoundTripMs = try c.decodeIfPresent(Int.self, forKey: .wanRoundTripMs) ?? defaults.wanRoundTripMs
+    }
+
+    /// A number of seconds written as TOML float or integer (`drs_interval = 60` is as good as `60.0`).
+    private static func seconds(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Double? {
+        if let whole = try? c.decodeIfPresent(Int.self, forKey: key) { return Double(whole) } // not an integer: read as a float below, whose error is the one to show
+        return try c.decodeIfPresent(Double.self, forKey: key)
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.

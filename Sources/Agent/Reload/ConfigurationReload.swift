@@ -58,6 +58,8 @@ extension AgentConfiguration {
         case .leaseTickMs: "\(leaseTickMs)"
         case .leaseExpiryMs: "\(leaseExpiryMs)"
         case .metricsListen: "\(metricsListen.map { "\($0)" } ?? "off")"
+        case .membershipProfile: "\(membershipProfile)"
+        case .wanRoundTripMs: "\(wanRoundTripMs)"
         case nil: ""
         }
     }
