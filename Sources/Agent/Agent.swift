@@ -1,4 +1,5 @@
 public import ControlAPI
+import Dashboard
 import HA
 public import Hypervisor
 public import Logging
@@ -115,6 +116,10 @@ public struct Agent: Service {
                                                     lifetime: configuration.certificateLifetime, logger: logger)
         // DRS rules, settings and maintenance (an evacuation under way goes on after a restart).
         let drsRecords = try await DRSRecordStore(store: store).load()
+        // Before any listener: a dashboard whose token cannot be read or made stops the start.
+        let dashboardToken = try configuration.dashboardListen.map { _ in
+            try DashboardToken.loadOrCreate(path: StateDirectory(configuration.stateDirectory).dashboardToken)
+        }
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -160,7 +165,7 @@ public struct Agent: Service {
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
         ])
         onListening(bound)
-        let services: [(String, any Service)] = [
+        var services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
                 coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, logger: logger))),
@@ -187,6 +192,12 @@ public struct Agent: Service {
                 await membership.refresh(runningVMs: running, migrationsInFlight: await coordinator.inFlight)
             }),
         ]
+        if let dashboardListen = configuration.dashboardListen, let dashboardToken {
+            // Last: it acts through the control socket, and stops first on shutdown.
+            let settings = DashboardService.Settings(listen: dashboardListen, controlSocket: StateDirectory(configuration.stateDirectory).controlSocket,
+                                                     token: dashboardToken)
+            services.append(("dashboard", DashboardService(settings: settings, logger: logger)))
+        }
         // Named explicitly: the group would otherwise describe each service by reflection,
         // which would print the credentials some of them hold.
         return services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0.1, serviceName: $0.0) }

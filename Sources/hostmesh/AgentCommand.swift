@@ -37,6 +37,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Lease fence time, ms (default 4000).") var leaseFenceMs: Int?
     @Option(help: "Lease tick, ms (default 250).") var leaseTickMs: Int?
     @Option(help: "Lease expiry, ms (default 8000).") var leaseExpiryMs: Int?
+    @Option(help: "Serve the web dashboard at this address, e.g. 127.0.0.1:9470 (default off; token: `hostmesh dashboard token`).")
+    var dashboard: String?
 
     func run() async throws {
         var configuration = try config.map { try AgentConfiguration(tomlFile: $0) } ?? AgentConfiguration()
@@ -68,6 +70,7 @@ struct AgentCommand: AsyncParsableCommand {
         if let leaseFenceMs { configuration.leaseFenceMs = leaseFenceMs }
         if let leaseTickMs { configuration.leaseTickMs = leaseTickMs }
         if let leaseExpiryMs { configuration.leaseExpiryMs = leaseExpiryMs }
+        if let dashboard { configuration.dashboardListen = try HostPort(parsing: dashboard) }
         // The keeper is this same executable's `lease-keeper` subcommand.
         configuration.leaseKeeperExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0] // no /proc: argv[0]
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")

@@ -31,6 +31,7 @@ public import HA
 ///     lease_fence_ms = 4000
 ///     lease_tick_ms = 250
 ///     lease_expiry_ms = 8000
+///     dashboard_listen = "127.0.0.1:9470"  # the web dashboard (README); default off
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -100,6 +101,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var leaseExpiryMs: Int = 8000
     /// The `hostmesh` executable that runs `lease-keeper` (set by the executable, not in TOML).
     public var leaseKeeperExecutable: String?
+    /// Where the web dashboard listens (plain HTTP, token required); nil: no dashboard. Give a
+    /// loopback address unless a TLS proxy or an SSH tunnel fronts it.
+    public var dashboardListen: HostPort?
 
     /// The lease timings.
     public var leaseSettings: LeaseSettings {
@@ -134,6 +138,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case leaseFenceMs = "lease_fence_ms"
         case leaseTickMs = "lease_tick_ms"
         case leaseExpiryMs = "lease_expiry_ms"
+        case dashboardListen = "dashboard_listen"
     }
 
     /// All defaults.
@@ -169,6 +174,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         leaseFenceMs = try c.decodeIfPresent(Int.self, forKey: .leaseFenceMs) ?? defaults.leaseFenceMs
         leaseTickMs = try c.decodeIfPresent(Int.self, forKey: .leaseTickMs) ?? defaults.leaseTickMs
         leaseExpiryMs = try c.decodeIfPresent(Int.self, forKey: .leaseExpiryMs) ?? defaults.leaseExpiryMs
+        dashboardListen = try c.decodeIfPresent(HostPort.self, forKey: .dashboardListen)
     }
 
     /// Checks values a type cannot: `source` names where they came from in the error.
