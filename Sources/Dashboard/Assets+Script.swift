@@ -89,16 +89,16 @@ extension Assets {
     }
 
     function vmTable(host, rows, local, others) {
-      const head = h("tr", {}, h("th", {}, "VM"), h("th", {}, "state"), h("th", {}, "memory"), h("th", {}, local ? "migrate to" : "CPU demand"), h("th", {}, ""));
+      const head = h("tr", {}, h("th", {}, "VM"), h("th", {}, local ? "state" : "DRS"), h("th", {}, "memory"), h("th", {}, local ? "migrate to" : "CPU demand"), h("th", {}, ""));
       const body = rows.map(vm => local
         ? h("tr", {"data-vm-row": vm.name}, h("td", {}, vm.name), h("td", {}, h("span", {class: "status " + vm.state}, vm.state)),
             h("td", {}, vm.memoryMiB + " MiB"),
             h("td", {}, h("select", {"data-vm": vm.name}, h("option", {value: "auto"}, "auto (best host)"),
                                      others.map(o => h("option", {value: o}, o)))),
             h("td", {}, h("button", {"data-migrate": vm.name, disabled: vm.state !== "running", onclick: () => migrate(vm.name)}, "Migrate")))
-        : h("tr", {"data-vm-row": vm.name}, h("td", {}, vm.name), h("td", {}, vm.busy ? "migrating" : "running"),
+        : h("tr", {"data-vm-row": vm.name}, h("td", {}, vm.name), h("td", {}, vm.busy ? "busy (migrating)" : vm.movable ? "movable" : "held"),
             h("td", {}, vm.memoryMiB + " MiB"), h("td", {}, (vm.cpuDemandMilli / 1000).toFixed(2) + " cores"), h("td", {})));
-      return h("div", {class: "host-block"}, h("h3", {}, host + (local ? " (this host: migrate from here)" : "")),
+      return h("div", {class: "host-block", "data-host": host}, h("h3", {}, host + (local ? " (this host: migrate from here)" : "")),
                rows.length ? h("table", {}, head, body) : h("p", {class: "muted"}, "no VMs"));
     }
 

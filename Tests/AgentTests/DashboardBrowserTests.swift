@@ -46,8 +46,8 @@ struct DashboardBrowserTests {
     @Test func operatorLogsInSeesTheMeshAndMigratesAGuestFromThePage() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
-        let a = try await mesh.start("node-a", arguments: ["--dashboard", "127.0.0.1:0", "--drs-interval", "3600"])
-        let b = try await mesh.start("node-b", arguments: ["--join", a.address, "--drs-interval", "3600"])
+        let a = try await mesh.start("node-a", arguments: ["--dashboard", "127.0.0.1:0"])
+        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
         let dashboard = "http://" + (try await dashboardAddress(a))
 
         // The token: `hostmesh dashboard token` prints what the agent made, and the file is 0600.
@@ -101,6 +101,10 @@ struct DashboardBrowserTests {
         let button = try await browser.wait(for: "button[data-migrate=\"web\"]:not([disabled])")
         try await browser.click(button)
         let done = try await browser.wait(for: "[data-op-state=\"done\"]", timeout: .seconds(90))
+        // The progress lines of `migrate` reached the page as events while it ran (the page keeps the last one).
+        let progress = try await browser.script("const op = operations.get('op-1'); return op && op.progress ? [op.progress.phase, op.progress.percent] : null;") as? [Any]
+        print("last progress pushed to the page: \(progress.map { "\($0)" } ?? "none")")
+        #expect((progress?.first as? String).map { !$0.isEmpty } == true, "no progress event reached the page")
         #expect(try await browser.text(of: done) == "done")
         let detail = try await browser.text("[data-op-detail]")
         #expect(detail.contains("downtime"), "the finished migration shows its downtime: \(detail)")
@@ -115,6 +119,9 @@ struct DashboardBrowserTests {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(try await browser.text("#history").contains(" ms"))
+        // VMs per host: the guest is listed under node-b once node-b's next load report arrives.
+        _ = try await browser.wait(for: "[data-host=\"node-b\"] [data-vm-row=\"web\"]", timeout: .seconds(20))
+        #expect(try await browser.find("[data-host=\"node-a\"] [data-vm-row=\"web\"]") == nil)
 
         try FileManager.default.createDirectory(atPath: Self.artifacts, withIntermediateDirectories: true)
         let shot = Self.artifacts + "/dashboard.png"

@@ -1,8 +1,5 @@
 import ControlAPI
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// A real headless Chromium driven over WebDriver's HTTP protocol (W3C): Debian's `chromium`
 /// and `chromium-driver`, started per test and killed with it.
@@ -43,7 +40,7 @@ final class WebDriver: @unchecked Sendable {
             "browserName": "chrome",
             "goog:chromeOptions": [
                 "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1250",
                          "--user-data-dir=\(directory)/chromium-profile", "--no-first-run", "--disable-extensions"],
             ],
         ]]]
@@ -121,17 +118,65 @@ final class WebDriver: @unchecked Sendable {
 
     // MARK: - HTTP
 
+    /// One HTTP/1.1 exchange over a plain socket (`Connection: close`), on a thread of its own.
+    /// Not URLSession: Linux's FoundationNetworking refuses chromedriver's answers, whose header
+    /// lines have no space after the colon ("Failed writing header").
     static func http(_ method: String, _ url: URL, json: [String: Any]? = nil) async throws -> ([String: Any], Int) {
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.timeoutInterval = 60
-        if let json {
-            request.httpBody = try JSONSerialization.data(withJSONObject: json)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
+        var head = "\(method) \(url.path) HTTP/1.1\r\nHost: \(url.host ?? "127.0.0.1"):\(url.port ?? 80)\r\nConnection: close\r\n"
+        if json != nil { head += "Content-Type: application/json\r\n" }
+        head += "Content-Length: \(body.count)\r\n\r\n"
+        let request = Data(head.utf8) + body
+        let port = url.port ?? 80
+        let raw: Data = try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try exchange(request, port: port) }) }.start()
         }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? ["raw": String(decoding: data, as: UTF8.self)] // not JSON: kept as text
-        return (object, (response as? HTTPURLResponse)?.statusCode ?? 0)
+        guard let split = raw.range(of: Data("\r\n\r\n".utf8)) else { throw ControlError.failed("no HTTP answer from \(url)") }
+        let statusLine = String(decoding: raw[..<split.lowerBound], as: UTF8.self).split(separator: "\r\n").first ?? ""
+        let status = statusLine.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        let content = raw[split.upperBound...]
+        let object = (try? JSONSerialization.jsonObject(with: content)) as? [String: Any] ?? ["raw": String(decoding: content, as: UTF8.self)] // not JSON: kept as text
+        return (object, status)
+    }
+
+    /// Sends `request` to 127.0.0.1:`port` and reads the answer to the end of the connection.
+    private static func exchange(_ request: Data, port: Int) throws -> Data {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ControlError.failed("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { throw ControlError.failed("connect to port \(port): \(String(cString: strerror(errno)))") }
+        var sent = 0
+        try request.withUnsafeBytes { bytes in
+            while sent < bytes.count {
+                let n = send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+                guard n > 0 else { throw ControlError.failed("send: \(String(cString: strerror(errno)))") }
+                sent += n
+            }
+        }
+        // Read to the end of the body that Content-Length announces: chromedriver keeps the
+        // connection open despite `Connection: close`.
+        var answer = Data()
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            if let split = answer.range(of: Data("\r\n\r\n".utf8)) {
+                let head = String(decoding: answer[..<split.lowerBound], as: UTF8.self).lowercased()
+                let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }
+                if let length, answer.count - split.upperBound >= length { return answer.prefix(split.upperBound + length) }
+            }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            answer.append(contentsOf: buffer[0..<n])
+        }
+        return answer
     }
 
     /// A port nothing listens on now (bound once, then released).
