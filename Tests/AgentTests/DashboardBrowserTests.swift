@@ -82,6 +82,16 @@ struct DashboardBrowserTests {
         await browser.quit()
     }
 
+    /// Waits (up to 20 s) until the element matching `selector` shows `text`.
+    func waitForText(_ selector: String, _ text: String, in browser: WebDriver) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if try await browser.text(selector).contains(text) { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw ControlError.failed("\(selector) never showed \"\(text)\": \(try await browser.text(selector))")
+    }
+
     /// The operator's part, in the browser.
     func drive(_ browser: WebDriver, dashboard: String, token: String, a: AgentProcess, b: AgentProcess) async throws {
         // The page without the token: the login form, saying why.
@@ -127,6 +137,14 @@ struct DashboardBrowserTests {
         let shot = Self.artifacts + "/dashboard.png"
         try (try await browser.screenshot()).write(to: URL(fileURLWithPath: shot))
         print("dashboard screenshot: \(shot)")
+
+        // Maintenance from the page: node-a (now empty) enters it and is ready at once, then leaves it.
+        try await browser.click(try await browser.wait(for: "[data-maintenance=\"node-a\"] button"))
+        try await waitForText("[data-maintenance=\"node-a\"]", "ready for maintenance", in: browser)
+        #expect(try await a.control.call("host.maintenance", DRSTypes.Maintenance(action: .status, host: "node-a"),
+                                         as: DRSTypes.MaintenanceStatus.self).state == "ready for maintenance")
+        try await browser.click(try await browser.wait(for: "[data-maintenance=\"node-a\"] button"))
+        try await waitForText("[data-maintenance=\"node-a\"]", "in service", in: browser)
 
         // Logged out (no cookie), the page is refused again.
         try await browser.deleteCookies()
