@@ -117,12 +117,18 @@ struct DashboardResponder: HTTPResponder {
         var headers = Pages.securityHeaders
         headers[.contentType] = "text/event-stream"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            defer { Task { await hub.unsubscribe(id) } }
-            // Sent at once so the browser knows the stream is open, and how soon to come back.
-            try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
-            for await event in stream {
-                try await writer.write(ByteBuffer(string: event.framed))
+            do {
+                // Sent at once so the browser knows the stream is open, and how soon to come back.
+                try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
+                // A page that went away fails the next write (a state event comes every second).
+                for await event in stream {
+                    try await writer.write(ByteBuffer(string: event.framed))
+                }
+            } catch {
+                await hub.unsubscribe(id)
+                throw error
             }
+            await hub.unsubscribe(id)
             try await writer.finish(nil)
         })
     }

@@ -51,6 +51,10 @@ public struct DashboardService: Service {
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? listen.port
                 logger.info("dashboard listening", metadata: ["dashboard.listen": "\(listen.host):\(port)"])
+                if !["127.0.0.1", "::1", "localhost"].contains(listen.host) {
+                    logger.warning("the dashboard speaks plain HTTP on a non-loopback address: put a TLS proxy or an SSH tunnel in front of it",
+                                   metadata: ["dashboard.listen": "\(listen.host):\(port)"])
+                }
                 onListening(HostPort(host: listen.host, port: port))
             },
             logger: logger
