@@ -2,7 +2,7 @@
 # Each first installs what is missing (Debian packages only), then builds and runs.
 
 APT_PACKAGES := pkg-config libsodium-dev libsqlite3-dev qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils \
-                gcc libc6-dev binutils iproute2 prometheus
+                gcc libc6-dev binutils iproute2 prometheus chromium chromium-driver
 SWIFT ?= swift
 
 .PHONY: all deps build release test demo guest bench lab lab-down clean fuzz install install-files

@@ -28,6 +28,8 @@
 //   MigrationService   the migration shell: coordinator, source and destination runs, recovery (journal,
 //                      VMs and switch behind protocols the agent implements)
 //   Telemetry          Prometheus metrics: the registry, the names, the scrape endpoint (plain NIO HTTP/1)
+//   Dashboard          the operator's web dashboard (Hummingbird): token, pages, server-sent events; it acts
+//                      only through the control socket, so every action takes the command line's checks
 //   Agent              the node: configuration, services, durable state
 //   Benchmarks         `hostmesh bench …`: ours and the reference measured side by side
 //   hostmesh           the one binary: parses arguments, prints results
@@ -54,6 +56,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .target(name: "MeshTime", swiftSettings: strict),
@@ -207,9 +211,21 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Dashboard",
+            dependencies: [
+                "ControlAPI", "Hypervisor", "MeshCrypto", "MeshIdentity",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA", "Placement", "Telemetry",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA", "Placement", "Telemetry", "Dashboard",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -237,7 +253,7 @@ let package = Package(
             name: "hostmesh",
             dependencies: [
                 "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "Benchmarks",
-                "Migration", "MigrationService", "Placement", "Telemetry",
+                "Migration", "MigrationService", "Placement", "Telemetry", "Dashboard",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -300,7 +316,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "MeshIdentity", "MeshTime", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel", "HA",
+                "Agent", "MeshIdentity", "MeshTime", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel", "HA", "Dashboard",
                 "LinkEmulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -327,6 +343,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "DashboardTests", dependencies: ["Dashboard", "ControlAPI", "MeshIdentity", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")], swiftSettings: strict),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "RepositoryRulesTests", swiftSettings: strict),
         .testTarget(

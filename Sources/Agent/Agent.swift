@@ -1,4 +1,5 @@
 public import ControlAPI
+import Dashboard
 import HA
 public import Hypervisor
 public import Logging
@@ -133,6 +134,10 @@ public struct Agent: Service {
                                                     lifetime: configuration.certificateLifetime, logger: logger)
         // DRS rules, settings and maintenance (an evacuation under way goes on after a restart).
         let drsRecords = try await DRSRecordStore(store: store).load()
+        // Before any listener: a dashboard whose token cannot be read or made stops the start.
+        let dashboardToken = try configuration.dashboardListen.map { _ in
+            try DashboardToken.loadOrCreate(path: StateDirectory(configuration.stateDirectory).dashboardToken)
+        }
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
@@ -225,6 +230,12 @@ public struct Agent: Service {
         if let reload {
             services.append(("configuration-reload", ConfigurationReloadService(reload: reload, initial: configuration, coordinator: coordinator,
                                                                                 linkMegabits: link, logger: logger)))
+        }
+        if let dashboardListen = configuration.dashboardListen, let dashboardToken {
+            // Last: it acts through the control socket, and stops first on shutdown.
+            let settings = DashboardService.Settings(listen: dashboardListen, controlSocket: StateDirectory(configuration.stateDirectory).controlSocket,
+                                                     token: dashboardToken)
+            services.append(("dashboard", DashboardService(settings: settings, logger: logger)))
         }
         // Named explicitly: the group would otherwise describe each service by reflection,
         // which would print the credentials some of them hold.

@@ -65,6 +65,30 @@ public enum DRSTypes {
         }
     }
 
+    /// A VM as DRS sees it on some host of the mesh (`drs.vms`): what the dashboard shows per host.
+    public struct MeshVM: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        /// The host that runs it.
+        public var host: String
+        public var memoryMiB: Int
+        /// CPU demand, thousandths of a core.
+        public var cpuDemandMilli: Int
+        /// False when a rule or its state keeps it where it is; `busy` while it migrates.
+        public var movable: Bool
+        public var busy: Bool
+
+        public init(id: String, name: String, host: String, memoryMiB: Int, cpuDemandMilli: Int, movable: Bool, busy: Bool) {
+            self.id = id
+            self.name = name
+            self.host = host
+            self.memoryMiB = memoryMiB
+            self.cpuDemandMilli = cpuDemandMilli
+            self.movable = movable
+            self.busy = busy
+        }
+    }
+
     /// A move DRS proposes (`drs.recommendations`).
     public struct Recommendation: Codable, Sendable, Equatable {
         /// Short id for `drs apply` (a hash of VM, source and destination).

@@ -27,6 +27,8 @@ public struct StateDirectory: Sendable, Hashable, CustomStringConvertible {
     public func trustAnchor(domain: String) -> String { trustDirectory + "/\(domain).pub" }
     /// `control.sock`: the agent's control socket, mode 0600 (Protocol.md §7).
     public var controlSocket: String { path + "/control.sock" }
+    /// `dashboard.token`: the web dashboard's access token, mode 0600 (`hostmesh dashboard token`).
+    public var dashboardToken: String { path + "/dashboard.token" }
 
     /// The path.
     public var description: String { path }

@@ -43,6 +43,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Membership timings: lan or wan (Protocol.md §4.11.1; default lan).") var membershipProfile: String?
     @Option(name: .customLong("wan-rtt-ms"), help: "The largest round trip between members, ms, for the WAN profile (default 250).")
     var wanRoundTripMs: Int?
+    @Option(help: "Serve the web dashboard at this address, e.g. 127.0.0.1:9470 (default off; token: `hostmesh dashboard token`).")
+    var dashboard: String?
 
     func run() async throws {
         let configuration = try loadConfiguration()
@@ -107,6 +109,7 @@ struct AgentCommand: AsyncParsableCommand {
             configuration.membershipProfile = profile
         }
         if let wanRoundTripMs { configuration.wanRoundTripMs = wanRoundTripMs }
+        if let dashboard { configuration.dashboardListen = try HostPort(parsing: dashboard) }
         // The keeper is this same executable's `lease-keeper` subcommand.
         configuration.leaseKeeperExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0] // no /proc: argv[0]
         try configuration.validate(source: config.map { "\($0) and the command line" } ?? "command line")

@@ -20,7 +20,7 @@ import Testing
     /// Modules whose errors matter to safety or to the operator: every `try?` there says, in a
     /// comment on its line or the line above, why losing the error is safe (fail closed, else).
     static let shells = ["Agent", "MigrationService", "Migration", "ControlAPI", "SecureChannel", "GossipTransport",
-                         "VirtualSwitch", "Hypervisor", "MeshIdentity", "Telemetry", "hostmesh"]
+                         "VirtualSwitch", "Hypervisor", "MeshIdentity", "Telemetry", "Dashboard", "hostmesh"]
 
     @Test func everyTryQuestionMarkSaysWhyLosingTheErrorIsSafe() {
         var unjustified: [String] = []

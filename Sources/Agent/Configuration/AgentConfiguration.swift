@@ -43,6 +43,7 @@ public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterabl
 ///     metrics_listen = "127.0.0.1:9464"  # Prometheus metrics at http://…/metrics; default off
 ///     membership_profile = "wan"    # "lan" (default) or "wan" (Protocol.md §4.11.1)
 ///     wan_rtt_ms = 150              # the largest round trip between members; WAN only, default 250
+///     dashboard_listen = "127.0.0.1:9470"  # the web dashboard (README); default off
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -112,6 +113,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var leaseExpiryMs: Int = 8000
     /// The `hostmesh` executable that runs `lease-keeper` (set by the executable, not in TOML).
     public var leaseKeeperExecutable: String?
+    /// Where the web dashboard listens (plain HTTP, token required); nil: no dashboard. Give a
+    /// loopback address unless a TLS proxy or an SSH tunnel fronts it.
+    public var dashboardListen: HostPort?
 
     // MARK: Operability (issue 16): metrics
 
@@ -169,6 +173,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case metricsListen = "metrics_listen"
         case membershipProfile = "membership_profile"
         case wanRoundTripMs = "wan_rtt_ms"
+        case dashboardListen = "dashboard_listen"
     }
 
     /// All defaults.
@@ -205,6 +210,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         leaseTickMs = try c.decodeIfPresent(Int.self, forKey: .leaseTickMs) ?? defaults.leaseTickMs
         leaseExpiryMs = try c.decodeIfPresent(Int.self, forKey: .leaseExpiryMs) ?? defaults.leaseExpiryMs
         metricsListen = try c.decodeIfPresent(HostPort.self, forKey: .metricsListen)
+        dashboardListen = try c.decodeIfPresent(HostPort.self, forKey: .dashboardListen)
         if let profile = try c.decodeIfPresent(String.self, forKey: .membershipProfile) {
             guard let known = MembershipProfile(rawValue: profile) else {
                 throw DecodingError.dataCorruptedError(forKey: .membershipProfile, in: c, debugDescription: "membership_profile = \"\(profile)\": it must be \"lan\" or \"wan\"")

@@ -4,12 +4,12 @@ import MeshCrypto
 import Placement
 
 /// The control methods of DRS, rules and maintenance (Protocol.md §7): `drs.status`, `drs.set`,
-/// `drs.recommendations`, `drs.apply`, `rule.add`, `rule.list`, `rule.remove`, `host.maintenance`.
+/// `drs.recommendations`, `drs.vms`, `drs.apply`, `rule.add`, `rule.list`, `rule.remove`, `host.maintenance`.
 struct DRSControlHandler: Sendable {
     let controller: DRSController
     let placement: InitialPlacement
 
-    static let methods: Set<String> = ["drs.status", "drs.set", "drs.recommendations", "drs.apply", "rule.add", "rule.list", "rule.remove", "host.maintenance", "vm.place"]
+    static let methods: Set<String> = ["drs.status", "drs.set", "drs.recommendations", "drs.apply", "rule.add", "rule.list", "rule.remove", "host.maintenance", "vm.place", "drs.vms"]
 
     func handle(_ request: ControlRequest) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -34,6 +34,12 @@ struct DRSControlHandler: Sendable {
             return ControlTypes.Text(text: "DRS: automation \(settings.automation.rawValue), threshold \(settings.threshold) (replicated to every agent)")
         case "drs.recommendations":
             return await recommendations()
+        case "drs.vms":
+            let (_, view) = await controller.decide()
+            return view.vms.sorted { ($0.host, $0.name) < ($1.host, $1.name) }.map {
+                DRSTypes.MeshVM(id: $0.id, name: $0.name, host: $0.host, memoryMiB: $0.memoryMiB, cpuDemandMilli: $0.cpuDemandMilli,
+                                movable: $0.movable, busy: $0.busy)
+            }
         case "drs.apply":
             let p = try request.params(DRSTypes.Apply.self)
             let (decision, view) = await controller.decide()

@@ -60,6 +60,7 @@ extension AgentConfiguration {
         case .metricsListen: "\(metricsListen.map { "\($0)" } ?? "off")"
         case .membershipProfile: "\(membershipProfile)"
         case .wanRoundTripMs: "\(wanRoundTripMs)"
+        case .dashboardListen: "\(dashboardListen.map { "\($0)" } ?? "off")"
         case nil: ""
         }
     }
