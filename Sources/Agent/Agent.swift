@@ -1,5 +1,7 @@
 public import ControlAPI
 import HA
+import HostHealth
+import Schedules
 public import Hypervisor
 public import Logging
 import MeshIdentity
@@ -149,12 +151,22 @@ public struct Agent: Service {
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)
         }
+        let health = HealthMonitor(hostID: credentials.identity.hostID, store: store, vms: vms, drs: drs, membership: membership,
+                                   settings: HealthTracker.Settings(), thresholds: HealthThresholds(), logger: logger)
+        var scheduleRules = ScheduleBook.Rules()
+        scheduleRules.grace = Int64(configuration.scheduleGrace)
+        scheduleRules.minimumInterval = Int64(configuration.scheduleMinInterval)
+        let schedules = ScheduleRunner(hostID: credentials.identity.hostID, controller: drs, vms: vms, migrations: journal,
+                                       occurrences: OccurrenceJournal(store: store), coordinator: coordinator, membership: membership,
+                                       rules: scheduleRules, logger: logger)
         let issuers = IssuerClient(credentials: credentials, desk: certificates, membership: membership, logger: logger)
         let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
                                  revocations: revocations, rotator: rotator, drs: DRSControlHandler(
-                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)))
+                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
+                                 health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
+                                 schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules))
         logger.info("agent listening", metadata: [
             "mesh.host": "\(credentials.identity.hostID)", "mesh.domain": "\(credentials.certificate.domain)",
             "mesh.key": "\(credentials.identity.signingKey.publicKey.fingerprint)", "mesh.listen": "\(bound)",
@@ -181,6 +193,8 @@ public struct Agent: Service {
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
             ("drs", DRSService(controller: drs, broadcast: { await peers.broadcast($0) })),
+            ("health", HealthService(monitor: health)),
+            ("schedules", ScheduleService(runner: schedules)),
             ("capacity-refresh", CapacityRefreshService(interval: .seconds(3)) {
                 // A VM list that cannot be read counts as none running until the next refresh.
                 let running = (try? await vms.list().filter { $0.state == "running" }.count) ?? 0

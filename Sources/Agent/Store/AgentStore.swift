@@ -73,6 +73,12 @@ public final class AgentStore: Sendable {
         }
         // DRS: replicated rules, settings and maintenance requests (Agent/DRS, Protocol.md §12.3).
         migrator.registerMigration("drs-v1") { db in try DRSRecordStore.createTables(db) }
+        // Operations: the occurrence journal of schedules (Agent/Schedules, Protocol.md §14.3) and
+        // the row the health monitor times its journal writes on (Agent/Health, §13.1).
+        migrator.registerMigration("operations-v1") { db in
+            try OccurrenceJournal.createTables(db)
+            try HealthProbes.createTables(db)
+        }
         return migrator
     }
 }
