@@ -18,6 +18,7 @@ struct HealthCommand: AsyncParsableCommand {
             let status = try await control.client.call("host.health", OperationsTypes.Health(action: .set, host: host, state: state, reason: reason),
                                                        as: OperationsTypes.HealthStatus.self)
             if control.json { try control.printJSON(status); return }
+            print("marked \(status.host) \(state) (replicated to every agent; the host applies it within a few seconds); now:")
             print(Status.describe(status))
         }
     }
@@ -36,6 +37,9 @@ struct HealthCommand: AsyncParsableCommand {
         static func describe(_ s: OperationsTypes.HealthStatus) -> String {
             var lines = ["\(s.host): \(s.state)" + (s.evacuating ? " (its VMs are moved away: policy \(s.policy))" : " (policy \(s.policy))")]
             for reason in s.reasons { lines.append("  \(reason)") }
+            if let mark = s.operatorMark, !s.reasons.contains(where: { $0.contains("set by an operator") }) {
+                lines.append("  operator's mark \(mark) (recorded; it applies once the host has it)")
+            }
             for (name, value) in (s.measurements ?? [:]).sorted(by: { $0.key < $1.key }) {
                 lines.append("  measured \(name): " + (value < 0 ? "failed" : String(format: "%.1f", value)))
             }
