@@ -105,11 +105,11 @@ echo "-- demo-vm now on node-b: $(hb "$B")"
 echo "-- peer-vm: $(peer 'TCP 10.77.0.3')   (still conn=1)"
 "$BIN" vm create late-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 64 2>&1 | show || true
 "$BIN" host maintenance exit node-a $B | show
-"$BIN" schedule add --at +5s $B -- migrate demo-vm --to node-a | show
+"$BIN" schedule add --at +15s $B -- migrate demo-vm --to node-a | show   # its owner, node-b, got it under 10 s ago: the occurrence must be more than 10 s after that
 sleep 3
 echo "-- as node-a sees it (replicated):"
 "$BIN" schedule list $A | show
-for _ in $(seq 1 60); do "$BIN" schedule history $B | grep -q done && break; sleep 0.5; done
+for _ in $(seq 1 80); do "$BIN" schedule history $B | grep -q done && break; sleep 0.5; done
 "$BIN" schedule history $B | show
 echo "-- demo-vm back on node-a: $(hb "$A")"
 echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"

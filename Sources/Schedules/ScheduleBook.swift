@@ -9,6 +9,12 @@ public enum ScheduleBook {
         public var grace: Int64 = 300
         /// Two occurrences on one object closer than this are "at the same time".
         public var conflictWindow: Int64 = 60
+        /// A host that received the object (a VM, by migration) runs only occurrences due more
+        /// than this after its arrival: arrival times and occurrence times are read on different
+        /// hosts' clocks, and a host whose clock is behind must not take an occurrence its previous
+        /// holder ran (or was running) as its own. Occurrences in this margin are then nobody's:
+        /// missed, never run twice. Hosts whose clocks are 2 s off their peers' are degraded (§13.1).
+        public var arrivalMargin: Int64 = 10
         public init() {}
     }
 
@@ -85,9 +91,9 @@ public enum ScheduleBook {
             guard first <= latest else { continue }
             for index in first...latest {
                 let at = schedule.time(of: index)
-                // Held strictly before its time: a host the VM reached at that very second was
-                // receiving it then (the VM was in an operation, held by no one).
-                guard !journaled.contains(schedule.occurrenceID(index)), at > since else { continue }
+                // Held since before its time, by more than the arrival margin: a host the VM
+                // reached at that very second was receiving it then (held by no one), and clocks differ.
+                guard !journaled.contains(schedule.occurrenceID(index)), since == .min || at > since + rules.arrivalMargin else { continue }
                 out.append(nowUnix - at > rules.grace ? .missed(scheduleID: schedule.id, index: index) : .run(scheduleID: schedule.id, index: index))
             }
         }

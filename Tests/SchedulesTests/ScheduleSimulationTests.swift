@@ -22,6 +22,8 @@ import Testing
         var executions: [String: [String]] = [:]
         var outcomes: [String: OccurrenceResult.Outcome] = [:]
         let delay: Int64
+        /// Per host, how far its clock is off when it stamps an arrival.
+        var arrivalSkew: [String: Int64] = [:]
         let rules = ScheduleBook.Rules()
 
         mutating func step(_ now: Int64) {
@@ -50,7 +52,7 @@ import Testing
                         executions[occurrence, default: []].append(name)
                         if case .migrate(let vm, let to?) = schedule.action, to != name {
                             hosts[name]!.holds[vm] = nil
-                            hosts[to]!.holds[vm] = now
+                            hosts[to]!.holds[vm] = now + (arrivalSkew[to] ?? 0)
                         }
                     }
                     #expect(outcomes[occurrence] == nil, "\(occurrence) has two outcomes")
@@ -80,6 +82,17 @@ import Testing
         for now in t...(t + 60) { world.step(now) }
         #expect(world.executions == ["s#0": ["b"]])
         #expect(world.hosts["c"]!.holds["web"] == t + 5)
+    }
+
+    /// The receiving host's clock is 8 s behind (within the arrival margin): its arrival stamp is earlier than the
+    /// occurrence's time, yet it does not run it again (the arrival margin).
+    @Test func aReceiverWhoseClockIsBehindDoesNotRunItAgain() {
+        let t: Int64 = 1_000
+        var world = World(hosts: ["b": Host(holds: ["web": 0]), "c": Host()],
+                          schedules: [Schedule(id: "s", atUnix: t + 5, action: .migrate(vm: "web", to: "c"), createdBy: "b", createdAtUnix: t)],
+                          delay: 30, arrivalSkew: ["c": -8])
+        for now in t...(t + 60) { world.step(now) }
+        #expect(world.executions == ["s#0": ["b"]])
     }
 
     @Test func aPeriodicScheduleFollowsItsVMFromHostToHost() {
