@@ -46,6 +46,17 @@ public struct ScheduleRuns: Sendable, Hashable, Codable {
         self.recent = recent
     }
 
+    /// Both replicas' outcomes (Protocol.md §14.3): run records are last-writer-wins like every
+    /// replicated record, so two executors writing at once could each drop the other's outcome;
+    /// an agent that sees the winner lack outcomes it holds writes the union. Commutative,
+    /// associative, idempotent.
+    public func merged(with other: ScheduleRuns) -> ScheduleRuns {
+        var out = self
+        for result in other.recent { out.record(result) }
+        out.lastIndex = max(lastIndex, other.lastIndex)
+        return out
+    }
+
     /// Adds an outcome (idempotent per index).
     public mutating func record(_ result: OccurrenceResult) {
         guard !recent.contains(where: { $0.index == result.index }) else { return }

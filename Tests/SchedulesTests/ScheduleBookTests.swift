@@ -98,3 +98,20 @@ import Testing
         #expect(runs.recent.last?.outcome == .done)
     }
 }
+
+@Suite struct ScheduleRunsMergeTests {
+    func result(_ i: Int, by host: String) -> OccurrenceResult { OccurrenceResult(index: i, outcome: .done, detail: "", executor: host, atUnix: Int64(i)) }
+
+    @Test func unionKeepsBothExecutorsOutcomesWhateverTheOrder() {
+        var b = ScheduleRuns()
+        b.record(result(3, by: "b"))
+        var c = ScheduleRuns()
+        c.record(result(2, by: "c"))
+        c.record(result(4, by: "c"))
+        #expect(b.merged(with: c) == c.merged(with: b))
+        #expect(b.merged(with: c).recent.map(\.index) == [2, 3, 4])
+        #expect(b.merged(with: c).lastIndex == 4)
+        #expect(b.merged(with: c).merged(with: c) == b.merged(with: c))
+        #expect(b.merged(with: ScheduleRuns()) == b)
+    }
+}

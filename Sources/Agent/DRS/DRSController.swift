@@ -172,8 +172,16 @@ actor DRSController {
                 if update.load.sentUnixMs != 0 { clockOffsets[peer] = Date().timeIntervalSince1970 * 1000 - Double(update.load.sentUnixMs) }
             }
         }
+        let incoming = update.records.compactMap(DRSRecordCoding.record)
+        let before = records
+        await merge(incoming, from: peer)
+        await uniteScheduleRuns(incoming, held: before)
+    }
+
+    /// Merges received records: the changed ones stored first, then applied.
+    private func merge(_ incoming: [DRSRecord], from peer: String) async {
         var next = records
-        let changed = next.merge(update.records.compactMap(DRSRecordCoding.record))
+        let changed = next.merge(incoming)
         guard !changed.isEmpty else { return }
         do {
             try await store.save(changed)
@@ -187,6 +195,20 @@ actor DRSController {
         recordsChanged = true
         logger.info("DRS records updated", metadata: ["mesh.peer": "\(peer)", "drs.keys": "\(changed.map(\.key))"])
         await applyLocalMaintenance()
+    }
+
+    /// Schedule run records merge by union (Protocol.md §14.3): where the winning copy of a
+    /// `schedule-runs/<id>` lacks outcomes the other held, the union is written here.
+    private func uniteScheduleRuns(_ incoming: [DRSRecord], held before: ReplicatedRecords<DRSRecordBody>) async {
+        for record in incoming {
+            guard case .scheduleRuns(let theirs)? = record.body, case .scheduleRuns(let ours)? = before.records[record.key]?.body,
+                  case .scheduleRuns(let winner)? = records.records[record.key]?.body else { continue }
+            let union = ours.merged(with: theirs)
+            guard union != winner else { continue }
+            do { try await write(record.key, .scheduleRuns(union)) } catch {
+                logger.error("cannot store the union of a schedule's outcomes; the next update tries again", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// A member that is gone no longer reports loads.
