@@ -22,6 +22,8 @@
 //   Hypervisor         QEMU process supervision, the QMP client, VM specs and their builder, host facts
 //   VirtualSwitch      the VMs' switch and its encrypted UDP overlay between hosts (core + shell)
 //   Placement          DRS: host loads, rules, balancing plans, initial placement, replicated records (pure)
+//   HostHealth         a host's health from its measurements, with hysteresis, and the evacuation policy (pure)
+//   Schedules          scheduled operations: records, occurrences, who runs each exactly once (pure)
 //   Migration          the migration state machines (pure), their one executor each, and the stream tunnels
 //   ControlAPI         JSON lines over a unix socket between the command line and its local agent, and
 //                      every type they exchange (so the command line never imports Agent for data)
@@ -163,6 +165,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "Placement", swiftSettings: strict),
+        .target(name: "HostHealth", swiftSettings: strict),
+        .target(name: "Schedules", swiftSettings: strict),
         .target(
             name: "Migration",
             dependencies: [
@@ -225,7 +229,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA", "Placement", "Telemetry", "Dashboard",
+                "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "Membership", "GossipTransport", "Hypervisor", "VirtualSwitch", "Migration", "ControlAPI", "MigrationService", "MeshTime", "HA", "Placement", "Telemetry", "Dashboard", "HostHealth", "Schedules",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -294,6 +298,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "PlacementTests", dependencies: ["Placement"], swiftSettings: strict),
+        .testTarget(name: "HostHealthTests", dependencies: ["HostHealth", "Placement"], swiftSettings: strict),
+        .testTarget(name: "SchedulesTests", dependencies: ["Schedules"], swiftSettings: strict),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"], swiftSettings: strict),
         .testTarget(
             name: "MigrationTests",

@@ -98,6 +98,26 @@ echo "-- demo-vm back on node-a: $(hb "$A")"
 echo "-- peer-vm: $(peer PING)   (maxgap_ms: the longest the peer waited for a reply)"
 echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"
 "$BIN" migrations $A | show
+
+step "3a. node-a enters maintenance: its VM moves to node-b by itself and the peer keeps its connection; a schedule brings it back"
+"$BIN" host maintenance enter node-a --wait $B | show
+echo "-- demo-vm now on node-b: $(hb "$B")"
+echo "-- peer-vm: $(peer 'TCP 10.77.0.3')   (still conn=1)"
+"$BIN" vm create late-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 64 2>&1 | show || true
+"$BIN" host maintenance exit node-a $B | show
+"$BIN" schedule add --at +15s $B -- migrate demo-vm --to node-a | show   # its owner, node-b, got it under 10 s ago: the occurrence must be more than 10 s after that
+sleep 3
+echo "-- as node-a sees it (replicated):"
+"$BIN" schedule list $A | show
+for _ in $(seq 1 80); do "$BIN" schedule history $B | grep -q done && break; sleep 0.5; done
+"$BIN" schedule history $B | show
+echo "-- demo-vm back on node-a: $(hb "$A")"
+echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"
+"$BIN" host health set degraded --reason "fan failure (demo)" node-b $A | show
+for _ in $(seq 1 40); do "$BIN" host health status node-b $A | grep -q "^node-b: degraded" && break; sleep 0.5; done
+echo "-- as node-a sees node-b (gossiped):"
+"$BIN" host health status node-b $A | show
+"$BIN" host health set healthy node-b $A | show
 "$BIN" vm stop demo-vm $A >/dev/null
 "$BIN" vm stop peer-vm $B >/dev/null
 
@@ -174,4 +194,4 @@ chmod 644 "$W/node-b/host.key"
 on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 5) 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
-step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused"
+step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused"

@@ -1,6 +1,8 @@
 public import ControlAPI
 import Dashboard
 import HA
+import HostHealth
+import Schedules
 public import Hypervisor
 public import Logging
 import MeshIdentity
@@ -178,12 +180,22 @@ public struct Agent: Service {
             await network.removePeer(host)
         }
         await federation.wire(membership: membership.service)
+        let health = HealthMonitor(hostID: credentials.identity.hostID, store: store, vms: vms, drs: drs, membership: membership,
+                                   settings: HealthTracker.Settings(), thresholds: HealthThresholds(), logger: logger)
+        var scheduleRules = ScheduleBook.Rules()
+        scheduleRules.grace = Int64(configuration.scheduleGrace)
+        scheduleRules.minimumInterval = Int64(configuration.scheduleMinInterval)
+        let schedules = ScheduleRunner(hostID: credentials.identity.hostID, controller: drs, vms: vms, migrations: journal,
+                                       occurrences: OccurrenceJournal(store: store), coordinator: coordinator, membership: membership,
+                                       rules: scheduleRules, logger: logger)
         let issuers = IssuerClient(credentials: credentials, desk: certificates, membership: membership, logger: logger)
         let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
                                  revocations: revocations, federation: federation, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
-                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)))
+                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
+                                 health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
+                                 schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules))
         let metrics: MetricsEndpoint?
         do {
             metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network)
@@ -220,6 +232,8 @@ public struct Agent: Service {
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { await peers.broadcast($0) })),
             ("drs", DRSService(controller: drs, broadcast: { await peers.broadcast($0) })),
+            ("health", HealthService(monitor: health)),
+            ("schedules", ScheduleService(runner: schedules)),
             ("capacity-refresh", CapacityRefreshService(interval: .seconds(3)) {
                 // A VM list that cannot be read counts as none running until the next refresh.
                 let running = (try? await vms.list().filter { $0.state == "running" }.count) ?? 0

@@ -152,6 +152,12 @@ extension GossipCodec {
                 message: name, field: "metadata.instance_id",
                 reason: "\(message.instanceID.count) bytes, at most 32 expected")
         }
+        guard message.healthReasons.count <= MemberMetadata.maxHealthReasons,
+              message.healthReasons.allSatisfy({ $0.utf8.count <= MemberMetadata.maxHealthReasonBytes }) else {
+            throw .invalidField(
+                message: name, field: "metadata.health_reasons",
+                reason: "\(message.healthReasons.count) reasons, at most \(MemberMetadata.maxHealthReasons) of at most \(MemberMetadata.maxHealthReasonBytes) bytes expected")
+        }
         return MemberMetadata(
             version: message.version,
             domain: message.domain,
@@ -168,7 +174,8 @@ extension GossipCodec {
             controlAddress: message.hasControlAddress
                 ? try address(message.controlAddress, in: name, field: "metadata.control_address") : nil,
             keyFingerprint: [UInt8](message.keyFingerprint),
-            instanceID: [UInt8](message.instanceID))
+            instanceID: [UInt8](message.instanceID),
+            healthReasons: message.healthReasons)
     }
 
     static func memberID(_ raw: String, in name: String, field: String) throws(GossipCodecError) -> MemberID {

@@ -202,6 +202,7 @@ public enum GossipCodec {
         if let address = metadata.controlAddress { message.controlAddress = wire(address) }
         if !metadata.keyFingerprint.isEmpty { message.keyFingerprint = Data(metadata.keyFingerprint) }
         if !metadata.instanceID.isEmpty { message.instanceID = Data(metadata.instanceID) }
+        message.healthReasons = metadata.healthReasons
         return message
     }
 

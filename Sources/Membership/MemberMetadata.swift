@@ -32,6 +32,7 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         var controlAddress: PeerAddress?
         var keyFingerprint: [UInt8]
         var instanceID: [UInt8]
+        var healthReasons: [String]
     }
 
     /// Immutable after creation (`let` only), hence safely shared across threads.
@@ -114,6 +115,18 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         set { update { $0.keyFingerprint = newValue } }
     }
 
+    /// Why the host is not healthy, worst first (Protocol.md §13.1); empty when healthy. At
+    /// most `maxHealthReasons` of at most `maxHealthReasonBytes` each (longer ones are refused
+    /// on receipt, so the owner trims them).
+    public var healthReasons: [String] {
+        get { storage.fields.healthReasons }
+        set { update { $0.healthReasons = newValue } }
+    }
+    /// Reasons a member may gossip.
+    public static let maxHealthReasons = 4
+    /// Bytes (UTF-8) of one reason.
+    public static let maxHealthReasonBytes = 120
+
     /// Random bytes chosen at every start of the host's agent: a member whose instance changed
     /// restarted, even if no one saw it dead (its peers must greet it again).
     public var instanceID: [UInt8] {
@@ -127,7 +140,7 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         memoryFreeBytes: UInt64 = 0, runningVMs: UInt32 = 0, cpuLoadMilli: UInt32 = 0,
         migrationsInFlight: UInt32 = 0, health: Health = .ok, maintenance: Bool = false,
         channelAddress: PeerAddress? = nil, controlAddress: PeerAddress? = nil, keyFingerprint: [UInt8] = [],
-        instanceID: [UInt8] = []
+        instanceID: [UInt8] = [], healthReasons: [String] = []
     ) {
         storage = Storage(
             Fields(
@@ -144,7 +157,8 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
                 channelAddress: channelAddress,
                 controlAddress: controlAddress,
                 keyFingerprint: keyFingerprint,
-                instanceID: instanceID))
+                instanceID: instanceID,
+                healthReasons: healthReasons))
     }
 
     /// CPU load as a fraction of all cores (1.0 = saturated).

@@ -34,6 +34,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds between DRS record and load sends (default 2).") var drsSyncInterval: Double?
     @Option(help: "Seconds a VM that moved is left alone by balancing (default 300).") var drsHold: Double?
     @Option(help: "DRS moves under way in the whole mesh at once (default 4).") var drsMaxConcurrentMoves: Int?
+    @Option(help: "Seconds after its time a scheduled occurrence whose executor was down still runs (default 300).") var scheduleGrace: Int?
+    @Option(help: "Shortest interval of a repeating schedule, seconds (default 60).") var scheduleMinInterval: Int?
     @Flag(help: "Run a lease keeper beside every VM on shared storage (Protocol.md §11.2; default off).") var leases = false
     @Option(help: "Lease renew interval, ms (default 1000).") var leaseRenewMs: Int?
     @Option(help: "Lease fence time, ms (default 4000).") var leaseFenceMs: Int?
@@ -98,6 +100,8 @@ struct AgentCommand: AsyncParsableCommand {
         if let drsSyncInterval { configuration.drsSyncInterval = drsSyncInterval }
         if let drsHold { configuration.drsHold = drsHold }
         if let drsMaxConcurrentMoves { configuration.drsMaxConcurrentMoves = drsMaxConcurrentMoves }
+        if let scheduleGrace { configuration.scheduleGrace = scheduleGrace }
+        if let scheduleMinInterval { configuration.scheduleMinInterval = scheduleMinInterval }
         if leases { configuration.leases = true }
         if let leaseRenewMs { configuration.leaseRenewMs = leaseRenewMs }
         if let leaseFenceMs { configuration.leaseFenceMs = leaseFenceMs }

@@ -110,7 +110,7 @@ struct RuleCommand: AsyncParsableCommand {
 }
 
 struct HostCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "host", abstract: "Operations on hosts of the mesh.", subcommands: [Maintenance.self])
+    static let configuration = CommandConfiguration(commandName: "host", abstract: "Operations on hosts of the mesh.", subcommands: [Maintenance.self, HealthCommand.self])
 
     struct Maintenance: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Enter, exit or show a host's maintenance (any host, from any agent).")

@@ -83,7 +83,7 @@ struct AgentFailClosedTests {
         guard case .failure(let refusal) = DestinationChooser.choose(from: [member], excluding: "a", domain: "lab", memoryMiB: 64) else {
             Issue.record("a host whose memory is unknown was chosen"); return
         }
-        #expect(refusal.description.contains("unhealthy"))
+        #expect(refusal.description.contains("failing: cannot read /proc/meminfo"), "\(refusal)")
         // ...and is healthy again once it reads.
         let known = AgentMembership.capacity(after: unknown, memory: (total: 16 << 30, available: 4 << 30), load: 2, cores: 4,
                                              runningVMs: 2, migrationsInFlight: 0)

@@ -24,7 +24,7 @@ import Testing
         guard case .failure(let error) = DestinationChooser.choose(from: members, excluding: "self", domain: "lab", memoryMiB: 20_000) else {
             Issue.record("a 20 GiB VM found room"); return
         }
-        for reason in ["dead: dead", "maint: in maintenance", "sick: unhealthy", "foreign: domain prod"] {
+        for reason in ["dead: dead", "maint: in maintenance", "sick: failing", "foreign: domain prod"] {
             #expect(error.description.contains(reason))
         }
         #expect(DestinationChooser.choose(from: [member("self")], excluding: "self", domain: "lab", memoryMiB: 1).map(\.host)

@@ -35,6 +35,8 @@ public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterabl
 ///     drs_sync_interval = 2         # seconds between DRS record and load sends
 ///     drs_hold = 300                # seconds a moved VM is left alone
 ///     drs_max_concurrent_moves = 4  # DRS moves under way in the whole mesh
+///     schedule_grace = 300          # seconds a missed occurrence may still run (§14.3)
+///     schedule_min_interval = 60    # shortest --every, seconds
 ///     leases = true                 # lease keepers for VMs on shared storage (§11.2); default false
 ///     lease_renew_ms = 1000         # lease timings (defaults shown; checked as a whole)
 ///     lease_fence_ms = 4000
@@ -92,6 +94,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var drsSyncInterval: Double = DRSConfiguration().syncInterval
     public var drsHold: Double = DRSConfiguration().hold
     public var drsMaxConcurrentMoves: Int = DRSConfiguration().maxConcurrentMoves
+    /// Seconds after its time an occurrence whose executor was down still runs (Protocol.md §14.3).
+    public var scheduleGrace: Int = 300
+    /// Shortest interval of a repeating schedule, seconds.
+    public var scheduleMinInterval: Int = 60
 
     /// The DRS settings of this configuration.
     public var drs: DRSConfiguration {
@@ -165,6 +171,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case drsSyncInterval = "drs_sync_interval"
         case drsHold = "drs_hold"
         case drsMaxConcurrentMoves = "drs_max_concurrent_moves"
+        case scheduleGrace = "schedule_grace"
+        case scheduleMinInterval = "schedule_min_interval"
         case leases
         case leaseRenewMs = "lease_renew_ms"
         case leaseFenceMs = "lease_fence_ms"
@@ -204,6 +212,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         drsSyncInterval = try Self.seconds(c, .drsSyncInterval) ?? defaults.drsSyncInterval
         drsHold = try Self.seconds(c, .drsHold) ?? defaults.drsHold
         drsMaxConcurrentMoves = try c.decodeIfPresent(Int.self, forKey: .drsMaxConcurrentMoves) ?? defaults.drsMaxConcurrentMoves
+        scheduleGrace = try c.decodeIfPresent(Int.self, forKey: .scheduleGrace) ?? defaults.scheduleGrace
+        scheduleMinInterval = try c.decodeIfPresent(Int.self, forKey: .scheduleMinInterval) ?? defaults.scheduleMinInterval
         leases = try c.decodeIfPresent(Bool.self, forKey: .leases) ?? defaults.leases
         leaseRenewMs = try c.decodeIfPresent(Int.self, forKey: .leaseRenewMs) ?? defaults.leaseRenewMs
         leaseFenceMs = try c.decodeIfPresent(Int.self, forKey: .leaseFenceMs) ?? defaults.leaseFenceMs
@@ -268,6 +278,12 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         }
         guard drsSyncInterval <= drsInterval else {
             throw .badConfiguration(path: source, reason: "drs_sync_interval (\(drsSyncInterval) s) must not exceed drs_interval (\(drsInterval) s): rounds decide on what the syncs bring")
+        }
+        guard (0...86_400).contains(scheduleGrace) else {
+            throw .badConfiguration(path: source, reason: "schedule_grace = \(scheduleGrace): it must be between 0 and 86400 seconds")
+        }
+        guard (1...86_400).contains(scheduleMinInterval) else {
+            throw .badConfiguration(path: source, reason: "schedule_min_interval = \(scheduleMinInterval): it must be between 1 and 86400 seconds")
         }
         guard (1...64).contains(drsMaxConcurrentMoves) else {
             throw .badConfiguration(path: source, reason: "drs_max_concurrent_moves = \(drsMaxConcurrentMoves): it must be between 1 and 64")

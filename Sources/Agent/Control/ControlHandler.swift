@@ -24,6 +24,9 @@ struct ControlHandler: Sendable {
     let storage: StorageMover
     /// DRS, rules and maintenance (Agent/DRS).
     let drs: DRSControlHandler
+    /// Host health (Agent/Health) and schedules (Agent/Schedules).
+    let health: HealthControlHandler
+    let schedules: ScheduleControlHandler
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -139,6 +142,10 @@ struct ControlHandler: Sendable {
             return await coordinator.queued() + (try await journal.history())
         case let method where DRSControlHandler.methods.contains(method):
             return try await drs.handle(request)
+        case let method where HealthControlHandler.methods.contains(method):
+            return try await health.handle(request)
+        case let method where ScheduleControlHandler.methods.contains(method):
+            return try await schedules.handle(request)
         default:
             throw ControlError.badRequest("unknown method \"\(request.method)\"")
         }

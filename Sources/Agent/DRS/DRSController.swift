@@ -1,11 +1,13 @@
 import ControlAPI
 import Foundation
+import HostHealth
 import Hypervisor
 import Logging
 import Membership
 import MeshWire
 import MigrationService
 import Placement
+import Schedules
 
 /// The agent's DRS (Protocol.md §12): the replicated records (rules, settings, maintenance), the
 /// hosts' VM load reports, and each round's decision. Decisions come from the pure `DRSRound`;
@@ -86,6 +88,38 @@ actor DRSController {
 
     func recordRows() -> [DRSRecord] { records.all }
 
+    /// The operator's health mark of `host` (Protocol.md §13.1), nil when none or withdrawn.
+    func healthMark(of host: String) -> HealthMark? {
+        if case .health(let m)? = records.live[DRSRecordBody.healthKey(host)], m.state != .healthy { return m }
+        return nil
+    }
+
+    /// The mesh's health policy (Protocol.md §13.3); evacuate-when-failing until one is set.
+    var healthPolicy: HealthPolicy {
+        if case .healthPolicy(let p)? = records.live[DRSRecordBody.healthPolicyKey] { return p }
+        return .evacuateWhenFailing
+    }
+
+    /// The live schedules and their run records (Protocol.md §14).
+    var schedules: [Schedule] {
+        records.live.values.compactMap { if case .schedule(let s) = $0 { s } else { nil } }.sorted { $0.id < $1.id }
+    }
+
+    var scheduleRuns: [String: ScheduleRuns] {
+        Dictionary(records.live.compactMap { key, body in
+            if case .scheduleRuns(let r) = body { (String(key.dropFirst("schedule-runs/".count)), r) } else { nil }
+        }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// This host's health as `Agent/Health` last assessed it: a host its policy evacuates runs
+    /// its DRS rounds at every sync, as one in maintenance.
+    private var localHealth: HealthState = .healthy
+    func setLocalHealth(_ state: HealthState) { localHealth = state }
+
+    /// Clock offsets of peers' load reports: receive time minus their send time, milliseconds.
+    private var clockOffsets: [String: Double] = [:]
+    var peerClockOffsets: [Double] { Array(clockOffsets.values) }
+
     // MARK: - Anti-entropy
 
     /// Records changed (written here or merged) since the last send.
@@ -135,10 +169,19 @@ actor DRSController {
             let current = loads[peer]
             if current == nil || current!.instanceID != update.load.instanceID || current!.sequence < update.load.sequence {
                 loads[peer] = update.load
+                if update.load.sentUnixMs != 0 { clockOffsets[peer] = Date().timeIntervalSince1970 * 1000 - Double(update.load.sentUnixMs) }
             }
         }
+        let incoming = update.records.compactMap(DRSRecordCoding.record)
+        let before = records
+        await merge(incoming, from: peer)
+        await uniteScheduleRuns(incoming, held: before)
+    }
+
+    /// Merges received records: the changed ones stored first, then applied.
+    private func merge(_ incoming: [DRSRecord], from peer: String) async {
         var next = records
-        let changed = next.merge(update.records.compactMap(DRSRecordCoding.record))
+        let changed = next.merge(incoming)
         guard !changed.isEmpty else { return }
         do {
             try await store.save(changed)
@@ -154,8 +197,25 @@ actor DRSController {
         await applyLocalMaintenance()
     }
 
+    /// Schedule run records merge by union (Protocol.md §14.3): where the winning copy of a
+    /// `schedule-runs/<id>` lacks outcomes the other held, the union is written here.
+    private func uniteScheduleRuns(_ incoming: [DRSRecord], held before: ReplicatedRecords<DRSRecordBody>) async {
+        for record in incoming {
+            guard case .scheduleRuns(let theirs)? = record.body, case .scheduleRuns(let ours)? = before.records[record.key]?.body,
+                  case .scheduleRuns(let winner)? = records.records[record.key]?.body else { continue }
+            let union = ours.merged(with: theirs)
+            guard union != winner else { continue }
+            do { try await write(record.key, .scheduleRuns(union)) } catch {
+                logger.error("cannot store the union of a schedule's outcomes; the next update tries again", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     /// A member that is gone no longer reports loads.
-    func forget(_ host: String) { loads[host] = nil }
+    func forget(_ host: String) {
+        loads[host] = nil
+        clockOffsets[host] = nil
+    }
 
     /// Measures this host's VMs: demand from their vCPU threads, holds from the migration history.
     private func measure() async -> Hostmesh_V1_DrsHostLoad {
@@ -164,6 +224,7 @@ actor DRSController {
         load.hostID = hostID
         load.sequence = sequence
         load.instanceID = Data(instance)
+        load.sentUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
         let list: [VMInfo]
         do { list = try await vms.list() } catch {
             logger.error("cannot list this host's VMs for DRS; its last report stands", metadata: ["error": "\(error)"])
@@ -231,7 +292,7 @@ actor DRSController {
     func decide() async -> (DRSRound.Decision, PlacementInput) {
         let members = await membership.service.members().map(\.member)
         let view = DRSViewBuilder.input(members: members, loads: loads, rules: rules, maintenance: hostsInMaintenance, domain: domain,
-                                        nowUnix: Int64(Date().timeIntervalSince1970))
+                                        nowUnix: Int64(Date().timeIntervalSince1970), healthPolicy: healthPolicy)
         // Each migration counts on both its hosts; this agent's own moves count at once, before
         // its gossiped capacity says so (up to a refresh interval later).
         let inFlight = max((DRSViewBuilder.migrationsInFlight(members) + 1) / 2, moving.count)
@@ -299,5 +360,5 @@ actor DRSController {
 
     var roundTime: Double? { lastRound }
     /// Whether this host is evacuating (its rounds then run at every sync).
-    var evacuating: Bool { maintenance(of: hostID)?.active ?? false }
+    var evacuating: Bool { maintenance(of: hostID)?.active ?? false || healthPolicy.evacuates(localHealth) }
 }

@@ -1,17 +1,35 @@
 import Foundation
+import HostHealth
 import MeshWire
 import Placement
+import Schedules
 
-/// What a replicated DRS record holds (Protocol.md §12.3), keyed `rule/<name>`, `settings` or
-/// `maintenance/<host id>`.
+/// What a replicated DRS record holds (Protocol.md §12.3, §13, §14), keyed `rule/<name>`,
+/// `settings`, `maintenance/<host id>`, `health/<host id>`, `health-policy`, `schedule/<id>` or
+/// `schedule-runs/<id>`.
 enum DRSRecordBody: Sendable, Hashable {
     case rule(PlacementRule)
     case settings(DRSSettings)
     case maintenance(MaintenanceRequest)
+    case health(HealthMark)
+    case healthPolicy(HealthPolicy)
+    case schedule(Schedule)
+    case scheduleRuns(ScheduleRuns)
 
     static func ruleKey(_ name: String) -> String { "rule/" + name }
     static let settingsKey = "settings"
     static func maintenanceKey(_ host: String) -> String { "maintenance/" + host }
+    static func healthKey(_ host: String) -> String { "health/" + host }
+    static let healthPolicyKey = "health-policy"
+    static func scheduleKey(_ id: String) -> String { "schedule/" + id }
+    static func scheduleRunsKey(_ id: String) -> String { "schedule-runs/" + id }
+}
+
+/// A host's health as an operator set it (`hostmesh host health set`).
+struct HealthMark: Sendable, Hashable {
+    var state: HealthState
+    var reason: String
+    var since: Int64
 }
 
 /// A host's maintenance as written by `hostmesh host maintenance enter|exit`.
@@ -52,6 +70,20 @@ enum DRSRecordCoding {
             m.active = request.active
             m.sinceUnix = request.since
             out.maintenance = m
+        case .health(let mark)?:
+            var h = Hostmesh_V1_DrsHealthMark()
+            h.state = mark.state.rawValue
+            h.reason = mark.reason
+            h.sinceUnix = mark.since
+            out.health = h
+        case .healthPolicy(let policy)?:
+            var p = Hostmesh_V1_DrsHealthPolicy()
+            p.policy = policy.rawValue
+            out.healthPolicy = p
+        case .schedule(let schedule)?:
+            out.schedule = ScheduleCoding.wire(schedule)
+        case .scheduleRuns(let runs)?:
+            out.scheduleRuns = ScheduleCoding.wire(runs)
         }
         return out
     }
@@ -78,6 +110,18 @@ enum DRSRecordCoding {
             case .maintenance(let m)?:
                 guard wire.key.hasPrefix("maintenance/") else { return nil }
                 body = .maintenance(MaintenanceRequest(active: m.active, since: m.sinceUnix))
+            case .health(let h)?:
+                guard wire.key.hasPrefix("health/"), let state = HealthState(rawValue: h.state) else { return nil }
+                body = .health(HealthMark(state: state, reason: h.reason, since: h.sinceUnix))
+            case .healthPolicy(let p)?:
+                guard wire.key == DRSRecordBody.healthPolicyKey, let policy = HealthPolicy(rawValue: p.policy) else { return nil }
+                body = .healthPolicy(policy)
+            case .schedule(let s)?:
+                guard let schedule = ScheduleCoding.schedule(s), wire.key == DRSRecordBody.scheduleKey(schedule.id) else { return nil }
+                body = .schedule(schedule)
+            case .scheduleRuns(let r)?:
+                guard wire.key.hasPrefix("schedule-runs/"), let runs = ScheduleCoding.runs(r) else { return nil }
+                body = .scheduleRuns(runs)
             case nil:
                 return nil
             }

@@ -1,3 +1,4 @@
+import HostHealth
 import Membership
 import MeshWire
 import Placement
@@ -10,7 +11,10 @@ enum DRSViewBuilder {
     static let hostReserveMiB = 512
 
     /// A member as a placement host: who may take VMs, with the reason when not.
-    static func host(_ member: Member, domain: String, maintenance: Set<String>, reserveMiB: Int = hostReserveMiB) -> PlacementHost {
+    /// A host that is not healthy takes nothing; `healthPolicy` says whether it is evacuated
+    /// too (Protocol.md §13.3).
+    static func host(_ member: Member, domain: String, maintenance: Set<String>, reserveMiB: Int = hostReserveMiB,
+                     healthPolicy: HealthPolicy = .off) -> PlacementHost {
         let id = member.id.hostID
         guard member.status == .alive else { return PlacementHost(id: id, cpuCapacityMilli: 0, memoryCapacityMiB: 0, availability: .unavailable("\(member.status)")) }
         guard let m = member.metadata, m.channelAddress != nil else {
@@ -22,7 +26,9 @@ enum DRSViewBuilder {
         } else if maintenance.contains(id) || m.maintenance {
             availability = .evacuating
         } else if m.health != .ok {
-            availability = .unavailable("\(m.health)")
+            let state = HealthState(m.health)
+            availability = healthPolicy.evacuates(state) ? .evacuating
+                : .unavailable(m.healthReasons.first ?? state.rawValue) // a reason starts with its state ("degraded: ...")
         } else {
             availability = .available
         }
@@ -35,12 +41,12 @@ enum DRSViewBuilder {
     /// without a report yet takes nothing (its VMs are unknown, so its load is too). A VM two
     /// hosts report (mid-handover) is busy on both: nothing moves it until one stops reporting it.
     static func input(members: [Member], loads: [String: Hostmesh_V1_DrsHostLoad], rules: [PlacementRule], maintenance: Set<String>,
-                      domain: String, nowUnix: Int64) -> PlacementInput {
+                      domain: String, nowUnix: Int64, healthPolicy: HealthPolicy = .off) -> PlacementInput {
         var hosts: [PlacementHost] = []
         var vms: [PlacementVM] = []
         var seen: [String: Int] = [:]
         for member in members.sorted(by: { $0.id.hostID < $1.id.hostID }) {
-            var host = host(member, domain: domain, maintenance: maintenance)
+            var host = host(member, domain: domain, maintenance: maintenance, healthPolicy: healthPolicy)
             guard let load = loads[host.id] else {
                 // Its VMs are unknown: it takes nothing, and it is not "empty" either.
                 if case .unavailable = host.availability {} else { host.availability = .unavailable("no DRS load report yet") }

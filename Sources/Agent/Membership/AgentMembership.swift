@@ -193,14 +193,37 @@ public actor AgentMembership {
                          metadata: ["mesh.host": "\(credentials.identity.hostID)"])
         }
         let next = Self.capacity(after: metadata, memory: memory, load: HostMemory.load(), cores: ProcessInfo.processInfo.activeProcessorCount,
-                                 runningVMs: runningVMs, migrationsInFlight: migrationsInFlight)
+                                 runningVMs: runningVMs, migrationsInFlight: migrationsInFlight, health: health)
         // Free memory moves all the time: only gossip a change worth it (64 MiB), or a real change.
         let significant = next.runningVMs != metadata.runningVMs || next.migrationsInFlight != metadata.migrationsInFlight
             || next.cores != metadata.cores || abs(Int64(next.memoryFreeBytes) - Int64(metadata.memoryFreeBytes)) > 64 << 20
             || abs(Int(next.cpuLoadMilli) - Int(metadata.cpuLoadMilli)) > 100 || next.health != metadata.health
+            || next.healthReasons != metadata.healthReasons
         guard significant || metadata.version == 0 else { return }
         do { metadata = try await service.updateMetadata(next) } catch {
             logger.error("cannot update this host's gossiped capacity; the next refresh tries again", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The health `Agent/Health` measured last (Protocol.md §13.1), gossiped with the capacity.
+    private var health: (state: MemberMetadata.Health, reasons: [String]) = (.ok, [])
+
+    /// Gossips this host's health now if it changed (reasons trimmed to what peers accept).
+    func setHealth(_ state: MemberMetadata.Health, reasons: [String]) async {
+        let trimmed = reasons.prefix(MemberMetadata.maxHealthReasons).map { reason in
+            var r = reason
+            while r.utf8.count > MemberMetadata.maxHealthReasonBytes { r.removeLast() }
+            return r
+        }
+        health = (state, trimmed)
+        // Unreadable memory keeps the host unhealthy whatever was measured (`capacity`).
+        guard metadata.health != .unhealthy || HostMemory.reading() != nil else { return }
+        guard metadata.health != state || metadata.healthReasons != trimmed else { return }
+        var next = metadata
+        next.health = state
+        next.healthReasons = trimmed
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot gossip this host's health; the next capacity refresh tries again", metadata: ["error": "\(error)"])
         }
     }
 
@@ -220,15 +243,18 @@ public actor AgentMembership {
     /// unhealthy, which placement MUST avoid, as its own admission refuses without /proc/meminfo.
     /// A load that cannot be read keeps the last one.
     static func capacity(after current: MemberMetadata, memory: (total: UInt64, available: UInt64)?, load: Double?, cores: Int,
-                         runningVMs: Int, migrationsInFlight: Int) -> MemberMetadata {
+                         runningVMs: Int, migrationsInFlight: Int,
+                         health: (state: MemberMetadata.Health, reasons: [String]) = (.ok, [])) -> MemberMetadata {
         var next = current
         next.cores = UInt32(cores)
         if let memory {
             next.memoryTotalBytes = memory.total
             next.memoryFreeBytes = memory.available
-            next.health = .ok
+            next.health = health.state
+            next.healthReasons = health.reasons
         } else {
             next.health = .unhealthy
+            next.healthReasons = ["failing: cannot read /proc/meminfo"]
         }
         next.runningVMs = UInt32(runningVMs)
         next.migrationsInFlight = UInt32(migrationsInFlight)

@@ -60,6 +60,8 @@ extension AgentConfiguration {
         case .metricsListen: "\(metricsListen.map { "\($0)" } ?? "off")"
         case .membershipProfile: "\(membershipProfile)"
         case .wanRoundTripMs: "\(wanRoundTripMs)"
+        case .scheduleGrace: "\(scheduleGrace)"
+        case .scheduleMinInterval: "\(scheduleMinInterval)"
         case .dashboardListen: "\(dashboardListen.map { "\($0)" } ?? "off")"
         case nil: ""
         }

@@ -77,6 +77,12 @@ public final class AgentStore: Sendable {
         migrator.registerMigration("storage-move-v1") { db in try StoredStorageMove.createTable(db) }
         // Federation grants of this host's domain (Agent/Federation, Protocol.md §2.9).
         migrator.registerMigration("federation-v1") { db in try FederationStore.createTables(db) }
+        // Operations: the occurrence journal of schedules (Agent/Schedules, Protocol.md §14.3) and
+        // the row the health monitor times its journal writes on (Agent/Health, §13.1).
+        migrator.registerMigration("operations-v1") { db in
+            try OccurrenceJournal.createTables(db)
+            try HealthProbes.createTables(db)
+        }
         return migrator
     }
 }

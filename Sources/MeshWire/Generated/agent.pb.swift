@@ -776,10 +776,10 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// "rule/<name>", "settings", "maintenance/<host id>"
+  /// "rule/<name>", "settings", "maintenance/<host id>", "health/<host id>",
   public var key: String = String()
 
-  /// one above the highest version the writer had seen for the key
+  /// "health-policy", "schedule/<id>", "schedule-runs/<id>"
   public var version: UInt64 = 0
 
   /// host id of the writing agent (breaks version ties, larger wins)
@@ -814,12 +814,48 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
     set {body = .maintenance(newValue)}
   }
 
+  public var health: Hostmesh_V1_DrsHealthMark {
+    get {
+      if case .health(let v)? = body {return v}
+      return Hostmesh_V1_DrsHealthMark()
+    }
+    set {body = .health(newValue)}
+  }
+
+  public var healthPolicy: Hostmesh_V1_DrsHealthPolicy {
+    get {
+      if case .healthPolicy(let v)? = body {return v}
+      return Hostmesh_V1_DrsHealthPolicy()
+    }
+    set {body = .healthPolicy(newValue)}
+  }
+
+  public var schedule: Hostmesh_V1_DrsSchedule {
+    get {
+      if case .schedule(let v)? = body {return v}
+      return Hostmesh_V1_DrsSchedule()
+    }
+    set {body = .schedule(newValue)}
+  }
+
+  public var scheduleRuns: Hostmesh_V1_DrsScheduleRuns {
+    get {
+      if case .scheduleRuns(let v)? = body {return v}
+      return Hostmesh_V1_DrsScheduleRuns()
+    }
+    set {body = .scheduleRuns(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
     case rule(Hostmesh_V1_DrsRule)
     case settings(Hostmesh_V1_DrsSettings)
     case maintenance(Hostmesh_V1_DrsMaintenance)
+    case health(Hostmesh_V1_DrsHealthMark)
+    case healthPolicy(Hostmesh_V1_DrsHealthPolicy)
+    case schedule(Hostmesh_V1_DrsSchedule)
+    case scheduleRuns(Hostmesh_V1_DrsScheduleRuns)
 
   }
 
@@ -882,6 +918,145 @@ public nonisolated struct Hostmesh_V1_DrsMaintenance: Sendable {
   public init() {}
 }
 
+/// A host's health as an operator set it (`hostmesh host health set`, Protocol.md §13.1): the
+/// host reports the worse of this and what it measures. "healthy" withdraws the operator's mark.
+public nonisolated struct Hostmesh_V1_DrsHealthMark: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "healthy", "degraded", "failing"
+  public var state: String = String()
+
+  public var reason: String = String()
+
+  public var sinceUnix: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What the mesh does with an unhealthy host's VMs (Protocol.md §13.3).
+public nonisolated struct Hostmesh_V1_DrsHealthPolicy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "off", "evacuate-when-failing", "evacuate-when-degraded"
+  public var policy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A scheduled operation (Protocol.md §14.1); deleted by a tombstone (`schedule remove`).
+public nonisolated struct Hostmesh_V1_DrsSchedule: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// MUST equal the key's suffix
+  public var id: String = String()
+
+  /// first occurrence, UTC seconds
+  public var atUnix: Int64 = 0
+
+  /// 0: once; else at least the minimum interval
+  public var everySeconds: Int64 = 0
+
+  public var action: Hostmesh_V1_DrsSchedule.OneOf_Action? = nil
+
+  public var migrate: Hostmesh_V1_DrsScheduledMigration {
+    get {
+      if case .migrate(let v)? = action {return v}
+      return Hostmesh_V1_DrsScheduledMigration()
+    }
+    set {action = .migrate(newValue)}
+  }
+
+  /// host maintenance enter <host>
+  public var maintenanceHost: String {
+    get {
+      if case .maintenanceHost(let v)? = action {return v}
+      return String()
+    }
+    set {action = .maintenanceHost(newValue)}
+  }
+
+  /// host id
+  public var createdBy: String = String()
+
+  public var createdAtUnix: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Action: Equatable, Sendable {
+    case migrate(Hostmesh_V1_DrsScheduledMigration)
+    /// host maintenance enter <host>
+    case maintenanceHost(String)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_DrsScheduledMigration: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// VM name or id
+  public var vm: String = String()
+
+  /// destination host id; empty: placement chooses (--auto)
+  public var to: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What became of a schedule's occurrences (Protocol.md §14.3), written by their executors.
+public nonisolated struct Hostmesh_V1_DrsScheduleRuns: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// occurrences at or below it are never run again, anywhere
+  public var lastIndex: Int64 = 0
+
+  /// the latest 20, oldest first
+  public var recent: [Hostmesh_V1_DrsOccurrenceResult] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_DrsOccurrenceResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var index: Int64 = 0
+
+  /// "done", "failed", "missed", "skipped", "interrupted"
+  public var outcome: String = String()
+
+  public var detail: String = String()
+
+  /// host id
+  public var executor: String = String()
+
+  public var atUnix: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// The VMs a host owns and what they demand, measured by that host.
 public nonisolated struct Hostmesh_V1_DrsHostLoad: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -898,6 +1073,9 @@ public nonisolated struct Hostmesh_V1_DrsHostLoad: Sendable {
 
   /// the sending agent's instance (its membership instance id)
   public var instanceID: Data = Data()
+
+  /// the sender's wall clock when it measured (clock skew, Protocol.md §13.1)
+  public var sentUnixMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2326,7 +2504,7 @@ nonisolated extension Hostmesh_V1_DrsUpdate: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DrsRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}version\0\u{1}writer\0\u{1}deleted\0\u{1}rule\0\u{1}settings\0\u{1}maintenance\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}version\0\u{1}writer\0\u{1}deleted\0\u{1}rule\0\u{1}settings\0\u{1}maintenance\0\u{2}5health\0\u{3}health_policy\0\u{1}schedule\0\u{3}schedule_runs\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2377,6 +2555,58 @@ nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobu
           self.body = .maintenance(v)
         }
       }()
+      case 60: try {
+        var v: Hostmesh_V1_DrsHealthMark?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .health(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .health(v)
+        }
+      }()
+      case 61: try {
+        var v: Hostmesh_V1_DrsHealthPolicy?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .healthPolicy(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .healthPolicy(v)
+        }
+      }()
+      case 62: try {
+        var v: Hostmesh_V1_DrsSchedule?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .schedule(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .schedule(v)
+        }
+      }()
+      case 63: try {
+        var v: Hostmesh_V1_DrsScheduleRuns?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .scheduleRuns(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .scheduleRuns(v)
+        }
+      }()
       default: break
       }
     }
@@ -2411,6 +2641,22 @@ nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobu
     case .maintenance?: try {
       guard case .maintenance(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .health?: try {
+      guard case .health(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+    }()
+    case .healthPolicy?: try {
+      guard case .healthPolicy(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 61)
+    }()
+    case .schedule?: try {
+      guard case .schedule(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 62)
+    }()
+    case .scheduleRuns?: try {
+      guard case .scheduleRuns(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 63)
     }()
     case nil: break
     }
@@ -2548,9 +2794,286 @@ nonisolated extension Hostmesh_V1_DrsMaintenance: SwiftProtobuf.Message, SwiftPr
   }
 }
 
+nonisolated extension Hostmesh_V1_DrsHealthMark: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsHealthMark"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}reason\0\u{3}since_unix\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.sinceUnix) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if self.sinceUnix != 0 {
+      try visitor.visitSingularInt64Field(value: self.sinceUnix, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsHealthMark, rhs: Hostmesh_V1_DrsHealthMark) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.sinceUnix != rhs.sinceUnix {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsHealthPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsHealthPolicy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.policy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.policy.isEmpty {
+      try visitor.visitSingularStringField(value: self.policy, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsHealthPolicy, rhs: Hostmesh_V1_DrsHealthPolicy) -> Bool {
+    if lhs.policy != rhs.policy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsSchedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsSchedule"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}at_unix\0\u{3}every_seconds\0\u{1}migrate\0\u{3}maintenance_host\0\u{3}created_by\0\u{3}created_at_unix\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.atUnix) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.everySeconds) }()
+      case 4: try {
+        var v: Hostmesh_V1_DrsScheduledMigration?
+        var hadOneofValue = false
+        if let current = self.action {
+          hadOneofValue = true
+          if case .migrate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.action = .migrate(v)
+        }
+      }()
+      case 5: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.action != nil {try decoder.handleConflictingOneOf()}
+          self.action = .maintenanceHost(v)
+        }
+      }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.createdBy) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.createdAtUnix) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.atUnix != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnix, fieldNumber: 2)
+    }
+    if self.everySeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.everySeconds, fieldNumber: 3)
+    }
+    switch self.action {
+    case .migrate?: try {
+      guard case .migrate(let v)? = self.action else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .maintenanceHost?: try {
+      guard case .maintenanceHost(let v)? = self.action else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+    }()
+    case nil: break
+    }
+    if !self.createdBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.createdBy, fieldNumber: 6)
+    }
+    if self.createdAtUnix != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAtUnix, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsSchedule, rhs: Hostmesh_V1_DrsSchedule) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.atUnix != rhs.atUnix {return false}
+    if lhs.everySeconds != rhs.everySeconds {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.createdBy != rhs.createdBy {return false}
+    if lhs.createdAtUnix != rhs.createdAtUnix {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsScheduledMigration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsScheduledMigration"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}vm\0\u{1}to\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.vm) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.to) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.vm.isEmpty {
+      try visitor.visitSingularStringField(value: self.vm, fieldNumber: 1)
+    }
+    if !self.to.isEmpty {
+      try visitor.visitSingularStringField(value: self.to, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsScheduledMigration, rhs: Hostmesh_V1_DrsScheduledMigration) -> Bool {
+    if lhs.vm != rhs.vm {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsScheduleRuns: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsScheduleRuns"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}last_index\0\u{1}recent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.lastIndex) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.recent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.lastIndex != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastIndex, fieldNumber: 1)
+    }
+    if !self.recent.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.recent, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsScheduleRuns, rhs: Hostmesh_V1_DrsScheduleRuns) -> Bool {
+    if lhs.lastIndex != rhs.lastIndex {return false}
+    if lhs.recent != rhs.recent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsOccurrenceResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsOccurrenceResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}outcome\0\u{1}detail\0\u{1}executor\0\u{3}at_unix\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.executor) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.atUnix) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.index != 0 {
+      try visitor.visitSingularInt64Field(value: self.index, fieldNumber: 1)
+    }
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 2)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 3)
+    }
+    if !self.executor.isEmpty {
+      try visitor.visitSingularStringField(value: self.executor, fieldNumber: 4)
+    }
+    if self.atUnix != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnix, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsOccurrenceResult, rhs: Hostmesh_V1_DrsOccurrenceResult) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.executor != rhs.executor {return false}
+    if lhs.atUnix != rhs.atUnix {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Hostmesh_V1_DrsHostLoad: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DrsHostLoad"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{1}sequence\0\u{1}vms\0\u{3}instance_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_id\0\u{1}sequence\0\u{1}vms\0\u{3}instance_id\0\u{4}8sent_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2562,6 +3085,7 @@ nonisolated extension Hostmesh_V1_DrsHostLoad: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.vms) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.instanceID) }()
+      case 60: try { try decoder.decodeSingularInt64Field(value: &self.sentUnixMs) }()
       default: break
       }
     }
@@ -2580,6 +3104,9 @@ nonisolated extension Hostmesh_V1_DrsHostLoad: SwiftProtobuf.Message, SwiftProto
     if !self.instanceID.isEmpty {
       try visitor.visitSingularBytesField(value: self.instanceID, fieldNumber: 4)
     }
+    if self.sentUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.sentUnixMs, fieldNumber: 60)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2588,6 +3115,7 @@ nonisolated extension Hostmesh_V1_DrsHostLoad: SwiftProtobuf.Message, SwiftProto
     if lhs.sequence != rhs.sequence {return false}
     if lhs.vms != rhs.vms {return false}
     if lhs.instanceID != rhs.instanceID {return false}
+    if lhs.sentUnixMs != rhs.sentUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -361,46 +361,41 @@ public nonisolated struct Hostmesh_V1_GossipUpdate: Sendable {
 }
 
 /// `member` is alive at `incarnation` (join, or refutation of a suspicion).
-public nonisolated struct Hostmesh_V1_GossipAlive: @unchecked Sendable {
+public nonisolated struct Hostmesh_V1_GossipAlive: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var member: String {
-    get {_storage._member}
-    set {_uniqueStorage()._member = newValue}
-  }
+  public var member: String = String()
 
-  public var incarnation: UInt64 {
-    get {_storage._incarnation}
-    set {_uniqueStorage()._incarnation = newValue}
-  }
+  public var incarnation: UInt64 = 0
 
   /// the member's gossip (UDP) address
   public var address: Hostmesh_V1_GossipAddress {
-    get {_storage._address ?? Hostmesh_V1_GossipAddress()}
-    set {_uniqueStorage()._address = newValue}
+    get {_address ?? Hostmesh_V1_GossipAddress()}
+    set {_address = newValue}
   }
   /// Returns true if `address` has been explicitly set.
-  public var hasAddress: Bool {_storage._address != nil}
+  public var hasAddress: Bool {self._address != nil}
   /// Clears the value of `address`. Subsequent reads from it will return its default value.
-  public mutating func clearAddress() {_uniqueStorage()._address = nil}
+  public mutating func clearAddress() {self._address = nil}
 
   /// optional: its newest metadata when sent
   public var metadata: Hostmesh_V1_GossipMemberMetadata {
-    get {_storage._metadata ?? Hostmesh_V1_GossipMemberMetadata()}
-    set {_uniqueStorage()._metadata = newValue}
+    get {_metadata ?? Hostmesh_V1_GossipMemberMetadata()}
+    set {_metadata = newValue}
   }
   /// Returns true if `metadata` has been explicitly set.
-  public var hasMetadata: Bool {_storage._metadata != nil}
+  public var hasMetadata: Bool {self._metadata != nil}
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
-  public mutating func clearMetadata() {_uniqueStorage()._metadata = nil}
+  public mutating func clearMetadata() {self._metadata = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _address: Hostmesh_V1_GossipAddress? = nil
+  fileprivate var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
 }
 
 /// `from` suspects `member` at `incarnation`.
@@ -453,30 +448,27 @@ public nonisolated struct Hostmesh_V1_GossipLeave: Sendable {
 }
 
 /// New metadata of `member`; receivers keep the one with the highest metadata version.
-public nonisolated struct Hostmesh_V1_GossipMetadataUpdate: @unchecked Sendable {
+public nonisolated struct Hostmesh_V1_GossipMetadataUpdate: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var member: String {
-    get {_storage._member}
-    set {_uniqueStorage()._member = newValue}
-  }
+  public var member: String = String()
 
   public var metadata: Hostmesh_V1_GossipMemberMetadata {
-    get {_storage._metadata ?? Hostmesh_V1_GossipMemberMetadata()}
-    set {_uniqueStorage()._metadata = newValue}
+    get {_metadata ?? Hostmesh_V1_GossipMemberMetadata()}
+    set {_metadata = newValue}
   }
   /// Returns true if `metadata` has been explicitly set.
-  public var hasMetadata: Bool {_storage._metadata != nil}
+  public var hasMetadata: Bool {self._metadata != nil}
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
-  public mutating func clearMetadata() {_uniqueStorage()._metadata = nil}
+  public mutating func clearMetadata() {self._metadata = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
 }
 
 /// A domain's signed revocation list (Protocol.md §2.5, §4.14): receivers keep the highest
@@ -510,115 +502,148 @@ public nonisolated struct Hostmesh_V1_GossipFederationGrant: Sendable {
 }
 
 /// Capacity and state of a host, owned and versioned by that host (newer version wins).
-public nonisolated struct Hostmesh_V1_GossipMemberMetadata: Sendable {
+public nonisolated struct Hostmesh_V1_GossipMemberMetadata: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// bumped by the owner on every change; higher wins
-  public var version: UInt64 = 0
+  public var version: UInt64 {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
+  }
 
   /// administrative domain of the host
-  public var domain: String = String()
+  public var domain: String {
+    get {_storage._domain}
+    set {_uniqueStorage()._domain = newValue}
+  }
 
   /// logical CPUs available to VMs
-  public var cores: UInt32 = 0
+  public var cores: UInt32 {
+    get {_storage._cores}
+    set {_uniqueStorage()._cores = newValue}
+  }
 
-  public var memoryTotalBytes: UInt64 = 0
+  public var memoryTotalBytes: UInt64 {
+    get {_storage._memoryTotalBytes}
+    set {_uniqueStorage()._memoryTotalBytes = newValue}
+  }
 
-  public var memoryFreeBytes: UInt64 = 0
+  public var memoryFreeBytes: UInt64 {
+    get {_storage._memoryFreeBytes}
+    set {_uniqueStorage()._memoryFreeBytes = newValue}
+  }
 
-  public var runningVms: UInt32 = 0
+  public var runningVms: UInt32 {
+    get {_storage._runningVms}
+    set {_uniqueStorage()._runningVms = newValue}
+  }
 
   /// CPU load x 1000 (1000 = all cores busy)
-  public var cpuLoadMilli: UInt32 = 0
+  public var cpuLoadMilli: UInt32 {
+    get {_storage._cpuLoadMilli}
+    set {_uniqueStorage()._cpuLoadMilli = newValue}
+  }
 
-  public var migrationsInFlight: UInt32 = 0
+  public var migrationsInFlight: UInt32 {
+    get {_storage._migrationsInFlight}
+    set {_uniqueStorage()._migrationsInFlight = newValue}
+  }
 
-  public var health: Hostmesh_V1_GossipMemberHealth = .unspecified
+  public var health: Hostmesh_V1_GossipMemberHealth {
+    get {_storage._health}
+    set {_uniqueStorage()._health = newValue}
+  }
 
   /// true: the host accepts no new VMs and is being drained
-  public var maintenance: Bool = false
+  public var maintenance: Bool {
+    get {_storage._maintenance}
+    set {_uniqueStorage()._maintenance = newValue}
+  }
 
   /// secure channel (TCP) endpoint
   public var channelAddress: Hostmesh_V1_GossipAddress {
-    get {_channelAddress ?? Hostmesh_V1_GossipAddress()}
-    set {_channelAddress = newValue}
+    get {_storage._channelAddress ?? Hostmesh_V1_GossipAddress()}
+    set {_uniqueStorage()._channelAddress = newValue}
   }
   /// Returns true if `channelAddress` has been explicitly set.
-  public var hasChannelAddress: Bool {self._channelAddress != nil}
+  public var hasChannelAddress: Bool {_storage._channelAddress != nil}
   /// Clears the value of `channelAddress`. Subsequent reads from it will return its default value.
-  public mutating func clearChannelAddress() {self._channelAddress = nil}
+  public mutating func clearChannelAddress() {_uniqueStorage()._channelAddress = nil}
 
   /// control API endpoint
   public var controlAddress: Hostmesh_V1_GossipAddress {
-    get {_controlAddress ?? Hostmesh_V1_GossipAddress()}
-    set {_controlAddress = newValue}
+    get {_storage._controlAddress ?? Hostmesh_V1_GossipAddress()}
+    set {_uniqueStorage()._controlAddress = newValue}
   }
   /// Returns true if `controlAddress` has been explicitly set.
-  public var hasControlAddress: Bool {self._controlAddress != nil}
+  public var hasControlAddress: Bool {_storage._controlAddress != nil}
   /// Clears the value of `controlAddress`. Subsequent reads from it will return its default value.
-  public mutating func clearControlAddress() {self._controlAddress = nil}
+  public mutating func clearControlAddress() {_uniqueStorage()._controlAddress = nil}
 
   /// fingerprint of the host's current identity key
-  public var keyFingerprint: Data = Data()
+  public var keyFingerprint: Data {
+    get {_storage._keyFingerprint}
+    set {_uniqueStorage()._keyFingerprint = newValue}
+  }
 
   /// random, new at every agent start: a change means the agent restarted
-  public var instanceID: Data = Data()
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-
-  fileprivate var _channelAddress: Hostmesh_V1_GossipAddress? = nil
-  fileprivate var _controlAddress: Hostmesh_V1_GossipAddress? = nil
-}
-
-/// One member as the sender of a push-pull state knows it.
-public nonisolated struct Hostmesh_V1_GossipMemberRecord: @unchecked Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var member: String {
-    get {_storage._member}
-    set {_uniqueStorage()._member = newValue}
+  public var instanceID: Data {
+    get {_storage._instanceID}
+    set {_uniqueStorage()._instanceID = newValue}
   }
 
-  public var address: Hostmesh_V1_GossipAddress {
-    get {_storage._address ?? Hostmesh_V1_GossipAddress()}
-    set {_uniqueStorage()._address = newValue}
+  /// why the host is not healthy (Protocol.md §13.1), worst first; empty when healthy
+  public var healthReasons: [String] {
+    get {_storage._healthReasons}
+    set {_uniqueStorage()._healthReasons = newValue}
   }
-  /// Returns true if `address` has been explicitly set.
-  public var hasAddress: Bool {_storage._address != nil}
-  /// Clears the value of `address`. Subsequent reads from it will return its default value.
-  public mutating func clearAddress() {_uniqueStorage()._address = nil}
-
-  public var status: Hostmesh_V1_GossipMemberStatus {
-    get {_storage._status}
-    set {_uniqueStorage()._status = newValue}
-  }
-
-  public var incarnation: UInt64 {
-    get {_storage._incarnation}
-    set {_uniqueStorage()._incarnation = newValue}
-  }
-
-  /// absent if the sender has none for this member yet
-  public var metadata: Hostmesh_V1_GossipMemberMetadata {
-    get {_storage._metadata ?? Hostmesh_V1_GossipMemberMetadata()}
-    set {_uniqueStorage()._metadata = newValue}
-  }
-  /// Returns true if `metadata` has been explicitly set.
-  public var hasMetadata: Bool {_storage._metadata != nil}
-  /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
-  public mutating func clearMetadata() {_uniqueStorage()._metadata = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One member as the sender of a push-pull state knows it.
+public nonisolated struct Hostmesh_V1_GossipMemberRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var member: String = String()
+
+  public var address: Hostmesh_V1_GossipAddress {
+    get {_address ?? Hostmesh_V1_GossipAddress()}
+    set {_address = newValue}
+  }
+  /// Returns true if `address` has been explicitly set.
+  public var hasAddress: Bool {self._address != nil}
+  /// Clears the value of `address`. Subsequent reads from it will return its default value.
+  public mutating func clearAddress() {self._address = nil}
+
+  public var status: Hostmesh_V1_GossipMemberStatus = .unspecified
+
+  public var incarnation: UInt64 = 0
+
+  /// absent if the sender has none for this member yet
+  public var metadata: Hostmesh_V1_GossipMemberMetadata {
+    get {_metadata ?? Hostmesh_V1_GossipMemberMetadata()}
+    set {_metadata = newValue}
+  }
+  /// Returns true if `metadata` has been explicitly set.
+  public var hasMetadata: Bool {self._metadata != nil}
+  /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
+  public mutating func clearMetadata() {self._metadata = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _address: Hostmesh_V1_GossipAddress? = nil
+  fileprivate var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
 }
 
 /// Full state for anti-entropy (push-pull) and join, carried over the secure channel (not UDP).
@@ -1113,88 +1138,46 @@ nonisolated extension Hostmesh_V1_GossipAlive: SwiftProtobuf.Message, SwiftProto
   public static let protoMessageName: String = _protobuf_package + ".GossipAlive"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{1}address\0\u{1}metadata\0")
 
-  fileprivate class _StorageClass {
-    var _member: String = String()
-    var _incarnation: UInt64 = 0
-    var _address: Hostmesh_V1_GossipAddress? = nil
-    var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _member = source._member
-      _incarnation = source._incarnation
-      _address = source._address
-      _metadata = source._metadata
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._member) }()
-        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._incarnation) }()
-        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._address) }()
-        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._metadata) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._address) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._member.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._member, fieldNumber: 1)
-      }
-      if _storage._incarnation != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._incarnation, fieldNumber: 2)
-      }
-      try { if let v = _storage._address {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      } }()
-      try { if let v = _storage._metadata {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-      } }()
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 1)
     }
+    if self.incarnation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.incarnation, fieldNumber: 2)
+    }
+    try { if let v = self._address {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._metadata {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_GossipAlive, rhs: Hostmesh_V1_GossipAlive) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._member != rhs_storage._member {return false}
-        if _storage._incarnation != rhs_storage._incarnation {return false}
-        if _storage._address != rhs_storage._address {return false}
-        if _storage._metadata != rhs_storage._metadata {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.member != rhs.member {return false}
+    if lhs.incarnation != rhs.incarnation {return false}
+    if lhs._address != rhs._address {return false}
+    if lhs._metadata != rhs._metadata {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1319,74 +1302,36 @@ nonisolated extension Hostmesh_V1_GossipMetadataUpdate: SwiftProtobuf.Message, S
   public static let protoMessageName: String = _protobuf_package + ".GossipMetadataUpdate"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}metadata\0")
 
-  fileprivate class _StorageClass {
-    var _member: String = String()
-    var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _member = source._member
-      _metadata = source._metadata
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._member) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._metadata) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._member.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._member, fieldNumber: 1)
-      }
-      try { if let v = _storage._metadata {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 1)
     }
+    try { if let v = self._metadata {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_GossipMetadataUpdate, rhs: Hostmesh_V1_GossipMetadataUpdate) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._member != rhs_storage._member {return false}
-        if _storage._metadata != rhs_storage._metadata {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.member != rhs.member {return false}
+    if lhs._metadata != rhs._metadata {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1454,113 +1399,24 @@ nonisolated extension Hostmesh_V1_GossipFederationGrant: SwiftProtobuf.Message, 
 
 nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipMemberMetadata"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.domain) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.cores) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.memoryTotalBytes) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.memoryFreeBytes) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.runningVms) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.cpuLoadMilli) }()
-      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.migrationsInFlight) }()
-      case 9: try { try decoder.decodeSingularEnumField(value: &self.health) }()
-      case 10: try { try decoder.decodeSingularBoolField(value: &self.maintenance) }()
-      case 11: try { try decoder.decodeSingularMessageField(value: &self._channelAddress) }()
-      case 12: try { try decoder.decodeSingularMessageField(value: &self._controlAddress) }()
-      case 13: try { try decoder.decodeSingularBytesField(value: &self.keyFingerprint) }()
-      case 14: try { try decoder.decodeSingularBytesField(value: &self.instanceID) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.version != 0 {
-      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 1)
-    }
-    if !self.domain.isEmpty {
-      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 2)
-    }
-    if self.cores != 0 {
-      try visitor.visitSingularUInt32Field(value: self.cores, fieldNumber: 3)
-    }
-    if self.memoryTotalBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.memoryTotalBytes, fieldNumber: 4)
-    }
-    if self.memoryFreeBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.memoryFreeBytes, fieldNumber: 5)
-    }
-    if self.runningVms != 0 {
-      try visitor.visitSingularUInt32Field(value: self.runningVms, fieldNumber: 6)
-    }
-    if self.cpuLoadMilli != 0 {
-      try visitor.visitSingularUInt32Field(value: self.cpuLoadMilli, fieldNumber: 7)
-    }
-    if self.migrationsInFlight != 0 {
-      try visitor.visitSingularUInt32Field(value: self.migrationsInFlight, fieldNumber: 8)
-    }
-    if self.health != .unspecified {
-      try visitor.visitSingularEnumField(value: self.health, fieldNumber: 9)
-    }
-    if self.maintenance != false {
-      try visitor.visitSingularBoolField(value: self.maintenance, fieldNumber: 10)
-    }
-    try { if let v = self._channelAddress {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    } }()
-    try { if let v = self._controlAddress {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    } }()
-    if !self.keyFingerprint.isEmpty {
-      try visitor.visitSingularBytesField(value: self.keyFingerprint, fieldNumber: 13)
-    }
-    if !self.instanceID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.instanceID, fieldNumber: 14)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Hostmesh_V1_GossipMemberMetadata, rhs: Hostmesh_V1_GossipMemberMetadata) -> Bool {
-    if lhs.version != rhs.version {return false}
-    if lhs.domain != rhs.domain {return false}
-    if lhs.cores != rhs.cores {return false}
-    if lhs.memoryTotalBytes != rhs.memoryTotalBytes {return false}
-    if lhs.memoryFreeBytes != rhs.memoryFreeBytes {return false}
-    if lhs.runningVms != rhs.runningVms {return false}
-    if lhs.cpuLoadMilli != rhs.cpuLoadMilli {return false}
-    if lhs.migrationsInFlight != rhs.migrationsInFlight {return false}
-    if lhs.health != rhs.health {return false}
-    if lhs.maintenance != rhs.maintenance {return false}
-    if lhs._channelAddress != rhs._channelAddress {return false}
-    if lhs._controlAddress != rhs._controlAddress {return false}
-    if lhs.keyFingerprint != rhs.keyFingerprint {return false}
-    if lhs.instanceID != rhs.instanceID {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".GossipMemberRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}address\0\u{1}status\0\u{1}incarnation\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0\u{4}.health_reasons\0")
 
   fileprivate class _StorageClass {
-    var _member: String = String()
-    var _address: Hostmesh_V1_GossipAddress? = nil
-    var _status: Hostmesh_V1_GossipMemberStatus = .unspecified
-    var _incarnation: UInt64 = 0
-    var _metadata: Hostmesh_V1_GossipMemberMetadata? = nil
+    var _version: UInt64 = 0
+    var _domain: String = String()
+    var _cores: UInt32 = 0
+    var _memoryTotalBytes: UInt64 = 0
+    var _memoryFreeBytes: UInt64 = 0
+    var _runningVms: UInt32 = 0
+    var _cpuLoadMilli: UInt32 = 0
+    var _migrationsInFlight: UInt32 = 0
+    var _health: Hostmesh_V1_GossipMemberHealth = .unspecified
+    var _maintenance: Bool = false
+    var _channelAddress: Hostmesh_V1_GossipAddress? = nil
+    var _controlAddress: Hostmesh_V1_GossipAddress? = nil
+    var _keyFingerprint: Data = Data()
+    var _instanceID: Data = Data()
+    var _healthReasons: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1571,11 +1427,21 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
     private init() {}
 
     init(copying source: _StorageClass) {
-      _member = source._member
-      _address = source._address
-      _status = source._status
-      _incarnation = source._incarnation
-      _metadata = source._metadata
+      _version = source._version
+      _domain = source._domain
+      _cores = source._cores
+      _memoryTotalBytes = source._memoryTotalBytes
+      _memoryFreeBytes = source._memoryFreeBytes
+      _runningVms = source._runningVms
+      _cpuLoadMilli = source._cpuLoadMilli
+      _migrationsInFlight = source._migrationsInFlight
+      _health = source._health
+      _maintenance = source._maintenance
+      _channelAddress = source._channelAddress
+      _controlAddress = source._controlAddress
+      _keyFingerprint = source._keyFingerprint
+      _instanceID = source._instanceID
+      _healthReasons = source._healthReasons
     }
   }
 
@@ -1594,11 +1460,21 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
         // allocates stack space for every case branch when no optimizations are
         // enabled. https://github.com/apple/swift-protobuf/issues/1034
         switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._member) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._address) }()
-        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
-        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._incarnation) }()
-        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._metadata) }()
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._version) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._domain) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._cores) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryTotalBytes) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryFreeBytes) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningVms) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._cpuLoadMilli) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._migrationsInFlight) }()
+        case 9: try { try decoder.decodeSingularEnumField(value: &_storage._health) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._maintenance) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._channelAddress) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._controlAddress) }()
+        case 13: try { try decoder.decodeSingularBytesField(value: &_storage._keyFingerprint) }()
+        case 14: try { try decoder.decodeSingularBytesField(value: &_storage._instanceID) }()
+        case 60: try { try decoder.decodeRepeatedStringField(value: &_storage._healthReasons) }()
         default: break
         }
       }
@@ -1611,39 +1487,133 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
       // allocates stack space for every if/case branch local when no optimizations
       // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
       // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._member.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._member, fieldNumber: 1)
+      if _storage._version != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._version, fieldNumber: 1)
       }
-      try { if let v = _storage._address {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      if !_storage._domain.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._domain, fieldNumber: 2)
+      }
+      if _storage._cores != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._cores, fieldNumber: 3)
+      }
+      if _storage._memoryTotalBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryTotalBytes, fieldNumber: 4)
+      }
+      if _storage._memoryFreeBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryFreeBytes, fieldNumber: 5)
+      }
+      if _storage._runningVms != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._runningVms, fieldNumber: 6)
+      }
+      if _storage._cpuLoadMilli != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._cpuLoadMilli, fieldNumber: 7)
+      }
+      if _storage._migrationsInFlight != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._migrationsInFlight, fieldNumber: 8)
+      }
+      if _storage._health != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._health, fieldNumber: 9)
+      }
+      if _storage._maintenance != false {
+        try visitor.visitSingularBoolField(value: _storage._maintenance, fieldNumber: 10)
+      }
+      try { if let v = _storage._channelAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
       } }()
-      if _storage._status != .unspecified {
-        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 3)
-      }
-      if _storage._incarnation != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._incarnation, fieldNumber: 4)
-      }
-      try { if let v = _storage._metadata {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      try { if let v = _storage._controlAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
       } }()
+      if !_storage._keyFingerprint.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._keyFingerprint, fieldNumber: 13)
+      }
+      if !_storage._instanceID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._instanceID, fieldNumber: 14)
+      }
+      if !_storage._healthReasons.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._healthReasons, fieldNumber: 60)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Hostmesh_V1_GossipMemberRecord, rhs: Hostmesh_V1_GossipMemberRecord) -> Bool {
+  public static func ==(lhs: Hostmesh_V1_GossipMemberMetadata, rhs: Hostmesh_V1_GossipMemberMetadata) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
         let rhs_storage = _args.1
-        if _storage._member != rhs_storage._member {return false}
-        if _storage._address != rhs_storage._address {return false}
-        if _storage._status != rhs_storage._status {return false}
-        if _storage._incarnation != rhs_storage._incarnation {return false}
-        if _storage._metadata != rhs_storage._metadata {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._domain != rhs_storage._domain {return false}
+        if _storage._cores != rhs_storage._cores {return false}
+        if _storage._memoryTotalBytes != rhs_storage._memoryTotalBytes {return false}
+        if _storage._memoryFreeBytes != rhs_storage._memoryFreeBytes {return false}
+        if _storage._runningVms != rhs_storage._runningVms {return false}
+        if _storage._cpuLoadMilli != rhs_storage._cpuLoadMilli {return false}
+        if _storage._migrationsInFlight != rhs_storage._migrationsInFlight {return false}
+        if _storage._health != rhs_storage._health {return false}
+        if _storage._maintenance != rhs_storage._maintenance {return false}
+        if _storage._channelAddress != rhs_storage._channelAddress {return false}
+        if _storage._controlAddress != rhs_storage._controlAddress {return false}
+        if _storage._keyFingerprint != rhs_storage._keyFingerprint {return false}
+        if _storage._instanceID != rhs_storage._instanceID {return false}
+        if _storage._healthReasons != rhs_storage._healthReasons {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipMemberRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}address\0\u{1}status\0\u{1}incarnation\0\u{1}metadata\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._address) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 1)
+    }
+    try { if let v = self._address {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 3)
+    }
+    if self.incarnation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.incarnation, fieldNumber: 4)
+    }
+    try { if let v = self._metadata {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_GossipMemberRecord, rhs: Hostmesh_V1_GossipMemberRecord) -> Bool {
+    if lhs.member != rhs.member {return false}
+    if lhs._address != rhs._address {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.incarnation != rhs.incarnation {return false}
+    if lhs._metadata != rhs._metadata {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
