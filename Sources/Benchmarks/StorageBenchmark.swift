@@ -119,19 +119,25 @@ public enum StorageBenchmark {
     }
 
     /// A copy of `base` at `path`, keeping it sparse.
-    static func copy(_ base: String, to path: String) throws {
+    static func copy(_ base: String, to path: String) async throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let status = try run("/bin/cp", ["--sparse=always", base, path])
+        let status = try await run("/bin/cp", ["--sparse=always", base, path])
         guard status == 0 else { throw ControlError.failed("cp of the benchmark image failed (\(status))") }
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
+    /// Runs a child to its end without holding a thread: the in-process agents of `LocalMesh`
+    /// share this process's cooperative pool.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        return try await withCheckedThrowingContinuation { done in
+            process.terminationHandler = { ended in done.resume(returning: ended.terminationStatus) }
+            do { try process.run() } catch {
+                process.terminationHandler = nil
+                done.resume(throwing: error)
+            }
+        }
     }
 
     static func spec(_ options: Options, name: String, workload: String, disk: String) -> VMSpec {
@@ -195,7 +201,7 @@ public enum StorageBenchmark {
 
     static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, base: String, work: String, name: String) async throws -> Row {
         let disk = work + "/tunnel/\(name).raw"
-        try copy(base, to: disk)
+        try await copy(base, to: disk)
         let spec = spec(options, name: name, workload: workload, disk: disk)
         let info = try await mesh.source.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
         let source = mesh.source
@@ -204,7 +210,7 @@ public enum StorageBenchmark {
             (try? await source.call("vm.console", ControlTypes.Console(vm: name, lines: 2000), as: ControlTypes.Text.self).text) ?? ""
         }
         let quiet = try await settle(options, workload: workload) { await console() }
-        let sourcePid = try requireBench(info.pid, "the source VM has no pid")
+        guard let sourcePid = info.pid else { throw ControlError.failed("the source VM has no pid") }
         let (own0, reaped0) = ProcessCPU.ownAndReaped()
         let sourceCPU0 = ProcessCPU.seconds(of: sourcePid)
         let collector = Collector(after: quiet.keys.max() ?? 0, console: console)
@@ -234,7 +240,7 @@ public enum StorageBenchmark {
 
     static func runDirect(_ options: Options, workload: String, base: String, work: String) async throws -> Row {
         let sourceImage = work + "/source.raw", destinationImage = work + "/destination.raw"
-        try copy(base, to: sourceImage)
+        try await copy(base, to: sourceImage)
         let spec = spec(options, name: "direct", workload: workload, disk: sourceImage)
         let source = try await VMProcess.launch(spec: spec, directory: VMRuntimeDirectory(path: work + "/source"))
         defer { source.kill() }
@@ -307,20 +313,15 @@ public enum StorageBenchmark {
             guard ContinuousClock.now < deadline else { throw ControlError.failed("qemu-nbd did not open \(socket)") }
             try await Task.sleep(for: .milliseconds(5))
         }
-        let status = try run("/usr/bin/qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", base, "nbd+unix:///?socket=\(socket)"])
+        let status = try await run("/usr/bin/qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", base, "nbd+unix:///?socket=\(socket)"])
         guard status == 0 else { throw ControlError.failed("qemu-img convert into qemu-nbd failed (\(status))") }
         let total = ContinuousClock.now - start
-        server.waitUntilExit() // qemu-nbd ends once its one client has gone
+        // qemu-nbd ends once its one client has gone; polled, so no thread waits on it.
+        while server.isRunning { try await Task.sleep(for: .milliseconds(5)) }
         let (own1, reaped1) = ProcessCPU.ownAndReaped()
         let cpu = (own1 - own0) + (reaped1 - reaped0)
         return Row(workload: "none", path: "convert", totalMs: total.wholeMilliseconds, downtimeMs: 0,
                    diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(total.wholeMilliseconds, 1)),
                    guestWriteP99Ms: nil, guestWriteP99QuietMs: nil, cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / Double(options.diskMiB << 20))
     }
-}
-
-/// `value`, or a benchmark failure saying `message`.
-func requireBench<T>(_ value: T?, _ message: String) throws -> T {
-    guard let value else { throw ControlError.failed(message) }
-    return value
 }

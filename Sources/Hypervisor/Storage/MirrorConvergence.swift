@@ -7,7 +7,7 @@
 /// it last fell by a meaningful step; a job that has not made such progress for `stallAfter` is
 /// to switch to write-blocking mode (a guest write then completes only once it is on both images,
 /// so the guest cannot outrun the copy).
-public struct MirrorConvergence: Sendable, Equatable {
+public struct MirrorConvergence: Sendable {
     /// How long a job may go without progress before it switches.
     public let stallAfter: Duration
     /// Progress that counts: what is left falls by at least this fraction of its best so far…
@@ -21,11 +21,6 @@ public struct MirrorConvergence: Sendable, Equatable {
 
     /// A detector that switches a job after `stallAfter` without progress.
     public init(stallAfter: Duration) { self.stallAfter = stallAfter }
-
-    public static func == (lhs: MirrorConvergence, rhs: MirrorConvergence) -> Bool {
-        lhs.stallAfter == rhs.stallAfter && lhs.writeBlocking == rhs.writeBlocking
-            && lhs.best.mapValues(\.remaining) == rhs.best.mapValues(\.remaining) && lhs.best.mapValues(\.at) == rhs.best.mapValues(\.at)
-    }
 
     /// Takes the jobs' figures at `now` (time since the mirrors started) and returns the jobs to
     /// switch to write-blocking now (each once; the caller then calls `switched`).
