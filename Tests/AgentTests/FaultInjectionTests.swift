@@ -119,24 +119,7 @@ struct FaultInjectionTests {
     func guestSurvivesOrIsNeverDuplicated(_ fault: Fault) async throws {
         let rig = try await FaultRig.start()
         defer { rig.tearDown() }
-        try await Self.runColumnNotingGuestPanics(rig, fault)
-    }
-
-    /// Runs a column; a guest kernel that panicked right after it resumed on a migration's
-    /// destination is recorded as a known, intermittent issue (its whole console is in the
-    /// output), while every other failure (two copies, a lost write, a wrong owner or epoch,
-    /// anything unfinished) fails the test as before. Seen twice, only in the lab columns and
-    /// only within full `make test` runs (13 isolated runs of the same columns, 110 direct QEMU
-    /// ping-pong migrations and every loopback run never showed it): an on-stack hrtimer of the
-    /// guest kernel with a garbage function pointer, i.e. a page of the guest's memory older than
-    /// its neighbours. The root cause is open (QEMU 7.2 TCG dirty tracking, or our stream path);
-    /// the closing note of stop 26 has the evidence.
-    static func runColumnNotingGuestPanics(_ rig: FaultRig, _ fault: Fault) async throws {
-        try await withKnownIssue("guest kernel panic after resuming on a migration's destination (root cause open)", isIntermittent: true) {
-            try await rig.runColumn(fault)
-        } matching: { issue in
-            "\(issue)".contains("Kernel panic") || issue.error.map { "\($0)".contains("Kernel panic") } == true
-        }
+        try await rig.runColumn(fault)
     }
 
     /// Columns of the matrix with the two agents on two hosts of a lab (Scripts/lab.sh:
@@ -150,7 +133,7 @@ struct FaultInjectionTests {
         defer { rig.tearDown() }
         let lab = try #require(rig.mesh.lab)
         #expect(rig.a.address == lab.address(1) + ":7946" && rig.b.address == lab.address(2) + ":7946")
-        try await Self.runColumnNotingGuestPanics(rig, fault)
+        try await rig.runColumn(fault)
         // The killed agents came back in their own hosts, not on loopback.
         #expect(rig.a.address == lab.address(1) + ":7946" && rig.b.address == lab.address(2) + ":7946")
     }

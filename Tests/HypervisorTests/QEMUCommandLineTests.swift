@@ -20,7 +20,7 @@ struct QEMUCommandLineTests {
         let argv = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .tcg, mode: .boot(paused: false))
         #expect(argv == [
             "-name", "guest=web,, primary,debug-threads=on",
-            "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "2", "-m", "256M",
+            "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "2", "-m", "262152k",
             "-nodefaults", "-no-user-config", "-display", "none",
             "-chardev", "file,id=serial0,path=/run/hm/vm1/console.log", "-serial", "chardev:serial0",
             "-qmp", "unix:/run/hm/vm1/qmp.sock,server=on,wait=off",
@@ -42,6 +42,7 @@ struct QEMUCommandLineTests {
         let incoming = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .kvm, mode: .incoming)
         #expect(incoming == boot + ["-incoming", "defer", "-S"])
         #expect(incoming.contains("kvm"))
+        #expect(incoming.contains("256M"))
     }
 
     @Test func pausedStartAndDiskBoot() throws {

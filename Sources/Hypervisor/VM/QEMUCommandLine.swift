@@ -33,7 +33,7 @@ public enum QEMUCommandLine {
             "-accel", accelerator.rawValue,
             "-cpu", escape(spec.cpuModel),
             "-smp", "\(spec.vcpus)",
-            "-m", "\(spec.memoryMiB)M",
+            "-m", memoryArgument(spec.memoryMiB, accelerator: accelerator),
             "-nodefaults", "-no-user-config",
             "-display", "none",
             "-chardev", "file,id=serial0,path=\(escape(directory.consoleLog))",
@@ -82,6 +82,23 @@ public enum QEMUCommandLine {
         case .incomingAutostart: argv += ["-incoming", "defer"]
         }
         return argv
+    }
+
+    /// Guest RAM in `-m` form. Under TCG the RAM is 8 KiB larger than asked (QEMU's `-m`
+    /// granule), so that its length is not a multiple of 64 pages: QEMU before 9.0 (Debian 12
+    /// ships 7.2) syncs a RAM block whose length is such a multiple through a fast path that
+    /// clears dirty bits without resetting TCG's TLB, so guest writes through a TLB entry made
+    /// before the sync are not tracked and the destination gets stale pages (QEMU commit
+    /// 03bfc2188f, "Fix migration dirty bitmap coherency with TCG memory access"). Any other
+    /// length takes the per-page path, which resets the TLB. Seen here as guest kernel panics
+    /// after a migration and as lost writes of the `memcheck` guest workload. KVM tracks dirty
+    /// pages in the kernel and is unaffected. Both ends of a migration use the source's
+    /// accelerator, so their RAM sizes match.
+    public static func memoryArgument(_ memoryMiB: Int, accelerator: AcceleratorChoice) -> String {
+        switch accelerator {
+        case .kvm: "\(memoryMiB)M"
+        case .tcg: "\(memoryMiB * 1024 + 8)k"
+        }
     }
 
     /// The `-qmp` argument for `directory`.
