@@ -4,6 +4,7 @@ import Foundation
 public import Hypervisor
 import LinkEmulator
 import Logging
+import MeshCrypto
 import MeshIdentity
 import NIOCore
 import NIOPosix
@@ -41,11 +42,20 @@ public enum MigrationBenchmark {
         /// Average migration throughput over the link's rate (`mb_s` * 8 / `rate_mbit`): how busy
         /// the migration kept the link while it ran.
         public var linkUse: Double? = nil
+        /// CPU seconds (user + system) of both agents over the gigabytes (10^9 bytes) moved
+        /// (tunnel only; both agents run in this process).
+        public var agentCPUSPerGB: Double? = nil
+        /// Seconds one core takes to seal and to open one GB with the channel's bulk AEAD,
+        /// measured in the same run: what every tunnelled byte must cost at least.
+        public var aeadFloorSPerGB: Double? = nil
+        /// `agent_cpu_s_per_gb` over `aead_floor_s_per_gb` (target <= 1.3).
+        public var agentCPUOverFloor: Double? = nil
 
         enum CodingKeys: String, CodingKey {
             case workload, path
             case totalMs = "total_ms", downtimeMs = "downtime_ms", mbS = "mb_s", transferredBytes = "transferred_bytes", phasesMs = "phases_ms"
             case rttMs = "rtt_ms", rateMbit = "rate_mbit", linkUse = "link_use"
+            case agentCPUSPerGB = "agent_cpu_s_per_gb", aeadFloorSPerGB = "aead_floor_s_per_gb", agentCPUOverFloor = "agent_cpu_over_floor"
         }
 
         /// This row with the link it crossed.
@@ -97,6 +107,8 @@ public enum MigrationBenchmark {
         var emulator: LinkUnderTest?
         if let link = options.link { emulator = try await LinkUnderTest.start(link, tunnelTarget: mesh.destinationPort) }
         defer { emulator?.stop() }
+        let floor = try aeadFloorSPerGB()
+        log(String(format: "AEAD floor (%@, seal + open on one core): %.3f s/GB", AEADAlgorithm.bulkPreference[0].rawValue, floor))
         var rows: [Row] = []
         for workload in ["idle", "dirty"] {
             let arguments = workload == "idle" ? ["hm.work=heartbeat"] : ["hm.work=heartbeat,dirty:\(options.dirtyRateMB)"]
@@ -110,13 +122,30 @@ public enum MigrationBenchmark {
                     log("\(workload) qemu-tls round \(round + 1): total \(tls.totalMs) ms, downtime \(tls.downtimeMs) ms, \(Int(tls.mbS)) MB/s")
                     rows.append(tls)
                 }
-                let tunnel = try await runTunnel(options, mesh: mesh, workload: workload, arguments: arguments, name: "bench-\(workload)-\(round)",
+                var tunnel = try await runTunnel(options, mesh: mesh, workload: workload, arguments: arguments, name: "bench-\(workload)-\(round)",
                                                  port: emulator?.tunnelPort ?? mesh.destinationPort).over(options.link)
-                log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, phases \(tunnel.phasesMs ?? [:])")
+                tunnel.aeadFloorSPerGB = floor
+                tunnel.agentCPUOverFloor = tunnel.agentCPUSPerGB.map { $0 / floor }
+                log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, "
+                    + String(format: "agents %.3f s/GB (%.2fx the floor), ", tunnel.agentCPUSPerGB ?? 0, tunnel.agentCPUOverFloor ?? 0)
+                    + "phases \(tunnel.phasesMs ?? [:])")
                 rows.append(tunnel)
             }
         }
         return rows
+    }
+
+    /// Seconds for one core to seal and then open one GB (10^9 bytes) in the channel's record
+    /// size with the preferred bulk AEAD: the median of three measurements of 256 MiB each.
+    static func aeadFloorSPerGB() throws -> Double {
+        let aead = AEADAlgorithm.bulkPreference[0], record = ChannelPolicy().maxRecordPayload, bytes = 256 << 20
+        var samples: [Double] = []
+        for _ in 0..<3 {
+            let seal = try ChannelBenchmark.rawAEAD(aead: aead, totalBytes: bytes, recordBytes: record)
+            let open = try ChannelBenchmark.rawOpen(aead: aead, totalBytes: bytes, recordBytes: record)
+            samples.append(1000 / seal + 1000 / open) // MB/s -> s per 10^9 bytes
+        }
+        return Spread.median(samples) ?? samples[0]
     }
 
     static func spec(_ options: Options, name: String, arguments: [String]) -> VMSpec {
@@ -178,11 +207,14 @@ public enum MigrationBenchmark {
         try await waitForGuest(console: {
             try await mesh.source.call("vm.console", ControlTypes.Console(vm: name, lines: 200), as: ControlTypes.Text.self).text
         }, dirty: workload == "dirty")
+        let cpuBefore = ProcessCPU.ownAndReaped().own
         let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(HostPort(host: "127.0.0.1", port: port)), settings: options.settings),
                                                 as: MigrationReport.self)
+        let agentsCPU = ProcessCPU.ownAndReaped().own - cpuBefore
         _ = try await mesh.destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         return Row(workload: workload, path: "tunnel", totalMs: report.totalMs, downtimeMs: report.downtimeMs, mbS: report.mbPerSecond,
-                   transferredBytes: report.transferredBytes, phasesMs: report.phasesMs)
+                   transferredBytes: report.transferredBytes, phasesMs: report.phasesMs,
+                   agentCPUSPerGB: report.transferredBytes > 0 ? agentsCPU / (Double(report.transferredBytes) / 1e9) : nil)
     }
 }
 

@@ -132,19 +132,26 @@ struct BenchCommand: AsyncParsableCommand {
             print("")
             let across = rttMs.map { "across an emulated link of \($0) ms RTT, \(rateMbit ?? 0) Mbit/s, " } ?? ""
             print("migration of a \(memory) MiB guest, \(across)\(rounds) rounds each, medians (machine: \(MachineInfo.summary))")
-            printTable(["WORKLOAD", "PATH", "TOTAL", "DOWNTIME", "MB/S", "TOTAL RATIO", "DOWNTIME DELTA"], ["idle", "dirty"].flatMap { workload -> [[String]] in
+            printTable(["WORKLOAD", "PATH", "TOTAL", "DOWNTIME", "MB/S", "TOTAL RATIO", "DOWNTIME DELTA", "AGENTS CPU S/GB (MIN-MAX)"],
+                       ["idle", "dirty"].flatMap { workload -> [[String]] in
                 let c = MigrationComparison(rows: rows, workload: workload)
                 func cells(_ path: String, _ m: MigrationComparison.Medians) -> [String] {
                     let use = rateMbit.map { String(format: " (link %.2f)", m.mbS * 8 / $0) } ?? ""
                     return [workload, path, "\(Int(m.totalMs)) ms", "\(Int(m.downtimeMs)) ms", "\(Int(m.mbS))\(use)"]
                 }
+                let tunnelRows = rows.filter { $0.workload == workload && $0.path == "tunnel" }
+                let cpu = tunnelRows.compactMap(\.agentCPUSPerGB), floor = tunnelRows.compactMap(\.aeadFloorSPerGB).first ?? 0
+                let cpuCell = Spread.median(cpu).map {
+                    String(format: "%.3f (%.3f-%.3f), %.2fx floor %.3f (<= 1.3x)", $0, cpu.min() ?? 0, cpu.max() ?? 0, $0 / max(floor, 1e-9), floor)
+                } ?? ""
                 var out = [
-                    cells("direct", c.direct) + ["", ""],
+                    cells("direct", c.direct) + ["", "", ""],
                     cells("tunnel", c.tunnel) + [String(format: "%.2fx (<= %.1f)", c.totalRatio, MigrationComparison.totalRatioTarget),
-                                                 String(format: "%+.0f ms (<= +%.0f)", c.downtimeDeltaMs, MigrationComparison.downtimeDeltaTargetMs)],
+                                                 String(format: "%+.0f ms (<= +%.0f)", c.downtimeDeltaMs, MigrationComparison.downtimeDeltaTargetMs),
+                                                 cpuCell],
                 ]
                 if let tls = c.qemuTLS, let ratio = c.qemuTLSTotalRatio, let delta = c.qemuTLSDowntimeDeltaMs {
-                    out.append(cells("qemu-tls", tls) + [String(format: "%.2fx", ratio), String(format: "%+.0f ms", delta)])
+                    out.append(cells("qemu-tls", tls) + [String(format: "%.2fx", ratio), String(format: "%+.0f ms", delta), ""])
                 }
                 return out
             })
@@ -161,6 +168,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Scripts/lab.sh, for the bulk transfer across two lab hosts at MTU 1500 (as root; \"\" skips it).") var labScript = "Scripts/lab.sh"
         @Flag(help: "Skip the same migrations with the previous behaviour (switches drop frames for a moving VM instead of holding them).")
         var noPrevious = false
+        @Flag(help: "Only the neighbours' round trips during migrations (skips the moves, throughput and bulk transfers).")
+        var neighboursOnly = false
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
@@ -169,6 +178,15 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
             }
             let quiet = json
+            if neighboursOnly {
+                let neighbours = try await NeighbourLatencyBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img") { line in
+                    if !quiet { print(line) }
+                }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(neighbours), as: UTF8.self))
+                return
+            }
             let runs = try await NetworkMigrationBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img", runs: runs) { line in
                 if !quiet { print(line) }
             }
@@ -182,10 +200,14 @@ struct BenchCommand: AsyncParsableCommand {
                                                            lab: script.flatMap { FileManager.default.fileExists(atPath: $0) ? .init(script: $0) : nil }) { line in
                 if !quiet { print(line) }
             }
+            let neighbours = try await NeighbourLatencyBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img") { line in
+                if !quiet { print(line) }
+            }
             if json {
                 struct Output: Encodable {
                     var runs: [NetworkMigrationBenchmark.Run]
                     var runs_dropping: [NetworkMigrationBenchmark.Run]
+                    var neighbours: NeighbourLatencyBenchmark.Result
                     var overlay_mbit_s: Double
                     var direct_mbit_s: Double
                     var bulk_tcp: BulkTransferBenchmark.Result
@@ -193,7 +215,7 @@ struct BenchCommand: AsyncParsableCommand {
                 }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(Output(runs: runs, runs_dropping: previous, overlay_mbit_s: throughput.overlay.megabitsPerSecond,
+                print(String(decoding: try encoder.encode(Output(runs: runs, runs_dropping: previous, neighbours: neighbours, overlay_mbit_s: throughput.overlay.megabitsPerSecond,
                                                                  direct_mbit_s: throughput.direct.megabitsPerSecond, bulk_tcp: bulk,
                                                                  machine: MachineInfo.summary)), as: UTF8.self))
                 return
@@ -221,6 +243,10 @@ struct BenchCommand: AsyncParsableCommand {
                 [row("gap - downtime, \(move) (ms)", { $0.gapBeyondDowntimeMs }, { $0.move == move }),
                  row("lost pings, \(move)", { $0.lostPings }, { $0.move == move })]
             })
+            print(String(format: "neighbours (two VMs pinging every 10 ms across the two hosts a VM migrates between, %d migrations): "
+                         + "p99 RTT %.2f ms during migrations vs %.2f ms quiet (%+.2f ms, target <= +2); medians %.2f vs %.2f ms; %d and %d round trips",
+                         neighbours.migrations, neighbours.rttP99Ms, neighbours.rttP99QuietMs, neighbours.rttP99Ms - neighbours.rttP99QuietMs,
+                         neighbours.rttMedianMs, neighbours.rttMedianQuietMs, neighbours.samples, neighbours.quietSamples))
             print(String(format: "echo throughput to a guest: overlay %.1f Mbit/s, one switch %.1f Mbit/s (%.2fx)",
                          throughput.overlay.megabitsPerSecond, throughput.direct.megabitsPerSecond,
                          BenchmarkRatio.of(throughput.overlay.megabitsPerSecond, to: throughput.direct.megabitsPerSecond, floor: 0.001)))

@@ -190,11 +190,16 @@ static uint16_t csum(const void *data, size_t len) {
 }
 
 static int cmd_ping(int argc, char **argv) {
-    long interval_ms = 20;
+    long interval_ms = 20, samples = 0;
     const char *ip;
     opt_int(argc, argv, "--interval-ms", &interval_ms);
+    /* --samples 1: also print each second's round trips, "PINGRTT <us> <us> ...", so a host
+     * can take percentiles over any window (a per-second mean hides the tail). */
+    opt_int(argc, argv, "--samples", &samples);
+    char rtts[4096] = "";
+    size_t rtts_len = 0;
     if (!positional(argc, argv, 1, &ip) || interval_ms <= 0) {
-        fprintf(stderr, "usage: hmtool ping [--interval-ms I] IP\n");
+        fprintf(stderr, "usage: hmtool ping [--interval-ms I] [--samples 1] IP\n");
         return 2;
     }
     struct sockaddr_in dst = {.sin_family = AF_INET};
@@ -225,6 +230,11 @@ static int cmd_ping(int argc, char **argv) {
                    (unsigned long long)sent, (unsigned long long)recvd,
                    (unsigned long long)(sent - recvd),
                    (unsigned long long)(rtt_n ? rtt_sum / rtt_n : 0), (long long)maxgap / 1000);
+            if (samples) {
+                printf("PINGRTT%s\n", rtts);
+                rtts_len = 0;
+                rtts[0] = 0;
+            }
             fflush(stdout);
             rtt_sum = rtt_n = 0;
             report += 1000000;
@@ -248,6 +258,8 @@ static int cmd_ping(int argc, char **argv) {
         recvd++;
         rtt_sum += (uint64_t)(r - t);
         rtt_n++;
+        if (samples && rtts_len + 24 < sizeof rtts)
+            rtts_len += (size_t)snprintf(rtts + rtts_len, sizeof rtts - rtts_len, " %lld", (long long)(r - t));
         if (last_reply) {
             int64_t gap = r - last_reply;
             if (gap > maxgap) maxgap = gap;

@@ -84,7 +84,7 @@ public actor AgentMembership {
                 guard case .pushPullReply(let reply) = body else { return nil }
                 return [UInt8](reply.state)
             }
-        }, logger: logger)
+        }, eventLoop: AgentEventLoops.latency.next(), logger: logger)
     }
 
     /// Opens a channel to `address`, sends one envelope, returns the decoded answer.

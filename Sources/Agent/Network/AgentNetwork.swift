@@ -28,7 +28,8 @@ public actor AgentNetwork: MigrationPortMover {
         do { address = try SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port) } catch {
             throw AgentError.badConfiguration(path: "overlay_listen", reason: "cannot use \(overlay): \(error)")
         }
-        virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address, settings: settings))
+        virtualSwitch = VirtualSwitch(configuration: .init(hostID: HostID(hostID), overlayAddress: address, settings: settings),
+                                      eventLoop: AgentEventLoops.latency.next())
         self.networks = Dictionary(uniqueKeysWithValues: networks.map { ($0.key, Network(name: $0.key, segment: SegmentID($0.value))) })
         self.logger = logger
         self.activationTimeout = activationTimeout
