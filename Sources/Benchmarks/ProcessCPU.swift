@@ -22,4 +22,11 @@ enum ProcessCPU {
         }
         return (seconds(RUSAGE_SELF), seconds(RUSAGE_CHILDREN))
     }
+
+    /// CPU seconds the calling thread has used.
+    static func threadSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
 }
