@@ -56,6 +56,11 @@ install-files:
 		Deploy/systemd/hostmesh.service > "$(DESTDIR)/etc/systemd/system/hostmesh.service"
 	chmod 0644 "$(DESTDIR)/etc/systemd/system/hostmesh.service"
 	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/hostmesh/README.md"
+	install -d -m 0755 "$(DESTDIR)$(PREFIX)/share/bash-completion/completions" "$(DESTDIR)$(PREFIX)/share/zsh/site-functions" \
+		"$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d"
+	"$(BIN)" --generate-completion-script bash > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/hostmesh"
+	"$(BIN)" --generate-completion-script zsh > "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_hostmesh"
+	"$(BIN)" --generate-completion-script fish > "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/hostmesh.fish"
 	install -d -m 0750 "$(DESTDIR)/etc/hostmesh"
 	@if [ -e "$(DESTDIR)/etc/hostmesh/hostmesh.toml" ]; then echo "kept the existing $(DESTDIR)/etc/hostmesh/hostmesh.toml"; \
 	else install -m 0640 Deploy/etc/hostmesh.toml "$(DESTDIR)/etc/hostmesh/hostmesh.toml"; fi

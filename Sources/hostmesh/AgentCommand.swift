@@ -16,6 +16,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "TCP address for secure channels (default 0.0.0.0:7946).") var listen: String?
     @Option(name: .customLong("peer"), help: "An agent to contact at start (repeatable).") var peers: [String] = []
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+    @Option(help: "Log line format: text, logfmt or json (default text).") var logFormat: String?
     @Option(help: "QEMU binary (default qemu-system-x86_64 on PATH).") var qemu: String?
     @Option(help: "UDP address of the virtual switch overlay (default 0.0.0.0:7947).") var overlay: String?
     @Option(help: "UDP address for membership gossip (default 0.0.0.0:7948).") var gossip: String?
@@ -55,8 +56,12 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let credentials = try AgentCredentials.load(stateDirectory: configuration.stateDirectory)
         let levelControl = LogLevelControl(level)
-        LoggingSystem.bootstrap { label in
-            ControlledLogHandler(inner: StreamLogHandler.standardError(label: label), control: levelControl)
+        let format = LogLineFormat(rawValue: configuration.logFormat) ?? .text // validated by loadConfiguration
+        LoggingSystem.bootstrap { label -> any LogHandler in
+            switch format {
+            case .text: ControlledLogHandler(inner: StreamLogHandler.standardError(label: label), control: levelControl)
+            case .logfmt, .json: StructuredLogHandler(label: label, format: format, level: { levelControl.current })
+            }
         }
         let logger = Logger(label: "hostmesh.\(credentials.identity.hostID)")
         var vmOptions = VMProcess.Options()
@@ -81,6 +86,7 @@ struct AgentCommand: AsyncParsableCommand {
         if let listen { configuration.channelListen = try HostPort(parsing: listen) }
         if !peers.isEmpty { configuration.peers = try peers.map { try HostPort(parsing: $0) } }
         if let logLevel { configuration.logLevel = logLevel }
+        if let logFormat { configuration.logFormat = logFormat }
         if let qemu { configuration.qemuBinary = qemu }
         if let overlay { configuration.overlayListen = try HostPort(parsing: overlay) }
         if let gossip { configuration.gossipListen = try HostPort(parsing: gossip) }

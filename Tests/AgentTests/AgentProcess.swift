@@ -178,7 +178,12 @@ final class AgentProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            // "mesh.listen=HOST:PORT": the channel address the agent advertises.
+            // "mesh.listen=HOST:PORT" (or "mesh.listen":"HOST:PORT" in JSON logs): the channel address the agent advertises.
+            if let range = log.range(of: #""mesh.listen":""#), let end = log[range.upperBound...].firstIndex(of: "\""),
+               let colon = log[range.upperBound..<end].lastIndex(of: ":"), let port = Int(log[log.index(after: colon)..<end]) {
+                return AgentProcess(hostID: hostID, stateDirectory: stateDirectory, host: String(log[range.upperBound..<colon]), port: port,
+                                    pid: pid, logPath: logPath)
+            }
             if let range = log.range(of: "mesh.listen=") {
                 let value = log[range.upperBound...].prefix { !$0.isWhitespace }
                 // Only a value followed by more of the line is whole (the log may be mid-write).

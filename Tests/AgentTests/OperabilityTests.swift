@@ -36,6 +36,15 @@ struct OperabilityTests {
         #expect(unit.contains("ExecStart=/usr/local/bin/hostmesh agent --config /etc/hostmesh/hostmesh.toml"))
         #expect(unit.contains("KillMode=process"), "the VMs' QEMUs must outlive a stopped agent")
         #expect(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        // Shell completions generated from the binary: bash parses its script, and every script
+        // offers the subcommands.
+        let bash = stage + "/usr/local/share/bash-completion/completions/hostmesh"
+        for path in [bash, stage + "/usr/local/share/zsh/site-functions/_hostmesh", stage + "/usr/local/share/fish/vendor_completions.d/hostmesh.fish"] {
+            let script = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            #expect(script.contains("migrate") && script.contains("maintenance"), "\(path): \(script.prefix(300))")
+        }
+        let (parsed, parseOutput) = try await run("/bin/bash", ["-n", bash], in: stage)
+        #expect(parsed == 0, "\(parseOutput)")
         let config = stage + "/etc/hostmesh/hostmesh.toml"
         #expect(files.fileExists(atPath: config))
         let mode = try files.attributesOfItem(atPath: stage + "/var/lib/hostmesh")[.posixPermissions] as? Int
@@ -102,6 +111,23 @@ struct OperabilityTests {
         // Still serving, with the limits of the last good file.
         #expect(a.isRunning)
         _ = try await a.control.call("status", Empty(), as: ControlTypes.Status.self)
+    }
+
+    /// `--log-format json`: every line the agent writes is one JSON object with the fixed
+    /// fields, its metadata beside them (what a log collector ingests without a parser).
+    @Test func jsonLogsAreOneObjectPerLine() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        _ = try mesh.host("node-a")
+        let a = try await mesh.start("node-a", arguments: ["--log-format", "json"])
+        _ = try await a.control.call("status", Empty(), as: ControlTypes.Status.self)
+        let lines = a.log.split(whereSeparator: \.isNewline)
+        #expect(!lines.isEmpty, "no JSON line in \(a.log.suffix(1500))")
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
+            #expect(object["ts"] is String && object["level"] is String && object["msg"] is String && object["logger"] is String, "\(line)")
+        }
+        #expect(lines.contains { $0.contains(#""mesh.host":"node-a""#) }, "\(lines.prefix(5))")
     }
 
     func waitForLog(_ agent: AgentProcess, _ text: String) async throws {

@@ -21,6 +21,7 @@ public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterabl
 ///     channel_listen = "0.0.0.0:7946"
 ///     peers = ["10.0.0.2:7946"]
 ///     log_level = "info"
+///     log_format = "text"           # or "logfmt", "json"
 ///     qemu_binary = "qemu-system-x86_64"
 ///     overlay_listen = "0.0.0.0:7947"
 ///     gossip_listen = "0.0.0.0:7948"
@@ -57,6 +58,8 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var peers: [HostPort] = []
     /// trace, debug, info, notice, warning, error, critical.
     public var logLevel: String = "info"
+    /// How log lines are written: text, logfmt or json (Telemetry's `LogLineFormat`).
+    public var logFormat: String = "text"
     /// The QEMU binary: a path, or a name looked up on PATH.
     public var qemuBinary: String = "qemu-system-x86_64"
     /// UDP address of the virtual switch's encrypted overlay.
@@ -154,6 +157,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case channelListen = "channel_listen"
         case peers
         case logLevel = "log_level"
+        case logFormat = "log_format"
         case qemuBinary = "qemu_binary"
         case overlayListen = "overlay_listen"
         case networks
@@ -195,6 +199,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         channelListen = try c.decodeIfPresent(HostPort.self, forKey: .channelListen) ?? defaults.channelListen
         peers = try c.decodeIfPresent([HostPort].self, forKey: .peers) ?? defaults.peers
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? defaults.logLevel
+        logFormat = try c.decodeIfPresent(String.self, forKey: .logFormat) ?? defaults.logFormat
         qemuBinary = try c.decodeIfPresent(String.self, forKey: .qemuBinary) ?? defaults.qemuBinary
         overlayListen = try c.decodeIfPresent(HostPort.self, forKey: .overlayListen) ?? defaults.overlayListen
         networks = try c.decodeIfPresent([String: UInt32].self, forKey: .networks) ?? defaults.networks
@@ -240,6 +245,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public func validate(source: String) throws(AgentError) {
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw .badConfiguration(path: source, reason: "log_level \"\(logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard ["text", "logfmt", "json"].contains(logFormat) else {
+            throw .badConfiguration(path: source, reason: "log_format \"\(logFormat)\" is not one of text, logfmt, json")
         }
         for (key, value) in [("max_incoming_migrations", maxIncomingMigrations), ("max_outgoing_migrations", maxOutgoingMigrations)] {
             if let value, !(1...64).contains(value) {

@@ -35,6 +35,7 @@ extension AgentConfiguration {
         case .channelListen: "\(channelListen)"
         case .peers: "\(peers)"
         case .logLevel: logLevel
+        case .logFormat: logFormat
         case .qemuBinary: qemuBinary
         case .overlayListen: "\(overlayListen)"
         case .networks: "\(networks.sorted { $0.key < $1.key })"
