@@ -118,7 +118,8 @@ public struct Agent: Service {
         let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger)
         var migration = MigrationCoordinator.Configuration()
         migration.limits = limits
-        migration.observer = seams.observer
+        let events = AgentEventHub(hostID: credentials.identity.hostID)
+        migration.observer = EventPublishingObserver(inner: seams.observer, events: events)
         migration.qemuBinary = configuration.qemuBinary
         let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
                                                configuration: migration, logger: logger)
@@ -195,7 +196,7 @@ public struct Agent: Service {
                                  revocations: revocations, federation: federation, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
-                                 schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules))
+                                 schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events)
         let metrics: MetricsEndpoint?
         do {
             metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network)
@@ -220,6 +221,7 @@ public struct Agent: Service {
             ("membership", MeshMembershipService(
                 membership: membership, follower: MemberFollower(hostID: credentials.identity.hostID, peers: peers, logger: logger),
                 seeds: configuration.join)),
+            ("events", MembershipEventRelayService(relay: MembershipEventRelay(events: events), membership: membership.service)),
             ("restart-supervisor", RestartService(interval: .milliseconds(250)) { await restarts.tick() }),
             ("certificate-renewal", CertificateRenewalService(credentials: credentials, desk: certificates, membership: membership,
                                                               certificatePath: StateDirectory(configuration.stateDirectory).hostCertificate, logger: logger)),

@@ -1,6 +1,7 @@
 @testable import Agent
 import ControlAPI
 import Foundation
+import Synchronization
 import Testing
 
 /// Issue 16 item 3: the systemd unit, `make install`, the shipped configuration, SIGHUP reload.
@@ -128,6 +129,43 @@ struct OperabilityTests {
             #expect(object["ts"] is String && object["level"] is String && object["msg"] is String && object["logger"] is String, "\(line)")
         }
         #expect(lines.contains { $0.contains(#""mesh.host":"node-a""#) }, "\(lines.prefix(5))")
+    }
+
+    /// `hostmesh events` (method `events`): a subscriber on one agent sees another member join,
+    /// and then die when it is killed, as stream lines that keep coming until it goes away.
+    @Test func eventsStreamMembersComingAndGoing() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        _ = try mesh.host("node-a")
+        _ = try mesh.host("node-b")
+        let a = try await mesh.start("node-a")
+        final class Seen: Sendable {
+            let events = Mutex<[AgentEvent]>([])
+            func withLock<T>(_ body: (inout [AgentEvent]) -> T) -> T { events.withLock { body(&$0) } }
+        }
+        let seen = Seen()
+        struct Line: Decodable { var progress: AgentEvent }
+        let subscriber = Task {
+            _ = try? await a.control.call("events", Empty(), as: Empty.self) { line in
+                if let event = try? JSONDecoder().decode(Line.self, from: line).progress { seen.withLock { $0.append(event) } }
+            }
+        }
+        defer { subscriber.cancel() }
+        try await Task.sleep(for: .milliseconds(300)) // the subscription is in place before anything happens
+        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
+        func waitFor(_ kind: String) async -> Bool {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                if seen.withLock({ $0.contains { $0.kind == kind && $0.peer == "node-b" } }) { return true }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return false
+        }
+        #expect(await waitFor("member.alive"), "\(seen.withLock { $0 })")
+        b.kill()
+        #expect(await waitFor("member.dead"), "\(seen.withLock { $0 })")
+        let first = try #require(seen.withLock { $0.first })
+        #expect(first.host == "node-a" && first.time.hasSuffix("Z"))
     }
 
     func waitForLog(_ agent: AgentProcess, _ text: String) async throws {

@@ -27,12 +27,21 @@ struct ControlHandler: Sendable {
     /// Host health (Agent/Health) and schedules (Agent/Schedules).
     let health: HealthControlHandler
     let schedules: ScheduleControlHandler
+    /// What `events` subscribers read (Agent/Events).
+    let events: AgentEventHub
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
         case "status":
             return ControlTypes.Status(hostID: credentials.identity.hostID, domain: credentials.certificate.domain,
                                        listen: "\(listen)", software: Agent.software, vms: try await vms.list().count)
+        case "events":
+            // Streams until the client goes away: each event is a progress line; a write that
+            // fails (the client closed) ends the stream, and no result is ever sent.
+            for await event in events.subscribe() {
+                do { try await responder.progress(event) } catch { break }
+            }
+            throw ControlError.unavailable("the agent is stopping")
         case "ownership":
             return try await ledger.records().map { ControlTypes.Ownership(vm: $0.vmID, owner: $0.owner, epoch: $0.epoch) }
         case "members":

@@ -176,7 +176,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
             logger.error("cannot journal the incoming migration's phase", metadata: ["migration.phase": "\(phase)", "error": "\(error)"])
             throw error
         }
-        await context.observer.reached(.destination(phase))
+        await context.observer.reached(.destination(phase), migration: id, vm: vmID, name: spec?.name ?? vmID, peer: source)
     }
 
     func launchIncoming() async -> DestinationMigration.Event? {

@@ -34,6 +34,15 @@ public protocol MigrationObserver: Sendable {
     func reached(_ point: MigrationPoint) async
     /// True when the control channel to the peer should be cut at `point`.
     func cutsChannel(at point: MigrationPoint) -> Bool
+    /// Called at `point` of migration `migration` of VM `vm` (id and name), whose other side is
+    /// `peer` (host id, or the address it was reached at). The default calls `reached(_:)`.
+    func reached(_ point: MigrationPoint, migration: String, vm: String, name: String, peer: String) async
+}
+
+extension MigrationObserver {
+    public func reached(_ point: MigrationPoint, migration: String, vm: String, name: String, peer: String) async {
+        await reached(point)
+    }
 }
 
 /// The observer that sees nothing.

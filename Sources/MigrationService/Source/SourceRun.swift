@@ -156,7 +156,7 @@ actor SourceRun: SourceMigrationEnvironment {
             logger.error("cannot journal the migration phase", metadata: ["migration.phase": "\(phase)", "error": "\(error)"])
             throw error
         }
-        await context.observer.reached(.source(phase))
+        await context.observer.reached(.source(phase), migration: id, vm: vmID, name: vmName, peer: peer)
         if context.observer.cutsChannel(at: .source(phase)), let connection {
             // Fault injection: the channel drops here. Closing an open channel cannot fail in a way that matters.
             try? await connection.connection.channel.channel.close()
@@ -557,7 +557,7 @@ actor SourceRun: SourceMigrationEnvironment {
         }
         released = true
         if let spec { await context.ports?.forwardStragglers(spec, to: peer) }
-        await context.observer.reached(.sourceReleased)
+        await context.observer.reached(.sourceReleased, migration: id, vm: vmID, name: vmName, peer: peer)
         // Teardown last: the point above sees the released copy as the journal left it.
         await context.vms.endOutgoing(vmID, released: true, inDoubt: false)
         logger.info("released: the guest runs on the destination", metadata: ["mesh.peer": "\(peer)"])

@@ -1,0 +1,37 @@
+/// One thing that happened, as `hostmesh events` streams it (Protocol.md §7, method `events`).
+public struct AgentEvent: Codable, Sendable, Equatable {
+    /// When this agent saw it: RFC 3339, UTC, milliseconds.
+    public var time: String
+    /// What happened: `member.alive`, `member.suspect`, `member.dead`, `member.left`,
+    /// `migration.<role>.<phase>` (e.g. `migration.source.committing`, `migration.source.released`,
+    /// `migration.destination.committed`).
+    public var kind: String
+    /// The host that reports it.
+    public var host: String
+    /// The member a `member.*` event is about, or the other side of a migration.
+    public var peer: String?
+    /// The VM a `migration.*` event is about (its name) and its id.
+    public var vm: String?
+    public var vmID: String?
+    /// The migration's id.
+    public var migration: String?
+
+    public init(time: String, kind: String, host: String, peer: String? = nil, vm: String? = nil, vmID: String? = nil, migration: String? = nil) {
+        self.time = time
+        self.kind = kind
+        self.host = host
+        self.peer = peer
+        self.vm = vm
+        self.vmID = vmID
+        self.migration = migration
+    }
+
+    /// One line for people: `time kind key=value ...`.
+    public var line: String {
+        var parts = [time, kind, "host=\(host)"]
+        if let peer { parts.append("peer=\(peer)") }
+        if let vm { parts.append("vm=\(vm)") }
+        if let migration { parts.append("migration=\(migration)") }
+        return parts.joined(separator: " ")
+    }
+}
