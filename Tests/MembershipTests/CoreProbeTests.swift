@@ -24,7 +24,7 @@ struct CoreProbeTests {
         #expect(tick != nil)
         #expect(tick!.at < Fixture.at(1))
         #expect(directives.timers.contains { $0.timer == .pushPullTick })
-        #expect(instance.pendingUpdates.contains { if case .alive(let member, 0, _, _) = $0 { member == Fixture.id(0) } else { false } })
+        #expect(instance.pendingUpdates.contains { if case .alive(let member, 0, _, _, _) = $0 { member == Fixture.id(0) } else { false } })
     }
 
     @Test("a probe tick pings one member and schedules the probe timeout and the next tick")

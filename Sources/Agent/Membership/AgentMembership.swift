@@ -75,6 +75,13 @@ public actor AgentMembership {
                 return "\(error)"
             }
         }
+        // Signed membership (Protocol.md §4.17): claims signed with the host key (the current
+        // one, after a rotation too), checked against certificates carried by push-pull.
+        let signing = credentials
+        config.signedClaims = SignedClaimsConfiguration(
+            sign: { claim in signing.identity.signingKey.sign(claim) },
+            ownCertificate: { signing.certificate.serialized },
+            checkCertificate: { bytes in Self.checkMemberCertificate(bytes, trust: trust) })
         let pushPullCredentials = credentials
         let pushPullLogger = logger
         service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in
@@ -85,6 +92,21 @@ public actor AgentMembership {
                 return [UInt8](reply.state)
             }
         }, logger: logger)
+    }
+
+    /// A member certificate from a push-pull state: valid now under a trusted domain and not
+    /// revoked; its identity key verifies that member's claims (Protocol.md §4.17).
+    static func checkMemberCertificate(_ bytes: [UInt8], trust: TrustStore) -> CertificateCheck {
+        do {
+            let certificate = try HostCertificate(serialized: bytes)
+            try trust.verify(certificate, now: Int64(Date().timeIntervalSince1970))
+            if trust.revocations.entry(revoking: certificate) != nil {
+                return .refused("the certificate of \(certificate.hostID) (serial \(certificate.serial)) is revoked")
+            }
+            return .valid(member: MemberID(certificate.hostID), key: [UInt8](certificate.body.identityKey), serial: certificate.serial)
+        } catch {
+            return .refused("\(error)")
+        }
     }
 
     /// Opens a channel to `address`, sends one envelope, returns the decoded answer.
