@@ -1,7 +1,7 @@
 public import Membership
 
 /// Why an incoming gossip datagram, or one claim or record in it, was dropped (Protocol.md
-/// §4.12, §4.17). Every drop is counted under its reason and logged at most once per reason
+/// §4.12, §4.16). Every drop is counted under its reason and logged at most once per reason
 /// per rate-limit interval.
 public enum GossipDropReason: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     /// Larger than the largest datagram a member may send.
@@ -31,7 +31,7 @@ public enum GossipDropReason: String, Hashable, Sendable, CaseIterable, CustomSt
     /// malformed (Protocol.md §4.15). Only the grant is dropped.
     case federationGrantRefused = "federation-grant-refused"
     /// A membership claim (alive, leave, metadata about its author; suspect or dead by an
-    /// accuser) with no signature (Protocol.md §4.17). Only the claim is dropped.
+    /// accuser) with no signature (Protocol.md §4.16). Only the claim is dropped.
     case claimUnsigned = "claim-unsigned"
     /// A membership claim whose signature is not its author's host key: forged, altered, or
     /// signed with another key. Only the claim is dropped.

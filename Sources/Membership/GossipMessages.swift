@@ -52,7 +52,7 @@ public struct PingRequest: Hashable, Sendable {
 /// A membership update disseminated by piggybacking (Protocol.md §4.5).
 public enum MemberUpdate: Hashable, Sendable {
     /// `member` is alive at `incarnation` at `address`; carries its metadata when known.
-    /// `signature`: `member`'s over `MembershipClaim.alive` (Protocol.md §4.17), empty if unsigned.
+    /// `signature`: `member`'s over `MembershipClaim.alive` (Protocol.md §4.16), empty if unsigned.
     case alive(member: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?, signature: [UInt8] = [])
     /// `from` suspects `member` at `incarnation`; `signature`: `from`'s over `MembershipClaim.suspect`.
     case suspect(member: MemberID, incarnation: UInt64, from: MemberID, signature: [UInt8] = [])
@@ -132,7 +132,7 @@ public struct MemberRecord: Hashable, Sendable {
     /// Its newest metadata known to the sender.
     public var metadata: MemberMetadata?
     /// The member's own signature of its alive claim at `incarnation` (of its leave claim when
-    /// `status` is left), Protocol.md §4.17; empty when the sender holds none.
+    /// `status` is left), Protocol.md §4.16; empty when the sender holds none.
     public var signature: [UInt8]
 
     /// Creates a record.
@@ -169,7 +169,7 @@ public struct PushPullState: Hashable, Sendable {
     public var revocations: [RevocationNotice]
     /// The newest federation grant of each (domain, peer domain) the sender holds.
     public var federationGrants: [FederationGrantNotice]
-    /// Encoded host certificates of the members the sender holds one for (Protocol.md §4.17).
+    /// Encoded host certificates of the members the sender holds one for (Protocol.md §4.16).
     /// Opaque to the core: the shell fills them in before sending and checks them (into the
     /// cache its `ClaimAuthority` verifies with) before the core merges the state.
     public var certificates: [[UInt8]]

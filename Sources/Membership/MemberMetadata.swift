@@ -123,7 +123,7 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         get { storage.fields.healthReasons }
         set { update { $0.healthReasons = newValue } }
     }
-    /// The owner's Ed25519 signature of this version (Protocol.md §4.17): set by the owner's core
+    /// The owner's Ed25519 signature of this version (Protocol.md §4.16): set by the owner's core
     /// when it issues the version and kept with it on every copy; empty when unsigned. Not part
     /// of what it signs (`MembershipClaim.metadata`).
     public var signature: [UInt8] {

@@ -35,7 +35,7 @@ public enum MembershipDirective: Hashable, Sendable {
     /// learned locally; it is held and gossiped. The shell persists and enforces it (§4.15).
     case federationGrantLearned(FederationGrantNotice)
     /// A claim (`kind`: alive, suspect, dead, leave, metadata) that `signer` should have signed
-    /// was dropped (Protocol.md §4.17). For counters and rate-limited logs; nothing else to do.
+    /// was dropped (Protocol.md §4.16). For counters and rate-limited logs; nothing else to do.
     case claimRejected(ClaimRejection, kind: String, signer: MemberID)
 }
 

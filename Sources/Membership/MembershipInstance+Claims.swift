@@ -1,4 +1,4 @@
-// Signed membership (Protocol.md §4.17): this member signs each of its claims once, and a
+// Signed membership (Protocol.md §4.16): this member signs each of its claims once, and a
 // claim from another member changes the local view only with its author's valid signature.
 // Claims about this member itself are never applied, only refuted, so they need none.
 extension MembershipInstance {
@@ -15,6 +15,9 @@ extension MembershipInstance {
                 return true
             case .forged:
                 rejection = .forged
+                // Also what a claim signed with a member's new key looks like before its new
+                // certificate arrived (key rotation): fetch certificates from the sender too.
+                certificateWanted = true
             case .unknownSigner:
                 rejection = .unknownSigner
                 certificateWanted = true
@@ -59,7 +62,7 @@ extension MembershipInstance {
 
     /// After a datagram whose claims named a signer with no certificate held: pull state from
     /// the datagram's sender (it applied those claims, so it holds the certificates), at most
-    /// once per probe interval (Protocol.md §4.17, "unknown signers").
+    /// once per probe interval (Protocol.md §4.16, "unknown signers").
     mutating func pullCertificatesIfWanted(from sender: MemberID) {
         defer { certificateWanted = false }
         guard certificateWanted, lifecycle == .running, now >= nextCertificatePull,

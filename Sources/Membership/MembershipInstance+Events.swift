@@ -108,6 +108,19 @@ extension MembershipInstance {
         return finish()
     }
 
+    /// This member's host key changed (key rotation, Protocol.md §4.16): its alive claim is
+    /// re-issued one incarnation up and its metadata one version up, both signed with the new
+    /// key, so that they replace the claims signed with the old key everywhere.
+    public mutating func renewClaims(now: MeshInstant) -> [MembershipDirective] {
+        begin(now)
+        guard lifecycle == .running, claims != nil else { return finish() }
+        incarnation += 1
+        localMetadata.version += 1
+        signLocalMetadata()
+        enqueueBroadcast(localAlive(metadata: localMetadata), transmitMultiplier: 2)
+        return finish()
+    }
+
     /// Leaves the mesh gracefully: stops probing, gossips a leave announcement, and returns
     /// `.leaveCompleted` (now, or from a later gossip tick) once it has been disseminated.
     /// The shell SHOULD keep delivering events until then, bounded by its own timeout.

@@ -57,7 +57,7 @@ extension MembershipInstance {
 
     /// Merges a peer's state record by record, with the same rules as gossip. A peer's "dead"
     /// becomes a suspicion here (the member gets the chance to refute), as in memberlist.
-    /// With signed membership (§4.17) a record's alive or leave needs the member's own
+    /// With signed membership (§4.16) a record's alive or leave needs the member's own
     /// signature; a suspect or dead status is the peer's accusation, authenticated by the
     /// secure channel rather than a signature, so this member adopts it as its own suspicion
     /// (signed by itself) instead of passing on an accusation it could not prove.

@@ -30,7 +30,7 @@ extension MembershipInstance {
     }
 
     /// `signature` is the member's own (a claim about itself, checked when it would change
-    /// the view, Protocol.md §4.17).
+    /// the view, Protocol.md §4.16).
     mutating func applyAlive(
         member id: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?, signature: [UInt8]
     ) {

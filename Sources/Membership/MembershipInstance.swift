@@ -37,7 +37,7 @@ public struct MembershipInstance: Sendable {
         var metadata: MemberMetadata?
         var statusChangedAt: Int64
         /// The member's own signature of its newest self-claim held: its leave when `status`
-        /// is left, else its alive at `signedIncarnation` (Protocol.md §4.17). Passed on in
+        /// is left, else its alive at `signedIncarnation` (Protocol.md §4.16). Passed on in
         /// push-pull records; empty when none is held (a fixture, or signatures off).
         var signature: [UInt8] = []
         var signedIncarnation: UInt64 = 0
@@ -83,7 +83,7 @@ public struct MembershipInstance: Sendable {
     var federationGrants: [String: FederationGrantNotice] = [:]
     /// Members whose host or certificate is revoked: forgotten and never learned again.
     var banned: Set<MemberID> = []
-    /// Signs this member's claims and checks others' (Protocol.md §4.17); nil: gossip unsigned,
+    /// Signs this member's claims and checks others' (Protocol.md §4.16); nil: gossip unsigned,
     /// nothing checked (the simulator's default and the tests of the protocol alone).
     let claims: (any ClaimAuthority)?
     /// This member's signature of its alive claim at `signedIncarnation` (signed once per incarnation).
@@ -124,7 +124,7 @@ public struct MembershipInstance: Sendable {
     ///   - knownMembers: members to know from the start, without announcing them (a fixture
     ///     for the simulator, or a cached view). Records about `id` itself are ignored.
     ///   - logger: receives debug-level logs of status changes (`mesh.peer` metadata).
-    ///   - claims: signs this member's claims and checks the others' (Protocol.md §4.17); nil:
+    ///   - claims: signs this member's claims and checks the others' (Protocol.md §4.16); nil:
     ///     unsigned gossip, every claim accepted.
     public init(
         id: MemberID, address: PeerAddress, metadata: MemberMetadata = MemberMetadata(), incarnation: UInt64 = 0,

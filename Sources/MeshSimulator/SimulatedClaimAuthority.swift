@@ -1,6 +1,6 @@
 public import Membership
 
-/// The simulator's stand-in for Ed25519 claim signatures (Protocol.md §4.17): deterministic,
+/// The simulator's stand-in for Ed25519 claim signatures (Protocol.md §4.16): deterministic,
 /// cheap, and 64 bytes long like the real ones, so byte counts stay true. A member's "key" is
 /// its id: a signature is a keyed hash of the claim expanded to 64 bytes, which only the same
 /// id reproduces. It proves nothing cryptographically; it exercises the core's signing and

@@ -47,7 +47,7 @@ public final class Simulation {
     public var network: SimulatedNetwork
     /// Wire treatment of datagrams.
     public let fidelity: SimulatedWireFidelity
-    /// True when every member signs its claims and checks the others' (Protocol.md §4.17),
+    /// True when every member signs its claims and checks the others' (Protocol.md §4.16),
     /// with `SimulatedClaimAuthority`.
     public let signedClaims: Bool
 

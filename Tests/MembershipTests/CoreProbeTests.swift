@@ -132,7 +132,7 @@ struct CoreProbeTests {
         #expect(instance.localHealthScore == 2)
         #expect(instance.status(of: probe.target) == .suspect)
         #expect(end.changes.contains { $0.member.id == probe.target && $0.member.status == .suspect && $0.previousStatus == .alive })
-        #expect(instance.pendingUpdates.contains { if case .suspect(probe.target, 0, Fixture.id(0)) = $0 { true } else { false } })
+        #expect(instance.pendingUpdates.contains { if case .suspect(probe.target, 0, Fixture.id(0), _) = $0 { true } else { false } })
         // The probe period is now stretched by (score + 1).
         let nextPing = try! #require(end.firstPing)
         #expect(end.probeTick?.at == probe.tickAt + .seconds(3))

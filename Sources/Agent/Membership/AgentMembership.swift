@@ -75,7 +75,7 @@ public actor AgentMembership {
                 return "\(error)"
             }
         }
-        // Signed membership (Protocol.md §4.17): claims signed with the host key (the current
+        // Signed membership (Protocol.md §4.16): claims signed with the host key (the current
         // one, after a rotation too), checked against certificates carried by push-pull.
         let signing = credentials
         config.signedClaims = SignedClaimsConfiguration(
@@ -95,7 +95,7 @@ public actor AgentMembership {
     }
 
     /// A member certificate from a push-pull state: valid now under a trusted domain and not
-    /// revoked; its identity key verifies that member's claims (Protocol.md §4.17).
+    /// revoked; its identity key verifies that member's claims (Protocol.md §4.16).
     static func checkMemberCertificate(_ bytes: [UInt8], trust: TrustStore) -> CertificateCheck {
         do {
             let certificate = try HostCertificate(serialized: bytes)
@@ -199,6 +199,10 @@ public actor AgentMembership {
 
     /// Gossips the fingerprint of this host's new identity key (after a key rotation, §2.8).
     func keyRotated() async {
+        // Claims signed with the old key are replaced by ones signed with the new (§4.16).
+        do { try await service.hostKeyChanged() } catch {
+            logger.error("cannot re-sign this host's membership claims with its new key", metadata: ["error": "\(error)"])
+        }
         var next = metadata
         next.keyFingerprint = Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes))
         guard next.keyFingerprint != metadata.keyFingerprint else { return }

@@ -1,7 +1,7 @@
 public import Membership
 import MeshCrypto
 
-/// The agent's `ClaimAuthority` (Protocol.md §4.17): signs with this host's key and verifies a
+/// The agent's `ClaimAuthority` (Protocol.md §4.16): signs with this host's key and verifies a
 /// claim with the identity keys of its signer's certificates held in `certificates`.
 public struct CertifiedClaimAuthority: ClaimAuthority {
     let signer: @Sendable ([UInt8]) -> [UInt8]

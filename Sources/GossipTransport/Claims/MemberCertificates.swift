@@ -1,7 +1,7 @@
 public import Membership
 import NIOConcurrencyHelpers
 
-/// The checked certificates of the members, by member (Protocol.md §4.17): filled from
+/// The checked certificates of the members, by member (Protocol.md §4.16): filled from
 /// push-pull states (and this host's own), read by `CertifiedClaimAuthority` to verify claims.
 /// Two per member at most, the highest serials: during a key rotation a member's claims signed
 /// with its previous key (rebroadcast by others) still verify while its new certificate spreads.
@@ -14,7 +14,13 @@ public final class MemberCertificates: Sendable {
         var serial: UInt64
     }
 
-    private let held = NIOLockedValueBox<[MemberID: [Held]]>([:])
+    struct Table: Sendable {
+        var byMember: [MemberID: [Held]] = [:]
+        /// Every certificate held, for the "already checked" test of each one received.
+        var bytes: Set<[UInt8]> = []
+    }
+
+    private let held = NIOLockedValueBox(Table())
 
     /// An empty cache.
     public init() {}
@@ -22,39 +28,47 @@ public final class MemberCertificates: Sendable {
     /// True when exactly these certificate bytes are held for some member (nothing to check).
     public func contains(_ certificate: [UInt8], of member: MemberID?) -> Bool {
         held.withLockedValue { table in
-            if let member { return table[member]?.contains { $0.certificate == certificate } ?? false }
-            return table.values.contains { $0.contains { $0.certificate == certificate } }
+            guard table.bytes.contains(certificate) else { return false }
+            guard let member else { return true }
+            return table.byMember[member]?.contains { $0.certificate == certificate } ?? false
         }
     }
 
     /// Holds a checked certificate of `member` (keeps the two highest serials).
     public func insert(_ certificate: [UInt8], of member: MemberID, key: [UInt8], serial: UInt64) {
         held.withLockedValue { table in
-            var list = table[member, default: []]
+            let previous = table.byMember[member] ?? []
+            var list = previous
             list.removeAll { $0.serial == serial || $0.certificate == certificate }
             list.append(Held(certificate: certificate, key: key, serial: serial))
             list.sort { $0.serial > $1.serial }
-            table[member] = Array(list.prefix(2))
+            list = Array(list.prefix(2))
+            for old in previous { table.bytes.remove(old.certificate) }
+            for kept in list { table.bytes.insert(kept.certificate) }
+            table.byMember[member] = list
         }
     }
 
     /// Forgets a member's certificates (it was revoked or forgotten).
     public func remove(_ member: MemberID) {
-        _ = held.withLockedValue { $0.removeValue(forKey: member) }
+        held.withLockedValue { table in
+            for old in table.byMember.removeValue(forKey: member) ?? [] { table.bytes.remove(old.certificate) }
+        }
     }
 
     /// The identity keys held for `member`, newest first; empty when none.
     public func keys(of member: MemberID) -> [[UInt8]] {
-        held.withLockedValue { $0[member]?.map(\.key) ?? [] }
+        held.withLockedValue { $0.byMember[member]?.map(\.key) ?? [] }
     }
 
-    /// The newest certificate of every member held, in member order (for push-pull states).
-    public func newest() -> [[UInt8]] {
+    /// Every certificate held (two per member at most), in member order, for push-pull states:
+    /// a member that rotated its key has claims signed with either key in flight.
+    public func all() -> [[UInt8]] {
         held.withLockedValue { table in
-            table.keys.sorted().compactMap { table[$0]?.first?.certificate }
+            table.byMember.keys.sorted().flatMap { table.byMember[$0]?.map(\.certificate) ?? [] }
         }
     }
 
     /// Members with a certificate held.
-    public var count: Int { held.withLockedValue { $0.count } }
+    public var count: Int { held.withLockedValue { $0.byMember.count } }
 }

@@ -1,7 +1,7 @@
 public import Membership
 
 /// How a `MembershipService` signs this member's claims and checks the certificates other
-/// members' claims are verified with (signed membership, Protocol.md §4.17). The agent builds
+/// members' claims are verified with (signed membership, Protocol.md §4.16). The agent builds
 /// it from the host key and its trust store; the service never sees a key file.
 public struct SignedClaimsConfiguration: Sendable {
     /// This host's Ed25519 signature of a claim's bytes, with its current host key.

@@ -1,6 +1,6 @@
 import Membership
 
-// Member certificates in push-pull states (signed membership, Protocol.md §4.17): every state
+// Member certificates in push-pull states (signed membership, Protocol.md §4.16): every state
 // sent carries the certificates held; every state received has its new certificates checked
 // and cached before the core merges it, so the claims in it can be verified.
 extension MembershipService {
@@ -22,8 +22,18 @@ extension MembershipService {
         {
             certificates.insert(own, of: member, key: key, serial: serial)
         }
-        outgoing.certificates = certificates.newest()
+        outgoing.certificates = certificates.all()
         return outgoing
+    }
+
+    /// This host's key changed (rotation): hold its new certificate and re-issue its claims
+    /// signed with the new key (`MembershipInstance.renewClaims`).
+    public func hostKeyChanged() async throws(MembershipServiceError) {
+        try await runtime.onLoop { state throws(MembershipServiceError) in
+            guard state.phase == .running, state.instance != nil else { throw state.phase == .stopped ? .stopped : .notStarted }
+            self.holdOwnCertificate(state)
+            if let directives = state.instance?.renewClaims(now: self.now()) { self.execute(directives, state) }
+        }
     }
 
     /// Checks and caches the certificates of a received state (on the loop, before the merge).

@@ -34,7 +34,7 @@ public final class MembershipService: Sendable {
     let timeline: ShellTimeline
     let jobs: AsyncStream<PushPullJob>
     let jobSink: AsyncStream<PushPullJob>.Continuation
-    /// The checked certificates claims are verified with (signed membership, Protocol.md §4.17).
+    /// The checked certificates claims are verified with (signed membership, Protocol.md §4.16).
     public let certificates = MemberCertificates()
 
     /// A service, not yet started.

@@ -1,4 +1,4 @@
-/// Signs this member's claims and checks other members' (Protocol.md §4.17), injected into
+/// Signs this member's claims and checks other members' (Protocol.md §4.16), injected into
 /// `MembershipInstance` so the core stays pure: the agent's implementation signs with the host
 /// key and verifies against the certificates it holds; the simulator's is a deterministic
 /// stand-in with signatures of the real size.

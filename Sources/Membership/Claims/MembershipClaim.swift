@@ -1,4 +1,4 @@
-/// A statement in gossip that its author signs with its host key (Protocol.md §4.17): what a
+/// A statement in gossip that its author signs with its host key (Protocol.md §4.16): what a
 /// member says about itself (alive, leave, metadata) or about another (suspect, dead).
 ///
 /// `bytes` is the exact signature input, a fixed layout an independent implementation can

@@ -390,7 +390,7 @@ public nonisolated struct Hostmesh_V1_GossipAlive: Sendable {
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
   public mutating func clearMetadata() {self._metadata = nil}
 
-  /// Ed25519 by `member`'s host key over the alive claim (Protocol.md §4.17)
+  /// Ed25519 by `member`'s host key over the alive claim (Protocol.md §4.16)
   public var signature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -413,7 +413,7 @@ public nonisolated struct Hostmesh_V1_GossipSuspect: Sendable {
 
   public var from: String = String()
 
-  /// Ed25519 by `from`'s host key over the suspect claim (Protocol.md §4.17)
+  /// Ed25519 by `from`'s host key over the suspect claim (Protocol.md §4.16)
   public var signature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -433,7 +433,7 @@ public nonisolated struct Hostmesh_V1_GossipDead: Sendable {
 
   public var from: String = String()
 
-  /// Ed25519 by `from`'s host key over the dead claim (Protocol.md §4.17)
+  /// Ed25519 by `from`'s host key over the dead claim (Protocol.md §4.16)
   public var signature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -451,7 +451,7 @@ public nonisolated struct Hostmesh_V1_GossipLeave: Sendable {
 
   public var incarnation: UInt64 = 0
 
-  /// Ed25519 by `member`'s host key over the leave claim (Protocol.md §4.17)
+  /// Ed25519 by `member`'s host key over the leave claim (Protocol.md §4.16)
   public var signature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -606,7 +606,7 @@ public nonisolated struct Hostmesh_V1_GossipMemberMetadata: @unchecked Sendable 
     set {_uniqueStorage()._instanceID = newValue}
   }
 
-  /// Ed25519 by the host's key over the metadata claim (Protocol.md §4.17); not part of what it signs
+  /// Ed25519 by the host's key over the metadata claim (Protocol.md §4.16); not part of what it signs
   public var signature: Data {
     get {_storage._signature}
     set {_uniqueStorage()._signature = newValue}
@@ -691,7 +691,7 @@ public nonisolated struct Hostmesh_V1_GossipPushPullState: Sendable {
   /// the newest grant of each (domain, peer domain) it holds (encoded FederationGrant)
   public var federationGrants: [Data] = []
 
-  /// encoded HostCertificates of the members it holds one for, itself included (§4.17)
+  /// encoded HostCertificates of the members it holds one for, itself included (§4.16)
   public var certificates: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
