@@ -63,7 +63,8 @@ extension MembershipService {
         state.counters.drops[drop.reason, default: 0] += 1
         guard let suppressed = state.dropLog.record(drop.reason, now: now()) else { return }
         logger.log(
-            level: configuration.dropLogLevel, drop.reason == .revocationRefused ? "revocation list dropped"
+            // A claim by a member whose certificate is still on its way is normal while a host joins.
+            level: drop.reason == .claimUnknownSigner ? .debug : configuration.dropLogLevel, drop.reason == .revocationRefused ? "revocation list dropped"
                 : drop.reason == .federationGrantRefused ? "federation grant dropped"
                 : drop.reason == .certificateRefused ? "member certificate dropped"
                 : GossipDropReason.claimReasons.contains(drop.reason) ? "membership claim dropped" : "gossip datagram dropped",
