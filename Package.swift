@@ -291,7 +291,7 @@ let package = Package(
         .testTarget(
             name: "GossipTransportTests",
             dependencies: [
-                "MeshTime", "GossipTransport", "Membership", "MeshWire",
+                "MeshTime", "GossipTransport", "Membership", "MeshWire", "MeshCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

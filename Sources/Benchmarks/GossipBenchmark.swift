@@ -24,6 +24,25 @@ public struct GossipBenchmarkRow: Codable, Sendable, Equatable {
     /// Seconds from a revocation list published at one member until every live member held it
     /// (gossip and push-pull, as the agents run them).
     public var revocationAllSeconds: Double?
+    /// Gossip bytes per member per second from the crash until every member knew the joiner
+    /// (suspicions, deaths, a join: signed claims being disseminated), as on the wire.
+    public var churnBytesPerMemberPerSecond: Double?
+    /// The same mesh with unsigned claims (gossip before Protocol.md §4.16), same seed: the
+    /// reference the signed figures are compared with.
+    public var unsigned: UnsignedFigures?
+
+    /// `bytes_per_member_s` and `churn_bytes_per_member_s` of the same run with unsigned claims.
+    public struct UnsignedFigures: Codable, Sendable, Equatable {
+        /// Steady-state gossip bytes per member per second, unsigned.
+        public var bytesPerMemberPerSecond: Double
+        /// Churn-phase gossip bytes per member per second, unsigned.
+        public var churnBytesPerMemberPerSecond: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case bytesPerMemberPerSecond = "bytes_per_member_s"
+            case churnBytesPerMemberPerSecond = "churn_bytes_per_member_s"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case members
@@ -32,13 +51,16 @@ public struct GossipBenchmarkRow: Codable, Sendable, Equatable {
         case joinAllSeconds = "join_all_s"
         case bytesPerMemberPerSecond = "bytes_per_member_s"
         case revocationAllSeconds = "revocation_all_s"
+        case churnBytesPerMemberPerSecond = "churn_bytes_per_member_s"
+        case unsigned
     }
 
     /// Creates a row.
     public init(
         members: Int, firstSuspectSeconds: Double?, allDeadSeconds: Double?, joinAllSeconds: Double?,
-        bytesPerMemberPerSecond: Double, revocationAllSeconds: Double? = nil
+        bytesPerMemberPerSecond: Double, revocationAllSeconds: Double? = nil, churnBytesPerMemberPerSecond: Double? = nil
     ) {
+        self.churnBytesPerMemberPerSecond = churnBytesPerMemberPerSecond
         self.members = members
         self.firstSuspectSeconds = firstSuspectSeconds
         self.allDeadSeconds = allDeadSeconds
@@ -64,12 +86,21 @@ public enum GossipBenchmark {
     /// The mesh sizes of the standard run.
     public static let standardMemberCounts = [10, 100, 1000]
 
-    /// Runs `measure` for each size, with the seed offset by the size.
+    /// Runs `measure` for each size, with the seed offset by the size: with signed claims (as
+    /// the agents run), and again unsigned for the traffic reference (`row.unsigned`).
     public static func run(
         memberCounts: [Int] = standardMemberCounts, seed: UInt64 = 0x60_5519,
         settings: MembershipSettings = MembershipSettings(), network: SimulatedNetwork = SimulatedNetwork()
     ) -> [GossipBenchmarkRow] {
-        memberCounts.map { measure(members: $0, seed: seed &+ UInt64($0), settings: settings, network: network) }
+        memberCounts.map { members in
+            var row = measure(members: members, seed: seed &+ UInt64(members), settings: settings, network: network)
+            let reference = measure(
+                members: members, seed: seed &+ UInt64(members), settings: settings, network: network, signedClaims: false)
+            row.unsigned = GossipBenchmarkRow.UnsignedFigures(
+                bytesPerMemberPerSecond: reference.bytesPerMemberPerSecond,
+                churnBytesPerMemberPerSecond: reference.churnBytesPerMemberPerSecond)
+            return row
+        }
     }
 
     /// One mesh of `members` converged members:
@@ -80,12 +111,15 @@ public enum GossipBenchmark {
     ///    it (at most 60 s);
     /// 4. a revocation list (one entry, about 180 bytes as signed) is published at one member:
     ///    time until every live member holds it (at most 60 s).
+    ///
+    /// With `signedClaims` every member signs its claims and checks the others' (§4.16, the
+    /// simulator's 64-byte stand-in signatures).
     public static func measure(
         members: Int, seed: UInt64, settings: MembershipSettings = MembershipSettings(),
-        network: SimulatedNetwork = SimulatedNetwork()
+        network: SimulatedNetwork = SimulatedNetwork(), signedClaims: Bool = true
     ) -> GossipBenchmarkRow {
         precondition(members >= 3, "the benchmark needs at least 3 members")  // programmer error
-        let simulation = Simulation(members: members, settings: settings, network: network, seed: seed)
+        let simulation = Simulation(members: members, settings: settings, network: network, seed: seed, signedClaims: signedClaims)
         simulation.run(for: .seconds(10))
         let bytesBefore = totalBytesSent(simulation)
         let steadySeconds = 30.0
@@ -119,6 +153,7 @@ public enum GossipBenchmark {
                 }
             }
         }
+        let churnBytesBefore = totalBytesSent(simulation)
         simulation.crash(victim)
         simulation.run(until: crashedAt + .seconds(120))
 
@@ -127,6 +162,9 @@ public enum GossipBenchmark {
         joinedAt = simulation.now
         simulation.addMember(joiningThrough: [seedMember])
         simulation.run(until: simulation.now + .seconds(60))
+        let churnSeconds = (simulation.now - crashedAt).inSeconds
+        let churnBytes = churnSeconds > 0
+            ? Double(totalBytesSent(simulation) - churnBytesBefore) / Double(members) / churnSeconds : nil
 
         let live = (0..<simulation.memberCount).filter { simulation.isRunning($0) }
         let notice = revocationNotice()
@@ -150,7 +188,7 @@ public enum GossipBenchmark {
             allDeadSeconds: allDead.map { ($0 - crashedAt).inSeconds },
             joinAllSeconds: joinedAt.flatMap { start in allKnowJoiner.map { ($0 - start).inSeconds } },
             bytesPerMemberPerSecond: bytesPerMemberPerSecond,
-            revocationAllSeconds: allHold.map { ($0 - publishedAt).inSeconds })
+            revocationAllSeconds: allHold.map { ($0 - publishedAt).inSeconds }, churnBytesPerMemberPerSecond: churnBytes)
     }
 
     /// A revocation list of the size a one-host revocation has when signed (a 63-byte host id
@@ -180,13 +218,25 @@ public enum GossipBenchmark {
             guard let value else { return "-" }
             return String(Double(Int((value * 100).rounded())) / 100)
         }
-        var lines = ["members  first_suspect_s  all_dead_s  join_all_s  bytes_per_member_s  revocation_all_s"]
+        func ratio(_ signed: Double?, _ unsigned: Double?) -> String {
+            guard let signed, let unsigned, unsigned > 0 else { return "-" }
+            return cell(signed / unsigned) + "x"
+        }
+        var lines = [
+            "members  first_suspect_s  all_dead_s  join_all_s  bytes_per_member_s  revocation_all_s"
+                + "  unsigned_bytes  signed/unsigned  churn_bytes  unsigned_churn  signed/unsigned"
+        ]
         for row in rows {
             lines.append(
                 [
                     String(row.members).padded(7), cell(row.firstSuspectSeconds).padded(15),
                     cell(row.allDeadSeconds).padded(10), cell(row.joinAllSeconds).padded(10),
                     cell(row.bytesPerMemberPerSecond).padded(18), cell(row.revocationAllSeconds).padded(16),
+                    cell(row.unsigned?.bytesPerMemberPerSecond).padded(14),
+                    ratio(row.bytesPerMemberPerSecond, row.unsigned?.bytesPerMemberPerSecond).padded(15),
+                    cell(row.churnBytesPerMemberPerSecond).padded(11),
+                    cell(row.unsigned?.churnBytesPerMemberPerSecond).padded(14),
+                    ratio(row.churnBytesPerMemberPerSecond, row.unsigned?.churnBytesPerMemberPerSecond).padded(15),
                 ].joined(separator: "  "))
         }
         return lines.joined(separator: "\n")

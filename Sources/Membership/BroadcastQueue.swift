@@ -47,7 +47,7 @@ struct BroadcastQueue: Sendable {
         case .metadata(let member, _): key = .metadata(member)
         case .revocation(let notice): key = .revocation(domain: notice.domain)
         case .federationGrant(let notice): key = .federationGrant(key: notice.key)
-        case .alive(let member, _, _, _), .suspect(let member, _, _), .dead(let member, _, _), .left(let member, _):
+        case .alive(let member, _, _, _, _), .suspect(let member, _, _, _), .dead(let member, _, _, _), .left(let member, _, _):
             key = .liveness(member)
         }
         nextGeneration += 1

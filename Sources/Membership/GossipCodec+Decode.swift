@@ -49,21 +49,25 @@ extension GossipCodec {
                 member: try memberID(alive.member, in: "alive update", field: "member"),
                 incarnation: alive.incarnation,
                 address: try address(alive.address, in: "alive update", field: "address"),
-                metadata: alive.hasMetadata ? try metadata(alive.metadata, in: "alive update") : nil)
+                metadata: alive.hasMetadata ? try metadata(alive.metadata, in: "alive update") : nil,
+                signature: try signature(alive.signature, in: "alive update"))
         case .suspect(let suspect):
             return .suspect(
                 member: try memberID(suspect.member, in: "suspect update", field: "member"),
                 incarnation: suspect.incarnation,
-                from: try memberID(suspect.from, in: "suspect update", field: "from"))
+                from: try memberID(suspect.from, in: "suspect update", field: "from"),
+                signature: try signature(suspect.signature, in: "suspect update"))
         case .dead(let dead):
             return .dead(
                 member: try memberID(dead.member, in: "dead update", field: "member"),
                 incarnation: dead.incarnation,
-                from: try memberID(dead.from, in: "dead update", field: "from"))
+                from: try memberID(dead.from, in: "dead update", field: "from"),
+                signature: try signature(dead.signature, in: "dead update"))
         case .leave(let leave):
             return .left(
                 member: try memberID(leave.member, in: "leave update", field: "member"),
-                incarnation: leave.incarnation)
+                incarnation: leave.incarnation,
+                signature: try signature(leave.signature, in: "leave update"))
         case .metadata(let update):
             guard update.hasMetadata else { throw .missingField(message: "metadata update", field: "metadata") }
             return .metadata(
@@ -129,7 +133,16 @@ extension GossipCodec {
             address: try address(message.address, in: name, field: "address"),
             status: status,
             incarnation: message.incarnation,
-            metadata: message.hasMetadata ? try metadata(message.metadata, in: name) : nil)
+            metadata: message.hasMetadata ? try metadata(message.metadata, in: name) : nil,
+            signature: try signature(message.signature, in: name))
+    }
+
+    /// A claim signature: absent (empty) or exactly 64 bytes (Ed25519).
+    static func signature(_ bytes: Data, in name: String, field: String = "signature") throws(GossipCodecError) -> [UInt8] {
+        guard bytes.isEmpty || bytes.count == signatureBytes else {
+            throw .invalidField(message: name, field: field, reason: "\(bytes.count) bytes, 0 or \(signatureBytes) expected")
+        }
+        return [UInt8](bytes)
     }
 
     static func metadata(
@@ -158,7 +171,7 @@ extension GossipCodec {
                 message: name, field: "metadata.health_reasons",
                 reason: "\(message.healthReasons.count) reasons, at most \(MemberMetadata.maxHealthReasons) of at most \(MemberMetadata.maxHealthReasonBytes) bytes expected")
         }
-        return MemberMetadata(
+        var decoded = MemberMetadata(
             version: message.version,
             domain: message.domain,
             cores: message.cores,
@@ -176,6 +189,8 @@ extension GossipCodec {
             keyFingerprint: [UInt8](message.keyFingerprint),
             instanceID: [UInt8](message.instanceID),
             healthReasons: message.healthReasons)
+        decoded.signature = try signature(message.signature, in: name, field: "metadata.signature")
+        return decoded
     }
 
     static func memberID(_ raw: String, in name: String, field: String) throws(GossipCodecError) -> MemberID {

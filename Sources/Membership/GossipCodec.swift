@@ -15,6 +15,10 @@ public enum GossipCodec {
     public static let maxDatagramBytes = 65_507
     /// Largest push-pull state `decodePushPullState` accepts (about 16,000 members).
     public static let maxPushPullBytes = 16 << 20
+    /// Largest encoded host certificate a push-pull state may carry.
+    public static let maxCertificateBytes = 4096
+    /// Length of an Ed25519 signature, the only length a claim signature may have.
+    public static let signatureBytes = 64
 
     // MARK: Datagrams
 
@@ -68,6 +72,7 @@ public enum GossipCodec {
         message.members = state.members.map(wire)
         message.revocations = state.revocations.map { Data($0.list) }
         message.federationGrants = state.federationGrants.map { Data($0.grant) }
+        message.certificates = state.certificates.map { Data($0) }
         return serialize(message)
     }
 
@@ -99,9 +104,12 @@ public enum GossipCodec {
         for grant in message.federationGrants {
             grants.append(try federationGrantNotice([UInt8](grant), in: name))
         }
+        guard message.certificates.allSatisfy({ $0.count <= maxCertificateBytes }) else {
+            throw .invalidField(message: name, field: "certificates", reason: "a certificate over \(maxCertificateBytes) bytes")
+        }
         return PushPullState(
             sender: try memberID(message.sender, in: name, field: "sender"), isJoin: message.join, members: members,
-            revocations: revocations, federationGrants: grants)
+            revocations: revocations, federationGrants: grants, certificates: message.certificates.map { [UInt8]($0) })
     }
 
     // MARK: Swift -> protobuf
@@ -141,29 +149,33 @@ public enum GossipCodec {
     static func wire(_ update: MemberUpdate) -> Hostmesh_V1_GossipUpdate {
         var message = Hostmesh_V1_GossipUpdate()
         switch update {
-        case .alive(let member, let incarnation, let address, let metadata):
+        case .alive(let member, let incarnation, let address, let metadata, let signature):
             var alive = Hostmesh_V1_GossipAlive()
             alive.member = member.hostID
             alive.incarnation = incarnation
             alive.address = wire(address)
             if let metadata { alive.metadata = wire(metadata) }
+            alive.signature = Data(signature)
             message.update = .alive(alive)
-        case .suspect(let member, let incarnation, let from):
+        case .suspect(let member, let incarnation, let from, let signature):
             var suspect = Hostmesh_V1_GossipSuspect()
             suspect.member = member.hostID
             suspect.incarnation = incarnation
             suspect.from = from.hostID
+            suspect.signature = Data(signature)
             message.update = .suspect(suspect)
-        case .dead(let member, let incarnation, let from):
+        case .dead(let member, let incarnation, let from, let signature):
             var dead = Hostmesh_V1_GossipDead()
             dead.member = member.hostID
             dead.incarnation = incarnation
             dead.from = from.hostID
+            dead.signature = Data(signature)
             message.update = .dead(dead)
-        case .left(let member, let incarnation):
+        case .left(let member, let incarnation, let signature):
             var leave = Hostmesh_V1_GossipLeave()
             leave.member = member.hostID
             leave.incarnation = incarnation
+            leave.signature = Data(signature)
             message.update = .leave(leave)
         case .metadata(let member, let metadata):
             var update = Hostmesh_V1_GossipMetadataUpdate()
@@ -203,7 +215,16 @@ public enum GossipCodec {
         if !metadata.keyFingerprint.isEmpty { message.keyFingerprint = Data(metadata.keyFingerprint) }
         if !metadata.instanceID.isEmpty { message.instanceID = Data(metadata.instanceID) }
         message.healthReasons = metadata.healthReasons
+        message.signature = Data(metadata.signature)
         return message
+    }
+
+    /// The canonical encoding of `metadata` (fields in number order, defaults omitted), which
+    /// `MembershipClaim.metadata` signs with the `signature` field left out.
+    public static func canonicalBytes(of metadata: MemberMetadata) -> [UInt8] {
+        var message = wire(metadata)
+        message.signature = Data()
+        return serialize(message)
     }
 
     static func wire(_ record: MemberRecord) -> Hostmesh_V1_GossipMemberRecord {
@@ -218,6 +239,7 @@ public enum GossipCodec {
         }
         message.incarnation = record.incarnation
         if let metadata = record.metadata { message.metadata = wire(metadata) }
+        message.signature = Data(record.signature)
         return message
     }
 

@@ -52,14 +52,15 @@ public struct PingRequest: Hashable, Sendable {
 /// A membership update disseminated by piggybacking (Protocol.md §4.5).
 public enum MemberUpdate: Hashable, Sendable {
     /// `member` is alive at `incarnation` at `address`; carries its metadata when known.
-    case alive(member: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?)
-    /// `from` suspects `member` at `incarnation`.
-    case suspect(member: MemberID, incarnation: UInt64, from: MemberID)
-    /// `from` declared `member` dead at `incarnation`.
-    case dead(member: MemberID, incarnation: UInt64, from: MemberID)
-    /// `member` left gracefully at `incarnation`.
-    case left(member: MemberID, incarnation: UInt64)
-    /// `member` has new metadata (the highest `version` wins).
+    /// `signature`: `member`'s over `MembershipClaim.alive` (Protocol.md §4.16), empty if unsigned.
+    case alive(member: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?, signature: [UInt8] = [])
+    /// `from` suspects `member` at `incarnation`; `signature`: `from`'s over `MembershipClaim.suspect`.
+    case suspect(member: MemberID, incarnation: UInt64, from: MemberID, signature: [UInt8] = [])
+    /// `from` declared `member` dead at `incarnation`; `signature`: `from`'s over `MembershipClaim.dead`.
+    case dead(member: MemberID, incarnation: UInt64, from: MemberID, signature: [UInt8] = [])
+    /// `member` left gracefully at `incarnation`; `signature`: `member`'s over `MembershipClaim.leave`.
+    case left(member: MemberID, incarnation: UInt64, signature: [UInt8] = [])
+    /// `member` has new metadata (the highest `version` wins); signed in `metadata.signature`.
     case metadata(member: MemberID, metadata: MemberMetadata)
     /// A domain's signed revocation list (the highest version per domain wins, Protocol.md §4.14).
     case revocation(RevocationNotice)
@@ -70,8 +71,8 @@ public enum MemberUpdate: Hashable, Sendable {
     /// The member the update is about; nil for a revocation list, which is about a domain.
     public var member: MemberID? {
         switch self {
-        case .alive(let member, _, _, _), .suspect(let member, _, _), .dead(let member, _, _),
-            .left(let member, _), .metadata(let member, _):
+        case .alive(let member, _, _, _, _), .suspect(let member, _, _, _), .dead(let member, _, _, _),
+            .left(let member, _, _), .metadata(let member, _):
             return member
         case .revocation, .federationGrant:
             return nil
@@ -130,14 +131,21 @@ public struct MemberRecord: Hashable, Sendable {
     public var incarnation: UInt64
     /// Its newest metadata known to the sender.
     public var metadata: MemberMetadata?
+    /// The member's own signature of its alive claim at `incarnation` (of its leave claim when
+    /// `status` is left), Protocol.md §4.16; empty when the sender holds none.
+    public var signature: [UInt8]
 
     /// Creates a record.
-    public init(id: MemberID, address: PeerAddress, status: MemberStatus, incarnation: UInt64, metadata: MemberMetadata?) {
+    public init(
+        id: MemberID, address: PeerAddress, status: MemberStatus, incarnation: UInt64, metadata: MemberMetadata?,
+        signature: [UInt8] = []
+    ) {
         self.id = id
         self.address = address
         self.status = status
         self.incarnation = incarnation
         self.metadata = metadata
+        self.signature = signature
     }
 
     /// A record describing `member`.
@@ -161,14 +169,19 @@ public struct PushPullState: Hashable, Sendable {
     public var revocations: [RevocationNotice]
     /// The newest federation grant of each (domain, peer domain) the sender holds.
     public var federationGrants: [FederationGrantNotice]
+    /// Encoded host certificates of the members the sender holds one for (Protocol.md §4.16).
+    /// Opaque to the core: the shell fills them in before sending and checks them (into the
+    /// cache its `ClaimAuthority` verifies with) before the core merges the state.
+    public var certificates: [[UInt8]]
 
     /// Creates a state.
     public init(sender: MemberID, isJoin: Bool, members: [MemberRecord], revocations: [RevocationNotice] = [],
-                federationGrants: [FederationGrantNotice] = []) {
+                federationGrants: [FederationGrantNotice] = [], certificates: [[UInt8]] = []) {
         self.sender = sender
         self.isJoin = isJoin
         self.members = members
         self.revocations = revocations
         self.federationGrants = federationGrants
+        self.certificates = certificates
     }
 }

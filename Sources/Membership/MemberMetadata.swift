@@ -33,6 +33,7 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         var keyFingerprint: [UInt8]
         var instanceID: [UInt8]
         var healthReasons: [String]
+        var signature: [UInt8] = []
     }
 
     /// Immutable after creation (`let` only), hence safely shared across threads.
@@ -122,6 +123,14 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         get { storage.fields.healthReasons }
         set { update { $0.healthReasons = newValue } }
     }
+    /// The owner's Ed25519 signature of this version (Protocol.md §4.16): set by the owner's core
+    /// when it issues the version and kept with it on every copy; empty when unsigned. Not part
+    /// of what it signs (`MembershipClaim.metadata`).
+    public var signature: [UInt8] {
+        get { storage.fields.signature }
+        set { update { $0.signature = newValue } }
+    }
+
     /// Reasons a member may gossip.
     public static let maxHealthReasons = 4
     /// Bytes (UTF-8) of one reason.

@@ -34,6 +34,9 @@ public enum MembershipDirective: Hashable, Sendable {
     /// A federation grant newer than the one held for its (domain, peer domain) arrived or was
     /// learned locally; it is held and gossiped. The shell persists and enforces it (§4.15).
     case federationGrantLearned(FederationGrantNotice)
+    /// A claim (`kind`: alive, suspect, dead, leave, metadata) that `signer` should have signed
+    /// was dropped (Protocol.md §4.16). For counters and rate-limited logs; nothing else to do.
+    case claimRejected(ClaimRejection, kind: String, signer: MemberID)
 }
 
 /// Timers the core asks the shell to run (`MembershipDirective.schedule`).

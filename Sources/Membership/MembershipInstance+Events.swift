@@ -9,7 +9,8 @@ extension MembershipInstance {
         begin(now)
         guard lifecycle == .created else { return finish() }
         lifecycle = .running
-        enqueueBroadcast(.alive(member: localID, incarnation: incarnation, address: localAddress, metadata: localMetadata))
+        signLocalMetadata()
+        enqueueBroadcast(localAlive(metadata: localMetadata))
         probeGeneration += 1
         schedule(.probeTick(generation: probeGeneration), at: self.now + randomNanos(below: nanos.probeInterval))
         let pushPull = settings.scaledPushPullInterval(memberCount: liveCount + 1).wholeNanoseconds
@@ -46,6 +47,7 @@ extension MembershipInstance {
             staleAccusation = staleAccusation || isStaleAccusation(update)
             apply(update)
         }
+        pullCertificatesIfWanted(from: datagram.sender)
         switch datagram.primary {
         case nil:
             break
@@ -99,9 +101,23 @@ extension MembershipInstance {
         var newMetadata = metadata
         newMetadata.version = localMetadata.version + 1
         localMetadata = newMetadata
+        signLocalMetadata()
         if lifecycle == .running {
             enqueueBroadcast(.metadata(member: localID, metadata: newMetadata))
         }
+        return finish()
+    }
+
+    /// This member's host key changed (key rotation, Protocol.md §4.16): its alive claim is
+    /// re-issued one incarnation up and its metadata one version up, both signed with the new
+    /// key, so that they replace the claims signed with the old key everywhere.
+    public mutating func renewClaims(now: MeshInstant) -> [MembershipDirective] {
+        begin(now)
+        guard lifecycle == .running, claims != nil else { return finish() }
+        incarnation += 1
+        localMetadata.version += 1
+        signLocalMetadata()
+        enqueueBroadcast(localAlive(metadata: localMetadata), transmitMultiplier: 2)
         return finish()
     }
 
@@ -113,7 +129,8 @@ extension MembershipInstance {
         guard lifecycle == .running else { return finish() }
         lifecycle = .leaving
         probe = nil
-        enqueueBroadcast(.left(member: localID, incarnation: incarnation))
+        localLeaveSignature = sign(.leave(member: localID, incarnation: incarnation))
+        enqueueBroadcast(.left(member: localID, incarnation: incarnation, signature: localLeaveSignature))
         if liveCount == 0 { completeLeave() }
         return finish()
     }
@@ -158,7 +175,7 @@ extension MembershipInstance {
     /// refuted: the sender missed the refutation and should get it back directly.
     func isStaleAccusation(_ update: MemberUpdate) -> Bool {
         switch update {
-        case .suspect(let member, let accused, _), .dead(let member, let accused, _), .left(let member, let accused):
+        case .suspect(let member, let accused, _, _), .dead(let member, let accused, _, _), .left(let member, let accused, _):
             return member == localID && accused < incarnation && lifecycle == .running
         case .alive, .metadata, .revocation, .federationGrant:
             return false

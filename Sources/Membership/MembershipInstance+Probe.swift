@@ -31,7 +31,7 @@ extension MembershipInstance {
         }
         guard let state = table[finished.target], state.status.isLive else { return }
         logger.debug("probe failed", metadata: ["mesh.peer": "\(finished.target)"])
-        applySuspect(member: finished.target, incarnation: state.incarnation, from: localID)
+        applySuspect(member: finished.target, incarnation: state.incarnation, from: localID, signature: nil)
     }
 
     mutating func handleProbeTimeout(sequence: UInt64) {
@@ -79,7 +79,7 @@ extension MembershipInstance {
         if correctStaleAccusation {
             // The prober still suspects an incarnation we refuted (buddy system): answer with
             // the refutation itself, so that it cannot time the stale suspicion out.
-            prefix.append(.alive(member: localID, incarnation: incarnation, address: localAddress, metadata: nil))
+            prefix.append(localAlive(metadata: nil))
         }
         send(.ack(sequence: sequence), to: source, receiver: sender, prefix: prefix)
     }

@@ -32,13 +32,16 @@ extension MembershipInstance {
     }
 
     /// Everything this member knows, itself included.
-    func localState(isJoin: Bool) -> PushPullState {
+    mutating func localState(isJoin: Bool) -> PushPullState {
         var records: [MemberRecord] = []
         records.reserveCapacity(table.count + 1)
+        let running = lifecycle == .running
+        var ownSignature = localLeaveSignature
+        if running, case .alive(_, _, _, _, let signature) = localAlive(metadata: nil) { ownSignature = signature }
         records.append(
             MemberRecord(
-                id: localID, address: localAddress, status: lifecycle == .running ? .alive : .left,
-                incarnation: incarnation, metadata: localMetadata))
+                id: localID, address: localAddress, status: running ? .alive : .left,
+                incarnation: incarnation, metadata: localMetadata, signature: ownSignature))
         // Sorted: dictionary order differs between runs, and the receiver's merge order
         // decides its gossip order, which must be reproducible.
         for id in table.keys.sorted() {
@@ -46,7 +49,7 @@ extension MembershipInstance {
             records.append(
                 MemberRecord(
                     id: id, address: state.address, status: state.status, incarnation: state.incarnation,
-                    metadata: state.metadata))
+                    metadata: state.metadata, signature: recordSignature(state)))
         }
         return PushPullState(sender: localID, isJoin: isJoin, members: records, revocations: revocationNotices,
                               federationGrants: federationGrantNotices)
@@ -54,6 +57,10 @@ extension MembershipInstance {
 
     /// Merges a peer's state record by record, with the same rules as gossip. A peer's "dead"
     /// becomes a suspicion here (the member gets the chance to refute), as in memberlist.
+    /// With signed membership (§4.16) a record's alive or leave needs the member's own
+    /// signature; a suspect or dead status is the peer's accusation, authenticated by the
+    /// secure channel rather than a signature, so this member adopts it as its own suspicion
+    /// (signed by itself) instead of passing on an accusation it could not prove.
     mutating func merge(_ remote: PushPullState) {
         // A revoked member's state is ignored whole; revocation lists first, so that a list
         // arriving with the state bans before the records are merged (the shell bans on it).
@@ -65,22 +72,28 @@ extension MembershipInstance {
             case .alive:
                 applyAlive(
                     member: record.id, incarnation: record.incarnation, address: record.address,
-                    metadata: record.metadata)
+                    metadata: record.metadata, signature: record.signature)
             case .suspect, .dead:
                 if record.status == .suspect, record.id != localID, table[record.id] == nil {
                     // Learn of it first (as alive), then suspect it as the peer does.
                     applyAlive(
                         member: record.id, incarnation: record.incarnation, address: record.address,
-                        metadata: record.metadata)
+                        metadata: record.metadata, signature: record.signature)
                 } else if let metadata = record.metadata {
                     applyMetadata(member: record.id, metadata: metadata, rebroadcast: false)
                 }
-                applySuspect(member: record.id, incarnation: record.incarnation, from: remote.sender)
+                if claims == nil {
+                    applySuspect(member: record.id, incarnation: record.incarnation, from: remote.sender, signature: [])
+                } else {
+                    applySuspect(member: record.id, incarnation: record.incarnation, from: localID, signature: nil)
+                }
             case .left:
                 if let metadata = record.metadata {
                     applyMetadata(member: record.id, metadata: metadata, rebroadcast: false)
                 }
-                applyDead(member: record.id, incarnation: record.incarnation, from: record.id, leaving: true)
+                applyDead(
+                    member: record.id, incarnation: record.incarnation, from: record.id, leaving: true,
+                    signature: record.signature)
             }
         }
     }

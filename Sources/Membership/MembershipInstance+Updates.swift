@@ -12,14 +12,14 @@ extension MembershipInstance {
     mutating func apply(_ update: MemberUpdate) {
         if let member = update.member, banned.contains(member) { return }
         switch update {
-        case .alive(let member, let incarnation, let address, let metadata):
-            applyAlive(member: member, incarnation: incarnation, address: address, metadata: metadata)
-        case .suspect(let member, let incarnation, let from):
-            applySuspect(member: member, incarnation: incarnation, from: from)
-        case .dead(let member, let incarnation, let from):
-            applyDead(member: member, incarnation: incarnation, from: from, leaving: false)
-        case .left(let member, let incarnation):
-            applyDead(member: member, incarnation: incarnation, from: member, leaving: true)
+        case .alive(let member, let incarnation, let address, let metadata, let signature):
+            applyAlive(member: member, incarnation: incarnation, address: address, metadata: metadata, signature: signature)
+        case .suspect(let member, let incarnation, let from, let signature):
+            applySuspect(member: member, incarnation: incarnation, from: from, signature: signature)
+        case .dead(let member, let incarnation, let from, let signature):
+            applyDead(member: member, incarnation: incarnation, from: from, leaving: false, signature: signature)
+        case .left(let member, let incarnation, let signature):
+            applyDead(member: member, incarnation: incarnation, from: member, leaving: true, signature: signature)
         case .metadata(let member, let metadata):
             applyMetadata(member: member, metadata: metadata, rebroadcast: true)
         case .revocation(let notice):
@@ -29,21 +29,30 @@ extension MembershipInstance {
         }
     }
 
-    mutating func applyAlive(member id: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?) {
+    /// `signature` is the member's own (a claim about itself, checked when it would change
+    /// the view, Protocol.md §4.16).
+    mutating func applyAlive(
+        member id: MemberID, incarnation: UInt64, address: PeerAddress, metadata: MemberMetadata?, signature: [UInt8]
+    ) {
         if id == localID {
             // Someone remembers us with a newer incarnation (we restarted): move above it.
             if incarnation > self.incarnation, lifecycle == .running { refute(incarnation) }
             if let metadata { applyMetadata(member: id, metadata: metadata, rebroadcast: true) }
             return
         }
+        let claim = MembershipClaim.alive(member: id, incarnation: incarnation, address: address)
         guard var state = table[id] else {
+            guard admits(claim, signature: signature) else { return }
+            // Metadata is its own claim: an alive with forged metadata still counts as alive.
+            let metadata = metadata.flatMap { admits(.metadata(member: id, metadata: $0), signature: $0.signature) ? $0 : nil }
             let state = MemberState(
                 address: address, status: .alive, incarnation: incarnation, metadata: metadata,
-                statusChangedAt: now)
+                statusChangedAt: now, signature: signature, signedIncarnation: incarnation)
             table[id] = state
             liveCount += 1
             addToProbeOrder(id)
-            enqueueBroadcast(.alive(member: id, incarnation: incarnation, address: address, metadata: metadata))
+            enqueueBroadcast(
+                .alive(member: id, incarnation: incarnation, address: address, metadata: metadata, signature: signature))
             emitChange(id, state, previous: nil)
             return
         }
@@ -51,12 +60,19 @@ extension MembershipInstance {
             if let metadata { applyMetadata(member: id, metadata: metadata, rebroadcast: true) }
             return
         }
+        guard admits(claim, signature: signature) else { return }
         let previous = state.status
         state.status = .alive
         state.incarnation = incarnation
         state.address = address
+        state.signature = signature
+        state.signedIncarnation = incarnation
         suspicions[id] = nil
-        if let metadata, metadata.supersedes(state.metadata) { state.metadata = metadata }
+        if let metadata, metadata.supersedes(state.metadata),
+            admits(.metadata(member: id, metadata: metadata), signature: metadata.signature)
+        {
+            state.metadata = metadata
+        }
         if previous != .alive { state.statusChangedAt = now }
         table[id] = state
         if !previous.isLive {
@@ -66,28 +82,33 @@ extension MembershipInstance {
         // A refutation travels twice as far: one member that misses it would declare a live
         // member dead when its suspicion times out.
         enqueueBroadcast(
-            .alive(member: id, incarnation: incarnation, address: address, metadata: state.metadata),
+            .alive(member: id, incarnation: incarnation, address: address, metadata: state.metadata, signature: signature),
             transmitMultiplier: previous == .alive ? 1 : 2)
         if previous != .alive { emitChange(id, state, previous: previous) }
     }
 
-    mutating func applySuspect(member id: MemberID, incarnation: UInt64, from accuser: MemberID) {
+    /// `signature`: the accuser's, as received; nil when this member is the accuser (it signs).
+    mutating func applySuspect(member id: MemberID, incarnation: UInt64, from accuser: MemberID, signature: [UInt8]?) {
         if id == localID {
             if lifecycle == .running, incarnation >= self.incarnation { refute(incarnation) }
             return
         }
         guard var state = table[id], incarnation >= state.incarnation else { return }
+        let claim = MembershipClaim.suspect(member: id, incarnation: incarnation, accuser: accuser)
         switch state.status {
         case .dead, .left:
             return
         case .suspect:
             // Another member independently suspects it: Lifeguard shortens the timeout, and the
             // confirmation is re-gossiped so that others can count it too.
-            guard var suspicion = suspicions[id], suspicion.confirm(accuser) else { return }
+            guard var suspicion = suspicions[id], suspicion.confirm(accuser),
+                let signature = checkedSignature(claim, signature)
+            else { return }
             suspicions[id] = suspicion
-            enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser))
+            enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser, signature: signature))
             schedule(.suspicionTimeout(member: id), at: max(now, suspicion.deadline))
         case .alive:
+            guard let signature = checkedSignature(claim, signature) else { return }
             let n = liveCount + 1
             var expected = settings.suspicionMultiplier - 2
             if n - 2 < expected { expected = 0 }  // too few members to ever confirm
@@ -100,19 +121,29 @@ extension MembershipInstance {
             state.statusChangedAt = now
             table[id] = state
             suspicions[id] = suspicion
-            enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser))
+            enqueueBroadcast(.suspect(member: id, incarnation: incarnation, from: accuser, signature: signature))
             schedule(.suspicionTimeout(member: id), at: suspicion.deadline)
             emitChange(id, state, previous: .alive)
         }
     }
 
-    mutating func applyDead(member id: MemberID, incarnation: UInt64, from accuser: MemberID, leaving: Bool) {
+    /// `signature`: the accuser's (the member's own for a leave), as received; nil when this
+    /// member is the accuser (it signs).
+    mutating func applyDead(
+        member id: MemberID, incarnation: UInt64, from accuser: MemberID, leaving: Bool, signature: [UInt8]?
+    ) {
         if id == localID {
             // A leave or death announcement about ourselves while running is false: refute.
             if lifecycle == .running, incarnation >= self.incarnation { refute(incarnation) }
             return
         }
         guard var state = table[id], incarnation >= state.incarnation, state.status.isLive else { return }
+        let claim: MembershipClaim =
+            leaving
+            ? .leave(member: id, incarnation: incarnation)
+            : .dead(member: id, incarnation: incarnation, accuser: accuser)
+        guard let signature = checkedSignature(claim, signature) else { return }
+        if leaving { state.signature = signature }
         let previous = state.status
         state.status = leaving ? .left : .dead
         state.incarnation = incarnation
@@ -122,8 +153,8 @@ extension MembershipInstance {
         liveCount -= 1
         enqueueBroadcast(
             leaving
-                ? .left(member: id, incarnation: incarnation)
-                : .dead(member: id, incarnation: incarnation, from: accuser))
+                ? .left(member: id, incarnation: incarnation, signature: signature)
+                : .dead(member: id, incarnation: incarnation, from: accuser, signature: signature))
         emitChange(id, state, previous: previous)
     }
 
@@ -133,10 +164,13 @@ extension MembershipInstance {
             // ours above it so that it wins everywhere.
             guard metadata.version > localMetadata.version, lifecycle == .running else { return }
             localMetadata.version = metadata.version + 1
+            signLocalMetadata()
             enqueueBroadcast(.metadata(member: localID, metadata: localMetadata))
             return
         }
-        guard var state = table[id], metadata.supersedes(state.metadata) else { return }
+        guard var state = table[id], metadata.supersedes(state.metadata),
+            admits(.metadata(member: id, metadata: metadata), signature: metadata.signature)
+        else { return }
         state.metadata = metadata
         table[id] = state
         if rebroadcast { enqueueBroadcast(.metadata(member: id, metadata: metadata)) }
@@ -148,9 +182,7 @@ extension MembershipInstance {
         incarnation = max(incarnation, accused) + 1
         health.apply(1)  // Lifeguard: being suspected hints that we are the slow one
         logger.debug("refuting suspicion", metadata: ["mesh.incarnation": "\(incarnation)"])
-        enqueueBroadcast(
-            .alive(member: localID, incarnation: incarnation, address: localAddress, metadata: localMetadata),
-            transmitMultiplier: 2)
+        enqueueBroadcast(localAlive(metadata: localMetadata), transmitMultiplier: 2)
     }
 
     mutating func handleSuspicionTimeout(member id: MemberID) {
@@ -159,7 +191,7 @@ extension MembershipInstance {
         else { return }
         logger.debug(
             "suspicion timed out", metadata: ["mesh.peer": "\(id)", "confirmations": "\(suspicion.confirmations)"])
-        applyDead(member: id, incarnation: state.incarnation, from: localID, leaving: false)
+        applyDead(member: id, incarnation: state.incarnation, from: localID, leaving: false, signature: nil)
     }
 
     // MARK: Dissemination

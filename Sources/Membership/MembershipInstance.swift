@@ -36,6 +36,11 @@ public struct MembershipInstance: Sendable {
         var incarnation: UInt64
         var metadata: MemberMetadata?
         var statusChangedAt: Int64
+        /// The member's own signature of its newest self-claim held: its leave when `status`
+        /// is left, else its alive at `signedIncarnation` (Protocol.md §4.16). Passed on in
+        /// push-pull records; empty when none is held (a fixture, or signatures off).
+        var signature: [UInt8] = []
+        var signedIncarnation: UInt64 = 0
     }
 
     struct ProbeState: Sendable {
@@ -78,6 +83,18 @@ public struct MembershipInstance: Sendable {
     var federationGrants: [String: FederationGrantNotice] = [:]
     /// Members whose host or certificate is revoked: forgotten and never learned again.
     var banned: Set<MemberID> = []
+    /// Signs this member's claims and checks others' (Protocol.md §4.16); nil: gossip unsigned,
+    /// nothing checked (the simulator's default and the tests of the protocol alone).
+    let claims: (any ClaimAuthority)?
+    /// This member's signature of its alive claim at `signedIncarnation` (signed once per incarnation).
+    var localAliveSignature: [UInt8] = []
+    var localSignedIncarnation: UInt64 = 0
+    /// This member's signature of its leave claim, once it leaves.
+    var localLeaveSignature: [UInt8] = []
+    /// Set while handling a datagram when a claim's signer had no certificate: a push-pull with
+    /// the datagram's sender fetches it (at most one per probe interval, `nextCertificatePull`).
+    var certificateWanted = false
+    var nextCertificatePull: Int64 = .min
     /// The current event's time, in nanoseconds.
     var now: Int64 = 0
     /// Directives produced by the current event.
@@ -107,11 +124,15 @@ public struct MembershipInstance: Sendable {
     ///   - knownMembers: members to know from the start, without announcing them (a fixture
     ///     for the simulator, or a cached view). Records about `id` itself are ignored.
     ///   - logger: receives debug-level logs of status changes (`mesh.peer` metadata).
+    ///   - claims: signs this member's claims and checks the others' (Protocol.md §4.16); nil:
+    ///     unsigned gossip, every claim accepted.
     public init(
         id: MemberID, address: PeerAddress, metadata: MemberMetadata = MemberMetadata(), incarnation: UInt64 = 0,
         settings: MembershipSettings = MembershipSettings(), random: SeededRandomGenerator,
-        knownMembers: [MemberRecord] = [], logger: Logger = Logger(label: "hostmesh.membership")
+        knownMembers: [MemberRecord] = [], logger: Logger = Logger(label: "hostmesh.membership"),
+        claims: (any ClaimAuthority)? = nil
     ) {
+        self.claims = claims
         self.localID = id
         self.localAddress = address
         self.localMetadata = metadata
@@ -130,7 +151,8 @@ public struct MembershipInstance: Sendable {
         for record in knownMembers where record.id != id {
             table[record.id] = MemberState(
                 address: record.address, status: record.status, incarnation: record.incarnation,
-                metadata: record.metadata, statusChangedAt: 0)
+                metadata: record.metadata, statusChangedAt: 0, signature: record.signature,
+                signedIncarnation: record.incarnation)
             if record.status.isLive {
                 liveCount += 1
                 probeOrder.append(record.id)

@@ -61,6 +61,8 @@ public struct SimulatedTraffic: Sendable, Equatable {
     public var pushPullBytesSent = 0
     /// Largest datagram sent, in bytes on the wire.
     public var largestDatagram = 0
+    /// Claims this member dropped, by reason (signed membership, Protocol.md §4.16).
+    public var claimsRejected: [ClaimRejection: Int] = [:]
 
     /// Zero traffic.
     public init() {}

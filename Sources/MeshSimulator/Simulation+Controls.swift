@@ -113,7 +113,8 @@ extension Simulation {
         var derive = SeededRandomGenerator(seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15))
         let instance = MembershipInstance(
             id: id, address: address, metadata: Self.metadata(index), settings: settings,
-            random: SeededRandomGenerator(seed: derive.next()), knownMembers: knownMembers)
+            random: SeededRandomGenerator(seed: derive.next()), knownMembers: knownMembers,
+            claims: signedClaims ? SimulatedClaimAuthority(member: id) : nil)
         nodes.append(Node(instance: instance, state: .running, id: id, address: address))
         indexByAddress[address] = index
         indexByID[id] = index

@@ -84,6 +84,8 @@ extension Simulation {
                 nodes[member].state = .left
             case .revocationLearned(let notice):
                 for observer in revocationObservers { observer(member, notice, now) }
+            case .claimRejected(let reason, _, _):
+                nodes[member].traffic.claimsRejected[reason, default: 0] += 1
             case .metadataChanged, .memberForgotten, .federationGrantLearned:
                 break
             }

@@ -47,6 +47,9 @@ public final class Simulation {
     public var network: SimulatedNetwork
     /// Wire treatment of datagrams.
     public let fidelity: SimulatedWireFidelity
+    /// True when every member signs its claims and checks the others' (Protocol.md §4.16),
+    /// with `SimulatedClaimAuthority`.
+    public let signedClaims: Bool
 
     var nodes: [Node] = []
     var indexByAddress: [PeerAddress: Int] = [:]
@@ -72,9 +75,10 @@ public final class Simulation {
     public init(
         members memberCount: Int, settings: MembershipSettings = MembershipSettings(),
         network: SimulatedNetwork = SimulatedNetwork(), seed: UInt64, bootstrap: Bootstrap = .converged,
-        fidelity: SimulatedWireFidelity = .encodeForSize
+        fidelity: SimulatedWireFidelity = .encodeForSize, signedClaims: Bool = false
     ) {
         self.seed = seed
+        self.signedClaims = signedClaims
         self.settings = settings
         self.network = network
         self.fidelity = fidelity

@@ -269,7 +269,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct Gossip: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "SWIM + Lifeguard on the deterministic simulator: crash detection, join spread, traffic per member, revocation spread (targets: all know a crash within 20 s and a revocation within 10 s at 1,000 members; traffic flat with size).")
+            abstract: "SWIM + Lifeguard on the deterministic simulator, with signed claims: crash detection, join spread, traffic per member (signed vs unsigned), revocation spread (targets: all know a crash within 20 s and a revocation within 10 s at 1,000 members; traffic flat with size, signed <= 2x unsigned).")
         @Option(parsing: .upToNextOption, help: "Mesh sizes.") var members: [Int] = GossipBenchmark.standardMemberCounts
         @Option(help: "Simulator seed (runs replay exactly).") var seed: UInt64 = 0x60_5519
         @Flag(help: "Print one JSON object.") var json = false
@@ -287,6 +287,8 @@ struct BenchCommand: AsyncParsableCommand {
             print(GossipBenchmark.table(rows))
             print("bytes_per_member_s counts every encrypted gossip datagram; push-pull state syncs over TCP are separate.")
             print("revocation_all_s: a one-host revocation list published at one member until every live member holds it (target: <= 10 s at 1,000).")
+            print("Signed claims (Protocol.md §4.16) in the main columns; unsigned_* is the same seed with unsigned gossip, the reference (target: signed <= 2x unsigned, flat with size).")
+            print("churn_bytes: per member per second from the crash until every member knew the joiner (claims being disseminated).")
             print("machine: \(MachineInfo.summary)")
         }
     }

@@ -23,6 +23,16 @@ struct GossipBenchmarkTests {
         let json = try JSONEncoder().encode(GossipBenchmarkReport(rows: rows))
         let object = try JSONSerialization.jsonObject(with: json) as? [String: Any]
         let first = (object?["rows"] as? [[String: Any]])?.first
-        #expect(Set(first?.keys.map { $0 } ?? []) == ["members", "first_suspect_s", "all_dead_s", "join_all_s", "bytes_per_member_s", "revocation_all_s"])
+        #expect(Set(first?.keys.map { $0 } ?? []) == [
+            "members", "first_suspect_s", "all_dead_s", "join_all_s", "bytes_per_member_s", "revocation_all_s",
+            "churn_bytes_per_member_s", "unsigned",
+        ])
+        // Signed membership (§4.16): at most 2x the unsigned traffic per member, steady and under churn.
+        for row in rows {
+            let unsigned = try #require(row.unsigned, "seed \(seed)")
+            #expect(row.bytesPerMemberPerSecond <= 2 * unsigned.bytesPerMemberPerSecond, "seed \(seed): \(row)")
+            let churn = try #require(row.churnBytesPerMemberPerSecond), unsignedChurn = try #require(unsigned.churnBytesPerMemberPerSecond)
+            #expect(churn <= 2 * unsignedChurn, "seed \(seed): \(row)")
+        }
     }
 }

@@ -29,8 +29,10 @@ final class MeshHarness: Sendable {
     /// A service bound to a free loopback port, not yet started.
     func makeService(_ id: MemberID, keyring: GossipKeyring, settings: MembershipSettings = testSettings(),
                      revocationVerifier: (@Sendable ([UInt8]) -> String?)? = nil,
-                     federationGrantVerifier: (@Sendable ([UInt8]) -> String?)? = nil) -> MembershipService {
+                     federationGrantVerifier: (@Sendable ([UInt8]) -> String?)? = nil,
+                     signedClaims: SignedClaimsConfiguration? = nil) -> MembershipService {
         var configuration = MembershipServiceConfiguration(memberID: id, bindHost: "127.0.0.1", bindPort: 0, settings: settings)
+        configuration.signedClaims = signedClaims
         configuration.revocationVerifier = revocationVerifier
         configuration.federationGrantVerifier = federationGrantVerifier
         configuration.joinRetry = JoinRetryPolicy(maxAttempts: 3, initialBackoff: .milliseconds(100))

@@ -63,7 +63,7 @@ struct CoreDisseminationTests {
             from: Fixture.address(1), now: Fixture.at(2))
         let aboutOne = instance.pendingUpdates.filter { $0.member == Fixture.id(1) }
         #expect(aboutOne.count == 1)
-        #expect(aboutOne.first.map { if case .alive(_, 1, _, _) = $0 { true } else { false } } == true)
+        #expect(aboutOne.first.map { if case .alive(_, 1, _, _, _) = $0 { true } else { false } } == true)
     }
 
     @Test("datagrams stay within the size budget and piggyback as many updates as fit")
@@ -121,7 +121,7 @@ struct CoreDisseminationTests {
         var leaver = Fixture.instance(members: 4)
         _ = leaver.start(now: Fixture.at(0))
         _ = leaver.leave(now: Fixture.at(1))
-        #expect(leaver.pendingUpdates.contains { if case .left(Fixture.id(0), 0) = $0 { true } else { false } })
+        #expect(leaver.pendingUpdates.contains { if case .left(Fixture.id(0), 0, _) = $0 { true } else { false } })
         // No more probing while leaving.
         #expect(leaver.onTimer(.probeTick(generation: 1), now: Fixture.at(1.5)).firstPing == nil)
         var time = 1.0
@@ -165,7 +165,7 @@ struct CoreDisseminationTests {
         #expect(seed.status(of: "new") == .alive)
         #expect(seed.member("new")?.metadata?.version == 3)
         #expect(seedDirectives.changes.map(\.member.id) == ["new"])
-        #expect(seed.pendingUpdates.contains { if case .alive("new", 0, _, _) = $0 { true } else { false } })
+        #expect(seed.pendingUpdates.contains { if case .alive("new", 0, _, _, _) = $0 { true } else { false } })
         let merged = joiner.onPushPullResponse(reply, for: request, now: Fixture.at(0.2))
         #expect(joiner.liveMemberCount == 4)
         #expect(merged.contains(.joined(through: Fixture.address(0), knownMembers: 4)))

@@ -24,7 +24,7 @@ struct CoreProbeTests {
         #expect(tick != nil)
         #expect(tick!.at < Fixture.at(1))
         #expect(directives.timers.contains { $0.timer == .pushPullTick })
-        #expect(instance.pendingUpdates.contains { if case .alive(let member, 0, _, _) = $0 { member == Fixture.id(0) } else { false } })
+        #expect(instance.pendingUpdates.contains { if case .alive(let member, 0, _, _, _) = $0 { member == Fixture.id(0) } else { false } })
     }
 
     @Test("a probe tick pings one member and schedules the probe timeout and the next tick")
@@ -132,7 +132,7 @@ struct CoreProbeTests {
         #expect(instance.localHealthScore == 2)
         #expect(instance.status(of: probe.target) == .suspect)
         #expect(end.changes.contains { $0.member.id == probe.target && $0.member.status == .suspect && $0.previousStatus == .alive })
-        #expect(instance.pendingUpdates.contains { if case .suspect(probe.target, 0, Fixture.id(0)) = $0 { true } else { false } })
+        #expect(instance.pendingUpdates.contains { if case .suspect(probe.target, 0, Fixture.id(0), _) = $0 { true } else { false } })
         // The probe period is now stretched by (score + 1).
         let nextPing = try! #require(end.firstPing)
         #expect(end.probeTick?.at == probe.tickAt + .seconds(3))

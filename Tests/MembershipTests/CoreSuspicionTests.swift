@@ -21,7 +21,7 @@ struct CoreSuspicionTests {
         _ = instance.onDatagram(suspect(0, incarnation: 0, from: 1), from: Fixture.address(1), now: Fixture.at(1))
         #expect(instance.incarnation == 1)
         #expect(instance.localHealthScore == 1)
-        #expect(instance.pendingUpdates.contains { if case .alive(Fixture.id(0), 1, _, _) = $0 { true } else { false } })
+        #expect(instance.pendingUpdates.contains { if case .alive(Fixture.id(0), 1, _, _, _) = $0 { true } else { false } })
         // A stale suspicion (older incarnation) is not refuted again.
         _ = instance.onDatagram(suspect(0, incarnation: 0, from: 2), from: Fixture.address(2), now: Fixture.at(2))
         #expect(instance.incarnation == 1)
@@ -63,7 +63,7 @@ struct CoreSuspicionTests {
         let fired = instance.onTimer(.suspicionTimeout(member: Fixture.id(1)), now: deadline)
         #expect(fired.changes.map(\.member.status) == [.dead])
         #expect(instance.status(of: Fixture.id(1)) == .dead)
-        #expect(instance.pendingUpdates.contains { if case .dead(Fixture.id(1), 0, Fixture.id(0)) = $0 { true } else { false } })
+        #expect(instance.pendingUpdates.contains { if case .dead(Fixture.id(1), 0, Fixture.id(0), _) = $0 { true } else { false } })
         // Dead is final for this incarnation: neither alive(0) nor suspect(0) changes it.
         _ = instance.onDatagram(Fixture.datagram(from: 1, nil, updates: [.alive(member: Fixture.id(1), incarnation: 0, address: Fixture.address(1), metadata: nil)]), from: Fixture.address(1), now: Fixture.at(6))
         #expect(instance.status(of: Fixture.id(1)) == .dead)
@@ -85,7 +85,7 @@ struct CoreSuspicionTests {
         // One confirmation: 24 - log(2)/log(3) * 20 = 11.381 s (floored to ms).
         let second = instance.onDatagram(suspect(1, from: 3), from: Fixture.address(3), now: Fixture.at(1))
         #expect(suspicionDeadline(second, 1) == Fixture.at(11.381))
-        #expect(instance.pendingUpdates.contains { if case .suspect(Fixture.id(1), 0, Fixture.id(3)) = $0 { true } else { false } })
+        #expect(instance.pendingUpdates.contains { if case .suspect(Fixture.id(1), 0, Fixture.id(3), _) = $0 { true } else { false } })
         // Two confirmations: the minimum, 4 s after the suspicion started.
         let third = instance.onDatagram(suspect(1, from: 4), from: Fixture.address(4), now: Fixture.at(2))
         #expect(suspicionDeadline(third, 1) == Fixture.at(4))
@@ -132,7 +132,7 @@ struct CoreSuspicionTests {
         let reply = instance.onDatagram(ping, from: Fixture.address(2), now: Fixture.at(2))
         let ack = try! #require(reply.sends.first)
         #expect(ack.datagram.primary == .ack(sequence: 8))
-        #expect(ack.datagram.updates.contains { if case .alive(Fixture.id(0), 1, _, _) = $0 { true } else { false } })
+        #expect(ack.datagram.updates.contains { if case .alive(Fixture.id(0), 1, _, _, _) = $0 { true } else { false } })
         #expect(instance.incarnation == 1)  // no second refutation
     }
 
@@ -153,7 +153,7 @@ struct CoreSuspicionTests {
         for _ in 0..<20 {
             time += 0.2
             for send in instance.onTimer(.gossipTick, now: Fixture.at(time)).sends {
-                refutations += send.datagram.updates.filter { if case .alive(Fixture.id(1), 1, _, _) = $0 { true } else { false } }.count
+                refutations += send.datagram.updates.filter { if case .alive(Fixture.id(1), 1, _, _, _) = $0 { true } else { false } }.count
             }
         }
         #expect(refutations == 16)

@@ -169,3 +169,45 @@ struct SimulatorFaultTests {
         #expect(simulation.observerCount(seeing: 4, as: .alive) == 49, "seed \(seed)")
     }
 }
+
+@Suite("Simulator: signed membership (Protocol.md §4.16)")
+struct SimulatorSignedClaimsTests {
+    @Test("100 members at 10% packet loss for 10 simulated minutes with signed claims: no false death, no claim dropped")
+    func noFalseDeathsWithSignatures() {
+        let seed: UInt64 = 0x5EED_0017
+        print("seed \(seed): 100 members, 10% loss, 600 s, signed claims")
+        let simulation = Simulation(members: 100, network: .lossy(0.10), seed: seed, signedClaims: true)
+        var falseDeaths: [SimulatedStatusChange] = []
+        var suspicions = 0
+        simulation.observeStatusChanges { event in
+            switch event.change.member.status {
+            case .dead: falseDeaths.append(event)
+            case .suspect: suspicions += 1
+            default: break
+            }
+        }
+        simulation.run(for: .seconds(600))
+        let rejected = (0..<100).reduce(0) { $0 + simulation.traffic(of: $1).claimsRejected.values.reduce(0, +) }
+        print("seed \(seed): \(suspicions) suspect transitions, all refuted; \(falseDeaths.count) false deaths; \(rejected) claims rejected")
+        #expect(falseDeaths.isEmpty, "seed \(seed): first false death \(String(describing: falseDeaths.first))")
+        #expect(suspicions > 0, "seed \(seed): the loss should cause suspicions that signed refutations clear")
+        #expect(rejected == 0, "seed \(seed): every claim is signed by its author")
+        for observer in 0..<100 {
+            #expect(simulation.instance(of: observer).liveMemberCount == 99, "seed \(seed): member \(observer) lost someone")
+        }
+    }
+
+    @Test("with signed claims, 30 members joining one after another through seeds converge, and a crash is still detected")
+    func joinConvergesWithSignatures() {
+        let seed: UInt64 = 0x5EED_0018
+        print("seed \(seed): 30 members join through seeds, signed claims")
+        let simulation = Simulation(members: 30, seed: seed, bootstrap: .joinThroughSeeds, signedClaims: true)
+        simulation.run(for: .seconds(30))
+        for observer in 0..<30 {
+            #expect(simulation.instance(of: observer).liveMemberCount == 29, "seed \(seed): member \(observer) knows \(simulation.instance(of: observer).liveMemberCount)")
+        }
+        simulation.crash(7)
+        simulation.run(for: .seconds(30))
+        #expect(simulation.observerCount(seeing: 7, as: .dead) == 29, "seed \(seed)")
+    }
+}

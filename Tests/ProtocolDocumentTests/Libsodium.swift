@@ -131,6 +131,7 @@ struct ProtobufWriter {
 
     mutating func string(_ field: Int, _ value: String) { bytes(field, Array(value.utf8)) }
 
+    static func u16(_ value: UInt16) -> [UInt8] { withUnsafeBytes(of: value.bigEndian, Array.init) }
     static func u32(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.bigEndian, Array.init) }
     static func u64(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian, Array.init) }
 }

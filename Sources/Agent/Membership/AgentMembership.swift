@@ -75,6 +75,13 @@ public actor AgentMembership {
                 return "\(error)"
             }
         }
+        // Signed membership (Protocol.md §4.16): claims signed with the host key (the current
+        // one, after a rotation too), checked against certificates carried by push-pull.
+        let signing = credentials
+        config.signedClaims = SignedClaimsConfiguration(
+            sign: { claim in signing.identity.signingKey.sign(claim) },
+            ownCertificate: { signing.certificate.serialized },
+            checkCertificate: { bytes in Self.checkMemberCertificate(bytes, trust: trust) })
         let pushPullCredentials = credentials
         let pushPullLogger = logger
         service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in
@@ -85,6 +92,21 @@ public actor AgentMembership {
                 return [UInt8](reply.state)
             }
         }, eventLoop: AgentEventLoops.latency.next(), logger: logger)
+    }
+
+    /// A member certificate from a push-pull state: valid now under a trusted domain and not
+    /// revoked; its identity key verifies that member's claims (Protocol.md §4.16).
+    static func checkMemberCertificate(_ bytes: [UInt8], trust: TrustStore) -> CertificateCheck {
+        do {
+            let certificate = try HostCertificate(serialized: bytes)
+            try trust.verify(certificate, now: Int64(Date().timeIntervalSince1970))
+            if trust.revocations.entry(revoking: certificate) != nil {
+                return .refused("the certificate of \(certificate.hostID) (serial \(certificate.serial)) is revoked")
+            }
+            return .valid(member: MemberID(certificate.hostID), key: [UInt8](certificate.body.identityKey), serial: certificate.serial)
+        } catch {
+            return .refused("\(error)")
+        }
     }
 
     /// Opens a channel to `address`, sends one envelope, returns the decoded answer.
@@ -177,6 +199,10 @@ public actor AgentMembership {
 
     /// Gossips the fingerprint of this host's new identity key (after a key rotation, §2.8).
     func keyRotated() async {
+        // Claims signed with the old key are replaced by ones signed with the new (§4.16).
+        do { try await service.hostKeyChanged() } catch {
+            logger.error("cannot re-sign this host's membership claims with its new key", metadata: ["error": "\(error)"])
+        }
         var next = metadata
         next.keyFingerprint = Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes))
         guard next.keyFingerprint != metadata.keyFingerprint else { return }

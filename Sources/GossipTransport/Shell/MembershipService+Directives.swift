@@ -63,8 +63,11 @@ extension MembershipService {
         state.counters.drops[drop.reason, default: 0] += 1
         guard let suppressed = state.dropLog.record(drop.reason, now: now()) else { return }
         logger.log(
-            level: configuration.dropLogLevel, drop.reason == .revocationRefused ? "revocation list dropped"
-                : drop.reason == .federationGrantRefused ? "federation grant dropped" : "gossip datagram dropped",
+            // A claim by a member whose certificate is still on its way is normal while a host joins.
+            level: drop.reason == .claimUnknownSigner ? .debug : configuration.dropLogLevel, drop.reason == .revocationRefused ? "revocation list dropped"
+                : drop.reason == .federationGrantRefused ? "federation grant dropped"
+                : drop.reason == .certificateRefused ? "member certificate dropped"
+                : GossipDropReason.claimReasons.contains(drop.reason) ? "membership claim dropped" : "gossip datagram dropped",
             metadata: [
                 "mesh.drop.reason": "\(drop.reason)", "mesh.drop.detail": "\(drop.detail)", "mesh.source": "\(source)",
                 "mesh.drop.suppressed": "\(suppressed)", "mesh.drop.total": "\(state.counters.dropped(drop.reason))",
@@ -117,6 +120,8 @@ extension MembershipService {
             case .federationGrantLearned(let notice):
                 logger.debug("federation grant learned", metadata: ["mesh.federation.grant": "\(notice.key)", "mesh.federation.version": "\(notice.version)"])
                 publish(.federationGrantLearned(notice), state)
+            case .claimRejected(let rejection, let kind, let signer):
+                recordDrop(GossipDrop(GossipDropReason(rejection), "\(kind) claim of \(signer)"), from: "gossip", state)
             }
         }
         if state.unflushed {

@@ -34,6 +34,7 @@ extension MembershipService {
             var remote = remote
             remote.revocations.removeAll { !self.acceptRevocation($0, from: "push-pull from \(remote.sender)", state) }
             remote.federationGrants.removeAll { !self.acceptFederationGrant($0, from: "push-pull from \(remote.sender)", state) }
+            self.holdCertificates(of: remote, state)
             guard state.phase == .running, let result = state.instance?.onPushPullRequest(remote, now: self.now()) else {
                 throw state.phase == .stopped ? .stopped : .notStarted
             }
@@ -41,7 +42,7 @@ extension MembershipService {
             self.execute(result.directives, state)
             return result.reply
         }
-        return GossipCodec.encode(reply)
+        return GossipCodec.encode(withCertificates(reply))
     }
 
     func join(seeds: [PeerAddress], policy: JoinRetryPolicy) async throws(MembershipServiceError) -> Int {
@@ -123,6 +124,7 @@ extension MembershipService {
             switch result {
             case .success(var remote):
                 remote.revocations.removeAll { !self.acceptRevocation($0, from: "push-pull from \(remote.sender)", state) }
+                self.holdCertificates(of: remote, state)
                 directives = state.instance?.onPushPullResponse(remote, for: job.request, now: self.now())
             case .failure(let failure):
                 state.counters.pushPullsFailed += 1
@@ -135,7 +137,7 @@ extension MembershipService {
     /// One exchange: encode, call the injected closure within `pushPullTimeout`, decode, and
     /// check that the expected member answered.
     func exchange(_ job: PushPullJob) async -> Result<PushPullState, JoinFailure> {
-        let request = GossipCodec.encode(job.request.state)
+        let request = GossipCodec.encode(withCertificates(job.request.state))
         let failure = { (reason: String, refused: Bool) in
             Result<PushPullState, JoinFailure>.failure(JoinFailure(seed: job.request.address, reason: reason, refused: refused))
         }

@@ -29,6 +29,7 @@ extension MembershipService {
             guard state.phase == .running, let directives = state.instance?.ban(members, now: self.now()) else {
                 throw state.phase == .stopped ? .stopped : .notStarted
             }
+            for member in members { self.certificates.remove(member) }
             self.execute(directives, state)
         }
     }

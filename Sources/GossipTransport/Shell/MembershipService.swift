@@ -34,6 +34,8 @@ public final class MembershipService: Sendable {
     let timeline: ShellTimeline
     let jobs: AsyncStream<PushPullJob>
     let jobSink: AsyncStream<PushPullJob>.Continuation
+    /// The checked certificates claims are verified with (signed membership, Protocol.md §4.16).
+    public let certificates = MemberCertificates()
 
     /// A service, not yet started.
     ///
@@ -183,7 +185,9 @@ public final class MembershipService: Sendable {
             id: configuration.memberID, address: address, metadata: state.metadata,
             settings: configuration.settings,
             random: SeededRandomGenerator(seed: configuration.randomSeed ?? UInt64.random(in: .min ... .max)),
-            logger: logger)
+            logger: logger,
+            claims: configuration.signedClaims.map { CertifiedClaimAuthority(sign: $0.sign, certificates: certificates) })
+        holdOwnCertificate(state)
         state.channel = channel
         state.localAddress = address
         state.phase = .running

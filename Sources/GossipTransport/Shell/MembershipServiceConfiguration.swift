@@ -53,6 +53,10 @@ public struct MembershipServiceConfiguration: Sendable {
     /// (Protocol.md §4.15), as `revocationVerifier` does lists. Nil (the default): every grant
     /// is refused (`federation-grant-refused`).
     public var federationGrantVerifier: (@Sendable (_ grant: [UInt8]) -> String?)?
+    /// Signed membership (Protocol.md §4.16): this member signs its claims with its host key
+    /// and accepts another member's claim only with that member's signature, checked against
+    /// its certificate (received in push-pull states). Nil (the default): unsigned gossip.
+    public var signedClaims: SignedClaimsConfiguration?
 
     /// A configuration with defaults: bind `0.0.0.0:7946` (memberlist's port), default
     /// protocol settings, no seeds.
@@ -79,6 +83,7 @@ public struct MembershipServiceConfiguration: Sendable {
         self.session = nil
         self.revocationVerifier = nil
         self.federationGrantVerifier = nil
+        self.signedClaims = nil
     }
 }
 

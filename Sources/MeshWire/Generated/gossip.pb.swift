@@ -390,6 +390,9 @@ public nonisolated struct Hostmesh_V1_GossipAlive: Sendable {
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
   public mutating func clearMetadata() {self._metadata = nil}
 
+  /// Ed25519 by `member`'s host key over the alive claim (Protocol.md §4.16)
+  public var signature: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -410,6 +413,9 @@ public nonisolated struct Hostmesh_V1_GossipSuspect: Sendable {
 
   public var from: String = String()
 
+  /// Ed25519 by `from`'s host key over the suspect claim (Protocol.md §4.16)
+  public var signature: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -427,6 +433,9 @@ public nonisolated struct Hostmesh_V1_GossipDead: Sendable {
 
   public var from: String = String()
 
+  /// Ed25519 by `from`'s host key over the dead claim (Protocol.md §4.16)
+  public var signature: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -441,6 +450,9 @@ public nonisolated struct Hostmesh_V1_GossipLeave: Sendable {
   public var member: String = String()
 
   public var incarnation: UInt64 = 0
+
+  /// Ed25519 by `member`'s host key over the leave claim (Protocol.md §4.16)
+  public var signature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -594,6 +606,12 @@ public nonisolated struct Hostmesh_V1_GossipMemberMetadata: @unchecked Sendable 
     set {_uniqueStorage()._instanceID = newValue}
   }
 
+  /// Ed25519 by the host's key over the metadata claim (Protocol.md §4.16); not part of what it signs
+  public var signature: Data {
+    get {_storage._signature}
+    set {_uniqueStorage()._signature = newValue}
+  }
+
   /// why the host is not healthy (Protocol.md §13.1), worst first; empty when healthy
   public var healthReasons: [String] {
     get {_storage._healthReasons}
@@ -638,6 +656,9 @@ public nonisolated struct Hostmesh_V1_GossipMemberRecord: Sendable {
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
   public mutating func clearMetadata() {self._metadata = nil}
 
+  /// the member's own signature of its alive claim at `incarnation` (its leave claim when
+  public var signature: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -669,6 +690,9 @@ public nonisolated struct Hostmesh_V1_GossipPushPullState: Sendable {
 
   /// the newest grant of each (domain, peer domain) it holds (encoded FederationGrant)
   public var federationGrants: [Data] = []
+
+  /// encoded HostCertificates of the members it holds one for, itself included (§4.16)
+  public var certificates: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1136,7 +1160,7 @@ nonisolated extension Hostmesh_V1_GossipUpdate: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Hostmesh_V1_GossipAlive: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipAlive"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{1}address\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{1}address\0\u{1}metadata\0\u{2}\u{10}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1148,6 +1172,7 @@ nonisolated extension Hostmesh_V1_GossipAlive: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._address) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      case 20: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1170,6 +1195,9 @@ nonisolated extension Hostmesh_V1_GossipAlive: SwiftProtobuf.Message, SwiftProto
     try { if let v = self._metadata {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1178,6 +1206,7 @@ nonisolated extension Hostmesh_V1_GossipAlive: SwiftProtobuf.Message, SwiftProto
     if lhs.incarnation != rhs.incarnation {return false}
     if lhs._address != rhs._address {return false}
     if lhs._metadata != rhs._metadata {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1185,7 +1214,7 @@ nonisolated extension Hostmesh_V1_GossipAlive: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Hostmesh_V1_GossipSuspect: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipSuspect"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{1}from\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{1}from\0\u{2}\u{11}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1196,6 +1225,7 @@ nonisolated extension Hostmesh_V1_GossipSuspect: SwiftProtobuf.Message, SwiftPro
       case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.from) }()
+      case 20: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1210,6 +1240,9 @@ nonisolated extension Hostmesh_V1_GossipSuspect: SwiftProtobuf.Message, SwiftPro
     }
     if !self.from.isEmpty {
       try visitor.visitSingularStringField(value: self.from, fieldNumber: 3)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 20)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1218,6 +1251,7 @@ nonisolated extension Hostmesh_V1_GossipSuspect: SwiftProtobuf.Message, SwiftPro
     if lhs.member != rhs.member {return false}
     if lhs.incarnation != rhs.incarnation {return false}
     if lhs.from != rhs.from {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1225,7 +1259,7 @@ nonisolated extension Hostmesh_V1_GossipSuspect: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Hostmesh_V1_GossipDead: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipDead"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{1}from\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{1}from\0\u{2}\u{11}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1236,6 +1270,7 @@ nonisolated extension Hostmesh_V1_GossipDead: SwiftProtobuf.Message, SwiftProtob
       case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.from) }()
+      case 20: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1251,6 +1286,9 @@ nonisolated extension Hostmesh_V1_GossipDead: SwiftProtobuf.Message, SwiftProtob
     if !self.from.isEmpty {
       try visitor.visitSingularStringField(value: self.from, fieldNumber: 3)
     }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1258,6 +1296,7 @@ nonisolated extension Hostmesh_V1_GossipDead: SwiftProtobuf.Message, SwiftProtob
     if lhs.member != rhs.member {return false}
     if lhs.incarnation != rhs.incarnation {return false}
     if lhs.from != rhs.from {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1265,7 +1304,7 @@ nonisolated extension Hostmesh_V1_GossipDead: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Hostmesh_V1_GossipLeave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipLeave"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}incarnation\0\u{2}\u{12}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1275,6 +1314,7 @@ nonisolated extension Hostmesh_V1_GossipLeave: SwiftProtobuf.Message, SwiftProto
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
+      case 20: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1287,12 +1327,16 @@ nonisolated extension Hostmesh_V1_GossipLeave: SwiftProtobuf.Message, SwiftProto
     if self.incarnation != 0 {
       try visitor.visitSingularUInt64Field(value: self.incarnation, fieldNumber: 2)
     }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_GossipLeave, rhs: Hostmesh_V1_GossipLeave) -> Bool {
     if lhs.member != rhs.member {return false}
     if lhs.incarnation != rhs.incarnation {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1399,7 +1443,7 @@ nonisolated extension Hostmesh_V1_GossipFederationGrant: SwiftProtobuf.Message, 
 
 nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipMemberMetadata"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0\u{4}.health_reasons\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0\u{2}\u{6}signature\0\u{4}(health_reasons\0")
 
   fileprivate class _StorageClass {
     var _version: UInt64 = 0
@@ -1416,6 +1460,7 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
     var _controlAddress: Hostmesh_V1_GossipAddress? = nil
     var _keyFingerprint: Data = Data()
     var _instanceID: Data = Data()
+    var _signature: Data = Data()
     var _healthReasons: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
@@ -1441,6 +1486,7 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
       _controlAddress = source._controlAddress
       _keyFingerprint = source._keyFingerprint
       _instanceID = source._instanceID
+      _signature = source._signature
       _healthReasons = source._healthReasons
     }
   }
@@ -1474,6 +1520,7 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
         case 12: try { try decoder.decodeSingularMessageField(value: &_storage._controlAddress) }()
         case 13: try { try decoder.decodeSingularBytesField(value: &_storage._keyFingerprint) }()
         case 14: try { try decoder.decodeSingularBytesField(value: &_storage._instanceID) }()
+        case 20: try { try decoder.decodeSingularBytesField(value: &_storage._signature) }()
         case 60: try { try decoder.decodeRepeatedStringField(value: &_storage._healthReasons) }()
         default: break
         }
@@ -1529,6 +1576,9 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
       if !_storage._instanceID.isEmpty {
         try visitor.visitSingularBytesField(value: _storage._instanceID, fieldNumber: 14)
       }
+      if !_storage._signature.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._signature, fieldNumber: 20)
+      }
       if !_storage._healthReasons.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._healthReasons, fieldNumber: 60)
       }
@@ -1555,6 +1605,7 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
         if _storage._controlAddress != rhs_storage._controlAddress {return false}
         if _storage._keyFingerprint != rhs_storage._keyFingerprint {return false}
         if _storage._instanceID != rhs_storage._instanceID {return false}
+        if _storage._signature != rhs_storage._signature {return false}
         if _storage._healthReasons != rhs_storage._healthReasons {return false}
         return true
       }
@@ -1567,7 +1618,7 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
 
 nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipMemberRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}address\0\u{1}status\0\u{1}incarnation\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}address\0\u{1}status\0\u{1}incarnation\0\u{1}metadata\0\u{2}\u{f}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1580,6 +1631,7 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
       case 3: try { try decoder.decodeSingularEnumField(value: &self.status) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      case 20: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1605,6 +1657,9 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
     try { if let v = self._metadata {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1614,6 +1669,7 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
     if lhs.status != rhs.status {return false}
     if lhs.incarnation != rhs.incarnation {return false}
     if lhs._metadata != rhs._metadata {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1621,7 +1677,7 @@ nonisolated extension Hostmesh_V1_GossipMemberRecord: SwiftProtobuf.Message, Swi
 
 nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipPushPullState"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}sender\0\u{1}join\0\u{1}members\0\u{1}revocations\0\u{3}federation_grants\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}sender\0\u{1}join\0\u{1}members\0\u{1}revocations\0\u{3}federation_grants\0\u{2}\u{e}certificates\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1635,6 +1691,7 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
       case 5: try { try decoder.decodeRepeatedBytesField(value: &self.revocations) }()
       case 6: try { try decoder.decodeRepeatedBytesField(value: &self.federationGrants) }()
+      case 20: try { try decoder.decodeRepeatedBytesField(value: &self.certificates) }()
       default: break
       }
     }
@@ -1659,6 +1716,9 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
     if !self.federationGrants.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.federationGrants, fieldNumber: 6)
     }
+    if !self.certificates.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.certificates, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1669,6 +1729,7 @@ nonisolated extension Hostmesh_V1_GossipPushPullState: SwiftProtobuf.Message, Sw
     if lhs.members != rhs.members {return false}
     if lhs.revocations != rhs.revocations {return false}
     if lhs.federationGrants != rhs.federationGrants {return false}
+    if lhs.certificates != rhs.certificates {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
