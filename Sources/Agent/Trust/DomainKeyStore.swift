@@ -31,6 +31,25 @@ struct DomainKeyStore: Sendable {
         }
     }
 
+    /// Installs the records stored in `stateDirectory`'s `agent.sqlite` (if it and the table
+    /// exist) into `trust`, in order, skipping any that no longer verify: before the agent checks
+    /// its own certificate, which may come from a domain key only a rotation made trusted.
+    static func installStored(into trust: TrustStore, stateDirectory: String) throws {
+        let path = stateDirectory + "/agent.sqlite"
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        var configuration = Configuration()
+        configuration.readonly = true
+        let records = try DatabaseQueue(path: path, configuration: configuration).read { db -> [[UInt8]] in
+            guard try db.tableExists("domain_key_rotation") else { return [] }
+            return try Data.fetchAll(db, sql: "SELECT record FROM domain_key_rotation ORDER BY domain, version").map { [UInt8]($0) }
+        }
+        for bytes in records {
+            // A record that no longer verifies is skipped here; the agent logs it when it loads the store.
+            guard let record = try? DomainKeyRotation(serialized: bytes) else { continue }
+            _ = try? trust.domainKeys.install(record, configured: trust.configuredAnchors) // refused or stale: skipped, as above
+        }
+    }
+
     /// The stored records, each domain's in version order (each is verified again when loaded).
     func all() throws -> [[UInt8]] {
         try database.read { db in

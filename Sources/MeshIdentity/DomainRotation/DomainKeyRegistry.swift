@@ -39,6 +39,9 @@ public final class DomainKeyRegistry: Sendable {
         }
     }
 
+    /// Every retired key with its domain.
+    public var retired: [SigningPublicKey: String] { state.withLockedValue { $0.retired } }
+
     /// The domain of `key` if a rotation retired it.
     public func retiredDomain(of key: SigningPublicKey) -> String? { state.withLockedValue { $0.retired[key] } }
 
