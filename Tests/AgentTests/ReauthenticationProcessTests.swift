@@ -93,6 +93,7 @@ struct ReauthenticationProcessTests {
         let ping = try await net.line(a, "client", "PING 10.77.0.3")
         let gap = net.field(ping, "maxgap_ms") ?? 10_000
         #expect(gap <= Int(report.downtimeMs) + 300, "ping gap \(gap) ms, downtime \(report.downtimeMs) ms")
+        print("rotation mid-migration: \(streamReauths.count) migration stream(s) and \(controlReauths.count) control channel(s) re-authenticated at node-c; migration total \(report.totalMs) ms, downtime \(report.downtimeMs) ms, \(report.transferredBytes / 1_000_000) MB; peer ping max gap \(gap) ms, TCP conn=\(net.field(after, "conn") ?? -1)")
 
         // After node-c's grace period the old key is refused with the reason; the new one is not.
         try await Task.sleep(for: .seconds(grace + 1))
