@@ -221,8 +221,8 @@ step "8. The domain revokes node-b: node-a cuts it off at once, and both sides s
 "$BIN" domain revoke node-b --reason "decommissioned (demo)" --domain-dir "$W/lab" --state-dir "$W/node-a" | show
 wait_for "$W/a.log" "revocation in force" 10
 sleep 1
-echo "-- node-a's log:"; grep -E "revocation in force|closed a channel to a revoked host" "$W/a.log" | showlog
-echo "-- node-b's log:"; grep -E "revoked" "$W/b.log" | tail -3 | showlog
+echo "-- node-a's log:"; grep -E "revocation in force|closed a channel to a revoked host" "$W/a.log" | showlog || true
+echo "-- node-b's log:"; grep -E "revocation in force|revoked" "$W/b.log" | tail -3 | showlog || true
 "$BIN" members --state-dir "$W/node-a" | show
 
 step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused, a host key rotated mid-migration without a reconnect, and a revoked host was cut off"
