@@ -217,7 +217,7 @@ chmod 644 "$W/node-b/host.key"
 on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 5) 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
-step "8. The domain revokes node-b: node-a cuts it off at once, and both sides say why"
+step "8. The domain revokes node-b: node-a cuts it off at once and says why"
 "$BIN" domain revoke node-b --reason "decommissioned (demo)" --domain-dir "$W/lab" --state-dir "$W/node-a" | show
 wait_for "$W/a.log" "revocation in force" 10
 sleep 1
