@@ -14,7 +14,7 @@
 //                      revocation lists and the registry every handshake checks, issuer certificates,
 //                      key rotation records, the state directory's layout, federation grants (their registry
 //                      every handshake checks for hosts of other domains, and the admission check of a VM crossing)
-//   SecureChannel      Noise XX handshake + AEAD record layer (pure cores) and their SwiftNIO shell
+//   SecureChannel      Noise XX handshake + AEAD record layer + in-place re-authentication (pure cores) and their SwiftNIO shell
 //   Membership         SWIM + Lifeguard protocol core (pure: events in, directives out)
 //   MeshSimulator      deterministic virtual-time network simulator that runs Membership cores
 //   HA                 high availability's pure cores: restart in place (backoff, limit), leases on shared storage

@@ -8,12 +8,15 @@
 #   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting,
 #      while a peer VM pings it and holds a TCP connection to it (gap and survival printed)
 #  3b. a VM whose disk is local to node-a moves with its disk (mirrored through the agents' channel)
+#  3c. node-b rotates its host key in the middle of a live migration: the migration's channels
+#      re-authenticate in place (no reconnect) and the migration completes
 #   4. a handover whose destination agent dies right after journaling its commit: the source keeps
 #      the guest paused (in doubt) and never guesses; the destination comes back, finishes, and
 #      both agree on the owner
 #   5. a member killed with SIGKILL is noticed by the others
 #   6. a host certified by another domain is refused, and both sides say why
 #   7. a key file that others can read is refused
+#   8. the domain revokes node-b: node-a cuts it off at once and says why
 set -euo pipefail
 BIN=$(realpath "${1:-.build/release/hostmesh}")
 GUEST=$(realpath "${2:-Deploy/out/guest}")
@@ -63,6 +66,8 @@ for h in node-a node-b; do
     "$BIN" domain certify --domain-dir "$W/lab" --host-pub "$W/$h/host.pub" --valid-days 30 | show
     "$BIN" keys trust --state-dir "$W/$h" "$W/lab/domain.pub" | show
 done
+# node-a issues certificates online (renewals, key rotations), so the domain key can stay offline.
+"$BIN" domain delegate --domain-dir "$W/lab" --host-pub "$W/node-a/host.pub" | show
 
 step "2. Two agents prove who they are to each other and talk over an encrypted channel"
 if [ -n "$LAB" ]; then echo "-- across a lab: hosts $(chan 1 | cut -d: -f1) … $(chan 4 | cut -d: -f1), each a network namespace on a 1,500-byte bridge"; fi
@@ -135,6 +140,24 @@ echo "-- node-b's copy: $(cd "$W/node-b" && ls disks/*/*)"
 [ -e "$W/node-a-disk.raw" ] || echo "-- node-a's image was deleted once node-b ran the guest (migrate --keep-source-disks keeps it)"
 "$BIN" vm stop disk-vm $B >/dev/null
 
+step "3c. node-b rotates its host key while a VM live-migrates to it: the channels move to the new key in place"
+"$BIN" vm create rot-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 128 \
+    --workload heartbeat,dirty:1 --start | tail -1 | show
+for _ in $(seq 1 150); do "$BIN" vm console-log rot-vm $A --lines 50 | grep -q '^HB' && break; sleep 0.2; done
+OLDKEY=$("$BIN" keys show --state-dir "$W/node-b" | grep 'identity key' | awk '{print $3}')
+"$BIN" migrate rot-vm --to "$(chan 2)" --bandwidth 8 $A >"$W/migrate-rot.log" 2>&1 &
+MPID=$!
+for _ in $(seq 1 300); do "$BIN" migrations $A | grep rot-vm | grep -q transferring && break; sleep 0.1; done
+sleep 0.5
+echo "-- the migration is transferring at 8 MB/s; node-b rotates its key now"
+"$BIN" keys rotate $B | show
+wait $MPID && tail -3 "$W/migrate-rot.log" | show
+echo "-- node-b's identity key: $OLDKEY -> $("$BIN" keys show --state-dir "$W/node-b" | grep 'identity key' | awk '{print $3}')"
+echo "-- node-a's log: the channels re-authenticated in place (the migration stream among them, mid-transfer):"
+grep "peer re-authenticated in place" "$W/a.log" | sed -e 's/mesh.cert_serial=[0-9]* //' | showlog
+"$BIN" vm list $B | show
+"$BIN" vm stop rot-vm $B >/dev/null
+
 step "4. A handover whose destination dies after its commit: the source never guesses, and nothing runs twice"
 "$BIN" keys init --state-dir "$W/node-c" --host-id node-c >/dev/null
 "$BIN" domain certify --domain-dir "$W/lab" --host-pub "$W/node-c/host.pub" >/dev/null
@@ -194,4 +217,12 @@ chmod 644 "$W/node-b/host.key"
 on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 5) 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
-step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused"
+step "8. The domain revokes node-b: node-a cuts it off at once and says why"
+"$BIN" domain revoke node-b --reason "decommissioned (demo)" --domain-dir "$W/lab" --state-dir "$W/node-a" | show
+wait_for "$W/a.log" "revocation in force" 10
+sleep 1
+echo "-- node-a's log:"; grep -E "revocation in force|closed a channel to a revoked host" "$W/a.log" | showlog || true
+echo "-- node-b's log:"; grep -E "revocation in force|revoked" "$W/b.log" | tail -3 | showlog || true
+"$BIN" members --state-dir "$W/node-a" | show
+
+step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused, a host key rotated mid-migration without a reconnect, and a revoked host was cut off"

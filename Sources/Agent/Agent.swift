@@ -125,6 +125,7 @@ public struct Agent: Service {
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
         let unfinished = try await coordinator.prepareRecovery()
+        credentials.trust.retiredKeys.graceSeconds = configuration.keyGracePeriod
         // Before any listener: the stored revocation lists, so the first handshake refuses a revoked host.
         let revocations = RevocationKeeper(store: try RevocationStore(store: store), trust: credentials.trust,
                                            hostID: credentials.identity.hostID, logger: logger)
@@ -133,6 +134,9 @@ public struct Agent: Service {
         let federation = FederationKeeper(store: FederationStore(store: store), trust: credentials.trust,
                                           domain: credentials.certificate.domain, logger: logger)
         let storedGrants = try await federation.loadStored()
+        // And the domain key rotations: a learned domain key is trusted, a retired one refused, from the first handshake.
+        let domainKeys = DomainKeyKeeper(store: DomainKeyStore(store: store), trust: credentials.trust, logger: logger)
+        try await domainKeys.loadStored()
         let certificates = try CertificateDesk.load(stateDirectory: configuration.stateDirectory, identity: credentials.identity,
                                                     lifetime: configuration.certificateLifetime, logger: logger)
         // DRS rules, settings and maintenance (an evacuation under way goes on after a restart).
@@ -172,7 +176,7 @@ public struct Agent: Service {
                                          logger: logger)
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
-                              known: coordinator.peerAddresses, greetings: greetings, vms: vms)
+                              known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys)
         let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
                                 store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
                                 coordinator: coordinator, logger: logger)
@@ -181,6 +185,7 @@ public struct Agent: Service {
             await network.removePeer(host)
         }
         await federation.wire(membership: membership.service)
+        await domainKeys.wire { await peers.broadcast($0) }
         let health = HealthMonitor(hostID: credentials.identity.hostID, store: store, vms: vms, drs: drs, membership: membership,
                                    settings: HealthTracker.Settings(), thresholds: HealthThresholds(), logger: logger)
         var scheduleRules = ScheduleBook.Rules()
@@ -193,7 +198,7 @@ public struct Agent: Service {
         let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
-                                 revocations: revocations, federation: federation, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
+                                 revocations: revocations, federation: federation, domainKeys: domainKeys, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
                                  schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events)
@@ -213,7 +218,7 @@ public struct Agent: Service {
         var services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
-                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, logger: logger))),
+                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, domainKeys: domainKeys, logger: logger))),
             ("control", ControlService(server: control, handler: api)),
             ("migration-recovery", MigrationRecoveryService(coordinator: coordinator, unfinished: unfinished)),
             ("location-publisher", LocationPublisherService(network: network, peers: peers)),

@@ -27,13 +27,26 @@ public struct DomainAuthority: Sendable {
 
     /// Writes `domain.key` (0600) and `domain.pub` into `directory`; refuses to overwrite a key.
     public func save(inDirectory directory: String) throws(IdentityError) {
+        try saveKey(to: directory + "/domain.key", overwrite: false)
+        try trustAnchor.save(directory + "/domain.pub")
+    }
+
+    /// Writes the secret key file alone (0600, atomically) to `path`.
+    public func saveKey(to path: String, overwrite: Bool) throws(IdentityError) {
         var file = Hostmesh_V1_SecretKeyFile()
         file.kind = "domain"
         file.name = name
         file.ed25519Seed = Data(signingKey.seed.revealForStorage())
         let bytes: [UInt8] = try! file.serializedBytes() // plain fields always encode
-        try SecureFile.write(Array(Armor.encode(bytes, label: HostIdentity.secretLabel).utf8), to: directory + "/domain.key", mode: 0o600)
-        try trustAnchor.save(directory + "/domain.pub")
+        try SecureFile.write(Array(Armor.encode(bytes, label: HostIdentity.secretLabel).utf8), to: path, mode: 0o600, overwrite: overwrite)
+    }
+
+    /// Loads a domain secret key file at `path` (`domain.key`, `domain.key.old`).
+    public static func load(keyFile path: String) throws(IdentityError) -> DomainAuthority {
+        let (name, seed) = try HostIdentity.loadSecretKey(path, kind: "domain")
+        do { return try DomainAuthority(name: name, signingKey: SigningKeyPair(seed: seed)) } catch let e as IdentityError { throw e } catch {
+            throw .fileMalformed(path: path, reason: "\(error)")
+        }
     }
 
     /// Loads `domain.key` from `directory`.

@@ -47,6 +47,13 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A host of another domain was refused on a cross-domain channel: no grant in force for
     /// its domain, or a purpose cross-domain channels may not have (Protocol.md §2.9, §3.8 code 24).
     case notFederated(String)
+    /// The certificate certifies a host key its host rotated away from, and the grace period
+    /// after that rotation is over (Protocol.md §3.9, close code 31).
+    case keyRetired(hostID: String, key: String, since: Int64)
+    /// A domain key rotation record was refused: the reason names what is wrong (Protocol.md §2.10).
+    case domainRotationRefused(String)
+    /// The certificate (or delegation) was signed by a domain key its domain retired (Protocol.md §2.10, close code 32).
+    case domainKeyRetired(domain: String, key: String)
 
     public var description: String {
         switch self {
@@ -92,6 +99,12 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
             return "issuer refused: \(reason)"
         case let .rotationRefused(reason):
             return "key rotation refused: \(reason)"
+        case let .domainRotationRefused(reason):
+            return "domain key rotation refused: \(reason)"
+        case let .domainKeyRetired(domain, key):
+            return "signed by domain key \(key) of \(domain), which its domain retired (hostmesh domain rotate --retire): certify the host again with the new domain key"
+        case let .keyRetired(hostID, key, since):
+            return "key \(key) of \(hostID) was rotated away and is refused since \(since) (its grace period is over): the host must present its new key"
         }
     }
 }

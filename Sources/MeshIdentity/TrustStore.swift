@@ -5,8 +5,13 @@ import Foundation
 ///
 /// Checks run cheapest first and each failure names its cause (Protocol.md §2.3).
 public struct TrustStore: Sendable {
-    /// Trusted domains by key.
-    public private(set) var anchors: [SigningPublicKey: DomainTrustAnchor]
+    /// Trusted domains by key, as configured (the trust directory's files, `trust(_:)`).
+    public private(set) var configuredAnchors: [SigningPublicKey: DomainTrustAnchor]
+    /// Trusted domains by key, in force now: the configured ones, plus the keys domain key
+    /// rotations added, minus the ones they retired (Protocol.md §2.10).
+    public var anchors: [SigningPublicKey: DomainTrustAnchor] { domainKeys.anchors(configured: configuredAnchors) }
+    /// The domain key rotations held, shared by every copy of this store like `revocations`.
+    public let domainKeys: DomainKeyRegistry
     /// Tolerated clock difference between hosts when checking validity windows, in seconds.
     public var clockSkewSeconds: Int64
     /// The revocations in force, shared by every copy of this store (a reference: a list
@@ -15,11 +20,17 @@ public struct TrustStore: Sendable {
     /// The federation grants of this host's domain, shared by every copy of this store like
     /// `revocations`: the domains whose hosts may open cross-domain channels (Protocol.md §2.9).
     public let federation: FederationRegistry
+    /// Host keys rotated away, shared by every copy of this store like `revocations`: refused
+    /// once their grace period is over (Protocol.md §3.9).
+    public let retiredKeys: RetiredKeyRegistry
 
     /// A store trusting `anchors`.
     public init(anchors: [DomainTrustAnchor], clockSkewSeconds: Int64 = 60, revocations: RevocationRegistry = RevocationRegistry(),
-                federation: FederationRegistry? = nil) {
-        self.anchors = Dictionary(anchors.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+                federation: FederationRegistry? = nil, retiredKeys: RetiredKeyRegistry = RetiredKeyRegistry(),
+                domainKeys: DomainKeyRegistry = DomainKeyRegistry()) {
+        self.retiredKeys = retiredKeys
+        self.domainKeys = domainKeys
+        self.configuredAnchors = Dictionary(anchors.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         self.clockSkewSeconds = clockSkewSeconds
         self.revocations = revocations
         self.federation = federation ?? FederationRegistry(skew: clockSkewSeconds)
@@ -27,7 +38,7 @@ public struct TrustStore: Sendable {
 
     /// Adds a trusted domain.
     public mutating func trust(_ anchor: DomainTrustAnchor) {
-        anchors[anchor.key] = anchor
+        configuredAnchors[anchor.key] = anchor
     }
 
     /// Loads every `*.pub` trust anchor in `directory` (typically `<state>/trust`); none when the
@@ -63,6 +74,8 @@ public struct TrustStore: Sendable {
             anchor = try verify(delegation, signed: certificate, now: now, purpose: purpose)
         } else if let federated = try federatedAnchor(for: issuer, now: now, purpose: purpose) {
             anchor = federated
+        } else if let domain = domainKeys.retiredDomain(of: issuer) {
+            throw .domainKeyRetired(domain: domain, key: issuer.fingerprint)
         } else {
             throw .unknownIssuer(fingerprint: issuer.fingerprint, claimedDomain: body.domain)
         }
@@ -88,6 +101,10 @@ public struct TrustStore: Sendable {
         if let entry = revocations.entry(revoking: certificate) {
             throw .revoked(hostID: body.hostID, serial: body.serial, domain: body.domain, entry: entry.summary)
         }
+        if let identityKey = try? certificate.identityKey(), // 32 bytes by step 1; a key that does not decode was refused there
+           let retired = retiredKeys.retirement(hostID: body.hostID, key: identityKey), now >= retired.refusedFrom {
+            throw .keyRetired(hostID: body.hostID, key: identityKey.fingerprint, since: retired.refusedFrom)
+        }
         return anchor
     }
 
@@ -110,6 +127,9 @@ public struct TrustStore: Sendable {
         let body = delegation.body
         var trusted = anchors[delegation.domainKey]
         if trusted == nil { trusted = try federatedAnchor(for: delegation.domainKey, now: now, purpose: purpose) }
+        if trusted == nil, let domain = domainKeys.retiredDomain(of: delegation.domainKey) {
+            throw .domainKeyRetired(domain: domain, key: delegation.domainKey.fingerprint)
+        }
         guard let anchor = trusted, anchor.name == delegation.domain else {
             throw .unknownIssuer(fingerprint: delegation.domainKey.fingerprint, claimedDomain: delegation.domain)
         }

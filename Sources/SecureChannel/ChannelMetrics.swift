@@ -5,6 +5,13 @@ import CoreMetrics
 enum ChannelMetrics {
     static let handshakes = "hostmesh_channel_handshakes_total"
     static let refusals = "hostmesh_channel_handshake_failures_total"
+    static let reauthentications = "hostmesh_channel_reauthentications_total"
+
+    /// A re-authentication in place (Protocol.md §3.9): `direction` is "sent" (this host rotated),
+    /// "accepted" or "refused" (the peer's).
+    static func reauthenticated(direction: String) {
+        CoreMetrics.Counter(label: reauthentications, dimensions: [("direction", direction)]).increment()
+    }
 
     /// A handshake completed: the peer is authenticated.
     static func completed(_ role: SecureChannelHandler.Role) {

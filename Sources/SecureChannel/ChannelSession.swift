@@ -96,14 +96,25 @@ public struct ChannelCredentials: Sendable {
 
     /// Moves to a new identity and its certificate at once (a key rotation), in every copy.
     /// Refused (returns false) unless the certificate certifies that identity, for the same host.
+    /// With the rotation's record, the channels watching these credentials (`watchRotations`)
+    /// are told, so they re-authenticate in place (Protocol.md §3.9).
     @discardableResult
-    public func replace(identity: HostIdentity, certificate: HostCertificate) -> Bool {
-        slot.update { current in
-            guard identity.hostID == current.identity.hostID, Self.certifies(certificate, identity) else { return false }
-            current = (identity, certificate)
-            return true
-        }
+    public func replace(identity: HostIdentity, certificate: HostCertificate, record: RotationRecord? = nil) -> Bool {
+        slot.replace(identity: identity, certificate: certificate, record: record)
     }
+
+    /// Calls `onRotation` (outside any lock, on the rotating task) for every key rotation made
+    /// with a record from now on, until `unwatchRotations`. The last rotation is also kept
+    /// (`lastRotation`) for a channel established while it happened.
+    public func watchRotations(_ onRotation: @escaping @Sendable (KeyRotationNotice) -> Void) -> RotationWatchToken {
+        slot.watch(onRotation)
+    }
+
+    /// Stops a `watchRotations`. Unknown tokens are ignored.
+    public func unwatchRotations(_ token: RotationWatchToken) { slot.unwatch(token) }
+
+    /// The most recent rotation made with a record, if any.
+    public var lastRotation: KeyRotationNotice? { slot.lastRotation }
 
     /// True when `certificate` certifies `identity`: its host id and both its keys.
     public static func certifies(_ certificate: HostCertificate, _ identity: HostIdentity) -> Bool {
@@ -112,13 +123,51 @@ public struct ChannelCredentials: Sendable {
     }
 }
 
+/// A channel watching its host's rotations (`ChannelCredentials.watchRotations`).
+public struct RotationWatchToken: Hashable, Sendable { let id: UInt64 }
+
 /// The current identity and certificate of one host, shared by every copy of its
-/// `ChannelCredentials`; they change together.
+/// `ChannelCredentials`; they change together. It also holds the channels that want to hear of
+/// a rotation, and the last rotation.
 final class CredentialSlot: Sendable {
     private let box: NIOLockedValueBox<(identity: HostIdentity, certificate: HostCertificate)>
+    private struct Watchers {
+        var byID: [UInt64: @Sendable (KeyRotationNotice) -> Void] = [:]
+        var nextID: UInt64 = 1
+        var last: KeyRotationNotice?
+    }
+    private let watchers = NIOLockedValueBox(Watchers())
     init(identity: HostIdentity, certificate: HostCertificate) { box = NIOLockedValueBox((identity, certificate)) }
     var current: (identity: HostIdentity, certificate: HostCertificate) { box.withLockedValue { $0 } }
     func update<T>(_ body: (inout (identity: HostIdentity, certificate: HostCertificate)) -> T) -> T { box.withLockedValue { body(&$0) } }
+
+    func replace(identity: HostIdentity, certificate: HostCertificate, record: RotationRecord?) -> Bool {
+        let replaced = update { current in
+            guard identity.hostID == current.identity.hostID, ChannelCredentials.certifies(certificate, identity) else { return false }
+            current = (identity, certificate)
+            return true
+        }
+        guard replaced, let record else { return replaced }
+        let notice = KeyRotationNotice(identity: identity, certificate: certificate, record: record)
+        let callbacks = watchers.withLockedValue { watchers in
+            watchers.last = notice
+            return Array(watchers.byID.values)
+        }
+        for callback in callbacks { callback(notice) }
+        return true
+    }
+
+    func watch(_ callback: @escaping @Sendable (KeyRotationNotice) -> Void) -> RotationWatchToken {
+        watchers.withLockedValue { watchers in
+            let id = watchers.nextID
+            watchers.nextID += 1
+            watchers.byID[id] = callback
+            return RotationWatchToken(id: id)
+        }
+    }
+
+    func unwatch(_ token: RotationWatchToken) { _ = watchers.withLockedValue { $0.byID.removeValue(forKey: token.id) } }
+    var lastRotation: KeyRotationNotice? { watchers.withLockedValue { $0.last } }
 }
 
 /// Per-channel choices.
@@ -161,6 +210,8 @@ extension SecureChannelError {
         case .notYetValid: code = .certificateNotYetValid
         case .revoked: code = .revoked
         case .notFederated: code = .notFederated
+        case .keyRetired: code = .keyRetired
+        case .domainKeyRetired: code = .domainKeyRetired
         default: code = .certificateMalformed
         }
         self.init(code, "\(role) certificate rejected: \(error)")

@@ -52,6 +52,13 @@ public enum CloseCode: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// purpose cross-domain channels may not have; or the grant of an open cross-domain channel
     /// was revoked or expired since (Protocol.md §2.9).
     case notFederated = 24
+    /// The peer's re-authentication of an open channel after a key rotation was refused: the
+    /// detail names the check that failed (Protocol.md §3.9).
+    case reauthenticationRefused = 30
+    /// The peer presented a host key it rotated away from, after the grace period (Protocol.md §3.9).
+    case keyRetired = 31
+    /// The peer's certificate was signed by a domain key its domain retired (Protocol.md §2.10).
+    case domainKeyRetired = 32
 
     public var description: String {
         switch self {
@@ -80,6 +87,9 @@ public enum CloseCode: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .shuttingDown: return "shutting down"
         case .internalError: return "internal error"
         case .notFederated: return "not federated"
+        case .reauthenticationRefused: return "re-authentication refused"
+        case .keyRetired: return "key retired"
+        case .domainKeyRetired: return "domain key retired"
         }
     }
 }

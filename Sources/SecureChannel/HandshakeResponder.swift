@@ -54,6 +54,9 @@ public struct HandshakeResponder: Sendable {
         }
         let hint = Array(body[0..<hintLength])
         guard let domain = credentials.trust.anchors.values.first(where: { HandshakeWire.domainHint($0.key) == hint }) else {
+            if let (key, name) = credentials.trust.domainKeys.retired.first(where: { HandshakeWire.domainHint($0.key) == hint }) {
+                throw SecureChannelError(.domainKeyRetired, "initiation names domain key \(key.fingerprint) of \(name), which its domain retired (Protocol.md §2.10): certify the host with the new domain key")
+            }
             throw SecureChannelError(.unknownDomain, "initiation names domain key \(Hex.encode(hint)), which this host does not trust")
         }
         let covered = withUnsafeBytes(of: frame.lengthField.bigEndian, Array.init) + [FrameType.handshakeInit.rawValue] + Array(body.dropLast(macLength))

@@ -13,6 +13,8 @@ public enum RecordContentType: UInt8, Sendable {
     case close = 2
     /// The responder accepted the initiator (always its first record; empty).
     case accept = 3
+    /// The sender's host rotated its key; the content is a ChannelReauth (Protocol.md §3.9).
+    case reauthenticate = 4
 }
 
 /// Seals outgoing records: one direction's key, counter and rekey budget. Pure.
@@ -69,6 +71,11 @@ public struct RecordSealer: Sendable {
         try seal(.close, ByteBuffer(bytes: HandshakeWire.encode(reason)), into: &out)
     }
 
+    /// Seals a re-authentication record carrying an encoded `ChannelReauth` (Protocol.md §3.9).
+    public mutating func sealReauthentication(_ content: [UInt8], into out: inout ByteBuffer) throws(SecureChannelError) {
+        try seal(.reauthenticate, ByteBuffer(bytes: content), into: &out)
+    }
+
     private mutating func seal(_ type: RecordContentType, _ payload: ByteBuffer, into out: inout ByteBuffer) throws(SecureChannelError) {
         guard counter < UInt64.max else { throw SecureChannelError(.internalError, "record counter exhausted; reconnect") }
         let length = UInt32(1 + 8 + 1 + payload.readableBytes + AEADAlgorithm.tagLength)
@@ -100,6 +107,8 @@ public struct RecordOpener: Sendable {
         case closed(SecureChannelError)
         /// The responder accepted us.
         case accepted
+        /// The peer re-authenticates with a new key: the encoded `ChannelReauth` to check.
+        case reauthentication([UInt8])
     }
 
     private var key: AEADKey
@@ -159,6 +168,8 @@ public struct RecordOpener: Sendable {
             return .closed(error)
         case .accept:
             return .accepted
+        case .reauthenticate:
+            return .reauthentication(Array(control.readableBytesView))
         }
     }
 

@@ -22,6 +22,9 @@ public struct SecureChannelConfiguration: Sendable {
     /// message 1 passed its cheap checks and the rate limit (Protocol.md §3.3); tests inject a
     /// counting one to prove that garbage never reaches it.
     public var makeEphemeral: @Sendable () -> KeyAgreementKeyPair = { KeyAgreementKeyPair() }
+    /// Told of each re-authentication on the channel (Protocol.md §3.9), on its event loop;
+    /// none by default (the shell logs them and counts them in metrics either way).
+    public var observer: (@Sendable (ReauthenticationEvent) -> Void)?
 
     /// Defaults: 10 s handshake timeout, rekey every 1 GiB or 10 minutes.
     public init(credentials: ChannelCredentials, policy: ChannelPolicy = ChannelPolicy(), handshakeTimeout: TimeAmount = .seconds(10),
@@ -55,4 +58,12 @@ public final class SharedHandshakeRateLimiter: Sendable {
         let now = ShellTimeline().now()
         return limiter.withLockedValue { $0.allow(source: source, now: now) }
     }
+}
+
+/// A re-authentication on one channel, for `SecureChannelConfiguration.observer`.
+public enum ReauthenticationEvent: Sendable {
+    /// This side announced its host's new key (its sequence number on the channel).
+    case announced(sequence: UInt64, newKey: SigningPublicKey)
+    /// The peer re-authenticated with a new certificate, which passed every check.
+    case accepted(ChannelReauthentication.Accepted)
 }

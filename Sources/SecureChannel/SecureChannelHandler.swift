@@ -59,6 +59,16 @@ public final class SecureChannelHandler {
     private var revocationWatch: RevocationRegistry.Token?
     /// Set for a channel to a host of a federated domain: its grant is watched (Protocol.md §2.9).
     private var federationWatch: FederationRegistry.Token?
+    /// The credentials as given (not the handshake's snapshot): their rotations are announced
+    /// on this channel once it is established (Protocol.md §3.9).
+    private let liveCredentials: ChannelCredentials
+    /// While established: who is authenticated by which key now, and the re-authentication
+    /// sequence numbers of both sides.
+    private var reauthentication: ChannelReauthentication?
+    private var rotationWatch: RotationWatchToken?
+    /// While established: the key the peer is authenticated by, watched for its retirement.
+    private var retiredKeyWatch: RetiredKeyRegistry.Token?
+    private var retiredKeyDeadline: Scheduled<Void>?
 
     /// Completes with the session once the peer is authenticated; fails with a `SecureChannelError`.
     public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
@@ -71,6 +81,7 @@ public final class SecureChannelHandler {
         self.role = role
         // One identity and certificate for the whole handshake, even if the host rotates meanwhile.
         var configuration = configuration
+        self.liveCredentials = configuration.credentials
         configuration.credentials = configuration.credentials.snapshot()
         self.configuration = configuration
         self.logger = logger
@@ -105,7 +116,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A channel can be torn down without ever becoming active (a connect that failed, a
         // listener closing): the handshake's waiters must still hear about it.
         timeout?.cancel()
-        unwatchRevocation()
+        unwatchAll()
         failPending(failure ?? SecureChannelError(.truncated, "the channel closed before the handshake completed"))
     }
 
@@ -199,6 +210,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
         }
         state = .closed
+        unwatchAll()
         failPending(failure ?? SecureChannelError(.normal, "channel closed"))
         context.fireChannelInactive()
     }
@@ -243,6 +255,17 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let request = event as? SecureChannelCloseRequest {
             fail(context: context, request.reason)
             promise?.succeed()
+        } else if let rotation = event as? KeyRotationNotice {
+            announce(rotation, context: context)
+            promise?.succeed()
+        } else if let retirement = event as? RetiredKeyRegistry.Retirement {
+            scheduleRetirement(retirement, context: context)
+            promise?.succeed()
+        } else if let raw = event as? UncheckedReauthenticationRecord, case .established(var sealer, let opener) = state {
+            var out = context.channel.allocator.buffer(capacity: raw.content.count + 64)
+            do { try sealer.sealReauthentication(raw.content, into: &out) } catch { promise?.fail(error); return }
+            state = .established(sealer, opener)
+            context.writeAndFlush(wrapOutboundOut(out), promise: promise)
         } else {
             context.triggerUserOutboundEvent(event, promise: promise)
         }
@@ -330,6 +353,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if length > 0 { pendingDeliveries.append((start, length)) }
             case .keyUpdated:
                 logger.trace("peer switched record keys", metadata: ["mesh.key_updates": "\(opener.keyUpdates)"])
+            case .reauthentication(let content):
+                try acceptReauthentication(content, context: context)
             case .closed(let reason):
                 closeSeen = true
                 if reason.code == .normal {
@@ -400,8 +425,114 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         if handshakePromise != nil { ChannelMetrics.completed(role) }
+        reauthentication = ChannelReauthentication(session: session, localKey: configuration.credentials.identity.signingKey.publicKey)
+        watchRetirement(of: peer.certificate, context: context)
+        rotationWatch = liveCredentials.watchRotations { notice in
+            channel.triggerUserOutboundEvent(notice, promise: nil)
+        }
         handshakePromise?.succeed(session)
         handshakePromise = nil
+        // The host rotated while this channel was being set up: announce it now.
+        if let last = liveCredentials.lastRotation { announce(last, context: context) }
+    }
+
+    // MARK: - Re-authentication (Protocol.md §3.9)
+
+    /// This host rotated its key: tell the peer on this channel, in a record sealed after every
+    /// one already written. A rotation that does not start from the key this channel holds (one
+    /// announced already, or one the channel missed) is skipped.
+    private func announce(_ rotation: KeyRotationNotice, context: ChannelHandlerContext) {
+        guard case .established(var sealer, let opener) = state, awaitingAccept == nil, var reauth = reauthentication,
+              let content = reauth.announce(rotation) else { return }
+        var out = context.channel.allocator.buffer(capacity: content.count + 64)
+        do {
+            try sealer.sealReauthentication(content, into: &out)
+        } catch {
+            fail(context: context, error)
+            return
+        }
+        state = .established(sealer, opener)
+        reauthentication = reauth
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        logger.notice("channel re-authenticated in place with the new key", metadata: [
+            "mesh.peer": "\(reauth.peerCertificate.hostID)", "mesh.purpose": "\(reauth.purpose)",
+            "mesh.new_key": "\(rotation.identity.signingKey.publicKey.fingerprint)", "mesh.reauth_sequence": "\(reauth.localSequence)"])
+        ChannelMetrics.reauthenticated(direction: "sent")
+        configuration.observer?(.announced(sequence: reauth.localSequence, newKey: rotation.identity.signingKey.publicKey))
+    }
+
+    /// The peer rotated its key: check what it says (a refusal closes the channel, code 30, 21
+    /// or 31), then move the channel's peer to its new certificate: watched for revocation and
+    /// retirement from now on, and its old key retired (refused after the grace period).
+    private func acceptReauthentication(_ content: [UInt8], context: ChannelHandlerContext) throws(SecureChannelError) {
+        guard awaitingAccept == nil, var reauth = reauthentication else {
+            throw SecureChannelError(.protocolViolation, "a re-authentication record before the handshake completed")
+        }
+        let now = configuration.unixTime()
+        let trust = configuration.credentials.trust
+        let accepted: ChannelReauthentication.Accepted
+        do { accepted = try reauth.accept(content, trust: trust, now: now) } catch {
+            ChannelMetrics.reauthenticated(direction: "refused")
+            throw error
+        }
+        reauthentication = reauth
+        unwatchRevocation()
+        let channel = context.channel
+        let peer = accepted.current
+        revocationWatch = trust.revocations.watch(peer) { entry in
+            channel.triggerUserOutboundEvent(SecureChannelCloseRequest(SecureChannelError(
+                .revoked, "\(peer.hostID) (certificate serial \(peer.serial)) is revoked by domain \(peer.domain): \(entry.summary)")), promise: nil)
+        }
+        if let oldKey = try? accepted.previous.identityKey() { // the handshake verified it: 32 bytes
+            trust.retiredKeys.retire(hostID: peer.hostID, key: oldKey, now: now)
+        }
+        watchRetirement(of: peer, context: context)
+        let newKey = try? peer.identityKey() // verified by the check above: always a key
+        logger.notice("peer re-authenticated in place with its new key", metadata: [
+            "mesh.peer": "\(peer.hostID)", "mesh.purpose": "\(reauth.purpose)", "mesh.cert_serial": "\(peer.serial)",
+            "mesh.new_key": "\(newKey?.fingerprint ?? "?")", "mesh.reauth_sequence": "\(accepted.sequence)"])
+        ChannelMetrics.reauthenticated(direction: "accepted")
+        configuration.observer?(.accepted(accepted))
+    }
+
+    /// Watches the key `certificate` certifies: once its host rotates away from it, this channel
+    /// closes at the end of the grace period unless the peer re-authenticated by then.
+    private func watchRetirement(of certificate: HostCertificate, context: ChannelHandlerContext) {
+        if let token = retiredKeyWatch { configuration.credentials.trust.retiredKeys.unwatch(token) }
+        retiredKeyWatch = nil
+        retiredKeyDeadline?.cancel()
+        retiredKeyDeadline = nil
+        guard let key = try? certificate.identityKey() else { return } // verified at the handshake or re-authentication: always a key
+        let registry = configuration.credentials.trust.retiredKeys
+        let channel = context.channel
+        retiredKeyWatch = registry.watch(hostID: certificate.hostID, key: key) { retirement in
+            channel.triggerUserOutboundEvent(retirement, promise: nil)
+        }
+        if retiredKeyWatch == nil, let retirement = registry.retirement(hostID: certificate.hostID, key: key) {
+            scheduleRetirement(retirement, context: context)
+        }
+    }
+
+    private func scheduleRetirement(_ retirement: RetiredKeyRegistry.Retirement, context: ChannelHandlerContext) {
+        let delay = max(0, retirement.refusedFrom - configuration.unixTime())
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        retiredKeyDeadline?.cancel()
+        retiredKeyDeadline = context.eventLoop.scheduleTask(in: .seconds(delay)) {
+            let (handler, context) = loopBound.value
+            guard let current = handler.reauthentication?.peerCertificate, (try? current.identityKey()) == retirement.key else { return } // re-authenticated meanwhile
+            handler.fail(context: context, SecureChannelError(.keyRetired,
+                "\(retirement.hostID) still uses key \(retirement.key.fingerprint) on this channel, which it rotated away from; its grace period ended at \(retirement.refusedFrom)"))
+        }
+    }
+
+    private func unwatchAll() {
+        unwatchRevocation()
+        if let token = rotationWatch { liveCredentials.unwatchRotations(token) }
+        rotationWatch = nil
+        if let token = retiredKeyWatch { configuration.credentials.trust.retiredKeys.unwatch(token) }
+        retiredKeyWatch = nil
+        retiredKeyDeadline?.cancel()
+        retiredKeyDeadline = nil
     }
 
     private func unwatchRevocation() {
@@ -453,9 +584,12 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 break
             }
         }
+        if [.reauthenticationRefused, .keyRetired].contains(error.code) {
+            logger.warning("channel closed: \(error)", metadata: ["mesh.peer": "\(reauthentication?.peerCertificate.hostID ?? "?")"])
+        }
         closeSeen = true
         state = .closed
-        unwatchRevocation()
+        unwatchAll()
         partialFrame = nil
         pendingDeliveries.removeAll()
         failPending(error)
@@ -475,4 +609,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 extension SecureChannelHandler {
     private var isOpen: Bool { if case .closed = state { return false } else { return true } }
+}
+
+/// Seals `content` as a re-authentication record as it is, with no check: for tests of the
+/// peer's refusals only (reachable through `@testable import`, never sent by the agent).
+struct UncheckedReauthenticationRecord: Sendable {
+    let content: [UInt8]
 }

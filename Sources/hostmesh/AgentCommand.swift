@@ -31,6 +31,8 @@ struct AgentCommand: AsyncParsableCommand {
     var certificateLifetime: Int64?
     @Option(help: "Rotate this host's key once it is this many seconds old; 0 never (default 2592000: 30 days).")
     var keyRotationAge: Int64?
+    @Option(help: "Seconds a peer's old key is still accepted after it rotated; then refused (default 3600).")
+    var keyGracePeriod: Int64?
     @Option(help: "Seconds between DRS balancing rounds (default 60).") var drsInterval: Double?
     @Option(help: "Seconds between DRS record and load sends (default 2).") var drsSyncInterval: Double?
     @Option(help: "Seconds a VM that moved is left alone by balancing (default 300).") var drsHold: Double?
@@ -102,6 +104,7 @@ struct AgentCommand: AsyncParsableCommand {
         if let restartWindowSeconds { configuration.restartWindowSeconds = restartWindowSeconds }
         if let certificateLifetime { configuration.certificateLifetime = certificateLifetime }
         if let keyRotationAge { configuration.keyRotationAge = keyRotationAge }
+        if let keyGracePeriod { configuration.keyGracePeriod = keyGracePeriod }
         if let drsInterval { configuration.drsInterval = drsInterval }
         if let drsSyncInterval { configuration.drsSyncInterval = drsSyncInterval }
         if let drsHold { configuration.drsHold = drsHold }

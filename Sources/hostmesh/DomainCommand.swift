@@ -7,7 +7,7 @@ struct DomainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "domain",
         abstract: "Run an administrative domain: its key certifies the hosts that belong to it.",
-        subcommands: [Init.self, Certify.self, Delegate.self, Revoke.self, Revocations.self, Federate.self, Federation.self]
+        subcommands: [Init.self, Certify.self, Delegate.self, Revoke.self, Revocations.self, Rotate.self, Rotations.self, Federate.self, Federation.self]
     )
 
     struct Init: AsyncParsableCommand {

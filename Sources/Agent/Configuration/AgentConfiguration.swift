@@ -89,6 +89,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// This host rotates its identity key once the key is this many seconds old (Protocol.md
     /// §2.8); 0 never. Default 30 days.
     public var keyRotationAge: Int64 = 30 * 86_400
+    /// After a peer rotates its key, its old key is still accepted this many seconds, then
+    /// refused at every handshake and on every channel still using it (Protocol.md §3.9).
+    /// Default one hour, 0 to 30 days.
+    public var keyGracePeriod: Int64 = 3_600
     /// The virtual switch holds frames for a VM during its move (Protocol.md §8.6.1). Not read
     /// from the file: false only for `hostmesh bench network`'s comparison with dropping them.
     public var holdFramesDuringMoves = true
@@ -171,6 +175,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case restartWindowSeconds = "restart_window_seconds"
         case certificateLifetime = "certificate_lifetime"
         case keyRotationAge = "key_rotation_age"
+        case keyGracePeriod = "key_grace_period"
         case drsInterval = "drs_interval"
         case drsSyncInterval = "drs_sync_interval"
         case drsHold = "drs_hold"
@@ -213,6 +218,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
         certificateLifetime = try c.decodeIfPresent(Int64.self, forKey: .certificateLifetime) ?? defaults.certificateLifetime
         keyRotationAge = try c.decodeIfPresent(Int64.self, forKey: .keyRotationAge) ?? defaults.keyRotationAge
+        keyGracePeriod = try c.decodeIfPresent(Int64.self, forKey: .keyGracePeriod) ?? defaults.keyGracePeriod
         drsInterval = try Self.seconds(c, .drsInterval) ?? defaults.drsInterval
         drsSyncInterval = try Self.seconds(c, .drsSyncInterval) ?? defaults.drsSyncInterval
         drsHold = try Self.seconds(c, .drsHold) ?? defaults.drsHold
@@ -265,6 +271,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         }
         guard keyRotationAge == 0 || (10...(3_650 * 86_400)).contains(keyRotationAge) else {
             throw .badConfiguration(path: source, reason: "key_rotation_age = \(keyRotationAge): it must be 0 (never) or between 10 s and 10 years; the default is 30 days (2592000)")
+        }
+        guard (0...(30 * 86_400)).contains(keyGracePeriod) else {
+            throw .badConfiguration(path: source, reason: "key_grace_period = \(keyGracePeriod): it must be between 0 and 30 days (2592000 s); the default is 1 hour (3600)")
         }
         for (key, value) in [("lease_renew_ms", leaseRenewMs), ("lease_fence_ms", leaseFenceMs), ("lease_tick_ms", leaseTickMs), ("lease_expiry_ms", leaseExpiryMs)]
         where !(10...600_000).contains(value) {

@@ -22,6 +22,8 @@ public enum AgentCredentials {
             throw AgentError.identity("\(certPath) certifies \(certificate.hostID) with key \((try? certificate.identityKey().fingerprint) ?? "?"), but host.key is \(identity.hostID) with key \(identity.signingKey.publicKey.fingerprint): re-certify this host's host.pub")
         }
         let trust = try TrustStore.load(fromDirectory: layout.trustDirectory)
+        // Domain keys learned from rotations (Protocol.md §2.10) count for this host's own certificate too.
+        try DomainKeyStore.installStored(into: trust, stateDirectory: directory)
         do { try trust.verify(certificate, now: now) } catch {
             throw AgentError.identity("this host's own certificate does not verify against \(layout.trustDirectory): \(error). Install the domain's domain.pub with `hostmesh keys trust`")
         }

@@ -19,6 +19,8 @@ struct ControlHandler: Sendable {
     let revocations: RevocationKeeper
     /// This domain's federation grants (Agent/Federation).
     let federation: FederationKeeper
+    /// Domain key rotations (Agent/Trust).
+    let domainKeys: DomainKeyKeeper
     let rotator: KeyRotator
     /// Storage moves on this host (Agent/Storage).
     let storage: StorageMover
@@ -53,6 +55,14 @@ struct ControlHandler: Sendable {
         case "revocations.publish":
             let p = try request.params(ControlTypes.PublishRevocations.self)
             return try await revocations.publish(p.bytes ?? []) // validate() checked the base64
+        case "domain.rotations":
+            return credentials.trust.domainKeys.records.map {
+                ControlTypes.DomainKeyRotationInfo(domain: $0.domain, version: $0.version, oldKey: $0.oldKey.fingerprint,
+                                                   newKey: $0.newKey.fingerprint, oldRetired: $0.oldRetired)
+            }
+        case "domain.rotation.publish":
+            let p = try request.params(ControlTypes.PublishDomainKeyRotation.self)
+            return ControlTypes.Text(text: try await domainKeys.publish(p.bytes ?? [])) // validate() checked the base64
         case "federation":
             return await federation.grants()
         case "federation.publish":

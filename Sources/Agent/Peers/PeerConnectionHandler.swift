@@ -14,6 +14,8 @@ struct PeerConnectionHandler: Sendable {
     let certificates: CertificateDesk
     /// Receives peers' DRS anti-entropy (Agent/DRS).
     let drs: DRSController
+    /// Receives the domain key rotations peers send (Agent/Trust).
+    let domainKeys: DomainKeyKeeper
     let logger: Logger
 
     /// Serves `connection` until the peer closes it, it fails, or the task is cancelled; then
@@ -37,6 +39,10 @@ struct PeerConnectionHandler: Sendable {
                         var reply = Hostmesh_V1_AgentEnvelope()
                         reply.helloReply = peers.hello()
                         try await outbound.write(EnvelopeWriter.frame(reply))
+                        // Before the updates the greeter waits for (it stops reading after them).
+                        if let rotations = DomainKeyKeeper.envelope(peers.credentials.trust) {
+                            try await outbound.write(EnvelopeWriter.frame(rotations))
+                        }
                         await peers.helloExchanged(hello, on: connection, initiatedHere: false)
                         var locations = Hostmesh_V1_AgentEnvelope()
                         locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
@@ -44,6 +50,8 @@ struct PeerConnectionHandler: Sendable {
                         if let ownership = await peers.ownershipEnvelope(for: hello.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(ownership))
                         }
+                    case .domainKeyRotations(let update):
+                        await domainKeys.receive(update.records, from: connection.peer.hostID)
                     case .ownershipUpdate(let update):
                         await peers.receive(ownership: update.records, from: connection.peer.hostID)
                     case .pushPull(let request):

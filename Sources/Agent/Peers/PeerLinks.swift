@@ -23,6 +23,8 @@ struct PeerLinks: Sendable {
     let greetings: GreetingQueue
     /// The VMs a peer's ownership records may fence.
     let vms: VMManager
+    /// Domain key rotations: sent after a hello, learned from peers (Protocol.md §2.10).
+    let domainKeys: DomainKeyKeeper
 
     var hostID: String { credentials.identity.hostID }
 
@@ -93,6 +95,7 @@ struct PeerLinks: Sendable {
                 locations.locationUpdate.locations = Data(await network.locationSnapshot())
                 try await outbound.write(EnvelopeWriter.frame(locations))
                 if let ownership = await ownershipEnvelope(for: reply.hostID) { try await outbound.write(EnvelopeWriter.frame(ownership)) }
+                if let rotations = DomainKeyKeeper.envelope(credentials.trust) { try await outbound.write(EnvelopeWriter.frame(rotations)) }
                 var note = Hostmesh_V1_AgentEnvelope()
                 note.note.text = "greetings from \(hostID), sealed with \(connection.session.aead.rawValue)"
                 try await outbound.write(EnvelopeWriter.frame(note))
@@ -185,6 +188,8 @@ struct PeerLinks: Sendable {
                 case .ownershipUpdate(let update):
                     await receive(ownership: update.records, from: peer)
                     ownership = true
+                case .domainKeyRotations(let update):
+                    await domainKeys.receive(update.records, from: peer)
                 default:
                     continue // nothing else is expected here; the responder's channel is not for it
                 }

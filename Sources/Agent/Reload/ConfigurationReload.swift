@@ -49,6 +49,7 @@ extension AgentConfiguration {
         case .restartWindowSeconds: "\(restartWindowSeconds)"
         case .certificateLifetime: "\(certificateLifetime)"
         case .keyRotationAge: "\(keyRotationAge)"
+        case .keyGracePeriod: "\(keyGracePeriod)"
         case .drsInterval: "\(drsInterval)"
         case .drsSyncInterval: "\(drsSyncInterval)"
         case .drsHold: "\(drsHold)"

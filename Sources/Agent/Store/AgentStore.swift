@@ -83,6 +83,8 @@ public final class AgentStore: Sendable {
             try OccurrenceJournal.createTables(db)
             try HealthProbes.createTables(db)
         }
+        // Domain key rotations learned from the operator and from peers (Agent/Trust, Protocol.md §2.10).
+        migrator.registerMigration("trustchan-v1") { db in try DomainKeyStore.createTables(db) }
         return migrator
     }
 }

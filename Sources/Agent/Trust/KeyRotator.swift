@@ -70,7 +70,8 @@ actor KeyRotator {
                             metadata: ["error": "\(error)"])
             throw .failed("cannot write the new key files: \(error)")
         }
-        guard credentials.replace(identity: new, certificate: certificate) else {
+        // Every open channel re-authenticates in place with the new key (Protocol.md §3.9).
+        guard credentials.replace(identity: new, certificate: certificate, record: record) else {
             throw .failed("the new certificate does not certify the new key (a bug); restart the agent to use the files")
         }
         await issuers.membership.keyRotated()

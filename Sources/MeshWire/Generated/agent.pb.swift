@@ -230,6 +230,14 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .migrationCheckResult(newValue)}
   }
 
+  public var domainKeyRotations: Hostmesh_V1_TrustchanDomainKeyRotations {
+    get {
+      if case .domainKeyRotations(let v)? = body {return v}
+      return Hostmesh_V1_TrustchanDomainKeyRotations()
+    }
+    set {body = .domainKeyRotations(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -257,8 +265,25 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case vmPlaceReply(Hostmesh_V1_VmPlaceReply)
     case migrationCheck(Hostmesh_V1_MigrationCheck)
     case migrationCheckResult(Hostmesh_V1_MigrationCheckResult)
+    case domainKeyRotations(Hostmesh_V1_TrustchanDomainKeyRotations)
 
   }
+
+  public init() {}
+}
+
+/// The domain key rotations an agent holds (Protocol.md §2.10): the greeter sends them after its
+/// hello, the responder right after its hello reply, and an agent that learns a new one sends it
+/// to every agent it knows. No answer.
+public nonisolated struct Hostmesh_V1_TrustchanDomainKeyRotations: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// encoded DomainKeyRotation (identity.proto), each domain's in version order
+  public var records: [Data] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1147,7 +1172,7 @@ fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0\u{4}\u{13}domain_key_rotations\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1467,6 +1492,19 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .migrationCheckResult(v)
         }
       }()
+      case 100: try {
+        var v: Hostmesh_V1_TrustchanDomainKeyRotations?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .domainKeyRotations(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .domainKeyRotations(v)
+        }
+      }()
       default: break
       }
     }
@@ -1574,6 +1612,10 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
       guard case .migrationCheckResult(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 81)
     }()
+    case .domainKeyRotations?: try {
+      guard case .domainKeyRotations(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 100)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1581,6 +1623,36 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
 
   public static func ==(lhs: Hostmesh_V1_AgentEnvelope, rhs: Hostmesh_V1_AgentEnvelope) -> Bool {
     if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_TrustchanDomainKeyRotations: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustchanDomainKeyRotations"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedBytesField(value: &self.records) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.records.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.records, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_TrustchanDomainKeyRotations, rhs: Hostmesh_V1_TrustchanDomainKeyRotations) -> Bool {
+    if lhs.records != rhs.records {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -10,6 +10,11 @@
 
 /// Secure channel handshake payloads. Protocol.md §3.
 
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
 public import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -89,6 +94,62 @@ public nonisolated struct Hostmesh_V1_CloseReason: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// In-place re-authentication of an open channel after a key rotation (Protocol.md §3.9): the
+/// content of a record of type 4. `signature = Ed25519-Sign(new identity key,
+/// "hostmesh-reauth-v1" || body)` over the exact `body` bytes as carried.
+public nonisolated struct Hostmesh_V1_ChannelReauth: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// an encoded ChannelReauthBody
+  public var body: Data = Data()
+
+  /// 64 bytes, by the identity key `certificate` certifies
+  public var signature: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_ChannelReauthBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1
+  public var format: UInt32 = 0
+
+  /// the channel's final handshake hash h (§3.5)
+  public var channelBinding: Data = Data()
+
+  /// the sender's role on this channel
+  public var fromInitiator: Bool = false
+
+  /// 1 for the sender's first re-authentication on this channel, +1 each
+  public var sequence: UInt64 = 0
+
+  /// the sender's certificate for its new keys
+  public var certificate: Hostmesh_V1_Certificate {
+    get {_certificate ?? Hostmesh_V1_Certificate()}
+    set {_certificate = newValue}
+  }
+  /// Returns true if `certificate` has been explicitly set.
+  public var hasCertificate: Bool {self._certificate != nil}
+  /// Clears the value of `certificate`. Subsequent reads from it will return its default value.
+  public mutating func clearCertificate() {self._certificate = nil}
+
+  /// an encoded RotationRecord from the key the channel holds to the new one (§2.8)
+  public var rotation: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _certificate: Hostmesh_V1_Certificate? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -214,6 +275,100 @@ nonisolated extension Hostmesh_V1_CloseReason: SwiftProtobuf.Message, SwiftProto
   public static func ==(lhs: Hostmesh_V1_CloseReason, rhs: Hostmesh_V1_CloseReason) -> Bool {
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_ChannelReauth: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChannelReauth"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_ChannelReauth, rhs: Hostmesh_V1_ChannelReauth) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_ChannelReauthBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChannelReauthBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{3}channel_binding\0\u{3}from_initiator\0\u{1}sequence\0\u{1}certificate\0\u{1}rotation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.channelBinding) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.fromInitiator) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._certificate) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.rotation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.channelBinding.isEmpty {
+      try visitor.visitSingularBytesField(value: self.channelBinding, fieldNumber: 2)
+    }
+    if self.fromInitiator != false {
+      try visitor.visitSingularBoolField(value: self.fromInitiator, fieldNumber: 3)
+    }
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 4)
+    }
+    try { if let v = self._certificate {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if !self.rotation.isEmpty {
+      try visitor.visitSingularBytesField(value: self.rotation, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_ChannelReauthBody, rhs: Hostmesh_V1_ChannelReauthBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.channelBinding != rhs.channelBinding {return false}
+    if lhs.fromInitiator != rhs.fromInitiator {return false}
+    if lhs.sequence != rhs.sequence {return false}
+    if lhs._certificate != rhs._certificate {return false}
+    if lhs.rotation != rhs.rotation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

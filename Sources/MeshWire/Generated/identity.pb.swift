@@ -439,6 +439,59 @@ public nonisolated struct Hostmesh_V1_FederationGrant: Sendable {
   public init() {}
 }
 
+/// A domain's move to a new domain key (Protocol.md §2.10): the old key cross-signs the new one,
+/// the new key proves it is held. With `old_retired` false both keys are trusted (the overlap);
+/// a later record with `old_retired` true retires the old key.
+public nonisolated struct Hostmesh_V1_DomainKeyRotation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// an encoded DomainKeyRotationBody, exactly as signed
+  public var body: Data = Data()
+
+  /// Ed25519-Sign(old key, "hostmesh-domain-rotation-v1" || body)
+  public var oldSignature: Data = Data()
+
+  /// Ed25519-Sign(new key, "hostmesh-domain-rotation-v1" || body)
+  public var newSignature: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_DomainKeyRotationBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1
+  public var format: UInt32 = 0
+
+  /// the domain whose key rotates
+  public var domain: String = String()
+
+  /// the key being replaced (32 bytes)
+  public var oldKey: Data = Data()
+
+  /// the new domain key (32 bytes)
+  public var newKey: Data = Data()
+
+  /// per domain, increasing across its rotations and retirements; >= 1
+  public var version: UInt64 = 0
+
+  /// unix seconds, for operators
+  public var issuedAt: Int64 = 0
+
+  /// true: the old key is no longer trusted
+  public var oldRetired: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
@@ -1233,6 +1286,106 @@ nonisolated extension Hostmesh_V1_FederationGrant: SwiftProtobuf.Message, SwiftP
     if lhs.body != rhs.body {return false}
     if lhs.signature != rhs.signature {return false}
     if lhs.issuer != rhs.issuer {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DomainKeyRotation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DomainKeyRotation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{3}old_signature\0\u{3}new_signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.oldSignature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.newSignature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.oldSignature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.oldSignature, fieldNumber: 2)
+    }
+    if !self.newSignature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newSignature, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DomainKeyRotation, rhs: Hostmesh_V1_DomainKeyRotation) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.oldSignature != rhs.oldSignature {return false}
+    if lhs.newSignature != rhs.newSignature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DomainKeyRotationBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DomainKeyRotationBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{1}domain\0\u{3}old_key\0\u{3}new_key\0\u{1}version\0\u{3}issued_at\0\u{3}old_retired\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.oldKey) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.newKey) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.issuedAt) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.oldRetired) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 2)
+    }
+    if !self.oldKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.oldKey, fieldNumber: 3)
+    }
+    if !self.newKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.newKey, fieldNumber: 4)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 5)
+    }
+    if self.issuedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.issuedAt, fieldNumber: 6)
+    }
+    if self.oldRetired != false {
+      try visitor.visitSingularBoolField(value: self.oldRetired, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DomainKeyRotationBody, rhs: Hostmesh_V1_DomainKeyRotationBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.oldKey != rhs.oldKey {return false}
+    if lhs.newKey != rhs.newKey {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.issuedAt != rhs.issuedAt {return false}
+    if lhs.oldRetired != rhs.oldRetired {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
