@@ -83,6 +83,8 @@ public final class AgentStore: Sendable {
             try OccurrenceJournal.createTables(db)
             try HealthProbes.createTables(db)
         }
+        // Migrations across domains (Agent/Federation, Protocol.md §6.10): the tombstones of VMs that left.
+        migrator.registerMigration("xdomain-v1") { db in try TombstoneStore.createTables(db) }
         return migrator
     }
 }
