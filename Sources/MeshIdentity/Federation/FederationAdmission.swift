@@ -58,7 +58,7 @@ public enum FederationAdmission {
         public var description: String {
             switch self {
             case let .noGrant(domain, peer):
-                return "domain \(domain) holds no federation grant for domain \(peer): have \(domain) federate it with `hostmesh domain federate --peer-domain \(peer) ...` (both domains must grant)"
+                return "domain \(domain) holds no federation grant for domain \(peer): have \(domain) federate it with `hostmesh domain federate --peer-key \(peer).pub ...` (both domains must grant)"
             case let .notInForce(reason):
                 return reason
             case let .wrongDomainKey(peer, granted, presented):
