@@ -43,11 +43,11 @@ extension MigrationEndToEndTests {
     }
 
     /// A lab agent `node-1` and a prod agent also called `node-1`.
-    func federation() async throws -> Federation {
+    func federation(lab labEnvironment: [String: String] = [:], prod prodEnvironment: [String: String] = [:]) async throws -> Federation {
         let mesh = try TestMesh()
         let prod = try DomainAuthority(name: "prod")
-        let lab = try await mesh.start("node-1")
-        let prodHost = try await mesh.start("node-1", of: prod, directory: "prod-node-1")
+        let lab = try await mesh.start("node-1", environment: labEnvironment)
+        let prodHost = try await mesh.start("node-1", of: prod, directory: "prod-node-1", environment: prodEnvironment)
         return Federation(mesh: mesh, prod: prod, lab: lab, prodHost: prodHost)
     }
 
@@ -169,5 +169,47 @@ extension MigrationEndToEndTests {
         _ = try await f.grant(f.mesh.domain, on: f.lab, f.terms(for: f.prod, networks: [.init(peerNetwork: "default", localNetwork: "default", stretched: true)]),
                               after: current)
         try await refused("stretched network", "stretched", "not supported yet")
+    }
+
+    /// An agent killed in the middle of a cross-domain handover and restarted where it was: the
+    /// source's recovery (and its in-doubt retry) asks `node-1@prod` on a cross-domain channel,
+    /// never this domain's `node-1`, and both domains end agreeing on owner and epoch.
+    @Test(arguments: [true, false])
+    func aCrossDomainHandoverSurvivesAnAgentKilledAtItsCommit(_ killSource: Bool) async throws {
+        let pause = ["HOSTMESH_TEST_PAUSE_AT": killSource ? "source:committing" : "destination:committed"]
+        var f = try await federation(lab: killSource ? pause : [:], prod: killSource ? [:] : pause)
+        defer { f.mesh.tearDown() }
+        try await f.grant(f.mesh.domain, on: f.lab, f.terms(for: f.prod))
+        try await f.grant(f.prod, on: f.prodHost, f.terms(for: f.mesh.domain))
+        let vm = crossingSpec("doubtful", mac: "52:54:00:aa:00:03", labels: nil)
+        _ = try await f.lab.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
+        let (boot, before) = try await heartbeat(f.lab, "doubtful", after: 1)
+        let fed = f
+        let migration = Task { try await fed.move("doubtful", from: fed.lab, into: "prod", via: fed.prodHost) }
+        var lab = f.lab, prodHost = f.prodHost
+        if killSource {
+            // Paused before the commit: prod never ran it, so lab takes it back at epoch 1 + 2.
+            try await awaitPause(lab, at: "source:committing")
+            lab.kill()
+            _ = await migration.result
+            lab = try await f.mesh.start("node-1", arguments: ["--listen", lab.address])
+            try await awaitSettled(vm: "doubtful", running: lab, absent: prodHost, context: "source killed at committing")
+            try await awaitOwner(lab, vm: vm.id, owner: "node-1", epoch: 3)
+            #expect(try await lab.control.call("tombstones", Empty(), as: [ControlTypes.Tombstone].self).isEmpty)
+        } else {
+            // prod committed, then died: lab's in-doubt handover asks node-1@prod until it answers.
+            try await awaitPause(prodHost, at: "destination:committed")
+            prodHost.kill()
+            _ = await migration.result
+            prodHost = try await f.mesh.start("node-1", of: f.prod, directory: "prod-node-1", arguments: ["--listen", prodHost.address])
+            try await awaitSettled(vm: "doubtful", running: prodHost, absent: lab, context: "destination killed at committed")
+            try await awaitOwner(lab, vm: vm.id, owner: "node-1@prod", epoch: 2)
+            let tombstones = try await lab.control.call("tombstones", Empty(), as: [ControlTypes.Tombstone].self)
+            #expect(tombstones.map(\.owner) == ["node-1@prod"] && tombstones.first?.epoch == 2, "\(tombstones)")
+        }
+        f = Federation(mesh: f.mesh, prod: f.prod, lab: lab, prodHost: prodHost)
+        let winner = killSource ? lab : prodHost
+        let (bootAfter, after) = try await heartbeat(winner, "doubtful", after: before)
+        #expect(bootAfter == boot && after > before, "the guest rebooted or its heartbeat went back")
     }
 }
