@@ -53,6 +53,11 @@ enum TombstoneStore {
     /// Why `spec` may not be defined here: its id or a MAC belongs to a VM that left for another
     /// domain (nil: none does).
     static func conflict(_ db: Database, with spec: VMSpec) throws -> String? {
+        // Domain-wide: the ownership record the releasing host wrote (and its peers heard, §6.6)
+        // says the VM lives in another domain now, whichever host of this domain it left.
+        if let away = try StoredOwnership.fetchOne(db, key: spec.id), PeerName.isCrossDomain(away.owner) {
+            return "VM id \(spec.id) belongs to a VM that moved to \(away.owner) at epoch \(away.epoch): a copy of it must never start in this domain; give the new VM another id"
+        }
         for tombstone in try all(db) {
             if tombstone.vm == spec.id {
                 return "VM id \(spec.id) belongs to VM \(tombstone.name), which moved to \(tombstone.owner) at epoch \(tombstone.epoch): a copy of it must never start here; give the new VM another id"
