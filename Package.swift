@@ -192,7 +192,7 @@ let package = Package(
         .target(
             name: "MigrationService",
             dependencies: [
-                "Migration", "Hypervisor", "SecureChannel", "MeshWire", "ControlAPI", "MeshTime",
+                "Migration", "Hypervisor", "SecureChannel", "MeshIdentity", "MeshWire", "ControlAPI", "MeshTime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

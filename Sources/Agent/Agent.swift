@@ -148,13 +148,12 @@ public struct Agent: Service {
         let listen = configuration.channelListen
         let listener = try await SecureChannelListener.bind(
             host: listen.host, port: listen.port, configuration: SecureChannelConfiguration(credentials: credentials), logger: logger
-        ) { [domain = credentials.certificate.domain] session in
+        ) { session in
             guard StreamPurpose(rawValue: session.peer.purpose) != nil else { return .application }
             return MigrationStreamAcceptor.route(session) { peer, hello in
-                // A host of a federated domain (Protocol.md §2.9) gets no stream until migration
-                // across domains is admitted here; its host id may equal one of this domain's.
-                guard peer.domain == domain else { throw CrossDomainGate.streamRefusal(peer) }
-                return try coordinator.authorizeStream(peer: peer, hello: hello)
+                // A host of a federated domain (Protocol.md §2.9, §6.10) is authorised by its
+                // qualified name `host@domain`: never as a member whose host id it shares.
+                try coordinator.authorizeStream(peer: peer, hello: hello)
             }
         }
         let control: ControlServer
@@ -201,7 +200,8 @@ public struct Agent: Service {
                                  revocations: revocations, federation: federation, domainKeys: domainKeys, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
-                                 schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events)
+                                 schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events,
+                                 crossDomain: CrossDomainMigrator(coordinator: coordinator, vms: vms, credentials: credentials, logger: logger))
         let metrics: MetricsEndpoint?
         do {
             metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network)
@@ -218,7 +218,9 @@ public struct Agent: Service {
         var services: [(String, any Service)] = [
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
-                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, domainKeys: domainKeys, logger: logger))),
+                coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, domainKeys: domainKeys,
+                crossDomain: CrossDomainMigrationGate(coordinator: coordinator, membership: membership, vms: vms, credentials: credentials, logger: logger),
+                logger: logger))),
             ("control", ControlService(server: control, handler: api)),
             ("migration-recovery", MigrationRecoveryService(coordinator: coordinator, unfinished: unfinished)),
             ("location-publisher", LocationPublisherService(network: network, peers: peers)),

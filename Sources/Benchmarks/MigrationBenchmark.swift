@@ -233,19 +233,21 @@ struct LocalMesh: Sendable {
     var destination: ControlClient { clients[1] }
     var destinationPort: Int { ports[1] }
 
-    static func start(in work: String, hosts: Int = 2, holdFrames: Bool = true) async throws -> LocalMesh {
-        let domain = try DomainAuthority(name: "bench")
+    /// `domain`: the hosts' domain (default: a fresh one named `bench`); hosts are named
+    /// `<domain>-a`, `<domain>-b`, ….
+    static func start(in work: String, hosts: Int = 2, holdFrames: Bool = true, domain given: DomainAuthority? = nil) async throws -> LocalMesh {
+        let domain = try given ?? DomainAuthority(name: "bench")
         let now = Int64(Date().timeIntervalSince1970)
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         var clients: [ControlClient] = [], ports: [Int] = [], tasks: [Task<Void, any Error>] = []
-        for host in (0..<hosts).map({ "bench-\(Character(UnicodeScalar(97 + $0)!))" }) {
+        for host in (0..<hosts).map({ "\(domain.name)-\(Character(UnicodeScalar(97 + $0)!))" }) {
             let dir = work + "/" + host
             try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
             let identity = try HostIdentity(hostID: host)
             try identity.save(inDirectory: dir)
             try domain.certify(identity.publicKeys, serial: UInt64(ports.count + 1), notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
-            try domain.trustAnchor.save(dir + "/trust/bench.pub")
+            try domain.trustAnchor.save(dir + "/trust/\(domain.name).pub")
             var configuration = AgentConfiguration()
             configuration.stateDirectory = dir
             configuration.channelListen = HostPort(host: "127.0.0.1", port: 0)

@@ -1,6 +1,7 @@
 import ControlAPI
 import Foundation
 import Logging
+import MeshIdentity
 import MeshWire
 import Migration
 import NIOConcurrencyHelpers
@@ -24,6 +25,8 @@ struct MigrationContext: Sendable {
     let commitAnswerTimeout: Duration
 
     var hostID: String { credentials.identity.hostID }
+    /// This host's domain: peers of other domains are named `host@domain` (`PeerName`).
+    var domain: String { credentials.certificate.domain }
 
     /// Opens a control channel to a migration's peer, sends one envelope and (optionally) waits
     /// for one answer. The peer is asked where it is now (it may have restarted elsewhere), else
@@ -38,6 +41,18 @@ struct MigrationContext: Sendable {
         var control = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(3))
         control.policy.purpose = "control"
         control.policy.expectedPeer = knowsHostID ? row.peer : nil
+        // A host of another domain (Protocol.md §6.10) is asked on a cross-domain channel, with
+        // that domain's key from the grant held (none held any more: it cannot be asked).
+        let (host, domain) = PeerName.split(row.peer)
+        if let domain {
+            guard let anchor = CrossDomainTarget.anchor(of: domain, in: credentials.trust) else {
+                throw MigrationServiceError.peerUnknown("\(row.peer): this domain holds no grant for domain \(domain) any more")
+            }
+            control.policy.purpose = FederationGrant.migrationPurpose
+            control.policy.targetDomain = anchor
+            control.policy.requiredDomain = domain
+            control.policy.expectedPeer = host
+        }
         let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
         return try await connection.request(envelope, expectAnswer: expectAnswer)
     }

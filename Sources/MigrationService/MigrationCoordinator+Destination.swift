@@ -1,13 +1,14 @@
 import ControlAPI
 import Foundation
 import Hypervisor
-import MeshWire
+public import MeshWire
 import Migration
 
 extension MigrationCoordinator {
     /// Why this host cannot take `spec` now, or nil. Synchronous on purpose: the caller reserves
     /// the slot before its next suspension point.
-    func admissionRefusal(_ spec: VMSpec, diskBytes: UInt64) -> String? {
+    func admissionRefusal(_ spec: VMSpec, diskBytes: UInt64, storageRoot: String? = nil) -> String? {
+        let storageRoot = storageRoot ?? vms.storageRoot
         let admitted = incoming.values.filter { $0.machine.phase == .admitted }
         let count = admitted.count + admitting.count
         let limits = self.limits
@@ -28,14 +29,14 @@ extension MigrationCoordinator {
         if withDisks >= limits.incomingWithDisks {
             return "\(hostID) already receives \(withDisks) migrations with local disks (limit \(limits.incomingWithDisks)); retry when one ends"
         }
-        guard let free = HostStorage.availableBytes(at: vms.storageRoot) else {
+        guard let free = HostStorage.availableBytes(at: storageRoot) else {
             // Fail closed, as for memory: an unknown figure could overcommit the file system.
-            return "\(hostID) cannot read the free space of its storage directory \(vms.storageRoot); it admits no local disks until it can"
+            return "\(hostID) cannot read the free space of its storage directory \(storageRoot); it admits no local disks until it can"
         }
         let reservedDisk = admitting.values.reduce(UInt64(0)) { $0 + $1.diskBytes } + admitted.reduce(UInt64(0)) { $0 + $1.environment.diskBytes }
         let room = free > reservedDisk ? free - reservedDisk : 0
         if room < diskBytes {
-            return "\(hostID): \(DiskImageError.noRoom(directory: vms.storageRoot, neededBytes: diskBytes, availableBytes: room))"
+            return "\(hostID): \(DiskImageError.noRoom(directory: storageRoot, neededBytes: diskBytes, availableBytes: room))"
         }
         return nil
     }
@@ -56,7 +57,7 @@ extension MigrationCoordinator {
     /// The spec as it runs here: each local disk the source described becomes a new image in
     /// this migration's own storage directory (same format). Throws, naming the disk, when the
     /// descriptions do not match the spec's local disks one for one.
-    func localizeDisks(_ spec: VMSpec, _ disks: [Hostmesh_V1_DiskImage], migration id: String) throws -> (VMSpec, UInt64) {
+    func localizeDisks(_ spec: VMSpec, _ disks: [Hostmesh_V1_DiskImage], migration id: String, storageRoot: String) throws -> (VMSpec, UInt64) {
         var spec = spec
         var reserve: UInt64 = 0
         let local = Set(spec.disks.indices.filter { !spec.disks[$0].shared })
@@ -69,14 +70,25 @@ extension MigrationCoordinator {
                 throw MigrationServiceError.malformed("disk \(index) is described as \(disk.format), the spec says \(spec.disks[index].format.rawValue)")
             }
             guard disk.virtualSize > 0 else { throw MigrationServiceError.malformed("disk \(index) has no size") }
-            spec.disks[index].path = "\(vms.storageRoot)/\(id)/disk\(index).\(format.rawValue)"
+            spec.disks[index].path = "\(storageRoot)/\(id)/disk\(index).\(format.rawValue)"
             reserve += DiskImageInfo.reservation(virtualSize: disk.virtualSize, allocatedBytes: disk.allocatedBytes, thin: disk.thin)
         }
         return (spec, reserve)
     }
 
-    func prepareIncoming(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String) async -> Hostmesh_V1_AgentEnvelope {
+    /// A prepare from a host of another domain (`peer` is `host@domain`, Protocol.md §6.10) that
+    /// the cross-domain gate checked against this domain's grant and mapped: its spec already names
+    /// this domain's networks; its local disks go under `storageRoot` (the grant's storage
+    /// directory), and its ports are created afresh. The rest is the same admission and handover.
+    public func prepareAcrossDomains(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String, storageRoot: String) async -> Hostmesh_V1_AgentEnvelope {
+        await acquire(prepare.migrationID)
+        defer { relinquish(prepare.migrationID) }
+        return await prepareIncoming(prepare, from: peer, crossDomainStorage: storageRoot)
+    }
+
+    func prepareIncoming(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String, crossDomainStorage: String? = nil) async -> Hostmesh_V1_AgentEnvelope {
         let id = prepare.migrationID
+        let storageRoot = crossDomainStorage ?? vms.storageRoot
         func refuse(_ why: String) -> Hostmesh_V1_AgentEnvelope {
             var reply = Hostmesh_V1_AgentEnvelope()
             reply.migrationPrepared.migrationID = id
@@ -92,14 +104,14 @@ extension MigrationCoordinator {
         do {
             let given = try JSONDecoder().decode(VMSpec.self, from: Data(prepare.vmSpecJson.utf8))
             settings = try JSONDecoder().decode(MigrationSettings.self, from: Data(prepare.settingsJson.utf8))
-            (spec, diskBytes) = try localizeDisks(given, prepare.disks, migration: id)
+            (spec, diskBytes) = try localizeDisks(given, prepare.disks, migration: id, storageRoot: storageRoot)
         } catch {
             return refuse("malformed request: \(error)")
         }
         guard incoming[id] == nil else { return refuse("migration \(id) is already known here") }
         // Busy (at an incoming limit): the source may ask again (Protocol.md §6.4, busy and the queue).
         let busy = isAtIncomingLimit(diskBytes: diskBytes)
-        var refusal = admissionRefusal(spec, diskBytes: diskBytes)
+        var refusal = admissionRefusal(spec, diskBytes: diskBytes, storageRoot: storageRoot)
         if refusal == nil { admitting[id] = Reservation(memoryMiB: spec.memoryMiB, diskBytes: diskBytes) }
         defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
         if refusal == nil {
@@ -119,7 +131,8 @@ extension MigrationCoordinator {
         }
         let run = IncomingRun(context: context, id: id, spec: spec, source: peer, epoch: Int64(prepare.epoch) + 1,
                               prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) },
-                                             disks: prepare.disks, diskBytes: diskBytes))
+                                             disks: prepare.disks, diskBytes: diskBytes, storageRoot: storageRoot,
+                                             freshPorts: crossDomainStorage != nil))
         var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)
         await executor.handle(.prepare(refusal: refusal))
         if executor.machine.phase == .admitted { incoming[id] = executor }

@@ -125,13 +125,19 @@ public actor MigrationCoordinator {
     /// `keepSourceDisks` (Protocol.md §6.7). Beyond this host's outgoing limit the migration waits
     /// in the queue, and a busy destination is asked again after the time it gives, unless
     /// `queue` is false: then both are refused at once (Protocol.md §6.4, busy and the queue).
+    /// `crossDomain`: the destination is a host of another, federated domain that offered to take
+    /// the VM (Protocol.md §6.10); the offer stood in for the pre-flight checklist.
     public func migrate(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool = false, queue: Bool = true,
+                        crossDomain: CrossDomainTarget? = nil,
                         progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
         var waited = try await takeOutgoingSlot(for: reference, to: "\(address)", queue: queue, progress: progress)
         defer { releaseOutgoingSlot() }
         MigrationMetrics.waited(waited)
-        // The pre-flight checklist first (Protocol.md §6.9): refused before the VM is taken.
-        let checklist = await preflight(reference, to: address)
+        // The pre-flight checklist first (Protocol.md §6.9): refused before the VM is taken. Its
+        // questions go on a control channel, which never crosses a domain boundary: a host of
+        // another domain answered the same questions (room, networks) in its offer.
+        let checklist = crossDomain == nil ? await preflight(reference, to: address)
+            : PreflightReport(vm: reference, destination: "\(address)", items: [PreflightReport.Item(name: "vm", ok: true, detail: "checked when the VM is taken")])
         // A VM not movable here (stopped, held, unknown) is refused by taking it, with that reason;
         // its other items could not be checked.
         let movable = checklist.items.first { $0.name == "vm" }?.ok == true
@@ -145,7 +151,7 @@ public actor MigrationCoordinator {
         while true {
             do {
                 return try await attempt(reference, to: address, settings: settings, keepSourceDisks: keepSourceDisks, queue: queue,
-                                         waited: waited > .zero, progress: progress)
+                                         waited: waited > .zero, crossDomain: crossDomain, progress: progress)
             } catch let busy as DestinationBusy {
                 MigrationMetrics.busyAnswered()
                 logger.info("destination busy; asking again", metadata: ["vm.ref": "\(reference)", "migration.retry_after_ms": "\(busy.retryAfterMs)",
@@ -168,7 +174,7 @@ public actor MigrationCoordinator {
     /// One attempt of a migration whose outgoing slot is taken. `waited`: it waited in the queue
     /// or for a busy destination, so a VM no longer movable was dropped from the queue.
     private func attempt(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool, queue: Bool,
-                         waited: Bool, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
+                         waited: Bool, crossDomain: CrossDomainTarget?, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
         let vm: OutgoingVM
         do { vm = try await vms.beginOutgoing(reference) } catch let error as ControlError where waited {
             // Stopped, moved, deleted or held while it waited.
@@ -177,7 +183,7 @@ public actor MigrationCoordinator {
             throw ControlError(code: error.code, message: "dropped from the queue: \(error.message)")
         }
         let id = UUID().uuidString.lowercased()
-        let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, progress: progress)
+        let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, crossDomain: crossDomain, progress: progress)
         var executor = SourceExecutor(machine: SourceMigration(id: id, disks: SourceRun.diskPolicy(vm.spec, keepSource: keepSourceDisks)),
                                       environment: run)
         await executor.handle(.start)
@@ -216,7 +222,10 @@ public actor MigrationCoordinator {
     /// and (for "nbd-stream") only when that migration mirrors disks (Protocol.md §6.7).
     public nonisolated func authorizeStream(peer: PeerIdentity, hello: Hostmesh_V1_MigrationStreamHello) throws -> String {
         let admitted = context.streamAuthorizations.withLockedValue { $0[hello.migrationID] }
-        return try StreamAuthorization.socket(admitted, migration: hello.migrationID, purpose: peer.purpose, peer: peer.hostID)
+        // A host of another domain is `host@domain` here (`PeerName`): it never passes for a
+        // member of this domain whose host id it shares.
+        return try StreamAuthorization.socket(admitted, migration: hello.migrationID, purpose: peer.purpose,
+                                              peer: PeerName.of(peer, localDomain: context.domain))
     }
 
     /// Handles a migration message on a control channel from host `peer`; returns the answer to

@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure hostmesh against its reference, side by side in one run.",
-        subcommands: [Channel.self, Migrate.self, Network.self, Gossip.self, DRS.self, Storage.self]
+        subcommands: [Channel.self, Migrate.self, Network.self, Gossip.self, DRS.self, Storage.self, CrossDomain.self]
     )
 
     struct DRS: AsyncParsableCommand {
@@ -290,6 +290,44 @@ struct BenchCommand: AsyncParsableCommand {
             print("Signed claims (Protocol.md §4.16) in the main columns; unsigned_* is the same seed with unsigned gossip, the reference (target: signed <= 2x unsigned, flat with size).")
             print("churn_bytes: per member per second from the crash until every member knew the joiner (claims being disseminated).")
             print("machine: \(MachineInfo.summary)")
+        }
+    }
+
+    struct CrossDomain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "cross-domain",
+            abstract: "The same guest migrated inside one domain and into a federated domain, alternating, same run (targets: cross total <= 1.1x intra, downtime <= intra + 10 ms).")
+        @Option(help: "The test guest's directory (kernel, initrd.img).") var guest = "Deploy/out/guest"
+        @Option(help: "Rounds; each migrates once inside the domain and once across.") var rounds = 3
+        @Option(help: "Guest RAM, MiB.") var memory = 512
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            let dir = absolute(guest)
+            guard FileManager.default.fileExists(atPath: dir + "/kernel") else {
+                throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
+            }
+            var options = CrossDomainBenchmark.Options(kernel: dir + "/kernel", initrd: dir + "/initrd.img")
+            options.rounds = rounds
+            options.memoryMiB = memory
+            let quiet = json
+            let rows = try await CrossDomainBenchmark.run(options) { line in if !quiet { print(line) } }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                struct Output: Encodable { var rows: [CrossDomainBenchmark.Row]; var machine: String }
+                print(String(decoding: try encoder.encode(Output(rows: rows, machine: MachineInfo.summary)), as: UTF8.self))
+                return
+            }
+            let median = { (path: String, value: (CrossDomainBenchmark.Row) -> Double) in Spread.median(rows.filter { $0.path == path }.map(value)) ?? 0 }
+            let total = BenchmarkRatio.of(median("cross") { Double($0.totalMs) }, to: median("intra") { Double($0.totalMs) }, floor: 1)
+            let downtime = median("cross") { Double($0.downtimeMs) } - median("intra") { Double($0.downtimeMs) }
+            print("")
+            print("\(memory) MiB idle guest, \(rounds) rounds, medians (machine: \(MachineInfo.summary))")
+            printTable(["PATH", "TOTAL MS", "DOWNTIME MS"], ["intra", "cross"].map { path in
+                [path, String(format: "%.0f", median(path) { Double($0.totalMs) }), String(format: "%.0f", median(path) { Double($0.downtimeMs) })]
+            })
+            print(String(format: "cross / intra total: %.2fx (target <= 1.1x); downtime cross - intra: %+.0f ms (target <= +10 ms)", total, downtime))
         }
     }
 

@@ -94,8 +94,24 @@ extension DomainCommand {
 
     struct Federation: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The federation grants of this domain: list them, or revoke one.",
-            subcommands: [List.self, Revoke.self], defaultSubcommand: List.self)
+            abstract: "The federation grants of this domain: list them, or revoke one; the tombstones of VMs that left for another domain.",
+            subcommands: [List.self, Revoke.self, Tombstones.self], defaultSubcommand: List.self)
+
+        struct Tombstones: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "The VMs that left this host for another domain: their ids and MACs are not reused here, and an older copy never starts.")
+            @OptionGroup var control: ControlOptions
+
+            func run() async throws {
+                let tombstones = try await control.client.call("tombstones", Empty(), as: [ControlTypes.Tombstone].self)
+                if control.json { try control.printJSON(tombstones); return }
+                if tombstones.isEmpty { print("no VM left this host for another domain"); return }
+                let date = ISO8601DateFormatter()
+                printTable(["VM", "ID", "MACS", "NOW ON", "EPOCH", "LEFT"], tombstones.map { t in
+                    [t.name, t.vm, t.macs.joined(separator: ","), t.owner, "\(t.epoch)", date.string(from: Date(timeIntervalSince1970: t.at))]
+                })
+            }
+        }
 
         struct List: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "The grants the local agent holds and enforces.")

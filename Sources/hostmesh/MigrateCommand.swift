@@ -22,9 +22,20 @@ struct MigrateCommand: AsyncParsableCommand {
     var noQueue = false
     @Flag(help: "Only run the pre-flight checklist (machine type, CPU model, room, shared disks, networks) and print it; move nothing.")
     var check = false
+    @Option(help: "Migrate into this federated domain (both domains must grant each other); with --via, and --to naming a host of that domain or nothing (its placement chooses).")
+    var toDomain: String?
+    @Option(help: "With --to-domain: a host of that domain to ask, its channel address host:port.") var via: String?
+    @Flag(help: "With --to-domain: accept that a mapped network that is not stretched loses the VM at layer 2 (its peers here no longer reach it).")
+    var acceptNetworkChange = false
 
     func validate() throws {
-        guard (to != nil) != auto else { throw ValidationError("give either --to HOST or --auto") }
+        if toDomain != nil {
+            guard via != nil else { throw ValidationError("--to-domain needs --via HOST:PORT, a host of that domain") }
+            guard !auto, !check else { throw ValidationError("--to-domain takes neither --auto nor --check: the receiving domain chooses unless --to names a host") }
+        } else {
+            guard via == nil, !acceptNetworkChange else { throw ValidationError("--via and --accept-network-change go with --to-domain") }
+        }
+        guard toDomain != nil || (to != nil) != auto else { throw ValidationError("give either --to HOST or --auto") }
         // The agent checks every setting; these two are checked here too because the command
         // multiplies them, and an absurd value would overflow before the agent could refuse it.
         if let bandwidth, !(1...1_000_000).contains(bandwidth) { throw ValidationError("--bandwidth must be 1 to 1000000 MB/s") }
@@ -33,7 +44,7 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let to: MigrationDestination
-        if auto { to = .auto } else {
+        if auto || toDomain != nil { to = .auto } else {
             do { to = try MigrationDestination(parsing: self.to ?? "") } catch { throw ValidationError("--to: \(error)") }
         }
         var settings = MigrationSettings()
@@ -56,9 +67,7 @@ struct MigrateCommand: AsyncParsableCommand {
         }
         let interactive = isatty(STDOUT_FILENO) == 1 && !control.json
         var lastPrinted = Date.distantPast
-        let report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings, keepSourceDisks: keepSourceDisks,
-                                                                                    noQueue: noQueue ? true : nil),
-                                                   as: MigrationReport.self) { line in
+        let onProgress: (Data) -> Void = { line in
             // Progress is for display: a line that does not decode is skipped, the final report still comes.
             guard !control.json, let p = try? JSONDecoder().decode(ProgressLine.self, from: line).progress else { return }
             let text: String
@@ -78,9 +87,19 @@ struct MigrateCommand: AsyncParsableCommand {
                 lastPrinted = Date()
             }
         }
+        let report: MigrationReport
+        if let toDomain, let via {
+            report = try await control.client.call("migrate.domain", ControlTypes.MigrateAcrossDomains(
+                vm: vm, domain: toDomain, via: via, to: self.to, settings: settings, acceptNetworkChange: acceptNetworkChange ? true : nil,
+                keepSourceDisks: keepSourceDisks ? true : nil), as: MigrationReport.self, onProgress: onProgress)
+        } else {
+            report = try await control.client.call("migrate", ControlTypes.Migrate(vm: vm, to: to, settings: settings, keepSourceDisks: keepSourceDisks,
+                                                                                    noQueue: noQueue ? true : nil),
+                                                   as: MigrationReport.self, onProgress: onProgress)
+        }
         if interactive { print("") }
         if control.json { try control.printJSON(report); return }
-        print("migrated \(vm) to \(to)")
+        print("migrated \(vm) to \(toDomain.map { "domain \($0)" + (self.to.map { " (\($0))" } ?? "") } ?? "\(to)")")
         print("  downtime   \(report.downtimeMs) ms guest paused (QEMU's own figure \(report.qemuDowntimeMs) ms, agents' handover \(report.switchoverMs) ms)")
         print("  total      \(report.totalMs) ms")
         print("  moved      \(String(format: "%.1f", Double(report.transferredBytes) / 1e6)) MB at \(String(format: "%.0f", report.mbPerSecond)) MB/s, \(report.iterations) rounds, \(report.streams) encrypted stream(s)")

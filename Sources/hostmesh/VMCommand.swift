@@ -33,6 +33,8 @@ struct VMCommand: AsyncParsableCommand {
         @Flag(help: "The disks are on storage every host mounts at the same path (needed to migrate the VM).") var sharedStorage = false
         @Option(help: "When its QEMU dies unexpectedly: no, or on-failure (restart it, with backoff and a limit). Default: the mesh's (agent `restart`).")
         var restart: String?
+        @Option(help: ArgumentHelp("A label federation grants may name (repeatable): a grant for VMs with given labels lets this VM cross into the other domain.",
+                                   valueName: "label")) var label: [String] = []
         @Flag(help: "Start it now.") var start = false
         @Option(help: "auto: define it on the best host of the mesh (DRS initial placement), not necessarily this one.") var place: String?
 
@@ -55,6 +57,7 @@ struct VMCommand: AsyncParsableCommand {
             options.egress = egress
             options.disks = disk.map(absolute)
             options.sharedStorage = sharedStorage
+            options.labels = label
             if let restart {
                 guard let policy = VMSpec.RestartPolicy(rawValue: restart) else { throw ValidationError("--restart must be no or on-failure") }
                 options.restart = policy

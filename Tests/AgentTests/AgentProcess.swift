@@ -71,6 +71,25 @@ final class TestMesh: @unchecked Sendable {
         return agent
     }
 
+    /// Starts an agent of another domain, certified by `authority` and trusting only it, in
+    /// directory `name` under this mesh's root (so its host id may equal one of this mesh's).
+    /// Started again from an existing directory, it keeps its key and certificate.
+    func start(_ hostID: String, of authority: DomainAuthority, directory name: String, arguments: [String] = [],
+               environment: [String: String] = [:]) async throws -> AgentProcess {
+        let dir = root + "/" + name
+        if !FileManager.default.fileExists(atPath: dir + "/host.cert") {
+            try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
+            let identity = try HostIdentity(hostID: hostID)
+            try identity.save(inDirectory: dir)
+            let now = Int64(Date().timeIntervalSince1970)
+            try authority.certify(identity.publicKeys, serial: 1, notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
+            try authority.trustAnchor.save(dir + "/trust/\(authority.name).pub")
+        }
+        let agent = try await AgentProcess.start(hostID: hostID, stateDirectory: dir, arguments: arguments, environment: environment)
+        agents.append(agent)
+        return agent
+    }
+
     /// Kills everything this mesh started and removes its files.
     func tearDown() {
         for agent in agents { agent.kill() }

@@ -112,7 +112,7 @@ import Testing
         #expect(try trust.verify(host, now: now, purpose: "federation") == prod.trustAnchor)
         try trust.verify(host, now: now, purpose: "migration-stream")
         for purpose in ["sync", "join", "control", "renew"] {
-            #expect(throws: IdentityError.notFederated("a host of domain prod may open only federation and migration-stream channels to domain lab, not \"\(purpose)\"")) {
+            #expect(throws: IdentityError.notFederated("a host of domain prod may open only cross-domain-migration and federation and migration-stream and nbd-stream channels to domain lab, not \"\(purpose)\"")) {
                 try trust.verify(host, now: now, purpose: purpose)
             }
         }
@@ -185,8 +185,14 @@ import Testing
                                      after: nil, now: now)
         let vm = FederationAdmission.Candidate(name: "vm1", labels: ["tier=db"], networks: ["back", "front"])
         #expect(try check(vm, grant: grant) == ["storage", "default"])
-        let outgoing = FederationAdmission.Candidate(name: "vm1", labels: ["web"], networks: ["default"])
+        let outgoing = FederationAdmission.Candidate(name: "vm1", labels: ["web"], networks: ["default"], acceptNetworkChange: true)
         #expect(try check(outgoing, grant: grant, direction: .outgoing) == ["front"])
+        // On the way out a network that is not stretched needs the operator's consent.
+        let unconsented = FederationAdmission.Candidate(name: "vm1", labels: ["web"], networks: ["default"])
+        #expect(throws: FederationAdmission.Refusal.networkChangeNotAccepted(vm: "vm1", networks: ["default"])) {
+            try check(unconsented, grant: grant, direction: .outgoing)
+        }
+        #expect(FederationAdmission.Refusal.networkChangeNotAccepted(vm: "vm1", networks: ["default"]).description.contains("--accept-network-change"))
     }
 
     @Test func admissionRefusalsNameTheCauseAndTheFix() throws {
@@ -206,8 +212,12 @@ import Testing
         #expect(throws: FederationAdmission.Refusal.networkUnmapped(vm: "vm1", network: "back", direction: .incoming)) {
             try check(.init(name: "vm1", labels: ["web"], networks: ["front", "back"]), grant: grant)
         }
-        #expect(throws: FederationAdmission.Refusal.disksNotSupported(vm: "vm1", count: 1)) {
-            try check(.init(name: "vm1", labels: ["web"], networks: ["front"], localDisks: 1), grant: grant)
+        // Local disks come in only where the grant names a directory for them.
+        #expect(try check(.init(name: "vm1", labels: ["web"], networks: ["front"], localDisks: 1), grant: grant) == ["default"])
+        var noDisks = terms(allVMs: false, labels: ["web"])
+        noDisks.storageDirectory = nil
+        #expect(throws: FederationAdmission.Refusal.noStorageDirectory(vm: "vm1", count: 1)) {
+            try check(.init(name: "vm1", labels: ["web"], networks: ["front"], localDisks: 1), grant: try lab.federate(noDisks, after: nil, now: now))
         }
         let stretched = try lab.federate(terms(networks: [.init(peerNetwork: "front", localNetwork: "default", stretched: true)]), after: nil, now: now)
         #expect(throws: FederationAdmission.Refusal.stretchedNotSupported(network: "front")) { try check(vm, grant: stretched) }

@@ -28,3 +28,25 @@ import Testing
         #expect(refusal(withDisks, purpose: "control", peer: "node-a")?.code == .protocolViolation)
     }
 }
+
+/// Peers of other domains are named `host@domain` (Protocol.md §6.10): a host id repeated across
+/// domains never lets one host pass for the other.
+@Suite struct PeerNameTests {
+    @Test func aHostOfAnotherDomainIsNamedWithItsDomainAndSplitsBack() {
+        #expect(PeerName.qualified(host: "node-1", domain: "prod") == "node-1@prod")
+        #expect(PeerName.split("node-1@prod") == ("node-1", "prod"))
+        #expect(PeerName.split("node-1") == ("node-1", nil))
+        #expect(PeerName.isCrossDomain("node-1@prod") && !PeerName.isCrossDomain("node-1"))
+    }
+
+    @Test func aMigrationAdmittedFromAnotherDomainTakesNoStreamFromTheLocalHostOfTheSameID() throws {
+        let fromProd = StreamAuthorization(source: "node-1@prod", migrationSocket: "/run/vm/incoming.sock", nbdSocket: "/run/vm/nbd.sock")
+        #expect(try StreamAuthorization.socket(fromProd, migration: "m", purpose: "migration-stream", peer: "node-1@prod") == "/run/vm/incoming.sock")
+        for purpose in ["migration-stream", "nbd-stream"] {
+            #expect(throws: SecureChannelError.self) { try StreamAuthorization.socket(fromProd, migration: "m", purpose: purpose, peer: "node-1") }
+        }
+        // And the other way round: admitted from this domain's node-1, prod's node-1 gets nothing.
+        let local = StreamAuthorization(source: "node-1", migrationSocket: "/run/vm/incoming.sock", nbdSocket: nil)
+        #expect(throws: SecureChannelError.self) { try StreamAuthorization.socket(local, migration: "m", purpose: "migration-stream", peer: "node-1@prod") }
+    }
+}

@@ -31,6 +31,8 @@ struct ControlHandler: Sendable {
     let schedules: ScheduleControlHandler
     /// What `events` subscribers read (Agent/Events).
     let events: AgentEventHub
+    /// Migrations into federated domains (Agent/Federation).
+    let crossDomain: CrossDomainMigrator
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -145,6 +147,18 @@ struct ControlHandler: Sendable {
             } catch let error as ControlError where error.code == "failed" {
                 throw await MigrationFailureReport.honest(error, vm: vm.id, vms: vms, meshDefault: restartDefault)
             }
+        case "migrate.domain":
+            let p = try request.params(ControlTypes.MigrateAcrossDomains.self)
+            let vm = try await vms.find(p.vm)
+            do {
+                return try await crossDomain.migrate(p) { progress in
+                    try? await responder.progress(progress) // for display, as above
+                }
+            } catch let error as ControlError where error.code == "failed" {
+                throw await MigrationFailureReport.honest(error, vm: vm.id, vms: vms, meshDefault: restartDefault)
+            }
+        case "tombstones":
+            return try await vms.tombstones()
         case "vm.move-storage":
             let p = try request.params(MoveStorageRequest.self)
             return try await storage.move(p) { job in

@@ -5,15 +5,15 @@ import SecureChannel
 /// Answers a `federation` channel (Protocol.md §2.9, §5.2): the cross-domain control channel a
 /// host of a federated domain may open (the handshake let its certificate in only for this
 /// purpose and `migration-stream`, and only while this domain's grant for its domain is in
-/// force). It carries notes and, in a later version, the migration messages of a move between
-/// domains; this version refuses a migration across domains with the reason, and closes on
+/// force). It carries notes; a migration on it is refused with the reason (migrations between
+/// domains have a channel purpose of their own, `CrossDomainMigrationGate`), and it closes on
 /// anything else (code 1), so no envelope of the domain's own mesh (hello, ownership, locations,
 /// push-pull, join, renewal, DRS) ever crosses the boundary.
 struct CrossDomainGate: Sendable {
     /// The purpose of a cross-domain control channel.
     static let purpose = "federation"
-    /// What a migration across domains is refused with in this version.
-    static let notYet = "live migration into another domain is not supported by this hostmesh yet: the domains are federated, but only channels cross the boundary for now"
+    /// What a migration on a `federation` channel is refused with.
+    static let notYet = "a migration on a federation channel is not supported: migrations between domains run on a cross-domain-migration channel (`hostmesh migrate VM --to-domain NAME --via HOST:PORT`, Protocol.md §6.10)"
 
     let logger: Logger
 
@@ -51,11 +51,6 @@ struct CrossDomainGate: Sendable {
             let reason = await connection.failureReason().map { "\($0)" } ?? "\(error)"
             logger.warning("cross-domain channel ended", metadata: ["mesh.peer": "\(peer.hostID)", "mesh.peer_domain": "\(peer.domain)", "mesh.reason": "\(reason)"])
         }
-    }
-
-    /// The refusal of a migration stream from a host of another domain.
-    static func streamRefusal(_ peer: PeerIdentity) -> SecureChannelError {
-        SecureChannelError(.protocolViolation, "\(peer.hostID) of domain \(peer.domain): \(notYet)")
     }
 
     /// The envelope member's name, for the refusal.

@@ -1,6 +1,7 @@
 import MigrationService
 import Foundation
 import Logging
+import MeshIdentity
 import MeshWire
 import SecureChannel
 
@@ -16,6 +17,8 @@ struct PeerConnectionHandler: Sendable {
     let drs: DRSController
     /// Receives the domain key rotations peers send (Agent/Trust).
     let domainKeys: DomainKeyKeeper
+    /// Migrations from federated domains (Agent/Federation, Protocol.md §6.10).
+    let crossDomain: CrossDomainMigrationGate
     let logger: Logger
 
     /// Serves `connection` until the peer closes it, it fails, or the task is cancelled; then
@@ -24,6 +27,10 @@ struct PeerConnectionHandler: Sendable {
         logger.info("peer proved its identity", metadata: proofMetadata(connection))
         if connection.peer.purpose == CrossDomainGate.purpose {
             await CrossDomainGate(logger: logger).serve(connection)
+            return
+        }
+        if connection.peer.purpose == FederationGrant.migrationPurpose {
+            await crossDomain.serve(connection)
             return
         }
         var migrations = Set<String>()
@@ -79,6 +86,9 @@ struct PeerConnectionHandler: Sendable {
                         try await outbound.write(EnvelopeWriter.frame(await coordinator.checkIncoming(check, from: connection.peer.hostID)))
                     case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .vmPlaceReply,
                          .migrationCheckResult, .none:
+                        throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
+                    case .xdomainMigrationRequest, .xdomainMigrationOffer:
+                        // Only on a cross-domain-migration channel (Protocol.md §5.2, §6.10).
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }
                 }

@@ -85,6 +85,8 @@ public final class AgentStore: Sendable {
         }
         // Domain key rotations learned from the operator and from peers (Agent/Trust, Protocol.md §2.10).
         migrator.registerMigration("trustchan-v1") { db in try DomainKeyStore.createTables(db) }
+        // Migrations across domains (Agent/Federation, Protocol.md §6.10): the tombstones of VMs that left.
+        migrator.registerMigration("xdomain-v1") { db in try TombstoneStore.createTables(db) }
         return migrator
     }
 }

@@ -66,6 +66,10 @@ struct MigrationJournal: MigrationJournaling {
 
     func release(migration id: String, vm: String, to owner: String, epoch: Int64) async throws {
         try await timedWrite { db in
+            // Into another domain: the tombstone, in the same transaction (Protocol.md §6.10).
+            if PeerName.isCrossDomain(owner), let row = try StoredVM.fetchOne(db, key: vm) {
+                try TombstoneStore.bury(db, vm: row, owner: owner, epoch: epoch)
+            }
             _ = try StoredVM.deleteOne(db, key: vm)
             try StoredOwnership(vmId: vm, owner: owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
             try db.execute(sql: "UPDATE migration SET phase = ?, endedAt = ? WHERE id = ?",
@@ -94,6 +98,7 @@ struct MigrationJournal: MigrationJournaling {
             vm.hold = nil
             try vm.insert(db)
             _ = try StoredOwnership.deleteOne(db, key: spec.id)
+            try TombstoneStore.lift(db, vm: spec.id) // a VM back from another domain
             try db.execute(sql: "UPDATE migration SET phase = ? WHERE id = ?", arguments: [DestinationMigration.Phase.committed.rawValue, id])
         }
     }

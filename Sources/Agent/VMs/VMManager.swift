@@ -163,6 +163,8 @@ public actor VMManager: MigrationVMRegistry {
                 throw ControlError.conflict("a VM named \(spec.name) already exists on this host")
             }
             if try StoredVM.exists(db, key: spec.id) { throw ControlError.conflict("VM id \(spec.id) already exists on this host") }
+            // A VM that left for another domain keeps its id and MACs (Protocol.md §6.10).
+            if let conflict = try TombstoneStore.conflict(db, with: spec) { throw ControlError.conflict(conflict) }
             try record.insert(db)
         }
         logger.info("VM defined", metadata: ["vm.id": "\(spec.id)", "vm.name": "\(spec.name)"])

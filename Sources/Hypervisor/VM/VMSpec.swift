@@ -30,6 +30,10 @@ public struct VMSpec: Codable, Sendable, Equatable {
     /// mesh default (the agent's `restart`). Travels with the VM when it migrates; absent from
     /// the JSON when nil, so specs stored before it existed decode unchanged.
     public var restart: RestartPolicy?
+    /// Labels a federation grant may name (Protocol.md §2.9: VMs with given labels may cross into
+    /// another domain); each 1-63 characters of `a-z 0-9 . _ - : =`, not starting with `.` or `-`.
+    /// nil (absent from the JSON) when the VM has none, so specs stored before it decode unchanged.
+    public var labels: [String]?
 
     /// A disk image.
     public struct Disk: Codable, Sendable, Equatable {
@@ -178,6 +182,14 @@ public struct VMSpec: Codable, Sendable, Equatable {
             guard Self.isMAC(nic.mac) else { throw .invalidMAC(nic: nic.id, mac: nic.mac) }
         }
         if case .disk = boot, disks.isEmpty { throw .noBootDisk }
+        for label in labels ?? [] where !Self.isLabel(label) { throw .invalidLabel(label) }
+    }
+
+    /// A label as federation grants name them (Protocol.md §2.9).
+    public static func isLabel(_ text: String) -> Bool {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789._-:=")
+        guard (1...63).contains(text.count), let first = text.first, first != ".", first != "-" else { return false }
+        return text.allSatisfy(allowed.contains)
     }
 
     static func isIdentifier(_ text: String, allowLeadingDigit: Bool) -> Bool {
@@ -222,6 +234,8 @@ public enum VMSpecError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidAddress(String)
     /// A workload that is empty or has whitespace (it would split into more kernel arguments).
     case invalidWorkload(String)
+    /// A label a federation grant could not name.
+    case invalidLabel(String)
 
     public var description: String {
         switch self {
@@ -239,6 +253,7 @@ public enum VMSpecError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .needsNetwork(field): return "\(field) applies to a NIC: give a network to plug it into (--network)"
         case let .contradictoryRules(field): return "\(field) rules mix `none` with other rules: give either `none` alone (nothing allowed) or the rules"
         case let .invalidAddress(ip): return "\"\(ip)\" is not an IP address with an optional prefix: use e.g. 10.77.0.2/24 or fd00::2/64"
+        case let .invalidLabel(label): return "label \"\(label)\" is invalid: use 1-63 characters of a-z 0-9 . _ - : = not starting with '.' or '-'"
         case let .invalidWorkload(work): return "workload \"\(work)\" is empty or has whitespace: give comma-separated workloads, e.g. heartbeat,dirty:50"
         }
     }

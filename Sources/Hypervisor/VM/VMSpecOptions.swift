@@ -45,6 +45,8 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     public var sharedStorage: Bool = false
     /// What to do when the VM's QEMU dies unexpectedly; nil (the default) takes the mesh default.
     public var restart: VMSpec.RestartPolicy?
+    /// Labels federation grants may name (`--label`, Protocol.md §2.9). Default none.
+    public var labels: [String] = []
 
     /// Options with the defaults stated on each field.
     public init(name: String, kernel: String) {
@@ -53,7 +55,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage, restart
+        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage, restart, labels
     }
 
     /// Decodes, taking the default for every absent field but `name` and `kernel`.
@@ -74,6 +76,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
         disks = try c.decodeIfPresent([String].self, forKey: .disks) ?? []
         sharedStorage = try c.decodeIfPresent(Bool.self, forKey: .sharedStorage) ?? false
         restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart)
+        labels = try c.decodeIfPresent([String].self, forKey: .labels) ?? []
     }
 
     /// The spec for a VM with id `id`, checked with `VMSpec.validate()`.
@@ -104,6 +107,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
                           nics: nics, boot: .kernel(path: kernel, initrd: initrd, commandLine: commandLine),
                           accelerator: accelerator, extraKernelArguments: arguments)
         spec.restart = restart
+        spec.labels = labels.isEmpty ? nil : labels
         try spec.validate()
         return spec
     }

@@ -22,12 +22,16 @@ public enum FederationAdmission {
         public var networks: [String]
         /// How many of its disks are local (not on storage both sides see).
         public var localDisks: Int
+        /// The operator accepts that a mapped network that is not stretched loses the VM at layer
+        /// 2 (`migrate --accept-network-change`); checked on the way out only.
+        public var acceptNetworkChange: Bool
 
-        public init(name: String, labels: Set<String> = [], networks: [String] = [], localDisks: Int = 0) {
+        public init(name: String, labels: Set<String> = [], networks: [String] = [], localDisks: Int = 0, acceptNetworkChange: Bool = false) {
             self.name = name
             self.labels = labels
             self.networks = networks
             self.localDisks = localDisks
+            self.acceptNetworkChange = acceptNetworkChange
         }
     }
 
@@ -45,13 +49,16 @@ public enum FederationAdmission {
         case networkUnmapped(vm: String, network: String, direction: Direction)
         /// A mapped network is stretched: carrying the segment across domains is a later step.
         case stretchedNotSupported(network: String)
-        /// The VM has local disks: moving disks across domains is a later step.
-        case disksNotSupported(vm: String, count: Int)
+        /// The VM has local disks and the receiving grant names no storage directory for them.
+        case noStorageDirectory(vm: String, count: Int)
+        /// The VM's networks are mapped but not stretched, and the operator did not accept that
+        /// its peers here lose it at layer 2.
+        case networkChangeNotAccepted(vm: String, networks: [String])
 
         public var description: String {
             switch self {
             case let .noGrant(domain, peer):
-                return "domain \(domain) holds no federation grant for domain \(peer): have \(domain) federate it with `hostmesh domain federate --peer-domain \(peer) ...` (both domains must grant)"
+                return "domain \(domain) holds no federation grant for domain \(peer): have \(domain) federate it with `hostmesh domain federate --peer-key \(peer).pub ...` (both domains must grant)"
             case let .notInForce(reason):
                 return reason
             case let .wrongDomainKey(peer, granted, presented):
@@ -63,8 +70,10 @@ public enum FederationAdmission {
                 return "VM \(vm) has a NIC on network \"\(network)\", which the grant does not map (\(side) side): add --network to the grant, or detach the NIC"
             case let .stretchedNotSupported(network):
                 return "network \"\(network)\" is mapped as stretched; carrying a segment across domains is not supported yet: map it without :stretched"
-            case let .disksNotSupported(vm, count):
-                return "VM \(vm) has \(count) local disk(s); moving disks across domains is not supported yet: put them on storage both domains see"
+            case let .noStorageDirectory(vm, count):
+                return "VM \(vm) has \(count) local disk(s), and the receiving domain's grant names no storage directory for incoming disks: federate again with --storage-dir DIR"
+            case let .networkChangeNotAccepted(vm, networks):
+                return "VM \(vm) is on network(s) \(networks.joined(separator: ", ")), mapped to the other domain but not stretched: its peers here will lose it at layer 2 (its MAC and addresses are kept, but no frame crosses the boundary). Migrate with --accept-network-change if that is what you want"
             }
         }
     }
@@ -89,7 +98,12 @@ public enum FederationAdmission {
             guard !mapping.stretched else { throw .stretchedNotSupported(network: network) }
             mapped.append(direction == .incoming ? mapping.localNetwork : mapping.peerNetwork)
         }
-        guard candidate.localDisks == 0 else { throw .disksNotSupported(vm: candidate.name, count: candidate.localDisks) }
+        if direction == .outgoing, !candidate.networks.isEmpty, !candidate.acceptNetworkChange {
+            throw .networkChangeNotAccepted(vm: candidate.name, networks: candidate.networks)
+        }
+        if direction == .incoming, candidate.localDisks > 0, grant.body.storageDirectory.isEmpty {
+            throw .noStorageDirectory(vm: candidate.name, count: candidate.localDisks)
+        }
         return mapped
     }
 }

@@ -15,8 +15,11 @@ public struct FederationGrant: Sendable, Equatable {
     /// Domain-separation prefix of the signed message.
     public static let signatureContext = Array("hostmesh-federation-v1".utf8)
     /// The channel purposes (Protocol.md §5.2) a host of a federated domain may open: cross-domain
-    /// migration control and migration streams. Never join, sync (push-pull), renew or control.
-    public static let crossDomainPurposes: Set<String> = ["federation", "migration-stream"]
+    /// notes, the migration control of a move between domains, and its memory and disk streams.
+    /// Never join, sync (push-pull), renew or control.
+    public static let crossDomainPurposes: Set<String> = ["federation", "cross-domain-migration", "migration-stream", "nbd-stream"]
+    /// The purpose of the channel that carries a migration between domains (Protocol.md §6.10).
+    public static let migrationPurpose = "cross-domain-migration"
     /// Longest reason accepted, in bytes of UTF-8.
     public static let maxReasonBytes = 200
     /// Most labels, and most network mappings, in one grant.

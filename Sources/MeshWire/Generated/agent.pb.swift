@@ -238,6 +238,22 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .domainKeyRotations(newValue)}
   }
 
+  public var xdomainMigrationRequest: Hostmesh_V1_XdomainMigrationRequest {
+    get {
+      if case .xdomainMigrationRequest(let v)? = body {return v}
+      return Hostmesh_V1_XdomainMigrationRequest()
+    }
+    set {body = .xdomainMigrationRequest(newValue)}
+  }
+
+  public var xdomainMigrationOffer: Hostmesh_V1_XdomainMigrationOffer {
+    get {
+      if case .xdomainMigrationOffer(let v)? = body {return v}
+      return Hostmesh_V1_XdomainMigrationOffer()
+    }
+    set {body = .xdomainMigrationOffer(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -266,6 +282,8 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case migrationCheck(Hostmesh_V1_MigrationCheck)
     case migrationCheckResult(Hostmesh_V1_MigrationCheckResult)
     case domainKeyRotations(Hostmesh_V1_TrustchanDomainKeyRotations)
+    case xdomainMigrationRequest(Hostmesh_V1_XdomainMigrationRequest)
+    case xdomainMigrationOffer(Hostmesh_V1_XdomainMigrationOffer)
 
   }
 
@@ -282,6 +300,52 @@ public nonisolated struct Hostmesh_V1_TrustchanDomainKeyRotations: Sendable {
 
   /// encoded DomainKeyRotation (identity.proto), each domain's in version order
   public var records: [Data] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Source → any host of a federated domain, on a `cross-domain-migration` channel (Protocol.md
+/// §6.10): may this VM come into your domain, and to which host?
+public nonisolated struct Hostmesh_V1_XdomainMigrationRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the VM spec (§6.1) as it runs at the source: networks named as there
+  public var vmSpecJson: String = String()
+
+  /// the VM's ownership epoch at the source
+  public var epoch: UInt64 = 0
+
+  /// a host id of the receiving domain the operator named (--to); empty: its placement chooses
+  public var destination: String = String()
+
+  /// the operator accepts that a mapped network that is not stretched loses the VM at layer 2
+  public var acceptNetworkChange: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The answer: where to prepare the migration (error empty), or why not (error says why and the fix).
+public nonisolated struct Hostmesh_V1_XdomainMigrationOffer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var error: String = String()
+
+  /// the chosen host's id (a host of the receiving domain)
+  public var destination: String = String()
+
+  /// host:port where it accepts channels
+  public var destinationAddress: String = String()
+
+  /// the VM's networks as named in the receiving domain, in NIC order
+  public var networks: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1172,7 +1236,7 @@ fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0\u{4}\u{13}domain_key_rotations\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0\u{4}\u{13}domain_key_rotations\0\u{4}(xdomain_migration_request\0\u{3}xdomain_migration_offer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1505,6 +1569,32 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .domainKeyRotations(v)
         }
       }()
+      case 140: try {
+        var v: Hostmesh_V1_XdomainMigrationRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .xdomainMigrationRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .xdomainMigrationRequest(v)
+        }
+      }()
+      case 141: try {
+        var v: Hostmesh_V1_XdomainMigrationOffer?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .xdomainMigrationOffer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .xdomainMigrationOffer(v)
+        }
+      }()
       default: break
       }
     }
@@ -1616,6 +1706,14 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
       guard case .domainKeyRotations(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 100)
     }()
+    case .xdomainMigrationRequest?: try {
+      guard case .xdomainMigrationRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 140)
+    }()
+    case .xdomainMigrationOffer?: try {
+      guard case .xdomainMigrationOffer(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 141)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1653,6 +1751,96 @@ nonisolated extension Hostmesh_V1_TrustchanDomainKeyRotations: SwiftProtobuf.Mes
 
   public static func ==(lhs: Hostmesh_V1_TrustchanDomainKeyRotations, rhs: Hostmesh_V1_TrustchanDomainKeyRotations) -> Bool {
     if lhs.records != rhs.records {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_XdomainMigrationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".XdomainMigrationRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_spec_json\0\u{1}epoch\0\u{1}destination\0\u{3}accept_network_change\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.vmSpecJson) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.acceptNetworkChange) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.vmSpecJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmSpecJson, fieldNumber: 1)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 2)
+    }
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 3)
+    }
+    if self.acceptNetworkChange != false {
+      try visitor.visitSingularBoolField(value: self.acceptNetworkChange, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_XdomainMigrationRequest, rhs: Hostmesh_V1_XdomainMigrationRequest) -> Bool {
+    if lhs.vmSpecJson != rhs.vmSpecJson {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.destination != rhs.destination {return false}
+    if lhs.acceptNetworkChange != rhs.acceptNetworkChange {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_XdomainMigrationOffer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".XdomainMigrationOffer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}destination\0\u{3}destination_address\0\u{1}networks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.destinationAddress) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.networks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 1)
+    }
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 2)
+    }
+    if !self.destinationAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.destinationAddress, fieldNumber: 3)
+    }
+    if !self.networks.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.networks, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_XdomainMigrationOffer, rhs: Hostmesh_V1_XdomainMigrationOffer) -> Bool {
+    if lhs.error != rhs.error {return false}
+    if lhs.destination != rhs.destination {return false}
+    if lhs.destinationAddress != rhs.destinationAddress {return false}
+    if lhs.networks != rhs.networks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -19,6 +19,10 @@ actor IncomingRun: DestinationMigrationEnvironment {
         let disks: [Hostmesh_V1_DiskImage]
         /// Room their images reserve in the storage directory, bytes.
         let diskBytes: UInt64
+        /// The directory this migration's images go under (`<root>/<migration id>/`).
+        let storageRoot: String
+        /// From another domain (Protocol.md §6.10): the ports are created afresh, not imported.
+        let freshPorts: Bool
     }
 
     let context: MigrationContext
@@ -85,7 +89,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
     }
 
     /// This migration's storage directory: the disk images it created, and nothing else.
-    private var storageDirectory: String { context.vms.storageRoot + "/" + id }
+    private var storageDirectory: String { (prepare?.storageRoot ?? context.vms.storageRoot) + "/" + id }
 
     /// Creates the empty images the source mirrors into, at the paths the spec names (same format
     /// and size, thin where the source is thin).
@@ -187,7 +191,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
             let directory = context.vms.directory(for: spec.id)
             let local = context.ports?.localize(spec, directory: directory) ?? spec
             self.spec = local
-            try await context.ports?.importPorts(local, records: prepare.portStates)
+            if prepare.freshPorts { try await context.ports?.attach(local) } else { try await context.ports?.importPorts(local, records: prepare.portStates) }
             try await createImages(local, prepare.disks)
             let process = try await context.vms.beginIncoming(local, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"))
             self.process = process

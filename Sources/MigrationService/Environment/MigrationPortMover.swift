@@ -22,6 +22,12 @@ public protocol MigrationPortMover: Sendable {
     func apply(deltas: [[UInt8]]) async throws
     /// Destination: the guest runs here.
     func resumed(_ spec: VMSpec) async
+    /// Destination of a migration from another domain (Protocol.md §6.10): creates the VM's ports
+    /// afresh on its networks as named here (no port state crosses a boundary that is not stretched).
+    func attach(_ spec: VMSpec) async throws
+    /// Source of a migration into another domain, once released: removes the VM's ports (no
+    /// straggler crosses a boundary that is not stretched).
+    func detach(_ spec: VMSpec) async
     /// Destination, pre-flight checklist (Protocol.md §6.9): throws, naming the network, when
     /// this host cannot switch the VM's NICs (a network it does not define).
     func checkNetworks(_ spec: VMSpec) async throws

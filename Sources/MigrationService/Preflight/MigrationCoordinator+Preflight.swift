@@ -144,7 +144,7 @@ extension MigrationCoordinator {
                  fix: "install qemu-system-x86 on \(hostID), or set qemu_binary")
         }
         do {
-            let (spec, diskBytes) = try localizeDisks(given, check.disks, migration: "preflight")
+            let (spec, diskBytes) = try localizeDisks(given, check.disks, migration: "preflight", storageRoot: vms.storageRoot)
             let busy = isAtIncomingLimit(diskBytes: diskBytes)
             if let refusal = admissionRefusal(spec, diskBytes: diskBytes) {
                 if busy {

@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import Hypervisor
 import Logging
+import MeshIdentity
 import MeshTime
 import MeshWire
 import Migration
@@ -20,6 +21,8 @@ actor SourceRun: SourceMigrationEnvironment {
         let settings: MigrationSettings
         let process: VMProcess
         let progress: @Sendable (MigrationProgressUpdate) async -> Void
+        /// Set for a migration into another domain (Protocol.md §6.10): whom to dial, how.
+        let crossDomain: CrossDomainTarget?
     }
 
     /// One local disk being mirrored (§6.7).
@@ -75,7 +78,7 @@ actor SourceRun: SourceMigrationEnvironment {
     private(set) var destinationBusy: (reason: String, retryAfterMs: Int64)?
 
     /// A live migration of `vm` to the agent at `address`.
-    init(context: MigrationContext, id: String, vm: OutgoingVM, address: HostPort, settings: MigrationSettings,
+    init(context: MigrationContext, id: String, vm: OutgoingVM, address: HostPort, settings: MigrationSettings, crossDomain: CrossDomainTarget? = nil,
          progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) {
         self.context = context
         self.id = id
@@ -84,7 +87,7 @@ actor SourceRun: SourceMigrationEnvironment {
         epoch = vm.epoch
         spec = vm.spec
         localDisks = Self.localDisks(of: vm.spec)
-        live = Live(address: address, settings: settings, process: vm.process, progress: progress)
+        live = Live(address: address, settings: settings, process: vm.process, progress: progress, crossDomain: crossDomain)
         peer = "\(address)"
         peerAddress = "\(address)"
         var log = context.logger
@@ -129,6 +132,24 @@ actor SourceRun: SourceMigrationEnvironment {
 
     private func since(_ t: ContinuousClock.Instant) -> Int64 { (ContinuousClock.now - t).wholeMilliseconds }
 
+    /// True when the destination is a host of another domain (`PeerName`): the VM's ports stay
+    /// behind (a boundary that is not stretched carries no frame), and channels go to that domain.
+    private var crossesDomains: Bool { live?.crossDomain != nil || PeerName.isCrossDomain(peer) }
+
+    /// A channel configuration to the destination: for another domain, with its key from the
+    /// grant, its name required, and the cross-domain purpose for control (Protocol.md §6.10).
+    private func channelConfiguration(control: Bool) -> SecureChannelConfiguration {
+        var configuration = SecureChannelConfiguration(credentials: context.credentials)
+        if control { configuration.policy.purpose = "control" }
+        if let target = live?.crossDomain {
+            if control { configuration.policy.purpose = FederationGrant.migrationPurpose }
+            configuration.policy.targetDomain = target.anchor
+            configuration.policy.requiredDomain = target.anchor.name
+            configuration.policy.expectedPeer = target.host
+        }
+        return configuration
+    }
+
     private func note(_ text: String) {
         failure = failure.map { "\($0); \(text)" } ?? text
     }
@@ -168,13 +189,12 @@ actor SourceRun: SourceMigrationEnvironment {
         await live.progress(.init(phase: "prepare", percent: 0, mbPerSecond: 0, dirtyMBPerSecond: 0, iteration: 0, rung: "normal"))
         // Bad input is refused here, before anything is copied or the destination asked.
         if let refusal = await describeLocalDisks(settings: live.settings) { return .refused(refusal) }
-        var control = SecureChannelConfiguration(credentials: context.credentials)
-        control.policy.purpose = "control"
+        let control = channelConfiguration(control: true)
         do {
             let connection = try await HeldConnection.hold(
                 SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger))
             self.connection = connection
-            peer = connection.connection.peer.hostID
+            peer = PeerName.of(connection.connection.peer, localDomain: context.domain)
             logger[metadataKey: "mesh.peer"] = "\(peer)"
             phases["connect"] = since(started)
             var prepare = Hostmesh_V1_AgentEnvelope()
@@ -183,7 +203,8 @@ actor SourceRun: SourceMigrationEnvironment {
             prepare.migrationPrepare.settingsJson = String(decoding: try JSONEncoder().encode(live.settings), as: UTF8.self)
             prepare.migrationPrepare.accelerator = live.process.record.accelerator.choice.rawValue
             prepare.migrationPrepare.epoch = UInt64(epoch)
-            prepare.migrationPrepare.portStates = try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
+            // Into another domain the port does not move: the destination creates it afresh (§6.10).
+            prepare.migrationPrepare.portStates = crossesDomains ? [] : try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
             prepare.migrationPrepare.disks = localDisks.map(\.image)
             try await connection.outbound.write(EnvelopeWriter.frame(prepare))
             var reader = connection.reader()
@@ -208,8 +229,8 @@ actor SourceRun: SourceMigrationEnvironment {
 
     func openTransfer() async -> SourceMigration.Event? {
         guard let live else { return .transferFailed("no stream in recovery") }
-        var streamConfiguration = SecureChannelConfiguration(credentials: context.credentials)
-        streamConfiguration.policy.expectedPeer = peer
+        var streamConfiguration = channelConfiguration(control: false)
+        streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
         do {
             tunnel = try await OutgoingStreamTunnel.start(
                 socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
@@ -239,7 +260,7 @@ actor SourceRun: SourceMigrationEnvironment {
         // QEMU timestamps its events: the guest's pause runs from STOP here to RESUME there.
         let events = live.process.qmp.events()
         // At STOP the switch starts holding the guest's frames (Protocol.md §8.6.1).
-        let ports = context.ports, paused = spec, newHost = peer
+        let ports = crossesDomains ? nil : context.ports, paused = spec, newHost = peer
         stopped = Task {
             for await e in events where e.name == "STOP" {
                 if let ports, let paused { await ports.guestPaused(paused, movingTo: newHost) }
@@ -433,7 +454,7 @@ actor SourceRun: SourceMigrationEnvironment {
             var commit = Hostmesh_V1_AgentEnvelope()
             commit.migrationCommit.migrationID = id
             // The ports stop here; their final state travels with the commit.
-            commit.migrationCommit.portDeltas = try await context.ports?.freeze(spec).map { Data($0) } ?? []
+            commit.migrationCommit.portDeltas = crossesDomains ? [] : try await context.ports?.freeze(spec).map { Data($0) } ?? []
             try await connection.outbound.write(EnvelopeWriter.frame(commit))
             if postcopyUsed, let transfer {
                 // The destination runs the guest and pulls what it lacks: QEMU here must go on
@@ -556,7 +577,9 @@ actor SourceRun: SourceMigrationEnvironment {
             throw error
         }
         released = true
-        if let spec { await context.ports?.forwardStragglers(spec, to: peer) }
+        if let spec {
+            if crossesDomains { await context.ports?.detach(spec) } else { await context.ports?.forwardStragglers(spec, to: peer) }
+        }
         await context.observer.reached(.sourceReleased, migration: id, vm: vmID, name: vmName, peer: peer)
         // Teardown last: the point above sees the released copy as the journal left it.
         await context.vms.endOutgoing(vmID, released: true, inDoubt: false)

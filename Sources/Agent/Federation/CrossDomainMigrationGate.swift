@@ -1,0 +1,193 @@
+import ControlAPI
+import Foundation
+import Hypervisor
+import Logging
+import MeshCrypto
+import MeshIdentity
+import Membership
+import MeshWire
+import MigrationService
+import SecureChannel
+
+/// Answers a `cross-domain-migration` channel (Protocol.md §6.10): a host of a federated domain
+/// asks where a VM may come in (`xdomain_migration_request` → `xdomain_migration_offer`), then
+/// runs the migration's control messages on a channel of the same purpose to the host offered.
+/// Every prepare is checked again against this domain's own grant (labels, networks mapped, disks
+/// only into its storage directory) and against the VMs and tombstones here (id and MACs), and its
+/// spec is mapped to this domain's network names before the coordinator sees it. The peer is
+/// named `host@domain` throughout (`PeerName`), so its host id may equal one of this domain's.
+struct CrossDomainMigrationGate: Sendable {
+    let coordinator: MigrationCoordinator
+    let membership: AgentMembership
+    let vms: VMManager
+    let credentials: ChannelCredentials
+    let logger: Logger
+
+    private var domain: String { credentials.certificate.domain }
+
+    /// Serves `connection` until the peer closes it or a refusal does; then the migrations
+    /// prepared on it and not committed are discarded, as on a control channel (§6.4).
+    func serve(_ connection: SecureConnection) async {
+        let peer = connection.peer
+        let name = PeerName.of(peer, localDomain: domain)
+        var migrations = Set<String>()
+        do {
+            try await connection.channel.executeThenClose { inbound, outbound in
+                do {
+                    var reader = EnvelopeReader(inbound)
+                    while let envelope = try await reader.next() {
+                        switch envelope.body {
+                        case .xdomainMigrationRequest(let request):
+                            var reply = Hostmesh_V1_AgentEnvelope()
+                            reply.xdomainMigrationOffer = await offer(request, from: peer)
+                            try await outbound.write(EnvelopeWriter.frame(reply))
+                        case .migrationPrepare(let prepare):
+                            migrations.insert(prepare.migrationID)
+                            try await outbound.write(EnvelopeWriter.frame(await admit(prepare, from: peer)))
+                        case .migrationCommit, .migrationAbort, .migrationQuery:
+                            if let reply = await coordinator.handle(envelope.body!, from: name) {
+                                try await outbound.write(EnvelopeWriter.frame(reply))
+                            }
+                        case .note(let note):
+                            logger.info("cross-domain note received", metadata: ["mesh.peer": "\(name)", "note": "\(note.text)"])
+                        default:
+                            throw SecureChannelError(.protocolViolation, "a cross-domain-migration channel carries no \(CrossDomainGate.name(envelope.body)) (Protocol.md §5.2)")
+                        }
+                    }
+                } catch {
+                    if let refusal = PeerConnectionHandler.refusal(error) {
+                        connection.channel.channel.triggerUserOutboundEvent(SecureChannelCloseRequest(refusal), promise: nil)
+                    }
+                    throw error
+                }
+            }
+        } catch {
+            let reason = await connection.failureReason().map { "\($0)" } ?? "\(error)"
+            logger.warning("cross-domain migration channel ended", metadata: ["mesh.peer": "\(name)", "mesh.reason": "\(reason)"])
+        }
+        await coordinator.channelEnded(migrations: migrations, from: name)
+    }
+
+    // MARK: - Admission (§6.10)
+
+    /// `spec` checked against this domain's grant for the peer's domain and the VMs here, with
+    /// its NICs on this domain's networks; or the refusal, naming the cause and the fix.
+    private func check(_ spec: VMSpec, from peer: PeerIdentity) async -> Result<(VMSpec, FederationGrant), Refusal> {
+        let now = Int64(Date().timeIntervalSince1970)
+        let grant = credentials.trust.federation.current.grant(of: domain, for: peer.domain)
+        let peerKey: SigningPublicKey
+        do { peerKey = try peer.certificate.issuer?.domainKey ?? peer.certificate.issuerKey() } catch {
+            return .failure(Refusal("the certificate of \(peer.hostID) names no key this host can read (\(error))"))
+        }
+        let networked = spec.nics.filter { $0.network != nil }
+        let candidate = FederationAdmission.Candidate(name: spec.name, labels: Set(spec.labels ?? []), networks: networked.compactMap(\.network),
+                                                      localDisks: spec.disks.filter { !$0.shared }.count)
+        let mapped: [String]
+        do {
+            mapped = try FederationAdmission.check(candidate, grant: grant, domain: domain, peer: peer.domain, peerKey: peerKey,
+                                                   direction: .incoming, now: now, skew: credentials.trust.clockSkewSeconds)
+        } catch {
+            return .failure(Refusal("\(error)"))
+        }
+        guard let grant else { return .failure(Refusal("no grant")) } // checked above: `noGrant`
+        do {
+            if let conflict = try await vms.identityConflict(spec) { return .failure(Refusal(conflict)) }
+        } catch {
+            // Fail closed: a duplicate MAC or id cannot be ruled out.
+            return .failure(Refusal("\(credentials.identity.hostID) cannot read its VMs (\(error)), so it cannot rule out a MAC or id in use; fix its store and retry"))
+        }
+        var local = spec
+        var next = mapped.makeIterator()
+        for index in local.nics.indices where local.nics[index].network != nil {
+            local.nics[index].network = next.next()
+        }
+        return .success((local, grant))
+    }
+
+    /// A refusal's text.
+    struct Refusal: Error {
+        let text: String
+        init(_ text: String) { self.text = text }
+    }
+
+    /// The answer to a source asking where `request`'s VM may come in: this domain's placement
+    /// chooses unless the request names a host, which must be an alive member of this domain
+    /// that placement would accept.
+    private func offer(_ request: Hostmesh_V1_XdomainMigrationRequest, from peer: PeerIdentity) async -> Hostmesh_V1_XdomainMigrationOffer {
+        var offer = Hostmesh_V1_XdomainMigrationOffer()
+        let spec: VMSpec
+        do { spec = try JSONDecoder().decode(VMSpec.self, from: Data(request.vmSpecJson.utf8)) } catch {
+            offer.error = "malformed request: the VM spec does not decode (\(error))"
+            return offer
+        }
+        let local: VMSpec
+        switch await check(spec, from: peer) {
+        case .success(let (mapped, _)): local = mapped
+        case .failure(let refusal):
+            offer.error = refusal.text
+            logRefusal(spec, peer, refusal.text)
+            return offer
+        }
+        let members = await membership.service.members().map(\.member)
+        let candidates: [Member]
+        if request.destination.isEmpty {
+            candidates = members
+        } else {
+            guard let named = members.first(where: { $0.id.hostID == request.destination }) else {
+                offer.error = "host \(request.destination) is not a member of domain \(domain): name a host of domain \(domain) (`hostmesh members` there), or leave --to out and let its placement choose"
+                logRefusal(spec, peer, offer.error)
+                return offer
+            }
+            candidates = [named]
+        }
+        switch DestinationChooser.choose(from: candidates, excluding: "", domain: domain, memoryMiB: local.memoryMiB) {
+        case .success(let choice):
+            offer.destination = choice.host
+            offer.destinationAddress = choice.host == credentials.identity.hostID ? "" : "\(choice.channel)"
+            offer.networks = local.nics.compactMap(\.network)
+            logger.info("offered a place to a VM from another domain", metadata: [
+                "vm.name": "\(spec.name)", "mesh.peer": "\(PeerName.of(peer, localDomain: domain))", "mesh.destination": "\(choice.host)"])
+        case .failure(let error):
+            offer.error = "domain \(domain) has no host for \(spec.name): \(error)"
+            logRefusal(spec, peer, offer.error)
+        }
+        return offer
+    }
+
+    /// A prepare from a host of another domain: checked and mapped, then the coordinator's.
+    private func admit(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: PeerIdentity) async -> Hostmesh_V1_AgentEnvelope {
+        var refused = Hostmesh_V1_AgentEnvelope()
+        refused.migrationPrepared.migrationID = prepare.migrationID
+        let spec: VMSpec
+        do { spec = try JSONDecoder().decode(VMSpec.self, from: Data(prepare.vmSpecJson.utf8)) } catch {
+            refused.migrationPrepared.error = "malformed request: the VM spec does not decode (\(error))"
+            return refused
+        }
+        switch await check(spec, from: peer) {
+        case .failure(let refusal):
+            logRefusal(spec, peer, refusal.text)
+            refused.migrationPrepared.error = refusal.text
+            return refused
+        case .success(let (local, grant)):
+            var mapped = prepare
+            do { mapped.vmSpecJson = String(decoding: try JSONEncoder().encode(local), as: UTF8.self) } catch {
+                refused.migrationPrepared.error = "cannot encode the mapped spec: \(error)"
+                return refused
+            }
+            // Disks from another domain go only where the grant says (§2.9 `storage_directory`).
+            let storage = grant.body.storageDirectory.isEmpty ? vms.storageRoot : grant.body.storageDirectory
+            if !prepare.disks.isEmpty {
+                do { try FileManager.default.createDirectory(atPath: storage, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) } catch {
+                    refused.migrationPrepared.error = "cannot create the grant's storage directory \(storage): \(error)"
+                    return refused
+                }
+            }
+            return await coordinator.prepareAcrossDomains(mapped, from: PeerName.of(peer, localDomain: domain), storageRoot: storage)
+        }
+    }
+
+    private func logRefusal(_ spec: VMSpec, _ peer: PeerIdentity, _ reason: String) {
+        logger.warning("migration from another domain refused", metadata: [
+            "vm.name": "\(spec.name)", "mesh.peer": "\(PeerName.of(peer, localDomain: domain))", "error": "\(reason)"])
+    }
+}

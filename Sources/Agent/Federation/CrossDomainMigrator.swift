@@ -1,0 +1,83 @@
+import ControlAPI
+import Foundation
+import Hypervisor
+import Logging
+import MeshIdentity
+import MeshWire
+import MigrationService
+import SecureChannel
+
+/// `migrate VM --to-domain NAME --via HOST:PORT [--to HOST]` on the source (Protocol.md §6.10):
+/// checks the VM against this domain's own grant for the receiving domain, asks a host of that
+/// domain where the VM may go, then hands the coordinator the host offered, to run the same
+/// journaled handover as inside a domain. Every refusal comes before anything moves.
+struct CrossDomainMigrator: Sendable {
+    let coordinator: MigrationCoordinator
+    let vms: VMManager
+    let credentials: ChannelCredentials
+    let logger: Logger
+
+    private var domain: String { credentials.certificate.domain }
+
+    func migrate(_ request: ControlTypes.MigrateAcrossDomains,
+                 progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
+        guard request.domain != domain else {
+            throw ControlError.badRequest("\(request.domain) is this host's own domain: migrate inside it with --to HOST")
+        }
+        let vm = try await vms.find(request.vm)
+        let spec = try vm.decodedSpec()
+        let now = Int64(Date().timeIntervalSince1970)
+        let grant = credentials.trust.federation.current.grant(of: domain, for: request.domain)
+        let candidate = FederationAdmission.Candidate(name: spec.name, labels: Set(spec.labels ?? []), networks: spec.nics.compactMap(\.network),
+                                                      localDisks: spec.disks.filter { !$0.shared }.count,
+                                                      acceptNetworkChange: request.acceptNetworkChange ?? false)
+        do {
+            _ = try FederationAdmission.check(candidate, grant: grant, domain: domain, peer: request.domain,
+                                              peerKey: grant?.peerDomainKey ?? credentials.identity.signingKey.publicKey,
+                                              direction: .outgoing, now: now, skew: credentials.trust.clockSkewSeconds)
+        } catch {
+            throw ControlError.conflict("\(error) (nothing moved; \(spec.name) runs here)")
+        }
+        guard let grant else { throw ControlError.conflict("no grant") } // refused above (`noGrant`)
+        let via = try HostPort(parsing: request.via) // validate() parsed it already
+        let offer = try await ask(via, grant: grant, spec: spec, epoch: vm.epoch, request: request)
+        let address = offer.destinationAddress.isEmpty ? via : try HostPort(parsing: offer.destinationAddress)
+        await progress(MigrationProgressUpdate(phase: "offered \(offer.destination)@\(request.domain)", percent: 0, mbPerSecond: 0,
+                                               dirtyMBPerSecond: 0, iteration: 0, rung: "cross-domain"))
+        logger.info("migrating into another domain", metadata: ["vm.name": "\(spec.name)", "mesh.peer_domain": "\(request.domain)",
+                                                                "mesh.destination": "\(offer.destination)", "mesh.address": "\(address)"])
+        return try await coordinator.migrate(vm.id, to: address, settings: request.settings, keepSourceDisks: request.keepSourceDisks ?? false,
+                                             crossDomain: CrossDomainTarget(anchor: grant.peerAnchor, host: offer.destination), progress: progress)
+    }
+
+    /// Asks the host at `via` (of the grant's peer domain) where the VM may come in.
+    private func ask(_ via: HostPort, grant: FederationGrant, spec: VMSpec, epoch: Int64,
+                     request: ControlTypes.MigrateAcrossDomains) async throws -> Hostmesh_V1_XdomainMigrationOffer {
+        var configuration = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(5))
+        configuration.policy.purpose = FederationGrant.migrationPurpose
+        configuration.policy.targetDomain = grant.peerAnchor
+        configuration.policy.requiredDomain = grant.peerDomain
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.xdomainMigrationRequest.vmSpecJson = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        envelope.xdomainMigrationRequest.epoch = UInt64(epoch)
+        envelope.xdomainMigrationRequest.destination = request.to ?? ""
+        envelope.xdomainMigrationRequest.acceptNetworkChange = request.acceptNetworkChange ?? false
+        let answer: Hostmesh_V1_AgentEnvelope?
+        do {
+            let connection = try await SecureConnection.connect(host: via.host, port: via.port, configuration: configuration, logger: logger)
+            answer = try await connection.request(envelope)
+        } catch {
+            throw ControlError.failed("cannot ask domain \(grant.peerDomain) at \(via): \(error) (nothing moved; \(spec.name) runs here)")
+        }
+        guard case .xdomainMigrationOffer(let offer)? = answer?.body else {
+            throw ControlError.failed("\(via) did not answer the cross-domain migration request (nothing moved)")
+        }
+        guard offer.error.isEmpty else {
+            throw ControlError.conflict("domain \(grant.peerDomain) refuses \(spec.name): \(offer.error) (nothing moved; \(spec.name) runs here)")
+        }
+        do { try IdentityName.validate(offer.destination) } catch {
+            throw ControlError.failed("domain \(grant.peerDomain) offered an invalid host id: \(error) (nothing moved)")
+        }
+        return offer
+    }
+}

@@ -1,0 +1,71 @@
+import ControlAPI
+import Foundation
+import GRDB
+import Hypervisor
+import MigrationService
+
+/// The tombstones of VMs that left this host for another domain (Protocol.md §6.10), in the
+/// agent's SQLite store (table `xdomain_tombstone`): the VM's id, its MACs, the domain and host
+/// it went to, and its epoch there. Written in the same transaction as the release, so a VM that
+/// left is never without one; removed when the VM comes back (its commit here). While it stands,
+/// no VM is defined here with that id or one of those MACs, and a copy older than its epoch is
+/// refused by the ownership record written beside it (§6.6).
+enum TombstoneStore {
+    /// The table (the store's migration "xdomain-v1").
+    static func createTables(_ db: Database) throws {
+        try db.create(table: "xdomain_tombstone") { t in
+            t.primaryKey("vmId", .text)
+            t.column("name", .text).notNull()
+            t.column("macs", .text).notNull()           // comma-separated, lower case
+            t.column("domain", .text).notNull()
+            t.column("owner", .text).notNull()          // host@domain
+            t.column("epoch", .integer).notNull()
+            t.column("at", .double).notNull()
+        }
+    }
+
+    /// Writes the tombstone of the VM whose row `vm` is being released to `owner` (`host@domain`)
+    /// at `epoch`; inside the release's transaction, before the row is deleted.
+    static func bury(_ db: Database, vm: StoredVM, owner: String, epoch: Int64) throws {
+        let spec = try JSONDecoder().decode(VMSpec.self, from: Data(vm.spec.utf8))
+        let domain = PeerName.split(owner).domain ?? ""
+        try db.execute(sql: """
+            INSERT INTO xdomain_tombstone (vmId, name, macs, domain, owner, epoch, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(vmId) DO UPDATE SET name = excluded.name, macs = excluded.macs, domain = excluded.domain,
+                owner = excluded.owner, epoch = excluded.epoch, at = excluded.at
+            """, arguments: [spec.id, spec.name, spec.nics.map { $0.mac.lowercased() }.joined(separator: ","), domain, owner, epoch,
+                             Date().timeIntervalSince1970])
+    }
+
+    /// The VM came back: its tombstone goes (inside the commit's transaction).
+    static func lift(_ db: Database, vm: String) throws {
+        try db.execute(sql: "DELETE FROM xdomain_tombstone WHERE vmId = ?", arguments: [vm])
+    }
+
+    /// Every tombstone, newest first.
+    static func all(_ db: Database) throws -> [ControlTypes.Tombstone] {
+        try Row.fetchAll(db, sql: "SELECT * FROM xdomain_tombstone ORDER BY at DESC").map { row in
+            ControlTypes.Tombstone(vm: row["vmId"], name: row["name"], macs: (row["macs"] as String).split(separator: ",").map(String.init),
+                                   domain: row["domain"], owner: row["owner"], epoch: row["epoch"], at: row["at"])
+        }
+    }
+
+    /// Why `spec` may not be defined here: its id or a MAC belongs to a VM that left for another
+    /// domain (nil: none does).
+    static func conflict(_ db: Database, with spec: VMSpec) throws -> String? {
+        // Domain-wide: the ownership record the releasing host wrote (and its peers heard, §6.6)
+        // says the VM lives in another domain now, whichever host of this domain it left.
+        if let away = try StoredOwnership.fetchOne(db, key: spec.id), PeerName.isCrossDomain(away.owner) {
+            return "VM id \(spec.id) belongs to a VM that moved to \(away.owner) at epoch \(away.epoch): a copy of it must never start in this domain; give the new VM another id"
+        }
+        for tombstone in try all(db) {
+            if tombstone.vm == spec.id {
+                return "VM id \(spec.id) belongs to VM \(tombstone.name), which moved to \(tombstone.owner) at epoch \(tombstone.epoch): a copy of it must never start here; give the new VM another id"
+            }
+            if let nic = spec.nics.first(where: { tombstone.macs.contains($0.mac.lowercased()) }) {
+                return "MAC \(nic.mac) of NIC \(nic.id) belongs to VM \(tombstone.name), which moved to \(tombstone.owner) (domain \(tombstone.domain)) and keeps it there: use another MAC"
+            }
+        }
+        return nil
+    }
+}

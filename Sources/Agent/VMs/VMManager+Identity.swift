@@ -1,0 +1,38 @@
+import ControlAPI
+import Foundation
+import GRDB
+import Hypervisor
+
+extension VMManager {
+    /// Why `spec` cannot arrive here from another domain (Protocol.md §6.10): a VM of this host has
+    /// its id or one of its MACs, or a tombstone here keeps one of its MACs for a VM that left;
+    /// the message names that VM. nil: neither is in use here.
+    func identityConflict(_ spec: VMSpec) async throws -> String? {
+        try await store.database.read { db in
+            for row in try StoredVM.fetchAll(db) {
+                if row.id == spec.id {
+                    return "VM id \(spec.id) is in use on this host by VM \(row.name): a VM keeps its id across domains, so this one cannot come in"
+                }
+                // A row whose spec does not decode cannot be checked: fail closed.
+                guard let other = try? JSONDecoder().decode(VMSpec.self, from: Data(row.spec.utf8)) else {
+                    return "VM \(row.name) on this host has a spec that cannot be read, so a MAC conflict cannot be ruled out"
+                }
+                let macs = Set(other.nics.map { $0.mac.lowercased() })
+                if let nic = spec.nics.first(where: { macs.contains($0.mac.lowercased()) }) {
+                    return "MAC \(nic.mac) of \(spec.name) is in use on this host by VM \(row.name): a VM keeps its MAC across domains; give one of them another MAC"
+                }
+            }
+            for tombstone in try TombstoneStore.all(db) where tombstone.vm != spec.id {
+                if let nic = spec.nics.first(where: { tombstone.macs.contains($0.mac.lowercased()) }) {
+                    return "MAC \(nic.mac) of \(spec.name) belongs to VM \(tombstone.name), which moved to \(tombstone.owner) and keeps it there"
+                }
+            }
+            return nil
+        }
+    }
+
+    /// The tombstones of VMs that left this host for another domain, newest first.
+    func tombstones() async throws -> [ControlTypes.Tombstone] {
+        try await store.database.read { db in try TombstoneStore.all(db) }
+    }
+}

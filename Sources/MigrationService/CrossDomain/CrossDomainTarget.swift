@@ -1,0 +1,26 @@
+public import MeshIdentity
+
+/// The receiving side of a migration into another, federated domain (Protocol.md §6.10), as the
+/// source dials it: the domain's trust anchor from this domain's grant (the handshake's target
+/// domain), and the destination host the receiving domain chose.
+public struct CrossDomainTarget: Sendable, Equatable {
+    /// The receiving domain, with the key this domain's grant names for it.
+    public var anchor: DomainTrustAnchor
+    /// The destination's host id (in the receiving domain).
+    public var host: String
+
+    /// A target.
+    public init(anchor: DomainTrustAnchor, host: String) {
+        self.anchor = anchor
+        self.host = host
+    }
+
+    /// The destination as the journal and the ownership records name it: `host@domain`.
+    public var peerName: String { PeerName.qualified(host: host, domain: anchor.name) }
+
+    /// The anchor of `domain` from the grants `trust` holds (nil: no grant names it). Recovery
+    /// dials a journaled cross-domain peer with it.
+    public static func anchor(of domain: String, in trust: TrustStore) -> DomainTrustAnchor? {
+        trust.federation.current.grants.values.first { $0.peerDomain == domain }.map(\.peerAnchor)
+    }
+}
