@@ -33,6 +33,7 @@ struct VMCommand: AsyncParsableCommand {
         @Flag(help: "The disks are on storage every host mounts at the same path (needed to migrate the VM).") var sharedStorage = false
         @Option(help: "When its QEMU dies unexpectedly: no, or on-failure (restart it, with backoff and a limit). Default: the mesh's (agent `restart`).")
         var restart: String?
+        @OptionGroup var resources: ResourceOptions
         @Flag(help: "Start it now.") var start = false
         @Option(help: "auto: define it on the best host of the mesh (DRS initial placement), not necessarily this one.") var place: String?
 
@@ -59,6 +60,7 @@ struct VMCommand: AsyncParsableCommand {
                 guard let policy = VMSpec.RestartPolicy(rawValue: restart) else { throw ValidationError("--restart must be no or on-failure") }
                 options.restart = policy
             }
+            options.resources = try resources.resources()
             if place == "auto" {
                 let placed = try await control.client.call("vm.place", DRSTypes.Place(create: ControlTypes.CreateVM(options: options, start: start)),
                                                            as: DRSTypes.Placed.self)

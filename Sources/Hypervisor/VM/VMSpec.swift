@@ -30,6 +30,9 @@ public struct VMSpec: Codable, Sendable, Equatable {
     /// mesh default (the agent's `restart`). Travels with the VM when it migrates; absent from
     /// the JSON when nil, so specs stored before it existed decode unchanged.
     public var restart: RestartPolicy?
+    /// Its pool, reservations, limits and shares, and DRS overrides (Protocol.md §12.9); nil:
+    /// none. Travels with the VM; absent from the JSON when nil.
+    public var resources: Resources?
 
     /// A disk image.
     public struct Disk: Codable, Sendable, Equatable {

@@ -45,6 +45,9 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     public var sharedStorage: Bool = false
     /// What to do when the VM's QEMU dies unexpectedly; nil (the default) takes the mesh default.
     public var restart: VMSpec.RestartPolicy?
+    /// Its resources and DRS overrides (Protocol.md §12.9); nil (the default): no pool, nothing
+    /// reserved, no limit, normal shares, the mesh's DRS settings.
+    public var resources: VMSpec.Resources?
 
     /// Options with the defaults stated on each field.
     public init(name: String, kernel: String) {
@@ -53,7 +56,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage, restart
+        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage, restart, resources
     }
 
     /// Decodes, taking the default for every absent field but `name` and `kernel`.
@@ -74,6 +77,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
         disks = try c.decodeIfPresent([String].self, forKey: .disks) ?? []
         sharedStorage = try c.decodeIfPresent(Bool.self, forKey: .sharedStorage) ?? false
         restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart)
+        resources = try c.decodeIfPresent(VMSpec.Resources.self, forKey: .resources)
     }
 
     /// The spec for a VM with id `id`, checked with `VMSpec.validate()`.
@@ -104,6 +108,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
                           nics: nics, boot: .kernel(path: kernel, initrd: initrd, commandLine: commandLine),
                           accelerator: accelerator, extraKernelArguments: arguments)
         spec.restart = restart
+        spec.resources = resources
         try spec.validate()
         return spec
     }
