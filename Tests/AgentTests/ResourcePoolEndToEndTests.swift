@@ -94,9 +94,19 @@ struct ResourcePoolEndToEndTests {
         let poolStat = try #require(Self.cpuGroup(of: pid).map { URL(fileURLWithPath: "/sys/fs/cgroup/cpu" + $0.path).deletingLastPathComponent().path })
         let throttled = ((try? String(contentsOfFile: poolStat + "/cpu.stat", encoding: .utf8)) ?? "").split(separator: "\n")
             .first { $0.hasPrefix("nr_throttled ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
-        #expect(throttled > 0, "the kernel never throttled the pool's group \(poolStat)")
+        // The pool's group has the quota (a fifth of each 100 ms period), and every QEMU thread is in the VM's group below it.
+        let quota = (try? String(contentsOfFile: poolStat + "/cpu.cfs_quota_us", encoding: .utf8)) ?? (try? String(contentsOfFile: poolStat + "/cpu.max", encoding: .utf8)) ?? ""
+        #expect(quota.hasPrefix("20000"), "the pool's group has quota \(quota)")
+        let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        for tid in threads {
+            let membership = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/cgroup", encoding: .utf8)) ?? ""
+            #expect(membership.contains("/pool-capped/vm-\(hot.id)"), "QEMU thread \(tid) is not in the VM's group: \(membership)")
+        }
         // TCG burning freely takes a whole core; capped at 0.2 of one, with a generous margin.
         #expect(used < 0.45 * seconds, "QEMU used \(used) s of CPU in \(seconds) s under a 0.2-core pool limit")
+        // Where QEMU got near its cap, the kernel throttled it (on a machine loaded by other work it may get less than the cap anyway).
+        if used > 0.15 * seconds { #expect(throttled > 0, "QEMU used \(used) s in \(seconds) s and the kernel never throttled \(poolStat)") }
+        print("pool limit 0.2 core: QEMU used \(String(format: "%.2f", used)) s of CPU in \(String(format: "%.2f", seconds)) s, \(throttled) periods throttled")
         // The limit is the pool's: raised, it applies at once to the running VM's pool group.
         _ = try await a.control.call("pool.set", PoolTypes.Change(name: "capped", cpuLimit: 0), as: ControlTypes.Text.self)
         try await DRSEndToEndTests.waitUntil(10, "the pool's limit lifted on the host") {
