@@ -144,7 +144,7 @@ for v in hot1 hot2; do
 done
 "$BIN" drs set --automation full $B | show
 for _ in $(seq 1 120); do "$BIN" vm list $B 2>/dev/null | grep -q hot && break; sleep 0.5; done
-grep -h "DRS moves a VM" "$W/a.log" | showlog || echo "-- no DRS move yet (a loaded machine measures the guests' demand slowly)"
+grep -h "drs.reason=balance.*DRS moves a VM" "$W/a.log" | showlog || echo "-- no DRS move yet (a loaded machine measures the guests' demand slowly)"
 echo "-- node-b now runs:"; "$BIN" vm list $B | grep hot | show || echo "   (no hot VM yet)"
 "$BIN" drs status $A | show
 "$BIN" drs set --automation partial $A | show
@@ -209,4 +209,4 @@ chmod 644 "$W/node-b/host.key"
 on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 5) 2>&1 | show || true
 chmod 600 "$W/node-b/host.key"
 
-step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused"
+step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, fully automated DRS spread a hot host, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused"
