@@ -10,6 +10,7 @@
 #  3b. a VM whose disk is local to node-a moves with its disk (mirrored through the agents' channel)
 #  3c. node-b rotates its host key in the middle of a live migration: the migration's channels
 #      re-authenticate in place (no reconnect) and the migration completes
+#  3d. fully automated DRS spreads a hot host (two VMs burning CPU, one moves)
 #   4. a handover whose destination agent dies right after journaling its commit: the source keeps
 #      the guest paused (in doubt) and never guesses; the destination comes back, finishes, and
 #      both agree on the owner
@@ -71,9 +72,10 @@ done
 
 step "2. Two agents prove who they are to each other and talk over an encrypted channel"
 if [ -n "$LAB" ]; then echo "-- across a lab: hosts $(chan 1 | cut -d: -f1) … $(chan 4 | cut -d: -f1), each a network namespace on a 1,500-byte bridge"; fi
-on 1 "$BIN" agent --state-dir "$W/node-a" $(listen 1) >"$W/a.log" 2>&1 & PIDS+=($!); disown
+DRS="--drs-interval 4 --drs-sync-interval 1"   # short DRS rounds for step 3c
+on 1 "$BIN" agent --state-dir "$W/node-a" $(listen 1) $DRS >"$W/a.log" 2>&1 & PIDS+=($!); disown
 wait_for "$W/a.log" "agent listening"
-on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 2) --join "$(chan 1)" >"$W/b.log" 2>&1 & PIDS+=($!); disown
+on 2 "$BIN" agent --state-dir "$W/node-b" $(listen 2) $DRS --join "$(chan 1)" >"$W/b.log" 2>&1 & PIDS+=($!); disown
 wait_for "$W/b.log" "joined the mesh"
 wait_for "$W/b.log" "encrypted note received"
 echo "-- node-a's log:"; grep -E "listening|advertis|proved|hello|member joined|keyring" "$W/a.log" | showlog
@@ -158,6 +160,19 @@ grep "peer re-authenticated in place" "$W/a.log" | sed -e 's/mesh.cert_serial=[0
 "$BIN" vm list $B | show
 "$BIN" vm stop rot-vm $B >/dev/null
 
+step "3d. Fully automated DRS spreads a hot host: two VMs burning CPU start on node-a, the mesh moves one to node-b"
+for v in hot1 hot2; do
+    "$BIN" vm create $v $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 96 \
+        --workload heartbeat,dirty:4000 --append "console=ttyS0 quiet hm.dirtyset=4" --start | tail -1 | show
+done
+"$BIN" drs set --automation full $B | show
+for _ in $(seq 1 120); do "$BIN" vm list $B 2>/dev/null | grep -q hot && break; sleep 0.5; done
+grep -h "drs.reason=balance.*DRS moves a VM" "$W/a.log" | showlog || echo "-- no DRS move yet (a loaded machine measures the guests' demand slowly)"
+echo "-- node-b now runs:"; "$BIN" vm list $B | grep hot | show || echo "   (no hot VM yet)"
+"$BIN" drs status $A | show
+"$BIN" drs set --automation partial $A | show
+for h in "$A" "$B"; do for v in hot1 hot2; do "$BIN" vm stop $v $h >/dev/null 2>&1 || true; done; done
+
 step "4. A handover whose destination dies after its commit: the source never guesses, and nothing runs twice"
 "$BIN" keys init --state-dir "$W/node-c" --host-id node-c >/dev/null
 "$BIN" domain certify --domain-dir "$W/lab" --host-pub "$W/node-c/host.pub" >/dev/null
@@ -225,4 +240,4 @@ echo "-- node-a's log:"; grep -E "revocation in force|closed a channel to a revo
 echo "-- node-b's log:"; grep -E "revocation in force|revoked" "$W/b.log" | tail -3 | showlog || true
 "$BIN" members --state-dir "$W/node-a" | show
 
-step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused, a host key rotated mid-migration without a reconnect, and a revoked host was cut off"
+step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused, fully automated DRS spread a hot host, a host key rotated mid-migration without a reconnect, and a revoked host was cut off"

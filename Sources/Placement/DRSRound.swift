@@ -25,7 +25,7 @@ public enum DRSRound {
         /// The mesh-wide plan (the same on every agent with the same view).
         public var plan: PlacementPlan
         /// Moves this agent starts now: its own VMs, mandatory ones always, balancing ones only
-        /// under full automation, within the mesh-wide budget.
+        /// under full automation (the VM's own level, else the mesh's), within the mesh-wide budget.
         public var execute: [PlacementMove]
         /// Balancing moves that wait for an operator (manual and partial automation).
         public var recommendations: [PlacementMove]
@@ -36,7 +36,10 @@ public enum DRSRound {
     public static func decide(_ input: Input) -> Decision {
         let plan = Placement.plan(input.view, tolerance: input.settings.balance, maxMoves: input.maxConcurrentMoves)
         let budget = max(0, input.maxConcurrentMoves - input.migrationsInFlight)
-        let automatic: (PlacementMove) -> Bool = { $0.reason.isMandatory || input.settings.automation == .full }
+        // A VM's own automation level, when it has one, replaces the mesh's for its moves.
+        var own: [String: DRSSettings.Automation] = [:]
+        for vm in input.view.vms { if let level = vm.automation { own[vm.id] = level } }
+        let automatic: (PlacementMove) -> Bool = { $0.reason.isMandatory || (own[$0.vm] ?? input.settings.automation) == .full }
         let execute = plan.moves.prefix(budget).filter { $0.from == input.localHost && automatic($0) }
         return Decision(plan: plan, execute: Array(execute), recommendations: plan.moves.filter { !automatic($0) })
     }

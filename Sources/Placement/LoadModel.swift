@@ -1,6 +1,7 @@
 /// The load of every host under a tentative placement, kept incrementally so a candidate move
-/// is scored in O(1): host load = max(CPU demand ÷ CPU capacity, VM memory ÷ memory capacity)
-/// (VMware's entitlement ÷ capacity, taking the scarcer resource); imbalance = the population
+/// is scored in O(1): host load = max(CPU entitlement ÷ CPU capacity, memory entitlement ÷ memory
+/// capacity) (VMware's entitlement ÷ capacity, taking the scarcer resource; entitlements from
+/// demand, reservations, limits, shares and pools, `Entitlements`); imbalance = the population
 /// standard deviation of the loads of the hosts that take VMs.
 struct LoadModel {
     private(set) var hosts: [PlacementHost]
@@ -10,8 +11,17 @@ struct LoadModel {
     private(set) var location: [Int]
     /// Per host: the VMs on it (indices), in VM order.
     private(set) var residents: [[Int]]
+    /// Per VM: its CPU (thousandths of a core) and memory (MiB) entitlement. A pool spans the
+    /// mesh, so a move does not change them.
+    let cpuEntitled: [Int]
+    let memoryEntitled: [Int]
+    /// Per host: the sum of its VMs' CPU and memory entitlements (what its load weighs).
     private(set) var cpu: [Int]
+    private(set) var memoryLoad: [Int]
+    /// Per host: its VMs' configured RAM (what must fit), and their CPU and memory reservations.
     private(set) var memory: [Int]
+    private(set) var cpuReserved: [Int]
+    private(set) var memoryReserved: [Int]
     /// Per host: how many of its VMs are busy (busy VMs never move in a plan).
     private(set) var busyCount: [Int]
     /// Sum and sum of squares of the loads of the balanced (accepting) hosts.
@@ -26,23 +36,38 @@ struct LoadModel {
         hostIndex = index
         vms = input.vms.filter { index[$0.host] != nil }.sorted { Self.precedes($0.id, $1.id) }
         location = vms.map { index[$0.host]! }
+        let pools = Dictionary(input.pools.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let poolNames = vms.map { vm in vm.pool.flatMap { pools[$0] != nil ? $0 : nil } }
+        cpuEntitled = Entitlements.compute(vms.map { Entitlements.Claim(demand: $0.cpuDemandMilli, allocation: $0.cpu) }, pools: poolNames,
+                                           allocations: pools.mapValues(\.cpu))
+        memoryEntitled = Entitlements.compute(vms.map(\.memoryClaim), pools: poolNames, allocations: pools.mapValues(\.memory))
         residents = Array(repeating: [], count: hosts.count)
         cpu = Array(repeating: 0, count: hosts.count)
-        memory = Array(repeating: 0, count: hosts.count)
-        for (v, vm) in vms.enumerated() {
-            let h = location[v]
-            residents[h].append(v)
-            cpu[h] += vm.cpuDemandMilli
-            memory[h] += vm.memoryMiB
-        }
+        memoryLoad = cpu
+        memory = cpu
+        cpuReserved = cpu
+        memoryReserved = cpu
+        busyCount = cpu
         balancedCount = hosts.filter(\.acceptsVMs).count
-        busyCount = Array(repeating: 0, count: hosts.count)
+        for v in vms.indices {
+            residents[location[v]].append(v)
+            add(v, to: location[v], sign: 1)
+        }
         for (v, vm) in vms.enumerated() where vm.busy { busyCount[location[v]] += 1 }
         for h in hosts.indices where hosts[h].acceptsVMs {
             let l = load(h)
             sum += l
             sumOfSquares += l * l
         }
+    }
+
+    /// Adds (sign 1) or removes (-1) VM `v`'s entitlements, memory and reservations on host `h`.
+    private mutating func add(_ v: Int, to h: Int, sign: Int) {
+        cpu[h] += sign * cpuEntitled[v]
+        memoryLoad[h] += sign * memoryEntitled[v]
+        memory[h] += sign * vms[v].memoryMiB
+        cpuReserved[h] += sign * vms[v].cpu.reservation
+        memoryReserved[h] += sign * vms[v].memory.reservation
     }
 
     /// The order of ids everywhere in placement: their UTF-8 bytes, lexicographically (the same
@@ -55,7 +80,7 @@ struct LoadModel {
         return max(c, m)
     }
 
-    func load(_ h: Int) -> Double { Self.load(cpu: cpu[h], memory: memory[h], of: hosts[h]) }
+    func load(_ h: Int) -> Double { Self.load(cpu: cpu[h], memory: memoryLoad[h], of: hosts[h]) }
 
     var meanLoad: Double { balancedCount == 0 ? 0 : sum / Double(balancedCount) }
 
@@ -76,9 +101,9 @@ struct LoadModel {
 
     /// Loads of the source and destination after moving VM `v` to host `d`.
     func loadsAfter(moving v: Int, to d: Int) -> (source: Double, destination: Double) {
-        let s = location[v], vm = vms[v]
-        return (Self.load(cpu: cpu[s] - vm.cpuDemandMilli, memory: memory[s] - vm.memoryMiB, of: hosts[s]),
-                Self.load(cpu: cpu[d] + vm.cpuDemandMilli, memory: memory[d] + vm.memoryMiB, of: hosts[d]))
+        let s = location[v]
+        return (Self.load(cpu: cpu[s] - cpuEntitled[v], memory: memoryLoad[s] - memoryEntitled[v], of: hosts[s]),
+                Self.load(cpu: cpu[d] + cpuEntitled[v], memory: memoryLoad[d] + memoryEntitled[v], of: hosts[d]))
     }
 
     /// The imbalance if VM `v` moved to host `d`.
@@ -99,11 +124,16 @@ struct LoadModel {
         return Self.deviation(sum: sum, squares: squares, count: balancedCount)
     }
 
+    /// Host `d`'s load if VM `v`, placed nowhere yet (on a host that takes no part), were added.
+    func loadAfter(adding v: Int, to d: Int) -> Double {
+        Self.load(cpu: cpu[d] + cpuEntitled[v], memory: memoryLoad[d] + memoryEntitled[v], of: hosts[d])
+    }
+
     /// The imbalance if VM `v`, placed nowhere yet, were added to host `d` (initial placement).
-    func imbalanceAfter(adding vm: PlacementVM, to d: Int) -> Double {
+    func imbalanceAfter(adding v: Int, to d: Int) -> Double {
         guard hosts[d].acceptsVMs else { return imbalance }
         let before = load(d)
-        let after = Self.load(cpu: cpu[d] + vm.cpuDemandMilli, memory: memory[d] + vm.memoryMiB, of: hosts[d])
+        let after = loadAfter(adding: v, to: d)
         return Self.deviation(sum: sum + after - before, squares: sumOfSquares + after * after - before * before, count: balancedCount)
     }
 
@@ -111,6 +141,23 @@ struct LoadModel {
     func memoryRoom(_ d: Int) -> Int {
         let byModel = hosts[d].memoryCapacityMiB - memory[d]
         return hosts[d].memoryFreeMiB.map { min(byModel, $0) } ?? byModel
+    }
+
+    /// Why host `d` cannot hold VM `v` (nil: it can): its memory, or the reservations already
+    /// on it (admission control, Protocol.md §12.9).
+    func roomRefusal(placing v: Int, on d: Int) -> String? {
+        let vm = vms[v], host = hosts[d]
+        let room = memoryRoom(d)
+        if room < vm.memoryMiB { return "\(host.id): \(max(0, room)) MiB free, the VM needs \(vm.memoryMiB)" }
+        let cpuLeft = host.cpuCapacityMilli - cpuReserved[d]
+        if vm.cpu.reservation > cpuLeft {
+            return "\(host.id): \(max(0, cpuLeft)) thousandths of a core unreserved, the VM reserves \(vm.cpu.reservation)"
+        }
+        let memoryLeft = host.memoryCapacityMiB - memoryReserved[d]
+        if vm.memory.reservation > memoryLeft {
+            return "\(host.id): \(max(0, memoryLeft)) MiB unreserved, the VM reserves \(vm.memory.reservation)"
+        }
+        return nil
     }
 
     mutating func move(_ v: Int, to d: Int) {
@@ -121,10 +168,8 @@ struct LoadModel {
             sum -= l
             sumOfSquares -= l * l
         }
-        cpu[s] -= vm.cpuDemandMilli
-        memory[s] -= vm.memoryMiB
-        cpu[d] += vm.cpuDemandMilli
-        memory[d] += vm.memoryMiB
+        add(v, to: s, sign: -1)
+        add(v, to: d, sign: 1)
         // The destination reported its free memory before the move: the VM now takes from it.
         if let free = hosts[d].memoryFreeMiB { hosts[d].memoryFreeMiB = free - vm.memoryMiB }
         for h in [s, d] where hosts[h].acceptsVMs {

@@ -15,7 +15,8 @@ public enum Placement {
     /// of squared load deviations) of at least `minimumGoodness + costPerGiB × GiB`: goodness is
     /// the change of a function of the placement, so the move back has goodness −g and is never
     /// proposed from the same loads; (b) keep every rule, "must" and "should"; (c) fit the
-    /// destination's memory. A VM moves at most
+    /// destination's memory and unreserved capacity (a VM's own threshold, when it has one,
+    /// replaces the mesh's minimum goodness for it). A VM moves at most
     /// once per plan; VMs not `movable` (held after a move) are not moved for balance. Hosts with
     /// a busy VM or `settling` are neither sources nor destinations of balancing moves: a wave's
     /// outcome is measured before the next wave uses those hosts.
@@ -94,9 +95,12 @@ public enum Placement {
             for v in model.residents[s] where !moved.contains(v) {
                 let vm = model.vms[v]
                 guard vm.movable, !vm.busy else { continue }
-                let required = tolerance.minimumGoodness + tolerance.costPerGiB * Double(vm.memoryMiB) / 1024
+                // A VM's own threshold replaces the mesh's minimum goodness for it (1: never for balance).
+                let own = vm.threshold.map(BalanceTolerance.init(threshold:)) ?? tolerance
+                guard own.balances else { continue }
+                let required = own.minimumGoodness + own.costPerGiB * Double(vm.memoryMiB) / 1024
                 for (d, _) in destinations {
-                    guard model.memoryRoom(d) >= vm.memoryMiB else { continue }
+                    guard model.roomRefusal(placing: v, on: d) == nil else { continue }
                     let after = model.imbalanceAfter(moving: v, to: d)
                     guard model.goodness(before: current, after: after) >= required else { continue }
                     // VMs and hosts are in id order in the model: index tie-breaks are id tie-breaks.
@@ -129,8 +133,7 @@ public enum Placement {
             case .evacuating: reasons.append("\(host.id): in maintenance"); continue
             case .unavailable(let why): reasons.append("\(host.id): \(why)"); continue
             }
-            let room = model.memoryRoom(d)
-            guard room >= vm.memoryMiB else { reasons.append("\(host.id): \(max(0, room)) MiB free, the VM needs \(vm.memoryMiB)"); continue }
+            if let refusal = model.roomRefusal(placing: v, on: d) { reasons.append(refusal); continue }
             let broken = book.broken(placing: v, on: d, in: model)
             if let must = broken.first(where: \.must) {
                 reasons.append("\(host.id): would break must rule \(must.name) (\(must.kind.rawValue))")
@@ -179,15 +182,14 @@ public enum Placement {
             case .evacuating: reasons.append("\(host.id): in maintenance"); continue
             case .unavailable(let why): reasons.append("\(host.id): \(why)"); continue
             }
-            let room = model.memoryRoom(d)
-            guard room >= vm.memoryMiB else { reasons.append("\(host.id): \(max(0, room)) MiB free, the VM needs \(vm.memoryMiB)"); continue }
+            if let refusal = model.roomRefusal(placing: v, on: d) { reasons.append(refusal); continue }
             let broken = book.broken(placing: v, on: d, in: model)
             if let must = broken.first(where: \.must) {
                 reasons.append("\(host.id): would break must rule \(must.name) (\(must.kind.rawValue))")
                 continue
             }
-            scores.append(HostScore(host: host.id, imbalanceAfter: model.imbalanceAfter(adding: vm, to: d),
-                                    loadAfter: LoadModel.load(cpu: model.cpu[d] + vm.cpuDemandMilli, memory: model.memory[d] + vm.memoryMiB, of: host),
+            scores.append(HostScore(host: host.id, imbalanceAfter: model.imbalanceAfter(adding: v, to: d),
+                                    loadAfter: model.loadAfter(adding: v, to: d),
                                     brokenShouldRules: broken.map(\.name)))
         }
         guard !scores.isEmpty else { throw .noHost(vm: vm.name, reasons: reasons) }
@@ -213,7 +215,7 @@ public enum Placement {
         case .evacuating: return "\(host) is in maintenance"
         case .unavailable(let why): return "\(host) takes no VM (\(why))"
         }
-        guard model.memoryRoom(d) >= model.vms[v].memoryMiB else { return "\(host) has \(max(0, model.memoryRoom(d))) MiB free, the VM needs \(model.vms[v].memoryMiB)" }
+        if let refusal = model.roomRefusal(placing: v, on: d) { return refusal }
         if let must = book.broken(placing: v, on: d, in: model, mustOnly: true).first { return "it would break must rule \(must.name)" }
         return nil
     }

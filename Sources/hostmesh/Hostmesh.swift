@@ -7,7 +7,7 @@ struct Hostmesh: AsyncParsableCommand {
         commandName: "hostmesh",
         abstract: "Peer-to-peer live migration of QEMU virtual machines.",
         version: "0.1.0",
-        subcommands: [AgentCommand.self, JoinCommand.self, MembersCommand.self, LeaveCommand.self, OwnershipCommand.self, StatusCommand.self, VMCommand.self, MigrateCommand.self, MigrationsCommand.self, EventsCommand.self, DRSCommand.self, RuleCommand.self, HostCommand.self, ScheduleCommand.self,
+        subcommands: [AgentCommand.self, JoinCommand.self, MembersCommand.self, LeaveCommand.self, OwnershipCommand.self, StatusCommand.self, VMCommand.self, MigrateCommand.self, MigrationsCommand.self, EventsCommand.self, DRSCommand.self, RuleCommand.self, PoolCommand.self, HostCommand.self, ScheduleCommand.self,
                       KeysCommand.self, DomainCommand.self, DashboardCommand.self, BenchCommand.self, LeaseKeeperCommand.self]
     )
 }

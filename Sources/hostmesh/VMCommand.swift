@@ -35,6 +35,7 @@ struct VMCommand: AsyncParsableCommand {
         var restart: String?
         @Option(help: ArgumentHelp("A label federation grants may name (repeatable): a grant for VMs with given labels lets this VM cross into the other domain.",
                                    valueName: "label")) var label: [String] = []
+        @OptionGroup var resources: ResourceOptions
         @Flag(help: "Start it now.") var start = false
         @Option(help: "auto: define it on the best host of the mesh (DRS initial placement), not necessarily this one.") var place: String?
 
@@ -62,6 +63,7 @@ struct VMCommand: AsyncParsableCommand {
                 guard let policy = VMSpec.RestartPolicy(rawValue: restart) else { throw ValidationError("--restart must be no or on-failure") }
                 options.restart = policy
             }
+            options.resources = try resources.resources()
             if place == "auto" {
                 let placed = try await control.client.call("vm.place", DRSTypes.Place(create: ControlTypes.CreateVM(options: options, start: start)),
                                                            as: DRSTypes.Placed.self)

@@ -4,15 +4,19 @@ import MeshCrypto
 import Placement
 
 /// The control methods of DRS, rules and maintenance (Protocol.md §7): `drs.status`, `drs.set`,
-/// `drs.recommendations`, `drs.vms`, `drs.apply`, `rule.add`, `rule.list`, `rule.remove`, `host.maintenance`.
+/// `drs.recommendations`, `drs.vms`, `drs.apply`, `rule.add`, `rule.list`, `rule.remove`, `host.maintenance`,
+/// and the pool methods (`PoolControlHandler`).
 struct DRSControlHandler: Sendable {
     let controller: DRSController
     let placement: InitialPlacement
 
-    static let methods: Set<String> = ["drs.status", "drs.set", "drs.recommendations", "drs.apply", "rule.add", "rule.list", "rule.remove", "host.maintenance", "vm.place", "drs.vms"]
+    static let methods = Set(["drs.status", "drs.set", "drs.recommendations", "drs.apply", "rule.add", "rule.list", "rule.remove", "host.maintenance", "vm.place", "drs.vms"])
+        .union(PoolControlHandler.methods)
 
     func handle(_ request: ControlRequest) async throws -> any Encodable & Sendable {
         switch request.method {
+        case let method where PoolControlHandler.methods.contains(method):
+            return try await PoolControlHandler(controller: controller).handle(request)
         case "vm.place":
             return try await placement.place(try request.params(DRSTypes.Place.self).create)
         case "drs.status":

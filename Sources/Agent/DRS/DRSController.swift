@@ -65,6 +65,37 @@ actor DRSController {
         records.live.values.compactMap { if case .rule(let r) = $0 { r } else { nil } }.sorted { $0.name < $1.name }
     }
 
+    /// The live resource pools (Protocol.md §12.9), by name.
+    var pools: [ResourcePool] {
+        records.live.values.compactMap { if case .pool(let p) = $0 { p } else { nil } }.sorted { $0.name < $1.name }
+    }
+
+    /// The pools' CPU allocations as this host's VMs enforce them.
+    private var poolCPU: [String: VMSpec.Allocation] {
+        Dictionary(uniqueKeysWithValues: pools.map { ($0.name, VMSpec.Allocation(reservation: $0.cpu.reservation, limit: $0.cpu.limit, shares: $0.cpu.shares)) })
+    }
+
+    /// Refuses a new VM whose resources do not make sense in the mesh now: an unknown pool, a
+    /// reservation larger than any host or beyond its pool's limit (Protocol.md §12.9).
+    func checkNewVM(_ spec: VMSpec) async throws {
+        guard let resources = spec.resources else { return }
+        if let automation = resources.automation, DRSSettings.Automation(rawValue: automation) == nil {
+            throw ControlError.badRequest("DRS automation \"\(automation)\" is not one of manual, partial, full")
+        }
+        if let threshold = resources.threshold, !(1...5).contains(threshold) {
+            throw ControlError.badRequest("migration threshold \(threshold) is out of range: give 1 (mandatory moves only) to 5 (any improvement)")
+        }
+        let (_, view) = await decide()
+        do {
+            try ResourceAdmission.check(vm: spec.name, memoryMiB: spec.memoryMiB, pool: resources.pool, cpu: Self.allocation(resources.cpu),
+                                        memory: Self.allocation(resources.memory), in: view)
+        } catch { throw ControlError.badRequest(error.description) }
+    }
+
+    static func allocation(_ a: VMSpec.Allocation) -> ResourceAllocation {
+        ResourceAllocation(reservation: a.reservation, limit: a.limit, shares: a.shares)
+    }
+
     func maintenance(of host: String) -> MaintenanceRequest? {
         if case .maintenance(let m)? = records.live[DRSRecordBody.maintenanceKey(host)] { return m }
         return nil
@@ -231,6 +262,12 @@ actor DRSController {
             return loads[hostID] ?? load
         }
         let held = await heldUntil()
+        let resources: [String: VMSpec.Resources]
+        do { resources = try await vms.resourceSettings() } catch {
+            // Reported without: placement then sees no reservation or pool for this sync; the next reads again.
+            logger.error("cannot read this host's VMs' resource settings for DRS", metadata: ["error": "\(error)"])
+            resources = [:]
+        }
         let now = ContinuousClock.now
         var next: [String: VMDemandSampler.Sample] = [:]
         for vm in list where ["running", "migrating", "incoming", "paused"].contains(vm.state) {
@@ -247,6 +284,14 @@ actor DRSController {
             reported.heldUntilUnix = held[vm.name] ?? 0
             // Not measured yet, or in an operation: nothing moves it for now.
             reported.busy = vm.state != "running" || sample?.milli == nil || moving.contains(vm.id)
+            if let pid = vm.pid, let resident = VMDemandSampler.residentMiB(pid: pid) { reported.memoryUsedMib = UInt32(min(resident, vm.memoryMiB)) }
+            if let r = resources[vm.id] {
+                reported.pool = r.pool ?? ""
+                reported.cpuAllocation = DRSRecordCoding.wire(Self.allocation(r.cpu))
+                reported.memoryAllocation = DRSRecordCoding.wire(Self.allocation(r.memory))
+                reported.automation = r.automation ?? ""
+                reported.threshold = UInt32(r.threshold ?? 0)
+            }
             load.vms.append(reported)
         }
         samples = next
@@ -274,6 +319,8 @@ actor DRSController {
     /// This host follows its own maintenance record: refuses new and incoming VMs and says so
     /// in its gossiped metadata while it is in maintenance.
     private func applyLocalMaintenance() async {
+        // The pools too: this host's VMs in a pool follow its CPU limit and shares.
+        await vms.usePools(poolCPU)
         let active = maintenance(of: hostID)?.active ?? false
         guard appliedMaintenance != active else { return }
         if appliedMaintenance == nil && active {
@@ -292,7 +339,7 @@ actor DRSController {
     func decide() async -> (DRSRound.Decision, PlacementInput) {
         let members = await membership.service.members().map(\.member)
         let view = DRSViewBuilder.input(members: members, loads: loads, rules: rules, maintenance: hostsInMaintenance, domain: domain,
-                                        nowUnix: Int64(Date().timeIntervalSince1970), healthPolicy: healthPolicy)
+                                        nowUnix: Int64(Date().timeIntervalSince1970), healthPolicy: healthPolicy, pools: pools)
         // Each migration counts on both its hosts; this agent's own moves count at once, before
         // its gossiped capacity says so (up to a refresh interval later).
         let inFlight = max((DRSViewBuilder.migrationsInFlight(members) + 1) / 2, moving.count)

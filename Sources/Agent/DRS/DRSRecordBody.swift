@@ -6,7 +6,7 @@ import Schedules
 
 /// What a replicated DRS record holds (Protocol.md §12.3, §13, §14), keyed `rule/<name>`,
 /// `settings`, `maintenance/<host id>`, `health/<host id>`, `health-policy`, `schedule/<id>` or
-/// `schedule-runs/<id>`.
+/// `schedule-runs/<id>` or `pool/<name>`.
 enum DRSRecordBody: Sendable, Hashable {
     case rule(PlacementRule)
     case settings(DRSSettings)
@@ -15,6 +15,7 @@ enum DRSRecordBody: Sendable, Hashable {
     case healthPolicy(HealthPolicy)
     case schedule(Schedule)
     case scheduleRuns(ScheduleRuns)
+    case pool(ResourcePool)
 
     static func ruleKey(_ name: String) -> String { "rule/" + name }
     static let settingsKey = "settings"
@@ -23,6 +24,7 @@ enum DRSRecordBody: Sendable, Hashable {
     static let healthPolicyKey = "health-policy"
     static func scheduleKey(_ id: String) -> String { "schedule/" + id }
     static func scheduleRunsKey(_ id: String) -> String { "schedule-runs/" + id }
+    static func poolKey(_ name: String) -> String { "pool/" + name }
 }
 
 /// A host's health as an operator set it (`hostmesh host health set`).
@@ -84,6 +86,12 @@ enum DRSRecordCoding {
             out.schedule = ScheduleCoding.wire(schedule)
         case .scheduleRuns(let runs)?:
             out.scheduleRuns = ScheduleCoding.wire(runs)
+        case .pool(let pool)?:
+            var p = Hostmesh_V1_DrsPool()
+            p.name = pool.name
+            p.cpu = wire(pool.cpu)
+            p.memory = wire(pool.memory)
+            out.pool = p
         }
         return out
     }
@@ -122,10 +130,29 @@ enum DRSRecordCoding {
             case .scheduleRuns(let r)?:
                 guard wire.key.hasPrefix("schedule-runs/"), let runs = ScheduleCoding.runs(r) else { return nil }
                 body = .scheduleRuns(runs)
+            case .pool(let p)?:
+                let pool = ResourcePool(name: p.name, cpu: allocation(p.cpu), memory: allocation(p.memory))
+                // A pool that cannot mean anything (a limit below its reservation, a bad name) is not applied.
+                guard wire.key == DRSRecordBody.poolKey(p.name), (try? pool.validate()) != nil else { return nil }
+                body = .pool(pool)
             case nil:
                 return nil
             }
         }
         return DRSRecord(key: wire.key, version: wire.version, writer: wire.writer, body: body)
+    }
+
+    /// An allocation on the wire: limit 0 is none, shares 0 are normal.
+    static func wire(_ allocation: ResourceAllocation) -> Hostmesh_V1_DrsAllocation {
+        var out = Hostmesh_V1_DrsAllocation()
+        out.reservation = UInt64(max(0, allocation.reservation))
+        out.limit = UInt64(max(0, allocation.limit ?? 0))
+        out.shares = UInt32(max(0, allocation.shares))
+        return out
+    }
+
+    static func allocation(_ wire: Hostmesh_V1_DrsAllocation) -> ResourceAllocation {
+        ResourceAllocation(reservation: Int(clamping: wire.reservation), limit: wire.limit == 0 ? nil : Int(clamping: wire.limit),
+                           shares: wire.shares == 0 ? ResourceAllocation.normalShares : Int(wire.shares))
     }
 }

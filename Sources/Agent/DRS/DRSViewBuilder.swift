@@ -41,7 +41,7 @@ enum DRSViewBuilder {
     /// without a report yet takes nothing (its VMs are unknown, so its load is too). A VM two
     /// hosts report (mid-handover) is busy on both: nothing moves it until one stops reporting it.
     static func input(members: [Member], loads: [String: Hostmesh_V1_DrsHostLoad], rules: [PlacementRule], maintenance: Set<String>,
-                      domain: String, nowUnix: Int64, healthPolicy: HealthPolicy = .off) -> PlacementInput {
+                      domain: String, nowUnix: Int64, healthPolicy: HealthPolicy = .off, pools: [ResourcePool] = []) -> PlacementInput {
         var hosts: [PlacementHost] = []
         var vms: [PlacementVM] = []
         var seen: [String: Int] = [:]
@@ -58,7 +58,11 @@ enum DRSViewBuilder {
             for reported in load.vms {
                 var vm = PlacementVM(id: reported.vmID, name: reported.name, host: host.id, cpuDemandMilli: Int(reported.cpuMilli),
                                      memoryMiB: Int(reported.memoryMib), movable: reported.heldUntilUnix <= nowUnix && !reported.busy,
-                                     busy: reported.busy)
+                                     busy: reported.busy, memoryDemandMiB: reported.memoryUsedMib == 0 ? nil : Int(reported.memoryUsedMib),
+                                     pool: reported.pool.isEmpty ? nil : reported.pool,
+                                     cpu: DRSRecordCoding.allocation(reported.cpuAllocation), memory: DRSRecordCoding.allocation(reported.memoryAllocation),
+                                     automation: DRSSettings.Automation(rawValue: reported.automation),
+                                     threshold: (1...5).contains(reported.threshold) ? Int(reported.threshold) : nil)
                 if let earlier = seen[vm.id] {
                     vms[earlier].busy = true
                     vms[earlier].movable = false
@@ -69,7 +73,7 @@ enum DRSViewBuilder {
                 vms.append(vm)
             }
         }
-        return PlacementInput(hosts: hosts, vms: vms, rules: rules)
+        return PlacementInput(hosts: hosts, vms: vms, rules: rules, pools: pools)
     }
 
     /// Migrations in flight in the whole mesh, from alive members' gossiped capacity.

@@ -29,8 +29,13 @@ struct InitialPlacement: Sendable {
             }
         }
         guard let spec = request.spec else { throw ControlError.badRequest("vm.place needs options or a spec") }
+        // Its pool and reservations make sense in the mesh (Protocol.md §12.9), and count where it goes.
+        try await controller.checkNewVM(spec)
         let (_, view) = await controller.decide()
-        let vm = PlacementVM(id: spec.id, name: spec.name, host: "", cpuDemandMilli: spec.vcpus * Self.assumedMilliPerVCPU, memoryMiB: spec.memoryMiB)
+        let resources = spec.resources
+        let vm = PlacementVM(id: spec.id, name: spec.name, host: "", cpuDemandMilli: spec.vcpus * Self.assumedMilliPerVCPU, memoryMiB: spec.memoryMiB,
+                             pool: resources?.pool, cpu: resources.map { DRSController.allocation($0.cpu) } ?? .unreserved,
+                             memory: resources.map { DRSController.allocation($0.memory) } ?? .unreserved)
         let ranking: [Placement.HostScore]
         do { ranking = try Placement.rank(vm, in: view) } catch { throw ControlError.unavailable(error.description) }
         var refusals: [String] = []

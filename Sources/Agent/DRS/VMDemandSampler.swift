@@ -33,6 +33,16 @@ struct VMDemandSampler: Sendable {
         return found ? total : nil
     }
 
+    /// Memory the VM actually uses: its QEMU's resident set (`VmRSS` of `/proc/<pid>/status`),
+    /// MiB; nil when unreadable (the process is gone).
+    static func residentMiB(pid: Int32) -> Int? {
+        // Unreadable: the process is gone; nothing to measure.
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kib = Int(line.split(whereSeparator: \.isWhitespace).dropFirst().first ?? "") else { return nil }
+        return kib / 1024
+    }
+
     /// run + wait from a schedstat line ("run wait timeslices").
     static func parseSchedstat(_ line: String) -> UInt64? {
         let fields = line.split(whereSeparator: \.isWhitespace)

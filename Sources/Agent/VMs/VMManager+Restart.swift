@@ -98,7 +98,7 @@ extension VMManager {
         try await network?.attach(spec)
         try await startLeaseKeeper(spec, epoch: epoch) // a new keeper at the new epoch (§11.2)
         do {
-            processes[id] = try await VMProcess.launch(spec: spec, directory: directory(for: id), options: options, logger: logger)
+            processes[id] = try await launchControlled(spec, options: options)
         } catch {
             await stopLeaseKeeper(id)
             throw error

@@ -50,6 +50,14 @@ public actor VMManager: MigrationVMRegistry {
     /// The virtual switch the VMs' NICs plug into (nil: VMs get no network).
     private(set) var network: AgentNetwork?
 
+    /// The cgroup cpu controller for VMs' CPU limits and shares, or why there is none
+    /// (nil: not configured, as in-process test agents).
+    var cpuGroups: Result<CPUControlGroups, ResourceControlError>?
+    /// The pools' CPU allocations (replicated records, pushed by DRS).
+    var poolCPU: [String: VMSpec.Allocation] = [:]
+    /// The mesh-wide check of a new VM's pool and reservations (installed by DRS).
+    var resourceCheck: (@Sendable (VMSpec) async throws -> Void)?
+
     /// Lease keepers for VMs on shared storage (Protocol.md §11.2); nil: leases are off.
     var leaseKeeping: LeaseKeeping?
 
@@ -156,6 +164,7 @@ public actor VMManager: MigrationVMRegistry {
             try spec.validate()
             try await network?.validate(spec)
         } catch { throw ControlError.badRequest("\(error)") }
+        try await checkResources(spec)
         let spec = AgentNetwork.localize(spec, directory: directory(for: spec.id))
         let record = try StoredVM(spec: spec, desiredState: "stopped")
         try await store.database.write { db in
@@ -183,12 +192,15 @@ public actor VMManager: MigrationVMRegistry {
         // Read again under the mark: a hold (fencing, an in-doubt handover) may have come meanwhile.
         if let hold = try await find(vm.id).hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
         let spec = try vm.decodedSpec()
+        // Admission: its reservations fit beside the running VMs', its limits can be enforced.
+        if let refusal = try await reservationRefusal(spec) { throw ControlError.conflict("cannot start \(vm.name): \(refusal)") }
+        if let refusal = cpuControlRefusal(spec) { throw ControlError.unavailable("cannot start \(vm.name): \(refusal)") }
         try await setDesired(vm.id, "running")
         do {
             try await network?.attach(spec)
             // On shared storage with leases on: the keeper holds the lease before QEMU starts (§11.2).
             try await startLeaseKeeper(spec, epoch: vm.epoch)
-            processes[vm.id] = try await VMProcess.launch(spec: spec, directory: directory(for: vm.id), options: options, logger: logger)
+            processes[vm.id] = try await launchControlled(spec, options: options)
             problems[vm.id] = nil
         } catch {
             await stopLeaseKeeper(vm.id)
@@ -216,8 +228,11 @@ public actor VMManager: MigrationVMRegistry {
             await process.stop()
             await process.qmp.close()
         }
-        // A spec that does not decode never got ports: attaching them needs it too.
-        if let spec = try? vm.decodedSpec() { await network?.detach(spec) }
+        // A spec that does not decode never got ports or a cgroup: attaching them needs it too.
+        if let spec = try? vm.decodedSpec() {
+            await network?.detach(spec)
+            releaseCPUGroup(spec)
+        }
         problems[vm.id] = nil
         logger.info("VM stopped", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
         return try await info(vm.id)
@@ -443,6 +458,16 @@ public actor VMManager: MigrationVMRegistry {
             busy[spec.id] = nil
             throw ControlError.conflict("VM \(spec.name) (\(spec.id)) already exists on this host")
         }
+        // Admission of its reservations and limits (Protocol.md §12.9): refused before anything is made.
+        let refusal: String?
+        do { refusal = try await reservationRefusal(spec) ?? cpuControlRefusal(spec) } catch {
+            busy[spec.id] = nil
+            throw error
+        }
+        if let refusal {
+            busy[spec.id] = nil
+            throw ControlError.conflict("cannot receive \(spec.name): \(refusal)")
+        }
     }
 
     /// Ends a reservation under which nothing was created.
@@ -455,7 +480,7 @@ public actor VMManager: MigrationVMRegistry {
     public func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess {
         var options = options
         options.accelerator = accelerator
-        let process = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), mode: .incoming, options: options, logger: logger)
+        let process = try await launchControlled(spec, mode: .incoming, options: options)
         processes[spec.id] = process
         return process
     }

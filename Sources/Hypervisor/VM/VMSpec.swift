@@ -34,6 +34,9 @@ public struct VMSpec: Codable, Sendable, Equatable {
     /// another domain); each 1-63 characters of `a-z 0-9 . _ - : =`, not starting with `.` or `-`.
     /// nil (absent from the JSON) when the VM has none, so specs stored before it decode unchanged.
     public var labels: [String]?
+    /// Its pool, reservations, limits and shares, and DRS overrides (Protocol.md §12.9); nil:
+    /// none. Travels with the VM; absent from the JSON when nil.
+    public var resources: Resources?
 
     /// A disk image.
     public struct Disk: Codable, Sendable, Equatable {

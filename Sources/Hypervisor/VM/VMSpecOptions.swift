@@ -47,6 +47,9 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     public var restart: VMSpec.RestartPolicy?
     /// Labels federation grants may name (`--label`, Protocol.md §2.9). Default none.
     public var labels: [String] = []
+    /// Its resources and DRS overrides (Protocol.md §12.9); nil (the default): no pool, nothing
+    /// reserved, no limit, normal shares, the mesh's DRS settings.
+    public var resources: VMSpec.Resources?
 
     /// Options with the defaults stated on each field.
     public init(name: String, kernel: String) {
@@ -55,7 +58,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage, restart, labels
+        case name, memoryMiB, vcpus, kernel, initrd, commandLine, workload, accelerator, network, ip, mac, ingress, egress, disks, sharedStorage, restart, labels, resources
     }
 
     /// Decodes, taking the default for every absent field but `name` and `kernel`.
@@ -77,6 +80,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
         sharedStorage = try c.decodeIfPresent(Bool.self, forKey: .sharedStorage) ?? false
         restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart)
         labels = try c.decodeIfPresent([String].self, forKey: .labels) ?? []
+        resources = try c.decodeIfPresent(VMSpec.Resources.self, forKey: .resources)
     }
 
     /// The spec for a VM with id `id`, checked with `VMSpec.validate()`.
@@ -108,6 +112,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
                           accelerator: accelerator, extraKernelArguments: arguments)
         spec.restart = restart
         spec.labels = labels.isEmpty ? nil : labels
+        spec.resources = resources
         try spec.validate()
         return spec
     }

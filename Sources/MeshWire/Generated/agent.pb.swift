@@ -868,7 +868,8 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
   /// "rule/<name>", "settings", "maintenance/<host id>", "health/<host id>",
   public var key: String = String()
 
-  /// "health-policy", "schedule/<id>", "schedule-runs/<id>"
+  /// "health-policy", "schedule/<id>", "schedule-runs/<id>",
+  /// "pool/<name>"
   public var version: UInt64 = 0
 
   /// host id of the writing agent (breaks version ties, larger wins)
@@ -935,6 +936,15 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
     set {body = .scheduleRuns(newValue)}
   }
 
+  /// key "pool/<name>" (Protocol.md §12.9)
+  public var pool: Hostmesh_V1_DrsPool {
+    get {
+      if case .pool(let v)? = body {return v}
+      return Hostmesh_V1_DrsPool()
+    }
+    set {body = .pool(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -945,8 +955,69 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
     case healthPolicy(Hostmesh_V1_DrsHealthPolicy)
     case schedule(Hostmesh_V1_DrsSchedule)
     case scheduleRuns(Hostmesh_V1_DrsScheduleRuns)
+    /// key "pool/<name>" (Protocol.md §12.9)
+    case pool(Hostmesh_V1_DrsPool)
 
   }
+
+  public init() {}
+}
+
+/// A resource pool (Protocol.md §12.9): what its VMs together are guaranteed, at most get, and
+/// their weight against other pools under contention.
+public nonisolated struct Hostmesh_V1_DrsPool: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// MUST equal the key's suffix
+  public var name: String = String()
+
+  /// thousandths of a core
+  public var cpu: Hostmesh_V1_DrsAllocation {
+    get {_cpu ?? Hostmesh_V1_DrsAllocation()}
+    set {_cpu = newValue}
+  }
+  /// Returns true if `cpu` has been explicitly set.
+  public var hasCpu: Bool {self._cpu != nil}
+  /// Clears the value of `cpu`. Subsequent reads from it will return its default value.
+  public mutating func clearCpu() {self._cpu = nil}
+
+  /// MiB
+  public var memory: Hostmesh_V1_DrsAllocation {
+    get {_memory ?? Hostmesh_V1_DrsAllocation()}
+    set {_memory = newValue}
+  }
+  /// Returns true if `memory` has been explicitly set.
+  public var hasMemory: Bool {self._memory != nil}
+  /// Clears the value of `memory`. Subsequent reads from it will return its default value.
+  public mutating func clearMemory() {self._memory = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _cpu: Hostmesh_V1_DrsAllocation? = nil
+  fileprivate var _memory: Hostmesh_V1_DrsAllocation? = nil
+}
+
+/// Reservation, limit and shares of one resource, in its unit (CPU: thousandths of a core,
+/// memory: MiB).
+public nonisolated struct Hostmesh_V1_DrsAllocation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// guaranteed; admission-controlled
+  public var reservation: UInt64 = 0
+
+  /// at most this; 0: no limit
+  public var limit: UInt64 = 0
+
+  /// relative weight under contention; 0: normal (1000)
+  public var shares: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1192,9 +1263,44 @@ public nonisolated struct Hostmesh_V1_DrsVmLoad: Sendable {
   /// migrating or otherwise in an operation: nothing moves it
   public var busy: Bool = false
 
+  /// its resource pool; empty: none (Protocol.md §12.9)
+  public var pool: String = String()
+
+  /// the VM's own reservation, limit, shares (CPU)
+  public var cpuAllocation: Hostmesh_V1_DrsAllocation {
+    get {_cpuAllocation ?? Hostmesh_V1_DrsAllocation()}
+    set {_cpuAllocation = newValue}
+  }
+  /// Returns true if `cpuAllocation` has been explicitly set.
+  public var hasCpuAllocation: Bool {self._cpuAllocation != nil}
+  /// Clears the value of `cpuAllocation`. Subsequent reads from it will return its default value.
+  public mutating func clearCpuAllocation() {self._cpuAllocation = nil}
+
+  /// the same for memory
+  public var memoryAllocation: Hostmesh_V1_DrsAllocation {
+    get {_memoryAllocation ?? Hostmesh_V1_DrsAllocation()}
+    set {_memoryAllocation = newValue}
+  }
+  /// Returns true if `memoryAllocation` has been explicitly set.
+  public var hasMemoryAllocation: Bool {self._memoryAllocation != nil}
+  /// Clears the value of `memoryAllocation`. Subsequent reads from it will return its default value.
+  public mutating func clearMemoryAllocation() {self._memoryAllocation = nil}
+
+  /// memory the guest actually uses (its QEMU's resident set, at most memory_mib); 0: not measured
+  public var memoryUsedMib: UInt32 = 0
+
+  /// the VM's own automation level; empty: the mesh's
+  public var automation: String = String()
+
+  /// the VM's own migration threshold 1-5; 0: the mesh's
+  public var threshold: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _cpuAllocation: Hostmesh_V1_DrsAllocation? = nil
+  fileprivate var _memoryAllocation: Hostmesh_V1_DrsAllocation? = nil
 }
 
 /// Initial placement (`vm create --place auto`): the agent that chose this host asks it to
@@ -2764,7 +2870,7 @@ nonisolated extension Hostmesh_V1_DrsUpdate: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DrsRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}version\0\u{1}writer\0\u{1}deleted\0\u{1}rule\0\u{1}settings\0\u{1}maintenance\0\u{2}5health\0\u{3}health_policy\0\u{1}schedule\0\u{3}schedule_runs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}version\0\u{1}writer\0\u{1}deleted\0\u{1}rule\0\u{1}settings\0\u{1}maintenance\0\u{2}\u{d}pool\0\u{2}(health\0\u{3}health_policy\0\u{1}schedule\0\u{3}schedule_runs\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2813,6 +2919,19 @@ nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobu
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.body = .maintenance(v)
+        }
+      }()
+      case 20: try {
+        var v: Hostmesh_V1_DrsPool?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .pool(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .pool(v)
         }
       }()
       case 60: try {
@@ -2902,6 +3021,10 @@ nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobu
       guard case .maintenance(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     }()
+    case .pool?: try {
+      guard case .pool(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
     case .health?: try {
       guard case .health(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
@@ -2929,6 +3052,90 @@ nonisolated extension Hostmesh_V1_DrsRecord: SwiftProtobuf.Message, SwiftProtobu
     if lhs.writer != rhs.writer {return false}
     if lhs.deleted != rhs.deleted {return false}
     if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsPool: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsPool"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}cpu\0\u{1}memory\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._cpu) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._memory) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try { if let v = self._cpu {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._memory {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsPool, rhs: Hostmesh_V1_DrsPool) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs._cpu != rhs._cpu {return false}
+    if lhs._memory != rhs._memory {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsAllocation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsAllocation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reservation\0\u{1}limit\0\u{1}shares\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.reservation) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.limit) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.shares) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.reservation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.reservation, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt64Field(value: self.limit, fieldNumber: 2)
+    }
+    if self.shares != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shares, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsAllocation, rhs: Hostmesh_V1_DrsAllocation) -> Bool {
+    if lhs.reservation != rhs.reservation {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.shares != rhs.shares {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3383,7 +3590,7 @@ nonisolated extension Hostmesh_V1_DrsHostLoad: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DrsVmLoad"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{3}cpu_milli\0\u{3}memory_mib\0\u{3}held_until_unix\0\u{1}busy\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{3}cpu_milli\0\u{3}memory_mib\0\u{3}held_until_unix\0\u{1}busy\0\u{2}\u{e}pool\0\u{3}cpu_allocation\0\u{3}memory_allocation\0\u{3}memory_used_mib\0\u{1}automation\0\u{1}threshold\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3397,12 +3604,22 @@ nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobu
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.memoryMib) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.heldUntilUnix) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.busy) }()
+      case 20: try { try decoder.decodeSingularStringField(value: &self.pool) }()
+      case 21: try { try decoder.decodeSingularMessageField(value: &self._cpuAllocation) }()
+      case 22: try { try decoder.decodeSingularMessageField(value: &self._memoryAllocation) }()
+      case 23: try { try decoder.decodeSingularUInt32Field(value: &self.memoryUsedMib) }()
+      case 24: try { try decoder.decodeSingularStringField(value: &self.automation) }()
+      case 25: try { try decoder.decodeSingularUInt32Field(value: &self.threshold) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.vmID.isEmpty {
       try visitor.visitSingularStringField(value: self.vmID, fieldNumber: 1)
     }
@@ -3421,6 +3638,24 @@ nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobu
     if self.busy != false {
       try visitor.visitSingularBoolField(value: self.busy, fieldNumber: 6)
     }
+    if !self.pool.isEmpty {
+      try visitor.visitSingularStringField(value: self.pool, fieldNumber: 20)
+    }
+    try { if let v = self._cpuAllocation {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    } }()
+    try { if let v = self._memoryAllocation {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    } }()
+    if self.memoryUsedMib != 0 {
+      try visitor.visitSingularUInt32Field(value: self.memoryUsedMib, fieldNumber: 23)
+    }
+    if !self.automation.isEmpty {
+      try visitor.visitSingularStringField(value: self.automation, fieldNumber: 24)
+    }
+    if self.threshold != 0 {
+      try visitor.visitSingularUInt32Field(value: self.threshold, fieldNumber: 25)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3431,6 +3666,12 @@ nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobu
     if lhs.memoryMib != rhs.memoryMib {return false}
     if lhs.heldUntilUnix != rhs.heldUntilUnix {return false}
     if lhs.busy != rhs.busy {return false}
+    if lhs.pool != rhs.pool {return false}
+    if lhs._cpuAllocation != rhs._cpuAllocation {return false}
+    if lhs._memoryAllocation != rhs._memoryAllocation {return false}
+    if lhs.memoryUsedMib != rhs.memoryUsedMib {return false}
+    if lhs.automation != rhs.automation {return false}
+    if lhs.threshold != rhs.threshold {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
