@@ -45,7 +45,7 @@ struct LeaseFenceTests {
         let first = try #require(try lease(), "no lease file in \(shared)/.hostmesh")
         #expect(first.epoch == 1 && first.held)
         #expect(try await eventually(10) { (try lease()?.counter ?? 0) > first.counter + 3 })
-        #expect(try await details().restartElsewhere?.hasPrefix("not yet: this host holds its lease") == true)
+        #expect(try await details().restartElsewhere?.hasPrefix("yes: this host holds its lease") == true)
         let qemu = try #require(try await details().info.pid)
 
         // The keeper killed alone: the agent starts a new keeper for the running copy, which

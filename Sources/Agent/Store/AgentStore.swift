@@ -83,6 +83,11 @@ public final class AgentStore: Sendable {
             try OccurrenceJournal.createTables(db)
             try HealthProbes.createTables(db)
         }
+        // High availability (Agent/HA, Protocol.md §11.2): where the lease and spec files of a VM
+        // another host owns are, as its owner's ownership records say (nil: not under a lease).
+        migrator.registerMigration("ha-v1") { db in
+            try db.alter(table: "ownership") { t in t.add(column: "leaseDirectory", .text) }
+        }
         return migrator
     }
 }
@@ -98,6 +103,9 @@ public struct StoredOwnership: Codable, Sendable, FetchableRecord, PersistableRe
     public var epoch: Int64
     /// Unix seconds.
     public var updatedAt: Double
+    /// The directory of the VM's lease and spec files on shared storage (Protocol.md §11.2), when
+    /// its owner runs it under a lease.
+    public var leaseDirectory: String? = nil
 }
 
 /// A VM this agent owns, as stored.

@@ -9,6 +9,9 @@ struct LeaseKeeping: Sendable {
     let executable: String
     let hostID: String
     let settings: LeaseSettings
+    /// The mesh's restart policy for VMs whose spec says none: what the spec file on the storage
+    /// says (a taker restarts only `on-failure` VMs).
+    var restartDefault: VMSpec.RestartPolicy = .no
 }
 
 /// Lease keepers (Protocol.md §11.2): a VM on shared storage gets its keeper before its QEMU
@@ -43,7 +46,10 @@ extension VMManager {
         }
         for _ in 0..<500 {
             let state = LeaseKeeper.state(runtimeDirectory: runtime.path) ?? ""
-            if state == "held" { return }
+            if state == "held" {
+                writeSpecFile(spec, epoch: epoch, in: leaseDirectory, keeping: keeping)
+                return
+            }
             if state.hasPrefix("refused: ") {
                 throw ControlError.conflict("\(spec.name) may not start here: its lease on the shared storage is refused: \(state.dropFirst("refused: ".count))")
             }
@@ -52,6 +58,19 @@ extension VMManager {
         }
         if keeper.isRunning { kill(keeper.processIdentifier, SIGKILL) }
         throw ControlError.failed("the lease keeper of \(spec.name) did not acquire its lease (\(LeaseKeeper.state(runtimeDirectory: runtime.path) ?? "no report"); see \(log))")
+    }
+
+    /// Writes `spec`'s spec file beside its lease (Protocol.md §11.2, "Spec file"), so that
+    /// another host can start the VM if this one dies, with its restart policy resolved. A failed
+    /// write is logged, not thrown: the copy here runs safely under its lease either way, and
+    /// another host only fails to take it over (it refuses an absent or damaged file).
+    private func writeSpecFile(_ spec: VMSpec, epoch: Int64, in directory: String, keeping: LeaseKeeping) {
+        var resolved = spec
+        resolved.restart = spec.restart ?? keeping.restartDefault
+        do { try LeaseFiles(directory: directory).writeSpec(VMSpecFile(spec: resolved, owner: keeping.hostID, epoch: epoch)) } catch {
+            logger.error("cannot write the VM's spec file beside its lease: no other host can take it over", metadata: [
+                "vm.id": "\(spec.id)", "vm.epoch": "\(epoch)", "error": "\(error)"])
+        }
     }
 
     /// Tells `id`'s lease keeper, if one runs, that the VM stops on purpose (SIGTERM: it writes

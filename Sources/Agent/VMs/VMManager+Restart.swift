@@ -123,15 +123,18 @@ extension VMManager {
     }
 
     /// What `vm show` says about restarting the VM on another host (Protocol.md §11.2).
-    static func restartElsewhere(_ spec: VMSpec, leases: Bool) -> String {
+    static func restartElsewhere(_ spec: VMSpec, leases: Bool, restartDefault: VMSpec.RestartPolicy) -> String {
         do {
             let directory = try LeaseFiles.directory(for: spec)
             guard leases else {
-                return "not yet: its disks are on shared storage, but this agent runs no leases (leases = false); "
+                return "no: its disks are on shared storage, but this agent runs no leases (leases = false); "
                     + "if this host dies the VM stays down until it returns"
             }
-            return "not yet: this host holds its lease in \(directory) while it runs and kills it if the lease cannot be renewed, "
-                + "but no other host takes a VM over yet (Protocol.md §11.2); if this host dies the VM stays down until it returns"
+            guard spec.restart == .onFailure || (spec.restart == nil && restartDefault == .onFailure) else {
+                return "no: its restart policy is not on-failure (`--restart on-failure` when defining it, or the mesh default `restart`)"
+            }
+            return "yes: this host holds its lease in \(directory) while it runs and kills it if the lease cannot be renewed; "
+                + "if this host dies or loses the storage, another host restarts it once the lease expired (Protocol.md §11.2)"
         } catch {
             return "no: \(error)"
         }

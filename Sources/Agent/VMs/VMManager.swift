@@ -27,6 +27,8 @@ public actor VMManager: MigrationVMRegistry {
         case starting, stopping
         /// Its owner is restarting it in place after its QEMU died (Protocol.md §11.1).
         case restarting = "being restarted after its QEMU died"
+        /// This host is starting it because its owner's lease expired (Protocol.md §11.2).
+        case takingOver = "being taken over from a host whose lease on it expired"
         case recovering = "being recovered (the agent is finishing what its last run left under way)"
         /// One of its disks is moving to another file on this host (Protocol.md §6.8).
         case movingStorage = "moving a disk to another file (`hostmesh vm move-storage`)"
@@ -66,7 +68,7 @@ public actor VMManager: MigrationVMRegistry {
     /// Enters or leaves maintenance for new, started and incoming VMs.
     func setMaintenance(_ on: Bool) { inMaintenance = on }
 
-    private func refuseInMaintenance(_ what: String) throws {
+    func refuseInMaintenance(_ what: String) throws {
         guard !inMaintenance else {
             throw ControlError.conflict("this host is in maintenance and takes no VM (\(what) refused): place it on another host, or `hostmesh host maintenance exit` first")
         }
@@ -241,7 +243,8 @@ public actor VMManager: MigrationVMRegistry {
         }
         let spec = try vm.decodedSpec()
         return VMDetails(info: try await info(vm.id), spec: spec, migrations: history.map(MigrationRecord.init),
-                         restartElsewhere: Self.restartElsewhere(spec, leases: leaseKeeping != nil))
+                         restartElsewhere: Self.restartElsewhere(spec, leases: leaseKeeping != nil,
+                                                                 restartDefault: leaseKeeping?.restartDefault ?? .no))
     }
 
     /// The last `lines` lines of the VM's serial console.
@@ -307,7 +310,7 @@ public actor VMManager: MigrationVMRegistry {
             case .destination: info.state = "incoming"
             case .recovering: info.state = "recovering"
             case .inDoubt: info.state = "in-doubt"
-            case .restarting: info.state = "restarting"
+            case .restarting, .takingOver: info.state = "restarting"
             case .movingStorage: info.state = info.qemuStatus == "running" ? "moving-storage" : info.state
             case .starting, .stopping: break
             }
