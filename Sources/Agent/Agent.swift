@@ -165,8 +165,7 @@ public struct Agent: Service {
             await listener.close()
             throw error
         }
-        var ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger)
-        ledger.leases = configuration.leases
+        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases)
         let restarts = RestartSupervisor(vms: vms, hostID: credentials.identity.hostID, meshDefault: configuration.restart,
                                          settings: RestartSettings(limit: configuration.restartLimit,
                                                                    window: .seconds(configuration.restartWindowSeconds)),

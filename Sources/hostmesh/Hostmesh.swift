@@ -8,6 +8,6 @@ struct Hostmesh: AsyncParsableCommand {
         abstract: "Peer-to-peer live migration of QEMU virtual machines.",
         version: "0.1.0",
         subcommands: [AgentCommand.self, JoinCommand.self, MembersCommand.self, LeaveCommand.self, OwnershipCommand.self, StatusCommand.self, VMCommand.self, MigrateCommand.self, MigrationsCommand.self, DRSCommand.self, RuleCommand.self, HostCommand.self, ScheduleCommand.self,
-                      KeysCommand.self, DomainCommand.self, DashboardCommand.self, BenchCommand.self, LeaseKeeperCommand.self]
+                      KeysCommand.self, DomainCommand.self, DashboardCommand.self, BenchCommand.self, LeaseKeeperCommand.self, QEMUExecCommand.self]
     )
 }

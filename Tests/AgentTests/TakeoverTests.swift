@@ -139,7 +139,7 @@ struct TakeoverTests {
         }
         let counter = try #require(try files.read(vm: spec.id, host: "node-a")).counter
         try await Task.sleep(for: .seconds(5)) // more than three times the expiry
-        #expect(try Self.running("ha-p", on: [b]).isEmpty, "restarted elsewhere while its owner still renewed the lease")
+        #expect(try await Self.running("ha-p", on: [b]).isEmpty, "restarted elsewhere while its owner still renewed the lease")
         #expect((try files.read(vm: spec.id, host: "node-a")?.counter ?? 0) > counter + 10, "the lease was not renewed")
         #expect(ProcessProbe.startTime(qemu) != nil, "the copy died while cut off from the mesh only")
         #expect(DiskLog.lastRecord(console())!.n > first.n, "the guest stopped writing")

@@ -24,7 +24,14 @@ extension VMManager {
     func unexpectedExits(meshDefault: VMSpec.RestartPolicy) async throws -> [UnexpectedExit] {
         var exits: [UnexpectedExit] = []
         for (id, process) in processes where busy[id] == nil {
-            guard let exit = await process.exitIfEnded(), exit.status != .exited(0) else { continue }
+            guard var exit = await process.exitIfEnded() else { continue }
+            // Gone with its status unknown (not this agent's child): a QEMU its lease keeper
+            // started, whose keeper says how it ended (a guest that powered off is no failure).
+            if exit.status == .unknown, leaseKeeping != nil, (try? LeaseFiles.directory(for: process.record.spec)) != nil { // not eligible: no keeper
+                guard let reported = keeperReportedExit(id) else { continue } // not yet: next round
+                exit.status = reported
+            }
+            guard exit.status != .exited(0) else { continue }
             // Read under the same conditions after the suspension: the VM may have moved on.
             guard busy[id] == nil, processes[id] === process, restartsDue[id] == nil,
                   let vm = try await store.database.read({ db in try StoredVM.fetchOne(db, key: id) }) else { continue }
@@ -98,7 +105,7 @@ extension VMManager {
         try await network?.attach(spec)
         try await startLeaseKeeper(spec, epoch: epoch) // a new keeper at the new epoch (§11.2)
         do {
-            processes[id] = try await VMProcess.launch(spec: spec, directory: directory(for: id), options: options, logger: logger)
+            processes[id] = try await VMProcess.launch(spec: spec, directory: directory(for: id), options: launchOptions(for: spec), logger: logger)
         } catch {
             await stopLeaseKeeper(id)
             throw error

@@ -54,7 +54,7 @@ extension VMManager {
         do {
             try await network?.attach(spec)
             try await startLeaseKeeper(spec, epoch: epoch)
-            processes[spec.id] = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), options: options, logger: logger)
+            processes[spec.id] = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), options: launchOptions(for: spec), logger: logger)
             problems[spec.id] = nil
         } catch {
             // The keeper stays: its lease (held, then stale) keeps other hosts from a second

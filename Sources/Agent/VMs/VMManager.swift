@@ -55,6 +55,9 @@ public actor VMManager: MigrationVMRegistry {
     /// Lease keepers for VMs on shared storage (Protocol.md §11.2); nil: leases are off.
     var leaseKeeping: LeaseKeeping?
 
+    /// The lease keepers this agent started (its children, reaped once they exit), by VM id.
+    var keeperChildren: [String: pid_t] = [:]
+
     /// Runs a lease keeper beside every VM on shared storage started from now on.
     func use(leases: LeaseKeeping) { leaseKeeping = leases }
 
@@ -188,7 +191,7 @@ public actor VMManager: MigrationVMRegistry {
             try await network?.attach(spec)
             // On shared storage with leases on: the keeper holds the lease before QEMU starts (§11.2).
             try await startLeaseKeeper(spec, epoch: vm.epoch)
-            processes[vm.id] = try await VMProcess.launch(spec: spec, directory: directory(for: vm.id), options: options, logger: logger)
+            processes[vm.id] = try await VMProcess.launch(spec: spec, directory: directory(for: vm.id), options: launchOptions(for: spec), logger: logger)
             problems[vm.id] = nil
         } catch {
             await stopLeaseKeeper(vm.id)
@@ -211,10 +214,13 @@ public actor VMManager: MigrationVMRegistry {
         try mark(vm.id, .stopping, name: vm.name)
         defer { busy[vm.id] = nil }
         try await setDesired(vm.id, "stopped")
-        await stopLeaseKeeper(vm.id) // released: no other host is to take it over
-        if let process = processes.removeValue(forKey: vm.id) {
-            await process.stop()
-            await process.qmp.close()
+        // Released (no other host is to take it over) while QEMU quits.
+        let process = processes.removeValue(forKey: vm.id)
+        await stopLeaseKeeper(vm.id) {
+            if let process {
+                await process.stop()
+                await process.qmp.close()
+            }
         }
         // A spec that does not decode never got ports: attaching them needs it too.
         if let spec = try? vm.decodedSpec() { await network?.detach(spec) }
