@@ -15,11 +15,19 @@ struct QEMUExecCommand: ParsableCommand {
     @Option(help: "The parent's pid: the exec is refused if the parent is already gone.") var parent: Int32
     @Argument(parsing: .captureForPassthrough, help: "QEMU's executable and arguments.") var command: [String]
 
+    /// Reached only when `execIfAsked` did not exec (its arguments were not in the expected form).
     func run() throws {
-        let command = command.first == "--" ? Array(command.dropFirst()) : command
-        guard let executable = command.first else { throw ValidationError("no command to run after --") }
-        let failure = DetachedProcess.execDyingWithParent(parent, executable: executable, arguments: Array(command.dropFirst()))
+        throw ValidationError("usage: hostmesh qemu-exec --parent PID -- EXECUTABLE [ARGUMENT…]")
+    }
+
+    /// When `arguments` are `hostmesh qemu-exec --parent PID -- EXECUTABLE ARGUMENTS…`, becomes
+    /// that executable (never returns; exits 127 when the exec is refused or fails). Called first
+    /// thing on the main thread.
+    static func execIfAsked(_ arguments: [String]) {
+        guard arguments.count >= 6, arguments[1] == "qemu-exec", arguments[2] == "--parent", let parent = Int32(arguments[3]),
+              arguments[4] == "--" else { return }
+        let failure = DetachedProcess.execDyingWithParent(parent, executable: arguments[5], arguments: Array(arguments.dropFirst(6)))
         FileHandle.standardError.write(Data("qemu-exec: \(failure)\n".utf8))
-        throw ExitCode(127)
+        Foundation.exit(127)
     }
 }

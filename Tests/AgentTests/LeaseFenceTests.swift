@@ -62,7 +62,7 @@ struct LeaseFenceTests {
         #expect(back, "not restarted after its keeper died: \(now)")
         let qemu = try #require(try await details().info.pid)
         let restarted = try lease()
-        #expect(restarted?.epoch == 2, "\(String(describing: restarted))")
+        #expect(restarted?.epoch == 2, "\(String(describing: restarted))\n\(agent.log.suffix(5000))")
         #expect((VMManager.leaseKeeperPid(spec.id, runtime: runtime) ?? keeper) != keeper, "no new keeper")
         let renewed = try #require(try lease()).counter
         #expect(try await eventually(10) { (try lease()?.counter ?? 0) > renewed + 3 })

@@ -142,9 +142,9 @@ public struct LeaseKeeper: Sendable {
             if let release {
                 // A QEMU of its own dies with the keeper: the keeper waits (at most 10 s) until the
                 // agent has made it quit, so that a stop is a quit, not a kill.
-                guard spawned, let running = qemu, ProcessProbe.isAlive(running.pid, start: running.start),
-                      ContinuousClock.now < release.deadline else {
-                    if spawned, let running = qemu, !ProcessProbe.isAlive(running.pid, start: running.start) { reportExit(of: running.pid) }
+                guard spawned, let running = qemu, ContinuousClock.now < release.deadline else { return release.outcome }
+                if let status = DetachedProcess.reap(running.pid) {
+                    report(status)
                     return release.outcome
                 }
                 Thread.sleep(forTimeInterval: 0.02)
@@ -162,9 +162,14 @@ public struct LeaseKeeper: Sendable {
             } else if qemu == nil, let found = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid", mentioning: runtimeDirectory + "/") {
                 qemu = found
             }
-            if let running = qemu, !ProcessProbe.isAlive(running.pid, start: running.start) {
-                if spawned { return .ended("QEMU \(reportExit(of: running.pid))") }
-                return .ended("QEMU exited")
+            if let running = qemu {
+                // Its own child is watched by waitpid: /proc can show a process that is still
+                // becoming QEMU (an exec in progress) as a zombie for a moment.
+                if spawned {
+                    if let status = DetachedProcess.reap(running.pid) { return .ended("QEMU \(report(status))") }
+                } else if !ProcessProbe.isAlive(running.pid, start: running.start) {
+                    return .ended("QEMU exited")
+                }
             }
             if qemu == nil, ContinuousClock.now >= startupDeadline { return .ended("QEMU did not start within \(startupTimeout)") }
             var events: [LeaseOwnerCore.Event] = mailbox.drain()
@@ -233,31 +238,30 @@ public struct LeaseKeeper: Sendable {
         } catch {
             return .failure(KeeperFailure(why: "cannot start QEMU: \(error)"))
         }
-        guard let start = ProcessProbe.startTime(pid) else {
-            return .failure(KeeperFailure(why: "QEMU \(reportExit(of: pid)) at once (see \(command.output))"))
+        var start = ProcessProbe.startTime(pid)
+        for _ in 0..<100 where start == nil {
+            if let status = DetachedProcess.reap(pid) {
+                return .failure(KeeperFailure(why: "QEMU \(report(status)) at once (see \(command.output))"))
+            }
+            Thread.sleep(forTimeInterval: 0.001) // between the spawn and the exec /proc may not show it yet
+            start = ProcessProbe.startTime(pid)
         }
+        guard let start else { return .failure(KeeperFailure(why: "QEMU \(pid) cannot be found in /proc after it was started")) }
         report("\(pid)", to: Self.qemuPidFile(runtimeDirectory: runtimeDirectory))
         return .success((pid, start))
     }
 
-    /// Reaps this keeper's QEMU child and writes how it ended for the agent (`qemuExitFile`);
-    /// returns it in words.
+    /// Writes how this keeper's QEMU child ended, for the agent (`qemuExitFile`); returns it in words.
     @discardableResult
-    private func reportExit(of pid: Int32) -> String {
-        var status: VMExit.Status?
-        for _ in 0..<100 {
-            status = DetachedProcess.reap(pid)
-            if status != nil { break }
-            Thread.sleep(forTimeInterval: 0.01) // a zombie's last threads are still going
-        }
+    private func report(_ status: VMExit.Status) -> String {
         switch status {
-        case let .exited(code)?:
+        case let .exited(code):
             report("exited \(code)", to: Self.qemuExitFile(runtimeDirectory: runtimeDirectory))
             return "exited with status \(code)"
-        case let .signaled(signal)?:
+        case let .signaled(signal):
             report("signaled \(signal)", to: Self.qemuExitFile(runtimeDirectory: runtimeDirectory))
             return "was killed by signal \(signal)"
-        case .unknown?, nil:
+        case .unknown:
             return "exited (status unknown)"
         }
     }
