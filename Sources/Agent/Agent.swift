@@ -104,7 +104,8 @@ public struct Agent: Service {
             guard let executable = configuration.leaseKeeperExecutable else {
                 throw AgentError.badConfiguration(path: "leases", reason: "leases = true needs the hostmesh executable to run lease keepers; start the agent with `hostmesh agent`")
             }
-            await vms.use(leases: LeaseKeeping(executable: executable, hostID: credentials.identity.hostID, settings: configuration.leaseSettings))
+            await vms.use(leases: LeaseKeeping(executable: executable, hostID: credentials.identity.hostID, settings: configuration.leaseSettings,
+                                               restartDefault: configuration.restart))
         }
         try await vms.recover()
         // Before anyone is served: storage moves the last run left unfinished end one way or the other.
@@ -168,11 +169,14 @@ public struct Agent: Service {
             await listener.close()
             throw error
         }
-        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger)
+        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases)
         let restarts = RestartSupervisor(vms: vms, hostID: credentials.identity.hostID, meshDefault: configuration.restart,
                                          settings: RestartSettings(limit: configuration.restartLimit,
                                                                    window: .seconds(configuration.restartWindowSeconds)),
                                          logger: logger)
+        let takeovers = configuration.leases ? TakeoverSupervisor(store: store, vms: vms, membership: membership, hostID: credentials.identity.hostID,
+                                                                  domain: credentials.certificate.domain, settings: configuration.leaseSettings,
+                                                                  logger: logger) : nil
         let greetings = GreetingQueue()
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys)
@@ -251,6 +255,10 @@ public struct Agent: Service {
                 await membership.refresh(runningVMs: running, migrationsInFlight: await coordinator.inFlight)
             }),
         ]
+        if let takeovers {
+            // Restart elsewhere (Protocol.md §11.2): one round per lease read period (500 ms).
+            services.append(("takeover-supervisor", RestartService(interval: .milliseconds(500)) { await takeovers.tick() }))
+        }
         if let metrics { services.append(("metrics", metrics)) }
         if let reload {
             services.append(("configuration-reload", ConfigurationReloadService(reload: reload, initial: configuration, coordinator: coordinator,

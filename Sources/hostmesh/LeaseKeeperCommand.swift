@@ -22,15 +22,24 @@ struct LeaseKeeperCommand: ParsableCommand {
     @Option(help: "Tick interval, ms.") var tickMs: Int = 250
     @Option(help: "The time a kill may take, ms.") var killMs: Int = 1000
     @Option(help: "Another host's expiry, ms (checked against the others).") var expiryMs: Int = 8000
+    @Flag(help: "Start QEMU (as this keeper's child, killed when it dies) once the agent writes qemu.command; without it, watch a QEMU started by the agent.")
+    var spawnsQemu = false
 
     func run() throws {
         let settings = LeaseSettings(renewInterval: .milliseconds(renewMs), fenceAfter: .milliseconds(fenceMs), tickInterval: .milliseconds(tickMs),
                                      killBound: .milliseconds(killMs), expiry: .milliseconds(expiryMs))
         do { try settings.validate() } catch { throw ValidationError("\(error)") }
         let keeper = LeaseKeeper(leaseDirectory: leaseDirectory, vm: vm, host: host, epoch: epoch, runtimeDirectory: runtimeDirectory,
-                                 settings: settings, injectedWriteFailure: TestHooks.leaseWriteFailure())
+                                 settings: settings, spawnsQEMUWith: spawnsQemu ? Self.executable : nil,
+                                 injectedWriteFailure: TestHooks.leaseWriteFailure())
         let outcome = keeper.run()
         FileHandle.standardError.write(Data("lease keeper for \(vm) at epoch \(epoch): \(outcome)\n".utf8))
         throw ExitCode(outcome.exitStatus)
+    }
+
+    /// This executable (for `qemu-exec`).
+    static var executable: String {
+        // No /proc: argv[0], as the agent does.
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 }

@@ -6,10 +6,12 @@ import Hypervisor
 import Testing
 
 /// The lease keeper wired into a real agent (Protocol.md §11.2) with real QEMU: a VM on shared
-/// storage runs only once its keeper holds the lease; the lease is renewed while it runs, also
-/// with the agent killed alone; when the lease writes fail (the storage cut off) the keeper kills
-/// the copy, and the agent does not restart it in place; an operator's start takes a new lease,
-/// a stop releases it, and a leased VM is not migrated (leases do not follow a handover yet).
+/// storage runs only once its keeper holds the lease, as the keeper's child; the lease is renewed
+/// while it runs, also with the agent killed alone; a keeper killed alone takes its QEMU with it
+/// (restarted in place under a new keeper), and so do a keeper and agent killed together; when
+/// the lease writes fail (the storage cut off) the keeper kills the copy, and the agent does not
+/// restart it in place; an operator's start takes a new lease, a stop releases it (QEMU quits),
+/// and a leased VM is not migrated (leases do not follow a handover yet).
 @Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
 struct LeaseFenceTests {
     @Test func aHostThatCannotRenewItsLeaseKillsItsCopy() async throws {
@@ -45,18 +47,25 @@ struct LeaseFenceTests {
         let first = try #require(try lease(), "no lease file in \(shared)/.hostmesh")
         #expect(first.epoch == 1 && first.held)
         #expect(try await eventually(10) { (try lease()?.counter ?? 0) > first.counter + 3 })
-        #expect(try await details().restartElsewhere?.hasPrefix("not yet: this host holds its lease") == true)
-        let qemu = try #require(try await details().info.pid)
-
-        // The keeper killed alone: the agent starts a new keeper for the running copy, which
-        // holds the lease on at its epoch.
+        #expect(try await details().restartElsewhere?.hasPrefix("yes: this host holds its lease") == true)
+        let firstQEMU = try #require(try await details().info.pid)
+        // QEMU is its keeper's child (it dies with it), not the agent's.
         let keeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: runtime))
+        #expect(parent(of: firstQEMU) == keeper, "QEMU's parent is \(String(describing: parent(of: firstQEMU))), not its keeper \(keeper)")
+
+        // The keeper killed alone: its QEMU dies with it (no copy runs unleased); the agent
+        // restarts the VM in place at the next epoch, under a new keeper.
         kill(keeper, SIGKILL)
-        #expect(try await eventually(20) { (VMManager.leaseKeeperPid(spec.id, runtime: runtime) ?? keeper) != keeper },
-                "no new keeper for a copy that lost its own")
+        #expect(try await eventually(10) { ProcessProbe.startTime(firstQEMU) == nil }, "the copy outlived its keeper")
+        let back = try await eventually(30) { let info = try await details().info; return info.state == "running" && info.pid != firstQEMU }
+        let now = try await details().info
+        #expect(back, "not restarted after its keeper died: \(now)")
+        let qemu = try #require(try await details().info.pid)
+        let restarted = try lease()
+        #expect(restarted?.epoch == 2, "\(String(describing: restarted))\n\(agent.log.suffix(5000))")
+        #expect((VMManager.leaseKeeperPid(spec.id, runtime: runtime) ?? keeper) != keeper, "no new keeper")
         let renewed = try #require(try lease()).counter
         #expect(try await eventually(10) { (try lease()?.counter ?? 0) > renewed + 3 })
-        #expect(try lease()?.epoch == 1 && ProcessProbe.startTime(qemu) != nil, "the copy was not kept")
 
         // The agent killed alone: QEMU runs on and its keeper keeps renewing.
         agent.kill()
@@ -93,5 +102,23 @@ struct LeaseFenceTests {
         _ = try await agent.control.call("vm.stop", ControlTypes.VMReference(vm: "leased"), as: VMInfo.self)
         #expect(try lease()?.held == false)
         #expect(LeaseKeeper.state(runtimeDirectory: runtime) == "released")
+        // A stop is a quit through QMP, not the keeper's death: QEMU exited by itself.
+        #expect(LeaseKeeper.qemuExit(runtimeDirectory: runtime) == .exited(0), "\(String(describing: LeaseKeeper.qemuExit(runtimeDirectory: runtime)))")
+
+        // The agent and the keeper killed together: the copy dies with them, so that it never
+        // runs unleased while another host may take the VM over.
+        _ = try await agent.control.call("vm.start", ControlTypes.VMReference(vm: "leased"), as: VMInfo.self)
+        let last = try #require(try await details().info.pid)
+        let lastKeeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: runtime))
+        agent.kill()
+        kill(lastKeeper, SIGKILL)
+        #expect(try await eventually(10) { ProcessProbe.startTime(last) == nil }, "QEMU runs on without its keeper and agent")
+    }
+
+    /// The parent pid of `pid` (field 4 of /proc/<pid>/stat).
+    func parent(of pid: Int32) -> Int32? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
     }
 }

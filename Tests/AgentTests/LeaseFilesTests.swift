@@ -79,8 +79,50 @@ struct LeaseFilesTests {
         #expect(throws: RestartElsewhereError.noDisk(vm: "diskless")) { _ = try LeaseFiles.directory(for: none) }
         let shared = VMSpec(id: "c", name: "db", memoryMiB: 64, disks: [.init(path: "/mnt/shared/db.raw", format: .raw, shared: true)], boot: boot)
         #expect(try LeaseFiles.directory(for: shared) == "/mnt/shared/.hostmesh")
-        #expect(VMManager.restartElsewhere(local, leases: true).hasPrefix("no: web cannot be restarted on another host: its disk /var/lib/vm/web.raw is not on shared storage"))
-        #expect(VMManager.restartElsewhere(shared, leases: false).hasPrefix("not yet: its disks are on shared storage, but this agent runs no leases"))
-        #expect(VMManager.restartElsewhere(shared, leases: true).hasPrefix("not yet: this host holds its lease"))
+        #expect(VMManager.restartElsewhere(local, leases: true, restartDefault: .onFailure)
+            .hasPrefix("no: web cannot be restarted on another host: its disk /var/lib/vm/web.raw is not on shared storage"))
+        #expect(VMManager.restartElsewhere(shared, leases: false, restartDefault: .onFailure)
+            .hasPrefix("no: its disks are on shared storage, but this agent runs no leases"))
+        #expect(VMManager.restartElsewhere(shared, leases: true, restartDefault: .no).hasPrefix("no: its restart policy is not on-failure"))
+        #expect(VMManager.restartElsewhere(shared, leases: true, restartDefault: .onFailure).hasPrefix("yes: this host holds its lease"))
+    }
+
+    /// The spec file beside the lease (Protocol.md §11.2): written atomically and read back;
+    /// absent, damaged or another VM's, it is refused with its path, so nothing is taken over.
+    @Test func theSpecFileIsReadBackAndABadOneIsRefusedWithItsPath() throws {
+        let root = NSTemporaryDirectory() + "hm-spec-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: root) } // a temporary directory: leftovers harm nothing
+        let files = LeaseFiles(directory: root + "/.hostmesh")
+        let boot = VMSpec.Boot.kernel(path: "/k", initrd: nil, commandLine: "")
+        var spec = VMSpec(id: "vm1", name: "db", memoryMiB: 64, disks: [.init(path: root + "/db.raw", format: .raw, shared: true)], boot: boot)
+        spec.restart = .onFailure
+        #expect(throws: VMSpecFileError.missing(path: files.specPath("vm1"))) { _ = try files.readSpec(vm: "vm1") }
+        try files.writeSpec(VMSpecFile(spec: spec, owner: "node-a", epoch: 3))
+        let back = try files.readSpec(vm: "vm1")
+        #expect(back == VMSpecFile(spec: spec, owner: "node-a", epoch: 3))
+        #expect(!FileManager.default.fileExists(atPath: files.specPath("vm1") + ".tmp"))
+
+        // Another VM's spec under this VM's name.
+        var other = spec
+        other.id = "vm2"
+        try files.writeSpec(VMSpecFile(spec: other, owner: "node-a", epoch: 3))
+        try FileManager.default.moveItem(atPath: files.specPath("vm2"), toPath: files.specPath("vm1") + ".x")
+        try FileManager.default.removeItem(atPath: files.specPath("vm1"))
+        try FileManager.default.moveItem(atPath: files.specPath("vm1") + ".x", toPath: files.specPath("vm1"))
+        #expect(throws: VMSpecFileError.otherVM(path: files.specPath("vm1"), expected: "vm1", found: "vm2")) { _ = try files.readSpec(vm: "vm1") }
+
+        // Damaged: cut short, or not a spec at all.
+        let good = try JSONEncoder().encode(VMSpecFile(spec: spec, owner: "node-a", epoch: 3))
+        try good.prefix(good.count / 2).write(to: URL(fileURLWithPath: files.specPath("vm1")))
+        do {
+            _ = try files.readSpec(vm: "vm1")
+            Issue.record("a torn spec file was read")
+        } catch let error as VMSpecFileError {
+            guard case let .corrupt(path, _) = error else { Issue.record("\(error)"); return }
+            #expect(path == files.specPath("vm1"))
+            #expect("\(error)".contains(files.specPath("vm1")) && "\(error)".contains("Nothing is taken over"))
+        }
+        try Data("hostmesh-lease 1\n".utf8).write(to: URL(fileURLWithPath: files.specPath("vm1")))
+        #expect(throws: VMSpecFileError.self) { _ = try files.readSpec(vm: "vm1") }
     }
 }

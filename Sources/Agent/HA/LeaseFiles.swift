@@ -7,8 +7,8 @@ import Hypervisor
 /// atomically), and `<vm>.claim.<epoch>` (created exclusively: the storage decides which host
 /// takes a VM over).
 ///
-/// Used by the lease keeper (`LeaseKeeper`, one process per VM copy); the takeover shell is still
-/// to come (§11.2 "Status").
+/// Used by the lease keeper (`LeaseKeeper`, one process per VM copy), the owner's agent (the spec
+/// file, `VMSpecFile`) and the takeover shell (`TakeoverSupervisor`).
 struct LeaseFiles: Sendable {
     /// The `.hostmesh` directory.
     let directory: String
@@ -26,11 +26,16 @@ struct LeaseFiles: Sendable {
     /// Replaces the lease file with `record`: written to a temporary file, fsynced, renamed over
     /// the old one, and the directory fsynced, so a reader sees the old record or the new one.
     func write(_ record: LeaseRecord) throws {
+        try replace(leasePath(record.vm, host: record.owner), with: record.encoded)
+    }
+
+    /// Replaces the file at `path` (in `directory`) with `bytes` atomically: written to
+    /// `<path>.tmp`, fsynced, renamed over the old one, the directory fsynced.
+    func replace(_ path: String, with bytes: [UInt8]) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = leasePath(record.vm, host: record.owner), temporary = path + ".tmp"
+        let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw LeaseIOError(path: temporary, operation: "open", errno: errno) }
-        let bytes = record.encoded
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         let savedErrno = errno
         guard written == bytes.count, fsync(fd) == 0 else {

@@ -1,5 +1,6 @@
 import Foundation
 public import HA
+public import Hypervisor
 import MeshTime
 import Synchronization
 
@@ -48,9 +49,14 @@ public struct LeaseKeeper: Sendable {
     /// Test seam (set only by the hostmesh executable's TestHooks): when it returns a reason,
     /// the renewal fails with it, as a write to a storage that is cut off would.
     public var injectedWriteFailure: @Sendable () -> String?
+    /// The `hostmesh` executable whose `qemu-exec` this keeper starts QEMU with, as its own child
+    /// that dies with it (`QEMUCommand`, written by the agent once the lease is held); nil: QEMU
+    /// is started by someone else and found by its pid file (a copy that ran before its keeper).
+    public var spawnsQEMUWith: String?
 
     public init(leaseDirectory: String, vm: String, host: String, epoch: Int64, runtimeDirectory: String, settings: LeaseSettings,
-                startupTimeout: Duration = .seconds(60), injectedWriteFailure: @escaping @Sendable () -> String? = { nil }) {
+                startupTimeout: Duration = .seconds(60), spawnsQEMUWith: String? = nil,
+                injectedWriteFailure: @escaping @Sendable () -> String? = { nil }) {
         self.leaseDirectory = leaseDirectory
         self.vm = vm
         self.host = host
@@ -58,11 +64,18 @@ public struct LeaseKeeper: Sendable {
         self.runtimeDirectory = runtimeDirectory
         self.settings = settings
         self.startupTimeout = startupTimeout
+        self.spawnsQEMUWith = spawnsQEMUWith
         self.injectedWriteFailure = injectedWriteFailure
     }
 
     public static func stateFile(runtimeDirectory: String) -> String { runtimeDirectory + "/lease-keeper.state" }
     public static func pidFile(runtimeDirectory: String) -> String { runtimeDirectory + "/lease-keeper.pid" }
+    /// What QEMU to start (`QEMUCommand` as JSON), written by the agent for a keeper that spawns QEMU.
+    public static func commandFile(runtimeDirectory: String) -> String { runtimeDirectory + "/qemu.command" }
+    /// The pid of the QEMU the keeper started.
+    public static func qemuPidFile(runtimeDirectory: String) -> String { runtimeDirectory + "/lease-keeper.qemu" }
+    /// How the QEMU the keeper started ended: `exited N` or `signaled N`.
+    public static func qemuExitFile(runtimeDirectory: String) -> String { runtimeDirectory + "/qemu.exit" }
 
     /// What the keeper's state file says, if it exists.
     public static func state(runtimeDirectory: String) -> String? {
@@ -111,19 +124,53 @@ public struct LeaseKeeper: Sendable {
         var core = LeaseOwnerCore(settings: settings, epoch: epoch, counter: previous + 1, acquiredAt: acquiredAt)
         let mailbox = Mailbox()
         var qemu: (pid: Int32, start: UInt64)?
+        var spawned = false
         let startupDeadline = ContinuousClock.now + startupTimeout
+        var release: (outcome: Outcome, deadline: ContinuousClock.Instant)?
         while true {
-            if terminationRequested.load(ordering: .relaxed) {
+            if terminationRequested.load(ordering: .relaxed), release == nil {
                 _ = core.handle(.released)
                 mailbox.waitIdle(atMost: .seconds(2))
                 // The release only says "do not take over"; the copy is being stopped by the agent.
-                do { try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: core.counter + 1, held: false)) } catch {
-                    return .ended("stopped, but the release could not be written (\(error)); the lease expires instead")
+                do {
+                    try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: core.counter + 1, held: false))
+                    release = (.released, ContinuousClock.now + .seconds(10))
+                } catch {
+                    release = (.ended("stopped, but the release could not be written (\(error)); the lease expires instead"), ContinuousClock.now + .seconds(10))
                 }
-                return .released
             }
-            if qemu == nil, let found = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid", mentioning: runtimeDirectory + "/") { qemu = found }
-            if let running = qemu, !ProcessProbe.isAlive(running.pid, start: running.start) { return .ended("QEMU exited") }
+            if let release {
+                // A QEMU of its own dies with the keeper: the keeper waits (at most 10 s) until the
+                // agent has made it quit, so that a stop is a quit, not a kill.
+                guard spawned, let running = qemu, ContinuousClock.now < release.deadline else { return release.outcome }
+                if let status = DetachedProcess.reap(running.pid) {
+                    report(status)
+                    return release.outcome
+                }
+                Thread.sleep(forTimeInterval: 0.02)
+                continue
+            }
+            if qemu == nil, let executable = spawnsQEMUWith {
+                switch startQEMU(with: executable) {
+                case nil: break // not asked yet
+                case let .success(started)?:
+                    qemu = started
+                    spawned = true
+                case let .failure(failure)?:
+                    return .ended("\(failure)")
+                }
+            } else if qemu == nil, let found = ProcessProbe.process(inPidFile: runtimeDirectory + "/qemu.pid", mentioning: runtimeDirectory + "/") {
+                qemu = found
+            }
+            if let running = qemu {
+                // Its own child is watched by waitpid: /proc can show a process that is still
+                // becoming QEMU (an exec in progress) as a zombie for a moment.
+                if spawned {
+                    if let status = DetachedProcess.reap(running.pid) { return .ended("QEMU \(report(status))") }
+                } else if !ProcessProbe.isAlive(running.pid, start: running.start) {
+                    return .ended("QEMU exited")
+                }
+            }
             if qemu == nil, ContinuousClock.now >= startupDeadline { return .ended("QEMU did not start within \(startupTimeout)") }
             var events: [LeaseOwnerCore.Event] = mailbox.drain()
             events.append(.tick(now: now))
@@ -170,6 +217,64 @@ public struct LeaseKeeper: Sendable {
         }
     }
 
+    /// Starts the QEMU the agent asked for (`commandFile`), as this keeper's child that is
+    /// killed when the keeper dies: nil while the agent has not asked yet.
+    private func startQEMU(with executable: String) -> Result<(pid: Int32, start: UInt64), KeeperFailure>? {
+        let path = Self.commandFile(runtimeDirectory: runtimeDirectory)
+        // Absent (not asked yet) or still being renamed into place: asked for at a later tick.
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        unlink(path) // consumed: one QEMU per request
+        let command: QEMUCommand
+        do { command = try JSONDecoder().decode(QEMUCommand.self, from: data) } catch {
+            return .failure(KeeperFailure(why: "the agent's QEMU command \(path) does not read: \(error)"))
+        }
+        let pid: pid_t
+        do {
+            // From this (the main) thread, which lives as long as the keeper: the parent-death
+            // signal is tied to the thread that created the child.
+            pid = try DetachedProcess.spawn(executable: executable,
+                                            arguments: ["qemu-exec", "--parent", "\(getpid())", "--", command.executable] + command.arguments,
+                                            output: command.output)
+        } catch {
+            return .failure(KeeperFailure(why: "cannot start QEMU: \(error)"))
+        }
+        var start = ProcessProbe.startTime(pid)
+        for _ in 0..<100 where start == nil {
+            if let status = DetachedProcess.reap(pid) {
+                return .failure(KeeperFailure(why: "QEMU \(report(status)) at once (see \(command.output))"))
+            }
+            Thread.sleep(forTimeInterval: 0.001) // between the spawn and the exec /proc may not show it yet
+            start = ProcessProbe.startTime(pid)
+        }
+        guard let start else { return .failure(KeeperFailure(why: "QEMU \(pid) cannot be found in /proc after it was started")) }
+        report("\(pid)", to: Self.qemuPidFile(runtimeDirectory: runtimeDirectory))
+        return .success((pid, start))
+    }
+
+    /// Writes how this keeper's QEMU child ended, for the agent (`qemuExitFile`); returns it in words.
+    @discardableResult
+    private func report(_ status: VMExit.Status) -> String {
+        switch status {
+        case let .exited(code):
+            report("exited \(code)", to: Self.qemuExitFile(runtimeDirectory: runtimeDirectory))
+            return "exited with status \(code)"
+        case let .signaled(signal):
+            report("signaled \(signal)", to: Self.qemuExitFile(runtimeDirectory: runtimeDirectory))
+            return "was killed by signal \(signal)"
+        case .unknown:
+            return "exited (status unknown)"
+        }
+    }
+
+    /// How the QEMU a keeper started ended, as it wrote it; nil when it wrote nothing (yet).
+    public static func qemuExit(runtimeDirectory: String) -> VMExit.Status? {
+        // Absent: that keeper's QEMU has not ended, or the keeper died first (then nobody knows).
+        guard let data = FileManager.default.contents(atPath: qemuExitFile(runtimeDirectory: runtimeDirectory)) else { return nil }
+        let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        guard parts.count == 2, let value = Int32(parts[1]) else { return nil }
+        return parts[0] == "exited" ? .exited(value) : parts[0] == "signaled" ? .signaled(value) : nil
+    }
+
     private func report(_ state: String) { report(state, to: Self.stateFile(runtimeDirectory: runtimeDirectory)) }
 
     private func report(_ text: String, to path: String) {
@@ -184,6 +289,20 @@ public struct LeaseKeeper: Sendable {
 
 /// Set by SIGTERM: the agent stops the VM on purpose.
 private let terminationRequested = Atomic<Bool>(false)
+
+/// What QEMU the agent asks a keeper to start (`LeaseKeeper.commandFile`).
+public struct QEMUCommand: Codable, Sendable {
+    public var executable: String
+    public var arguments: [String]
+    /// Where its stdout and stderr go (QEMU's log in the runtime directory).
+    public var output: String
+
+    public init(executable: String, arguments: [String], output: String) {
+        self.executable = executable
+        self.arguments = arguments
+        self.output = output
+    }
+}
 
 private struct KeeperFailure: Error, CustomStringConvertible {
     let why: String
@@ -205,7 +324,7 @@ private final class Mailbox: Sendable {
     }
 }
 
-/// Looks at a process the keeper did not start (QEMU is the agent's child) through /proc.
+/// Looks at QEMU through /proc (the agent's child, or the keeper's own).
 enum ProcessProbe {
     /// The live process a pid file names, with its start time, if its command line mentions
     /// `mentioning` (QEMU's names its runtime directory: a stale pid file whose pid now belongs

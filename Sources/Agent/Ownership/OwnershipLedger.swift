@@ -10,6 +10,9 @@ struct OwnershipLedger: Sendable {
     let store: AgentStore
     let hostID: String
     let logger: Logger
+    /// Whether this host runs its VMs on shared storage under leases (Protocol.md §11.2): its
+    /// records of such VMs then name their lease directory, so that other hosts can watch them.
+    var leases = false
 
     /// Every record this host can vouch for or has heard, newest epoch per VM.
     func records() async throws -> [Hostmesh_V1_OwnershipRecord] {
@@ -18,12 +21,17 @@ struct OwnershipLedger: Sendable {
             for row in try StoredOwnership.fetchAll(db) {
                 var r = Hostmesh_V1_OwnershipRecord()
                 r.vmID = row.vmId; r.owner = row.owner; r.epoch = UInt64(row.epoch)
+                r.leaseDirectory = row.leaseDirectory ?? ""
                 out[row.vmId] = r
             }
             for vm in try StoredVM.fetchAll(db) where vm.hold == nil {
                 if let known = out[vm.id], known.epoch > UInt64(vm.epoch) { continue }
                 var r = Hostmesh_V1_OwnershipRecord()
                 r.vmID = vm.id; r.owner = hostID; r.epoch = UInt64(vm.epoch)
+                // A spec that does not decode, or a VM not on shared storage: no lease to name.
+                if leases, let spec = try? vm.decodedSpec(), let directory = try? LeaseFiles.directory(for: spec) {
+                    r.leaseDirectory = directory
+                }
                 out[vm.id] = r
             }
             return out.values.sorted { $0.vmID < $1.vmID }
@@ -44,8 +52,10 @@ struct OwnershipLedger: Sendable {
                                    arguments: ["\(record.owner) owns this VM at epoch \(epoch), above this copy's \(mine.epoch): this copy is stale and must not run", record.vmID])
                 }
                 let known = try StoredOwnership.fetchOne(db, key: record.vmID)
-                if known == nil || known!.epoch < epoch {
-                    try StoredOwnership(vmId: record.vmID, owner: record.owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
+                if known == nil || known!.epoch < epoch
+                    || (known!.epoch == epoch && known!.owner == record.owner && (known!.leaseDirectory ?? "") != record.leaseDirectory) {
+                    try StoredOwnership(vmId: record.vmID, owner: record.owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970,
+                                        leaseDirectory: record.leaseDirectory.isEmpty ? nil : record.leaseDirectory).save(db)
                 }
             }
             return stale

@@ -87,6 +87,11 @@ public final class AgentStore: Sendable {
         migrator.registerMigration("trustchan-v1") { db in try DomainKeyStore.createTables(db) }
         // Migrations across domains (Agent/Federation, Protocol.md §6.10): the tombstones of VMs that left.
         migrator.registerMigration("xdomain-v1") { db in try TombstoneStore.createTables(db) }
+        // High availability (Agent/HA, Protocol.md §11.2): where the lease and spec files of a VM
+        // another host owns are, as its owner's ownership records say (nil: not under a lease).
+        migrator.registerMigration("ha-v1") { db in
+            try db.alter(table: "ownership") { t in t.add(column: "leaseDirectory", .text) }
+        }
         return migrator
     }
 }
@@ -102,6 +107,9 @@ public struct StoredOwnership: Codable, Sendable, FetchableRecord, PersistableRe
     public var epoch: Int64
     /// Unix seconds.
     public var updatedAt: Double
+    /// The directory of the VM's lease and spec files on shared storage (Protocol.md §11.2), when
+    /// its owner runs it under a lease.
+    public var leaseDirectory: String? = nil
 }
 
 /// A VM this agent owns, as stored.

@@ -9,6 +9,9 @@ struct LeaseKeeping: Sendable {
     let executable: String
     let hostID: String
     let settings: LeaseSettings
+    /// The mesh's restart policy for VMs whose spec says none: what the spec file on the storage
+    /// says (a taker restarts only `on-failure` VMs).
+    var restartDefault: VMSpec.RestartPolicy = .no
 }
 
 /// Lease keepers (Protocol.md §11.2): a VM on shared storage gets its keeper before its QEMU
@@ -20,50 +23,128 @@ extension VMManager {
     ///
     /// - Throws: `ControlError.conflict` when the keeper refuses (a claim above `epoch`: another
     ///   host took the VM over; or the lease cannot be written), `.failed` when it cannot start.
-    func startLeaseKeeper(_ spec: VMSpec, epoch: Int64) async throws {
+    ///
+    /// With `spawnsQEMU` (every start of a QEMU under a lease) the keeper starts the QEMU itself,
+    /// as its child that is killed when the keeper dies, once `launchOptions` asks it to: no QEMU
+    /// runs on without its keeper (Protocol.md §11.2). Without it (a copy already running) the
+    /// keeper watches the QEMU by its pid file.
+    func startLeaseKeeper(_ spec: VMSpec, epoch: Int64, spawnsQEMU: Bool = true) async throws {
         guard let keeping = leaseKeeping, let leaseDirectory = try? LeaseFiles.directory(for: spec) else { return } // not eligible: no lease
         let runtime = directory(for: spec.id)
         try runtime.prepare()
         await stopLeaseKeeper(spec.id) // a keeper of an earlier life must not report for this one
-        unlink(LeaseKeeper.stateFile(runtimeDirectory: runtime.path))
+        for stale in [LeaseKeeper.stateFile(runtimeDirectory: runtime.path), LeaseKeeper.commandFile(runtimeDirectory: runtime.path),
+                      LeaseKeeper.qemuPidFile(runtimeDirectory: runtime.path), LeaseKeeper.qemuExitFile(runtimeDirectory: runtime.path)] {
+            unlink(stale)
+        }
         let settings = keeping.settings
         func ms(_ d: Duration) -> String { String(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000) }
-        let keeper = Process()
-        keeper.executableURL = URL(fileURLWithPath: keeping.executable)
-        keeper.arguments = ["lease-keeper", "--lease-directory", leaseDirectory, "--vm", spec.id, "--host", keeping.hostID, "--epoch", "\(epoch)",
-                            "--runtime-directory", runtime.path, "--renew-ms", ms(settings.renewInterval), "--fence-ms", ms(settings.fenceAfter),
-                            "--tick-ms", ms(settings.tickInterval), "--kill-ms", ms(settings.killBound), "--expiry-ms", ms(settings.expiry)]
-        keeper.standardInput = FileHandle.nullDevice
-        keeper.standardOutput = FileHandle.nullDevice
+        let arguments = ["lease-keeper", "--lease-directory", leaseDirectory, "--vm", spec.id, "--host", keeping.hostID, "--epoch", "\(epoch)",
+                         "--runtime-directory", runtime.path, "--renew-ms", ms(settings.renewInterval), "--fence-ms", ms(settings.fenceAfter),
+                         "--tick-ms", ms(settings.tickInterval), "--kill-ms", ms(settings.killBound), "--expiry-ms", ms(settings.expiry)]
+            + (spawnsQEMU ? ["--spawns-qemu"] : [])
         let log = runtime.path + "/lease-keeper.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil) // opened next; a failure shows there
-        keeper.standardError = FileHandle(forWritingAtPath: log)
-        do { try keeper.run() } catch {
+        let keeper: pid_t
+        // posix_spawn, as QEMU is, never Foundation's Process (it takes over SIGCHLD and reaps QEMUs).
+        do { keeper = try DetachedProcess.spawn(executable: keeping.executable, arguments: arguments, output: log) } catch {
             throw ControlError.failed("cannot start the lease keeper of \(spec.name) (\(keeping.executable) lease-keeper): \(error)")
         }
+        keeperChildren[spec.id] = keeper
         for _ in 0..<500 {
             let state = LeaseKeeper.state(runtimeDirectory: runtime.path) ?? ""
-            if state == "held" { return }
+            if state == "held" {
+                writeSpecFile(spec, epoch: epoch, in: leaseDirectory, keeping: keeping)
+                return
+            }
             if state.hasPrefix("refused: ") {
                 throw ControlError.conflict("\(spec.name) may not start here: its lease on the shared storage is refused: \(state.dropFirst("refused: ".count))")
             }
-            if !keeper.isRunning { break }
+            if DetachedProcess.reap(keeper) != nil { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        if keeper.isRunning { kill(keeper.processIdentifier, SIGKILL) }
+        if DetachedProcess.reap(keeper) == nil { kill(keeper, SIGKILL) }
         throw ControlError.failed("the lease keeper of \(spec.name) did not acquire its lease (\(LeaseKeeper.state(runtimeDirectory: runtime.path) ?? "no report"); see \(log))")
     }
 
+    /// Writes `spec`'s spec file beside its lease (Protocol.md §11.2, "Spec file"), so that
+    /// another host can start the VM if this one dies, with its restart policy resolved. A failed
+    /// write is logged, not thrown: the copy here runs safely under its lease either way, and
+    /// another host only fails to take it over (it refuses an absent or damaged file).
+    private func writeSpecFile(_ spec: VMSpec, epoch: Int64, in directory: String, keeping: LeaseKeeping) {
+        var resolved = spec
+        resolved.restart = spec.restart ?? keeping.restartDefault
+        do { try LeaseFiles(directory: directory).writeSpec(VMSpecFile(spec: resolved, owner: keeping.hostID, epoch: epoch)) } catch {
+            logger.error("cannot write the VM's spec file beside its lease: no other host can take it over", metadata: [
+                "vm.id": "\(spec.id)", "vm.epoch": "\(epoch)", "error": "\(error)"])
+        }
+    }
+
+    /// How to launch `spec`'s QEMU: through its lease keeper when one started for it with
+    /// `spawnsQEMU` (the VM is on shared storage and leases are on), else as this agent's child.
+    func launchOptions(for spec: VMSpec) -> VMProcess.Options {
+        var options = options
+        guard leaseKeeping != nil, (try? LeaseFiles.directory(for: spec)) != nil else { return options } // not eligible: no keeper
+        let runtime = directory(for: spec.id).path
+        options.spawner = { executable, arguments, output in
+            try await Self.spawnThroughKeeper(QEMUCommand(executable: executable, arguments: arguments, output: output), runtime: runtime)
+        }
+        return options
+    }
+
+    /// Asks the keeper in `runtime` to start QEMU (`LeaseKeeper.commandFile`) and waits for the
+    /// pid of the QEMU it started (at most 10 s).
+    ///
+    /// - Throws: `ControlError.failed` when the keeper ended, fenced or did not answer.
+    static func spawnThroughKeeper(_ command: QEMUCommand, runtime: String) async throws -> pid_t {
+        let path = LeaseKeeper.commandFile(runtimeDirectory: runtime)
+        try JSONEncoder().encode(command).write(to: URL(fileURLWithPath: path), options: .atomic)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            // Absent or half-written: the keeper has not started QEMU yet.
+            if let text = try? String(contentsOfFile: LeaseKeeper.qemuPidFile(runtimeDirectory: runtime), encoding: .utf8),
+               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 {
+                return pid
+            }
+            let state = LeaseKeeper.state(runtimeDirectory: runtime) ?? "no report"
+            if state != "held" && state != "acquiring" { throw ControlError.failed("the lease keeper did not start QEMU: \(state)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        unlink(path)
+        throw ControlError.failed("the lease keeper did not start QEMU within 10 s (\(LeaseKeeper.state(runtimeDirectory: runtime) ?? "no report"))")
+    }
+
     /// Tells `id`'s lease keeper, if one runs, that the VM stops on purpose (SIGTERM: it writes
-    /// `released` and exits), and waits for it briefly.
-    func stopLeaseKeeper(_ id: String) async {
+    /// `released`, waits for a QEMU of its own to quit, and exits), and waits for it briefly.
+    /// `quitting` makes the QEMU quit meanwhile (a keeper's QEMU dies with it: a stop should be
+    /// a quit, not a kill).
+    func stopLeaseKeeper(_ id: String, quitting: (() async -> Void)? = nil) async {
         let runtime = directory(for: id).path
-        guard let pid = Self.leaseKeeperPid(id, runtime: runtime) else { return }
+        guard let pid = Self.leaseKeeperPid(id, runtime: runtime) else {
+            await quitting?()
+            return
+        }
         kill(pid, SIGTERM)
-        for _ in 0..<150 where Self.leaseKeeperPid(id, runtime: runtime) != nil {
+        await quitting?()
+        for _ in 0..<600 where Self.leaseKeeperPid(id, runtime: runtime) != nil {
+            reapLeaseKeepers()
             // Cancelled: the keeper exits by itself anyway; nothing waits on the release.
             try? await Task.sleep(for: .milliseconds(20))
         }
+        reapLeaseKeepers()
+    }
+
+    /// Reaps the lease keepers this agent started that have exited (they are its children).
+    func reapLeaseKeepers() {
+        for (id, pid) in keeperChildren where DetachedProcess.reap(pid) != nil { keeperChildren[id] = nil }
+    }
+
+    /// How the QEMU `id`'s keeper started ended, when this agent cannot know (not its child):
+    /// the keeper's report; nil while that keeper still runs without having reported (the next
+    /// round asks again). `.unknown` when the keeper is gone without a report (killed with it).
+    func keeperReportedExit(_ id: String) -> VMExit.Status? {
+        let runtime = directory(for: id).path
+        if let status = LeaseKeeper.qemuExit(runtimeDirectory: runtime) { return status }
+        return Self.leaseKeeperPid(id, runtime: runtime) == nil ? .unknown : nil
     }
 
     /// The pid of `id`'s running lease keeper: the pid file's process, if its command line is
@@ -95,6 +176,7 @@ extension VMManager {
     /// supervisor then sees their exits like any other.
     func guardUnguardedCopies() async -> [String] {
         guard leaseKeeping != nil else { return [] }
+        reapLeaseKeepers()
         var killed: [String] = []
         for (id, process) in processes where busy[id] == nil {
             guard (try? LeaseFiles.directory(for: process.record.spec)) != nil, // not on shared storage: no lease to lose
@@ -106,7 +188,7 @@ extension VMManager {
             let before = LeaseKeeper.state(runtimeDirectory: directory(for: id).path) ?? "no report"
             do {
                 let vm = try await find(id)
-                try await startLeaseKeeper(process.record.spec, epoch: vm.epoch)
+                try await startLeaseKeeper(process.record.spec, epoch: vm.epoch, spawnsQEMU: false)
                 logger.warning("a VM on shared storage ran without its lease keeper: a new keeper holds its lease",
                                metadata: ["vm.id": "\(id)", "vm.epoch": "\(vm.epoch)", "vm.keeper": "\(before)"])
             } catch {

@@ -24,7 +24,14 @@ extension VMManager {
     func unexpectedExits(meshDefault: VMSpec.RestartPolicy) async throws -> [UnexpectedExit] {
         var exits: [UnexpectedExit] = []
         for (id, process) in processes where busy[id] == nil {
-            guard let exit = await process.exitIfEnded(), exit.status != .exited(0) else { continue }
+            guard var exit = await process.exitIfEnded() else { continue }
+            // Gone with its status unknown (not this agent's child): a QEMU its lease keeper
+            // started, whose keeper says how it ended (a guest that powered off is no failure).
+            if exit.status == .unknown, leaseKeeping != nil, (try? LeaseFiles.directory(for: process.record.spec)) != nil { // not eligible: no keeper
+                guard let reported = keeperReportedExit(id) else { continue } // not yet: next round
+                exit.status = reported
+            }
+            guard exit.status != .exited(0) else { continue }
             // Read under the same conditions after the suspension: the VM may have moved on.
             guard busy[id] == nil, processes[id] === process, restartsDue[id] == nil,
                   let vm = try await store.database.read({ db in try StoredVM.fetchOne(db, key: id) }) else { continue }
@@ -98,7 +105,7 @@ extension VMManager {
         try await network?.attach(spec)
         try await startLeaseKeeper(spec, epoch: epoch) // a new keeper at the new epoch (§11.2)
         do {
-            processes[id] = try await launchControlled(spec, options: options)
+            processes[id] = try await launchControlled(spec, options: launchOptions(for: spec))
         } catch {
             await stopLeaseKeeper(id)
             throw error
@@ -123,15 +130,18 @@ extension VMManager {
     }
 
     /// What `vm show` says about restarting the VM on another host (Protocol.md §11.2).
-    static func restartElsewhere(_ spec: VMSpec, leases: Bool) -> String {
+    static func restartElsewhere(_ spec: VMSpec, leases: Bool, restartDefault: VMSpec.RestartPolicy) -> String {
         do {
             let directory = try LeaseFiles.directory(for: spec)
             guard leases else {
-                return "not yet: its disks are on shared storage, but this agent runs no leases (leases = false); "
+                return "no: its disks are on shared storage, but this agent runs no leases (leases = false); "
                     + "if this host dies the VM stays down until it returns"
             }
-            return "not yet: this host holds its lease in \(directory) while it runs and kills it if the lease cannot be renewed, "
-                + "but no other host takes a VM over yet (Protocol.md §11.2); if this host dies the VM stays down until it returns"
+            guard spec.restart == .onFailure || (spec.restart == nil && restartDefault == .onFailure) else {
+                return "no: its restart policy is not on-failure (`--restart on-failure` when defining it, or the mesh default `restart`)"
+            }
+            return "yes: this host holds its lease in \(directory) while it runs and kills it if the lease cannot be renewed; "
+                + "if this host dies or loses the storage, another host restarts it once the lease expired (Protocol.md §11.2)"
         } catch {
             return "no: \(error)"
         }

@@ -27,6 +27,8 @@ public actor VMManager: MigrationVMRegistry {
         case starting, stopping
         /// Its owner is restarting it in place after its QEMU died (Protocol.md §11.1).
         case restarting = "being restarted after its QEMU died"
+        /// This host is starting it because its owner's lease expired (Protocol.md §11.2).
+        case takingOver = "being taken over from a host whose lease on it expired"
         case recovering = "being recovered (the agent is finishing what its last run left under way)"
         /// One of its disks is moving to another file on this host (Protocol.md §6.8).
         case movingStorage = "moving a disk to another file (`hostmesh vm move-storage`)"
@@ -61,6 +63,9 @@ public actor VMManager: MigrationVMRegistry {
     /// Lease keepers for VMs on shared storage (Protocol.md §11.2); nil: leases are off.
     var leaseKeeping: LeaseKeeping?
 
+    /// The lease keepers this agent started (its children, reaped once they exit), by VM id.
+    var keeperChildren: [String: pid_t] = [:]
+
     /// Runs a lease keeper beside every VM on shared storage started from now on.
     func use(leases: LeaseKeeping) { leaseKeeping = leases }
 
@@ -74,7 +79,7 @@ public actor VMManager: MigrationVMRegistry {
     /// Enters or leaves maintenance for new, started and incoming VMs.
     func setMaintenance(_ on: Bool) { inMaintenance = on }
 
-    private func refuseInMaintenance(_ what: String) throws {
+    func refuseInMaintenance(_ what: String) throws {
         guard !inMaintenance else {
             throw ControlError.conflict("this host is in maintenance and takes no VM (\(what) refused): place it on another host, or `hostmesh host maintenance exit` first")
         }
@@ -200,7 +205,7 @@ public actor VMManager: MigrationVMRegistry {
             try await network?.attach(spec)
             // On shared storage with leases on: the keeper holds the lease before QEMU starts (§11.2).
             try await startLeaseKeeper(spec, epoch: vm.epoch)
-            processes[vm.id] = try await launchControlled(spec, options: options)
+            processes[vm.id] = try await launchControlled(spec, options: launchOptions(for: spec))
             problems[vm.id] = nil
         } catch {
             await stopLeaseKeeper(vm.id)
@@ -223,10 +228,13 @@ public actor VMManager: MigrationVMRegistry {
         try mark(vm.id, .stopping, name: vm.name)
         defer { busy[vm.id] = nil }
         try await setDesired(vm.id, "stopped")
-        await stopLeaseKeeper(vm.id) // released: no other host is to take it over
-        if let process = processes.removeValue(forKey: vm.id) {
-            await process.stop()
-            await process.qmp.close()
+        // Released (no other host is to take it over) while QEMU quits.
+        let process = processes.removeValue(forKey: vm.id)
+        await stopLeaseKeeper(vm.id) {
+            if let process {
+                await process.stop()
+                await process.qmp.close()
+            }
         }
         // A spec that does not decode never got ports or a cgroup: attaching them needs it too.
         if let spec = try? vm.decodedSpec() {
@@ -258,7 +266,8 @@ public actor VMManager: MigrationVMRegistry {
         }
         let spec = try vm.decodedSpec()
         return VMDetails(info: try await info(vm.id), spec: spec, migrations: history.map(MigrationRecord.init),
-                         restartElsewhere: Self.restartElsewhere(spec, leases: leaseKeeping != nil))
+                         restartElsewhere: Self.restartElsewhere(spec, leases: leaseKeeping != nil,
+                                                                 restartDefault: leaseKeeping?.restartDefault ?? .no))
     }
 
     /// The last `lines` lines of the VM's serial console.
@@ -324,7 +333,7 @@ public actor VMManager: MigrationVMRegistry {
             case .destination: info.state = "incoming"
             case .recovering: info.state = "recovering"
             case .inDoubt: info.state = "in-doubt"
-            case .restarting: info.state = "restarting"
+            case .restarting, .takingOver: info.state = "restarting"
             case .movingStorage: info.state = info.qemuStatus == "running" ? "moving-storage" : info.state
             case .starting, .stopping: break
             }

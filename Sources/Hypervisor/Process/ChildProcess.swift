@@ -70,6 +70,16 @@ enum ChildProcess {
         return pid
     }
 
+    /// `prctl(PR_SET_PDEATHSIG, signal)`: this process gets `signal` when the thread that
+    /// created it exits. Looked up at run time: Swift cannot call the variadic `prctl`, so it is
+    /// called through a fixed five-argument signature, which the x86-64 and AArch64 calling
+    /// conventions pass alike for integer arguments. Returns false when it failed.
+    static func setParentDeathSignal(_ signal: Int32) -> Bool {
+        guard let symbol = dlsym(nil, "prctl") else { return false }
+        let prctl = unsafeBitCast(symbol, to: (@convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32).self)
+        return prctl(1 /* PR_SET_PDEATHSIG */, UInt(signal), 0, 0, 0) == 0
+    }
+
     /// glibc's `POSIX_SPAWN_SETSID` (0x80, <spawn.h>); Swift does not see it without _GNU_SOURCE.
     private static let spawnSetSID: Int32 = 0x80
 

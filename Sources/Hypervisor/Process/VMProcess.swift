@@ -24,6 +24,12 @@ public actor VMProcess {
         public var probeGuest: AcceleratorProbe.ProbeGuest?
         /// The probe (and verdict cache) to use.
         public var probe: AcceleratorProbe = .shared
+        /// Starts QEMU instead of this process (nil: spawned here, as this process's child).
+        /// Given the executable, its arguments and the log file for its output, it returns the
+        /// pid of the QEMU it made start. Used to make QEMU the child of a VM's lease keeper
+        /// (Protocol.md §11.2), so that QEMU never runs without it. A QEMU started so is not
+        /// this process's child: its exit is seen through /proc, status unknown.
+        public var spawner: (@Sendable (_ executable: String, _ arguments: [String], _ output: String) async throws -> Int32)?
 
         /// The defaults.
         public init() {}
@@ -82,7 +88,12 @@ public actor VMProcess {
         }
         let arguments = try QEMUCommandLine.arguments(for: spec, in: directory, accelerator: verdict.choice,
                                                       mode: mode)
-        let pid = try ChildProcess.spawn(executable: binary, arguments: arguments, output: .init(path: directory.qemuLog))
+        let pid: pid_t
+        if let spawner = options.spawner {
+            pid = try await spawner(binary, arguments, directory.qemuLog)
+        } else {
+            pid = try ChildProcess.spawn(executable: binary, arguments: arguments, output: .init(path: directory.qemuLog))
+        }
         let startTime = ChildProcess.startTime(pid)
         let record = VMRuntimeRecord(spec: spec, directory: directory, pid: pid, binary: binary, accelerator: verdict,
                                      mode: mode == .boot(paused: false) || mode == .boot(paused: true) ? .boot : .incoming, startedAt: Date(), arguments: [binary] + arguments)

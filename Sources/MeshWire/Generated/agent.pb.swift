@@ -828,6 +828,10 @@ public nonisolated struct Hostmesh_V1_OwnershipRecord: Sendable {
 
   public var epoch: UInt64 = 0
 
+  /// Protocol.md §11.2: the directory on shared storage holding the VM's lease and spec files
+  /// (set by an owner that runs the VM under a lease; empty otherwise)
+  public var leaseDirectory: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2791,7 +2795,7 @@ nonisolated extension Hostmesh_V1_OwnershipUpdate: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OwnershipRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}owner\0\u{1}epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}owner\0\u{1}epoch\0\u{4}\u{11}lease_directory\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2802,6 +2806,7 @@ nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftP
       case 1: try { try decoder.decodeSingularStringField(value: &self.vmID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.owner) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 20: try { try decoder.decodeSingularStringField(value: &self.leaseDirectory) }()
       default: break
       }
     }
@@ -2817,6 +2822,9 @@ nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftP
     if self.epoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 3)
     }
+    if !self.leaseDirectory.isEmpty {
+      try visitor.visitSingularStringField(value: self.leaseDirectory, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2824,6 +2832,7 @@ nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftP
     if lhs.vmID != rhs.vmID {return false}
     if lhs.owner != rhs.owner {return false}
     if lhs.epoch != rhs.epoch {return false}
+    if lhs.leaseDirectory != rhs.leaseDirectory {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
