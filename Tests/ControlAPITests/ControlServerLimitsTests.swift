@@ -3,8 +3,18 @@ import Foundation
 import Logging
 import Testing
 
-/// A raw client of a unix socket: what a careless or hostile local user can send.
-struct RawClient {
+/// Runs blocking socket calls on a thread of their own: a test blocked in `write` or `read` on
+/// Swift's cooperative pool (two threads here) starves the server it waits for, which needs the
+/// same pool, and with it the whole test run.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
+    }
+}
+
+/// A raw client of a unix socket: what a careless or hostile local user can send. Its reads and
+/// writes block, so they run off the cooperative pool (`offThePool`).
+struct RawClient: Sendable {
     let fd: Int32
 
     init(path: String) throws {
@@ -24,9 +34,14 @@ struct RawClient {
         }
         var timeout = timeval(tv_sec: 15, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    func send(_ bytes: [UInt8]) {
+    func send(_ bytes: [UInt8]) async {
+        await offThePool { sendBlocking(bytes) }
+    }
+
+    private func sendBlocking(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -36,10 +51,14 @@ struct RawClient {
     }
 
     /// Everything the server sends until it closes (or the receive timeout).
-    func readAll() -> String { readUntilClosed().text }
+    func readAll() async -> String { await readUntilClosed().text }
 
     /// What the server sends, and whether it then closed (false: the receive timeout ran out).
-    func readUntilClosed() -> (text: String, closed: Bool) {
+    func readUntilClosed() async -> (text: String, closed: Bool) {
+        await offThePool { readUntilClosedBlocking() }
+    }
+
+    private func readUntilClosedBlocking() -> (text: String, closed: Bool) {
         var out = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -87,8 +106,8 @@ struct RawClient {
             let client = try RawClient(path: path)
             defer { client.closeNow() }
             // 2 MiB in one go: the limit holds however the bytes arrive.
-            client.send([UInt8](repeating: 0x61, count: 2 << 20) + (withNewline ? [0x0a] : []))
-            let answer = client.readAll()
+            await client.send([UInt8](repeating: 0x61, count: 2 << 20) + (withNewline ? [0x0a] : []))
+            let answer = await client.readAll()
             #expect(answer.contains("bad_request") && answer.contains("1 MiB"), "\(answer.prefix(300))")
         }
     }
@@ -99,8 +118,8 @@ struct RawClient {
             defer { client.closeNow() }
             let head = Array("{\"method\":\"status\",\"pad\":\"".utf8)
             let tail = Array("\"}\n".utf8)
-            client.send(head + [UInt8](repeating: 0x61, count: ControlWire.maxLineBytes - head.count - tail.count + 1) + tail)
-            let answer = client.readAll()
+            await client.send(head + [UInt8](repeating: 0x61, count: ControlWire.maxLineBytes - head.count - tail.count + 1) + tail)
+            let answer = await client.readAll()
             #expect(answer.contains("\"result\"") && answer.contains("status"), "\(answer.prefix(300))")
         }
     }
@@ -110,18 +129,18 @@ struct RawClient {
         limits.maxConnections = 3
         try await withServer(limits) { path in
             let held = try (0..<3).map { _ in try RawClient(path: path) }
-            for client in held { client.send(Array("{\"method\":\"slow\"}\n".utf8)) }
+            for client in held { await client.send(Array("{\"method\":\"slow\"}\n".utf8)) }
             try await Task.sleep(for: .milliseconds(200))
             let extra = try RawClient(path: path)
-            let refused = extra.readAll()
+            let refused = await extra.readAll()
             extra.closeNow()
             #expect(refused.contains("unavailable") && refused.contains("3 control connections"), "\(refused)")
             for client in held { client.closeNow() }
             // Slots free again once those end.
             try await Task.sleep(for: .seconds(6))
             let later = try RawClient(path: path)
-            later.send(Array("{\"method\":\"status\"}\n".utf8))
-            #expect(later.readAll().contains("\"result\""))
+            await later.send(Array("{\"method\":\"status\"}\n".utf8))
+            #expect(await later.readAll().contains("\"result\""))
             later.closeNow()
         }
     }
@@ -133,7 +152,7 @@ struct RawClient {
             let client = try RawClient(path: path)
             defer { client.closeNow() }
             // The server closes it (end of stream), long before the client's 15 s receive timeout.
-            let (answer, closed) = client.readUntilClosed()
+            let (answer, closed) = await client.readUntilClosed()
             #expect(answer.isEmpty)
             #expect(closed, "the idle connection was not closed")
         }
