@@ -98,7 +98,7 @@ struct DashboardBrowserTests {
         try await browser.navigate(dashboard + "/")
         #expect(try await browser.text("#refused").contains("needs the dashboard token"))
         try await browser.type(try await browser.wait(for: "#token"), token)
-        try await browser.click(try await browser.wait(for: "#login"))
+        try await browser.click(selector: "#login")
 
         // Both members, pushed by the event stream.
         _ = try await browser.wait(for: "[data-member=\"node-a\"]")
@@ -106,16 +106,14 @@ struct DashboardBrowserTests {
         #expect(try await browser.text("#live") == "live")
 
         // Migrate the guest to node-b from the page, and watch it reach done.
-        let option = try await browser.wait(for: "select[data-vm=\"web\"] option[value=\"node-b\"]")
-        try await browser.click(option)
-        let button = try await browser.wait(for: "button[data-migrate=\"web\"]:not([disabled])")
-        try await browser.click(button)
-        let done = try await browser.wait(for: "[data-op-state=\"done\"]", timeout: .seconds(90))
+        try await browser.click(selector: "select[data-vm=\"web\"] option[value=\"node-b\"]")
+        try await browser.click(selector: "button[data-migrate=\"web\"]:not([disabled])")
+        _ = try await browser.wait(for: "[data-op-state=\"done\"]", timeout: .seconds(90))
         // The progress lines of `migrate` reached the page as events while it ran (the page keeps the last one).
         let progress = try await browser.script("const op = operations.get('op-1'); return op && op.progress ? [op.progress.phase, op.progress.percent] : null;") as? [Any]
         print("last progress pushed to the page: \(progress.map { "\($0)" } ?? "none")")
         #expect((progress?.first as? String).map { !$0.isEmpty } == true, "no progress event reached the page")
-        #expect(try await browser.text(of: done) == "done")
+        #expect(try await browser.text("[data-op-state=\"done\"]") == "done")
         let detail = try await browser.text("[data-op-detail]")
         #expect(detail.contains("downtime"), "the finished migration shows its downtime: \(detail)")
         #expect(try await browser.text("#operations").contains("web → node-b"))
@@ -139,11 +137,11 @@ struct DashboardBrowserTests {
         print("dashboard screenshot: \(shot)")
 
         // Maintenance from the page: node-a (now empty) enters it and is ready at once, then leaves it.
-        try await browser.click(try await browser.wait(for: "[data-maintenance=\"node-a\"] button"))
+        try await browser.click(selector: "[data-maintenance=\"node-a\"] button")
         try await waitForText("[data-maintenance=\"node-a\"]", "ready for maintenance", in: browser)
         #expect(try await a.control.call("host.maintenance", DRSTypes.Maintenance(action: .status, host: "node-a"),
                                          as: DRSTypes.MaintenanceStatus.self).state == "ready for maintenance")
-        try await browser.click(try await browser.wait(for: "[data-maintenance=\"node-a\"] button"))
+        try await browser.click(selector: "[data-maintenance=\"node-a\"] button")
         try await waitForText("[data-maintenance=\"node-a\"]", "in service", in: browser)
 
         // Logged out (no cookie), the page is refused again.

@@ -89,10 +89,26 @@ final class WebDriver: @unchecked Sendable {
         try await command("GET", "element/\(element)/text", nil) as? String ?? ""
     }
 
-    /// The text of the first element matching `selector` ("" when there is none).
+    /// The text of the first element matching `selector` ("" when there is none), read in one step
+    /// in the page: the dashboard re-renders on every pushed state, so an element found by one
+    /// WebDriver call can be gone ("stale element reference") by the next.
     func text(_ selector: String) async throws -> String {
-        guard let element = try await find(selector) else { return "" }
-        return try await text(of: element)
+        try await script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", [selector]) as? String ?? ""
+    }
+
+    /// Waits for an element matching `selector` and clicks it as a user would; when the page
+    /// re-rendered between the find and the click (a stale element), finds it again.
+    func click(selector: String, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let element = try await wait(for: selector, timeout: timeout)
+            do {
+                try await click(element)
+                return
+            } catch let error as ControlError where "\(error)".contains("stale element") && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
     }
 
     func deleteCookies() async throws { _ = try await command("DELETE", "cookie", nil) }
