@@ -15,6 +15,11 @@
 #   DIR/shared            a directory every host sees at the same path: it stands for shared storage
 #                         (DIR is HM_LAB_DIR, default /tmp/PREFIX)
 #   DIR/hosts             one line per host: namespace and address
+# Two sites (HM_LAB_SITE_B_FROM=k, 2 <= k <= N): hosts k..N sit on a second bridge PREFIX-bb
+# (site B) with the same /24 and no address, and nothing joins the two bridges: the test or
+# benchmark that made the lab joins them through a userspace link emulator (a tap device on each
+# bridge, LinkEmulator's FrameLink), so everything between the sites meets its delay, rate and
+# loss at the frame level, TCP windows and all.
 # Only these addresses are used. IP forwarding in the root namespace is left as it is (off on the
 # build machines), so nothing from a lab host reaches a real network through the bridge.
 # Run hosts' commands with: ip netns exec PREFIX-<i> COMMAND
@@ -24,6 +29,8 @@ PREFIX=${HM_LAB_PREFIX:-hm-lab}
 NET=${HM_LAB_NET:-10.77.100}
 DIR=${HM_LAB_DIR:-/tmp/$PREFIX}
 BRIDGE=$PREFIX-br
+SITE_B_BRIDGE=$PREFIX-bb
+SITE_B_FROM=${HM_LAB_SITE_B_FROM:-0}
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
 
@@ -48,6 +55,7 @@ down() {
         ip link delete "$link" 2>/dev/null || true
     done
     if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
+    if ip link show "$SITE_B_BRIDGE" >/dev/null 2>&1; then ip link delete "$SITE_B_BRIDGE"; fi
     # Only what `up` made: DIR may be a directory of the user's choosing.
     rm -rf "$DIR/shared"
     rm -f "$DIR/hosts"
@@ -69,6 +77,13 @@ up() {
     ip link set "$BRIDGE" mtu 1500
     ip addr add "$NET.254/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
+    case $SITE_B_FROM in *[!0-9]*|'') die "HM_LAB_SITE_B_FROM \"$SITE_B_FROM\" must be a host number" ;; esac
+    if [ "$SITE_B_FROM" -ne 0 ]; then
+        [ "$SITE_B_FROM" -ge 2 ] && [ "$SITE_B_FROM" -le "$n" ] || die "HM_LAB_SITE_B_FROM must be 2 to $n (the first host of site B)"
+        ip link add "$SITE_B_BRIDGE" type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0
+        ip link set "$SITE_B_BRIDGE" mtu 1500
+        ip link set "$SITE_B_BRIDGE" up
+    fi
     mkdir -p "$DIR/shared"
     : >"$DIR/hosts"
     i=1
@@ -76,7 +91,9 @@ up() {
         ns=$PREFIX-$i
         ip netns add "$ns"
         ip link add "$PREFIX-v$i" mtu 1500 type veth peer name eth0 mtu 1500 netns "$ns"
-        ip link set "$PREFIX-v$i" master "$BRIDGE" up
+        bridge=$BRIDGE
+        if [ "$SITE_B_FROM" -ne 0 ] && [ "$i" -ge "$SITE_B_FROM" ]; then bridge=$SITE_B_BRIDGE; fi
+        ip link set "$PREFIX-v$i" master "$bridge" up
         ip -n "$ns" link set lo up
         ip -n "$ns" addr add "$NET.$i/24" dev eth0
         ip -n "$ns" link set eth0 up
@@ -85,6 +102,7 @@ up() {
         i=$((i + 1))
     done
     trap - EXIT
+    if [ "$SITE_B_FROM" -ne 0 ]; then echo "lab $PREFIX: site B (hosts $SITE_B_FROM-$n) on bridge $SITE_B_BRIDGE, joined to $BRIDGE only by a link emulator"; fi
     echo "lab $PREFIX: $n hosts on bridge $BRIDGE ($NET.0/24, MTU 1500), shared storage $DIR/shared"
     cat "$DIR/hosts"
 }
@@ -94,5 +112,5 @@ case ${1:-} in
     down) down ;;
     status)
         if [ -f "$DIR/hosts" ]; then cat "$DIR/hosts"; else echo "no lab $PREFIX"; fi ;;
-    *) die "usage: lab.sh up N | down | status (environment: HM_LAB_PREFIX, HM_LAB_NET, HM_LAB_DIR)" ;;
+    *) die "usage: lab.sh up N | down | status (environment: HM_LAB_PREFIX, HM_LAB_NET, HM_LAB_DIR, HM_LAB_SITE_B_FROM)" ;;
 esac

@@ -1,5 +1,6 @@
 import ControlAPI
 import Foundation
+import LinkEmulator
 import Synchronization
 
 /// A lab of hosts on this machine, made by `Scripts/lab.sh`: each host a network namespace with
@@ -30,8 +31,9 @@ final class Lab: Sendable {
     /// room for "-v<i>" in a 15-byte interface name.
     private static var pattern: Regex<(Substring, Substring, Substring)> { /^hml([0-9a-z]+)_([0-9a-z]+)$/ }
 
-    /// Builds `hosts` hosts (1 to 99).
-    init(hosts: Int) throws {
+    /// Builds `hosts` hosts (1 to 99). With `siteBFrom` (2...hosts), hosts siteBFrom...hosts form
+    /// a second site on a bridge of their own that reaches the first only through `joinSites`.
+    init(hosts: Int, siteBFrom: Int = 0) throws {
         precondition((1...99).contains(hosts), "a lab has 1 to 99 hosts") // a mistake in the test
         Lab.removeAbandoned()
         let serial = Lab.made.withLock { count in
@@ -42,7 +44,8 @@ final class Lab: Sendable {
         directory = NSTemporaryDirectory() + prefix
         self.hosts = hosts
         net = try Lab.unusedNet(seed: Int(getpid()) &* 31 &+ serial)
-        let (status, output) = try Lab.run("up", "\(hosts)", prefix: prefix, net: net, directory: directory)
+        let (status, output) = try Lab.run("up", "\(hosts)", prefix: prefix, net: net, directory: directory,
+                                           siteBFrom: siteBFrom)
         guard status == 0 else { throw ControlError.failed("lab.sh up \(hosts) failed (\(status)): \(output)") }
     }
 
@@ -62,8 +65,24 @@ final class Lab: Sendable {
 
     deinit { tearDown() }
 
-    private static func run(_ arguments: String..., prefix: String, net: String, directory: String) throws -> (status: Int32, output: String) {
-        try runTool("/bin/sh", [script] + arguments, environment: ["HM_LAB_PREFIX": prefix, "HM_LAB_NET": net, "HM_LAB_DIR": directory])
+    private static func run(_ arguments: String..., prefix: String, net: String, directory: String, siteBFrom: Int = 0) throws -> (status: Int32, output: String) {
+        try runTool("/bin/sh", [script] + arguments, environment: ["HM_LAB_PREFIX": prefix, "HM_LAB_NET": net, "HM_LAB_DIR": directory,
+                                                                  "HM_LAB_SITE_B_FROM": "\(siteBFrom)"])
+    }
+
+    /// Joins the two sites of a lab made with `siteBFrom` through a frame-level link emulator
+    /// with `profile` (site A to site B; the reverse direction alike): a tap on each site's
+    /// bridge. Stop the link before the lab goes down.
+    func joinSites(_ profile: LinkProfile) throws -> FrameLink {
+        let link = try FrameLink(tapA: prefix + "-ta", tapB: prefix + "-tb", profile: profile)
+        for (tap, bridge) in [(link.tapA, prefix + "-br"), (link.tapB, prefix + "-bb")] {
+            let (status, output) = try runTool(Lab.ip, ["link", "set", tap, "mtu", "1500", "master", bridge, "up"])
+            guard status == 0 else {
+                link.stop()
+                throw ControlError.failed("cannot put \(tap) on \(bridge): \(output)")
+            }
+        }
+        return link
     }
 
     /// A /24 in 10.77.101-199 that no interface of the root namespace is in (another lab's bridge).

@@ -69,11 +69,14 @@ public enum LinkEmulatorError: Error, Equatable, CustomStringConvertible {
     case badProfile(String)
     /// A relay could not listen or reach its target.
     case relay(String)
+    /// A tap device of a frame link could not be made or used.
+    case device(String)
 
     public var description: String {
         switch self {
         case .badProfile(let reason): "link profile refused: \(reason); fix the value and start the link again"
         case .relay(let reason): "link relay failed: \(reason)"
+        case .device(let reason): "link device failed: \(reason)"
         }
     }
 }
