@@ -30,11 +30,6 @@ public final class MigrationStreamAcceptor {
     /// straight to the guest's pause at switchover; a few hundred KiB keep the pipe full.
     public static let streamWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 128 << 10, high: 256 << 10)
 
-    /// Kernel socket buffer for migration streams, bytes. Loopback and LAN autotuning would
-    /// grow it to megabytes, all of which must drain at switchover and all of which make QEMU
-    /// overestimate the bandwidth when it decides it may stop the guest. (A long-distance link
-    /// needs at least its bandwidth-delay product here.)
-    public static let socketBufferBytes: SocketOptionValue = 512 << 10
 
     /// The route for a listener: stream channels (every `StreamPurpose`) get an acceptor.
     public static func route(_ session: ChannelSession, authorize: @escaping Authorize) -> ChannelRoute {
@@ -76,7 +71,8 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }
-        secure.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: Self.socketBufferBytes).whenComplete { _ in }
+        // Shallow on a LAN, autotuned across a distance (StreamBufferSizing).
+        StreamBuffers.size(secure, sending: false).whenComplete { _ in }
         ClientBootstrap(group: context.eventLoop)
             .channelOption(.autoRead, value: false)
             .connect(unixDomainSocketPath: socketPath)

@@ -62,7 +62,8 @@ public final class OutgoingStreamTunnel: Sendable {
                             frame.writeBytes(body)
                             secure.writeAndFlush(frame, promise: nil)
                             secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.streamWaterMark).whenComplete { _ in }
-                            secure.setOption(ChannelOptions.socketOption(.so_sndbuf), value: MigrationStreamAcceptor.socketBufferBytes).whenComplete { _ in }
+                            // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
+                            StreamBuffers.size(secure, sending: true).whenComplete { _ in }
                             let (toPeer, toQEMU) = GlueHandler.matchedPair()
                             try secure.pipeline.syncOperations.addHandler(toPeer)
                             try qemu.pipeline.syncOperations.addHandler(toQEMU)

@@ -1,0 +1,68 @@
+import Agent
+import ControlAPI
+import Foundation
+import Hypervisor
+import LinkEmulator
+import Testing
+
+/// Live migration between two sites 150 ms apart at 250 Mbit/s (issue "Long distance"): agents in
+/// lab namespaces on two bridges joined only by the frame-level link emulator, so the migration
+/// stream is one end-to-end TCP connection through the delay, with real windows. The figures
+/// (rate, link use) are printed; `hostmesh bench migrate --rtt-ms` is where they are judged.
+@Suite(.serialized, .timeLimit(.minutes(4)),
+       .enabled(if: Lab.available, "needs root and iproute2 (network namespaces)"),
+       .enabled(if: TestGuest.available, "build the test guest first: make guest"))
+struct DistanceMigrationTests {
+    let e2e = MigrationEndToEndTests()
+    let membership = MembershipProcessTests()
+    static let rttMs = 150, rateMbit = 250.0
+
+    func report(_ what: String, _ report: MigrationReport) {
+        let use = report.mbPerSecond * 8 / Self.rateMbit
+        print("distance \(Self.rttMs) ms, \(Self.rateMbit) Mbit/s: \(what): \(report.transferredBytes) B in \(report.totalMs) ms, "
+              + "\(String(format: "%.1f", report.mbPerSecond)) MB/s (link use \(String(format: "%.2f", use))), downtime \(report.downtimeMs) ms, "
+              + "streams \(report.streams), phases \(report.phasesMs ?? [:])")
+    }
+
+    @Test func anIdleAndADirtyingGuestCrossTheDistanceThereAndBack() async throws {
+        let lab = try Lab(hosts: 2, siteBFrom: 2)
+        let link = try lab.joinSites(LinkProfile(rtt: .milliseconds(Self.rttMs), rateMbit: Self.rateMbit))
+        let mesh = try TestMesh(lab: lab)
+        defer {
+            mesh.tearDown()
+            link.stop()
+        }
+        let wan = ["--membership-profile", "wan", "--wan-rtt-ms", "\(Self.rttMs)"]
+        let a = try await mesh.start("node-a", on: 1, arguments: wan)
+        let b = try await mesh.start("node-b", on: 2, arguments: wan + ["--join", a.address])
+        try await membership.eventually([a, b], "each knows the other across the distance") { rows in
+            rows.count == 2 && rows.allSatisfy { $0.status == "alive" && $0.channel != nil }
+        }
+
+        // A 512 MiB idle guest, there and back: the heartbeat goes on, no reboot.
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: e2e.spec("idle", memory: 512), start: true), as: VMInfo.self)
+        let (boot, before) = try await e2e.heartbeat(a, "idle", after: 2)
+        let there = try await e2e.migrate("idle", from: a, to: b)
+        report("512 MiB idle guest A -> B", there)
+        let (bootOnB, onB) = try await e2e.heartbeat(b, "idle", after: before)
+        #expect(bootOnB == boot)
+        let back = try await e2e.migrate("idle", from: b, to: a)
+        report("512 MiB idle guest B -> A", back)
+        let (bootBack, _) = try await e2e.heartbeat(a, "idle", after: onB)
+        #expect(bootBack == boot)
+        _ = try await a.control.call("vm.stop", ControlTypes.VMReference(vm: "idle"), as: VMInfo.self)
+
+        // A guest rewriting 5 MB/s of its memory (a fifth of the link) converges across the distance.
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: e2e.spec("dirty", work: "heartbeat,dirty:5", memory: 256), start: true),
+                                     as: VMInfo.self)
+        let (dirtyBoot, dirtyBefore) = try await e2e.heartbeat(a, "dirty", after: 3)
+        let dirty = try await e2e.migrate("dirty", from: a, to: b)
+        report("256 MiB guest dirtying 5 MB/s A -> B", dirty)
+        let (dirtyOnB, _) = try await e2e.heartbeat(b, "dirty", after: dirtyBefore)
+        #expect(dirtyOnB == dirtyBoot)
+        #expect(!(try await a.control.call("vm.list", Empty(), as: [VMInfo].self)).contains { $0.name == "dirty" })
+
+        let ab = link.counters(aToB: true)
+        print("distance link A -> B: \(ab.deliveredBytes) B in \(ab.delivered) frames, \(ab.droppedQueueFull) dropped at the queue")
+    }
+}
