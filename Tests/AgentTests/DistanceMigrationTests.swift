@@ -65,4 +65,48 @@ struct DistanceMigrationTests {
         let ab = link.counters(aToB: true)
         print("distance link A -> B: \(ab.deliveredBytes) B in \(ab.delivered) frames, \(ab.droppedQueueFull) dropped at the queue")
     }
+
+    /// A peer VM at the source site keeps its pings and its TCP connection while the VM it talks to
+    /// moves to the far site (issue item 5). The gap it saw is printed beside the downtime and the
+    /// round trip; the target (gap <= downtime + 1 RTT + 50 ms) is judged by a benchmark, not here.
+    @Test func aPeerAtTheSourceSiteKeepsPingAndTCPWhileTheVMMovesToTheFarSite() async throws {
+        let net = NetworkIdentityTests()
+        let lab = try Lab(hosts: 3, siteBFrom: 3)
+        let link = try lab.joinSites(LinkProfile(rtt: .milliseconds(Self.rttMs), rateMbit: Self.rateMbit))
+        let mesh = try TestMesh(lab: lab)
+        defer {
+            mesh.tearDown()
+            link.stop()
+        }
+        let wan = ["--membership-profile", "wan", "--wan-rtt-ms", "\(Self.rttMs)"]
+        let a = try await mesh.start("node-a", on: 1, arguments: wan)
+        let b = try await mesh.start("node-b", on: 2, arguments: wan + ["--join", a.address])
+        let c = try await mesh.start("node-c", on: 3, arguments: wan + ["--join", a.address])
+        try await membership.eventually([a, b, c], "all three alive everywhere, across the distance") { rows in
+            rows.count == 3 && rows.allSatisfy { $0.status == "alive" && $0.channel != nil }
+        }
+        _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: net.spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
+                                     as: VMInfo.self)
+        _ = try await net.line(b, "server", "HOSTMESH-GUEST ready")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: net.spec("client", ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
+                                     as: VMInfo.self)
+        let before = try await net.line(a, "client", "TCP 10.77.0.3:7 conn=") { net.field($0, "ok") ?? 0 > 20 }
+        #expect(net.field(before, "conn") == 1)
+        let pingBefore = try await net.line(a, "client", "PING 10.77.0.3")
+
+        let moved = try await b.control.call("migrate", ControlTypes.Migrate(vm: "server", to: .host("node-c"), settings: MigrationSettings()),
+                                             as: MigrationReport.self)
+        report("128 MiB echo server, site A -> site B, peer at site A", moved)
+        // Across the distance the peer's echoes now take a round trip each: wait for 10 more.
+        let justAfter = try await net.line(a, "client", "TCP 10.77.0.3:7 conn=")
+        let okAfterMove = net.field(justAfter, "ok") ?? 0
+        let after = try await net.line(a, "client", "TCP 10.77.0.3:7 conn=", timeout: .seconds(60)) { net.field($0, "ok") ?? 0 > okAfterMove + 10 }
+        let pingAfter = try await net.line(a, "client", "PING 10.77.0.3")
+        let console = try await net.console(a, "client")
+        let gaps = console.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("PINGGAP") || $0.hasPrefix("TCPGAP") }
+        print("distance: peer at site A during the move: \(pingBefore) -> \(pingAfter); \(after); gaps: \(gaps)")
+        #expect(net.field(after, "conn") == 1) // the same TCP connection: it survived the move across the distance
+        #expect(!console.contains("TCP 10.77.0.3:7 error")) // no mismatch, no loss
+        #expect(try await c.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["server"])
+    }
 }
