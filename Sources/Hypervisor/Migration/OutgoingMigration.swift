@@ -63,10 +63,13 @@ public struct OutgoingMigration: Sendable {
         }
         var wakeups = wakes.makeAsyncIterator()
         var postcopyRequested = false
+        // The last sample taken while QEMU was still sending: the figures an abort reports.
+        var lastSending: MigrationProgress?
         try await qmp.migrate(uri: uri)
         while true {
             let sample = try await MigrationProgress(qmp.queryMigrate())
             await onProgress(sample, ladder.rung)
+            if sample.throughputBytesPerSecond > 0 { lastSending = sample }
             switch sample.phase {
             case .completed:
                 let sample = try await settled(sample)
@@ -78,7 +81,7 @@ public struct OutgoingMigration: Sendable {
                 throw MigrationError.failed(reason: sample.error ?? "QEMU gave no reason", last: sample)
             case .cancelled:
                 if ladder.rung == .aborted {
-                    throw MigrationError.aborted(reason: abortReason(ladder, sample), last: sample)
+                    throw MigrationError.aborted(reason: abortReason(ladder, lastSending ?? sample), last: sample)
                 }
                 throw MigrationError.cancelled(last: sample)
             default:
@@ -139,7 +142,15 @@ public struct OutgoingMigration: Sendable {
         }
     }
 
+    /// Why the ladder gave up, with the figures that decide it: what the link moved against what
+    /// the guest dirtied, and what was left to send, at the last sample QEMU was still sending.
     private func abortReason(_ ladder: ConvergenceLadder, _ sample: MigrationProgress) -> String {
-        "did not converge within \(policy.budgetMs(ramBytes: sample.ramTotalBytes)) ms (rungs tried: \(ladder.history.map(\.description).joined(separator: ", ")))"
+        let budget = policy.budgetMs(ramBytes: sample.ramTotalBytes)
+        let rungs = ladder.history.map(\.description).joined(separator: ", ")
+        let moved = sample.throughputBytesPerSecond / 1e6, dirtied = sample.dirtyBytesPerSecond / 1e6
+        let verdict = dirtied >= moved ? "faster than" : "too close to the rate"
+        func mb(_ value: Double) -> String { "\((value * 10).rounded() / 10)" }
+        return "did not converge within \(budget) ms (rungs tried: \(rungs)): the link moved \(mb(moved)) MB/s and the guest dirtied "
+            + "\(mb(dirtied)) MB/s, \(verdict) it could be sent, with \(mb(Double(sample.remainingBytes) / 1e6)) MB still to send"
     }
 }
