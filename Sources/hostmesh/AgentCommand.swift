@@ -69,6 +69,7 @@ struct AgentCommand: AsyncParsableCommand {
         var vmOptions = VMProcess.Options()
         vmOptions.binary = configuration.qemuBinary
         let hooks = TestHooks(stateDirectory: configuration.stateDirectory)
+        TestParentWatch.start(stateDirectory: configuration.stateDirectory)
         // swift-metrics is bootstrapped once per process, and only when something serves it.
         let registry = configuration.metricsListen.map { _ in PrometheusCollectorRegistry() }
         if let registry { MetricsBootstrap.bootstrap(registry) }

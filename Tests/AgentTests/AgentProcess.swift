@@ -119,6 +119,8 @@ func spawn(_ path: String, _ arguments: [String], logPath: String, environment: 
     defer { argv.forEach { free($0) } }
     var merged = ProcessInfo.processInfo.environment
     merged.merge(environment) { _, new in new }
+    // An agent started here ends itself and its QEMUs if this test process dies without a teardown.
+    merged["HOSTMESH_TEST_PARENT_PID"] = "\(getpid())"
     let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { envp.forEach { free($0) } }
     var pid: pid_t = 0
