@@ -161,12 +161,10 @@ public struct OverlayEndpoint: Sendable {
         switch header.kind {
         case .frame:
             guard SegmentID(header.segment).isValid else { return drop(.malformed) }
-            var segment = SegmentID(header.segment)
-            if let link = peer.link {
-                // A host of another domain sends its own segment ids, and only stretched ones pass.
-                guard let ours = link.inbound(segment) else { return drop(.notStretched) }
-                segment = ours
-            }
+            let segment = SegmentID(header.segment)
+            // A host of another domain sends frames under this host's segment id (it translated
+            // them, §8.9), and only a stretched segment passes.
+            if let link = peer.link, link.outbound(segment) == nil { return drop(.notStretched) }
             return .frame(from: host, segment: segment, frame: plaintext,
                           forwarded: header.flags & OverlayHeader.flagForwarded != 0)
         case .control:
