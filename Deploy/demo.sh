@@ -18,6 +18,8 @@
 #   6. a host certified by another domain is refused, and both sides say why
 #   7. a key file that others can read is refused
 #   8. the domain revokes node-b: node-a cuts it off at once and says why
+#   9. lab and a second domain, prod, federate with a stretched network: a VM moves from lab into
+#      prod and back while a peer VM in lab keeps pinging it and holds a TCP connection to it
 set -euo pipefail
 BIN=$(realpath "${1:-.build/release/hostmesh}")
 GUEST=$(realpath "${2:-Deploy/out/guest}")
@@ -240,4 +242,42 @@ echo "-- node-a's log:"; grep -E "revocation in force|closed a channel to a revo
 echo "-- node-b's log:"; grep -E "revocation in force|revoked" "$W/b.log" | tail -3 | showlog || true
 "$BIN" members --state-dir "$W/node-a" | show
 
-step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused, fully automated DRS spread a hot host, a host key rotated mid-migration without a reconnect, and a revoked host was cut off"
+step "9. Two domains federate: a VM moves from lab into prod and back, its peer in lab keeps its ping and TCP connection (stretched network)"
+# prod: its own domain key and one host, node-1, on host 3 (node-c's, whose agent died in step 5).
+"$BIN" domain init prod --domain-dir "$W/prod" | show
+"$BIN" keys init --state-dir "$W/prod-1" --host-id node-1 >/dev/null
+"$BIN" domain certify --domain-dir "$W/prod" --host-pub "$W/prod-1/host.pub" --valid-days 30 >/dev/null
+"$BIN" keys trust --state-dir "$W/prod-1" "$W/prod/domain.pub" >/dev/null
+on 3 "$BIN" agent --state-dir "$W/prod-1" $(listen 3) >"$W/p.log" 2>&1 & PIDS+=($!); disown
+wait_for "$W/p.log" "agent listening"
+P="--state-dir $W/prod-1"
+# Each domain decides for itself: lab lets prod in, prod lets lab in; "default" is stretched both ways.
+"$BIN" domain federate --peer-key "$W/prod/domain.pub" --all-vms --network default=default:stretched --domain-dir "$W/lab" $A | show
+"$BIN" domain federate --peer-key "$W/lab/domain.pub" --all-vms --network default=default:stretched \
+    --storage-dir "$W/prod-1/incoming" --domain-dir "$W/prod" $P | show
+"$BIN" domain federation list $P | show
+"$BIN" vm create xd-vm $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 128 \
+    --network default --ip 10.77.1.3/24 --workload heartbeat,echo:7 --start | tail -1 | show
+"$BIN" vm create xd-peer $A --kernel "$GUEST/kernel" --initrd "$GUEST/initrd.img" --memory 128 \
+    --network default --ip 10.77.1.2/24 --workload ping:10.77.1.3,tcp:10.77.1.3:7 --start | tail -1 | show
+xpeer() { "$BIN" vm console-log xd-peer $A --lines 400 | grep -E "^$1" | tail -1; }
+xhb() { "$BIN" vm console-log xd-vm $1 --lines 200 | grep '^HB' | tail -1; }
+for _ in $(seq 1 150); do [ -n "$(xpeer 'TCP 10.77.1.3:7 conn=1 ok=[1-9][0-9]')" ] && break; sleep 0.2; done
+echo "-- xd-vm in lab (node-a): $(xhb "$A")"
+echo "-- the checklist across domains first (moves nothing):"
+"$BIN" migrate xd-vm --to-domain prod --via "$(chan 3)" --check $A | show || true
+"$BIN" migrate xd-vm --to-domain prod --via "$(chan 3)" $A | show
+sleep 2
+echo "-- xd-vm now in prod (node-1@prod): $(xhb "$P")   (same boot id, the counter kept going)"
+echo "-- xd-peer, still in lab: $(xpeer PING)"
+echo "-- xd-peer: $(xpeer 'TCP 10.77.1.3')   (conn=1: its TCP connection crossed the boundary)"
+echo "-- lab's tombstone (its MAC and id are not reused in lab while it is away):"
+"$BIN" domain federation tombstones $A | show
+"$BIN" migrate xd-vm --to-domain lab --via "$(chan 1)" $P | show
+sleep 2
+echo "-- xd-vm back in lab: $(xhb "$A")"
+echo "-- xd-peer: $(xpeer PING)   (maxgap_ms: the longest it waited for a reply across both moves)"
+echo "-- xd-peer: $(xpeer 'TCP 10.77.1.3')"
+"$BIN" ownership $P | show
+
+step "done: agents formed a mesh and authenticated each other, a running VM moved between them and back with its network identity, a host was evacuated for maintenance and a scheduled migration ran, a handover survived its destination's crash with one copy, a dead member was noticed, an outsider and a careless key were refused, fully automated DRS spread a hot host, a host key rotated mid-migration without a reconnect, a revoked host was cut off, and a VM moved into a federated domain and back with its peer's connection kept"

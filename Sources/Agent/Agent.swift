@@ -178,6 +178,7 @@ public struct Agent: Service {
                                                                   domain: credentials.certificate.domain, settings: configuration.leaseSettings,
                                                                   logger: logger) : nil
         let greetings = GreetingQueue()
+        let linker = StretchedOverlayLinker(network: network, credentials: credentials, overlay: overlay, logger: logger)
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys)
         let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
@@ -189,7 +190,7 @@ public struct Agent: Service {
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)
         }
-        await federation.wire(membership: membership.service)
+        await federation.wire(membership: membership.service) { await network.unlink(domain: $0) }
         await domainKeys.wire { await peers.broadcast($0) }
         let health = HealthMonitor(hostID: credentials.identity.hostID, store: store, vms: vms, drs: drs, membership: membership,
                                    settings: HealthTracker.Settings(), thresholds: HealthThresholds(), logger: logger)
@@ -207,7 +208,7 @@ public struct Agent: Service {
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
                                  schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events,
-                                 crossDomain: CrossDomainMigrator(coordinator: coordinator, vms: vms, credentials: credentials, logger: logger))
+                                 crossDomain: CrossDomainMigrator(coordinator: coordinator, vms: vms, credentials: credentials, linker: linker, logger: logger))
         let metrics: MetricsEndpoint?
         do {
             metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network)
@@ -225,7 +226,8 @@ public struct Agent: Service {
             ("virtual-switch", VirtualSwitchService(network: network)),
             ("peer-listener", PeerListenerService(listener: listener, handler: PeerConnectionHandler(
                 coordinator: coordinator, peers: peers, membership: membership, vms: vms, certificates: certificates, drs: drs, domainKeys: domainKeys,
-                crossDomain: CrossDomainMigrationGate(coordinator: coordinator, membership: membership, vms: vms, credentials: credentials, logger: logger),
+                crossDomain: CrossDomainMigrationGate(coordinator: coordinator, membership: membership, vms: vms, credentials: credentials,
+                                                      linker: linker, logger: logger),
                 logger: logger))),
             ("control", ControlService(server: control, handler: api)),
             ("migration-recovery", MigrationRecoveryService(coordinator: coordinator, unfinished: unfinished)),
@@ -245,7 +247,11 @@ public struct Agent: Service {
             ("federation", FederationService(keeper: federation, membership: membership.service,
                                              stored: storedGrants.map(\.serialized), logger: logger)),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
-                                                    broadcast: { await peers.broadcast($0) })),
+                                                    broadcast: { envelope in
+                                                        // The tombstones go with the records (§6.10): a VM leaving the domain changes both.
+                                                        if let tombstones = await peers.tombstoneEnvelope() { await peers.broadcast(tombstones) }
+                                                        await peers.broadcast(envelope)
+                                                    })),
             ("drs", DRSService(controller: drs, broadcast: { await peers.broadcast($0) })),
             ("health", HealthService(monitor: health)),
             ("schedules", ScheduleService(runner: schedules)),

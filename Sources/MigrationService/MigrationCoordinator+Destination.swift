@@ -80,13 +80,17 @@ extension MigrationCoordinator {
     /// the cross-domain gate checked against this domain's grant and mapped: its spec already names
     /// this domain's networks; its local disks go under `storageRoot` (the grant's storage
     /// directory), and its ports are created afresh. The rest is the same admission and handover.
-    public func prepareAcrossDomains(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String, storageRoot: String) async -> Hostmesh_V1_AgentEnvelope {
+    /// `freshPorts` false: the VM's networks are stretched (§8.9) and its ports are imported from
+    /// the prepare's records, as inside a domain.
+    public func prepareAcrossDomains(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String, storageRoot: String,
+                                     freshPorts: Bool = true) async -> Hostmesh_V1_AgentEnvelope {
         await acquire(prepare.migrationID)
         defer { relinquish(prepare.migrationID) }
-        return await prepareIncoming(prepare, from: peer, crossDomainStorage: storageRoot)
+        return await prepareIncoming(prepare, from: peer, crossDomainStorage: storageRoot, freshPorts: freshPorts)
     }
 
-    func prepareIncoming(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String, crossDomainStorage: String? = nil) async -> Hostmesh_V1_AgentEnvelope {
+    func prepareIncoming(_ prepare: Hostmesh_V1_MigrationPrepare, from peer: String, crossDomainStorage: String? = nil,
+                         freshPorts: Bool = false) async -> Hostmesh_V1_AgentEnvelope {
         let id = prepare.migrationID
         let storageRoot = crossDomainStorage ?? vms.storageRoot
         func refuse(_ why: String) -> Hostmesh_V1_AgentEnvelope {
@@ -132,7 +136,7 @@ extension MigrationCoordinator {
         let run = IncomingRun(context: context, id: id, spec: spec, source: peer, epoch: Int64(prepare.epoch) + 1,
                               prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) },
                                              disks: prepare.disks, diskBytes: diskBytes, storageRoot: storageRoot,
-                                             freshPorts: crossDomainStorage != nil))
+                                             freshPorts: crossDomainStorage != nil && freshPorts))
         var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)
         await executor.handle(.prepare(refusal: refusal))
         if executor.machine.phase == .admitted { incoming[id] = executor }

@@ -31,7 +31,7 @@ struct MigrateCommand: AsyncParsableCommand {
     func validate() throws {
         if toDomain != nil {
             guard via != nil else { throw ValidationError("--to-domain needs --via HOST:PORT, a host of that domain") }
-            guard !auto, !check else { throw ValidationError("--to-domain takes neither --auto nor --check: the receiving domain chooses unless --to names a host") }
+            guard !auto else { throw ValidationError("--to-domain does not take --auto: the receiving domain chooses unless --to names a host") }
         } else {
             guard via == nil, !acceptNetworkChange else { throw ValidationError("--via and --accept-network-change go with --to-domain") }
         }
@@ -56,7 +56,14 @@ struct MigrateCommand: AsyncParsableCommand {
         if let xbzrleCacheMb { settings.xbzrleCacheBytes = xbzrleCacheMb << 20 }
         settings.armAutoConverge = !noAutoConverge
         if check {
-            let report = try await control.client.call("migrate.check", ControlTypes.Migrate(vm: vm, to: to, settings: settings), as: PreflightReport.self)
+            let report: PreflightReport
+            if let toDomain, let via {
+                report = try await control.client.call("migrate.domain.check", ControlTypes.MigrateAcrossDomains(
+                    vm: vm, domain: toDomain, via: via, to: self.to, settings: settings, acceptNetworkChange: acceptNetworkChange ? true : nil),
+                    as: PreflightReport.self)
+            } else {
+                report = try await control.client.call("migrate.check", ControlTypes.Migrate(vm: vm, to: to, settings: settings), as: PreflightReport.self)
+            }
             if control.json { try control.printJSON(report) } else {
                 print("pre-flight checklist: \(vm) to \(report.destination)")
                 for line in report.lines { print("  " + line) }

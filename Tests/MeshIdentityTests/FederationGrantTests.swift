@@ -219,8 +219,16 @@ import Testing
         #expect(throws: FederationAdmission.Refusal.noStorageDirectory(vm: "vm1", count: 1)) {
             try check(.init(name: "vm1", labels: ["web"], networks: ["front"], localDisks: 1), grant: try lab.federate(noDisks, after: nil, now: now))
         }
-        let stretched = try lab.federate(terms(networks: [.init(peerNetwork: "front", localNetwork: "default", stretched: true)]), after: nil, now: now)
-        #expect(throws: FederationAdmission.Refusal.stretchedNotSupported(network: "front")) { try check(vm, grant: stretched) }
+        // A stretched network crosses (its peers keep it, no consent asked); mixed with one that is not, refused.
+        let stretched = try lab.federate(terms(networks: [.init(peerNetwork: "front", localNetwork: "default", stretched: true),
+                                                          .init(peerNetwork: "back", localNetwork: "storage")]), after: nil, now: now)
+        #expect(try check(vm, grant: stretched) == ["default"])
+        #expect(FederationAdmission.isStretched(["front"], grant: stretched, direction: .incoming))
+        #expect(!FederationAdmission.isStretched(["front", "back"], grant: stretched, direction: .incoming))
+        #expect(try check(.init(name: "vm1", networks: ["default"]), grant: stretched, direction: .outgoing) == ["front"])
+        #expect(throws: FederationAdmission.Refusal.mixedStretch(vm: "vm1", stretched: ["front"], notStretched: ["back"])) {
+            try check(.init(name: "vm1", networks: ["front", "back"]), grant: stretched)
+        }
         let revoked = try lab.revokeGrant(grant, reason: "", now: now)
         #expect(throws: FederationAdmission.Refusal.notInForce("domain lab revoked its grant for prod (version 2)")) { try check(vm, grant: revoked) }
         #expect(FederationAdmission.Refusal.labelNotCovered(vm: "vm2", labels: ["db"], allowed: ["web"]).description.contains("label the VM or widen the grant"))

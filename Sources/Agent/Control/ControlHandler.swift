@@ -147,6 +147,9 @@ struct ControlHandler: Sendable {
             } catch let error as ControlError where error.code == "failed" {
                 throw await MigrationFailureReport.honest(error, vm: vm.id, vms: vms, meshDefault: restartDefault)
             }
+        case "migrate.domain.check":
+            // `migrate --to-domain --check`: the checklist across domains alone (Protocol.md §6.9, §6.10).
+            return await crossDomain.check(try request.params(ControlTypes.MigrateAcrossDomains.self))
         case "migrate.domain":
             let p = try request.params(ControlTypes.MigrateAcrossDomains.self)
             let vm = try await vms.find(p.vm)

@@ -21,6 +21,8 @@ struct CrossDomainMigrationGate: Sendable {
     let membership: AgentMembership
     let vms: VMManager
     let credentials: ChannelCredentials
+    /// Links this host's switch with the source's for stretched networks (§8.9).
+    let linker: StretchedOverlayLinker
     let logger: Logger
 
     private var domain: String { credentials.certificate.domain }
@@ -48,6 +50,12 @@ struct CrossDomainMigrationGate: Sendable {
                             if let reply = await coordinator.handle(envelope.body!, from: name) {
                                 try await outbound.write(EnvelopeWriter.frame(reply))
                             }
+                        case .migrationCheck(let check):
+                            try await outbound.write(EnvelopeWriter.frame(await self.check(check, from: peer, name: name)))
+                        case .xdomainOverlayHello(let hello):
+                            var reply = Hostmesh_V1_AgentEnvelope()
+                            reply.xdomainOverlayHello = await overlayHello(hello, from: peer, on: connection)
+                            try await outbound.write(EnvelopeWriter.frame(reply))
                         case .note(let note):
                             logger.info("cross-domain note received", metadata: ["mesh.peer": "\(name)", "note": "\(note.text)"])
                         default:
@@ -66,6 +74,62 @@ struct CrossDomainMigrationGate: Sendable {
             logger.warning("cross-domain migration channel ended", metadata: ["mesh.peer": "\(name)", "mesh.reason": "\(reason)"])
         }
         await coordinator.channelEnded(migrations: migrations, from: name)
+    }
+
+    /// The pre-flight checklist from a host of another domain (§6.9, §6.10): the `admission` item
+    /// (this domain's grant, ids, MACs, tombstones), then the destination's items of §6.9 for the
+    /// spec mapped to this domain's networks. Reserves nothing.
+    private func check(_ check: Hostmesh_V1_MigrationCheck, from peer: PeerIdentity, name: String) async -> Hostmesh_V1_AgentEnvelope {
+        var reply = Hostmesh_V1_AgentEnvelope()
+        var admission = Hostmesh_V1_CheckItem()
+        admission.name = "admission"
+        let spec: VMSpec
+        do { spec = try JSONDecoder().decode(VMSpec.self, from: Data(check.vmSpecJson.utf8)) } catch {
+            admission.detail = "\(credentials.identity.hostID) cannot read the VM's spec: \(error)"
+            admission.fix = "run the same hostmesh version in both domains"
+            reply.migrationCheckResult.items = [admission]
+            return reply
+        }
+        switch await self.check(spec, from: peer) {
+        case .failure(let refusal):
+            admission.detail = "\(credentials.identity.hostID)@\(domain): \(refusal.text)"
+            admission.fix = "see the detail"
+            reply.migrationCheckResult.items = [admission]
+            return reply
+        case .success(let (local, _)):
+            admission.ok = true
+            admission.detail = "domain \(domain)'s grant lets \(spec.name) in; no VM or tombstone on \(credentials.identity.hostID) holds its id or MACs"
+            var mapped = check
+            do { mapped.vmSpecJson = String(decoding: try JSONEncoder().encode(local), as: UTF8.self) } catch {
+                admission.ok = false
+                admission.detail = "cannot encode the mapped spec: \(error)"
+                reply.migrationCheckResult.items = [admission]
+                return reply
+            }
+            reply = await coordinator.checkIncoming(mapped, from: name)
+            reply.migrationCheckResult.items.insert(admission, at: 0)
+            return reply
+        }
+    }
+
+    /// A source's overlay hello (§8.9): this host's own, and the pair's overlay keyed from this
+    /// channel, when this domain's grant for the source's domain stretches a network; else an
+    /// answer carrying only the reason.
+    private func overlayHello(_ hello: Hostmesh_V1_XdomainOverlayHello, from peer: PeerIdentity, on connection: SecureConnection) async -> Hostmesh_V1_XdomainOverlayHello {
+        guard let grant = credentials.trust.federation.current.grant(of: domain, for: peer.domain),
+              grant.refusal(at: Int64(Date().timeIntervalSince1970), skew: credentials.trust.clockSkewSeconds) == nil else {
+            var refusal = Hostmesh_V1_XdomainOverlayHello()
+            refusal.error = "domain \(domain) holds no grant in force for domain \(peer.domain)"
+            return refusal
+        }
+        var mine = await linker.hello(for: grant)
+        guard mine.error.isEmpty else { return mine }
+        do { try await linker.link(hello, from: peer.hostID, grant: grant, on: connection) } catch {
+            logger.warning("stretched segment refused", metadata: ["mesh.peer": "\(PeerName.of(peer, localDomain: domain))", "error": "\(error)"])
+            mine = Hostmesh_V1_XdomainOverlayHello()
+            mine.error = "\(error)"
+        }
+        return mine
     }
 
     // MARK: - Admission (§6.10)
@@ -122,7 +186,15 @@ struct CrossDomainMigrationGate: Sendable {
         }
         let local: VMSpec
         switch await check(spec, from: peer) {
-        case .success(let (mapped, _)): local = mapped
+        case .success(let (mapped, grant)):
+            local = mapped
+            // This side's consent rule too (§2.9): a network it does not stretch loses the VM's peers.
+            let networks = spec.nics.compactMap(\.network)
+            if !networks.isEmpty, !request.acceptNetworkChange, !FederationAdmission.isStretched(networks, grant: grant, direction: .incoming) {
+                offer.error = "domain \(domain) maps \(networks.joined(separator: ", ")) without stretching it: the VM's peers lose it at layer 2; migrate with --accept-network-change if that is what you want"
+                logRefusal(spec, peer, offer.error)
+                return offer
+            }
         case .failure(let refusal):
             offer.error = refusal.text
             logRefusal(spec, peer, refusal.text)
@@ -182,7 +254,10 @@ struct CrossDomainMigrationGate: Sendable {
                     return refused
                 }
             }
-            return await coordinator.prepareAcrossDomains(mapped, from: PeerName.of(peer, localDomain: domain), storageRoot: storage)
+            // On stretched networks the port moves with the VM, as inside a domain (§8.9).
+            let stretched = FederationAdmission.isStretched(spec.nics.compactMap(\.network), grant: grant, direction: .incoming)
+            return await coordinator.prepareAcrossDomains(mapped, from: PeerName.of(peer, localDomain: domain), storageRoot: storage,
+                                                          freshPorts: !stretched || prepare.portStates.isEmpty)
         }
     }
 

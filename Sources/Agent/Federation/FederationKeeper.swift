@@ -19,6 +19,10 @@ actor FederationKeeper {
     private let unixTime: @Sendable () -> Int64
     /// Gossips grants; set once the membership exists.
     private var membership: MembershipService?
+    /// Stops the switch carrying stretched segments to a domain (§8.9); set once the network exists.
+    private var unlink: (@Sendable (String) async -> Int)?
+    /// The grants (key and version) whose end already unlinked their domain.
+    private var unlinked = Set<String>()
 
     init(store: FederationStore, trust: TrustStore, domain: String, logger: Logger,
          unixTime: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
@@ -55,7 +59,27 @@ actor FederationKeeper {
     }
 
     /// Connects the keeper to the membership.
-    func wire(membership: MembershipService) { self.membership = membership }
+    func wire(membership: MembershipService, unlink: (@Sendable (String) async -> Int)? = nil) {
+        self.membership = membership
+        self.unlink = unlink
+    }
+
+    /// Unlinks the stretched segments of every grant held that is no longer in force (once per
+    /// grant version): a revoked or expired grant stops the frames too, not only the channels.
+    private func unlinkEnded() async {
+        guard let unlink else { return }
+        let now = unixTime()
+        for grant in trust.federation.current.grants.values where grant.refusal(at: now, skew: trust.federation.skew) != nil {
+            let key = "\(grant.key)#\(grant.version)#\(Self.status(grant, now: now))"
+            guard !unlinked.contains(key) else { continue }
+            unlinked.insert(key)
+            let hosts = await unlink(grant.peerDomain)
+            if hosts > 0 {
+                logger.warning("stopped carrying stretched segments to a domain whose grant ended", metadata: [
+                    "mesh.peer_domain": "\(grant.peerDomain)", "mesh.hosts": "\(hosts)"])
+            }
+        }
+    }
 
     /// The operator publishes a grant: verified, enforced at once, then gossiped.
     func publish(_ bytes: [UInt8]) async throws(ControlError) -> ControlTypes.FederationGrantInfo {
@@ -97,9 +121,10 @@ actor FederationKeeper {
     }
 
     /// Closes the cross-domain channels whose grant expired (run about once a second).
-    func sweep() {
+    func sweep() async {
         let cut = trust.federation.sweep(now: unixTime())
         if cut > 0 { logger.warning("closed cross-domain channels: their grant expired", metadata: ["mesh.channels": "\(cut)"]) }
+        await unlinkEnded()
     }
 
     /// Stores and installs. Storing comes first; a store that cannot be written does not stop

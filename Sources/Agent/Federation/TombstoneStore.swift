@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import GRDB
 import Hypervisor
+import MeshWire
 import MigrationService
 
 /// The tombstones of VMs that left this host for another domain (Protocol.md §6.10), in the
@@ -42,11 +43,59 @@ enum TombstoneStore {
         try db.execute(sql: "DELETE FROM xdomain_tombstone WHERE vmId = ?", arguments: [vm])
     }
 
-    /// Every tombstone, newest first.
+    /// Every tombstone that stands, newest first: written here or heard from another host of
+    /// this domain, unless the VM came back (an ownership record naming a host of this domain at a
+    /// higher epoch: its return, wherever in the domain it landed, lifts it everywhere).
     static func all(_ db: Database) throws -> [ControlTypes.Tombstone] {
-        try Row.fetchAll(db, sql: "SELECT * FROM xdomain_tombstone ORDER BY at DESC").map { row in
+        try Row.fetchAll(db, sql: """
+            SELECT t.* FROM xdomain_tombstone t LEFT JOIN ownership o ON o.vmId = t.vmId
+            WHERE o.vmId IS NULL OR o.epoch <= t.epoch OR instr(o.owner, '@') > 0
+            ORDER BY t.at DESC
+            """).map { row in
             ControlTypes.Tombstone(vm: row["vmId"], name: row["name"], macs: (row["macs"] as String).split(separator: ",").map(String.init),
                                    domain: row["domain"], owner: row["owner"], epoch: row["epoch"], at: row["at"])
+        }
+    }
+
+    /// Keeps the tombstones another host of this domain sent (§6.10), each unless one of the same
+    /// VM with the same or a higher epoch is held. Returns how many were new or newer.
+    @discardableResult
+    static func learn(_ db: Database, _ tombstones: [ControlTypes.Tombstone]) throws -> Int {
+        var kept = 0
+        for t in tombstones where !t.vm.isEmpty && PeerName.isCrossDomain(t.owner) {
+            try db.execute(sql: """
+                INSERT INTO xdomain_tombstone (vmId, name, macs, domain, owner, epoch, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(vmId) DO UPDATE SET name = excluded.name, macs = excluded.macs, domain = excluded.domain,
+                    owner = excluded.owner, epoch = excluded.epoch, at = excluded.at
+                WHERE excluded.epoch > xdomain_tombstone.epoch
+                """, arguments: [t.vm, t.name, t.macs.map { $0.lowercased() }.joined(separator: ","), t.domain, t.owner, t.epoch, t.at])
+            kept += db.changesCount
+        }
+        return kept
+    }
+
+    /// The tombstones that stand, for other hosts of this domain.
+    static func envelope(_ db: Database) throws -> Hostmesh_V1_AgentEnvelope {
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.xdomainTombstones.tombstones = try all(db).map { t in
+            var wire = Hostmesh_V1_XdomainTombstone()
+            wire.vmID = t.vm
+            wire.name = t.name
+            wire.macs = t.macs
+            wire.domain = t.domain
+            wire.owner = t.owner
+            wire.epoch = UInt64(max(0, t.epoch))
+            wire.at = Int64(t.at)
+            return wire
+        }
+        return envelope
+    }
+
+    /// Tombstones as they came on the wire.
+    static func decode(_ update: Hostmesh_V1_XdomainTombstones) -> [ControlTypes.Tombstone] {
+        update.tombstones.map { t in
+            ControlTypes.Tombstone(vm: t.vmID, name: t.name, macs: t.macs, domain: t.domain, owner: t.owner,
+                                   epoch: Int64(clamping: t.epoch), at: Double(t.at))
         }
     }
 

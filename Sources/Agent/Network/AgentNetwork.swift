@@ -132,10 +132,12 @@ public actor AgentNetwork: MigrationPortMover {
     /// VM's first announcement (no deadline yet: pre-copy may take any time; see `resumed`).
     public func importPorts(_ spec: VMSpec, records: [[UInt8]]) async throws {
         for bytes in records {
-            let record = try PortStateRecord(serializedBytes: bytes)
+            var record = try PortStateRecord(serializedBytes: bytes)
             guard let nic = spec.nics.first(where: { Self.portID(spec, $0) == record.configuration.id }), let attachment = attachment(nic) else {
                 throw AgentError.protocolViolation("port \(record.configuration.id) does not belong to VM \(spec.id)")
             }
+            // From another domain the spec names this domain's network (mapped, §8.9); the record the source's.
+            if let network = nic.network { record.configuration.network = network }
             // A VM coming back within the straggler grace period finds its old port still
             // forwarding to where it went: that port is obsolete now.
             // A removal that failed makes the import below fail with the switch's reason: not lost.
@@ -226,9 +228,32 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// The locations this host knows (its own ports' and learned ones), encoded for another agent.
+    /// The locations this host knows (its own ports' and learned ones), encoded for another agent
+    /// of this domain. Locations behind hosts of another domain (`host@domain`, learned over a
+    /// stretched link, §8.9) stay here: other hosts of this domain have no overlay to them.
     public func locationSnapshot() async -> [UInt8] {
-        OverlayControlCodec.encode(await virtualSwitch.locationEntries().map(\.location))
+        OverlayControlCodec.encode(await virtualSwitch.locationEntries().map(\.location).filter { !$0.host.rawValue.contains("@") })
+    }
+
+    /// Stops carrying stretched segments to every host of `domain` (its grant was revoked or
+    /// expired, §8.9): their keys and locations are forgotten. Returns how many hosts.
+    @discardableResult
+    public func unlink(domain: String) async -> Int {
+        let hosts = await virtualSwitch.stretchedPeers().filter { $0.rawValue.hasSuffix("@" + domain) }
+        for host in hosts { await virtualSwitch.removePeer(host) }
+        return hosts.count
+    }
+
+    /// The segment id of one of this host's networks (nil: not defined here).
+    public nonisolated func segment(of network: String) -> SegmentID? { networks[network]?.segment }
+
+    /// Keys the overlay with a host of another domain (`name`, `host@domain`) carrying `link`'s
+    /// stretched segments, from a channel both share, and applies its own `locations`
+    /// (Protocol.md §8.9).
+    public func linkStretched(_ name: String, overlay: HostPort, session: ChannelSession, link: StretchedLink, locations: [MACLocation]) async throws {
+        let address = try SocketAddress.makeAddressResolvingHost(overlay.host, port: overlay.port)
+        try await virtualSwitch.setStretchedPeer(HostID(name), address: address, sharedSecret: session.exportKey(label: OverlayKeys.exportLabel),
+                                                 algorithm: session.aead, link: link, locations: locations)
     }
 
     /// Locations another agent sent.

@@ -54,6 +54,7 @@ struct PeerConnectionHandler: Sendable {
                         var locations = Hostmesh_V1_AgentEnvelope()
                         locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
                         try await outbound.write(EnvelopeWriter.frame(locations))
+                        if let tombstones = await peers.tombstoneEnvelope() { try await outbound.write(EnvelopeWriter.frame(tombstones)) }
                         if let ownership = await peers.ownershipEnvelope(for: hello.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(ownership))
                         }
@@ -61,6 +62,8 @@ struct PeerConnectionHandler: Sendable {
                         await domainKeys.receive(update.records, from: connection.peer.hostID)
                     case .ownershipUpdate(let update):
                         await peers.receive(ownership: update.records, from: connection.peer.hostID)
+                    case .xdomainTombstones(let update):
+                        await peers.receive(tombstones: update, from: connection.peer.hostID)
                     case .pushPull(let request):
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))
                     case .joinRequest:
@@ -87,7 +90,7 @@ struct PeerConnectionHandler: Sendable {
                     case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .vmPlaceReply,
                          .migrationCheckResult, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
-                    case .xdomainMigrationRequest, .xdomainMigrationOffer:
+                    case .xdomainMigrationRequest, .xdomainMigrationOffer, .xdomainOverlayHello:
                         // Only on a cross-domain-migration channel (Protocol.md §5.2, §6.10).
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")
                     }

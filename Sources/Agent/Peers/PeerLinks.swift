@@ -94,6 +94,7 @@ struct PeerLinks: Sendable {
                 var locations = Hostmesh_V1_AgentEnvelope()
                 locations.locationUpdate.locations = Data(await network.locationSnapshot())
                 try await outbound.write(EnvelopeWriter.frame(locations))
+                if let tombstones = await tombstoneEnvelope() { try await outbound.write(EnvelopeWriter.frame(tombstones)) }
                 if let ownership = await ownershipEnvelope(for: reply.hostID) { try await outbound.write(EnvelopeWriter.frame(ownership)) }
                 if let rotations = DomainKeyKeeper.envelope(credentials.trust) { try await outbound.write(EnvelopeWriter.frame(rotations)) }
                 var note = Hostmesh_V1_AgentEnvelope()
@@ -119,6 +120,26 @@ struct PeerLinks: Sendable {
             logger.error("cannot read this host's ownership records: the peer cannot fence stale copies of our VMs until they are sent",
                          metadata: ["mesh.peer": "\(peer)", "error": "\(error)"])
             return nil
+        }
+    }
+
+    /// The tombstones that stand here, for another agent of this domain (§6.10), or nil: none, or
+    /// the store cannot read them (logged; the next change or hello sends them).
+    func tombstoneEnvelope() async -> Hostmesh_V1_AgentEnvelope? {
+        do { return try await vms.tombstoneEnvelope() } catch {
+            logger.error("cannot read the tombstones: other hosts may give a departed VM's MAC away until they are sent", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Keeps the tombstones another agent of this domain sent (§6.10).
+    func receive(tombstones update: Hostmesh_V1_XdomainTombstones, from peer: String) async {
+        do {
+            let kept = try await vms.learn(tombstones: TombstoneStore.decode(update))
+            if kept > 0 { logger.info("tombstones learned: their MACs and ids are not reused here", metadata: ["mesh.peer": "\(peer)", "vm.count": "\(kept)"]) }
+        } catch {
+            // Not kept: the peer sends them again with its next ownership change or hello.
+            logger.error("cannot keep a peer's tombstones", metadata: ["mesh.peer": "\(peer)", "error": "\(error)"])
         }
     }
 
@@ -190,6 +211,8 @@ struct PeerLinks: Sendable {
                     ownership = true
                 case .domainKeyRotations(let update):
                     await domainKeys.receive(update.records, from: peer)
+                case .xdomainTombstones(let update):
+                    await receive(tombstones: update, from: peer)
                 default:
                     continue // nothing else is expected here; the responder's channel is not for it
                 }

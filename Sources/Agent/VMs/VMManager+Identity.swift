@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import GRDB
 import Hypervisor
+import MeshWire
 
 extension VMManager {
     /// Why `spec` cannot arrive here from another domain (Protocol.md §6.10): a VM of this host has
@@ -31,8 +32,21 @@ extension VMManager {
         }
     }
 
-    /// The tombstones of VMs that left this host for another domain, newest first.
+    /// The tombstones that stand in this domain (of VMs that left this host, or another host of
+    /// the domain, for another domain), newest first.
     func tombstones() async throws -> [ControlTypes.Tombstone] {
         try await store.database.read { db in try TombstoneStore.all(db) }
+    }
+
+    /// Keeps tombstones another host of this domain sent (§6.10); returns how many were new.
+    @discardableResult
+    func learn(tombstones: [ControlTypes.Tombstone]) async throws -> Int {
+        try await store.database.write { db in try TombstoneStore.learn(db, tombstones) }
+    }
+
+    /// The standing tombstones as an envelope for the other hosts of this domain (nil: none).
+    func tombstoneEnvelope() async throws -> Hostmesh_V1_AgentEnvelope? {
+        let envelope = try await store.database.read { db in try TombstoneStore.envelope(db) }
+        return envelope.xdomainTombstones.tombstones.isEmpty ? nil : envelope
     }
 }

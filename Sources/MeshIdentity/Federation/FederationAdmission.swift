@@ -47,8 +47,9 @@ public enum FederationAdmission {
         case labelNotCovered(vm: String, labels: [String], allowed: [String])
         /// A NIC's network has no mapping in the grant.
         case networkUnmapped(vm: String, network: String, direction: Direction)
-        /// A mapped network is stretched: carrying the segment across domains is a later step.
-        case stretchedNotSupported(network: String)
+        /// The VM is on stretched and on not-stretched networks at once: its port state would have
+        /// to move for some NICs and not for others (not supported in this version).
+        case mixedStretch(vm: String, stretched: [String], notStretched: [String])
         /// The VM has local disks and the receiving grant names no storage directory for them.
         case noStorageDirectory(vm: String, count: Int)
         /// The VM's networks are mapped but not stretched, and the operator did not accept that
@@ -68,8 +69,8 @@ public enum FederationAdmission {
             case let .networkUnmapped(vm, network, direction):
                 let side = direction == .incoming ? "their" : "our"
                 return "VM \(vm) has a NIC on network \"\(network)\", which the grant does not map (\(side) side): add --network to the grant, or detach the NIC"
-            case let .stretchedNotSupported(network):
-                return "network \"\(network)\" is mapped as stretched; carrying a segment across domains is not supported yet: map it without :stretched"
+            case let .mixedStretch(vm, stretched, notStretched):
+                return "VM \(vm) is on stretched network(s) \(stretched.joined(separator: ", ")) and on network(s) \(notStretched.joined(separator: ", ")) that are not stretched: a VM crosses with all its networks stretched or none; map them alike in the grant, or detach a NIC"
             case let .noStorageDirectory(vm, count):
                 return "VM \(vm) has \(count) local disk(s), and the receiving domain's grant names no storage directory for incoming disks: federate again with --storage-dir DIR"
             case let .networkChangeNotAccepted(vm, networks):
@@ -92,18 +93,32 @@ public enum FederationAdmission {
             throw .labelNotCovered(vm: candidate.name, labels: candidate.labels.sorted(), allowed: grant.body.vmLabels)
         }
         var mapped: [String] = []
+        var stretched: [String] = [], notStretched: [String] = []
         for network in candidate.networks {
             let mapping = grant.body.networks.first { direction == .incoming ? $0.peerNetwork == network : $0.localNetwork == network }
             guard let mapping else { throw .networkUnmapped(vm: candidate.name, network: network, direction: direction) }
-            guard !mapping.stretched else { throw .stretchedNotSupported(network: network) }
+            if mapping.stretched { stretched.append(network) } else { notStretched.append(network) }
             mapped.append(direction == .incoming ? mapping.localNetwork : mapping.peerNetwork)
         }
-        if direction == .outgoing, !candidate.networks.isEmpty, !candidate.acceptNetworkChange {
+        if !stretched.isEmpty, !notStretched.isEmpty {
+            throw .mixedStretch(vm: candidate.name, stretched: stretched, notStretched: notStretched)
+        }
+        // A stretched network keeps the VM's peers (the switches carry the segment, §8.9).
+        if direction == .outgoing, !notStretched.isEmpty, !candidate.acceptNetworkChange {
             throw .networkChangeNotAccepted(vm: candidate.name, networks: candidate.networks)
         }
         if direction == .incoming, candidate.localDisks > 0, grant.body.storageDirectory.isEmpty {
             throw .noStorageDirectory(vm: candidate.name, count: candidate.localDisks)
         }
         return mapped
+    }
+
+    /// True when the VM has networks and `grant` maps every one of them as stretched (named as on
+    /// the side `direction` says): its ports move with it across the boundary (§8.9).
+    public static func isStretched(_ networks: [String], grant: FederationGrant?, direction: Direction) -> Bool {
+        guard let grant, !networks.isEmpty else { return false }
+        return networks.allSatisfy { network in
+            grant.body.networks.contains { (direction == .incoming ? $0.peerNetwork : $0.localNetwork) == network && $0.stretched }
+        }
     }
 }

@@ -254,6 +254,22 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .xdomainMigrationOffer(newValue)}
   }
 
+  public var xdomainOverlayHello: Hostmesh_V1_XdomainOverlayHello {
+    get {
+      if case .xdomainOverlayHello(let v)? = body {return v}
+      return Hostmesh_V1_XdomainOverlayHello()
+    }
+    set {body = .xdomainOverlayHello(newValue)}
+  }
+
+  public var xdomainTombstones: Hostmesh_V1_XdomainTombstones {
+    get {
+      if case .xdomainTombstones(let v)? = body {return v}
+      return Hostmesh_V1_XdomainTombstones()
+    }
+    set {body = .xdomainTombstones(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -284,6 +300,8 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case domainKeyRotations(Hostmesh_V1_TrustchanDomainKeyRotations)
     case xdomainMigrationRequest(Hostmesh_V1_XdomainMigrationRequest)
     case xdomainMigrationOffer(Hostmesh_V1_XdomainMigrationOffer)
+    case xdomainOverlayHello(Hostmesh_V1_XdomainOverlayHello)
+    case xdomainTombstones(Hostmesh_V1_XdomainTombstones)
 
   }
 
@@ -346,6 +364,92 @@ public nonisolated struct Hostmesh_V1_XdomainMigrationOffer: Sendable {
 
   /// the VM's networks as named in the receiving domain, in NIC order
   public var networks: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Source → destination of a migration into another domain, and the destination's answer, on a
+/// `cross-domain-migration` channel, before a VM on stretched networks moves (Protocol.md §8.9):
+/// both switches key the pair's overlay from this channel's exported secret and learn each other's
+/// stretched segments and locations. No error in the answer: the segment is carried.
+public nonisolated struct Hostmesh_V1_XdomainOverlayHello: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// host:port of the sender's overlay; a wildcard host: where the channel comes from
+  public var overlayAddress: String = String()
+
+  /// the sender's stretched networks, named as there, with its segment ids
+  public var segments: [Hostmesh_V1_XdomainStretchedSegment] = []
+
+  /// the sender's own MAC locations on them (VSwitchControl, §8.4): its host id, its segments
+  public var locations: Data = Data()
+
+  /// answer only: why the receiver will not carry the segment (the cause and the fix)
+  public var error: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One stretched network as its sender's domain names and numbers it.
+public nonisolated struct Hostmesh_V1_XdomainStretchedSegment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var network: String = String()
+
+  public var segment: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The tombstones of VMs that left this domain for another (Protocol.md §6.10), so every host of the
+/// domain refuses their ids and MACs: sent with the ownership records (after a hello, and to every
+/// known agent when they change), between hosts of one domain only. No answer.
+public nonisolated struct Hostmesh_V1_XdomainTombstones: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tombstones: [Hostmesh_V1_XdomainTombstone] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One VM that left: the `xdomain_tombstone` row of §6.10.
+public nonisolated struct Hostmesh_V1_XdomainTombstone: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var vmID: String = String()
+
+  public var name: String = String()
+
+  /// lower case
+  public var macs: [String] = []
+
+  /// the domain it went to
+  public var domain: String = String()
+
+  /// host@domain
+  public var owner: String = String()
+
+  /// its epoch there
+  public var epoch: UInt64 = 0
+
+  /// when it left, unix seconds
+  public var at: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1346,7 +1450,7 @@ fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0\u{4}\u{13}domain_key_rotations\0\u{4}(xdomain_migration_request\0\u{3}xdomain_migration_offer\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0\u{4}\u{13}domain_key_rotations\0\u{4}(xdomain_migration_request\0\u{3}xdomain_migration_offer\0\u{3}xdomain_overlay_hello\0\u{3}xdomain_tombstones\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1705,6 +1809,32 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .xdomainMigrationOffer(v)
         }
       }()
+      case 142: try {
+        var v: Hostmesh_V1_XdomainOverlayHello?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .xdomainOverlayHello(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .xdomainOverlayHello(v)
+        }
+      }()
+      case 143: try {
+        var v: Hostmesh_V1_XdomainTombstones?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .xdomainTombstones(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .xdomainTombstones(v)
+        }
+      }()
       default: break
       }
     }
@@ -1823,6 +1953,14 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .xdomainMigrationOffer?: try {
       guard case .xdomainMigrationOffer(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 141)
+    }()
+    case .xdomainOverlayHello?: try {
+      guard case .xdomainOverlayHello(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 142)
+    }()
+    case .xdomainTombstones?: try {
+      guard case .xdomainTombstones(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 143)
     }()
     case nil: break
     }
@@ -1951,6 +2089,176 @@ nonisolated extension Hostmesh_V1_XdomainMigrationOffer: SwiftProtobuf.Message, 
     if lhs.destination != rhs.destination {return false}
     if lhs.destinationAddress != rhs.destinationAddress {return false}
     if lhs.networks != rhs.networks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_XdomainOverlayHello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".XdomainOverlayHello"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}overlay_address\0\u{1}segments\0\u{1}locations\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.overlayAddress) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.segments) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.locations) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.overlayAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.overlayAddress, fieldNumber: 1)
+    }
+    if !self.segments.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.segments, fieldNumber: 2)
+    }
+    if !self.locations.isEmpty {
+      try visitor.visitSingularBytesField(value: self.locations, fieldNumber: 3)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_XdomainOverlayHello, rhs: Hostmesh_V1_XdomainOverlayHello) -> Bool {
+    if lhs.overlayAddress != rhs.overlayAddress {return false}
+    if lhs.segments != rhs.segments {return false}
+    if lhs.locations != rhs.locations {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_XdomainStretchedSegment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".XdomainStretchedSegment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}network\0\u{1}segment\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.network) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.segment) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.network.isEmpty {
+      try visitor.visitSingularStringField(value: self.network, fieldNumber: 1)
+    }
+    if self.segment != 0 {
+      try visitor.visitSingularUInt32Field(value: self.segment, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_XdomainStretchedSegment, rhs: Hostmesh_V1_XdomainStretchedSegment) -> Bool {
+    if lhs.network != rhs.network {return false}
+    if lhs.segment != rhs.segment {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_XdomainTombstones: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".XdomainTombstones"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tombstones\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tombstones) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tombstones.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tombstones, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_XdomainTombstones, rhs: Hostmesh_V1_XdomainTombstones) -> Bool {
+    if lhs.tombstones != rhs.tombstones {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_XdomainTombstone: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".XdomainTombstone"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{1}macs\0\u{1}domain\0\u{1}owner\0\u{1}epoch\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.vmID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.macs) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.vmID.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmID, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.macs.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.macs, fieldNumber: 3)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 4)
+    }
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 5)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 6)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_XdomainTombstone, rhs: Hostmesh_V1_XdomainTombstone) -> Bool {
+    if lhs.vmID != rhs.vmID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.macs != rhs.macs {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.owner != rhs.owner {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.at != rhs.at {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

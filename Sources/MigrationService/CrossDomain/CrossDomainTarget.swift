@@ -8,11 +8,15 @@ public struct CrossDomainTarget: Sendable, Equatable {
     public var anchor: DomainTrustAnchor
     /// The destination's host id (in the receiving domain).
     public var host: String
+    /// Every network of the VM is stretched between the two domains and the two hosts' switches
+    /// are linked (Protocol.md §8.9): its ports move with it as inside a domain.
+    public var stretched: Bool
 
     /// A target.
-    public init(anchor: DomainTrustAnchor, host: String) {
+    public init(anchor: DomainTrustAnchor, host: String, stretched: Bool = false) {
         self.anchor = anchor
         self.host = host
+        self.stretched = stretched
     }
 
     /// The destination as the journal and the ownership records name it: `host@domain`.

@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import Hypervisor
 import Logging
+import MeshIdentity
 import MeshWire
 import Migration
 
@@ -90,6 +91,16 @@ actor IncomingRun: DestinationMigrationEnvironment {
 
     /// This migration's storage directory: the disk images it created, and nothing else.
     private var storageDirectory: String { (prepare?.storageRoot ?? context.vms.storageRoot) + "/" + id }
+
+    /// Where this migration's partial images may be: its storage directory, and in recovery (which
+    /// no longer knows whether the VM came from another domain) also this migration's directory
+    /// under every federation grant's storage directory (§6.10: disks from another domain go
+    /// there). The id is a UUID (checked at the prepare), so each is this migration's own.
+    private var partialImageDirectories: [String] {
+        guard prepare == nil else { return [storageDirectory] }
+        let grants = context.credentials.trust.federation.current.grants.values.map(\.body.storageDirectory).filter { !$0.isEmpty }
+        return [storageDirectory] + Set(grants).sorted().map { $0 + "/" + id }
+    }
 
     /// Creates the empty images the source mirrors into, at the paths the spec names (same format
     /// and size, thin where the source is thin).
@@ -265,9 +276,9 @@ actor IncomingRun: DestinationMigrationEnvironment {
             await context.vms.discardOrphan(vmID)
         }
         // The partial images go with their migration's directory (the QEMU writing them is gone).
-        if FileManager.default.fileExists(atPath: storageDirectory) {
-            do { try FileManager.default.removeItem(atPath: storageDirectory) } catch {
-                logger.error("cannot delete a discarded migration's partial disk images", metadata: ["disk.dir": "\(storageDirectory)", "error": "\(error)"])
+        for directory in partialImageDirectories where FileManager.default.fileExists(atPath: directory) {
+            do { try FileManager.default.removeItem(atPath: directory) } catch {
+                logger.error("cannot delete a discarded migration's partial disk images", metadata: ["disk.dir": "\(directory)", "error": "\(error)"])
             }
         }
         logger.warning("incoming migration discarded")

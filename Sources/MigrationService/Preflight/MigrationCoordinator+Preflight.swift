@@ -2,6 +2,7 @@ public import ControlAPI
 import Foundation
 import Hypervisor
 import Logging
+import MeshIdentity
 public import MeshWire
 import SecureChannel
 
@@ -20,8 +21,10 @@ extension MigrationCoordinator {
     }
 
     /// Runs the checklist for moving `reference` to the agent at `address`. Never throws: what
-    /// cannot be checked is a failed item, with the reason.
-    public func preflight(_ reference: String, to address: HostPort) async -> PreflightReport {
+    /// cannot be checked is a failed item, with the reason. `crossDomain`: the agent is a host of
+    /// another, federated domain (§6.10): the questions go on a `cross-domain-migration` channel to
+    /// it, and shared disks, which do not cross a domain boundary, fail their items here.
+    public func preflight(_ reference: String, to address: HostPort, crossDomain: CrossDomainTarget? = nil) async -> PreflightReport {
         var items: [PreflightReport.Item] = []
         func report() -> PreflightReport { PreflightReport(vm: reference, destination: "\(address)", items: items) }
         let vm: RegisteredVM
@@ -76,6 +79,11 @@ extension MigrationCoordinator {
         var nonces: [SharedDiskNonce] = []
         defer { for nonce in nonces { nonce.remove() } }
         for (index, disk) in spec.disks.enumerated() where disk.shared {
+            if crossDomain != nil {
+                items.append(.init(name: "shared-disk \(index)", ok: false, detail: "\(disk.path) is on shared storage, which does not cross a domain boundary",
+                                   fix: "move it to a local disk first (`hostmesh vm move-storage`), so it is mirrored into the other domain"))
+                continue
+            }
             do {
                 let nonce = try SharedDiskNonce.write(beside: disk.path)
                 nonces.append(nonce)
@@ -92,6 +100,12 @@ extension MigrationCoordinator {
         do {
             var control = SecureChannelConfiguration(credentials: context.credentials, handshakeTimeout: .seconds(5))
             control.policy.purpose = "control"
+            if let crossDomain {
+                control.policy.purpose = FederationGrant.migrationPurpose
+                control.policy.targetDomain = crossDomain.anchor
+                control.policy.requiredDomain = crossDomain.anchor.name
+                control.policy.expectedPeer = crossDomain.host
+            }
             let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
             let peer = connection.peer.hostID
             guard case .migrationCheckResult(let result)? = try await connection.request(check)?.body else {

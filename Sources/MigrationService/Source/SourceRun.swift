@@ -136,6 +136,11 @@ actor SourceRun: SourceMigrationEnvironment {
     /// behind (a boundary that is not stretched carries no frame), and channels go to that domain.
     private var crossesDomains: Bool { live?.crossDomain != nil || PeerName.isCrossDomain(peer) }
 
+    /// True when the VM's ports stay behind: it crosses into another domain on networks that are
+    /// not stretched (§6.10), or recovery no longer knows (then stragglers are not forwarded).
+    /// On stretched networks the ports move as inside a domain (§8.9).
+    private var portsStayBehind: Bool { crossesDomains && !(live?.crossDomain?.stretched ?? false) }
+
     /// A channel configuration to the destination: for another domain, with its key from the
     /// grant, its name required, and the cross-domain purpose for control (Protocol.md §6.10).
     private func channelConfiguration(control: Bool) -> SecureChannelConfiguration {
@@ -204,7 +209,7 @@ actor SourceRun: SourceMigrationEnvironment {
             prepare.migrationPrepare.accelerator = live.process.record.accelerator.choice.rawValue
             prepare.migrationPrepare.epoch = UInt64(epoch)
             // Into another domain the port does not move: the destination creates it afresh (§6.10).
-            prepare.migrationPrepare.portStates = crossesDomains ? [] : try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
+            prepare.migrationPrepare.portStates = portsStayBehind ? [] : try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
             prepare.migrationPrepare.disks = localDisks.map(\.image)
             try await connection.outbound.write(EnvelopeWriter.frame(prepare))
             var reader = connection.reader()
@@ -260,7 +265,7 @@ actor SourceRun: SourceMigrationEnvironment {
         // QEMU timestamps its events: the guest's pause runs from STOP here to RESUME there.
         let events = live.process.qmp.events()
         // At STOP the switch starts holding the guest's frames (Protocol.md §8.6.1).
-        let ports = crossesDomains ? nil : context.ports, paused = spec, newHost = peer
+        let ports = portsStayBehind ? nil : context.ports, paused = spec, newHost = peer
         stopped = Task {
             for await e in events where e.name == "STOP" {
                 if let ports, let paused { await ports.guestPaused(paused, movingTo: newHost) }
@@ -454,7 +459,7 @@ actor SourceRun: SourceMigrationEnvironment {
             var commit = Hostmesh_V1_AgentEnvelope()
             commit.migrationCommit.migrationID = id
             // The ports stop here; their final state travels with the commit.
-            commit.migrationCommit.portDeltas = crossesDomains ? [] : try await context.ports?.freeze(spec).map { Data($0) } ?? []
+            commit.migrationCommit.portDeltas = portsStayBehind ? [] : try await context.ports?.freeze(spec).map { Data($0) } ?? []
             try await connection.outbound.write(EnvelopeWriter.frame(commit))
             if postcopyUsed, let transfer {
                 // The destination runs the guest and pulls what it lacks: QEMU here must go on
@@ -578,7 +583,7 @@ actor SourceRun: SourceMigrationEnvironment {
         }
         released = true
         if let spec {
-            if crossesDomains { await context.ports?.detach(spec) } else { await context.ports?.forwardStragglers(spec, to: peer) }
+            if portsStayBehind { await context.ports?.detach(spec) } else { await context.ports?.forwardStragglers(spec, to: peer) }
         }
         await context.observer.reached(.sourceReleased, migration: id, vm: vmID, name: vmName, peer: peer)
         // Teardown last: the point above sees the released copy as the journal left it.

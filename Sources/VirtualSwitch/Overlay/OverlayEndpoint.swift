@@ -22,6 +22,11 @@ public struct OverlayEndpoint: Sendable {
         var sendCounter: UInt64 = 0
         var currentWindow = ReplayWindow(width: OverlayEndpoint.replayWindowWidth)
         var previousWindow = ReplayWindow(width: OverlayEndpoint.replayWindowWidth)
+        /// A host of another domain carrying stretched segments (Protocol.md §8.9); nil: a host
+        /// of this domain.
+        var link: StretchedLink?
+        /// The tag this host puts in headers to this peer.
+        var senderTag: UInt64
     }
 
     /// Counters each key's replay window remembers (Protocol.md §8.3).
@@ -42,22 +47,31 @@ public struct OverlayEndpoint: Sendable {
     /// A peer's overlay address.
     public func address(of host: HostID) -> SocketAddress? { peers[host]?.address }
 
+    /// The stretched link of a peer of another domain (nil: a peer of this domain, or none).
+    public func link(of host: HostID) -> StretchedLink? { peers[host]?.link }
+
     /// Adds a peer or updates its address and keys. New keys (another `keyID`) become current and
     /// the old ones stay accepted for receiving until `retirePreviousKeys` or the next rekey.
     /// Every new `OverlayKeys` MUST be fresh key material (from a fresh channel export).
     ///
+    /// `link` makes the peer a host of another domain (Protocol.md §8.9): this host then names
+    /// itself `link.localName` in headers to it, and only `link`'s segments cross, translated.
+    ///
     /// - Throws: `OverlayError.tagCollision` if the peer's tag equals another host's.
-    public mutating func setPeer(_ host: HostID, address: SocketAddress, keys: OverlayKeys) throws(OverlayError) {
+    public mutating func setPeer(_ host: HostID, address: SocketAddress, keys: OverlayKeys, link: StretchedLink? = nil) throws(OverlayError) {
         let tag = OverlayKeys.hostTag(host)
         if tag == localTag || (hostsByTag[tag].map { $0 != host } ?? false) {
             throw .tagCollision(host, with: tag == localTag ? localHost : hostsByTag[tag]!)
         }
+        let senderTag = link.map { OverlayKeys.hostTag($0.localName) } ?? localTag
         guard var peer = peers[host] else {
-            peers[host] = Peer(address: address, current: keys)
+            peers[host] = Peer(address: address, current: keys, link: link, senderTag: senderTag)
             hostsByTag[tag] = host
             return
         }
         peer.address = address
+        peer.link = link
+        peer.senderTag = senderTag
         if keys.receive !== peer.current.receive || keys.send !== peer.current.send {
             if keys.keyID != peer.current.keyID {
                 peer.previous = peer.current
@@ -88,9 +102,18 @@ public struct OverlayEndpoint: Sendable {
             counters.noPeer &+= 1
             return nil
         }
+        var segment = segment
+        if let link = peer.link, kind == .frame {
+            // Across domains only the stretched segments go, under the peer's own segment id.
+            guard let theirs = link.outbound(SegmentID(segment)) else {
+                counters.notStretched &+= 1
+                return nil
+            }
+            segment = theirs.rawValue
+        }
         peer.sendCounter += 1
         let header = OverlayHeader(kind: kind, flags: flags, keyID: peer.current.keyID, segment: segment,
-                                   senderTag: localTag, counter: peer.sendCounter)
+                                   senderTag: peer.senderTag, counter: peer.sendCounter)
         peers[host] = peer
         var datagram = allocator.buffer(capacity: OverlayHeader.length + payload.readableBytes + AEADAlgorithm.tagLength)
         header.write(to: &datagram)
@@ -138,7 +161,11 @@ public struct OverlayEndpoint: Sendable {
         switch header.kind {
         case .frame:
             guard SegmentID(header.segment).isValid else { return drop(.malformed) }
-            return .frame(from: host, segment: SegmentID(header.segment), frame: plaintext,
+            let segment = SegmentID(header.segment)
+            // A host of another domain sends frames under this host's segment id (it translated
+            // them, §8.9), and only a stretched segment passes.
+            if let link = peer.link, link.outbound(segment) == nil { return drop(.notStretched) }
+            return .frame(from: host, segment: segment, frame: plaintext,
                           forwarded: header.flags & OverlayHeader.flagForwarded != 0)
         case .control:
             return .control(from: host, payload: Array(plaintext.readableBytesView))
@@ -165,6 +192,8 @@ public enum OverlayReceived: Sendable {
 public enum OverlayDropReason: String, Hashable, Sendable, CaseIterable {
     /// Too short, or an unknown kind, or a frame for segment 0.
     case malformed
+    /// A frame from a host of another domain on a segment the pair does not stretch (§8.9).
+    case notStretched = "not-stretched"
     /// A header version other than 1.
     case unknownVersion = "unknown-version"
     /// The sender's tag is not a configured peer's.
@@ -189,6 +218,8 @@ public struct OverlayCounters: Hashable, Sendable {
     public var bytesReceived: UInt64 = 0
     /// Sends to a host that is not a configured peer.
     public var noPeer: UInt64 = 0
+    /// Frames not sent to a host of another domain: their segment is not stretched (§8.9).
+    public var notStretched: UInt64 = 0
     /// Datagrams the shell could not send (socket errors).
     public var sendFailures: UInt64 = 0
     /// Dropped datagrams by reason.

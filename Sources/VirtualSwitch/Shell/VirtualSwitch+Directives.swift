@@ -17,7 +17,17 @@ extension VirtualSwitch {
                             flags: forwarded ? OverlayHeader.flagForwarded : 0, to: host, shell)
             case let .sendLocations(locations, hosts):
                 let payload = shell.allocator.buffer(bytes: OverlayControlCodec.encode(locations))
-                for host in hosts { sendOverlay(payload, kind: .control, segment: 0, flags: 0, to: host, shell) }
+                for host in hosts {
+                    if let link = shell.overlay.link(of: host) {
+                        // A host of another domain hears only this host's own stretched locations, in its names (§8.9).
+                        let mapped = link.outgoing(locations, localHost: configuration.hostID)
+                        if !mapped.isEmpty {
+                            sendOverlay(shell.allocator.buffer(bytes: OverlayControlCodec.encode(mapped)), kind: .control, segment: 0, flags: 0, to: host, shell)
+                        }
+                        continue
+                    }
+                    sendOverlay(payload, kind: .control, segment: 0, flags: 0, to: host, shell)
+                }
             case let .event(event):
                 log(event)
                 eventSink.yield(event)
@@ -147,7 +157,8 @@ extension VirtualSwitch {
             execute(shell.core.onFrameFromOverlay(from: host, segment: segment, frame: frame, forwarded: forwarded, now: now()), shell)
         case let .control(host, payload):
             do {
-                let locations = try OverlayControlCodec.decode(payload)
+                var locations = try OverlayControlCodec.decode(payload)
+                if let link = shell.overlay.link(of: host) { locations = link.incoming(locations, peer: host) }
                 execute(shell.core.onLocations(locations, from: .direct(host), now: now()), shell)
             } catch {
                 logger.debug("undecodable control datagram", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])

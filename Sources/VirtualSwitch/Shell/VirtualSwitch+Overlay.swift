@@ -9,9 +9,9 @@ extension VirtualSwitch {
     /// The agent calls this once its secure channel to `host` is up, with keys from
     /// `OverlayKeys.derive(from: session.exportKey(label: OverlayKeys.exportLabel), …)` and the
     /// peer's overlay address from its membership metadata.
-    public func setPeer(_ host: HostID, address: SocketAddress, keys: OverlayKeys) async throws(VirtualSwitchError) {
+    public func setPeer(_ host: HostID, address: SocketAddress, keys: OverlayKeys, link: StretchedLink? = nil) async throws(VirtualSwitchError) {
         try await runtime.onLoop { shell throws(VirtualSwitchError) in
-            do throws(OverlayError) { try shell.overlay.setPeer(host, address: address, keys: keys) } catch { throw .overlay(error) }
+            do throws(OverlayError) { try shell.overlay.setPeer(host, address: address, keys: keys, link: link) } catch { throw .overlay(error) }
             self.logger.debug("overlay peer set", metadata: ["mesh.peer": "\(host)", "vswitch.peer.address": "\(address)",
                                                              "vswitch.key_id": "\(keys.keyID)"])
         }
@@ -25,6 +25,32 @@ extension VirtualSwitch {
         let keys = try OverlayKeys.derive(from: sharedSecret, localHost: configuration.hostID, peerHost: host, keyID: keyID,
                                           algorithm: algorithm)
         try await setPeer(host, address: address, keys: keys)
+    }
+
+    /// A host of another, federated domain carrying `link`'s stretched segments (Protocol.md
+    /// §8.9): the keys are derived with both ends named as in `link` (`host@domain`, so the two
+    /// domains may both have a host with the same id), and the peer's own `locations` (as it sent
+    /// them: its host id, its segments) are applied through the link. `host` is the peer's name
+    /// here (`host@domain`).
+    public func setStretchedPeer(_ host: HostID, address: SocketAddress, sharedSecret: SecretBytes, algorithm: AEADAlgorithm,
+                                 link: StretchedLink, locations: [MACLocation]) async throws {
+        let keys = try OverlayKeys.derive(from: sharedSecret, localHost: link.localName, peerHost: host, algorithm: algorithm)
+        try await setPeer(host, address: address, keys: keys, link: link)
+        try await runtime.onLoop { shell in
+            self.execute(shell.core.onLocations(link.incoming(locations, peer: host), from: .direct(host), now: self.now()), shell)
+        }
+    }
+
+    /// The peers of other domains this switch carries stretched segments to (§8.9).
+    public func stretchedPeers() async -> [HostID] {
+        // Fails only once the switch stopped: it has no peers then.
+        (try? await runtime.onLoop { shell in shell.overlay.peerHosts.filter { shell.overlay.link(of: $0) != nil } }) ?? []
+    }
+
+    /// This host's own MAC locations on `segments` (its ports'), for a stretched link's hello.
+    public func ownLocations(on segments: Set<SegmentID>) async -> [MACLocation] {
+        let local = configuration.hostID
+        return await locationEntries().map(\.location).filter { $0.host == local && segments.contains($0.segment) }
     }
 
     /// Stops accepting `host`'s previous keys.

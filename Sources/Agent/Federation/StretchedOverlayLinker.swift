@@ -1,0 +1,99 @@
+import ControlAPI
+import Foundation
+import Logging
+import MeshIdentity
+import MeshWire
+import MigrationService
+import SecureChannel
+import VirtualSwitch
+
+/// Carries a grant's stretched networks between this host and one host of the federated domain
+/// (Protocol.md §8.9): on the `cross-domain-migration` channel between the two hosts of a
+/// migration, each sends an `XdomainOverlayHello` (its overlay address, its stretched networks
+/// with its segment ids, its own MAC locations on them), and both key the pair's overlay from that
+/// channel's exported secret, naming each other `host@domain`. From then on the two switches
+/// carry those segments (and only those) between them, translating segment ids, so a VM that
+/// moved keeps its peers in the domain it left.
+struct StretchedOverlayLinker: Sendable {
+    let network: AgentNetwork
+    let credentials: ChannelCredentials
+    /// This host's overlay as it advertises it (nil: no overlay).
+    let overlay: HostPort?
+    let logger: Logger
+
+    private var domain: String { credentials.certificate.domain }
+
+    /// The networks of `grant` that this domain stretches, by this domain's name, with the
+    /// other domain's name for each.
+    static func stretched(_ grant: FederationGrant) -> [(local: String, peer: String)] {
+        grant.body.networks.filter(\.stretched).map { ($0.localNetwork, $0.peerNetwork) }
+    }
+
+    /// This host's hello for `grant`'s peer domain.
+    func hello(for grant: FederationGrant) async -> Hostmesh_V1_XdomainOverlayHello {
+        var hello = Hostmesh_V1_XdomainOverlayHello()
+        guard let overlay else {
+            hello.error = "host \(credentials.identity.hostID) of domain \(domain) runs no overlay: give it overlay_listen"
+            return hello
+        }
+        hello.overlayAddress = "\(overlay)"
+        var segments = Set<SegmentID>()
+        for (local, _) in Self.stretched(grant) {
+            guard let segment = network.segment(of: local) else { continue }
+            segments.insert(segment)
+            var entry = Hostmesh_V1_XdomainStretchedSegment()
+            entry.network = local
+            entry.segment = segment.rawValue
+            hello.segments.append(entry)
+        }
+        if hello.segments.isEmpty {
+            hello.error = "domain \(domain) stretches none of its networks to domain \(grant.peerDomain) on host \(credentials.identity.hostID): map them with THEIRS=OURS:stretched in its grant, and define them on the host"
+        }
+        hello.locations = Data(OverlayControlCodec.encode(await network.virtualSwitch.ownLocations(on: segments)))
+        return hello
+    }
+
+    /// Keys the overlay with `peer` (a host of `grant`'s peer domain, its host id there) from
+    /// `connection` (both ends of that channel derive the same keys) and applies its hello.
+    func link(_ hello: Hostmesh_V1_XdomainOverlayHello, from peer: String, grant: FederationGrant, on connection: SecureConnection) async throws {
+        guard hello.error.isEmpty else { throw ControlError.conflict("\(peer)@\(grant.peerDomain) will not carry the stretched segment: \(hello.error)") }
+        var address = try HostPort(parsing: hello.overlayAddress)
+        if address.isWildcard, let ip = connection.channel.channel.remoteAddress?.ipAddress { address.host = ip }
+        var segments: [SegmentID: SegmentID] = [:]
+        let theirs = Dictionary(hello.segments.map { ($0.network, $0.segment) }, uniquingKeysWith: { first, _ in first })
+        for (local, peerName) in Self.stretched(grant) {
+            guard let ours = network.segment(of: local), let segment = theirs[peerName], SegmentID(segment).isValid else { continue }
+            segments[ours] = SegmentID(segment)
+        }
+        guard !segments.isEmpty else {
+            throw ControlError.conflict("no network is stretched on both sides between \(credentials.identity.hostID) and \(peer)@\(grant.peerDomain): map the same networks as stretched in both grants")
+        }
+        let name = PeerName.qualified(host: peer, domain: grant.peerDomain)
+        let link = StretchedLink(localName: HostID(PeerName.qualified(host: credentials.identity.hostID, domain: domain)),
+                                 peerOwnName: HostID(peer), segments: segments)
+        let locations = try OverlayControlCodec.decode([UInt8](hello.locations))
+        try await network.linkStretched(name, overlay: address, session: connection.session, link: link, locations: locations)
+        logger.info("stretched segments linked with a host of another domain", metadata: [
+            "mesh.peer": "\(name)", "mesh.overlay": "\(address)", "vswitch.segments": "\(segments.sorted { $0.key < $1.key }.map { "\($0.key)->\($0.value)" })"])
+    }
+
+    /// Source: opens a `cross-domain-migration` channel to the destination `host` at `address`
+    /// (of `grant`'s peer domain), exchanges hellos and keys the overlay with it.
+    func linkTo(_ host: String, at address: HostPort, grant: FederationGrant) async throws {
+        var configuration = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(5))
+        configuration.policy.purpose = FederationGrant.migrationPurpose
+        configuration.policy.targetDomain = grant.peerAnchor
+        configuration.policy.requiredDomain = grant.peerDomain
+        configuration.policy.expectedPeer = host
+        var envelope = Hostmesh_V1_AgentEnvelope()
+        envelope.xdomainOverlayHello = await hello(for: grant)
+        guard envelope.xdomainOverlayHello.error.isEmpty else { throw ControlError.conflict(envelope.xdomainOverlayHello.error) }
+        // The channel closes after the answer; its exported secret (the overlay's keys) outlives it.
+        let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: configuration, logger: logger)
+        let answer = try await connection.request(envelope)
+        guard case .xdomainOverlayHello(let reply)? = answer?.body else {
+            throw ControlError.failed("\(host)@\(grant.peerDomain) did not answer the overlay hello (an agent that carries no stretched segment closes the channel)")
+        }
+        try await link(reply, from: host, grant: grant, on: connection)
+    }
+}

@@ -1,0 +1,45 @@
+/// How the overlay carries stretched segments to one host of another, federated domain
+/// (Protocol.md §8.9). Host ids are unique within a domain only and segment ids are each
+/// domain's own, so the pair names both ends `host@domain` (in the overlay header's tag and in
+/// the keys, §8.3) and translates segment ids at the boundary; only the stretched segments cross,
+/// and only the two hosts' own MAC locations.
+public struct StretchedLink: Hashable, Sendable {
+    /// This host as the peer knows it (`host@domain`): its tag in headers and its name in keys.
+    public var localName: HostID
+    /// The peer's host id in its own domain: its locations name it so.
+    public var peerOwnName: HostID
+    /// Each stretched segment: this host's id → the peer's id for the same network.
+    public var segments: [SegmentID: SegmentID]
+
+    /// A link; `segments` maps this host's segment ids to the peer's.
+    public init(localName: HostID, peerOwnName: HostID, segments: [SegmentID: SegmentID]) {
+        self.localName = localName
+        self.peerOwnName = peerOwnName
+        self.segments = segments
+    }
+
+    /// The peer's id of one of this host's segments; nil when that segment is not stretched.
+    public func outbound(_ segment: SegmentID) -> SegmentID? { segments[segment] }
+
+    /// This host's id of one of the peer's segments; nil when it is not stretched.
+    public func inbound(_ segment: SegmentID) -> SegmentID? { segments.first { $0.value == segment }?.key }
+
+    /// Locations the peer sent (or a hello carried): only its own, on stretched segments, named
+    /// `peer` (how this host knows it) and on this host's segments. Anything else is dropped.
+    public func incoming(_ locations: [MACLocation], peer: HostID) -> [MACLocation] {
+        locations.compactMap { location in
+            guard location.host == peerOwnName, let segment = inbound(location.segment) else { return nil }
+            var mapped = location
+            mapped.host = peer
+            mapped.segment = segment
+            return mapped
+        }
+    }
+
+    /// Locations for the peer: only this host's own (`localHost`), on stretched segments, as this
+    /// host names them (its host id, its segment ids): the peer translates them (`incoming`), as
+    /// it does the hello's.
+    public func outgoing(_ locations: [MACLocation], localHost: HostID) -> [MACLocation] {
+        locations.filter { $0.host == localHost && outbound($0.segment) != nil }
+    }
+}
