@@ -185,6 +185,7 @@ public struct Agent: Service {
                                 coordinator: coordinator, logger: logger)
         await vms.use(resourceCheck: { try await drs.checkNewVM($0) })
         await vms.use(cpuGroups: Self.cpuGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))
+        await vms.use(memoryGroups: Self.memoryGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))
         await revocations.wire(membership: membership.service) { host in
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)
