@@ -3,6 +3,7 @@ import ControlAPI
 import Foundation
 import Hypervisor
 import Placement
+import Synchronization
 import Testing
 
 /// `vm start --place auto` with real agents and real QEMU (Protocol.md §12.10): a VM defined on
@@ -16,10 +17,16 @@ struct PlacedStartTests {
         defer { mesh.tearDown() }
         let a = try await mesh.start("node-a", arguments: DRSEndToEndTests.drs)
         let b = try await mesh.start("node-b", arguments: ["--join", a.address] + DRSEndToEndTests.drs)
-        // 96 MiB of RAM, at most 64 of them, 32 reserved.
-        let roamer = ResourcePoolEndToEndTests.spec("roamer", resources: VMSpec.Resources(memory: VMSpec.Allocation(reservation: 32, limit: 64)))
+        // 96 MiB of RAM, at most 64 of them, 32 reserved; a core reserved. "pinned" reserves 1.5
+        // cores: beside "roamer", no host of 2 cores has room for it.
+        let roamer = ResourcePoolEndToEndTests.spec("roamer", resources: VMSpec.Resources(cpu: VMSpec.Allocation(reservation: 1000),
+                                                                                          memory: VMSpec.Allocation(reservation: 32, limit: 64)))
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: roamer, start: false), as: VMInfo.self)
-        _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: DRSEndToEndTests.spec("pinned"), start: false), as: VMInfo.self)
+        let pinnedSpec = ResourcePoolEndToEndTests.spec("pinned", resources: VMSpec.Resources(cpu: VMSpec.Allocation(reservation: 1500)))
+        _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: pinnedSpec, start: false), as: VMInfo.self)
+        try await DRSEndToEndTests.waitUntil(30, "b to know a") {
+            try await b.control.call("drs.status", Empty(), as: DRSTypes.Status.self).hosts.count == 2
+        }
         // node-a goes into maintenance (it has no running VM, so it is ready at once) and
         // "pinned" may only run on node-a: no host may start it now.
         _ = try await b.control.call("host.maintenance", DRSTypes.Maintenance(action: .enter, host: "node-a"), as: DRSTypes.MaintenanceStatus.self)
@@ -35,6 +42,17 @@ struct PlacedStartTests {
             return true
         }
 
+        // node-a's events: the placement it decides is published there (`hostmesh events`).
+        let seen = Mutex<[AgentEvent]>([])
+        struct Line: Decodable { var progress: AgentEvent }
+        let subscriber = Task {
+            _ = try? await a.control.call("events", Empty(), as: Empty.self) { line in // the stream ends when the test cancels it
+                if let event = try? JSONDecoder().decode(Line.self, from: line).progress { seen.withLock { $0.append(event) } } // other lines: not events
+            }
+        }
+        defer { subscriber.cancel() }
+        try await Task.sleep(for: .milliseconds(300)) // the subscription is in place before anything happens
+
         // Started from node-b, "roamer" (defined on node-a) runs on node-b, at epoch 2.
         let placed = try await b.control.call("vm.startPlaced", ControlTypes.VMReference(vm: "roamer"), as: DRSTypes.Placed.self)
         #expect(placed.host == "node-b" && placed.info.state == "running" && placed.info.epoch == 2, "\(placed)")
@@ -42,6 +60,9 @@ struct PlacedStartTests {
         #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == [])
         let onB = try await b.control.call("vm.list", Empty(), as: [VMInfo].self)
         #expect(onB.first { $0.name == "roamer" }.map { $0.state == "running" && $0.epoch == 2 } == true, "\(onB)")
+        try await DRSEndToEndTests.waitUntil(10, "node-a's drs.placed event") {
+            seen.withLock { $0.contains { $0.kind == "drs.placed" && $0.peer == "node-b" && $0.vm == "roamer" && $0.host == "node-a" } }
+        }
         // Its QEMU on node-b is in its memory group: the limit caps the guest plus QEMU's own, the reservation is protected.
         let pid = try #require(placed.info.pid)
         let group = try #require(Self.memoryGroup(of: pid), "roamer's QEMU is in no memory cgroup")
@@ -55,7 +76,8 @@ struct PlacedStartTests {
         // "pinned" fits nowhere: the refusal names each host's reason, and the VM stays on
         // node-b, stopped, not held, at its epoch.
         await #expect { _ = try await a.control.call("vm.startPlaced", ControlTypes.VMReference(vm: "pinned"), as: DRSTypes.Placed.self) }
-            throws: { "\($0)".contains("node-a: in maintenance") && "\($0)".contains("node-b: would break must rule pin") }
+            throws: { "\($0)".contains("node-a: in maintenance")
+                && ("\($0)".contains("node-b: would break must rule pin") || "\($0)".contains("node-b: 1000 thousandths of a core unreserved, the VM reserves 1500")) }
         let pinned = try await b.control.call("vm.show", ControlTypes.VMReference(vm: "pinned"), as: VMDetails.self).info
         #expect(pinned.state == "stopped" && pinned.epoch == 1 && pinned.problem == nil, "\(pinned)")
         await #expect { _ = try await b.control.call("vm.startPlaced", ControlTypes.VMReference(vm: "ghost"), as: DRSTypes.Placed.self) }
@@ -71,6 +93,11 @@ struct PlacedStartTests {
         #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["roamer"])
         // Each VM runs once in the mesh.
         #expect(try await DRSEndToEndTests.placement([a, b]) == ["roamer": "node-b", "pinned": "node-a"])
+        // Without the rule, `migrate --auto` still finds no host: node-b has a core unreserved, "pinned" reserves 1.5.
+        _ = try await a.control.call("rule.remove", DRSTypes.RemoveRule(name: "pin"), as: ControlTypes.Text.self)
+        try await DRSEndToEndTests.waitForVMs(a, 2)
+        await #expect { _ = try await a.control.call("migrate", ControlTypes.Migrate(vm: "pinned", to: .auto, settings: MigrationSettings()), as: MigrationReport.self) }
+            throws: { "\($0)".contains("node-b: 1000 thousandths of a core unreserved, the VM reserves 1500") }
     }
 
     /// The memory controller's group of a process and its limit files, from /proc/<pid>/cgroup.

@@ -54,6 +54,7 @@ struct InitialPlacement: Sendable {
                 }
                 logger.notice("VM placed", metadata: ["vm.name": "\(spec.name)", "drs.host": "\(choice.host)",
                                                      "drs.imbalance_after": "\(String(format: "%.3f", choice.imbalanceAfter))"])
+                DRSMetrics.placed(kind: "create", vm: spec.name, vmID: spec.id, on: choice.host, events: controller.events)
                 return DRSTypes.Placed(host: choice.host, info: info, ranking: ranking.map(\.host),
                                        reason: Self.reason(choice, rank: rank, assessment: assessment, refusals: refusals))
             } catch let error as ControlError where error.code == "conflict" || error.code == "unavailable" {

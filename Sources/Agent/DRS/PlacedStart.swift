@@ -98,6 +98,7 @@ extension InitialPlacement {
             }
             let reason = Self.reason(choice, rank: rank, assessment: assessment, refusals: refusals)
             logger.notice("VM placed at start", metadata: ["vm.name": "\(spec.name)", "drs.host": "\(choice.host)", "drs.reason": "\(reason)"])
+            DRSMetrics.placed(kind: "start", vm: spec.name, vmID: spec.id, on: choice.host, events: controller.events)
             return DRSTypes.Placed(host: choice.host, info: info, ranking: assessment.scores.map(\.host), reason: reason)
         }
         throw ControlError.unavailable("no host took \(spec.name): \((refusals + assessment.refusals).joined(separator: "; "))")
