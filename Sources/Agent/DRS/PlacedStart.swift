@@ -90,7 +90,10 @@ extension InitialPlacement {
                 } else {
                     lastOffered += 1
                     info = try await offer(spec, epoch: lastOffered, to: choice.host)
-                    try await vms.completeHandover(stored.id, to: choice.host, epoch: lastOffered)
+                    do { try await vms.completeHandover(stored.id, to: choice.host, epoch: lastOffered) } catch {
+                        // It runs there: this copy stays held (never taken back) until the new owner's record fences it.
+                        throw HandoverInDoubt(host: choice.host, epoch: lastOffered, cause: "it accepted, but this host could not record it: \(error)")
+                    }
                 }
             } catch let error as ControlError where ["conflict", "unavailable", "failed", "bad_request"].contains(error.code) {
                 refusals.append("\(choice.host): \(error.message)")
