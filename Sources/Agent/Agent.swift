@@ -183,9 +183,10 @@ public struct Agent: Service {
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys)
         let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
                                 store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
-                                coordinator: coordinator, logger: logger)
+                                coordinator: coordinator, events: events, logger: logger)
         await vms.use(resourceCheck: { try await drs.checkNewVM($0) })
         await vms.use(cpuGroups: Self.cpuGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))
+        await vms.use(memoryGroups: Self.memoryGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))
         await revocations.wire(membership: membership.service) { host in
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)

@@ -4,7 +4,8 @@ public struct AgentEvent: Codable, Sendable, Equatable {
     public var time: String
     /// What happened: `member.alive`, `member.suspect`, `member.dead`, `member.left`,
     /// `migration.<role>.<phase>` (e.g. `migration.source.committing`, `migration.source.released`,
-    /// `migration.destination.committed`).
+    /// `migration.destination.committed`), `drs.move.started|completed|failed` (a DRS move of
+    /// this host's VM; `peer` the destination), `drs.placed` (a VM this host placed; `peer` where).
     public var kind: String
     /// The host that reports it.
     public var host: String

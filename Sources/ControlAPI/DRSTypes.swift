@@ -218,15 +218,19 @@ extension DRSTypes {
         public func validate() throws(ControlError) { try create.validate() }
     }
 
-    /// Where `vm.place` put the VM, and the hosts it ranked (best first).
+    /// Where `vm.place` (or `vm.startPlaced`) put the VM, and the hosts it ranked (best first).
     public struct Placed: Codable, Sendable {
         public var host: String
         public var info: VMInfo
         public var ranking: [String]
-        public init(host: String, info: VMInfo, ranking: [String]) {
+        /// Why this host: its score, and why better-ranked hosts did not take the VM (absent from
+        /// agents that predate it).
+        public var reason: String?
+        public init(host: String, info: VMInfo, ranking: [String], reason: String? = nil) {
             self.host = host
             self.info = info
             self.ranking = ranking
+            self.reason = reason
         }
     }
 }

@@ -163,6 +163,20 @@ public enum Placement {
     /// best first: hosts keeping every "should" rule before the others, then by imbalance after,
     /// load after and id. `vm.host` is ignored. Throws `.noHost` with each host's refusal.
     public static func rank(_ vm: PlacementVM, in input: PlacementInput) throws(PlacementError) -> [HostScore] {
+        let assessment = assess(vm, in: input)
+        guard !assessment.scores.isEmpty else { throw .noHost(vm: vm.name, reasons: assessment.refusals) }
+        return assessment.scores
+    }
+
+    /// Every host's verdict on a new VM: the hosts that can take it, best first (as `rank`), and
+    /// why each other host cannot (one line each, naming the host).
+    public struct Assessment: Sendable, Hashable {
+        public var scores: [HostScore]
+        public var refusals: [String]
+    }
+
+    /// `rank` with the refusals of the hosts left out, for saying why a VM went where it did.
+    public static func assess(_ vm: PlacementVM, in input: PlacementInput) -> Assessment {
         var withVM = input
         // A placeholder host the VM is on before placement: it takes part in nothing.
         let limbo = "\u{0}limbo"
@@ -172,7 +186,7 @@ public enum Placement {
         withVM.vms.append(placed)
         let model = LoadModel(withVM)
         let book = RuleBook(input.rules, vms: model.vms)
-        guard let v = model.vms.firstIndex(where: { $0.id == vm.id && $0.host == limbo }) else { return [] }
+        guard let v = model.vms.firstIndex(where: { $0.id == vm.id && $0.host == limbo }) else { return Assessment(scores: [], refusals: []) }
         var scores: [HostScore] = []
         var reasons: [String] = []
         for d in model.hosts.indices where model.hosts[d].id != limbo {
@@ -192,11 +206,10 @@ public enum Placement {
                                     loadAfter: model.loadAfter(adding: v, to: d),
                                     brokenShouldRules: broken.map(\.name)))
         }
-        guard !scores.isEmpty else { throw .noHost(vm: vm.name, reasons: reasons) }
-        return scores.sorted {
+        return Assessment(scores: scores.sorted {
             ($0.brokenShouldRules.isEmpty ? 0 : 1, $0.imbalanceAfter, $0.loadAfter, $0.host)
                 < ($1.brokenShouldRules.isEmpty ? 0 : 1, $1.imbalanceAfter, $1.loadAfter, $1.host)
-        }
+        }, refusals: reasons)
     }
 
     /// Why VM `vm` may not move to `host` now (nil: it may): an operator's move, such as a

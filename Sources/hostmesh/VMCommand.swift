@@ -68,8 +68,7 @@ struct VMCommand: AsyncParsableCommand {
                 let placed = try await control.client.call("vm.place", DRSTypes.Place(create: ControlTypes.CreateVM(options: options, start: start)),
                                                            as: DRSTypes.Placed.self)
                 if control.json { try control.printJSON(placed.info); return }
-                print("placed on \(placed.host) (hosts ranked: \(placed.ranking.joined(separator: ", ")))")
-                printVMs([placed.info])
+                printPlaced(placed)
                 return
             }
             let info = try await control.client.call("vm.create", ControlTypes.CreateVM(options: options, start: start), as: VMInfo.self)
@@ -81,7 +80,15 @@ struct VMCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start a VM.")
         @OptionGroup var control: ControlOptions
         @Argument(help: "VM name or id.") var vm: String
+        @Option(help: "auto: start it on the best host of the mesh (DRS placement), wherever it is defined; it moves there if that is another host.")
+        var place: String?
         func run() async throws {
+            guard place == nil || place == "auto" else { throw ValidationError("--place takes auto") }
+            if place == "auto" {
+                let placed = try await control.client.call("vm.startPlaced", ControlTypes.VMReference(vm: vm), as: DRSTypes.Placed.self)
+                if control.json { try control.printJSON(placed) } else { printPlaced(placed) }
+                return
+            }
             let info = try await control.client.call("vm.start", ControlTypes.VMReference(vm: vm), as: VMInfo.self)
             if control.json { try control.printJSON(info) } else { printVMs([info]) }
         }
@@ -186,6 +193,12 @@ func printVMs(_ infos: [VMInfo]) {
     for info in infos where ["crashed", "failed", "restarting"].contains(info.state) {
         if let problem = info.problem { print("\(info.name): \(info.state): \(problem)") }
     }
+}
+
+func printPlaced(_ placed: DRSTypes.Placed) {
+    print("placed on \(placed.host) (hosts ranked: \(placed.ranking.joined(separator: ", ")))")
+    if let reason = placed.reason { print("why: \(reason)") }
+    printVMs([placed.info])
 }
 
 func printMigrations(_ records: [MigrationRecord]) {

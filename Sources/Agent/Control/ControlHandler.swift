@@ -115,17 +115,12 @@ struct ControlHandler: Sendable {
             let destination: HostPort
             switch p.to {
             case .auto:
-                let members = await membership.service.members().map(\.member)
-                switch DestinationChooser.choose(from: members, excluding: credentials.identity.hostID, domain: credentials.certificate.domain,
-                                                 memoryMiB: try vm.decodedSpec().memoryMiB) {
-                case .success(let choice):
-                    destination = choice.channel
-                    // Progress is for display: a client that went away does not stop the migration.
-                    try? await responder.progress(MigrationProgressUpdate(phase: "chose \(choice.host)", percent: 0, mbPerSecond: 0,
-                                                                                dirtyMBPerSecond: 0, iteration: 0, rung: "auto"))
-                case .failure(let error):
-                    throw ControlError.unavailable("\(error)")
-                }
+                // Ranked on the DRS view: reservations, `must` rules and maintenance count (Protocol.md §12.9).
+                let choice = try await drs.placement.migrationDestination(for: try vm.decodedSpec())
+                destination = choice.channel
+                // Progress is for display: a client that went away does not stop the migration.
+                try? await responder.progress(MigrationProgressUpdate(phase: "chose \(choice.host): \(choice.reason)", percent: 0, mbPerSecond: 0,
+                                                                            dirtyMBPerSecond: 0, iteration: 0, rung: "auto"))
             case .host(let id):
                 guard let member = await membership.service.members().first(where: { $0.member.id.hostID == id }) else {
                     throw ControlError.notFound("no member has host id \(id): `hostmesh members` lists them, or give the destination's channel address host:port")

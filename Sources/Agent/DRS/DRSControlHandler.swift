@@ -10,7 +10,7 @@ struct DRSControlHandler: Sendable {
     let controller: DRSController
     let placement: InitialPlacement
 
-    static let methods = Set(["drs.status", "drs.set", "drs.recommendations", "drs.apply", "rule.add", "rule.list", "rule.remove", "host.maintenance", "vm.place", "drs.vms"])
+    static let methods = Set(["drs.status", "drs.set", "drs.recommendations", "drs.apply", "rule.add", "rule.list", "rule.remove", "host.maintenance", "vm.place", "vm.startPlaced", "drs.vms"])
         .union(PoolControlHandler.methods)
 
     func handle(_ request: ControlRequest) async throws -> any Encodable & Sendable {
@@ -19,6 +19,8 @@ struct DRSControlHandler: Sendable {
             return try await PoolControlHandler(controller: controller).handle(request)
         case "vm.place":
             return try await placement.place(try request.params(DRSTypes.Place.self).create)
+        case "vm.startPlaced":
+            return try await placement.startPlaced(try request.params(ControlTypes.VMReference.self).vm)
         case "drs.status":
             let (decision, view) = await controller.decide()
             let settings = await controller.settings

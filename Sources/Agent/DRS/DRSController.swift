@@ -40,8 +40,12 @@ actor DRSController {
     private var appliedMaintenance: Bool?
 
     /// `records`: what the store held at start (`DRSRecordStore.load`).
+    /// Where DRS moves and placements are published for `hostmesh events` (nil: nowhere).
+    let events: AgentEventHub?
+
     init(hostID: String, domain: String, configuration: DRSConfiguration, store: DRSRecordStore, records: [DRSRecord], membership: AgentMembership,
-         vms: VMManager, journal: MigrationJournal, coordinator: MigrationCoordinator, logger: Logger) {
+         vms: VMManager, journal: MigrationJournal, coordinator: MigrationCoordinator, events: AgentEventHub? = nil, logger: Logger) {
+        self.events = events
         self.hostID = hostID
         self.domain = domain
         self.configuration = configuration
@@ -373,10 +377,13 @@ actor DRSController {
                                                     "drs.reason": "\(move.reason)",
                                                     "drs.imbalance": "\(String(format: "%.3f -> %.3f", move.imbalanceBefore, move.imbalanceAfter))"])
         defer { moving.remove(move.vm) }
+        DRSMetrics.moveStarted(move, events: events)
         do {
             let report = try await coordinator.migrate(move.vm, to: destination, settings: MigrationSettings(), queue: false) { _ in }
             logger.notice("DRS move done", metadata: ["vm.name": "\(move.vmName)", "drs.to": "\(move.to)", "migration.total_ms": "\(report.totalMs)"])
+            DRSMetrics.moveEnded(move, result: "completed", events: events)
         } catch {
+            DRSMetrics.moveEnded(move, result: "failed", events: events)
             logger.warning("DRS move failed; the VM stays and the next round decides again", metadata: [
                 "vm.name": "\(move.vmName)", "drs.to": "\(move.to)", "error": "\(error)"])
         }

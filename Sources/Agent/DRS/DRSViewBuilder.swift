@@ -37,6 +37,9 @@ enum DRSViewBuilder {
                              settling: m.migrationsInFlight > 0)
     }
 
+    /// Why a member without a load report takes nothing.
+    static let noReport = "no DRS load report yet"
+
     /// The view: hosts from `members`; VMs from each alive host's latest load report. A host
     /// without a report yet takes nothing (its VMs are unknown, so its load is too). A VM two
     /// hosts report (mid-handover) is busy on both: nothing moves it until one stops reporting it.
@@ -49,7 +52,7 @@ enum DRSViewBuilder {
             var host = host(member, domain: domain, maintenance: maintenance, healthPolicy: healthPolicy)
             guard let load = loads[host.id] else {
                 // Its VMs are unknown: it takes nothing, and it is not "empty" either.
-                if case .unavailable = host.availability {} else { host.availability = .unavailable("no DRS load report yet") }
+                if case .unavailable = host.availability {} else { host.availability = .unavailable(noReport) }
                 hosts.append(host)
                 continue
             }

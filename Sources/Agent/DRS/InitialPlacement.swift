@@ -32,15 +32,14 @@ struct InitialPlacement: Sendable {
         // Its pool and reservations make sense in the mesh (Protocol.md §12.9), and count where it goes.
         try await controller.checkNewVM(spec)
         let (_, view) = await controller.decide()
-        let resources = spec.resources
-        let vm = PlacementVM(id: spec.id, name: spec.name, host: "", cpuDemandMilli: spec.vcpus * Self.assumedMilliPerVCPU, memoryMiB: spec.memoryMiB,
-                             pool: resources?.pool, cpu: resources.map { DRSController.allocation($0.cpu) } ?? .unreserved,
-                             memory: resources.map { DRSController.allocation($0.memory) } ?? .unreserved)
-        let ranking: [Placement.HostScore]
-        do { ranking = try Placement.rank(vm, in: view) } catch { throw ControlError.unavailable(error.description) }
+        let assessment = Placement.assess(candidate(spec), in: view)
+        guard !assessment.scores.isEmpty else {
+            throw ControlError.unavailable(PlacementError.noHost(vm: spec.name, reasons: assessment.refusals).description)
+        }
+        let ranking = assessment.scores
         var refusals: [String] = []
         let members = await membership.service.members().map(\.member)
-        for choice in ranking {
+        for (rank, choice) in ranking.enumerated() {
             do {
                 let info: VMInfo
                 if choice.host == controller.hostID {
@@ -55,7 +54,9 @@ struct InitialPlacement: Sendable {
                 }
                 logger.notice("VM placed", metadata: ["vm.name": "\(spec.name)", "drs.host": "\(choice.host)",
                                                      "drs.imbalance_after": "\(String(format: "%.3f", choice.imbalanceAfter))"])
-                return DRSTypes.Placed(host: choice.host, info: info, ranking: ranking.map(\.host))
+                DRSMetrics.placed(kind: "create", vm: spec.name, vmID: spec.id, on: choice.host, events: controller.events)
+                return DRSTypes.Placed(host: choice.host, info: info, ranking: ranking.map(\.host),
+                                       reason: Self.reason(choice, rank: rank, assessment: assessment, refusals: refusals))
             } catch let error as ControlError where error.code == "conflict" || error.code == "unavailable" {
                 refusals.append("\(choice.host): \(error.message)")
             }
@@ -67,26 +68,52 @@ struct InitialPlacement: Sendable {
     private func forward(_ request: ControlTypes.CreateVM, to address: HostPort, host: String) async throws -> VMInfo {
         var envelope = Hostmesh_V1_AgentEnvelope()
         envelope.vmPlaceRequest.create = try JSONEncoder().encode(request)
-        var policy = ChannelPolicy()
-        policy.expectedPeer = host
-        let connection = try await SecureConnection.connect(host: address.host, port: address.port,
-                                                            configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
-        guard case .vmPlaceReply(let reply)? = try await connection.request(envelope)?.body else {
-            throw ControlError.unavailable("\(host) did not answer the placement request")
-        }
+        let reply = try await send(envelope, to: address, host: host)
         guard reply.errorCode.isEmpty else { throw ControlError(code: reply.errorCode, message: "\(host): \(reply.errorMessage)") }
         return try JSONDecoder().decode(VMInfo.self, from: reply.info)
     }
 
-    /// A peer's placement request: define (and start) the VM here, or say why not.
-    static func serve(_ request: Hostmesh_V1_VmPlaceRequest, vms: VMManager) async -> Hostmesh_V1_AgentEnvelope {
+    /// A secure channel to agent `host`; a host that cannot be reached is `unavailable`.
+    func connect(to address: HostPort, host: String) async throws -> SecureConnection {
+        var policy = ChannelPolicy()
+        policy.expectedPeer = host
+        do {
+            return try await SecureConnection.connect(host: address.host, port: address.port,
+                                                      configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
+        } catch { throw ControlError.unavailable("cannot reach \(host): \(error)") }
+    }
+
+    /// Sends a placement request to agent `host` and returns its reply.
+    func send(_ envelope: Hostmesh_V1_AgentEnvelope, to address: HostPort, host: String) async throws -> Hostmesh_V1_VmPlaceReply {
+        let connection = try await connect(to: address, host: host)
+        guard case .vmPlaceReply(let reply)? = try await connection.request(envelope)?.body else {
+            throw ControlError.unavailable("\(host) did not answer the placement request")
+        }
+        return reply
+    }
+
+    /// A peer's placement request (Protocol.md §12.6, §12.10): define (and start) a new VM here,
+    /// start one handed over at an epoch, or place and start one defined here; or say why not.
+    func serve(_ request: Hostmesh_V1_VmPlaceRequest, from peer: String) async -> Hostmesh_V1_AgentEnvelope {
         var reply = Hostmesh_V1_VmPlaceReply()
         do {
-            let create = try JSONDecoder().decode(ControlTypes.CreateVM.self, from: request.create)
-            guard let spec = create.spec else { throw ControlError.badRequest("a placement request carries a complete spec") }
-            let created = try await vms.create(spec)
-            let info = create.start ? try await vms.start(created.id) : created
-            reply.info = try JSONEncoder().encode(info)
+            if !request.startVm.isEmpty {
+                reply.placed = try JSONEncoder().encode(try await startOwned(request.startVm))
+            } else {
+                let create = try JSONDecoder().decode(ControlTypes.CreateVM.self, from: request.create)
+                guard let spec = create.spec else { throw ControlError.badRequest("a placement request carries a complete spec") }
+                if request.epoch > 0 {
+                    // Only the VM's owner hands it over, and it names itself.
+                    guard request.handedOverBy == peer, create.start else {
+                        throw ControlError.badRequest("a handover names its sender as the owner and starts the VM")
+                    }
+                    reply.info = try JSONEncoder().encode(try await vms.receiveHandover(spec, epoch: Int64(request.epoch), from: peer))
+                } else {
+                    let created = try await vms.create(spec)
+                    let info = create.start ? try await vms.start(created.id) : created
+                    reply.info = try JSONEncoder().encode(info)
+                }
+            }
         } catch let error as ControlError {
             reply.errorCode = error.code
             reply.errorMessage = error.message

@@ -73,7 +73,8 @@ struct PeerConnectionHandler: Sendable {
                     case .locationUpdate(let update):
                         await peers.network.apply(locations: [UInt8](update.locations))
                     case .vmPlaceRequest(let request):
-                        try await outbound.write(EnvelopeWriter.frame(await InitialPlacement.serve(request, vms: vms)))
+                        let placement = InitialPlacement(controller: drs, vms: vms, credentials: peers.credentials, membership: membership, logger: logger)
+                        try await outbound.write(EnvelopeWriter.frame(await placement.serve(request, from: connection.peer.hostID)))
                     case .drsUpdate(let update):
                         await drs.receive(update, from: connection.peer.hostID)
                     case .note(let note):

@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import Hypervisor
 
-/// Reservations admitted and CPU limits and shares enforced on this host (Protocol.md §12.9).
+/// Reservations admitted, CPU limits and shares (§12.9) and memory limits and reservations (§12.11) enforced on this host.
 extension VMManager {
     /// This host's capacity for reservations: its cores, and its memory less the host's own
     /// reserve (as gossiped for placement, §12.1); nil when /proc/meminfo cannot be read.
@@ -53,32 +53,69 @@ extension VMManager {
         }
     }
 
-    /// Starts QEMU for `spec` and, when it has CPU limits or shares, puts it in its group; a VM
-    /// whose limits cannot be enforced does not run (its QEMU is killed), it is not left unlimited.
-    func launchControlled(_ spec: VMSpec, mode: QEMUCommandLine.Mode = .boot(paused: false), options: VMProcess.Options) async throws -> VMProcess {
-        if let refusal = cpuControlRefusal(spec) { throw ControlError.unavailable("cannot run \(spec.name): \(refusal)") }
-        let process = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), mode: mode, options: options, logger: logger)
-        guard case .success(let groups)? = cpuGroups, let resources = spec.resources else { return process }
-        do {
-            if let pool = resources.pool {
-                let settings = poolCPU[pool] ?? VMSpec.Allocation()
-                try groups.configurePool(pool, limitMilli: settings.limit, shares: settings.shares)
-            }
-            try groups.place(pid: process.pid, vm: spec.id, pool: resources.pool, limitMilli: resources.cpu.limit, shares: resources.cpu.shares)
-        } catch {
-            guard needsCPUControl(spec) else {
-                logger.warning("cannot put the VM's QEMU in its cgroup; it has no limit to enforce, so it runs", metadata: ["vm.id": "\(spec.id)", "error": "\(error)"])
-                return process
-            }
-            process.kill()
-            await process.stop(quitGrace: .milliseconds(200))
-            await process.qmp.close()
-            throw ControlError.unavailable("cannot run \(spec.name) within its CPU limit or shares: \(error)")
+    /// Whether `spec` needs the memory controller here: a memory limit or reservation.
+    func needsMemoryControl(_ spec: VMSpec) -> Bool {
+        guard let memory = spec.resources?.memory else { return false }
+        return memory.limit != nil || memory.reservation > 0
+    }
+
+    /// Why `spec`'s memory limit or reservation cannot be enforced here (nil: they can, or it has none).
+    func memoryControlRefusal(_ spec: VMSpec) -> String? {
+        guard needsMemoryControl(spec) else { return nil }
+        switch memoryGroups {
+        case .success?: return nil
+        case .failure(let error)?: return "its memory limit or reservation cannot be enforced on this host: \(error)"
+        case nil: return "its memory limit or reservation cannot be enforced on this host: the agent has no cgroup memory controller configured"
         }
-        logger.info("VM's CPU controlled", metadata: ["vm.id": "\(spec.id)", "vm.pool": "\(resources.pool ?? "-")",
-                                                     "vm.cpu_limit_milli": "\(resources.cpu.limit.map(String.init) ?? "none")",
-                                                     "vm.cpu_shares": "\(resources.cpu.shares)", "cgroup.version": "\(groups.version.rawValue)"])
+    }
+
+    /// Why `spec` may not run here unlimited: its CPU or memory controls cannot be enforced.
+    func controlRefusal(_ spec: VMSpec) -> String? { cpuControlRefusal(spec) ?? memoryControlRefusal(spec) }
+
+    /// Starts QEMU for `spec` and, when it has CPU limits or shares or memory limits or
+    /// reservations, puts it in its groups; a VM whose limits cannot be enforced does not run (its
+    /// QEMU is killed), it is not left unlimited.
+    func launchControlled(_ spec: VMSpec, mode: QEMUCommandLine.Mode = .boot(paused: false), options: VMProcess.Options) async throws -> VMProcess {
+        if let refusal = controlRefusal(spec) { throw ControlError.unavailable("cannot run \(spec.name): \(refusal)") }
+        let process = try await VMProcess.launch(spec: spec, directory: directory(for: spec.id), mode: mode, options: options, logger: logger)
+        guard let resources = spec.resources else { return process }
+        if case .success(let groups)? = cpuGroups {
+            do {
+                if let pool = resources.pool {
+                    let settings = poolCPU[pool] ?? VMSpec.Allocation()
+                    try groups.configurePool(pool, limitMilli: settings.limit, shares: settings.shares)
+                }
+                try groups.place(pid: process.pid, vm: spec.id, pool: resources.pool, limitMilli: resources.cpu.limit, shares: resources.cpu.shares)
+                logger.info("VM's CPU controlled", metadata: ["vm.id": "\(spec.id)", "vm.pool": "\(resources.pool ?? "-")",
+                                                             "vm.cpu_limit_milli": "\(resources.cpu.limit.map(String.init) ?? "none")",
+                                                             "vm.cpu_shares": "\(resources.cpu.shares)", "cgroup.version": "\(groups.version.rawValue)"])
+            } catch {
+                if needsCPUControl(spec) {
+                    await killUncontrolled(process)
+                    throw ControlError.unavailable("cannot run \(spec.name) within its CPU limit or shares: \(error)")
+                }
+                logger.warning("cannot put the VM's QEMU in its cgroup; it has no limit to enforce, so it runs", metadata: ["vm.id": "\(spec.id)", "error": "\(error)"])
+            }
+        }
+        if needsMemoryControl(spec), case .success(let groups)? = memoryGroups {
+            do {
+                try groups.place(pid: process.pid, vm: spec.id, memoryMiB: spec.memoryMiB, limitMiB: resources.memory.limit,
+                                 reservationMiB: resources.memory.reservation)
+            } catch {
+                await killUncontrolled(process)
+                throw ControlError.unavailable("cannot run \(spec.name) within its memory limit or reservation: \(error)")
+            }
+            logger.info("VM's memory controlled", metadata: ["vm.id": "\(spec.id)", "vm.memory_limit_mib": "\(resources.memory.limit.map(String.init) ?? "none")",
+                                                            "vm.memory_reservation_mib": "\(resources.memory.reservation)", "cgroup.version": "\(groups.version.rawValue)"])
+        }
         return process
+    }
+
+    /// Kills a QEMU that may not run (its controls could not be set).
+    private func killUncontrolled(_ process: VMProcess) async {
+        process.kill()
+        await process.stop(quitGrace: .milliseconds(200))
+        await process.qmp.close()
     }
 
     /// Uses `groups` (or remembers why there are none) for the VMs started from now on.
@@ -120,9 +157,15 @@ extension VMManager {
         return out
     }
 
-    /// Drops a VM's cgroup after its QEMU ended.
-    func releaseCPUGroup(_ spec: VMSpec?) {
-        guard let spec, case .success(let groups)? = cpuGroups, let resources = spec.resources else { return }
-        groups.remove(vm: spec.id, pool: resources.pool)
+    /// Drops a VM's cgroups after its QEMU ended.
+    func releaseControlGroups(_ spec: VMSpec?) {
+        guard let spec, let resources = spec.resources else { return }
+        if case .success(let groups)? = cpuGroups { groups.remove(vm: spec.id, pool: resources.pool) }
+        if case .success(let groups)? = memoryGroups { groups.remove(vm: spec.id) }
+    }
+
+    /// Uses `groups` (or remembers why there are none) for the memory of VMs started from now on.
+    func use(memoryGroups groups: Result<MemoryControlGroups, ResourceControlError>) {
+        memoryGroups = groups
     }
 }

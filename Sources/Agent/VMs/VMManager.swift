@@ -35,6 +35,8 @@ public actor VMManager: MigrationVMRegistry {
         /// A handover's outcome is unknown: kept in memory as well as by the VM's hold, so that a
         /// failed hold write cannot leave a copy that start or migrate could resume.
         case inDoubt = "in doubt: its handover's outcome is not known yet (`hostmesh vm resolve` shows the choices)"
+        /// Offered to another host to start there (`vm start --place auto`, Protocol.md §12.10).
+        case handingOver = "being handed over to the host chosen to start it"
     }
 
     /// Marks VM `id` busy with `operation`, or says what it is busy with.
@@ -55,6 +57,9 @@ public actor VMManager: MigrationVMRegistry {
     /// The cgroup cpu controller for VMs' CPU limits and shares, or why there is none
     /// (nil: not configured, as in-process test agents).
     var cpuGroups: Result<CPUControlGroups, ResourceControlError>?
+    /// The cgroup memory controller for VMs' memory limits and reservations, or why there is
+    /// none (nil: not configured, as in-process test agents).
+    var memoryGroups: Result<MemoryControlGroups, ResourceControlError>?
     /// The pools' CPU allocations (replicated records, pushed by DRS).
     var poolCPU: [String: VMSpec.Allocation] = [:]
     /// The mesh-wide check of a new VM's pool and reservations (installed by DRS).
@@ -199,7 +204,7 @@ public actor VMManager: MigrationVMRegistry {
         let spec = try vm.decodedSpec()
         // Admission: its reservations fit beside the running VMs', its limits can be enforced.
         if let refusal = try await reservationRefusal(spec) { throw ControlError.conflict("cannot start \(vm.name): \(refusal)") }
-        if let refusal = cpuControlRefusal(spec) { throw ControlError.unavailable("cannot start \(vm.name): \(refusal)") }
+        if let refusal = controlRefusal(spec) { throw ControlError.unavailable("cannot start \(vm.name): \(refusal)") }
         try await setDesired(vm.id, "running")
         do {
             try await network?.attach(spec)
@@ -239,7 +244,7 @@ public actor VMManager: MigrationVMRegistry {
         // A spec that does not decode never got ports or a cgroup: attaching them needs it too.
         if let spec = try? vm.decodedSpec() {
             await network?.detach(spec)
-            releaseCPUGroup(spec)
+            releaseControlGroups(spec)
         }
         problems[vm.id] = nil
         logger.info("VM stopped", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
@@ -335,7 +340,7 @@ public actor VMManager: MigrationVMRegistry {
             case .inDoubt: info.state = "in-doubt"
             case .restarting, .takingOver: info.state = "restarting"
             case .movingStorage: info.state = info.qemuStatus == "running" ? "moving-storage" : info.state
-            case .starting, .stopping: break
+            case .starting, .stopping, .handingOver: break
             }
         }
         if let hold = vm.hold {
@@ -469,7 +474,7 @@ public actor VMManager: MigrationVMRegistry {
         }
         // Admission of its reservations and limits (Protocol.md §12.9): refused before anything is made.
         let refusal: String?
-        do { refusal = try await reservationRefusal(spec) ?? cpuControlRefusal(spec) } catch {
+        do { refusal = try await reservationRefusal(spec) ?? controlRefusal(spec) } catch {
             busy[spec.id] = nil
             throw error
         }

@@ -125,31 +125,15 @@ public struct CPUControlGroups: Sendable {
     }
 
     private func ensure(_ group: String) throws(ResourceControlError) {
-        if mkdir(group, 0o755) != 0, errno != EEXIST {
-            throw .failed("cannot create cgroup \(group): \(String(cString: strerror(errno))) (the agent runs as root to control its VMs' CPU)")
-        }
-        guard version == .v2 else { return }
-        // v2: the parent must hand the cpu controller down to its children.
-        let parent = (group as NSString).deletingLastPathComponent
-        let enabled = (try? String(contentsOfFile: parent + "/cgroup.subtree_control", encoding: .utf8)) ?? "" // unreadable: enabling below says why
-        if !enabled.split(whereSeparator: \.isWhitespace).contains("cpu") {
-            try write("+cpu\n", to: parent + "/cgroup.subtree_control")
-        }
+        try CGroupFiles.ensure(group, controller: "cpu", v2: version == .v2)
     }
 
     private func write(_ text: String, to path: String) throws(ResourceControlError) {
-        let fd = open(path, O_WRONLY)
-        guard fd >= 0 else { throw .failed("cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count else {
-            throw .failed("cannot write \"\(text.trimmingCharacters(in: .whitespacesAndNewlines))\" to \(path): \(String(cString: strerror(errno)))")
-        }
+        try CGroupFiles.write(text, to: path)
     }
 }
 
-/// Why a VM's CPU limits or shares cannot be enforced on this host.
+/// Why a VM's CPU or memory limits, shares or reservations cannot be enforced on this host.
 public enum ResourceControlError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No usable cgroup cpu controller.
     case unavailable(String)

@@ -1421,6 +1421,15 @@ public nonisolated struct Hostmesh_V1_VmPlaceRequest: Sendable {
   /// the control API's vm.create parameters, JSON (Protocol.md §7)
   public var create: Data = Data()
 
+  /// a defined VM handed over to start here (Protocol.md §12.10): the epoch its row takes here; 0: a new VM
+  public var epoch: UInt64 = 0
+
+  /// with epoch: the VM's owner until now
+  public var handedOverBy: String = String()
+
+  /// `vm start --place auto` relayed to the VM's owner: the VM (name or id) to place and start if defined here; create is then empty
+  public var startVm: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1438,6 +1447,9 @@ public nonisolated struct Hostmesh_V1_VmPlaceReply: Sendable {
   public var errorCode: String = String()
 
   public var errorMessage: String = String()
+
+  /// answer to start_vm: where the VM went and why, JSON (the control API's vm.start placed result)
+  public var placed: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3996,7 +4008,7 @@ nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VmPlaceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}create\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}create\0\u{2}\u{13}epoch\0\u{3}handed_over_by\0\u{3}start_vm\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4005,6 +4017,9 @@ nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.create) }()
+      case 20: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 21: try { try decoder.decodeSingularStringField(value: &self.handedOverBy) }()
+      case 22: try { try decoder.decodeSingularStringField(value: &self.startVm) }()
       default: break
       }
     }
@@ -4014,11 +4029,23 @@ nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftPr
     if !self.create.isEmpty {
       try visitor.visitSingularBytesField(value: self.create, fieldNumber: 1)
     }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 20)
+    }
+    if !self.handedOverBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.handedOverBy, fieldNumber: 21)
+    }
+    if !self.startVm.isEmpty {
+      try visitor.visitSingularStringField(value: self.startVm, fieldNumber: 22)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_VmPlaceRequest, rhs: Hostmesh_V1_VmPlaceRequest) -> Bool {
     if lhs.create != rhs.create {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.handedOverBy != rhs.handedOverBy {return false}
+    if lhs.startVm != rhs.startVm {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4026,7 +4053,7 @@ nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VmPlaceReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{3}error_code\0\u{3}error_message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{3}error_code\0\u{3}error_message\0\u{2}\u{11}placed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4037,6 +4064,7 @@ nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProt
       case 1: try { try decoder.decodeSingularBytesField(value: &self.info) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.errorCode) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.errorMessage) }()
+      case 20: try { try decoder.decodeSingularBytesField(value: &self.placed) }()
       default: break
       }
     }
@@ -4052,6 +4080,9 @@ nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProt
     if !self.errorMessage.isEmpty {
       try visitor.visitSingularStringField(value: self.errorMessage, fieldNumber: 3)
     }
+    if !self.placed.isEmpty {
+      try visitor.visitSingularBytesField(value: self.placed, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4059,6 +4090,7 @@ nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProt
     if lhs.info != rhs.info {return false}
     if lhs.errorCode != rhs.errorCode {return false}
     if lhs.errorMessage != rhs.errorMessage {return false}
+    if lhs.placed != rhs.placed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

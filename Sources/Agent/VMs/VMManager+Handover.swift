@@ -1,0 +1,132 @@
+import ControlAPI
+import Foundation
+import GRDB
+import Hypervisor
+
+/// Handing a defined, stopped VM to another host so that it starts there (`vm start --place
+/// auto`, Protocol.md §12.10). The owner journals each offer in the VM's row (`hold`) before
+/// sending it, so the VM never runs in two places: while an offer is out the row is held (no
+/// start, no migration here), an accepted offer deletes the row and records the new owner at the
+/// offered epoch, and a refused one takes the VM back above every epoch offered.
+extension VMManager {
+    /// Marks VM `reference` as being handed over and returns its row: it must be defined here,
+    /// stopped, and neither held nor busy.
+    func beginHandover(_ reference: String) async throws -> StoredVM {
+        let vm = try await find(reference)
+        if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
+        try mark(vm.id, .handingOver, name: vm.name)
+        if let process = processes[vm.id], await process.exitIfEnded() == nil {
+            busy[vm.id] = nil
+            throw ControlError.conflict("\(vm.name) already runs, on the host that defines it: `hostmesh migrate \(vm.name) --auto` there moves a running VM")
+        }
+        // Read again under the mark: a fence may have come while the process was checked.
+        let current = try await find(vm.id)
+        if let hold = current.hold {
+            busy[vm.id] = nil
+            throw ControlError.conflict("\(vm.name) is held: \(hold)")
+        }
+        return current
+    }
+
+    /// Journals the offer of VM `id` to `host` at `epoch`, before it is sent: from now on this
+    /// copy is held, and stays held if the answer never comes (the offer is then in doubt).
+    func journalOffer(_ id: String, to host: String, epoch: Int64) async throws {
+        let hold = "handed over to \(host) at epoch \(epoch) (`vm start --place auto`) and no answer came: "
+            + "if \(host) lists the VM, it is \(host)'s and this copy is stale; if not, define it again"
+        try await store.database.write { db in
+            try db.execute(sql: "UPDATE vm SET hold = ?, updatedAt = ? WHERE id = ? AND hold IS NULL",
+                           arguments: [hold, Date().timeIntervalSince1970, id])
+            guard db.changesCount == 1 else { throw ControlError.conflict("VM \(id) changed while it was being handed over") }
+        }
+    }
+
+    /// The offer was refused (nothing of the VM was kept there): the copy here is free again.
+    func releaseOffer(_ id: String) async throws {
+        try await store.database.write { db in
+            try db.execute(sql: "UPDATE vm SET hold = NULL, updatedAt = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, id])
+        }
+    }
+
+    /// `host` accepted VM `id` at `epoch`: the row goes (one transaction with the ownership record
+    /// that names the new owner, so this host vouches for `host` from now on), then its runtime
+    /// directory (a stopped VM's console log and sockets).
+    func completeHandover(_ id: String, to host: String, epoch: Int64) async throws {
+        defer { if busy[id] == .handingOver { busy[id] = nil } }
+        try await store.database.write { db in
+            try db.execute(sql: "DELETE FROM vm WHERE id = ?", arguments: [id])
+            try StoredOwnership(vmId: id, owner: host, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
+        }
+        problems[id] = nil
+        // Best effort: no QEMU runs from it; a directory left behind is discarded as an orphan at the next recovery.
+        try? FileManager.default.removeItem(atPath: directory(for: id).path)
+        logger.notice("VM handed over for a placed start", metadata: ["vm.id": "\(id)", "vm.owner": "\(host)", "vm.epoch": "\(epoch)"])
+    }
+
+    /// Every offer was refused: the VM is this host's again, at `epoch` (above every epoch
+    /// offered, so an offer that somehow took effect is fenced by this host's record).
+    func takeBack(_ id: String, epoch: Int64) async throws {
+        try await store.database.write { db in
+            try db.execute(sql: "UPDATE vm SET hold = NULL, epoch = ?, updatedAt = ? WHERE id = ? AND epoch < ?",
+                           arguments: [epoch, Date().timeIntervalSince1970, id, epoch])
+        }
+    }
+
+    /// The handover of VM `id` ended (taken back, or in doubt: the row's hold then says so).
+    func endHandover(_ id: String) {
+        if busy[id] == .handingOver { busy[id] = nil }
+    }
+
+    /// Receives VM `spec`, handed over by `owner` at `epoch`, and starts it: the row at `epoch`
+    /// first, then the start. A start that fails leaves nothing here (the row goes again), so the
+    /// refusal is definite and the owner may offer the VM elsewhere.
+    ///
+    /// - Throws: `ControlError.conflict` when this host is in maintenance, has the VM or its name,
+    ///   or knows a record of the VM at `epoch` or above; the start's errors otherwise.
+    func receiveHandover(_ spec: VMSpec, epoch: Int64, from owner: String) async throws -> VMInfo {
+        try refuseInMaintenance("starting \(spec.name)")
+        do {
+            try spec.validate()
+            try await network?.validate(spec)
+        } catch { throw ControlError.badRequest("\(error)") }
+        try await checkResources(spec)
+        try mark(spec.id, .starting, name: spec.name)
+        let spec = AgentNetwork.localize(spec, directory: directory(for: spec.id))
+        let record = try StoredVM(spec: spec, desiredState: "stopped", epoch: epoch)
+        do {
+            try await store.database.write { db in
+                if try StoredVM.filter(Column("name") == spec.name).fetchCount(db) > 0 {
+                    throw ControlError.conflict("a VM named \(spec.name) already exists on the chosen host")
+                }
+                if try StoredVM.exists(db, key: spec.id) { throw ControlError.conflict("VM id \(spec.id) already exists on the chosen host") }
+                if let known = try StoredOwnership.fetchOne(db, key: spec.id), known.epoch >= epoch {
+                    throw ControlError.conflict("\(known.owner) holds \(spec.name) at epoch \(known.epoch), not below the \(epoch) offered")
+                }
+                if let conflict = try TombstoneStore.conflict(db, with: spec) { throw ControlError.conflict(conflict) }
+                try record.insert(db)
+            }
+        } catch {
+            busy[spec.id] = nil
+            throw error
+        }
+        busy[spec.id] = nil
+        logger.notice("VM handed over here for a placed start: journaled", metadata: ["vm.id": "\(spec.id)", "vm.epoch": "\(epoch)", "vm.owner": "\(owner)"])
+        do { return try await start(spec.id) } catch {
+            // A QEMU that started (fenced meanwhile) keeps the row: the VM is this host's, paused.
+            if let process = processes[spec.id], await process.exitIfEnded() == nil { return try await info(spec.id) }
+            await network?.detach(spec)
+            releaseControlGroups(spec)
+            try await forgetUnstarted(spec.id, epoch: epoch)
+            throw error
+        }
+    }
+
+    /// Deletes the row of a VM received by handover whose start failed (no QEMU runs from it).
+    private func forgetUnstarted(_ id: String, epoch: Int64) async throws {
+        processes[id] = nil
+        try await store.database.write { db in
+            try db.execute(sql: "DELETE FROM vm WHERE id = ? AND epoch = ?", arguments: [id, epoch])
+        }
+        // Best effort: its QEMU never ran; a directory left behind is discarded as an orphan at the next recovery.
+        try? FileManager.default.removeItem(atPath: directory(for: id).path)
+    }
+}
