@@ -38,6 +38,8 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
     case revocationListRefused(String)
     /// A gossip keyring record was refused (Protocol.md §4.17): the reason names what is wrong.
     case gossipKeyringRefused(String)
+    /// Ownership evidence (a handover statement) was refused (Protocol.md §6.11): the reason says why.
+    case evidenceRefused(String)
     /// A delegated issuer was refused (its certificate, its domain, its lifetime limit): the
     /// reason names what is wrong.
     case issuerRefused(String)
@@ -99,6 +101,8 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
             return "revocation list refused: \(reason)"
         case let .gossipKeyringRefused(reason):
             return "gossip keyring refused: \(reason)"
+        case let .evidenceRefused(reason):
+            return "ownership evidence refused: \(reason)"
         case let .issuerRefused(reason):
             return "issuer refused: \(reason)"
         case let .rotationRefused(reason):
