@@ -21,8 +21,9 @@ public struct GossipKeyringPlan: Sendable {
     /// Plans `change` on `held`; `force` skips the members check (never the manifest's).
     public init(_ change: GossipKeyringChange, held: ControlTypes.GossipKeyringInfo, force: Bool, now: Int64) throws(GossipKeyringError) {
         let current = try Self.manifest(held)
-        if !force { try Self.usage(held).check(change) }
+        // The manifest's refusals first (removing the primary is never possible), then the members'.
         next = try change.applied(to: current, maxKeys: GossipKeyringRecord.maxKeys)
+        if !force { try Self.usage(held).check(change) }
         stillHolding = if case .remove(let id) = change { Self.usage(held).holding(id) } else { [] }
         body = GossipKeyringRecord.body(domain: held.domain, version: next.version, issuedAt: now,
                                         entries: next.entries.map { .init(id: $0.id.rawValue, commitment: $0.commitment) },
