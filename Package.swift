@@ -256,7 +256,7 @@ let package = Package(
         .executableTarget(
             name: "hostmesh",
             dependencies: [
-                "MeshCrypto", "MeshIdentity", "SecureChannel", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "Benchmarks",
+                "MeshCrypto", "MeshIdentity", "SecureChannel", "GossipTransport", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "Benchmarks",
                 "Migration", "MigrationService", "Placement", "Telemetry", "Dashboard",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -323,7 +323,7 @@ let package = Package(
             name: "AgentTests",
             dependencies: [
                 "Agent", "MeshIdentity", "MeshTime", "Membership", "MeshWire", "ControlAPI", "Hypervisor", "MigrationService", "SecureChannel", "HA", "Dashboard",
-                "LinkEmulator",
+                "LinkEmulator", "GossipTransport", "MeshCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -370,7 +370,7 @@ let package = Package(
         .testTarget(
             name: "ProtocolDocumentTests",
             dependencies: [
-                "CSodium", "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "VirtualSwitch",
+                "CSodium", "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "VirtualSwitch", "GossipTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict

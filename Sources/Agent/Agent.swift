@@ -179,8 +179,14 @@ public struct Agent: Service {
                                                                   logger: logger) : nil
         let greetings = GreetingQueue()
         let linker = StretchedOverlayLinker(network: network, credentials: credentials, overlay: overlay, logger: logger)
+        // The gossip keyring's signed record (Protocol.md §4.17): the stored version, before any listener.
+        let gossipKeyring = GossipKeyringKeeper(store: GossipKeyringStore(store: store), trust: credentials.trust,
+                                                domain: credentials.certificate.domain, hostID: credentials.identity.hostID,
+                                                membership: membership, initial: membership.initialKeyring, logger: logger)
+        try await gossipKeyring.loadStored()
+        await membership.wire(keyring: gossipKeyring)
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
-                              known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys)
+                              known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys, gossipKeyring: gossipKeyring)
         let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
                                 store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
                                 coordinator: coordinator, events: events, logger: logger)
@@ -193,6 +199,8 @@ public struct Agent: Service {
         }
         await federation.wire(membership: membership.service) { await network.unlink(domain: $0) }
         await domainKeys.wire { await peers.broadcast($0) }
+        await gossipKeyring.wire(broadcast: { await peers.broadcast($0, sameDomain: true) },
+                                 send: { host, address, envelope in await peers.send(envelope, to: host, at: address, sameDomain: true) })
         let health = HealthMonitor(hostID: credentials.identity.hostID, store: store, vms: vms, drs: drs, membership: membership,
                                    settings: HealthTracker.Settings(), thresholds: HealthThresholds(), logger: logger)
         var scheduleRules = ScheduleBook.Rules()
@@ -205,7 +213,7 @@ public struct Agent: Service {
         let rotator = KeyRotator(credentials: credentials, issuers: issuers, stateDirectory: StateDirectory(configuration.stateDirectory), logger: logger)
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
-                                 revocations: revocations, federation: federation, domainKeys: domainKeys, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
+                                 revocations: revocations, federation: federation, domainKeys: domainKeys, gossipKeyring: gossipKeyring, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
                                      controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
                                  schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events,
@@ -247,6 +255,7 @@ public struct Agent: Service {
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
             ("federation", FederationService(keeper: federation, membership: membership.service,
                                              stored: storedGrants.map(\.serialized), logger: logger)),
+            ("gossip-keyring", GossipKeyringService(keeper: gossipKeyring, membership: membership.service, interval: .seconds(2))),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { envelope in
                                                         // The tombstones go with the records (§6.10): a VM leaving the domain changes both.

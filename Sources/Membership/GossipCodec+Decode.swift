@@ -171,6 +171,11 @@ extension GossipCodec {
                 message: name, field: "metadata.health_reasons",
                 reason: "\(message.healthReasons.count) reasons, at most \(MemberMetadata.maxHealthReasons) of at most \(MemberMetadata.maxHealthReasonBytes) bytes expected")
         }
+        guard message.gossipKeyIds.count <= MemberMetadata.maxGossipKeys else {
+            throw .invalidField(
+                message: name, field: "metadata.gossip_key_ids",
+                reason: "\(message.gossipKeyIds.count) key ids, at most \(MemberMetadata.maxGossipKeys) expected")
+        }
         var decoded = MemberMetadata(
             version: message.version,
             domain: message.domain,
@@ -189,6 +194,9 @@ extension GossipCodec {
             keyFingerprint: [UInt8](message.keyFingerprint),
             instanceID: [UInt8](message.instanceID),
             healthReasons: message.healthReasons)
+        decoded.gossipKeyIDs = message.gossipKeyIds
+        decoded.gossipPrimaryKeyID = message.gossipPrimaryKeyID
+        decoded.gossipKeyringVersion = message.gossipKeyringVersion
         decoded.signature = try signature(message.signature, in: name, field: "metadata.signature")
         return decoded
     }

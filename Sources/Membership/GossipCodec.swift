@@ -215,6 +215,9 @@ public enum GossipCodec {
         if !metadata.keyFingerprint.isEmpty { message.keyFingerprint = Data(metadata.keyFingerprint) }
         if !metadata.instanceID.isEmpty { message.instanceID = Data(metadata.instanceID) }
         message.healthReasons = metadata.healthReasons
+        message.gossipKeyIds = metadata.gossipKeyIDs
+        message.gossipPrimaryKeyID = metadata.gossipPrimaryKeyID
+        message.gossipKeyringVersion = metadata.gossipKeyringVersion
         message.signature = Data(metadata.signature)
         return message
     }

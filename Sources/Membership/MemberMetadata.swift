@@ -33,6 +33,9 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         var keyFingerprint: [UInt8]
         var instanceID: [UInt8]
         var healthReasons: [String]
+        var gossipKeyIDs: [UInt32] = []
+        var gossipPrimaryKeyID: UInt32 = 0
+        var gossipKeyringVersion: UInt64 = 0
         var signature: [UInt8] = []
     }
 
@@ -130,6 +133,24 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         get { storage.fields.signature }
         set { update { $0.signature = newValue } }
     }
+
+    /// The ids of the gossip keys the host holds (Protocol.md §4.17), at most `maxGossipKeys`.
+    public var gossipKeyIDs: [UInt32] {
+        get { storage.fields.gossipKeyIDs }
+        set { update { $0.gossipKeyIDs = newValue } }
+    }
+    /// The id of the gossip key the host seals with (0: not announced).
+    public var gossipPrimaryKeyID: UInt32 {
+        get { storage.fields.gossipPrimaryKeyID }
+        set { update { $0.gossipPrimaryKeyID = newValue } }
+    }
+    /// The version of the signed gossip keyring record the host holds (0: none).
+    public var gossipKeyringVersion: UInt64 {
+        get { storage.fields.gossipKeyringVersion }
+        set { update { $0.gossipKeyringVersion = newValue } }
+    }
+    /// Gossip key ids a member may announce.
+    public static let maxGossipKeys = 16
 
     /// Reasons a member may gossip.
     public static let maxHealthReasons = 4

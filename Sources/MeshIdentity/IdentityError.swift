@@ -36,6 +36,10 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
     case revoked(hostID: String, serial: UInt64, domain: String, entry: String)
     /// A revocation list was refused: the reason names what is wrong with it.
     case revocationListRefused(String)
+    /// A gossip keyring record was refused (Protocol.md §4.17): the reason names what is wrong.
+    case gossipKeyringRefused(String)
+    /// Ownership evidence (a handover statement) was refused (Protocol.md §6.12): the reason says why.
+    case evidenceRefused(String)
     /// A delegated issuer was refused (its certificate, its domain, its lifetime limit): the
     /// reason names what is wrong.
     case issuerRefused(String)
@@ -95,6 +99,10 @@ public enum IdentityError: Error, Equatable, Sendable, CustomStringConvertible {
             return "not federated: \(reason)"
         case let .revocationListRefused(reason):
             return "revocation list refused: \(reason)"
+        case let .gossipKeyringRefused(reason):
+            return "gossip keyring refused: \(reason)"
+        case let .evidenceRefused(reason):
+            return "ownership evidence refused: \(reason)"
         case let .issuerRefused(reason):
             return "issuer refused: \(reason)"
         case let .rotationRefused(reason):

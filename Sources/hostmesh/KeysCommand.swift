@@ -8,7 +8,7 @@ struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Manage this host's identity key and trusted domains.",
-        subcommands: [Init.self, Show.self, Trust.self, Rotate.self]
+        subcommands: [Init.self, Show.self, Trust.self, Rotate.self, KeysGossipCommand.self]
     )
 
     struct Init: AsyncParsableCommand {

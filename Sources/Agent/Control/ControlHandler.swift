@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import GRDB
 import Hypervisor
+import MeshCrypto
 import MigrationService
 import SecureChannel
 
@@ -21,6 +22,8 @@ struct ControlHandler: Sendable {
     let federation: FederationKeeper
     /// Domain key rotations (Agent/Trust).
     let domainKeys: DomainKeyKeeper
+    /// The mesh's gossip keyring (Agent/Trust, Protocol.md §4.17).
+    let gossipKeyring: GossipKeyringKeeper
     let rotator: KeyRotator
     /// Storage moves on this host (Agent/Storage).
     let storage: StorageMover
@@ -50,6 +53,13 @@ struct ControlHandler: Sendable {
             return try await ledger.records().map { ControlTypes.Ownership(vm: $0.vmID, owner: $0.owner, epoch: $0.epoch) }
         case "members":
             return await membership.members()
+        case "gossip.keyring":
+            return await gossipKeyring.info()
+        case "gossip.keyring.publish":
+            let p = try request.params(ControlTypes.PublishGossipKeyring.self)
+            // validate() checked the base64 and that every key is 64 hex digits.
+            let secrets = p.keys.compactMap { Hex.decode($0.lowercased()) }
+            return ControlTypes.Text(text: try await gossipKeyring.publish(p.bytes ?? [], secrets: secrets))
         case "keys.rotate":
             return ControlTypes.Text(text: try await rotator.rotate())
         case "revocations":

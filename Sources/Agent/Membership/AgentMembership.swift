@@ -20,6 +20,13 @@ public actor AgentMembership {
     private let keysPath: String
     private let logger: Logger
     private var metadata: MemberMetadata
+    /// The gossip keyring's keeper (Protocol.md §4.17): decides what a join hands over and
+    /// what a joining host adopts; set once at start (`wire(keyring:)`).
+    private var keyringKeeper: GossipKeyringKeeper?
+    /// The record version of the keyring installed last (0: unmanaged).
+    private var keyringVersion: UInt64 = 0
+    /// The keyring read from `gossip.keys` at start (the keeper's version 0).
+    let initialKeyring: GossipKeyring
 
     /// A refused push-pull or join (certificate, domain): do not retry that seed.
     struct Refused: PushPullRefusal, CustomStringConvertible {
@@ -43,6 +50,7 @@ public actor AgentMembership {
             keyring = try GossipKeyring(primary: GossipKey.generate())
             try SecureFile.write(GossipKeyringFile.encode(keyring), to: keysPath, mode: 0o600)
         }
+        initialKeyring = keyring
         let listen = configuration.gossipListen
         let wildcard = listen.isWildcard
         let advertised = configuration.advertiseHost ?? (wildcard ? nil : listen.host)
@@ -54,6 +62,8 @@ public actor AgentMembership {
                                   channelAddress: PeerAddress(host: channelHost, port: UInt16(channel.port)),
                                   keyFingerprint: Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes)),
                                   instanceID: Sodium.randomBytes(8))
+        metadata.gossipKeyIDs = keyring.keyIDs.map(\.rawValue)
+        metadata.gossipPrimaryKeyID = keyring.primaryID.rawValue
         // No seeds here: joining first fetches the mesh's keyring over the secure channel
         // (`join(_:)`), which the agent does once the service runs.
         var config = MembershipServiceConfiguration(memberID: MemberID(credentials.identity.hostID), bindHost: listen.host,
@@ -149,7 +159,13 @@ public actor AgentMembership {
             throw SecureChannelError(.wrongDomain, "\(peer.hostID) is in domain \(peer.domain); joining this mesh needs domain \(credentials.certificate.domain)")
         }
         var reply = Hostmesh_V1_AgentEnvelope()
-        reply.joinAccepted.keyring = String(decoding: GossipKeyringFile.encode(try await service.keyring()), as: UTF8.self)
+        // The keyring and the signed record it came from, read together (the keeper holds both).
+        if let keyringKeeper, let held = await keyringKeeper.heldForJoin() {
+            reply.joinAccepted.keyring = String(decoding: GossipKeyringFile.encode(held.keyring), as: UTF8.self)
+            if let record = held.record { reply.joinAccepted.keyringRecord = Data(record) }
+        } else {
+            reply.joinAccepted.keyring = String(decoding: GossipKeyringFile.encode(try await service.keyring()), as: UTF8.self)
+        }
         if let address = await service.localAddress() { reply.joinAccepted.gossipAddress = "\(address.host):\(address.port)" }
         logger.info("handing the gossip keyring to a joining host", metadata: ["mesh.peer": "\(peer.hostID)"])
         return reply
@@ -165,15 +181,53 @@ public actor AgentMembership {
             $0.joinRequest = Hostmesh_V1_JoinRequest()
         } answer: { body in
             guard case .joinAccepted(let accepted) = body else { return nil }
-            return Array(accepted.keyring.utf8)
+            return try? accepted.serializedBytes() // a decoded message always encodes again
         }
+        let accepted: Hostmesh_V1_JoinAccepted
         let keyring: GossipKeyring
-        do { keyring = try GossipKeyringFile.parse(bytes) } catch {
+        do {
+            accepted = try Hostmesh_V1_JoinAccepted(serializedBytes: bytes)
+            keyring = try GossipKeyringFile.parse(Array(accepted.keyring.utf8))
+        } catch {
             throw AgentError.protocolViolation("\(address) sent an invalid keyring: \(error)")
         }
-        try SecureFile.write(GossipKeyringFile.encode(keyring), to: keysPath, mode: 0o600, overwrite: true)
-        try await service.replaceKeyring(keyring)
+        if let keyringKeeper {
+            // Versioned (Protocol.md §4.17): the member's keyring replaces this host's only when
+            // its signed record is newer (a host that comes back keeps a newer ring it holds).
+            await keyringKeeper.offeredAtJoin(keyring, record: [UInt8](accepted.keyringRecord), by: address)
+        } else {
+            try installKeyring(keyring)
+            try await service.replaceKeyring(keyring)
+        }
         return try await service.join(seeds: [seed])
+    }
+
+    /// Connects the keyring keeper (at start, before any listener).
+    func wire(keyring keeper: GossipKeyringKeeper) {
+        keyringKeeper = keeper
+    }
+
+    /// Writes `keyring` to the key file (0600) and seals and opens with it from now on; the
+    /// signed metadata announces its key ids, primary and record `version` (Protocol.md §4.17).
+    func useKeyring(_ keyring: GossipKeyring, version: UInt64) async throws {
+        // Two adoptions may reach this actor out of order: never go back to an older version.
+        guard version >= keyringVersion else { return }
+        keyringVersion = version
+        try installKeyring(keyring)
+        try await service.replaceKeyring(keyring)
+        var next = metadata
+        next.gossipKeyIDs = keyring.keyIDs.map(\.rawValue)
+        next.gossipPrimaryKeyID = keyring.primaryID.rawValue
+        next.gossipKeyringVersion = version
+        guard next != metadata else { return }
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot announce this host's gossip keys in its metadata; the next capacity change carries them", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Writes the key file (0600), replacing it.
+    private func installKeyring(_ keyring: GossipKeyring) throws {
+        try SecureFile.write(GossipKeyringFile.encode(keyring), to: keysPath, mode: 0o600, overwrite: true)
     }
 
     /// Joins through each configured member at start, retrying with backoff until one works.

@@ -50,6 +50,10 @@ struct PeerConnectionHandler: Sendable {
                         if let rotations = DomainKeyKeeper.envelope(peers.credentials.trust) {
                             try await outbound.write(EnvelopeWriter.frame(rotations))
                         }
+                        // The gossip keyring's secrets go to hosts of this domain only (Protocol.md §4.17).
+                        if connection.peer.domain == peers.credentials.certificate.domain, let keyring = await peers.gossipKeyring.update() {
+                            try await outbound.write(EnvelopeWriter.frame(keyring))
+                        }
                         await peers.helloExchanged(hello, on: connection, initiatedHere: false)
                         var locations = Hostmesh_V1_AgentEnvelope()
                         locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
@@ -60,6 +64,11 @@ struct PeerConnectionHandler: Sendable {
                         }
                     case .domainKeyRotations(let update):
                         await domainKeys.receive(update.records, from: connection.peer.hostID)
+                    case .gossipKeyring(let update):
+                        guard connection.peer.domain == peers.credentials.certificate.domain else {
+                            throw SecureChannelError(.wrongDomain, "\(connection.peer.hostID) is in domain \(connection.peer.domain); the gossip keyring of \(peers.credentials.certificate.domain) is taken from its own hosts only")
+                        }
+                        await peers.gossipKeyring.receive(update, from: connection.peer.hostID)
                     case .ownershipUpdate(let update):
                         await peers.receive(ownership: update.records, from: connection.peer.hostID)
                     case .xdomainTombstones(let update):

@@ -25,6 +25,8 @@ struct PeerLinks: Sendable {
     let vms: VMManager
     /// Domain key rotations: sent after a hello, learned from peers (Protocol.md §2.10).
     let domainKeys: DomainKeyKeeper
+    /// The gossip keyring: sent after a hello to hosts of this domain, learned from them (Protocol.md §4.17).
+    let gossipKeyring: GossipKeyringKeeper
 
     var hostID: String { credentials.identity.hostID }
 
@@ -97,12 +99,15 @@ struct PeerLinks: Sendable {
                 if let tombstones = await tombstoneEnvelope() { try await outbound.write(EnvelopeWriter.frame(tombstones)) }
                 if let ownership = await ownershipEnvelope(for: reply.hostID) { try await outbound.write(EnvelopeWriter.frame(ownership)) }
                 if let rotations = DomainKeyKeeper.envelope(credentials.trust) { try await outbound.write(EnvelopeWriter.frame(rotations)) }
+                if connection.peer.domain == credentials.certificate.domain, let keyring = await gossipKeyring.update() {
+                    try await outbound.write(EnvelopeWriter.frame(keyring))
+                }
                 var note = Hostmesh_V1_AgentEnvelope()
                 note.note.text = "greetings from \(hostID), sealed with \(connection.session.aead.rawValue)"
                 try await outbound.write(EnvelopeWriter.frame(note))
                 // The peer answers a hello with its locations and ownership records (§5.4): read
                 // them too, or this host would learn them only when they next change.
-                try await receiveUpdatesAfterHello(&reader, from: reply.hostID, channel: connection.channel.channel)
+                try await receiveUpdatesAfterHello(&reader, from: reply.hostID, peerDomain: connection.peer.domain, channel: connection.channel.channel)
             }
         } catch {
             logger.error("could not establish a secure channel", metadata: ["mesh.address": "\(peer)", "mesh.reason": "\(error)"])
@@ -151,22 +156,27 @@ struct PeerLinks: Sendable {
     }
 
     /// Sends one envelope to every known agent (one short channel each; failures are logged).
-    func broadcast(_ envelope: Hostmesh_V1_AgentEnvelope) async {
+    func broadcast(_ envelope: Hostmesh_V1_AgentEnvelope, sameDomain: Bool = false) async {
         let peers = known.withLockedValue { $0 }
         await withTaskGroup(of: Void.self) { group in
             for (host, address) in peers {
-                group.addTask {
-                    do {
-                        var policy = ChannelPolicy()
-                        policy.expectedPeer = host
-                        let connection = try await SecureConnection.connect(host: address.host, port: address.port,
-                                                                            configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
-                        _ = try await connection.request(envelope, expectAnswer: false)
-                    } catch {
-                        logger.debug("update not delivered", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
-                    }
-                }
+                group.addTask { await send(envelope, to: host, at: address, sameDomain: sameDomain) }
             }
+        }
+    }
+
+    /// Sends one envelope to `host` at `address` on a short channel of its own; with
+    /// `sameDomain`, only to a host certified in this host's domain (failures are logged).
+    func send(_ envelope: Hostmesh_V1_AgentEnvelope, to host: String, at address: HostPort, sameDomain: Bool = false) async {
+        do {
+            var policy = ChannelPolicy()
+            policy.expectedPeer = host
+            if sameDomain { policy.requiredDomain = credentials.certificate.domain }
+            let connection = try await SecureConnection.connect(host: address.host, port: address.port,
+                                                                configuration: SecureChannelConfiguration(credentials: credentials, policy: policy), logger: logger)
+            _ = try await connection.request(envelope, expectAnswer: false)
+        } catch {
+            logger.debug("update not delivered", metadata: ["mesh.peer": "\(host)", "error": "\(error)"])
         }
     }
 
@@ -193,7 +203,7 @@ struct PeerLinks: Sendable {
     /// Reads what a greeted peer sends after its hello reply (its locations, then its ownership
     /// records, the latter absent if its ledger cannot be read), applying them, until both came,
     /// the peer closes, or the timeout.
-    private func receiveUpdatesAfterHello(_ reader: inout EnvelopeReader, from peer: String, channel: any Channel) async throws {
+    private func receiveUpdatesAfterHello(_ reader: inout EnvelopeReader, from peer: String, peerDomain: String, channel: any Channel) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await Task.sleep(for: Self.updatesAfterHelloTimeout)
@@ -213,6 +223,8 @@ struct PeerLinks: Sendable {
                     await domainKeys.receive(update.records, from: peer)
                 case .xdomainTombstones(let update):
                     await receive(tombstones: update, from: peer)
+                case .gossipKeyring(let update) where peerDomain == credentials.certificate.domain:
+                    await gossipKeyring.receive(update, from: peer)
                 default:
                     continue // nothing else is expected here; the responder's channel is not for it
                 }

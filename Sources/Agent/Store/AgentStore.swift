@@ -92,6 +92,8 @@ public final class AgentStore: Sendable {
         migrator.registerMigration("ha-v1") { db in
             try db.alter(table: "ownership") { t in t.add(column: "leaseDirectory", .text) }
         }
+        // The signed gossip keyring records this host adopted (Agent/Trust, Protocol.md §4.17).
+        migrator.registerMigration("trust-v2") { db in try GossipKeyringStore.createTables(db) }
         return migrator
     }
 }

@@ -80,3 +80,14 @@ public struct GossipKey: Sendable, CustomStringConvertible {
     /// `gossip key <id>`; never the secret.
     public var description: String { "gossip key \(id)" }
 }
+
+extension GossipKey {
+    /// Domain-separation label of the commitment.
+    static let commitmentLabel = Array("hostmesh-gossip-v1 key commitment".utf8)
+
+    /// `BLAKE2b-32(key = K, "hostmesh-gossip-v1 key commitment")`: names this key in a signed
+    /// keyring record (Protocol.md §4.17) without revealing it; a handed secret must match it.
+    public var commitment: [UInt8] {
+        Blake2b.hash(Self.commitmentLabel, key: secret, outputLength: 32)
+    }
+}

@@ -238,6 +238,14 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     set {body = .domainKeyRotations(newValue)}
   }
 
+  public var gossipKeyring: Hostmesh_V1_TrustGossipKeyringUpdate {
+    get {
+      if case .gossipKeyring(let v)? = body {return v}
+      return Hostmesh_V1_TrustGossipKeyringUpdate()
+    }
+    set {body = .gossipKeyring(newValue)}
+  }
+
   public var xdomainMigrationRequest: Hostmesh_V1_XdomainMigrationRequest {
     get {
       if case .xdomainMigrationRequest(let v)? = body {return v}
@@ -298,6 +306,7 @@ public nonisolated struct Hostmesh_V1_AgentEnvelope: Sendable {
     case migrationCheck(Hostmesh_V1_MigrationCheck)
     case migrationCheckResult(Hostmesh_V1_MigrationCheckResult)
     case domainKeyRotations(Hostmesh_V1_TrustchanDomainKeyRotations)
+    case gossipKeyring(Hostmesh_V1_TrustGossipKeyringUpdate)
     case xdomainMigrationRequest(Hostmesh_V1_XdomainMigrationRequest)
     case xdomainMigrationOffer(Hostmesh_V1_XdomainMigrationOffer)
     case xdomainOverlayHello(Hostmesh_V1_XdomainOverlayHello)
@@ -901,6 +910,27 @@ public nonisolated struct Hostmesh_V1_JoinAccepted: Sendable {
   /// the member's gossip address, host:port
   public var gossipAddress: String = String()
 
+  /// the signed TrustGossipKeyring of `keyring` (Protocol.md §4.17); empty when the member holds none
+  public var keyringRecord: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The mesh's gossip keyring (Protocol.md §4.17): the newest signed record a host holds and the
+/// secrets of every key it names, in the record's entry order. Same-domain channels only.
+public nonisolated struct Hostmesh_V1_TrustGossipKeyringUpdate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// an encoded TrustGossipKeyring, exactly as signed
+  public var record: Data = Data()
+
+  /// 32 bytes each: the key of each entry of the record's body, in order
+  public var keys: [Data] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1462,7 +1492,7 @@ fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
 
 nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentEnvelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0\u{4}\u{13}domain_key_rotations\0\u{4}(xdomain_migration_request\0\u{3}xdomain_migration_offer\0\u{3}xdomain_overlay_hello\0\u{3}xdomain_tombstones\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}hello_reply\0\u{1}note\0\u{3}migration_stream\0\u{3}migration_prepare\0\u{3}migration_prepared\0\u{3}migration_commit\0\u{3}migration_committed\0\u{3}migration_abort\0\u{3}migration_query\0\u{3}migration_verdict\0\u{3}location_update\0\u{3}push_pull\0\u{3}push_pull_reply\0\u{3}join_request\0\u{3}join_accepted\0\u{3}ownership_update\0\u{4}\u{17}certificate_renewal\0\u{3}certificate_renewed\0\u{3}drs_update\0\u{3}vm_place_request\0\u{3}vm_place_reply\0\u{4}$migration_check\0\u{3}migration_check_result\0\u{4}\u{13}domain_key_rotations\0\u{4}(xdomain_migration_request\0\u{3}xdomain_migration_offer\0\u{3}xdomain_overlay_hello\0\u{3}xdomain_tombstones\0\u{4}\u{7}gossip_keyring\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1847,6 +1877,19 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
           self.body = .xdomainTombstones(v)
         }
       }()
+      case 150: try {
+        var v: Hostmesh_V1_TrustGossipKeyringUpdate?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .gossipKeyring(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .gossipKeyring(v)
+        }
+      }()
       default: break
       }
     }
@@ -1973,6 +2016,10 @@ nonisolated extension Hostmesh_V1_AgentEnvelope: SwiftProtobuf.Message, SwiftPro
     case .xdomainTombstones?: try {
       guard case .xdomainTombstones(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 143)
+    }()
+    case .gossipKeyring?: try {
+      guard case .gossipKeyring(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 150)
     }()
     case nil: break
     }
@@ -3050,7 +3097,7 @@ nonisolated extension Hostmesh_V1_JoinRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Hostmesh_V1_JoinAccepted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JoinAccepted"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keyring\0\u{3}gossip_address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keyring\0\u{3}gossip_address\0\u{4}\u{1c}keyring_record\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3060,6 +3107,7 @@ nonisolated extension Hostmesh_V1_JoinAccepted: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.keyring) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.gossipAddress) }()
+      case 30: try { try decoder.decodeSingularBytesField(value: &self.keyringRecord) }()
       default: break
       }
     }
@@ -3072,12 +3120,51 @@ nonisolated extension Hostmesh_V1_JoinAccepted: SwiftProtobuf.Message, SwiftProt
     if !self.gossipAddress.isEmpty {
       try visitor.visitSingularStringField(value: self.gossipAddress, fieldNumber: 2)
     }
+    if !self.keyringRecord.isEmpty {
+      try visitor.visitSingularBytesField(value: self.keyringRecord, fieldNumber: 30)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_JoinAccepted, rhs: Hostmesh_V1_JoinAccepted) -> Bool {
     if lhs.keyring != rhs.keyring {return false}
     if lhs.gossipAddress != rhs.gossipAddress {return false}
+    if lhs.keyringRecord != rhs.keyringRecord {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_TrustGossipKeyringUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustGossipKeyringUpdate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}record\0\u{1}keys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.record) }()
+      case 2: try { try decoder.decodeRepeatedBytesField(value: &self.keys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.record.isEmpty {
+      try visitor.visitSingularBytesField(value: self.record, fieldNumber: 1)
+    }
+    if !self.keys.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.keys, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_TrustGossipKeyringUpdate, rhs: Hostmesh_V1_TrustGossipKeyringUpdate) -> Bool {
+    if lhs.record != rhs.record {return false}
+    if lhs.keys != rhs.keys {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

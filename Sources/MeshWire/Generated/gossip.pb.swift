@@ -618,6 +618,24 @@ public nonisolated struct Hostmesh_V1_GossipMemberMetadata: @unchecked Sendable 
     set {_uniqueStorage()._healthReasons = newValue}
   }
 
+  /// the ids of the gossip keys the host holds (Protocol.md §4.17), at most 16
+  public var gossipKeyIds: [UInt32] {
+    get {_storage._gossipKeyIds}
+    set {_uniqueStorage()._gossipKeyIds = newValue}
+  }
+
+  /// the id of the key it seals with
+  public var gossipPrimaryKeyID: UInt32 {
+    get {_storage._gossipPrimaryKeyID}
+    set {_uniqueStorage()._gossipPrimaryKeyID = newValue}
+  }
+
+  /// the version of the signed keyring record it holds (0: none)
+  public var gossipKeyringVersion: UInt64 {
+    get {_storage._gossipKeyringVersion}
+    set {_uniqueStorage()._gossipKeyringVersion = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1443,7 +1461,7 @@ nonisolated extension Hostmesh_V1_GossipFederationGrant: SwiftProtobuf.Message, 
 
 nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GossipMemberMetadata"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0\u{2}\u{6}signature\0\u{4}(health_reasons\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}domain\0\u{1}cores\0\u{3}memory_total_bytes\0\u{3}memory_free_bytes\0\u{3}running_vms\0\u{3}cpu_load_milli\0\u{3}migrations_in_flight\0\u{1}health\0\u{1}maintenance\0\u{3}channel_address\0\u{3}control_address\0\u{3}key_fingerprint\0\u{3}instance_id\0\u{2}\u{6}signature\0\u{4}\u{a}gossip_key_ids\0\u{3}gossip_primary_key_id\0\u{3}gossip_keyring_version\0\u{4}\u{1c}health_reasons\0")
 
   fileprivate class _StorageClass {
     var _version: UInt64 = 0
@@ -1462,6 +1480,9 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
     var _instanceID: Data = Data()
     var _signature: Data = Data()
     var _healthReasons: [String] = []
+    var _gossipKeyIds: [UInt32] = []
+    var _gossipPrimaryKeyID: UInt32 = 0
+    var _gossipKeyringVersion: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1488,6 +1509,9 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
       _instanceID = source._instanceID
       _signature = source._signature
       _healthReasons = source._healthReasons
+      _gossipKeyIds = source._gossipKeyIds
+      _gossipPrimaryKeyID = source._gossipPrimaryKeyID
+      _gossipKeyringVersion = source._gossipKeyringVersion
     }
   }
 
@@ -1521,6 +1545,9 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
         case 13: try { try decoder.decodeSingularBytesField(value: &_storage._keyFingerprint) }()
         case 14: try { try decoder.decodeSingularBytesField(value: &_storage._instanceID) }()
         case 20: try { try decoder.decodeSingularBytesField(value: &_storage._signature) }()
+        case 30: try { try decoder.decodeRepeatedFixed32Field(value: &_storage._gossipKeyIds) }()
+        case 31: try { try decoder.decodeSingularFixed32Field(value: &_storage._gossipPrimaryKeyID) }()
+        case 32: try { try decoder.decodeSingularUInt64Field(value: &_storage._gossipKeyringVersion) }()
         case 60: try { try decoder.decodeRepeatedStringField(value: &_storage._healthReasons) }()
         default: break
         }
@@ -1579,6 +1606,15 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
       if !_storage._signature.isEmpty {
         try visitor.visitSingularBytesField(value: _storage._signature, fieldNumber: 20)
       }
+      if !_storage._gossipKeyIds.isEmpty {
+        try visitor.visitPackedFixed32Field(value: _storage._gossipKeyIds, fieldNumber: 30)
+      }
+      if _storage._gossipPrimaryKeyID != 0 {
+        try visitor.visitSingularFixed32Field(value: _storage._gossipPrimaryKeyID, fieldNumber: 31)
+      }
+      if _storage._gossipKeyringVersion != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._gossipKeyringVersion, fieldNumber: 32)
+      }
       if !_storage._healthReasons.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._healthReasons, fieldNumber: 60)
       }
@@ -1607,6 +1643,9 @@ nonisolated extension Hostmesh_V1_GossipMemberMetadata: SwiftProtobuf.Message, S
         if _storage._instanceID != rhs_storage._instanceID {return false}
         if _storage._signature != rhs_storage._signature {return false}
         if _storage._healthReasons != rhs_storage._healthReasons {return false}
+        if _storage._gossipKeyIds != rhs_storage._gossipKeyIds {return false}
+        if _storage._gossipPrimaryKeyID != rhs_storage._gossipPrimaryKeyID {return false}
+        if _storage._gossipKeyringVersion != rhs_storage._gossipKeyringVersion {return false}
         return true
       }
       if !storagesAreEqual {return false}

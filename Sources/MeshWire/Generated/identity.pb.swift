@@ -492,6 +492,127 @@ public nonisolated struct Hostmesh_V1_DomainKeyRotationBody: Sendable {
   public init() {}
 }
 
+/// The mesh's gossip keyring as its domain manages it (Protocol.md §4.17): which keys are in
+/// force and which one seals, never the secrets themselves. Signed by the domain key or an issuer.
+public nonisolated struct Hostmesh_V1_TrustGossipKeyring: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// an encoded TrustGossipKeyringBody, exactly as signed
+  public var body: Data = Data()
+
+  /// Ed25519-Sign(signer_key, "hostmesh-gossip-keyring-v1" || body)
+  public var signature: Data = Data()
+
+  /// the IssuerCertificate of signer_key; empty when the domain key signed
+  public var issuer: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_TrustGossipKeyringBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1
+  public var format: UInt32 = 0
+
+  /// the domain whose mesh uses the keyring
+  public var domain: String = String()
+
+  /// >= 1; increases with every change (install, use, remove)
+  public var version: UInt64 = 0
+
+  /// unix seconds, for operators
+  public var issuedAt: Int64 = 0
+
+  /// 32 bytes: the domain key, or an issuer's key
+  public var signerKey: Data = Data()
+
+  /// 1 to 16 keys, ids distinct
+  public var keys: [Hostmesh_V1_TrustGossipKeyringEntry] = []
+
+  /// the id of the key every member seals with; one of `keys`
+  public var primaryKeyID: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_TrustGossipKeyringEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the key id (Protocol.md §4.12.2)
+  public var id: UInt32 = 0
+
+  /// 32 bytes: BLAKE2b-32(key = K, "hostmesh-gossip-v1 key commitment")
+  public var commitment: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Evidence for an ownership epoch (Protocol.md §6.12, design; not carried yet): the previous
+/// owner's signed statement that it handed a VM over at a migration's commit.
+public nonisolated struct Hostmesh_V1_TrustHandoverStatement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// an encoded TrustHandoverBody, exactly as signed
+  public var body: Data = Data()
+
+  /// Ed25519-Sign(from host's identity key, "hostmesh-handover-v1" || body)
+  public var signature: Data = Data()
+
+  /// the from host's Certificate that certifies that key
+  public var certificate: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Hostmesh_V1_TrustHandoverBody: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1
+  public var format: UInt32 = 0
+
+  public var vmID: String = String()
+
+  /// the owner that hands the VM over
+  public var fromHost: String = String()
+
+  /// its epoch
+  public var fromEpoch: UInt64 = 0
+
+  /// the destination
+  public var toHost: String = String()
+
+  /// from_epoch + 1
+  public var toEpoch: UInt64 = 0
+
+  public var migrationID: String = String()
+
+  /// unix seconds
+  public var signedAt: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "hostmesh.v1"
@@ -1386,6 +1507,246 @@ nonisolated extension Hostmesh_V1_DomainKeyRotationBody: SwiftProtobuf.Message, 
     if lhs.version != rhs.version {return false}
     if lhs.issuedAt != rhs.issuedAt {return false}
     if lhs.oldRetired != rhs.oldRetired {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_TrustGossipKeyring: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustGossipKeyring"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0\u{1}issuer\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.issuer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.issuer, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_TrustGossipKeyring, rhs: Hostmesh_V1_TrustGossipKeyring) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.issuer != rhs.issuer {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_TrustGossipKeyringBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustGossipKeyringBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{1}domain\0\u{1}version\0\u{3}issued_at\0\u{3}signer_key\0\u{1}keys\0\u{3}primary_key_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.issuedAt) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.signerKey) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.keys) }()
+      case 7: try { try decoder.decodeSingularFixed32Field(value: &self.primaryKeyID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 3)
+    }
+    if self.issuedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.issuedAt, fieldNumber: 4)
+    }
+    if !self.signerKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signerKey, fieldNumber: 5)
+    }
+    if !self.keys.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.keys, fieldNumber: 6)
+    }
+    if self.primaryKeyID != 0 {
+      try visitor.visitSingularFixed32Field(value: self.primaryKeyID, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_TrustGossipKeyringBody, rhs: Hostmesh_V1_TrustGossipKeyringBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.issuedAt != rhs.issuedAt {return false}
+    if lhs.signerKey != rhs.signerKey {return false}
+    if lhs.keys != rhs.keys {return false}
+    if lhs.primaryKeyID != rhs.primaryKeyID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_TrustGossipKeyringEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustGossipKeyringEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}commitment\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFixed32Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.commitment) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularFixed32Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.commitment.isEmpty {
+      try visitor.visitSingularBytesField(value: self.commitment, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_TrustGossipKeyringEntry, rhs: Hostmesh_V1_TrustGossipKeyringEntry) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.commitment != rhs.commitment {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_TrustHandoverStatement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustHandoverStatement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}body\0\u{1}signature\0\u{1}certificate\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.certificate) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    if !self.certificate.isEmpty {
+      try visitor.visitSingularBytesField(value: self.certificate, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_TrustHandoverStatement, rhs: Hostmesh_V1_TrustHandoverStatement) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.certificate != rhs.certificate {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_TrustHandoverBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustHandoverBody"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{3}vm_id\0\u{3}from_host\0\u{3}from_epoch\0\u{3}to_host\0\u{3}to_epoch\0\u{3}migration_id\0\u{3}signed_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.format) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.vmID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.fromHost) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.fromEpoch) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.toHost) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.toEpoch) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.signedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.format != 0 {
+      try visitor.visitSingularUInt32Field(value: self.format, fieldNumber: 1)
+    }
+    if !self.vmID.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmID, fieldNumber: 2)
+    }
+    if !self.fromHost.isEmpty {
+      try visitor.visitSingularStringField(value: self.fromHost, fieldNumber: 3)
+    }
+    if self.fromEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.fromEpoch, fieldNumber: 4)
+    }
+    if !self.toHost.isEmpty {
+      try visitor.visitSingularStringField(value: self.toHost, fieldNumber: 5)
+    }
+    if self.toEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.toEpoch, fieldNumber: 6)
+    }
+    if !self.migrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.migrationID, fieldNumber: 7)
+    }
+    if self.signedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.signedAt, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_TrustHandoverBody, rhs: Hostmesh_V1_TrustHandoverBody) -> Bool {
+    if lhs.format != rhs.format {return false}
+    if lhs.vmID != rhs.vmID {return false}
+    if lhs.fromHost != rhs.fromHost {return false}
+    if lhs.fromEpoch != rhs.fromEpoch {return false}
+    if lhs.toHost != rhs.toHost {return false}
+    if lhs.toEpoch != rhs.toEpoch {return false}
+    if lhs.migrationID != rhs.migrationID {return false}
+    if lhs.signedAt != rhs.signedAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
