@@ -544,6 +544,7 @@ final class FaultRig: @unchecked Sendable {
             // Either step is right; the owner's own record says which one happened.
             let running = try await winner.control.call("vm.show", ControlTypes.VMReference(vm: vm.name), as: VMDetails.self).info
             if let at = running.epoch, allowed.contains(at) { expectedEpoch = at }
+            print("fault matrix: \(context): the source holds the guest at epoch +\(expectedEpoch - epochBefore)")
         }
         owner = winner.hostID
         epoch = expectedEpoch
