@@ -113,8 +113,9 @@ public struct Agent: Service {
         try await storageMover.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
         let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
-                                     outgoing: configuration.maxOutgoingMigrations)
+                                     outgoing: configuration.maxOutgoingMigrations, incomingWithDisks: configuration.maxIncomingDiskMigrations)
         logger.info("migration limits", metadata: ["migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
+                                                   "migration.incoming_disk_max": "\(limits.incomingWithDisks)",
                                                    "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
         let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger)
         var migration = MigrationCoordinator.Configuration()

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One `{"progress": …}` line of a `migrate` call (Protocol.md §7): where an outgoing migration
 /// is, for the command line.
 ///
@@ -19,10 +21,19 @@ public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
     public var rung: String
     /// With phase "queued": the migration's place in this host's queue (1 = next); else nil.
     public var queuePosition: Int?
+    /// For a VM with local disks, from the start of the mirrors on: bytes of its local disks on
+    /// the destination so far (all of them once the mirrors are synchronised: they then keep
+    /// the destination in step while memory moves). Nil without local disks or before the mirrors.
+    public var diskCopiedBytes: Int64?
+    /// For a VM with local disks: the virtual size of its local disks together, bytes; else nil.
+    public var diskTotalBytes: Int64?
+    /// For a VM with local disks: "background", or "write-blocking" once a disk's mirror did
+    /// not converge and switched (§6.7); else nil.
+    public var diskMode: String?
 
     /// The fields as named.
     public init(phase: String, percent: Double, mbPerSecond: Double, dirtyMBPerSecond: Double, iteration: Int, rung: String,
-                queuePosition: Int? = nil) {
+                queuePosition: Int? = nil, diskCopiedBytes: Int64? = nil, diskTotalBytes: Int64? = nil, diskMode: String? = nil) {
         self.phase = phase
         self.percent = percent
         self.mbPerSecond = mbPerSecond
@@ -30,6 +41,15 @@ public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
         self.iteration = iteration
         self.rung = rung
         self.queuePosition = queuePosition
+        self.diskCopiedBytes = diskCopiedBytes
+        self.diskTotalBytes = diskTotalBytes
+        self.diskMode = diskMode
+    }
+
+    /// "disks 12.0/32.0 MB" (with the mode once known) for a VM with local disks, else nil.
+    public var diskSummary: String? {
+        guard let diskCopiedBytes, let diskTotalBytes else { return nil }
+        return String(format: "disks %.1f/%.1f MB", Double(diskCopiedBytes) / 1e6, Double(diskTotalBytes) / 1e6) + (diskMode.map { " " + $0 } ?? "")
     }
 
     /// Waiting in this host's queue at `position` (1 = next).

@@ -85,7 +85,7 @@ struct MigrateCommand: AsyncParsableCommand {
                 text = "busy       the destination receives its limit of migrations; asking again shortly"
             default:
                 text = String(format: "%-10@ %5.1f%%  %7.1f MB/s  dirty %6.1f MB/s  round %d  %@", p.phase as NSString, p.percent,
-                              p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString)
+                              p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString) + (p.diskSummary.map { "  " + $0 } ?? "")
             }
             if interactive {
                 FileHandle.standardOutput.write(Data(("\r" + text).utf8))

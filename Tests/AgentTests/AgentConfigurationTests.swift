@@ -78,6 +78,22 @@ import Testing
         #expect(LinkSpeed.interface(holding: "192.0.2.254") == nil)
     }
 
+    /// Migrations with local disks have a limit of their own among the incoming ones (issue 11).
+    @Test func diskMigrationLimitIsReadCheckedAndCappedByTheIncomingLimit() throws {
+        #expect(MigrationLimits(linkMegabits: nil).incomingWithDisks == 4)
+        #expect(MigrationLimits(linkMegabits: nil, incoming: 2).incomingWithDisks == 2, "above the incoming limit it could never be reached")
+        let c = try AgentConfiguration(tomlFile: write("max_incoming_migrations = 8\nmax_incoming_disk_migrations = 6"))
+        #expect(c.maxIncomingDiskMigrations == 6)
+        #expect(MigrationLimits(linkMegabits: nil, incoming: c.maxIncomingMigrations, incomingWithDisks: c.maxIncomingDiskMigrations).incomingWithDisks == 6)
+        func message(_ toml: String) -> String {
+            do { _ = try AgentConfiguration(tomlFile: write(toml)); return "" } catch { return "\(error)" }
+        }
+        #expect(message("max_incoming_disk_migrations = 0").contains("max_incoming_disk_migrations = 0: it must be between 1 and 64"))
+        #expect(message("max_incoming_disk_migrations = 65").contains("it must be between 1 and 64"))
+        #expect(message("max_incoming_migrations = 2\nmax_incoming_disk_migrations = 3")
+            .contains("max_incoming_disk_migrations = 3 is above max_incoming_migrations = 2"))
+    }
+
     @Test func credentialsMismatchesAreExplained() throws {
         let dir = NSTemporaryDirectory() + "hostmesh-state-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)

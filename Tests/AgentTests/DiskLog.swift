@@ -41,7 +41,9 @@ enum DiskLog {
     }
 
     /// Record numbers among the last `blocks` acknowledged ones (up to `upTo`) that the image does
-    /// not hold intact. Empty: nothing acknowledged was lost or torn.
+    /// not hold intact. Empty: nothing acknowledged was lost or torn. A block may also hold the
+    /// record after `last`, one lap later, in the oldest record's block: the guest may have
+    /// written it, unannounced yet, when it was stopped (a log that wrapped).
     static func damagedRecords(image path: String, boot: String, upTo last: Int, blocks: Int) throws -> [Int] {
         damagedRecords(image: try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), boot: boot, upTo: last, blocks: blocks)
     }
@@ -51,7 +53,8 @@ enum DiskLog {
         return (max(1, last - blocks + 1)...max(1, last)).filter { n in
             let start = (n % blocks) * blockSize
             guard start + blockSize <= data.count else { return true }
-            return Array(data[start..<start + blockSize]) != record(n, boot: boot)
+            let held = Array(data[start..<start + blockSize])
+            return held != record(n, boot: boot) && !(n + blocks == last + 1 && held == record(n + blocks, boot: boot))
         }
     }
 }

@@ -64,6 +64,45 @@ import Testing
         #expect(await vms.reserved.isEmpty)
     }
 
+    /// Two admissions at once that each fit the free room but not together: the first holds its
+    /// reservation while it is still being admitted (here: held in the registry), so the second
+    /// is refused with both figures instead of taking the same room.
+    @Test func concurrentAdmissionsCannotBothTakeTheSameRoom() async throws {
+        let free = try #require(HostStorage.availableBytes(at: "/nonexistent/disks"))
+        let each = free / 10 * 6 // 60% each: one fits, two do not
+        let vms = FakeRegistry()
+        await vms.closeGate()
+        let coordinator = Fixtures.coordinator(journal: FakeJournal(), vms: vms)
+        func ask(_ id: String) async throws -> String {
+            var body = try prepare(id, disks: [VMSpec.Disk(path: "/a/\(id).raw", format: .raw, shared: false)],
+                                   described: [image(0, "raw", size: each)])
+            if case .migrationPrepare(var p) = body {
+                // Two VMs: the same id would be refused as already arriving.
+                var spec = try JSONDecoder().decode(VMSpec.self, from: Data(p.vmSpecJson.utf8))
+                spec.id = "vm-\(id)"
+                p.vmSpecJson = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+                body = .migrationPrepare(p)
+            }
+            guard case .migrationPrepared(let prepared)? = await coordinator.handle(body, from: "node-a")?.body else { return "no answer" }
+            return prepared.error
+        }
+        let first = Task { try await ask("m-first") }
+        var held = vms.held.makeAsyncIterator()
+        #expect(await held.next() == "vm-m-first", "the first admission never reached its reservation")
+        // The first is admitted as far as its room goes, and waits: the second must not see that room.
+        let second = try await ask("m-second")
+        #expect(second.contains("not enough room for the VM's disks") && second.contains("MiB can be reserved"), "\(second)")
+        let needMiB = (each + (1 << 20) - 1) >> 20, leftMiB = (free - each) >> 20
+        #expect(second.contains("they need \(needMiB) MiB"), "\(second)")
+        // What it says can be reserved is what the first left, not the whole free room (±5% for other writers).
+        let said = second.split(separator: ",").last.flatMap { part in part.split(separator: " ").compactMap { UInt64($0) }.first }
+        #expect(said.map { Double($0) < Double(leftMiB) * 1.05 + 64 } == true, "\(second) (left after the first: \(leftMiB) MiB)")
+        await vms.openGate()
+        let firstAnswer = try await first.value
+        #expect(!firstAnswer.contains("not enough room"), "the first admission lost its room: \(firstAnswer)")
+        #expect(await vms.reserved == ["vm-m-first"], "the second VM was reserved")
+    }
+
     @Test func migrationsWithDisksHaveALimitOfTheirOwn() async throws {
         var configuration = MigrationCoordinator.Configuration()
         configuration.limits.incomingWithDisks = 0

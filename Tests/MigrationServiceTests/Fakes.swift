@@ -80,7 +80,24 @@ actor FakeRegistry: MigrationVMRegistry {
     func otherUser(ofDisk path: String, besides vmID: String) async throws -> String? { nil }
     func beginOutgoing(_ reference: String) async throws -> OutgoingVM { throw ControlError.conflict("no QEMU in this test") }
     func endOutgoing(_ id: String, released: Bool, inDoubt: Bool) async {}
-    func reserveIncoming(_ spec: VMSpec) async throws { reserved.append(spec.id) }
+    /// When set, `reserveIncoming` waits here (reporting each waiter on `held`) until `openGate`.
+    var gated = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    let (held, heldReport) = AsyncStream.makeStream(of: String.self)
+
+    func closeGate() { gated = true }
+    func openGate() {
+        gated = false
+        for waiter in waiting { waiter.resume() }
+        waiting = []
+    }
+    func reserveIncoming(_ spec: VMSpec) async throws {
+        reserved.append(spec.id)
+        if gated {
+            heldReport.yield(spec.id)
+            await withCheckedContinuation { waiting.append($0) }
+        }
+    }
     func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess { throw ControlError.failed("no QEMU in this test") }
     func adoptIncoming(_ id: String) async {}
     func abortIncoming(_ spec: VMSpec) async {}

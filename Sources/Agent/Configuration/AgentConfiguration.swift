@@ -29,6 +29,7 @@ public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterabl
 ///     join = ["10.0.0.2:7946"]
 ///     max_incoming_migrations = 4   # default: 8 on a 10 Gbit/s link or faster, else 4
 ///     max_outgoing_migrations = 4
+///     max_incoming_disk_migrations = 4  # of the incoming, those with local disks (at most the above)
 ///     restart = "on-failure"        # the mesh default for VMs that do not say; default "no"
 ///     restart_limit = 3             # restarts within the window before giving up
 ///     restart_window_seconds = 600
@@ -76,6 +77,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var maxIncomingMigrations: Int?
     /// Concurrent migrations this host sends; nil: by link speed.
     public var maxOutgoingMigrations: Int?
+    /// Of the incoming migrations, those with local disks (each creates and fills whole images
+    /// here); nil: 4. Never more than `maxIncomingMigrations` takes effect.
+    public var maxIncomingDiskMigrations: Int?
     /// What to do when a VM's QEMU dies unexpectedly, for VMs whose spec does not say
     /// (Protocol.md §11.1). Set it the same on every host of a mesh: it is the mesh default.
     public var restart: VMSpec.RestartPolicy = .no
@@ -170,6 +174,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case join
         case maxIncomingMigrations = "max_incoming_migrations"
         case maxOutgoingMigrations = "max_outgoing_migrations"
+        case maxIncomingDiskMigrations = "max_incoming_disk_migrations"
         case restart
         case restartLimit = "restart_limit"
         case restartWindowSeconds = "restart_window_seconds"
@@ -213,6 +218,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         join = try c.decodeIfPresent([HostPort].self, forKey: .join) ?? defaults.join
         maxIncomingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingMigrations)
         maxOutgoingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxOutgoingMigrations)
+        maxIncomingDiskMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingDiskMigrations)
         restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart) ?? defaults.restart
         restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
         restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
@@ -258,6 +264,14 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         for (key, value) in [("max_incoming_migrations", maxIncomingMigrations), ("max_outgoing_migrations", maxOutgoingMigrations)] {
             if let value, !(1...64).contains(value) {
                 throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 1 and 64 (leave it out for the default: 4, or 8 on a 10 Gbit/s link)")
+            }
+        }
+        if let disks = maxIncomingDiskMigrations {
+            guard (1...64).contains(disks) else {
+                throw .badConfiguration(path: source, reason: "max_incoming_disk_migrations = \(disks): it must be between 1 and 64 (leave it out for the default: 4)")
+            }
+            if let all = maxIncomingMigrations, disks > all {
+                throw .badConfiguration(path: source, reason: "max_incoming_disk_migrations = \(disks) is above max_incoming_migrations = \(all): migrations with local disks are some of the incoming ones; lower it to \(all) or less")
             }
         }
         guard (1...100).contains(restartLimit) else {

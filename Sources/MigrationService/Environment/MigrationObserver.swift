@@ -14,6 +14,12 @@ public enum MigrationPoint: Hashable, Sendable, CustomStringConvertible {
     /// A storage move on one host (Protocol.md §6.8) journaled this phase (`copying`,
     /// `pivoting`, `switched`): not a migration, but the same hooks let a test kill the agent there.
     case storageMove(String)
+    /// The source's disk mirrors run (started, not yet synchronised: their NBD streams are
+    /// open and copying); not a journaled phase, the source is `mirroring` (§6.7).
+    case sourceMirrorsRunning
+    /// The source QEMU paused at the switchover (`pre-switchover`, the guest stopped) and the
+    /// mirrors are about to complete; not a journaled phase, the source is `transferring` (§6.7).
+    case sourceSwitchover
 
     /// `<role>:<phase>`, e.g. `source:committing`, `destination:committed`, `recovery:source`.
     public var description: String {
@@ -23,6 +29,8 @@ public enum MigrationPoint: Hashable, Sendable, CustomStringConvertible {
         case .destination(let phase): return "destination:\(phase.rawValue)"
         case .recovery(let role): return "recovery:\(role.rawValue)"
         case .storageMove(let phase): return "storage:\(phase)"
+        case .sourceMirrorsRunning: return "source:mirrors-running"
+        case .sourceSwitchover: return "source:switchover"
         }
     }
 }

@@ -279,6 +279,9 @@ actor SourceRun: SourceMigrationEnvironment {
         let (outcomes, report) = AsyncStream.makeStream(of: TransferOutcome.self)
         let migration = OutgoingMigration(qmp: live.process.qmp, settings: live.settings, policy: policy, logger: logger)
         let progress = live.progress
+        // Memory moves with the disks synchronised (the mirrors keep them in step): say so on every line.
+        let diskTotal = localDisks.isEmpty ? nil : Int64(localDisks.reduce(UInt64(0)) { $0 + $1.image.virtualSize })
+        let diskMode = localDisks.isEmpty ? nil : (localDisks.contains { $0.report?.mode == "write-blocking" } ? "write-blocking" : "background")
         let destination = "unix:" + tunnel.socketPath
         // With local disks QEMU pauses at the switchover, with the guest stopped and before it
         // sends the devices' state or gives up its images: the mirrors complete there (§6.7).
@@ -290,6 +293,7 @@ actor SourceRun: SourceMigrationEnvironment {
         let switchover = NIOLockedValueBox(MirrorSwitchover.waiting)
         let qmp = live.process.qmp
         let log = logger
+        let observer = context.observer, (migrationID, vm, name, peerName) = (id, vmID, vmName, peer)
         // In post-copy the guest must run on the destination at once: the first post-copy sample
         // reports it, and QEMU goes on sending while the commit is on its way.
         transfer = Task {
@@ -298,11 +302,12 @@ actor SourceRun: SourceMigrationEnvironment {
                 outcome = .success(try await migration.run(to: destination) { sample, rung in
                     if sample.phase == .postcopy { report.yield(.postcopy) }
                     if sample.phase == .preSwitchover, let mirror, switchover.withLockedValue({ $0.begin() }) {
+                        await observer.reached(.sourceSwitchover, migration: migrationID, vm: vm, name: name, peer: peerName)
                         await Self.completeMirrors(mirror, qmp: qmp, switchover: switchover, logger: log)
                     }
                     await progress(.init(phase: sample.phase == .postcopy ? "postcopy" : "transfer", percent: sample.percent,
                                          mbPerSecond: sample.throughputBytesPerSecond / 1e6, dirtyMBPerSecond: sample.dirtyBytesPerSecond / 1e6,
-                                         iteration: sample.iteration, rung: "\(rung)"))
+                                         iteration: sample.iteration, rung: "\(rung)", diskCopiedBytes: diskTotal, diskTotalBytes: diskTotal, diskMode: diskMode))
                 })
             } catch {
                 outcome = .failure(error)
@@ -397,12 +402,14 @@ actor SourceRun: SourceMigrationEnvironment {
         let settings = live.settings
         do {
             try await mirror.start(socket: nbdTunnel.socketPath, backgroundSpeed: settings.diskMirrorBackgroundBytesPerSecond)
+            await context.observer.reached(.sourceMirrorsRunning, migration: id, vm: vmID, name: vmName, peer: peer)
             let stall = Duration.milliseconds(settings.diskMirrorStallMs ?? MigrationSettings.defaultDiskMirrorStallMs)
             let (jobs, switched) = try await mirror.waitUntilReady(timeout: limit, stallAfter: stall) { jobs in
                 let done = jobs.reduce(UInt64(0)) { $0 + $1.offset }, all = max(1, jobs.reduce(UInt64(0)) { $0 + $1.len })
                 let seconds = max(0.001, Double((ContinuousClock.now - started).wholeMilliseconds) / 1000)
                 await progress(.init(phase: "mirror", percent: Double(done) * 100 / Double(all), mbPerSecond: Double(done) / seconds / 1e6,
-                                     dirtyMBPerSecond: 0, iteration: 0, rung: "background"))
+                                     dirtyMBPerSecond: 0, iteration: 0, rung: "background",
+                                     diskCopiedBytes: Int64(min(done, total)), diskTotalBytes: Int64(total)))
             }
             let elapsed = since(started)
             for (position, disk) in localDisks.enumerated() {
@@ -555,11 +562,36 @@ actor SourceRun: SourceMigrationEnvironment {
             return
         }
         do {
+            await Self.endStuckTransfer(process.qmp, logger: logger)
             if try await !process.qmp.queryStatus().running { try await process.qmp.cont() }
             logger.info("the guest runs here")
         } catch {
             note("the guest could not be resumed here (\(error)); `hostmesh vm show \(vmName)` shows its state")
             logger.error("cannot resume the guest", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// QEMU's own migration may still be under way when the guest is to resume here: paused at
+    /// the switchover (`pre-switchover`) by a run whose agent died, nothing wakes it but a
+    /// cancel, and a guest resumed beside it would refuse every later migration ("a migration is
+    /// in progress"). Cancels it and waits (bounded) until QEMU has ended it. Before the
+    /// switchover completes the destination cannot run the guest, so cancelling is always safe
+    /// here: resuming is what the machine decided.
+    static func endStuckTransfer(_ qmp: QMPClient, logger: Logger) async {
+        let underWay: Set<String> = ["setup", "active", "pre-switchover", "device", "cancelling", "wait-unplug"]
+        do {
+            guard let status = try await qmp.queryMigrate().status, underWay.contains(status) else { return }
+            logger.warning("QEMU's outgoing migration is still under way; cancelling it before the guest resumes here", metadata: ["qemu.migration": "\(status)"])
+            if status != "cancelling" { try await qmp.migrateCancel() }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                guard let now = try await qmp.queryMigrate().status, underWay.contains(now) else { return }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            logger.error("QEMU's outgoing migration did not end within 10 s of its cancel")
+        } catch {
+            // The resume that follows reports its own failure; this only logs why the cancel did not happen.
+            logger.error("cannot check or cancel QEMU's outgoing migration before resuming", metadata: ["error": "\(error)"])
         }
     }
 
