@@ -64,7 +64,7 @@ public struct DashboardService: Service {
             group.addTask { await Self.refresh(hub: hub, reader: reader, every: settings.interval) }
             group.addTask { await Self.runMigrations(hub: hub, control: control) }
             // Ends on graceful shutdown: its control call would otherwise stream until the agent stops.
-            group.addTask { try? await cancelWhenGracefulShutdown { await Self.followMigrations(hub: hub, control: control, logger: logger) } }
+            group.addTask { await cancelWhenGracefulShutdown { await Self.followMigrations(hub: hub, control: control, logger: logger) } }
             // On graceful shutdown the pages' streams end first, so the server's drain is not held by them.
             group.addTask {
                 try? await gracefulShutdown() // throws only when cancelled, and then the group is ending anyway

@@ -26,8 +26,9 @@ struct AgentMetricsCollector: Sendable {
 
     init(registry: PrometheusCollectorRegistry, membership: AgentMembership, vms: VMManager, coordinator: MigrationCoordinator, network: AgentNetwork,
          drs: DRSController?) {
+        let mirror = CounterMirror(registry: registry)
         self.registry = registry
-        mirror = CounterMirror(registry: registry)
+        self.mirror = mirror
         self.membership = membership
         self.vms = vms
         self.coordinator = coordinator
