@@ -36,7 +36,7 @@ struct EventStreamTests {
     }
 
     func waitUntil(_ what: String, _ check: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while !check() {
             guard ContinuousClock.now < deadline else { throw ControlError.failed("never: \(what)") }
             try await Task.sleep(for: .milliseconds(20))
