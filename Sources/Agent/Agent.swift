@@ -221,7 +221,7 @@ public struct Agent: Service {
                                  crossDomain: CrossDomainMigrator(coordinator: coordinator, vms: vms, credentials: credentials, linker: linker, logger: logger))
         let metrics: MetricsEndpoint?
         do {
-            metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network)
+            metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network, drs: drs)
         } catch {
             await control.close()
             await listener.close()
@@ -296,10 +296,10 @@ public struct Agent: Service {
 extension Agent {
     /// The Prometheus endpoint at `metrics_listen`, bound; nil when metrics are off.
     private func bindMetrics(membership: AgentMembership, vms: VMManager, coordinator: MigrationCoordinator,
-                             network: AgentNetwork) async throws -> MetricsEndpoint? {
+                             network: AgentNetwork, drs: DRSController) async throws -> MetricsEndpoint? {
         guard let listen = configuration.metricsListen else { return nil }
         let registry = metricsRegistry ?? PrometheusCollectorRegistry()
-        let collector = AgentMetricsCollector(registry: registry, membership: membership, vms: vms, coordinator: coordinator, network: network)
+        let collector = AgentMetricsCollector(registry: registry, membership: membership, vms: vms, coordinator: coordinator, network: network, drs: drs)
         do {
             return try await MetricsEndpoint.bind(host: listen.host, port: listen.port, registry: registry, logger: logger) { await collector.refresh() }
         } catch {

@@ -10,10 +10,21 @@ import ShellSupport
 /// the result or throw a `ControlError` (any other error becomes code "failed").
 public struct ControlResponder: Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    /// Completes when the connection closes (the client went away, or the server closed it).
+    let closed: EventLoopFuture<Void>
 
     /// Sends one progress line.
     public func progress(_ value: some Encodable & Sendable) async throws {
         try await outbound.write(ByteBuffer(bytes: try controlEncoder.encode(Wrapped(kind: .progress, value: value)) + [0x0a]))
+    }
+
+    /// Returns once the connection has closed (a client that hung up closes it: nothing more is
+    /// read from it after the request line), or when the calling task is cancelled. A request
+    /// that streams until the client leaves (`events`) waits on this instead of on its next write.
+    public func clientLeft() async {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        closed.whenComplete { _ in continuation.finish() }
+        for await _ in stream {}
     }
 }
 
@@ -161,7 +172,7 @@ public struct ControlServer: Sendable {
         // Errors here are the client's connection failing (gone, reset): there is nobody to answer.
         try? await connection.executeThenClose { inbound, outbound in
             var reader = LineReader(inbound)
-            let responder = ControlResponder(outbound: outbound)
+            let responder = ControlResponder(outbound: outbound, closed: channel.closeFuture)
             func send<T: Encodable>(_ kind: Wrapped<T>.Kind, _ value: T) async throws {
                 let data = try controlEncoder.encode(Wrapped(kind: kind, value: value))
                 try await outbound.write(ByteBuffer(bytes: data + [0x0a]))

@@ -1,11 +1,12 @@
 extension Assets {
-    /// The page's script: renders the `state` and `operation` events of `/events` (server-sent
+    /// The page's script: renders the `state`, `operation` and `migration` events of `/events` (server-sent
     /// events; the page never polls) and posts the actions. Every value is written with
     /// `textContent` or as an attribute value, never parsed as HTML.
     static let script = #"""
     "use strict";
     const sections = {};
     const operations = new Map();
+    const liveMigrations = new Map();
     let snapshot = null;
 
     function h(tag, attrs, ...children) {
@@ -143,6 +144,24 @@ extension Assets {
             h("td", {}, r.error ? r.error : (r.endedAt ? "ok" : "running"))))));
       for (const op of s.operations) operations.set(op.id, op);
       renderOperations();
+      for (const m of s.live || []) if (!liveMigrations.has(m.migration) || liveMigrations.get(m.migration).time < m.time) liveMigrations.set(m.migration, m);
+      renderLive();
+    }
+
+    // Every migration of this host, from the agent's events: progress bars for the source side.
+    function renderLive() {
+      const list = [...liveMigrations.values()].reverse();
+      render("live-migrations", list, () => list.length === 0 ? h("p", {class: "muted"}, "none since this page opened") : list.map(m => {
+        const p = m.progress;
+        const pct = m.ended ? 100 : (p ? p.percent : 0);
+        const state = m.ended ? (m.phase === "aborted" || m.phase === "discarded" ? "failed" : "done") : "running";
+        const detail = m.role + " · " + m.phase + (p && !m.ended ? " · round " + p.iteration + " · " + p.mbPerSecond.toFixed(1) + " MB/s" : "");
+        return h("div", {class: "op", "data-live": m.migration, "data-state": state},
+          h("div", {class: "label"}, h("span", {}, m.vm + (m.role === "source" ? " → " : " ← ") + m.peer),
+            h("span", {class: "status " + state, "data-live-state": state}, state)),
+          h("div", {class: "bar"}, h("span", {width: pct.toFixed(1) + "%", "data-live-percent": pct.toFixed(1)})),
+          h("div", {class: "muted", "data-live-detail": m.migration}, detail));
+      }));
     }
 
     function renderOperations() {
@@ -168,6 +187,7 @@ extension Assets {
       events.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
       events.addEventListener("state", e => renderState(JSON.parse(e.data)));
       events.addEventListener("operation", e => { const op = JSON.parse(e.data); operations.set(op.id, op); renderOperations(); });
+      events.addEventListener("migration", e => { const m = JSON.parse(e.data); liveMigrations.set(m.migration, m); renderLive(); });
     }
 
     document.addEventListener("DOMContentLoaded", connect);

@@ -17,6 +17,10 @@ actor DashboardHub {
     private var nextSubscriber = 0
     private var lastState: ServerEvent?
     private var operations: [DashboardOperation] = []
+    /// Migrations this host takes part in, from the agent's events, oldest first.
+    private var live: [LiveMigration] = []
+    /// Live migrations kept for pages that open later (the oldest ended ones are dropped).
+    static let liveKept = 20
     private var nextOperation = 1
     private var closed = false
     /// Migrations the page asked for, run by the service (structured, cancelled with it).
@@ -44,8 +48,24 @@ actor DashboardHub {
         subscribers[id] = continuation
         if let lastState { continuation.yield(lastState) }
         for operation in operations { continuation.yield(Self.event(operation)) }
+        for migration in live { continuation.yield(Self.event(migration)) }
         return (id, stream)
     }
+
+    /// Takes in one of the agent's events: a migration's phase or progress changes its entry
+    /// (a new migration gets one), and the pages are told. Other events are ignored.
+    func follow(_ event: AgentEvent) {
+        let index = live.firstIndex { $0.migration == event.migration }
+        guard let next = LiveMigration.following(index.map { live[$0] }, event) else { return }
+        if let index { live[index] = next } else {
+            live.append(next)
+            if live.count > Self.liveKept, let old = live.firstIndex(where: \.ended) ?? live.indices.first { live.remove(at: old) }
+        }
+        publish(Self.event(next))
+    }
+
+    /// The live migrations, for the snapshot.
+    var liveMigrations: [LiveMigration] { live }
 
     func unsubscribe(_ id: Int) {
         subscribers.removeValue(forKey: id)?.finish()
@@ -91,6 +111,10 @@ actor DashboardHub {
 
     static func event(_ operation: DashboardOperation) -> ServerEvent {
         ServerEvent(name: "operation", data: DashboardJSON.string(operation))
+    }
+
+    static func event(_ migration: LiveMigration) -> ServerEvent {
+        ServerEvent(name: "migration", data: DashboardJSON.string(migration))
     }
 }
 

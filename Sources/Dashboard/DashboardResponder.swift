@@ -52,7 +52,7 @@ struct DashboardResponder: HTTPResponder {
         case (.get, "/events"):
             return await events()
         case (.get, "/api/state"):
-            return Pages.json(.ok, await reader.snapshot(operations: await hub.currentOperations))
+            return Pages.json(.ok, await reader.snapshot(operations: await hub.currentOperations, live: await hub.liveMigrations))
         case (.post, "/logout"):
             var response = Pages.redirect("/login")
             response.headers[.setCookie] = "\(Self.cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"

@@ -63,6 +63,8 @@ public struct DashboardService: Service {
             group.addTask { try await app.run() }
             group.addTask { await Self.refresh(hub: hub, reader: reader, every: settings.interval) }
             group.addTask { await Self.runMigrations(hub: hub, control: control) }
+            // Ends on graceful shutdown: its control call would otherwise stream until the agent stops.
+            group.addTask { await cancelWhenGracefulShutdown { await Self.followMigrations(hub: hub, control: control, logger: logger) } }
             // On graceful shutdown the pages' streams end first, so the server's drain is not held by them.
             group.addTask {
                 try? await gracefulShutdown() // throws only when cancelled, and then the group is ending anyway
@@ -75,10 +77,39 @@ public struct DashboardService: Service {
     static func refresh(hub: DashboardHub, reader: MeshReader, every interval: Duration) async {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             if await hub.hasSubscribers {
-                let snapshot = await reader.snapshot(operations: await hub.currentOperations)
+                let snapshot = await reader.snapshot(operations: await hub.currentOperations, live: await hub.liveMigrations)
                 await hub.publish(ServerEvent(name: "state", data: DashboardJSON.string(snapshot)))
             }
             do { try await Task.sleep(for: interval) } catch { return }
+        }
+    }
+
+    /// Follows the agent's events (`events`, Protocol.md §7) and hands each migration event to the
+    /// hub, so the pages show every migration of this host live, wherever it was started.
+    /// Subscribes again a second after the stream ends (the agent restarting), until cancelled.
+    static func followMigrations(hub: DashboardHub, control: ControlClient, logger: Logger) async {
+        // The control client calls back synchronously: a stream carries the events, in order, to the hub.
+        let (events, sink) = AsyncStream.makeStream(of: AgentEvent.self, bufferingPolicy: .bufferingNewest(256))
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await event in events { await hub.follow(event) }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do {
+                        _ = try await control.call("events", Empty(), as: Empty.self) { line in
+                            // A line that does not decode (a newer agent's event) is skipped.
+                            if let event = try? JSONDecoder().decode(EventLine.self, from: line).progress, event.kind.hasPrefix("migration.") {
+                                sink.yield(event)
+                            }
+                        }
+                    } catch {
+                        if !Task.isCancelled { logger.debug("dashboard: the agent's event stream ended; subscribing again", metadata: ["error": "\(error)"]) }
+                    }
+                    do { try await Task.sleep(for: .seconds(1)) } catch { break }
+                }
+                sink.finish()
+            }
         }
     }
 
@@ -123,6 +154,11 @@ public struct DashboardService: Service {
             }
         }
     }
+}
+
+/// One `{"progress": …}` line of `events`.
+struct EventLine: Decodable {
+    var progress: AgentEvent
 }
 
 /// One `{"progress": …}` line of `migrate`.

@@ -10,7 +10,7 @@ struct MeshReader: Sendable {
 
     /// One snapshot. A question the agent cannot answer leaves its part empty and its error in
     /// `problems`, so the page shows what it can and says what it could not.
-    func snapshot(operations: [DashboardOperation]) async -> MeshSnapshot {
+    func snapshot(operations: [DashboardOperation], live: [LiveMigration]) async -> MeshSnapshot {
         var problems: [String] = []
         func ask<P: Encodable & Sendable, R: Decodable>(_ method: String, _ params: P, as: R.Type) async -> R? {
             do { return try await control.call(method, params, as: R.self) } catch {
@@ -35,6 +35,6 @@ struct MeshReader: Sendable {
         }
         return MeshSnapshot(host: status?.hostID ?? "", software: status?.software ?? "", members: members, vms: vms, localVMs: local,
                             migrations: history.sorted { $0.startedAt > $1.startedAt }, drs: drs, recommendations: recommendations,
-                            maintenance: maintenance, operations: operations, problems: problems)
+                            maintenance: maintenance, operations: operations, live: live, problems: problems)
     }
 }

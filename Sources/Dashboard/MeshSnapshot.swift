@@ -21,6 +21,9 @@ public struct MeshSnapshot: Codable, Sendable {
     public var maintenance: [DRSTypes.MaintenanceStatus]
     /// Migrations started from this dashboard, with their last progress.
     public var operations: [DashboardOperation]
+    /// Every migration this host took part in since the dashboard started (the newest 20),
+    /// wherever it was started, from the agent's events.
+    public var live: [LiveMigration]
     /// Questions the agent could not answer, each with its error (shown on the page).
     public var problems: [String]
 }

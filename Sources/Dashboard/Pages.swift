@@ -74,7 +74,8 @@ enum Pages {
         <ul id="problems" class="problems"></ul>
         <section><h2>Mesh</h2><div id="members" class="cards"></div></section>
         <section><h2>VMs per host</h2><div id="vms"></div></section>
-        <section><h2>Migrations</h2><div id="operations"></div></section>
+        <section><h2>Migrations</h2><div id="operations"></div>
+        <h3>This host's migrations, wherever started (command line, DRS, maintenance, schedules)</h3><div id="live-migrations"></div></section>
         <section><h2>DRS</h2><p id="drs"></p><table id="recommendations"></table></section>
         <section><h2>Maintenance</h2><table id="maintenance"></table></section>
         <section><h2>History</h2><table id="history"></table></section>

@@ -183,7 +183,13 @@ public actor MigrationCoordinator {
             throw ControlError(code: error.code, message: "dropped from the queue: \(error.message)")
         }
         let id = UUID().uuidString.lowercased()
-        let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, crossDomain: crossDomain, progress: progress)
+        // The caller sees its progress; the observer sees every migration's (events, dashboard).
+        let observer = context.observer, name = vm.name, vmID = vm.id, peer = "\(address)"
+        let reported: @Sendable (MigrationProgressUpdate) async -> Void = { update in
+            await progress(update)
+            await observer.progressed(update, migration: id, vm: vmID, name: name, peer: peer)
+        }
+        let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, crossDomain: crossDomain, progress: reported)
         var executor = SourceExecutor(machine: SourceMigration(id: id, disks: SourceRun.diskPolicy(vm.spec, keepSource: keepSourceDisks)),
                                       environment: run)
         await executor.handle(.start)

@@ -19,8 +19,16 @@ public final class CounterMirror: Sendable {
         self.registry = registry
     }
 
-    /// Sets the total of counter `name` with `labels` to `total`.
-    public func set(_ name: String, _ labels: [(String, String)] = [], to total: UInt64, help: String) {
+    /// Forgets the last total of counter `name` with `labels`: its source starts again from zero
+    /// (a new process), so the next total set counts in full.
+    public func restart(_ name: String, _ labels: [(String, String)] = []) {
+        let key = Key(name: name, labels: labels.flatMap { [$0.0, $0.1] })
+        last.withLockedValue { last in last[key] = 0 }
+    }
+
+    /// Sets the total of counter `name` with `labels` to `total`, counted in units of `scale`
+    /// (e.g. clock ticks counted as seconds: 1/100).
+    public func set(_ name: String, _ labels: [(String, String)] = [], to total: UInt64, scale: Double = 1, help: String) {
         let key = Key(name: name, labels: labels.flatMap { [$0.0, $0.1] })
         let delta: UInt64 = last.withLockedValue { last in
             let before = last[key] ?? 0
@@ -33,6 +41,7 @@ public final class CounterMirror: Sendable {
         }
         let descriptor = MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
         let counter = labels.isEmpty ? registry.makeCounter(descriptor: descriptor) : registry.makeCounter(descriptor: descriptor, labels: labels)
-        if delta > 0 { counter.increment(by: Int64(clamping: delta)) }
+        guard delta > 0 else { return }
+        if scale == 1 { counter.increment(by: Int64(clamping: delta)) } else { counter.increment(by: Double(delta) * scale) }
     }
 }

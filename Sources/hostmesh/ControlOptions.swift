@@ -7,14 +7,34 @@ import MeshIdentity
 struct ControlOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "The agent's state directory (its control socket lives there).")
     var stateDir = StateDirectory.defaultPath
-    @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Print JSON instead of text (Deploy/OPERATING.md, \"The command line as JSON\", lists each command's shape).") var json = false
 
     var client: ControlClient { ControlClient(path: StateDirectory(stateDir).controlSocket) }
 
     func printJSON(_ value: some Encodable) throws {
+        print(try JSONOutput.pretty(value))
+    }
+
+    /// A sentence the agent answered: itself, or `{"text": …}` with `--json`.
+    func printText(_ answer: ControlTypes.Text) throws {
+        if json { try printJSON(answer) } else { print(answer.text) }
+    }
+}
+
+/// The command line's JSON: sorted keys, so the same answer prints the same bytes.
+enum JSONOutput {
+    /// Indented, for one answer.
+    static func pretty(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    /// One line, for streams (one object per line).
+    static func line(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 }
 

@@ -33,7 +33,7 @@ struct DRSCommand: AsyncParsableCommand {
                 guard let value = DRSSettings.Automation(rawValue: automation) else { throw ValidationError("--automation must be manual, partial or full") }
                 parsed = value
             }
-            print(try await control.client.call("drs.set", DRSTypes.Set(automation: parsed, threshold: threshold), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("drs.set", DRSTypes.Set(automation: parsed, threshold: threshold), as: ControlTypes.Text.self))
         }
     }
 
@@ -57,7 +57,7 @@ struct DRSCommand: AsyncParsableCommand {
         @Argument(help: "An id from `hostmesh drs recommendations`.") var id: String
 
         func run() async throws {
-            print(try await control.client.call("drs.apply", DRSTypes.Apply(id: id), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("drs.apply", DRSTypes.Apply(id: id), as: ControlTypes.Text.self))
         }
     }
 }
@@ -80,7 +80,7 @@ struct RuleCommand: AsyncParsableCommand {
         func run() async throws {
             guard let kind = PlacementRule.Kind(rawValue: kind) else { throw ValidationError("--kind must be affinity, anti-affinity, run-on or not-on") }
             let rule = PlacementRule(name: name, kind: kind, vms: vms, hosts: hosts, must: !should)
-            print(try await control.client.call("rule.add", DRSTypes.AddRule(rule: rule, allowUnknownVMs: allowUnknownVm), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("rule.add", DRSTypes.AddRule(rule: rule, allowUnknownVMs: allowUnknownVm), as: ControlTypes.Text.self))
         }
     }
 
@@ -104,7 +104,7 @@ struct RuleCommand: AsyncParsableCommand {
         @Argument(help: "Rule name.") var name: String
 
         func run() async throws {
-            print(try await control.client.call("rule.remove", DRSTypes.RemoveRule(name: name), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("rule.remove", DRSTypes.RemoveRule(name: name), as: ControlTypes.Text.self))
         }
     }
 }
@@ -122,16 +122,20 @@ struct HostCommand: AsyncParsableCommand {
         func run() async throws {
             guard let action = DRSTypes.Maintenance.Action(rawValue: action) else { throw ValidationError("the action must be enter, exit or status") }
             var status = try await control.client.call("host.maintenance", DRSTypes.Maintenance(action: action, host: host), as: DRSTypes.MaintenanceStatus.self)
-            if control.json && !wait { try control.printJSON(status); return }
-            print(Self.describe(status))
-            guard wait && action == .enter else { return }
-            var last = Self.describe(status)
+            // With --wait and --json: one status object per line, at each change (the last is final).
+            let following = wait && action == .enter
+            if control.json && !following { try control.printJSON(status); return }
+            func show(_ status: DRSTypes.MaintenanceStatus) throws {
+                print(control.json ? try JSONOutput.line(status) : Self.describe(status))
+            }
+            try show(status)
+            guard following else { return }
+            var last = status
             while status.state == "evacuating" {
                 try await Task.sleep(for: .seconds(1))
                 status = try await control.client.call("host.maintenance", DRSTypes.Maintenance(action: .status, host: status.host), as: DRSTypes.MaintenanceStatus.self)
-                let now = Self.describe(status)
-                if now != last { print(now) }
-                last = now
+                if control.json ? status != last : Self.describe(status) != Self.describe(last) { try show(status) }
+                last = status
                 if status.state == "evacuating", !status.blocked.isEmpty, status.remaining.count == status.blocked.count { break }
             }
         }

@@ -16,7 +16,12 @@ struct DashboardCommand: AsyncParsableCommand {
         @OptionGroup var state: StateOptions
 
         func run() throws {
-            print(try DashboardToken.loadOrCreate(path: state.directory.dashboardToken))
+            let token = try DashboardToken.loadOrCreate(path: state.directory.dashboardToken)
+            if state.json {
+                try state.printJSON(["token": token, "path": state.directory.dashboardToken])
+            } else {
+                print(token)
+            }
         }
     }
 }

@@ -110,7 +110,7 @@ struct DomainCommand: AsyncParsableCommand {
                 }
                 let next = try domain.revoke(target, reason: reason, after: base, now: now)
                 try next.save(path)
-                print("revoked \(target) in domain \(domain.name): revocation list version \(next.version), \(next.entries.count) revocation(s) -> \(path)")
+                if !control.json || noPublish { print("revoked \(target) in domain \(domain.name): revocation list version \(next.version), \(next.entries.count) revocation(s) -> \(path)") }
                 if !noPublish { try await publish(next) }
             case (nil, true):
                 guard !noPublish else { throw ValidationError("--as-issuer publishes to this host's agent; leave out --no-publish") }
@@ -119,7 +119,7 @@ struct DomainCommand: AsyncParsableCommand {
                                                    identity: try HostIdentity.load(fromDirectory: state.path))
                 let base = try await agentList(issuer.certificate.domain)
                 let next = try issuer.revoke(target, reason: reason, after: base, now: now)
-                print("revoked \(target) in domain \(issuer.certificate.domain) as issuer \(issuer.identity.hostID): revocation list version \(next.version), \(next.entries.count) revocation(s)")
+                if !control.json || noPublish { print("revoked \(target) in domain \(issuer.certificate.domain) as issuer \(issuer.identity.hostID): revocation list version \(next.version), \(next.entries.count) revocation(s)") }
                 try await publish(next)
             default:
                 throw ValidationError("give exactly one of --domain-dir (sign with the domain key) and --as-issuer (sign as this issuer host)")
@@ -136,7 +136,7 @@ struct DomainCommand: AsyncParsableCommand {
         func publish(_ list: RevocationList) async throws {
             let info = try await control.client.call("revocations.publish", ControlTypes.PublishRevocations(list: list.serialized),
                                                      as: ControlTypes.RevocationListInfo.self)
-            print("agent at \(control.stateDir): \(info.note ?? "installed version \(info.version)")")
+            if control.json { try control.printJSON(info) } else { print("agent at \(control.stateDir): \(info.note ?? "installed version \(info.version)")") }
         }
     }
 
@@ -152,7 +152,7 @@ struct DomainCommand: AsyncParsableCommand {
                 let list = try RevocationList.load(publish)
                 let info = try await control.client.call("revocations.publish", ControlTypes.PublishRevocations(list: list.serialized),
                                                          as: ControlTypes.RevocationListInfo.self)
-                print(info.note ?? "installed version \(info.version)")
+                if control.json { try control.printJSON(info) } else { print(info.note ?? "installed version \(info.version)") }
                 return
             }
             let lists = try await control.client.call("revocations", Empty(), as: [ControlTypes.RevocationListInfo].self)

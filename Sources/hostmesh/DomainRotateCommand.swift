@@ -37,7 +37,7 @@ extension DomainCommand {
                 guard rename(oldPath, domainDir + "/domain.key.retired") == 0 else {
                     throw ValidationError("cannot move domain.key.old aside: \(String(cString: strerror(errno)))")
                 }
-                print("domain \(new.name): retired key \(old.signingKey.publicKey.fingerprint); only \(new.signingKey.publicKey.fingerprint) is trusted (record version \(record.version)) -> \(recordPath)")
+                if !control.json { print("domain \(new.name): retired key \(old.signingKey.publicKey.fingerprint); only \(new.signingKey.publicKey.fingerprint) is trusted (record version \(record.version)) -> \(recordPath)") }
             } else {
                 guard !FileManager.default.fileExists(atPath: oldPath) else {
                     throw ValidationError("a rotation is under way in \(domainDir) (domain.key.old exists): finish it with `hostmesh domain rotate --retire` first")
@@ -50,13 +50,15 @@ extension DomainCommand {
                 try Self.write(record, to: recordPath)
                 try new.saveKey(to: keyPath, overwrite: true)
                 try new.trustAnchor.save(domainDir + "/domain.pub")
-                print("domain \(new.name): new key \(new.signingKey.publicKey.fingerprint) cross-signed by \(old.signingKey.publicKey.fingerprint) (record version \(record.version)) -> \(recordPath)")
-                print("  both keys are trusted until `hostmesh domain rotate --retire --domain-dir \(domainDir)`; certify hosts and delegate issuers with the new key meanwhile")
+                if !control.json {
+                    print("domain \(new.name): new key \(new.signingKey.publicKey.fingerprint) cross-signed by \(old.signingKey.publicKey.fingerprint) (record version \(record.version)) -> \(recordPath)")
+                    print("  both keys are trusted until `hostmesh domain rotate --retire --domain-dir \(domainDir)`; certify hosts and delegate issuers with the new key meanwhile")
+                }
             }
             guard !noPublish else { return }
             let answer = try await control.client.call("domain.rotation.publish", ControlTypes.PublishDomainKeyRotation(record: record.serialized),
                                                        as: ControlTypes.Text.self)
-            print("agent at \(control.stateDir): \(answer.text)")
+            if control.json { try control.printJSON(answer) } else { print("agent at \(control.stateDir): \(answer.text)") }
         }
 
         static func loadRecord(_ path: String) throws -> DomainKeyRotation? {
@@ -84,8 +86,8 @@ extension DomainCommand {
         func run() async throws {
             if let publish {
                 guard let record = try Rotate.loadRecord(publish) else { throw ValidationError("no file \(publish)") }
-                print(try await control.client.call("domain.rotation.publish", ControlTypes.PublishDomainKeyRotation(record: record.serialized),
-                                                    as: ControlTypes.Text.self).text)
+                try control.printText(try await control.client.call("domain.rotation.publish", ControlTypes.PublishDomainKeyRotation(record: record.serialized),
+                                                                     as: ControlTypes.Text.self))
                 return
             }
             let records = try await control.client.call("domain.rotations", Empty(), as: [ControlTypes.DomainKeyRotationInfo].self)

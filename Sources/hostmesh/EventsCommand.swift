@@ -11,17 +11,20 @@ struct EventsCommand: AsyncParsableCommand {
             One line per event (`--json`: one JSON object per line), from now until interrupted:
             member.alive, member.suspect, member.dead, member.left, and migration.<role>.<phase> for every
             journaled phase of a migration this host takes part in (DRS moves, maintenance and schedules
-            included). Protocol.md §7 lists the fields.
+            included); with --progress also migration.progress, each outgoing migration's progress (a few
+            lines a second). Protocol.md §7 lists the fields.
             """)
     @OptionGroup var control: ControlOptions
+    @Flag(help: "Also print migration.progress events (each outgoing migration's progress, a few a second).") var progress = false
 
     private struct ProgressLine: Decodable { var progress: AgentEvent }
 
     func run() async throws {
-        let json = control.json
+        let json = control.json, progress = self.progress
         _ = try await control.client.call("events", Empty(), as: Empty.self) { line in
             // A line that does not decode (a newer agent's event) is skipped rather than ending the stream.
             guard let event = try? JSONDecoder().decode(ProgressLine.self, from: line).progress else { return }
+            guard progress || event.kind != "migration.progress" else { return }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]

@@ -45,7 +45,7 @@ extension ControlOptions {
     func publish(_ grant: FederationGrant) async throws {
         let info = try await client.call("federation.publish", ControlTypes.PublishFederationGrant(grant: grant.serialized),
                                          as: ControlTypes.FederationGrantInfo.self)
-        print("agent at \(stateDir): \(info.note ?? "installed version \(info.version)")")
+        if json { try printJSON(info) } else { print("agent at \(stateDir): \(info.note ?? "installed version \(info.version)")") }
     }
 }
 
@@ -87,7 +87,7 @@ extension DomainCommand {
             case .domain(let authority): grant = try authority.federate(terms, after: base, now: now)
             case .issuer(let issuer): grant = try issuer.federate(terms, after: base, now: now)
             }
-            print("domain \(grant.domain) federates \(peer.name) (key \(peer.key.fingerprint)): grant version \(grant.version), valid \(validDays) days")
+            if !control.json { print("domain \(grant.domain) federates \(peer.name) (key \(peer.key.fingerprint)): grant version \(grant.version), valid \(validDays) days") }
             try await control.publish(grant)
         }
     }
@@ -151,7 +151,7 @@ extension DomainCommand {
                 case .domain(let authority): grant = try authority.revokeGrant(base, reason: reason, now: now)
                 case .issuer(let issuer): grant = try issuer.revokeGrant(base, reason: reason, now: now)
                 }
-                print("domain \(grant.domain) revokes its grant for \(peer): version \(grant.version)")
+                if !control.json { print("domain \(grant.domain) revokes its grant for \(peer): version \(grant.version)") }
                 try await control.publish(grant)
             }
         }

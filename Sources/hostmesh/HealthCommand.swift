@@ -53,7 +53,7 @@ struct HealthCommand: AsyncParsableCommand {
         @Argument(help: "off, evacuate-when-failing (default) or evacuate-when-degraded; none: show it.") var policy: String?
 
         func run() async throws {
-            print(try await control.client.call("host.health", OperationsTypes.Health(action: .policy, policy: policy), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("host.health", OperationsTypes.Health(action: .policy, policy: policy), as: ControlTypes.Text.self))
         }
     }
 }

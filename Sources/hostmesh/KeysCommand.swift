@@ -22,6 +22,11 @@ struct KeysCommand: AsyncParsableCommand {
             let name = hostID ?? ProcessInfo.processInfo.hostName.lowercased()
             let identity = try HostIdentity(hostID: name)
             try identity.save(inDirectory: state.stateDir)
+            if state.json {
+                try state.printJSON(KeysReport.Created(host: name, identityKey: identity.signingKey.publicKey.fingerprint,
+                                                       keyFile: state.directory.hostKey, publicKeysFile: state.directory.hostPublicKeys))
+                return
+            }
             print("created host key for \(name)")
             print("  identity key  \(identity.signingKey.publicKey.fingerprint)  (\(state.directory.hostKey), mode 0600)")
             print("  public keys   \(state.directory.hostPublicKeys) — give this to your domain: hostmesh domain certify --host-pub …")
@@ -35,7 +40,7 @@ struct KeysCommand: AsyncParsableCommand {
         @OptionGroup var control: ControlOptions
 
         func run() async throws {
-            print(try await control.client.call("keys.rotate", Empty(), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("keys.rotate", Empty(), as: ControlTypes.Text.self))
         }
     }
 
@@ -45,6 +50,7 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() throws {
             let identity = try HostIdentity.load(fromDirectory: state.stateDir)
+            if state.json { try state.printJSON(try KeysReport.Keys(identity: identity, state: state.directory)); return }
             print("host \(identity.hostID)")
             print("  identity key  \(identity.signingKey.publicKey.fingerprint)")
             print("  static key    \(Hex.encodeShort(identity.staticKey.publicKey.bytes))")
@@ -76,6 +82,7 @@ struct KeysCommand: AsyncParsableCommand {
             let anchor = try DomainTrustAnchor.load(domainPub)
             try FileManager.default.createDirectory(atPath: state.directory.trustDirectory, withIntermediateDirectories: true)
             try anchor.save(state.directory.trustAnchor(domain: anchor.name))
+            if state.json { try state.printJSON(KeysReport.Anchor(domain: anchor.name, key: anchor.key.fingerprint)); return }
             print("trusting domain \(anchor.name) (key \(anchor.key.fingerprint))")
         }
     }
@@ -84,9 +91,14 @@ struct KeysCommand: AsyncParsableCommand {
 /// Where a host keeps its identity and state.
 struct StateOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "Host state directory.") var stateDir = StateDirectory.defaultPath
+    @Flag(help: "Print JSON instead of text (Deploy/OPERATING.md, \"The command line as JSON\", lists each command's shape).") var json = false
 
     /// The layout of `stateDir`.
     var directory: StateDirectory { StateDirectory(stateDir) }
+
+    func printJSON(_ value: some Encodable) throws {
+        print(try JSONOutput.pretty(value))
+    }
 }
 
 func format(_ unix: Int64) -> String {

@@ -8,8 +8,7 @@ struct JoinCommand: AsyncParsableCommand {
     @Argument(help: "A member's secure-channel address, host:port.") var address: String
 
     func run() async throws {
-        let text = try await control.client.call("join", ControlTypes.Join(address: address), as: ControlTypes.Text.self)
-        print(text.text)
+        try control.printText(try await control.client.call("join", ControlTypes.Join(address: address), as: ControlTypes.Text.self))
     }
 }
 
@@ -33,7 +32,7 @@ struct LeaveCommand: AsyncParsableCommand {
     @OptionGroup var control: ControlOptions
 
     func run() async throws {
-        print(try await control.client.call("leave", Empty(), as: ControlTypes.Text.self).text)
+        try control.printText(try await control.client.call("leave", Empty(), as: ControlTypes.Text.self))
     }
 }
 

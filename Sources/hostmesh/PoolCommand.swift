@@ -35,7 +35,7 @@ struct PoolCommand: AsyncParsableCommand {
         @Argument(help: "Pool name.") var name: String
         @OptionGroup var allocation: Allocation
         func run() async throws {
-            print(try await control.client.call("pool.create", try allocation.change(name), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("pool.create", try allocation.change(name), as: ControlTypes.Text.self))
         }
     }
 
@@ -45,7 +45,7 @@ struct PoolCommand: AsyncParsableCommand {
         @Argument(help: "Pool name.") var name: String
         @OptionGroup var allocation: Allocation
         func run() async throws {
-            print(try await control.client.call("pool.set", try allocation.change(name), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("pool.set", try allocation.change(name), as: ControlTypes.Text.self))
         }
     }
 
@@ -70,7 +70,7 @@ struct PoolCommand: AsyncParsableCommand {
         @OptionGroup var control: ControlOptions
         @Argument(help: "Pool name.") var name: String
         func run() async throws {
-            print(try await control.client.call("pool.remove", PoolTypes.Remove(name: name), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("pool.remove", PoolTypes.Remove(name: name), as: ControlTypes.Text.self))
         }
     }
 }

@@ -60,7 +60,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         @Argument(help: "Schedule id.") var id: String
 
         func run() async throws {
-            print(try await control.client.call("schedule.remove", OperationsTypes.RemoveSchedule(id: id), as: ControlTypes.Text.self).text)
+            try control.printText(try await control.client.call("schedule.remove", OperationsTypes.RemoveSchedule(id: id), as: ControlTypes.Text.self))
         }
     }
 

@@ -67,7 +67,7 @@ struct VMCommand: AsyncParsableCommand {
             if place == "auto" {
                 let placed = try await control.client.call("vm.place", DRSTypes.Place(create: ControlTypes.CreateVM(options: options, start: start)),
                                                            as: DRSTypes.Placed.self)
-                if control.json { try control.printJSON(placed.info); return }
+                if control.json { try control.printJSON(placed); return }
                 printPlaced(placed)
                 return
             }
@@ -139,8 +139,7 @@ struct VMCommand: AsyncParsableCommand {
         @Argument(help: "VM name or id.") var vm: String
         @Option(help: "Lines from the end.") var lines = 20
         func run() async throws {
-            let text = try await control.client.call("vm.console", ControlTypes.Console(vm: vm, lines: lines), as: ControlTypes.Text.self)
-            print(text.text)
+            try control.printText(try await control.client.call("vm.console", ControlTypes.Console(vm: vm, lines: lines), as: ControlTypes.Text.self))
         }
     }
 }
@@ -173,8 +172,7 @@ extension VMCommand {
             // The agent checks the confirmations again: they travel with the request.
             let request = ControlTypes.Resolve(vm: vm, action: action, destinationFenced: destinationFenced ? true : nil,
                                                destinationRunsIt: destinationRunsIt ? true : nil)
-            let text = try await control.client.call("vm.resolve", request, as: ControlTypes.Text.self)
-            print(text.text)
+            try control.printText(try await control.client.call("vm.resolve", request, as: ControlTypes.Text.self))
         }
     }
 }

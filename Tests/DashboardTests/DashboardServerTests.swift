@@ -45,6 +45,21 @@ struct DashboardServerTests {
                 try await responder.progress(MigrationProgressUpdate(phase: "transfer", percent: 40, mbPerSecond: 100, dirtyMBPerSecond: 1, iteration: 1, rung: "normal"))
                 return MigrationReport(totalMs: 900, qemuDowntimeMs: 20, switchoverMs: 5, downtimeMs: 25, transferredBytes: 1_000_000,
                                        mbPerSecond: 100, iterations: 2, ladder: [], streams: 1)
+            case "events":
+                // A migration started elsewhere (DRS, the command line): its progress, then its end.
+                let events = [
+                    AgentEvent(time: "2026-01-01T00:00:00.000Z", kind: "migration.source.transferring", host: "node-a", peer: "node-b", vm: "web",
+                               vmID: "1", migration: "m-1"),
+                    AgentEvent(time: "2026-01-01T00:00:00.100Z", kind: "migration.progress", host: "node-a", peer: "node-b", vm: "web", vmID: "1",
+                               migration: "m-1", progress: MigrationProgressUpdate(phase: "transfer", percent: 70, mbPerSecond: 300,
+                                                                                   dirtyMBPerSecond: 2, iteration: 1, rung: "normal")),
+                    AgentEvent(time: "2026-01-01T00:00:00.200Z", kind: "member.alive", host: "node-a", peer: "node-c"),
+                    AgentEvent(time: "2026-01-01T00:00:00.300Z", kind: "migration.source.done", host: "node-a", peer: "node-b", vm: "web", vmID: "1",
+                               migration: "m-1"),
+                ]
+                for event in events { try await responder.progress(event) }
+                await responder.clientLeft()
+                return Empty()
             default: throw ControlError.badRequest("unknown method \"\(request.method)\"")
             }
         }
@@ -110,7 +125,8 @@ struct DashboardServerTests {
             for path in ["/api/migrate", "/api/drs/apply", "/api/maintenance"] {
                 #expect(try await call("POST", base + path, headers: ["Content-Type": "application/json"], body: #"{"vm":"web","to":"auto","id":"x","action":"enter"}"#).0 == 401)
             }
-            #expect(standIn.requests.withLockedValue { $0 }.isEmpty) // nothing reached the agent
+            // Nothing reached the agent but the dashboard's own subscription to its events.
+            #expect(standIn.requests.withLockedValue { $0 }.filter { $0 != "events" }.isEmpty)
             let (status, _, page) = try await call("GET", base + "/login")
             #expect(status == 200 && page.contains("name=\"token\""))
 
@@ -163,6 +179,27 @@ struct DashboardServerTests {
             let (entered, _, maintenance) = try await call("POST", base + "/api/maintenance", headers: Self.json, body: #"{"action":"enter","host":"node-b"}"#)
             #expect(entered == 200 && maintenance.contains("evacuating"))
             #expect(try await call("POST", base + "/api/maintenance", headers: Self.json, body: #"{"action":"reboot"}"#).0 == 400)
+        }
+    }
+
+    /// A migration the page did not start (DRS, the command line, a schedule) is shown too: the
+    /// dashboard follows the agent's `events` and keeps each migration's phase and last progress.
+    @Test func migrationsStartedElsewhereAreFollowedFromTheAgentsEvents() async throws {
+        try await withDashboard { base, standIn in
+            var live: LiveMigration?
+            for _ in 0..<100 {
+                let state = try JSONDecoder().decode(MeshSnapshot.self, from: Data(try await call("GET", base + "/api/state", headers: Self.bearer).2.utf8))
+                live = state.live.first { $0.migration == "m-1" }
+                if live?.ended == true { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(live == LiveMigration(migration: "m-1", vm: "web", role: "source", peer: "node-b", phase: "done",
+                                          progress: MigrationProgressUpdate(phase: "transfer", percent: 70, mbPerSecond: 300, dirtyMBPerSecond: 2,
+                                                                            iteration: 1, rung: "normal"),
+                                          ended: true, time: "2026-01-01T00:00:00.300Z"))
+            #expect(standIn.requests.withLockedValue { $0 }.contains("events"))
+            // Never a migrate: the dashboard only watched.
+            #expect(!standIn.requests.withLockedValue { $0 }.contains { $0.hasPrefix("migrate") })
         }
     }
 }

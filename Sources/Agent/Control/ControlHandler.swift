@@ -43,12 +43,12 @@ struct ControlHandler: Sendable {
             return ControlTypes.Status(hostID: credentials.identity.hostID, domain: credentials.certificate.domain,
                                        listen: "\(listen)", software: Agent.software, vms: try await vms.list().count)
         case "events":
-            // Streams until the client goes away: each event is a progress line; a write that
-            // fails (the client closed) ends the stream, and no result is ever sent.
-            for await event in events.subscribe() {
-                do { try await responder.progress(event) } catch { break }
+            // Streams until the client goes away (then there is nobody to answer: the empty
+            // result goes nowhere) or the agent stops (the client is told).
+            switch await EventStream(hub: events).serve(responder) {
+            case .clientLeft: return Empty()
+            case .stopping: throw ControlError.unavailable("the agent is stopping")
             }
-            throw ControlError.unavailable("the agent is stopping")
         case "ownership":
             return try await ledger.records().map { ControlTypes.Ownership(vm: $0.vmID, owner: $0.owner, epoch: $0.epoch) }
         case "members":

@@ -11,6 +11,9 @@ final class AgentEventHub: Sendable {
 
     init(hostID: String) { self.hostID = hostID }
 
+    /// Subscribers now (a subscriber that stopped reading is gone).
+    var subscriberCount: Int { subscribers.withLock { $0.all.count } }
+
     /// Events from now on, until the subscriber stops reading.
     func subscribe() -> AsyncStream<AgentEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: AgentEvent.self, bufferingPolicy: .bufferingNewest(1024))
@@ -25,9 +28,10 @@ final class AgentEventHub: Sendable {
     }
 
     /// Sends `kind` with its details to every subscriber, stamped now.
-    func publish(_ kind: String, peer: String? = nil, vm: String? = nil, vmID: String? = nil, migration: String? = nil) {
+    func publish(_ kind: String, peer: String? = nil, vm: String? = nil, vmID: String? = nil, migration: String? = nil,
+                 progress: MigrationProgressUpdate? = nil) {
         let event = AgentEvent(time: Date.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)), kind: kind, host: hostID,
-                               peer: peer, vm: vm, vmID: vmID, migration: migration)
+                               peer: peer, vm: vm, vmID: vmID, migration: migration, progress: progress)
         for continuation in subscribers.withLock({ Array($0.all.values) }) { continuation.yield(event) }
     }
 }

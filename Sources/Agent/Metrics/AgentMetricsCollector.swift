@@ -7,7 +7,8 @@ import Telemetry
 import VirtualSwitch
 
 /// The figures read at scrape time: members by state, gossip traffic and drops, VMs by state,
-/// migrations in flight and queued, the switch's and each VM port's counters. Events (migrations
+/// migrations in flight and queued, the switch's and each VM port's counters, each VM's CPU and
+/// memory, DRS and maintenance. Events (migrations
 /// ended, handshakes, journal writes) are counted where they happen, through swift-metrics.
 struct AgentMetricsCollector: Sendable {
     let registry: PrometheusCollectorRegistry
@@ -16,16 +17,24 @@ struct AgentMetricsCollector: Sendable {
     let vms: VMManager
     let coordinator: MigrationCoordinator
     let network: AgentNetwork
+    /// Each running VM's CPU and memory.
+    let usage: VMUsageMetrics
+    /// DRS and maintenance (nil: not read).
+    let drs: DRSMetrics?
     /// VM states seen so far: a state no VM is in any more is reported 0, not left at its last count.
     private let vmStatesSeen = NIOLockedValueBox<Set<String>>(["running", "stopped", "crashed", "restarting", "failed"])
 
-    init(registry: PrometheusCollectorRegistry, membership: AgentMembership, vms: VMManager, coordinator: MigrationCoordinator, network: AgentNetwork) {
+    init(registry: PrometheusCollectorRegistry, membership: AgentMembership, vms: VMManager, coordinator: MigrationCoordinator, network: AgentNetwork,
+         drs: DRSController?) {
+        let mirror = CounterMirror(registry: registry)
         self.registry = registry
-        mirror = CounterMirror(registry: registry)
+        self.mirror = mirror
         self.membership = membership
         self.vms = vms
         self.coordinator = coordinator
         self.network = network
+        usage = VMUsageMetrics(registry: registry, mirror: mirror)
+        self.drs = drs.map { DRSMetrics(registry: registry, mirror: mirror, controller: $0) }
     }
 
     /// Sets every scrape-time figure.
@@ -34,6 +43,7 @@ struct AgentMetricsCollector: Sendable {
         await refreshMigrations()
         await refreshVMs()
         await refreshSwitch()
+        await drs?.refresh()
     }
 
     private func refreshMembership() async {
@@ -70,6 +80,7 @@ struct AgentMetricsCollector: Sendable {
             registry.makeGauge(descriptor: .init(metricName: AgentMetricNames.vms, unitName: "", helpText: AgentMetricNames.vmsHelp), labels: [("state", state)])
                 .set(Double(list.filter { $0.state == state }.count))
         }
+        usage.refresh(list.filter { $0.state == "running" })
         for vm in list where vm.state == "running" {
             // A VM whose spec cannot be read (deleted meanwhile) has no ports to count.
             guard let spec = try? await vms.find(vm.id).decodedSpec() else { continue }

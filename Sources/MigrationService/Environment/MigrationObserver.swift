@@ -1,3 +1,4 @@
+public import ControlAPI
 public import Migration
 
 /// A point in a migration that an observer can see: right after a phase was journaled, after the
@@ -45,12 +46,18 @@ public protocol MigrationObserver: Sendable {
     /// Called at `point` of migration `migration` of VM `vm` (id and name), whose other side is
     /// `peer` (host id, or the address it was reached at). The default calls `reached(_:)`.
     func reached(_ point: MigrationPoint, migration: String, vm: String, name: String, peer: String) async
+    /// Called with each progress line of outgoing migration `migration` (what `migrate` streams
+    /// to its caller), whoever started it: the command line, DRS, maintenance or a schedule.
+    /// Must not suspend for long: the migration's progress reporting waits. The default ignores it.
+    func progressed(_ update: MigrationProgressUpdate, migration: String, vm: String, name: String, peer: String) async
 }
 
 extension MigrationObserver {
     public func reached(_ point: MigrationPoint, migration: String, vm: String, name: String, peer: String) async {
         await reached(point)
     }
+
+    public func progressed(_ update: MigrationProgressUpdate, migration: String, vm: String, name: String, peer: String) async {}
 }
 
 /// The observer that sees nothing.
