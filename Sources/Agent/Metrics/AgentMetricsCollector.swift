@@ -20,7 +20,7 @@ struct AgentMetricsCollector: Sendable {
     /// Each running VM's CPU and memory.
     let usage: VMUsageMetrics
     /// DRS and maintenance (nil: not read).
-    let drs: DRSMetrics?
+    let drs: DRSGauges?
     /// VM states seen so far: a state no VM is in any more is reported 0, not left at its last count.
     private let vmStatesSeen = NIOLockedValueBox<Set<String>>(["running", "stopped", "crashed", "restarting", "failed"])
 
@@ -34,7 +34,7 @@ struct AgentMetricsCollector: Sendable {
         self.coordinator = coordinator
         self.network = network
         usage = VMUsageMetrics(registry: registry, mirror: mirror)
-        self.drs = drs.map { DRSMetrics(registry: registry, mirror: mirror, controller: $0) }
+        self.drs = drs.map { DRSGauges(registry: registry, mirror: mirror, controller: $0) }
     }
 
     /// Sets every scrape-time figure.

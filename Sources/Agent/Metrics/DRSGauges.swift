@@ -6,7 +6,7 @@ import Telemetry
 /// figures `drs status` and `drs recommendations` print): the imbalance and its target, the moves
 /// the current plan recommends, the moves this host started, the hosts in maintenance and when the
 /// last round ran. Reads only: nothing here changes what DRS decides.
-struct DRSMetrics: Sendable {
+struct DRSGauges: Sendable {
     let registry: PrometheusCollectorRegistry
     let mirror: CounterMirror
     let controller: DRSController
