@@ -240,4 +240,61 @@ struct LeaseSimulationTests {
         #expect(raced.handle(.read([acquired], now: .origin + .milliseconds(17_900))) == [])
         #expect(raced.handle(.read([acquired], now: .origin + .seconds(18))) == [.takeOver(epoch: 5)])
     }
+
+    /// A claim winner that dies (or stalls) between its claim and its keeper's first lease write
+    /// does not leave the VM down: the loser watches on with the claim in view and, once leases
+    /// and claim have read the same for twice the expiry, claims two above the claim.
+    @Test func anAbandonedClaimIsClaimedAgainAboveIt() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let lease = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        _ = taker.handle(.read([lease], now: .origin))
+        #expect(taker.handle(.read([lease], now: .origin + .seconds(8))) == [.claim(epoch: 5)])
+        #expect(taker.handle(.claimed(epoch: 5, won: false)) == [])
+        #expect(taker.state == .lost(epoch: 5))
+        // The winner never writes its lease: one expiry is not enough (it may still be confirming)...
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(8_500))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(16_500))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(24_400))) == [])
+        // ...twice the expiry is, and the new claim rises above the abandoned one.
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(24_500))) == [.claim(epoch: 7)])
+        #expect(taker.handle(.claimed(epoch: 7, won: true)) == [])
+        #expect(taker.handle(.read([lease], claim: 7, now: .origin + .seconds(25))) == [.takeOver(epoch: 7)])
+
+        // A host that did not take part sees the claim from its first read: the same wait.
+        var other = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = other.handle(.chosen(true))
+        _ = other.handle(.read([lease], claim: 5, now: .origin))
+        #expect(other.handle(.read([lease], claim: 5, now: .origin + .milliseconds(15_900))) == [])
+        #expect(other.handle(.read([lease], claim: 5, now: .origin + .seconds(16))) == [.claim(epoch: 7)])
+    }
+
+    /// A winner that does write its lease is never claimed over while it renews; once its lease
+    /// is stale too (it died after taking over), the usual expiry applies, above its epoch.
+    @Test func aClaimWhoseWinnerHoldsItsLeaseIsNotClaimedOver() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let old = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        _ = taker.handle(.read([old], now: .origin))
+        _ = taker.handle(.read([old], now: .origin + .seconds(8)))
+        _ = taker.handle(.claimed(epoch: 5, won: false))
+        for s in 9..<60 {
+            let winner = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 5, counter: UInt64(s))
+            #expect(taker.handle(.read([old, winner], claim: 5, now: .origin + .seconds(Int64(s)))) == [], "a renewing winner was claimed over at \(s) s")
+        }
+        let stale = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 5, counter: 59)
+        #expect(taker.handle(.read([old, stale], claim: 5, now: .origin + .seconds(66))) == [])
+        #expect(taker.handle(.read([old, stale], claim: 5, now: .origin + .seconds(67))) == [.claim(epoch: 7)])
+    }
+
+    /// A claim that appears while a host watches starts its wait again (something changed).
+    @Test func aNewClaimStartsTheWaitAgain() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let lease = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        _ = taker.handle(.read([lease], now: .origin))
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .seconds(8))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(23_900))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .seconds(24))) == [.claim(epoch: 7)])
+    }
 }
