@@ -297,4 +297,48 @@ struct LeaseSimulationTests {
         #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(23_900))) == [])
         #expect(taker.handle(.read([lease], claim: 5, now: .origin + .seconds(24))) == [.claim(epoch: 7)])
     }
+
+    /// Leases across a handover (Protocol.md §11.2, "Leases and handovers"): a destination's
+    /// `incoming` lease holds off every takeover while it is renewed, like any lease, but alone
+    /// it does not make the VM one to restart (its host never became the owner); a stale source
+    /// lease beside a stale incoming one is taken over above both.
+    @Test func anIncomingLeaseMustBeStaleButNeverMakesARestartAlone() {
+        let source = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        let released = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 10, released: true)
+        let incoming = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 4, counter: 5, incoming: true)
+
+        // Source stopped on purpose after a destination died before the commit: nothing to restart.
+        var stopped = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = stopped.handle(.chosen(true))
+        for s in 0..<60 { #expect(stopped.handle(.read([released, incoming], now: .origin + .seconds(Int64(s)))) == []) }
+
+        // The source died mid-migration and the destination is gone too: taken over above both.
+        var both = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = both.handle(.chosen(true))
+        _ = both.handle(.read([source, incoming], now: .origin))
+        #expect(both.handle(.read([source, incoming], now: .origin + .milliseconds(7_900))) == [])
+        #expect(both.handle(.read([source, incoming], now: .origin + .seconds(8))) == [.claim(epoch: 6)])
+
+        // A renewing incoming lease holds the takeover off, as any lease does.
+        var renewing = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = renewing.handle(.chosen(true))
+        for s in 0..<30 {
+            let fresh = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 4, counter: UInt64(s), incoming: true)
+            #expect(renewing.handle(.read([source, fresh], now: .origin + .seconds(Int64(s)))) == [])
+        }
+    }
+
+    /// At the commit the destination's keeper renews at once (its lease turns `held` without
+    /// waiting for the interval); a renewal in flight delays it to the first tick after it.
+    @Test func aRenewalCanBeAskedForAtOnce() {
+        var owner = LeaseOwnerCore(settings: LeaseSettings(), epoch: 4, acquiredAt: .origin)
+        #expect(owner.handle(.renewNow(now: .origin + .milliseconds(10))) == [.renew(counter: 1)])
+        #expect(owner.handle(.renewNow(now: .origin + .milliseconds(20))) == [], "two renewals in flight")
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(30))) == [])
+        _ = owner.handle(.renewed(startedAt: .origin + .milliseconds(10)))
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(40))) == [.renew(counter: 2)], "the asked-for renewal waited for the interval")
+        _ = owner.handle(.renewed(startedAt: .origin + .milliseconds(40)))
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(500))) == [], "renewed again before the interval")
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(1_040))) == [.renew(counter: 3)])
+    }
 }

@@ -81,7 +81,8 @@ actor FakeRegistry: MigrationVMRegistry {
     func beginOutgoing(_ reference: String) async throws -> OutgoingVM { throw ControlError.conflict("no QEMU in this test") }
     func endOutgoing(_ id: String, released: Bool, inDoubt: Bool) async {}
     func reserveIncoming(_ spec: VMSpec) async throws { reserved.append(spec.id) }
-    func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess { throw ControlError.failed("no QEMU in this test") }
+    func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict) async throws -> VMProcess { throw ControlError.failed("no QEMU in this test") }
+    func promoteIncoming(_ id: String, epoch: Int64) async throws {}
     func adoptIncoming(_ id: String) async {}
     func abortIncoming(_ spec: VMSpec) async {}
     func discardOrphan(_ id: String) async {}

@@ -106,11 +106,14 @@ actor TakeoverSupervisor {
             RestartPlacement.choose(vm: id, memoryMiB: $0.spec.memoryMiB, owner: candidate.owner, hosts: hosts) == hostID
         } ?? false
         var pending = watch.core.handle(.chosen(chosen))
-        let snapshot: [LeaseTakeoverCore.Snapshot]?
+        var snapshot: [LeaseTakeoverCore.Snapshot]?
         var claim: Int64?
         do {
-            snapshot = try files.leases(vm: id).map { .init(owner: $0.owner, epoch: $0.epoch, counter: $0.counter, released: !$0.held) }
+            let leases = try files.leases(vm: id)
             claim = try files.highestClaim(vm: id)?.epoch
+            snapshot = leases.map {
+                .init(owner: $0.owner, epoch: $0.epoch, counter: $0.counter, released: !$0.held, incoming: $0.incoming)
+            }
         } catch {
             snapshot = nil // nothing is proven by a lease that does not read: the wait starts again
             note(&watch, id, "lease files refused: \(error)")

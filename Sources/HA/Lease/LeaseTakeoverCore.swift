@@ -8,8 +8,9 @@ public import MeshTime
 /// A takeover needs all of: placement chose this host (the shell asks placement once membership
 /// says the owner is dead, or once the leases stopped changing); the VM's lease files read the
 /// same (same hosts, epochs, counters and states) on every read for `expiry` on this host's
-/// clock, counted from the first read that showed them; at least one is held (all released: the
-/// VM was stopped on purpose). The expiry alone proves the
+/// clock, counted from the first read that showed them; at least one is held by an owner (all
+/// released or `incoming`: the VM was stopped on purpose, or only a migration's destination that
+/// never committed had a copy). The expiry alone proves the
 /// owner's copy is dead (its owner fenced it, or died with it): membership is not needed for
 /// safety, which is why a host cut off from the storage but alive in the mesh loses its VMs and a
 /// host cut off from the mesh but renewing keeps them. A read that fails or a file that does not
@@ -32,13 +33,17 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
         public var counter: UInt64
         /// Whether the owner released it on purpose (VM stopped or moved): no takeover then.
         public var released: Bool
+        /// A migration's destination before the commit (`state incoming`): it must be stale like
+        /// any other, but it does not make the VM one to restart (its host is not the owner).
+        public var incoming: Bool
 
         /// A snapshot.
-        public init(owner: String, epoch: Int64, counter: UInt64, released: Bool = false) {
+        public init(owner: String, epoch: Int64, counter: UInt64, released: Bool = false, incoming: Bool = false) {
             self.owner = owner
             self.epoch = epoch
             self.counter = counter
             self.released = released
+            self.incoming = incoming
         }
     }
 
@@ -149,7 +154,9 @@ public struct LeaseTakeoverCore: Sendable, Equatable {
         // expiry, so that a winner still in its confirming wait is not overtaken.
         let abandonedClaim = claim.map { $0 > highestLease } ?? false
         let wait = abandonedClaim ? settings.expiry * 2 : settings.expiry
-        guard chosen, leases.contains(where: { !$0.released }), now - since >= wait else { return [] }
+        // Some owner's lease is held: all released or incoming means the VM was stopped on
+        // purpose, or only a migration's destination that never committed held it.
+        guard chosen, leases.contains(where: { !$0.released && !$0.incoming }), now - since >= wait else { return [] }
         // The VM's epoch rises by two above the highest lease and claim: above the owner's and
         // above the +1 a migration destination could have taken from it (Protocol.md §6.4), so
         // no ownership record ever ties, and above any claim already made.
