@@ -211,9 +211,12 @@ public struct LeaseKeeper: Sendable {
                     }
                 }
             }
-            // Sliced, so that a commit (SIGUSR1) is written within a few ms, not a tick later:
-            // the source waits for it before it releases.
+            // Until the commit is written, sliced: a commit (SIGUSR1) is acted on within a few ms,
+            // not a tick later (the guest waits for it). Afterwards, and for any other keeper, one sleep.
             let wake = ContinuousClock.now + settings.tickInterval
+            if reportedHeld {
+                Thread.sleep(forTimeInterval: Double(settings.tickInterval.components.attoseconds) / 1e18 + Double(settings.tickInterval.components.seconds))
+            }
             while ContinuousClock.now < wake, !(writesIncoming && promotionRequested.load(ordering: .relaxed)),
                   !(!reportedHeld && mailbox.heldLanded) {
                 Thread.sleep(forTimeInterval: 0.002)
