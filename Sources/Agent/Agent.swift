@@ -117,7 +117,7 @@ public struct Agent: Service {
         logger.info("migration limits", metadata: ["migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
                                                    "migration.incoming_disk_max": "\(limits.incomingWithDisks)",
                                                    "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
-        let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger)
+        let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases)
         var migration = MigrationCoordinator.Configuration()
         migration.limits = limits
         let events = AgentEventHub(hostID: credentials.identity.hostID)

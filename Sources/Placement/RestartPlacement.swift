@@ -1,17 +1,18 @@
 /// Where a VM whose owner is gone is restarted (Protocol.md §11.2, "Taker"): one host every
 /// survivor agrees on without talking, so that normally exactly one of them watches the VM's
 /// lease to its end and claims it. Agreement is what matters here, not balance: the choice uses
-/// only what every member sees alike (which hosts take VMs, their memory capacity) and ranks the
-/// candidates by rendezvous hashing of (VM, host), so a host that joins or leaves moves only the
-/// VMs it ranks first for. Two hosts that still disagree (their views of membership differ for a
-/// moment) both try, and the claim on the shared storage lets only one win; none choosing itself
-/// delays the restart until the views agree, never makes two.
+/// only what members gossip about themselves (which hosts take VMs, their memory capacity and
+/// free memory) and ranks the candidates by rendezvous hashing of (VM, host), so a host that
+/// joins or leaves moves only the VMs it ranks first for. Free memory changes, and a survivor may
+/// see a round-old figure: two hosts that then disagree both try, and the claim on the shared
+/// storage lets only one win; none choosing itself delays the restart until the views agree (one
+/// capacity refresh), never makes two.
 public enum RestartPlacement {
     /// The host to restart VM `vm` (needing `memoryMiB`) on: among `hosts` that take VMs, are
-    /// not `owner` and whose memory capacity fits it, the one with the highest rendezvous weight.
-    /// Nil when no host can take it.
+    /// not `owner`, and whose memory capacity and gossiped free memory (where known) both fit it,
+    /// the one with the highest rendezvous weight. Nil when no host can take it.
     public static func choose(vm: String, memoryMiB: Int, owner: String, hosts: [PlacementHost]) -> String? {
-        hosts.filter { $0.id != owner && $0.acceptsVMs && $0.memoryCapacityMiB >= memoryMiB }
+        hosts.filter { $0.id != owner && $0.acceptsVMs && $0.memoryCapacityMiB >= memoryMiB && ($0.memoryFreeMiB ?? memoryMiB) >= memoryMiB }
             .max { (weight(vm, $0.id), $0.id) < (weight(vm, $1.id), $1.id) }?.id
     }
 

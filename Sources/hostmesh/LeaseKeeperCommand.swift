@@ -24,13 +24,15 @@ struct LeaseKeeperCommand: ParsableCommand {
     @Option(help: "Another host's expiry, ms (checked against the others).") var expiryMs: Int = 8000
     @Flag(help: "Start QEMU (as this keeper's child, killed when it dies) once the agent writes qemu.command; without it, watch a QEMU started by the agent.")
     var spawnsQemu = false
+    @Flag(help: "A migration's destination: the lease says incoming until SIGUSR1 (the commit), then held.")
+    var incoming = false
 
     func run() throws {
         let settings = LeaseSettings(renewInterval: .milliseconds(renewMs), fenceAfter: .milliseconds(fenceMs), tickInterval: .milliseconds(tickMs),
                                      killBound: .milliseconds(killMs), expiry: .milliseconds(expiryMs))
         do { try settings.validate() } catch { throw ValidationError("\(error)") }
         let keeper = LeaseKeeper(leaseDirectory: leaseDirectory, vm: vm, host: host, epoch: epoch, runtimeDirectory: runtimeDirectory,
-                                 settings: settings, spawnsQEMUWith: spawnsQemu ? Self.executable : nil,
+                                 settings: settings, spawnsQEMUWith: spawnsQemu ? Self.executable : nil, incoming: incoming,
                                  injectedWriteFailure: TestHooks.leaseWriteFailure())
         let outcome = keeper.run()
         FileHandle.standardError.write(Data("lease keeper for \(vm) at epoch \(epoch): \(outcome)\n".utf8))

@@ -115,3 +115,37 @@ final class Lab: Sendable {
         }
     }
 }
+
+// MARK: - Faults
+
+extension Lab {
+    /// Pulls host `host`'s cable: the bridge end of its veth goes down, so every packet to or from
+    /// it (gossip, channels, overlay) is dropped both ways while everything on the machine itself,
+    /// the shared storage directory included, stays reachable from it.
+    func unplug(_ host: Int) throws {
+        let (status, output) = try runTool(Lab.ip, ["link", "set", "dev", "\(prefix)-v\(host)", "down"])
+        guard status == 0 else { throw ControlError.failed("cannot unplug lab host \(host): \(output)") }
+    }
+
+    /// Plugs host `host` back in (the bridge end of its veth up again).
+    func plug(_ host: Int) throws {
+        let (status, output) = try runTool(Lab.ip, ["link", "set", "dev", "\(prefix)-v\(host)", "up"])
+        guard status == 0 else { throw ControlError.failed("cannot plug lab host \(host) back in: \(output)") }
+    }
+
+    /// Cuts `directory` off for the processes of one lab host: a read-only bind mount of it over
+    /// itself in the mount namespace of `process` (an agent started with `ip netns exec`, which
+    /// gives it a mount namespace of its own; its keepers and QEMUs share it). Writes and renames
+    /// there fail with EROFS for that host only, as on storage it can no longer write; files
+    /// already open for writing elsewhere (its QEMU's disk image) stay writable. Refuses when the
+    /// process shares this test process's mount namespace (the cut would reach every host).
+    func cutStorage(_ directory: String, forProcess process: pid_t) throws {
+        let mine = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
+        let theirs = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(process)/ns/mnt")
+        guard mine != theirs else { throw ControlError.failed("process \(process) shares the test's mount namespace (\(mine)): no storage cut of its own") }
+        for arguments in [["--bind", directory, directory], ["-o", "remount,bind,ro", directory]] {
+            let (status, output) = try runTool("/usr/bin/nsenter", ["-t", "\(process)", "-m", "--", "/bin/mount"] + arguments)
+            guard status == 0 else { throw ControlError.failed("cannot cut \(directory) off for process \(process): \(output)") }
+        }
+    }
+}

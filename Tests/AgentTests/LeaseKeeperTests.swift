@@ -33,13 +33,14 @@ struct LeaseKeeperTests {
             return copy
         }
 
-        /// Starts a keeper for vm1 on node-a at `epoch` with short timings.
-        func startKeeper(epoch: Int64) throws -> Process {
+        /// Starts a keeper for vm1 on node-a at `epoch` with short timings (with `incoming`: a
+        /// migration's destination, `--incoming`).
+        func startKeeper(epoch: Int64, incoming: Bool = false) throws -> Process {
             let keeper = Process()
             keeper.executableURL = URL(fileURLWithPath: AgentProcess.binary)
             keeper.arguments = ["lease-keeper", "--lease-directory", leaseDirectory, "--vm", "vm1", "--host", "node-a", "--epoch", "\(epoch)",
                                 "--runtime-directory", runtime, "--renew-ms", "100", "--fence-ms", "400", "--tick-ms", "50",
-                                "--kill-ms", "500", "--expiry-ms", "1200"]
+                                "--kill-ms", "500", "--expiry-ms", "1200"] + (incoming ? ["--incoming"] : [])
             keeper.environment = ProcessInfo.processInfo.environment.merging(["HOSTMESH_TEST_LEASE_FAIL_IF": failFile]) { $1 }
             _ = FileManager.default.createFile(atPath: root + "/keeper.log", contents: nil) // the log is for a failing test's reader
             keeper.standardError = FileHandle(forWritingAtPath: root + "/keeper.log")
@@ -154,5 +155,42 @@ struct LeaseKeeperTests {
         #expect(try await exit(of: second) == 0,
                 "the keeper did not end with its copy: copy \(copy.processIdentifier) stat \((try? String(contentsOfFile: "/proc/\(copy.processIdentifier)/stat", encoding: .utf8)) ?? "gone")") // gone: nil
         #expect(setup.state() == "ended: QEMU exited")
+    }
+
+    /// A migration's destination (Protocol.md §11.2, "Leases and handovers"): its lease says
+    /// `incoming` and is renewed so; at the commit (SIGUSR1) it says `held`, and the keeper
+    /// reports `held` only once such a write is on the storage. It fences like any keeper.
+    @Test func anIncomingLeaseTurnsHeldAtTheCommit() async throws {
+        let setup = try Setup()
+        let keeper = try setup.startKeeper(epoch: 6, incoming: true)
+        #expect(try await eventually { setup.state() == "incoming" })
+        let copy = try setup.startCopy()
+        let first = try #require(try setup.files.read(vm: "vm1", host: "node-a"))
+        #expect(first.epoch == 6 && first.held && first.incoming)
+        #expect(try await eventually { (try setup.files.read(vm: "vm1", host: "node-a")?.counter ?? 0) > first.counter + 3 })
+        #expect(try setup.files.read(vm: "vm1", host: "node-a")?.incoming == true, "renewed as held before the commit")
+        #expect(setup.state() == "incoming")
+
+        kill(keeper.processIdentifier, SIGUSR1)
+        #expect(try await eventually { setup.state() == "held" })
+        let held = try #require(try setup.files.read(vm: "vm1", host: "node-a"))
+        #expect(held.held && !held.incoming && held.epoch == 6, "\(held)")
+        #expect(try await eventually { (try setup.files.read(vm: "vm1", host: "node-a")?.counter ?? 0) > held.counter + 3 })
+        #expect(try setup.files.read(vm: "vm1", host: "node-a")?.incoming == false)
+
+        #expect(FileManager.default.createFile(atPath: setup.failFile, contents: nil))
+        #expect(try await exit(of: keeper) == 4)
+        #expect(try await eventually { !copy.isRunning })
+    }
+
+    /// A destination whose migration is abandoned: SIGTERM releases its incoming lease.
+    @Test func anAbandonedIncomingLeaseIsReleased() async throws {
+        let setup = try Setup()
+        let keeper = try setup.startKeeper(epoch: 6, incoming: true)
+        #expect(try await eventually { setup.state() == "incoming" })
+        keeper.terminate()
+        #expect(try await exit(of: keeper) == 0)
+        let record = try #require(try setup.files.read(vm: "vm1", host: "node-a"))
+        #expect(!record.held && !record.incoming && setup.state() == "released")
     }
 }

@@ -19,6 +19,17 @@ struct LeaseRecordTests {
 
     static let vectorCRC = "793d4314"
 
+    /// A migration's destination before the commit (Protocol.md §11.2, second vector).
+    @Test func anIncomingLeaseRoundTripsAndMatchesItsVector() throws {
+        let record = LeaseRecord(vm: "5f0c", owner: "node-b", epoch: 8, counter: 1, incoming: true)
+        #expect(record.held && record.incoming && record.stateName == "incoming")
+        let text = String(decoding: record.encoded, as: UTF8.self)
+        #expect(text == "hostmesh-lease 1\nvm 5f0c\nowner node-b\nepoch 8\ncounter 1\nstate incoming\ncrc32 8b72219c\n")
+        #expect(try LeaseRecord(parsing: record.encoded, path: path, vm: "5f0c") == record)
+        // Released wins: a released lease is never incoming.
+        #expect(LeaseRecord(vm: "5f0c", owner: "node-b", epoch: 8, counter: 2, held: false, incoming: true).stateName == "released")
+    }
+
     @Test func aLeaseOfAnotherVMIsRefusedWithThePath() {
         let other = LeaseRecord(vm: "9999", owner: "node-a", epoch: 7, counter: 1).encoded
         #expect(throws: LeaseFileError.otherVM(path: path, expected: "5f0c", found: "9999")) {

@@ -240,4 +240,105 @@ struct LeaseSimulationTests {
         #expect(raced.handle(.read([acquired], now: .origin + .milliseconds(17_900))) == [])
         #expect(raced.handle(.read([acquired], now: .origin + .seconds(18))) == [.takeOver(epoch: 5)])
     }
+
+    /// A claim winner that dies (or stalls) between its claim and its keeper's first lease write
+    /// does not leave the VM down: the loser watches on with the claim in view and, once leases
+    /// and claim have read the same for twice the expiry, claims two above the claim.
+    @Test func anAbandonedClaimIsClaimedAgainAboveIt() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let lease = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        _ = taker.handle(.read([lease], now: .origin))
+        #expect(taker.handle(.read([lease], now: .origin + .seconds(8))) == [.claim(epoch: 5)])
+        #expect(taker.handle(.claimed(epoch: 5, won: false)) == [])
+        #expect(taker.state == .lost(epoch: 5))
+        // The winner never writes its lease: one expiry is not enough (it may still be confirming)...
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(8_500))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(16_500))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(24_400))) == [])
+        // ...twice the expiry is, and the new claim rises above the abandoned one.
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(24_500))) == [.claim(epoch: 7)])
+        #expect(taker.handle(.claimed(epoch: 7, won: true)) == [])
+        #expect(taker.handle(.read([lease], claim: 7, now: .origin + .seconds(25))) == [.takeOver(epoch: 7)])
+
+        // A host that did not take part sees the claim from its first read: the same wait.
+        var other = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = other.handle(.chosen(true))
+        _ = other.handle(.read([lease], claim: 5, now: .origin))
+        #expect(other.handle(.read([lease], claim: 5, now: .origin + .milliseconds(15_900))) == [])
+        #expect(other.handle(.read([lease], claim: 5, now: .origin + .seconds(16))) == [.claim(epoch: 7)])
+    }
+
+    /// A winner that does write its lease is never claimed over while it renews; once its lease
+    /// is stale too (it died after taking over), the usual expiry applies, above its epoch.
+    @Test func aClaimWhoseWinnerHoldsItsLeaseIsNotClaimedOver() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let old = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        _ = taker.handle(.read([old], now: .origin))
+        _ = taker.handle(.read([old], now: .origin + .seconds(8)))
+        _ = taker.handle(.claimed(epoch: 5, won: false))
+        for s in 9..<60 {
+            let winner = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 5, counter: UInt64(s))
+            #expect(taker.handle(.read([old, winner], claim: 5, now: .origin + .seconds(Int64(s)))) == [], "a renewing winner was claimed over at \(s) s")
+        }
+        let stale = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 5, counter: 59)
+        #expect(taker.handle(.read([old, stale], claim: 5, now: .origin + .seconds(66))) == [])
+        #expect(taker.handle(.read([old, stale], claim: 5, now: .origin + .seconds(67))) == [.claim(epoch: 7)])
+    }
+
+    /// A claim that appears while a host watches starts its wait again (something changed).
+    @Test func aNewClaimStartsTheWaitAgain() {
+        var taker = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = taker.handle(.chosen(true))
+        let lease = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        _ = taker.handle(.read([lease], now: .origin))
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .seconds(8))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .milliseconds(23_900))) == [])
+        #expect(taker.handle(.read([lease], claim: 5, now: .origin + .seconds(24))) == [.claim(epoch: 7)])
+    }
+
+    /// Leases across a handover (Protocol.md §11.2, "Leases and handovers"): a destination's
+    /// `incoming` lease holds off every takeover while it is renewed, like any lease, but alone
+    /// it does not make the VM one to restart (its host never became the owner); a stale source
+    /// lease beside a stale incoming one is taken over above both.
+    @Test func anIncomingLeaseMustBeStaleButNeverMakesARestartAlone() {
+        let source = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 9)
+        let released = LeaseTakeoverCore.Snapshot(owner: "a", epoch: 3, counter: 10, released: true)
+        let incoming = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 4, counter: 5, incoming: true)
+
+        // Source stopped on purpose after a destination died before the commit: nothing to restart.
+        var stopped = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = stopped.handle(.chosen(true))
+        for s in 0..<60 { #expect(stopped.handle(.read([released, incoming], now: .origin + .seconds(Int64(s)))) == []) }
+
+        // The source died mid-migration and the destination is gone too: taken over above both.
+        var both = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = both.handle(.chosen(true))
+        _ = both.handle(.read([source, incoming], now: .origin))
+        #expect(both.handle(.read([source, incoming], now: .origin + .milliseconds(7_900))) == [])
+        #expect(both.handle(.read([source, incoming], now: .origin + .seconds(8))) == [.claim(epoch: 6)])
+
+        // A renewing incoming lease holds the takeover off, as any lease does.
+        var renewing = LeaseTakeoverCore(settings: LeaseSettings())
+        _ = renewing.handle(.chosen(true))
+        for s in 0..<30 {
+            let fresh = LeaseTakeoverCore.Snapshot(owner: "b", epoch: 4, counter: UInt64(s), incoming: true)
+            #expect(renewing.handle(.read([source, fresh], now: .origin + .seconds(Int64(s)))) == [])
+        }
+    }
+
+    /// At the commit the destination's keeper renews at once (its lease turns `held` without
+    /// waiting for the interval); a renewal in flight delays it to the first tick after it.
+    @Test func aRenewalCanBeAskedForAtOnce() {
+        var owner = LeaseOwnerCore(settings: LeaseSettings(), epoch: 4, acquiredAt: .origin)
+        #expect(owner.handle(.renewNow(now: .origin + .milliseconds(10))) == [.renew(counter: 1)])
+        #expect(owner.handle(.renewNow(now: .origin + .milliseconds(20))) == [], "two renewals in flight")
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(30))) == [])
+        _ = owner.handle(.renewed(startedAt: .origin + .milliseconds(10)))
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(40))) == [.renew(counter: 2)], "the asked-for renewal waited for the interval")
+        _ = owner.handle(.renewed(startedAt: .origin + .milliseconds(40)))
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(500))) == [], "renewed again before the interval")
+        #expect(owner.handle(.tick(now: .origin + .milliseconds(1_040))) == [.renew(counter: 3)])
+    }
 }

@@ -12,8 +12,12 @@ import Synchronization
 /// not let the lease expire under a running copy. Decisions are `LeaseOwnerCore`'s; this shell
 /// does the file I/O on a separate thread (a write that hangs on dead storage must not stop the
 /// ticks that fence), watches QEMU by the pid its runtime directory names, and reports where it
-/// is in `lease-keeper.state` in that directory (one line: `acquiring`, `held`, `refused: …`,
-/// `fenced: …`, `released`, `ended: …`).
+/// is in `lease-keeper.state` in that directory (one line: `acquiring`, `incoming`, `held`,
+/// `refused: …`, `fenced: …`, `released`, `ended: …`).
+///
+/// A keeper of a migration's destination (`incoming`) writes its lease as `state incoming` until
+/// the agent signals the commit (SIGUSR1): from then on it writes `held`, renewing at once, and
+/// reports `held` once such a write completed (Protocol.md §11.2, "Leases and handovers").
 public struct LeaseKeeper: Sendable {
     /// How the keeper ended.
     public enum Outcome: Sendable, Equatable {
@@ -53,10 +57,13 @@ public struct LeaseKeeper: Sendable {
     /// that dies with it (`QEMUCommand`, written by the agent once the lease is held); nil: QEMU
     /// is started by someone else and found by its pid file (a copy that ran before its keeper).
     public var spawnsQEMUWith: String?
+    /// The keeper of a migration's destination: its lease says `incoming` until the commit (SIGUSR1).
+    public var incoming: Bool
 
     public init(leaseDirectory: String, vm: String, host: String, epoch: Int64, runtimeDirectory: String, settings: LeaseSettings,
-                startupTimeout: Duration = .seconds(60), spawnsQEMUWith: String? = nil,
+                startupTimeout: Duration = .seconds(60), spawnsQEMUWith: String? = nil, incoming: Bool = false,
                 injectedWriteFailure: @escaping @Sendable () -> String? = { nil }) {
+        self.incoming = incoming
         self.leaseDirectory = leaseDirectory
         self.vm = vm
         self.host = host
@@ -113,14 +120,18 @@ public struct LeaseKeeper: Sendable {
         let acquiredAt = now
         do {
             if let failure = injectedWriteFailure() { throw KeeperFailure(why: failure) }
-            try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: previous + 1))
+            try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: previous + 1, incoming: incoming))
             if let claim = try files.highestClaim(vm: vm), claim.epoch > epoch {
                 return .refused("\(claim.host) claimed the VM at epoch \(claim.epoch), above this copy's \(epoch)")
             }
         } catch {
             return .refused("cannot write the lease: \(error)")
         }
-        report("held")
+        // Until the commit, a destination's renewals say `incoming`; the first `held` write that
+        // completes after it is reported (the agent waits for it before the source may release).
+        var writesIncoming = incoming
+        var reportedHeld = !incoming
+        report(incoming ? "incoming" : "held")
         var core = LeaseOwnerCore(settings: settings, epoch: epoch, counter: previous + 1, acquiredAt: acquiredAt)
         let mailbox = Mailbox()
         var qemu: (pid: Int32, start: UInt64)?
@@ -173,12 +184,20 @@ public struct LeaseKeeper: Sendable {
             }
             if qemu == nil, ContinuousClock.now >= startupDeadline { return .ended("QEMU did not start within \(startupTimeout)") }
             var events: [LeaseOwnerCore.Event] = mailbox.drain()
+            if !reportedHeld, mailbox.heldLanded {
+                reportedHeld = true
+                report("held")
+            }
+            if writesIncoming, promotionRequested.load(ordering: .relaxed) {
+                writesIncoming = false
+                events.append(.renewNow(now: now))
+            }
             events.append(.tick(now: now))
             for event in events {
                 for directive in core.handle(event) {
                     switch directive {
                     case let .renew(counter):
-                        renew(counter: counter, mailbox: mailbox)
+                        renew(counter: counter, incoming: writesIncoming, mailbox: mailbox)
                     case let .fence(reason):
                         // Said first: the agent, seeing its QEMU die, must find why at once (it
                         // must not restart a fenced copy in place).
@@ -192,12 +211,21 @@ public struct LeaseKeeper: Sendable {
                     }
                 }
             }
-            Thread.sleep(forTimeInterval: Double(settings.tickInterval.components.attoseconds) / 1e18 + Double(settings.tickInterval.components.seconds))
+            // Until the commit is written, sliced: a commit (SIGUSR1) is acted on within a few ms,
+            // not a tick later (the guest waits for it). Afterwards, and for any other keeper, one sleep.
+            let wake = ContinuousClock.now + settings.tickInterval
+            if reportedHeld {
+                Thread.sleep(forTimeInterval: Double(settings.tickInterval.components.attoseconds) / 1e18 + Double(settings.tickInterval.components.seconds))
+            }
+            while ContinuousClock.now < wake, !(writesIncoming && promotionRequested.load(ordering: .relaxed)),
+                  !(!reportedHeld && mailbox.heldLanded) {
+                Thread.sleep(forTimeInterval: 0.002)
+            }
         }
     }
 
     /// One renewal on its own thread; its result (and any claim found after it) lands in `mailbox`.
-    private func renew(counter: UInt64, mailbox: Mailbox) {
+    private func renew(counter: UInt64, incoming: Bool, mailbox: Mailbox) {
         let startedAt = now, files = files, vm = vm, host = host, epoch = epoch, fail = injectedWriteFailure
         let origin = origin
         mailbox.begin()
@@ -205,8 +233,9 @@ public struct LeaseKeeper: Sendable {
             var result: [LeaseOwnerCore.Event] = []
             do {
                 if let failure = fail() { throw KeeperFailure(why: failure) }
-                try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: counter))
+                try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: counter, incoming: incoming))
                 result.append(.renewed(startedAt: startedAt))
+                if !incoming { mailbox.noteHeldLanded() }
                 if let claim = try files.highestClaim(vm: vm), claim.epoch > epoch {
                     result.append(.superseded(owner: claim.host, epoch: claim.epoch))
                 }
@@ -284,11 +313,14 @@ public struct LeaseKeeper: Sendable {
 
     private func installTerminationHandler() {
         signal(SIGTERM) { _ in terminationRequested.store(true, ordering: .relaxed) }
+        signal(SIGUSR1) { _ in promotionRequested.store(true, ordering: .relaxed) }
     }
 }
 
 /// Set by SIGTERM: the agent stops the VM on purpose.
 private let terminationRequested = Atomic<Bool>(false)
+/// Set by SIGUSR1: the migration that brought the copy here committed; the lease says `held` now.
+private let promotionRequested = Atomic<Bool>(false)
 
 /// What QEMU the agent asks a keeper to start (`LeaseKeeper.commandFile`).
 public struct QEMUCommand: Codable, Sendable {
@@ -312,6 +344,11 @@ private struct KeeperFailure: Error, CustomStringConvertible {
 /// Results of the renewal threads, for the keeper's loop.
 private final class Mailbox: Sendable {
     private let state = Mutex<(events: [LeaseOwnerCore.Event], inFlight: Int)>(([], 0))
+    private let held = Atomic<Bool>(false)
+
+    /// A renewal that wrote `held` completed.
+    func noteHeldLanded() { held.store(true, ordering: .relaxed) }
+    var heldLanded: Bool { held.load(ordering: .relaxed) }
 
     func begin() { state.withLock { $0.inFlight += 1 } }
     func finish(_ events: [LeaseOwnerCore.Event]) { state.withLock { $0.events += events; $0.inFlight -= 1 } }

@@ -88,7 +88,8 @@ actor TakeoverSupervisor {
         var watch = watched[id] ?? Watch(owner: candidate.owner, epoch: candidate.epoch, core: LeaseTakeoverCore(settings: settings))
         defer { watched[id] = watch }
         if case .won = watch.core.state { return } // carried out (or failed and logged) already
-        if case .lost = watch.core.state { return } // the winner's record ends this watch
+        // A lost claim goes on being watched: the winner's lease or record normally ends it; a
+        // winner that never wrote its lease is claimed over (LeaseTakeoverCore, abandoned claim).
         let files = LeaseFiles(directory: candidate.leaseDirectory)
         // The spec says what to start and how much room it needs; without it, no host is chosen.
         do {
@@ -105,14 +106,19 @@ actor TakeoverSupervisor {
             RestartPlacement.choose(vm: id, memoryMiB: $0.spec.memoryMiB, owner: candidate.owner, hosts: hosts) == hostID
         } ?? false
         var pending = watch.core.handle(.chosen(chosen))
-        let snapshot: [LeaseTakeoverCore.Snapshot]?
+        var snapshot: [LeaseTakeoverCore.Snapshot]?
+        var claim: Int64?
         do {
-            snapshot = try files.leases(vm: id).map { .init(owner: $0.owner, epoch: $0.epoch, counter: $0.counter, released: !$0.held) }
+            let leases = try files.leases(vm: id)
+            claim = try files.highestClaim(vm: id)?.epoch
+            snapshot = leases.map {
+                .init(owner: $0.owner, epoch: $0.epoch, counter: $0.counter, released: !$0.held, incoming: $0.incoming)
+            }
         } catch {
             snapshot = nil // nothing is proven by a lease that does not read: the wait starts again
             note(&watch, id, "lease files refused: \(error)")
         }
-        pending += watch.core.handle(.read(snapshot, now: now))
+        pending += watch.core.handle(.read(snapshot, claim: claim, now: now))
         while !pending.isEmpty {
             switch pending.removeFirst() {
             case let .claim(epoch):

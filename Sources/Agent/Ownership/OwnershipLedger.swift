@@ -38,10 +38,15 @@ struct OwnershipLedger: Sendable {
         }
     }
 
-    /// Records heard from another agent. Returns the VMs this host holds with a lower epoch than
-    /// someone else's record: stale copies that must not run.
+    /// Records heard from agent `sender` (authenticated by its channel). Returns the VMs this
+    /// host holds with a lower epoch than someone else's record: stale copies that must not run.
+    ///
+    /// A record of the same owner and epoch as the one known changes only its lease directory,
+    /// and only when the owner itself sends it (Protocol.md §6.6): relayed copies may be older
+    /// than the owner's word (a migration's source records its release without the directory),
+    /// and letting them win would make the lease directory flip with every relay.
     @discardableResult
-    func apply(_ records: [Hostmesh_V1_OwnershipRecord]) async throws -> [String] {
+    func apply(_ records: [Hostmesh_V1_OwnershipRecord], from sender: String) async throws -> [String] {
         try await store.database.write { db in
             var stale: [String] = []
             for record in records where record.owner != hostID {
@@ -53,7 +58,8 @@ struct OwnershipLedger: Sendable {
                 }
                 let known = try StoredOwnership.fetchOne(db, key: record.vmID)
                 if known == nil || known!.epoch < epoch
-                    || (known!.epoch == epoch && known!.owner == record.owner && (known!.leaseDirectory ?? "") != record.leaseDirectory) {
+                    || (known!.epoch == epoch && known!.owner == record.owner && record.owner == sender
+                        && (known!.leaseDirectory ?? "") != record.leaseDirectory) {
                     try StoredOwnership(vmId: record.vmID, owner: record.owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970,
                                         leaseDirectory: record.leaseDirectory.isEmpty ? nil : record.leaseDirectory).save(db)
                 }

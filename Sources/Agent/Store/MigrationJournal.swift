@@ -16,6 +16,9 @@ struct MigrationJournal: MigrationJournaling {
     /// This host: its own ownership records never count as a newer owner.
     let hostID: String
     let logger: Logger
+    /// Whether this host runs leases (Protocol.md §11.2): a released VM's ownership row then
+    /// names its lease directory, which moved with it (the new owner's own record settles it).
+    var leases = false
 
     /// Journal write latency (one SQLite transaction with fsync), through swift-metrics.
     static let writeLatency = "hostmesh_journal_write_seconds"
@@ -67,11 +70,16 @@ struct MigrationJournal: MigrationJournaling {
     func release(migration id: String, vm: String, to owner: String, epoch: Int64) async throws {
         try await timedWrite { db in
             // Into another domain: the tombstone, in the same transaction (Protocol.md §6.10).
-            if PeerName.isCrossDomain(owner), let row = try StoredVM.fetchOne(db, key: vm) {
+            let row = try StoredVM.fetchOne(db, key: vm)
+            if PeerName.isCrossDomain(owner), let row {
                 try TombstoneStore.bury(db, vm: row, owner: owner, epoch: epoch)
             }
+            // The lease moved with the VM (§11.2 "Leases and handovers"): other hosts keep
+            // watching it under its new owner. A spec that does not decode, or a disk not shared: none.
+            let leaseDirectory = leases ? row.flatMap { try? $0.decodedSpec() }.flatMap { try? LeaseFiles.directory(for: $0) } : nil
             _ = try StoredVM.deleteOne(db, key: vm)
-            try StoredOwnership(vmId: vm, owner: owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
+            try StoredOwnership(vmId: vm, owner: owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970,
+                                leaseDirectory: PeerName.isCrossDomain(owner) ? nil : leaseDirectory).save(db)
             try db.execute(sql: "UPDATE migration SET phase = ?, endedAt = ? WHERE id = ?",
                            arguments: [SourceMigration.Phase.done.rawValue, Date().timeIntervalSince1970, id])
         }

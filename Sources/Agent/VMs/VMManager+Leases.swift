@@ -28,7 +28,10 @@ extension VMManager {
     /// as its child that is killed when the keeper dies, once `launchOptions` asks it to: no QEMU
     /// runs on without its keeper (Protocol.md §11.2). Without it (a copy already running) the
     /// keeper watches the QEMU by its pid file.
-    func startLeaseKeeper(_ spec: VMSpec, epoch: Int64, spawnsQEMU: Bool = true) async throws {
+    ///
+    /// With `incoming` (a migration's destination) the lease says `incoming` until
+    /// `promoteIncoming`, and the spec file is written only then.
+    func startLeaseKeeper(_ spec: VMSpec, epoch: Int64, spawnsQEMU: Bool = true, incoming: Bool = false) async throws {
         guard let keeping = leaseKeeping, let leaseDirectory = try? LeaseFiles.directory(for: spec) else { return } // not eligible: no lease
         let runtime = directory(for: spec.id)
         try runtime.prepare()
@@ -42,7 +45,7 @@ extension VMManager {
         let arguments = ["lease-keeper", "--lease-directory", leaseDirectory, "--vm", spec.id, "--host", keeping.hostID, "--epoch", "\(epoch)",
                          "--runtime-directory", runtime.path, "--renew-ms", ms(settings.renewInterval), "--fence-ms", ms(settings.fenceAfter),
                          "--tick-ms", ms(settings.tickInterval), "--kill-ms", ms(settings.killBound), "--expiry-ms", ms(settings.expiry)]
-            + (spawnsQEMU ? ["--spawns-qemu"] : [])
+            + (spawnsQEMU ? ["--spawns-qemu"] : []) + (incoming ? ["--incoming"] : [])
         let log = runtime.path + "/lease-keeper.log"
         let keeper: pid_t
         // posix_spawn, as QEMU is, never Foundation's Process (it takes over SIGCHLD and reaps QEMUs).
@@ -56,6 +59,7 @@ extension VMManager {
                 writeSpecFile(spec, epoch: epoch, in: leaseDirectory, keeping: keeping)
                 return
             }
+            if incoming, state == "incoming" { return }
             if state.hasPrefix("refused: ") {
                 throw ControlError.conflict("\(spec.name) may not start here: its lease on the shared storage is refused: \(state.dropFirst("refused: ".count))")
             }
@@ -70,7 +74,7 @@ extension VMManager {
     /// another host can start the VM if this one dies, with its restart policy resolved. A failed
     /// write is logged, not thrown: the copy here runs safely under its lease either way, and
     /// another host only fails to take it over (it refuses an absent or damaged file).
-    private func writeSpecFile(_ spec: VMSpec, epoch: Int64, in directory: String, keeping: LeaseKeeping) {
+    func writeSpecFile(_ spec: VMSpec, epoch: Int64, in directory: String, keeping: LeaseKeeping) {
         var resolved = spec
         resolved.restart = spec.restart ?? keeping.restartDefault
         do { try LeaseFiles(directory: directory).writeSpec(VMSpecFile(spec: resolved, owner: keeping.hostID, epoch: epoch)) } catch {
@@ -106,7 +110,7 @@ extension VMManager {
                 return pid
             }
             let state = LeaseKeeper.state(runtimeDirectory: runtime) ?? "no report"
-            if state != "held" && state != "acquiring" { throw ControlError.failed("the lease keeper did not start QEMU: \(state)") }
+            if state != "held" && state != "incoming" && state != "acquiring" { throw ControlError.failed("the lease keeper did not start QEMU: \(state)") }
             try await Task.sleep(for: .milliseconds(10))
         }
         unlink(path)

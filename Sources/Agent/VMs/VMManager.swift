@@ -376,13 +376,9 @@ public actor VMManager: MigrationVMRegistry {
             busy[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
-        // Leases do not follow a handover yet (§11.2 "Leases and handovers"): the destination's
-        // copy would run without a lease, or the source's keeper would outlive its copy.
-        if Self.leaseKeeperPid(vm.id, runtime: directory(for: vm.id).path) != nil {
-            busy[vm.id] = nil
-            throw ControlError.conflict("\(vm.name) runs under a lease on shared storage, and moving a leased VM is not built yet "
-                                        + "(Protocol.md §11.2): stop it and start it on the other host, or run the agents without leases")
-        }
+        // A leased VM moves with its lease (§11.2 "Leases and handovers"): the destination's
+        // keeper holds its own lease from before its QEMU starts; this host's is released with
+        // the copy (`endOutgoing`).
         do { return OutgoingVM(id: vm.id, name: vm.name, epoch: vm.epoch, spec: try vm.decodedSpec(), process: process) } catch {
             busy[vm.id] = nil
             throw error
@@ -396,10 +392,11 @@ public actor VMManager: MigrationVMRegistry {
         // until the handover is settled (`settled`).
         defer { if busy[id] == .source { busy[id] = inDoubt && !released ? .inDoubt : nil } }
         guard released else { return }
-        if let process = processes.removeValue(forKey: id) {
-            await process.stop(quitGrace: .seconds(2))
-            await process.qmp.close()
-        }
+        // The keeper writes `released` (the destination holds the VM's lease now: its `held`
+        // landed before it answered the commit) and exits once its QEMU has quit.
+        let process = processes.removeValue(forKey: id)
+        await stopLeaseKeeper(id) { await process?.stop(quitGrace: .seconds(2)) }
+        await process?.qmp.close()
         // Best effort: QEMU has quit; a directory left behind is discarded as an orphan at the next recovery.
         try? FileManager.default.removeItem(atPath: directory(for: id).path)
     }
@@ -415,14 +412,18 @@ public actor VMManager: MigrationVMRegistry {
     /// (without it, nothing would ever find that QEMU), and is logged at error for the operator.
     public func discardOrphan(_ id: String) async {
         let directory = directory(for: id)
-        do {
-            let process = try await VMProcess.adopt(directory: directory, options: options, logger: logger)
-            process.kill()
-            await process.stop(quitGrace: .milliseconds(200))
-            await process.qmp.close()
-        } catch {
-            // Not adoptable (no QEMU, or its QMP is gone): kill it only if it really is this VM's QEMU.
-            if let pid = directory.readPid(), Self.isQEMU(pid, of: directory) { kill(pid, SIGKILL) }
+        // Its lease keeper, if one runs (a migration's destination under a lease), writes
+        // `released` and exits with the copy.
+        await stopLeaseKeeper(id) {
+            do {
+                let process = try await VMProcess.adopt(directory: directory, options: self.options, logger: self.logger)
+                process.kill()
+                await process.stop(quitGrace: .milliseconds(200))
+                await process.qmp.close()
+            } catch {
+                // Not adoptable (no QEMU, or its QMP is gone): kill it only if it really is this VM's QEMU.
+                if let pid = directory.readPid(), Self.isQEMU(pid, of: directory) { kill(pid, SIGKILL) }
+            }
         }
         if let pid = directory.readPid(), await Self.stillRuns(pid, of: directory) {
             logger.error("cannot kill a VM copy this host does not own: it may still run; kill it by hand", metadata: [
@@ -491,23 +492,61 @@ public actor VMManager: MigrationVMRegistry {
 
     /// Starts QEMU waiting for an incoming migration of `spec` (reserved) with the source's
     /// accelerator. On failure the caller discards the migration (`abortIncoming`).
-    public func beginIncoming(_ spec: VMSpec, accelerator: AcceleratorVerdict) async throws -> VMProcess {
-        var options = options
+    ///
+    /// Under a lease (leases on, every disk shared) a keeper at `epoch` (the source's + 1)
+    /// first acquires this host's lease as `incoming`, refusing under a claim above `epoch`, and
+    /// QEMU is its child (watched by it, killed with it); `promoteIncoming` makes it `held` at the commit.
+    public func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict) async throws -> VMProcess {
+        try await startLeaseKeeper(spec, epoch: epoch, incoming: true)
+        var options = launchOptions(for: spec)
         options.accelerator = accelerator
         let process = try await launchControlled(spec, mode: .incoming, options: options)
         processes[spec.id] = process
         return process
     }
 
+    /// The incoming migration of `id` commits: its lease keeper, if it has one, writes `held`
+    /// from now on; returns once such a write completed (then the spec file beside the lease is
+    /// written at `epoch`, as after any acquisition). Nothing when the VM runs under no lease.
+    ///
+    /// - Throws: `ControlError.failed` when the keeper is gone or has not written `held` within
+    ///   the fence time (the guest must then not resume here: the source takes it back).
+    public func promoteIncoming(_ id: String, epoch: Int64) async throws {
+        guard let keeping = leaseKeeping else { return }
+        let runtime = directory(for: id).path
+        guard let pid = Self.leaseKeeperPid(id, runtime: runtime) else {
+            // No keeper: the VM is not on shared storage (none was started), or its keeper died
+            // (and its QEMU with it: the resume fails on its own).
+            guard let spec = processes[id]?.record.spec, (try? LeaseFiles.directory(for: spec)) != nil else { return } // not eligible: no lease
+            throw ControlError.failed("the lease keeper of the incoming VM is gone (\(LeaseKeeper.state(runtimeDirectory: runtime) ?? "no report"))")
+        }
+        kill(pid, SIGUSR1)
+        let deadline = ContinuousClock.now + keeping.settings.fenceAfter
+        while ContinuousClock.now < deadline {
+            let state = LeaseKeeper.state(runtimeDirectory: runtime) ?? ""
+            if state == "held" {
+                if let spec = processes[id]?.record.spec, let directory = try? LeaseFiles.directory(for: spec) { // eligible: it has a keeper
+                    writeSpecFile(spec, epoch: epoch, in: directory, keeping: keeping)
+                }
+                return
+            }
+            if state != "incoming" { throw ControlError.failed("the lease keeper of the incoming VM did not take the lease: \(state)") }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        throw ControlError.failed("the lease keeper of the incoming VM did not write its lease as held within \(keeping.settings.fenceAfter)")
+    }
+
     /// Discards an incoming VM that did not arrive: its QEMU, runtime directory and ports. The
     /// reservation ends last, so a retry cannot start in what is being torn down.
     public func abortIncoming(_ spec: VMSpec) async {
         defer { if busy[spec.id] == .destination { busy[spec.id] = nil } }
-        if let process = processes.removeValue(forKey: spec.id) {
-            process.kill()
-            await process.stop(quitGrace: .milliseconds(200))
-            await process.qmp.close()
+        // Its keeper, if one was started, writes `released` and exits with the copy.
+        let process = processes.removeValue(forKey: spec.id)
+        await stopLeaseKeeper(spec.id) {
+            process?.kill()
+            await process?.stop(quitGrace: .milliseconds(200))
         }
+        await process?.qmp.close()
         await network?.detach(spec)
         // Best effort: QEMU was killed; a directory left behind is discarded as an orphan at the next recovery.
         try? FileManager.default.removeItem(atPath: directory(for: spec.id).path)

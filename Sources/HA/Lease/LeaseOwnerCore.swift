@@ -36,6 +36,10 @@ public struct LeaseOwnerCore: Sendable, Equatable {
         case superseded(owner: String, epoch: Int64)
         /// The VM stopped or migrated away on purpose (its lease is released by the shell).
         case released
+        /// Renew at once rather than at the next interval (the shell changed what the lease
+        /// says, e.g. a migration's destination becoming the owner at the commit); if a renewal
+        /// is in flight, the next tick after it completes renews.
+        case renewNow(now: MeshInstant)
     }
 
     /// What the shell MUST do, in order.
@@ -58,6 +62,7 @@ public struct LeaseOwnerCore: Sendable, Equatable {
     /// When the last renewal was issued, and whether it is still in flight.
     private var lastIssued: MeshInstant
     private var inFlight = false
+    private var renewSoon = false
 
     /// A lease just acquired: its first write (counter `counter`), issued at `now`, is on the storage.
     public init(settings: LeaseSettings, epoch: Int64, counter: UInt64 = 0, acquiredAt now: MeshInstant) {
@@ -77,11 +82,14 @@ public struct LeaseOwnerCore: Sendable, Equatable {
                 return fence("no lease renewal completed for \(now - lastGood) (limit \(settings.fenceAfter)): the storage may be cut off, "
                              + "and another host may take the VM over once the lease expires")
             }
-            guard !inFlight, now - lastIssued >= settings.renewInterval else { return [] }
-            inFlight = true
-            lastIssued = now
-            counter += 1
-            return [.renew(counter: counter)]
+            guard !inFlight, renewSoon || now - lastIssued >= settings.renewInterval else { return [] }
+            return issue(now)
+        case let .renewNow(now):
+            guard !inFlight else {
+                renewSoon = true
+                return []
+            }
+            return issue(now)
         case let .renewed(startedAt):
             inFlight = false
             state = .holding(lastGood: max(lastGood, startedAt))
@@ -95,6 +103,14 @@ public struct LeaseOwnerCore: Sendable, Equatable {
             state = .released
             return []
         }
+    }
+
+    private mutating func issue(_ now: MeshInstant) -> [Directive] {
+        inFlight = true
+        renewSoon = false
+        lastIssued = now
+        counter += 1
+        return [.renew(counter: counter)]
     }
 
     private mutating func fence(_ reason: String) -> [Directive] {

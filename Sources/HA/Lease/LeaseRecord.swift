@@ -8,6 +8,9 @@
 ///     state held
 ///     crc32 9a3b0c1d
 ///
+/// `state` is `held` (the owner runs a copy), `incoming` (a migration's destination runs a copy
+/// that is not yet the VM's: its QEMU waits for, or takes, the incoming stream) or `released`.
+///
 /// Lines end in `\n`; `crc32` is the CRC-32 (IEEE) of every byte before the `crc32` line, in
 /// lower-case hex. The whole file is at most 512 bytes and is replaced atomically (written to
 /// `<file>.tmp`, fsynced, renamed over the file), so a reader sees one whole record or the last.
@@ -22,22 +25,30 @@ public struct LeaseRecord: Sendable, Equatable {
     public var counter: UInt64
     /// False once the owner released it on purpose (the VM stopped or moved away).
     public var held: Bool
+    /// A held lease of a migration's destination before the handover committed (`state
+    /// incoming`): a copy may run here, so it must go stale before any takeover, but this host
+    /// is not the VM's owner, so it alone never makes the VM one to restart (Protocol.md §11.2).
+    public var incoming: Bool
 
     /// A record.
-    public init(vm: String, owner: String, epoch: Int64, counter: UInt64, held: Bool = true) {
+    public init(vm: String, owner: String, epoch: Int64, counter: UInt64, held: Bool = true, incoming: Bool = false) {
         self.vm = vm
         self.owner = owner
         self.epoch = epoch
         self.counter = counter
         self.held = held
+        self.incoming = held && incoming
     }
+
+    /// The `state` line's value.
+    public var stateName: String { !held ? "released" : incoming ? "incoming" : "held" }
 
     /// The largest lease file accepted.
     public static let maxSize = 512
 
     /// The file's bytes.
     public var encoded: [UInt8] {
-        let body = "hostmesh-lease 1\nvm \(vm)\nowner \(owner)\nepoch \(epoch)\ncounter \(counter)\nstate \(held ? "held" : "released")\n"
+        let body = "hostmesh-lease 1\nvm \(vm)\nowner \(owner)\nepoch \(epoch)\ncounter \(counter)\nstate \(stateName)\n"
         let sum = CRC32.checksum(Array(body.utf8))
         let hex = String(sum, radix: 16)
         return Array((body + "crc32 " + String(repeating: "0", count: 8 - hex.count) + hex + "\n").utf8)
@@ -74,9 +85,10 @@ public struct LeaseRecord: Sendable, Equatable {
         guard let counter = UInt64(try field("counter")) else { throw .corrupt(path: path, reason: "counter is not a whole number") }
         self.counter = counter
         switch try field("state") {
-        case "held": held = true
-        case "released": held = false
-        case let other: throw .corrupt(path: path, reason: "state \"\(other)\" is neither held nor released")
+        case "held": (held, incoming) = (true, false)
+        case "incoming": (held, incoming) = (true, true)
+        case "released": (held, incoming) = (false, false)
+        case let other: throw .corrupt(path: path, reason: "state \"\(other)\" is not held, incoming or released")
         }
     }
 }

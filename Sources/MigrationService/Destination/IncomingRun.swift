@@ -204,7 +204,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
             self.spec = local
             if prepare.freshPorts { try await context.ports?.attach(local) } else { try await context.ports?.importPorts(local, records: prepare.portStates) }
             try await createImages(local, prepare.disks)
-            let process = try await context.vms.beginIncoming(local, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"))
+            let process = try await context.vms.beginIncoming(local, epoch: epoch, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"))
             self.process = process
             let events = process.qmp.events()
             resumedWatcher = Task { for await e in events where e.name == "RESUME" { return e.timestamp }; return nil }
@@ -234,6 +234,10 @@ actor IncomingRun: DestinationMigrationEnvironment {
     func resume() async -> DestinationMigration.Event? {
         guard let process else { return .resumeFailed("no QEMU for the guest here") }
         do {
+            // Under a lease, this host's becomes `held` before the guest runs here, and so before
+            // the source hears of the commit and releases its own (Protocol.md §11.2, "Leases and
+            // handovers"): there is always a held lease of a host that may run the VM.
+            try await context.vms.promoteIncoming(vmID, epoch: epoch)
             if let spec {
                 do { try await context.ports?.apply(deltas: deltas) } catch {
                     // The ports exist and forward; only the final counters and connection
