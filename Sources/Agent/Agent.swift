@@ -273,7 +273,7 @@ public struct Agent: Service {
             }),
         ]
         if let takeovers {
-            // Restart elsewhere (Protocol.md §11.2): one round per lease read period (500 ms).
+            // Restart elsewhere (Protocol.md §9.2): one round per lease read period (500 ms).
             services.append(("takeover-supervisor", RestartService(interval: .milliseconds(500)) { await takeovers.tick() }))
         }
         if let metrics { services.append(("metrics", metrics)) }

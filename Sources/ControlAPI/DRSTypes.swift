@@ -1,6 +1,6 @@
 public import Placement
 
-/// Parameters and results of the DRS, rule and maintenance methods (Protocol.md §7, §12).
+/// Parameters and results of the DRS, rule and maintenance methods (Protocol.md §7, §10).
 public enum DRSTypes {
     /// `drs.set`: change the mesh-wide settings (replicated to every agent); a field left out
     /// keeps its value.
@@ -211,7 +211,7 @@ public enum DRSTypes {
 
 extension DRSTypes {
     /// `vm.place`: define (and optionally start) a VM on the best host of the mesh, which may
-    /// not be the host the command runs on (initial placement, Protocol.md §12.6).
+    /// not be the host the command runs on (initial placement, Protocol.md §10.6).
     public struct Place: Codable, Sendable, ControlParameters {
         public var create: ControlTypes.CreateVM
         public init(create: ControlTypes.CreateVM) { self.create = create }

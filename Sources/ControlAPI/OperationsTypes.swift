@@ -1,4 +1,4 @@
-/// The control methods of host health and schedules (Protocol.md §7, §13, §14): `host.health`,
+/// The control methods of host health and schedules (Protocol.md §7, §11, §12): `host.health`,
 /// `schedule.add`, `schedule.list`, `schedule.remove`, `schedule.history`.
 public enum OperationsTypes {
     /// `host.health`: set a host's operator state, set the mesh's policy, or show a host's health.

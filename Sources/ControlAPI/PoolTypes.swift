@@ -1,6 +1,6 @@
 public import Placement
 
-/// Parameters and results of the resource pool methods (Protocol.md §12.9).
+/// Parameters and results of the resource pool methods (Protocol.md §10.9).
 public enum PoolTypes {
     /// `pool.create` and `pool.set`: a field left out takes the default (create) or keeps its
     /// value (set). CPU in thousandths of a core, memory in MiB; a limit of 0 is no limit.

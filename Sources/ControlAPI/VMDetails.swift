@@ -9,7 +9,7 @@ public struct VMDetails: Codable, Sendable {
     /// Migrations this host took part in, newest first.
     public var migrations: [MigrationRecord]
     /// Whether the VM could be restarted on another host if this one died, and if not why
-    /// (Protocol.md §11.2); nil from agents that do not say.
+    /// (Protocol.md §9.2); nil from agents that do not say.
     public var restartElsewhere: String?
 
     /// The parts of `vm show`.

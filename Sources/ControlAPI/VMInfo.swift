@@ -5,7 +5,7 @@ public struct VMInfo: Codable, Sendable, Equatable {
     /// Name, unique on the host.
     public var name: String
     /// One of running, paused, stopped, crashed, migrating, incoming, recovering, in-doubt,
-    /// restarting (its QEMU died and its owner restarts it, Protocol.md §11.1) and failed (it
+    /// restarting (its QEMU died and its owner restarts it, Protocol.md §9.1) and failed (it
     /// died and will not be restarted: `problem` says why).
     public var state: String
     /// QEMU pid; nil unless QEMU runs.
@@ -29,7 +29,7 @@ public struct VMInfo: Codable, Sendable, Equatable {
     /// (state `crashed`, `restarting` or `failed`).
     public static let lost = "lost: no copy runs"
 
-    /// How often a VM was restarted in place, and why the last time (Protocol.md §11.1).
+    /// How often a VM was restarted in place, and why the last time (Protocol.md §9.1).
     public struct Restarts: Codable, Sendable, Equatable {
         /// Restarts by this host, in total.
         public var count: Int

@@ -1,4 +1,4 @@
-/// The state one measurement shows, with a reason per bound crossed (Protocol.md §13.1). Pure.
+/// The state one measurement shows, with a reason per bound crossed (Protocol.md §11.1). Pure.
 public enum HealthAssessment {
     /// The worst state any measurement reaches, and the reasons (worst first, then by text).
     public static func assess(_ m: HealthMeasurement, thresholds t: HealthThresholds) -> (HealthState, [HealthReason]) {

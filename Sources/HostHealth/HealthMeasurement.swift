@@ -1,4 +1,4 @@
-/// What a host measured about itself at one moment (Protocol.md §13.1). A measurement that
+/// What a host measured about itself at one moment (Protocol.md §11.1). A measurement that
 /// could not be made is nil and counts as nothing: `Agent/Health` says in a reason when a probe
 /// itself fails (a journal that cannot be written is failing, not unknown).
 public struct HealthMeasurement: Sendable, Hashable {

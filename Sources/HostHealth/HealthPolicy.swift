@@ -1,4 +1,4 @@
-/// What the mesh does with the VMs of a host that is not healthy (Protocol.md §13.3), replicated
+/// What the mesh does with the VMs of a host that is not healthy (Protocol.md §11.3), replicated
 /// to every agent. Whatever the policy, placement and DRS never choose a degraded or failing host.
 public enum HealthPolicy: String, Sendable, Hashable, Codable, CaseIterable {
     /// VMs stay where they are.

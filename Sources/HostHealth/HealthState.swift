@@ -1,4 +1,4 @@
-/// How a host rates itself (Protocol.md §13.1), worst last: `healthy` takes and keeps VMs;
+/// How a host rates itself (Protocol.md §11.1), worst last: `healthy` takes and keeps VMs;
 /// `degraded` takes no new VM (placement and DRS never choose it) and keeps its own unless the
 /// mesh's health policy evacuates degraded hosts; `failing` takes nothing and is evacuated
 /// unless the policy is `off`.

@@ -1,5 +1,5 @@
 /// Where each measurement makes a host degraded and failing (agent configuration `health_*`,
-/// Protocol.md §13.1). A nil bound is not evaluated. The defaults are far above what a busy but
+/// Protocol.md §11.1). A nil bound is not evaluated. The defaults are far above what a busy but
 /// working host shows, so that load alone (two cores kept busy by QEMU) never drains a host.
 public struct HealthThresholds: Sendable, Hashable {
     /// A bound pair: at or above `degraded` the host is degraded, at or above `failing` failing.

@@ -1,5 +1,5 @@
 /// A host's reported health from its successive measurements, with hysteresis (Protocol.md
-/// §13.2): a state is entered when at least `enterCount` of the last `window` samples reach it,
+/// §11.2): a state is entered when at least `enterCount` of the last `window` samples reach it,
 /// and left only after `recoverCount` samples in a row below it. A single spike changes
 /// nothing; a host flapping between states stays at the worse one, so the VMs that left it do
 /// not come back and the ones still there do not leave and return. Pure: samples in, state out;

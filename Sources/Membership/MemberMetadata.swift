@@ -119,7 +119,7 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
         set { update { $0.keyFingerprint = newValue } }
     }
 
-    /// Why the host is not healthy, worst first (Protocol.md §13.1); empty when healthy. At
+    /// Why the host is not healthy, worst first (Protocol.md §11.1); empty when healthy. At
     /// most `maxHealthReasons` of at most `maxHealthReasonBytes` each (longer ones are refused
     /// on receipt, so the owner trims them).
     public var healthReasons: [String] {

@@ -1,4 +1,4 @@
-/// One agent's DRS round (Protocol.md §12.5): every agent computes the same plan from the same
+/// One agent's DRS round (Protocol.md §10.5): every agent computes the same plan from the same
 /// view, and carries out only the moves of the VMs it owns. Pure.
 public enum DRSRound {
     public struct Input: Sendable {

@@ -1,4 +1,4 @@
-/// The mesh-wide DRS settings, replicated to every agent (Protocol.md §12.3).
+/// The mesh-wide DRS settings, replicated to every agent (Protocol.md §10.3).
 public struct DRSSettings: Codable, Sendable, Hashable {
     /// Who carries out the moves DRS finds.
     public enum Automation: String, Codable, Sendable, CaseIterable {
@@ -28,7 +28,7 @@ public struct DRSSettings: Codable, Sendable, Hashable {
         }
     }
 
-    /// What the threshold means for balancing (Protocol.md §12.4).
+    /// What the threshold means for balancing (Protocol.md §10.4).
     public var balance: BalanceTolerance { BalanceTolerance(threshold: threshold) }
 }
 

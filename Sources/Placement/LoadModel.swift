@@ -144,7 +144,7 @@ struct LoadModel {
     }
 
     /// Why host `d` cannot hold VM `v` (nil: it can): its memory, or the reservations already
-    /// on it (admission control, Protocol.md §12.9).
+    /// on it (admission control, Protocol.md §10.9).
     func roomRefusal(placing v: Int, on d: Int) -> String? {
         let vm = vms[v], host = hosts[d]
         let room = memoryRoom(d)

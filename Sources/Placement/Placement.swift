@@ -1,4 +1,4 @@
-/// Placement and balancing (Protocol.md §12.4): pure functions from a view of the mesh to
+/// Placement and balancing (Protocol.md §10.4): pure functions from a view of the mesh to
 /// decisions. No I/O, no clock, no randomness: equal inputs give equal outputs, which is what
 /// lets every agent compute the same plan and act only on its own VMs.
 public enum Placement {

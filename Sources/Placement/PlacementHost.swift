@@ -1,5 +1,5 @@
 /// A host as placement sees it: its capacity for VMs and whether it may take or keep them.
-/// Built by the agent from gossiped member metadata (Protocol.md §12.1); nothing here is measured.
+/// Built by the agent from gossiped member metadata (Protocol.md §10.1); nothing here is measured.
 public struct PlacementHost: Sendable, Hashable {
     /// Whether the host takes new VMs, and what happens to the VMs it has.
     public enum Availability: Sendable, Hashable {

@@ -1,5 +1,5 @@
 /// A placement rule (VMware DRS's VM-VM and VM-host rules), replicated to every agent
-/// (Protocol.md §12.3). VMs are named by name or id; hosts by host id.
+/// (Protocol.md §10.3). VMs are named by name or id; hosts by host id.
 public struct PlacementRule: Codable, Sendable, Hashable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
         /// The VMs run on one host.

@@ -1,5 +1,5 @@
 /// A VM as placement sees it: where it runs and what it demands (measured by its owner and
-/// reported with its host's DRS load record, Protocol.md §12.2).
+/// reported with its host's DRS load record, Protocol.md §10.2).
 public struct PlacementVM: Sendable, Hashable {
     /// VM id (a UUID).
     public var id: String
@@ -13,7 +13,7 @@ public struct PlacementVM: Sendable, Hashable {
     /// The VM's configured RAM in MiB: what a host must have room for to take it.
     public var memoryMiB: Int
     /// Memory the guest actually uses, MiB (nil: not measured; the configured RAM is taken).
-    /// Its entitlement, not `memoryMiB`, weighs in the host's load (Protocol.md §12.9).
+    /// Its entitlement, not `memoryMiB`, weighs in the host's load (Protocol.md §10.9).
     public var memoryDemandMiB: Int?
     /// Whether balancing may move it now. False while it is held after a move (cool-down),
     /// migrating, or not running. Mandatory moves (maintenance, broken "must" rules) ignore the
@@ -27,7 +27,7 @@ public struct PlacementVM: Sendable, Hashable {
     public var cpu: ResourceAllocation
     public var memory: ResourceAllocation
     /// Its own DRS automation level and migration threshold (nil: the mesh's), as vSphere's
-    /// per-VM overrides (Protocol.md §12.9).
+    /// per-VM overrides (Protocol.md §10.9).
     public var automation: DRSSettings.Automation?
     public var threshold: Int?
 

@@ -1,4 +1,4 @@
-/// A replicated record set (Protocol.md §12.3): keyed records that any agent may write, spread
+/// A replicated record set (Protocol.md §10.3): keyed records that any agent may write, spread
 /// by anti-entropy, merged everywhere the same way. Last writer wins per key, ordered by
 /// (version, writer host id); a deletion is a tombstone that wins like a write, so a deleted
 /// rule does not come back from a host that missed the deletion. Pure: no I/O, no clock.

@@ -1,4 +1,4 @@
-/// Where a VM whose owner is gone is restarted (Protocol.md §11.2, "Taker"): one host every
+/// Where a VM whose owner is gone is restarted (Protocol.md §9.2, "Taker"): one host every
 /// survivor agrees on without talking, so that normally exactly one of them watches the VM's
 /// lease to its end and claims it. Agreement is what matters here, not balance: the choice uses
 /// only what members gossip about themselves (which hosts take VMs, their memory capacity and

@@ -1,6 +1,6 @@
-/// A scheduled operation (Protocol.md §14.1): an action on one object at `atUnix` (UTC seconds)
+/// A scheduled operation (Protocol.md §12.1): an action on one object at `atUnix` (UTC seconds)
 /// and, with `everySeconds`, again at every interval after. Replicated to every agent; its
-/// occurrences are numbered from 0 and each runs at most once, on one host (§14.3).
+/// occurrences are numbered from 0 and each runs at most once, on one host (§12.3).
 public struct Schedule: Sendable, Hashable, Codable {
     /// Short random id chosen where it was created.
     public var id: String
@@ -50,7 +50,7 @@ public enum ScheduledAction: Sendable, Hashable, Codable, CustomStringConvertibl
     /// Put the host in maintenance. Run by that host.
     case enterMaintenance(host: String)
 
-    /// What it acts on: two schedules on one object at one time are refused (§14.2).
+    /// What it acts on: two schedules on one object at one time are refused (§12.2).
     public var object: String {
         switch self {
         case .migrate(let vm, _): "vm \(vm)"

@@ -1,4 +1,4 @@
-/// The pure rules of schedules (Protocol.md §14.2-14.3): what is refused at creation, which
+/// The pure rules of schedules (Protocol.md §12.2-14.3): what is refused at creation, which
 /// occurrences this host runs now, and what an operator is shown.
 public enum ScheduleBook {
     public struct Rules: Sendable, Hashable {
@@ -13,7 +13,7 @@ public enum ScheduleBook {
         /// than this after its arrival: arrival times and occurrence times are read on different
         /// hosts' clocks, and a host whose clock is behind must not take an occurrence its previous
         /// holder ran (or was running) as its own. Occurrences in this margin are then nobody's:
-        /// missed, never run twice. Hosts whose clocks are 2 s off their peers' are degraded (§13.1).
+        /// missed, never run twice. Hosts whose clocks are 2 s off their peers' are degraded (§11.1).
         public var arrivalMargin: Int64 = 10
         public init() {}
     }
@@ -77,7 +77,7 @@ public enum ScheduleBook {
     /// Occurrences looked back over when an executor returns (older ones are only shown missed).
     public static let lookBack = 10
 
-    /// The occurrences this host runs or records missed now (Protocol.md §14.3), ascending per
+    /// The occurrences this host runs or records missed now (Protocol.md §12.3), ascending per
     /// schedule. Exactly once: an occurrence is this host's only if it held the object at the
     /// occurrence's time; it is never run when its index is at or below the replicated
     /// `lastIndex`, nor when this host's journal has its id.

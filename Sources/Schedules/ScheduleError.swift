@@ -1,4 +1,4 @@
-/// A schedule refused at creation (Protocol.md §14.2), with the cause and the fix.
+/// A schedule refused at creation (Protocol.md §12.2), with the cause and the fix.
 public enum ScheduleError: Error, Sendable, Hashable, CustomStringConvertible {
     case inThePast(atUnix: Int64, nowUnix: Int64)
     case intervalTooShort(seconds: Int64, minimum: Int64)

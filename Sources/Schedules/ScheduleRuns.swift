@@ -30,7 +30,7 @@ public struct OccurrenceResult: Sendable, Hashable, Codable {
     }
 }
 
-/// A schedule's replicated run record (Protocol.md §14.3): the highest occurrence index that
+/// A schedule's replicated run record (Protocol.md §12.3): the highest occurrence index that
 /// has an outcome, and the latest outcomes. Written only by executors, each over the copy it
 /// has; an occurrence at or below `lastIndex` is never run again anywhere.
 public struct ScheduleRuns: Sendable, Hashable, Codable {
@@ -46,7 +46,7 @@ public struct ScheduleRuns: Sendable, Hashable, Codable {
         self.recent = recent
     }
 
-    /// Both replicas' outcomes (Protocol.md §14.3): run records are last-writer-wins like every
+    /// Both replicas' outcomes (Protocol.md §12.3): run records are last-writer-wins like every
     /// replicated record, so two executors writing at once could each drop the other's outcome;
     /// an agent that sees the winner lack outcomes it holds writes the union. Commutative,
     /// associative, idempotent.

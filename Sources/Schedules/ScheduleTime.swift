@@ -1,4 +1,4 @@
-/// Times and intervals as operators type them (Protocol.md §14.2). All times are UTC. Pure:
+/// Times and intervals as operators type them (Protocol.md §12.2). All times are UTC. Pure:
 /// `now` is given, so parsing a relative time is deterministic.
 public enum ScheduleTime {
     /// `2026-12-05T10:30:00Z` (also without seconds, with a space for the `T`, without the `Z`:

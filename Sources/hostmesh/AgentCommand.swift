@@ -40,7 +40,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "DRS moves under way in the whole mesh at once (default 4).") var drsMaxConcurrentMoves: Int?
     @Option(help: "Seconds after its time a scheduled occurrence whose executor was down still runs (default 300).") var scheduleGrace: Int?
     @Option(help: "Shortest interval of a repeating schedule, seconds (default 60).") var scheduleMinInterval: Int?
-    @Flag(help: "Run a lease keeper beside every VM on shared storage (Protocol.md §11.2; default off).") var leases = false
+    @Flag(help: "Run a lease keeper beside every VM on shared storage (Protocol.md §9.2; default off).") var leases = false
     @Option(help: "Lease renew interval, ms (default 1000).") var leaseRenewMs: Int?
     @Option(help: "Lease fence time, ms (default 4000).") var leaseFenceMs: Int?
     @Option(help: "Lease tick, ms (default 250).") var leaseTickMs: Int?

@@ -5,7 +5,7 @@ import Placement
 
 struct DRSCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "drs", abstract: "Placement and balancing decided by the mesh (Protocol.md §12).",
+        commandName: "drs", abstract: "Placement and balancing decided by the mesh (Protocol.md §10).",
         subcommands: [Status.self, Set.self, Recommendations.self, Apply.self])
 
     struct Status: AsyncParsableCommand {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ControlAPI
 
-/// `hostmesh host health set|status|policy` (Protocol.md §13).
+/// `hostmesh host health set|status|policy` (Protocol.md §11).
 struct HealthCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "health", abstract: "A host's health: what it measures, what an operator set, and the mesh's evacuation policy.",

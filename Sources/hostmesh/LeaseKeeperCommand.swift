@@ -3,7 +3,7 @@ import ArgumentParser
 import Foundation
 import HA
 
-/// `hostmesh lease-keeper`: the per-VM lease keeper process (Protocol.md §11.2), started by the
+/// `hostmesh lease-keeper`: the per-VM lease keeper process (Protocol.md §9.2), started by the
 /// agent before a VM's QEMU; not for operators.
 struct LeaseKeeperCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,7 +4,7 @@ import Hypervisor
 
 /// `hostmesh qemu-exec --parent PID -- QEMU ARGS…`: becomes QEMU, set to be killed when its
 /// parent (the VM's lease keeper) dies, so that no QEMU runs on without its lease (Protocol.md
-/// §11.2); started by the lease keeper, not for operators.
+/// §9.2); started by the lease keeper, not for operators.
 struct QEMUExecCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qemu-exec",

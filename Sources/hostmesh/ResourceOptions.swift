@@ -2,7 +2,7 @@ import ArgumentParser
 import Hypervisor
 import Placement
 
-/// A VM's pool, reservations, limits, shares and DRS overrides (`vm create`, Protocol.md §12.9).
+/// A VM's pool, reservations, limits, shares and DRS overrides (`vm create`, Protocol.md §10.9).
 struct ResourceOptions: ParsableArguments {
     @Option(help: "Resource pool to put the VM in (`hostmesh pool list`).") var pool: String?
     @Option(help: "CPU reserved for it, thousandths of a core (admission-controlled).") var cpuReservation: Int?

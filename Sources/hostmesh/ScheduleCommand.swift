@@ -1,7 +1,7 @@
 import ArgumentParser
 import ControlAPI
 
-/// `hostmesh schedule add|list|remove|history` (Protocol.md §14).
+/// `hostmesh schedule add|list|remove|history` (Protocol.md §12).
 struct ScheduleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedule", abstract: "Migrations and maintenance at given times (UTC), replicated to every agent; each occurrence runs once.",

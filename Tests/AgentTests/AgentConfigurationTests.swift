@@ -38,7 +38,7 @@ import Testing
         #expect(message("max_incoming_migrations = 0").contains("max_incoming_migrations = 0: it must be between 1 and 64"))
     }
 
-    /// The mesh default restart policy and its limits (Protocol.md §11.1).
+    /// The mesh default restart policy and its limits (Protocol.md §9.1).
     @Test func restartSettingsAreReadAndChecked() throws {
         let c = try AgentConfiguration(tomlFile: write("restart = \"on-failure\"\nrestart_limit = 5\nrestart_window_seconds = 120"))
         #expect(c.restart == .onFailure && c.restartLimit == 5 && c.restartWindowSeconds == 120)

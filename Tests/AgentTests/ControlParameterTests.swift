@@ -52,7 +52,7 @@ struct ControlParameterTests {
     }
 
     static let cases: [Case] = [
-        // DRS, rules and maintenance (Protocol.md §12.8).
+        // DRS, rules and maintenance (Protocol.md §10.8).
         Case(method: "drs.set", params: .object(["threshold": .int(0)]), mentions: ["threshold", "1...5"]),
         Case(method: "drs.set", params: .object(["threshold": .int(Int.max)]), mentions: ["threshold", "1...5"]),
         Case(method: "drs.set", params: .object(["automation": .string("sometimes")]), mentions: ["automation"]),

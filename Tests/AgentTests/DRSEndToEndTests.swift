@@ -6,7 +6,7 @@ import Placement
 import Testing
 
 /// DRS with real agents (separate processes), real QEMU and the test guest: three hosts, VMs
-/// started on one, balancing decided by every agent on its own (Protocol.md §9.5).
+/// started on one, balancing decided by every agent on its own (Protocol.md §13.5).
 @Suite(.serialized, .timeLimit(.minutes(6)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
 struct DRSEndToEndTests {
     /// Short rounds for the test: a round every 3 s, loads every second, moved VMs held 10 minutes

@@ -14,7 +14,7 @@ import Testing
 ///
 /// - the guest runs on exactly one host (one QEMU for the VM id across both state directories,
 ///   one agent listing it running); when the fault killed the only QEMU holding it, the VM
-///   (`restart = on-failure`, Protocol.md §11.1) is restarted from its disk by its owner, at the
+///   (`restart = on-failure`, Protocol.md §9.1) is restarted from its disk by its owner, at the
 ///   next epoch, and never anywhere else;
 /// - its heartbeat did not go back (same boot, counter at or above the last one seen before the
 ///   fault);
@@ -305,7 +305,7 @@ final class FaultRig: @unchecked Sendable {
                             disks: [.init(path: disk, format: .raw, shared: !localDisk)],
                             boot: .kernel(path: TestGuest.kernel, initrd: TestGuest.initrd, commandLine: "console=ttyS0 quiet"),
                             accelerator: .tcg, extraKernelArguments: ["hm.work=heartbeat,disk"])
-            vm.restart = .onFailure // its only QEMU's death is restarted by its owner (Protocol.md §11.1)
+            vm.restart = .onFailure // its only QEMU's death is restarted by its owner (Protocol.md §9.1)
             let rig = FaultRig(mesh: mesh, a: a, b: b, vm: vm, disk: disk, localDisk: localDisk)
             _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: vm, start: true), as: VMInfo.self)
             (rig.boot, rig.beat) = try await rig.heartbeat(on: a, after: 0)

@@ -4,7 +4,7 @@ import Foundation
 import Hypervisor
 import Testing
 
-/// Host health (issue 15 item 2, Protocol.md §13) with real agents, QEMU and the test guest: a
+/// Host health (issue 15 item 2, Protocol.md §11) with real agents, QEMU and the test guest: a
 /// host an operator marks degraded from another agent says so in its gossip, with the reason;
 /// placement never picks it; under `evacuate-when-degraded` its VMs move away (and under the
 /// default policy they stay); marked healthy again it takes VMs.

@@ -5,7 +5,7 @@ import HA
 import Hypervisor
 import Testing
 
-/// Partitions (issue 20 item 3, Protocol.md §11.2) made with real network namespaces: two lab
+/// Partitions (issue 20 item 3, Protocol.md §9.2) made with real network namespaces: two lab
 /// hosts on a bridge, the lab's shared directory as their shared storage, the test guest writing
 /// its disk log on an image there.
 /// - Cut from the mesh: node-a's cable is pulled (its veth down: gossip, channels and overlay all

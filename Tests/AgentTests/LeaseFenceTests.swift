@@ -5,7 +5,7 @@ import HA
 import Hypervisor
 import Testing
 
-/// The lease keeper wired into a real agent (Protocol.md §11.2) with real QEMU: a VM on shared
+/// The lease keeper wired into a real agent (Protocol.md §9.2) with real QEMU: a VM on shared
 /// storage runs only once its keeper holds the lease, as the keeper's child; the lease is renewed
 /// while it runs, also with the agent killed alone; a keeper killed alone takes its QEMU with it
 /// (restarted in place under a new keeper), and so do a keeper and agent killed together; when

@@ -4,7 +4,7 @@ import HA
 import Hypervisor
 import Testing
 
-/// The lease files' storage layer (Protocol.md §11.2) on a real filesystem: atomic replacement,
+/// The lease files' storage layer (Protocol.md §9.2) on a real filesystem: atomic replacement,
 /// refusal of damaged and foreign files by path, exactly one winner among concurrent claims, and
 /// VMs that cannot be restarted elsewhere said so.
 @Suite(.timeLimit(.minutes(1)))
@@ -87,7 +87,7 @@ struct LeaseFilesTests {
         #expect(VMManager.restartElsewhere(shared, leases: true, restartDefault: .onFailure).hasPrefix("yes: this host holds its lease"))
     }
 
-    /// The spec file beside the lease (Protocol.md §11.2): written atomically and read back;
+    /// The spec file beside the lease (Protocol.md §9.2): written atomically and read back;
     /// absent, damaged or another VM's, it is refused with its path, so nothing is taken over.
     @Test func theSpecFileIsReadBackAndABadOneIsRefusedWithItsPath() throws {
         let root = NSTemporaryDirectory() + "hm-spec-" + UUID().uuidString

@@ -3,7 +3,7 @@ import Foundation
 import HA
 import Testing
 
-/// The lease keeper process (`hostmesh lease-keeper`, Protocol.md §11.2) against a real
+/// The lease keeper process (`hostmesh lease-keeper`, Protocol.md §9.2) against a real
 /// filesystem and a real process standing in for QEMU (`tail -f` of a file in its runtime directory, its pid in `qemu.pid` as QEMU
 /// writes it): it renews while it can, kills the copy when its writes fail (the storage cut off)
 /// or a claim above its epoch appears, refuses to acquire under a higher claim, releases on
@@ -157,7 +157,7 @@ struct LeaseKeeperTests {
         #expect(setup.state() == "ended: QEMU exited")
     }
 
-    /// A migration's destination (Protocol.md §11.2, "Leases and handovers"): its lease says
+    /// A migration's destination (Protocol.md §9.2, "Leases and handovers"): its lease says
     /// `incoming` and is renewed so; at the commit (SIGUSR1) it says `held`, and the keeper
     /// reports `held` only once such a write is on the storage. It fences like any keeper.
     @Test func anIncomingLeaseTurnsHeldAtTheCommit() async throws {

@@ -6,7 +6,7 @@ import Hypervisor
 import Testing
 
 /// A leased VM live-migrates, and its lease moves with the ownership (issue 20, Protocol.md
-/// §11.2 "Leases and handovers"), with real agents, QEMU and the test guest writing its disk log
+/// §9.2 "Leases and handovers"), with real agents, QEMU and the test guest writing its disk log
 /// on a shared directory:
 /// - the destination's keeper holds its own lease (`incoming`, epoch 2) before its QEMU starts,
 ///   and QEMU is that keeper's child (watched by it, killed with it); at the commit the lease

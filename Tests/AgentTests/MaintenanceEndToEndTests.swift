@@ -5,7 +5,7 @@ import Hypervisor
 import Placement
 import Testing
 
-/// Maintenance mode (issue 15 item 1, Protocol.md §12.7) with real agents, QEMU and the test
+/// Maintenance mode (issue 15 item 1, Protocol.md §10.7) with real agents, QEMU and the test
 /// guest: entered from another agent, the host evacuates one VM at a time, keeps a must rule
 /// (the VM it would break stays, named with the reason), carries on after its agent is killed
 /// and restarted, takes no new VM, reports ready once empty, and exits back to service.

@@ -6,10 +6,10 @@ import Placement
 import Synchronization
 import Testing
 
-/// `vm start --place auto` with real agents and real QEMU (Protocol.md §12.10): a VM defined on
+/// `vm start --place auto` with real agents and real QEMU (Protocol.md §10.10): a VM defined on
 /// one host, started from another, runs where placement says, handed over at the next epoch;
 /// a VM no host may take stays where it is, with every host's reason; the memory limit and
-/// reservation it carries are enforced by its QEMU's memory cgroup where it runs (§12.11).
+/// reservation it carries are enforced by its QEMU's memory cgroup where it runs (§10.11).
 @Suite(.serialized, .timeLimit(.minutes(4)), .enabled(if: TestGuest.available && getuid() == 0, "needs root and the test guest (make guest)"))
 struct PlacedStartTests {
     @Test func aVMDefinedOnOneHostStartsOnTheBestHostAtTheNextEpochAndARefusalNamesEveryHost() async throws {

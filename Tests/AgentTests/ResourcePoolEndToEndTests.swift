@@ -5,7 +5,7 @@ import Hypervisor
 import Placement
 import Testing
 
-/// Resource pools with a real agent, real QEMU and the test guest (Protocol.md §12.9): a pool's
+/// Resource pools with a real agent, real QEMU and the test guest (Protocol.md §10.9): a pool's
 /// CPU limit caps a guest that burns CPU (through the cgroup cpu controller), a reservation that
 /// does not fit is refused, and meaningless pools and allocations are refused with the reason.
 @Suite(.serialized, .timeLimit(.minutes(4)), .enabled(if: TestGuest.available && getuid() == 0, "needs root and the test guest (make guest)"))

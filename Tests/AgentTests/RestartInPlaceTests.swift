@@ -3,7 +3,7 @@ import Foundation
 import Hypervisor
 import Testing
 
-/// Restart in place (issue 20 item 1, Protocol.md §11.1) with a real agent, real QEMU and the test
+/// Restart in place (issue 20 item 1, Protocol.md §9.1) with a real agent, real QEMU and the test
 /// guest writing its disk log: a VM marked `restart = on-failure` whose QEMU is SIGKILLed comes
 /// back on its owner from its disk at the next epoch, every write the dead copy saw acknowledged
 /// is on the image, and past the limit the VM stays failed and says why.

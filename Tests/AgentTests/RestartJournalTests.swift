@@ -6,7 +6,7 @@ import Hypervisor
 import Logging
 import Testing
 
-/// The restart journal write (Protocol.md §11.1) in-process, on a real store: it moves the VM to
+/// The restart journal write (Protocol.md §9.1) in-process, on a real store: it moves the VM to
 /// the next epoch only when nothing changed meanwhile and no other host is known to own it at that
 /// epoch, claims the VM while it does, and a store that cannot be written starts nothing.
 @Suite(.timeLimit(.minutes(1)))

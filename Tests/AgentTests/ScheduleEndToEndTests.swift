@@ -4,7 +4,7 @@ import Foundation
 import Hypervisor
 import Testing
 
-/// Scheduled operations (issue 15 item 3, Protocol.md §14) with real agents, QEMU and the test
+/// Scheduled operations (issue 15 item 3, Protocol.md §12) with real agents, QEMU and the test
 /// guest: a migration scheduled on a fires while a is dead, run once by the VM's owner; a
 /// maintenance scheduled for a host that is down past the grace period is recorded missed when
 /// it returns, and not run; bad schedules are refused with their reason.

@@ -5,7 +5,7 @@ import HA
 import Hypervisor
 import Testing
 
-/// Restart elsewhere (issue 20 items 2-3, Protocol.md §11.2) with real agents, real QEMU and the
+/// Restart elsewhere (issue 20 items 2-3, Protocol.md §9.2) with real agents, real QEMU and the
 /// test guest writing its disk log on shared storage (a directory every agent of the test sees
 /// at the same path):
 /// - a host that dies with its QEMUs (agent, keepers and QEMUs SIGKILLed): its restartable VMs

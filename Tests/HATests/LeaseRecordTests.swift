@@ -1,7 +1,7 @@
 import HA
 import Testing
 
-/// The lease file format (Protocol.md §11.2): round trip, and every damaged or foreign file
+/// The lease file format (Protocol.md §9.2): round trip, and every damaged or foreign file
 /// refused with its path.
 struct LeaseRecordTests {
     let path = "/shared/vms/5f0c.lease"
@@ -9,7 +9,7 @@ struct LeaseRecordTests {
     @Test func roundTripAndTheDocumentedVector() throws {
         let record = LeaseRecord(vm: "5f0c", owner: "node-a", epoch: 7, counter: 1234)
         let text = String(decoding: record.encoded, as: UTF8.self)
-        // The test vector of Protocol.md §11.2.
+        // The test vector of Protocol.md §9.2.
         #expect(text == "hostmesh-lease 1\nvm 5f0c\nowner node-a\nepoch 7\ncounter 1234\nstate held\ncrc32 " + Self.vectorCRC + "\n")
         #expect(try LeaseRecord(parsing: record.encoded, path: path, vm: "5f0c") == record)
         var released = record
@@ -19,7 +19,7 @@ struct LeaseRecordTests {
 
     static let vectorCRC = "793d4314"
 
-    /// A migration's destination before the commit (Protocol.md §11.2, second vector).
+    /// A migration's destination before the commit (Protocol.md §9.2, second vector).
     @Test func anIncomingLeaseRoundTripsAndMatchesItsVector() throws {
         let record = LeaseRecord(vm: "5f0c", owner: "node-b", epoch: 8, counter: 1, incoming: true)
         #expect(record.held && record.incoming && record.stateName == "incoming")

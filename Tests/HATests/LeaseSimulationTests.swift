@@ -2,7 +2,7 @@ import HA
 import MeshTime
 import Testing
 
-/// The lease protocol (Protocol.md §11.2) on virtual time: one owner running a VM and renewing
+/// The lease protocol (Protocol.md §9.2) on virtual time: one owner running a VM and renewing
 /// its lease through a storage that delays, loses, hangs or cuts its writes; three other hosts
 /// watching the lease with their own clocks (each off by up to the drift the settings allow),
 /// some of them chosen by placement at once; claims decided by an exclusive create. At every
@@ -142,7 +142,7 @@ struct LeaseSimulationTests {
             #expect(takeoverAt == nil && copyDiesAt == nil, "\(context): the owner lost a VM it could renew")
         case .storageFails, .storageHangs, .ownerDies:
             let taken = try? #require(takeoverAt, "\(context): never taken over")
-            // The stated bound (Protocol.md §11.2): expiry on the slowest clock, plus two read
+            // The stated bound (Protocol.md §9.2): expiry on the slowest clock, plus two read
             // periods (the claim's and the confirming read after it) and a landing delay, after
             // the last write landed (or a read failed).
             let bound = settings.expiry.wholeMilliseconds * (1_000_000 + drift) / 1_000_000 + 1_600
@@ -298,7 +298,7 @@ struct LeaseSimulationTests {
         #expect(taker.handle(.read([lease], claim: 5, now: .origin + .seconds(24))) == [.claim(epoch: 7)])
     }
 
-    /// Leases across a handover (Protocol.md §11.2, "Leases and handovers"): a destination's
+    /// Leases across a handover (Protocol.md §9.2, "Leases and handovers"): a destination's
     /// `incoming` lease holds off every takeover while it is renewed, like any lease, but alone
     /// it does not make the VM one to restart (its host never became the owner); a stale source
     /// lease beside a stale incoming one is taken over above both.

@@ -2,7 +2,7 @@ import HA
 import MeshTime
 import Testing
 
-/// Restart in place (Protocol.md §11.1): the core's decisions, on virtual time.
+/// Restart in place (Protocol.md §9.1): the core's decisions, on virtual time.
 struct RestartCoreTests {
     let settings = RestartSettings(limit: 3, window: .seconds(600), firstBackoff: .seconds(1), maxBackoff: .seconds(60))
     func at(_ seconds: Double) -> MeshInstant { MeshInstant(sinceOrigin: .milliseconds(Int64(seconds * 1000))) }

@@ -2,7 +2,7 @@ import Foundation
 @testable import Hypervisor
 import Testing
 
-/// The cgroup cpu controller (Protocol.md §12.9): found from the mounts, and enforcing a limit
+/// The cgroup cpu controller (Protocol.md §10.9): found from the mounts, and enforcing a limit
 /// on a real process.
 @Suite struct CPUControlGroupsTests {
     @Test func findsV1CpuThenV2AndSaysWhatIsMissing() throws {

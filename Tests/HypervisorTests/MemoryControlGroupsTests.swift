@@ -2,7 +2,7 @@ import Foundation
 @testable import Hypervisor
 import Testing
 
-/// The cgroup memory controller (Protocol.md §12.11): found from the mounts, the files a limit
+/// The cgroup memory controller (Protocol.md §10.11): found from the mounts, the files a limit
 /// and a reservation become, and a limit enforced on a real process.
 @Suite struct MemoryControlGroupsTests {
     @Test func findsV1MemoryThenV2AndSaysWhatIsMissing() throws {

@@ -1,7 +1,7 @@
 import Placement
 import Testing
 
-/// Resource pools and per-VM allocations (Protocol.md §12.9): entitlements, admission, overrides.
+/// Resource pools and per-VM allocations (Protocol.md §10.9): entitlements, admission, overrides.
 @Suite struct ResourcePoolTests {
     let three = [host("a"), host("b"), host("c")]
 

@@ -1,7 +1,7 @@
 @testable import Placement
 import Testing
 
-/// The takeover host choice (Protocol.md §11.2): every survivor computes the same host from the
+/// The takeover host choice (Protocol.md §9.2): every survivor computes the same host from the
 /// same members whatever their order, never the owner, never a host that takes no VMs or is too
 /// small; the VMs of a dead host spread over the survivors; a host that leaves moves only the
 /// VMs it was chosen for.

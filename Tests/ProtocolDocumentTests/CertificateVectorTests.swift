@@ -2,11 +2,11 @@ import MeshCrypto
 import MeshIdentity
 import Testing
 
-/// Protocol.md §10.1: a certificate with a non-critical extension, and the same with the extension
+/// Protocol.md §14.1: a certificate with a non-critical extension, and the same with the extension
 /// critical, which a verifier refuses (§2.2). Checked against the code and against libsodium.
 @Suite struct CertificateVectorTests {
     let vector: Vector
-    init() throws { vector = try ProtocolDocument.load().vector("10.1 Certificate") }
+    init() throws { vector = try ProtocolDocument.load().vector("14.1 Certificate") }
 
     @Test func theCodeIssuesTheDocumentedCertificate() throws {
         let domain = try VectorInputs.domain()
@@ -35,7 +35,7 @@ import Testing
             let body = VectorInputs.referenceBody(host: VectorInputs.initiatorHost, identityKey: host.public,
                                                   staticKey: Libsodium.x25519Public(fromEd25519: host.public), domainKey: domain.public,
                                                   serial: 1, extensionCritical: critical)
-            expectHex(body, vector, bodyLabel, by: "the §9.1 field numbers")
+            expectHex(body, vector, bodyLabel, by: "the §13.1 field numbers")
             let reference = VectorInputs.referenceCertificate(body: body)
             expectHex(reference.certificate, vector, certificateLabel, by: "libsodium")
             #expect(Libsodium.verify(reference.signature, Array("hostmesh-cert-v1".utf8) + (try vector.bytes(bodyLabel)), publicKey: domain.public))

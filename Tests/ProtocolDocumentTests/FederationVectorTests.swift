@@ -3,12 +3,12 @@ import MeshIdentity
 import MeshWire
 import Testing
 
-/// Protocol.md §10.6: a federation grant of domain `lab` (the key of §10.1) for domain `prod`
+/// Protocol.md §14.6: a federation grant of domain `lab` (the key of §14.1) for domain `prod`
 /// (key from seed 0xa0..0xbf), version 1. Checked against the code and against libsodium with
-/// the §9.1 field numbers written by hand.
+/// the §13.1 field numbers written by hand.
 @Suite struct FederationVectorTests {
     let vector: Vector
-    init() throws { vector = try ProtocolDocument.load().vector("10.6 Federation grant") }
+    init() throws { vector = try ProtocolDocument.load().vector("14.6 Federation grant") }
 
     static let peerSeed = Array(UInt8(0xa0)...0xbf)
     static let storage = "/srv/hostmesh/incoming"
@@ -48,7 +48,7 @@ import Testing
         body.string(11, "web")
         body.bytes(12, mapping.bytes, always: true)
         body.string(13, Self.storage)
-        expectHex(body.bytes, vector, "body", by: "the §9.1 field numbers")
+        expectHex(body.bytes, vector, "body", by: "the §13.1 field numbers")
         let signature = Libsodium.sign(Array("hostmesh-federation-v1".utf8) + body.bytes, secretKey: domain.secret)
         expectHex(signature, vector, "signature", by: "libsodium")
         var grant = ProtobufWriter()

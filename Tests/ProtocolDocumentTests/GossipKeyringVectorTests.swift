@@ -4,12 +4,12 @@ import MeshIdentity
 import MeshWire
 import Testing
 
-/// Protocol.md §10.8: a gossip keyring record of domain `lab` (the key of §10.1), version 2,
-/// naming K2 (primary) and K1. Checked against the code and against libsodium with the §9.1
+/// Protocol.md §14.8: a gossip keyring record of domain `lab` (the key of §14.1), version 2,
+/// naming K2 (primary) and K1. Checked against the code and against libsodium with the §13.1
 /// field numbers written by hand.
 @Suite struct GossipKeyringVectorTests {
     let vector: Vector
-    init() throws { vector = try ProtocolDocument.load().vector("10.8 Gossip keyring record") }
+    init() throws { vector = try ProtocolDocument.load().vector("14.8 Gossip keyring record") }
 
     static let k1 = Array(UInt8(0x00)...0x1f)
     static let k2 = Array(UInt8(0x20)...0x3f)
@@ -50,7 +50,7 @@ import Testing
             body.bytes(6, entry, always: true)
         }
         let bytes = body.bytes + Self.fixed32(7, id(Self.k2))
-        expectHex(bytes, vector, "body", by: "the §9.1 field numbers")
+        expectHex(bytes, vector, "body", by: "the §13.1 field numbers")
         let signature = Libsodium.sign(Array("hostmesh-gossip-keyring-v1".utf8) + bytes, secretKey: domain.secret)
         expectHex(signature, vector, "signature", by: "libsodium")
         var record = ProtobufWriter()

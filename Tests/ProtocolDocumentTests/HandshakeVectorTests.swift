@@ -4,12 +4,12 @@ import NIOCore
 @testable import SecureChannel
 import Testing
 
-/// Protocol.md §10.2: a whole handshake with fixed keys (§3.3-3.5): the three framed messages,
+/// Protocol.md §14.2: a whole handshake with fixed keys (§3.3-3.5): the three framed messages,
 /// the handshake hash and the traffic keys. Checked against the code's handshake cores and
 /// against a Noise XX written here from libsodium calls.
 @Suite struct HandshakeVectorTests {
     let vector: Vector
-    init() throws { vector = try ProtocolDocument.load().vector("10.2 Handshake") }
+    init() throws { vector = try ProtocolDocument.load().vector("14.2 Handshake") }
 
     static let offered = ["aes-256-gcm", "xchacha20-poly1305"]
     static let chosen = "xchacha20-poly1305"
@@ -56,14 +56,14 @@ import Testing
         let ei = VectorInputs.initiatorEphemeral, er = VectorInputs.responderEphemeral
         let eiPub = Libsodium.x25519Base(ei), erPub = Libsodium.x25519Base(er)
 
-        // Certificates as §9.1 encodes them; node-b's has serial 2 and no extension.
+        // Certificates as §13.1 encodes them; node-b's has serial 2 and no extension.
         let certA = VectorInputs.referenceCertificate(body: VectorInputs.referenceBody(
             host: "node-a", identityKey: a.public, staticKey: Libsodium.x25519Base(si), domainKey: domain.public, serial: 1, extensionCritical: false)).certificate
         let certB = VectorInputs.referenceCertificate(body: VectorInputs.referenceBody(
             host: "node-b", identityKey: b.public, staticKey: Libsodium.x25519Base(sr), domainKey: domain.public, serial: 2, extensionCritical: nil)).certificate
         expectHex(certB, vector, "responder_certificate", by: "libsodium")
 
-        // Payloads (§9.2): ChannelHello, ChannelIdentity.
+        // Payloads (§13.2): ChannelHello, ChannelIdentity.
         var hello = ProtobufWriter()
         hello.uint(1, 1)
         for name in Self.offered { hello.string(2, name) }

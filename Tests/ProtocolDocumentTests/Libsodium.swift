@@ -105,7 +105,7 @@ enum Libsodium {
     }
 }
 
-/// A protobuf writer for the vectors, written from the field numbers of Protocol.md §9 (not from
+/// A protobuf writer for the vectors, written from the field numbers of Protocol.md §13 (not from
 /// the generated Swift): fields in number order, default values omitted, as proto3 encoders do.
 struct ProtobufWriter {
     private(set) var bytes: [UInt8] = []

@@ -3,11 +3,11 @@ import NIOCore
 import Testing
 import VirtualSwitch
 
-/// Protocol.md §10.4: one overlay datagram carrying an Ethernet frame from node-a to node-b
+/// Protocol.md §14.4: one overlay datagram carrying an Ethernet frame from node-a to node-b
 /// (§8.2-8.3). Checked against VirtualSwitch's public overlay API and against libsodium.
 @Suite struct OverlayVectorTests {
     let vector: Vector
-    init() throws { vector = try ProtocolDocument.load().vector("10.4 Overlay datagram") }
+    init() throws { vector = try ProtocolDocument.load().vector("14.4 Overlay datagram") }
 
     static let segment: UInt32 = 42
 

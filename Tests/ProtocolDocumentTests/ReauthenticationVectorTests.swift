@@ -4,17 +4,17 @@ import MeshWire
 @testable import SecureChannel
 import Testing
 
-/// Protocol.md §10.7: on the channel of §10.2, node-b (the responder) rotates to the key from
+/// Protocol.md §14.7: on the channel of §14.2, node-b (the responder) rotates to the key from
 /// seed c0..df and re-authenticates in place (§3.9): its new certificate, the rotation record and
-/// the ChannelReauth. Checked against the code and against libsodium with the §9 field numbers
+/// the ChannelReauth. Checked against the code and against libsodium with the §13 field numbers
 /// written by hand; then node-a's side accepts it.
 @Suite struct ReauthenticationVectorTests {
     let vector: Vector
     let binding: [UInt8]
     init() throws {
         let document = try ProtocolDocument.load()
-        vector = try document.vector("10.7 Re-authentication")
-        binding = try document.vector("10.2 Handshake").bytes("handshake_hash")
+        vector = try document.vector("14.7 Re-authentication")
+        binding = try document.vector("14.2 Handshake").bytes("handshake_hash")
     }
 
     static let newSeed = Array(UInt8(0xc0)...0xdf)
@@ -47,7 +47,7 @@ import Testing
         let certificateBody = VectorInputs.referenceBody(host: VectorInputs.responderHost, identityKey: new.public, staticKey: newStatic,
                                                          domainKey: domain.public, serial: 3, extensionCritical: nil)
         let certificate = VectorInputs.referenceCertificate(body: certificateBody).certificate
-        expectHex(certificate, vector, "new_certificate", by: "the §9.1 field numbers")
+        expectHex(certificate, vector, "new_certificate", by: "the §13.1 field numbers")
         var rotationBody = ProtobufWriter()
         rotationBody.uint(1, 1)
         rotationBody.string(2, VectorInputs.responderHost)
@@ -69,7 +69,7 @@ import Testing
         body.uint(4, 1)
         body.bytes(5, certificate, always: true)
         body.bytes(6, rotation.bytes)
-        expectHex(body.bytes, vector, "body", by: "the §9.2 field numbers")
+        expectHex(body.bytes, vector, "body", by: "the §13.2 field numbers")
         let signature = Libsodium.sign(Array("hostmesh-reauth-v1".utf8) + body.bytes, secretKey: new.secret)
         expectHex(signature, vector, "signature", by: "libsodium")
         var reauth = ProtobufWriter()

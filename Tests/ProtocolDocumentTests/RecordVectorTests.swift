@@ -3,11 +3,11 @@ import NIOCore
 @testable import SecureChannel
 import Testing
 
-/// Protocol.md §10.3: two records (a data record, then a close record) under each bulk AEAD
+/// Protocol.md §14.3: two records (a data record, then a close record) under each bulk AEAD
 /// (§3.6). Checked against the code's record layer and against libsodium's AEADs.
 @Suite struct RecordVectorTests {
     let vector: Vector
-    init() throws { vector = try ProtocolDocument.load().vector("10.3 Records") }
+    init() throws { vector = try ProtocolDocument.load().vector("14.3 Records") }
 
     static let algorithms: [(AEADAlgorithm, String)] = [(.aes256gcm, "aes"), (.xchacha20poly1305, "xchacha")]
 
@@ -47,7 +47,7 @@ import Testing
         var closeReason = ProtobufWriter()
         closeReason.uint(1, 22)
         closeReason.string(2, "bye")
-        expectHex(closeReason.bytes, vector, "close_reason", by: "the §9.2 field numbers")
+        expectHex(closeReason.bytes, vector, "close_reason", by: "the §13.2 field numbers")
         for (counter, type, plaintext) in [(UInt64(0), UInt8(0), try vector.bytes("data")), (1, 2, closeReason.bytes)] {
             let length = UInt32(1 + 8 + 1 + plaintext.count + 16)
             let header = ProtobufWriter.u32(length) + [0x10] + ProtobufWriter.u64(counter) + [type]

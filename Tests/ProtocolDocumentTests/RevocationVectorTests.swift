@@ -3,12 +3,12 @@ import MeshIdentity
 import MeshWire
 import Testing
 
-/// Protocol.md §10.5: a revocation list of domain `lab` (the key of §10.1), version 2, revoking
+/// Protocol.md §14.5: a revocation list of domain `lab` (the key of §14.1), version 2, revoking
 /// host `node-c` and certificate serial 7. Checked against the code and against libsodium with
-/// the §9.1 field numbers written by hand.
+/// the §13.1 field numbers written by hand.
 @Suite struct RevocationVectorTests {
     let vector: Vector
-    init() throws { vector = try ProtocolDocument.load().vector("10.5 Revocation list") }
+    init() throws { vector = try ProtocolDocument.load().vector("14.5 Revocation list") }
 
     static func entries() -> [Hostmesh_V1_RevocationEntry] {
         var host = Hostmesh_V1_RevocationEntry()
@@ -45,7 +45,7 @@ import Testing
         body.int(5, VectorInputs.now)
         body.bytes(6, first.bytes, always: true)
         body.bytes(6, second.bytes, always: true)
-        expectHex(body.bytes, vector, "body", by: "the §9.1 field numbers")
+        expectHex(body.bytes, vector, "body", by: "the §13.1 field numbers")
         let signature = Libsodium.sign(Array("hostmesh-revocations-v1".utf8) + body.bytes, secretKey: domain.secret)
         expectHex(signature, vector, "signature", by: "libsodium")
         var list = ProtobufWriter()

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Protocol.md §9 holds every `.proto` file of Sources/MeshWire/Protos verbatim, so the document
+/// Protocol.md §13 holds every `.proto` file of Sources/MeshWire/Protos verbatim, so the document
 /// and the schemas the code is generated from cannot drift apart (issue 17).
 @Suite struct SchemaTests {
     @Test func everySchemaFileIsInTheDocumentVerbatim() throws {

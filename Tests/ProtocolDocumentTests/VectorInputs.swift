@@ -2,7 +2,7 @@ import MeshCrypto
 import MeshIdentity
 import MeshWire
 
-/// The fixed inputs of the vectors in Protocol.md §10 (the document states them in prose).
+/// The fixed inputs of the vectors in Protocol.md §14 (the document states them in prose).
 enum VectorInputs {
     static let domainName = "lab"
     static let domainSeed = Array(UInt8(0x00)...0x1f)
@@ -35,18 +35,18 @@ enum VectorInputs {
         return e
     }
 
-    /// node-a's certificate: serial 1, one non-critical extension (§10.1).
+    /// node-a's certificate: serial 1, one non-critical extension (§14.1).
     static func initiatorCertificate(critical: Bool = false) throws -> HostCertificate {
         try domain().certify(identity(initiatorHost, seed: initiatorSeed).publicKeys, serial: 1, notBefore: notBefore, notAfter: notAfter,
                              extensions: [commentExtension(critical: critical)])
     }
 
-    /// node-b's certificate: serial 2, no extension (§10.2).
+    /// node-b's certificate: serial 2, no extension (§14.2).
     static func responderCertificate() throws -> HostCertificate {
         try domain().certify(identity(responderHost, seed: responderSeed).publicKeys, serial: 2, notBefore: notBefore, notAfter: notAfter)
     }
 
-    /// The CertificateBody written field by field from Protocol.md §9.1, for libsodium's side.
+    /// The CertificateBody written field by field from Protocol.md §13.1, for libsodium's side.
     static func referenceBody(host: String, identityKey: [UInt8], staticKey: [UInt8], domainKey: [UInt8], serial: UInt64,
                               extensionCritical: Bool?) -> [UInt8] {
         var w = ProtobufWriter()

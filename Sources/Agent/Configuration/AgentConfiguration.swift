@@ -37,9 +37,9 @@ public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterabl
 ///     drs_sync_interval = 2         # seconds between DRS record and load sends
 ///     drs_hold = 300                # seconds a moved VM is left alone
 ///     drs_max_concurrent_moves = 4  # DRS moves under way in the whole mesh
-///     schedule_grace = 300          # seconds a missed occurrence may still run (§14.3)
+///     schedule_grace = 300          # seconds a missed occurrence may still run (§12.3)
 ///     schedule_min_interval = 60    # shortest --every, seconds
-///     leases = true                 # lease keepers for VMs on shared storage (§11.2); default false
+///     leases = true                 # lease keepers for VMs on shared storage (§9.2); default false
 ///     lease_renew_ms = 1000         # lease timings (defaults shown; checked as a whole)
 ///     lease_fence_ms = 4000
 ///     lease_tick_ms = 250
@@ -81,7 +81,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// here); nil: 4. Never more than `maxIncomingMigrations` takes effect.
     public var maxIncomingDiskMigrations: Int?
     /// What to do when a VM's QEMU dies unexpectedly, for VMs whose spec does not say
-    /// (Protocol.md §11.1). Set it the same on every host of a mesh: it is the mesh default.
+    /// (Protocol.md §9.1). Set it the same on every host of a mesh: it is the mesh default.
     public var restart: VMSpec.RestartPolicy = .no
     /// Restarts of one VM within `restartWindowSeconds` before it is left failed: 1...100.
     public var restartLimit: Int = 3
@@ -105,7 +105,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     public var drsSyncInterval: Double = DRSConfiguration().syncInterval
     public var drsHold: Double = DRSConfiguration().hold
     public var drsMaxConcurrentMoves: Int = DRSConfiguration().maxConcurrentMoves
-    /// Seconds after its time an occurrence whose executor was down still runs (Protocol.md §14.3).
+    /// Seconds after its time an occurrence whose executor was down still runs (Protocol.md §12.3).
     public var scheduleGrace: Int = 300
     /// Shortest interval of a repeating schedule, seconds.
     public var scheduleMinInterval: Int = 60
@@ -120,10 +120,10 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         return drs
     }
 
-    /// Whether VMs on shared storage run under a lease keeper (Protocol.md §11.2): the host holds
+    /// Whether VMs on shared storage run under a lease keeper (Protocol.md §9.2): the host holds
     /// a lease file per VM copy and kills the copy when it cannot renew it. Default false.
     public var leases: Bool = false
-    /// Lease timings, ms (Protocol.md §11.2); `validate` checks them with `LeaseSettings.validate`.
+    /// Lease timings, ms (Protocol.md §9.2); `validate` checks them with `LeaseSettings.validate`.
     public var leaseRenewMs: Int = 1000
     public var leaseFenceMs: Int = 4000
     public var leaseTickMs: Int = 250

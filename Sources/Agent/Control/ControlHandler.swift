@@ -125,7 +125,7 @@ struct ControlHandler: Sendable {
             let destination: HostPort
             switch p.to {
             case .auto:
-                // Ranked on the DRS view: reservations, `must` rules and maintenance count (Protocol.md §12.9).
+                // Ranked on the DRS view: reservations, `must` rules and maintenance count (Protocol.md §10.9).
                 let choice = try await drs.placement.migrationDestination(for: try vm.decodedSpec())
                 destination = choice.channel
                 // Progress is for display: a client that went away does not stop the migration.

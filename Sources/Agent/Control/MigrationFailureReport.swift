@@ -4,7 +4,7 @@ import Hypervisor
 /// What `migrate` says when a migration failed (issue 20): the migration's own verdict says where
 /// the guest's complete copy is ("the guest is on: source"), but that copy may have died with the
 /// failure (its QEMU was the one killed). Then the report says so: no copy runs, and whether its
-/// owner restarts it (Protocol.md §11.1).
+/// owner restarts it (Protocol.md §9.1).
 enum MigrationFailureReport {
     /// The tail the migration shell ends its message with when the source keeps the guest.
     static let onSource = "; the guest is on: source"

@@ -2,7 +2,7 @@ import ControlAPI
 import Hypervisor
 import Placement
 
-/// `migrate --auto` (Protocol.md §12.6, §12.9): the best other host for a running VM, ranked by
+/// `migrate --auto` (Protocol.md §10.6, §10.9): the best other host for a running VM, ranked by
 /// `Placement.assess` on the DRS view, so the choice keeps the VM's reservations (a host whose
 /// unreserved capacity is below them is left out), the `must` rules and maintenance, as DRS does.
 extension InitialPlacement {

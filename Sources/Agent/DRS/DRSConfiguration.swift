@@ -1,4 +1,4 @@
-/// How often DRS runs and how it limits itself (agent configuration `drs_*`, Protocol.md §12.5).
+/// How often DRS runs and how it limits itself (agent configuration `drs_*`, Protocol.md §10.5).
 public struct DRSConfiguration: Sendable, Equatable {
     /// Seconds between balancing rounds (each round waits this ±10%, jittered per agent).
     public var interval: Double = 60

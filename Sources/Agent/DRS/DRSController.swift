@@ -9,7 +9,7 @@ import MigrationService
 import Placement
 import Schedules
 
-/// The agent's DRS (Protocol.md §12): the replicated records (rules, settings, maintenance), the
+/// The agent's DRS (Protocol.md §10): the replicated records (rules, settings, maintenance), the
 /// hosts' VM load reports, and each round's decision. Decisions come from the pure `DRSRound`;
 /// this actor gathers its input, keeps what is replicated durable before applying it, and
 /// carries out the moves of this host's VMs.
@@ -69,7 +69,7 @@ actor DRSController {
         records.live.values.compactMap { if case .rule(let r) = $0 { r } else { nil } }.sorted { $0.name < $1.name }
     }
 
-    /// The live resource pools (Protocol.md §12.9), by name.
+    /// The live resource pools (Protocol.md §10.9), by name.
     var pools: [ResourcePool] {
         records.live.values.compactMap { if case .pool(let p) = $0 { p } else { nil } }.sorted { $0.name < $1.name }
     }
@@ -80,7 +80,7 @@ actor DRSController {
     }
 
     /// Refuses a new VM whose resources do not make sense in the mesh now: an unknown pool, a
-    /// reservation larger than any host or beyond its pool's limit (Protocol.md §12.9).
+    /// reservation larger than any host or beyond its pool's limit (Protocol.md §10.9).
     func checkNewVM(_ spec: VMSpec) async throws {
         guard let resources = spec.resources else { return }
         if let automation = resources.automation, DRSSettings.Automation(rawValue: automation) == nil {
@@ -123,19 +123,19 @@ actor DRSController {
 
     func recordRows() -> [DRSRecord] { records.all }
 
-    /// The operator's health mark of `host` (Protocol.md §13.1), nil when none or withdrawn.
+    /// The operator's health mark of `host` (Protocol.md §11.1), nil when none or withdrawn.
     func healthMark(of host: String) -> HealthMark? {
         if case .health(let m)? = records.live[DRSRecordBody.healthKey(host)], m.state != .healthy { return m }
         return nil
     }
 
-    /// The mesh's health policy (Protocol.md §13.3); evacuate-when-failing until one is set.
+    /// The mesh's health policy (Protocol.md §11.3); evacuate-when-failing until one is set.
     var healthPolicy: HealthPolicy {
         if case .healthPolicy(let p)? = records.live[DRSRecordBody.healthPolicyKey] { return p }
         return .evacuateWhenFailing
     }
 
-    /// The live schedules and their run records (Protocol.md §14).
+    /// The live schedules and their run records (Protocol.md §12).
     var schedules: [Schedule] {
         records.live.values.compactMap { if case .schedule(let s) = $0 { s } else { nil } }.sorted { $0.id < $1.id }
     }
@@ -167,7 +167,7 @@ actor DRSController {
     static let keepaliveSyncs = 10
 
     /// What this agent sends this sync, or nil when nothing changed enough to be worth a round
-    /// of channels (Protocol.md §12.2): all records, and its own VMs' loads (measured now).
+    /// of channels (Protocol.md §10.2): all records, and its own VMs' loads (measured now).
     func syncUpdate() async -> Hostmesh_V1_AgentEnvelope? {
         await applyLocalMaintenance()
         let load = await measure()
@@ -232,7 +232,7 @@ actor DRSController {
         await applyLocalMaintenance()
     }
 
-    /// Schedule run records merge by union (Protocol.md §14.3): where the winning copy of a
+    /// Schedule run records merge by union (Protocol.md §12.3): where the winning copy of a
     /// `schedule-runs/<id>` lacks outcomes the other held, the union is written here.
     private func uniteScheduleRuns(_ incoming: [DRSRecord], held before: ReplicatedRecords<DRSRecordBody>) async {
         for record in incoming {

@@ -3,7 +3,7 @@ import Placement
 
 /// What DRS reports through swift-metrics (published at `/metrics` when `metrics_listen` is set)
 /// and, beside it, through the agent's event hub (`hostmesh events`): each DRS move this host
-/// starts and how it ended, and each VM placed (Protocol.md §12.5, §12.6, §12.10).
+/// starts and how it ended, and each VM placed (Protocol.md §10.5, §10.6, §10.10).
 enum DRSMetrics {
     static let moves = "hostmesh_drs_moves_total"
     static let placements = "hostmesh_drs_placements_total"

@@ -4,7 +4,7 @@ import MeshWire
 import Placement
 import Schedules
 
-/// What a replicated DRS record holds (Protocol.md §12.3, §13, §14), keyed `rule/<name>`,
+/// What a replicated DRS record holds (Protocol.md §10.3, §11, §12), keyed `rule/<name>`,
 /// `settings`, `maintenance/<host id>`, `health/<host id>`, `health-policy`, `schedule/<id>` or
 /// `schedule-runs/<id>` or `pool/<name>`.
 enum DRSRecordBody: Sendable, Hashable {

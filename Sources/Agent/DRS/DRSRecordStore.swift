@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import MeshWire
 
-/// The replicated DRS records in the agent's SQLite store (table `drs_record`, Protocol.md §12.3):
+/// The replicated DRS records in the agent's SQLite store (table `drs_record`, Protocol.md §10.3):
 /// one row per key, the record's protobuf encoding as its body; tombstones are kept.
 struct DRSRecordStore: Sendable {
     let store: AgentStore

@@ -3,7 +3,7 @@ import MeshWire
 import Placement
 import ServiceLifecycle
 
-/// Runs DRS (Protocol.md §12.5): every `syncInterval` this host's records and VM loads go to every
+/// Runs DRS (Protocol.md §10.5): every `syncInterval` this host's records and VM loads go to every
 /// known agent when they changed (at least every `DRSController.keepaliveSyncs` syncs); every `interval` (±10%, so agents do not act in lockstep) a round decides, and
 /// the moves of this host's VMs start, each in its own child task. A host in maintenance runs a
 /// round at every sync, so its evacuation does not wait for the balancing interval.

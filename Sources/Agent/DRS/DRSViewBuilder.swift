@@ -4,7 +4,7 @@ import MeshWire
 import Placement
 
 /// Builds placement's input from what this agent knows: members' gossiped capacity, the hosts'
-/// DRS load reports and the replicated records (Protocol.md §12.1-12.2). Pure, so two agents that
+/// DRS load reports and the replicated records (Protocol.md §10.1-12.2). Pure, so two agents that
 /// know the same build the same view.
 enum DRSViewBuilder {
     /// Memory each host keeps for itself (the agent, QEMU overheads), in MiB.
@@ -12,7 +12,7 @@ enum DRSViewBuilder {
 
     /// A member as a placement host: who may take VMs, with the reason when not.
     /// A host that is not healthy takes nothing; `healthPolicy` says whether it is evacuated
-    /// too (Protocol.md §13.3).
+    /// too (Protocol.md §11.3).
     static func host(_ member: Member, domain: String, maintenance: Set<String>, reserveMiB: Int = hostReserveMiB,
                      healthPolicy: HealthPolicy = .off) -> PlacementHost {
         let id = member.id.hostID

@@ -6,7 +6,7 @@ import MeshWire
 import Placement
 import SecureChannel
 
-/// `vm.place` (Protocol.md §12.6): ranks the mesh's hosts for a new VM with `Placement.rank`
+/// `vm.place` (Protocol.md §10.6): ranks the mesh's hosts for a new VM with `Placement.rank`
 /// and the replicated rules, then defines the VM on the best one: here, or on another agent by
 /// a `VmPlaceRequest` over a secure channel. A host that refuses (it entered maintenance, its
 /// memory went) is skipped for the next in the ranking.
@@ -29,7 +29,7 @@ struct InitialPlacement: Sendable {
             }
         }
         guard let spec = request.spec else { throw ControlError.badRequest("vm.place needs options or a spec") }
-        // Its pool and reservations make sense in the mesh (Protocol.md §12.9), and count where it goes.
+        // Its pool and reservations make sense in the mesh (Protocol.md §10.9), and count where it goes.
         try await controller.checkNewVM(spec)
         let (_, view) = await controller.decide()
         let assessment = Placement.assess(candidate(spec), in: view)
@@ -92,7 +92,7 @@ struct InitialPlacement: Sendable {
         return reply
     }
 
-    /// A peer's placement request (Protocol.md §12.6, §12.10): define (and start) a new VM here,
+    /// A peer's placement request (Protocol.md §10.6, §10.10): define (and start) a new VM here,
     /// start one handed over at an epoch, or place and start one defined here; or say why not.
     func serve(_ request: Hostmesh_V1_VmPlaceRequest, from peer: String) async -> Hostmesh_V1_AgentEnvelope {
         var reply = Hostmesh_V1_VmPlaceReply()

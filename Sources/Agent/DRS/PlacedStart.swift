@@ -5,7 +5,7 @@ import MeshWire
 import Placement
 import SecureChannel
 
-/// `vm.startPlaced` (`hostmesh vm start VM --place auto`, Protocol.md §12.10): starts a VM defined
+/// `vm.startPlaced` (`hostmesh vm start VM --place auto`, Protocol.md §10.10): starts a VM defined
 /// on any host of the mesh on the best host for it. The agent where the command runs finds the
 /// VM's owner (itself, or the first member that answers a `start_vm` relay); the owner ranks the
 /// hosts with `Placement.assess` on its DRS view, and starts the VM itself or hands it over: each
@@ -107,7 +107,7 @@ extension InitialPlacement {
         throw ControlError.unavailable("no host took \(spec.name): \((refusals + assessment.refusals).joined(separator: "; "))")
     }
 
-    /// The VM as placement sees it before it runs (its CPU demand assumed, §12.6).
+    /// The VM as placement sees it before it runs (its CPU demand assumed, §10.6).
     func candidate(_ spec: VMSpec) -> PlacementVM {
         let resources = spec.resources
         return PlacementVM(id: spec.id, name: spec.name, host: "", cpuDemandMilli: spec.vcpus * Self.assumedMilliPerVCPU, memoryMiB: spec.memoryMiB,

@@ -2,7 +2,7 @@ import ControlAPI
 import Foundation
 import Placement
 
-/// The resource pool methods (Protocol.md §12.9): `pool.create`, `pool.set`, `pool.list`,
+/// The resource pool methods (Protocol.md §10.9): `pool.create`, `pool.set`, `pool.list`,
 /// `pool.remove`. Pools are replicated records (`pool/<name>`), checked against the mesh as this
 /// agent sees it when written.
 struct PoolControlHandler: Sendable {

@@ -2,7 +2,7 @@ import Foundation
 import HA
 import Hypervisor
 
-/// A VM's lease files on shared storage (Protocol.md §11.2): `.hostmesh/` in the directory of the
+/// A VM's lease files on shared storage (Protocol.md §9.2): `.hostmesh/` in the directory of the
 /// VM's first disk holds `<vm>.<host>.lease`, one per host that may run a copy (replaced
 /// atomically), and `<vm>.claim.<epoch>` (created exclusively: the storage decides which host
 /// takes a VM over).
@@ -148,7 +148,7 @@ enum RestartElsewhereError: Error, Equatable, CustomStringConvertible {
             return "\(vm) cannot be restarted on another host: its disk \(path) is not on shared storage, so no other host has it "
                 + "(put the image on storage every host mounts at the same path and define the VM with --shared-storage)"
         case let .noDisk(vm):
-            return "\(vm) cannot be restarted on another host: it has no disk on shared storage to hold its lease (Protocol.md §11.2); "
+            return "\(vm) cannot be restarted on another host: it has no disk on shared storage to hold its lease (Protocol.md §9.2); "
                 + "give it a disk with --disk PATH --shared-storage"
         }
     }

@@ -4,7 +4,7 @@ public import Hypervisor
 import MeshTime
 import Synchronization
 
-/// The lease keeper (Protocol.md §11.2): one process per VM copy on shared storage, started by
+/// The lease keeper (Protocol.md §9.2): one process per VM copy on shared storage, started by
 /// the agent before QEMU, that holds this host's lease file for the VM while the copy runs and
 /// kills the copy (SIGKILL) when it cannot renew in time or finds a claim above its epoch.
 ///
@@ -17,7 +17,7 @@ import Synchronization
 ///
 /// A keeper of a migration's destination (`incoming`) writes its lease as `state incoming` until
 /// the agent signals the commit (SIGUSR1): from then on it writes `held`, renewing at once, and
-/// reports `held` once such a write completed (Protocol.md §11.2, "Leases and handovers").
+/// reports `held` once such a write completed (Protocol.md §9.2, "Leases and handovers").
 public struct LeaseKeeper: Sendable {
     /// How the keeper ended.
     public enum Outcome: Sendable, Equatable {
@@ -114,7 +114,7 @@ public struct LeaseKeeper: Sendable {
     private func keep() -> Outcome {
         // Acquire: one write, then a look for claims. A taker creates its claim and then reads
         // the leases again (it backs off when they changed), so of this write and that claim at
-        // least one side sees the other (Protocol.md §11.2).
+        // least one side sees the other (Protocol.md §9.2).
         let previous: UInt64
         do { previous = try files.read(vm: vm, host: host)?.counter ?? 0 } catch { return .refused("\(error)") }
         let acquiredAt = now

@@ -1,6 +1,6 @@
 import ServiceLifecycle
 
-/// Runs the restart supervisor's rounds every `interval` (Protocol.md §11.1) until graceful
+/// Runs the restart supervisor's rounds every `interval` (Protocol.md §9.1) until graceful
 /// shutdown or cancellation. The round is injected, so the loop is tested without VMs; the clock
 /// is injected so it is tested without waiting.
 struct RestartService<C: Clock<Duration>>: Service {

@@ -3,7 +3,7 @@ import Hypervisor
 import Logging
 import MeshTime
 
-/// The shell of restart in place (Protocol.md §11.1): one `RestartCore` per VM whose QEMU died,
+/// The shell of restart in place (Protocol.md §9.1): one `RestartCore` per VM whose QEMU died,
 /// fed with the exits `VMManager` reports and with ticks, its directives carried out on the VMs
 /// and their store. It makes no decision of its own.
 actor RestartSupervisor {

@@ -7,7 +7,7 @@ import Membership
 import MeshTime
 import Placement
 
-/// The taker's side of restart elsewhere (Protocol.md §11.2, "Taker"): for every VM another host
+/// The taker's side of restart elsewhere (Protocol.md §9.2, "Taker"): for every VM another host
 /// owns under a lease (its ownership record names the lease directory), one `LeaseTakeoverCore`,
 /// fed every round with a read of the VM's lease files and with placement's verdict; its
 /// directives carried out: the claim (an exclusive create on the shared storage) and the

@@ -1,7 +1,7 @@
 import Foundation
 import Hypervisor
 
-/// A VM's spec on the shared storage beside its lease (Protocol.md §11.2, "Spec file"):
+/// A VM's spec on the shared storage beside its lease (Protocol.md §9.2, "Spec file"):
 /// `<lease directory>/<vm>.spec.json`, written atomically by the owner whenever it starts the VM
 /// under a lease, so that a host taking the VM over knows what to start. Ownership records carry
 /// only the VM's id, owner, epoch and this directory.

@@ -3,7 +3,7 @@ import Foundation
 import HostHealth
 import Membership
 
-/// `host.health` (Protocol.md §7, §13): an operator's state for any host, from any agent (a
+/// `host.health` (Protocol.md §7, §11): an operator's state for any host, from any agent (a
 /// replicated record the host applies to itself), the mesh's evacuation policy, and a host's
 /// health as this agent knows it (its own measured now; another's as gossiped).
 struct HealthControlHandler: Sendable {

@@ -4,7 +4,7 @@ import HostHealth
 import Logging
 import Membership
 
-/// Measures this host's health (Protocol.md §13.1) every few seconds, keeps it through the pure
+/// Measures this host's health (Protocol.md §11.1) every few seconds, keeps it through the pure
 /// `HealthTracker` (hysteresis), and reports it: in the gossiped member metadata (state and
 /// reasons) and to DRS (a host its policy evacuates runs its rounds at every sync).
 actor HealthMonitor {

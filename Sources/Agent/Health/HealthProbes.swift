@@ -4,7 +4,7 @@ import MeshTime
 import NIOCore
 import NIOPosix
 
-/// The measurements of host health that read the system (Protocol.md §13.1): journal write
+/// The measurements of host health that read the system (Protocol.md §11.1): journal write
 /// latency, pressure stall information, event-loop lag. Each returns nil when the kernel or the
 /// platform has nothing to measure; a journal that cannot be written is measured as failed.
 enum HealthProbes {

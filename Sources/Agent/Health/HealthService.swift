@@ -1,6 +1,6 @@
 import ServiceLifecycle
 
-/// Runs the health monitor (Protocol.md §13.1): a full sample every `sampleEvery` ticks, and at
+/// Runs the health monitor (Protocol.md §11.1): a full sample every `sampleEvery` ticks, and at
 /// every tick (a second) the operator's replicated mark, so that `host health set` shows at once.
 struct HealthService: Service {
     let monitor: HealthMonitor

@@ -1,7 +1,7 @@
 import ControlAPI
 import Placement
 
-/// A host's maintenance as an agent sees it (Protocol.md §12.7), from its maintenance record,
+/// A host's maintenance as an agent sees it (Protocol.md §10.7), from its maintenance record,
 /// the view and the current plan. Pure: every agent with the same view reports the same.
 enum MaintenanceReport {
     /// `in service` without an active record; `ready for maintenance` once the host reports no

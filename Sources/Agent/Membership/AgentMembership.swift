@@ -285,7 +285,7 @@ public actor AgentMembership {
         }
     }
 
-    /// The health `Agent/Health` measured last (Protocol.md §13.1), gossiped with the capacity.
+    /// The health `Agent/Health` measured last (Protocol.md §11.1), gossiped with the capacity.
     private var health: (state: MemberMetadata.Health, reasons: [String]) = (.ok, [])
 
     /// Gossips this host's health now if it changed (reasons trimmed to what peers accept).

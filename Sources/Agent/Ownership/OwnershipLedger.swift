@@ -10,7 +10,7 @@ struct OwnershipLedger: Sendable {
     let store: AgentStore
     let hostID: String
     let logger: Logger
-    /// Whether this host runs its VMs on shared storage under leases (Protocol.md §11.2): its
+    /// Whether this host runs its VMs on shared storage under leases (Protocol.md §9.2): its
     /// records of such VMs then name their lease directory, so that other hosts can watch them.
     var leases = false
 

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// The occurrences this host started as an executor (table `schedule_occurrence`, Protocol.md
-/// §14.3): an occurrence id is written here before its action starts, so that it is never run
+/// §12.3): an occurrence id is written here before its action starts, so that it is never run
 /// twice by this host, even across a restart; its outcome is written when it ends. One found
 /// without an outcome at start was interrupted: it is reported so, never run again.
 struct OccurrenceJournal: Sendable {

@@ -1,7 +1,7 @@
 import MeshWire
 import Schedules
 
-/// Schedules and their run records in protobuf (replicated DRS records, Protocol.md §14.1, §14.3).
+/// Schedules and their run records in protobuf (replicated DRS records, Protocol.md §12.1, §12.3).
 enum ScheduleCoding {
     static func wire(_ s: Schedule) -> Hostmesh_V1_DrsSchedule {
         var out = Hostmesh_V1_DrsSchedule()

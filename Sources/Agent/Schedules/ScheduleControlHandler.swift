@@ -4,9 +4,9 @@ import MeshCrypto
 import Placement
 import Schedules
 
-/// `schedule.add`, `schedule.list`, `schedule.remove`, `schedule.history` (Protocol.md §7, §14):
+/// `schedule.add`, `schedule.list`, `schedule.remove`, `schedule.history` (Protocol.md §7, §12):
 /// schedules are written from any agent into the replicated record set, after the checks of
-/// §14.2 (time, interval, the object exists, no other schedule on it at that time, no "must"
+/// §12.2 (time, interval, the object exists, no other schedule on it at that time, no "must"
 /// rule broken now).
 struct ScheduleControlHandler: Sendable {
     let controller: DRSController

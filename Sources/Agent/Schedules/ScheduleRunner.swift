@@ -6,7 +6,7 @@ import MigrationService
 import Placement
 import Schedules
 
-/// Runs the occurrences this host is the executor of (Protocol.md §14.3): the replicated
+/// Runs the occurrences this host is the executor of (Protocol.md §12.3): the replicated
 /// schedules and run records come from DRS's record set; which occurrences are due and this
 /// host's comes from the pure `ScheduleBook.due`; each is journaled by occurrence id before its
 /// action starts, and its outcome goes into the replicated run record.

@@ -1,6 +1,6 @@
 import ServiceLifecycle
 
-/// Looks for due occurrences every `tick` (Protocol.md §14.3) and runs each claimed one in its
+/// Looks for due occurrences every `tick` (Protocol.md §12.3) and runs each claimed one in its
 /// own child task, so a long migration does not hold the others up.
 struct ScheduleService: Service {
     let runner: ScheduleRunner

@@ -62,7 +62,7 @@ public final class AgentStore: Sendable {
             }
         }
         migrator.registerMigration("v3-restart") { db in
-            // Restart in place (Protocol.md §11.1): how often the owner restarted the VM, the last
+            // Restart in place (Protocol.md §9.1): how often the owner restarted the VM, the last
             // reason, and why it gave up (the VM then stays down until an operator starts it).
             try db.alter(table: "vm") { t in
                 t.add(column: "restarts", .integer).notNull().defaults(to: 0)
@@ -71,14 +71,14 @@ public final class AgentStore: Sendable {
                 t.add(column: "restartFailure", .text)
             }
         }
-        // DRS: replicated rules, settings and maintenance requests (Agent/DRS, Protocol.md §12.3).
+        // DRS: replicated rules, settings and maintenance requests (Agent/DRS, Protocol.md §10.3).
         migrator.registerMigration("drs-v1") { db in try DRSRecordStore.createTables(db) }
         // Storage moves on one host (Agent/Storage, Protocol.md §6.8).
         migrator.registerMigration("storage-move-v1") { db in try StoredStorageMove.createTable(db) }
         // Federation grants of this host's domain (Agent/Federation, Protocol.md §2.9).
         migrator.registerMigration("federation-v1") { db in try FederationStore.createTables(db) }
-        // Operations: the occurrence journal of schedules (Agent/Schedules, Protocol.md §14.3) and
-        // the row the health monitor times its journal writes on (Agent/Health, §13.1).
+        // Operations: the occurrence journal of schedules (Agent/Schedules, Protocol.md §12.3) and
+        // the row the health monitor times its journal writes on (Agent/Health, §11.1).
         migrator.registerMigration("operations-v1") { db in
             try OccurrenceJournal.createTables(db)
             try HealthProbes.createTables(db)
@@ -87,7 +87,7 @@ public final class AgentStore: Sendable {
         migrator.registerMigration("trustchan-v1") { db in try DomainKeyStore.createTables(db) }
         // Migrations across domains (Agent/Federation, Protocol.md §6.10): the tombstones of VMs that left.
         migrator.registerMigration("xdomain-v1") { db in try TombstoneStore.createTables(db) }
-        // High availability (Agent/HA, Protocol.md §11.2): where the lease and spec files of a VM
+        // High availability (Agent/HA, Protocol.md §9.2): where the lease and spec files of a VM
         // another host owns are, as its owner's ownership records say (nil: not under a lease).
         migrator.registerMigration("ha-v1") { db in
             try db.alter(table: "ownership") { t in t.add(column: "leaseDirectory", .text) }
@@ -109,7 +109,7 @@ public struct StoredOwnership: Codable, Sendable, FetchableRecord, PersistableRe
     public var epoch: Int64
     /// Unix seconds.
     public var updatedAt: Double
-    /// The directory of the VM's lease and spec files on shared storage (Protocol.md §11.2), when
+    /// The directory of the VM's lease and spec files on shared storage (Protocol.md §9.2), when
     /// its owner runs it under a lease.
     public var leaseDirectory: String? = nil
 }
@@ -133,7 +133,7 @@ public struct StoredVM: Codable, Sendable, FetchableRecord, PersistableRecord {
     public var epoch: Int64 = 1
     /// Why the guest is held paused (a handover in doubt), if it is.
     public var hold: String?
-    /// Restarts in place by this host (Protocol.md §11.1), in total.
+    /// Restarts in place by this host (Protocol.md §9.1), in total.
     public var restarts: Int = 0
     /// Why the last restart in place happened (the QEMU exit), if one did.
     public var lastRestartReason: String?

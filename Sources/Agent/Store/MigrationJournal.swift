@@ -16,7 +16,7 @@ struct MigrationJournal: MigrationJournaling {
     /// This host: its own ownership records never count as a newer owner.
     let hostID: String
     let logger: Logger
-    /// Whether this host runs leases (Protocol.md §11.2): a released VM's ownership row then
+    /// Whether this host runs leases (Protocol.md §9.2): a released VM's ownership row then
     /// names its lease directory, which moved with it (the new owner's own record settles it).
     var leases = false
 
@@ -74,7 +74,7 @@ struct MigrationJournal: MigrationJournaling {
             if PeerName.isCrossDomain(owner), let row {
                 try TombstoneStore.bury(db, vm: row, owner: owner, epoch: epoch)
             }
-            // The lease moved with the VM (§11.2 "Leases and handovers"): other hosts keep
+            // The lease moved with the VM (§9.2 "Leases and handovers"): other hosts keep
             // watching it under its new owner. A spec that does not decode, or a disk not shared: none.
             let leaseDirectory = leases ? row.flatMap { try? $0.decodedSpec() }.flatMap { try? LeaseFiles.directory(for: $0) } : nil
             _ = try StoredVM.deleteOne(db, key: vm)

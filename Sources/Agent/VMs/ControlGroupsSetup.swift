@@ -2,7 +2,7 @@ import Hypervisor
 import Logging
 
 extension Agent {
-    /// The cgroup cpu controller for VMs' CPU limits and shares (Protocol.md §12.9), or why there
+    /// The cgroup cpu controller for VMs' CPU limits and shares (Protocol.md §10.9), or why there
     /// is none: then VMs without limits run as before and a VM with a limit is refused, naming it.
     /// The agent's directory is named after its host id and its state directory, so agents of
     /// different meshes on one machine (tests, labs) never share a pool's group.
@@ -17,7 +17,7 @@ extension Agent {
         }
     }
 
-    /// The cgroup memory controller for VMs' memory limits and reservations (Protocol.md §12.11),
+    /// The cgroup memory controller for VMs' memory limits and reservations (Protocol.md §10.11),
     /// or why there is none: then a VM with a memory limit or reservation is refused, naming it.
     static func memoryGroups(hostID: String, stateDirectory: String, logger: Logger) -> Result<MemoryControlGroups, ResourceControlError> {
         do {

@@ -4,7 +4,7 @@ import GRDB
 import Hypervisor
 
 /// Handing a defined, stopped VM to another host so that it starts there (`vm start --place
-/// auto`, Protocol.md §12.10). The owner journals each offer in the VM's row (`hold`) before
+/// auto`, Protocol.md §10.10). The owner journals each offer in the VM's row (`hold`) before
 /// sending it, so the VM never runs in two places: while an offer is out the row is held (no
 /// start, no migration here), an accepted offer deletes the row and records the new owner at the
 /// offered epoch, and a refused one takes the VM back above every epoch offered.

@@ -3,7 +3,7 @@ import Foundation
 import HA
 import Hypervisor
 
-/// How this host runs lease keepers (Protocol.md §11.2).
+/// How this host runs lease keepers (Protocol.md §9.2).
 struct LeaseKeeping: Sendable {
     /// The `hostmesh` executable (its `lease-keeper` subcommand).
     let executable: String
@@ -14,7 +14,7 @@ struct LeaseKeeping: Sendable {
     var restartDefault: VMSpec.RestartPolicy = .no
 }
 
-/// Lease keepers (Protocol.md §11.2): a VM on shared storage gets its keeper before its QEMU
+/// Lease keepers (Protocol.md §9.2): a VM on shared storage gets its keeper before its QEMU
 /// starts, and its QEMU starts only once the keeper holds the lease; a deliberate stop releases
 /// it. The keeper is found again by its pid file (it outlives the agent).
 extension VMManager {
@@ -26,7 +26,7 @@ extension VMManager {
     ///
     /// With `spawnsQEMU` (every start of a QEMU under a lease) the keeper starts the QEMU itself,
     /// as its child that is killed when the keeper dies, once `launchOptions` asks it to: no QEMU
-    /// runs on without its keeper (Protocol.md §11.2). Without it (a copy already running) the
+    /// runs on without its keeper (Protocol.md §9.2). Without it (a copy already running) the
     /// keeper watches the QEMU by its pid file.
     ///
     /// With `incoming` (a migration's destination) the lease says `incoming` until
@@ -70,7 +70,7 @@ extension VMManager {
         throw ControlError.failed("the lease keeper of \(spec.name) did not acquire its lease (\(LeaseKeeper.state(runtimeDirectory: runtime.path) ?? "no report"); see \(log))")
     }
 
-    /// Writes `spec`'s spec file beside its lease (Protocol.md §11.2, "Spec file"), so that
+    /// Writes `spec`'s spec file beside its lease (Protocol.md §9.2, "Spec file"), so that
     /// another host can start the VM if this one dies, with its restart policy resolved. A failed
     /// write is logged, not thrown: the copy here runs safely under its lease either way, and
     /// another host only fails to take it over (it refuses an absent or damaged file).

@@ -3,10 +3,10 @@ import Foundation
 import GRDB
 import Hypervisor
 
-/// Reservations admitted, CPU limits and shares (§12.9) and memory limits and reservations (§12.11) enforced on this host.
+/// Reservations admitted, CPU limits and shares (§10.9) and memory limits and reservations (§10.11) enforced on this host.
 extension VMManager {
     /// This host's capacity for reservations: its cores, and its memory less the host's own
-    /// reserve (as gossiped for placement, §12.1); nil when /proc/meminfo cannot be read.
+    /// reserve (as gossiped for placement, §10.1); nil when /proc/meminfo cannot be read.
     static func reservableCapacity() -> (cpuMilli: Int, memoryMiB: Int)? {
         HostMemory.reading().map { (ProcessInfo.processInfo.activeProcessorCount * 1000, Int($0.total >> 20) - 512) }
     }

@@ -3,7 +3,7 @@ import GRDB
 import HA
 import Hypervisor
 
-/// Restart in place (Protocol.md §11.1): what the restart supervisor (Agent/HA) asks of the VMs.
+/// Restart in place (Protocol.md §9.1): what the restart supervisor (Agent/HA) asks of the VMs.
 /// Each step claims or re-reads the VM under its `busy` mark, so an operator's start or stop,
 /// a migration or a fence that comes meanwhile either waits for it or withdraws the restart.
 extension VMManager {
@@ -36,7 +36,7 @@ extension VMManager {
             guard busy[id] == nil, processes[id] === process, restartsDue[id] == nil,
                   let vm = try await store.database.read({ db in try StoredVM.fetchOne(db, key: id) }) else { continue }
             // Its lease keeper killed it (the lease could not be renewed, or another host claimed
-            // it): it must not come back here without an operator (Protocol.md §11.2).
+            // it): it must not come back here without an operator (Protocol.md §9.2).
             if let fenced = fencedByLease(id) {
                 if vm.restartFailure == nil, vm.desiredState == "running" { try await giveUpRestart(id, reason: fenced) }
                 continue
@@ -61,7 +61,7 @@ extension VMManager {
     /// The supervisor will restart `id` after `wait` because of `reason` (shown by `vm list` meanwhile).
     func noteRestartDue(_ id: String, reason: String, after wait: Duration) { restartsDue[id] = (reason, ContinuousClock.now + wait) }
 
-    /// Journals a restart (Protocol.md §11.1) and claims the VM for it: the row moves to
+    /// Journals a restart (Protocol.md §9.1) and claims the VM for it: the row moves to
     /// `record.epoch` only if it still is at `record.previousEpoch`, wanted running, not held,
     /// not given up, and no other host is known to own it at that epoch or above. Returns false
     /// (nothing written, nothing claimed) when the VM moved on meanwhile.
@@ -103,7 +103,7 @@ extension VMManager {
         let spec = try vm.decodedSpec()
         if let dead = processes.removeValue(forKey: id) { await dead.qmp.close() }
         try await network?.attach(spec)
-        try await startLeaseKeeper(spec, epoch: epoch) // a new keeper at the new epoch (§11.2)
+        try await startLeaseKeeper(spec, epoch: epoch) // a new keeper at the new epoch (§9.2)
         do {
             processes[id] = try await launchControlled(spec, options: launchOptions(for: spec))
         } catch {
@@ -129,7 +129,7 @@ extension VMManager {
         }
     }
 
-    /// What `vm show` says about restarting the VM on another host (Protocol.md §11.2).
+    /// What `vm show` says about restarting the VM on another host (Protocol.md §9.2).
     static func restartElsewhere(_ spec: VMSpec, leases: Bool, restartDefault: VMSpec.RestartPolicy) -> String {
         do {
             let directory = try LeaseFiles.directory(for: spec)
@@ -141,7 +141,7 @@ extension VMManager {
                 return "no: its restart policy is not on-failure (`--restart on-failure` when defining it, or the mesh default `restart`)"
             }
             return "yes: this host holds its lease in \(directory) while it runs and kills it if the lease cannot be renewed; "
-                + "if this host dies or loses the storage, another host restarts it once the lease expired (Protocol.md §11.2)"
+                + "if this host dies or loses the storage, another host restarts it once the lease expired (Protocol.md §9.2)"
         } catch {
             return "no: \(error)"
         }

@@ -14,9 +14,9 @@ extension VMManager {
             guard let process = processes[vm.id], await process.exitIfEnded() == nil else {
                 throw ControlError.conflict("\(vm.name) is not running here: a storage move copies a running VM's disk; for a stopped VM, move the file and edit nothing (or define the VM again with the new path)")
             }
-            // The lease directory is beside the first disk (§11.2): a move would leave the keeper's file behind.
+            // The lease directory is beside the first disk (§9.2): a move would leave the keeper's file behind.
             if Self.leaseKeeperPid(vm.id, runtime: directory(for: vm.id).path) != nil {
-                throw ControlError.conflict("\(vm.name) runs under a lease on shared storage, and moving a leased VM's disk is not built (Protocol.md §11.2): stop it, move the file, and start it again")
+                throw ControlError.conflict("\(vm.name) runs under a lease on shared storage, and moving a leased VM's disk is not built (Protocol.md §9.2): stop it, move the file, and start it again")
             }
             // Read again under the mark: a hold may have come meanwhile.
             let current = try await find(vm.id)

@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import Hypervisor
 
-/// Restart elsewhere (Protocol.md §11.2, "Taker"): what the takeover supervisor (Agent/HA) asks
+/// Restart elsewhere (Protocol.md §9.2, "Taker"): what the takeover supervisor (Agent/HA) asks
 /// of this host's VMs once it holds the claim of a VM whose owner's lease expired.
 extension VMManager {
     /// Journals VM `spec` as this host's at `epoch` (taken over from `owner`), then starts it from

@@ -25,9 +25,9 @@ public actor VMManager: MigrationVMRegistry {
         case source = "migrating away"
         case destination = "arriving by migration"
         case starting, stopping
-        /// Its owner is restarting it in place after its QEMU died (Protocol.md §11.1).
+        /// Its owner is restarting it in place after its QEMU died (Protocol.md §9.1).
         case restarting = "being restarted after its QEMU died"
-        /// This host is starting it because its owner's lease expired (Protocol.md §11.2).
+        /// This host is starting it because its owner's lease expired (Protocol.md §9.2).
         case takingOver = "being taken over from a host whose lease on it expired"
         case recovering = "being recovered (the agent is finishing what its last run left under way)"
         /// One of its disks is moving to another file on this host (Protocol.md §6.8).
@@ -35,7 +35,7 @@ public actor VMManager: MigrationVMRegistry {
         /// A handover's outcome is unknown: kept in memory as well as by the VM's hold, so that a
         /// failed hold write cannot leave a copy that start or migrate could resume.
         case inDoubt = "in doubt: its handover's outcome is not known yet (`hostmesh vm resolve` shows the choices)"
-        /// Offered to another host to start there (`vm start --place auto`, Protocol.md §12.10).
+        /// Offered to another host to start there (`vm start --place auto`, Protocol.md §10.10).
         case handingOver = "being handed over to the host chosen to start it"
     }
 
@@ -65,7 +65,7 @@ public actor VMManager: MigrationVMRegistry {
     /// The mesh-wide check of a new VM's pool and reservations (installed by DRS).
     var resourceCheck: (@Sendable (VMSpec) async throws -> Void)?
 
-    /// Lease keepers for VMs on shared storage (Protocol.md §11.2); nil: leases are off.
+    /// Lease keepers for VMs on shared storage (Protocol.md §9.2); nil: leases are off.
     var leaseKeeping: LeaseKeeping?
 
     /// The lease keepers this agent started (its children, reaped once they exit), by VM id.
@@ -208,7 +208,7 @@ public actor VMManager: MigrationVMRegistry {
         try await setDesired(vm.id, "running")
         do {
             try await network?.attach(spec)
-            // On shared storage with leases on: the keeper holds the lease before QEMU starts (§11.2).
+            // On shared storage with leases on: the keeper holds the lease before QEMU starts (§9.2).
             try await startLeaseKeeper(spec, epoch: vm.epoch)
             processes[vm.id] = try await launchControlled(spec, options: launchOptions(for: spec))
             problems[vm.id] = nil
@@ -376,7 +376,7 @@ public actor VMManager: MigrationVMRegistry {
             busy[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
-        // A leased VM moves with its lease (§11.2 "Leases and handovers"): the destination's
+        // A leased VM moves with its lease (§9.2 "Leases and handovers"): the destination's
         // keeper holds its own lease from before its QEMU starts; this host's is released with
         // the copy (`endOutgoing`).
         do { return OutgoingVM(id: vm.id, name: vm.name, epoch: vm.epoch, spec: try vm.decodedSpec(), process: process) } catch {
@@ -473,7 +473,7 @@ public actor VMManager: MigrationVMRegistry {
             busy[spec.id] = nil
             throw ControlError.conflict("VM \(spec.name) (\(spec.id)) already exists on this host")
         }
-        // Admission of its reservations and limits (Protocol.md §12.9): refused before anything is made.
+        // Admission of its reservations and limits (Protocol.md §10.9): refused before anything is made.
         let refusal: String?
         do { refusal = try await reservationRefusal(spec) ?? controlRefusal(spec) } catch {
             busy[spec.id] = nil

@@ -1,13 +1,13 @@
 public import MeshTime
 
-/// A host's side of its own lease file for a VM on shared storage (Protocol.md §11.2): renew while
+/// A host's side of its own lease file for a VM on shared storage (Protocol.md §9.2): renew while
 /// a copy of the VM may run here, and kill the copy before the lease can have expired for anyone
 /// else.
 ///
 /// Invariant: if no renewal that started at `s` has completed, the core says `fence` by
 /// `s + fenceAfter` (on the owner's clock, at the first tick after it): the shell kills the copy
 /// within `killBound`. A taker claims only after `expiry` without seeing the lease change, and
-/// `LeaseSettings.isSafe` makes that later than the kill (the argument is in Protocol.md §11.2).
+/// `LeaseSettings.isSafe` makes that later than the kill (the argument is in Protocol.md §9.2).
 ///
 /// The shell ticks it every `tickInterval`; carries out `renew` as one write of the lease file
 /// (owner, epoch, `counter`) and reports `renewed(startedAt:)` with the time the write was

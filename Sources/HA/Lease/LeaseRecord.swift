@@ -1,4 +1,4 @@
-/// The content of a VM's lease file on shared storage (Protocol.md §11.2):
+/// The content of a VM's lease file on shared storage (Protocol.md §9.2):
 ///
 ///     hostmesh-lease 1
 ///     vm 5f0c…
@@ -27,7 +27,7 @@ public struct LeaseRecord: Sendable, Equatable {
     public var held: Bool
     /// A held lease of a migration's destination before the handover committed (`state
     /// incoming`): a copy may run here, so it must go stale before any takeover, but this host
-    /// is not the VM's owner, so it alone never makes the VM one to restart (Protocol.md §11.2).
+    /// is not the VM's owner, so it alone never makes the VM one to restart (Protocol.md §9.2).
     public var incoming: Bool
 
     /// A record.

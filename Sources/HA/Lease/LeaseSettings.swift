@@ -1,4 +1,4 @@
-/// The timings of VM leases on shared storage (Protocol.md §11.2), and the inequality that makes
+/// The timings of VM leases on shared storage (Protocol.md §9.2), and the inequality that makes
 /// a takeover safe: an owner that cannot renew has killed its copy before any other host may
 /// claim the VM.
 public struct LeaseSettings: Sendable, Equatable {

@@ -1,6 +1,6 @@
 public import MeshTime
 
-/// A surviving host's side of a VM's leases (Protocol.md §11.2): decide when the VM whose owner is
+/// A surviving host's side of a VM's leases (Protocol.md §9.2): decide when the VM whose owner is
 /// gone may be claimed, and by whom. A VM has one lease file per host that may run a copy of it
 /// (the owner, and during a handover its destination); a read gives them all. Exactly one host wins a claim: the claim is an exclusive
 /// create on the shared storage (`<vm>.claim.<epoch>`), never a belief.
@@ -21,7 +21,7 @@ public import MeshTime
 /// part of what must read the same, and once the leases and that claim have read the same for
 /// twice the expiry (the winner's own confirming wait is at most one expiry after its claim),
 /// the VM is claimed again above it. The abandoned winner, should it wake, is kept down by its
-/// keeper, which looks for claims above its epoch after acquiring (Protocol.md §11.2).
+/// keeper, which looks for claims above its epoch after acquiring (Protocol.md §9.2).
 public struct LeaseTakeoverCore: Sendable, Equatable {
     /// What the lease file held at a read.
     public struct Snapshot: Sendable, Equatable {

@@ -1,6 +1,6 @@
 public import MeshTime
 
-/// Restart in place (Protocol.md §11.1): the decisions of a VM's owner when the VM's QEMU dies
+/// Restart in place (Protocol.md §9.1): the decisions of a VM's owner when the VM's QEMU dies
 /// while it should run. A value type with no I/O and no clock: every event carries `now`.
 ///
 /// Invariant: a restart is journaled (new epoch, count, reason) before anything starts, so the

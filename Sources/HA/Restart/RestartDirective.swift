@@ -1,6 +1,6 @@
 public import MeshTime
 
-/// What the shell MUST do after handing an event to `RestartCore` (Protocol.md §11.1), in order.
+/// What the shell MUST do after handing an event to `RestartCore` (Protocol.md §9.1), in order.
 public enum RestartDirective: Sendable, Equatable {
     /// Write `record` to the VM's durable row (new epoch, restart count, reason) in one
     /// transaction, only if the row still is at `record.previousEpoch`, wanted running and not

@@ -1,4 +1,4 @@
-/// How often and how fast a VM's owner restarts it in place (Protocol.md §11.1).
+/// How often and how fast a VM's owner restarts it in place (Protocol.md §9.1).
 ///
 /// After the n-th restart within `window` (n counted from 0), the next one waits
 /// `firstBackoff * 2^n`, at most `maxBackoff`; once `limit` restarts happened within `window`,

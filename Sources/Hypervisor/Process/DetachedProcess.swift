@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// Helper processes that, like QEMU, must outlive the agent and must not disturb it: the lease
-/// keeper (Protocol.md §11.2) and the QEMU it starts. Spawned as QEMU is (`ChildProcess`: own
+/// keeper (Protocol.md §9.2) and the QEMU it starts. Spawned as QEMU is (`ChildProcess`: own
 /// session, default signal dispositions, no inherited descriptors beyond stdio, output to a
 /// file), never with Foundation's `Process`, which takes over this process's SIGCHLD handling
 /// and would reap QEMUs behind their supervisors' backs.

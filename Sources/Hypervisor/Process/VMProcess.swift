@@ -27,7 +27,7 @@ public actor VMProcess {
         /// Starts QEMU instead of this process (nil: spawned here, as this process's child).
         /// Given the executable, its arguments and the log file for its output, it returns the
         /// pid of the QEMU it made start. Used to make QEMU the child of a VM's lease keeper
-        /// (Protocol.md §11.2), so that QEMU never runs without it. A QEMU started so is not
+        /// (Protocol.md §9.2), so that QEMU never runs without it. A QEMU started so is not
         /// this process's child: its exit is seen through /proc, status unknown.
         public var spawner: (@Sendable (_ executable: String, _ arguments: [String], _ output: String) async throws -> Int32)?
 

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 
 /// CPU limits and shares of QEMU processes through the kernel's cgroup cpu controller
-/// (Protocol.md §12.9), v1 (`cpu.cfs_quota_us`, `cpu.shares`) or v2 (`cpu.max`, `cpu.weight`).
+/// (Protocol.md §10.9), v1 (`cpu.cfs_quota_us`, `cpu.shares`) or v2 (`cpu.max`, `cpu.weight`).
 /// The groups live under the agent's own cgroup, one directory per agent
 /// (`hostmesh-<host id>`), then one per pool (`pool-<name>`), then one per VM (`vm-<id>`): a
 /// pool's limit caps its VMs on this host together, a VM's caps it alone, shares weigh siblings.

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 
 /// Memory limits and reservations of QEMU processes through the kernel's cgroup memory
-/// controller (Protocol.md §12.11), v1 or v2. One group per VM, `vm-<id>`, under the agent's
+/// controller (Protocol.md §10.11), v1 or v2. One group per VM, `vm-<id>`, under the agent's
 /// own directory in the memory hierarchy (`hostmesh-<host id>-<tag>`, as for the cpu controller):
 ///
 /// - a limit l MiB caps the QEMU process at `min(l, RAM) + overheadMiB` (v1

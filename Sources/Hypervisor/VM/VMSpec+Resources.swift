@@ -1,5 +1,5 @@
 extension VMSpec {
-    /// A VM's resource settings (Protocol.md §12.9): its pool, its own CPU and memory
+    /// A VM's resource settings (Protocol.md §10.9): its pool, its own CPU and memory
     /// reservation, limit and shares, and its own DRS automation level and threshold. Travels with
     /// the VM when it migrates; nil (absent from the JSON) is no pool, nothing reserved, no limit,
     /// normal shares, the mesh's DRS settings.

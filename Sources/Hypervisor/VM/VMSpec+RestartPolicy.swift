@@ -1,5 +1,5 @@
 extension VMSpec {
-    /// What a VM's owner does when the VM's QEMU dies while it should run (Protocol.md §11.1).
+    /// What a VM's owner does when the VM's QEMU dies while it should run (Protocol.md §9.1).
     /// The raw values are what `restart = …` in the agent's TOML and `vm create --restart` take.
     public enum RestartPolicy: String, Codable, Sendable, CaseIterable {
         /// Leave it down (it shows as crashed until an operator starts it).

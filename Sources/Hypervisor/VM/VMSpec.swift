@@ -26,7 +26,7 @@ public struct VMSpec: Codable, Sendable, Equatable {
     /// QEMU CPU model. A named model (not `host`/`max`) so that the guest can migrate between
     /// hosts with different CPUs; `qemu64` migrates cleanly under TCG and KVM.
     public var cpuModel: String
-    /// What the owner does when the VM's QEMU dies unexpectedly (Protocol.md §11.1); nil takes the
+    /// What the owner does when the VM's QEMU dies unexpectedly (Protocol.md §9.1); nil takes the
     /// mesh default (the agent's `restart`). Travels with the VM when it migrates; absent from
     /// the JSON when nil, so specs stored before it existed decode unchanged.
     public var restart: RestartPolicy?
@@ -34,7 +34,7 @@ public struct VMSpec: Codable, Sendable, Equatable {
     /// another domain); each 1-63 characters of `a-z 0-9 . _ - : =`, not starting with `.` or `-`.
     /// nil (absent from the JSON) when the VM has none, so specs stored before it decode unchanged.
     public var labels: [String]?
-    /// Its pool, reservations, limits and shares, and DRS overrides (Protocol.md §12.9); nil:
+    /// Its pool, reservations, limits and shares, and DRS overrides (Protocol.md §10.9); nil:
     /// none. Travels with the VM; absent from the JSON when nil.
     public var resources: Resources?
 

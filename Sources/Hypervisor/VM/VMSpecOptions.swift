@@ -47,7 +47,7 @@ public struct VMSpecOptions: Codable, Sendable, Equatable {
     public var restart: VMSpec.RestartPolicy?
     /// Labels federation grants may name (`--label`, Protocol.md §2.9). Default none.
     public var labels: [String] = []
-    /// Its resources and DRS overrides (Protocol.md §12.9); nil (the default): no pool, nothing
+    /// Its resources and DRS overrides (Protocol.md §10.9); nil (the default): no pool, nothing
     /// reserved, no limit, normal shares, the mesh's DRS settings.
     public var resources: VMSpec.Resources?
 

@@ -19,7 +19,7 @@ public struct OwnershipPoint: Sendable, Hashable, CustomStringConvertible {
 public enum OwnershipEvidence: Sendable, Equatable {
     /// The previous owner's signed handover at a migration's commit: from (owner, e) to (to, e + 1).
     case handover(HandoverStatement)
-    /// A takeover under a lease (§11.2): `owner` created `<vm>.claim.<epoch>` in the VM's lease
+    /// A takeover under a lease (§9.2): `owner` created `<vm>.claim.<epoch>` in the VM's lease
     /// directory. Nobody signs it (the previous owner is dead); a verifier reads the claim file
     /// on the shared storage it ran the VM from.
     case leaseClaim(vm: String, owner: String, epoch: UInt64, leaseDirectory: String)

@@ -962,7 +962,7 @@ public nonisolated struct Hostmesh_V1_OwnershipRecord: Sendable {
 
   public var epoch: UInt64 = 0
 
-  /// Protocol.md §11.2: the directory on shared storage holding the VM's lease and spec files
+  /// Protocol.md §9.2: the directory on shared storage holding the VM's lease and spec files
   /// (set by an owner that runs the VM under a lease; empty otherwise)
   public var leaseDirectory: String = String()
 
@@ -971,7 +971,7 @@ public nonisolated struct Hostmesh_V1_OwnershipRecord: Sendable {
   public init() {}
 }
 
-/// DRS anti-entropy (Protocol.md §12.2-12.3), sent by every agent to every known agent each sync
+/// DRS anti-entropy (Protocol.md §10.2-12.3), sent by every agent to every known agent each sync
 /// interval: every replicated record it holds (tombstones included) and its own VMs' loads.
 public nonisolated struct Hostmesh_V1_DrsUpdate: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1074,7 +1074,7 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
     set {body = .scheduleRuns(newValue)}
   }
 
-  /// key "pool/<name>" (Protocol.md §12.9)
+  /// key "pool/<name>" (Protocol.md §10.9)
   public var pool: Hostmesh_V1_DrsPool {
     get {
       if case .pool(let v)? = body {return v}
@@ -1093,7 +1093,7 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
     case healthPolicy(Hostmesh_V1_DrsHealthPolicy)
     case schedule(Hostmesh_V1_DrsSchedule)
     case scheduleRuns(Hostmesh_V1_DrsScheduleRuns)
-    /// key "pool/<name>" (Protocol.md §12.9)
+    /// key "pool/<name>" (Protocol.md §10.9)
     case pool(Hostmesh_V1_DrsPool)
 
   }
@@ -1101,7 +1101,7 @@ public nonisolated struct Hostmesh_V1_DrsRecord: Sendable {
   public init() {}
 }
 
-/// A resource pool (Protocol.md §12.9): what its VMs together are guaranteed, at most get, and
+/// A resource pool (Protocol.md §10.9): what its VMs together are guaranteed, at most get, and
 /// their weight against other pools under contention.
 public nonisolated struct Hostmesh_V1_DrsPool: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1216,7 +1216,7 @@ public nonisolated struct Hostmesh_V1_DrsMaintenance: Sendable {
   public init() {}
 }
 
-/// A host's health as an operator set it (`hostmesh host health set`, Protocol.md §13.1): the
+/// A host's health as an operator set it (`hostmesh host health set`, Protocol.md §11.1): the
 /// host reports the worse of this and what it measures. "healthy" withdraws the operator's mark.
 public nonisolated struct Hostmesh_V1_DrsHealthMark: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1235,7 +1235,7 @@ public nonisolated struct Hostmesh_V1_DrsHealthMark: Sendable {
   public init() {}
 }
 
-/// What the mesh does with an unhealthy host's VMs (Protocol.md §13.3).
+/// What the mesh does with an unhealthy host's VMs (Protocol.md §11.3).
 public nonisolated struct Hostmesh_V1_DrsHealthPolicy: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1249,7 +1249,7 @@ public nonisolated struct Hostmesh_V1_DrsHealthPolicy: Sendable {
   public init() {}
 }
 
-/// A scheduled operation (Protocol.md §14.1); deleted by a tombstone (`schedule remove`).
+/// A scheduled operation (Protocol.md §12.1); deleted by a tombstone (`schedule remove`).
 public nonisolated struct Hostmesh_V1_DrsSchedule: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1316,7 +1316,7 @@ public nonisolated struct Hostmesh_V1_DrsScheduledMigration: Sendable {
   public init() {}
 }
 
-/// What became of a schedule's occurrences (Protocol.md §14.3), written by their executors.
+/// What became of a schedule's occurrences (Protocol.md §12.3), written by their executors.
 public nonisolated struct Hostmesh_V1_DrsScheduleRuns: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1372,7 +1372,7 @@ public nonisolated struct Hostmesh_V1_DrsHostLoad: Sendable {
   /// the sending agent's instance (its membership instance id)
   public var instanceID: Data = Data()
 
-  /// the sender's wall clock when it measured (clock skew, Protocol.md §13.1)
+  /// the sender's wall clock when it measured (clock skew, Protocol.md §11.1)
   public var sentUnixMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1401,7 +1401,7 @@ public nonisolated struct Hostmesh_V1_DrsVmLoad: Sendable {
   /// migrating or otherwise in an operation: nothing moves it
   public var busy: Bool = false
 
-  /// its resource pool; empty: none (Protocol.md §12.9)
+  /// its resource pool; empty: none (Protocol.md §10.9)
   public var pool: String = String()
 
   /// the VM's own reservation, limit, shares (CPU)
@@ -1451,7 +1451,7 @@ public nonisolated struct Hostmesh_V1_VmPlaceRequest: Sendable {
   /// the control API's vm.create parameters, JSON (Protocol.md §7)
   public var create: Data = Data()
 
-  /// a defined VM handed over to start here (Protocol.md §12.10): the epoch its row takes here; 0: a new VM
+  /// a defined VM handed over to start here (Protocol.md §10.10): the epoch its row takes here; 0: a new VM
   public var epoch: UInt64 = 0
 
   /// with epoch: the VM's owner until now

@@ -612,7 +612,7 @@ public nonisolated struct Hostmesh_V1_GossipMemberMetadata: @unchecked Sendable 
     set {_uniqueStorage()._signature = newValue}
   }
 
-  /// why the host is not healthy (Protocol.md §13.1), worst first; empty when healthy
+  /// why the host is not healthy (Protocol.md §11.1), worst first; empty when healthy
   public var healthReasons: [String] {
     get {_storage._healthReasons}
     set {_uniqueStorage()._healthReasons = newValue}

@@ -235,7 +235,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
         guard let process else { return .resumeFailed("no QEMU for the guest here") }
         do {
             // Under a lease, this host's becomes `held` before the guest runs here, and so before
-            // the source hears of the commit and releases its own (Protocol.md §11.2, "Leases and
+            // the source hears of the commit and releases its own (Protocol.md §9.2, "Leases and
             // handovers"): there is always a held lease of a host that may run the VM.
             try await context.vms.promoteIncoming(vmID, epoch: epoch)
             if let spec {

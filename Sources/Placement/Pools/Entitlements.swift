@@ -1,4 +1,4 @@
-/// What each VM is entitled to (Protocol.md §12.9): its demand, raised to its reservation,
+/// What each VM is entitled to (Protocol.md §10.9): its demand, raised to its reservation,
 /// capped by its limit, and, where its pool's limit is smaller than what the pool's VMs are
 /// entitled to together, the pool's limit divided among them by shares (each keeps at least its
 /// reservation). Balancing weighs hosts by the entitlements of their VMs, as vSphere DRS does.

@@ -1,4 +1,4 @@
-/// Admission control of reservations and pools against the mesh (Protocol.md §12.9): what is
+/// Admission control of reservations and pools against the mesh (Protocol.md §10.9): what is
 /// refused when a pool is written or a VM is defined, with the reason. Where a VM may run (its
 /// reservation fits a host's unreserved capacity) is checked by placement itself. Pure.
 public enum ResourceAdmission {

@@ -1,5 +1,5 @@
 /// Reservation, limit and shares of one resource (vSphere's resource allocation settings), in
-/// the resource's unit: CPU in thousandths of a core, memory in MiB (Protocol.md §12.9).
+/// the resource's unit: CPU in thousandths of a core, memory in MiB (Protocol.md §10.9).
 public struct ResourceAllocation: Codable, Sendable, Hashable {
     /// Guaranteed: admission-controlled, so a host never holds more reservations than capacity.
     public var reservation: Int
@@ -42,7 +42,7 @@ public struct ResourceAllocation: Codable, Sendable, Hashable {
     }
 
     /// `demand` bounded by the reservation below and the limit above (a VM's entitlement before
-    /// its pool's limit, Protocol.md §12.9).
+    /// its pool's limit, Protocol.md §10.9).
     public func bound(_ demand: Int) -> Int {
         let floor = max(demand, reservation)
         return limit.map { min(floor, $0) } ?? floor

@@ -1,5 +1,5 @@
 /// A resource pool (vSphere's resource pool, flat: no nesting): a named group of VMs across the
-/// mesh with CPU and memory reservations, limits and shares (Protocol.md §12.9). Replicated to
+/// mesh with CPU and memory reservations, limits and shares (Protocol.md §10.9). Replicated to
 /// every agent as a record `pool/<name>`.
 public struct ResourcePool: Codable, Sendable, Hashable {
     public var name: String
