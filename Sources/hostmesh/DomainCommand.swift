@@ -14,11 +14,16 @@ struct DomainCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a domain key (domain.key, mode 0600) and its trust anchor domain.pub.")
         @Argument(help: "Domain name.") var name: String
         @Option(help: "Where to keep the domain key (keep it off the hosts if you can).") var domainDir: String
+        @Flag(help: "Print JSON instead of text (Deploy/OPERATING.md, \"The command line as JSON\", lists each command's shape).") var json = false
 
         func run() throws {
             try FileManager.default.createDirectory(atPath: domainDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let domain = try DomainAuthority(name: name)
             try domain.save(inDirectory: domainDir)
+            if json {
+                print(try JSONOutput.pretty(DomainFiles(domain: name, key: domain.signingKey.publicKey.fingerprint, path: domainDir + "/domain.pub")))
+                return
+            }
             print("created domain \(name), key \(domain.signingKey.publicKey.fingerprint)")
             print("  trust anchor  \(domainDir)/domain.pub — install on every host: hostmesh keys trust \(domainDir)/domain.pub")
         }
@@ -30,6 +35,7 @@ struct DomainCommand: AsyncParsableCommand {
         @Option(help: "The host's host.pub.") var hostPub: String
         @Option(help: "Days of validity (hosts renew online at half of it from an issuer: see `domain delegate`).") var validDays = 7
         @Option(help: "Where to write the certificate (default: host.cert next to host.pub).") var out: String?
+        @Flag(help: "Print JSON instead of text (Deploy/OPERATING.md, \"The command line as JSON\", lists each command's shape).") var json = false
 
         func run() throws {
             let domain = try DomainAuthority.load(fromDirectory: domainDir)
@@ -39,6 +45,10 @@ struct DomainCommand: AsyncParsableCommand {
             let cert = try domain.certify(host, directory: domainDir, notBefore: now - 300, notAfter: now + Int64(validDays) * 86_400)
             let path = out ?? (hostPub as NSString).deletingLastPathComponent + "/host.cert"
             try cert.save(path)
+            if json {
+                print(try JSONOutput.pretty(DomainFiles(domain: domain.name, host: host.hostID, serial: cert.serial, notAfter: cert.body.notAfter, path: path)))
+                return
+            }
             print("certified \(host.hostID) in domain \(domain.name): serial \(cert.serial), valid \(validDays) days -> \(path)")
         }
     }
@@ -57,6 +67,7 @@ struct DomainCommand: AsyncParsableCommand {
         @Option(help: "Days the delegation lasts.") var validDays = 90
         @Option(help: "Longest host certificate it may issue, in days.") var maxCertificateDays = 30
         @Option(help: "Where to write it (default: issuer.cert next to host.pub).") var out: String?
+        @Flag(help: "Print JSON instead of text (Deploy/OPERATING.md, \"The command line as JSON\", lists each command's shape).") var json = false
 
         func run() throws {
             guard validDays > 0, maxCertificateDays > 0 else { throw ValidationError("--valid-days and --max-certificate-days must be positive") }
@@ -67,6 +78,10 @@ struct DomainCommand: AsyncParsableCommand {
                                          notAfter: now + Int64(validDays) * 86_400, maxLifetime: Int64(maxCertificateDays) * 86_400)
             let path = out ?? (hostPub as NSString).deletingLastPathComponent + "/issuer.cert"
             try issuer.save(path)
+            if json {
+                print(try JSONOutput.pretty(DomainFiles(domain: domain.name, host: host.hostID, serial: issuer.serial, notAfter: issuer.body.notAfter, path: path)))
+                return
+            }
             print("delegated issuing for domain \(domain.name) to \(host.hostID): serial \(issuer.serial), valid \(validDays) days, certificates up to \(maxCertificateDays) days -> \(path)")
         }
     }
@@ -169,4 +184,15 @@ struct DomainCommand: AsyncParsableCommand {
             })
         }
     }
+}
+
+/// What `domain init`, `domain certify` and `domain delegate` print with `--json`: the domain, the
+/// host and serial of a certificate, its end (Unix seconds), and the file written.
+struct DomainFiles: Encodable {
+    var domain: String
+    var key: String?
+    var host: String?
+    var serial: UInt64?
+    var notAfter: Int64?
+    var path: String
 }
