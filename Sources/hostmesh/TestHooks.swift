@@ -53,6 +53,9 @@ struct TestHooks: MigrationObserver {
             // The test creates the file, or kills this process; a cancelled wait goes on polling.
             try? await Task.sleep(for: .milliseconds(20))
         }
+        // Gone once this pause is over, so a test can wait until the agent really went on (and
+        // never mistakes this pause for a later one).
+        try? FileManager.default.removeItem(atPath: stateDirectory + "/test-paused-at") // absent already: nothing to say
     }
 
     func cutsChannel(at point: MigrationPoint) -> Bool { cutAt != nil && "\(point)" == self.point(cutAt, file: "test-cut-at") }

@@ -50,7 +50,14 @@ extension DRSEndToEndTests {
 
         // b, the VM's owner at that moment, runs the migration while its creator is dead; d, which
         // holds the VM after its time, does not run it again.
-        try await Self.waitUntil(60, "s1 on d", log: Self.drsLog([b, d])) { try await Self.placement([b, d])["s1"] == "node-d" }
+        do {
+            try await Self.waitUntil(60, "s1 on d", log: Self.scheduleLog([b, d])) { try await Self.placement([b, d])["s1"] == "node-d" }
+        } catch {
+            // What the executor recorded says why (a refusal, a failed migration, a skip).
+            let history = try? await b.control.call("schedule.history", OperationsTypes.History(id: migrate.id), as: [OperationsTypes.OccurrenceRow].self)
+            Issue.record("b's record of the occurrence: \(String(describing: history))")
+            throw error
+        }
         try await Self.waitUntil(15, "the outcome replicated to d") {
             try await d.control.call("schedule.history", OperationsTypes.History(id: migrate.id), as: [OperationsTypes.OccurrenceRow].self).count == 1
         }
@@ -80,5 +87,14 @@ extension DRSEndToEndTests {
         try await Self.waitUntil(15, "the removal replicated") {
             try await b.control.call("schedule.list", Empty(), as: [OperationsTypes.ScheduleRow].self).map(\.id) == [migrate.id]
         }
+    }
+
+    /// The schedule, migration and DRS lines of the agents' logs, for failure messages.
+    static func scheduleLog(_ agents: [AgentProcess]) -> Substring {
+        Substring(agents.map { agent in
+            agent.log.split(separator: "\n").filter { line in ["schedule", "migrat", "DRS", "error"].contains { line.contains($0) } }
+                .filter { !$0.contains("update not delivered") && !$0.contains("push-pull failed") }
+                .suffix(40).joined(separator: "\n")
+        }.joined(separator: "\n"))
     }
 }
