@@ -80,6 +80,8 @@ struct ConvergenceLadderTests {
         var ladder = ConvergenceLadder(policy: policy)
         // 512 MiB: 10 s + 0.5 × 20 s = 20 s.
         #expect(policy.budgetMs(ramBytes: 512 << 20) == 20_000)
+        // No gain since the start: the budget is all it gets.
+        #expect(ladder.observe(migrationSample(totalMs: 0, remaining: 40 << 20)).isEmpty)
         #expect(ladder.observe(migrationSample(totalMs: 19_999, remaining: 40 << 20)).isEmpty)
         let directives = ladder.observe(migrationSample(totalMs: 20_001, remaining: 40 << 20))
         guard case let .cancel(reason)? = directives.first, directives.count == 1 else {
@@ -89,6 +91,35 @@ struct ConvergenceLadderTests {
         #expect(reason.contains("20000 ms"))
         #expect(ladder.rung == .aborted)
         #expect(ladder.observe(migrationSample(totalMs: 30_000, remaining: 40 << 20)).isEmpty)
+    }
+
+    @Test func pastTheBudgetAMigrationThatStillGainsGoesOnUpToTheHardLimit() {
+        var ladder = ConvergenceLadder(policy: policy)
+        // 512 MiB: budget 20 s, grace 5 s, hard limit 60 s. A slow first pass: 2% less every 500 ms.
+        var remaining: Int64 = 500 << 20
+        var cancelledAt: Int64?
+        for ms in stride(from: Int64(0), through: 70_000, by: 500) where cancelledAt == nil {
+            remaining = remaining * 98 / 100
+            if case .cancel(let reason)? = ladder.observe(migrationSample(totalMs: ms, remaining: remaining, iteration: 1)).first {
+                cancelledAt = ms
+                #expect(reason.contains("hard limit of 60000 ms"), "\(reason)")
+            }
+        }
+        #expect(cancelledAt == 60_500)
+    }
+
+    @Test func pastTheBudgetAMigrationThatStoppedGainingIsCancelledOnceTheGraceIsOver() {
+        var ladder = ConvergenceLadder(policy: policy)
+        // Gains until 18 s, then hovers: cancelled at the first sample past 18 + 5 s.
+        var cancelledAt: Int64?
+        for ms in stride(from: Int64(0), through: 40_000, by: 500) where cancelledAt == nil {
+            let remaining: Int64 = (400 << 20) - min(ms, 18_000) * 10_000
+            if case .cancel(let reason)? = ladder.observe(migrationSample(totalMs: ms, remaining: remaining, iteration: 1)).first {
+                cancelledAt = ms
+                #expect(reason.contains("without gaining in the last 5000 ms"), "\(reason)")
+            }
+        }
+        #expect(cancelledAt.map { $0 > 20_000 && $0 <= 23_500 } == true, "\(String(describing: cancelledAt))")
     }
 
     @Test func aStallWithoutNewLowsAlsoClimbs() {

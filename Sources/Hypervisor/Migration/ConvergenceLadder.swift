@@ -4,8 +4,11 @@
 /// The rungs, in order: raise the downtime limit step by step; throttle the guest
 /// (auto-converge); switch to post-copy if allowed. Independently, once the completion budget
 /// (`budgetBase + budgetPerGiB × RAM GiB`) is spent in pre-copy, cancel: the guest keeps
-/// running on the source. Once in post-copy nothing is cancelled (the guest already runs on the
-/// destination; cancelling would lose it).
+/// running on the source, unless the bytes left reached a new low (5% below the best seen in
+/// this migration) within the last `progressGraceMs`: a migration that still gains is not cut off
+/// because a loaded host runs it slowly, up to `hardBudgetFactor` times the budget. Once in
+/// post-copy nothing is cancelled (the guest already runs on the destination; cancelling would
+/// lose it).
 ///
 /// A sample is "not converging" when the dirty rate reaches the throughput (the link cannot
 /// outrun the guest), or when the bytes left have not reached a new low (5% below the best seen
@@ -25,6 +28,11 @@ public struct ConvergenceLadder: Sendable, Equatable {
         public var budgetBaseMs: Int64 = 10_000
         /// Completion budget per GiB of guest RAM, ms.
         public var budgetPerGiBMs: Int64 = 30_000
+        /// Past the budget, the migration goes on while the bytes left made a new low within
+        /// this long, ms.
+        public var progressGraceMs: Int64 = 5_000
+        /// Never past this many times the budget, progress or not.
+        public var hardBudgetFactor: Int64 = 3
 
         /// The defaults described on each property.
         public init() {}
@@ -79,6 +87,9 @@ public struct ConvergenceLadder: Sendable, Equatable {
     public private(set) var history: [Rung] = []
     private var stalledSamples = 0
     private var bestRemaining: Int64?
+    /// The fewest bytes left in this whole migration (not reset by a climb), and when.
+    private var lowestRemaining: Int64?
+    private var lowestAtMs: Int64 = 0
 
     /// A ladder at the bottom rung.
     public init(policy: Policy = Policy()) {
@@ -92,10 +103,16 @@ public struct ConvergenceLadder: Sendable, Equatable {
         }
         guard sample.phase == .active, rung != .postcopy, rung != .aborted else { return [] }
 
+        if lowestRemaining.map({ Double(sample.remainingBytes) < Double($0) * 0.95 }) ?? true {
+            (lowestRemaining, lowestAtMs) = (sample.remainingBytes, sample.totalTimeMs)
+        }
         let budget = policy.budgetMs(ramBytes: sample.ramTotalBytes)
-        if sample.totalTimeMs > budget {
+        let gaining = sample.totalTimeMs - lowestAtMs <= policy.progressGraceMs
+        if sample.totalTimeMs > budget, !gaining || sample.totalTimeMs > budget * policy.hardBudgetFactor {
             climb(to: .aborted)
-            return [.cancel(reason: "migration did not complete within its budget of \(budget) ms "
+            let why = gaining ? "its hard limit of \(budget * policy.hardBudgetFactor) ms"
+                : "its budget of \(budget) ms, without gaining in the last \(policy.progressGraceMs) ms"
+            return [.cancel(reason: "migration did not complete within \(why) "
                 + "(\(sample.ramTotalBytes >> 20) MiB RAM, dirty rate \(Int(sample.dirtyBytesPerSecond / 1e6)) MB/s, "
                 + "throughput \(Int(sample.throughputBytesPerSecond / 1e6)) MB/s)")]
         }
