@@ -52,6 +52,21 @@ struct ConvergenceLadderTests {
         #expect(directives.isEmpty)
     }
 
+    @Test func withNoRemedyLeftAGuestThatOutrunsTheLinkIsCancelledAtOnce() {
+        var bare = policy
+        bare.allowThrottle = false
+        var ladder = ConvergenceLadder(policy: bare)
+        #expect(feedOutrun(&ladder, count: 3, from: 0) == [.setDowntimeLimit(ms: 500)])
+        #expect(feedOutrun(&ladder, count: 3, from: 300) == [.setDowntimeLimit(ms: 1000)])
+        let directives = feedOutrun(&ladder, count: 3, from: 600)
+        guard case .cancel(let reason)? = directives.first, directives.count == 1 else {
+            Issue.record("expected a cancel, got \(directives)")
+            return
+        }
+        #expect(reason.contains("327 MB/s") && reason.contains("250 MB/s"), "\(reason)")
+        #expect(ladder.rung == .aborted && ladder.abortCause == .outrun)
+    }
+
     @Test func climbsDowntimeThenThrottleThenStops() {
         var ladder = ConvergenceLadder(policy: policy)
         #expect(feedOutrun(&ladder, count: 2, from: 0).isEmpty)

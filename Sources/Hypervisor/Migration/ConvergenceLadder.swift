@@ -10,6 +10,10 @@
 /// post-copy nothing is cancelled (the guest already runs on the destination; cancelling would
 /// lose it).
 ///
+/// At the top of the ladder with no remedy engaged (neither throttling nor post-copy allowed),
+/// a guest that still dirties at least as fast as the link sends for `stallPolls` samples cannot
+/// converge: cancel at once, with the figures, rather than wait for the budget.
+///
 /// A sample is "not converging" when the dirty rate reaches the throughput (the link cannot
 /// outrun the guest), or when the bytes left have not reached a new low (5% below the best seen
 /// on this rung). `stallPolls` such samples in a row climb one rung.
@@ -53,7 +57,8 @@ public struct ConvergenceLadder: Sendable, Equatable {
         case throttled
         /// Post-copy started.
         case postcopy
-        /// Cancelled: the completion budget was spent.
+        /// Cancelled: the completion budget was spent, or the guest outruns the link with no
+        /// remedy left (`ConvergenceLadder.abortCause` says which).
         case aborted
 
         public var description: String {
@@ -65,6 +70,16 @@ public struct ConvergenceLadder: Sendable, Equatable {
             case .aborted: return "aborted"
             }
         }
+    }
+
+    /// Why the ladder cancelled.
+    public enum AbortCause: Sendable, Equatable, Codable {
+        /// The budget was spent and the bytes left stopped falling.
+        case budget
+        /// The hard limit (`hardBudgetFactor` times the budget) was reached.
+        case hardLimit
+        /// The guest dirties at least as fast as the link sends and no rung is left to slow it.
+        case outrun
     }
 
     /// What the shell must do.
@@ -85,7 +100,10 @@ public struct ConvergenceLadder: Sendable, Equatable {
     public private(set) var rung: Rung = .precopy
     /// Every rung climbed so far, in order (for the migration's history).
     public private(set) var history: [Rung] = []
+    /// Why the ladder cancelled, once it has.
+    public private(set) var abortCause: AbortCause?
     private var stalledSamples = 0
+    private var outrunSamples = 0
     private var bestRemaining: Int64?
     /// The fewest bytes left in this whole migration (not reset by a climb), and when.
     private var lowestRemaining: Int64?
@@ -110,6 +128,7 @@ public struct ConvergenceLadder: Sendable, Equatable {
         let gaining = sample.totalTimeMs - lowestAtMs <= policy.progressGraceMs
         if sample.totalTimeMs > budget, !gaining || sample.totalTimeMs > budget * policy.hardBudgetFactor {
             climb(to: .aborted)
+            abortCause = gaining ? .hardLimit : .budget
             let why = gaining ? "its hard limit of \(budget * policy.hardBudgetFactor) ms"
                 : "its budget of \(budget) ms, without gaining in the last \(policy.progressGraceMs) ms"
             return [.cancel(reason: "migration did not complete within \(why) "
@@ -118,6 +137,7 @@ public struct ConvergenceLadder: Sendable, Equatable {
         }
 
         let outrun = sample.dirtyBytesPerSecond > 0 && sample.dirtyBytesPerSecond >= sample.throughputBytesPerSecond
+        outrunSamples = outrun && sample.iteration >= 2 ? outrunSamples + 1 : 0
         let newLow = bestRemaining.map { Double(sample.remainingBytes) < Double($0) * 0.95 } ?? true
         if newLow { bestRemaining = sample.remainingBytes }
         // The first pass always makes progress; judge from the second iteration on.
@@ -129,10 +149,10 @@ public struct ConvergenceLadder: Sendable, Equatable {
         guard stalledSamples >= policy.stallPolls else { return [] }
         stalledSamples = 0
         bestRemaining = nil
-        return nextRung()
+        return nextRung(sample)
     }
 
-    private mutating func nextRung() -> [Directive] {
+    private mutating func nextRung(_ sample: MigrationProgress) -> [Directive] {
         let steps = policy.downtimeStepsMs
         var nextStep: Int64?
         switch rung {
@@ -152,7 +172,14 @@ public struct ConvergenceLadder: Sendable, Equatable {
             climb(to: .postcopy)
             return [.startPostcopy]
         }
-        // Top of the ladder: only the budget is left.
+        // Top of the ladder. Throttling or post-copy may still win (the budget decides); with
+        // neither, a guest that outruns the link never will.
+        if rung != .throttled, outrunSamples >= policy.stallPolls {
+            climb(to: .aborted)
+            abortCause = .outrun
+            return [.cancel(reason: "the guest dirties \(Int(sample.dirtyBytesPerSecond / 1e6)) MB/s and the link sends "
+                + "\(Int(sample.throughputBytesPerSecond / 1e6)) MB/s: pre-copy cannot converge without throttling or post-copy")]
+        }
         return []
     }
 

@@ -150,7 +150,12 @@ public struct OutgoingMigration: Sendable {
         let moved = sample.throughputBytesPerSecond / 1e6, dirtied = sample.dirtyBytesPerSecond / 1e6
         let verdict = dirtied >= moved ? "faster than" : "too close to the rate"
         func mb(_ value: Double) -> String { "\((value * 10).rounded() / 10)" }
-        return "did not converge within \(budget) ms and stopped gaining (rungs tried: \(rungs)): the link moved \(mb(moved)) MB/s and the guest dirtied "
+        let why = switch ladder.abortCause {
+        case .outrun?: "cannot converge without throttling (auto-converge) or post-copy, both off"
+        case .hardLimit?: "did not converge within \(budget * policy.hardBudgetFactor) ms, \(policy.hardBudgetFactor)x its budget"
+        case .budget?, nil: "did not converge within \(budget) ms and stopped gaining"
+        }
+        return "\(why) (rungs tried: \(rungs)): the link moved \(mb(moved)) MB/s and the guest dirtied "
             + "\(mb(dirtied)) MB/s, \(verdict) it could be sent, with \(mb(Double(sample.remainingBytes) / 1e6)) MB still to send"
     }
 }
