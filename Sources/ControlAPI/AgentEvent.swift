@@ -45,6 +45,7 @@ public struct AgentEvent: Codable, Sendable, Equatable {
             parts.append(String(format: "percent=%.1f", progress.percent))
             parts.append(String(format: "mb_per_second=%.1f", progress.mbPerSecond))
             parts.append("round=\(progress.iteration)")
+            if let rtt = progress.rttMs { parts.append(String(format: "rtt_ms=%.1f", rtt)) }
         }
         return parts.joined(separator: " ")
     }

@@ -30,10 +30,14 @@ public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
     /// For a VM with local disks: "background", or "write-blocking" once a disk's mirror did
     /// not converge and switched (§6.7); else nil.
     public var diskMode: String?
+    /// Round trip to the destination, ms, from the kernel's measure on the migration stream's
+    /// connection; nil before the stream is up (and in the disk mirror's phase).
+    public var rttMs: Double?
 
     /// The fields as named.
     public init(phase: String, percent: Double, mbPerSecond: Double, dirtyMBPerSecond: Double, iteration: Int, rung: String,
-                queuePosition: Int? = nil, diskCopiedBytes: Int64? = nil, diskTotalBytes: Int64? = nil, diskMode: String? = nil) {
+                queuePosition: Int? = nil, diskCopiedBytes: Int64? = nil, diskTotalBytes: Int64? = nil, diskMode: String? = nil,
+                rttMs: Double? = nil) {
         self.phase = phase
         self.percent = percent
         self.mbPerSecond = mbPerSecond
@@ -44,6 +48,7 @@ public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
         self.diskCopiedBytes = diskCopiedBytes
         self.diskTotalBytes = diskTotalBytes
         self.diskMode = diskMode
+        self.rttMs = rttMs
     }
 
     /// "disks 12.0/32.0 MB" (with the mode once known) for a VM with local disks, else nil.

@@ -21,6 +21,9 @@ public final class OutgoingStreamTunnel: Sendable {
     public var streamsOpened: Int { counters.streams.withLockedValue { $0 } }
     /// Failures while opening streams, as text.
     public var failures: [String] { counters.failures.withLockedValue { $0 } }
+    /// The round trip to the destination, ms, as the kernel measured it on the latest stream's
+    /// connection once its handshake was done; nil before that or where it cannot be read.
+    public var roundTripMs: Double? { counters.roundTripMicroseconds.withLockedValue { $0 }.map { Double($0) / 1000 } }
 
     private init(socketPath: String, server: any Channel, counters: StreamCounters) {
         self.socketPath = socketPath
@@ -63,7 +66,9 @@ public final class OutgoingStreamTunnel: Sendable {
                             secure.writeAndFlush(frame, promise: nil)
                             secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.streamWaterMark).whenComplete { _ in }
                             // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
-                            StreamBuffers.size(secure, sending: true).whenComplete { _ in }
+                            StreamBuffers.size(secure, sending: true).whenSuccess { rtt in
+                                if rtt > 0 { counters.roundTripMicroseconds.withLockedValue { $0 = rtt } }
+                            }
                             let (toPeer, toQEMU) = GlueHandler.matchedPair()
                             try secure.pipeline.syncOperations.addHandler(toPeer)
                             try qemu.pipeline.syncOperations.addHandler(toQEMU)
@@ -93,6 +98,7 @@ public final class OutgoingStreamTunnel: Sendable {
 private final class StreamCounters: Sendable {
     let streams = NIOLockedValueBox(0)
     let failures = NIOLockedValueBox<[String]>([])
+    let roundTripMicroseconds = NIOLockedValueBox<UInt32?>(nil)
 
     func nextIndex() -> Int {
         streams.withLockedValue { n in defer { n += 1 }; return n }

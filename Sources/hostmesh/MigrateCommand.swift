@@ -86,6 +86,7 @@ struct MigrateCommand: AsyncParsableCommand {
             default:
                 text = String(format: "%-10@ %5.1f%%  %7.1f MB/s  dirty %6.1f MB/s  round %d  %@", p.phase as NSString, p.percent,
                               p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString) + (p.diskSummary.map { "  " + $0 } ?? "")
+                    + (p.rttMs.map { String(format: "  rtt %.1f ms", $0) } ?? "")
             }
             if interactive {
                 FileHandle.standardOutput.write(Data(("\r" + text).utf8))

@@ -307,7 +307,8 @@ actor SourceRun: SourceMigrationEnvironment {
                     }
                     await progress(.init(phase: sample.phase == .postcopy ? "postcopy" : "transfer", percent: sample.percent,
                                          mbPerSecond: sample.throughputBytesPerSecond / 1e6, dirtyMBPerSecond: sample.dirtyBytesPerSecond / 1e6,
-                                         iteration: sample.iteration, rung: "\(rung)", diskCopiedBytes: diskTotal, diskTotalBytes: diskTotal, diskMode: diskMode))
+                                         iteration: sample.iteration, rung: "\(rung)", diskCopiedBytes: diskTotal, diskTotalBytes: diskTotal, diskMode: diskMode,
+                                         rttMs: tunnel.roundTripMs))
                 })
             } catch {
                 outcome = .failure(error)
