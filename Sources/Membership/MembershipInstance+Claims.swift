@@ -62,17 +62,24 @@ extension MembershipInstance {
 
     /// After a datagram whose claims named a signer with no certificate held: pull state from
     /// the datagram's sender (it applied those claims, so it holds the certificates), at most
-    /// once per probe interval (Protocol.md §4.16, "unknown signers").
-    mutating func pullCertificatesIfWanted(from sender: MemberID) {
+    /// once per probe interval (Protocol.md §4.16, "unknown signers"). A sender not known here
+    /// yet (a member that joined through a seed that then died, whose own claims cannot be
+    /// verified before its certificate arrives) is pulled from at the datagram's `source`.
+    mutating func pullCertificatesIfWanted(from sender: MemberID, source: PeerAddress) {
         defer { certificateWanted = false }
-        guard certificateWanted, lifecycle == .running, now >= nextCertificatePull,
-            let state = table[sender], state.status.isLive
-        else { return }
+        guard certificateWanted, lifecycle == .running, now >= nextCertificatePull, sender != localID else { return }
+        let address: PeerAddress
+        if let state = table[sender] {
+            guard state.status.isLive else { return }
+            address = state.address
+        } else {
+            address = source
+        }
         nextCertificatePull = now + nanos.probeInterval
         output.append(
             .pushPull(
                 PushPullRequest(
-                    address: state.address, member: sender, purpose: .antiEntropy, state: localState(isJoin: false))))
+                    address: address, member: sender, purpose: .antiEntropy, state: localState(isJoin: false))))
     }
 
     /// The signature a push-pull record of `state` carries (see `MemberState.signature`).

@@ -47,7 +47,10 @@ extension MembershipInstance {
             staleAccusation = staleAccusation || isStaleAccusation(update)
             apply(update)
         }
-        pullCertificatesIfWanted(from: datagram.sender)
+        // A member this one has never learned is talking to it: its certificate (and so its
+        // alive) has not arrived here yet. Fetch them rather than wait for anti-entropy.
+        if claims != nil, table[datagram.sender] == nil { certificateWanted = true }
+        pullCertificatesIfWanted(from: datagram.sender, source: source)
         switch datagram.primary {
         case nil:
             break

@@ -55,7 +55,9 @@ extension DRSEndToEndTests {
         } catch {
             // What the executor recorded says why (a refusal, a failed migration, a skip).
             let history = try? await b.control.call("schedule.history", OperationsTypes.History(id: migrate.id), as: [OperationsTypes.OccurrenceRow].self)
-            Issue.record("b's record of the occurrence: \(String(describing: history))")
+            let members = try? await b.control.call("members", Empty(), as: [MemberRow].self)
+            let aboutD = b.log.split(separator: "\n").filter { $0.contains("node-d") && !$0.contains("update not delivered") }.suffix(30)
+            Issue.record("b's record of the occurrence: \(String(describing: history))\nb's members: \(String(describing: members))\nb's log about d:\n\(aboutD.joined(separator: "\n"))")
             throw error
         }
         try await Self.waitUntil(15, "the outcome replicated to d") {

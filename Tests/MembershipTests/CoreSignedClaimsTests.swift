@@ -139,6 +139,30 @@ struct CoreSignedClaimsTests {
         #expect(directives.pushPulls.isEmpty, "rate-limited")
     }
 
+    @Test("a sender not known yet whose own claim cannot be checked is pulled from at the datagram's source address")
+    func anUnknownSenderIsPulledFromAtItsSource() {
+        // Member 9 joined through a seed that failed before it told 0 about 9: 9's probes to 0
+        // carry its own alive, signed by a key 0 holds no certificate for.
+        var observer = Self.member(0, members: 3, unknown: [Fixture.id(9)])
+        let claim = MembershipClaim.alive(member: Fixture.id(9), incarnation: 0, address: Fixture.address(9))
+        let update = MemberUpdate.alive(
+            member: Fixture.id(9), incarnation: 0, address: Fixture.address(9), metadata: nil, signature: Self.signed(claim, by: 9))
+        let directives = observer.onDatagram(Fixture.datagram(from: 9, nil, updates: [update]), from: Fixture.address(9), now: Fixture.at(1))
+        #expect(Self.rejections(directives) == [.unknownSigner])
+        #expect(observer.member(Fixture.id(9)) == nil, "not learned before its certificate")
+        #expect(directives.pushPulls.map(\.member) == [Fixture.id(9)])
+        #expect(directives.pushPulls.map(\.address) == [Fixture.address(9)])
+    }
+
+    @Test("a ping from a member not known yet, with no claim at all, also fetches its state")
+    func aPingFromAnUnknownMemberPulls() {
+        var observer = Self.member(0, members: 3, unknown: [Fixture.id(9)])
+        let directives = observer.onDatagram(Fixture.datagram(from: 9, .ping(sequence: 4, target: Fixture.id(0))), from: Fixture.address(9), now: Fixture.at(1))
+        #expect(directives.pushPulls.map(\.address) == [Fixture.address(9)])
+        let again = observer.onDatagram(Fixture.datagram(from: 9, .ping(sequence: 5, target: Fixture.id(0))), from: Fixture.address(9), now: Fixture.at(1.1))
+        #expect(again.pushPulls.isEmpty, "rate-limited")
+    }
+
     @Test("push-pull records carry the members' own signatures; a forged record is dropped")
     func pushPullRecordsAreSigned() {
         let source = Self.member(1)
