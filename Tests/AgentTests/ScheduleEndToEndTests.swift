@@ -45,6 +45,13 @@ extension DRSEndToEndTests {
             for agent in [b, c, d] where try await agent.control.call("schedule.list", Empty(), as: [OperationsTypes.ScheduleRow].self).count != 2 { return false }
             return true
         }
+        // The mesh has converged before the faults (b must know d to move s1 there).
+        try await Self.waitUntil(15, "every agent sees the four alive") {
+            for agent in [a, b, c, d] where try await agent.control.call("members", Empty(), as: [MemberRow].self).filter({ $0.status == "alive" }).count != 4 {
+                return false
+            }
+            return true
+        }
         a.kill()
         c.kill()
 
