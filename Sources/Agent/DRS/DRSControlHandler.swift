@@ -58,8 +58,13 @@ struct DRSControlHandler: Sendable {
                 throw ControlError.conflict("\(move.vmName) cannot move to \(move.to) now: \(refusal); `hostmesh drs recommendations` lists the moves now")
             }
             let destination = try await controller.claim(move)
-            await controller.execute(move, to: destination)
-            return ControlTypes.Text(text: "moved \(move.vmName) from \(move.from) to \(move.to) (\(move.reason))")
+            let report: MigrationReport
+            do { report = try await controller.execute(move, to: destination) } catch {
+                // The migration's own message says where the guest is (source, destination or in doubt).
+                let code = (error as? ControlError)?.code ?? "failed"
+                throw ControlError(code: code, message: "DRS move of \(move.vmName) from \(move.from) to \(move.to) failed: \(error)")
+            }
+            return ControlTypes.Text(text: "moved \(move.vmName) from \(move.from) to \(move.to) (\(move.reason)) in \(report.totalMs) ms, downtime \(report.downtimeMs) ms")
         case "rule.add":
             let p = try request.params(DRSTypes.AddRule.self)
             let rule = p.rule
