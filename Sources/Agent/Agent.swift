@@ -190,7 +190,7 @@ public struct Agent: Service {
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys, gossipKeyring: gossipKeyring)
         let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
                                 store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
-                                coordinator: coordinator, events: events, logger: logger)
+                                coordinator: coordinator, events: events, observer: seams.observer, logger: logger)
         await vms.use(resourceCheck: { try await drs.checkNewVM($0) })
         await vms.use(cpuGroups: Self.cpuGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))
         await vms.use(memoryGroups: Self.memoryGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))

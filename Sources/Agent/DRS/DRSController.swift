@@ -42,10 +42,14 @@ actor DRSController {
     /// `records`: what the store held at start (`DRSRecordStore.load`).
     /// Where DRS moves and placements are published for `hostmesh events` (nil: nowhere).
     let events: AgentEventHub?
+    /// Sees a placed start's handover points (fault-injection tests only; production: none).
+    let observer: any MigrationObserver
 
     init(hostID: String, domain: String, configuration: DRSConfiguration, store: DRSRecordStore, records: [DRSRecord], membership: AgentMembership,
-         vms: VMManager, journal: MigrationJournal, coordinator: MigrationCoordinator, events: AgentEventHub? = nil, logger: Logger) {
+         vms: VMManager, journal: MigrationJournal, coordinator: MigrationCoordinator, events: AgentEventHub? = nil,
+         observer: any MigrationObserver = NoMigrationObserver(), logger: Logger) {
         self.events = events
+        self.observer = observer
         self.hostID = hostID
         self.domain = domain
         self.configuration = configuration
