@@ -19,7 +19,17 @@ extension InitialPlacement {
         let vm = try await vms.find(reference)
         guard let hold = vm.hold else { return nil }
         if let (host, epoch) = VMManager.offer(inHold: hold) {
-            return try await resolveOffer(vm, to: host, epoch: epoch, decision: decision)
+            if case .show = decision { return try await resolveOffer(vm, to: host, epoch: epoch, decision: decision) }
+            // Marked for the decision: an offer still waiting for its answer, or another resolve, is not raced.
+            try await vms.mark(vm.id, .handingOver, name: vm.name)
+            do {
+                let text = try await resolveOffer(vm, to: host, epoch: epoch, decision: decision)
+                await vms.endHandover(vm.id)
+                return text
+            } catch {
+                await vms.endHandover(vm.id)
+                throw error
+            }
         }
         guard let newer = try await vms.newerOwner(of: vm.id, above: vm.epoch, hostID: controller.hostID) else { return nil }
         let state = "\(vm.name) is held here at epoch \(vm.epoch), and \(newer.owner) owns it at epoch \(newer.epoch): this copy is stale."
