@@ -180,8 +180,11 @@ struct ControlHandler: Sendable {
             let decision = Self.decision(p)
             // A placed start's hold (§10.12), unless a migration of the VM is unfinished (that is the coordinator's).
             if Self.confirmed(decision) {
-                let vm = try await vms.find(p.vm)
-                if try await !journal.unfinished().contains(where: { $0.vmID == vm.id }),
+                let vm: StoredVM?
+                do { vm = try await vms.find(p.vm) } catch let error as ControlError where error.code == "not_found" {
+                    vm = nil // not defined here: the coordinator answers for it
+                }
+                if let vm, try await !journal.unfinished().contains(where: { $0.vmID == vm.id }),
                    let text = try await drs.placement.resolveHandover(vm.id, decision: decision) {
                     return ControlTypes.Text(text: text)
                 }
