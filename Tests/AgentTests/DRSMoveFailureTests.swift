@@ -71,7 +71,7 @@ struct DRSMoveFailureTests {
             try await Self.counter(scrape, "hostmesh_drs_moves_total", ["reason=\"balance\"", "result=\"completed\""]) == 1
         }
         let failed = try await Self.counter(scrape, "hostmesh_drs_moves_total", ["result=\"failed\""])
-        try await Task.sleep(for: .seconds(7)) // two rounds
+        try await Task.sleep(for: .seconds(7)) // three rounds
         #expect(try await DRSEndToEndTests.moves(agents).values.reduce(0, +) == 1)
         #expect(try await Self.counter(scrape, "hostmesh_drs_moves_total", ["result=\"failed\""]) == failed, "a failed move after the mesh settled")
 

@@ -43,7 +43,7 @@ struct DRSOverrideTests {
             return recommended.contains { $0.vmName == "held" }
         }
         #expect(!recommended.contains { $0.vmName == "stay" }, "\(recommended)")
-        try await Task.sleep(for: .seconds(7)) // two rounds under full automation
+        try await Task.sleep(for: .seconds(7)) // three rounds under full automation
         let now = try await DRSEndToEndTests.placement(agents)
         #expect(now == ["stay": "node-a", "held": "node-a", "eager": eager], "\(now)\n\(DRSEndToEndTests.drsLog(agents))")
         #expect(try await DRSEndToEndTests.moves(agents) == ["eager": 1])
