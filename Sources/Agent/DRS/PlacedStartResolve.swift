@@ -66,8 +66,12 @@ extension InitialPlacement {
                     + "`--resume-here --destination-fenced` takes the VM back once membership declares \(host) dead")
             }
             if let taken {
-                try await vms.completeHandover(vm.id, to: host, epoch: max(taken, epoch))
-                return "\(host) took \(vm.name) at epoch \(epoch): the held row here is dropped; the VM is \(host)'s (`hostmesh vm list` there)"
+                // Known there at the epoch offered: it is the host's. Above it: it went on (moved,
+                // restarted elsewhere), and its owner's record comes by gossip.
+                try await vms.completeHandover(vm.id, to: host, epoch: epoch, recording: taken == epoch)
+                return taken == epoch
+                    ? "\(host) took \(vm.name) at epoch \(epoch): the held row here is dropped; the VM is \(host)'s (`hostmesh vm list` there)"
+                    : "\(host) took \(vm.name) at epoch \(epoch) and it went on from there (epoch \(taken) now): the held row here is dropped"
             }
             try await vms.takeBack(vm.id, epoch: epoch + 1)
             return "\(host) did not take \(vm.name) and now refuses that offer: the VM is this host's again at epoch \(epoch + 1), stopped"

@@ -50,11 +50,13 @@ extension VMManager {
     /// `host` accepted VM `id` at `epoch`: the row goes (one transaction with the ownership record
     /// that names the new owner, so this host vouches for `host` from now on), then its runtime
     /// directory (a stopped VM's console log and sockets).
-    func completeHandover(_ id: String, to host: String, epoch: Int64) async throws {
+    /// `recording` false: the row goes without a record (the VM went on from `host` to an owner
+    /// this host does not know; that owner's record comes by gossip).
+    func completeHandover(_ id: String, to host: String, epoch: Int64, recording: Bool = true) async throws {
         defer { if busy[id] == .handingOver { busy[id] = nil } }
         try await store.database.write { db in
             try db.execute(sql: "DELETE FROM vm WHERE id = ?", arguments: [id])
-            try StoredOwnership(vmId: id, owner: host, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
+            if recording { try StoredOwnership(vmId: id, owner: host, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db) }
         }
         problems[id] = nil
         // Best effort: no QEMU runs from it; a directory left behind is discarded as an orphan at the next recovery.
