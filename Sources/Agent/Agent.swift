@@ -215,7 +215,8 @@ public struct Agent: Service {
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
                                  revocations: revocations, federation: federation, domainKeys: domainKeys, gossipKeyring: gossipKeyring, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
-                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
+                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger),
+                                     restartDefault: configuration.restart),
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
                                  schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events,
                                  crossDomain: CrossDomainMigrator(coordinator: coordinator, vms: vms, credentials: credentials, linker: linker, logger: logger))
