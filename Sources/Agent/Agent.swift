@@ -190,7 +190,7 @@ public struct Agent: Service {
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys, gossipKeyring: gossipKeyring)
         let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
                                 store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
-                                coordinator: coordinator, events: events, logger: logger)
+                                coordinator: coordinator, events: events, observer: seams.observer, logger: logger)
         await vms.use(resourceCheck: { try await drs.checkNewVM($0) })
         await vms.use(cpuGroups: Self.cpuGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))
         await vms.use(memoryGroups: Self.memoryGroups(hostID: credentials.identity.hostID, stateDirectory: configuration.stateDirectory, logger: logger))
@@ -215,7 +215,8 @@ public struct Agent: Service {
         let api = ControlHandler(vms: vms, coordinator: coordinator, membership: membership, credentials: credentials, listen: bound,
                                  ledger: ledger, journal: journal, restartDefault: configuration.restart,
                                  revocations: revocations, federation: federation, domainKeys: domainKeys, gossipKeyring: gossipKeyring, rotator: rotator, storage: storageMover, drs: DRSControlHandler(
-                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger)),
+                                     controller: drs, placement: InitialPlacement(controller: drs, vms: vms, credentials: credentials, membership: membership, logger: logger),
+                                     restartDefault: configuration.restart),
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
                                  schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events,
                                  crossDomain: CrossDomainMigrator(coordinator: coordinator, vms: vms, credentials: credentials, linker: linker, logger: logger))

@@ -147,10 +147,10 @@ struct VMCommand: AsyncParsableCommand {
 extension VMCommand {
     struct Resolve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show or settle a VM whose handover is in doubt (its guest is paused on this host).")
+            abstract: "Show or settle a VM whose handover is in doubt: a migration (its guest paused on this host) or a placed start's offer that got no answer.")
         @OptionGroup var control: ControlOptions
         @Argument(help: "VM name or id.") var vm: String
-        @Flag(help: "Ask the destination again.") var retry = false
+        @Flag(help: "Ask the destination again (a placed start's: drop this row if it took the VM, else take the VM back).") var retry = false
         @Flag(help: "Resume the guest here (only if the destination is down for good).") var resumeHere = false
         @Flag(help: "Confirms that the destination host is fenced: down and unable to come back with the VM.") var destinationFenced = false
         @Flag(help: "Release the guest to the destination (only if it runs there).") var releaseHere = false

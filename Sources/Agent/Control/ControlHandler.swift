@@ -177,7 +177,19 @@ struct ControlHandler: Sendable {
             }
         case "vm.resolve":
             let p = try request.params(ControlTypes.Resolve.self)
-            return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: Self.decision(p)))
+            let decision = Self.decision(p)
+            // A placed start's hold (§10.12), unless a migration of the VM is unfinished (that is the coordinator's).
+            if Self.confirmed(decision) {
+                let vm: StoredVM?
+                do { vm = try await vms.find(p.vm) } catch let error as ControlError where error.code == "not_found" {
+                    vm = nil // not defined here: the coordinator answers for it
+                }
+                if let vm, try await !journal.unfinished().contains(where: { $0.vmID == vm.id }),
+                   let text = try await drs.placement.resolveHandover(vm.id, decision: decision) {
+                    return ControlTypes.Text(text: text)
+                }
+            }
+            return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: decision))
         case "migrations":
             // Waiting ones first (next first), then the journal's.
             return await coordinator.queued() + (try await journal.history())
@@ -202,6 +214,14 @@ extension ControlHandler {
         case .retry?: return .retry
         case .resumeHere?: return .resumeHere(destinationFenced: request.destinationFenced == true)
         case .releaseHere?: return .releaseHere(destinationRunsIt: request.destinationRunsIt == true)
+        }
+    }
+
+    /// False for a decision that lacks its confirmation (the coordinator refuses it, whatever the hold).
+    static func confirmed(_ decision: ResolveDecision) -> Bool {
+        switch decision {
+        case .resumeHere(destinationFenced: false), .releaseHere(destinationRunsIt: false): false
+        default: true
         }
     }
 }

@@ -1,5 +1,6 @@
 import ControlAPI
 import Foundation
+import Hypervisor
 import MeshCrypto
 import Placement
 
@@ -9,6 +10,8 @@ import Placement
 struct DRSControlHandler: Sendable {
     let controller: DRSController
     let placement: InitialPlacement
+    /// The mesh's restart policy, for a failed move's report (`MigrationFailureReport`).
+    let restartDefault: VMSpec.RestartPolicy
 
     static let methods = Set(["drs.status", "drs.set", "drs.recommendations", "drs.apply", "rule.add", "rule.list", "rule.remove", "host.maintenance", "vm.place", "vm.startPlaced", "drs.vms"])
         .union(PoolControlHandler.methods)
@@ -58,8 +61,15 @@ struct DRSControlHandler: Sendable {
                 throw ControlError.conflict("\(move.vmName) cannot move to \(move.to) now: \(refusal); `hostmesh drs recommendations` lists the moves now")
             }
             let destination = try await controller.claim(move)
-            await controller.execute(move, to: destination)
-            return ControlTypes.Text(text: "moved \(move.vmName) from \(move.from) to \(move.to) (\(move.reason))")
+            let report: MigrationReport
+            do { report = try await controller.execute(move, to: destination) } catch {
+                // The migration's own message says where the guest is (source, destination or in
+                // doubt); as for `migrate`, a guest whose QEMU died here is reported as lost.
+                let code = (error as? ControlError)?.code ?? "failed"
+                let failure = ControlError(code: code, message: "DRS move of \(move.vmName) from \(move.from) to \(move.to) failed: \(error)")
+                throw code == "failed" ? await MigrationFailureReport.honest(failure, vm: move.vm, vms: placement.vms, meshDefault: restartDefault) : failure
+            }
+            return ControlTypes.Text(text: "moved \(move.vmName) from \(move.from) to \(move.to) (\(move.reason)) in \(report.totalMs) ms, downtime \(report.downtimeMs) ms")
         case "rule.add":
             let p = try request.params(DRSTypes.AddRule.self)
             let rule = p.rule

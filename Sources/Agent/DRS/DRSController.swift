@@ -42,10 +42,14 @@ actor DRSController {
     /// `records`: what the store held at start (`DRSRecordStore.load`).
     /// Where DRS moves and placements are published for `hostmesh events` (nil: nowhere).
     let events: AgentEventHub?
+    /// Sees a placed start's handover points (fault-injection tests only; production: none).
+    let observer: any MigrationObserver
 
     init(hostID: String, domain: String, configuration: DRSConfiguration, store: DRSRecordStore, records: [DRSRecord], membership: AgentMembership,
-         vms: VMManager, journal: MigrationJournal, coordinator: MigrationCoordinator, events: AgentEventHub? = nil, logger: Logger) {
+         vms: VMManager, journal: MigrationJournal, coordinator: MigrationCoordinator, events: AgentEventHub? = nil,
+         observer: any MigrationObserver = NoMigrationObserver(), logger: Logger) {
         self.events = events
+        self.observer = observer
         self.hostID = hostID
         self.domain = domain
         self.configuration = configuration
@@ -371,8 +375,12 @@ actor DRSController {
         return starts
     }
 
-    /// Carries out one move (the VM was claimed by `round()` or `apply`).
-    func execute(_ move: PlacementMove, to destination: HostPort) async {
+    /// Carries out one move (the VM was claimed by `round()` or `apply`): its report, or the
+    /// migration's failure, logged and counted (`result="failed"`) before it is thrown. A failed
+    /// move leaves no hold (only completed migrations hold a VM, Protocol.md §10.5): the next
+    /// round decides again on the mesh as it is then.
+    @discardableResult
+    func execute(_ move: PlacementMove, to destination: HostPort) async throws -> MigrationReport {
         logger.notice("DRS moves a VM", metadata: ["vm.name": "\(move.vmName)", "drs.from": "\(move.from)", "drs.to": "\(move.to)",
                                                     "drs.reason": "\(move.reason)",
                                                     "drs.imbalance": "\(String(format: "%.3f -> %.3f", move.imbalanceBefore, move.imbalanceAfter))"])
@@ -382,10 +390,12 @@ actor DRSController {
             let report = try await coordinator.migrate(move.vm, to: destination, settings: MigrationSettings(), queue: false) { _ in }
             logger.notice("DRS move done", metadata: ["vm.name": "\(move.vmName)", "drs.to": "\(move.to)", "migration.total_ms": "\(report.totalMs)"])
             DRSMetrics.moveEnded(move, result: "completed", events: events)
+            return report
         } catch {
             DRSMetrics.moveEnded(move, result: "failed", events: events)
-            logger.warning("DRS move failed; the VM stays and the next round decides again", metadata: [
+            logger.warning("DRS move failed; the next round decides again", metadata: [
                 "vm.name": "\(move.vmName)", "drs.to": "\(move.to)", "error": "\(error)"])
+            throw error
         }
     }
 

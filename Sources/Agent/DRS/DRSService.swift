@@ -26,7 +26,11 @@ struct DRSService: Service {
                     let evacuating = await controller.evacuating
                     if untilRound <= .zero || evacuating {
                         for (move, destination) in await controller.round() {
-                            group.addTask { await controller.execute(move, to: destination) }
+                            group.addTask {
+                                // A failure is logged and counted by `execute` and leaves no hold: the next round
+                                // decides again. Thrown on, it would end this task group and DRS with it.
+                                _ = try? await controller.execute(move, to: destination)
+                            }
                         }
                         if untilRound <= .zero { untilRound = .seconds(configuration.interval * Double.random(in: 0.9...1.1)) }
                     }

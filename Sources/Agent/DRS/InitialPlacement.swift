@@ -99,6 +99,8 @@ struct InitialPlacement: Sendable {
         do {
             if !request.startVm.isEmpty {
                 reply.placed = try JSONEncoder().encode(try await startOwned(request.startVm))
+            } else if request.hasHandoverQuery {
+                reply = try await serveHandoverQuery(request.handoverQuery, from: peer)
             } else {
                 let create = try JSONDecoder().decode(ControlTypes.CreateVM.self, from: request.create)
                 guard let spec = create.spec else { throw ControlError.badRequest("a placement request carries a complete spec") }
@@ -107,7 +109,11 @@ struct InitialPlacement: Sendable {
                     guard request.handedOverBy == peer, create.start else {
                         throw ControlError.badRequest("a handover names its sender as the owner and starts the VM")
                     }
-                    reply.info = try JSONEncoder().encode(try await vms.receiveHandover(spec, epoch: Int64(request.epoch), from: peer))
+                    let observer = controller.observer
+                    await observer.reached(.placedStart("received"))
+                    reply.info = try JSONEncoder().encode(try await vms.receiveHandover(spec, epoch: Int64(request.epoch), from: peer) {
+                        await observer.reached(.placedStart("stored"))
+                    })
                 } else {
                     let created = try await vms.create(spec)
                     let info = create.start ? try await vms.start(created.id) : created

@@ -134,8 +134,8 @@ extension InitialPlacement {
         var epoch: Int64
         var cause: String
         var description: String {
-            "no answer from \(host) to the handover at epoch \(epoch) (\(cause)); the VM stays held here until \(host)'s ownership record arrives "
-                + "(then it is \(host)'s) — if \(host) does not list it, define the VM again"
+            "no answer from \(host) to the handover at epoch \(epoch) (\(cause)); the VM stays held here: "
+                + "`hostmesh vm resolve` asks \(host) and drops this row or takes the VM back"
         }
     }
 
@@ -154,8 +154,10 @@ extension InitialPlacement {
         try await vms.journalOffer(spec.id, to: host, epoch: epoch)
         let reply: Hostmesh_V1_VmPlaceReply
         do {
-            guard case .vmPlaceReply(let answer)? = try await connection.request(envelope)?.body else { throw ControlError.failed("no reply") }
-            reply = answer
+            // Bounded: a host that never answers leaves the offer in doubt, not this call hanging.
+            let answer = try await Self.answered(within: Self.handoverTimeout) { [envelope] in try await connection.request(envelope)?.body }
+            guard case .vmPlaceReply(let placeReply)? = answer else { throw ControlError.failed("no reply") }
+            reply = placeReply
         } catch {
             throw HandoverInDoubt(host: host, epoch: epoch, cause: "\(error)")
         }

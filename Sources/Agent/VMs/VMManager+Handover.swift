@@ -32,7 +32,7 @@ extension VMManager {
     /// copy is held, and stays held if the answer never comes (the offer is then in doubt).
     func journalOffer(_ id: String, to host: String, epoch: Int64) async throws {
         let hold = "handed over to \(host) at epoch \(epoch) (`vm start --place auto`) and no answer came: "
-            + "if \(host) lists the VM, it is \(host)'s and this copy is stale; if not, define it again"
+            + "`hostmesh vm resolve` asks \(host) what became of it"
         try await store.database.write { db in
             try db.execute(sql: "UPDATE vm SET hold = ?, updatedAt = ? WHERE id = ? AND hold IS NULL",
                            arguments: [hold, Date().timeIntervalSince1970, id])
@@ -50,11 +50,13 @@ extension VMManager {
     /// `host` accepted VM `id` at `epoch`: the row goes (one transaction with the ownership record
     /// that names the new owner, so this host vouches for `host` from now on), then its runtime
     /// directory (a stopped VM's console log and sockets).
-    func completeHandover(_ id: String, to host: String, epoch: Int64) async throws {
+    /// `recording` false: the row goes without a record (the VM went on from `host` to an owner
+    /// this host does not know; that owner's record comes by gossip).
+    func completeHandover(_ id: String, to host: String, epoch: Int64, recording: Bool = true) async throws {
         defer { if busy[id] == .handingOver { busy[id] = nil } }
         try await store.database.write { db in
             try db.execute(sql: "DELETE FROM vm WHERE id = ?", arguments: [id])
-            try StoredOwnership(vmId: id, owner: host, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
+            if recording { try StoredOwnership(vmId: id, owner: host, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db) }
         }
         problems[id] = nil
         // Best effort: no QEMU runs from it; a directory left behind is discarded as an orphan at the next recovery.
@@ -82,7 +84,7 @@ extension VMManager {
     ///
     /// - Throws: `ControlError.conflict` when this host is in maintenance, has the VM or its name,
     ///   or knows a record of the VM at `epoch` or above; the start's errors otherwise.
-    func receiveHandover(_ spec: VMSpec, epoch: Int64, from owner: String) async throws -> VMInfo {
+    func receiveHandover(_ spec: VMSpec, epoch: Int64, from owner: String, stored: @Sendable () async -> Void = {}) async throws -> VMInfo {
         try refuseInMaintenance("starting \(spec.name)")
         do {
             try spec.validate()
@@ -110,6 +112,7 @@ extension VMManager {
         }
         busy[spec.id] = nil
         logger.notice("VM handed over here for a placed start: journaled", metadata: ["vm.id": "\(spec.id)", "vm.epoch": "\(epoch)", "vm.owner": "\(owner)"])
+        await stored()
         do { return try await start(spec.id) } catch {
             // A QEMU that started (fenced meanwhile) keeps the row: the VM is this host's, paused.
             if let process = processes[spec.id], await process.exitIfEnded() == nil { return try await info(spec.id) }
@@ -128,5 +131,59 @@ extension VMManager {
         }
         // Best effort: its QEMU never ran; a directory left behind is discarded as an orphan at the next recovery.
         try? FileManager.default.removeItem(atPath: directory(for: id).path)
+    }
+
+    // MARK: - Resolving a handover that got no answer (Protocol.md §10.12)
+
+    /// The host and epoch of the offer journaled in `hold` by `journalOffer`; nil for any other hold.
+    static func offer(inHold hold: String) -> (host: String, epoch: Int64)? {
+        let prefix = "handed over to "
+        guard hold.hasPrefix(prefix) else { return nil }
+        let words = hold.dropFirst(prefix.count).split(separator: " ", maxSplits: 4)
+        guard words.count >= 4, words[1] == "at", words[2] == "epoch", let epoch = Int64(words[3]) else { return nil }
+        return (String(words[0]), epoch)
+    }
+
+    /// The receiving host's answer to `owner` asking what became of its offer of VM `id` at
+    /// `epoch`, decided in one transaction (so a late offer cannot slip in between): the epoch
+    /// this host knows the VM at when the offer took effect (its row here at `epoch` or above, or
+    /// a record of another owner since); otherwise nil, after recording `owner` as the VM's owner
+    /// at `epoch`, so that the offer, should it still arrive, is refused (§10.10: a known record
+    /// at the epoch offered or above).
+    func answerHandoverQuery(_ id: String, epoch: Int64, from owner: String) async throws -> Int64? {
+        try await store.database.write { db in
+            if let row = try StoredVM.fetchOne(db, key: id), row.epoch >= epoch { return row.epoch }
+            if let known = try StoredOwnership.fetchOne(db, key: id), known.epoch >= epoch {
+                return known.owner == owner ? nil : known.epoch
+            }
+            try StoredOwnership(vmId: id, owner: owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
+            return nil
+        }
+    }
+
+    /// Drops the row of VM `id`, held here, when another host owns it at a higher epoch (its
+    /// record arrived) and no QEMU of it runs here. Returns that record, or nil (nothing done).
+    func dropStale(_ id: String, hostID: String) async throws -> StoredOwnership? {
+        guard busy[id] == nil, processes[id] == nil else { return nil }
+        let newer: StoredOwnership? = try await store.database.write { db in
+            guard let row = try StoredVM.fetchOne(db, key: id), row.hold != nil,
+                  let known = try StoredOwnership.fetchOne(db, key: id), known.epoch > row.epoch, known.owner != hostID else { return nil }
+            try db.execute(sql: "DELETE FROM vm WHERE id = ? AND epoch = ?", arguments: [id, row.epoch])
+            return known
+        }
+        guard let newer else { return nil }
+        problems[id] = nil
+        // Best effort: no QEMU runs from it; a directory left behind is discarded as an orphan at the next recovery.
+        try? FileManager.default.removeItem(atPath: directory(for: id).path)
+        logger.notice("stale VM row dropped: another host owns the VM", metadata: ["vm.id": "\(id)", "vm.owner": "\(newer.owner)", "vm.epoch": "\(newer.epoch)"])
+        return newer
+    }
+
+    /// The record of another host owning VM `id` above `epoch`, if this host knows one.
+    func newerOwner(of id: String, above epoch: Int64, hostID: String) async throws -> StoredOwnership? {
+        try await store.database.read { db in
+            guard let known = try StoredOwnership.fetchOne(db, key: id), known.epoch > epoch, known.owner != hostID else { return nil }
+            return known
+        }
     }
 }

@@ -1460,6 +1460,34 @@ public nonisolated struct Hostmesh_V1_VmPlaceRequest: Sendable {
   /// `vm start --place auto` relayed to the VM's owner: the VM (name or id) to place and start if defined here; create is then empty
   public var startVm: String = String()
 
+  /// `vm resolve` of a placed-start handover that got no answer (Protocol.md §10.12); create is then empty
+  public var handoverQuery: Hostmesh_V1_DrsHandoverQuery {
+    get {_handoverQuery ?? Hostmesh_V1_DrsHandoverQuery()}
+    set {_handoverQuery = newValue}
+  }
+  /// Returns true if `handoverQuery` has been explicitly set.
+  public var hasHandoverQuery: Bool {self._handoverQuery != nil}
+  /// Clears the value of `handoverQuery`. Subsequent reads from it will return its default value.
+  public mutating func clearHandoverQuery() {self._handoverQuery = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _handoverQuery: Hostmesh_V1_DrsHandoverQuery? = nil
+}
+
+/// The VM's owner asks the host it offered the VM to what became of the offer (Protocol.md §10.12).
+public nonisolated struct Hostmesh_V1_DrsHandoverQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var vmID: String = String()
+
+  /// the epoch offered
+  public var epoch: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1481,7 +1509,57 @@ public nonisolated struct Hostmesh_V1_VmPlaceReply: Sendable {
   /// answer to start_vm: where the VM went and why, JSON (the control API's vm.start placed result)
   public var placed: Data = Data()
 
+  /// answer to handover_query
+  public var handoverOutcome: Hostmesh_V1_VmPlaceReply.HandoverOutcome = .unspecified
+
+  /// with TAKEN: the epoch of what this host knows of the VM (its row, or the record of its owner since)
+  public var handoverEpoch: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum HandoverOutcome: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// not an answer to handover_query
+    case unspecified // = 0
+
+    /// the offer took effect here: the VM is this host's (or went on from here); the asker drops its held row
+    case taken // = 1
+
+    /// it did not, and from now on never will: this host recorded the asker as owner at the epoch offered
+    case fenced // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .taken
+      case 2: self = .fenced
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .taken: return 1
+      case .fenced: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Hostmesh_V1_VmPlaceReply.HandoverOutcome] = [
+      .unspecified,
+      .taken,
+      .fenced,
+    ]
+
+  }
 
   public init() {}
 }
@@ -4095,7 +4173,7 @@ nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VmPlaceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}create\0\u{2}\u{13}epoch\0\u{3}handed_over_by\0\u{3}start_vm\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}create\0\u{2}\u{13}epoch\0\u{3}handed_over_by\0\u{3}start_vm\0\u{3}handover_query\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4107,12 +4185,17 @@ nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftPr
       case 20: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 21: try { try decoder.decodeSingularStringField(value: &self.handedOverBy) }()
       case 22: try { try decoder.decodeSingularStringField(value: &self.startVm) }()
+      case 23: try { try decoder.decodeSingularMessageField(value: &self._handoverQuery) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.create.isEmpty {
       try visitor.visitSingularBytesField(value: self.create, fieldNumber: 1)
     }
@@ -4125,6 +4208,9 @@ nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftPr
     if !self.startVm.isEmpty {
       try visitor.visitSingularStringField(value: self.startVm, fieldNumber: 22)
     }
+    try { if let v = self._handoverQuery {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4133,6 +4219,42 @@ nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.epoch != rhs.epoch {return false}
     if lhs.handedOverBy != rhs.handedOverBy {return false}
     if lhs.startVm != rhs.startVm {return false}
+    if lhs._handoverQuery != rhs._handoverQuery {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_DrsHandoverQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrsHandoverQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}epoch\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.vmID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.vmID.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmID, fieldNumber: 1)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_DrsHandoverQuery, rhs: Hostmesh_V1_DrsHandoverQuery) -> Bool {
+    if lhs.vmID != rhs.vmID {return false}
+    if lhs.epoch != rhs.epoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4140,7 +4262,7 @@ nonisolated extension Hostmesh_V1_VmPlaceRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VmPlaceReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{3}error_code\0\u{3}error_message\0\u{2}\u{11}placed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{3}error_code\0\u{3}error_message\0\u{2}\u{11}placed\0\u{4}\u{3}handover_outcome\0\u{3}handover_epoch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4152,6 +4274,8 @@ nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeSingularStringField(value: &self.errorCode) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.errorMessage) }()
       case 20: try { try decoder.decodeSingularBytesField(value: &self.placed) }()
+      case 23: try { try decoder.decodeSingularEnumField(value: &self.handoverOutcome) }()
+      case 24: try { try decoder.decodeSingularUInt64Field(value: &self.handoverEpoch) }()
       default: break
       }
     }
@@ -4170,6 +4294,12 @@ nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProt
     if !self.placed.isEmpty {
       try visitor.visitSingularBytesField(value: self.placed, fieldNumber: 20)
     }
+    if self.handoverOutcome != .unspecified {
+      try visitor.visitSingularEnumField(value: self.handoverOutcome, fieldNumber: 23)
+    }
+    if self.handoverEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.handoverEpoch, fieldNumber: 24)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4178,7 +4308,13 @@ nonisolated extension Hostmesh_V1_VmPlaceReply: SwiftProtobuf.Message, SwiftProt
     if lhs.errorCode != rhs.errorCode {return false}
     if lhs.errorMessage != rhs.errorMessage {return false}
     if lhs.placed != rhs.placed {return false}
+    if lhs.handoverOutcome != rhs.handoverOutcome {return false}
+    if lhs.handoverEpoch != rhs.handoverEpoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Hostmesh_V1_VmPlaceReply.HandoverOutcome: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNSPECIFIED\0\u{1}TAKEN\0\u{1}FENCED\0")
 }

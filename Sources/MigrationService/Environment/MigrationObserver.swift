@@ -21,6 +21,10 @@ public enum MigrationPoint: Hashable, Sendable, CustomStringConvertible {
     /// The source QEMU paused at the switchover (`pre-switchover`, the guest stopped) and the
     /// mirrors are about to complete; not a journaled phase, the source is `transferring` (§6.7).
     case sourceSwitchover
+    /// A placed start's handover on the host receiving it (Protocol.md §10.10): `received` (the
+    /// offer arrived, nothing stored yet), `stored` (the VM's row stored here, not yet started).
+    /// Not a migration, but the same hooks let a test stop or kill the agent there.
+    case placedStart(String)
 
     /// `<role>:<phase>`, e.g. `source:committing`, `destination:committed`, `recovery:source`.
     public var description: String {
@@ -32,6 +36,7 @@ public enum MigrationPoint: Hashable, Sendable, CustomStringConvertible {
         case .storageMove(let phase): return "storage:\(phase)"
         case .sourceMirrorsRunning: return "source:mirrors-running"
         case .sourceSwitchover: return "source:switchover"
+        case .placedStart(let phase): return "placed-start:\(phase)"
         }
     }
 }
