@@ -153,8 +153,15 @@ extension VMManager {
     func answerHandoverQuery(_ id: String, epoch: Int64, from owner: String) async throws -> Int64? {
         try await store.database.write { db in
             if let row = try StoredVM.fetchOne(db, key: id), row.epoch >= epoch { return row.epoch }
-            if let known = try StoredOwnership.fetchOne(db, key: id), known.epoch >= epoch {
-                return known.owner == owner ? nil : known.epoch
+            if let known = try StoredOwnership.fetchOne(db, key: id) {
+                if known.epoch >= epoch { return known.owner == owner ? nil : known.epoch }
+                // The asker owned the VM at epoch - 1 (it offered epoch): a record of another
+                // owner at that epoch contradicts it, and another member cannot record itself as
+                // the VM's owner here by asking. An older record cannot tell.
+                guard known.owner == owner || known.epoch < epoch - 1 else {
+                    throw ControlError.conflict("\(owner) asked about VM \(id) at epoch \(epoch), but this host knows \(known.owner) as its owner "
+                        + "(epoch \(known.epoch)): only that host can resolve its handover")
+                }
             }
             try StoredOwnership(vmId: id, owner: owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970).save(db)
             return nil

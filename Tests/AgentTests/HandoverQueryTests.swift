@@ -1,0 +1,61 @@
+@testable import Agent
+import ControlAPI
+import Foundation
+import GRDB
+import Logging
+import Testing
+
+/// A candidate host's answer to a handover query (Protocol.md §10.12) against its real SQLite
+/// store: only the VM's owner can fence its offer.
+@Suite struct HandoverQueryTests {
+    let state: String
+    let store: AgentStore
+    let manager: VMManager
+    let id = "0b7c5e1e-7d3f-4c1e-9a55-0d2f5b1c9e01"
+
+    init() throws {
+        state = FileManager.default.temporaryDirectory.appendingPathComponent("hm-handover-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        store = try AgentStore(stateDirectory: state)
+        manager = VMManager(store: store, stateDirectory: state, logger: Logger(label: "test"))
+    }
+
+    func know(owner: String, epoch: Int64) async throws {
+        let record = StoredOwnership(vmId: id, owner: owner, epoch: epoch, updatedAt: 0)
+        try await store.database.write { db in try record.save(db) }
+    }
+
+    func known() async throws -> StoredOwnership? {
+        let id = id
+        return try await store.database.read { db in try StoredOwnership.fetchOne(db, key: id) }
+    }
+
+    @Test func theKnownOwnerFencesItsOffer() async throws {
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
+        try await know(owner: "node-a", epoch: 4)
+        #expect(try await manager.answerHandoverQuery(id, epoch: 5, from: "node-a") == nil)
+        #expect(try await known().map { ($0.owner, $0.epoch) } ?? ("", 0) == ("node-a", 5))
+    }
+
+    @Test func anotherMemberCannotFenceWhatItDoesNotOwn() async throws {
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
+        try await know(owner: "node-a", epoch: 4)
+        await #expect { _ = try await manager.answerHandoverQuery(id, epoch: 5, from: "node-x") }
+            throws: { "\($0)".contains("knows node-a as its owner") }
+        #expect(try await known().map { ($0.owner, $0.epoch) } ?? ("", 0) == ("node-a", 4), "nothing recorded")
+    }
+
+    @Test func anOlderRecordOrNoneCannotTellAndTheAskerIsBelieved() async throws {
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
+        #expect(try await manager.answerHandoverQuery(id, epoch: 3, from: "node-a") == nil)
+        try await know(owner: "node-c", epoch: 1)
+        #expect(try await manager.answerHandoverQuery(id, epoch: 5, from: "node-a") == nil)
+        #expect(try await known().map { ($0.owner, $0.epoch) } ?? ("", 0) == ("node-a", 5))
+    }
+
+    @Test func anOfferThatTookEffectIsReportedTaken() async throws {
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
+        try await know(owner: "node-b", epoch: 5)
+        #expect(try await manager.answerHandoverQuery(id, epoch: 5, from: "node-a") == 5)
+    }
+}
