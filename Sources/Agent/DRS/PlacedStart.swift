@@ -4,6 +4,7 @@ import Hypervisor
 import MeshWire
 import Placement
 import SecureChannel
+import ShellSupport
 
 /// `vm.startPlaced` (`hostmesh vm start VM --place auto`, Protocol.md §10.10): starts a VM defined
 /// on any host of the mesh on the best host for it. The agent where the command runs finds the
@@ -155,7 +156,7 @@ extension InitialPlacement {
         let reply: Hostmesh_V1_VmPlaceReply
         do {
             // Bounded: a host that never answers leaves the offer in doubt, not this call hanging.
-            let answer = try await Self.answered(within: Self.handoverTimeout) { [envelope] in try await connection.request(envelope)?.body }
+            let answer = try await withTimeout(Self.handoverTimeout) { [envelope] in try await connection.request(envelope)?.body }
             guard case .vmPlaceReply(let placeReply)? = answer else { throw ControlError.failed("no reply") }
             reply = placeReply
         } catch {

@@ -2,6 +2,7 @@ import ControlAPI
 import Foundation
 import MeshWire
 import MigrationService
+import ShellSupport
 
 /// `hostmesh vm resolve` of a VM whose placed-start handover got no answer (Protocol.md §10.12):
 /// the old owner asks the host it offered the VM to what became of the offer, and either drops
@@ -106,7 +107,7 @@ extension InitialPlacement {
         envelope.vmPlaceRequest.handoverQuery.vmID = id
         envelope.vmPlaceRequest.handoverQuery.epoch = UInt64(epoch)
         let address = HostPort(host: channel.host, port: Int(channel.port))
-        let reply = try await Self.answered(within: Self.handoverTimeout) { [envelope] in try await send(envelope, to: address, host: host) }
+        let reply = try await withTimeout(Self.handoverTimeout) { [envelope] in try await send(envelope, to: address, host: host) }
         switch reply.handoverOutcome {
         case .taken: return Int64(reply.handoverEpoch)
         case .fenced: return nil
@@ -127,24 +128,5 @@ extension InitialPlacement {
         logger.notice("placed-start handover query answered", metadata: ["vm.id": "\(query.vmID)", "mesh.peer": "\(peer)",
                                                                         "drs.outcome": "\(reply.handoverOutcome)"])
         return reply
-    }
-
-    /// `body`'s result, or `HandoverTimeout` once `timeout` passed (`body` is then cancelled).
-    static func answered<T: Sendable>(within timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw HandoverTimeout(timeout: timeout)
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw HandoverTimeout(timeout: timeout) }
-            return first
-        }
-    }
-
-    struct HandoverTimeout: Error, CustomStringConvertible {
-        var timeout: Duration
-        var description: String { "no answer within \(timeout)" }
     }
 }

@@ -1,5 +1,6 @@
 public import Membership
 import NIOCore
+import ShellSupport
 
 // Push-pull exchanges and join (Protocol.md §4.9). The bytes travel over the secure channel,
 // which the injected `PushPullExchange` owns; the core is fed on the loop.
@@ -160,25 +161,5 @@ extension MembershipService {
             return failure("answered by \(remote.sender), expected \(expected)", false)
         }
         return .success(remote)
-    }
-}
-
-/// A push-pull exchange took longer than `pushPullTimeout`.
-struct PushPullTimeout: Error, CustomStringConvertible {
-    var timeout: Duration
-    var description: String { "no answer within \(timeout)" }
-}
-
-/// Runs `body`, cancelling it and throwing `PushPullTimeout` after `timeout`.
-func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw PushPullTimeout(timeout: timeout)
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next() else { throw PushPullTimeout(timeout: timeout) }
-        return first
     }
 }
