@@ -117,12 +117,15 @@ public struct Agent: Service {
         logger.info("migration limits", metadata: ["migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
                                                    "migration.incoming_disk_max": "\(limits.incomingWithDisks)",
                                                    "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
-        let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases)
+        let evidence = HandoverEvidence(store: store, credentials: credentials)
+        let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases,
+                                       evidence: evidence)
         var migration = MigrationCoordinator.Configuration()
         migration.limits = limits
         let events = AgentEventHub(hostID: credentials.identity.hostID)
         migration.observer = EventPublishingObserver(inner: seams.observer, events: events)
         migration.qemuBinary = configuration.qemuBinary
+        migration.evidence = evidence
         let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
@@ -170,7 +173,8 @@ public struct Agent: Service {
             await listener.close()
             throw error
         }
-        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases)
+        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases,
+                                     trust: credentials.trust)
         let restarts = RestartSupervisor(vms: vms, hostID: credentials.identity.hostID, meshDefault: configuration.restart,
                                          settings: RestartSettings(limit: configuration.restartLimit,
                                                                    window: .seconds(configuration.restartWindowSeconds)),

@@ -50,7 +50,9 @@ public enum OwnershipEvidenceCheck {
     /// The walk starts at the first link that leaves the held point (a handover from exactly
     /// `held`, or a lease claim above `held.epoch`); every later link must continue from where the
     /// previous one arrived (a handover from exactly that point, a claim above its epoch); the
-    /// last must arrive at `claimed`. Links before the start are history this host need not check.
+    /// last must arrive at `claimed`, or at an earlier epoch of the same owner (the owner's own
+    /// later epochs, such as a restart in place, need no link). Links before the start are
+    /// history this host need not check.
     public static func check(vm: String, held: OwnershipPoint, claimed: OwnershipPoint, evidence: [OwnershipEvidence],
                              verifyHandover: (HandoverStatement) throws -> Void,
                              readClaim: (_ leaseDirectory: String, _ vm: String, _ epoch: UInt64) -> String?) -> Verdict {
@@ -80,7 +82,13 @@ public enum OwnershipEvidenceCheck {
             }
             path.append(at)
         }
-        guard at == claimed else { return .refused("the evidence arrives at \(at), not at the record's \(claimed)") }
+        // The owner's own later epochs need no link: a restart in place (§9.1) moves its epoch
+        // up, and once the evidence left the held point verifiably, this copy is stale whatever
+        // its new owner does with the VM after.
+        guard at.owner == claimed.owner, at.epoch <= claimed.epoch else {
+            return .refused("the evidence arrives at \(at), not at the record's \(claimed) (nor at an earlier epoch of its owner)")
+        }
+        if at != claimed { path.append(claimed) }
         return .fence(path: path)
     }
 
