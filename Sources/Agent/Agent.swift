@@ -131,6 +131,8 @@ public struct Agent: Service {
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
         let unfinished = try await coordinator.prepareRecovery()
         credentials.trust.retiredKeys.graceSeconds = configuration.keyGracePeriod
+        // Before any listener: the keys seen rotated away before a restart stay in grace, or refused.
+        let retiredKeys = try RetiredKeyService.wire(credentials.trust.retiredKeys, store: try RetiredKeyStore(store: store), logger: logger)
         // Before any listener: the stored revocation lists, so the first handshake refuses a revoked host.
         let revocations = RevocationKeeper(store: try RevocationStore(store: store), trust: credentials.trust,
                                            hostID: credentials.identity.hostID, logger: logger)
@@ -260,6 +262,7 @@ public struct Agent: Service {
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
             ("federation", FederationService(keeper: federation, membership: membership.service,
                                              stored: storedGrants.map(\.serialized), logger: logger)),
+            ("retired-keys", retiredKeys),
             ("gossip-keyring", GossipKeyringService(keeper: gossipKeyring, membership: membership.service, interval: .seconds(2))),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { envelope in
