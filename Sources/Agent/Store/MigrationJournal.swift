@@ -123,7 +123,11 @@ struct MigrationJournal: MigrationJournaling {
             let verdict = HandoverEvidence.accepted(links, vm: spec.id, epoch: epoch, source: source, migration: id, hostID: hostID,
                                                     trust: evidence?.credentials.trust)
             kept = verdict.kept
-            if let refusal = verdict.refusal {
+            if let refusal = verdict.refusal, links.isEmpty {
+                // A source that could not sign logged it at error itself; nothing more to say here.
+                logger.notice("the commit carries no handover evidence: this host's ownership record will not fence the source's copy",
+                              metadata: ["migration.id": "\(id)", "vm.id": "\(spec.id)", "mesh.reason": "\(refusal)"])
+            } else if let refusal = verdict.refusal {
                 logger.error("the commit's handover evidence is not kept: this host's ownership record will not fence the source's copy",
                              metadata: ["migration.id": "\(id)", "vm.id": "\(spec.id)", "mesh.reason": "\(refusal)"])
             }
