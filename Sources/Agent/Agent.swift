@@ -117,17 +117,22 @@ public struct Agent: Service {
         logger.info("migration limits", metadata: ["migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
                                                    "migration.incoming_disk_max": "\(limits.incomingWithDisks)",
                                                    "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
-        let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases)
+        let evidence = HandoverEvidence(store: store, credentials: credentials)
+        let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases,
+                                       evidence: evidence)
         var migration = MigrationCoordinator.Configuration()
         migration.limits = limits
         let events = AgentEventHub(hostID: credentials.identity.hostID)
         migration.observer = EventPublishingObserver(inner: seams.observer, events: events)
         migration.qemuBinary = configuration.qemuBinary
+        migration.evidence = evidence
         let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
                                                configuration: migration, logger: logger)
         // Before anyone is served: the VMs of unfinished migrations are off limits until recovered.
         let unfinished = try await coordinator.prepareRecovery()
         credentials.trust.retiredKeys.graceSeconds = configuration.keyGracePeriod
+        // Before any listener: the keys seen rotated away before a restart stay in grace, or refused.
+        let retiredKeys = try RetiredKeyService.wire(credentials.trust.retiredKeys, store: try RetiredKeyStore(store: store), logger: logger)
         // Before any listener: the stored revocation lists, so the first handshake refuses a revoked host.
         let revocations = RevocationKeeper(store: try RevocationStore(store: store), trust: credentials.trust,
                                            hostID: credentials.identity.hostID, logger: logger)
@@ -170,7 +175,8 @@ public struct Agent: Service {
             await listener.close()
             throw error
         }
-        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases)
+        let ledger = OwnershipLedger(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases,
+                                     trust: credentials.trust)
         let restarts = RestartSupervisor(vms: vms, hostID: credentials.identity.hostID, meshDefault: configuration.restart,
                                          settings: RestartSettings(limit: configuration.restartLimit,
                                                                    window: .seconds(configuration.restartWindowSeconds)),
@@ -257,6 +263,7 @@ public struct Agent: Service {
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
             ("federation", FederationService(keeper: federation, membership: membership.service,
                                              stored: storedGrants.map(\.serialized), logger: logger)),
+            ("retired-keys", retiredKeys),
             ("gossip-keyring", GossipKeyringService(keeper: gossipKeyring, membership: membership.service, interval: .seconds(2))),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { envelope in

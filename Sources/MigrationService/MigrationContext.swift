@@ -15,6 +15,8 @@ struct MigrationContext: Sendable {
     /// The virtual switch whose ports move with the VMs (nil: VMs have no network).
     let ports: (any MigrationPortMover)?
     let observer: any MigrationObserver
+    /// Signs the source's handover statement at commit (Protocol.md §6.12).
+    let evidence: any MigrationHandoverEvidence
     let credentials: ChannelCredentials
     let logger: Logger
     /// Where other agents are now (host id → channel address), from hellos and membership.

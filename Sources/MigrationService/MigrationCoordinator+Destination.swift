@@ -147,7 +147,7 @@ extension MigrationCoordinator {
 
     /// The answer to a commit, or nil when none can be given yet (the guest runs here but that is
     /// not on disk): the source then goes in doubt and asks again.
-    func commitIncoming(_ id: String, deltas: [[UInt8]], from peer: String) async -> Hostmesh_V1_AgentEnvelope? {
+    func commitIncoming(_ id: String, deltas: [[UInt8]], evidence: [Hostmesh_V1_OwnershipEvidenceLink] = [], from peer: String) async -> Hostmesh_V1_AgentEnvelope? {
         guard var executor = incoming[id] else {
             // Unknown or discarded here: the machine (from the journal, if any) refuses a late commit.
             return await lateCommit(id)
@@ -159,7 +159,7 @@ extension MigrationCoordinator {
             reply.migrationCommitted.error = "migration \(id) was admitted from \(run.source), not \(peer)"
             return reply
         }
-        await run.use(deltas: deltas)
+        await run.use(deltas: deltas, evidence: evidence)
         let loaded = await run.guestLoaded()
         await executor.handle(.commit(loaded: loaded))
         keep(executor)

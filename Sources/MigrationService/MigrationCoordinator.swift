@@ -30,6 +30,8 @@ public actor MigrationCoordinator {
         public var qemuBinary = "qemu-system-x86_64"
         /// Sees the migration points (fault injection in tests); sees nothing by default.
         public var observer: any MigrationObserver = NoMigrationObserver()
+        /// Signs the source's handover statement at commit (Protocol.md §6.12); none by default.
+        public var evidence: any MigrationHandoverEvidence = NoMigrationHandoverEvidence()
         /// Defaults.
         public init() {}
     }
@@ -75,7 +77,8 @@ public actor MigrationCoordinator {
     /// A coordinator for this host's VMs.
     public init(journal: any MigrationJournaling, vms: any MigrationVMRegistry, ports: (any MigrationPortMover)?,
                 credentials: ChannelCredentials, configuration: Configuration = Configuration(), logger: Logger) {
-        context = MigrationContext(journal: journal, vms: vms, ports: ports, observer: configuration.observer, credentials: credentials,
+        context = MigrationContext(journal: journal, vms: vms, ports: ports, observer: configuration.observer, evidence: configuration.evidence,
+                                   credentials: credentials,
                                    logger: logger, peerAddresses: NIOLockedValueBox([:]), streamAuthorizations: NIOLockedValueBox([:]),
                                    commitAnswerTimeout: configuration.commitAnswerTimeout)
         self.configuration = configuration
@@ -250,7 +253,8 @@ public actor MigrationCoordinator {
         defer { relinquish(id) }
         switch body {
         case .migrationPrepare(let prepare): return await prepareIncoming(prepare, from: peer)
-        case .migrationCommit(let commit): return await commitIncoming(commit.migrationID, deltas: commit.portDeltas.map { [UInt8]($0) }, from: peer)
+        case .migrationCommit(let commit):
+            return await commitIncoming(commit.migrationID, deltas: commit.portDeltas.map { [UInt8]($0) }, evidence: commit.evidence, from: peer)
         case .migrationAbort(let abort):
             await abortIncoming(abort.migrationID, reason: abort.reason.isEmpty ? "the source aborted" : abort.reason, from: peer)
             return nil

@@ -1,6 +1,7 @@
 import Foundation
 import Migration
 import Hypervisor
+import MeshWire
 import MigrationService
 
 /// Fault-injection hooks for the end-to-end tests, read from the environment by this executable
@@ -91,8 +92,8 @@ struct FailingJournal: MigrationJournaling {
     func beginDestination(id: String, spec: VMSpec, source: String, epoch: Int64) async throws {
         try await wrapped.beginDestination(id: id, spec: spec, source: source, epoch: epoch)
     }
-    func commitDestination(id: String, spec: VMSpec, epoch: Int64) async throws {
-        try await wrapped.commitDestination(id: id, spec: spec, epoch: epoch)
+    func commitDestination(id: String, spec: VMSpec, epoch: Int64, source: String, evidence: [Hostmesh_V1_OwnershipEvidenceLink]) async throws {
+        try await wrapped.commitDestination(id: id, spec: spec, epoch: epoch, source: source, evidence: evidence)
     }
     func setDestinationRunning(_ id: String) async throws { try await wrapped.setDestinationRunning(id) }
     func discardDestination(id: String, vm: String, epoch: Int64, reason: String) async throws {

@@ -65,7 +65,19 @@ import Testing
                 == .fence(path: [a3, .init(owner: "node-b", epoch: 4), .init(owner: "node-c", epoch: 5)]))
         // A holder further along the chain starts where it is: node-b at 4 checks only the last link.
         #expect(check(held: .init(owner: "node-b", epoch: 4), claimed: .init(owner: "node-c", epoch: 5), evidence)
-                == .fence(path: [.init(owner: "node-b", epoch: 4), .init(owner: "node-c", epoch: 5)]))
+                == .fence(path: [.init(owner: "node-b", epoch: 4), .init(owner: "node-c", epoch: 5)]))        // The owner's own later epochs (a restart in place) need no link; another owner's do.
+        #expect(check(held: a3, claimed: .init(owner: "node-c", epoch: 7), evidence)
+                == .fence(path: [a3, .init(owner: "node-b", epoch: 4), .init(owner: "node-c", epoch: 5), .init(owner: "node-c", epoch: 7)]))
+        #expect(refusal(check(held: a3, claimed: .init(owner: "node-b", epoch: 7), evidence)).contains("nor at an earlier epoch of its owner"))
+        // node-b restarted in place (4 -> 6) before handing on: the walk continues from its later epoch.
+        let restarted = [try handover("node-a", at: 3, to: "node-b"), try handover("node-b", at: 6, to: "node-c")]
+        #expect(check(held: a3, claimed: .init(owner: "node-c", epoch: 7), restarted)
+                == .fence(path: [a3, .init(owner: "node-b", epoch: 4), .init(owner: "node-c", epoch: 7)]))
+        // But the first link leaves the held point exactly: node-a's later epoch is not this copy's.
+        #expect(refusal(check(held: a3, claimed: .init(owner: "node-b", epoch: 6), [try handover("node-a", at: 5, to: "node-b")]))
+                .contains("no link of the evidence leaves node-a@3"))
+        // A later epoch of the owner never reaches back below where the evidence arrived.
+        #expect(refusal(check(held: a3, claimed: .init(owner: "node-b", epoch: 4), evidence)).contains("arrives at node-c@5"))
     }
 
     @Test func aForgedRecordWithAHigherEpochButNoValidEvidenceFencesNothing() throws {

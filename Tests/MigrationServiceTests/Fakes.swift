@@ -3,6 +3,7 @@ import Foundation
 import Hypervisor
 import Logging
 import MeshIdentity
+import MeshWire
 import Migration
 import MigrationService
 import NIOConcurrencyHelpers
@@ -49,7 +50,7 @@ final class FakeJournal: MigrationJournaling {
     func release(migration id: String, vm: String, to owner: String, epoch: Int64) async throws {}
     func reclaim(vm: String, epoch: Int64) async throws {}
     func beginDestination(id: String, spec: VMSpec, source: String, epoch: Int64) async throws {}
-    func commitDestination(id: String, spec: VMSpec, epoch: Int64) async throws {}
+    func commitDestination(id: String, spec: VMSpec, epoch: Int64, source: String, evidence: [Hostmesh_V1_OwnershipEvidenceLink]) async throws {}
     func setDestinationRunning(_ id: String) async throws {}
     func discardDestination(id: String, vm: String, epoch: Int64, reason: String) async throws {}
     func unfinished() async throws -> [JournaledMigration] {

@@ -183,7 +183,7 @@ struct PeerLinks: Sendable {
     /// Applies a peer's ownership records; a copy here that a newer owner makes stale is fenced.
     func receive(ownership records: [Hostmesh_V1_OwnershipRecord], from peer: String) async {
         let stale: [String]
-        do { stale = try await ledger.apply(records, from: peer) } catch {
+        do { stale = try await ledger.apply(records, from: peer).stale } catch {
             // Not fenced: the store that would hold the copies is what failed. The peer's next
             // round (OwnershipSyncService) brings the records again.
             logger.error("cannot record a peer's ownership records: stale copies here are not fenced until it can", metadata: [

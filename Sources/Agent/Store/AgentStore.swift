@@ -94,6 +94,12 @@ public final class AgentStore: Sendable {
         }
         // The signed gossip keyring records this host adopted (Agent/Trust, Protocol.md §4.17).
         migrator.registerMigration("trust-v2") { db in try GossipKeyringStore.createTables(db) }
+        // The evidence for each ownership epoch (Agent/Ownership, Protocol.md §6.12): an encoded
+        // OwnershipEvidenceChain with the VMs this host owns and with the records it heard.
+        migrator.registerMigration("trust-v3") { db in
+            try db.alter(table: "vm") { t in t.add(column: "evidence", .blob) }
+            try db.alter(table: "ownership") { t in t.add(column: "evidence", .blob) }
+        }
         return migrator
     }
 }
@@ -112,6 +118,9 @@ public struct StoredOwnership: Codable, Sendable, FetchableRecord, PersistableRe
     /// The directory of the VM's lease and spec files on shared storage (Protocol.md §9.2), when
     /// its owner runs it under a lease.
     public var leaseDirectory: String? = nil
+    /// The evidence for this epoch as the record carried it (an encoded `OwnershipEvidenceChain`,
+    /// Protocol.md §6.12), passed on with the record.
+    public var evidence: Data? = nil
 }
 
 /// A VM this agent owns, as stored.
@@ -142,6 +151,10 @@ public struct StoredVM: Codable, Sendable, FetchableRecord, PersistableRecord {
     /// Why this host stopped restarting the VM (limit reached, journal failed); nil otherwise.
     /// Cleared when an operator starts or stops the VM.
     public var restartFailure: String?
+    /// The evidence for this host's epoch (an encoded `OwnershipEvidenceChain`, Protocol.md
+    /// §6.12): what led to it, sent with this host's ownership record of the VM. Nil for a VM
+    /// created here (epoch 1 needs none) or received without evidence.
+    public var evidence: Data? = nil
 
     /// A record for `spec`.
     public init(spec: VMSpec, desiredState: String, epoch: Int64 = 1, now: Date = Date()) throws {

@@ -6,6 +6,8 @@ import Logging
 import Migration
 import CoreMetrics
 import MeshTime
+import MeshIdentity
+import MeshWire
 import MigrationService
 
 /// Durable records of migrations and ownership in the agent's SQLite store (Protocol.md §6.4).
@@ -19,6 +21,8 @@ struct MigrationJournal: MigrationJournaling {
     /// Whether this host runs leases (Protocol.md §9.2): a released VM's ownership row then
     /// names its lease directory, which moved with it (the new owner's own record settles it).
     var leases = false
+    /// Signs and checks handover evidence (Protocol.md §6.12); nil: none is signed or kept.
+    var evidence: HandoverEvidence? = nil
 
     /// Journal write latency (one SQLite transaction with fsync), through swift-metrics.
     static let writeLatency = "hostmesh_journal_write_seconds"
@@ -77,9 +81,20 @@ struct MigrationJournal: MigrationJournaling {
             // The lease moved with the VM (§9.2 "Leases and handovers"): other hosts keep
             // watching it under its new owner. A spec that does not decode, or a disk not shared: none.
             let leaseDirectory = leases ? row.flatMap { try? $0.decodedSpec() }.flatMap { try? LeaseFiles.directory(for: $0) } : nil
+            // The released record carries the evidence for the new owner's epoch (§6.12), so that
+            // relays of it can fence too. None into another domain (no statement names such a
+            // host), and none when it cannot be signed (logged; the new owner's record has its own).
+            var chain: Data? = nil
+            if let evidence, !PeerName.isCrossDomain(owner) {
+                do {
+                    chain = OwnershipEvidenceChain.encode(try evidence.chain(after: row?.evidence, vm: vm, epoch: epoch - 1, to: owner, migration: id))
+                } catch {
+                    logger.error("cannot sign the handover statement for the released record", metadata: ["vm.id": "\(vm)", "error": "\(error)"])
+                }
+            }
             _ = try StoredVM.deleteOne(db, key: vm)
             try StoredOwnership(vmId: vm, owner: owner, epoch: epoch, updatedAt: Date().timeIntervalSince1970,
-                                leaseDirectory: PeerName.isCrossDomain(owner) ? nil : leaseDirectory).save(db)
+                                leaseDirectory: PeerName.isCrossDomain(owner) ? nil : leaseDirectory, evidence: chain).save(db)
             try db.execute(sql: "UPDATE migration SET phase = ?, endedAt = ? WHERE id = ?",
                            arguments: [SourceMigration.Phase.done.rawValue, Date().timeIntervalSince1970, id])
         }
@@ -100,10 +115,27 @@ struct MigrationJournal: MigrationJournaling {
         }
     }
 
-    func commitDestination(id: String, spec: VMSpec, epoch: Int64) async throws {
-        try await timedWrite { db in
+    func commitDestination(id: String, spec: VMSpec, epoch: Int64, source: String, evidence links: [Hostmesh_V1_OwnershipEvidenceLink]) async throws {
+        // The commit's evidence is kept only when it hands this VM to this host in this
+        // migration (§6.12); otherwise this host's record of the VM fences nothing.
+        var kept: Data? = nil
+        if evidence != nil, !PeerName.isCrossDomain(source) {
+            let verdict = HandoverEvidence.accepted(links, vm: spec.id, epoch: epoch, source: source, migration: id, hostID: hostID,
+                                                    trust: evidence?.credentials.trust)
+            kept = verdict.kept
+            if let refusal = verdict.refusal, links.isEmpty {
+                // A source that could not sign logged it at error itself; nothing more to say here.
+                logger.notice("the commit carries no handover evidence: this host's ownership record will not fence the source's copy",
+                              metadata: ["migration.id": "\(id)", "vm.id": "\(spec.id)", "mesh.reason": "\(refusal)"])
+            } else if let refusal = verdict.refusal {
+                logger.error("the commit's handover evidence is not kept: this host's ownership record will not fence the source's copy",
+                             metadata: ["migration.id": "\(id)", "vm.id": "\(spec.id)", "mesh.reason": "\(refusal)"])
+            }
+        }
+        try await timedWrite { [kept] db in
             var vm = try StoredVM(spec: spec, desiredState: "running", epoch: epoch)
             vm.hold = nil
+            vm.evidence = kept
             try vm.insert(db)
             _ = try StoredOwnership.deleteOne(db, key: spec.id)
             try TombstoneStore.lift(db, vm: spec.id) // a VM back from another domain

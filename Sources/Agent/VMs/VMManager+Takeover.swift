@@ -2,6 +2,8 @@ import ControlAPI
 import Foundation
 import GRDB
 import Hypervisor
+import MeshIdentity
+import MeshWire
 
 /// Restart elsewhere (Protocol.md §9.2, "Taker"): what the takeover supervisor (Agent/HA) asks
 /// of this host's VMs once it holds the claim of a VM whose owner's lease expired.
@@ -15,7 +17,7 @@ extension VMManager {
     ///   maintenance; the start's errors otherwise (the row then keeps why in `restartFailure`).
     func takeOver(_ spec: VMSpec, epoch: Int64, from owner: String) async throws {
         try refuseInMaintenance("taking \(spec.name) over")
-        guard leaseKeeping != nil, (try? LeaseFiles.directory(for: spec)) != nil else { // not eligible: the claim would have been refused
+        guard leaseKeeping != nil, let leaseDirectory = try? LeaseFiles.directory(for: spec) else { // not eligible: the claim would have been refused
             throw ControlError.conflict("\(spec.name) cannot be taken over here: this host runs no leases, or the VM is not on shared storage")
         }
         try mark(spec.id, .takingOver, name: spec.name)
@@ -28,6 +30,17 @@ extension VMManager {
         let now = Date().timeIntervalSince1970
         let record = try StoredVM(spec: spec, desiredState: "running", epoch: epoch)
         try await store.database.write { [hostID = leaseKeeping?.hostID ?? ""] db in
+            // The evidence for this epoch (Protocol.md §6.12): the links of the record this host
+            // knew (the previous owner's), then its claim, which a holder reads on the storage.
+            var claim = Hostmesh_V1_OwnershipLeaseClaim()
+            claim.vmID = spec.id
+            claim.owner = hostID
+            claim.epoch = UInt64(epoch)
+            claim.leaseDirectory = leaseDirectory
+            var link = Hostmesh_V1_OwnershipEvidenceLink()
+            link.leaseClaim = claim
+            let before = try StoredOwnership.fetchOne(db, key: spec.id)?.evidence ?? StoredVM.fetchOne(db, key: spec.id)?.evidence
+            let evidence = OwnershipEvidenceChain.encode(OwnershipEvidenceChain.extending(OwnershipEvidenceChain.decode(before), with: link))
             if let other = try StoredVM.filter(Column("name") == spec.name).fetchOne(db), other.id != spec.id {
                 throw ControlError.conflict("another VM named \(spec.name) (\(other.id)) exists on this host")
             }
@@ -39,13 +52,14 @@ extension VMManager {
                 guard mine.epoch < epoch else { throw ControlError.conflict("this host's row of \(spec.name) is at epoch \(mine.epoch), not below \(epoch)") }
                 try db.execute(sql: """
                     UPDATE vm SET spec = ?, desiredState = 'running', epoch = ?, hold = NULL, restartFailure = NULL,
-                      restarts = restarts + 1, lastRestartReason = ?, lastRestartAt = ?, updatedAt = ? WHERE id = ?
-                    """, arguments: [record.spec, epoch, reason, now, now, spec.id])
+                      restarts = restarts + 1, lastRestartReason = ?, lastRestartAt = ?, updatedAt = ?, evidence = ? WHERE id = ?
+                    """, arguments: [record.spec, epoch, reason, now, now, evidence, spec.id])
             } else {
                 var row = record
                 row.restarts = 1
                 row.lastRestartReason = reason
                 row.lastRestartAt = now
+                row.evidence = evidence
                 try row.insert(db)
             }
         }

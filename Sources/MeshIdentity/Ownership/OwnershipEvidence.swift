@@ -49,8 +49,11 @@ public enum OwnershipEvidenceCheck {
     ///
     /// The walk starts at the first link that leaves the held point (a handover from exactly
     /// `held`, or a lease claim above `held.epoch`); every later link must continue from where the
-    /// previous one arrived (a handover from exactly that point, a claim above its epoch); the
-    /// last must arrive at `claimed`. Links before the start are history this host need not check.
+    /// previous one arrived (a handover from exactly that point or from a later epoch of the same
+    /// owner, a claim above its epoch); the
+    /// last must arrive at `claimed`, or at an earlier epoch of the same owner (the owner's own
+    /// later epochs, such as a restart in place, need no link). Links before the start are
+    /// history this host need not check.
     public static func check(vm: String, held: OwnershipPoint, claimed: OwnershipPoint, evidence: [OwnershipEvidence],
                              verifyHandover: (HandoverStatement) throws -> Void,
                              readClaim: (_ leaseDirectory: String, _ vm: String, _ epoch: UInt64) -> String?) -> Verdict {
@@ -66,7 +69,10 @@ public enum OwnershipEvidenceCheck {
             switch link {
             case .handover(let statement):
                 guard statement.vmID == vm else { return .refused("a handover names VM \(statement.vmID), not \(vm)") }
-                guard statement.from == at else { return .refused("a handover leaves \(statement.from), but the evidence is at \(at)") }
+                // After the first link, an owner may have moved its own epoch up (a restart in
+                // place) before handing the VM on: its later epoch continues the walk.
+                let continues = statement.from == at || (path.count > 1 && statement.from.owner == at.owner && statement.from.epoch > at.epoch)
+                guard continues else { return .refused("a handover leaves \(statement.from), but the evidence is at \(at)") }
                 do { try verifyHandover(statement) } catch { return .refused("the handover \(statement.from) -> \(statement.to) does not verify: \(error)") }
                 at = statement.to
             case .leaseClaim(let claimVM, let owner, let epoch, let directory):
@@ -80,7 +86,13 @@ public enum OwnershipEvidenceCheck {
             }
             path.append(at)
         }
-        guard at == claimed else { return .refused("the evidence arrives at \(at), not at the record's \(claimed)") }
+        // The owner's own later epochs need no link: a restart in place (§9.1) moves its epoch
+        // up, and once the evidence left the held point verifiably, this copy is stale whatever
+        // its new owner does with the VM after.
+        guard at.owner == claimed.owner, at.epoch <= claimed.epoch else {
+            return .refused("the evidence arrives at \(at), not at the record's \(claimed) (nor at an earlier epoch of its owner)")
+        }
+        if at != claimed { path.append(claimed) }
         return .fence(path: path)
     }
 

@@ -17,6 +17,13 @@ public final class RetiredKeyRegistry: Sendable {
         public let key: SigningPublicKey
         /// Unix seconds from which the key is refused (its rotation seen, plus the grace period).
         public let refusedFrom: Int64
+
+        /// A retirement as it was recorded (`restore`, after a restart).
+        public init(hostID: String, key: SigningPublicKey, refusedFrom: Int64) {
+            self.hostID = hostID
+            self.key = key
+            self.refusedFrom = refusedFrom
+        }
     }
 
     private struct Key: Hashable { let hostID: String; let key: SigningPublicKey }
@@ -25,6 +32,7 @@ public final class RetiredKeyRegistry: Sendable {
         var retired: [Key: Retirement] = [:]
         var watchers: [UInt64: Watcher] = [:]
         var nextID: UInt64 = 1
+        var recorder: (@Sendable (Retirement) -> Void)?
     }
 
     private let grace: NIOLockedValueBox<Int64>
@@ -49,18 +57,37 @@ public final class RetiredKeyRegistry: Sendable {
     public func retire(hostID: String, key: SigningPublicKey, now: Int64) -> Retirement {
         let grace = graceSeconds
         let entry = Key(hostID: hostID, key: key)
-        let (retirement, fired) = state.withLockedValue { state -> (Retirement, [Watcher]) in
-            let retirement = state.retired[entry] ?? Retirement(hostID: hostID, key: key, refusedFrom: now + grace)
+        let (retirement, fired, recorder) = state.withLockedValue { state -> (Retirement, [Watcher], (@Sendable (Retirement) -> Void)?) in
+            let known = state.retired[entry]
+            let retirement = known ?? Retirement(hostID: hostID, key: key, refusedFrom: now + grace)
             state.retired[entry] = retirement
             var fired: [Watcher] = []
             for (id, watcher) in state.watchers where watcher.key == entry {
                 fired.append(watcher)
                 state.watchers[id] = nil
             }
-            return (retirement, fired)
+            return (retirement, fired, known == nil ? state.recorder : nil)
         }
+        recorder?(retirement)
         for watcher in fired { watcher.onRetired(retirement) }
         return retirement
+    }
+
+    /// Puts back a retirement recorded before (an agent's restart): the key stays refused from
+    /// the same time. One already known keeps the earlier deadline. Calls no recorder.
+    public func restore(_ retirement: Retirement) {
+        let entry = Key(hostID: retirement.hostID, key: retirement.key)
+        state.withLockedValue { state in
+            if let known = state.retired[entry], known.refusedFrom <= retirement.refusedFrom { return }
+            state.retired[entry] = retirement
+        }
+    }
+
+    /// Calls `recorder` (outside the lock, on the retiring thread, possibly an event loop: it
+    /// MUST NOT block) with every key retired from now on, once each, so it can be kept durably.
+    /// Replaces an earlier recorder.
+    public func record(with recorder: @escaping @Sendable (Retirement) -> Void) {
+        state.withLockedValue { $0.recorder = recorder }
     }
 
     /// The retirement of `key` of `hostID`, if it was rotated away (refused or still in grace).

@@ -738,6 +738,10 @@ public nonisolated struct Hostmesh_V1_MigrationCommit: Sendable {
   /// final PortStateDelta per NIC (counters, connection tracking) from the frozen source ports
   public var portDeltas: [Data] = []
 
+  /// Protocol.md §6.12: the evidence for the destination's epoch: the links of the source's own
+  /// record, then the source's handover statement for this migration (empty across domains)
+  public var evidence: [Hostmesh_V1_OwnershipEvidenceLink] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -965,6 +969,83 @@ public nonisolated struct Hostmesh_V1_OwnershipRecord: Sendable {
   /// Protocol.md §9.2: the directory on shared storage holding the VM's lease and spec files
   /// (set by an owner that runs the VM under a lease; empty otherwise)
   public var leaseDirectory: String = String()
+
+  /// Protocol.md §6.12: the links that lead to this epoch, oldest first, at most 16 (the
+  /// previous owner's handover statement at a migration's commit, or the owner's lease claim
+  /// at a takeover, after the links of the record the owner had when it got the VM)
+  public var evidence: [Hostmesh_V1_OwnershipEvidenceLink] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Protocol.md §6.12: one link of the evidence for an ownership epoch.
+public nonisolated struct Hostmesh_V1_OwnershipEvidenceLink: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var link: Hostmesh_V1_OwnershipEvidenceLink.OneOf_Link? = nil
+
+  /// an encoded TrustHandoverStatement (identity.proto), exactly as signed
+  public var handover: Data {
+    get {
+      if case .handover(let v)? = link {return v}
+      return Data()
+    }
+    set {link = .handover(newValue)}
+  }
+
+  /// a takeover under a lease (§9.2)
+  public var leaseClaim: Hostmesh_V1_OwnershipLeaseClaim {
+    get {
+      if case .leaseClaim(let v)? = link {return v}
+      return Hostmesh_V1_OwnershipLeaseClaim()
+    }
+    set {link = .leaseClaim(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Link: Equatable, Sendable {
+    /// an encoded TrustHandoverStatement (identity.proto), exactly as signed
+    case handover(Data)
+    /// a takeover under a lease (§9.2)
+    case leaseClaim(Hostmesh_V1_OwnershipLeaseClaim)
+
+  }
+
+  public init() {}
+}
+
+/// Protocol.md §6.12: `owner` created `<vm_id>.claim.<epoch>` in `lease_directory` (§9.2).
+public nonisolated struct Hostmesh_V1_OwnershipLeaseClaim: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var vmID: String = String()
+
+  public var owner: String = String()
+
+  public var epoch: UInt64 = 0
+
+  public var leaseDirectory: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Protocol.md §6.12: a chain of links as an agent keeps it with a VM row or an ownership row
+/// (its own store; not sent on the wire by itself).
+public nonisolated struct Hostmesh_V1_OwnershipEvidenceChain: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var links: [Hostmesh_V1_OwnershipEvidenceLink] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2912,7 +2993,7 @@ nonisolated extension Hostmesh_V1_CheckItem: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_MigrationCommit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationCommit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}port_deltas\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}port_deltas\0\u{2}\u{1c}evidence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2922,6 +3003,7 @@ nonisolated extension Hostmesh_V1_MigrationCommit: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
       case 2: try { try decoder.decodeRepeatedBytesField(value: &self.portDeltas) }()
+      case 30: try { try decoder.decodeRepeatedMessageField(value: &self.evidence) }()
       default: break
       }
     }
@@ -2934,12 +3016,16 @@ nonisolated extension Hostmesh_V1_MigrationCommit: SwiftProtobuf.Message, SwiftP
     if !self.portDeltas.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.portDeltas, fieldNumber: 2)
     }
+    if !self.evidence.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.evidence, fieldNumber: 30)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_MigrationCommit, rhs: Hostmesh_V1_MigrationCommit) -> Bool {
     if lhs.migrationID != rhs.migrationID {return false}
     if lhs.portDeltas != rhs.portDeltas {return false}
+    if lhs.evidence != rhs.evidence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3280,7 +3366,7 @@ nonisolated extension Hostmesh_V1_OwnershipUpdate: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OwnershipRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}owner\0\u{1}epoch\0\u{4}\u{11}lease_directory\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}owner\0\u{1}epoch\0\u{4}\u{11}lease_directory\0\u{2}\u{a}evidence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3292,6 +3378,7 @@ nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftP
       case 2: try { try decoder.decodeSingularStringField(value: &self.owner) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 20: try { try decoder.decodeSingularStringField(value: &self.leaseDirectory) }()
+      case 30: try { try decoder.decodeRepeatedMessageField(value: &self.evidence) }()
       default: break
       }
     }
@@ -3310,6 +3397,9 @@ nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftP
     if !self.leaseDirectory.isEmpty {
       try visitor.visitSingularStringField(value: self.leaseDirectory, fieldNumber: 20)
     }
+    if !self.evidence.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.evidence, fieldNumber: 30)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3318,6 +3408,144 @@ nonisolated extension Hostmesh_V1_OwnershipRecord: SwiftProtobuf.Message, SwiftP
     if lhs.owner != rhs.owner {return false}
     if lhs.epoch != rhs.epoch {return false}
     if lhs.leaseDirectory != rhs.leaseDirectory {return false}
+    if lhs.evidence != rhs.evidence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_OwnershipEvidenceLink: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OwnershipEvidenceLink"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handover\0\u{3}lease_claim\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.link != nil {try decoder.handleConflictingOneOf()}
+          self.link = .handover(v)
+        }
+      }()
+      case 2: try {
+        var v: Hostmesh_V1_OwnershipLeaseClaim?
+        var hadOneofValue = false
+        if let current = self.link {
+          hadOneofValue = true
+          if case .leaseClaim(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.link = .leaseClaim(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.link {
+    case .handover?: try {
+      guard case .handover(let v)? = self.link else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 1)
+    }()
+    case .leaseClaim?: try {
+      guard case .leaseClaim(let v)? = self.link else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_OwnershipEvidenceLink, rhs: Hostmesh_V1_OwnershipEvidenceLink) -> Bool {
+    if lhs.link != rhs.link {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_OwnershipLeaseClaim: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OwnershipLeaseClaim"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}owner\0\u{1}epoch\0\u{3}lease_directory\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.vmID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.leaseDirectory) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.vmID.isEmpty {
+      try visitor.visitSingularStringField(value: self.vmID, fieldNumber: 1)
+    }
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 2)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 3)
+    }
+    if !self.leaseDirectory.isEmpty {
+      try visitor.visitSingularStringField(value: self.leaseDirectory, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_OwnershipLeaseClaim, rhs: Hostmesh_V1_OwnershipLeaseClaim) -> Bool {
+    if lhs.vmID != rhs.vmID {return false}
+    if lhs.owner != rhs.owner {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.leaseDirectory != rhs.leaseDirectory {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hostmesh_V1_OwnershipEvidenceChain: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OwnershipEvidenceChain"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}links\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.links) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.links.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.links, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hostmesh_V1_OwnershipEvidenceChain, rhs: Hostmesh_V1_OwnershipEvidenceChain) -> Bool {
+    if lhs.links != rhs.links {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

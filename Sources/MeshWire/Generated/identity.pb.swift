@@ -560,7 +560,7 @@ public nonisolated struct Hostmesh_V1_TrustGossipKeyringEntry: Sendable {
   public init() {}
 }
 
-/// Evidence for an ownership epoch (Protocol.md §6.12, design; not carried yet): the previous
+/// Evidence for an ownership epoch (Protocol.md §6.12; carried in OwnershipEvidenceLink): the previous
 /// owner's signed statement that it handed a VM over at a migration's commit.
 public nonisolated struct Hostmesh_V1_TrustHandoverStatement: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the

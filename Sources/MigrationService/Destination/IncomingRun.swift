@@ -44,6 +44,8 @@ actor IncomingRun: DestinationMigrationEnvironment {
     private var resumedWatcher: Task<Double?, Never>?
     /// The ports' final deltas, from the commit being handled.
     private var deltas: [[UInt8]] = []
+    /// The evidence for this host's epoch, from the commit being handled (Protocol.md §6.12).
+    private var evidence: [Hostmesh_V1_OwnershipEvidenceLink] = []
     /// The answer to the message being handled, if one is owed.
     private var reply: Hostmesh_V1_AgentEnvelope?
 
@@ -115,7 +117,10 @@ actor IncomingRun: DestinationMigrationEnvironment {
     }
 
     /// Sets the ports' final state that comes with a commit.
-    func use(deltas: [[UInt8]]) { self.deltas = deltas }
+    func use(deltas: [[UInt8]], evidence: [Hostmesh_V1_OwnershipEvidenceLink] = []) {
+        self.deltas = deltas
+        self.evidence = evidence
+    }
 
     /// True once QEMU here has the whole guest (or has entered post-copy); waits up to `limit`
     /// for QEMU's `MIGRATION` event (the `events` capability is on for every migration).
@@ -179,7 +184,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
                 try await context.journal.beginDestination(id: id, spec: spec, source: source, epoch: epoch)
             case .committed:
                 guard let spec else { throw MigrationServiceError.journal("no VM spec to commit") }
-                try await context.journal.commitDestination(id: id, spec: spec, epoch: epoch)
+                try await context.journal.commitDestination(id: id, spec: spec, epoch: epoch, source: source, evidence: evidence)
                 context.streamAuthorizations.withLockedValue { $0[id] = nil }
             case .running:
                 try await context.journal.setDestinationRunning(id)

@@ -1,4 +1,5 @@
 public import Hypervisor
+public import MeshWire
 public import Migration
 
 /// Which side of a migration a host is.
@@ -79,8 +80,10 @@ public protocol MigrationJournaling: Sendable {
     func reclaim(vm: String, epoch: Int64) async throws
     /// Destination: admitted, the VM to arrive at `epoch`.
     func beginDestination(id: String, spec: VMSpec, source: String, epoch: Int64) async throws
-    /// Destination: the commit: the VM's row at `epoch` with the phase, in one transaction.
-    func commitDestination(id: String, spec: VMSpec, epoch: Int64) async throws
+    /// Destination: the commit: the VM's row at `epoch` with the phase, in one transaction. The
+    /// row keeps `evidence` (the commit's, Protocol.md §6.12) when its last link is `source`'s
+    /// statement handing the VM to this host at `epoch` in this migration, and none otherwise.
+    func commitDestination(id: String, spec: VMSpec, epoch: Int64, source: String, evidence: [Hostmesh_V1_OwnershipEvidenceLink]) async throws
     /// Destination: the guest runs here (the migration has ended).
     func setDestinationRunning(_ id: String) async throws
     /// Destination: discarded for `reason`, with the VM row its commit wrote if any, in one transaction.

@@ -468,6 +468,7 @@ actor SourceRun: SourceMigrationEnvironment {
             commit.migrationCommit.migrationID = id
             // The ports stop here; their final state travels with the commit.
             commit.migrationCommit.portDeltas = portsStayBehind ? [] : try await context.ports?.freeze(spec).map { Data($0) } ?? []
+            commit.migrationCommit.evidence = await commitEvidence()
             try await connection.outbound.write(EnvelopeWriter.frame(commit))
             if postcopyUsed, let transfer {
                 // The destination runs the guest and pulls what it lacks: QEMU here must go on
@@ -504,6 +505,19 @@ actor SourceRun: SourceMigrationEnvironment {
         } catch {
             note("handover of \(vmName) to \(peer) is in doubt (\(error)); the guest stays paused here. `hostmesh vm resolve \(vmName)` shows the choices")
             return .peerLost("\(error)")
+        }
+    }
+
+    /// The evidence for the destination's epoch (Protocol.md §6.12): none across domains (a host
+    /// of another domain is named `host@domain`, which no statement can name; its records fence
+    /// nothing here, and an in-doubt copy settles by recovery), and none when it cannot be signed
+    /// (logged: the destination's record then fences nothing, the safe side).
+    private func commitEvidence() async -> [Hostmesh_V1_OwnershipEvidenceLink] {
+        guard !crossesDomains else { return [] }
+        do { return try await context.evidence.commitEvidence(vm: vmID, epoch: epoch, to: peer, migration: id) } catch {
+            logger.error("cannot sign the handover statement: the destination's ownership record will not fence this copy",
+                         metadata: ["error": "\(error)"])
+            return []
         }
     }
 
