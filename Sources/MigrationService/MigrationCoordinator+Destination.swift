@@ -113,6 +113,9 @@ extension MigrationCoordinator {
             return refuse("malformed request: \(error)")
         }
         guard incoming[id] == nil else { return refuse("migration \(id) is already known here") }
+        guard let sourceEpoch = try? wireEpoch(prepare.epoch, "the source's epoch") else { // the reason is the refusal below
+            return refuse("the source's epoch \(prepare.epoch) is not a valid epoch")
+        }
         // Busy (at an incoming limit): the source may ask again (Protocol.md §6.4, busy and the queue).
         let busy = isAtIncomingLimit(diskBytes: diskBytes)
         var refusal = admissionRefusal(spec, diskBytes: diskBytes, storageRoot: storageRoot)
@@ -120,7 +123,7 @@ extension MigrationCoordinator {
         defer { admitting[id] = nil } // from here on `incoming` holds it, or it failed
         if refusal == nil {
             do {
-                if let newer = try await journal.newerOwner(of: spec.id, above: Int64(prepare.epoch)), newer.owner != peer {
+                if let newer = try await journal.newerOwner(of: spec.id, above: sourceEpoch), newer.owner != peer {
                     // The source's copy is stale (it has not heard yet): taking it would make a second owner.
                     refusal = "\(newer.owner) owns \(spec.name) at epoch \(newer.epoch), above the source's \(prepare.epoch): its copy is stale and must not move"
                 }
@@ -133,7 +136,7 @@ extension MigrationCoordinator {
             // The VM's id is this migration's from here on; nothing under it is touched otherwise.
             do { try await vms.reserveIncoming(spec) } catch let error as ControlError { refusal = error.message } catch { refusal = "\(error)" }
         }
-        let run = IncomingRun(context: context, id: id, spec: spec, source: peer, epoch: Int64(prepare.epoch) + 1,
+        let run = IncomingRun(context: context, id: id, spec: spec, source: peer, epoch: sourceEpoch + 1,
                               prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) },
                                              disks: prepare.disks, diskBytes: diskBytes, storageRoot: storageRoot,
                                              freshPorts: crossDomainStorage != nil && freshPorts))

@@ -2,6 +2,7 @@
 import ControlAPI
 import Foundation
 import GRDB
+import Hypervisor
 import Logging
 import Testing
 
@@ -45,12 +46,29 @@ import Testing
         #expect(try await known().map { ($0.owner, $0.epoch) } ?? ("", 0) == ("node-a", 4), "nothing recorded")
     }
 
-    @Test func anOlderRecordOrNoneCannotTellAndTheAskerIsBelieved() async throws {
+    @Test func withNoRecordTheAskerIsBelieved() async throws {
         defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
         #expect(try await manager.answerHandoverQuery(id, epoch: 3, from: "node-a") == nil)
+        #expect(try await known().map { ($0.owner, $0.epoch) } ?? ("", 0) == ("node-a", 3))
+    }
+
+    @Test func anOlderRecordOfAnotherOwnerRefusesToo() async throws {
+        // Fail closed: the asker may be the owner this host has not heard of yet, or not.
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
         try await know(owner: "node-c", epoch: 1)
-        #expect(try await manager.answerHandoverQuery(id, epoch: 5, from: "node-a") == nil)
-        #expect(try await known().map { ($0.owner, $0.epoch) } ?? ("", 0) == ("node-a", 5))
+        await #expect { _ = try await manager.answerHandoverQuery(id, epoch: 9, from: "node-x") }
+            throws: { "\($0)".contains("knows node-c as its owner") }
+        #expect(try await known().map { ($0.owner, $0.epoch) } ?? ("", 0) == ("node-c", 1))
+    }
+
+    @Test func anOfferFromAMemberThatIsNotTheOwnerIsRefusedAndNothingIsDefined() async throws {
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
+        try await know(owner: "node-a", epoch: 4)
+        let spec = VMSpec(id: id, name: "offered", memoryMiB: 64, boot: .kernel(path: TestGuest.kernel, initrd: TestGuest.initrd, commandLine: "console=ttyS0"))
+        await #expect { _ = try await manager.receiveHandover(spec, epoch: 50, from: "node-x") }
+            throws: { "\($0)".contains("knows node-a as its owner") }
+        let id = id
+        #expect(try await store.database.read { db in try StoredVM.fetchOne(db, key: id) } == nil)
     }
 
     @Test func anOfferThatTookEffectIsReportedTaken() async throws {

@@ -44,7 +44,7 @@ struct InitialPlacement: Sendable {
                 let info: VMInfo
                 if choice.host == controller.hostID {
                     let created = try await vms.create(spec)
-                    info = request.start ? try await vms.start(created.id) : created
+                    info = request.start ? try await Self.startCreated(created, on: choice.host, vms: vms) : created
                 } else {
                     guard let channel = members.first(where: { $0.id.hostID == choice.host })?.metadata?.channelAddress else {
                         refusals.append("\(choice.host): no channel address yet")
@@ -62,6 +62,16 @@ struct InitialPlacement: Sendable {
             }
         }
         throw ControlError.unavailable("no host took \(spec.name): \(refusals.joined(separator: "; "))")
+    }
+
+    /// Starts a VM just defined on `host` by a placement. Once it is defined somewhere it must not
+    /// be defined on a second host (both rows would be at epoch 1, neither fencing the other), so
+    /// a start that fails is final: `failed`, which the placer does not try elsewhere.
+    static func startCreated(_ created: VMInfo, on host: String, vms: VMManager) async throws -> VMInfo {
+        do { return try await vms.start(created.id) } catch let error as ControlError {
+            throw ControlError.failed("\(created.name) was defined on \(host) but did not start there: \(error.message). "
+                + "It stays defined there: start it there once the cause is fixed, or remove it")
+        }
     }
 
     /// Asks agent `host` to define the VM.
@@ -111,12 +121,12 @@ struct InitialPlacement: Sendable {
                     }
                     let observer = controller.observer
                     await observer.reached(.placedStart("received"))
-                    reply.info = try JSONEncoder().encode(try await vms.receiveHandover(spec, epoch: Int64(request.epoch), from: peer) {
+                    reply.info = try JSONEncoder().encode(try await vms.receiveHandover(spec, epoch: try wireEpoch(request.epoch, "the offered epoch"), from: peer) {
                         await observer.reached(.placedStart("stored"))
                     })
                 } else {
                     let created = try await vms.create(spec)
-                    let info = create.start ? try await vms.start(created.id) : created
+                    let info = create.start ? try await Self.startCreated(created, on: controller.hostID, vms: vms) : created
                     reply.info = try JSONEncoder().encode(info)
                 }
             }

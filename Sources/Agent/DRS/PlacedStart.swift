@@ -152,7 +152,11 @@ extension InitialPlacement {
         envelope.vmPlaceRequest.handedOverBy = controller.hostID
         // Connected before the offer is journaled: a host that cannot be reached got nothing.
         let connection = try await connect(to: HostPort(host: channel.host, port: Int(channel.port)), host: host)
-        try await vms.journalOffer(spec.id, to: host, epoch: epoch)
+        do { try await vms.journalOffer(spec.id, to: host, epoch: epoch) } catch {
+            // Nothing was offered: the connection goes unused.
+            try? await connection.channel.executeThenClose { _, _ in } // closing an unused connection: its failure changes nothing
+            throw error
+        }
         let reply: Hostmesh_V1_VmPlaceReply
         do {
             // Bounded: a host that never answers leaves the offer in doubt, not this call hanging.
@@ -165,7 +169,7 @@ extension InitialPlacement {
         guard reply.errorCode.isEmpty else {
             // A definite refusal: nothing of the VM was kept there. The copy here is free again
             // (the next offer, or the take-back, moves its epoch above this one).
-            try await vms.releaseOffer(spec.id)
+            try await vms.releaseOffer(spec.id, to: host, epoch: epoch)
             throw ControlError(code: reply.errorCode, message: reply.errorMessage)
         }
         return try JSONDecoder().decode(VMInfo.self, from: reply.info)

@@ -86,7 +86,8 @@ extension InitialPlacement {
             logger.warning("placed-start handover taken back without the other host's answer: membership declares it dead",
                            metadata: ["vm.id": "\(vm.id)", "mesh.peer": "\(host)", "vm.epoch": "\(epoch + 1)"])
             return "\(vm.name) taken back at epoch \(epoch + 1) without \(host)'s answer (membership declares it \(status!.rawValue)): "
-                + "should \(host) come back with the VM, this host's record (epoch \(epoch + 1)) fences its copy"
+                + "should \(host) come back running it, nothing fences its copy (this take-back carries no handover evidence, Protocol.md §6.12): "
+                + "make sure it is powered off or stop the VM there"
         case .releaseHere(destinationRunsIt: true):
             try await vms.completeHandover(vm.id, to: host, epoch: epoch)
             return "\(vm.name) released to \(host) on your word (it runs there): the held row here is dropped"
@@ -109,7 +110,7 @@ extension InitialPlacement {
         let address = HostPort(host: channel.host, port: Int(channel.port))
         let reply = try await withTimeout(Self.handoverTimeout) { [envelope] in try await send(envelope, to: address, host: host) }
         switch reply.handoverOutcome {
-        case .taken: return Int64(reply.handoverEpoch)
+        case .taken: return try wireEpoch(reply.handoverEpoch, "\(host)'s epoch")
         case .fenced: return nil
         default:
             throw ControlError.failed(reply.errorCode.isEmpty ? "\(host) gave no outcome" : "\(host): \(reply.errorMessage)")
@@ -119,7 +120,7 @@ extension InitialPlacement {
     /// This host's answer to a handover query from `peer` (the VM's owner until the offer).
     func serveHandoverQuery(_ query: Hostmesh_V1_DrsHandoverQuery, from peer: String) async throws -> Hostmesh_V1_VmPlaceReply {
         var reply = Hostmesh_V1_VmPlaceReply()
-        if let taken = try await vms.answerHandoverQuery(query.vmID, epoch: Int64(query.epoch), from: peer) {
+        if let taken = try await vms.answerHandoverQuery(query.vmID, epoch: try wireEpoch(query.epoch, "the queried epoch"), from: peer) {
             reply.handoverOutcome = .taken
             reply.handoverEpoch = UInt64(taken)
         } else {

@@ -1,3 +1,4 @@
+import ControlAPI
 import Foundation
 import GRDB
 import CoreMetrics
@@ -73,7 +74,11 @@ struct OwnershipLedger: Sendable {
         let applied = try await store.database.write { [trust, hostID] db -> Applied in
             var applied = Applied()
             for record in records where record.owner != hostID {
-                let epoch = Int64(record.epoch)
+                // A record no real epoch can match is nonsense: dropped, never a trap.
+                guard let epoch = try? wireEpoch(record.epoch, "epoch") else {
+                    applied.dropped.append((record.vmID, record.owner, record.epoch, "epoch \(record.epoch) is not a valid epoch"))
+                    continue
+                }
                 if let mine = try StoredVM.fetchOne(db, key: record.vmID), mine.epoch < epoch {
                     let verdict = Self.check(record, against: mine, hostID: hostID, trust: trust)
                     guard case .fence = verdict else {

@@ -31,8 +31,7 @@ extension VMManager {
     /// Journals the offer of VM `id` to `host` at `epoch`, before it is sent: from now on this
     /// copy is held, and stays held if the answer never comes (the offer is then in doubt).
     func journalOffer(_ id: String, to host: String, epoch: Int64) async throws {
-        let hold = "handed over to \(host) at epoch \(epoch) (`vm start --place auto`) and no answer came: "
-            + "`hostmesh vm resolve` asks \(host) what became of it"
+        let hold = Self.offerHold(to: host, epoch: epoch)
         try await store.database.write { db in
             try db.execute(sql: "UPDATE vm SET hold = ?, updatedAt = ? WHERE id = ? AND hold IS NULL",
                            arguments: [hold, Date().timeIntervalSince1970, id])
@@ -40,11 +39,26 @@ extension VMManager {
         }
     }
 
-    /// The offer was refused (nothing of the VM was kept there): the copy here is free again.
-    func releaseOffer(_ id: String) async throws {
+    /// The hold an offer of a VM to `host` at `epoch` leaves on its row.
+    static func offerHold(to host: String, epoch: Int64) -> String {
+        "handed over to \(host) at epoch \(epoch) (`vm start --place auto`) and no answer came: "
+            + "`hostmesh vm resolve` asks \(host) what became of it"
+    }
+
+    /// The offer to `host` at `epoch` was refused (nothing of the VM was kept there): the copy
+    /// here is free again, unless another hold (a fence that came meanwhile) replaced the
+    /// offer's: that one stays, and this throws.
+    func releaseOffer(_ id: String, to host: String, epoch: Int64) async throws {
         try await store.database.write { db in
-            try db.execute(sql: "UPDATE vm SET hold = NULL, updatedAt = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, id])
+            try db.execute(sql: "UPDATE vm SET hold = NULL, updatedAt = ? WHERE id = ? AND hold = ?",
+                           arguments: [Date().timeIntervalSince1970, id, Self.offerHold(to: host, epoch: epoch)])
+            guard db.changesCount == 1 else { throw ControlError.conflict("VM \(id) was held by something else while it was offered: \(Self.holdText(db, id))") }
         }
+    }
+
+    /// The row's hold now, for messages.
+    private static func holdText(_ db: Database, _ id: String) -> String {
+        ((try? StoredVM.fetchOne(db, key: id))??.hold) ?? "no hold" // unreadable: the message says less, nothing else depends on it
     }
 
     /// `host` accepted VM `id` at `epoch`: the row goes (one transaction with the ownership record
@@ -66,10 +80,15 @@ extension VMManager {
 
     /// Every offer was refused: the VM is this host's again, at `epoch` (above every epoch
     /// offered, so an offer that somehow took effect is fenced by this host's record).
+    /// Only the hold of an offer (`offeredTo` at any epoch) is cleared: a fence that replaced it
+    /// stays (the VM is another host's), and this throws.
     func takeBack(_ id: String, epoch: Int64) async throws {
         try await store.database.write { db in
-            try db.execute(sql: "UPDATE vm SET hold = NULL, epoch = ?, updatedAt = ? WHERE id = ? AND epoch < ?",
+            try db.execute(sql: "UPDATE vm SET hold = NULL, epoch = ?, updatedAt = ? WHERE id = ? AND epoch < ? AND (hold IS NULL OR hold LIKE 'handed over to % at epoch % (`vm start --place auto`)%')",
                            arguments: [epoch, Date().timeIntervalSince1970, id, epoch])
+            guard db.changesCount == 1 else {
+                throw ControlError.conflict("VM \(id) cannot be taken back: \(Self.holdText(db, id))")
+            }
         }
     }
 
@@ -100,8 +119,16 @@ extension VMManager {
                     throw ControlError.conflict("a VM named \(spec.name) already exists on the chosen host")
                 }
                 if try StoredVM.exists(db, key: spec.id) { throw ControlError.conflict("VM id \(spec.id) already exists on the chosen host") }
-                if let known = try StoredOwnership.fetchOne(db, key: spec.id), known.epoch >= epoch {
-                    throw ControlError.conflict("\(known.owner) holds \(spec.name) at epoch \(known.epoch), not below the \(epoch) offered")
+                if let known = try StoredOwnership.fetchOne(db, key: spec.id) {
+                    if known.epoch >= epoch {
+                        throw ControlError.conflict("\(known.owner) holds \(spec.name) at epoch \(known.epoch), not below the \(epoch) offered")
+                    }
+                    // Only the VM's owner hands it over: a member that does not own it must not
+                    // make this host start a second copy (a stale record here refuses a real
+                    // owner's offer, which then goes to the next host: fail closed).
+                    guard known.owner == owner else {
+                        throw ControlError.conflict("\(owner) offered \(spec.name), but this host knows \(known.owner) as its owner (epoch \(known.epoch))")
+                    }
                 }
                 if let conflict = try TombstoneStore.conflict(db, with: spec) { throw ControlError.conflict(conflict) }
                 try record.insert(db)
@@ -110,10 +137,15 @@ extension VMManager {
             busy[spec.id] = nil
             throw error
         }
-        busy[spec.id] = nil
+        // The mark stays until the start ended either way: a handover query meanwhile is told to
+        // ask again, never TAKEN for a row a failed start is about to delete.
+        defer { busy[spec.id] = nil }
         logger.notice("VM handed over here for a placed start: journaled", metadata: ["vm.id": "\(spec.id)", "vm.epoch": "\(epoch)", "vm.owner": "\(owner)"])
         await stored()
-        do { return try await start(spec.id) } catch {
+        do {
+            try refuseInMaintenance("starting \(spec.name)")
+            return try await startMarked(try await find(spec.id))
+        } catch {
             // A QEMU that started (fenced meanwhile) keeps the row: the VM is this host's, paused.
             if let process = processes[spec.id], await process.exitIfEnded() == nil { return try await info(spec.id) }
             await network?.detach(spec)
@@ -151,14 +183,17 @@ extension VMManager {
     /// at `epoch`, so that the offer, should it still arrive, is refused (§10.10: a known record
     /// at the epoch offered or above).
     func answerHandoverQuery(_ id: String, epoch: Int64, from owner: String) async throws -> Int64? {
-        try await store.database.write { db in
+        // Excludes a handover being received (its start may still fail and delete the row).
+        try mark(id, .resolving, name: id)
+        defer { busy[id] = nil }
+        return try await store.database.write { db in
             if let row = try StoredVM.fetchOne(db, key: id), row.epoch >= epoch { return row.epoch }
             if let known = try StoredOwnership.fetchOne(db, key: id) {
                 if known.epoch >= epoch { return known.owner == owner ? nil : known.epoch }
-                // The asker owned the VM at epoch - 1 (it offered epoch): a record of another
-                // owner at that epoch contradicts it, and another member cannot record itself as
-                // the VM's owner here by asking. An older record cannot tell.
-                guard known.owner == owner || known.epoch < epoch - 1 else {
+                // Only the owner this host knows may fence its offer: another member cannot
+                // record itself as the VM's owner here by asking (a stale record here makes the
+                // real owner's query fail until the newer record arrives: fail closed).
+                guard known.owner == owner else {
                     throw ControlError.conflict("\(owner) asked about VM \(id) at epoch \(epoch), but this host knows \(known.owner) as its owner "
                         + "(epoch \(known.epoch)): only that host can resolve its handover")
                 }

@@ -37,6 +37,8 @@ public actor VMManager: MigrationVMRegistry {
         case inDoubt = "in doubt: its handover's outcome is not known yet (`hostmesh vm resolve` shows the choices)"
         /// Offered to another host to start there (`vm start --place auto`, Protocol.md §10.10).
         case handingOver = "being handed over to the host chosen to start it"
+        /// A handover query about it is being answered (`vm resolve --retry` on its old owner).
+        case resolving = "the subject of a handover query"
     }
 
     /// Marks VM `id` busy with `operation`, or says what it is busy with.
@@ -198,6 +200,11 @@ public actor VMManager: MigrationVMRegistry {
         if let hold = vm.hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
         try mark(vm.id, .starting, name: vm.name)
         defer { busy[vm.id] = nil }
+        return try await startMarked(vm)
+    }
+
+    /// Starts VM `vm`, already marked busy by the caller (who clears the mark).
+    func startMarked(_ vm: StoredVM) async throws -> VMInfo {
         if let process = processes[vm.id], await process.exitIfEnded() == nil { return try await info(vm.id) }
         // Read again under the mark: a hold (fencing, an in-doubt handover) may have come meanwhile.
         if let hold = try await find(vm.id).hold { throw ControlError.conflict("\(vm.name) is held: \(hold). `hostmesh vm resolve \(vm.name)` shows the choices") }
@@ -340,7 +347,7 @@ public actor VMManager: MigrationVMRegistry {
             case .inDoubt: info.state = "in-doubt"
             case .restarting, .takingOver: info.state = "restarting"
             case .movingStorage: info.state = info.qemuStatus == "running" ? "moving-storage" : info.state
-            case .starting, .stopping, .handingOver: break
+            case .starting, .stopping, .handingOver, .resolving: break
             }
         }
         if let hold = vm.hold {
