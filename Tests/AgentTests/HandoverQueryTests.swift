@@ -4,6 +4,7 @@ import Foundation
 import GRDB
 import Hypervisor
 import Logging
+import MeshWire
 import Testing
 
 /// A candidate host's answer to a handover query (Protocol.md §10.12) against its real SQLite
@@ -75,5 +76,30 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
         try await know(owner: "node-b", epoch: 5)
         #expect(try await manager.answerHandoverQuery(id, epoch: 5, from: "node-a") == 5)
+    }
+}
+
+/// Epochs from peers are checked, never converted with a trap (review finding: one frame with
+/// `epoch = UInt64.max` killed the agent).
+@Suite struct WireEpochTests {
+    @Test func anEpochNoRealVMCanHaveIsRefusedWithItsValue() throws {
+        #expect(try wireEpoch(7, "epoch") == 7)
+        #expect(throws: ControlError.self) { try wireEpoch(UInt64.max, "epoch") }
+        #expect(throws: ControlError.self) { try wireEpoch(UInt64(Int64.max), "epoch") }
+    }
+
+    @Test func anOwnershipRecordWithSuchAnEpochIsDroppedNotATrap() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("hm-wire-epoch-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
+        let store = try AgentStore(stateDirectory: state)
+        let ledger = OwnershipLedger(store: store, hostID: "node-b", logger: Logger(label: "test"))
+        var record = Hostmesh_V1_OwnershipRecord()
+        record.vmID = "0b7c5e1e-7d3f-4c1e-9a55-0d2f5b1c9e02"
+        record.owner = "node-x"
+        record.epoch = UInt64.max
+        let applied = try await ledger.apply([record], from: "node-x")
+        #expect(applied.dropped.map(\.reason) == ["epoch \(UInt64.max) is not a valid epoch"])
+        #expect(try await ledger.records().isEmpty)
     }
 }
