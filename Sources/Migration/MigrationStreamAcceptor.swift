@@ -30,12 +30,6 @@ public final class MigrationStreamAcceptor {
     /// straight to the guest's pause at switchover; a few hundred KiB keep the pipe full.
     public static let streamWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 128 << 10, high: 256 << 10)
 
-    /// Send buffer of the unix socket into the destination QEMU, bytes. With the kernel's default
-    /// (~208 KiB) about a third of the vectored writes of opened records met a full socket
-    /// (EAGAIN), each costing a wait for writability and a wake-up (issue 18's profile); QEMU
-    /// loads what sits here at memory speed, so a deeper buffer adds well under a millisecond to
-    /// the tail at switchover. The kernel caps it at `net.core.wmem_max`.
-    public static let qemuSendBuffer = 1 << 20
 
     /// The route for a listener: stream channels (every `StreamPurpose`) get an acceptor.
     public static func route(_ session: ChannelSession, authorize: @escaping Authorize) -> ChannelRoute {
@@ -81,10 +75,6 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         StreamBuffers.size(secure, sending: false).whenComplete { _ in }
         ClientBootstrap(group: context.eventLoop)
             .channelOption(.autoRead, value: false)
-            .channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(clamping: Self.qemuSendBuffer))
-            // Keep opened records flowing to QEMU while its socket takes them: the secure side
-            // stops reading only when this much waits in user space.
-            .channelOption(.writeBufferWaterMark, value: Self.streamWaterMark)
             .connect(unixDomainSocketPath: socketPath)
             .assumeIsolated()
             .whenComplete { result in
