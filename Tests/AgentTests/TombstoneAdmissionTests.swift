@@ -2,6 +2,7 @@
 import ControlAPI
 import Foundation
 import GRDB
+import Hypervisor
 import Logging
 import MeshWire
 import Testing
@@ -70,5 +71,28 @@ import Testing
         let kept = try await manager.tombstones()
         #expect(kept.count == TombstoneStore.maxPerMessage)
         #expect(kept.first { $0.vm == "vm-0" }?.macs.count == TombstoneStore.maxMACs)
+    }
+
+    /// §6.10: a VM that left for domain `other` comes back only from `other`, and not as a copy
+    /// older than the epoch it went there at.
+    @Test func onlyTheDomainAVMWentToCanBringItBack() async throws {
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory
+        var update = Hostmesh_V1_XdomainTombstones()
+        update.tombstones = [wire("vm-1", epoch: 5, macs: ["52:54:00:00:00:01"])]
+        try await manager.learn(tombstones: TombstoneStore.admit(update, fromDomain: "home", localDomain: "home").tombstones)
+        let boot = VMSpec.Boot.kernel(path: "/k", initrd: nil, commandLine: "")
+        let nic = VMSpec.NIC(id: "n0", mac: "52:54:00:00:00:01", attachment: .dgram(localPath: "/a", remotePath: "/b"))
+        let back = VMSpec(id: "vm-1", name: "vm-vm-1", memoryMiB: 64, nics: [nic], boot: boot)
+        let elsewhere = try #require(try await manager.identityConflict(back, from: "third", epoch: 9))
+        #expect(elsewhere.contains("host-x@other") && elsewhere.contains("only domain other"))
+        let older = try #require(try await manager.identityConflict(back, from: "other", epoch: 4))
+        #expect(older.contains("epoch 4 is older"))
+        #expect(try await manager.identityConflict(back, from: "other", epoch: 5) == nil)
+        #expect(try await manager.identityConflict(back, from: "other", epoch: 8) == nil)
+        #expect(try await manager.identityConflict(back, from: "other", epoch: nil) == nil)
+        #expect(try await manager.identityConflict(back, from: "third", epoch: nil) != nil)
+        // Another VM with its MAC stays refused, from any domain.
+        let other = VMSpec(id: "vm-2", name: "new", memoryMiB: 64, nics: [nic], boot: boot)
+        #expect(try await manager.identityConflict(other, from: "other", epoch: 9)?.contains("MAC 52:54:00:00:00:01") == true)
     }
 }
