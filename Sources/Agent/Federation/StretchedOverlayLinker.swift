@@ -78,9 +78,11 @@ struct StretchedOverlayLinker: Sendable {
 
     /// Keys the overlay with `peer` (a host of `grant`'s peer domain, its host id there) from
     /// `connection` (both ends of that channel derive the same keys) and applies its hello.
-    func link(_ hello: Hostmesh_V1_XdomainOverlayHello, from peer: String, grant: FederationGrant, on connection: SecureConnection) async throws {
+    /// `remoteIP`: where the channel's peer is (read while the channel is open; by default now).
+    func link(_ hello: Hostmesh_V1_XdomainOverlayHello, from peer: String, grant: FederationGrant, on connection: SecureConnection,
+              remoteIP: String? = nil) async throws {
         guard hello.error.isEmpty else { throw ControlError.conflict("\(peer)@\(grant.peerDomain) will not carry the stretched segment: \(hello.error)") }
-        let address = try Self.overlayAddress(hello, remoteIP: connection.channel.channel.remoteAddress?.ipAddress)
+        let address = try Self.overlayAddress(hello, remoteIP: remoteIP ?? connection.channel.channel.remoteAddress?.ipAddress)
         let linked = await network.virtualSwitch.stretchedPeers().map(\.rawValue)
         if let refusal = Self.capRefusal(PeerName.qualified(host: peer, domain: grant.peerDomain), domain: grant.peerDomain, linked: linked) {
             throw ControlError.conflict(refusal)
@@ -116,10 +118,11 @@ struct StretchedOverlayLinker: Sendable {
         guard envelope.xdomainOverlayHello.error.isEmpty else { throw ControlError.conflict(envelope.xdomainOverlayHello.error) }
         // The channel closes after the answer; its exported secret (the overlay's keys) outlives it.
         let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: configuration, logger: logger)
+        let remoteIP = connection.channel.channel.remoteAddress?.ipAddress // before the request closes the channel
         let answer = try await connection.request(envelope)
         guard case .xdomainOverlayHello(let reply)? = answer?.body else {
             throw ControlError.failed("\(host)@\(grant.peerDomain) did not answer the overlay hello (an agent that carries no stretched segment closes the channel)")
         }
-        try await link(reply, from: host, grant: grant, on: connection)
+        try await link(reply, from: host, grant: grant, on: connection, remoteIP: remoteIP)
     }
 }
