@@ -268,7 +268,7 @@ public struct Agent: Service {
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },
                                                     broadcast: { envelope in
                                                         // The tombstones go with the records (§6.10): a VM leaving the domain changes both.
-                                                        if let tombstones = await peers.tombstoneEnvelope() { await peers.broadcast(tombstones) }
+                                                        if let tombstones = await peers.tombstoneEnvelope() { await peers.broadcast(tombstones, sameDomain: true) }
                                                         await peers.broadcast(envelope)
                                                     })),
             ("drs", DRSService(controller: drs, broadcast: { await peers.broadcast($0) })),

@@ -90,7 +90,7 @@ struct CrossDomainMigrationGate: Sendable {
             reply.migrationCheckResult.items = [admission]
             return reply
         }
-        switch await self.check(spec, from: peer) {
+        switch await self.check(spec, from: peer, epoch: nil) {
         case .failure(let refusal):
             admission.detail = "\(credentials.identity.hostID)@\(domain): \(refusal.text)"
             admission.fix = "see the detail"
@@ -134,9 +134,10 @@ struct CrossDomainMigrationGate: Sendable {
 
     // MARK: - Admission (§6.10)
 
-    /// `spec` checked against this domain's grant for the peer's domain and the VMs here, with
-    /// its NICs on this domain's networks; or the refusal, naming the cause and the fix.
-    private func check(_ spec: VMSpec, from peer: PeerIdentity) async -> Result<(VMSpec, FederationGrant), Refusal> {
+    /// `spec` checked against this domain's grant for the peer's domain and the VMs and tombstones
+    /// here (the VM's `epoch` at the source, nil when the message carries none), with its NICs on
+    /// this domain's networks; or the refusal, naming the cause and the fix.
+    private func check(_ spec: VMSpec, from peer: PeerIdentity, epoch: UInt64?) async -> Result<(VMSpec, FederationGrant), Refusal> {
         let now = Int64(Date().timeIntervalSince1970)
         let grant = credentials.trust.federation.current.grant(of: domain, for: peer.domain)
         let peerKey: SigningPublicKey
@@ -154,8 +155,13 @@ struct CrossDomainMigrationGate: Sendable {
             return .failure(Refusal("\(error)"))
         }
         guard let grant else { return .failure(Refusal("no grant")) } // checked above: `noGrant`
+        var sourceEpoch: Int64?
+        if let epoch {
+            guard let sane = Int64(exactly: epoch), sane != Int64.max else { return .failure(Refusal("malformed request: epoch \(epoch) is not a sane value")) }
+            sourceEpoch = sane
+        }
         do {
-            if let conflict = try await vms.identityConflict(spec) { return .failure(Refusal(conflict)) }
+            if let conflict = try await vms.identityConflict(spec, from: peer.domain, epoch: sourceEpoch) { return .failure(Refusal(conflict)) }
         } catch {
             // Fail closed: a duplicate MAC or id cannot be ruled out.
             return .failure(Refusal("\(credentials.identity.hostID) cannot read its VMs (\(error)), so it cannot rule out a MAC or id in use; fix its store and retry"))
@@ -185,7 +191,7 @@ struct CrossDomainMigrationGate: Sendable {
             return offer
         }
         let local: VMSpec
-        switch await check(spec, from: peer) {
+        switch await check(spec, from: peer, epoch: request.epoch) {
         case .success(let (mapped, grant)):
             local = mapped
             // This side's consent rule too (§2.9): a network it does not stretch loses the VM's peers.
@@ -235,7 +241,7 @@ struct CrossDomainMigrationGate: Sendable {
             refused.migrationPrepared.error = "malformed request: the VM spec does not decode (\(error))"
             return refused
         }
-        switch await check(spec, from: peer) {
+        switch await check(spec, from: peer, epoch: prepare.epoch) {
         case .failure(let refusal):
             logRefusal(spec, peer, refusal.text)
             refused.migrationPrepared.error = refusal.text

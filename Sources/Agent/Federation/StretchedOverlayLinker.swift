@@ -53,12 +53,40 @@ struct StretchedOverlayLinker: Sendable {
         return hello
     }
 
+    /// At most this many hosts of one federated domain are linked with this host at a time (§8.9).
+    static let maxLinksPerDomain = 8
+
+    /// Where `hello`'s sender's overlay is reached: the IP its channel came from (`remoteIP`),
+    /// never the host the hello names (which would let a peer aim this host's encrypted datagrams
+    /// at any address), with the hello's port. Throws when either is missing or malformed.
+    static func overlayAddress(_ hello: Hostmesh_V1_XdomainOverlayHello, remoteIP: String?) throws -> HostPort {
+        let advertised = try HostPort(parsing: hello.overlayAddress)
+        guard let remoteIP, !remoteIP.isEmpty else {
+            throw ControlError.conflict("the channel's remote address is unknown: the overlay of a host of another domain is reached only where its channel came from")
+        }
+        return HostPort(host: remoteIP, port: advertised.port)
+    }
+
+    /// Why `peer` (`host@domain`) may not be linked while `linked` (every stretched peer, as
+    /// `host@domain`) are: `maxLinksPerDomain` hosts of its domain are linked already. nil: it
+    /// may (one linked already is keyed afresh).
+    static func capRefusal(_ peer: String, domain: String, linked: [String]) -> String? {
+        let same = Set(linked.filter { $0.hasSuffix("@" + domain) })
+        guard !same.contains(peer), same.count >= maxLinksPerDomain else { return nil }
+        return "\(same.count) hosts of domain \(domain) are linked already (at most \(maxLinksPerDomain)): \(peer) is not linked; migrate through a host already linked, or end the grant for domain \(domain) (links go with it, §8.9) and grant it again"
+    }
+
     /// Keys the overlay with `peer` (a host of `grant`'s peer domain, its host id there) from
     /// `connection` (both ends of that channel derive the same keys) and applies its hello.
-    func link(_ hello: Hostmesh_V1_XdomainOverlayHello, from peer: String, grant: FederationGrant, on connection: SecureConnection) async throws {
+    /// `remoteIP`: where the channel's peer is (read while the channel is open; by default now).
+    func link(_ hello: Hostmesh_V1_XdomainOverlayHello, from peer: String, grant: FederationGrant, on connection: SecureConnection,
+              remoteIP: String? = nil) async throws {
         guard hello.error.isEmpty else { throw ControlError.conflict("\(peer)@\(grant.peerDomain) will not carry the stretched segment: \(hello.error)") }
-        var address = try HostPort(parsing: hello.overlayAddress)
-        if address.isWildcard, let ip = connection.channel.channel.remoteAddress?.ipAddress { address.host = ip }
+        let address = try Self.overlayAddress(hello, remoteIP: remoteIP ?? connection.channel.channel.remoteAddress?.ipAddress)
+        let linked = await network.virtualSwitch.stretchedPeers().map(\.rawValue)
+        if let refusal = Self.capRefusal(PeerName.qualified(host: peer, domain: grant.peerDomain), domain: grant.peerDomain, linked: linked) {
+            throw ControlError.conflict(refusal)
+        }
         var segments: [SegmentID: SegmentID] = [:]
         let theirs = Dictionary(hello.segments.map { ($0.network, $0.segment) }, uniquingKeysWith: { first, _ in first })
         for (local, peerName) in Self.stretched(grant) {
@@ -90,10 +118,11 @@ struct StretchedOverlayLinker: Sendable {
         guard envelope.xdomainOverlayHello.error.isEmpty else { throw ControlError.conflict(envelope.xdomainOverlayHello.error) }
         // The channel closes after the answer; its exported secret (the overlay's keys) outlives it.
         let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: configuration, logger: logger)
+        let remoteIP = connection.channel.channel.remoteAddress?.ipAddress // before the request closes the channel
         let answer = try await connection.request(envelope)
         guard case .xdomainOverlayHello(let reply)? = answer?.body else {
             throw ControlError.failed("\(host)@\(grant.peerDomain) did not answer the overlay hello (an agent that carries no stretched segment closes the channel)")
         }
-        try await link(reply, from: host, grant: grant, on: connection)
+        try await link(reply, from: host, grant: grant, on: connection, remoteIP: remoteIP)
     }
 }

@@ -91,12 +91,44 @@ enum TombstoneStore {
         return envelope
     }
 
-    /// Tombstones as they came on the wire.
-    static func decode(_ update: Hostmesh_V1_XdomainTombstones) -> [ControlTypes.Tombstone] {
-        update.tombstones.map { t in
-            ControlTypes.Tombstone(vm: t.vmID, name: t.name, macs: t.macs, domain: t.domain, owner: t.owner,
-                                   epoch: Int64(clamping: t.epoch), at: Double(t.at))
+    /// At most this many tombstones are taken from one message (the excess is dropped, logged).
+    static let maxPerMessage = 1024
+    /// At most this many MACs are taken from one tombstone (a VM has few NICs; the excess is dropped).
+    static let maxMACs = 16
+
+    /// What a peer's `xdomain_tombstones` yields: the tombstones kept, and why others were not.
+    struct Admitted: Sendable {
+        var tombstones: [ControlTypes.Tombstone] = []
+        var dropped: [String] = []
+    }
+
+    /// Tombstones as they came on the wire from a peer of domain `peerDomain` (§6.10): taken only
+    /// from a host of this host's own domain (`localDomain`); a tombstone whose epoch is not a
+    /// sane value (above `Int64.max - 1`) is dropped; at most `maxPerMessage` tombstones and
+    /// `maxMACs` MACs each are taken, the excess dropped. Each drop is named in `dropped`.
+    /// (Tombstones carry no signature of the host that released the VM: a host of this domain is
+    /// trusted to relay them as it is trusted with the gossip keyring.)
+    static func admit(_ update: Hostmesh_V1_XdomainTombstones, fromDomain peerDomain: String, localDomain: String) -> Admitted {
+        var admitted = Admitted()
+        guard peerDomain == localDomain else {
+            admitted.dropped.append("\(update.tombstones.count) tombstone(s) from domain \(peerDomain): tombstones are taken from hosts of domain \(localDomain) only")
+            return admitted
         }
+        if update.tombstones.count > maxPerMessage {
+            admitted.dropped.append("\(update.tombstones.count - maxPerMessage) tombstone(s) above the \(maxPerMessage) one message may carry")
+        }
+        for t in update.tombstones.prefix(maxPerMessage) {
+            guard let epoch = Int64(exactly: t.epoch), epoch != Int64.max else {
+                admitted.dropped.append("tombstone of VM \(t.vmID): epoch \(t.epoch) is not a sane value")
+                continue
+            }
+            if t.macs.count > maxMACs {
+                admitted.dropped.append("tombstone of VM \(t.vmID): \(t.macs.count - maxMACs) MAC(s) above \(maxMACs)")
+            }
+            admitted.tombstones.append(ControlTypes.Tombstone(vm: t.vmID, name: t.name, macs: Array(t.macs.prefix(maxMACs)), domain: t.domain,
+                                                             owner: t.owner, epoch: epoch, at: Double(t.at)))
+        }
+        return admitted
     }
 
     /// Why `spec` may not be defined here: its id or a MAC belongs to a VM that left for another

@@ -61,7 +61,7 @@ actor TakeoverSupervisor {
         try await store.database.read { [hostID] db in
             let mine = Dictionary(try StoredVM.fetchAll(db).map { ($0.id, $0.epoch) }, uniquingKeysWith: max)
             return try StoredOwnership.fetchAll(db).compactMap { row in
-                guard row.owner != hostID, let directory = row.leaseDirectory, !directory.isEmpty,
+                guard row.owner != hostID, VMSpec.isValidID(row.vmId), let directory = row.leaseDirectory, !directory.isEmpty,
                       (mine[row.vmId] ?? 0) < row.epoch else { return nil }
                 return Candidate(vm: row.vmId, owner: row.owner, epoch: row.epoch, leaseDirectory: directory)
             }.sorted { $0.vm < $1.vm }
@@ -97,6 +97,7 @@ actor TakeoverSupervisor {
             guard (spec.spec.restart ?? .no) == .onFailure else {
                 throw TakeoverRefusal("its restart policy is not on-failure (\(files.specPath(id)))")
             }
+            try Self.checkLeaseDirectory(spec.spec, watched: files, vm: id)
             watch.spec = spec
         } catch {
             watch.spec = nil
@@ -143,6 +144,7 @@ actor TakeoverSupervisor {
     private func takeOver(_ id: String, epoch: Int64, from owner: String, files: LeaseFiles) async {
         do {
             let file = try files.readSpec(vm: id)
+            try Self.checkLeaseDirectory(file.spec, watched: files, vm: id)
             try await vms.takeOver(file.spec, epoch: epoch, from: owner)
             logger.notice("took over a VM whose owner's lease expired", metadata: [
                 "vm.id": "\(id)", "vm.name": "\(file.spec.name)", "vm.owner": "\(owner)", "vm.epoch": "\(epoch)"])
@@ -151,6 +153,20 @@ actor TakeoverSupervisor {
                 "vm.id": "\(id)", "vm.owner": "\(owner)", "vm.epoch": "\(epoch)", "error": "\(error)"])
             // The claim is this host's: no other host takes this epoch. Say why where `vm list` shows it.
             await vms.noteTakeoverFailure(id, epoch: epoch, reason: "\(error)")
+        }
+    }
+
+    /// Refuses `spec` (read from `files`, the lease directory the ownership record names) unless
+    /// its disks' lease directory is that same one (Protocol.md §9.2): the expiry was observed
+    /// there, so a spec whose disks lie elsewhere (whose copy may hold a live lease there) must
+    /// not start.
+    static func checkLeaseDirectory(_ spec: VMSpec, watched files: LeaseFiles, vm: String) throws {
+        let directory: String
+        do { directory = try LeaseFiles.directory(for: spec) } catch {
+            throw TakeoverRefusal("its spec (\(files.specPath(vm))) cannot be restarted elsewhere: \(error)")
+        }
+        guard directory == files.directory else {
+            throw TakeoverRefusal("its spec (\(files.specPath(vm))) has its disks' leases in \(directory), not in \(files.directory) where the owner's lease was watched: fix the spec file or the ownership record's lease directory")
         }
     }
 

@@ -1,6 +1,7 @@
 import ControlAPI
 import Foundation
 import GRDB
+import Hypervisor
 import CoreMetrics
 import Logging
 import MeshIdentity
@@ -71,6 +72,14 @@ struct OwnershipLedger: Sendable {
     /// and letting them win would make the lease directory flip with every relay. It also brings
     /// evidence to a known record that had none.
     func apply(_ records: [Hostmesh_V1_OwnershipRecord], from sender: String) async throws -> Applied {
+        // A VM id names lease and spec files (§9.2): one that is not a valid id never gets that far.
+        let invalid = records.filter { !VMSpec.isValidID($0.vmID) }
+        if !invalid.isEmpty {
+            logger.warning("ownership records dropped: their VM id is not valid (1-64 letters, digits, '-', '_')", metadata: [
+                "mesh.peer": "\(sender)", "vm.ids": "\(invalid.prefix(8).map { String($0.vmID.prefix(80)).debugDescription })", "vm.count": "\(invalid.count)"])
+        }
+        let records = invalid.isEmpty ? records : records.filter { VMSpec.isValidID($0.vmID) }
+
         let applied = try await store.database.write { [trust, hostID] db -> Applied in
             var applied = Applied()
             for record in records where record.owner != hostID {

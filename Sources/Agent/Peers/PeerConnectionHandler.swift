@@ -58,7 +58,10 @@ struct PeerConnectionHandler: Sendable {
                         var locations = Hostmesh_V1_AgentEnvelope()
                         locations.locationUpdate.locations = Data(await peers.network.locationSnapshot())
                         try await outbound.write(EnvelopeWriter.frame(locations))
-                        if let tombstones = await peers.tombstoneEnvelope() { try await outbound.write(EnvelopeWriter.frame(tombstones)) }
+                        // Tombstones too (Protocol.md §6.10).
+                        if connection.peer.domain == peers.credentials.certificate.domain, let tombstones = await peers.tombstoneEnvelope() {
+                            try await outbound.write(EnvelopeWriter.frame(tombstones))
+                        }
                         if let ownership = await peers.ownershipEnvelope(for: hello.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(ownership))
                         }
@@ -72,7 +75,7 @@ struct PeerConnectionHandler: Sendable {
                     case .ownershipUpdate(let update):
                         await peers.receive(ownership: update.records, from: connection.peer.hostID)
                     case .xdomainTombstones(let update):
-                        await peers.receive(tombstones: update, from: connection.peer.hostID)
+                        await peers.receive(tombstones: update, from: connection.peer.hostID, peerDomain: connection.peer.domain)
                     case .pushPull(let request):
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handlePushPull([UInt8](request.state), from: connection.peer)))
                     case .joinRequest:

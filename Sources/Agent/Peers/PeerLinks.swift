@@ -96,7 +96,10 @@ struct PeerLinks: Sendable {
                 var locations = Hostmesh_V1_AgentEnvelope()
                 locations.locationUpdate.locations = Data(await network.locationSnapshot())
                 try await outbound.write(EnvelopeWriter.frame(locations))
-                if let tombstones = await tombstoneEnvelope() { try await outbound.write(EnvelopeWriter.frame(tombstones)) }
+                // Tombstones go to hosts of this domain only (§6.10), like the gossip keyring.
+                if connection.peer.domain == credentials.certificate.domain, let tombstones = await tombstoneEnvelope() {
+                    try await outbound.write(EnvelopeWriter.frame(tombstones))
+                }
                 if let ownership = await ownershipEnvelope(for: reply.hostID) { try await outbound.write(EnvelopeWriter.frame(ownership)) }
                 if let rotations = DomainKeyKeeper.envelope(credentials.trust) { try await outbound.write(EnvelopeWriter.frame(rotations)) }
                 if connection.peer.domain == credentials.certificate.domain, let keyring = await gossipKeyring.update() {
@@ -137,10 +140,16 @@ struct PeerLinks: Sendable {
         }
     }
 
-    /// Keeps the tombstones another agent of this domain sent (§6.10).
-    func receive(tombstones update: Hostmesh_V1_XdomainTombstones, from peer: String) async {
+    /// Keeps the tombstones another agent of this domain sent (§6.10); from a host of another
+    /// domain, or beyond the caps, they are dropped and logged (`TombstoneStore.admit`).
+    func receive(tombstones update: Hostmesh_V1_XdomainTombstones, from peer: String, peerDomain: String) async {
+        let admitted = TombstoneStore.admit(update, fromDomain: peerDomain, localDomain: credentials.certificate.domain)
+        for reason in admitted.dropped {
+            logger.warning("tombstones dropped", metadata: ["mesh.peer": "\(peer)", "mesh.domain": "\(peerDomain)", "mesh.reason": "\(reason)"])
+        }
+        guard !admitted.tombstones.isEmpty else { return }
         do {
-            let kept = try await vms.learn(tombstones: TombstoneStore.decode(update))
+            let kept = try await vms.learn(tombstones: admitted.tombstones)
             if kept > 0 { logger.info("tombstones learned: their MACs and ids are not reused here", metadata: ["mesh.peer": "\(peer)", "vm.count": "\(kept)"]) }
         } catch {
             // Not kept: the peer sends them again with its next ownership change or hello.
@@ -222,7 +231,7 @@ struct PeerLinks: Sendable {
                 case .domainKeyRotations(let update):
                     await domainKeys.receive(update.records, from: peer)
                 case .xdomainTombstones(let update):
-                    await receive(tombstones: update, from: peer)
+                    await receive(tombstones: update, from: peer, peerDomain: peerDomain)
                 case .gossipKeyring(let update) where peerDomain == credentials.certificate.domain:
                     await gossipKeyring.receive(update, from: peer)
                 default:

@@ -5,10 +5,12 @@ import Hypervisor
 import MeshWire
 
 extension VMManager {
-    /// Why `spec` cannot arrive here from another domain (Protocol.md §6.10): a VM of this host has
-    /// its id or one of its MACs, or a tombstone here keeps one of its MACs for a VM that left;
-    /// the message names that VM. nil: neither is in use here.
-    func identityConflict(_ spec: VMSpec) async throws -> String? {
+    /// Why `spec` cannot arrive here from a host of `peerDomain` (Protocol.md §6.10): a VM of this
+    /// host has its id or one of its MACs, a tombstone here keeps one of its MACs for a VM that
+    /// left, or the VM itself left for another domain than `peerDomain`, or for `peerDomain` at an
+    /// epoch above `epoch` (the source's epoch; nil when the message carries none, as a pre-flight
+    /// check: then only the domain is checked). The message names that VM. nil: neither is in use here.
+    func identityConflict(_ spec: VMSpec, from peerDomain: String, epoch: Int64?) async throws -> String? {
         try await store.database.read { db in
             for row in try StoredVM.fetchAll(db) {
                 if row.id == spec.id {
@@ -23,7 +25,17 @@ extension VMManager {
                     return "MAC \(nic.mac) of \(spec.name) is in use on this host by VM \(row.name): a VM keeps its MAC across domains; give one of them another MAC"
                 }
             }
-            for tombstone in try TombstoneStore.all(db) where tombstone.vm != spec.id {
+            for tombstone in try TombstoneStore.all(db) {
+                if tombstone.vm == spec.id {
+                    // Only the domain the VM went to can bring it back, and not an older copy.
+                    if tombstone.domain != peerDomain {
+                        return "VM \(tombstone.name) (id \(spec.id)) left for \(tombstone.owner) (domain \(tombstone.domain)) at epoch \(tombstone.epoch): only domain \(tombstone.domain) can bring it back, not domain \(peerDomain)"
+                    }
+                    if let epoch, epoch < tombstone.epoch {
+                        return "VM \(tombstone.name) (id \(spec.id)) left for \(tombstone.owner) at epoch \(tombstone.epoch): this copy at epoch \(epoch) is older and must never start; migrate the current one"
+                    }
+                    continue
+                }
                 if let nic = spec.nics.first(where: { tombstone.macs.contains($0.mac.lowercased()) }) {
                     return "MAC \(nic.mac) of \(spec.name) belongs to VM \(tombstone.name), which moved to \(tombstone.owner) and keeps it there"
                 }

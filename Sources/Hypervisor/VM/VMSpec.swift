@@ -195,6 +195,10 @@ public struct VMSpec: Codable, Sendable, Equatable {
         return text.allSatisfy(allowed.contains)
     }
 
+    /// Whether `id` is a VM id `validate()` accepts (1-64 letters, digits, `-`, `_`; a UUID is
+    /// one): safe as a file name component, as lease and spec files use it.
+    public static func isValidID(_ id: String) -> Bool { isIdentifier(id, allowLeadingDigit: true) }
+
     static func isIdentifier(_ text: String, allowLeadingDigit: Bool) -> Bool {
         guard let first = text.unicodeScalars.first, text.count <= 64 else { return false }
         if !allowLeadingDigit, !(first.properties.isAlphabetic && first.isASCII) { return false }
