@@ -109,10 +109,24 @@ struct GossipKeyringProcessTests {
         // node-5 comes back with its old keyring (version 0, the removed key only) and catches up.
         let back = try await mesh.restart(down, arguments: ["--join", first.address])
         let all = up + [back]
-        try await eventually("node-5 holds version 3 and every member sees all five alive") {
-            guard try await keyring(back).version == v3 else { return false }
-            for agent in all where try await members(agent).filter({ $0.status == "alive" }).count != 5 { return false }
-            return try await converged(all, version: v3, primary: new.id, keys: [new.id])
+        do {
+            try await eventually("node-5 holds version 3 and every member sees all five alive") {
+                guard try await keyring(back).version == v3 else { return false }
+                for agent in all where try await members(agent).filter({ $0.status == "alive" }).count != 5 { return false }
+                return try await converged(all, version: v3, primary: new.id, keys: [new.id])
+            }
+        } catch {
+            // What each agent holds and sees, and node-5's keyring and membership lines, say which part did not happen.
+            var state: [String] = []
+            for agent in all {
+                let held = try? await keyring(agent)
+                let rows = (try? await members(agent)) ?? []
+                state.append("\(agent.hostID): keyring v\(held.map { "\($0.version)" } ?? "?") primary \(held?.primary ?? "?"), sees "
+                             + rows.map { "\($0.host)=\($0.status)" }.joined(separator: " "))
+            }
+            let lines = back.log.split(separator: "\n").filter { $0.contains("keyring") || $0.contains("join") || $0.contains("push-pull") || $0.contains("error") }
+            Issue.record("\(state.joined(separator: "\n"))\nnode-5's log:\n\(lines.suffix(40).joined(separator: "\n"))")
+            throw error
         }
         let keysFile = String(decoding: try SecureFile.readSecret(back.stateDirectory + "/gossip.keys", what: "gossip keyring"), as: UTF8.self)
         #expect(keysFile.contains(Hex.encode(new.revealForStorage())) && keysFile.contains("key id \(new.id)"))
