@@ -35,6 +35,11 @@ struct RetiredKeyProcessTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(c.log.contains("peer re-authenticated in place"), "\(c.log.suffix(3000))")
+        // The retirement is written to the store off the event loop, a moment later.
+        while !c.log.contains("retired host key kept"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(c.log.contains("retired host key kept"), "\(c.log.suffix(3000))")
         try? await connection.channel.channel.close() // its work is done: node-c retired the old key
 
         // node-c restarts; by the time it is back the grace period is over.

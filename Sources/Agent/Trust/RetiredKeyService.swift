@@ -27,7 +27,10 @@ struct RetiredKeyService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             for await retirement in retirements {
-                do { try await store.save(retirement) } catch {
+                do {
+                    try await store.save(retirement)
+                    logger.info("retired host key kept", metadata: ["mesh.peer": "\(retirement.hostID)", "mesh.key": "\(retirement.key.fingerprint)"])
+                } catch {
                     // It stays in the registry: only a restart forgets it.
                     logger.error("cannot keep a retired key: after a restart it would be accepted again until its certificate ends", metadata: [
                         "mesh.peer": "\(retirement.hostID)", "mesh.key": "\(retirement.key.fingerprint)", "error": "\(error)"])
