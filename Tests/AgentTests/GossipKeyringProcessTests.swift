@@ -110,7 +110,9 @@ struct GossipKeyringProcessTests {
         let back = try await mesh.restart(down, arguments: ["--join", first.address])
         let all = up + [back]
         do {
-            try await eventually("node-5 holds version 3 and every member sees all five alive") {
+            // Bounded by one anti-entropy round as well: what a member announces of its keyring
+            // can reach a member that saw the returning host dead only by push-pull (30 s).
+            try await eventually(within: .seconds(75), "node-5 holds version 3 and every member sees all five alive") {
                 guard try await keyring(back).version == v3 else { return false }
                 for agent in all where try await members(agent).filter({ $0.status == "alive" }).count != 5 { return false }
                 return try await converged(all, version: v3, primary: new.id, keys: [new.id])
@@ -122,7 +124,8 @@ struct GossipKeyringProcessTests {
                 let held = try? await keyring(agent)
                 let rows = (try? await members(agent)) ?? []
                 state.append("\(agent.hostID): keyring v\(held.map { "\($0.version)" } ?? "?") primary \(held?.primary ?? "?"), sees "
-                             + rows.map { "\($0.host)=\($0.status)" }.joined(separator: " "))
+                             + rows.map { "\($0.host)=\($0.status)" }.joined(separator: " ") + "; announced: "
+                             + (held?.members ?? []).map { "\($0.host) v\($0.version) \($0.primary ?? "-") \($0.keys)" }.joined(separator: ", "))
             }
             let lines = back.log.split(separator: "\n").filter { $0.contains("keyring") || $0.contains("join") || $0.contains("push-pull") || $0.contains("error") }
             Issue.record("\(state.joined(separator: "\n"))\nnode-5's log:\n\(lines.suffix(40).joined(separator: "\n"))")
