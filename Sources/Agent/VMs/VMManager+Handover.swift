@@ -84,11 +84,11 @@ extension VMManager {
     /// stays (the VM is another host's), and this throws.
     func takeBack(_ id: String, epoch: Int64) async throws {
         try await store.database.write { db in
-            try db.execute(sql: "UPDATE vm SET hold = NULL, epoch = ?, updatedAt = ? WHERE id = ? AND epoch < ? AND (hold IS NULL OR hold LIKE 'handed over to % at epoch % (`vm start --place auto`)%')",
-                           arguments: [epoch, Date().timeIntervalSince1970, id, epoch])
-            guard db.changesCount == 1 else {
+            guard let row = try StoredVM.fetchOne(db, key: id), row.epoch < epoch, row.hold.map({ Self.offer(inHold: $0) != nil }) ?? true else {
                 throw ControlError.conflict("VM \(id) cannot be taken back: \(Self.holdText(db, id))")
             }
+            try db.execute(sql: "UPDATE vm SET hold = NULL, epoch = ?, updatedAt = ? WHERE id = ?",
+                           arguments: [epoch, Date().timeIntervalSince1970, id])
         }
     }
 
@@ -183,8 +183,10 @@ extension VMManager {
     /// at `epoch`, so that the offer, should it still arrive, is refused (§10.10: a known record
     /// at the epoch offered or above).
     func answerHandoverQuery(_ id: String, epoch: Int64, from owner: String) async throws -> Int64? {
-        // Excludes a handover being received (its start may still fail and delete the row).
-        try mark(id, .resolving, name: id)
+        // Excludes a handover being received (its start may still fail and delete the row):
+        // the asker is told to ask again (§10.12).
+        if let operation = busy[id] { throw ControlError.unavailable("VM \(id) is \(operation.rawValue) here: ask again shortly") }
+        busy[id] = .resolving
         defer { busy[id] = nil }
         return try await store.database.write { db in
             if let row = try StoredVM.fetchOne(db, key: id), row.epoch >= epoch { return row.epoch }
