@@ -5,7 +5,7 @@ import Hypervisor
 import Testing
 
 /// Rows of the fault matrix across a domain boundary (Protocol.md §6.5, §6.10): either agent
-/// SIGKILLed, or the control channel cut, at the handover's key phases of a migration from lab's
+/// SIGKILLed, either QEMU SIGKILLed, or the control channel cut, at the handover's key phases of a migration from lab's
 /// `node-1` into prod's `node-1`. The guest ends on exactly one host, at the epoch the row says,
 /// both domains agree, and its heartbeat never goes back. (The kills at the commit itself are
 /// `aCrossDomainHandoverSurvivesAnAgentKilledAtItsCommit`.)
@@ -13,6 +13,8 @@ extension MigrationEndToEndTests {
     enum CrossDomainFault: String, Sendable, CustomTestStringConvertible {
         case killSource = "SIGKILL lab agent"
         case killDestination = "SIGKILL prod agent"
+        case killSourceQEMU = "SIGKILL lab QEMU"
+        case killDestinationQEMU = "SIGKILL prod QEMU"
         case cut = "cut connection"
         var testDescription: String { rawValue }
     }
@@ -31,6 +33,11 @@ extension MigrationEndToEndTests {
         CrossDomainRow(fault: .killDestination, phase: "destination:admitted", inProd: false, labEpoch: 1),
         CrossDomainRow(fault: .cut, phase: "source:committing", inProd: false, labEpoch: 3),
         CrossDomainRow(fault: .cut, phase: "destination:committed", inProd: true, labEpoch: 2),
+        // The transfer is complete and the source paused: the destination's QEMU holds the whole
+        // guest, so it lives on in prod; without it the source keeps the guest, one epoch past
+        // the commit it never made (as inside a domain, FaultInjectionTests' matrix).
+        CrossDomainRow(fault: .killSourceQEMU, phase: "source:committing", inProd: true, labEpoch: 2),
+        CrossDomainRow(fault: .killDestinationQEMU, phase: "source:committing", inProd: false, labEpoch: 3),
     ]
 
     @Test(arguments: crossDomainRows)
@@ -58,6 +65,14 @@ extension MigrationEndToEndTests {
             prodHost.kill()
             _ = await migration.result
             prodHost = try await f.mesh.start("node-1", of: f.prod, directory: "prod-node-1", arguments: ["--listen", prodHost.address])
+        case .killSourceQEMU, .killDestinationQEMU:
+            let (paused, victim) = (row.phase.hasPrefix("source:") ? lab : prodHost, row.fault == .killSourceQEMU ? lab : prodHost)
+            try await awaitPause(paused, at: row.phase)
+            let found = pids(ofProcessesMentioning: victim.stateDirectory + "/vms/")
+            #expect(found.count == 1, "\(row.testDescription): expected one QEMU on \(victim.hostID), found \(found)")
+            for pid in found { kill(pid, SIGKILL) }
+            _ = FileManager.default.createFile(atPath: paused.stateDirectory + "/test-continue", contents: Data())
+            _ = await migration.result
         case .cut:
             _ = await migration.result
         }
