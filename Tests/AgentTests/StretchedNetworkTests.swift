@@ -49,8 +49,14 @@ extension MigrationEndToEndTests {
         _ = try await consoleLine(f.lab, "server", "HOSTMESH-GUEST ready")
         let client = networkedSpec("client", ip: "10.77.0.2", mac: "52:54:00:bb:00:02", work: "ping:10.77.0.3,tcp:10.77.0.3:7")
         _ = try await f.lab.control.call("vm.create", ControlTypes.CreateVM(spec: client, start: true), as: VMInfo.self)
+        // A second peer on lab's other host: it reaches the VM in prod through node-1, the
+        // link's gateway (§8.9), not only while node-1 forwards stragglers.
+        let farClient = networkedSpec("far-client", ip: "10.77.0.4", mac: "52:54:00:bb:00:04", work: "ping:10.77.0.3,tcp:10.77.0.3:7")
+        _ = try await labPeer.control.call("vm.create", ControlTypes.CreateVM(spec: farClient, start: true), as: VMInfo.self)
         let before = try await consoleLine(f.lab, "client", "TCP 10.77.0.3:7 conn=") { counter($0, "ok") ?? 0 > 20 }
         #expect(counter(before, "conn") == 1)
+        let farBefore = try await consoleLine(labPeer, "far-client", "TCP 10.77.0.3:7 conn=") { counter($0, "ok") ?? 0 > 20 }
+        #expect(counter(farBefore, "conn") == 1)
         let (boot, beat) = try await heartbeat(f.lab, "server", after: 1)
 
         // lab → prod with no --accept-network-change: a stretched network keeps its peers.
@@ -71,6 +77,10 @@ extension MigrationEndToEndTests {
         let okPastGrace = counter(try await consoleLine(f.lab, "client", "TCP 10.77.0.3:7 conn="), "ok") ?? 0
         let pastGrace = try await consoleLine(f.lab, "client", "TCP 10.77.0.3:7 conn=") { counter($0, "ok") ?? 0 > okPastGrace + 20 }
         #expect(counter(pastGrace, "conn") == 1, "the connection did not outlive the source's straggler grace: \(pastGrace)")
+        let farOk = counter(try await consoleLine(labPeer, "far-client", "TCP 10.77.0.3:7 conn="), "ok") ?? 0
+        let farPastGrace = try await consoleLine(labPeer, "far-client", "TCP 10.77.0.3:7 conn=") { counter($0, "ok") ?? 0 > farOk + 20 }
+        #expect(counter(farPastGrace, "conn") == 1, "the peer on lab's other host lost the VM in prod past the straggler grace: \(farPastGrace)")
+        print("StretchedNetworkTests: the peer on lab's other host past the grace: \(farPastGrace)")
         let (_, beatInProd) = try await heartbeat(f.prodHost, "server", after: beat)
         let tombstones = try await f.lab.control.call("tombstones", Empty(), as: [ControlTypes.Tombstone].self)
         #expect(tombstones.map(\.vm) == [server.id] && tombstones.first?.epoch == 2, "\(tombstones)")

@@ -56,17 +56,21 @@ struct StretchedLinkTests {
         }
     }
 
-    @Test func locationsCrossOnlyForTheTwoHostsOwnStretchedMACs() throws {
+    @Test func locationsCrossOnlyOnStretchedSegmentsNamedAsTheGatewaysOwn() throws {
         let (_, _, labLink, prodLink) = try Self.pair()
         let own = MACLocation(mac: .test(1), segment: 1, host: "node-1", sequence: 4, ips: [.test(1)])
         let otherSegment = MACLocation(mac: .test(2), segment: 2, host: "node-1", sequence: 1)
-        let otherHost = MACLocation(mac: .test(3), segment: 1, host: "node-2", sequence: 1)
-        let out = labLink.outgoing([own, otherSegment, otherHost], localHost: "node-1")
-        #expect(out == [own], "sent as lab names it; prod translates")
-        // prod receives what lab's switch sent as its own (lab's host id, lab's segment): only
-        // lab's own MAC on the stretched segment, renamed, on prod's segment.
-        let received = prodLink.incoming(out + [otherSegment, otherHost], peer: "node-1@lab")
-        #expect(received == [MACLocation(mac: .test(1), segment: 7, host: "node-1@lab", sequence: 4, ips: [.test(1)])])
+        let domainHost = MACLocation(mac: .test(3), segment: 1, host: "node-2", sequence: 3)
+        let behindAnotherLink = MACLocation(mac: .test(4), segment: 1, host: "node-9@prod", sequence: 1)
+        let out = labLink.outgoing([own, otherSegment, domainHost, behindAnotherLink], localHost: "node-1") { $0.rawValue.contains("@") }
+        // lab's node-1 is its domain's gateway: node-2's MAC goes out as node-1's, with its
+        // sequence; nothing behind another link, nothing on a segment that is not stretched.
+        #expect(out == [own, MACLocation(mac: .test(3), segment: 1, host: "node-1", sequence: 3)], "sent as lab names it; prod translates")
+        // prod receives what lab's switch sent as its own (lab's host id, lab's segment): renamed,
+        // on prod's segment; anything naming another host or segment is dropped.
+        let received = prodLink.incoming(out + [otherSegment, domainHost], peer: "node-1@lab")
+        #expect(received == [MACLocation(mac: .test(1), segment: 7, host: "node-1@lab", sequence: 4, ips: [.test(1)]),
+                             MACLocation(mac: .test(3), segment: 7, host: "node-1@lab", sequence: 3)])
         let asSent = labLink.incoming([MACLocation(mac: .test(5), segment: 7, host: "node-1", sequence: 2)], peer: "node-1@prod")
         #expect(asSent == [MACLocation(mac: .test(5), segment: 1, host: "node-1@prod", sequence: 2)])
     }

@@ -49,7 +49,7 @@ struct StretchedOverlayLinker: Sendable {
         if hello.segments.isEmpty {
             hello.error = "domain \(domain) stretches none of its networks to domain \(grant.peerDomain) on host \(credentials.identity.hostID): map them with THEIRS=OURS:stretched in its grant, and define them on the host"
         }
-        hello.locations = Data(OverlayControlCodec.encode(await network.virtualSwitch.ownLocations(on: segments)))
+        hello.locations = Data(OverlayControlCodec.encode(await network.virtualSwitch.gatewayLocations(on: segments)))
         return hello
     }
 

@@ -30,6 +30,8 @@ enum AgentMetricNames {
     static let overlayFramesHelp = "Frames carried over the encrypted overlay to and from other hosts."
     static let stragglers = "hostmesh_switch_stragglers_forwarded_total"
     static let stragglersHelp = "Frames forwarded to a migrated VM's new host by its old port."
+    static let gatewayRelayed = "hostmesh_switch_gateway_relayed_total"
+    static let gatewayRelayedHelp = "Unicast frames relayed between this domain and a stretched link to another domain, as the link's gateway."
     static let heldFrames = "hostmesh_switch_held_frames_total"
     static let heldFramesHelp = "Frames held for a VM during its move, and what became of them."
     static let vmCPU = "hostmesh_vm_cpu_seconds_total"

@@ -101,6 +101,7 @@ struct AgentMetricsCollector: Sendable {
         mirror.set(AgentMetricNames.overlayFrames, [("direction", "in")], to: switchCounters.overlayFramesIn, help: AgentMetricNames.overlayFramesHelp)
         mirror.set(AgentMetricNames.overlayFrames, [("direction", "out")], to: switchCounters.overlayFramesOut, help: AgentMetricNames.overlayFramesHelp)
         mirror.set(AgentMetricNames.stragglers, to: switchCounters.stragglersForwarded, help: AgentMetricNames.stragglersHelp)
+        mirror.set(AgentMetricNames.gatewayRelayed, to: switchCounters.gatewayRelayed, help: AgentMetricNames.gatewayRelayedHelp)
         mirror.set(AgentMetricNames.heldFrames, [("fate", "queued")], to: switchCounters.heldFramesQueued, help: AgentMetricNames.heldFramesHelp)
         mirror.set(AgentMetricNames.heldFrames, [("fate", "delivered")], to: switchCounters.heldFramesDelivered, help: AgentMetricNames.heldFramesHelp)
         mirror.set(AgentMetricNames.heldFrames, [("fate", "forwarded")], to: switchCounters.heldFramesForwarded, help: AgentMetricNames.heldFramesHelp)

@@ -111,6 +111,9 @@ public struct SwitchCounters: Hashable, Sendable {
     /// Frames not held or no longer held: past the byte bound, older than the age bound, or
     /// their port removed.
     public var heldFramesDropped: UInt64 = 0
+    /// Unicast frames a stretched link's gateway relayed between its domain and the link
+    /// (§8.9), in either direction.
+    public var gatewayRelayed: UInt64 = 0
 
     /// All zero.
     public init() {}

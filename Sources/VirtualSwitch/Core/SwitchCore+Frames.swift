@@ -48,7 +48,7 @@ extension SwitchCore {
 
     /// A frame a peer sent over the overlay for `segment` (already authenticated and decrypted).
     /// Frames from the overlay are never sent back to the overlay, except by a straggler-
-    /// forwarding port, once (`forwarded`).
+    /// forwarding port, once (`forwarded`), and by a stretched link's gateway (§8.9).
     public mutating func onFrameFromOverlay(from host: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool,
                                             now: MeshInstant) -> [SwitchDirective] {
         guard networkBySegment[segment] != nil else {
@@ -64,6 +64,9 @@ extension SwitchCore {
             floodLocally(frame, header: header, segment: segment, except: nil, now: now)
         } else if let target = portsByMAC[LocationTable.Key(mac: header.destination, segment: segment)] {
             deliver(frame, header: header, to: target, forwarded: forwarded, now: now)
+        } else if let relay = gatewayTarget(from: host, destination: header.destination, segment: segment, forwarded: forwarded) {
+            counters.gatewayRelayed &+= 1
+            sendRemote(frame, to: relay, segment: segment, forwarded: true)
         } else {
             counters.noLocalDestination &+= 1
         }

@@ -6,11 +6,13 @@ extension SwitchCore {
     /// A direct push may only carry the sender's own locations; others are ignored. Updates
     /// naming this host are ignored too (this host's claims come from its own ports).
     public mutating func onLocations(_ updates: [MACLocation], from source: LocationSource, now: MeshInstant) -> [SwitchDirective] {
+        var changed: [MACLocation] = []
         for update in updates {
             if case let .direct(sender) = source, update.host != sender { continue }
             guard update.host != localHost, update.segment.isValid, !update.mac.isMulticast else { continue }
             switch locations.apply(update, now: now) {
             case let .accepted(movedFrom):
+                changed.append(update)
                 if movedFrom == localHost { lost(update) }
             case let .frozen(moves):
                 lost(update)
@@ -23,10 +25,13 @@ extension SwitchCore {
                 // learn beats a remote route of the same sequence): a real duplicate MAC then
                 // keeps moving until duplicate detection freezes it.
                 if locations.entry(mac: update.mac, segment: update.segment)?.location.host != localHost { lost(update) }
-            case .withdrawn, .stale, .ignoredFrozen:
+            case .withdrawn:
+                changed.append(update)
+            case .stale, .ignoredFrozen:
                 break
             }
         }
+        relayLocationsToLinks(changed)
         return takeOutput()
     }
 
@@ -43,6 +48,7 @@ extension SwitchCore {
     /// membership declares it dead or gone).
     public mutating func forgetHost(_ host: HostID) {
         guard host != localHost else { return }
+        links[host] = nil
         _ = locations.forget(host: host)
     }
 

@@ -32,6 +32,9 @@ public struct SwitchCore: Sendable {
     /// Ports per segment, sorted (flooding order is deterministic).
     var portsBySegment: [SegmentID: [PortID]] = [:]
     var locations: LocationTable
+    /// Hosts of other domains this host links stretched segments to (§8.9), each with the
+    /// segments (this host's ids) the link carries: this host is their gateway to its domain.
+    var links: [HostID: Set<SegmentID>] = [:]
     var output: [SwitchDirective] = []
     let allocator = ByteBufferAllocator()
 

@@ -2,7 +2,7 @@
 /// (Protocol.md §8.9). Host ids are unique within a domain only and segment ids are each
 /// domain's own, so the pair names both ends `host@domain` (in the overlay header's tag and in
 /// the keys, §8.3) and translates segment ids at the boundary; only the stretched segments cross,
-/// and only the two hosts' own MAC locations.
+/// and only MAC locations of the two ends' own domains, each named as its end's (the gateway's).
 public struct StretchedLink: Hashable, Sendable {
     /// This host as the peer knows it (`host@domain`): its tag in headers and its name in keys.
     public var localName: HostID
@@ -36,10 +36,17 @@ public struct StretchedLink: Hashable, Sendable {
         }
     }
 
-    /// Locations for the peer: only this host's own (`localHost`), on stretched segments, as this
-    /// host names them (its host id, its segment ids): the peer translates them (`incoming`), as
-    /// it does the hello's.
-    public func outgoing(_ locations: [MACLocation], localHost: HostID) -> [MACLocation] {
-        locations.filter { $0.host == localHost && outbound($0.segment) != nil }
+    /// Locations for the peer: this host's own and, as its gateway, those of the hosts of its
+    /// own domain (`isLinkPeer` false), on stretched segments, all named as this host's
+    /// (`localHost`, its segment ids): the peer translates them (`incoming`), as it does the
+    /// hello's, and sends frames for them here, where they are relayed (§8.9). Locations behind
+    /// other links are never passed on.
+    public func outgoing(_ locations: [MACLocation], localHost: HostID, isLinkPeer: (HostID) -> Bool) -> [MACLocation] {
+        locations.compactMap { location in
+            guard outbound(location.segment) != nil, location.host == localHost || !isLinkPeer(location.host) else { return nil }
+            var named = location
+            named.host = localHost
+            return named
+        }
     }
 }

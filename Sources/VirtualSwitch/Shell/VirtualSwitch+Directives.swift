@@ -19,8 +19,9 @@ extension VirtualSwitch {
                 let payload = shell.allocator.buffer(bytes: OverlayControlCodec.encode(locations))
                 for host in hosts {
                     if let link = shell.overlay.link(of: host) {
-                        // A host of another domain hears only this host's own stretched locations, in its names (§8.9).
-                        let mapped = link.outgoing(locations, localHost: configuration.hostID)
+                        // A host of another domain hears only this domain's stretched locations, named as this
+                        // host's, its gateway's (§8.9).
+                        let mapped = link.outgoing(locations, localHost: configuration.hostID) { shell.overlay.link(of: $0) != nil }
                         if !mapped.isEmpty {
                             sendOverlay(shell.allocator.buffer(bytes: OverlayControlCodec.encode(mapped)), kind: .control, segment: 0, flags: 0, to: host, shell)
                         }

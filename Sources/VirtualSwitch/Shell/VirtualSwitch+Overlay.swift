@@ -37,6 +37,7 @@ extension VirtualSwitch {
         let keys = try OverlayKeys.derive(from: sharedSecret, localHost: link.localName, peerHost: host, algorithm: algorithm)
         try await setPeer(host, address: address, keys: keys, link: link)
         try await runtime.onLoop { shell in
+            shell.core.setLink(host, segments: Set(link.segments.keys))
             self.execute(shell.core.onLocations(link.incoming(locations, peer: host), from: .direct(host), now: self.now()), shell)
         }
     }
@@ -47,10 +48,20 @@ extension VirtualSwitch {
         (try? await runtime.onLoop { shell in shell.overlay.peerHosts.filter { shell.overlay.link(of: $0) != nil } }) ?? []
     }
 
-    /// This host's own MAC locations on `segments` (its ports'), for a stretched link's hello.
-    public func ownLocations(on segments: Set<SegmentID>) async -> [MACLocation] {
+    /// The MAC locations a stretched link's hello carries (§8.9): this host's own and those of
+    /// the other hosts of its domain on `segments` (not those behind other links), all named as
+    /// this host's: it is their gateway.
+    public func gatewayLocations(on segments: Set<SegmentID>) async -> [MACLocation] {
         let local = configuration.hostID
-        return await locationEntries().map(\.location).filter { $0.host == local && segments.contains($0.segment) }
+        // Fails only once the switch stopped: it relays nothing then, so there is nothing to offer.
+        return (try? await runtime.onLoop { shell in
+            shell.core.locationEntries.map(\.location).compactMap { location -> MACLocation? in
+                guard segments.contains(location.segment), location.host == local || !shell.core.isLinkPeer(location.host) else { return nil }
+                var named = location
+                named.host = local
+                return named
+            }
+        }) ?? []
     }
 
     /// Stops accepting `host`'s previous keys.
