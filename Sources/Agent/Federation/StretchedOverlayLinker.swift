@@ -55,6 +55,9 @@ struct StretchedOverlayLinker: Sendable {
 
     /// At most this many hosts of one federated domain are linked with this host at a time (§8.9).
     static let maxLinksPerDomain = 8
+    /// At most this many MAC locations in one hello (a gateway's whole domain on the stretched
+    /// segments, §8.9); a hello with more is refused before any is applied.
+    static let maxHelloLocations = 16_384
 
     /// Where `hello`'s sender's overlay is reached: the IP its channel came from (`remoteIP`),
     /// never the host the hello names (which would let a peer aim this host's encrypted datagrams
@@ -100,6 +103,10 @@ struct StretchedOverlayLinker: Sendable {
         let link = StretchedLink(localName: HostID(PeerName.qualified(host: credentials.identity.hostID, domain: domain)),
                                  peerOwnName: HostID(peer), segments: segments)
         let locations = try OverlayControlCodec.decode([UInt8](hello.locations))
+        guard locations.count <= Self.maxHelloLocations else {
+            throw ControlError.conflict("the stretched-link hello of \(peer)@\(grant.peerDomain) carries \(locations.count) MAC locations, more than the "
+                                        + "\(Self.maxHelloLocations) one link takes (§8.9): stretch fewer or smaller networks to domain \(domain)")
+        }
         try await network.linkStretched(name, overlay: address, session: connection.session, link: link, locations: locations)
         logger.info("stretched segments linked with a host of another domain", metadata: [
             "mesh.peer": "\(name)", "mesh.overlay": "\(address)", "vswitch.segments": "\(segments.sorted { $0.key < $1.key }.map { "\($0.key)->\($0.value)" })"])
