@@ -28,7 +28,7 @@ import VirtualSwitch
         var b = OverlayEndpoint(localHost: "node-b")
         try b.setPeer("node-a", address: address,
                       keys: OverlayKeys.derive(from: secret, localHost: "node-b", peerHost: "node-a", algorithm: .xchacha20poly1305))
-        guard case .frame(let from, let segment, let frame, let forwarded) = b.open(ByteBuffer(bytes: try vector.bytes("datagram")),
+        guard case .frame(let from, let segment, let frame, let forwarded, _) = b.open(ByteBuffer(bytes: try vector.bytes("datagram")),
                                                                                    allocator: ByteBufferAllocator()) else {
             Issue.record("node-b does not open the documented datagram")
             return

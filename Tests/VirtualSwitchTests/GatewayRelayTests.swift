@@ -71,3 +71,53 @@ struct GatewayRelayTests {
         #expect(!stale.contains { if case .sendLocations = $0 { true } else { false } })
     }
 }
+
+/// What a host of the other domain cannot do through a link (review findings on §8.9).
+@Suite("Switch core: stretched link limits")
+struct GatewayLimitTests {
+    @Test func aFloodedCopyIsNotRelayedByTheGateway() {
+        var f = GatewayRelayTests().gateway()
+        let toMoved = TestFrames.icmpEcho(from: .test(30), to: .test(20), src: .test(30), dst: .test(20))
+        #expect(f.core.onFrameFromOverlay(from: "host-c", segment: 100, frame: toMoved, forwarded: false, flooded: true, now: .origin)
+            .overlaySends.isEmpty, "every gateway got a flooded copy: none relays it")
+        // Unknown unicast from a local VM is flooded with the flag.
+        f.addPort(1)
+        let unknown = TestFrames.icmpEcho(from: .test(1), to: .test(99), src: .test(1), dst: .test(99))
+        let flooded = f.core.onFrameFromPort("vm1/eth0", frame: unknown, now: .origin)
+        #expect(!flooded.isEmpty && flooded.allSatisfy { if case let .sendFrame(_, _, _, _, isFlooded) = $0 { isFlooded } else { true } })
+    }
+
+    @Test func aLinkPeerTakesOnlyAMACThatIsMovingToIt() {
+        var f = CoreFixture()
+        f.core.setLink(GatewayRelayTests.peer, segments: [100])
+        f.addPort(1)
+        _ = f.core.onFrameFromPort("vm1/eth0", frame: TestFrames.arpRequest(from: .test(1), ip: .test(1), asking: .test(2)), now: .origin)
+        _ = f.core.onLocations([MACLocation(mac: .test(30), segment: 100, host: "host-c", sequence: 1)], from: .gossip, now: .origin)
+        // A claim of this host's active VM or of host-c's VM is refused.
+        let own = f.core.locationEntries.first { $0.location.mac == .test(1) }?.location.sequence ?? 0
+        _ = f.core.onLocations([MACLocation(mac: .test(1), segment: 100, host: GatewayRelayTests.peer, sequence: own + 1),
+                                MACLocation(mac: .test(30), segment: 100, host: GatewayRelayTests.peer, sequence: 2)],
+                               from: .direct(GatewayRelayTests.peer), now: .origin)
+        #expect(f.core.locationEntries.filter { $0.location.host == GatewayRelayTests.peer }.isEmpty)
+        #expect(f.core.counters.locationsRefused == 2)
+        // Its own new MAC is accepted.
+        _ = f.core.onLocations([MACLocation(mac: .test(50), segment: 100, host: GatewayRelayTests.peer, sequence: 1)],
+                               from: .direct(GatewayRelayTests.peer), now: .origin)
+        #expect(f.core.locationEntries.contains { $0.location.mac == .test(50) && $0.location.host == GatewayRelayTests.peer })
+        // The VM here moving to the peer: frozen for it, its claim is accepted.
+        _ = try? f.core.freezePort("vm1/eth0", destination: GatewayRelayTests.peer, now: .origin) // the port is active: it freezes
+        _ = f.core.onLocations([MACLocation(mac: .test(1), segment: 100, host: GatewayRelayTests.peer, sequence: own + 1)],
+                               from: .direct(GatewayRelayTests.peer), now: .origin)
+        #expect(f.core.locationEntries.contains { $0.location.mac == .test(1) && $0.location.host == GatewayRelayTests.peer })
+    }
+
+    @Test func aSequenceNearTheTopIsRefusedAndAClaimNeverOverflows() {
+        var f = CoreFixture()
+        f.addPort(1)
+        _ = f.core.onLocations([MACLocation(mac: .test(1), segment: 100, host: "host-c", sequence: .max)], from: .gossip, now: .origin)
+        #expect(f.core.counters.locationsRefused == 1)
+        // The VM's next frame claims its MAC as usual (no trap).
+        _ = f.core.onFrameFromPort("vm1/eth0", frame: TestFrames.arpRequest(from: .test(1), ip: .test(1), asking: .test(2)), now: .origin)
+        #expect(f.core.locationEntries.contains { $0.location.mac == .test(1) && $0.location.host == "host-a" })
+    }
+}

@@ -20,7 +20,7 @@ struct HeldFramesTests {
 
     /// Frames sent over the overlay, with host and forwarded flag.
     static func sent(_ directives: [SwitchDirective]) -> [(HostID, ByteBuffer, Bool)] {
-        directives.compactMap { if case let .sendFrame(host, _, frame, forwarded) = $0 { return (host, frame, forwarded) } else { return nil } }
+        directives.compactMap { if case let .sendFrame(host, _, frame, forwarded, _) = $0 { return (host, frame, forwarded) } else { return nil } }
     }
 
     /// Source A (VM 1 moves to B), destination B, the peer VM 3 on C; each knows the others.

@@ -30,7 +30,7 @@ struct OverlayEndpointTests {
         let header = try OverlayHeader(parsing: datagram)
         #expect(header == OverlayHeader(kind: .frame, flags: 1, keyID: 0, segment: 100, senderTag: OverlayKeys.hostTag("host-a"), counter: 1))
         let received = b.open(datagram, allocator: allocator)
-        guard case let .frame(host, segment, opened, forwarded) = received else {
+        guard case let .frame(host, segment, opened, forwarded, _) = received else {
             Issue.record("not opened")
             return
         }

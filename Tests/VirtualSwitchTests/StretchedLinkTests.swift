@@ -30,7 +30,7 @@ struct StretchedLinkTests {
         let sealed = try #require(sealedOrNil)
         let header = try OverlayHeader(parsing: sealed.datagram)
         #expect(header.segment == 7 && header.senderTag == OverlayKeys.hostTag("node-1@lab"))
-        guard case let .frame(host, segment, opened, _) = prod.open(sealed.datagram, allocator: allocator) else {
+        guard case let .frame(host, segment, opened, _, _) = prod.open(sealed.datagram, allocator: allocator) else {
             Issue.record("prod did not open lab's frame")
             return
         }
@@ -38,7 +38,7 @@ struct StretchedLinkTests {
         // And back: prod's 7 arrives on lab's 1.
         let replyOrNil = prod.seal(frame, kind: .frame, segment: 7, to: "node-1@lab", allocator: allocator)
         let reply = try #require(replyOrNil)
-        guard case let .frame(from, onLab, _, _) = lab.open(reply.datagram, allocator: allocator) else {
+        guard case let .frame(from, onLab, _, _, _) = lab.open(reply.datagram, allocator: allocator) else {
             Issue.record("lab did not open prod's frame")
             return
         }

@@ -113,12 +113,12 @@ extension [SwitchDirective] {
 
     /// Hosts frames were sent to over the overlay.
     var overlayHosts: [HostID] {
-        compactMap { if case let .sendFrame(host, _, _, _) = $0 { return host } else { return nil } }
+        compactMap { if case let .sendFrame(host, _, _, _, _) = $0 { return host } else { return nil } }
     }
 
     /// (host, forwarded) of overlay sends.
     var overlaySends: [(HostID, Bool)] {
-        compactMap { if case let .sendFrame(host, _, _, forwarded) = $0 { return (host, forwarded) } else { return nil } }
+        compactMap { if case let .sendFrame(host, _, _, forwarded, _) = $0 { return (host, forwarded) } else { return nil } }
     }
 
     /// Location pushes: (locations, hosts).

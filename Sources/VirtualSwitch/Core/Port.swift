@@ -33,6 +33,9 @@ struct Port: Sendable {
     /// Frozen for a move to this host: frames for the VM go there at once (its blocked port
     /// holds them) instead of waiting here for `forwardStragglers` (§8.6.1).
     var frozenFor: HostID?
+    /// Frozen for a move to this host, whether or not frames are held (a stretched link's peer
+    /// may claim the VM's MAC only while it moves to it, §8.9).
+    var movingTo: HostID?
 
     init(configuration: PortConfiguration, segment: SegmentID, lifecycle: PortLifecycle, settings: SwitchSettings) {
         self.configuration = configuration

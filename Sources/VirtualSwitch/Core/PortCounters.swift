@@ -114,6 +114,9 @@ public struct SwitchCounters: Hashable, Sendable {
     /// Unicast frames a stretched link's gateway relayed between its domain and the link
     /// (§8.9), in either direction.
     public var gatewayRelayed: UInt64 = 0
+    /// Location updates refused: a sequence number above 2^62, or a link peer's claim of a MAC
+    /// this domain places at one of its own hosts (§8.4, §8.9).
+    public var locationsRefused: UInt64 = 0
 
     /// All zero.
     public init() {}

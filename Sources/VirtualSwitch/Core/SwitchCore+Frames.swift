@@ -49,8 +49,10 @@ extension SwitchCore {
     /// A frame a peer sent over the overlay for `segment` (already authenticated and decrypted).
     /// Frames from the overlay are never sent back to the overlay, except by a straggler-
     /// forwarding port, once (`forwarded`), and by a stretched link's gateway (§8.9).
+    /// `flooded`: the sender flooded it (one copy to each host of its flood list), so a gateway
+    /// does not relay it (every gateway got a copy).
     public mutating func onFrameFromOverlay(from host: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool,
-                                            now: MeshInstant) -> [SwitchDirective] {
+                                            flooded: Bool = false, now: MeshInstant) -> [SwitchDirective] {
         guard networkBySegment[segment] != nil else {
             counters.unknownSegment &+= 1
             return []
@@ -64,7 +66,7 @@ extension SwitchCore {
             floodLocally(frame, header: header, segment: segment, except: nil, now: now)
         } else if let target = portsByMAC[LocationTable.Key(mac: header.destination, segment: segment)] {
             deliver(frame, header: header, to: target, forwarded: forwarded, now: now)
-        } else if let relay = gatewayTarget(from: host, destination: header.destination, segment: segment, forwarded: forwarded) {
+        } else if !flooded, let relay = gatewayTarget(from: host, destination: header.destination, segment: segment, forwarded: forwarded) {
             counters.gatewayRelayed &+= 1
             sendRemote(frame, to: relay, segment: segment, forwarded: true)
         } else {
@@ -167,12 +169,12 @@ extension SwitchCore {
 
     private mutating func floodRemotely(_ frame: ByteBuffer, segment: SegmentID) {
         for host in locations.floodHosts(segment: segment) {
-            sendRemote(frame, to: host, segment: segment, forwarded: false)
+            sendRemote(frame, to: host, segment: segment, forwarded: false, flooded: true)
         }
     }
 
-    private mutating func sendRemote(_ frame: ByteBuffer, to host: HostID, segment: SegmentID, forwarded: Bool) {
+    private mutating func sendRemote(_ frame: ByteBuffer, to host: HostID, segment: SegmentID, forwarded: Bool, flooded: Bool = false) {
         counters.overlayFramesOut &+= 1
-        output.append(.sendFrame(to: host, segment: segment, frame: frame, forwarded: forwarded))
+        output.append(.sendFrame(to: host, segment: segment, frame: frame, forwarded: forwarded, flooded: flooded))
     }
 }

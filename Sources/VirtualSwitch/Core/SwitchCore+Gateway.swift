@@ -24,6 +24,22 @@ extension SwitchCore {
     /// Whether `host` is a host of another domain linked to this one.
     public func isLinkPeer(_ host: HostID) -> Bool { links[host] != nil }
 
+    /// Whether a link peer may place `update`'s MAC behind itself: always for a MAC this domain
+    /// does not place at one of its own hosts; for one it does, only while that MAC's port here is
+    /// moving to that very peer (frozen for it, or forwarding its stragglers to it). A host of the
+    /// other domain cannot take a MAC of this domain otherwise (§8.9).
+    func linkMayClaim(_ update: MACLocation, sender: HostID) -> Bool {
+        guard let entry = locations.entry(mac: update.mac, segment: update.segment), !isLinkPeer(entry.location.host) else { return true }
+        guard let id = portsByMAC[LocationTable.Key(mac: update.mac, segment: update.segment)], let port = ports[id] else { return false }
+        switch port.lifecycle {
+        // A freeze that did not learn its destination (the guest's STOP raced it) is a move all
+        // the same: for the milliseconds it lasts, any link peer's claim is taken.
+        case .frozen: return port.movingTo == nil || port.movingTo == sender
+        case let .forwardingStragglers(host, _): return host == sender
+        case .active, .blocked: return false
+        }
+    }
+
     /// The host a unicast frame that arrived from the overlay (from `sender`, for a MAC with no
     /// port here) is relayed to, or nil when it is not relayed.
     func gatewayTarget(from sender: HostID, destination: MACAddress, segment: SegmentID, forwarded: Bool) -> HostID? {

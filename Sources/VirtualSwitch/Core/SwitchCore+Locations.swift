@@ -10,6 +10,16 @@ extension SwitchCore {
         for update in updates {
             if case let .direct(sender) = source, update.host != sender { continue }
             guard update.host != localHost, update.segment.isValid, !update.mac.isMulticast else { continue }
+            // No honest host gets near 2^62 moves; beyond it a claim could not be outbid without
+            // overflowing (§8.4).
+            guard update.sequence <= Self.maxSequence else {
+                counters.locationsRefused &+= 1
+                continue
+            }
+            if case let .direct(sender) = source, isLinkPeer(sender), !linkMayClaim(update, sender: sender) {
+                counters.locationsRefused &+= 1
+                continue
+            }
             switch locations.apply(update, now: now) {
             case let .accepted(movedFrom):
                 changed.append(update)

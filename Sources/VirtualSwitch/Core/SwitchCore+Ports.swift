@@ -109,6 +109,7 @@ extension SwitchCore {
         guard port.lifecycle == .frozen else { throw .wrongState(id, is: port.lifecycle, operation: "unfreeze") }
         ports[id]?.lifecycle = .active
         ports[id]?.frozenFor = nil
+        ports[id]?.movingTo = nil
         if locations.entry(mac: port.mac, segment: port.segment)?.location.host != localHost {
             claim(id, now: now)
         }
@@ -153,7 +154,14 @@ extension SwitchCore {
         if let current, current.host == localHost, current.sequence >= port.importedSequence {
             sequence = current.sequence
         } else {
-            sequence = max(current?.sequence ?? 0, port.importedSequence) + 1
+            // Peers' sequences are bounded (`maxSequence`); an imported one is not checked on the
+            // wire, so the sum is checked here: past the bound the MAC cannot be claimed.
+            let (next, overflow) = max(current?.sequence ?? 0, port.importedSequence).addingReportingOverflow(1)
+            guard !overflow, next <= Self.maxSequence + 1 else {
+                counters.locationsRefused &+= 1
+                return nil
+            }
+            sequence = next
         }
         let location = MACLocation(mac: port.mac, segment: port.segment, host: localHost, sequence: sequence, ips: port.boundIPs)
         // The previous owner and everyone with ports on the segment hear it directly.

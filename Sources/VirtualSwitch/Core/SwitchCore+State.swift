@@ -32,6 +32,7 @@ extension SwitchCore {
         guard port.lifecycle == .active else { throw .wrongState(id, is: port.lifecycle, operation: "freeze") }
         ports[id]?.lifecycle = .frozen
         ports[id]?.pausedUntil = nil  // frozen holds frames by itself, with no end of its own
+        ports[id]?.movingTo = destination
         let final = try delta(id, since: nil, final: true, now: now)
         if settings.holdFramesDuringMoves, let destination, destination != localHost {
             ports[id]?.frozenFor = destination

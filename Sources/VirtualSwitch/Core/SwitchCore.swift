@@ -35,6 +35,9 @@ public struct SwitchCore: Sendable {
     /// Hosts of other domains this host links stretched segments to (§8.9), each with the
     /// segments (this host's ids) the link carries: this host is their gateway to its domain.
     var links: [HostID: Set<SegmentID>] = [:]
+    /// The highest mobility sequence number accepted from a peer (§8.4): a claim above it is
+    /// refused, so that claiming one above the highest known never overflows.
+    static let maxSequence: UInt64 = 1 << 62
     var output: [SwitchDirective] = []
     let allocator = ByteBufferAllocator()
 

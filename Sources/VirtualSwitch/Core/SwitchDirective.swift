@@ -7,7 +7,7 @@ public enum SwitchDirective: Sendable {
     case deliver(port: PortID, frame: ByteBuffer)
     /// Encapsulate `frame` for `segment`, encrypt it for `host` and send it over the overlay.
     /// `forwarded` marks a straggler re-sent by the VM's old host (never forwarded again).
-    case sendFrame(to: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool)
+    case sendFrame(to: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool, flooded: Bool = false)
     /// Push these location updates directly to each of `hosts` over the overlay (control
     /// datagram). Loss is tolerated: the same updates are also in `.event(.publish)`.
     case sendLocations([MACLocation], to: [HostID])

@@ -166,7 +166,8 @@ public struct OverlayEndpoint: Sendable {
             // them, §8.9), and only a stretched segment passes.
             if let link = peer.link, link.outbound(segment) == nil { return drop(.notStretched) }
             return .frame(from: host, segment: segment, frame: plaintext,
-                          forwarded: header.flags & OverlayHeader.flagForwarded != 0)
+                          forwarded: header.flags & OverlayHeader.flagForwarded != 0,
+                          flooded: header.flags & OverlayHeader.flagFlooded != 0)
         case .control:
             return .control(from: host, payload: Array(plaintext.readableBytesView))
         }
@@ -181,7 +182,7 @@ public struct OverlayEndpoint: Sendable {
 /// What `OverlayEndpoint.open` found in a datagram.
 public enum OverlayReceived: Sendable {
     /// An Ethernet frame from `host` for `segment`.
-    case frame(from: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool)
+    case frame(from: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool, flooded: Bool)
     /// A control message (`OverlayControlCodec.decode`) from `host`.
     case control(from: HostID, payload: [UInt8])
     /// Dropped, and counted.

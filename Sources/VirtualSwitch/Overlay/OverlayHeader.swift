@@ -34,6 +34,9 @@ public struct OverlayHeader: Hashable, Sendable {
 
     /// Flag: a straggler re-sent by the VM's old host; the receiver MUST NOT forward it again.
     public static let flagForwarded: UInt8 = 0x01
+    /// Flag: one of the copies of a flooded frame (broadcast, multicast, unknown unicast) sent to
+    /// every host of the flood list; a stretched link's gateway never relays it (§8.9).
+    public static let flagFlooded: UInt8 = 0x02
 
     /// Protocol version.
     public var version: UInt8

@@ -12,9 +12,9 @@ extension VirtualSwitch {
             switch directive {
             case let .deliver(port, frame):
                 deliver(frame, to: port, shell)
-            case let .sendFrame(host, segment, frame, forwarded):
+            case let .sendFrame(host, segment, frame, forwarded, flooded):
                 sendOverlay(frame, kind: .frame, segment: segment.rawValue,
-                            flags: forwarded ? OverlayHeader.flagForwarded : 0, to: host, shell)
+                            flags: (forwarded ? OverlayHeader.flagForwarded : 0) | (flooded ? OverlayHeader.flagFlooded : 0), to: host, shell)
             case let .sendLocations(locations, hosts):
                 let payload = shell.allocator.buffer(bytes: OverlayControlCodec.encode(locations))
                 for host in hosts {
@@ -154,8 +154,8 @@ extension VirtualSwitch {
     func onOverlayDatagram(_ datagram: ByteBuffer) {
         let shell = runtime.state
         switch shell.overlay.open(datagram, allocator: shell.allocator) {
-        case let .frame(host, segment, frame, forwarded):
-            execute(shell.core.onFrameFromOverlay(from: host, segment: segment, frame: frame, forwarded: forwarded, now: now()), shell)
+        case let .frame(host, segment, frame, forwarded, flooded):
+            execute(shell.core.onFrameFromOverlay(from: host, segment: segment, frame: frame, forwarded: forwarded, flooded: flooded, now: now()), shell)
         case let .control(host, payload):
             do {
                 var locations = try OverlayControlCodec.decode(payload)
