@@ -98,7 +98,9 @@ public enum CrossDomainBenchmark {
                 _ = try await local.source.call("vm.create", ControlTypes.CreateVM(spec: try peerOptions.spec(id: UUID().uuidString.lowercased()), start: true),
                                                 as: VMInfo.self)
                 let replies = { (text: String) in NetworkMigrationBenchmark.last(text, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "recv") } ?? 0 }
-                let before = replies(try await NetworkMigrationBenchmark.waitFor(local.source, peer) { replies($0) > 20 })
+                let ready = try await NetworkMigrationBenchmark.waitFor(local.source, peer) { replies($0) > 20 }
+                let before = replies(ready)
+                let gapBefore = NetworkMigrationBenchmark.last(ready, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "maxgap_ms") } ?? -1
                 let started = ContinuousClock.now
                 let report: MigrationReport
                 if path == "intra" {
@@ -119,7 +121,7 @@ public enum CrossDomainBenchmark {
                 _ = try await local.source.call("vm.stop", ControlTypes.VMReference(vm: peer), as: VMInfo.self)
                 let row = Row(path: path, totalMs: totalMs, downtimeMs: report.downtimeMs, gapMs: gap)
                 log("\(path) round \(round + 1): total \(row.totalMs) ms (the agent's own figure \(report.totalMs) ms), downtime \(row.downtimeMs) ms, "
-                    + "peer's ping gap \(gap) ms")
+                    + "peer's ping gap \(gap) ms (before the move: \(gapBefore) ms)")
                 rows.append(row)
             }
         }
