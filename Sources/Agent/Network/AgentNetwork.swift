@@ -20,6 +20,8 @@ public actor AgentNetwork: MigrationPortMover {
     let activationTimeout: Duration
     /// VM id → the host it moves to, from the guest's pause to the end of its switchover.
     private var destinations: [String: String] = [:]
+    /// VM id → QEMU's STOP timestamp of its switchover (seconds since the Unix epoch), likewise.
+    private var guestStops: [String: Double] = [:]
 
     /// A switch for `hostID` with its overlay on `overlay`, knowing `networks`.
     public init(hostID: String, overlay: HostPort, networks: [String: UInt32], activationTimeout: Duration = .seconds(10),
@@ -164,10 +166,12 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Source, QEMU stopped the guest for the switchover: its ports hold frames for it, and
-    /// `freeze` sends them on to `destination`.
-    public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {
+    /// Source, QEMU stopped the guest for the switchover (at `stoppedAt`, QEMU's timestamp): its
+    /// ports hold frames for it, and `freeze` sends them on to `destination`, with copies of those
+    /// handed to QEMU's socket since `stoppedAt` (Protocol.md §8.6.1).
+    public func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async {
         destinations[spec.id] = destination
+        guestStops[spec.id] = stoppedAt
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.pausePort(Self.portID(spec, nic)) } catch {
                 logger.warning("cannot pause the port: frames for the paused guest go to its socket and may be lost",
@@ -181,7 +185,8 @@ public actor AgentNetwork: MigrationPortMover {
         var deltas: [[UInt8]] = []
         for nic in spec.nics where nic.network != nil {
             let destination = destinations[spec.id].map { HostID($0) }
-            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic), destination: destination).serializedBytes())
+            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic), destination: destination,
+                                                             guestStoppedAt: guestStops[spec.id]).serializedBytes())
         }
         return deltas
     }
@@ -195,6 +200,7 @@ public actor AgentNetwork: MigrationPortMover {
     /// what they held; an active one has nothing to undo).
     public func unfreeze(_ spec: VMSpec) async {
         destinations[spec.id] = nil
+        guestStops[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch VirtualSwitchError.switch(.wrongState(_, is: .active, _)) {
                 continue
@@ -208,6 +214,7 @@ public actor AgentNetwork: MigrationPortMover {
     /// Source after commit: frames still arriving for the VM go to its new host for a while.
     public func forwardStragglers(_ spec: VMSpec, to host: String) async {
         destinations[spec.id] = nil
+        guestStops[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.forwardStragglers(Self.portID(spec, nic), to: HostID(host)) } catch {
                 logger.warning("cannot forward straggling frames to the VM's new host: they are dropped (the guest's peers retransmit)",

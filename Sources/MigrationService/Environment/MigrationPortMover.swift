@@ -9,7 +9,9 @@ public protocol MigrationPortMover: Sendable {
     /// Source: QEMU stopped the guest for the switchover (its STOP event), which moves to
     /// `destination` (a host id): frames for it are held from now on, and from `freeze` on sent
     /// to the destination at once (Protocol.md §8.6.1), until `unfreeze` or `forwardStragglers`.
-    func guestPaused(_ spec: VMSpec, movingTo destination: String) async
+    /// `stoppedAt`: the event's timestamp (seconds since the Unix epoch): the freeze also sends on
+    /// copies of the frames handed to the stopped QEMU's socket since then.
+    func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async
     /// Source: stops the ports and returns their final deltas, for the commit.
     func freeze(_ spec: VMSpec) async throws -> [[UInt8]]
     /// Source: the guest resumes here after all.
@@ -35,7 +37,7 @@ public protocol MigrationPortMover: Sendable {
 
 extension MigrationPortMover {
     /// A mover that cannot hold frames: they go to the paused guest's socket as before.
-    public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {}
+    public func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async {}
     /// A mover that checks nothing before a migration: the import refuses what it cannot switch.
     public func checkNetworks(_ spec: VMSpec) async throws {}
 }

@@ -60,6 +60,7 @@ extension VirtualSwitch {
             switch binding.socket.send(frame, to: binding.vmAddress) {
             case .sent:
                 shell.ports[port]?.fruitlessDrains = 0  // the VM reads again: drain at full speed
+                remember(frame, sentTo: port, shell)
                 return
             case let .failed(code) where code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS:
                 break
@@ -75,6 +76,28 @@ extension VirtualSwitch {
         }
         shell.ports[port]?.backlog.append(frame)
         scheduleDrain(port, shell)
+    }
+
+    /// Notes a frame handed to the VM's socket (`PortBinding.recentlySent`), when frames are
+    /// held during moves.
+    private func remember(_ frame: ByteBuffer, sentTo port: PortID, _ shell: SwitchShellState) {
+        guard shell.core.settings.holdFramesDuringMoves, var binding = shell.ports[port] else { return }
+        Self.remember(frame, in: &binding)
+        shell.ports[port] = binding
+    }
+
+    static func remember(_ frame: ByteBuffer, in binding: inout SwitchShellState.PortBinding) {
+        binding.recentlySent.append(SwitchShellState.SentFrame(frame: frame, at: wallClock()))
+        if binding.recentlySent.count >= 2 * SwitchShellState.recentlySentKept {
+            binding.recentlySent.removeFirst(binding.recentlySent.count - SwitchShellState.recentlySentKept)
+        }
+    }
+
+    /// Seconds since the Unix epoch: the clock of QEMU's event timestamps on this host.
+    static func wallClock() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     private func scheduleDrain(_ port: PortID, _ shell: SwitchShellState) {
@@ -95,6 +118,8 @@ extension VirtualSwitch {
             if case let .failed(code) = result {
                 if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS { break }
                 shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
+            } else if shell.core.settings.holdFramesDuringMoves {
+                Self.remember(binding.backlog[binding.backlogHead], in: &binding)
             }
             binding.backlogHead += 1
         }
