@@ -148,17 +148,26 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Destination, the guest resumed here after the commit: it runs here and nowhere else, so
-    /// its ports activate now (claiming its MAC and delivering what they held, Protocol.md
-    /// §8.6.1) rather than at QEMU's first announcement, which comes 50 ms or more after the
-    /// resume. A port that cannot be activated now waits for the announcement, at most
-    /// `activationTimeout` (see `publishLocations`).
-    public func resumed(_ spec: VMSpec) async {
+    /// Destination, the guest resumes here after the commit: it runs here and nowhere else, so
+    /// its ports activate now (claiming its MAC and handing what they held to QEMU's socket,
+    /// Protocol.md §8.6.1), before QEMU runs it: the frames it sends at once (answers it had
+    /// queued at the stop, retransmissions) pass instead of meeting a blocked port, and QEMU's
+    /// first announcement, 50 ms or more after the resume, is not awaited. A port that cannot be
+    /// activated now waits for the announcement, at most `activationTimeout` from `resumed`.
+    public func resuming(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.activatePort(Self.portID(spec, nic)) } catch {
                 logger.debug("port not activated at the resume: waiting for the guest's announcement",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
+        }
+    }
+
+    /// Destination, the guest runs here: frames its socket could not take while QEMU had it
+    /// stopped go now, and a port still blocked gets its activation deadline.
+    public func resumed(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil {
+            await virtualSwitch.guestRunning(Self.portID(spec, nic))
             do { try await virtualSwitch.armActivation(Self.portID(spec, nic), timeout: activationTimeout) } catch {
                 logger.error("cannot arm the port's activation deadline: it stays blocked until the guest announces itself",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])

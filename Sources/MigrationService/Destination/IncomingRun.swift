@@ -259,10 +259,14 @@ actor IncomingRun: DestinationMigrationEnvironment {
                 // Nothing but the guest may write its disks from now on.
                 if prepare?.disks.isEmpty == false { try await process.qmp.nbdServerStop() }
                 SwitchoverTrace.mark(logger, "destination-resume-starts", vm: vmID)
+                // Committed: the guest runs here and nowhere else from now on (§6.4). Its ports
+                // activate before it runs: what it sends at once (answers it had queued at the
+                // stop, retransmissions) would be dropped at a blocked port.
+                await context.ports?.resuming(spec)
+                SwitchoverTrace.mark(logger, "destination-ports-activated", vm: vmID)
                 if try await !process.qmp.queryStatus().running { try await process.qmp.cont() }
                 SwitchoverTrace.mark(logger, "destination-cont-returned", vm: vmID)
                 await context.ports?.resumed(spec)
-                SwitchoverTrace.mark(logger, "destination-ports-activated", vm: vmID)
             } else if try await !process.qmp.queryStatus().running {
                 // Recovery: whether this VM came with local disks is not known here; without
                 // them no NBD server runs and QEMU's refusal says only that.

@@ -107,7 +107,7 @@ extension VirtualSwitch {
     }
 
     /// Sends held-back frames until the VM's socket is full again. On the loop.
-    private func drain(_ port: PortID) {
+    func drain(_ port: PortID) {
         let shell = runtime.state
         guard var binding = shell.ports[port] else { return }
         binding.drainScheduled = false

@@ -123,6 +123,18 @@ extension VirtualSwitch {
         try await coreCall { shell, now throws(SwitchError) in try shell.core.activatePort(id, now: now) }
     }
 
+    /// The VM's QEMU reads its socket again (the guest resumed): frames held back for it are
+    /// sent now, not at the next drain, which the backoff for a VM that read nothing may have put
+    /// tens of milliseconds away.
+    public func guestRunning(_ id: PortID) async {
+        // Fails only once the switch stopped, which removed every port: nothing to send.
+        try? await runtime.onLoop { shell in
+            guard shell.ports[id] != nil else { return }
+            shell.ports[id]?.fruitlessDrains = 0
+            self.drain(id)
+        }
+    }
+
     /// Source, during pre-copy: the port's whole state (send it to the destination, which
     /// calls `importPort`).
     public func exportPortState(_ id: PortID) async throws(VirtualSwitchError) -> PortStateRecord {
