@@ -81,9 +81,9 @@ extension VirtualSwitch {
     /// Notes a frame handed to the VM's socket (`PortBinding.recentlySent`), when frames are
     /// held during moves.
     private func remember(_ frame: ByteBuffer, sentTo port: PortID, _ shell: SwitchShellState) {
-        guard shell.core.settings.holdFramesDuringMoves, var binding = shell.ports[port] else { return }
-        Self.remember(frame, in: &binding)
-        shell.ports[port] = binding
+        guard shell.core.settings.holdFramesDuringMoves else { return }
+        // In place: a copy of the binding would copy its arrays for every frame.
+        if shell.ports[port] != nil { Self.remember(frame, in: &shell.ports[port]!) }
     }
 
     static func remember(_ frame: ByteBuffer, in binding: inout SwitchShellState.PortBinding) {
