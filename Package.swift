@@ -246,7 +246,7 @@ let package = Package(
             name: "Benchmarks",
             dependencies: [
                 "MeshTime", "MeshCrypto", "MeshIdentity", "SecureChannel", "Membership", "Hypervisor", "VirtualSwitch", "ControlAPI", "Agent", "MeshSimulator", "MeshWire", "Placement",
-                "LinkEmulator",
+                "LinkEmulator", "MigrationService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -235,11 +235,13 @@ struct LocalMesh: Sendable {
 
     /// `domain`: the hosts' domain (default: a fresh one named `bench`); hosts are named
     /// `<domain>-a`, `<domain>-b`, ….
-    static func start(in work: String, hosts: Int = 2, holdFrames: Bool = true, domain given: DomainAuthority? = nil) async throws -> LocalMesh {
+    /// `timeline`: collects the agents' switchover timeline (`SwitchoverTrace`).
+    static func start(in work: String, hosts: Int = 2, holdFrames: Bool = true, domain given: DomainAuthority? = nil,
+                      timeline: SwitchoverTimelineRecorder? = nil) async throws -> LocalMesh {
         let domain = try given ?? DomainAuthority(name: "bench")
         let now = Int64(Date().timeIntervalSince1970)
-        var logger = Logger(label: "bench")
-        logger.logLevel = .error
+        var logger = timeline.map { recorder in Logger(label: "bench") { recorder.handler(label: $0) } } ?? Logger(label: "bench")
+        logger.logLevel = timeline == nil ? .error : .info
         var clients: [ControlClient] = [], ports: [Int] = [], tasks: [Task<Void, any Error>] = []
         for host in (0..<hosts).map({ "\(domain.name)-\(Character(UnicodeScalar(97 + $0)!))" }) {
             let dir = work + "/" + host

@@ -29,8 +29,21 @@ public enum NetworkMigrationBenchmark {
         /// The longest the client's TCP echo waited, ms (issue 23: a retransmission timeout
         /// shows as a stall of downtime + 200 ms or more).
         public var tcpStallMs: Int
+        /// The longest one echo request waited for its answer, send to answer, ms: the stall
+        /// without the client's own 20 ms pause between an answer and its next request, which
+        /// `tcpStallMs` includes.
+        public var tcpWaitMs: Int
         /// TCP segments the client retransmitted during the run.
         public var tcpRetransmits: Int
+        /// The switchover's points (`SwitchoverTrace`: QEMU's STOP and RESUME, the ports'
+        /// pause, freeze and activation, ...), ms after QEMU's STOP at the source, in time order.
+        public var timeline: [TimelinePoint] = []
+
+        /// One point of `timeline`.
+        public struct TimelinePoint: Codable, Sendable {
+            public var point: String
+            public var ms: Double
+        }
 
         /// How much longer the peer saw no reply than the guest was paused, ms (target <= 100):
         /// what the network adds to QEMU's downtime.
@@ -38,8 +51,8 @@ public enum NetworkMigrationBenchmark {
 
         enum CodingKeys: String, CodingKey {
             case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
-                 tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms",
-                 tcpRetransmits = "tcp_retransmits"
+                 tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms", tcpWaitMs = "tcp_wait_ms",
+                 tcpRetransmits = "tcp_retransmits", timeline
         }
     }
 
@@ -50,7 +63,8 @@ public enum NetworkMigrationBenchmark {
         let work = NSTemporaryDirectory() + "hostmesh-netbench-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        let mesh = try await LocalMesh.start(in: work, hosts: 3, holdFrames: holdFrames)
+        let recorder = SwitchoverTimelineRecorder()
+        let mesh = try await LocalMesh.start(in: work, hosts: 3, holdFrames: holdFrames, timeline: recorder)
         defer { mesh.stop() }
         try await Task.sleep(for: .milliseconds(500))
         func spec(_ name: String, ip: String, work: String) throws -> VMSpec {
@@ -79,6 +93,7 @@ public enum NetworkMigrationBenchmark {
             let retransBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "retrans") } ?? 0
             let target = (at + 1) % 3
             let move = target == 0 ? "onto-peer-host" : at == 0 ? "off-peer-host" : "third-host"
+            _ = recorder.take()
             let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: .address(HostPort(host: "127.0.0.1", port: mesh.ports[target])), settings: MigrationSettings()),
                                                          as: MigrationReport.self)
             at = target
@@ -89,10 +104,12 @@ public enum NetworkMigrationBenchmark {
             let run = Run(move: move, downtimeMs: report.downtimeMs, gapMs: field(ping, "maxgap_ms") ?? -1,
                           lostPings: (field(ping, "lost") ?? 0) - lostBefore,
                           tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors,
-                          tcpStallMs: field(tcp, "maxgap_ms") ?? -1, tcpRetransmits: (field(tcp, "retrans") ?? 0) - retransBefore)
+                          tcpStallMs: field(tcp, "maxgap_ms") ?? -1, tcpWaitMs: field(tcp, "maxwait_ms") ?? -1, tcpRetransmits: (field(tcp, "retrans") ?? 0) - retransBefore,
+                          timeline: SwitchoverTimelineRecorder.describe(recorder.take(), from: "source-qemu-stop").map { Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10) })
             log("run \(round + 1) (\(move), \(holdFrames ? "holding" : "dropping")): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, "
-                + "lost pings \(run.lostPings), TCP stall \(run.tcpStallMs) ms, retransmits \(run.tcpRetransmits), "
+                + "lost pings \(run.lostPings), TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
                 + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
+            log("  timeline (ms after QEMU's STOP): " + run.timeline.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
             results.append(run)
             _ = try await client.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         }

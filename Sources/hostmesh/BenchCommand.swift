@@ -170,6 +170,8 @@ struct BenchCommand: AsyncParsableCommand {
         var noPrevious = false
         @Flag(help: "Only the neighbours' round trips during migrations (skips the moves, throughput and bulk transfers).")
         var neighboursOnly = false
+        @Flag(help: "Only the migrations (ours, and the previous behaviour unless --no-previous), with each switchover's timeline; skips throughput, bulk transfers and neighbours.")
+        var movesOnly = false
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
@@ -178,6 +180,40 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
             }
             let quiet = json
+            if movesOnly {
+                let runs = try await NetworkMigrationBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img", runs: runs) { line in
+                    if !quiet { print(line) }
+                }
+                let previous = noPrevious ? [] : try await NetworkMigrationBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img",
+                                                                                        runs: self.runs, holdFrames: false) { line in
+                    if !quiet { print(line) }
+                }
+                struct Moves: Encodable {
+                    var runs: [NetworkMigrationBenchmark.Run]
+                    var runs_dropping: [NetworkMigrationBenchmark.Run]
+                    var machine: String
+                    var loadavg: String
+                }
+                let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "" // no /proc: no load figure
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try encoder.encode(Moves(runs: runs, runs_dropping: previous, machine: MachineInfo.summary, loadavg: load)), as: UTF8.self))
+                    return
+                }
+                func stats(_ values: [Int]) -> String { Spread(values).map { "\($0.min) / \($0.median) / \($0.max)" } ?? "-" }
+                print("")
+                printTable(["", "HOLDING (OURS)", "DROPPING (BEFORE)"], [
+                    ["downtime (ms)", stats(runs.map { Int($0.downtimeMs) }), stats(previous.map { Int($0.downtimeMs) })],
+                    ["gap - downtime (ms)", stats(runs.map(\.gapBeyondDowntimeMs)), stats(previous.map(\.gapBeyondDowntimeMs))],
+                    ["lost pings", stats(runs.map(\.lostPings)), stats(previous.map(\.lostPings))],
+                    ["TCP stall - downtime (ms, target <= 50)", stats(runs.map { $0.tcpStallMs - Int($0.downtimeMs) }), stats(previous.map { $0.tcpStallMs - Int($0.downtimeMs) })],
+                    ["TCP wait - downtime (ms; the stall without the client's 20 ms pause)", stats(runs.map { $0.tcpWaitMs - Int($0.downtimeMs) }), stats(previous.map { $0.tcpWaitMs - Int($0.downtimeMs) })],
+                    ["TCP retransmissions by the peer", stats(runs.map(\.tcpRetransmits)), stats(previous.map(\.tcpRetransmits))],
+                ])
+                print("machine: \(MachineInfo.summary); load average at the end: \(load)")
+                return
+            }
             if neighboursOnly {
                 let neighbours = try await NeighbourLatencyBenchmark.run(kernel: dir + "/kernel", initrd: dir + "/initrd.img") { line in
                     if !quiet { print(line) }
@@ -236,6 +272,7 @@ struct BenchCommand: AsyncParsableCommand {
                 row("lost pings (20 ms interval, target 0)") { $0.lostPings },
                 row("TCP stall at the peer (ms)") { $0.tcpStallMs },
                 row("TCP stall - downtime (ms, target <= 50)") { $0.tcpStallMs - Int($0.downtimeMs) },
+                row("TCP wait - downtime (ms; the stall without the client's 20 ms pause)") { $0.tcpWaitMs - Int($0.downtimeMs) },
                 row("TCP retransmissions by the peer") { $0.tcpRetransmits },
                 row("TCP connections lost") { $0.tcpConnectionsLost },
                 row("TCP echoes lost or corrupted") { $0.tcpBytesLost },

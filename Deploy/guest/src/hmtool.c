@@ -296,7 +296,9 @@ static int cmd_tcp(int argc, char **argv) {
     struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(a[1]))};
     if (inet_pton(AF_INET, a[0], &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
     uint64_t conns = 0, ok = 0, seq = 0;
-    int64_t maxgap = 0;
+    /* maxgap: longest time between two answers (includes the interval slept between them);
+     * maxwait: longest one request waited for its answer, send to last byte back. */
+    int64_t maxgap = 0, maxwait = 0;
     long long retrans0 = retrans_segs();
     for (;;) {
         int fd = tcp_connect(&dst);
@@ -308,6 +310,7 @@ static int cmd_tcp(int argc, char **argv) {
         while (!err) {
             char line[32], back[32];
             int len = snprintf(line, sizeof line, "hm %020llu\n", (unsigned long long)seq++);
+            int64_t sent_at = now_us();
             if (send(fd, line, len, MSG_NOSIGNAL) != len) { err = "send"; break; }
             int got = 0;
             while (got < len && !err) {
@@ -329,15 +332,16 @@ static int cmd_tcp(int argc, char **argv) {
             ok++;
             int64_t r = now_us(), gap = r - last_ok;
             if (gap > maxgap) maxgap = gap;
+            if (r - sent_at > maxwait) maxwait = r - sent_at;
             if (gap >= GAP_REPORT_MS * 1000) {
                 printf("TCPGAP %s:%s gap_ms=%lld\n", a[0], a[1], (long long)gap / 1000);
                 fflush(stdout);
             }
             last_ok = r;
             if (r >= report) {
-                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld retrans=%lld\n", a[0], a[1],
+                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld retrans=%lld maxwait_ms=%lld\n", a[0], a[1],
                        (unsigned long long)conns, (unsigned long long)ok,
-                       (long long)maxgap / 1000, retrans_segs() - retrans0);
+                       (long long)maxgap / 1000, retrans_segs() - retrans0, (long long)maxwait / 1000);
                 fflush(stdout);
                 report += 1000000;
             }

@@ -20,6 +20,8 @@ public actor AgentNetwork: MigrationPortMover {
     let activationTimeout: Duration
     /// VM id → the host it moves to, from the guest's pause to the end of its switchover.
     private var destinations: [String: String] = [:]
+    /// VM id → QEMU's STOP timestamp of its switchover (seconds since the Unix epoch), likewise.
+    private var guestStops: [String: Double] = [:]
 
     /// A switch for `hostID` with its overlay on `overlay`, knowing `networks`.
     public init(hostID: String, overlay: HostPort, networks: [String: UInt32], activationTimeout: Duration = .seconds(10),
@@ -146,17 +148,26 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Destination, the guest resumed here after the commit: it runs here and nowhere else, so
-    /// its ports activate now (claiming its MAC and delivering what they held, Protocol.md
-    /// §8.6.1) rather than at QEMU's first announcement, which comes 50 ms or more after the
-    /// resume. A port that cannot be activated now waits for the announcement, at most
-    /// `activationTimeout` (see `publishLocations`).
-    public func resumed(_ spec: VMSpec) async {
+    /// Destination, the guest resumes here after the commit: it runs here and nowhere else, so
+    /// its ports activate now (claiming its MAC and handing what they held to QEMU's socket,
+    /// Protocol.md §8.6.1), before QEMU runs it: the frames it sends at once (answers it had
+    /// queued at the stop, retransmissions) pass instead of meeting a blocked port, and QEMU's
+    /// first announcement, 50 ms or more after the resume, is not awaited. A port that cannot be
+    /// activated now waits for the announcement, at most `activationTimeout` from `resumed`.
+    public func resuming(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.activatePort(Self.portID(spec, nic)) } catch {
                 logger.debug("port not activated at the resume: waiting for the guest's announcement",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
+        }
+    }
+
+    /// Destination, the guest runs here: frames its socket could not take while QEMU had it
+    /// stopped go now, and a port still blocked gets its activation deadline.
+    public func resumed(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil {
+            await virtualSwitch.guestRunning(Self.portID(spec, nic))
             do { try await virtualSwitch.armActivation(Self.portID(spec, nic), timeout: activationTimeout) } catch {
                 logger.error("cannot arm the port's activation deadline: it stays blocked until the guest announces itself",
                              metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
@@ -164,10 +175,12 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Source, QEMU stopped the guest for the switchover: its ports hold frames for it, and
-    /// `freeze` sends them on to `destination`.
-    public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {
+    /// Source, QEMU stopped the guest for the switchover (at `stoppedAt`, QEMU's timestamp): its
+    /// ports hold frames for it, and `freeze` sends them on to `destination`, with copies of those
+    /// handed to QEMU's socket since `stoppedAt` (Protocol.md §8.6.1).
+    public func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async {
         destinations[spec.id] = destination
+        guestStops[spec.id] = stoppedAt
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.pausePort(Self.portID(spec, nic)) } catch {
                 logger.warning("cannot pause the port: frames for the paused guest go to its socket and may be lost",
@@ -181,7 +194,8 @@ public actor AgentNetwork: MigrationPortMover {
         var deltas: [[UInt8]] = []
         for nic in spec.nics where nic.network != nil {
             let destination = destinations[spec.id].map { HostID($0) }
-            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic), destination: destination).serializedBytes())
+            deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic), destination: destination,
+                                                             guestStoppedAt: guestStops[spec.id]).serializedBytes())
         }
         return deltas
     }
@@ -195,6 +209,7 @@ public actor AgentNetwork: MigrationPortMover {
     /// what they held; an active one has nothing to undo).
     public func unfreeze(_ spec: VMSpec) async {
         destinations[spec.id] = nil
+        guestStops[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.unfreezePort(Self.portID(spec, nic)) } catch VirtualSwitchError.switch(.wrongState(_, is: .active, _)) {
                 continue
@@ -208,6 +223,7 @@ public actor AgentNetwork: MigrationPortMover {
     /// Source after commit: frames still arriving for the VM go to its new host for a while.
     public func forwardStragglers(_ spec: VMSpec, to host: String) async {
         destinations[spec.id] = nil
+        guestStops[spec.id] = nil
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.forwardStragglers(Self.portID(spec, nic), to: HostID(host)) } catch {
                 logger.warning("cannot forward straggling frames to the VM's new host: they are dropped (the guest's peers retransmit)",

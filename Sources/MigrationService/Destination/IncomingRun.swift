@@ -212,7 +212,14 @@ actor IncomingRun: DestinationMigrationEnvironment {
             let process = try await context.vms.beginIncoming(local, epoch: epoch, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"))
             self.process = process
             let events = process.qmp.events()
-            resumedWatcher = Task { for await e in events where e.name == "RESUME" { return e.timestamp }; return nil }
+            let traceLog = logger, traceVM = vmID
+            resumedWatcher = Task {
+                for await e in events where e.name == "RESUME" {
+                    SwitchoverTrace.mark(traceLog, "destination-qemu-resume", vm: traceVM, at: e.timestamp)
+                    return e.timestamp
+                }
+                return nil
+            }
             let socket = directory.incomingSocket
             try await IncomingMigration(qmp: process.qmp, settings: prepare.settings).listen(on: "unix:" + socket)
             var nbdSocket: String?
@@ -251,7 +258,14 @@ actor IncomingRun: DestinationMigrationEnvironment {
                 }
                 // Nothing but the guest may write its disks from now on.
                 if prepare?.disks.isEmpty == false { try await process.qmp.nbdServerStop() }
+                SwitchoverTrace.mark(logger, "destination-resume-starts", vm: vmID)
+                // Committed: the guest runs here and nowhere else from now on (§6.4). Its ports
+                // activate before it runs: what it sends at once (answers it had queued at the
+                // stop, retransmissions) would be dropped at a blocked port.
+                await context.ports?.resuming(spec)
+                SwitchoverTrace.mark(logger, "destination-ports-activated", vm: vmID)
                 if try await !process.qmp.queryStatus().running { try await process.qmp.cont() }
+                SwitchoverTrace.mark(logger, "destination-cont-returned", vm: vmID)
                 await context.ports?.resumed(spec)
             } else if try await !process.qmp.queryStatus().running {
                 // Recovery: whether this VM came with local disks is not known here; without

@@ -9,7 +9,9 @@ public protocol MigrationPortMover: Sendable {
     /// Source: QEMU stopped the guest for the switchover (its STOP event), which moves to
     /// `destination` (a host id): frames for it are held from now on, and from `freeze` on sent
     /// to the destination at once (Protocol.md §8.6.1), until `unfreeze` or `forwardStragglers`.
-    func guestPaused(_ spec: VMSpec, movingTo destination: String) async
+    /// `stoppedAt`: the event's timestamp (seconds since the Unix epoch): the freeze also sends on
+    /// copies of the frames handed to the stopped QEMU's socket since then.
+    func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async
     /// Source: stops the ports and returns their final deltas, for the commit.
     func freeze(_ spec: VMSpec) async throws -> [[UInt8]]
     /// Source: the guest resumes here after all.
@@ -20,6 +22,10 @@ public protocol MigrationPortMover: Sendable {
     func importPorts(_ spec: VMSpec, records: [[UInt8]]) async throws
     /// Destination: the final deltas from the commit.
     func apply(deltas: [[UInt8]]) async throws
+    /// Destination, after the commit, just before the guest resumes here: the ports activate
+    /// (Protocol.md §8.6 step 4), so the frames the guest sends at once are not dropped at a
+    /// blocked port and what they held is in QEMU's socket when the guest runs.
+    func resuming(_ spec: VMSpec) async
     /// Destination: the guest runs here.
     func resumed(_ spec: VMSpec) async
     /// Destination of a migration from another domain (Protocol.md §6.10): creates the VM's ports
@@ -35,7 +41,9 @@ public protocol MigrationPortMover: Sendable {
 
 extension MigrationPortMover {
     /// A mover that cannot hold frames: they go to the paused guest's socket as before.
-    public func guestPaused(_ spec: VMSpec, movingTo destination: String) async {}
+    public func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async {}
+    /// A mover whose ports activate at `resumed` (or on the guest's announcement).
+    public func resuming(_ spec: VMSpec) async {}
     /// A mover that checks nothing before a migration: the import refuses what it cannot switch.
     public func checkNetworks(_ spec: VMSpec) async throws {}
 }

@@ -266,9 +266,14 @@ actor SourceRun: SourceMigrationEnvironment {
         let events = live.process.qmp.events()
         // At STOP the switch starts holding the guest's frames (Protocol.md §8.6.1).
         let ports = portsStayBehind ? nil : context.ports, paused = spec, newHost = peer
+        let traceLog = logger, traceVM = vmID
         stopped = Task {
             for await e in events where e.name == "STOP" {
-                if let ports, let paused { await ports.guestPaused(paused, movingTo: newHost) }
+                SwitchoverTrace.mark(traceLog, "source-qemu-stop", vm: traceVM, at: e.timestamp)
+                if let ports, let paused {
+                    await ports.guestPaused(paused, movingTo: newHost, stoppedAt: e.timestamp > 0 ? e.timestamp : nil)
+                    SwitchoverTrace.mark(traceLog, "source-port-paused", vm: traceVM)
+                }
                 return e.timestamp
             }
             return nil
@@ -468,6 +473,7 @@ actor SourceRun: SourceMigrationEnvironment {
             commit.migrationCommit.migrationID = id
             // The ports stop here; their final state travels with the commit.
             commit.migrationCommit.portDeltas = portsStayBehind ? [] : try await context.ports?.freeze(spec).map { Data($0) } ?? []
+            SwitchoverTrace.mark(logger, "source-port-frozen", vm: vmID)
             commit.migrationCommit.evidence = await commitEvidence()
             try await connection.outbound.write(EnvelopeWriter.frame(commit))
             if postcopyUsed, let transfer {
@@ -631,6 +637,7 @@ actor SourceRun: SourceMigrationEnvironment {
         released = true
         if let spec {
             if portsStayBehind { await context.ports?.detach(spec) } else { await context.ports?.forwardStragglers(spec, to: peer) }
+            SwitchoverTrace.mark(logger, "source-commit-confirmed", vm: vmID)
         }
         await context.observer.reached(.sourceReleased, migration: id, vm: vmID, name: vmName, peer: peer)
         // Teardown last: the point above sees the released copy as the journal left it.

@@ -23,7 +23,23 @@ final class SwitchShellState {
         var fruitlessDrains = 0
         /// Drain timer firings since the port was bound (tests count them).
         var drainFirings: UInt64 = 0
+        /// The last frames handed to the VM's socket, with when (wall clock, seconds since the
+        /// Unix epoch, QEMU's clock for its events), kept while frames are held during moves:
+        /// those handed over after QEMU stopped the guest are still in QEMU's socket or queue, and
+        /// the freeze sends copies on to the destination (`VirtualSwitch.freezePort`).
+        var recentlySent: [SentFrame] = []
     }
+
+    /// A frame handed to a VM's socket, and when.
+    struct SentFrame {
+        var frame: ByteBuffer
+        var at: Double
+    }
+
+    /// How many sent frames a port remembers: more than a stopped QEMU can still hold (its
+    /// socket queue, `net.unix.max_dgram_qlen`, 10 datagrams by default, and the one frame its
+    /// net layer queues when the guest cannot take it); the rest wait in the switch's backlog.
+    static let recentlySentKept = 64
 
     var core: SwitchCore
     var overlay: OverlayEndpoint

@@ -61,6 +61,7 @@ extension VirtualSwitch {
             switch binding.socket.send(frame, to: binding.vmAddress) {
             case .sent:
                 shell.ports[port]?.fruitlessDrains = 0  // the VM reads again: drain at full speed
+                remember(frame, sentTo: port, shell)
                 return
             case let .failed(code) where code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS:
                 break
@@ -78,6 +79,28 @@ extension VirtualSwitch {
         scheduleDrain(port, shell)
     }
 
+    /// Notes a frame handed to the VM's socket (`PortBinding.recentlySent`), when frames are
+    /// held during moves.
+    private func remember(_ frame: ByteBuffer, sentTo port: PortID, _ shell: SwitchShellState) {
+        guard shell.core.settings.holdFramesDuringMoves else { return }
+        // In place: a copy of the binding would copy its arrays for every frame.
+        if shell.ports[port] != nil { Self.remember(frame, in: &shell.ports[port]!) }
+    }
+
+    static func remember(_ frame: ByteBuffer, in binding: inout SwitchShellState.PortBinding) {
+        binding.recentlySent.append(SwitchShellState.SentFrame(frame: frame, at: wallClock()))
+        if binding.recentlySent.count >= 2 * SwitchShellState.recentlySentKept {
+            binding.recentlySent.removeFirst(binding.recentlySent.count - SwitchShellState.recentlySentKept)
+        }
+    }
+
+    /// Seconds since the Unix epoch: the clock of QEMU's event timestamps on this host.
+    static func wallClock() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
     private func scheduleDrain(_ port: PortID, _ shell: SwitchShellState) {
         guard let binding = shell.ports[port], !binding.drainScheduled else { return }
         shell.ports[port]?.drainScheduled = true
@@ -85,7 +108,7 @@ extension VirtualSwitch {
     }
 
     /// Sends held-back frames until the VM's socket is full again. On the loop.
-    private func drain(_ port: PortID) {
+    func drain(_ port: PortID) {
         let shell = runtime.state
         guard var binding = shell.ports[port] else { return }
         binding.drainScheduled = false
@@ -96,6 +119,8 @@ extension VirtualSwitch {
             if case let .failed(code) = result {
                 if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS { break }
                 shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
+            } else if shell.core.settings.holdFramesDuringMoves {
+                Self.remember(binding.backlog[binding.backlogHead], in: &binding)
             }
             binding.backlogHead += 1
         }

@@ -123,6 +123,18 @@ extension VirtualSwitch {
         try await coreCall { shell, now throws(SwitchError) in try shell.core.activatePort(id, now: now) }
     }
 
+    /// The VM's QEMU reads its socket again (the guest resumed): frames held back for it are
+    /// sent now, not at the next drain, which the backoff for a VM that read nothing may have put
+    /// tens of milliseconds away.
+    public func guestRunning(_ id: PortID) async {
+        // Fails only once the switch stopped, which removed every port: nothing to send.
+        try? await runtime.onLoop { shell in
+            guard shell.ports[id] != nil else { return }
+            shell.ports[id]?.fruitlessDrains = 0
+            self.drain(id)
+        }
+    }
+
     /// Source, during pre-copy: the port's whole state (send it to the destination, which
     /// calls `importPort`).
     public func exportPortState(_ id: PortID) async throws(VirtualSwitchError) -> PortStateRecord {
@@ -149,12 +161,16 @@ extension VirtualSwitch {
     /// Source, at switchover: freezes the port and returns the final delta. Frames for the VM
     /// from then on are held (with those its socket had not taken yet) until `forwardStragglers`
     /// sends them to the new host or `unfreezePort` delivers them here.
-    /// With `destination`, they go there at once instead (its blocked port holds them).
-    public func freezePort(_ id: PortID, destination: HostID? = nil) async throws(VirtualSwitchError) -> PortStateDelta {
+    /// With `destination`, they go there at once instead (its blocked port holds them), and with
+    /// `guestStoppedAt` (QEMU's STOP timestamp, seconds since the Unix epoch) so do copies of the
+    /// frames handed to the VM's socket since then, first: the stopped QEMU never gives them to
+    /// the guest, and if the move rolls back it still has the originals (Protocol.md §8.6.1).
+    public func freezePort(_ id: PortID, destination: HostID? = nil, guestStoppedAt: Double? = nil) async throws(VirtualSwitchError) -> PortStateDelta {
         try await runtime.onLoop { shell throws(VirtualSwitchError) in
             do throws(SwitchError) {
                 let now = self.now()
-                self.execute(try shell.core.pausePort(id, undelivered: self.takeBacklog(of: id, shell), now: now), shell)
+                let unread = destination == nil ? [] : guestStoppedAt.map { self.takeSent(to: id, since: $0, shell) } ?? []
+                self.execute(try shell.core.pausePort(id, undelivered: unread + self.takeBacklog(of: id, shell), now: now), shell)
                 let final = try shell.core.freezePort(id, destination: destination, now: now)
                 self.execute(shell.core.takeDirectives(), shell)
                 return final
@@ -259,6 +275,16 @@ extension VirtualSwitch {
         let frames = Array(binding.backlog[binding.backlogHead...])
         binding.backlog = []
         binding.backlogHead = 0
+        shell.ports[id] = binding
+        return frames
+    }
+
+    /// The frames handed to the VM's socket at or after `stoppedAt` (wall clock), in order; the
+    /// port forgets every sent frame.
+    func takeSent(to id: PortID, since stoppedAt: Double, _ shell: SwitchShellState) -> [ByteBuffer] {
+        guard shell.core.settings.holdFramesDuringMoves, var binding = shell.ports[id] else { return [] }
+        let frames = binding.recentlySent.filter { $0.at >= stoppedAt }.map(\.frame)
+        binding.recentlySent = []
         shell.ports[id] = binding
         return frames
     }
