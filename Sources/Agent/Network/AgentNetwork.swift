@@ -181,12 +181,25 @@ public actor AgentNetwork: MigrationPortMover {
     public func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async {
         destinations[spec.id] = destination
         guestStops[spec.id] = stoppedAt
+        var pausedAny = false
         for nic in spec.nics where nic.network != nil {
-            do { try await virtualSwitch.pausePort(Self.portID(spec, nic)) } catch {
+            do {
+                try await virtualSwitch.pausePort(Self.portID(spec, nic))
+                pausedAny = true
+            } catch {
                 logger.warning("cannot pause the port: frames for the paused guest go to its socket and may be lost",
                                metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
         }
+        // A STOP reported after the freeze (its port no longer active) must leave nothing behind:
+        // a later move of the same VM whose freeze beat its STOP would take this destination and
+        // time for its own.
+        if !pausedAny { forgetMove(spec.id) }
+    }
+
+    private func forgetMove(_ vm: String) {
+        destinations[vm] = nil
+        guestStops[vm] = nil
     }
 
     /// Source at switchover: freezes the ports; returns their final deltas.
@@ -197,6 +210,9 @@ public actor AgentNetwork: MigrationPortMover {
             deltas.append(try await virtualSwitch.freezePort(Self.portID(spec, nic), destination: destination,
                                                              guestStoppedAt: guestStops[spec.id]).serializedBytes())
         }
+        // Taken once: the destination is known to the frozen ports now (a rollback or the
+        // stragglers' forwarding clear them too).
+        guestStops[spec.id] = nil
         return deltas
     }
 
