@@ -113,9 +113,11 @@ public struct Agent: Service {
         try await storageMover.recover()
         let link = LinkSpeed.megabitsPerSecond(of: configuration.advertiseHost ?? configuration.channelListen.host)
         let limits = MigrationLimits(linkMegabits: link, incoming: configuration.maxIncomingMigrations,
-                                     outgoing: configuration.maxOutgoingMigrations, incomingWithDisks: configuration.maxIncomingDiskMigrations)
+                                     outgoing: configuration.maxOutgoingMigrations, incomingWithDisks: configuration.maxIncomingDiskMigrations,
+                                     outgoingWithDisks: configuration.maxOutgoingDiskMigrations)
         logger.info("migration limits", metadata: ["migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
                                                    "migration.incoming_disk_max": "\(limits.incomingWithDisks)",
+                                                   "migration.outgoing_disk_max": "\(limits.outgoingWithDisks)",
                                                    "link.mbit_s": "\(link.map(String.init) ?? "unknown")"])
         let evidence = HandoverEvidence(store: store, credentials: credentials)
         let journal = MigrationJournal(store: store, hostID: credentials.identity.hostID, logger: logger, leases: configuration.leases,

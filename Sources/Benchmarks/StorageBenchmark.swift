@@ -35,12 +35,18 @@ public enum StorageBenchmark {
         public var cpuSeconds: Double
         /// `cpuSeconds` per byte moved (the disk's virtual size plus memory), ns.
         public var cpuNsPerByte: Double
+        /// In the concurrent mode (`--concurrent N`): how many guests moved at once, and which of
+        /// them this row is (1...N); their `cpuSeconds` is the group's CPU divided by N. Nil: one
+        /// guest alone.
+        public var concurrent: Int? = nil
+        public var vm: Int? = nil
 
         enum CodingKeys: String, CodingKey {
             case workload, path
             case totalMs = "total_ms", downtimeMs = "downtime_ms", diskMBs = "disk_mb_s"
             case guestWriteP99Ms = "guest_write_p99_ms", guestWriteP99QuietMs = "guest_write_p99_quiet_ms"
             case cpuSeconds = "cpu_s", cpuNsPerByte = "cpu_ns_per_byte"
+            case concurrent, vm
         }
     }
 
@@ -58,6 +64,9 @@ public enum StorageBenchmark {
         public var rounds = 3
         /// Seconds of quiet writing measured before each migration.
         public var quietSeconds = 3
+        /// Above 1: instead of the single-guest comparison, this many writing guests migrated at
+        /// once through the tunnel against the same number by QEMU directly, in each round.
+        public var concurrent = 0
 
         public init(kernel: String, initrd: String) {
             self.kernel = kernel
@@ -73,6 +82,7 @@ public enum StorageBenchmark {
         try makeImage(base, diskMiB: options.diskMiB, writtenMiB: options.writtenMiB)
         let mesh = try await LocalMesh.start(in: work)
         defer { mesh.stop() }
+        if options.concurrent > 1 { return try await runConcurrent(options, mesh: mesh, base: base, work: work, log: log) }
         var rows: [Row] = []
         for round in 0..<options.rounds {
             let convert = try await runConvert(options, base: base, work: work + "/convert-\(round)")
@@ -91,7 +101,7 @@ public enum StorageBenchmark {
     }
 
     static func describe(_ row: Row, round: Int) -> String {
-        "\(row.workload) \(row.path) round \(round + 1): total \(row.totalMs) ms, downtime \(row.downtimeMs) ms, disk \(Int(row.diskMBs)) MB/s, "
+        "\(row.workload) \(row.path)\(row.vm.map { " vm \($0)" } ?? "") round \(round + 1): total \(row.totalMs) ms, downtime \(row.downtimeMs) ms, disk \(Int(row.diskMBs)) MB/s, "
             + "write p99 \(row.guestWriteP99Ms.map(format) ?? "-") ms (quiet \(row.guestWriteP99QuietMs.map(format) ?? "-") ms), cpu \(format(row.cpuSeconds)) s"
     }
 
@@ -199,7 +209,10 @@ public enum StorageBenchmark {
 
     // MARK: - Paths
 
-    static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, base: String, work: String, name: String) async throws -> Row {
+    /// `group`: one of several guests migrated at once (the concurrent mode); it starts and ends
+    /// its measurement with the others.
+    static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, base: String, work: String, name: String,
+                          group: ConcurrentGroup? = nil) async throws -> Row {
         let disk = work + "/tunnel/\(name).raw"
         try await copy(base, to: disk)
         let spec = spec(options, name: name, workload: workload, disk: disk)
@@ -210,6 +223,7 @@ public enum StorageBenchmark {
             (try? await source.call("vm.console", ControlTypes.Console(vm: name, lines: 2000), as: ControlTypes.Text.self).text) ?? ""
         }
         let quiet = try await settle(options, workload: workload) { await console() }
+        await group?.start.arrive()
         guard let sourcePid = info.pid else { throw ControlError.failed("the source VM has no pid") }
         let (own0, reaped0) = ProcessCPU.ownAndReaped()
         let sourceCPU0 = ProcessCPU.seconds(of: sourcePid)
@@ -223,6 +237,7 @@ public enum StorageBenchmark {
         // The source QEMU quit and was reaped by its agent (this process): its lifetime is in `reaped`.
         let sourceCPU = kill(sourcePid, 0) == 0 ? ProcessCPU.seconds(of: sourcePid) - sourceCPU0 : max(0, reaped1 - reaped0 - sourceCPU0)
         let cpu = (own1 - own0) + sourceCPU + destinationCPU
+        await group?.end.arrive()
         _ = try await mesh.destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         try? FileManager.default.removeItem(atPath: disk) // deleted by the handover already, unless kept
         let bytes = Double(options.diskMiB << 20) + Double(report.transferredBytes)
@@ -238,7 +253,7 @@ public enum StorageBenchmark {
         func claim() -> Bool { defer { done = true }; return !done }
     }
 
-    static func runDirect(_ options: Options, workload: String, base: String, work: String) async throws -> Row {
+    static func runDirect(_ options: Options, workload: String, base: String, work: String, group: ConcurrentGroup? = nil) async throws -> Row {
         let sourceImage = work + "/source.raw", destinationImage = work + "/destination.raw"
         try await copy(base, to: sourceImage)
         let spec = spec(options, name: "direct", workload: workload, disk: sourceImage)
@@ -246,6 +261,7 @@ public enum StorageBenchmark {
         defer { source.kill() }
         let sourceDirectory = source.directory
         let quiet = try await settle(options, workload: workload) { sourceDirectory.readConsole() }
+        await group?.start.arrive()
         try await QEMUImageTool.create(destinationImage, format: .raw, virtualSize: UInt64(options.diskMiB) << 20, thin: true)
         var destinationSpec = spec
         destinationSpec.disks[0].path = destinationImage
@@ -289,6 +305,7 @@ public enum StorageBenchmark {
         let (own1, _) = ProcessCPU.ownAndReaped()
         let cpu = (own1 - own0) + (ProcessCPU.seconds(of: source.pid) - sourceCPU0) + ProcessCPU.seconds(of: destination.pid)
         let (stop, resume) = (await stopped.value, await resumed.value)
+        await group?.end.arrive()
         let bytes = Double(options.diskMiB << 20) + Double(result.transferredBytes)
         return Row(workload: workload, path: "direct", totalMs: total.wholeMilliseconds,
                    downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),

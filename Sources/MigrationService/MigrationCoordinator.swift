@@ -65,6 +65,8 @@ public actor MigrationCoordinator {
     /// on: one at a time per migration, so that none acts on a row another has just changed.
     private var settling: Set<String> = []
     var outgoingCount = 0
+    /// Of `outgoingCount`, migrations with local disks (`MigrationLimits.outgoingWithDisks`).
+    var outgoingWithDisksCount = 0
     /// Migrations waiting for an outgoing slot, in order.
     var queue = OutgoingQueue()
     /// Queue tickets granted a slot whose waiter has not picked it up yet.
@@ -133,8 +135,13 @@ public actor MigrationCoordinator {
     public func migrate(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool = false, queue: Bool = true,
                         crossDomain: CrossDomainTarget? = nil,
                         progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
-        var waited = try await takeOutgoingSlot(for: reference, to: "\(address)", queue: queue, progress: progress)
-        defer { releaseOutgoingSlot() }
+        // Whether it mirrors local disks decides which slots it needs. A VM that cannot be looked up
+        // takes a plain slot: taking the VM (`beginOutgoing`) refuses it with the reason, and a spec
+        // that gains a local disk before then is refused in `attempt`, so losing the error is safe.
+        let known = try? await vms.lookUp(reference)
+        let withDisks = Self.hasLocalDisks(known?.spec)
+        var waited = try await takeOutgoingSlot(for: reference, to: "\(address)", withDisks: withDisks, queue: queue, progress: progress)
+        defer { releaseOutgoingSlot(withDisks: withDisks) }
         MigrationMetrics.waited(waited)
         // The pre-flight checklist first (Protocol.md §6.9): refused before the VM is taken. Its
         // questions go on a control channel, which never crosses a domain boundary: a host of
@@ -154,7 +161,7 @@ public actor MigrationCoordinator {
         while true {
             do {
                 return try await attempt(reference, to: address, settings: settings, keepSourceDisks: keepSourceDisks, queue: queue,
-                                         waited: waited > .zero, crossDomain: crossDomain, progress: progress)
+                                         waited: waited > .zero, diskSlot: withDisks, crossDomain: crossDomain, progress: progress)
             } catch let busy as DestinationBusy {
                 MigrationMetrics.busyAnswered()
                 logger.info("destination busy; asking again", metadata: ["vm.ref": "\(reference)", "migration.retry_after_ms": "\(busy.retryAfterMs)",
@@ -168,6 +175,11 @@ public actor MigrationCoordinator {
         }
     }
 
+    /// True when `spec` has a disk that is not shared: its migration mirrors it (needs a disk slot).
+    static func hasLocalDisks(_ spec: VMSpec?) -> Bool {
+        spec?.disks.contains { !$0.shared } ?? false
+    }
+
     /// A destination at its incoming limit answered busy (`retry_after_ms`): ask it again later.
     struct DestinationBusy: Error {
         let reason: String
@@ -175,15 +187,23 @@ public actor MigrationCoordinator {
     }
 
     /// One attempt of a migration whose outgoing slot is taken. `waited`: it waited in the queue
-    /// or for a busy destination, so a VM no longer movable was dropped from the queue.
+    /// or for a busy destination, so a VM no longer movable was dropped from the queue. `diskSlot`:
+    /// its slot counts against the limit of outgoing migrations with local disks.
     private func attempt(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool, queue: Bool,
-                         waited: Bool, crossDomain: CrossDomainTarget?, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
+                         waited: Bool, diskSlot: Bool, crossDomain: CrossDomainTarget?, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
         let vm: OutgoingVM
         do { vm = try await vms.beginOutgoing(reference) } catch let error as ControlError where waited {
             // Stopped, moved, deleted or held while it waited.
             MigrationMetrics.ended(.dropped, role: "source")
             logger.warning("queued migration dropped", metadata: ["vm.ref": "\(reference)", "error": "\(error.message)"])
             throw ControlError(code: error.code, message: "dropped from the queue: \(error.message)")
+        }
+        if Self.hasLocalDisks(vm.spec) && !diskSlot {
+            // Its spec gained a local disk after the slot was taken: fail closed rather than mirror
+            // beyond max_outgoing_disk_migrations.
+            await vms.endOutgoing(vm.id, released: false, inDoubt: false)
+            MigrationMetrics.ended(.refused, role: "source")
+            throw ControlError.conflict("\(vm.name)'s disks changed while its migration waited for a slot (it now has local disks); the guest was not touched: retry")
         }
         let id = UUID().uuidString.lowercased()
         // The caller sees its progress; the observer sees every migration's (events, dashboard).

@@ -25,6 +25,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Concurrent incoming migrations (default 4; 8 on a 10 Gbit/s link).") var maxIncomingMigrations: Int?
     @Option(help: "Concurrent outgoing migrations (default 4; 8 on a 10 Gbit/s link).") var maxOutgoingMigrations: Int?
     @Option(help: "Of the incoming migrations, those with local disks (default 4, at most --max-incoming-migrations).") var maxIncomingDiskMigrations: Int?
+    @Option(help: "Of the outgoing migrations, those with local disks (default 4, at most --max-outgoing-migrations).") var maxOutgoingDiskMigrations: Int?
     @Option(help: "The mesh default for VMs whose QEMU dies unexpectedly: no or on-failure (default no).") var restart: String?
     @Option(help: "Restarts of one VM within the window before it is left failed (default 3).") var restartLimit: Int?
     @Option(help: "The window restarts are counted in, seconds (default 600).") var restartWindowSeconds: Int?
@@ -99,6 +100,7 @@ struct AgentCommand: AsyncParsableCommand {
         if let maxIncomingMigrations { configuration.maxIncomingMigrations = maxIncomingMigrations }
         if let maxOutgoingMigrations { configuration.maxOutgoingMigrations = maxOutgoingMigrations }
         if let maxIncomingDiskMigrations { configuration.maxIncomingDiskMigrations = maxIncomingDiskMigrations }
+        if let maxOutgoingDiskMigrations { configuration.maxOutgoingDiskMigrations = maxOutgoingDiskMigrations }
         if let restart {
             guard let policy = VMSpec.RestartPolicy(rawValue: restart) else { throw ValidationError("--restart must be no or on-failure") }
             configuration.restart = policy

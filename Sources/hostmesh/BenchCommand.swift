@@ -383,6 +383,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "The test guest's directory (kernel, initrd.img).") var guest = "Deploy/out/guest"
         @Option(help: "Rounds per workload and path.") var rounds = 3
         @Option(help: "The disk's virtual size, MiB (half of it written).") var diskMib = 1024
+        @Option(help: "Migrate this many writing guests at once through the tunnel, against as many by QEMU directly (2-4; default: one guest, the single comparison).")
+        var concurrent: Int?
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
@@ -394,17 +396,26 @@ struct BenchCommand: AsyncParsableCommand {
             options.rounds = rounds
             options.diskMiB = diskMib
             options.writtenMiB = diskMib / 2
+            if let concurrent {
+                // 4 is the default limit of migrations with local disks each way: more would queue.
+                guard (2...4).contains(concurrent) else { throw ValidationError("--concurrent \(concurrent): give 2 to 4 (the default limit of migrations with local disks per host is 4)") }
+                options.concurrent = concurrent
+            }
             let quiet = json
             let rows = try await StorageBenchmark.run(options) { line in if !quiet { print(line) } }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
-                struct Output: Encodable { var rows: [StorageBenchmark.Row]; var machine: String }
-                print(String(decoding: try encoder.encode(Output(rows: rows, machine: MachineInfo.summary)), as: UTF8.self))
+                struct Output: Encodable { var rows: [StorageBenchmark.Row]; var machine: String; var load: String }
+                print(String(decoding: try encoder.encode(Output(rows: rows, machine: MachineInfo.summary, load: LoadAverage.text)), as: UTF8.self))
                 return
             }
             func spread(_ values: [Double], _ format: String) -> String {
                 Spread(values).map { String(format: "\(format) / \(format) / \(format)", $0.min, $0.median, $0.max) } ?? "-"
+            }
+            if let concurrent {
+                printConcurrent(rows, concurrent: concurrent, spread: spread)
+                return
             }
             print("")
             print("migration of a 256 MiB guest with a local \(diskMib) MiB disk (\(diskMib / 2) MiB written), \(rounds) rounds, min / median / max (machine: \(MachineInfo.summary))")
@@ -430,6 +441,31 @@ struct BenchCommand: AsyncParsableCommand {
                 }
                 print(line)
             }
+        }
+
+        /// One line per VM and path with every round's figures, then the ratios against the targets.
+        func printConcurrent(_ rows: [StorageBenchmark.Row], concurrent: Int, spread: ([Double], String) -> String) {
+            print("")
+            print("\(concurrent) writing guests (256 MiB, local \(diskMib) MiB disk each) migrated at once, \(rounds) rounds, min / median / max per VM "
+                  + "(machine: \(MachineInfo.summary); load \(LoadAverage.text))")
+            var table: [[String]] = []
+            for path in ["direct", "tunnel"] {
+                for vm in 1...concurrent {
+                    let r = rows.filter { $0.path == path && $0.vm == vm }
+                    table.append([path, "\(vm)", spread(r.map { Double($0.totalMs) }, "%.0f"), spread(r.map { Double($0.downtimeMs) }, "%.0f"),
+                                  spread(r.map(\.diskMBs), "%.0f"), spread(r.compactMap(\.guestWriteP99Ms), "%.1f"),
+                                  spread(r.compactMap(\.guestWriteP99QuietMs), "%.1f"), spread(r.map(\.cpuSeconds), "%.2f")])
+                }
+            }
+            printTable(["PATH", "VM", "TOTAL MS", "DOWNTIME MS", "DISK MB/S", "WRITE P99 MS", "QUIET P99 MS", "CPU S (SHARE)"], table)
+            print("")
+            let median = { (path: String, value: (StorageBenchmark.Row) -> Double?) in Spread.median(rows.filter { $0.path == path }.compactMap(value)) ?? 0 }
+            let total = BenchmarkRatio.of(median("tunnel") { Double($0.totalMs) }, to: median("direct") { Double($0.totalMs) }, floor: 1)
+            let downtime = median("tunnel") { Double($0.downtimeMs) } - median("direct") { Double($0.downtimeMs) }
+            let p99 = BenchmarkRatio.of(median("tunnel", \.guestWriteP99Ms), to: median("tunnel", \.guestWriteP99QuietMs), floor: 0.001)
+            let directP99 = BenchmarkRatio.of(median("direct", \.guestWriteP99Ms), to: median("direct", \.guestWriteP99QuietMs), floor: 0.001)
+            print(String(format: "\(concurrent) at once, medians over every VM and round: tunnel/direct total %.2fx (target <= 1.2), downtime %+.0f ms (target <= +20), "
+                         + "guest write p99 during the mirror %.2fx quiet (target <= 2; direct %.2fx)", total, downtime, p99, directP99))
         }
     }
 }

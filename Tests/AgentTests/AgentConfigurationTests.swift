@@ -94,6 +94,21 @@ import Testing
             .contains("max_incoming_disk_migrations = 3 is above max_incoming_migrations = 2"))
     }
 
+    /// And among the outgoing ones, the same way (issue 11).
+    @Test func outgoingDiskMigrationLimitIsReadCheckedAndCappedByTheOutgoingLimit() throws {
+        #expect(MigrationLimits(linkMegabits: nil).outgoingWithDisks == 4)
+        #expect(MigrationLimits(linkMegabits: nil, outgoing: 2).outgoingWithDisks == 2, "above the outgoing limit it could never be reached")
+        let c = try AgentConfiguration(tomlFile: write("max_outgoing_migrations = 8\nmax_outgoing_disk_migrations = 3"))
+        #expect(c.maxOutgoingDiskMigrations == 3)
+        #expect(MigrationLimits(linkMegabits: nil, outgoing: c.maxOutgoingMigrations, outgoingWithDisks: c.maxOutgoingDiskMigrations).outgoingWithDisks == 3)
+        func message(_ toml: String) -> String {
+            do { _ = try AgentConfiguration(tomlFile: write(toml)); return "" } catch { return "\(error)" }
+        }
+        #expect(message("max_outgoing_disk_migrations = 0").contains("max_outgoing_disk_migrations = 0: it must be between 1 and 64"))
+        #expect(message("max_outgoing_migrations = 2\nmax_outgoing_disk_migrations = 3")
+            .contains("max_outgoing_disk_migrations = 3 is above max_outgoing_migrations = 2"))
+    }
+
     @Test func credentialsMismatchesAreExplained() throws {
         let dir = NSTemporaryDirectory() + "hostmesh-state-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)

@@ -18,7 +18,8 @@ extension MigrationEndToEndTests {
     @Test func fourVMsWithLocalDisksMigrateAtOnceWithoutHarm() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
-        let a = try await mesh.start("node-a", arguments: ["--max-outgoing-migrations", "5"])
+        // a may send five with local disks, so that the fifth reaches b and b's limit refuses it.
+        let a = try await mesh.start("node-a", arguments: ["--max-outgoing-migrations", "5", "--max-outgoing-disk-migrations", "5"])
         let b = try await mesh.start("node-b", arguments: ["--max-incoming-migrations", "5"], environment: ["HOSTMESH_TEST_PAUSE_AT": "file"])
         let names = ["d1", "d2", "d3", "d4"]
         // The four write their disk logs; the fifth only beats (it is there to be refused). All

@@ -21,7 +21,8 @@ import Testing
 /// no image is left in either agent's storage directory but the one the guest runs on, and no
 /// NBD export or NBD tunnel listens under either state directory; each column ends with a
 /// migration that must succeed (no mirror job, NBD client or QEMU migration left behind on the
-/// source). Loopback only: the lab columns of `FaultInjectionTests` already cover the network.
+/// source). The lab columns (`acrossTheLab…`) run the faults whose outcome depends on the network
+/// with the two agents on two hosts of a lab (Scripts/lab.sh), the NBD stream crossing the bridge.
 @Suite(.serialized, .timeLimit(.minutes(5)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
 struct DiskFaultInjectionTests {
     typealias Case = FaultInjectionTests.Case
@@ -64,6 +65,33 @@ struct DiskFaultInjectionTests {
         try await rig.checkInvariants("\(fault.rawValue), clean migration", .destination, source: source, destination: destination, epochBefore: rig.epoch)
         try await rig.checkNoDiskLeftovers("\(fault.rawValue), clean migration")
     }
+
+    /// The faults whose outcome depends on the network, across a lab's bridge: a cut connection
+    /// (the NBD tunnel and the memory stream cut in both hosts' namespaces, not on loopback) and
+    /// the SIGKILL of either agent (each end of the NBD tunnel dies with its agent; the survivor
+    /// sees the cut over a real link, and the killed one comes back in its own namespace). The
+    /// QEMU kills are left to loopback: a QEMU dies the same way wherever its peer is, and its
+    /// agent sees that on a local QMP socket. Same phases, outcomes and invariants as loopback,
+    /// NBD listeners looked for in each agent's own namespace.
+    static let labFaults: [FaultInjectionTests.Fault] = [.cutConnection, .killSourceAgent, .killDestinationAgent]
+
+    @Test(.enabled(if: Lab.available, "needs root and iproute2 (network namespaces)"), arguments: labFaults)
+    func acrossTheLabAGuestWithALocalDiskSurvivesOnItsOwnImage(_ fault: FaultInjectionTests.Fault) async throws {
+        let rig = try await FaultRig.start(on: .lab, localDisk: true)
+        defer { rig.tearDown() }
+        let lab = try #require(rig.mesh.lab)
+        try await rig.runColumn(fault, matrix: Self.matrix)
+        #expect(rig.a.address == lab.address(1) + ":7946" && rig.b.address == lab.address(2) + ":7946", "a killed agent came back outside its host")
+        // And the next migration across the bridge moves the guest and its disk.
+        let source = rig.agent(rig.owner), destination = rig.other(rig.owner)
+        try rig.setPause(source, at: "")
+        (_, rig.beat) = try await rig.heartbeat(on: source, after: rig.beat)
+        let report = try await rig.migrate(from: source, to: destination)
+        #expect(report.disks?.count == 1, "\(fault.rawValue) (lab): the clean migration moved no disk: \(report)")
+        try await rig.settle("\(fault.rawValue) (lab), clean migration", .destination, source: source, destination: destination)
+        try await rig.checkInvariants("\(fault.rawValue) (lab), clean migration", .destination, source: source, destination: destination, epochBefore: rig.epoch)
+        try await rig.checkNoDiskLeftovers("\(fault.rawValue) (lab), clean migration")
+    }
 }
 
 extension FaultRig {
@@ -81,7 +109,11 @@ extension FaultRig {
         }
         func nbdListeners() -> [String] {
             // /proc/net/unix: `Num RefCount Protocol Flags Type St Inode Path`; flags 00010000 = listening.
-            let table = (try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8)) ?? ""
+            // It lists the sockets of the reader's network namespace: in a lab, read it as each
+            // agent sees it (its QEMUs run in its namespace). Unreadable (that agent is gone): the
+            // invariants checked before this fail on a dead agent anyway.
+            let tables = mesh.lab == nil ? ["/proc/net/unix"] : [a, b].map { "/proc/\($0.pid)/net/unix" }
+            let table = tables.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }.joined(separator: "\n")
             return table.split(whereSeparator: \.isNewline).map(String.init).filter { line in
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count >= 8, fields[3] == "00010000" else { return false }

@@ -79,7 +79,26 @@ actor FakeRegistry: MigrationVMRegistry {
     nonisolated func directory(for id: String) -> VMRuntimeDirectory { VMRuntimeDirectory(path: "/nonexistent/\(id)") }
     nonisolated var storageRoot: String { "/nonexistent/disks" }
     func otherUser(ofDisk path: String, besides vmID: String) async throws -> String? { nil }
-    func beginOutgoing(_ reference: String) async throws -> OutgoingVM { throw ControlError.conflict("no QEMU in this test") }
+    /// VMs whose `beginOutgoing` waits (reporting on `outgoingHeld`) until `releaseOutgoing`.
+    var gatedOutgoing: Set<String> = []
+    private var outgoingWaiting: [String: CheckedContinuation<Void, Never>] = [:]
+    let (outgoingHeld, outgoingHeldReport) = AsyncStream.makeStream(of: String.self)
+    /// VMs `beginOutgoing` was called for, in order: a migration that got that far had its slot.
+    var outgoingBegun: [String] = []
+
+    func gateOutgoing(_ reference: String) { gatedOutgoing.insert(reference) }
+    func releaseOutgoing(_ reference: String) {
+        gatedOutgoing.remove(reference)
+        outgoingWaiting.removeValue(forKey: reference)?.resume()
+    }
+    func beginOutgoing(_ reference: String) async throws -> OutgoingVM {
+        outgoingBegun.append(reference)
+        if gatedOutgoing.contains(reference) {
+            outgoingHeldReport.yield(reference)
+            await withCheckedContinuation { outgoingWaiting[reference] = $0 }
+        }
+        throw ControlError.conflict("no QEMU in this test")
+    }
     func endOutgoing(_ id: String, released: Bool, inDoubt: Bool) async {}
     /// When set, `reserveIncoming` waits here (reporting each waiter on `held`) until `openGate`.
     var gated = false

@@ -30,6 +30,7 @@ public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterabl
 ///     max_incoming_migrations = 4   # default: 8 on a 10 Gbit/s link or faster, else 4
 ///     max_outgoing_migrations = 4
 ///     max_incoming_disk_migrations = 4  # of the incoming, those with local disks (at most the above)
+///     max_outgoing_disk_migrations = 4  # of the outgoing, those with local disks (at most max_outgoing)
 ///     restart = "on-failure"        # the mesh default for VMs that do not say; default "no"
 ///     restart_limit = 3             # restarts within the window before giving up
 ///     restart_window_seconds = 600
@@ -80,6 +81,9 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// Of the incoming migrations, those with local disks (each creates and fills whole images
     /// here); nil: 4. Never more than `maxIncomingMigrations` takes effect.
     public var maxIncomingDiskMigrations: Int?
+    /// Of the outgoing migrations, those with local disks (each mirrors whole images from this
+    /// host's storage); nil: 4. Never more than `maxOutgoingMigrations` takes effect.
+    public var maxOutgoingDiskMigrations: Int?
     /// What to do when a VM's QEMU dies unexpectedly, for VMs whose spec does not say
     /// (Protocol.md §9.1). Set it the same on every host of a mesh: it is the mesh default.
     public var restart: VMSpec.RestartPolicy = .no
@@ -175,6 +179,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case maxIncomingMigrations = "max_incoming_migrations"
         case maxOutgoingMigrations = "max_outgoing_migrations"
         case maxIncomingDiskMigrations = "max_incoming_disk_migrations"
+        case maxOutgoingDiskMigrations = "max_outgoing_disk_migrations"
         case restart
         case restartLimit = "restart_limit"
         case restartWindowSeconds = "restart_window_seconds"
@@ -219,6 +224,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         maxIncomingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingMigrations)
         maxOutgoingMigrations = try c.decodeIfPresent(Int.self, forKey: .maxOutgoingMigrations)
         maxIncomingDiskMigrations = try c.decodeIfPresent(Int.self, forKey: .maxIncomingDiskMigrations)
+        maxOutgoingDiskMigrations = try c.decodeIfPresent(Int.self, forKey: .maxOutgoingDiskMigrations)
         restart = try c.decodeIfPresent(VMSpec.RestartPolicy.self, forKey: .restart) ?? defaults.restart
         restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
         restartWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .restartWindowSeconds) ?? defaults.restartWindowSeconds
@@ -266,12 +272,14 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
                 throw .badConfiguration(path: source, reason: "\(key) = \(value): it must be between 1 and 64 (leave it out for the default: 4, or 8 on a 10 Gbit/s link)")
             }
         }
-        if let disks = maxIncomingDiskMigrations {
+        for (key, disks, allKey, all, direction) in [("max_incoming_disk_migrations", maxIncomingDiskMigrations, "max_incoming_migrations", maxIncomingMigrations, "incoming"),
+                                                     ("max_outgoing_disk_migrations", maxOutgoingDiskMigrations, "max_outgoing_migrations", maxOutgoingMigrations, "outgoing")] {
+            guard let disks else { continue }
             guard (1...64).contains(disks) else {
-                throw .badConfiguration(path: source, reason: "max_incoming_disk_migrations = \(disks): it must be between 1 and 64 (leave it out for the default: 4)")
+                throw .badConfiguration(path: source, reason: "\(key) = \(disks): it must be between 1 and 64 (leave it out for the default: 4)")
             }
-            if let all = maxIncomingMigrations, disks > all {
-                throw .badConfiguration(path: source, reason: "max_incoming_disk_migrations = \(disks) is above max_incoming_migrations = \(all): migrations with local disks are some of the incoming ones; lower it to \(all) or less")
+            if let all, disks > all {
+                throw .badConfiguration(path: source, reason: "\(key) = \(disks) is above \(allKey) = \(all): migrations with local disks are some of the \(direction) ones; lower it to \(all) or less")
             }
         }
         guard (1...100).contains(restartLimit) else {

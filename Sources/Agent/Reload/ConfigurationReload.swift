@@ -3,7 +3,7 @@ public import Logging
 /// How the agent reloads its configuration on SIGHUP: `load` reads it again as at start (the
 /// file, then the command line's flags over it), `setLogLevel` changes the process's log level.
 /// What can change while running: `log_level`, `max_incoming_migrations`,
-/// `max_outgoing_migrations`, `max_incoming_disk_migrations`; any other change is logged as
+/// `max_outgoing_migrations`, `max_incoming_disk_migrations`, `max_outgoing_disk_migrations`; any other change is logged as
 /// needing a restart.
 public struct ConfigurationReload: Sendable {
     /// Reads the configuration again; throws (naming the file and the fix) when it is invalid.
@@ -18,7 +18,8 @@ public struct ConfigurationReload: Sendable {
     }
 
     /// The keys `reloaded` reloads.
-    static let reloadableKeys: Set<String> = ["log_level", "max_incoming_migrations", "max_outgoing_migrations", "max_incoming_disk_migrations"]
+    static let reloadableKeys: Set<String> = ["log_level", "max_incoming_migrations", "max_outgoing_migrations", "max_incoming_disk_migrations",
+                                                      "max_outgoing_disk_migrations"]
 
     /// The keys whose values differ between `old` and `new` (as TOML names), sorted.
     static func changedKeys(_ old: AgentConfiguration, _ new: AgentConfiguration) -> [String] {
@@ -46,6 +47,7 @@ extension AgentConfiguration {
         case .maxIncomingMigrations: "\(maxIncomingMigrations.map(String.init) ?? "default")"
         case .maxOutgoingMigrations: "\(maxOutgoingMigrations.map(String.init) ?? "default")"
         case .maxIncomingDiskMigrations: "\(maxIncomingDiskMigrations.map(String.init) ?? "default")"
+        case .maxOutgoingDiskMigrations: "\(maxOutgoingDiskMigrations.map(String.init) ?? "default")"
         case .restart: "\(restart)"
         case .restartLimit: "\(restartLimit)"
         case .restartWindowSeconds: "\(restartWindowSeconds)"

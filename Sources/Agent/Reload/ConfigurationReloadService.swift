@@ -36,14 +36,14 @@ struct ConfigurationReloadService: Service {
         guard let level = Logger.Level(rawValue: new.logLevel) else { return current } // validated by `load`
         reload.setLogLevel(level)
         let limits = MigrationLimits(linkMegabits: linkMegabits, incoming: new.maxIncomingMigrations, outgoing: new.maxOutgoingMigrations,
-                                     incomingWithDisks: new.maxIncomingDiskMigrations)
+                                     incomingWithDisks: new.maxIncomingDiskMigrations, outgoingWithDisks: new.maxOutgoingDiskMigrations)
         await coordinator.setLimits(limits)
         let changed = ConfigurationReload.changedKeys(current, new)
         let needRestart = changed.filter { !ConfigurationReload.reloadableKeys.contains($0) }
         logger.notice("configuration reloaded", metadata: [
             "config.changed": "\(changed.joined(separator: ","))", "log.level": "\(level)",
             "migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
-            "migration.incoming_disk_max": "\(limits.incomingWithDisks)",
+            "migration.incoming_disk_max": "\(limits.incomingWithDisks)", "migration.outgoing_disk_max": "\(limits.outgoingWithDisks)",
         ])
         if !needRestart.isEmpty {
             logger.warning("configuration changes that take effect only after a restart (systemctl restart hostmesh)",
@@ -55,6 +55,7 @@ struct ConfigurationReloadService: Service {
         applied.maxIncomingMigrations = new.maxIncomingMigrations
         applied.maxOutgoingMigrations = new.maxOutgoingMigrations
         applied.maxIncomingDiskMigrations = new.maxIncomingDiskMigrations
+        applied.maxOutgoingDiskMigrations = new.maxOutgoingDiskMigrations
         return applied
     }
 }

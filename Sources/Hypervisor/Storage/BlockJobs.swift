@@ -3,6 +3,9 @@
 enum BlockJobs {
     /// Polls `query-block-jobs` until every job in `names` is ready (synchronised), reporting the
     /// jobs after each poll. Throws when a job fails or disappears, or when `timeout` passes first.
+    /// Besides every `pollInterval`, it polls at once when QEMU reports a job ready
+    /// (`BLOCK_JOB_READY`): the migration goes on the moment the last mirror is synchronised, not
+    /// up to a poll interval later.
     /// `progress` may act on the jobs (switch one to another mode) and throw to end the wait.
     static func waitUntilReady(qmp: QMPClient, names: Set<String>, timeout: Duration, pollInterval: Duration,
                                progress: ([BlockJobInfo]) async throws(DiskMirrorError) -> Void) async throws(DiskMirrorError) -> [BlockJobInfo] {
@@ -14,7 +17,19 @@ enum BlockJobs {
             }
             return nil
         }
-        defer { failures.cancel() }
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let readyEvents = qmp.events()
+        let readyWaker = Task {
+            for await event in readyEvents where event.name == "BLOCK_JOB_READY" && names.contains(event.data["device"]?.stringValue ?? "") { wake.yield() }
+        }
+        let ticker = Task { while (try? await Task.sleep(for: pollInterval)) != nil { wake.yield() } } // cancelled: the ticker ends
+        defer {
+            failures.cancel()
+            readyWaker.cancel()
+            ticker.cancel()
+            wake.finish()
+        }
+        var wakeups = wakes.makeAsyncIterator()
         let deadline = ContinuousClock.now + timeout
         while true {
             let jobs: [BlockJobInfo]
@@ -48,7 +63,7 @@ enum BlockJobs {
             guard ContinuousClock.now < deadline else {
                 throw DiskMirrorError("the disk mirrors were not synchronised within \(timeout)")
             }
-            do { try await Task.sleep(for: pollInterval) } catch { throw DiskMirrorError("cancelled while waiting for the disk mirrors") }
+            guard await wakeups.next() != nil, !Task.isCancelled else { throw DiskMirrorError("cancelled while waiting for the disk mirrors") }
         }
     }
 
