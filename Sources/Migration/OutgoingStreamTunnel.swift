@@ -36,6 +36,7 @@ public final class OutgoingStreamTunnel: Sendable {
     /// as `expectedPeer`.
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
                              purpose: StreamPurpose = .migration,
+                             stripes: Int = 1,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
@@ -50,6 +51,12 @@ public final class OutgoingStreamTunnel: Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 1 << 20))
             .childChannelInitializer { qemu in
                 let index = counters.nextIndex()
+                if stripes > 1 {
+                    return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
+                                                        host: host, port: port, configuration: secureConfiguration, logger: logger,
+                                                        failed: { text in counters.failures.withLockedValue { $0.append(text) } },
+                                                        measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } })
+                }
                 // Connect on QEMU's connection's own event loop so the glue stays on one thread.
                 Task {
                     do {
@@ -86,6 +93,15 @@ public final class OutgoingStreamTunnel: Sendable {
             .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
             .get()
         return OutgoingStreamTunnel(socketPath: socketPath, server: server, counters: counters)
+    }
+
+    /// How many stripes (Protocol.md §6.14) a stream to the host at the other end of `channel`
+    /// gets, from the round trip that channel's TCP connection measured: 1 (not striped) on a LAN
+    /// or when it cannot be read.
+    public static func stripes(across channel: any Channel) async -> Int {
+        // Unreadable: not striped, as on a LAN.
+        let rtt = (try? await StripedStreamConnector.roundTrip(channel).get()) ?? 0
+        return StreamStriping.stripes(rttMicroseconds: rtt)
     }
 
     /// Stops accepting new streams (open streams continue until either end closes).

@@ -51,6 +51,11 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// Gap increase per announcement, ms.
     public var announceStepMs: Int64 = 100
 
+    /// The rate of the link the migration crosses, Mbit/s, as the operator configured it (nil:
+    /// not given). Only for display: progress shows link use (throughput over this rate) beside
+    /// the round trip (Protocol.md §7.3); nothing is limited by it.
+    public var linkMbit: Int64?
+
     /// The defaults described on each property.
     public init() {}
 

@@ -236,10 +236,13 @@ actor SourceRun: SourceMigrationEnvironment {
         guard let live else { return .transferFailed("no stream in recovery") }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
+        // Across a distance one QEMU stream is striped over several channels (Protocol.md §6.14),
+        // as many as the control channel's measured round trip calls for; 1 on a LAN.
+        let stripes = if let connection { await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel) } else { 1 }
         do {
             tunnel = try await OutgoingStreamTunnel.start(
                 socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
-                host: live.address.host, port: live.address.port, configuration: streamConfiguration, logger: logger)
+                host: live.address.host, port: live.address.port, stripes: stripes, configuration: streamConfiguration, logger: logger)
             if !localDisks.isEmpty {
                 nbdTunnel = try await OutgoingStreamTunnel.start(
                     socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,
@@ -278,7 +281,7 @@ actor SourceRun: SourceMigrationEnvironment {
         policy.allowThrottle = live.settings.armAutoConverge
         let (outcomes, report) = AsyncStream.makeStream(of: TransferOutcome.self)
         let migration = OutgoingMigration(qmp: live.process.qmp, settings: live.settings, policy: policy, logger: logger)
-        let progress = live.progress
+        let progress = live.progress, linkMbit = live.settings.linkMbit
         // Memory moves with the disks synchronised (the mirrors keep them in step): say so on every line.
         let diskTotal = localDisks.isEmpty ? nil : Int64(localDisks.reduce(UInt64(0)) { $0 + $1.image.virtualSize })
         let diskMode = localDisks.isEmpty ? nil : (localDisks.contains { $0.report?.mode == "write-blocking" } ? "write-blocking" : "background")
@@ -308,7 +311,8 @@ actor SourceRun: SourceMigrationEnvironment {
                     await progress(.init(phase: sample.phase == .postcopy ? "postcopy" : "transfer", percent: sample.percent,
                                          mbPerSecond: sample.throughputBytesPerSecond / 1e6, dirtyMBPerSecond: sample.dirtyBytesPerSecond / 1e6,
                                          iteration: sample.iteration, rung: "\(rung)", diskCopiedBytes: diskTotal, diskTotalBytes: diskTotal, diskMode: diskMode,
-                                         rttMs: tunnel.roundTripMs))
+                                         rttMs: tunnel.roundTripMs,
+                                         linkUse: MigrationProgressUpdate.linkUse(mbPerSecond: sample.throughputBytesPerSecond / 1e6, linkMbit: linkMbit)))
                 })
             } catch {
                 outcome = .failure(error)
