@@ -14,6 +14,8 @@ public import SecureChannel
 public final class OutgoingStreamTunnel: Sendable {
     /// Where QEMU should migrate to: `unix:<socketPath>`.
     public let socketPath: String
+    /// Secure channels each QEMU connection is striped across (Protocol.md §6.14); 1: not striped.
+    public let stripes: Int
     private let server: any Channel
     private let counters: StreamCounters
 
@@ -25,8 +27,9 @@ public final class OutgoingStreamTunnel: Sendable {
     /// connection once its handshake was done; nil before that or where it cannot be read.
     public var roundTripMs: Double? { counters.roundTripMicroseconds.withLockedValue { $0 }.map { Double($0) / 1000 } }
 
-    private init(socketPath: String, server: any Channel, counters: StreamCounters) {
+    private init(socketPath: String, stripes: Int, server: any Channel, counters: StreamCounters) {
         self.socketPath = socketPath
+        self.stripes = stripes
         self.server = server
         self.counters = counters
     }
@@ -40,6 +43,7 @@ public final class OutgoingStreamTunnel: Sendable {
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
+        let stripes = min(max(1, stripes), StreamStriping.maxStripes)
         try? FileManager.default.removeItem(atPath: socketPath) // a stale socket; if it stays, the bind below fails and says so
         var streamConfiguration = configuration
         streamConfiguration.policy.purpose = purpose.rawValue
@@ -92,7 +96,7 @@ public final class OutgoingStreamTunnel: Sendable {
             }
             .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
             .get()
-        return OutgoingStreamTunnel(socketPath: socketPath, server: server, counters: counters)
+        return OutgoingStreamTunnel(socketPath: socketPath, stripes: max(1, stripes), server: server, counters: counters)
     }
 
     /// How many stripes (Protocol.md §6.14) a stream to the host at the other end of `channel`

@@ -13,8 +13,10 @@ import Testing
         #expect(StreamStriping.stripes(rttMicroseconds: 300) == 1)
         #expect(StreamStriping.stripes(rttMicroseconds: 9_999) == 1)
         #expect(StreamStriping.stripes(rttMicroseconds: 10_000) == 2)
-        #expect(StreamStriping.stripes(rttMicroseconds: 150_000) == 15)
-        #expect(StreamStriping.stripes(rttMicroseconds: 250_000) == 16)
+        #expect(StreamStriping.stripes(rttMicroseconds: 40_000) == 2)
+        #expect(StreamStriping.stripes(rttMicroseconds: 60_001) == 4)
+        #expect(StreamStriping.stripes(rttMicroseconds: 150_000) == 8)
+        #expect(StreamStriping.stripes(rttMicroseconds: 250_000) == 8)
     }
 
     @Test func recordsRoundTripAndBadLengthsAreRefused() throws {

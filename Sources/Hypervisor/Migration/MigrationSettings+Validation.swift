@@ -19,6 +19,7 @@ extension MigrationSettings {
         ("diskMirrorBackgroundBytesPerSecond", 1...(1 << 40)), // as the memory stream's cap
         ("diskMirrorStallMs", 100...600_000),          // at least a few polls; at most 10 minutes
         ("linkMbit", 1...1_000_000),                   // display only (link use); 1 Tbit/s is beyond any link
+        ("stripes", 1...16),                           // Protocol.md §6.14: a destination takes 2-16 stripes
     ]
 
     /// Throws for the first field outside `allowedRanges`, or a combination that cannot work.
@@ -31,7 +32,7 @@ extension MigrationSettings {
             "throttleMaxPercent": Int64(throttleMaxPercent), "announceInitialMs": announceInitialMs, "announceMaxMs": announceMaxMs,
             "announceRounds": announceRounds, "announceStepMs": announceStepMs,
             "diskMirrorBackgroundBytesPerSecond": diskMirrorBackgroundBytesPerSecond, "diskMirrorStallMs": diskMirrorStallMs,
-            "linkMbit": linkMbit,
+            "linkMbit": linkMbit, "stripes": stripes,
         ]
         for (field, range) in Self.allowedRanges {
             if let value = values[field] ?? nil, !range.contains(value) { throw .outOfRange(field: field, value: value, allowed: range) }

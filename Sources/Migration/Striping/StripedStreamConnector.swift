@@ -19,7 +19,10 @@ enum StripedStreamConnector {
     }
 
     /// Unsent bytes a stripe's kernel socket may hold before it reports itself full.
-    static let notSentLowWater = 128 << 10
+    static let notSentLowWater = 64 << 10
+    /// What NIO may hold per stripe beyond the kernel: about one record (N stripes together hold
+    /// about what one unstriped stream holds).
+    static let stripeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 << 10, high: 64 << 10)
 
     /// Installs the sender on `qemu` and starts connecting its stripes; the initializer's result.
     static func start(qemu: any Channel, stripes: Int, migrationID: String, streamIndex: Int, host: String, port: Int,
@@ -45,7 +48,7 @@ enum StripedStreamConnector {
                         frame.writeInteger(UInt32(body.count))
                         frame.writeBytes(body)
                         secure.writeAndFlush(frame, promise: nil)
-                        secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.streamWaterMark).whenComplete { _ in }
+                        secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
                         #if os(Linux)
                         // TCP_NOTSENT_LOWAT (25 in Linux's netinet/tcp.h); a kernel without it keeps its default.
                         secure.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25)), value: SocketOptionValue(notSentLowWater))

@@ -238,7 +238,9 @@ actor SourceRun: SourceMigrationEnvironment {
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
         // Across a distance one QEMU stream is striped over several channels (Protocol.md §6.14),
         // as many as the control channel's measured round trip calls for; 1 on a LAN.
-        let stripes = if let connection { await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel) } else { 1 }
+        let stripes = if let chosen = live.settings.stripes { Int(chosen) } else if let connection {
+            await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel)
+        } else { 1 }
         do {
             tunnel = try await OutgoingStreamTunnel.start(
                 socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
@@ -671,7 +673,7 @@ actor SourceRun: SourceMigrationEnvironment {
         return MigrationReport(totalMs: since(started), qemuDowntimeMs: qemuDowntime, switchoverMs: handover, downtimeMs: downtime,
                                transferredBytes: result?.transferredBytes ?? 0, mbPerSecond: result?.mbPerSecond ?? 0,
                                iterations: result?.iterations ?? 0, ladder: result?.ladder.map { "\($0)" } ?? [],
-                               streams: tunnel?.streamsOpened ?? 0, phasesMs: phases, postcopy: postcopyUsed,
+                               streams: (tunnel?.streamsOpened ?? 0) * (tunnel?.stripes ?? 1), phasesMs: phases, postcopy: postcopyUsed,
                                disks: localDisks.isEmpty ? nil : localDisks.compactMap(\.report))
     }
 }
