@@ -26,18 +26,12 @@ public enum StreamBufferSizing {
         case autotuned
     }
 
-    /// The smallest send buffer of one stripe of a striped stream (Protocol.md §6.14), bytes.
-    public static let smallestStripeBytes = 64 << 10
-
     /// The send buffer for a stream of round trip `rttMicroseconds` (0: not measured, treated as
-    /// short), with the kernel's cap on SO_SNDBUF `kernelCap`. One stripe of a stream striped
-    /// `stripes` ways gets its share of the stream's buffer, so that N stripes together hold no
-    /// more in flight and unsent than one stream would (what must drain at switchover).
-    public static func sendBuffer(rttMicroseconds: UInt32, kernelCap: Int, stripes: Int = 1) -> Setting {
+    /// short), with the kernel's cap on SO_SNDBUF `kernelCap`.
+    public static func sendBuffer(rttMicroseconds: UInt32, kernelCap: Int) -> Setting {
         guard rttMicroseconds >= distanceThresholdMicroseconds else { return .fixed(shallowBytes) }
         let product = Int(rttMicroseconds) * (distanceRate / 1_000_000)
-        let whole = max(shallowBytes, min(product, kernelCap))
-        return .fixed(stripes > 1 ? max(smallestStripeBytes, whole / stripes) : whole)
+        return .fixed(max(shallowBytes, min(product, kernelCap)))
     }
 
     /// The receive buffer for a stream of round trip `rttMicroseconds`.

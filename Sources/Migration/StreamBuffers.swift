@@ -12,9 +12,9 @@ enum StreamBuffers {
     }()
 
     /// Reads the round trip of `channel`'s TCP connection and sets its send (`sending`) or receive
-    /// buffer (a stripe's send buffer: its share of `stripes`); the future gives the round trip in microseconds (0 when it could not be read, and
+    /// buffer; the future gives the round trip in microseconds (0 when it could not be read, and
     /// then the shallow LAN buffer is set, as before).
-    static func size(_ channel: any Channel, sending: Bool, stripes: Int = 1) -> EventLoopFuture<UInt32> {
+    static func size(_ channel: any Channel, sending: Bool) -> EventLoopFuture<UInt32> {
         let rtt: EventLoopFuture<UInt32>
         #if os(Linux)
         if let provider = channel as? any SocketOptionProvider {
@@ -26,7 +26,7 @@ enum StreamBuffers {
         rtt = channel.eventLoop.makeSucceededFuture(0)
         #endif
         return rtt.flatMap { microseconds in
-            let setting = sending ? StreamBufferSizing.sendBuffer(rttMicroseconds: microseconds, kernelCap: sendCap, stripes: stripes)
+            let setting = sending ? StreamBufferSizing.sendBuffer(rttMicroseconds: microseconds, kernelCap: sendCap)
                                   : StreamBufferSizing.receiveBuffer(rttMicroseconds: microseconds)
             guard case .fixed(let bytes) = setting else { return channel.eventLoop.makeSucceededFuture(microseconds) }
             let option = ChannelOptions.socketOption(sending ? .so_sndbuf : .so_rcvbuf)

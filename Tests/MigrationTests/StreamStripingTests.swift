@@ -19,14 +19,6 @@ import Testing
         #expect(StreamStriping.stripes(rttMicroseconds: 250_000) == 8)
     }
 
-    @Test func stripesShareTheStreamsSendBuffer() {
-        let cap = 4 << 20
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 150_000, kernelCap: cap) == .fixed(cap))
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 150_000, kernelCap: cap, stripes: 8) == .fixed(cap / 8))
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 150_000, kernelCap: 256 << 10, stripes: 16) == .fixed(64 << 10))
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 500, kernelCap: cap, stripes: 8) == .fixed(512 << 10))
-    }
-
     @Test func recordsRoundTripAndBadLengthsAreRefused() throws {
         var out = ByteBuffer()
         StreamStriping.writeRecord(sequence: 7, payload: ByteBuffer(bytes: [1, 2, 3]), into: &out)

@@ -54,7 +54,7 @@ enum StripedStreamConnector {
                         secure.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25)), value: SocketOptionValue(notSentLowWater))
                             .whenComplete { _ in }
                         #endif
-                        StreamBuffers.size(secure, sending: true, stripes: stripes).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
+                        StreamBuffers.size(secure, sending: true).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
                         let end = SenderStripe()
                         try secure.pipeline.syncOperations.addHandler(end)
                         bound.value.attach(end, index: stripe)
