@@ -13,7 +13,7 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Bandwidth limit, MB/s (default: unlimited).") var bandwidth: Int64?
     @Option(help: "Parallel streams (QEMU multifd channels).") var multifd: Int?
     @Option(help: "XBZRLE cache, MiB (off by default).") var xbzrleCacheMb: Int64?
-    @Option(help: "Stripe the migration stream across this many secure channels, 1-16 (default: by the measured round trip, 1 on a LAN).") var stripes: Int64?
+    @Option(help: "Stripe the migration stream across this many secure channels, 2-16, or 0 for as many as the measured round trip calls for (1 on a LAN); default 1, not striped.") var stripes: Int64?
     @Option(help: "The rate of the link to the destination, Mbit/s: progress then shows link use (throughput over it).") var linkMbit: Int64?
     @Flag(help: "Do not arm auto-converge (CPU throttling) for the convergence ladder.") var noAutoConverge = false
     @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
@@ -42,7 +42,7 @@ struct MigrateCommand: AsyncParsableCommand {
         // multiplies them, and an absurd value would overflow before the agent could refuse it.
         if let bandwidth, !(1...1_000_000).contains(bandwidth) { throw ValidationError("--bandwidth must be 1 to 1000000 MB/s") }
         if let xbzrleCacheMb, !(1...(1 << 20)).contains(xbzrleCacheMb) { throw ValidationError("--xbzrle-cache-mb must be 1 to 1048576 MiB") }
-        if let stripes, !(1...16).contains(stripes) { throw ValidationError("--stripes must be 1 to 16") }
+        if let stripes, !(0...16).contains(stripes) { throw ValidationError("--stripes must be 0 (by round trip) to 16") }
         if let linkMbit, !(1...1_000_000).contains(linkMbit) { throw ValidationError("--link-mbit must be 1 to 1000000 Mbit/s") }
     }
 

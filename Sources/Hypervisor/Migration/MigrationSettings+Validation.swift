@@ -19,7 +19,7 @@ extension MigrationSettings {
         ("diskMirrorBackgroundBytesPerSecond", 1...(1 << 40)), // as the memory stream's cap
         ("diskMirrorStallMs", 100...600_000),          // at least a few polls; at most 10 minutes
         ("linkMbit", 1...1_000_000),                   // display only (link use); 1 Tbit/s is beyond any link
-        ("stripes", 1...16),                           // Protocol.md §6.14: a destination takes 2-16 stripes
+        ("stripes", 0...16),                           // Protocol.md §6.14: a destination takes 2-16 stripes; 0: by round trip
     ]
 
     /// Throws for the first field outside `allowedRanges`, or a combination that cannot work.

@@ -55,8 +55,9 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// not given). Only for display: progress shows link use (throughput over this rate) beside
     /// the round trip (Protocol.md §7.3); nothing is limited by it.
     public var linkMbit: Int64?
-    /// Secure channels one QEMU stream is striped across (Protocol.md §6.14); nil: chosen from the
-    /// measured round trip (1 on a LAN). 1 never stripes.
+    /// Secure channels one QEMU stream is striped across (Protocol.md §6.14): 2-16, or 0 for as
+    /// many as the measured round trip calls for (1 on a LAN); nil or 1: not striped (the default:
+    /// striped, the transfer is faster at distance but the switchover's tail has been slower).
     public var stripes: Int64?
 
     /// The defaults described on each property.

@@ -236,11 +236,15 @@ actor SourceRun: SourceMigrationEnvironment {
         guard let live else { return .transferFailed("no stream in recovery") }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
-        // Across a distance one QEMU stream is striped over several channels (Protocol.md §6.14),
-        // as many as the control channel's measured round trip calls for; 1 on a LAN.
-        let stripes = if let chosen = live.settings.stripes { Int(chosen) } else if let connection {
-            await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel)
-        } else { 1 }
+        // One QEMU stream striped over several channels (Protocol.md §6.14) when the settings ask:
+        // a count, or 0 for as many as the control channel's measured round trip calls for (1 on
+        // a LAN). Not by default: striped, the switchover's tail takes longer (see §6.14).
+        let stripes: Int
+        switch live.settings.stripes {
+        case 0?: stripes = if let connection { await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel) } else { 1 }
+        case let chosen?: stripes = Int(chosen)
+        case nil: stripes = 1
+        }
         do {
             tunnel = try await OutgoingStreamTunnel.start(
                 socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
