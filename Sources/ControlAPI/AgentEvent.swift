@@ -46,6 +46,7 @@ public struct AgentEvent: Codable, Sendable, Equatable {
             parts.append(String(format: "mb_per_second=%.1f", progress.mbPerSecond))
             parts.append("round=\(progress.iteration)")
             if let rtt = progress.rttMs { parts.append(String(format: "rtt_ms=%.1f", rtt)) }
+            if let use = progress.linkUse { parts.append(String(format: "link_use=%.2f", use)) }
         }
         return parts.joined(separator: " ")
     }

@@ -33,11 +33,14 @@ public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
     /// Round trip to the destination, ms, from the kernel's measure on the migration stream's
     /// connection; nil before the stream is up (and in the disk mirror's phase).
     public var rttMs: Double?
+    /// Link use: the current throughput over the link's rate (`MigrationSettings.linkMbit`), 0-1
+    /// (a little above 1 can show: QEMU counts pages, not wire bytes); nil when no rate was given.
+    public var linkUse: Double?
 
     /// The fields as named.
     public init(phase: String, percent: Double, mbPerSecond: Double, dirtyMBPerSecond: Double, iteration: Int, rung: String,
                 queuePosition: Int? = nil, diskCopiedBytes: Int64? = nil, diskTotalBytes: Int64? = nil, diskMode: String? = nil,
-                rttMs: Double? = nil) {
+                rttMs: Double? = nil, linkUse: Double? = nil) {
         self.phase = phase
         self.percent = percent
         self.mbPerSecond = mbPerSecond
@@ -49,6 +52,13 @@ public struct MigrationProgressUpdate: Codable, Sendable, Equatable {
         self.diskTotalBytes = diskTotalBytes
         self.diskMode = diskMode
         self.rttMs = rttMs
+        self.linkUse = linkUse
+    }
+
+    /// Link use for `mbPerSecond` (10^6 bytes/s) over a link of `linkMbit` Mbit/s; nil without a rate.
+    public static func linkUse(mbPerSecond: Double, linkMbit: Int64?) -> Double? {
+        guard let linkMbit, linkMbit > 0 else { return nil }
+        return mbPerSecond * 8 / Double(linkMbit)
     }
 
     /// "disks 12.0/32.0 MB" (with the mode once known) for a VM with local disks, else nil.

@@ -18,7 +18,7 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     /// Convergence measures taken, in order (downtime raised, throttled, post-copy); empty when
     /// pre-copy converged on its own.
     public var ladder: [String]
-    /// Secure channels that carried the stream (1 unless multifd).
+    /// Secure channels that carried the stream (1 unless multifd or striped at distance, Protocol.md §6.14).
     public var streams: Int
     /// Where the time went: connect and authenticate, destination ready, QEMU transfer, handover
     /// (ms); nil from agents that predate the breakdown.

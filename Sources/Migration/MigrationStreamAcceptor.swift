@@ -68,6 +68,7 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         }
         connecting = true
         let secure = context.channel
+        if hello.stripeCount > 0 { return joinStripe(context, hello, socketPath: socketPath) }
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }
@@ -100,6 +101,32 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
                     acceptor.refuse(context, "destination QEMU is not accepting the migration at \(socketPath): \(error)")
                 }
             }
+    }
+
+    /// A stripe of a striped stream (Protocol.md §6.14): its records go to the stream's join,
+    /// which the first stripe to arrive makes and connects to QEMU.
+    private func joinStripe(_ context: ChannelHandlerContext, _ hello: Hostmesh_V1_MigrationStreamHello, socketPath: String) {
+        let count = Int(hello.stripeCount), index = Int(hello.stripeIndex)
+        guard (2...StreamStriping.maxStripes).contains(count), index < count else {
+            return refuse(context, "stripe \(index) of \(count): a striped stream has 2 to \(StreamStriping.maxStripes) stripes")
+        }
+        // The peer's authenticated name is part of the key: only its own stripes join its stream.
+        let key = "\(peer.hostID)|\(peer.domain)|\(peer.purpose)|\(hello.migrationID)|\(hello.streamIndex)"
+        guard let handle = StripedStreamJoin.join(key: key, stripeCount: count, socketPath: socketPath, on: context.eventLoop) else {
+            return refuse(context, "stripe \(index) of \(count) for a stream already striped otherwise")
+        }
+        let secure = context.channel
+        secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }
+        StreamBuffers.size(secure, sending: false).whenComplete { _ in }
+        let leftover = buffer
+        buffer = ByteBuffer()
+        handle.attach(index, secure) // before any record, so the join can pause this stripe
+        do {
+            try context.pipeline.syncOperations.addHandler(StripeReader(index: index, handle: handle, leftover: leftover))
+        } catch {
+            return refuse(context, "cannot set up the stripe: \(error)")
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
     private func refuse(_ context: ChannelHandlerContext, _ message: String) {

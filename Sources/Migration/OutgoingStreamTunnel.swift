@@ -14,6 +14,8 @@ public import SecureChannel
 public final class OutgoingStreamTunnel: Sendable {
     /// Where QEMU should migrate to: `unix:<socketPath>`.
     public let socketPath: String
+    /// Secure channels each QEMU connection is striped across (Protocol.md §6.14); 1: not striped.
+    public let stripes: Int
     private let server: any Channel
     private let counters: StreamCounters
 
@@ -25,8 +27,9 @@ public final class OutgoingStreamTunnel: Sendable {
     /// connection once its handshake was done; nil before that or where it cannot be read.
     public var roundTripMs: Double? { counters.roundTripMicroseconds.withLockedValue { $0 }.map { Double($0) / 1000 } }
 
-    private init(socketPath: String, server: any Channel, counters: StreamCounters) {
+    private init(socketPath: String, stripes: Int, server: any Channel, counters: StreamCounters) {
         self.socketPath = socketPath
+        self.stripes = stripes
         self.server = server
         self.counters = counters
     }
@@ -36,9 +39,11 @@ public final class OutgoingStreamTunnel: Sendable {
     /// as `expectedPeer`.
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
                              purpose: StreamPurpose = .migration,
+                             stripes: Int = 1,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
+        let stripes = min(max(1, stripes), StreamStriping.maxStripes)
         try? FileManager.default.removeItem(atPath: socketPath) // a stale socket; if it stays, the bind below fails and says so
         var streamConfiguration = configuration
         streamConfiguration.policy.purpose = purpose.rawValue
@@ -50,6 +55,12 @@ public final class OutgoingStreamTunnel: Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 1 << 20))
             .childChannelInitializer { qemu in
                 let index = counters.nextIndex()
+                if stripes > 1 {
+                    return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
+                                                        host: host, port: port, configuration: secureConfiguration, logger: logger,
+                                                        failed: { text in counters.failures.withLockedValue { $0.append(text) } },
+                                                        measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } })
+                }
                 // Connect on QEMU's connection's own event loop so the glue stays on one thread.
                 Task {
                     do {
@@ -85,7 +96,16 @@ public final class OutgoingStreamTunnel: Sendable {
             }
             .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
             .get()
-        return OutgoingStreamTunnel(socketPath: socketPath, server: server, counters: counters)
+        return OutgoingStreamTunnel(socketPath: socketPath, stripes: max(1, stripes), server: server, counters: counters)
+    }
+
+    /// How many stripes (Protocol.md §6.14) a stream to the host at the other end of `channel`
+    /// gets, from the round trip that channel's TCP connection measured: 1 (not striped) on a LAN
+    /// or when it cannot be read.
+    public static func stripes(across channel: any Channel) async -> Int {
+        // Unreadable: not striped, as on a LAN.
+        let rtt = (try? await StripedStreamConnector.roundTrip(channel).get()) ?? 0
+        return StreamStriping.stripes(rttMicroseconds: rtt)
     }
 
     /// Stops accepting new streams (open streams continue until either end closes).

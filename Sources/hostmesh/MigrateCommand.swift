@@ -13,6 +13,8 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Bandwidth limit, MB/s (default: unlimited).") var bandwidth: Int64?
     @Option(help: "Parallel streams (QEMU multifd channels).") var multifd: Int?
     @Option(help: "XBZRLE cache, MiB (off by default).") var xbzrleCacheMb: Int64?
+    @Option(help: "Stripe the migration stream across this many secure channels, 2-16, or 0 for as many as the measured round trip calls for (1 on a LAN); default 1, not striped.") var stripes: Int64?
+    @Option(help: "The rate of the link to the destination, Mbit/s: progress then shows link use (throughput over it).") var linkMbit: Int64?
     @Flag(help: "Do not arm auto-converge (CPU throttling) for the convergence ladder.") var noAutoConverge = false
     @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
     @Option(help: "With --postcopy: switch to post-copy after this many pre-copy passes.") var postcopyAfter: Int?
@@ -40,6 +42,8 @@ struct MigrateCommand: AsyncParsableCommand {
         // multiplies them, and an absurd value would overflow before the agent could refuse it.
         if let bandwidth, !(1...1_000_000).contains(bandwidth) { throw ValidationError("--bandwidth must be 1 to 1000000 MB/s") }
         if let xbzrleCacheMb, !(1...(1 << 20)).contains(xbzrleCacheMb) { throw ValidationError("--xbzrle-cache-mb must be 1 to 1048576 MiB") }
+        if let stripes, !(0...16).contains(stripes) { throw ValidationError("--stripes must be 0 (by round trip) to 16") }
+        if let linkMbit, !(1...1_000_000).contains(linkMbit) { throw ValidationError("--link-mbit must be 1 to 1000000 Mbit/s") }
     }
 
     func run() async throws {
@@ -55,6 +59,8 @@ struct MigrateCommand: AsyncParsableCommand {
         settings.postcopyAfterPasses = postcopyAfter
         if let xbzrleCacheMb { settings.xbzrleCacheBytes = xbzrleCacheMb << 20 }
         settings.armAutoConverge = !noAutoConverge
+        settings.linkMbit = linkMbit
+        settings.stripes = stripes
         if check {
             let report: PreflightReport
             if let toDomain, let via {
@@ -87,6 +93,7 @@ struct MigrateCommand: AsyncParsableCommand {
                 text = String(format: "%-10@ %5.1f%%  %7.1f MB/s  dirty %6.1f MB/s  round %d  %@", p.phase as NSString, p.percent,
                               p.mbPerSecond, p.dirtyMBPerSecond, p.iteration, p.rung as NSString) + (p.diskSummary.map { "  " + $0 } ?? "")
                     + (p.rttMs.map { String(format: "  rtt %.1f ms", $0) } ?? "")
+                    + (p.linkUse.map { String(format: "  link use %.2f", $0) } ?? "")
             }
             if interactive {
                 FileHandle.standardOutput.write(Data(("\r" + text).utf8))

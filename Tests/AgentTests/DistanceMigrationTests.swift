@@ -17,9 +17,9 @@ struct DistanceMigrationTests {
     let membership = MembershipProcessTests()
     static let rttMs = 150, rateMbit = 250.0
 
-    func report(_ what: String, _ report: MigrationReport) {
+    func report(_ what: String, _ report: MigrationReport, rttMs: Int = Self.rttMs) {
         let use = report.mbPerSecond * 8 / Self.rateMbit
-        print("distance \(Self.rttMs) ms, \(Self.rateMbit) Mbit/s: \(what): \(report.transferredBytes) B in \(report.totalMs) ms, "
+        print("distance \(rttMs) ms, \(Self.rateMbit) Mbit/s: \(what): \(report.transferredBytes) B in \(report.totalMs) ms, "
               + "\(String(format: "%.1f", report.mbPerSecond)) MB/s (link use \(String(format: "%.2f", use))), downtime \(report.downtimeMs) ms, "
               + "streams \(report.streams), phases \(report.phasesMs ?? [:])")
     }
@@ -27,12 +27,12 @@ struct DistanceMigrationTests {
     /// Agents on lab hosts 1...hosts; the last host is site B, the others site A, joined by the
     /// frame link; every agent runs the WAN membership profile and all see each other alive.
     /// Tear down with `mesh.tearDown()` then `link.stop()`.
-    func sites(hosts: Int) async throws -> (mesh: TestMesh, link: FrameLink, agents: [AgentProcess]) {
+    func sites(hosts: Int, rttMs: Int = Self.rttMs) async throws -> (mesh: TestMesh, link: FrameLink, agents: [AgentProcess]) {
         let lab = try Lab(hosts: hosts, siteBFrom: hosts)
-        let link = try lab.joinSites(LinkProfile(rtt: .milliseconds(Self.rttMs), rateMbit: Self.rateMbit))
+        let link = try lab.joinSites(LinkProfile(rtt: .milliseconds(rttMs), rateMbit: Self.rateMbit))
         let mesh = try TestMesh(lab: lab)
         do {
-            let wan = ["--membership-profile", "wan", "--wan-rtt-ms", "\(Self.rttMs)"]
+            let wan = ["--membership-profile", "wan", "--wan-rtt-ms", "\(rttMs)"]
             var agents = [try await mesh.start("node-a", on: 1, arguments: wan)]
             for host in 2...hosts {
                 let id = "node-" + String(UnicodeScalar(UInt8(96 + host)))
@@ -111,6 +111,41 @@ struct DistanceMigrationTests {
 
         let ab = link.counters(aToB: true)
         print("distance link A -> B: \(ab.deliveredBytes) B in \(ab.delivered) frames, \(ab.droppedQueueFull) dropped at the queue")
+    }
+
+    /// One QEMU stream striped across secure channels (Protocol.md §6.14), against one channel,
+    /// same guest, same link, alternating: both carry the guest whole (the heartbeat goes on, no
+    /// reboot), the striped one on as many channels as the round trip calls for. Progress shows
+    /// link use over the configured rate. The figures are printed (the benchmark judges them).
+    @Test(arguments: [150, 250]) func aStripedStreamAndASingleOneBothCarryTheGuest(rttMs: Int) async throws {
+        let (mesh, link, agents) = try await sites(hosts: 2, rttMs: rttMs)
+        defer {
+            mesh.tearDown()
+            link.stop()
+        }
+        let (a, b) = (agents[0], agents[1])
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: e2e.spec("idle", memory: 512), start: true), as: VMInfo.self)
+        var (boot, heartbeat) = try await e2e.heartbeat(a, "idle", after: 2)
+        var single = MigrationSettings(), striped = MigrationSettings()
+        single.linkMbit = Int64(Self.rateMbit)
+        striped.linkMbit = Int64(Self.rateMbit)
+        striped.stripes = 0 // as many as the measured round trip calls for
+        var hosts = (a, b)
+        for (round, settings) in [single, striped, single, striped].enumerated() {
+            let progress = MigrationEndToEndTests.ProgressLog()
+            let moved = try await hosts.0.control.call("migrate", ControlTypes.Migrate(vm: "idle", to: .address(try HostPort(parsing: hosts.1.address)),
+                                                                                       settings: settings), as: MigrationReport.self) { progress.add($0) }
+            report("512 MiB idle guest, round \(round + 1), \(settings.stripes == nil ? "one channel" : "striped")", moved, rttMs: rttMs)
+            // One stripe per 20 ms of round trip, 8 at most (Protocol.md §6.14): 8 at 150 and 250 ms.
+            #expect(settings.stripes == nil ? moved.streams == 1 : moved.streams == 8, "\(moved.streams)")
+            let uses = progress.all.filter { $0.phase == "transfer" }.compactMap(\.linkUse)
+            print("distance: link use in progress: \(uses.map { String(format: "%.2f", $0) })")
+            #expect(!uses.isEmpty && uses.allSatisfy { $0 >= 0 })
+            let (bootAfter, beat) = try await e2e.heartbeat(hosts.1, "idle", after: heartbeat)
+            #expect(bootAfter == boot)
+            (boot, heartbeat) = (bootAfter, beat)
+            hosts = (hosts.1, hosts.0)
+        }
     }
 
     /// A peer VM at the source site keeps its pings and its TCP connection while the VM it talks to

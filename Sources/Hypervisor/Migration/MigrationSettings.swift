@@ -51,6 +51,15 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// Gap increase per announcement, ms.
     public var announceStepMs: Int64 = 100
 
+    /// The rate of the link the migration crosses, Mbit/s, as the operator configured it (nil:
+    /// not given). Only for display: progress shows link use (throughput over this rate) beside
+    /// the round trip (Protocol.md §7.3); nothing is limited by it.
+    public var linkMbit: Int64?
+    /// Secure channels one QEMU stream is striped across (Protocol.md §6.14): 2-16, or 0 for as
+    /// many as the measured round trip calls for (1 on a LAN); nil or 1: not striped (the default:
+    /// striped, the transfer is faster at distance but the switchover's tail has been slower).
+    public var stripes: Int64?
+
     /// The defaults described on each property.
     public init() {}
 

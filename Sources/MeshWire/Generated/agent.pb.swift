@@ -564,6 +564,13 @@ public nonisolated struct Hostmesh_V1_MigrationStreamHello: Sendable {
   /// 0 for the first QEMU connection, counting up (multifd)
   public var streamIndex: UInt32 = 0
 
+  /// Protocol.md §6.14: one QEMU connection striped across several channels. 0 (absent): not
+  /// striped, the channel carries the raw stream as before; otherwise this channel is stripe
+  /// `stripe_index` of `stripe_count` (2...16) and carries numbered records.
+  public var stripeIndex: UInt32 = 0
+
+  public var stripeCount: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2643,7 +2650,7 @@ nonisolated extension Hostmesh_V1_AgentNote: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationStreamHello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}stream_index\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}stream_index\0\u{4}&stripe_index\0\u{3}stripe_count\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2653,6 +2660,8 @@ nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, S
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.migrationID) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.streamIndex) }()
+      case 40: try { try decoder.decodeSingularUInt32Field(value: &self.stripeIndex) }()
+      case 41: try { try decoder.decodeSingularUInt32Field(value: &self.stripeCount) }()
       default: break
       }
     }
@@ -2665,12 +2674,20 @@ nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, S
     if self.streamIndex != 0 {
       try visitor.visitSingularUInt32Field(value: self.streamIndex, fieldNumber: 2)
     }
+    if self.stripeIndex != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stripeIndex, fieldNumber: 40)
+    }
+    if self.stripeCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stripeCount, fieldNumber: 41)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_MigrationStreamHello, rhs: Hostmesh_V1_MigrationStreamHello) -> Bool {
     if lhs.migrationID != rhs.migrationID {return false}
     if lhs.streamIndex != rhs.streamIndex {return false}
+    if lhs.stripeIndex != rhs.stripeIndex {return false}
+    if lhs.stripeCount != rhs.stripeCount {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,72 @@
+import Logging
+import MeshWire
+import NIOCore
+import SecureChannel
+
+/// Opens the stripes of one QEMU connection (Protocol.md §6.14): `stripes` secure channels to the
+/// destination, all on QEMU's connection's event loop, each saying in its hello which stream and
+/// stripe it carries, sized like any stream (`StreamBuffers`) with the kernel's unsent bytes kept
+/// short (`TCP_NOTSENT_LOWAT`) so N stripes do not hold N send buffers of the guest's tail.
+enum StripedStreamConnector {
+    /// The round trip of `channel`'s TCP connection, microseconds (0 where it cannot be read).
+    static func roundTrip(_ channel: any Channel) -> EventLoopFuture<UInt32> {
+        #if os(Linux)
+        if let provider = channel as? any SocketOptionProvider {
+            return provider.getTCPInfo().map { $0.tcpi_rtt }.recover { _ in 0 }
+        }
+        #endif
+        return channel.eventLoop.makeSucceededFuture(0)
+    }
+
+    /// Unsent bytes a stripe's kernel socket may hold before it reports itself full.
+    static let notSentLowWater = 64 << 10
+    /// What NIO may hold per stripe beyond the kernel: about one record (N stripes together hold
+    /// about what one unstriped stream holds).
+    static let stripeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 << 10, high: 64 << 10)
+
+    /// Installs the sender on `qemu` and starts connecting its stripes; the initializer's result.
+    static func start(qemu: any Channel, stripes: Int, migrationID: String, streamIndex: Int, host: String, port: Int,
+                      configuration: SecureChannelConfiguration, logger: Logger,
+                      failed: @escaping @Sendable (String) -> Void,
+                      measured: @escaping @Sendable (UInt32) -> Void) -> EventLoopFuture<Void> {
+        let sender = StripedStreamSender(stripeCount: stripes)
+        do { try qemu.pipeline.syncOperations.addHandler(sender) } catch { return qemu.eventLoop.makeFailedFuture(error) }
+        let bound = NIOLoopBound(sender, eventLoop: qemu.eventLoop)
+        for stripe in 0..<stripes {
+            Task {
+                do {
+                    _ = try await SecureConnection.connectPipeline(
+                        host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger
+                    ) { secure, _ in
+                        var hello = Hostmesh_V1_AgentEnvelope()
+                        hello.migrationStream.migrationID = migrationID
+                        hello.migrationStream.streamIndex = UInt32(streamIndex)
+                        hello.migrationStream.stripeIndex = UInt32(stripe)
+                        hello.migrationStream.stripeCount = UInt32(stripes)
+                        let body: [UInt8] = try hello.serializedBytes()
+                        var frame = secure.allocator.buffer(capacity: 4 + body.count)
+                        frame.writeInteger(UInt32(body.count))
+                        frame.writeBytes(body)
+                        secure.writeAndFlush(frame, promise: nil)
+                        secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
+                        #if os(Linux)
+                        // TCP_NOTSENT_LOWAT (25 in Linux's netinet/tcp.h); a kernel without it keeps its default.
+                        secure.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25)), value: SocketOptionValue(notSentLowWater))
+                            .whenComplete { _ in }
+                        #endif
+                        StreamBuffers.size(secure, sending: true).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
+                        let end = SenderStripe()
+                        try secure.pipeline.syncOperations.addHandler(end)
+                        bound.value.attach(end, index: stripe)
+                    }
+                } catch {
+                    failed("stream \(streamIndex) stripe \(stripe): \(error)")
+                    logger.warning("migration stripe failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])
+                    qemu.eventLoop.execute { bound.value.failed() }
+                }
+            }
+        }
+        logger.debug("migration stream striped", metadata: ["migration.id": "\(migrationID)", "migration.stripes": "\(stripes)"])
+        return qemu.eventLoop.makeSucceededVoidFuture()
+    }
+}
