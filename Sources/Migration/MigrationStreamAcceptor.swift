@@ -113,7 +113,7 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         // The peer's authenticated name is part of the key: only its own stripes join its stream.
         let key = "\(peer.hostID)|\(peer.domain)|\(peer.purpose)|\(hello.migrationID)|\(hello.streamIndex)"
         guard let handle = StripedStreamJoin.join(key: key, stripeCount: count, socketPath: socketPath, on: context.eventLoop) else {
-            return refuse(context, "stripe \(index) of \(count) for a stream already striped otherwise")
+            return refuse(context, "stripe \(index) of \(count) for a stream already striped otherwise, or one that already ended")
         }
         let secure = context.channel
         secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }

@@ -38,6 +38,7 @@ extension MigrationSettings {
             if let value = values[field] ?? nil, !range.contains(value) { throw .outOfRange(field: field, value: value, allowed: range) }
         }
         if postcopyAfterPasses != nil, !postcopyAllowed { throw .postcopyAfterWithoutPostcopy }
+        if postcopyAllowed, let stripes, stripes != 1 { throw .stripesWithPostcopy(stripes) }
         if throttleInitialPercent > throttleMaxPercent { throw .throttleAboveMaximum(initial: throttleInitialPercent, maximum: throttleMaxPercent) }
         if announceInitialMs > announceMaxMs { throw .announceAboveMaximum(initial: announceInitialMs, maximum: announceMaxMs) }
     }
@@ -49,6 +50,9 @@ public enum MigrationSettingsError: Error, Sendable, Equatable, CustomStringConv
     case outOfRange(field: String, value: Int64, allowed: ClosedRange<Int64>)
     /// `postcopyAfterPasses` without `postcopyAllowed`.
     case postcopyAfterWithoutPostcopy
+    /// Striping with post-copy: after the switch the guest runs on the destination, and a cut
+    /// on any stripe (or a page waiting behind the reordering) would cost it (Protocol.md §6.14).
+    case stripesWithPostcopy(Int64)
     /// The first throttle step above the ceiling.
     case throttleAboveMaximum(initial: Int, maximum: Int)
     /// The first announcement gap above the largest.
@@ -60,6 +64,8 @@ public enum MigrationSettingsError: Error, Sendable, Equatable, CustomStringConv
             return "settings.\(field) is \(value), outside the allowed \(allowed.lowerBound)...\(allowed.upperBound)"
         case .postcopyAfterWithoutPostcopy:
             return "settings.postcopyAfterPasses needs settings.postcopyAllowed = true (--postcopy)"
+        case let .stripesWithPostcopy(stripes):
+            return "settings.stripes is \(stripes) with settings.postcopyAllowed: a striped stream cannot carry post-copy (a cut on any stripe after the switch would lose the guest); use --stripes 1 or drop --postcopy"
         case let .throttleAboveMaximum(initial, maximum):
             return "settings.throttleInitialPercent (\(initial)) is above settings.throttleMaxPercent (\(maximum)): lower the first or raise the second"
         case let .announceAboveMaximum(initial, maximum):

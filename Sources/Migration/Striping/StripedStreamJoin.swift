@@ -35,6 +35,9 @@ final class StripedStreamJoin {
     static func join(key: String, stripeCount: Int, socketPath: String, on loop: any EventLoop) -> StripeJoinHandle? {
         let (handle, created) = registry.withLockedValue { joins -> (StripeJoinHandle?, Bool) in
             if let existing = joins[key] { return (existing.stripeCount == stripeCount ? existing : nil, false) }
+            // A stripe of a stream that already ended: QEMU may still listen (multifd), and a
+            // second connection would hand it a stream from the middle.
+            if ended.withLockedValue({ $0.contains(key) }) { return (nil, false) }
             let handle = StripeJoinHandle(join: StripedStreamJoin(key: key, stripeCount: stripeCount, loop: loop), stripeCount: stripeCount, loop: loop)
             joins[key] = handle
             return (handle, true)
@@ -44,6 +47,18 @@ final class StripedStreamJoin {
     }
 
     private static let registry = NIOLockedValueBox<[String: StripeJoinHandle]>([:])
+    /// Keys of joins that ended, newest last, so a late stripe is refused (bounded: the oldest go).
+    private static let ended = NIOLockedValueBox<[String]>([])
+    private static let endedKept = 1_024
+
+    /// Removes this join from the registry and remembers that its stream ended.
+    private func retire() {
+        Self.registry.withLockedValue { _ = $0.removeValue(forKey: key) }
+        Self.ended.withLockedValue { keys in
+            keys.append(key)
+            if keys.count > Self.endedKept { keys.removeFirst(keys.count - Self.endedKept) }
+        }
+    }
 
     private func connect(_ socketPath: String) {
         ClientBootstrap(group: loop)
@@ -69,7 +84,13 @@ final class StripedStreamJoin {
     }
 
     func attach(_ index: Int, _ channel: any Channel) {
-        guard !done, stripes[index] == nil else { return channel.close(promise: nil) } // a stripe twice, or after the end
+        guard !done else { return channel.close(promise: nil) } // after the end
+        guard stripes[index] == nil else {
+            // The same stripe twice: its records would mix with the first's. A violation: the
+            // stream fails (QEMU sees a cut), it is never delivered out of order.
+            channel.close(promise: nil)
+            return fail()
+        }
         stripes[index] = channel
         if index == 0, !returning.isEmpty {
             for bytes in returning { channel.write(bytes, promise: nil) }
@@ -102,7 +123,13 @@ final class StripedStreamJoin {
 
     func qemuWritabilityChanged(_ writable: Bool) {
         qemuBlocked = !writable
-        if writable { resumeWhatCan() }
+        if writable {
+            resumeWhatCan()
+        } else {
+            // NIO reports this from inside `qemu.write` (before `deliver` could look): every
+            // stripe stops being read here, or what they bring piles up in QEMU's pending writes.
+            for index in stripes.indices where !paused[index] { setPaused(index, true) }
+        }
     }
 
     func qemuReturned(_ bytes: ByteBuffer) {
@@ -114,7 +141,7 @@ final class StripedStreamJoin {
         guard !done else { return }
         done = true
         for stripe in stripes { stripe?.close(promise: nil) }
-        Self.registry.withLockedValue { _ = $0.removeValue(forKey: key) }
+        retire()
     }
 
     private func deliver(_ payloads: [ByteBuffer]) {
@@ -122,7 +149,7 @@ final class StripedStreamJoin {
         guard let qemu else { return waiting += payloads }
         for payload in payloads { qemu.write(payload, promise: nil) }
         qemu.flush()
-        if !qemu.isWritable, !qemuBlocked {
+        if !qemu.isWritable {
             qemuBlocked = true
             for index in stripes.indices where !paused[index] { setPaused(index, true) }
         }
@@ -150,7 +177,7 @@ final class StripedStreamJoin {
         done = true
         qemu?.close(promise: nil)
         for stripe in stripes { stripe?.close(promise: nil) }
-        Self.registry.withLockedValue { _ = $0.removeValue(forKey: key) }
+        retire()
     }
 }
 
