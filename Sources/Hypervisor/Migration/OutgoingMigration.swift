@@ -12,8 +12,8 @@ public struct OutgoingMigration: Sendable {
     public let settings: MigrationSettings
     /// The convergence policy.
     public let policy: ConvergenceLadder.Policy
-    /// How often `query-migrate` is polled.
-    public var pollInterval: Duration = .milliseconds(50)
+    /// How long to wait between two `query-migrate` polls, from the last sample.
+    public var pollSchedule = ProgressPollSchedule()
     private let logger: Logger
 
     /// A source-side driver for the QEMU behind `qmp`.
@@ -54,11 +54,11 @@ public struct OutgoingMigration: Sendable {
         let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let events = qmp.events()
         let eventWaker = Task { for await event in events where event.name == "MIGRATION" { wake.yield() } }
-        let interval = pollInterval
-        let ticker = Task { while (try? await Task.sleep(for: interval)) != nil { wake.yield() } } // cancelled: the ticker ends
+        // The poll's timer: one sleep per sample, as long as the schedule says after that sample.
+        var ticker: Task<Void, Never>?
         defer {
             eventWaker.cancel()
-            ticker.cancel()
+            ticker?.cancel()
             wake.finish()
         }
         var wakeups = wakes.makeAsyncIterator()
@@ -96,7 +96,10 @@ public struct OutgoingMigration: Sendable {
                 postcopyRequested = true
                 try await qmp.migrateStartPostcopy()
             }
+            let interval = pollSchedule.interval(after: sample)
+            ticker = Task { if (try? await Task.sleep(for: interval)) != nil { wake.yield() } } // cancelled: an event woke the loop first
             let woke = await wakeups.next() != nil
+            ticker?.cancel()
             if !woke || Task.isCancelled {
                 if sample.phase != .postcopy {
                     do { try await qmp.migrateCancel() } catch {

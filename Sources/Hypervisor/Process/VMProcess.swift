@@ -222,7 +222,8 @@ public actor VMProcess {
 
     private static func waitForQMP(pid: pid_t, spec: VMSpec, directory: VMRuntimeDirectory,
                                    options: Options, logger: Logger) async throws -> QMPClient {
-        let deadline = ContinuousClock.now + options.startupTimeout
+        let started = ContinuousClock.now
+        let deadline = started + options.startupTimeout
         var configuration = options.qmp
         configuration.connectTimeout = min(configuration.connectTimeout, .seconds(2))
         var lastError: (any Error)?
@@ -237,7 +238,9 @@ public actor VMProcess {
                     lastError = error
                 }
             }
-            try await Task.sleep(for: .milliseconds(20))
+            // QEMU makes its QMP socket some 20-40 ms after exec: look often at first, since a
+            // migration's destination waits for it (the prepare phase, issue 18), then less.
+            try await Task.sleep(for: ContinuousClock.now - started < .seconds(1) ? .milliseconds(2) : .milliseconds(20))
         }
         logger.debug("qmp not ready", metadata: ["error": "\(lastError.map { "\($0)" } ?? "no socket")"])
         throw HypervisorError.qmpNotReady(vm: spec.id, after: options.startupTimeout, logTail: directory.qemuLogTail())

@@ -51,7 +51,7 @@ public struct QMPClient: Sendable {
     public static func connect(
         path: String,
         configuration: Configuration = Configuration(),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        eventLoopGroup: any EventLoopGroup = QMPEventLoop.group,
         logger: Logger = Logger(label: "hostmesh.hypervisor.qmp")
     ) async throws(QMPError) -> QMPClient {
         // One loop for the channel and the promise that hands its handler out of the initializer
