@@ -53,7 +53,9 @@ public struct OutgoingMigration: Sendable {
         // caller hands over is guest downtime. Polling alone would add up to a poll interval.
         let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let events = qmp.events()
-        let eventWaker = Task { for await event in events where event.name == "MIGRATION" { wake.yield() } }
+        // MIGRATION_PASS too (the same capability enables it): a new pass's first sample comes
+        // at once, not up to a stretched poll interval (250 ms) later.
+        let eventWaker = Task { for await event in events where event.name == "MIGRATION" || event.name == "MIGRATION_PASS" { wake.yield() } }
         // The poll's timer: one sleep per sample, as long as the schedule says after that sample.
         var ticker: Task<Void, Never>?
         defer {
