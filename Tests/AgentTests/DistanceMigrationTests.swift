@@ -114,10 +114,13 @@ struct DistanceMigrationTests {
     }
 
     /// One QEMU stream striped across secure channels (Protocol.md §6.14), against one channel,
-    /// same guest, same link, alternating: both carry the guest whole (the heartbeat goes on, no
+    /// same guest, same link, there and back: both carry the guest whole (the heartbeat goes on, no
     /// reboot), the striped one on as many channels as the round trip calls for. Progress shows
     /// link use over the configured rate. The figures are printed (the benchmark judges them).
-    @Test(arguments: [150, 250]) func aStripedStreamAndASingleOneBothCarryTheGuest(rttMs: Int) async throws {
+    @Test func aStripedStreamAndASingleOneBothCarryTheGuest() async throws {
+        // One distance and one move each way keep the suite short; the figures at 150 and 250 ms
+        // with several rounds are the benchmark's and the README's.
+        let rttMs = 150
         let (mesh, link, agents) = try await sites(hosts: 2, rttMs: rttMs)
         defer {
             mesh.tearDown()
@@ -131,7 +134,7 @@ struct DistanceMigrationTests {
         striped.linkMbit = Int64(Self.rateMbit)
         striped.stripes = 0 // as many as the measured round trip calls for
         var hosts = (a, b)
-        for (round, settings) in [single, striped, single, striped].enumerated() {
+        for (round, settings) in [striped, single].enumerated() {
             let progress = MigrationEndToEndTests.ProgressLog()
             let moved = try await hosts.0.control.call("migrate", ControlTypes.Migrate(vm: "idle", to: .address(try HostPort(parsing: hosts.1.address)),
                                                                                        settings: settings), as: MigrationReport.self) { progress.add($0) }
