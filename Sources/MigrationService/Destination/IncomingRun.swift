@@ -278,6 +278,15 @@ actor IncomingRun: DestinationMigrationEnvironment {
             logger.info("incoming migration committed; the guest runs here", metadata: ["vm.epoch": "\(epoch)"])
             return .resumed
         } catch {
+            // A `cont` whose answer was lost may still have run the guest here: QEMU's RESUME
+            // says so. Once it ran here (committed), the source must never resume its older copy
+            // (on shared storage the guest's writes here would be undone): it stays this host's,
+            // and a QEMU that died after its RESUME is a crashed VM here, not a failed migration.
+            if await resumedAt(within: .milliseconds(500)) > 0 {
+                logger.error("the guest resumed here although its resume reported an error: it stays here", metadata: ["error": "\(error)"])
+                await context.vms.adoptIncoming(vmID)
+                return .resumed
+            }
             // Nothing ran here (QEMU died or refused): discard, and the source takes it back.
             return .resumeFailed("\(error)")
         }
