@@ -72,4 +72,20 @@ struct FederationGossipTests {
         #expect(await eventually(within: .seconds(10)) { await c.federationGrantNotices().map(\.version) == [3] })
         await harness.shutdown()
     }
+
+    /// The answer to a push-pull this member asked for passes the same check as gossip: a forged
+    /// grant that the answering member took unchecked is dropped and counted here, not adopted.
+    @Test func aForgedGrantInAPushPullAnswerIsDroppedAndCounted() async throws {
+        let harness = MeshHarness()
+        let keyring = try GossipKeyring(primary: GossipKey.generate())
+        let a = harness.makeService("a", keyring: keyring, federationGrantVerifier: { _ in nil }) // passes on anything
+        let b = harness.makeService("b", keyring: keyring, federationGrantVerifier: Self.verifier)
+        let seed = try await harness.launch(a)
+        #expect(try await a.learnFederationGrant(Self.grant(version: 2, genuine: false)) == nil)
+        try await harness.launch(b)
+        _ = try await b.join(seeds: [seed]) // b's push-pull: a's answer carries the forged grant
+        #expect(await eventually(within: .seconds(10)) { await b.counters().dropped(.federationGrantRefused) > 0 })
+        #expect(await b.federationGrantNotices().isEmpty)
+        await harness.shutdown()
+    }
 }

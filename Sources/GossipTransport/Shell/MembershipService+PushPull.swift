@@ -125,6 +125,9 @@ extension MembershipService {
             switch result {
             case .success(var remote):
                 remote.revocations.removeAll { !self.acceptRevocation($0, from: "push-pull from \(remote.sender)", state) }
+                // The answer's grants pass the same check as the request's: without it, a grant
+                // the answering member accepted unchecked (or forged) was taken as genuine here.
+                remote.federationGrants.removeAll { !self.acceptFederationGrant($0, from: "push-pull from \(remote.sender)", state) }
                 self.holdCertificates(of: remote, state)
                 directives = state.instance?.onPushPullResponse(remote, for: job.request, now: self.now())
             case .failure(let failure):
