@@ -70,11 +70,7 @@ public final class OutgoingStreamTunnel: Sendable {
                             var hello = Hostmesh_V1_AgentEnvelope()
                             hello.migrationStream.migrationID = migrationID
                             hello.migrationStream.streamIndex = UInt32(index)
-                            let body: [UInt8] = try hello.serializedBytes()
-                            var frame = secure.allocator.buffer(capacity: 4 + body.count)
-                            frame.writeInteger(UInt32(body.count))
-                            frame.writeBytes(body)
-                            secure.writeAndFlush(frame, promise: nil)
+                            secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
                             secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.streamWaterMark).whenComplete { _ in }
                             // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
                             StreamBuffers.size(secure, sending: true).whenSuccess { rtt in

@@ -43,11 +43,7 @@ enum StripedStreamConnector {
                         hello.migrationStream.streamIndex = UInt32(streamIndex)
                         hello.migrationStream.stripeIndex = UInt32(stripe)
                         hello.migrationStream.stripeCount = UInt32(stripes)
-                        let body: [UInt8] = try hello.serializedBytes()
-                        var frame = secure.allocator.buffer(capacity: 4 + body.count)
-                        frame.writeInteger(UInt32(body.count))
-                        frame.writeBytes(body)
-                        secure.writeAndFlush(frame, promise: nil)
+                        secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
                         secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
                         #if os(Linux)
                         // TCP_NOTSENT_LOWAT (25 in Linux's netinet/tcp.h); a kernel without it keeps its default.

@@ -42,8 +42,15 @@ public struct StretchedLink: Hashable, Sendable {
     /// hello's, and sends frames for them here, where they are relayed (§8.9). Locations behind
     /// other links are never passed on.
     public func outgoing(_ locations: [MACLocation], localHost: HostID, isLinkPeer: (HostID) -> Bool) -> [MACLocation] {
+        Self.asGateway(locations, localHost: localHost, on: { outbound($0) != nil }, isLinkPeer: isLinkPeer)
+    }
+
+    /// `locations` on the segments `on` accepts, this host's own and its domain's (not those
+    /// behind a link), each named as `localHost`'s: what a gateway tells its link peers (§8.9).
+    static func asGateway(_ locations: [MACLocation], localHost: HostID, on segment: (SegmentID) -> Bool,
+                          isLinkPeer: (HostID) -> Bool) -> [MACLocation] {
         locations.compactMap { location in
-            guard outbound(location.segment) != nil, location.host == localHost || !isLinkPeer(location.host) else { return nil }
+            guard segment(location.segment), location.host == localHost || !isLinkPeer(location.host) else { return nil }
             var named = location
             named.host = localHost
             return named

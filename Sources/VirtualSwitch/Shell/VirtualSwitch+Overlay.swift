@@ -55,12 +55,8 @@ extension VirtualSwitch {
         let local = configuration.hostID
         // Fails only once the switch stopped: it relays nothing then, so there is nothing to offer.
         return (try? await runtime.onLoop { shell in
-            shell.core.locationEntries.map(\.location).compactMap { location -> MACLocation? in
-                guard segments.contains(location.segment), location.host == local || !shell.core.isLinkPeer(location.host) else { return nil }
-                var named = location
-                named.host = local
-                return named
-            }
+            StretchedLink.asGateway(shell.core.locationEntries.map(\.location), localHost: local, on: segments.contains,
+                                    isLinkPeer: shell.core.isLinkPeer)
         }) ?? []
     }
 
