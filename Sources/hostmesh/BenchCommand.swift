@@ -194,7 +194,7 @@ struct BenchCommand: AsyncParsableCommand {
                     var machine: String
                     var loadavg: String
                 }
-                let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "" // no /proc: no load figure
+                let load = LoadAverage.text
                 if json {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys]
