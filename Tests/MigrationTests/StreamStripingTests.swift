@@ -99,6 +99,32 @@ import Testing
         await tunnel.close()
     }
 
+    /// One stripe's connection cut mid-stream (the path failed for it alone): the stream fails,
+    /// and what the destination's QEMU got before it failed (echoed back) is an exact prefix of
+    /// what was sent: never a byte out of order, never a hole, and no hang waiting for the stripe.
+    @Test(arguments: [1, 3]) func aCutStripeFailsTheStreamAndNothingArrivesOutOfOrder(cutConnection: Int) async throws {
+        let tunnels = StreamTunnelTests()
+        let qemuSocket = TunnelFixtures.tempPath("dst.sock")
+        let echo = try await EchoUnixServer.start(path: qemuSocket)
+        // A migration id of its own: the destination's stripe joins are per process, and other
+        // tests of this suite may run alongside with theirs.
+        let migration = "m-cut-\(cutConnection)"
+        let (listener, task) = try await tunnels.destination(qemuSocket: qemuSocket, expectedMigration: migration)
+        let (proxy, proxyTask) = try await CuttingProxy.start(targetPort: listener.localAddress!.port!, cutConnection: cutConnection, cutAfter: 256 << 10)
+        defer { task.cancel(); proxyTask.cancel(); Task { await listener.close(); try? await echo.channel.close() } }
+        var policy = ChannelPolicy(); policy.expectedPeer = "dst"
+        let tunnel = try await OutgoingStreamTunnel.start(
+            socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: migration, host: "127.0.0.1", port: proxy.port,
+            stripes: 4, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+        let payload = (0..<(16 << 20)).map { UInt8(truncatingIfNeeded: ($0 >> 9) &* 7 &+ $0) }
+        let back = try await tunnels.sourceQEMU(path: tunnel.socketPath, bytes: payload)
+        #expect(proxy.didCut)
+        #expect(back.count < payload.count, "a stream with a cut stripe must not complete")
+        #expect(back[...] == payload[..<back.count], "the destination got bytes out of order or with a hole")
+        #expect(echo.received.withLockedValue { $0 } < payload.count)
+        await tunnel.close()
+    }
+
     @Test func aStripeOfAnUnadmittedMigrationIsRefusedAndCarriesNothing() async throws {
         let tunnels = StreamTunnelTests()
         let qemuSocket = TunnelFixtures.tempPath("dst.sock")
