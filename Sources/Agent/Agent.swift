@@ -187,7 +187,9 @@ public struct Agent: Service {
                                                                   domain: credentials.certificate.domain, settings: configuration.leaseSettings,
                                                                   logger: logger) : nil
         let greetings = GreetingQueue()
-        let linker = StretchedOverlayLinker(network: network, credentials: credentials, overlay: overlay, logger: logger)
+        let stretchedLinks = StretchedLinkStore(store: store)
+        let linker = StretchedOverlayLinker(network: network, credentials: credentials, overlay: overlay, channel: bound, links: stretchedLinks,
+                                            logger: logger)
         // The gossip keyring's signed record (Protocol.md §4.17): the stored version, before any listener.
         let gossipKeyring = GossipKeyringKeeper(store: GossipKeyringStore(store: store), trust: credentials.trust,
                                                 domain: credentials.certificate.domain, hostID: credentials.identity.hostID,
@@ -206,7 +208,14 @@ public struct Agent: Service {
             peers.known.withLockedValue { $0[host] = nil }
             await network.removePeer(host)
         }
-        await federation.wire(membership: membership.service) { await network.unlink(domain: $0) }
+        await federation.wire(membership: membership.service) { domain in
+            // The grant ended: its links go, and are not dialled again after a restart either.
+            do { try stretchedLinks.forget(domain: domain) } catch {
+                logger.warning("cannot forget the stretched links of a domain whose grant ended: the next start skips them", metadata: [
+                    "mesh.peer_domain": "\(domain)", "error": "\(error)"])
+            }
+            return await network.unlink(domain: domain)
+        }
         await domainKeys.wire { await peers.broadcast($0) }
         await gossipKeyring.wire(broadcast: { await peers.broadcast($0, sameDomain: true) },
                                  send: { host, address, envelope in await peers.send(envelope, to: host, at: address, sameDomain: true) })
@@ -265,6 +274,8 @@ public struct Agent: Service {
                                               stored: storedRevocations.map(\.serialized), logger: logger)),
             ("federation", FederationService(keeper: federation, membership: membership.service,
                                              stored: storedGrants.map(\.serialized), logger: logger)),
+            ("stretched-links", StretchedLinkService(linker: linker, store: stretchedLinks, trust: credentials.trust,
+                                                     domain: credentials.certificate.domain, hostID: credentials.identity.hostID, logger: logger)),
             ("retired-keys", retiredKeys),
             ("gossip-keyring", GossipKeyringService(keeper: gossipKeyring, membership: membership.service, interval: .seconds(2))),
             ("ownership-sync", OwnershipSyncService(interval: .seconds(2), records: { try await ledger.records() },

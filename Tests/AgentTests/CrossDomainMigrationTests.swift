@@ -14,7 +14,7 @@ extension MigrationEndToEndTests {
     struct Federation {
         let mesh: TestMesh
         let prod: DomainAuthority
-        let lab: AgentProcess
+        var lab: AgentProcess
         let prodHost: AgentProcess
         let now = Int64(Date().timeIntervalSince1970)
 

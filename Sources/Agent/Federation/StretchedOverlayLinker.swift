@@ -19,6 +19,11 @@ struct StretchedOverlayLinker: Sendable {
     let credentials: ChannelCredentials
     /// This host's overlay as it advertises it (nil: no overlay).
     let overlay: HostPort?
+    /// Where this host's agent takes channels, as it advertises it (sent in the hello, so the peer
+    /// can link again after its restart).
+    let channel: HostPort
+    /// The links made, kept across restarts.
+    let links: StretchedLinkStore
     let logger: Logger
 
     private var domain: String { credentials.certificate.domain }
@@ -37,6 +42,7 @@ struct StretchedOverlayLinker: Sendable {
             return hello
         }
         hello.overlayAddress = "\(overlay)"
+        hello.channelAddress = "\(channel)"
         var segments = Set<SegmentID>()
         for (local, _) in Self.stretched(grant) {
             guard let segment = network.segment(of: local) else { continue }
@@ -82,10 +88,12 @@ struct StretchedOverlayLinker: Sendable {
     /// Keys the overlay with `peer` (a host of `grant`'s peer domain, its host id there) from
     /// `connection` (both ends of that channel derive the same keys) and applies its hello.
     /// `remoteIP`: where the channel's peer is (read while the channel is open; by default now).
+    /// `dialed`: the address this host dialed the peer at (nil: the peer dialed this host).
     func link(_ hello: Hostmesh_V1_XdomainOverlayHello, from peer: String, grant: FederationGrant, on connection: SecureConnection,
-              remoteIP: String? = nil) async throws {
+              remoteIP: String? = nil, dialed: HostPort? = nil) async throws {
         guard hello.error.isEmpty else { throw ControlError.conflict("\(peer)@\(grant.peerDomain) will not carry the stretched segment: \(hello.error)") }
-        let address = try Self.overlayAddress(hello, remoteIP: remoteIP ?? connection.channel.channel.remoteAddress?.ipAddress)
+        let remoteIP = remoteIP ?? connection.channel.channel.remoteAddress?.ipAddress
+        let address = try Self.overlayAddress(hello, remoteIP: remoteIP)
         let linked = await network.virtualSwitch.stretchedPeers().map(\.rawValue)
         if let refusal = Self.capRefusal(PeerName.qualified(host: peer, domain: grant.peerDomain), domain: grant.peerDomain, linked: linked) {
             throw ControlError.conflict(refusal)
@@ -110,6 +118,28 @@ struct StretchedOverlayLinker: Sendable {
         try await network.linkStretched(name, overlay: address, session: connection.session, link: link, locations: locations)
         logger.info("stretched segments linked with a host of another domain", metadata: [
             "mesh.peer": "\(name)", "mesh.overlay": "\(address)", "vswitch.segments": "\(segments.sorted { $0.key < $1.key }.map { "\($0.key)->\($0.value)" })"])
+        remember(peer, domain: grant.peerDomain, at: dialed ?? Self.channelAddress(hello, remoteIP: remoteIP))
+    }
+
+    /// Where to dial the sender of `hello` again: the port it names, at the IP its channel came
+    /// from (as for the overlay); nil when it names none (a peer of an older version) or garbage.
+    static func channelAddress(_ hello: Hostmesh_V1_XdomainOverlayHello, remoteIP: String?) -> HostPort? {
+        // No address to dial back (none named, or not an address): this host does not link
+        // again after its restart; the peer does after its own, as it dialed.
+        guard let remoteIP, !remoteIP.isEmpty, let advertised = try? HostPort(parsing: hello.channelAddress), advertised.port > 0 else {
+            return nil
+        }
+        return HostPort(host: remoteIP, port: advertised.port)
+    }
+
+    /// Keeps the link to `peer` for after a restart (§8.9). The link works without the row; a
+    /// store that fails loses only the re-link after a restart, which is said.
+    private func remember(_ peer: String, domain: String, at address: HostPort?) {
+        guard let address else { return }
+        do { try links.remember(StretchedLinkStore.Link(host: peer, domain: domain, address: address)) } catch {
+            logger.error("cannot keep a stretched link in the store: after a restart this host will not link it again until a VM moves between the two", metadata: [
+                "mesh.peer": "\(PeerName.qualified(host: peer, domain: domain))", "error": "\(error)"])
+        }
     }
 
     /// Source: opens a `cross-domain-migration` channel to the destination `host` at `address`
@@ -130,6 +160,6 @@ struct StretchedOverlayLinker: Sendable {
         guard case .xdomainOverlayHello(let reply)? = answer?.body else {
             throw ControlError.failed("\(host)@\(grant.peerDomain) did not answer the overlay hello (an agent that carries no stretched segment closes the channel)")
         }
-        try await link(reply, from: host, grant: grant, on: connection, remoteIP: remoteIP)
+        try await link(reply, from: host, grant: grant, on: connection, remoteIP: remoteIP, dialed: address)
     }
 }

@@ -100,6 +100,9 @@ public final class AgentStore: Sendable {
             try db.alter(table: "vm") { t in t.add(column: "evidence", .blob) }
             try db.alter(table: "ownership") { t in t.add(column: "evidence", .blob) }
         }
+        // The stretched links this host holds with hosts of federated domains (Agent/Federation,
+        // Protocol.md §8.9): dialled again after a restart.
+        migrator.registerMigration("xdomain-links-v1") { db in try StretchedLinkStore.createTables(db) }
         return migrator
     }
 }

@@ -400,6 +400,9 @@ public nonisolated struct Hostmesh_V1_XdomainOverlayHello: Sendable {
   /// answer only: why the receiver will not carry the segment (the cause and the fix)
   public var error: String = String()
 
+  /// host:port where the sender's agent accepts channels (the host is ignored: the
+  public var channelAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2321,7 +2324,7 @@ nonisolated extension Hostmesh_V1_XdomainMigrationOffer: SwiftProtobuf.Message, 
 
 nonisolated extension Hostmesh_V1_XdomainOverlayHello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".XdomainOverlayHello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}overlay_address\0\u{1}segments\0\u{1}locations\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}overlay_address\0\u{1}segments\0\u{1}locations\0\u{1}error\0\u{4}8channel_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2333,6 +2336,7 @@ nonisolated extension Hostmesh_V1_XdomainOverlayHello: SwiftProtobuf.Message, Sw
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.segments) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.locations) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 60: try { try decoder.decodeSingularStringField(value: &self.channelAddress) }()
       default: break
       }
     }
@@ -2351,6 +2355,9 @@ nonisolated extension Hostmesh_V1_XdomainOverlayHello: SwiftProtobuf.Message, Sw
     if !self.error.isEmpty {
       try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
     }
+    if !self.channelAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.channelAddress, fieldNumber: 60)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2359,6 +2366,7 @@ nonisolated extension Hostmesh_V1_XdomainOverlayHello: SwiftProtobuf.Message, Sw
     if lhs.segments != rhs.segments {return false}
     if lhs.locations != rhs.locations {return false}
     if lhs.error != rhs.error {return false}
+    if lhs.channelAddress != rhs.channelAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
