@@ -1,24 +1,67 @@
 import Migration
 import Testing
 
-/// Buffers by round trip: shallow on a LAN (as before), the bandwidth-delay product at distance.
+/// Buffers by round trip: shallow on a LAN (as before), twice the bandwidth-delay product at
+/// distance, from autotuning where the kernel lets it grow that far, set (forced past the request
+/// cap with CAP_NET_ADMIN) where not, and said to be capped where neither reaches it.
 struct StreamBufferSizingTests {
-    @Test func aLANKeepsTheShallowBufferAndADistanceGetsItsProductWithinTheKernelCap() {
-        let shallow = StreamBufferSizing.Setting.fixed(512 << 10)
-        // Not measured, loopback, a LAN, just below the threshold: shallow on both ends.
+    typealias Limits = StreamBufferSizing.KernelLimits
+    /// This build VM's: tcp_wmem max 4 MiB, wmem_max 4 MiB; tcp_rmem max 32 MiB, rmem_max 4 MiB.
+    let send = Limits(autotuneMax: 4 << 20, requestMax: 4 << 20, mayForce: true)
+    let receive = Limits(autotuneMax: 32 << 20, requestMax: 4 << 20, mayForce: true)
+
+    @Test func aLANKeepsTheShallowBufferWhateverTheKernelAllows() {
         for rtt: UInt32 in [0, 40, 800, 9_999] {
-            #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: rtt, kernelCap: 4 << 20) == shallow)
-            #expect(StreamBufferSizing.receiveBuffer(rttMicroseconds: rtt) == shallow)
+            for limits in [send, receive, Limits(autotuneMax: 1 << 30, requestMax: 1 << 30, mayForce: false)] {
+                let plan = StreamBufferSizing.plan(rttMicroseconds: rtt, limits: limits)
+                #expect(plan.setting == .fixed(512 << 10))
+                #expect(!plan.capped)
+            }
         }
-        // 150 ms at 1 Gbit/s is 18.75 MB: the kernel's cap decides; a bigger cap is used up to the product.
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 150_000, kernelCap: 4 << 20) == .fixed(4 << 20))
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 150_000, kernelCap: 64 << 20) == .fixed(18_750_000))
-        // 20 ms: 2.5 MB.
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 20_000, kernelCap: 64 << 20) == .fixed(2_500_000))
+    }
+
+    @Test func aDistanceStreamWantsTwiceTheProductAndGetsItFromAutotuningOrASetBuffer() {
+        // 150 ms at 1 Gbit/s is 18.75 MB: the kernel buffer wanted is 37.5 MB.
+        #expect(StreamBufferSizing.wantedBytes(rttMicroseconds: 150_000) == 37_500_000)
+        // Autotuning grows that far: left to it.
+        let roomy = Limits(autotuneMax: 64 << 20, requestMax: 208_896, mayForce: false)
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: roomy) == .init(setting: .autotuned, wantedBytes: 37_500_000, grantedBytes: 64 << 20))
+        // 20 ms: 5 MB wanted; the receive side autotunes to 32 MiB, the send side sets 2.5 MB (within wmem_max).
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 20_000, limits: receive).setting == .autotuned)
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 20_000, limits: send).setting == .fixed(2_500_000))
+        // 150 ms here: above both autotuning maxima and the request caps, so forced (CAP_NET_ADMIN).
+        for limits in [send, receive] {
+            let plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: limits)
+            #expect(plan.setting == .forced(18_750_000))
+            #expect(!plan.capped)
+        }
+    }
+
+    @Test func withoutCapNetAdminTheLargestReachableBufferIsUsedAndCalledCapped() {
+        // Send side without the capability: 4 MiB requested (8 MiB held) beats autotuning's 4 MiB.
+        var limits = send
+        limits.mayForce = false
+        var plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: limits)
+        #expect(plan.setting == .fixed(4 << 20))
+        #expect(plan.grantedBytes == 8 << 20 && plan.capped)
+        // Receive side: autotuning's 32 MiB beats a 4 MiB request (8 MiB held), still below 37.5 MB.
+        limits = receive
+        limits.mayForce = false
+        plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: limits)
+        #expect(plan.setting == .autotuned)
+        #expect(plan.grantedBytes == 32 << 20 && plan.capped)
         // A tiny cap never makes a distance stream shallower than a LAN one.
-        #expect(StreamBufferSizing.sendBuffer(rttMicroseconds: 150_000, kernelCap: 200_000) == shallow)
-        // The receiver leaves the window to autotuning at distance.
-        #expect(StreamBufferSizing.receiveBuffer(rttMicroseconds: 10_000) == .autotuned)
-        #expect(StreamBufferSizing.receiveBuffer(rttMicroseconds: 250_000) == .autotuned)
+        plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: Limits(autotuneMax: 200_000, requestMax: 200_000, mayForce: false))
+        #expect(plan.setting == .fixed(512 << 10) && plan.capped)
+    }
+
+    @Test func aStripeWantsItsShareSoThatNStripesHoldOneStreamsBytes() {
+        // 150 ms, 8 stripes: 37.5 MB / 8 each (within both request caps here: set, not forced).
+        let plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: send, share: 8)
+        #expect(plan.wantedBytes == 4_687_500 && plan.setting == .fixed(2_343_750))
+        // 20 ms, 16 stripes: 5 MB / 16 is below what a LAN stream holds, so a LAN stream's 1 MiB.
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 20_000, limits: send, share: 16).wantedBytes == 1 << 20)
+        // On a LAN a stripe is shallow like any stream.
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 500, limits: send, share: 8).setting == .fixed(512 << 10))
     }
 }
