@@ -71,27 +71,34 @@ public enum StreamBufferSizing {
     }
 
     /// The kernel buffer a distance stream of round trip `rttMicroseconds` wants: twice the
-    /// bandwidth-delay product at `distanceRate`.
-    public static func wantedBytes(rttMicroseconds: UInt32) -> Int {
-        2 * Int(rttMicroseconds) * (distanceRate / 1_000_000)
+    /// bandwidth-delay product at `rateBytesPerSecond` (the link's rate where the operator gave it,
+    /// else `distanceRate`).
+    public static func wantedBytes(rttMicroseconds: UInt32, rateBytesPerSecond: Int = distanceRate) -> Int {
+        Int((2 * Double(rttMicroseconds) * Double(rateBytesPerSecond) / 1e6).rounded())
     }
 
     /// The buffer of one end (sending or receiving alike) of a stream of round trip
     /// `rttMicroseconds` (0: not measured, treated as short) under the kernel's `limits`. A stripe
     /// of a stream striped `share` ways (Protocol.md §6.14) wants 1/`share` of it (never less than
     /// a LAN stream holds), so that N stripes together hold one stream's bytes, not N.
-    public static func plan(rttMicroseconds: UInt32, limits: KernelLimits, share: Int = 1) -> Plan {
+    /// `rateBytesPerSecond`: the link's rate where known (the source's `linkMbit`); a send buffer of
+    /// twice its product also caps what is in flight at the product plus a bottleneck queue of the
+    /// same size, so a startup that overshoots fills the queue instead of overflowing it. That cap
+    /// is why a sending end passes `autotune` false: its buffer is always set, never left to grow.
+    public static func plan(rttMicroseconds: UInt32, limits: KernelLimits, share: Int = 1, rateBytesPerSecond: Int? = nil,
+                            autotune: Bool = true) -> Plan {
         guard rttMicroseconds >= distanceThresholdMicroseconds else {
             return Plan(setting: .fixed(shallowBytes), wantedBytes: 0, grantedBytes: 2 * shallowBytes)
         }
-        let wanted = max(wantedBytes(rttMicroseconds: rttMicroseconds) / max(1, share), 2 * shallowBytes)
-        if limits.autotuneMax >= wanted { return Plan(setting: .autotuned, wantedBytes: wanted, grantedBytes: limits.autotuneMax) }
+        let product = wantedBytes(rttMicroseconds: rttMicroseconds, rateBytesPerSecond: rateBytesPerSecond ?? distanceRate)
+        let wanted = max(product / max(1, share), 2 * shallowBytes)
+        if autotune, limits.autotuneMax >= wanted { return Plan(setting: .autotuned, wantedBytes: wanted, grantedBytes: limits.autotuneMax) }
         let request = wanted / 2
         if request <= limits.requestMax { return Plan(setting: .fixed(request), wantedBytes: wanted, grantedBytes: wanted) }
         if limits.mayForce { return Plan(setting: .forced(request), wantedBytes: wanted, grantedBytes: wanted) }
         // Capped: the larger of what autotuning and a capped request reach (never shallower than a LAN).
         let capped = max(limits.requestMax, shallowBytes)
-        if limits.autotuneMax >= 2 * capped { return Plan(setting: .autotuned, wantedBytes: wanted, grantedBytes: limits.autotuneMax) }
+        if autotune, limits.autotuneMax >= 2 * capped { return Plan(setting: .autotuned, wantedBytes: wanted, grantedBytes: limits.autotuneMax) }
         return Plan(setting: .fixed(capped), wantedBytes: wanted, grantedBytes: 2 * capped)
     }
 }

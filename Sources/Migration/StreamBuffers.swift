@@ -43,8 +43,10 @@ enum StreamBuffers {
     /// (a stripe), or, when it is nil, to `StreamBufferSizing.notSentLowWater` at distance only. The
     /// future gives the round trip in microseconds (0 when it could not be read, and then the
     /// shallow LAN buffer is set, as before).
-    /// A stripe of a stream striped `share` ways gets 1/`share` of the stream's buffer.
-    static func size(_ channel: any Channel, sending: Bool, notSentLowWater: Int? = nil, share: Int = 1) -> EventLoopFuture<UInt32> {
+    /// A stripe of a stream striped `share` ways gets 1/`share` of the stream's buffer;
+    /// `rateBytesPerSecond` is the link's rate where the operator gave it (`linkMbit`).
+    static func size(_ channel: any Channel, sending: Bool, notSentLowWater: Int? = nil, share: Int = 1,
+                     rateBytesPerSecond: Int? = nil) -> EventLoopFuture<UInt32> {
         let rtt: EventLoopFuture<UInt32>
         #if os(Linux)
         if let provider = channel as? any SocketOptionProvider {
@@ -57,7 +59,8 @@ enum StreamBuffers {
         #endif
         return rtt.flatMap { microseconds in
             let limits = sending ? sendLimits : receiveLimits
-            let plan = StreamBufferSizing.plan(rttMicroseconds: microseconds, limits: limits, share: share)
+            let plan = StreamBufferSizing.plan(rttMicroseconds: microseconds, limits: limits, share: share, rateBytesPerSecond: rateBytesPerSecond,
+                                                  autotune: !sending)
             let plain = ChannelOptions.socketOption(sending ? .so_sndbuf : .so_rcvbuf)
             let set: EventLoopFuture<Void>
             switch plan.setting {

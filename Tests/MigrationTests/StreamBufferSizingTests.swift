@@ -64,4 +64,17 @@ struct StreamBufferSizingTests {
         // On a LAN a stripe is shallow like any stream.
         #expect(StreamBufferSizing.plan(rttMicroseconds: 500, limits: send, share: 8).setting == .fixed(512 << 10))
     }
+
+    @Test func theLinksRateWhereGivenSizesTheSendBufferAndASendBufferIsNeverLeftToAutotuning() {
+        // 150 ms at 250 Mbit/s (31.25 MB/s): a product of 4.69 MB, 9.375 MB wanted; past wmem_max, forced.
+        let plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: send, rateBytesPerSecond: 31_250_000, autotune: false)
+        #expect(plan.wantedBytes == 9_375_000 && plan.setting == .forced(4_687_500))
+        // 8 stripes of it: 1.17 MB each, which autotuning could reach (4 MiB) but a sender sets.
+        let stripe = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: send, share: 8, rateBytesPerSecond: 31_250_000, autotune: false)
+        #expect(stripe.setting == .fixed(585_937))
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: receive, share: 8, rateBytesPerSecond: 31_250_000).setting == .autotuned)
+        // Even an unknown rate's 37.5 MB is set, not autotuned, on a sending end whose autotuning reaches it.
+        let roomy = Limits(autotuneMax: 64 << 20, requestMax: 64 << 20, mayForce: false)
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: roomy, autotune: false).setting == .fixed(18_750_000))
+    }
 }
