@@ -37,7 +37,7 @@ public final class OutgoingStreamTunnel: Sendable {
     /// Listens on `socketPath`; every accepted connection is tunnelled to `host:port` for
     /// `migrationID` in a channel of `purpose`. `configuration` should name the destination host
     /// as `expectedPeer`. `linkMbit`, the link's rate where the operator gave it, sizes the send
-    /// buffers at distance (Protocol.md §6.11) instead of the 1 Gbit/s assumed otherwise.
+    /// buffers at distance (Protocol.md §6.11) instead of the 250 Mbit/s assumed otherwise.
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
                              purpose: StreamPurpose = .migration,
                              stripes: Int = 1,

@@ -6,8 +6,8 @@
 /// buffer ÷ RTT: 512 KiB holds a LAN's pipe full many times over but moves ~4 MB/s across 150 ms
 /// (measured: link use 0.14 of 250 Mbit/s). Deep buffers on a LAN, though, are bytes that must
 /// drain at switchover and that make QEMU overestimate the bandwidth, so a short round trip keeps
-/// the shallow buffers. A long one wants, on both ends, twice the bandwidth-delay product at
-/// `distanceRate` (the fastest link we size for): the kernel counts its own overhead (about half
+/// the shallow buffers. A long one wants, on both ends, twice the bandwidth-delay product at the
+/// link's rate, or at `distanceRate` where it is not known: the kernel counts its own overhead (about half
 /// of a buffer, `tcp_adv_win_scale`) against it. The sender's unsent bytes stay short whatever its
 /// buffer (`notSentLowWater`), so a deep send buffer holds in-flight data, not the guest's tail.
 ///
@@ -20,8 +20,14 @@ public enum StreamBufferSizing {
     public static let shallowBytes = 512 << 10
     /// At or above this round trip a stream is sized for distance, microseconds.
     public static let distanceThresholdMicroseconds: UInt32 = 10_000
-    /// The rate a distance stream's buffer is sized for: 1 Gbit/s, in bytes per second.
-    public static let distanceRate = 125_000_000
+    /// The rate a distance stream's buffer is sized for when the link's is not known: 250 Mbit/s,
+    /// in bytes per second, what one migration across a WAN is given (issue 13). Not more: a send
+    /// buffer sized for a faster link than the real one lets a slow start or BBR's startup put
+    /// several products in flight and overflow the bottleneck's queue (measured at 1 Gbit/s's on a
+    /// 250 Mbit/s link: four products, thousands of segments lost, no faster), and a receive
+    /// buffer forced that large holds what a slow destination has not read. A faster link is
+    /// named with `linkMbit` (the source's buffers then follow it; autotuning serves the destination).
+    public static let distanceRate = 31_250_000
     /// The unsent bytes a distance stream's sending socket may hold (`TCP_NOTSENT_LOWAT`): what a
     /// LAN stream's whole send buffer holds, so the tail left at switchover is no deeper at distance.
     public static let notSentLowWater = 512 << 10
