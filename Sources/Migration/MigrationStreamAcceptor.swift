@@ -117,7 +117,7 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         }
         let secure = context.channel
         secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }
-        StreamBuffers.size(secure, sending: false).whenComplete { _ in }
+        StreamBuffers.size(secure, sending: false, share: count).whenComplete { _ in }
         let leftover = buffer
         buffer = ByteBuffer()
         handle.attach(index, secure) // before any record, so the join can pause this stripe

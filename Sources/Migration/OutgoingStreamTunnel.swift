@@ -36,10 +36,12 @@ public final class OutgoingStreamTunnel: Sendable {
 
     /// Listens on `socketPath`; every accepted connection is tunnelled to `host:port` for
     /// `migrationID` in a channel of `purpose`. `configuration` should name the destination host
-    /// as `expectedPeer`.
+    /// as `expectedPeer`. `linkMbit`, the link's rate where the operator gave it, sizes the send
+    /// buffers at distance (Protocol.md §6.11) instead of the 250 Mbit/s assumed otherwise.
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
                              purpose: StreamPurpose = .migration,
                              stripes: Int = 1,
+                             linkMbit: Int64? = nil,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
@@ -48,6 +50,7 @@ public final class OutgoingStreamTunnel: Sendable {
         var streamConfiguration = configuration
         streamConfiguration.policy.purpose = purpose.rawValue
         let secureConfiguration = streamConfiguration
+        let rate = linkMbit.map { Int(clamping: $0) * 125_000 }
         let counters = StreamCounters()
         let server = try await ServerBootstrap(group: group)
             .childChannelOption(.autoRead, value: false)
@@ -57,7 +60,7 @@ public final class OutgoingStreamTunnel: Sendable {
                 let index = counters.nextIndex()
                 if stripes > 1 {
                     return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
-                                                        host: host, port: port, configuration: secureConfiguration, logger: logger,
+                                                        host: host, port: port, rateBytesPerSecond: rate, configuration: secureConfiguration, logger: logger,
                                                         failed: { text in counters.failures.withLockedValue { $0.append(text) } },
                                                         measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } })
                 }
@@ -73,7 +76,7 @@ public final class OutgoingStreamTunnel: Sendable {
                             secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
                             secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.streamWaterMark).whenComplete { _ in }
                             // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
-                            StreamBuffers.size(secure, sending: true).whenSuccess { rtt in
+                            StreamBuffers.size(secure, sending: true, rateBytesPerSecond: rate).whenSuccess { rtt in
                                 if rtt > 0 { counters.roundTripMicroseconds.withLockedValue { $0 = rtt } }
                             }
                             let (toPeer, toQEMU) = GlueHandler.matchedPair()

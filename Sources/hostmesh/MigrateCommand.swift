@@ -14,7 +14,7 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Parallel streams (QEMU multifd channels).") var multifd: Int?
     @Option(help: "XBZRLE cache, MiB (off by default).") var xbzrleCacheMb: Int64?
     @Option(help: "Stripe the migration stream across this many secure channels, 2-16, or 0 for as many as the measured round trip calls for (1 on a LAN); default 1, not striped.") var stripes: Int64?
-    @Option(help: "The rate of the link to the destination, Mbit/s: progress then shows link use (throughput over it).") var linkMbit: Int64?
+    @Option(help: "The rate of the link to the destination, Mbit/s: progress then shows link use (throughput over it), and across a distance the source's stream buffers are sized to it (else to 250 Mbit/s).") var linkMbit: Int64?
     @Flag(help: "Do not arm auto-converge (CPU throttling) for the convergence ladder.") var noAutoConverge = false
     @Flag(help: "Allow post-copy if pre-copy cannot converge (a broken link afterwards loses the guest).") var postcopy = false
     @Option(help: "With --postcopy: switch to post-copy after this many pre-copy passes.") var postcopyAfter: Int?

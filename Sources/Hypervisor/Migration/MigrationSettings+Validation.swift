@@ -18,7 +18,7 @@ extension MigrationSettings {
         ("announceStepMs", 1...10_000),                // QEMU: 1-10000
         ("diskMirrorBackgroundBytesPerSecond", 1...(1 << 40)), // as the memory stream's cap
         ("diskMirrorStallMs", 100...600_000),          // at least a few polls; at most 10 minutes
-        ("linkMbit", 1...1_000_000),                   // display only (link use); 1 Tbit/s is beyond any link
+        ("linkMbit", 1...1_000_000),                   // link use, and the send buffers at distance; 1 Tbit/s is beyond any link
         ("stripes", 0...16),                           // Protocol.md §6.14: a destination takes 2-16 stripes; 0: by round trip
     ]
 

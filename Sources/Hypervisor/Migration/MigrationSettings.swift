@@ -52,8 +52,9 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     public var announceStepMs: Int64 = 100
 
     /// The rate of the link the migration crosses, Mbit/s, as the operator configured it (nil:
-    /// not given). Only for display: progress shows link use (throughput over this rate) beside
-    /// the round trip (Protocol.md §7.3); nothing is limited by it.
+    /// not given). Progress shows link use (throughput over this rate) beside the round trip
+    /// (Protocol.md §7.3), and at distance the source sizes its stream's send buffers to twice
+    /// the link's bandwidth-delay product instead of 1 Gbit/s's (§6.11); nothing is limited by it.
     public var linkMbit: Int64?
     /// Secure channels one QEMU stream is striped across (Protocol.md §6.14): 2-16, or 0 for as
     /// many as the measured round trip calls for (1 on a LAN); nil or 1: not striped (the default:

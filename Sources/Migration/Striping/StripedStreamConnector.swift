@@ -26,6 +26,7 @@ enum StripedStreamConnector {
 
     /// Installs the sender on `qemu` and starts connecting its stripes; the initializer's result.
     static func start(qemu: any Channel, stripes: Int, migrationID: String, streamIndex: Int, host: String, port: Int,
+                      rateBytesPerSecond: Int?,
                       configuration: SecureChannelConfiguration, logger: Logger,
                       failed: @escaping @Sendable (String) -> Void,
                       measured: @escaping @Sendable (UInt32) -> Void) -> EventLoopFuture<Void> {
@@ -45,12 +46,8 @@ enum StripedStreamConnector {
                         hello.migrationStream.stripeCount = UInt32(stripes)
                         secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
                         secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
-                        #if os(Linux)
-                        // TCP_NOTSENT_LOWAT (25 in Linux's netinet/tcp.h); a kernel without it keeps its default.
-                        secure.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25)), value: SocketOptionValue(notSentLowWater))
-                            .whenComplete { _ in }
-                        #endif
-                        StreamBuffers.size(secure, sending: true).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
+                        StreamBuffers.size(secure, sending: true, notSentLowWater: notSentLowWater, share: stripes,
+                                            rateBytesPerSecond: rateBytesPerSecond).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
                         let end = SenderStripe()
                         try secure.pipeline.syncOperations.addHandler(end)
                         bound.value.attach(end, index: stripe)

@@ -248,7 +248,8 @@ actor SourceRun: SourceMigrationEnvironment {
         do {
             tunnel = try await OutgoingStreamTunnel.start(
                 socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
-                host: live.address.host, port: live.address.port, stripes: stripes, configuration: streamConfiguration, logger: logger)
+                host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit,
+                configuration: streamConfiguration, logger: logger)
             if !localDisks.isEmpty {
                 nbdTunnel = try await OutgoingStreamTunnel.start(
                     socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,
