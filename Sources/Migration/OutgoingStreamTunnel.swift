@@ -50,7 +50,8 @@ public final class OutgoingStreamTunnel: Sendable {
         var streamConfiguration = configuration
         streamConfiguration.policy.purpose = purpose.rawValue
         let secureConfiguration = streamConfiguration
-        let rate = linkMbit.map { Int(clamping: $0) * 125_000 }
+        // Clamped before the product: a rate past Int's range is no rate a buffer can follow.
+        let rate = linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 }
         let counters = StreamCounters()
         let server = try await ServerBootstrap(group: group)
             .childChannelOption(.autoRead, value: false)

@@ -28,6 +28,14 @@ public enum StreamBufferSizing {
     /// buffer forced that large holds what a slow destination has not read. A faster link is
     /// named with `linkMbit` (the source's buffers then follow it; autotuning serves the destination).
     public static let distanceRate = 31_250_000
+    /// The longest round trip a buffer is sized for, microseconds: twice the 250 ms the product
+    /// aims at. The round trip is the stream's own TCP measurement, which a peer can inflate by
+    /// holding its ACKs back during the handshake; past this it is taken as this.
+    public static let maxSizingRTTMicroseconds: UInt32 = 500_000
+    /// The most kernel buffer one stream wants, bytes (128 MiB: twice the product of 1 Gbit/s at
+    /// 500 ms). A forced receive buffer is memory a slow QEMU can leave full, so it is bounded
+    /// whatever the rate and round trip claim.
+    public static let maxWantedBytes = 128 << 20
     /// The unsent bytes a distance stream's sending socket may hold (`TCP_NOTSENT_LOWAT`): what a
     /// LAN stream's whole send buffer holds, so the tail left at switchover is no deeper at distance.
     public static let notSentLowWater = 512 << 10
@@ -79,8 +87,10 @@ public enum StreamBufferSizing {
     /// The kernel buffer a distance stream of round trip `rttMicroseconds` wants: twice the
     /// bandwidth-delay product at `rateBytesPerSecond` (the link's rate where the operator gave it,
     /// else `distanceRate`).
+    /// Bounded by `maxSizingRTTMicroseconds` and `maxWantedBytes`.
     public static func wantedBytes(rttMicroseconds: UInt32, rateBytesPerSecond: Int = distanceRate) -> Int {
-        Int((2 * Double(rttMicroseconds) * Double(rateBytesPerSecond) / 1e6).rounded())
+        let rtt = Double(min(rttMicroseconds, maxSizingRTTMicroseconds))
+        return Int(min((2 * rtt * Double(max(0, rateBytesPerSecond)) / 1e6).rounded(), Double(maxWantedBytes)))
     }
 
     /// The buffer of one end (sending or receiving alike) of a stream of round trip
@@ -91,6 +101,8 @@ public enum StreamBufferSizing {
     /// twice its product also caps what is in flight at the product plus a bottleneck queue of the
     /// same size, so a startup that overshoots fills the queue instead of overflowing it. That cap
     /// is why a sending end passes `autotune` false: its buffer is always set, never left to grow.
+    /// A stripe's buffer is always set too, at either end: autotuning would let each of N stripes
+    /// grow to the kernel's maximum, N streams' worth unread behind a busy destination.
     public static func plan(rttMicroseconds: UInt32, limits: KernelLimits, share: Int = 1, rateBytesPerSecond: Int? = nil,
                             autotune: Bool = true) -> Plan {
         guard rttMicroseconds >= distanceThresholdMicroseconds else {
@@ -98,6 +110,7 @@ public enum StreamBufferSizing {
         }
         let product = wantedBytes(rttMicroseconds: rttMicroseconds, rateBytesPerSecond: rateBytesPerSecond ?? distanceRate)
         let wanted = max(product / max(1, share), 2 * shallowBytes)
+        let autotune = autotune && share <= 1
         if autotune, limits.autotuneMax >= wanted { return Plan(setting: .autotuned, wantedBytes: wanted, grantedBytes: limits.autotuneMax) }
         let request = wanted / 2
         if request <= limits.requestMax { return Plan(setting: .fixed(request), wantedBytes: wanted, grantedBytes: wanted) }

@@ -67,6 +67,17 @@ struct StreamBufferSizingTests {
         #expect(StreamBufferSizing.plan(rttMicroseconds: 20_000, limits: send, share: 16).wantedBytes == 1 << 20)
         // On a LAN a stripe is shallow like any stream.
         #expect(StreamBufferSizing.plan(rttMicroseconds: 500, limits: send, share: 8).setting == .fixed(512 << 10))
+        // A receiving stripe is set to its share too: autotuning (32 MiB here) would let each of
+        // the 8 hold a whole stream's bytes unread.
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: receive, share: 8).setting == .fixed(585_937))
+    }
+
+    @Test func aRoundTripOrRatePastReasonIsBounded() {
+        // A peer that held its ACKs back makes the handshake's round trip 10 s: sized as 500 ms.
+        #expect(StreamBufferSizing.wantedBytes(rttMicroseconds: 10_000_000) == StreamBufferSizing.wantedBytes(rttMicroseconds: 500_000))
+        // 1 Tbit/s at 500 ms would be 125 GB: 128 MiB at most.
+        #expect(StreamBufferSizing.wantedBytes(rttMicroseconds: 500_000, rateBytesPerSecond: 125_000_000_000) == 128 << 20)
+        #expect(StreamBufferSizing.wantedBytes(rttMicroseconds: UInt32.max, rateBytesPerSecond: Int.max) == 128 << 20)
     }
 
     @Test func aSendingEndIsAlwaysSetNeverLeftToAutotuning() {
