@@ -20,10 +20,14 @@ struct StretchedLinkService: Service {
     let logger: Logger
     var firstRetry: Duration = .seconds(1)
     var lastRetry: Duration = .seconds(30)
-    /// When both ends restart at once, each dials the other and the two exchanges cross: each end
-    /// keeps the keys of the exchange it finished last, which need not be the same one. The end
-    /// whose name sorts first links once more this long after its first success, so the last
-    /// exchange, and the keys, are the same at both ends.
+    /// When both ends restart at once and each dials the other, the two exchanges can cross: each
+    /// end keeps the keys of the exchange it finished last, which need not be the same one. So
+    /// the end whose name sorts first dials at once, and the other waits this long and dials only
+    /// if the first has not linked with it meanwhile (it had not restarted, or is still down).
+    var higherEndWait: Duration = .seconds(5)
+    /// The end whose name sorts first links once more this long after its first success, for
+    /// the exchanges that crossed all the same (the other end's wait ran out while its own dial
+    /// was still being retried): the last exchange, and the keys, are then the same at both ends.
     var settle: Duration = .seconds(5)
 
     func run() async throws {
@@ -46,7 +50,13 @@ struct StretchedLinkService: Service {
 
     private func relink(_ link: StretchedLinkStore.Link) async {
         let peer = PeerName.qualified(host: link.host, domain: link.domain)
-        let settles = PeerName.qualified(host: hostID, domain: domain) < peer
+        let lower = PeerName.qualified(host: hostID, domain: domain) < peer
+        if !lower {
+            let started = ContinuousClock.now
+            // Cancelled at shutdown: the check below then ends the task.
+            try? await Task.sleep(for: higherEndWait)
+            if Task.isCancelled || linker.wasDialed(by: peer, since: started) { return }
+        }
         var delay = firstRetry, failures = 0, linked = false
         while !Task.isCancelled {
             guard let grant = grantInForce(link.domain) else {
@@ -57,7 +67,7 @@ struct StretchedLinkService: Service {
             do {
                 try await linker.linkTo(link.host, at: link.address, grant: grant)
                 logger.info("stretched link linked again after a restart", metadata: ["mesh.peer": "\(peer)", "mesh.address": "\(link.address)"])
-                if linked || !settles { return }
+                if linked || !lower { return }
                 linked = true
                 // Cancelled at shutdown: the loop ends at its next check.
                 try? await Task.sleep(for: settle)

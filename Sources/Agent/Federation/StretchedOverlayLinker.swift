@@ -4,6 +4,7 @@ import Logging
 import MeshIdentity
 import MeshWire
 import MigrationService
+import NIOConcurrencyHelpers
 import SecureChannel
 import VirtualSwitch
 
@@ -25,6 +26,8 @@ struct StretchedOverlayLinker: Sendable {
     /// The links made, kept across restarts.
     let links: StretchedLinkStore
     let logger: Logger
+    /// When each peer (`host@domain`) last linked with this host by dialing it (this process).
+    let dialedBy = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
 
     private var domain: String { credentials.certificate.domain }
 
@@ -118,7 +121,13 @@ struct StretchedOverlayLinker: Sendable {
         try await network.linkStretched(name, overlay: address, session: connection.session, link: link, locations: locations)
         logger.info("stretched segments linked with a host of another domain", metadata: [
             "mesh.peer": "\(name)", "mesh.overlay": "\(address)", "vswitch.segments": "\(segments.sorted { $0.key < $1.key }.map { "\($0.key)->\($0.value)" })"])
+        if dialed == nil { dialedBy.withLockedValue { $0[name] = .now } }
         remember(peer, domain: grant.peerDomain, at: dialed ?? Self.channelAddress(hello, remoteIP: remoteIP))
+    }
+
+    /// Whether `peer` (`host@domain`) dialed this host and linked since `instant`.
+    func wasDialed(by peer: String, since instant: ContinuousClock.Instant) -> Bool {
+        dialedBy.withLockedValue { $0[peer].map { $0 >= instant } ?? false }
     }
 
     /// Where to dial the sender of `hello` again: the port it names, at the IP its channel came
