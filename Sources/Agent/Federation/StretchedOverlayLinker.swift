@@ -144,7 +144,9 @@ struct StretchedOverlayLinker: Sendable {
     /// Keeps the link to `peer` for after a restart (§8.9). The link works without the row; a
     /// store that fails loses only the re-link after a restart, which is said.
     private func remember(_ peer: String, domain: String, at address: HostPort?) {
-        guard let address else { return }
+        // A grant that ended while the link was made has had its rows deleted already: none now.
+        guard let address, let grant = credentials.trust.federation.current.grant(of: self.domain, for: domain),
+              grant.refusal(at: Int64(Date().timeIntervalSince1970), skew: credentials.trust.clockSkewSeconds) == nil else { return }
         do { try links.remember(StretchedLinkStore.Link(host: peer, domain: domain, address: address)) } catch {
             logger.error("cannot keep a stretched link in the store: after a restart this host will not link it again until a VM moves between the two", metadata: [
                 "mesh.peer": "\(PeerName.qualified(host: peer, domain: domain))", "error": "\(error)"])
