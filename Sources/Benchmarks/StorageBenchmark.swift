@@ -40,6 +40,9 @@ public enum StorageBenchmark {
         /// guest alone.
         public var concurrent: Int? = nil
         public var vm: Int? = nil
+        /// The guest's pause step by step: each point's time after the source QEMU's STOP, ms
+        /// (the agents' switchover timeline for `tunnel`, the benchmark's own steps for `direct`).
+        public var switchoverMs: [String: Double]? = nil
 
         enum CodingKeys: String, CodingKey {
             case workload, path
@@ -47,6 +50,7 @@ public enum StorageBenchmark {
             case guestWriteP99Ms = "guest_write_p99_ms", guestWriteP99QuietMs = "guest_write_p99_quiet_ms"
             case cpuSeconds = "cpu_s", cpuNsPerByte = "cpu_ns_per_byte"
             case concurrent, vm
+            case switchoverMs = "switchover_ms"
         }
     }
 
@@ -67,6 +71,8 @@ public enum StorageBenchmark {
         /// Above 1: instead of the single-guest comparison, this many writing guests migrated at
         /// once through the tunnel against the same number by QEMU directly, in each round.
         public var concurrent = 0
+        /// Each disk mirror's buffer (QEMU's `buf-size`), the same on both paths (nil: QEMU's 16 MiB).
+        public var mirrorBufferBytes: Int64? = DiskMirror.defaultBufferBytes
 
         public init(kernel: String, initrd: String) {
             self.kernel = kernel
@@ -80,7 +86,8 @@ public enum StorageBenchmark {
         defer { try? FileManager.default.removeItem(atPath: work) } // a temporary directory: what is left is only disk space
         let base = work + "/base.raw"
         try makeImage(base, diskMiB: options.diskMiB, writtenMiB: options.writtenMiB)
-        let mesh = try await LocalMesh.start(in: work)
+        let timeline = SwitchoverTimelineRecorder()
+        let mesh = try await LocalMesh.start(in: work, timeline: timeline)
         defer { mesh.stop() }
         if options.concurrent > 1 { return try await runConcurrent(options, mesh: mesh, base: base, work: work, log: log) }
         var rows: [Row] = []
@@ -91,8 +98,12 @@ public enum StorageBenchmark {
             for workload in ["idle", "writing"] {
                 let direct = try await runDirect(options, workload: workload, base: base, work: work + "/direct-\(workload)-\(round)")
                 log(describe(direct, round: round))
+                log("  switchover: " + describe(direct.switchoverMs))
                 rows.append(direct)
-                let tunnel = try await runTunnel(options, mesh: mesh, workload: workload, base: base, work: work, name: "storage-\(workload)-\(round)")
+                _ = timeline.take()
+                var tunnel = try await runTunnel(options, mesh: mesh, workload: workload, base: base, work: work, name: "storage-\(workload)-\(round)")
+                tunnel.switchoverMs = steps(timeline.take().map { ($0.name, $0.at) }, from: "source-qemu-stop")
+                log("  switchover: " + describe(tunnel.switchoverMs))
                 log(describe(tunnel, round: round))
                 rows.append(tunnel)
             }
@@ -106,6 +117,20 @@ public enum StorageBenchmark {
     }
 
     static func format(_ value: Double) -> String { String(format: "%.2f", value) }
+
+    /// Each point's time after `origin`'s (the first of each name), ms; nil without the origin.
+    static func steps(_ points: [(name: String, at: Double)], from origin: String) -> [String: Double]? {
+        guard let zero = points.first(where: { $0.name == origin })?.at else { return nil }
+        var out: [String: Double] = [:]
+        for point in points where out[point.name] == nil { out[point.name] = ((point.at - zero) * 1e4).rounded() / 10 }
+        return out
+    }
+
+    /// "name +ms, …" in time order.
+    static func describe(_ steps: [String: Double]?) -> String {
+        guard let steps else { return "-" }
+        return steps.sorted { $0.value < $1.value }.map { String(format: "%@ %+.1f", $0.key, $0.value) }.joined(separator: ", ")
+    }
 
     // MARK: - Image and guest
 
@@ -229,7 +254,7 @@ public enum StorageBenchmark {
         let sourceCPU0 = ProcessCPU.seconds(of: sourcePid)
         let collector = Collector(after: quiet.keys.max() ?? 0, console: console)
         let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(HostPort(host: "127.0.0.1", port: mesh.destinationPort)),
-                                                                                settings: MigrationSettings()), as: MigrationReport.self)
+                                                                                settings: settings(options)), as: MigrationReport.self)
         let during = await collector.finish()
         let (own1, reaped1) = ProcessCPU.ownAndReaped()
         let moved = try await mesh.destination.call("vm.list", Empty(), as: [VMInfo].self).first { $0.name == name }
@@ -246,6 +271,13 @@ public enum StorageBenchmark {
                    diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(mirrored?.msToReady ?? 1, 1)),
                    guestWriteP99Ms: p99(during), guestWriteP99QuietMs: p99(Array(quiet.values)),
                    cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes)
+    }
+
+    /// hostmesh's settings for a run: its defaults, with the mirror buffer the direct path gets too.
+    static func settings(_ options: Options) -> MigrationSettings {
+        var settings = MigrationSettings()
+        settings.diskMirrorBufferBytes = options.mirrorBufferBytes
+        return settings
     }
 
     actor Once {
@@ -267,6 +299,7 @@ public enum StorageBenchmark {
         destinationSpec.disks[0].path = destinationImage
         let stops = source.qmp.events()
         let stopped = Task { () -> Double? in for await e in stops where e.name == "STOP" { return e.timestamp }; return nil }
+        let marks = Marks()
         let (own0, _) = ProcessCPU.ownAndReaped()
         let sourceCPU0 = ProcessCPU.seconds(of: source.pid)
         let collector = Collector(after: quiet.keys.max() ?? 0) { sourceDirectory.readConsole() }
@@ -284,7 +317,9 @@ public enum StorageBenchmark {
         let nbd = destination.directory.path + "/nbd.sock"
         try await destination.qmp.nbdServerStart(socket: nbd)
         try await destination.qmp.blockExportAddNBD(nodeName: "disk0", name: "disk0")
-        let mirror = DiskMirror(qmp: source.qmp, indices: [0])
+        var configured = DiskMirror(qmp: source.qmp, indices: [0])
+        configured.bufferBytes = options.mirrorBufferBytes
+        let mirror = configured
         try await mirror.start(socket: nbd)
         let mirrorStart = ContinuousClock.now
         _ = try await mirror.waitUntilReady(timeout: .seconds(600))
@@ -294,11 +329,17 @@ public enum StorageBenchmark {
         let result = try await OutgoingMigration(qmp: source.qmp).run(to: uri) { sample, _ in
             guard sample.phase == .preSwitchover, await once.claim() else { return }
             // As hostmesh does at this pause: the mirror completes, then QEMU sends the devices.
+            await marks.mark("mirrors-completing")
             do { try await mirror.complete() } catch { return } // the run then fails on QEMU's side and says why
+            await marks.mark("mirrors-completed")
             try? await source.qmp.migrateContinue() // refused: the migration fails and `run` throws
+            await marks.mark("migrate-continued")
         }
+        await marks.mark("source-completed")
         try await incoming.waitUntilLoaded()
+        await marks.mark("destination-loaded")
         try await destination.qmp.nbdServerStop()
+        await marks.mark("destination-nbd-stopped")
         try await destination.qmp.cont()
         let total = ContinuousClock.now - start
         let during = await collector.finish()
@@ -306,12 +347,19 @@ public enum StorageBenchmark {
         let cpu = (own1 - own0) + (ProcessCPU.seconds(of: source.pid) - sourceCPU0) + ProcessCPU.seconds(of: destination.pid)
         let (stop, resume) = (await stopped.value, await resumed.value)
         await group?.end.arrive()
+        let points = await marks.points + [("source-qemu-stop", stop ?? 0), ("destination-qemu-resume", resume ?? 0)]
         let bytes = Double(options.diskMiB << 20) + Double(result.transferredBytes)
         return Row(workload: workload, path: "direct", totalMs: total.wholeMilliseconds,
                    downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),
                    diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(readyMs, 1)),
                    guestWriteP99Ms: p99(during), guestWriteP99QuietMs: p99(Array(quiet.values)),
-                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes)
+                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes, switchoverMs: steps(points, from: "source-qemu-stop"))
+    }
+
+    /// The direct path's steps, with wall-clock times (QEMU's event timestamps are too).
+    actor Marks {
+        private(set) var points: [(name: String, at: Double)] = []
+        func mark(_ name: String) { points.append((name, Date().timeIntervalSince1970)) }
     }
 
     static func runConvert(_ options: Options, base: String, work: String) async throws -> Row {

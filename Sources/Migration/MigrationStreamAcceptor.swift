@@ -29,6 +29,17 @@ public final class MigrationStreamAcceptor {
     /// through every buffer before the destination has the whole guest, so deep buffers add
     /// straight to the guest's pause at switchover; a few hundred KiB keep the pipe full.
     public static let streamWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 128 << 10, high: 256 << 10)
+    /// The same for a disk mirror's NBD stream, whose requests are up to buf-size / 16 (4 MiB by
+    /// default) each: with the memory stream's 256 KiB a hop stops reading after every fraction of
+    /// a request and waits for the next to drain. Its tail does not add to the pause as the memory
+    /// stream's does: at the switchover the mirror is synchronised, and completing it sends only
+    /// what the guest wrote since.
+    public static let nbdWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 4 << 20)
+
+    /// The write buffer watermark of a stream of `purpose` (a `StreamPurpose` raw value).
+    public static func waterMark(for purpose: String) -> ChannelOptions.Types.WriteBufferWaterMark {
+        purpose == StreamPurpose.nbd.rawValue ? nbdWaterMark : streamWaterMark
+    }
 
 
     /// The route for a listener: stream channels (every `StreamPurpose`) get an acceptor.
@@ -71,11 +82,15 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         if hello.stripeCount > 0 { return joinStripe(context, hello, socketPath: socketPath) }
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }
+        let waterMark = Self.waterMark(for: peer.purpose)
+        secure.setOption(ChannelOptions.writeBufferWaterMark, value: waterMark).whenComplete { _ in }
         // Shallow on a LAN, autotuned across a distance (StreamBufferSizing).
         StreamBuffers.size(secure, sending: false).whenComplete { _ in }
-        ClientBootstrap(group: context.eventLoop)
-            .channelOption(.autoRead, value: false)
+        var bootstrap = ClientBootstrap(group: context.eventLoop).channelOption(.autoRead, value: false)
+        // What QEMU has not read yet: for a disk's NBD stream, the requests' payloads (the memory
+        // stream keeps NIO's default here).
+        if peer.purpose == StreamPurpose.nbd.rawValue { bootstrap = bootstrap.channelOption(.writeBufferWaterMark, value: waterMark) }
+        bootstrap
             .connect(unixDomainSocketPath: socketPath)
             .assumeIsolated()
             .whenComplete { result in

@@ -75,7 +75,7 @@ public final class OutgoingStreamTunnel: Sendable {
                             hello.migrationStream.migrationID = migrationID
                             hello.migrationStream.streamIndex = UInt32(index)
                             secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
-                            secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.streamWaterMark).whenComplete { _ in }
+                            secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.waterMark(for: purpose.rawValue)).whenComplete { _ in }
                             // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
                             StreamBuffers.size(secure, sending: true, rateBytesPerSecond: rate).whenSuccess { rtt in
                                 if rtt > 0 { counters.roundTripMicroseconds.withLockedValue { $0 = rtt } }

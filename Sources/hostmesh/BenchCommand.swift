@@ -385,6 +385,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "The disk's virtual size, MiB (half of it written).") var diskMib = 1024
         @Option(help: "Migrate this many writing guests at once through the tunnel, against as many by QEMU directly (2-4; default: one guest, the single comparison).")
         var concurrent: Int?
+        @Option(help: "Each disk mirror's buffer (QEMU's buf-size), MiB, the same on both paths (default: hostmesh's, 64; QEMU's own is 16).")
+        var mirrorBufferMib: Int?
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
@@ -393,6 +395,10 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
             }
             var options = StorageBenchmark.Options(kernel: dir + "/kernel", initrd: dir + "/initrd.img")
+            if let mirrorBufferMib {
+                guard (1...1024).contains(mirrorBufferMib) else { throw ValidationError("--mirror-buffer-mib \(mirrorBufferMib): give 1 to 1024") }
+                options.mirrorBufferBytes = Int64(mirrorBufferMib) << 20
+            }
             options.rounds = rounds
             options.diskMiB = diskMib
             options.writtenMiB = diskMib / 2

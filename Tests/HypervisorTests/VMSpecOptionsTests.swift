@@ -129,6 +129,8 @@ struct MigrationSettingsValidationTests {
         #expect(refused { $0.throttleInitialPercent = 100 } == .outOfRange(field: "throttleInitialPercent", value: 100, allowed: 1...99))
         #expect(refused { $0.throttleInitialPercent = 50; $0.throttleMaxPercent = 40 } == .throttleAboveMaximum(initial: 50, maximum: 40))
         #expect(refused { $0.announceStepMs = 0 } == .outOfRange(field: "announceStepMs", value: 0, allowed: 1...10_000))
+        #expect(refused { $0.diskMirrorBufferBytes = 4096 } == .outOfRange(field: "diskMirrorBufferBytes", value: 4096, allowed: (1 << 20)...(1 << 30)))
+        #expect(refused { $0.diskMirrorBufferBytes = 64 << 20 } == nil)
         #expect(refused { $0.postcopyAllowed = true; $0.postcopyAfterPasses = 0 } == nil) // 0: post-copy after the first pass
     }
 }

@@ -18,6 +18,7 @@ extension MigrationSettings {
         ("announceStepMs", 1...10_000),                // QEMU: 1-10000
         ("diskMirrorBackgroundBytesPerSecond", 1...(1 << 40)), // as the memory stream's cap
         ("diskMirrorStallMs", 100...600_000),          // at least a few polls; at most 10 minutes
+        ("diskMirrorBufferBytes", (1 << 20)...(1 << 30)), // QEMU's requests are at least 1 MiB; 1 GiB of source RAM per disk at most
         ("linkMbit", 1...1_000_000),                   // link use, and the send buffers at distance; 1 Tbit/s is beyond any link
         ("stripes", 0...16),                           // Protocol.md §6.14: a destination takes 2-16 stripes; 0: by round trip
     ]
@@ -32,7 +33,7 @@ extension MigrationSettings {
             "throttleMaxPercent": Int64(throttleMaxPercent), "announceInitialMs": announceInitialMs, "announceMaxMs": announceMaxMs,
             "announceRounds": announceRounds, "announceStepMs": announceStepMs,
             "diskMirrorBackgroundBytesPerSecond": diskMirrorBackgroundBytesPerSecond, "diskMirrorStallMs": diskMirrorStallMs,
-            "linkMbit": linkMbit, "stripes": stripes,
+            "diskMirrorBufferBytes": diskMirrorBufferBytes, "linkMbit": linkMbit, "stripes": stripes,
         ]
         for (field, range) in Self.allowedRanges {
             if let value = values[field] ?? nil, !range.contains(value) { throw .outOfRange(field: field, value: value, allowed: range) }

@@ -41,6 +41,9 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     public var diskMirrorStallMs: Int64?
     /// 3 s: several of QEMU's mirror iterations, well under a migration's patience.
     public static let defaultDiskMirrorStallMs: Int64 = 3000
+    /// Each local disk's mirror buffer (QEMU's `buf-size`), bytes: the most it has in flight,
+    /// in up to 16 requests (nil: `DiskMirror.defaultBufferBytes`).
+    public var diskMirrorBufferBytes: Int64?
     /// Self-announcement after switchover (RARP), QEMU defaults: the agent's virtual switch also
     /// announces, but QEMU's own announcement covers a guest with no traffic.
     public var announceInitialMs: Int64 = 50

@@ -22,7 +22,10 @@ extension QMPClient {
     /// `writeBlocking` selects `copy-mode=write-blocking` (active: a guest write completes only once
     /// it is on both); otherwise `background`.
     /// `speed` caps the copy rate in bytes/s (QEMU's rate limit; nil: none).
-    public func blockdevMirror(jobID: String, device: String, target: String, writeBlocking: Bool = false, speed: Int64? = nil) async throws(QMPError) {
+    /// `bufferBytes` is the job's `buf-size`: the most data in flight from source to target, in
+    /// up to 16 requests of at least 1 MiB each (nil: QEMU's 16 MiB).
+    public func blockdevMirror(jobID: String, device: String, target: String, writeBlocking: Bool = false, speed: Int64? = nil,
+                               bufferBytes: Int64? = nil) async throws(QMPError) {
         var arguments: [String: JSONValue] = [
             "job-id": .string(jobID),
             "device": .string(device),
@@ -33,6 +36,7 @@ extension QMPClient {
             "on-target-error": .string("report"),
         ]
         if let speed { arguments["speed"] = .int(speed) }
+        if let bufferBytes { arguments["buf-size"] = .int(bufferBytes) }
         try await execute("blockdev-mirror", arguments: .object(arguments))
     }
 

@@ -13,6 +13,14 @@ public struct DiskMirror: Sendable {
     public let indices: [Int]
     /// How often `query-block-jobs` is polled while waiting.
     public var pollInterval: Duration = .milliseconds(50)
+    /// Each job's `buf-size`, bytes (nil: QEMU's 16 MiB): the most a job has in flight, in up to
+    /// 16 requests of buf-size / 16 (at least 1 MiB) each.
+    public var bufferBytes: Int64? = Self.defaultBufferBytes
+    /// The default `bufferBytes` (README, "Storage migration"): 64 MiB, requests of 4 MiB. A
+    /// request that crosses the agents' tunnel waits longer for its reply than one over a unix
+    /// socket, and QEMU never has more than 16 in flight: bigger requests keep the stream full.
+    /// Allocated in the source QEMU per disk while its mirror runs.
+    public static let defaultBufferBytes: Int64 = 64 << 20
 
     /// A mirror of the disks at `indices` of the VM behind `qmp`.
     public init(qmp: QMPClient, indices: [Int]) {
@@ -36,7 +44,8 @@ public struct DiskMirror: Sendable {
                 try await qmp.blockdevAddNBD(nodeName: Self.job(index), socket: socket, export: Self.export(index))
                 // The disk's node now: `disk<i>` unless a storage move (§6.8) switched it to another.
                 let device = try await qmp.diskNode(index).node
-                try await qmp.blockdevMirror(jobID: Self.job(index), device: device, target: Self.job(index), speed: backgroundSpeed)
+                try await qmp.blockdevMirror(jobID: Self.job(index), device: device, target: Self.job(index), speed: backgroundSpeed,
+                                             bufferBytes: bufferBytes)
             }
         } catch {
             await abandon()
@@ -76,7 +85,8 @@ public struct DiskMirror: Sendable {
         await BlockJobs.cancel(qmp: qmp, names: [Self.job(index)])
         do {
             let device = try await qmp.diskNode(index).node
-            try await qmp.blockdevMirror(jobID: Self.job(index), device: device, target: Self.job(index), writeBlocking: true)
+            try await qmp.blockdevMirror(jobID: Self.job(index), device: device, target: Self.job(index), writeBlocking: true,
+                                         bufferBytes: bufferBytes)
         } catch {
             throw DiskMirrorError("disk \(index) did not converge and its mirror could not restart in write-blocking mode: \(error)")
         }

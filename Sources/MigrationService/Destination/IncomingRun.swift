@@ -245,6 +245,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
 
     func resume() async -> DestinationMigration.Event? {
         guard let process else { return .resumeFailed("no QEMU for the guest here") }
+        SwitchoverTrace.mark(logger, "destination-commit-received", vm: vmID)
         do {
             // Under a lease, this host's becomes `held` before the guest runs here, and so before
             // the source hears of the commit and releases its own (Protocol.md §9.2, "Leases and
@@ -258,7 +259,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
                 }
                 // Nothing but the guest may write its disks from now on.
                 if prepare?.disks.isEmpty == false { try await process.qmp.nbdServerStop() }
-                SwitchoverTrace.mark(logger, "destination-resume-starts", vm: vmID)
+                SwitchoverTrace.mark(logger, "destination-resume-starts", vm: vmID) // the disks' exports closed by now
                 // Committed: the guest runs here and nowhere else from now on (§6.4). Its ports
                 // activate before it runs: what it sends at once (answers it had queued at the
                 // stop, retransmissions) would be dropped at a blocked port.

@@ -318,7 +318,7 @@ actor SourceRun: SourceMigrationEnvironment {
                     if sample.phase == .postcopy { report.yield(.postcopy) }
                     if sample.phase == .preSwitchover, let mirror, switchover.withLockedValue({ $0.begin() }) {
                         await observer.reached(.sourceSwitchover, migration: migrationID, vm: vm, name: name, peer: peerName)
-                        await Self.completeMirrors(mirror, qmp: qmp, switchover: switchover, logger: log)
+                        await Self.completeMirrors(mirror, qmp: qmp, switchover: switchover, logger: log, vm: vm)
                     }
                     await progress(.init(phase: sample.phase == .postcopy ? "postcopy" : "transfer", percent: sample.percent,
                                          mbPerSecond: sample.throughputBytesPerSecond / 1e6, dirtyMBPerSecond: sample.dirtyBytesPerSecond / 1e6,
@@ -360,11 +360,15 @@ actor SourceRun: SourceMigrationEnvironment {
     /// At the switchover pause: completes the mirrors (the destination's images are then the
     /// source's, byte for byte) and lets QEMU go on; when they cannot complete, cancels QEMU's
     /// migration, so the guest stays here on its own images.
-    private static func completeMirrors(_ mirror: DiskMirror, qmp: QMPClient, switchover: NIOLockedValueBox<MirrorSwitchover>, logger: Logger) async {
+    private static func completeMirrors(_ mirror: DiskMirror, qmp: QMPClient, switchover: NIOLockedValueBox<MirrorSwitchover>,
+                                        logger: Logger, vm: String) async {
         do {
+            SwitchoverTrace.mark(logger, "source-mirrors-completing", vm: vm)
             try await mirror.complete()
+            SwitchoverTrace.mark(logger, "source-mirrors-completed", vm: vm)
             switchover.withLockedValue { $0 = .completed }
             try await qmp.migrateContinue()
+            SwitchoverTrace.mark(logger, "source-migrate-continued", vm: vm)
         } catch {
             switchover.withLockedValue { $0 = .failed("the disk mirrors did not complete at the switchover: \(error)") }
             logger.error("disk mirrors did not complete at the switchover; cancelling the migration", metadata: ["error": "\(error)"])
@@ -410,7 +414,8 @@ actor SourceRun: SourceMigrationEnvironment {
 
     func startMirrors() async -> SourceMigration.Event? {
         guard let live, let nbdTunnel else { return .mirrorFailed("no tunnel for the disk mirrors in recovery") }
-        let mirror = DiskMirror(qmp: live.process.qmp, indices: localDisks.map(\.index))
+        var mirror = DiskMirror(qmp: live.process.qmp, indices: localDisks.map(\.index))
+        mirror.bufferBytes = live.settings.diskMirrorBufferBytes ?? DiskMirror.defaultBufferBytes
         let started = ContinuousClock.now
         let total = localDisks.reduce(UInt64(0)) { $0 + $1.image.virtualSize }
         // Generous: a stalled mirror fails here; a slow one is worth waiting for (5 MB/s at worst).
