@@ -72,7 +72,7 @@ public enum StorageBenchmark {
         /// once through the tunnel against the same number by QEMU directly, in each round.
         public var concurrent = 0
         /// Each disk mirror's buffer (QEMU's `buf-size`), the same on both paths (nil: QEMU's 16 MiB).
-        public var mirrorBufferBytes: Int64? = DiskMirror.defaultBufferBytes
+        public var mirrorBufferBytes: Int64 = DiskMirror.defaultBufferBytes
 
         public init(kernel: String, initrd: String) {
             self.kernel = kernel
