@@ -221,7 +221,9 @@ static int cmd_ping(int argc, char **argv) {
     static int64_t sent_at[65536];
     static uint8_t state[65536]; /* PING_OUT, PING_ANSWERED, PING_LOST */
     uint64_t judged = 0, unanswered = 0, late = 0, dup = 0;
-    int64_t last_reply = 0, maxgap = 0, start = now_us();
+    /* wgap: the largest gap that ended since the previous summary line (a benchmark takes the
+     * gaps of a window, not maxgap's whole life, which includes the guest's own start). */
+    int64_t last_reply = 0, maxgap = 0, wgap = 0, start = now_us();
     int64_t next_send = start, report = start + 1000000;
     for (;;) {
         int64_t now = now_us();
@@ -249,12 +251,13 @@ static int cmd_ping(int argc, char **argv) {
                 printf("PINGLOST %s seq=%u\n", ip, s);
             }
             printf("PING %s sent=%llu recv=%llu lost=%llu rtt_us=%llu maxgap_ms=%lld "
-                   "judged=%llu unanswered=%llu late=%llu dup=%llu\n", ip,
+                   "judged=%llu unanswered=%llu late=%llu dup=%llu wgap_ms=%lld\n", ip,
                    (unsigned long long)sent, (unsigned long long)recvd,
                    (unsigned long long)(sent - recvd),
                    (unsigned long long)(rtt_n ? rtt_sum / rtt_n : 0), (long long)maxgap / 1000,
                    (unsigned long long)judged, (unsigned long long)unanswered,
-                   (unsigned long long)late, (unsigned long long)dup);
+                   (unsigned long long)late, (unsigned long long)dup, (long long)wgap / 1000);
+            wgap = 0;
             if (samples) {
                 printf("PINGRTT%s\n", rtts);
                 rtts_len = 0;
@@ -292,6 +295,7 @@ static int cmd_ping(int argc, char **argv) {
         if (last_reply) {
             int64_t gap = r - last_reply;
             if (gap > maxgap) maxgap = gap;
+            if (gap > wgap) wgap = gap;
             if (gap >= GAP_REPORT_MS * 1000) {
                 printf("PINGGAP %s gap_ms=%lld seq=%u\n", ip, (long long)gap / 1000,
                        ntohs(h->un.echo.sequence));
@@ -306,7 +310,8 @@ static int cmd_ping(int argc, char **argv) {
  * every echo request the kernel answers; per request sequence number (the current pinger's id;
  * a new id or a restart from a low number starts over) it counts requests, duplicates and the
  * numbers never seen between the first and the highest, so a ping the pinger lost can be told
- * apart: its request never arrived here (missing) or its reply was lost on the way back. */
+ * apart: its request never arrived here (missing) or its reply was lost on the way back.
+ * Times are this guest's own: a pause of this guest (its migration) does not look like one. */
 static int cmd_icmpseen(int argc, char **argv) {
     const char *ip;
     if (!positional(argc, argv, 1, &ip)) {
@@ -321,7 +326,7 @@ static int cmd_icmpseen(int argc, char **argv) {
     int have = 0;
     uint16_t id = 0;
     uint64_t first = 0, high = 0, judged = 0, requests = 0, dup = 0, missing = 0, late = 0, epoch = 0;
-    int64_t report = now_us() + 1000000;
+    int64_t report = now_us() + 1000000, last_at = 0;
     for (;;) {
         int64_t now = now_us();
         if (now >= report) {
@@ -348,7 +353,12 @@ static int cmd_icmpseen(int argc, char **argv) {
         uint16_t rid = ntohs(h->un.echo.id), rs = ntohs(h->un.echo.sequence);
         /* Unwrap the 16-bit number around the highest seen. */
         uint64_t seq = high + (uint64_t)(int64_t)(int16_t)(uint16_t)(rs - (uint16_t)high);
-        if (!have || rid != id || seq + 1000 < high || seq > high + 30000) {
+        /* A new pinger: another id, or the numbers start again after a pause (a new VM's
+         * pinger may get the same pid). */
+        int64_t at = now_us();
+        int restarted = seq < high && at - last_at > 1500000;
+        last_at = at;
+        if (!have || rid != id || restarted || seq + 1000 < high || seq > high + 30000) {
             memset(seen, 0, sizeof seen);
             have = 1;
             id = rid;

@@ -163,6 +163,17 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
+    /// Destination: the first frame from the guest after `resuming` activated its ports, the
+    /// earliest of its NICs' (seconds since the Unix epoch).
+    public func firstFrameFromGuest(_ spec: VMSpec) async -> Double? {
+        var first: Double?
+        for nic in spec.nics where nic.network != nil {
+            guard let at = await virtualSwitch.firstFrameAfterActivation(Self.portID(spec, nic)) else { continue }
+            first = min(first ?? at, at)
+        }
+        return first
+    }
+
     /// Destination, the guest runs here: frames its socket could not take while QEMU had it
     /// stopped go now, and a port still blocked gets its activation deadline.
     public func resumed(_ spec: VMSpec) async {

@@ -28,6 +28,12 @@ final class SwitchShellState {
         /// those handed over after QEMU stopped the guest are still in QEMU's socket or queue, and
         /// the freeze sends copies on to the destination (`VirtualSwitch.freezePort`).
         var recentlySent: [SentFrame] = []
+        /// Set by an explicit activation (the destination, just before the guest resumes):
+        /// the next frame from the VM notes its time in `firstFrameAfterActivation`.
+        var awaitingFirstFrame = false
+        /// When the first frame from the VM came after the explicit activation (wall clock,
+        /// seconds since the Unix epoch), for the switchover's timeline.
+        var firstFrameAfterActivation: Double?
     }
 
     /// A frame handed to a VM's socket, and when.

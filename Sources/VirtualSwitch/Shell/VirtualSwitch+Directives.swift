@@ -56,7 +56,11 @@ extension VirtualSwitch {
 
     /// Sends a frame to a VM, keeping order behind frames already held back.
     private func deliver(_ frame: ByteBuffer, to port: PortID, _ shell: SwitchShellState) {
-        guard let binding = shell.ports[port] else { return }
+        guard let binding = shell.ports[port] else {
+            // A port with no socket (being removed or not bound yet): the frame is lost, counted.
+            shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
+            return
+        }
         if binding.backlog.count == binding.backlogHead {
             switch binding.socket.send(frame, to: binding.vmAddress) {
             case .sent:
@@ -197,6 +201,10 @@ extension VirtualSwitch {
     /// One datagram from a port's socket. On the loop.
     func onPortDatagram(_ port: PortID, _ frame: ByteBuffer) {
         let shell = runtime.state
+        if shell.ports[port]?.awaitingFirstFrame == true {
+            shell.ports[port]?.awaitingFirstFrame = false
+            shell.ports[port]?.firstFrameAfterActivation = Self.wallClock()
+        }
         execute(shell.core.onFrameFromPort(port, frame: frame, now: now()), shell)
     }
 }

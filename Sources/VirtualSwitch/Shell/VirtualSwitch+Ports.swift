@@ -120,7 +120,19 @@ extension VirtualSwitch {
 
     /// Activates a blocked port now (normally automatic on the VM's announcement).
     public func activatePort(_ id: PortID) async throws(VirtualSwitchError) {
-        try await coreCall { shell, now throws(SwitchError) in try shell.core.activatePort(id, now: now) }
+        try await coreCall { shell, now throws(SwitchError) in
+            let directives = try shell.core.activatePort(id, now: now)
+            shell.ports[id]?.awaitingFirstFrame = true
+            shell.ports[id]?.firstFrameAfterActivation = nil
+            return directives
+        }
+    }
+
+    /// When the first frame from the VM reached the port after `activatePort` (wall clock,
+    /// seconds since the Unix epoch); nil before one came, or without an explicit activation.
+    public func firstFrameAfterActivation(_ id: PortID) async -> Double? {
+        // Fails only once the switch stopped, which removed every port: nothing to report.
+        (try? await runtime.onLoop { shell in shell.ports[id]?.firstFrameAfterActivation }) ?? nil
     }
 
     /// The VM's QEMU reads its socket again (the guest resumed): frames held back for it are
@@ -170,6 +182,7 @@ extension VirtualSwitch {
             do throws(SwitchError) {
                 let now = self.now()
                 let unread = destination == nil ? [] : guestStoppedAt.map { self.takeSent(to: id, since: $0, shell) } ?? []
+                shell.core.counters.heldFramesCopied &+= UInt64(unread.count)
                 self.execute(try shell.core.pausePort(id, undelivered: unread + self.takeBacklog(of: id, shell), now: now), shell)
                 let final = try shell.core.freezePort(id, destination: destination, now: now)
                 self.execute(shell.core.takeDirectives(), shell)
