@@ -114,6 +114,8 @@ public struct SwitchCounters: Hashable, Sendable {
     /// Copies of frames handed to a VM's socket after QEMU stopped the guest, put in front of
     /// the held ones at the freeze (§8.6.1; counted in `heldFramesQueued` too).
     public var heldFramesCopied: UInt64 = 0
+    /// Of those, frames handed over before the STOP that QEMU's socket still held (§8.6.1).
+    public var heldFramesCopiedUnread: UInt64 = 0
     /// Frames any port dropped (both directions, every port this switch had), by reason: what
     /// the ports' own counters say, kept when a port goes away.
     public var portDrops: [DropReason: UInt64] = [:]
@@ -141,6 +143,7 @@ public struct SwitchCounters: Hashable, Sendable {
             "unknown-port": unknownPort, "held-frames-queued": heldFramesQueued,
             "held-frames-delivered": heldFramesDelivered, "held-frames-forwarded": heldFramesForwarded,
             "held-frames-dropped": heldFramesDropped, "held-frames-copied": heldFramesCopied,
+            "held-frames-copied-unread": heldFramesCopiedUnread,
             "gateway-relayed": gatewayRelayed, "locations-refused": locationsRefused,
         ]
         for reason in DropReason.allCases { named["port-drops." + reason.rawValue] = portDrops[reason, default: 0] }

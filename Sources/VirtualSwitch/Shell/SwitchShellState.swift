@@ -67,6 +67,8 @@ final class SwitchShellState {
         return lastBindingSerial
     }
     let allocator = ByteBufferAllocator()
+    /// Kernel sizes of unread datagrams, to find the frames a stopped QEMU's socket still holds.
+    let kernelSizes = DatagramKernelSize()
 
     init(core: SwitchCore, overlay: OverlayEndpoint) {
         self.core = core

@@ -296,10 +296,33 @@ extension VirtualSwitch {
     /// port forgets every sent frame.
     func takeSent(to id: PortID, since stoppedAt: Double, _ shell: SwitchShellState) -> [ByteBuffer] {
         guard shell.core.settings.holdFramesDuringMoves, var binding = shell.ports[id] else { return [] }
-        let frames = binding.recentlySent.filter { $0.at >= stoppedAt }.map(\.frame)
+        let sent = binding.recentlySent
+        let unread = unreadCount(sent, queued: binding.socket.unreadSentBytes() ?? 0, port: id, shell)
+        // Handed over after the STOP (the guest never saw them), or still in QEMU's socket
+        // (handed over before the STOP while QEMU was not reading: under load, or while the
+        // migration's last pass held QEMU's main loop).
+        let copied = sent.indices.filter { sent[$0].at >= stoppedAt || $0 >= sent.count - unread }
+        shell.core.counters.heldFramesCopiedUnread &+= UInt64(copied.filter { sent[$0].at < stoppedAt }.count)
         binding.recentlySent = []
         shell.ports[id] = binding
-        return frames
+        return copied.map { sent[$0].frame }
+    }
+
+    /// How many of the newest frames in `sent` the VM's socket still holds: the kernel charges
+    /// unread datagrams to our socket (`queued` bytes), FIFO, so they are the newest ones whose
+    /// kernel sizes add up to it.
+    private func unreadCount(_ sent: [SwitchShellState.SentFrame], queued: Int, port: PortID, _ shell: SwitchShellState) -> Int {
+        var sum = 0, count = 0
+        for frame in sent.reversed() {
+            guard sum < queued, let size = shell.kernelSizes.of(length: frame.frame.readableBytes), sum + size <= queued else { break }
+            sum += size
+            count += 1
+        }
+        if sum != queued {
+            logger.debug("the unread frames in a VM's socket do not add up to its queue",
+                         metadata: ["vswitch.port": "\(port)", "queued": "\(queued)", "matched": "\(sum)"])
+        }
+        return count
     }
 
     func closeSocket(of id: PortID, _ shell: SwitchShellState) {
