@@ -163,15 +163,12 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// Destination: the first frame from the guest after `resuming` activated its ports, the
-    /// earliest of its NICs' (seconds since the Unix epoch).
-    public func firstFrameFromGuest(_ spec: VMSpec) async -> Double? {
-        var first: Double?
-        for nic in spec.nics where nic.network != nil {
-            guard let at = await virtualSwitch.firstFrameAfterActivation(Self.portID(spec, nic)) else { continue }
-            first = min(first ?? at, at)
-        }
-        return first
+    /// Destination: the first frames from the guest after `resuming` activated its ports, all
+    /// NICs', in time order (seconds since the Unix epoch, and what kind of frame).
+    public func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)] {
+        var frames: [(at: Double, kind: String)] = []
+        for nic in spec.nics where nic.network != nil { frames += await virtualSwitch.framesAfterActivation(Self.portID(spec, nic)) }
+        return frames.sorted { $0.at < $1.at }
     }
 
     /// Destination, the guest runs here: frames its socket could not take while QEMU had it

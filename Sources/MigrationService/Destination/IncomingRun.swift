@@ -236,15 +236,17 @@ actor IncomingRun: DestinationMigrationEnvironment {
         }
     }
 
-    /// The switchover timeline's last point: the first frame the guest sent after the resume
-    /// (its first instructions, then its answer to what was held for it), read a second later.
+    /// The switchover timeline's last points: the first frames the guest sent after the resume
+    /// (`destination-guest-frame-N-<kind>`), read a second later.
     private func traceFirstFrame(_ spec: VMSpec) {
         guard let ports = context.ports, logger.logLevel <= .info else { return }
         let traceLog = logger, traceVM = vmID
         Task {
             // Cancelled only with the agent: then nobody reads the timeline.
             try? await Task.sleep(for: .seconds(1))
-            if let at = await ports.firstFrameFromGuest(spec) { SwitchoverTrace.mark(traceLog, "destination-first-frame-from-guest", vm: traceVM, at: at) }
+            for (index, frame) in await ports.framesFromGuest(spec).enumerated() {
+                SwitchoverTrace.mark(traceLog, "destination-guest-frame-\(index + 1)-\(frame.kind)", vm: traceVM, at: frame.at)
+            }
         }
     }
 

@@ -28,10 +28,10 @@ public protocol MigrationPortMover: Sendable {
     func resuming(_ spec: VMSpec) async
     /// Destination: the guest runs here.
     func resumed(_ spec: VMSpec) async
-    /// Destination: when the first frame from the guest reached its ports after `resuming`
-    /// activated them (seconds since the Unix epoch), nil if none yet: the switchover timeline's
-    /// end of the guest's own start after the resume (`SwitchoverTrace`).
-    func firstFrameFromGuest(_ spec: VMSpec) async -> Double?
+    /// Destination: the first frames from the guest after `resuming` activated its ports, in
+    /// time order (seconds since the Unix epoch, and what kind: `arp`, `tcp-data`, …), for the
+    /// switchover's timeline (`SwitchoverTrace`): what the guest sent first once it ran.
+    func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)]
     /// Destination of a migration from another domain (Protocol.md §6.10): creates the VM's ports
     /// afresh on its networks as named here (no port state crosses a boundary that is not stretched).
     func attach(_ spec: VMSpec) async throws
@@ -49,7 +49,7 @@ extension MigrationPortMover {
     /// A mover whose ports activate at `resumed` (or on the guest's announcement).
     public func resuming(_ spec: VMSpec) async {}
     /// A mover that does not watch its ports' frames.
-    public func firstFrameFromGuest(_ spec: VMSpec) async -> Double? { nil }
+    public func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)] { [] }
     /// A mover that checks nothing before a migration: the import refuses what it cannot switch.
     public func checkNetworks(_ spec: VMSpec) async throws {}
 }

@@ -29,12 +29,16 @@ final class SwitchShellState {
         /// the freeze sends copies on to the destination (`VirtualSwitch.freezePort`).
         var recentlySent: [SentFrame] = []
         /// Set by an explicit activation (the destination, just before the guest resumes):
-        /// the next frame from the VM notes its time in `firstFrameAfterActivation`.
-        var awaitingFirstFrame = false
-        /// When the first frame from the VM came after the explicit activation (wall clock,
-        /// seconds since the Unix epoch), for the switchover's timeline.
-        var firstFrameAfterActivation: Double?
+        /// the next `tracedFramesKept` frames from the VM note their time and kind in
+        /// `framesAfterActivation`.
+        var tracingFrames = false
+        /// The first frames from the VM after the explicit activation: when (wall clock, seconds
+        /// since the Unix epoch) and what (`FrameKind`), for the switchover's timeline.
+        var framesAfterActivation: [(at: Double, kind: String)] = []
     }
+
+    /// How many frames from a VM after its activation the timeline notes.
+    static let tracedFramesKept = 12
 
     /// A frame handed to a VM's socket, and when.
     struct SentFrame {

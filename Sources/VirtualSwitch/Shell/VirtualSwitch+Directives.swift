@@ -201,9 +201,9 @@ extension VirtualSwitch {
     /// One datagram from a port's socket. On the loop.
     func onPortDatagram(_ port: PortID, _ frame: ByteBuffer) {
         let shell = runtime.state
-        if shell.ports[port]?.awaitingFirstFrame == true {
-            shell.ports[port]?.awaitingFirstFrame = false
-            shell.ports[port]?.firstFrameAfterActivation = Self.wallClock()
+        if shell.ports[port]?.tracingFrames == true {
+            shell.ports[port]?.framesAfterActivation.append((Self.wallClock(), FrameKind.of(frame)))
+            if shell.ports[port]?.framesAfterActivation.count == SwitchShellState.tracedFramesKept { shell.ports[port]?.tracingFrames = false }
         }
         execute(shell.core.onFrameFromPort(port, frame: frame, now: now()), shell)
     }

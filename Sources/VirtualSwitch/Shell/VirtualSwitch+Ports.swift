@@ -122,17 +122,18 @@ extension VirtualSwitch {
     public func activatePort(_ id: PortID) async throws(VirtualSwitchError) {
         try await coreCall { shell, now throws(SwitchError) in
             let directives = try shell.core.activatePort(id, now: now)
-            shell.ports[id]?.awaitingFirstFrame = true
-            shell.ports[id]?.firstFrameAfterActivation = nil
+            shell.ports[id]?.tracingFrames = true
+            shell.ports[id]?.framesAfterActivation = []
             return directives
         }
     }
 
-    /// When the first frame from the VM reached the port after `activatePort` (wall clock,
-    /// seconds since the Unix epoch); nil before one came, or without an explicit activation.
-    public func firstFrameAfterActivation(_ id: PortID) async -> Double? {
+    /// The first frames from the VM after `activatePort` (at most 12): when (wall clock, seconds
+    /// since the Unix epoch) and their `FrameKind`; empty before one came, or without an
+    /// explicit activation.
+    public func framesAfterActivation(_ id: PortID) async -> [(at: Double, kind: String)] {
         // Fails only once the switch stopped, which removed every port: nothing to report.
-        (try? await runtime.onLoop { shell in shell.ports[id]?.firstFrameAfterActivation }) ?? nil
+        (try? await runtime.onLoop { shell in shell.ports[id]?.framesAfterActivation ?? [] }) ?? []
     }
 
     /// The VM's QEMU reads its socket again (the guest resumed): frames held back for it are
