@@ -35,6 +35,14 @@ public enum NetworkMigrationBenchmark {
         /// What each switch counted during the move (`switch.counters`, differences, only
         /// counters that changed), by host and its role in the move, e.g. "bench-b (source)".
         public var switches: [String: [String: Int64]] = [:]
+        /// The moving guest's and the peer's TCP counters across the move (`hmtool tcpstat`,
+        /// differences, only those that changed: `retrans`, `timeouts`, `spurious_rto`,
+        /// `dsack_sent`, …): which side lost or waited for a segment.
+        public var serverTCP: [String: Int] = [:]
+        public var peerTCP: [String: Int] = [:]
+        /// UDP datagrams this host's kernel dropped for want of receive buffer during the move
+        /// (every overlay socket of the three agents is on it; other processes' count too).
+        public var udpReceiveBufferErrors: Int = 0
         /// TCP connections the client had to re-open.
         public var tcpConnectionsLost: Int
         /// Echoed bytes that did not come back intact (the client checks every echo).
@@ -66,7 +74,8 @@ public enum NetworkMigrationBenchmark {
             case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
                  tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms", tcpWaitMs = "tcp_wait_ms",
                  tcpRetransmits = "tcp_retransmits", timeline, requestsLost = "ping_requests_lost", latePings = "late_pings",
-                 duplicatePings = "duplicate_pings", switches
+                 duplicatePings = "duplicate_pings", switches, serverTCP = "server_tcp", peerTCP = "peer_tcp",
+                 udpReceiveBufferErrors = "udp_rcvbuf_errors"
         }
     }
 
@@ -92,14 +101,14 @@ public enum NetworkMigrationBenchmark {
             return try options.spec(id: UUID().uuidString.lowercased())
         }
         let client = mesh.clients[0]
-        _ = try await mesh.clients[1].call("vm.create", ControlTypes.CreateVM(spec: try spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7,icmpseen:10.77.0.2"), start: true),
+        _ = try await mesh.clients[1].call("vm.create", ControlTypes.CreateVM(spec: try spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7,icmpseen:10.77.0.2,tcpstat"), start: true),
                                            as: VMInfo.self)
         try await waitFor(mesh.clients[1], "server") { $0.contains("HOSTMESH-GUEST ready") }
         var results: [Run] = []
         var at = 1
         for round in 0..<runs {
             let name = "client-\(round)"
-            _ = try await client.call("vm.create", ControlTypes.CreateVM(spec: try spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
+            _ = try await client.call("vm.create", ControlTypes.CreateVM(spec: try spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7,tcpstat"), start: true),
                                       as: VMInfo.self)
             let before = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > 20 }
             let okBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0
@@ -113,6 +122,7 @@ public enum NetworkMigrationBenchmark {
             }
             let seenBefore = try await waitFor(mesh.clients[at], "server") { last($0, "ICMPSEEN 10.77.0.2") != nil }
             let countersBefore = try await switchCounters(mesh.clients)
+            let udpBefore = udpReceiveBufferErrors()
             _ = recorder.take()
             let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: .address(HostPort(host: "127.0.0.1", port: mesh.ports[target])), settings: MigrationSettings()),
                                                          as: MigrationReport.self)
@@ -127,6 +137,7 @@ public enum NetworkMigrationBenchmark {
             }
             let seenAfter = try await waitFor(mesh.clients[at], "server") { (last($0, "ICMPSEEN 10.77.0.2").flatMap { field($0, "high") } ?? 0) >= sentAtEnd + 150 }
             let countersAfter = try await switchCounters(mesh.clients)
+            let udpAfter = udpReceiveBufferErrors()
             let ping = last(after, "PING 10.77.0.3") ?? ""
             let tcp = last(after, "TCP 10.77.0.3:7 conn=") ?? ""
             let errors = after.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("TCP 10.77.0.3:7 error") }.count
@@ -136,6 +147,9 @@ public enum NetworkMigrationBenchmark {
                           tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors,
                           tcpStallMs: field(tcp, "maxgap_ms") ?? -1, tcpWaitMs: field(tcp, "maxwait_ms") ?? -1, tcpRetransmits: (field(tcp, "retrans") ?? 0) - retransBefore,
                           timeline: SwitchoverTimelineRecorder.describe(recorder.take(), from: "source-qemu-stop").map { Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10) })
+            run.serverTCP = tcpChanges(seenBefore, seenAfter)
+            run.peerTCP = tcpChanges(before, after)
+            run.udpReceiveBufferErrors = udpAfter - udpBefore
             for host in 0..<3 {
                 let changed = countersAfter[host].compactMap { name, count -> (String, Int64)? in
                     let difference = Int64(count) - Int64(countersBefore[host][name] ?? 0)
@@ -148,6 +162,8 @@ public enum NetworkMigrationBenchmark {
                 + "TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
                 + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
             log("  timeline (ms after QEMU's STOP): " + run.timeline.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
+            log("  TCP counters that changed: moving guest " + describe(run.serverTCP) + "; peer " + describe(run.peerTCP)
+                + "; host UDP receive-buffer drops \(run.udpReceiveBufferErrors)")
             for (host, changed) in run.switches.sorted(by: { $0.key < $1.key }) {
                 let shown = changed.filter { !$0.key.hasPrefix("overlay.datagrams") && $0.key != "overlay-frames-in" && $0.key != "overlay-frames-out" }
                 log("  \(host): " + (shown.isEmpty ? "no holding, forwarding or drops" : shown.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
@@ -157,6 +173,31 @@ public enum NetworkMigrationBenchmark {
         }
         _ = try await mesh.clients[at].call("vm.stop", ControlTypes.VMReference(vm: "server"), as: VMInfo.self)
         return results
+    }
+
+    /// The differences of the `TCPSTAT` counters between the last such lines of two readings of
+    /// one guest's console, those that changed.
+    static func tcpChanges(_ before: String, _ after: String) -> [String: Int] {
+        guard let first = last(before, "TCPSTAT "), let second = last(after, "TCPSTAT ") else { return [:] }
+        var changes: [String: Int] = [:]
+        for name in ["in", "out", "retrans", "timeouts", "spurious_rto", "dsack_sent", "dsack_recv", "delayed_ack_lost"] {
+            let difference = (field(second, name) ?? 0) - (field(first, name) ?? 0)
+            if difference != 0, name != "in", name != "out" { changes[name] = difference }
+        }
+        return changes
+    }
+
+    static func describe(_ changes: [String: Int]) -> String {
+        changes.isEmpty ? "none" : changes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
+
+    /// This host's UDP receive-buffer drops so far (`/proc/net/snmp`, `Udp: RcvbufErrors`); 0 if unreadable.
+    static func udpReceiveBufferErrors() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/net/snmp", encoding: .utf8) else { return 0 }  // not Linux: nothing to add
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("Udp: ") }
+        guard lines.count >= 2, let index = lines[0].split(separator: " ").firstIndex(of: "RcvbufErrors") else { return 0 }
+        let values = lines[1].split(separator: " ")
+        return index < values.count ? Int(values[index]) ?? 0 : 0
     }
 
     /// Each agent's switch counters (`switch.counters`), in `clients`' order.

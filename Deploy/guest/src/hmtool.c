@@ -8,6 +8,7 @@
  *   hmtool ping  [--interval-ms I] IP            ICMP echo every I ms (default 20), report gaps
  *   hmtool icmpseen IP                           count IP's echo requests by sequence
  *                                                number: missing, late and duplicate ones
+ *   hmtool tcpstat                               this guest's TCP counters once a second
  *   hmtool tcp   [--interval-ms I] IP PORT       keep ONE TCP connection to an echo
  *                                                service, check every echo, report gaps
  *   hmtool disk  [--interval-ms I] DEVICE        write record n to block n (mod the device
@@ -584,18 +585,21 @@ static unsigned char bulk_byte(uint64_t i) {
 
 /* TCP RetransSegs from /proc/net/snmp: the "Tcp:" header line names the fields, the next
  * "Tcp:" line holds their values. -1 if it cannot be read. */
-static long long retrans_segs(void) {
-    FILE *f = fopen("/proc/net/snmp", "r");
+/* One counter of /proc/net/snmp or /proc/net/netstat: the value under NAME in the line pair
+ * whose header starts with SECTION ("Tcp:", "TcpExt:"); -1 if absent. */
+static long long snmp_value(const char *path, const char *section, const char *name) {
+    FILE *f = fopen(path, "r");
     if (!f) return -1;
-    char names[1024], values[1024];
+    static char names[8192], values[8192];
     long long result = -1;
+    size_t len = strlen(section);
     while (fgets(names, sizeof names, f)) {
-        if (strncmp(names, "Tcp:", 4) != 0) continue;
+        if (strncmp(names, section, len) != 0) continue;
         if (!fgets(values, sizeof values, f)) break;
         char *ns = NULL, *vs = NULL;
         char *n = strtok_r(names, " \n", &ns), *v = strtok_r(values, " \n", &vs);
         while (n && v) {
-            if (strcmp(n, "RetransSegs") == 0) { result = atoll(v); break; }
+            if (strcmp(n, name) == 0) { result = atoll(v); break; }
             n = strtok_r(NULL, " \n", &ns);
             v = strtok_r(NULL, " \n", &vs);
         }
@@ -603,6 +607,26 @@ static long long retrans_segs(void) {
     }
     fclose(f);
     return result;
+}
+
+static long long retrans_segs(void) { return snmp_value("/proc/net/snmp", "Tcp:", "RetransSegs"); }
+
+/* ---- tcpstat: this guest's TCP counters once a second, so a benchmark can tell which side of
+ * a connection lost or delayed a segment (a duplicate the receiver saw, a spurious timeout). */
+static int cmd_tcpstat(void) {
+    for (;;) {
+        printf("TCPSTAT in=%lld out=%lld retrans=%lld timeouts=%lld spurious_rto=%lld dsack_sent=%lld "
+               "dsack_recv=%lld delayed_ack_lost=%lld\n",
+               snmp_value("/proc/net/snmp", "Tcp:", "InSegs"), snmp_value("/proc/net/snmp", "Tcp:", "OutSegs"),
+               retrans_segs(), snmp_value("/proc/net/netstat", "TcpExt:", "TCPTimeouts"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "TCPSpuriousRTOs"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "TCPDSACKOldSent"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "TCPDSACKRecv"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "DelayedACKLost"));
+        fflush(stdout);
+        sleep(1);
+    }
+    return 0;
 }
 
 static int cmd_bulk(int argc, char **argv) {
@@ -696,6 +720,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "memcheck") == 0) return cmd_memcheck(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "ping") == 0) return cmd_ping(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "icmpseen") == 0) return cmd_icmpseen(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "tcpstat") == 0) return cmd_tcpstat();
     if (argc >= 2 && strcmp(argv[1], "tcp") == 0) return cmd_tcp(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "disk") == 0) return cmd_disk(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "udp") == 0) return cmd_udp(argc, argv);
