@@ -161,7 +161,14 @@ public enum NetworkMigrationBenchmark {
                 + "lost pings \(run.lostPings) (requests lost on the way \(run.requestsLost.map(String.init) ?? "?"), late \(run.latePings), duplicated \(run.duplicatePings)), "
                 + "TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
                 + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
-            log("  timeline (ms after QEMU's STOP): " + run.timeline.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
+            // The guest's frames after the resume: the first of each kind (the held pings'
+            // answers would fill the line).
+            var kindsShown = Set<String>()
+            let shown = run.timeline.filter { point in
+                guard point.point.hasPrefix("destination-guest-frame-") else { return true }
+                return kindsShown.insert(String(point.point.split(separator: "-").dropFirst(4).joined(separator: "-"))).inserted
+            }
+            log("  timeline (ms after QEMU's STOP): " + shown.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
             log("  TCP counters that changed: moving guest " + describe(run.serverTCP) + "; peer " + describe(run.peerTCP)
                 + "; host UDP receive-buffer drops \(run.udpReceiveBufferErrors)")
             for (host, changed) in run.switches.sorted(by: { $0.key < $1.key }) {

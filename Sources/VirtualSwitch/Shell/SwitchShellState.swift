@@ -38,7 +38,7 @@ final class SwitchShellState {
     }
 
     /// How many frames from a VM after its activation the timeline notes.
-    static let tracedFramesKept = 12
+    static let tracedFramesKept = 64
 
     /// A frame handed to a VM's socket, and when.
     struct SentFrame {

@@ -128,7 +128,7 @@ extension VirtualSwitch {
         }
     }
 
-    /// The first frames from the VM after `activatePort` (at most 12): when (wall clock, seconds
+    /// The first frames from the VM after `activatePort` (at most 64): when (wall clock, seconds
     /// since the Unix epoch) and their `FrameKind`; empty before one came, or without an
     /// explicit activation.
     public func framesAfterActivation(_ id: PortID) async -> [(at: Double, kind: String)] {
