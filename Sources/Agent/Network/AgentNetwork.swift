@@ -163,6 +163,16 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
+    /// Source: when the last frame from the guest reached its ports, the latest of its NICs'.
+    public func lastFrameFromGuest(_ spec: VMSpec) async -> Double? {
+        var last: Double?
+        for nic in spec.nics where nic.network != nil {
+            guard let at = await virtualSwitch.lastFrameFromVM(Self.portID(spec, nic)) else { continue }
+            last = max(last ?? at, at)
+        }
+        return last
+    }
+
     /// Destination: the first frames from the guest after `resuming` activated its ports, all
     /// NICs', in time order (seconds since the Unix epoch, and what kind of frame).
     public func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)] {

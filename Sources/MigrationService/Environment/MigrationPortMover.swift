@@ -28,6 +28,9 @@ public protocol MigrationPortMover: Sendable {
     func resuming(_ spec: VMSpec) async
     /// Destination: the guest runs here.
     func resumed(_ spec: VMSpec) async
+    /// Source: when the last frame from the guest reached its ports (seconds since the Unix
+    /// epoch), for the switchover's timeline: how long before QEMU's STOP the guest fell silent.
+    func lastFrameFromGuest(_ spec: VMSpec) async -> Double?
     /// Destination: the first frames from the guest after `resuming` activated its ports, in
     /// time order (seconds since the Unix epoch, and what kind: `arp`, `tcp-data`, …), for the
     /// switchover's timeline (`SwitchoverTrace`): what the guest sent first once it ran.
@@ -50,6 +53,8 @@ extension MigrationPortMover {
     public func resuming(_ spec: VMSpec) async {}
     /// A mover that does not watch its ports' frames.
     public func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)] { [] }
+    /// A mover that does not watch its ports' frames.
+    public func lastFrameFromGuest(_ spec: VMSpec) async -> Double? { nil }
     /// A mover that checks nothing before a migration: the import refuses what it cannot switch.
     public func checkNetworks(_ spec: VMSpec) async throws {}
 }

@@ -35,6 +35,10 @@ final class SwitchShellState {
         /// The first frames from the VM after the explicit activation: when (wall clock, seconds
         /// since the Unix epoch) and what (`FrameKind`), for the switchover's timeline.
         var framesAfterActivation: [(at: Double, kind: String)] = []
+        /// When the last frame from the VM came (wall clock, seconds since the Unix epoch), noted
+        /// while frames are held during moves: the switchover timeline's last sign of the guest
+        /// before QEMU stopped it.
+        var lastFrameFromVM: Double?
     }
 
     /// How many frames from a VM after its activation the timeline notes.

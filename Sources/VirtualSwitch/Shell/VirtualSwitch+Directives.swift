@@ -201,6 +201,7 @@ extension VirtualSwitch {
     /// One datagram from a port's socket. On the loop.
     func onPortDatagram(_ port: PortID, _ frame: ByteBuffer) {
         let shell = runtime.state
+        if shell.core.settings.holdFramesDuringMoves, shell.ports[port] != nil { shell.ports[port]!.lastFrameFromVM = Self.wallClock() }
         if shell.ports[port]?.tracingFrames == true {
             shell.ports[port]?.framesAfterActivation.append((Self.wallClock(), FrameKind.of(frame)))
             if shell.ports[port]?.framesAfterActivation.count == SwitchShellState.tracedFramesKept { shell.ports[port]?.tracingFrames = false }

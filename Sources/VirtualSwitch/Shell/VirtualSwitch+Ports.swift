@@ -128,6 +128,13 @@ extension VirtualSwitch {
         }
     }
 
+    /// When the last frame from the VM reached its port (wall clock, seconds since the Unix
+    /// epoch); nil if none came or frames are not held during moves.
+    public func lastFrameFromVM(_ id: PortID) async -> Double? {
+        // Fails only once the switch stopped, which removed every port: nothing to report.
+        (try? await runtime.onLoop { shell in shell.ports[id]?.lastFrameFromVM }) ?? nil
+    }
+
     /// The first frames from the VM after `activatePort` (at most 64): when (wall clock, seconds
     /// since the Unix epoch) and their `FrameKind`; empty before one came, or without an
     /// explicit activation.
