@@ -34,11 +34,14 @@ public enum CrossDomainBenchmark {
         public var timeline: [NetworkMigrationBenchmark.Run.TimelinePoint] = []
         /// Pings unanswered 3 s after they were sent, across the move.
         public var lostPings: Int = 0
+        /// The peer's longest pause between two of its own ping requests across the move, ms
+        /// (20 when it ran as it should): a gap the peer saw because it did not run itself.
+        public var peerSendGapMs: Int = -1
 
         enum CodingKeys: String, CodingKey {
             case path
             case totalMs = "total_ms", downtimeMs = "downtime_ms", gapMs = "gap_ms", gapBeforeMs = "gap_before_ms", gapLifetimeMs = "gap_lifetime_ms",
-                 switches, timeline, lostPings = "lost_pings"
+                 switches, timeline, lostPings = "lost_pings", peerSendGapMs = "peer_send_gap_ms"
         }
     }
 
@@ -147,6 +150,7 @@ public enum CrossDomainBenchmark {
                 var row = Row(path: path, totalMs: totalMs, downtimeMs: report.downtimeMs, gapMs: gap, gapBeforeMs: gapBefore, gapLifetimeMs: gapLifetime)
                 let unanswered = { (text: String) in NetworkMigrationBenchmark.last(text, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "unanswered") } ?? 0 }
                 row.lostPings = unanswered(after) - unanswered(ready)
+                row.peerSendGapMs = NetworkMigrationBenchmark.gapSince(ready, in: after, ip: ip, field: "wsendgap_ms")
                 row.timeline = SwitchoverTimelineRecorder.describe(recorder.take(), from: "source-qemu-stop").map {
                     NetworkMigrationBenchmark.Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10)
                 }
@@ -158,7 +162,8 @@ public enum CrossDomainBenchmark {
                     row.switches[names[host]] = Dictionary(uniqueKeysWithValues: changed)
                 }
                 log("\(path) round \(round + 1): total \(row.totalMs) ms (the agent's own figure \(report.totalMs) ms), downtime \(row.downtimeMs) ms, "
-                    + "peer's ping gap across the move \(gap) ms (longest before the move: \(gapBefore) ms; over the peer's life: \(gapLifetime) ms), lost pings \(row.lostPings)")
+                    + "peer's ping gap across the move \(gap) ms (longest before the move: \(gapBefore) ms; over the peer's life: \(gapLifetime) ms), lost pings \(row.lostPings), "
+                    + "the peer's longest pause between two of its own requests \(row.peerSendGapMs) ms")
                 var kindsShown = Set<String>()
                 let shown = row.timeline.filter { point in
                     guard point.point.hasPrefix("destination-guest-frame-") else { return true }

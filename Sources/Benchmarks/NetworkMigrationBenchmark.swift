@@ -237,10 +237,10 @@ public enum NetworkMigrationBenchmark {
     /// The longest gap between two ping replies that ended after `before` was read (the
     /// `wgap_ms` of the `PING <ip>` lines printed since), ms; -1 if there is no such line. The
     /// lines' `maxgap_ms` is the longest of the pinger's whole life, its own start included.
-    static func gapSince(_ before: String, in after: String, ip: String) -> Int {
+    static func gapSince(_ before: String, in after: String, ip: String, field name: String = "wgap_ms") -> Int {
         let lines = { (text: String) in text.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("PING \(ip) ") } }
         let fresh = lines(after).dropFirst(lines(before).count)
-        return fresh.compactMap { field(String($0), "wgap_ms") }.max() ?? -1
+        return fresh.compactMap { field(String($0), name) }.max() ?? -1
     }
 
     static func last(_ console: String, _ prefix: String) -> String? {

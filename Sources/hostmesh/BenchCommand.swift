@@ -368,9 +368,10 @@ struct BenchCommand: AsyncParsableCommand {
                 guard let low = values.first, let high = values.last, let mid = Spread.median(values) else { return "-" }
                 return String(format: "%.0f / %.0f / %.0f", low, mid, high)
             }
-            printTable(["PATH", "TOTAL MS", "DOWNTIME MS", "PEER GAP MS", "GAP - DOWNTIME MS", "PEER'S GAP BEFORE THE MOVE MS"], ["intra", "cross"].map { path in
+            printTable(["PATH", "TOTAL MS", "DOWNTIME MS", "PEER GAP MS", "GAP - DOWNTIME MS", "PEER'S GAP BEFORE THE MOVE MS",
+                        "PEER'S OWN SEND PAUSE MS"], ["intra", "cross"].map { path in
                 [path, spread(path) { Double($0.totalMs) }, spread(path) { Double($0.downtimeMs) }, spread(path) { Double($0.gapMs) },
-                 spread(path) { Double($0.gapMs) - Double($0.downtimeMs) }, spread(path) { Double($0.gapBeforeMs) }]
+                 spread(path) { Double($0.gapMs) - Double($0.downtimeMs) }, spread(path) { Double($0.gapBeforeMs) }, spread(path) { Double($0.peerSendGapMs) }]
             })
             print("(min / median / max)")
             print(String(format: "cross / intra total: %.2fx (target <= 1.1x); downtime cross - intra: %+.0f ms (target <= +10 ms); "
