@@ -116,6 +116,9 @@ public enum CrossDomainBenchmark {
                 let replies = { (text: String) in NetworkMigrationBenchmark.last(text, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "recv") } ?? 0 }
                 let ready = try await NetworkMigrationBenchmark.waitFor(local.source, peer) { replies($0) > 20 }
                 let before = replies(ready)
+                guard NetworkMigrationBenchmark.last(ready, "PING \(ip)").flatMap({ NetworkMigrationBenchmark.field($0, "wgap_ms") }) != nil else {
+                    throw ControlError.failed("the test guest is older than this benchmark (its PING lines have no wgap_ms=): rebuild it with `make guest`")
+                }
                 let gapBefore = NetworkMigrationBenchmark.last(ready, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "maxgap_ms") } ?? -1
                 let clients = local.clients + remote.clients
                 let names = ["bench-a (source, peer)", path == "intra" ? "bench-b (destination)" : "bench-b", path == "cross" ? "other-a (destination)" : "other-a"]

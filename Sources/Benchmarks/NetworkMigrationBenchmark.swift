@@ -113,6 +113,9 @@ public enum NetworkMigrationBenchmark {
             let before = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > 20 }
             let okBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0
             let pingBefore = last(before, "PING 10.77.0.3") ?? ""
+            guard field(pingBefore, "judged") != nil else {
+                throw ControlError.failed("the test guest is older than this benchmark (its PING lines have no judged=): rebuild it with `make guest`")
+            }
             let retransBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "retrans") } ?? 0
             let target = (at + 1) % 3
             let move = target == 0 ? "onto-peer-host" : at == 0 ? "off-peer-host" : "third-host"
