@@ -9,7 +9,7 @@ import MeshIdentity
 /// `bench`) and into another, federated domain (an agent of domain `other`, both grants in
 /// force, the network stretched), alternating, in one run (Protocol.md §6.10, §8.9). A peer VM
 /// on the source host pings the moving guest every 20 ms throughout: its longest gap between
-/// replies is the gap the source domain sees. Targets: cross-domain total <= 1.1x the
+/// replies across the move is the gap the source domain sees. Targets: cross-domain total <= 1.1x the
 /// intra-domain one, downtime <= intra + 10 ms, peer gap - downtime <= 100 ms.
 public enum CrossDomainBenchmark {
     /// One measured migration.
@@ -23,10 +23,25 @@ public enum CrossDomainBenchmark {
         /// The longest a peer VM in the source domain (on the source host) waited between two
         /// ping replies from the guest across the move, ms.
         public var gapMs: Int
+        /// The peer's longest gap before the move (from its start to the last reading before
+        /// the migration), and over its whole life (what `gapMs` was before session 31), ms.
+        public var gapBeforeMs: Int
+        public var gapLifetimeMs: Int
+        /// What each switch counted during the move (`switch.counters`, differences, those that
+        /// changed), by host ("bench-a (source, peer)", "bench-b", "other-a").
+        public var switches: [String: [String: Int64]] = [:]
+        /// The switchover's points, ms after QEMU's STOP at the source (as `bench network`'s).
+        public var timeline: [NetworkMigrationBenchmark.Run.TimelinePoint] = []
+        /// Pings unanswered 3 s after they were sent, across the move.
+        public var lostPings: Int = 0
+        /// The peer's longest pause between two of its own ping requests across the move, ms
+        /// (20 when it ran as it should): a gap the peer saw because it did not run itself.
+        public var peerSendGapMs: Int = -1
 
         enum CodingKeys: String, CodingKey {
             case path
-            case totalMs = "total_ms", downtimeMs = "downtime_ms", gapMs = "gap_ms"
+            case totalMs = "total_ms", downtimeMs = "downtime_ms", gapMs = "gap_ms", gapBeforeMs = "gap_before_ms", gapLifetimeMs = "gap_lifetime_ms",
+                 switches, timeline, lostPings = "lost_pings", peerSendGapMs = "peer_send_gap_ms"
         }
     }
 
@@ -54,9 +69,10 @@ public enum CrossDomainBenchmark {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) } // best effort: a temporary directory
         let home = try DomainAuthority(name: "bench"), other = try DomainAuthority(name: "other")
-        let local = try await LocalMesh.start(in: work, hosts: 2, domain: home)
+        let recorder = SwitchoverTimelineRecorder()
+        let local = try await LocalMesh.start(in: work, hosts: 2, domain: home, timeline: recorder)
         defer { local.stop() }
-        let remote = try await LocalMesh.start(in: work, hosts: 1, domain: other)
+        let remote = try await LocalMesh.start(in: work, hosts: 1, domain: other, timeline: recorder)
         defer { remote.stop() }
         let now = Int64(Date().timeIntervalSince1970)
         let stretched = [FederationTerms.NetworkMapping(peerNetwork: "default", localNetwork: "default", stretched: true)]
@@ -100,7 +116,14 @@ public enum CrossDomainBenchmark {
                 let replies = { (text: String) in NetworkMigrationBenchmark.last(text, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "recv") } ?? 0 }
                 let ready = try await NetworkMigrationBenchmark.waitFor(local.source, peer) { replies($0) > 20 }
                 let before = replies(ready)
+                guard NetworkMigrationBenchmark.last(ready, "PING \(ip)").flatMap({ NetworkMigrationBenchmark.field($0, "wgap_ms") }) != nil else {
+                    throw ControlError.failed("the test guest is older than this benchmark (its PING lines have no wgap_ms=): rebuild it with `make guest`")
+                }
                 let gapBefore = NetworkMigrationBenchmark.last(ready, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "maxgap_ms") } ?? -1
+                let clients = local.clients + remote.clients
+                let names = ["bench-a (source, peer)", path == "intra" ? "bench-b (destination)" : "bench-b", path == "cross" ? "other-a (destination)" : "other-a"]
+                let countersBefore = try await NetworkMigrationBenchmark.switchCounters(clients)
+                _ = recorder.take()
                 let started = ContinuousClock.now
                 let report: MigrationReport
                 if path == "intra" {
@@ -115,13 +138,45 @@ public enum CrossDomainBenchmark {
                 // The gap is read from a line the peer printed once 40 more replies (800 ms at one
                 // ping per 20 ms) came after the migration returned: the switchover is behind it.
                 let done = replies(try await local.source.call("vm.console", ControlTypes.Console(vm: peer, lines: 100_000), as: ControlTypes.Text.self).text)
-                let after = try await NetworkMigrationBenchmark.waitFor(local.source, peer) { replies($0) > max(before, done) + 40 }
-                let gap = NetworkMigrationBenchmark.last(after, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "maxgap_ms") } ?? -1
+                let sentAtEnd = try await NetworkMigrationBenchmark.waitFor(local.source, peer) { _ in true }
+                let sent = NetworkMigrationBenchmark.last(sentAtEnd, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "sent") } ?? 0
+                let after = try await NetworkMigrationBenchmark.waitFor(local.source, peer) {
+                    replies($0) > max(before, done) + 40 && (NetworkMigrationBenchmark.last($0, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "judged") } ?? 0) >= sent
+                }
+                let countersAfter = try await NetworkMigrationBenchmark.switchCounters(clients)
+                // The gaps that ended after `ready` was read: the move's. The peer's `maxgap_ms`
+                // (its whole life) also held its own start, a guest booted moments before.
+                let gap = NetworkMigrationBenchmark.gapSince(ready, in: after, ip: ip)
+                let gapLifetime = NetworkMigrationBenchmark.last(after, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "maxgap_ms") } ?? -1
                 _ = try await (path == "intra" ? local.destination : remote.source).call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
                 _ = try await local.source.call("vm.stop", ControlTypes.VMReference(vm: peer), as: VMInfo.self)
-                let row = Row(path: path, totalMs: totalMs, downtimeMs: report.downtimeMs, gapMs: gap)
+                var row = Row(path: path, totalMs: totalMs, downtimeMs: report.downtimeMs, gapMs: gap, gapBeforeMs: gapBefore, gapLifetimeMs: gapLifetime)
+                let unanswered = { (text: String) in NetworkMigrationBenchmark.last(text, "PING \(ip)").flatMap { NetworkMigrationBenchmark.field($0, "unanswered") } ?? 0 }
+                row.lostPings = unanswered(after) - unanswered(ready)
+                row.peerSendGapMs = NetworkMigrationBenchmark.gapSince(ready, in: after, ip: ip, field: "wsendgap_ms")
+                row.timeline = SwitchoverTimelineRecorder.describe(recorder.take(), from: "source-qemu-stop").map {
+                    NetworkMigrationBenchmark.Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10)
+                }
+                for host in clients.indices {
+                    let changed = countersAfter[host].compactMap { name, count -> (String, Int64)? in
+                        let difference = Int64(count) - Int64(countersBefore[host][name] ?? 0)
+                        return difference == 0 ? nil : (name, difference)
+                    }
+                    row.switches[names[host]] = Dictionary(uniqueKeysWithValues: changed)
+                }
                 log("\(path) round \(round + 1): total \(row.totalMs) ms (the agent's own figure \(report.totalMs) ms), downtime \(row.downtimeMs) ms, "
-                    + "peer's ping gap \(gap) ms (before the move: \(gapBefore) ms)")
+                    + "peer's ping gap across the move \(gap) ms (longest before the move: \(gapBefore) ms; over the peer's life: \(gapLifetime) ms), lost pings \(row.lostPings), "
+                    + "the peer's longest pause between two of its own requests \(row.peerSendGapMs) ms")
+                var kindsShown = Set<String>()
+                let shown = row.timeline.filter { point in
+                    guard point.point.hasPrefix("destination-guest-frame-") else { return true }
+                    return kindsShown.insert(String(point.point.split(separator: "-").dropFirst(4).joined(separator: "-"))).inserted
+                }
+                log("  timeline (ms after QEMU's STOP): " + shown.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
+                for (host, changed) in row.switches.sorted(by: { $0.key < $1.key }) {
+                    let listed = changed.filter { !$0.key.hasPrefix("overlay.datagrams") }.sorted { $0.key < $1.key }
+                    log("  \(host): " + (listed.isEmpty ? "nothing counted" : listed.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+                }
                 rows.append(row)
             }
         }

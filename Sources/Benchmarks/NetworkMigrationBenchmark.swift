@@ -18,10 +18,31 @@ public enum NetworkMigrationBenchmark {
         public var move: String
         /// Guest pause, STOP to RESUME, ms.
         public var downtimeMs: Int64
-        /// Largest interval between two ping replies at the client, ms.
+        /// Largest interval between two ping replies at the client across the move (from the
+        /// last reading before it on), ms.
         public var gapMs: Int
-        /// Pings lost during the run.
+        /// Pings lost during the run: requests the peer sent that had no reply 3 s later
+        /// (`hmtool ping`'s `unanswered`; requests still in flight at a summary never count).
         public var lostPings: Int
+        /// Of `lostPings`, requests that never reached the moving guest (`hmtool icmpseen` in
+        /// it: sequence numbers missing, net of late ones); the rest are replies lost on the way
+        /// back. Nil if the guest's count could not be read (its counting restarted).
+        public var requestsLost: Int?
+        /// Replies that came after the 3 s, and second replies to one request (each frame must be
+        /// delivered once).
+        public var latePings: Int
+        public var duplicatePings: Int
+        /// What each switch counted during the move (`switch.counters`, differences, only
+        /// counters that changed), by host and its role in the move, e.g. "bench-b (source)".
+        public var switches: [String: [String: Int64]] = [:]
+        /// The moving guest's and the peer's TCP counters across the move (`hmtool tcpstat`,
+        /// differences, only those that changed: `retrans`, `timeouts`, `spurious_rto`,
+        /// `dsack_sent`, …): which side lost or waited for a segment.
+        public var serverTCP: [String: Int] = [:]
+        public var peerTCP: [String: Int] = [:]
+        /// UDP datagrams this host's kernel dropped for want of receive buffer during the move
+        /// (every overlay socket of the three agents is on it; other processes' count too).
+        public var udpReceiveBufferErrors: Int = 0
         /// TCP connections the client had to re-open.
         public var tcpConnectionsLost: Int
         /// Echoed bytes that did not come back intact (the client checks every echo).
@@ -52,7 +73,9 @@ public enum NetworkMigrationBenchmark {
         enum CodingKeys: String, CodingKey {
             case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
                  tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms", tcpWaitMs = "tcp_wait_ms",
-                 tcpRetransmits = "tcp_retransmits", timeline
+                 tcpRetransmits = "tcp_retransmits", timeline, requestsLost = "ping_requests_lost", latePings = "late_pings",
+                 duplicatePings = "duplicate_pings", switches, serverTCP = "server_tcp", peerTCP = "peer_tcp",
+                 udpReceiveBufferErrors = "udp_rcvbuf_errors"
         }
     }
 
@@ -78,43 +101,129 @@ public enum NetworkMigrationBenchmark {
             return try options.spec(id: UUID().uuidString.lowercased())
         }
         let client = mesh.clients[0]
-        _ = try await mesh.clients[1].call("vm.create", ControlTypes.CreateVM(spec: try spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
+        _ = try await mesh.clients[1].call("vm.create", ControlTypes.CreateVM(spec: try spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7,icmpseen:10.77.0.2,tcpstat"), start: true),
                                            as: VMInfo.self)
         try await waitFor(mesh.clients[1], "server") { $0.contains("HOSTMESH-GUEST ready") }
         var results: [Run] = []
         var at = 1
         for round in 0..<runs {
             let name = "client-\(round)"
-            _ = try await client.call("vm.create", ControlTypes.CreateVM(spec: try spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
+            _ = try await client.call("vm.create", ControlTypes.CreateVM(spec: try spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7,tcpstat"), start: true),
                                       as: VMInfo.self)
             let before = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > 20 }
             let okBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0
-            let lostBefore = last(before, "PING 10.77.0.3").flatMap { field($0, "lost") } ?? 0
+            let pingBefore = last(before, "PING 10.77.0.3") ?? ""
+            guard field(pingBefore, "judged") != nil else {
+                throw ControlError.failed("the test guest is older than this benchmark (its PING lines have no judged=): rebuild it with `make guest`")
+            }
             let retransBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "retrans") } ?? 0
             let target = (at + 1) % 3
             let move = target == 0 ? "onto-peer-host" : at == 0 ? "off-peer-host" : "third-host"
+            let roles = (0..<3).map { host in
+                "bench-\(Character(UnicodeScalar(97 + host)!)) (" + [host == at ? "source" : nil, host == target ? "destination" : nil, host == 0 ? "peer" : nil]
+                    .compactMap { $0 }.joined(separator: ", ") + ")"
+            }
+            let seenBefore = try await waitFor(mesh.clients[at], "server") { last($0, "ICMPSEEN 10.77.0.2") != nil }
+            let countersBefore = try await switchCounters(mesh.clients)
+            let udpBefore = udpReceiveBufferErrors()
             _ = recorder.take()
             let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: .address(HostPort(host: "127.0.0.1", port: mesh.ports[target])), settings: MigrationSettings()),
                                                          as: MigrationReport.self)
             at = target
-            let after = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > okBefore + 40 }
+            // Every request sent until now judged at the peer (3 s after it was sent) and at the
+            // server (150 numbers on), and the TCP echo well past the move.
+            let sentByNow = try await waitFor(client, name) { _ in true }
+            let sentAtEnd = last(sentByNow, "PING 10.77.0.3").flatMap { field($0, "sent") } ?? 0
+            let after = try await waitFor(client, name) {
+                (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > okBefore + 40
+                    && (last($0, "PING 10.77.0.3").flatMap { field($0, "judged") } ?? 0) >= sentAtEnd
+            }
+            let seenAfter = try await waitFor(mesh.clients[at], "server") { (last($0, "ICMPSEEN 10.77.0.2").flatMap { field($0, "high") } ?? 0) >= sentAtEnd + 150 }
+            let countersAfter = try await switchCounters(mesh.clients)
+            let udpAfter = udpReceiveBufferErrors()
             let ping = last(after, "PING 10.77.0.3") ?? ""
             let tcp = last(after, "TCP 10.77.0.3:7 conn=") ?? ""
             let errors = after.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("TCP 10.77.0.3:7 error") }.count
-            let run = Run(move: move, downtimeMs: report.downtimeMs, gapMs: field(ping, "maxgap_ms") ?? -1,
-                          lostPings: (field(ping, "lost") ?? 0) - lostBefore,
+            func delta(_ name: String) -> Int { (field(ping, name) ?? 0) - (field(pingBefore, name) ?? 0) }
+            var run = Run(move: move, downtimeMs: report.downtimeMs, gapMs: gapSince(before, in: after, ip: "10.77.0.3"),
+                          lostPings: delta("unanswered"), requestsLost: requestsMissing(seenBefore, seenAfter), latePings: delta("late"), duplicatePings: delta("dup"),
                           tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors,
                           tcpStallMs: field(tcp, "maxgap_ms") ?? -1, tcpWaitMs: field(tcp, "maxwait_ms") ?? -1, tcpRetransmits: (field(tcp, "retrans") ?? 0) - retransBefore,
                           timeline: SwitchoverTimelineRecorder.describe(recorder.take(), from: "source-qemu-stop").map { Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10) })
+            run.serverTCP = tcpChanges(seenBefore, seenAfter)
+            run.peerTCP = tcpChanges(before, after)
+            run.udpReceiveBufferErrors = udpAfter - udpBefore
+            for host in 0..<3 {
+                let changed = countersAfter[host].compactMap { name, count -> (String, Int64)? in
+                    let difference = Int64(count) - Int64(countersBefore[host][name] ?? 0)
+                    return difference == 0 ? nil : (name, difference)
+                }
+                run.switches[roles[host]] = Dictionary(uniqueKeysWithValues: changed)
+            }
             log("run \(round + 1) (\(move), \(holdFrames ? "holding" : "dropping")): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, "
-                + "lost pings \(run.lostPings), TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
+                + "lost pings \(run.lostPings) (requests lost on the way \(run.requestsLost.map(String.init) ?? "?"), late \(run.latePings), duplicated \(run.duplicatePings)), "
+                + "TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
                 + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
-            log("  timeline (ms after QEMU's STOP): " + run.timeline.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
+            // The guest's frames after the resume: the first of each kind (the held pings'
+            // answers would fill the line).
+            var kindsShown = Set<String>()
+            let shown = run.timeline.filter { point in
+                guard point.point.hasPrefix("destination-guest-frame-") else { return true }
+                return kindsShown.insert(String(point.point.split(separator: "-").dropFirst(4).joined(separator: "-"))).inserted
+            }
+            log("  timeline (ms after QEMU's STOP): " + shown.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
+            log("  TCP counters that changed: moving guest " + describe(run.serverTCP) + "; peer " + describe(run.peerTCP)
+                + "; host UDP receive-buffer drops \(run.udpReceiveBufferErrors)")
+            for (host, changed) in run.switches.sorted(by: { $0.key < $1.key }) {
+                let shown = changed.filter { !$0.key.hasPrefix("overlay.datagrams") && $0.key != "overlay-frames-in" && $0.key != "overlay-frames-out" }
+                log("  \(host): " + (shown.isEmpty ? "no holding, forwarding or drops" : shown.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+            }
             results.append(run)
             _ = try await client.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         }
         _ = try await mesh.clients[at].call("vm.stop", ControlTypes.VMReference(vm: "server"), as: VMInfo.self)
         return results
+    }
+
+    /// The differences of the `TCPSTAT` counters between the last such lines of two readings of
+    /// one guest's console, those that changed.
+    static func tcpChanges(_ before: String, _ after: String) -> [String: Int] {
+        guard let first = last(before, "TCPSTAT "), let second = last(after, "TCPSTAT ") else { return [:] }
+        var changes: [String: Int] = [:]
+        for name in ["in", "out", "retrans", "timeouts", "spurious_rto", "dsack_sent", "dsack_recv", "delayed_ack_lost"] {
+            let difference = (field(second, name) ?? 0) - (field(first, name) ?? 0)
+            if difference != 0, name != "in", name != "out" { changes[name] = difference }
+        }
+        return changes
+    }
+
+    static func describe(_ changes: [String: Int]) -> String {
+        changes.isEmpty ? "none" : changes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
+
+    /// This host's UDP receive-buffer drops so far (`/proc/net/snmp`, `Udp: RcvbufErrors`); 0 if unreadable.
+    static func udpReceiveBufferErrors() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/net/snmp", encoding: .utf8) else { return 0 }  // not Linux: nothing to add
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("Udp: ") }
+        guard lines.count >= 2, let index = lines[0].split(separator: " ").firstIndex(of: "RcvbufErrors") else { return 0 }
+        let values = lines[1].split(separator: " ")
+        return index < values.count ? Int(values[index]) ?? 0 : 0
+    }
+
+    /// Each agent's switch counters (`switch.counters`), in `clients`' order.
+    static func switchCounters(_ clients: [ControlClient]) async throws -> [[String: UInt64]] {
+        var all: [[String: UInt64]] = []
+        for client in clients { all.append(try await client.call("switch.counters", Empty(), as: ControlTypes.SwitchCounters.self).counters) }
+        return all
+    }
+
+    /// Echo requests from the peer that never reached the server between two of its
+    /// `ICMPSEEN` lines (missing net of late ones); nil if its counting restarted between them.
+    static func requestsMissing(_ before: String, _ after: String) -> Int? {
+        guard let first = last(before, "ICMPSEEN 10.77.0.2"), let second = last(after, "ICMPSEEN 10.77.0.2"),
+              field(first, "epoch") == field(second, "epoch") else { return nil }
+        func net(_ line: String) -> Int { (field(line, "missing") ?? 0) - (field(line, "late") ?? 0) }
+        return net(second) - net(first)
     }
 
     @discardableResult
@@ -126,6 +235,15 @@ public enum NetworkMigrationBenchmark {
             try await Task.sleep(for: .milliseconds(200))
         }
         throw ControlError.failed("\(vm) did not reach the expected state within \(timeout)")
+    }
+
+    /// The longest gap between two ping replies that ended after `before` was read (the
+    /// `wgap_ms` of the `PING <ip>` lines printed since), ms; -1 if there is no such line. The
+    /// lines' `maxgap_ms` is the longest of the pinger's whole life, its own start included.
+    static func gapSince(_ before: String, in after: String, ip: String, field name: String = "wgap_ms") -> Int {
+        let lines = { (text: String) in text.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("PING \(ip) ") } }
+        let fresh = lines(after).dropFirst(lines(before).count)
+        return fresh.compactMap { field(String($0), name) }.max() ?? -1
     }
 
     static func last(_ console: String, _ prefix: String) -> String? {

@@ -85,6 +85,15 @@ public enum ControlTypes {
         public init(text: String) { self.text = text }
     }
 
+    /// The result of `switch.counters`: the virtual switch's switch-wide and overlay counters by
+    /// name (they never decrease while the agent runs; a benchmark takes differences).
+    public struct SwitchCounters: Codable, Sendable {
+        /// Counter name to count, e.g. `held-frames-forwarded`, `port-drops.guest-busy`.
+        public var counters: [String: UInt64]
+        /// A result with these counters.
+        public init(counters: [String: UInt64]) { self.counters = counters }
+    }
+
     /// `migrate`.
     public struct Migrate: Codable, Sendable, ControlParameters {
         /// The VM's name or id; it must run on this host.

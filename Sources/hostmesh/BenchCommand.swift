@@ -206,7 +206,9 @@ struct BenchCommand: AsyncParsableCommand {
                 printTable(["", "HOLDING (OURS)", "DROPPING (BEFORE)"], [
                     ["downtime (ms)", stats(runs.map { Int($0.downtimeMs) }), stats(previous.map { Int($0.downtimeMs) })],
                     ["gap - downtime (ms)", stats(runs.map(\.gapBeyondDowntimeMs)), stats(previous.map(\.gapBeyondDowntimeMs))],
-                    ["lost pings", stats(runs.map(\.lostPings)), stats(previous.map(\.lostPings))],
+                    ["lost pings (unanswered 3 s after sending)", stats(runs.map(\.lostPings)), stats(previous.map(\.lostPings))],
+                    ["  of which requests that never reached the moving VM", stats(runs.compactMap(\.requestsLost)), stats(previous.compactMap(\.requestsLost))],
+                    ["late or duplicated replies", stats(runs.map { $0.latePings + $0.duplicatePings }), stats(previous.map { $0.latePings + $0.duplicatePings })],
                     ["TCP stall - downtime (ms, target <= 50)", stats(runs.map { $0.tcpStallMs - Int($0.downtimeMs) }), stats(previous.map { $0.tcpStallMs - Int($0.downtimeMs) })],
                     ["TCP wait - downtime (ms; the stall without the client's 20 ms pause)", stats(runs.map { $0.tcpWaitMs - Int($0.downtimeMs) }), stats(previous.map { $0.tcpWaitMs - Int($0.downtimeMs) })],
                     ["TCP retransmissions by the peer", stats(runs.map(\.tcpRetransmits)), stats(previous.map(\.tcpRetransmits))],
@@ -366,9 +368,10 @@ struct BenchCommand: AsyncParsableCommand {
                 guard let low = values.first, let high = values.last, let mid = Spread.median(values) else { return "-" }
                 return String(format: "%.0f / %.0f / %.0f", low, mid, high)
             }
-            printTable(["PATH", "TOTAL MS", "DOWNTIME MS", "PEER GAP MS", "GAP - DOWNTIME MS"], ["intra", "cross"].map { path in
+            printTable(["PATH", "TOTAL MS", "DOWNTIME MS", "PEER GAP MS", "GAP - DOWNTIME MS", "PEER'S GAP BEFORE THE MOVE MS",
+                        "PEER'S OWN SEND PAUSE MS"], ["intra", "cross"].map { path in
                 [path, spread(path) { Double($0.totalMs) }, spread(path) { Double($0.downtimeMs) }, spread(path) { Double($0.gapMs) },
-                 spread(path) { Double($0.gapMs) - Double($0.downtimeMs) }]
+                 spread(path) { Double($0.gapMs) - Double($0.downtimeMs) }, spread(path) { Double($0.gapBeforeMs) }, spread(path) { Double($0.peerSendGapMs) }]
             })
             print("(min / median / max)")
             print(String(format: "cross / intra total: %.2fx (target <= 1.1x); downtime cross - intra: %+.0f ms (target <= +10 ms); "

@@ -7,8 +7,9 @@ import Testing
 /// Lossless switchover with real guests (Protocol.md §8.6.1): a peer VM on a third switch pings
 /// a VM every 20 ms and holds a TCP echo connection to it while it migrates (QEMU's own
 /// migration) from switch A to switch B, the switches doing what the agents do: pause the port at
-/// QEMU's STOP, freeze it for B when the transfer is done (what it held, and what comes after,
-/// goes to B at once), and B holds it until the guest's announcement activates its port. No switch drops a frame for the moving VM.
+/// QEMU's STOP, freeze it for B when the transfer is done (what it held, copies of what it handed
+/// the stopped QEMU, and what comes after, go to B at once), B holds it, and activates its port
+/// just before it resumes the guest (§8.6 step 4). No switch drops a frame for the moving VM.
 @Suite("Real guest: frames held across the switchover", .guestBuilt, .serialized, .timeLimit(.minutes(2)))
 struct GuestSwitchoverTests {
     static let macM = MACAddress("52:54:00:77:02:03")!
@@ -54,26 +55,38 @@ struct GuestSwitchoverTests {
         let destination = try await VMProcess.launch(spec: specOnB, directory: VMRuntimeDirectory(path: root + "/m-dst"), mode: .incoming,
                                                      options: options)
         defer { destination.kill() }
-        // What the source agent does at QEMU's STOP (SourceRun): pause the port.
+        // What the source agent does at QEMU's STOP (SourceRun): pause the port, and keep
+        // QEMU's timestamp of the STOP for the freeze.
         let events = source.qmp.events()
-        let paused = Task { () -> Bool in
+        let paused = Task { () -> Double? in
             for await event in events where event.name == "STOP" {
-                do { try await a.pausePort(portM.id) } catch { return false }
-                return true
+                do { try await a.pausePort(portM.id) } catch { return nil }
+                return event.timestamp > 0 ? event.timestamp : nil
             }
-            return false
+            return nil
         }
         let before = Guests.tcpEchoes(peer.directory.readConsole())?.ok ?? 0
         var settings = MigrationSettings()
         settings.maxBandwidthBytesPerSecond = 10_000_000_000
-        let result = try await DirectMigration.run(source: source, destination: destination, socketPath: destination.directory.incomingSocket,
-                                                   settings: settings)
-        #expect(await paused.value, "the port was paused at QEMU's STOP")
-        let final = try await a.freezePort(portM.id, destination: "host-b")
+        // The agents' order (Protocol.md §8.6 steps 3-5): the destination loads the guest and
+        // keeps it stopped; the source freezes its port for B (what it held, copies of what it
+        // handed QEMU since the STOP, and every later frame go to B at once) and sends the final
+        // delta; B applies it, activates the port and only then resumes the guest (`cont`), so
+        // what the guest sends at once meets an active port; then A forwards stragglers.
+        let incoming = IncomingMigration(qmp: destination.qmp, settings: settings)
+        try await incoming.listen(on: "unix:" + destination.directory.incomingSocket)
+        let result = try await OutgoingMigration(qmp: source.qmp, settings: settings).run(to: "unix:" + destination.directory.incomingSocket)
+        try await incoming.waitUntilLoaded()
+        let stoppedAt = await paused.value
+        #expect(stoppedAt != nil, "the port was paused at QEMU's STOP")
+        let final = try await a.freezePort(portM.id, destination: "host-b", guestStoppedAt: stoppedAt)
         try await b.applyPortDelta(final)
+        try await b.activatePort(portM.id)
+        #expect(await b.portStatus(portM.id)?.lifecycle == .active, "B's port is active before the guest resumes")
+        try await destination.qmp.cont()
+        await b.guestRunning(portM.id)
+        await source.stop(quitGrace: .seconds(2))
         try await a.forwardStragglers(portM.id, to: "host-b", grace: .seconds(5))
-        let activated = await eventually(timeout: .seconds(10)) { await b.portStatus(portM.id)?.lifecycle == .active }
-        #expect(activated)
 
         var console = ""
         let continued = await eventually(timeout: .seconds(30)) {
@@ -101,7 +114,7 @@ struct GuestSwitchoverTests {
         await destination.stop(quitGrace: .seconds(1))
         await peer.stop(quitGrace: .seconds(1))
         for s in switches { await s.stop() }
-        print("switchover with held frames: QEMU downtime \(result.downtimeMs) ms; held on A \(heldOnA) (forwarded \(forwarded)), "
-            + "held on B \(heldOnB), dropped 0; peer: \(tcp); \(ping)")
+        print("switchover with held frames: QEMU downtime \(result.downtimeMs) ms; held on A \(heldOnA) (forwarded \(forwarded), "
+            + "of them copies \(counters["host-a"]?.heldFramesCopied ?? 0)), held on B \(heldOnB), dropped 0; peer: \(tcp); \(ping)")
     }
 }

@@ -76,7 +76,8 @@ struct StoppedGuestSocketTests {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let setup = try await Self.setUp(root: root)
-        try await Self.ping(setup, count: 2)  // before the stop: the guest had them
+        try await Self.ping(setup, count: 2)  // before the stop: QEMU read them, the guest had them
+        #expect(setup.stopped.queued == 2)
         let stoppedAt = Date().timeIntervalSince1970
         try await Self.ping(setup, count: 3)  // after QEMU's STOP, before the agent paused the port
         _ = try await setup.a.freezePort(setup.moving, destination: "host-b", guestStoppedAt: stoppedAt)
@@ -84,14 +85,43 @@ struct StoppedGuestSocketTests {
         let onB = await setup.b.heldFrames(of: setup.moving)
         #expect(held, "B holds \(String(describing: onB))")
         #expect(await setup.a.counters().switch.heldFramesForwarded == 3)
-        // The stopped QEMU still has all five: a rollback would give them to the guest once.
-        #expect(setup.stopped.queued == 5)
+        // The stopped QEMU still has the three: a rollback would give them to the guest once.
+        #expect(setup.stopped.queued == 3)
+        #expect(await setup.a.counters().switch.heldFramesCopiedUnread == 0)
         await setup.sender.close()
         await setup.a.stop()
         await setup.b.stop()
     }
 
-    @Test func framesHandedOverBeforeTheStopOrWithoutADestinationStay() async throws {
+    /// Handed over before the STOP while QEMU was not reading (its main loop held by the
+    /// migration's last pass, or the guest's receive ring full): still in its socket at the
+    /// freeze, never given to the guest. The kernel's unread bytes on the port's socket say so.
+    @Test func framesHandedOverBeforeTheStopThatTheSocketStillHoldsGoToTheDestination() async throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let setup = try await Self.setUp(root: root)
+        try await Self.ping(setup, count: 2)
+        #expect(setup.stopped.queued == 2)  // read: the guest had these
+        try await Self.ping(setup, count: 4)  // not read before the stop
+        // And one of another size (the kernel's size of each unread datagram differs by length).
+        try await setup.sender.send(TestFrames.ipv4(from: .test(1), to: .test(2), src: .test(1), dst: .test(2), proto: 1,
+                                                    transport: [8, 0, 0, 0, 0, 1, 0, 1] + [UInt8](repeating: 7, count: 1000)))
+        let handed = await eventually { (await setup.a.counters(of: setup.moving)?.txFrames ?? 0) >= 7 }
+        try #require(handed)
+        let stoppedAt = Date().timeIntervalSince1970
+        _ = try await setup.a.freezePort(setup.moving, destination: "host-b", guestStoppedAt: stoppedAt)
+        let held = await eventually { await setup.b.heldFrames(of: setup.moving)?.frames == 5 }
+        let onB = await setup.b.heldFrames(of: setup.moving)
+        #expect(held, "B holds \(String(describing: onB))")
+        let counters = await setup.a.counters().switch
+        #expect(counters.heldFramesCopied == 5 && counters.heldFramesCopiedUnread == 5, "\(counters)")
+        #expect(setup.stopped.queued == 5)  // the originals, for a rollback
+        await setup.sender.close()
+        await setup.a.stop()
+        await setup.b.stop()
+    }
+
+    @Test func framesQEMUReadBeforeTheStopOrWithoutADestinationStay() async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let setup = try await Self.setUp(root: root)
@@ -102,7 +132,8 @@ struct StoppedGuestSocketTests {
         _ = try await setup.a.freezePort(setup.moving, guestStoppedAt: stoppedAt - 60)
         #expect(await setup.a.heldFrames(of: setup.moving)?.frames == 0)
         _ = try await setup.a.unfreezePort(setup.moving)
-        // Handed over before the stop: the guest may have them; not sent on.
+        // Handed over before the stop and read by QEMU: the guest has them; not sent on.
+        #expect(setup.stopped.queued == 3)
         _ = try await setup.a.freezePort(setup.moving, destination: "host-b", guestStoppedAt: stoppedAt)
         try await Task.sleep(for: .milliseconds(200))
         #expect(await setup.b.heldFrames(of: setup.moving)?.frames == 0)

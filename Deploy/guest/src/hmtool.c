@@ -6,6 +6,9 @@
  *
  *   hmtool dirty --rate-mb N [--set-mb M]        dirty N MB/s in a fixed M MB working set
  *   hmtool ping  [--interval-ms I] IP            ICMP echo every I ms (default 20), report gaps
+ *   hmtool icmpseen IP                           count IP's echo requests by sequence
+ *                                                number: missing, late and duplicate ones
+ *   hmtool tcpstat                               this guest's TCP counters once a second
  *   hmtool tcp   [--interval-ms I] IP PORT       keep ONE TCP connection to an echo
  *                                                service, check every echo, report gaps
  *   hmtool disk  [--interval-ms I] DEVICE        write record n to block n (mod the device
@@ -43,6 +46,10 @@
 
 #define PAGE 4096
 #define GAP_REPORT_MS 100 /* a reply gap at least this long gets its own line */
+/* ping: a request unanswered this long after it was sent is lost (the switches hold a moving
+ * VM's frames for at most 2 s, and the longest downtime is well below that). */
+#define PING_JUDGE_US 3000000
+enum { PING_OUT = 1, PING_ANSWERED = 2, PING_LOST = 3 };
 
 static int64_t now_us(void) {
     struct timespec ts;
@@ -208,7 +215,18 @@ static int cmd_ping(int argc, char **argv) {
     if (fd < 0) die("socket");
     uint16_t id = (uint16_t)getpid();
     uint64_t sent = 0, recvd = 0, rtt_sum = 0, rtt_n = 0;
-    int64_t last_reply = 0, maxgap = 0, start = now_us();
+    /* Per request (by its 16-bit sequence number): judged PING_JUDGE_US after it was sent, a
+     * request still unanswered then is lost ("unanswered", and a PINGLOST line); a reply after
+     * that counts as late, a second reply to one request as dup. Unlike lost= (sent - recv at
+     * the instant of the summary), requests still in flight never count. */
+    static int64_t sent_at[65536];
+    static uint8_t state[65536]; /* PING_OUT, PING_ANSWERED, PING_LOST */
+    uint64_t judged = 0, unanswered = 0, late = 0, dup = 0;
+    /* wgap: the largest gap that ended since the previous summary line (a benchmark takes the
+     * gaps of a window, not maxgap's whole life, which includes the guest's own start). */
+    /* wsendgap: the largest interval between two of our own requests since the previous summary
+     * (20 ms when this guest runs as it should; more when it did not get the CPU). */
+    int64_t last_reply = 0, maxgap = 0, wgap = 0, last_send = 0, wsendgap = 0, start = now_us();
     int64_t next_send = start, report = start + 1000000;
     for (;;) {
         int64_t now = now_us();
@@ -221,15 +239,32 @@ static int cmd_ping(int argc, char **argv) {
             pkt.h.checksum = csum(&pkt, sizeof pkt);
             /* Errors (no route yet, ARP failure) just count as a lost request. */
             sendto(fd, &pkt, sizeof pkt, 0, (struct sockaddr *)&dst, sizeof dst);
+            sent_at[(uint16_t)sent] = now;
+            if (last_send && now - last_send > wsendgap) wsendgap = now - last_send;
+            last_send = now;
+            state[(uint16_t)sent] = PING_OUT;
             sent++;
             next_send += interval_ms * 1000;
             if (next_send < now) next_send = now + interval_ms * 1000;
         }
         if (now >= report) {
-            printf("PING %s sent=%llu recv=%llu lost=%llu rtt_us=%llu maxgap_ms=%lld\n", ip,
+            for (; judged < sent && now - sent_at[(uint16_t)judged] >= PING_JUDGE_US; judged++) {
+                uint16_t s = (uint16_t)judged;
+                if (state[s] != PING_OUT) continue;
+                state[s] = PING_LOST;
+                unanswered++;
+                printf("PINGLOST %s seq=%u\n", ip, s);
+            }
+            printf("PING %s sent=%llu recv=%llu lost=%llu rtt_us=%llu maxgap_ms=%lld "
+                   "judged=%llu unanswered=%llu late=%llu dup=%llu wgap_ms=%lld wsendgap_ms=%lld\n", ip,
                    (unsigned long long)sent, (unsigned long long)recvd,
                    (unsigned long long)(sent - recvd),
-                   (unsigned long long)(rtt_n ? rtt_sum / rtt_n : 0), (long long)maxgap / 1000);
+                   (unsigned long long)(rtt_n ? rtt_sum / rtt_n : 0), (long long)maxgap / 1000,
+                   (unsigned long long)judged, (unsigned long long)unanswered,
+                   (unsigned long long)late, (unsigned long long)dup, (long long)wgap / 1000,
+                   (long long)wsendgap / 1000);
+            wgap = 0;
+            wsendgap = 0;
             if (samples) {
                 printf("PINGRTT%s\n", rtts);
                 rtts_len = 0;
@@ -255,6 +290,10 @@ static int cmd_ping(int argc, char **argv) {
             continue;
         int64_t t, r = now_us();
         memcpy(&t, buf + hl + sizeof *h, sizeof t);
+        uint16_t rs = ntohs(h->un.echo.sequence);
+        if (state[rs] == PING_ANSWERED) { dup++; continue; }
+        if (state[rs] == PING_LOST) late++;
+        state[rs] = PING_ANSWERED;
         recvd++;
         rtt_sum += (uint64_t)(r - t);
         rtt_n++;
@@ -263,6 +302,7 @@ static int cmd_ping(int argc, char **argv) {
         if (last_reply) {
             int64_t gap = r - last_reply;
             if (gap > maxgap) maxgap = gap;
+            if (gap > wgap) wgap = gap;
             if (gap >= GAP_REPORT_MS * 1000) {
                 printf("PINGGAP %s gap_ms=%lld seq=%u\n", ip, (long long)gap / 1000,
                        ntohs(h->un.echo.sequence));
@@ -270,6 +310,81 @@ static int cmd_ping(int argc, char **argv) {
             }
         }
         last_reply = r;
+    }
+}
+
+/* ---- icmpseen: the answering side's view of a peer's pings. A raw ICMP socket gets a copy of
+ * every echo request the kernel answers; per request sequence number (the current pinger's id;
+ * a new id or a restart from a low number starts over) it counts requests, duplicates and the
+ * numbers never seen between the first and the highest, so a ping the pinger lost can be told
+ * apart: its request never arrived here (missing) or its reply was lost on the way back.
+ * Times are this guest's own: a pause of this guest (its migration) does not look like one. */
+static int cmd_icmpseen(int argc, char **argv) {
+    const char *ip;
+    if (!positional(argc, argv, 1, &ip)) {
+        fprintf(stderr, "usage: hmtool icmpseen IP\n");
+        return 2;
+    }
+    struct in_addr from;
+    if (inet_pton(AF_INET, ip, &from) != 1) { errno = EINVAL; die("address"); }
+    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    if (fd < 0) die("socket");
+    static uint8_t seen[65536];
+    int have = 0;
+    uint16_t id = 0;
+    uint64_t first = 0, high = 0, judged = 0, requests = 0, dup = 0, missing = 0, late = 0, epoch = 0;
+    int64_t report = now_us() + 1000000, last_at = 0;
+    for (;;) {
+        int64_t now = now_us();
+        if (now >= report) {
+            if (have) {
+                printf("ICMPSEEN %s epoch=%llu id=%u requests=%llu first=%llu high=%llu missing=%llu late=%llu dup=%llu\n",
+                       ip, (unsigned long long)epoch, id, (unsigned long long)requests,
+                       (unsigned long long)first, (unsigned long long)high,
+                       (unsigned long long)missing, (unsigned long long)late, (unsigned long long)dup);
+                fflush(stdout);
+            }
+            report += 1000000;
+        }
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int ms = (int)((report - now_us() + 999) / 1000);
+        if (poll(&pfd, 1, ms < 0 ? 0 : ms) <= 0) continue;
+        unsigned char buf[1500];
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < (ssize_t)sizeof(struct iphdr)) continue;
+        struct iphdr *iph = (struct iphdr *)buf;
+        size_t hl = iph->ihl * 4;
+        if ((size_t)n < hl + sizeof(struct icmphdr)) continue;
+        struct icmphdr *h = (struct icmphdr *)(buf + hl);
+        if (h->type != ICMP_ECHO || iph->saddr != from.s_addr) continue;
+        uint16_t rid = ntohs(h->un.echo.id), rs = ntohs(h->un.echo.sequence);
+        /* Unwrap the 16-bit number around the highest seen. */
+        uint64_t seq = high + (uint64_t)(int64_t)(int16_t)(uint16_t)(rs - (uint16_t)high);
+        /* A new pinger: another id, or the numbers start again after a pause (a new VM's
+         * pinger may get the same pid). */
+        int64_t at = now_us();
+        int restarted = seq < high && at - last_at > 1500000;
+        last_at = at;
+        if (!have || rid != id || restarted || seq + 1000 < high || seq > high + 30000) {
+            memset(seen, 0, sizeof seen);
+            have = 1;
+            id = rid;
+            epoch++;
+            first = high = judged = rs;
+            requests = dup = missing = late = 0;
+            seq = rs;
+        }
+        requests++;
+        if (seen[(uint16_t)seq]) { dup++; continue; }
+        seen[(uint16_t)seq] = 1;
+        if (seq < judged) late++;
+        if (seq > high) high = seq;
+        /* A number 150 below the highest (3 s at 20 ms) that never came is missing. */
+        for (; judged + 150 < high; judged++) {
+            if (seen[(uint16_t)judged]) { seen[(uint16_t)judged] = 0; continue; }
+            missing++;
+            printf("ICMPMISS %s seq=%llu\n", ip, (unsigned long long)judged);
+        }
     }
 }
 
@@ -476,18 +591,21 @@ static unsigned char bulk_byte(uint64_t i) {
 
 /* TCP RetransSegs from /proc/net/snmp: the "Tcp:" header line names the fields, the next
  * "Tcp:" line holds their values. -1 if it cannot be read. */
-static long long retrans_segs(void) {
-    FILE *f = fopen("/proc/net/snmp", "r");
+/* One counter of /proc/net/snmp or /proc/net/netstat: the value under NAME in the line pair
+ * whose header starts with SECTION ("Tcp:", "TcpExt:"); -1 if absent. */
+static long long snmp_value(const char *path, const char *section, const char *name) {
+    FILE *f = fopen(path, "r");
     if (!f) return -1;
-    char names[1024], values[1024];
+    static char names[8192], values[8192];
     long long result = -1;
+    size_t len = strlen(section);
     while (fgets(names, sizeof names, f)) {
-        if (strncmp(names, "Tcp:", 4) != 0) continue;
+        if (strncmp(names, section, len) != 0) continue;
         if (!fgets(values, sizeof values, f)) break;
         char *ns = NULL, *vs = NULL;
         char *n = strtok_r(names, " \n", &ns), *v = strtok_r(values, " \n", &vs);
         while (n && v) {
-            if (strcmp(n, "RetransSegs") == 0) { result = atoll(v); break; }
+            if (strcmp(n, name) == 0) { result = atoll(v); break; }
             n = strtok_r(NULL, " \n", &ns);
             v = strtok_r(NULL, " \n", &vs);
         }
@@ -495,6 +613,26 @@ static long long retrans_segs(void) {
     }
     fclose(f);
     return result;
+}
+
+static long long retrans_segs(void) { return snmp_value("/proc/net/snmp", "Tcp:", "RetransSegs"); }
+
+/* ---- tcpstat: this guest's TCP counters once a second, so a benchmark can tell which side of
+ * a connection lost or delayed a segment (a duplicate the receiver saw, a spurious timeout). */
+static int cmd_tcpstat(void) {
+    for (;;) {
+        printf("TCPSTAT in=%lld out=%lld retrans=%lld timeouts=%lld spurious_rto=%lld dsack_sent=%lld "
+               "dsack_recv=%lld delayed_ack_lost=%lld\n",
+               snmp_value("/proc/net/snmp", "Tcp:", "InSegs"), snmp_value("/proc/net/snmp", "Tcp:", "OutSegs"),
+               retrans_segs(), snmp_value("/proc/net/netstat", "TcpExt:", "TCPTimeouts"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "TCPSpuriousRTOs"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "TCPDSACKOldSent"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "TCPDSACKRecv"),
+               snmp_value("/proc/net/netstat", "TcpExt:", "DelayedACKLost"));
+        fflush(stdout);
+        sleep(1);
+    }
+    return 0;
 }
 
 static int cmd_bulk(int argc, char **argv) {
@@ -587,6 +725,8 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "dirty") == 0) return cmd_dirty(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "memcheck") == 0) return cmd_memcheck(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "ping") == 0) return cmd_ping(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "icmpseen") == 0) return cmd_icmpseen(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "tcpstat") == 0) return cmd_tcpstat();
     if (argc >= 2 && strcmp(argv[1], "tcp") == 0) return cmd_tcp(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "disk") == 0) return cmd_disk(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "udp") == 0) return cmd_udp(argc, argv);

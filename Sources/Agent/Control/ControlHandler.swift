@@ -36,6 +36,8 @@ struct ControlHandler: Sendable {
     let events: AgentEventHub
     /// Migrations into federated domains (Agent/Federation).
     let crossDomain: CrossDomainMigrator
+    /// This host's network (its virtual switch's counters).
+    let network: AgentNetwork
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -190,6 +192,9 @@ struct ControlHandler: Sendable {
                 }
             }
             return ControlTypes.Text(text: try await coordinator.resolve(p.vm, decision: decision))
+        case "switch.counters":
+            let (switchCounters, overlay) = await network.virtualSwitch.counters()
+            return ControlTypes.SwitchCounters(counters: switchCounters.named.merging(overlay.named) { first, _ in first })
         case "migrations":
             // Waiting ones first (next first), then the journal's.
             return await coordinator.queued() + (try await journal.history())

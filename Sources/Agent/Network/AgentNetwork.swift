@@ -163,6 +163,24 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
+    /// Source: when the last frame from the guest reached its ports, the latest of its NICs'.
+    public func lastFrameFromGuest(_ spec: VMSpec) async -> Double? {
+        var last: Double?
+        for nic in spec.nics where nic.network != nil {
+            guard let at = await virtualSwitch.lastFrameFromVM(Self.portID(spec, nic)) else { continue }
+            last = max(last ?? at, at)
+        }
+        return last
+    }
+
+    /// Destination: the first frames from the guest after `resuming` activated its ports, all
+    /// NICs', in time order (seconds since the Unix epoch, and what kind of frame).
+    public func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)] {
+        var frames: [(at: Double, kind: String)] = []
+        for nic in spec.nics where nic.network != nil { frames += await virtualSwitch.framesAfterActivation(Self.portID(spec, nic)) }
+        return frames.sorted { $0.at < $1.at }
+    }
+
     /// Destination, the guest runs here: frames its socket could not take while QEMU had it
     /// stopped go now, and a port still blocked gets its activation deadline.
     public func resumed(_ spec: VMSpec) async {

@@ -236,6 +236,20 @@ actor IncomingRun: DestinationMigrationEnvironment {
         }
     }
 
+    /// The switchover timeline's last points: the first frames the guest sent after the resume
+    /// (`destination-guest-frame-N-<kind>`), read a second later.
+    private func traceFirstFrame(_ spec: VMSpec) {
+        guard let ports = context.ports, logger.logLevel <= .info else { return }
+        let traceLog = logger, traceVM = vmID
+        Task {
+            // Cancelled only with the agent: then nobody reads the timeline.
+            try? await Task.sleep(for: .seconds(1))
+            for (index, frame) in await ports.framesFromGuest(spec).enumerated() {
+                SwitchoverTrace.mark(traceLog, "destination-guest-frame-\(index + 1)-\(frame.kind)", vm: traceVM, at: frame.at)
+            }
+        }
+    }
+
     func replyPrepared(refusal: String?) async {
         var envelope = Hostmesh_V1_AgentEnvelope()
         envelope.migrationPrepared.migrationID = id
@@ -268,6 +282,7 @@ actor IncomingRun: DestinationMigrationEnvironment {
                 if try await !process.qmp.queryStatus().running { try await process.qmp.cont() }
                 SwitchoverTrace.mark(logger, "destination-cont-returned", vm: vmID)
                 await context.ports?.resumed(spec)
+                traceFirstFrame(spec)
             } else if try await !process.qmp.queryStatus().running {
                 // Recovery: whether this VM came with local disks is not known here; without
                 // them no NBD server runs and QEMU's refusal says only that.

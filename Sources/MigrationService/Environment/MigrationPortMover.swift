@@ -28,6 +28,13 @@ public protocol MigrationPortMover: Sendable {
     func resuming(_ spec: VMSpec) async
     /// Destination: the guest runs here.
     func resumed(_ spec: VMSpec) async
+    /// Source: when the last frame from the guest reached its ports (seconds since the Unix
+    /// epoch), for the switchover's timeline: how long before QEMU's STOP the guest fell silent.
+    func lastFrameFromGuest(_ spec: VMSpec) async -> Double?
+    /// Destination: the first frames from the guest after `resuming` activated its ports, in
+    /// time order (seconds since the Unix epoch, and what kind: `arp`, `tcp-data`, …), for the
+    /// switchover's timeline (`SwitchoverTrace`): what the guest sent first once it ran.
+    func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)]
     /// Destination of a migration from another domain (Protocol.md §6.10): creates the VM's ports
     /// afresh on its networks as named here (no port state crosses a boundary that is not stretched).
     func attach(_ spec: VMSpec) async throws
@@ -44,6 +51,10 @@ extension MigrationPortMover {
     public func guestPaused(_ spec: VMSpec, movingTo destination: String, stoppedAt: Double?) async {}
     /// A mover whose ports activate at `resumed` (or on the guest's announcement).
     public func resuming(_ spec: VMSpec) async {}
+    /// A mover that does not watch its ports' frames.
+    public func framesFromGuest(_ spec: VMSpec) async -> [(at: Double, kind: String)] { [] }
+    /// A mover that does not watch its ports' frames.
+    public func lastFrameFromGuest(_ spec: VMSpec) async -> Double? { nil }
     /// A mover that checks nothing before a migration: the import refuses what it cannot switch.
     public func checkNetworks(_ spec: VMSpec) async throws {}
 }

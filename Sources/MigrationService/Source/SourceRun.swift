@@ -492,6 +492,11 @@ actor SourceRun: SourceMigrationEnvironment {
             SwitchoverTrace.mark(logger, "source-port-frozen", vm: vmID)
             commit.migrationCommit.evidence = await commitEvidence()
             try await connection.outbound.write(EnvelopeWriter.frame(commit))
+            // After the commit is on its way (the guest is paused until it lands): the last
+            // frame the guest sent before it fell silent, for the switchover's timeline.
+            if !portsStayBehind, logger.logLevel <= .info, let last = await context.ports?.lastFrameFromGuest(spec) {
+                SwitchoverTrace.mark(logger, "source-last-frame-from-guest", vm: vmID, at: last)
+            }
             if postcopyUsed, let transfer {
                 // The destination runs the guest and pulls what it lacks: QEMU here must go on
                 // sending until post-copy ends. A failure now is the destination's to report.

@@ -111,6 +111,14 @@ public struct SwitchCounters: Hashable, Sendable {
     /// Frames not held or no longer held: past the byte bound, older than the age bound, or
     /// their port removed.
     public var heldFramesDropped: UInt64 = 0
+    /// Copies of frames handed to a VM's socket after QEMU stopped the guest, put in front of
+    /// the held ones at the freeze (§8.6.1; counted in `heldFramesQueued` too).
+    public var heldFramesCopied: UInt64 = 0
+    /// Of those, frames handed over before the STOP that QEMU's socket still held (§8.6.1).
+    public var heldFramesCopiedUnread: UInt64 = 0
+    /// Frames any port dropped (both directions, every port this switch had), by reason: what
+    /// the ports' own counters say, kept when a port goes away.
+    public var portDrops: [DropReason: UInt64] = [:]
     /// Unicast frames a stretched link's gateway relayed between its domain and the link
     /// (§8.9), in either direction.
     public var gatewayRelayed: UInt64 = 0
@@ -120,4 +128,25 @@ public struct SwitchCounters: Hashable, Sendable {
 
     /// All zero.
     public init() {}
+
+    mutating func countPortDrop(_ reason: DropReason) {
+        portDrops[reason, default: 0] &+= 1
+    }
+
+    /// Every counter by a stable name (`held-frames-queued`, `port-drops.guest-busy`, …), for
+    /// the control API's `switch.counters`.
+    public var named: [String: UInt64] {
+        var named: [String: UInt64] = [
+            "overlay-frames-in": overlayFramesIn, "overlay-frames-out": overlayFramesOut,
+            "stragglers-forwarded": stragglersForwarded, "unknown-segment": unknownSegment,
+            "no-local-destination": noLocalDestination, "to-inactive-port": toInactivePort,
+            "unknown-port": unknownPort, "held-frames-queued": heldFramesQueued,
+            "held-frames-delivered": heldFramesDelivered, "held-frames-forwarded": heldFramesForwarded,
+            "held-frames-dropped": heldFramesDropped, "held-frames-copied": heldFramesCopied,
+            "held-frames-copied-unread": heldFramesCopiedUnread,
+            "gateway-relayed": gatewayRelayed, "locations-refused": locationsRefused,
+        ]
+        for reason in DropReason.allCases { named["port-drops." + reason.rawValue] = portDrops[reason, default: 0] }
+        return named
+    }
 }

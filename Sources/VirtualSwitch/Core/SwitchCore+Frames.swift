@@ -19,12 +19,14 @@ extension SwitchCore {
         port.local.countReceived(frame.readableBytes)
         guard let header = EthernetHeader(frame) else {
             port.local.countDrop(.malformed)
+            counters.countPortDrop(.malformed)
             ports[id] = port
             return []
         }
         if port.lifecycle == .blocked {
             guard port.isAnnouncement(frame, header: header) else {
                 port.local.countDrop(.portBlocked)
+                counters.countPortDrop(.portBlocked)
                 ports[id] = port
                 return []
             }
@@ -36,6 +38,7 @@ extension SwitchCore {
         ports[id] = port
         if case let .drop(reason) = result {
             ports[id]?.local.countDrop(reason)
+            counters.countPortDrop(reason)
             return takeOutput()
         }
         if port.lostLocation || learnedNew {
@@ -80,6 +83,7 @@ extension SwitchCore {
     public mutating func recordDeliveryFailure(port id: PortID, reason: DropReason = .guestUnreachable) {
         guard ports[id] != nil else { return }
         ports[id]?.local.countDrop(reason)
+        counters.countPortDrop(reason)
     }
 
     // MARK: forwarding
@@ -142,6 +146,7 @@ extension SwitchCore {
         case .active:
             if let reason = port.admitToVM(frame, header: header, now: now) {
                 port.local.countDrop(reason)
+                counters.countPortDrop(reason)
             } else {
                 port.local.countDelivered(frame.readableBytes)
                 output.append(.deliver(port: id, frame: frame))

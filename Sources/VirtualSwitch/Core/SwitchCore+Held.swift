@@ -80,6 +80,7 @@ extension SwitchCore {
             guard let header = EthernetHeader(entry.frame) else { continue }
             if let reason = port.admitToVM(entry.frame, header: header, now: now) {
                 port.local.countDrop(reason)
+                counters.countPortDrop(reason)
             } else {
                 port.local.countDelivered(entry.frame.readableBytes)
                 output.append(.deliver(port: id, frame: entry.frame))

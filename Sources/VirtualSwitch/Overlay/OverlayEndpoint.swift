@@ -233,6 +233,16 @@ public struct OverlayCounters: Hashable, Sendable {
     public subscript(reason: OverlayDropReason) -> UInt64 { drops[reason, default: 0] }
 
     mutating func countSendFailure() { sendFailures &+= 1 }
+
+    /// Every counter by a stable name (`overlay.datagrams-sent`, `overlay.drops.<reason>`, …).
+    public var named: [String: UInt64] {
+        var named: [String: UInt64] = [
+            "overlay.datagrams-sent": datagramsSent, "overlay.datagrams-received": datagramsReceived,
+            "overlay.no-peer": noPeer, "overlay.not-stretched": notStretched, "overlay.send-failures": sendFailures,
+        ]
+        for (reason, count) in drops { named["overlay.drops." + reason.rawValue] = count }
+        return named
+    }
 }
 
 /// An overlay configuration error.

@@ -124,6 +124,16 @@ final class DatagramSocket {
         return sent >= 0 ? .sent : .failed(errno: errno)
     }
 
+    /// Bytes of the datagrams this unix socket sent that their receiver has not read yet (the
+    /// kernel charges each to the sender until it is read: `SIOCOUTQ`, the kernel's size of
+    /// each, not its length); nil if the kernel does not say.
+    func unreadSentBytes() -> Int? {
+        guard sendDescriptor >= 0 else { return nil }
+        var bytes: Int32 = 0
+        // SIOCOUTQ (= TIOCOUTQ, 0x5411 on Linux; Glibc does not export linux/sockios.h).
+        return ioctl(sendDescriptor, UInt(0x5411), &bytes) == 0 ? Int(bytes) : nil
+    }
+
     /// Closes the send descriptor and removes the socket file (the NIO channel is closed by
     /// the caller).
     /// Closes a socket NIO never adopted: its receive descriptor too (otherwise NIO closes it).

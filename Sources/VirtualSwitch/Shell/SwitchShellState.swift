@@ -28,7 +28,21 @@ final class SwitchShellState {
         /// those handed over after QEMU stopped the guest are still in QEMU's socket or queue, and
         /// the freeze sends copies on to the destination (`VirtualSwitch.freezePort`).
         var recentlySent: [SentFrame] = []
+        /// Set by an explicit activation (the destination, just before the guest resumes):
+        /// the next `tracedFramesKept` frames from the VM note their time and kind in
+        /// `framesAfterActivation`.
+        var tracingFrames = false
+        /// The first frames from the VM after the explicit activation: when (wall clock, seconds
+        /// since the Unix epoch) and what (`FrameKind`), for the switchover's timeline.
+        var framesAfterActivation: [(at: Double, kind: String)] = []
+        /// When the last frame from the VM came (wall clock, seconds since the Unix epoch), noted
+        /// while frames are held during moves: the switchover timeline's last sign of the guest
+        /// before QEMU stopped it.
+        var lastFrameFromVM: Double?
     }
+
+    /// How many frames from a VM after its activation the timeline notes.
+    static let tracedFramesKept = 64
 
     /// A frame handed to a VM's socket, and when.
     struct SentFrame {
@@ -61,6 +75,8 @@ final class SwitchShellState {
         return lastBindingSerial
     }
     let allocator = ByteBufferAllocator()
+    /// Kernel sizes of unread datagrams, to find the frames a stopped QEMU's socket still holds.
+    let kernelSizes = DatagramKernelSize()
 
     init(core: SwitchCore, overlay: OverlayEndpoint) {
         self.core = core

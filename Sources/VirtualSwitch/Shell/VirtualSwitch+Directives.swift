@@ -56,12 +56,20 @@ extension VirtualSwitch {
 
     /// Sends a frame to a VM, keeping order behind frames already held back.
     private func deliver(_ frame: ByteBuffer, to port: PortID, _ shell: SwitchShellState) {
-        guard let binding = shell.ports[port] else { return }
+        guard let binding = shell.ports[port] else {
+            // A port with no socket (being removed or not bound yet): the frame is lost, counted.
+            shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
+            return
+        }
         if binding.backlog.count == binding.backlogHead {
+            // Timed before the send: a frame timed after QEMU's STOP must not have reached the
+            // guest before it (the freeze copies those on, §8.6.1), and a time taken after the
+            // send could fall after the STOP for a frame QEMU read before it.
+            let handedAt = shell.core.settings.holdFramesDuringMoves ? Self.wallClock() : 0
             switch binding.socket.send(frame, to: binding.vmAddress) {
             case .sent:
                 shell.ports[port]?.fruitlessDrains = 0  // the VM reads again: drain at full speed
-                remember(frame, sentTo: port, shell)
+                remember(frame, sentTo: port, at: handedAt, shell)
                 return
             case let .failed(code) where code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS:
                 break
@@ -81,14 +89,15 @@ extension VirtualSwitch {
 
     /// Notes a frame handed to the VM's socket (`PortBinding.recentlySent`), when frames are
     /// held during moves.
-    private func remember(_ frame: ByteBuffer, sentTo port: PortID, _ shell: SwitchShellState) {
+    private func remember(_ frame: ByteBuffer, sentTo port: PortID, at handedAt: Double, _ shell: SwitchShellState) {
         guard shell.core.settings.holdFramesDuringMoves else { return }
         // In place: a copy of the binding would copy its arrays for every frame.
-        if shell.ports[port] != nil { Self.remember(frame, in: &shell.ports[port]!) }
+        if shell.ports[port] != nil { Self.remember(frame, at: handedAt, in: &shell.ports[port]!) }
     }
 
-    static func remember(_ frame: ByteBuffer, in binding: inout SwitchShellState.PortBinding) {
-        binding.recentlySent.append(SwitchShellState.SentFrame(frame: frame, at: wallClock()))
+    /// `handedAt`: the wall clock just before the frame was sent.
+    static func remember(_ frame: ByteBuffer, at handedAt: Double, in binding: inout SwitchShellState.PortBinding) {
+        binding.recentlySent.append(SwitchShellState.SentFrame(frame: frame, at: handedAt))
         if binding.recentlySent.count >= 2 * SwitchShellState.recentlySentKept {
             binding.recentlySent.removeFirst(binding.recentlySent.count - SwitchShellState.recentlySentKept)
         }
@@ -115,12 +124,13 @@ extension VirtualSwitch {
         binding.drainFirings += 1
         let headBefore = binding.backlogHead
         while binding.backlogHead < binding.backlog.count {
+            let handedAt = shell.core.settings.holdFramesDuringMoves ? Self.wallClock() : 0  // before the send (see `deliver`)
             let result = binding.socket.send(binding.backlog[binding.backlogHead], to: binding.vmAddress)
             if case let .failed(code) = result {
                 if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS { break }
                 shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
             } else if shell.core.settings.holdFramesDuringMoves {
-                Self.remember(binding.backlog[binding.backlogHead], in: &binding)
+                Self.remember(binding.backlog[binding.backlogHead], at: handedAt, in: &binding)
             }
             binding.backlogHead += 1
         }
@@ -197,6 +207,11 @@ extension VirtualSwitch {
     /// One datagram from a port's socket. On the loop.
     func onPortDatagram(_ port: PortID, _ frame: ByteBuffer) {
         let shell = runtime.state
+        if shell.core.settings.holdFramesDuringMoves, shell.ports[port] != nil { shell.ports[port]!.lastFrameFromVM = Self.wallClock() }
+        if shell.ports[port]?.tracingFrames == true {
+            shell.ports[port]?.framesAfterActivation.append((Self.wallClock(), FrameKind.of(frame)))
+            if shell.ports[port]?.framesAfterActivation.count == SwitchShellState.tracedFramesKept { shell.ports[port]?.tracingFrames = false }
+        }
         execute(shell.core.onFrameFromPort(port, frame: frame, now: now()), shell)
     }
 }

@@ -120,7 +120,27 @@ extension VirtualSwitch {
 
     /// Activates a blocked port now (normally automatic on the VM's announcement).
     public func activatePort(_ id: PortID) async throws(VirtualSwitchError) {
-        try await coreCall { shell, now throws(SwitchError) in try shell.core.activatePort(id, now: now) }
+        try await coreCall { shell, now throws(SwitchError) in
+            let directives = try shell.core.activatePort(id, now: now)
+            shell.ports[id]?.tracingFrames = true
+            shell.ports[id]?.framesAfterActivation = []
+            return directives
+        }
+    }
+
+    /// When the last frame from the VM reached its port (wall clock, seconds since the Unix
+    /// epoch); nil if none came or frames are not held during moves.
+    public func lastFrameFromVM(_ id: PortID) async -> Double? {
+        // Fails only once the switch stopped, which removed every port: nothing to report.
+        (try? await runtime.onLoop { shell in shell.ports[id]?.lastFrameFromVM }) ?? nil
+    }
+
+    /// The first frames from the VM after `activatePort` (at most 64): when (wall clock, seconds
+    /// since the Unix epoch) and their `FrameKind`; empty before one came, or without an
+    /// explicit activation.
+    public func framesAfterActivation(_ id: PortID) async -> [(at: Double, kind: String)] {
+        // Fails only once the switch stopped, which removed every port: nothing to report.
+        (try? await runtime.onLoop { shell in shell.ports[id]?.framesAfterActivation ?? [] }) ?? []
     }
 
     /// The VM's QEMU reads its socket again (the guest resumed): frames held back for it are
@@ -170,6 +190,7 @@ extension VirtualSwitch {
             do throws(SwitchError) {
                 let now = self.now()
                 let unread = destination == nil ? [] : guestStoppedAt.map { self.takeSent(to: id, since: $0, shell) } ?? []
+                shell.core.counters.heldFramesCopied &+= UInt64(unread.count)
                 self.execute(try shell.core.pausePort(id, undelivered: unread + self.takeBacklog(of: id, shell), now: now), shell)
                 let final = try shell.core.freezePort(id, destination: destination, now: now)
                 self.execute(shell.core.takeDirectives(), shell)
@@ -283,10 +304,33 @@ extension VirtualSwitch {
     /// port forgets every sent frame.
     func takeSent(to id: PortID, since stoppedAt: Double, _ shell: SwitchShellState) -> [ByteBuffer] {
         guard shell.core.settings.holdFramesDuringMoves, var binding = shell.ports[id] else { return [] }
-        let frames = binding.recentlySent.filter { $0.at >= stoppedAt }.map(\.frame)
+        let sent = binding.recentlySent
+        let unread = unreadCount(sent, queued: binding.socket.unreadSentBytes() ?? 0, port: id, shell)
+        // Handed over after the STOP (the guest never saw them), or still in QEMU's socket
+        // (handed over before the STOP while QEMU was not reading: under load, or while the
+        // migration's last pass held QEMU's main loop).
+        let copied = sent.indices.filter { sent[$0].at >= stoppedAt || $0 >= sent.count - unread }
+        shell.core.counters.heldFramesCopiedUnread &+= UInt64(copied.filter { sent[$0].at < stoppedAt }.count)
         binding.recentlySent = []
         shell.ports[id] = binding
-        return frames
+        return copied.map { sent[$0].frame }
+    }
+
+    /// How many of the newest frames in `sent` the VM's socket still holds: the kernel charges
+    /// unread datagrams to our socket (`queued` bytes), FIFO, so they are the newest ones whose
+    /// kernel sizes add up to it.
+    private func unreadCount(_ sent: [SwitchShellState.SentFrame], queued: Int, port: PortID, _ shell: SwitchShellState) -> Int {
+        var sum = 0, count = 0
+        for frame in sent.reversed() {
+            guard sum < queued, let size = shell.kernelSizes.of(length: frame.frame.readableBytes), sum + size <= queued else { break }
+            sum += size
+            count += 1
+        }
+        if sum != queued {
+            logger.debug("the unread frames in a VM's socket do not add up to its queue",
+                         metadata: ["vswitch.port": "\(port)", "queued": "\(queued)", "matched": "\(sum)"])
+        }
+        return count
     }
 
     func closeSocket(of id: PortID, _ shell: SwitchShellState) {
