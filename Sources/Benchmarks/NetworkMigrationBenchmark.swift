@@ -173,7 +173,7 @@ public enum NetworkMigrationBenchmark {
             }
             log("  timeline (ms after QEMU's STOP): " + shown.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
             log("  TCP counters that changed: moving guest " + describe(run.serverTCP) + "; peer " + describe(run.peerTCP)
-                + "; host UDP receive-buffer drops \(run.udpReceiveBufferErrors)")
+                + "; UDP receive-buffer drops machine-wide (every process) \(run.udpReceiveBufferErrors)")
             for (host, changed) in run.switches.sorted(by: { $0.key < $1.key }) {
                 let shown = changed.filter { !$0.key.hasPrefix("overlay.datagrams") && $0.key != "overlay-frames-in" && $0.key != "overlay-frames-out" }
                 log("  \(host): " + (shown.isEmpty ? "no holding, forwarding or drops" : shown.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))

@@ -492,10 +492,15 @@ actor SourceRun: SourceMigrationEnvironment {
             SwitchoverTrace.mark(logger, "source-port-frozen", vm: vmID)
             commit.migrationCommit.evidence = await commitEvidence()
             try await connection.outbound.write(EnvelopeWriter.frame(commit))
-            // After the commit is on its way (the guest is paused until it lands): the last
-            // frame the guest sent before it fell silent, for the switchover's timeline.
-            if !portsStayBehind, logger.logLevel <= .info, let last = await context.ports?.lastFrameFromGuest(spec) {
-                SwitchoverTrace.mark(logger, "source-last-frame-from-guest", vm: vmID, at: last)
+            // The last frame the guest sent before it fell silent, for the switchover's timeline:
+            // read off this run (not awaited here, where the commit's answer is waited for next).
+            if !portsStayBehind, logger.logLevel <= .info, let ports = context.ports {
+                let traceLog = logger, traceVM = vmID
+                Task {
+                    if let last = await ports.lastFrameFromGuest(spec) {
+                        SwitchoverTrace.mark(traceLog, "source-last-frame-from-guest", vm: traceVM, at: last)
+                    }
+                }
             }
             if postcopyUsed, let transfer {
                 // The destination runs the guest and pulls what it lacks: QEMU here must go on
