@@ -158,21 +158,12 @@ public enum CrossDomainBenchmark {
                     NetworkMigrationBenchmark.Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10)
                 }
                 for host in clients.indices {
-                    let changed = countersAfter[host].compactMap { name, count -> (String, Int64)? in
-                        let difference = Int64(count) - Int64(countersBefore[host][name] ?? 0)
-                        return difference == 0 ? nil : (name, difference)
-                    }
-                    row.switches[names[host]] = Dictionary(uniqueKeysWithValues: changed)
+                    row.switches[names[host]] = NetworkMigrationBenchmark.counterChanges(countersBefore[host], countersAfter[host])
                 }
                 log("\(path) round \(round + 1): total \(row.totalMs) ms (the agent's own figure \(report.totalMs) ms), downtime \(row.downtimeMs) ms, "
                     + "peer's ping gap across the move \(gap) ms (longest before the move: \(gapBefore) ms; over the peer's life: \(gapLifetime) ms), lost pings \(row.lostPings), "
                     + "the peer's longest pause between two of its own requests \(row.peerSendGapMs) ms")
-                var kindsShown = Set<String>()
-                let shown = row.timeline.filter { point in
-                    guard point.point.hasPrefix("destination-guest-frame-") else { return true }
-                    return kindsShown.insert(String(point.point.split(separator: "-").dropFirst(4).joined(separator: "-"))).inserted
-                }
-                log("  timeline (ms after QEMU's STOP): " + shown.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
+                log(NetworkMigrationBenchmark.timelineLine(row.timeline))
                 for (host, changed) in row.switches.sorted(by: { $0.key < $1.key }) {
                     let listed = changed.filter { !$0.key.hasPrefix("overlay.datagrams") }.sorted { $0.key < $1.key }
                     log("  \(host): " + (listed.isEmpty ? "nothing counted" : listed.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))

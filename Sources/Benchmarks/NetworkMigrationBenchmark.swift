@@ -154,24 +154,13 @@ public enum NetworkMigrationBenchmark {
             run.peerTCP = tcpChanges(before, after)
             run.udpReceiveBufferErrors = udpAfter - udpBefore
             for host in 0..<3 {
-                let changed = countersAfter[host].compactMap { name, count -> (String, Int64)? in
-                    let difference = Int64(count) - Int64(countersBefore[host][name] ?? 0)
-                    return difference == 0 ? nil : (name, difference)
-                }
-                run.switches[roles[host]] = Dictionary(uniqueKeysWithValues: changed)
+                run.switches[roles[host]] = counterChanges(countersBefore[host], countersAfter[host])
             }
             log("run \(round + 1) (\(move), \(holdFrames ? "holding" : "dropping")): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, "
                 + "lost pings \(run.lostPings) (requests lost on the way \(run.requestsLost.map(String.init) ?? "?"), late \(run.latePings), duplicated \(run.duplicatePings)), "
                 + "TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
                 + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
-            // The guest's frames after the resume: the first of each kind (the held pings'
-            // answers would fill the line).
-            var kindsShown = Set<String>()
-            let shown = run.timeline.filter { point in
-                guard point.point.hasPrefix("destination-guest-frame-") else { return true }
-                return kindsShown.insert(String(point.point.split(separator: "-").dropFirst(4).joined(separator: "-"))).inserted
-            }
-            log("  timeline (ms after QEMU's STOP): " + shown.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", "))
+            log(timelineLine(run.timeline))
             log("  TCP counters that changed: moving guest " + describe(run.serverTCP) + "; peer " + describe(run.peerTCP)
                 + "; UDP receive-buffer drops machine-wide (every process) \(run.udpReceiveBufferErrors)")
             for (host, changed) in run.switches.sorted(by: { $0.key < $1.key }) {
@@ -215,6 +204,25 @@ public enum NetworkMigrationBenchmark {
         var all: [[String: UInt64]] = []
         for client in clients { all.append(try await client.call("switch.counters", Empty(), as: ControlTypes.SwitchCounters.self).counters) }
         return all
+    }
+
+    /// The counters of one switch that changed between two readings, by how much.
+    static func counterChanges(_ before: [String: UInt64], _ after: [String: UInt64]) -> [String: Int64] {
+        Dictionary(uniqueKeysWithValues: after.compactMap { name, count -> (String, Int64)? in
+            let difference = Int64(count) - Int64(before[name] ?? 0)
+            return difference == 0 ? nil : (name, difference)
+        })
+    }
+
+    /// A move's timeline as one log line: the guest's frames after the resume only the first of
+    /// each kind (the held pings' answers would fill the line).
+    static func timelineLine(_ timeline: [Run.TimelinePoint]) -> String {
+        var kindsShown = Set<String>()
+        let shown = timeline.filter { point in
+            guard point.point.hasPrefix("destination-guest-frame-") else { return true }
+            return kindsShown.insert(String(point.point.split(separator: "-").dropFirst(4).joined(separator: "-"))).inserted
+        }
+        return "  timeline (ms after QEMU's STOP): " + shown.map { "\($0.point) \(String(format: "%+.1f", $0.ms))" }.joined(separator: ", ")
     }
 
     /// Echo requests from the peer that never reached the server between two of its
