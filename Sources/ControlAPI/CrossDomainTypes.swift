@@ -61,7 +61,8 @@ extension ControlTypes {
         /// When it left, unix seconds.
         public var at: Double
         /// An operator removed it (`tombstones.remove`): a removal marker at `epoch`, which no
-        /// longer blocks the id's reuse or the MACs (Protocol.md §6.10). The control API lists
+        /// longer blocks its MACs (its id stays refused by the ownership record, Protocol.md
+        /// §6.10.1). The control API lists
         /// standing tombstones only, so this is false there.
         public var removed: Bool
 

@@ -121,7 +121,7 @@ extension DomainCommand {
 
             struct Remove: AsyncParsableCommand {
                 static let configuration = CommandConfiguration(
-                    abstract: "Remove a tombstone domain-wide (e.g. the VM was deleted in the other domain): its MACs and id may be reused; the ownership record still fences a stale copy.")
+                    abstract: "Remove a tombstone domain-wide (e.g. the VM was deleted in the other domain): its MACs may be reused; its id stays refused and a stale copy fenced by the ownership record.")
                 @Argument(help: "The VM's name or id, as `tombstones` lists it.") var vm: String
                 @OptionGroup var control: ControlOptions
 
