@@ -237,7 +237,8 @@ public struct Agent: Service {
                                  health: HealthControlHandler(controller: drs, monitor: health, membership: membership),
                                  schedules: ScheduleControlHandler(controller: drs, rules: scheduleRules), events: events,
                                  crossDomain: CrossDomainMigrator(coordinator: coordinator, vms: vms, credentials: credentials, linker: linker, logger: logger),
-                                 network: network)
+                                 network: network,
+                                 relayTombstones: { if let tombstones = await peers.tombstoneEnvelope() { await peers.broadcast(tombstones, sameDomain: true) } })
         let metrics: MetricsEndpoint?
         do {
             metrics = try await bindMetrics(membership: membership, vms: vms, coordinator: coordinator, network: network, drs: drs)

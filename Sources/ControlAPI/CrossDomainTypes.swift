@@ -60,9 +60,14 @@ extension ControlTypes {
         public var epoch: Int64
         /// When it left, unix seconds.
         public var at: Double
+        /// An operator removed it (`tombstones.remove`): a removal marker at `epoch`, which no
+        /// longer blocks its MACs (its id stays refused by the ownership record, Protocol.md
+        /// §6.10.1). The control API lists
+        /// standing tombstones only, so this is false there.
+        public var removed: Bool
 
         /// A tombstone with the fields as named.
-        public init(vm: String, name: String, macs: [String], domain: String, owner: String, epoch: Int64, at: Double) {
+        public init(vm: String, name: String, macs: [String], domain: String, owner: String, epoch: Int64, at: Double, removed: Bool = false) {
             self.vm = vm
             self.name = name
             self.macs = macs
@@ -70,6 +75,7 @@ extension ControlTypes {
             self.owner = owner
             self.epoch = epoch
             self.at = at
+            self.removed = removed
         }
     }
 }

@@ -99,17 +99,38 @@ extension DomainCommand {
 
         struct Tombstones: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "The VMs that left this host for another domain: their ids and MACs are not reused here, and an older copy never starts.")
-            @OptionGroup var control: ControlOptions
+                abstract: "The VMs that left this domain for another: list their tombstones, or remove one.",
+                subcommands: [Show.self, Remove.self], defaultSubcommand: Show.self)
 
-            func run() async throws {
-                let tombstones = try await control.client.call("tombstones", Empty(), as: [ControlTypes.Tombstone].self)
-                if control.json { try control.printJSON(tombstones); return }
-                if tombstones.isEmpty { print("no VM left this host for another domain"); return }
-                let date = ISO8601DateFormatter()
-                printTable(["VM", "ID", "MACS", "NOW ON", "EPOCH", "LEFT"], tombstones.map { t in
-                    [t.name, t.vm, t.macs.joined(separator: ","), t.owner, "\(t.epoch)", date.string(from: Date(timeIntervalSince1970: t.at))]
-                })
+            struct Show: AsyncParsableCommand {
+                static let configuration = CommandConfiguration(
+                    commandName: "list",
+                    abstract: "The VMs that left this domain for another: their ids and MACs are not reused here, and an older copy never starts.")
+                @OptionGroup var control: ControlOptions
+
+                func run() async throws {
+                    let tombstones = try await control.client.call("tombstones", Empty(), as: [ControlTypes.Tombstone].self)
+                    if control.json { try control.printJSON(tombstones); return }
+                    if tombstones.isEmpty { print("no VM left this host for another domain"); return }
+                    let date = ISO8601DateFormatter()
+                    printTable(["VM", "ID", "MACS", "NOW ON", "EPOCH", "LEFT"], tombstones.map { t in
+                        [t.name, t.vm, t.macs.joined(separator: ","), t.owner, "\(t.epoch)", date.string(from: Date(timeIntervalSince1970: t.at))]
+                    })
+                }
+            }
+
+            struct Remove: AsyncParsableCommand {
+                static let configuration = CommandConfiguration(
+                    abstract: "Remove a tombstone domain-wide (e.g. the VM was deleted in the other domain): its MACs may be reused; its id stays refused and a stale copy fenced by the ownership record.")
+                @Argument(help: "The VM's name or id, as `tombstones` lists it.") var vm: String
+                @OptionGroup var control: ControlOptions
+
+                func run() async throws {
+                    let removed = try await control.client.call("tombstones.remove", ControlTypes.VMReference(vm: vm), as: ControlTypes.Tombstone.self)
+                    if control.json { try control.printJSON(removed); return }
+                    print("tombstone of VM \(removed.name) (id \(removed.vm), now on \(removed.owner) at epoch \(removed.epoch)) removed on every host of this domain: "
+                        + "MACs \(removed.macs.joined(separator: ",")) may be reused")
+                }
             }
         }
 

@@ -38,6 +38,8 @@ struct ControlHandler: Sendable {
     let crossDomain: CrossDomainMigrator
     /// This host's network (its virtual switch's counters).
     let network: AgentNetwork
+    /// Sends this host's tombstones and removal markers to the other agents of its domain (§6.10).
+    let relayTombstones: @Sendable () async -> Void
 
     func handle(_ request: ControlRequest, _ responder: ControlResponder) async throws -> any Encodable & Sendable {
         switch request.method {
@@ -169,6 +171,11 @@ struct ControlHandler: Sendable {
             }
         case "tombstones":
             return try await vms.tombstones()
+        case "tombstones.remove":
+            // Domain-wide (§6.10): the removal marker is relayed at once, and in every hello after.
+            let removed = try await vms.removeTombstone(try request.params(ControlTypes.VMReference.self).vm)
+            await relayTombstones()
+            return removed
         case "vm.move-storage":
             let p = try request.params(MoveStorageRequest.self)
             return try await storage.move(p) { job in

@@ -10,7 +10,9 @@ import MigrationService
 /// it went to, and its epoch there. Written in the same transaction as the release, so a VM that
 /// left is never without one; removed when the VM comes back (its commit here). While it stands,
 /// no VM is defined here with that id or one of those MACs, and a copy older than its epoch is
-/// refused by the ownership record written beside it (§6.6).
+/// refused by the ownership record written beside it (§6.6). An operator may remove one
+/// (`tombstones.remove`): the row then becomes a removal marker at the same epoch (`removed`,
+/// migration "tomb-v1"), relayed like a tombstone so a relay cannot bring it back (§6.10).
 enum TombstoneStore {
     /// The table (the store's migration "xdomain-v1").
     static func createTables(_ db: Database) throws {
@@ -25,6 +27,20 @@ enum TombstoneStore {
         }
     }
 
+    /// The removal marker (the store's migration "tomb-v1"): 1 once an operator removed the
+    /// tombstone; relayed like one, it beats a tombstone of the same VM at the same or a lower
+    /// epoch and is beaten by one at a higher epoch (`supersedes`).
+    static func addRemovedColumn(_ db: Database) throws {
+        try db.alter(table: "xdomain_tombstone") { t in t.add(column: "removed", .integer).notNull().defaults(to: 0) }
+    }
+
+    /// Whether a tombstone or removal marker (`epoch`, `removed`) heard from a peer replaces the
+    /// one held (`heldEpoch`, `heldRemoved`) for the same VM (§6.10): a higher epoch always does
+    /// (a later departure, or its removal); at the same epoch only a removal replaces a tombstone.
+    static func supersedes(epoch: Int64, removed: Bool, heldEpoch: Int64, heldRemoved: Bool) -> Bool {
+        epoch > heldEpoch || (epoch == heldEpoch && removed && !heldRemoved)
+    }
+
     /// Writes the tombstone of the VM whose row `vm` is being released to `owner` (`host@domain`)
     /// at `epoch`; inside the release's transaction, before the row is deleted.
     static func bury(_ db: Database, vm: StoredVM, owner: String, epoch: Int64) throws {
@@ -33,7 +49,7 @@ enum TombstoneStore {
         try db.execute(sql: """
             INSERT INTO xdomain_tombstone (vmId, name, macs, domain, owner, epoch, at) VALUES (?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(vmId) DO UPDATE SET name = excluded.name, macs = excluded.macs, domain = excluded.domain,
-                owner = excluded.owner, epoch = excluded.epoch, at = excluded.at
+                owner = excluded.owner, epoch = excluded.epoch, at = excluded.at, removed = 0
             """, arguments: [spec.id, spec.name, spec.nics.map { $0.mac.lowercased() }.joined(separator: ","), domain, owner, epoch,
                              Date().timeIntervalSince1970])
     }
@@ -46,38 +62,72 @@ enum TombstoneStore {
     /// Every tombstone that stands, newest first: written here or heard from another host of
     /// this domain, unless the VM came back (an ownership record naming a host of this domain at a
     /// higher epoch: its return, wherever in the domain it landed, lifts it everywhere).
+    /// A removed one (a removal marker) does not stand: it is neither listed nor checked.
     static func all(_ db: Database) throws -> [ControlTypes.Tombstone] {
+        try relayed(db).filter { !$0.removed }
+    }
+
+    /// The tombstones that stand and the removal markers of those an operator removed (unless the
+    /// VM came back since), newest first: what is relayed to the other hosts of this domain.
+    static func relayed(_ db: Database) throws -> [ControlTypes.Tombstone] {
         try Row.fetchAll(db, sql: """
             SELECT t.* FROM xdomain_tombstone t LEFT JOIN ownership o ON o.vmId = t.vmId
             WHERE o.vmId IS NULL OR o.epoch <= t.epoch OR instr(o.owner, '@') > 0
             ORDER BY t.at DESC
             """).map { row in
             ControlTypes.Tombstone(vm: row["vmId"], name: row["name"], macs: (row["macs"] as String).split(separator: ",").map(String.init),
-                                   domain: row["domain"], owner: row["owner"], epoch: row["epoch"], at: row["at"])
+                                   domain: row["domain"], owner: row["owner"], epoch: row["epoch"], at: row["at"],
+                                   removed: (row["removed"] as Int64) != 0)
         }
     }
 
-    /// Keeps the tombstones another host of this domain sent (§6.10), each unless one of the same
-    /// VM with the same or a higher epoch is held. Returns how many were new or newer.
+    /// An operator removes the standing tombstone of `vm` (its id, or its name if no id matches):
+    /// the row becomes a removal marker at the tombstone's epoch (§6.10), which the caller relays.
+    /// The ownership record beside it stays (it still fences a stale copy). Returns the tombstone
+    /// removed; refuses one that does not stand here, or a name that several tombstones carry.
+    static func remove(_ db: Database, vm: String) throws -> ControlTypes.Tombstone {
+        let standing = try all(db)
+        var matches = standing.filter { $0.vm == vm }
+        if matches.isEmpty { matches = standing.filter { $0.name == vm } }
+        guard let tombstone = matches.first else {
+            throw ControlError.notFound("no tombstone of VM \(vm) stands on this host: `hostmesh domain federation tombstones` lists them by name and id")
+        }
+        guard matches.count == 1 else {
+            throw ControlError.badRequest("\(matches.count) tombstones carry the name \(vm) (ids \(matches.map(\.vm).joined(separator: ", "))): remove one by its id")
+        }
+        try db.execute(sql: "UPDATE xdomain_tombstone SET removed = 1 WHERE vmId = ? AND epoch = ?", arguments: [tombstone.vm, tombstone.epoch])
+        var removed = tombstone
+        removed.removed = true
+        return removed
+    }
+
+    /// Keeps the tombstones and removal markers another host of this domain sent (§6.10), each
+    /// unless what is held for the same VM is not `supersedes`-beaten by it: a tombstone is kept
+    /// over one of a lower epoch, a removal marker over a tombstone of the same or a lower epoch.
+    /// Returns how many were new or newer.
     @discardableResult
     static func learn(_ db: Database, _ tombstones: [ControlTypes.Tombstone]) throws -> Int {
         var kept = 0
         for t in tombstones where !t.vm.isEmpty && PeerName.isCrossDomain(t.owner) {
+            if let held = try Row.fetchOne(db, sql: "SELECT epoch, removed FROM xdomain_tombstone WHERE vmId = ?", arguments: [t.vm]),
+               !supersedes(epoch: t.epoch, removed: t.removed, heldEpoch: held["epoch"], heldRemoved: (held["removed"] as Int64) != 0) {
+                continue
+            }
             try db.execute(sql: """
-                INSERT INTO xdomain_tombstone (vmId, name, macs, domain, owner, epoch, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO xdomain_tombstone (vmId, name, macs, domain, owner, epoch, at, removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(vmId) DO UPDATE SET name = excluded.name, macs = excluded.macs, domain = excluded.domain,
-                    owner = excluded.owner, epoch = excluded.epoch, at = excluded.at
-                WHERE excluded.epoch > xdomain_tombstone.epoch
-                """, arguments: [t.vm, t.name, t.macs.map { $0.lowercased() }.joined(separator: ","), t.domain, t.owner, t.epoch, t.at])
-            kept += db.changesCount
+                    owner = excluded.owner, epoch = excluded.epoch, at = excluded.at, removed = excluded.removed
+                """, arguments: [t.vm, t.name, t.macs.map { $0.lowercased() }.joined(separator: ","), t.domain, t.owner, t.epoch, t.at,
+                                 t.removed ? 1 : 0])
+            kept += 1
         }
         return kept
     }
 
-    /// The tombstones that stand, for other hosts of this domain.
+    /// The tombstones that stand and the removal markers, for other hosts of this domain.
     static func envelope(_ db: Database) throws -> Hostmesh_V1_AgentEnvelope {
         var envelope = Hostmesh_V1_AgentEnvelope()
-        envelope.xdomainTombstones.tombstones = try all(db).map { t in
+        envelope.xdomainTombstones.tombstones = try relayed(db).map { t in
             var wire = Hostmesh_V1_XdomainTombstone()
             wire.vmID = t.vm
             wire.name = t.name
@@ -86,6 +136,7 @@ enum TombstoneStore {
             wire.owner = t.owner
             wire.epoch = UInt64(max(0, t.epoch))
             wire.at = Int64(t.at)
+            wire.removed = t.removed
             return wire
         }
         return envelope
@@ -126,7 +177,7 @@ enum TombstoneStore {
                 admitted.dropped.append("tombstone of VM \(t.vmID): \(t.macs.count - maxMACs) MAC(s) above \(maxMACs)")
             }
             admitted.tombstones.append(ControlTypes.Tombstone(vm: t.vmID, name: t.name, macs: Array(t.macs.prefix(maxMACs)), domain: t.domain,
-                                                             owner: t.owner, epoch: epoch, at: Double(t.at)))
+                                                             owner: t.owner, epoch: epoch, at: Double(t.at), removed: t.removed))
         }
         return admitted
     }

@@ -103,6 +103,9 @@ public final class AgentStore: Sendable {
         // The stretched links this host holds with hosts of federated domains (Agent/Federation,
         // Protocol.md §8.9): dialled again after a restart.
         migrator.registerMigration("xdomain-links-v1") { db in try StretchedLinkStore.createTables(db) }
+        // An operator's removal of a tombstone, kept as a marker that is relayed like one
+        // (Agent/Federation, Protocol.md §6.10).
+        migrator.registerMigration("tomb-v1") { db in try TombstoneStore.addRemovedColumn(db) }
         return migrator
     }
 }

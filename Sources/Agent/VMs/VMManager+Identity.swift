@@ -50,6 +50,12 @@ extension VMManager {
         try await store.database.read { db in try TombstoneStore.all(db) }
     }
 
+    /// Removes the standing tombstone of `vm` (id or name) by an operator's word (§6.10): it
+    /// becomes a removal marker, which the caller relays to the other hosts of this domain.
+    func removeTombstone(_ vm: String) async throws -> ControlTypes.Tombstone {
+        try await store.database.write { db in try TombstoneStore.remove(db, vm: vm) }
+    }
+
     /// Keeps tombstones another host of this domain sent (§6.10); returns how many were new.
     @discardableResult
     func learn(tombstones: [ControlTypes.Tombstone]) async throws -> Int {

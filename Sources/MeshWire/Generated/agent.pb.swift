@@ -463,6 +463,9 @@ public nonisolated struct Hostmesh_V1_XdomainTombstone: Sendable {
   /// when it left, unix seconds
   public var at: Int64 = 0
 
+  /// an operator removed it (`tombstones.remove`): a removal marker at `epoch`
+  public var removed: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2439,7 +2442,7 @@ nonisolated extension Hostmesh_V1_XdomainTombstones: SwiftProtobuf.Message, Swif
 
 nonisolated extension Hostmesh_V1_XdomainTombstone: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".XdomainTombstone"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{1}macs\0\u{1}domain\0\u{1}owner\0\u{1}epoch\0\u{1}at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{1}macs\0\u{1}domain\0\u{1}owner\0\u{1}epoch\0\u{1}at\0\u{2}6removed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2454,6 +2457,7 @@ nonisolated extension Hostmesh_V1_XdomainTombstone: SwiftProtobuf.Message, Swift
       case 5: try { try decoder.decodeSingularStringField(value: &self.owner) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      case 61: try { try decoder.decodeSingularBoolField(value: &self.removed) }()
       default: break
       }
     }
@@ -2481,6 +2485,9 @@ nonisolated extension Hostmesh_V1_XdomainTombstone: SwiftProtobuf.Message, Swift
     if self.at != 0 {
       try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 7)
     }
+    if self.removed != false {
+      try visitor.visitSingularBoolField(value: self.removed, fieldNumber: 61)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2492,6 +2499,7 @@ nonisolated extension Hostmesh_V1_XdomainTombstone: SwiftProtobuf.Message, Swift
     if lhs.owner != rhs.owner {return false}
     if lhs.epoch != rhs.epoch {return false}
     if lhs.at != rhs.at {return false}
+    if lhs.removed != rhs.removed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
