@@ -253,7 +253,8 @@ actor SourceRun: SourceMigrationEnvironment {
             if !localDisks.isEmpty {
                 nbdTunnel = try await OutgoingStreamTunnel.start(
                     socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,
-                    host: live.address.host, port: live.address.port, purpose: .nbd, configuration: streamConfiguration, logger: logger)
+                    host: live.address.host, port: live.address.port, purpose: .nbd, linkMbit: live.settings.linkMbit,
+                    configuration: streamConfiguration, logger: logger)
             }
             return .transferReady
         } catch {
