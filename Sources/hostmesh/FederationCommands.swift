@@ -100,11 +100,10 @@ extension DomainCommand {
         struct Tombstones: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "The VMs that left this domain for another: list their tombstones, or remove one.",
-                subcommands: [Show.self, Remove.self], defaultSubcommand: Show.self)
+                subcommands: [List.self, Remove.self], defaultSubcommand: List.self)
 
-            struct Show: AsyncParsableCommand {
+            struct List: AsyncParsableCommand {
                 static let configuration = CommandConfiguration(
-                    commandName: "list",
                     abstract: "The VMs that left this domain for another: their ids and MACs are not reused here, and an older copy never starts.")
                 @OptionGroup var control: ControlOptions
 
