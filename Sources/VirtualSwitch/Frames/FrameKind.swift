@@ -9,10 +9,10 @@ public enum FrameKind {
         let base = frame.readerIndex
         guard let etherType = frame.getInteger(at: base + 12, as: UInt16.self) else { return "runt" }
         switch etherType {
-        case 0x0806: return "arp"
-        case 0x8035: return "rarp"
-        case 0x86DD: return "ipv6"
-        case 0x0800: break
+        case EtherType.arp: return "arp"
+        case EtherType.rarp: return "rarp"
+        case EtherType.ipv6: return "ipv6"
+        case EtherType.ipv4: break
         default: return String(etherType, radix: 16)
         }
         let ip = base + 14
