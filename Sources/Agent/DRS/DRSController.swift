@@ -28,6 +28,9 @@ actor DRSController {
     /// Latest load report per host (this host's own included), by (instance, sequence).
     private var loads: [String: Hostmesh_V1_DrsHostLoad] = [:]
     private var samples: [String: VMDemandSampler.Sample] = [:]
+    /// Whether a migration involved this host at the previous measurement: an interval that
+    /// overlaps one measures the migration's contention, not the VMs' demand (§10.2).
+    private var migratingAtLastMeasure = false
     private var sequence: UInt64 = 0
     private let instance: [UInt8] = (0..<8).map { _ in UInt8.random(in: 0...255) }
     /// VMs this agent is moving for DRS now (claimed before the migration's first await).
@@ -276,12 +279,19 @@ actor DRSController {
             logger.error("cannot read this host's VMs' resource settings for DRS", metadata: ["error": "\(error)"])
             resources = [:]
         }
+        // A migration on this host (either direction) inflates every local VM's run-queue wait and
+        // takes CPU of its own: an interval that overlaps one measures the migration, not the VMs,
+        // so it is skipped and each VM keeps its demand from before (not `busy`: evacuations and
+        // concurrent moves go on) until an interval free of migrations has been measured.
+        let migrating = await coordinator.inFlight > 0
+        let overlapsMigration = migrating || migratingAtLastMeasure
+        migratingAtLastMeasure = migrating
         let now = ContinuousClock.now
         var next: [String: VMDemandSampler.Sample] = [:]
         for vm in list where ["running", "migrating", "incoming", "paused"].contains(vm.state) {
             var sample = samples[vm.id]
             if let pid = vm.pid, let ns = VMDemandSampler.vcpuNanoseconds(pid: pid) {
-                sample = VMDemandSampler.next(after: sample, reading: ns, at: now)
+                sample = VMDemandSampler.next(after: sample, reading: ns, at: now, measures: !overlapsMigration)
             }
             next[vm.id] = sample
             var reported = Hostmesh_V1_DrsVmLoad()

@@ -50,9 +50,11 @@ struct VMDemandSampler: Sendable {
         return run + wait
     }
 
-    /// The next sample of a VM from the previous one and a new reading.
-    static func next(after previous: Sample?, reading: UInt64, at now: ContinuousClock.Instant) -> Sample {
-        guard let previous, reading >= previous.cpuNanoseconds, now > previous.at else {
+    /// The next sample of a VM from the previous one and a new reading. An interval that does not
+    /// `measure` the VM (a migration on the host overlapped it) only moves the baseline: the demand
+    /// stays what it was.
+    static func next(after previous: Sample?, reading: UInt64, at now: ContinuousClock.Instant, measures: Bool = true) -> Sample {
+        guard measures, let previous, reading >= previous.cpuNanoseconds, now > previous.at else {
             return Sample(cpuNanoseconds: reading, at: now, milli: previous?.milli)
         }
         let elapsed = now - previous.at
