@@ -94,6 +94,16 @@ public enum QEMUCommandLine {
     /// after a migration and as lost writes of the `memcheck` guest workload. KVM tracks dirty
     /// pages in the kernel and is unaffected. Both ends of a migration use the source's
     /// accelerator, so their RAM sizes match.
+    ///
+    /// The price, under TCG on QEMU 7.2: the per-page path resets the vCPUs' whole TLB once per
+    /// dirty page, and at the migration's first sync every page is dirty, all under QEMU's big
+    /// lock, so the guest stops answering (interrupts and device I/O need that lock) for QEMU's
+    /// whole `setup-time`: 627-837 ms at load 14-17 for 128-512 MiB against 0-8 ms with the
+    /// aligned size (`Scripts/precopy-stall.py`, QEMU's own migration, no agent), and the ~200 ms
+    /// a peer saw a second before the switchover at 512 MiB on a quiet machine (README, issue
+    /// 12). No QEMU 7.2 setting avoids it without the lost writes. From QEMU 9.0 the aligned
+    /// size's fast path resets the TLB once per sync, so this workaround could be dropped there
+    /// (a source and destination of different versions would then need to agree on the size).
     public static func memoryArgument(_ memoryMiB: Int, accelerator: AcceleratorChoice) -> String {
         switch accelerator {
         case .kvm: "\(memoryMiB)M"
