@@ -19,9 +19,9 @@ which resets TCG's TLB for each dirty page); `aligned` is plain `-m <MiB>M` (the
 which skips the TLB reset: unsafe on 7.2, measured only to show where the stall comes from).
 
 Per move it prints QEMU's setup-time, downtime and total, and the longest gap between two
-replies (what a pinging peer sees) that started in pre-copy (from `migrate` to 50 ms before
-the switchover) and at the switchover (from then to 1 s after completion), with when the
-pre-copy one started, relative to `migrate`; `lost` counts requests never answered (during a
+replies (what a pinging peer sees) that ended in pre-copy (from `migrate` to 50 ms before the
+switchover) and at the switchover (from then to 1 s after completion), with when the pre-copy
+one ended, relative to `migrate`; `lost` counts requests never answered (during a
 stall the guest's socket queue fills, `net.unix.max_dgram_qlen`, and the rest are dropped
 here). Each move's per-ping round trips go to `<dir>/../hmg-stall-<MiB>-<ram>.timeline`
 (ms after `migrate` the ping was sent, round trip ms or -1). The QEMUs are this script's own
@@ -244,12 +244,13 @@ def one_move(mib, ram, d, port, interval):
         setup_end = next((t for t, e in src.events if e["event"] == "MIGRATION" and e["data"]["status"] == "active"), None)
         downtime = info.get("downtime", 0)
         switch_at = t_done - downtime / 1000 - 0.05
-        # Gaps between consecutive replies (what a pinging peer sees), each placed by its start.
+        # Gaps between consecutive replies (what a pinging peer sees), each placed by its end
+        # (as `PeerGapSplit` does): a stall's gap starts at the last reply before it.
         times = sorted(replied.values())
-        gaps = [(b_ - a_, a_ - t_migrate) for a_, b_ in zip(times, times[1:])]
-        pre = [g for g in gaps if 0 <= g[1] < switch_at - t_migrate]
+        gaps = [(b_ - a_, b_ - t_migrate) for a_, b_ in zip(times, times[1:])]
+        pre = [g for g in gaps if 0 < g[1] < switch_at - t_migrate]
         sw = [g for g in gaps if switch_at - t_migrate <= g[1] < t_done - t_migrate + 1.0]
-        base = [g[0] for g in gaps if -2.0 <= g[1] < 0]
+        base = [g[0] for g in gaps if -2.0 <= g[1] <= 0]
         pre_max = max(pre) if pre else (0, 0)
         sw_max = max(sw) if sw else (0, 0)
         lost = sum(1 for s_, t in sent.items() if s_ not in replied and t_migrate - 2.0 <= t < end - 1.0)
@@ -257,7 +258,7 @@ def one_move(mib, ram, d, port, interval):
                 "setup_event_ms": round((setup_end - t_migrate) * 1000, 1) if setup_end else None,
                 "downtime_ms": downtime, "total_ms": info.get("total-time"),
                 "baseline_max_gap_ms": round(max(base) * 1000, 1) if base else None,
-                "precopy_gap_ms": round(pre_max[0] * 1000, 1), "precopy_gap_at_ms": round(pre_max[1] * 1000),
+                "precopy_gap_ms": round(pre_max[0] * 1000, 1), "precopy_gap_ended_at_ms": round(pre_max[1] * 1000),
                 "switchover_gap_ms": round(sw_max[0] * 1000, 1), "lost": lost}
     finally:
         for p in procs:
@@ -288,7 +289,7 @@ def main():
                 print(json.dumps(row) if a.json else
                       f"{mib:4d} MiB {ram:8s} setup {row['setup_ms']:>4} ms  downtime {row['downtime_ms']:>4} ms  "
                       f"total {row['total_ms']:>5} ms  pre-copy gap {row['precopy_gap_ms']:6.1f} ms "
-                      f"(from +{row['precopy_gap_at_ms']} ms)  switchover gap {row['switchover_gap_ms']:6.1f} ms  "
+                      f"(ended +{row['precopy_gap_ended_at_ms']} ms)  switchover gap {row['switchover_gap_ms']:6.1f} ms  "
                       f"gap before {row['baseline_max_gap_ms']} ms  lost {row['lost']}  load {row['load1']}", flush=True)
 
 
