@@ -3,7 +3,7 @@
 moving guest stalls (issue 12's ~200 ms pre-copy stall), with no agent involved.
 
     Scripts/precopy-stall.py [--mib 128,256,512] [--ram aligned,plus8k] [--rounds 2]
-                             [--interval-ms 5] [--dir /tmp/hmg-stall] [--port 47311] [--json]
+                             [--interval-ms 5] [--smp 1] [--dir /tmp/hmg-stall] [--port 47311] [--json]
 
 Two QEMUs (source booted, destination `-incoming tcp:`), the same argv shape as the agent's
 (`QEMUCommandLine`: q35, qemu64, 1 vCPU, TCG, virtio-net on a unix datagram socket), the same
@@ -171,10 +171,10 @@ def ping_loop(hub, targets, interval, sent, replied, stop):
                 replied[s] = time.monotonic()
 
 
-def qemu_argv(mib, ram, name, d, incoming_port=None):
+def qemu_argv(mib, ram, name, d, incoming_port=None, smp=1):
     mem = f"{mib}M" if ram == "aligned" else f"{mib * 1024 + 8}k"
     argv = ["qemu-system-x86_64", "-name", f"guest={name},debug-threads=on", "-machine", "q35",
-            "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", mem, "-nodefaults", "-no-user-config",
+            "-accel", "tcg", "-cpu", "qemu64", "-smp", str(smp), "-m", mem, "-nodefaults", "-no-user-config",
             "-display", "none", "-chardev", f"file,id=serial0,path={d}/{name}.serial", "-serial", "chardev:serial0",
             "-qmp", f"unix:{d}/{name}.qmp,server=on,wait=off",
             "-netdev", f"dgram,id=n0,local.type=unix,local.path={d}/{name}.sock,remote.type=unix,remote.path={d}/hub.sock",
@@ -194,13 +194,13 @@ def set_migration(qmp):
                                         "max-cpu-throttle": 1})
 
 
-def one_move(mib, ram, d, port, interval):
+def one_move(mib, ram, d, port, interval, smp=1):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     hub = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     hub.bind(f"{d}/hub.sock")
     hub.setblocking(False)
-    procs = [subprocess.Popen(qemu_argv(mib, ram, "src", d), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    procs = [subprocess.Popen(qemu_argv(mib, ram, "src", d, smp=smp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=open(f"{d}/src.err", "w"))]
     try:
         deadline = time.monotonic() + 60
@@ -208,7 +208,7 @@ def one_move(mib, ram, d, port, interval):
             if time.monotonic() > deadline:
                 raise RuntimeError("source guest did not boot")
             time.sleep(0.1)
-        procs.append(subprocess.Popen(qemu_argv(mib, ram, "dst", d, port), stdin=subprocess.DEVNULL,
+        procs.append(subprocess.Popen(qemu_argv(mib, ram, "dst", d, port, smp=smp), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=open(f"{d}/dst.err", "w")))
         src, dst = QMP(f"{d}/src.qmp"), QMP(f"{d}/dst.qmp")
         set_migration(src)
@@ -275,6 +275,7 @@ def main():
     ap.add_argument("--interval-ms", type=float, default=5)
     ap.add_argument("--dir", default="/tmp/hmg-stall")
     ap.add_argument("--port", type=int, default=47311)
+    ap.add_argument("--smp", type=int, default=1, help="vCPUs (TCG resets each one's TLB per dirty page)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     rows = []
@@ -282,12 +283,13 @@ def main():
         for mib in [int(x) for x in a.mib.split(",")]:
             for ram in a.ram.split(","):
                 load = os.getloadavg()[0]
-                row = one_move(mib, ram, a.dir, a.port, a.interval_ms / 1000)
+                row = one_move(mib, ram, a.dir, a.port, a.interval_ms / 1000, a.smp)
                 row["round"] = r + 1
                 row["load1"] = round(load, 2)
+                row["smp"] = a.smp
                 rows.append(row)
                 print(json.dumps(row) if a.json else
-                      f"{mib:4d} MiB {ram:8s} setup {row['setup_ms']:>4} ms  downtime {row['downtime_ms']:>4} ms  "
+                      f"{mib:4d} MiB {ram:8s} {a.smp} vCPU setup {row['setup_ms']:>4} ms  downtime {row['downtime_ms']:>4} ms  "
                       f"total {row['total_ms']:>5} ms  pre-copy gap {row['precopy_gap_ms']:6.1f} ms "
                       f"(ended +{row['precopy_gap_ended_at_ms']} ms)  switchover gap {row['switchover_gap_ms']:6.1f} ms  "
                       f"gap before {row['baseline_max_gap_ms']} ms  lost {row['lost']}  load {row['load1']}", flush=True)
