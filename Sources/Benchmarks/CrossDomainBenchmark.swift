@@ -34,6 +34,10 @@ public enum CrossDomainBenchmark {
         public var precopyGapMs: Int = -1
         /// How long before the STOP that pre-copy gap ended, ms (nil when under 100 ms).
         public var precopyGapEndedBeforeStopMs: Int?
+        /// The source agent's phases (`MigrationReport.phasesMs`: connect, prepare, transfer,
+        /// handover, ms): QEMU's `migrate` starts the transfer, so a stall of QEMU's setup ends
+        /// about the transfer's length before the STOP.
+        public var phasesMs: [String: Int64]?
         /// The peer's longest gap before the move (from its start to the last reading before
         /// the migration), and over its whole life (what `gapMs` was before session 31), ms.
         public var gapBeforeMs: Int
@@ -52,7 +56,7 @@ public enum CrossDomainBenchmark {
         enum CodingKeys: String, CodingKey {
             case path
             case totalMs = "total_ms", downtimeMs = "downtime_ms", gapMs = "gap_ms", switchoverGapMs = "switchover_gap_ms",
-                 precopyGapMs = "precopy_gap_ms", precopyGapEndedBeforeStopMs = "precopy_gap_ended_before_stop_ms", gapBeforeMs = "gap_before_ms", gapLifetimeMs = "gap_lifetime_ms",
+                 precopyGapMs = "precopy_gap_ms", precopyGapEndedBeforeStopMs = "precopy_gap_ended_before_stop_ms", phasesMs = "phases_ms", gapBeforeMs = "gap_before_ms", gapLifetimeMs = "gap_lifetime_ms",
                  switches, timeline, lostPings = "lost_pings", peerSendGapMs = "peer_send_gap_ms"
         }
     }
@@ -172,6 +176,7 @@ public enum CrossDomainBenchmark {
                 row.lostPings = unanswered(after) - unanswered(ready)
                 row.peerSendGapMs = NetworkMigrationBenchmark.gapSince(ready, in: after, ip: ip, field: "wsendgap_ms")
                 peerLines.stop()
+                row.phasesMs = report.phasesMs
                 let points = recorder.take()
                 if let stopAt = points.first(where: { $0.name == "source-qemu-stop" })?.at {
                     let split = PeerGapSplit(lines: peerLines.lines, ip: ip, requestedAt: requestedAt, stopAt: stopAt)
@@ -188,6 +193,9 @@ public enum CrossDomainBenchmark {
                 log("\(path) round \(round + 1): total \(row.totalMs) ms (the agent's own figure \(report.totalMs) ms), downtime \(row.downtimeMs) ms, "
                     + "peer's ping gap across the move \(gap) ms: at the switchover \(row.switchoverGapMs) ms, in pre-copy \(row.precopyGapMs) ms"
                     + (row.precopyGapEndedBeforeStopMs.map { " (ended \($0) ms before QEMU's STOP)" } ?? "")
+                    + (report.phasesMs.map { phases in
+                        " (agent's phases: " + phases.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value) ms" }.joined(separator: ", ") + ")"
+                    } ?? "")
                     + " (longest before the move: \(gapBefore) ms; over the peer's life: \(gapLifetime) ms), lost pings \(row.lostPings), "
                     + "the peer's longest pause between two of its own requests \(row.peerSendGapMs) ms")
                 log(NetworkMigrationBenchmark.timelineLine(row.timeline))
