@@ -19,8 +19,16 @@ public enum NetworkMigrationBenchmark {
         /// Guest pause, STOP to RESUME, ms.
         public var downtimeMs: Int64
         /// Largest interval between two ping replies at the client across the move (from the
-        /// last reading before it on), ms.
+        /// last reading before it on), ms: the longer of the two stalls below.
         public var gapMs: Int
+        /// The client's longest gap ending at or after the source QEMU's STOP (`PeerGapSplit`):
+        /// the switchover's, what the target is about; -1 if not placed.
+        public var switchoverGapMs: Int = -1
+        /// The client's longest gap that ended between the migration request and the STOP: the
+        /// moving guest's stall in pre-copy (`Scripts/precopy-stall.py`); -1 if not placed.
+        public var precopyGapMs: Int = -1
+        /// How long before the STOP that pre-copy gap ended, ms (nil when under 100 ms).
+        public var precopyGapEndedBeforeStopMs: Int?
         /// Pings lost during the run: requests the peer sent that had no reply 3 s later
         /// (`hmtool ping`'s `unanswered`; requests still in flight at a summary never count).
         public var lostPings: Int
@@ -69,9 +77,12 @@ public enum NetworkMigrationBenchmark {
         /// How much longer the peer saw no reply than the guest was paused, ms (target <= 100):
         /// what the network adds to QEMU's downtime.
         public var gapBeyondDowntimeMs: Int { gapMs - Int(downtimeMs) }
+        /// The same for the switchover's gap alone (the pre-copy stall left out).
+        public var switchoverGapBeyondDowntimeMs: Int { switchoverGapMs - Int(downtimeMs) }
 
         enum CodingKeys: String, CodingKey {
-            case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", lostPings = "lost_pings",
+            case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", switchoverGapMs = "switchover_gap_ms", precopyGapMs = "precopy_gap_ms",
+                 precopyGapEndedBeforeStopMs = "precopy_gap_ended_before_stop_ms", lostPings = "lost_pings",
                  tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms", tcpWaitMs = "tcp_wait_ms",
                  tcpRetransmits = "tcp_retransmits", timeline, requestsLost = "ping_requests_lost", latePings = "late_pings",
                  duplicatePings = "duplicate_pings", switches, serverTCP = "server_tcp", peerTCP = "peer_tcp",
@@ -108,8 +119,8 @@ public enum NetworkMigrationBenchmark {
         var at = 1
         for round in 0..<runs {
             let name = "client-\(round)"
-            _ = try await client.call("vm.create", ControlTypes.CreateVM(spec: try spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7,tcpstat"), start: true),
-                                      as: VMInfo.self)
+            let clientInfo = try await client.call("vm.create", ControlTypes.CreateVM(spec: try spec(name, ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7,tcpstat"), start: true),
+                                                   as: VMInfo.self)
             let before = try await waitFor(client, name) { (last($0, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0) > 20 }
             let okBefore = last(before, "TCP 10.77.0.3:7 conn=").flatMap { field($0, "ok") } ?? 0
             let pingBefore = last(before, "PING 10.77.0.3") ?? ""
@@ -126,7 +137,12 @@ public enum NetworkMigrationBenchmark {
             let seenBefore = try await waitFor(mesh.clients[at], "server") { last($0, "ICMPSEEN 10.77.0.2") != nil }
             let countersBefore = try await switchCounters(mesh.clients)
             let udpBefore = udpReceiveBufferErrors()
+            // The client's gap lines timed on the host's clock, to place them against QEMU's STOP.
+            let clientLines = ConsoleLineClock(path: clientInfo.pid.flatMap(ConsoleLineClock.consoleLog(ofQEMU:)) ?? "",
+                                               prefixes: ["PING 10.77.0.3 ", "PINGGAP 10.77.0.3 "])
+            defer { clientLines.stop() }
             _ = recorder.take()
+            let requestedAt = Date().timeIntervalSince1970
             let report = try await mesh.clients[at].call("migrate", ControlTypes.Migrate(vm: "server", to: .address(HostPort(host: "127.0.0.1", port: mesh.ports[target])), settings: MigrationSettings()),
                                                          as: MigrationReport.self)
             at = target
@@ -149,14 +165,25 @@ public enum NetworkMigrationBenchmark {
                           lostPings: delta("unanswered"), requestsLost: requestsMissing(seenBefore, seenAfter), latePings: delta("late"), duplicatePings: delta("dup"),
                           tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors,
                           tcpStallMs: field(tcp, "maxgap_ms") ?? -1, tcpWaitMs: field(tcp, "maxwait_ms") ?? -1, tcpRetransmits: (field(tcp, "retrans") ?? 0) - retransBefore,
-                          timeline: SwitchoverTimelineRecorder.describe(recorder.take(), from: "source-qemu-stop").map { Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10) })
+                          timeline: [])
+            clientLines.stop()
+            let points = recorder.take()
+            run.timeline = SwitchoverTimelineRecorder.describe(points, from: "source-qemu-stop").map { Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10) }
+            if let stopAt = points.first(where: { $0.name == "source-qemu-stop" })?.at {
+                let split = PeerGapSplit(lines: clientLines.lines, ip: "10.77.0.3", requestedAt: requestedAt, stopAt: stopAt)
+                run.switchoverGapMs = split.switchoverGapMs
+                run.precopyGapMs = split.precopyGapMs
+                run.precopyGapEndedBeforeStopMs = split.precopyGapEndedBeforeStopMs
+            }
             run.serverTCP = tcpChanges(seenBefore, seenAfter)
             run.peerTCP = tcpChanges(before, after)
             run.udpReceiveBufferErrors = udpAfter - udpBefore
             for host in 0..<3 {
                 run.switches[roles[host]] = counterChanges(countersBefore[host], countersAfter[host])
             }
-            log("run \(round + 1) (\(move), \(holdFrames ? "holding" : "dropping")): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms, "
+            log("run \(round + 1) (\(move), \(holdFrames ? "holding" : "dropping")): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms "
+                + "(at the switchover \(run.switchoverGapMs) ms, in pre-copy \(run.precopyGapMs) ms"
+                + (run.precopyGapEndedBeforeStopMs.map { ", ended \($0) ms before QEMU's STOP" } ?? "") + "), "
                 + "lost pings \(run.lostPings) (requests lost on the way \(run.requestsLost.map(String.init) ?? "?"), late \(run.latePings), duplicated \(run.duplicatePings)), "
                 + "TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
                 + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")

@@ -94,6 +94,18 @@ public enum QEMUCommandLine {
     /// after a migration and as lost writes of the `memcheck` guest workload. KVM tracks dirty
     /// pages in the kernel and is unaffected. Both ends of a migration use the source's
     /// accelerator, so their RAM sizes match.
+    ///
+    /// The price, under TCG on QEMU 7.2: the per-page path walks the vCPUs' TLBs
+    /// (`tlb_reset_dirty_range_all`) once per dirty page, and at the migration's first sync
+    /// (`ram_init_bitmaps`) every page is dirty, all under QEMU's big
+    /// lock, so the guest stops answering (interrupts and device I/O need that lock) for QEMU's
+    /// whole `setup-time`: 65 / 143 / 335 ms for 128 / 256 / 512 MiB at load 9-10 (0.5-2.2 s at
+    /// load 12-20) against 0-8 ms with the aligned size (`Scripts/precopy-stall.py`, QEMU's own
+    /// migration, no agent; the peer's gap is that setup-time, ending with it), and the ~200 ms
+    /// a peer saw a second before the switchover at 512 MiB on a quiet machine (README, issue
+    /// 12). We found no QEMU 7.2 setting that avoids it without the lost writes. From QEMU 9.0 the aligned
+    /// size's fast path resets the TLB once per sync, so this workaround could be dropped there
+    /// (a source and destination of different versions would then need to agree on the size).
     public static func memoryArgument(_ memoryMiB: Int, accelerator: AcceleratorChoice) -> String {
         switch accelerator {
         case .kvm: "\(memoryMiB)M"
