@@ -50,18 +50,30 @@ public enum MigrationBenchmark {
         public var aeadFloorSPerGB: Double? = nil
         /// `agent_cpu_s_per_gb` over `aead_floor_s_per_gb` (target <= 1.3).
         public var agentCPUOverFloor: Double? = nil
+        /// How the link was emulated: "frame" (sites joined at the frame level, every TCP
+        /// connection end to end through the delay) or "relay" (userspace TCP relays, which end
+        /// each connection); absent on loopback.
+        public var link: String? = nil
+        /// Frames the link's bottleneck queue dropped from site A to site B during this migration
+        /// (frame link only).
+        public var linkQueueDrops: Int? = nil
+        /// Bytes the link delivered from site A to site B during this migration, Ethernet headers
+        /// included (frame link only): at least `transferred_bytes` when the stream crossed it.
+        public var linkBytes: Int? = nil
 
         enum CodingKeys: String, CodingKey {
             case workload, path
             case totalMs = "total_ms", downtimeMs = "downtime_ms", mbS = "mb_s", transferredBytes = "transferred_bytes", phasesMs = "phases_ms"
             case rttMs = "rtt_ms", rateMbit = "rate_mbit", linkUse = "link_use"
             case agentCPUSPerGB = "agent_cpu_s_per_gb", aeadFloorSPerGB = "aead_floor_s_per_gb", agentCPUOverFloor = "agent_cpu_over_floor"
+            case link, linkQueueDrops = "link_queue_drops", linkBytes = "link_bytes"
         }
 
         /// This row with the link it crossed.
-        func over(_ link: DistanceLink?) -> Row {
+        func over(_ link: DistanceLink?, kind: String = "relay") -> Row {
             guard let link else { return self }
             var row = self
+            row.link = kind
             row.rttMs = link.rttMs
             row.rateMbit = link.rateMbit
             row.linkUse = mbS * 8 / link.rateMbit
@@ -89,6 +101,11 @@ public enum MigrationBenchmark {
         /// migrates to `tcp:` through it, the tunnel's agents reach the destination's channel
         /// through it. Nil: loopback, as before.
         public var link: DistanceLink?
+        /// With `link`: cross it at the frame level between two lab sites (`LabSites`), agents and
+        /// QEMUs alike in the sites, instead of through relays. Needs root.
+        public var sites: SiteSettings?
+        /// The workloads to run, in order ("idle", "dirty").
+        public var workloads = ["idle", "dirty"]
 
         /// Options for a guest.
         public init(kernel: String, initrd: String) {
@@ -97,8 +114,23 @@ public enum MigrationBenchmark {
         }
     }
 
+    /// What a run across two lab sites needs.
+    public struct SiteSettings: Sendable {
+        /// `Scripts/lab.sh`, which makes the sites.
+        public var labScript: String
+        /// The hostmesh executable the sites' agents run.
+        public var agentBinary: String
+
+        /// Settings as given.
+        public init(labScript: String, agentBinary: String) {
+            self.labScript = labScript
+            self.agentBinary = agentBinary
+        }
+    }
+
     /// Runs every workload on both paths, alternating, and returns the rows.
     public static func run(_ options: Options, log: @Sendable (String) -> Void = { _ in }) async throws -> [Row] {
+        if let link = options.link, let sites = options.sites { return try await runAcrossSites(options, link: link, sites: sites, log: log) }
         let work = NSTemporaryDirectory() + "hostmesh-bench-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
@@ -110,8 +142,8 @@ public enum MigrationBenchmark {
         let floor = try aeadFloorSPerGB()
         log(String(format: "AEAD floor (%@, seal + open on one core): %.3f s/GB", AEADAlgorithm.bulkPreference[0].rawValue, floor))
         var rows: [Row] = []
-        for workload in ["idle", "dirty"] {
-            let arguments = workload == "idle" ? ["hm.work=heartbeat"] : ["hm.work=heartbeat,dirty:\(options.dirtyRateMB)"]
+        for workload in options.workloads {
+            let arguments = workloadArguments(options, workload)
             for round in 0..<options.rounds {
                 let direct = try await runDirect(options, workload: workload, arguments: arguments, work: work + "/direct-\(workload)-\(round)",
                                                  link: emulator).over(options.link)
@@ -122,8 +154,9 @@ public enum MigrationBenchmark {
                     log("\(workload) qemu-tls round \(round + 1): total \(tls.totalMs) ms, downtime \(tls.downtimeMs) ms, \(Int(tls.mbS)) MB/s")
                     rows.append(tls)
                 }
-                var tunnel = try await runTunnel(options, mesh: mesh, workload: workload, arguments: arguments, name: "bench-\(workload)-\(round)",
-                                                 port: emulator?.tunnelPort ?? mesh.destinationPort).over(options.link)
+                var tunnel = try await runTunnel(options, source: mesh.source, destination: mesh.destination, workload: workload, arguments: arguments,
+                                                 name: "bench-\(workload)-\(round)",
+                                                 to: HostPort(host: "127.0.0.1", port: emulator?.tunnelPort ?? mesh.destinationPort)).over(options.link)
                 tunnel.aeadFloorSPerGB = floor
                 tunnel.agentCPUOverFloor = tunnel.agentCPUSPerGB.map { $0 / floor }
                 log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, "
@@ -149,6 +182,11 @@ public enum MigrationBenchmark {
         return Spread.median(samples) ?? samples[0]
     }
 
+    /// The guest's kernel arguments for `workload`.
+    static func workloadArguments(_ options: Options, _ workload: String) -> [String] {
+        workload == "idle" ? ["hm.work=heartbeat"] : ["hm.work=heartbeat,dirty:\(options.dirtyRateMB)"]
+    }
+
     static func spec(_ options: Options, name: String, arguments: [String]) -> VMSpec {
         VMSpec(id: UUID().uuidString.lowercased(), name: name, vcpus: 1, memoryMiB: options.memoryMiB,
                boot: .kernel(path: options.kernel, initrd: options.initrd, commandLine: "console=ttyS0 quiet"),
@@ -166,17 +204,24 @@ public enum MigrationBenchmark {
         throw ControlError.failed("the benchmark guest did not become ready within 60 s")
     }
 
+    /// `sites`: the source QEMU runs at site A, the destination at site B listening on `port` of
+    /// its address, and the stream crosses the frame link between them.
     static func runDirect(_ options: Options, workload: String, arguments: [String], work: String, tls: Bool = false,
-                          link: LinkUnderTest? = nil) async throws -> Row {
+                          link: LinkUnderTest? = nil, sites: (lab: LabSites, port: Int)? = nil) async throws -> Row {
         let spec = spec(options, name: "direct", arguments: arguments)
         let sourceDirectory = VMRuntimeDirectory(path: work + "/source")
-        let source = try await VMProcess.launch(spec: spec, directory: sourceDirectory)
+        var sourceOptions = VMProcess.Options(), destinationOptions = VMProcess.Options()
+        if let lab = sites?.lab {
+            sourceOptions.spawner = { executable, arguments, output in try lab.spawn(on: 1, executable, arguments, output: output) }
+            destinationOptions.spawner = { executable, arguments, output in try lab.spawn(on: 2, executable, arguments, output: output) }
+        }
+        let incomingURI = sites.map { "tcp:\($0.lab.address(2)):\($0.port)" }
+        let source = try await VMProcess.launch(spec: spec, directory: sourceDirectory, options: sourceOptions)
         defer { source.kill() }
         try await waitForGuest(console: { sourceDirectory.readConsole() }, dirty: workload == "dirty")
         let stops = source.qmp.events()
         let stopped = Task { () -> Double? in for await e in stops where e.name == "STOP" { return e.timestamp }; return nil }
         let start = ContinuousClock.now
-        var destinationOptions = VMProcess.Options()
         destinationOptions.accelerator = source.record.accelerator
         // Plain QEMU: the destination runs the guest the moment it has arrived.
         let destination = try await VMProcess.launch(spec: spec, directory: VMRuntimeDirectory(path: work + "/destination"),
@@ -192,7 +237,7 @@ public enum MigrationBenchmark {
         let relay = try await link?.directRelay(to: destination.directory.incomingSocket)
         defer { if let relay { Task { await relay.close() } } }
         let result = try await DirectMigration.run(source: source, destination: destination, socketPath: destination.directory.incomingSocket,
-                                                   sourceURI: relay.map { "tcp:127.0.0.1:\($0.port)" },
+                                                   sourceURI: relay.map { "tcp:127.0.0.1:\($0.port)" }, incomingURI: incomingURI,
                                                    settings: options.settings, tls: credentials)
         let total = ContinuousClock.now - start
         let (stop, resume) = (await stopped.value, await resumed.value)
@@ -202,17 +247,20 @@ public enum MigrationBenchmark {
                    mbS: Double(result.transferredBytes) / 1e6 / (Double(max(result.totalTimeMs, 1)) / 1000), transferredBytes: result.transferredBytes)
     }
 
-    static func runTunnel(_ options: Options, mesh: LocalMesh, workload: String, arguments: [String], name: String, port: Int) async throws -> Row {
+    /// `agentsCPU`: CPU seconds both agents have used so far (default: this process's, where a
+    /// `LocalMesh` runs them).
+    static func runTunnel(_ options: Options, source: ControlClient, destination: ControlClient, workload: String, arguments: [String], name: String,
+                          to channel: HostPort, agentsCPU cpuSeconds: () -> Double = { ProcessCPU.ownAndReaped().own }) async throws -> Row {
         let spec = spec(options, name: name, arguments: arguments)
-        _ = try await mesh.source.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
+        _ = try await source.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
         try await waitForGuest(console: {
-            try await mesh.source.call("vm.console", ControlTypes.Console(vm: name, lines: 200), as: ControlTypes.Text.self).text
+            try await source.call("vm.console", ControlTypes.Console(vm: name, lines: 200), as: ControlTypes.Text.self).text
         }, dirty: workload == "dirty")
-        let cpuBefore = ProcessCPU.ownAndReaped().own
-        let report = try await mesh.source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(HostPort(host: "127.0.0.1", port: port)), settings: options.settings),
-                                                as: MigrationReport.self)
-        let agentsCPU = ProcessCPU.ownAndReaped().own - cpuBefore
-        _ = try await mesh.destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
+        let cpuBefore = cpuSeconds()
+        let report = try await source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(channel), settings: options.settings),
+                                           as: MigrationReport.self)
+        let agentsCPU = cpuSeconds() - cpuBefore
+        _ = try await destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         return Row(workload: workload, path: "tunnel", totalMs: report.totalMs, downtimeMs: report.downtimeMs, mbS: report.mbPerSecond,
                    transferredBytes: report.transferredBytes, phasesMs: report.phasesMs,
                    agentCPUSPerGB: report.transferredBytes > 0 ? agentsCPU / (Double(report.transferredBytes) / 1e9) : nil)
@@ -275,11 +323,16 @@ struct LocalMesh: Sendable {
     /// Stops the agents and kills the QEMUs they started (agents leave VMs running on exit).
     func stop() {
         for task in tasks { task.cancel() }
+        Self.killProcesses(mentioning: work + "/")
+    }
+
+    /// SIGKILLs every other process whose command line contains `text`.
+    static func killProcesses(mentioning text: String) {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return }
         for entry in entries {
             guard let pid = Int32(entry), pid != getpid(),
                   let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-            if String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(work + "/") { kill(pid, SIGKILL) }
+            if String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text) { kill(pid, SIGKILL) }
         }
     }
 }

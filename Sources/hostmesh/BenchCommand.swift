@@ -105,12 +105,25 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "MB/s the dirty workload writes.") var dirtyRate = 50
         @Option(name: .customLong("rtt-ms"), help: "Send both paths through an emulated link of this round trip, ms (with --rate-mbit).") var rttMs: Int?
         @Option(name: .customLong("rate-mbit"), help: "The emulated link's rate, Mbit/s (with --rtt-ms).") var rateMbit: Double?
+        @Option(help: ArgumentHelp("How the link is emulated: frame (two lab sites joined at the frame level, agents and QEMUs in them, "
+                                   + "TCP end to end through the delay; needs root) or relay (userspace TCP relays on loopback, which end each connection).",
+                                   valueName: "frame|relay")) var link = "frame"
+        @Option(help: "Scripts/lab.sh, which makes the sites of --link frame.") var labScript = "Scripts/lab.sh"
+        @Option(help: "Secure channels the tunnel stripes QEMU's stream across (0: as many as the round trip calls for; default: one).") var stripes: Int64?
+        @Option(help: "Workloads to run, comma-separated: idle, dirty.") var workloads = "idle,dirty"
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
             guard (rttMs == nil) == (rateMbit == nil) else { throw ValidationError("--rtt-ms and --rate-mbit go together (an emulated link needs both)") }
             if let rttMs, !(1...2_000).contains(rttMs) { throw ValidationError("--rtt-ms \(rttMs): between 1 and 2000") }
             if let rateMbit, !(1...10_000).contains(rateMbit) { throw ValidationError("--rate-mbit \(rateMbit): between 1 and 10000") }
+            guard ["frame", "relay"].contains(link) else { throw ValidationError("--link \(link): frame or relay") }
+            let chosen = workloads.split(separator: ",").map { String($0) }
+            guard !chosen.isEmpty, chosen.allSatisfy({ ["idle", "dirty"].contains($0) }) else { throw ValidationError("--workloads \(workloads): idle, dirty or both") }
+            let acrossSites = rttMs != nil && link == "frame"
+            if acrossSites, getuid() != 0 {
+                throw ValidationError("--link frame needs root (it makes network namespaces and tap devices): run as root, or pass --link relay")
+            }
             let dir = absolute(guest)
             guard FileManager.default.fileExists(atPath: dir + "/kernel"), FileManager.default.fileExists(atPath: dir + "/initrd.img") else {
                 throw ValidationError("no test guest in \(dir): build it with `make guest` (Deploy/guest/build-guest.sh)")
@@ -119,7 +132,19 @@ struct BenchCommand: AsyncParsableCommand {
             options.memoryMiB = memory
             options.rounds = rounds
             options.dirtyRateMB = dirtyRate
-            if let rttMs, let rateMbit { options.link = DistanceLink(rttMs: rttMs, rateMbit: rateMbit) }
+            options.workloads = chosen
+            options.settings.stripes = stripes
+            if let rttMs, let rateMbit {
+                options.link = DistanceLink(rttMs: rttMs, rateMbit: rateMbit)
+                // As an operator would say it (`migrate --link-mbit`): the tunnel sizes its send buffers for it.
+                options.settings.linkMbit = Int64(rateMbit)
+            }
+            if acrossSites {
+                let script = absolute(labScript)
+                guard FileManager.default.fileExists(atPath: script) else { throw ValidationError("no lab script at \(script): pass --lab-script") }
+                let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0] // no /proc: argv[0]
+                options.sites = MigrationBenchmark.SiteSettings(labScript: script, agentBinary: binary)
+            }
             let quiet = json
             let rows = try await MigrationBenchmark.run(options) { line in if !quiet { print(line) } }
             if json {
@@ -130,10 +155,10 @@ struct BenchCommand: AsyncParsableCommand {
                 return
             }
             print("")
-            let across = rttMs.map { "across an emulated link of \($0) ms RTT, \(rateMbit ?? 0) Mbit/s, " } ?? ""
+            let across = rttMs.map { "across an emulated link (\(link)) of \($0) ms RTT, \(rateMbit ?? 0) Mbit/s, " } ?? ""
             print("migration of a \(memory) MiB guest, \(across)\(rounds) rounds each, medians (machine: \(MachineInfo.summary))")
             printTable(["WORKLOAD", "PATH", "TOTAL", "DOWNTIME", "MB/S", "TOTAL RATIO", "DOWNTIME DELTA", "AGENTS CPU S/GB (MIN-MAX)"],
-                       ["idle", "dirty"].flatMap { workload -> [[String]] in
+                       chosen.flatMap { workload -> [[String]] in
                 let c = MigrationComparison(rows: rows, workload: workload)
                 func cells(_ path: String, _ m: MigrationComparison.Medians) -> [String] {
                     let use = rateMbit.map { String(format: " (link %.2f)", m.mbS * 8 / $0) } ?? ""
@@ -147,7 +172,8 @@ struct BenchCommand: AsyncParsableCommand {
                 var out = [
                     cells("direct", c.direct) + ["", "", ""],
                     cells("tunnel", c.tunnel) + [String(format: "%.2fx (<= %.1f)", c.totalRatio, MigrationComparison.totalRatioTarget),
-                                                 String(format: "%+.0f ms (<= +%.0f)", c.downtimeDeltaMs, MigrationComparison.downtimeDeltaTargetMs),
+                                                 // At distance the target allows one more round trip (issue 13).
+                                                 String(format: "%+.0f ms (<= +%.0f)", c.downtimeDeltaMs, MigrationComparison.downtimeDeltaTargetMs + Double(rttMs ?? 0)),
                                                  cpuCell],
                 ]
                 if let tls = c.qemuTLS, let ratio = c.qemuTLSTotalRatio, let delta = c.qemuTLSDowntimeDeltaMs {

@@ -39,14 +39,17 @@ public enum DirectMigration {
     /// QEMU's TLS with that pre-shared key (installed on both sides, removed from the source
     /// if the migration fails). `sourceURI`, when given, is where the source sends instead
     /// (`tcp:HOST:PORT` of a relay in front of `socketPath`: a benchmark across an emulated link).
+    /// `incomingURI`, when given, is where the destination listens instead of `socketPath`, and
+    /// where the source sends unless `sourceURI` says otherwise (`tcp:HOST:PORT` of a destination
+    /// in another network namespace: a benchmark across a frame-level link).
     public static func run(
-        source: VMProcess, destination: VMProcess, socketPath: String, sourceURI: String? = nil,
+        source: VMProcess, destination: VMProcess, socketPath: String, sourceURI: String? = nil, incomingURI: String? = nil,
         settings: MigrationSettings = MigrationSettings(), policy: ConvergenceLadder.Policy = ConvergenceLadder.Policy(),
         tls: MigrationTLS? = nil,
         logger: Logger = Logger(label: "hostmesh.hypervisor.migration"),
         onProgress: @Sendable (MigrationProgress, ConvergenceLadder.Rung) async -> Void = { _, _ in }
     ) async throws -> MigrationResult {
-        let uri = "unix:\(socketPath)"
+        let uri = incomingURI ?? "unix:\(socketPath)"
         if let tls {
             try await tls.install(on: destination.qmp, as: .server)
             try await tls.install(on: source.qmp, as: .client)

@@ -119,8 +119,13 @@ public final class FrameLink: Sendable {
             var descriptor = pollfd(fd: from, events: Int16(POLLIN), revents: 0)
             var timeout = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
             _ = pollWithNanoseconds(&descriptor, 1, &timeout, nil)
-            guard descriptor.revents & Int16(POLLIN) != 0 else { continue }
             now = Self.now()
+            // Published on a quiet link too, so a reader sees the last frames within ~70 ms.
+            if now - lastPublished > 50_000_000 {
+                lastPublished = now
+                publish(local, direction: direction)
+            }
+            guard descriptor.revents & Int16(POLLIN) != 0 else { continue }
             // Take everything waiting (up to a bound, so due frames are not held back).
             for _ in 0..<512 {
                 let count = buffer.withUnsafeMutableBytes { read(from, $0.baseAddress, $0.count) }
@@ -130,10 +135,6 @@ public final class FrameLink: Sendable {
                 case .drop(.lost): local.droppedLost += 1
                 case .drop(.queueFull): local.droppedQueueFull += 1
                 }
-            }
-            if now - lastPublished > 50_000_000 {
-                lastPublished = now
-                publish(local, direction: direction)
             }
         }
         publish(local, direction: direction)
