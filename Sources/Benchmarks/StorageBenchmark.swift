@@ -73,6 +73,11 @@ public enum StorageBenchmark {
         public var concurrent = 0
         /// Each disk mirror's buffer (QEMU's `buf-size`), the same on both paths (nil: QEMU's 16 MiB).
         public var mirrorBufferBytes: Int64 = DiskMirror.defaultBufferBytes
+        /// Each disk mirror's copy-rate cap until it is synchronised (QEMU's `speed`), bytes/s, the
+        /// same on both paths (nil: none, hostmesh's default).
+        public var mirrorSpeedBytesPerSecond: Int64?
+        /// The workloads measured, in this order (`idle`, `writing`).
+        public var workloads = ["idle", "writing"]
 
         public init(kernel: String, initrd: String) {
             self.kernel = kernel
@@ -95,7 +100,7 @@ public enum StorageBenchmark {
             let convert = try await runConvert(options, base: base, work: work + "/convert-\(round)")
             log("none    convert round \(round + 1): \(convert.totalMs) ms, \(Int(convert.diskMBs)) MB/s, cpu \(format(convert.cpuSeconds)) s")
             rows.append(convert)
-            for workload in ["idle", "writing"] {
+            for workload in options.workloads {
                 let direct = try await runDirect(options, workload: workload, base: base, work: work + "/direct-\(workload)-\(round)")
                 log(describe(direct, round: round))
                 log("  switchover: " + describe(direct.switchoverMs))
@@ -277,6 +282,7 @@ public enum StorageBenchmark {
     static func settings(_ options: Options) -> MigrationSettings {
         var settings = MigrationSettings()
         settings.diskMirrorBufferBytes = options.mirrorBufferBytes
+        settings.diskMirrorBackgroundBytesPerSecond = options.mirrorSpeedBytesPerSecond
         return settings
     }
 
@@ -320,10 +326,12 @@ public enum StorageBenchmark {
         var configured = DiskMirror(qmp: source.qmp, indices: [0])
         configured.bufferBytes = options.mirrorBufferBytes
         let mirror = configured
-        try await mirror.start(socket: nbd)
+        try await mirror.start(socket: nbd, backgroundSpeed: options.mirrorSpeedBytesPerSecond)
         let mirrorStart = ContinuousClock.now
         _ = try await mirror.waitUntilReady(timeout: .seconds(600))
         let readyMs = (ContinuousClock.now - mirrorStart).wholeMilliseconds
+        // As hostmesh does once synchronised: the cap paced the bulk copy only.
+        if options.mirrorSpeedBytesPerSecond != nil { await mirror.uncap() }
         try await source.qmp.migrateSetCapabilities([.pauseBeforeSwitchover: true])
         let once = Once()
         let result = try await OutgoingMigration(qmp: source.qmp).run(to: uri) { sample, _ in

@@ -434,6 +434,8 @@ actor SourceRun: SourceMigrationEnvironment {
                                      dirtyMBPerSecond: 0, iteration: 0, rung: "background",
                                      diskCopiedBytes: Int64(min(done, total)), diskTotalBytes: Int64(total)))
             }
+            // Synchronised: the cap paced the bulk copy; what the guest writes from now on is copied uncapped.
+            if settings.diskMirrorBackgroundBytesPerSecond != nil { await mirror.uncap() }
             let elapsed = since(started)
             for (position, disk) in localDisks.enumerated() {
                 let copied = jobs.first { $0.device == DiskMirror.job(disk.index) }?.offset ?? 0
