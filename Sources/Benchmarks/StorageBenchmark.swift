@@ -305,6 +305,11 @@ public enum StorageBenchmark {
         destinationSpec.disks[0].path = destinationImage
         let stops = source.qmp.events()
         let stopped = Task { () -> Double? in for await e in stops where e.name == "STOP" { return e.timestamp }; return nil }
+        let pauses = source.qmp.events()
+        let paused = Task { () -> Double? in
+            for await e in pauses where e.name == "MIGRATION" && e.data["status"]?.stringValue == "pre-switchover" { return e.timestamp }
+            return nil
+        }
         let marks = Marks()
         let (own0, _) = ProcessCPU.ownAndReaped()
         let sourceCPU0 = ProcessCPU.seconds(of: source.pid)
@@ -355,7 +360,9 @@ public enum StorageBenchmark {
         let cpu = (own1 - own0) + (ProcessCPU.seconds(of: source.pid) - sourceCPU0) + ProcessCPU.seconds(of: destination.pid)
         let (stop, resume) = (await stopped.value, await resumed.value)
         await group?.end.arrive()
+        paused.cancel() // returned at the pause already; otherwise there was none to wait for
         let points = await marks.points + [("source-qemu-stop", stop ?? 0), ("destination-qemu-resume", resume ?? 0)]
+            + ((await paused.value).map { [("source-qemu-pre-switchover", $0)] } ?? [])
         let bytes = Double(options.diskMiB << 20) + Double(result.transferredBytes)
         return Row(workload: workload, path: "direct", totalMs: total.wholeMilliseconds,
                    downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),

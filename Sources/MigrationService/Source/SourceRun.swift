@@ -309,6 +309,15 @@ actor SourceRun: SourceMigrationEnvironment {
         let switchover = NIOLockedValueBox(MirrorSwitchover.waiting)
         let qmp = live.process.qmp
         let log = logger
+        // The switchover's timeline: when QEMU paused (its vm_stop's drain and flush done), by
+        // QEMU's clock, apart from when this agent saw it (`source-mirrors-completing`).
+        let pauses = qmp.events()
+        let pausedMark = mirror == nil ? nil : Task {
+            for await e in pauses where e.name == "MIGRATION" && e.data["status"]?.stringValue == "pre-switchover" {
+                SwitchoverTrace.mark(log, "source-qemu-pre-switchover", vm: traceVM, at: e.timestamp)
+                return
+            }
+        }
         let observer = context.observer, (migrationID, vm, name, peerName) = (id, vmID, vmName, peer)
         // In post-copy the guest must run on the destination at once: the first post-copy sample
         // reports it, and QEMU goes on sending while the commit is on its way.
@@ -330,6 +339,7 @@ actor SourceRun: SourceMigrationEnvironment {
             } catch {
                 outcome = .failure(error)
             }
+            pausedMark?.cancel()
             switch outcome {
             case .success(let r): report.yield(.completed(r))
             case .failure(let e): report.yield(.failed("\(e)"))
