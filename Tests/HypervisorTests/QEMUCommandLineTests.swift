@@ -28,8 +28,7 @@ struct QEMUCommandLineTests {
             "-msg", "timestamp=on",
             "-blockdev", "driver=file,filename=/srv/img/web.qcow2,node-name=disk0-file,read-only=off",
             "-blockdev", "driver=qcow2,file=disk0-file,node-name=disk0,read-only=off",
-            "-object", "iothread,id=disk0-io",
-            "-device", "virtio-blk-pci,drive=disk0,id=disk0-dev,iothread=disk0-io",
+            "-device", "virtio-blk-pci,drive=disk0,id=disk0-dev",
             "-netdev", "dgram,id=net0,local.type=unix,local.path=/run/hm/vm1/net0.sock,remote.type=unix,remote.path=/run/hm/switch.sock",
             "-device", "virtio-net-pci,id=net0-dev,mac=52:54:00:aa:00:01,romfile=,netdev=net0",
             "-netdev", "stream,id=net1,server=off,addr.type=unix,addr.path=/run/hm/sw-stream.sock",
@@ -51,7 +50,7 @@ struct QEMUCommandLineTests {
         spec.boot = .disk
         let argv = try QEMUCommandLine.arguments(for: spec, in: directory, accelerator: .tcg, mode: .boot(paused: true))
         #expect(argv.last == "-S")
-        #expect(argv.contains("virtio-blk-pci,drive=disk0,id=disk0-dev,iothread=disk0-io,bootindex=0"))
+        #expect(argv.contains("virtio-blk-pci,drive=disk0,id=disk0-dev,bootindex=0"))
         #expect(!argv.contains("-kernel"))
     }
 

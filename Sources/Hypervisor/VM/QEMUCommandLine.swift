@@ -48,11 +48,7 @@ public enum QEMUCommandLine {
             let readOnly = disk.readOnly ? "on" : "off"
             argv += ["-blockdev", "driver=file,filename=\(escape(disk.path)),node-name=\(node)-file,read-only=\(readOnly)"]
             argv += ["-blockdev", "driver=\(disk.format.rawValue),file=\(node)-file,node-name=\(node),read-only=\(readOnly)"]
-            // Its own iothread (Protocol.md §6.1): the guest's requests, and a mirror of the disk,
-            // run outside the main loop, which carries the migration stream, QMP, the console and
-            // the lock every vCPU device access takes.
-            argv += ["-object", "iothread,id=\(node)-io"]
-            var device = "virtio-blk-pci,drive=\(node),id=\(node)-dev,iothread=\(node)-io"
+            var device = "virtio-blk-pci,drive=\(node),id=\(node)-dev"
             if case .disk = spec.boot, index == 0 { device += ",bootindex=0" }
             argv += ["-device", device]
         }
