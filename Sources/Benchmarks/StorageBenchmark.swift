@@ -73,6 +73,11 @@ public enum StorageBenchmark {
         public var concurrent = 0
         /// Each disk mirror's buffer (QEMU's `buf-size`), the same on both paths (nil: QEMU's 16 MiB).
         public var mirrorBufferBytes: Int64 = DiskMirror.defaultBufferBytes
+        /// Each disk mirror's copy-rate cap until it is synchronised (QEMU's `speed`), bytes/s, the
+        /// same on both paths (nil: none, hostmesh's default).
+        public var mirrorSpeedBytesPerSecond: Int64?
+        /// The workloads measured, in this order (`idle`, `writing`).
+        public var workloads = ["idle", "writing"]
 
         public init(kernel: String, initrd: String) {
             self.kernel = kernel
@@ -95,7 +100,7 @@ public enum StorageBenchmark {
             let convert = try await runConvert(options, base: base, work: work + "/convert-\(round)")
             log("none    convert round \(round + 1): \(convert.totalMs) ms, \(Int(convert.diskMBs)) MB/s, cpu \(format(convert.cpuSeconds)) s")
             rows.append(convert)
-            for workload in ["idle", "writing"] {
+            for workload in options.workloads {
                 let direct = try await runDirect(options, workload: workload, base: base, work: work + "/direct-\(workload)-\(round)")
                 log(describe(direct, round: round))
                 log("  switchover: " + describe(direct.switchoverMs))
@@ -277,6 +282,7 @@ public enum StorageBenchmark {
     static func settings(_ options: Options) -> MigrationSettings {
         var settings = MigrationSettings()
         settings.diskMirrorBufferBytes = options.mirrorBufferBytes
+        settings.diskMirrorBackgroundBytesPerSecond = options.mirrorSpeedBytesPerSecond
         return settings
     }
 
@@ -299,6 +305,11 @@ public enum StorageBenchmark {
         destinationSpec.disks[0].path = destinationImage
         let stops = source.qmp.events()
         let stopped = Task { () -> Double? in for await e in stops where e.name == "STOP" { return e.timestamp }; return nil }
+        let pauses = source.qmp.events()
+        let paused = Task { () -> Double? in
+            for await e in pauses where e.name == "MIGRATION" && e.data["status"]?.stringValue == "pre-switchover" { return e.timestamp }
+            return nil
+        }
         let marks = Marks()
         let (own0, _) = ProcessCPU.ownAndReaped()
         let sourceCPU0 = ProcessCPU.seconds(of: source.pid)
@@ -320,10 +331,12 @@ public enum StorageBenchmark {
         var configured = DiskMirror(qmp: source.qmp, indices: [0])
         configured.bufferBytes = options.mirrorBufferBytes
         let mirror = configured
-        try await mirror.start(socket: nbd)
+        try await mirror.start(socket: nbd, backgroundSpeed: options.mirrorSpeedBytesPerSecond)
         let mirrorStart = ContinuousClock.now
         _ = try await mirror.waitUntilReady(timeout: .seconds(600))
         let readyMs = (ContinuousClock.now - mirrorStart).wholeMilliseconds
+        // As hostmesh does once synchronised: the cap paced the bulk copy only.
+        if options.mirrorSpeedBytesPerSecond != nil { await mirror.uncap() }
         try await source.qmp.migrateSetCapabilities([.pauseBeforeSwitchover: true])
         let once = Once()
         let result = try await OutgoingMigration(qmp: source.qmp).run(to: uri) { sample, _ in
@@ -347,7 +360,9 @@ public enum StorageBenchmark {
         let cpu = (own1 - own0) + (ProcessCPU.seconds(of: source.pid) - sourceCPU0) + ProcessCPU.seconds(of: destination.pid)
         let (stop, resume) = (await stopped.value, await resumed.value)
         await group?.end.arrive()
+        paused.cancel() // returned at the pause already; otherwise there was none to wait for
         let points = await marks.points + [("source-qemu-stop", stop ?? 0), ("destination-qemu-resume", resume ?? 0)]
+            + ((await paused.value).map { [("source-qemu-pre-switchover", $0)] } ?? [])
         let bytes = Double(options.diskMiB << 20) + Double(result.transferredBytes)
         return Row(workload: workload, path: "direct", totalMs: total.wholeMilliseconds,
                    downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),

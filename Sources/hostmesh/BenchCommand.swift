@@ -422,6 +422,10 @@ struct BenchCommand: AsyncParsableCommand {
         var concurrent: Int?
         @Option(help: "Each disk mirror's buffer (QEMU's buf-size), MiB, the same on both paths (default: hostmesh's, 64; QEMU's own is 16).")
         var mirrorBufferMib: Int?
+        @Option(help: "Cap each disk mirror's copy rate until it is synchronised (QEMU's speed), MiB/s, the same on both paths (default: none).")
+        var mirrorSpeedMib: Int?
+        @Option(help: "The workloads to measure, comma-separated: idle, writing (default: both).")
+        var workloads = "idle,writing"
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
@@ -434,6 +438,15 @@ struct BenchCommand: AsyncParsableCommand {
                 guard (1...1024).contains(mirrorBufferMib) else { throw ValidationError("--mirror-buffer-mib \(mirrorBufferMib): give 1 to 1024") }
                 options.mirrorBufferBytes = Int64(mirrorBufferMib) << 20
             }
+            if let mirrorSpeedMib {
+                guard (1...100_000).contains(mirrorSpeedMib) else { throw ValidationError("--mirror-speed-mib \(mirrorSpeedMib): give 1 to 100000") }
+                options.mirrorSpeedBytesPerSecond = Int64(mirrorSpeedMib) << 20
+            }
+            let chosen = workloads.split(separator: ",").map(String.init)
+            guard !chosen.isEmpty, chosen.allSatisfy({ ["idle", "writing"].contains($0) }) else {
+                throw ValidationError("--workloads \(workloads): give idle, writing or both, comma-separated")
+            }
+            options.workloads = chosen
             options.rounds = rounds
             options.diskMiB = diskMib
             options.writtenMiB = diskMib / 2
@@ -469,7 +482,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
             printTable(["WORKLOAD", "PATH", "TOTAL MS", "DOWNTIME MS", "DISK MB/S", "WRITE P99 MS", "QUIET P99 MS", "CPU S", "CPU NS/B"], table)
             print("")
-            for workload in ["idle", "writing"] {
+            for workload in options.workloads {
                 let median = { (path: String, value: (StorageBenchmark.Row) -> Double) in
                     Spread.median(rows.filter { $0.workload == workload && $0.path == path }.map(value)) ?? 0 }
                 let total = BenchmarkRatio.of(median("tunnel") { Double($0.totalMs) }, to: median("direct") { Double($0.totalMs) }, floor: 1)

@@ -34,7 +34,8 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// Highest throttle, percent.
     public var throttleMaxPercent: Int = 99
     /// Copy-rate cap for local disks' mirrors while they run in background mode, bytes/s (nil:
-    /// none). A disk mirror that then stops converging switches to write-blocking, uncapped.
+    /// none), until they are synchronised (then lifted). A disk mirror that stops converging
+    /// switches to write-blocking, uncapped.
     public var diskMirrorBackgroundBytesPerSecond: Int64?
     /// How long a local disk's background mirror may make no progress before it switches to
     /// write-blocking mode, ms (nil: `defaultDiskMirrorStallMs`).

@@ -47,6 +47,11 @@ extension QMPClient {
         try await execute("block-job-cancel", arguments: .object(["device": .string(jobID), "force": .bool(force)]))
     }
 
+    /// `block-job-set-speed`: the job's copy-rate cap, bytes/s (0: none).
+    public func blockJobSetSpeed(_ jobID: String, bytesPerSecond: Int64) async throws(QMPError) {
+        try await execute("block-job-set-speed", arguments: .object(["device": .string(jobID), "speed": .int(bytesPerSecond)]))
+    }
+
     /// `query-block-jobs`: the block jobs that exist.
     public func queryBlockJobs() async throws(QMPError) -> [BlockJobInfo] {
         try await execute("query-block-jobs", returning: [BlockJobInfo].self)

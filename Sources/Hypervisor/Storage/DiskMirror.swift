@@ -80,6 +80,15 @@ public struct DiskMirror: Sendable {
         return (jobs, switched)
     }
 
+    /// Lifts the background copy-rate cap of every mirror (once they are ready): what the guest
+    /// writes after that is copied at once, so the switchover's pause has no capped tail to wait
+    /// for. Best effort: a job that is gone, or refuses, keeps its cap and only completes slower.
+    public func uncap() async {
+        for index in indices {
+            try? await qmp.blockJobSetSpeed(Self.job(index), bytesPerSecond: 0) // see above: a capped job still completes
+        }
+    }
+
     /// Replaces disk `index`'s background mirror by a write-blocking one into the same target.
     /// With QEMU's own buffer (16 MiB, requests of 1 MiB), not `bufferBytes`: in this mode every
     /// guest write waits until it is on the target, queued on the one NBD connection behind the

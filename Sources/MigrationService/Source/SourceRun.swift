@@ -309,6 +309,15 @@ actor SourceRun: SourceMigrationEnvironment {
         let switchover = NIOLockedValueBox(MirrorSwitchover.waiting)
         let qmp = live.process.qmp
         let log = logger
+        // The switchover's timeline: when QEMU paused (its vm_stop's drain and flush done), by
+        // QEMU's clock, apart from when this agent saw it (`source-mirrors-completing`).
+        let pauses = qmp.events()
+        let pausedMark = mirror == nil ? nil : Task {
+            for await e in pauses where e.name == "MIGRATION" && e.data["status"]?.stringValue == "pre-switchover" {
+                SwitchoverTrace.mark(log, "source-qemu-pre-switchover", vm: traceVM, at: e.timestamp)
+                return
+            }
+        }
         let observer = context.observer, (migrationID, vm, name, peerName) = (id, vmID, vmName, peer)
         // In post-copy the guest must run on the destination at once: the first post-copy sample
         // reports it, and QEMU goes on sending while the commit is on its way.
@@ -330,6 +339,7 @@ actor SourceRun: SourceMigrationEnvironment {
             } catch {
                 outcome = .failure(error)
             }
+            pausedMark?.cancel()
             switch outcome {
             case .success(let r): report.yield(.completed(r))
             case .failure(let e): report.yield(.failed("\(e)"))
@@ -434,6 +444,8 @@ actor SourceRun: SourceMigrationEnvironment {
                                      dirtyMBPerSecond: 0, iteration: 0, rung: "background",
                                      diskCopiedBytes: Int64(min(done, total)), diskTotalBytes: Int64(total)))
             }
+            // Synchronised: the cap paced the bulk copy; what the guest writes from now on is copied uncapped.
+            if settings.diskMirrorBackgroundBytesPerSecond != nil { await mirror.uncap() }
             let elapsed = since(started)
             for (position, disk) in localDisks.enumerated() {
                 let copied = jobs.first { $0.device == DiskMirror.job(disk.index) }?.offset ?? 0
