@@ -26,7 +26,7 @@ final class ConsoleLineClock: Sendable {
     private let state = Mutex(State())
 
     /// Follows `path` from its current end, keeping lines that start with one of `prefixes`.
-    init(path: String, prefixes: [String], interval: Duration = .milliseconds(5)) {
+    init(path: String, prefixes: [String], interval: Duration = .milliseconds(10)) {
         self.path = path
         self.prefixes = prefixes
         self.interval = interval

@@ -27,11 +27,11 @@ public enum CrossDomainBenchmark {
         public var gapMs: Int
         /// The peer's longest gap ending at or after the source QEMU's STOP (`PeerGapSplit`): the
         /// switchover's, what "peer gap - downtime <= 100 ms" is about; -1 if not placed.
-        public var switchoverGapMs: Int = -1
+        public var switchoverGapMs: Int?
         /// The peer's longest gap that ended between the migration request and the STOP: the
         /// moving guest's stall at the start of pre-copy (QEMU 7.2 under TCG syncing its dirty
         /// bitmap page by page, `Scripts/precopy-stall.py`); -1 if not placed.
-        public var precopyGapMs: Int = -1
+        public var precopyGapMs: Int?
         /// How long before the STOP that pre-copy gap ended, ms (nil when under 100 ms).
         public var precopyGapEndedBeforeStopMs: Int?
         /// The source agent's phases (`MigrationReport.phasesMs`: connect, prepare, transfer,
@@ -140,8 +140,10 @@ public enum CrossDomainBenchmark {
                 let names = ["bench-a (source, peer)", path == "intra" ? "bench-b (destination)" : "bench-b", path == "cross" ? "other-a (destination)" : "other-a"]
                 let countersBefore = try await NetworkMigrationBenchmark.switchCounters(clients)
                 // The peer's gap lines timed on the host's clock, to place them against QEMU's STOP.
-                let peerLines = ConsoleLineClock(path: peerInfo.pid.flatMap(ConsoleLineClock.consoleLog(ofQEMU:)) ?? "",
-                                                 prefixes: ["PING \(ip) ", "PINGGAP \(ip) "])
+                guard let peerConsole = peerInfo.pid.flatMap(ConsoleLineClock.consoleLog(ofQEMU:)) else {
+                    throw ControlError.failed("cannot find the peer VM's console file (its QEMU's -chardev serial0, pid \(peerInfo.pid.map(String.init) ?? "unknown")): its gaps could not be placed; is the agent running QEMU on this machine?")
+                }
+                let peerLines = ConsoleLineClock(path: peerConsole, prefixes: ["PING \(ip) ", "PINGGAP \(ip) "])
                 defer { peerLines.stop() }
                 _ = recorder.take()
                 let requestedAt = Date().timeIntervalSince1970
@@ -179,7 +181,7 @@ public enum CrossDomainBenchmark {
                 row.phasesMs = report.phasesMs
                 let points = recorder.take()
                 if let stopAt = points.first(where: { $0.name == "source-qemu-stop" })?.at {
-                    let split = PeerGapSplit(lines: peerLines.lines, ip: ip, requestedAt: requestedAt, stopAt: stopAt)
+                    let split = PeerGapSplit(lines: peerLines.lines, ip: ip, requestedAt: requestedAt, stopAt: stopAt, downtimeMs: Double(report.downtimeMs))
                     row.switchoverGapMs = split.switchoverGapMs
                     row.precopyGapMs = split.precopyGapMs
                     row.precopyGapEndedBeforeStopMs = split.precopyGapEndedBeforeStopMs
@@ -191,7 +193,7 @@ public enum CrossDomainBenchmark {
                     row.switches[names[host]] = NetworkMigrationBenchmark.counterChanges(countersBefore[host], countersAfter[host])
                 }
                 log("\(path) round \(round + 1): total \(row.totalMs) ms (the agent's own figure \(report.totalMs) ms), downtime \(row.downtimeMs) ms, "
-                    + "peer's ping gap across the move \(gap) ms: at the switchover \(row.switchoverGapMs) ms, in pre-copy \(row.precopyGapMs) ms"
+                    + "peer's ping gap across the move \(gap) ms: at the switchover \(row.switchoverGapMs.map { "\($0) ms" } ?? "not placed"), in pre-copy \(row.precopyGapMs.map { "\($0) ms" } ?? "none placed")"
                     + (row.precopyGapEndedBeforeStopMs.map { " (ended \($0) ms before QEMU's STOP)" } ?? "")
                     + (report.phasesMs.map { phases in
                         " (agent's phases: " + phases.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value) ms" }.joined(separator: ", ") + ")"

@@ -23,10 +23,10 @@ public enum NetworkMigrationBenchmark {
         public var gapMs: Int
         /// The client's longest gap ending at or after the source QEMU's STOP (`PeerGapSplit`):
         /// the switchover's, what the target is about; -1 if not placed.
-        public var switchoverGapMs: Int = -1
+        public var switchoverGapMs: Int?
         /// The client's longest gap that ended between the migration request and the STOP: the
         /// moving guest's stall in pre-copy (`Scripts/precopy-stall.py`); -1 if not placed.
-        public var precopyGapMs: Int = -1
+        public var precopyGapMs: Int?
         /// How long before the STOP that pre-copy gap ended, ms (nil when under 100 ms).
         public var precopyGapEndedBeforeStopMs: Int?
         /// Pings lost during the run: requests the peer sent that had no reply 3 s later
@@ -77,8 +77,9 @@ public enum NetworkMigrationBenchmark {
         /// How much longer the peer saw no reply than the guest was paused, ms (target <= 100):
         /// what the network adds to QEMU's downtime.
         public var gapBeyondDowntimeMs: Int { gapMs - Int(downtimeMs) }
-        /// The same for the switchover's gap alone (the pre-copy stall left out).
-        public var switchoverGapBeyondDowntimeMs: Int { switchoverGapMs - Int(downtimeMs) }
+        /// The same for the switchover's gap alone (the pre-copy stall left out); nil when the
+        /// peer's lines did not place it (never read as 0).
+        public var switchoverGapBeyondDowntimeMs: Int? { switchoverGapMs.map { $0 - Int(downtimeMs) } }
 
         enum CodingKeys: String, CodingKey {
             case move, downtimeMs = "downtime_ms", gapMs = "gap_ms", switchoverGapMs = "switchover_gap_ms", precopyGapMs = "precopy_gap_ms",
@@ -138,8 +139,10 @@ public enum NetworkMigrationBenchmark {
             let countersBefore = try await switchCounters(mesh.clients)
             let udpBefore = udpReceiveBufferErrors()
             // The client's gap lines timed on the host's clock, to place them against QEMU's STOP.
-            let clientLines = ConsoleLineClock(path: clientInfo.pid.flatMap(ConsoleLineClock.consoleLog(ofQEMU:)) ?? "",
-                                               prefixes: ["PING 10.77.0.3 ", "PINGGAP 10.77.0.3 "])
+            guard let clientConsole = clientInfo.pid.flatMap(ConsoleLineClock.consoleLog(ofQEMU:)) else {
+                throw ControlError.failed("cannot find the peer VM's console file (its QEMU's -chardev serial0, pid \(clientInfo.pid.map(String.init) ?? "unknown")): its gaps could not be placed; is the agent running QEMU on this machine?")
+            }
+            let clientLines = ConsoleLineClock(path: clientConsole, prefixes: ["PING 10.77.0.3 ", "PINGGAP 10.77.0.3 "])
             defer { clientLines.stop() }
             _ = recorder.take()
             let requestedAt = Date().timeIntervalSince1970
@@ -170,7 +173,7 @@ public enum NetworkMigrationBenchmark {
             let points = recorder.take()
             run.timeline = SwitchoverTimelineRecorder.describe(points, from: "source-qemu-stop").map { Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10) }
             if let stopAt = points.first(where: { $0.name == "source-qemu-stop" })?.at {
-                let split = PeerGapSplit(lines: clientLines.lines, ip: "10.77.0.3", requestedAt: requestedAt, stopAt: stopAt)
+                let split = PeerGapSplit(lines: clientLines.lines, ip: "10.77.0.3", requestedAt: requestedAt, stopAt: stopAt, downtimeMs: Double(report.downtimeMs))
                 run.switchoverGapMs = split.switchoverGapMs
                 run.precopyGapMs = split.precopyGapMs
                 run.precopyGapEndedBeforeStopMs = split.precopyGapEndedBeforeStopMs
@@ -182,7 +185,7 @@ public enum NetworkMigrationBenchmark {
                 run.switches[roles[host]] = counterChanges(countersBefore[host], countersAfter[host])
             }
             log("run \(round + 1) (\(move), \(holdFrames ? "holding" : "dropping")): downtime \(run.downtimeMs) ms, ping gap \(run.gapMs) ms "
-                + "(at the switchover \(run.switchoverGapMs) ms, in pre-copy \(run.precopyGapMs) ms"
+                + "(at the switchover \(run.switchoverGapMs.map { "\($0) ms" } ?? "not placed"), in pre-copy \(run.precopyGapMs.map { "\($0) ms" } ?? "none placed")"
                 + (run.precopyGapEndedBeforeStopMs.map { ", ended \($0) ms before QEMU's STOP" } ?? "") + "), "
                 + "lost pings \(run.lostPings) (requests lost on the way \(run.requestsLost.map(String.init) ?? "?"), late \(run.latePings), duplicated \(run.duplicatePings)), "
                 + "TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
@@ -279,6 +282,14 @@ public enum NetworkMigrationBenchmark {
         let lines = { (text: String) in text.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("PING \(ip) ") } }
         let fresh = lines(after).dropFirst(lines(before).count)
         return fresh.compactMap { field(String($0), name) }.max() ?? -1
+    }
+
+    /// min / median / max of the values a move placed, and how many it did not (never read as 0).
+    public static func placedSpread(_ values: [Int?]) -> String {
+        let placed = values.compactMap { $0 }
+        let unplaced = values.count - placed.count
+        let spread = Spread(placed).map { "\($0.min) / \($0.median) / \($0.max)" } ?? "-"
+        return unplaced > 0 ? spread + " (\(unplaced) not placed)" : spread
     }
 
     static func last(_ console: String, _ prefix: String) -> String? {

@@ -13,25 +13,26 @@
 /// side of the STOP, or (for the switchover) when it ends after it: any gap of 100 ms or more in
 /// such a window has its own `PINGGAP` line and is placed by it.
 struct PeerGapSplit: Sendable, Equatable {
-    /// The longest gap ending at or after the STOP (within `switchoverWindow`), ms; -1 if the
-    /// peer printed nothing there.
-    var switchoverGapMs: Int
-    /// The longest gap that ended after the migration request and before the STOP, ms; -1 if
+    /// The longest gap ending at or after the STOP (within the switchover's window), ms; nil if
+    /// the peer printed nothing there (not placed: a benchmark counts it as a miss, never as 0).
+    var switchoverGapMs: Int?
+    /// The longest gap that ended after the migration request and before the STOP, ms; nil if
     /// no line places one there.
-    var precopyGapMs: Int
+    var precopyGapMs: Int?
     /// How long before the STOP that pre-copy gap ended, ms (nil when it was under 100 ms: only
     /// a `PING` line's window places it).
     var precopyGapEndedBeforeStopMs: Int?
 
-    /// How long after the STOP the switchover's gap may end, seconds (the guest is paused for
-    /// at most the downtime limit, 300 ms by default, plus its restart).
-    static let switchoverWindow = 3.0
+    /// How long after the guest's RESUME (the STOP plus the downtime) the switchover's gap may
+    /// still end, seconds: the guest's own restart, and the peer's next reply.
+    static let switchoverMargin = 3.0
     /// The peer's `PINGGAP` threshold (`GAP_REPORT_MS` in `hmtool.c`), ms.
     static let reportedGapMs = 100
 
     /// Splits the gaps of `lines` (`PINGGAP <ip> …` and `PING <ip> …` of one pinger, in the order
-    /// they appeared) around `stopAt`, counting pre-copy from `requestedAt` (both Unix seconds).
-    init(lines: [ConsoleLineClock.Line], ip: String, requestedAt: Double, stopAt: Double) {
+    /// they appeared) around `stopAt`, counting pre-copy from `requestedAt` (both Unix seconds);
+    /// the switchover's window lasts the `downtimeMs` the guest was paused plus `switchoverMargin`.
+    init(lines: [ConsoleLineClock.Line], ip: String, requestedAt: Double, stopAt: Double, downtimeMs: Double) {
         let gaps = lines.filter { $0.text.hasPrefix("PINGGAP \(ip) ") }.compactMap { line in
             NetworkMigrationBenchmark.field(line.text, "gap_ms").map { (end: line.at, ms: $0) }
         }
@@ -41,16 +42,16 @@ struct PeerGapSplit: Sendable, Equatable {
             guard let ms = NetworkMigrationBenchmark.field(line.text, "wgap_ms") else { continue }
             windows.append((start: index == 0 ? -.infinity : summaries[index - 1].at, end: line.at, ms: ms))
         }
-        let switchoverEnd = stopAt + Self.switchoverWindow
+        let switchoverEnd = stopAt + max(0, downtimeMs) / 1000 + Self.switchoverMargin
         let switchover = gaps.filter { $0.end >= stopAt && $0.end <= switchoverEnd }.map(\.ms)
             + windows.filter { $0.end >= stopAt && $0.start <= switchoverEnd && $0.ms < Self.reportedGapMs }.map(\.ms)
-        switchoverGapMs = switchover.max() ?? -1
+        switchoverGapMs = switchover.max()
         let precopy = gaps.filter { $0.end >= requestedAt && $0.end < stopAt }
         if let longest = precopy.max(by: { $0.ms < $1.ms }) {
             precopyGapMs = longest.ms
             precopyGapEndedBeforeStopMs = Int(((stopAt - longest.end) * 1000).rounded())
         } else {
-            precopyGapMs = windows.filter { $0.start >= requestedAt && $0.end < stopAt }.map(\.ms).max() ?? -1
+            precopyGapMs = windows.filter { $0.start >= requestedAt && $0.end < stopAt }.map(\.ms).max()
             precopyGapEndedBeforeStopMs = nil
         }
     }

@@ -20,7 +20,7 @@ struct PeerGapSplitTests {
     @Test func twoStallsArePlacedOnTheirSideOfTheStop() {
         let lines = [ping(99.5, wgap: 30), ping(100.5, wgap: 25), gap(101.2, 198), ping(101.5, wgap: 198),
                      ping(102.5, wgap: 40), gap(102.65, 131), ping(103.5, wgap: 131), ping(104.5, wgap: 22)]
-        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.9, stopAt: 102.55)
+        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.9, stopAt: 102.55, downtimeMs: 110)
         #expect(split.switchoverGapMs == 131)
         #expect(split.precopyGapMs == 198)
         #expect(split.precopyGapEndedBeforeStopMs == 1350)
@@ -30,7 +30,7 @@ struct PeerGapSplitTests {
     /// ending after it for the switchover; the window straddling the request counts for neither.
     @Test func shortGapsComeFromWholeWindows() {
         let lines = [ping(100.0, wgap: 90), ping(101.0, wgap: 35), ping(102.0, wgap: 41), ping(103.0, wgap: 72), ping(104.0, wgap: 20)]
-        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.5, stopAt: 102.4)
+        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.5, stopAt: 102.4, downtimeMs: 40)
         #expect(split.switchoverGapMs == 72)
         #expect(split.precopyGapMs == 41)
         #expect(split.precopyGapEndedBeforeStopMs == nil)
@@ -41,15 +41,23 @@ struct PeerGapSplitTests {
     @Test func aLongPrecopyGapInTheStopsWindowStaysPrecopys() {
         let lines = [ping(100.0, wgap: 20), gap(100.8, 210), ConsoleLineClock.Line(at: 100.9, text: "PINGGAP 10.77.0.99 gap_ms=900 seq=4"),
                      ping(101.0, wgap: 210), ping(102.0, wgap: 61)]
-        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.1, stopAt: 100.95)
+        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.1, stopAt: 100.95, downtimeMs: 40)
         #expect(split.precopyGapMs == 210)
         #expect(split.switchoverGapMs == 61)
     }
 
-    @Test func nothingPrintedIsMinusOne() {
-        let split = PeerGapSplit(lines: [], ip: ip, requestedAt: 1, stopAt: 2)
-        #expect(split.switchoverGapMs == -1)
-        #expect(split.precopyGapMs == -1)
+    @Test func nothingPrintedIsNotPlaced() {
+        let split = PeerGapSplit(lines: [], ip: ip, requestedAt: 1, stopAt: 2, downtimeMs: 50)
+        #expect(split.switchoverGapMs == nil)
+        #expect(split.precopyGapMs == nil)
+    }
+
+    /// A long pause (seconds, at distance) still owns its gap: the window follows the downtime,
+    /// and the short windows after it do not stand in for the gap.
+    @Test func aLongDowntimesGapIsPlacedAfterIt() {
+        let lines = [ping(100.0, wgap: 20), ping(101.0, wgap: 30), ping(102.0, wgap: 25), gap(105.9, 3700), ping(106.0, wgap: 3700), ping(107.0, wgap: 20)]
+        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.5, stopAt: 102.2, downtimeMs: 3600)
+        #expect(split.switchoverGapMs == 3700)
     }
 
     /// The clock reads the lines a real file gains after it started, with the host's time.
