@@ -47,18 +47,24 @@ final class LabSites: Sendable {
         net = free
         environment = ["HM_LAB_PREFIX": prefix, "HM_LAB_NET": net, "HM_LAB_DIR": NSTemporaryDirectory() + prefix, "HM_LAB_SITE_B_FROM": "2"]
         let (status, output) = try BulkTransferBenchmark.runTool("/bin/sh", [script, "up", "2"], environment: environment)
-        guard status == 0 else { throw BulkTransferBenchmark.BenchmarkError.lab("\(script) up 2 failed (\(status)): \(output)") }
+        guard status == 0 else {
+            throw BulkTransferBenchmark.BenchmarkError.lab("\(script) up 2 failed (\(status)): \(output); clean up with `HM_LAB_PREFIX=\(prefix) \(script) down` and check that iproute2 works as root")
+        }
         do {
             link = try FrameLink(tapA: prefix + "-ta", tapB: prefix + "-tb", profile: profile)
         } catch {
             _ = try? BulkTransferBenchmark.runTool("/bin/sh", [script, "down"], environment: environment) // the error below says what failed
-            throw BulkTransferBenchmark.BenchmarkError.lab("cannot make the frame link's taps: \(error)")
+            throw BulkTransferBenchmark.BenchmarkError.lab("cannot make the frame link's taps: \(error) (needs root and /dev/net/tun)")
         }
         for (tap, bridge) in [(link.tapA, prefix + "-br"), (link.tapB, prefix + "-bb")] {
-            let (status, output) = try BulkTransferBenchmark.runTool(Self.ip, ["link", "set", tap, "mtu", "1500", "master", bridge, "up"])
+            let status: Int32, output: String
+            do { (status, output) = try BulkTransferBenchmark.runTool(Self.ip, ["link", "set", tap, "mtu", "1500", "master", bridge, "up"]) } catch {
+                tearDown() // the namespaces, taps and link threads go with the error
+                throw error
+            }
             guard status == 0 else {
                 tearDown()
-                throw BulkTransferBenchmark.BenchmarkError.lab("cannot put \(tap) on \(bridge): \(output)")
+                throw BulkTransferBenchmark.BenchmarkError.lab("cannot put \(tap) on \(bridge): \(output) (is \(bridge) there? `ip link show \(bridge)`)")
             }
         }
     }

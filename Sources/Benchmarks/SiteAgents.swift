@@ -30,20 +30,27 @@ struct SiteAgents: Sendable {
         let domain = try DomainAuthority(name: "bench")
         let now = Int64(Date().timeIntervalSince1970)
         var clients: [ControlClient] = [], pids: [pid_t] = [], addresses: [String] = []
-        for (index, host) in ["bench-a", "bench-b"].enumerated() {
-            let dir = work + "/" + host
-            try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
-            let identity = try HostIdentity(hostID: host)
-            try identity.save(inDirectory: dir)
-            try domain.certify(identity.publicKeys, serial: UInt64(index + 1), notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
-            try domain.trustAnchor.save(dir + "/trust/\(domain.name).pub")
-            let address = sites.address(index + 1)
-            let arguments = ["agent", "--state-dir", dir, "--log-level", "warning",
-                             "--listen", "\(address):\(channelPort)", "--overlay", "\(address):7947", "--gossip", "\(address):7948"]
-            let pid = try sites.spawn(on: index + 1, binary, arguments, output: dir + "/agent.log")
-            pids.append(pid)
-            addresses.append(address)
-            clients.append(ControlClient(path: StateDirectory(dir).controlSocket))
+        // An agent started before a later step failed is killed with the error, not left running.
+        var started: SiteAgents { SiteAgents(clients: clients, pids: pids, addresses: addresses, work: work) }
+        do {
+            for (index, host) in ["bench-a", "bench-b"].enumerated() {
+                let dir = work + "/" + host
+                try FileManager.default.createDirectory(atPath: dir + "/trust", withIntermediateDirectories: true)
+                let identity = try HostIdentity(hostID: host)
+                try identity.save(inDirectory: dir)
+                try domain.certify(identity.publicKeys, serial: UInt64(index + 1), notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
+                try domain.trustAnchor.save(dir + "/trust/\(domain.name).pub")
+                let address = sites.address(index + 1)
+                let arguments = ["agent", "--state-dir", dir, "--log-level", "warning",
+                                 "--listen", "\(address):\(channelPort)", "--overlay", "\(address):7947", "--gossip", "\(address):7948"]
+                let pid = try sites.spawn(on: index + 1, binary, arguments, output: dir + "/agent.log")
+                pids.append(pid)
+                addresses.append(address)
+                clients.append(ControlClient(path: StateDirectory(dir).controlSocket))
+            }
+        } catch {
+            started.stop()
+            throw error
         }
         let agents = SiteAgents(clients: clients, pids: pids, addresses: addresses, work: work)
         do {
@@ -64,7 +71,7 @@ struct SiteAgents: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         let tail = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").suffix(2_000) // no log: the message says so by being empty
-        throw ControlError.failed("a benchmark agent did not answer on its control socket within 30 s; its log: \(tail)")
+        throw ControlError.failed("a benchmark agent did not answer on its control socket within 30 s (its log, \(log), says why; the last of it: \(tail))")
     }
 
     /// User + system CPU seconds of both agents so far (their QEMUs not included).

@@ -142,7 +142,10 @@ extension MigrationCoordinator {
                                              freshPorts: crossDomainStorage != nil && freshPorts))
         var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)
         await executor.handle(.prepare(refusal: refusal))
-        if executor.machine.phase == .admitted { incoming[id] = executor }
+        if executor.machine.phase == .admitted {
+            incoming[id] = executor
+            begun += 1
+        }
         guard var reply = await run.takeReply() else { return refuse("the admission ended without an answer") }
         if busy, !reply.migrationPrepared.error.isEmpty { reply.migrationPrepared.retryAfterMs = Self.busyRetryAfterMs }
         return reply

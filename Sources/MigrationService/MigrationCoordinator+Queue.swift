@@ -64,6 +64,7 @@ extension MigrationCoordinator {
 
     private func takeSlot(withDisks: Bool) {
         outgoingCount += 1
+        begun += 1
         if withDisks { outgoingWithDisksCount += 1 }
     }
 

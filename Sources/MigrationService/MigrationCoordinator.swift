@@ -65,6 +65,10 @@ public actor MigrationCoordinator {
     /// on: one at a time per migration, so that none acts on a row another has just changed.
     private var settling: Set<String> = []
     var outgoingCount = 0
+    /// Migrations begun on this host since it started, both directions (a slot taken, an
+    /// incoming one admitted): a reader that samples `inFlight` now and then sees by this count
+    /// that one came and went between two samples (DRS's demand, §10.2).
+    public internal(set) var begun = 0
     /// Of `outgoingCount`, migrations with local disks (`MigrationLimits.outgoingWithDisks`).
     var outgoingWithDisksCount = 0
     /// Migrations waiting for an outgoing slot, in order.

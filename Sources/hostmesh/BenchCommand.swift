@@ -119,7 +119,9 @@ struct BenchCommand: AsyncParsableCommand {
             if let rateMbit, !(1...10_000).contains(rateMbit) { throw ValidationError("--rate-mbit \(rateMbit): between 1 and 10000") }
             guard ["frame", "relay"].contains(link) else { throw ValidationError("--link \(link): frame or relay") }
             let chosen = workloads.split(separator: ",").map { String($0) }
-            guard !chosen.isEmpty, chosen.allSatisfy({ ["idle", "dirty"].contains($0) }) else { throw ValidationError("--workloads \(workloads): idle, dirty or both") }
+            guard !chosen.isEmpty, chosen.allSatisfy({ ["idle", "dirty"].contains($0) }), Set(chosen).count == chosen.count else {
+                throw ValidationError("--workloads \(workloads): idle, dirty or both, each once")
+            }
             let acrossSites = rttMs != nil && link == "frame"
             if acrossSites, getuid() != 0 {
                 throw ValidationError("--link frame needs root (it makes network namespaces and tap devices): run as root, or pass --link relay")
@@ -454,8 +456,8 @@ struct BenchCommand: AsyncParsableCommand {
                 options.mirrorSpeedBytesPerSecond = Int64(mirrorSpeedMib) << 20
             }
             let chosen = workloads.split(separator: ",").map(String.init)
-            guard !chosen.isEmpty, chosen.allSatisfy({ ["idle", "writing"].contains($0) }) else {
-                throw ValidationError("--workloads \(workloads): give idle, writing or both, comma-separated")
+            guard !chosen.isEmpty, chosen.allSatisfy({ ["idle", "writing"].contains($0) }), Set(chosen).count == chosen.count else {
+                throw ValidationError("--workloads \(workloads): give idle, writing or both, comma-separated, each once")
             }
             options.workloads = chosen
             options.rounds = rounds

@@ -31,6 +31,7 @@ actor DRSController {
     /// Whether a migration involved this host at the previous measurement: an interval that
     /// overlaps one measures the migration's contention, not the VMs' demand (§10.2).
     private var migratingAtLastMeasure = false
+    private var migrationsBegunAtLastMeasure = 0
     private var sequence: UInt64 = 0
     private let instance: [UInt8] = (0..<8).map { _ in UInt8.random(in: 0...255) }
     /// VMs this agent is moving for DRS now (claimed before the migration's first await).
@@ -283,9 +284,12 @@ actor DRSController {
         // takes CPU of its own: an interval that overlaps one measures the migration, not the VMs,
         // so it is skipped and each VM keeps its demand from before (not `busy`: evacuations and
         // concurrent moves go on) until an interval free of migrations has been measured.
-        let migrating = await coordinator.inFlight > 0
-        let overlapsMigration = migrating || migratingAtLastMeasure
+        // One that began and ended between two samples shows in the count of those begun.
+        let (inFlight, begun) = await (coordinator.inFlight, coordinator.begun)
+        let migrating = inFlight > 0
+        let overlapsMigration = migrating || migratingAtLastMeasure || begun != migrationsBegunAtLastMeasure
         migratingAtLastMeasure = migrating
+        migrationsBegunAtLastMeasure = begun
         let now = ContinuousClock.now
         var next: [String: VMDemandSampler.Sample] = [:]
         for vm in list where ["running", "migrating", "incoming", "paused"].contains(vm.state) {

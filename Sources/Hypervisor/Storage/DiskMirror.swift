@@ -82,11 +82,16 @@ public struct DiskMirror: Sendable {
 
     /// Lifts the background copy-rate cap of every mirror (once they are ready): what the guest
     /// writes after that is copied at once, so the switchover's pause has no capped tail to wait
-    /// for. Best effort: a job that is gone, or refuses, keeps its cap and only completes slower.
-    public func uncap() async {
+    /// for. Best effort: a job that is gone, or refuses, keeps its cap and only completes slower;
+    /// returns what each refusal said (job id and QEMU's error), for the caller's log.
+    public func uncap() async -> [String] {
+        var refusals: [String] = []
         for index in indices {
-            try? await qmp.blockJobSetSpeed(Self.job(index), bytesPerSecond: 0) // see above: a capped job still completes
+            do { try await qmp.blockJobSetSpeed(Self.job(index), bytesPerSecond: 0) } catch {
+                refusals.append("\(Self.job(index)): \(error)")
+            }
         }
+        return refusals
     }
 
     /// Replaces disk `index`'s background mirror by a write-blocking one into the same target.

@@ -311,8 +311,7 @@ actor SourceRun: SourceMigrationEnvironment {
         let log = logger
         // The switchover's timeline: when QEMU paused (its vm_stop's drain and flush done), by
         // QEMU's clock, apart from when this agent saw it (`source-mirrors-completing`).
-        let pauses = qmp.events()
-        let pausedMark = mirror == nil ? nil : Task {
+        let pausedMark = mirror == nil ? nil : Task { [pauses = qmp.events()] in
             for await e in pauses where e.name == "MIGRATION" && e.data["status"]?.stringValue == "pre-switchover" {
                 SwitchoverTrace.mark(log, "source-qemu-pre-switchover", vm: traceVM, at: e.timestamp)
                 return
@@ -445,7 +444,12 @@ actor SourceRun: SourceMigrationEnvironment {
                                      diskCopiedBytes: Int64(min(done, total)), diskTotalBytes: Int64(total)))
             }
             // Synchronised: the cap paced the bulk copy; what the guest writes from now on is copied uncapped.
-            if settings.diskMirrorBackgroundBytesPerSecond != nil { await mirror.uncap() }
+            if settings.diskMirrorBackgroundBytesPerSecond != nil {
+                for refusal in await mirror.uncap() {
+                    logger.warning("a synchronised mirror keeps its copy-rate cap (the switchover may wait for its capped tail)",
+                                   metadata: ["vm.id": "\(vmID)", "error": "\(refusal)"])
+                }
+            }
             let elapsed = since(started)
             for (position, disk) in localDisks.enumerated() {
                 let copied = jobs.first { $0.device == DiskMirror.job(disk.index) }?.offset ?? 0
