@@ -11,7 +11,9 @@
 /// ending at or after the STOP is the switchover's; one ending between the request and the STOP
 /// is pre-copy's. Below 100 ms a `PING` line's window is used only when it lies wholly on one
 /// side of the STOP, or (for the switchover) when it ends after it: any gap of 100 ms or more in
-/// such a window has its own `PINGGAP` line and is placed by it.
+/// such a window has its own `PINGGAP` line and is placed by it. A window the pause falls in whose
+/// longest gap (100 ms or more) ended before the STOP hides the switchover's shorter one: then,
+/// unless a `PINGGAP` after the STOP places it, the switchover's gap is not placed.
 struct PeerGapSplit: Sendable, Equatable {
     /// The longest gap ending at or after the STOP (within the switchover's window), ms; nil if
     /// the peer printed nothing there (not placed: a benchmark counts it as a miss, never as 0).
@@ -45,7 +47,14 @@ struct PeerGapSplit: Sendable, Equatable {
         let switchoverEnd = stopAt + max(0, downtimeMs) / 1000 + Self.switchoverMargin
         let switchover = gaps.filter { $0.end >= stopAt && $0.end <= switchoverEnd }.map(\.ms)
             + windows.filter { $0.end >= stopAt && $0.start <= switchoverEnd && $0.ms < Self.reportedGapMs }.map(\.ms)
-        switchoverGapMs = switchover.max()
+        // The window the guest resumed in, if it holds a gap of 100 ms or more that its `PINGGAP`
+        // placed before the STOP (the pre-copy stall in the same second), hides any shorter gap
+        // the switchover ended in it: with no `PINGGAP` after the STOP, the switchover's gap is
+        // then not known, and is not placed (reading the next windows would understate it).
+        let resumedAt = stopAt + max(0, downtimeMs) / 1000
+        let masked = windows.contains { $0.start <= resumedAt && $0.end >= resumedAt && $0.ms >= Self.reportedGapMs }
+        let reportedAfterStop = gaps.contains { $0.end >= stopAt && $0.end <= switchoverEnd }
+        switchoverGapMs = masked && !reportedAfterStop ? nil : switchover.max()
         let precopy = gaps.filter { $0.end >= requestedAt && $0.end < stopAt }
         if let longest = precopy.max(by: { $0.ms < $1.ms }) {
             precopyGapMs = longest.ms

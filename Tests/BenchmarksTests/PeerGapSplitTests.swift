@@ -41,9 +41,25 @@ struct PeerGapSplitTests {
     @Test func aLongPrecopyGapInTheStopsWindowStaysPrecopys() {
         let lines = [ping(100.0, wgap: 20), gap(100.8, 210), ConsoleLineClock.Line(at: 100.9, text: "PINGGAP 10.77.0.99 gap_ms=900 seq=4"),
                      ping(101.0, wgap: 210), ping(102.0, wgap: 61)]
-        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.1, stopAt: 100.95, downtimeMs: 40)
+        // Resumed at 101.05, after that window's line: the switchover's gap is the next window's.
+        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.1, stopAt: 100.95, downtimeMs: 100)
         #expect(split.precopyGapMs == 210)
         #expect(split.switchoverGapMs == 61)
+        // Resumed at 100.99, inside that window: its 210 hides the switchover's gap.
+        #expect(PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.1, stopAt: 100.95, downtimeMs: 40).switchoverGapMs == nil)
+    }
+
+    /// The pre-copy stall and the switchover in the same second: the window's `wgap_ms` is the
+    /// stall's, the switchover's shorter gap is hidden in it, and the next window's small figure
+    /// must not stand in for it (session 32 read 26 ms against a 60 ms pause that way).
+    @Test func aSwitchoverHiddenInThePrecopyStallsWindowIsNotPlaced() {
+        let lines = [ping(100.0, wgap: 20), gap(100.3, 220), ping(101.0, wgap: 220), ping(102.0, wgap: 26)]
+        let split = PeerGapSplit(lines: lines, ip: ip, requestedAt: 100.05, stopAt: 100.8, downtimeMs: 60)
+        #expect(split.precopyGapMs == 220)
+        #expect(split.switchoverGapMs == nil)
+        // With its own PINGGAP (100 ms or more) after the STOP, it is placed.
+        let reported = PeerGapSplit(lines: lines + [gap(100.95, 120)], ip: ip, requestedAt: 100.05, stopAt: 100.8, downtimeMs: 60)
+        #expect(reported.switchoverGapMs == 120)
     }
 
     @Test func nothingPrintedIsNotPlaced() {
