@@ -1,3 +1,4 @@
+import ControlAPI
 import Foundation
 import Synchronization
 
@@ -44,6 +45,15 @@ final class ConsoleLineClock: Sendable {
         return cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             .first { $0.hasPrefix(marker) }
             .map { String($0.dropFirst(marker.count)).replacingOccurrences(of: ",,", with: ",") }
+    }
+
+    /// Follows the `PING`/`PINGGAP` lines about `ip` of the pinging guest whose QEMU runs as
+    /// `pid`; throws when its console file cannot be found (its gaps could not be placed).
+    static func pinger(ofQEMU pid: Int32?, ip: String) throws -> ConsoleLineClock {
+        guard let console = pid.flatMap(consoleLog(ofQEMU:)) else {
+            throw ControlError.failed("cannot find the peer VM's console file (its QEMU's -chardev serial0, pid \(pid.map(String.init) ?? "unknown")): its gaps could not be placed; is the agent running QEMU on this machine?")
+        }
+        return ConsoleLineClock(path: console, prefixes: ["PING \(ip) ", "PINGGAP \(ip) "])
     }
 
     /// The lines seen so far, in order.

@@ -140,10 +140,7 @@ public enum CrossDomainBenchmark {
                 let names = ["bench-a (source, peer)", path == "intra" ? "bench-b (destination)" : "bench-b", path == "cross" ? "other-a (destination)" : "other-a"]
                 let countersBefore = try await NetworkMigrationBenchmark.switchCounters(clients)
                 // The peer's gap lines timed on the host's clock, to place them against QEMU's STOP.
-                guard let peerConsole = peerInfo.pid.flatMap(ConsoleLineClock.consoleLog(ofQEMU:)) else {
-                    throw ControlError.failed("cannot find the peer VM's console file (its QEMU's -chardev serial0, pid \(peerInfo.pid.map(String.init) ?? "unknown")): its gaps could not be placed; is the agent running QEMU on this machine?")
-                }
-                let peerLines = ConsoleLineClock(path: peerConsole, prefixes: ["PING \(ip) ", "PINGGAP \(ip) "])
+                let peerLines = try ConsoleLineClock.pinger(ofQEMU: peerInfo.pid, ip: ip)
                 defer { peerLines.stop() }
                 _ = recorder.take()
                 let requestedAt = Date().timeIntervalSince1970

@@ -139,10 +139,7 @@ public enum NetworkMigrationBenchmark {
             let countersBefore = try await switchCounters(mesh.clients)
             let udpBefore = udpReceiveBufferErrors()
             // The client's gap lines timed on the host's clock, to place them against QEMU's STOP.
-            guard let clientConsole = clientInfo.pid.flatMap(ConsoleLineClock.consoleLog(ofQEMU:)) else {
-                throw ControlError.failed("cannot find the peer VM's console file (its QEMU's -chardev serial0, pid \(clientInfo.pid.map(String.init) ?? "unknown")): its gaps could not be placed; is the agent running QEMU on this machine?")
-            }
-            let clientLines = ConsoleLineClock(path: clientConsole, prefixes: ["PING 10.77.0.3 ", "PINGGAP 10.77.0.3 "])
+            let clientLines = try ConsoleLineClock.pinger(ofQEMU: clientInfo.pid, ip: "10.77.0.3")
             defer { clientLines.stop() }
             _ = recorder.take()
             let requestedAt = Date().timeIntervalSince1970
