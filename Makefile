@@ -12,6 +12,7 @@ all: build
 # Install missing Debian packages; refresh the package lists only if an install needs it.
 deps:
 	@command -v $(SWIFT) >/dev/null || { echo "error: swift not found in PATH (expected the Swift 6 toolchain, e.g. /opt/swift/usr/bin)"; exit 1; }
+	@Scripts/install-qemu.sh
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \

@@ -81,6 +81,8 @@ public struct Agent: Service {
 
     /// Sets the agent up and returns its services, each needing only the ones before it.
     private func services() async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        // Trapped first: SIGHUP's default disposition ends the process.
+        let hangups = reload == nil ? nil : await UnixSignalsSequence(trapping: .sighup)
         let store = try AgentStore(stateDirectory: configuration.stateDirectory)
         let vms = VMManager(store: store, stateDirectory: configuration.stateDirectory, options: vmOptions, logger: logger)
         var switchSettings = SwitchSettings()
@@ -89,7 +91,7 @@ public struct Agent: Service {
                                        networks: configuration.networks, settings: switchSettings, logger: logger)
         try await network.start()
         do {
-            return try await services(store: store, vms: vms, network: network)
+            return try await services(store: store, vms: vms, network: network, hangups: hangups)
         } catch {
             // Nothing runs yet: close what setup opened (an in-process agent would keep it otherwise).
             await network.stop()
@@ -97,7 +99,8 @@ public struct Agent: Service {
         }
     }
 
-    private func services(store: AgentStore, vms: VMManager, network: AgentNetwork) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+    private func services(store: AgentStore, vms: VMManager, network: AgentNetwork,
+                          hangups: UnixSignalsSequence?) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let overlay = await network.overlayAddress().flatMap { $0.port }.map { HostPort(host: configuration.reachableHost(of: configuration.overlayListen), port: $0) }
         await vms.use(network: network)
         if configuration.leases {
@@ -300,8 +303,8 @@ public struct Agent: Service {
             services.append(("takeover-supervisor", RestartService(interval: .milliseconds(500)) { await takeovers.tick() }))
         }
         if let metrics { services.append(("metrics", metrics)) }
-        if let reload {
-            services.append(("configuration-reload", ConfigurationReloadService(reload: reload, initial: configuration, coordinator: coordinator,
+        if let reload, let hangups {
+            services.append(("configuration-reload", ConfigurationReloadService(reload: reload, hangups: hangups, initial: configuration, coordinator: coordinator,
                                                                                 linkMegabits: link, logger: logger)))
         }
         if let dashboardListen = configuration.dashboardListen, let dashboardToken {

@@ -223,6 +223,7 @@ public enum MigrationBenchmark {
         let stopped = Task { () -> Double? in for await e in stops where e.name == "STOP" { return e.timestamp }; return nil }
         let start = ContinuousClock.now
         destinationOptions.accelerator = source.record.accelerator
+        destinationOptions.memoryKiB = source.record.guestRAMKiB
         // Plain QEMU: the destination runs the guest the moment it has arrived.
         let destination = try await VMProcess.launch(spec: spec, directory: VMRuntimeDirectory(path: work + "/destination"),
                                                      mode: .incomingAutostart, options: destinationOptions)

@@ -317,6 +317,7 @@ public enum StorageBenchmark {
         let start = ContinuousClock.now
         var destinationOptions = VMProcess.Options()
         destinationOptions.accelerator = source.record.accelerator
+        destinationOptions.memoryKiB = source.record.guestRAMKiB
         let destination = try await VMProcess.launch(spec: destinationSpec, directory: VMRuntimeDirectory(path: work + "/destination"),
                                                      mode: .incoming, options: destinationOptions)
         defer { destination.kill() }

@@ -112,6 +112,10 @@ extension MigrationCoordinator {
         } catch {
             return refuse("malformed request: \(error)")
         }
+        // An older source does not say: it padded TCG guests (Protocol.md §6.1). A figure no spec
+        // explains is refused when QEMU starts (`GuestRAM.refusal`).
+        guard prepare.memoryKib <= UInt64(Int32.max) else { return refuse("malformed request: guest RAM of \(prepare.memoryKib) KiB") }
+        let memoryKiB = prepare.memoryKib == 0 ? GuestRAM.legacyKiB(memoryMiB: spec.memoryMiB, accelerator: choice) : Int(prepare.memoryKib)
         guard incoming[id] == nil else { return refuse("migration \(id) is already known here") }
         guard let sourceEpoch = try? wireEpoch(prepare.epoch, "the source's epoch") else { // the reason is the refusal below
             return refuse("the source's epoch \(prepare.epoch) is not a valid epoch")
@@ -137,7 +141,7 @@ extension MigrationCoordinator {
             do { try await vms.reserveIncoming(spec) } catch let error as ControlError { refusal = error.message } catch { refusal = "\(error)" }
         }
         let run = IncomingRun(context: context, id: id, spec: spec, source: peer, epoch: sourceEpoch + 1,
-                              prepare: .init(settings: settings, accelerator: choice, portStates: prepare.portStates.map { [UInt8]($0) },
+                              prepare: .init(settings: settings, accelerator: choice, memoryKiB: memoryKiB, portStates: prepare.portStates.map { [UInt8]($0) },
                                              disks: prepare.disks, diskBytes: diskBytes, storageRoot: storageRoot,
                                              freshPorts: crossDomainStorage != nil && freshPorts))
         var executor = DestinationExecutor(machine: DestinationMigration(id: id), environment: run)

@@ -111,6 +111,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Scripts/lab.sh, which makes the sites of --link frame.") var labScript = "Scripts/lab.sh"
         @Option(help: "Secure channels the tunnel stripes QEMU's stream across (0: as many as the round trip calls for; default: one).") var stripes: Int64?
         @Option(help: "Workloads to run, comma-separated: idle, dirty.") var workloads = "idle,dirty"
+        @Option(help: "QEMU multifd channels, for both paths (default: none; the tunnel carries each in its own secure channel).") var multifd: Int?
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
@@ -136,6 +137,8 @@ struct BenchCommand: AsyncParsableCommand {
             options.dirtyRateMB = dirtyRate
             options.workloads = chosen
             options.settings.stripes = stripes
+            options.settings.multifdChannels = multifd
+            try options.settings.validate()
             if let rttMs, let rateMbit {
                 options.link = DistanceLink(rttMs: rttMs, rateMbit: rateMbit)
                 // As an operator would say it (`migrate --link-mbit`): the tunnel sizes its send buffers for it.

@@ -17,7 +17,7 @@ struct QEMUCommandLineTests {
     }
 
     @Test func normalStart() throws {
-        let argv = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .tcg, mode: .boot(paused: false))
+        let argv = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .tcg, memoryKiB: 262152, mode: .boot(paused: false))
         #expect(argv == [
             "-name", "guest=web,, primary,debug-threads=on",
             "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "2", "-m", "262152k",
@@ -38,8 +38,8 @@ struct QEMUCommandLineTests {
     }
 
     @Test func incomingStartDefersTheURIAndOtherwiseMatches() throws {
-        let boot = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .kvm, mode: .boot(paused: false))
-        let incoming = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .kvm, mode: .incoming)
+        let boot = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .kvm, memoryKiB: 262144, mode: .boot(paused: false))
+        let incoming = try QEMUCommandLine.arguments(for: spec(), in: directory, accelerator: .kvm, memoryKiB: 262144, mode: .incoming)
         #expect(incoming == boot + ["-incoming", "defer", "-S"])
         #expect(incoming.contains("kvm"))
         #expect(incoming.contains("256M"))
@@ -48,7 +48,7 @@ struct QEMUCommandLineTests {
     @Test func pausedStartAndDiskBoot() throws {
         var spec = spec()
         spec.boot = .disk
-        let argv = try QEMUCommandLine.arguments(for: spec, in: directory, accelerator: .tcg, mode: .boot(paused: true))
+        let argv = try QEMUCommandLine.arguments(for: spec, in: directory, accelerator: .tcg, memoryKiB: 262144, mode: .boot(paused: true))
         #expect(argv.last == "-S")
         #expect(argv.contains("virtio-blk-pci,drive=disk0,id=disk0-dev,bootindex=0"))
         #expect(!argv.contains("-kernel"))
@@ -58,7 +58,7 @@ struct QEMUCommandLineTests {
         var bad = spec()
         bad.nics[1].mac = "01:00:5e:00:00:01"
         #expect(throws: VMSpecError.invalidMAC(nic: "net1", mac: "01:00:5e:00:00:01")) {
-            try QEMUCommandLine.arguments(for: bad, in: directory, accelerator: .tcg, mode: .incoming)
+            try QEMUCommandLine.arguments(for: bad, in: directory, accelerator: .tcg, memoryKiB: 262144, mode: .incoming)
         }
         bad = spec()
         bad.id = "../etc"

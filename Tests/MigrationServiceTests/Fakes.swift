@@ -118,7 +118,7 @@ actor FakeRegistry: MigrationVMRegistry {
             await withCheckedContinuation { waiting.append($0) }
         }
     }
-    func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict) async throws -> VMProcess { throw ControlError.failed("no QEMU in this test") }
+    func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict, memoryKiB: Int) async throws -> VMProcess { throw ControlError.failed("no QEMU in this test") }
     func promoteIncoming(_ id: String, epoch: Int64) async throws {}
     func adoptIncoming(_ id: String) async {}
     func abortIncoming(_ spec: VMSpec) async {}

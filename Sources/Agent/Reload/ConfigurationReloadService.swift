@@ -9,6 +9,9 @@ import UnixSignals
 /// changes to other keys are logged as needing a restart.
 struct ConfigurationReloadService: Service {
     let reload: ConfigurationReload
+    /// SIGHUP, trapped before the agent listens: a reload asked for as soon as the control
+    /// socket answers is queued, not lost (nor, under the default disposition, fatal).
+    let hangups: UnixSignalsSequence
     /// The configuration in force (as started, then as last reloaded).
     let initial: AgentConfiguration
     let coordinator: MigrationCoordinator
@@ -17,10 +20,9 @@ struct ConfigurationReloadService: Service {
     let logger: Logger
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
-        await cancelWhenGracefulShutdown { [initial] in
+        await cancelWhenGracefulShutdown { [initial, hangups] in
             var current = initial
-            for await _ in signals {
+            for await _ in hangups {
                 current = await apply(current)
             }
         }

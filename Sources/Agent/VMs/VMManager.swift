@@ -498,15 +498,16 @@ public actor VMManager: MigrationVMRegistry {
     }
 
     /// Starts QEMU waiting for an incoming migration of `spec` (reserved) with the source's
-    /// accelerator. On failure the caller discards the migration (`abortIncoming`).
+    /// accelerator and guest RAM. On failure the caller discards the migration (`abortIncoming`).
     ///
     /// Under a lease (leases on, every disk shared) a keeper at `epoch` (the source's + 1)
     /// first acquires this host's lease as `incoming`, refusing under a claim above `epoch`, and
     /// QEMU is its child (watched by it, killed with it); `promoteIncoming` makes it `held` at the commit.
-    public func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict) async throws -> VMProcess {
+    public func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict, memoryKiB: Int) async throws -> VMProcess {
         try await startLeaseKeeper(spec, epoch: epoch, incoming: true)
         var options = launchOptions(for: spec)
         options.accelerator = accelerator
+        options.memoryKiB = memoryKiB
         let process = try await launchControlled(spec, mode: .incoming, options: options)
         processes[spec.id] = process
         return process

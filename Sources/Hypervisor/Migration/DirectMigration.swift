@@ -20,6 +20,7 @@ public enum DirectMigration {
     ) async throws -> (destination: VMProcess, result: MigrationResult) {
         var options = options
         options.accelerator = source.record.accelerator
+        options.memoryKiB = source.record.guestRAMKiB
         var logger = logger
         logger[metadataKey: "vm.id"] = "\(source.record.spec.id)"
         let destination = try await VMProcess.launch(spec: source.record.spec, directory: destinationDirectory,

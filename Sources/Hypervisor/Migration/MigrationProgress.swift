@@ -60,7 +60,7 @@ public struct MigrationProgress: Sendable, Equatable, Codable {
         case "setup": phase = .setup
         case "active", "device": phase = .active
         case "pre-switchover": phase = .preSwitchover
-        case "postcopy-active", "postcopy-paused", "postcopy-recover": phase = .postcopy
+        case "postcopy-active", "postcopy-paused", "postcopy-recover-setup", "postcopy-recover": phase = .postcopy
         case "completed": phase = .completed
         case "failed": phase = .failed
         case "cancelled", "cancelling": phase = .cancelled

@@ -22,6 +22,8 @@ public enum HypervisorError: Error, Sendable, Equatable, CustomStringConvertible
     case stalePidFile(directory: String, pid: Int32, reason: String)
     /// The spec asks for KVM and KVM cannot be used here.
     case kvmUnusable(reason: String)
+    /// A migration source's guest RAM that this host's QEMU cannot run safely (`GuestRAM.refusal`).
+    case guestRAMRefused(vm: String, reason: String)
 
     public var description: String {
         switch self {
@@ -47,6 +49,8 @@ public enum HypervisorError: Error, Sendable, Equatable, CustomStringConvertible
             return "stale pid file in \(directory): pid \(pid) \(reason); the VM is not running, start it again"
         case let .kvmUnusable(reason):
             return "KVM was requested but cannot be used: \(reason); set the accelerator to auto or tcg"
+        case let .guestRAMRefused(vm, reason):
+            return "cannot receive VM \(vm) here: \(reason)"
         }
     }
 }

@@ -20,6 +20,9 @@ public actor VMProcess {
         /// Force an accelerator verdict instead of resolving `spec.accelerator` (e.g. a
         /// migration destination that must match its source).
         public var accelerator: AcceleratorVerdict?
+        /// Force the guest's RAM, in KiB, instead of this QEMU's layout for the spec's memory
+        /// (`GuestRAM`): a migration destination gives the guest exactly its source's.
+        public var memoryKiB: Int?
         /// Kernel for the KVM probe when the VM itself boots from disk.
         public var probeGuest: AcceleratorProbe.ProbeGuest?
         /// The probe (and verdict cache) to use.
@@ -86,8 +89,9 @@ public actor VMProcess {
             if case let .kernel(kernel, initrd, _) = spec.boot { guest = .init(kernel: kernel, initrd: initrd) }
             verdict = try await options.probe.resolve(spec.accelerator, binary: binary, guest: guest)
         }
+        let memoryKiB = try await guestRAM(spec, accelerator: verdict.choice, binary: binary, forced: options.memoryKiB)
         let arguments = try QEMUCommandLine.arguments(for: spec, in: directory, accelerator: verdict.choice,
-                                                      mode: mode)
+                                                      memoryKiB: memoryKiB, mode: mode)
         let pid: pid_t
         if let spawner = options.spawner {
             pid = try await spawner(binary, arguments, directory.qemuLog)
@@ -96,7 +100,8 @@ public actor VMProcess {
         }
         let startTime = ChildProcess.startTime(pid)
         let record = VMRuntimeRecord(spec: spec, directory: directory, pid: pid, binary: binary, accelerator: verdict,
-                                     mode: mode == .boot(paused: false) || mode == .boot(paused: true) ? .boot : .incoming, startedAt: Date(), arguments: [binary] + arguments)
+                                     mode: mode == .boot(paused: false) || mode == .boot(paused: true) ? .boot : .incoming, startedAt: Date(),
+                                     arguments: [binary] + arguments, memoryKiB: memoryKiB)
         logger.debug("qemu started", metadata: ["vm.pid": "\(pid)", "vm.accel": "\(verdict)", "vm.dir": "\(directory.path)"])
         do {
             try Self.write(record)
@@ -106,6 +111,22 @@ public actor VMProcess {
             await ChildProcess.killAndReap(pid)
             throw error
         }
+    }
+
+    /// The guest's RAM in KiB: `forced` (a migration source's figure) if this QEMU can run it
+    /// safely, else this QEMU's own layout. Only TCG depends on QEMU's version (`GuestRAM`).
+    private static func guestRAM(_ spec: VMSpec, accelerator: AcceleratorChoice, binary: String, forced: Int?) async throws -> Int {
+        let version: QEMUVersion? = accelerator == .tcg ? try await QEMUVersion.of(binary: binary) : nil
+        let own = version.map { GuestRAM.kib(memoryMiB: spec.memoryMiB, accelerator: accelerator, qemu: $0) } ?? spec.memoryMiB * 1024
+        guard let forced else { return own }
+        if let version, let refusal = GuestRAM.refusal(kib: forced, memoryMiB: spec.memoryMiB, accelerator: accelerator, qemu: version) {
+            throw HypervisorError.guestRAMRefused(vm: spec.name, reason: refusal)
+        }
+        if version == nil && forced != own {
+            throw HypervisorError.guestRAMRefused(vm: spec.name, reason: "under KVM the guest's RAM is its spec's \(spec.memoryMiB) MiB, "
+                + "but the source gives it \(forced) KiB; restart the VM on its source so that it runs with the spec's memory, then migrate it")
+        }
+        return forced
     }
 
     /// Finds the QEMU still running for `directory` (after an agent restart) and connects to it

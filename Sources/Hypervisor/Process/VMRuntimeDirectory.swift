@@ -91,4 +91,12 @@ public struct VMRuntimeRecord: Codable, Sendable, Equatable {
     public var startedAt: Date
     /// The full argv, for diagnostics.
     public var arguments: [String]
+    /// The guest's RAM in KiB as QEMU was given it (`GuestRAM`); nil in a record written before
+    /// it was kept (`guestRAMKiB` then applies the rule that agent followed).
+    public var memoryKiB: Int?
+
+    /// The guest's RAM in KiB: what a migration destination must give it too.
+    public var guestRAMKiB: Int {
+        memoryKiB ?? GuestRAM.legacyKiB(memoryMiB: spec.memoryMiB, accelerator: accelerator.choice)
+    }
 }

@@ -23,9 +23,10 @@ public enum QEMUCommandLine {
         case incomingAutostart
     }
 
-    /// The argv (without the binary) for `spec` running in `directory` under `accelerator`.
+    /// The argv (without the binary) for `spec` running in `directory` under `accelerator`,
+    /// with `memoryKiB` of guest RAM (`GuestRAM.kib`, or a migration source's figure).
     public static func arguments(for spec: VMSpec, in directory: VMRuntimeDirectory,
-                                 accelerator: AcceleratorChoice, mode: Mode) throws(VMSpecError) -> [String] {
+                                 accelerator: AcceleratorChoice, memoryKiB: Int, mode: Mode) throws(VMSpecError) -> [String] {
         try spec.validate()
         var argv: [String] = [
             "-name", "guest=\(escape(spec.name)),debug-threads=on",
@@ -33,7 +34,7 @@ public enum QEMUCommandLine {
             "-accel", accelerator.rawValue,
             "-cpu", escape(spec.cpuModel),
             "-smp", "\(spec.vcpus)",
-            "-m", memoryArgument(spec.memoryMiB, accelerator: accelerator),
+            "-m", memoryArgument(kib: memoryKiB),
             "-nodefaults", "-no-user-config",
             "-display", "none",
             "-chardev", "file,id=serial0,path=\(escape(directory.consoleLog))",
@@ -84,33 +85,9 @@ public enum QEMUCommandLine {
         return argv
     }
 
-    /// Guest RAM in `-m` form. Under TCG the RAM is 8 KiB larger than asked (QEMU's `-m`
-    /// granule), so that its length is not a multiple of 64 pages: QEMU before 9.0 (Debian 12
-    /// ships 7.2) syncs a RAM block whose length is such a multiple through a fast path that
-    /// clears dirty bits without resetting TCG's TLB, so guest writes through a TLB entry made
-    /// before the sync are not tracked and the destination gets stale pages (QEMU commit
-    /// 03bfc2188f, "Fix migration dirty bitmap coherency with TCG memory access"). Any other
-    /// length takes the per-page path, which resets the TLB. Seen here as guest kernel panics
-    /// after a migration and as lost writes of the `memcheck` guest workload. KVM tracks dirty
-    /// pages in the kernel and is unaffected. Both ends of a migration use the source's
-    /// accelerator, so their RAM sizes match.
-    ///
-    /// The price, under TCG on QEMU 7.2: the per-page path walks the vCPUs' TLBs
-    /// (`tlb_reset_dirty_range_all`) once per dirty page, and at the migration's first sync
-    /// (`ram_init_bitmaps`) every page is dirty, all under QEMU's big
-    /// lock, so the guest stops answering (interrupts and device I/O need that lock) for QEMU's
-    /// whole `setup-time`: 65 / 143 / 335 ms for 128 / 256 / 512 MiB at load 9-10 (0.5-2.2 s at
-    /// load 12-20) against 0-8 ms with the aligned size (`Scripts/precopy-stall.py`, QEMU's own
-    /// migration, no agent; the peer's gap is that setup-time, ending with it), and the ~200 ms
-    /// a peer saw a second before the switchover at 512 MiB on a quiet machine (README, issue
-    /// 12). We found no QEMU 7.2 setting that avoids it without the lost writes. From QEMU 9.0 the aligned
-    /// size's fast path resets the TLB once per sync, so this workaround could be dropped there
-    /// (a source and destination of different versions would then need to agree on the size).
-    public static func memoryArgument(_ memoryMiB: Int, accelerator: AcceleratorChoice) -> String {
-        switch accelerator {
-        case .kvm: "\(memoryMiB)M"
-        case .tcg: "\(memoryMiB * 1024 + 8)k"
-        }
+    /// Guest RAM in `-m` form: `kib` KiB (`GuestRAM` decides the figure).
+    public static func memoryArgument(kib: Int) -> String {
+        kib % 1024 == 0 ? "\(kib / 1024)M" : "\(kib)k"
     }
 
     /// The `-qmp` argument for `directory`.

@@ -609,6 +609,9 @@ public nonisolated struct Hostmesh_V1_MigrationPrepare: Sendable {
   /// one per disk NOT on shared storage: the destination creates it and the source mirrors into it (§6.7)
   public var disks: [Hostmesh_V1_DiskImage] = []
 
+  /// the guest's RAM in KiB as the source's QEMU runs it: the destination MUST give it exactly this (§6.1); 0 (absent): an older source, which padded TCG guests by 8 KiB
+  public var memoryKib: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2711,7 +2714,7 @@ nonisolated extension Hostmesh_V1_MigrationStreamHello: SwiftProtobuf.Message, S
 
 nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MigrationPrepare"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0\u{1}epoch\0\u{3}port_states\0\u{1}disks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}migration_id\0\u{3}vm_spec_json\0\u{3}settings_json\0\u{1}accelerator\0\u{1}epoch\0\u{3}port_states\0\u{1}disks\0\u{3}memory_kib\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2726,6 +2729,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 6: try { try decoder.decodeRepeatedBytesField(value: &self.portStates) }()
       case 7: try { try decoder.decodeRepeatedMessageField(value: &self.disks) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.memoryKib) }()
       default: break
       }
     }
@@ -2753,6 +2757,9 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if !self.disks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.disks, fieldNumber: 7)
     }
+    if self.memoryKib != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryKib, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2764,6 +2771,7 @@ nonisolated extension Hostmesh_V1_MigrationPrepare: SwiftProtobuf.Message, Swift
     if lhs.epoch != rhs.epoch {return false}
     if lhs.portStates != rhs.portStates {return false}
     if lhs.disks != rhs.disks {return false}
+    if lhs.memoryKib != rhs.memoryKib {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

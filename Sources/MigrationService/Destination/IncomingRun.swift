@@ -15,6 +15,8 @@ actor IncomingRun: DestinationMigrationEnvironment {
     struct Prepare: Sendable {
         let settings: MigrationSettings
         let accelerator: AcceleratorChoice
+        /// The guest's RAM in KiB as the source runs it (Protocol.md §6.1): QEMU here gets the same.
+        let memoryKiB: Int
         let portStates: [[UInt8]]
         /// The local disks to create and receive (§6.7); empty when every disk is shared.
         let disks: [Hostmesh_V1_DiskImage]
@@ -209,7 +211,8 @@ actor IncomingRun: DestinationMigrationEnvironment {
             self.spec = local
             if prepare.freshPorts { try await context.ports?.attach(local) } else { try await context.ports?.importPorts(local, records: prepare.portStates) }
             try await createImages(local, prepare.disks)
-            let process = try await context.vms.beginIncoming(local, epoch: epoch, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"))
+            let process = try await context.vms.beginIncoming(local, epoch: epoch, accelerator: AcceleratorVerdict(choice: prepare.accelerator, reason: "same as the migration source"),
+                                                              memoryKiB: prepare.memoryKiB)
             self.process = process
             let events = process.qmp.events()
             let traceLog = logger, traceVM = vmID

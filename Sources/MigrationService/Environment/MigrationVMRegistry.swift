@@ -64,9 +64,10 @@ public protocol MigrationVMRegistry: Sendable {
     func endOutgoing(_ id: String, released: Bool, inDoubt: Bool) async
     /// Reserves `spec`'s id for an incoming migration (refused if it exists here or is busy).
     func reserveIncoming(_ spec: VMSpec) async throws
-    /// Starts QEMU waiting for the stream, with the source's accelerator; under a lease, after
-    /// this host's keeper acquired it at `epoch` (the source's + 1) as `incoming` (Protocol.md §9.2).
-    func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict) async throws -> VMProcess
+    /// Starts QEMU waiting for the stream, with the source's accelerator and guest RAM
+    /// (`memoryKiB`); under a lease, after this host's keeper acquired it at `epoch` (the source's
+    /// + 1) as `incoming` (Protocol.md §9.2).
+    func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict, memoryKiB: Int) async throws -> VMProcess
     /// The handover committed: under a lease, this host's keeper writes it as `held` from now on;
     /// returns once such a write completed. Throws when it cannot (the guest must not resume here).
     func promoteIncoming(_ id: String, epoch: Int64) async throws

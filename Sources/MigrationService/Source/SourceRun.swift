@@ -207,6 +207,7 @@ actor SourceRun: SourceMigrationEnvironment {
             prepare.migrationPrepare.vmSpecJson = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
             prepare.migrationPrepare.settingsJson = String(decoding: try JSONEncoder().encode(live.settings), as: UTF8.self)
             prepare.migrationPrepare.accelerator = live.process.record.accelerator.choice.rawValue
+            prepare.migrationPrepare.memoryKib = UInt64(live.process.record.guestRAMKiB)
             prepare.migrationPrepare.epoch = UInt64(epoch)
             // Into another domain the port does not move: the destination creates it afresh (§6.10).
             prepare.migrationPrepare.portStates = portsStayBehind ? [] : try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
