@@ -50,4 +50,24 @@ struct GuestRAMTests {
         #expect(try await QEMUVersion.of(binary: "/usr/bin/qemu-system-x86_64") == version)
         await #expect(throws: QEMUVersion.ReadError.self) { try await QEMUVersion.of(binary: "/nonexistent/qemu") }
     }
+
+    /// A destination's QEMU never starts with a figure it must refuse.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64")))
+    func aFigureTheSpecDoesNotExplainIsRefusedBeforeQEMUStarts() async throws {
+        let root = NSTemporaryDirectory() + "hm-guestram-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) } // a temporary directory
+        let spec = VMSpec(id: "vm-ram", name: "ram", memoryMiB: 64, boot: .kernel(path: "/nonexistent/vmlinuz", initrd: nil, commandLine: ""),
+                          accelerator: .tcg)
+        var options = VMProcess.Options()
+        options.accelerator = AcceleratorVerdict(choice: .tcg, reason: "the source's")
+        options.memoryKiB = 300 * 1024
+        do {
+            _ = try await VMProcess.launch(spec: spec, directory: .init(path: root + "/vm"), mode: .incoming, options: options)
+            Issue.record("QEMU started with RAM its spec does not explain")
+        } catch let error as HypervisorError {
+            guard case .guestRAMRefused(let vm, let reason) = error else { Issue.record("unexpected: \(error)"); return }
+            #expect(vm == "ram" && reason.contains("307200 KiB"), "\(error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: root + "/vm/qemu.pid"))
+    }
 }

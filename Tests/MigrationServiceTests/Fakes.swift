@@ -70,6 +70,8 @@ final class FakeJournal: MigrationJournaling {
 /// A registry with no QEMU: it records what the coordinator marks.
 actor FakeRegistry: MigrationVMRegistry {
     var reserved: [String] = []
+    /// The guest RAM each incoming QEMU was asked to start with, by VM id.
+    var incomingMemoryKiB: [String: Int] = [:]
     var recovering: Set<String> = []
     var endedRecovering: [String: Bool] = [:]
     var known: [String: RegisteredVM] = [:]
@@ -118,7 +120,10 @@ actor FakeRegistry: MigrationVMRegistry {
             await withCheckedContinuation { waiting.append($0) }
         }
     }
-    func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict, memoryKiB: Int) async throws -> VMProcess { throw ControlError.failed("no QEMU in this test") }
+    func beginIncoming(_ spec: VMSpec, epoch: Int64, accelerator: AcceleratorVerdict, memoryKiB: Int) async throws -> VMProcess {
+        incomingMemoryKiB[spec.id] = memoryKiB
+        throw ControlError.failed("no QEMU in this test")
+    }
     func promoteIncoming(_ id: String, epoch: Int64) async throws {}
     func adoptIncoming(_ id: String) async {}
     func abortIncoming(_ spec: VMSpec) async {}
