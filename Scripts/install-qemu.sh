@@ -24,7 +24,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 LIST
 fi
-echo "installing QEMU from bookworm-backports (Debian 12's own is ${major:-not installed})"
+echo "installing QEMU from bookworm-backports (the installed one: ${major:+QEMU ${major}.x}${major:-none})"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
