@@ -24,7 +24,8 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 LIST
 fi
-echo "installing QEMU from bookworm-backports (the installed one: ${major:+QEMU ${major}.x}${major:-none})"
+installed=${major:+QEMU ${major}.x}
+echo "installing QEMU from bookworm-backports (installed now: ${installed:-none})"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
