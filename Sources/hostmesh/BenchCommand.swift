@@ -418,13 +418,13 @@ struct BenchCommand: AsyncParsableCommand {
             })
             print("(min / median / max; PEER GAP is the longer of the switchover's gap, ending after QEMU's STOP, and the pre-copy one, ending before it)")
             // The gap is what the peer sees over the whole move; the switchover's part is
-            // shown beside it (under TCG the pre-copy stall of QEMU 7.2, README, is the rest).
+            // shown beside it (the rest, if any, is a pre-copy stall: QEMU 7.2's under TCG, README).
             let switchover = rows.filter { $0.path == "cross" }.compactMap { row in row.switchoverGapMs.map { Double($0) - Double(row.downtimeMs) } }
             let unplaced = rows.filter { $0.path == "cross" && $0.switchoverGapMs == nil }.count
             print(String(format: "cross / intra total: %.2fx (target <= 1.1x); downtime cross - intra: %+.0f ms (target <= +10 ms); "
                          + "cross peer gap - downtime: %.0f ms (target <= 100 ms; of it, at the switchover: ", total, downtime,
                          median("cross") { Double($0.gapMs) - Double($0.downtimeMs) })
-                  + (unplaced > 0 ? "\(unplaced) of the moves not placed)" : String(format: "%.0f ms, the rest is the pre-copy stall)", Spread.median(switchover) ?? 0)))
+                  + (unplaced > 0 ? "\(unplaced) of the moves not placed)" : String(format: "%.0f ms; beyond it, a pre-copy stall)", Spread.median(switchover) ?? 0)))
         }
     }
 
