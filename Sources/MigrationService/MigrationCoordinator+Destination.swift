@@ -107,15 +107,19 @@ extension MigrationCoordinator {
         }
         do {
             let given = try JSONDecoder().decode(VMSpec.self, from: Data(prepare.vmSpecJson.utf8))
+            try given.validate() // before any figure is taken from it: a peer's spec is input like any other
             settings = try JSONDecoder().decode(MigrationSettings.self, from: Data(prepare.settingsJson.utf8))
             (spec, diskBytes) = try localizeDisks(given, prepare.disks, migration: id, storageRoot: storageRoot)
         } catch {
             return refuse("malformed request: \(error)")
         }
-        // An older source does not say: it padded TCG guests (Protocol.md §6.1). A figure no spec
-        // explains is refused when QEMU starts (`GuestRAM.refusal`).
-        guard prepare.memoryKib <= UInt64(Int32.max) else { return refuse("malformed request: guest RAM of \(prepare.memoryKib) KiB") }
-        let memoryKiB = prepare.memoryKib == 0 ? GuestRAM.legacyKiB(memoryMiB: spec.memoryMiB, accelerator: choice) : Int(prepare.memoryKib)
+        // An older source does not say: it padded TCG guests (Protocol.md §6.1). Whether this
+        // host's QEMU can run the figure safely is decided when QEMU starts (`GuestRAM.refusal`).
+        let memoryKiB = prepare.memoryKib == 0 ? GuestRAM.legacyKiB(memoryMiB: spec.memoryMiB, accelerator: choice) : Int(clamping: prepare.memoryKib)
+        guard GuestRAM.explains(kib: memoryKiB, memoryMiB: spec.memoryMiB) else {
+            return refuse("malformed request: the source gives the guest \(prepare.memoryKib) KiB of RAM, but its spec's \(spec.memoryMiB) MiB "
+                          + "allows only \(spec.memoryMiB * 1024) or \(spec.memoryMiB * 1024 + 8) KiB (Protocol.md §6.1)")
+        }
         guard incoming[id] == nil else { return refuse("migration \(id) is already known here") }
         guard let sourceEpoch = try? wireEpoch(prepare.epoch, "the source's epoch") else { // the reason is the refusal below
             return refuse("the source's epoch \(prepare.epoch) is not a valid epoch")

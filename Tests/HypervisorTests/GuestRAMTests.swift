@@ -28,6 +28,20 @@ struct GuestRAMTests {
         #expect(QEMUCommandLine.memoryArgument(kib: 512 * 1024 + 8) == "524296k")
     }
 
+    /// An adopted QEMU whose record predates `memoryKiB` says its RAM in its own argv.
+    @Test func theRAMIsReadFromQEMUsCommandLine() {
+        #expect(GuestRAM.kib(inArguments: ["-smp", "1", "-m", "512M", "-nodefaults"]) == 524288)
+        #expect(GuestRAM.kib(inArguments: ["-m", "524296k"]) == 524296)
+        #expect(GuestRAM.kib(inArguments: ["-m", "2G"]) == 2 << 20)
+        #expect(GuestRAM.kib(inArguments: ["-m", "256"]) == 262144) // QEMU's default unit: MiB
+        #expect(GuestRAM.kib(inArguments: ["-m", "size=128M,slots=2"]) == 131072)
+        #expect(GuestRAM.kib(inArguments: ["-m"]) == nil)
+        #expect(GuestRAM.kib(inArguments: ["-m", "lots"]) == nil)
+        #expect(GuestRAM.kib(inArguments: ["-smp", "1"]) == nil)
+        #expect(GuestRAM.explains(kib: 65544, memoryMiB: 64) && GuestRAM.explains(kib: 65536, memoryMiB: 64))
+        #expect(!GuestRAM.explains(kib: 65540, memoryMiB: 64))
+    }
+
     @Test func aDestinationTakesTheSourcesRAMOnlyWhenItCanRunItSafely() throws {
         // A new QEMU runs an old source's padded guest, and its own aligned one.
         #expect(GuestRAM.refusal(kib: 512 * 1024 + 8, memoryMiB: 512, accelerator: .tcg, qemu: new) == nil)

@@ -30,15 +30,39 @@ import Testing
         #expect(await vms.incomingMemoryKiB == ["aligned": 65536, "padded": 65544, "older-tcg": 65544, "older-kvm": 65536])
     }
 
-    @Test func anAbsurdFigureIsRefusedBeforeAnythingIsReserved() async throws {
+    @Test func aFigureTheSpecDoesNotExplainIsRefusedBeforeAnythingIsReserved() async throws {
         let vms = FakeRegistry()
         let coordinator = Fixtures.coordinator(journal: FakeJournal(), vms: vms)
-        let reply = await coordinator.handle(try prepare("m-5", vm: "huge", accelerator: "tcg", memoryKiB: .max), from: "node-a")
+        for (id, figure) in [("m-5", UInt64.max), ("m-6", 65540), ("m-7", 1 << 40)] {
+            let reply = await coordinator.handle(try prepare(id, vm: "odd", accelerator: "tcg", memoryKiB: figure), from: "node-a")
+            guard case .migrationPrepared(let prepared)? = reply?.body else {
+                Issue.record("no answer to the prepare")
+                return
+            }
+            #expect(prepared.error.contains("allows only 65536 or 65544 KiB"), "\(prepared.error)")
+        }
+        #expect(await vms.reserved.isEmpty)
+    }
+
+    /// A spec no source could have run (here: RAM past `VMSpec.maxMemoryMiB`, whose KiB would
+    /// overflow) is refused as malformed, before any figure is computed from it.
+    @Test func aSpecNoSourceCouldRunIsRefused() async throws {
+        let vms = FakeRegistry()
+        let coordinator = Fixtures.coordinator(journal: FakeJournal(), vms: vms)
+        var prepare = Hostmesh_V1_MigrationPrepare()
+        prepare.migrationID = "m-8"
+        var spec = VMSpec(id: "huge", name: "huge", memoryMiB: 64, boot: .kernel(path: "/nonexistent/vmlinuz", initrd: nil, commandLine: ""))
+        spec.memoryMiB = 1 << 60
+        prepare.vmSpecJson = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        prepare.settingsJson = String(decoding: try JSONEncoder().encode(MigrationSettings()), as: UTF8.self)
+        prepare.accelerator = "tcg"
+        prepare.epoch = 1
+        let reply = await coordinator.handle(.migrationPrepare(prepare), from: "node-a")
         guard case .migrationPrepared(let prepared)? = reply?.body else {
             Issue.record("no answer to the prepare")
             return
         }
-        #expect(prepared.error.contains("guest RAM of"), "\(prepared.error)")
+        #expect(prepared.error.hasPrefix("malformed request"), "\(prepared.error)")
         #expect(await vms.reserved.isEmpty)
     }
 }

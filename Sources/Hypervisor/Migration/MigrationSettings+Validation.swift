@@ -41,8 +41,8 @@ extension MigrationSettings {
         if postcopyAfterPasses != nil, !postcopyAllowed { throw .postcopyAfterWithoutPostcopy }
         if postcopyAllowed, let stripes, stripes != 1 { throw .stripesWithPostcopy(stripes) }
         // QEMU 9.0 and later refuse these capabilities together at `migrate-set-capabilities`.
-        if let channels = multifdChannels, xbzrleCacheBytes != nil { throw .multifdWith(channels: channels, other: "xbzrle") }
-        if let channels = multifdChannels, postcopyAllowed { throw .multifdWith(channels: channels, other: "post-copy") }
+        if let channels = multifdChannels, xbzrleCacheBytes != nil { throw .multifdWith(channels: channels, other: .xbzrle) }
+        if let channels = multifdChannels, postcopyAllowed { throw .multifdWith(channels: channels, other: .postcopy) }
         if throttleInitialPercent > throttleMaxPercent { throw .throttleAboveMaximum(initial: throttleInitialPercent, maximum: throttleMaxPercent) }
         if announceInitialMs > announceMaxMs { throw .announceAboveMaximum(initial: announceInitialMs, maximum: announceMaxMs) }
     }
@@ -57,8 +57,14 @@ public enum MigrationSettingsError: Error, Sendable, Equatable, CustomStringConv
     /// Striping with post-copy: after the switch the guest runs on the destination, and a cut
     /// on any stripe (or a page waiting behind the reordering) would cost it (Protocol.md §6.14).
     case stripesWithPostcopy(Int64)
-    /// Multifd with a capability QEMU does not combine with it (xbzrle, post-copy).
-    case multifdWith(channels: Int, other: String)
+    /// Multifd with a capability QEMU does not combine with it.
+    case multifdWith(channels: Int, other: MultifdConflict)
+
+    /// What QEMU (9.0 and later) refuses beside multifd.
+    public enum MultifdConflict: String, Sendable {
+        case xbzrle = "settings.xbzrleCacheBytes (--xbzrle-cache-mb)"
+        case postcopy = "settings.postcopyAllowed (--postcopy)"
+    }
     /// The first throttle step above the ceiling.
     case throttleAboveMaximum(initial: Int, maximum: Int)
     /// The first announcement gap above the largest.
@@ -73,7 +79,7 @@ public enum MigrationSettingsError: Error, Sendable, Equatable, CustomStringConv
         case let .stripesWithPostcopy(stripes):
             return "settings.stripes is \(stripes) with settings.postcopyAllowed: a striped stream cannot carry post-copy (a cut on any stripe after the switch would lose the guest); use --stripes 1 or drop --postcopy"
         case let .multifdWith(channels, other):
-            return "settings.multifdChannels is \(channels) with \(other), which QEMU does not combine with multifd: drop one of them"
+            return "settings.multifdChannels (--multifd) is \(channels) with \(other.rawValue), which QEMU does not combine with multifd: drop one of the two"
         case let .throttleAboveMaximum(initial, maximum):
             return "settings.throttleInitialPercent (\(initial)) is above settings.throttleMaxPercent (\(maximum)): lower the first or raise the second"
         case let .announceAboveMaximum(initial, maximum):

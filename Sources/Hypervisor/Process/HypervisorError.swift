@@ -24,6 +24,8 @@ public enum HypervisorError: Error, Sendable, Equatable, CustomStringConvertible
     case kvmUnusable(reason: String)
     /// A migration source's guest RAM that this host's QEMU cannot run safely (`GuestRAM.refusal`).
     case guestRAMRefused(vm: String, reason: String)
+    /// QEMU's version, which a TCG guest's RAM size depends on, could not be read (`QEMUVersion.ReadError`).
+    case qemuVersionUnreadable(reason: String)
 
     public var description: String {
         switch self {
@@ -51,6 +53,8 @@ public enum HypervisorError: Error, Sendable, Equatable, CustomStringConvertible
             return "KVM was requested but cannot be used: \(reason); set the accelerator to auto or tcg"
         case let .guestRAMRefused(vm, reason):
             return "cannot receive VM \(vm) here: \(reason)"
+        case let .qemuVersionUnreadable(reason):
+            return reason
         }
     }
 }

@@ -115,15 +115,18 @@ public actor VMProcess {
 
     /// The guest's RAM in KiB: `forced` (a migration source's figure) if this QEMU can run it
     /// safely, else this QEMU's own layout. Only TCG depends on QEMU's version (`GuestRAM`).
-    private static func guestRAM(_ spec: VMSpec, accelerator: AcceleratorChoice, binary: String, forced: Int?) async throws -> Int {
-        let version: QEMUVersion? = accelerator == .tcg ? try await QEMUVersion.of(binary: binary) : nil
+    private static func guestRAM(_ spec: VMSpec, accelerator: AcceleratorChoice, binary: String, forced: Int?) async throws(HypervisorError) -> Int {
+        var version: QEMUVersion?
+        if accelerator == .tcg {
+            do { version = try await QEMUVersion.of(binary: binary) } catch { throw .qemuVersionUnreadable(reason: error.description) }
+        }
         let own = version.map { GuestRAM.kib(memoryMiB: spec.memoryMiB, accelerator: accelerator, qemu: $0) } ?? spec.memoryMiB * 1024
         guard let forced else { return own }
         if let version, let refusal = GuestRAM.refusal(kib: forced, memoryMiB: spec.memoryMiB, accelerator: accelerator, qemu: version) {
-            throw HypervisorError.guestRAMRefused(vm: spec.name, reason: refusal)
+            throw .guestRAMRefused(vm: spec.name, reason: refusal)
         }
         if version == nil && forced != own {
-            throw HypervisorError.guestRAMRefused(vm: spec.name, reason: "under KVM the guest's RAM is its spec's \(spec.memoryMiB) MiB, "
+            throw .guestRAMRefused(vm: spec.name, reason: "under KVM the guest's RAM is its spec's \(spec.memoryMiB) MiB, "
                 + "but the source gives it \(forced) KiB; restart the VM on its source so that it runs with the spec's memory, then migrate it")
         }
         return forced

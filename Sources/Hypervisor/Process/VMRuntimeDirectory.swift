@@ -92,11 +92,13 @@ public struct VMRuntimeRecord: Codable, Sendable, Equatable {
     /// The full argv, for diagnostics.
     public var arguments: [String]
     /// The guest's RAM in KiB as QEMU was given it (`GuestRAM`); nil in a record written before
-    /// it was kept (`guestRAMKiB` then applies the rule that agent followed).
+    /// it was kept (`guestRAMKiB` then reads QEMU's argv).
     public var memoryKiB: Int?
 
-    /// The guest's RAM in KiB: what a migration destination must give it too.
+    /// The guest's RAM in KiB: what a migration destination must give it too. From an older
+    /// record, QEMU's own `-m` (what it runs with), and only without one the rule that agent followed.
     public var guestRAMKiB: Int {
-        memoryKiB ?? GuestRAM.legacyKiB(memoryMiB: spec.memoryMiB, accelerator: accelerator.choice)
+        memoryKiB ?? GuestRAM.kib(inArguments: arguments)
+            ?? GuestRAM.legacyKiB(memoryMiB: spec.memoryMiB, accelerator: accelerator.choice)
     }
 }

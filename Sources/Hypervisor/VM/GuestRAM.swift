@@ -49,10 +49,32 @@ public enum GuestRAM {
         accelerator == .tcg ? memoryMiB * 1024 + paddingKiB : memoryMiB * 1024
     }
 
+    /// Whether `kib` is what some QEMU gives a guest of `memoryMiB`: exactly it, or padded.
+    public static func explains(kib: Int, memoryMiB: Int) -> Bool {
+        kib == memoryMiB * 1024 || kib == memoryMiB * 1024 + paddingKiB
+    }
+
+    /// The RAM, in KiB, of a QEMU command line (`-m 512M`, `-m 524296k`, QEMU's default unit
+    /// MiB); nil when it has no `-m` this reads.
+    public static func kib(inArguments arguments: [String]) -> Int? {
+        guard let flag = arguments.firstIndex(of: "-m"), flag + 1 < arguments.count else { return nil }
+        var value = Substring(arguments[flag + 1])
+        if let comma = value.firstIndex(of: ",") { value = value[..<comma] }
+        if value.hasPrefix("size=") { value = value.dropFirst(5) }
+        let unit = value.last.map { $0.isLetter ? $0.lowercased() : "m" } ?? "m"
+        guard let number = Int(value.last?.isLetter == true ? value.dropLast() : value), number > 0 else { return nil }
+        switch unit {
+        case "k": return number
+        case "m": return number.multipliedReportingOverflow(by: 1024).overflow ? nil : number * 1024
+        case "g": return number.multipliedReportingOverflow(by: 1 << 20).overflow ? nil : number << 20
+        default: return nil
+        }
+    }
+
     /// Why this host's QEMU (`qemu`) cannot run, under `accelerator`, a guest that arrives with
     /// `kib` KiB of RAM for a spec of `memoryMiB`; nil when it can.
     public static func refusal(kib: Int, memoryMiB: Int, accelerator: AcceleratorChoice, qemu: QEMUVersion) -> String? {
-        guard kib == memoryMiB * 1024 || kib == memoryMiB * 1024 + paddingKiB else {
+        guard explains(kib: kib, memoryMiB: memoryMiB) else {
             return "the source runs the guest with \(kib) KiB of RAM, which its spec's \(memoryMiB) MiB does not explain; "
                 + "restart the VM on its source so that it runs with the spec's memory, then migrate it"
         }
