@@ -4,6 +4,11 @@ moving guest stalls (issue 12's ~200 ms pre-copy stall), with no agent involved.
 
     Scripts/precopy-stall.py [--mib 128,256,512] [--ram aligned,plus8k] [--rounds 2]
                              [--interval-ms 5] [--smp 1] [--dir /tmp/hmg-stall] [--port 47311] [--json]
+                             [--stop-cont-ms MS]
+
+`--stop-cont-ms MS` pauses the guest with `stop`/`cont` in its own QEMU instead of migrating it:
+the reply gap beyond the pause is what resuming costs when the guest's translated code is kept,
+against the switchover gap of a migration, whose destination QEMU translates it afresh.
 
 Two QEMUs (source booted, destination `-incoming tcp:`), the same argv shape as the agent's
 (`QEMUCommandLine`: q35, qemu64, 1 vCPU, TCG, virtio-net on a unix datagram socket), the same
@@ -194,6 +199,48 @@ def set_migration(qmp):
                                         "max-cpu-throttle": 1})
 
 
+def stop_cont(mib, ram, d, interval, pause_ms, smp=1):
+    """The same guest paused by `stop` and resumed by `cont` in the same QEMU (its translated
+    code kept): the reply gap beyond the pause is what resuming costs without a migration."""
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    hub = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    hub.bind(f"{d}/hub.sock")
+    hub.setblocking(False)
+    proc = subprocess.Popen(qemu_argv(mib, ram, "src", d, smp=smp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(f"{d}/src.err", "w"))
+    try:
+        deadline = time.monotonic() + 60
+        while b"HOSTMESH-GUEST ready" not in open(f"{d}/src.serial", "rb").read() if os.path.exists(f"{d}/src.serial") else True:
+            if time.monotonic() > deadline:
+                raise RuntimeError("guest did not boot")
+            time.sleep(0.1)
+        src = QMP(f"{d}/src.qmp")
+        sent, replied = {}, {}
+        stop = threading.Event()
+        pinger = threading.Thread(target=ping_loop, args=(hub, [f"{d}/src.sock"], interval, sent, replied, stop))
+        pinger.start()
+        try:
+            time.sleep(5.0)
+            t_stop = time.monotonic()
+            src.call("stop")
+            time.sleep(pause_ms / 1000)
+            src.call("cont")
+            t_cont = time.monotonic()
+            time.sleep(3.0)
+        finally:
+            stop.set()
+            pinger.join()
+        times = sorted(replied.values())
+        gaps = [b_ - a_ for a_, b_ in zip(times, times[1:]) if t_stop - 1.0 <= b_ <= t_cont + 1.0]
+        return {"mib": mib, "ram": ram, "pause_ms": round((t_cont - t_stop) * 1000, 1),
+                "gap_ms": round(max(gaps) * 1000, 1) if gaps else None}
+    finally:
+        proc.kill()
+        proc.wait()
+        hub.close()
+
+
 def one_move(mib, ram, d, port, interval, smp=1):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -276,8 +323,17 @@ def main():
     ap.add_argument("--dir", default="/tmp/hmg-stall")
     ap.add_argument("--port", type=int, default=47311)
     ap.add_argument("--smp", type=int, default=1, help="vCPUs (TCG resets each one's TLB per dirty page)")
+    ap.add_argument("--stop-cont-ms", type=float, default=None,
+                    help="instead of migrating, pause the guest this long with stop/cont in the same QEMU")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.stop_cont_ms is not None:
+        for r in range(a.rounds):
+            for mib in [int(x) for x in a.mib.split(",")]:
+                row = stop_cont(mib, a.ram.split(",")[0], a.dir, a.interval_ms / 1000, a.stop_cont_ms, a.smp)
+                print(json.dumps(row) if a.json else f"{mib:4d} MiB stop/cont: paused {row['pause_ms']} ms, longest reply gap "
+                      f"{row['gap_ms']} ms (beyond the pause: {round(row['gap_ms'] - row['pause_ms'], 1) if row['gap_ms'] else '-'} ms)", flush=True)
+        return 0
     rows = []
     for r in range(a.rounds):
         for mib in [int(x) for x in a.mib.split(",")]:
