@@ -60,33 +60,11 @@ public struct QEMUVersion: Sendable, Hashable, Comparable, Codable, CustomString
         return version
     }
 
-    /// Runs `binary --version`; its output once it has ended (no thread waits on a pipe).
+    /// Runs `binary --version`; its output once it has ended.
     private static func run(_ binary: String) async throws(ReadError) -> String {
-        let outputPath = NSTemporaryDirectory() + "hostmesh-qemu-version-\(UUID().uuidString).out"
-        guard FileManager.default.createFile(atPath: outputPath, contents: nil, attributes: [.posixPermissions: 0o600]),
-              let output = FileHandle(forWritingAtPath: outputPath) else {
-            throw ReadError(binary: binary, reason: "cannot create \(outputPath) for its output")
-        }
-        defer {
-            try? output.close() // read below already; a close error loses nothing
-            try? FileManager.default.removeItem(atPath: outputPath) // a leftover temporary file is harmless
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--version"]
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        let ended: Result<Int32, ReadError> = await withCheckedContinuation { done in
-            process.terminationHandler = { ended in done.resume(returning: .success(ended.terminationStatus)) }
-            do { try process.run() } catch {
-                process.terminationHandler = nil
-                done.resume(returning: .failure(ReadError(binary: binary, reason: "\(error)")))
-            }
-        }
-        let exitStatus = try ended.get()
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" // unreadable: parsed as no version below
-        guard exitStatus == 0 else { throw ReadError(binary: binary, reason: "it exited with status \(exitStatus): \(text.prefix(200))") }
-        return text
+        let ran: (status: Int32, output: String)
+        do { ran = try await ToolOutput.run(binary, ["--version"]) } catch { throw ReadError(binary: binary, reason: error.reason) }
+        guard ran.status == 0 else { throw ReadError(binary: binary, reason: "it exited with status \(ran.status): \(ran.output.prefix(200))") }
+        return ran.output
     }
 }

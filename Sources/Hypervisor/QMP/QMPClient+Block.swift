@@ -52,6 +52,13 @@ extension QMPClient {
         try await execute("block-job-set-speed", arguments: .object(["device": .string(jobID), "speed": .int(bytesPerSecond)]))
     }
 
+    /// `block-job-change` (QEMU 8.2 and later): mirror job `jobID` copies in write-blocking mode
+    /// from now on, without starting over. Older QEMU answers `CommandNotFound`.
+    public func blockJobChangeToWriteBlocking(_ jobID: String) async throws(QMPError) {
+        try await execute("block-job-change", arguments: .object(["id": .string(jobID), "type": .string("mirror"),
+                                                                  "copy-mode": .string("write-blocking")]))
+    }
+
     /// `query-block-jobs`: the block jobs that exist.
     public func queryBlockJobs() async throws(QMPError) -> [BlockJobInfo] {
         try await execute("query-block-jobs", returning: [BlockJobInfo].self)

@@ -57,9 +57,10 @@ public struct DiskMirror: Sendable {
     /// Throws when a job fails or disappears, or when `timeout` passes first.
     ///
     /// With `stallAfter`, a disk whose mirror makes no progress for that long (`MirrorConvergence`)
-    /// switches to write-blocking mode: its background job is cancelled and a write-blocking one
-    /// started into the same target (QEMU 7.2 cannot change a running job's mode; the new job
-    /// copies the disk again, and then the guest cannot outrun it). `backgroundSpeed` caps the
+    /// switches to write-blocking mode, in place on QEMU 8.2 and later (`block-job-change`: what
+    /// is copied stays copied); on an older QEMU its background job is cancelled and a
+    /// write-blocking one started into the same target, which copies the disk again. Either way
+    /// the guest cannot outrun it afterwards. `backgroundSpeed` caps the
     /// background jobs' copy rate (bytes/s); a write-blocking job runs uncapped.
     /// Returns the jobs when ready, and the disks (by index) that switched.
     public func waitUntilReady(timeout: Duration, stallAfter: Duration? = nil,
@@ -94,11 +95,22 @@ public struct DiskMirror: Sendable {
         return refusals
     }
 
-    /// Replaces disk `index`'s background mirror by a write-blocking one into the same target.
-    /// With QEMU's own buffer (16 MiB, requests of 1 MiB), not `bufferBytes`: in this mode every
-    /// guest write waits until it is on the target, queued on the one NBD connection behind the
-    /// copy's requests in flight, so less in flight is a shorter wait for the guest.
+    /// Switches disk `index`'s mirror to write-blocking mode: in place where QEMU can (8.2 and
+    /// later), else by replacing the background job with a write-blocking one into the same
+    /// target, with QEMU's own buffer (16 MiB, requests of 1 MiB), not `bufferBytes`: in this mode
+    /// every guest write waits until it is on the target, queued on the one NBD connection behind
+    /// the copy's requests in flight, so less in flight is a shorter wait for the guest.
     private func switchToWriteBlocking(_ index: Int) async throws(DiskMirrorError) {
+        do {
+            try await qmp.blockJobChangeToWriteBlocking(Self.job(index))
+            // A write-blocking job runs uncapped, as one started so would.
+            try await qmp.blockJobSetSpeed(Self.job(index), bytesPerSecond: 0)
+            return
+        } catch .commandFailed("block-job-change", "CommandNotFound", _) {
+            // QEMU before 8.2: restart the job in that mode, below.
+        } catch {
+            throw DiskMirrorError("disk \(index) did not converge and its mirror could not switch to write-blocking mode: \(error)")
+        }
         await BlockJobs.cancel(qmp: qmp, names: [Self.job(index)])
         do {
             let device = try await qmp.diskNode(index).node

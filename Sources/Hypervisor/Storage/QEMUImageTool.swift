@@ -30,31 +30,6 @@ public enum QEMUImageTool {
 
     /// Runs `qemu-img` with `arguments`; returns its exit status and its output (stdout and stderr).
     static func run(_ arguments: [String]) async throws(DiskImageError) -> (Int32, String) {
-        // Output to a private file, read once the process has ended: no thread blocks on a pipe.
-        let outputPath = NSTemporaryDirectory() + "hostmesh-qemu-img-\(UUID().uuidString).out"
-        guard FileManager.default.createFile(atPath: outputPath, contents: nil, attributes: [.posixPermissions: 0o600]),
-              let output = FileHandle(forWritingAtPath: outputPath) else {
-            throw .toolUnavailable(reason: "cannot create \(outputPath) for its output")
-        }
-        defer {
-            try? output.close() // read below already; a close error loses nothing
-            try? FileManager.default.removeItem(atPath: outputPath) // a leftover temporary file is harmless
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        let started: Result<Int32, DiskImageError> = await withCheckedContinuation { done in
-            process.terminationHandler = { ended in done.resume(returning: .success(ended.terminationStatus)) }
-            do { try process.run() } catch {
-                process.terminationHandler = nil
-                done.resume(returning: .failure(.toolUnavailable(reason: "\(error)")))
-            }
-        }
-        let status = try started.get()
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" // no output to show: the status still says it failed
-        return (status, text)
+        do { return try await ToolOutput.run("/usr/bin/qemu-img", arguments) } catch { throw .toolUnavailable(reason: error.reason) }
     }
 }
