@@ -199,9 +199,9 @@ def set_migration(qmp):
                                         "max-cpu-throttle": 1})
 
 
-def stop_cont(mib, ram, d, interval, pause_ms, smp=1):
-    """The same guest paused by `stop` and resumed by `cont` in the same QEMU (its translated
-    code kept): the reply gap beyond the pause is what resuming costs without a migration."""
+def start_source(mib, ram, d, smp):
+    """A fresh directory, the hub's socket and the source QEMU; returns them once the guest says
+    it is ready (the QEMU is killed if it does not within 60 s)."""
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     hub = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -209,12 +209,22 @@ def stop_cont(mib, ram, d, interval, pause_ms, smp=1):
     hub.setblocking(False)
     proc = subprocess.Popen(qemu_argv(mib, ram, "src", d, smp=smp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=open(f"{d}/src.err", "w"))
+    deadline = time.monotonic() + 60
+    while b"HOSTMESH-GUEST ready" not in open(f"{d}/src.serial", "rb").read() if os.path.exists(f"{d}/src.serial") else True:
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            hub.close()
+            raise RuntimeError("source guest did not boot")
+        time.sleep(0.1)
+    return hub, proc
+
+
+def stop_cont(mib, ram, d, interval, pause_ms, smp=1):
+    """The same guest paused by `stop` and resumed by `cont` in the same QEMU (its translated
+    code kept): the reply gap beyond the pause is what resuming costs without a migration."""
+    hub, proc = start_source(mib, ram, d, smp)
     try:
-        deadline = time.monotonic() + 60
-        while b"HOSTMESH-GUEST ready" not in open(f"{d}/src.serial", "rb").read() if os.path.exists(f"{d}/src.serial") else True:
-            if time.monotonic() > deadline:
-                raise RuntimeError("guest did not boot")
-            time.sleep(0.1)
         src = QMP(f"{d}/src.qmp")
         sent, replied = {}, {}
         stop = threading.Event()
@@ -242,19 +252,9 @@ def stop_cont(mib, ram, d, interval, pause_ms, smp=1):
 
 
 def one_move(mib, ram, d, port, interval, smp=1):
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    hub = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    hub.bind(f"{d}/hub.sock")
-    hub.setblocking(False)
-    procs = [subprocess.Popen(qemu_argv(mib, ram, "src", d, smp=smp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=open(f"{d}/src.err", "w"))]
+    hub, source = start_source(mib, ram, d, smp)
+    procs = [source]
     try:
-        deadline = time.monotonic() + 60
-        while b"HOSTMESH-GUEST ready" not in open(f"{d}/src.serial", "rb").read() if os.path.exists(f"{d}/src.serial") else True:
-            if time.monotonic() > deadline:
-                raise RuntimeError("source guest did not boot")
-            time.sleep(0.1)
         procs.append(subprocess.Popen(qemu_argv(mib, ram, "dst", d, port, smp=smp), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=open(f"{d}/dst.err", "w")))
         src, dst = QMP(f"{d}/src.qmp"), QMP(f"{d}/dst.qmp")
