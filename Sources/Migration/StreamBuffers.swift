@@ -35,6 +35,8 @@ enum StreamBuffers {
     private static let sendForce = ChannelOptions.Types.SocketOption(level: .socket, name: .init(rawValue: 32))
     private static let receiveForce = ChannelOptions.Types.SocketOption(level: .socket, name: .init(rawValue: 33))
     private static let notSentLowAt = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 25))
+    /// Linux's TCP_WINDOW_CLAMP (netinet/tcp.h).
+    private static let windowClamp = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 10))
 
     static let logger = Logger(label: "hostmesh.migration.stream")
 
@@ -58,37 +60,59 @@ enum StreamBuffers {
         rtt = channel.eventLoop.makeSucceededFuture(0)
         #endif
         return rtt.flatMap { microseconds in
-            let limits = sending ? sendLimits : receiveLimits
-            let plan = StreamBufferSizing.plan(rttMicroseconds: microseconds, limits: limits, share: share, rateBytesPerSecond: rateBytesPerSecond,
-                                                  autotune: !sending)
-            let plain = ChannelOptions.socketOption(sending ? .so_sndbuf : .so_rcvbuf)
-            let set: EventLoopFuture<Void>
-            switch plan.setting {
-            case .autotuned:
-                set = channel.eventLoop.makeSucceededVoidFuture()
-            case .fixed(let bytes):
-                set = channel.setOption(plain, value: SocketOptionValue(clamping: bytes))
-            case .forced(let bytes):
-                // Refused (no CAP_NET_ADMIN after all): the most a plain request may ask, and the log below says so.
-                set = channel.setOption(sending ? sendForce : receiveForce, value: SocketOptionValue(clamping: bytes))
-                    .flatMapError { _ in channel.setOption(plain, value: SocketOptionValue(clamping: limits.requestMax)) }
-            }
-            var lowWater = channel.eventLoop.makeSucceededVoidFuture()
-            #if os(Linux)
-            let atDistance = microseconds >= StreamBufferSizing.distanceThresholdMicroseconds
-            if sending && (notSentLowWater != nil || atDistance) {
-                // A kernel without TCP_NOTSENT_LOWAT keeps its default: only the switchover's tail is longer.
-                lowWater = channel.setOption(notSentLowAt, value: SocketOptionValue(clamping: notSentLowWater ?? StreamBufferSizing.notSentLowWater))
-                    .recover { _ in }
-            }
-            #endif
-            return set.and(lowWater).flatMap { _ in
-                guard plan.wantedBytes > 0 else { return channel.eventLoop.makeSucceededFuture(microseconds) }
-                // What the kernel holds now (autotuned: its current size; its ceiling is the plan's).
-                return channel.getOption(plain).map { held in
-                    report(plan, held: Int(held), autotuned: plan.setting == .autotuned, sending: sending, rtt: microseconds, limits: limits)
-                    return microseconds
+            apply(channel, rttMicroseconds: microseconds, sending: sending, notSentLowWater: notSentLowWater, share: share,
+                  rateBytesPerSecond: rateBytesPerSecond)
+        }
+    }
+
+    /// Sizes `channel`'s buffer for a round trip of `microseconds`, as `size` does once it measured it.
+    static func apply(_ channel: any Channel, rttMicroseconds microseconds: UInt32, sending: Bool, notSentLowWater: Int? = nil,
+                      share: Int = 1, rateBytesPerSecond: Int? = nil) -> EventLoopFuture<UInt32> {
+        let limits = sending ? sendLimits : receiveLimits
+        let plan = StreamBufferSizing.plan(rttMicroseconds: microseconds, limits: limits, share: share, rateBytesPerSecond: rateBytesPerSecond,
+                                              autotune: !sending)
+        let plain = ChannelOptions.socketOption(sending ? .so_sndbuf : .so_rcvbuf)
+        var set: EventLoopFuture<Void>
+        switch plan.setting {
+        case .autotuned:
+            set = channel.eventLoop.makeSucceededVoidFuture()
+        case .fixed(let bytes):
+            set = channel.setOption(plain, value: SocketOptionValue(clamping: bytes))
+        case .forced(let bytes):
+            // Refused (no CAP_NET_ADMIN after all): the most a plain request may ask, and the log below says so.
+            set = channel.setOption(sending ? sendForce : receiveForce, value: SocketOptionValue(clamping: bytes))
+                .flatMapError { _ in channel.setOption(plain, value: SocketOptionValue(clamping: limits.requestMax)) }
+        }
+        var lowWater = channel.eventLoop.makeSucceededVoidFuture()
+        #if os(Linux)
+        let atDistance = microseconds >= StreamBufferSizing.distanceThresholdMicroseconds
+        if !sending, atDistance, plan.setting != .autotuned {
+            // A receive buffer set on an established connection does not move its window clamp,
+            // which the handshake fixed from the default buffer (tcp_rmem's middle value: about
+            // 87 KB) and only autotuning raises. Set before autotuning ran, the window would stay
+            // there, capping the stream at 87 KB per round trip (0.6 MB/s at 150 ms): measured on
+            // stripes, some of which were left at it while the others ran ahead, and the in-order
+            // join then held the whole stream to the slow ones. The clamp follows the buffer.
+            set = set.flatMap {
+                channel.setOption(windowClamp, value: SocketOptionValue(clamping: plan.grantedBytes)).recover { error in
+                    // The buffer is set; only the window stays short, and the log says what it costs.
+                    logger.warning("migration stream receive window left at the kernel's initial clamp: the stream is limited to about 87 KB per round trip",
+                                   metadata: ["mesh.reason": "\(error)", "migration.rtt_us": "\(microseconds)"])
                 }
+            }
+        }
+        if sending && (notSentLowWater != nil || atDistance) {
+            // A kernel without TCP_NOTSENT_LOWAT keeps its default: only the switchover's tail is longer.
+            lowWater = channel.setOption(notSentLowAt, value: SocketOptionValue(clamping: notSentLowWater ?? StreamBufferSizing.notSentLowWater))
+                .recover { _ in }
+        }
+        #endif
+        return set.and(lowWater).flatMap { _ in
+            guard plan.wantedBytes > 0 else { return channel.eventLoop.makeSucceededFuture(microseconds) }
+            // What the kernel holds now (autotuned: its current size; its ceiling is the plan's).
+            return channel.getOption(plain).map { held in
+                report(plan, held: Int(held), autotuned: plan.setting == .autotuned, sending: sending, rtt: microseconds, limits: limits)
+                return microseconds
             }
         }
     }
