@@ -65,11 +65,13 @@ public final class OutgoingStreamTunnel: Sendable {
                                                         failed: { text in counters.failures.withLockedValue { $0.append(text) } },
                                                         measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } })
                 }
-                // Connect on QEMU's connection's own event loop so the glue stays on one thread.
+                // Connect on QEMU's connection's own event loop so the glue stays on one thread. The
+                // hello and QEMU's first bytes follow message 3 at once (`early`), a round trip sooner
+                // than waiting for the accept: the destination is verified by then (Protocol.md §6.3).
                 Task {
                     do {
                         _ = try await SecureConnection.connectPipeline(
-                            host: host, port: port, configuration: secureConfiguration, group: qemu.eventLoop, logger: logger
+                            host: host, port: port, configuration: secureConfiguration, group: qemu.eventLoop, logger: logger, early: true
                         ) { secure, _ in
                             var hello = Hostmesh_V1_AgentEnvelope()
                             hello.migrationStream.migrationID = migrationID

@@ -43,6 +43,8 @@ public final class SecureChannelHandler {
     private var pendingDeliveries: [(index: Int, length: Int)] = []
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var handshakePromise: EventLoopPromise<ChannelSession>?
+    /// Initiator only: completed once message 3 is written and records may follow it.
+    private var keysPromise: EventLoopPromise<ChannelSession>?
     private var timeout: Scheduled<Void>?
     private var closeSeen = false
     private var failure: SecureChannelError?
@@ -73,6 +75,12 @@ public final class SecureChannelHandler {
     /// Completes with the session once the peer is authenticated; fails with a `SecureChannelError`.
     public var handshakeCompleted: EventLoopFuture<ChannelSession> { handshakePromise!.futureResult }
 
+    /// Initiator only: completes with the session once this side has verified the responder
+    /// (message 2) and written message 3, when data records may already follow (Protocol.md §3.6),
+    /// half a round trip before the responder's accept; fails as `handshakeCompleted` does if
+    /// the handshake fails first. A responder's never completes before `handshakeCompleted`.
+    public let keysReady: EventLoopFuture<ChannelSession>
+
     /// The reason the channel failed, if it did.
     public var failureReason: SecureChannelError? { failure }
 
@@ -95,7 +103,15 @@ public final class SecureChannelHandler {
             // No key pair yet: it is made once message 1 has passed mac1 and the rate limit.
             state = .responding(HandshakeResponder(credentials: configuration.credentials, policy: configuration.policy))
         }
-        handshakePromise = eventLoop.makePromise(of: ChannelSession.self)
+        let handshake = eventLoop.makePromise(of: ChannelSession.self)
+        handshakePromise = handshake
+        if case .initiator = role {
+            let keys = eventLoop.makePromise(of: ChannelSession.self)
+            keysPromise = keys
+            keysReady = keys.futureResult
+        } else {
+            keysReady = handshake.futureResult
+        }
     }
 }
 
@@ -386,6 +402,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         for (bytes, promise) in queued { write(context: context, data: wrapOutboundOut(bytes), promise: promise) }
         if !queued.isEmpty { unflushed = true }
         flushIfNeeded(context: context)
+        if let keys = keysPromise {
+            keysPromise = nil
+            keys.succeed(session)
+        }
         if awaitingAccept == nil {
             timeout?.cancel()
             completeHandshake(session, context: context)
@@ -601,6 +621,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if handshakePromise != nil { ChannelMetrics.failed(role, error) }
         handshakePromise?.fail(error)
         handshakePromise = nil
+        keysPromise?.fail(error)
+        keysPromise = nil
         let queued = pendingWrites
         pendingWrites = []
         for (_, promise) in queued { promise?.fail(error) }

@@ -47,18 +47,31 @@ public struct SecureConnection: Sendable {
 
     /// Dials `host:port` for a pipeline-level user (a stream tunnel, say): once the responder
     /// accepts, `install` runs on the channel's event loop, before any application byte is
-    /// delivered, to add handlers after the secure channel handler. Returns the channel and session.
+    /// delivered, to add handlers after the secure channel handler. Returns the channel and session
+    /// once the responder accepted.
+    /// `early`: `install` runs as soon as this side has verified the responder and written
+    /// message 3, so what it writes leaves half a round trip before the accept arrives (Protocol.md
+    /// §3.6 allows data records right after message 3; the responder's identity is already
+    /// verified, so nothing reaches anyone else). A refusal then closes the channel under the
+    /// installed handlers, and this throws as it would have.
     public static func connectPipeline(host: String, port: Int, configuration: SecureChannelConfiguration,
                                        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+                                       early: Bool = false,
                                        install: @escaping @Sendable (any Channel, ChannelSession) throws -> Void) async throws -> (any Channel, ChannelSession) {
         let (channel, handshake) = try await bootstrap(group: group)
             .connect(host: host, port: port)
             .flatMap { channel -> EventLoopFuture<(any Channel, EventLoopFuture<ChannelSession>)> in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try SecureChannelHandler(role: .initiator, configuration: configuration, eventLoop: channel.eventLoop, logger: logger)
-                    let installed = handler.handshakeCompleted.flatMapThrowing { session in
-                        try install(channel, session)
-                        return session
+                    let installed: EventLoopFuture<ChannelSession>
+                    if early {
+                        let ready = handler.keysReady.flatMapThrowing { session in try install(channel, session) }
+                        installed = ready.and(handler.handshakeCompleted).map { $0.1 }
+                    } else {
+                        installed = handler.handshakeCompleted.flatMapThrowing { session in
+                            try install(channel, session)
+                            return session
+                        }
                     }
                     try channel.pipeline.syncOperations.addHandler(handler)
                     return (channel, installed)

@@ -37,7 +37,7 @@ enum StripedStreamConnector {
             Task {
                 do {
                     _ = try await SecureConnection.connectPipeline(
-                        host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger
+                        host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger, early: true
                     ) { secure, _ in
                         var hello = Hostmesh_V1_AgentEnvelope()
                         hello.migrationStream.migrationID = migrationID

@@ -1,0 +1,62 @@
+import NIOConcurrencyHelpers
+import NIOCore
+@testable import SecureChannel
+import Testing
+
+/// An initiator may send data records right after message 3 (Protocol.md §3.6): a stream tunnel
+/// installs its handlers then (`connectPipeline(early: true)`), half a round trip before the
+/// responder's accept, and a refusal still reaches it as a failed connect with nothing delivered.
+@Suite(.timeLimit(.minutes(1))) struct EarlyDataTests {
+    let f = Fixtures()
+
+    /// What `install` saw: whether the responder had accepted by then, and that it ran at all.
+    final class Seen: Sendable {
+        let installed = NIOLockedValueBox(false)
+        let acceptedBeforeInstall = NIOLockedValueBox<Bool?>(nil)
+    }
+
+    /// Connects with `early`, writing `message` from `install`; records what `install` saw.
+    func connect(_ credentials: ChannelCredentials, port: Int, early: Bool, message: String, seen: Seen) async throws -> (any Channel) {
+        let configuration = SecureChannelConfiguration(credentials: credentials, policy: ChannelPolicy(targetDomain: f.lab.trustAnchor))
+        let (channel, _) = try await SecureConnection.connectPipeline(host: "127.0.0.1", port: port, configuration: configuration,
+                                                                      logger: testLogger, early: early) { channel, _ in
+            let handler = try channel.pipeline.syncOperations.handler(type: SecureChannelHandler.self)
+            // An accept already opened runs this callback at once, inside `install`.
+            let inside = NIOLockedValueBox(true)
+            handler.handshakeCompleted.whenSuccess { _ in
+                if seen.acceptedBeforeInstall.withLockedValue({ $0 }) == nil { seen.acceptedBeforeInstall.withLockedValue { $0 = inside.withLockedValue { $0 } } }
+            }
+            inside.withLockedValue { $0 = false }
+            seen.installed.withLockedValue { $0 = true }
+            channel.writeAndFlush(ByteBuffer(string: message), promise: nil)
+        }
+        return channel
+    }
+
+    @Test(arguments: [true, false])
+    func earlyHandlersRunBeforeTheAcceptAndTheirBytesArrive(early: Bool) async throws {
+        let server = try await EchoServer.start(f.host("node-b"))
+        defer { Task { await server.stop() } }
+        let seen = Seen()
+        let channel = try await connect(f.host("node-a"), port: server.port, early: early, message: "hello", seen: seen)
+        #expect(seen.installed.withLockedValue { $0 })
+        #expect(seen.acceptedBeforeInstall.withLockedValue { $0 } == !early)
+        #expect(await server.log.waitFor { $0.messages.joined() == "hello" })
+        try await channel.close()
+    }
+
+    @Test func aRefusalAfterEarlyBytesFailsTheConnectAndDeliversNothing() async throws {
+        let server = try await EchoServer.start(f.host("node-b"))
+        defer { Task { await server.stop() } }
+        let seen = Seen()
+        // The responder refuses an expired client at message 3, after the client verified it.
+        await #expect {
+            _ = try await connect(f.host("node-a", notAfter: f.now - 5), port: server.port, early: true, message: "secret", seen: seen)
+        } throws: { error in
+            (error as? SecureChannelError)?.code == .certificateExpired && (error as? SecureChannelError)?.byPeer == true
+        }
+        #expect(seen.installed.withLockedValue { $0 })
+        #expect(await server.log.waitFor { $0.errors.contains { $0.code == .certificateExpired } })
+        #expect(await server.log.messages.isEmpty)
+    }
+}
