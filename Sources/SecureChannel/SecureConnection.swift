@@ -24,16 +24,19 @@ public struct SecureConnection: Sendable {
 
     /// Dials `host:port`, runs the handshake as initiator, and returns once the responder has
     /// accepted. Throws `SecureChannelError` on refusal (with the peer's reason when it gave one).
+    /// `early`: returns once this side has verified the responder and written message 3, half a
+    /// round trip before the accept, so a first message written at once leaves a round trip
+    /// sooner (Protocol.md §3.6); a refusal then arrives as the error of the first read.
     public static func connect(host: String, port: Int, configuration: SecureChannelConfiguration,
                                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                               logger: Logger) async throws -> SecureConnection {
+                               logger: Logger, early: Bool = false) async throws -> SecureConnection {
         let (channel, handshake, handlerBox) = try await bootstrap(group: group)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try SecureChannelHandler(role: .initiator, configuration: configuration, eventLoop: channel.eventLoop, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    return (wrapped, handler.handshakeCompleted, NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                    return (wrapped, early ? handler.keysReady : handler.handshakeCompleted, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
         do {

@@ -1,6 +1,7 @@
 import Agent
 import ControlAPI
 import Foundation
+import Hypervisor
 import Logging
 import MeshIdentity
 import SecureChannel
@@ -108,6 +109,22 @@ struct RevocationProcessTests {
             Issue.record("a revoked host joined again at \(back.address)")
         } catch let error as ControlError {
             #expect(error.message.contains("revoked"), "join refused with: \(error.message)")
+        }
+        // A migration it starts is refused too. Its prepare leaves with the handshake's last message,
+        // before the destination has accepted the host (SourceRun): the refusal is then the answer's
+        // error, and it must still name the revocation, with the VM still running here.
+        if TestGuest.available {
+            let e2e = MigrationEndToEndTests()
+            _ = try await back.control.call("vm.create", ControlTypes.CreateVM(spec: e2e.spec("stayer"), start: true), as: VMInfo.self)
+            do {
+                _ = try await e2e.migrate("stayer", from: back, to: survivors[0])
+                Issue.record("a revoked host migrated a VM")
+            } catch let error as ControlError {
+                #expect(error.message.contains("revoked"), "migration refused with: \(error.message)")
+                print("RevocationProcessTests: a migration from the revoked host: \(error.message)")
+            }
+            let stayer = try await back.control.call("vm.list", Empty(), as: [VMInfo].self).first { $0.name == "stayer" }
+            #expect(stayer?.state == "running", "\(String(describing: stayer))")
         }
         try await Task.sleep(for: .seconds(3))
         for survivor in survivors {

@@ -60,9 +60,9 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// (Protocol.md §7.3), and at distance the source sizes its stream's send buffers to twice
     /// the link's bandwidth-delay product instead of 1 Gbit/s's (§6.11); nothing is limited by it.
     public var linkMbit: Int64?
-    /// Secure channels one QEMU stream is striped across (Protocol.md §6.14): 2-16, or 0 for as
-    /// many as the measured round trip calls for (1 on a LAN); nil or 1: not striped (the default:
-    /// striped, the transfer is faster at distance but the switchover's tail has been slower).
+    /// Secure channels one QEMU stream is striped across (Protocol.md §6.14): 2-16; 1: not
+    /// striped; 0 or nil (the default): as many as the measured round trip calls for (1 on a
+    /// LAN), except that nil with post-copy or multifd is 1.
     public var stripes: Int64?
 
     /// The defaults described on each property.

@@ -196,8 +196,10 @@ actor SourceRun: SourceMigrationEnvironment {
         if let refusal = await describeLocalDisks(settings: live.settings) { return .refused(refusal) }
         let control = channelConfiguration(control: true)
         do {
+            // The prepare leaves with the handshake's last message (`early`), a round trip sooner;
+            // a refusal of this host is then the error of the answer's read, below.
             let connection = try await HeldConnection.hold(
-                SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger))
+                SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger, early: true))
             self.connection = connection
             peer = PeerName.of(connection.connection.peer, localDomain: context.domain)
             logger[metadataKey: "mesh.peer"] = "\(peer)"
@@ -217,6 +219,11 @@ actor SourceRun: SourceMigrationEnvironment {
             let answer = try await reader.next()
             self.reader = reader
             guard case .migrationPrepared(let prepared)? = answer?.body, prepared.migrationID == id else {
+                if answer == nil, let refusal = await connection.connection.failureReason() {
+                    // The channel ended under the early prepare: the destination's reason, as a refused connect gives it.
+                    note("cannot reach the destination at \(live.address): \(refusal)")
+                    return .peerLost("\(refusal)")
+                }
                 note("\(peer) did not answer the migration request")
                 return .peerLost("no answer")
             }
@@ -237,14 +244,15 @@ actor SourceRun: SourceMigrationEnvironment {
         guard let live else { return .transferFailed("no stream in recovery") }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
-        // One QEMU stream striped over several channels (Protocol.md §6.14) when the settings ask:
-        // a count, or 0 for as many as the control channel's measured round trip calls for (1 on
-        // a LAN). Not by default: striped, the switchover's tail takes longer (see §6.14).
+        // One QEMU stream striped over several channels (Protocol.md §6.14): a count the settings
+        // give, or, when they give 0 or none, as many as the control channel's measured round
+        // trip calls for (1 on a LAN). Absent, not with post-copy (a striped stream cannot carry
+        // it) nor multifd (its channels already run side by side).
         let stripes: Int
         switch live.settings.stripes {
-        case 0?: stripes = if let connection { await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel) } else { 1 }
-        case let chosen?: stripes = Int(chosen)
-        case nil: stripes = 1
+        case let chosen? where chosen != 0: stripes = Int(chosen)
+        case nil where live.settings.postcopyAllowed || live.settings.multifdChannels != nil: stripes = 1
+        default: stripes = if let connection { await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel) } else { 1 }
         }
         do {
             tunnel = try await OutgoingStreamTunnel.start(
