@@ -88,6 +88,10 @@ public final class OutgoingStreamTunnel: Sendable {
                             qemu.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
                         }
                         logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(purpose.rawValue) \(index)"])
+                    } catch let closed as SecureChannelError where closed.code == .normal && !closed.byPeer {
+                        // QEMU's stream ended and this side closed the channel (orderly) before the
+                        // destination's accept came back: what it carried follows its message 3.
+                        logger.debug("migration stream closed before the accept", metadata: ["migration.id": "\(migrationID)"])
                     } catch {
                         counters.failures.withLockedValue { $0.append("stream \(index): \(error)") }
                         logger.warning("migration stream failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])

@@ -109,7 +109,7 @@ struct BenchCommand: AsyncParsableCommand {
                                    + "TCP end to end through the delay; needs root) or relay (userspace TCP relays on loopback, which end each connection).",
                                    valueName: "frame|relay")) var link = "frame"
         @Option(help: "Scripts/lab.sh, which makes the sites of --link frame.") var labScript = "Scripts/lab.sh"
-        @Option(help: "Secure channels the tunnel stripes QEMU's stream across (1: none; 0, the default: as many as the round trip calls for, as `migrate`).") var stripes: Int64?
+        @Option(help: "Secure channels the tunnel stripes QEMU's stream across (1: none; 0: as many as the round trip calls for; default: as `migrate`, by round trip, 1 with --multifd).") var stripes: Int64?
         @Option(help: "Workloads to run, comma-separated: idle, dirty.") var workloads = "idle,dirty"
         @Option(help: "QEMU multifd channels, for both paths (default: none; the tunnel carries each in its own secure channel).") var multifd: Int?
         @Flag(help: "Print one JSON object.") var json = false

@@ -99,6 +99,29 @@ import Testing
         await tunnel.close()
     }
 
+    /// A destination whose handshake rate limit refuses some stripes at first (several migrations'
+    /// stripes at once): the refused stripes never carried a byte, so they try again, and the
+    /// stream arrives whole meanwhile; nothing fails.
+    @Test func stripesRefusedByTheHandshakeRateLimitTryAgainAndTheStreamArrivesWhole() async throws {
+        let tunnels = StreamTunnelTests()
+        let qemuSocket = TunnelFixtures.tempPath("dst.sock")
+        let echo = try await EchoUnixServer.start(path: qemuSocket)
+        // Two handshakes at once, then 20 a second: two of four stripes are refused at first.
+        let limiter = SharedHandshakeRateLimiter(HandshakeRateLimiter(ratePerSecond: 20, burst: 2))
+        // Its own migration id: a stream's key stays refused once its join ended (another test's "m1").
+        let (listener, task) = try await tunnels.destination(qemuSocket: qemuSocket, expectedMigration: "m-retry", rateLimiter: limiter)
+        defer { task.cancel(); Task { await listener.close(); try? await echo.channel.close() } }
+        var policy = ChannelPolicy(); policy.expectedPeer = "dst"
+        let tunnel = try await OutgoingStreamTunnel.start(
+            socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m-retry", host: "127.0.0.1", port: listener.localAddress!.port!,
+            stripes: 4, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+        let payload = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: ($0 >> 9) &+ $0) }
+        #expect(try await tunnels.sourceQEMU(path: tunnel.socketPath, bytes: payload) == payload)
+        #expect(tunnel.failures.isEmpty, "\(tunnel.failures)")
+        #expect(echo.received.withLockedValue { $0 } == 8 << 20)
+        await tunnel.close()
+    }
+
     /// One stripe's connection cut mid-stream (the path failed for it alone): the stream fails,
     /// and what the destination's QEMU got before it failed (echoed back) is an exact prefix of
     /// what was sent: never a byte out of order, never a hole, and no hang waiting for the stripe.

@@ -59,9 +59,11 @@ struct EchoUnixServer {
 @Suite(.timeLimit(.minutes(1))) struct StreamTunnelTests {
     let f = TunnelFixtures()
 
-    func destination(qemuSocket: String, expectedMigration: String = "m1") async throws -> (SecureChannelListener, Task<Void, any Error>) {
+    func destination(qemuSocket: String, expectedMigration: String = "m1",
+                     rateLimiter: SharedHandshakeRateLimiter = SharedHandshakeRateLimiter()) async throws -> (SecureChannelListener, Task<Void, any Error>) {
         let config = SecureChannelConfiguration(credentials: f.credentials("dst"))
-        let listener = try await SecureChannelListener.bind(host: "127.0.0.1", port: 0, configuration: config, logger: TunnelFixtures.logger) { session in
+        let listener = try await SecureChannelListener.bind(host: "127.0.0.1", port: 0, configuration: config, rateLimiter: rateLimiter,
+                                                            logger: TunnelFixtures.logger) { session in
             guard session.peer.purpose == "migration-stream" else { return .application }
             return MigrationStreamAcceptor.route(session) { peer, hello in
                 guard hello.migrationID == expectedMigration, peer.hostID == "src" else {

@@ -27,6 +27,8 @@ import Testing
                 if seen.acceptedBeforeInstall.withLockedValue({ $0 }) == nil { seen.acceptedBeforeInstall.withLockedValue { $0 = inside.withLockedValue { $0 } } }
             }
             inside.withLockedValue { $0 = false }
+            // Not accepted yet: the callback above runs later, perhaps after the connect returned.
+            seen.acceptedBeforeInstall.withLockedValue { if $0 == nil { $0 = false } }
             seen.installed.withLockedValue { $0 = true }
             channel.writeAndFlush(ByteBuffer(string: message), promise: nil)
         }

@@ -1,5 +1,6 @@
 import Logging
 import MeshWire
+import NIOConcurrencyHelpers
 import NIOCore
 import SecureChannel
 
@@ -23,6 +24,8 @@ enum StripedStreamConnector {
     /// What NIO may hold per stripe beyond the kernel: about one record (N stripes together hold
     /// about what one unstriped stream holds).
     static let stripeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 << 10, high: 64 << 10)
+    /// Times a stripe refused before it carried anything is tried again (after 0.25, 0.5, 0.75 s).
+    static let stripeRetries = 3
 
     /// Installs the sender on `qemu` and starts connecting its stripes; the initializer's result.
     static func start(qemu: any Channel, stripes: Int, migrationID: String, streamIndex: Int, host: String, port: Int,
@@ -35,27 +38,50 @@ enum StripedStreamConnector {
         let bound = NIOLoopBound(sender, eventLoop: qemu.eventLoop)
         for stripe in 0..<stripes {
             Task {
-                do {
-                    _ = try await SecureConnection.connectPipeline(
-                        host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger, early: true
-                    ) { secure, _ in
-                        var hello = Hostmesh_V1_AgentEnvelope()
-                        hello.migrationStream.migrationID = migrationID
-                        hello.migrationStream.streamIndex = UInt32(streamIndex)
-                        hello.migrationStream.stripeIndex = UInt32(stripe)
-                        hello.migrationStream.stripeCount = UInt32(stripes)
-                        secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
-                        secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
-                        StreamBuffers.size(secure, sending: true, notSentLowWater: notSentLowWater, share: stripes,
-                                            rateBytesPerSecond: rateBytesPerSecond).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
-                        let end = SenderStripe()
-                        try secure.pipeline.syncOperations.addHandler(end)
-                        bound.value.attach(end, index: stripe)
+                var attempt = 0
+                while true {
+                    // Set once the stripe carries the stream (its hello written): from then on its end is the stream's.
+                    let attached = NIOLockedValueBox(false)
+                    do {
+                        _ = try await SecureConnection.connectPipeline(
+                            host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger, early: true
+                        ) { secure, _ in
+                            var hello = Hostmesh_V1_AgentEnvelope()
+                            hello.migrationStream.migrationID = migrationID
+                            hello.migrationStream.streamIndex = UInt32(streamIndex)
+                            hello.migrationStream.stripeIndex = UInt32(stripe)
+                            hello.migrationStream.stripeCount = UInt32(stripes)
+                            secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
+                            secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
+                            StreamBuffers.size(secure, sending: true, notSentLowWater: notSentLowWater, share: stripes,
+                                                rateBytesPerSecond: rateBytesPerSecond).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
+                            let end = SenderStripe()
+                            try secure.pipeline.syncOperations.addHandler(end)
+                            attached.withLockedValue { $0 = true }
+                            bound.value.attach(end, index: stripe)
+                        }
+                        return
+                    } catch {
+                        if attached.withLockedValue({ $0 }), let closed = error as? SecureChannelError, closed.code == .normal, !closed.byPeer {
+                            // This side ended the stream (orderly) before the destination's accept
+                            // came back: what the stripe carried follows its message 3; not a failure.
+                            return
+                        }
+                        // Refused or cut before it carried a byte (a destination's handshake rate limit
+                        // or admission cap, with many stripes of several migrations at once): the
+                        // destination never saw this stripe, so it tries again while the others carry the stream.
+                        if !attached.withLockedValue({ $0 }), attempt < stripeRetries, qemu.isActive {
+                            attempt += 1
+                            logger.debug("migration stripe refused before it carried the stream; trying again",
+                                         metadata: ["migration.id": "\(migrationID)", "migration.stripe": "\(stripe)", "mesh.reason": "\(error)"])
+                            try? await Task.sleep(for: .milliseconds(250 * attempt)) // cancelled: the next attempt comes at once, and qemu.isActive decides
+                            continue
+                        }
+                        failed("stream \(streamIndex) stripe \(stripe): \(error)")
+                        logger.warning("migration stripe failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])
+                        qemu.eventLoop.execute { bound.value.failed() }
+                        return
                     }
-                } catch {
-                    failed("stream \(streamIndex) stripe \(stripe): \(error)")
-                    logger.warning("migration stripe failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])
-                    qemu.eventLoop.execute { bound.value.failed() }
                 }
             }
         }

@@ -195,11 +195,13 @@ actor SourceRun: SourceMigrationEnvironment {
         // Bad input is refused here, before anything is copied or the destination asked.
         if let refusal = await describeLocalDisks(settings: live.settings) { return .refused(refusal) }
         let control = channelConfiguration(control: true)
+        var opened: HeldConnection?
         do {
             // The prepare leaves with the handshake's last message (`early`), a round trip sooner;
             // a refusal of this host is then the error of the answer's read, below.
             let connection = try await HeldConnection.hold(
                 SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger, early: true))
+            opened = connection
             self.connection = connection
             peer = PeerName.of(connection.connection.peer, localDomain: context.domain)
             logger[metadataKey: "mesh.peer"] = "\(peer)"
@@ -235,8 +237,11 @@ actor SourceRun: SourceMigrationEnvironment {
             }
             return .admitted
         } catch {
-            note("cannot reach the destination at \(live.address): \(error)")
-            return .peerLost("\(error)")
+            // A refusal that arrived while the early prepare was on its way fails the write or the
+            // read with a generic closed-channel error: the channel's own reason names the cause.
+            let reason: any Error = if let opened, let refusal = await opened.connection.failureReason() { refusal } else { error }
+            note("cannot reach the destination at \(live.address): \(reason)")
+            return .peerLost("\(reason)")
         }
     }
 
