@@ -37,9 +37,11 @@ struct DomainKeyStore: Sendable {
     static func installStored(into trust: TrustStore, stateDirectory: String) throws {
         let path = stateDirectory + "/agent.sqlite"
         guard FileManager.default.fileExists(atPath: path) else { return }
-        var configuration = Configuration()
-        configuration.readonly = true
-        let records = try DatabaseQueue(path: path, configuration: configuration).read { db -> [[UInt8]] in
+        // Read-write, though it only reads: an agent killed inside a transaction leaves a hot
+        // rollback journal, which only a writing connection may roll back; read-only, the open
+        // failed ("attempt to write a readonly database") at every start, so the agent could not
+        // come back after such a crash (seen in FaultInjectionTests).
+        let records = try DatabaseQueue(path: path).read { db -> [[UInt8]] in
             guard try db.tableExists("domain_key_rotation") else { return [] }
             return try Data.fetchAll(db, sql: "SELECT record FROM domain_key_rotation ORDER BY domain, version").map { [UInt8]($0) }
         }
