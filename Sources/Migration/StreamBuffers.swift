@@ -88,8 +88,8 @@ enum StreamBuffers {
         let atDistance = microseconds >= StreamBufferSizing.distanceThresholdMicroseconds
         if !sending, atDistance, plan.setting != .autotuned {
             // A receive buffer set on an established connection does not move its window clamp,
-            // which the handshake fixed from the default buffer (tcp_rmem's middle value: about
-            // 87 KB) and only autotuning raises. Set before autotuning ran, the window would stay
+            // which the handshake derived from the default buffer (tcp_rmem's middle value;
+            // measured: 87 KB across the lab's link, 64 KiB on loopback) and only autotuning raises. Set before autotuning ran, the window would stay
             // there, capping the stream at 87 KB per round trip (0.6 MB/s at 150 ms): measured on
             // stripes, some of which were left at it while the others ran ahead, and the in-order
             // join then held the whole stream to the slow ones. The clamp follows the buffer.
