@@ -73,10 +73,7 @@ public final class OutgoingStreamTunnel: Sendable {
                         _ = try await SecureConnection.connectPipeline(
                             host: host, port: port, configuration: secureConfiguration, group: qemu.eventLoop, logger: logger, early: true
                         ) { secure, _ in
-                            var hello = Hostmesh_V1_AgentEnvelope()
-                            hello.migrationStream.migrationID = migrationID
-                            hello.migrationStream.streamIndex = UInt32(index)
-                            secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
+                            secure.writeAndFlush(StreamHello.frame(migrationID: migrationID, streamIndex: index), promise: nil)
                             secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.waterMark(for: purpose.rawValue)).whenComplete { _ in }
                             // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
                             StreamBuffers.size(secure, sending: true, rateBytesPerSecond: rate).whenSuccess { rtt in

@@ -46,12 +46,8 @@ enum StripedStreamConnector {
                         _ = try await SecureConnection.connectPipeline(
                             host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger, early: true
                         ) { secure, _ in
-                            var hello = Hostmesh_V1_AgentEnvelope()
-                            hello.migrationStream.migrationID = migrationID
-                            hello.migrationStream.streamIndex = UInt32(streamIndex)
-                            hello.migrationStream.stripeIndex = UInt32(stripe)
-                            hello.migrationStream.stripeCount = UInt32(stripes)
-                            secure.writeAndFlush(EnvelopeWriter.frame(hello), promise: nil)
+                            secure.writeAndFlush(StreamHello.frame(migrationID: migrationID, streamIndex: streamIndex, stripe: (stripe, stripes)),
+                                                 promise: nil)
                             secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
                             StreamBuffers.size(secure, sending: true, notSentLowWater: notSentLowWater, share: stripes,
                                                 rateBytesPerSecond: rateBytesPerSecond).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }

@@ -221,11 +221,8 @@ actor SourceRun: SourceMigrationEnvironment {
             let answer = try await reader.next()
             self.reader = reader
             guard case .migrationPrepared(let prepared)? = answer?.body, prepared.migrationID == id else {
-                if answer == nil, let refusal = await connection.connection.failureReason() {
-                    // The channel ended under the early prepare: the destination's reason, as a refused connect gives it.
-                    note("cannot reach the destination at \(live.address): \(refusal)")
-                    return .peerLost("\(refusal)")
-                }
+                // The channel ended under the early prepare: the catch below gives the destination's reason.
+                if answer == nil, await connection.connection.failureReason() != nil { throw ChannelError.ioOnClosedChannel }
                 note("\(peer) did not answer the migration request")
                 return .peerLost("no answer")
             }
