@@ -45,6 +45,14 @@ struct QEMUCommandLineTests {
         #expect(incoming.contains("256M"))
     }
 
+    @Test func onlyTheDisksGivenOpenWithDirectIO() throws {
+        var spec = spec()
+        spec.disks.append(.init(path: "/mnt/tmpfs/scratch.raw", format: .raw, shared: false))
+        let argv = try QEMUCommandLine.arguments(for: spec, in: directory, accelerator: .tcg, memoryKiB: 262144, mode: .incoming, directIO: [0])
+        #expect(argv.contains("driver=file,filename=/srv/img/web.qcow2,node-name=disk0-file,read-only=off,cache.direct=on"))
+        #expect(argv.contains("driver=file,filename=/mnt/tmpfs/scratch.raw,node-name=disk1-file,read-only=off"))
+    }
+
     @Test func pausedStartAndDiskBoot() throws {
         var spec = spec()
         spec.boot = .disk

@@ -66,6 +66,35 @@ struct VMProcessTests {
         await #expect(throws: QMPError.self) { try await vm.qmp.queryStatus() }
     }
 
+    /// A disk whose directory takes O_DIRECT opens with `cache.direct` (QEMU's cache=none): QEMU
+    /// itself reports it, and the probe answers as the file system does.
+    @Test func aDiskOnAFileSystemWithDirectIOBypassesThePageCache() async throws {
+        let directory = TestSupport.temporaryDirectory()
+        defer { TestSupport.remove(directory) }
+        let supported = HostStorage.supportsDirectIO(directory: directory)
+        let stat = Process()
+        stat.executableURL = URL(fileURLWithPath: "/usr/bin/stat")
+        stat.arguments = ["-f", "-c", "%T", directory]
+        let output = Pipe()
+        stat.standardOutput = output
+        try stat.run()
+        stat.waitUntilExit()
+        let fileSystem = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        if fileSystem.hasPrefix("ext2/ext3") || fileSystem.hasPrefix("xfs") { #expect(supported, "\(fileSystem) takes O_DIRECT") }
+        #expect(!HostStorage.supportsDirectIO(directory: directory + "/missing"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty, "the probe leaves no file behind")
+        let vm = try await VMProcess.launch(spec: try blankSpec(in: directory), directory: .init(path: directory + "/vm"),
+                                            mode: .boot(paused: true), options: TestSupport.options)
+        defer { vm.kill() }
+        let nodes = try await vm.qmp.execute("query-named-block-nodes")
+        guard case let .array(list) = nodes, let file = list.first(where: { $0["node-name"]?.stringValue == "disk0-file" }) else {
+            Issue.record("no disk0-file node in \(nodes)")
+            return
+        }
+        #expect(file["cache"]?["direct"] == .bool(supported))
+        #expect(vm.record.arguments.contains { $0.hasPrefix("driver=file,") && $0.hasSuffix(",cache.direct=on") } == supported)
+    }
+
     @Test func aSecondLaunchInTheSameDirectoryIsRefused() async throws {
         let directory = TestSupport.temporaryDirectory()
         defer { TestSupport.remove(directory) }

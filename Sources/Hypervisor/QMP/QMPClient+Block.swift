@@ -125,11 +125,12 @@ public struct BlockJobInfo: Decodable, Sendable, Equatable {
 /// QMP for moving a running VM's disk to another file on the same host (Protocol.md §6.8).
 extension QMPClient {
     /// `blockdev-add` of a `file` node `fileNode` for `path` and a format node `nodeName` of
-    /// `format` on it: the target a disk is mirrored into and then switched to.
-    public func blockdevAddImage(nodeName: String, fileNode: String, path: String, format: String) async throws(QMPError) {
-        try await execute("blockdev-add", arguments: .object([
-            "driver": .string("file"), "node-name": .string(fileNode), "filename": .string(path),
-        ]))
+    /// `format` on it: the target a disk is mirrored into and then switched to. `directIO` opens
+    /// the file with O_DIRECT (`cache.direct`), as a disk in that directory would be at launch.
+    public func blockdevAddImage(nodeName: String, fileNode: String, path: String, format: String, directIO: Bool) async throws(QMPError) {
+        var file: [String: JSONValue] = ["driver": .string("file"), "node-name": .string(fileNode), "filename": .string(path)]
+        if directIO { file["cache"] = .object(["direct": .bool(true)]) }
+        try await execute("blockdev-add", arguments: .object(file))
         do {
             try await execute("blockdev-add", arguments: .object([
                 "driver": .string(format), "node-name": .string(nodeName), "file": .string(fileNode),

@@ -48,7 +48,8 @@ public struct DiskMove: Sendable {
             throw DiskMirrorError("cannot find disk \(index) in QEMU: \(error)")
         }
         do {
-            try await qmp.blockdevAddImage(nodeName: targetNode, fileNode: targetNode + "-file", path: target, format: format)
+            try await qmp.blockdevAddImage(nodeName: targetNode, fileNode: targetNode + "-file", path: target, format: format,
+                                           directIO: HostStorage.supportsDirectIO(forFile: target))
         } catch {
             throw DiskMirrorError("QEMU cannot open \(target): \(error)")
         }

@@ -24,9 +24,12 @@ public enum QEMUCommandLine {
     }
 
     /// The argv (without the binary) for `spec` running in `directory` under `accelerator`,
-    /// with `memoryKiB` of guest RAM (`GuestRAM.kib`, or a migration source's figure).
+    /// with `memoryKiB` of guest RAM (`GuestRAM.kib`, or a migration source's figure). The disks
+    /// at `directIO` open with O_DIRECT (`cache.direct=on`, QEMU's `cache=none`), the others
+    /// through the host's page cache (`HostStorage.supportsDirectIO` decides, per disk).
     public static func arguments(for spec: VMSpec, in directory: VMRuntimeDirectory,
-                                 accelerator: AcceleratorChoice, memoryKiB: Int, mode: Mode) throws(VMSpecError) -> [String] {
+                                 accelerator: AcceleratorChoice, memoryKiB: Int, mode: Mode,
+                                 directIO: Set<Int> = []) throws(VMSpecError) -> [String] {
         try spec.validate()
         var argv: [String] = [
             "-name", "guest=\(escape(spec.name)),debug-threads=on",
@@ -47,7 +50,8 @@ public enum QEMUCommandLine {
         for (index, disk) in spec.disks.enumerated() {
             let node = "disk\(index)"
             let readOnly = disk.readOnly ? "on" : "off"
-            argv += ["-blockdev", "driver=file,filename=\(escape(disk.path)),node-name=\(node)-file,read-only=\(readOnly)"]
+            let cache = directIO.contains(index) ? ",cache.direct=on" : ""
+            argv += ["-blockdev", "driver=file,filename=\(escape(disk.path)),node-name=\(node)-file,read-only=\(readOnly)\(cache)"]
             argv += ["-blockdev", "driver=\(disk.format.rawValue),file=\(node)-file,node-name=\(node),read-only=\(readOnly)"]
             var device = "virtio-blk-pci,drive=\(node),id=\(node)-dev"
             if case .disk = spec.boot, index == 0 { device += ",bootindex=0" }
