@@ -29,8 +29,8 @@ public final class MigrationStreamAcceptor {
     /// through every buffer before the destination has the whole guest, so deep buffers add
     /// straight to the guest's pause at switchover; a few hundred KiB keep the pipe full.
     public static let streamWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 128 << 10, high: 256 << 10)
-    /// The same for a disk mirror's NBD stream, whose requests are up to buf-size / 16 (4 MiB by
-    /// default) each: with the memory stream's 256 KiB a hop stops reading after every fraction of
+    /// The same for a disk mirror's NBD stream, whose requests are up to buf-size / 16 (1 MiB by
+    /// default, 4 MiB at 64 MiB) each: with the memory stream's 256 KiB a hop stops reading after every fraction of
     /// a request and waits for the next to drain. Its tail does not add to the pause as the memory
     /// stream's does: at the switchover the mirror is synchronised, and completing it sends only
     /// what the guest wrote since.

@@ -436,7 +436,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "The disk's virtual size, MiB (half of it written).") var diskMib = 1024
         @Option(help: "Migrate this many writing guests at once through the tunnel, against as many by QEMU directly (2-4; default: one guest, the single comparison).")
         var concurrent: Int?
-        @Option(help: "Each disk mirror's buffer (QEMU's buf-size), MiB, the same on both paths (default: hostmesh's, 64; QEMU's own is 16).")
+        @Option(help: "Each disk mirror's buffer (QEMU's buf-size), MiB, the same on both paths (default: hostmesh's, QEMU's own 16).")
         var mirrorBufferMib: Int?
         @Option(help: "Cap each disk mirror's copy rate until it is synchronised (QEMU's speed), MiB/s, the same on both paths (default: none).")
         var mirrorSpeedMib: Int?
