@@ -63,7 +63,8 @@ public final class OutgoingStreamTunnel: Sendable {
                     return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
                                                         host: host, port: port, rateBytesPerSecond: rate, configuration: secureConfiguration, logger: logger,
                                                         failed: { text in counters.failures.withLockedValue { $0.append(text) } },
-                                                        measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } })
+                                                        measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } },
+                                                        carrying: counters.carry)
                 }
                 // Connect on QEMU's connection's own event loop so the glue stays on one thread. The
                 // hello and QEMU's first bytes follow message 3 at once (`early`), a round trip sooner
@@ -83,6 +84,7 @@ public final class OutgoingStreamTunnel: Sendable {
                             try secure.pipeline.syncOperations.addHandler(toPeer)
                             try qemu.pipeline.syncOperations.addHandler(toQEMU)
                             qemu.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+                            counters.carry(secure)
                         }
                         logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(purpose.rawValue) \(index)"])
                     } catch let closed as SecureChannelError where closed.code == .normal && !closed.byPeer {
@@ -111,6 +113,18 @@ public final class OutgoingStreamTunnel: Sendable {
         return StreamStriping.stripes(rttMicroseconds: rtt)
     }
 
+    /// What the kernel measures the connections carrying this tunnel's streams deliver now,
+    /// bytes per second, summed (`tcpi_delivery_rate`; stripes together carry one stream); 0 with
+    /// no stream open or where it cannot be read.
+    public func deliveryRateBytesPerSecond() async -> UInt64 {
+        var total: UInt64 = 0
+        for channel in counters.carrying.withLockedValue({ Array($0.values) }) {
+            // A channel closing meanwhile reads 0 (TCPDeliveryRate recovers): no rate, no error.
+            total += (try? await TCPDeliveryRate.read(channel).get()) ?? 0
+        }
+        return total
+    }
+
     /// Stops accepting new streams (open streams continue until either end closes).
     public func close() async {
         try? await server.close() // best effort: a server already closed (QEMU's end went away) needs nothing more
@@ -122,6 +136,14 @@ private final class StreamCounters: Sendable {
     let streams = NIOLockedValueBox(0)
     let failures = NIOLockedValueBox<[String]>([])
     let roundTripMicroseconds = NIOLockedValueBox<UInt32?>(nil)
+    /// The secure channels carrying streams now (each stripe its own), until each closes.
+    let carrying = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    @Sendable func carry(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        carrying.withLockedValue { $0[key] = channel }
+        channel.closeFuture.whenComplete { [carrying] _ in carrying.withLockedValue { _ = $0.removeValue(forKey: key) } }
+    }
 
     func nextIndex() -> Int {
         streams.withLockedValue { n in defer { n += 1 }; return n }

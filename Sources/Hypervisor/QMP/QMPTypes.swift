@@ -104,12 +104,16 @@ public struct MigrationParameterSet: Codable, Sendable, Equatable {
     public var announceStep: Int64?
     /// QOM id of the TLS credentials object that secures the stream; "" turns TLS off.
     public var tlsCreds: String?
+    /// The bandwidth QEMU assumes for the switchover, bytes per second, in place of its own
+    /// estimate (what it wrote in the last 100 ms); 0 is its own estimate again. QEMU 8.2 and later.
+    public var availSwitchoverBandwidth: Int64?
 
     /// A parameter set that changes nothing until fields are set.
     public init(downtimeLimitMs: Int64? = nil, maxBandwidth: Int64? = nil, multifdChannels: Int? = nil,
                 xbzrleCacheSize: Int64? = nil, cpuThrottleInitial: Int? = nil, cpuThrottleIncrement: Int? = nil,
                 maxCPUThrottle: Int? = nil, announceInitial: Int64? = nil, announceMax: Int64? = nil,
-                announceRounds: Int64? = nil, announceStep: Int64? = nil, tlsCreds: String? = nil) {
+                announceRounds: Int64? = nil, announceStep: Int64? = nil, tlsCreds: String? = nil,
+                availSwitchoverBandwidth: Int64? = nil) {
         self.downtimeLimitMs = downtimeLimitMs
         self.maxBandwidth = maxBandwidth
         self.multifdChannels = multifdChannels
@@ -122,6 +126,7 @@ public struct MigrationParameterSet: Codable, Sendable, Equatable {
         self.announceRounds = announceRounds
         self.announceStep = announceStep
         self.tlsCreds = tlsCreds
+        self.availSwitchoverBandwidth = availSwitchoverBandwidth
     }
 
     enum CodingKeys: String, CodingKey {
@@ -137,5 +142,6 @@ public struct MigrationParameterSet: Codable, Sendable, Equatable {
         case announceRounds = "announce-rounds"
         case announceStep = "announce-step"
         case tlsCreds = "tls-creds"
+        case availSwitchoverBandwidth = "avail-switchover-bandwidth"
     }
 }

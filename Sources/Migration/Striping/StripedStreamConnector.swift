@@ -32,7 +32,8 @@ enum StripedStreamConnector {
                       rateBytesPerSecond: Int?,
                       configuration: SecureChannelConfiguration, logger: Logger,
                       failed: @escaping @Sendable (String) -> Void,
-                      measured: @escaping @Sendable (UInt32) -> Void) -> EventLoopFuture<Void> {
+                      measured: @escaping @Sendable (UInt32) -> Void,
+                      carrying: @escaping @Sendable (any Channel) -> Void = { _ in }) -> EventLoopFuture<Void> {
         let sender = StripedStreamSender(stripeCount: stripes)
         do { try qemu.pipeline.syncOperations.addHandler(sender) } catch { return qemu.eventLoop.makeFailedFuture(error) }
         let bound = NIOLoopBound(sender, eventLoop: qemu.eventLoop)
@@ -55,6 +56,7 @@ enum StripedStreamConnector {
                             try secure.pipeline.syncOperations.addHandler(end)
                             attached.withLockedValue { $0 = true }
                             bound.value.attach(end, index: stripe)
+                            carrying(secure)
                         }
                         return
                     } catch {

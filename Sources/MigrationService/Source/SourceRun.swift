@@ -281,6 +281,26 @@ actor SourceRun: SourceMigrationEnvironment {
         case postcopy
     }
 
+    /// Across a distance, tells QEMU the bandwidth the kernel measures the stream's connections
+    /// deliver, for its switchover decision (`SwitchoverBandwidth`, Protocol.md §6.11); on a LAN
+    /// QEMU's own estimate stays. `state` goes nil when QEMU refuses the parameter (before 8.2).
+    static func feedSwitchoverBandwidth(_ tunnel: OutgoingStreamTunnel, qmp: QMPClient, state: NIOLockedValueBox<SwitchoverBandwidth?>,
+                                        since start: ContinuousClock.Instant, logger: Logger) async {
+        guard let rtt = tunnel.roundTripMs, rtt * 1000 >= Double(StreamBufferSizing.distanceThresholdMicroseconds) else { return }
+        let now = ContinuousClock.now - start
+        guard state.withLockedValue({ $0?.due(at: now) ?? false }) else { return }
+        let rate = await tunnel.deliveryRateBytesPerSecond()
+        guard let figure = state.withLockedValue({ $0?.observe(rate, at: now) }) else { return }
+        do {
+            try await qmp.migrateSetParameters(MigrationParameterSet(availSwitchoverBandwidth: Int64(clamping: figure)))
+            logger.debug("switchover bandwidth set", metadata: ["migration.switchover_bandwidth_mb_s": "\(Double(figure) / 1e6)"])
+        } catch {
+            // QEMU before 8.2 has no such parameter: its own estimate stays, as it always did there.
+            state.withLockedValue { $0 = nil }
+            logger.debug("QEMU takes no switchover bandwidth; its own estimate stays", metadata: ["error": "\(error)"])
+        }
+    }
+
     func startTransfer() async -> SourceMigration.Event? {
         guard let live, let tunnel else { return .transferFailed("no stream in recovery") }
         let transferStart = ContinuousClock.now
@@ -329,6 +349,7 @@ actor SourceRun: SourceMigrationEnvironment {
             }
         }
         let observer = context.observer, (migrationID, vm, name, peerName) = (id, vmID, vmName, peer)
+        let bandwidth = NIOLockedValueBox<SwitchoverBandwidth?>(SwitchoverBandwidth())
         // In post-copy the guest must run on the destination at once: the first post-copy sample
         // reports it, and QEMU goes on sending while the commit is on its way.
         transfer = Task {
@@ -339,6 +360,9 @@ actor SourceRun: SourceMigrationEnvironment {
                     if sample.phase == .preSwitchover, let mirror, switchover.withLockedValue({ $0.begin() }) {
                         await observer.reached(.sourceSwitchover, migration: migrationID, vm: vm, name: name, peer: peerName)
                         await Self.completeMirrors(mirror, qmp: qmp, switchover: switchover, logger: log, vm: vm)
+                    }
+                    if sample.phase == .active {
+                        await Self.feedSwitchoverBandwidth(tunnel, qmp: qmp, state: bandwidth, since: transferStart, logger: log)
                     }
                     await progress(.init(phase: sample.phase == .postcopy ? "postcopy" : "transfer", percent: sample.percent,
                                          mbPerSecond: sample.throughputBytesPerSecond / 1e6, dirtyMBPerSecond: sample.dirtyBytesPerSecond / 1e6,
