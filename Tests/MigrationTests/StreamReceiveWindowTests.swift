@@ -10,7 +10,10 @@ import Testing
 /// round trip (measured: striped streams ran at a fraction of the link).
 @Suite(.timeLimit(.minutes(1))) struct StreamReceiveWindowTests {
 
-    @Test func aDistanceReceiveBufferSetAfterTheHandshakeRaisesTheWindowClamp() async throws {
+    /// A stripe of eight at 150 ms, and a LAN stream (0.2 ms, its fixed 512 KiB): each buffer
+    /// set after the handshake takes its window clamp with it.
+    @Test(arguments: [(150_000, 8), (200, 1)] as [(UInt32, Int)])
+    func aReceiveBufferSetAfterTheHandshakeRaisesTheWindowClamp(rtt: UInt32, share: Int) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let accepted = group.next().makePromise(of: (any Channel).self)
         let server = try await ServerBootstrap(group: group)
@@ -23,10 +26,9 @@ import Testing
         let receiving = try await accepted.futureResult.get()
 
         let before = try await windowClamp(of: receiving)
-        // A stripe of eight at 150 ms: its share of twice the product, set (never autotuned).
-        let plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: StreamBuffers.receiveLimits, share: 8, autotune: false)
+        let plan = StreamBufferSizing.plan(rttMicroseconds: rtt, limits: StreamBuffers.receiveLimits, share: share, autotune: false)
         #expect(plan.setting != .autotuned)
-        _ = try await StreamBuffers.apply(receiving, rttMicroseconds: 150_000, sending: false, share: 8).get()
+        _ = try await StreamBuffers.apply(receiving, rttMicroseconds: rtt, sending: false, share: share).get()
         let after = try await windowClamp(of: receiving)
         #expect(before < plan.grantedBytes, "the handshake's clamp (\(before)) is already as large as the buffer: this test shows nothing here")
         #expect(after >= plan.grantedBytes / 2, "window clamp \(after) after a receive buffer of \(plan.grantedBytes) (before: \(before))")
