@@ -66,12 +66,13 @@ struct VMProcessTests {
         await #expect(throws: QMPError.self) { try await vm.qmp.queryStatus() }
     }
 
-    /// A disk whose directory takes O_DIRECT opens with `cache.direct` (QEMU's cache=none): QEMU
+    /// A disk whose image takes O_DIRECT opens with `cache.direct` (QEMU's cache=none): QEMU
     /// itself reports it, and the probe answers as the file system does.
     @Test func aDiskOnAFileSystemWithDirectIOBypassesThePageCache() async throws {
         let directory = TestSupport.temporaryDirectory()
         defer { TestSupport.remove(directory) }
-        let supported = HostStorage.supportsDirectIO(directory: directory)
+        let spec = try blankSpec(in: directory)
+        let supported = HostStorage.supportsDirectIO(path: spec.disks[0].path)
         let stat = Process()
         stat.executableURL = URL(fileURLWithPath: "/usr/bin/stat")
         stat.arguments = ["-f", "-c", "%T", directory]
@@ -81,9 +82,9 @@ struct VMProcessTests {
         stat.waitUntilExit()
         let fileSystem = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         if fileSystem.hasPrefix("ext2/ext3") || fileSystem.hasPrefix("xfs") { #expect(supported, "\(fileSystem) takes O_DIRECT") }
-        #expect(!HostStorage.supportsDirectIO(directory: directory + "/missing"))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty, "the probe leaves no file behind")
-        let vm = try await VMProcess.launch(spec: try blankSpec(in: directory), directory: .init(path: directory + "/vm"),
+        #expect(!HostStorage.supportsDirectIO(path: directory + "/missing.raw"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["disk.raw"], "the probe leaves no file behind")
+        let vm = try await VMProcess.launch(spec: spec, directory: .init(path: directory + "/vm"),
                                             mode: .boot(paused: true), options: TestSupport.options)
         defer { vm.kill() }
         let nodes = try await vm.qmp.execute("query-named-block-nodes")

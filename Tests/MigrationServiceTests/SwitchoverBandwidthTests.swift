@@ -21,4 +21,14 @@ import Testing
         #expect(feed.observe(2_000_000, at: .seconds(14)) == 2_000_000)
         #expect(feed.told == 2_000_000)
     }
+
+    @Test func aFigureQEMUDidNotTakeIsOfferedAgainAtTheNextReading() {
+        var feed = SwitchoverBandwidth()
+        #expect(feed.observe(30_000_000, at: .seconds(1)) == 30_000_000)
+        // The QMP command failed: the source starts a fresh feed after that reading.
+        feed = SwitchoverBandwidth(after: .seconds(1))
+        #expect(!feed.due(at: .milliseconds(1500)))
+        #expect(feed.due(at: .seconds(2)))
+        #expect(feed.observe(30_000_000, at: .seconds(2)) == 30_000_000)
+    }
 }

@@ -4,8 +4,9 @@ import NIOCore
 import NIOPosix
 import Testing
 
-/// The kernel's delivery rate, read past the end of Glibc's `tcp_info`: zero before a byte was
-/// acknowledged, then a rate, and a non-TCP channel reads zero rather than failing.
+/// The kernel's delivery rate, read past the end of Glibc's `tcp_info`: a rate once data was
+/// acknowledged (the handshake alone may already give one), and a closed channel reads zero
+/// rather than failing.
 @Suite(.timeLimit(.minutes(1))) struct TCPDeliveryRateTests {
     @Test func aConnectionThatCarriedDataReportsTheRateTheKernelMeasured() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -14,7 +15,6 @@ import Testing
             .bind(host: "127.0.0.1", port: 0).get()
         let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
 
-        #expect(try await TCPDeliveryRate.read(client).get() == 0, "nothing sent, nothing delivered")
         let chunk = client.allocator.buffer(repeating: 0x5a, count: 1 << 20)
         for _ in 0..<16 { try await client.writeAndFlush(chunk).get() }
         var rate: UInt64 = 0

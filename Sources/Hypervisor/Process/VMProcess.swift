@@ -113,13 +113,13 @@ public actor VMProcess {
         }
     }
 
-    /// The disks whose directory takes O_DIRECT. They bypass the host's page cache, as libvirt's
+    /// The disks whose image takes O_DIRECT. They bypass the host's page cache, as libvirt's
     /// `cache=none`, Proxmox's and Nova's defaults do: a disk mirrored into this host otherwise
     /// fills the page cache, and its writeback then stalls the guest's synchronous writes and the
     /// mirror itself (`bench storage`: a 1 GiB disk's copy 2-3x slower, the guest's write p99 5-9x
     /// its quiet figure; README). The guest sees the same flush semantics either way.
     static func directIODisks(_ spec: VMSpec) -> Set<Int> {
-        Set(spec.disks.indices.filter { HostStorage.supportsDirectIO(forFile: spec.disks[$0].path) })
+        Set(spec.disks.indices.filter { HostStorage.supportsDirectIO(path: spec.disks[$0].path) })
     }
 
     /// The guest's RAM in KiB: `forced` (a migration source's figure) if this QEMU can run it

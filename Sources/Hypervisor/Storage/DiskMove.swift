@@ -49,7 +49,7 @@ public struct DiskMove: Sendable {
         }
         do {
             try await qmp.blockdevAddImage(nodeName: targetNode, fileNode: targetNode + "-file", path: target, format: format,
-                                           directIO: HostStorage.supportsDirectIO(forFile: target))
+                                           directIO: HostStorage.supportsDirectIO(path: target))
         } catch {
             throw DiskMirrorError("QEMU cannot open \(target): \(error)")
         }

@@ -15,32 +15,29 @@ public enum HostStorage {
         return UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
     }
 
-    /// Whether files in `directory` can be opened with O_DIRECT (QEMU's `cache.direct=on`): ext4,
-    /// xfs and most block file systems can; tmpfs before Linux 6.6 and some FUSE file systems
-    /// cannot, and QEMU then refuses to open the disk at all. Probed the way OpenStack Nova
-    /// chooses `cache=none`: a scratch file created with O_DIRECT, removed at once. Any failure
-    /// (the directory missing or not writable, too) answers false: the disk then opens through
-    /// the page cache as before, and QEMU itself reports a path it cannot open.
-    public static func supportsDirectIO(directory: String) -> Bool {
-        let probe = (directory.isEmpty ? "." : directory) + "/.hostmesh-direct-io-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let fd = open(probe, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | directIOFlag, 0o600)
+    /// Whether the disk image at `path` can be opened with O_DIRECT (QEMU's `cache.direct=on`):
+    /// on ext4, xfs, NFS and block devices it can; on tmpfs before Linux 6.6 and some FUSE file
+    /// systems it cannot, and QEMU would then refuse to open the disk at all. The image itself is
+    /// opened read-only with O_DIRECT and closed (nothing is created or written: a symlink is
+    /// followed to where the data lives, and a read-only mount answers as well as any). Any failure,
+    /// the image missing included, answers false: the disk then opens through the page cache, and
+    /// QEMU itself reports a path it cannot open.
+    public static func supportsDirectIO(path: String) -> Bool {
+        guard let directIOFlag else { return false }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | directIOFlag)
         guard fd >= 0 else { return false }
         close(fd)
-        unlink(probe)
         return true
     }
 
-    /// Whether the file `path` (existing or about to be created) can be opened with O_DIRECT:
-    /// its directory is probed.
-    public static func supportsDirectIO(forFile path: String) -> Bool {
-        supportsDirectIO(directory: (path as NSString).deletingLastPathComponent)
-    }
-
     /// Linux's O_DIRECT: octal 040000 on x86-64, 0200000 on arm64 (where 040000 is
-    /// O_DIRECTORY). Glibc's Swift overlay does not export it: the C macro is behind _GNU_SOURCE.
-    #if arch(arm64)
-    static let directIOFlag: Int32 = 0o200000
+    /// O_DIRECTORY); nil on an architecture not listed (no O_DIRECT then: never guess a flag).
+    /// Glibc's Swift overlay does not export it: the C macro is behind _GNU_SOURCE.
+    #if arch(x86_64)
+    static let directIOFlag: Int32? = 0o40000
+    #elseif arch(arm64)
+    static let directIOFlag: Int32? = 0o200000
     #else
-    static let directIOFlag: Int32 = 0o40000
+    static let directIOFlag: Int32? = nil
     #endif
 }

@@ -295,10 +295,24 @@ actor SourceRun: SourceMigrationEnvironment {
             try await qmp.migrateSetParameters(MigrationParameterSet(availSwitchoverBandwidth: Int64(clamping: figure)))
             logger.debug("switchover bandwidth set", metadata: ["migration.switchover_bandwidth_mb_s": "\(Double(figure) / 1e6)"])
         } catch {
-            // QEMU before 8.2 has no such parameter: its own estimate stays, as it always did there.
-            state.withLockedValue { $0 = nil }
-            logger.debug("QEMU takes no switchover bandwidth; its own estimate stays", metadata: ["error": "\(error)"])
+            if case let .commandFailed(_, _, description) = error, description.contains("avail-switchover-bandwidth") {
+                // QEMU before 8.2 has no such parameter: its own estimate stays, as it always did there.
+                state.withLockedValue { $0 = nil }
+                logger.debug("QEMU takes no switchover bandwidth; its own estimate stays", metadata: ["error": "\(error)"])
+            } else {
+                // Not set: the next reading tries again (a QEMU gone fails the migration's own poll).
+                state.withLockedValue { $0 = SwitchoverBandwidth(after: now) }
+            }
         }
+    }
+
+    /// Puts QEMU back on its own switchover estimate before a transfer: the figure a source feeds
+    /// (`feedSwitchoverBandwidth`) stays in that QEMU after a migration that failed, and a later
+    /// one, on a LAN or to another host, must not inherit it.
+    static func resetSwitchoverBandwidth(_ qmp: QMPClient) async {
+        // QEMU before 8.2 refuses the parameter (there is nothing to reset); a QEMU gone fails the
+        // migrate command that follows, with its own error.
+        try? await qmp.migrateSetParameters(MigrationParameterSet(availSwitchoverBandwidth: 0))
     }
 
     func startTransfer() async -> SourceMigration.Event? {
@@ -349,6 +363,7 @@ actor SourceRun: SourceMigrationEnvironment {
             }
         }
         let observer = context.observer, (migrationID, vm, name, peerName) = (id, vmID, vmName, peer)
+        await Self.resetSwitchoverBandwidth(qmp)
         let bandwidth = NIOLockedValueBox<SwitchoverBandwidth?>(SwitchoverBandwidth())
         // In post-copy the guest must run on the destination at once: the first post-copy sample
         // reports it, and QEMU goes on sending while the commit is on its way.

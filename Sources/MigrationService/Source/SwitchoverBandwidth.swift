@@ -5,7 +5,10 @@
 /// (remaining bytes ≤ bandwidth × downtime limit) rests on it. The source instead feeds what the
 /// kernel measures its stream connections deliver (`tcpi_delivery_rate`, summed over stripes):
 /// the best of the last `window`, because a guest that leaves little to send makes the path look
-/// slow without making it so. A pure core: samples in, the figure to set (or nothing) out.
+/// slow without making it so. (The risk of the window: when other traffic starts sharing the link,
+/// QEMU believes the better rate for up to 10 s, and a switchover in that time can pause longer
+/// than the downtime limit by the ratio of the two rates.) A pure core: samples in, the figure to
+/// set (or nothing) out.
 struct SwitchoverBandwidth: Sendable {
     /// How far back the best delivery rate counts.
     static let window: Duration = .seconds(10)
@@ -18,6 +21,15 @@ struct SwitchoverBandwidth: Sendable {
     private var lastRead: Duration?
     /// The figure QEMU was last told, bytes per second (0: none yet).
     private(set) var told: UInt64 = 0
+
+    /// A fresh feed at the start of a transfer.
+    init() {}
+
+    /// A fresh feed after a reading at `now` whose figure QEMU did not take: it is offered again
+    /// at the next reading, one interval later.
+    init(after now: Duration) {
+        lastRead = now
+    }
 
     /// Whether a reading is due at `now` (time since the transfer started). The first comes one
     /// interval in: before that the connections have carried only their handshakes, and the
