@@ -23,15 +23,6 @@ public actor AgentMembership {
     /// The gossip keyring's keeper (Protocol.md §4.17): decides what a join hands over and
     /// what a joining host adopts; set once at start (`wire(keyring:)`).
     private var keyringKeeper: GossipKeyringKeeper?
-    /// Set while a metadata update is on its way to the membership service. A change made
-    /// meanwhile (to `metadata`, at once) sets `unpublished`, and the update under way sends again
-    /// when its call returns: the last update the service gets carries every change. (Each caller
-    /// used to send a copy made before its await, so a capacity refresh under way could gossip
-    /// the maintenance flag back on after the host left maintenance, and peers saw it evacuating
-    /// for good: PlacedStartTests, once in a full run.)
-    private var publishing = false
-    /// A change to `metadata` not yet taken by the membership service.
-    private var unpublished = false
     /// The record version of the keyring installed last (0: unmanaged).
     private var keyringVersion: UInt64 = 0
     /// The keyring read from `gossip.keys` at start (the keeper's version 0).
@@ -229,8 +220,9 @@ public actor AgentMembership {
         next.gossipPrimaryKeyID = keyring.primaryID.rawValue
         next.gossipKeyringVersion = version
         guard next != metadata else { return }
-        metadata = next
-        await publish(failure: "cannot announce this host's gossip keys in its metadata; the next capacity change carries them")
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot announce this host's gossip keys in its metadata; the next capacity change carries them", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Writes the key file (0600), replacing it.
@@ -268,8 +260,9 @@ public actor AgentMembership {
         var next = metadata
         next.keyFingerprint = Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes))
         guard next.keyFingerprint != metadata.keyFingerprint else { return }
-        metadata = next
-        await publish(failure: "cannot gossip the new key's fingerprint; the next capacity change carries it")
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot gossip the new key's fingerprint; the next capacity change carries it", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Refreshes this host's capacity in its metadata (gossiped if it changed).
@@ -286,28 +279,9 @@ public actor AgentMembership {
             || next.cores != metadata.cores || abs(Int64(next.memoryFreeBytes) - Int64(metadata.memoryFreeBytes)) > 64 << 20
             || abs(Int(next.cpuLoadMilli) - Int(metadata.cpuLoadMilli)) > 100 || next.health != metadata.health
             || next.healthReasons != metadata.healthReasons
-        guard significant || metadata.version == 0 || unpublished else { return }
-        metadata = next
-        await publish(failure: "cannot update this host's gossiped capacity; the next refresh tries again")
-    }
-
-    /// Sends `metadata` to the membership service (signed and gossiped there), one update at a
-    /// time, again while changes came in meanwhile. A failure is logged with `failure`, and the
-    /// change goes with the next capacity refresh.
-    private func publish(failure: String) async {
-        unpublished = true
-        guard !publishing else { return }
-        publishing = true
-        defer { publishing = false }
-        while unpublished {
-            unpublished = false
-            do {
-                metadata.version = try await service.updateMetadata(metadata).version
-            } catch {
-                unpublished = true
-                logger.error("\(failure)", metadata: ["error": "\(error)"])
-                return
-            }
+        guard significant || metadata.version == 0 else { return }
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot update this host's gossiped capacity; the next refresh tries again", metadata: ["error": "\(error)"])
         }
     }
 
@@ -328,8 +302,9 @@ public actor AgentMembership {
         var next = metadata
         next.health = state
         next.healthReasons = trimmed
-        metadata = next
-        await publish(failure: "cannot gossip this host's health; the next capacity refresh tries again")
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot gossip this host's health; the next capacity refresh tries again", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Says in this host's gossiped metadata whether it is in maintenance (placement and
@@ -338,8 +313,9 @@ public actor AgentMembership {
         guard metadata.maintenance != on else { return }
         var next = metadata
         next.maintenance = on
-        metadata = next
-        await publish(failure: "cannot gossip this host's maintenance state; peers learn it from the replicated DRS record")
+        do { metadata = try await service.updateMetadata(next) } catch {
+            logger.error("cannot gossip this host's maintenance state; peers learn it from the replicated DRS record", metadata: ["error": "\(error)"])
+        }
     }
 
     /// The capacity to advertise after `current`. Memory that cannot be read is not advertised
