@@ -30,8 +30,8 @@ public final class MigrationStreamAcceptor {
     /// straight to the guest's pause at switchover; a few hundred KiB keep the pipe full.
     public static let streamWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 128 << 10, high: 256 << 10)
     /// The same for a disk mirror's NBD stream, whose requests are up to buf-size / 16 (1 MiB by
-    /// default, 4 MiB at 64 MiB) each: with the memory stream's 256 KiB a hop stops reading after every fraction of
-    /// a request and waits for the next to drain. Its tail does not add to the pause as the memory
+    /// default, 4 MiB at 64 MiB) each: with the memory stream's 256 KiB a hop stops reading after
+    /// every fraction of a request and waits for the next to drain. Its tail does not add to the pause as the memory
     /// stream's does: at the switchover the mirror is synchronised, and completing it sends only
     /// what the guest wrote since.
     public static let nbdWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 4 << 20)
