@@ -106,7 +106,8 @@ extension MembershipInstance {
         localMetadata = newMetadata
         signLocalMetadata()
         if lifecycle == .running {
-            enqueueBroadcast(.metadata(member: localID, metadata: newMetadata))
+            // The signed copy: the caller's carries the previous version's signature.
+            enqueueBroadcast(.metadata(member: localID, metadata: localMetadata))
         }
         return finish()
     }

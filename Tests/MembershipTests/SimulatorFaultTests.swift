@@ -210,4 +210,26 @@ struct SimulatorSignedClaimsTests {
         simulation.run(for: .seconds(30))
         #expect(simulation.observerCount(seeing: 7, as: .dead) == 29, "seed \(seed)")
     }
+
+    @Test("with signed claims, a metadata update spreads by gossip alone, and every copy verifies")
+    func signedMetadataSpreadsByGossip() {
+        let seed: UInt64 = 0x5EED_0019
+        print("seed \(seed): 100 members, signed claims, member 5 updates its metadata twice")
+        let simulation = Simulation(members: 100, seed: seed, signedClaims: true)
+        simulation.run(for: .seconds(2))
+        let id = simulation.id(of: 5)
+        for runningVMs in [UInt32(7), 3] {
+            var metadata = Simulation.metadata(5)
+            metadata.runningVMs = runningVMs
+            simulation.updateMetadata(5, metadata)
+            // Well under the push-pull interval: only the broadcast can carry it there.
+            simulation.run(for: .seconds(3))
+            let current = (0..<100).filter { $0 != 5 }.filter {
+                simulation.instance(of: $0).member(id)?.metadata?.runningVMs == runningVMs
+            }
+            #expect(current.count == 99, "seed \(seed): only \(current.count) of 99 have runningVMs \(runningVMs) after 3 s")
+        }
+        let rejected = (0..<100).reduce(0) { $0 + simulation.traffic(of: $1).claimsRejected.values.reduce(0, +) }
+        #expect(rejected == 0, "seed \(seed): \(rejected) claims rejected; the owner's metadata broadcast must carry its own signature")
+    }
 }
