@@ -77,12 +77,17 @@ public struct PushPullRequest: Hashable, Sendable {
     public var purpose: PushPullPurpose
     /// The local state to send.
     public var state: PushPullState
+    /// For a member not known yet: the secure-channel address its own (unverified) alive claim
+    /// named, for the shell to dial when it knows none (nil: none named).
+    public var channelAddress: PeerAddress?
 
     /// Creates a request.
-    public init(address: PeerAddress, member: MemberID?, purpose: PushPullPurpose, state: PushPullState) {
+    public init(address: PeerAddress, member: MemberID?, purpose: PushPullPurpose, state: PushPullState,
+                channelAddress: PeerAddress? = nil) {
         self.address = address
         self.member = member
         self.purpose = purpose
         self.state = state
+        self.channelAddress = channelAddress
     }
 }

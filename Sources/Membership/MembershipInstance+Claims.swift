@@ -69,17 +69,30 @@ extension MembershipInstance {
         defer { certificateWanted = false }
         guard certificateWanted, lifecycle == .running, now >= nextCertificatePull, sender != localID else { return }
         let address: PeerAddress
+        var channel: PeerAddress?
         if let state = table[sender] {
             guard state.status.isLive else { return }
             address = state.address
         } else {
             address = source
+            channel = unverifiedChannels[sender]
         }
         nextCertificatePull = now + nanos.probeInterval
         output.append(
             .pushPull(
                 PushPullRequest(
-                    address: address, member: sender, purpose: .antiEntropy, state: localState(isJoin: false))))
+                    address: address, member: sender, purpose: .antiEntropy, state: localState(isJoin: false),
+                    channelAddress: channel)))
+    }
+
+    /// Remembers where the member of a dropped alive claim says its secure channel listens
+    /// (see `unverifiedChannels`), for a pull from it while it is not known.
+    mutating func noteUnverifiedChannel(of member: MemberID, metadata: MemberMetadata?) {
+        guard claims != nil, let channel = metadata?.channelAddress else { return }
+        if unverifiedChannels[member] == nil, unverifiedChannels.count >= Self.maxUnverifiedChannels {
+            unverifiedChannels.removeAll()
+        }
+        unverifiedChannels[member] = channel
     }
 
     /// The signature a push-pull record of `state` carries (see `MemberState.signature`).

@@ -42,7 +42,11 @@ extension MembershipInstance {
         }
         let claim = MembershipClaim.alive(member: id, incarnation: incarnation, address: address)
         guard var state = table[id] else {
-            guard admits(claim, signature: signature) else { return }
+            guard admits(claim, signature: signature) else {
+                noteUnverifiedChannel(of: id, metadata: metadata)
+                return
+            }
+            unverifiedChannels[id] = nil
             // Metadata is its own claim: an alive with forged metadata still counts as alive.
             let metadata = metadata.flatMap { admits(.metadata(member: id, metadata: $0), signature: $0.signature) ? $0 : nil }
             let state = MemberState(

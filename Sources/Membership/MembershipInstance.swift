@@ -95,6 +95,12 @@ public struct MembershipInstance: Sendable {
     /// the datagram's sender fetches it (at most one per probe interval, `nextCertificatePull`).
     var certificateWanted = false
     var nextCertificatePull: Int64 = .min
+    /// The secure-channel address named by the metadata of an alive claim dropped for want of
+    /// its signer's certificate, per member not known yet: where a push-pull reaches that
+    /// member (its datagrams' source is its gossip port). Unverified, so only ever dialled, and
+    /// the secure channel proves who answers. At most `maxUnverifiedChannels`.
+    var unverifiedChannels: [MemberID: PeerAddress] = [:]
+    static let maxUnverifiedChannels = 64
     /// The current event's time, in nanoseconds.
     var now: Int64 = 0
     /// Directives produced by the current event.

@@ -17,6 +17,15 @@ extension DRSEndToEndTests {
         let b = try await mesh.start("node-b", arguments: ["--join", a.address] + args)
         var c = try await mesh.start("node-c", arguments: ["--join", a.address] + args)
         let d = try await mesh.start("node-d", arguments: ["--join", a.address] + args)
+        // The mesh has converged before anything is scheduled (b must know d to move s1 there).
+        var views: [String: [String]] = [:]
+        try await Self.waitUntil(15, "every agent sees the four alive", log: "\(views)") {
+            for agent in [a, b, c, d] {
+                let rows = try await agent.control.call("members", Empty(), as: [MemberRow].self)
+                views[agent.hostID] = rows.map { "\($0.host) \($0.status)" }
+            }
+            return views.values.allSatisfy { $0.filter { $0.hasSuffix(" alive") }.count == 4 }
+        }
         _ = try await b.control.call("vm.create", ControlTypes.CreateVM(spec: Self.spec("s1"), start: true), as: VMInfo.self)
         try await Self.waitForVMs(a, 1)
 
@@ -43,13 +52,6 @@ extension DRSEndToEndTests {
         let maintenance = try await a.control.call("schedule.add", OperationsTypes.AddSchedule(at: "+12s", maintenanceHost: "node-c"), as: OperationsTypes.ScheduleRow.self)
         try await Self.waitUntil(15, "every agent holds both schedules") {
             for agent in [b, c, d] where try await agent.control.call("schedule.list", Empty(), as: [OperationsTypes.ScheduleRow].self).count != 2 { return false }
-            return true
-        }
-        // The mesh has converged before the faults (b must know d to move s1 there).
-        try await Self.waitUntil(15, "every agent sees the four alive") {
-            for agent in [a, b, c, d] where try await agent.control.call("members", Empty(), as: [MemberRow].self).filter({ $0.status == "alive" }).count != 4 {
-                return false
-            }
             return true
         }
         a.kill()

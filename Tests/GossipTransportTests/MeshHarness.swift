@@ -54,6 +54,15 @@ final class MeshHarness: Sendable {
         return address
     }
 
+    /// Makes `service`'s push-pulls answer at `channel` only, not at its gossip address `gossip`
+    /// (as the agent's secure channel listens on a port of its own).
+    func answer(_ service: MembershipService, at channel: PeerAddress, insteadOf gossip: PeerAddress) {
+        registry.withLock {
+            $0[gossip] = nil
+            $0[channel] = service
+        }
+    }
+
     /// The task running `member`'s service.
     func runTask(of member: MemberID) -> Task<Void, any Error>? {
         tasks.withLock { $0[member] }

@@ -77,4 +77,35 @@ struct SignedClaimsGossipTests {
         await socket.close()
         await harness.shutdown()
     }
+
+    /// A member that only this datagram's sender knows (it joined through a seed that failed)
+    /// is learnt by pulling its state where its own alive says its channel listens: the push-pull
+    /// of the agent runs over the secure channel, whose port is not the gossip port.
+    @Test func anUnknownSenderIsPulledFromAtTheChannelAddressItsAliveNames() async throws {
+        let harness = MeshHarness()
+        let keyring = try GossipKeyring(primary: GossipKey.generate())
+        let (a, _) = Self.service("a", harness, keyring: keyring)
+        let (z, zKey) = Self.service("z", harness, keyring: keyring)
+        let target = try await harness.launch(a)
+        let zGossip = try await harness.launch(z)
+        let channel = PeerAddress(host: "127.0.0.1", port: 9)
+        harness.answer(z, at: channel, insteadOf: zGossip)
+        _ = try await z.updateMetadata(MemberMetadata(domain: "lab", cores: 2, channelAddress: channel))
+
+        // z's own alive, as its probes would carry it: signed by z, whose certificate a lacks.
+        let claim = MembershipClaim.alive(member: "z", incarnation: 0, address: zGossip)
+        let datagram = GossipDatagram(
+            sender: "z", primary: nil,
+            updates: [.alive(member: "z", incarnation: 0, address: zGossip,
+                             metadata: MemberMetadata(version: 1, domain: "lab", channelAddress: channel),
+                             signature: zKey.sign(claim.bytes))])
+        var sealer = GossipDatagramSealer()
+        let socket = try await RawUDPSocket()
+        try await socket.send(sealer.seal(GossipCodec.encode(datagram), for: "a", with: keyring), to: target)
+        #expect(await eventually(within: .seconds(10)) { await a.members().contains { $0.id == "z" && $0.member.status == .alive } },
+                "a learns z by a pull at z's channel address")
+        #expect(await a.counters().dropped(.claimUnknownSigner) >= 1, "before its certificate arrived, z's alive was dropped")
+        await socket.close()
+        await harness.shutdown()
+    }
 }

@@ -154,6 +154,31 @@ struct CoreSignedClaimsTests {
         #expect(directives.pushPulls.map(\.address) == [Fixture.address(9)])
     }
 
+    @Test("a sender not known yet is pulled from at the channel address its own dropped alive names, by later pings too; a known member's metadata still decides")
+    func anUnknownSenderIsPulledFromAtItsClaimedChannel() {
+        // The agent's push-pull runs over the secure channel, not at the gossip port a
+        // datagram comes from: without the claimed channel address the pull could not connect.
+        var observer = Self.member(0, members: 3, unknown: [Fixture.id(9)])
+        let channel = PeerAddress(host: "10.0.0.9", port: 7000)
+        let metadata = MemberMetadata(version: 1, domain: "lab", channelAddress: channel)
+        let claim = MembershipClaim.alive(member: Fixture.id(9), incarnation: 0, address: Fixture.address(9))
+        let update = MemberUpdate.alive(
+            member: Fixture.id(9), incarnation: 0, address: Fixture.address(9), metadata: metadata, signature: Self.signed(claim, by: 9))
+        let first = observer.onDatagram(Fixture.datagram(from: 9, nil, updates: [update]), from: Fixture.address(9), now: Fixture.at(1))
+        #expect(Self.rejections(first) == [.unknownSigner])
+        #expect(first.pushPulls.map(\.channelAddress) == [channel])
+        #expect(first.pushPulls.map(\.address) == [Fixture.address(9)], "the gossip address stays the fallback")
+        // A second probe a probe interval later, with nothing piggybacked: still that address.
+        let ping = observer.onDatagram(Fixture.datagram(from: 9, .ping(sequence: 4, target: Fixture.id(0))), from: Fixture.address(9), now: Fixture.at(3))
+        #expect(ping.pushPulls.map(\.channelAddress) == [channel])
+        // A known sender is pulled from where the shell finds it (its verified metadata).
+        let other = MemberUpdate.alive(
+            member: Fixture.id(9), incarnation: 0, address: Fixture.address(9), metadata: metadata, signature: Self.signed(claim, by: 9))
+        let known = observer.onDatagram(Fixture.datagram(from: 1, nil, updates: [other]), from: Fixture.address(1), now: Fixture.at(5))
+        #expect(known.pushPulls.map(\.member) == [Fixture.id(1)])
+        #expect(known.pushPulls.map(\.channelAddress) == [nil])
+    }
+
     @Test("a ping from a member not known yet, with no claim at all, also fetches its state")
     func aPingFromAnUnknownMemberPulls() {
         var observer = Self.member(0, members: 3, unknown: [Fixture.id(9)])

@@ -141,7 +141,7 @@ extension MembershipService {
         guard let member = request.member else {
             return PushPullPeer(member: nil, address: request.address, gossipAddress: nil, purpose: request.purpose)
         }
-        let channelAddress = state.instance?.member(member)?.metadata?.channelAddress
+        let channelAddress = state.instance?.member(member)?.metadata?.channelAddress ?? request.channelAddress
         return PushPullPeer(
             member: member, address: channelAddress ?? request.address, gossipAddress: request.address,
             purpose: request.purpose)
