@@ -19,7 +19,16 @@ public actor AgentMembership {
     private let credentials: ChannelCredentials
     private let keysPath: String
     private let logger: Logger
+    /// This host's metadata as it should be gossiped: every change is made here at once, with
+    /// no await before it, and then published (`publish`).
     private var metadata: MemberMetadata
+    /// The metadata the membership service took last (nil: none yet).
+    private var published: MemberMetadata?
+    /// The publication under way; the next one waits for it, so updates reach the service one
+    /// at a time and the last one carries every change. (Each change used to send a copy made
+    /// before its await: a capacity refresh under way could gossip the maintenance flag back on
+    /// after the host left maintenance, and peers saw it evacuating for good.)
+    private var publication: Task<Void, Never>?
     /// The gossip keyring's keeper (Protocol.md §4.17): decides what a join hands over and
     /// what a joining host adopts; set once at start (`wire(keyring:)`).
     private var keyringKeeper: GossipKeyringKeeper?
@@ -220,9 +229,8 @@ public actor AgentMembership {
         next.gossipPrimaryKeyID = keyring.primaryID.rawValue
         next.gossipKeyringVersion = version
         guard next != metadata else { return }
-        do { metadata = try await service.updateMetadata(next) } catch {
-            logger.error("cannot announce this host's gossip keys in its metadata; the next capacity change carries them", metadata: ["error": "\(error)"])
-        }
+        metadata = next
+        await publish(failure: "cannot announce this host's gossip keys in its metadata; the next capacity refresh carries them")
     }
 
     /// Writes the key file (0600), replacing it.
@@ -260,9 +268,8 @@ public actor AgentMembership {
         var next = metadata
         next.keyFingerprint = Array(Blake2bFingerprint.of(credentials.identity.signingKey.publicKey.bytes))
         guard next.keyFingerprint != metadata.keyFingerprint else { return }
-        do { metadata = try await service.updateMetadata(next) } catch {
-            logger.error("cannot gossip the new key's fingerprint; the next capacity change carries it", metadata: ["error": "\(error)"])
-        }
+        metadata = next
+        await publish(failure: "cannot gossip the new key's fingerprint; the next capacity refresh carries it")
     }
 
     /// Refreshes this host's capacity in its metadata (gossiped if it changed).
@@ -279,10 +286,47 @@ public actor AgentMembership {
             || next.cores != metadata.cores || abs(Int64(next.memoryFreeBytes) - Int64(metadata.memoryFreeBytes)) > 64 << 20
             || abs(Int(next.cpuLoadMilli) - Int(metadata.cpuLoadMilli)) > 100 || next.health != metadata.health
             || next.healthReasons != metadata.healthReasons
-        guard significant || metadata.version == 0 else { return }
-        do { metadata = try await service.updateMetadata(next) } catch {
-            logger.error("cannot update this host's gossiped capacity; the next refresh tries again", metadata: ["error": "\(error)"])
+        if significant || published == nil { metadata = next }
+        guard significant || !isPublished(metadata) else { return }
+        await publish(failure: "cannot update this host's gossiped capacity; the next refresh tries again")
+    }
+
+    /// Sends `metadata` as it is when its turn comes, after every publication begun before,
+    /// and returns once the service took it (or failed: logged with `failure`, and the next
+    /// refresh sends it again).
+    private func publish(failure: String) async {
+        let previous = publication
+        let turn = Task {
+            await previous?.value
+            await sendMetadata(failure: failure)
         }
+        publication = turn
+        await turn.value
+    }
+
+    /// One publication: nothing to do when an earlier one already carried this change.
+    private func sendMetadata(failure: String) async {
+        guard !isPublished(metadata) else { return }
+        do {
+            let taken = try await service.updateMetadata(metadata)
+            published = taken
+            // The service sets the version; a change made meanwhile keeps it for the next turn.
+            metadata.version = taken.version
+        } catch {
+            logger.error("\(failure)", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// True when the service took `candidate`'s content last (version and signature are the
+    /// service's to set).
+    private func isPublished(_ candidate: MemberMetadata) -> Bool {
+        guard var taken = published else { return false }
+        var wanted = candidate
+        taken.version = 0
+        taken.signature = []
+        wanted.version = 0
+        wanted.signature = []
+        return taken == wanted
     }
 
     /// The health `Agent/Health` measured last (Protocol.md §11.1), gossiped with the capacity.
@@ -302,9 +346,8 @@ public actor AgentMembership {
         var next = metadata
         next.health = state
         next.healthReasons = trimmed
-        do { metadata = try await service.updateMetadata(next) } catch {
-            logger.error("cannot gossip this host's health; the next capacity refresh tries again", metadata: ["error": "\(error)"])
-        }
+        metadata = next
+        await publish(failure: "cannot gossip this host's health; the next capacity refresh tries again")
     }
 
     /// Says in this host's gossiped metadata whether it is in maintenance (placement and
@@ -313,9 +356,8 @@ public actor AgentMembership {
         guard metadata.maintenance != on else { return }
         var next = metadata
         next.maintenance = on
-        do { metadata = try await service.updateMetadata(next) } catch {
-            logger.error("cannot gossip this host's maintenance state; peers learn it from the replicated DRS record", metadata: ["error": "\(error)"])
-        }
+        metadata = next
+        await publish(failure: "cannot gossip this host's maintenance state; peers learn it from the replicated DRS record")
     }
 
     /// The capacity to advertise after `current`. Memory that cannot be read is not advertised
