@@ -77,3 +77,24 @@ import Testing
         }
     }
 }
+
+/// The DRS record table in the agent's real SQLite store (Protocol.md §10.3).
+@Suite struct DRSRecordStoreTests {
+    @Test func aSaveNeverReplacesTheRecordThatSupersedesIt() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("hm-drs-store-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) } // a temporary directory; left behind it harms nothing
+        let store = DRSRecordStore(store: try AgentStore(stateDirectory: state))
+        let mark = { (reason: String) in DRSRecordBody.health(HealthMark(state: .failing, reason: reason, since: 7)) }
+        try await store.save([DRSRecord(key: "health/a", version: 3, writer: "b", body: mark("newer"))])
+        // Saves that finish after the winner was stored: an older version, and the same version by a smaller writer.
+        try await store.save([DRSRecord(key: "health/a", version: 2, writer: "c", body: mark("older"))])
+        try await store.save([DRSRecord(key: "health/a", version: 3, writer: "a", body: mark("tie, smaller writer"))])
+        #expect(try await store.load() == [DRSRecord(key: "health/a", version: 3, writer: "b", body: mark("newer"))])
+        // A record that supersedes it replaces it: a higher version, then the same version by a larger writer.
+        try await store.save([DRSRecord(key: "health/a", version: 3, writer: "c", body: mark("tie, larger writer"))])
+        #expect(try await store.load().map(\.writer) == ["c"])
+        try await store.save([DRSRecord(key: "health/a", version: 4, writer: "a", body: nil)])
+        #expect(try await store.load() == [DRSRecord(key: "health/a", version: 4, writer: "a", body: nil)])
+    }
+}

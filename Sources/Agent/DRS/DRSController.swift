@@ -25,6 +25,8 @@ actor DRSController {
     private let logger: Logger
 
     private var records = ReplicatedRecords<DRSRecordBody>()
+    /// The local record write under way (`write`).
+    private var writing: Task<Void, any Error>?
     /// Latest load report per host (this host's own included), by (instance, sequence).
     private var loads: [String: Hostmesh_V1_DrsHostLoad] = [:]
     private var samples: [String: VMDemandSampler.Sample] = [:]
@@ -120,11 +122,24 @@ actor DRSController {
     }
 
     /// Writes a record as this host: durable first, then applied; spread at the next sync.
+    /// One local write at a time (`writing`), so two writes of one key never take one version.
     func write(_ key: String, _ body: DRSRecordBody?) async throws {
+        let previous = writing
+        let turn = Task {
+            _ = await previous?.result // its caller got its error
+            try await writeNow(key, body)
+        }
+        writing = turn
+        try await turn.value
+    }
+
+    private func writeNow(_ key: String, _ body: DRSRecordBody?) async throws {
         var next = records
         let record = next.write(key, body, writer: hostID)
         try await store.save([record])
-        records = next
+        // Merged, not assigned: records merged from peers during the save stay (and one of
+        // theirs that supersedes this write wins, as everywhere else).
+        _ = records.merge(record)
         recordsChanged = true
         await applyLocalMaintenance()
     }

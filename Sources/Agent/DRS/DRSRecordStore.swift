@@ -24,14 +24,20 @@ struct DRSRecordStore: Sendable {
         return try rows.compactMap { DRSRecordCoding.record(try Hostmesh_V1_DrsRecord(serializedBytes: $0)) }
     }
 
-    /// Writes records durably (before they are applied or sent on).
+    /// Writes records durably (before they are applied or sent on). A row is replaced only by a
+    /// record that supersedes it (version, then writer: `ReplicatedRecords.Record.supersedes`),
+    /// so two saves that finish out of order (a local write and a merge of one key) keep the winner.
     func save(_ records: [DRSRecord]) async throws {
         guard !records.isEmpty else { return }
         let rows = try records.map { ($0.key, $0.version, $0.writer, try DRSRecordCoding.wire($0).serializedData()) }
         try await store.database.write { db in
             for (key, version, writer, data) in rows {
-                try db.execute(sql: "INSERT OR REPLACE INTO drs_record (key, version, writer, record) VALUES (?, ?, ?, ?)",
-                               arguments: [key, Int64(bitPattern: version), writer, data])
+                try db.execute(sql: """
+                    INSERT INTO drs_record (key, version, writer, record) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(key) DO UPDATE SET version = excluded.version, writer = excluded.writer, record = excluded.record
+                    WHERE excluded.version > drs_record.version
+                       OR (excluded.version = drs_record.version AND excluded.writer > drs_record.writer)
+                    """, arguments: [key, Int64(bitPattern: version), writer, data])
             }
         }
     }
