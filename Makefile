@@ -31,9 +31,9 @@ release: deps
 
 test: deps guest
 	$(SWIFT) build --build-tests
-	@# Serial: tests boot QEMU guests and run CPU-heavy simulations; on a 2-core machine running
-	@# them side by side starves Swift's cooperative thread pool and turns timeouts into flakes.
-	$(SWIFT) test --skip-build --no-parallel
+	@# Two serial streams side by side: the suites that mostly wait on timers beside the rest
+	@# (one test at a time in each, see the script for why).
+	Scripts/run-tests.sh $(SWIFT)
 
 # The decoder fuzz tests for longer than `make test` runs them (HOSTMESH_FUZZ_ITERATIONS per
 # decoder; HOSTMESH_FUZZ_SEED replays a failure's seed).

@@ -103,7 +103,7 @@ import Testing
         #expect(d.handle(.query) == [.replyVerdict(.receiving)])
         _ = d.handle(.resumed)
         #expect(d.handle(.query) == [.replyVerdict(.committed)])
-        var restarted = DestinationMigration(id: "m", journaled: .committed)
+        let restarted = DestinationMigration(id: "m", journaled: .committed)
         #expect(restarted.verdict == .receiving)
     }
 
