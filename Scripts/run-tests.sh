@@ -8,7 +8,7 @@
 #
 # Usage: Scripts/run-tests.sh [swift]   (after `swift build --build-tests`)
 set -u
-swift=${1:-swift}
+swift=${*:-swift}
 cd "$(dirname "$0")/.."
 tests="$($swift build --show-bin-path)/hostmeshPackageTests.xctest"
 [ -x "$tests" ] || { echo "error: $tests is missing: run '$swift build --build-tests' first" >&2; exit 1; }
@@ -18,14 +18,20 @@ tests="$($swift build --show-bin-path)/hostmeshPackageTests.xctest"
 waiting='WANMembershipTests|GossipKeyringProcessTests|LabPartitionTests|RevocationProcessTests|MembershipProcessTests'
 
 log=$(mktemp /tmp/hostmesh-waiting-tests.XXXXXX)
-trap 'rm -f "$log"' EXIT INT TERM
+side=''
+main=''
+trap 'rm -f "$log"' EXIT
+# Interrupted: stop both streams (a background job would ignore SIGINT) and fail.
+trap 'kill $side $main 2>/dev/null; exit 130' INT TERM
 "$tests" --testing-library swift-testing --no-parallel --filter "$waiting" >"$log" 2>&1 &
 side=$!
-"$tests" --testing-library swift-testing --no-parallel --skip "$waiting"
-main=$?
+"$tests" --testing-library swift-testing --no-parallel --skip "$waiting" &
+main=$!
+wait $main
+main_status=$?
 wait $side
-waited=$?
+side_status=$?
 echo
 echo "== the waiting suites ($waiting), run beside the others =="
 cat "$log"
-[ $main -eq 0 ] && [ $waited -eq 0 ]
+[ $main_status -eq 0 ] && [ $side_status -eq 0 ]

@@ -5,14 +5,19 @@ extension MembershipInstance {
     /// True when `claim` may change the local view: signatures are off, or `signature` is its
     /// signer's. Otherwise the claim is dropped and a `.claimRejected` directive says why.
     mutating func admits(_ claim: MembershipClaim, signature: [UInt8]) -> Bool {
-        guard let claims else { return true }
+        rejection(of: claim, signature: signature) == nil
+    }
+
+    /// Why `claim` is dropped (counted and logged here), nil when it is admitted.
+    mutating func rejection(of claim: MembershipClaim, signature: [UInt8]) -> ClaimRejection? {
+        guard let claims else { return nil }
         let rejection: ClaimRejection
         if signature.isEmpty {
             rejection = .unsigned
         } else {
             switch claims.verify(claim.bytes, signature: signature, signer: claim.signer) {
             case .valid:
-                return true
+                return nil
             case .forged:
                 rejection = .forged
                 // Also what a claim signed with a member's new key looks like before its new
@@ -28,7 +33,7 @@ extension MembershipInstance {
             metadata: ["mesh.peer": "\(claim.member)", "mesh.signer": "\(claim.signer)", "mesh.claim": "\(claim.kind)",
                        "reason": "\(rejection.rawValue)"])
         output.append(.claimRejected(rejection, kind: claim.kind, signer: claim.signer))
-        return false
+        return rejection
     }
 
     /// The signature to keep with `claim`: `signature` when it was received and verifies; a
@@ -64,7 +69,8 @@ extension MembershipInstance {
     /// the datagram's sender (it applied those claims, so it holds the certificates), at most
     /// once per probe interval (Protocol.md §4.16, "unknown signers"). A sender not known here
     /// yet (a member that joined through a seed that then died, whose own claims cannot be
-    /// verified before its certificate arrives) is pulled from at the datagram's `source`.
+    /// verified before its certificate arrives) is pulled from at the channel address its own
+    /// dropped alive named (`unverifiedChannels`), else at the datagram's `source`.
     mutating func pullCertificatesIfWanted(from sender: MemberID, source: PeerAddress) {
         defer { certificateWanted = false }
         guard certificateWanted, lifecycle == .running, now >= nextCertificatePull, sender != localID else { return }
@@ -85,8 +91,9 @@ extension MembershipInstance {
                     channelAddress: channel)))
     }
 
-    /// Remembers where the member of a dropped alive claim says its secure channel listens
-    /// (see `unverifiedChannels`), for a pull from it while it is not known.
+    /// Remembers where the member of an alive claim dropped for want of its signer's certificate
+    /// says its secure channel listens (see `unverifiedChannels`), for a pull from it while it
+    /// is not known. A forged or unsigned claim names nothing: it would only repoint the pull.
     mutating func noteUnverifiedChannel(of member: MemberID, metadata: MemberMetadata?) {
         guard claims != nil, let channel = metadata?.channelAddress else { return }
         if unverifiedChannels[member] == nil, unverifiedChannels.count >= Self.maxUnverifiedChannels {

@@ -39,6 +39,7 @@ extension MembershipInstance {
         for id in members.sorted() where id != localID && !banned.contains(id) {
             banned.insert(id)
             suspicions[id] = nil
+            unverifiedChannels[id] = nil
             if let state = table.removeValue(forKey: id) {
                 if state.status.isLive { liveCount -= 1 }
                 logger.debug("member banned", metadata: ["mesh.peer": "\(id)"])

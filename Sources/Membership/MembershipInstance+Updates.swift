@@ -42,8 +42,8 @@ extension MembershipInstance {
         }
         let claim = MembershipClaim.alive(member: id, incarnation: incarnation, address: address)
         guard var state = table[id] else {
-            guard admits(claim, signature: signature) else {
-                noteUnverifiedChannel(of: id, metadata: metadata)
+            if let rejection = rejection(of: claim, signature: signature) {
+                if rejection == .unknownSigner { noteUnverifiedChannel(of: id, metadata: metadata) }
                 return
             }
             unverifiedChannels[id] = nil

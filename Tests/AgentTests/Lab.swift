@@ -43,6 +43,11 @@ final class Lab: Sendable {
         prefix = "hml" + String(getpid(), radix: 36) + "_" + String(serial, radix: 36)
         directory = NSTemporaryDirectory() + prefix
         self.hosts = hosts
+        // One lab at a time picks its /24 and takes it, across test processes too (make test
+        // runs two side by side): otherwise two could find the same one free.
+        let lock = open(NSTemporaryDirectory() + "hostmesh-lab.lock", O_CREAT | O_RDWR, 0o600)
+        defer { if lock >= 0 { close(lock) } } // closing releases the lock
+        if lock >= 0 { flock(lock, LOCK_EX) }
         net = try Lab.unusedNet(seed: Int(getpid()) &* 31 &+ serial)
         let (status, output) = try Lab.run("up", "\(hosts)", prefix: prefix, net: net, directory: directory,
                                            siteBFrom: siteBFrom)

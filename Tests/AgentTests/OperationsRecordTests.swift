@@ -39,6 +39,15 @@ import Testing
         var badOutcome = DRSRecordCoding.wire(records[4])
         badOutcome.scheduleRuns.recent[0].outcome = "perhaps"
         #expect(DRSRecordCoding.record(badOutcome) == nil)
+        // Versions SQLite's signed integers cannot order as this host does, or that leave no next one.
+        for version in [UInt64(Int64.max), UInt64(Int64.max) + 1, .max] {
+            var tooHigh = DRSRecordCoding.wire(records[0])
+            tooHigh.version = version
+            #expect(DRSRecordCoding.record(tooHigh) == nil, "version \(version)")
+        }
+        var highest = DRSRecordCoding.wire(records[0])
+        highest.version = UInt64(Int64.max) - 1
+        #expect(DRSRecordCoding.record(highest)?.version == UInt64(Int64.max) - 1)
     }
 
     @Test func thePolicySaysWhichUnhealthyHostsAreEvacuated() {

@@ -179,6 +179,21 @@ struct CoreSignedClaimsTests {
         #expect(known.pushPulls.map(\.channelAddress) == [nil])
     }
 
+    @Test("a forged alive of a member not known yet names no channel: it cannot repoint the pull")
+    func aForgedAliveNamesNoChannel() {
+        // 8's certificate is held (it is not an unknown signer), but 8 is not in the table yet;
+        // the claim is signed by 1, so it is forged, and its channel address is not taken.
+        var observer = Self.member(0, members: 3)
+        let metadata = MemberMetadata(version: 1, domain: "lab", channelAddress: PeerAddress(host: "10.6.6.6", port: 7000))
+        let claim = MembershipClaim.alive(member: Fixture.id(8), incarnation: 0, address: Fixture.address(8))
+        let forged = MemberUpdate.alive(
+            member: Fixture.id(8), incarnation: 0, address: Fixture.address(8), metadata: metadata, signature: Self.signed(claim, by: 1))
+        let directives = observer.onDatagram(Fixture.datagram(from: 8, nil, updates: [forged]), from: Fixture.address(8), now: Fixture.at(1))
+        #expect(Self.rejections(directives) == [.forged])
+        #expect(directives.pushPulls.map(\.member) == [Fixture.id(8)])
+        #expect(directives.pushPulls.map(\.channelAddress) == [nil])
+    }
+
     @Test("a ping from a member not known yet, with no claim at all, also fetches its state")
     func aPingFromAnUnknownMemberPulls() {
         var observer = Self.member(0, members: 3, unknown: [Fixture.id(9)])

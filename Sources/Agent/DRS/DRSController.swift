@@ -124,16 +124,32 @@ actor DRSController {
     /// Writes a record as this host: durable first, then applied; spread at the next sync.
     /// One local write at a time (`writing`), so two writes of one key never take one version.
     func write(_ key: String, _ body: DRSRecordBody?) async throws {
+        try await inTurn { try await self.writeNow(key, always: true) { _ in body } }
+    }
+
+    /// Writes under `key` what `change` makes of the record's current body (nil: none or
+    /// deleted), computed in the write's turn, so that a record built from what this host
+    /// holds (a schedule's outcomes) never drops what another write added meanwhile. Nothing
+    /// is written when it returns the current body.
+    func update(_ key: String, _ change: @escaping @Sendable (DRSRecordBody?) -> DRSRecordBody?) async throws {
+        try await inTurn { try await self.writeNow(key, always: false, change) }
+    }
+
+    /// Runs `write` after every local write begun before it.
+    private func inTurn(_ write: @escaping @Sendable () async throws -> Void) async throws {
         let previous = writing
         let turn = Task {
             _ = await previous?.result // its caller got its error
-            try await writeNow(key, body)
+            try await write()
         }
         writing = turn
         try await turn.value
     }
 
-    private func writeNow(_ key: String, _ body: DRSRecordBody?) async throws {
+    private func writeNow(_ key: String, always: Bool, _ change: (DRSRecordBody?) -> DRSRecordBody?) async throws {
+        let current = records.records[key]
+        let body = change(current?.body)
+        guard always || current == nil || body != current?.body else { return }
         var next = records
         let record = next.write(key, body, writer: hostID)
         try await store.save([record])
@@ -261,9 +277,13 @@ actor DRSController {
         for record in incoming {
             guard case .scheduleRuns(let theirs)? = record.body, case .scheduleRuns(let ours)? = before.records[record.key]?.body,
                   case .scheduleRuns(let winner)? = records.records[record.key]?.body else { continue }
-            let union = ours.merged(with: theirs)
-            guard union != winner else { continue }
-            do { try await write(record.key, .scheduleRuns(union)) } catch {
+            guard ours.merged(with: theirs) != winner else { continue }
+            // The union with what the key holds in the write's turn (an outcome recorded meanwhile stays).
+            let update: @Sendable (DRSRecordBody?) -> DRSRecordBody? = { body in
+                guard case .scheduleRuns(let current)? = body else { return body }
+                return .scheduleRuns(current.merged(with: ours).merged(with: theirs))
+            }
+            do { try await self.update(record.key, update) } catch {
                 logger.error("cannot store the union of a schedule's outcomes; the next update tries again", metadata: ["error": "\(error)"])
             }
         }
@@ -365,6 +385,8 @@ actor DRSController {
         }
         appliedMaintenance = active
         await vms.setMaintenance(active)
+        // A later call (the record changed back meanwhile) applies its own state; this one's is stale.
+        guard appliedMaintenance == active else { return }
         await membership.setMaintenance(active)
         logger.notice(active ? "host entered maintenance: it takes no VM and evacuates its own" : "host back in service",
                       metadata: ["mesh.host": "\(hostID)"])

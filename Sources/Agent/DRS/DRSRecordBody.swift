@@ -100,7 +100,9 @@ enum DRSRecordCoding {
     /// that does not match its key, a setting out of range. A newer agent's record kinds are
     /// thus skipped, not misread.
     static func record(_ wire: Hostmesh_V1_DrsRecord) -> DRSRecord? {
-        guard !wire.key.isEmpty, !wire.writer.isEmpty, wire.version > 0 else { return nil }
+        // A version past Int64's range is none SQLite orders like this host (it stores the bits
+        // as a signed integer), and one at the top leaves no room for the next write.
+        guard !wire.key.isEmpty, !wire.writer.isEmpty, wire.version > 0, wire.version < UInt64(Int64.max) else { return nil }
         let body: DRSRecordBody?
         if wire.deleted {
             body = nil

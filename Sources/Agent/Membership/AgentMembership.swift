@@ -104,7 +104,9 @@ public actor AgentMembership {
         let pushPullCredentials = credentials
         let pushPullLogger = logger
         service = MembershipService(configuration: config, keyring: keyring, pushPull: { peer, request in
-            try await Self.exchange(peer.address, credentials: pushPullCredentials, logger: pushPullLogger) {
+            // The channel must prove it is the member asked (an address may come from an
+            // unverified claim, Protocol.md §4.16); a seed is whoever answers there.
+            try await Self.exchange(peer.address, expecting: peer.member?.hostID, credentials: pushPullCredentials, logger: pushPullLogger) {
                 $0.pushPull.state = Data(request)
             } answer: { body in
                 guard case .pushPullReply(let reply) = body else { return nil }
@@ -129,12 +131,14 @@ public actor AgentMembership {
     }
 
     /// Opens a channel to `address`, sends one envelope, returns the decoded answer.
-    static func exchange(_ address: PeerAddress, purpose: String = "sync", credentials: ChannelCredentials, logger: Logger,
+    static func exchange(_ address: PeerAddress, purpose: String = "sync", expecting peer: String? = nil,
+                         credentials: ChannelCredentials, logger: Logger,
                          _ build: (inout Hostmesh_V1_AgentEnvelope) -> Void,
                          answer: (Hostmesh_V1_AgentEnvelope.OneOf_Body) -> [UInt8]?) async throws -> [UInt8] {
         var configuration = SecureChannelConfiguration(credentials: credentials, handshakeTimeout: .seconds(5))
         configuration.policy.purpose = purpose
         configuration.policy.requiredDomain = credentials.certificate.domain
+        configuration.policy.expectedPeer = peer
         let connection: SecureConnection
         do {
             connection = try await SecureConnection.connect(host: address.host, port: Int(address.port), configuration: configuration, logger: logger)

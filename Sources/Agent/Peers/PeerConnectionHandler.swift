@@ -81,7 +81,7 @@ struct PeerConnectionHandler: Sendable {
                     case .joinRequest:
                         try await outbound.write(EnvelopeWriter.frame(try await membership.handleJoin(from: connection.peer)))
                     case .certificateRenewal(let request):
-                        try await outbound.write(EnvelopeWriter.frame(try await certificates.renew(request, for: connection.peer)))
+                        try await outbound.write(EnvelopeWriter.frame(try certificates.renew(request, for: connection.peer)))
                     case .locationUpdate(let update):
                         await peers.network.apply(locations: [UInt8](update.locations))
                     case .vmPlaceRequest(let request):

@@ -180,8 +180,12 @@ actor ScheduleRunner {
     }
 
     private func record(_ scheduleID: String, _ result: OccurrenceResult) async throws {
-        var runs = await controller.scheduleRuns[scheduleID] ?? ScheduleRuns()
-        runs.record(result)
-        try await controller.write(DRSRecordBody.scheduleRunsKey(scheduleID), .scheduleRuns(runs))
+        // Added to what the record holds in the write's turn: an outcome united meanwhile stays.
+        try await controller.update(DRSRecordBody.scheduleRunsKey(scheduleID)) { body in
+            var runs = ScheduleRuns()
+            if case .scheduleRuns(let current)? = body { runs = current }
+            runs.record(result)
+            return .scheduleRuns(runs)
+        }
     }
 }

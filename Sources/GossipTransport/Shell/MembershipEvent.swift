@@ -49,7 +49,9 @@ public struct PushPullPeer: Hashable, Sendable, CustomStringConvertible {
     /// The peer's member id; nil when joining through a seed (the channel tells who answered).
     public var member: MemberID?
     /// The secure-channel endpoint to dial: the seed address as given to `join(seeds:)`, else
-    /// the member's metadata `channelAddress`, else (no metadata yet) its gossip address.
+    /// the member's metadata `channelAddress`, else, for a member not known yet, the one its
+    /// unverified alive named (`PushPullRequest.channelAddress`), else its gossip address.
+    /// Dial it expecting `member`: only the secure channel proves who answers.
     public var address: PeerAddress
     /// The peer's gossip (UDP) address, when known.
     public var gossipAddress: PeerAddress?
