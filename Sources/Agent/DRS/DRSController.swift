@@ -149,7 +149,7 @@ actor DRSController {
     private func writeNow(_ key: String, always: Bool, _ change: (DRSRecordBody?) -> DRSRecordBody?) async throws {
         let current = records.records[key]
         let body = change(current?.body)
-        guard always || current == nil || body != current?.body else { return }
+        guard always || body != current?.body else { return }
         var next = records
         let record = next.write(key, body, writer: hostID)
         try await store.save([record])
