@@ -148,9 +148,18 @@ extension Lab {
         let mine = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
         let theirs = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(process)/ns/mnt")
         guard mine != theirs else { throw ControlError.failed("process \(process) shares the test's mount namespace (\(mine)): no storage cut of its own") }
-        for arguments in [["--bind", directory, directory], ["-o", "remount,bind,ro", directory]] {
-            let (status, output) = try runTool("/usr/bin/nsenter", ["-t", "\(process)", "-m", "--", "/bin/mount"] + arguments)
-            guard status == 0 else { throw ControlError.failed("cannot cut \(directory) off for process \(process): \(output)") }
-        }
+        // One shell in the namespace, and the read-only remount retried: a file the host opens
+        // for writing between the bind and the remount (its lease keeper's) makes the remount
+        // fail with "mount point is busy" until it is closed, a few milliseconds later.
+        let script = """
+            mount --bind "$1" "$1" || exit 1
+            for attempt in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+                mount -o remount,bind,ro "$1" && exit 0
+                sleep 0.1
+            done
+            exit 1
+            """
+        let (status, output) = try runTool("/usr/bin/nsenter", ["-t", "\(process)", "-m", "--", "/bin/sh", "-c", script, "cut", directory])
+        guard status == 0 else { throw ControlError.failed("cannot cut \(directory) off for process \(process): \(output)") }
     }
 }
