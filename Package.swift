@@ -6,7 +6,7 @@
 //                      benchmarks only: no module the agent ships depends on it (SwiftNIO only)
 //   MeshTime           the monotonic instant every core takes as `now:`, and every Duration conversion (pure, no dependencies)
 //   ShellSupport       what every SwiftNIO shell shares: the loop-bound state and stop promise, the shell timeline, datagram reads,
-//                      log lines limited per reason, accepts paused when descriptors run out
+//                      log lines limited per reason, accepts paused when descriptors run out, turns of async work one at a time
 //   CSodium            libsodium through pkg-config (system library)
 //   MeshCrypto         the only Swift code that calls libsodium: keys, signatures, DH, AEAD, BLAKE2b; the replay window
 //   MeshWire           protobuf schema of every message on the wire (generated Swift, committed)

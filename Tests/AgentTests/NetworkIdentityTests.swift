@@ -68,7 +68,9 @@ struct NetworkIdentityTests {
         #expect(!(try await console(a, "client")).contains("TCP 10.77.0.3:7 error")) // no mismatch, no loss
         let ping = try await line(a, "client", "PING 10.77.0.3")
         let gap = field(ping, "maxgap_ms") ?? 10_000
-        #expect(gap <= Int(migration.downtimeMs) + 300, "ping gap \(gap) ms, downtime \(migration.downtimeMs) ms")
+        // Not a timing figure (that is `bench network`'s, gap against downtime): a path that heals
+        // only by a timeout (ARP, MAC ageing, TCP backoff) leaves a gap of seconds.
+        #expect(gap < 5_000, "ping gap \(gap) ms with downtime \(migration.downtimeMs) ms: the peer's path healed only by a timeout")
         #expect(try await c.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["server"])
     }
 

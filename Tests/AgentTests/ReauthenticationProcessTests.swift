@@ -85,14 +85,16 @@ struct ReauthenticationProcessTests {
         #expect(lines(c, "re-authentication refused").isEmpty && lines(b, "re-authentication refused").isEmpty)
         #expect(report.streams >= 1)
 
-        // The peer VM: the same TCP connection, nothing lost, the ping gap within the move's downtime.
+        // The peer VM: the same TCP connection, nothing lost.
         let okBefore = net.field(before, "ok") ?? 0
         let after = try await net.line(a, "client", "TCP 10.77.0.3:7 conn=") { net.field($0, "ok") ?? 0 > okBefore + 40 }
         #expect(net.field(after, "conn") == 1)
         #expect(!(try await net.console(a, "client")).contains("TCP 10.77.0.3:7 error"))
         let ping = try await net.line(a, "client", "PING 10.77.0.3")
         let gap = net.field(ping, "maxgap_ms") ?? 10_000
-        #expect(gap <= Int(report.downtimeMs) + 300, "ping gap \(gap) ms, downtime \(report.downtimeMs) ms")
+        // Not a timing figure (that is `bench network`'s, gap against downtime): a path that heals
+        // only by a timeout (ARP, MAC ageing, TCP backoff) leaves a gap of seconds.
+        #expect(gap < 5_000, "ping gap \(gap) ms with downtime \(report.downtimeMs) ms: the peer's path healed only by a timeout")
         print("rotation mid-migration: \(streamReauths.count) migration stream(s) and \(controlReauths.count) control channel(s) re-authenticated at node-c; migration total \(report.totalMs) ms, downtime \(report.downtimeMs) ms, \(report.transferredBytes / 1_000_000) MB; peer ping max gap \(gap) ms, TCP conn=\(net.field(after, "conn") ?? -1)")
 
         // After node-c's grace period the old key is refused with the reason; the new one is not.

@@ -70,7 +70,9 @@ extension MigrationEndToEndTests {
         let pingThere = try await consoleLine(f.lab, "client", "PING 10.77.0.3")
         let gapThere = counter(pingThere, "maxgap_ms") ?? 10_000
         print("StretchedNetworkTests: peer's ping gap \(gapThere) ms across lab → prod (downtime \(there.downtimeMs) ms)")
-        #expect(gapThere <= Int(there.downtimeMs) + 300, "ping gap \(gapThere) ms, downtime \(there.downtimeMs) ms")
+        // Not a timing figure (that is `bench network`'s, gap against downtime): a path that heals
+        // only by a timeout (ARP, MAC ageing, TCP backoff) leaves a gap of seconds.
+        #expect(gapThere < 5_000, "ping gap \(gapThere) ms with downtime \(there.downtimeMs) ms: the peer's path healed only by a timeout")
         // Past the source's straggler grace (10 s, after which its port for the VM is gone): the
         // peer still reaches it, through the link and the location the destination pushed.
         try await Task.sleep(for: .seconds(11))

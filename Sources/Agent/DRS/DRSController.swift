@@ -8,6 +8,7 @@ import MeshWire
 import MigrationService
 import Placement
 import Schedules
+import ShellSupport
 
 /// The agent's DRS (Protocol.md §10): the replicated records (rules, settings, maintenance), the
 /// hosts' VM load reports, and each round's decision. Decisions come from the pure `DRSRound`;
@@ -25,8 +26,8 @@ actor DRSController {
     private let logger: Logger
 
     private var records = ReplicatedRecords<DRSRecordBody>()
-    /// The local record write under way (`write`).
-    private var writing: Task<Void, any Error>?
+    /// Local record writes, one at a time (`write`, `update`).
+    private var writes = TurnQueue()
     /// Latest load report per host (this host's own included), by (instance, sequence).
     private var loads: [String: Hostmesh_V1_DrsHostLoad] = [:]
     private var samples: [String: VMDemandSampler.Sample] = [:]
@@ -122,9 +123,9 @@ actor DRSController {
     }
 
     /// Writes a record as this host: durable first, then applied; spread at the next sync.
-    /// One local write at a time (`writing`), so two writes of one key never take one version.
+    /// One local write at a time (`writes`), so two writes of one key never take one version.
     func write(_ key: String, _ body: DRSRecordBody?) async throws {
-        try await inTurn { try await self.writeNow(key, always: true) { _ in body } }
+        try await writes.enqueue { try await self.writeNow(key, always: true) { _ in body } }.value
     }
 
     /// Writes under `key` what `change` makes of the record's current body (nil: none or
@@ -132,18 +133,7 @@ actor DRSController {
     /// holds (a schedule's outcomes) never drops what another write added meanwhile. Nothing
     /// is written when it returns the current body.
     func update(_ key: String, _ change: @escaping @Sendable (DRSRecordBody?) -> DRSRecordBody?) async throws {
-        try await inTurn { try await self.writeNow(key, always: false, change) }
-    }
-
-    /// Runs `write` after every local write begun before it.
-    private func inTurn(_ write: @escaping @Sendable () async throws -> Void) async throws {
-        let previous = writing
-        let turn = Task {
-            _ = await previous?.result // its caller got its error
-            try await write()
-        }
-        writing = turn
-        try await turn.value
+        try await writes.enqueue { try await self.writeNow(key, always: false, change) }.value
     }
 
     private func writeNow(_ key: String, always: Bool, _ change: (DRSRecordBody?) -> DRSRecordBody?) async throws {

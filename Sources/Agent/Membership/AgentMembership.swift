@@ -10,6 +10,7 @@ import MeshWire
 import Membership
 import NIOCore
 import SecureChannel
+import ShellSupport
 
 /// The agent's membership: the gossip service, its keyring file, push-pull and join over secure
 /// channels, the host's capacity as member metadata, and what other parts do when members come
@@ -24,11 +25,15 @@ public actor AgentMembership {
     private var metadata: MemberMetadata
     /// The metadata the membership service took last (nil: none yet).
     private var published: MemberMetadata?
-    /// The publication under way; the next one waits for it, so updates reach the service one
-    /// at a time and the last one carries every change. (Each change used to send a copy made
-    /// before its await: a capacity refresh under way could gossip the maintenance flag back on
-    /// after the host left maintenance, and peers saw it evacuating for good.)
-    private var publication: Task<Void, Never>?
+    /// Publications, one at a time, so updates reach the service in order and the last one
+    /// carries every change. (Each change used to send a copy made before its await: a
+    /// capacity refresh under way could gossip the maintenance flag back on after the host
+    /// left maintenance, and peers saw it evacuating for good.)
+    private var publications = TurnQueue()
+    /// Keyring installations, one at a time: the version check, the key file and the
+    /// service's keyring then always agree (two adoptions could otherwise install in one
+    /// order and announce in the other).
+    private var keyringInstallations = TurnQueue()
     /// The gossip keyring's keeper (Protocol.md §4.17): decides what a join hands over and
     /// what a joining host adopts; set once at start (`wire(keyring:)`).
     private var keyringKeeper: GossipKeyringKeeper?
@@ -223,6 +228,10 @@ public actor AgentMembership {
     /// Writes `keyring` to the key file (0600) and seals and opens with it from now on; the
     /// signed metadata announces its key ids, primary and record `version` (Protocol.md §4.17).
     func useKeyring(_ keyring: GossipKeyring, version: UInt64) async throws {
+        try await keyringInstallations.enqueue { try await self.installInTurn(keyring, version: version) }.value
+    }
+
+    private func installInTurn(_ keyring: GossipKeyring, version: UInt64) async throws {
         // Two adoptions may reach this actor out of order: never go back to an older version.
         guard version >= keyringVersion else { return }
         keyringVersion = version
@@ -299,13 +308,8 @@ public actor AgentMembership {
     /// and returns once the service took it (or failed: logged with `failure`, and the next
     /// refresh sends it again).
     private func publish(failure: String) async {
-        let previous = publication
-        let turn = Task {
-            await previous?.value
-            await sendMetadata(failure: failure)
-        }
-        publication = turn
-        await turn.value
+        // `sendMetadata` throws nothing: it logs its failure.
+        _ = await publications.enqueue { await self.sendMetadata(failure: failure) }.result
     }
 
     /// One publication: nothing to do when an earlier one already carried this change.
