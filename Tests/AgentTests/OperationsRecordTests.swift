@@ -45,6 +45,12 @@ import Testing
             tooHigh.version = version
             #expect(DRSRecordCoding.record(tooHigh) == nil, "version \(version)")
         }
+        // A writer that is not a host id (Protocol.md §2.1: ASCII, so every host orders writers alike).
+        for writer in ["", "Node-A", "nöde", "-a", String(repeating: "a", count: 64)] {
+            var odd = DRSRecordCoding.wire(records[0])
+            odd.writer = writer
+            #expect(DRSRecordCoding.record(odd) == nil, "writer \(writer)")
+        }
         var highest = DRSRecordCoding.wire(records[0])
         highest.version = UInt64(Int64.max) - 1
         #expect(DRSRecordCoding.record(highest)?.version == UInt64(Int64.max) - 1)

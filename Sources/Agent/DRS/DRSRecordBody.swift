@@ -1,5 +1,6 @@
 import Foundation
 import HostHealth
+import MeshIdentity
 import MeshWire
 import Placement
 import Schedules
@@ -102,7 +103,10 @@ enum DRSRecordCoding {
     static func record(_ wire: Hostmesh_V1_DrsRecord) -> DRSRecord? {
         // A version past Int64's range is none SQLite orders like this host (it stores the bits
         // as a signed integer), and one at the top leaves no room for the next write.
-        guard !wire.key.isEmpty, !wire.writer.isEmpty, wire.version > 0, wire.version < UInt64(Int64.max) else { return nil }
+        guard !wire.key.isEmpty, wire.version > 0, wire.version < UInt64(Int64.max) else { return nil }
+        // A writer is a host id: ASCII, so Swift's order of writers is SQLite's byte order
+        // (a row is replaced only by a record that supersedes it, compared there).
+        guard (try? IdentityName.validate(wire.writer)) != nil else { return nil }
         let body: DRSRecordBody?
         if wire.deleted {
             body = nil
