@@ -30,6 +30,9 @@ public struct GossipBenchmarkRow: Codable, Sendable, Equatable {
     /// The same mesh with unsigned claims (gossip before Protocol.md §4.16), same seed: the
     /// reference the signed figures are compared with.
     public var unsigned: UnsignedFigures?
+    /// With metadata churn: every member changed its metadata once per this many seconds, all
+    /// through the run (an agent gossips a significant capacity change at most every 3 s).
+    public var metadataEverySeconds: Double?
 
     /// `bytes_per_member_s` and `churn_bytes_per_member_s` of the same run with unsigned claims.
     public struct UnsignedFigures: Codable, Sendable, Equatable {
@@ -53,6 +56,7 @@ public struct GossipBenchmarkRow: Codable, Sendable, Equatable {
         case revocationAllSeconds = "revocation_all_s"
         case churnBytesPerMemberPerSecond = "churn_bytes_per_member_s"
         case unsigned
+        case metadataEverySeconds = "metadata_every_s"
     }
 
     /// Creates a row.
@@ -90,12 +94,14 @@ public enum GossipBenchmark {
     /// the agents run), and again unsigned for the traffic reference (`row.unsigned`).
     public static func run(
         memberCounts: [Int] = standardMemberCounts, seed: UInt64 = 0x60_5519,
-        settings: MembershipSettings = MembershipSettings(), network: SimulatedNetwork = SimulatedNetwork()
+        settings: MembershipSettings = MembershipSettings(), network: SimulatedNetwork = SimulatedNetwork(),
+        metadataEvery: Duration? = nil
     ) -> [GossipBenchmarkRow] {
         memberCounts.map { members in
-            var row = measure(members: members, seed: seed &+ UInt64(members), settings: settings, network: network)
+            var row = measure(members: members, seed: seed &+ UInt64(members), settings: settings, network: network, metadataEvery: metadataEvery)
             let reference = measure(
-                members: members, seed: seed &+ UInt64(members), settings: settings, network: network, signedClaims: false)
+                members: members, seed: seed &+ UInt64(members), settings: settings, network: network, signedClaims: false,
+                metadataEvery: metadataEvery)
             row.unsigned = GossipBenchmarkRow.UnsignedFigures(
                 bytesPerMemberPerSecond: reference.bytesPerMemberPerSecond,
                 churnBytesPerMemberPerSecond: reference.churnBytesPerMemberPerSecond)
@@ -113,17 +119,30 @@ public enum GossipBenchmark {
     ///    time until every live member holds it (at most 60 s).
     ///
     /// With `signedClaims` every member signs its claims and checks the others' (§4.16, the
-    /// simulator's 64-byte stand-in signatures).
+    /// simulator's 64-byte stand-in signatures). With `metadataEvery` every member changes its
+    /// metadata (its load, as a capacity refresh does) once per that period, through every phase.
     public static func measure(
         members: Int, seed: UInt64, settings: MembershipSettings = MembershipSettings(),
-        network: SimulatedNetwork = SimulatedNetwork(), signedClaims: Bool = true
+        network: SimulatedNetwork = SimulatedNetwork(), signedClaims: Bool = true, metadataEvery: Duration? = nil
     ) -> GossipBenchmarkRow {
         precondition(members >= 3, "the benchmark needs at least 3 members")  // programmer error
         let simulation = Simulation(members: members, settings: settings, network: network, seed: seed, signedClaims: signedClaims)
-        simulation.run(for: .seconds(10))
+        var churn = metadataEvery.map { MetadataChurn(period: $0, members: members, start: simulation.now) }
+        var finished = false
+        /// Runs to `end` (or until an observer marks the phase finished), changing metadata on the way.
+        func advance(until end: MeshInstant) {
+            finished = false
+            guard churn != nil else { return simulation.run(until: end) }
+            while !finished, simulation.now < end {
+                let step = min(end, churn!.next)
+                simulation.run(until: step)
+                if !finished, simulation.now >= churn!.next { churn!.change(simulation) }
+            }
+        }
+        advance(until: simulation.now + .seconds(10))
         let bytesBefore = totalBytesSent(simulation)
         let steadySeconds = 30.0
-        simulation.run(for: .seconds(30))
+        advance(until: simulation.now + .seconds(30))
         let bytesPerMemberPerSecond = Double(totalBytesSent(simulation) - bytesBefore) / Double(members) / steadySeconds
 
         let victim = members / 2
@@ -142,6 +161,7 @@ public enum GossipBenchmark {
                     deadCount += 1
                     if deadCount == members - 1 {
                         allDead = event.time
+                        finished = true
                         simulation.stop()
                     }
                 }
@@ -149,19 +169,21 @@ public enum GossipBenchmark {
                 knowJoiner += 1
                 if knowJoiner == members - 1 {
                     allKnowJoiner = event.time
+                    finished = true
                     simulation.stop()
                 }
             }
         }
         let churnBytesBefore = totalBytesSent(simulation)
         simulation.crash(victim)
-        simulation.run(until: crashedAt + .seconds(120))
+        advance(until: crashedAt + .seconds(120))
 
         var seedMember = (victim + 1) % members
         if !simulation.isRunning(seedMember) { seedMember = 0 }
         joinedAt = simulation.now
         simulation.addMember(joiningThrough: [seedMember])
-        simulation.run(until: simulation.now + .seconds(60))
+        churn?.members += 1
+        advance(until: simulation.now + .seconds(60))
         let churnSeconds = (simulation.now - crashedAt).inSeconds
         let churnBytes = churnSeconds > 0
             ? Double(totalBytesSent(simulation) - churnBytesBefore) / Double(members) / churnSeconds : nil
@@ -176,19 +198,47 @@ public enum GossipBenchmark {
             holding.insert(member)
             if holding.count == live.count {
                 allHold = time
+                finished = true
                 simulation.stop()
             }
         }
         simulation.publishRevocation(live[live.count / 3], notice)
-        simulation.run(until: publishedAt + .seconds(60))
+        advance(until: publishedAt + .seconds(60))
 
-        return GossipBenchmarkRow(
+        var row = GossipBenchmarkRow(
             members: members,
             firstSuspectSeconds: firstSuspect.map { ($0 - crashedAt).inSeconds },
             allDeadSeconds: allDead.map { ($0 - crashedAt).inSeconds },
             joinAllSeconds: joinedAt.flatMap { start in allKnowJoiner.map { ($0 - start).inSeconds } },
             bytesPerMemberPerSecond: bytesPerMemberPerSecond,
             revocationAllSeconds: allHold.map { ($0 - publishedAt).inSeconds }, churnBytesPerMemberPerSecond: churnBytes)
+        row.metadataEverySeconds = metadataEvery?.inSeconds
+        return row
+    }
+
+    /// Members changing their metadata in turn, each once per `period`, evenly spread.
+    struct MetadataChurn {
+        let period: Duration
+        var members: Int
+        /// When the next change is due, and whose it is.
+        var next: MeshInstant
+        private var turn = 0
+
+        init(period: Duration, members: Int, start: MeshInstant) {
+            self.period = period
+            self.members = members
+            next = start + period / members
+        }
+
+        /// One member's change: its load moves by more than an agent's threshold (0.1).
+        mutating func change(_ simulation: Simulation) {
+            let member = turn % members
+            var metadata = Simulation.metadata(member)
+            metadata.cpuLoadMilli = UInt32((turn / members) * 150 % 1000)
+            simulation.updateMetadata(member, metadata) // a crashed member changes nothing
+            turn += 1
+            next = next + period / members
+        }
     }
 
     /// A revocation list of the size a one-host revocation has when signed (a 63-byte host id

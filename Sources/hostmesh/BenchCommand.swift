@@ -349,18 +349,27 @@ struct BenchCommand: AsyncParsableCommand {
             abstract: "SWIM + Lifeguard on the deterministic simulator, with signed claims: crash detection, join spread, traffic per member (signed vs unsigned), revocation spread (targets: all know a crash within 20 s and a revocation within 10 s at 1,000 members; traffic flat with size, signed <= 2x unsigned).")
         @Option(parsing: .upToNextOption, help: "Mesh sizes.") var members: [Int] = GossipBenchmark.standardMemberCounts
         @Option(help: "Simulator seed (runs replay exactly).") var seed: UInt64 = 0x60_5519
+        @Option(help: "Metadata churn: every member changes its metadata once per this many seconds, through the whole run (an agent gossips a capacity change at most every 3 s).")
+        var metadataEvery: Double?
         @Flag(help: "Print one JSON object.") var json = false
+
+        func validate() throws {
+            if let metadataEvery, !(metadataEvery >= 0.1 && metadataEvery <= 3600) {
+                throw ValidationError("--metadata-every takes 0.1 to 3600 seconds, not \(metadataEvery)")
+            }
+        }
 
         func run() async throws {
             let start = ContinuousClock.now
-            let rows = GossipBenchmark.run(memberCounts: members, seed: seed)
+            let rows = GossipBenchmark.run(memberCounts: members, seed: seed, metadataEvery: metadataEvery.map { .milliseconds(Int64($0 * 1000)) })
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(GossipBenchmarkReport(rows: rows)), as: UTF8.self))
                 return
             }
-            print("SWIM + Lifeguard, simulated LAN (1 s probe interval), seed \(seed), \(ContinuousClock.now - start) of wall time")
+            let churn = metadataEvery.map { ", every member changing its metadata every \($0) s" } ?? ""
+            print("SWIM + Lifeguard, simulated LAN (1 s probe interval), seed \(seed)\(churn), \(ContinuousClock.now - start) of wall time")
             print(GossipBenchmark.table(rows))
             print("bytes_per_member_s counts every encrypted gossip datagram; push-pull state syncs over TCP are separate.")
             print("revocation_all_s: a one-host revocation list published at one member until every live member holds it (target: <= 10 s at 1,000).")

@@ -35,4 +35,21 @@ struct GossipBenchmarkTests {
             #expect(churn <= 2 * unsignedChurn, "seed \(seed): \(row)")
         }
     }
+
+    /// Every member changing its metadata every 3 s (an agent's most, Protocol.md §4.6): the
+    /// changes compete with suspicions for each datagram's piggyback room, and a crash must still
+    /// be known by all within the same bound. Virtual time: the figures replay exactly.
+    @Test func aCrashIsStillKnownByAllWhileEveryMemberChangesItsMetadata() throws {
+        let seed: UInt64 = 0x5EED_00B1
+        let quiet = GossipBenchmark.measure(members: 100, seed: seed)
+        let churning = GossipBenchmark.measure(members: 100, seed: seed, metadataEvery: .seconds(3))
+        print(GossipBenchmark.table([quiet, churning]))
+        #expect(churning.metadataEverySeconds == 3 && quiet.metadataEverySeconds == nil)
+        // The churn was real: it costs traffic.
+        #expect(churning.bytesPerMemberPerSecond > quiet.bytesPerMemberPerSecond * 1.2, "seed \(seed): \(quiet) vs \(churning)")
+        let dead = try #require(churning.allDeadSeconds, "seed \(seed): the crash was never known by all: \(churning)")
+        #expect(dead <= 20, "seed \(seed): \(churning)")
+        #expect(churning.joinAllSeconds.map { $0 <= 10 } == true, "seed \(seed): \(churning)")
+        #expect(churning.revocationAllSeconds.map { $0 <= 10 } == true, "seed \(seed): \(churning)")
+    }
 }

@@ -87,6 +87,31 @@ struct CoreDisseminationTests {
         #expect(encoded.count + GossipCodec.piggybackCost(of: updates[0]) > MembershipSettings().maxEncodedDatagramSize)
     }
 
+    @Test("membership's own updates go before metadata: a flood of fresh metadata never holds up a suspicion sent once")
+    func membershipUpdatesGoBeforeMetadata() throws {
+        var instance = Fixture.instance(members: 200)
+        _ = instance.start(now: Fixture.at(0))
+        let suspicion = MemberUpdate.suspect(member: Fixture.id(5), incarnation: 0, from: Fixture.id(2))
+        _ = instance.onDatagram(Fixture.datagram(from: 2, nil, updates: [suspicion]), from: Fixture.address(2), now: Fixture.at(1))
+        func ack(at seconds: Double, sequence: UInt64) throws -> GossipDatagram {
+            let directives = instance.onDatagram(
+                Fixture.datagram(from: 1, .ping(sequence: sequence, target: Fixture.id(0))), from: Fixture.address(1), now: Fixture.at(seconds))
+            return try #require(directives.sends.first).datagram
+        }
+        #expect(try ack(at: 1.1, sequence: 1).updates.contains(suspicion))  // sent once: no longer the freshest
+        // Many members change their metadata at once: far more than one datagram holds, all never sent.
+        let changes = (10..<110).map {
+            MemberUpdate.metadata(member: Fixture.id($0), metadata: MemberMetadata(
+                version: 7, domain: "dc1.example", cores: 64, memoryTotalBytes: 1 << 39, memoryFreeBytes: 1 << 38, cpuLoadMilli: 850,
+                channelAddress: PeerAddress(host: "10.9.9.9", port: 7947), keyFingerprint: Array(repeating: 7, count: 32)))
+        }
+        _ = instance.onDatagram(Fixture.datagram(from: 3, nil, updates: changes), from: Fixture.address(3), now: Fixture.at(1.2))
+        #expect(instance.pendingUpdates.filter { if case .metadata = $0 { true } else { false } }.count == changes.count)
+        let next = try ack(at: 1.3, sequence: 2)
+        #expect(next.updates.first == suspicion, "\(next.updates.prefix(3))")
+        #expect(next.updates.count > 1)  // metadata fills the room left
+    }
+
     @Test("metadata: the owner bumps the version; receivers keep the newest and ignore older ones")
     func metadataNewerWins() {
         var owner = Fixture.instance(members: 3)

@@ -25,6 +25,8 @@ public actor AgentMembership {
     private var metadata: MemberMetadata
     /// The metadata the membership service took last (nil: none yet).
     private var published: MemberMetadata?
+    /// When `refresh` last changed the capacity in `metadata` (drift waits for its interval).
+    private var lastCapacityChange: ContinuousClock.Instant?
     /// Publications, one at a time, so updates reach the service in order and the last one
     /// carries every change. (Each change used to send a copy made before its await: a
     /// capacity refresh under way could gossip the maintenance flag back on after the host
@@ -287,6 +289,8 @@ public actor AgentMembership {
 
     /// Refreshes this host's capacity in its metadata (gossiped if it changed).
     func refresh(runningVMs: Int, migrationsInFlight: Int) async {
+        // Read before any state: nothing checked below spans this await.
+        let members = await service.members().count { $0.member.status == .alive || $0.member.status == .suspect }
         let memory = HostMemory.reading()
         if memory == nil {
             logger.error("cannot read /proc/meminfo: this host advertises itself unhealthy (it admits no migration meanwhile)",
@@ -294,12 +298,15 @@ public actor AgentMembership {
         }
         let next = Self.capacity(after: metadata, memory: memory, load: HostMemory.load(), cores: ProcessInfo.processInfo.activeProcessorCount,
                                  runningVMs: runningVMs, migrationsInFlight: migrationsInFlight, health: health)
-        // Free memory moves all the time: only gossip a change worth it (64 MiB), or a real change.
-        let significant = next.runningVMs != metadata.runningVMs || next.migrationsInFlight != metadata.migrationsInFlight
-            || next.cores != metadata.cores || abs(Int64(next.memoryFreeBytes) - Int64(metadata.memoryFreeBytes)) > 64 << 20
-            || abs(Int(next.cpuLoadMilli) - Int(metadata.cpuLoadMilli)) > 100 || next.health != metadata.health
-            || next.healthReasons != metadata.healthReasons
-        if significant || published == nil { metadata = next }
+        // Free memory and load move all the time: their drift is gossiped only when worth it,
+        // and at most once per drift interval; a real change goes at once.
+        let now = ContinuousClock.now
+        let driftDue = lastCapacityChange.map { now - $0 >= CapacityGossip.driftInterval(members: members) } ?? true
+        let significant = CapacityGossip.isStructural(next, from: metadata) || (driftDue && CapacityGossip.hasDrifted(next, from: metadata))
+        if significant || published == nil {
+            metadata = next
+            lastCapacityChange = now
+        }
         guard significant || !isPublished(metadata) else { return }
         await publish(failure: "cannot update this host's gossiped capacity; the next refresh tries again")
     }
