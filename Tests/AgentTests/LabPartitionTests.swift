@@ -27,7 +27,7 @@ struct LabPartitionTests {
         let spec = try TakeoverTests.spec("ha-lab", shared: lab.shared)
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
         let console = TakeoverTests.console(a, spec.id)
-        let first = try await awaitValue(60, "the disk log never got going: \(console().suffix(800))") {
+        let first = try await awaitValue(60, "the disk log never got going: \(console().suffix(800))\n--- node-a's log:\n\(a.log.suffix(3000))") {
             DiskLog.lastRecord(console()).flatMap { $0.n >= 10 ? $0 : nil }
         }
         _ = try await awaitValue(30, "node-b never heard of the VM") {
@@ -45,7 +45,7 @@ struct LabPartitionTests {
         }
         let counter = try #require(try files.read(vm: spec.id, host: "node-a")).counter
         let written = try #require(DiskLog.lastRecord(console())).n
-        try await Task.sleep(for: .seconds(5)) // more than three times the expiry
+        try await Task.sleep(for: .seconds(7)) // more than twice the expiry
         #expect(try await TakeoverTests.running("ha-lab", on: [b]).isEmpty, "restarted elsewhere while its owner still renewed the lease")
         #expect(try files.leases(vm: spec.id).map(\.owner) == ["node-a"], "another host wrote a lease or claimed")
         #expect(try files.highestClaim(vm: spec.id)?.epoch == nil, "a claim was made")

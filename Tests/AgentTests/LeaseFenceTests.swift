@@ -22,8 +22,7 @@ struct LeaseFenceTests {
         let disk = shared + "/disk.raw"
         try Data(count: 8 << 20).write(to: URL(fileURLWithPath: disk))
         let failFile = mesh.root + "/fail-leases"
-        let arguments = ["--restart", "on-failure", "--leases", "--lease-renew-ms", "100", "--lease-fence-ms", "400",
-                         "--lease-tick-ms", "50", "--lease-expiry-ms", "1500"]
+        let arguments = TakeoverTests.leases
         var agent = try await mesh.start("node-a", arguments: arguments, environment: ["HOSTMESH_TEST_LEASE_FAIL_IF": failFile])
         let spec = VMSpec(id: UUID().uuidString.lowercased(), name: "leased", memoryMiB: 128,
                           disks: [.init(path: disk, format: .raw, shared: true)],

@@ -27,15 +27,21 @@ struct LeasedMigrationTests {
         let spec = try TakeoverTests.spec("ha-m", shared: shared)
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec, start: true), as: VMInfo.self)
         let onA = TakeoverTests.console(a, spec.id)
-        let first = try await awaitValue(60, "the disk log never got going: \(onA().suffix(800))") {
+        let first = try await awaitValue(60, "the disk log never got going: \(onA().suffix(800))\n--- node-a's log:\n\(a.log.suffix(3000))") {
             DiskLog.lastRecord(onA()).flatMap { $0.n >= 10 ? $0 : nil }
         }
         let files = LeaseFiles(directory: shared + "/.hostmesh")
         let sourceKeeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: a.stateDirectory + "/vms/" + spec.id))
 
         // The move: the lease goes with it.
-        let report = try await a.control.call("migrate", ControlTypes.Migrate(vm: "ha-m", to: .address(try HostPort(parsing: b.address)), settings: MigrationSettings()),
+        let report: MigrationReport
+        do {
+            report = try await a.control.call("migrate", ControlTypes.Migrate(vm: "ha-m", to: .address(try HostPort(parsing: b.address)), settings: MigrationSettings()),
                                               as: MigrationReport.self)
+        } catch {
+            // A source fenced mid-migration (its lease renewals stalled) says so in its log.
+            throw ControlError.failed("\(error)\n--- node-a's log:\n\(a.log.suffix(4000))")
+        }
         let runtimeB = b.stateDirectory + "/vms/" + spec.id
         let info = try await b.control.call("vm.show", ControlTypes.VMReference(vm: "ha-m"), as: VMDetails.self).info
         #expect(info.state == "running" && info.epoch == 2, "\(info)")

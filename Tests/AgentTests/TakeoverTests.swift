@@ -18,8 +18,11 @@ import Testing
 ///   the new copy's writes intact (a late write of the old copy would have overwritten some).
 @Suite(.serialized, .timeLimit(.minutes(4)), .enabled(if: TestGuest.available, "build the test guest first: make guest"))
 struct TakeoverTests {
-    static let leases = ["--restart", "on-failure", "--leases", "--lease-renew-ms", "100", "--lease-fence-ms", "400",
-                         "--lease-tick-ms", "50", "--lease-expiry-ms", "1500"]
+    /// Short lease timings, safe by `LeaseSettings.validate` (fenced within 2.57 s, expiry no
+    /// sooner than 2.97 s). Not shorter: with a 400 ms fence, a renewal stalled by the load of
+    /// the other test streams fenced a source mid-migration (`LeasedMigrationTests` failed once).
+    static let leases = ["--restart", "on-failure", "--leases", "--lease-renew-ms", "250", "--lease-fence-ms", "1500",
+                         "--lease-tick-ms", "50", "--lease-expiry-ms", "3000"]
 
     @Test func theVMsOfADeadHostComeBackElsewhereEachExactlyOnce() async throws {
         let mesh = try TestMesh()
@@ -138,7 +141,7 @@ struct TakeoverTests {
             try await b.control.call("members", Empty(), as: [MemberRow].self).contains { $0.host == "node-a" && $0.status == "dead" } ? true : nil
         }
         let counter = try #require(try files.read(vm: spec.id, host: "node-a")).counter
-        try await Task.sleep(for: .seconds(5)) // more than three times the expiry
+        try await Task.sleep(for: .seconds(7)) // more than twice the expiry
         #expect(try await Self.running("ha-p", on: [b]).isEmpty, "restarted elsewhere while its owner still renewed the lease")
         #expect((try files.read(vm: spec.id, host: "node-a")?.counter ?? 0) > counter + 10, "the lease was not renewed")
         #expect(ProcessProbe.startTime(qemu) != nil, "the copy died while cut off from the mesh only")
