@@ -126,6 +126,8 @@ public enum GossipBenchmark {
         network: SimulatedNetwork = SimulatedNetwork(), signedClaims: Bool = true, metadataEvery: Duration? = nil
     ) -> GossipBenchmarkRow {
         precondition(members >= 3, "the benchmark needs at least 3 members")  // programmer error
+        // A period shorter than a nanosecond per member would never move the next change on.
+        precondition(metadataEvery.map { $0 / members > .zero } ?? true, "metadataEvery is too short for \(members) members")  // programmer error
         let simulation = Simulation(members: members, settings: settings, network: network, seed: seed, signedClaims: signedClaims)
         var churn = metadataEvery.map { MetadataChurn(period: $0, members: members, start: simulation.now) }
         var finished = false

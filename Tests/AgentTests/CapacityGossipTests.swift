@@ -13,7 +13,9 @@ import Testing
         migrating.migrationsInFlight = 1
         var failing = base
         failing.health = .unhealthy
-        for next in [vms, migrating, failing] {
+        var drained = base
+        drained.memoryFreeBytes -= (16 << 30) / 10 + 1 // more than a tenth of the 16 GiB total
+        for next in [vms, migrating, failing, drained] {
             #expect(CapacityGossip.isStructural(next, from: base), "\(next)")
         }
         var loaded = base
