@@ -158,6 +158,11 @@ public actor MigrationCoordinator {
         let failed = movable ? checklist.items.filter(Self.refuses) : []
         guard failed.isEmpty else {
             MigrationMetrics.ended(.refused, role: "source")
+            // A VM stopped (or taken by another command) while the checklist asked its QEMU is
+            // refused for that reason, as taking it would say, not for the question its going
+            // away made fail ("QMP connection closed"). Taken and given back at once otherwise.
+            let vm = try await vms.beginOutgoing(reference)
+            await vms.endOutgoing(vm.id, released: false, inDoubt: false)
             let lines = PreflightReport(vm: reference, destination: "\(address)", items: failed).lines
             logger.warning("pre-flight checklist refuses the migration", metadata: ["vm.ref": "\(reference)", "error": "\(lines.joined(separator: "; "))"])
             throw ControlError.conflict("the pre-flight checklist refuses this migration (the guest was not touched):\n" + lines.joined(separator: "\n"))
