@@ -222,8 +222,9 @@ public enum GossipBenchmark {
     struct MetadataChurn {
         let period: Duration
         var members: Int
-        /// When the next change is due, and whose it is.
+        /// When the next change is due.
         var next: MeshInstant
+        /// Changes made so far: the next is member `turn % members`'s.
         private var turn = 0
 
         init(period: Duration, members: Int, start: MeshInstant) {
