@@ -1,7 +1,7 @@
 # Hostmesh: two commands on a fresh Debian 12 machine (as root): `make demo` and `make test`.
 # Each first installs what is missing (Debian packages only), then builds and runs.
 
-APT_PACKAGES := pkg-config libsodium-dev libsqlite3-dev qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils \
+APT_PACKAGES := pkg-config libsodium-dev libssl-dev libsqlite3-dev qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils \
                 gcc libc6-dev binutils iproute2 prometheus chromium chromium-driver
 SWIFT ?= swift
 

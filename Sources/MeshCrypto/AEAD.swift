@@ -39,14 +39,13 @@ public enum AEADAlgorithm: String, Sendable, CaseIterable, Codable {
 
 /// A key bound to one AEAD algorithm, ready to seal and open with counter nonces.
 ///
-/// For AES-256-GCM the key schedule is expanded once (`beforenm`) and reused for every record.
-// @unchecked Sendable is safe: `key` and `aesState` are written only in `init` and wiped in
-// `deinit`; seal/open only read them (libsodium's *_afternm functions take a const state).
-public final class AEADKey: @unchecked Sendable {
+/// For AES-256-GCM the key schedule is expanded once (OpenSSL's contexts, `AESGCMContexts`) and
+/// reused for every record; the ChaCha20 ciphers are libsodium's.
+public final class AEADKey: Sendable {
     /// The algorithm this key is for.
     public let algorithm: AEADAlgorithm
     private let key: SecretBytes
-    private let aesState: UnsafeMutableRawPointer?
+    private let aes: AESGCMContexts?
 
     /// Binds a 32-byte key to `algorithm`.
     public init(_ algorithm: AEADAlgorithm, key: SecretBytes) throws {
@@ -58,22 +57,9 @@ public final class AEADKey: @unchecked Sendable {
         self.algorithm = algorithm
         self.key = key
         if algorithm == .aes256gcm {
-            let size = crypto_aead_aes256gcm_statebytes()
-            let state = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-            key.withUnsafeBytes { k in
-                _ = crypto_aead_aes256gcm_beforenm(state.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self),
-                                                   k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-            }
-            aesState = state
+            aes = try key.withUnsafeBytes { try AESGCMContexts(key: $0) }
         } else {
-            aesState = nil
-        }
-    }
-
-    deinit {
-        if let aesState {
-            sodium_memzero(aesState, crypto_aead_aes256gcm_statebytes())
-            aesState.deallocate()
+            aes = nil
         }
     }
 
@@ -149,8 +135,7 @@ public final class AEADKey: @unchecked Sendable {
             nonce.withUnsafeBufferPointer { n in
                 switch algorithm {
                 case .aes256gcm:
-                    _ = crypto_aead_aes256gcm_encrypt_afternm(o, nil, p, pLen, a.baseAddress, UInt64(a.count), nil, n.baseAddress!,
-                                                              aesState!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+                    aes!.seal(out, plaintext, nonce: n, aad: a)
                 case .xchacha20poly1305:
                     key.withUnsafeBytes { k in
                         _ = crypto_aead_xchacha20poly1305_ietf_encrypt(o, nil, p, pLen, a.baseAddress, UInt64(a.count), nil, n.baseAddress!,
@@ -179,8 +164,7 @@ public final class AEADKey: @unchecked Sendable {
                     let rc: Int32
                     switch algorithm {
                     case .aes256gcm:
-                        rc = crypto_aead_aes256gcm_decrypt_afternm(o, nil, nil, c, cLen, a.baseAddress, UInt64(a.count), n.baseAddress!,
-                                                                   aesState!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+                        rc = aes!.open(out, ciphertext, nonce: n, aad: a) ? 0 : -1
                     case .xchacha20poly1305:
                         rc = key.withUnsafeBytes { k in
                             crypto_aead_xchacha20poly1305_ietf_decrypt(o, nil, nil, c, cLen, a.baseAddress, UInt64(a.count), n.baseAddress!,

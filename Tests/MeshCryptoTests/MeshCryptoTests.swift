@@ -45,6 +45,44 @@ import Testing
         #expect(try key.open(key.seal([], counter: 1), counter: 1) == [])
     }
 
+    /// AES-256-GCM's known answers, computed with libsodium and with Python's `cryptography`
+    /// (both agree): key 00 01 … 1f, counter 7 (nonce 00…00 07), AAD 01 02 03. The sealing code is
+    /// OpenSSL's, so this checks it against two other implementations, the empty message included.
+    @Test func aes256gcmKnownAnswers() throws {
+        let key = try AEADKey(.aes256gcm, key: SecretBytes(Array(0..<32)))
+        let sealed = key.seal(Array("the quick brown fox".utf8), counter: 7, aad: [1, 2, 3])
+        #expect(Hex.encode(sealed) == "9405763f66623799af7f8d5d5c23df441d6fb8c241208aa626a89a7c266167b941e230")
+        #expect(Hex.encode(key.seal([], counter: 7)) == "5a9ed19465e386f56078bc645d265e74")
+    }
+
+    /// A record that fails its tag leaves the output buffer as it was, and the key goes on
+    /// sealing and opening correctly from many threads at once (each context is used under its lock).
+    @Test func aes256gcmRefusalLeavesNothingAndKeySharesSafely() async throws {
+        let key = try AEADKey(.aes256gcm, key: SecretBytes(randomCount: 32))
+        var sealed = ByteBuffer()
+        key.seal(ByteBuffer(repeating: 0x5a, count: 70_000), counter: 3, aad: [9], appendingTo: &sealed)
+        var tampered = sealed
+        tampered.setInteger(UInt8(1) ^ tampered.getInteger(at: 100, as: UInt8.self)!, at: 100)
+        var output = ByteBuffer(bytes: [1, 2, 3])
+        #expect(throws: CryptoError.authenticationFailed) { try key.open(tampered, counter: 3, aad: [9], appendingTo: &output) }
+        #expect(Array(output.readableBytesView) == [1, 2, 3])
+        try key.open(sealed, counter: 3, aad: [9], appendingTo: &output)
+        #expect(output.readableBytes == 3 + 70_000)
+        let agreed = await withTaskGroup(of: Bool.self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    (0..<200).allSatisfy { round in
+                        let message = [UInt8](repeating: UInt8(task), count: 1_000 + round)
+                        let counter = UInt64(task * 1_000 + round)
+                        return (try? key.open(key.seal(message, counter: counter), counter: counter)) == message
+                    }
+                }
+            }
+            return await group.allSatisfy { $0 }
+        }
+        #expect(agreed)
+    }
+
     /// RFC 7693 Appendix A: BLAKE2b-512("abc").
     @Test func blake2bKnownAnswer() {
         let digest = Hex.encode(Blake2b.hash(Array("abc".utf8)))
