@@ -31,8 +31,8 @@ release: deps
 
 test: deps guest
 	$(SWIFT) build --build-tests
-	@# Two serial streams side by side: the suites that mostly wait on timers beside the rest
-	@# (one test at a time in each, see the script for why).
+	@# Three serial streams side by side: the suites that mostly wait on timers, the largest
+	@# migration suites, and the rest (one test at a time in each, see the script for why).
 	Scripts/run-tests.sh $(SWIFT)
 
 # The decoder fuzz tests for longer than `make test` runs them (HOSTMESH_FUZZ_ITERATIONS per
