@@ -33,7 +33,7 @@ struct LeaseKeeperCommand: ParsableCommand {
         do { try settings.validate() } catch { throw ValidationError("\(error)") }
         let keeper = LeaseKeeper(leaseDirectory: leaseDirectory, vm: vm, host: host, epoch: epoch, runtimeDirectory: runtimeDirectory,
                                  settings: settings, spawnsQEMUWith: spawnsQemu ? Self.executable : nil, incoming: incoming,
-                                 injectedWriteFailure: TestHooks.leaseWriteFailure())
+                                 injectedWriteFailure: TestHooks.leaseWriteFailure(), injectedWriteDelay: TestHooks.leaseWriteDelay())
         let outcome = keeper.run()
         FileHandle.standardError.write(Data("lease keeper for \(vm) at epoch \(epoch): \(outcome)\n".utf8))
         throw ExitCode(outcome.exitStatus)

@@ -111,4 +111,16 @@ extension TestHooks {
         guard let path = environment["HOSTMESH_TEST_LEASE_FAIL_IF"] else { return { nil } }
         return { FileManager.default.fileExists(atPath: path) ? "test: lease writes fail while \(path) exists" : nil }
     }
+
+    /// `HOSTMESH_TEST_LEASE_SLOW_IF=<path>`: while that file exists, each lease renewal waits the
+    /// milliseconds the file holds before it writes, as a write to a slow storage would.
+    static func leaseWriteDelay(environment: [String: String] = ProcessInfo.processInfo.environment) -> @Sendable () -> Duration? {
+        guard let path = environment["HOSTMESH_TEST_LEASE_SLOW_IF"] else { return { nil } }
+        return {
+            // Absent: writes are not slowed; unreadable or not a number: neither.
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+                  let milliseconds = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
+            return .milliseconds(milliseconds)
+        }
+    }
 }

@@ -22,7 +22,7 @@ struct LeaseFenceTests {
         let disk = shared + "/disk.raw"
         try Data(count: 8 << 20).write(to: URL(fileURLWithPath: disk))
         let failFile = mesh.root + "/fail-leases"
-        let arguments = TakeoverTests.leases
+        let arguments = TakeoverTests.leases + ["--metrics-listen", "127.0.0.1:0"]
         var agent = try await mesh.start("node-a", arguments: arguments, environment: ["HOSTMESH_TEST_LEASE_FAIL_IF": failFile])
         let spec = VMSpec(id: UUID().uuidString.lowercased(), name: "leased", memoryMiB: 128,
                           disks: [.init(path: disk, format: .raw, shared: true)],
@@ -47,6 +47,14 @@ struct LeaseFenceTests {
         #expect(first.epoch == 1 && first.held)
         #expect(try await eventually(10) { (try lease()?.counter ?? 0) > first.counter + 3 })
         #expect(try await details().restartElsewhere?.hasPrefix("yes: this host holds its lease") == true)
+        // How close its renewals come to the fence is on /metrics (the keeper's report).
+        let scrape = "http://\(try PrometheusScrapeTests().metricsAddress(agent))/metrics"
+        #expect(try await eventually(10) {
+            try await DRSMoveFailureTests.counter(scrape, "hostmesh_vm_lease_fence_seconds", ["vm=\"leased\""]) == 1.5
+        })
+        let stretch = try await DRSMoveFailureTests.counter(scrape, "hostmesh_vm_lease_renewal_seconds", ["vm=\"leased\"", "figure=\"longest_stretch\""])
+        #expect(stretch >= 0.25 && stretch < 1.5, "longest stretch \(stretch) s")
+        #expect(try await DRSMoveFailureTests.counter(scrape, "hostmesh_vm_lease_renewed_ago_seconds", ["vm=\"leased\""]) < 1.5)
         let firstQEMU = try #require(try await details().info.pid)
         // QEMU is its keeper's child (it dies with it), not the agent's.
         let keeper = try #require(VMManager.leaseKeeperPid(spec.id, runtime: runtime))

@@ -15,6 +15,7 @@ struct LeaseKeeperTests {
         var leaseDirectory: String { root + "/shared/.hostmesh" }
         var runtime: String { root + "/vm" }
         var failFile: String { root + "/fail-leases" }
+        var slowFile: String { root + "/slow-leases" }
         var files: LeaseFiles { LeaseFiles(directory: leaseDirectory) }
         var processes: [Process] = []
 
@@ -35,13 +36,14 @@ struct LeaseKeeperTests {
 
         /// Starts a keeper for vm1 on node-a at `epoch` with short timings (with `incoming`: a
         /// migration's destination, `--incoming`).
-        func startKeeper(epoch: Int64, incoming: Bool = false) throws -> Process {
+        func startKeeper(epoch: Int64, incoming: Bool = false, fenceMs: Int = 400, expiryMs: Int = 1200) throws -> Process {
             let keeper = Process()
             keeper.executableURL = URL(fileURLWithPath: AgentProcess.binary)
             keeper.arguments = ["lease-keeper", "--lease-directory", leaseDirectory, "--vm", "vm1", "--host", "node-a", "--epoch", "\(epoch)",
-                                "--runtime-directory", runtime, "--renew-ms", "100", "--fence-ms", "400", "--tick-ms", "50",
-                                "--kill-ms", "500", "--expiry-ms", "1200"] + (incoming ? ["--incoming"] : [])
-            keeper.environment = ProcessInfo.processInfo.environment.merging(["HOSTMESH_TEST_LEASE_FAIL_IF": failFile]) { $1 }
+                                "--runtime-directory", runtime, "--renew-ms", "100", "--fence-ms", "\(fenceMs)", "--tick-ms", "50",
+                                "--kill-ms", "500", "--expiry-ms", "\(expiryMs)"] + (incoming ? ["--incoming"] : [])
+            keeper.environment = ProcessInfo.processInfo.environment.merging(["HOSTMESH_TEST_LEASE_FAIL_IF": failFile,
+                                                                              "HOSTMESH_TEST_LEASE_SLOW_IF": slowFile]) { $1 }
             _ = FileManager.default.createFile(atPath: root + "/keeper.log", contents: nil) // the log is for a failing test's reader
             keeper.standardError = FileHandle(forWritingAtPath: root + "/keeper.log")
             try keeper.run()
@@ -87,6 +89,29 @@ struct LeaseKeeperTests {
         #expect(try await eventually { !copy.isRunning })
         #expect(copy.terminationReason == .uncaughtSignal && copy.terminationStatus == SIGKILL)
         #expect(setup.state().hasPrefix("fenced: no lease renewal completed"))
+    }
+
+    /// Slow storage before it is fatal: the keeper reports how old the lease got before each
+    /// renewal landed (`lease-keeper.renewals`) and warns in its log past halfway to the fence,
+    /// while the copy goes on running.
+    @Test func slowRenewalsAreReportedAndWarnedOfBeforeTheFence() async throws {
+        let setup = try Setup()
+        // Renew 100 ms, fence 3 s: the warning starts at a lease 1.55 s old.
+        let keeper = try setup.startKeeper(epoch: 5, fenceMs: 3_000, expiryMs: 4_000)
+        #expect(try await eventually { setup.state() == "held" })
+        let copy = try setup.startCopy()
+        #expect(try await eventually { LeaseKeeper.renewals(runtimeDirectory: setup.runtime) != nil })
+        let quick = try #require(LeaseKeeper.renewals(runtimeDirectory: setup.runtime)?.report)
+        #expect(quick.fenceAfter == .seconds(3) && quick.longestStretch < .milliseconds(1_550), "\(quick)")
+        // Each write now takes 1.8 s.
+        try "1800".write(toFile: setup.slowFile, atomically: true, encoding: .utf8)
+        #expect(try await eventually { (LeaseKeeper.renewals(runtimeDirectory: setup.runtime)?.report.slowestWrite ?? .zero) >= .milliseconds(1_800) })
+        let slow = try #require(LeaseKeeper.renewals(runtimeDirectory: setup.runtime)?.report)
+        #expect(slow.longestStretch >= .milliseconds(1_800) && slow.longestStretch < .seconds(3), "\(slow)")
+        let log = try String(contentsOfFile: setup.root + "/keeper.log", encoding: .utf8)
+        #expect(log.contains("warning: the lease of vm1 was") && log.contains("too slow for these lease timings"), "\(log)")
+        #expect(copy.isRunning && keeper.isRunning && setup.state() == "held")
+        try FileManager.default.removeItem(atPath: setup.slowFile)
     }
 
     @Test func aClaimAboveTheEpochKillsTheCopy() async throws {

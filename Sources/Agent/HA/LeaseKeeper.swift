@@ -53,6 +53,9 @@ public struct LeaseKeeper: Sendable {
     /// Test seam (set only by the hostmesh executable's TestHooks): when it returns a reason,
     /// the renewal fails with it, as a write to a storage that is cut off would.
     public var injectedWriteFailure: @Sendable () -> String?
+    /// Test seam (TestHooks too): how long each renewal waits before it writes, as a write to a
+    /// slow storage would take.
+    public var injectedWriteDelay: @Sendable () -> Duration?
     /// The `hostmesh` executable whose `qemu-exec` this keeper starts QEMU with, as its own child
     /// that dies with it (`QEMUCommand`, written by the agent once the lease is held); nil: QEMU
     /// is started by someone else and found by its pid file (a copy that ran before its keeper).
@@ -62,8 +65,10 @@ public struct LeaseKeeper: Sendable {
 
     public init(leaseDirectory: String, vm: String, host: String, epoch: Int64, runtimeDirectory: String, settings: LeaseSettings,
                 startupTimeout: Duration = .seconds(60), spawnsQEMUWith: String? = nil, incoming: Bool = false,
-                injectedWriteFailure: @escaping @Sendable () -> String? = { nil }) {
+                injectedWriteFailure: @escaping @Sendable () -> String? = { nil },
+                injectedWriteDelay: @escaping @Sendable () -> Duration? = { nil }) {
         self.incoming = incoming
+        self.injectedWriteDelay = injectedWriteDelay
         self.leaseDirectory = leaseDirectory
         self.vm = vm
         self.host = host
@@ -83,6 +88,22 @@ public struct LeaseKeeper: Sendable {
     public static func qemuPidFile(runtimeDirectory: String) -> String { runtimeDirectory + "/lease-keeper.qemu" }
     /// How the QEMU the keeper started ended: `exited N` or `signaled N`.
     public static func qemuExitFile(runtimeDirectory: String) -> String { runtimeDirectory + "/qemu.exit" }
+
+    /// How close its renewals come to the fence (`LeaseRenewalWatch.Report`'s text), rewritten
+    /// after every renewal that completed: the file's age is how long ago the last one landed.
+    public static func renewalsFile(runtimeDirectory: String) -> String { runtimeDirectory + "/lease-keeper.renewals" }
+
+    /// What the keeper's renewals file says, and when it was written; nil when there is none (yet)
+    /// or it does not read (being replaced).
+    static func renewals(runtimeDirectory: String) -> (report: LeaseRenewalWatch.Report, written: Date)? {
+        let path = renewalsFile(runtimeDirectory: runtimeDirectory)
+        // Absent: no renewal completed yet, or no keeper; unreadable: replaced meanwhile.
+        guard let data = FileManager.default.contents(atPath: path),
+              let report = LeaseRenewalWatch.Report(text: String(decoding: data, as: UTF8.self)),
+              let written = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date // gone meanwhile: none
+        else { return nil }
+        return (report, written)
+    }
 
     /// What the keeper's state file says, if it exists.
     public static func state(runtimeDirectory: String) -> String? {
@@ -133,6 +154,11 @@ public struct LeaseKeeper: Sendable {
         var reportedHeld = !incoming
         report(incoming ? "incoming" : "held")
         var core = LeaseOwnerCore(settings: settings, epoch: epoch, counter: previous + 1, acquiredAt: acquiredAt)
+        var watch = LeaseRenewalWatch(settings: settings, acquiredAt: acquiredAt)
+        var lastWarning: ContinuousClock.Instant?
+        var slowSinceWarning = 0
+        // Off this loop: a local write that stalls must not delay the ticks that fence.
+        let renewalsReport = OffLoopWriter(path: Self.renewalsFile(runtimeDirectory: runtimeDirectory))
         let mailbox = Mailbox()
         var qemu: (pid: Int32, start: UInt64)?
         var spawned = false
@@ -184,6 +210,22 @@ public struct LeaseKeeper: Sendable {
             }
             if qemu == nil, ContinuousClock.now >= startupDeadline { return .ended("QEMU did not start within \(startupTimeout)") }
             var events: [LeaseOwnerCore.Event] = mailbox.drain()
+            let landed = mailbox.drainLanded()
+            for renewal in landed {
+                let seen = watch.completed(startedAt: renewal.startedAt, at: renewal.completedAt)
+                guard seen.stretch > watch.warnAfter else { continue }
+                // Said at most every 30 s, with how many were slow since: a storage that stays slow
+                // would otherwise fill the log once a renewal.
+                slowSinceWarning += 1
+                if lastWarning.map({ ContinuousClock.now - $0 >= .seconds(30) }) ?? true {
+                    renewalsReport.warn("the lease of \(vm) was \(seen.stretch) old when its renewal landed (the write took \(seen.write); "
+                         + "\(slowSinceWarning) such renewal(s) since the last warning): the copy is killed at \(settings.fenceAfter), "
+                         + "so the shared storage under \(leaseDirectory) is too slow for these lease timings")
+                    lastWarning = ContinuousClock.now
+                    slowSinceWarning = 0
+                }
+            }
+            if !landed.isEmpty, let figures = watch.report { renewalsReport.post(figures.text) }
             if !reportedHeld, mailbox.heldLanded {
                 reportedHeld = true
                 report("held")
@@ -226,15 +268,17 @@ public struct LeaseKeeper: Sendable {
 
     /// One renewal on its own thread; its result (and any claim found after it) lands in `mailbox`.
     private func renew(counter: UInt64, incoming: Bool, mailbox: Mailbox) {
-        let startedAt = now, files = files, vm = vm, host = host, epoch = epoch, fail = injectedWriteFailure
+        let startedAt = now, files = files, vm = vm, host = host, epoch = epoch, fail = injectedWriteFailure, delay = injectedWriteDelay
         let origin = origin
         mailbox.begin()
         Thread.detachNewThread {
             var result: [LeaseOwnerCore.Event] = []
             do {
                 if let failure = fail() { throw KeeperFailure(why: failure) }
+                if let slow = delay() { Thread.sleep(forTimeInterval: slow.inSeconds) }
                 try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: counter, incoming: incoming))
                 result.append(.renewed(startedAt: startedAt))
+                mailbox.noteLanded(startedAt: startedAt, completedAt: MeshInstant(sinceOrigin: ContinuousClock.now - origin))
                 if !incoming { mailbox.noteHeldLanded() }
                 if let claim = try files.highestClaim(vm: vm), claim.epoch > epoch {
                     result.append(.superseded(owner: claim.host, epoch: claim.epoch))
@@ -341,10 +385,53 @@ private struct KeeperFailure: Error, CustomStringConvertible {
     var description: String { why }
 }
 
+/// Writes the keeper's renewals report and its warnings on a thread of their own, the latest
+/// report only: the keeper's loop, which fences, never waits for a file.
+private final class OffLoopWriter: Sendable {
+    let path: String
+    private let pending = Mutex<(report: String?, warnings: [String], writing: Bool)>((nil, [], false))
+
+    init(path: String) { self.path = path }
+
+    /// Replaces the report with `text` (written atomically).
+    func post(_ text: String) { enqueue { $0.report = text } }
+
+    /// A line for the keeper's log (its standard error, `lease-keeper.log` in the runtime directory).
+    func warn(_ message: String) { enqueue { $0.warnings.append("warning: \(message)\n") } }
+
+    private func enqueue(_ change: (inout (report: String?, warnings: [String], writing: Bool)) -> Void) {
+        let start = pending.withLock { state -> Bool in
+            change(&state)
+            defer { state.writing = true }
+            return !state.writing
+        }
+        guard start else { return }
+        Thread.detachNewThread { [self] in
+            while let next = pending.withLock({ state -> (report: String?, warnings: [String])? in
+                guard state.report != nil || !state.warnings.isEmpty else {
+                    state.writing = false
+                    return nil
+                }
+                defer { state.report = nil; state.warnings = [] }
+                return (state.report, state.warnings)
+            }) {
+                for line in next.warnings { FileHandle.standardError.write(Data(line.utf8)) }
+                // The report is for the agent and operators; the lease itself is the safety mechanism.
+                if let report = next.report { try? Data(report.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) }
+            }
+        }
+    }
+}
+
 /// Results of the renewal threads, for the keeper's loop.
 private final class Mailbox: Sendable {
     private let state = Mutex<(events: [LeaseOwnerCore.Event], inFlight: Int)>(([], 0))
     private let held = Atomic<Bool>(false)
+    private let landed = Mutex<[(startedAt: MeshInstant, completedAt: MeshInstant)]>([])
+
+    /// A renewal issued at `startedAt` was on the storage at `completedAt`.
+    func noteLanded(startedAt: MeshInstant, completedAt: MeshInstant) { landed.withLock { $0.append((startedAt, completedAt)) } }
+    func drainLanded() -> [(startedAt: MeshInstant, completedAt: MeshInstant)] { landed.withLock { let out = $0; $0 = []; return out } }
 
     /// A renewal that wrote `held` completed.
     func noteHeldLanded() { held.store(true, ordering: .relaxed) }

@@ -14,6 +14,7 @@ actor RestartSupervisor {
     private let logger: Logger
     private let origin = ContinuousClock.now
     private var cores: [String: RestartCore] = [:]
+    private var leaseRenewals = LeaseRenewalMonitor()
 
     init(vms: VMManager, hostID: String, meshDefault: VMSpec.RestartPolicy, settings: RestartSettings, logger: Logger) {
         self.vms = vms
@@ -28,6 +29,9 @@ actor RestartSupervisor {
     /// One round: new exits become events, every core gets a tick.
     func tick() async {
         _ = await vms.guardUnguardedCopies() // each is logged; a copy killed is an exit like any other below
+        if let leased = await vms.leasedCopies() {
+            leaseRenewals.check(settings: leased.settings, copies: leased.copies, logger: logger)
+        }
         do {
             for exit in try await vms.unexpectedExits(meshDefault: meshDefault) {
                 // A finished core (gave up, or withdrawn) belongs to an earlier life of the VM:

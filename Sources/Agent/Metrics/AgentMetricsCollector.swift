@@ -19,6 +19,8 @@ struct AgentMetricsCollector: Sendable {
     let network: AgentNetwork
     /// Each running VM's CPU and memory.
     let usage: VMUsageMetrics
+    /// Each leased VM's lease renewals.
+    let leases: LeaseRenewalGauges
     /// DRS and maintenance (nil: not read).
     let drs: DRSGauges?
     /// VM states seen so far: a state no VM is in any more is reported 0, not left at its last count.
@@ -34,6 +36,7 @@ struct AgentMetricsCollector: Sendable {
         self.coordinator = coordinator
         self.network = network
         usage = VMUsageMetrics(registry: registry, mirror: mirror)
+        leases = LeaseRenewalGauges(registry: registry)
         self.drs = drs.map { DRSGauges(registry: registry, mirror: mirror, controller: $0) }
     }
 
@@ -81,6 +84,7 @@ struct AgentMetricsCollector: Sendable {
                 .set(Double(list.filter { $0.state == state }.count))
         }
         usage.refresh(list.filter { $0.state == "running" })
+        leases.refresh(list.filter { $0.state == "running" }.map { ($0.name, vms.directory(for: $0.id).path) })
         for vm in list where vm.state == "running" {
             // A VM whose spec cannot be read (deleted meanwhile) has no ports to count.
             guard let spec = try? await vms.find(vm.id).decodedSpec() else { continue }

@@ -166,6 +166,18 @@ extension VMManager {
         return pid
     }
 
+    /// The copies running here under a lease keeper (on shared storage, leases on), by VM id
+    /// with name and runtime directory, and the lease timings; nil when leases are off.
+    func leasedCopies() -> (settings: LeaseSettings, copies: [(id: String, name: String, runtime: String)])? {
+        guard let keeping = leaseKeeping else { return nil }
+        let copies = processes.keys.sorted().compactMap { id -> (id: String, name: String, runtime: String)? in
+            guard let spec = processes[id]?.record.spec,
+                  (try? LeaseFiles.directory(for: spec)) != nil else { return nil } // not on shared storage: no keeper
+            return (id, spec.name, directory(for: id).path)
+        }
+        return (keeping.settings, copies)
+    }
+
     /// What the keeper of `id` last said, when it fenced the copy (`fenced: …`).
     nonisolated func fencedByLease(_ id: String) -> String? {
         guard let state = LeaseKeeper.state(runtimeDirectory: directory(for: id).path), state.hasPrefix("fenced: ") else { return nil }
