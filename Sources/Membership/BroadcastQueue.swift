@@ -49,6 +49,8 @@ struct BroadcastQueue: Sendable {
     /// Number of live (not superseded, not exhausted) updates.
     var count: Int { current.count }
     var isEmpty: Bool { current.isEmpty }
+    /// Whether no update of membership's own lane (everything but metadata) is left to send.
+    var membershipLaneIsEmpty: Bool { !current.keys.contains { $0.lane == 0 } }
 
     /// Queues `update`, replacing any queued update with the same key, to be sent
     /// `transmitMultiplier` times the normal limit.

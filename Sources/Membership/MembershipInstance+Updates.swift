@@ -215,17 +215,20 @@ extension MembershipInstance {
     mutating func handleGossipTick() {
         gossipTickPending = false
         guard lifecycle == .running || lifecycle == .leaving else { return }
-        if broadcasts.isEmpty || liveCount == 0 {
-            if lifecycle == .leaving { completeLeave() }
+        // A leave is complete once membership's own updates, its `left` among them, are sent:
+        // metadata still queued (other members' load, say) would only delay it (Protocol.md §4.6).
+        if lifecycle == .leaving, broadcasts.membershipLaneIsEmpty || liveCount == 0 {
+            completeLeave()
             return
         }
+        if broadcasts.isEmpty || liveCount == 0 { return }
         for target in randomMembers(count: settings.gossipFanout, excluding: nil, aliveOnly: false) {
             guard !broadcasts.isEmpty else { break }
             guard let address = table[target]?.address else { continue }
             send(nil, to: address, receiver: target)
         }
-        // The next tick is scheduled by `finish()` while updates remain; one more empty tick
-        // completes a pending leave.
+        // The next tick is scheduled by `finish()` while updates remain; one more tick completes
+        // a pending leave whose own updates are all sent.
         if broadcasts.isEmpty, lifecycle == .leaving {
             gossipTickPending = true
             schedule(.gossipTick, at: now + nanos.gossipInterval)

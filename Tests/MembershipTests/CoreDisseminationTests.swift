@@ -175,6 +175,30 @@ struct CoreDisseminationTests {
         #expect(observer.status(of: Fixture.id(1)) == .left)
     }
 
+    @Test("leave: metadata still queued does not hold a leave once its own announcement is sent")
+    func leaveDoesNotWaitForMetadata() throws {
+        var leaver = Fixture.instance(members: 200)
+        _ = leaver.start(now: Fixture.at(0))
+        // Far more metadata than the leave's ticks can carry, all never sent.
+        let changes = (10..<190).map {
+            MemberUpdate.metadata(member: Fixture.id($0), metadata: MemberMetadata(
+                version: 7, domain: "dc1.example", cores: 64, memoryTotalBytes: 1 << 39, memoryFreeBytes: 1 << 38, cpuLoadMilli: 850,
+                channelAddress: PeerAddress(host: "10.9.9.9", port: 7947), keyFingerprint: Array(repeating: 7, count: 32)))
+        }
+        _ = leaver.onDatagram(Fixture.datagram(from: 3, nil, updates: changes), from: Fixture.address(3), now: Fixture.at(0.5))
+        _ = leaver.leave(now: Fixture.at(1))
+        var time = 1.0
+        var completedAt: Double?
+        while completedAt == nil, time < 30 {
+            time += 0.2
+            if leaver.onTimer(.gossipTick, now: Fixture.at(time)).contains(.leaveCompleted) { completedAt = time }
+        }
+        let completed = try #require(completedAt, "the leave never completed")
+        #expect(!leaver.pendingUpdates.contains { if case .left = $0 { true } else { false } })
+        #expect(leaver.pendingUpdates.contains { if case .metadata = $0 { true } else { false } }, "the metadata was all sent: the test proves nothing")
+        #expect(leaver.hasLeft && completed < 30)
+    }
+
     @Test("join: the joiner asks for a push-pull; the seed merges it and announces the joiner; the joiner learns everyone")
     func joinThroughPushPull() {
         var seed = Fixture.instance(members: 4)
