@@ -15,7 +15,9 @@ public enum AEADAlgorithm: String, Sendable, CaseIterable, Codable {
     /// Authentication tag length in bytes (16 for all three).
     public static let tagLength = 16
 
-    /// Whether this machine can run the algorithm.
+    /// Whether this host offers the algorithm. OpenSSL's AES-256-GCM runs on any CPU, but only
+    /// where libsodium finds AES-NI and PCLMUL is it fast and free of table lookups that leak
+    /// timing, so AES-256-GCM is offered only there (the choice from before OpenSSL did the work).
     public var isAvailable: Bool {
         self == .aes256gcm ? Sodium.isAES256GCMAvailable : true
     }

@@ -1,6 +1,10 @@
 import COpenSSL
 import NIOConcurrencyHelpers
 
+/// libcrypto set up once, lazily, without its exit-time cleanup: an agent that exits while an
+/// event loop still seals must not find the library torn down under it.
+private let openSSLReady: Bool = OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil) == 1
+
 /// AES-256-GCM through OpenSSL's EVP interface: one sealing and one opening context per key,
 /// each expanded once from the key and reused for every record under a new nonce.
 ///
@@ -19,6 +23,7 @@ final class AESGCMContexts: @unchecked Sendable {
     /// Expands `key` (32 bytes) into a sealing and an opening context.
     init(key: UnsafeRawBufferPointer) throws(CryptoError) {
         precondition(key.count == 32, "AES-256-GCM takes a 32-byte key")
+        guard openSSLReady else { throw CryptoError.algorithmUnavailable("aes-256-gcm (OpenSSL's libcrypto failed to initialise)") }
         guard let sealing = EVP_CIPHER_CTX_new() else { throw CryptoError.algorithmUnavailable("aes-256-gcm (OpenSSL could not allocate a cipher context)") }
         guard let opening = EVP_CIPHER_CTX_new() else {
             EVP_CIPHER_CTX_free(sealing)

@@ -55,7 +55,7 @@ import Testing
         #expect(Hex.encode(key.seal([], counter: 7)) == "5a9ed19465e386f56078bc645d265e74")
     }
 
-    /// A record that fails its tag leaves the output buffer as it was, and the key goes on
+    /// A record that fails its tag leaves the output buffer's readable bytes as they were, and the key goes on
     /// sealing and opening correctly from many threads at once (each context is used under its lock).
     @Test func aes256gcmRefusalLeavesNothingAndKeySharesSafely() async throws {
         let key = try AEADKey(.aes256gcm, key: SecretBytes(randomCount: 32))
@@ -74,6 +74,7 @@ import Testing
                     (0..<200).allSatisfy { round in
                         let message = [UInt8](repeating: UInt8(task), count: 1_000 + round)
                         let counter = UInt64(task * 1_000 + round)
+                        // A refusal is a mismatch here, which the expectation below reports.
                         return (try? key.open(key.seal(message, counter: counter), counter: counter)) == message
                     }
                 }

@@ -116,6 +116,7 @@ public struct LeaseKeeper: Sendable {
     /// keeper process's whole life).
     public func run() -> Outcome {
         installTerminationHandler()
+        unlink(Self.renewalsFile(runtimeDirectory: runtimeDirectory)) // an earlier keeper's figures are not this one's
         report("\(getpid())", to: Self.pidFile(runtimeDirectory: runtimeDirectory))
         report("acquiring")
         let outcome = keep()
@@ -212,14 +213,15 @@ public struct LeaseKeeper: Sendable {
             var events: [LeaseOwnerCore.Event] = mailbox.drain()
             let landed = mailbox.drainLanded()
             for renewal in landed {
-                let seen = watch.completed(startedAt: renewal.startedAt, at: renewal.completedAt)
+                let seen = watch.completed(startedAt: renewal.startedAt, written: renewal.written, at: renewal.completedAt)
                 guard seen.stretch > watch.warnAfter else { continue }
                 // Said at most every 30 s, with how many were slow since: a storage that stays slow
                 // would otherwise fill the log once a renewal.
                 slowSinceWarning += 1
                 if lastWarning.map({ ContinuousClock.now - $0 >= .seconds(30) }) ?? true {
-                    renewalsReport.warn("the lease of \(vm) was \(seen.stretch) old when its renewal landed (the write took \(seen.write); "
-                         + "\(slowSinceWarning) such renewal(s) since the last warning): the copy is killed at \(settings.fenceAfter), "
+                    let since = slowSinceWarning > 1 ? "; \(slowSinceWarning) such renewals in the last 30 s or more" : ""
+                    renewalsReport.warn("the lease of \(vm) was \(seen.stretch.wholeMilliseconds) ms old when its renewal landed "
+                         + "(its write took \(seen.write.wholeMilliseconds) ms\(since)): the copy is killed at \(settings.fenceAfter.wholeMilliseconds) ms, "
                          + "so the shared storage under \(leaseDirectory) is too slow for these lease timings")
                     lastWarning = ContinuousClock.now
                     slowSinceWarning = 0
@@ -278,11 +280,14 @@ public struct LeaseKeeper: Sendable {
                 if let slow = delay() { Thread.sleep(forTimeInterval: slow.inSeconds) }
                 try files.write(LeaseRecord(vm: vm, owner: host, epoch: epoch, counter: counter, incoming: incoming))
                 result.append(.renewed(startedAt: startedAt))
-                mailbox.noteLanded(startedAt: startedAt, completedAt: MeshInstant(sinceOrigin: ContinuousClock.now - origin))
+                let written = MeshInstant(sinceOrigin: ContinuousClock.now - origin)
                 if !incoming { mailbox.noteHeldLanded() }
                 if let claim = try files.highestClaim(vm: vm), claim.epoch > epoch {
                     result.append(.superseded(owner: claim.host, epoch: claim.epoch))
                 }
+                // The core learns of the renewal only now, after the look for claims on the same
+                // storage: that is when the lease's age stops counting toward the fence.
+                mailbox.noteLanded(startedAt: startedAt, written: written, completedAt: MeshInstant(sinceOrigin: ContinuousClock.now - origin))
             } catch {
                 result.append(.renewFailed(why: "\(error)", now: MeshInstant(sinceOrigin: ContinuousClock.now - origin)))
             }
@@ -415,7 +420,8 @@ private final class OffLoopWriter: Sendable {
                 defer { state.report = nil; state.warnings = [] }
                 return (state.report, state.warnings)
             }) {
-                for line in next.warnings { FileHandle.standardError.write(Data(line.utf8)) }
+                // The log is advisory: a full or failing disk must not stop the keeper (QEMU dies with it).
+                for line in next.warnings { try? FileHandle.standardError.write(contentsOf: Data(line.utf8)) }
                 // The report is for the agent and operators; the lease itself is the safety mechanism.
                 if let report = next.report { try? Data(report.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) }
             }
@@ -427,11 +433,15 @@ private final class OffLoopWriter: Sendable {
 private final class Mailbox: Sendable {
     private let state = Mutex<(events: [LeaseOwnerCore.Event], inFlight: Int)>(([], 0))
     private let held = Atomic<Bool>(false)
-    private let landed = Mutex<[(startedAt: MeshInstant, completedAt: MeshInstant)]>([])
+    private let landed = Mutex<[Landed]>([])
 
-    /// A renewal issued at `startedAt` was on the storage at `completedAt`.
-    func noteLanded(startedAt: MeshInstant, completedAt: MeshInstant) { landed.withLock { $0.append((startedAt, completedAt)) } }
-    func drainLanded() -> [(startedAt: MeshInstant, completedAt: MeshInstant)] { landed.withLock { let out = $0; $0 = []; return out } }
+    /// A renewal issued at `startedAt`, written by `written`, done (claims looked at) by `completedAt`.
+    struct Landed { let startedAt, written, completedAt: MeshInstant }
+
+    func noteLanded(startedAt: MeshInstant, written: MeshInstant, completedAt: MeshInstant) {
+        landed.withLock { $0.append(Landed(startedAt: startedAt, written: written, completedAt: completedAt)) }
+    }
+    func drainLanded() -> [Landed] { landed.withLock { let out = $0; $0 = []; return out } }
 
     /// A renewal that wrote `held` completed.
     func noteHeldLanded() { held.store(true, ordering: .relaxed) }

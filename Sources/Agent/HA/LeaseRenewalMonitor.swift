@@ -13,13 +13,14 @@ struct LeaseRenewalMonitor {
 
     /// Looks at every leased copy's keeper report; returns the warnings said (for tests).
     @discardableResult
-    mutating func check(settings: LeaseSettings, copies: [(id: String, name: String, runtime: String)], logger: Logger) -> [String] {
-        let warnAfter = LeaseRenewalWatch(settings: settings, acquiredAt: .origin).warnAfter
+    mutating func check(copies: [(id: String, name: String, runtime: String)], logger: Logger) -> [String] {
         var said: [String] = []
         lastWarned = lastWarned.filter { id, _ in copies.contains { $0.id == id } }
         for copy in copies {
             guard let renewals = LeaseKeeper.renewals(runtimeDirectory: copy.runtime) else { continue }
             let (report, written) = renewals
+            // The keeper's own timings: it may have outlived an agent whose configuration changed.
+            let warnAfter = report.warnAfter
             let sinceLanded = Duration.seconds(max(0, Date().timeIntervalSince(written)))
             let message: String
             if sinceLanded > warnAfter {

@@ -30,7 +30,7 @@ actor RestartSupervisor {
     func tick() async {
         _ = await vms.guardUnguardedCopies() // each is logged; a copy killed is an exit like any other below
         if let leased = await vms.leasedCopies() {
-            leaseRenewals.check(settings: leased.settings, copies: leased.copies, logger: logger)
+            leaseRenewals.check(copies: leased, logger: logger)
         }
         do {
             for exit in try await vms.unexpectedExits(meshDefault: meshDefault) {

@@ -84,7 +84,7 @@ struct AgentMetricsCollector: Sendable {
                 .set(Double(list.filter { $0.state == state }.count))
         }
         usage.refresh(list.filter { $0.state == "running" })
-        leases.refresh(list.filter { $0.state == "running" }.map { ($0.name, vms.directory(for: $0.id).path) })
+        leases.refresh(await vms.leasedCopies()?.map { ($0.name, $0.runtime) } ?? [])
         for vm in list where vm.state == "running" {
             // A VM whose spec cannot be read (deleted meanwhile) has no ports to count.
             guard let spec = try? await vms.find(vm.id).decodedSpec() else { continue }

@@ -19,8 +19,8 @@ final class LeaseRenewalGauges: Sendable {
         self.registry = registry
     }
 
-    /// Sets the figures of the running VMs (name, runtime directory) whose keeper reported, and
-    /// drops the gauges of the others.
+    /// Sets the figures of the VMs running here under a lease keeper (name, runtime directory)
+    /// whose keeper reported, and drops the gauges of the others.
     func refresh(_ running: [(name: String, runtime: String)]) {
         var seen: Set<String> = []
         for vm in running {

@@ -37,7 +37,8 @@ extension VMManager {
         try runtime.prepare()
         await stopLeaseKeeper(spec.id) // a keeper of an earlier life must not report for this one
         for stale in [LeaseKeeper.stateFile(runtimeDirectory: runtime.path), LeaseKeeper.commandFile(runtimeDirectory: runtime.path),
-                      LeaseKeeper.qemuPidFile(runtimeDirectory: runtime.path), LeaseKeeper.qemuExitFile(runtimeDirectory: runtime.path)] {
+                      LeaseKeeper.qemuPidFile(runtimeDirectory: runtime.path), LeaseKeeper.qemuExitFile(runtimeDirectory: runtime.path),
+                      LeaseKeeper.renewalsFile(runtimeDirectory: runtime.path)] {
             unlink(stale)
         }
         let settings = keeping.settings
@@ -167,15 +168,14 @@ extension VMManager {
     }
 
     /// The copies running here under a lease keeper (on shared storage, leases on), by VM id
-    /// with name and runtime directory, and the lease timings; nil when leases are off.
-    func leasedCopies() -> (settings: LeaseSettings, copies: [(id: String, name: String, runtime: String)])? {
-        guard let keeping = leaseKeeping else { return nil }
-        let copies = processes.keys.sorted().compactMap { id -> (id: String, name: String, runtime: String)? in
+    /// with name and runtime directory; nil when leases are off.
+    func leasedCopies() -> [(id: String, name: String, runtime: String)]? {
+        guard leaseKeeping != nil else { return nil }
+        return processes.keys.sorted().compactMap { id -> (id: String, name: String, runtime: String)? in
             guard let spec = processes[id]?.record.spec,
                   (try? LeaseFiles.directory(for: spec)) != nil else { return nil } // not on shared storage: no keeper
             return (id, spec.name, directory(for: id).path)
         }
-        return (keeping.settings, copies)
     }
 
     /// What the keeper of `id` last said, when it fenced the copy (`fenced: …`).

@@ -5,17 +5,19 @@ public import MeshTime
 /// shared storage makes the keeper kill its copy.
 ///
 /// A *stretch* is how old the lease had become when a renewal landed: from the issue of the
-/// previous renewal that completed to this one's completion. It normally lasts one renew interval
-/// plus one write, and the copy is killed when it reaches `fenceAfter`; halfway between the two
-/// the keeper warns (`warnAfter`). Figures cover the last `window` (60 s).
+/// previous renewal that completed to this one's completion, which is when the keeper's
+/// `LeaseOwnerCore` learns of it (after the write and the look for claims that follows it). It
+/// normally lasts one renew interval plus one write; the core fences when the age reaches
+/// `fenceAfter` at one of its ticks, so a stretch that long means the copy was killed. Halfway
+/// between the two the keeper warns (`warnAfter`). Figures cover the last `window` (60 s).
 public struct LeaseRenewalWatch: Sendable, Equatable {
     /// One completed renewal.
     public struct Renewal: Sendable, Equatable {
         /// When it completed.
         public var completedAt: MeshInstant
-        /// How long its write took.
+        /// How long its write took (from its issue to the lease file written).
         public var write: Duration
-        /// How old the lease had become when it landed.
+        /// How old the lease had become when it landed (the look for claims included).
         public var stretch: Duration
     }
 
@@ -27,19 +29,26 @@ public struct LeaseRenewalWatch: Sendable, Equatable {
         public var slowestWrite: Duration
         /// The longest stretch within the window.
         public var longestStretch: Duration
-        /// The keeper's fence time: a stretch this long kills the copy.
+        /// The keeper's renew interval (a stretch normally lasts about this long).
+        public var renewInterval: Duration
+        /// The keeper's fence time: a lease this old kills the copy.
         public var fenceAfter: Duration
 
-        public init(lastWrite: Duration, slowestWrite: Duration, longestStretch: Duration, fenceAfter: Duration) {
+        public init(lastWrite: Duration, slowestWrite: Duration, longestStretch: Duration, renewInterval: Duration, fenceAfter: Duration) {
             self.lastWrite = lastWrite
             self.slowestWrite = slowestWrite
             self.longestStretch = longestStretch
+            self.renewInterval = renewInterval
             self.fenceAfter = fenceAfter
         }
 
+        /// A stretch past this is warned about: halfway from the renew interval to the fence time.
+        public var warnAfter: Duration { renewInterval + (fenceAfter - renewInterval) / 2 }
+
         /// The file's text: one `name milliseconds` line per figure.
         public var text: String {
-            [("last_write_ms", lastWrite), ("slowest_write_ms", slowestWrite), ("longest_stretch_ms", longestStretch), ("fence_ms", fenceAfter)]
+            [("last_write_ms", lastWrite), ("slowest_write_ms", slowestWrite), ("longest_stretch_ms", longestStretch),
+             ("renew_ms", renewInterval), ("fence_ms", fenceAfter)]
                 .map { "\($0.0) \($0.1.wholeMilliseconds)\n" }.joined()
         }
 
@@ -53,8 +62,8 @@ public struct LeaseRenewalWatch: Sendable, Equatable {
                 figures[parts[0]] = .milliseconds(value)
             }
             guard let last = figures["last_write_ms"], let slowest = figures["slowest_write_ms"],
-                  let stretch = figures["longest_stretch_ms"], let fence = figures["fence_ms"] else { return nil }
-            self.init(lastWrite: last, slowestWrite: slowest, longestStretch: stretch, fenceAfter: fence)
+                  let stretch = figures["longest_stretch_ms"], let renew = figures["renew_ms"], let fence = figures["fence_ms"] else { return nil }
+            self.init(lastWrite: last, slowestWrite: slowest, longestStretch: stretch, renewInterval: renew, fenceAfter: fence)
         }
     }
 
@@ -77,11 +86,12 @@ public struct LeaseRenewalWatch: Sendable, Equatable {
     /// A stretch past this is warned about: halfway from the renew interval to the fence time.
     public var warnAfter: Duration { settings.renewInterval + (settings.fenceAfter - settings.renewInterval) / 2 }
 
-    /// Records a renewal issued at `startedAt` that completed at `completedAt`; returns it, so the
-    /// caller can tell whether its stretch passed `warnAfter`.
+    /// Records a renewal issued at `startedAt`, whose lease file was written by `written`, that
+    /// completed (claims looked at) at `completedAt`; returns it, so the caller can tell whether
+    /// its stretch passed `warnAfter`.
     @discardableResult
-    public mutating func completed(startedAt: MeshInstant, at completedAt: MeshInstant) -> Renewal {
-        let renewal = Renewal(completedAt: completedAt, write: completedAt - startedAt, stretch: completedAt - lastGood)
+    public mutating func completed(startedAt: MeshInstant, written: MeshInstant, at completedAt: MeshInstant) -> Renewal {
+        let renewal = Renewal(completedAt: completedAt, write: written - startedAt, stretch: completedAt - lastGood)
         lastGood = max(lastGood, startedAt)
         renewals.append(renewal)
         renewals.removeAll { completedAt - $0.completedAt > window }
@@ -92,6 +102,6 @@ public struct LeaseRenewalWatch: Sendable, Equatable {
     public var report: Report? {
         guard let last = renewals.last else { return nil }
         return Report(lastWrite: last.write, slowestWrite: renewals.map(\.write).max()!, longestStretch: renewals.map(\.stretch).max()!,
-                      fenceAfter: settings.fenceAfter)
+                      renewInterval: settings.renewInterval, fenceAfter: settings.fenceAfter)
     }
 }
