@@ -36,7 +36,9 @@ struct LeaseKeeperTests {
 
         /// Starts a keeper for vm1 on node-a at `epoch` with short timings (with `incoming`: a
         /// migration's destination, `--incoming`).
-        func startKeeper(epoch: Int64, incoming: Bool = false, fenceMs: Int = 400, expiryMs: Int = 1200) throws -> Process {
+        /// The fence is 12 renewals long: a keeper starved for a few hundred ms by the other test
+        /// streams must not fence a copy that a test expects to run (400 ms did, elsewhere).
+        func startKeeper(epoch: Int64, incoming: Bool = false, fenceMs: Int = 1_200, expiryMs: Int = 2_000) throws -> Process {
             let keeper = Process()
             keeper.executableURL = URL(fileURLWithPath: AgentProcess.binary)
             keeper.arguments = ["lease-keeper", "--lease-directory", leaseDirectory, "--vm", "vm1", "--host", "node-a", "--epoch", "\(epoch)",
