@@ -43,7 +43,12 @@ public struct LeaseRenewalWatch: Sendable, Equatable {
         }
 
         /// A stretch past this is warned about: halfway from the renew interval to the fence time.
-        public var warnAfter: Duration { renewInterval + (fenceAfter - renewInterval) / 2 }
+        public var warnAfter: Duration { Self.warnAfter(renewInterval: renewInterval, fenceAfter: fenceAfter) }
+
+        /// Halfway from `renewInterval` (a stretch's usual length) to `fenceAfter` (the kill).
+        static func warnAfter(renewInterval: Duration, fenceAfter: Duration) -> Duration {
+            renewInterval + (fenceAfter - renewInterval) / 2
+        }
 
         /// The file's text: one `name milliseconds` line per figure.
         public var text: String {
@@ -83,8 +88,8 @@ public struct LeaseRenewalWatch: Sendable, Equatable {
         lastGood = acquiredAt
     }
 
-    /// A stretch past this is warned about: halfway from the renew interval to the fence time.
-    public var warnAfter: Duration { settings.renewInterval + (settings.fenceAfter - settings.renewInterval) / 2 }
+    /// A stretch past this is warned about (`Report.warnAfter`, for these timings).
+    public var warnAfter: Duration { Report.warnAfter(renewInterval: settings.renewInterval, fenceAfter: settings.fenceAfter) }
 
     /// Records a renewal issued at `startedAt`, whose lease file was written by `written`, that
     /// completed (claims looked at) at `completedAt`; returns it, so the caller can tell whether
