@@ -67,6 +67,29 @@ public enum NetworkMigrationBenchmark {
         /// The switchover's points (`SwitchoverTrace`: QEMU's STOP and RESUME, the ports'
         /// pause, freeze and activation, ...), ms after QEMU's STOP at the source, in time order.
         public var timeline: [TimelinePoint] = []
+        /// The reference beside the move: the same guest paused in place on its new host for
+        /// about this move's downtime (`vm pause`, `vm resume`), the peer measured alike. What a
+        /// pause alone costs the peer on this machine, where no new QEMU starts the guest. Nil
+        /// when not measured (the dropping comparison).
+        public var inPlace: InPlacePause?
+
+        /// The peer's figures across a pause in place.
+        public struct InPlacePause: Codable, Sendable {
+            /// From the pause to the resume, ms: between the midpoints of the two control calls
+            /// (each took a few ms; QEMU's `stop` and `cont` ran inside them).
+            public var pauseMs: Int
+            /// As the move's figures of the same names, over the pause.
+            public var gapMs: Int
+            public var lostPings: Int
+            public var tcpStallMs: Int
+            public var tcpWaitMs: Int
+            public var tcpRetransmits: Int
+
+            enum CodingKeys: String, CodingKey {
+                case pauseMs = "pause_ms", gapMs = "gap_ms", lostPings = "lost_pings", tcpStallMs = "tcp_stall_ms", tcpWaitMs = "tcp_wait_ms",
+                     tcpRetransmits = "tcp_retransmits"
+            }
+        }
 
         /// One point of `timeline`.
         public struct TimelinePoint: Codable, Sendable {
@@ -87,7 +110,7 @@ public enum NetworkMigrationBenchmark {
                  tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms", tcpWaitMs = "tcp_wait_ms",
                  tcpRetransmits = "tcp_retransmits", timeline, requestsLost = "ping_requests_lost", latePings = "late_pings",
                  duplicatePings = "duplicate_pings", switches, serverTCP = "server_tcp", peerTCP = "peer_tcp",
-                 udpReceiveBufferErrors = "udp_rcvbuf_errors"
+                 udpReceiveBufferErrors = "udp_rcvbuf_errors", inPlace = "in_place"
         }
     }
 
@@ -194,11 +217,53 @@ public enum NetworkMigrationBenchmark {
                 let shown = changed.filter { !$0.key.hasPrefix("overlay.datagrams") && $0.key != "overlay-frames-in" && $0.key != "overlay-frames-out" }
                 log("  \(host): " + (shown.isEmpty ? "no holding, forwarding or drops" : shown.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
             }
+            if holdFrames {
+                let inPlace = try await pauseInPlace(on: mesh.clients[at], peer: client, peerVM: name, forMs: max(Int(run.downtimeMs), 20))
+                run.inPlace = inPlace
+                log("  in place on \(roles[at].split(separator: " ")[0]) for \(inPlace.pauseMs) ms (no move): ping gap \(inPlace.gapMs) ms, lost pings \(inPlace.lostPings), "
+                    + "TCP stall \(inPlace.tcpStallMs) ms (wait \(inPlace.tcpWaitMs) ms), retransmits \(inPlace.tcpRetransmits)")
+            }
             results.append(run)
             _ = try await client.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
         }
         _ = try await mesh.clients[at].call("vm.stop", ControlTypes.VMReference(vm: "server"), as: VMInfo.self)
         return results
+    }
+
+    /// Pauses the server in place on `agent` for about `forMs` and reads what the peer saw, as
+    /// for a move (the server stays where it is).
+    static func pauseInPlace(on agent: ControlClient, peer: ControlClient, peerVM: String, forMs: Int) async throws -> Run.InPlacePause {
+        let prefix = "TCP 10.77.0.3:7 conn="
+        let before = try await waitFor(peer, peerVM) { _ in true }
+        let tcpBefore = last(before, prefix) ?? "", pingBefore = last(before, "PING 10.77.0.3") ?? ""
+        guard field(tcpBefore, "wgap_ms") != nil else {
+            throw ControlError.failed("the test guest is older than this benchmark (its TCP lines have no wgap_ms=): rebuild it with `make guest`")
+        }
+        let clock = ContinuousClock()
+        let pauseCalled = clock.now
+        _ = try await agent.call("vm.pause", ControlTypes.VMReference(vm: "server"), as: VMInfo.self)
+        let paused = clock.now, halfCall = (paused - pauseCalled) / 2
+        // The resume's call is taken to last as long as the pause's: its midpoint lands `forMs`
+        // after the pause's when it starts `forMs` after the pause's start.
+        try await Task.sleep(until: pauseCalled + .milliseconds(forMs))
+        let resumeCalled = clock.now
+        _ = try await agent.call("vm.resume", ControlTypes.VMReference(vm: "server"), as: VMInfo.self)
+        let resumed = clock.now
+        let pauseMs = Int(((resumeCalled - pauseCalled) + (resumed - resumeCalled) / 2 - halfCall) / .milliseconds(1))
+        let okBefore = field(tcpBefore, "ok") ?? 0
+        let sentByNow = last(try await waitFor(peer, peerVM) { _ in true }, "PING 10.77.0.3").flatMap { field($0, "sent") } ?? 0
+        let after = try await waitFor(peer, peerVM) {
+            (last($0, prefix).flatMap { field($0, "ok") } ?? 0) > okBefore + 40
+                && (last($0, "PING 10.77.0.3").flatMap { field($0, "judged") } ?? 0) >= sentByNow
+        }
+        let tcpLines = after.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) }
+            .dropFirst(before.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) }.count).map(String.init)
+        let tcpAfter = last(after, prefix) ?? "", pingAfter = last(after, "PING 10.77.0.3") ?? ""
+        return Run.InPlacePause(pauseMs: pauseMs, gapMs: gapSince(before, in: after, ip: "10.77.0.3"),
+                                lostPings: (field(pingAfter, "unanswered") ?? 0) - (field(pingBefore, "unanswered") ?? 0),
+                                tcpStallMs: tcpLines.compactMap { field($0, "wgap_ms") }.max() ?? -1,
+                                tcpWaitMs: tcpLines.compactMap { field($0, "wwait_ms") }.max() ?? -1,
+                                tcpRetransmits: (field(tcpAfter, "retrans") ?? 0) - (field(tcpBefore, "retrans") ?? 0))
     }
 
     /// The differences of the `TCPSTAT` counters between the last such lines of two readings of

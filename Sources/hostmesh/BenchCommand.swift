@@ -205,6 +205,18 @@ struct BenchCommand: AsyncParsableCommand {
         var movesOnly = false
         @Flag(help: "Print one JSON object.") var json = false
 
+        /// The reference beside the moves: the same guest paused in place for each move's downtime.
+        func printInPlace(_ runs: [NetworkMigrationBenchmark.Run]) {
+            let pauses = runs.compactMap(\.inPlace)
+            guard !pauses.isEmpty else { return }
+            func stats(_ values: [Int]) -> String { Spread(values).map { "\($0.min) / \($0.median) / \($0.max)" } ?? "-" }
+            print("the same guest paused in place for each move's downtime (`vm pause`, `vm resume`: no new QEMU), min / median / max: "
+                + "pause \(stats(pauses.map(\.pauseMs))) ms; ping gap - pause \(stats(pauses.map { $0.gapMs - $0.pauseMs })) ms; "
+                + "lost pings \(stats(pauses.map(\.lostPings))); TCP stall - pause \(stats(pauses.map { $0.tcpStallMs - $0.pauseMs })) ms "
+                + "(moves: \(stats(runs.map { $0.tcpStallMs - Int($0.downtimeMs) })) ms beyond the downtime); "
+                + "TCP wait - pause \(stats(pauses.map { $0.tcpWaitMs - $0.pauseMs })) ms; retransmissions \(stats(pauses.map(\.tcpRetransmits)))")
+        }
+
         func run() async throws {
             let dir = absolute(guest)
             guard FileManager.default.fileExists(atPath: dir + "/kernel") else {
@@ -247,6 +259,7 @@ struct BenchCommand: AsyncParsableCommand {
                     ["TCP wait - downtime (ms; the stall without the client's 20 ms pause)", stats(runs.map { $0.tcpWaitMs - Int($0.downtimeMs) }), stats(previous.map { $0.tcpWaitMs - Int($0.downtimeMs) })],
                     ["TCP retransmissions by the peer", stats(runs.map(\.tcpRetransmits)), stats(previous.map(\.tcpRetransmits))],
                 ])
+                printInPlace(runs)
                 print("machine: \(MachineInfo.summary); load average at the end: \(load)")
                 return
             }
@@ -320,6 +333,7 @@ struct BenchCommand: AsyncParsableCommand {
                 [row("gap - downtime, \(move) (ms)", { $0.gapBeyondDowntimeMs }, { $0.move == move }),
                  row("lost pings, \(move)", { $0.lostPings }, { $0.move == move })]
             })
+            printInPlace(runs)
             print(String(format: "neighbours (two VMs pinging every 10 ms across the two hosts a VM migrates between, %d migrations): "
                          + "p99 RTT %.2f ms during migrations vs %.2f ms quiet (%+.2f ms, target <= +2); medians %.2f vs %.2f ms; %d and %d round trips",
                          neighbours.migrations, neighbours.rttP99Ms, neighbours.rttP99QuietMs, neighbours.rttP99Ms - neighbours.rttP99QuietMs,

@@ -7,7 +7,7 @@ struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm",
         abstract: "Define, start, stop and inspect the VMs on this host.",
-        subcommands: [Create.self, Start.self, Stop.self, List.self, Show.self, ConsoleLog.self, Resolve.self, MoveStorage.self]
+        subcommands: [Create.self, Start.self, Stop.self, Pause.self, Resume.self, List.self, Show.self, ConsoleLog.self, Resolve.self, MoveStorage.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -100,6 +100,27 @@ struct VMCommand: AsyncParsableCommand {
         @Argument(help: "VM name or id.") var vm: String
         func run() async throws {
             let info = try await control.client.call("vm.stop", ControlTypes.VMReference(vm: vm), as: VMInfo.self)
+            if control.json { try control.printJSON(info) } else { printVMs([info]) }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pause a running VM in place; frames for it are held (up to 2 s, 1 MiB) and delivered when it resumes.")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name or id.") var vm: String
+        func run() async throws {
+            let info = try await control.client.call("vm.pause", ControlTypes.VMReference(vm: vm), as: VMInfo.self)
+            if control.json { try control.printJSON(info) } else { printVMs([info]) }
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resume a VM paused by `vm pause`.")
+        @OptionGroup var control: ControlOptions
+        @Argument(help: "VM name or id.") var vm: String
+        func run() async throws {
+            let info = try await control.client.call("vm.resume", ControlTypes.VMReference(vm: vm), as: VMInfo.self)
             if control.json { try control.printJSON(info) } else { printVMs([info]) }
         }
     }

@@ -101,4 +101,50 @@ struct NetworkIdentityTests {
         let ping = try await line(a, "peer", "PING 10.77.0.3") { self.field($0, "sent") ?? 0 > 100 }
         #expect(field(ping, "recv") == 0, "a ping passed a firewall that admits only udp:9000: \(ping)")
     }
+
+    /// `vm pause` stops a guest in place and `vm resume` runs it on: the peer's pings and TCP
+    /// echoes sent meanwhile are held by the switch and answered after the resume, none lost, on
+    /// the same connection; a paused VM is not migrated (its destination would run it).
+    @Test func aVMPausedInPlaceLosesNoFrameFromItsPeerAndIsNotMigrated() async throws {
+        let mesh = try TestMesh()
+        defer { mesh.tearDown() }
+        let a = try await mesh.start("node-a")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("server", ip: "10.77.0.3", work: "heartbeat,echo:7"), start: true),
+                                     as: VMInfo.self)
+        _ = try await line(a, "server", "HOSTMESH-GUEST ready")
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("client", ip: "10.77.0.2", work: "ping:10.77.0.3,tcp:10.77.0.3:7"), start: true),
+                                     as: VMInfo.self)
+        let tcpBefore = try await line(a, "client", "TCP 10.77.0.3:7 conn=") { self.field($0, "ok") ?? 0 > 20 }
+        let pingBefore = try await line(a, "client", "PING 10.77.0.3")
+
+        let paused = try await a.control.call("vm.pause", ControlTypes.VMReference(vm: "server"), as: VMInfo.self)
+        #expect(paused.state == "paused")
+        // The heartbeat (every 100 ms) stands still while it is paused.
+        let beat = try await line(a, "server", "HB ")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await line(a, "server", "HB ") == beat, "the guest ran while paused")
+        #expect(try await a.control.call("vm.pause", ControlTypes.VMReference(vm: "server"), as: VMInfo.self).state == "paused") // again: no change
+        do {
+            _ = try await a.control.call("migrate", ControlTypes.Migrate(vm: "server", to: .address(try HostPort(parsing: a.address)), settings: MigrationSettings()),
+                                         as: MigrationReport.self)
+            Issue.record("a paused VM was migrated")
+        } catch let error as ControlError {
+            #expect(error.message.contains("paused"), "refused for another reason: \(error.message)")
+        }
+
+        let resumed = try await a.control.call("vm.resume", ControlTypes.VMReference(vm: "server"), as: VMInfo.self)
+        #expect(resumed.state == "running")
+        #expect(try await line(a, "server", "HB ") { $0 != beat } != beat)
+        // Every request sent until now judged (3 s after it was sent), the echo well past the pause.
+        let sent = field(try await line(a, "client", "PING 10.77.0.3"), "sent") ?? 0
+        let pingAfter = try await line(a, "client", "PING 10.77.0.3") { self.field($0, "judged") ?? 0 >= sent }
+        #expect((field(pingAfter, "unanswered") ?? -1) - (field(pingBefore, "unanswered") ?? 0) == 0, "pings lost across the pause: \(pingBefore) -> \(pingAfter)")
+        let okBefore = field(tcpBefore, "ok") ?? 0
+        let tcpAfter = try await line(a, "client", "TCP 10.77.0.3:7 conn=") { self.field($0, "ok") ?? 0 > okBefore + 40 }
+        #expect(field(tcpAfter, "conn") == 1, "the TCP connection was lost: \(tcpAfter)")
+        #expect(!(try await console(a, "client")).contains("TCP 10.77.0.3:7 error"))
+        let counters = try await a.control.call("switch.counters", Empty(), as: ControlTypes.SwitchCounters.self).counters
+        #expect((counters["held-frames-delivered"] ?? 0) > 0, "no frame was held across the pause: \(counters)")
+        #expect(counters["held-frames-dropped"] ?? 0 == 0)
+    }
 }

@@ -412,8 +412,10 @@ static int cmd_tcp(int argc, char **argv) {
     if (inet_pton(AF_INET, a[0], &dst.sin_addr) != 1) { errno = EINVAL; die("address"); }
     uint64_t conns = 0, ok = 0, seq = 0;
     /* maxgap: longest time between two answers (includes the interval slept between them);
-     * maxwait: longest one request waited for its answer, send to last byte back. */
-    int64_t maxgap = 0, maxwait = 0;
+     * maxwait: longest one request waited for its answer, send to last byte back. wgap and
+     * wwait: the same since the previous summary line (a benchmark takes one event's figures
+     * from the lines printed after it began). */
+    int64_t maxgap = 0, maxwait = 0, wgap = 0, wwait = 0;
     long long retrans0 = retrans_segs();
     for (;;) {
         int fd = tcp_connect(&dst);
@@ -447,17 +449,21 @@ static int cmd_tcp(int argc, char **argv) {
             ok++;
             int64_t r = now_us(), gap = r - last_ok;
             if (gap > maxgap) maxgap = gap;
+            if (gap > wgap) wgap = gap;
             if (r - sent_at > maxwait) maxwait = r - sent_at;
+            if (r - sent_at > wwait) wwait = r - sent_at;
             if (gap >= GAP_REPORT_MS * 1000) {
                 printf("TCPGAP %s:%s gap_ms=%lld\n", a[0], a[1], (long long)gap / 1000);
                 fflush(stdout);
             }
             last_ok = r;
             if (r >= report) {
-                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld retrans=%lld maxwait_ms=%lld\n", a[0], a[1],
+                printf("TCP %s:%s conn=%llu ok=%llu maxgap_ms=%lld retrans=%lld maxwait_ms=%lld wgap_ms=%lld wwait_ms=%lld\n", a[0], a[1],
                        (unsigned long long)conns, (unsigned long long)ok,
-                       (long long)maxgap / 1000, retrans_segs() - retrans0, (long long)maxwait / 1000);
+                       (long long)maxgap / 1000, retrans_segs() - retrans0, (long long)maxwait / 1000,
+                       (long long)wgap / 1000, (long long)wwait / 1000);
                 fflush(stdout);
+                wgap = wwait = 0;
                 report += 1000000;
             }
             sleep_until_us(r + interval_ms * 1000);

@@ -116,6 +116,10 @@ struct ControlHandler: Sendable {
             return try await vms.start(try request.params(ControlTypes.VMReference.self).vm)
         case "vm.stop":
             return try await vms.stop(try request.params(ControlTypes.VMReference.self).vm)
+        case "vm.pause":
+            return try await vms.pause(try request.params(ControlTypes.VMReference.self).vm)
+        case "vm.resume":
+            return try await vms.resume(try request.params(ControlTypes.VMReference.self).vm)
         case "vm.list":
             return try await vms.list()
         case "vm.show":

@@ -215,6 +215,27 @@ public actor AgentNetwork: MigrationPortMover {
         if !pausedAny { forgetMove(spec.id) }
     }
 
+    /// The guest was paused in place (`vm pause`): its ports hold frames for it, within the
+    /// bounds of Protocol.md §8.6.1, until `resumedInPlace` (or the hold's age bound ends it).
+    public func pausedInPlace(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil {
+            do { try await virtualSwitch.pausePort(Self.portID(spec, nic)) } catch {
+                logger.warning("cannot pause the port: frames for the paused guest wait in its socket, and what does not fit there is lost",
+                               metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// The guest paused in place is about to run again: its ports deliver what they held, in order.
+    public func resumedInPlace(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil {
+            do { try await virtualSwitch.resumePort(Self.portID(spec, nic)) } catch {
+                logger.warning("cannot resume the port: the frames it held are delivered when its hold's age bound ends",
+                               metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
+            }
+        }
+    }
+
     private func forgetMove(_ vm: String) {
         destinations[vm] = nil
         guestStops[vm] = nil

@@ -39,6 +39,9 @@ public actor VMManager: MigrationVMRegistry {
         case handingOver = "being handed over to the host chosen to start it"
         /// A handover query about it is being answered (`vm resolve --retry` on its old owner).
         case resolving = "the subject of a handover query"
+        /// `hostmesh vm pause` or `vm resume` (Protocol.md §7).
+        case pausing = "being paused"
+        case resuming = "being resumed"
     }
 
     /// Marks VM `id` busy with `operation`, or says what it is busy with.
@@ -347,7 +350,7 @@ public actor VMManager: MigrationVMRegistry {
             case .inDoubt: info.state = "in-doubt"
             case .restarting, .takingOver: info.state = "restarting"
             case .movingStorage: info.state = info.qemuStatus == "running" ? "moving-storage" : info.state
-            case .starting, .stopping, .handingOver, .resolving: break
+            case .starting, .stopping, .handingOver, .resolving, .pausing, .resuming: break
             }
         }
         if let hold = vm.hold {
@@ -382,6 +385,16 @@ public actor VMManager: MigrationVMRegistry {
         guard let process = processes[vm.id], await process.exitIfEnded() == nil else {
             busy[vm.id] = nil
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
+        }
+        // Paused by an operator (`vm pause`): the destination would run it, and a rollback resume it here.
+        let paused: Bool
+        do { paused = try await isPaused(vm, process) } catch {
+            busy[vm.id] = nil
+            throw error
+        }
+        guard !paused else {
+            busy[vm.id] = nil
+            throw ControlError.conflict("\(vm.name) is paused (`hostmesh vm pause`); a paused VM is not migrated, because its destination would run it: `hostmesh vm resume \(vm.name)` first")
         }
         // A leased VM moves with its lease (§9.2 "Leases and handovers"): the destination's
         // keeper holds its own lease from before its QEMU starts; this host's is released with
@@ -575,7 +588,7 @@ public actor VMManager: MigrationVMRegistry {
 
     /// Pauses the QEMU of a fenced copy; if it will not pause, kills it: a stale copy that runs on
     /// would be a second running VM. Returns whether it is paused (false: killed).
-    private func pauseFenced(_ id: String, _ process: VMProcess) async -> Bool {
+    func pauseFenced(_ id: String, _ process: VMProcess) async -> Bool {
         do {
             try await process.qmp.stop()
             return true

@@ -42,7 +42,13 @@ extension MigrationCoordinator {
         if let hold = vm.hold {
             items.append(.init(name: "vm", ok: false, detail: "\(vm.name) is held: \(hold)", fix: "`hostmesh vm resolve \(vm.name)` shows the choices"))
         } else if let process = await vms.process(vm.id), await process.exitIfEnded() == nil {
-            items.append(.init(name: "vm", ok: true, detail: "\(vm.name) runs here (epoch \(vm.epoch), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU)"))
+            // A status that does not read passes here: taking the VM reads it again and fails closed.
+            if (try? await process.qmp.queryStatus())?.status == .paused {
+                items.append(.init(name: "vm", ok: false, detail: "\(vm.name) is paused (`hostmesh vm pause`); its destination would run it",
+                                   fix: "`hostmesh vm resume \(vm.name)` first"))
+            } else {
+                items.append(.init(name: "vm", ok: true, detail: "\(vm.name) runs here (epoch \(vm.epoch), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU)"))
+            }
             do {
                 let capabilities = try await QEMUCapabilities.query(process.qmp)
                 machine = capabilities.resolve(machine: spec.machine) ?? ""
