@@ -234,8 +234,12 @@ public enum NetworkMigrationBenchmark {
     /// for a move (the server stays where it is).
     static func pauseInPlace(on agent: ControlClient, peer: ControlClient, peerVM: String, forMs: Int) async throws -> Run.InPlacePause {
         let prefix = "TCP 10.77.0.3:7 conn="
+        // The once-a-second summaries (not the lines a stall prints each second, nor one half written).
+        func summaries(_ console: String) -> [String] {
+            console.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) && $0.contains(" maxgap_ms=") && $0.contains(" wwait_ms=") }.map(String.init)
+        }
         let before = try await waitFor(peer, peerVM) { _ in true }
-        let tcpBefore = last(before, prefix) ?? "", pingBefore = last(before, "PING 10.77.0.3") ?? ""
+        let tcpBefore = summaries(before).last ?? "", pingBefore = last(before, "PING 10.77.0.3") ?? ""
         guard field(tcpBefore, "wgap_ms") != nil else {
             throw ControlError.failed("the test guest is older than this benchmark (its TCP lines have no wgap_ms=): rebuild it with `make guest`")
         }
@@ -256,9 +260,8 @@ public enum NetworkMigrationBenchmark {
             (last($0, prefix).flatMap { field($0, "ok") } ?? 0) > okBefore + 40
                 && (last($0, "PING 10.77.0.3").flatMap { field($0, "judged") } ?? 0) >= sentByNow
         }
-        let tcpLines = after.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) }
-            .dropFirst(before.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) }.count).map(String.init)
-        let tcpAfter = last(after, prefix) ?? "", pingAfter = last(after, "PING 10.77.0.3") ?? ""
+        let tcpLines = summaries(after).dropFirst(summaries(before).count)
+        let tcpAfter = tcpLines.last ?? tcpBefore, pingAfter = last(after, "PING 10.77.0.3") ?? ""
         return Run.InPlacePause(pauseMs: pauseMs, gapMs: gapSince(before, in: after, ip: "10.77.0.3"),
                                 lostPings: (field(pingAfter, "unanswered") ?? 0) - (field(pingBefore, "unanswered") ?? 0),
                                 tcpStallMs: tcpLines.compactMap { field($0, "wgap_ms") }.max() ?? -1,

@@ -56,6 +56,10 @@ public enum Placement {
         for (v, reason) in mandatory {
             let vm = model.vms[v]
             if vm.busy { continue } // migrating already: its outcome shows in the next view
+            guard !vm.paused else {
+                unplaced.append(UnplacedVM(vm: vm.id, vmName: vm.name, host: vm.host, reason: Self.pausedReason))
+                continue
+            }
             switch destination(for: v, in: model, book: book) {
             case .success(let d):
                 if moves.count < maxMoves { record(v, to: d, reason) }
@@ -212,6 +216,9 @@ public enum Placement {
         }, refusals: reasons)
     }
 
+    /// Why a paused VM stays where it is.
+    static let pausedReason = "paused by an operator (`hostmesh vm pause`): a migration would run it; `vm resume` or `vm stop` it"
+
     /// Why VM `vm` may not move to `host` now (nil: it may): an operator's move, such as a
     /// recommendation applied later (`drs apply`), is checked again against the view of the
     /// moment: the VM still runs where it did, the host takes VMs, has room, and every "must"
@@ -222,6 +229,7 @@ public enum Placement {
         guard let v = model.vms.firstIndex(where: { $0.id == vm }) else { return "the VM is not in the view any more" }
         guard model.vms[v].host == source else { return "the VM runs on \(model.vms[v].host) now" }
         guard !model.vms[v].busy else { return "the VM is busy (migrating, or not measured yet)" }
+        guard !model.vms[v].paused else { return pausedReason }
         guard let d = model.hostIndex[host] else { return "\(host) is not a member" }
         switch model.hosts[d].availability {
         case .available: break

@@ -21,6 +21,9 @@ public struct PlacementVM: Sendable, Hashable {
     public var movable: Bool
     /// False while it migrates or is otherwise busy: nothing may move it.
     public var busy: Bool
+    /// Paused in place by an operator (`vm pause`): nothing may move it (its destination would
+    /// run it), and a mandatory move reports it unplaced instead of waiting for it as for a busy one.
+    public var paused: Bool
     /// Its resource pool (nil: none).
     public var pool: String?
     /// Its own CPU (thousandths of a core) and memory (MiB) reservation, limit and shares.
@@ -32,7 +35,7 @@ public struct PlacementVM: Sendable, Hashable {
     public var threshold: Int?
 
     public init(id: String, name: String, host: String, cpuDemandMilli: Int, memoryMiB: Int, movable: Bool = true, busy: Bool = false,
-                memoryDemandMiB: Int? = nil, pool: String? = nil, cpu: ResourceAllocation = .unreserved, memory: ResourceAllocation = .unreserved,
+                paused: Bool = false, memoryDemandMiB: Int? = nil, pool: String? = nil, cpu: ResourceAllocation = .unreserved, memory: ResourceAllocation = .unreserved,
                 automation: DRSSettings.Automation? = nil, threshold: Int? = nil) {
         self.id = id
         self.name = name
@@ -41,6 +44,7 @@ public struct PlacementVM: Sendable, Hashable {
         self.memoryMiB = memoryMiB
         self.movable = movable
         self.busy = busy
+        self.paused = paused
         self.memoryDemandMiB = memoryDemandMiB
         self.pool = pool
         self.cpu = cpu

@@ -207,7 +207,8 @@ struct BenchCommand: AsyncParsableCommand {
 
         /// The reference beside the moves: the same guest paused in place for each move's downtime.
         func printInPlace(_ runs: [NetworkMigrationBenchmark.Run]) {
-            let pauses = runs.compactMap(\.inPlace)
+            // A figure the peer's lines did not give (-1) is left out, never read as a time.
+            let pauses = runs.compactMap(\.inPlace).filter { $0.tcpStallMs >= 0 && $0.tcpWaitMs >= 0 && $0.gapMs >= 0 }
             guard !pauses.isEmpty else { return }
             func stats(_ values: [Int]) -> String { Spread(values).map { "\($0.min) / \($0.median) / \($0.max)" } ?? "-" }
             print("the same guest paused in place for each move's downtime (`vm pause`, `vm resume`: no new QEMU), min / median / max: "

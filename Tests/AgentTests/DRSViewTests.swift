@@ -85,5 +85,11 @@ import Testing
         unreported.hosts[0].availability = .unavailable("no DRS load report yet")
         #expect(MaintenanceReport.status(of: "a", request: request, view: unreported, plan: emptyPlan).state == "evacuating")
         #expect(MaintenanceReport.status(of: "a", request: MaintenanceRequest(active: false, since: 8), view: empty, plan: emptyPlan).state == "in service")
+        // A VM paused by an operator is not "moving" for ever: it is blocked, with what to do.
+        let paused = PlacementVM(id: "p", name: "p", host: "a", cpuDemandMilli: 0, memoryMiB: 512, movable: false, paused: true)
+        let withPaused = PlacementInput(hosts: hosts, vms: [paused])
+        let blocked = MaintenanceReport.status(of: "a", request: request, view: withPaused,
+                                               plan: Placement.plan(withPaused, tolerance: BalanceTolerance(threshold: 3), maxMoves: 4))
+        #expect(blocked.moving.isEmpty && blocked.blocked.map(\.vm) == ["p"] && blocked.blocked.first?.reason.contains("vm resume") == true)
     }
 }

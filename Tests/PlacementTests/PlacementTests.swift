@@ -116,6 +116,24 @@ func apply(_ moves: [PlacementMove], to vms: [PlacementVM]) -> [PlacementVM] {
         #expect(Set(plan.moves.map(\.to)).count == 2)
     }
 
+    /// A VM paused by an operator is never moved (its destination would run it): balancing
+    /// leaves it, an evacuation reports it unplaced with the reason, and an operator's move is refused.
+    @Test func aPausedVMStaysAndAnEvacuationSaysWhy() {
+        var paused = vm("p", on: "a")
+        paused.paused = true
+        paused.movable = false
+        let hosts = [host("a", .evacuating), host("b")]
+        let plan = Placement.plan(PlacementInput(hosts: hosts, vms: [paused, vm("w", on: "a")]), tolerance: BalanceTolerance(threshold: 3), maxMoves: 10)
+        #expect(plan.moves.map(\.vm) == ["w"])
+        #expect(plan.unplaced.map(\.vmName) == ["p"])
+        #expect(plan.unplaced.first?.reason.contains("vm resume") == true)
+        let balancing = Placement.plan(PlacementInput(hosts: three, vms: [paused] + (1...5).map { vm("v\($0)", on: "b") }),
+                                       tolerance: BalanceTolerance(threshold: 3), maxMoves: 10)
+        #expect(!balancing.moves.contains { $0.vm == "p" })
+        #expect(!balancing.moves.isEmpty) // its host is not held out of balancing, as a busy VM's would be
+        #expect(Placement.refusal(moving: "p", from: "a", to: "c", in: PlacementInput(hosts: three, vms: [paused]))?.contains("paused") == true)
+    }
+
     @Test func maxMovesLimitsAMaintenanceRoundButNotTheReport() {
         let hosts = [host("a", .evacuating), host("b")]
         let vms = (1...5).map { vm("v\($0)", on: "a") } + [vm("big", on: "a", memoryMiB: 20_000)]

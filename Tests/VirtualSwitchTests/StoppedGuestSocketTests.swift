@@ -121,6 +121,39 @@ struct StoppedGuestSocketTests {
         await setup.b.stop()
     }
 
+    /// A guest paused long enough (`vm pause`) that more frames were held than its socket and the
+    /// switch's backlog bound take (400 > 11 + 256): once it reads again every one reaches it, in
+    /// order, and none is dropped as `guest-busy`.
+    @Test func everyHeldFrameReachesTheGuestWhenItResumesHoweverManyThereAre() async throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let setup = try await Self.setUp(root: root)
+        try await setup.a.pausePort(setup.moving)
+        let count = 400
+        for sequence in 0..<count {
+            try await setup.sender.send(TestFrames.icmpEcho(from: .test(1), to: .test(2), src: .test(1), dst: .test(2), sequence: UInt16(sequence)))
+        }
+        let held = await eventually { await setup.a.heldFrames(of: setup.moving)?.frames == count }
+        let holding = await setup.a.heldFrames(of: setup.moving)
+        try #require(held, "A holds \(String(describing: holding))")
+        try await setup.a.resumePort(setup.moving)  // the guest not reading yet, as QEMU before it runs
+        try await Task.sleep(for: .milliseconds(100))
+        var sequences: [Int] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while sequences.count < count, ContinuousClock.now < deadline {
+            var frame = [UInt8](repeating: 0, count: 2048)
+            let got = recv(setup.stopped.fd, &frame, frame.count, Int32(MSG_DONTWAIT))
+            if got > 41 { sequences.append(Int(frame[40]) << 8 | Int(frame[41])) } else { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        #expect(sequences == Array(0..<count), "\(sequences.count) frames, first out of order at \(String(describing: zip(sequences, 0...).first { $0 != $1 }))")
+        let port = try #require(await setup.a.counters(of: setup.moving))
+        #expect(port[.guestBusy] == 0, "\(port)")
+        #expect(await setup.a.counters().switch.heldFramesDelivered == UInt64(count))
+        await setup.sender.close()
+        await setup.a.stop()
+        await setup.b.stop()
+    }
+
     @Test func framesQEMUReadBeforeTheStopOrWithoutADestinationStay() async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }

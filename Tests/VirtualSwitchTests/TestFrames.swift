@@ -103,12 +103,12 @@ struct CoreFixture {
 extension [SwitchDirective] {
     /// Ports frames were delivered to, in order.
     var deliveredPorts: [PortID] {
-        compactMap { if case let .deliver(port, _) = $0 { return port } else { return nil } }
+        compactMap { if case let .deliver(port, _, _) = $0 { return port } else { return nil } }
     }
 
     /// Frames delivered to `port`.
     func delivered(to port: PortID) -> [ByteBuffer] {
-        compactMap { if case let .deliver(p, frame) = $0, p == port { return frame } else { return nil } }
+        compactMap { if case let .deliver(p, frame, _) = $0, p == port { return frame } else { return nil } }
     }
 
     /// Hosts frames were sent to over the overlay.

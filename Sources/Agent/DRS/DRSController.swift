@@ -214,13 +214,13 @@ actor DRSController {
     }
 
     /// Whether a load report differs enough from the last one sent: another set of VMs, a VM
-    /// busy or held differently, or a VM's demand changed by more than 100 thousandths of a
+    /// busy, paused or held differently, or a VM's demand changed by more than 100 thousandths of a
     /// core and 20%.
     static func differs(_ new: Hostmesh_V1_DrsHostLoad, _ old: Hostmesh_V1_DrsHostLoad) -> Bool {
         guard new.vms.count == old.vms.count else { return true }
         let before = Dictionary(old.vms.map { ($0.vmID, $0) }, uniquingKeysWith: { a, _ in a })
         for vm in new.vms {
-            guard let was = before[vm.vmID], was.busy == vm.busy, was.heldUntilUnix == vm.heldUntilUnix else { return true }
+            guard let was = before[vm.vmID], was.busy == vm.busy, was.paused == vm.paused, was.heldUntilUnix == vm.heldUntilUnix else { return true }
             let change = abs(Int(vm.cpuMilli) - Int(was.cpuMilli))
             if change > 100 && Double(change) > 0.2 * Double(max(was.cpuMilli, 1)) { return true }
         }
@@ -329,8 +329,10 @@ actor DRSController {
             reported.memoryMib = UInt32(vm.memoryMiB)
             reported.cpuMilli = UInt32(max(0, sample?.milli ?? 0))
             reported.heldUntilUnix = held[vm.name] ?? 0
-            // Not measured yet, or in an operation: nothing moves it for now.
-            reported.busy = vm.state != "running" || sample?.milli == nil || moving.contains(vm.id)
+            // Not measured yet, or in an operation: nothing moves it for now. Paused by an operator
+            // (a fenced copy's state is in-doubt): it stays, and is not busy (§10.2).
+            reported.paused = vm.state == "paused"
+            reported.busy = !["running", "paused"].contains(vm.state) || sample?.milli == nil || moving.contains(vm.id)
             if let pid = vm.pid, let resident = VMDemandSampler.residentMiB(pid: pid) { reported.memoryUsedMib = UInt32(min(resident, vm.memoryMiB)) }
             if let r = resources[vm.id] {
                 reported.pool = r.pool ?? ""

@@ -60,8 +60,8 @@ enum DRSViewBuilder {
             guard member.status == .alive else { continue }
             for reported in load.vms {
                 var vm = PlacementVM(id: reported.vmID, name: reported.name, host: host.id, cpuDemandMilli: Int(reported.cpuMilli),
-                                     memoryMiB: Int(reported.memoryMib), movable: reported.heldUntilUnix <= nowUnix && !reported.busy,
-                                     busy: reported.busy, memoryDemandMiB: reported.memoryUsedMib == 0 ? nil : Int(reported.memoryUsedMib),
+                                     memoryMiB: Int(reported.memoryMib), movable: reported.heldUntilUnix <= nowUnix && !reported.busy && !reported.paused,
+                                     busy: reported.busy, paused: reported.paused, memoryDemandMiB: reported.memoryUsedMib == 0 ? nil : Int(reported.memoryUsedMib),
                                      pool: reported.pool.isEmpty ? nil : reported.pool,
                                      cpu: DRSRecordCoding.allocation(reported.cpuAllocation), memory: DRSRecordCoding.allocation(reported.memoryAllocation),
                                      automation: DRSSettings.Automation(rawValue: reported.automation),

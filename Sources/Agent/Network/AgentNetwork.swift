@@ -226,13 +226,14 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// The guest paused in place is about to run again: its ports deliver what they held, in order.
+    /// The guest paused in place runs again: its ports deliver what they held, in order.
     public func resumedInPlace(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.resumePort(Self.portID(spec, nic)) } catch {
                 logger.warning("cannot resume the port: the frames it held are delivered when its hold's age bound ends",
                                metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
+            await virtualSwitch.guestRunning(Self.portID(spec, nic))
         }
     }
 

@@ -576,9 +576,11 @@ public actor VMManager: MigrationVMRegistry {
     /// Pauses VM `id` because another host owns it at a higher epoch (its row is already held).
     /// A VM in the middle of a migration or of recovery is left to it: that protocol settles the
     /// owner with the peer and, if it takes the VM back, does so above any epoch the peer held.
+    /// A start, `vm pause` or `vm resume` under way reads the hold again at its end and pauses a
+    /// held copy itself.
     func fence(_ id: String) async {
         guard busy[id] == nil else {
-            logger.warning("fence deferred to the VM's migration or recovery", metadata: ["vm.id": "\(id)", "vm.operation": "\(busy[id]!.rawValue)"])
+            logger.warning("fence deferred to the operation under way on the VM (it settles or pauses a fenced copy itself)", metadata: ["vm.id": "\(id)", "vm.operation": "\(busy[id]!.rawValue)"])
             return
         }
         busy[id] = .stopping

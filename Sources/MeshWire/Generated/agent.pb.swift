@@ -1477,65 +1477,100 @@ public nonisolated struct Hostmesh_V1_DrsHostLoad: Sendable {
   public init() {}
 }
 
-public nonisolated struct Hostmesh_V1_DrsVmLoad: Sendable {
+public nonisolated struct Hostmesh_V1_DrsVmLoad: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var vmID: String = String()
+  public var vmID: String {
+    get {_storage._vmID}
+    set {_uniqueStorage()._vmID = newValue}
+  }
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
   /// vCPU run + wait time per second, in thousandths of a core
-  public var cpuMilli: UInt32 = 0
+  public var cpuMilli: UInt32 {
+    get {_storage._cpuMilli}
+    set {_uniqueStorage()._cpuMilli = newValue}
+  }
 
   /// configured RAM
-  public var memoryMib: UInt32 = 0
+  public var memoryMib: UInt32 {
+    get {_storage._memoryMib}
+    set {_uniqueStorage()._memoryMib = newValue}
+  }
 
   /// balancing leaves it alone until then (it moved recently)
-  public var heldUntilUnix: Int64 = 0
+  public var heldUntilUnix: Int64 {
+    get {_storage._heldUntilUnix}
+    set {_uniqueStorage()._heldUntilUnix = newValue}
+  }
 
   /// migrating or otherwise in an operation: nothing moves it
-  public var busy: Bool = false
+  public var busy: Bool {
+    get {_storage._busy}
+    set {_uniqueStorage()._busy = newValue}
+  }
+
+  /// paused in place by an operator (`vm pause`): nothing moves it; an evacuation reports it blocked
+  public var paused: Bool {
+    get {_storage._paused}
+    set {_uniqueStorage()._paused = newValue}
+  }
 
   /// its resource pool; empty: none (Protocol.md §10.9)
-  public var pool: String = String()
+  public var pool: String {
+    get {_storage._pool}
+    set {_uniqueStorage()._pool = newValue}
+  }
 
   /// the VM's own reservation, limit, shares (CPU)
   public var cpuAllocation: Hostmesh_V1_DrsAllocation {
-    get {_cpuAllocation ?? Hostmesh_V1_DrsAllocation()}
-    set {_cpuAllocation = newValue}
+    get {_storage._cpuAllocation ?? Hostmesh_V1_DrsAllocation()}
+    set {_uniqueStorage()._cpuAllocation = newValue}
   }
   /// Returns true if `cpuAllocation` has been explicitly set.
-  public var hasCpuAllocation: Bool {self._cpuAllocation != nil}
+  public var hasCpuAllocation: Bool {_storage._cpuAllocation != nil}
   /// Clears the value of `cpuAllocation`. Subsequent reads from it will return its default value.
-  public mutating func clearCpuAllocation() {self._cpuAllocation = nil}
+  public mutating func clearCpuAllocation() {_uniqueStorage()._cpuAllocation = nil}
 
   /// the same for memory
   public var memoryAllocation: Hostmesh_V1_DrsAllocation {
-    get {_memoryAllocation ?? Hostmesh_V1_DrsAllocation()}
-    set {_memoryAllocation = newValue}
+    get {_storage._memoryAllocation ?? Hostmesh_V1_DrsAllocation()}
+    set {_uniqueStorage()._memoryAllocation = newValue}
   }
   /// Returns true if `memoryAllocation` has been explicitly set.
-  public var hasMemoryAllocation: Bool {self._memoryAllocation != nil}
+  public var hasMemoryAllocation: Bool {_storage._memoryAllocation != nil}
   /// Clears the value of `memoryAllocation`. Subsequent reads from it will return its default value.
-  public mutating func clearMemoryAllocation() {self._memoryAllocation = nil}
+  public mutating func clearMemoryAllocation() {_uniqueStorage()._memoryAllocation = nil}
 
   /// memory the guest actually uses (its QEMU's resident set, at most memory_mib); 0: not measured
-  public var memoryUsedMib: UInt32 = 0
+  public var memoryUsedMib: UInt32 {
+    get {_storage._memoryUsedMib}
+    set {_uniqueStorage()._memoryUsedMib = newValue}
+  }
 
   /// the VM's own automation level; empty: the mesh's
-  public var automation: String = String()
+  public var automation: String {
+    get {_storage._automation}
+    set {_uniqueStorage()._automation = newValue}
+  }
 
   /// the VM's own migration threshold 1-5; 0: the mesh's
-  public var threshold: UInt32 = 0
+  public var threshold: UInt32 {
+    get {_storage._threshold}
+    set {_uniqueStorage()._threshold = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _cpuAllocation: Hostmesh_V1_DrsAllocation? = nil
-  fileprivate var _memoryAllocation: Hostmesh_V1_DrsAllocation? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Initial placement (`vm create --place auto`): the agent that chose this host asks it to
@@ -4353,88 +4388,153 @@ nonisolated extension Hostmesh_V1_DrsHostLoad: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Hostmesh_V1_DrsVmLoad: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DrsVmLoad"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{3}cpu_milli\0\u{3}memory_mib\0\u{3}held_until_unix\0\u{1}busy\0\u{2}\u{e}pool\0\u{3}cpu_allocation\0\u{3}memory_allocation\0\u{3}memory_used_mib\0\u{1}automation\0\u{1}threshold\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}vm_id\0\u{1}name\0\u{3}cpu_milli\0\u{3}memory_mib\0\u{3}held_until_unix\0\u{1}busy\0\u{2}\u{e}pool\0\u{3}cpu_allocation\0\u{3}memory_allocation\0\u{3}memory_used_mib\0\u{1}automation\0\u{1}threshold\0\u{1}paused\0")
+
+  fileprivate class _StorageClass {
+    var _vmID: String = String()
+    var _name: String = String()
+    var _cpuMilli: UInt32 = 0
+    var _memoryMib: UInt32 = 0
+    var _heldUntilUnix: Int64 = 0
+    var _busy: Bool = false
+    var _paused: Bool = false
+    var _pool: String = String()
+    var _cpuAllocation: Hostmesh_V1_DrsAllocation? = nil
+    var _memoryAllocation: Hostmesh_V1_DrsAllocation? = nil
+    var _memoryUsedMib: UInt32 = 0
+    var _automation: String = String()
+    var _threshold: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _vmID = source._vmID
+      _name = source._name
+      _cpuMilli = source._cpuMilli
+      _memoryMib = source._memoryMib
+      _heldUntilUnix = source._heldUntilUnix
+      _busy = source._busy
+      _paused = source._paused
+      _pool = source._pool
+      _cpuAllocation = source._cpuAllocation
+      _memoryAllocation = source._memoryAllocation
+      _memoryUsedMib = source._memoryUsedMib
+      _automation = source._automation
+      _threshold = source._threshold
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.vmID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.cpuMilli) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.memoryMib) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.heldUntilUnix) }()
-      case 6: try { try decoder.decodeSingularBoolField(value: &self.busy) }()
-      case 20: try { try decoder.decodeSingularStringField(value: &self.pool) }()
-      case 21: try { try decoder.decodeSingularMessageField(value: &self._cpuAllocation) }()
-      case 22: try { try decoder.decodeSingularMessageField(value: &self._memoryAllocation) }()
-      case 23: try { try decoder.decodeSingularUInt32Field(value: &self.memoryUsedMib) }()
-      case 24: try { try decoder.decodeSingularStringField(value: &self.automation) }()
-      case 25: try { try decoder.decodeSingularUInt32Field(value: &self.threshold) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._vmID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._cpuMilli) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._memoryMib) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._heldUntilUnix) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._busy) }()
+        case 20: try { try decoder.decodeSingularStringField(value: &_storage._pool) }()
+        case 21: try { try decoder.decodeSingularMessageField(value: &_storage._cpuAllocation) }()
+        case 22: try { try decoder.decodeSingularMessageField(value: &_storage._memoryAllocation) }()
+        case 23: try { try decoder.decodeSingularUInt32Field(value: &_storage._memoryUsedMib) }()
+        case 24: try { try decoder.decodeSingularStringField(value: &_storage._automation) }()
+        case 25: try { try decoder.decodeSingularUInt32Field(value: &_storage._threshold) }()
+        case 26: try { try decoder.decodeSingularBoolField(value: &_storage._paused) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.vmID.isEmpty {
-      try visitor.visitSingularStringField(value: self.vmID, fieldNumber: 1)
-    }
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
-    }
-    if self.cpuMilli != 0 {
-      try visitor.visitSingularUInt32Field(value: self.cpuMilli, fieldNumber: 3)
-    }
-    if self.memoryMib != 0 {
-      try visitor.visitSingularUInt32Field(value: self.memoryMib, fieldNumber: 4)
-    }
-    if self.heldUntilUnix != 0 {
-      try visitor.visitSingularInt64Field(value: self.heldUntilUnix, fieldNumber: 5)
-    }
-    if self.busy != false {
-      try visitor.visitSingularBoolField(value: self.busy, fieldNumber: 6)
-    }
-    if !self.pool.isEmpty {
-      try visitor.visitSingularStringField(value: self.pool, fieldNumber: 20)
-    }
-    try { if let v = self._cpuAllocation {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    } }()
-    try { if let v = self._memoryAllocation {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-    } }()
-    if self.memoryUsedMib != 0 {
-      try visitor.visitSingularUInt32Field(value: self.memoryUsedMib, fieldNumber: 23)
-    }
-    if !self.automation.isEmpty {
-      try visitor.visitSingularStringField(value: self.automation, fieldNumber: 24)
-    }
-    if self.threshold != 0 {
-      try visitor.visitSingularUInt32Field(value: self.threshold, fieldNumber: 25)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._vmID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._vmID, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if _storage._cpuMilli != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._cpuMilli, fieldNumber: 3)
+      }
+      if _storage._memoryMib != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._memoryMib, fieldNumber: 4)
+      }
+      if _storage._heldUntilUnix != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._heldUntilUnix, fieldNumber: 5)
+      }
+      if _storage._busy != false {
+        try visitor.visitSingularBoolField(value: _storage._busy, fieldNumber: 6)
+      }
+      if !_storage._pool.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._pool, fieldNumber: 20)
+      }
+      try { if let v = _storage._cpuAllocation {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      } }()
+      try { if let v = _storage._memoryAllocation {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      } }()
+      if _storage._memoryUsedMib != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._memoryUsedMib, fieldNumber: 23)
+      }
+      if !_storage._automation.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._automation, fieldNumber: 24)
+      }
+      if _storage._threshold != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._threshold, fieldNumber: 25)
+      }
+      if _storage._paused != false {
+        try visitor.visitSingularBoolField(value: _storage._paused, fieldNumber: 26)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hostmesh_V1_DrsVmLoad, rhs: Hostmesh_V1_DrsVmLoad) -> Bool {
-    if lhs.vmID != rhs.vmID {return false}
-    if lhs.name != rhs.name {return false}
-    if lhs.cpuMilli != rhs.cpuMilli {return false}
-    if lhs.memoryMib != rhs.memoryMib {return false}
-    if lhs.heldUntilUnix != rhs.heldUntilUnix {return false}
-    if lhs.busy != rhs.busy {return false}
-    if lhs.pool != rhs.pool {return false}
-    if lhs._cpuAllocation != rhs._cpuAllocation {return false}
-    if lhs._memoryAllocation != rhs._memoryAllocation {return false}
-    if lhs.memoryUsedMib != rhs.memoryUsedMib {return false}
-    if lhs.automation != rhs.automation {return false}
-    if lhs.threshold != rhs.threshold {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._vmID != rhs_storage._vmID {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._cpuMilli != rhs_storage._cpuMilli {return false}
+        if _storage._memoryMib != rhs_storage._memoryMib {return false}
+        if _storage._heldUntilUnix != rhs_storage._heldUntilUnix {return false}
+        if _storage._busy != rhs_storage._busy {return false}
+        if _storage._paused != rhs_storage._paused {return false}
+        if _storage._pool != rhs_storage._pool {return false}
+        if _storage._cpuAllocation != rhs_storage._cpuAllocation {return false}
+        if _storage._memoryAllocation != rhs_storage._memoryAllocation {return false}
+        if _storage._memoryUsedMib != rhs_storage._memoryUsedMib {return false}
+        if _storage._automation != rhs_storage._automation {return false}
+        if _storage._threshold != rhs_storage._threshold {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -12,12 +12,12 @@ import SecureChannel
 /// networks, and answers one item per check.
 extension MigrationCoordinator {
     /// Whether a failed item refuses a migration before it begins: machine, CPU model, networks,
-    /// shared disks. Capacity is advisory here: admission checks it again, atomically, as it
+    /// shared disks, a VM paused by an operator. Capacity is advisory here: admission checks it again, atomically, as it
     /// reserves (and a busy destination makes a migration wait, not fail). The VM's state, its
     /// local disks and an unreachable destination are refused by the migration itself, with the
     /// same reasons.
     static func refuses(_ item: PreflightReport.Item) -> Bool {
-        !item.ok && (["machine", "cpu-model", "network"].contains(item.name) || item.name.hasPrefix("shared-disk"))
+        !item.ok && (["machine", "cpu-model", "network", "paused"].contains(item.name) || item.name.hasPrefix("shared-disk"))
     }
 
     /// Runs the checklist for moving `reference` to the agent at `address`. Never throws: what
@@ -42,12 +42,12 @@ extension MigrationCoordinator {
         if let hold = vm.hold {
             items.append(.init(name: "vm", ok: false, detail: "\(vm.name) is held: \(hold)", fix: "`hostmesh vm resolve \(vm.name)` shows the choices"))
         } else if let process = await vms.process(vm.id), await process.exitIfEnded() == nil {
-            // A status that does not read passes here: taking the VM reads it again and fails closed.
+            items.append(.init(name: "vm", ok: true, detail: "\(vm.name) runs here (epoch \(vm.epoch), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU)"))
+            // Its own item, so that the other refusals still count. A status that does not read
+            // passes here: taking the VM reads it again and fails closed.
             if (try? await process.qmp.queryStatus())?.status == .paused {
-                items.append(.init(name: "vm", ok: false, detail: "\(vm.name) is paused (`hostmesh vm pause`); its destination would run it",
+                items.append(.init(name: "paused", ok: false, detail: "\(vm.name) is paused (`hostmesh vm pause`); its destination would run it",
                                    fix: "`hostmesh vm resume \(vm.name)` first"))
-            } else {
-                items.append(.init(name: "vm", ok: true, detail: "\(vm.name) runs here (epoch \(vm.epoch), \(spec.memoryMiB) MiB, \(spec.vcpus) vCPU)"))
             }
             do {
                 let capabilities = try await QEMUCapabilities.query(process.qmp)

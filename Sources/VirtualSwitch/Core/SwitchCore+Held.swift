@@ -74,7 +74,7 @@ extension SwitchCore {
         for entry in entries {
             counters.heldFramesDelivered &+= 1
             if entry.admitted {
-                output.append(.deliver(port: id, frame: entry.frame))
+                output.append(.deliver(port: id, frame: entry.frame, held: true))
                 continue
             }
             guard let header = EthernetHeader(entry.frame) else { continue }
@@ -83,7 +83,7 @@ extension SwitchCore {
                 counters.countPortDrop(reason)
             } else {
                 port.local.countDelivered(entry.frame.readableBytes)
-                output.append(.deliver(port: id, frame: entry.frame))
+                output.append(.deliver(port: id, frame: entry.frame, held: true))
             }
         }
         ports[id] = port

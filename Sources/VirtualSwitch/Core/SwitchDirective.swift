@@ -3,8 +3,11 @@ public import NIOCore
 /// What the shell MUST do after handing an event to `SwitchCore`, in order.
 public enum SwitchDirective: Sendable {
     /// Send `frame` to the VM behind `port` (one datagram to its NIC socket). If that fails,
-    /// report it with `SwitchCore.recordDeliveryFailure(port:reason:)`.
-    case deliver(port: PortID, frame: ByteBuffer)
+    /// report it with `SwitchCore.recordDeliveryFailure(port:reason:)`. `held`: a frame the port
+    /// held (§8.6.1), released all at once to a guest that is only now starting to read: it
+    /// waits for the socket however many there are (the hold's own bounds limited them), where
+    /// another frame beyond the shell's backlog bound is dropped.
+    case deliver(port: PortID, frame: ByteBuffer, held: Bool = false)
     /// Encapsulate `frame` for `segment`, encrypt it for `host` and send it over the overlay.
     /// `forwarded` marks a straggler re-sent by the VM's old host (never forwarded again).
     case sendFrame(to: HostID, segment: SegmentID, frame: ByteBuffer, forwarded: Bool, flooded: Bool = false)

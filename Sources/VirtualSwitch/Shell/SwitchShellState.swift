@@ -17,6 +17,9 @@ final class SwitchShellState {
         /// `net.unix.max_dgram_qlen` datagrams, 10 by default), sent again shortly, in order.
         var backlog: [ByteBuffer] = []
         var backlogHead = 0
+        /// Of the backlog's frames not sent yet, how many at its front were released from the
+        /// port's hold (§8.6.1): they do not count against `VirtualSwitch.maxBacklog`.
+        var heldInBacklog = 0
         var drainScheduled = false
         /// Drains in a row that sent nothing (the VM is paused: switchover, an in-doubt hold);
         /// each one doubles the wait before the next (`VirtualSwitch.drainDelay`).

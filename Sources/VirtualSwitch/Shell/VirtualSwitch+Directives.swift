@@ -10,8 +10,8 @@ extension VirtualSwitch {
     func execute(_ directives: [SwitchDirective], _ shell: SwitchShellState) {
         for directive in directives {
             switch directive {
-            case let .deliver(port, frame):
-                deliver(frame, to: port, shell)
+            case let .deliver(port, frame, held):
+                deliver(frame, to: port, held: held, shell)
             case let .sendFrame(host, segment, frame, forwarded, flooded):
                 sendOverlay(frame, kind: .frame, segment: segment.rawValue,
                             flags: (forwarded ? OverlayHeader.flagForwarded : 0) | (flooded ? OverlayHeader.flagFlooded : 0), to: host, shell)
@@ -54,8 +54,9 @@ extension VirtualSwitch {
         return min(minimumDrainDelay * (1 << shift), maximumDrainDelay)
     }
 
-    /// Sends a frame to a VM, keeping order behind frames already held back.
-    private func deliver(_ frame: ByteBuffer, to port: PortID, _ shell: SwitchShellState) {
+    /// Sends a frame to a VM, keeping order behind frames already held back. `held`: released
+    /// from the port's hold, not subject to `maxBacklog` (see `SwitchDirective.deliver`).
+    private func deliver(_ frame: ByteBuffer, to port: PortID, held: Bool = false, _ shell: SwitchShellState) {
         guard let binding = shell.ports[port] else {
             // A port with no socket (being removed or not bound yet): the frame is lost, counted.
             shell.core.recordDeliveryFailure(port: port, reason: .guestUnreachable)
@@ -79,11 +80,12 @@ extension VirtualSwitch {
                 return
             }
         }
-        guard binding.backlog.count - binding.backlogHead < Self.maxBacklog else {
+        guard held || binding.backlog.count - binding.backlogHead - binding.heldInBacklog < Self.maxBacklog else {
             shell.core.recordDeliveryFailure(port: port, reason: .guestBusy)
             return
         }
         shell.ports[port]?.backlog.append(frame)
+        if held { shell.ports[port]?.heldInBacklog += 1 }
         scheduleDrain(port, shell)
     }
 
@@ -136,6 +138,8 @@ extension VirtualSwitch {
         }
         // Back off only while nothing moves; one frame through means the VM runs again.
         binding.fruitlessDrains = binding.backlogHead == headBefore ? binding.fruitlessDrains + 1 : 0
+        // Held frames were appended before any later frame (the hold releases them first).
+        binding.heldInBacklog = max(0, binding.heldInBacklog - (binding.backlogHead - headBefore))
         if binding.backlogHead == binding.backlog.count {
             binding.backlog.removeAll(keepingCapacity: true)
             binding.backlogHead = 0

@@ -296,6 +296,7 @@ extension VirtualSwitch {
         let frames = Array(binding.backlog[binding.backlogHead...])
         binding.backlog = []
         binding.backlogHead = 0
+        binding.heldInBacklog = 0
         shell.ports[id] = binding
         return frames
     }
