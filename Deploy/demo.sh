@@ -6,7 +6,9 @@
 #   1. a domain certifies two hosts
 #   2. their agents authenticate each other over a Noise channel and exchange encrypted messages
 #   3. a VM boots on node-a and live-migrates to node-b and back, its counter never resetting,
-#      while a peer VM pings it and holds a TCP connection to it (gap and survival printed)
+#      while a peer VM pings it and holds a TCP connection to it (gap and survival printed); then
+#      an operator pauses it in place for a second: the peer's pings are held and answered after
+#      the resume, and a migration of the paused VM is refused
 #  3b. a VM whose disk is local to node-a moves with its disk (mirrored through the agents' channel)
 #  3c. node-b rotates its host key in the middle of a live migration: the migration's channels
 #      re-authenticate in place (no reconnect) and the migration completes
@@ -107,6 +109,13 @@ echo "-- demo-vm back on node-a: $(hb "$A")"
 echo "-- peer-vm: $(peer PING)   (maxgap_ms: the longest the peer waited for a reply)"
 echo "-- peer-vm: $(peer 'TCP 10.77.0.3')"
 "$BIN" migrations $A | show
+echo "-- an operator pauses demo-vm in place for a second (vm pause), then resumes it (vm resume):"
+"$BIN" vm pause demo-vm $A | show
+{ "$BIN" migrate demo-vm --to "$(chan 2)" $A 2>&1 || true; } | show   # refused: its destination would run it
+sleep 1
+"$BIN" vm resume demo-vm $A | show
+sleep 4
+echo "-- peer-vm: $(peer PING)   (unanswered= as before the pause: what the peer sent meanwhile was held by node-a's switch and answered)"
 
 step "3a. node-a enters maintenance: its VM moves to node-b by itself and the peer keeps its connection; a schedule brings it back"
 "$BIN" host maintenance enter node-a --wait $B | show

@@ -226,15 +226,20 @@ public actor AgentNetwork: MigrationPortMover {
         }
     }
 
-    /// The guest paused in place runs again: its ports deliver what they held, in order.
+    /// The guest paused in place is about to run again: its ports deliver what they held, in
+    /// order (to QEMU's socket and the switch's backlog until QEMU reads).
     public func resumedInPlace(_ spec: VMSpec) async {
         for nic in spec.nics where nic.network != nil {
             do { try await virtualSwitch.resumePort(Self.portID(spec, nic)) } catch {
                 logger.warning("cannot resume the port: the frames it held are delivered when its hold's age bound ends",
                                metadata: ["vm.id": "\(spec.id)", "vswitch.port": "\(Self.portID(spec, nic))", "error": "\(error)"])
             }
-            await virtualSwitch.guestRunning(Self.portID(spec, nic))
         }
+    }
+
+    /// The guest's QEMU reads its socket again: what waits in the switch's backlog goes now.
+    public func guestRunsAgain(_ spec: VMSpec) async {
+        for nic in spec.nics where nic.network != nil { await virtualSwitch.guestRunning(Self.portID(spec, nic)) }
     }
 
     private func forgetMove(_ vm: String) {

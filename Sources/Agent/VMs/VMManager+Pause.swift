@@ -33,8 +33,8 @@ extension VMManager {
         return try await info(vm.id)
     }
 
-    /// Resumes VM `reference`, paused by `pause`: QEMU runs the guest, then its ports deliver
-    /// what they held, oldest first. A held copy (fenced: another host owns the VM) is never
+    /// Resumes VM `reference`, paused by `pause`: its ports hand QEMU what they held, oldest
+    /// first, and QEMU runs the guest. A held copy (fenced: another host owns the VM) is never
     /// resumed here.
     public func resume(_ reference: String) async throws -> VMInfo {
         let vm = try await find(reference)
@@ -49,6 +49,11 @@ extension VMManager {
         guard status == .paused else {
             throw ControlError.conflict("\(vm.name)'s QEMU is \(status), not paused by `hostmesh vm pause`: `vm resume` resumes only such a VM (`hostmesh vm show \(vm.name)`)")
         }
+        let spec = try? vm.decodedSpec()  // a spec that does not decode has no ports to resume
+        // Before `cont`, as a move's destination activates its port (§8.6 step 4): the held
+        // frames wait in QEMU's socket and the switch's backlog (however many, §8.6.1), so the
+        // guest finds them as it runs; later frames queue behind them.
+        if let spec { await network?.resumedInPlace(spec) }
         var failure: (any Error)?
         do { try await process.qmp.cont() } catch { failure = error }
         // Whatever `cont` answered, the guest may run now (an answer lost after QEMU acted): a
@@ -58,13 +63,11 @@ extension VMManager {
             throw ControlError.conflict("\(vm.name) was fenced, or its record could not be read, while it resumed, and is "
                                         + (paused ? "paused" : "stopped (its QEMU would not pause)") + ": `hostmesh vm show \(vm.name)`")
         }
-        let spec = try? vm.decodedSpec()  // a spec that does not decode has no ports to resume
-        if let failure, (try? await process.qmp.queryStatus())?.running != true {  // unread: taken as not running, its ports keep holding
+        if let failure, (try? await process.qmp.queryStatus())?.running != true {  // unread: taken as not running
+            if let spec { await network?.pausedInPlace(spec) }  // what it did not read yet is held again, in order
             throw ControlError.failed("cannot resume \(vm.name): QEMU did not run it (\(failure)): `hostmesh vm show \(vm.name)`")
         }
-        // After `cont`: QEMU reads its socket again, so the held frames, however many, go in as
-        // it takes them; frames that come meanwhile are held behind them, in order.
-        if let spec { await network?.resumedInPlace(spec) }
+        if let spec { await network?.guestRunsAgain(spec) }
         logger.info("VM resumed in place", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
         return try await info(vm.id)
     }
