@@ -29,13 +29,20 @@ public enum NetworkMigrationBenchmark {
         public var precopyGapMs: Int?
         /// How long before the STOP that pre-copy gap ended, ms (nil when under 100 ms).
         public var precopyGapEndedBeforeStopMs: Int?
-        /// Pings lost during the run: requests the peer sent that had no reply 3 s later
-        /// (`hmtool ping`'s `unanswered`; requests still in flight at a summary never count).
+        /// Pings lost during the run: requests the peer sent after the run began that had no reply
+        /// 3 s later (`hmtool ping`'s `PINGLOST` lines). A request sent before (the peer's first,
+        /// at its boot, judged only after the run began) is not the move's.
         public var lostPings: Int
         /// Of `lostPings`, requests that never reached the moving guest (`hmtool icmpseen` in
         /// it: sequence numbers missing, net of late ones); the rest are replies lost on the way
         /// back. Nil if the guest's count could not be read (its counting restarted).
         public var requestsLost: Int?
+        /// The sequence numbers of the lost pings (`PINGLOST`), and of the reply that ended each
+        /// gap of 100 ms or more (`PINGGAP`, the move's among them): a lost request sent just
+        /// before the gap's first held one was answered, if at all, by the source's guest as QEMU
+        /// stopped it (the peer pings every 20 ms).
+        public var lostPingSequences: [Int] = []
+        public var gapEndSequences: [Int] = []
         /// Replies that came after the 3 s, and second replies to one request (each frame must be
         /// delivered once).
         public var latePings: Int
@@ -110,7 +117,8 @@ public enum NetworkMigrationBenchmark {
                  tcpConnectionsLost = "tcp_connections_lost", tcpBytesLost = "tcp_bytes_lost", tcpStallMs = "tcp_stall_ms", tcpWaitMs = "tcp_wait_ms",
                  tcpRetransmits = "tcp_retransmits", timeline, requestsLost = "ping_requests_lost", latePings = "late_pings",
                  duplicatePings = "duplicate_pings", switches, serverTCP = "server_tcp", peerTCP = "peer_tcp",
-                 udpReceiveBufferErrors = "udp_rcvbuf_errors", inPlace = "in_place"
+                 udpReceiveBufferErrors = "udp_rcvbuf_errors", inPlace = "in_place", lostPingSequences = "lost_ping_seqs",
+                 gapEndSequences = "gap_end_seqs"
         }
     }
 
@@ -184,11 +192,14 @@ public enum NetworkMigrationBenchmark {
             let tcp = last(after, "TCP 10.77.0.3:7 conn=") ?? ""
             let errors = after.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("TCP 10.77.0.3:7 error") }.count
             func delta(_ name: String) -> Int { (field(ping, name) ?? 0) - (field(pingBefore, name) ?? 0) }
+            let lost = lostPings(before, after)
             var run = Run(move: move, downtimeMs: report.downtimeMs, gapMs: gapSince(before, in: after, ip: "10.77.0.3"),
-                          lostPings: delta("unanswered"), requestsLost: requestsMissing(seenBefore, seenAfter), latePings: delta("late"), duplicatePings: delta("dup"),
+                          lostPings: lost.count, requestsLost: requestsMissing(seenBefore, seenAfter), latePings: delta("late"), duplicatePings: delta("dup"),
                           tcpConnectionsLost: (field(tcp, "conn") ?? 1) - 1, tcpBytesLost: errors,
                           tcpStallMs: field(tcp, "maxgap_ms") ?? -1, tcpWaitMs: field(tcp, "maxwait_ms") ?? -1, tcpRetransmits: (field(tcp, "retrans") ?? 0) - retransBefore,
                           timeline: [])
+            run.lostPingSequences = lost
+            run.gapEndSequences = sequencesSince(before, in: after, "PINGGAP 10.77.0.3 ")
             clientLines.stop()
             let points = recorder.take()
             run.timeline = SwitchoverTimelineRecorder.describe(points, from: "source-qemu-stop").map { Run.TimelinePoint(point: $0.name, ms: ($0.ms * 10).rounded() / 10) }
@@ -211,6 +222,10 @@ public enum NetworkMigrationBenchmark {
                 + "TCP stall \(run.tcpStallMs) ms (wait \(run.tcpWaitMs) ms), retransmits \(run.tcpRetransmits), "
                 + "TCP connections lost \(run.tcpConnectionsLost), TCP errors \(run.tcpBytesLost)")
             log(timelineLine(run.timeline))
+            if !run.lostPingSequences.isEmpty {
+                log("  pings lost (sent since the run began): seq \(run.lostPingSequences.map(String.init).joined(separator: ", ")); gaps of 100 ms or more ended at seq "
+                    + run.gapEndSequences.map(String.init).joined(separator: ", "))
+            }
             log("  TCP counters that changed: moving guest " + describe(run.serverTCP) + "; peer " + describe(run.peerTCP)
                 + "; UDP receive-buffer drops machine-wide (every process) \(run.udpReceiveBufferErrors)")
             for (host, changed) in run.switches.sorted(by: { $0.key < $1.key }) {
@@ -239,7 +254,7 @@ public enum NetworkMigrationBenchmark {
             console.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) && $0.contains(" maxgap_ms=") && $0.contains(" wwait_ms=") }.map(String.init)
         }
         let before = try await waitFor(peer, peerVM) { _ in true }
-        let tcpBefore = summaries(before).last ?? "", pingBefore = last(before, "PING 10.77.0.3") ?? ""
+        let tcpBefore = summaries(before).last ?? ""
         guard field(tcpBefore, "wgap_ms") != nil else {
             throw ControlError.failed("the test guest is older than this benchmark (its TCP lines have no wgap_ms=): rebuild it with `make guest`")
         }
@@ -261,12 +276,26 @@ public enum NetworkMigrationBenchmark {
                 && (last($0, "PING 10.77.0.3").flatMap { field($0, "judged") } ?? 0) >= sentByNow
         }
         let tcpLines = summaries(after).dropFirst(summaries(before).count)
-        let tcpAfter = tcpLines.last ?? tcpBefore, pingAfter = last(after, "PING 10.77.0.3") ?? ""
+        let tcpAfter = tcpLines.last ?? tcpBefore
         return Run.InPlacePause(pauseMs: pauseMs, gapMs: gapSince(before, in: after, ip: "10.77.0.3"),
-                                lostPings: (field(pingAfter, "unanswered") ?? 0) - (field(pingBefore, "unanswered") ?? 0),
+                                lostPings: lostPings(before, after).count,
                                 tcpStallMs: tcpLines.compactMap { field($0, "wgap_ms") }.max() ?? -1,
                                 tcpWaitMs: tcpLines.compactMap { field($0, "wwait_ms") }.max() ?? -1,
                                 tcpRetransmits: (field(tcpAfter, "retrans") ?? 0) - (field(tcpBefore, "retrans") ?? 0))
+    }
+
+    /// The `seq=` of the lines starting with `prefix` printed after `before` was read.
+    static func sequencesSince(_ before: String, in after: String, _ prefix: String) -> [Int] {
+        let lines = { (text: String) in text.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) } }
+        return lines(after).dropFirst(lines(before).count).compactMap { field(String($0), "seq") }
+    }
+
+    /// The peer's pings lost between two readings of its console: `PINGLOST` sequence numbers
+    /// printed since `before`, of requests sent since then (numbered from 0: those below
+    /// `before`'s `sent` left earlier, such as the very first, at the peer's boot).
+    static func lostPings(_ before: String, _ after: String) -> [Int] {
+        let sentBefore = last(before, "PING 10.77.0.3").flatMap { field($0, "sent") } ?? 0
+        return sequencesSince(before, in: after, "PINGLOST 10.77.0.3 ").filter { $0 >= sentBefore }
     }
 
     /// The differences of the `TCPSTAT` counters between the last such lines of two readings of
