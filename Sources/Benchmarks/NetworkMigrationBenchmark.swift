@@ -284,18 +284,18 @@ public enum NetworkMigrationBenchmark {
                                 tcpRetransmits: (field(tcpAfter, "retrans") ?? 0) - (field(tcpBefore, "retrans") ?? 0))
     }
 
-    /// The `seq=` of the lines starting with `prefix` printed after `before` was read.
-    static func sequencesSince(_ before: String, in after: String, _ prefix: String) -> [Int] {
+    /// The `seq=` (or `name=`) of the lines starting with `prefix` printed after `before` was read.
+    static func sequencesSince(_ before: String, in after: String, _ prefix: String, field name: String = "seq") -> [Int] {
         let lines = { (text: String) in text.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) } }
-        return lines(after).dropFirst(lines(before).count).compactMap { field(String($0), "seq") }
+        return lines(after).dropFirst(lines(before).count).compactMap { field(String($0), name) ?? field(String($0), "seq") }
     }
 
-    /// The peer's pings lost between two readings of its console: `PINGLOST` sequence numbers
-    /// printed since `before`, of requests sent since then (numbered from 0: those below
-    /// `before`'s `sent` left earlier, such as the very first, at the peer's boot).
+    /// The peer's pings lost between two readings of its console: `PINGLOST` request indexes
+    /// printed since `before`, of requests sent since its last summary (numbered from 0: those
+    /// below its `sent` left earlier, such as the very first, at the peer's boot).
     static func lostPings(_ before: String, _ after: String) -> [Int] {
         let sentBefore = last(before, "PING 10.77.0.3").flatMap { field($0, "sent") } ?? 0
-        return sequencesSince(before, in: after, "PINGLOST 10.77.0.3 ").filter { $0 >= sentBefore }
+        return sequencesSince(before, in: after, "PINGLOST 10.77.0.3 ", field: "index").filter { $0 >= sentBefore }
     }
 
     /// The differences of the `TCPSTAT` counters between the last such lines of two readings of

@@ -77,8 +77,10 @@ public enum DRSTypes {
         /// False when a rule or its state keeps it where it is; `busy` while it migrates.
         public var movable: Bool
         public var busy: Bool
+        /// Paused in place (§10.2's `paused`): nothing moves it. Nil from an agent before it.
+        public var paused: Bool?
 
-        public init(id: String, name: String, host: String, memoryMiB: Int, cpuDemandMilli: Int, movable: Bool, busy: Bool) {
+        public init(id: String, name: String, host: String, memoryMiB: Int, cpuDemandMilli: Int, movable: Bool, busy: Bool, paused: Bool? = nil) {
             self.id = id
             self.name = name
             self.host = host
@@ -86,6 +88,7 @@ public enum DRSTypes {
             self.cpuDemandMilli = cpuDemandMilli
             self.movable = movable
             self.busy = busy
+            self.paused = paused
         }
     }
 

@@ -217,7 +217,7 @@ public enum Placement {
     }
 
     /// Why a paused VM stays where it is.
-    static let pausedReason = "paused by an operator (`hostmesh vm pause`): a migration would run it; `vm resume` or `vm stop` it"
+    static let pausedReason = "paused (an operator's `hostmesh vm pause`, or a failed resume: `vm show` says which): a migration would run it; `vm resume` or `vm stop` it"
 
     /// Why VM `vm` may not move to `host` now (nil: it may): an operator's move, such as a
     /// recommendation applied later (`drs apply`), is checked again against the view of the

@@ -94,6 +94,16 @@ extension MigrationEndToEndTests {
         try await awaitOwner(a, vm: vm.id, owner: "node-c", epoch: 2)
         let fenced = try #require(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).first)
         #expect(fenced.problem?.contains("stale") == true, "\(fenced)")
+        // An operator's `vm resume` never runs a fenced copy (nor does `vm pause` touch it).
+        for method in ["vm.resume", "vm.pause"] {
+            do {
+                _ = try await a.control.call(method, ControlTypes.VMReference(vm: vm.name), as: VMInfo.self)
+                Issue.record("\(method) of a fenced copy was accepted")
+            } catch let error as ControlError {
+                #expect(error.code == "conflict" && error.message.contains("held"), "\(method): \(error)")
+            }
+        }
+        #expect(try await a.control.call("vm.list", Empty(), as: [VMInfo].self).first?.qemuStatus == "paused")
         #expect(try await metric(a, #"hostmesh_ownership_records_dropped_total{reason="no_evidence"}"#) == 1)
     }
 }

@@ -253,7 +253,7 @@ static int cmd_ping(int argc, char **argv) {
                 if (state[s] != PING_OUT) continue;
                 state[s] = PING_LOST;
                 unanswered++;
-                printf("PINGLOST %s seq=%u\n", ip, s);
+                printf("PINGLOST %s seq=%u index=%llu\n", ip, s, (unsigned long long)judged);
             }
             printf("PING %s sent=%llu recv=%llu lost=%llu rtt_us=%llu maxgap_ms=%lld "
                    "judged=%llu unanswered=%llu late=%llu dup=%llu wgap_ms=%lld wsendgap_ms=%lld\n", ip,

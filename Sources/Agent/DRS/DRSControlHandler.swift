@@ -47,7 +47,7 @@ struct DRSControlHandler: Sendable {
             let (_, view) = await controller.decide()
             return view.vms.sorted { ($0.host, $0.name) < ($1.host, $1.name) }.map {
                 DRSTypes.MeshVM(id: $0.id, name: $0.name, host: $0.host, memoryMiB: $0.memoryMiB, cpuDemandMilli: $0.cpuDemandMilli,
-                                movable: $0.movable, busy: $0.busy)
+                                movable: $0.movable, busy: $0.busy, paused: $0.paused)
             }
         case "drs.apply":
             let p = try request.params(DRSTypes.Apply.self)

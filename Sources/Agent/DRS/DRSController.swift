@@ -329,10 +329,14 @@ actor DRSController {
             reported.memoryMib = UInt32(vm.memoryMiB)
             reported.cpuMilli = UInt32(max(0, sample?.milli ?? 0))
             reported.heldUntilUnix = held[vm.name] ?? 0
-            // Not measured yet, or in an operation: nothing moves it for now. Paused by an operator
-            // (a fenced copy's state is in-doubt): it stays, and is not busy (§10.2).
-            reported.paused = vm.state == "paused"
-            reported.busy = !["running", "paused"].contains(vm.state) || sample?.milli == nil || moving.contains(vm.id)
+            // Not measured yet, or in an operation: nothing moves it for now. Paused and in no
+            // operation (an operator's `vm pause`; a fenced copy's state is in-doubt): it stays,
+            // and is not busy (§10.2). In an operation (a storage move's switchover, a resume
+            // under way), its QEMU's `paused` is that operation's: busy.
+            let operation = await vms.inOperation(vm.id)
+            reported.paused = vm.state == "paused" && !operation
+            reported.busy = !["running", "paused"].contains(vm.state) || (vm.state == "paused" && operation) || sample?.milli == nil
+                || moving.contains(vm.id)
             if let pid = vm.pid, let resident = VMDemandSampler.residentMiB(pid: pid) { reported.memoryUsedMib = UInt32(min(resident, vm.memoryMiB)) }
             if let r = resources[vm.id] {
                 reported.pool = r.pool ?? ""

@@ -5,32 +5,20 @@ import Hypervisor
 /// host. Frames for it meanwhile are held by the switch (Protocol.md §8.6.1's bounds) and
 /// delivered, in order, when it resumes, so its peers see a stall, not a loss.
 ///
-/// A fence (another host owns the VM now) that comes while either runs is deferred to it, as to
-/// every operation that marks the VM busy (`fence`): each exit below pauses a held copy.
+/// A fence (another host owns the VM now) that comes while either runs is skipped by `fence`, as
+/// for every operation that marks the VM busy: each ends by reading the VM's hold again and
+/// pausing a held copy (`endMarked`).
 extension VMManager {
     /// Pauses VM `reference` in place: QEMU stops its vCPUs, then its ports hold frames for it.
-    /// A VM already paused is left as it is.
+    /// A VM already paused is left as it is (its ports hold again, should a retry find them not).
     public func pause(_ reference: String) async throws -> VMInfo {
         let vm = try await find(reference)
         try refuseHeld(vm)
         try mark(vm.id, .pausing, name: vm.name)
-        defer { busy[vm.id] = nil }
-        let process = try await runningProcess(vm)
-        let status = try await runStatus(vm, process)
-        if status == .paused { return try await info(vm.id) }
-        guard status == .running else {
-            throw ControlError.conflict("\(vm.name)'s QEMU is \(status), not running: only a running VM can be paused (`hostmesh vm show \(vm.name)`)")
-        }
-        do { try await process.qmp.stop() } catch {
-            // It may run on: a fence deferred to this pause must not be lost with it.
-            if await fencedMeanwhile(vm.id) { _ = await pauseFenced(vm.id, process) }
-            throw ControlError.failed("cannot pause \(vm.name): QEMU did not stop (\(error)); it may still run: `hostmesh vm show \(vm.name)`")
-        }
-        // After the stop: frames handed to QEMU's socket in between wait there (a stopped QEMU
-        // does not read it) and reach the guest at `cont`.
-        if let spec = try? vm.decodedSpec() { await network?.pausedInPlace(spec) }  // a spec that does not decode has no ports
-        logger.info("VM paused in place", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
-        return try await info(vm.id)
+        let result: Result<VMInfo, any Error>
+        do { result = .success(try await pauseMarked(vm)) } catch { result = .failure(error) }
+        try await endMarked(vm, "was paused")
+        return try result.get()
     }
 
     /// Resumes VM `reference`, paused by `pause`: its ports hand QEMU what they held, oldest
@@ -40,36 +28,76 @@ extension VMManager {
         let vm = try await find(reference)
         try refuseHeld(vm)
         try mark(vm.id, .resuming, name: vm.name)
-        defer { busy[vm.id] = nil }
+        let result: Result<VMInfo, any Error>
+        do { result = .success(try await resumeMarked(vm)) } catch { result = .failure(error) }
+        try await endMarked(vm, "resumed")
+        return try result.get()
+    }
+
+    private func pauseMarked(_ vm: StoredVM) async throws -> VMInfo {
+        let process = try await runningProcess(vm)
+        let spec = try? vm.decodedSpec()  // a spec that does not decode has no ports
+        let status = try await runStatus(vm, process)
+        guard status == .running || status == .paused else {
+            throw ControlError.conflict("\(vm.name)'s QEMU is \(status), not running: only a running VM can be paused (`hostmesh vm show \(vm.name)`)")
+        }
+        if status == .running {
+            do { try await process.qmp.stop() } catch {
+                // The answer may be lost after QEMU stopped: then it is paused, as asked.
+                guard (try? await process.qmp.queryStatus())?.status == .paused else {  // unread: taken as still running
+                    throw ControlError.failed("cannot pause \(vm.name): QEMU did not stop (\(error)); it may still run: `hostmesh vm show \(vm.name)`")
+                }
+            }
+        }
+        // After the stop: frames handed to QEMU's socket in between wait there (a stopped QEMU
+        // does not read it) and reach the guest at `cont`.
+        if let spec { await network?.pausedInPlace(spec) }
+        logger.info("VM paused in place", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
+        return try await info(vm.id)
+    }
+
+    private func resumeMarked(_ vm: StoredVM) async throws -> VMInfo {
         // Read again under the mark: a fence may have come meanwhile.
         try refuseHeld(try await find(vm.id))
         let process = try await runningProcess(vm)
+        let spec = try? vm.decodedSpec()  // a spec that does not decode has no ports to resume
         let status = try await runStatus(vm, process)
-        if status == .running { return try await info(vm.id) }
-        guard status == .paused else {
+        guard status == .paused || status == .running else {
             throw ControlError.conflict("\(vm.name)'s QEMU is \(status), not paused by `hostmesh vm pause`: `vm resume` resumes only such a VM (`hostmesh vm show \(vm.name)`)")
         }
-        let spec = try? vm.decodedSpec()  // a spec that does not decode has no ports to resume
         // Before `cont`, as a move's destination activates its port (§8.6 step 4): the held
         // frames wait in QEMU's socket and the switch's backlog (however many, §8.6.1), so the
-        // guest finds them as it runs; later frames queue behind them.
+        // guest finds them as it runs; later frames queue behind them. (Running already, as a
+        // retry may find it: its ports deliver again, should they still hold.)
         if let spec { await network?.resumedInPlace(spec) }
-        var failure: (any Error)?
-        do { try await process.qmp.cont() } catch { failure = error }
-        // Whatever `cont` answered, the guest may run now (an answer lost after QEMU acted): a
-        // copy fenced meanwhile, or whose row cannot be read to tell, is paused again.
-        if await fencedMeanwhile(vm.id) {
-            let paused = await pauseFenced(vm.id, process)
-            throw ControlError.conflict("\(vm.name) was fenced, or its record could not be read, while it resumed, and is "
-                                        + (paused ? "paused" : "stopped (its QEMU would not pause)") + ": `hostmesh vm show \(vm.name)`")
-        }
-        if let failure, (try? await process.qmp.queryStatus())?.running != true {  // unread: taken as not running
-            if let spec { await network?.pausedInPlace(spec) }  // what it did not read yet is held again, in order
-            throw ControlError.failed("cannot resume \(vm.name): QEMU did not run it (\(failure)): `hostmesh vm show \(vm.name)`")
+        if status == .paused {
+            do { try await process.qmp.cont() } catch {
+                // The answer may be lost after QEMU ran the guest: then it runs, as asked.
+                guard (try? await process.qmp.queryStatus())?.running == true else {  // unread: taken as not running
+                    if let spec { await network?.pausedInPlace(spec) }  // what QEMU did not read yet is held again, in order
+                    throw ControlError.failed("cannot resume \(vm.name): QEMU did not run it (\(error)): `hostmesh vm show \(vm.name)`")
+                }
+            }
         }
         if let spec { await network?.guestRunsAgain(spec) }
         logger.info("VM resumed in place", metadata: ["vm.id": "\(vm.id)", "vm.name": "\(vm.name)"])
         return try await info(vm.id)
+    }
+
+    /// Ends a pause's or resume's mark on `vm`. A fence skipped meanwhile (its row is held now)
+    /// or a row that cannot be read to tell (fail closed) pauses the copy before the mark goes,
+    /// and the operation is answered with that.
+    private func endMarked(_ vm: StoredVM, _ what: String) async throws {
+        let held: Bool
+        do { held = try await find(vm.id).hold != nil } catch {
+            logger.error("cannot read the VM's record to check for a fence; pausing it", metadata: ["vm.id": "\(vm.id)", "error": "\(error)"])
+            held = true
+        }
+        defer { busy[vm.id] = nil }
+        guard held, let process = processes[vm.id] else { return }
+        let paused = await pauseFenced(vm.id, process)
+        throw ControlError.conflict("\(vm.name) was fenced while it \(what), or its record could not be read to tell, and is "
+                                    + (paused ? "paused" : "stopped (its QEMU would not pause)") + ": `hostmesh vm show \(vm.name)`")
     }
 
     /// True when VM `vm`'s QEMU says it is paused. Fails closed: a status that cannot be read
@@ -78,14 +106,9 @@ extension VMManager {
         try await runStatus(vm, process) == .paused
     }
 
-    /// True when VM `id` is held now (a fence came during this operation), or when its row
-    /// cannot be read to tell: fail closed.
-    private func fencedMeanwhile(_ id: String) async -> Bool {
-        do { return try await find(id).hold != nil } catch {
-            logger.error("cannot read the VM's record to check for a fence; pausing it", metadata: ["vm.id": "\(id)", "error": "\(error)"])
-            return true
-        }
-    }
+    /// Whether VM `id` is in an operation (a migration, a storage move, a pause, ...): DRS reports
+    /// such a VM busy whatever its QEMU's state says.
+    func inOperation(_ id: String) -> Bool { busy[id] != nil }
 
     private func refuseHeld(_ vm: StoredVM) throws {
         if let hold = vm.hold {
