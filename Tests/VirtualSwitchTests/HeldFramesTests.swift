@@ -176,6 +176,15 @@ struct HeldFramesTests {
         #expect(after.txFrames == before.txFrames && after[.ingressPolicy] == before[.ingressPolicy] + 1)
     }
 
+    /// A pause that does not apply (the port is not active) gives the shell's frames back, in
+    /// order: nothing it had taken from its backlog is lost uncounted.
+    @Test func aPortThatCannotPauseGivesBackTheFramesItWasHanded() throws {
+        var (_, b, _) = try Self.threeHosts()  // b's port is imported: blocked
+        let out = try b.core.pausePort("vm1/eth0", undelivered: [Self.ping(1), Self.ping(2)], now: .origin)
+        #expect(Self.sequences(out.delivered(to: "vm1/eth0")) == [1, 2])
+        #expect(b.core.heldFrames(of: "vm1/eth0")?.frames == 0)
+    }
+
     @Test func withHoldingOffFramesForAnInactivePortAreDroppedAsBefore() throws {
         var settings = SwitchSettings()
         settings.holdFramesDuringMoves = false

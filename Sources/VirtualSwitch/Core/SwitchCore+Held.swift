@@ -14,7 +14,13 @@ extension SwitchCore {
     /// `SwitchSettings.heldFramesMaxAge`.
     public mutating func pausePort(_ id: PortID, undelivered: [ByteBuffer] = [], now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try port(id)
-        guard settings.holdFramesDuringMoves, port.lifecycle == .active else { return [] }
+        guard settings.holdFramesDuringMoves else { return [] }
+        guard port.lifecycle == .active else {
+            // Not paused (blocked, frozen, forwarding): what the shell handed back goes to it
+            // again, first and in order, as if never taken (it passed the firewall already).
+            output += undelivered.map { .deliver(port: id, frame: $0) }
+            return takeOutput()
+        }
         ports[id]?.pausedUntil = now + settings.heldFramesMaxAge
         reclaim(id, undelivered, now: now)
         return takeOutput()
