@@ -317,6 +317,7 @@ actor DRSController {
         migrationsBegunAtLastMeasure = begun
         let now = ContinuousClock.now
         var next: [String: VMDemandSampler.Sample] = [:]
+        let inOperation = await vms.inOperation()
         for vm in list where ["running", "migrating", "incoming", "paused"].contains(vm.state) {
             var sample = samples[vm.id]
             if let pid = vm.pid, let ns = VMDemandSampler.vcpuNanoseconds(pid: pid) {
@@ -333,7 +334,7 @@ actor DRSController {
             // operation (an operator's `vm pause`; a fenced copy's state is in-doubt): it stays,
             // and is not busy (§10.2). In an operation (a storage move's switchover, a resume
             // under way), its QEMU's `paused` is that operation's: busy.
-            let operation = await vms.inOperation(vm.id)
+            let operation = inOperation.contains(vm.id)
             reported.paused = vm.state == "paused" && !operation
             reported.busy = !["running", "paused"].contains(vm.state) || (vm.state == "paused" && operation) || sample?.milli == nil
                 || moving.contains(vm.id)

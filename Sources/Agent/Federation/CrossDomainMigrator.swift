@@ -29,8 +29,8 @@ struct CrossDomainMigrator: Sendable {
         let vm = try await vms.find(request.vm)
         let spec = try vm.decodedSpec()
         // Before anything is offered or stretched (taking the VM checks it again).
-        if let process = await vms.process(vm.id), try await vms.isPaused(vm, process) {
-            throw ControlError.conflict("\(vm.name) is paused (`hostmesh vm pause`); a paused VM is not migrated, because its destination would run it: `hostmesh vm resume \(vm.name)` first (nothing moved)")
+        if let process = await vms.process(vm.id) {
+            try await vms.refusePaused(vm, process, "a migration would run it at its destination (nothing moved)")
         }
         let now = Int64(Date().timeIntervalSince1970)
         let grant = credentials.trust.federation.current.grant(of: domain, for: request.domain)

@@ -100,15 +100,17 @@ extension VMManager {
                                     + (paused ? "paused" : "stopped (its QEMU would not pause)") + ": `hostmesh vm show \(vm.name)`")
     }
 
-    /// True when VM `vm`'s QEMU says it is paused. Fails closed: a status that cannot be read
-    /// throws, naming the VM.
-    func isPaused(_ vm: StoredVM, _ process: VMProcess) async throws -> Bool {
-        try await runStatus(vm, process) == .paused
+    /// Refuses (`conflict`) VM `vm` when its QEMU is paused (an operator's `vm pause`), saying
+    /// what `consequence` the operation asked for would have. Fails closed: a status that cannot
+    /// be read throws, naming the VM.
+    func refusePaused(_ vm: StoredVM, _ process: VMProcess, _ consequence: String) async throws {
+        guard try await runStatus(vm, process) == .paused else { return }
+        throw ControlError.conflict("\(vm.name) is paused (`hostmesh vm pause`), and \(consequence): `hostmesh vm resume \(vm.name)` first")
     }
 
-    /// Whether VM `id` is in an operation (a migration, a storage move, a pause, ...): DRS reports
-    /// such a VM busy whatever its QEMU's state says.
-    func inOperation(_ id: String) -> Bool { busy[id] != nil }
+    /// The VMs in an operation (a migration, a storage move, a pause, ...): DRS reports such a
+    /// VM busy whatever its QEMU's state says.
+    func inOperation() -> Set<String> { Set(busy.keys) }
 
     private func refuseHeld(_ vm: StoredVM) throws {
         if let hold = vm.hold {

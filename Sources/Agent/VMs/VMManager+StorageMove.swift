@@ -19,9 +19,7 @@ extension VMManager {
                 throw ControlError.conflict("\(vm.name) runs under a lease on shared storage, and moving a leased VM's disk is not built (Protocol.md §9.2): stop it, move the file, and start it again")
             }
             // The move pauses the guest for its switch and then runs it: an operator's pause would end.
-            if try await isPaused(vm, process) {
-                throw ControlError.conflict("\(vm.name) is paused (`hostmesh vm pause`), and a storage move would run it at its end: `hostmesh vm resume \(vm.name)` first")
-            }
+            try await refusePaused(vm, process, "a storage move would run it at its end")
             // Read again under the mark: a hold may have come meanwhile.
             let current = try await find(vm.id)
             if let hold = current.hold { throw ControlError.conflict("\(vm.name) is held: \(hold)") }

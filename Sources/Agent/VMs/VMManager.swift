@@ -387,14 +387,9 @@ public actor VMManager: MigrationVMRegistry {
             throw ControlError.conflict("\(vm.name) is not running here; only a running VM can be live-migrated")
         }
         // Paused by an operator (`vm pause`): the destination would run it, and a rollback resume it here.
-        let paused: Bool
-        do { paused = try await isPaused(vm, process) } catch {
+        do { try await refusePaused(vm, process, "a migration would run it at its destination") } catch {
             busy[vm.id] = nil
             throw error
-        }
-        guard !paused else {
-            busy[vm.id] = nil
-            throw ControlError.conflict("\(vm.name) is paused (`hostmesh vm pause`); a paused VM is not migrated, because its destination would run it: `hostmesh vm resume \(vm.name)` first")
         }
         // A leased VM moves with its lease (§9.2 "Leases and handovers"): the destination's
         // keeper holds its own lease from before its QEMU starts; this host's is released with
