@@ -75,8 +75,8 @@ public actor MigrationCoordinator {
     var queue = OutgoingQueue()
     /// Queue tickets granted a slot whose waiter has not picked it up yet.
     var grantedTickets: Set<UInt64> = []
-    /// This host's QEMU capabilities, once probed for a checklist.
-    var cachedCapabilities: QEMUCapabilities?
+    /// The probe of this host's QEMU capabilities for checklists: running, or done and kept.
+    var capabilityProbe: Task<QEMUCapabilities, any Error>?
     /// Per-host limits in force (the configuration's, until `setLimits`).
     private(set) var limits: MigrationLimits
 

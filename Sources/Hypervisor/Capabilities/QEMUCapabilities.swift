@@ -68,8 +68,11 @@ public struct QEMUCapabilities: Sendable, Equatable {
     }
 
     /// Reads them from `binary` by starting it with no machine (`-machine none -S`), asking over
-    /// QMP and killing it: about 0.2 s. Throws when QEMU cannot be started or does not answer.
-    public static func probe(binary: String, logger: Logger) async throws -> QEMUCapabilities {
+    /// QMP and killing it: about 0.2 s. Throws when QEMU cannot be started or does not answer
+    /// within `budget`. The budget is wide because a host busy with TCG guests can take seconds to
+    /// start a QEMU: its monitor thread greets at once, but its main thread answers the first
+    /// command only once initialised (a CI run saw `qmp_capabilities` unanswered for 5 s).
+    public static func probe(binary: String, budget: Duration = .seconds(30), logger: Logger) async throws -> QEMUCapabilities {
         var template = Array("/tmp/hm-qemucaps-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
             throw ProbeError(reason: "cannot create a directory for the QEMU capability probe: \(String(cString: strerror(errno)))")
@@ -85,12 +88,15 @@ public struct QEMUCapabilities: Sendable, Equatable {
         do {
             // QEMU creates the socket file when it binds and accepts once it listens: until then a
             // connection is refused, so connecting is retried, not the file awaited.
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + budget
             var qmp: QMPClient?
             while qmp == nil {
-                do { qmp = try await QMPClient.connect(path: socket, logger: logger) } catch {
+                var patient = QMPClient.Configuration()
+                patient.connectTimeout = max(.seconds(1), deadline - ContinuousClock.now)
+                patient.commandTimeout = patient.connectTimeout
+                do { qmp = try await QMPClient.connect(path: socket, configuration: patient, logger: logger) } catch {
                     guard ContinuousClock.now < deadline, ChildProcess.reap(pid) == nil else {
-                        throw ProbeError(reason: "QEMU (\(executable)) did not answer on its QMP socket for the capability probe within 10 s: \(error)")
+                        throw ProbeError(reason: "QEMU (\(executable)) did not answer on its QMP socket for the capability probe within \(budget): \(error)")
                     }
                     try await Task.sleep(for: .milliseconds(10))
                 }

@@ -161,7 +161,7 @@ extension MigrationCoordinator {
             }
         } catch {
             item("machine", false, "\(hostID) cannot ask its QEMU (\(configuration.qemuBinary)) what it runs: \(error)",
-                 fix: "install qemu-system-x86 on \(hostID), or set qemu_binary")
+                 fix: "install qemu-system-x86 on \(hostID), or set qemu_binary; if QEMU is installed but slow to answer, the host is overloaded: retry when it is less busy")
         }
         do {
             let (spec, diskBytes) = try localizeDisks(given, check.disks, migration: "preflight", storageRoot: vms.storageRoot)
@@ -206,11 +206,21 @@ extension MigrationCoordinator {
         return reply
     }
 
-    /// This host's QEMU capabilities, probed once (about 0.2 s) and kept.
+    /// This host's QEMU capabilities, probed once (about 0.2 s) and kept. Checklists that come
+    /// while the probe runs wait for the same probe; a failed probe is forgotten, so the next
+    /// checklist probes again (QEMU installed, or the host less busy, by then).
     func qemuCapabilities() async throws -> QEMUCapabilities {
-        if let known = cachedCapabilities { return known }
-        let probed = try await QEMUCapabilities.probe(binary: configuration.qemuBinary, logger: logger)
-        cachedCapabilities = probed
-        return probed
+        let probe: Task<QEMUCapabilities, any Error>
+        if let running = capabilityProbe {
+            probe = running
+        } else {
+            let binary = configuration.qemuBinary, logger = logger
+            probe = Task { try await QEMUCapabilities.probe(binary: binary, logger: logger) }
+            capabilityProbe = probe
+        }
+        do { return try await probe.value } catch {
+            if capabilityProbe == probe { capabilityProbe = nil }
+            throw error
+        }
     }
 }
