@@ -18,6 +18,8 @@ public final class OutgoingStreamTunnel: Sendable {
     public let stripes: Int
     private let server: any Channel
     private let counters: StreamCounters
+    /// Channels opened before QEMU's first connection, for it (nil: each connection dials its own).
+    private let predialed: PredialedChannels?
 
     /// Streams opened so far.
     public var streamsOpened: Int { counters.streams.withLockedValue { $0 } }
@@ -27,21 +29,26 @@ public final class OutgoingStreamTunnel: Sendable {
     /// connection once its handshake was done; nil before that or where it cannot be read.
     public var roundTripMs: Double? { counters.roundTripMicroseconds.withLockedValue { $0 }.map { Double($0) / 1000 } }
 
-    private init(socketPath: String, stripes: Int, server: any Channel, counters: StreamCounters) {
+    private init(socketPath: String, stripes: Int, server: any Channel, counters: StreamCounters, predialed: PredialedChannels?) {
         self.socketPath = socketPath
         self.stripes = stripes
         self.server = server
         self.counters = counters
+        self.predialed = predialed
     }
 
     /// Listens on `socketPath`; every accepted connection is tunnelled to `host:port` for
     /// `migrationID` in a channel of `purpose`. `configuration` should name the destination host
     /// as `expectedPeer`. `linkMbit`, the link's rate where the operator gave it, sizes the send
     /// buffers at distance (Protocol.md §6.11) instead of the 250 Mbit/s assumed otherwise.
+    /// `predial`: open the first connection's channels now (`PredialedChannels`), before QEMU
+    /// connects; every QEMU connection is then accepted on their event loop, so it is for a tunnel
+    /// whose connections need not spread over threads (one stream, striped or not).
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
                              purpose: StreamPurpose = .migration,
                              stripes: Int = 1,
                              linkMbit: Int64? = nil,
+                             predial: Bool = false,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
@@ -53,55 +60,92 @@ public final class OutgoingStreamTunnel: Sendable {
         // Clamped before the product: a rate past Int's range is no rate a buffer can follow.
         let rate = linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 }
         let counters = StreamCounters()
-        let server = try await ServerBootstrap(group: group)
-            .childChannelOption(.autoRead, value: false)
-            // Large reads from QEMU: fewer, bigger records and fewer wake-ups per megabyte.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 1 << 20))
-            .childChannelInitializer { qemu in
-                let index = counters.nextIndex()
-                if stripes > 1 {
-                    return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
-                                                        host: host, port: port, rateBytesPerSecond: rate, configuration: secureConfiguration, logger: logger,
-                                                        failed: { text in counters.failures.withLockedValue { $0.append(text) } },
-                                                        measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } },
-                                                        carrying: counters.carry)
-                }
-                // Connect on QEMU's connection's own event loop so the glue stays on one thread. The
-                // hello and QEMU's first bytes follow message 3 at once (`early`), a round trip sooner
-                // than waiting for the accept: the destination is verified by then (Protocol.md §6.3).
-                Task {
-                    do {
-                        _ = try await SecureConnection.connectPipeline(
-                            host: host, port: port, configuration: secureConfiguration, group: qemu.eventLoop, logger: logger, early: true
-                        ) { secure, _ in
-                            secure.writeAndFlush(StreamHello.frame(migrationID: migrationID, streamIndex: index), promise: nil)
-                            secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.waterMark(for: purpose.rawValue)).whenComplete { _ in }
-                            // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
-                            StreamBuffers.size(secure, sending: true, rateBytesPerSecond: rate).whenSuccess { rtt in
-                                if rtt > 0 { counters.roundTripMicroseconds.withLockedValue { $0 = rtt } }
-                            }
-                            let (toPeer, toQEMU) = GlueHandler.matchedPair()
-                            try secure.pipeline.syncOperations.addHandler(toPeer)
-                            try qemu.pipeline.syncOperations.addHandler(toQEMU)
-                            qemu.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-                            counters.carry(secure)
+        let predialed = predial ? PredialedChannels(count: stripes, host: host, port: port, configuration: secureConfiguration,
+                                                    eventLoop: group.next(), logger: logger) : nil
+        let bootstrap = if let predialed { ServerBootstrap(group: group, childGroup: predialed.eventLoop) } else { ServerBootstrap(group: group) }
+        let server: any Channel
+        do {
+            server = try await bootstrap
+                .childChannelOption(.autoRead, value: false)
+                // Large reads from QEMU: fewer, bigger records and fewer wake-ups per megabyte.
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 1 << 20))
+                .childChannelInitializer { qemu in
+                    let index = counters.nextIndex()
+                    // The channels opened ahead are the first connection's; later ones dial their own.
+                    let ahead = predialed?.claim() ?? []
+                    if stripes > 1 {
+                        return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
+                                                            host: host, port: port, rateBytesPerSecond: rate, configuration: secureConfiguration, logger: logger,
+                                                            predialed: ahead,
+                                                            failed: { text in counters.failures.withLockedValue { $0.append(text) } },
+                                                            measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } },
+                                                            carrying: counters.carry)
+                    }
+                    @Sendable func carry(_ secure: any Channel) throws {
+                        secure.writeAndFlush(StreamHello.frame(migrationID: migrationID, streamIndex: index), promise: nil)
+                        secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.waterMark(for: purpose.rawValue)).whenComplete { _ in }
+                        // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
+                        StreamBuffers.size(secure, sending: true, rateBytesPerSecond: rate).whenSuccess { rtt in
+                            if rtt > 0 { counters.roundTripMicroseconds.withLockedValue { $0 = rtt } }
                         }
-                        logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(purpose.rawValue) \(index)"])
-                    } catch let closed as SecureChannelError where closed.code == .normal && !closed.byPeer {
-                        // QEMU's stream ended and this side closed the channel (orderly) before the
-                        // destination's accept came back: what it carried follows its message 3.
-                        logger.debug("migration stream closed before the accept", metadata: ["migration.id": "\(migrationID)"])
-                    } catch {
+                        let (toPeer, toQEMU) = GlueHandler.matchedPair()
+                        try secure.pipeline.syncOperations.addHandler(toPeer)
+                        try qemu.pipeline.syncOperations.addHandler(toQEMU)
+                        qemu.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+                        counters.carry(secure)
+                    }
+                    @Sendable func ended(_ error: any Error) {
+                        if let closed = error as? SecureChannelError, closed.code == .normal, !closed.byPeer {
+                            // QEMU's stream ended and this side closed the channel (orderly) before the
+                            // destination's accept came back: what it carried follows its message 3.
+                            logger.debug("migration stream closed before the accept", metadata: ["migration.id": "\(migrationID)"])
+                            return
+                        }
                         counters.failures.withLockedValue { $0.append("stream \(index): \(error)") }
                         logger.warning("migration stream failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])
                         qemu.close(promise: nil)
                     }
+                    // Connect on QEMU's connection's own event loop so the glue stays on one thread. The
+                    // hello and QEMU's first bytes follow message 3 at once (`early`), a round trip sooner
+                    // than waiting for the accept: the destination is verified by then (Protocol.md §6.3).
+                    @Sendable func dial() {
+                        Task {
+                            do {
+                                _ = try await SecureConnection.connectPipeline(
+                                    host: host, port: port, configuration: secureConfiguration, group: qemu.eventLoop, logger: logger, early: true
+                                ) { secure, _ in try carry(secure) }
+                                logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(purpose.rawValue) \(index)"])
+                            } catch {
+                                ended(error)
+                            }
+                        }
+                    }
+                    guard let slot = ahead.first else {
+                        dial()
+                        return qemu.eventLoop.makeSucceededVoidFuture()
+                    }
+                    // Opened ahead on this connection's event loop (`PredialedChannels`): once its keys
+                    // are ready QEMU's first bytes go at once; if it could not be opened, dial now.
+                    slot.keys.whenComplete { result in
+                        // Closed while it waited (the destination went away): dial, and fail as without it.
+                        guard case .success(let secure?) = result, secure.isActive else { return dial() }
+                        do { try carry(secure) } catch {
+                            secure.close(promise: nil)
+                            return ended(error)
+                        }
+                        slot.accepted.whenFailure(ended)
+                        logger.debug("migration stream open", metadata: ["migration.id": "\(migrationID)", "migration.stream": "\(purpose.rawValue) \(index)",
+                                                                          "migration.opened_ahead": "true"])
+                    }
+                    return qemu.eventLoop.makeSucceededVoidFuture()
                 }
-                return qemu.eventLoop.makeSucceededVoidFuture()
-            }
-            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
-            .get()
-        return OutgoingStreamTunnel(socketPath: socketPath, stripes: max(1, stripes), server: server, counters: counters)
+                .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
+                .get()
+        } catch {
+            predialed?.close()
+            throw error
+        }
+        return OutgoingStreamTunnel(socketPath: socketPath, stripes: max(1, stripes), server: server, counters: counters, predialed: predialed)
     }
 
     /// How many stripes (Protocol.md §6.14) a stream to the host at the other end of `channel`
@@ -127,6 +171,7 @@ public final class OutgoingStreamTunnel: Sendable {
 
     /// Stops accepting new streams (open streams continue until either end closes).
     public func close() async {
+        predialed?.close()
         try? await server.close() // best effort: a server already closed (QEMU's end went away) needs nothing more
         try? FileManager.default.removeItem(atPath: socketPath) // best effort: the next start removes a stale socket
     }

@@ -31,6 +31,7 @@ enum StripedStreamConnector {
     static func start(qemu: any Channel, stripes: Int, migrationID: String, streamIndex: Int, host: String, port: Int,
                       rateBytesPerSecond: Int?,
                       configuration: SecureChannelConfiguration, logger: Logger,
+                      predialed: [PredialedChannels.Slot] = [],
                       failed: @escaping @Sendable (String) -> Void,
                       measured: @escaping @Sendable (UInt32) -> Void,
                       carrying: @escaping @Sendable (any Channel) -> Void = { _ in }) -> EventLoopFuture<Void> {
@@ -38,49 +39,73 @@ enum StripedStreamConnector {
         do { try qemu.pipeline.syncOperations.addHandler(sender) } catch { return qemu.eventLoop.makeFailedFuture(error) }
         let bound = NIOLoopBound(sender, eventLoop: qemu.eventLoop)
         for stripe in 0..<stripes {
-            Task {
-                var attempt = 0
-                while true {
-                    // Set once the stripe carries the stream (its hello written): from then on its end is the stream's.
-                    let attached = NIOLockedValueBox(false)
-                    do {
-                        _ = try await SecureConnection.connectPipeline(
-                            host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger, early: true
-                        ) { secure, _ in
-                            secure.writeAndFlush(StreamHello.frame(migrationID: migrationID, streamIndex: streamIndex, stripe: (stripe, stripes)),
-                                                 promise: nil)
-                            secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
-                            StreamBuffers.size(secure, sending: true, notSentLowWater: notSentLowWater, share: stripes,
-                                                rateBytesPerSecond: rateBytesPerSecond).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
-                            let end = SenderStripe()
-                            try secure.pipeline.syncOperations.addHandler(end)
-                            attached.withLockedValue { $0 = true }
-                            bound.value.attach(end, index: stripe)
-                            carrying(secure)
-                        }
-                        return
-                    } catch {
-                        if attached.withLockedValue({ $0 }), let closed = error as? SecureChannelError, closed.code == .normal, !closed.byPeer {
-                            // This side ended the stream (orderly) before the destination's accept
-                            // came back: what the stripe carried follows its message 3; not a failure.
+            /// Makes `secure` carry this stripe (on the stream's event loop): its hello, then records.
+            @Sendable func attach(_ secure: any Channel) throws {
+                secure.writeAndFlush(StreamHello.frame(migrationID: migrationID, streamIndex: streamIndex, stripe: (stripe, stripes)),
+                                     promise: nil)
+                secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
+                StreamBuffers.size(secure, sending: true, notSentLowWater: notSentLowWater, share: stripes,
+                                    rateBytesPerSecond: rateBytesPerSecond).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
+                let end = SenderStripe()
+                try secure.pipeline.syncOperations.addHandler(end)
+                bound.value.attach(end, index: stripe)
+                carrying(secure)
+            }
+            /// The stripe's channel failed after it carried the stream (or could not be set up).
+            @Sendable func ended(_ error: any Error) {
+                if let closed = error as? SecureChannelError, closed.code == .normal, !closed.byPeer {
+                    // This side ended the stream (orderly) before the destination's accept
+                    // came back: what the stripe carried follows its message 3; not a failure.
+                    return
+                }
+                failed("stream \(streamIndex) stripe \(stripe): \(error)")
+                logger.warning("migration stripe failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])
+                qemu.eventLoop.execute { bound.value.failed() }
+            }
+            @Sendable func dial() {
+                Task {
+                    var attempt = 0
+                    while true {
+                        // Set once the stripe carries the stream (its hello written): from then on its end is the stream's.
+                        let attached = NIOLockedValueBox(false)
+                        do {
+                            _ = try await SecureConnection.connectPipeline(
+                                host: host, port: port, configuration: configuration, group: qemu.eventLoop, logger: logger, early: true
+                            ) { secure, _ in
+                                try attach(secure)
+                                attached.withLockedValue { $0 = true }
+                            }
                             return
+                        } catch {
+                            // Refused or cut before it carried a byte (a destination's handshake rate limit
+                            // or admission cap, with many stripes of several migrations at once): the
+                            // destination never saw this stripe, so it tries again while the others carry the stream.
+                            if !attached.withLockedValue({ $0 }), attempt < stripeRetries, qemu.isActive {
+                                attempt += 1
+                                logger.debug("migration stripe refused before it carried the stream; trying again",
+                                             metadata: ["migration.id": "\(migrationID)", "migration.stripe": "\(stripe)", "mesh.reason": "\(error)"])
+                                try? await Task.sleep(for: .milliseconds(250 * attempt)) // cancelled: the next attempt comes at once, and qemu.isActive decides
+                                continue
+                            }
+                            return ended(error)
                         }
-                        // Refused or cut before it carried a byte (a destination's handshake rate limit
-                        // or admission cap, with many stripes of several migrations at once): the
-                        // destination never saw this stripe, so it tries again while the others carry the stream.
-                        if !attached.withLockedValue({ $0 }), attempt < stripeRetries, qemu.isActive {
-                            attempt += 1
-                            logger.debug("migration stripe refused before it carried the stream; trying again",
-                                         metadata: ["migration.id": "\(migrationID)", "migration.stripe": "\(stripe)", "mesh.reason": "\(error)"])
-                            try? await Task.sleep(for: .milliseconds(250 * attempt)) // cancelled: the next attempt comes at once, and qemu.isActive decides
-                            continue
-                        }
-                        failed("stream \(streamIndex) stripe \(stripe): \(error)")
-                        logger.warning("migration stripe failed", metadata: ["migration.id": "\(migrationID)", "mesh.reason": "\(error)"])
-                        qemu.eventLoop.execute { bound.value.failed() }
-                        return
                     }
                 }
+            }
+            guard stripe < predialed.count else {
+                dial()
+                continue
+            }
+            // Opened ahead (`PredialedChannels`, on this event loop): carries the stripe once its
+            // keys are ready; one that could not be opened, or closed while it waited, is dialled now.
+            let slot = predialed[stripe]
+            slot.keys.whenComplete { result in
+                guard case .success(let secure?) = result, secure.isActive else { return dial() }
+                do { try attach(secure) } catch {
+                    secure.close(promise: nil)
+                    return ended(error)
+                }
+                slot.accepted.whenFailure(ended)
             }
         }
         logger.debug("migration stream striped", metadata: ["migration.id": "\(migrationID)", "migration.stripes": "\(stripes)"])

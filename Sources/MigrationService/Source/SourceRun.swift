@@ -217,6 +217,11 @@ actor SourceRun: SourceMigrationEnvironment {
             prepare.migrationPrepare.portStates = portsStayBehind ? [] : try await context.ports?.exportPorts(spec).map { Data($0) } ?? []
             prepare.migrationPrepare.disks = localDisks.map(\.image)
             try await connection.outbound.write(EnvelopeWriter.frame(prepare))
+            // The stream's channels open while the prepare is answered (Protocol.md §6.3); only
+            // with one stream to carry now: a disk mirror's comes first, and multifd's spread.
+            if localDisks.isEmpty, live.settings.multifdChannels == nil {
+                tunnel = try? await startStreamTunnel(predial: true) // not started: openTransfer tries again and says why
+            }
             var reader = connection.reader()
             let answer = try await reader.next()
             self.reader = reader
@@ -242,8 +247,9 @@ actor SourceRun: SourceMigrationEnvironment {
         }
     }
 
-    func openTransfer() async -> SourceMigration.Event? {
-        guard let live else { return .transferFailed("no stream in recovery") }
+    /// The tunnel QEMU's migration stream goes through; `predial`: its channels open now.
+    private func startStreamTunnel(predial: Bool) async throws -> OutgoingStreamTunnel {
+        guard let live else { throw ChannelError.ioOnClosedChannel }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
         // One QEMU stream striped over several channels (Protocol.md §6.14): a count the settings
@@ -256,11 +262,18 @@ actor SourceRun: SourceMigrationEnvironment {
         case nil where live.settings.postcopyAllowed || live.settings.multifdChannels != nil: stripes = 1
         default: stripes = if let connection { await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel) } else { 1 }
         }
+        return try await OutgoingStreamTunnel.start(
+            socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
+            host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit, predial: predial,
+            configuration: streamConfiguration, logger: logger)
+    }
+
+    func openTransfer() async -> SourceMigration.Event? {
+        guard let live else { return .transferFailed("no stream in recovery") }
+        var streamConfiguration = channelConfiguration(control: false)
+        streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
         do {
-            tunnel = try await OutgoingStreamTunnel.start(
-                socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
-                host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit,
-                configuration: streamConfiguration, logger: logger)
+            if tunnel == nil { tunnel = try await startStreamTunnel(predial: false) }
             if !localDisks.isEmpty {
                 nbdTunnel = try await OutgoingStreamTunnel.start(
                     socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,

@@ -1,0 +1,128 @@
+import Foundation
+@testable import Migration
+import NIOConcurrencyHelpers
+import NIOCore
+import SecureChannel
+import Testing
+
+/// A tunnel's stream channels opened before QEMU connects (Protocol.md §6.3, `PredialedChannels`):
+/// they open while the destination has not admitted the migration yet, say nothing until QEMU's
+/// first connection claims them, then carry its stream; unclaimed, they are closed.
+@Suite(.timeLimit(.minutes(1))) struct PredialedStreamTests {
+    let f = TunnelFixtures()
+
+    /// A destination that counts the stream channels it accepted (and those since closed) and the
+    /// hellos it was asked to authorise, and admits migration "m1" only once `admitted` is set.
+    final class Destination: Sendable {
+        let opened = NIOLockedValueBox(0)
+        let closed = NIOLockedValueBox(0)
+        let hellos = NIOLockedValueBox(0)
+        let admitted = NIOLockedValueBox(false)
+        let echo: EchoUnixServer
+        let listener: SecureChannelListener
+        let task: Task<Void, any Error>
+
+        init(_ f: TunnelFixtures) async throws {
+            let qemuSocket = TunnelFixtures.tempPath("dst.sock")
+            echo = try await EchoUnixServer.start(path: qemuSocket)
+            let (opened, closed, hellos, admitted) = (opened, closed, hellos, admitted)
+            listener = try await SecureChannelListener.bind(host: "127.0.0.1", port: 0, configuration: SecureChannelConfiguration(credentials: f.credentials("dst")),
+                                                            logger: TunnelFixtures.logger) { session in
+                guard session.peer.purpose == StreamPurpose.migration.rawValue else { return .application }
+                let acceptor = MigrationStreamAcceptor.route(session) { peer, hello in
+                    hellos.withLockedValue { $0 += 1 }
+                    guard admitted.withLockedValue({ $0 }), hello.migrationID == "m1", peer.hostID == "src" else {
+                        throw SecureChannelError(.protocolViolation, "no migration \(hello.migrationID) admitted from \(peer.hostID)")
+                    }
+                    return qemuSocket
+                }
+                guard case .pipeline(let install) = acceptor else { return acceptor }
+                return .pipeline { channel in
+                    opened.withLockedValue { $0 += 1 }
+                    channel.closeFuture.whenComplete { _ in closed.withLockedValue { $0 += 1 } }
+                    try install(channel)
+                }
+            }
+            let listener = listener
+            task = Task { try await listener.run { _ in } }
+        }
+
+        var port: Int { listener.localAddress!.port! }
+
+        func stop() async {
+            task.cancel()
+            await listener.close()
+            try? await echo.channel.close() // the test's QEMU stand-in; closing it twice is harmless
+        }
+    }
+
+    func tunnel(to destination: Destination, stripes: Int) async throws -> OutgoingStreamTunnel {
+        var policy = ChannelPolicy(); policy.expectedPeer = "dst"
+        return try await OutgoingStreamTunnel.start(
+            socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m1", host: "127.0.0.1", port: destination.port,
+            stripes: stripes, predial: true,
+            configuration: SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+    }
+
+    /// Waits (bounded) until `condition` holds.
+    func eventually(_ what: String, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    @Test(arguments: [1, 4]) func channelsOpenBeforeAdmissionAndCarryTheFirstStreamOnceQEMUConnects(stripes: Int) async throws {
+        let destination = try await Destination(f)
+        defer { Task { await destination.stop() } }
+        let tunnel = try await tunnel(to: destination, stripes: stripes)
+        // Before the prepare is answered: every channel is open, and none has said which migration.
+        try await eventually("\(stripes) channels open") { destination.opened.withLockedValue { $0 } == stripes }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(destination.hellos.withLockedValue { $0 } == 0, "a channel opened ahead spoke before QEMU connected")
+        #expect(destination.closed.withLockedValue { $0 } == 0)
+
+        destination.admitted.withLockedValue { $0 = true }
+        let payload = (0..<(6 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let back = try await StreamTunnelTests().sourceQEMU(path: tunnel.socketPath, bytes: payload)
+        #expect(back == payload)
+        #expect(destination.echo.received.withLockedValue { $0 } == payload.count)
+        // The first stream went on the channels opened ahead: no other was dialled for it.
+        #expect(destination.opened.withLockedValue { $0 } == stripes)
+        #expect(destination.hellos.withLockedValue { $0 } == stripes)
+
+        // A second QEMU connection dials its own.
+        let second = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 3) }
+        #expect(try await StreamTunnelTests().sourceQEMU(path: tunnel.socketPath, bytes: second) == second)
+        #expect(destination.opened.withLockedValue { $0 } == 2 * stripes)
+        #expect(tunnel.streamsOpened == 2 && tunnel.failures.isEmpty, "\(tunnel.failures)")
+        await tunnel.close()
+    }
+
+    @Test func channelsNobodyClaimedAreClosedWithTheTunnel() async throws {
+        let destination = try await Destination(f)
+        defer { Task { await destination.stop() } }
+        let tunnel = try await tunnel(to: destination, stripes: 3)
+        try await eventually("3 channels open") { destination.opened.withLockedValue { $0 } == 3 }
+        // The prepare was refused: the run closes its tunnel, and with it the channels opened ahead.
+        await tunnel.close()
+        try await eventually("3 channels closed") { destination.closed.withLockedValue { $0 } == 3 }
+        #expect(destination.hellos.withLockedValue { $0 } == 0)
+        #expect(destination.echo.received.withLockedValue { $0 } == 0)
+    }
+
+    @Test(arguments: [1, 4]) func aChannelOpenedAheadForAMigrationNeverAdmittedCarriesNothing(stripes: Int) async throws {
+        let destination = try await Destination(f)
+        defer { Task { await destination.stop() } }
+        let tunnel = try await tunnel(to: destination, stripes: stripes)
+        try await eventually("\(stripes) channels open") { destination.opened.withLockedValue { $0 } == stripes }
+        // Not admitted (say the destination restarted and forgot it): the hello is refused and
+        // QEMU's connection is closed with nothing delivered.
+        let back = try await StreamTunnelTests().sourceQEMU(path: tunnel.socketPath, bytes: [UInt8](repeating: 9, count: 1 << 16))
+        #expect(back.isEmpty)
+        #expect(destination.echo.received.withLockedValue { $0 } == 0)
+        #expect(destination.hellos.withLockedValue { $0 } >= 1)
+        await tunnel.close()
+    }
+}
