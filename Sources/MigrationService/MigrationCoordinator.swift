@@ -150,13 +150,15 @@ public actor MigrationCoordinator {
         // The pre-flight checklist first (Protocol.md §6.9): refused before the VM is taken. Its
         // questions go on a control channel, which never crosses a domain boundary: a host of
         // another domain answered the same questions (room, networks) in its offer.
-        let checklist = crossDomain == nil ? await preflight(reference, to: address)
-            : PreflightReport(vm: reference, destination: "\(address)", items: [PreflightReport.Item(name: "vm", ok: true, detail: "checked when the VM is taken")])
+        // The channel it asked on stays open for the prepare (§6.9): a new one would cost its handshakes again.
+        let (checklist, checkedChannel) = crossDomain == nil ? await preflight(reference, to: address, keepChannel: true)
+            : (PreflightReport(vm: reference, destination: "\(address)", items: [PreflightReport.Item(name: "vm", ok: true, detail: "checked when the VM is taken")]), nil)
         // A VM not movable here (stopped, held, unknown) is refused by taking it, with that reason;
         // its other items could not be checked.
         let movable = checklist.items.first { $0.name == "vm" }?.ok == true
         let failed = movable ? checklist.items.filter(Self.refuses) : []
         guard failed.isEmpty else {
+            await checkedChannel?.close()
             MigrationMetrics.ended(.refused, role: "source")
             // A VM stopped (or taken by another command) while the checklist asked its QEMU is
             // refused for that reason, as taking it would say, not for the question its going
@@ -169,8 +171,11 @@ public actor MigrationCoordinator {
         }
         while true {
             do {
+                // The first attempt's prepare takes the checked channel; one not taken is closed here.
+                defer { if let checkedChannel { Task { await checkedChannel.close() } } }
                 return try await attempt(reference, to: address, settings: settings, keepSourceDisks: keepSourceDisks, queue: queue,
-                                         waited: waited > .zero, diskSlot: withDisks, crossDomain: crossDomain, progress: progress)
+                                         waited: waited > .zero, diskSlot: withDisks, crossDomain: crossDomain, checkedChannel: checkedChannel,
+                                         progress: progress)
             } catch let busy as DestinationBusy {
                 MigrationMetrics.busyAnswered()
                 logger.info("destination busy; asking again", metadata: ["vm.ref": "\(reference)", "migration.retry_after_ms": "\(busy.retryAfterMs)",
@@ -199,7 +204,8 @@ public actor MigrationCoordinator {
     /// or for a busy destination, so a VM no longer movable was dropped from the queue. `diskSlot`:
     /// its slot counts against the limit of outgoing migrations with local disks.
     private func attempt(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool, queue: Bool,
-                         waited: Bool, diskSlot: Bool, crossDomain: CrossDomainTarget?, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
+                         waited: Bool, diskSlot: Bool, crossDomain: CrossDomainTarget?, checkedChannel: CheckedControlChannel? = nil,
+                         progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
         let vm: OutgoingVM
         do { vm = try await vms.beginOutgoing(reference) } catch let error as ControlError where waited {
             // Stopped, moved, deleted or held while it waited.
@@ -221,7 +227,8 @@ public actor MigrationCoordinator {
             await progress(update)
             await observer.progressed(update, migration: id, vm: vmID, name: name, peer: peer)
         }
-        let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, crossDomain: crossDomain, progress: reported)
+        let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, crossDomain: crossDomain,
+                            checkedChannel: checkedChannel, progress: reported)
         var executor = SourceExecutor(machine: SourceMigration(id: id, disks: SourceRun.diskPolicy(vm.spec, keepSource: keepSourceDisks)),
                                       environment: run)
         await executor.handle(.start)

@@ -58,8 +58,15 @@ extension MigrationEndToEndTests {
         // The nonces are gone.
         #expect((try? FileManager.default.contentsOfDirectory(atPath: storage + "/.hostmesh"))?.isEmpty ?? true)
 
-        // The good destination takes it.
+        // The good destination takes it, the prepare on the channel the checklist asked on (§6.9):
+        // the same source port at node-b for both.
         _ = try await migrate("checked", from: a, to: b)
         #expect(try await b.control.call("vm.list", Empty(), as: [VMInfo].self).map(\.name) == ["checked"])
+        func remote(after message: String) -> String? {
+            b.log.split(separator: "\n").last { $0.contains(message) }?
+                .split(separator: " ").first { $0.hasPrefix("mesh.remote=") }.map(String.init)
+        }
+        let checked = try #require(remote(after: "pre-flight checklist answered"), "\(b.log.suffix(3000))")
+        #expect(remote(after: "migration prepare received") == checked, "\(b.log.suffix(3000))")
     }
 }

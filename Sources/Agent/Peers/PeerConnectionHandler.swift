@@ -93,13 +93,20 @@ struct PeerConnectionHandler: Sendable {
                         logger.info("encrypted note received", metadata: ["mesh.peer": "\(connection.peer.hostID)", "note": "\(note.text)"])
                     case .migrationPrepare(let prepare):
                         migrations.insert(prepare.migrationID)
+                        // The channel says whether it is the checklist's, kept for the prepare (§6.9).
+                        logger.info("migration prepare received", metadata: ["migration.id": "\(prepare.migrationID)", "mesh.peer": "\(connection.peer.hostID)",
+                                                                             "mesh.remote": "\(connection.channel.channel.remoteAddress.map { "\($0)" } ?? "?")"])
                         fallthrough
                     case .migrationCommit, .migrationAbort, .migrationQuery:
                         if let reply = await coordinator.handle(envelope.body!, from: connection.peer.hostID) {
                             try await outbound.write(EnvelopeWriter.frame(reply))
                         }
                     case .migrationCheck(let check):
-                        try await outbound.write(EnvelopeWriter.frame(await coordinator.checkIncoming(check, from: connection.peer.hostID)))
+                        let answer = await coordinator.checkIncoming(check, from: connection.peer.hostID)
+                        try await outbound.write(EnvelopeWriter.frame(answer))
+                        logger.info("pre-flight checklist answered", metadata: [
+                            "mesh.peer": "\(connection.peer.hostID)", "mesh.remote": "\(connection.channel.channel.remoteAddress.map { "\($0)" } ?? "?")",
+                            "preflight.failed": "\(answer.migrationCheckResult.items.filter { !$0.ok }.map(\.name).joined(separator: ","))"])
                     case .helloReply, .migrationStream, .migrationPrepared, .migrationCommitted, .migrationVerdict, .pushPullReply, .joinAccepted, .certificateRenewed, .vmPlaceReply,
                          .migrationCheckResult, .none:
                         throw AgentError.protocolViolation("unexpected message from \(connection.peer.hostID)")

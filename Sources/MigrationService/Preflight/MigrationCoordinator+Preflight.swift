@@ -25,8 +25,18 @@ extension MigrationCoordinator {
     /// another, federated domain (§6.10): the questions go on a `cross-domain-migration` channel to
     /// it, and shared disks, which do not cross a domain boundary, fail their items here.
     public func preflight(_ reference: String, to address: HostPort, crossDomain: CrossDomainTarget? = nil) async -> PreflightReport {
+        await preflight(reference, to: address, crossDomain: crossDomain, keepChannel: false).report
+    }
+
+    /// The checklist, and with `keepChannel` the control channel it asked the destination on,
+    /// left open for the migration's prepare (nil when no channel answered).
+    func preflight(_ reference: String, to address: HostPort, crossDomain: CrossDomainTarget? = nil,
+                   keepChannel: Bool) async -> (report: PreflightReport, channel: CheckedControlChannel?) {
         var items: [PreflightReport.Item] = []
-        func report() -> PreflightReport { PreflightReport(vm: reference, destination: "\(address)", items: items) }
+        var kept: CheckedControlChannel?
+        func report() -> (report: PreflightReport, channel: CheckedControlChannel?) {
+            (PreflightReport(vm: reference, destination: "\(address)", items: items), kept)
+        }
         let vm: RegisteredVM
         do { vm = try await vms.lookUp(reference) } catch {
             items.append(.init(name: "vm", ok: false, detail: "\(error)", fix: "`hostmesh vm list` shows this host's VMs"))
@@ -112,14 +122,35 @@ extension MigrationCoordinator {
                 control.policy.requiredDomain = crossDomain.anchor.name
                 control.policy.expectedPeer = crossDomain.host
             }
-            let connection = try await SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger)
-            let peer = connection.peer.hostID
-            guard case .migrationCheckResult(let result)? = try await connection.request(check)?.body else {
+            // The check leaves with the handshake's last message (`early`), a round trip sooner; a
+            // refusal of this host is then the error of the answer's read, below.
+            let connection = try await HeldConnection.hold(
+                SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger, early: true))
+            let peer = connection.connection.peer.hostID
+            var reader = connection.reader()
+            let answer: Hostmesh_V1_AgentEnvelope?
+            do {
+                try await connection.outbound.write(EnvelopeWriter.frame(check))
+                answer = try await reader.next()
+            } catch {
+                // A refusal that arrived while the early check was on its way fails the write or
+                // the read with a generic closed-channel error: the channel's own reason names it.
+                let reason: any Error = if let refusal = await connection.connection.failureReason() { refusal } else { error }
+                await connection.close()
+                throw reason
+            }
+            guard case .migrationCheckResult(let result)? = answer?.body else {
+                await connection.close()
                 items.append(.init(name: "destination", ok: false, detail: "\(peer) did not answer the checklist (an agent without it closes the channel)",
                                    fix: "upgrade the agent on \(peer)"))
                 return report()
             }
             items += result.items.map { .init(name: $0.name, ok: $0.ok, detail: $0.detail, fix: $0.fix.isEmpty ? nil : $0.fix) }
+            if keepChannel {
+                kept = CheckedControlChannel(.init(connection: connection, reader: reader))
+            } else {
+                await connection.close()
+            }
         } catch {
             items.append(.init(name: "destination", ok: false, detail: "cannot ask the agent at \(address): \(error)",
                                fix: "check that its agent runs and this host reaches its channel port"))

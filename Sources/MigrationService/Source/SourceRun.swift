@@ -23,6 +23,8 @@ actor SourceRun: SourceMigrationEnvironment {
         let progress: @Sendable (MigrationProgressUpdate) async -> Void
         /// Set for a migration into another domain (Protocol.md §6.10): whom to dial, how.
         let crossDomain: CrossDomainTarget?
+        /// The control channel the checklist asked on, for the prepare (§6.9); nil: dial one.
+        let checkedChannel: CheckedControlChannel?
     }
 
     /// One local disk being mirrored (§6.7).
@@ -79,7 +81,7 @@ actor SourceRun: SourceMigrationEnvironment {
 
     /// A live migration of `vm` to the agent at `address`.
     init(context: MigrationContext, id: String, vm: OutgoingVM, address: HostPort, settings: MigrationSettings, crossDomain: CrossDomainTarget? = nil,
-         progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) {
+         checkedChannel: CheckedControlChannel? = nil, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) {
         self.context = context
         self.id = id
         vmID = vm.id
@@ -87,7 +89,8 @@ actor SourceRun: SourceMigrationEnvironment {
         epoch = vm.epoch
         spec = vm.spec
         localDisks = Self.localDisks(of: vm.spec)
-        live = Live(address: address, settings: settings, process: vm.process, progress: progress, crossDomain: crossDomain)
+        live = Live(address: address, settings: settings, process: vm.process, progress: progress, crossDomain: crossDomain,
+                    checkedChannel: checkedChannel)
         peer = "\(address)"
         peerAddress = "\(address)"
         var log = context.logger
@@ -197,10 +200,21 @@ actor SourceRun: SourceMigrationEnvironment {
         let control = channelConfiguration(control: true)
         var opened: HeldConnection?
         do {
-            // The prepare leaves with the handshake's last message (`early`), a round trip sooner;
-            // a refusal of this host is then the error of the answer's read, below.
-            let connection = try await HeldConnection.hold(
-                SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger, early: true))
+            // On the channel the checklist asked on, open already, if it still is; else on a new
+            // one, the prepare leaving with the handshake's last message (`early`), a round trip
+            // sooner: a refusal of this host is then the error of the answer's read, below.
+            let checked = live.checkedChannel?.take()
+            let connection: HeldConnection
+            var reader: EnvelopeReader
+            if let checked, checked.connection.connection.channel.channel.isActive {
+                connection = checked.connection
+                reader = checked.reader
+            } else {
+                await checked?.connection.close()
+                connection = try await HeldConnection.hold(
+                    SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger, early: true))
+                reader = connection.reader()
+            }
             opened = connection
             self.connection = connection
             peer = PeerName.of(connection.connection.peer, localDomain: context.domain)
@@ -222,7 +236,6 @@ actor SourceRun: SourceMigrationEnvironment {
             if localDisks.isEmpty, live.settings.multifdChannels == nil {
                 tunnel = try? await startStreamTunnel(predial: true) // not started: openTransfer tries again and says why
             }
-            var reader = connection.reader()
             let answer = try await reader.next()
             self.reader = reader
             guard case .migrationPrepared(let prepared)? = answer?.body, prepared.migrationID == id else {
