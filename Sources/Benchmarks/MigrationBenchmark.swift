@@ -25,7 +25,9 @@ public enum MigrationBenchmark {
         /// "direct" (QEMU to QEMU in clear), "tunnel" (hostmesh's default path) or "qemu-tls"
         /// (QEMU to QEMU with QEMU's own TLS and a pre-shared key: the other data path considered).
         public var path: String
-        /// From the start (destination QEMU launch included) to the guest running there, ms.
+        /// From the start (destination QEMU launch included) to the guest running there, ms. For
+        /// the tunnel, the whole `migrate` command as an operator waits for it, its pre-flight
+        /// checklist included (since session 40; before, `migration_ms`).
         public var totalMs: Int64
         /// Guest pause, STOP to RESUME, ms.
         public var downtimeMs: Int64
@@ -35,6 +37,8 @@ public enum MigrationBenchmark {
         public var transferredBytes: Int64
         /// Where the time went, ms (tunnel only).
         public var phasesMs: [String: Int64]? = nil
+        /// The tunnel's migration after its checklist, as its report gives it, ms (tunnel only).
+        public var migrationMs: Int64? = nil
         /// Round trip of the emulated link the migration crossed, ms (absent: none, loopback).
         public var rttMs: Int? = nil
         /// Rate of that link, Mbit/s.
@@ -64,6 +68,7 @@ public enum MigrationBenchmark {
         enum CodingKeys: String, CodingKey {
             case workload, path
             case totalMs = "total_ms", downtimeMs = "downtime_ms", mbS = "mb_s", transferredBytes = "transferred_bytes", phasesMs = "phases_ms"
+            case migrationMs = "migration_ms"
             case rttMs = "rtt_ms", rateMbit = "rate_mbit", linkUse = "link_use"
             case agentCPUSPerGB = "agent_cpu_s_per_gb", aeadFloorSPerGB = "aead_floor_s_per_gb", agentCPUOverFloor = "agent_cpu_over_floor"
             case link, linkQueueDrops = "link_queue_drops", linkBytes = "link_bytes"
@@ -159,7 +164,7 @@ public enum MigrationBenchmark {
                                                  to: HostPort(host: "127.0.0.1", port: emulator?.tunnelPort ?? mesh.destinationPort)).over(options.link)
                 tunnel.aeadFloorSPerGB = floor
                 tunnel.agentCPUOverFloor = tunnel.agentCPUSPerGB.map { $0 / floor }
-                log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, "
+                log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms (migration \(tunnel.migrationMs ?? 0) ms after its checklist), downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, "
                     + String(format: "agents %.3f s/GB (%.2fx the floor), ", tunnel.agentCPUSPerGB ?? 0, tunnel.agentCPUOverFloor ?? 0)
                     + "phases \(tunnel.phasesMs ?? [:])")
                 rows.append(tunnel)
@@ -258,12 +263,14 @@ public enum MigrationBenchmark {
             try await source.call("vm.console", ControlTypes.Console(vm: name, lines: 200), as: ControlTypes.Text.self).text
         }, dirty: workload == "dirty")
         let cpuBefore = cpuSeconds()
+        let start = ContinuousClock.now
         let report = try await source.call("migrate", ControlTypes.Migrate(vm: name, to: .address(channel), settings: options.settings),
                                            as: MigrationReport.self)
+        let wall = ContinuousClock.now - start
         let agentsCPU = cpuSeconds() - cpuBefore
         _ = try await destination.call("vm.stop", ControlTypes.VMReference(vm: name), as: VMInfo.self)
-        return Row(workload: workload, path: "tunnel", totalMs: report.totalMs, downtimeMs: report.downtimeMs, mbS: report.mbPerSecond,
-                   transferredBytes: report.transferredBytes, phasesMs: report.phasesMs,
+        return Row(workload: workload, path: "tunnel", totalMs: wall.wholeMilliseconds, downtimeMs: report.downtimeMs, mbS: report.mbPerSecond,
+                   transferredBytes: report.transferredBytes, phasesMs: report.phasesMs, migrationMs: report.totalMs,
                    agentCPUSPerGB: report.transferredBytes > 0 ? agentsCPU / (Double(report.transferredBytes) / 1e9) : nil)
     }
 }
