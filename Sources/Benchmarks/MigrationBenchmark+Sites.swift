@@ -51,7 +51,7 @@ extension MigrationBenchmark {
                                                           agentsCPU: { agents.cpuSeconds }), from: before)
                 tunnel.aeadFloorSPerGB = floor
                 tunnel.agentCPUOverFloor = tunnel.agentCPUSPerGB.map { $0 / floor }
-                log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms, downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, "
+                log("\(workload) tunnel  round \(round + 1): total \(tunnel.totalMs) ms (migration \(tunnel.migrationMs ?? 0) ms after its checklist), downtime \(tunnel.downtimeMs) ms, \(Int(tunnel.mbS)) MB/s, "
                     + String(format: "link use %.2f, ", tunnel.linkUse ?? 0) + "\(tunnel.linkQueueDrops ?? 0) frames dropped at the queue, "
                     + String(format: "agents %.3f s/GB, ", tunnel.agentCPUSPerGB ?? 0) + "phases \(tunnel.phasesMs ?? [:])")
                 rows.append(tunnel)

@@ -42,17 +42,19 @@ public final class OutgoingStreamTunnel: Sendable {
     /// as `expectedPeer`. `linkMbit`, the link's rate where the operator gave it, sizes the send
     /// buffers at distance (Protocol.md §6.11) instead of the 250 Mbit/s assumed otherwise.
     /// `predial`: open the first connection's channels now (`PredialedChannels`), before QEMU
-    /// connects; every QEMU connection is then accepted on their event loop, so it is for a tunnel
-    /// whose connections need not spread over threads (one stream, striped or not).
+    /// connects; `predialed`: those channels, opened already (their count is then the stripe
+    /// count). Every QEMU connection is then accepted on their event loop, so either is for a
+    /// tunnel whose connections need not spread over threads (one stream, striped or not).
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
                              purpose: StreamPurpose = .migration,
                              stripes: Int = 1,
                              linkMbit: Int64? = nil,
                              predial: Bool = false,
+                             predialed: PredialedChannels? = nil,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger) async throws -> OutgoingStreamTunnel {
-        let stripes = min(max(1, stripes), StreamStriping.maxStripes)
+        let stripes = min(max(1, predialed?.count ?? stripes), StreamStriping.maxStripes)
         try? FileManager.default.removeItem(atPath: socketPath) // a stale socket; if it stays, the bind below fails and says so
         var streamConfiguration = configuration
         streamConfiguration.policy.purpose = purpose.rawValue
@@ -60,8 +62,8 @@ public final class OutgoingStreamTunnel: Sendable {
         // Clamped before the product: a rate past Int's range is no rate a buffer can follow.
         let rate = linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 }
         let counters = StreamCounters()
-        let predialed = predial ? PredialedChannels(count: stripes, host: host, port: port, configuration: secureConfiguration,
-                                                    eventLoop: group.next(), logger: logger) : nil
+        let predialed = predialed ?? (predial ? PredialedChannels(count: stripes, host: host, port: port, configuration: secureConfiguration,
+                                                                  eventLoop: group.next(), logger: logger) : nil)
         let bootstrap = if let predialed { ServerBootstrap(group: group, childGroup: predialed.eventLoop) } else { ServerBootstrap(group: group) }
         let server: any Channel
         do {

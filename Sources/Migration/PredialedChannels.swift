@@ -1,7 +1,8 @@
-import Logging
+public import Logging
 import NIOConcurrencyHelpers
-import NIOCore
-import SecureChannel
+public import NIOCore
+public import NIOPosix
+public import SecureChannel
 
 /// Stream channels a source opens before QEMU connects (Protocol.md §6.3): dialled while the
 /// prepare is on its way, so their TCP and Noise handshakes (two round trips, 300 ms at 150 ms)
@@ -9,7 +10,7 @@ import SecureChannel
 /// A channel carries nothing, not even its hello, until the first QEMU connection claims it: the
 /// hello goes only once the destination has admitted the migration. All are on one event loop,
 /// the one the tunnel accepts QEMU's connections on, since the glue needs both ends on one thread.
-final class PredialedChannels: Sendable {
+public final class PredialedChannels: Sendable {
     /// One channel opened ahead.
     struct Slot: Sendable {
         /// The channel once its keys are ready (the destination's message 2 read): its hello and
@@ -21,8 +22,20 @@ final class PredialedChannels: Sendable {
     }
 
     let eventLoop: any EventLoop
+    /// Channels dialled: the stripes of the stream they are for (1: not striped).
+    public var count: Int { slots.count }
     private let slots: [Slot]
     private let state = NIOLockedValueBox((claimed: false, closed: false))
+
+    /// Starts dialling `count` channels of `purpose` to `host:port` with `configuration` (its
+    /// expected peer set) on one event loop of `group`.
+    public convenience init(count: Int, host: String, port: Int, purpose: StreamPurpose = .migration, configuration: SecureChannelConfiguration,
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+        var configuration = configuration
+        configuration.policy.purpose = purpose.rawValue
+        self.init(count: min(max(1, count), StreamStriping.maxStripes), host: host, port: port, configuration: configuration,
+                  eventLoop: group.next(), logger: logger)
+    }
 
     /// Starts dialling `count` channels to `host:port` with `configuration` (its purpose and
     /// expected peer set) on `eventLoop`.
@@ -68,7 +81,7 @@ final class PredialedChannels: Sendable {
 
     /// Closes the channels nobody claimed, now or when they open: the migration ended before QEMU
     /// connected. Claimed channels are left to their claimer.
-    func close() {
+    public func close() {
         let claimed = state.withLockedValue { state in
             defer { state.closed = true }
             return state.claimed || state.closed

@@ -77,6 +77,8 @@ public actor MigrationCoordinator {
     var grantedTickets: Set<UInt64> = []
     /// The probe of this host's QEMU capabilities for checklists: running, or done and kept.
     var capabilityProbe: Task<QEMUCapabilities, any Error>?
+    /// What running VMs' QEMUs said they can run, by binary, version and accelerator (a few entries).
+    var runningQEMUCapabilities: [String: QEMUCapabilities] = [:]
     /// Per-host limits in force (the configuration's, until `setLimits`).
     private(set) var limits: MigrationLimits
 
@@ -151,7 +153,7 @@ public actor MigrationCoordinator {
         // questions go on a control channel, which never crosses a domain boundary: a host of
         // another domain answered the same questions (room, networks) in its offer.
         // The channel it asked on stays open for the prepare (§6.9): a new one would cost its handshakes again.
-        let (checklist, checkedChannel) = crossDomain == nil ? await preflight(reference, to: address, keepChannel: true)
+        let (checklist, checkedChannel) = crossDomain == nil ? await preflight(reference, to: address, forMigration: settings)
             : (PreflightReport(vm: reference, destination: "\(address)", items: [PreflightReport.Item(name: "vm", ok: true, detail: "checked when the VM is taken")]), nil)
         // A VM not movable here (stopped, held, unknown) is refused by taking it, with that reason;
         // its other items could not be checked.
@@ -169,14 +171,18 @@ public actor MigrationCoordinator {
             logger.warning("pre-flight checklist refuses the migration", metadata: ["vm.ref": "\(reference)", "error": "\(lines.joined(separator: "; "))"])
             throw ControlError.conflict("the pre-flight checklist refuses this migration (the guest was not touched):\n" + lines.joined(separator: "\n"))
         }
+        var answeredBusy = false
         while true {
             do {
                 // The first attempt's prepare takes the checked channel; one not taken is closed here.
                 defer { if let checkedChannel { Task { await checkedChannel.close() } } }
+                // After a busy answer the stream's channels wait for admission: opened early on
+                // every retry they would spend the destination's handshakes each second for nothing.
                 return try await attempt(reference, to: address, settings: settings, keepSourceDisks: keepSourceDisks, queue: queue,
                                          waited: waited > .zero, diskSlot: withDisks, crossDomain: crossDomain, checkedChannel: checkedChannel,
-                                         progress: progress)
+                                         openStreamsEarly: !answeredBusy, progress: progress)
             } catch let busy as DestinationBusy {
+                answeredBusy = true
                 MigrationMetrics.busyAnswered()
                 logger.info("destination busy; asking again", metadata: ["vm.ref": "\(reference)", "migration.retry_after_ms": "\(busy.retryAfterMs)",
                                                                          "error": "\(busy.reason)"])
@@ -205,6 +211,7 @@ public actor MigrationCoordinator {
     /// its slot counts against the limit of outgoing migrations with local disks.
     private func attempt(_ reference: String, to address: HostPort, settings: MigrationSettings, keepSourceDisks: Bool, queue: Bool,
                          waited: Bool, diskSlot: Bool, crossDomain: CrossDomainTarget?, checkedChannel: CheckedControlChannel? = nil,
+                         openStreamsEarly: Bool = true,
                          progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) async throws -> MigrationReport {
         let vm: OutgoingVM
         do { vm = try await vms.beginOutgoing(reference) } catch let error as ControlError where waited {
@@ -228,7 +235,7 @@ public actor MigrationCoordinator {
             await observer.progressed(update, migration: id, vm: vmID, name: name, peer: peer)
         }
         let run = SourceRun(context: context, id: id, vm: vm, address: address, settings: settings, crossDomain: crossDomain,
-                            checkedChannel: checkedChannel, progress: reported)
+                            checkedChannel: checkedChannel, openStreamsEarly: openStreamsEarly, progress: reported)
         var executor = SourceExecutor(machine: SourceMigration(id: id, disks: SourceRun.diskPolicy(vm.spec, keepSource: keepSourceDisks)),
                                       environment: run)
         await executor.handle(.start)

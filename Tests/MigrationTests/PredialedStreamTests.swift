@@ -7,13 +7,15 @@ import Testing
 
 /// A tunnel's stream channels opened before QEMU connects (Protocol.md §6.3, `PredialedChannels`):
 /// they open while the destination has not admitted the migration yet, say nothing until QEMU's
-/// first connection claims them, then carry its stream; unclaimed, they are closed.
+/// first connection claims them, then carry its stream; unclaimed, they are closed. Each test has
+/// a migration id of its own: the destination's striped streams are keyed by it process-wide.
 @Suite(.timeLimit(.minutes(1))) struct PredialedStreamTests {
     let f = TunnelFixtures()
 
     /// A destination that counts the stream channels it accepted (and those since closed) and the
-    /// hellos it was asked to authorise, and admits migration "m1" only once `admitted` is set.
+    /// hellos it was asked to authorise, and admits migration `migrationID` only once `admitted` is set.
     final class Destination: Sendable {
+        let migrationID = "m-" + UUID().uuidString.prefix(8)
         let opened = NIOLockedValueBox(0)
         let closed = NIOLockedValueBox(0)
         let hellos = NIOLockedValueBox(0)
@@ -25,13 +27,13 @@ import Testing
         init(_ f: TunnelFixtures) async throws {
             let qemuSocket = TunnelFixtures.tempPath("dst.sock")
             echo = try await EchoUnixServer.start(path: qemuSocket)
-            let (opened, closed, hellos, admitted) = (opened, closed, hellos, admitted)
+            let (opened, closed, hellos, admitted, migrationID) = (opened, closed, hellos, admitted, migrationID)
             listener = try await SecureChannelListener.bind(host: "127.0.0.1", port: 0, configuration: SecureChannelConfiguration(credentials: f.credentials("dst")),
                                                             logger: TunnelFixtures.logger) { session in
                 guard session.peer.purpose == StreamPurpose.migration.rawValue else { return .application }
                 let acceptor = MigrationStreamAcceptor.route(session) { peer, hello in
                     hellos.withLockedValue { $0 += 1 }
-                    guard admitted.withLockedValue({ $0 }), hello.migrationID == "m1", peer.hostID == "src" else {
+                    guard admitted.withLockedValue({ $0 }), hello.migrationID == migrationID, peer.hostID == "src" else {
                         throw SecureChannelError(.protocolViolation, "no migration \(hello.migrationID) admitted from \(peer.hostID)")
                     }
                     return qemuSocket
@@ -59,7 +61,7 @@ import Testing
     func tunnel(to destination: Destination, stripes: Int) async throws -> OutgoingStreamTunnel {
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
         return try await OutgoingStreamTunnel.start(
-            socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m1", host: "127.0.0.1", port: destination.port,
+            socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: destination.migrationID, host: "127.0.0.1", port: destination.port,
             stripes: stripes, predial: true,
             configuration: SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
     }
@@ -97,6 +99,25 @@ import Testing
         #expect(try await StreamTunnelTests().sourceQEMU(path: tunnel.socketPath, bytes: second) == second)
         #expect(destination.opened.withLockedValue { $0 } == 2 * stripes)
         #expect(tunnel.streamsOpened == 2 && tunnel.failures.isEmpty, "\(tunnel.failures)")
+        await tunnel.close()
+    }
+
+    @Test func channelsOpenedBeforeTheTunnelSetItsStripeCount() async throws {
+        let destination = try await Destination(f)
+        defer { Task { await destination.stop() } }
+        var policy = ChannelPolicy(); policy.expectedPeer = "dst"
+        let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
+        // Opened with the checklist, before the migration (and its id) exists.
+        let opened = PredialedChannels(count: 3, host: "127.0.0.1", port: destination.port, configuration: configuration, logger: TunnelFixtures.logger)
+        try await eventually("3 channels open") { destination.opened.withLockedValue { $0 } == 3 }
+        let tunnel = try await OutgoingStreamTunnel.start(
+            socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: destination.migrationID, host: "127.0.0.1", port: destination.port,
+            stripes: 1, predialed: opened, configuration: configuration, logger: TunnelFixtures.logger)
+        #expect(tunnel.stripes == 3)
+        destination.admitted.withLockedValue { $0 = true }
+        let payload = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 5) }
+        #expect(try await StreamTunnelTests().sourceQEMU(path: tunnel.socketPath, bytes: payload) == payload)
+        #expect(destination.opened.withLockedValue { $0 } == 3 && destination.hellos.withLockedValue { $0 } == 3)
         await tunnel.close()
     }
 

@@ -68,8 +68,8 @@ public struct QEMUCapabilities: Sendable, Equatable {
     }
 
     /// Reads them from `binary` by starting it with no machine (`-machine none -S`), asking over
-    /// QMP and killing it: about 0.2 s. Throws when QEMU cannot be started or does not answer
-    /// within `budget`. The budget is wide because a host busy with TCG guests can take seconds to
+    /// QMP and killing it: about 0.2 s. Throws when QEMU cannot be started or does not greet and
+    /// negotiate within `budget` (each query after that has what is left of it). The budget is wide because a host busy with TCG guests can take seconds to
     /// start a QEMU: its monitor thread greets at once, but its main thread answers the first
     /// command only once initialised (a CI run saw `qmp_capabilities` unanswered for 5 s).
     public static func probe(binary: String, budget: Duration = .seconds(30), logger: Logger) async throws -> QEMUCapabilities {

@@ -36,7 +36,10 @@ enum StripedStreamConnector {
                       measured: @escaping @Sendable (UInt32) -> Void,
                       carrying: @escaping @Sendable (any Channel) -> Void = { _ in }) -> EventLoopFuture<Void> {
         let sender = StripedStreamSender(stripeCount: stripes)
-        do { try qemu.pipeline.syncOperations.addHandler(sender) } catch { return qemu.eventLoop.makeFailedFuture(error) }
+        do { try qemu.pipeline.syncOperations.addHandler(sender) } catch {
+            for slot in predialed { slot.keys.whenSuccess { $0?.close(promise: nil) } } // claimed, so no one else closes them
+            return qemu.eventLoop.makeFailedFuture(error)
+        }
         let bound = NIOLoopBound(sender, eventLoop: qemu.eventLoop)
         for stripe in 0..<stripes {
             /// Makes `secure` carry this stripe (on the stream's event loop): its hello, then records.
@@ -54,8 +57,9 @@ enum StripedStreamConnector {
             /// The stripe's channel failed after it carried the stream (or could not be set up).
             @Sendable func ended(_ error: any Error) {
                 if let closed = error as? SecureChannelError, closed.code == .normal, !closed.byPeer {
-                    // This side ended the stream (orderly) before the destination's accept
-                    // came back: what the stripe carried follows its message 3; not a failure.
+                    // This side ended the stream (orderly), whether or not the destination's
+                    // accept came back first: what the stripe carried follows its message 3, and
+                    // a stripe still opening when the stream ended carried nothing. Not a failure.
                     return
                 }
                 failed("stream \(streamIndex) stripe \(stripe): \(error)")
@@ -103,7 +107,7 @@ enum StripedStreamConnector {
                 guard case .success(let secure?) = result, secure.isActive else { return dial() }
                 do { try attach(secure) } catch {
                     secure.close(promise: nil)
-                    return ended(error)
+                    return dial()
                 }
                 slot.accepted.whenFailure(ended)
             }

@@ -1,3 +1,4 @@
+import Migration
 import Synchronization
 import SecureChannel
 
@@ -6,10 +7,12 @@ import SecureChannel
 /// channel's TCP and Noise handshakes (two round trips, 300 ms at 150 ms). Handed over once: the
 /// first `take` gets it, and whoever takes it closes it; `close` closes it if nobody took it.
 final class CheckedControlChannel: Sendable {
-    /// The channel and its one reader (the check's answer already read from it).
+    /// The channel and its one reader (the check's answer already read from it), and the
+    /// migration stream's channels, opened with it (§6.3) when the migration carries one stream.
     struct Opened {
         let connection: HeldConnection
         var reader: EnvelopeReader
+        let streams: PredialedChannels?
     }
 
     private let opened: Mutex<Opened?>
@@ -26,8 +29,10 @@ final class CheckedControlChannel: Sendable {
         }
     }
 
-    /// Closes the channel unless it was taken (then its taker closes it).
+    /// Closes the channels unless they were taken (then their taker closes them).
     func close() async {
-        await take()?.connection.close()
+        guard let opened = take() else { return }
+        opened.streams?.close()
+        await opened.connection.close()
     }
 }

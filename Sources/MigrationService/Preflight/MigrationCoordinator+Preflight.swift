@@ -3,6 +3,7 @@ import Foundation
 import Hypervisor
 import Logging
 import MeshIdentity
+import Migration
 public import MeshWire
 import SecureChannel
 
@@ -25,13 +26,14 @@ extension MigrationCoordinator {
     /// another, federated domain (§6.10): the questions go on a `cross-domain-migration` channel to
     /// it, and shared disks, which do not cross a domain boundary, fail their items here.
     public func preflight(_ reference: String, to address: HostPort, crossDomain: CrossDomainTarget? = nil) async -> PreflightReport {
-        await preflight(reference, to: address, crossDomain: crossDomain, keepChannel: false).report
+        await preflight(reference, to: address, crossDomain: crossDomain, forMigration: nil).report
     }
 
-    /// The checklist, and with `keepChannel` the control channel it asked the destination on,
-    /// left open for the migration's prepare (nil when no channel answered).
+    /// The checklist, and for a migration with `settings` the control channel it asked the
+    /// destination on, left open for the prepare, with the stream's channels opened beside it when
+    /// the migration carries one stream (§6.3, §6.9; nil when no channel answered).
     func preflight(_ reference: String, to address: HostPort, crossDomain: CrossDomainTarget? = nil,
-                   keepChannel: Bool) async -> (report: PreflightReport, channel: CheckedControlChannel?) {
+                   forMigration settings: MigrationSettings?) async -> (report: PreflightReport, channel: CheckedControlChannel?) {
         var items: [PreflightReport.Item] = []
         var kept: CheckedControlChannel?
         func report() -> (report: PreflightReport, channel: CheckedControlChannel?) {
@@ -60,7 +62,7 @@ extension MigrationCoordinator {
                                    fix: "`hostmesh vm resume \(vm.name)` first"))
             }
             do {
-                let capabilities = try await QEMUCapabilities.query(process.qmp)
+                let capabilities = try await runningCapabilities(process)
                 machine = capabilities.resolve(machine: spec.machine) ?? ""
                 cpuUnavailable = capabilities.cpuModels.first { $0.name == spec.cpuModel }?.unavailableFeatures ?? []
             } catch {
@@ -127,6 +129,15 @@ extension MigrationCoordinator {
             let connection = try await HeldConnection.hold(
                 SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger, early: true))
             let peer = connection.connection.peer.hostID
+            // The stream's channels open now, their handshakes beside the check's answer and the
+            // prepare's; they say nothing until QEMU connects, after admission.
+            var streams: PredialedChannels?
+            if let settings, crossDomain == nil, SourceRun.opensStreamEarly(spec, settings) {
+                var configuration = SecureChannelConfiguration(credentials: context.credentials)
+                configuration.policy.expectedPeer = peer
+                streams = PredialedChannels(count: await SourceRun.stripes(settings, across: connection.connection.channel.channel),
+                                            host: address.host, port: address.port, configuration: configuration, logger: logger)
+            }
             var reader = connection.reader()
             let answer: Hostmesh_V1_AgentEnvelope?
             do {
@@ -136,18 +147,20 @@ extension MigrationCoordinator {
                 // A refusal that arrived while the early check was on its way fails the write or
                 // the read with a generic closed-channel error: the channel's own reason names it.
                 let reason: any Error = if let refusal = await connection.connection.failureReason() { refusal } else { error }
+                streams?.close()
                 await connection.close()
                 throw reason
             }
             guard case .migrationCheckResult(let result)? = answer?.body else {
+                streams?.close()
                 await connection.close()
                 items.append(.init(name: "destination", ok: false, detail: "\(peer) did not answer the checklist (an agent without it closes the channel)",
                                    fix: "upgrade the agent on \(peer)"))
                 return report()
             }
             items += result.items.map { .init(name: $0.name, ok: $0.ok, detail: $0.detail, fix: $0.fix.isEmpty ? nil : $0.fix) }
-            if keepChannel {
-                kept = CheckedControlChannel(.init(connection: connection, reader: reader))
+            if settings != nil {
+                kept = CheckedControlChannel(.init(connection: connection, reader: reader, streams: streams))
             } else {
                 await connection.close()
             }
@@ -235,6 +248,19 @@ extension MigrationCoordinator {
             }
         }
         return reply
+    }
+
+    /// What the QEMU running `process` can run, asked once per binary, version and accelerator
+    /// and kept: the same binary at the same version with the same accelerator answers the same
+    /// (`query-cpu-definitions` alone takes 10-20 ms of a TCG QEMU's main loop per checklist).
+    func runningCapabilities(_ process: VMProcess) async throws -> QEMUCapabilities {
+        let greeting = process.qmp.greeting
+        let key = "\(process.record.binary)|\(greeting.version)|\(greeting.package)|\(process.record.accelerator.choice.rawValue)"
+        if let known = runningQEMUCapabilities[key] { return known }
+        let asked = try await QEMUCapabilities.query(process.qmp)
+        // Two checklists at once may both ask: they get the same answer, kept once.
+        runningQEMUCapabilities[key] = asked
+        return asked
     }
 
     /// This host's QEMU capabilities, probed once (about 0.2 s) and kept. Checklists that come

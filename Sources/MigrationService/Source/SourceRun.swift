@@ -25,6 +25,8 @@ actor SourceRun: SourceMigrationEnvironment {
         let crossDomain: CrossDomainTarget?
         /// The control channel the checklist asked on, for the prepare (§6.9); nil: dial one.
         let checkedChannel: CheckedControlChannel?
+        /// Open the stream's channels while the prepare is answered (§6.3).
+        let openStreamsEarly: Bool
     }
 
     /// One local disk being mirrored (§6.7).
@@ -81,7 +83,8 @@ actor SourceRun: SourceMigrationEnvironment {
 
     /// A live migration of `vm` to the agent at `address`.
     init(context: MigrationContext, id: String, vm: OutgoingVM, address: HostPort, settings: MigrationSettings, crossDomain: CrossDomainTarget? = nil,
-         checkedChannel: CheckedControlChannel? = nil, progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) {
+         checkedChannel: CheckedControlChannel? = nil, openStreamsEarly: Bool = true,
+         progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) {
         self.context = context
         self.id = id
         vmID = vm.id
@@ -90,7 +93,7 @@ actor SourceRun: SourceMigrationEnvironment {
         spec = vm.spec
         localDisks = Self.localDisks(of: vm.spec)
         live = Live(address: address, settings: settings, process: vm.process, progress: progress, crossDomain: crossDomain,
-                    checkedChannel: checkedChannel)
+                    checkedChannel: checkedChannel, openStreamsEarly: openStreamsEarly)
         peer = "\(address)"
         peerAddress = "\(address)"
         var log = context.logger
@@ -206,10 +209,13 @@ actor SourceRun: SourceMigrationEnvironment {
             let checked = live.checkedChannel?.take()
             let connection: HeldConnection
             var reader: EnvelopeReader
+            var streamsOpened: PredialedChannels?
             if let checked, checked.connection.connection.channel.channel.isActive {
                 connection = checked.connection
                 reader = checked.reader
+                streamsOpened = checked.streams
             } else {
+                checked?.streams?.close()
                 await checked?.connection.close()
                 connection = try await HeldConnection.hold(
                     SecureConnection.connect(host: live.address.host, port: live.address.port, configuration: control, logger: logger, early: true))
@@ -233,8 +239,14 @@ actor SourceRun: SourceMigrationEnvironment {
             try await connection.outbound.write(EnvelopeWriter.frame(prepare))
             // The stream's channels open while the prepare is answered (Protocol.md §6.3); only
             // with one stream to carry now: a disk mirror's comes first, and multifd's spread.
-            if localDisks.isEmpty, live.settings.multifdChannels == nil {
-                tunnel = try? await startStreamTunnel(predial: true) // not started: openTransfer tries again and says why
+            if live.openStreamsEarly, Self.opensStreamEarly(spec, live.settings) {
+                do { tunnel = try await startStreamTunnel(predial: streamsOpened == nil, predialed: streamsOpened) } catch {
+                    streamsOpened?.close()
+                    // openTransfer tries again, and fails the migration with the reason if it fails too.
+                    logger.debug("the stream's tunnel did not start with the prepare", metadata: ["error": "\(error)"])
+                }
+            } else {
+                streamsOpened?.close() // not opened for such a migration: nothing to carry yet
             }
             let answer = try await reader.next()
             self.reader = reader
@@ -260,25 +272,36 @@ actor SourceRun: SourceMigrationEnvironment {
         }
     }
 
-    /// The tunnel QEMU's migration stream goes through; `predial`: its channels open now.
-    private func startStreamTunnel(predial: Bool) async throws -> OutgoingStreamTunnel {
+    /// How many channels QEMU's one stream is striped over (Protocol.md §6.14): a count the
+    /// settings give, or, when they give 0 or none, as many as the round trip that `control` (a
+    /// channel to the destination) measured calls for (1 on a LAN). Absent, not with post-copy (a
+    /// striped stream cannot carry it) nor multifd (its channels already run side by side).
+    static func stripes(_ settings: MigrationSettings, across control: (any Channel)?) async -> Int {
+        switch settings.stripes {
+        case let chosen? where chosen != 0: Int(chosen)
+        case nil where settings.postcopyAllowed || settings.multifdChannels != nil: 1
+        default: if let control { await OutgoingStreamTunnel.stripes(across: control) } else { 1 }
+        }
+    }
+
+    /// Whether a migration of `spec` with `settings` carries one stream, whose channels can then
+    /// open before QEMU connects (§6.3): no local disk (its mirror's stream comes first) and no
+    /// multifd (its channels spread over threads).
+    static func opensStreamEarly(_ spec: VMSpec, _ settings: MigrationSettings) -> Bool {
+        localDisks(of: spec).isEmpty && settings.multifdChannels == nil
+    }
+
+    /// The tunnel QEMU's migration stream goes through; `predial`: its channels open now, or
+    /// `predialed`: they opened with the checklist.
+    private func startStreamTunnel(predial: Bool, predialed: PredialedChannels? = nil) async throws -> OutgoingStreamTunnel {
         guard let live else { throw ChannelError.ioOnClosedChannel }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
-        // One QEMU stream striped over several channels (Protocol.md §6.14): a count the settings
-        // give, or, when they give 0 or none, as many as the control channel's measured round
-        // trip calls for (1 on a LAN). Absent, not with post-copy (a striped stream cannot carry
-        // it) nor multifd (its channels already run side by side).
-        let stripes: Int
-        switch live.settings.stripes {
-        case let chosen? where chosen != 0: stripes = Int(chosen)
-        case nil where live.settings.postcopyAllowed || live.settings.multifdChannels != nil: stripes = 1
-        default: stripes = if let connection { await OutgoingStreamTunnel.stripes(across: connection.connection.channel.channel) } else { 1 }
-        }
+        let stripes = await Self.stripes(live.settings, across: connection?.connection.channel.channel)
         return try await OutgoingStreamTunnel.start(
             socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
             host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit, predial: predial,
-            configuration: streamConfiguration, logger: logger)
+            predialed: predialed, configuration: streamConfiguration, logger: logger)
     }
 
     func openTransfer() async -> SourceMigration.Event? {
