@@ -4,9 +4,10 @@ public import NIOCore
 public import NIOPosix
 public import SecureChannel
 
-/// Stream channels a source opens before QEMU connects (Protocol.md §6.3): dialled while the
-/// prepare is on its way, so their TCP and Noise handshakes (two round trips, 300 ms at 150 ms)
-/// overlap the prepare and the destination QEMU's start instead of delaying QEMU's first bytes.
+/// Stream channels a source opens before QEMU connects (Protocol.md §6.3): dialled beside the
+/// checklist's control channel (or, without one, while the prepare is on its way), so their TCP
+/// and Noise handshakes (two round trips, 300 ms at 150 ms) overlap the checklist's answer, the
+/// prepare and the destination QEMU's start instead of delaying QEMU's first bytes.
 /// A channel carries nothing, not even its hello, until the first QEMU connection claims it: the
 /// hello goes only once the destination has admitted the migration. All are on one event loop,
 /// the one the tunnel accepts QEMU's connections on, since the glue needs both ends on one thread.
