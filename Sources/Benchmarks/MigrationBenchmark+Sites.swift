@@ -39,8 +39,10 @@ extension MigrationBenchmark {
             let arguments = workloadArguments(options, workload)
             for round in 0..<options.rounds {
                 var before = try await counters()
-                let direct = try await measured(runDirect(options, workload: workload, arguments: arguments, work: work + "/direct-\(workload)-\(round)",
-                                                          sites: (lab, port)), from: before)
+                let direct = try await directOrFailed(workload, round: round, log: log) {
+                    try await measured(runDirect(options, workload: workload, arguments: arguments, work: work + "/direct-\(workload)-\(round)",
+                                                 sites: (lab, port)), from: before)
+                }
                 port += 1
                 log("\(workload) direct  round \(round + 1): total \(direct.totalMs) ms, downtime \(direct.downtimeMs) ms, \(Int(direct.mbS)) MB/s, "
                     + String(format: "link use %.2f, ", direct.linkUse ?? 0) + "\(direct.linkQueueDrops ?? 0) frames dropped at the queue")

@@ -44,7 +44,8 @@ public struct MigrationComparison: Sendable, Equatable {
 
     /// The medians of `workload`'s rows in `rows`, per path.
     public init(rows: [MigrationBenchmark.Row], workload: String) {
-        func medians(_ path: String) -> Medians? { Medians(rows.filter { $0.workload == workload && $0.path == path }) }
+        // A reference round that did not complete has no figures to take a median of.
+        func medians(_ path: String) -> Medians? { Medians(rows.filter { $0.workload == workload && $0.path == path && $0.failed == nil }) }
         self.workload = workload
         direct = medians("direct") ?? Medians(totalMs: 0, downtimeMs: 0, mbS: 0)
         tunnel = medians("tunnel") ?? Medians(totalMs: 0, downtimeMs: 0, mbS: 0)

@@ -36,6 +36,19 @@ struct BenchmarkSummaryTests {
         #expect(c.qemuTLS == nil && c.qemuTLSTotalRatio == nil)
     }
 
+    @Test func aDirectRoundThatDidNotCompleteCountsInNoMedian() {
+        var failed = MigrationBenchmark.Row(workload: "dirty", path: "direct", totalMs: 0, downtimeMs: 0, mbS: 0, transferredBytes: 0)
+        failed.failed = "migration aborted: did not converge within 25015 ms"
+        let rows = [
+            failed,
+            MigrationBenchmark.Row(workload: "dirty", path: "direct", totalMs: 26_000, downtimeMs: 2_000, mbS: 10, transferredBytes: 0),
+            MigrationBenchmark.Row(workload: "dirty", path: "tunnel", totalMs: 8_000, downtimeMs: 500, mbS: 25, transferredBytes: 0),
+        ]
+        let c = MigrationComparison(rows: rows, workload: "dirty")
+        #expect(c.direct == MigrationComparison.Medians(totalMs: 26_000, downtimeMs: 2_000, mbS: 10))
+        #expect(c.totalRatio < 0.31)
+    }
+
     @Test func comparisonWithoutRoundsReportsZeros() {
         let c = MigrationComparison(rows: [], workload: "idle")
         #expect(c.direct.totalMs == 0 && c.tunnel.totalMs == 0)
