@@ -41,15 +41,13 @@ public final class OutgoingStreamTunnel: Sendable {
     /// `migrationID` in a channel of `purpose`. `configuration` should name the destination host
     /// as `expectedPeer`. `linkMbit`, the link's rate where the operator gave it, sizes the send
     /// buffers at distance (Protocol.md §6.11) instead of the 250 Mbit/s assumed otherwise.
-    /// `predial`: open the first connection's channels now (`PredialedChannels`), before QEMU
-    /// connects; `predialed`: those channels, opened already (their count is then the stripe
-    /// count). Every QEMU connection is then accepted on their event loop, so either is for a
-    /// tunnel whose connections need not spread over threads (one stream, striped or not).
+    /// `predialed`: the first connection's channels, opened before QEMU connects (their count is
+    /// then the stripe count). Every QEMU connection is then accepted on their event loop, so it
+    /// is for a tunnel whose connections need not spread over threads (one stream, striped or not).
     public static func start(socketPath: String, migrationID: String, host: String, port: Int,
                              purpose: StreamPurpose = .migration,
                              stripes: Int = 1,
                              linkMbit: Int64? = nil,
-                             predial: Bool = false,
                              predialed: PredialedChannels? = nil,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -62,8 +60,6 @@ public final class OutgoingStreamTunnel: Sendable {
         // Clamped before the product: a rate past Int's range is no rate a buffer can follow.
         let rate = linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 }
         let counters = StreamCounters()
-        let predialed = predialed ?? (predial ? PredialedChannels(count: stripes, host: host, port: port, configuration: secureConfiguration,
-                                                                  eventLoop: group.next(), logger: logger) : nil)
         let bootstrap = if let predialed { ServerBootstrap(group: group, childGroup: predialed.eventLoop) } else { ServerBootstrap(group: group) }
         let server: any Channel
         do {

@@ -30,20 +30,14 @@ public final class PredialedChannels: Sendable {
 
     /// Starts dialling `count` channels of `purpose` to `host:port` with `configuration` (its
     /// expected peer set) on one event loop of `group`.
-    public convenience init(count: Int, host: String, port: Int, purpose: StreamPurpose = .migration, configuration: SecureChannelConfiguration,
-                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+    public init(count: Int, host: String, port: Int, purpose: StreamPurpose = .migration, configuration: SecureChannelConfiguration,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         var configuration = configuration
         configuration.policy.purpose = purpose.rawValue
-        self.init(count: min(max(1, count), StreamStriping.maxStripes), host: host, port: port, configuration: configuration,
-                  eventLoop: group.next(), logger: logger)
-    }
-
-    /// Starts dialling `count` channels to `host:port` with `configuration` (its purpose and
-    /// expected peer set) on `eventLoop`.
-    init(count: Int, host: String, port: Int, configuration: SecureChannelConfiguration, eventLoop: any EventLoop, logger: Logger) {
+        let eventLoop = group.next()
         self.eventLoop = eventLoop
         var slots: [Slot] = []
-        for _ in 0..<count {
+        for _ in 0..<min(max(1, count), StreamStriping.maxStripes) {
             let keys = eventLoop.makePromise(of: (any Channel)?.self)
             let accepted = eventLoop.makePromise(of: Void.self)
             slots.append(Slot(keys: keys.futureResult, accepted: accepted.futureResult))

@@ -60,10 +60,11 @@ import Testing
 
     func tunnel(to destination: Destination, stripes: Int) async throws -> OutgoingStreamTunnel {
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
+        let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
+        let opened = PredialedChannels(count: stripes, host: "127.0.0.1", port: destination.port, configuration: configuration, logger: TunnelFixtures.logger)
         return try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: destination.migrationID, host: "127.0.0.1", port: destination.port,
-            stripes: stripes, predial: true,
-            configuration: SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+            predialed: opened, configuration: configuration, logger: TunnelFixtures.logger)
     }
 
     /// Waits (bounded) until `condition` holds.

@@ -12,25 +12,26 @@ extension VMManager {
     /// Pauses VM `reference` in place: QEMU stops its vCPUs, then its ports hold frames for it.
     /// A VM already paused is left as it is (its ports hold again, should a retry find them not).
     public func pause(_ reference: String) async throws -> VMInfo {
-        let vm = try await find(reference)
-        try refuseHeld(vm)
-        try mark(vm.id, .pausing, name: vm.name)
-        let result: Result<VMInfo, any Error>
-        do { result = .success(try await pauseMarked(vm)) } catch { result = .failure(error) }
-        try await endMarked(vm, "was paused")
-        return try result.get()
+        try await marked(reference, .pausing, ending: "was paused", pauseMarked)
     }
 
     /// Resumes VM `reference`, paused by `pause`: its ports hand QEMU what they held, oldest
     /// first, and QEMU runs the guest. A held copy (fenced: another host owns the VM) is never
     /// resumed here.
     public func resume(_ reference: String) async throws -> VMInfo {
+        try await marked(reference, .resuming, ending: "resumed", resumeMarked)
+    }
+
+    /// Runs `body` on VM `reference` (not held) marked busy with `operation`, then ends the mark
+    /// with `endMarked` whatever `body` did: a fence skipped meanwhile is applied before the answer.
+    private func marked(_ reference: String, _ operation: Operation, ending what: String,
+                        _ body: (StoredVM) async throws -> VMInfo) async throws -> VMInfo {
         let vm = try await find(reference)
         try refuseHeld(vm)
-        try mark(vm.id, .resuming, name: vm.name)
+        try mark(vm.id, operation, name: vm.name)
         let result: Result<VMInfo, any Error>
-        do { result = .success(try await resumeMarked(vm)) } catch { result = .failure(error) }
-        try await endMarked(vm, "resumed")
+        do { result = .success(try await body(vm)) } catch { result = .failure(error) }
+        try await endMarked(vm, what)
         return try result.get()
     }
 

@@ -240,8 +240,7 @@ actor SourceRun: SourceMigrationEnvironment {
             // The stream's channels open while the prepare is answered (Protocol.md §6.3); only
             // with one stream to carry now: a disk mirror's comes first, and multifd's spread.
             if live.openStreamsEarly, Self.opensStreamEarly(spec, live.settings) {
-                do { tunnel = try await startStreamTunnel(predial: streamsOpened == nil, predialed: streamsOpened) } catch {
-                    streamsOpened?.close()
+                do { tunnel = try await startStreamTunnel(predialed: streamsOpened, predial: true) } catch {
                     // openTransfer tries again, and fails the migration with the reason if it fails too.
                     logger.debug("the stream's tunnel did not start with the prepare", metadata: ["error": "\(error)"])
                 }
@@ -291,17 +290,20 @@ actor SourceRun: SourceMigrationEnvironment {
         localDisks(of: spec).isEmpty && settings.multifdChannels == nil
     }
 
-    /// The tunnel QEMU's migration stream goes through; `predial`: its channels open now, or
-    /// `predialed`: they opened with the checklist.
-    private func startStreamTunnel(predial: Bool, predialed: PredialedChannels? = nil) async throws -> OutgoingStreamTunnel {
+    /// The tunnel QEMU's migration stream goes through, on `predialed`, the stream's channels
+    /// the checklist opened; without them, `predial` opens them now, before QEMU connects.
+    private func startStreamTunnel(predialed: PredialedChannels? = nil, predial: Bool = false) async throws -> OutgoingStreamTunnel {
         guard let live else { throw ChannelError.ioOnClosedChannel }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
         let stripes = await Self.stripes(live.settings, across: connection?.connection.channel.channel)
+        let opened = predialed ?? (predial ? PredialedChannels(count: stripes, host: live.address.host, port: live.address.port,
+                                                               configuration: streamConfiguration, logger: logger) : nil)
+        // A tunnel that cannot start closes `opened` with its error.
         return try await OutgoingStreamTunnel.start(
             socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
-            host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit, predial: predial,
-            predialed: predialed, configuration: streamConfiguration, logger: logger)
+            host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit,
+            predialed: opened, configuration: streamConfiguration, logger: logger)
     }
 
     func openTransfer() async -> SourceMigration.Event? {
@@ -309,7 +311,7 @@ actor SourceRun: SourceMigrationEnvironment {
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
         do {
-            if tunnel == nil { tunnel = try await startStreamTunnel(predial: false) }
+            if tunnel == nil { tunnel = try await startStreamTunnel() }
             if !localDisks.isEmpty {
                 nbdTunnel = try await OutgoingStreamTunnel.start(
                     socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,
