@@ -146,13 +146,10 @@ public final class OutgoingStreamTunnel: Sendable {
         return OutgoingStreamTunnel(socketPath: socketPath, stripes: max(1, stripes), server: server, counters: counters, predialed: predialed)
     }
 
-    /// How many stripes (Protocol.md §6.14) a stream to the host at the other end of `channel`
-    /// gets, from the round trip that channel's TCP connection measured: 1 (not striped) on a LAN
-    /// or when it cannot be read.
-    public static func stripes(across channel: any Channel) async -> Int {
-        // Unreadable: not striped, as on a LAN.
-        let rtt = (try? await StripedStreamConnector.roundTrip(channel).get()) ?? 0
-        return StreamStriping.stripes(rttMicroseconds: rtt)
+    /// The round trip `channel`'s TCP connection measured, microseconds; 0 where it cannot be read
+    /// (then a stream is not striped, as on a LAN).
+    public static func roundTrip(of channel: any Channel) async -> UInt32 {
+        (try? await StripedStreamConnector.roundTrip(channel).get()) ?? 0 // never fails: it recovers to 0
     }
 
     /// What the kernel measures the connections carrying this tunnel's streams deliver now,

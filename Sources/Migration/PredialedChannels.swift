@@ -9,8 +9,12 @@ public import SecureChannel
 /// and Noise handshakes (two round trips, 300 ms at 150 ms) overlap the checklist's answer, the
 /// prepare and the destination QEMU's start instead of delaying QEMU's first bytes.
 /// A channel carries nothing, not even its hello, until the first QEMU connection claims it: the
-/// hello goes only once the destination has admitted the migration. All are on one event loop,
-/// the one the tunnel accepts QEMU's connections on, since the glue needs both ends on one thread.
+/// hello goes only once the destination has admitted the migration. At distance it sends padding
+/// meanwhile (Protocol.md §3.6, §6.3), so that its congestion window has grown by the time QEMU's
+/// first bytes come: a fresh connection's window starts at 10 segments and doubles per round
+/// trip, and the time a stream channel waits for QEMU is otherwise spent with an idle link.
+/// All are on one event loop, the one the tunnel accepts QEMU's connections on, since the glue
+/// needs both ends on one thread.
 public final class PredialedChannels: Sendable {
     /// One channel opened ahead.
     struct Slot: Sendable {
@@ -23,19 +27,36 @@ public final class PredialedChannels: Sendable {
     }
 
     let eventLoop: any EventLoop
+    /// The host the channels were dialled to (their expected peer), if one was named.
+    public let expectedPeer: String?
     /// Channels dialled: the stripes of the stream they are for (1: not striped).
     public var count: Int { slots.count }
     private let slots: [Slot]
-    private let state = NIOLockedValueBox((claimed: false, closed: false))
+    private let state: NIOLockedValueBox<(claimed: Bool, closed: Bool)>
+    /// Padding bytes the channels sent while they waited, all together.
+    private let padded = NIOLockedValueBox(0)
+
+    /// The padding record's size, bytes: small, so that what is queued ahead of QEMU's first byte
+    /// when it comes is short.
+    static let paddingRecord = 16 << 10
+    /// The unsent bytes a waiting channel's kernel may hold (`TCP_NOTSENT_LOWAT`): the padding is
+    /// written as the window opens, not queued in the send buffer ahead of the stream.
+    static let paddingUnsent = 32 << 10
 
     /// Starts dialling `count` channels of `purpose` to `host:port` with `configuration` (its
-    /// expected peer set) on one event loop of `group`.
+    /// expected peer set) on one event loop of `group`. Each channel whose peer accepts padding
+    /// sends up to `paddingBytes` of it while it waits (0: none; see `paddingBudget`).
     public init(count: Int, host: String, port: Int, purpose: StreamPurpose = .migration, configuration: SecureChannelConfiguration,
-                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+                paddingBytes: Int = 0, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         var configuration = configuration
         configuration.policy.purpose = purpose.rawValue
         let eventLoop = group.next()
         self.eventLoop = eventLoop
+        self.expectedPeer = configuration.policy.expectedPeer
+        let state = NIOLockedValueBox((claimed: false, closed: false))
+        self.state = state
+        let padded = self.padded
+        @Sendable func waiting() -> Bool { state.withLockedValue { !$0.claimed && !$0.closed } }
         var slots: [Slot] = []
         for _ in 0..<min(max(1, count), StreamStriping.maxStripes) {
             let keys = eventLoop.makePromise(of: (any Channel)?.self)
@@ -47,9 +68,12 @@ public final class PredialedChannels: Sendable {
                 do {
                     _ = try await SecureConnection.connectPipeline(
                         host: host, port: port, configuration: configuration, group: eventLoop, logger: logger, early: true
-                    ) { channel, _ in
+                    ) { channel, session in
                         given.withLockedValue { $0 = true }
                         keys.succeed(channel)
+                        if paddingBytes > 0, session.peerAcceptsPadding {
+                            Self.pad(channel, upTo: paddingBytes, while: waiting, counted: padded)
+                        }
                     }
                     accepted.succeed(())
                 } catch {
@@ -62,6 +86,35 @@ public final class PredialedChannels: Sendable {
             }
         }
         self.slots = slots
+    }
+
+    /// The padding a channel may send while it waits, bytes, for a stream striped `count` ways across
+    /// a round trip of `rttMicroseconds` at `rateBytesPerSecond`: twice its share of the link's
+    /// bandwidth-delay product, what a window doubling from 10 segments sends on its way to that
+    /// share. 0 under `StreamBufferSizing.distanceThresholdMicroseconds`: on a LAN the window
+    /// opens within milliseconds and padding would only cost CPU.
+    public static func paddingBudget(rttMicroseconds: UInt32, count: Int, rateBytesPerSecond: Int?) -> Int {
+        guard rttMicroseconds >= StreamBufferSizing.distanceThresholdMicroseconds else { return 0 }
+        let rtt = Double(min(rttMicroseconds, StreamBufferSizing.maxSizingRTTMicroseconds)) / 1e6
+        let product = min(Double(StreamBufferSizing.maxWantedBytes), rtt * Double(rateBytesPerSecond ?? StreamBufferSizing.distanceRate))
+        return max(paddingRecord, 2 * Int(product) / max(1, count))
+    }
+
+    /// Padding bytes sent so far by all the channels while they waited.
+    public var paddingSent: Int { padded.withLockedValue { $0 } }
+
+    /// Sends padding records on `channel` (on its event loop), one after the other as its kernel
+    /// takes them, until `waiting` says the channel was claimed or closed, or `budget` is spent.
+    private static func pad(_ channel: any Channel, upTo budget: Int, while waiting: @escaping @Sendable () -> Bool,
+                            counted: NIOLockedValueBox<Int>) {
+        @Sendable func next(_ sent: Int) {
+            guard sent < budget, channel.isActive, waiting() else { return }
+            let length = min(paddingRecord, budget - sent)
+            counted.withLockedValue { $0 += length }
+            // A failed write (the channel closed) ends the padding; the claimer sees the channel's end.
+            channel.triggerUserOutboundEvent(SecureChannelPadding(length: length)).whenSuccess { next(sent + length) }
+        }
+        StreamBuffers.keepUnsent(channel, below: paddingUnsent).whenComplete { _ in next(0) }
     }
 
     /// Every slot, to the first caller only (QEMU's first connection): the channels are then its

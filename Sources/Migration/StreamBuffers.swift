@@ -40,6 +40,16 @@ enum StreamBuffers {
 
     static let logger = Logger(label: "hostmesh.migration.stream")
 
+    /// Keeps the bytes `channel`'s kernel holds unsent to `bytes` (`TCP_NOTSENT_LOWAT`): a write
+    /// waits until fewer are queued. Succeeds where the kernel has no such option (it keeps its default).
+    static func keepUnsent(_ channel: any Channel, below bytes: Int) -> EventLoopFuture<Void> {
+        #if os(Linux)
+        return channel.setOption(notSentLowAt, value: SocketOptionValue(clamping: bytes)).recover { _ in }
+        #else
+        return channel.eventLoop.makeSucceededVoidFuture()
+        #endif
+    }
+
     /// Reads the round trip of `channel`'s TCP connection and sizes its send (`sending`) or receive
     /// buffer. A sending socket's unsent bytes are kept to `notSentLowWater` whatever the round trip
     /// (a stripe), or, when it is nil, to `StreamBufferSizing.notSentLowWater` at distance only. The

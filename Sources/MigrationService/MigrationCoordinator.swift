@@ -79,6 +79,9 @@ public actor MigrationCoordinator {
     var capabilityProbe: Task<QEMUCapabilities, any Error>?
     /// What running VMs' QEMUs said they can run, by binary, version and accelerator (a few entries).
     var runningQEMUCapabilities: [String: QEMUCapabilities] = [:]
+    /// Destinations a checklist reached, by address: the host that answered and the channel's
+    /// round trip, so the next migration there opens its stream's channels at once (§6.3).
+    var measuredDestinations: [HostPort: MeasuredDestination] = [:]
     /// Per-host limits in force (the configuration's, until `setLimits`).
     private(set) var limits: MigrationLimits
 

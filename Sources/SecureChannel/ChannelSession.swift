@@ -31,6 +31,9 @@ public struct ChannelSession: Sendable {
     public let channelBinding: [UInt8]
     /// Largest record payload the peer accepts.
     public let peerMaxRecordPayload: Int
+    /// The peer said it discards padding records (`accepts_padding`, Protocol.md §3.4): this side
+    /// may send them (`SecureChannelPadding`).
+    public var peerAcceptsPadding = false
     let sendKey: SecretBytes
     let receiveKey: SecretBytes
     let exporterSecret: SecretBytes
@@ -43,12 +46,12 @@ public struct ChannelSession: Sendable {
 
     /// Derives the traffic keys from Noise's split outputs (Protocol.md §3.5).
     static func derive(split: (SecretBytes, SecretBytes, SecretBytes), aead: AEADAlgorithm, isInitiator: Bool,
-                       peer: PeerIdentity, binding: [UInt8], peerMaxRecordPayload: Int) -> ChannelSession {
+                       peer: PeerIdentity, binding: [UInt8], peerMaxRecordPayload: Int, peerAcceptsPadding: Bool) -> ChannelSession {
         let label = Array("hostmesh-record-v1 \(aead.rawValue)".utf8)
         let i2r = SecretBytes(Blake2b.hash(label, key: split.0, outputLength: 32))
         let r2i = SecretBytes(Blake2b.hash(label, key: split.1, outputLength: 32))
         return ChannelSession(peer: peer, aead: aead, isInitiator: isInitiator, channelBinding: binding,
-                              peerMaxRecordPayload: peerMaxRecordPayload,
+                              peerMaxRecordPayload: peerMaxRecordPayload, peerAcceptsPadding: peerAcceptsPadding,
                               sendKey: isInitiator ? i2r : r2i, receiveKey: isInitiator ? r2i : i2r, exporterSecret: split.2)
     }
 }

@@ -89,7 +89,8 @@ public struct HandshakeInitiator: Sendable {
         let finish = HandshakeWire.frame(.handshakeFinish, encryptedStatic + finishPayload)
         let peer = PeerIdentity(hostID: certificate.hostID, domain: certificate.domain, certificate: certificate, purpose: policy.purpose)
         let session = ChannelSession.derive(split: symmetric.split(), aead: aead, isInitiator: true, peer: peer,
-                                            binding: symmetric.handshakeHash, peerMaxRecordPayload: Int(identity.maxRecord))
+                                            binding: symmetric.handshakeHash, peerMaxRecordPayload: Int(identity.maxRecord),
+                                            peerAcceptsPadding: identity.acceptsPadding)
         return (finish, session)
     }
 }

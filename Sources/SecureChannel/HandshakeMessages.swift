@@ -39,6 +39,7 @@ enum HandshakeWire {
         m.certificate = credentials.certificate.wire
         if let aead { m.aead = aead.rawValue }
         m.maxRecord = UInt32(maxRecordPayload)
+        m.acceptsPadding = true // every hostmesh discards padding records (RecordOpener)
         return encode(m)
     }
 

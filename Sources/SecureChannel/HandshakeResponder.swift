@@ -124,14 +124,15 @@ public struct HandshakeResponder: Sendable {
         let payload = try symmetric.decryptAndHash(Array(msg[(k + t)...]))
         // From here on both sides hold the same keys, so a refusal can be sent authenticated.
         let split = symmetric.split()
-        func session(_ peer: PeerIdentity, maxRecord: Int) -> ChannelSession {
-            ChannelSession.derive(split: split, aead: aead, isInitiator: false, peer: peer, binding: symmetric.handshakeHash, peerMaxRecordPayload: maxRecord)
+        func session(_ peer: PeerIdentity, maxRecord: Int, acceptsPadding: Bool = false) -> ChannelSession {
+            ChannelSession.derive(split: split, aead: aead, isInitiator: false, peer: peer, binding: symmetric.handshakeHash,
+                                  peerMaxRecordPayload: maxRecord, peerAcceptsPadding: acceptsPadding)
         }
         do {
             let (certificate, identity) = try HandshakeWire.verifyIdentity(payload, staticKey: remoteStatic, trust: credentials.trust,
                                                                            requiredDomain: policy.requiredDomain, purpose: hello.purpose, now: now, role: "initiator")
             let peer = PeerIdentity(hostID: certificate.hostID, domain: certificate.domain, certificate: certificate, purpose: hello.purpose)
-            return .established(session(peer, maxRecord: Int(identity.maxRecord)))
+            return .established(session(peer, maxRecord: Int(identity.maxRecord), acceptsPadding: identity.acceptsPadding))
         } catch {
             // The peer is unauthenticated; the session exists only to carry the refusal.
             let anonymous = PeerIdentity(hostID: hello.initiatorHostID, domain: "?", certificate: credentials.certificate, purpose: hello.purpose)

@@ -15,6 +15,9 @@ public enum RecordContentType: UInt8, Sendable {
     case accept = 3
     /// The sender's host rotated its key; the content is a ChannelReauth (Protocol.md §3.9).
     case reauthenticate = 4
+    /// Bytes that mean nothing, authenticated and discarded: sent only to a peer that said it
+    /// accepts them (Protocol.md §3.6), to warm a connection's window before it has data.
+    case padding = 5
 }
 
 /// Seals outgoing records: one direction's key, counter and rekey budget. Pure.
@@ -71,6 +74,15 @@ public struct RecordSealer: Sendable {
         try seal(.close, ByteBuffer(bytes: HandshakeWire.encode(reason)), into: &out)
     }
 
+    /// Seals a padding record of `length` zero bytes (at most `maxPayload`): the peer opens and
+    /// discards it. Counts towards the key's byte budget like data.
+    public mutating func sealPadding(length: Int, into out: inout ByteBuffer) throws(SecureChannelError) {
+        var zeros = ByteBuffer()
+        zeros.writeRepeatingByte(0, count: max(0, min(length, maxPayload)))
+        try seal(.padding, zeros, into: &out)
+        bytesSinceRekey &+= UInt64(zeros.readableBytes)
+    }
+
     /// Seals a re-authentication record carrying an encoded `ChannelReauth` (Protocol.md §3.9).
     public mutating func sealReauthentication(_ content: [UInt8], into out: inout ByteBuffer) throws(SecureChannelError) {
         try seal(.reauthenticate, ByteBuffer(bytes: content), into: &out)
@@ -109,6 +121,8 @@ public struct RecordOpener: Sendable {
         case accepted
         /// The peer re-authenticates with a new key: the encoded `ChannelReauth` to check.
         case reauthentication([UInt8])
+        /// Padding: authenticated, nothing to deliver.
+        case padding
     }
 
     private var key: AEADKey
@@ -170,6 +184,8 @@ public struct RecordOpener: Sendable {
             return .accepted
         case .reauthenticate:
             return .reauthentication(Array(control.readableBytesView))
+        case .padding:
+            return .padding
         }
     }
 

@@ -51,6 +51,8 @@ public final class SecureChannelHandler {
     private var unflushed = false
     /// Initiator only: keys exist but the responder has not yet accepted our certificate.
     private var awaitingAccept: ChannelSession?
+    /// The peer said it discards padding records (set once this side holds the traffic keys).
+    private var peerAcceptsPadding = false
     /// Sealed-output buffers whose writes completed, kept for reuse: allocating fresh multi-MiB
     /// buffers for every write costs a page fault and a page clear per 4 KiB, which at GB/s
     /// rates is as expensive as the encryption itself.
@@ -277,6 +279,15 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else if let retirement = event as? RetiredKeyRegistry.Retirement {
             scheduleRetirement(retirement, context: context)
             promise?.succeed()
+        } else if let padding = event as? SecureChannelPadding {
+            guard case .established(var sealer, let opener) = state, peerAcceptsPadding else {
+                promise?.fail(failure ?? SecureChannelError(.internalError, "no padding on this channel: it is not established, or its peer does not accept padding records"))
+                return
+            }
+            var out = context.channel.allocator.buffer(capacity: padding.length + FrameDecoder.recordOverhead + 64)
+            do { try sealer.sealPadding(length: padding.length, into: &out) } catch { promise?.fail(error); return }
+            state = .established(sealer, opener)
+            context.writeAndFlush(wrapOutboundOut(out), promise: promise)
         } else if let raw = event as? UncheckedReauthenticationRecord, case .established(var sealer, let opener) = state {
             var out = context.channel.allocator.buffer(capacity: raw.content.count + 64)
             do { try sealer.sealReauthentication(raw.content, into: &out) } catch { promise?.fail(error); return }
@@ -353,7 +364,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let start = plaintextArena.writerIndex
             let opened = try opener.open(frame, appendingTo: &plaintextArena)
             state = .established(sealer, opener)
-            if case .data = opened {} else { deliver(context: context) } // keep data ahead of control events
+            switch opened {
+            case .data, .padding: break
+            default: deliver(context: context) // keep data ahead of control events
+            }
             switch opened {
             case .accepted:
                 guard let session = awaitingAccept else {
@@ -362,8 +376,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 awaitingAccept = nil
                 timeout?.cancel()
                 completeHandshake(session, context: context)
-            case .data where awaitingAccept != nil:
+            case .data where awaitingAccept != nil, .padding where awaitingAccept != nil:
                 throw SecureChannelError(.protocolViolation, "data before the responder's accept record")
+            case .padding:
+                break
             case .data:
                 let length = plaintextArena.writerIndex - start
                 if length > 0 { pendingDeliveries.append((start, length)) }
@@ -395,6 +411,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             unflushed = true
         }
         state = .established(sealer, RecordOpener(session: session))
+        peerAcceptsPadding = session.peerAcceptsPadding
         decoder.acceptsRecords = true
         logger.debug("channel established", metadata: ["mesh.peer": "\(session.peer)", "mesh.aead": "\(session.aead.rawValue)"])
         let queued = pendingWrites

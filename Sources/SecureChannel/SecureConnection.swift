@@ -105,3 +105,14 @@ public struct SecureChannelCloseRequest: Sendable {
     /// A request to close with `reason`.
     public init(_ reason: SecureChannelError) { self.reason = reason }
 }
+
+/// Asks a channel's `SecureChannelHandler` to send one padding record of `length` bytes
+/// (Protocol.md §3.6), flushed; its promise completes once the record is handed to the kernel,
+/// and fails when the peer did not say it accepts padding (`ChannelSession.peerAcceptsPadding`)
+/// or the channel is not established: `channel.triggerUserOutboundEvent(SecureChannelPadding(length: n))`.
+public struct SecureChannelPadding: Sendable {
+    /// Bytes of padding (capped at the peer's record size).
+    public let length: Int
+    /// A request for `length` bytes of padding.
+    public init(length: Int) { self.length = length }
+}

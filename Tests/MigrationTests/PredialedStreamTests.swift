@@ -58,10 +58,20 @@ import Testing
         }
     }
 
-    func tunnel(to destination: Destination, stripes: Int) async throws -> OutgoingStreamTunnel {
+    func tunnel(to destination: Destination, stripes: Int, padding: Int = 0) async throws -> OutgoingStreamTunnel {
+        try await tunnel(to: destination, opened: channels(to: destination, count: stripes, padding: padding))
+    }
+
+    func channels(to destination: Destination, count: Int, padding: Int = 0) -> PredialedChannels {
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
         let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
-        let opened = PredialedChannels(count: stripes, host: "127.0.0.1", port: destination.port, configuration: configuration, logger: TunnelFixtures.logger)
+        return PredialedChannels(count: count, host: "127.0.0.1", port: destination.port, configuration: configuration,
+                                 paddingBytes: padding, logger: TunnelFixtures.logger)
+    }
+
+    func tunnel(to destination: Destination, opened: PredialedChannels) async throws -> OutgoingStreamTunnel {
+        var policy = ChannelPolicy(); policy.expectedPeer = "dst"
+        let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
         return try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: destination.migrationID, host: "127.0.0.1", port: destination.port,
             predialed: opened, configuration: configuration, logger: TunnelFixtures.logger)
@@ -101,6 +111,45 @@ import Testing
         #expect(destination.opened.withLockedValue { $0 } == 2 * stripes)
         #expect(tunnel.streamsOpened == 2 && tunnel.failures.isEmpty, "\(tunnel.failures)")
         await tunnel.close()
+    }
+
+    /// At distance a waiting channel pads its window open (Protocol.md §6.3): padding flows while
+    /// nobody has claimed it, the destination's side hears nothing of it (no hello, no byte to
+    /// QEMU), and it stops when QEMU's connection claims the channels, whose stream is intact.
+    @Test(arguments: [1, 4]) func waitingChannelsPadUntilClaimedAndTheStreamIsIntact(stripes: Int) async throws {
+        let destination = try await Destination(f)
+        defer { Task { await destination.stop() } }
+        // A budget the loopback cannot spend before the claim: padding runs until then.
+        let opened = channels(to: destination, count: stripes, padding: 1 << 40)
+        let tunnel = try await tunnel(to: destination, opened: opened)
+        try await eventually("padding flows") { opened.paddingSent >= stripes * (1 << 20) }
+        #expect(destination.hellos.withLockedValue { $0 } == 0 && destination.closed.withLockedValue { $0 } == 0)
+        #expect(destination.echo.received.withLockedValue { $0 } == 0)
+
+        destination.admitted.withLockedValue { $0 = true }
+        let payload = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 11) }
+        #expect(try await StreamTunnelTests().sourceQEMU(path: tunnel.socketPath, bytes: payload) == payload)
+        #expect(destination.echo.received.withLockedValue { $0 } == payload.count)
+        #expect(destination.opened.withLockedValue { $0 } == stripes && destination.hellos.withLockedValue { $0 } == stripes)
+        let after = opened.paddingSent
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(opened.paddingSent == after, "padding went on after QEMU claimed the channels")
+        #expect(tunnel.failures.isEmpty, "\(tunnel.failures)")
+        await tunnel.close()
+    }
+
+    @Test func paddingStopsAtItsBudgetAndIsNoneOnALAN() async throws {
+        let destination = try await Destination(f)
+        defer { Task { await destination.stop() } }
+        let opened = channels(to: destination, count: 2, padding: 100_000)
+        try await eventually("each channel spends its budget") { opened.paddingSent == 200_000 }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(opened.paddingSent == 200_000)
+        opened.close()
+        // The budget: twice a stripe's share of the product; none under the distance threshold.
+        #expect(PredialedChannels.paddingBudget(rttMicroseconds: 150_000, count: 8, rateBytesPerSecond: nil) == 2 * 4_687_500 / 8)
+        #expect(PredialedChannels.paddingBudget(rttMicroseconds: 5_000, count: 1, rateBytesPerSecond: nil) == 0)
+        #expect(PredialedChannels.paddingBudget(rttMicroseconds: 10_000_000, count: 1, rateBytesPerSecond: .max) == 2 * (128 << 20))
     }
 
     @Test func channelsOpenedBeforeTheTunnelSetItsStripeCount() async throws {

@@ -74,6 +74,7 @@ import Testing
             w.bytes(1, certificate)
             w.string(2, aead)
             w.uint(3, Self.maxRecord)
+            w.bool(4, true) // accepts_padding
             return w.bytes
         }
 

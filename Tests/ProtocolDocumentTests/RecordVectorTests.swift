@@ -3,8 +3,8 @@ import NIOCore
 @testable import SecureChannel
 import Testing
 
-/// Protocol.md §14.3: two records (a data record, then a close record) under each bulk AEAD
-/// (§3.6). Checked against the code's record layer and against libsodium's AEADs.
+/// Protocol.md §14.3: two records (a data record, then a close record) and a padding record
+/// under each bulk AEAD (§3.6). Checked against the code's record layer and against libsodium's AEADs.
 @Suite struct RecordVectorTests {
     let vector: Vector
     init() throws { vector = try ProtocolDocument.load().vector("14.3 Records") }
@@ -40,6 +40,20 @@ import Testing
         #expect(Array(plaintext.readableBytesView) == (try vector.bytes("data")))
         guard case .closed(let reason) = try opener.open(second, appendingTo: &plaintext) else { Issue.record("record 1 is not a close"); return }
         #expect(reason.code == .shuttingDown && reason.detail == "bye")
+
+        // A padding record of 4 bytes from a fresh sender: opened, and nothing delivered.
+        var padder = RecordSealer(session: try session(aead), rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
+        out.clear()
+        try padder.sealPadding(length: 4, into: &out)
+        expectHex(Array(out.readableBytesView), vector, "\(name)_padding0", by: "the code")
+        var fresh = RecordOpener(session: try session(aead))
+        var padding = ByteBuffer(bytes: try vector.bytes("\(name)_padding0"))
+        var nothing = ByteBuffer()
+        guard let frame = try decoder.next(from: &padding), case .padding = try fresh.open(frame, appendingTo: &nothing) else {
+            Issue.record("the documented padding record does not open as padding")
+            return
+        }
+        #expect(nothing.readableBytes == 0)
     }
 
     @Test(arguments: algorithms) func libsodiumSealsTheDocumentedRecords(_ aead: AEADAlgorithm, _ name: String) throws {
@@ -48,13 +62,15 @@ import Testing
         closeReason.uint(1, 22)
         closeReason.string(2, "bye")
         expectHex(closeReason.bytes, vector, "close_reason", by: "the §13.2 field numbers")
-        for (counter, type, plaintext) in [(UInt64(0), UInt8(0), try vector.bytes("data")), (1, 2, closeReason.bytes)] {
+        let records = [(UInt64(0), UInt8(0), try vector.bytes("data"), "record0"), (1, 2, closeReason.bytes, "record1"),
+                       (0, 5, [0, 0, 0, 0], "padding0")]
+        for (counter, type, plaintext, label) in records {
             let length = UInt32(1 + 8 + 1 + plaintext.count + 16)
             let header = ProtobufWriter.u32(length) + [0x10] + ProtobufWriter.u64(counter) + [type]
             let sealed = aead == .aes256gcm ? Libsodium.aes256gcm(key: key, counter: counter, aad: header, plaintext)
                                             : Libsodium.xchachaPoly(key: key, counter: counter, aad: header, plaintext)
             guard let sealed else { return } // no AES-NI on this machine
-            expectHex(header + sealed, vector, "\(name)_record\(counter)", by: "libsodium")
+            expectHex(header + sealed, vector, "\(name)_\(label)", by: "libsodium")
         }
     }
 }

@@ -47,6 +47,30 @@ import Testing
         try await channel.close()
     }
 
+    /// Padding (Protocol.md §3.6) goes where data may, right after message 3 too, to a peer that
+    /// said in its identity that it accepts it; the peer delivers only the data around it.
+    @Test func paddingBetweenEarlyBytesReachesNoApplication() async throws {
+        let server = try await EchoServer.start(f.host("node-b"))
+        defer { Task { await server.stop() } }
+        let configuration = SecureChannelConfiguration(credentials: f.host("node-a"), policy: ChannelPolicy(targetDomain: f.lab.trustAnchor))
+        let padded = NIOLockedValueBox<[Result<Void, any Error>]>([])
+        let (channel, session) = try await SecureConnection.connectPipeline(host: "127.0.0.1", port: server.port, configuration: configuration,
+                                                                            logger: testLogger, early: true) { channel, session in
+            #expect(session.peerAcceptsPadding)
+            channel.write(ByteBuffer(string: "one"), promise: nil)
+            for _ in 0..<8 {
+                channel.triggerUserOutboundEvent(SecureChannelPadding(length: 64 << 10)).whenComplete { result in padded.withLockedValue { $0.append(result) } }
+            }
+            channel.writeAndFlush(ByteBuffer(string: "two"), promise: nil)
+        }
+        #expect(session.peerAcceptsPadding)
+        #expect(await server.log.waitFor { $0.messages.joined() == "onetwo" })
+        #expect(padded.withLockedValue { $0.count == 8 && $0.allSatisfy { if case .success = $0 { true } else { false } } })
+        try await channel.close()
+        // A closed channel refuses padding with the reason, and does not crash.
+        await #expect(throws: (any Error).self) { try await channel.triggerUserOutboundEvent(SecureChannelPadding(length: 10)).get() }
+    }
+
     @Test func aRefusalAfterEarlyBytesFailsTheConnectAndDeliversNothing() async throws {
         let server = try await EchoServer.start(f.host("node-b"))
         defer { Task { await server.stop() } }

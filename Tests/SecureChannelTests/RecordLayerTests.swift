@@ -74,6 +74,33 @@ import Testing
         _ = sealer
     }
 
+    @Test func paddingIsAuthenticatedCountedAndDiscarded() throws {
+        var (sealer, opener) = try pair()
+        var out = ByteBuffer()
+        try sealer.sealData(ByteBuffer(bytes: Array("one".utf8)), now: .origin, into: &out)
+        try sealer.sealPadding(length: 4096, into: &out)
+        try sealer.sealData(ByteBuffer(bytes: Array("two".utf8)), now: .origin, into: &out)
+        let fs = try frames(out)
+        #expect(fs.count == 3 && fs[1].body.readableBytes == 8 + 1 + 4096 + 16)
+        var delivered = ByteBuffer()
+        var opened: [RecordOpener.Opened] = []
+        for frame in fs { opened.append(try opener.open(frame, appendingTo: &delivered)) }
+        #expect(String(buffer: delivered) == "onetwo") // the padding's bytes never reach the application
+        guard case .padding = opened[1] else { Issue.record("padding opened as \(opened[1])"); return }
+        // Its counter is the next one (a dropped padding record is a dropped record), and it is
+        // authenticated like any other: a flipped byte fails it.
+        var (sealer2, opener2) = try pair()
+        var tampered = ByteBuffer()
+        try sealer2.sealPadding(length: 100, into: &tampered)
+        var bytes = Array(tampered.readableBytesView)
+        bytes[bytes.count - 30] ^= 1
+        #expect(throws: SecureChannelError.self) { var sink = ByteBuffer(); _ = try opener2.open(Fixtures.frame(bytes), appendingTo: &sink) }
+        // Capped at the peer's record size.
+        var big = ByteBuffer()
+        try sealer2.sealPadding(length: 10 << 20, into: &big)
+        #expect(try frames(big)[0].body.readableBytes == 8 + 1 + sealer2.maxPayload + 16)
+    }
+
     @Test func rekeyByBytesAndTimeKeepsTheStreamIntact() throws {
         let (sa, sb) = try Fixtures.handshake(initiator: f.host("node-a"), responder: f.host("node-b"), now: f.now)
         var sealer = RecordSealer(session: sa, rekeyAfterBytes: 1000, rekeyAfter: .seconds(5), now: .origin)

@@ -72,6 +72,9 @@ public nonisolated struct Hostmesh_V1_ChannelIdentity: Sendable {
   /// largest record plaintext the sender accepts (bytes)
   public var maxRecord: UInt32 = 0
 
+  /// the sender discards padding records (content type 5, §3.6): its peer may send them
+  public var acceptsPadding: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -203,7 +206,7 @@ nonisolated extension Hostmesh_V1_ChannelHello: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ChannelIdentity"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}certificate\0\u{1}aead\0\u{3}max_record\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}certificate\0\u{1}aead\0\u{3}max_record\0\u{3}accepts_padding\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -214,6 +217,7 @@ nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftP
       case 1: try { try decoder.decodeSingularMessageField(value: &self._certificate) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.aead) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxRecord) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.acceptsPadding) }()
       default: break
       }
     }
@@ -233,6 +237,9 @@ nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftP
     if self.maxRecord != 0 {
       try visitor.visitSingularUInt32Field(value: self.maxRecord, fieldNumber: 3)
     }
+    if self.acceptsPadding != false {
+      try visitor.visitSingularBoolField(value: self.acceptsPadding, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -240,6 +247,7 @@ nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftP
     if lhs._certificate != rhs._certificate {return false}
     if lhs.aead != rhs.aead {return false}
     if lhs.maxRecord != rhs.maxRecord {return false}
+    if lhs.acceptsPadding != rhs.acceptsPadding {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -36,8 +36,11 @@ extension MigrationCoordinator {
                    forMigration settings: MigrationSettings?) async -> (report: PreflightReport, channel: CheckedControlChannel?) {
         var items: [PreflightReport.Item] = []
         var kept: CheckedControlChannel?
+        // The stream's channels, once opened: the kept channel's, or closed with the report.
+        var streams: PredialedChannels?
         func report() -> (report: PreflightReport, channel: CheckedControlChannel?) {
-            (PreflightReport(vm: reference, destination: "\(address)", items: items), kept)
+            if kept == nil { streams?.close() }
+            return (PreflightReport(vm: reference, destination: "\(address)", items: items), kept)
         }
         let vm: RegisteredVM
         do { vm = try await vms.lookUp(reference) } catch {
@@ -47,6 +50,13 @@ extension MigrationCoordinator {
         guard let spec = vm.spec else {
             items.append(.init(name: "vm", ok: false, detail: "the spec of \(vm.name) does not decode", fix: "recreate the VM"))
             return report()
+        }
+        // A destination a checklist measured before: the stream's channels open now, their
+        // handshakes beside the checklist's own rather than after them, so that they have time to
+        // pad their windows open before QEMU's first byte (§6.3).
+        let earlyStream = if let settings, crossDomain == nil, SourceRun.opensStreamEarly(spec, settings) { settings } else { MigrationSettings?.none }
+        if let settings = earlyStream, let known = measuredDestination(address) {
+            streams = openStream(to: address, peer: known.host, roundTrip: known.roundTripMicroseconds, settings: settings)
         }
         // Empty until the running QEMU says what the spec's alias is: the destination then says it could not check.
         var machine = ""
@@ -129,14 +139,17 @@ extension MigrationCoordinator {
             let connection = try await HeldConnection.hold(
                 SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger, early: true))
             let peer = connection.connection.peer.hostID
-            // The stream's channels open now, their handshakes beside the check's answer and the
-            // prepare's; they say nothing until QEMU connects, after admission.
-            var streams: PredialedChannels?
-            if let settings, crossDomain == nil, SourceRun.opensStreamEarly(spec, settings) {
-                var configuration = SecureChannelConfiguration(credentials: context.credentials)
-                configuration.policy.expectedPeer = peer
-                streams = PredialedChannels(count: await SourceRun.stripes(settings, across: connection.connection.channel.channel),
-                                            host: address.host, port: address.port, configuration: configuration, logger: logger)
+            let roundTrip = await OutgoingStreamTunnel.roundTrip(of: connection.connection.channel.channel)
+            if crossDomain == nil { remember(address, host: peer, roundTrip: roundTrip) }
+            // Otherwise the stream's channels open now, their handshakes beside the check's answer
+            // and the prepare's; they say nothing until QEMU connects, after admission. Ones opened
+            // for a host that no longer answers at this address are closed (they would fail).
+            if let opened = streams, opened.expectedPeer != peer {
+                opened.close()
+                streams = nil
+            }
+            if let settings = earlyStream, streams == nil {
+                streams = openStream(to: address, peer: peer, roundTrip: roundTrip, settings: settings)
             }
             var reader = connection.reader()
             let answer: Hostmesh_V1_AgentEnvelope?
@@ -147,12 +160,10 @@ extension MigrationCoordinator {
                 // A refusal that arrived while the early check was on its way fails the write or
                 // the read with a generic closed-channel error: the channel's own reason names it.
                 let reason: any Error = if let refusal = await connection.connection.failureReason() { refusal } else { error }
-                streams?.close()
                 await connection.close()
                 throw reason
             }
             guard case .migrationCheckResult(let result)? = answer?.body else {
-                streams?.close()
                 await connection.close()
                 items.append(.init(name: "destination", ok: false, detail: "\(peer) did not answer the checklist (an agent without it closes the channel)",
                                    fix: "upgrade the agent on \(peer)"))
@@ -169,6 +180,18 @@ extension MigrationCoordinator {
                                fix: "check that its agent runs and this host reaches its channel port"))
         }
         return report()
+    }
+
+    /// Opens the channels of a migration's one stream to `peer` at `address` ahead of QEMU (§6.3):
+    /// as many as `roundTrip` (microseconds) calls for, each padding its window open meanwhile.
+    private func openStream(to address: HostPort, peer: String, roundTrip: UInt32, settings: MigrationSettings) -> PredialedChannels {
+        var configuration = SecureChannelConfiguration(credentials: context.credentials)
+        configuration.policy.expectedPeer = peer
+        let count = SourceRun.stripes(settings, roundTrip: roundTrip)
+        let rate = settings.linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 }
+        return PredialedChannels(count: count, host: address.host, port: address.port, configuration: configuration,
+                                 paddingBytes: PredialedChannels.paddingBudget(rttMicroseconds: roundTrip, count: count, rateBytesPerSecond: rate),
+                                 logger: logger)
     }
 
     /// The destination's items for `check` from host `peer`: its QEMU, its room, the shared disks'

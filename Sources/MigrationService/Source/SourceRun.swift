@@ -276,10 +276,15 @@ actor SourceRun: SourceMigrationEnvironment {
     /// channel to the destination) measured calls for (1 on a LAN). Absent, not with post-copy (a
     /// striped stream cannot carry it) nor multifd (its channels already run side by side).
     static func stripes(_ settings: MigrationSettings, across control: (any Channel)?) async -> Int {
+        stripes(settings, roundTrip: control == nil ? 0 : await OutgoingStreamTunnel.roundTrip(of: control!))
+    }
+
+    /// The stripes of a stream with `settings` across a round trip of `microseconds` (0: unknown).
+    static func stripes(_ settings: MigrationSettings, roundTrip microseconds: UInt32) -> Int {
         switch settings.stripes {
         case let chosen? where chosen != 0: Int(chosen)
         case nil where settings.postcopyAllowed || settings.multifdChannels != nil: 1
-        default: if let control { await OutgoingStreamTunnel.stripes(across: control) } else { 1 }
+        default: StreamStriping.stripes(rttMicroseconds: microseconds)
         }
     }
 
