@@ -71,6 +71,10 @@ public final class OutgoingStreamTunnel: Sendable {
                     let index = counters.nextIndex()
                     // The channels opened ahead are the first connection's; later ones dial their own.
                     let ahead = predialed?.claim() ?? []
+                    if let predialed, !ahead.isEmpty {
+                        logger.debug("migration stream channels claimed", metadata: ["migration.id": "\(migrationID)", "migration.stripes": "\(ahead.count)",
+                                                                                     "migration.padding_bytes": "\(predialed.paddingSent)"])
+                    }
                     if stripes > 1 {
                         return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
                                                             host: host, port: port, rateBytesPerSecond: rate, configuration: secureConfiguration, logger: logger,

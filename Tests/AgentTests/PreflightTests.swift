@@ -68,7 +68,9 @@ extension MigrationEndToEndTests {
         }
         let checked = try #require(remote(after: "pre-flight checklist answered"), "\(b.log.suffix(3000))")
         #expect(remote(after: "migration prepare received") == checked, "\(b.log.suffix(3000))")
-        // The stream's channel was opened beside the checklist's, before QEMU connected (§6.3).
+        // The stream's channel was opened beside the checklist's, before QEMU connected (§6.3), and
+        // as the migration started: the checklist above (and the agents' hello) measured node-b.
         #expect(a.log.contains("migration.opened_ahead=true"), "\(a.log.suffix(3000))")
+        #expect(a.log.contains("migration.stream_opened=at-start"), "\(a.log.suffix(3000))")
     }
 }

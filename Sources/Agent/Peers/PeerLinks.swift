@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOConcurrencyHelpers
 import MeshWire
+import Migration
 import SecureChannel
 
 /// Hellos with other agents, and the overlay keys that follow from them. For each pair of hosts
@@ -27,6 +28,9 @@ struct PeerLinks: Sendable {
     let domainKeys: DomainKeyKeeper
     /// The gossip keyring: sent after a hello to hosts of this domain, learned from them (Protocol.md §4.17).
     let gossipKeyring: GossipKeyringKeeper
+    /// Told of each peer's channel address and the round trip its hello's channel measured
+    /// (microseconds), so that a first migration there can open its stream early (Protocol.md §6.3).
+    let measuredRoundTrip: @Sendable (HostPort, String, UInt32) async -> Void
 
     var hostID: String { credentials.identity.hostID }
 
@@ -53,6 +57,10 @@ struct PeerLinks: Sendable {
         if var address = try? HostPort(parsing: hello.channelAddress) {
             if address.isWildcard, let ip = connection.channel.channel.remoteAddress?.ipAddress { address.host = ip }
             known.withLockedValue { $0[hello.hostID] = address }
+            // Hosts of this domain only: a migration across domains opens no stream early.
+            if connection.peer.domain == credentials.certificate.domain {
+                await measuredRoundTrip(address, hello.hostID, await OutgoingStreamTunnel.roundTrip(of: connection.channel.channel))
+            }
         }
         let initiator = initiatedHere ? hostID : hello.hostID
         let responder = initiatedHere ? hello.hostID : hostID

@@ -1,7 +1,7 @@
-import ControlAPI
+public import ControlAPI
 
-/// What a checklist learnt of a destination address: the host that answered there and the round
-/// trip of the channel it answered on. The next migration to that address opens its stream's
+/// What a checklist (or an agent's hello) learnt of a destination address: the host that answered
+/// there and the round trip of the channel it answered on. The next migration to that address opens its stream's
 /// channels as it starts, before the checklist's own channel has measured anything (§6.3): the
 /// stripe count needs the round trip, and the channels need the host they must reach.
 struct MeasuredDestination: Sendable {
@@ -25,6 +25,14 @@ extension MigrationCoordinator {
     func measuredDestination(_ address: HostPort) -> MeasuredDestination? {
         guard let known = measuredDestinations[address], known.measured.duration(to: .now) < MeasuredDestination.maxAge else { return nil }
         return known
+    }
+
+    /// Another channel to `host` at `address` (an agent's hello) measured a round trip of
+    /// `roundTrip` microseconds: a first migration there opens its stream early too. A round trip
+    /// that could not be read (0) is not remembered: the checklist measures its own.
+    public func measured(_ address: HostPort, host: String, roundTrip: UInt32) {
+        guard roundTrip > 0 else { return }
+        remember(address, host: host, roundTrip: roundTrip)
     }
 
     /// Remembers that `host` answered at `address` across a round trip of `roundTrip` microseconds.

@@ -57,6 +57,9 @@ extension MigrationCoordinator {
         let earlyStream = if let settings, crossDomain == nil, SourceRun.opensStreamEarly(spec, settings) { settings } else { MigrationSettings?.none }
         if let settings = earlyStream, let known = measuredDestination(address) {
             streams = openStream(to: address, peer: known.host, roundTrip: known.roundTripMicroseconds, settings: settings)
+            logger.debug("migration stream channels opening as the migration starts", metadata: [
+                "vm.ref": "\(reference)", "mesh.peer": "\(known.host)", "migration.rtt_us": "\(known.roundTripMicroseconds)",
+                "migration.stream_opened": "at-start"])
         }
         // Empty until the running QEMU says what the spec's alias is: the destination then says it could not check.
         var machine = ""

@@ -9,15 +9,15 @@ extension SwitchCore {
     /// Source, the guest just paused (QEMU's STOP at the start of the switchover): frames for
     /// it are held instead of sent to a socket nobody reads (QEMU would keep them in its queue
     /// and lose them with the process). `undelivered`: frames the shell had been given for the
-    /// VM but could not hand over yet; they go back in front, in order. No-op unless the port is
-    /// active. The pause ends with `resumePort`, `freezePort`, or by itself after
+    /// VM but could not hand over yet; they go back in front, in order, or, when the port cannot
+    /// pause (not active, or holding is off), to the port as before. The pause ends with `resumePort`, `freezePort`, or by itself after
     /// `SwitchSettings.heldFramesMaxAge`.
     public mutating func pausePort(_ id: PortID, undelivered: [ByteBuffer] = [], now: MeshInstant) throws(SwitchError) -> [SwitchDirective] {
         let port = try port(id)
-        guard settings.holdFramesDuringMoves else { return [] }
-        guard port.lifecycle == .active else {
-            // Not paused (blocked, frozen, forwarding): what the shell handed back goes to it
-            // again, first and in order, as if never taken (it passed the firewall already).
+        guard settings.holdFramesDuringMoves, port.lifecycle == .active else {
+            // Not paused (holding is off, or the port is blocked, frozen, forwarding): what the
+            // shell handed back goes to it again, first and in order, as if never taken (it
+            // passed the firewall already). The shell took its backlog before asking.
             output += undelivered.map { .deliver(port: id, frame: $0) }
             return takeOutput()
         }
