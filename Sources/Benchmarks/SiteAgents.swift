@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Two `hostmesh agent` processes of one domain, one in each of two lab sites (`LabSites`), each
-/// listening on its site's address: what the tunnel path of `bench migrate` runs across the frame
+/// listening on its site's address, members of one mesh: what the tunnel path of `bench migrate` runs across the frame
 /// link. They are real processes (not agents in the benchmark's process) so that their sockets
 /// are in their sites and the QEMUs they start are there too; the benchmark reaches them through
 /// their control sockets (unix sockets: paths, which cross namespaces).
@@ -41,8 +41,11 @@ struct SiteAgents: Sendable {
                 try domain.certify(identity.publicKeys, serial: UInt64(index + 1), notBefore: now - 60, notAfter: now + 86_400).save(dir + "/host.cert")
                 try domain.trustAnchor.save(dir + "/trust/\(domain.name).pub")
                 let address = sites.address(index + 1)
-                let arguments = ["agent", "--state-dir", dir, "--log-level", "warning",
+                var arguments = ["agent", "--state-dir", dir, "--log-level", "warning",
                                  "--listen", "\(address):\(channelPort)", "--overlay", "\(address):7947", "--gossip", "\(address):7948"]
+                // One mesh, as a fleet's hosts are: bench-b joins through bench-a (their hello
+                // crosses the link, and each learns the other's round trip, Protocol.md §6.3).
+                if let first = addresses.first { arguments += ["--join", "\(first):\(channelPort)"] }
                 let pid = try sites.spawn(on: index + 1, binary, arguments, output: dir + "/agent.log")
                 pids.append(pid)
                 addresses.append(address)

@@ -70,10 +70,12 @@ public final class PredialedChannels: Sendable {
                         host: host, port: port, configuration: configuration, group: eventLoop, logger: logger, early: true
                     ) { channel, session in
                         given.withLockedValue { $0 = true }
-                        keys.succeed(channel)
-                        if paddingBytes > 0, session.peerAcceptsPadding {
+                        // Before the keys are given: a claimer waiting for them sets the stream's
+                        // own buffers in that call, after the padding's, and so has the last word.
+                        if paddingBytes > 0, session.peerAcceptsPadding, waiting() {
                             Self.pad(channel, upTo: paddingBytes, while: waiting, counted: padded)
                         }
+                        keys.succeed(channel)
                     }
                     accepted.succeed(())
                 } catch {
@@ -110,9 +112,13 @@ public final class PredialedChannels: Sendable {
         @Sendable func next(_ sent: Int) {
             guard sent < budget, channel.isActive, waiting() else { return }
             let length = min(paddingRecord, budget - sent)
-            counted.withLockedValue { $0 += length }
             // A failed write (the channel closed) ends the padding; the claimer sees the channel's end.
-            channel.triggerUserOutboundEvent(SecureChannelPadding(length: length)).whenSuccess { next(sent + length) }
+            channel.triggerUserOutboundEvent(SecureChannelPadding(length: length)).whenSuccess {
+                counted.withLockedValue { $0 += length }
+                // Queued, not called: a write the kernel took at once completes at once, and the
+                // chain must not grow the stack or hold the event loop.
+                channel.eventLoop.execute { next(sent + length) }
+            }
         }
         StreamBuffers.keepUnsent(channel, below: paddingUnsent).whenComplete { _ in next(0) }
     }

@@ -188,6 +188,9 @@ public struct ChannelPolicy: Sendable {
     /// Initiator only: the trust anchor of the domain being dialled (its key keys the
     /// initiation MAC). Nil means this host's own domain.
     public var targetDomain: DomainTrustAnchor?
+    /// Whether this side says it discards padding records (`accepts_padding`, Protocol.md §3.4)
+    /// and does; a side that does not closes a channel whose peer sends one.
+    public var acceptsPadding = true
 
     /// Defaults: any trusted domain, AES-256-GCM where the CPU has it, 256 KiB records.
     public init(requiredDomain: String? = nil, expectedPeer: String? = nil, aeads: [AEADAlgorithm] = AEADAlgorithm.bulkPreference,

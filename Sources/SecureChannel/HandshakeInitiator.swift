@@ -85,7 +85,8 @@ public struct HandshakeInitiator: Sendable {
         // -> s, se
         let encryptedStatic = symmetric.encryptAndHash(credentials.identity.staticKey.publicKey.bytes)
         symmetric.mixKey(try dh(credentials.identity.staticKey, remoteEphemeral))
-        let finishPayload = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: nil, maxRecordPayload: policy.maxRecordPayload))
+        let finishPayload = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: nil, maxRecordPayload: policy.maxRecordPayload,
+                                                                                           acceptsPadding: policy.acceptsPadding))
         let finish = HandshakeWire.frame(.handshakeFinish, encryptedStatic + finishPayload)
         let peer = PeerIdentity(hostID: certificate.hostID, domain: certificate.domain, certificate: certificate, purpose: policy.purpose)
         let session = ChannelSession.derive(split: symmetric.split(), aead: aead, isInitiator: true, peer: peer,

@@ -97,7 +97,8 @@ public struct HandshakeResponder: Sendable {
         symmetric.mixKey(try dh(ephemeral, remoteEphemeral))
         let encryptedStatic = symmetric.encryptAndHash(credentials.identity.staticKey.publicKey.bytes)
         symmetric.mixKey(try dh(credentials.identity.staticKey, remoteEphemeral))
-        let identity = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: aead, maxRecordPayload: policy.maxRecordPayload))
+        let identity = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: aead, maxRecordPayload: policy.maxRecordPayload,
+                                                                                    acceptsPadding: policy.acceptsPadding))
         self.symmetric = symmetric
         self.ephemeral = ephemeral
         self.aead = aead

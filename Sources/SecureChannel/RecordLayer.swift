@@ -75,8 +75,13 @@ public struct RecordSealer: Sendable {
     }
 
     /// Seals a padding record of `length` zero bytes (at most `maxPayload`): the peer opens and
-    /// discards it. Counts towards the key's byte budget like data.
-    public mutating func sealPadding(length: Int, into out: inout ByteBuffer) throws(SecureChannelError) {
+    /// discards it. Counts towards the key's byte and time budget like data, a key update first
+    /// when it is spent.
+    public mutating func sealPadding(length: Int, now: MeshInstant, into out: inout ByteBuffer) throws(SecureChannelError) {
+        if bytesSinceRekey >= rekeyAfterBytes || now - lastRekey >= rekeyAfter {
+            try seal(.keyUpdate, ByteBuffer(), into: &out)
+            rekey(now: now)
+        }
         var zeros = ByteBuffer()
         zeros.writeRepeatingByte(0, count: max(0, min(length, maxPayload)))
         try seal(.padding, zeros, into: &out)

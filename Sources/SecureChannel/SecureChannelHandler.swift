@@ -284,8 +284,9 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 promise?.fail(failure ?? SecureChannelError(.internalError, "no padding on this channel: it is not established, or its peer does not accept padding records"))
                 return
             }
-            var out = context.channel.allocator.buffer(capacity: padding.length + FrameDecoder.recordOverhead + 64)
-            do { try sealer.sealPadding(length: padding.length, into: &out) } catch { promise?.fail(error); return }
+            let length = max(0, min(padding.length, sealer.maxPayload))
+            var out = context.channel.allocator.buffer(capacity: length + 2 * FrameDecoder.recordOverhead + 64)
+            do { try sealer.sealPadding(length: length, now: ShellTimeline().now(), into: &out) } catch { promise?.fail(error); return }
             state = .established(sealer, opener)
             context.writeAndFlush(wrapOutboundOut(out), promise: promise)
         } else if let raw = event as? UncheckedReauthenticationRecord, case .established(var sealer, let opener) = state {
@@ -378,6 +379,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 completeHandshake(session, context: context)
             case .data where awaitingAccept != nil, .padding where awaitingAccept != nil:
                 throw SecureChannelError(.protocolViolation, "data before the responder's accept record")
+            case .padding where !configuration.policy.acceptsPadding:
+                throw SecureChannelError(.protocolViolation, "a padding record, which this side did not say it accepts")
             case .padding:
                 break
             case .data:

@@ -44,7 +44,7 @@ import Testing
         // A padding record of 4 bytes from a fresh sender: opened, and nothing delivered.
         var padder = RecordSealer(session: try session(aead), rekeyAfterBytes: .max, rekeyAfter: .seconds(Int64.max), now: .origin)
         out.clear()
-        try padder.sealPadding(length: 4, into: &out)
+        try padder.sealPadding(length: 4, now: .origin, into: &out)
         expectHex(Array(out.readableBytesView), vector, "\(name)_padding0", by: "the code")
         var fresh = RecordOpener(session: try session(aead))
         var padding = ByteBuffer(bytes: try vector.bytes("\(name)_padding0"))

@@ -67,8 +67,24 @@ import Testing
         #expect(await server.log.waitFor { $0.messages.joined() == "onetwo" })
         #expect(padded.withLockedValue { $0.count == 8 && $0.allSatisfy { if case .success = $0 { true } else { false } } })
         try await channel.close()
-        // A closed channel refuses padding with the reason, and does not crash.
-        await #expect(throws: (any Error).self) { try await channel.triggerUserOutboundEvent(SecureChannelPadding(length: 10)).get() }
+    }
+
+    /// A peer that did not say it accepts padding (an older agent, or `acceptsPadding` off) is
+    /// sent none: the request fails on this side, and the channel carries on.
+    @Test func noPaddingToAPeerThatDidNotSayItAcceptsIt() async throws {
+        var policy = ChannelPolicy()
+        policy.acceptsPadding = false
+        let server = try await EchoServer.start(f.host("node-b"), policy: policy)
+        defer { Task { await server.stop() } }
+        let configuration = SecureChannelConfiguration(credentials: f.host("node-a"), policy: ChannelPolicy(targetDomain: f.lab.trustAnchor))
+        let (channel, session) = try await SecureConnection.connectPipeline(host: "127.0.0.1", port: server.port, configuration: configuration,
+                                                                            logger: testLogger) { _, _ in }
+        #expect(!session.peerAcceptsPadding)
+        await #expect(throws: SecureChannelError.self) { try await channel.triggerUserOutboundEvent(SecureChannelPadding(length: 1024)).get() }
+        try await channel.writeAndFlush(ByteBuffer(string: "still open"))
+        #expect(await server.log.waitFor { $0.messages.joined() == "still open" })
+        #expect(await server.log.errors.isEmpty)
+        try await channel.close()
     }
 
     @Test func aRefusalAfterEarlyBytesFailsTheConnectAndDeliversNothing() async throws {

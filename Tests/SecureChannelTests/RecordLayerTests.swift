@@ -78,7 +78,7 @@ import Testing
         var (sealer, opener) = try pair()
         var out = ByteBuffer()
         try sealer.sealData(ByteBuffer(bytes: Array("one".utf8)), now: .origin, into: &out)
-        try sealer.sealPadding(length: 4096, into: &out)
+        try sealer.sealPadding(length: 4096, now: .origin, into: &out)
         try sealer.sealData(ByteBuffer(bytes: Array("two".utf8)), now: .origin, into: &out)
         let fs = try frames(out)
         #expect(fs.count == 3 && fs[1].body.readableBytes == 8 + 1 + 4096 + 16)
@@ -91,13 +91,13 @@ import Testing
         // authenticated like any other: a flipped byte fails it.
         var (sealer2, opener2) = try pair()
         var tampered = ByteBuffer()
-        try sealer2.sealPadding(length: 100, into: &tampered)
+        try sealer2.sealPadding(length: 100, now: .origin, into: &tampered)
         var bytes = Array(tampered.readableBytesView)
         bytes[bytes.count - 30] ^= 1
         #expect(throws: SecureChannelError.self) { var sink = ByteBuffer(); _ = try opener2.open(Fixtures.frame(bytes), appendingTo: &sink) }
         // Capped at the peer's record size.
         var big = ByteBuffer()
-        try sealer2.sealPadding(length: 10 << 20, into: &big)
+        try sealer2.sealPadding(length: 10 << 20, now: .origin, into: &big)
         #expect(try frames(big)[0].body.readableBytes == 8 + 1 + sealer2.maxPayload + 16)
     }
 

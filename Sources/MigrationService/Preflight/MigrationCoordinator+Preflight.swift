@@ -143,7 +143,7 @@ extension MigrationCoordinator {
                 SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger, early: true))
             let peer = connection.connection.peer.hostID
             let roundTrip = await OutgoingStreamTunnel.roundTrip(of: connection.connection.channel.channel)
-            if crossDomain == nil { remember(address, host: peer, roundTrip: roundTrip) }
+            if crossDomain == nil { measured(address, host: peer, roundTrip: roundTrip) }
             // Otherwise the stream's channels open now, their handshakes beside the check's answer
             // and the prepare's; they say nothing until QEMU connects, after admission. Ones opened
             // for a host that no longer answers at this address are closed (they would fail).

@@ -202,6 +202,8 @@ actor SourceRun: SourceMigrationEnvironment {
         if let refusal = await describeLocalDisks(settings: live.settings) { return .refused(refusal) }
         let control = channelConfiguration(control: true)
         var opened: HeldConnection?
+        // The stream's channels the checklist opened: the tunnel's once it starts, closed here otherwise.
+        var streamsOpened: PredialedChannels?
         do {
             // On the channel the checklist asked on, open already, if it still is; else on a new
             // one, the prepare leaving with the handshake's last message (`early`), a round trip
@@ -209,7 +211,6 @@ actor SourceRun: SourceMigrationEnvironment {
             let checked = live.checkedChannel?.take()
             let connection: HeldConnection
             var reader: EnvelopeReader
-            var streamsOpened: PredialedChannels?
             if let checked, checked.connection.connection.channel.channel.isActive {
                 connection = checked.connection
                 reader = checked.reader
@@ -263,6 +264,7 @@ actor SourceRun: SourceMigrationEnvironment {
             }
             return .admitted
         } catch {
+            if tunnel == nil { streamsOpened?.close() } // the prepare failed before the tunnel took them
             // A refusal that arrived while the early prepare was on its way fails the write or the
             // read with a generic closed-channel error: the channel's own reason names the cause.
             let reason: any Error = if let opened, let refusal = await opened.connection.failureReason() { refusal } else { error }
