@@ -18,10 +18,19 @@ public final class MigrationStreamAcceptor {
     private let authorize: Authorize
     private var buffer = ByteBuffer()
     private var connecting = false
+    private let helloDeadline: TimeAmount
+    private var deadline: Scheduled<Void>?
 
-    /// An acceptor for a channel from `peer`.
-    public init(peer: PeerIdentity, authorize: @escaping Authorize) {
+    /// How long a stream channel may stay open without its hello (Protocol.md §6.3). A source
+    /// opens its channels before QEMU connects and pads them meanwhile, for about two round
+    /// trips and the destination QEMU's start; a minute is far past that, and bounds how long an
+    /// authenticated peer can hold a channel open, or have this host read padding, for nothing.
+    public static let defaultHelloDeadline: TimeAmount = .seconds(60)
+
+    /// An acceptor for a channel from `peer`, closed if no hello comes within `helloDeadline`.
+    public init(peer: PeerIdentity, helloDeadline: TimeAmount = defaultHelloDeadline, authorize: @escaping Authorize) {
         self.peer = peer
+        self.helloDeadline = helloDeadline
         self.authorize = authorize
     }
 
@@ -43,9 +52,10 @@ public final class MigrationStreamAcceptor {
 
 
     /// The route for a listener: stream channels (every `StreamPurpose`) get an acceptor.
-    public static func route(_ session: ChannelSession, authorize: @escaping Authorize) -> ChannelRoute {
+    public static func route(_ session: ChannelSession, helloDeadline: TimeAmount = defaultHelloDeadline,
+                             authorize: @escaping Authorize) -> ChannelRoute {
         .pipeline { channel in
-            try channel.pipeline.syncOperations.addHandler(MigrationStreamAcceptor(peer: session.peer, authorize: authorize))
+            try channel.pipeline.syncOperations.addHandler(MigrationStreamAcceptor(peer: session.peer, helloDeadline: helloDeadline, authorize: authorize))
         }
     }
 }
@@ -56,6 +66,20 @@ extension MigrationStreamAcceptor: Sendable {}
 extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let seconds = helloDeadline.nanoseconds / 1_000_000_000
+        deadline = context.eventLoop.scheduleTask(in: helloDeadline) {
+            let (acceptor, context) = bound.value
+            guard !acceptor.connecting else { return }
+            acceptor.refuse(context, "no stream hello within \(seconds) s of the channel opening")
+        }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
@@ -78,6 +102,7 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
             return refuse(context, "\(error)")
         }
         connecting = true
+        deadline?.cancel()
         let secure = context.channel
         if hello.stripeCount > 0 { return joinStripe(context, hello, socketPath: socketPath) }
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }

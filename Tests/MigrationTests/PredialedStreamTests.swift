@@ -24,14 +24,14 @@ import Testing
         let listener: SecureChannelListener
         let task: Task<Void, any Error>
 
-        init(_ f: TunnelFixtures) async throws {
+        init(_ f: TunnelFixtures, helloDeadline: TimeAmount = MigrationStreamAcceptor.defaultHelloDeadline) async throws {
             let qemuSocket = TunnelFixtures.tempPath("dst.sock")
             echo = try await EchoUnixServer.start(path: qemuSocket)
             let (opened, closed, hellos, admitted, migrationID) = (opened, closed, hellos, admitted, migrationID)
             listener = try await SecureChannelListener.bind(host: "127.0.0.1", port: 0, configuration: SecureChannelConfiguration(credentials: f.credentials("dst")),
                                                             logger: TunnelFixtures.logger) { session in
                 guard session.peer.purpose == StreamPurpose.migration.rawValue else { return .application }
-                let acceptor = MigrationStreamAcceptor.route(session) { peer, hello in
+                let acceptor = MigrationStreamAcceptor.route(session, helloDeadline: helloDeadline) { peer, hello in
                     hellos.withLockedValue { $0 += 1 }
                     guard admitted.withLockedValue({ $0 }), hello.migrationID == migrationID, peer.hostID == "src" else {
                         throw SecureChannelError(.protocolViolation, "no migration \(hello.migrationID) admitted from \(peer.hostID)")
@@ -150,6 +150,21 @@ import Testing
         #expect(PredialedChannels.paddingBudget(rttMicroseconds: 150_000, count: 8, rateBytesPerSecond: nil) == 2 * 4_687_500 / 8)
         #expect(PredialedChannels.paddingBudget(rttMicroseconds: 5_000, count: 1, rateBytesPerSecond: nil) == 0)
         #expect(PredialedChannels.paddingBudget(rttMicroseconds: 10_000_000, count: 1, rateBytesPerSecond: .max) == 2 * (128 << 20))
+    }
+
+    /// A destination closes a stream channel that sends no hello in time (Protocol.md §6.3),
+    /// padding or not: an authenticated peer cannot hold channels open for nothing.
+    @Test func aChannelWithoutItsHelloIsClosedAfterTheDeadline() async throws {
+        let destination = try await Destination(f, helloDeadline: .milliseconds(300))
+        defer { Task { await destination.stop() } }
+        let opened = channels(to: destination, count: 2, padding: 1 << 40)
+        try await eventually("2 channels open") { destination.opened.withLockedValue { $0 } == 2 }
+        try await eventually("both closed by the destination") { destination.closed.withLockedValue { $0 } == 2 }
+        #expect(destination.hellos.withLockedValue { $0 } == 0)
+        let sent = opened.paddingSent
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(opened.paddingSent == sent, "padding went on after the destination closed the channel")
+        opened.close()
     }
 
     @Test func channelsOpenedBeforeTheTunnelSetItsStripeCount() async throws {
