@@ -17,7 +17,8 @@ extension SwitchCore {
         guard settings.holdFramesDuringMoves, port.lifecycle == .active else {
             // Not paused (holding is off, or the port is blocked, frozen, forwarding): what the
             // shell handed back goes to it again, first and in order, as if never taken (it
-            // passed the firewall already). The shell took its backlog before asking.
+            // passed the firewall already). Today's shell hands none over when holding is off
+            // (`takeBacklog`), but a frame given to the core is never dropped uncounted.
             output += undelivered.map { .deliver(port: id, frame: $0) }
             return takeOutput()
         }
