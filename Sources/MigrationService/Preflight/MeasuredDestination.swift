@@ -35,12 +35,13 @@ extension MigrationCoordinator {
         remember(address, host: host, roundTrip: roundTrip)
     }
 
-    /// Remembers that `host` answered at `address` across a round trip of `roundTrip` microseconds.
-    func remember(_ address: HostPort, host: String, roundTrip: UInt32) {
+    /// Remembers that `host` answered at `address` across a round trip of `roundTrip` microseconds,
+    /// measured `at`.
+    func remember(_ address: HostPort, host: String, roundTrip: UInt32, at measured: ContinuousClock.Instant = .now) {
         if measuredDestinations[address] == nil, measuredDestinations.count >= MeasuredDestination.maxEntries,
            let oldest = measuredDestinations.min(by: { $0.value.measured < $1.value.measured })?.key {
             measuredDestinations[oldest] = nil
         }
-        measuredDestinations[address] = MeasuredDestination(host: host, roundTripMicroseconds: roundTrip, measured: .now)
+        measuredDestinations[address] = MeasuredDestination(host: host, roundTripMicroseconds: roundTrip, measured: measured)
     }
 }
