@@ -14,9 +14,17 @@ import Testing
         #expect(StreamStriping.stripes(rttMicroseconds: 9_999) == 1)
         #expect(StreamStriping.stripes(rttMicroseconds: 10_000) == 2)
         #expect(StreamStriping.stripes(rttMicroseconds: 40_000) == 2)
-        #expect(StreamStriping.stripes(rttMicroseconds: 60_001) == 4)
+        #expect(StreamStriping.stripes(rttMicroseconds: 60_001) == 3) // 4 by round trip; W 3.75 MB holds 3 stripes of 1 MiB
+        #expect(StreamStriping.stripes(rttMicroseconds: 80_000) == 4)
         #expect(StreamStriping.stripes(rttMicroseconds: 150_000) == 8)
-        #expect(StreamStriping.stripes(rttMicroseconds: 250_000) == 8)
+        #expect(StreamStriping.stripes(rttMicroseconds: 200_000) == 10)
+        // Past 160 ms the stream's buffer bounds it: W / 1 MiB (14.9 at 250 ms) against 13 by round trip.
+        #expect(StreamStriping.stripes(rttMicroseconds: 250_000) == 13)
+        #expect(StreamStriping.stripes(rttMicroseconds: 500_000) == 16)
+        #expect(StreamStriping.stripes(rttMicroseconds: 2_000_000) == 16)
+        // A slower link's smaller buffer: fewer (100 Mbit/s at 250 ms: W 6.25 MB, 5 stripes).
+        #expect(StreamStriping.stripes(rttMicroseconds: 250_000, rateBytesPerSecond: 12_500_000) == 5)
+        #expect(StreamStriping.stripes(rttMicroseconds: 20_000, rateBytesPerSecond: 1_000_000) == 2)
     }
 
     @Test func recordsRoundTripAndBadLengthsAreRefused() throws {

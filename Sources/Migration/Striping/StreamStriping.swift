@@ -15,10 +15,15 @@ public enum StreamStriping {
     public static let thresholdMicroseconds: UInt32 = StreamBufferSizing.distanceThresholdMicroseconds
     /// The most stripes a destination accepts for one stream.
     public static let maxStripes = 16
-    /// The most stripes hostmesh chooses by itself: past 8 the ramp gains little (8 initial
-    /// windows ramp 3 round trips sooner than 1; 16, 4) while every stripe adds a handshake and
-    /// buffered bytes that must drain at switchover.
-    public static let chosenStripes = 8
+    /// The most stripes hostmesh chooses by itself. Fewer where the stream's buffer is small
+    /// (`stripes(rttMicroseconds:rateBytesPerSecond:)`): every stripe adds a handshake, and holds
+    /// at least `leastStripeBytes`.
+    public static let chosenStripes = maxStripes
+    /// The least kernel buffer a stripe gets at either end (`StreamBufferSizing.plan`): past
+    /// W / this many stripes (W the stream's buffer), the stripes together hold more than one
+    /// stream's buffer, which drains at the switchover (measured at 150 ms: 12 stripes, +212-228
+    /// ms of downtime against 8's +110).
+    public static let leastStripeBytes = 2 * StreamBufferSizing.shallowBytes
     /// One stripe per this much round trip, microseconds (150 ms: 8 stripes, 40 ms: 2).
     public static let roundTripPerStripeMicroseconds: UInt32 = 20_000
     /// The largest record the source sends, bytes (payload).
@@ -30,11 +35,16 @@ public enum StreamStriping {
     /// Bytes a destination holds out of order from one stripe before it stops reading that stripe.
     public static let stripeReorderLimit = 4 << 20
 
-    /// The number of stripes for a stream whose round trip is `rttMicroseconds` (0: unknown).
-    public static func stripes(rttMicroseconds: UInt32) -> Int {
+    /// The number of stripes for a stream whose round trip is `rttMicroseconds` (0: unknown) across
+    /// a link of `rateBytesPerSecond` (nil: `StreamBufferSizing.distanceRate`): one per 20 ms of
+    /// round trip, at most as many as the stream's buffer W holds at `leastStripeBytes` each, and
+    /// 2 to `chosenStripes` (250 Mbit/s: 8 at 150 ms, 13 at 250 ms).
+    public static func stripes(rttMicroseconds: UInt32, rateBytesPerSecond: Int? = nil) -> Int {
         guard rttMicroseconds >= thresholdMicroseconds else { return 1 }
-        let n = Int((rttMicroseconds + roundTripPerStripeMicroseconds - 1) / roundTripPerStripeMicroseconds)
-        return min(chosenStripes, max(2, n))
+        let byRoundTrip = Int((rttMicroseconds + roundTripPerStripeMicroseconds - 1) / roundTripPerStripeMicroseconds)
+        let buffer = StreamBufferSizing.wantedBytes(rttMicroseconds: rttMicroseconds,
+                                                    rateBytesPerSecond: rateBytesPerSecond ?? StreamBufferSizing.distanceRate)
+        return max(2, min(chosenStripes, byRoundTrip, buffer / leastStripeBytes))
     }
 
     /// Appends one record (`sequence`, `payload`) to `out`.
