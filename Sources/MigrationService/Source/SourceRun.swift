@@ -286,8 +286,7 @@ actor SourceRun: SourceMigrationEnvironment {
         switch settings.stripes {
         case let chosen? where chosen != 0: Int(chosen)
         case nil where settings.postcopyAllowed || settings.multifdChannels != nil: 1
-        default: StreamStriping.stripes(rttMicroseconds: microseconds,
-                                        rateBytesPerSecond: settings.linkMbit.map { min(Int(clamping: $0), Int.max / 125_000) * 125_000 })
+        default: StreamStriping.stripes(rttMicroseconds: microseconds, rateBytesPerSecond: settings.linkBytesPerSecond)
         }
     }
 
