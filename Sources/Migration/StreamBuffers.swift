@@ -117,8 +117,7 @@ enum StreamBuffers {
         if sending {
             // A kernel without TCP_NOTSENT_LOWAT keeps its default: only the switchover's tail is longer.
             // On a LAN, 0: the system's default, in place of the padding's while it waited (§6.3).
-            let bytes = notSentLowWater ?? (atDistance ? StreamBufferSizing.notSentLowWater : 0)
-            lowWater = channel.setOption(notSentLowAt, value: SocketOptionValue(clamping: bytes)).recover { _ in }
+            lowWater = keepUnsent(channel, below: notSentLowWater ?? (atDistance ? StreamBufferSizing.notSentLowWater : 0))
         }
         #endif
         return set.and(lowWater).flatMap { _ in

@@ -278,7 +278,8 @@ actor SourceRun: SourceMigrationEnvironment {
     /// channel to the destination) measured calls for (1 on a LAN). Absent, not with post-copy (a
     /// striped stream cannot carry it) nor multifd (its channels already run side by side).
     static func stripes(_ settings: MigrationSettings, across control: (any Channel)?) async -> Int {
-        stripes(settings, roundTrip: control == nil ? 0 : await OutgoingStreamTunnel.roundTrip(of: control!))
+        let microseconds: UInt32 = if let control { await OutgoingStreamTunnel.roundTrip(of: control) } else { 0 }
+        return stripes(settings, roundTrip: microseconds)
     }
 
     /// The stripes of a stream with `settings` across a round trip of `microseconds` (0: unknown).
