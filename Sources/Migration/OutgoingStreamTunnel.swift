@@ -153,7 +153,7 @@ public final class OutgoingStreamTunnel: Sendable {
     /// The round trip `channel`'s TCP connection measured, microseconds; 0 where it cannot be read
     /// (then a stream is not striped, as on a LAN).
     public static func roundTrip(of channel: any Channel) async -> UInt32 {
-        (try? await StripedStreamConnector.roundTrip(channel).get()) ?? 0 // never fails: it recovers to 0
+        (try? await TCPRoundTrip.read(channel).get()) ?? 0 // never fails: it recovers to 0
     }
 
     /// What the kernel measures the connections carrying this tunnel's streams deliver now,

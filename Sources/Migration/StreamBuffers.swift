@@ -59,17 +59,7 @@ enum StreamBuffers {
     /// `rateBytesPerSecond` is the link's rate where the operator gave it (`linkMbit`).
     static func size(_ channel: any Channel, sending: Bool, notSentLowWater: Int? = nil, share: Int = 1,
                      rateBytesPerSecond: Int? = nil) -> EventLoopFuture<UInt32> {
-        let rtt: EventLoopFuture<UInt32>
-        #if os(Linux)
-        if let provider = channel as? any SocketOptionProvider {
-            rtt = provider.getTCPInfo().map { $0.tcpi_rtt }.recover { _ in 0 }
-        } else {
-            rtt = channel.eventLoop.makeSucceededFuture(0)
-        }
-        #else
-        rtt = channel.eventLoop.makeSucceededFuture(0)
-        #endif
-        return rtt.flatMap { microseconds in
+        TCPRoundTrip.read(channel).flatMap { microseconds in
             apply(channel, rttMicroseconds: microseconds, sending: sending, notSentLowWater: notSentLowWater, share: share,
                   rateBytesPerSecond: rateBytesPerSecond)
         }

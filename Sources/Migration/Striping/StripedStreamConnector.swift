@@ -9,16 +9,6 @@ import SecureChannel
 /// stripe it carries, sized like any stream (`StreamBuffers`) with the kernel's unsent bytes kept
 /// short (`TCP_NOTSENT_LOWAT`) so N stripes do not hold N send buffers of the guest's tail.
 enum StripedStreamConnector {
-    /// The round trip of `channel`'s TCP connection, microseconds (0 where it cannot be read).
-    static func roundTrip(_ channel: any Channel) -> EventLoopFuture<UInt32> {
-        #if os(Linux)
-        if let provider = channel as? any SocketOptionProvider {
-            return provider.getTCPInfo().map { $0.tcpi_rtt }.recover { _ in 0 }
-        }
-        #endif
-        return channel.eventLoop.makeSucceededFuture(0)
-    }
-
     /// Unsent bytes a stripe's kernel socket may hold before it reports itself full.
     static let notSentLowWater = 64 << 10
     /// What NIO may hold per stripe beyond the kernel: about one record (N stripes together hold

@@ -7,7 +7,7 @@ public import ControlAPI
 struct MeasuredDestination: Sendable {
     /// The host id that answered.
     let host: String
-    /// The checklist channel's round trip (`tcpi_rtt`), microseconds; 0 when it could not be read.
+    /// The checklist channel's round trip (`TCPRoundTrip`, Protocol.md §6.11), microseconds; 0 when it could not be read.
     let roundTripMicroseconds: UInt32
     /// When it was measured.
     let measured: ContinuousClock.Instant
