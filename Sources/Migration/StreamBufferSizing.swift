@@ -112,7 +112,9 @@ public enum StreamBufferSizing {
         let wanted = max(product / max(1, share), 2 * shallowBytes)
         let autotune = autotune && share <= 1
         if autotune, limits.autotuneMax >= wanted { return Plan(setting: .autotuned, wantedBytes: wanted, grantedBytes: limits.autotuneMax) }
-        let request = wanted / 2
+        // Rounded up: the kernel doubles the request, and an odd `wanted` halved down came back one
+        // byte short, which the report took for a capped buffer (a warning per stripe at distance).
+        let request = (wanted + 1) / 2
         if request <= limits.requestMax { return Plan(setting: .fixed(request), wantedBytes: wanted, grantedBytes: wanted) }
         if limits.mayForce { return Plan(setting: .forced(request), wantedBytes: wanted, grantedBytes: wanted) }
         // Capped: the larger of what autotuning and a capped request reach (never shallower than a LAN).

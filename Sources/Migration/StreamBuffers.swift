@@ -135,7 +135,7 @@ enum StreamBuffers {
             return
         }
         let (tcp, core) = sending ? ("net.ipv4.tcp_wmem", "net.core.wmem_max") : ("net.ipv4.tcp_rmem", "net.core.rmem_max")
-        metadata["mesh.fix"] = "raise \(tcp)'s maximum to \(plan.wantedBytes) (or \(core) to \(plan.wantedBytes / 2), or run the agent with CAP_NET_ADMIN) and restart the agent"
+        metadata["mesh.fix"] = "raise \(tcp)'s maximum to \(plan.wantedBytes) (or \(core) to \((plan.wantedBytes + 1) / 2), or run the agent with CAP_NET_ADMIN) and restart the agent"
         logger.warning("migration stream buffer below twice the bandwidth-delay product: the kernel caps it, so the stream cannot fill a fast link at this round trip",
                        metadata: metadata)
     }

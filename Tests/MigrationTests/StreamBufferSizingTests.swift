@@ -62,14 +62,31 @@ struct StreamBufferSizingTests {
         let plan = StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: send, share: 8, rateBytesPerSecond: gigabit, autotune: false)
         #expect(plan.wantedBytes == 4_687_500 && plan.setting == .fixed(2_343_750))
         // 150 ms at 250 Mbit/s, 8 stripes: 1.17 MB each, which autotuning could reach (4 MiB) but a sender sets.
-        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: send, share: 8, autotune: false).setting == .fixed(585_937))
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: send, share: 8, autotune: false).setting == .fixed(585_938))
         // 20 ms, 16 stripes: 1.25 MB / 16 is below what a LAN stream holds, so a LAN stream's 1 MiB.
         #expect(StreamBufferSizing.plan(rttMicroseconds: 20_000, limits: send, share: 16).wantedBytes == 1 << 20)
         // On a LAN a stripe is shallow like any stream.
         #expect(StreamBufferSizing.plan(rttMicroseconds: 500, limits: send, share: 8).setting == .fixed(512 << 10))
         // A receiving stripe is set to its share too: autotuning (32 MiB here) would let each of
         // the 8 hold a whole stream's bytes unread.
-        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: receive, share: 8).setting == .fixed(585_937))
+        #expect(StreamBufferSizing.plan(rttMicroseconds: 150_000, limits: receive, share: 8).setting == .fixed(585_938))
+    }
+
+    /// The kernel doubles a request: halved down, an odd share came back a byte short and was
+    /// reported as capped (a warning per stripe, seen on every stripe at 250 ms).
+    @Test func aSetBufferDoubledIsNeverAByteShortOfTheWantedOne() {
+        for rtt: UInt32 in [20_000, 150_000, 250_521] {
+            for share in 1...16 {
+                let plan = StreamBufferSizing.plan(rttMicroseconds: rtt, limits: send, share: share, autotune: false)
+                switch plan.setting {
+                case .fixed(let request), .forced(let request):
+                    #expect(2 * request >= plan.wantedBytes && 2 * request <= plan.wantedBytes + 1, "\(rtt) µs, \(share) stripes: \(plan)")
+                default:
+                    Issue.record("a sending end at \(rtt) µs is set, not \(plan.setting)")
+                }
+                #expect(!plan.capped, "\(rtt) µs, \(share) stripes: \(plan)")
+            }
+        }
     }
 
     @Test func aRoundTripOrRatePastReasonIsBounded() {
