@@ -34,6 +34,10 @@ public struct ChannelSession: Sendable {
     /// The peer said it discards padding records (`accepts_padding`, Protocol.md §3.4): this side
     /// may send them (`SecureChannelPadding`).
     public var peerAcceptsPadding = false
+    /// The peer said that, as a responder, it discards Filler frames after message 1
+    /// (`accepts_filler`, Protocol.md §3.2, §3.4): a later channel to it may send them
+    /// (`ChannelPolicy.handshakeFillerBytes`).
+    public var peerAcceptsFiller = false
     let sendKey: SecretBytes
     let receiveKey: SecretBytes
     let exporterSecret: SecretBytes
@@ -191,6 +195,16 @@ public struct ChannelPolicy: Sendable {
     /// Whether this side says it discards padding records (`accepts_padding`, Protocol.md §3.4)
     /// and does; a side that does not closes a channel whose peer sends one.
     public var acceptsPadding = true
+    /// Whether this side says it discards, as a responder, Filler frames between message 1 and
+    /// message 3 (`accepts_filler`, Protocol.md §3.2) and does; a responder that does not closes a
+    /// channel whose initiator sends one, as an unknown frame.
+    public var acceptsFiller = true
+    /// Initiator only: bytes of Filler frames to send right after message 1 (0: none), so that the
+    /// TCP connection's first round trip carries a full initial window and its congestion window
+    /// has doubled once by the time the keys are ready (Protocol.md §3.2, §6.3). Only for a
+    /// responder known to accept them (`ChannelSession.peerAcceptsFiller` of an earlier channel
+    /// to that host): another closes the channel. At most `FrameDecoder.maxFillerBytes`.
+    public var handshakeFillerBytes = 0
 
     /// Defaults: any trusted domain, AES-256-GCM where the CPU has it, 256 KiB records.
     public init(requiredDomain: String? = nil, expectedPeer: String? = nil, aeads: [AEADAlgorithm] = AEADAlgorithm.bulkPreference,

@@ -14,6 +14,9 @@ public enum FrameType: UInt8, Sendable {
     case handshakeFinish = 0x03
     /// Cleartext, advisory rejection of a handshake (CloseReason).
     case reject = 0x04
+    /// Initiator to responder, between message 1 and message 3 only: bytes the responder
+    /// discards, which fill the connection's first round trip (Protocol.md §3.2).
+    case filler = 0x05
     /// An AEAD-sealed record.
     case record = 0x10
 }
@@ -36,6 +39,9 @@ public struct FrameDecoder: Sendable {
     public static let maxHandshakeFrameLength = 4096
     /// Record frame overhead beyond the inner plaintext: type, counter, inner type, tag.
     public static let recordOverhead = 1 + 8 + 1 + 16
+    /// Filler bytes (frame bodies) a responder takes on one connection; past it the initiator is
+    /// misbehaving and the channel is closed (Protocol.md §3.2).
+    public static let maxFillerBytes = 64 << 10
 
     /// Largest record plaintext (application bytes per record) this side accepts.
     public var maxRecordPayload: Int

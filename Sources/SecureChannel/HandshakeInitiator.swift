@@ -49,7 +49,20 @@ public struct HandshakeInitiator: Sendable {
         let noise = ephemeral.publicKey.bytes + payload
         let bodyLength = HandshakeWire.domainHintLength + noise.count + HandshakeWire.macLength
         let covered = withUnsafeBytes(of: UInt32(bodyLength + 1).bigEndian, Array.init) + [FrameType.handshakeInit.rawValue] + domainHint + noise
-        return covered + HandshakeWire.mac1(domainKey: targetDomainKey, covered: covered)
+        return covered + HandshakeWire.mac1(domainKey: targetDomainKey, covered: covered) + Self.filler(policy.handshakeFillerBytes)
+    }
+
+    /// `bytes` of Filler frames (zero bodies, each frame at most a handshake frame's size), at most
+    /// `FrameDecoder.maxFillerBytes` (Protocol.md §3.2).
+    static func filler(_ bytes: Int) -> [UInt8] {
+        var left = min(max(0, bytes), FrameDecoder.maxFillerBytes)
+        var frames: [UInt8] = []
+        while left > 0 {
+            let body = min(left, FrameDecoder.maxHandshakeFrameLength - 1)
+            frames += HandshakeWire.frame(.filler, [UInt8](repeating: 0, count: body))
+            left -= body
+        }
+        return frames
     }
 
     /// Processes message 2 (or the responder's rejection). On success returns message 3, framed,
@@ -85,13 +98,13 @@ public struct HandshakeInitiator: Sendable {
         // -> s, se
         let encryptedStatic = symmetric.encryptAndHash(credentials.identity.staticKey.publicKey.bytes)
         symmetric.mixKey(try dh(credentials.identity.staticKey, remoteEphemeral))
-        let finishPayload = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: nil, maxRecordPayload: policy.maxRecordPayload,
-                                                                                           acceptsPadding: policy.acceptsPadding))
+        let finishPayload = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: nil, policy: policy))
         let finish = HandshakeWire.frame(.handshakeFinish, encryptedStatic + finishPayload)
         let peer = PeerIdentity(hostID: certificate.hostID, domain: certificate.domain, certificate: certificate, purpose: policy.purpose)
-        let session = ChannelSession.derive(split: symmetric.split(), aead: aead, isInitiator: true, peer: peer,
+        var session = ChannelSession.derive(split: symmetric.split(), aead: aead, isInitiator: true, peer: peer,
                                             binding: symmetric.handshakeHash, peerMaxRecordPayload: Int(identity.maxRecord),
                                             peerAcceptsPadding: identity.acceptsPadding)
+        session.peerAcceptsFiller = identity.acceptsFiller
         return (finish, session)
     }
 }

@@ -34,12 +34,13 @@ enum HandshakeWire {
         try! message.serializedBytes() // our messages have no required fields: encoding cannot fail
     }
 
-    static func identityPayload(_ credentials: ChannelCredentials, aead: AEADAlgorithm?, maxRecordPayload: Int, acceptsPadding: Bool) -> [UInt8] {
+    static func identityPayload(_ credentials: ChannelCredentials, aead: AEADAlgorithm?, policy: ChannelPolicy) -> [UInt8] {
         var m = Hostmesh_V1_ChannelIdentity()
         m.certificate = credentials.certificate.wire
         if let aead { m.aead = aead.rawValue }
-        m.maxRecord = UInt32(maxRecordPayload)
-        m.acceptsPadding = acceptsPadding
+        m.maxRecord = UInt32(policy.maxRecordPayload)
+        m.acceptsPadding = policy.acceptsPadding
+        m.acceptsFiller = policy.acceptsFiller
         return encode(m)
     }
 

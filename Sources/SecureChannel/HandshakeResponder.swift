@@ -34,6 +34,8 @@ public struct HandshakeResponder: Sendable {
     private var state = State.awaitingInit
     private var aead: AEADAlgorithm?
     private var hello = Hostmesh_V1_ChannelHello()
+    /// Filler bytes discarded so far (`discardFiller`).
+    private var fillerBytes = 0
 
     /// A responder waiting for message 1; it holds no key pair until `respond(to:ephemeral:)`.
     public init(credentials: ChannelCredentials, policy: ChannelPolicy) {
@@ -97,13 +99,24 @@ public struct HandshakeResponder: Sendable {
         symmetric.mixKey(try dh(ephemeral, remoteEphemeral))
         let encryptedStatic = symmetric.encryptAndHash(credentials.identity.staticKey.publicKey.bytes)
         symmetric.mixKey(try dh(credentials.identity.staticKey, remoteEphemeral))
-        let identity = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: aead, maxRecordPayload: policy.maxRecordPayload,
-                                                                                    acceptsPadding: policy.acceptsPadding))
+        let identity = symmetric.encryptAndHash(HandshakeWire.identityPayload(credentials, aead: aead, policy: policy))
         self.symmetric = symmetric
         self.ephemeral = ephemeral
         self.aead = aead
         self.hello = hello
         return HandshakeWire.frame(.handshakeResponse, ephemeral.publicKey.bytes + encryptedStatic + identity)
+    }
+
+    /// Discards a Filler frame (Protocol.md §3.2): allowed after message 1 was answered and before
+    /// message 3, when this side accepts filler, up to `FrameDecoder.maxFillerBytes` in all.
+    public mutating func discardFiller(_ frame: Frame) throws(SecureChannelError) {
+        guard frame.type == .filler, state == .awaitingFinish, policy.acceptsFiller else {
+            throw SecureChannelError(.protocolViolation, "unexpected \(frame.type) frame")
+        }
+        fillerBytes += frame.body.readableBytes
+        guard fillerBytes <= FrameDecoder.maxFillerBytes else {
+            throw SecureChannelError(.protocolViolation, "more than \(FrameDecoder.maxFillerBytes) bytes of filler before message 3")
+        }
     }
 
     /// Processes message 3 at unix time `now`.
@@ -133,7 +146,9 @@ public struct HandshakeResponder: Sendable {
             let (certificate, identity) = try HandshakeWire.verifyIdentity(payload, staticKey: remoteStatic, trust: credentials.trust,
                                                                            requiredDomain: policy.requiredDomain, purpose: hello.purpose, now: now, role: "initiator")
             let peer = PeerIdentity(hostID: certificate.hostID, domain: certificate.domain, certificate: certificate, purpose: hello.purpose)
-            return .established(session(peer, maxRecord: Int(identity.maxRecord), acceptsPadding: identity.acceptsPadding))
+            var established = session(peer, maxRecord: Int(identity.maxRecord), acceptsPadding: identity.acceptsPadding)
+            established.peerAcceptsFiller = identity.acceptsFiller
+            return .established(established)
         } catch {
             // The peer is unauthenticated; the session exists only to carry the refusal.
             let anonymous = PeerIdentity(hostID: hello.initiatorHostID, domain: "?", certificate: credentials.certificate, purpose: hello.purpose)

@@ -337,7 +337,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
             awaitingAccept = session
             establish(session, context: context)
         case .responding(var responder):
-            if frame.type == .handshakeInit {
+            if frame.type == .filler {
+                try responder.discardFiller(frame)
+                state = .responding(responder)
+            } else if frame.type == .handshakeInit {
                 let validated = try responder.validateInit(frame)
                 if case .responder(let limiter?) = role {
                     let source = context.channel.remoteAddress?.ipAddress ?? "unknown"

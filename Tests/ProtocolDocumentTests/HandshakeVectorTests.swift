@@ -75,6 +75,7 @@ import Testing
             w.string(2, aead)
             w.uint(3, Self.maxRecord)
             w.bool(4, true) // accepts_padding
+            w.bool(5, true) // accepts_filler
             return w.bytes
         }
 

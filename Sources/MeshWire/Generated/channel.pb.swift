@@ -75,6 +75,9 @@ public nonisolated struct Hostmesh_V1_ChannelIdentity: Sendable {
   /// the sender discards padding records (content type 5, §3.6): its peer may send them
   public var acceptsPadding: Bool = false
 
+  /// as a responder the sender discards Filler frames (type 0x05, §3.2) after message 1
+  public var acceptsFiller: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -206,7 +209,7 @@ nonisolated extension Hostmesh_V1_ChannelHello: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ChannelIdentity"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}certificate\0\u{1}aead\0\u{3}max_record\0\u{3}accepts_padding\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}certificate\0\u{1}aead\0\u{3}max_record\0\u{3}accepts_padding\0\u{3}accepts_filler\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -218,6 +221,7 @@ nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftP
       case 2: try { try decoder.decodeSingularStringField(value: &self.aead) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxRecord) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.acceptsPadding) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.acceptsFiller) }()
       default: break
       }
     }
@@ -240,6 +244,9 @@ nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftP
     if self.acceptsPadding != false {
       try visitor.visitSingularBoolField(value: self.acceptsPadding, fieldNumber: 4)
     }
+    if self.acceptsFiller != false {
+      try visitor.visitSingularBoolField(value: self.acceptsFiller, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -248,6 +255,7 @@ nonisolated extension Hostmesh_V1_ChannelIdentity: SwiftProtobuf.Message, SwiftP
     if lhs.aead != rhs.aead {return false}
     if lhs.maxRecord != rhs.maxRecord {return false}
     if lhs.acceptsPadding != rhs.acceptsPadding {return false}
+    if lhs.acceptsFiller != rhs.acceptsFiller {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
