@@ -201,7 +201,9 @@ public struct Agent: Service {
         await membership.wire(keyring: gossipKeyring)
         let peers = PeerLinks(credentials: credentials, network: network, channel: bound, overlay: overlay, logger: logger, ledger: ledger,
                               known: coordinator.peerAddresses, greetings: greetings, vms: vms, domainKeys: domainKeys, gossipKeyring: gossipKeyring,
-                              measuredRoundTrip: { address, host, microseconds in await coordinator.measured(address, host: host, roundTrip: microseconds) })
+                              measuredRoundTrip: { address, host, microseconds, acceptsFiller in
+                                  await coordinator.measured(address, host: host, roundTrip: microseconds, acceptsFiller: acceptsFiller)
+                              })
         let drs = DRSController(hostID: credentials.identity.hostID, domain: credentials.certificate.domain, configuration: configuration.drs,
                                 store: DRSRecordStore(store: store), records: drsRecords, membership: membership, vms: vms, journal: journal,
                                 coordinator: coordinator, events: events, observer: seams.observer, logger: logger)

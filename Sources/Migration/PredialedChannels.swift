@@ -102,6 +102,14 @@ public final class PredialedChannels: Sendable {
         return max(paddingRecord, 2 * Int(product) / max(1, count))
     }
 
+    /// The filler a channel sends after its message 1 (Protocol.md §3.2) across a round trip of
+    /// `rttMicroseconds`, to a host known to accept it: 13 KiB, with message 1 about a full initial
+    /// window of 10 segments, so that the window has doubled once when the keys are ready and the
+    /// padding begins. None under `StreamBufferSizing.distanceThresholdMicroseconds`, as padding.
+    public static func fillerBytes(rttMicroseconds: UInt32) -> Int {
+        rttMicroseconds >= StreamBufferSizing.distanceThresholdMicroseconds ? 13 << 10 : 0
+    }
+
     /// Padding bytes sent so far by all the channels while they waited.
     public var paddingSent: Int { padded.withLockedValue { $0 } }
 

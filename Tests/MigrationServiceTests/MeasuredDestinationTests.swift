@@ -11,15 +11,17 @@ import Testing
 
     @Test func theLastMeasurementOfAnAddressIsUsedForAnHour() async {
         #expect(await coordinator.measuredDestination(address) == nil)
-        await coordinator.measured(address, host: "node-b", roundTrip: 150_000)
+        await coordinator.measured(address, host: "node-b", roundTrip: 150_000, acceptsFiller: true)
         let known = await coordinator.measuredDestination(address)
-        #expect(known?.host == "node-b" && known?.roundTripMicroseconds == 150_000)
+        #expect(known?.host == "node-b" && known?.roundTripMicroseconds == 150_000 && known?.acceptsFiller == true)
         // A round trip that could not be read (0) does not replace it.
         await coordinator.measured(address, host: "node-b", roundTrip: 0)
         #expect(await coordinator.measuredDestination(address)?.roundTripMicroseconds == 150_000)
         // Another host answering there now replaces it.
         await coordinator.measured(address, host: "node-c", roundTrip: 2_000)
         #expect(await coordinator.measuredDestination(address)?.host == "node-c")
+        // Whether it accepts filler is that host's own word: one that did not say so is sent none.
+        #expect(await coordinator.measuredDestination(address)?.acceptsFiller == false)
         // Older than an hour: not used.
         await coordinator.remember(address, host: "node-b", roundTrip: 150_000, at: .now - MeasuredDestination.maxAge - .seconds(1))
         #expect(await coordinator.measuredDestination(address) == nil)

@@ -62,8 +62,9 @@ import Testing
         try await tunnel(to: destination, opened: channels(to: destination, count: stripes, padding: padding))
     }
 
-    func channels(to destination: Destination, count: Int, padding: Int = 0) -> PredialedChannels {
+    func channels(to destination: Destination, count: Int, padding: Int = 0, filler: Int = 0) -> PredialedChannels {
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
+        policy.handshakeFillerBytes = filler
         let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
         return PredialedChannels(count: count, host: "127.0.0.1", port: destination.port, configuration: configuration,
                                  paddingBytes: padding, logger: TunnelFixtures.logger)
@@ -116,11 +117,12 @@ import Testing
     /// At distance a waiting channel pads its window open (Protocol.md §6.3): padding flows while
     /// nobody has claimed it, the destination's side hears nothing of it (no hello, no byte to
     /// QEMU), and it stops when QEMU's connection claims the channels, whose stream is intact.
-    @Test(arguments: [1, 4]) func waitingChannelsPadUntilClaimedAndTheStreamIsIntact(stripes: Int) async throws {
+    /// With filler after message 1 first (Protocol.md §3.2), as at distance to a host that accepts it.
+    @Test(arguments: [(1, 0), (4, 0), (4, 13 << 10)]) func waitingChannelsPadUntilClaimedAndTheStreamIsIntact(stripes: Int, filler: Int) async throws {
         let destination = try await Destination(f)
         defer { Task { await destination.stop() } }
         // A budget the loopback cannot spend before the claim: padding runs until then.
-        let opened = channels(to: destination, count: stripes, padding: 1 << 40)
+        let opened = channels(to: destination, count: stripes, padding: 1 << 40, filler: filler)
         let tunnel = try await tunnel(to: destination, opened: opened)
         try await eventually("padding flows") { opened.paddingSent >= stripes * (1 << 20) }
         #expect(destination.hellos.withLockedValue { $0 } == 0 && destination.closed.withLockedValue { $0 } == 0)
@@ -150,6 +152,9 @@ import Testing
         #expect(PredialedChannels.paddingBudget(rttMicroseconds: 150_000, count: 8, rateBytesPerSecond: nil) == 2 * 4_687_500 / 8)
         #expect(PredialedChannels.paddingBudget(rttMicroseconds: 5_000, count: 1, rateBytesPerSecond: nil) == 0)
         #expect(PredialedChannels.paddingBudget(rttMicroseconds: 10_000_000, count: 1, rateBytesPerSecond: .max) == 2 * (128 << 20))
+        // Filler likewise: at distance only.
+        #expect(PredialedChannels.fillerBytes(rttMicroseconds: 150_000) == 13 << 10)
+        #expect(PredialedChannels.fillerBytes(rttMicroseconds: 5_000) == 0)
     }
 
     /// A destination closes a stream channel that sends no hello in time (Protocol.md §6.3),

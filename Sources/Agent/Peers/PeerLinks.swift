@@ -30,7 +30,7 @@ struct PeerLinks: Sendable {
     let gossipKeyring: GossipKeyringKeeper
     /// Told of each peer's channel address and the round trip its hello's channel measured
     /// (microseconds), so that a first migration there can open its stream early (Protocol.md §6.3).
-    let measuredRoundTrip: @Sendable (HostPort, String, UInt32) async -> Void
+    let measuredRoundTrip: @Sendable (HostPort, String, UInt32, Bool) async -> Void
 
     var hostID: String { credentials.identity.hostID }
 
@@ -59,7 +59,8 @@ struct PeerLinks: Sendable {
             known.withLockedValue { $0[hello.hostID] = address }
             // Hosts of this domain only: a migration across domains opens no stream early.
             if connection.peer.domain == credentials.certificate.domain {
-                await measuredRoundTrip(address, hello.hostID, await OutgoingStreamTunnel.roundTrip(of: connection.channel.channel))
+                await measuredRoundTrip(address, hello.hostID, await OutgoingStreamTunnel.roundTrip(of: connection.channel.channel),
+                                        connection.session.peerAcceptsFiller)
             }
         }
         let initiator = initiatedHere ? hostID : hello.hostID

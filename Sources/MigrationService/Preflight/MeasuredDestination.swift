@@ -11,6 +11,9 @@ struct MeasuredDestination: Sendable {
     let roundTripMicroseconds: UInt32
     /// When it was measured.
     let measured: ContinuousClock.Instant
+    /// The host said it discards Filler frames (`accepts_filler`, Protocol.md §3.2): the stream's
+    /// channels opened ahead may send some after message 1.
+    var acceptsFiller = false
 
     /// How long a measurement is used: a route that changed makes only the stripe count and the
     /// padding of one migration off (the checklist measures again), never its safety, since every
@@ -28,20 +31,21 @@ extension MigrationCoordinator {
     }
 
     /// Another channel to `host` at `address` (an agent's hello) measured a round trip of
-    /// `roundTrip` microseconds: a first migration there opens its stream early too. A round trip
-    /// that could not be read (0) is not remembered: the checklist measures its own.
-    public func measured(_ address: HostPort, host: String, roundTrip: UInt32) {
+    /// `roundTrip` microseconds, and the host said whether it accepts filler (`acceptsFiller`): a
+    /// first migration there opens its stream early too. A round trip that could not be read (0)
+    /// is not remembered: the checklist measures its own.
+    public func measured(_ address: HostPort, host: String, roundTrip: UInt32, acceptsFiller: Bool = false) {
         guard roundTrip > 0 else { return }
-        remember(address, host: host, roundTrip: roundTrip)
+        remember(address, host: host, roundTrip: roundTrip, acceptsFiller: acceptsFiller)
     }
 
     /// Remembers that `host` answered at `address` across a round trip of `roundTrip` microseconds,
     /// measured `at`.
-    func remember(_ address: HostPort, host: String, roundTrip: UInt32, at measured: ContinuousClock.Instant = .now) {
+    func remember(_ address: HostPort, host: String, roundTrip: UInt32, acceptsFiller: Bool = false, at measured: ContinuousClock.Instant = .now) {
         if measuredDestinations[address] == nil, measuredDestinations.count >= MeasuredDestination.maxEntries,
            let oldest = measuredDestinations.min(by: { $0.value.measured < $1.value.measured })?.key {
             measuredDestinations[oldest] = nil
         }
-        measuredDestinations[address] = MeasuredDestination(host: host, roundTripMicroseconds: roundTrip, measured: measured)
+        measuredDestinations[address] = MeasuredDestination(host: host, roundTripMicroseconds: roundTrip, measured: measured, acceptsFiller: acceptsFiller)
     }
 }

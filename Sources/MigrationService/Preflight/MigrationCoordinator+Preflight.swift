@@ -56,7 +56,7 @@ extension MigrationCoordinator {
         // pad their windows open before QEMU's first byte (§6.3).
         let earlyStream = if let settings, crossDomain == nil, SourceRun.opensStreamEarly(spec, settings) { settings } else { MigrationSettings?.none }
         if let settings = earlyStream, let known = measuredDestination(address) {
-            streams = openStream(to: address, peer: known.host, roundTrip: known.roundTripMicroseconds, settings: settings)
+            streams = openStream(to: address, peer: known.host, roundTrip: known.roundTripMicroseconds, acceptsFiller: known.acceptsFiller, settings: settings)
             logger.debug("migration stream channels opening as the migration starts", metadata: [
                 "vm.ref": "\(reference)", "mesh.peer": "\(known.host)", "migration.rtt_us": "\(known.roundTripMicroseconds)",
                 "migration.stream_opened": "at-start"])
@@ -143,7 +143,8 @@ extension MigrationCoordinator {
                 SecureConnection.connect(host: address.host, port: address.port, configuration: control, logger: logger, early: true))
             let peer = connection.connection.peer.hostID
             let roundTrip = await OutgoingStreamTunnel.roundTrip(of: connection.connection.channel.channel)
-            if crossDomain == nil { measured(address, host: peer, roundTrip: roundTrip) }
+            let acceptsFiller = connection.connection.session.peerAcceptsFiller
+            if crossDomain == nil { measured(address, host: peer, roundTrip: roundTrip, acceptsFiller: acceptsFiller) }
             // Otherwise the stream's channels open now, their handshakes beside the check's answer
             // and the prepare's; they say nothing until QEMU connects, after admission. Ones opened
             // for a host that no longer answers at this address are closed (they would fail).
@@ -152,7 +153,7 @@ extension MigrationCoordinator {
                 streams = nil
             }
             if let settings = earlyStream, streams == nil {
-                streams = openStream(to: address, peer: peer, roundTrip: roundTrip, settings: settings)
+                streams = openStream(to: address, peer: peer, roundTrip: roundTrip, acceptsFiller: acceptsFiller, settings: settings)
             }
             var reader = connection.reader()
             let answer: Hostmesh_V1_AgentEnvelope?
@@ -186,10 +187,12 @@ extension MigrationCoordinator {
     }
 
     /// Opens the channels of a migration's one stream to `peer` at `address` ahead of QEMU (§6.3):
-    /// as many as `roundTrip` (microseconds) calls for, each padding its window open meanwhile.
-    private func openStream(to address: HostPort, peer: String, roundTrip: UInt32, settings: MigrationSettings) -> PredialedChannels {
+    /// as many as `roundTrip` (microseconds) calls for, each padding its window open meanwhile,
+    /// and sending filler after its message 1 first where `peer` said it `acceptsFiller` (§3.2).
+    private func openStream(to address: HostPort, peer: String, roundTrip: UInt32, acceptsFiller: Bool, settings: MigrationSettings) -> PredialedChannels {
         var configuration = SecureChannelConfiguration(credentials: context.credentials)
         configuration.policy.expectedPeer = peer
+        configuration.policy.handshakeFillerBytes = acceptsFiller ? PredialedChannels.fillerBytes(rttMicroseconds: roundTrip) : 0
         let count = SourceRun.stripes(settings, roundTrip: roundTrip)
         return PredialedChannels(count: count, host: address.host, port: address.port, configuration: configuration,
                                  paddingBytes: PredialedChannels.paddingBudget(rttMicroseconds: roundTrip, count: count,
