@@ -273,16 +273,11 @@ actor SourceRun: SourceMigrationEnvironment {
         }
     }
 
-    /// How many channels QEMU's one stream is striped over (Protocol.md §6.14): a count the
-    /// settings give, or, when they give 0 or none, as many as the round trip that `control` (a
-    /// channel to the destination) measured calls for (1 on a LAN). Absent, not with post-copy (a
-    /// striped stream cannot carry it) nor multifd (its channels already run side by side).
-    static func stripes(_ settings: MigrationSettings, across control: (any Channel)?) async -> Int {
-        let microseconds: UInt32 = if let control { await OutgoingStreamTunnel.roundTrip(of: control) } else { 0 }
-        return stripes(settings, roundTrip: microseconds)
-    }
-
-    /// The stripes of a stream with `settings` across a round trip of `microseconds` (0: unknown).
+    /// How many channels QEMU's one stream is striped over (Protocol.md §6.14) across a round trip
+    /// of `microseconds` (0: unknown), as the control channel to the destination measured it: a
+    /// count the settings give, or, when they give 0 or none, as many as the round trip calls for
+    /// (1 on a LAN). Absent, not with post-copy (a striped stream cannot carry it) nor multifd
+    /// (its channels already run side by side).
     static func stripes(_ settings: MigrationSettings, roundTrip microseconds: UInt32) -> Int {
         switch settings.stripes {
         case let chosen? where chosen != 0: Int(chosen)
@@ -299,14 +294,26 @@ actor SourceRun: SourceMigrationEnvironment {
     }
 
     /// The tunnel QEMU's migration stream goes through, on `predialed`, the stream's channels
-    /// the checklist opened; without them, `predial` opens them now, before QEMU connects.
+    /// the checklist opened; without them (across domains, or the checklist's channel closed),
+    /// `predial` opens them now, before QEMU connects, padding and with filler as the
+    /// checklist's would (§6.3), by the control channel's round trip and its host's word.
     private func startStreamTunnel(predialed: PredialedChannels? = nil, predial: Bool = false) async throws -> OutgoingStreamTunnel {
         guard let live else { throw ChannelError.ioOnClosedChannel }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
-        let stripes = await Self.stripes(live.settings, across: connection?.connection.channel.channel)
-        let opened = predialed ?? (predial ? PredialedChannels(count: stripes, host: live.address.host, port: live.address.port,
-                                                               configuration: streamConfiguration, logger: logger) : nil)
+        let roundTrip: UInt32 = if let control = connection?.connection.channel.channel { await OutgoingStreamTunnel.roundTrip(of: control) } else { 0 }
+        let stripes = Self.stripes(live.settings, roundTrip: roundTrip)
+        var opened = predialed
+        if opened == nil, predial {
+            var ahead = streamConfiguration
+            if connection?.connection.session.peerAcceptsFiller == true {
+                ahead.policy.handshakeFillerBytes = PredialedChannels.fillerBytes(rttMicroseconds: roundTrip)
+            }
+            opened = PredialedChannels(count: stripes, host: live.address.host, port: live.address.port, configuration: ahead,
+                                       paddingBytes: PredialedChannels.paddingBudget(rttMicroseconds: roundTrip, count: stripes,
+                                                                                     rateBytesPerSecond: live.settings.linkBytesPerSecond),
+                                       logger: logger)
+        }
         // A tunnel that cannot start closes `opened` with its error.
         return try await OutgoingStreamTunnel.start(
             socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
