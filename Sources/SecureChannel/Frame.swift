@@ -39,8 +39,9 @@ public struct FrameDecoder: Sendable {
     public static let maxHandshakeFrameLength = 4096
     /// Record frame overhead beyond the inner plaintext: type, counter, inner type, tag.
     public static let recordOverhead = 1 + 8 + 1 + 16
-    /// Filler bytes (frame bodies) a responder takes on one connection; past it the initiator is
-    /// misbehaving and the channel is closed (Protocol.md §3.2).
+    /// Filler a responder takes on one connection, bytes on the wire (each frame's 5-byte header
+    /// included, so that empty frames are bounded too); past it the initiator is misbehaving and
+    /// the channel is closed (Protocol.md §3.2).
     public static let maxFillerBytes = 64 << 10
 
     /// Largest record plaintext (application bytes per record) this side accepts.
@@ -49,6 +50,9 @@ public struct FrameDecoder: Sendable {
     /// cannot be opened anyway, so one announced before then is refused at its header instead
     /// of buffered: a record-sized frame from an unauthenticated peer costs nothing (issue 19).
     public var acceptsRecords: Bool
+    /// Whether Filler frames are accepted now: by a responder that accepts them, between its
+    /// answer to message 1 and message 3 only (Protocol.md §3.2). Refused at the header otherwise.
+    public var acceptsFiller = false
 
     /// A decoder accepting records of up to `maxRecordPayload` application bytes (from the start,
     /// unless `acceptsRecords` is false: a channel's decoder starts refusing them).
@@ -80,6 +84,9 @@ public struct FrameDecoder: Sendable {
         guard length >= 1 else { throw SecureChannelError(.protocolViolation, "frame length 0") }
         guard type != .record || acceptsRecords else {
             throw SecureChannelError(.protocolViolation, "record frame (\(length) bytes) before the handshake completed")
+        }
+        guard type != .filler || acceptsFiller else {
+            throw SecureChannelError(.protocolViolation, "filler frame where none is accepted (only from an initiator, after message 1 and before message 3, to a responder that accepts filler)")
         }
         let limit = type == .record ? maxRecordPayload + Self.recordOverhead : Self.maxHandshakeFrameLength
         guard Int(length) <= limit else {

@@ -35,7 +35,8 @@ public struct HandshakeInitiator: Sendable {
         symmetric = NoiseSymmetricState(prologue: HandshakeWire.prologue(domainHint: domainHint))
     }
 
-    /// Message 1: `-> e` with the hello payload, framed, with the domain hint and mac1.
+    /// Message 1: `-> e` with the hello payload, framed, with the domain hint and mac1; then the
+    /// policy's Filler frames, if any (Protocol.md §3.2).
     public mutating func start() -> [UInt8] {
         precondition(state == .idle, "start() called twice") // programmer error
         state = .awaitingResponse
@@ -52,15 +53,15 @@ public struct HandshakeInitiator: Sendable {
         return covered + HandshakeWire.mac1(domainKey: targetDomainKey, covered: covered) + Self.filler(policy.handshakeFillerBytes)
     }
 
-    /// `bytes` of Filler frames (zero bodies, each frame at most a handshake frame's size), at most
-    /// `FrameDecoder.maxFillerBytes` (Protocol.md §3.2).
+    /// Filler frames of `bytes` on the wire, headers included (zero bodies, none empty, each frame
+    /// at most a handshake frame's size), at most `FrameDecoder.maxFillerBytes` (Protocol.md §3.2).
     static func filler(_ bytes: Int) -> [UInt8] {
         var left = min(max(0, bytes), FrameDecoder.maxFillerBytes)
         var frames: [UInt8] = []
-        while left > 0 {
-            let body = min(left, FrameDecoder.maxHandshakeFrameLength - 1)
+        while left > 5 {
+            let body = min(left - 5, FrameDecoder.maxHandshakeFrameLength - 1)
             frames += HandshakeWire.frame(.filler, [UInt8](repeating: 0, count: body))
-            left -= body
+            left -= 5 + body
         }
         return frames
     }

@@ -108,12 +108,13 @@ public struct HandshakeResponder: Sendable {
     }
 
     /// Discards a Filler frame (Protocol.md §3.2): allowed after message 1 was answered and before
-    /// message 3, when this side accepts filler, up to `FrameDecoder.maxFillerBytes` in all.
+    /// message 3, when this side accepts filler, up to `FrameDecoder.maxFillerBytes` on the wire
+    /// in all (headers counted: an empty frame costs its 5 bytes).
     public mutating func discardFiller(_ frame: Frame) throws(SecureChannelError) {
         guard frame.type == .filler, state == .awaitingFinish, policy.acceptsFiller else {
             throw SecureChannelError(.protocolViolation, "unexpected \(frame.type) frame")
         }
-        fillerBytes += frame.body.readableBytes
+        fillerBytes += 4 + Int(frame.lengthField)
         guard fillerBytes <= FrameDecoder.maxFillerBytes else {
             throw SecureChannelError(.protocolViolation, "more than \(FrameDecoder.maxFillerBytes) bytes of filler before message 3")
         }

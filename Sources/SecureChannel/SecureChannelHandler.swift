@@ -350,6 +350,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 let response = try responder.respond(to: validated, ephemeral: configuration.makeEphemeral())
                 state = .responding(responder)
+                decoder.acceptsFiller = configuration.policy.acceptsFiller
                 context.write(wrapOutboundOut(ByteBuffer(bytes: response)), promise: nil)
                 unflushed = true
             } else {
@@ -419,6 +420,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         state = .established(sealer, RecordOpener(session: session))
         peerAcceptsPadding = session.peerAcceptsPadding
         decoder.acceptsRecords = true
+        decoder.acceptsFiller = false
         logger.debug("channel established", metadata: ["mesh.peer": "\(session.peer)", "mesh.aead": "\(session.aead.rawValue)"])
         let queued = pendingWrites
         pendingWrites = []

@@ -33,6 +33,9 @@ import Testing
         let again = try #require(try await KernelTCPInfo.read(client).get())
         #expect(again.smoothedRoundTrip == glibc, "raw tcpi_rtt \(again.smoothedRoundTrip) against Glibc's \(glibc)")
         #expect(TCPRoundTrip.microseconds(again) == again.minimumRoundTrip, "the least sampled round trip is the one used")
+        // The smoothed figure averages samples none below the least (its 1/8 µs fraction dropped):
+        // another field read at offset 148 would not keep to that.
+        #expect(again.minimumRoundTrip <= again.smoothedRoundTrip + 1, "min \(again.minimumRoundTrip) µs, smoothed \(again.smoothedRoundTrip) µs")
         #expect(try await TCPRoundTrip.read(client).get() == TCPRoundTrip.microseconds(try #require(try await KernelTCPInfo.read(client).get())))
 
         try await client.close()
@@ -42,9 +45,12 @@ import Testing
     }
 
     @Test func withoutASampleTheSmoothedRoundTripIsUsed() {
+        // The words of a little-endian host (the tests' machines): tcpi_rtt at byte 68 and
+        // tcpi_min_rtt at byte 148 are the high halves of words 8 and 18.
         var info = KernelTCPInfo()
-        info.words.8 = UInt64(151_000) << 32 // tcpi_rtt at byte 68
-        info.words.18 = UInt64(UInt32.max) << 32 // tcpi_min_rtt at byte 148: no sample yet
+        info.words.8 = UInt64(151_000) << 32
+        info.words.18 = UInt64(UInt32.max) << 32 // no sample yet
+        #expect(info.smoothedRoundTrip == 151_000)
         #expect(TCPRoundTrip.microseconds(info) == 151_000)
         info.words.18 = 0 // a kernel before 4.10 leaves it zero
         #expect(TCPRoundTrip.microseconds(info) == 151_000)

@@ -11,20 +11,42 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct HandshakeFillerTests {
     let f = Fixtures()
 
+    /// A decoder in the state of a responder between message 1 and message 3.
+    static var fillerDecoder: FrameDecoder {
+        var decoder = FrameDecoder(maxRecordPayload: 1 << 20, acceptsRecords: false)
+        decoder.acceptsFiller = true
+        return decoder
+    }
+
+    static func frame(_ bytes: [UInt8]) throws -> Frame {
+        var buffer = ByteBuffer(bytes: bytes)
+        return try #require(try fillerDecoder.next(from: &buffer))
+    }
+
     @Test func fillerIsSplitIntoHandshakeSizedFramesAndCapped() throws {
         #expect(HandshakeInitiator.filler(0).isEmpty)
-        for bytes in [1, 4095, 4096, 13 << 10, 64 << 10, 1 << 20] {
+        for bytes in [1, 5, 6, 4095, 4096, 4101, 13 << 10, 64 << 10, 1 << 20] {
             var buffer = ByteBuffer(bytes: HandshakeInitiator.filler(bytes))
-            var total = 0
-            let decoder = FrameDecoder(maxRecordPayload: 1 << 20, acceptsRecords: false)
-            while let frame = try decoder.next(from: &buffer) {
+            var wire = 0
+            while let frame = try Self.fillerDecoder.next(from: &buffer) {
                 #expect(frame.type == .filler && frame.lengthField <= UInt32(FrameDecoder.maxHandshakeFrameLength))
-                #expect(frame.body.readableBytesView.allSatisfy { $0 == 0 })
-                total += frame.body.readableBytes
+                #expect(frame.body.readableBytes > 0 && frame.body.readableBytesView.allSatisfy { $0 == 0 })
+                wire += 4 + Int(frame.lengthField)
             }
             #expect(buffer.readableBytes == 0)
-            #expect(total == min(bytes, FrameDecoder.maxFillerBytes), "\(bytes) bytes asked")
+            // Bytes on the wire, headers counted; a tail too short for a frame with a body is left out.
+            let asked = min(bytes, FrameDecoder.maxFillerBytes)
+            #expect(wire <= asked && wire > asked - 6, "\(bytes) bytes asked, \(wire) sent")
         }
+    }
+
+    /// Only a responder between message 1 and message 3 takes a Filler frame's header at all.
+    @Test func aDecoderRefusesFillerAtItsHeaderUnlessTold() throws {
+        var buffer = ByteBuffer(bytes: [0, 0, 0x10, 0x00, 0x05])
+        #expect(throws: SecureChannelError.self) { _ = try FrameDecoder(maxRecordPayload: 1 << 20, acceptsRecords: false).frameSize(at: buffer) }
+        #expect(try Self.fillerDecoder.frameSize(at: buffer) == 4100)
+        buffer = ByteBuffer(bytes: [0, 0, 0x10, 0x01, 0x05])
+        #expect(throws: SecureChannelError.self) { _ = try Self.fillerDecoder.frameSize(at: buffer) }
     }
 
     @Test func theResponderDiscardsFillerOnlyBetweenMessageOneAndThree() throws {
@@ -34,7 +56,7 @@ import Testing
         var i = try HandshakeInitiator(credentials: a, policy: policy, ephemeral: KeyAgreementKeyPair())
         var r = HandshakeResponder(credentials: b, policy: ChannelPolicy())
         var flight = ByteBuffer(bytes: i.start())
-        let decoder = FrameDecoder(maxRecordPayload: 1 << 20, acceptsRecords: false)
+        let decoder = Self.fillerDecoder
         let m1 = try #require(try decoder.next(from: &flight))
         let filler = try #require(try decoder.next(from: &flight))
         #expect(m1.type == .handshakeInit && filler.type == .filler)
@@ -59,12 +81,20 @@ import Testing
 
     @Test func aResponderRefusesFillerPastItsBoundOrWhenItDoesNotAcceptAny() throws {
         let a = f.host("node-a"), b = f.host("node-b")
-        let frame = try Fixtures.frame(HandshakeWire.frame(.filler, [UInt8](repeating: 0, count: 4095)))
+        let frame = try Self.frame(HandshakeWire.frame(.filler, [UInt8](repeating: 0, count: 4095)))
+        let empty = try Self.frame(HandshakeWire.frame(.filler, []))
         var i = try HandshakeInitiator(credentials: a, policy: ChannelPolicy(), ephemeral: KeyAgreementKeyPair())
         var r = HandshakeResponder(credentials: b, policy: ChannelPolicy())
         _ = try r.respond(to: r.validateInit(Fixtures.frame(i.start())), ephemeral: KeyAgreementKeyPair())
-        for _ in 0..<(FrameDecoder.maxFillerBytes / 4095) { try r.discardFiller(frame) }
-        #expect(throws: SecureChannelError.self) { try r.discardFiller(frame) }
+        // On the wire, headers counted: 15 full frames (4,100 bytes each: 61,500) and one of
+        // 4,036 reach 65,536 exactly; one empty frame more (5 bytes) is past the bound.
+        for _ in 0..<15 { try r.discardFiller(frame) }
+        var exact = r
+        try exact.discardFiller(try Self.frame(HandshakeWire.frame(.filler, [UInt8](repeating: 0, count: 4031))))
+        #expect(throws: SecureChannelError.self) { try exact.discardFiller(empty) }
+        // Empty frames count too: 807 of them (4,035 bytes, 65,535 in all) fit, the 808th does not.
+        for _ in 0..<807 { try r.discardFiller(empty) }
+        #expect(throws: SecureChannelError.self) { try r.discardFiller(empty) }
 
         var refusing = ChannelPolicy()
         refusing.acceptsFiller = false

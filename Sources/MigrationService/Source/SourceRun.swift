@@ -301,12 +301,14 @@ actor SourceRun: SourceMigrationEnvironment {
         guard let live else { throw ChannelError.ioOnClosedChannel }
         var streamConfiguration = channelConfiguration(control: false)
         streamConfiguration.policy.expectedPeer = PeerName.split(peer).host
-        let roundTrip: UInt32 = if let control = connection?.connection.channel.channel { await OutgoingStreamTunnel.roundTrip(of: control) } else { 0 }
+        // One connection for both readings: the actor may change `connection` across the await.
+        let control = connection?.connection
+        let roundTrip: UInt32 = if let control { await OutgoingStreamTunnel.roundTrip(of: control.channel.channel) } else { 0 }
         let stripes = Self.stripes(live.settings, roundTrip: roundTrip)
         var opened = predialed
         if opened == nil, predial {
             var ahead = streamConfiguration
-            if connection?.connection.session.peerAcceptsFiller == true {
+            if control?.session.peerAcceptsFiller == true {
                 ahead.policy.handshakeFillerBytes = PredialedChannels.fillerBytes(rttMicroseconds: roundTrip)
             }
             opened = PredialedChannels(count: stripes, host: live.address.host, port: live.address.port, configuration: ahead,
