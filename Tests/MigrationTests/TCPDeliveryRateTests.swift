@@ -9,11 +9,8 @@ import Testing
 /// rather than failing.
 @Suite(.timeLimit(.minutes(1))) struct TCPDeliveryRateTests {
     @Test func aConnectionThatCarriedDataReportsTheRateTheKernelMeasured() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = try await ServerBootstrap(group: group)
-            .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() } // autoRead: the receiver drains what it is sent
-            .bind(host: "127.0.0.1", port: 0).get()
-        let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
+        let loopback = try await LoopbackTCP.open()
+        let client = loopback.client
 
         let chunk = client.allocator.buffer(repeating: 0x5a, count: 1 << 20)
         for _ in 0..<16 { try await client.writeAndFlush(chunk).get() }
@@ -28,6 +25,27 @@ import Testing
 
         try await client.close()
         #expect(try await TCPDeliveryRate.read(client).get() == 0, "a closed channel reads 0")
+        try await loopback.close()
+    }
+}
+
+/// A TCP connection over loopback whose receiver drains what it is sent, for reading `TCP_INFO`.
+struct LoopbackTCP {
+    let group: MultiThreadedEventLoopGroup
+    let server: any Channel
+    let client: any Channel
+
+    static func open() async throws -> LoopbackTCP {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() } // autoRead: the receiver drains what it is sent
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
+        return LoopbackTCP(group: group, server: server, client: client)
+    }
+
+    /// Closes the server and the group (the client is the test's to close first, or closes with them).
+    func close() async throws {
         try await server.close()
         try await group.shutdownGracefully()
     }

@@ -9,11 +9,8 @@ import Testing
 /// and is the one used, and a closed channel reads zero rather than failing.
 @Suite(.timeLimit(.minutes(1))) struct TCPRoundTripTests {
     @Test func theLeastSampledRoundTripIsReadAndPreferred() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = try await ServerBootstrap(group: group)
-            .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() } // autoRead: the receiver drains what it is sent
-            .bind(host: "127.0.0.1", port: 0).get()
-        let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
+        let loopback = try await LoopbackTCP.open()
+        let client = loopback.client
         let chunk = client.allocator.buffer(repeating: 0x5a, count: 256 << 10)
         for _ in 0..<8 { try await client.writeAndFlush(chunk).get() }
         // Acknowledged data gives samples; wait until the kernel has one.
@@ -40,8 +37,7 @@ import Testing
 
         try await client.close()
         #expect(try await TCPRoundTrip.read(client).get() == 0, "a closed channel reads 0")
-        try await server.close()
-        try await group.shutdownGracefully()
+        try await loopback.close()
     }
 
     @Test func withoutASampleTheSmoothedRoundTripIsUsed() {
