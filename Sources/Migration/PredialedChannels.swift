@@ -128,7 +128,9 @@ public final class PredialedChannels: Sendable {
                 channel.eventLoop.execute { next(sent + length) }
             }
         }
-        StreamBuffers.keepUnsent(channel, below: paddingUnsent).whenComplete { _ in next(0) }
+        // The stream's congestion control first (§6.11): the padding ramps the window it will keep.
+        StreamBuffers.keepUnsent(channel, below: paddingUnsent).and(StreamCongestionControl.prefer(channel, logger: StreamBuffers.logger))
+            .whenComplete { _ in next(0) }
     }
 
     /// Every slot, to the first caller only (QEMU's first connection): the channels are then its

@@ -108,6 +108,8 @@ enum StreamBuffers {
             // A kernel without TCP_NOTSENT_LOWAT keeps its default: only the switchover's tail is longer.
             // On a LAN, 0: the system's default, in place of the padding's while it waited (§6.3).
             lowWater = keepUnsent(channel, below: notSentLowWater ?? (atDistance ? StreamBufferSizing.notSentLowWater : 0))
+            // At distance, a pacing congestion control (§6.11); a LAN keeps the system's.
+            if atDistance { lowWater = lowWater.and(StreamCongestionControl.prefer(channel, logger: logger)).map { _ in } }
         }
         #endif
         return set.and(lowWater).flatMap { _ in
