@@ -90,6 +90,18 @@ public final class PredialedChannels: Sendable {
         self.slots = slots
     }
 
+    /// `count` channels opened ahead across a round trip of `rttMicroseconds` (the control
+    /// channel's, or the one remembered) at `rateBytesPerSecond`: each pads its budget
+    /// (`paddingBudget`), after sending filler (`fillerBytes`) where the host `acceptsFiller`.
+    public convenience init(ahead count: Int, host: String, port: Int, configuration: SecureChannelConfiguration, rttMicroseconds: UInt32,
+                            rateBytesPerSecond: Int?, acceptsFiller: Bool, logger: Logger) {
+        var configuration = configuration
+        configuration.policy.handshakeFillerBytes = acceptsFiller ? Self.fillerBytes(rttMicroseconds: rttMicroseconds) : 0
+        self.init(count: count, host: host, port: port, configuration: configuration,
+                  paddingBytes: Self.paddingBudget(rttMicroseconds: rttMicroseconds, count: count, rateBytesPerSecond: rateBytesPerSecond),
+                  logger: logger)
+    }
+
     /// The padding a channel may send while it waits, bytes, for a stream striped `count` ways across
     /// a round trip of `rttMicroseconds` at `rateBytesPerSecond`: twice its share of the link's
     /// bandwidth-delay product, what a window doubling from 10 segments sends on its way to that

@@ -192,12 +192,9 @@ extension MigrationCoordinator {
     private func openStream(to address: HostPort, peer: String, roundTrip: UInt32, acceptsFiller: Bool, settings: MigrationSettings) -> PredialedChannels {
         var configuration = SecureChannelConfiguration(credentials: context.credentials)
         configuration.policy.expectedPeer = peer
-        configuration.policy.handshakeFillerBytes = acceptsFiller ? PredialedChannels.fillerBytes(rttMicroseconds: roundTrip) : 0
-        let count = SourceRun.stripes(settings, roundTrip: roundTrip)
-        return PredialedChannels(count: count, host: address.host, port: address.port, configuration: configuration,
-                                 paddingBytes: PredialedChannels.paddingBudget(rttMicroseconds: roundTrip, count: count,
-                                                                               rateBytesPerSecond: settings.linkBytesPerSecond),
-                                 logger: logger)
+        return PredialedChannels(ahead: SourceRun.stripes(settings, roundTrip: roundTrip), host: address.host, port: address.port,
+                                 configuration: configuration, rttMicroseconds: roundTrip, rateBytesPerSecond: settings.linkBytesPerSecond,
+                                 acceptsFiller: acceptsFiller, logger: logger)
     }
 
     /// The destination's items for `check` from host `peer`: its QEMU, its room, the shared disks'

@@ -307,14 +307,9 @@ actor SourceRun: SourceMigrationEnvironment {
         let stripes = Self.stripes(live.settings, roundTrip: roundTrip)
         var opened = predialed
         if opened == nil, predial {
-            var ahead = streamConfiguration
-            if control?.session.peerAcceptsFiller == true {
-                ahead.policy.handshakeFillerBytes = PredialedChannels.fillerBytes(rttMicroseconds: roundTrip)
-            }
-            opened = PredialedChannels(count: stripes, host: live.address.host, port: live.address.port, configuration: ahead,
-                                       paddingBytes: PredialedChannels.paddingBudget(rttMicroseconds: roundTrip, count: stripes,
-                                                                                     rateBytesPerSecond: live.settings.linkBytesPerSecond),
-                                       logger: logger)
+            opened = PredialedChannels(ahead: stripes, host: live.address.host, port: live.address.port, configuration: streamConfiguration,
+                                       rttMicroseconds: roundTrip, rateBytesPerSecond: live.settings.linkBytesPerSecond,
+                                       acceptsFiller: control?.session.peerAcceptsFiller == true, logger: logger)
         }
         // A tunnel that cannot start closes `opened` with its error.
         return try await OutgoingStreamTunnel.start(
