@@ -3,6 +3,7 @@ import ControlAPI
 import Foundation
 import Hypervisor
 import Placement
+import Synchronization
 import Testing
 
 /// `vm resolve` of a placed start whose handover got no answer (Protocol.md §10.12), with real
@@ -35,8 +36,23 @@ struct PlacedStartResolveTests {
         /// and returns the failed call's error.
         func offerKilledAt(_ point: String, _ vm: String) async throws -> ControlError {
             try point.write(toFile: b.stateDirectory + "/test-pause-at", atomically: true, encoding: .utf8)
-            let call = Task { try await a.control.call("vm.startPlaced", ControlTypes.VMReference(vm: vm), as: DRSTypes.Placed.self) }
-            try await DRSEndToEndTests.waitUntil(30, "node-b paused at \(point)", log: Substring(b.log.suffix(2000))) {
+            let ended = Mutex<String?>(nil)
+            let call = Task {
+                do {
+                    let placed = try await a.control.call("vm.startPlaced", ControlTypes.VMReference(vm: vm), as: DRSTypes.Placed.self)
+                    ended.withLock { $0 = "placed: \(placed)" }
+                    return placed
+                } catch {
+                    ended.withLock { $0 = "\(error)" }
+                    throw error
+                }
+            }
+            // A start that ends before node-b pauses never reached it: say how it ended, with node-a's log.
+            try await DRSEndToEndTests.waitUntil(30, "node-b paused at \(point)", log: Substring(b.log.suffix(2000)), check: {
+                if let outcome = ended.withLock({ $0 }) {
+                    throw ControlError.failed("the placed start of \(vm) ended before node-b paused at \(point): \(outcome)\n\(a.log.suffix(6000))")
+                }
+            }) {
                 FileManager.default.fileExists(atPath: b.stateDirectory + "/test-paused-at")
             }
             b.kill()
