@@ -48,7 +48,7 @@ struct PlacedStartResolveTests {
                 }
             }
             // A start that ends before node-b pauses never reached it: say how it ended, with node-a's log.
-            try await DRSEndToEndTests.waitUntil(30, "node-b paused at \(point)", log: Substring(b.log.suffix(2000)), check: {
+            try await DRSEndToEndTests.waitUntil(30, "node-b paused at \(point)", log: Substring("node-b:\n\(b.log.suffix(2000))\nnode-a:\n\(a.log.suffix(4000))"), check: {
                 if let outcome = ended.withLock({ $0 }) {
                     throw ControlError.failed("the placed start of \(vm) ended before node-b paused at \(point): \(outcome)\n\(a.log.suffix(6000))")
                 }
