@@ -32,28 +32,44 @@ struct PlacedStartResolveTests {
             return Dictionary(uniqueKeysWithValues: hosts.map { ($0.host, $0.state) }) == ["node-a": "evacuating", "node-b": "available"]
         }
 
-        /// Starts `vm` placed from node-a, kills node-b once it reached `point` of receiving it,
-        /// and returns the failed call's error.
-        func offerKilledAt(_ point: String, _ vm: String) async throws -> ControlError {
+        func vm(_ name: String, on agent: AgentProcess) async throws -> VMInfo? {
+            try await agent.control.call("vm.list", Empty(), as: [VMInfo].self).first { $0.name == name }
+        }
+        /// Starts `name` placed from node-a, kills node-b once it reached `point` of receiving it,
+        /// and returns the failed call's error. A start refused before anything was offered (the
+        /// VM's epoch unchanged: node-b was not eligible at that moment, as a loaded host's
+        /// membership may briefly say) is asked again, twice at most; any other end before the
+        /// pause fails the test with the outcome and node-a's log.
+        func offerKilledAt(_ point: String, _ name: String) async throws -> ControlError {
             try point.write(toFile: b.stateDirectory + "/test-pause-at", atomically: true, encoding: .utf8)
-            let ended = Mutex<String?>(nil)
-            let call = Task {
-                do {
-                    let placed = try await a.control.call("vm.startPlaced", ControlTypes.VMReference(vm: vm), as: DRSTypes.Placed.self)
-                    ended.withLock { $0 = "placed: \(placed)" }
-                    return placed
-                } catch {
-                    ended.withLock { $0 = "\(error)" }
-                    throw error
+            var call: Task<DRSTypes.Placed, any Error>
+            var attempt = 0
+            while true {
+                attempt += 1
+                let epoch = try #require(try await vm(name, on: a)).epoch
+                let ended = Mutex<String?>(nil)
+                call = Task {
+                    do {
+                        let placed = try await a.control.call("vm.startPlaced", ControlTypes.VMReference(vm: name), as: DRSTypes.Placed.self)
+                        ended.withLock { $0 = "placed: \(placed)" }
+                        return placed
+                    } catch {
+                        let text = (error as? ControlError).map { "\($0.code): \($0.message)" } ?? "\(error)"
+                        ended.withLock { $0 = text }
+                        throw error
+                    }
                 }
-            }
-            // A start that ends before node-b pauses never reached it: say how it ended, with node-a's log.
-            try await DRSEndToEndTests.waitUntil(30, "node-b paused at \(point)", log: Substring("node-b:\n\(b.log.suffix(2000))\nnode-a:\n\(a.log.suffix(4000))"), check: {
-                if let outcome = ended.withLock({ $0 }) {
-                    throw ControlError.failed("the placed start of \(vm) ended before node-b paused at \(point): \(outcome)\n\(a.log.suffix(6000))")
+                try await DRSEndToEndTests.waitUntil(30, "node-b paused at \(point)", log: Substring("node-b:\n\(b.log.suffix(2000))\nnode-a:\n\(a.log.suffix(4000))")) {
+                    FileManager.default.fileExists(atPath: b.stateDirectory + "/test-paused-at") || ended.withLock { $0 != nil }
                 }
-            }) {
-                FileManager.default.fileExists(atPath: b.stateDirectory + "/test-paused-at")
+                guard let outcome = ended.withLock({ $0 }), !FileManager.default.fileExists(atPath: b.stateDirectory + "/test-paused-at") else { break }
+                let unchanged = try await vm(name, on: a)?.epoch == epoch
+                guard attempt < 3, unchanged, outcome.hasPrefix("unavailable:") else {
+                    throw ControlError.failed("the placed start of \(name) ended before node-b paused at \(point) (attempt \(attempt), epoch "
+                                              + "\(unchanged ? "unchanged" : "moved")): \(outcome)\nnode-a:\n\(a.log.suffix(6000))")
+                }
+                print("PlacedStartResolveTests: the placed start of \(name) was refused before any offer (attempt \(attempt)), asked again: \(outcome)")
+                try await Task.sleep(for: .seconds(1))
             }
             b.kill()
             for file in ["test-pause-at", "test-paused-at"] { try FileManager.default.removeItem(atPath: b.stateDirectory + "/" + file) }
@@ -72,10 +88,6 @@ struct PlacedStartResolveTests {
                 try await a.control.call("members", Empty(), as: [MemberRow].self).first { $0.host == "node-b" }?.status == "alive"
             }
         }
-        func vm(_ name: String, on agent: AgentProcess) async throws -> VMInfo? {
-            try await agent.control.call("vm.list", Empty(), as: [VMInfo].self).first { $0.name == name }
-        }
-
         // 1. Killed before storing anything: node-b refuses the offer from now on; node-a takes v1 back above it.
         let inDoubt = try await offerKilledAt("placed-start:received", "v1")
         #expect(inDoubt.code == "unavailable" && inDoubt.message.contains("no answer from node-b"), "\(inDoubt)")
