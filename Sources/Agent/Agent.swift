@@ -130,6 +130,10 @@ public struct Agent: Service {
         let events = AgentEventHub(hostID: credentials.identity.hostID)
         migration.observer = EventPublishingObserver(inner: seams.observer, events: events)
         migration.qemuBinary = configuration.qemuBinary
+        guard let congestionControl = configuration.streamCongestionChoice else {
+            throw AgentError.badConfiguration(path: "configuration", reason: "stream_congestion_control = \"\(configuration.streamCongestionControl)\" is not \"bbr\", \"system\" or an algorithm's name")
+        }
+        migration.streamCongestionControl = congestionControl
         migration.evidence = evidence
         let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
                                                configuration: migration, logger: logger)

@@ -110,7 +110,7 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         let waterMark = Self.waterMark(for: peer.purpose)
         secure.setOption(ChannelOptions.writeBufferWaterMark, value: waterMark).whenComplete { _ in }
         // Shallow on a LAN, autotuned across a distance (StreamBufferSizing).
-        StreamBuffers.size(secure, sending: false).whenComplete { _ in }
+        StreamBuffers.size(secure, sending: false, congestionControl: .system).whenComplete { _ in }
         var bootstrap = ClientBootstrap(group: context.eventLoop).channelOption(.autoRead, value: false)
         // What QEMU has not read yet: for a disk's NBD stream, the requests' payloads (the memory
         // stream keeps NIO's default here).
@@ -157,7 +157,7 @@ extension MigrationStreamAcceptor: ChannelInboundHandler, RemovableChannelHandle
         }
         let secure = context.channel
         secure.setOption(ChannelOptions.writeBufferWaterMark, value: Self.streamWaterMark).whenComplete { _ in }
-        StreamBuffers.size(secure, sending: false, share: count).whenComplete { _ in }
+        StreamBuffers.size(secure, sending: false, share: count, congestionControl: .system).whenComplete { _ in }
         let leftover = buffer
         buffer = ByteBuffer()
         handle.attach(index, secure) // before any record, so the join can pause this stripe

@@ -41,7 +41,8 @@ public final class OutgoingStreamTunnel: Sendable {
     /// Listens on `socketPath`; every accepted connection is tunnelled to `host:port` for
     /// `migrationID` in a channel of `purpose`. `configuration` should name the destination host
     /// as `expectedPeer`. `linkMbit`, the link's rate where the operator gave it, sizes the send
-    /// buffers at distance (Protocol.md §6.11) instead of the 250 Mbit/s assumed otherwise.
+    /// buffers at distance (Protocol.md §6.11) instead of the 250 Mbit/s assumed otherwise;
+    /// `congestionControl` is what its sockets use there.
     /// `predialed`: the first connection's channels, opened before QEMU connects (their count is
     /// then the stripe count). Every QEMU connection is then accepted on their event loop, so it
     /// is for a tunnel whose connections need not spread over threads (one stream, striped or not).
@@ -49,6 +50,7 @@ public final class OutgoingStreamTunnel: Sendable {
                              purpose: StreamPurpose = .migration,
                              stripes: Int = 1,
                              linkMbit: Int64? = nil,
+                             congestionControl: StreamCongestionControl.Choice,
                              predialed: PredialedChannels? = nil,
                              configuration: SecureChannelConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -77,7 +79,8 @@ public final class OutgoingStreamTunnel: Sendable {
                     }
                     if stripes > 1 {
                         return StripedStreamConnector.start(qemu: qemu, stripes: stripes, migrationID: migrationID, streamIndex: index,
-                                                            host: host, port: port, rateBytesPerSecond: rate, configuration: secureConfiguration, logger: logger,
+                                                            host: host, port: port, rateBytesPerSecond: rate, congestionControl: congestionControl,
+                                                            configuration: secureConfiguration, logger: logger,
                                                             predialed: ahead,
                                                             failed: { text in counters.failures.withLockedValue { $0.append(text) } },
                                                             measured: { rtt in counters.roundTripMicroseconds.withLockedValue { $0 = rtt } },
@@ -87,7 +90,7 @@ public final class OutgoingStreamTunnel: Sendable {
                         secure.writeAndFlush(StreamHello.frame(migrationID: migrationID, streamIndex: index), promise: nil)
                         secure.setOption(ChannelOptions.writeBufferWaterMark, value: MigrationStreamAcceptor.waterMark(for: purpose.rawValue)).whenComplete { _ in }
                         // Shallow on a LAN, the bandwidth-delay product across a distance (StreamBufferSizing).
-                        StreamBuffers.size(secure, sending: true, rateBytesPerSecond: rate).whenSuccess { rtt in
+                        StreamBuffers.size(secure, sending: true, rateBytesPerSecond: rate, congestionControl: congestionControl).whenSuccess { rtt in
                             if rtt > 0 { counters.roundTripMicroseconds.withLockedValue { $0 = rtt } }
                         }
                         let (toPeer, toQEMU) = GlueHandler.matchedPair()

@@ -45,9 +45,10 @@ public final class PredialedChannels: Sendable {
 
     /// Starts dialling `count` channels of `purpose` to `host:port` with `configuration` (its
     /// expected peer set) on one event loop of `group`. Each channel whose peer accepts padding
-    /// sends up to `paddingBytes` of it while it waits (0: none; see `paddingBudget`).
+    /// sends up to `paddingBytes` of it while it waits (0: none; see `paddingBudget`), with the
+    /// stream's `congestionControl` set first.
     public init(count: Int, host: String, port: Int, purpose: StreamPurpose = .migration, configuration: SecureChannelConfiguration,
-                paddingBytes: Int = 0, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+                paddingBytes: Int = 0, congestionControl: StreamCongestionControl.Choice, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         var configuration = configuration
         configuration.policy.purpose = purpose.rawValue
         let eventLoop = group.next()
@@ -73,7 +74,7 @@ public final class PredialedChannels: Sendable {
                         // Before the keys are given: a claimer waiting for them sets the stream's
                         // own buffers in that call, after the padding's, and so has the last word.
                         if paddingBytes > 0, session.peerAcceptsPadding, waiting() {
-                            Self.pad(channel, upTo: paddingBytes, while: waiting, counted: padded)
+                            Self.pad(channel, upTo: paddingBytes, congestionControl: congestionControl, while: waiting, counted: padded)
                         }
                         keys.succeed(channel)
                     }
@@ -94,12 +95,12 @@ public final class PredialedChannels: Sendable {
     /// channel's, or the one remembered) at `rateBytesPerSecond`: each pads its budget
     /// (`paddingBudget`), after sending filler (`fillerBytes`) where the host `acceptsFiller`.
     public convenience init(ahead count: Int, host: String, port: Int, configuration: SecureChannelConfiguration, rttMicroseconds: UInt32,
-                            rateBytesPerSecond: Int?, acceptsFiller: Bool, logger: Logger) {
+                            rateBytesPerSecond: Int?, acceptsFiller: Bool, congestionControl: StreamCongestionControl.Choice, logger: Logger) {
         var configuration = configuration
         configuration.policy.handshakeFillerBytes = acceptsFiller ? Self.fillerBytes(rttMicroseconds: rttMicroseconds) : 0
         self.init(count: count, host: host, port: port, configuration: configuration,
                   paddingBytes: Self.paddingBudget(rttMicroseconds: rttMicroseconds, count: count, rateBytesPerSecond: rateBytesPerSecond),
-                  logger: logger)
+                  congestionControl: congestionControl, logger: logger)
     }
 
     /// The padding a channel may send while it waits, bytes, for a stream striped `count` ways across
@@ -127,7 +128,7 @@ public final class PredialedChannels: Sendable {
 
     /// Sends padding records on `channel` (on its event loop), one after the other as its kernel
     /// takes them, until `waiting` says the channel was claimed or closed, or `budget` is spent.
-    private static func pad(_ channel: any Channel, upTo budget: Int, while waiting: @escaping @Sendable () -> Bool,
+    private static func pad(_ channel: any Channel, upTo budget: Int, congestionControl: StreamCongestionControl.Choice, while waiting: @escaping @Sendable () -> Bool,
                             counted: NIOLockedValueBox<Int>) {
         @Sendable func next(_ sent: Int) {
             guard sent < budget, channel.isActive, waiting() else { return }
@@ -141,7 +142,8 @@ public final class PredialedChannels: Sendable {
             }
         }
         // The stream's congestion control first (§6.11): the padding ramps the window it will keep.
-        StreamBuffers.keepUnsent(channel, below: paddingUnsent).and(StreamCongestionControl.prefer(channel, logger: StreamBuffers.logger))
+        StreamBuffers.keepUnsent(channel, below: paddingUnsent)
+            .and(StreamCongestionControl.apply(congestionControl, to: channel, logger: StreamBuffers.logger))
             .whenComplete { _ in next(0) }
     }
 

@@ -57,17 +57,18 @@ enum StreamBuffers {
     /// shallow LAN buffer is set, as before).
     /// A stripe of a stream striped `share` ways gets 1/`share` of the stream's buffer;
     /// `rateBytesPerSecond` is the link's rate where the operator gave it (`linkMbit`).
+    /// `congestionControl`: what a sending socket uses at distance (a receiving one ignores it).
     static func size(_ channel: any Channel, sending: Bool, notSentLowWater: Int? = nil, share: Int = 1,
-                     rateBytesPerSecond: Int? = nil) -> EventLoopFuture<UInt32> {
+                     rateBytesPerSecond: Int? = nil, congestionControl: StreamCongestionControl.Choice) -> EventLoopFuture<UInt32> {
         TCPRoundTrip.read(channel).flatMap { microseconds in
             apply(channel, rttMicroseconds: microseconds, sending: sending, notSentLowWater: notSentLowWater, share: share,
-                  rateBytesPerSecond: rateBytesPerSecond)
+                  rateBytesPerSecond: rateBytesPerSecond, congestionControl: congestionControl)
         }
     }
 
     /// Sizes `channel`'s buffer for a round trip of `microseconds`, as `size` does once it measured it.
     static func apply(_ channel: any Channel, rttMicroseconds microseconds: UInt32, sending: Bool, notSentLowWater: Int? = nil,
-                      share: Int = 1, rateBytesPerSecond: Int? = nil) -> EventLoopFuture<UInt32> {
+                      share: Int = 1, rateBytesPerSecond: Int? = nil, congestionControl: StreamCongestionControl.Choice) -> EventLoopFuture<UInt32> {
         let limits = sending ? sendLimits : receiveLimits
         let plan = StreamBufferSizing.plan(rttMicroseconds: microseconds, limits: limits, share: share, rateBytesPerSecond: rateBytesPerSecond,
                                               autotune: !sending)
@@ -108,8 +109,8 @@ enum StreamBuffers {
             // A kernel without TCP_NOTSENT_LOWAT keeps its default: only the switchover's tail is longer.
             // On a LAN, 0: the system's default, in place of the padding's while it waited (§6.3).
             lowWater = keepUnsent(channel, below: notSentLowWater ?? (atDistance ? StreamBufferSizing.notSentLowWater : 0))
-            // At distance, a pacing congestion control (§6.11); a LAN keeps the system's.
-            if atDistance { lowWater = lowWater.and(StreamCongestionControl.prefer(channel, logger: logger)).map { _ in } }
+            // At distance, the host's congestion control (§6.11); a LAN keeps the system's.
+            if atDistance { lowWater = lowWater.and(StreamCongestionControl.apply(congestionControl, to: channel, logger: logger)).map { _ in } }
         }
         #endif
         return set.and(lowWater).flatMap { _ in

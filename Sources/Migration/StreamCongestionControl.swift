@@ -6,26 +6,53 @@ import Glibc
 #endif
 
 /// The congestion control a migration stream's sending socket uses at distance (Protocol.md
-/// §6.11): BBR where the kernel lets this process choose it, else the system's. Measured across
-/// the frame link at 250 ms with CUBIC, the common default: HyStart ended slow start early on 9 of
-/// 13 stripes (at 160-300 segments, no loss, on the delay of a queue the other stripes' bursts
+/// §6.11): the host's choice, BBR by default, where the kernel lets this process set it, else
+/// the system's. Measured across the frame link at 250 ms with CUBIC, the common default:
+/// HyStart ended slow start early on 9 of 13 stripes (at 160-300 segments, no loss, on the delay of a queue the other stripes' bursts
 /// built), which then grew by CUBIC's curve for the rest of the transfer; the stream, joined in
 /// order, moved at link use 0.72-0.80 with handovers of 1.1-1.6 s. BBR paces each stripe and
 /// leaves slow start on measured bandwidth, not on a queue's first milliseconds.
-enum StreamCongestionControl {
-    /// The algorithm asked for.
-    static let preferred = "bbr"
+public enum StreamCongestionControl {
+    /// What a host's stream sockets use at distance: the agent's `stream_congestion_control`.
+    public enum Choice: Sendable, Hashable, CustomStringConvertible {
+        /// Whatever the system's default is (`net.ipv4.tcp_congestion_control`): nothing is set.
+        case system
+        /// This algorithm by name, as the kernel lists it (`net.ipv4.tcp_available_congestion_control`).
+        case algorithm(String)
 
-    /// Asks for `preferred` on `channel`'s socket; true when the kernel took it. A kernel without
-    /// it, or one that lets only `net.ipv4.tcp_allowed_congestion_control` be chosen without
-    /// CAP_NET_ADMIN, keeps the system's: the stream still works, only at distance it ramps as
-    /// that algorithm does (logged once per process).
-    static func prefer(_ channel: any Channel, logger: Logger) -> EventLoopFuture<Bool> {
-        set(channel, algorithm: preferred).recover { error in
+        /// BBR, measured against CUBIC above.
+        public static let `default` = Choice.algorithm("bbr")
+
+        /// `system`, or an algorithm's name: lower-case letters, digits and `_`, at most 15
+        /// (the kernel's TCP_CA_NAME_MAX less its NUL); nil otherwise.
+        public init?(parsing text: String) {
+            if text == "system" { self = .system; return }
+            guard (1...15).contains(text.utf8.count), text.utf8.first.map({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) == true,
+                  text.utf8.allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "_") })
+            else { return nil }
+            self = .algorithm(text)
+        }
+
+        public var description: String {
+            switch self {
+            case .system: "system"
+            case .algorithm(let name): name
+            }
+        }
+    }
+
+    /// Applies `choice` to `channel`'s socket; true when the kernel took an algorithm asked for,
+    /// false for `.system` (nothing asked). A kernel without the algorithm, or one that lets only
+    /// `net.ipv4.tcp_allowed_congestion_control` be chosen without CAP_NET_ADMIN, keeps the
+    /// system's: the stream still works, only at distance it ramps as that algorithm does
+    /// (logged once per process).
+    static func apply(_ choice: Choice, to channel: any Channel, logger: Logger) -> EventLoopFuture<Bool> {
+        guard case .algorithm(let name) = choice else { return channel.eventLoop.makeSucceededFuture(false) }
+        return set(channel, algorithm: name).recover { error in
             if !refusalLogged.withLockedValue({ let logged = $0; $0 = true; return logged }) {
-                logger.notice("migration streams at distance keep the system's congestion control: the kernel refused \(preferred)",
+                logger.notice("migration streams at distance keep the system's congestion control: the kernel refused \(name)",
                               metadata: ["error": "\(error)",
-                                         "mesh.fix": "load tcp_bbr (`modprobe tcp_bbr`) and add it to net.ipv4.tcp_allowed_congestion_control, or run the agent with CAP_NET_ADMIN"])
+                                         "mesh.fix": "load tcp_\(name) (`modprobe tcp_\(name)`) and add \(name) to net.ipv4.tcp_allowed_congestion_control, run the agent with CAP_NET_ADMIN, or set stream_congestion_control = \"system\" to keep the system's"])
             }
             return false
         }

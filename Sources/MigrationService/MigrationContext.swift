@@ -25,6 +25,11 @@ struct MigrationContext: Sendable {
     let streamAuthorizations: NIOLockedValueBox<[String: StreamAuthorization]>
     /// How long to wait for the destination's answer to a commit before the handover is in doubt.
     let commitAnswerTimeout: Duration
+    /// The congestion control of the stream's sending sockets at distance (Protocol.md §6.11),
+    /// as configured, then as last reloaded: streams dialled from then on use the new one.
+    let streamCongestionSetting: NIOLockedValueBox<StreamCongestionControl.Choice>
+
+    var streamCongestionControl: StreamCongestionControl.Choice { streamCongestionSetting.withLockedValue { $0 } }
 
     var hostID: String { credentials.identity.hostID }
     /// This host's domain: peers of other domains are named `host@domain` (`PeerName`).

@@ -3,7 +3,7 @@ import Foundation
 public import Hypervisor
 public import Logging
 public import MeshWire
-import Migration
+public import Migration
 public import NIOConcurrencyHelpers
 public import SecureChannel
 
@@ -26,6 +26,9 @@ public actor MigrationCoordinator {
         public var commitAnswerTimeout: Duration = .seconds(30)
         /// How often in-doubt handovers are asked about again.
         public var inDoubtRetryInterval: Duration = .seconds(5)
+        /// The congestion control of the stream's sending sockets at distance (Protocol.md §6.11):
+        /// the agent's `stream_congestion_control`.
+        public var streamCongestionControl = StreamCongestionControl.Choice.default
         /// The QEMU binary the pre-flight checklist asks what this host runs (Protocol.md §6.9).
         public var qemuBinary = "qemu-system-x86_64"
         /// Sees the migration points (fault injection in tests); sees nothing by default.
@@ -91,7 +94,8 @@ public actor MigrationCoordinator {
         context = MigrationContext(journal: journal, vms: vms, ports: ports, observer: configuration.observer, evidence: configuration.evidence,
                                    credentials: credentials,
                                    logger: logger, peerAddresses: NIOLockedValueBox([:]), streamAuthorizations: NIOLockedValueBox([:]),
-                                   commitAnswerTimeout: configuration.commitAnswerTimeout)
+                                   commitAnswerTimeout: configuration.commitAnswerTimeout,
+                                   streamCongestionSetting: NIOLockedValueBox(configuration.streamCongestionControl))
         self.configuration = configuration
         limits = configuration.limits
     }
@@ -101,6 +105,12 @@ public actor MigrationCoordinator {
     public func setLimits(_ new: MigrationLimits) {
         limits = new
         grantQueuedSlots()
+    }
+
+    /// Changes the congestion control of migration streams at distance (a configuration
+    /// reload): streams dialled from now on use it, those open keep theirs.
+    public nonisolated func setStreamCongestionControl(_ choice: StreamCongestionControl.Choice) {
+        context.streamCongestionSetting.withLockedValue { $0 = choice }
     }
 
     var hostID: String { context.hostID }

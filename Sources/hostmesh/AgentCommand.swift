@@ -50,6 +50,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Membership timings: lan or wan (Protocol.md §4.11.1; default lan).") var membershipProfile: String?
     @Option(name: .customLong("wan-rtt-ms"), help: "The largest round trip between members, ms, for the WAN profile (default 250).")
     var wanRoundTripMs: Int?
+    @Option(help: "Congestion control of migration streams at distance: bbr, system, or an algorithm the kernel lists (Protocol.md §6.11; default bbr).")
+    var streamCongestionControl: String?
     @Option(help: "Serve the web dashboard at this address, e.g. 127.0.0.1:9470 (default off; token: `hostmesh dashboard token`).")
     var dashboard: String?
 
@@ -127,6 +129,7 @@ struct AgentCommand: AsyncParsableCommand {
             configuration.membershipProfile = profile
         }
         if let wanRoundTripMs { configuration.wanRoundTripMs = wanRoundTripMs }
+        if let streamCongestionControl { configuration.streamCongestionControl = streamCongestionControl }
         if let dashboard { configuration.dashboardListen = try HostPort(parsing: dashboard) }
         // The keeper is this same executable's `lease-keeper` subcommand.
         configuration.leaseKeeperExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0] // no /proc: argv[0]

@@ -65,6 +65,20 @@ import Testing
         #expect(message("wan_rtt_ms = 0").contains("wan_rtt_ms = 0: it must be between 1 and 2000"))
     }
 
+    /// The congestion control of migration streams at distance (Protocol.md §6.11): BBR unless
+    /// the operator says "system" or names another; anything else is refused with the choices.
+    @Test func streamCongestionControlIsReadAndChecked() throws {
+        #expect(AgentConfiguration().streamCongestionChoice == .algorithm("bbr"))
+        #expect(try AgentConfiguration(tomlFile: write("stream_congestion_control = \"system\"")).streamCongestionChoice == .system)
+        #expect(try AgentConfiguration(tomlFile: write("stream_congestion_control = \"cubic\"")).streamCongestionChoice == .algorithm("cubic"))
+        do {
+            _ = try AgentConfiguration(tomlFile: write("stream_congestion_control = \"BBR v2\""))
+            Issue.record("a name with a space and capitals was taken")
+        } catch {
+            #expect("\(error)".contains("stream_congestion_control = \"BBR v2\": give \"bbr\" (the default), \"system\""), "\(error)")
+        }
+    }
+
     @Test func migrationLimitsFollowTheLinkUnlessSet() throws {
         let c = try AgentConfiguration(tomlFile: write("max_incoming_migrations = 2"))
         #expect(c.maxIncomingMigrations == 2 && c.maxOutgoingMigrations == nil)

@@ -99,12 +99,14 @@ struct OperabilityTests {
         let config = mesh.root + "/node-a.toml"
         try "max_outgoing_migrations = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
         let a = try await mesh.start("node-a", arguments: ["--config", config])
-        try "max_outgoing_migrations = 3\nmax_incoming_migrations = 2\ndrs_hold = 10\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "max_outgoing_migrations = 3\nmax_incoming_migrations = 2\ndrs_hold = 10\nstream_congestion_control = \"system\"\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
         kill(a.pid, SIGHUP)
         try await waitForLog(a, "configuration reloaded")
         let reloaded = a.log
         #expect(reloaded.contains("migration.outgoing_max=3") && reloaded.contains("migration.incoming_max=2"), "\(reloaded.suffix(1500))")
         #expect(reloaded.contains("config.restart_needed=drs_hold"), "\(reloaded.suffix(1500))")
+        #expect(reloaded.contains("migration.stream_congestion_control=system"), "\(reloaded.suffix(1500))")
         try "max_outgoing_migrations = 0\n".write(toFile: config, atomically: true, encoding: .utf8)
         kill(a.pid, SIGHUP)
         try await waitForLog(a, "configuration not reloaded")

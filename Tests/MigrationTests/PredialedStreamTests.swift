@@ -67,7 +67,7 @@ import Testing
         policy.handshakeFillerBytes = filler
         let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
         return PredialedChannels(count: count, host: "127.0.0.1", port: destination.port, configuration: configuration,
-                                 paddingBytes: padding, logger: TunnelFixtures.logger)
+                                 paddingBytes: padding, congestionControl: .default, logger: TunnelFixtures.logger)
     }
 
     func tunnel(to destination: Destination, opened: PredialedChannels) async throws -> OutgoingStreamTunnel {
@@ -75,7 +75,7 @@ import Testing
         let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
         return try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: destination.migrationID, host: "127.0.0.1", port: destination.port,
-            predialed: opened, configuration: configuration, logger: TunnelFixtures.logger)
+            congestionControl: .default, predialed: opened, configuration: configuration, logger: TunnelFixtures.logger)
     }
 
     /// Waits (bounded) until `condition` holds.
@@ -178,11 +178,11 @@ import Testing
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
         let configuration = SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy)
         // Opened with the checklist, before the migration (and its id) exists.
-        let opened = PredialedChannels(count: 3, host: "127.0.0.1", port: destination.port, configuration: configuration, logger: TunnelFixtures.logger)
+        let opened = PredialedChannels(count: 3, host: "127.0.0.1", port: destination.port, configuration: configuration, congestionControl: .default, logger: TunnelFixtures.logger)
         try await eventually("3 channels open") { destination.opened.withLockedValue { $0 } == 3 }
         let tunnel = try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: destination.migrationID, host: "127.0.0.1", port: destination.port,
-            stripes: 1, predialed: opened, configuration: configuration, logger: TunnelFixtures.logger)
+            stripes: 1, congestionControl: .default, predialed: opened, configuration: configuration, logger: TunnelFixtures.logger)
         #expect(tunnel.stripes == 3)
         destination.admitted.withLockedValue { $0 = true }
         let payload = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 5) }

@@ -24,10 +24,10 @@ import Testing
         // Reno is always allowed: the socket starts from an algorithm other than the one asked for.
         #expect(try await StreamCongestionControl.set(loopback.client, algorithm: "reno").get())
         #expect(try await algorithm(loopback.client) == "reno")
-        let taken = try await StreamCongestionControl.prefer(loopback.client, logger: Logger(label: "test")).get()
+        let taken = try await StreamCongestionControl.apply(.default, to: loopback.client, logger: Logger(label: "test")).get()
         let now = try await algorithm(loopback.client)
         if taken {
-            #expect(now == StreamCongestionControl.preferred)
+            #expect(now == "bbr")
         } else {
             #expect(now == "reno", "refused, yet the socket's algorithm changed")
         }
@@ -35,6 +35,36 @@ import Testing
         try await loopback.client.writeAndFlush(loopback.client.allocator.buffer(string: "after")).get()
         try await loopback.client.close()
         try await loopback.close()
+    }
+
+    /// The operator's `stream_congestion_control`: "system" leaves the socket as the kernel made
+    /// it, a name is asked for, and the sizing of a stream at distance applies either.
+    @Test func theHostsChoiceIsAppliedAtDistanceAndSystemSetsNothing() async throws {
+        #expect(StreamCongestionControl.Choice(parsing: "system") == .system)
+        #expect(StreamCongestionControl.Choice(parsing: "cubic") == .algorithm("cubic"))
+        #expect(StreamCongestionControl.Choice.default == .algorithm("bbr") && "\(StreamCongestionControl.Choice.default)" == "bbr")
+        for bad in ["", "BBR", "bbr!", "1bbr", "a_name_of_16_chr", "bbr cubic"] {
+            #expect(StreamCongestionControl.Choice(parsing: bad) == nil, "\(bad) parsed")
+        }
+        let loopback = try await LoopbackTCP.open()
+        #expect(try await StreamCongestionControl.set(loopback.client, algorithm: "reno").get())
+        // "system": nothing asked, at distance too.
+        #expect(try await StreamCongestionControl.apply(.system, to: loopback.client, logger: Logger(label: "test")).get() == false)
+        _ = try await StreamBuffers.apply(loopback.client, rttMicroseconds: 150_000, sending: true, congestionControl: .system).get()
+        #expect(try await algorithm(loopback.client) == "reno")
+        // A name, at distance: asked for (reno is always allowed, so set it from another).
+        let other = try await LoopbackTCP.open()
+        _ = try await StreamBuffers.apply(other.client, rttMicroseconds: 150_000, sending: true, congestionControl: .algorithm("reno")).get()
+        #expect(try await algorithm(other.client) == "reno")
+        // On a LAN nothing is asked, whatever the choice.
+        let lan = try await LoopbackTCP.open()
+        let before = try await algorithm(lan.client)
+        _ = try await StreamBuffers.apply(lan.client, rttMicroseconds: 200, sending: true, congestionControl: .algorithm(before == "reno" ? "bbr" : "reno")).get()
+        #expect(try await algorithm(lan.client) == before)
+        for connection in [loopback, other, lan] {
+            try await connection.client.close()
+            try await connection.close()
+        }
     }
 }
 #endif

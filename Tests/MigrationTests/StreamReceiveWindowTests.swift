@@ -28,7 +28,7 @@ import Testing
         let before = try await windowClamp(of: receiving)
         let plan = StreamBufferSizing.plan(rttMicroseconds: rtt, limits: StreamBuffers.receiveLimits, share: share, autotune: false)
         #expect(plan.setting != .autotuned)
-        _ = try await StreamBuffers.apply(receiving, rttMicroseconds: rtt, sending: false, share: share).get()
+        _ = try await StreamBuffers.apply(receiving, rttMicroseconds: rtt, sending: false, share: share, congestionControl: .system).get()
         let after = try await windowClamp(of: receiving)
         #expect(before < plan.grantedBytes, "the handshake's clamp (\(before)) is already as large as the buffer: this test shows nothing here")
         #expect(after >= plan.grantedBytes / 2, "window clamp \(after) after a receive buffer of \(plan.grantedBytes) (before: \(before))")

@@ -93,7 +93,7 @@ import Testing
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
         let tunnel = try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m1", host: "127.0.0.1", port: listener.localAddress!.port!,
-            stripes: 4, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+            stripes: 4, congestionControl: .default, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
         // Two concurrent streams, each striped four ways: each comes back whole and in order
         // (the destination reassembles before its QEMU reads; the echo returns on stripe 0).
         let payloads = (0..<2).map { s in (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: ($0 >> 7) &* (s + 3) &+ $0) } }
@@ -122,7 +122,7 @@ import Testing
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
         let tunnel = try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m-retry", host: "127.0.0.1", port: listener.localAddress!.port!,
-            stripes: 4, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+            stripes: 4, congestionControl: .default, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
         let payload = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: ($0 >> 9) &+ $0) }
         #expect(try await tunnels.sourceQEMU(path: tunnel.socketPath, bytes: payload) == payload)
         #expect(tunnel.failures.isEmpty, "\(tunnel.failures)")
@@ -146,7 +146,7 @@ import Testing
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
         let tunnel = try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: migration, host: "127.0.0.1", port: proxy.port,
-            stripes: 4, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+            stripes: 4, congestionControl: .default, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
         let payload = (0..<(16 << 20)).map { UInt8(truncatingIfNeeded: ($0 >> 9) &* 7 &+ $0) }
         let back = try await tunnels.sourceQEMU(path: tunnel.socketPath, bytes: payload)
         #expect(proxy.didCut)
@@ -164,7 +164,7 @@ import Testing
         defer { task.cancel(); Task { await listener.close(); try? await echo.channel.close() } }
         let tunnel = try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m1", host: "127.0.0.1", port: listener.localAddress!.port!,
-            stripes: 3, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src")), logger: TunnelFixtures.logger)
+            stripes: 3, congestionControl: .default, configuration: SecureChannelConfiguration(credentials: tunnels.f.credentials("src")), logger: TunnelFixtures.logger)
         let back = try await tunnels.sourceQEMU(path: tunnel.socketPath, bytes: [UInt8](repeating: 7, count: 1 << 16))
         #expect(back.isEmpty)
         #expect(echo.received.withLockedValue { $0 } == 0)

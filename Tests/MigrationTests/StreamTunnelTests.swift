@@ -114,7 +114,7 @@ struct EchoUnixServer {
         var policy = ChannelPolicy(); policy.expectedPeer = "dst"
         let tunnel = try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m1", host: "127.0.0.1", port: listener.localAddress!.port!,
-            configuration: SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
+            congestionControl: .default, configuration: SecureChannelConfiguration(credentials: f.credentials("src"), policy: policy), logger: TunnelFixtures.logger)
         // Three concurrent streams, like QEMU's main channel plus two multifd channels.
         let payloads = (0..<3).map { s in (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: $0 &* (s + 3)) } }
         try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -133,7 +133,7 @@ struct EchoUnixServer {
         defer { task.cancel(); Task { await listener.close(); try? await echo.channel.close() } }
         let tunnel = try await OutgoingStreamTunnel.start(
             socketPath: TunnelFixtures.tempPath("src.sock"), migrationID: "m1", host: "127.0.0.1", port: listener.localAddress!.port!,
-            configuration: SecureChannelConfiguration(credentials: f.credentials("src")), logger: TunnelFixtures.logger)
+            congestionControl: .default, configuration: SecureChannelConfiguration(credentials: f.credentials("src")), logger: TunnelFixtures.logger)
         let back = try await sourceQEMU(path: tunnel.socketPath, bytes: [UInt8](repeating: 7, count: 1 << 16))
         #expect(back.isEmpty) // the source QEMU's connection is closed, nothing echoed
         #expect(echo.received.withLockedValue { $0 } == 0)

@@ -5,6 +5,7 @@ import MeshIdentity
 import TOMLKit
 public import HA
 public import Membership
+public import Migration
 
 /// Which membership timings a mesh runs (Protocol.md §4.6).
 public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterable {
@@ -49,6 +50,7 @@ public enum MembershipProfile: String, Sendable, Codable, Equatable, CaseIterabl
 ///     membership_profile = "wan"    # "lan" (default) or "wan" (Protocol.md §4.11.1)
 ///     wan_rtt_ms = 150              # the largest round trip between members; WAN only, default 250
 ///     dashboard_listen = "127.0.0.1:9470"  # the web dashboard (README); default off
+///     stream_congestion_control = "system"  # migration streams at distance: "bbr" (default), "system" or a name (§6.11)
 ///     [networks]
 ///     default = 1
 public struct AgentConfiguration: Sendable, Codable, Equatable {
@@ -156,6 +158,13 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// The largest round trip between two members, ms (1...2,000), for the WAN profile.
     public var wanRoundTripMs: Int = 250
 
+    /// The congestion control of migration streams' sending sockets at distance (Protocol.md
+    /// §6.11): "bbr", "system" (the kernel's default, nothing set) or another algorithm's name.
+    public var streamCongestionControl: String = StreamCongestionControl.Choice.default.description
+
+    /// `streamCongestionControl` parsed; `validate` refuses one that does not parse.
+    public var streamCongestionChoice: StreamCongestionControl.Choice? { StreamCongestionControl.Choice(parsing: streamCongestionControl) }
+
     /// The membership settings of this configuration.
     public var membershipSettings: MembershipSettings {
         switch membershipProfile {
@@ -201,6 +210,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         case membershipProfile = "membership_profile"
         case wanRoundTripMs = "wan_rtt_ms"
         case dashboardListen = "dashboard_listen"
+        case streamCongestionControl = "stream_congestion_control"
     }
 
     /// All defaults.
@@ -251,6 +261,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
             membershipProfile = known
         }
         wanRoundTripMs = try c.decodeIfPresent(Int.self, forKey: .wanRoundTripMs) ?? defaults.wanRoundTripMs
+        streamCongestionControl = try c.decodeIfPresent(String.self, forKey: .streamCongestionControl) ?? defaults.streamCongestionControl
     }
 
     /// A number of seconds written as TOML float or integer (`drs_interval = 60` is as good as `60.0`).
@@ -304,6 +315,11 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         do { try leaseSettings.validate() } catch { throw .badConfiguration(path: source, reason: "lease timings: \(error)") }
         guard (1...2_000).contains(wanRoundTripMs) else {
             throw .badConfiguration(path: source, reason: "wan_rtt_ms = \(wanRoundTripMs): it must be between 1 and 2000 ms (the largest round trip between two members; default 250)")
+        }
+        guard streamCongestionChoice != nil else {
+            throw .badConfiguration(path: source, reason: "stream_congestion_control = \"\(streamCongestionControl)\": give \"bbr\" (the default), \"system\" (the kernel's "
+                                    + "net.ipv4.tcp_congestion_control, nothing set) or an algorithm's name as net.ipv4.tcp_available_congestion_control lists it "
+                                    + "(lower-case letters, digits and _, at most 15)")
         }
         try validateDRS(source: source)
     }

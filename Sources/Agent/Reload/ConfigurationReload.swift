@@ -3,8 +3,8 @@ public import Logging
 /// How the agent reloads its configuration on SIGHUP: `load` reads it again as at start (the
 /// file, then the command line's flags over it), `setLogLevel` changes the process's log level.
 /// What can change while running: `log_level`, `max_incoming_migrations`,
-/// `max_outgoing_migrations`, `max_incoming_disk_migrations`, `max_outgoing_disk_migrations`; any other change is logged as
-/// needing a restart.
+/// `max_outgoing_migrations`, `max_incoming_disk_migrations`, `max_outgoing_disk_migrations`,
+/// `stream_congestion_control`; any other change is logged as needing a restart.
 public struct ConfigurationReload: Sendable {
     /// Reads the configuration again; throws (naming the file and the fix) when it is invalid.
     public var load: @Sendable () throws -> AgentConfiguration
@@ -19,7 +19,7 @@ public struct ConfigurationReload: Sendable {
 
     /// The keys `reloaded` reloads.
     static let reloadableKeys: Set<String> = ["log_level", "max_incoming_migrations", "max_outgoing_migrations", "max_incoming_disk_migrations",
-                                                      "max_outgoing_disk_migrations"]
+                                                      "max_outgoing_disk_migrations", "stream_congestion_control"]
 
     /// The keys whose values differ between `old` and `new` (as TOML names), sorted.
     static func changedKeys(_ old: AgentConfiguration, _ new: AgentConfiguration) -> [String] {
@@ -69,6 +69,7 @@ extension AgentConfiguration {
         case .scheduleGrace: "\(scheduleGrace)"
         case .scheduleMinInterval: "\(scheduleMinInterval)"
         case .dashboardListen: "\(dashboardListen.map { "\($0)" } ?? "off")"
+        case .streamCongestionControl: streamCongestionControl
         case nil: ""
         }
     }

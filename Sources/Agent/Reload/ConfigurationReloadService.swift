@@ -3,8 +3,9 @@ import MigrationService
 import ServiceLifecycle
 import UnixSignals
 
-/// Reloads the configuration on SIGHUP (`systemctl reload hostmesh`): the log level and the
-/// migration limits take effect at once (a higher outgoing limit starts queued migrations); a
+/// Reloads the configuration on SIGHUP (`systemctl reload hostmesh`): the log level, the
+/// migration limits (a higher outgoing limit starts queued migrations) and the congestion
+/// control of migration streams (for streams dialled from then on) take effect at once; a
 /// configuration that does not load or validate changes nothing and is logged with the reason;
 /// changes to other keys are logged as needing a restart.
 struct ConfigurationReloadService: Service {
@@ -40,12 +41,14 @@ struct ConfigurationReloadService: Service {
         let limits = MigrationLimits(linkMegabits: linkMegabits, incoming: new.maxIncomingMigrations, outgoing: new.maxOutgoingMigrations,
                                      incomingWithDisks: new.maxIncomingDiskMigrations, outgoingWithDisks: new.maxOutgoingDiskMigrations)
         await coordinator.setLimits(limits)
+        if let congestionControl = new.streamCongestionChoice { coordinator.setStreamCongestionControl(congestionControl) } // validated by `load`
         let changed = ConfigurationReload.changedKeys(current, new)
         let needRestart = changed.filter { !ConfigurationReload.reloadableKeys.contains($0) }
         logger.notice("configuration reloaded", metadata: [
             "config.changed": "\(changed.joined(separator: ","))", "log.level": "\(level)",
             "migration.incoming_max": "\(limits.incoming)", "migration.outgoing_max": "\(limits.outgoing)",
             "migration.incoming_disk_max": "\(limits.incomingWithDisks)", "migration.outgoing_disk_max": "\(limits.outgoingWithDisks)",
+            "migration.stream_congestion_control": "\(new.streamCongestionControl)",
         ])
         if !needRestart.isEmpty {
             logger.warning("configuration changes that take effect only after a restart (systemctl restart hostmesh)",
@@ -58,6 +61,7 @@ struct ConfigurationReloadService: Service {
         applied.maxOutgoingMigrations = new.maxOutgoingMigrations
         applied.maxIncomingDiskMigrations = new.maxIncomingDiskMigrations
         applied.maxOutgoingDiskMigrations = new.maxOutgoingDiskMigrations
+        applied.streamCongestionControl = new.streamCongestionControl
         return applied
     }
 }

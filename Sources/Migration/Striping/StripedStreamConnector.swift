@@ -19,7 +19,7 @@ enum StripedStreamConnector {
 
     /// Installs the sender on `qemu` and starts connecting its stripes; the initializer's result.
     static func start(qemu: any Channel, stripes: Int, migrationID: String, streamIndex: Int, host: String, port: Int,
-                      rateBytesPerSecond: Int?,
+                      rateBytesPerSecond: Int?, congestionControl: StreamCongestionControl.Choice,
                       configuration: SecureChannelConfiguration, logger: Logger,
                       predialed: [PredialedChannels.Slot] = [],
                       failed: @escaping @Sendable (String) -> Void,
@@ -38,7 +38,7 @@ enum StripedStreamConnector {
                                      promise: nil)
                 secure.setOption(ChannelOptions.writeBufferWaterMark, value: stripeWaterMark).whenComplete { _ in }
                 StreamBuffers.size(secure, sending: true, notSentLowWater: notSentLowWater, share: stripes,
-                                    rateBytesPerSecond: rateBytesPerSecond).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
+                                    rateBytesPerSecond: rateBytesPerSecond, congestionControl: congestionControl).whenSuccess { rtt in if rtt > 0 { measured(rtt) } }
                 let end = SenderStripe()
                 try secure.pipeline.syncOperations.addHandler(end)
                 bound.value.attach(end, index: stripe)

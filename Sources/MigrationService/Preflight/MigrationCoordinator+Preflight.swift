@@ -194,7 +194,7 @@ extension MigrationCoordinator {
         configuration.policy.expectedPeer = peer
         return PredialedChannels(ahead: SourceRun.stripes(settings, roundTrip: roundTrip), host: address.host, port: address.port,
                                  configuration: configuration, rttMicroseconds: roundTrip, rateBytesPerSecond: settings.linkBytesPerSecond,
-                                 acceptsFiller: acceptsFiller, logger: logger)
+                                 acceptsFiller: acceptsFiller, congestionControl: context.streamCongestionControl, logger: logger)
     }
 
     /// The destination's items for `check` from host `peer`: its QEMU, its room, the shared disks'

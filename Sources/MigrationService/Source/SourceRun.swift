@@ -309,13 +309,14 @@ actor SourceRun: SourceMigrationEnvironment {
         if opened == nil, predial {
             opened = PredialedChannels(ahead: stripes, host: live.address.host, port: live.address.port, configuration: streamConfiguration,
                                        rttMicroseconds: roundTrip, rateBytesPerSecond: live.settings.linkBytesPerSecond,
-                                       acceptsFiller: control?.session.peerAcceptsFiller == true, logger: logger)
+                                       acceptsFiller: control?.session.peerAcceptsFiller == true,
+                                       congestionControl: context.streamCongestionControl, logger: logger)
         }
         // A tunnel that cannot start closes `opened` with its error.
         return try await OutgoingStreamTunnel.start(
             socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
             host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit,
-            predialed: opened, configuration: streamConfiguration, logger: logger)
+            congestionControl: context.streamCongestionControl, predialed: opened, configuration: streamConfiguration, logger: logger)
     }
 
     func openTransfer() async -> SourceMigration.Event? {
@@ -328,7 +329,7 @@ actor SourceRun: SourceMigrationEnvironment {
                 nbdTunnel = try await OutgoingStreamTunnel.start(
                     socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,
                     host: live.address.host, port: live.address.port, purpose: .nbd, linkMbit: live.settings.linkMbit,
-                    configuration: streamConfiguration, logger: logger)
+                    congestionControl: context.streamCongestionControl, configuration: streamConfiguration, logger: logger)
             }
             return .transferReady
         } catch {
