@@ -46,6 +46,11 @@ public final class SecureChannelHandler {
     /// Initiator only: completed once message 3 is written and records may follow it.
     private var keysPromise: EventLoopPromise<ChannelSession>?
     private var timeout: Scheduled<Void>?
+    /// The end of a lingering close (`fail`): the socket closes then if the peer has not.
+    private var linger: Scheduled<Void>?
+    /// How long a channel that told its peer why it ends (Reject or Close) keeps reading, and
+    /// discarding, what the peer still sends, so that its reason is not reset away unread.
+    static let lingerTimeout: TimeAmount = .milliseconds(500)
     private var closeSeen = false
     private var failure: SecureChannelError?
     private var unflushed = false
@@ -159,6 +164,8 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Closed (lingering, or racing the close): what still comes is discarded unread.
+        guard isOpen else { return }
         var input = unwrapInboundIn(data)
         plaintextArena.clear(minimumCapacity: input.readableBytes + (partialFrame?.readableBytes ?? 0))
         do throws(SecureChannelError) {
@@ -219,6 +226,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     public func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        linger?.cancel()
         if case .closed = state {} else if !closeSeen {
             let established: Bool = { if case .established = state { return true } else { return false } }()
             let error = established
@@ -615,6 +623,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         deliver(context: context) // records authenticated before the failure still count
         record(error)
         timeout?.cancel()
+        var told = false
         if tellPeer, !error.byPeer {
             switch state {
             case .established(var sealer, _):
@@ -622,9 +631,11 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // Only the advisory reason is lost if sealing fails (counter exhausted): the channel closes regardless.
                 if (try? sealer.sealClose(error.code, error.detail, into: &out)) != nil {
                     context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+                    told = true
                 }
             case .responding, .initiating:
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: HandshakeWire.rejectFrame(error))), promise: nil)
+                told = true
             case .closed:
                 break
             }
@@ -639,7 +650,27 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         pendingDeliveries.removeAll()
         failPending(error)
         context.fireErrorCaught(error)
-        context.close(promise: nil)
+        if told, context.channel.isActive {
+            lingeringClose(context: context)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    /// Ends the connection after a Reject or Close: FIN after it, then what the peer still sends
+    /// is read and discarded until the peer closes or `lingerTimeout` passes. A full close with
+    /// bytes unread sends a reset instead, and Linux drops a receive queue on a reset: the peer
+    /// would see "connection reset" and never read why (a refused filler, a key refused while
+    /// the stream's first bytes were on their way).
+    private func lingeringClose(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let linger = context.eventLoop.scheduleTask(in: Self.lingerTimeout) { loopBound.value.close(promise: nil) }
+        self.linger = linger
+        context.close(mode: .output).assumeIsolated().whenFailure { _ in
+            // No half-close here (not a socket, or already closing): close outright, as before.
+            linger.cancel()
+            loopBound.value.close(promise: nil)
+        }
     }
 
     private func failPending(_ error: SecureChannelError) {
