@@ -51,11 +51,37 @@ public enum StreamCongestionControl {
         return set(channel, algorithm: name).recover { error in
             if !refusalLogged.withLockedValue({ let logged = $0; $0 = true; return logged }) {
                 logger.notice("migration streams at distance keep the system's congestion control: the kernel refused \(name)",
-                              metadata: ["error": "\(error)",
-                                         "mesh.fix": "load tcp_\(name) (`modprobe tcp_\(name)`) and add \(name) to net.ipv4.tcp_allowed_congestion_control, run the agent with CAP_NET_ADMIN, or set stream_congestion_control = \"system\" to keep the system's"])
+                              metadata: ["error": "\(error)", "mesh.fix": "\(fix(choice))"])
             }
             return false
         }
+    }
+
+    /// Whether this process may use `choice` on a TCP socket: nil when it may (or `.system`),
+    /// else the kernel's refusal. Asked on a socket of its own, off any event loop, at the
+    /// agent's start: the first use of an algorithm not yet loaded may load its module (tens of
+    /// milliseconds, once per boot), which should not happen on a stream's event loop, and an
+    /// operator learns of a refusal when the agent starts rather than at the first migration
+    /// across a distance.
+    public static func check(_ choice: Choice) -> String? {
+        #if os(Linux)
+        guard case .algorithm(let name) = choice else { return nil }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return "cannot open a TCP socket to ask: \(String(cString: strerror(errno)))" }
+        defer { close(fd) }
+        var bytes = Array(name.utf8.prefix(15)) + [0]
+        let result = bytes.withUnsafeMutableBytes { setsockopt(fd, Int32(IPPROTO_TCP), TCP_CONGESTION, $0.baseAddress, socklen_t($0.count)) }
+        return result == 0 ? nil : "\(name): \(String(cString: strerror(errno)))"
+        #else
+        return nil
+        #endif
+    }
+
+    /// What to do about a refused `choice` (the `mesh.fix` of its log line).
+    public static func fix(_ choice: Choice) -> String {
+        let name = choice.description
+        return "load tcp_\(name) (`modprobe tcp_\(name)`) and add \(name) to net.ipv4.tcp_allowed_congestion_control, run the agent with CAP_NET_ADMIN, "
+            + "or set stream_congestion_control = \"system\" to keep the system's"
     }
 
     /// Sets `channel`'s congestion control to `algorithm` (`TCP_CONGESTION`); true when taken,

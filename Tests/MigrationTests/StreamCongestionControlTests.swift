@@ -46,6 +46,11 @@ import Testing
         for bad in ["", "BBR", "bbr!", "1bbr", "a_name_of_16_chr", "bbr cubic"] {
             #expect(StreamCongestionControl.Choice(parsing: bad) == nil, "\(bad) parsed")
         }
+        // Asked at the agent's start, on a socket of its own: the refusal names the algorithm.
+        #expect(StreamCongestionControl.check(.system) == nil && StreamCongestionControl.check(.algorithm("reno")) == nil)
+        let refusal = StreamCongestionControl.check(.algorithm("nosuch_cc"))
+        #expect(refusal?.hasPrefix("nosuch_cc: ") == true, "\(String(describing: refusal))")
+        #expect(StreamCongestionControl.fix(.algorithm("nosuch_cc")).contains("modprobe tcp_nosuch_cc"))
         let loopback = try await LoopbackTCP.open()
         #expect(try await StreamCongestionControl.set(loopback.client, algorithm: "reno").get())
         // "system": nothing asked, at distance too.
