@@ -137,13 +137,7 @@ public struct Agent: Service {
         // Asked once, off the event loops: loads the algorithm's module if it must, and says now
         // (not at the first migration across a distance) when the kernel refuses it.
         let congestionLogger = logger
-        Task.detached(priority: .utility) {
-            if let refusal = StreamCongestionControl.check(congestionControl) {
-                congestionLogger.notice("migration streams at distance will keep the system's congestion control: the kernel refuses the one configured",
-                                        metadata: ["migration.stream_congestion_control": "\(congestionControl)", "error": "\(refusal)",
-                                                   "mesh.fix": "\(StreamCongestionControl.fix(congestionControl))"])
-            }
-        }
+        Task.detached(priority: .utility) { StreamCongestionControl.report(congestionControl, logger: congestionLogger) }
         migration.evidence = evidence
         let coordinator = MigrationCoordinator(journal: seams.wrapJournal(journal), vms: vms, ports: network, credentials: credentials,
                                                configuration: migration, logger: logger)

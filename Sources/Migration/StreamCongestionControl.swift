@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 #if canImport(Glibc)
@@ -75,6 +75,14 @@ public enum StreamCongestionControl {
         #else
         return nil
         #endif
+    }
+
+    /// Asks the kernel for `choice` (`check`) and logs a refusal with the fix; blocking, briefly:
+    /// call it off the event loops (the agent's start, a reload).
+    public static func report(_ choice: Choice, logger: Logger) {
+        guard let refusal = check(choice) else { return }
+        logger.notice("migration streams at distance will keep the system's congestion control: the kernel refuses the one configured",
+                      metadata: ["migration.stream_congestion_control": "\(choice)", "error": "\(refusal)", "mesh.fix": "\(fix(choice))"])
     }
 
     /// What to do about a refused `choice` (the `mesh.fix` of its log line).

@@ -1,4 +1,5 @@
 import Logging
+import Migration
 import MigrationService
 import ServiceLifecycle
 import UnixSignals
@@ -41,7 +42,10 @@ struct ConfigurationReloadService: Service {
         let limits = MigrationLimits(linkMegabits: linkMegabits, incoming: new.maxIncomingMigrations, outgoing: new.maxOutgoingMigrations,
                                      incomingWithDisks: new.maxIncomingDiskMigrations, outgoingWithDisks: new.maxOutgoingDiskMigrations)
         await coordinator.setLimits(limits)
-        if let congestionControl = new.streamCongestionChoice { coordinator.setStreamCongestionControl(congestionControl) } // validated by `load`
+        if let congestionControl = new.streamCongestionChoice { // validated by `load`
+            coordinator.setStreamCongestionControl(congestionControl)
+            if congestionControl != current.streamCongestionChoice { StreamCongestionControl.report(congestionControl, logger: logger) }
+        }
         let changed = ConfigurationReload.changedKeys(current, new)
         let needRestart = changed.filter { !ConfigurationReload.reloadableKeys.contains($0) }
         logger.notice("configuration reloaded", metadata: [
