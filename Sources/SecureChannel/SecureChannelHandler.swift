@@ -308,6 +308,11 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if linger != nil, mode == .all, context.channel.isActive {
+            // Lingering after a failure (`fail`): closed when that ends, at the latest at its bound.
+            context.channel.closeFuture.cascade(to: promise)
+            return
+        }
         guard mode == .all, case .established(var sealer, _) = state else {
             context.close(mode: mode, promise: promise)
             return
@@ -370,7 +375,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     var out = context.channel.allocator.buffer(capacity: 256)
                     try? sealer.sealClose(error.code, error.detail, into: &out) // counter 0 of a fresh sealer: cannot fail; the refusal stands either way
                     context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-                    fail(context: context, error, tellPeer: false)
+                    fail(context: context, error, tellPeer: false, told: true)
                 }
             }
         case .established(let sealer, var opener):
@@ -618,12 +623,14 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if failure == nil { failure = error }
     }
 
-    private func fail(context: ChannelHandlerContext, _ error: SecureChannelError, tellPeer: Bool = true) {
+    /// Ends the channel with `error`: tells the peer why where it can (`tellPeer`, or it was
+    /// `told` already) and then closes lingering (`lingeringClose`), else outright.
+    private func fail(context: ChannelHandlerContext, _ error: SecureChannelError, tellPeer: Bool = true, told alreadyTold: Bool = false) {
         if case .closed = state { return }
         deliver(context: context) // records authenticated before the failure still count
         record(error)
         timeout?.cancel()
-        var told = false
+        var told = alreadyTold
         if tellPeer, !error.byPeer {
             switch state {
             case .established(var sealer, _):
@@ -649,10 +656,13 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         partialFrame = nil
         pendingDeliveries.removeAll()
         failPending(error)
-        context.fireErrorCaught(error)
+        // The linger starts before the pipeline hears of the error: a handler that closes the
+        // channel on it (most do) then waits for the linger's end instead of cutting it short.
         if told, context.channel.isActive {
             lingeringClose(context: context)
+            context.fireErrorCaught(error)
         } else {
+            context.fireErrorCaught(error)
             context.close(promise: nil)
         }
     }
@@ -666,8 +676,10 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         let linger = context.eventLoop.scheduleTask(in: Self.lingerTimeout) { loopBound.value.close(promise: nil) }
         self.linger = linger
+        // Reading on (a stream's reads may be paused): the peer's close is what ends the linger early.
+        context.read()
         context.close(mode: .output).assumeIsolated().whenFailure { _ in
-            // No half-close here (not a socket, or already closing): close outright, as before.
+            // The half-close refused (the channel already closing): close outright, as before.
             linger.cancel()
             loopBound.value.close(promise: nil)
         }

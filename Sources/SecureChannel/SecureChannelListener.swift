@@ -80,8 +80,16 @@ public struct SecureChannelListener: Sendable {
                                                            eventLoop: channel.eventLoop, logger: logger)
                     let handlerBox = NIOLoopBound(handler, eventLoop: channel.eventLoop)
                     // The handshake ends either way (the promise always completes, at the latest
-                    // when the channel goes): its place under the caps is free again.
-                    handler.handshakeCompleted.whenComplete { _ in admission.release(prefix) }
+                    // when the channel goes): its place under the caps is free again, once the
+                    // socket is gone for a refused one (it lingers up to 500 ms after its Reject,
+                    // and the caps bound those sockets too).
+                    handler.handshakeCompleted.whenComplete { result in
+                        if case .failure = result {
+                            channel.closeFuture.whenComplete { _ in admission.release(prefix) }
+                        } else {
+                            admission.release(prefix)
+                        }
+                    }
                     // Routing runs synchronously when the handshake completes, so the handlers
                     // it installs are in place before the first application byte is delivered.
                     let accepted = handler.handshakeCompleted.flatMapThrowing { session -> Accepted in
