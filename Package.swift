@@ -379,7 +379,7 @@ let package = Package(
         .testTarget(
             name: "ProtocolDocumentTests",
             dependencies: [
-                "CSodium", "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "VirtualSwitch", "GossipTransport",
+                "CSodium", "MeshCrypto", "MeshWire", "MeshIdentity", "SecureChannel", "VirtualSwitch", "GossipTransport", "Migration",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict

@@ -15,6 +15,12 @@ extension MigrationCoordinator {
         if count >= limits.incoming {
             return "\(hostID) already receives \(count) migrations (limit \(limits.incoming))"
         }
+        // Both limits before anything else: at either one the answer is busy (Protocol.md §6.4),
+        // and only then may its text say so.
+        let withDisks = admitting.values.filter { $0.diskBytes > 0 }.count + admitted.filter { $0.environment.diskBytes > 0 }.count
+        if diskBytes > 0, withDisks >= limits.incomingWithDisks {
+            return "\(hostID) already receives \(withDisks) migrations with local disks (limit \(limits.incomingWithDisks)); retry when one ends"
+        }
         guard let available = HostMemory.availableMiB() else {
             // Fail closed: without the figure, a reservation could overcommit the host.
             return "\(hostID) cannot read its free memory (/proc/meminfo); it admits nothing until it can"
@@ -25,10 +31,6 @@ extension MigrationCoordinator {
             return "not enough memory on \(hostID): the VM needs \(need) MiB, \(available - reserved - limits.hostReserveMiB) MiB can be reserved"
         }
         guard diskBytes > 0 else { return nil }
-        let withDisks = admitting.values.filter { $0.diskBytes > 0 }.count + admitted.filter { $0.environment.diskBytes > 0 }.count
-        if withDisks >= limits.incomingWithDisks {
-            return "\(hostID) already receives \(withDisks) migrations with local disks (limit \(limits.incomingWithDisks)); retry when one ends"
-        }
         guard let free = HostStorage.availableBytes(at: storageRoot) else {
             // Fail closed, as for memory: an unknown figure could overcommit the file system.
             return "\(hostID) cannot read the free space of its storage directory \(storageRoot); it admits no local disks until it can"
