@@ -118,20 +118,15 @@ struct OperabilityTests {
 
     /// A congestion control the kernel refuses (`stream_congestion_control`, Protocol.md §6.11)
     /// is said when the agent starts, with the fix; the agent runs on (its streams keep the
-    /// system's), and one the kernel takes is not mentioned.
+    /// system's).
     @Test func aRefusedStreamCongestionControlIsSaidAtStart() async throws {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
         _ = try mesh.host("node-a")
-        _ = try mesh.host("node-b")
         let a = try await mesh.start("node-a", arguments: ["--stream-congestion-control", "nosuch_cc"])
         try await waitForLog(a, "the kernel refuses the one configured")
         #expect(a.log.contains("migration.stream_congestion_control=nosuch_cc") && a.log.contains("modprobe tcp_nosuch_cc"), "\(a.log.suffix(1500))")
         _ = try await a.control.call("status", Empty(), as: ControlTypes.Status.self)
-        let b = try await mesh.start("node-b", arguments: ["--stream-congestion-control", "reno"])
-        _ = try await b.control.call("status", Empty(), as: ControlTypes.Status.self)
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(!b.log.contains("the kernel refuses the one configured"), "\(b.log.suffix(1500))")
     }
 
     /// `--log-format json`: every line the agent writes is one JSON object with the fixed

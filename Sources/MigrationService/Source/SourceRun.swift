@@ -38,6 +38,9 @@ actor SourceRun: SourceMigrationEnvironment {
     }
 
     let context: MigrationContext
+    /// The congestion control of this migration's streams at distance, read once: a reload
+    /// meanwhile does not give its padding one algorithm and its stream another.
+    let congestionControl: StreamCongestionControl.Choice
     let id: String
     let vmID: String
     let vmName: String
@@ -86,6 +89,7 @@ actor SourceRun: SourceMigrationEnvironment {
          checkedChannel: CheckedControlChannel? = nil, openStreamsEarly: Bool = true,
          progress: @escaping @Sendable (MigrationProgressUpdate) async -> Void) {
         self.context = context
+        congestionControl = context.streamCongestionControl
         self.id = id
         vmID = vm.id
         vmName = vm.name
@@ -105,6 +109,7 @@ actor SourceRun: SourceMigrationEnvironment {
     /// Recovery of a journaled migration (no channel, no stream).
     init(context: MigrationContext, recovering row: JournaledMigration, spec: VMSpec?) {
         self.context = context
+        congestionControl = context.streamCongestionControl
         id = row.id
         vmID = row.vmID
         vmName = row.vmName
@@ -310,13 +315,13 @@ actor SourceRun: SourceMigrationEnvironment {
             opened = PredialedChannels(ahead: stripes, host: live.address.host, port: live.address.port, configuration: streamConfiguration,
                                        rttMicroseconds: roundTrip, rateBytesPerSecond: live.settings.linkBytesPerSecond,
                                        acceptsFiller: control?.session.peerAcceptsFiller == true,
-                                       congestionControl: context.streamCongestionControl, logger: logger)
+                                       congestionControl: congestionControl, logger: logger)
         }
         // A tunnel that cannot start closes `opened` with its error.
         return try await OutgoingStreamTunnel.start(
             socketPath: context.vms.directory(for: vmID).path + "/out-\(id.prefix(8)).sock", migrationID: id,
             host: live.address.host, port: live.address.port, stripes: stripes, linkMbit: live.settings.linkMbit,
-            congestionControl: context.streamCongestionControl, predialed: opened, configuration: streamConfiguration, logger: logger)
+            congestionControl: congestionControl, predialed: opened, configuration: streamConfiguration, logger: logger)
     }
 
     func openTransfer() async -> SourceMigration.Event? {
@@ -329,7 +334,7 @@ actor SourceRun: SourceMigrationEnvironment {
                 nbdTunnel = try await OutgoingStreamTunnel.start(
                     socketPath: context.vms.directory(for: vmID).path + "/nbd-\(id.prefix(8)).sock", migrationID: id,
                     host: live.address.host, port: live.address.port, purpose: .nbd, linkMbit: live.settings.linkMbit,
-                    congestionControl: context.streamCongestionControl, configuration: streamConfiguration, logger: logger)
+                    congestionControl: congestionControl, configuration: streamConfiguration, logger: logger)
             }
             return .transferReady
         } catch {
