@@ -45,6 +45,9 @@ public enum StorageBenchmark {
         /// The guest's pause step by step: each point's time after the source QEMU's STOP, ms
         /// (the agents' switchover timeline for `tunnel`, the benchmark's own steps for `direct`).
         public var switchoverMs: [String: Double]? = nil
+        /// Where the total went, ms (`Phase`): the same steps on both paths, so a difference in
+        /// total shows in the step that made it.
+        public var phasesMs: [String: Int64]? = nil
 
         enum CodingKeys: String, CodingKey {
             case workload, path
@@ -53,7 +56,18 @@ public enum StorageBenchmark {
             case cpuSeconds = "cpu_s", cpuNsPerByte = "cpu_ns_per_byte"
             case concurrent, vm
             case switchoverMs = "switchover_ms"
+            case phasesMs = "phases_ms"
         }
+    }
+
+    /// The steps of a run's total, in order. `checklist`: the tunnel's pre-flight checklist and
+    /// what `migrate` does around the migration itself (the total less the migration's own, 0 for
+    /// direct); `setup`: up to the mirror's start (the destination's QEMU and NBD export, and for
+    /// the tunnel its channel and prepare); `mirror`: until every disk is synchronised; `memory`:
+    /// QEMU's memory migration to its end, the mirrors' completion at its pause included;
+    /// `rest`: the handover after it (the tunnel's commit; direct's NBD stop and `cont`).
+    public enum Phase: String, CaseIterable, Sendable {
+        case checklist, setup, mirror, memory, rest
     }
 
     /// What to run.
@@ -105,6 +119,7 @@ public enum StorageBenchmark {
             for workload in options.workloads {
                 let direct = try await runDirect(options, workload: workload, base: base, work: work + "/direct-\(workload)-\(round)")
                 log(describe(direct, round: round))
+                log("  phases: " + describe(direct.phasesMs))
                 log("  switchover: " + describe(direct.switchoverMs))
                 rows.append(direct)
                 _ = timeline.take()
@@ -112,6 +127,7 @@ public enum StorageBenchmark {
                 tunnel.switchoverMs = steps(timeline.take().map { ($0.name, $0.at) }, from: "source-qemu-stop")
                 log("  switchover: " + describe(tunnel.switchoverMs))
                 log(describe(tunnel, round: round))
+                log("  phases: " + describe(tunnel.phasesMs))
                 rows.append(tunnel)
             }
         }
@@ -124,6 +140,12 @@ public enum StorageBenchmark {
     }
 
     static func format(_ value: Double) -> String { String(format: "%.2f", value) }
+
+    /// A run's phases in order, ms.
+    static func describe(_ phases: [String: Int64]?) -> String {
+        guard let phases else { return "-" }
+        return Phase.allCases.map { "\($0.rawValue) \(phases[$0.rawValue].map(String.init) ?? "-")" }.joined(separator: ", ")
+    }
 
     /// Each point's time after `origin`'s (the first of each name), ms; nil without the origin.
     static func steps(_ points: [(name: String, at: Double)], from origin: String) -> [String: Double]? {
@@ -276,10 +298,15 @@ public enum StorageBenchmark {
         try? FileManager.default.removeItem(atPath: disk) // deleted by the handover already, unless kept
         let bytes = Double(options.diskMiB << 20) + Double(report.transferredBytes)
         let mirrored = report.disks?.first
+        let phases = report.phasesMs ?? [:]
+        let setup = (phases["connect"] ?? 0) + (phases["prepare"] ?? 0), mirror = phases["mirror"] ?? 0, memory = phases["transfer"] ?? 0
         return Row(workload: workload, path: "tunnel", totalMs: wall.wholeMilliseconds, downtimeMs: report.downtimeMs,
                    diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(mirrored?.msToReady ?? 1, 1)),
                    guestWriteP99Ms: p99(during), guestWriteP99QuietMs: p99(Array(quiet.values)),
-                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes)
+                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes,
+                   phasesMs: [Phase.checklist.rawValue: wall.wholeMilliseconds - report.totalMs, Phase.setup.rawValue: setup,
+                              Phase.mirror.rawValue: mirror, Phase.memory.rawValue: memory,
+                              Phase.rest.rawValue: report.totalMs - setup - mirror - memory])
     }
 
     /// hostmesh's settings for a run: its defaults, with the mirror buffer the direct path gets too.
@@ -340,6 +367,7 @@ public enum StorageBenchmark {
         let mirrorStart = ContinuousClock.now
         _ = try await mirror.waitUntilReady(timeout: .seconds(600))
         let readyMs = (ContinuousClock.now - mirrorStart).wholeMilliseconds
+        let memoryStart = ContinuousClock.now
         // As hostmesh does once synchronised: the cap paced the bulk copy only.
         if options.mirrorSpeedBytesPerSecond != nil { await mirror.uncap() }
         try await source.qmp.migrateSetCapabilities([.pauseBeforeSwitchover: true])
@@ -354,6 +382,7 @@ public enum StorageBenchmark {
             await marks.mark("migrate-continued")
         }
         await marks.mark("source-completed")
+        let memoryEnd = ContinuousClock.now
         try await incoming.waitUntilLoaded()
         await marks.mark("destination-loaded")
         try await destination.qmp.nbdServerStop()
@@ -373,7 +402,10 @@ public enum StorageBenchmark {
                    downtimeMs: Int64((((resume ?? 0) - (stop ?? 0)) * 1000).rounded()),
                    diskMBs: Double(options.diskMiB << 20) / 1e3 / Double(max(readyMs, 1)),
                    guestWriteP99Ms: p99(during), guestWriteP99QuietMs: p99(Array(quiet.values)),
-                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes, switchoverMs: steps(points, from: "source-qemu-stop"))
+                   cpuSeconds: cpu, cpuNsPerByte: cpu * 1e9 / bytes, switchoverMs: steps(points, from: "source-qemu-stop"),
+                   phasesMs: [Phase.checklist.rawValue: 0, Phase.setup.rawValue: (mirrorStart - start).wholeMilliseconds, Phase.mirror.rawValue: readyMs,
+                              Phase.memory.rawValue: (memoryEnd - memoryStart).wholeMilliseconds,
+                              Phase.rest.rawValue: total.wholeMilliseconds - (memoryEnd - start).wholeMilliseconds])
     }
 
     /// The direct path's steps, with wall-clock times (QEMU's event timestamps are too).

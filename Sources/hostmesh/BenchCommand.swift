@@ -522,6 +522,17 @@ struct BenchCommand: AsyncParsableCommand {
             }
             printTable(["WORKLOAD", "PATH", "TOTAL MS", "DOWNTIME MS", "DISK MB/S", "WRITE P99 MS", "QUIET P99 MS", "CPU S", "CPU NS/B"], table)
             print("")
+            // Where each path's total went (medians of each step alone: they need not add up to the total's median).
+            printTable(["WORKLOAD", "PATH"] + StorageBenchmark.Phase.allCases.map { $0.rawValue.uppercased() + " MS" },
+                       [("idle", "direct"), ("idle", "tunnel"), ("writing", "direct"), ("writing", "tunnel")].compactMap { workload, path in
+                let r = rows.filter { $0.workload == workload && $0.path == path }
+                guard !r.isEmpty else { return nil }
+                return [workload, path] + StorageBenchmark.Phase.allCases.map { phase in
+                    Spread.median(r.compactMap { $0.phasesMs?[phase.rawValue].map(Double.init) }).map { String(format: "%.0f", $0) } ?? "-"
+                }
+            })
+            print("(phases, medians: checklist = the tunnel's pre-flight checklist; setup = to the mirror's start; mirror = to synchronised; memory = QEMU's migration, mirrors completed at its pause; rest = the handover after)")
+            print("")
             for workload in options.workloads {
                 let median = { (path: String, value: (StorageBenchmark.Row) -> Double) in
                     Spread.median(rows.filter { $0.workload == workload && $0.path == path }.map(value)) ?? 0 }
