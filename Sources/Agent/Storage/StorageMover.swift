@@ -207,10 +207,16 @@ struct StorageMover: Sendable {
     private func finish(_ row: StoredStorageMove, process: VMProcess?) async -> Bool {
         if let process, let node = row.sourceNode { await DiskMove.removeNodes(qmp: process.qmp, node: node) }
         var deleted = false
-        let otherUser = try? await vms.otherUser(ofDisk: row.fromPath, besides: row.vmId) // unreadable: kept below, as if used
-        if otherUser == nil, FileManager.default.fileExists(atPath: row.fromPath) {
+        // Fail closed: an old file another VM names, or whose users cannot be read, stays.
+        let unused: Bool
+        do { unused = try await vms.otherUser(ofDisk: row.fromPath, besides: row.vmId) == nil } catch {
+            logger.warning("a moved disk's old file stays: cannot tell whether another VM uses it", metadata: ["disk.from": "\(row.fromPath)", "error": "\(error)"])
+            unused = false
+        }
+        if unused, FileManager.default.fileExists(atPath: row.fromPath) {
             do {
-                try FileManager.default.removeItem(atPath: row.fromPath)
+                // The name goes now, the blocks in the background (`ImageDeletion`).
+                try ImageDeletion.remove(row.fromPath)
                 deleted = true
             } catch {
                 logger.warning("cannot delete a moved disk's old file; delete it by hand", metadata: ["disk.from": "\(row.fromPath)", "error": "\(error)"])

@@ -605,7 +605,8 @@ actor SourceRun: SourceMigrationEnvironment {
                     logger.warning("the source's copy of a migrated disk stays: another VM uses it", metadata: ["disk.path": "\(disk.path)", "vm.other": "\(other)"])
                     continue
                 }
-                try FileManager.default.removeItem(atPath: disk.path)
+                // The name goes now, the blocks in the background: the command does not wait for the file system.
+                try ImageDeletion.remove(disk.path)
                 logger.info("deleted the source's copy of a migrated disk", metadata: ["disk.path": "\(disk.path)"])
             } catch {
                 logger.warning("cannot delete the source's copy of a migrated disk; it stays (the destination has its own)",
