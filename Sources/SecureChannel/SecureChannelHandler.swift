@@ -669,9 +669,9 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Ends the connection after a Reject or Close: FIN after it, then what the peer still sends
     /// is read and discarded until the peer closes or `lingerTimeout` passes. A full close with
-    /// bytes unread sends a reset instead, and Linux drops a receive queue on a reset: the peer
-    /// would see "connection reset" and never read why (a refused filler, a key refused while
-    /// the stream's first bytes were on their way).
+    /// bytes unread sends a reset instead, and the peer may then see only that: its writes fail
+    /// with "connection reset", or its socket reports the error, before it reads why (a refused
+    /// filler did so 7 times in 8; a key refused while the stream's first bytes were on their way).
     private func lingeringClose(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         let linger = context.eventLoop.scheduleTask(in: Self.lingerTimeout) { loopBound.value.close(promise: nil) }
