@@ -20,8 +20,9 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var ladder: [String]
     /// Secure channels that carried the stream (1 unless multifd or striped at distance, Protocol.md §6.14).
     public var streams: Int
-    /// Where the time went: connect and authenticate, destination ready, QEMU transfer, handover
-    /// (ms); nil from agents that predate the breakdown.
+    /// Where the time went, ms: `connect` (and authenticate), `prepare` (destination ready), with
+    /// local disks `open` (tunnels opened) and `mirror` (to synchronised), `transfer` (QEMU's),
+    /// `handover`; nil from agents that predate the breakdown.
     public var phasesMs: [String: Int64]?
     /// True when the guest moved in post-copy (it ran on the destination while pages followed);
     /// nil from agents that predate post-copy.

@@ -677,6 +677,7 @@ extension SecureChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let linger = context.eventLoop.scheduleTask(in: Self.lingerTimeout) { loopBound.value.close(promise: nil) }
         self.linger = linger
         // Reading on (a stream's reads may be paused): the peer's close is what ends the linger early.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true) // a channel without the option reads once, below
         context.read()
         context.close(mode: .output).assumeIsolated().whenFailure { _ in
             // The half-close refused (the channel already closing): close outright, as before.

@@ -210,7 +210,8 @@ struct StorageMover: Sendable {
         // Fail closed: an old file another VM names, or whose users cannot be read, stays.
         let unused: Bool
         do { unused = try await vms.otherUser(ofDisk: row.fromPath, besides: row.vmId) == nil } catch {
-            logger.warning("a moved disk's old file stays: cannot tell whether another VM uses it", metadata: ["disk.from": "\(row.fromPath)", "error": "\(error)"])
+            logger.warning("a moved disk's old file stays: cannot tell whether another VM uses it; delete it by hand once no VM names it",
+                           metadata: ["disk.from": "\(row.fromPath)", "error": "\(error)"])
             unused = false
         }
         if unused, FileManager.default.fileExists(atPath: row.fromPath) {

@@ -545,6 +545,8 @@ actor SourceRun: SourceMigrationEnvironment {
         guard let live, let nbdTunnel else { return .mirrorFailed("no tunnel for the disk mirrors in recovery") }
         var mirror = DiskMirror(qmp: live.process.qmp, indices: localDisks.map(\.index))
         mirror.bufferBytes = live.settings.diskMirrorBufferBytes ?? DiskMirror.defaultBufferBytes
+        // From the prepare's answer to the mirrors' start: the tunnels opened, their phases journaled.
+        phases["open"] = since(self.started) - (phases["connect"] ?? 0) - (phases["prepare"] ?? 0)
         let started = ContinuousClock.now
         let total = localDisks.reduce(UInt64(0)) { $0 + $1.image.virtualSize }
         // Generous: a stalled mirror fails here; a slow one is worth waiting for (5 MB/s at worst).
