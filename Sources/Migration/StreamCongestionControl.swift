@@ -8,10 +8,11 @@ import Glibc
 /// The congestion control a migration stream's sending socket uses at distance (Protocol.md
 /// §6.11): the host's choice, BBR by default, where the kernel lets this process set it, else
 /// the system's. Measured across the frame link at 250 ms with CUBIC, the common default:
-/// HyStart ended slow start early on 9 of 13 stripes (at 160-300 segments, no loss, on the delay of a queue the other stripes' bursts
-/// built), which then grew by CUBIC's curve for the rest of the transfer; the stream, joined in
-/// order, moved at link use 0.72-0.80 with handovers of 1.1-1.6 s. BBR paces each stripe and
-/// leaves slow start on measured bandwidth, not on a queue's first milliseconds.
+/// HyStart ended slow start early on 9 of 13 stripes (at 160-300 segments, no loss, on the delay
+/// of a queue the other stripes' bursts built), which then grew by CUBIC's curve for the rest of
+/// the transfer; the stream, joined in order, moved at link use 0.72-0.80 with handovers of
+/// 1.1-1.6 s. BBR paces each stripe and leaves slow start on measured bandwidth, not on a
+/// queue's first milliseconds.
 public enum StreamCongestionControl {
     /// What a host's stream sockets use at distance: the agent's `stream_congestion_control`.
     public enum Choice: Sendable, Hashable, CustomStringConvertible {
