@@ -131,8 +131,7 @@ public struct Agent: Service {
         migration.observer = EventPublishingObserver(inner: seams.observer, events: events)
         migration.qemuBinary = configuration.qemuBinary
         guard let congestionControl = configuration.streamCongestionChoice else {
-            throw AgentError.badConfiguration(path: "configuration", reason: "stream_congestion_control = \"\(configuration.streamCongestionControl)\": give \"bbr\" (the default), "
-                                              + "\"system\" or an algorithm's name as net.ipv4.tcp_available_congestion_control lists it")
+            throw AgentError.badConfiguration(path: "configuration", reason: configuration.streamCongestionRefusal)
         }
         migration.streamCongestionControl = congestionControl
         // Asked once, off the event loops: loads the algorithm's module if it must, and says now

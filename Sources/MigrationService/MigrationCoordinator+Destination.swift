@@ -9,18 +9,11 @@ extension MigrationCoordinator {
     /// the slot before its next suspension point.
     func admissionRefusal(_ spec: VMSpec, diskBytes: UInt64, storageRoot: String? = nil) -> String? {
         let storageRoot = storageRoot ?? vms.storageRoot
-        let admitted = incoming.values.filter { $0.machine.phase == .admitted }
-        let count = admitted.count + admitting.count
-        let limits = self.limits
-        if count >= limits.incoming {
-            return "\(hostID) already receives \(count) migrations (limit \(limits.incoming))"
-        }
         // Both limits before anything else: at either one the answer is busy (Protocol.md §6.4),
         // and only then may its text say so.
-        let withDisks = admitting.values.filter { $0.diskBytes > 0 }.count + admitted.filter { $0.environment.diskBytes > 0 }.count
-        if diskBytes > 0, withDisks >= limits.incomingWithDisks {
-            return "\(hostID) already receives \(withDisks) migrations with local disks (limit \(limits.incomingWithDisks)); retry when one ends"
-        }
+        if let atLimit = incomingLimitRefusal(diskBytes: diskBytes) { return atLimit }
+        let admitted = incoming.values.filter { $0.machine.phase == .admitted }
+        let limits = self.limits
         guard let available = HostMemory.availableMiB() else {
             // Fail closed: without the figure, a reservation could overcommit the host.
             return "\(hostID) cannot read its free memory (/proc/meminfo); it admits nothing until it can"
@@ -48,12 +41,21 @@ extension MigrationCoordinator {
 
     /// True when this host already receives its limit of migrations (of migrations with local
     /// disks, for one that has some): a refusal then is "busy", worth asking again.
-    func isAtIncomingLimit(diskBytes: UInt64) -> Bool {
+    func isAtIncomingLimit(diskBytes: UInt64) -> Bool { incomingLimitRefusal(diskBytes: diskBytes) != nil }
+
+    /// Why this host is at its limit of incoming migrations (of those with local disks, for one
+    /// that has some), or nil.
+    private func incomingLimitRefusal(diskBytes: UInt64) -> String? {
         let admitted = incoming.values.filter { $0.machine.phase == .admitted }
-        if admitted.count + admitting.count >= limits.incoming { return true }
-        guard diskBytes > 0 else { return false }
+        let count = admitted.count + admitting.count
+        if count >= limits.incoming {
+            return "\(hostID) already receives \(count) migrations (limit \(limits.incoming))"
+        }
         let withDisks = admitting.values.filter { $0.diskBytes > 0 }.count + admitted.filter { $0.environment.diskBytes > 0 }.count
-        return withDisks >= limits.incomingWithDisks
+        if diskBytes > 0, withDisks >= limits.incomingWithDisks {
+            return "\(hostID) already receives \(withDisks) migrations with local disks (limit \(limits.incomingWithDisks)); retry when one ends"
+        }
+        return nil
     }
 
     /// The spec as it runs here: each local disk the source described becomes a new image in

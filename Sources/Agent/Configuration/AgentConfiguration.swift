@@ -165,6 +165,13 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
     /// `streamCongestionControl` parsed; `validate` refuses one that does not parse.
     public var streamCongestionChoice: StreamCongestionControl.Choice? { StreamCongestionControl.Choice(parsing: streamCongestionControl) }
 
+    /// Why `streamCongestionControl` is refused when it does not parse, and what to give instead.
+    public var streamCongestionRefusal: String {
+        "stream_congestion_control = \"\(streamCongestionControl)\": give \"bbr\" (the default), \"system\" (the kernel's "
+            + "net.ipv4.tcp_congestion_control, nothing set) or an algorithm's name as net.ipv4.tcp_available_congestion_control lists it "
+            + "(lower-case letters, digits and _, at most 15)"
+    }
+
     /// The membership settings of this configuration.
     public var membershipSettings: MembershipSettings {
         switch membershipProfile {
@@ -316,11 +323,7 @@ public struct AgentConfiguration: Sendable, Codable, Equatable {
         guard (1...2_000).contains(wanRoundTripMs) else {
             throw .badConfiguration(path: source, reason: "wan_rtt_ms = \(wanRoundTripMs): it must be between 1 and 2000 ms (the largest round trip between two members; default 250)")
         }
-        guard streamCongestionChoice != nil else {
-            throw .badConfiguration(path: source, reason: "stream_congestion_control = \"\(streamCongestionControl)\": give \"bbr\" (the default), \"system\" (the kernel's "
-                                    + "net.ipv4.tcp_congestion_control, nothing set) or an algorithm's name as net.ipv4.tcp_available_congestion_control lists it "
-                                    + "(lower-case letters, digits and _, at most 15)")
-        }
+        guard streamCongestionChoice != nil else { throw .badConfiguration(path: source, reason: streamCongestionRefusal) }
         try validateDRS(source: source)
     }
 
