@@ -421,6 +421,16 @@ final class FaultRig: @unchecked Sendable {
         throw ControlError.failed("no fresh boot on \(agent.hostID); console:\n\(console(agent).suffix(1500))")
     }
 
+    /// The first acknowledged disk record of `boot` on `agent`'s console.
+    func diskRecord(on agent: AgentProcess, boot: String) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let first = DiskLog.records(console(agent), boot: boot).first { return first }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw ControlError.failed("boot \(boot)'s disk log never wrote on \(agent.hostID); console:\n\(console(agent).suffix(1500))")
+    }
+
     /// The disk log's size in records, from its `DISK start blocks=N` line.
     func diskLogBlocks(on agent: AgentProcess) async throws -> Int {
         let deadline = ContinuousClock.now + .seconds(30)
@@ -584,6 +594,10 @@ final class FaultRig: @unchecked Sendable {
             try checkDiskLog(context, image: image, rewrittenBy: String(newBoot.prefix(8)))
             #expect(qemus(source).count + qemus(destination).count == 1, "\(context): a second copy came back")
             (boot, beat, diskSeen) = (newBoot, newBeat, 0)
+            // The fresh boot's disk log starts after its first heartbeat: the next case (or the
+            // clean migration) must begin with it writing, or there is nothing of it to check
+            // after (CI once migrated it before its first record and found none on either console).
+            diskSeen = try await diskRecord(on: winner, boot: String(newBoot.prefix(8)))
         } else {
             let (bootAfter, after) = try await heartbeat(on: winner, after: beat, within: .seconds(15))
             #expect(bootAfter == boot, "\(context): the guest rebooted")
