@@ -98,10 +98,11 @@ struct MigrationEndToEndTests {
         var settings = MigrationSettings()
         settings.maxBandwidthBytesPerSecond = 20_000_000 // seconds of transfer: time to kill the destination
         let migration = Task { try await migrate("victim", from: a, to: b, settings: settings) }
-        // Wait for the destination QEMU to exist, then kill it.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline {
-            if FileManager.default.fileExists(atPath: b.stateDirectory + "/vms") { break }
+        // Wait for the destination QEMU to exist (not just its directory: under load it can start
+        // much later), let the stream run a little, then kill it.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while pids(ofProcessesMentioning: b.stateDirectory + "/vms/").isEmpty {
+            guard ContinuousClock.now < deadline else { throw ControlError.failed("no destination QEMU on node-b:\n\(b.log.suffix(3000))") }
             try await Task.sleep(for: .milliseconds(50))
         }
         try await Task.sleep(for: .milliseconds(800))

@@ -9,15 +9,28 @@ enum MigrationFailureReport {
     /// The tail the migration shell ends its message with when the source keeps the guest.
     static let onSource = "; the guest is on: source"
 
+    /// How long a QEMU whose QMP no longer answers is given to be reaped before the report is made.
+    static let exitWait: Duration = .seconds(3)
+
     static func honest(_ error: ControlError, vm id: String, vms: VMManager, meshDefault: VMSpec.RestartPolicy) async -> ControlError {
         guard error.message.hasSuffix(onSource) else { return error }
-        let info: VMInfo
+        var info: VMInfo
         let policy: VMSpec.RestartPolicy
         do {
             info = try await vms.info(id)
             policy = try await vms.find(id).decodedSpec().restart ?? meshDefault
+            // A QEMU killed outright closes its sockets (the failure the migration saw) before the
+            // kernel has made it a zombie this host can reap; on a loaded host that gap can outlast
+            // the failure path. While its QMP does not answer and it is not reaped, wait for it
+            // (bounded: a QEMU alive but silent leaves the migration's words as they are).
+            let deadline = ContinuousClock.now + Self.exitWait
+            while info.pid != nil, info.qemuStatus == nil, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                info = try await vms.info(id)
+            }
         } catch _ {
-            // The VM's row is gone or does not read: the migration's own words are all there is.
+            // The VM's row is gone or does not read (or the wait was cancelled): the migration's
+            // own words are all there is.
             return error
         }
         guard info.pid == nil, ["crashed", "restarting", "failed"].contains(info.state) else { return error }
