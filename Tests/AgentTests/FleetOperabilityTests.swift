@@ -87,23 +87,28 @@ struct FleetOperabilityTests {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
         let a = try await mesh.start("node-a", arguments: ["--dashboard", "127.0.0.1:0"])
-        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
         let dashboard = try await DashboardBrowserTests().dashboardAddress(a)
         let tokenFile = try await CLI.json(["dashboard", "token"], a)
         let token = try #require(tokenFile["token"] as? String)
         #expect(token.count == 64 && tokenFile["path"] as? String == a.stateDirectory + "/dashboard.token")
 
-        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("web", work: "heartbeat"), start: true), as: VMInfo.self)
-        _ = try await MigrationEndToEndTests().heartbeat(a, "web", after: 1)
-        try await waitForMember(a, "node-b")
-
-        // Watchers: the dashboard's event stream, and `hostmesh events --json --progress`.
+        // Watchers, subscribed before node-b starts (its arrival on the command's stream proves
+        // that one is in place; the dashboard's connects meanwhile): the dashboard's event stream,
+        // and `hostmesh events --json --progress`.
         let stream = EventStreamReader(address: dashboard, path: "/events", token: token)
-        let watching = Task { await stream.read(for: .seconds(90)) { $0.contains(#""ended":true"#) && $0.contains(#""phase":"done""#) } }
+        let watching = Task { await stream.read(for: .seconds(120)) { $0.contains(#""ended":true"#) && $0.contains(#""phase":"done""#) } }
         let eventsLog = mesh.root + "/events.jsonl"
         let events = try spawn(AgentProcess.binary, ["events", "--json", "--progress", "--state-dir", a.stateDirectory], logPath: eventsLog)
         defer { kill(events, SIGKILL) }
-        try await Task.sleep(for: .seconds(1)) // both subscribed before the migration starts
+        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
+        try await waitUntil("the events command saw node-b arrive") {
+            ((try? String(contentsOfFile: eventsLog, encoding: .utf8)) ?? "").split(whereSeparator: \.isNewline)
+                .contains { $0.contains("member.alive") && $0.contains("node-b") }
+        }
+
+        _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("web", work: "heartbeat"), start: true), as: VMInfo.self)
+        _ = try await MigrationEndToEndTests().heartbeat(a, "web", after: 1)
+        try await waitForMember(a, "node-b")
 
         // The migration, from the command line: its final result as JSON.
         let report = try await CLI.json(["migrate", "web", "--to", "node-b"], a)

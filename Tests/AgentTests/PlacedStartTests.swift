@@ -16,7 +16,20 @@ struct PlacedStartTests {
         let mesh = try TestMesh()
         defer { mesh.tearDown() }
         let a = try await mesh.start("node-a", arguments: DRSEndToEndTests.drs)
+        // node-a's events: the placement it decides is published there (`hostmesh events`).
+        // Subscribed before node-b starts: node-b's arrival on it proves the subscription is in place.
+        let seen = Mutex<[AgentEvent]>([])
+        struct Line: Decodable { var progress: AgentEvent }
+        let subscriber = Task {
+            _ = try? await a.control.call("events", Empty(), as: Empty.self) { line in // the stream ends when the test cancels it
+                if let event = try? JSONDecoder().decode(Line.self, from: line).progress { seen.withLock { $0.append(event) } } // other lines: not events
+            }
+        }
+        defer { subscriber.cancel() }
         let b = try await mesh.start("node-b", arguments: ["--join", a.address] + DRSEndToEndTests.drs)
+        try await DRSEndToEndTests.waitUntil(30, "node-a's member.alive event for node-b") {
+            seen.withLock { $0.contains { $0.kind == "member.alive" && $0.peer == "node-b" } }
+        }
         // 96 MiB of RAM, at most 64 of them, 32 reserved; a core reserved. "pinned" reserves 1.5
         // cores: beside "roamer", no host of 2 cores has room for it.
         let roamer = ResourcePoolEndToEndTests.spec("roamer", resources: VMSpec.Resources(cpu: VMSpec.Allocation(reservation: 1000),
@@ -41,17 +54,6 @@ struct PlacedStartTests {
             }
             return true
         }
-
-        // node-a's events: the placement it decides is published there (`hostmesh events`).
-        let seen = Mutex<[AgentEvent]>([])
-        struct Line: Decodable { var progress: AgentEvent }
-        let subscriber = Task {
-            _ = try? await a.control.call("events", Empty(), as: Empty.self) { line in // the stream ends when the test cancels it
-                if let event = try? JSONDecoder().decode(Line.self, from: line).progress { seen.withLock { $0.append(event) } } // other lines: not events
-            }
-        }
-        defer { subscriber.cancel() }
-        try await Task.sleep(for: .milliseconds(300)) // the subscription is in place before anything happens
 
         // Started from node-b, "roamer" (defined on node-a) runs on node-b, at epoch 2.
         let placed = try await b.control.call("vm.startPlaced", ControlTypes.VMReference(vm: "roamer"), as: DRSTypes.Placed.self)
