@@ -42,6 +42,40 @@ public enum StreamCongestionControl {
         }
     }
 
+    /// The kernel's refusal of an algorithm: its errno says which remedy applies.
+    public struct Refusal: Sendable, Equatable, CustomStringConvertible {
+        /// The algorithm refused.
+        public var algorithm: String
+        /// The kernel's errno: ENOENT (not loaded, and this process may not load it), EPERM (not
+        /// in `net.ipv4.tcp_allowed_congestion_control`, and no CAP_NET_ADMIN), or another.
+        public var errno: Int32
+
+        public init(algorithm: String, errno: Int32) {
+            self.algorithm = algorithm
+            self.errno = errno
+        }
+
+        /// "bbr: No such file or directory".
+        public var description: String { "\(algorithm): \(String(cString: strerror(errno)))" }
+
+        /// What to do about it (the `mesh.fix` of its log line).
+        public var fix: String {
+            let keep = "or set stream_congestion_control = \"system\" to keep the system's"
+            switch errno {
+            case ENOENT:
+                return "the kernel has no \(algorithm) loaded: load it (`modprobe tcp_\(algorithm)`, or run the agent with CAP_NET_ADMIN, "
+                    + "which loads it), or choose one net.ipv4.tcp_available_congestion_control lists, " + keep
+            case EPERM:
+                return "\(algorithm) is not allowed to this process: add it to net.ipv4.tcp_allowed_congestion_control "
+                    + "(`sysctl -w net.ipv4.tcp_allowed_congestion_control=\"$(sysctl -n net.ipv4.tcp_allowed_congestion_control) \(algorithm)\"`) "
+                    + "or run the agent with CAP_NET_ADMIN, " + keep
+            default:
+                return "load tcp_\(algorithm) (`modprobe tcp_\(algorithm)`) and add \(algorithm) to net.ipv4.tcp_allowed_congestion_control, "
+                    + "run the agent with CAP_NET_ADMIN, " + keep
+            }
+        }
+    }
+
     /// Applies `choice` to `channel`'s socket; true when the kernel took an algorithm asked for,
     /// false for `.system` (nothing asked). A kernel without the algorithm, or one that lets only
     /// `net.ipv4.tcp_allowed_congestion_control` be chosen without CAP_NET_ADMIN, keeps the
@@ -51,8 +85,9 @@ public enum StreamCongestionControl {
         guard case .algorithm(let name) = choice else { return channel.eventLoop.makeSucceededFuture(false) }
         return set(channel, algorithm: name).recover { error in
             if !refusalLogged.withLockedValue({ let logged = $0; $0 = true; return logged }) {
+                let refusal = Refusal(algorithm: name, errno: (error as? IOError)?.errnoCode ?? 0)
                 logger.notice("migration streams at distance keep the system's congestion control: the kernel refused \(name)",
-                              metadata: ["error": "\(error)", "mesh.fix": "\(fix(choice))"])
+                              metadata: ["error": "\(error)", "mesh.fix": "\(refusal.fix)"])
             }
             return false
         }
@@ -63,16 +98,17 @@ public enum StreamCongestionControl {
     /// agent's start: the first use of an algorithm not yet loaded may load its module (tens of
     /// milliseconds, once per boot), which should not happen on a stream's event loop, and an
     /// operator learns of a refusal when the agent starts rather than at the first migration
-    /// across a distance.
-    public static func check(_ choice: Choice) -> String? {
+    /// across a distance. The socket is IPv4, or IPv6 on a kernel without IPv4.
+    public static func check(_ choice: Choice) -> Refusal? {
         #if os(Linux)
         guard case .algorithm(let name) = choice else { return nil }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return "cannot open a TCP socket to ask: \(String(cString: strerror(errno)))" }
+        var fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if fd < 0 && errno == EAFNOSUPPORT { fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0) }
+        guard fd >= 0 else { return Refusal(algorithm: name, errno: errno) }
         defer { close(fd) }
         var bytes = Array(name.utf8.prefix(15)) + [0]
         let result = bytes.withUnsafeMutableBytes { setsockopt(fd, Int32(IPPROTO_TCP), TCP_CONGESTION, $0.baseAddress, socklen_t($0.count)) }
-        return result == 0 ? nil : "\(name): \(String(cString: strerror(errno)))"
+        return result == 0 ? nil : Refusal(algorithm: name, errno: errno)
         #else
         return nil
         #endif
@@ -83,14 +119,7 @@ public enum StreamCongestionControl {
     public static func report(_ choice: Choice, logger: Logger) {
         guard let refusal = check(choice) else { return }
         logger.notice("migration streams at distance will keep the system's congestion control: the kernel refuses the one configured",
-                      metadata: ["migration.stream_congestion_control": "\(choice)", "error": "\(refusal)", "mesh.fix": "\(fix(choice))"])
-    }
-
-    /// What to do about a refused `choice` (the `mesh.fix` of its log line).
-    public static func fix(_ choice: Choice) -> String {
-        let name = choice.description
-        return "load tcp_\(name) (`modprobe tcp_\(name)`) and add \(name) to net.ipv4.tcp_allowed_congestion_control, run the agent with CAP_NET_ADMIN, "
-            + "or set stream_congestion_control = \"system\" to keep the system's"
+                      metadata: ["migration.stream_congestion_control": "\(choice)", "error": "\(refusal)", "mesh.fix": "\(refusal.fix)"])
     }
 
     /// Sets `channel`'s congestion control to `algorithm` (`TCP_CONGESTION`); true when taken,

@@ -48,9 +48,12 @@ import Testing
         }
         // Asked at the agent's start, on a socket of its own: the refusal names the algorithm.
         #expect(StreamCongestionControl.check(.system) == nil && StreamCongestionControl.check(.algorithm("reno")) == nil)
-        let refusal = StreamCongestionControl.check(.algorithm("nosuch_cc"))
-        #expect(refusal?.hasPrefix("nosuch_cc: ") == true, "\(String(describing: refusal))")
-        #expect(StreamCongestionControl.fix(.algorithm("nosuch_cc")).contains("modprobe tcp_nosuch_cc"))
+        let refusal = try #require(StreamCongestionControl.check(.algorithm("nosuch_cc")))
+        #expect(refusal.errno == ENOENT && "\(refusal)".hasPrefix("nosuch_cc: "), "\(refusal)")
+        // The fix follows the errno: not loaded, or not allowed to this process.
+        #expect(refusal.fix.contains("modprobe tcp_nosuch_cc") && !refusal.fix.contains("tcp_allowed_congestion_control"), "\(refusal.fix)")
+        let notAllowed = StreamCongestionControl.Refusal(algorithm: "vegas", errno: EPERM).fix
+        #expect(notAllowed.contains("tcp_allowed_congestion_control") && notAllowed.contains("CAP_NET_ADMIN") && !notAllowed.contains("modprobe"), "\(notAllowed)")
         let loopback = try await LoopbackTCP.open()
         #expect(try await StreamCongestionControl.set(loopback.client, algorithm: "reno").get())
         // "system": nothing asked, at distance too. (This tells "system" from the default only
