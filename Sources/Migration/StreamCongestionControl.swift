@@ -42,36 +42,46 @@ public enum StreamCongestionControl {
         }
     }
 
-    /// The kernel's refusal of an algorithm: its errno says which remedy applies.
+    /// The kernel's refusal of an algorithm (its errno says which remedy applies), or a check that
+    /// could not be made at all (no socket to ask on).
     public struct Refusal: Sendable, Equatable, CustomStringConvertible {
         /// The algorithm refused.
         public var algorithm: String
         /// The kernel's errno: ENOENT (not loaded, and this process may not load it), EPERM (not
         /// in `net.ipv4.tcp_allowed_congestion_control`, and no CAP_NET_ADMIN), or another.
         public var errno: Int32
+        /// True when no socket could be opened to ask (`errno` is `socket`'s): nothing was refused.
+        public var unasked: Bool
 
-        public init(algorithm: String, errno: Int32) {
+        public init(algorithm: String, errno: Int32, unasked: Bool = false) {
             self.algorithm = algorithm
             self.errno = errno
+            self.unasked = unasked
         }
 
         /// "bbr: No such file or directory".
-        public var description: String { "\(algorithm): \(String(cString: strerror(errno)))" }
+        public var description: String {
+            unasked ? "cannot open a TCP socket to ask about \(algorithm): \(String(cString: strerror(errno)))"
+                : "\(algorithm): \(String(cString: strerror(errno)))"
+        }
 
         /// What to do about it (the `mesh.fix` of its log line).
         public var fix: String {
             let keep = "or set stream_congestion_control = \"system\" to keep the system's"
+            let allow = "add it to net.ipv4.tcp_allowed_congestion_control (`sysctl -w net.ipv4.tcp_allowed_congestion_control="
+                + "\"$(sysctl -n net.ipv4.tcp_allowed_congestion_control) \(algorithm)\"`, and in /etc/sysctl.d to keep it after a reboot)"
+            if unasked {
+                return "nothing was refused yet: the first stream at distance asks for \(algorithm) and logs a refusal then; "
+                    + "if the agent runs in a sandbox (systemd's RestrictAddressFamilies, seccomp) or at its descriptor limit, allow it TCP sockets"
+            }
             switch errno {
             case ENOENT:
-                return "the kernel has no \(algorithm) loaded: load it (`modprobe tcp_\(algorithm)`, or run the agent with CAP_NET_ADMIN, "
-                    + "which loads it), or choose one net.ipv4.tcp_available_congestion_control lists, " + keep
+                return "the kernel has no \(algorithm) loaded: load it (`modprobe tcp_\(algorithm)`) and, unless the agent has CAP_NET_ADMIN, "
+                    + allow + "; or choose one net.ipv4.tcp_allowed_congestion_control lists, " + keep
             case EPERM:
-                return "\(algorithm) is not allowed to this process: add it to net.ipv4.tcp_allowed_congestion_control "
-                    + "(`sysctl -w net.ipv4.tcp_allowed_congestion_control=\"$(sysctl -n net.ipv4.tcp_allowed_congestion_control) \(algorithm)\"`) "
-                    + "or run the agent with CAP_NET_ADMIN, " + keep
+                return "\(algorithm) is loaded but not allowed to this process: " + allow + ", or run the agent with CAP_NET_ADMIN, " + keep
             default:
-                return "load tcp_\(algorithm) (`modprobe tcp_\(algorithm)`) and add \(algorithm) to net.ipv4.tcp_allowed_congestion_control, "
-                    + "run the agent with CAP_NET_ADMIN, " + keep
+                return "load tcp_\(algorithm) (`modprobe tcp_\(algorithm)`) and " + allow + ", or run the agent with CAP_NET_ADMIN, " + keep
             }
         }
     }
@@ -98,17 +108,21 @@ public enum StreamCongestionControl {
     /// agent's start: the first use of an algorithm not yet loaded may load its module (tens of
     /// milliseconds, once per boot), which should not happen on a stream's event loop, and an
     /// operator learns of a refusal when the agent starts rather than at the first migration
-    /// across a distance. The socket is IPv4, or IPv6 on a kernel without IPv4.
+    /// across a distance. The socket is IPv4, or IPv6 where IPv4 sockets are not allowed (a
+    /// sandbox's RestrictAddressFamilies).
     public static func check(_ choice: Choice) -> Refusal? {
         #if os(Linux)
         guard case .algorithm(let name) = choice else { return nil }
         var fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if fd < 0 && errno == EAFNOSUPPORT { fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0) }
-        guard fd >= 0 else { return Refusal(algorithm: name, errno: errno) }
+        guard fd >= 0 else { return Refusal(algorithm: name, errno: errno, unasked: true) }
         defer { close(fd) }
         var bytes = Array(name.utf8.prefix(15)) + [0]
-        let result = bytes.withUnsafeMutableBytes { setsockopt(fd, Int32(IPPROTO_TCP), TCP_CONGESTION, $0.baseAddress, socklen_t($0.count)) }
-        return result == 0 ? nil : Refusal(algorithm: name, errno: errno)
+        // errno read inside, right after the call: nothing in between can change it.
+        let refused: Int32? = bytes.withUnsafeMutableBytes {
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_CONGESTION, $0.baseAddress, socklen_t($0.count)) == 0 ? nil : errno
+        }
+        return refused.map { Refusal(algorithm: name, errno: $0) }
         #else
         return nil
         #endif
@@ -118,7 +132,8 @@ public enum StreamCongestionControl {
     /// call it off the event loops (the agent's start, a reload).
     public static func report(_ choice: Choice, logger: Logger) {
         guard let refusal = check(choice) else { return }
-        logger.notice("migration streams at distance will keep the system's congestion control: the kernel refuses the one configured",
+        logger.notice(refusal.unasked ? "could not ask the kernel whether migration streams at distance may use the congestion control configured"
+                          : "migration streams at distance will keep the system's congestion control: the kernel refuses the one configured",
                       metadata: ["migration.stream_congestion_control": "\(choice)", "error": "\(refusal)", "mesh.fix": "\(refusal.fix)"])
     }
 

@@ -102,6 +102,7 @@ struct FleetOperabilityTests {
         defer { kill(events, SIGKILL) }
         let b = try await mesh.start("node-b", arguments: ["--join", a.address])
         try await waitUntil("the events command saw node-b arrive") {
+            // Not written yet: nothing seen yet, asked again.
             ((try? String(contentsOfFile: eventsLog, encoding: .utf8)) ?? "").split(whereSeparator: \.isNewline)
                 .contains { $0.contains("member.alive") && $0.contains("node-b") }
         }
@@ -126,6 +127,7 @@ struct FleetOperabilityTests {
         #expect(((state?["live"] as? [[String: Any]]) ?? []).contains { $0["vm"] as? String == "web" && $0["ended"] as? Bool == true })
 
         // `hostmesh events --json --progress`: one object per line, the progress and the phases.
+        // Not written yet: nothing seen yet, asked again.
         try await waitUntil("the events command saw the end") { ((try? String(contentsOfFile: eventsLog, encoding: .utf8)) ?? "").contains("migration.source.done") }
         kill(events, SIGKILL)
         let lines = try String(contentsOfFile: eventsLog, encoding: .utf8).split(whereSeparator: \.isNewline)

@@ -51,9 +51,12 @@ import Testing
         let refusal = try #require(StreamCongestionControl.check(.algorithm("nosuch_cc")))
         #expect(refusal.errno == ENOENT && "\(refusal)".hasPrefix("nosuch_cc: "), "\(refusal)")
         // The fix follows the errno: not loaded, or not allowed to this process.
-        #expect(refusal.fix.contains("modprobe tcp_nosuch_cc") && !refusal.fix.contains("tcp_allowed_congestion_control"), "\(refusal.fix)")
+        #expect(refusal.fix.contains("modprobe tcp_nosuch_cc") && refusal.fix.contains("unless the agent has CAP_NET_ADMIN"), "\(refusal.fix)")
         let notAllowed = StreamCongestionControl.Refusal(algorithm: "vegas", errno: EPERM).fix
         #expect(notAllowed.contains("tcp_allowed_congestion_control") && notAllowed.contains("CAP_NET_ADMIN") && !notAllowed.contains("modprobe"), "\(notAllowed)")
+        // No socket to ask on is not a refusal.
+        let unasked = StreamCongestionControl.Refusal(algorithm: "bbr", errno: EMFILE, unasked: true)
+        #expect("\(unasked)".hasPrefix("cannot open a TCP socket") && unasked.fix.hasPrefix("nothing was refused yet"), "\(unasked): \(unasked.fix)")
         let loopback = try await LoopbackTCP.open()
         #expect(try await StreamCongestionControl.set(loopback.client, algorithm: "reno").get())
         // "system": nothing asked, at distance too. (This tells "system" from the default only

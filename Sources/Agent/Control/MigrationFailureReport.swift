@@ -22,11 +22,19 @@ enum MigrationFailureReport {
             // A QEMU killed outright closes its sockets (the failure the migration saw) before the
             // kernel has made it a zombie this host can reap; on a loaded host that gap can outlast
             // the failure path. While its QMP does not answer and it is not reaped, wait for it
-            // (bounded: a QEMU alive but silent leaves the migration's words as they are).
-            let deadline = ContinuousClock.now + Self.exitWait
-            while info.pid != nil, info.qemuStatus == nil, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(50))
+            // (bounded: a QEMU alive but silent leaves the migration's words as they are). Only
+            // the reaping is polled: asking QMP each time could wait out its command timeout.
+            if let pid = info.pid, info.qemuStatus == nil {
+                let deadline = ContinuousClock.now + Self.exitWait
+                while await vms.runningProcess(id) == pid, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 info = try await vms.info(id)
+                // Reaped and already restarted by its owner (a starved failure path): that copy died too.
+                if let now = info.pid, now != pid {
+                    let reason = String(error.message.dropLast(onSource.count))
+                    return ControlError.failed("\(reason); its QEMU on this host died and this host restarted it from its disks (a fresh boot); `hostmesh vm list` shows it")
+                }
             }
         } catch _ {
             // The VM's row is gone or does not read (or the wait was cancelled): the migration's

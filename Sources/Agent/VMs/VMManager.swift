@@ -312,6 +312,12 @@ public actor VMManager: MigrationVMRegistry {
         return found
     }
 
+    /// The pid of `id`'s QEMU while it has not been seen to exit (checked now, never waits; no QMP).
+    func runningProcess(_ id: String) async -> pid_t? {
+        guard let process = processes[id], await process.exitIfEnded() == nil else { return nil }
+        return process.pid
+    }
+
     func info(_ id: String) async throws -> VMInfo {
         guard let vm = try await store.database.read({ db in try StoredVM.fetchOne(db, key: id) }) else {
             throw ControlError.notFound("no VM \(id)")
