@@ -52,10 +52,12 @@ struct EventStreamTests {
                     seen.withLock { $0.append(String(decoding: line, as: UTF8.self)) }
                 }
             }
-            try await waitUntil("subscribed") { hub.subscriberCount == 1 }
+            // The first line says the subscription is in place; then every event reaches it.
+            try await waitUntil("subscribed") { seen.withLock { $0.count } == 1 }
+            #expect(hub.subscriberCount == 1 && seen.withLock { $0[0] }.contains(#""kind":"subscribed""#) && seen.withLock { $0[0] }.contains(#""host":"node-a""#))
             hub.publish("member.alive", peer: "node-b")
-            try await waitUntil("the event arrived") { seen.withLock { $0.count } == 1 }
-            #expect(seen.withLock { $0[0] }.contains(#""kind":"member.alive""#))
+            try await waitUntil("the event arrived") { seen.withLock { $0.count } == 2 }
+            #expect(seen.withLock { $0[1] }.contains(#""kind":"member.alive""#))
             // The client goes away (its task cancelled closes its connection): nothing is published after.
             client.cancel()
             _ = await client.result

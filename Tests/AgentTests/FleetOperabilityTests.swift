@@ -92,20 +92,18 @@ struct FleetOperabilityTests {
         let token = try #require(tokenFile["token"] as? String)
         #expect(token.count == 64 && tokenFile["path"] as? String == a.stateDirectory + "/dashboard.token")
 
-        // Watchers, subscribed before node-b starts (its arrival on the command's stream proves
-        // that one is in place; the dashboard's connects meanwhile): the dashboard's event stream,
-        // and `hostmesh events --json --progress`.
+        // Watchers: the dashboard's event stream, and `hostmesh events --json --progress` (in
+        // place once it printed `subscribed`; the dashboard's connects meanwhile).
         let stream = EventStreamReader(address: dashboard, path: "/events", token: token)
         let watching = Task { await stream.read(for: .seconds(120)) { $0.contains(#""ended":true"#) && $0.contains(#""phase":"done""#) } }
         let eventsLog = mesh.root + "/events.jsonl"
         let events = try spawn(AgentProcess.binary, ["events", "--json", "--progress", "--state-dir", a.stateDirectory], logPath: eventsLog)
         defer { kill(events, SIGKILL) }
-        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
-        try await waitUntil("the events command saw node-b arrive") {
+        try await waitUntil("the events command subscribed") {
             // Not written yet: nothing seen yet, asked again.
-            ((try? String(contentsOfFile: eventsLog, encoding: .utf8)) ?? "").split(whereSeparator: \.isNewline)
-                .contains { $0.contains("member.alive") && $0.contains("node-b") }
+            ((try? String(contentsOfFile: eventsLog, encoding: .utf8)) ?? "").contains(#""kind":"subscribed""#)
         }
+        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
 
         _ = try await a.control.call("vm.create", ControlTypes.CreateVM(spec: spec("web", work: "heartbeat"), start: true), as: VMInfo.self)
         _ = try await MigrationEndToEndTests().heartbeat(a, "web", after: 1)

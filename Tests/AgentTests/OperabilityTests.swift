@@ -166,21 +166,22 @@ struct OperabilityTests {
             }
         }
         defer { subscriber.cancel() }
-        try await Task.sleep(for: .milliseconds(300)) // the subscription is in place before anything happens
-        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
-        func waitFor(_ kind: String) async -> Bool {
+        func waitFor(_ kind: String, peer: String? = "node-b") async -> Bool {
             let deadline = ContinuousClock.now + .seconds(20)
             while ContinuousClock.now < deadline {
-                if seen.withLock({ $0.contains { $0.kind == kind && $0.peer == "node-b" } }) { return true }
-                try? await Task.sleep(for: .milliseconds(50))
+                if seen.withLock({ $0.contains { $0.kind == kind && $0.peer == peer } }) { return true }
+                try? await Task.sleep(for: .milliseconds(50)) // cancelled: the loop ends at its deadline
             }
             return false
         }
+        // The subscription says when it is in place: nothing after that is missed.
+        #expect(await waitFor("subscribed", peer: nil), "\(seen.withLock { $0 })")
+        let b = try await mesh.start("node-b", arguments: ["--join", a.address])
         #expect(await waitFor("member.alive"), "\(seen.withLock { $0 })")
         b.kill()
         #expect(await waitFor("member.dead"), "\(seen.withLock { $0 })")
         let first = try #require(seen.withLock { $0.first })
-        #expect(first.host == "node-a" && first.time.hasSuffix("Z"))
+        #expect(first.kind == "subscribed" && first.host == "node-a" && first.time.hasSuffix("Z"), "\(first)")
     }
 
     func waitForLog(_ agent: AgentProcess, _ text: String) async throws {

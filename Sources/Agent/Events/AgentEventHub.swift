@@ -30,8 +30,14 @@ final class AgentEventHub: Sendable {
     /// Sends `kind` with its details to every subscriber, stamped now.
     func publish(_ kind: String, peer: String? = nil, vm: String? = nil, vmID: String? = nil, migration: String? = nil,
                  progress: MigrationProgressUpdate? = nil) {
-        let event = AgentEvent(time: Date.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)), kind: kind, host: hostID,
-                               peer: peer, vm: vm, vmID: vmID, migration: migration, progress: progress)
+        let event = event(kind, peer: peer, vm: vm, vmID: vmID, migration: migration, progress: progress)
         for continuation in subscribers.withLock({ Array($0.all.values) }) { continuation.yield(event) }
+    }
+
+    /// `kind` with its details, from this host, stamped now.
+    func event(_ kind: String, peer: String? = nil, vm: String? = nil, vmID: String? = nil, migration: String? = nil,
+               progress: MigrationProgressUpdate? = nil) -> AgentEvent {
+        AgentEvent(time: Date.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)), kind: kind, host: hostID,
+                   peer: peer, vm: vm, vmID: vmID, migration: migration, progress: progress)
     }
 }

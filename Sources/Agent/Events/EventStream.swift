@@ -1,8 +1,8 @@
 import ControlAPI
 
-/// Serves one `events` request (Protocol.md §7): every event from the subscription on, as a
-/// progress line, until the client goes away (then it ends quietly: nobody is left to answer) or
-/// the agent stops (then the client is told so).
+/// Serves one `events` request (Protocol.md §7): `subscribed`, then every event from the
+/// subscription on, as a progress line, until the client goes away (then it ends quietly: nobody
+/// is left to answer) or the agent stops (then the client is told so).
 struct EventStream: Sendable {
     let hub: AgentEventHub
 
@@ -14,9 +14,12 @@ struct EventStream: Sendable {
         case stopping
     }
 
-    /// Streams to `responder` until the client leaves or the task is cancelled.
+    /// Streams to `responder` until the client leaves or the task is cancelled. The first line is
+    /// a `subscribed` event, sent once the subscription is in place: a client that waits for it
+    /// knows every event from then on reaches it.
     func serve(_ responder: ControlResponder) async -> End {
         let events = hub.subscribe()
+        do { try await responder.progress(hub.event("subscribed")) } catch { return .clientLeft }
         return await withTaskGroup(of: End.self) { group in
             group.addTask {
                 for await event in events {
