@@ -158,9 +158,13 @@ struct TakeoverTests {
         var taken: VMInfo?
         let deadline = ContinuousClock.now + .seconds(60)
         while taken == nil, ContinuousClock.now < deadline {
+            // node-b first, then node-a's copy: a copy still there after node-b was seen running
+            // it is a real overlap (sampled the other way round, one could die and the other start
+            // during the slow query, and read as both).
+            let seenOnB = try await Self.running("ha-p", on: [b]).first
             let alive = ProcessProbe.startTime(qemu) != nil
             aDied = aDied || !alive
-            if let (_, info) = try await Self.running("ha-p", on: [b]).first {
+            if let (_, info) = seenOnB {
                 #expect(!alive, "node-b runs the VM while node-a's copy still runs")
                 taken = info
             }
