@@ -112,10 +112,18 @@ struct FederationProcessTests {
         let started = ContinuousClock.now
         _ = try await first.control.call("federation.publish", ControlTypes.PublishFederationGrant(grant: revoked.serialized),
                                          as: ControlTypes.FederationGrantInfo.self)
-        let closed = await end(of: open)
+        // Bounded, not timed: how fast is printed; a channel never cut fails here, not at the suite's limit.
+        let closed = try await withThrowingTaskGroup(of: SecureChannelError?.self) { group in
+            group.addTask { await self.end(of: open) }
+            group.addTask {
+                try await Task.sleep(for: .seconds(60))
+                throw ControlError.failed("the revoked grant did not cut the open channel within 60 s")
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
         let took = ContinuousClock.now - started
         #expect(closed?.code == .notFederated && closed?.detail.contains("test: audit") == true, "\(String(describing: closed))")
-        #expect(took < .seconds(5), "the revoked grant cut the channel after \(took)")
         print("FederationProcessTests: a grant revoked on node-1 cut prod's channel to node-2 after \(took)")
         try await eventually("node-2 logged the cut") { second.log.contains("closed cross-domain channels the grant no longer lets in") }
 
