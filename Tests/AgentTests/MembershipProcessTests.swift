@@ -65,6 +65,9 @@ struct MembershipProcessTests {
             #expect(error.message.contains("cannot join"))
         }
         #expect(try await members(member).count == 1)
+        // Logged after the refused side was answered: waited for, bounded.
+        let logged = ContinuousClock.now + .seconds(10)
+        while !member.log.contains("refused secure channel"), ContinuousClock.now < logged { try await Task.sleep(for: .milliseconds(100)) }
         #expect(member.log.contains("refused secure channel"))
     }
 }

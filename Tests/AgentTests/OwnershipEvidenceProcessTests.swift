@@ -77,6 +77,11 @@ extension MigrationEndToEndTests {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(none == 1 && refused == 1, "dropped: no evidence \(none), refused \(refused)\n\(a.log.suffix(3000))")
+        // Logged just after the count: waited for, bounded.
+        let logged = ContinuousClock.now + .seconds(10)
+        while !(a.log.contains("carries no evidence") && a.log.contains("carries the certificate of node-c")), ContinuousClock.now < logged {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         #expect(a.log.contains("carries no evidence") && a.log.contains("carries the certificate of node-c"))
         let (bootAfter, after) = try await heartbeat(a, "victim", after: before)
         #expect(bootAfter == boot && after > before)
