@@ -1,3 +1,4 @@
+import Foundation
 @testable import Benchmarks
 import Testing
 
@@ -53,5 +54,28 @@ struct BenchmarkSummaryTests {
         let c = MigrationComparison(rows: [], workload: "idle")
         #expect(c.direct.totalMs == 0 && c.tunnel.totalMs == 0)
         #expect(c.totalRatio == 0)
+    }
+}
+
+/// `hostmesh bench storage`'s write latencies: the p99 of a round and of pooled rounds, and what
+/// the JSON carries of them.
+struct StorageBenchmarkLatencyTests {
+    @Test func theP99IsAMeasuredValueAndPoolingSteadiesIt() throws {
+        // 50 writes, one slow: a round's p99 is that one write.
+        let round = Array(repeating: 5_000, count: 49) + [80_000]
+        #expect(StorageBenchmark.p99(round) == 80)
+        // Ten such rounds pooled: 10 slow writes in 500, the p99 is the fifth-slowest value.
+        let pooled = Array(repeating: round, count: 10).flatMap { $0 }
+        #expect(StorageBenchmark.p99(pooled) == 80)
+        let mixed = Array(repeating: 5_000, count: 490) + Array(repeating: 80_000, count: 4) + Array(repeating: 9_000, count: 6)
+        #expect(StorageBenchmark.p99(mixed) == 9)
+        #expect(StorageBenchmark.p99([]) == nil)
+        // The JSON has how many writes a row's p99 is over, not the samples.
+        var row = StorageBenchmark.Row(workload: "writing", path: "tunnel", totalMs: 1, downtimeMs: 1, diskMBs: 1,
+                                       guestWriteP99Ms: 80, guestWriteP99QuietMs: 5, cpuSeconds: 1, cpuNsPerByte: 1)
+        row.guestWritesMeasured = round.count
+        row.guestWriteSamplesUs = round
+        let json = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
+        #expect(json.contains(#""guest_writes_measured":50"#) && !json.contains("5000"), "\(json)")
     }
 }
