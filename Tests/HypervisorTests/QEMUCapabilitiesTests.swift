@@ -20,6 +20,33 @@ struct QEMUCapabilitiesTests {
         #expect(capabilities.cpuRefusal("qemu64", sourceUnavailable: []) == nil)
     }
 
+    /// A first QEMU that never answers (here: a stand-in that only sleeps) is given up after the
+    /// first attempt, and a fresh, real one is asked with what is left of the budget.
+    @Test(.enabled(if: ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"].contains { FileManager.default.isExecutableFile(atPath: $0) },
+                   "QEMU is not installed (make deps)"))
+    func aProbeQEMUThatNeverAnswersIsReplacedByAFreshOne() async throws {
+        let directory = NSTemporaryDirectory() + "qemucaps-test-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) } // a temporary directory: only disk space is left
+        let qemu = try #require(["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"].first { FileManager.default.isExecutableFile(atPath: $0) })
+        // The first start hangs without ever listening; the next is the real QEMU.
+        let script = directory + "/qemu"
+        try "#!/bin/sh\nif mkdir \(directory)/started 2>/dev/null; then exec sleep 60; fi\nexec \(qemu) \"$@\"\n"
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let started = ContinuousClock.now
+        let capabilities = try await QEMUCapabilities.probe(binary: script, budget: .seconds(30), firstAttempt: .seconds(1), logger: Logger(label: "test"))
+        #expect(capabilities.resolve(machine: "q35") != nil)
+        #expect(FileManager.default.fileExists(atPath: directory + "/started"), "the first attempt never ran")
+        print("QEMUCapabilitiesTests: the fresh QEMU answered \(ContinuousClock.now - started) after the first was started")
+        // A stand-in that never answers, twice: refused within the budget, saying so.
+        let never = directory + "/never"
+        try "#!/bin/sh\nexec sleep 60\n".write(toFile: never, atomically: true, encoding: .utf8)
+        chmod(never, 0o755)
+        await #expect { _ = try await QEMUCapabilities.probe(binary: never, budget: .seconds(3), firstAttempt: .seconds(1), logger: Logger(label: "test")) }
+            throws: { ($0 as? QEMUCapabilities.ProbeError)?.unanswered == true && "\($0)".contains("did not answer on its QMP socket") }
+    }
+
     @Test func aMachineTypeOrCPUModelTheDestinationLacksIsRefusedWithAFix() throws {
         let machine = try #require(Self.here.machineRefusal("pc-q35-8.2"))
         #expect(machine.problem.contains("no machine type pc-q35-8.2"))
