@@ -44,7 +44,8 @@ struct QEMUCapabilitiesTests {
         try "#!/bin/sh\nexec sleep 60\n".write(toFile: never, atomically: true, encoding: .utf8)
         chmod(never, 0o755)
         await #expect { _ = try await QEMUCapabilities.probe(binary: never, budget: .seconds(3), firstAttempt: .seconds(1), logger: Logger(label: "test")) }
-            throws: { ($0 as? QEMUCapabilities.ProbeError)?.unanswered == true && "\($0)".contains("did not answer on its QMP socket") }
+            throws: { ($0 as? QEMUCapabilities.ProbeError)?.unanswered == true && "\($0)".contains("did not answer on its QMP socket")
+                && "\($0)".contains("its threads then: sleep S") }
     }
 
     @Test func aMachineTypeOrCPUModelTheDestinationLacksIsRefusedWithAFix() throws {

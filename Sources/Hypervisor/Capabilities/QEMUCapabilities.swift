@@ -116,7 +116,12 @@ public struct QEMUCapabilities: Sendable, Equatable {
                 do { qmp = try await QMPClient.connect(path: socket, configuration: patient, logger: logger) } catch {
                     let exited = ChildProcess.reap(pid) != nil
                     guard ContinuousClock.now < deadline, !exited else {
-                        throw ProbeError(reason: "QEMU (\(executable)) did not answer on its QMP socket for the capability probe within \(budget): \(error)",
+                        // What it was doing and what it said, read before its directory goes: the
+                        // only clues to a QEMU that hangs in its start.
+                        let log = ((try? String(contentsOfFile: directory + "/qemu.log", encoding: .utf8)) ?? "") // none written: nothing to add
+                            .split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | ")
+                        throw ProbeError(reason: "QEMU (\(executable)) did not answer on its QMP socket for the capability probe within \(budget): \(error)"
+                                             + (exited ? "" : " (its threads then: \(threadStates(pid)))") + (log.isEmpty ? "" : "; its log: \(log)"),
                                          unanswered: !exited)
                     }
                     try await Task.sleep(for: .milliseconds(10))
@@ -131,6 +136,21 @@ public struct QEMUCapabilities: Sendable, Equatable {
             await ChildProcess.killAndReap(pid)
             throw error
         }
+    }
+
+    /// Each thread of `pid` as "name state wchan" (`/proc`; R running, S sleeping, D waiting on
+    /// I/O), for a QEMU that does not answer.
+    static func threadStates(_ pid: pid_t) -> String {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] // gone meanwhile: no threads to show
+        return tasks.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.prefix(16).map { tid in
+            let base = "/proc/\(pid)/task/\(tid)/"
+            // Unreadable (gone meanwhile): shown as "?".
+            let name = ((try? String(contentsOfFile: base + "comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+            let stat = (try? String(contentsOfFile: base + "stat", encoding: .utf8)) ?? ""
+            let state = stat.lastIndex(of: ")").map { String(stat[$0...].dropFirst(2).prefix(1)) } ?? "?"
+            let wchan = (try? String(contentsOfFile: base + "wchan", encoding: .utf8)) ?? "?"
+            return "\(name) \(state) \(wchan)"
+        }.joined(separator: ", ")
     }
 
     /// Why the probe failed.
