@@ -144,11 +144,10 @@ public struct QEMUCapabilities: Sendable, Equatable {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] // gone meanwhile: no threads to show
         return tasks.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.prefix(16).map { tid in
             let base = "/proc/\(pid)/task/\(tid)/"
-            // Unreadable (gone meanwhile): shown as "?".
-            let name = ((try? String(contentsOfFile: base + "comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
-            let stat = (try? String(contentsOfFile: base + "stat", encoding: .utf8)) ?? ""
+            let name = ((try? String(contentsOfFile: base + "comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines) // gone meanwhile: "?"
+            let stat = (try? String(contentsOfFile: base + "stat", encoding: .utf8)) ?? "" // gone meanwhile: state "?"
             let state = stat.lastIndex(of: ")").map { String(stat[$0...].dropFirst(2).prefix(1)) } ?? "?"
-            let wchan = (try? String(contentsOfFile: base + "wchan", encoding: .utf8)) ?? "?"
+            let wchan = (try? String(contentsOfFile: base + "wchan", encoding: .utf8)) ?? "?" // gone meanwhile: "?"
             return "\(name) \(state) \(wchan)"
         }.joined(separator: ", ")
     }
