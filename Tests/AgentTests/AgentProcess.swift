@@ -151,6 +151,18 @@ final class AgentProcess: @unchecked Sendable {
     var control: ControlClient { ControlClient(path: StateDirectory(stateDirectory).controlSocket) }
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// Waits (bounded) until the log holds every one of `texts`: a line written just after the
+    /// state a test waits for. True when they all came.
+    func logged(_ texts: String..., within: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + within
+        while true {
+            let log = self.log
+            if texts.allSatisfy(log.contains) { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(50)) // cancelled: the wait ends at its deadline
+        }
+    }
+
     private init(hostID: String, stateDirectory: String, host: String, port: Int, pid: pid_t, logPath: String) {
         self.hostID = hostID
         self.stateDirectory = stateDirectory

@@ -122,13 +122,8 @@ extension MigrationEndToEndTests {
         #expect(storedImages(b).isEmpty, "partial images left on the destination: \(storedImages(b))")
         // It did create them (the failure came after admission), and said why they went (logged
         // just after the images went: waited for, bounded).
-        var log = ""
-        let logged = ContinuousClock.now + .seconds(10)
-        repeat {
-            log = (try? String(contentsOfFile: b.logPath, encoding: .utf8)) ?? "" // not there yet: read again
-            if log.contains("incoming migration discarded") { break }
-            try await Task.sleep(for: .milliseconds(100))
-        } while ContinuousClock.now < logged
+        _ = await b.logged("incoming migration discarded")
+        let log = b.log
         #expect(log.contains("created the disk images to receive") && log.contains("incoming migration discarded"))
         _ = try await a.control.call("vm.stop", ControlTypes.VMReference(vm: "stayer"), as: VMInfo.self)
         let last = try #require(DiskLog.records(try await console(a, "stayer"), boot: String(boot.prefix(8))).last)

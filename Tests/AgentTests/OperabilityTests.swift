@@ -185,10 +185,6 @@ struct OperabilityTests {
     }
 
     func waitForLog(_ agent: AgentProcess, _ text: String) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !agent.log.contains(text) {
-            guard ContinuousClock.now < deadline else { throw ControlError.failed("\(agent.hostID) never logged \(text):\n\(agent.log.suffix(2000))") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        guard await agent.logged(text) else { throw ControlError.failed("\(agent.hostID) never logged \(text):\n\(agent.log.suffix(2000))") }
     }
 }

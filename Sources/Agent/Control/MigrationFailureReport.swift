@@ -12,6 +12,9 @@ enum MigrationFailureReport {
     /// How long a QEMU whose QMP no longer answers is given to be reaped before the report is made.
     static let exitWait: Duration = .seconds(3)
 
+    /// The migration's own words without the tail that placed the guest on the source.
+    private static func reason(_ error: ControlError) -> String { String(error.message.dropLast(onSource.count)) }
+
     static func honest(_ error: ControlError, vm id: String, vms: VMManager, meshDefault: VMSpec.RestartPolicy) async -> ControlError {
         guard error.message.hasSuffix(onSource) else { return error }
         var info: VMInfo
@@ -32,8 +35,7 @@ enum MigrationFailureReport {
                 info = try await vms.info(id)
                 // Reaped and already restarted by its owner (a starved failure path): that copy died too.
                 if let now = info.pid, now != pid {
-                    let reason = String(error.message.dropLast(onSource.count))
-                    return ControlError.failed("\(reason); its QEMU on this host died and this host restarted it from its disks (a fresh boot); `hostmesh vm list` shows it")
+                    return ControlError.failed("\(reason(error)); its QEMU on this host died and this host restarted it from its disks (a fresh boot); `hostmesh vm list` shows it")
                 }
             }
         } catch _ {
@@ -42,10 +44,9 @@ enum MigrationFailureReport {
             return error
         }
         guard info.pid == nil, ["crashed", "restarting", "failed"].contains(info.state) else { return error }
-        let reason = String(error.message.dropLast(onSource.count))
         let next = policy == .onFailure
             ? "this host owns it and restarts it from its disks (restart = on-failure); `hostmesh vm list` shows it"
             : "this host owns it; it stays down until `hostmesh vm start` (restart = no)"
-        return ControlError.failed("\(reason); \(VMInfo.lost) (its QEMU on this host died); \(next)")
+        return ControlError.failed("\(reason(error)); \(VMInfo.lost) (its QEMU on this host died); \(next)")
     }
 }
